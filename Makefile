@@ -1,0 +1,66 @@
+# Makefile for shop: PostgreSQL e-commerce backend as an extension.
+#
+# On a fresh Debian 12 machine nothing of PostgreSQL is installed yet, so this
+# file must parse without pg_config: the user-facing targets (demo, test,
+# bench, deps) first install the packages, then re-enter make, which then
+# finds pg_config and includes PGXS for the build itself.
+
+EXTENSION    = shop
+EXTVERSION   = 1.0
+MODULE_big   = shop
+# One object per C file under src/; a wildcard so that subsystems add files
+# without touching this list.
+OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/search/*.c)))
+DATA         = shop--1.0.sql
+PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
+
+# pg_regress suites: one per file in sql/, isolation specs in specs/.
+# `make installcheck` runs them against a server of your own; `make test`
+# runs everything against a throwaway cluster (scripts/test.sh).
+REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=.
+ISOLATION    = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION_OPTS =
+
+SHLIB_LINK  += -lstemmer
+PG_CPPFLAGS += -I$(srcdir)/src
+PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+EXTRA_CLEAN  = tmp_install tmp_check results regression.diffs regression.out output_iso
+
+PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
+
+.DEFAULT_GOAL := all
+.PHONY: deps demo test bench demo-stop
+
+# Install the Debian packages shop needs (no-op when they are present).
+deps:
+	@scripts/install-deps.sh
+
+# Build, install, start a throwaway cluster, load the real catalog, shop.
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh
+
+demo-stop:
+	@scripts/demo.sh stop
+
+# Every suite (pg_regress, isolation, crash, dump/restore) on a throwaway
+# cluster; exits non-zero on any failure.
+test: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/test.sh
+
+# Benchmarks against the baselines, report in bench/results/<date>.md.
+# BENCH_SCALE=products, BENCH_ONLY=workload[,workload].
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+ifneq ($(PG_CONFIG),)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+else
+all install installcheck clean:
+	@echo "pg_config not found: run 'make deps' (or 'make demo' / 'make test') first" >&2
+	@exit 1
+endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# install-deps.sh: install the Debian packages shop builds, tests and demos
+# with. Does nothing when they are all present, so it is cheap to run first
+# in every make target.
+set -euo pipefail
+
+PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
+      postgresql-15-rum gcc make ca-certificates"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "shop: installing missing packages:$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "shop: need root (or sudo) to install:$missing" >&2; exit 1; }
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# The postgresql-common postinst would create and start a system cluster;
+# shop never uses it, so ask postgresql-common not to create one.
+if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $SUDO mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+fi
+$SUDO apt-get install -y -qq --no-install-recommends $missing

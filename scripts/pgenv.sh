@@ -1,0 +1,97 @@
+# pgenv.sh: sourced by the demo, test and bench scripts. Builds a private
+# copy of the PostgreSQL 15 installation with shop installed into it
+# (tmp_install/, like PostgreSQL's own "make check"), and starts throwaway
+# clusters from it on a private port and socket directory. Nothing here
+# touches a system cluster or the system's extension directory.
+#
+# PostgreSQL finds its share/ and lib/ directories relative to its own
+# binary, so a hard-linked copy of /usr/lib/postgresql/15 and
+# /usr/share/postgresql/15 under tmp_install/ behaves as an installation of
+# its own, into which `make install DESTDIR=tmp_install` puts shop.
+
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+TMP_INSTALL="$TOP/tmp_install"
+
+# Run a command as the cluster owner: PostgreSQL refuses to run as root, so
+# root runs the server as the "postgres" user the Debian packages create.
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# tmp_install_setup: (re)create the private installation and install shop
+# into it. Cheap: hard links, then PGXS's install.
+tmp_install_setup() {
+    local libdir sharedir
+    libdir=$("$PG_CONFIG" --pkglibdir)         # /usr/lib/postgresql/15/lib
+    sharedir=$("$PG_CONFIG" --sharedir)        # /usr/share/postgresql/15
+    local pgroot=${libdir%/lib}                # /usr/lib/postgresql/15
+    if [ ! -x "$TMP_INSTALL$pgroot/bin/postgres" ]; then
+        rm -rf "$TMP_INSTALL"
+        mkdir -p "$TMP_INSTALL$(dirname "$pgroot")" "$TMP_INSTALL$(dirname "$sharedir")"
+        cp -al "$pgroot" "$TMP_INSTALL$(dirname "$pgroot")/" 2>/dev/null ||
+            cp -a "$pgroot" "$TMP_INSTALL$(dirname "$pgroot")/"
+        cp -al "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/" 2>/dev/null ||
+            cp -a "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/"
+    fi
+    # Never write through a hard link into the system's files.
+    rm -f "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]*
+    make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
+    PGBIN="$TMP_INSTALL$pgroot/bin"
+    export PGBIN
+    chmod -R a+rX "$TMP_INSTALL"
+}
+
+# free_port: a TCP port nobody listens on, starting from a hash of $TOP so
+# two clones (or two helpers' work trees) do not collide.
+free_port() {
+    local p=$(( 20000 + $(echo -n "$TOP${1:-}" | cksum | cut -d' ' -f1) % 20000 ))
+    while ss -ltn 2>/dev/null | grep -q ":$p\b" || [ -e "/tmp/.s.PGSQL.$p" ]; do
+        p=$((p + 1))
+    done
+    echo "$p"
+}
+
+# cluster_init DIR PORT [extra postgresql.conf lines...]: initdb a cluster
+# in DIR (socket in DIR too), listening on no TCP address.
+cluster_init() {
+    local dir=$1 port=$2; shift 2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_owner "$PGBIN/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+        --no-instructions -A trust >"$dir/initdb.log" 2>&1 ||
+        { cat "$dir/initdb.log" >&2; return 1; }
+    {
+        echo "port = $port"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$dir'"
+        echo "max_connections = 200"
+        echo "shared_buffers = 256MB"
+        echo "max_prepared_transactions = 10"
+        echo "lc_messages = 'C'"
+        echo "log_line_prefix = '%m [%p] %q%a '"
+        for line in "$@"; do echo "$line"; done
+    } | as_owner tee -a "$dir/data/postgresql.conf" >/dev/null
+}
+
+cluster_start() {
+    local dir=$1
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null ||
+        { tail -30 "$dir/server.log" >&2; return 1; }
+}
+
+cluster_stop() {
+    local dir=$1 mode=${2:-fast}
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m "$mode" -w -t 120 stop >/dev/null 2>&1 || true
+}
+
+# Environment for clients of the cluster in DIR on PORT.
+cluster_env() {
+    export PGHOST=$1 PGPORT=$2 PGUSER=postgres
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# test.sh: every test suite of shop against throwaway clusters built from a
+# private installation (tmp_install/). Called by `make test` after the build.
+#
+#   1. pg_regress: sql/*.sql against expected/*.out
+#   2. isolation:  specs/*.spec against expected/*.out (pg_isolation_regress)
+#   3. scripted:   test/*/run.sh (crash recovery, dump/restore, ...), each
+#                  starting and killing clusters of its own
+#
+# Exits non-zero when anything fails; prints "N passed, N failed" last.
+# TESTS="catalog dump" runs only the named regress files / scripted tests.
+set -uo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/pgenv.sh"
+
+PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..
+PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
+PG_ISOLATION_REGRESS="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
+
+tmp_install_setup || { echo "shop: could not set up tmp_install" >&2; exit 1; }
+
+CHECK="$TOP/tmp_check"
+mkdir -p "$CHECK"
+[ "$(id -u)" = 0 ] && chown postgres: "$CHECK"
+PORT=$(free_port regress)
+DIR="$CHECK/regress"
+cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'shop'" "shop.sweep_interval = 3600" \
+    "max_worker_processes = 16" || exit 1
+cluster_start "$DIR" || exit 1
+trap 'cluster_stop "$DIR" immediate' EXIT
+cluster_env "$DIR" "$PORT"
+
+passed=0
+failed=0
+want() { [ -z "${TESTS:-}" ] || [[ " $TESTS " == *" $1 "* ]]; }
+
+regress=()
+for f in "$TOP"/sql/*.sql; do
+    [ -e "$f" ] || continue
+    n=$(basename "$f" .sql)
+    want "$n" && regress+=("$n")
+done
+if [ ${#regress[@]} -gt 0 ]; then
+    echo "== pg_regress: ${regress[*]}"
+    rm -rf "$CHECK/out_regress"
+    "$PG_REGRESS" --inputdir="$TOP" --outputdir="$CHECK/out_regress" --bindir="$PGBIN" \
+        --dbname=shop_regress --host="$PGHOST" --port="$PORT" --user=postgres \
+        "${regress[@]}" | tee "$CHECK/regress.log"
+    p=$(grep -c "\.\.\. ok" "$CHECK/regress.log" || true)
+    f=$(grep -c "\.\.\. FAILED" "$CHECK/regress.log" || true)
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" -gt 0 ] && [ -f "$CHECK/out_regress/regression.diffs" ] && head -200 "$CHECK/out_regress/regression.diffs"
+fi
+
+iso=()
+for f in "$TOP"/specs/*.spec; do
+    [ -e "$f" ] || continue
+    n=$(basename "$f" .spec)
+    want "$n" && iso+=("$n")
+done
+if [ ${#iso[@]} -gt 0 ]; then
+    echo "== isolation: ${iso[*]}"
+    rm -rf "$CHECK/out_iso"
+    "$PG_ISOLATION_REGRESS" --inputdir="$TOP" --outputdir="$CHECK/out_iso" --bindir="$PGBIN" \
+        --dbname=shop_isolation --host="$PGHOST" --port="$PORT" --user=postgres \
+        "${iso[@]}" | tee "$CHECK/iso.log"
+    p=$(grep -c "\.\.\. ok" "$CHECK/iso.log" || true)
+    f=$(grep -c "\.\.\. FAILED" "$CHECK/iso.log" || true)
+    passed=$((passed + p)); failed=$((failed + f))
+    [ "$f" -gt 0 ] && [ -f "$CHECK/out_iso/regression.diffs" ] && head -200 "$CHECK/out_iso/regression.diffs"
+fi
+cluster_stop "$DIR"
+trap - EXIT
+
+for t in "$TOP"/test/*/run.sh; do
+    [ -e "$t" ] || continue
+    n=$(basename "$(dirname "$t")")
+    want "$n" || continue
+    echo "== scripted: $n"
+    if TOP="$TOP" PGBIN="$PGBIN" bash "$t" >"$CHECK/$n.log" 2>&1; then
+        echo "ok $n"
+        passed=$((passed + 1))
+    else
+        echo "FAILED $n (last lines of tmp_check/$n.log follow)"
+        tail -40 "$CHECK/$n.log"
+        failed=$((failed + 1))
+    fi
+done
+
+echo
+echo "shop tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

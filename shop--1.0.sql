@@ -1,0 +1,890 @@
+/* shop--1.0.sql: the whole SQL API of the shop extension, version 1.0.
+ *
+ * Sections, one per subsystem (each owns its tables, functions and
+ * privileges; docs/<subsystem>.md documents them):
+ *   1. Helpers            internal functions shared by every section
+ *   2. Catalog            categories, products, reviews
+ *   3. Inventory          stock, reservations
+ *   4. Cart               carts and their lines
+ *   5. Orders & payments  orders, lines, events, payments, idempotency, outbox
+ *   6. Search             the shop_search access method and search API
+ *   7. Recommendations    co-purchase tables, views, trending
+ *   8. Operations         sweep, metrics, alerts
+ *
+ * Conventions: money is bigint minor units of shop.currency; every function
+ * pins search_path; errors use the SQLSTATEs of docs/errors.md; user-data
+ * tables are registered with pg_extension_config_dump so pg_dump keeps
+ * their rows.
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION shop CASCADE" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- 1. Helpers
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._card_number_check(value text, what text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_card_number_check'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION shop._card_number_check(text, text) IS
+'internal: raise SH005 (card_number_refused) if value holds a Luhn-valid 13-19 digit number; "what" names the argument';
+
+CREATE FUNCTION shop._card_number_check(value jsonb, what text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_card_number_check'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION shop._card_number_check(jsonb, text) IS
+'internal: raise SH005 (card_number_refused) if any key or scalar of value holds a card number';
+
+CREATE FUNCTION shop.contains_card_number(value text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_contains_card_number'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop.contains_card_number(text) IS
+'true when value holds something that looks like a payment card number (Luhn-valid run of 13-19 digits)';
+
+CREATE FUNCTION shop.stem(word text, language text DEFAULT 'english')
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_stem'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop.stem(text, text) IS
+'Snowball (libstemmer) stem of one word, lower-cased';
+
+-- _require: raise 22004 when a required argument is NULL.
+CREATE FUNCTION shop._require(value anyelement, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'argument % must not be null', what
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._require(anyelement, text) IS
+'internal: raise 22004 (null_value_not_allowed) when a required argument is NULL';
+
+-- _check_page: validate lim/off of list calls (1..1000, 0..100000).
+CREATE FUNCTION shop._check_page(lim int, off int DEFAULT 0)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF off IS NULL OR off < 0 OR off > 100000 THEN
+        RAISE EXCEPTION 'offset out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._check_page(int, int) IS
+'internal: raise 22023 unless 1 <= lim <= 1000 and 0 <= off <= 100000';
+
+-- _check_text: reject overlong text (22001) and card numbers (SH005).
+CREATE FUNCTION shop._check_text(value text, what text, max_len int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RETURN;
+    END IF;
+    IF length(value) > max_len THEN
+        RAISE EXCEPTION '% is too long', what
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = format('%s has %s characters; at most %s are allowed.', what, length(value), max_len);
+    END IF;
+    PERFORM shop._card_number_check(value, what);
+END
+$$;
+COMMENT ON FUNCTION shop._check_text(text, text, int) IS
+'internal: raise 22001 when value is longer than max_len characters, SH005 when it holds a card number';
+
+-- _slugify: lower-case ASCII words joined by dashes.
+CREATE FUNCTION shop._slugify(value text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce(nullif(trim(both '-' from
+               regexp_replace(lower(value), '[^a-z0-9]+', '-', 'g')), ''), 'category')
+$$;
+COMMENT ON FUNCTION shop._slugify(text) IS 'internal: URL slug of a name';
+
+------------------------------------------------------------------------------
+-- 2. Catalog
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.category (
+    category_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    parent_id   bigint REFERENCES shop.category (category_id),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    slug        text NOT NULL UNIQUE,
+    -- ancestors from the root down to this category, itself included;
+    -- maintained by trigger, used to find descendants without recursion
+    path        bigint[] NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (parent_id, name)
+);
+CREATE INDEX category_parent_idx ON shop.category (parent_id);
+CREATE INDEX category_path_idx ON shop.category USING gin (path);
+COMMENT ON TABLE shop.category IS 'product categories, a tree (parent_id); path lists the ancestors';
+
+-- Keep path and slug right on insert and on moves; refuse cycles.
+CREATE FUNCTION shop._category_path_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    ppath bigint[];
+    pslug text;
+BEGIN
+    IF NEW.parent_id IS NULL THEN
+        NEW.path := ARRAY[NEW.category_id];
+        pslug := NULL;
+    ELSE
+        SELECT path, slug INTO ppath, pslug
+          FROM shop.category WHERE category_id = NEW.parent_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'category not found'
+                USING ERRCODE = 'SH006',
+                      DETAIL = format('No category has category_id %s.', NEW.parent_id);
+        END IF;
+        IF NEW.category_id = ANY (ppath) THEN
+            RAISE EXCEPTION 'category cycle'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Category %s cannot be moved under its own descendant %s.',
+                                      NEW.category_id, NEW.parent_id);
+        END IF;
+        NEW.path := ppath || NEW.category_id;
+    END IF;
+    IF TG_OP = 'INSERT' AND (NEW.slug IS NULL OR NEW.slug = '') THEN
+        NEW.slug := concat_ws('/', pslug, shop._slugify(NEW.name));
+        IF EXISTS (SELECT 1 FROM shop.category WHERE slug = NEW.slug) THEN
+            NEW.slug := NEW.slug || '-' || NEW.category_id;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION shop._category_path_trg() IS 'internal: maintains shop.category.path and slug';
+
+CREATE TRIGGER category_path BEFORE INSERT OR UPDATE OF parent_id ON shop.category
+    FOR EACH ROW EXECUTE FUNCTION shop._category_path_trg();
+
+-- After a move, the descendants' paths follow (each update fires the
+-- trigger again one level down).
+CREATE FUNCTION shop._category_move_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    UPDATE shop.category SET parent_id = parent_id WHERE parent_id = NEW.category_id;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._category_move_trg() IS 'internal: re-derives the paths below a moved category';
+
+CREATE TRIGGER category_move AFTER UPDATE OF parent_id ON shop.category
+    FOR EACH ROW WHEN (OLD.path IS DISTINCT FROM NEW.path)
+    EXECUTE FUNCTION shop._category_move_trg();
+
+CREATE TABLE shop.product (
+    product_id   bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    sku          text NOT NULL CHECK (length(sku) BETWEEN 1 AND 100),
+    title        text NOT NULL CHECK (length(title) BETWEEN 1 AND 500),
+    description  text CHECK (length(description) <= 20000),
+    brand        text CHECK (length(brand) <= 200),
+    category_id  bigint REFERENCES shop.category (category_id),
+    price_cents  bigint NOT NULL CHECK (price_cents >= 0),
+    attributes   jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(attributes) = 'object'),
+    images       text[] NOT NULL DEFAULT '{}',
+    status       text NOT NULL DEFAULT 'active'
+                 CHECK (status IN ('active', 'draft', 'archived')),
+    -- rating aggregates are kept exact: sum and count of the ratings of
+    -- shop.review; the average derives from them
+    rating_sum   bigint NOT NULL DEFAULT 0 CHECK (rating_sum >= 0),
+    rating_count integer NOT NULL DEFAULT 0 CHECK (rating_count >= 0),
+    rating_avg   numeric(3,2) GENERATED ALWAYS AS
+                 (CASE WHEN rating_count > 0
+                       THEN round(rating_sum::numeric / rating_count, 2) END) STORED,
+    popularity   real NOT NULL DEFAULT 0 CHECK (popularity >= 0),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC);
+CREATE INDEX product_brand_idx ON shop.product (brand);
+COMMENT ON TABLE shop.product IS
+'the catalog: one row per sellable item; INSERT/COPY work as well as shop.product_upsert';
+
+-- SKUs are unique.  The uniqueness lives in a lookup table keyed by sku so
+-- that shop.product keeps product_id first in every key (the distribution
+-- rule of DESIGN.md section 2); statement-level triggers keep it in step
+-- with INSERT, COPY, UPDATE and DELETE on shop.product.
+CREATE TABLE shop.product_sku (
+    sku        text PRIMARY KEY,
+    product_id bigint NOT NULL REFERENCES shop.product (product_id)
+               ON DELETE CASCADE DEFERRABLE INITIALLY IMMEDIATE
+);
+CREATE INDEX product_sku_product_idx ON shop.product_sku (product_id);
+COMMENT ON TABLE shop.product_sku IS 'sku -> product_id lookup; enforces unique SKUs';
+
+CREATE FUNCTION shop._product_sku_ins_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    INSERT INTO shop.product_sku (sku, product_id)
+    SELECT sku, product_id FROM new_rows;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._product_sku_ins_trg() IS 'internal: registers the SKUs of inserted products';
+
+CREATE FUNCTION shop._product_sku_upd_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    DELETE FROM shop.product_sku s
+     USING old_rows o JOIN new_rows n USING (product_id)
+     WHERE s.sku = o.sku AND o.sku IS DISTINCT FROM n.sku;
+    INSERT INTO shop.product_sku (sku, product_id)
+    SELECT n.sku, n.product_id
+      FROM old_rows o JOIN new_rows n USING (product_id)
+     WHERE o.sku IS DISTINCT FROM n.sku;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._product_sku_upd_trg() IS 'internal: follows SKU changes of updated products';
+
+CREATE TRIGGER product_sku_ins AFTER INSERT ON shop.product
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._product_sku_ins_trg();
+CREATE TRIGGER product_sku_upd AFTER UPDATE ON shop.product
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._product_sku_upd_trg();
+
+CREATE FUNCTION shop._touch_updated_at_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION shop._touch_updated_at_trg() IS 'internal: sets updated_at on every update';
+
+CREATE TRIGGER product_touch BEFORE UPDATE ON shop.product
+    FOR EACH ROW EXECUTE FUNCTION shop._touch_updated_at_trg();
+
+CREATE TABLE shop.review (
+    product_id        bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
+    customer_id       bigint NOT NULL,
+    rating            smallint NOT NULL CHECK (rating BETWEEN 1 AND 5),
+    title             text CHECK (length(title) <= 200),
+    body              text CHECK (length(body) <= 10000),
+    verified_purchase boolean NOT NULL DEFAULT false,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, customer_id)
+);
+CREATE INDEX review_recent_idx ON shop.review (product_id, created_at DESC);
+COMMENT ON TABLE shop.review IS 'one review per customer and product; shop.review_add keeps the product''s rating aggregates exact';
+
+-- category_add: create a category (or return the existing one of the same
+-- name under the same parent).
+CREATE FUNCTION shop.category_add(name text, parent_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM shop._require(name, 'name');
+    name := btrim(name);
+    IF name = '' THEN
+        RAISE EXCEPTION 'category name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM shop._check_text(name, 'name', 200);
+    IF parent_id IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM shop.category c WHERE c.category_id = category_add.parent_id) THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', parent_id);
+    END IF;
+    INSERT INTO shop.category AS c (parent_id, name, slug)
+    VALUES (category_add.parent_id, category_add.name, '')
+    ON CONFLICT (parent_id, name) DO NOTHING
+    RETURNING c.category_id INTO id;
+    IF id IS NULL THEN
+        SELECT c.category_id INTO id FROM shop.category c
+         WHERE c.parent_id IS NOT DISTINCT FROM category_add.parent_id
+           AND c.name = category_add.name;
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop.category_add(text, bigint) IS
+'add a category under parent_id (NULL: a root); returns its id, the existing one if the name is taken under that parent';
+
+CREATE FUNCTION shop.category_descendants(category_id bigint)
+RETURNS bigint[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce(array_agg(c.category_id ORDER BY c.category_id), '{}')
+      FROM shop.category c
+     WHERE c.path @> ARRAY[category_descendants.category_id]
+$$;
+COMMENT ON FUNCTION shop.category_descendants(bigint) IS
+'the category and every category below it';
+
+CREATE FUNCTION shop.category_path(category_id bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('category_id', a.category_id,
+                                                 'name', a.name, 'slug', a.slug)
+                              ORDER BY p.ord), '[]')
+      FROM shop.category c
+      CROSS JOIN LATERAL unnest(c.path) WITH ORDINALITY AS p(id, ord)
+      JOIN shop.category a ON a.category_id = p.id
+     WHERE c.category_id = category_path.category_id
+$$;
+COMMENT ON FUNCTION shop.category_path(bigint) IS
+'breadcrumbs of a category: its ancestors from the root, itself last, as a jsonb array';
+
+-- _check_product_fields: the validation shared by product_upsert's insert
+-- and update paths.
+CREATE FUNCTION shop._check_product_fields(sku text, title text, price_cents bigint,
+                                           description text, brand text, category_id bigint,
+                                           attributes jsonb, images text[], status text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._check_text(sku, 'sku', 100);
+    PERFORM shop._check_text(title, 'title', 500);
+    PERFORM shop._check_text(description, 'description', 20000);
+    PERFORM shop._check_text(brand, 'brand', 200);
+    IF sku IS NOT NULL AND btrim(sku) = '' THEN
+        RAISE EXCEPTION 'sku must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF title IS NOT NULL AND btrim(title) = '' THEN
+        RAISE EXCEPTION 'title must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF price_cents IS NOT NULL AND price_cents < 0 THEN
+        RAISE EXCEPTION 'price must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('price_cents is %s.', price_cents);
+    END IF;
+    IF category_id IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM shop.category c WHERE c.category_id = _check_product_fields.category_id) THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', category_id);
+    END IF;
+    IF attributes IS NOT NULL THEN
+        IF jsonb_typeof(attributes) <> 'object' THEN
+            RAISE EXCEPTION 'attributes must be a jsonb object'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('attributes is a jsonb %s.', jsonb_typeof(attributes));
+        END IF;
+        IF length(attributes::text) > 100000 THEN
+            RAISE EXCEPTION 'attributes is too long'
+                USING ERRCODE = 'string_data_right_truncation',
+                      DETAIL = 'The attributes of one product are limited to 100000 characters of JSON.';
+        END IF;
+        PERFORM shop._card_number_check(attributes, 'attributes');
+    END IF;
+    IF images IS NOT NULL THEN
+        IF cardinality(images) > 100 THEN
+            RAISE EXCEPTION 'too many images'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('%s images given; at most 100 are allowed.', cardinality(images));
+        END IF;
+        IF EXISTS (SELECT 1 FROM unnest(images) u WHERE u IS NULL OR length(u) > 2000 OR u = '') THEN
+            RAISE EXCEPTION 'invalid image url'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Image URLs must be non-empty and at most 2000 characters.';
+        END IF;
+    END IF;
+    IF status IS NOT NULL AND status NOT IN ('active', 'draft', 'archived') THEN
+        RAISE EXCEPTION 'invalid product status'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('status is "%s"; it must be active, draft or archived.', status);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._check_product_fields(text, text, bigint, text, text, bigint, jsonb, text[], text) IS
+'internal: validation of shop.product_upsert arguments';
+
+-- product_upsert: insert a product, or update the one with this sku (or
+-- this product_id).  Optional arguments left NULL keep the stored value.
+CREATE FUNCTION shop.product_upsert(sku text, title text, price_cents bigint,
+                                    description text DEFAULT NULL,
+                                    brand text DEFAULT NULL,
+                                    category_id bigint DEFAULT NULL,
+                                    attributes jsonb DEFAULT NULL,
+                                    images text[] DEFAULT NULL,
+                                    status text DEFAULT NULL,
+                                    product_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    by_sku bigint;
+    id bigint;
+BEGIN
+    PERFORM shop._require(sku, 'sku');
+    PERFORM shop._require(title, 'title');
+    PERFORM shop._require(price_cents, 'price_cents');
+    PERFORM shop._check_product_fields(sku, title, price_cents, description, brand,
+                                       category_id, attributes, images, status);
+    IF product_id IS NOT NULL AND product_id <= 0 THEN
+        RAISE EXCEPTION 'product_id must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('product_id is %s.', product_id);
+    END IF;
+
+    SELECT s.product_id INTO by_sku FROM shop.product_sku s WHERE s.sku = product_upsert.sku;
+    IF product_upsert.product_id IS NOT NULL AND by_sku IS NOT NULL
+       AND by_sku <> product_upsert.product_id THEN
+        RAISE EXCEPTION 'sku belongs to another product'
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('sku "%s" is product %s, not %s.', sku, by_sku, product_upsert.product_id);
+    END IF;
+    id := coalesce(product_upsert.product_id, by_sku);
+
+    IF id IS NOT NULL THEN
+        UPDATE shop.product p SET
+            sku = product_upsert.sku,
+            title = product_upsert.title,
+            price_cents = product_upsert.price_cents,
+            description = coalesce(product_upsert.description, p.description),
+            brand = coalesce(product_upsert.brand, p.brand),
+            category_id = coalesce(product_upsert.category_id, p.category_id),
+            attributes = coalesce(product_upsert.attributes, p.attributes),
+            images = coalesce(product_upsert.images, p.images),
+            status = coalesce(product_upsert.status, p.status)
+         WHERE p.product_id = id;
+        IF FOUND THEN
+            RETURN id;
+        END IF;
+    END IF;
+
+    INSERT INTO shop.product AS p (product_id, sku, title, price_cents, description, brand,
+                                   category_id, attributes, images, status)
+    VALUES (coalesce(id, nextval(pg_get_serial_sequence('shop.product', 'product_id'))),
+            product_upsert.sku, product_upsert.title, product_upsert.price_cents,
+            product_upsert.description, product_upsert.brand, product_upsert.category_id,
+            coalesce(product_upsert.attributes, '{}'), coalesce(product_upsert.images, '{}'),
+            coalesce(product_upsert.status, 'active'))
+    RETURNING p.product_id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint) IS
+'insert a product or update the one with this sku (or product_id); NULL optional arguments keep stored values; returns product_id';
+
+-- review_add: one review per customer and product; a second one replaces
+-- the first.  The product's rating_sum/rating_count move by the difference
+-- in the same statement, so concurrent reviews keep them exact.
+CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
+                                title text DEFAULT NULL, body text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    old_rating int;
+    verified boolean;
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._require(rating, 'rating');
+    IF rating < 1 OR rating > 5 THEN
+        RAISE EXCEPTION 'rating out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('rating is %s; it must be between 1 and 5.', rating);
+    END IF;
+    PERFORM shop._check_text(title, 'title', 200);
+    PERFORM shop._check_text(body, 'body', 10000);
+
+    -- lock the product row first: it serializes reviews of one product
+    PERFORM 1 FROM shop.product p WHERE p.product_id = review_add.product_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_id);
+    END IF;
+
+    SELECT EXISTS (
+        SELECT 1 FROM shop."order" o JOIN shop.order_line l USING (order_id)
+         WHERE o.customer_id = review_add.customer_id
+           AND l.product_id = review_add.product_id
+           AND o.status IN ('paid', 'fulfilling', 'shipped', 'delivered', 'returned', 'refunded'))
+      INTO verified;
+
+    SELECT r.rating INTO old_rating FROM shop.review r
+     WHERE r.product_id = review_add.product_id AND r.customer_id = review_add.customer_id;
+
+    INSERT INTO shop.review AS r (product_id, customer_id, rating, title, body, verified_purchase)
+    VALUES (review_add.product_id, review_add.customer_id, review_add.rating,
+            review_add.title, review_add.body, verified)
+    ON CONFLICT ON CONSTRAINT review_pkey DO UPDATE
+       SET rating = excluded.rating, title = excluded.title, body = excluded.body,
+           verified_purchase = excluded.verified_purchase, created_at = now();
+
+    UPDATE shop.product p
+       SET rating_sum = p.rating_sum + review_add.rating - coalesce(old_rating, 0),
+           rating_count = p.rating_count + CASE WHEN old_rating IS NULL THEN 1 ELSE 0 END
+     WHERE p.product_id = review_add.product_id;
+END
+$$;
+COMMENT ON FUNCTION shop.review_add(bigint, bigint, int, text, text) IS
+'add or replace a customer''s review of a product; keeps rating_avg/rating_count exact and sets verified_purchase';
+
+-- review_delete: take a review back out of the aggregates.
+CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    old_rating int;
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM 1 FROM shop.product p WHERE p.product_id = review_delete.product_id FOR NO KEY UPDATE;
+    DELETE FROM shop.review r
+     WHERE r.product_id = review_delete.product_id AND r.customer_id = review_delete.customer_id
+    RETURNING r.rating INTO old_rating;
+    IF old_rating IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE shop.product p
+       SET rating_sum = p.rating_sum - old_rating, rating_count = p.rating_count - 1
+     WHERE p.product_id = review_delete.product_id;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop.review_delete(bigint, bigint) IS
+'remove a customer''s review of a product and update the aggregates; false when there was none';
+
+-- browse: products of a category and its descendants, one page.
+CREATE FUNCTION shop.browse(category_id bigint, sort text DEFAULT 'popularity',
+                            lim int DEFAULT 20, off int DEFAULT 0)
+RETURNS TABLE (product_id bigint, sku text, title text, brand text, category text,
+               price_cents bigint, rating_avg numeric, rating_count int,
+               popularity real, image text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cats bigint[];
+BEGIN
+    PERFORM shop._require(browse.category_id, 'category_id');
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    IF sort NOT IN ('popularity', 'price_asc', 'price_desc', 'rating', 'newest', 'title') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of popularity, price_asc, price_desc, rating, newest, title.', sort);
+    END IF;
+    cats := shop.category_descendants(browse.category_id);
+    IF cardinality(cats) = 0 THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', browse.category_id);
+    END IF;
+    RETURN QUERY
+    SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
+           p.rating_avg, p.rating_count, p.popularity, p.images[1]
+      FROM shop.product p
+      JOIN shop.category c ON c.category_id = p.category_id
+     WHERE p.category_id = ANY (cats) AND p.status = 'active'
+     ORDER BY
+        CASE WHEN sort = 'popularity' THEN p.popularity END DESC NULLS LAST,
+        CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+        CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+        CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+        CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+        CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+        CASE WHEN sort = 'title' THEN p.title END ASC,
+        p.product_id
+     LIMIT lim OFFSET off;
+END
+$$;
+COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
+'active products of a category and its descendants; sort: popularity, price_asc, price_desc, rating, newest, title';
+
+------------------------------------------------------------------------------
+-- 3. Inventory
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.stock (
+    product_id  bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
+    location    text NOT NULL DEFAULT 'default' CHECK (length(location) BETWEEN 1 AND 100),
+    -- hot products spread their stock over several bucket rows (0..n-1)
+    bucket      smallint NOT NULL DEFAULT 0 CHECK (bucket >= 0),
+    on_hand     integer NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
+    reserved    integer NOT NULL DEFAULT 0,
+    reorder_threshold integer CHECK (reorder_threshold >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, location, bucket),
+    CHECK (reserved <= on_hand),
+    CHECK (reserved >= 0)
+);
+COMMENT ON TABLE shop.stock IS 'stock per product, location and bucket; reserved never exceeds on_hand';
+
+CREATE TABLE shop.reservation (
+    product_id     bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
+    reservation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    location       text NOT NULL DEFAULT 'default',
+    bucket         smallint NOT NULL DEFAULT 0,
+    qty            integer NOT NULL CHECK (qty > 0),
+    status         text NOT NULL DEFAULT 'held'
+                   CHECK (status IN ('held', 'committed', 'released', 'expired')),
+    ref            text CHECK (length(ref) <= 200),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz NOT NULL,
+    PRIMARY KEY (product_id, reservation_id)
+);
+CREATE INDEX reservation_id_idx ON shop.reservation (reservation_id);
+CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at) WHERE status = 'held';
+CREATE INDEX reservation_ref_idx ON shop.reservation (ref) WHERE ref IS NOT NULL;
+COMMENT ON TABLE shop.reservation IS 'stock holds: held until committed (shipped), released, or expired';
+
+-- stock_available: on hand minus live (unexpired) holds, over all
+-- locations and buckets.
+CREATE FUNCTION shop.stock_available(product_id bigint)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT (coalesce((SELECT sum(s.on_hand - s.reserved) FROM shop.stock s
+                       WHERE s.product_id = stock_available.product_id), 0)
+          + coalesce((SELECT sum(r.qty) FROM shop.reservation r
+                       WHERE r.product_id = stock_available.product_id
+                         AND r.status = 'held' AND r.expires_at <= now()), 0))::integer
+$$;
+COMMENT ON FUNCTION shop.stock_available(bigint) IS
+'units that can still be reserved: on hand minus unexpired holds, over all locations';
+
+------------------------------------------------------------------------------
+-- 4. Cart
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.cart (
+    cart_id     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    customer_id bigint,                -- NULL: anonymous
+    status      text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'merged', 'checked_out')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX cart_customer_idx ON shop.cart (customer_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX cart_expires_idx ON shop.cart (expires_at);
+COMMENT ON TABLE shop.cart IS 'shopping carts; anonymous when customer_id is NULL; expire after shop.cart_ttl of inactivity';
+
+CREATE TABLE shop.cart_item (
+    cart_id            uuid NOT NULL REFERENCES shop.cart (cart_id) ON DELETE CASCADE,
+    product_id         bigint NOT NULL,
+    qty                integer NOT NULL CHECK (qty > 0 AND qty <= 10000),
+    saved_for_later    boolean NOT NULL DEFAULT false,
+    price_cents_at_add bigint NOT NULL CHECK (price_cents_at_add >= 0),
+    added_at           timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cart_id, product_id)
+);
+COMMENT ON TABLE shop.cart_item IS 'cart lines, with the price when added; saved_for_later lines are not checked out';
+
+------------------------------------------------------------------------------
+-- 5. Orders & payments
+------------------------------------------------------------------------------
+
+CREATE TABLE shop."order" (
+    order_id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    customer_id      bigint,               -- NULL: guest checkout
+    cart_id          uuid,
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'paid', 'fulfilling', 'shipped', 'delivered',
+                                       'returned', 'refunded', 'cancelled')),
+    currency         text NOT NULL,
+    subtotal_cents   bigint NOT NULL CHECK (subtotal_cents >= 0),
+    shipping_cents   bigint NOT NULL DEFAULT 0 CHECK (shipping_cents >= 0),
+    tax_cents        bigint NOT NULL DEFAULT 0 CHECK (tax_cents >= 0),
+    total_cents      bigint NOT NULL CHECK (total_cents >= 0),
+    shipping_address jsonb,
+    carrier          text,
+    tracking_number  text,
+    fraud_score      real,
+    needs_review     boolean NOT NULL DEFAULT false,
+    was_paid         boolean NOT NULL DEFAULT false,
+    idempotency_key  text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX order_customer_idx ON shop."order" (customer_id, created_at DESC);
+CREATE INDEX order_pending_idx ON shop."order" (created_at) WHERE status = 'pending';
+COMMENT ON TABLE shop."order" IS 'order headers; status follows the state machine of docs/orders.md';
+
+CREATE TABLE shop.order_line (
+    order_id         uuid NOT NULL REFERENCES shop."order" (order_id) ON DELETE CASCADE,
+    line_no          integer NOT NULL,
+    product_id       bigint NOT NULL,
+    sku              text NOT NULL,
+    title            text NOT NULL,
+    unit_price_cents bigint NOT NULL CHECK (unit_price_cents >= 0),
+    qty              integer NOT NULL CHECK (qty > 0),
+    reservation_id   uuid,
+    PRIMARY KEY (order_id, line_no)
+);
+CREATE INDEX order_line_product_idx ON shop.order_line (product_id);
+COMMENT ON TABLE shop.order_line IS 'order lines with snapshots of sku, title and unit price';
+
+CREATE TABLE shop.order_event (
+    order_id    uuid NOT NULL REFERENCES shop."order" (order_id) ON DELETE CASCADE,
+    seq         integer NOT NULL,
+    from_status text,
+    to_status   text NOT NULL,
+    note        text,
+    at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (order_id, seq)
+);
+COMMENT ON TABLE shop.order_event IS 'append-only history of every order transition';
+
+CREATE TABLE shop.payment (
+    order_id     uuid NOT NULL REFERENCES shop."order" (order_id) ON DELETE CASCADE,
+    payment_id   uuid NOT NULL DEFAULT gen_random_uuid(),
+    provider     text NOT NULL,
+    token        text NOT NULL,
+    card_brand   text,
+    last4        text CHECK (last4 ~ '^[0-9]{4}$'),
+    status       text NOT NULL CHECK (status IN ('pending', 'authorized', 'captured', 'failed', 'refunded')),
+    amount_cents bigint NOT NULL CHECK (amount_cents >= 0),
+    fraud_score  real,
+    provider_ref text,
+    failure_reason text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (order_id, payment_id)
+);
+CREATE UNIQUE INDEX payment_id_idx ON shop.payment (payment_id);
+COMMENT ON TABLE shop.payment IS 'payments by provider token; never a card number';
+
+CREATE TABLE shop.payment_method (
+    customer_id       bigint NOT NULL,
+    payment_method_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    token             text NOT NULL,
+    brand             text,
+    last4             text CHECK (last4 ~ '^[0-9]{4}$'),
+    exp_month         smallint CHECK (exp_month BETWEEN 1 AND 12),
+    exp_year          smallint CHECK (exp_year BETWEEN 2000 AND 2200),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (customer_id, payment_method_id)
+);
+COMMENT ON TABLE shop.payment_method IS 'saved payment methods: provider tokens with brand and last four digits';
+
+CREATE TABLE shop.idempotency (
+    -- the customer, or for an anonymous cart the cart id, as text
+    scope       text NOT NULL,
+    key         text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
+    fingerprint text NOT NULL,
+    order_id    uuid,
+    result      jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, key)
+);
+COMMENT ON TABLE shop.idempotency IS 'checkout idempotency keys with the fingerprint of their request and its result';
+
+CREATE TABLE shop.event (
+    event_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    topic      text NOT NULL,
+    payload    jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shop.event IS 'transactional outbox: every insert is also sent with pg_notify(''shop_events'')';
+
+------------------------------------------------------------------------------
+-- 6. Search
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- 7. Recommendations
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.view_event (
+    customer_id bigint NOT NULL,
+    viewed_at   timestamptz NOT NULL DEFAULT now(),
+    product_id  bigint NOT NULL,
+    PRIMARY KEY (customer_id, viewed_at, product_id)
+);
+CREATE INDEX view_event_product_idx ON shop.view_event (product_id, viewed_at);
+COMMENT ON TABLE shop.view_event IS 'product views per customer, capped at shop.recent_views_cap each';
+
+CREATE TABLE shop.copurchase (
+    product_id bigint NOT NULL,
+    other_id   bigint NOT NULL,
+    pair_count real NOT NULL,
+    score      real NOT NULL,
+    PRIMARY KEY (product_id, other_id)
+);
+CREATE INDEX copurchase_score_idx ON shop.copurchase (product_id, score DESC);
+COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was bought with product_id, and how far above chance';
+
+------------------------------------------------------------------------------
+-- 8. Operations
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- pg_dump: every table holding user data keeps its rows
+------------------------------------------------------------------------------
+
+-- shop.product_sku is derived from shop.product by trigger and is rebuilt
+-- when the products are restored, so it is not dumped itself.
+SELECT pg_catalog.pg_extension_config_dump('shop.category', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.category_category_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.product', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.product_product_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.review', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop."order"', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_line', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.order_event', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.payment_method', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.idempotency', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.event_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');

@@ -1,0 +1,135 @@
+/*-------------------------------------------------------------------------
+ *
+ * shop.c
+ *	  Module entry point of the shop extension: PG_MODULE_MAGIC, _PG_init
+ *	  and the shop.* configuration parameters.
+ *
+ * shop works whether or not it is in shared_preload_libraries.  Loaded at
+ * server start it may also register background workers (the sweeper); loaded
+ * on first use by a backend it only defines its GUCs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "shop.h"
+
+PG_MODULE_MAGIC;
+
+char	   *shop_currency = NULL;
+int			shop_cart_ttl = 30 * 24 * 3600;
+int			shop_sweep_interval = 60;
+int			shop_reservation_ttl = 15 * 60;
+double		shop_fraud_threshold = 0.75;
+double		shop_payment_failure_threshold = 0.5;
+int			shop_payment_failure_window = 15 * 60;
+int			shop_recent_views_cap = 50;
+int			shop_max_query_length = 256;
+bool		shop_preloaded = false;
+
+/*
+ * check hook for shop.currency: an ISO 4217 code, three upper-case letters.
+ */
+static bool
+check_currency(char **newval, void **extra, GucSource source)
+{
+	const char *c = *newval;
+
+	if (c == NULL || strlen(c) != 3 ||
+		c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' ||
+		c[2] < 'A' || c[2] > 'Z')
+	{
+		GUC_check_errdetail("shop.currency must be a three-letter ISO 4217 code such as USD.");
+		return false;
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	shop_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomStringVariable("shop.currency",
+							   "Store currency (ISO 4217 code) of every price.",
+							   "Money is stored as bigint minor units of this currency.",
+							   &shop_currency,
+							   "USD",
+							   PGC_SUSET, 0,
+							   check_currency, NULL, NULL);
+
+	DefineCustomIntVariable("shop.cart_ttl",
+							"Inactivity after which a cart expires.",
+							NULL,
+							&shop_cart_ttl,
+							30 * 24 * 3600, 60, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.sweep_interval",
+							"Time between two runs of shop.sweep() by the background worker.",
+							"Only used when shop is in shared_preload_libraries.",
+							&shop_sweep_interval,
+							60, 1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reservation_ttl",
+							"How long a checkout holds stock for a pending payment.",
+							NULL,
+							&shop_reservation_ttl,
+							15 * 60, 10, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.fraud_threshold",
+							 "Fraud score at or above which an order waits for review.",
+							 "Scores run from 0 (clean) to 1 (certainly fraud).",
+							 &shop_fraud_threshold,
+							 0.75, 0.0, 1.0,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.payment_failure_threshold",
+							 "Share of failed payments over the window that raises a payment.failures alert.",
+							 NULL,
+							 &shop_payment_failure_threshold,
+							 0.5, 0.0, 1.0,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.payment_failure_window",
+							"Window over which the payment failure rate is measured.",
+							NULL,
+							&shop_payment_failure_window,
+							15 * 60, 60, 7 * 24 * 3600,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.recent_views_cap",
+							"How many product views are kept per customer.",
+							NULL,
+							&shop_recent_views_cap,
+							50, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.max_query_length",
+							"Longest search query, in characters, that shop.search accepts.",
+							NULL,
+							&shop_max_query_length,
+							256, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("shop");
+#else
+	EmitWarningsOnPlaceholders("shop");
+#endif
+}

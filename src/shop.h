@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * shop.h
+ *	  Shared declarations of the shop extension: error codes, GUC
+ *	  variables and the prototypes of helpers used by several subsystems.
+ *
+ * Prototypes are grouped by the file that defines them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SHOP_H
+#define SHOP_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+/*
+ * The domain error vocabulary (DESIGN.md section 5), class "SH".  Every
+ * ereport a user can cause in a shop call uses one of these or a standard
+ * SQLSTATE; docs/errors.md lists them all.
+ */
+#define ERRCODE_SHOP_INSUFFICIENT_STOCK		MAKE_SQLSTATE('S','H','0','0','1')
+#define ERRCODE_SHOP_INVALID_TRANSITION		MAKE_SQLSTATE('S','H','0','0','2')
+#define ERRCODE_SHOP_IDEMPOTENCY_CONFLICT	MAKE_SQLSTATE('S','H','0','0','3')
+#define ERRCODE_SHOP_PAYMENT_DECLINED		MAKE_SQLSTATE('S','H','0','0','4')
+#define ERRCODE_SHOP_CARD_NUMBER_REFUSED	MAKE_SQLSTATE('S','H','0','0','5')
+#define ERRCODE_SHOP_NOT_FOUND				MAKE_SQLSTATE('S','H','0','0','6')
+#define ERRCODE_SHOP_CART_EMPTY				MAKE_SQLSTATE('S','H','0','0','7')
+#define ERRCODE_SHOP_PRODUCT_UNAVAILABLE	MAKE_SQLSTATE('S','H','0','0','8')
+
+/* Limits shared by the SQL API (see docs/errors.md). */
+#define SHOP_MAX_LIMIT			1000	/* largest lim a list call accepts */
+#define SHOP_MAX_OFFSET			100000	/* largest off a list call accepts */
+#define SHOP_CARD_MIN_DIGITS	13
+#define SHOP_CARD_MAX_DIGITS	19
+
+/* shop.c: GUC variables */
+extern char *shop_currency;
+extern int	shop_cart_ttl;			/* seconds */
+extern int	shop_sweep_interval;	/* seconds */
+extern int	shop_reservation_ttl;	/* seconds */
+extern double shop_fraud_threshold;
+extern double shop_payment_failure_threshold;
+extern int	shop_payment_failure_window;	/* seconds */
+extern int	shop_recent_views_cap;
+extern int	shop_max_query_length;
+extern bool shop_preloaded;
+
+/* shop.c */
+extern void _PG_init(void);
+
+/* textutil.c */
+extern bool ShopFindCardNumber(const char *s, int len);
+extern void ShopRefuseCardNumberText(const char *s, int len, const char *what);
+extern void ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what);
+extern struct sb_stemmer *ShopGetStemmer(const char *language);
+
+/* inventory.c */
+
+/* cart.c */
+
+/* orders.c */
+
+/* recommend.c */
+
+/* search/ (shop_search access method) */
+
+#endif							/* SHOP_H */
