@@ -222,6 +222,9 @@ CREATE TABLE shop.product (
                  (CASE WHEN rating_count > 0
                        THEN round(rating_sum::numeric / rating_count, 2) END) STORED,
     popularity   real NOT NULL DEFAULT 0 CHECK (popularity >= 0),
+    -- true while some location has units on hand (holds do not clear it);
+    -- maintained by the inventory calls, read by the search filter in_stock
+    in_stock     boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
