@@ -928,16 +928,33 @@ COMMENT ON TABLE shop.event IS 'transactional outbox: every insert is also sent 
 ------------------------------------------------------------------------------
 -- 7. Recommendations
 ------------------------------------------------------------------------------
+-- How the pieces fit (docs/recommendations.md has the whole story):
+--   * a deferred constraint trigger on shop."order" appends one row to
+--     shop.copurchase_delta whenever an order starts or stops being
+--     "counted" (paid, fulfilling, shipped, delivered); checkout never
+--     touches a shared co-purchase row;
+--   * shop.refresh_recommendations() folds the log in: for every customer
+--     named there it compares the orders folded so far
+--     (shop.copurchase_order, with the weight each was folded with) with the
+--     customer's counted orders now, and applies the difference to the item
+--     statistics (shop.copurchase_item) and the full pair counts
+--     (shop.copurchase_pair); C code then rescores the products whose
+--     numbers changed and rewrites their top-N rows of shop.copurchase;
+--   * shop.rebuild_recommendations() does the same from the whole history.
 
 CREATE TABLE shop.view_event (
     customer_id bigint NOT NULL,
-    viewed_at   timestamptz NOT NULL DEFAULT now(),
+    viewed_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     product_id  bigint NOT NULL,
     PRIMARY KEY (customer_id, viewed_at, product_id)
 );
 CREATE INDEX view_event_product_idx ON shop.view_event (product_id, viewed_at);
-COMMENT ON TABLE shop.view_event IS 'product views per customer, capped at shop.recent_views_cap each';
+CREATE INDEX view_event_recent_idx ON shop.view_event (viewed_at);
+COMMENT ON TABLE shop.view_event IS
+'latest view of each product per customer, at most shop.recent_views_cap rows per customer';
 
+-- The item-to-item table read by also_bought: the top shop.reco_neighbours
+-- neighbours of every product, by score.
 CREATE TABLE shop.copurchase (
     product_id bigint NOT NULL,
     other_id   bigint NOT NULL,
@@ -946,7 +963,633 @@ CREATE TABLE shop.copurchase (
     PRIMARY KEY (product_id, other_id)
 );
 CREATE INDEX copurchase_score_idx ON shop.copurchase (product_id, score DESC);
-COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was bought with product_id, and how far above chance';
+COMMENT ON TABLE shop.copurchase IS
+'item-to-item table: top neighbours of product_id, with their (weighted) pair count and score (N - E) / sqrt(E)';
+
+-- Append-only log written by checkout's transaction (through the trigger
+-- below) and consumed by shop.refresh_recommendations().  customer_id NULL:
+-- a guest order, which is its own "customer".
+CREATE TABLE shop.copurchase_delta (
+    customer_id bigint,
+    order_id    uuid NOT NULL,
+    counted     boolean NOT NULL,
+    logged_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+COMMENT ON TABLE shop.copurchase_delta IS
+'orders that started (counted) or stopped (not counted) being counted since the last refresh; append-only';
+
+-- The orders folded into the statistics, with the weight each was folded
+-- with (so that a refresh can take exactly that contribution back out).
+CREATE TABLE shop.copurchase_order (
+    order_id    uuid PRIMARY KEY,
+    customer_id bigint,
+    weight      double precision NOT NULL CHECK (weight > 0)
+);
+CREATE INDEX copurchase_order_customer_idx ON shop.copurchase_order (customer_id);
+COMMENT ON TABLE shop.copurchase_order IS
+'counted orders already folded into the co-purchase statistics, with their weight';
+
+-- Per product: weighted number of baskets holding it (its popularity n)
+-- and the weighted number of other items those baskets held (s); the
+-- expected co-purchase count of x with y is n_y * s_x / T, T = sum of n.
+CREATE TABLE shop.copurchase_item (
+    product_id bigint PRIMARY KEY,
+    baskets    double precision NOT NULL,
+    slots      double precision NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_item IS
+'co-purchase statistics per product: weighted basket count and weighted count of items bought alongside';
+
+-- Every co-purchase pair, one row per product with all its neighbours
+-- (both directions are stored, so a product's list is one row).
+CREATE TABLE shop.copurchase_pair (
+    product_id bigint PRIMARY KEY,
+    other_ids  bigint[] NOT NULL,
+    counts     double precision[] NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_pair IS
+'all weighted co-purchase counts of a product: other_ids[i] was bought with it counts[i] times';
+
+CREATE TABLE shop.copurchase_state (
+    id            boolean PRIMARY KEY DEFAULT true CHECK (id),
+    scored_total  double precision NOT NULL DEFAULT 0,
+    refreshed_at  timestamptz,
+    rebuilt_at    timestamptz
+);
+COMMENT ON TABLE shop.copurchase_state IS
+'at most one row: the basket total T every product was last scored against, times of the last refresh and rebuild';
+
+-- Result rows of the recommendation calls.  A composite type rather than
+-- RETURNS TABLE, because also_bought and similar_products take an argument
+-- named product_id and return a column of the same name.
+CREATE TYPE shop.scored_product AS (product_id bigint, score real);
+COMMENT ON TYPE shop.scored_product IS 'a recommended product and its score (higher is better)';
+
+CREATE INDEX product_popularity_idx ON shop.product (popularity DESC) WHERE status = 'active';
+
+-- _counted: the order states whose lines count as purchases.
+CREATE FUNCTION shop._counted(status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(status IN ('paid', 'fulfilling', 'shipped', 'delivered'), false) $$;
+COMMENT ON FUNCTION shop._counted(text) IS
+'internal: true for the order states whose lines count as purchases (paid, fulfilling, shipped, delivered)';
+
+-- The capture trigger: deferred to commit, so lines inserted after the
+-- order header in the same transaction are there when the refresh reads
+-- them.  It only appends; a repeated row is harmless (the refresh diffs).
+CREATE FUNCTION shop._copurchase_capture_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF shop._counted(NEW.status) THEN
+            INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+            VALUES (NEW.customer_id, NEW.order_id, true);
+        END IF;
+    ELSIF shop._counted(OLD.status) IS DISTINCT FROM shop._counted(NEW.status)
+          OR OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+        INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+        VALUES (NEW.customer_id, NEW.order_id, shop._counted(NEW.status));
+        IF OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+            INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+            VALUES (OLD.customer_id, OLD.order_id, false);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_capture_trg() IS
+'internal: logs orders that start or stop counting as purchases to shop.copurchase_delta';
+
+CREATE CONSTRAINT TRIGGER order_copurchase_capture
+    AFTER INSERT OR UPDATE OF status, customer_id ON shop."order"
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION shop._copurchase_capture_trg();
+
+-- C workers (src/recommend.c).
+CREATE FUNCTION shop._copurchase_apply(order_ids uuid[], weights double precision[])
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'shop_copurchase_apply'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION shop._copurchase_apply(uuid[], double precision[]) IS
+'internal: adds weights[i] times the contribution of order order_ids[i] to the item statistics and pair counts; returns the products changed';
+
+CREATE FUNCTION shop._copurchase_score(product_ids bigint[], expand boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_copurchase_score'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._copurchase_score(bigint[], boolean) IS
+'internal: recomputes the shop.copurchase rows of the given products (NULL: all), with their neighbours when expand; returns how many were scored';
+
+CREATE FUNCTION shop._copurchase_rebuild()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'shop_copurchase_rebuild'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._copurchase_rebuild() IS
+'internal: recomputes every co-purchase table from shop.copurchase_order';
+
+-- _popularity_refresh: shop.product.popularity = ln(1 + r) / ln(1 + max r)
+-- where r sums, over counted orders and views, exp(-age / tau) with tau the
+-- half-life shop.popularity_half_life / ln 2 (a purchase weighs 1, a view
+-- 0.2).  Ages are measured from the newest purchase or view, so a history
+-- loaded from the past still ranks.  Only changed rows are written.
+CREATE FUNCTION shop._popularity_refresh()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    t_ref timestamptz;
+    n bigint;
+BEGIN
+    t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                      (SELECT max(viewed_at) FROM shop.view_event));
+    IF t_ref IS NULL THEN
+        UPDATE shop.product SET popularity = 0 WHERE popularity <> 0;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
+    WITH ev AS (
+        SELECT l.product_id,
+               exp(-ln(2) * extract(epoch FROM t_ref - o.created_at) / half_life) AS w
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE shop._counted(o.status)
+           AND o.created_at > t_ref - make_interval(secs => 16 * half_life)
+        UNION ALL
+        SELECT v.product_id,
+               0.2 * exp(-ln(2) * extract(epoch FROM t_ref - v.viewed_at) / half_life)
+          FROM shop.view_event v
+         WHERE v.viewed_at > t_ref - make_interval(secs => 16 * half_life)
+    ), raw AS (
+        SELECT product_id, sum(w) AS r FROM ev GROUP BY product_id
+    ), norm AS (
+        SELECT product_id,
+               (ln(1 + r) / nullif(ln(1 + max(r) OVER ()), 0))::real AS pop
+          FROM raw
+    )
+    UPDATE shop.product p
+       SET popularity = coalesce(norm.pop, 0)
+      FROM (SELECT p2.product_id, coalesce(n2.pop, 0) AS pop
+              FROM shop.product p2 LEFT JOIN norm n2 ON n2.product_id = p2.product_id
+             WHERE p2.popularity <> 0 OR n2.pop IS NOT NULL) norm
+     WHERE p.product_id = norm.product_id
+       AND p.popularity IS DISTINCT FROM norm.pop;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_refresh() IS
+'internal: recomputes shop.product.popularity (bounded 0..1, time-decayed purchases and views) in bulk';
+
+CREATE FUNCTION shop.refresh_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    n_log bigint;
+    t_cust bigint[];
+    t_guest uuid[];
+    d_order uuid[];
+    d_cust bigint[];
+    d_old double precision[];
+    d_new double precision[];
+    n_orders bigint := 0;
+    changed bigint[];
+    ids uuid[];
+    ws double precision[];
+    scored bigint := 0;
+    total double precision;
+    scored_total double precision;
+    full_rescore boolean := false;
+    n_pop bigint;
+BEGIN
+    -- one refresh (or rebuild) at a time; checkouts are never blocked
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+
+    WITH d AS (DELETE FROM shop.copurchase_delta RETURNING customer_id, order_id)
+    SELECT count(*),
+           array_agg(DISTINCT customer_id) FILTER (WHERE customer_id IS NOT NULL),
+           array_agg(DISTINCT order_id) FILTER (WHERE customer_id IS NULL)
+      INTO n_log, t_cust, t_guest
+      FROM d;
+
+    IF n_log > 0 THEN
+        -- new weights: every counted order of the customers (or guest
+        -- orders) named in the log; a customer with more than
+        -- shop.reco_buyer_cap counted orders has them share that weight.
+        -- old weights: what was folded for them.  Keep the differences.
+        WITH cur AS (
+            SELECT o.order_id, o.customer_id,
+                   least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id))::double precision AS w
+              FROM shop."order" o
+             WHERE shop._counted(o.status) AND o.customer_id = ANY (t_cust)
+            UNION ALL
+            SELECT o.order_id, NULL, 1.0
+              FROM shop."order" o
+             WHERE shop._counted(o.status) AND o.customer_id IS NULL
+               AND o.order_id = ANY (t_guest)
+        ), old AS (
+            SELECT f.order_id, f.customer_id, f.weight AS w
+              FROM shop.copurchase_order f
+             WHERE f.customer_id = ANY (t_cust)
+            UNION ALL
+            SELECT f.order_id, f.customer_id, f.weight
+              FROM shop.copurchase_order f
+             WHERE f.order_id = ANY (t_guest)
+        ), diff AS (
+            SELECT coalesce(cur.order_id, old.order_id) AS order_id,
+                   coalesce(cur.customer_id, old.customer_id) AS customer_id,
+                   coalesce(old.w, 0) AS old_w, coalesce(cur.w, 0) AS new_w
+              FROM cur FULL JOIN (SELECT DISTINCT * FROM old) old ON old.order_id = cur.order_id
+             WHERE coalesce(old.w, 0) <> coalesce(cur.w, 0)
+                OR old.customer_id IS DISTINCT FROM cur.customer_id
+        )
+        SELECT array_agg(order_id), array_agg(customer_id), array_agg(old_w), array_agg(new_w)
+          INTO d_order, d_cust, d_old, d_new
+          FROM diff;
+
+        IF d_order IS NOT NULL THEN
+            DELETE FROM shop.copurchase_order f WHERE f.order_id = ANY (d_order);
+            INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
+            SELECT o, c, w FROM unnest(d_order, d_cust, d_new) AS u(o, c, w) WHERE w > 0;
+
+            -- take the old contribution out and put the new one in
+            SELECT array_agg(o ORDER BY o), array_agg(w ORDER BY o)
+              INTO ids, ws
+              FROM (SELECT o, nw - ow AS w FROM unnest(d_order, d_old, d_new) AS u(o, ow, nw)
+                     WHERE nw <> ow) x;
+            n_orders := coalesce(cardinality(ids), 0);
+            IF n_orders > 0 THEN
+                changed := shop._copurchase_apply(ids, ws);
+            END IF;
+        END IF;
+    END IF;
+
+    -- rescore: the changed products and their neighbours; every product
+    -- when the basket total moved by more than 5% since the last full scoring
+    SELECT coalesce(sum(baskets), 0) INTO total FROM shop.copurchase_item;
+    SELECT coalesce((SELECT s.scored_total FROM shop.copurchase_state s), 0) INTO scored_total;
+    IF abs(total - scored_total) > 0.05 * greatest(scored_total, 1e-9) THEN
+        full_rescore := true;
+        scored := shop._copurchase_score(NULL, false);
+        INSERT INTO shop.copurchase_state AS s (scored_total) VALUES (total)
+        ON CONFLICT (id) DO UPDATE SET scored_total = excluded.scored_total;
+    ELSIF coalesce(cardinality(changed), 0) > 0 THEN
+        scored := shop._copurchase_score(changed, true);
+    END IF;
+
+    n_pop := shop._popularity_refresh();
+    INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
+    ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
+    RETURN jsonb_build_object('log_rows', n_log, 'orders_applied', n_orders,
+                              'products_changed', coalesce(cardinality(changed), 0),
+                              'products_scored', scored, 'full_rescore', full_rescore,
+                              'popularity_updated', n_pop);
+END
+$$;
+COMMENT ON FUNCTION shop.refresh_recommendations() IS
+'fold the co-purchase log into the recommendation tables incrementally, rescore what changed, update product popularity; returns counts';
+
+CREATE FUNCTION shop.rebuild_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    result jsonb;
+    n_pop bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    -- the log rows visible now are covered by the rebuild; later ones stay
+    -- for the next refresh (which finds nothing left to do for them)
+    DELETE FROM shop.copurchase_delta;
+    DELETE FROM shop.copurchase_order;
+    INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
+    SELECT o.order_id, o.customer_id,
+           CASE WHEN o.customer_id IS NULL THEN 1.0
+                ELSE least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id)) END
+      FROM shop."order" o
+     WHERE shop._counted(o.status);
+    result := shop._copurchase_rebuild();
+    INSERT INTO shop.copurchase_state AS s (scored_total, rebuilt_at, refreshed_at)
+    VALUES ((SELECT coalesce(sum(baskets), 0) FROM shop.copurchase_item), now(), now())
+    ON CONFLICT (id) DO UPDATE
+       SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
+           refreshed_at = excluded.refreshed_at;
+    n_pop := shop._popularity_refresh();
+    RETURN result || jsonb_build_object('popularity_updated', n_pop);
+END
+$$;
+COMMENT ON FUNCTION shop.rebuild_recommendations() IS
+'recompute every recommendation table from the whole order history (after bulk loads); returns counts';
+
+-- _product_must_exist: SH006 unless product_id names a product.
+CREATE FUNCTION shop._product_must_exist(product_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    IF NOT EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = _product_must_exist.product_id) THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._product_must_exist(bigint) IS
+'internal: raise SH006 (not_found) unless the product exists, 22004 when product_id is NULL';
+
+-- view: record that a customer looked at a product.  Keeps one row per
+-- customer and product (the latest view) and at most shop.recent_views_cap
+-- rows per customer.
+CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cutoff timestamptz;
+BEGIN
+    PERFORM shop._require(view.customer_id, 'customer_id');
+    PERFORM shop._product_must_exist(view.product_id);
+    DELETE FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id AND v.product_id = view.product_id;
+    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+    VALUES (view.customer_id, clock_timestamp(), view.product_id);
+    SELECT v.viewed_at INTO cutoff
+      FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     OFFSET cap LIMIT 1;
+    IF cutoff IS NOT NULL THEN
+        DELETE FROM shop.view_event v
+         WHERE v.customer_id = view.customer_id AND v.viewed_at <= cutoff;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.view(bigint, bigint) IS
+'record a product view by a customer (feeds recently_viewed, recommend and trending); keeps the latest shop.recent_views_cap views';
+
+CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM shop._require(recently_viewed.customer_id, 'customer_id');
+    PERFORM shop._check_page(lim, 0);
+    RETURN QUERY
+    SELECT v.product_id, v.viewed_at
+      FROM shop.view_event v
+      JOIN shop.product p ON p.product_id = v.product_id AND p.status = 'active'
+     WHERE v.customer_id = recently_viewed.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
+'the active products a customer viewed last, newest first';
+
+-- trending: active products of a category (and its descendants) or of the
+-- whole catalog by popularity, the time-decayed score of purchases and
+-- views that refresh_recommendations() maintains.
+CREATE FUNCTION shop.trending(category_id bigint DEFAULT NULL, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cats bigint[];
+BEGIN
+    PERFORM shop._check_page(lim, 0);
+    IF trending.category_id IS NULL THEN
+        RETURN QUERY
+        SELECT p.product_id, p.popularity
+          FROM shop.product p
+         WHERE p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT lim;
+        RETURN;
+    END IF;
+    cats := shop.category_descendants(trending.category_id);
+    IF cardinality(cats) = 0 THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', trending.category_id);
+    END IF;
+    RETURN QUERY
+    SELECT p.product_id, p.popularity
+      FROM shop.product p
+     WHERE p.category_id = ANY (cats) AND p.status = 'active' AND p.popularity > 0
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.trending(bigint, int) IS
+'active products with the highest time-decayed purchases and views, in a category and its descendants (NULL: everywhere)';
+
+-- The trigram similarity of pg_trgm, wherever pg_trgm was installed (the
+-- functions of this script pin search_path, which may not list it).
+DO $do$
+DECLARE
+    trgm_schema name := (SELECT n.nspname FROM pg_extension e
+                           JOIN pg_namespace n ON n.oid = e.extnamespace
+                          WHERE e.extname = 'pg_trgm');
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION shop._title_similarity(a text, b text)
+        RETURNS real
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        SET search_path = pg_catalog, %I
+        AS 'SELECT similarity(a, b)'
+    $f$, trgm_schema);
+END
+$do$;
+COMMENT ON FUNCTION shop._title_similarity(text, text) IS
+'internal: pg_trgm similarity of two titles';
+
+-- similar_products: content-based neighbours for products nobody has
+-- bought yet.  Candidates are the most popular active products of the same
+-- category and of the same brand (at most 200 each); the score is
+-- 0.4 same category + 0.2 same brand + 0.3 title trigram similarity
+-- + 0.1 share of equal attributes, plus a popularity tie-break.
+CREATE FUNCTION shop.similar_products(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    src shop.product;
+BEGIN
+    PERFORM shop._require(similar_products.product_id, 'product_id');
+    PERFORM shop._check_page(lim, 0);
+    SELECT * INTO src FROM shop.product p WHERE p.product_id = similar_products.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', similar_products.product_id);
+    END IF;
+    RETURN QUERY
+    WITH cand AS (
+        (SELECT p.* FROM shop.product p
+          WHERE src.category_id IS NOT NULL AND p.category_id = src.category_id
+            AND p.status = 'active' AND p.product_id <> src.product_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+        UNION
+        (SELECT p.* FROM shop.product p
+          WHERE src.brand IS NOT NULL AND p.brand = src.brand
+            AND p.status = 'active' AND p.product_id <> src.product_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+    )
+    SELECT c.product_id,
+           (0.4 * (c.category_id IS NOT DISTINCT FROM src.category_id)::int
+            + 0.2 * (c.brand IS NOT DISTINCT FROM src.brand)::int
+            + 0.3 * shop._title_similarity(c.title, src.title)
+            + 0.1 * coalesce((SELECT count(*) FROM jsonb_each(src.attributes) a
+                               WHERE c.attributes -> a.key = a.value)::real
+                             / nullif((SELECT count(*) FROM jsonb_object_keys(src.attributes)), 0), 0)
+            + 0.001 * c.popularity)::real AS s
+      FROM cand c
+     ORDER BY s DESC, c.product_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
+'content-based neighbours of a product: same category, brand, attributes and similar title; active products only';
+
+-- also_bought: the product's co-purchase neighbours that are active, best
+-- score first; when fewer than lim exist, the list is filled from
+-- similar_products with scores kept below the last co-purchase score.
+CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n int;
+    last_score real;
+BEGIN
+    PERFORM shop._product_must_exist(also_bought.product_id);
+    PERFORM shop._check_page(lim, 0);
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = also_bought.product_id AND c.score > 0
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    SELECT min(c.score) INTO last_score
+      FROM (SELECT c.score FROM shop.copurchase c
+              JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+             WHERE c.product_id = also_bought.product_id AND c.score > 0
+             ORDER BY c.score DESC, c.other_id LIMIT lim) c;
+    RETURN QUERY
+    SELECT s.product_id,
+           (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
+      FROM shop.similar_products(also_bought.product_id, lim) s
+     WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase c
+                        WHERE c.product_id = also_bought.product_id
+                          AND c.other_id = s.product_id AND c.score > 0)
+     ORDER BY s.score DESC, s.product_id
+     LIMIT lim - n;
+END
+$$;
+COMMENT ON FUNCTION shop.also_bought(bigint, int) IS
+'customers who bought this also bought: active co-purchase neighbours by (N - E) / sqrt(E), filled from similar_products when thin';
+
+-- recommend: personal picks.  Seeds are the customer's purchased products
+-- (weight 1, the 50 most recent) and recent views (weight 0.5); candidates
+-- are the seeds' co-purchase neighbours, summed; what the customer bought
+-- is never proposed; trending fills the rest.
+CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    n int;
+    last_score real;
+    picked bigint[];
+BEGIN
+    PERFORM shop._require(recommend.customer_id, 'customer_id');
+    PERFORM shop._check_page(lim, 0);
+    RETURN QUERY
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT s.product_id, max(s.w) AS w
+          FROM ((SELECT b.product_id, 1.0 AS w FROM bought b ORDER BY b.at DESC LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5 FROM shop.view_event v
+                 WHERE v.customer_id = recommend.customer_id) s
+         GROUP BY s.product_id
+    )
+    SELECT c.other_id, sum(c.score * s.w)::real AS sc
+      FROM seeds s
+      JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.other_id)
+     GROUP BY c.other_id
+     ORDER BY sc DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- fill from trending, below the last personal score
+    RETURN QUERY
+    WITH bought AS (
+        SELECT l.product_id
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+    ), personal AS (
+        SELECT c.other_id AS product_id, sum(c.score) AS sc
+          FROM shop.copurchase c
+         WHERE c.score > 0
+           AND c.product_id IN (SELECT b.product_id FROM bought b
+                                UNION SELECT v.product_id FROM shop.view_event v
+                                       WHERE v.customer_id = recommend.customer_id)
+         GROUP BY c.other_id
+    )
+    SELECT p.product_id, (p.popularity * 0.001)::real
+      FROM shop.product p
+     WHERE p.status = 'active' AND p.popularity > 0
+       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = p.product_id)
+       AND NOT EXISTS (SELECT 1 FROM personal x WHERE x.product_id = p.product_id)
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim - n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int) IS
+'personal recommendations from the customer''s purchases and recent views, excluding what they bought; trending fills the rest';
 
 ------------------------------------------------------------------------------
 -- 8. Operations
@@ -977,3 +1620,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.event_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_delta', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_order', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_state', '');

@@ -63,7 +63,12 @@ extern struct sb_stemmer *ShopGetStemmer(const char *language);
 
 /* orders.c */
 
-/* recommend.c */
+/* recommend.c (GUC variables defined in shop.c) */
+extern int	shop_reco_neighbours;
+extern int	shop_reco_basket_cap;
+extern int	shop_reco_buyer_cap;
+extern double shop_reco_min_pairs;
+extern int	shop_popularity_half_life;	/* seconds */
 
 /* search/ (shop_search access method) */
 
