@@ -975,6 +975,7 @@ CREATE TABLE shop.copurchase_delta (
     counted     boolean NOT NULL,
     logged_at   timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+CREATE INDEX copurchase_delta_order_idx ON shop.copurchase_delta (order_id);
 COMMENT ON TABLE shop.copurchase_delta IS
 'orders that started (counted) or stopped (not counted) being counted since the last refresh; append-only';
 
@@ -1046,18 +1047,25 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        IF shop._counted(NEW.status) THEN
-            INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
-            VALUES (NEW.customer_id, NEW.order_id, true);
+        IF NOT shop._counted(NEW.status) THEN
+            RETURN NULL;
         END IF;
-    ELSIF shop._counted(OLD.status) IS DISTINCT FROM shop._counted(NEW.status)
-          OR OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+    ELSIF shop._counted(OLD.status) IS NOT DISTINCT FROM shop._counted(NEW.status)
+          AND OLD.customer_id IS NOT DISTINCT FROM NEW.customer_id THEN
+        RETURN NULL;
+    END IF;
+    -- one pending row per order and customer is enough: the refresh
+    -- recomputes the customer's whole contribution (this also keeps a
+    -- pg_restore, which re-fires the trigger, from doubling the log)
+    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta d
+                    WHERE d.order_id = NEW.order_id
+                      AND d.customer_id IS NOT DISTINCT FROM NEW.customer_id) THEN
         INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
         VALUES (NEW.customer_id, NEW.order_id, shop._counted(NEW.status));
-        IF OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
-            INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
-            VALUES (OLD.customer_id, OLD.order_id, false);
-        END IF;
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+        INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+        VALUES (OLD.customer_id, OLD.order_id, false);
     END IF;
     RETURN NULL;
 END
@@ -1508,7 +1516,7 @@ BEGIN
     RETURN QUERY
     SELECT s.product_id,
            (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
-      FROM shop.similar_products(also_bought.product_id, lim) s
+      FROM shop.similar_products(also_bought.product_id, least(lim + n, 1000)) s
      WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase c
                         WHERE c.product_id = also_bought.product_id
                           AND c.other_id = s.product_id AND c.score > 0)
