@@ -1529,8 +1529,9 @@ COMMENT ON FUNCTION shop.also_bought(bigint, int) IS
 
 -- recommend: personal picks.  Seeds are the customer's purchased products
 -- (weight 1, the 50 most recent) and recent views (weight 0.5); candidates
--- are the seeds' co-purchase neighbours, summed; what the customer bought
--- is never proposed; trending fills the rest.
+-- are the seeds' co-purchase neighbours, summed.  What the customer bought
+-- is never proposed, nor what they just viewed (recently_viewed lists
+-- that); trending fills the rest.
 CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
 LANGUAGE plpgsql STABLE
@@ -1563,7 +1564,7 @@ BEGIN
       FROM seeds s
       JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
       JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-     WHERE NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.other_id)
+     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.other_id)
      GROUP BY c.other_id
      ORDER BY sc DESC, c.other_id
      LIMIT lim;
@@ -1591,13 +1592,15 @@ BEGIN
       FROM shop.product p
      WHERE p.status = 'active' AND p.popularity > 0
        AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = p.product_id)
+       AND NOT EXISTS (SELECT 1 FROM shop.view_event v
+                        WHERE v.customer_id = recommend.customer_id AND v.product_id = p.product_id)
        AND NOT EXISTS (SELECT 1 FROM personal x WHERE x.product_id = p.product_id)
      ORDER BY p.popularity DESC, p.product_id
      LIMIT lim - n;
 END
 $$;
 COMMENT ON FUNCTION shop.recommend(bigint, int) IS
-'personal recommendations from the customer''s purchases and recent views, excluding what they bought; trending fills the rest';
+'personal recommendations from the customer''s purchases and recent views, excluding what they bought or viewed; trending fills the rest';
 
 ------------------------------------------------------------------------------
 -- 8. Operations
