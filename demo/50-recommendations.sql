@@ -102,6 +102,9 @@ INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_pri
 SELECT '00000000-0000-0000-0000-0000000d3300', n, v.product_id, p.sku, p.title, p.price_cents, 1
   FROM (SELECT product_id, row_number() OVER () AS n FROM shop.recently_viewed(777000001)) v
   JOIN shop.product p USING (product_id);
+-- the capture trigger is deferred to COMMIT; fire it now, inside the demo's transaction
+SET CONSTRAINTS ALL IMMEDIATE;
 \o
+SELECT customer_id, counted FROM shop.copurchase_delta;
 SELECT shop.refresh_recommendations() AS refresh;
 ROLLBACK;
