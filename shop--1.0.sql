@@ -1029,11 +1029,12 @@ COMMENT ON TYPE shop.scored_product IS 'a recommended product and its score (hig
 CREATE INDEX product_popularity_idx ON shop.product (popularity DESC) WHERE status = 'active';
 
 -- _counted: the order states whose lines count as purchases.
+-- No SET clause: it is inlined into the (search_path pinned) queries that
+-- call it, instead of costing a function call per order row.
 CREATE FUNCTION shop._counted(status text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT coalesce(status IN ('paid', 'fulfilling', 'shipped', 'delivered'), false) $$;
+AS $$ SELECT coalesce(status OPERATOR(pg_catalog.=) ANY ('{paid,fulfilling,shipped,delivered}'::text[]), false) $$;
 COMMENT ON FUNCTION shop._counted(text) IS
 'internal: true for the order states whose lines count as purchases (paid, fulfilling, shipped, delivered)';
 
@@ -1100,11 +1101,15 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION shop._copurchase_rebuild() IS
 'internal: recomputes every co-purchase table from shop.copurchase_order';
 
--- _popularity_refresh: shop.product.popularity = ln(1 + r) / ln(1 + max r)
--- where r sums, over counted orders and views, exp(-age / tau) with tau the
--- half-life shop.popularity_half_life / ln 2 (a purchase weighs 1, a view
--- 0.2).  Ages are measured from the newest purchase or view, so a history
--- loaded from the past still ranks.  Only changed rows are written.
+-- _popularity_refresh: shop.product.popularity = r / (r + 10) where r sums,
+-- over counted order lines and views, 2^(-age / shop.popularity_half_life)
+-- (a purchase weighs 1, a view 0.2): 0 for a product nobody touched, 0.5
+-- for ten fresh purchases, towards 1 for best-sellers.  It depends on the
+-- product's own events only, so a refresh rewrites few rows.  Ages are measured from the newest purchase or view, so a history
+-- loaded from the past still ranks.  Only rows that move by at least 0.002
+-- (or to or from 0) are written: every row update fires the product
+-- triggers and touches its indexes, and the global decay nudges every
+-- value a little at each refresh.
 CREATE FUNCTION shop._popularity_refresh()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -1135,12 +1140,8 @@ BEGIN
                0.2 * exp(-ln(2) * extract(epoch FROM t_ref - v.viewed_at) / half_life)
           FROM shop.view_event v
          WHERE v.viewed_at > t_ref - make_interval(secs => 16 * half_life)
-    ), raw AS (
-        SELECT product_id, sum(w) AS r FROM ev GROUP BY product_id
     ), norm AS (
-        SELECT product_id,
-               (ln(1 + r) / nullif(ln(1 + max(r) OVER ()), 0))::real AS pop
-          FROM raw
+        SELECT product_id, (sum(w) / (sum(w) + 10))::real AS pop FROM ev GROUP BY product_id
     )
     UPDATE shop.product p
        SET popularity = coalesce(norm.pop, 0)
@@ -1148,7 +1149,7 @@ BEGIN
               FROM shop.product p2 LEFT JOIN norm n2 ON n2.product_id = p2.product_id
              WHERE p2.popularity <> 0 OR n2.pop IS NOT NULL) norm
      WHERE p.product_id = norm.product_id
-       AND p.popularity IS DISTINCT FROM norm.pop;
+       AND (abs(p.popularity - norm.pop) >= 0.002 OR (norm.pop = 0) <> (p.popularity = 0));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -1359,8 +1360,14 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM shop._require(recently_viewed.customer_id, 'customer_id');
-    PERFORM shop._check_page(lim, 0);
+    IF recently_viewed.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
     RETURN QUERY
     SELECT v.product_id, v.viewed_at
       FROM shop.view_event v
@@ -1385,7 +1392,11 @@ AS $$
 DECLARE
     cats bigint[];
 BEGIN
-    PERFORM shop._check_page(lim, 0);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
     IF trending.category_id IS NULL THEN
         RETURN QUERY
         SELECT p.product_id, p.popularity
@@ -1412,8 +1423,11 @@ $$;
 COMMENT ON FUNCTION shop.trending(bigint, int) IS
 'active products with the highest time-decayed purchases and views, in a category and its descendants (NULL: everywhere)';
 
--- The trigram similarity of pg_trgm, wherever pg_trgm was installed (the
--- functions of this script pin search_path, which may not list it).
+-- The trigram similarity of pg_trgm, wherever pg_trgm was installed.  The
+-- body names pg_trgm's schema, fixed at install time, and there is no SET
+-- clause, so the planner inlines the call into the queries below (a
+-- function with SET search_path is never inlined and costs a GUC
+-- save/restore per row).
 DO $do$
 DECLARE
     trgm_schema name := (SELECT n.nspname FROM pg_extension e
@@ -1424,13 +1438,16 @@ BEGIN
         CREATE FUNCTION shop._title_similarity(a text, b text)
         RETURNS real
         LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-        SET search_path = pg_catalog, %I
-        AS 'SELECT similarity(a, b)'
+        AS 'SELECT %I.similarity(a, b)'
     $f$, trgm_schema);
 END
 $do$;
 COMMENT ON FUNCTION shop._title_similarity(text, text) IS
 'internal: pg_trgm similarity of two titles';
+
+-- The read calls below are on the product page's hot path: they check
+-- their arguments inline (no nested plpgsql calls, each of which would pay
+-- a search_path save/restore) and run one or two cached statements.
 
 -- similar_products: content-based neighbours for products nobody has
 -- bought yet.  Candidates are the most popular active products of the same
@@ -1444,43 +1461,69 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    src shop.product;
+    src record;
 BEGIN
-    PERFORM shop._require(similar_products.product_id, 'product_id');
-    PERFORM shop._check_page(lim, 0);
-    SELECT * INTO src FROM shop.product p WHERE p.product_id = similar_products.product_id;
+    IF similar_products.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = similar_products.product_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'product not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No product has product_id %s.', similar_products.product_id);
     END IF;
     RETURN QUERY
-    WITH cand AS (
-        (SELECT p.* FROM shop.product p
-          WHERE src.category_id IS NOT NULL AND p.category_id = src.category_id
-            AND p.status = 'active' AND p.product_id <> src.product_id
-          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
-        UNION
-        (SELECT p.* FROM shop.product p
-          WHERE src.brand IS NOT NULL AND p.brand = src.brand
-            AND p.status = 'active' AND p.product_id <> src.product_id
-          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
-    )
-    SELECT c.product_id,
-           (0.4 * (c.category_id IS NOT DISTINCT FROM src.category_id)::int
-            + 0.2 * (c.brand IS NOT DISTINCT FROM src.brand)::int
-            + 0.3 * shop._title_similarity(c.title, src.title)
-            + 0.1 * coalesce((SELECT count(*) FROM jsonb_each(src.attributes) a
-                               WHERE c.attributes -> a.key = a.value)::real
-                             / nullif((SELECT count(*) FROM jsonb_object_keys(src.attributes)), 0), 0)
-            + 0.001 * c.popularity)::real AS s
-      FROM cand c
-     ORDER BY s DESC, c.product_id
-     LIMIT lim;
+    SELECT s.product_id, s.score
+      FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                    src.attributes, '{}', lim) s;
 END
 $$;
 COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
 'content-based neighbours of a product: same category, brand, attributes and similar title; active products only';
+
+-- _similar_candidates: the scoring query of similar_products, shared with
+-- the fill of also_bought.  Plain SQL without SET so it is inlined into
+-- its callers, which pin search_path.
+CREATE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                         src_title text, src_attributes jsonb,
+                                         exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    WITH cand AS (
+        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+        UNION
+        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+    )
+    SELECT c.product_id,
+           (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
+            + 0.2 * (c.brand IS NOT DISTINCT FROM src_brand)::int
+            + 0.3 * shop._title_similarity(c.title, src_title)
+            + 0.1 * coalesce((SELECT count(*) FROM pg_catalog.jsonb_each(src_attributes) a
+                               WHERE c.attributes -> a.key = a.value)::real
+                             / nullif((SELECT count(*) FROM pg_catalog.jsonb_object_keys(src_attributes)), 0), 0)
+            + 0.001 * c.popularity)::real AS s
+      FROM cand c
+     WHERE c.product_id <> ALL (exclude)
+     ORDER BY s DESC, c.product_id
+     LIMIT lim
+$$;
+COMMENT ON FUNCTION shop._similar_candidates(bigint, bigint, text, text, jsonb, bigint[], int) IS
+'internal: content-based candidates of similar_products (inlined into its callers, which pin search_path)';
 
 -- also_bought: the product's co-purchase neighbours that are active, best
 -- score first; when fewer than lim exist, the list is filled from
@@ -1492,36 +1535,51 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
+    ids bigint[];
+    scores real[];
     n int;
-    last_score real;
+    src record;
 BEGIN
-    PERFORM shop._product_must_exist(also_bought.product_id);
-    PERFORM shop._check_page(lim, 0);
-    RETURN QUERY
-    SELECT c.other_id, c.score
-      FROM shop.copurchase c
-      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-     WHERE c.product_id = also_bought.product_id AND c.score > 0
-     ORDER BY c.score DESC, c.other_id
-     LIMIT lim;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n >= lim THEN
-        RETURN;
+    IF also_bought.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT min(c.score) INTO last_score
-      FROM (SELECT c.score FROM shop.copurchase c
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    SELECT array_agg(c.other_id ORDER BY c.score DESC, c.other_id),
+           array_agg(c.score ORDER BY c.score DESC, c.other_id)
+      INTO ids, scores
+      FROM (SELECT c.other_id, c.score
+              FROM shop.copurchase c
               JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
              WHERE c.product_id = also_bought.product_id AND c.score > 0
-             ORDER BY c.score DESC, c.other_id LIMIT lim) c;
+             ORDER BY c.score DESC, c.other_id
+             LIMIT lim) c;
+    n := coalesce(cardinality(ids), 0);
+    IF n >= lim THEN
+        RETURN QUERY SELECT * FROM unnest(ids, scores);
+        RETURN;
+    END IF;
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = also_bought.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', also_bought.product_id);
+    END IF;
+    IF n > 0 THEN
+        RETURN QUERY SELECT * FROM unnest(ids, scores);
+    END IF;
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT s.product_id,
-           (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
-      FROM shop.similar_products(also_bought.product_id, least(lim + n, 1000)) s
-     WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase c
-                        WHERE c.product_id = also_bought.product_id
-                          AND c.other_id = s.product_id AND c.score > 0)
-     ORDER BY s.score DESC, s.product_id
-     LIMIT lim - n;
+           (s.score * least(1.0, coalesce(scores[n], 1.0)) * 0.999)::real
+      FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                    src.attributes, coalesce(ids, '{}'), lim - n) s;
 END
 $$;
 COMMENT ON FUNCTION shop.also_bought(bigint, int) IS
@@ -1543,8 +1601,14 @@ DECLARE
     last_score real;
     picked bigint[];
 BEGIN
-    PERFORM shop._require(recommend.customer_id, 'customer_id');
-    PERFORM shop._check_page(lim, 0);
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
     RETURN QUERY
     WITH bought AS (
         SELECT l.product_id, max(o.created_at) AS at

@@ -178,7 +178,8 @@ SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
 SELECT product_id FROM shop.recommend(7, 2);
 SELECT count(*) AS phone_again FROM shop.recommend(7, 20) WHERE product_id = 4;
 -- views count too: customer 42 viewed the mouse, phone and case (the
--- laptop fell out of the capped history); their neighbours come first
+-- laptop fell out of the capped history); their neighbours are proposed,
+-- not the viewed products themselves
 SELECT product_id FROM shop.recommend(42, 3);
 -- no history at all: trending
 SELECT (SELECT array_agg(product_id) FROM shop.recommend(123456, 3))

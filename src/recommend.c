@@ -438,12 +438,15 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 		for (;;)
 		{
 			SPITupleTable *tt;
+			uint64		ntup;
 
 			SPI_cursor_fetch(portal, true, 1000);
 			if (SPI_processed == 0)
 				break;
+			/* scoring may flush, which runs SPI statements: keep our own copies */
 			tt = SPI_tuptable;
-			for (uint64 i = 0; i < SPI_processed; i++)
+			ntup = SPI_processed;
+			for (uint64 i = 0; i < ntup; i++)
 			{
 				RecoPairRow row;
 				bool		isnull;

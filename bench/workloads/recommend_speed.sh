@@ -35,6 +35,7 @@ if ! ${BIN}createdb -T "$SRC" "$DB" >/dev/null 2>&1; then
     DB=$SRC
 fi
 cleanup() {
+    [ -n "${RECO_KEEP:-}" ] && return 0
     if $copied; then
         ${BIN}dropdb --if-exists "$DB" >/dev/null 2>&1 || true
     else
@@ -76,10 +77,10 @@ SELECT order_id, customer_id, 'paid', 'XRB', 0, 0, created_at FROM gen_order;
 INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
 SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
   FROM gen_order g
- CROSS JOIN LATERAL generate_series(1, g.k) j
-  JOIN reco_bench_pid p
-    ON p.i = CASE WHEN j = 1 THEN g.anchor
-                  ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END;
+ CROSS JOIN LATERAL (SELECT j, CASE WHEN j = 1 THEN g.anchor
+                                    ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END AS pi
+                       FROM generate_series(1, g.k) j) x
+  JOIN reco_bench_pid p ON p.i = x.pi;
 RESET session_replication_role;
 ANALYZE shop."order"; ANALYZE shop.order_line;
 SQL
@@ -115,10 +116,11 @@ INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cent
 SELECT order_id, customer_id, 'paid', 'XRB', 0, 0 FROM new_order;
 INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
 SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
-  FROM new_order g CROSS JOIN LATERAL generate_series(1, g.k) j
-  JOIN reco_bench_pid p
-    ON p.i = CASE WHEN j = 1 THEN g.anchor
-                  ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END;
+  FROM new_order g
+ CROSS JOIN LATERAL (SELECT j, CASE WHEN j = 1 THEN g.anchor
+                                    ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END AS pi
+                       FROM generate_series(1, g.k) j) x
+  JOIN reco_bench_pid p ON p.i = x.pi;
 COMMIT;
 SQL
 t5=$(now)
@@ -142,11 +144,11 @@ SELECT b.product_id, count(*) FROM shop.order_line a JOIN shop.order_line b ON b
 SQL
 # run NAME FILE: prints "p50 p95 p99 tps" (ms, ms, ms, 1/s)
 run() {
-    rm -f "$TMPD/$1".log*
+    rm -f "$TMPD/$1".[0-9]*
     ${BIN}pgbench -n -M prepared -c 1 -T "$DUR" -f "$2" -l --log-prefix="$TMPD/$1" "$DB" > "$TMPD/$1.out" 2>&1
     local tps
     tps=$(awk '/^tps/ { printf "%.0f", $3; exit }' "$TMPD/$1.out")
-    cat "$TMPD/$1".log* | awk '{ print $3 / 1000.0 }' | sort -n |
+    cat "$TMPD/$1".[0-9]* | awk '{ print $3 / 1000.0 }' | sort -n |
         awk -v tps="$tps" '{ v[NR] = $1 } END {
             printf "%.3f %.3f %.3f %s\n", v[int(NR * 0.50) + 1], v[int(NR * 0.95) + 1], v[int(NR * 0.99) + 1], tps }'
 }
