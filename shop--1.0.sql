@@ -1597,9 +1597,12 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
+    bought bigint[];
+    seed_ids bigint[];
+    seed_w real[];
+    ids bigint[];
+    scores real[];
     n int;
-    last_score real;
-    picked bigint[];
 BEGIN
     IF recommend.customer_id IS NULL THEN
         RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1609,56 +1612,50 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
-    RETURN QUERY
-    WITH bought AS (
-        SELECT l.product_id, max(o.created_at) AS at
-          FROM shop."order" o
-          JOIN shop.order_line l ON l.order_id = o.order_id
-         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
-         GROUP BY l.product_id
-    ), seeds AS (
-        SELECT s.product_id, max(s.w) AS w
-          FROM ((SELECT b.product_id, 1.0 AS w FROM bought b ORDER BY b.at DESC LIMIT 50)
-                UNION ALL
-                SELECT v.product_id, 0.5 FROM shop.view_event v
-                 WHERE v.customer_id = recommend.customer_id) s
-         GROUP BY s.product_id
-    )
-    SELECT c.other_id, sum(c.score * s.w)::real AS sc
-      FROM seeds s
-      JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
-      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.other_id)
-     GROUP BY c.other_id
-     ORDER BY sc DESC, c.other_id
-     LIMIT lim;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    -- what the customer bought, most recent first
+    SELECT array_agg(b.product_id ORDER BY b.at DESC, b.product_id) INTO bought
+      FROM (SELECT l.product_id, max(o.created_at) AS at
+              FROM shop."order" o
+              JOIN shop.order_line l ON l.order_id = o.order_id
+             WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+             GROUP BY l.product_id) b;
+    -- seeds: the 50 latest purchases (weight 1) and the views (0.5)
+    SELECT array_agg(s.product_id), array_agg(s.w) INTO seed_ids, seed_w
+      FROM (SELECT x.product_id, max(x.w)::real AS w
+              FROM (SELECT u.product_id, 1.0 AS w FROM unnest(bought[1:50]) u(product_id)
+                    UNION ALL
+                    SELECT v.product_id, 0.5 FROM shop.view_event v
+                     WHERE v.customer_id = recommend.customer_id) x
+             GROUP BY x.product_id) s;
+    IF seed_ids IS NOT NULL THEN
+        SELECT array_agg(r.other_id ORDER BY r.sc DESC, r.other_id),
+               array_agg(r.sc ORDER BY r.sc DESC, r.other_id)
+          INTO ids, scores
+          FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
+                  FROM unnest(seed_ids, seed_w) s(product_id, w)
+                  JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+                  JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+                 WHERE c.other_id <> ALL (seed_ids)
+                   AND c.other_id <> ALL (coalesce(bought, '{}'))
+                 GROUP BY c.other_id
+                 ORDER BY sc DESC, c.other_id
+                 LIMIT lim) r;
+    END IF;
+    n := coalesce(cardinality(ids), 0);
+    IF n > 0 THEN
+        RETURN QUERY SELECT * FROM unnest(ids, scores);
+    END IF;
     IF n >= lim THEN
         RETURN;
     END IF;
-    -- fill from trending, below the last personal score
+    -- fill from trending, below the personal scores
     RETURN QUERY
-    WITH bought AS (
-        SELECT l.product_id
-          FROM shop."order" o
-          JOIN shop.order_line l ON l.order_id = o.order_id
-         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
-    ), personal AS (
-        SELECT c.other_id AS product_id, sum(c.score) AS sc
-          FROM shop.copurchase c
-         WHERE c.score > 0
-           AND c.product_id IN (SELECT b.product_id FROM bought b
-                                UNION SELECT v.product_id FROM shop.view_event v
-                                       WHERE v.customer_id = recommend.customer_id)
-         GROUP BY c.other_id
-    )
     SELECT p.product_id, (p.popularity * 0.001)::real
       FROM shop.product p
      WHERE p.status = 'active' AND p.popularity > 0
-       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = p.product_id)
-       AND NOT EXISTS (SELECT 1 FROM shop.view_event v
-                        WHERE v.customer_id = recommend.customer_id AND v.product_id = p.product_id)
-       AND NOT EXISTS (SELECT 1 FROM personal x WHERE x.product_id = p.product_id)
+       AND p.product_id <> ALL (coalesce(bought, '{}'))
+       AND p.product_id <> ALL (coalesce(seed_ids, '{}'))
+       AND p.product_id <> ALL (coalesce(ids, '{}'))
      ORDER BY p.popularity DESC, p.product_id
      LIMIT lim - n;
 END
