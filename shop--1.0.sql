@@ -1282,7 +1282,9 @@ BEGIN
     -- the log rows visible now are covered by the rebuild; later ones stay
     -- for the next refresh (which finds nothing left to do for them)
     DELETE FROM shop.copurchase_delta;
-    DELETE FROM shop.copurchase_order;
+    -- TRUNCATE, not DELETE: re-inserting the same order ids over their
+    -- own dead rows makes every unique check visit the heap
+    TRUNCATE shop.copurchase_order;
     INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
     SELECT o.order_id, o.customer_id,
            CASE WHEN o.customer_id IS NULL THEN 1.0
