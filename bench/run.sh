@@ -96,10 +96,13 @@ SETTINGS=(
     "log_min_duration_statement = -1"
     "log_checkpoints = on"
 )
+# A cluster left running by an earlier BENCH_KEEP=1 run goes first.
+cluster_stop "$DIR" fast
 cluster_init "$DIR" "$PORT" "${SETTINGS[@]}" || exit 1
 cluster_start "$DIR" || exit 1
 if [ "$BENCH_KEEP" = 1 ]; then
-    trap 'log "cluster left running: PGHOST=$DIR PGPORT=$PORT PGUSER=postgres psql bench; stop: $PGBIN/pg_ctl -D $DIR/data stop"' EXIT
+    ASROOT=""; [ "$(id -u)" = 0 ] && ASROOT="runuser -u postgres -- "
+    trap 'log "cluster left running: PGHOST=$DIR PGPORT=$PORT PGUSER=postgres psql bench; stop: ${ASROOT}$PGBIN/pg_ctl -D $DIR/data stop (or the next make bench stops it)"' EXIT
 else
     trap 'cluster_stop "$DIR" fast' EXIT
 fi
