@@ -123,6 +123,15 @@ done
 for p in "${pids[@]}"; do wait "$p" || { log "stock COPY failed"; exit 1; }; done
 stat step stock "$(since "$t0")" "$BENCH_SCALE"
 
+# Check what was loaded before measuring anything on it.
+check=$("${PSQL[@]}" -c "
+    SELECT (SELECT count(*) FROM shop.product) = $BENCH_SCALE
+       AND (SELECT count(*) FROM shop.stock) = $BENCH_SCALE
+       AND (SELECT count(*) FROM shop.product_sku) = $BENCH_SCALE
+       AND NOT EXISTS (SELECT 1 FROM shop.product p JOIN shop.stock s USING (product_id)
+                        WHERE p.in_stock <> (s.on_hand > 0))")
+[ "$check" = t ] || { log "the loaded catalog does not add up (products, stock, skus, in_stock)"; exit 1; }
+
 # 5. Rebuild the dropped indexes.
 while IFS=$'\t' read -r name def am; do
     t0=$(now)
