@@ -178,7 +178,11 @@ bench_md_table_vs() {
     bases=$(printf '%s\n' "$@")
     awk -F'\t' -v cols="$BENCH_COLUMNS" -v bases="$bases" '
         { line[NR] = $0; for (i = 1; i <= NF; i++) cell[NR, i] = $i; nf[NR] = NF; byname[$1] = NR }
-        function ratio(a, b) { return (b + 0 > 0 && a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) ? sprintf("%.2fx", a / b) : "n/a" }
+        function ratio(a, b,   r) {
+            if (!(b + 0 > 0 && a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/)) return "n/a"
+            r = a / b
+            return r >= 100 ? sprintf("%.0fx", r) : r >= 0.1 ? sprintf("%.2fx", r) : sprintf("%.2gx", r)
+        }
         END {
             nb = split(bases, base, "\n")
             nh = split(cols, h, "\t")
