@@ -12,7 +12,8 @@
 #   2. the secondary indexes of shop.product are dropped (their definitions
 #      kept), so the load does not maintain them row by row;
 #   3. products: COPY into shop.product, in parallel streams (one per CPU,
-#      at most 4); the triggers of shop.product run (SKU registry, FKs);
+#      at most 4, one below 10,000 products; BENCH_LOAD_PARTS overrides);
+#      the triggers of shop.product run (SKU registry, FKs);
 #   4. stock: one shop.stock row per product (2% of products with nothing
 #      on hand), COPY with session_replication_role = replica so that no
 #      per-row trigger rewrites shop.product: the generator already set
@@ -91,6 +92,7 @@ done <"$WORK/indexes.tsv"
 ncpu=$(nproc 2>/dev/null || echo 1)
 parts=$ncpu; [ "$parts" -gt 4 ] && parts=4
 [ "$BENCH_SCALE" -lt 10000 ] && parts=1
+parts=${BENCH_LOAD_PARTS:-$parts}
 t0=$(now)
 pids=()
 for ((i = 0; i < parts; i++)); do
