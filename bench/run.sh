@@ -15,7 +15,9 @@
 #      the others; the exit status is non-zero if any failed.
 #
 # Environment: BENCH_SCALE, BENCH_SEED (default 42), BENCH_ONLY,
-# BENCH_KEEP=1 (leave the cluster running at the end, to poke at it).
+# BENCH_SECONDS (pgbench run length for workloads that use it),
+# BENCH_KEEP=1 (leave the cluster running at the end, to poke at it),
+# SHARED_DATA (default ../shared/data; empty: as if it were absent).
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 export TOP
@@ -33,7 +35,15 @@ case "$BENCH_SEED" in
 esac
 [ "$BENCH_SCALE" -ge 100 ] || { echo "bench: BENCH_SCALE must be at least 100" >&2; exit 2; }
 
-if [ -d "$TOP/../shared/data" ]; then
+# SHARED_DATA set in the environment wins (SHARED_DATA= runs as if
+# ../shared were absent).
+if [ "${SHARED_DATA+set}" = set ]; then
+    if [ -n "$SHARED_DATA" ] && [ -d "$SHARED_DATA" ]; then
+        SHARED_DATA=$(cd "$SHARED_DATA" && pwd)
+    else
+        SHARED_DATA=""
+    fi
+elif [ -d "$TOP/../shared/data" ]; then
     SHARED_DATA=$(cd "$TOP/../shared/data" && pwd)
 else
     SHARED_DATA=""
