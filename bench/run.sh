@@ -17,6 +17,7 @@
 # Environment: BENCH_SCALE, BENCH_SEED (default 42), BENCH_ONLY,
 # BENCH_SECONDS (pgbench run length for workloads that use it),
 # BENCH_KEEP=1 (leave the cluster running at the end, to poke at it),
+# BENCH_TIMEOUT (seconds one workload may take, default 1800),
 # SHARED_DATA (default ../shared/data; empty: as if it were absent).
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,7 @@ BENCH_SCALE=${BENCH_SCALE:-1000000}
 BENCH_SEED=${BENCH_SEED:-42}
 BENCH_ONLY=${BENCH_ONLY:-}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
 case "$BENCH_SCALE" in
     ''|*[!0-9]*) echo "bench: BENCH_SCALE must be a whole number of products" >&2; exit 2 ;;
 esac
@@ -149,8 +151,10 @@ for n in "${workloads[@]}"; do
     [ "$(id -u)" = 0 ] && chown postgres: "$wtmp"
     log "workload $n ..."
     t0=$(date +%s)
-    BENCH_TMP="$wtmp" PGDATABASE=bench "$TOP/bench/workloads/$n.sh" >"$wtmp/out.md" 2>"$wtmp/stderr.txt"
+    BENCH_TMP="$wtmp" PGDATABASE=bench timeout -k 10 "$BENCH_TIMEOUT" \
+        "$TOP/bench/workloads/$n.sh" >"$wtmp/out.md" 2>"$wtmp/stderr.txt"
     rc=$?
+    [ "$rc" -eq 124 ] && echo "bench: workload $n timed out after $BENCH_TIMEOUT s" >>"$wtmp/stderr.txt"
     t1=$(date +%s)
     if [ "$rc" -eq 0 ]; then
         cat "$wtmp/out.md" >>"$body"
