@@ -21,6 +21,9 @@
 #   dword     CATEGORY_ID  WORD  COUNT  POS description words, same
 #   tlen      CATEGORY_ID  WORDS  COUNT      title length (words besides brand)
 #   color     NAME  COUNT                    the colour field ("" = none)
+#   chr       CONTEXT  NEXT  COUNT           letter trigrams of title words
+#       (^ marks the start, $ the end of a word): the generator spells new
+#       product-line names with them
 #   attr      CATEGORY_ID  NAME  COVERAGE  VALUE  COUNT
 #       a text attribute common in the leaf: COVERAGE is the share of the
 #       leaf's products that have it, COUNT how often VALUE occurs
@@ -210,6 +213,21 @@ for g, leaves in cats.items():
             cov = min(1.0, tot / max(n_leaf[l], 1))
             for v, c in sorted(vals.items(), key=lambda x: (-x[1], x[0]))[:12]:
                 lines.append("attr\t%d\t%s\t%.3f\t%s\t%d" % (i, name, cov, v, c))
+# Letter trigrams of the title words, for the generator's product-line
+# names: new words with the catalog's spelling habits, so the synthetic
+# vocabulary keeps growing with the catalog as a real one does.
+tri = collections.Counter()
+for r in rows:
+    for w in re.findall(r"[A-Za-z]+", r["title"]):
+        w = w.lower()
+        if len(w) < 3:
+            continue
+        w = "^^" + w + "$"
+        for i in range(2, len(w)):
+            tri[(w[i - 2:i], w[i])] += 1
+for (ctx, ch), n in sorted(tri.items()):
+    if n >= 2:
+        lines.append("chr\t%s\t%s\t%d" % (ctx, ch, n))
 for c, n in sorted(colors.items(), key=lambda x: (-x[1], x[0])):
     if n >= 5:
         lines.append("color\t%s\t%d" % (c, n))

@@ -20,6 +20,11 @@
  * seeded by (seed, P), so the catalog does not depend on how it is split
  * into parts and a product's stock agrees with its in_stock flag.
  *
+ * Vocabulary: besides the model's words, 60% of titles carry a product-line
+ * name (a new word spelled with the model's letter trigrams) drawn from
+ * max(1000, N/20) lines with a Zipf (s = 1) distribution, so the number of
+ * distinct words grows with the catalog as in a real one.
+ *
  * Model strings are cleaned by make_model.sh (no tab, newline, backslash or
  * double quote), so they go into COPY text and JSON strings unescaped.
  */
@@ -70,6 +75,13 @@ static Category cats[MAXCAT];
 static int	ncats;
 static Weighted leaves;			/* ival = index into cats */
 static Weighted colors;
+
+/*
+ * Letter trigrams: next letter after a two-letter context.  Symbols: 0 is
+ * the word boundary ('^' before, '$' after), 1..26 are a..z.
+ */
+static Weighted trigram[27][27];
+static long line_pool = 1000;	/* product-line names in the catalog */
 
 static void
 die(const char *msg, const char *arg)
@@ -262,6 +274,16 @@ load_model(const char *path)
 			wadd(&colors, f[1], atof(f[2]), 0, 0);
 			continue;
 		}
+		if (strcmp(f[0], "chr") == 0 && nf >= 4 && strlen(f[1]) == 2 && strlen(f[2]) == 1)
+		{
+			int			a = f[1][0] == '^' ? 0 : f[1][0] - 'a' + 1;
+			int			b = f[1][1] == '^' ? 0 : f[1][1] - 'a' + 1;
+			int			n = f[2][0] == '$' ? 0 : f[2][0] - 'a' + 1;
+
+			if (a >= 0 && a <= 26 && b >= 0 && b <= 26 && n >= 0 && n <= 26)
+				wadd(&trigram[a][b], NULL, atof(f[3]), 0, n);
+			continue;
+		}
 		if (nf < 4 || (c = cat_by_id(atoi(f[1]))) == NULL)
 			continue;
 		if (strcmp(f[0], "brand") == 0)
@@ -371,6 +393,48 @@ words(char *buf, size_t size, const Weighted *w, int n, Rng *r)
 	return buf;
 }
 
+/*
+ * The name of product line "line": a new word spelled with the catalog's
+ * letter trigrams, capitalised ("Vostrax"), the same for every product of
+ * the line.  Empty when the model has no trigrams.
+ */
+static void
+line_name(char *buf, size_t size, uint64_t seed, long line)
+{
+	Rng			r;
+
+	rng_seed(&r, seed, line, 3);
+	buf[0] = '\0';
+	for (int attempt = 0; attempt < 20; attempt++)
+	{
+		int			a = 0,
+					b = 0,
+					len = 0;
+
+		while ((size_t) len < size - 1 && len < 12)
+		{
+			Weighted   *w = &trigram[a][b];
+			int			n;
+
+			if (w->n == 0)
+				break;
+			n = w->ival[wpick(w, &r)];
+			if (n == 0)
+				break;
+			buf[len++] = 'a' + n - 1;
+			a = b;
+			b = n;
+		}
+		buf[len] = '\0';
+		if (len >= 4 && len <= 10)
+		{
+			buf[0] -= 'a' - 'A';
+			return;
+		}
+	}
+	buf[0] = '\0';
+}
+
 static int
 stock_on_hand(uint64_t seed, long id)
 {
@@ -395,6 +459,7 @@ gen_product(long id, uint64_t seed, time_t base)
 				d2[1024],
 				attrs[1024],
 				model[32],
+				line[32],
 				sku[8],
 				created[64];
 	int			nt,
@@ -419,6 +484,14 @@ gen_product(long id, uint64_t seed, time_t base)
 	snprintf(model, sizeof(model), "%c%c-%d",
 			 'A' + (int) (rng_u(&r) * 26), 'A' + (int) (rng_u(&r) * 26),
 			 100 + (int) (rng_u(&r) * 9900));
+	/* a product line for 60% of products: Zipf over the catalog's lines */
+	line[0] = '\0';
+	if (rng_u(&r) < 0.6)
+	{
+		long		k = (long) pow((double) line_pool + 1.0, rng_u(&r));
+
+		line_name(line, sizeof(line), seed, k);
+	}
 	nt = c->tlen.n ? c->tlen.ival[wpick(&c->tlen, &r)] : 5;
 	if (nt < 3)
 		nt = 3;
@@ -502,9 +575,9 @@ gen_product(long id, uint64_t seed, time_t base)
 		sku[k] = '\0';
 	}
 
-	printf("%ld\t%s%c-%07ld\t%s %s %s\t%s. %s.\t%s\t%ld\t%ld\t%s\t{https://cdn.example.com/shop/p/%ld-1.jpg}\t%s\t%ld\t%ld\t%.2f\t%s\t%s\n",
+	printf("%ld\t%s%c-%07ld\t%s %s%s%s %s\t%s. %s.\t%s\t%ld\t%ld\t%s\t{https://cdn.example.com/shop/p/%ld-1.jpg}\t%s\t%ld\t%ld\t%.2f\t%s\t%s\n",
 		   id, sku, 'A' + (int) (id % 26), id,
-		   brand, model, title, d1, d2, brand, c->db_id, cents, attrs, id,
+		   brand, model, line[0] ? " " : "", line, title, d1, d2, brand, c->db_id, cents, attrs, id,
 		   status, rsum, rcount, pop,
 		   stock_on_hand(seed, id) > 0 ? "t" : "f", created);
 }
@@ -561,6 +634,8 @@ main(int argc, char **argv)
 
 		if (scale < 1)
 			die("--scale must be positive", NULL);
+		if (scale / 20 > line_pool)
+			line_pool = scale / 20;
 		if (mode[0] == 'p')
 		{
 			if (!catmap)
