@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: helpers for bench/workloads/*.sh.  Source it:
 #
 #     . "$TOP/bench/lib.sh"

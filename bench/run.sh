@@ -208,7 +208,7 @@ cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
     echo
     cat "$body"
 } >"$report.tmp" && mv "$report.tmp" "$report"
-log "report written to ${report#$TOP/}"
+log "report written to ${report#"$TOP"/}"
 if [ ${#failed[@]} -gt 0 ]; then
     log "failed workloads: ${failed[*]}"
     exit 1
