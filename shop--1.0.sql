@@ -228,7 +228,11 @@ CREATE TABLE shop.product (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC);
+-- one index per browse order, each led by the category
+CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC, product_id);
+CREATE INDEX product_category_price_idx ON shop.product (category_id, price_cents, product_id);
+CREATE INDEX product_category_rating_idx ON shop.product (category_id, rating_avg DESC NULLS LAST, rating_count DESC, product_id);
+CREATE INDEX product_category_newest_idx ON shop.product (category_id, created_at DESC, product_id DESC);
 CREATE INDEX product_brand_idx ON shop.product (brand);
 COMMENT ON TABLE shop.product IS
 'the catalog: one row per sellable item; INSERT/COPY work as well as shop.product_upsert';
@@ -612,6 +616,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     cats bigint[];
+    ord text;
 BEGIN
     PERFORM shop._require(browse.category_id, 'category_id');
     PERFORM shop._require(sort, 'sort');
@@ -627,22 +632,28 @@ BEGIN
             USING ERRCODE = 'SH006',
                   DETAIL = format('No category has category_id %s.', browse.category_id);
     END IF;
-    RETURN QUERY
-    SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
-           p.rating_avg, p.rating_count, p.popularity, p.images[1]
-      FROM shop.product p
-      JOIN shop.category c ON c.category_id = p.category_id
-     WHERE p.category_id = ANY (cats) AND p.status = 'active'
-     ORDER BY
-        CASE WHEN sort = 'popularity' THEN p.popularity END DESC NULLS LAST,
-        CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-        CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-        CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-        CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-        CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-        CASE WHEN sort = 'title' THEN p.title END ASC,
-        p.product_id
-     LIMIT lim OFFSET off;
+    -- The page is the merge of each category's own first lim+off rows, each
+    -- read in order from a (category_id, sort key) index: a category with a
+    -- million products costs no more than one with twenty.
+    ord := CASE sort
+        WHEN 'popularity' THEN 'p.popularity DESC, p.product_id'
+        WHEN 'price_asc'  THEN 'p.price_cents, p.product_id'
+        WHEN 'price_desc' THEN 'p.price_cents DESC, p.product_id DESC'
+        WHEN 'rating'     THEN 'p.rating_avg DESC NULLS LAST, p.rating_count DESC, p.product_id'
+        WHEN 'newest'     THEN 'p.created_at DESC, p.product_id DESC'
+        WHEN 'title'      THEN 'p.title, p.product_id'
+    END;
+    RETURN QUERY EXECUTE format($q$
+        SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
+               p.rating_avg, p.rating_count, p.popularity, p.images[1]
+          FROM unnest($1) AS cat(id)
+          CROSS JOIN LATERAL (SELECT * FROM shop.product p
+                               WHERE p.category_id = cat.id AND p.status = 'active'
+                               ORDER BY %1$s LIMIT $2 + $3) p
+          JOIN shop.category c ON c.category_id = p.category_id
+         ORDER BY %1$s
+         LIMIT $2 OFFSET $3
+    $q$, ord) USING cats, lim, off;
 END
 $$;
 COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
