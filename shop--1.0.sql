@@ -651,6 +651,11 @@ COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
 ------------------------------------------------------------------------------
 -- 3. Inventory
 ------------------------------------------------------------------------------
+-- Locking rules and the never-oversell argument are in src/inventory.c and
+-- docs/inventory.md.  Invariant kept by every call: for each stock row,
+-- reserved = sum(qty) of the reservation parts with status 'held' that
+-- point at it (expired-but-not-yet-reclaimed holds included), and
+-- 0 <= reserved <= on_hand.
 
 CREATE TABLE shop.stock (
     product_id  bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
@@ -659,17 +664,24 @@ CREATE TABLE shop.stock (
     bucket      smallint NOT NULL DEFAULT 0 CHECK (bucket >= 0),
     on_hand     integer NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
     reserved    integer NOT NULL DEFAULT 0,
+    -- product-level: every row of a product carries the same value
     reorder_threshold integer CHECK (reorder_threshold >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, location, bucket),
     CHECK (reserved <= on_hand),
     CHECK (reserved >= 0)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE shop.stock IS 'stock per product, location and bucket; reserved never exceeds on_hand';
 
+-- A reservation is one or more parts (usually one), each holding qty units
+-- of one stock row.  No foreign key to shop.product: the key-share lock it
+-- would take on the product row for every hold is exactly the hot-row
+-- contention buckets exist to avoid; reservations are created only by the
+-- calls below, which check the product.
 CREATE TABLE shop.reservation (
-    product_id     bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
-    reservation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    product_id     bigint NOT NULL,
+    reservation_id uuid NOT NULL,
+    part           smallint NOT NULL DEFAULT 0,
     location       text NOT NULL DEFAULT 'default',
     bucket         smallint NOT NULL DEFAULT 0,
     qty            integer NOT NULL CHECK (qty > 0),
@@ -678,28 +690,129 @@ CREATE TABLE shop.reservation (
     ref            text CHECK (length(ref) <= 200),
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL,
-    PRIMARY KEY (product_id, reservation_id)
+    PRIMARY KEY (product_id, reservation_id, part)
 );
 CREATE INDEX reservation_id_idx ON shop.reservation (reservation_id);
 CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at) WHERE status = 'held';
+CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at) WHERE status = 'held';
 CREATE INDEX reservation_ref_idx ON shop.reservation (ref) WHERE ref IS NOT NULL;
-COMMENT ON TABLE shop.reservation IS 'stock holds: held until committed (shipped), released, or expired';
+COMMENT ON TABLE shop.reservation IS 'stock holds (one row per part): held until committed (shipped), released, or expired';
 
--- stock_available: on hand minus live (unexpired) holds, over all
--- locations and buckets.
+CREATE TABLE shop.stock_ledger (
+    product_id bigint NOT NULL,
+    entry_id   bigint GENERATED ALWAYS AS IDENTITY,
+    location   text NOT NULL,
+    delta      integer NOT NULL,
+    on_hand    integer NOT NULL,
+    reason     text NOT NULL,
+    ref        text,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, entry_id)
+);
+COMMENT ON TABLE shop.stock_ledger IS
+'append-only history of on_hand changes: stock_set, stock_adjust (with its reason) and reservation commits';
+
+CREATE FUNCTION shop.stock_set(product_id bigint, on_hand int, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_set'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set(bigint, int, text) IS
+'set the units on hand of a product at a location (a stock count); returns the units available over all locations';
+
+CREATE FUNCTION shop.stock_adjust(product_id bigint, delta int, reason text, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_adjust'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
+'add (delta > 0) or remove (delta < 0, unreserved units only) units at a location, with a reason kept in shop.stock_ledger; returns the units available';
+
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT (coalesce((SELECT sum(s.on_hand - s.reserved) FROM shop.stock s
-                       WHERE s.product_id = stock_available.product_id), 0)
-          + coalesce((SELECT sum(r.qty) FROM shop.reservation r
-                       WHERE r.product_id = stock_available.product_id
-                         AND r.status = 'held' AND r.expires_at <= now()), 0))::integer
-$$;
+AS 'MODULE_PATHNAME', 'shop_stock_available'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
+
+CREATE FUNCTION shop.stock_set_buckets(product_id bigint, buckets int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_buckets'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_buckets(bigint, int) IS
+'spread a hot product''s stock at every location over n bucket rows (1..256) that reservations pick from';
+
+CREATE FUNCTION shop.stock_set_reorder_threshold(product_id bigint, reorder_threshold int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_reorder_threshold'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) IS
+'emit stock.low when the product''s available units fall below this threshold (NULL: no alert)';
+
+CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
+                             ttl interval DEFAULT '15 minutes')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_reserve'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
+'hold qty units of a product until committed, released or ttl passes; raises SH001 rather than oversell';
+
+CREATE FUNCTION shop.reserve_many(items jsonb, ref text DEFAULT NULL,
+                                  ttl interval DEFAULT '15 minutes')
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'shop_reserve_many'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve_many(jsonb, text, interval) IS
+'all-or-nothing holds for [{"product_id":..,"qty":..},..]; repeated products summed; one reservation id per distinct product, in product_id order';
+
+CREATE FUNCTION shop.reservation_release(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_release'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_release(uuid) IS
+'give a held reservation''s units back; false when it was already released or expired (idempotent)';
+
+CREATE FUNCTION shop.reservation_commit(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_commit'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_commit(uuid) IS
+'the reserved units leave the building (on_hand and reserved both drop); false when already committed (idempotent)';
+
+CREATE FUNCTION shop.reservation_extend(reservation_id uuid, ttl interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'shop_reservation_extend'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_extend(uuid, interval) IS
+'move a held reservation''s expiry to now() + ttl, or to infinity when ttl is NULL (a paid order keeps its stock); returns the new expiry';
+
+-- stock_summary: one row per product with stock, the numbers a stock page shows.
+CREATE VIEW shop.stock_summary AS
+SELECT s.product_id,
+       sum(s.on_hand)::integer AS on_hand,
+       sum(s.reserved)::integer AS reserved,
+       shop.stock_available(s.product_id) AS available,
+       max(s.reorder_threshold) AS reorder_threshold,
+       count(DISTINCT s.location)::integer AS locations,
+       (max(s.bucket) + 1)::integer AS buckets
+  FROM shop.stock s
+ GROUP BY s.product_id;
+COMMENT ON VIEW shop.stock_summary IS 'per product: on hand, reserved, available, threshold, locations, buckets';
+
+REVOKE EXECUTE ON FUNCTION shop.stock_set(bigint, int, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_adjust(bigint, int, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_buckets(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_commit(uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_extend(uuid, interval) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 4. Cart
@@ -866,6 +979,36 @@ COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was 
 -- 8. Operations
 ------------------------------------------------------------------------------
 
+-- _emit: the transactional outbox.  One row in shop.event and a
+-- pg_notify('shop_events', ...) that listeners receive at commit (and never
+-- if the transaction rolls back).  The notification carries event_id, topic
+-- and payload; a payload too large for NOTIFY (8000 bytes) is left out of
+-- the notification ("truncated": true) and read from shop.event.
+CREATE FUNCTION shop._emit(topic text, payload jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+    note text;
+BEGIN
+    PERFORM shop._require(topic, 'topic');
+    PERFORM shop._require(payload, 'payload');
+    INSERT INTO shop.event (topic, payload) VALUES (_emit.topic, _emit.payload)
+    RETURNING event_id INTO id;
+    note := jsonb_build_object('event_id', id, 'topic', topic, 'payload', payload)::text;
+    IF octet_length(note) >= 7900 THEN
+        note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
+    END IF;
+    PERFORM pg_notify('shop_events', note);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._emit(text, jsonb) IS
+'internal: append an event to the outbox (shop.event) and pg_notify(''shop_events'') it; returns event_id';
+REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
+
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
@@ -879,6 +1022,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.product_product_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.review', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop."order"', '');
