@@ -1009,6 +1009,278 @@ COMMENT ON FUNCTION shop._emit(text, jsonb) IS
 'internal: append an event to the outbox (shop.event) and pg_notify(''shop_events'') it; returns event_id';
 REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
 
+-- sweep: the periodic housekeeping.  Run by the background worker every
+-- shop.sweep_interval when shop is preloaded, or by the DBA's scheduler
+-- (pg_cron, cron + psql).  Correctness never depends on it: reserve
+-- reclaims expired holds itself and stock_available counts them as free.
+-- It never waits for a lock held by a shopper: rows locked by someone else
+-- are skipped and picked up by the next run.
+CREATE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n_orders   integer := 0;
+    n_failed   integer := 0;
+    n_holds    integer := 0;
+    n_units    bigint := 0;
+    n_carts    integer := 0;
+    reco       jsonb;
+    reco_text  text;
+    o          uuid;
+    r          record;
+BEGIN
+    -- 1. pending orders whose holds expired are cancelled (the orders
+    --    subsystem's transition releases their reservations)
+    IF to_regprocedure('shop.order_transition(uuid,text,text)') IS NOT NULL THEN
+        FOR o IN
+            SELECT od.order_id
+              FROM shop."order" od
+             WHERE od.status = 'pending'
+               AND EXISTS (SELECT 1
+                             FROM shop.order_line l
+                             JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                            WHERE l.order_id = od.order_id
+                              AND rv.status IN ('held', 'expired')
+                              AND rv.expires_at <= now())
+             ORDER BY od.created_at
+               FOR UPDATE OF od SKIP LOCKED
+        LOOP
+            BEGIN
+                EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
+                    USING o, 'cancelled', 'reservation expired';
+                n_orders := n_orders + 1;
+            EXCEPTION WHEN OTHERS THEN
+                n_failed := n_failed + 1;
+                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+
+    -- 2. expired holds give their units back
+    FOR r IN
+        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
+          FROM shop.reservation rv
+         WHERE rv.status = 'held' AND rv.expires_at <= now()
+         ORDER BY rv.product_id, rv.location, rv.bucket
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM shop.stock s
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.reservation rv SET status = 'expired'
+         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
+           AND rv.part = r.part AND rv.status = 'held';
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.stock s SET reserved = s.reserved - r.qty
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
+        n_holds := n_holds + 1;
+        n_units := n_units + r.qty;
+    END LOOP;
+
+    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
+    WITH gone AS (
+        DELETE FROM shop.cart c
+         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
+                              WHERE expires_at < now() AND status <> 'checked_out'
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*) INTO n_carts FROM gone;
+
+    -- 4. fold recommendation deltas, when that subsystem is installed
+    IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
+        BEGIN
+            EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
+            BEGIN
+                reco := reco_text::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                reco := to_jsonb(reco_text);
+            END;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+            reco := jsonb_build_object('error', SQLERRM);
+        END;
+    END IF;
+
+    RETURN jsonb_build_object(
+        'reservations_expired', n_holds,
+        'units_released', n_units,
+        'orders_cancelled', n_orders,
+        'orders_not_cancelled', n_failed,
+        'carts_expired', n_carts,
+        'recommendations', reco);
+END
+$$;
+COMMENT ON FUNCTION shop.sweep() IS
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
+
+-- _setting: a shop.* GUC as text, with a default when the library has not
+-- been loaded into this backend yet (the GUC is then undefined).
+CREATE FUNCTION shop._setting(name text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting(name, true), ''), fallback) $$;
+COMMENT ON FUNCTION shop._setting(text, text) IS
+'internal: current value of a shop.* setting, or fallback when it is not defined in this backend';
+
+-- Views of the operations dashboard.  "Today" is the current day in the
+-- session's TimeZone.
+CREATE VIEW shop.metrics_orders_today AS
+SELECT count(*)::integer AS orders,
+       count(*) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered'))::integer AS paid_orders,
+       count(*) FILTER (WHERE o.status = 'pending')::integer AS pending_orders,
+       count(*) FILTER (WHERE o.status = 'cancelled')::integer AS cancelled_orders,
+       coalesce(sum(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')), 0)::bigint AS revenue_cents,
+       (avg(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')))::bigint AS avg_order_cents,
+       shop._setting('shop.currency', 'USD') AS currency
+  FROM shop."order" o
+ WHERE o.created_at >= date_trunc('day', now());
+COMMENT ON VIEW shop.metrics_orders_today IS 'orders, paid orders and revenue (paid and later states) since midnight';
+
+CREATE VIEW shop.metrics_conversion AS
+SELECT c.carts, o.checkouts,
+       CASE WHEN c.carts > 0 THEN round(o.checkouts::numeric / c.carts, 4) END AS conversion
+  FROM (SELECT count(*)::integer AS carts FROM shop.cart
+         WHERE created_at >= date_trunc('day', now())) c,
+       (SELECT count(*)::integer AS checkouts FROM shop."order"
+         WHERE created_at >= date_trunc('day', now()) AND cart_id IS NOT NULL) o;
+COMMENT ON VIEW shop.metrics_conversion IS
+'carts created today, checkouts (orders from a cart) today, and their ratio';
+
+CREATE VIEW shop.metrics_payments AS
+SELECT count(*)::integer AS payments,
+       count(*) FILTER (WHERE p.status = 'failed')::integer AS failed,
+       CASE WHEN count(*) > 0
+            THEN round((count(*) FILTER (WHERE p.status = 'failed'))::numeric / count(*), 4) END AS failure_rate,
+       shop._setting('shop.payment_failure_window', '15min')::interval AS window
+  FROM shop.payment p
+ WHERE p.created_at >= now() - shop._setting('shop.payment_failure_window', '15min')::interval;
+COMMENT ON VIEW shop.metrics_payments IS
+'payments and failures over the last shop.payment_failure_window';
+
+CREATE VIEW shop.low_stock AS
+SELECT s.product_id, p.sku, p.title, s.on_hand, s.reserved, s.available, s.reorder_threshold
+  FROM shop.stock_summary s
+  JOIN shop.product p USING (product_id)
+ WHERE s.reorder_threshold IS NOT NULL AND s.available < s.reorder_threshold;
+COMMENT ON VIEW shop.low_stock IS 'products whose available units are below their reorder threshold';
+
+-- _search_latency: p50/p95/p99 in milliseconds over the last hour, from a
+-- shop.search_log table when the search subsystem keeps one.  Its
+-- duration column is found by name (duration_ms, took_ms, elapsed_ms,
+-- latency_ms) and its time column likewise (created_at, at, logged_at,
+-- searched_at); NULL when there is no such table.
+CREATE FUNCTION shop._search_latency()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    tbl regclass := to_regclass('shop.search_log');
+    dur name;
+    ts name;
+    result jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT attname INTO dur FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('duration_ms', 'took_ms', 'elapsed_ms', 'latency_ms')
+     ORDER BY attname LIMIT 1;
+    SELECT attname INTO ts FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('created_at', 'at', 'logged_at', 'searched_at')
+     ORDER BY attname LIMIT 1;
+    IF dur IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format(
+        'SELECT jsonb_build_object(''searches'', count(*),'
+        '  ''p50'', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p95'', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p99'', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY %1$I)::numeric, 3))'
+        '  FROM %2$s %3$s',
+        dur, tbl,
+        CASE WHEN ts IS NOT NULL THEN format('WHERE %I >= now() - interval ''1 hour''', ts) ELSE '' END)
+      INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop._search_latency() IS
+'internal: search latency percentiles (ms) over the last hour from shop.search_log, NULL without one';
+
+CREATE FUNCTION shop.metrics()
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'at', now(),
+        'orders_today', (SELECT to_jsonb(m) FROM shop.metrics_orders_today m),
+        'conversion', (SELECT to_jsonb(c) FROM shop.metrics_conversion c),
+        'payments', (SELECT to_jsonb(p) - 'window' || jsonb_build_object('window', p.window::text)
+                       FROM shop.metrics_payments p),
+        'search_latency_ms', shop._search_latency(),
+        'reservations', (SELECT jsonb_build_object(
+                             'held', count(*) FILTER (WHERE expires_at > now()),
+                             'expired_unswept', count(*) FILTER (WHERE expires_at <= now()),
+                             'units_held', coalesce(sum(qty) FILTER (WHERE expires_at > now()), 0))
+                           FROM shop.reservation WHERE status = 'held'),
+        'low_stock_count', (SELECT count(*) FROM shop.low_stock),
+        'low_stock', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.available, l.product_id), '[]')
+                        FROM (SELECT * FROM shop.low_stock ORDER BY available, product_id LIMIT 20) l),
+        'events_last_hour', (SELECT count(*) FROM shop.event
+                              WHERE created_at >= now() - interval '1 hour'))
+$$;
+COMMENT ON FUNCTION shop.metrics() IS
+'operations dashboard in one jsonb: orders and revenue today, conversion, payment failure rate, search latency, holds, low stock';
+REVOKE EXECUTE ON FUNCTION shop.metrics() FROM PUBLIC;
+
+-- _check_payment_failures: called by the orders subsystem after a failed
+-- payment.  Emits payment.failures when, over shop.payment_failure_window,
+-- at least 5 payments were attempted and the failed share exceeds
+-- shop.payment_failure_threshold, at most once per window.  Returns true
+-- when it emitted the alert.
+CREATE FUNCTION shop._check_payment_failures()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    win interval := shop._setting('shop.payment_failure_window', '15min')::interval;
+    threshold float8 := shop._setting('shop.payment_failure_threshold', '0.5')::float8;
+    total integer;
+    failed integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+      INTO total, failed
+      FROM shop.payment WHERE created_at >= now() - win;
+    IF total < 5 OR failed::float8 / total <= threshold THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.event
+                WHERE topic = 'payment.failures' AND created_at >= now() - win) THEN
+        RETURN false;
+    END IF;
+    PERFORM shop._emit('payment.failures', jsonb_build_object(
+        'payments', total, 'failed', failed,
+        'failure_rate', round(failed::numeric / total, 4),
+        'threshold', threshold, 'window', win::text));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop._check_payment_failures() IS
+'internal: emit payment.failures when the failure rate over shop.payment_failure_window passes shop.payment_failure_threshold (once per window, at least 5 payments)';
+REVOKE EXECUTE ON FUNCTION shop._check_payment_failures() FROM PUBLIC;
+
+CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
+CREATE INDEX payment_created_idx ON shop.payment (created_at);
+
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
