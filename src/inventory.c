@@ -31,9 +31,10 @@
  *		skipping rows another transaction has locked (SKIP LOCKED): on a
  *		bucketed hot product concurrent buyers land on different rows and
  *		nobody waits;
- *	 2. if every suitable row was locked, the same statement without SKIP
- *		LOCKED: wait for the first suitable row in our order (the lock is
- *		re-checked, a row that no longer has enough is passed over);
+ *	 2. if every suitable row was locked: pick one suitable row (in the same
+ *		random order, from the snapshot, without locking) and run the
+ *		conditional UPDATE on it, which waits for that one row's lock and
+ *		re-checks the condition on its newest version;
  *	 3. no single row has enough: a cheap unlocked look at the totals raises
  *		insufficient_stock at once when even the sum cannot cover qty and no
  *		expired hold is waiting to be reclaimed; otherwise the slow path locks
@@ -46,6 +47,9 @@
  *	 - stock rows of several products: in product_id order (reserve_many);
  *	 - all rows of one product: in (location, bucket) order (slow path,
  *	   stock_set, stock_adjust, stock_set_buckets, release, commit);
+ *	 - steps 1 and 2 run in a subtransaction that is rolled back when they
+ *	   take nothing, so the row locks a failed attempt picked up (see
+ *	   inv_try) are gone before anything waits in (location, bucket) order;
  *	 - stock rows before reservation rows; where a reservation row must be
  *	   locked while stock is held (reclaim, sweep) it is taken with SKIP
  *	   LOCKED, so nobody waits on a reservation while holding stock.
