@@ -155,9 +155,29 @@ static InvQuery q_reserve_skip = {
 	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
 };
 
-/* step 2: no lock in the pick, so the UPDATE waits on that one row only */
+/*
+ * step 2: no lock in the pick, so the UPDATE waits on that one row only.
+ * The reservation row is inserted before the UPDATE takes the row lock (the
+ * UPDATE reads it), which keeps the index insertions out of the time the
+ * hot row is locked; when the UPDATE finds too little, the caller rolls the
+ * attempt's subtransaction back and the row goes with it.
+ */
 static InvQuery q_reserve_wait = {
-	RESERVE_ONE_SQL(""),
+	"WITH pick AS ("
+	"  SELECT location, bucket FROM shop.stock"
+	"   WHERE product_id = $1 AND on_hand - reserved >= $2"
+	"   ORDER BY hashint4(bucket::int4 # $3), location"
+	"   LIMIT 1),"
+	" ins AS ("
+	"  INSERT INTO shop.reservation"
+	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
+	"  SELECT $1, $4, 0, pick.location, pick.bucket, $2, $5, now() + $6 FROM pick"
+	"  RETURNING location, bucket)"
+	" UPDATE shop.stock s SET reserved = s.reserved + $2"
+	"   FROM ins"
+	"  WHERE s.product_id = $1 AND s.location = ins.location"
+	"    AND s.bucket = ins.bucket AND s.on_hand - s.reserved >= $2"
+	" RETURNING s.reorder_threshold",
 	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
 };
 
