@@ -21,15 +21,16 @@ SELECT on_hand, reserved, available FROM shop.stock_summary WHERE product_id = :
 
 \echo
 \echo 'Asking for more than is available is refused (SQLSTATE SH001), never oversold:'
-SELECT set_config('demo.star', :'star', false) \g /dev/null
-DO $$
-DECLARE
-    avail int := shop.stock_available(current_setting('demo.star')::bigint);
+CREATE FUNCTION pg_temp.try_reserve(p bigint, q int) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text;
 BEGIN
-    PERFORM shop.reserve(current_setting('demo.star')::bigint, avail + 1);
-EXCEPTION WHEN SQLSTATE 'SH001' THEN
-    RAISE NOTICE '% (%): %', SQLERRM, SQLSTATE, (SELECT 'asked ' || (avail + 1) || ', available ' || avail);
+    PERFORM shop.reserve(p, q);
+    RETURN 'held';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ' ' || SQLERRM || ': ' || d;
 END $$;
+SELECT pg_temp.try_reserve(:star, shop.stock_available(:star) + 1) AS "reserve one more than available";
 
 \echo
 \echo 'Checkout reserves a whole cart at once (all or nothing, quantities of a repeated product summed):'
