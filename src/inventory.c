@@ -67,7 +67,9 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
+#endif
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -815,7 +817,11 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 
 	v[0] = Int64GetDatum(product_id);
 	v[1] = Int32GetDatum(qty);
+#if PG_VERSION_NUM >= 150000
 	v[2] = Int32GetDatum((int32) pg_prng_uint32(&pg_global_prng_state));
+#else
+	v[2] = Int32GetDatum((int32) random());
+#endif
 	v[3] = UUIDPGetDatum(rid);
 	v[4] = ref;
 	if (ref_null)
@@ -928,7 +934,11 @@ inv_item_int(JsonbContainer *c, const char *key, int idx)
 					  ? "Item %d has no numeric \"qty\"."
 					  : "Item %d has no numeric \"product_id\".", idx);
 	num = v->val.numeric;
+#if PG_VERSION_NUM >= 140000
 	if (numeric_is_nan(num) || numeric_is_inf(num))
+#else
+	if (numeric_is_nan(num))
+#endif
 		inv_bad_items("Item %d has a non-finite number.", idx);
 	str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
 	dot = strchr(str, '.');
