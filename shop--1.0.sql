@@ -1099,8 +1099,10 @@ REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
 -- shop.sweep_interval when shop is preloaded, or by the DBA's scheduler
 -- (pg_cron, cron + psql).  Correctness never depends on it: reserve
 -- reclaims expired holds itself and stock_available counts them as free.
--- It never waits for a lock held by a shopper: rows locked by someone else
--- are skipped and picked up by the next run.
+-- Expiring holds and dropping carts never wait for a lock held by a
+-- shopper: rows locked by someone else are skipped and picked up by the
+-- next run.  Cancelling orders takes the stock rows of their holds in the
+-- usual order and may wait for them.
 CREATE FUNCTION shop.sweep()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1115,33 +1117,46 @@ DECLARE
     reco       jsonb;
     reco_text  text;
     o          uuid;
+    orders     uuid[];
     r          record;
 BEGIN
     -- 1. pending orders whose holds expired are cancelled (the orders
     --    subsystem's transition releases their reservations)
     IF to_regprocedure('shop.order_transition(uuid,text,text)') IS NOT NULL THEN
-        FOR o IN
-            SELECT od.order_id
-              FROM shop."order" od
-             WHERE od.status = 'pending'
-               AND EXISTS (SELECT 1
-                             FROM shop.order_line l
-                             JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
-                            WHERE l.order_id = od.order_id
-                              AND rv.status IN ('held', 'expired')
-                              AND rv.expires_at <= now())
-             ORDER BY od.created_at
-               FOR UPDATE OF od SKIP LOCKED
-        LOOP
-            BEGIN
-                EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
-                    USING o, 'cancelled', 'reservation expired';
-                n_orders := n_orders + 1;
-            EXCEPTION WHEN OTHERS THEN
-                n_failed := n_failed + 1;
-                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
-            END;
-        END LOOP;
+        SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
+          FROM (SELECT od.order_id, od.created_at
+                  FROM shop."order" od
+                 WHERE od.status = 'pending'
+                   AND EXISTS (SELECT 1
+                                 FROM shop.order_line l
+                                 JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                                WHERE l.order_id = od.order_id
+                                  AND rv.status IN ('held', 'expired')
+                                  AND rv.expires_at <= now())
+                   FOR UPDATE OF od SKIP LOCKED) x;
+        IF orders IS NOT NULL THEN
+            -- the cancels release holds of many products in one transaction:
+            -- take those stock rows first, in (product, location, bucket)
+            -- order, as every inventory call does, so no deadlock
+            PERFORM 1 FROM shop.stock s
+             WHERE (s.product_id, s.location, s.bucket) IN
+                   (SELECT rv.product_id, rv.location, rv.bucket
+                      FROM shop.order_line l
+                      JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                     WHERE l.order_id = ANY (orders) AND rv.status = 'held')
+             ORDER BY s.product_id, s.location, s.bucket
+               FOR UPDATE OF s;
+            FOREACH o IN ARRAY orders LOOP
+                BEGIN
+                    EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
+                        USING o, 'cancelled', 'reservation expired';
+                    n_orders := n_orders + 1;
+                EXCEPTION WHEN OTHERS THEN
+                    n_failed := n_failed + 1;
+                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+                END;
+            END LOOP;
+        END IF;
     END IF;
 
     -- 2. expired holds give their units back
