@@ -228,7 +228,11 @@ CREATE TABLE shop.product (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC);
+-- one index per browse order, each led by the category
+CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC, product_id);
+CREATE INDEX product_category_price_idx ON shop.product (category_id, price_cents, product_id);
+CREATE INDEX product_category_rating_idx ON shop.product (category_id, rating_avg DESC NULLS LAST, rating_count DESC, product_id);
+CREATE INDEX product_category_newest_idx ON shop.product (category_id, created_at DESC, product_id DESC);
 CREATE INDEX product_brand_idx ON shop.product (brand);
 COMMENT ON TABLE shop.product IS
 'the catalog: one row per sellable item; INSERT/COPY work as well as shop.product_upsert';
@@ -612,6 +616,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     cats bigint[];
+    ord text;
 BEGIN
     PERFORM shop._require(browse.category_id, 'category_id');
     PERFORM shop._require(sort, 'sort');
@@ -627,22 +632,28 @@ BEGIN
             USING ERRCODE = 'SH006',
                   DETAIL = format('No category has category_id %s.', browse.category_id);
     END IF;
-    RETURN QUERY
-    SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
-           p.rating_avg, p.rating_count, p.popularity, p.images[1]
-      FROM shop.product p
-      JOIN shop.category c ON c.category_id = p.category_id
-     WHERE p.category_id = ANY (cats) AND p.status = 'active'
-     ORDER BY
-        CASE WHEN sort = 'popularity' THEN p.popularity END DESC NULLS LAST,
-        CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-        CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-        CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-        CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-        CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-        CASE WHEN sort = 'title' THEN p.title END ASC,
-        p.product_id
-     LIMIT lim OFFSET off;
+    -- The page is the merge of each category's own first lim+off rows, each
+    -- read in order from a (category_id, sort key) index: a category with a
+    -- million products costs no more than one with twenty.
+    ord := CASE sort
+        WHEN 'popularity' THEN 'p.popularity DESC, p.product_id'
+        WHEN 'price_asc'  THEN 'p.price_cents, p.product_id'
+        WHEN 'price_desc' THEN 'p.price_cents DESC, p.product_id DESC'
+        WHEN 'rating'     THEN 'p.rating_avg DESC NULLS LAST, p.rating_count DESC, p.product_id'
+        WHEN 'newest'     THEN 'p.created_at DESC, p.product_id DESC'
+        WHEN 'title'      THEN 'p.title, p.product_id'
+    END;
+    RETURN QUERY EXECUTE format($q$
+        SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
+               p.rating_avg, p.rating_count, p.popularity, p.images[1]
+          FROM unnest($1) AS cat(id)
+          CROSS JOIN LATERAL (SELECT * FROM shop.product p
+                               WHERE p.category_id = cat.id AND p.status = 'active'
+                               ORDER BY %1$s LIMIT $2 + $3) p
+          JOIN shop.category c ON c.category_id = p.category_id
+         ORDER BY %1$s
+         LIMIT $2 OFFSET $3
+    $q$, ord) USING cats, lim, off;
 END
 $$;
 COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
@@ -737,6 +748,11 @@ COMMENT ON FUNCTION shop.product_get(bigint) IS
 ------------------------------------------------------------------------------
 -- 3. Inventory
 ------------------------------------------------------------------------------
+-- Locking rules and the never-oversell argument are in src/inventory.c and
+-- docs/inventory.md.  Invariant kept by every call: for each stock row,
+-- reserved = sum(qty) of the reservation parts with status 'held' that
+-- point at it (expired-but-not-yet-reclaimed holds included), and
+-- 0 <= reserved <= on_hand.
 
 CREATE TABLE shop.stock (
     product_id  bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
@@ -745,17 +761,24 @@ CREATE TABLE shop.stock (
     bucket      smallint NOT NULL DEFAULT 0 CHECK (bucket >= 0),
     on_hand     integer NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
     reserved    integer NOT NULL DEFAULT 0,
+    -- product-level: every row of a product carries the same value
     reorder_threshold integer CHECK (reorder_threshold >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, location, bucket),
     CHECK (reserved <= on_hand),
     CHECK (reserved >= 0)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE shop.stock IS 'stock per product, location and bucket; reserved never exceeds on_hand';
 
+-- A reservation is one or more parts (usually one), each holding qty units
+-- of one stock row.  No foreign key to shop.product: the key-share lock it
+-- would take on the product row for every hold is exactly the hot-row
+-- contention buckets exist to avoid; reservations are created only by the
+-- calls below, which check the product.
 CREATE TABLE shop.reservation (
-    product_id     bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
-    reservation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    product_id     bigint NOT NULL,
+    reservation_id uuid NOT NULL,
+    part           smallint NOT NULL DEFAULT 0,
     location       text NOT NULL DEFAULT 'default',
     bucket         smallint NOT NULL DEFAULT 0,
     qty            integer NOT NULL CHECK (qty > 0),
@@ -764,28 +787,129 @@ CREATE TABLE shop.reservation (
     ref            text CHECK (length(ref) <= 200),
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL,
-    PRIMARY KEY (product_id, reservation_id)
+    PRIMARY KEY (product_id, reservation_id, part)
 );
 CREATE INDEX reservation_id_idx ON shop.reservation (reservation_id);
 CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at) WHERE status = 'held';
+CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at) WHERE status = 'held';
 CREATE INDEX reservation_ref_idx ON shop.reservation (ref) WHERE ref IS NOT NULL;
-COMMENT ON TABLE shop.reservation IS 'stock holds: held until committed (shipped), released, or expired';
+COMMENT ON TABLE shop.reservation IS 'stock holds (one row per part): held until committed (shipped), released, or expired';
 
--- stock_available: on hand minus live (unexpired) holds, over all
--- locations and buckets.
+CREATE TABLE shop.stock_ledger (
+    product_id bigint NOT NULL,
+    entry_id   bigint GENERATED ALWAYS AS IDENTITY,
+    location   text NOT NULL,
+    delta      integer NOT NULL,
+    on_hand    integer NOT NULL,
+    reason     text NOT NULL,
+    ref        text,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, entry_id)
+);
+COMMENT ON TABLE shop.stock_ledger IS
+'append-only history of on_hand changes: stock_set, stock_adjust (with its reason) and reservation commits';
+
+CREATE FUNCTION shop.stock_set(product_id bigint, on_hand int, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_set'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set(bigint, int, text) IS
+'set the units on hand of a product at a location (a stock count); returns the units available over all locations';
+
+CREATE FUNCTION shop.stock_adjust(product_id bigint, delta int, reason text, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_adjust'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
+'add (delta > 0) or remove (delta < 0, unreserved units only) units at a location, with a reason kept in shop.stock_ledger; returns the units available';
+
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT (coalesce((SELECT sum(s.on_hand - s.reserved) FROM shop.stock s
-                       WHERE s.product_id = stock_available.product_id), 0)
-          + coalesce((SELECT sum(r.qty) FROM shop.reservation r
-                       WHERE r.product_id = stock_available.product_id
-                         AND r.status = 'held' AND r.expires_at <= now()), 0))::integer
-$$;
+AS 'MODULE_PATHNAME', 'shop_stock_available'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
+
+CREATE FUNCTION shop.stock_set_buckets(product_id bigint, buckets int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_buckets'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_buckets(bigint, int) IS
+'spread a hot product''s stock at every location over n bucket rows (1..256) that reservations pick from';
+
+CREATE FUNCTION shop.stock_set_reorder_threshold(product_id bigint, reorder_threshold int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_reorder_threshold'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) IS
+'emit stock.low when the product''s available units fall below this threshold (NULL: no alert)';
+
+CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
+                             ttl interval DEFAULT '15 minutes')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_reserve'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
+'hold qty units of a product until committed, released or ttl passes; raises SH001 rather than oversell';
+
+CREATE FUNCTION shop.reserve_many(items jsonb, ref text DEFAULT NULL,
+                                  ttl interval DEFAULT '15 minutes')
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'shop_reserve_many'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve_many(jsonb, text, interval) IS
+'all-or-nothing holds for [{"product_id":..,"qty":..},..]; repeated products summed; one reservation id per distinct product, in product_id order';
+
+CREATE FUNCTION shop.reservation_release(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_release'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_release(uuid) IS
+'give a held reservation''s units back; false when it was already released or expired (idempotent)';
+
+CREATE FUNCTION shop.reservation_commit(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_commit'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_commit(uuid) IS
+'the reserved units leave the building (on_hand and reserved both drop); false when already committed (idempotent)';
+
+CREATE FUNCTION shop.reservation_extend(reservation_id uuid, ttl interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'shop_reservation_extend'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_extend(uuid, interval) IS
+'move a held reservation''s expiry to now() + ttl, or to infinity when ttl is NULL (a paid order keeps its stock); returns the new expiry';
+
+-- stock_summary: one row per product with stock, the numbers a stock page shows.
+CREATE VIEW shop.stock_summary AS
+SELECT s.product_id,
+       sum(s.on_hand)::integer AS on_hand,
+       sum(s.reserved)::integer AS reserved,
+       shop.stock_available(s.product_id) AS available,
+       max(s.reorder_threshold) AS reorder_threshold,
+       count(DISTINCT s.location)::integer AS locations,
+       (max(s.bucket) + 1)::integer AS buckets
+  FROM shop.stock s
+ GROUP BY s.product_id;
+COMMENT ON VIEW shop.stock_summary IS 'per product: on hand, reserved, available, threshold, locations, buckets';
+
+REVOKE EXECUTE ON FUNCTION shop.stock_set(bigint, int, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_adjust(bigint, int, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_buckets(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_commit(uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_extend(uuid, interval) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 4. Cart
@@ -1101,15 +1225,26 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION shop._copurchase_rebuild() IS
 'internal: recomputes every co-purchase table from shop.copurchase_order';
 
+-- The popularity values the refresh last wrote.  Only products listed here
+-- (or getting a value now) are ever written, so a popularity loaded with
+-- the catalog survives until the product's own purchases or views replace
+-- it.
+CREATE TABLE shop.product_popularity (
+    product_id bigint PRIMARY KEY,
+    popularity real NOT NULL
+);
+COMMENT ON TABLE shop.product_popularity IS
+'products whose shop.product.popularity the recommendation refresh maintains, with the value it last wrote';
+
 -- _popularity_refresh: shop.product.popularity = r / (r + 10) where r sums,
 -- over counted order lines and views, 2^(-age / shop.popularity_half_life)
--- (a purchase weighs 1, a view 0.2): 0 for a product nobody touched, 0.5
--- for ten fresh purchases, towards 1 for best-sellers.  It depends on the
--- product's own events only, so a refresh rewrites few rows.  Ages are measured from the newest purchase or view, so a history
--- loaded from the past still ranks.  Only rows that move by at least 0.002
--- (or to or from 0) are written: every row update fires the product
--- triggers and touches its indexes, and the global decay nudges every
--- value a little at each refresh.
+-- (a purchase weighs 1, a view 0.2): 0.5 for ten fresh purchases, towards
+-- 1 for best-sellers.  Ages are measured from the newest counted order or
+-- view, so a history loaded from the past still ranks; events older than
+-- 16 half-lives are ignored.  A value depends on the product's own events
+-- only, and a row is written only when it moves by at least 0.002 (every
+-- write fires the product triggers and touches its indexes).  Products
+-- whose events all aged out go back to 0.
 CREATE FUNCTION shop._popularity_refresh()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -1123,11 +1258,6 @@ DECLARE
 BEGIN
     t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
                       (SELECT max(viewed_at) FROM shop.view_event));
-    IF t_ref IS NULL THEN
-        UPDATE shop.product SET popularity = 0 WHERE popularity <> 0;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        RETURN n;
-    END IF;
     WITH ev AS (
         SELECT l.product_id,
                exp(-ln(2) * extract(epoch FROM t_ref - o.created_at) / half_life) AS w
@@ -1141,15 +1271,24 @@ BEGIN
           FROM shop.view_event v
          WHERE v.viewed_at > t_ref - make_interval(secs => 16 * half_life)
     ), norm AS (
-        SELECT product_id, (sum(w) / (sum(w) + 10))::real AS pop FROM ev GROUP BY product_id
+        SELECT product_id, (sum(w) / (sum(w) + 10))::real AS pop
+          FROM ev GROUP BY product_id HAVING sum(w) > 0
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+        RETURNING o.product_id, 0::real AS pop
+    ), moved AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity)
+        SELECT product_id, pop FROM norm
+        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity
+         WHERE abs(o.popularity - excluded.popularity) >= 0.002
+        RETURNING o.product_id, o.popularity AS pop
     )
     UPDATE shop.product p
-       SET popularity = coalesce(norm.pop, 0)
-      FROM (SELECT p2.product_id, coalesce(n2.pop, 0) AS pop
-              FROM shop.product p2 LEFT JOIN norm n2 ON n2.product_id = p2.product_id
-             WHERE p2.popularity <> 0 OR n2.pop IS NOT NULL) norm
-     WHERE p.product_id = norm.product_id
-       AND (abs(p.popularity - norm.pop) >= 0.002 OR (norm.pop = 0) <> (p.popularity = 0));
+       SET popularity = t.pop
+      FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t
+     WHERE p.product_id = t.product_id
+       AND p.popularity IS DISTINCT FROM t.pop;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -1669,6 +1808,323 @@ COMMENT ON FUNCTION shop.recommend(bigint, int) IS
 -- 8. Operations
 ------------------------------------------------------------------------------
 
+-- _emit: the transactional outbox.  One row in shop.event and a
+-- pg_notify('shop_events', ...) that listeners receive at commit (and never
+-- if the transaction rolls back).  The notification carries event_id, topic
+-- and payload; a payload too large for NOTIFY (8000 bytes) is left out of
+-- the notification ("truncated": true) and read from shop.event.
+CREATE FUNCTION shop._emit(topic text, payload jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+    note text;
+BEGIN
+    PERFORM shop._require(topic, 'topic');
+    PERFORM shop._require(payload, 'payload');
+    INSERT INTO shop.event (topic, payload) VALUES (_emit.topic, _emit.payload)
+    RETURNING event_id INTO id;
+    note := jsonb_build_object('event_id', id, 'topic', topic, 'payload', payload)::text;
+    IF octet_length(note) >= 7900 THEN
+        note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
+    END IF;
+    PERFORM pg_notify('shop_events', note);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._emit(text, jsonb) IS
+'internal: append an event to the outbox (shop.event) and pg_notify(''shop_events'') it; returns event_id';
+REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
+
+-- sweep: the periodic housekeeping.  Run by the background worker every
+-- shop.sweep_interval when shop is preloaded, or by the DBA's scheduler
+-- (pg_cron, cron + psql).  Correctness never depends on it: reserve
+-- reclaims expired holds itself and stock_available counts them as free.
+-- Expiring holds and dropping carts never wait for a lock held by a
+-- shopper: rows locked by someone else are skipped and picked up by the
+-- next run.  Cancelling orders takes the stock rows of their holds in the
+-- usual order and may wait for them.
+CREATE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n_orders   integer := 0;
+    n_failed   integer := 0;
+    n_holds    integer := 0;
+    n_units    bigint := 0;
+    n_carts    integer := 0;
+    reco       jsonb;
+    reco_text  text;
+    o          uuid;
+    orders     uuid[];
+    r          record;
+BEGIN
+    -- 1. pending orders whose holds expired are cancelled (the orders
+    --    subsystem's transition releases their reservations)
+    IF to_regprocedure('shop.order_transition(uuid,text,text)') IS NOT NULL THEN
+        SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
+          FROM (SELECT od.order_id, od.created_at
+                  FROM shop."order" od
+                 WHERE od.status = 'pending'
+                   AND EXISTS (SELECT 1
+                                 FROM shop.order_line l
+                                 JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                                WHERE l.order_id = od.order_id
+                                  AND rv.status IN ('held', 'expired')
+                                  AND rv.expires_at <= now())
+                   FOR UPDATE OF od SKIP LOCKED) x;
+        IF orders IS NOT NULL THEN
+            -- the cancels release holds of many products in one transaction:
+            -- take those stock rows first, in (product, location, bucket)
+            -- order, as every inventory call does, so no deadlock
+            PERFORM 1 FROM shop.stock s
+             WHERE (s.product_id, s.location, s.bucket) IN
+                   (SELECT rv.product_id, rv.location, rv.bucket
+                      FROM shop.order_line l
+                      JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                     WHERE l.order_id = ANY (orders) AND rv.status = 'held')
+             ORDER BY s.product_id, s.location, s.bucket
+               FOR UPDATE OF s;
+            FOREACH o IN ARRAY orders LOOP
+                BEGIN
+                    EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
+                        USING o, 'cancelled', 'reservation expired';
+                    n_orders := n_orders + 1;
+                EXCEPTION WHEN OTHERS THEN
+                    n_failed := n_failed + 1;
+                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+                END;
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. expired holds give their units back
+    FOR r IN
+        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
+          FROM shop.reservation rv
+         WHERE rv.status = 'held' AND rv.expires_at <= now()
+         ORDER BY rv.product_id, rv.location, rv.bucket
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM shop.stock s
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.reservation rv SET status = 'expired'
+         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
+           AND rv.part = r.part AND rv.status = 'held';
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.stock s SET reserved = s.reserved - r.qty
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
+        n_holds := n_holds + 1;
+        n_units := n_units + r.qty;
+    END LOOP;
+
+    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
+    WITH gone AS (
+        DELETE FROM shop.cart c
+         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
+                              WHERE expires_at < now() AND status <> 'checked_out'
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*) INTO n_carts FROM gone;
+
+    -- 4. fold recommendation deltas, when that subsystem is installed
+    IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
+        BEGIN
+            EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
+            BEGIN
+                reco := reco_text::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                reco := to_jsonb(reco_text);
+            END;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+            reco := jsonb_build_object('error', SQLERRM);
+        END;
+    END IF;
+
+    RETURN jsonb_build_object(
+        'reservations_expired', n_holds,
+        'units_released', n_units,
+        'orders_cancelled', n_orders,
+        'orders_not_cancelled', n_failed,
+        'carts_expired', n_carts,
+        'recommendations', reco);
+END
+$$;
+COMMENT ON FUNCTION shop.sweep() IS
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
+
+-- _setting: a shop.* GUC as text, with a default when the library has not
+-- been loaded into this backend yet (the GUC is then undefined).
+CREATE FUNCTION shop._setting(name text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting(name, true), ''), fallback) $$;
+COMMENT ON FUNCTION shop._setting(text, text) IS
+'internal: current value of a shop.* setting, or fallback when it is not defined in this backend';
+
+-- Views of the operations dashboard.  "Today" is the current day in the
+-- session's TimeZone.
+CREATE VIEW shop.metrics_orders_today AS
+SELECT count(*)::integer AS orders,
+       count(*) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered'))::integer AS paid_orders,
+       count(*) FILTER (WHERE o.status = 'pending')::integer AS pending_orders,
+       count(*) FILTER (WHERE o.status = 'cancelled')::integer AS cancelled_orders,
+       coalesce(sum(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')), 0)::bigint AS revenue_cents,
+       (avg(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')))::bigint AS avg_order_cents,
+       shop._setting('shop.currency', 'USD') AS currency
+  FROM shop."order" o
+ WHERE o.created_at >= date_trunc('day', now());
+COMMENT ON VIEW shop.metrics_orders_today IS 'orders, paid orders and revenue (paid and later states) since midnight';
+
+CREATE VIEW shop.metrics_conversion AS
+SELECT c.carts, o.checkouts,
+       CASE WHEN c.carts > 0 THEN round(o.checkouts::numeric / c.carts, 4) END AS conversion
+  FROM (SELECT count(*)::integer AS carts FROM shop.cart
+         WHERE created_at >= date_trunc('day', now())) c,
+       (SELECT count(*)::integer AS checkouts FROM shop."order"
+         WHERE created_at >= date_trunc('day', now()) AND cart_id IS NOT NULL) o;
+COMMENT ON VIEW shop.metrics_conversion IS
+'carts created today, checkouts (orders from a cart) today, and their ratio';
+
+CREATE VIEW shop.metrics_payments AS
+SELECT count(*)::integer AS payments,
+       count(*) FILTER (WHERE p.status = 'failed')::integer AS failed,
+       CASE WHEN count(*) > 0
+            THEN round((count(*) FILTER (WHERE p.status = 'failed'))::numeric / count(*), 4) END AS failure_rate,
+       shop._setting('shop.payment_failure_window', '15min')::interval AS window
+  FROM shop.payment p
+ WHERE p.created_at >= now() - shop._setting('shop.payment_failure_window', '15min')::interval;
+COMMENT ON VIEW shop.metrics_payments IS
+'payments and failures over the last shop.payment_failure_window';
+
+CREATE VIEW shop.low_stock AS
+SELECT s.product_id, p.sku, p.title, s.on_hand, s.reserved, s.available, s.reorder_threshold
+  FROM shop.stock_summary s
+  JOIN shop.product p USING (product_id)
+ WHERE s.reorder_threshold IS NOT NULL AND s.available < s.reorder_threshold;
+COMMENT ON VIEW shop.low_stock IS 'products whose available units are below their reorder threshold';
+
+-- _search_latency: p50/p95/p99 in milliseconds over the last hour, from a
+-- shop.search_log table when the search subsystem keeps one.  Its
+-- duration column is found by name (duration_ms, took_ms, elapsed_ms,
+-- latency_ms) and its time column likewise (created_at, at, logged_at,
+-- searched_at); NULL when there is no such table.
+CREATE FUNCTION shop._search_latency()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    tbl regclass := to_regclass('shop.search_log');
+    dur name;
+    ts name;
+    result jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT attname INTO dur FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('duration_ms', 'took_ms', 'elapsed_ms', 'latency_ms')
+     ORDER BY attname LIMIT 1;
+    SELECT attname INTO ts FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('created_at', 'at', 'logged_at', 'searched_at')
+     ORDER BY attname LIMIT 1;
+    IF dur IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format(
+        'SELECT jsonb_build_object(''searches'', count(*),'
+        '  ''p50'', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p95'', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p99'', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY %1$I)::numeric, 3))'
+        '  FROM %2$s %3$s',
+        dur, tbl,
+        CASE WHEN ts IS NOT NULL THEN format('WHERE %I >= now() - interval ''1 hour''', ts) ELSE '' END)
+      INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop._search_latency() IS
+'internal: search latency percentiles (ms) over the last hour from shop.search_log, NULL without one';
+
+CREATE FUNCTION shop.metrics()
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'at', now(),
+        'orders_today', (SELECT to_jsonb(m) FROM shop.metrics_orders_today m),
+        'conversion', (SELECT to_jsonb(c) FROM shop.metrics_conversion c),
+        'payments', (SELECT to_jsonb(p) - 'window' || jsonb_build_object('window', p.window::text)
+                       FROM shop.metrics_payments p),
+        'search_latency_ms', shop._search_latency(),
+        'reservations', (SELECT jsonb_build_object(
+                             'held', count(*) FILTER (WHERE expires_at > now()),
+                             'expired_unswept', count(*) FILTER (WHERE expires_at <= now()),
+                             'units_held', coalesce(sum(qty) FILTER (WHERE expires_at > now()), 0))
+                           FROM shop.reservation WHERE status = 'held'),
+        'low_stock_count', (SELECT count(*) FROM shop.low_stock),
+        'low_stock', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.available, l.product_id), '[]')
+                        FROM (SELECT * FROM shop.low_stock ORDER BY available, product_id LIMIT 20) l),
+        'events_last_hour', (SELECT count(*) FROM shop.event
+                              WHERE created_at >= now() - interval '1 hour'))
+$$;
+COMMENT ON FUNCTION shop.metrics() IS
+'operations dashboard in one jsonb: orders and revenue today, conversion, payment failure rate, search latency, holds, low stock';
+REVOKE EXECUTE ON FUNCTION shop.metrics() FROM PUBLIC;
+
+-- _check_payment_failures: called by the orders subsystem after a failed
+-- payment.  Emits payment.failures when, over shop.payment_failure_window,
+-- at least 5 payments were attempted and the failed share exceeds
+-- shop.payment_failure_threshold, at most once per window.  Returns true
+-- when it emitted the alert.
+CREATE FUNCTION shop._check_payment_failures()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    win interval := shop._setting('shop.payment_failure_window', '15min')::interval;
+    threshold float8 := shop._setting('shop.payment_failure_threshold', '0.5')::float8;
+    total integer;
+    failed integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+      INTO total, failed
+      FROM shop.payment WHERE created_at >= now() - win;
+    IF total < 5 OR failed::float8 / total <= threshold THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.event
+                WHERE topic = 'payment.failures' AND created_at >= now() - win) THEN
+        RETURN false;
+    END IF;
+    PERFORM shop._emit('payment.failures', jsonb_build_object(
+        'payments', total, 'failed', failed,
+        'failure_rate', round(failed::numeric / total, 4),
+        'threshold', threshold, 'window', win::text));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop._check_payment_failures() IS
+'internal: emit payment.failures when the failure rate over shop.payment_failure_window passes shop.payment_failure_threshold (once per window, at least 5 payments)';
+REVOKE EXECUTE ON FUNCTION shop._check_payment_failures() FROM PUBLIC;
+
+CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
+CREATE INDEX payment_created_idx ON shop.payment (created_at);
+
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
@@ -1682,6 +2138,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.product_product_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.review', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop."order"', '');
@@ -1699,3 +2157,4 @@ SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_order', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_pair', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_state', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.product_popularity', '');

@@ -54,15 +54,15 @@ CREATE TEMP TABLE syn_orders AS
 SELECT md5('syn-order-' || o)::uuid AS order_id, 1 + (random() * (:scale / 10))::bigint AS customer_id,
        now() - random() * interval '365 days' AS ts, 1 + o % (SELECT count(*) FROM syn_cat) AS cat
   FROM generate_series(1, :scale / 2) o;
+SELECT count(*) AS ncat FROM syn_cat \gset
 CREATE TEMP TABLE syn_lines AS
 SELECT DISTINCT ON (o.order_id, p.product_id) o.order_id, p.product_id, p.sku, p.title, p.price_cents
   FROM syn_orders o
   CROSS JOIN LATERAL generate_series(1, 2 + (random() * 3)::int) k
-  JOIN LATERAL (SELECT product_id FROM shop.product
-                 WHERE product_id = 1 + ((o.cat - 1) + (syn_cat_size.n * floor(power(random(), 3) * (:scale / syn_cat_size.n - 1))))::bigint
-                 LIMIT 1) x ON true
-  JOIN shop.product p USING (product_id)
-  CROSS JOIN (SELECT count(*) AS n FROM syn_cat) syn_cat_size;
+  -- product g is in category 1 + g % ncat: pick one of the order's
+  -- category, the low ids far more often (a few best-sellers per category)
+  CROSS JOIN LATERAL (SELECT ((o.cat - 1) + :ncat * (1 + floor(power(random() + k * 0, 3) * (:scale / :ncat - 2))))::bigint AS product_id) x
+  JOIN shop.product p USING (product_id);
 INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, was_paid, created_at)
 SELECT o.order_id, o.customer_id, 'delivered', current_setting('shop.currency'), t.total, t.total, true, o.ts
   FROM syn_orders o JOIN (SELECT order_id, sum(price_cents) AS total FROM syn_lines GROUP BY order_id) t USING (order_id);

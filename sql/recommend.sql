@@ -12,6 +12,10 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $f$;
 
+-- the background sweeper folds the log too (shop.sweep); hold the refresh
+-- lock for the whole session so that only this script's calls fold it
+SELECT pg_advisory_lock(hashtext('shop.recommendations')) IS NOT NULL AS locked;
+
 -- a small catalog: products 1..9 by sku, in two categories
 SELECT shop.category_add('Computers') AS computers \gset
 SELECT shop.category_add('Laptops', :computers) AS laptops \gset
@@ -189,7 +193,7 @@ SELECT (SELECT array_agg(product_id) FROM shop.recommend(123456, 3))
 -- 41 orders); popularity is bounded by 1; a category includes its
 -- descendants (the laptops under computers); archived (2) and never bought
 -- (10) products are not trending
-SELECT product_id, popularity FROM shop.product WHERE popularity = (SELECT max(popularity) FROM shop.product);
+SELECT product_id, round(popularity::numeric, 3) AS popularity FROM shop.product WHERE popularity = (SELECT max(popularity) FROM shop.product);
 SELECT bool_and(popularity BETWEEN 0 AND 1) AS bounded FROM shop.product;
 SELECT product_id FROM shop.trending(NULL, 3);
 SELECT product_id FROM shop.trending(:computers, 10) ORDER BY product_id;
@@ -220,5 +224,12 @@ SELECT pg_temp.err($$SELECT shop.view(1, 99999)$$);
 SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(1, 0)$$);
 
+-- a popularity loaded with the catalog is kept until the product's own
+-- events replace it
+UPDATE shop.product SET popularity = 0.5 WHERE product_id = 10;
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT popularity FROM shop.product WHERE product_id = 10;
+
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
