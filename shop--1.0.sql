@@ -1677,7 +1677,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ids bigint[];
-    scores real[];
+    last_score real;
     n int;
     src record;
 BEGIN
@@ -1689,20 +1689,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
-    SELECT array_agg(c.other_id ORDER BY c.score DESC, c.other_id),
-           array_agg(c.score ORDER BY c.score DESC, c.other_id)
-      INTO ids, scores
-      FROM (SELECT c.other_id, c.score
-              FROM shop.copurchase c
-              JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-             WHERE c.product_id = also_bought.product_id AND c.score > 0
-             ORDER BY c.score DESC, c.other_id
-             LIMIT lim) c;
-    n := coalesce(cardinality(ids), 0);
+    -- the hot path: one index scan of the product's top rows
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = also_bought.product_id AND c.score > 0
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
     IF n >= lim THEN
-        RETURN QUERY SELECT * FROM unnest(ids, scores);
         RETURN;
     END IF;
+    -- thin data: check the product, then fill from similar products
     SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
       FROM shop.product p WHERE p.product_id = also_bought.product_id;
     IF NOT FOUND THEN
@@ -1710,15 +1709,18 @@ BEGIN
             USING ERRCODE = 'SH006',
                   DETAIL = format('No product has product_id %s.', also_bought.product_id);
     END IF;
-    IF n > 0 THEN
-        RETURN QUERY SELECT * FROM unnest(ids, scores);
-    END IF;
     IF src.category_id IS NULL AND src.brand IS NULL THEN
         RETURN;
     END IF;
+    IF n > 0 THEN
+        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
+          FROM shop.copurchase c
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE c.product_id = also_bought.product_id AND c.score > 0;
+    END IF;
     RETURN QUERY
     SELECT s.product_id,
-           (s.score * least(1.0, coalesce(scores[n], 1.0)) * 0.999)::real
+           (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
       FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
                                     src.attributes, coalesce(ids, '{}'), lim - n) s;
 END
@@ -1738,11 +1740,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    bought bigint[];
-    seed_ids bigint[];
-    seed_w real[];
-    ids bigint[];
-    scores real[];
+    exclude bigint[];
     n int;
 BEGIN
     IF recommend.customer_id IS NULL THEN
@@ -1753,50 +1751,62 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
-    -- what the customer bought, most recent first
-    SELECT array_agg(b.product_id ORDER BY b.at DESC, b.product_id) INTO bought
-      FROM (SELECT l.product_id, max(o.created_at) AS at
-              FROM shop."order" o
-              JOIN shop.order_line l ON l.order_id = o.order_id
-             WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
-             GROUP BY l.product_id) b;
-    -- seeds: the 50 latest purchases (weight 1) and the views (0.5)
-    SELECT array_agg(s.product_id), array_agg(s.w) INTO seed_ids, seed_w
-      FROM (SELECT x.product_id, max(x.w)::real AS w
-              FROM (SELECT u.product_id, 1.0 AS w FROM unnest(bought[1:50]) u(product_id)
-                    UNION ALL
-                    SELECT v.product_id, 0.5 FROM shop.view_event v
-                     WHERE v.customer_id = recommend.customer_id) x
-             GROUP BY x.product_id) s;
-    IF seed_ids IS NOT NULL THEN
-        SELECT array_agg(r.other_id ORDER BY r.sc DESC, r.other_id),
-               array_agg(r.sc ORDER BY r.sc DESC, r.other_id)
-          INTO ids, scores
-          FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
-                  FROM unnest(seed_ids, seed_w) s(product_id, w)
-                  JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
-                  JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-                 WHERE c.other_id <> ALL (seed_ids)
-                   AND c.other_id <> ALL (coalesce(bought, '{}'))
-                 GROUP BY c.other_id
-                 ORDER BY sc DESC, c.other_id
-                 LIMIT lim) r;
-    END IF;
-    n := coalesce(cardinality(ids), 0);
-    IF n > 0 THEN
-        RETURN QUERY SELECT * FROM unnest(ids, scores);
-    END IF;
+    -- seeds: the 50 latest purchases (weight 1) and the views (0.5); the
+    -- seeds' neighbours, summed, minus everything bought or viewed
+    RETURN QUERY
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w
+          FROM ((SELECT b.product_id, 1.0 AS w FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5 FROM shop.view_event v
+                 WHERE v.customer_id = recommend.customer_id) x
+         GROUP BY x.product_id
+    )
+    -- (the active check looks at the best 3 * lim + 10 candidates only:
+    -- if most of them were archived the list comes out short and trending
+    -- fills it)
+    SELECT r.other_id, r.sc
+      FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
+              FROM seeds s
+              JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+             WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.other_id)
+               AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.other_id)
+             GROUP BY c.other_id
+             ORDER BY sc DESC, c.other_id
+             LIMIT 3 * lim + 10) r
+      JOIN shop.product p ON p.product_id = r.other_id AND p.status = 'active'
+     ORDER BY r.sc DESC, r.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
     IF n >= lim THEN
         RETURN;
     END IF;
-    -- fill from trending, below the personal scores
+    -- fill from trending (below the personal scores), leaving out what
+    -- was bought, viewed or already listed (every personal candidate was)
+    WITH mine AS (
+        SELECT l.product_id
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+        UNION
+        SELECT v.product_id FROM shop.view_event v WHERE v.customer_id = recommend.customer_id
+    )
+    SELECT array_agg(DISTINCT x.product_id) INTO exclude
+      FROM (SELECT m.product_id FROM mine m
+            UNION ALL
+            SELECT c.other_id FROM mine m
+              JOIN shop.copurchase c ON c.product_id = m.product_id AND c.score > 0) x;
     RETURN QUERY
     SELECT p.product_id, (p.popularity * 0.001)::real
       FROM shop.product p
      WHERE p.status = 'active' AND p.popularity > 0
-       AND p.product_id <> ALL (coalesce(bought, '{}'))
-       AND p.product_id <> ALL (coalesce(seed_ids, '{}'))
-       AND p.product_id <> ALL (coalesce(ids, '{}'))
+       AND p.product_id <> ALL (coalesce(exclude, '{}'))
      ORDER BY p.popularity DESC, p.product_id
      LIMIT lim - n;
 END

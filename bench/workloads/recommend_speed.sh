@@ -21,10 +21,11 @@
 #     shop.order_line (the baseline a shop without the table would run).
 # Env: PGHOST PGPORT PGUSER PGDATABASE BENCH_SCALE BENCH_TMP PGBIN TOP.
 set -euo pipefail
+. "$TOP/bench/lib.sh"
 BIN=${PGBIN:+$PGBIN/}
 SCALE=${BENCH_SCALE:-100000}
 PER=${RECO_LINES_PER_PRODUCT:-10}
-DUR=${RECO_DURATION:-15}
+DUR=${RECO_DURATION:-${BENCH_SECONDS:-15}}
 TMPD=${BENCH_TMP:-$(mktemp -d)}
 SRC=${PGDATABASE:-postgres}
 DB=shop_reco_speed
@@ -142,39 +143,30 @@ SELECT b.product_id, count(*) FROM shop.order_line a JOIN shop.order_line b ON b
  WHERE a.product_id = (SELECT product_id FROM reco_bench_pid WHERE i = :i) AND b.product_id <> a.product_id
  GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10;
 SQL
-# run NAME FILE: prints "p50 p95 p99 tps" (ms, ms, ms, 1/s)
-run() {
-    rm -f "$TMPD/$1".[0-9]*
-    ${BIN}pgbench -n -M prepared -c 1 -T "$DUR" -f "$2" -l --log-prefix="$TMPD/$1" "$DB" > "$TMPD/$1.out" 2>&1
-    local tps
-    tps=$(awk '/^tps/ { printf "%.0f", $3; exit }' "$TMPD/$1.out")
-    cat "$TMPD/$1".[0-9]* | awk '{ print $3 / 1000.0 }' | sort -n |
-        awk -v tps="$tps" '{ v[NR] = $1 } END {
-            printf "%.3f %.3f %.3f %s\n", v[int(NR * 0.50) + 1], v[int(NR * 0.95) + 1], v[int(NR * 0.99) + 1], tps }'
-}
-read -r a50 a95 a99 atps < <(run also "$TMPD/also.sql")
-read -r r50 r95 r99 rtps < <(run rec "$TMPD/rec.sql")
-read -r n50 n95 n99 ntps < <(run naive "$TMPD/naive.sql")
+export PGDATABASE=$DB
+rows=$TMPD/recommend_rows.tsv
+: >"$rows"
+bench_pgbench "baseline: bought-together GROUP BY on order_line" 1 "$DUR" "$TMPD/naive.sql" >>"$rows"
+bench_pgbench "shop.also_bought(p, 10)" 1 "$DUR" "$TMPD/also.sql" >>"$rows"
+bench_pgbench "shop.recommend(c, 10)" 1 "$DUR" "$TMPD/rec.sql" >>"$rows"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo "## Recommendations: speed"
 echo
 echo "$nprod active products; $nlines order lines generated ($PER per product, orders of 1-5 lines) in $(secs "$t0" "$t1") s."
 echo
-echo "| step | seconds | vs baseline |"
+echo "| step | seconds | baseline seconds / these |"
 echo "|---|---|---|"
-echo "| shop.rebuild_recommendations(), whole log | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") faster than the SQL GROUP BY of raw pairs |"
-echo "| baseline: SQL GROUP BY of all raw pairs (counts only) | $(secs "$t3" "$t4") | |"
+echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N, popularity, all written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") |"
+echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 |"
 echo "| insert 10,000 paid orders, triggers on | $(secs "$t4" "$t5") | |"
-echo "| shop.refresh_recommendations() after them | $(secs "$t5" "$t6") | $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")") faster than a rebuild |"
+echo "| shop.refresh_recommendations() after them | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) |"
 echo
 echo "rebuild: \`$rebuild\`"
 echo
 echo "refresh: \`$refresh\`"
 echo
-echo "| call (1 client, ${DUR} s) | p50 ms | p95 ms | p99 ms | calls/s | p99 vs on-the-fly |"
-echo "|---|---|---|---|---|---|"
-echo "| shop.also_bought(p, 10) | $a50 | $a95 | $a99 | $atps | $(ratio "$n99" "$a99") faster |"
-echo "| shop.recommend(c, 10) | $r50 | $r95 | $r99 | $rtps | |"
-echo "| baseline: bought-together GROUP BY on order_line | $n50 | $n95 | $n99 | $ntps | 1.0x |"
+echo "Read calls, one client, ${DUR} s each; products drawn with an exponential skew (popular ones more often), customers uniformly:"
+echo
+bench_md_table_vs "baseline: bought-together GROUP BY on order_line" <"$rows"
 echo
