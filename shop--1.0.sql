@@ -1431,6 +1431,9 @@ BEGIN
       FROM shop."order" o
      WHERE shop._counted(o.status);
     result := shop._copurchase_rebuild();
+    -- fresh statistics, or the planner takes the new tables for empty
+    -- until autovacuum gets to them (seq scans in also_bought/recommend)
+    ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
     INSERT INTO shop.copurchase_state AS s (scored_total, rebuilt_at, refreshed_at)
     VALUES ((SELECT coalesce(sum(baskets), 0) FROM shop.copurchase_item), now(), now())
     ON CONFLICT (id) DO UPDATE
