@@ -1320,8 +1320,12 @@ DECLARE
     full_rescore boolean := false;
     n_pop bigint;
 BEGIN
-    -- one refresh (or rebuild) at a time; checkouts are never blocked
-    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    -- one refresh (or rebuild) at a time, and never a queue of them: when
+    -- another one runs (the sweeper's, say), return at once; its log rows
+    -- are left for the next call.  Checkouts are never blocked.
+    IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
+        RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
 
     WITH d AS (DELETE FROM shop.copurchase_delta RETURNING customer_id, order_id)
     SELECT count(*),
