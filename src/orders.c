@@ -1,0 +1,995 @@
+/*-------------------------------------------------------------------------
+ *
+ * orders.c
+ *	  Checkout, the order state machine and the payment calls that move
+ *	  orders: shop.checkout, shop.order_transition, shop.order_ship,
+ *	  shop.order_review, shop.payment_confirm, shop.payment_fail.
+ *
+ * The state machine (DESIGN.md section 3; nothing else is allowed):
+ *
+ *     pending ---> paid ---> fulfilling ---> shipped ---> delivered
+ *        |           |            |                          |
+ *        +-----------+------------+--> cancelled          returned
+ *                                         |                  |
+ *                                         +--> refunded <----+
+ *                          (cancelled -> refunded only if it had been paid)
+ *
+ * Side effects happen in the transaction of the transition:
+ *   -> paid        payments pending/authorized become captured; the stock
+ *                  holds of a pending order are made permanent (they must
+ *                  still be held, or SH001: the gateway payment has to be
+ *                  voided);
+ *   -> cancelled   holds are released; uncaptured payments are voided;
+ *   -> shipped     holds are committed (stock leaves), carrier and tracking
+ *                  are recorded;
+ *   -> returned    every line is put back with shop.stock_adjust;
+ *   -> refunded    captured payments become refunded;
+ *   -> fulfilling  refused while the order waits for fraud review.
+ * Each transition bumps order.event_count, appends shop.order_event
+ * (seq = event_count) and emits "order.<status>" to the outbox.
+ *
+ * Locking: every call starts by locking its order row (SELECT ... FOR
+ * UPDATE), so transitions of one order are serialized and each one sees
+ * the state the previous one committed (pay against cancel: whoever comes
+ * second sees the first one's result and is judged by the table above).
+ *
+ * Checkout, in one transaction:
+ *   1. lock the cart row (concurrent checkouts of one cart queue here);
+ *   2. claim the idempotency key: INSERT ... ON CONFLICT DO NOTHING into
+ *      shop.idempotency.  A second call with the same key blocks on the
+ *      first one's uncommitted row; when the first commits it finds the row
+ *      and returns its order (or SH003 when its fingerprint of cart, token
+ *      and address differs), when the first rolls back it proceeds itself.
+ *      Under REPEATABLE READ it gets 40001 instead, which is retryable;
+ *   3. read the cart lines with the products' current state and prices
+ *      (SH007 empty, SH008 inactive);
+ *   4. reserve every line at once with shop.reserve_many (all or nothing,
+ *      SH001);
+ *   5. shipping and tax (shop.shipping_rate, shop.tax_rate), fraud score;
+ *   6. authorize: the test provider decides now (a decline raises SH004,
+ *      which rolls everything back); a gateway token leaves the order
+ *      pending with its holds for shop.reservation_ttl;
+ *   7. write the order, its lines (snapshots), payment, first event and
+ *      the "order.created" event; with an authorized payment, transition
+ *      to paid;
+ *   8. remove the ordered lines from the cart (saved-for-later lines stay),
+ *      record the order under the idempotency key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "shop.h"
+
+PG_FUNCTION_INFO_V1(shop_checkout);
+PG_FUNCTION_INFO_V1(shop_order_transition);
+PG_FUNCTION_INFO_V1(shop_order_ship);
+PG_FUNCTION_INFO_V1(shop_order_review);
+PG_FUNCTION_INFO_V1(shop_payment_confirm);
+PG_FUNCTION_INFO_V1(shop_payment_fail);
+
+/* How long holds of an order paid at checkout last: for good. */
+#define SHOP_PAID_HOLD_SECS (100.0 * 365.25 * 86400)
+#define SHOP_MAX_CART_LINES 500
+
+/*
+ * Prepared statements, planned once per backend (SPI_keepplan).
+ */
+typedef struct ShopStmt
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[16];
+	SPIPlanPtr	plan;
+} ShopStmt;
+
+static int
+run(ShopStmt *s, Datum *args, const char *nulls, long count)
+{
+	int			rc;
+
+	if (s->plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(s->sql, s->nargs, s->types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), s->sql);
+		SPI_keepplan(p);
+		s->plan = p;
+	}
+	rc = SPI_execute_plan(s->plan, args, nulls, false, count);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed (%s): %s", SPI_result_code_string(rc), s->sql);
+	return rc;
+}
+
+/* column n (1-based) of result row i */
+static inline Datum
+col(uint64 i, int n, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
+}
+
+static inline char *
+col_text(uint64 i, int n)
+{
+	bool		isnull;
+	Datum		d = col(i, n, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static ShopStmt st_cart_lock = {
+	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
+	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE", 1, {UUIDOID}};
+static ShopStmt st_idem_claim = {
+	"INSERT INTO shop.idempotency (scope, key, fingerprint) VALUES ($1, $2, md5($3))"
+	" ON CONFLICT (scope, key) DO NOTHING", 3, {TEXTOID, TEXTOID, TEXTOID}};
+static ShopStmt st_idem_get = {
+	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
+	3, {TEXTOID, TEXTOID, TEXTOID}};
+static ShopStmt st_idem_set = {
+	"UPDATE shop.idempotency SET order_id = $3 WHERE scope = $1 AND key = $2",
+	3, {TEXTOID, TEXTOID, UUIDOID}};
+static ShopStmt st_cart_lines = {
+	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
+	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
+	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id", 1, {UUIDOID}};
+static ShopStmt st_totals = {
+	"SELECT shop._shipping_cents($1, $2), shop._tax_cents($1, $2)", 2, {INT8OID, JSONBOID}};
+static ShopStmt st_reserve = {
+	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
+	3, {TEXTOID, TEXTOID, FLOAT8OID}};
+static ShopStmt st_order_ins = {
+	"INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
+	"       shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
+	"       needs_review, idempotency_key, reservation_ids, event_count)"
+	" VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
+	14, {UUIDOID, INT8OID, UUIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID}};
+static ShopStmt st_lines_ins = {
+	"INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)"
+	" SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty"
+	"   FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::int[])"
+	"        WITH ORDINALITY AS u(pid, sku, title, price, qty, n)",
+	6, {UUIDOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID}};
+static ShopStmt st_pay_ins = {
+	"INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score)"
+	" SELECT $1, $2, $3, coalesce(m.brand, $4), coalesce(m.last4, $5), $6, $7, $8"
+	"   FROM (SELECT 1) one LEFT JOIN LATERAL"
+	"        (SELECT pm.brand, pm.last4 FROM shop.payment_method pm"
+	"          WHERE pm.customer_id = $9 AND pm.token = $3) m ON true",
+	9, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, FLOAT4OID, INT8OID}};
+static ShopStmt st_event_ins = {
+	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
+	" VALUES ($1, $2, $3, $4, $5)", 5, {UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID}};
+static ShopStmt st_emit_created = {
+	"SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
+	"       'total_cents', $3, 'currency', $4, 'needs_review', $5))",
+	5, {UUIDOID, INT8OID, INT8OID, TEXTOID, BOOLOID}};
+static ShopStmt st_cart_done = {
+	"WITH gone AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later)"
+	" UPDATE shop.cart SET updated_at = now(), expires_at = $2 WHERE cart_id = $1",
+	2, {UUIDOID, TIMESTAMPTZOID}};
+
+static ShopStmt st_order_lock = {
+	"SELECT status, was_paid, needs_review, reservation_ids, customer_id, total_cents"
+	"  FROM shop.\"order\" WHERE order_id = $1 FOR UPDATE", 1, {UUIDOID}};
+static ShopStmt st_holds_live = {
+	"SELECT count(DISTINCT reservation_id) FROM shop.reservation"
+	" WHERE reservation_id = ANY ($1) AND status = 'held'", 1, {UUIDARRAYOID}};
+static ShopStmt st_holds_extend = {
+	"UPDATE shop.reservation SET expires_at = 'infinity'"
+	" WHERE reservation_id = ANY ($1) AND status = 'held'", 1, {UUIDARRAYOID}};
+static ShopStmt st_release = {
+	"SELECT shop.reservation_release(r) FROM unnest($1::uuid[]) r", 1, {UUIDARRAYOID}};
+static ShopStmt st_commit = {
+	"SELECT shop.reservation_commit(r) FROM unnest($1::uuid[]) r", 1, {UUIDARRAYOID}};
+static ShopStmt st_restock = {
+	"SELECT shop.stock_adjust(l.product_id, l.qty, 'return of order ' || $1::text)"
+	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id", 1, {UUIDOID}};
+static ShopStmt st_pay_status = {
+	"UPDATE shop.payment SET status = $2, updated_at = now()"
+	" WHERE order_id = $1 AND status = ANY ($3)", 3, {UUIDOID, TEXTOID, TEXTARRAYOID}};
+static ShopStmt st_order_upd = {
+	"UPDATE shop.\"order\" SET status = $2, was_paid = was_paid OR $2 = 'paid',"
+	"       carrier = coalesce($3, carrier), tracking_number = coalesce($4, tracking_number),"
+	"       shipped_at = CASE WHEN $2 = 'shipped' THEN now() ELSE shipped_at END,"
+	"       event_count = event_count + 1, updated_at = now()"
+	" WHERE order_id = $1 RETURNING event_count", 4, {UUIDOID, TEXTOID, TEXTOID, TEXTOID}};
+static ShopStmt st_emit_transition = {
+	"SELECT shop._emit('order.' || $4, jsonb_build_object('order_id', $1, 'customer_id', $2,"
+	"       'from', $3, 'to', $4, 'note', $5, 'total_cents', $6))",
+	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID}};
+static ShopStmt st_review_clear = {
+	"UPDATE shop.\"order\" SET needs_review = false, event_count = event_count + 1, updated_at = now()"
+	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents", 1, {UUIDOID}};
+static ShopStmt st_emit_review = {
+	"SELECT shop._emit('order.review_approved', jsonb_build_object('order_id', $1, 'customer_id', $2,"
+	"       'status', $3, 'total_cents', $4))", 4, {UUIDOID, INT8OID, TEXTOID, INT8OID}};
+static ShopStmt st_pay_confirm = {
+	"UPDATE shop.payment SET status = 'captured', provider_ref = $2, updated_at = now()"
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
+static ShopStmt st_pay_confirmed = {
+	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'captured' AND provider_ref = $2",
+	2, {UUIDOID, TEXTOID}};
+static ShopStmt st_pay_fail = {
+	"UPDATE shop.payment SET status = 'failed', failure_reason = $2, updated_at = now()"
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
+static ShopStmt st_pay_failed = {
+	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'", 1, {UUIDOID}};
+static ShopStmt st_emit_payfail = {
+	"SELECT shop._emit('payment.failed', jsonb_build_object('order_id', $1, 'provider', $2,"
+	"       'reason', $3))", 3, {UUIDOID, TEXTOID, TEXTOID}};
+
+/* ---------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------
+ */
+
+static void
+require_arg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument %s must not be null", name)));
+}
+
+static char *
+uuid_str(Datum u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, u));
+}
+
+/* A fresh version 4 uuid (what gen_random_uuid() makes). */
+static Datum
+new_uuid(void)
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(u->data, UUID_LEN))
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random values")));
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;
+	return UUIDPGetDatum(u);
+}
+
+static Datum
+text_array(const char *const *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* ---------------------------------------------------------------------
+ * The state machine
+ * ---------------------------------------------------------------------
+ */
+
+static const char *const order_states[] = {
+	"pending", "paid", "fulfilling", "shipped", "delivered", "returned", "refunded", "cancelled"
+};
+
+static const char *
+allowed_next(const char *from)
+{
+	if (strcmp(from, "pending") == 0)
+		return "paid, cancelled";
+	if (strcmp(from, "paid") == 0)
+		return "fulfilling, cancelled";
+	if (strcmp(from, "fulfilling") == 0)
+		return "shipped, cancelled";
+	if (strcmp(from, "shipped") == 0)
+		return "delivered";
+	if (strcmp(from, "delivered") == 0)
+		return "returned";
+	if (strcmp(from, "returned") == 0)
+		return "refunded";
+	if (strcmp(from, "cancelled") == 0)
+		return "refunded (if it had been paid)";
+	return "none";
+}
+
+static bool
+transition_allowed(const char *from, const char *to)
+{
+#define T(a, b) (strcmp(from, a) == 0 && strcmp(to, b) == 0)
+	return T("pending", "paid") || T("pending", "cancelled") ||
+		T("paid", "fulfilling") || T("paid", "cancelled") ||
+		T("fulfilling", "shipped") || T("fulfilling", "cancelled") ||
+		T("shipped", "delivered") ||
+		T("delivered", "returned") ||
+		T("returned", "refunded") ||
+		T("cancelled", "refunded");
+#undef T
+}
+
+static void
+check_status_name(const char *to)
+{
+	for (int i = 0; i < lengthof(order_states); i++)
+		if (strcmp(order_states[i], to) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown order status \"%s\"", to),
+			 errdetail("An order status is one of pending, paid, fulfilling, shipped, delivered, returned, refunded, cancelled.")));
+}
+
+static void
+invalid_transition(Datum order_id, const char *from, const char *to, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SHOP_INVALID_TRANSITION),
+			 errmsg("invalid order transition from %s to %s", from, to),
+			 detail ? errdetail("%s", detail)
+			 : errdetail("Order %s is %s; it can become: %s.", uuid_str(order_id), from, allowed_next(from))));
+}
+
+/* Lock an order row; SH006 when there is none.  Leaves the row in SPI_tuptable. */
+static void
+lock_order(Datum order_id)
+{
+	Datum		args[1] = {order_id};
+
+	run(&st_order_lock, args, NULL, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("order not found"),
+				 errdetail("No order has order_id %s.", uuid_str(order_id))));
+}
+
+/*
+ * ShopOrderTransition: apply one transition with its side effects, event
+ * and outbox message.  SPI must be connected.  holds_fresh: the holds were
+ * made by this transaction for good (checkout with an authorized payment),
+ * so "paid" need not check or extend them.
+ */
+void
+ShopOrderTransition(Datum order_id, const char *to, const char *note,
+					const char *carrier, const char *tracking, bool holds_fresh)
+{
+	char	   *from;
+	bool		was_paid,
+				needs_review,
+				isnull,
+				cust_null;
+	Datum		holds,
+				customer,
+				total;
+	int			nholds;
+	Datum		args[6];
+	char		nulls[6];
+	int32		seq;
+
+	check_status_name(to);
+	lock_order(order_id);
+	from = col_text(0, 1);
+	was_paid = DatumGetBool(col(0, 2, &isnull));
+	needs_review = DatumGetBool(col(0, 3, &isnull));
+	holds = col(0, 4, &isnull);
+	nholds = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)), ARR_DIMS(DatumGetArrayTypeP(holds)));
+	customer = col(0, 5, &cust_null);
+	total = col(0, 6, &isnull);
+
+	if (!transition_allowed(from, to))
+		invalid_transition(order_id, from, to, NULL);
+	if (strcmp(to, "fulfilling") == 0 && needs_review)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s awaits fraud review; approve it with shop.order_review first.",
+									uuid_str(order_id)));
+	if (strcmp(from, "cancelled") == 0 && !was_paid)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s was cancelled before it was paid; there is nothing to refund.",
+									uuid_str(order_id)));
+
+	/* side effects */
+	args[0] = holds;
+	if (strcmp(to, "paid") == 0)
+	{
+		if (nholds > 0 && !holds_fresh)
+		{
+			run(&st_holds_live, args, NULL, 1);
+			if (DatumGetInt64(col(0, 1, &isnull)) < nholds)
+				ereport(ERROR,
+						(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+						 errmsg("stock holds of the order are gone"),
+						 errdetail("The stock holds of order %s expired or were released before payment.",
+								   uuid_str(order_id)),
+						 errhint("Void or refund the payment at the gateway, and cancel the order.")));
+			run(&st_holds_extend, args, NULL, 0);
+		}
+		args[0] = order_id;
+		args[1] = CStringGetTextDatum("captured");
+		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
+		run(&st_pay_status, args, NULL, 0);
+	}
+	else if (strcmp(to, "cancelled") == 0)
+	{
+		if (nholds > 0)
+			run(&st_release, args, NULL, 0);
+		args[0] = order_id;
+		args[1] = CStringGetTextDatum("voided");
+		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
+		run(&st_pay_status, args, NULL, 0);
+	}
+	else if (strcmp(to, "shipped") == 0)
+	{
+		if (nholds > 0)
+			run(&st_commit, args, NULL, 0);
+	}
+	else if (strcmp(to, "returned") == 0)
+	{
+		args[0] = order_id;
+		run(&st_restock, args, NULL, 0);
+	}
+	else if (strcmp(to, "refunded") == 0)
+	{
+		args[0] = order_id;
+		args[1] = CStringGetTextDatum("refunded");
+		args[2] = text_array((const char *const[]) {"captured"}, 1);
+		run(&st_pay_status, args, NULL, 0);
+	}
+
+	/* the row, its event, the outbox */
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(to);
+	args[2] = carrier ? CStringGetTextDatum(carrier) : (Datum) 0;
+	args[3] = tracking ? CStringGetTextDatum(tracking) : (Datum) 0;
+	memcpy(nulls, "  nn", 4);
+	if (carrier)
+		nulls[2] = ' ';
+	if (tracking)
+		nulls[3] = ' ';
+	run(&st_order_upd, args, nulls, 1);
+	seq = DatumGetInt32(col(0, 1, &isnull));
+
+	args[0] = order_id;
+	args[1] = Int32GetDatum(seq);
+	args[2] = CStringGetTextDatum(from);
+	args[3] = CStringGetTextDatum(to);
+	args[4] = note ? CStringGetTextDatum(note) : (Datum) 0;
+	memcpy(nulls, "    n", 5);
+	if (note)
+		nulls[4] = ' ';
+	run(&st_event_ins, args, nulls, 0);
+
+	args[0] = order_id;
+	args[1] = customer;
+	args[2] = CStringGetTextDatum(from);
+	args[3] = CStringGetTextDatum(to);
+	args[4] = note ? CStringGetTextDatum(note) : (Datum) 0;
+	args[5] = total;
+	memcpy(nulls, "      ", 6);
+	if (cust_null)
+		nulls[1] = 'n';
+	if (!note)
+		nulls[4] = 'n';
+	run(&st_emit_transition, args, nulls, 0);
+}
+
+/* Optional text argument n, checked; NULL when the argument is NULL. */
+static char *
+opt_text_arg(FunctionCallInfo fcinfo, int n, const char *what, int max_len)
+{
+	if (PG_ARGISNULL(n))
+		return NULL;
+	ShopCheckArgText(PG_GETARG_TEXT_PP(n), what, max_len, false);
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/*
+ * shop.order_transition(order_id uuid, to_status text, note text) -> text
+ */
+Datum
+shop_order_transition(PG_FUNCTION_ARGS)
+{
+	char	   *to;
+	char	   *note;
+
+	require_arg(fcinfo, 0, "order_id");
+	require_arg(fcinfo, 1, "to_status");
+	to = opt_text_arg(fcinfo, 1, "to_status", 20);
+	note = opt_text_arg(fcinfo, 2, "note", 1000);
+	SPI_connect();
+	ShopOrderTransition(PG_GETARG_DATUM(0), to, note, NULL, NULL, false);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(to));
+}
+
+/*
+ * shop.order_ship(order_id uuid, carrier text, tracking_number text) -> text
+ */
+Datum
+shop_order_ship(PG_FUNCTION_ARGS)
+{
+	char	   *carrier;
+	char	   *tracking;
+
+	require_arg(fcinfo, 0, "order_id");
+	require_arg(fcinfo, 1, "carrier");
+	require_arg(fcinfo, 2, "tracking_number");
+	carrier = opt_text_arg(fcinfo, 1, "carrier", 100);
+	tracking = opt_text_arg(fcinfo, 2, "tracking_number", 100);
+	SPI_connect();
+	ShopOrderTransition(PG_GETARG_DATUM(0), "shipped",
+						psprintf("shipped with %s, tracking number %s", carrier, tracking),
+						carrier, tracking, false);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text("shipped"));
+}
+
+/*
+ * shop.order_review(order_id uuid, approve boolean) -> text
+ * The decision on an order flagged for fraud review.
+ */
+Datum
+shop_order_review(PG_FUNCTION_ARGS)
+{
+	Datum		order_id;
+	bool		isnull,
+				cust_null;
+	char	   *status;
+	Datum		args[5];
+	char		nulls[5];
+	int32		seq;
+	Datum		customer,
+				total;
+
+	require_arg(fcinfo, 0, "order_id");
+	require_arg(fcinfo, 1, "approve");
+	order_id = PG_GETARG_DATUM(0);
+	SPI_connect();
+	lock_order(order_id);
+	status = col_text(0, 1);
+	if (!DatumGetBool(col(0, 3, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_INVALID_TRANSITION),
+				 errmsg("order is not awaiting fraud review"),
+				 errdetail("Order %s is %s and was not flagged, or was reviewed already.",
+						   uuid_str(order_id), status)));
+	args[0] = order_id;
+	run(&st_review_clear, args, NULL, 1);
+	seq = DatumGetInt32(col(0, 1, &isnull));
+	customer = col(0, 3, &cust_null);
+	total = col(0, 4, &isnull);
+	if (PG_GETARG_BOOL(1))
+	{
+		args[0] = order_id;
+		args[1] = Int32GetDatum(seq);
+		args[2] = CStringGetTextDatum(status);
+		args[3] = CStringGetTextDatum(status);
+		args[4] = CStringGetTextDatum("fraud review: approved");
+		run(&st_event_ins, args, NULL, 0);
+		args[0] = order_id;
+		args[1] = customer;
+		args[2] = CStringGetTextDatum(status);
+		args[3] = total;
+		memcpy(nulls, "    ", 4);
+		if (cust_null)
+			nulls[1] = 'n';
+		run(&st_emit_review, args, nulls, 0);
+	}
+	else
+	{
+		args[0] = order_id;
+		args[1] = Int32GetDatum(seq);
+		args[2] = CStringGetTextDatum(status);
+		args[3] = CStringGetTextDatum(status);
+		args[4] = CStringGetTextDatum("fraud review: rejected");
+		run(&st_event_ins, args, NULL, 0);
+		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL, false);
+		status = "cancelled";
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+/*
+ * shop.payment_confirm(order_id uuid, provider_ref text) -> text
+ * The gateway captured the payment.  Repeating a confirmation with the
+ * same provider_ref (a retried webhook) returns the status unchanged.
+ */
+Datum
+shop_payment_confirm(PG_FUNCTION_ARGS)
+{
+	Datum		order_id;
+	char	   *ref;
+	char	   *status;
+	char	   *provider;
+	Datum		args[2];
+
+	require_arg(fcinfo, 0, "order_id");
+	require_arg(fcinfo, 1, "provider_ref");
+	order_id = PG_GETARG_DATUM(0);
+	ref = opt_text_arg(fcinfo, 1, "provider_ref", 200);
+	SPI_connect();
+	lock_order(order_id);
+	status = col_text(0, 1);
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(ref);
+	if (strcmp(status, "pending") != 0)
+	{
+		run(&st_pay_confirmed, args, NULL, 1);
+		if (SPI_processed == 1)
+		{
+			SPI_finish();
+			PG_RETURN_TEXT_P(cstring_to_text(status));
+		}
+		invalid_transition(order_id, status, "paid", NULL);
+	}
+	run(&st_pay_confirm, args, NULL, 0);
+	provider = SPI_processed > 0 ? col_text(0, 1) : "the gateway";
+	ShopOrderTransition(order_id, "paid", psprintf("payment confirmed by %s", provider),
+						NULL, NULL, false);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text("paid"));
+}
+
+/*
+ * shop.payment_fail(order_id uuid, reason text) -> text
+ * The gateway declined: the pending order is cancelled and its holds
+ * released.  The failed payment row stays (the failure-rate metric counts
+ * it), and payment.failed goes to the outbox.
+ */
+Datum
+shop_payment_fail(PG_FUNCTION_ARGS)
+{
+	Datum		order_id;
+	char	   *reason;
+	char	   *status;
+	char	   *provider;
+	Datum		args[3];
+
+	require_arg(fcinfo, 0, "order_id");
+	require_arg(fcinfo, 1, "reason");
+	order_id = PG_GETARG_DATUM(0);
+	reason = opt_text_arg(fcinfo, 1, "reason", 500);
+	SPI_connect();
+	lock_order(order_id);
+	status = col_text(0, 1);
+	args[0] = order_id;
+	if (strcmp(status, "pending") != 0)
+	{
+		if (strcmp(status, "cancelled") == 0)
+		{
+			run(&st_pay_failed, args, NULL, 1);
+			if (SPI_processed == 1)
+			{
+				SPI_finish();
+				PG_RETURN_TEXT_P(cstring_to_text(status));
+			}
+		}
+		invalid_transition(order_id, status, "cancelled",
+						   psprintf("Order %s is %s; a payment can fail only while the order is pending.",
+									uuid_str(order_id), status));
+	}
+	args[1] = CStringGetTextDatum(reason);
+	run(&st_pay_fail, args, NULL, 0);
+	provider = SPI_processed > 0 ? col_text(0, 1) : "gateway";
+	ShopOrderTransition(order_id, "cancelled", psprintf("payment failed: %s", reason),
+						NULL, NULL, false);
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(provider);
+	args[2] = CStringGetTextDatum(reason);
+	run(&st_emit_payfail, args, NULL, 0);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text("cancelled"));
+}
+
+/* ---------------------------------------------------------------------
+ * Checkout
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+ *               shipping_address jsonb DEFAULT NULL) -> uuid
+ */
+Datum
+shop_checkout(PG_FUNCTION_ARGS)
+{
+	Datum		cart_id;
+	char	   *token;
+	char	   *key;
+	Jsonb	   *address = NULL;
+	char	   *address_text = "";
+	char	   *cart_str;
+	ShopPayToken pt;
+	MemoryContext callcxt = CurrentMemoryContext;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+	Datum		args[16];
+	char		nulls[16];
+	bool		isnull;
+	bool		cust_null;
+	int64		customer = 0;
+	char	   *scope;
+	char	   *fingerprint_src;
+	uint64		nlines;
+	Datum	   *l_pid,
+			   *l_sku,
+			   *l_title,
+			   *l_price,
+			   *l_qty;
+	int64		subtotal = 0,
+				shipping,
+				tax,
+				total;
+	StringInfoData items;
+	Datum		holds;
+	Datum		reasons;
+	double		score;
+	bool		review;
+	Datum		order_id;
+
+	require_arg(fcinfo, 0, "cart_id");
+	require_arg(fcinfo, 1, "payment_token");
+	require_arg(fcinfo, 2, "idempotency_key");
+	cart_id = PG_GETARG_DATUM(0);
+	/* card numbers are refused before anything else looks at the values */
+	ShopCheckArgText(PG_GETARG_TEXT_PP(1), "payment_token", 200, false);
+	ShopCheckArgText(PG_GETARG_TEXT_PP(2), "idempotency_key", 200, false);
+	if (!PG_ARGISNULL(3))
+	{
+		address = PG_GETARG_JSONB_P(3);
+		ShopRefuseCardNumberJsonb(address, "shipping_address");
+		if (!JB_ROOT_IS_OBJECT(address) || JB_ROOT_IS_SCALAR(address))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("shipping_address must be a jsonb object")));
+		address_text = JsonbToCString(NULL, &address->root, VARSIZE(address));
+		if (strlen(address_text) > 4000)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("shipping_address is too long"),
+					 errdetail("shipping_address has %zu characters as text; at most 4000 are allowed.",
+							   strlen(address_text))));
+	}
+	token = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	key = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ShopParsePaymentToken(token, &pt);
+	cart_str = uuid_str(cart_id);
+
+	SPI_connect();
+
+	/* 1. the cart */
+	args[0] = cart_id;
+	run(&st_cart_lock, args, NULL, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("cart not found"),
+				 errdetail("No cart has cart_id %s.", cart_str)));
+	{
+		Datum		c = col(0, 1, &cust_null);
+		char	   *status = col_text(0, 2);
+		bool		live = DatumGetBool(col(0, 3, &isnull));
+		Datum		merged = col(0, 4, &isnull);
+		bool		merged_null = isnull;
+		char	   *expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, col(0, 5, &isnull)));
+
+		if (!cust_null)
+			customer = DatumGetInt64(c);
+		ShopAuthorizeCustomer(customer, cust_null);
+
+		/* 2. the idempotency key */
+		scope = cust_null ? psprintf("k:%s", cart_str) : psprintf("c:" INT64_FORMAT, customer);
+		fingerprint_src = psprintf("%s|%s|%s", cart_str, token, address_text);
+		args[0] = CStringGetTextDatum(scope);
+		args[1] = CStringGetTextDatum(key);
+		args[2] = CStringGetTextDatum(fingerprint_src);
+		run(&st_idem_claim, args, NULL, 0);
+		if (SPI_processed == 0)
+		{
+			bool		same;
+			Datum		oid;
+
+			run(&st_idem_get, args, NULL, 1);
+			if (SPI_processed != 1)
+				elog(ERROR, "idempotency row vanished");
+			same = DatumGetBool(col(0, 1, &isnull));
+			oid = col(0, 2, &isnull);
+			if (!same)
+				ereport(ERROR,
+						(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
+						 errmsg("idempotency key reused with a different request"),
+						 errdetail("Key \"%s\" was first used with another cart, payment token or shipping address.", key),
+						 errhint("Use a new idempotency key for a new request.")));
+			if (isnull)
+				elog(ERROR, "idempotency key without an order");
+			memcpy(result, DatumGetUUIDP(oid), sizeof(pg_uuid_t));
+			SPI_finish();
+			PG_RETURN_UUID_P(result);
+		}
+
+		if (strcmp(status, "open") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_NOT_FOUND),
+					 errmsg("cart not found"),
+					 merged_null ? errdetail("Cart %s is %s.", cart_str, status)
+					 : errdetail("Cart %s was merged into cart %s.", cart_str, uuid_str(merged))));
+		if (!live)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_NOT_FOUND),
+					 errmsg("cart not found"),
+					 errdetail("Cart %s expired at %s.", cart_str, expired_at)));
+	}
+
+	/* 3. its lines, at today's prices */
+	args[0] = cart_id;
+	run(&st_cart_lines, args, NULL, 0);
+	nlines = SPI_processed;
+	if (nlines == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_CART_EMPTY),
+				 errmsg("cart is empty"),
+				 errdetail("Cart %s has no lines to check out.", cart_str)));
+	l_pid = palloc(sizeof(Datum) * nlines);
+	l_sku = palloc(sizeof(Datum) * nlines);
+	l_title = palloc(sizeof(Datum) * nlines);
+	l_price = palloc(sizeof(Datum) * nlines);
+	l_qty = palloc(sizeof(Datum) * nlines);
+	initStringInfo(&items);
+	appendStringInfoChar(&items, '[');
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		int64		pid = DatumGetInt64(col(i, 1, &isnull));
+		int32		qty = DatumGetInt32(col(i, 2, &isnull));
+		char	   *pstatus = col_text(i, 6);
+		int64		price,
+					line;
+
+		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_PRODUCT_UNAVAILABLE),
+					 errmsg("product unavailable"),
+					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, cart_str,
+							   pstatus ? pstatus : "no longer in the catalog"),
+					 errhint("Remove it from the cart or save it for later.")));
+		price = DatumGetInt64(col(i, 5, &isnull));
+		if (pg_mul_s64_overflow(price, qty, &line) || pg_add_s64_overflow(subtotal, line, &subtotal))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("order total out of range")));
+		l_pid[i] = Int64GetDatum(pid);
+		l_qty[i] = Int32GetDatum(qty);
+		l_price[i] = Int64GetDatum(price);
+		l_sku[i] = SPI_datumTransfer(col(i, 3, &isnull), false, -1);
+		l_title[i] = SPI_datumTransfer(col(i, 4, &isnull), false, -1);
+		appendStringInfo(&items, "%s{\"product_id\": " INT64_FORMAT ", \"qty\": %d}",
+						 i > 0 ? ", " : "", pid, qty);
+	}
+	appendStringInfoChar(&items, ']');
+
+	/* 4. stock: every line or none */
+	order_id = new_uuid();
+	args[0] = CStringGetTextDatum(items.data);
+	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));
+	args[2] = Float8GetDatum(pt.outcome == SHOP_PAY_AUTHORIZED ? SHOP_PAID_HOLD_SECS
+							 : (double) shop_reservation_ttl);
+	run(&st_reserve, args, NULL, 1);
+	holds = col(0, 1, &isnull);
+	if (isnull)
+		elog(ERROR, "shop.reserve_many returned NULL");
+
+	/* 5. money and risk */
+	args[0] = Int64GetDatum(subtotal);
+	args[1] = address ? JsonbPGetDatum(address) : (Datum) 0;
+	run(&st_totals, args, address ? NULL : " n", 1);
+	shipping = DatumGetInt64(col(0, 1, &isnull));
+	tax = DatumGetInt64(col(0, 2, &isnull));
+	if (pg_add_s64_overflow(subtotal, shipping, &total) || pg_add_s64_overflow(total, tax, &total))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("order total out of range")));
+	score = ShopFraudScore(Int64GetDatum(customer), cust_null, token, &pt, total, &reasons);
+	review = score >= shop_fraud_threshold;
+
+	/* 6. authorize */
+	if (pt.outcome == SHOP_PAY_DECLINED)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_PAYMENT_DECLINED),
+				 errmsg("payment declined"),
+				 errdetail("The %s provider declined the payment of %lld.%02lld %s for cart %s.",
+						   pt.provider, (long long) (total / 100), (long long) (total % 100),
+						   shop_currency, cart_str),
+				 errhint("Nothing was kept: no order, no reservation. Ask for another payment method.")));
+
+	/* 7. the order */
+	args[0] = order_id;
+	args[1] = Int64GetDatum(customer);
+	args[2] = cart_id;
+	args[3] = CStringGetTextDatum(shop_currency);
+	args[4] = Int64GetDatum(subtotal);
+	args[5] = Int64GetDatum(shipping);
+	args[6] = Int64GetDatum(tax);
+	args[7] = Int64GetDatum(total);
+	args[8] = address ? JsonbPGetDatum(address) : (Datum) 0;
+	args[9] = Float4GetDatum((float4) score);
+	args[10] = reasons;
+	args[11] = BoolGetDatum(review);
+	args[12] = CStringGetTextDatum(key);
+	args[13] = holds;
+	memset(nulls, ' ', sizeof(nulls));
+	if (cust_null)
+		nulls[1] = 'n';
+	if (!address)
+		nulls[8] = 'n';
+	run(&st_order_ins, args, nulls, 0);
+
+	args[0] = order_id;
+	args[1] = PointerGetDatum(construct_array(l_pid, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(l_sku, nlines, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
+	args[4] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[5] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	run(&st_lines_ins, args, NULL, 0);
+
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(pt.provider);
+	args[2] = CStringGetTextDatum(token);
+	args[3] = pt.brand ? CStringGetTextDatum(pt.brand) : (Datum) 0;
+	args[4] = pt.last4 ? CStringGetTextDatum(pt.last4) : (Datum) 0;
+	args[5] = CStringGetTextDatum(pt.outcome == SHOP_PAY_AUTHORIZED ? "authorized" : "pending");
+	args[6] = Int64GetDatum(total);
+	args[7] = Float4GetDatum((float4) score);
+	args[8] = Int64GetDatum(customer);
+	memset(nulls, ' ', sizeof(nulls));
+	if (!pt.brand)
+		nulls[3] = 'n';
+	if (!pt.last4)
+		nulls[4] = 'n';
+	if (cust_null)
+		nulls[8] = 'n';
+	run(&st_pay_ins, args, nulls, 0);
+
+	args[0] = order_id;
+	args[1] = Int32GetDatum(1);
+	args[2] = (Datum) 0;
+	args[3] = CStringGetTextDatum("pending");
+	args[4] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
+								  : "order placed");
+	run(&st_event_ins, args, "  n  ", 0);
+
+	args[0] = order_id;
+	args[1] = Int64GetDatum(customer);
+	args[2] = Int64GetDatum(total);
+	args[3] = CStringGetTextDatum(shop_currency);
+	args[4] = BoolGetDatum(review);
+	run(&st_emit_created, args, cust_null ? " n   " : NULL, 0);
+
+	if (pt.outcome == SHOP_PAY_AUTHORIZED)
+		ShopOrderTransition(order_id, "paid",
+							psprintf("payment authorized by the %s provider", pt.provider),
+							NULL, NULL, true);
+
+	/* 8. the cart keeps only what was saved for later; the key, its order */
+	args[0] = cart_id;
+	args[1] = ShopCartExpiry();
+	run(&st_cart_done, args, NULL, 0);
+	args[0] = CStringGetTextDatum(scope);
+	args[1] = CStringGetTextDatum(key);
+	args[2] = order_id;
+	run(&st_idem_set, args, NULL, 0);
+
+	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
+	SPI_finish();
+	(void) callcxt;
+	PG_RETURN_UUID_P(result);
+}
