@@ -651,6 +651,11 @@ COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
 ------------------------------------------------------------------------------
 -- 3. Inventory
 ------------------------------------------------------------------------------
+-- Locking rules and the never-oversell argument are in src/inventory.c and
+-- docs/inventory.md.  Invariant kept by every call: for each stock row,
+-- reserved = sum(qty) of the reservation parts with status 'held' that
+-- point at it (expired-but-not-yet-reclaimed holds included), and
+-- 0 <= reserved <= on_hand.
 
 CREATE TABLE shop.stock (
     product_id  bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
@@ -659,17 +664,24 @@ CREATE TABLE shop.stock (
     bucket      smallint NOT NULL DEFAULT 0 CHECK (bucket >= 0),
     on_hand     integer NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
     reserved    integer NOT NULL DEFAULT 0,
+    -- product-level: every row of a product carries the same value
     reorder_threshold integer CHECK (reorder_threshold >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, location, bucket),
     CHECK (reserved <= on_hand),
     CHECK (reserved >= 0)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE shop.stock IS 'stock per product, location and bucket; reserved never exceeds on_hand';
 
+-- A reservation is one or more parts (usually one), each holding qty units
+-- of one stock row.  No foreign key to shop.product: the key-share lock it
+-- would take on the product row for every hold is exactly the hot-row
+-- contention buckets exist to avoid; reservations are created only by the
+-- calls below, which check the product.
 CREATE TABLE shop.reservation (
-    product_id     bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
-    reservation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    product_id     bigint NOT NULL,
+    reservation_id uuid NOT NULL,
+    part           smallint NOT NULL DEFAULT 0,
     location       text NOT NULL DEFAULT 'default',
     bucket         smallint NOT NULL DEFAULT 0,
     qty            integer NOT NULL CHECK (qty > 0),
@@ -678,28 +690,129 @@ CREATE TABLE shop.reservation (
     ref            text CHECK (length(ref) <= 200),
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL,
-    PRIMARY KEY (product_id, reservation_id)
+    PRIMARY KEY (product_id, reservation_id, part)
 );
 CREATE INDEX reservation_id_idx ON shop.reservation (reservation_id);
 CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at) WHERE status = 'held';
+CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at) WHERE status = 'held';
 CREATE INDEX reservation_ref_idx ON shop.reservation (ref) WHERE ref IS NOT NULL;
-COMMENT ON TABLE shop.reservation IS 'stock holds: held until committed (shipped), released, or expired';
+COMMENT ON TABLE shop.reservation IS 'stock holds (one row per part): held until committed (shipped), released, or expired';
 
--- stock_available: on hand minus live (unexpired) holds, over all
--- locations and buckets.
+CREATE TABLE shop.stock_ledger (
+    product_id bigint NOT NULL,
+    entry_id   bigint GENERATED ALWAYS AS IDENTITY,
+    location   text NOT NULL,
+    delta      integer NOT NULL,
+    on_hand    integer NOT NULL,
+    reason     text NOT NULL,
+    ref        text,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, entry_id)
+);
+COMMENT ON TABLE shop.stock_ledger IS
+'append-only history of on_hand changes: stock_set, stock_adjust (with its reason) and reservation commits';
+
+CREATE FUNCTION shop.stock_set(product_id bigint, on_hand int, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_set'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set(bigint, int, text) IS
+'set the units on hand of a product at a location (a stock count); returns the units available over all locations';
+
+CREATE FUNCTION shop.stock_adjust(product_id bigint, delta int, reason text, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_adjust'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
+'add (delta > 0) or remove (delta < 0, unreserved units only) units at a location, with a reason kept in shop.stock_ledger; returns the units available';
+
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT (coalesce((SELECT sum(s.on_hand - s.reserved) FROM shop.stock s
-                       WHERE s.product_id = stock_available.product_id), 0)
-          + coalesce((SELECT sum(r.qty) FROM shop.reservation r
-                       WHERE r.product_id = stock_available.product_id
-                         AND r.status = 'held' AND r.expires_at <= now()), 0))::integer
-$$;
+AS 'MODULE_PATHNAME', 'shop_stock_available'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
+
+CREATE FUNCTION shop.stock_set_buckets(product_id bigint, buckets int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_buckets'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_buckets(bigint, int) IS
+'spread a hot product''s stock at every location over n bucket rows (1..256) that reservations pick from';
+
+CREATE FUNCTION shop.stock_set_reorder_threshold(product_id bigint, reorder_threshold int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_reorder_threshold'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) IS
+'emit stock.low when the product''s available units fall below this threshold (NULL: no alert)';
+
+CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
+                             ttl interval DEFAULT '15 minutes')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_reserve'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
+'hold qty units of a product until committed, released or ttl passes; raises SH001 rather than oversell';
+
+CREATE FUNCTION shop.reserve_many(items jsonb, ref text DEFAULT NULL,
+                                  ttl interval DEFAULT '15 minutes')
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'shop_reserve_many'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve_many(jsonb, text, interval) IS
+'all-or-nothing holds for [{"product_id":..,"qty":..},..]; repeated products summed; one reservation id per distinct product, in product_id order';
+
+CREATE FUNCTION shop.reservation_release(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_release'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_release(uuid) IS
+'give a held reservation''s units back; false when it was already released or expired (idempotent)';
+
+CREATE FUNCTION shop.reservation_commit(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_commit'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_commit(uuid) IS
+'the reserved units leave the building (on_hand and reserved both drop); false when already committed (idempotent)';
+
+CREATE FUNCTION shop.reservation_extend(reservation_id uuid, ttl interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'shop_reservation_extend'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_extend(uuid, interval) IS
+'move a held reservation''s expiry to now() + ttl, or to infinity when ttl is NULL (a paid order keeps its stock); returns the new expiry';
+
+-- stock_summary: one row per product with stock, the numbers a stock page shows.
+CREATE VIEW shop.stock_summary AS
+SELECT s.product_id,
+       sum(s.on_hand)::integer AS on_hand,
+       sum(s.reserved)::integer AS reserved,
+       shop.stock_available(s.product_id) AS available,
+       max(s.reorder_threshold) AS reorder_threshold,
+       count(DISTINCT s.location)::integer AS locations,
+       (max(s.bucket) + 1)::integer AS buckets
+  FROM shop.stock s
+ GROUP BY s.product_id;
+COMMENT ON VIEW shop.stock_summary IS 'per product: on hand, reserved, available, threshold, locations, buckets';
+
+REVOKE EXECUTE ON FUNCTION shop.stock_set(bigint, int, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_adjust(bigint, int, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_buckets(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_commit(uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_extend(uuid, interval) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 4. Cart
@@ -1562,6 +1675,308 @@ COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was 
 -- 8. Operations
 ------------------------------------------------------------------------------
 
+-- _emit: the transactional outbox.  One row in shop.event and a
+-- pg_notify('shop_events', ...) that listeners receive at commit (and never
+-- if the transaction rolls back).  The notification carries event_id, topic
+-- and payload; a payload too large for NOTIFY (8000 bytes) is left out of
+-- the notification ("truncated": true) and read from shop.event.
+CREATE FUNCTION shop._emit(topic text, payload jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+    note text;
+BEGIN
+    PERFORM shop._require(topic, 'topic');
+    PERFORM shop._require(payload, 'payload');
+    INSERT INTO shop.event (topic, payload) VALUES (_emit.topic, _emit.payload)
+    RETURNING event_id INTO id;
+    note := jsonb_build_object('event_id', id, 'topic', topic, 'payload', payload)::text;
+    IF octet_length(note) >= 7900 THEN
+        note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
+    END IF;
+    PERFORM pg_notify('shop_events', note);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._emit(text, jsonb) IS
+'internal: append an event to the outbox (shop.event) and pg_notify(''shop_events'') it; returns event_id';
+REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
+
+-- sweep: the periodic housekeeping.  Run by the background worker every
+-- shop.sweep_interval when shop is preloaded, or by the DBA's scheduler
+-- (pg_cron, cron + psql).  Correctness never depends on it: reserve
+-- reclaims expired holds itself and stock_available counts them as free.
+-- It never waits for a lock held by a shopper: rows locked by someone else
+-- are skipped and picked up by the next run.
+CREATE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n_orders   integer := 0;
+    n_failed   integer := 0;
+    n_holds    integer := 0;
+    n_units    bigint := 0;
+    n_carts    integer := 0;
+    reco       jsonb;
+    reco_text  text;
+    o          uuid;
+    r          record;
+BEGIN
+    -- 1. pending orders whose holds expired are cancelled (the orders
+    --    subsystem's transition releases their reservations)
+    IF to_regprocedure('shop.order_transition(uuid,text,text)') IS NOT NULL THEN
+        FOR o IN
+            SELECT od.order_id
+              FROM shop."order" od
+             WHERE od.status = 'pending'
+               AND EXISTS (SELECT 1
+                             FROM shop.order_line l
+                             JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                            WHERE l.order_id = od.order_id
+                              AND rv.status IN ('held', 'expired')
+                              AND rv.expires_at <= now())
+             ORDER BY od.created_at
+               FOR UPDATE OF od SKIP LOCKED
+        LOOP
+            BEGIN
+                EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
+                    USING o, 'cancelled', 'reservation expired';
+                n_orders := n_orders + 1;
+            EXCEPTION WHEN OTHERS THEN
+                n_failed := n_failed + 1;
+                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+
+    -- 2. expired holds give their units back
+    FOR r IN
+        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
+          FROM shop.reservation rv
+         WHERE rv.status = 'held' AND rv.expires_at <= now()
+         ORDER BY rv.product_id, rv.location, rv.bucket
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM shop.stock s
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.reservation rv SET status = 'expired'
+         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
+           AND rv.part = r.part AND rv.status = 'held';
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.stock s SET reserved = s.reserved - r.qty
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
+        n_holds := n_holds + 1;
+        n_units := n_units + r.qty;
+    END LOOP;
+
+    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
+    WITH gone AS (
+        DELETE FROM shop.cart c
+         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
+                              WHERE expires_at < now() AND status <> 'checked_out'
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*) INTO n_carts FROM gone;
+
+    -- 4. fold recommendation deltas, when that subsystem is installed
+    IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
+        BEGIN
+            EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
+            BEGIN
+                reco := reco_text::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                reco := to_jsonb(reco_text);
+            END;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+            reco := jsonb_build_object('error', SQLERRM);
+        END;
+    END IF;
+
+    RETURN jsonb_build_object(
+        'reservations_expired', n_holds,
+        'units_released', n_units,
+        'orders_cancelled', n_orders,
+        'orders_not_cancelled', n_failed,
+        'carts_expired', n_carts,
+        'recommendations', reco);
+END
+$$;
+COMMENT ON FUNCTION shop.sweep() IS
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
+
+-- _setting: a shop.* GUC as text, with a default when the library has not
+-- been loaded into this backend yet (the GUC is then undefined).
+CREATE FUNCTION shop._setting(name text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting(name, true), ''), fallback) $$;
+COMMENT ON FUNCTION shop._setting(text, text) IS
+'internal: current value of a shop.* setting, or fallback when it is not defined in this backend';
+
+-- Views of the operations dashboard.  "Today" is the current day in the
+-- session's TimeZone.
+CREATE VIEW shop.metrics_orders_today AS
+SELECT count(*)::integer AS orders,
+       count(*) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered'))::integer AS paid_orders,
+       count(*) FILTER (WHERE o.status = 'pending')::integer AS pending_orders,
+       count(*) FILTER (WHERE o.status = 'cancelled')::integer AS cancelled_orders,
+       coalesce(sum(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')), 0)::bigint AS revenue_cents,
+       (avg(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')))::bigint AS avg_order_cents,
+       shop._setting('shop.currency', 'USD') AS currency
+  FROM shop."order" o
+ WHERE o.created_at >= date_trunc('day', now());
+COMMENT ON VIEW shop.metrics_orders_today IS 'orders, paid orders and revenue (paid and later states) since midnight';
+
+CREATE VIEW shop.metrics_conversion AS
+SELECT c.carts, o.checkouts,
+       CASE WHEN c.carts > 0 THEN round(o.checkouts::numeric / c.carts, 4) END AS conversion
+  FROM (SELECT count(*)::integer AS carts FROM shop.cart
+         WHERE created_at >= date_trunc('day', now())) c,
+       (SELECT count(*)::integer AS checkouts FROM shop."order"
+         WHERE created_at >= date_trunc('day', now()) AND cart_id IS NOT NULL) o;
+COMMENT ON VIEW shop.metrics_conversion IS
+'carts created today, checkouts (orders from a cart) today, and their ratio';
+
+CREATE VIEW shop.metrics_payments AS
+SELECT count(*)::integer AS payments,
+       count(*) FILTER (WHERE p.status = 'failed')::integer AS failed,
+       CASE WHEN count(*) > 0
+            THEN round((count(*) FILTER (WHERE p.status = 'failed'))::numeric / count(*), 4) END AS failure_rate,
+       shop._setting('shop.payment_failure_window', '15min')::interval AS window
+  FROM shop.payment p
+ WHERE p.created_at >= now() - shop._setting('shop.payment_failure_window', '15min')::interval;
+COMMENT ON VIEW shop.metrics_payments IS
+'payments and failures over the last shop.payment_failure_window';
+
+CREATE VIEW shop.low_stock AS
+SELECT s.product_id, p.sku, p.title, s.on_hand, s.reserved, s.available, s.reorder_threshold
+  FROM shop.stock_summary s
+  JOIN shop.product p USING (product_id)
+ WHERE s.reorder_threshold IS NOT NULL AND s.available < s.reorder_threshold;
+COMMENT ON VIEW shop.low_stock IS 'products whose available units are below their reorder threshold';
+
+-- _search_latency: p50/p95/p99 in milliseconds over the last hour, from a
+-- shop.search_log table when the search subsystem keeps one.  Its
+-- duration column is found by name (duration_ms, took_ms, elapsed_ms,
+-- latency_ms) and its time column likewise (created_at, at, logged_at,
+-- searched_at); NULL when there is no such table.
+CREATE FUNCTION shop._search_latency()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    tbl regclass := to_regclass('shop.search_log');
+    dur name;
+    ts name;
+    result jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT attname INTO dur FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('duration_ms', 'took_ms', 'elapsed_ms', 'latency_ms')
+     ORDER BY attname LIMIT 1;
+    SELECT attname INTO ts FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('created_at', 'at', 'logged_at', 'searched_at')
+     ORDER BY attname LIMIT 1;
+    IF dur IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format(
+        'SELECT jsonb_build_object(''searches'', count(*),'
+        '  ''p50'', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p95'', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p99'', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY %1$I)::numeric, 3))'
+        '  FROM %2$s %3$s',
+        dur, tbl,
+        CASE WHEN ts IS NOT NULL THEN format('WHERE %I >= now() - interval ''1 hour''', ts) ELSE '' END)
+      INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop._search_latency() IS
+'internal: search latency percentiles (ms) over the last hour from shop.search_log, NULL without one';
+
+CREATE FUNCTION shop.metrics()
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'at', now(),
+        'orders_today', (SELECT to_jsonb(m) FROM shop.metrics_orders_today m),
+        'conversion', (SELECT to_jsonb(c) FROM shop.metrics_conversion c),
+        'payments', (SELECT to_jsonb(p) - 'window' || jsonb_build_object('window', p.window::text)
+                       FROM shop.metrics_payments p),
+        'search_latency_ms', shop._search_latency(),
+        'reservations', (SELECT jsonb_build_object(
+                             'held', count(*) FILTER (WHERE expires_at > now()),
+                             'expired_unswept', count(*) FILTER (WHERE expires_at <= now()),
+                             'units_held', coalesce(sum(qty) FILTER (WHERE expires_at > now()), 0))
+                           FROM shop.reservation WHERE status = 'held'),
+        'low_stock_count', (SELECT count(*) FROM shop.low_stock),
+        'low_stock', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.available, l.product_id), '[]')
+                        FROM (SELECT * FROM shop.low_stock ORDER BY available, product_id LIMIT 20) l),
+        'events_last_hour', (SELECT count(*) FROM shop.event
+                              WHERE created_at >= now() - interval '1 hour'))
+$$;
+COMMENT ON FUNCTION shop.metrics() IS
+'operations dashboard in one jsonb: orders and revenue today, conversion, payment failure rate, search latency, holds, low stock';
+REVOKE EXECUTE ON FUNCTION shop.metrics() FROM PUBLIC;
+
+-- _check_payment_failures: called by the orders subsystem after a failed
+-- payment.  Emits payment.failures when, over shop.payment_failure_window,
+-- at least 5 payments were attempted and the failed share exceeds
+-- shop.payment_failure_threshold, at most once per window.  Returns true
+-- when it emitted the alert.
+CREATE FUNCTION shop._check_payment_failures()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    win interval := shop._setting('shop.payment_failure_window', '15min')::interval;
+    threshold float8 := shop._setting('shop.payment_failure_threshold', '0.5')::float8;
+    total integer;
+    failed integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+      INTO total, failed
+      FROM shop.payment WHERE created_at >= now() - win;
+    IF total < 5 OR failed::float8 / total <= threshold THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.event
+                WHERE topic = 'payment.failures' AND created_at >= now() - win) THEN
+        RETURN false;
+    END IF;
+    PERFORM shop._emit('payment.failures', jsonb_build_object(
+        'payments', total, 'failed', failed,
+        'failure_rate', round(failed::numeric / total, 4),
+        'threshold', threshold, 'window', win::text));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop._check_payment_failures() IS
+'internal: emit payment.failures when the failure rate over shop.payment_failure_window passes shop.payment_failure_threshold (once per window, at least 5 payments)';
+REVOKE EXECUTE ON FUNCTION shop._check_payment_failures() FROM PUBLIC;
+
+CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
+CREATE INDEX payment_created_idx ON shop.payment (created_at);
+
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
@@ -1575,6 +1990,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.product_product_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.review', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop."order"', '');
