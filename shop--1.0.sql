@@ -1217,8 +1217,8 @@ COMMENT ON FUNCTION shop.cart_merge(uuid, bigint) IS
 
 -- The order state machine, its side effects, checkout and the payment
 -- calls are C (src/orders.c, src/payments.c); docs/orders.md draws the
--- diagram.  reservation_ids lists the stock holds of the order: cancel
--- releases them, ship commits them.
+-- diagram.  order_line.reservation_id is the stock hold of each line:
+-- cancel releases them, ship commits them.
 CREATE TABLE shop."order" (
     order_id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     customer_id      bigint,               -- NULL: guest checkout
@@ -1240,7 +1240,6 @@ CREATE TABLE shop."order" (
     needs_review     boolean NOT NULL DEFAULT false,
     was_paid         boolean NOT NULL DEFAULT false,
     idempotency_key  text,
-    reservation_ids  uuid[] NOT NULL DEFAULT '{}',
     event_count      integer NOT NULL DEFAULT 0,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
@@ -1258,6 +1257,7 @@ CREATE TABLE shop.order_line (
     title            text NOT NULL,
     unit_price_cents bigint NOT NULL CHECK (unit_price_cents >= 0),
     qty              integer NOT NULL CHECK (qty > 0),
+    reservation_id   uuid,                 -- the stock hold of this line
     PRIMARY KEY (order_id, line_no)
 );
 CREATE INDEX order_line_product_idx ON shop.order_line (product_id);

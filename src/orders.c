@@ -79,8 +79,6 @@ PG_FUNCTION_INFO_V1(shop_order_review);
 PG_FUNCTION_INFO_V1(shop_payment_confirm);
 PG_FUNCTION_INFO_V1(shop_payment_fail);
 
-/* How long holds of an order paid at checkout last: for good. */
-#define SHOP_PAID_HOLD_SECS (100.0 * 365.25 * 86400)
 #define SHOP_MAX_CART_LINES 500
 
 /*
@@ -154,16 +152,17 @@ static ShopStmt st_reserve = {
 static ShopStmt st_order_ins = {
 	"INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
 	"       shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
-	"       needs_review, idempotency_key, reservation_ids, event_count)"
-	" VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
-	14, {UUIDOID, INT8OID, UUIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
-		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID}};
+	"       needs_review, idempotency_key, event_count)"
+	" VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)",
+	13, {UUIDOID, INT8OID, UUIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID}};
 static ShopStmt st_lines_ins = {
-	"INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)"
-	" SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty"
-	"   FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::int[])"
-	"        WITH ORDINALITY AS u(pid, sku, title, price, qty, n)",
-	6, {UUIDOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID}};
+	"INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty,"
+	"       reservation_id)"
+	" SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid"
+	"   FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::uuid[])"
+	"        WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n)",
+	7, {UUIDOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID}};
 static ShopStmt st_pay_ins = {
 	"INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score)"
 	" SELECT $1, $2, $3, coalesce(m.brand, $4), coalesce(m.last4, $5), $6, $7, $8"
@@ -184,18 +183,24 @@ static ShopStmt st_cart_done = {
 	2, {UUIDOID, TIMESTAMPTZOID}};
 
 static ShopStmt st_order_lock = {
-	"SELECT status, was_paid, needs_review, reservation_ids, customer_id, total_cents"
-	"  FROM shop.\"order\" WHERE order_id = $1 FOR UPDATE", 1, {UUIDOID}};
+	"SELECT o.status, o.was_paid, o.needs_review,"
+	"       (SELECT count(*) FROM shop.order_line l"
+	"         WHERE l.order_id = o.order_id AND l.reservation_id IS NOT NULL),"
+	"       o.customer_id, o.total_cents"
+	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o", 1, {UUIDOID}};
 static ShopStmt st_holds_live = {
-	"SELECT count(DISTINCT reservation_id) FROM shop.reservation"
-	" WHERE reservation_id = ANY ($1) AND status = 'held'", 1, {UUIDARRAYOID}};
+	"SELECT count(DISTINCT l.line_no) FROM shop.order_line l"
+	"  JOIN shop.reservation r ON r.product_id = l.product_id AND r.reservation_id = l.reservation_id"
+	" WHERE l.order_id = $1 AND r.status = 'held'", 1, {UUIDOID}};
 static ShopStmt st_holds_extend = {
-	"UPDATE shop.reservation SET expires_at = 'infinity'"
-	" WHERE reservation_id = ANY ($1) AND status = 'held'", 1, {UUIDARRAYOID}};
+	"SELECT shop.reservation_extend(l.reservation_id, NULL) FROM shop.order_line l"
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
 static ShopStmt st_release = {
-	"SELECT shop.reservation_release(r) FROM unnest($1::uuid[]) r", 1, {UUIDARRAYOID}};
+	"SELECT shop.reservation_release(l.reservation_id) FROM shop.order_line l"
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
 static ShopStmt st_commit = {
-	"SELECT shop.reservation_commit(r) FROM unnest($1::uuid[]) r", 1, {UUIDARRAYOID}};
+	"SELECT shop.reservation_commit(l.reservation_id) FROM shop.order_line l"
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
 static ShopStmt st_restock = {
 	"SELECT shop.stock_adjust(l.product_id, l.qty, 'return of order ' || $1::text)"
 	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id", 1, {UUIDOID}};
@@ -370,10 +375,9 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 				needs_review,
 				isnull,
 				cust_null;
-	Datum		holds,
-				customer,
+	Datum		customer,
 				total;
-	int			nholds;
+	int64		nholds;
 	Datum		args[6];
 	char		nulls[6];
 	int32		seq;
@@ -383,8 +387,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	from = col_text(0, 1);
 	was_paid = DatumGetBool(col(0, 2, &isnull));
 	needs_review = DatumGetBool(col(0, 3, &isnull));
-	holds = col(0, 4, &isnull);
-	nholds = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)), ARR_DIMS(DatumGetArrayTypeP(holds)));
+	nholds = DatumGetInt64(col(0, 4, &isnull));
 	customer = col(0, 5, &cust_null);
 	total = col(0, 6, &isnull);
 
@@ -400,7 +403,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 									uuid_str(order_id)));
 
 	/* side effects */
-	args[0] = holds;
+	args[0] = order_id;
 	if (strcmp(to, "paid") == 0)
 	{
 		if (nholds > 0 && !holds_fresh)
@@ -413,8 +416,10 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 						 errdetail("The stock holds of order %s expired or were released before payment.",
 								   uuid_str(order_id)),
 						 errhint("Void or refund the payment at the gateway, and cancel the order.")));
-			run(&st_holds_extend, args, NULL, 0);
 		}
+		/* a paid order keeps its stock until shipped or cancelled */
+		if (nholds > 0)
+			run(&st_holds_extend, args, NULL, 0);
 		args[0] = order_id;
 		args[1] = CStringGetTextDatum("captured");
 		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
@@ -881,12 +886,12 @@ shop_checkout(PG_FUNCTION_ARGS)
 	order_id = new_uuid();
 	args[0] = CStringGetTextDatum(items.data);
 	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));
-	args[2] = Float8GetDatum(pt.outcome == SHOP_PAY_AUTHORIZED ? SHOP_PAID_HOLD_SECS
-							 : (double) shop_reservation_ttl);
+	args[2] = Float8GetDatum((double) shop_reservation_ttl);
 	run(&st_reserve, args, NULL, 1);
 	holds = col(0, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "shop.reserve_many returned NULL");
+	if (isnull || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)),
+								 ARR_DIMS(DatumGetArrayTypeP(holds))) != (int) nlines)
+		elog(ERROR, "shop.reserve_many did not return one reservation per line");
 
 	/* 5. money and risk */
 	args[0] = Int64GetDatum(subtotal);
@@ -925,7 +930,6 @@ shop_checkout(PG_FUNCTION_ARGS)
 	args[10] = reasons;
 	args[11] = BoolGetDatum(review);
 	args[12] = CStringGetTextDatum(key);
-	args[13] = holds;
 	memset(nulls, ' ', sizeof(nulls));
 	if (cust_null)
 		nulls[1] = 'n';
@@ -939,6 +943,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 	args[3] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[5] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	args[6] = holds;
 	run(&st_lines_ins, args, NULL, 0);
 
 	args[0] = order_id;
