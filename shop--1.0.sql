@@ -851,7 +851,8 @@ COMMENT ON TABLE shop.cart_item IS 'cart lines, with the price when added; saved
 CREATE FUNCTION shop._cart_expiry()
 RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'shop_cart_expiry'
-LANGUAGE C STABLE;
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop._cart_expiry() IS 'internal: now() + shop.cart_ttl, the expiry of a cart touched now';
 
 -- _cart_qty: validate a quantity (22004 NULL, 22023 outside min..10000).
