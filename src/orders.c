@@ -885,7 +885,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 	/* 4. stock: every line or none */
 	order_id = new_uuid();
 	args[0] = CStringGetTextDatum(items.data);
-	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));
+	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));	/* the holds' ref */
 	args[2] = Float8GetDatum((double) shop_reservation_ttl);
 	run(&st_reserve, args, NULL, 1);
 	holds = col(0, 1, &isnull);
