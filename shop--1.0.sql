@@ -1374,7 +1374,8 @@ AS $$
          ORDER BY r.country IS NULL, r.min_subtotal_cents DESC
          LIMIT 1), 0)
 $$;
-COMMENT ON FUNCTION shop._shipping_cents(bigint, jsonb) IS 'internal: shipping price of an order (shop.shipping_rate)';
+COMMENT ON FUNCTION shop._shipping_cents(bigint, jsonb) IS
+'shipping price of an order by the rules of shop.shipping_rate (checkout applies the same rules, src/orders.c)';
 
 CREATE FUNCTION shop._tax_cents(subtotal_cents bigint, address jsonb)
 RETURNS bigint
@@ -1389,7 +1390,8 @@ AS $$
          ORDER BY r.country IS NULL, r.region IS NULL
          LIMIT 1), 0)
 $$;
-COMMENT ON FUNCTION shop._tax_cents(bigint, jsonb) IS 'internal: sales tax of an order (shop.tax_rate)';
+COMMENT ON FUNCTION shop._tax_cents(bigint, jsonb) IS
+'sales tax of an order by the rules of shop.tax_rate (checkout applies the same rules, src/orders.c)';
 
 -- Session identity and authorization (src/security.c, docs/security.md).
 CREATE FUNCTION shop.session_token(customer_id bigint, ttl interval DEFAULT '1 day')

@@ -88,7 +88,7 @@ typedef struct ShopStmt
 {
 	const char *sql;
 	int			nargs;
-	Oid			types[16];
+	Oid			types[32];
 	SPIPlanPtr	plan;
 } ShopStmt;
 
@@ -137,50 +137,87 @@ static ShopStmt st_idem_claim = {
 static ShopStmt st_idem_get = {
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
 	3, {TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_idem_set = {
-	"UPDATE shop.idempotency SET order_id = $3 WHERE scope = $1 AND key = $2",
-	3, {TEXTOID, TEXTOID, UUIDOID}};
 static ShopStmt st_cart_lines = {
 	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
 	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
 	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id", 1, {UUIDOID}};
-static ShopStmt st_totals = {
-	"SELECT shop._shipping_cents($1, $2), shop._tax_cents($1, $2)", 2, {INT8OID, JSONBOID}};
 static ShopStmt st_reserve = {
 	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
 	3, {TEXTOID, TEXTOID, FLOAT8OID}};
-static ShopStmt st_order_ins = {
-	"INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
-	"       shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
-	"       needs_review, idempotency_key, event_count)"
-	" VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)",
-	13, {UUIDOID, INT8OID, UUIDOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
-		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID}};
-static ShopStmt st_lines_ins = {
-	"INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty,"
-	"       reservation_id)"
-	" SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid"
-	"   FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::uuid[])"
-	"        WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n)",
-	7, {UUIDOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID}};
-static ShopStmt st_pay_ins = {
-	"INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score)"
-	" SELECT $1, $2, $3, coalesce(m.brand, $4), coalesce(m.last4, $5), $6, $7, $8"
-	"   FROM (SELECT 1) one LEFT JOIN LATERAL"
-	"        (SELECT pm.brand, pm.last4 FROM shop.payment_method pm"
-	"          WHERE pm.customer_id = $9 AND pm.token = $3) m ON true",
-	9, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, FLOAT4OID, INT8OID}};
+/*
+ * Money and risk in one round: shipping and tax (the rules of
+ * shop._shipping_cents and shop._tax_cents, written out here because a SQL
+ * function called from a saved plan is parsed again on every call), and
+ * the inputs of the fraud rules.
+ */
+static ShopStmt st_money_risk = {
+	"SELECT coalesce((SELECT r.cents FROM shop.shipping_rate r"
+	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
+	"                    AND r.min_subtotal_cents <= $1"
+	"                  ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0),"
+	"       coalesce((SELECT round($1::numeric * r.basis_points / 10000)::bigint FROM shop.tax_rate r"
+	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
+	"                    AND (r.region IS NULL OR r.region = coalesce($2->>'region', $2->>'state'))"
+	"                  ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0),"
+	"       (SELECT count(*) FROM shop.\"order\" o"
+	"         WHERE o.customer_id = $3 AND o.created_at > now() - interval '1 hour'),"
+	"       (SELECT count(*) FROM shop.payment p"
+	"         WHERE p.token = $4 AND p.created_at > now() - interval '1 hour'),"
+	"       h.n, h.avg"
+	"  FROM (SELECT count(*) AS n, coalesce(avg(l.total_cents), 0)::float8 AS avg"
+	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
+	"                 WHERE o.customer_id = $3 AND o.was_paid"
+	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
+	4, {INT8OID, JSONBOID, INT8OID, TEXTOID}};
+/*
+ * Every write of a checkout in one statement.  An order the test provider
+ * authorized is inserted as paid (events 1 pending and 2 paid) and its holds
+ * are made permanent here, on the rows reserve_many just created in this
+ * transaction; a gateway order stays pending with holds that expire.
+ */
+static ShopStmt st_place = {
+	"WITH o AS ("
+	"  INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
+	"         shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
+	"         needs_review, was_paid, idempotency_key, event_count)"
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4 = 'paid', $14,"
+	"          CASE WHEN $4 = 'paid' THEN 2 ELSE 1 END)),"
+	" l AS ("
+	"  INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty,"
+	"         reservation_id)"
+	"  SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid"
+	"    FROM unnest($16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::int[], $15::uuid[])"
+	"         WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n)),"
+	" p AS ("
+	"  INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents,"
+	"         fraud_score)"
+	"  SELECT $1, $21, $22, coalesce(m.brand, $23), coalesce(m.last4, $24), $25, $9, $11"
+	"    FROM (SELECT 1) one LEFT JOIN LATERAL"
+	"         (SELECT pm.brand, pm.last4 FROM shop.payment_method pm"
+	"           WHERE pm.customer_id = $2 AND pm.token = $22) m ON true),"
+	" e AS ("
+	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
+	"  SELECT $1, 1, NULL, 'pending', $26"
+	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27 WHERE $4 = 'paid'),"
+	" h AS ("
+	"  UPDATE shop.reservation SET expires_at = 'infinity'"
+	"   WHERE $4 = 'paid' AND reservation_id = ANY ($15) AND status = 'held'),"
+	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
+	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $29 WHERE cart_id = $3),"
+	" k AS (UPDATE shop.idempotency SET order_id = $1 WHERE scope = $28 AND key = $14)"
+	" SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
+	"               'status', $4, 'total_cents', $9, 'currency', $5, 'needs_review', $13)),"
+	"        CASE WHEN $4 = 'paid' THEN"
+	"          shop._emit('order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2,"
+	"               'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9)) END",
+	29, {UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}};
+
 static ShopStmt st_event_ins = {
 	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
 	" VALUES ($1, $2, $3, $4, $5)", 5, {UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_emit_created = {
-	"SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
-	"       'total_cents', $3, 'currency', $4, 'needs_review', $5))",
-	5, {UUIDOID, INT8OID, INT8OID, TEXTOID, BOOLOID}};
-static ShopStmt st_cart_done = {
-	"WITH gone AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later)"
-	" UPDATE shop.cart SET updated_at = now(), expires_at = $2 WHERE cart_id = $1",
-	2, {UUIDOID, TIMESTAMPTZOID}};
 
 static ShopStmt st_order_lock = {
 	"SELECT o.status, o.was_paid, o.needs_review,"
@@ -719,8 +756,8 @@ shop_checkout(PG_FUNCTION_ARGS)
 	ShopPayToken pt;
 	MemoryContext callcxt = CurrentMemoryContext;
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
-	Datum		args[16];
-	char		nulls[16];
+	Datum		args[32];
+	char		nulls[32];
 	bool		isnull;
 	bool		cust_null;
 	int64		customer = 0;
@@ -739,6 +776,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 	StringInfoData items;
 	Datum		holds;
 	Datum		reasons;
+	bool		paid;
 	double		score;
 	bool		review;
 	Datum		order_id;
@@ -896,14 +934,25 @@ shop_checkout(PG_FUNCTION_ARGS)
 	/* 5. money and risk */
 	args[0] = Int64GetDatum(subtotal);
 	args[1] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	run(&st_totals, args, address ? NULL : " n", 1);
+	args[2] = Int64GetDatum(customer);
+	args[3] = CStringGetTextDatum(token);
+	memcpy(nulls, "    ", 4);
+	if (!address)
+		nulls[1] = 'n';
+	if (cust_null)
+		nulls[2] = 'n';
+	if (pt.shared)
+		nulls[3] = 'n';			/* a shared test token is not one card */
+	run(&st_money_risk, args, nulls, 1);
 	shipping = DatumGetInt64(col(0, 1, &isnull));
 	tax = DatumGetInt64(col(0, 2, &isnull));
 	if (pg_add_s64_overflow(subtotal, shipping, &total) || pg_add_s64_overflow(total, tax, &total))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order total out of range")));
-	score = ShopFraudScore(Int64GetDatum(customer), cust_null, token, &pt, total, &reasons);
+	score = ShopFraudScore(DatumGetInt64(col(0, 3, &isnull)), DatumGetInt64(col(0, 4, &isnull)),
+						   DatumGetInt64(col(0, 5, &isnull)), DatumGetFloat8(col(0, 6, &isnull)),
+						   &pt, total, &reasons);
 	review = score >= shop_fraud_threshold;
 
 	/* 6. authorize */
@@ -915,83 +964,45 @@ shop_checkout(PG_FUNCTION_ARGS)
 						   pt.provider, (long long) (total / 100), (long long) (total % 100),
 						   shop_currency, cart_str),
 				 errhint("Nothing was kept: no order, no reservation. Ask for another payment method.")));
+	paid = pt.outcome == SHOP_PAY_AUTHORIZED;
 
-	/* 7. the order */
+	/* 7. the order, its lines, payment, events and outbox; 8. the cart and the key */
+	memset(nulls, ' ', sizeof(nulls));
 	args[0] = order_id;
 	args[1] = Int64GetDatum(customer);
+	nulls[1] = cust_null ? 'n' : ' ';
 	args[2] = cart_id;
-	args[3] = CStringGetTextDatum(shop_currency);
-	args[4] = Int64GetDatum(subtotal);
-	args[5] = Int64GetDatum(shipping);
-	args[6] = Int64GetDatum(tax);
-	args[7] = Int64GetDatum(total);
-	args[8] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	args[9] = Float4GetDatum((float4) score);
-	args[10] = reasons;
-	args[11] = BoolGetDatum(review);
-	args[12] = CStringGetTextDatum(key);
-	memset(nulls, ' ', sizeof(nulls));
-	if (cust_null)
-		nulls[1] = 'n';
-	if (!address)
-		nulls[8] = 'n';
-	run(&st_order_ins, args, nulls, 0);
-
-	args[0] = order_id;
-	args[1] = PointerGetDatum(construct_array(l_pid, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(l_sku, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[4] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[5] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
-	args[6] = holds;
-	run(&st_lines_ins, args, NULL, 0);
-
-	args[0] = order_id;
-	args[1] = CStringGetTextDatum(pt.provider);
-	args[2] = CStringGetTextDatum(token);
-	args[3] = pt.brand ? CStringGetTextDatum(pt.brand) : (Datum) 0;
-	args[4] = pt.last4 ? CStringGetTextDatum(pt.last4) : (Datum) 0;
-	args[5] = CStringGetTextDatum(pt.outcome == SHOP_PAY_AUTHORIZED ? "authorized" : "pending");
-	args[6] = Int64GetDatum(total);
-	args[7] = Float4GetDatum((float4) score);
-	args[8] = Int64GetDatum(customer);
-	memset(nulls, ' ', sizeof(nulls));
-	if (!pt.brand)
-		nulls[3] = 'n';
-	if (!pt.last4)
-		nulls[4] = 'n';
-	if (cust_null)
-		nulls[8] = 'n';
-	run(&st_pay_ins, args, nulls, 0);
-
-	args[0] = order_id;
-	args[1] = Int32GetDatum(1);
-	args[2] = (Datum) 0;
-	args[3] = CStringGetTextDatum("pending");
-	args[4] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
-								  : "order placed");
-	run(&st_event_ins, args, "  n  ", 0);
-
-	args[0] = order_id;
-	args[1] = Int64GetDatum(customer);
-	args[2] = Int64GetDatum(total);
-	args[3] = CStringGetTextDatum(shop_currency);
-	args[4] = BoolGetDatum(review);
-	run(&st_emit_created, args, cust_null ? " n   " : NULL, 0);
-
-	if (pt.outcome == SHOP_PAY_AUTHORIZED)
-		ShopOrderTransition(order_id, "paid",
-							psprintf("payment authorized by the %s provider", pt.provider),
-							NULL, NULL, true);
-
-	/* 8. the cart keeps only what was saved for later; the key, its order */
-	args[0] = cart_id;
-	args[1] = ShopCartExpiry();
-	run(&st_cart_done, args, NULL, 0);
-	args[0] = CStringGetTextDatum(scope);
-	args[1] = CStringGetTextDatum(key);
-	args[2] = order_id;
-	run(&st_idem_set, args, NULL, 0);
+	args[3] = CStringGetTextDatum(paid ? "paid" : "pending");
+	args[4] = CStringGetTextDatum(shop_currency);
+	args[5] = Int64GetDatum(subtotal);
+	args[6] = Int64GetDatum(shipping);
+	args[7] = Int64GetDatum(tax);
+	args[8] = Int64GetDatum(total);
+	args[9] = address ? JsonbPGetDatum(address) : (Datum) 0;
+	nulls[9] = address ? ' ' : 'n';
+	args[10] = Float4GetDatum((float4) score);
+	args[11] = reasons;
+	args[12] = BoolGetDatum(review);
+	args[13] = CStringGetTextDatum(key);
+	args[14] = holds;
+	args[15] = PointerGetDatum(construct_array(l_pid, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[16] = PointerGetDatum(construct_array(l_sku, nlines, TEXTOID, -1, false, TYPALIGN_INT));
+	args[17] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
+	args[18] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[19] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
+	args[20] = CStringGetTextDatum(pt.provider);
+	args[21] = CStringGetTextDatum(token);
+	args[22] = pt.brand ? CStringGetTextDatum(pt.brand) : (Datum) 0;
+	nulls[22] = pt.brand ? ' ' : 'n';
+	args[23] = pt.last4 ? CStringGetTextDatum(pt.last4) : (Datum) 0;
+	nulls[23] = pt.last4 ? ' ' : 'n';
+	args[24] = CStringGetTextDatum(paid ? "captured" : "pending");
+	args[25] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
+								   : "order placed");
+	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", pt.provider));
+	args[27] = CStringGetTextDatum(scope);
+	args[28] = ShopCartExpiry();
+	run(&st_place, args, nulls, 0);
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
 	SPI_finish();

@@ -170,63 +170,20 @@ ShopParsePaymentToken(const char *token, ShopPayToken *pt)
 				 errdetail("A token is either a test token (tok_visa, ...) or \"<provider>:<token>\" for a real gateway.")));
 }
 
-static SPIPlanPtr fraud_plan = NULL;
-
 /*
  * ShopFraudScore: the score of the rules above for an order about to be
- * placed; *reasons gets a text[] naming the rules that fired.  Needs SPI
- * connected.
+ * placed, from what the caller counted: the customer's orders and the
+ * token's payments in the last hour, the number and average total of the
+ * customer's (last 50) paid orders.  *reasons gets a text[] naming the
+ * rules that fired.
  */
 double
-ShopFraudScore(Datum customer_id, bool customer_null, const char *token,
+ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n, double hist_avg,
 			   const ShopPayToken *pt, int64 total_cents, Datum *reasons)
 {
-	Datum		args[2];
-	char		nulls[2] = {' ', ' '};
 	Datum		rdatums[8];
 	int			nreasons = 0;
 	double		score = 0.0;
-	int64		cust_recent,
-				token_recent,
-				hist_n;
-	double		hist_avg;
-	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	desc;
-
-	if (fraud_plan == NULL)
-	{
-		Oid			types[2] = {INT8OID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare(
-			"SELECT (SELECT count(*) FROM shop.\"order\" o"
-			"         WHERE o.customer_id = $1 AND o.created_at > now() - interval '1 hour'),"
-			"       (SELECT count(*) FROM shop.payment p"
-			"         WHERE p.token = $2 AND p.created_at > now() - interval '1 hour'),"
-			"       h.n, h.avg"
-			"  FROM (SELECT count(*) AS n, coalesce(avg(total_cents), 0)::float8 AS avg"
-			"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
-			"                 WHERE o.customer_id = $1 AND o.was_paid"
-			"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
-			2, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		fraud_plan = p;
-	}
-	args[0] = customer_id;
-	nulls[0] = customer_null ? 'n' : ' ';
-	args[1] = CStringGetTextDatum(token);
-	if (pt->shared)
-		nulls[1] = 'n';
-	if (SPI_execute_plan(fraud_plan, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "fraud query failed");
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	cust_recent = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	token_recent = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	hist_n = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	hist_avg = DatumGetFloat8(SPI_getbinval(tup, desc, 4, &isnull));
 
 	if (cust_recent >= 10)
 		score += 0.5, rdatums[nreasons++] = CStringGetTextDatum("customer_velocity");

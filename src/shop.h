@@ -86,8 +86,9 @@ typedef struct ShopPayToken
 } ShopPayToken;
 
 extern void ShopParsePaymentToken(const char *token, ShopPayToken *pt);
-extern double ShopFraudScore(Datum customer_id, bool customer_null, const char *token,
-							 const ShopPayToken *pt, int64 total_cents, Datum *reasons);
+extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n,
+							 double hist_avg, const ShopPayToken *pt, int64 total_cents,
+							 Datum *reasons);
 extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
 
 /* security.c */
