@@ -99,7 +99,13 @@ run(ShopStmt *s, Datum *args, const char *nulls, long count)
 
 	if (s->plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(s->sql, s->nargs, s->types);
+		/*
+		 * Generic plans: every statement here is keyed by primary or
+		 * foreign keys, so a custom plan is never better, and the plan
+		 * cache would otherwise keep re-planning the larger ones (the
+		 * checkout CTE) on every call.
+		 */
+		SPIPlanPtr	p = SPI_prepare_cursor(s->sql, s->nargs, s->types, CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), s->sql);
