@@ -118,6 +118,13 @@ SELECT o.status, p.status AS payment, p.failure_reason, pg_temp.stock(:mug) AS m
 SELECT topic, payload->>'reason' AS reason FROM shop.event
  WHERE payload->>'order_id' = :'g2' AND topic LIKE 'payment.%';
 SELECT shop.payment_fail(:'g2', 'card_declined: insufficient_funds');   -- retried: no-op
+-- failures over shop.payment_failure_window past shop.payment_failure_threshold raise an alert
+SELECT count(*) AS alerts FROM shop.event WHERE topic = 'payment.failures';
+SET shop.payment_failure_threshold = 0.03;
+SELECT shop.payment_fail(shop.checkout(pg_temp.cart(6, :mug), 'stripe:pm_2b', 'g2b'), 'card_declined');
+SELECT payload->'failed' AS failed, payload->'threshold' AS threshold
+  FROM shop.event WHERE topic = 'payment.failures';
+RESET shop.payment_failure_threshold;
 SELECT pg_temp.err(format($$SELECT shop.payment_confirm(%L, 'ch_late')$$, :'g2'));
 -- the holds of a pending order expired and someone else took the last unit:
 -- confirming is SH001 (the application voids the gateway payment)

@@ -277,6 +277,9 @@ static ShopStmt st_pay_fail = {
 	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
 static ShopStmt st_pay_failed = {
 	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'", 1, {UUIDOID}};
+/* the payment.failures alert of the operations section (docs/operations.md) */
+static ShopStmt st_check_failures = {
+	"SELECT shop._check_payment_failures()", 0, {InvalidOid}};
 static ShopStmt st_emit_payfail = {
 	"SELECT shop._emit('payment.failed', jsonb_build_object('order_id', $1, 'provider', $2,"
 	"       'reason', $3))", 3, {UUIDOID, TEXTOID, TEXTOID}};
@@ -694,7 +697,9 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
  * shop.payment_fail(order_id uuid, reason text) -> text
  * The gateway declined: the pending order is cancelled and its holds
  * released.  The failed payment row stays (the failure-rate metric counts
- * it), and payment.failed goes to the outbox.
+ * it), payment.failed goes to the outbox, and payment.failures too when
+ * the failure rate over shop.payment_failure_window passes
+ * shop.payment_failure_threshold.
  */
 Datum
 shop_payment_fail(PG_FUNCTION_ARGS)
@@ -737,6 +742,7 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 	args[1] = CStringGetTextDatum(provider);
 	args[2] = CStringGetTextDatum(reason);
 	run(&st_emit_payfail, args, NULL, 0);
+	run(&st_check_failures, NULL, NULL, 0);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("cancelled"));
 }
