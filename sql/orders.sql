@@ -199,11 +199,21 @@ SELECT pg_temp.err($$SELECT * FROM shop.orders_for(101, 1001)$$);
 SELECT pg_temp.err($$SELECT shop.order_get(NULL)$$);
 SELECT pg_temp.err($$SELECT shop.order_get('00000000-0000-0000-0000-000000000000')$$);
 
+-- an order imported with its own history (event_count left at 0) moves on safely
+INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, was_paid)
+VALUES ('00000000-0000-4000-8000-000000000001', 106, 'delivered', 'USD', 1000, 1000, true);
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+VALUES ('00000000-0000-4000-8000-000000000001', 1, :mug, 'MUG', 'Coffee mug', 1000, 1);
+INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)
+VALUES ('00000000-0000-4000-8000-000000000001', 1, NULL, 'delivered', 'imported');
+SELECT shop.order_transition('00000000-0000-4000-8000-000000000001', 'returned');
+SELECT seq, to_status FROM shop.order_event WHERE order_id = '00000000-0000-4000-8000-000000000001' ORDER BY seq;
+
 -- invariants over everything above
 SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.order_line l WHERE l.order_id = o.order_id)) AS without_lines,
        count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.payment p WHERE p.order_id = o.order_id)) AS without_payment,
        count(*) FILTER (WHERE o.event_count <> (SELECT count(*) FROM shop.order_event e WHERE e.order_id = o.order_id)) AS event_mismatch
-  FROM shop."order" o;
+  FROM shop."order" o WHERE o.idempotency_key IS NOT NULL;    -- the orders checkout made
 SELECT count(*) AS stock_mismatch FROM shop.stock s
  WHERE s.reserved <> coalesce((SELECT sum(r.qty) FROM shop.reservation r
                                 WHERE r.product_id = s.product_id AND r.location = s.location

@@ -26,7 +26,9 @@
  *   -> refunded    captured payments become refunded;
  *   -> fulfilling  refused while the order waits for fraud review.
  * Each transition bumps order.event_count, appends shop.order_event
- * (seq = event_count) and emits "order.<status>" to the outbox.
+ * (seq = event_count) and emits "order.<status>" to the outbox.  The next
+ * seq also looks past the events already there, so orders imported with a
+ * history of their own (and event_count left at 0) move on safely.
  *
  * Locking: every call starts by locking its order row (SELECT ... FOR
  * UPDATE), so transitions of one order are serialized and each one sees
@@ -254,14 +256,18 @@ static ShopStmt st_order_upd = {
 	"UPDATE shop.\"order\" SET status = $2, was_paid = was_paid OR $2 = 'paid',"
 	"       carrier = coalesce($3, carrier), tracking_number = coalesce($4, tracking_number),"
 	"       shipped_at = CASE WHEN $2 = 'shipped' THEN now() ELSE shipped_at END,"
-	"       event_count = event_count + 1, updated_at = now()"
+	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
+	"                                            WHERE e.order_id = $1)) + 1,"
+	"       updated_at = now()"
 	" WHERE order_id = $1 RETURNING event_count", 4, {UUIDOID, TEXTOID, TEXTOID, TEXTOID}};
 static ShopStmt st_emit_transition = {
 	"SELECT shop._emit('order.' || $4, jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"       'from', $3, 'to', $4, 'note', $5, 'total_cents', $6))",
 	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID}};
 static ShopStmt st_review_clear = {
-	"UPDATE shop.\"order\" SET needs_review = false, event_count = event_count + 1, updated_at = now()"
+	"UPDATE shop.\"order\" SET needs_review = false, updated_at = now(),"
+	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
+	"                                            WHERE e.order_id = $1)) + 1"
 	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents", 1, {UUIDOID}};
 static ShopStmt st_emit_review = {
 	"SELECT shop._emit('order.review_approved', jsonb_build_object('order_id', $1, 'customer_id', $2,"
