@@ -648,6 +648,92 @@ $$;
 COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
 'active products of a category and its descendants; sort: popularity, price_asc, price_desc, rating, newest, title';
 
+-- product_get: everything a product page needs, in one call.
+CREATE FUNCTION shop.product_get(product_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p shop.product;
+    result jsonb;
+    also jsonb := '[]';
+BEGIN
+    PERFORM shop._require(product_get.product_id, 'product_id');
+    SELECT * INTO p FROM shop.product WHERE product_id = product_get.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_get.product_id);
+    END IF;
+
+    -- customers who bought this also bought: the recommendations section's
+    -- call when it is installed, else the co-purchase table as it stands
+    IF to_regprocedure('shop.also_bought(bigint,integer)') IS NOT NULL THEN
+        EXECUTE $q$
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'product_id', a.product_id, 'title', o.title,
+                       'price_cents', o.price_cents, 'image', o.images[1],
+                       'score', a.score) ORDER BY a.score DESC), '[]')
+              FROM shop.also_bought($1, 5) a
+              JOIN shop.product o ON o.product_id = a.product_id
+        $q$ INTO also USING p.product_id;
+    ELSE
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'product_id', o.product_id, 'title', o.title,
+                   'price_cents', o.price_cents, 'image', o.images[1],
+                   'score', c.score) ORDER BY c.score DESC), '[]')
+          INTO also
+          FROM (SELECT other_id, score FROM shop.copurchase
+                 WHERE product_id = p.product_id ORDER BY score DESC LIMIT 20) c
+          JOIN shop.product o ON o.product_id = c.other_id AND o.status = 'active';
+        also := coalesce((SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(also) e LIMIT 5) x), '[]');
+    END IF;
+
+    SELECT jsonb_build_object(
+        'product_id', p.product_id,
+        'sku', p.sku,
+        'title', p.title,
+        'description', p.description,
+        'brand', p.brand,
+        'status', p.status,
+        'price_cents', p.price_cents,
+        'currency', current_setting('shop.currency'),
+        'attributes', p.attributes,
+        'images', to_jsonb(p.images),
+        'category', CASE WHEN p.category_id IS NULL THEN NULL
+                         ELSE shop.category_path(p.category_id) -> -1 END,
+        'category_path', CASE WHEN p.category_id IS NULL THEN '[]'::jsonb
+                              ELSE shop.category_path(p.category_id) END,
+        'rating', jsonb_build_object(
+            'average', p.rating_avg,
+            'count', p.rating_count,
+            'histogram', (SELECT jsonb_object_agg(g, coalesce(n, 0) ORDER BY g)
+                            FROM generate_series(1, 5) g
+                            LEFT JOIN (SELECT r.rating, count(*) AS n FROM shop.review r
+                                        WHERE r.product_id = p.product_id GROUP BY r.rating) h
+                                   ON h.rating = g)),
+        'reviews', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'customer_id', r.customer_id, 'rating', r.rating, 'title', r.title,
+                        'body', r.body, 'verified_purchase', r.verified_purchase,
+                        'created_at', r.created_at) ORDER BY r.created_at DESC), '[]')
+                      FROM (SELECT * FROM shop.review r
+                             WHERE r.product_id = p.product_id
+                             ORDER BY r.created_at DESC LIMIT 5) r),
+        'availability', jsonb_build_object(
+            'available', shop.stock_available(p.product_id),
+            'in_stock', p.in_stock),
+        'also_bought', also,
+        'created_at', p.created_at,
+        'updated_at', p.updated_at)
+      INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.product_get(bigint) IS
+'a product page in one jsonb: product, category path, rating summary, recent reviews, availability, also_bought';
+
 ------------------------------------------------------------------------------
 -- 3. Inventory
 ------------------------------------------------------------------------------
