@@ -31,9 +31,10 @@
  *		skipping rows another transaction has locked (SKIP LOCKED): on a
  *		bucketed hot product concurrent buyers land on different rows and
  *		nobody waits;
- *	 2. if every suitable row was locked, the same statement without SKIP
- *		LOCKED: wait for the first suitable row in our order (the lock is
- *		re-checked, a row that no longer has enough is passed over);
+ *	 2. if every suitable row was locked: pick one suitable row (in the same
+ *		random order, from the snapshot, without locking) and run the
+ *		conditional UPDATE on it, which waits for that one row's lock and
+ *		re-checks the condition on its newest version;
  *	 3. no single row has enough: a cheap unlocked look at the totals raises
  *		insufficient_stock at once when even the sum cannot cover qty and no
  *		expired hold is waiting to be reclaimed; otherwise the slow path locks
@@ -46,6 +47,9 @@
  *	 - stock rows of several products: in product_id order (reserve_many);
  *	 - all rows of one product: in (location, bucket) order (slow path,
  *	   stock_set, stock_adjust, stock_set_buckets, release, commit);
+ *	 - steps 1 and 2 run in a subtransaction that is rolled back when they
+ *	   take nothing, so the row locks a failed attempt picked up (see
+ *	   inv_try) are gone before anything waits in (location, bucket) order;
  *	 - stock rows before reservation rows; where a reservation row must be
  *	   locked while stock is held (reclaim, sweep) it is taken with SKIP
  *	   LOCKED, so nobody waits on a reservation while holding stock.
@@ -61,6 +65,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -76,6 +81,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -149,8 +155,9 @@ static InvQuery q_reserve_skip = {
 	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
 };
 
+/* step 2: no lock in the pick, so the UPDATE waits on that one row only */
 static InvQuery q_reserve_wait = {
-	RESERVE_ONE_SQL("FOR UPDATE"),
+	RESERVE_ONE_SQL(""),
 	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
 };
 
@@ -718,6 +725,62 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 }
 
 /*
+ * Run one attempt of a hold (steps 1 and 2 of the file header) in a
+ * subtransaction that is rolled back when the attempt takes nothing.
+ *
+ * Why: a FOR UPDATE or UPDATE that finds a row changed under it locks the
+ * newest version before re-checking it, and keeps that lock even when the
+ * row no longer qualifies.  Such stray locks, taken in hash order, would
+ * break the (location, bucket) order the waiting steps rely on (two
+ * sessions each holding a stray row the other waits for).  Rolling back
+ * the failed attempt's subtransaction drops them, so a session waits on a
+ * product's rows only while holding none of them out of order.
+ *
+ * Returns true when a hold was taken; *watch_low tells whether the row
+ * carries a reorder threshold.
+ */
+static bool
+inv_try(InvQuery *q, Datum *v, const char *n, bool *watch_low)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (inv_exec(q, v, n, false) == 1)
+		{
+			bool		isnull;
+
+			(void) inv_get(0, 1, &isnull);
+			*watch_low = !isnull;
+			ok = true;
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
  * Hold qty units of one product under reservation id rid.  Runs inside an
  * open SPI connection.  See the file header for the three steps.
  */
@@ -740,20 +803,12 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 	v[5] = ttl;
 
 	/* 1: a row with enough units that nobody holds locked */
-	if (inv_exec(&q_reserve_skip, v, n, false) == 1)
-		done = true;
-	/* 2: wait for such a row */
-	else if (inv_exec(&q_reserve_wait, v, n, false) == 1)
-		done = true;
+	done = inv_try(&q_reserve_skip, v, n, &watch_low);
+	/* 2: wait for one such row */
+	if (!done)
+		done = inv_try(&q_reserve_wait, v, n, &watch_low);
 
-	if (done)
-	{
-		bool		isnull;
-
-		(void) inv_get(0, 1, &isnull);
-		watch_low = !isnull;
-	}
-	else
+	if (!done)
 	{
 		/* 3: no single row can cover qty */
 		Datum		pv[1] = {Int64GetDatum(product_id)};

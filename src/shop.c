@@ -136,6 +136,18 @@ _PG_init(void)
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("shop.sweep_databases",
+							   "Databases the sweeper visits: '*' for every database that accepts connections, or a comma-separated list.",
+							   "Databases without the shop extension are skipped.  Only used when shop is in shared_preload_libraries.",
+							   &shop_sweep_databases,
+							   "*",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	/* the sweeper (sweep.c), only when loaded at server start */
+	if (process_shared_preload_libraries_in_progress)
+		ShopSweepRegister();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("shop");
 #else

@@ -58,7 +58,11 @@ extern void ShopRefuseCardNumberText(const char *s, int len, const char *what);
 extern void ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what);
 extern struct sb_stemmer *ShopGetStemmer(const char *language);
 
-/* inventory.c */
+/* inventory.c: SQL entry points only (shop.reserve, ...) */
+
+/* sweep.c */
+extern char *shop_sweep_databases;
+extern void ShopSweepRegister(void);
 
 /* cart.c */
 extern Datum ShopCartExpiry(void);
