@@ -54,8 +54,9 @@
  *   7. write the order, its lines (snapshots), payment, first event and
  *      the "order.created" event; with an authorized payment, transition
  *      to paid;
- *   8. remove the ordered lines from the cart (saved-for-later lines stay),
- *      record the order under the idempotency key.
+ *   8. remove the ordered lines from the cart (saved-for-later lines stay).
+ * The idempotency row names the order from the start: nobody sees either
+ * before the transaction commits.
  *
  *-------------------------------------------------------------------------
  */
@@ -140,8 +141,8 @@ static ShopStmt st_cart_lock = {
 	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
 	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE", 1, {UUIDOID}};
 static ShopStmt st_idem_claim = {
-	"INSERT INTO shop.idempotency (scope, key, fingerprint) VALUES ($1, $2, md5($3))"
-	" ON CONFLICT (scope, key) DO NOTHING", 3, {TEXTOID, TEXTOID, TEXTOID}};
+	"INSERT INTO shop.idempotency (scope, key, fingerprint, order_id) VALUES ($1, $2, md5($3), $4)"
+	" ON CONFLICT (scope, key) DO NOTHING", 4, {TEXTOID, TEXTOID, TEXTOID, UUIDOID}};
 static ShopStmt st_idem_get = {
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
 	3, {TEXTOID, TEXTOID, TEXTOID}};
@@ -211,17 +212,16 @@ static ShopStmt st_place = {
 	"  UPDATE shop.reservation SET expires_at = 'infinity'"
 	"   WHERE $4 = 'paid' AND reservation_id = ANY ($15) AND status = 'held'),"
 	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
-	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $29 WHERE cart_id = $3),"
-	" k AS (UPDATE shop.idempotency SET order_id = $1 WHERE scope = $28 AND key = $14)"
+	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)"
 	" SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"               'status', $4, 'total_cents', $9, 'currency', $5, 'needs_review', $13)),"
 	"        CASE WHEN $4 = 'paid' THEN"
 	"          shop._emit('order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"               'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9)) END",
-	29, {UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+	28, {UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID}};
+		TEXTOID, TEXTOID, TIMESTAMPTZOID}};
 
 static ShopStmt st_event_ins = {
 	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
@@ -852,9 +852,11 @@ shop_checkout(PG_FUNCTION_ARGS)
 		/* 2. the idempotency key */
 		scope = cust_null ? psprintf("k:%s", cart_str) : psprintf("c:" INT64_FORMAT, customer);
 		fingerprint_src = psprintf("%s|%s|%s", cart_str, token, address_text);
+		order_id = new_uuid();
 		args[0] = CStringGetTextDatum(scope);
 		args[1] = CStringGetTextDatum(key);
 		args[2] = CStringGetTextDatum(fingerprint_src);
+		args[3] = order_id;
 		run(&st_idem_claim, args, NULL, 0);
 		if (SPI_processed == 0)
 		{
@@ -939,7 +941,6 @@ shop_checkout(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&items, ']');
 
 	/* 4. stock: every line or none */
-	order_id = new_uuid();
 	args[0] = CStringGetTextDatum(items.data);
 	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));	/* the holds' ref */
 	args[2] = Float8GetDatum((double) shop_reservation_ttl);
@@ -1018,8 +1019,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 	args[25] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
 								   : "order placed");
 	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", pt.provider));
-	args[27] = CStringGetTextDatum(scope);
-	args[28] = ShopCartExpiry();
+	args[27] = ShopCartExpiry();
 	run(&st_place, args, nulls, 0);
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
