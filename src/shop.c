@@ -31,6 +31,7 @@ int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
+char	   *shop_session_secret = NULL;
 
 /*
  * check hook for shop.currency: an ISO 4217 code, three upper-case letters.
@@ -126,6 +127,14 @@ _PG_init(void)
 							256, 1, 10000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.session_secret",
+							   "Server secret that signs storefront session tokens.",
+							   "At least 32 characters; only superusers can set or read it (docs/security.md).",
+							   &shop_session_secret,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("shop.sweep_databases",
 							   "Databases the sweeper visits: '*' for every database that accepts connections, or a comma-separated list.",
