@@ -36,6 +36,7 @@ int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
+char	   *shop_session_secret = NULL;
 
 /*
  * check hook for shop.currency: an ISO 4217 code, three upper-case letters.
@@ -172,6 +173,14 @@ _PG_init(void)
 							7 * 24 * 3600, 3600, 3650 * 24 * 3600,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.session_secret",
+							   "Server secret that signs storefront session tokens.",
+							   "At least 32 characters; only superusers can set or read it (docs/security.md).",
+							   &shop_session_secret,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("shop.sweep_databases",
 							   "Databases the sweeper visits: '*' for every database that accepts connections, or a comma-separated list.",
