@@ -1838,7 +1838,8 @@ CREATE TABLE shop.copurchase_state (
     id            boolean PRIMARY KEY DEFAULT true CHECK (id),
     scored_total  double precision NOT NULL DEFAULT 0,
     refreshed_at  timestamptz,
-    rebuilt_at    timestamptz
+    rebuilt_at    timestamptz,
+    popularity_at timestamptz
 );
 COMMENT ON TABLE shop.copurchase_state IS
 'at most one row: the basket total T every product was last scored against, times of the last refresh and rebuild';
@@ -1866,7 +1867,7 @@ COMMENT ON FUNCTION shop._counted(text) IS
 -- them.  It only appends; a repeated row is harmless (the refresh diffs).
 CREATE FUNCTION shop._copurchase_capture_trg()
 RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
@@ -1989,6 +1990,8 @@ BEGIN
      WHERE p.product_id = t.product_id
        AND p.popularity IS DISTINCT FROM t.pop;
     GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO shop.copurchase_state AS s (popularity_at) VALUES (now())
+    ON CONFLICT (id) DO UPDATE SET popularity_at = excluded.popularity_at;
     RETURN n;
 END
 $$;
@@ -2024,6 +2027,16 @@ BEGIN
     -- are left for the next call.  Checkouts are never blocked.
     IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
         RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
+    -- nothing to do (the sweeper calls this every minute): no log rows, no
+    -- view since popularity was last computed, and that was less than
+    -- 1/100 of a half-life ago; return having written nothing
+    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
+       AND EXISTS (SELECT 1 FROM shop.copurchase_state s
+                    WHERE s.popularity_at > now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100
+                      AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > s.popularity_at)) THEN
+        RETURN jsonb_build_object('log_rows', 0, 'orders_applied', 0, 'products_changed', 0,
+                                  'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0);
     END IF;
 
     WITH d AS (DELETE FROM shop.copurchase_delta RETURNING customer_id, order_id)
@@ -2172,7 +2185,7 @@ COMMENT ON FUNCTION shop._product_must_exist(bigint) IS
 -- rows per customer.
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2181,6 +2194,7 @@ DECLARE
     cutoff timestamptz;
 BEGIN
     PERFORM shop._require(view.customer_id, 'customer_id');
+    PERFORM shop._authorize(view.customer_id);
     PERFORM shop._product_must_exist(view.product_id);
     DELETE FROM shop.view_event v
      WHERE v.customer_id = view.customer_id AND v.product_id = view.product_id;
@@ -2202,7 +2216,7 @@ COMMENT ON FUNCTION shop.view(bigint, bigint) IS
 
 CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
 RETURNS TABLE (product_id bigint, viewed_at timestamptz)
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2210,6 +2224,7 @@ BEGIN
     IF recently_viewed.customer_id IS NULL THEN
         RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM shop._authorize(recently_viewed.customer_id);
     IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
         RAISE EXCEPTION 'limit out of range'
             USING ERRCODE = 'invalid_parameter_value',
@@ -2232,7 +2247,7 @@ COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
 -- views that refresh_recommendations() maintains.
 CREATE FUNCTION shop.trending(category_id bigint DEFAULT NULL, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2303,7 +2318,7 @@ COMMENT ON FUNCTION shop._title_similarity(text, text) IS
 -- + 0.1 share of equal attributes, plus a popularity tie-break.
 CREATE FUNCTION shop.similar_products(product_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2377,7 +2392,7 @@ COMMENT ON FUNCTION shop._similar_candidates(bigint, bigint, text, text, jsonb, 
 -- similar_products with scores kept below the last co-purchase score.
 CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2441,7 +2456,7 @@ COMMENT ON FUNCTION shop.also_bought(bigint, int) IS
 -- that); trending fills the rest.
 CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -2452,6 +2467,7 @@ BEGIN
     IF recommend.customer_id IS NULL THEN
         RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    PERFORM shop._authorize(recommend.customer_id);
     IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
         RAISE EXCEPTION 'limit out of range'
             USING ERRCODE = 'invalid_parameter_value',
@@ -2519,6 +2535,21 @@ END
 $$;
 COMMENT ON FUNCTION shop.recommend(bigint, int) IS
 'personal recommendations from the customer''s purchases and recent views, excluding what they bought or viewed; trending fills the rest';
+
+-- Privileges (docs/security.md has the roles).  The read calls on catalog
+-- data (also_bought, similar_products, trending) are SECURITY DEFINER and
+-- open to everyone with USAGE on the schema; the customer-scoped ones
+-- (recommend, view, recently_viewed) are SECURITY DEFINER and act only for
+-- the session's customer unless the caller is trusted (shop._authorize);
+-- the capture trigger is SECURITY DEFINER because it fires at COMMIT as the
+-- session's role; refresh and rebuild are admin calls.
+REVOKE EXECUTE ON FUNCTION
+    shop.refresh_recommendations(), shop.rebuild_recommendations(),
+    shop._copurchase_apply(uuid[], double precision[]), shop._copurchase_score(bigint[], boolean),
+    shop._copurchase_rebuild(), shop._popularity_refresh()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommendations()
+    TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- 8. Operations

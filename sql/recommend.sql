@@ -230,6 +230,18 @@ UPDATE shop.product SET popularity = 0.5 WHERE product_id = 10;
 SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
 SELECT popularity FROM shop.product WHERE product_id = 10;
 
+-- privileges: a storefront reads the catalog lists, and the personal ones
+-- only for the customer of its session; refresh is an admin call
+SET ROLE shop_storefront;
+SELECT count(*) AS also_bought_rows FROM shop.also_bought(1, 3);
+SELECT count(*) AS trending_rows FROM shop.trending(NULL, 3);
+SELECT pg_temp.err($$SELECT * FROM shop.recommend(7)$$);
+SELECT pg_temp.err($$SELECT shop.view(7, 1)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(42)$$);
+SELECT pg_temp.err($$SELECT shop.refresh_recommendations()$$);
+SELECT pg_temp.err($$SELECT count(*) FROM shop.copurchase$$);
+RESET ROLE;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
