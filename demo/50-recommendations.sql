@@ -23,7 +23,7 @@ SELECT a.product_id, left(p.title, 50) AS title, round(a.score::numeric, 1) AS s
 
 \echo
 \echo 'The same list by raw co-purchase count would be led by other best-sellers:'
-SELECT u.other_id AS product_id, left(p.title, 50) AS title, round(u.n::numeric, 1) AS times_together
+SELECT u.other_id AS product_id, left(p.title, 50) AS title, round(u.n::numeric, 1) AS weighted_times_together
   FROM shop.copurchase_pair c, unnest(c.other_ids, c.counts) u(other_id, n)
   JOIN shop.product p ON p.product_id = u.other_id
  WHERE c.product_id = :best_seller
@@ -107,4 +107,6 @@ SET CONSTRAINTS ALL IMMEDIATE;
 \o
 SELECT customer_id, counted FROM shop.copurchase_delta;
 SELECT shop.refresh_recommendations() AS refresh;
+\echo '(popularity_updated counts every imported product: this order is years newer than the'
+\echo ' history, so their time-decayed popularity drops to 0; the ROLLBACK below restores it)'
 ROLLBACK;
