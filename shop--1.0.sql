@@ -2000,7 +2000,7 @@ COMMENT ON FUNCTION shop._popularity_refresh() IS
 
 CREATE FUNCTION shop.refresh_recommendations()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -2125,7 +2125,7 @@ COMMENT ON FUNCTION shop.refresh_recommendations() IS
 
 CREATE FUNCTION shop.rebuild_recommendations()
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -2416,6 +2416,7 @@ BEGIN
       FROM shop.copurchase c
       JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
      WHERE c.product_id = also_bought.product_id AND c.score > 0
+       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = also_bought.product_id)
      ORDER BY c.score DESC, c.other_id
      LIMIT lim;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -2542,11 +2543,14 @@ COMMENT ON FUNCTION shop.recommend(bigint, int) IS
 -- (recommend, view, recently_viewed) are SECURITY DEFINER and act only for
 -- the session's customer unless the caller is trusted (shop._authorize);
 -- the capture trigger is SECURITY DEFINER because it fires at COMMIT as the
--- session's role; refresh and rebuild are admin calls.
+-- session's role; refresh and rebuild are admin calls, SECURITY DEFINER so
+-- that shop_admin needs no table privileges (they TRUNCATE and ANALYZE).
 REVOKE EXECUTE ON FUNCTION
     shop.refresh_recommendations(), shop.rebuild_recommendations(),
     shop._copurchase_apply(uuid[], double precision[]), shop._copurchase_score(bigint[], boolean),
-    shop._copurchase_rebuild(), shop._popularity_refresh()
+    shop._copurchase_rebuild(), shop._popularity_refresh(),
+    shop._similar_candidates(bigint, bigint, text, text, jsonb, bigint[], int),
+    shop._title_similarity(text, text), shop._counted(text), shop._product_must_exist(bigint)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommendations()
     TO shop_admin;

@@ -27,6 +27,7 @@ SCALE=${BENCH_SCALE:-100000}
 PER=${RECO_LINES_PER_PRODUCT:-10}
 DUR=${RECO_DURATION:-${BENCH_SECONDS:-15}}
 TMPD=${BENCH_TMP:-$(mktemp -d)}
+mkdir -p "$TMPD"
 SRC=${PGDATABASE:-postgres}
 DB=shop_reco_speed
 copied=true
