@@ -1839,7 +1839,9 @@ CREATE TABLE shop.copurchase_state (
     scored_total  double precision NOT NULL DEFAULT 0,
     refreshed_at  timestamptz,
     rebuilt_at    timestamptz,
-    popularity_at timestamptz
+    popularity_at timestamptz,          -- last full popularity run
+    popularity_inc_at timestamptz,      -- last run of either kind
+    popularity_ref timestamptz          -- the "now" ages are measured from
 );
 COMMENT ON TABLE shop.copurchase_state IS
 'at most one row: the basket total T every product was last scored against, times of the last refresh and rebuild';
@@ -1945,7 +1947,7 @@ COMMENT ON TABLE shop.product_popularity IS
 -- only, and a row is written only when it moves by at least 0.002 (every
 -- write fires the product triggers and touches its indexes).  Products
 -- whose events all aged out go back to 0.
-CREATE FUNCTION shop._popularity_refresh()
+CREATE FUNCTION shop._popularity_refresh(products bigint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
@@ -1954,28 +1956,54 @@ DECLARE
     half_life double precision :=
         extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
     t_ref timestamptz;
+    lo timestamptz;
     n bigint;
 BEGIN
-    t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
-                      (SELECT max(viewed_at) FROM shop.view_event));
-    WITH ev AS (
-        SELECT l.product_id,
-               exp(-ln(2) * extract(epoch FROM t_ref - o.created_at) / half_life) AS w
+    IF products IS NULL THEN
+        -- every product: ages from the newest event of all
+        t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                          (SELECT max(viewed_at) FROM shop.view_event));
+        lo := t_ref - make_interval(secs => 16 * half_life);
+    ELSE
+        -- the given products only, read through their product indexes; ages
+        -- from the reference of the last full run, moved forward to their
+        -- newest event (other products keep the older reference until the
+        -- next full run, at most 1/100 of a half-life away)
+        t_ref := (SELECT s.popularity_ref FROM shop.copurchase_state s);
+        lo := coalesce(t_ref, '-infinity') - make_interval(secs => 16 * half_life);
+    END IF;
+    WITH ev AS MATERIALIZED (
+        SELECT l.product_id, o.created_at AS at, 1.0 AS wt
           FROM shop."order" o
           JOIN shop.order_line l ON l.order_id = o.order_id
-         WHERE shop._counted(o.status)
-           AND o.created_at > t_ref - make_interval(secs => 16 * half_life)
+         WHERE products IS NULL AND shop._counted(o.status) AND o.created_at > lo
         UNION ALL
-        SELECT v.product_id,
-               0.2 * exp(-ln(2) * extract(epoch FROM t_ref - v.viewed_at) / half_life)
+        SELECT l.product_id, o.created_at, 1.0
+          FROM shop.order_line l
+          JOIN shop."order" o ON o.order_id = l.order_id
+         WHERE products IS NOT NULL AND l.product_id = ANY (products)
+           AND shop._counted(o.status) AND o.created_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
           FROM shop.view_event v
-         WHERE v.viewed_at > t_ref - make_interval(secs => 16 * half_life)
+         WHERE products IS NULL AND v.viewed_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE products IS NOT NULL AND v.product_id = ANY (products) AND v.viewed_at > lo
+    ), ref AS (
+        SELECT greatest(t_ref, max(at)) AS t FROM ev
     ), norm AS (
-        SELECT product_id, (sum(w) / (sum(w) + 10))::real AS pop
-          FROM ev GROUP BY product_id HAVING sum(w) > 0
+        SELECT ev.product_id,
+               (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life))
+                / (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life)) + 10))::real AS pop
+          FROM ev, ref
+         WHERE ev.at > ref.t - make_interval(secs => 16 * half_life)
+         GROUP BY ev.product_id
     ), gone AS (
         DELETE FROM shop.product_popularity o
-         WHERE NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+         WHERE (products IS NULL OR o.product_id = ANY (products))
+           AND NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
         RETURNING o.product_id, 0::real AS pop
     ), moved AS (
         INSERT INTO shop.product_popularity AS o (product_id, popularity)
@@ -1983,20 +2011,34 @@ BEGIN
         ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity
          WHERE abs(o.popularity - excluded.popularity) >= 0.002
         RETURNING o.product_id, o.popularity AS pop
+    ), upd AS (
+        UPDATE shop.product p
+           SET popularity = t.pop
+          FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t
+         WHERE p.product_id = t.product_id
+           AND p.popularity IS DISTINCT FROM t.pop
+        RETURNING 1
     )
-    UPDATE shop.product p
-       SET popularity = t.pop
-      FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t
-     WHERE p.product_id = t.product_id
-       AND p.popularity IS DISTINCT FROM t.pop;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    INSERT INTO shop.copurchase_state AS s (popularity_at) VALUES (now())
-    ON CONFLICT (id) DO UPDATE SET popularity_at = excluded.popularity_at;
+    SELECT (SELECT count(*) FROM upd), (SELECT t FROM ref) INTO n, t_ref;
+    IF products IS NULL THEN
+        INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref)
+        VALUES (now(), now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref);
+    ELSE
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
+        VALUES (now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+    END IF;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION shop._popularity_refresh() IS
-'internal: recomputes shop.product.popularity (bounded 0..1, time-decayed purchases and views) in bulk';
+COMMENT ON FUNCTION shop._popularity_refresh(bigint[]) IS
+'internal: recomputes shop.product.popularity (0..1, time-decayed purchases and views) for the given products, or all when NULL';
+
 
 CREATE FUNCTION shop.refresh_recommendations()
 RETURNS jsonb
@@ -2021,6 +2063,8 @@ DECLARE
     scored_total double precision;
     full_rescore boolean := false;
     n_pop bigint;
+    pop_due boolean;
+    pop_inc_at timestamptz;
 BEGIN
     -- one refresh (or rebuild) at a time, and never a queue of them: when
     -- another one runs (the sweeper's, say), return at once; its log rows
@@ -2031,10 +2075,13 @@ BEGIN
     -- nothing to do (the sweeper calls this every minute): no log rows, no
     -- view since popularity was last computed, and that was less than
     -- 1/100 of a half-life ago; return having written nothing
-    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
-       AND EXISTS (SELECT 1 FROM shop.copurchase_state s
-                    WHERE s.popularity_at > now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100
-                      AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > s.popularity_at)) THEN
+    SELECT s.popularity_at <= now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100,
+           s.popularity_inc_at
+      INTO pop_due, pop_inc_at
+      FROM shop.copurchase_state s;
+    pop_due := coalesce(pop_due, true);
+    IF NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
+       AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at) THEN
         RETURN jsonb_build_object('log_rows', 0, 'orders_applied', 0, 'products_changed', 0,
                                   'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0);
     END IF;
@@ -2111,7 +2158,16 @@ BEGIN
         scored := shop._copurchase_score(changed, true);
     END IF;
 
-    n_pop := shop._popularity_refresh();
+    -- popularity: every product when due (1/100 of a half-life after the
+    -- last full run), else only the products bought or viewed since
+    IF pop_due THEN
+        n_pop := shop._popularity_refresh();
+    ELSE
+        n_pop := shop._popularity_refresh(ARRAY(
+            SELECT unnest(changed)
+            UNION
+            SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at));
+    END IF;
     INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
     ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
     RETURN jsonb_build_object('log_rows', n_log, 'orders_applied', n_orders,
@@ -2548,7 +2604,7 @@ COMMENT ON FUNCTION shop.recommend(bigint, int) IS
 REVOKE EXECUTE ON FUNCTION
     shop.refresh_recommendations(), shop.rebuild_recommendations(),
     shop._copurchase_apply(uuid[], double precision[]), shop._copurchase_score(bigint[], boolean),
-    shop._copurchase_rebuild(), shop._popularity_refresh(),
+    shop._copurchase_rebuild(), shop._popularity_refresh(bigint[]),
     shop._similar_candidates(bigint, bigint, text, text, jsonb, bigint[], int),
     shop._title_similarity(text, text), shop._counted(text), shop._product_must_exist(bigint)
     FROM PUBLIC;
