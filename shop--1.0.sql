@@ -1958,6 +1958,8 @@ DECLARE
     t_ref timestamptz;
     lo timestamptz;
     n bigint;
+    ids bigint[];
+    pops real[];
 BEGIN
     IF products IS NULL THEN
         -- every product: ages from the newest event of all
@@ -2011,15 +2013,20 @@ BEGIN
         ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity
          WHERE abs(o.popularity - excluded.popularity) >= 0.002
         RETURNING o.product_id, o.popularity AS pop
-    ), upd AS (
+    )
+    SELECT array_agg(t.product_id), array_agg(t.pop), (SELECT t FROM ref)
+      INTO ids, pops, t_ref
+      FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t;
+    -- shop.product is only touched (and locked) when a value moved
+    n := 0;
+    IF ids IS NOT NULL THEN
         UPDATE shop.product p
            SET popularity = t.pop
-          FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t
+          FROM unnest(ids, pops) AS t(product_id, pop)
          WHERE p.product_id = t.product_id
-           AND p.popularity IS DISTINCT FROM t.pop
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM upd), (SELECT t FROM ref) INTO n, t_ref;
+           AND p.popularity IS DISTINCT FROM t.pop;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
     IF products IS NULL THEN
         INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref)
         VALUES (now(), now(), t_ref)
@@ -2080,8 +2087,12 @@ BEGIN
       INTO pop_due, pop_inc_at
       FROM shop.copurchase_state s;
     pop_due := coalesce(pop_due, true);
-    IF NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
-       AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at) THEN
+    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
+       AND ((NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at))
+            -- or a shop with no purchase or view at all yet
+            OR (NOT EXISTS (SELECT 1 FROM shop.copurchase_order)
+                AND NOT EXISTS (SELECT 1 FROM shop.view_event)
+                AND NOT EXISTS (SELECT 1 FROM shop.product_popularity))) THEN
         RETURN jsonb_build_object('log_rows', 0, 'orders_applied', 0, 'products_changed', 0,
                                   'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0);
     END IF;
