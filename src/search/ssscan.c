@@ -1,0 +1,1083 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssscan.c
+ *	  shop_search index scans: query evaluation (term expansion, BM25F
+ *	  scoring, filters, boost), ordered scans handing out rows best first in
+ *	  growing batches, and bitmap scans.
+ *
+ * Evaluation, per query:
+ *   1. Expansion.  Each query word is looked up in every segment's
+ *      dictionary as itself and as its stem; the last word also collects
+ *      up to SS_MAX_PREFIX_TERMS completions (most frequent first); words
+ *      of 5+ characters collect the dictionary terms within their typo
+ *      budget (sstypo.c).  Pending documents contribute the terms they
+ *      hold.  Every expansion term knows which query words it matches,
+ *      with how many typos and which score factor.
+ *   2. Scoring, segment by segment, term at a time: a posting's BM25F
+ *      contribution is idf(term) * tf'(k1+1)/(tf'+k1), tf' the field-
+ *      weighted, length-normalised frequency.  A word keeps its best
+ *      expansion per document (fewest typos, then highest score); a slot
+ *      (a word, or a synonym group of phrases) keeps its best alternative;
+ *      a document must satisfy every slot (AND).
+ *   3. Filters (category, brand, price, rating, stock) are checked on the
+ *      stored values of each matching document, then the bounded boost
+ *      (popularity, rating, personalization) multiplies the text score.
+ *   4. Order: fewer typos first, then higher score.  The distance handed
+ *      to the executor is typos * 10000 - score (score is capped at 4999).
+ *
+ * PostgreSQL does not tell an index the LIMIT, so an ordered scan selects
+ * the best SS_FIRST_BATCH rows (quickselect), sorts and returns them, and
+ * only when they are used up selects the next batch, four times larger;
+ * a LIMIT 20 never sorts the whole match set and nothing is lost.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/relscan.h"
+#include "miscadmin.h"
+#include "nodes/tidbitmap.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "ssearch.h"
+
+#define SS_MAX_PREFIX_TERMS		50
+#define SS_MAX_PREFIX_SCAN		5000
+#define SS_MAX_TYPO_TERMS		64	/* per query word and segment */
+#define SS_FIRST_BATCH			64
+#define SS_BM25_K1				1.2
+#define SS_MAX_MATCHES			6
+
+static const double ss_b[SS_NFIELDS] = {0.75, 0.5, 0.75};
+
+typedef struct SsResult
+{
+	ItemPointerData tid;
+	float4		dist;
+} SsResult;
+
+typedef struct Exp
+{
+	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
+	int			len;
+	uint32		df;				/* over all segments and pending */
+	double		idf;
+	int			nm;
+	SsTermMatch m[SS_MAX_MATCHES];
+} Exp;
+
+typedef struct SegExp
+{
+	Exp		   *e;
+	uint32		df;
+	BlockNumber blk;
+	uint16		off;
+} SegExp;
+
+typedef struct SegState
+{
+	SsSegHeader hdr;
+	int			nexp;
+	int			maxexp;
+	SegExp	   *exps;
+} SegState;
+
+typedef struct PendDoc
+{
+	SsPendItem *item;
+	BlockNumber blk;
+	OffsetNumber off;
+} PendDoc;
+
+typedef struct Eval
+{
+	Relation	index;
+	SsQuery    *q;
+	SsMetaPageData meta;
+	double		w[SS_NFIELDS];
+	double		avglen[SS_NFIELDS];
+	HTAB	   *exps;
+	SegState   *segs;
+	int			npend;
+	PendDoc    *pend;
+	bool		want_all;		/* also return non-matching docs, +inf */
+	/* output */
+	SsResult   *res;
+	int			nres;
+	int			maxres;
+} Eval;
+
+/* ---- accumulators ---- */
+
+typedef struct Acc
+{
+	float4	   *score;
+	uint8	   *typ1;			/* typos + 1; 0 = unset */
+	uint8	   *cnt;
+	uint32	   *touched;
+	uint32		ntouched;
+	uint32		maxtouched;
+} Acc;
+
+static void
+acc_init(Acc *a, uint32 n, bool withcnt)
+{
+	a->score = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float4) * Max(n, 1));
+	a->typ1 = MemoryContextAllocExtended(CurrentMemoryContext, Max(n, 1),
+										 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	a->cnt = withcnt ? MemoryContextAllocExtended(CurrentMemoryContext, Max(n, 1),
+												  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO) : NULL;
+	a->maxtouched = 256;
+	a->touched = palloc(sizeof(uint32) * a->maxtouched);
+	a->ntouched = 0;
+}
+
+static inline void
+acc_touch(Acc *a, uint32 d)
+{
+	if (a->ntouched >= a->maxtouched)
+	{
+		a->maxtouched *= 2;
+		a->touched = repalloc_huge(a->touched, sizeof(uint32) * a->maxtouched);
+	}
+	a->touched[a->ntouched++] = d;
+}
+
+/* keep the better of (score, typos) per document */
+static inline void
+acc_offer(Acc *a, uint32 d, float4 s, int typos)
+{
+	uint8		t1 = (uint8) Min(typos + 1, 250);
+
+	if (a->typ1[d] == 0)
+	{
+		a->typ1[d] = t1;
+		a->score[d] = s;
+		acc_touch(a, d);
+	}
+	else if (t1 < a->typ1[d] || (t1 == a->typ1[d] && s > a->score[d]))
+	{
+		a->typ1[d] = t1;
+		a->score[d] = s;
+	}
+}
+
+/* add (score, typos) and count per document */
+static inline void
+acc_add(Acc *a, uint32 d, float4 s, int typos)
+{
+	if (a->typ1[d] == 0)
+	{
+		a->typ1[d] = 1;
+		a->score[d] = 0;
+		a->cnt[d] = 0;
+		acc_touch(a, d);
+	}
+	a->score[d] += s;
+	a->typ1[d] = (uint8) Min(a->typ1[d] + typos, 250);
+	a->cnt[d]++;
+}
+
+static void
+acc_reset(Acc *a)
+{
+	for (uint32 i = 0; i < a->ntouched; i++)
+		a->typ1[a->touched[i]] = 0;
+	a->ntouched = 0;
+}
+
+/* ---- expansion ---- */
+
+static Exp *
+exp_get(Eval *ev, const char *term, int len, bool *isnew)
+{
+	char		key[SS_MAX_TERM_LEN + 8];
+	Exp		   *e;
+	bool		found;
+
+	memset(key, 0, sizeof(key));
+	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	e = hash_search(ev->exps, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->len = len;
+		e->df = 0;
+		e->nm = 0;
+		for (int i = 0; i < ev->q->nwords && e->nm < SS_MAX_MATCHES; i++)
+		{
+			int			typos;
+			float4		factor;
+
+			if (SsMatchTerm(&ev->q->words[i], e->term, len, ev->q->typos, &typos, &factor))
+			{
+				e->m[e->nm].qword = i;
+				e->m[e->nm].typos = typos;
+				e->m[e->nm].factor = factor;
+				e->nm++;
+			}
+		}
+	}
+	*isnew = !found;
+	return e;
+}
+
+static void
+seg_add_exp(Eval *ev, SegState *s, const char *term, int len, uint32 df,
+			BlockNumber blk, uint16 off)
+{
+	bool		isnew;
+	Exp		   *e = exp_get(ev, term, len, &isnew);
+
+	if (e->nm == 0)
+		return;
+	for (int i = 0; i < s->nexp; i++)
+		if (s->exps[i].e == e)
+			return;				/* found twice (exact and prefix) */
+	if (s->nexp >= s->maxexp)
+	{
+		s->maxexp *= 2;
+		s->exps = repalloc(s->exps, sizeof(SegExp) * s->maxexp);
+	}
+	s->exps[s->nexp].e = e;
+	s->exps[s->nexp].df = df;
+	s->exps[s->nexp].blk = blk;
+	s->exps[s->nexp].off = off;
+	s->nexp++;
+	e->df += df;
+}
+
+typedef struct RangeScan
+{
+	Eval	   *ev;
+	SegState   *seg;
+	const SsQWord *w;			/* prefix scan: the word */
+	int			scanned;
+	/* collected candidates */
+	int			n;
+	int			max;
+	SsDictItem **items;
+	int		   *typocount;		/* typo scan: per query word */
+} RangeScan;
+
+static bool
+prefix_stop(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+
+	if (++rs->scanned > SS_MAX_PREFIX_SCAN)
+		return true;
+	return it->len < rs->w->len || memcmp(it->term, rs->w->exact, rs->w->len) != 0;
+}
+
+static void
+collect_cb(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+	SsDictItem *c = palloc(SS_DICT_ITEM_SIZE(it->len));
+
+	memcpy(c, it, SS_DICT_ITEM_SIZE(it->len));
+	if (rs->n >= rs->max)
+	{
+		rs->max *= 2;
+		rs->items = repalloc(rs->items, sizeof(SsDictItem *) * rs->max);
+	}
+	rs->items[rs->n++] = c;
+}
+
+static int
+item_df_desc(const void *a, const void *b)
+{
+	const SsDictItem *x = *(SsDictItem *const *) a;
+	const SsDictItem *y = *(SsDictItem *const *) b;
+
+	return x->df > y->df ? -1 : x->df < y->df ? 1 : 0;
+}
+
+/* typo scan over the exact terms: every term within some word's budget */
+static void
+typo_cb(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+	Eval	   *ev = rs->ev;
+
+	for (int i = 0; i < ev->q->nwords; i++)
+	{
+		const SsQWord *w = &ev->q->words[i];
+		int			typos;
+		float4		factor;
+
+		if (w->maxtypos == 0 && !(w->prefix && w->len >= 5))
+			continue;
+		if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
+			continue;
+		if (rs->typocount[i] >= SS_MAX_TYPO_TERMS)
+			continue;
+		if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
+		{
+			rs->typocount[i]++;
+			seg_add_exp(ev, rs->seg, it->term, it->len, it->df, it->postblk, it->postoff);
+			return;
+		}
+	}
+}
+
+static void
+expand_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	bool		need_typos = false;
+
+	for (int i = 0; i < q->nwords; i++)
+	{
+		SsQWord    *w = &q->words[i];
+		uint32		df;
+		BlockNumber blk;
+		uint16		off;
+
+		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &df, &blk, &off))
+			seg_add_exp(ev, s, w->exact, w->len, df, blk, off);
+		if (SsDictLookup(ev->index, &s->hdr, w->stem, strlen(w->stem), &df, &blk, &off))
+			seg_add_exp(ev, s, w->stem, strlen(w->stem), df, blk, off);
+		if (w->prefix)
+		{
+			RangeScan	rs;
+
+			memset(&rs, 0, sizeof(rs));
+			rs.ev = ev;
+			rs.seg = s;
+			rs.w = w;
+			rs.max = 64;
+			rs.items = palloc(sizeof(SsDictItem *) * rs.max);
+			SsDictScanRange(ev->index, &s->hdr, w->exact, w->len, collect_cb, &rs, prefix_stop);
+			if (rs.n > 1)
+				qsort(rs.items, rs.n, sizeof(SsDictItem *), item_df_desc);
+			for (int k = 0; k < rs.n && k < SS_MAX_PREFIX_TERMS; k++)
+				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]->df,
+							rs.items[k]->postblk, rs.items[k]->postoff);
+		}
+		if (q->typos && (w->maxtypos > 0 || (w->prefix && w->len >= 5)))
+			need_typos = true;
+	}
+	if (need_typos)
+	{
+		RangeScan	rs;
+		char		from[1] = {SS_STEM_MARK + 1};
+
+		memset(&rs, 0, sizeof(rs));
+		rs.ev = ev;
+		rs.seg = s;
+		rs.typocount = palloc0(sizeof(int) * Max(q->nwords, 1));
+		SsDictScanRange(ev->index, &s->hdr, from, 1, typo_cb, &rs, NULL);
+	}
+}
+
+/* pending documents: which terms match, and their document frequency */
+static void
+pend_term_df_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	Eval	   *ev = (Eval *) arg;
+	bool		isnew;
+	Exp		   *e;
+	bool		any = false;
+
+	/* cheap pre-check before touching the hash */
+	for (int i = 0; i < ev->q->nwords && !any; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		any = SsMatchTerm(&ev->q->words[i], term, len, ev->q->typos, &typos, &factor);
+	}
+	if (!any)
+		return;
+	e = exp_get(ev, term, len, &isnew);
+	e->df++;
+}
+
+static void
+load_pending(Eval *ev)
+{
+	BlockNumber blk = ev->meta.pending_head;
+	int			max = 64;
+
+	ev->pend = palloc(sizeof(PendDoc) * max);
+	ev->npend = 0;
+	while (blk != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(ev->index, blk);
+		Page		page;
+		OffsetNumber maxoff;
+
+		CHECK_FOR_INTERRUPTS();
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+		{
+			ItemId		iid = PageGetItemId(page, off);
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, iid);
+
+			if (it->doc.flags & SS_DOC_DEAD)
+				continue;
+			if (ev->npend >= max)
+			{
+				max *= 2;
+				ev->pend = repalloc_huge(ev->pend, sizeof(PendDoc) * max);
+			}
+			ev->pend[ev->npend].item = palloc(ItemIdGetLength(iid));
+			memcpy(ev->pend[ev->npend].item, it, ItemIdGetLength(iid));
+			ev->pend[ev->npend].blk = blk;
+			ev->pend[ev->npend].off = off;
+			ev->npend++;
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/* ---- scoring ---- */
+
+static inline float4
+bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
+{
+	double		t = 0;
+	int			tfs[SS_NFIELDS] = {SS_TF_TITLE(tf), SS_TF_BRAND(tf), SS_TF_DESC(tf)};
+
+	for (int f = 0; f < SS_NFIELDS; f++)
+	{
+		if (tfs[f] == 0)
+			continue;
+		t += ev->w[f] * tfs[f] / (1.0 - ss_b[f] + ss_b[f] * len[f] / ev->avglen[f]);
+	}
+	return (float4) (factor * idf * t * (SS_BM25_K1 + 1) / (t + SS_BM25_K1));
+}
+
+static void
+add_result(Eval *ev, ItemPointer tid, float4 dist)
+{
+	if (ev->nres >= ev->maxres)
+	{
+		ev->maxres *= 2;
+		ev->res = repalloc_huge(ev->res, sizeof(SsResult) * ev->maxres);
+	}
+	ev->res[ev->nres].tid = *tid;
+	ev->res[ev->nres].dist = dist;
+	ev->nres++;
+}
+
+static float4
+final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos)
+{
+	double		s = score * SsBoost(ev->q, doc, ev->meta.max_popularity);
+
+	return (float4) (typos * 10000.0 - Min(s, 4999.0));
+}
+
+/* lazily loaded documents of one segment */
+typedef struct DocCache
+{
+	Relation	index;
+	SsSegHeader *hdr;
+	SsDoc	   *docs;
+	uint8	   *loaded;			/* per doc page */
+} DocCache;
+
+static inline const SsDoc *
+doc_get(DocCache *dc, uint32 docid)
+{
+	uint32		p = docid / SS_DOCS_PER_PAGE;
+
+	if (!dc->loaded[p])
+	{
+		Buffer		buf = ReadBuffer(dc->index, dc->hdr->docstart + p);
+		uint32		first = p * SS_DOCS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_DOCS_PER_PAGE, dc->hdr->ndocs - first);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(&dc->docs[first], SsPageContents(BufferGetPage(buf)), sizeof(SsDoc) * cnt);
+		UnlockReleaseBuffer(buf);
+		dc->loaded[p] = 1;
+	}
+	return &dc->docs[docid];
+}
+
+typedef struct PostCtx
+{
+	Eval	   *ev;
+	DocCache   *dc;
+	Acc		   *target;
+	double		idf;
+	float4		factor;
+	int			typos;
+	uint32		ndocs;
+} PostCtx;
+
+static void
+posting_cb(void *arg, uint32 docid, uint16 tf)
+{
+	PostCtx    *pc = (PostCtx *) arg;
+	const SsDoc *doc;
+
+	if (docid >= pc->ndocs)
+		return;
+	doc = doc_get(pc->dc, docid);
+	acc_offer(pc->target, docid, bm25(pc->ev, pc->idf, tf, doc->len, pc->factor), pc->typos);
+}
+
+/* Offer every posting of every expansion of word qi into target. */
+static void
+score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
+{
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+
+		for (int k = 0; k < se->e->nm; k++)
+		{
+			PostCtx		pc;
+
+			if (se->e->m[k].qword != qi)
+				continue;
+			pc.ev = ev;
+			pc.dc = dc;
+			pc.target = target;
+			pc.idf = se->e->idf;
+			pc.factor = se->e->m[k].factor;
+			pc.typos = se->e->m[k].typos;
+			pc.ndocs = s->hdr.ndocs;
+			SsReadPostings(ev->index, se->blk, se->off, se->df, posting_cb, &pc);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+}
+
+static void
+eval_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	DocCache	dc;
+	Acc			total,
+				slot,
+				alt,
+				word;
+	bool		multi = false;
+	uint32	   *cand = NULL;
+	uint32		ncand = 0;
+
+	dc.index = ev->index;
+	dc.hdr = &s->hdr;
+	dc.docs = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(SsDoc) * Max(n, 1));
+	dc.loaded = palloc0(Max(s->hdr.ndocpages, 1));
+
+	for (int i = 0; i < q->nslots; i++)
+		for (int a = 0; a < q->slots[i].nalts; a++)
+			if (q->slots[i].alts[a].nwords > 1)
+				multi = true;
+	acc_init(&total, n, true);
+	acc_init(&slot, n, false);
+	if (multi)
+	{
+		acc_init(&alt, n, true);
+		acc_init(&word, n, false);
+	}
+
+	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0); si++)
+	{
+		SsQSlot    *sl = &q->slots[si];
+
+		for (int a = 0; a < sl->nalts; a++)
+		{
+			SsQAlt	   *al = &sl->alts[a];
+
+			if (al->nwords == 1)
+			{
+				score_word(ev, s, &dc, al->first, &slot);
+				continue;
+			}
+			for (int k = 0; k < al->nwords; k++)
+			{
+				score_word(ev, s, &dc, al->first + k, &word);
+				for (uint32 t = 0; t < word.ntouched; t++)
+				{
+					uint32		d = word.touched[t];
+
+					acc_add(&alt, d, word.score[d], word.typ1[d] - 1);
+				}
+				acc_reset(&word);
+			}
+			for (uint32 t = 0; t < alt.ntouched; t++)
+			{
+				uint32		d = alt.touched[t];
+
+				if (alt.cnt[d] == al->nwords)
+					acc_offer(&slot, d, alt.score[d], alt.typ1[d] - 1);
+			}
+			acc_reset(&alt);
+		}
+		/* fold the slot into the totals */
+		for (uint32 t = 0; t < slot.ntouched; t++)
+		{
+			uint32		d = slot.touched[t];
+
+			if (si == 0 || (total.typ1[d] != 0 && total.cnt[d] == si))
+				acc_add(&total, d, slot.score[d], slot.typ1[d] - 1);
+		}
+		acc_reset(&slot);
+		if (si == 0)
+		{
+			cand = total.touched;
+			ncand = total.ntouched;
+		}
+	}
+
+	/* documents matching every slot: filters, boost, distance */
+	for (uint32 t = 0; t < ncand; t++)
+	{
+		uint32		d = cand[t];
+		const SsDoc *doc;
+
+		if (total.cnt[d] != q->nslots)
+			continue;
+		doc = doc_get(&dc, d);
+		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
+		{
+			total.cnt[d] = 0;
+			continue;
+		}
+		add_result(ev, (ItemPointer) &doc->tid,
+				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1));
+	}
+	if (ev->want_all)
+	{
+		for (uint32 d = 0; d < n; d++)
+		{
+			const SsDoc *doc;
+
+			if (total.typ1[d] != 0 && total.cnt[d] == q->nslots)
+				continue;
+			doc = doc_get(&dc, d);
+			if (!(doc->flags & SS_DOC_DEAD))
+				add_result(ev, (ItemPointer) &doc->tid, get_float4_infinity());
+		}
+	}
+}
+
+typedef struct PendScore
+{
+	Eval	   *ev;
+	const SsDoc *doc;
+	float4	   *wscore;			/* per query word best */
+	int		   *wtypos;
+} PendScore;
+
+static void
+pend_score_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	PendScore  *ps = (PendScore *) arg;
+	char		key[SS_MAX_TERM_LEN + 8];
+	Exp		   *e;
+
+	memset(key, 0, sizeof(key));
+	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	e = hash_search(ps->ev->exps, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return;
+	for (int k = 0; k < e->nm; k++)
+	{
+		int			qi = e->m[k].qword;
+		float4		s = bm25(ps->ev, e->idf, tf, ps->doc->len, e->m[k].factor);
+		int			ty = e->m[k].typos;
+
+		if (ps->wtypos[qi] < 0 || ty < ps->wtypos[qi] ||
+			(ty == ps->wtypos[qi] && s > ps->wscore[qi]))
+		{
+			ps->wtypos[qi] = ty;
+			ps->wscore[qi] = s;
+		}
+	}
+}
+
+static void
+eval_pending(Eval *ev)
+{
+	SsQuery    *q = ev->q;
+	PendScore	ps;
+
+	ps.ev = ev;
+	ps.wscore = palloc(sizeof(float4) * Max(q->nwords, 1));
+	ps.wtypos = palloc(sizeof(int) * Max(q->nwords, 1));
+	for (int p = 0; p < ev->npend; p++)
+	{
+		SsPendItem *it = ev->pend[p].item;
+		float4		total = 0;
+		int			ttypos = 0;
+		bool		ok = q->nslots > 0;
+
+		for (int i = 0; i < q->nwords; i++)
+			ps.wtypos[i] = -1;
+		ps.doc = &it->doc;
+		SsPendItemTerms(it, pend_score_cb, &ps);
+		for (int si = 0; si < q->nslots && ok; si++)
+		{
+			SsQSlot    *sl = &q->slots[si];
+			float4		best = -1;
+			int			btypos = 0;
+
+			for (int a = 0; a < sl->nalts; a++)
+			{
+				SsQAlt	   *al = &sl->alts[a];
+				float4		sum = 0;
+				int			ty = 0;
+				bool		all = true;
+
+				for (int k = 0; k < al->nwords && all; k++)
+				{
+					int			qi = al->first + k;
+
+					if (ps.wtypos[qi] < 0)
+						all = false;
+					else
+					{
+						sum += ps.wscore[qi];
+						ty += ps.wtypos[qi];
+					}
+				}
+				if (all && (best < 0 || ty < btypos || (ty == btypos && sum > best)))
+				{
+					best = sum;
+					btypos = ty;
+				}
+			}
+			if (best < 0)
+				ok = false;
+			else
+			{
+				total += best;
+				ttypos += btypos;
+			}
+		}
+		if (ok && SsDocPassesFilters(q, &it->doc))
+			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos));
+		else if (ev->want_all)
+			add_result(ev, &it->doc.tid, get_float4_infinity());
+	}
+}
+
+/*
+ * SsEvaluate: every document of the index matching q (or, with want_all,
+ * every live document, non-matching ones at +Infinity) with its distance,
+ * allocated in the current memory context.
+ */
+static Eval *
+SsEvaluate(Relation index, Jsonb *query, bool want_all)
+{
+	Eval	   *ev = palloc0(sizeof(Eval));
+	HASHCTL		ctl;
+
+	ev->index = index;
+	ev->want_all = want_all;
+	SsReadMeta(index, &ev->meta);
+	ev->q = SsParseQuery(query, ev->meta.language);
+	SsGetWeights(index, ev->w);
+	for (int f = 0; f < SS_NFIELDS; f++)
+		ev->avglen[f] = ev->meta.ndocs > 0 ? Max(ev->meta.sumlen[f] / ev->meta.ndocs, 0.5) : 1.0;
+	ev->maxres = 256;
+	ev->res = palloc(sizeof(SsResult) * ev->maxres);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = SS_MAX_TERM_LEN + 8;
+	ctl.entrysize = sizeof(Exp);
+	ctl.hcxt = CurrentMemoryContext;
+	ev->exps = hash_create("shop_search expansions", 256, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	ev->segs = palloc0(sizeof(SegState) * Max(ev->meta.nsegments, 1));
+	for (uint32 i = 0; i < ev->meta.nsegments; i++)
+	{
+		SegState   *s = &ev->segs[i];
+
+		SsReadSegHeader(index, ev->meta.segments[i].header, &s->hdr);
+		s->maxexp = 16;
+		s->exps = palloc(sizeof(SegExp) * s->maxexp);
+		if (ev->q->nslots > 0)
+			expand_segment(ev, s);
+	}
+	load_pending(ev);
+	if (ev->q->nslots > 0)
+		for (int p = 0; p < ev->npend; p++)
+			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
+
+	/* idf over the whole collection */
+	{
+		HASH_SEQ_STATUS st;
+		Exp		   *e;
+		double		N = (double) ev->meta.ndocs;
+
+		hash_seq_init(&st, ev->exps);
+		while ((e = hash_seq_search(&st)) != NULL)
+		{
+			double		df = e->df;
+
+			if (N < df)
+				N = df;
+			e->idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+		}
+	}
+	for (uint32 i = 0; i < ev->meta.nsegments; i++)
+		eval_segment(ev, &ev->segs[i]);
+	eval_pending(ev);
+	return ev;
+}
+
+/* ---- result ordering ---- */
+
+static inline int
+res_cmp(const SsResult *a, const SsResult *b)
+{
+	if (a->dist < b->dist)
+		return -1;
+	if (a->dist > b->dist)
+		return 1;
+	return ItemPointerCompare((ItemPointer) &a->tid, (ItemPointer) &b->tid);
+}
+
+static int
+res_qsort_cmp(const void *a, const void *b)
+{
+	return res_cmp((const SsResult *) a, (const SsResult *) b);
+}
+
+static inline void
+res_swap(SsResult *a, SsResult *b)
+{
+	SsResult	t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* Rearrange r[0..n) so its k smallest come first (in any order). */
+static void
+res_select(SsResult *r, int n, int k)
+{
+	int			lo = 0,
+				hi = n - 1;
+
+	if (k >= n)
+		return;
+	while (hi > lo)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		SsResult	pivot;
+		int			i = lo,
+					j = hi;
+
+		/* median of three as pivot */
+		if (res_cmp(&r[mid], &r[lo]) < 0)
+			res_swap(&r[mid], &r[lo]);
+		if (res_cmp(&r[hi], &r[lo]) < 0)
+			res_swap(&r[hi], &r[lo]);
+		if (res_cmp(&r[hi], &r[mid]) < 0)
+			res_swap(&r[hi], &r[mid]);
+		pivot = r[mid];
+		while (i <= j)
+		{
+			while (res_cmp(&r[i], &pivot) < 0)
+				i++;
+			while (res_cmp(&r[j], &pivot) > 0)
+				j--;
+			if (i <= j)
+			{
+				res_swap(&r[i], &r[j]);
+				i++;
+				j--;
+			}
+		}
+		if (k - 1 <= j)
+			hi = j;
+		else if (k - 1 >= i)
+			lo = i;
+		else
+			break;
+	}
+}
+
+/* ---- the scan API ---- */
+
+typedef struct SsScanOpaqueData
+{
+	MemoryContext cxt;
+	bool		computed;
+	SsResult   *res;
+	int			nres;
+	int			pos;
+	int			batch_end;
+	int			next_batch;
+} SsScanOpaqueData;
+typedef SsScanOpaqueData *SsScanOpaque;
+
+IndexScanDesc
+ssbeginscan(Relation r, int nkeys, int norderbys)
+{
+	IndexScanDesc scan = RelationGetIndexScan(r, nkeys, norderbys);
+	SsScanOpaque so = palloc0(sizeof(SsScanOpaqueData));
+
+	so->cxt = AllocSetContextCreate(CurrentMemoryContext, "shop_search scan",
+									ALLOCSET_DEFAULT_SIZES);
+	scan->opaque = so;
+	if (norderbys > 0)
+	{
+		scan->xs_orderbyvals = palloc0(sizeof(Datum) * norderbys);
+		scan->xs_orderbynulls = palloc(sizeof(bool) * norderbys);
+	}
+	return scan;
+}
+
+void
+ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
+		 ScanKey orderbys, int norderbys)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+
+	if (scankey && scan->numberOfKeys > 0)
+		memmove(scan->keyData, scankey, scan->numberOfKeys * sizeof(ScanKeyData));
+	if (orderbys && scan->numberOfOrderBys > 0)
+		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	MemoryContextReset(so->cxt);
+	so->computed = false;
+	so->res = NULL;
+	so->nres = so->pos = so->batch_end = 0;
+	so->next_batch = SS_FIRST_BATCH;
+}
+
+static bool
+jsonb_equal(Jsonb *a, Jsonb *b)
+{
+	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+static int
+tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
+}
+
+/*
+ * Run the scan's queries: the ORDER BY query ranks (or the first match
+ * key); every other distinct match key narrows the result.  A NULL query
+ * matches nothing.
+ */
+static void
+ss_compute(IndexScanDesc scan)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	MemoryContext old = MemoryContextSwitchTo(so->cxt);
+	Jsonb	   *primary = NULL;
+	bool		want_all = false;
+	Eval	   *ev;
+
+	so->computed = true;
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (scan->keyData[i].sk_flags & SK_ISNULL)
+			goto done;
+	for (int i = 0; i < scan->numberOfOrderBys; i++)
+		if (scan->orderByData[i].sk_flags & SK_ISNULL)
+			goto done;
+	if (scan->numberOfOrderBys > 0)
+		primary = DatumGetJsonbP(scan->orderByData[0].sk_argument);
+	else if (scan->numberOfKeys > 0)
+		primary = DatumGetJsonbP(scan->keyData[0].sk_argument);
+	else
+		goto done;
+	want_all = scan->numberOfKeys == 0;
+	ev = SsEvaluate(scan->indexRelation, primary, want_all);
+	so->res = ev->res;
+	so->nres = ev->nres;
+
+	for (int i = 0; i < scan->numberOfKeys; i++)
+	{
+		Jsonb	   *kq = DatumGetJsonbP(scan->keyData[i].sk_argument);
+		Eval	   *kev;
+		ItemPointerData *tids;
+		int			j = 0;
+
+		if (jsonb_equal(kq, primary))
+			continue;
+		kev = SsEvaluate(scan->indexRelation, kq, false);
+		tids = palloc(sizeof(ItemPointerData) * Max(kev->nres, 1));
+		for (int k = 0; k < kev->nres; k++)
+			tids[k] = kev->res[k].tid;
+		qsort(tids, kev->nres, sizeof(ItemPointerData), tid_cmp);
+		for (int k = 0; k < so->nres; k++)
+			if (bsearch(&so->res[k].tid, tids, kev->nres, sizeof(ItemPointerData), tid_cmp))
+				so->res[j++] = so->res[k];
+		so->nres = j;
+	}
+done:
+	MemoryContextSwitchTo(old);
+}
+
+bool
+ssgettuple(IndexScanDesc scan, ScanDirection dir)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+
+	if (!so->computed)
+		ss_compute(scan);
+	if (so->pos >= so->nres)
+		return false;
+	if (so->pos >= so->batch_end)
+	{
+		int			left = so->nres - so->pos;
+		int			b = Min(left, so->next_batch);
+
+		res_select(so->res + so->pos, left, b);
+		qsort(so->res + so->pos, b, sizeof(SsResult), res_qsort_cmp);
+		so->batch_end = so->pos + b;
+		so->next_batch = (so->next_batch > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->next_batch * 4;
+	}
+	scan->xs_heaptid = so->res[so->pos].tid;
+	scan->xs_recheck = false;
+	if (scan->numberOfOrderBys > 0)
+	{
+		scan->xs_recheckorderby = false;
+		scan->xs_orderbyvals[0] = Float4GetDatum(so->res[so->pos].dist);
+		scan->xs_orderbynulls[0] = false;
+	}
+	so->pos++;
+	return true;
+}
+
+int64
+ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	int64		n = 0;
+
+	if (!so->computed)
+		ss_compute(scan);
+	for (int i = 0; i < so->nres; i++)
+	{
+		if (isinf(so->res[i].dist))
+			continue;
+		tbm_add_tuples(tbm, &so->res[i].tid, 1, false);
+		n++;
+	}
+	return n;
+}
+
+void
+ssendscan(IndexScanDesc scan)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+
+	MemoryContextDelete(so->cxt);
+	pfree(so);
+}
