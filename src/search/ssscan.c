@@ -107,6 +107,7 @@ typedef struct Eval
 	int			npend;
 	PendDoc    *pend;
 	bool		want_all;		/* also return non-matching docs, +inf */
+	bool	   *found;			/* per query word: in the vocabulary */
 	/* output */
 	SsResult   *res;
 	int			nres;
@@ -262,7 +263,6 @@ typedef struct RangeScan
 	int			n;
 	int			max;
 	SsDictItem **items;
-	int		   *typocount;		/* typo scan: per query word */
 } RangeScan;
 
 static bool
@@ -299,39 +299,43 @@ item_df_desc(const void *a, const void *b)
 	return x->df > y->df ? -1 : x->df < y->df ? 1 : 0;
 }
 
-/* typo scan over the exact terms: every term within some word's budget */
+/* typo scan over a range of exact terms, for one query word */
 static void
 typo_cb(void *arg, const SsDictItem *it)
 {
 	RangeScan  *rs = (RangeScan *) arg;
-	Eval	   *ev = rs->ev;
+	const SsQWord *w = rs->w;
+	int			typos;
+	float4		factor;
 
-	for (int i = 0; i < ev->q->nwords; i++)
+	if (rs->n >= SS_MAX_TYPO_TERMS)
+		return;
+	if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
+		return;
+	if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
 	{
-		const SsQWord *w = &ev->q->words[i];
-		int			typos;
-		float4		factor;
-
-		if (w->maxtypos == 0 && !(w->prefix && w->len >= 5))
-			continue;
-		if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
-			continue;
-		if (rs->typocount[i] >= SS_MAX_TYPO_TERMS)
-			continue;
-		if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
-		{
-			rs->typocount[i]++;
-			seg_add_exp(ev, rs->seg, it->term, it->len, it->df, it->postblk, it->postoff);
-			return;
-		}
+		rs->n++;
+		seg_add_exp(rs->ev, rs->seg, it->term, it->len, it->df, it->postblk, it->postoff);
 	}
 }
 
+/* stop a typo scan once terms no longer start with the word's first byte */
+static bool
+first_byte_stop(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+
+	return it->len == 0 || it->term[0] != rs->w->exact[0];
+}
+
+/*
+ * Exact, stem and prefix expansions of every query word in one segment;
+ * sets found[i] when word i (or its stem) is in the segment's vocabulary.
+ */
 static void
-expand_segment(Eval *ev, SegState *s)
+expand_segment(Eval *ev, SegState *s, bool *found)
 {
 	SsQuery    *q = ev->q;
-	bool		need_typos = false;
 
 	for (int i = 0; i < q->nwords; i++)
 	{
@@ -339,11 +343,24 @@ expand_segment(Eval *ev, SegState *s)
 		uint32		df;
 		BlockNumber blk;
 		uint16		off;
+		int			stemlen = strlen(w->stem);
 
 		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &df, &blk, &off))
+		{
 			seg_add_exp(ev, s, w->exact, w->len, df, blk, off);
-		if (SsDictLookup(ev->index, &s->hdr, w->stem, strlen(w->stem), &df, &blk, &off))
-			seg_add_exp(ev, s, w->stem, strlen(w->stem), df, blk, off);
+			found[i] = true;
+		}
+		if (SsDictLookup(ev->index, &s->hdr, w->stem, stemlen, &df, &blk, &off))
+		{
+			seg_add_exp(ev, s, w->stem, stemlen, df, blk, off);
+			found[i] = true;
+		}
+		if ((stemlen - 1 != w->len || memcmp(w->stem + 1, w->exact, w->len) != 0) &&
+			SsDictLookup(ev->index, &s->hdr, w->stem + 1, stemlen - 1, &df, &blk, &off))
+		{
+			seg_add_exp(ev, s, w->stem + 1, stemlen - 1, df, blk, off);
+			found[i] = true;
+		}
 		if (w->prefix)
 		{
 			RangeScan	rs;
@@ -355,26 +372,41 @@ expand_segment(Eval *ev, SegState *s)
 			rs.max = 64;
 			rs.items = palloc(sizeof(SsDictItem *) * rs.max);
 			SsDictScanRange(ev->index, &s->hdr, w->exact, w->len, collect_cb, &rs, prefix_stop);
+			if (rs.n > 0)
+				found[i] = true;
 			if (rs.n > 1)
 				qsort(rs.items, rs.n, sizeof(SsDictItem *), item_df_desc);
 			for (int k = 0; k < rs.n && k < SS_MAX_PREFIX_TERMS; k++)
 				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]->df,
 							rs.items[k]->postblk, rs.items[k]->postoff);
 		}
-		if (q->typos && (w->maxtypos > 0 || (w->prefix && w->len >= 5)))
-			need_typos = true;
 	}
-	if (need_typos)
+}
+
+/*
+ * Typo expansions of word i in one segment.  With one typo allowed the
+ * first letter must be right (a first-letter typo counts as two), so only
+ * the dictionary range of that letter is read; words with two typos
+ * allowed read the whole exact-term range.
+ */
+static void
+expand_typos(Eval *ev, SegState *s, int i)
+{
+	SsQWord    *w = &ev->q->words[i];
+	RangeScan	rs;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.ev = ev;
+	rs.seg = s;
+	rs.w = w;
+	if (w->maxtypos >= 2)
 	{
-		RangeScan	rs;
 		char		from[1] = {SS_STEM_MARK + 1};
 
-		memset(&rs, 0, sizeof(rs));
-		rs.ev = ev;
-		rs.seg = s;
-		rs.typocount = palloc0(sizeof(int) * Max(q->nwords, 1));
 		SsDictScanRange(ev->index, &s->hdr, from, 1, typo_cb, &rs, NULL);
 	}
+	else
+		SsDictScanRange(ev->index, &s->hdr, w->exact, 1, typo_cb, &rs, first_byte_stop);
 }
 
 /* pending documents: which terms match, and their document frequency */
@@ -398,6 +430,22 @@ pend_term_df_cb(void *arg, const char *term, int len, uint16 tf)
 		return;
 	e = exp_get(ev, term, len, &isnew);
 	e->df++;
+}
+
+static void
+pend_found_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	Eval	   *ev = (Eval *) arg;
+
+	for (int i = 0; i < ev->q->nwords; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		if (!ev->found[i] &&
+			SsMatchTerm(&ev->q->words[i], term, len, false, &typos, &factor))
+			ev->found[i] = true;
+	}
 }
 
 static void
@@ -780,6 +828,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 {
 	Eval	   *ev = palloc0(sizeof(Eval));
 	HASHCTL		ctl;
+	bool	   *found;
 
 	ev->index = index;
 	ev->want_all = want_all;
@@ -798,6 +847,12 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 	ev->exps = hash_create("shop_search expansions", 256, &ctl,
 						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
+	/*
+	 * Expansion.  Typos are expanded only for words the vocabulary does not
+	 * know (in any segment or pending document): a correctly spelled word
+	 * is not widened to its neighbours, which keeps common words fast.
+	 */
+	found = palloc0(sizeof(bool) * Max(ev->q->nwords, 1));
 	ev->segs = palloc0(sizeof(SegState) * Max(ev->meta.nsegments, 1));
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
 	{
@@ -807,9 +862,30 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 		s->maxexp = 16;
 		s->exps = palloc(sizeof(SegExp) * s->maxexp);
 		if (ev->q->nslots > 0)
-			expand_segment(ev, s);
+			expand_segment(ev, s, found);
 	}
 	load_pending(ev);
+	if (ev->q->nslots > 0 && ev->npend > 0)
+	{
+		bool		typos = ev->q->typos;
+
+		/* which words do pending documents know, exactly or by stem/prefix */
+		ev->q->typos = false;
+		ev->found = found;
+		for (int p = 0; p < ev->npend; p++)
+			SsPendItemTerms(ev->pend[p].item, pend_found_cb, ev);
+		ev->q->typos = typos;
+	}
+	for (int i = 0; i < ev->q->nwords; i++)
+	{
+		SsQWord    *w = &ev->q->words[i];
+
+		if (found[i] || !ev->q->typos)
+			w->maxtypos = 0;	/* SsMatchTerm: no typo matches for it */
+		else if (w->maxtypos > 0 || (w->prefix && w->len >= 5))
+			for (uint32 k = 0; k < ev->meta.nsegments; k++)
+				expand_typos(ev, &ev->segs[k], i);
+	}
 	if (ev->q->nslots > 0)
 		for (int p = 0; p < ev->npend; p++)
 			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);

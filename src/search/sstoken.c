@@ -319,7 +319,9 @@ doc_word_cb(void *arg, const char *word, int len, int field)
 	dc->nwords[field]++;
 	add_occ(dc, word, len, field);
 	slen = SsStem(dc->language, word, len, stem, sizeof(stem));
-	add_occ(dc, stem, slen, field);
+	/* a stem equal to the word is found through the word's exact term */
+	if (slen - 1 != len || memcmp(stem + 1, word, len) != 0)
+		add_occ(dc, stem, slen, field);
 }
 
 static int

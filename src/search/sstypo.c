@@ -116,6 +116,14 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 		*factor = 1.0f;
 		return true;
 	}
+	/* the exact term spelled like the word's stem ("laptops" -> "laptop") */
+	if (w->stem != NULL && termlen == (int) strlen(w->stem) - 1 &&
+		memcmp(term, w->stem + 1, termlen) == 0)
+	{
+		*typos = 0;
+		*factor = 0.9f;
+		return true;
+	}
 	if (w->prefix && termlen > w->len && memcmp(term, w->exact, w->len) == 0)
 	{
 		*typos = 0;
