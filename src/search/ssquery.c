@@ -503,9 +503,9 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 
 /*
  * SsBoost: the business and personal multiplier of a document's text
- * score, between 1 and 1.4: popularity (log-scaled against the most
+ * score, between 1 and 1.5: popularity (log-scaled against the most
  * popular document) up to +0.15, rating up to +0.05, a preferred category
- * +0.12 and a preferred brand +0.08.  Bounded, so text relevance decides.
+ * +0.15 and a preferred brand +0.15.  Bounded, so text relevance decides.
  */
 float4
 SsBoost(const SsQuery *q, const SsDoc *doc, float4 max_popularity)
@@ -518,10 +518,10 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 max_popularity)
 		b += 0.05f * Min(1.0f, Max(0.0f, doc->rating / 5.0f));
 	if (q->nboost_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->boost_cats, q->nboost_cats, sizeof(int64), cmp_int64))
-		b += 0.12f;
+		b += 0.15f;
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
-		b += 0.08f;
+		b += 0.15f;
 	return b;
 }
 
