@@ -1142,7 +1142,7 @@ DECLARE
 BEGIN
     PERFORM shop._require(query, 'query');
     PERFORM shop._require(filters, 'filters');
-    PERFORM shop._check_text(query, 'query', current_setting('shop.max_query_length')::int);
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
     IF jsonb_typeof(filters) <> 'object' THEN
         RAISE EXCEPTION 'malformed search filters'
             USING ERRCODE = 'invalid_parameter_value',
@@ -1398,7 +1398,7 @@ DECLARE
 BEGIN
     PERFORM shop._require(prefix, 'prefix');
     PERFORM shop._check_page(lim, 0);
-    PERFORM shop._check_text(prefix, 'prefix', current_setting('shop.max_query_length')::int);
+    PERFORM shop._check_text(prefix, 'prefix', coalesce(current_setting('shop.max_query_length', true), '256')::int);
     f := shop._search_fold(prefix);
     IF f = '' THEN
         RETURN;
@@ -1460,7 +1460,7 @@ DECLARE
     words text[] := '{}';
 BEGIN
     PERFORM shop._require(query, 'query');
-    PERFORM shop._check_text(query, 'query', current_setting('shop.max_query_length')::int);
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
     FOR w IN SELECT t.word FROM shop.search_tokens(query) t ORDER BY t.pos LOOP
         fix := shop._search_suggest_word('shop.product_search_idx', w.word);
         IF fix IS NOT NULL THEN
