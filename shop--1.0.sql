@@ -1529,3 +1529,4 @@ SELECT pg_catalog.pg_extension_config_dump('shop.event_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.synonym', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.search_log', '');
