@@ -67,7 +67,6 @@ typedef struct Exp
 	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
 	int			len;
 	uint32		df;				/* over all segments and pending */
-	double		idf;
 	int			nm;
 	SsTermMatch m[SS_MAX_MATCHES];
 } Exp;
@@ -108,6 +107,7 @@ typedef struct Eval
 	PendDoc    *pend;
 	bool		want_all;		/* also return non-matching docs, +inf */
 	bool	   *found;			/* per query word: in the vocabulary */
+	double	   *widf;			/* per query word: idf of all its expansions */
 	/* output */
 	SsResult   *res;
 	int			nres;
@@ -595,7 +595,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
 			pc.ev = ev;
 			pc.dc = dc;
 			pc.target = target;
-			pc.idf = se->e->idf;
+			pc.idf = ev->widf[qi];
 			pc.factor = se->e->m[k].factor;
 			pc.typos = se->e->m[k].typos;
 			pc.ndocs = s->hdr.ndocs;
@@ -740,7 +740,7 @@ pend_score_cb(void *arg, const char *term, int len, uint16 tf)
 	for (int k = 0; k < e->nm; k++)
 	{
 		int			qi = e->m[k].qword;
-		float4		s = bm25(ps->ev, e->idf, tf, ps->doc->len, e->m[k].factor);
+		float4		s = bm25(ps->ev, ps->ev->widf[qi], tf, ps->doc->len, e->m[k].factor);
 		int			ty = e->m[k].typos;
 
 		if (ps->wtypos[qi] < 0 || ty < ps->wtypos[qi] ||
@@ -890,20 +890,30 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 		for (int p = 0; p < ev->npend; p++)
 			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
 
-	/* idf over the whole collection */
+	/*
+	 * idf per query word, over the union of its expansions (their document
+	 * frequencies summed, capped at N): a word's exact form, stems,
+	 * completions and typo variants share one idf, so a rare completion
+	 * never outscores the exact word it completes; the match factor alone
+	 * orders them.
+	 */
 	{
 		HASH_SEQ_STATUS st;
 		Exp		   *e;
 		double		N = (double) ev->meta.ndocs;
+		double	   *wdf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
 
+		ev->widf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
 		hash_seq_init(&st, ev->exps);
 		while ((e = hash_seq_search(&st)) != NULL)
+			for (int k = 0; k < e->nm; k++)
+				wdf[e->m[k].qword] += e->df;
+		for (int i = 0; i < ev->q->nwords; i++)
 		{
-			double		df = e->df;
+			double		df = Min(wdf[i], Max(N, 1.0));
+			double		n = Max(N, df);
 
-			if (N < df)
-				N = df;
-			e->idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+			ev->widf[i] = log(1.0 + (n - df + 0.5) / (df + 0.5));
 		}
 	}
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
