@@ -1020,11 +1020,11 @@ COMMENT ON FUNCTION shop._search_fold(text) IS
 'internal: lower-cased, accent-folded words of value joined by single spaces';
 
 CREATE FUNCTION shop.search_scan(index regclass, query jsonb, lim int DEFAULT 20)
-RETURNS TABLE (ctid tid, score real, typos int)
+RETURNS TABLE (ctid tid, score real, typos int, missing int)
 AS 'MODULE_PATHNAME', 'shop_search_scan'
 LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION shop.search_scan(regclass, jsonb, int) IS
-'the lim best visible rows of a shop_search index for query, best first, with the index''s score and typo count';
+'the lim best visible rows of a shop_search index for query, best first, with the index''s score, typo count and missing words';
 
 CREATE FUNCTION shop.search_index_info(index regclass)
 RETURNS jsonb
@@ -1252,7 +1252,8 @@ COMMENT ON FUNCTION shop._search_query(text, jsonb, bigint) IS
 CREATE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                             lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
-               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int)
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
@@ -1265,6 +1266,7 @@ DECLARE
     ids bigint[];
     scores real[];
     typ int[];
+    miss int[];
     t0 timestamptz := clock_timestamp();
     nres int;
 BEGIN
@@ -1279,18 +1281,20 @@ BEGIN
     attrs := coalesce(filters -> 'attributes', '{}');
 
     IF sort = 'relevance' THEN
-        -- the index ranks; status and attribute filters apply on the rows,
-        -- so fetch more until the page is full or the matches run out
+        -- the index ranks: rows with every word first, then rows missing
+        -- words ("match": "any"); status and attribute filters apply on
+        -- the rows, so fetch more until the page is full or matches run out
         n := lim + off;
         LOOP
             WITH s AS MATERIALIZED (
-                SELECT * FROM shop.search_scan('shop.product_search_idx', q, n)
-                       WITH ORDINALITY AS s(ctid, score, typos, ord))
+                SELECT * FROM shop.search_scan('shop.product_search_idx', q || '{"match": "any"}', n)
+                       WITH ORDINALITY AS s(ctid, score, typos, missing, ord))
             SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}'),
                    coalesce(array_agg(s.score ORDER BY s.ord), '{}'),
                    coalesce(array_agg(s.typos ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
                    (SELECT count(*) FROM s)
-              INTO ids, scores, typ, raw
+              INTO ids, scores, typ, miss, raw
               FROM s JOIN shop.product p ON p.ctid = s.ctid
              WHERE p.status = 'active' AND p.attributes @> attrs;
             EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
@@ -1298,15 +1302,15 @@ BEGIN
         END LOOP;
         RETURN QUERY
         SELECT p.product_id, u.score, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], u.typos
-          FROM unnest(ids, scores, typ) WITH ORDINALITY AS u(product_id, score, typos, ord)
+               p.category_id, p.in_stock, p.images[1], u.typos, u.missing
+          FROM unnest(ids, scores, typ, miss) WITH ORDINALITY AS u(product_id, score, typos, missing, ord)
           JOIN shop.product p ON p.product_id = u.product_id
          ORDER BY u.ord
          OFFSET off LIMIT lim;
     ELSE
         RETURN QUERY
         SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], NULL::int
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
           FROM shop.product p
          WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                                p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
@@ -1330,7 +1334,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
-'product search: typo tolerant, stemmed, last word as prefix; filters category_id, brand, price_min, price_max, rating_min, in_stock, attributes; sorts relevance, price_asc, price_desc, rating, newest, popularity';
+'product search: typo tolerant, stemmed, last word as prefix; relevance puts rows with every word first, then rows missing words; filters category_id, brand, price_min, price_max, rating_min, in_stock, attributes; sorts relevance, price_asc, price_desc, rating, newest, popularity';
 
 CREATE FUNCTION shop.search_facets(query text, filters jsonb DEFAULT '{}')
 RETURNS jsonb
@@ -1407,7 +1411,7 @@ BEGIN
     RETURN QUERY
     WITH hits AS MATERIALIZED (
         SELECT p.title, p.brand, p.category_id, s.score, s.typos, s.ord
-          FROM shop.search_scan('shop.product_search_idx', q, 50) WITH ORDINALITY AS s(ctid, score, typos, ord)
+          FROM shop.search_scan('shop.product_search_idx', q, 50) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
           JOIN shop.product p ON p.ctid = s.ctid
          WHERE p.status = 'active'
     ), cand AS (

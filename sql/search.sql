@@ -13,8 +13,8 @@ END $f$;
 -- titles of a search, in order, with typo counts
 CREATE FUNCTION pg_temp.s(q text, f jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                           lim int DEFAULT 20, off int DEFAULT 0, cust bigint DEFAULT NULL)
-RETURNS TABLE (title text, typos int) LANGUAGE sql AS $f$
-    SELECT title, typos FROM shop.search(q, f, sort, lim, off, cust)
+RETURNS TABLE (title text, typos int, missing_words int) LANGUAGE sql AS $f$
+    SELECT title, typos, missing_words FROM shop.search(q, f, sort, lim, off, cust)
 $f$;
 
 -- tokenizer: folding, splitting, stems
@@ -48,7 +48,7 @@ SELECT * FROM pg_temp.s('laptop');
 VACUUM shop.product;
 SELECT shop.search_index_info('shop.product_search_idx') - 'blocks' AS info;
 
--- words, stems, exact before stem, AND of all words
+-- words, stems, exact before stem; rows with every word first, then rows missing words
 SELECT * FROM pg_temp.s('laptop');
 SELECT * FROM pg_temp.s('laptops');
 SELECT * FROM pg_temp.s('macbook laptop');
@@ -251,7 +251,7 @@ SET enable_seqscan = off;
 SELECT id, title FROM pg_temp.notes
  WHERE shop.search_doc(title, NULL, body) OPERATOR(shop.@@@) '"chaussure"'
  ORDER BY shop.search_doc(title, NULL, body) OPERATOR(shop.<=>) '"chaussure"';
-SELECT n.id, s.score > 0 AS scored, s.typos FROM shop.search_scan('notes_ss', '{"q": "chapaeu"}') s
+SELECT n.id, s.score > 0 AS scored, s.typos, s.missing FROM shop.search_scan('notes_ss', '{"q": "chapaeu"}') s
   JOIN pg_temp.notes n ON n.ctid = s.ctid;
 RESET enable_seqscan;
 SELECT pg_temp.err($$CREATE INDEX ON pg_temp.notes USING shop_search (shop.search_doc(title)) WITH (language = 'klingon')$$);

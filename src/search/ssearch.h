@@ -267,7 +267,13 @@ typedef struct SsQuery
 	uint32	   *boost_brands;
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
+	bool		match_any;		/* "match": "any": rows need one slot, not all */
 } SsQuery;
+
+/* distance tiers: missing words (match any), then typos, then score */
+#define SS_MISSING_TIER		100000.0
+#define SS_TYPO_TIER		10000.0
+#define SS_MAX_SCORE		4999.0
 
 /* a match of an index term against a query word */
 typedef struct SsTermMatch

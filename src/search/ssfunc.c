@@ -53,9 +53,10 @@ open_ss_index(Oid indexoid)
 
 /*
  * shop.search_scan(index regclass, query jsonb, lim int)
- *   -> TABLE(ctid tid, score real, typos int)
+ *   -> TABLE(ctid tid, score real, typos int, missing int)
  * The lim best rows visible to the current snapshot, best first, with the
- * index's own score (boosted BM25F) and typo count.  Join back to the
+ * index's own score (boosted BM25F), typo count and, with "match": "any",
+ * the number of query words (slots) the row lacks.  Join back to the
  * table on ctid.
  */
 Datum
@@ -100,15 +101,18 @@ shop_search_scan(PG_FUNCTION_ARGS)
 	while (n < lim && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
-		int			typos = (int) rint(dist / 10000.0);
-		Datum		v[3];
-		bool		nulls[3] = {false, false, false};
+		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		Datum		v[4];
+		bool		nulls[4] = {false, false, false, false};
 		ItemPointer tid = palloc(sizeof(ItemPointerData));
 
 		*tid = slot->tts_tid;
 		v[0] = PointerGetDatum(tid);
-		v[1] = Float4GetDatum((float4) (typos * 10000.0 - dist));
+		v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
 		v[2] = Int32GetDatum(typos);
+		v[3] = Int32GetDatum(missing);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 		n++;
 		CHECK_FOR_INTERRUPTS();

@@ -229,7 +229,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
-		"prefix", NULL
+		"prefix", "match", NULL
 	};
 
 	q->typos = true;
@@ -264,7 +264,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 						ok = true;
 				if (!ok)
 					bad_query("unknown search query key",
-							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, prefix.", k));
+							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, prefix, match.", k));
 			}
 		}
 		v = get_key(jb, "q");
@@ -293,6 +293,15 @@ SsParseQuery(Jsonb *jb, const char *language)
 			q->typos = jbv_bool(v, "typos");
 		if ((v = get_key(jb, "prefix")) != NULL)
 			q->prefix = jbv_bool(v, "prefix");
+		if ((v = get_key(jb, "match")) != NULL)
+		{
+			if (v->type == jbvString && v->val.string.len == 3 &&
+				memcmp(v->val.string.val, "any", 3) == 0)
+				q->match_any = true;
+			else if (!(v->type == jbvString && v->val.string.len == 3 &&
+					   memcmp(v->val.string.val, "all", 3) == 0))
+				bad_query("malformed search query", "match must be \"all\" or \"any\".");
+		}
 		if ((v = get_key(jb, "synonyms")) != NULL && v->type != jbvNull)
 		{
 			List	   *gl = jbv_elems(v);
@@ -534,12 +543,13 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 max_popularity)
  * weights times match factor, without collection statistics) and *typos.
  */
 static bool
-doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos)
+doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int *missing)
 {
 	static const double w[SS_NFIELDS] = {3.0, 2.0, 1.0};
 
 	*score = 0;
 	*typos = 0;
+	*missing = 0;
 	if (!SsDocPassesFilters(q, &d->doc))
 		return false;
 	if (q->nslots == 0)
@@ -596,16 +606,23 @@ doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos)
 			}
 		}
 		if (best < 0)
-			return false;
+		{
+			if (!q->match_any)
+				return false;
+			(*missing)++;
+			continue;
+		}
 		*score += best;
 		*typos += besttypos;
 	}
+	if (*missing == q->nslots)
+		return false;
 	*score *= SsBoost(q, &d->doc, 0);
 	return true;
 }
 
 static bool
-eval_on_doc(FunctionCallInfo fcinfo, double *score, int *typos)
+eval_on_doc(FunctionCallInfo fcinfo, double *score, int *typos, int *missing)
 {
 	Datum		doc = PG_GETARG_DATUM(0);
 	Jsonb	   *jb = PG_GETARG_JSONB_P(1);
@@ -613,7 +630,7 @@ eval_on_doc(FunctionCallInfo fcinfo, double *score, int *typos)
 	SsDocData	d;
 
 	SsDocFromDatum(doc, "english", &d);
-	return doc_matches(q, &d, score, typos);
+	return doc_matches(q, &d, score, typos, missing);
 }
 
 /*
@@ -626,8 +643,9 @@ shop_search_match(PG_FUNCTION_ARGS)
 {
 	double		score;
 	int			typos;
+	int			missing;
 
-	PG_RETURN_BOOL(eval_on_doc(fcinfo, &score, &typos));
+	PG_RETURN_BOOL(eval_on_doc(fcinfo, &score, &typos, &missing));
 }
 
 /*
@@ -641,8 +659,10 @@ shop_search_distance(PG_FUNCTION_ARGS)
 {
 	double		score;
 	int			typos;
+	int			missing;
 
-	if (!eval_on_doc(fcinfo, &score, &typos))
+	if (!eval_on_doc(fcinfo, &score, &typos, &missing))
 		PG_RETURN_FLOAT4(get_float4_infinity());
-	PG_RETURN_FLOAT4((float4) (typos * 10000.0 - Min(score, 4999.0)));
+	PG_RETURN_FLOAT4((float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
+							   Min(score, SS_MAX_SCORE)));
 }

@@ -520,11 +520,12 @@ add_result(Eval *ev, ItemPointer tid, float4 dist)
 }
 
 static float4
-final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos)
+final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing)
 {
 	double		s = score * SsBoost(ev->q, doc, ev->meta.max_popularity);
 
-	return (float4) (typos * 10000.0 - Min(s, 4999.0));
+	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
+					 Min(s, SS_MAX_SCORE));
 }
 
 /* lazily loaded documents of one segment */
@@ -636,7 +637,7 @@ eval_segment(Eval *ev, SegState *s)
 		acc_init(&word, n, false);
 	}
 
-	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0); si++)
+	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0 || q->match_any); si++)
 	{
 		SsQSlot    *sl = &q->slots[si];
 
@@ -674,7 +675,7 @@ eval_segment(Eval *ev, SegState *s)
 		{
 			uint32		d = slot.touched[t];
 
-			if (si == 0 || (total.typ1[d] != 0 && total.cnt[d] == si))
+			if (si == 0 || q->match_any || (total.typ1[d] != 0 && total.cnt[d] == si))
 				acc_add(&total, d, slot.score[d], slot.typ1[d] - 1);
 		}
 		acc_reset(&slot);
@@ -685,13 +686,19 @@ eval_segment(Eval *ev, SegState *s)
 		}
 	}
 
-	/* documents matching every slot: filters, boost, distance */
+	if (q->match_any)
+	{
+		cand = total.touched;
+		ncand = total.ntouched;
+	}
+
+	/* documents matching every slot (any: one): filters, boost, distance */
 	for (uint32 t = 0; t < ncand; t++)
 	{
 		uint32		d = cand[t];
 		const SsDoc *doc;
 
-		if (total.cnt[d] != q->nslots)
+		if (total.cnt[d] != q->nslots && !(q->match_any && total.cnt[d] > 0))
 			continue;
 		doc = doc_get(&dc, d);
 		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
@@ -700,7 +707,8 @@ eval_segment(Eval *ev, SegState *s)
 			continue;
 		}
 		add_result(ev, (ItemPointer) &doc->tid,
-				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1));
+				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
+							  q->nslots - total.cnt[d]));
 	}
 	if (ev->want_all)
 	{
@@ -708,7 +716,8 @@ eval_segment(Eval *ev, SegState *s)
 		{
 			const SsDoc *doc;
 
-			if (total.typ1[d] != 0 && total.cnt[d] == q->nslots)
+			if (total.typ1[d] != 0 &&
+				(total.cnt[d] == q->nslots || (q->match_any && total.cnt[d] > 0)))
 				continue;
 			doc = doc_get(&dc, d);
 			if (!(doc->flags & SS_DOC_DEAD))
@@ -766,6 +775,7 @@ eval_pending(Eval *ev)
 		SsPendItem *it = ev->pend[p].item;
 		float4		total = 0;
 		int			ttypos = 0;
+		int			missing = 0;
 		bool		ok = q->nslots > 0;
 
 		for (int i = 0; i < q->nwords; i++)
@@ -804,15 +814,22 @@ eval_pending(Eval *ev)
 				}
 			}
 			if (best < 0)
-				ok = false;
+			{
+				if (q->match_any)
+					missing++;
+				else
+					ok = false;
+			}
 			else
 			{
 				total += best;
 				ttypos += btypos;
 			}
 		}
+		if (missing == q->nslots)
+			ok = false;
 		if (ok && SsDocPassesFilters(q, &it->doc))
-			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos));
+			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
 		else if (ev->want_all)
 			add_result(ev, &it->doc.tid, get_float4_infinity());
 	}
@@ -891,11 +908,10 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
 
 	/*
-	 * idf per query word, over the union of its expansions (their document
-	 * frequencies summed, capped at N): a word's exact form, stems,
-	 * completions and typo variants share one idf, so a rare completion
-	 * never outscores the exact word it completes; the match factor alone
-	 * orders them.
+	 * idf per query word, from the largest document frequency among its
+	 * expansions (exact form, stems, completions, typo variants overlap too
+	 * much to add up): they share one idf, so a rare completion never
+	 * outscores the exact word it completes; the match factor orders them.
 	 */
 	{
 		HASH_SEQ_STATUS st;
@@ -907,7 +923,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 		hash_seq_init(&st, ev->exps);
 		while ((e = hash_seq_search(&st)) != NULL)
 			for (int k = 0; k < e->nm; k++)
-				wdf[e->m[k].qword] += e->df;
+				wdf[e->m[k].qword] = Max(wdf[e->m[k].qword], e->df);
 		for (int i = 0; i < ev->q->nwords; i++)
 		{
 			double		df = Min(wdf[i], Max(N, 1.0));
