@@ -1022,7 +1022,7 @@ COMMENT ON FUNCTION shop._search_fold(text) IS
 CREATE FUNCTION shop.search_scan(index regclass, query jsonb, lim int DEFAULT 20)
 RETURNS TABLE (ctid tid, score real, typos int, missing int)
 AS 'MODULE_PATHNAME', 'shop_search_scan'
-LANGUAGE C STABLE STRICT;
+LANGUAGE C STABLE STRICT ROWS 20;
 COMMENT ON FUNCTION shop.search_scan(regclass, jsonb, int) IS
 'the lim best visible rows of a shop_search index for query, best first, with the index''s score, typo count and missing words';
 
