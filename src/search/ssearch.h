@@ -119,6 +119,7 @@ typedef struct SsDoc
 	uint16		len[SS_NFIELDS];	/* words per field, saturating */
 	ItemPointerData tid;
 	uint8		flags;
+	float4		logpop;			/* log1p(popularity), for the boost */
 } SsDoc;
 
 #define SS_DOCS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsDoc)))
@@ -311,7 +312,8 @@ extern bool SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool ty
 /* ssquery.c */
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
-extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 max_popularity);
+extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
+extern float4 SsMaxBoost(const SsQuery *q);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);

@@ -510,19 +510,27 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 	return true;
 }
 
+/* SsMaxBoost: the largest multiplier SsBoost can give under q. */
+float4
+SsMaxBoost(const SsQuery *q)
+{
+	return 1.2f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
+}
+
 /*
  * SsBoost: the business and personal multiplier of a document's text
  * score, between 1 and 1.5: popularity (log-scaled against the most
- * popular document) up to +0.15, rating up to +0.05, a preferred category
+ * popular document: inv_log_maxpop is 1 / log1p(max popularity), 0 for
+ * none) up to +0.15, rating up to +0.05, a preferred category
  * +0.15 and a preferred brand +0.15.  Bounded, so text relevance decides.
  */
 float4
-SsBoost(const SsQuery *q, const SsDoc *doc, float4 max_popularity)
+SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 {
 	float4		b = 1.0f;
 
-	if (max_popularity > 0 && doc->popularity > 0)
-		b += 0.15f * Min(1.0f, (float4) (log1p(doc->popularity) / log1p(max_popularity)));
+	if (inv_log_maxpop > 0)
+		b += 0.15f * Min(1.0f, doc->logpop * inv_log_maxpop);
 	if (doc->flags & SS_DOC_HAS_RATING)
 		b += 0.05f * Min(1.0f, Max(0.0f, doc->rating / 5.0f));
 	if (q->nboost_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&

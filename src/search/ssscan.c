@@ -25,10 +25,15 @@
  *   4. Order: fewer typos first, then higher score.  The distance handed
  *      to the executor is typos * 10000 - score (score is capped at 4999).
  *
- * PostgreSQL does not tell an index the LIMIT, so an ordered scan selects
- * the best SS_FIRST_BATCH rows (quickselect), sorts and returns them, and
- * only when they are used up selects the next batch, four times larger;
- * a LIMIT 20 never sorts the whole match set and nothing is lost.
+ * PostgreSQL does not tell an index the LIMIT, so an ordered scan keeps
+ * only the best SS_FIRST_BATCH rows (a bounded heap; a document whose
+ * score could not enter it even with the largest boost is not even
+ * boosted) and returns them sorted.  When they are used up it evaluates
+ * again for a batch four times larger, keeping only rows ordered after the
+ * last one handed out, with the collection statistics (and which words
+ * needed typo expansion) frozen at the first evaluation: every row keeps
+ * its distance, so nothing is repeated or lost even while rows are added.
+ * Bitmap scans keep every match.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,11 +61,31 @@
 
 static const double ss_b[SS_NFIELDS] = {0.75, 0.5, 0.75};
 
+/* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
+static MemoryContext frozen_cxt = NULL;
+
 typedef struct SsResult
 {
 	ItemPointerData tid;
 	float4		dist;
 } SsResult;
+
+/*
+ * Collection statistics an ordered scan fixes at its first evaluation, so
+ * that re-evaluating for a larger batch gives every row the same distance
+ * even if rows were added meanwhile, and resuming after the last row
+ * handed out neither repeats nor skips one.
+ */
+typedef struct SsFrozen
+{
+	bool		set;
+	uint64		ndocs;
+	double		sumlen[SS_NFIELDS];
+	float4		max_popularity;
+	int			nwords;
+	double	   *widf;
+	bool	   *found;			/* words the vocabulary knew: no typo expansion */
+} SsFrozen;
 
 typedef struct Exp
 {
@@ -101,11 +126,16 @@ typedef struct Eval
 	SsMetaPageData meta;
 	double		w[SS_NFIELDS];
 	double		avglen[SS_NFIELDS];
+	float4		inv_log_maxpop;
 	HTAB	   *exps;
 	SegState   *segs;
 	int			npend;
 	PendDoc    *pend;
 	bool		want_all;		/* also return non-matching docs, +inf */
+	int			topk;			/* keep only the best topk (0: all) */
+	bool		have_after;		/* keep only results ordered after "after" */
+	SsResult	after;
+	SsFrozen   *frozen;			/* statistics shared by re-evaluations */
 	bool	   *found;			/* per query word: in the vocabulary */
 	double	   *widf;			/* per query word: idf of all its expansions */
 	/* output */
@@ -506,23 +536,97 @@ bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
 	return (float4) (factor * idf * t * (SS_BM25_K1 + 1) / (t + SS_BM25_K1));
 }
 
+static inline int res_cmp(const SsResult *a, const SsResult *b);
+static int	res_qsort_cmp(const void *a, const void *b);
+
+/* sift the heap entry at i down (max-heap by res_cmp: worst at the root) */
+static void
+heap_sift_down(SsResult *h, int n, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					m = i;
+		SsResult	t;
+
+		if (l < n && res_cmp(&h[l], &h[m]) > 0)
+			m = l;
+		if (r < n && res_cmp(&h[r], &h[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/*
+ * Would a result of distance dist (or more) be kept?  False when the
+ * top-k heap is full and its worst entry is already better.
+ */
+static inline bool
+result_possible(const Eval *ev, float4 dist)
+{
+	return ev->topk == 0 || ev->nres < ev->topk || dist <= ev->res[0].dist;
+}
+
+/*
+ * add_result: keep a result.  Unbounded (topk 0) it is appended; bounded,
+ * ev->res is a max-heap of the best topk.  Results ordered at or before
+ * ev->after (already handed out by an earlier evaluation) are dropped.
+ */
 static void
 add_result(Eval *ev, ItemPointer tid, float4 dist)
 {
+	SsResult	r;
+
+	r.tid = *tid;
+	r.dist = dist;
+	if (ev->have_after && res_cmp(&r, &ev->after) <= 0)
+		return;
+	if (ev->topk > 0)
+	{
+		if (ev->nres < ev->topk)
+		{
+			int			i = ev->nres++;
+
+			/* sift up */
+			ev->res[i] = r;
+			while (i > 0)
+			{
+				int			parent = (i - 1) / 2;
+				SsResult	t;
+
+				if (res_cmp(&ev->res[i], &ev->res[parent]) <= 0)
+					break;
+				t = ev->res[i];
+				ev->res[i] = ev->res[parent];
+				ev->res[parent] = t;
+				i = parent;
+			}
+		}
+		else if (res_cmp(&r, &ev->res[0]) < 0)
+		{
+			ev->res[0] = r;
+			heap_sift_down(ev->res, ev->nres, 0);
+		}
+		return;
+	}
 	if (ev->nres >= ev->maxres)
 	{
 		ev->maxres *= 2;
 		ev->res = repalloc_huge(ev->res, sizeof(SsResult) * ev->maxres);
 	}
-	ev->res[ev->nres].tid = *tid;
-	ev->res[ev->nres].dist = dist;
-	ev->nres++;
+	ev->res[ev->nres++] = r;
 }
 
 static float4
 final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing)
 {
-	double		s = score * SsBoost(ev->q, doc, ev->meta.max_popularity);
+	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop);
 
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(s, SS_MAX_SCORE));
@@ -619,6 +723,7 @@ eval_segment(Eval *ev, SegState *s)
 	bool		multi = false;
 	uint32	   *cand = NULL;
 	uint32		ncand = 0;
+	float4		maxboost = SsMaxBoost(q);
 
 	dc.index = ev->index;
 	dc.hdr = &s->hdr;
@@ -706,6 +811,11 @@ eval_segment(Eval *ev, SegState *s)
 			total.cnt[d] = 0;
 			continue;
 		}
+		/* even the largest boost would not make the top k: skip */
+		if (!result_possible(ev, (float4) ((q->nslots - total.cnt[d]) * SS_MISSING_TIER +
+										   Min(total.typ1[d] - 1, 9) * SS_TYPO_TIER -
+										   Min(total.score[d] * maxboost, SS_MAX_SCORE))))
+			continue;
 		add_result(ev, (ItemPointer) &doc->tid,
 				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
 							  q->nslots - total.cnt[d]));
@@ -718,6 +828,8 @@ eval_segment(Eval *ev, SegState *s)
 
 			if (total.typ1[d] != 0 &&
 				(total.cnt[d] == q->nslots || (q->match_any && total.cnt[d] > 0)))
+				continue;
+			if (!result_possible(ev, get_float4_infinity()))
 				continue;
 			doc = doc_get(&dc, d);
 			if (!(doc->flags & SS_DOC_DEAD))
@@ -841,7 +953,8 @@ eval_pending(Eval *ev)
  * allocated in the current memory context.
  */
 static Eval *
-SsEvaluate(Relation index, Jsonb *query, bool want_all)
+SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
+		   const SsResult *after, SsFrozen *frozen)
 {
 	Eval	   *ev = palloc0(sizeof(Eval));
 	HASHCTL		ctl;
@@ -849,12 +962,26 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 
 	ev->index = index;
 	ev->want_all = want_all;
+	ev->topk = topk;
+	ev->frozen = frozen;
+	if (after)
+	{
+		ev->have_after = true;
+		ev->after = *after;
+	}
 	SsReadMeta(index, &ev->meta);
+	if (frozen && frozen->set)
+	{
+		ev->meta.ndocs = frozen->ndocs;
+		memcpy(ev->meta.sumlen, frozen->sumlen, sizeof(frozen->sumlen));
+		ev->meta.max_popularity = frozen->max_popularity;
+	}
 	ev->q = SsParseQuery(query, ev->meta.language);
+	ev->inv_log_maxpop = ev->meta.max_popularity > 0 ? 1.0f / log1pf(ev->meta.max_popularity) : 0;
 	SsGetWeights(index, ev->w);
 	for (int f = 0; f < SS_NFIELDS; f++)
 		ev->avglen[f] = ev->meta.ndocs > 0 ? Max(ev->meta.sumlen[f] / ev->meta.ndocs, 0.5) : 1.0;
-	ev->maxres = 256;
+	ev->maxres = topk > 0 ? topk : 256;
 	ev->res = palloc(sizeof(SsResult) * ev->maxres);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -893,6 +1020,8 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 			SsPendItemTerms(ev->pend[p].item, pend_found_cb, ev);
 		ev->q->typos = typos;
 	}
+	if (frozen && frozen->set && frozen->nwords == ev->q->nwords)
+		memcpy(found, frozen->found, sizeof(bool) * ev->q->nwords);
 	for (int i = 0; i < ev->q->nwords; i++)
 	{
 		SsQWord    *w = &ev->q->words[i];
@@ -931,10 +1060,27 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all)
 
 			ev->widf[i] = log(1.0 + (n - df + 0.5) / (df + 0.5));
 		}
+		if (frozen && frozen->set && frozen->nwords == ev->q->nwords)
+			memcpy(ev->widf, frozen->widf, sizeof(double) * ev->q->nwords);
+		else if (frozen)
+		{
+			frozen->set = true;
+			frozen->ndocs = ev->meta.ndocs;
+			memcpy(frozen->sumlen, ev->meta.sumlen, sizeof(frozen->sumlen));
+			frozen->max_popularity = ev->meta.max_popularity;
+			frozen->nwords = ev->q->nwords;
+			frozen->widf = MemoryContextAlloc(frozen_cxt, sizeof(double) * Max(ev->q->nwords, 1));
+			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
+			frozen->found = MemoryContextAlloc(frozen_cxt, sizeof(bool) * Max(ev->q->nwords, 1));
+			memcpy(frozen->found, found, sizeof(bool) * ev->q->nwords);
+		}
 	}
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
 		eval_segment(ev, &ev->segs[i]);
 	eval_pending(ev);
+	/* best first */
+	if (ev->nres > 1)
+		qsort(ev->res, ev->nres, sizeof(SsResult), res_qsort_cmp);
 	return ev;
 }
 
@@ -965,63 +1111,21 @@ res_swap(SsResult *a, SsResult *b)
 	*b = t;
 }
 
-/* Rearrange r[0..n) so its k smallest come first (in any order). */
-static void
-res_select(SsResult *r, int n, int k)
-{
-	int			lo = 0,
-				hi = n - 1;
-
-	if (k >= n)
-		return;
-	while (hi > lo)
-	{
-		int			mid = lo + (hi - lo) / 2;
-		SsResult	pivot;
-		int			i = lo,
-					j = hi;
-
-		/* median of three as pivot */
-		if (res_cmp(&r[mid], &r[lo]) < 0)
-			res_swap(&r[mid], &r[lo]);
-		if (res_cmp(&r[hi], &r[lo]) < 0)
-			res_swap(&r[hi], &r[lo]);
-		if (res_cmp(&r[hi], &r[mid]) < 0)
-			res_swap(&r[hi], &r[mid]);
-		pivot = r[mid];
-		while (i <= j)
-		{
-			while (res_cmp(&r[i], &pivot) < 0)
-				i++;
-			while (res_cmp(&r[j], &pivot) > 0)
-				j--;
-			if (i <= j)
-			{
-				res_swap(&r[i], &r[j]);
-				i++;
-				j--;
-			}
-		}
-		if (k - 1 <= j)
-			hi = j;
-		else if (k - 1 >= i)
-			lo = i;
-		else
-			break;
-	}
-}
-
 /* ---- the scan API ---- */
 
 typedef struct SsScanOpaqueData
 {
-	MemoryContext cxt;
+	MemoryContext cxt;			/* lives until rescan: frozen statistics */
+	MemoryContext evalcxt;		/* one evaluation */
 	bool		computed;
-	SsResult   *res;
+	bool		exhausted;		/* the last evaluation returned everything */
+	int			want;			/* batch size of the next evaluation */
+	SsResult   *res;			/* this batch, best first */
 	int			nres;
 	int			pos;
-	int			batch_end;
-	int			next_batch;
+	bool		have_last;		/* a row was handed out: resume after it */
+	SsResult	last;
+	SsFrozen	frozen;
 } SsScanOpaqueData;
 typedef SsScanOpaqueData *SsScanOpaque;
 
@@ -1033,6 +1137,8 @@ ssbeginscan(Relation r, int nkeys, int norderbys)
 
 	so->cxt = AllocSetContextCreate(CurrentMemoryContext, "shop_search scan",
 									ALLOCSET_DEFAULT_SIZES);
+	so->evalcxt = AllocSetContextCreate(so->cxt, "shop_search evaluation",
+										ALLOCSET_DEFAULT_SIZES);
 	scan->opaque = so;
 	if (norderbys > 0)
 	{
@@ -1052,11 +1158,17 @@ ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
 		memmove(scan->keyData, scankey, scan->numberOfKeys * sizeof(ScanKeyData));
 	if (orderbys && scan->numberOfOrderBys > 0)
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	MemoryContextReset(so->evalcxt);
 	MemoryContextReset(so->cxt);
+	so->evalcxt = AllocSetContextCreate(so->cxt, "shop_search evaluation",
+										ALLOCSET_DEFAULT_SIZES);
 	so->computed = false;
+	so->exhausted = false;
+	so->want = SS_FIRST_BATCH;
 	so->res = NULL;
-	so->nres = so->pos = so->batch_end = 0;
-	so->next_batch = SS_FIRST_BATCH;
+	so->nres = so->pos = 0;
+	so->have_last = false;
+	memset(&so->frozen, 0, sizeof(so->frozen));
 }
 
 static bool
@@ -1072,20 +1184,30 @@ tid_cmp(const void *a, const void *b)
 }
 
 /*
- * Run the scan's queries: the ORDER BY query ranks (or the first match
- * key); every other distinct match key narrows the result.  A NULL query
- * matches nothing.
+ * Evaluate the scan's queries into so->res, best first: the ORDER BY query
+ * ranks (or the first match key); every other distinct match key narrows
+ * the result.  topk > 0 keeps only that many (ordered scans, in growing
+ * batches, resuming after the last row handed out); 0 keeps all.  A NULL
+ * query matches nothing.
  */
 static void
-ss_compute(IndexScanDesc scan)
+ss_compute(IndexScanDesc scan, int topk)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
-	MemoryContext old = MemoryContextSwitchTo(so->cxt);
+	MemoryContext old;
 	Jsonb	   *primary = NULL;
 	bool		want_all = false;
+	bool		narrowed = false;
 	Eval	   *ev;
 
+	MemoryContextReset(so->evalcxt);
+	old = MemoryContextSwitchTo(so->evalcxt);
+	frozen_cxt = so->cxt;
 	so->computed = true;
+	so->res = NULL;
+	so->nres = 0;
+	so->pos = 0;
+	so->exhausted = true;
 	for (int i = 0; i < scan->numberOfKeys; i++)
 		if (scan->keyData[i].sk_flags & SK_ISNULL)
 			goto done;
@@ -1099,11 +1221,18 @@ ss_compute(IndexScanDesc scan)
 	else
 		goto done;
 	want_all = scan->numberOfKeys == 0;
-	ev = SsEvaluate(scan->indexRelation, primary, want_all);
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (!jsonb_equal(DatumGetJsonbP(scan->keyData[i].sk_argument), primary))
+			narrowed = true;
+	if (narrowed)
+		topk = 0;				/* narrowing could empty a bounded batch */
+	ev = SsEvaluate(scan->indexRelation, primary, want_all, topk,
+					so->have_last ? &so->last : NULL, &so->frozen);
 	so->res = ev->res;
 	so->nres = ev->nres;
+	so->exhausted = topk == 0 || ev->nres < topk;
 
-	for (int i = 0; i < scan->numberOfKeys; i++)
+	for (int i = 0; i < scan->numberOfKeys && narrowed; i++)
 	{
 		Jsonb	   *kq = DatumGetJsonbP(scan->keyData[i].sk_argument);
 		Eval	   *kev;
@@ -1112,7 +1241,7 @@ ss_compute(IndexScanDesc scan)
 
 		if (jsonb_equal(kq, primary))
 			continue;
-		kev = SsEvaluate(scan->indexRelation, kq, false);
+		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL);
 		tids = palloc(sizeof(ItemPointerData) * Max(kev->nres, 1));
 		for (int k = 0; k < kev->nres; k++)
 			tids[k] = kev->res[k].tid;
@@ -1123,6 +1252,7 @@ ss_compute(IndexScanDesc scan)
 		so->nres = j;
 	}
 done:
+	frozen_cxt = NULL;
 	MemoryContextSwitchTo(old);
 }
 
@@ -1130,20 +1260,17 @@ bool
 ssgettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	int			topk = scan->numberOfOrderBys > 0 ? so->want : 0;
 
 	if (!so->computed)
-		ss_compute(scan);
-	if (so->pos >= so->nres)
-		return false;
-	if (so->pos >= so->batch_end)
+		ss_compute(scan, topk);
+	while (so->pos >= so->nres)
 	{
-		int			left = so->nres - so->pos;
-		int			b = Min(left, so->next_batch);
-
-		res_select(so->res + so->pos, left, b);
-		qsort(so->res + so->pos, b, sizeof(SsResult), res_qsort_cmp);
-		so->batch_end = so->pos + b;
-		so->next_batch = (so->next_batch > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->next_batch * 4;
+		/* batch used up: evaluate again for a larger one, after the last row */
+		if (so->exhausted)
+			return false;
+		so->want = (so->want > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->want * 4;
+		ss_compute(scan, so->want);
 	}
 	scan->xs_heaptid = so->res[so->pos].tid;
 	scan->xs_recheck = false;
@@ -1153,6 +1280,8 @@ ssgettuple(IndexScanDesc scan, ScanDirection dir)
 		scan->xs_orderbyvals[0] = Float4GetDatum(so->res[so->pos].dist);
 		scan->xs_orderbynulls[0] = false;
 	}
+	so->last = so->res[so->pos];
+	so->have_last = true;
 	so->pos++;
 	return true;
 }
@@ -1164,7 +1293,7 @@ ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm)
 	int64		n = 0;
 
 	if (!so->computed)
-		ss_compute(scan);
+		ss_compute(scan, 0);
 	for (int i = 0; i < so->nres; i++)
 	{
 		if (isinf(so->res[i].dist))

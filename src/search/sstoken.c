@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "libstemmer.h"
 #include "access/htup_details.h"
 #include "common/hashfn.h"
@@ -417,6 +419,7 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 	}
 	if (!nulls[7])
 		out->doc.popularity = Max(DatumGetFloat4(values[7]), 0);
+	out->doc.logpop = log1pf(out->doc.popularity);
 
 	/* sort occurrences, merge equal terms into per-field counts */
 	if (dc.nocc > 1)

@@ -111,6 +111,7 @@ docs_equal(const SsDoc *a, const SsDoc *b)
 		a->brand_hash == b->brand_hash &&
 		a->rating == b->rating &&
 		a->popularity == b->popularity &&
+		a->logpop == b->logpop &&
 		memcmp(a->len, b->len, sizeof(a->len)) == 0;
 }
 
