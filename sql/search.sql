@@ -218,11 +218,31 @@ DELETE FROM shop.product WHERE sku IN ('G9', 'G10', 'T1');
 SELECT * FROM shop.search_verify('shop.product_search_idx');
 SELECT * FROM pg_temp.s('gadget 7 v2');
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
+-- ordered scans hand out rows in batches (64, then 256, ...): no row twice,
+-- none lost, in rank order
+CREATE FUNCTION pg_temp.batches(q jsonb) RETURNS TABLE (n bigint, distinct_rows bigint, ordered boolean)
+LANGUAGE sql AS $f$
+    SELECT count(*), count(DISTINCT ctid), bool_and(ok)
+      FROM (SELECT ctid, ROW(missing, typos, -score) >= lag(ROW(missing, typos, -score)) OVER (ORDER BY ord)
+                         IS NOT FALSE AS ok
+              FROM shop.search_scan('shop.product_search_idx', q, 1000)
+                   WITH ORDINALITY AS s(ctid, score, typos, missing, ord)) x
+$f$;
+SELECT * FROM pg_temp.batches('{"q": "gadget"}');
+SELECT * FROM pg_temp.batches('{"q": "gadget samsung", "match": "any"}');
+SET enable_seqscan = off; SET enable_bitmapscan = off;
+SELECT count(*), count(DISTINCT product_id) FROM (
+    SELECT product_id FROM shop.product p
+     ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                              p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "gadget"}'
+     LIMIT 290) x;
+RESET enable_seqscan; RESET enable_bitmapscan;
 SELECT * FROM pg_temp.s('samsung');
 VACUUM shop.product;
 SELECT * FROM shop.search_verify('shop.product_search_idx');
 SELECT shop.search_index_info('shop.product_search_idx') -> 'pending' AS pending;
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
+SELECT * FROM pg_temp.batches('{"q": "gadget"}');
 SELECT * FROM pg_temp.s('macbook');
 -- many VACUUMs merge segments; the index stays exact
 SELECT format('UPDATE shop.product SET popularity = popularity + 1 WHERE sku = %L', 'G' || i),
