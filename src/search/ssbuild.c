@@ -599,6 +599,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	Page		metapage,
 				tailpage = NULL,
 				newpage;
+	uint32		npending;
 
 	if (isnull[0])
 	{
@@ -655,6 +656,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		meta->sumlen[f] += d.doc.len[f];
 	if (d.doc.popularity > meta->max_popularity)
 		meta->max_popularity = d.doc.popularity;
+	npending = meta->npending;
 	GenericXLogFinish(xs);
 
 	if (BufferIsValid(newbuf))
@@ -666,5 +668,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(tmp);
+	if (npending >= SS_PENDING_FLUSH)
+		SsFlushPending(index, true);
 	return false;
 }

@@ -63,6 +63,7 @@
 #define SS_VERSION			1
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
+#define SS_PENDING_FLUSH	2000	/* an insert folds a pending list this long */
 
 #define SS_STEM_MARK		'\001'
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
@@ -361,7 +362,7 @@ extern void ssendscan(IndexScanDesc scan);
 extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 										   IndexBulkDeleteCallback callback, void *callback_state);
 extern IndexBulkDeleteResult *ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
-extern void SsFlushPending(Relation index);
+extern void SsFlushPending(Relation index, bool from_insert);
 
 /* sscost.c */
 extern void sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count,

@@ -16,7 +16,12 @@
  * generic WAL, emptying the pending list.  When the index would have
  * SS_MERGE_AT segments, all segments and the pending documents are merged
  * into one instead, dropping dead documents and their postings; the
- * collection statistics are recomputed exactly at that point.  Inserts
+ * collection statistics are recomputed exactly at that point.
+ *
+ * An insert that finds SS_PENDING_FLUSH documents pending folds them too
+ * (never merging, and only if nobody holds the pending-list lock), so a
+ * stream of writes without VACUUM cannot make every scan read a long
+ * pending list.  Inserts
  * wait while this runs; scans do not (they read the old pages, which are
  * never overwritten).
  *
@@ -193,7 +198,7 @@ pend_term_cb(void *arg, const char *term, int len, uint16 tf)
  * nothing to do.
  */
 void
-SsFlushPending(Relation index)
+SsFlushPending(Relation index, bool from_insert)
 {
 	SsMetaPageData meta;
 	SsSegBuilder *sb;
@@ -209,10 +214,23 @@ SsFlushPending(Relation index)
 	GenericXLogState *xs;
 	SsMetaPage	m;
 
-	LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
+	if (from_insert)
+	{
+		/* someone else folding (or inserting) already: leave it to them */
+		if (!ConditionalLockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock))
+			return;
+	}
+	else
+		LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
 	SsReadMeta(index, &meta);
-	merge = meta.nsegments + 1 >= SS_MERGE_AT;
+	/* inserts never merge (too slow for a statement); VACUUM does */
+	merge = !from_insert && meta.nsegments + 1 >= SS_MERGE_AT;
 	if (meta.pending_head == InvalidBlockNumber && !merge)
+	{
+		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
+		return;
+	}
+	if (from_insert && (meta.npending < SS_PENDING_FLUSH || meta.nsegments + 2 >= SS_MAX_SEGMENTS))
 	{
 		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
 		return;
@@ -325,7 +343,7 @@ ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	if (info->analyze_only)
 		return stats;
-	SsFlushPending(index);
+	SsFlushPending(index, false);
 	if (stats == NULL)
 	{
 		SsMetaPageData meta;
