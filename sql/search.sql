@@ -244,11 +244,16 @@ SELECT shop.search_index_info('shop.product_search_idx') -> 'pending' AS pending
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
 SELECT * FROM pg_temp.batches('{"q": "gadget"}');
 SELECT * FROM pg_temp.s('macbook');
--- many VACUUMs merge segments; the index stays exact
-SELECT format('UPDATE shop.product SET popularity = popularity + 1 WHERE sku = %L', 'G' || i),
+-- many VACUUMs merge segments; the index stays exact, and released
+-- blocks (folded pending pages, merged segments) are reused
+SELECT (shop.search_index_info('shop.product_search_idx') ->> 'blocks')::int AS blocks_before \gset
+SELECT format('UPDATE shop.product SET popularity = popularity + 1 WHERE sku LIKE %L', 'G' || i || '%'),
        'VACUUM shop.product'
-  FROM generate_series(1, 9) i \gexec
+  FROM generate_series(1, 24) i \gexec
 SELECT jsonb_array_length(shop.search_index_info('shop.product_search_idx') -> 'segments') < 8 AS merged;
+-- (without reuse, 24 folds and 3 merges of this index would pass 150 blocks)
+SELECT (shop.search_index_info('shop.product_search_idx') ->> 'blocks')::int < 4 * :blocks_before
+       AS space_reused;
 SELECT * FROM shop.search_verify('shop.product_search_idx');
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
 SELECT * FROM pg_temp.s('gadget 3');

@@ -214,7 +214,8 @@ layout_items(TermAcc **terms, uint32 n, bool dir_only_first, uint32 **firsts)
  * (CREATE INDEX).
  */
 BlockNumber
-SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each)
+SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
+				  SsAllocRun alloc, void *alloc_arg)
 {
 	uint32		nterms = hash_get_num_entries(sb->terms);
 	TermAcc   **terms = palloc(sizeof(TermAcc *) * Max(nterms, 1));
@@ -232,6 +233,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each)
 	SsSegHeader hdr;
 	SegWriter	w;
 	bool		needLock = !RELATION_IS_LOCAL(index);
+	bool		reuse;
 
 	hash_seq_init(&st, sb->terms);
 	while ((acc = hash_seq_search(&st)) != NULL)
@@ -286,14 +288,23 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each)
 	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
 
 	/*
-	 * Hold the extension lock for the whole write so the segment's blocks
-	 * are contiguous even while backends append pending pages.
+	 * Where: a free run of released blocks if the caller has one, else the
+	 * end of the relation, holding the extension lock for the whole write
+	 * so the segment's blocks are contiguous even while backends append
+	 * pending pages.
 	 */
-	if (needLock)
-		LockRelationForExtension(index, ExclusiveLock);
 	w.index = index;
 	w.log_each = log_each;
-	w.next = RelationGetNumberOfBlocks(index);
+	w.next = InvalidBlockNumber;
+	if (alloc)
+		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages);
+	reuse = w.next != InvalidBlockNumber;
+	if (!reuse)
+	{
+		if (needLock)
+			LockRelationForExtension(index, ExclusiveLock);
+		w.next = RelationGetNumberOfBlocks(index);
+	}
 
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.ndocs = sb->ndocs;
@@ -309,8 +320,13 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each)
 
 	/* the extension lock is already held: SsNewBuffer must not retake it */
 #define NEWBUF() do { \
-		w.buf = ReadBuffer(index, P_NEW); \
-		LockBuffer(w.buf, BUFFER_LOCK_EXCLUSIVE); \
+		if (reuse) \
+			w.buf = ReadBufferExtended(index, MAIN_FORKNUM, w.next, RBM_ZERO_AND_LOCK, NULL); \
+		else \
+		{ \
+			w.buf = ReadBuffer(index, P_NEW); \
+			LockBuffer(w.buf, BUFFER_LOCK_EXCLUSIVE); \
+		} \
 		if (BufferGetBlockNumber(w.buf) != w.next) \
 			elog(ERROR, "shop_search: segment blocks not contiguous"); \
 		w.page = BufferGetPage(w.buf); \
@@ -422,7 +438,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each)
 			elog(ERROR, "shop_search: posting layout mismatch");
 	}
 #undef NEWBUF
-	if (needLock)
+	if (needLock && !reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
 	pfree(terms);
 	pfree(postblk);
@@ -473,7 +489,7 @@ flush_builder(BuildState *bs)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("shop_search index would need more than %d segments", SS_MAX_SEGMENTS),
 				 errhint("Raise maintenance_work_mem.")));
-	hdr = SsSegBuilderWrite(bs->sb, bs->index, false);
+	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL);
 	bs->meta.segments[bs->meta.nsegments].header = hdr;
 	bs->meta.segments[bs->meta.nsegments].ndocs = SsSegBuilderNDocs(bs->sb);
 	bs->meta.nsegments++;
@@ -600,6 +616,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 				tailpage = NULL,
 				newpage;
 	uint32		npending;
+	int			freeslot = -1;
 
 	if (isnull[0])
 	{
@@ -622,14 +639,17 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	{
 		tailbuf = ReadBuffer(index, meta->pending_tail);
 		LockBuffer(tailbuf, BUFFER_LOCK_EXCLUSIVE);
-		if (PageGetFreeSpace(BufferGetPage(tailbuf)) < MAXALIGN(sz))
-		{
-			/* link a new page behind the full tail */
-			newbuf = SsNewBuffer(index);
-		}
 	}
-	else
-		newbuf = SsNewBuffer(index);
+	if (!BufferIsValid(tailbuf) || PageGetFreeSpace(BufferGetPage(tailbuf)) < MAXALIGN(sz))
+	{
+		/* a new page behind the tail: a released block if one is safe */
+		freeslot = SsFreeFind(meta, 1);
+		if (freeslot >= 0)
+			newbuf = ReadBufferExtended(index, MAIN_FORKNUM, meta->free[freeslot].start,
+										RBM_ZERO_AND_LOCK, NULL);
+		else
+			newbuf = SsNewBuffer(index);
+	}
 
 	xs = GenericXLogStart(index);
 	metapage = GenericXLogRegisterBuffer(xs, metabuf, 0);
@@ -640,6 +660,8 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	{
 		newpage = GenericXLogRegisterBuffer(xs, newbuf, GENERIC_XLOG_FULL_IMAGE);
 		SsInitPage(newpage, SS_PAGE_PENDING);
+		if (freeslot >= 0)
+			(void) SsFreeTake(meta, freeslot, 1);
 		if (tailpage)
 			SsPageGetOpaque(tailpage)->next = BufferGetBlockNumber(newbuf);
 		else

@@ -41,7 +41,9 @@
  * log_newpage_range (build) or log_newpage_buffer (VACUUM); the metapage
  * and pending pages change through generic WAL.  A crash between writing a
  * segment and switching the metapage leaves only unreferenced blocks.
- * Blocks released by VACUUM are not recycled yet (docs/search.md, Status).
+ * Blocks released by folds and merges are listed in the metapage as free
+ * runs (SsFreeRange) and reused, once no older snapshot exists, for new
+ * pending pages and new segments.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,6 +55,7 @@
 #include "access/amapi.h"
 #include "access/genam.h"
 #include "access/itup.h"
+#include "access/transam.h"
 #include "nodes/pathnodes.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
@@ -131,6 +134,21 @@ typedef struct SsSegmentRef
 	uint32		ndocs;
 } SsSegmentRef;
 
+/*
+ * A run of blocks no longer used (a folded pending page, a merged
+ * segment), reusable once no snapshot older than "freed" exists: scans
+ * that read the metapage before the blocks were released run with such a
+ * snapshot, so nobody can still be reading them then.
+ */
+typedef struct SsFreeRange
+{
+	BlockNumber start;
+	uint32		nblocks;
+	FullTransactionId freed;
+} SsFreeRange;
+
+#define SS_MAX_FREE_RANGES	250
+
 typedef struct SsMetaPageData
 {
 	uint32		magic;
@@ -144,6 +162,8 @@ typedef struct SsMetaPageData
 	double		sumlen[SS_NFIELDS];	/* summed field lengths of those */
 	float4		max_popularity;
 	SsSegmentRef segments[SS_MAX_SEGMENTS];
+	uint32		nfree;
+	SsFreeRange free[SS_MAX_FREE_RANGES];
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -318,6 +338,10 @@ extern float4 SsMaxBoost(const SsQuery *q);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);
+extern void SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed);
+extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
+extern BlockNumber SsFreeTake(SsMetaPage meta, int i, uint32 nblocks);
+extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
 extern Buffer SsNewBuffer(Relation index);
 extern void SsReadMeta(Relation index, SsMetaPageData *meta);
 extern void SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr);
@@ -347,7 +371,9 @@ extern uint32 SsSegBuilderAddDoc(SsSegBuilder *sb, const SsDoc *doc);
 extern void SsSegBuilderAddPosting(SsSegBuilder *sb, const char *term, int len, uint32 docid, uint16 tf);
 extern uint32 SsSegBuilderNDocs(SsSegBuilder *sb);
 extern Size SsSegBuilderMemory(SsSegBuilder *sb);
-extern BlockNumber SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each);
+typedef BlockNumber (*SsAllocRun) (void *arg, uint32 nblocks);
+extern BlockNumber SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
+									 SsAllocRun alloc, void *alloc_arg);
 extern void SsSegBuilderFree(SsSegBuilder *sb);
 
 /* ssscan.c */

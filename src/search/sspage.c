@@ -16,6 +16,7 @@
 
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "utils/snapmgr.h"
 
 #include "ssearch.h"
 
@@ -31,6 +32,85 @@ SsInitPage(Page page, uint16 flags)
 	op->flags = flags;
 	op->count = 0;
 	op->page_id = SS_PAGE_ID;
+}
+
+/*
+ * SsFreeAdd: record a run of released blocks in the metapage (the caller
+ * holds it exclusively, inside generic WAL).  Adjacent runs coalesce
+ * (keeping the later release point); with no room left the run is
+ * forgotten, which only leaks space.
+ */
+void
+SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed)
+{
+	if (nblocks == 0)
+		return;
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		SsFreeRange *r = &meta->free[i];
+
+		if (r->start + r->nblocks == start || start + nblocks == r->start)
+		{
+			r->start = Min(r->start, start);
+			r->nblocks += nblocks;
+			if (FullTransactionIdFollows(freed, r->freed))
+				r->freed = freed;
+			return;
+		}
+	}
+	if (meta->nfree < SS_MAX_FREE_RANGES)
+	{
+		meta->free[meta->nfree].start = start;
+		meta->free[meta->nfree].nblocks = nblocks;
+		meta->free[meta->nfree].freed = freed;
+		meta->nfree++;
+	}
+}
+
+/* SsFreeFind: a reusable free run of at least nblocks, or -1. */
+int
+SsFreeFind(const SsMetaPage meta, uint32 nblocks)
+{
+	int			best = -1;
+
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		const SsFreeRange *r = &meta->free[i];
+
+		if (r->nblocks < nblocks)
+			continue;
+		if (best >= 0 && meta->free[best].nblocks <= r->nblocks)
+			continue;			/* best fit */
+		if (!GlobalVisCheckRemovableFullXid(NULL, r->freed))
+			continue;
+		best = i;
+	}
+	return best;
+}
+
+/* SsFreeTake: take nblocks from the start of free run i. */
+BlockNumber
+SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
+{
+	SsFreeRange *r = &meta->free[i];
+	BlockNumber start = r->start;
+
+	Assert(r->nblocks >= nblocks);
+	r->start += nblocks;
+	r->nblocks -= nblocks;
+	if (r->nblocks == 0)
+	{
+		meta->free[i] = meta->free[meta->nfree - 1];
+		meta->nfree--;
+	}
+	return start;
+}
+
+/* SsSegmentBlocks: how many blocks a segment spans, header included. */
+uint32
+SsSegmentBlocks(const SsSegHeader *hdr)
+{
+	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages;
 }
 
 /*

@@ -23,13 +23,16 @@
  * stream of writes without VACUUM cannot make every scan read a long
  * pending list.  Inserts
  * wait while this runs; scans do not (they read the old pages, which are
- * never overwritten).
+ * not reused before every snapshot older than the fold is gone: the
+ * released pending pages and merged segments go to the metapage's list of
+ * free runs with that horizon).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/generic_xlog.h"
+#include "access/transam.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -192,6 +195,24 @@ pend_term_cb(void *arg, const char *term, int len, uint16 tf)
 	d->nterms++;
 }
 
+/* allocation of the new segment's run from the metapage copy */
+typedef struct FlushAlloc
+{
+	SsMetaPageData *meta;
+	int			slot;
+	uint32		nblocks;
+} FlushAlloc;
+
+static BlockNumber
+flush_alloc(void *arg, uint32 nblocks)
+{
+	FlushAlloc *fa = (FlushAlloc *) arg;
+
+	fa->slot = SsFreeFind(fa->meta, nblocks);
+	fa->nblocks = nblocks;
+	return fa->slot >= 0 ? fa->meta->free[fa->slot].start : InvalidBlockNumber;
+}
+
 /*
  * SsFlushPending: fold the pending list into a new segment (or merge
  * everything into one segment, see above).  Returns quietly when there is
@@ -213,6 +234,11 @@ SsFlushPending(Relation index, bool from_insert)
 	Buffer		metabuf;
 	GenericXLogState *xs;
 	SsMetaPage	m;
+	FlushAlloc	fa;
+	BlockNumber *pendblks;
+	int			npend,
+				maxpend;
+	FullTransactionId freed;
 
 	if (from_insert)
 	{
@@ -303,16 +329,53 @@ SsFlushPending(Relation index, bool from_insert)
 	}
 
 	nnew = SsSegBuilderNDocs(sb);
+	fa.meta = &meta;
+	fa.slot = -1;
 	if (nnew > 0)
-		hdrblk = SsSegBuilderWrite(sb, index, true);
+		hdrblk = SsSegBuilderWrite(sb, index, true, flush_alloc, &fa);
+
+	/* the pending pages folded in, to release */
+	npend = 0;
+	pendblks = palloc(sizeof(BlockNumber) * 64);
+	maxpend = 64;
+	for (blk = meta.pending_head; blk != InvalidBlockNumber;)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		if (npend >= maxpend)
+		{
+			maxpend *= 2;
+			pendblks = repalloc(pendblks, sizeof(BlockNumber) * maxpend);
+		}
+		pendblks[npend++] = blk;
+		blk = SsPageGetOpaque(BufferGetPage(buf))->next;
+		UnlockReleaseBuffer(buf);
+	}
 
 	/* publish */
 	metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	xs = GenericXLogStart(index);
 	m = SsPageGetMeta(GenericXLogRegisterBuffer(xs, metabuf, 0));
+	freed = ReadNextFullTransactionId();
+	if (fa.slot >= 0)
+	{
+		/* the run the new segment took (found in our copy; unchanged since) */
+		Assert(m->free[fa.slot].start == fa.meta->free[fa.slot].start);
+		(void) SsFreeTake(m, fa.slot, fa.nblocks);
+	}
+	for (int i = 0; i < npend; i++)
+		SsFreeAdd(m, pendblks[i], 1, freed);
 	if (merge)
 	{
+		for (uint32 k = 0; k < m->nsegments; k++)
+		{
+			SsSegHeader oh;
+
+			SsReadSegHeader(index, m->segments[k].header, &oh);
+			SsFreeAdd(m, m->segments[k].header, SsSegmentBlocks(&oh), freed);
+		}
 		m->nsegments = 0;
 		m->ndocs = nnew;
 		for (int f = 0; f < SS_NFIELDS; f++)
