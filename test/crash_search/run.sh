@@ -2,8 +2,9 @@
 # crash_search: the shop_search index survives kill -9.
 #
 # A built segment (CREATE INDEX: log_newpage_range), pending-list inserts
-# (generic WAL), updates, deletes and a VACUUM that folds the pending list
-# into a new segment (log_newpage_buffer + generic WAL on the metapage),
+# (generic WAL), updates, deletes, VACUUMs that fold the pending list into
+# new segments (log_newpage_buffer + generic WAL on the metapage), merge
+# segments and reuse released blocks,
 # then more writes, all after the last checkpoint; the server is stopped
 # with -m immediate and restarted, so every page comes back from WAL
 # replay (with wal_consistency_checking on, replay also compares each
@@ -37,6 +38,10 @@ UPDATE shop.product SET price_cents = price_cents + 1, title = title || ' rename
  WHERE sku IN (SELECT 'zq' || g FROM generate_series(1, 2600, 13) g);
 DELETE FROM shop.product WHERE sku IN (SELECT 'zq' || g FROM generate_series(5, 2600, 97) g);
 VACUUM shop.product;
+-- folds and merges that release and reuse blocks
+SELECT format('UPDATE shop.product SET popularity = popularity + 1 WHERE sku LIKE %L', 'zq' || i || '%'),
+       'VACUUM shop.product'
+  FROM generate_series(1, 12) i \gexec
 INSERT INTO shop.product (sku, title, brand, price_cents)
 SELECT 'zq' || g, 'Late zq' || g, 'Brand1', 5 FROM generate_series(2601, 2700) g;
 UPDATE shop.product SET popularity = 3 WHERE sku IN ('zq2650', 'zq10', 'zq2100');
