@@ -65,6 +65,6 @@ extern struct sb_stemmer *ShopGetStemmer(const char *language);
 
 /* recommend.c */
 
-/* search/ (shop_search access method) */
+/* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 
 #endif							/* SHOP_H */
