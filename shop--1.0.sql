@@ -1114,6 +1114,8 @@ COMMENT ON FUNCTION shop.synonym_remove(text) IS 'remove the synonyms of a term;
 CREATE TABLE shop.search_log (
     logged_at   timestamptz NOT NULL DEFAULT now(),
     query       text NOT NULL,
+    -- folded words of the query (autocomplete's popular queries)
+    query_folded text NOT NULL DEFAULT '',
     filters     jsonb NOT NULL DEFAULT '{}',
     sort        text NOT NULL,
     results     integer NOT NULL,
@@ -1327,8 +1329,8 @@ BEGIN
     END IF;
     GET DIAGNOSTICS nres = ROW_COUNT;
     IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-        INSERT INTO shop.search_log (query, filters, sort, results, duration_ms, customer_id)
-        VALUES (query, filters, sort, nres,
+        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
+        VALUES (query, shop._search_fold(query), filters, sort, nres,
                 extract(epoch FROM clock_timestamp() - t0)::real * 1000, search.customer_id);
     END IF;
 END
@@ -1435,7 +1437,7 @@ BEGIN
         UNION ALL
         -- what other shoppers typed and found something for
         SELECT l.q, 'query', (0.9 * least(1.0, count(*) / 10.0))::real
-          FROM (SELECT shop._search_fold(query) AS q FROM shop.search_log
+          FROM (SELECT query_folded AS q FROM shop.search_log
                  WHERE results > 0 AND logged_at > now() - interval '30 days'
                  ORDER BY logged_at DESC LIMIT 5000) l
          WHERE l.q LIKE f || '%' AND l.q <> f

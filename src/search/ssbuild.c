@@ -250,27 +250,25 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 
 		for (i = 0; i < nterms; i++)
 		{
-			uint32		left = terms[i]->n;
+			uint32		prev = 0;
 
-			if (SS_PAGE_CAPACITY - off < SS_POSTING_SIZE)
+			if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 			{
 				blk++;
 				off = 0;
 			}
 			postblk[i] = blk;
 			postoff[i] = off;
-			while (left > 0)
+			for (uint32 k = 0; k < terms[i]->n; k++)
 			{
-				uint32		fit = (SS_PAGE_CAPACITY - off) / SS_POSTING_SIZE;
-				uint32		take = Min(fit, left);
-
-				left -= take;
-				off += take * SS_POSTING_SIZE;
-				if (left > 0)
+				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 				{
 					blk++;
 					off = 0;
 				}
+				off += SsVarintLen(terms[i]->postings[k].docid - prev) +
+					SsVarintLen(terms[i]->postings[k].tf);
+				prev = terms[i]->postings[k].docid;
 			}
 		}
 		npostpages = (nterms == 0) ? 0 : blk + 1;
@@ -398,12 +396,14 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	if (npostpages > 0)
 	{
 		uint32		curblk = 0;
+		uint32		off = 0;
 
 		NEWBUF();
 		SsInitPage(w.page, SS_PAGE_POST);
+
 		for (i = 0; i < nterms; i++)
 		{
-			uint32		off = postoff[i];
+			uint32		prev;
 
 			if (postblk[i] != curblk)
 			{
@@ -412,12 +412,16 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 				curblk++;
 				NEWBUF();
 				SsInitPage(w.page, SS_PAGE_POST);
+				off = 0;
 			}
+			prev = 0;
+			if (off != postoff[i])
+				elog(ERROR, "shop_search: posting layout mismatch");
 			for (uint32 k = 0; k < terms[i]->n; k++)
 			{
 				char	   *dst;
 
-				if (SS_PAGE_CAPACITY - off < SS_POSTING_SIZE)
+				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 				{
 					((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
 					writer_finish_page(&w);
@@ -426,10 +430,10 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 					SsInitPage(w.page, SS_PAGE_POST);
 					off = 0;
 				}
-				dst = SsPageContents(w.page) + off;
-				memcpy(dst, &terms[i]->postings[k].docid, 4);
-				memcpy(dst + 4, &terms[i]->postings[k].tf, 2);
-				off += SS_POSTING_SIZE;
+				dst = SsPageContents(w.page);
+				off += SsVarintPut(dst + off, terms[i]->postings[k].docid - prev);
+				off += SsVarintPut(dst + off, terms[i]->postings[k].tf);
+				prev = terms[i]->postings[k].docid;
 			}
 		}
 		((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);

@@ -24,7 +24,7 @@
  *                                  document frequency and where its
  *                                  postings start
  *                    post pages    the postings of every term as one byte
- *                                  stream: (docid uint32, tf uint16)
+ *                                  stream: varint (docid delta, tf)
  *                                  records in docid order
  *   pending list   linked pages whose items are whole documents
  *                  (SsDoc + its term list); aminsert appends here with
@@ -63,7 +63,7 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			1
+#define SS_VERSION			2
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	2000	/* an insert folds a pending list this long */
@@ -195,7 +195,54 @@ typedef struct SsDictItem
 } SsDictItem;
 #define SS_DICT_ITEM_SIZE(len) (offsetof(SsDictItem, term) + (len))
 
-#define SS_POSTING_SIZE 6		/* uint32 docid, uint16 tf */
+/*
+ * Postings are (docid delta, tf) pairs, each a varint (7 bits a byte, low
+ * bits first); a term's first delta is its first docid.  A record never
+ * straddles pages: when less than SS_POSTING_MAX bytes are left on a page,
+ * the next record starts on the next page (writer and reader apply the
+ * same rule).
+ */
+#define SS_POSTING_MAX 8		/* 5-byte delta + 3-byte tf */
+
+static inline int
+SsVarintPut(char *p, uint32 v)
+{
+	int			n = 0;
+
+	while (v >= 0x80)
+	{
+		p[n++] = (char) ((v & 0x7F) | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (char) v;
+	return n;
+}
+
+static inline int
+SsVarintGet(const char *p, uint32 *v)
+{
+	uint32		r = 0;
+	int			n = 0,
+				shift = 0;
+
+	for (;;)
+	{
+		uint8		b = (uint8) p[n++];
+
+		r |= (uint32) (b & 0x7F) << shift;
+		if (!(b & 0x80) || n == 5)
+			break;
+		shift += 7;
+	}
+	*v = r;
+	return n;
+}
+
+static inline int
+SsVarintLen(uint32 v)
+{
+	return v < (1U << 7) ? 1 : v < (1U << 14) ? 2 : v < (1U << 21) ? 3 : v < (1U << 28) ? 4 : 5;
+}
 
 /* tf packing */
 #define SS_TF_PACK(t, b, d) ((uint16) ((Min(t, 15) << 12) | (Min(b, 15) << 8) | Min(d, 255)))

@@ -347,37 +347,36 @@ SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fr
 }
 
 /*
- * SsReadPostings: call cb for the n postings starting at (blk, off).
- * Postings never straddle pages: a page holds whole 6-byte records.
+ * SsReadPostings: call cb for the n postings starting at (blk, off),
+ * decoding the varint (docid delta, tf) records; records never straddle
+ * pages (see SS_POSTING_MAX).
  */
 void
 SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 			   SsPostingCallback cb, void *arg)
 {
+	uint32		docid = 0;
+	char		local[SS_PAGE_CAPACITY];
+
 	while (n > 0)
 	{
 		Buffer		buf = ReadBuffer(index, blk);
-		char	   *base;
-		uint32		fit;
-		char		local[SS_PAGE_CAPACITY];
-		uint32		take;
+		uint32		pos = off;
 
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		base = SsPageContents(BufferGetPage(buf));
-		fit = (SS_PAGE_CAPACITY - off) / SS_POSTING_SIZE;
-		take = Min(fit, n);
-		memcpy(local, base + off, take * SS_POSTING_SIZE);
+		memcpy(local + off, SsPageContents(BufferGetPage(buf)) + off, SS_PAGE_CAPACITY - off);
 		UnlockReleaseBuffer(buf);
-		for (uint32 i = 0; i < take; i++)
+		while (n > 0 && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
 		{
-			uint32		docid;
-			uint16		tf;
+			uint32		delta,
+						tf;
 
-			memcpy(&docid, local + i * SS_POSTING_SIZE, 4);
-			memcpy(&tf, local + i * SS_POSTING_SIZE + 4, 2);
-			cb(arg, docid, tf);
+			pos += SsVarintGet(local + pos, &delta);
+			pos += SsVarintGet(local + pos, &tf);
+			docid += delta;
+			cb(arg, docid, (uint16) tf);
+			n--;
 		}
-		n -= take;
 		blk++;
 		off = 0;
 	}
