@@ -42,10 +42,12 @@ SELECT product_id, left(title, 60) AS title, round(price_cents / 100.0, 2) AS pr
 
 \echo
 \echo '--- facets for' :'demo_word' '(exact counts over every match)'
-SELECT f->'total' AS total,
-       jsonb_path_query_array(f, '$.brand[0 to 4]') AS top_brands,
-       jsonb_path_query_array(f, '$.price[*] ? (@.count > 0)') AS price_buckets
-  FROM shop.search_facets(:'demo_word') f;
+SELECT shop.search_facets(:'demo_word') AS f \gset demo_
+SELECT (:'demo_f'::jsonb) -> 'total' AS total_matches;
+SELECT b ->> 'value' AS brand, (b ->> 'count')::int AS products
+  FROM jsonb_array_elements((:'demo_f'::jsonb) -> 'brand') b LIMIT 5;
+SELECT b ->> 'bucket' AS price_usd, (b ->> 'count')::int AS products
+  FROM jsonb_array_elements((:'demo_f'::jsonb) -> 'price') b;
 
 \echo
 \echo '--- autocomplete as the shopper types' :'demo_brand'
