@@ -156,14 +156,59 @@ typedef struct Acc
 	uint32		maxtouched;
 } Acc;
 
-static void
-acc_init(Acc *a, uint32 n, bool withcnt)
+/*
+ * Per-document accumulator arrays are kept between queries (in
+ * TopMemoryContext, grown to the largest segment seen), because allocating
+ * and zeroing a few bytes per document of a million-document segment on
+ * every query costs more than scoring a rare word.  Users reset exactly
+ * the entries they touched; scratch_dirty catches an evaluation that ended
+ * in an error, after which everything is cleared once.
+ */
+#define SS_NSCRATCH 4
+static struct
 {
-	a->score = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(float4) * Max(n, 1));
-	a->typ1 = MemoryContextAllocExtended(CurrentMemoryContext, Max(n, 1),
-										 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	a->cnt = withcnt ? MemoryContextAllocExtended(CurrentMemoryContext, Max(n, 1),
-												  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO) : NULL;
+	uint32		cap;
+	float4	   *score[SS_NSCRATCH];
+	uint8	   *typ1[SS_NSCRATCH];
+	uint8	   *cnt[SS_NSCRATCH];
+	bool		dirty;
+}			scratch;
+
+static void
+scratch_reserve(uint32 n)
+{
+	if (n <= scratch.cap && !scratch.dirty)
+		return;
+	if (n > scratch.cap)
+	{
+		for (int i = 0; i < SS_NSCRATCH; i++)
+		{
+			if (scratch.score[i])
+			{
+				pfree(scratch.score[i]);
+				pfree(scratch.typ1[i]);
+				pfree(scratch.cnt[i]);
+			}
+			scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(float4) * n);
+			scratch.typ1[i] = MemoryContextAllocHuge(TopMemoryContext, n);
+			scratch.cnt[i] = MemoryContextAllocHuge(TopMemoryContext, n);
+		}
+		scratch.cap = n;
+	}
+	for (int i = 0; i < SS_NSCRATCH; i++)
+	{
+		memset(scratch.typ1[i], 0, scratch.cap);
+		memset(scratch.cnt[i], 0, scratch.cap);
+	}
+	scratch.dirty = false;
+}
+
+static void
+acc_init(Acc *a, int slot, bool withcnt)
+{
+	a->score = scratch.score[slot];
+	a->typ1 = scratch.typ1[slot];
+	a->cnt = withcnt ? scratch.cnt[slot] : NULL;
 	a->maxtouched = 256;
 	a->touched = palloc(sizeof(uint32) * a->maxtouched);
 	a->ntouched = 0;
@@ -632,13 +677,22 @@ final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missin
 					 Min(s, SS_MAX_SCORE));
 }
 
-/* lazily loaded documents of one segment */
+/*
+ * A cursor over one segment's document pages: the current page stays
+ * pinned and share-locked, and documents are read in place (nothing is
+ * copied).  Postings arrive in docid order, so a term's documents are read
+ * page after page.  Holding this lock while reading posting pages is safe:
+ * VACUUM locks one doc page at a time and nothing locks a doc page then
+ * waits for a posting page.  Released with doc_release before anything
+ * that may wait (interrupt checks, other segments).
+ */
 typedef struct DocCache
 {
 	Relation	index;
 	SsSegHeader *hdr;
+	Buffer		buf;
+	uint32		page;
 	SsDoc	   *docs;
-	uint8	   *loaded;			/* per doc page */
 } DocCache;
 
 static inline const SsDoc *
@@ -646,18 +700,24 @@ doc_get(DocCache *dc, uint32 docid)
 {
 	uint32		p = docid / SS_DOCS_PER_PAGE;
 
-	if (!dc->loaded[p])
+	if (p != dc->page || !BufferIsValid(dc->buf))
 	{
-		Buffer		buf = ReadBuffer(dc->index, dc->hdr->docstart + p);
-		uint32		first = p * SS_DOCS_PER_PAGE;
-		uint32		cnt = Min((uint32) SS_DOCS_PER_PAGE, dc->hdr->ndocs - first);
-
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		memcpy(&dc->docs[first], SsPageContents(BufferGetPage(buf)), sizeof(SsDoc) * cnt);
-		UnlockReleaseBuffer(buf);
-		dc->loaded[p] = 1;
+		if (BufferIsValid(dc->buf))
+			UnlockReleaseBuffer(dc->buf);
+		dc->buf = ReadBuffer(dc->index, dc->hdr->docstart + p);
+		LockBuffer(dc->buf, BUFFER_LOCK_SHARE);
+		dc->docs = (SsDoc *) SsPageContents(BufferGetPage(dc->buf));
+		dc->page = p;
 	}
-	return &dc->docs[docid];
+	return &dc->docs[docid % SS_DOCS_PER_PAGE];
+}
+
+static void
+doc_release(DocCache *dc)
+{
+	if (BufferIsValid(dc->buf))
+		UnlockReleaseBuffer(dc->buf);
+	dc->buf = InvalidBuffer;
 }
 
 typedef struct PostCtx
@@ -705,6 +765,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
 			pc.typos = se->e->m[k].typos;
 			pc.ndocs = s->hdr.ndocs;
 			SsReadPostings(ev->index, se->blk, se->off, se->df, posting_cb, &pc);
+			doc_release(dc);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -727,19 +788,24 @@ eval_segment(Eval *ev, SegState *s)
 
 	dc.index = ev->index;
 	dc.hdr = &s->hdr;
-	dc.docs = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(SsDoc) * Max(n, 1));
-	dc.loaded = palloc0(Max(s->hdr.ndocpages, 1));
+	dc.buf = InvalidBuffer;
+	dc.page = 0;
+	dc.docs = NULL;
 
 	for (int i = 0; i < q->nslots; i++)
 		for (int a = 0; a < q->slots[i].nalts; a++)
 			if (q->slots[i].alts[a].nwords > 1)
 				multi = true;
-	acc_init(&total, n, true);
-	acc_init(&slot, n, false);
+	memset(&alt, 0, sizeof(alt));
+	memset(&word, 0, sizeof(word));
+	scratch_reserve(Max(n, 1));
+	scratch.dirty = true;
+	acc_init(&total, 0, true);
+	acc_init(&slot, 1, false);
 	if (multi)
 	{
-		acc_init(&alt, n, true);
-		acc_init(&word, n, false);
+		acc_init(&alt, 2, true);
+		acc_init(&word, 3, false);
 	}
 
 	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0 || q->match_any); si++)
@@ -836,6 +902,9 @@ eval_segment(Eval *ev, SegState *s)
 				add_result(ev, (ItemPointer) &doc->tid, get_float4_infinity());
 		}
 	}
+	doc_release(&dc);
+	acc_reset(&total);
+	scratch.dirty = false;
 }
 
 typedef struct PendScore
