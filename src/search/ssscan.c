@@ -871,17 +871,17 @@ eval_segment(Eval *ev, SegState *s)
 
 		if (total.cnt[d] != q->nslots && !(q->match_any && total.cnt[d] > 0))
 			continue;
+		/* even the largest boost would not make the top k: skip unread */
+		if (!result_possible(ev, (float4) ((q->nslots - total.cnt[d]) * SS_MISSING_TIER +
+										   Min(total.typ1[d] - 1, 9) * SS_TYPO_TIER -
+										   Min(total.score[d] * maxboost, SS_MAX_SCORE))))
+			continue;
 		doc = doc_get(&dc, d);
 		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
 		{
 			total.cnt[d] = 0;
 			continue;
 		}
-		/* even the largest boost would not make the top k: skip */
-		if (!result_possible(ev, (float4) ((q->nslots - total.cnt[d]) * SS_MISSING_TIER +
-										   Min(total.typ1[d] - 1, 9) * SS_TYPO_TIER -
-										   Min(total.score[d] * maxboost, SS_MAX_SCORE))))
-			continue;
 		add_result(ev, (ItemPointer) &doc->tid,
 				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
 							  q->nslots - total.cnt[d]));
