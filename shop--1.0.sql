@@ -1001,9 +1001,11 @@ COMMENT ON OPERATOR CLASS shop.search_doc_ops USING shop_search IS
 'default shop_search opclass: @@@ match, <=> ordering';
 
 -- The catalog's index.  shop.search and friends use this exact expression.
+-- Only active products are searchable, so the index holds only them.
 CREATE INDEX product_search_idx ON shop.product USING shop_search
     (shop.search_doc(title, brand, description, category_id, price_cents,
-                     rating_avg::real, in_stock, popularity));
+                     rating_avg::real, in_stock, popularity))
+    WHERE status = 'active';
 
 CREATE FUNCTION shop.search_tokens(query text, language text DEFAULT 'english')
 RETURNS TABLE (pos int, word text, stem text)
@@ -1039,6 +1041,13 @@ AS 'MODULE_PATHNAME', 'shop_search_verify'
 LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION shop.search_verify(regclass) IS
 'check a shop_search index against its table; one row per problem (missing, duplicate, mismatch, extra, corrupt), none when sound';
+
+CREATE FUNCTION shop._search_facet_counts(index regclass, query jsonb)
+RETURNS TABLE (kind text, key bigint, sample tid, n bigint)
+AS 'MODULE_PATHNAME', 'shop_search_facet_counts'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_facet_counts(regclass, jsonb) IS
+'internal: exact facet counts (total, category, brand hash with a sample row, price bucket, rating) of the visible matches, from the index''s stored values';
 
 CREATE FUNCTION shop._search_suggest_word(index regclass, word text)
 RETURNS text
@@ -1297,8 +1306,11 @@ BEGIN
                    coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
                    (SELECT count(*) FROM s)
               INTO ids, scores, typ, miss, raw
-              FROM s JOIN shop.product p ON p.ctid = s.ctid
-             WHERE p.status = 'active' AND p.attributes @> attrs;
+              FROM s CROSS JOIN LATERAL (
+                       -- one TID lookup per hit (OFFSET 0 keeps it a lookup)
+                       SELECT p.product_id FROM shop.product p
+                        WHERE p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> attrs
+                       OFFSET 0) p;
             EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
             n := least(n * 4, 100000);
         END LOOP;
@@ -1350,6 +1362,39 @@ DECLARE
 BEGIN
     q := shop._search_query(query, filters, NULL);
     attrs := coalesce(filters -> 'attributes', '{}');
+    IF attrs = '{}' THEN
+        -- counted in the index from its stored values (no row reads for
+        -- all-visible pages); brand names come from one sample row each
+        WITH f AS MATERIALIZED (
+            SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q)
+        ), buckets(b, lo, hi, label) AS (
+            VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
+                   (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
+                   (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
+        )
+        SELECT jsonb_build_object(
+            'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
+            'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', x.brand, 'count', x.n)
+                                                ORDER BY x.n DESC, x.brand)
+                                 FROM (SELECT (SELECT p.brand FROM shop.product p WHERE p.ctid = f.sample) AS brand, f.n
+                                         FROM f WHERE f.kind = 'brand') x
+                                WHERE x.brand IS NOT NULL), '[]'),
+            'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', c.category_id,
+                                                                      'name', c.name, 'count', f.n)
+                                                   ORDER BY f.n DESC, c.category_id)
+                                    FROM f JOIN shop.category c ON c.category_id = f.key
+                                   WHERE f.kind = 'category'), '[]'),
+            'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', b.label, 'min_cents', b.lo,
+                                                                   'max_cents', b.hi, 'count', f.n)
+                                                ORDER BY b.lo)
+                                 FROM f JOIN buckets b ON b.b = f.key
+                                WHERE f.kind = 'price'), '[]'),
+            'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
+                                                 ORDER BY f.key DESC)
+                                  FROM f WHERE f.kind = 'rating'), '[]'))
+          INTO res;
+        RETURN res;
+    END IF;
     WITH m AS MATERIALIZED (
         SELECT p.brand, p.category_id, p.price_cents, p.rating_avg
           FROM shop.product p
@@ -1414,8 +1459,8 @@ BEGIN
     WITH hits AS MATERIALIZED (
         SELECT p.title, p.brand, p.category_id, s.score, s.typos, s.ord
           FROM shop.search_scan('shop.product_search_idx', q, 50) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
-          JOIN shop.product p ON p.ctid = s.ctid
-         WHERE p.status = 'active'
+         CROSS JOIN LATERAL (SELECT p.title, p.brand, p.category_id FROM shop.product p
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
     ), cand AS (
         -- product titles, best hits first
         SELECT h.title AS suggestion, 'product'::text AS kind,

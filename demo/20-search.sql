@@ -63,7 +63,7 @@ SELECT product_id, round(score::numeric, 2) AS score, left(title, 60) AS title
 \echo
 \echo '--- the planner streams the best rows from the index (EXPLAIN)'
 EXPLAIN (COSTS OFF)
-SELECT title FROM shop.product p
+SELECT title FROM shop.product p WHERE p.status = 'active'
  ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                           p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "laptop"}'
  LIMIT 10;

@@ -164,6 +164,14 @@ SELECT jsonb_pretty(shop.search_facets('laptop'));
 SELECT shop.search_facets('samsung', '{"in_stock": true}') -> 'total' AS total,
        shop.search_facets('samsung', '{"in_stock": true}') -> 'brand' AS brands;
 SELECT shop.search_facets('nothingmatchesthis');
+-- counts are of visible rows: a delete (not yet vacuumed) counts at once
+BEGIN;
+DELETE FROM shop.product WHERE sku = 'L2';
+SELECT shop.search_facets('laptop') -> 'total' AS total_after_delete,
+       shop.search_facets('laptop') -> 'brand' AS brands_after_delete;
+ROLLBACK;
+-- with an attributes filter the rows themselves are counted
+SELECT shop.search_facets('laptop', '{"attributes": {"color": "silver"}}') -> 'total' AS silver;
 SELECT pg_temp.err($$SELECT shop.search_facets('x', '{"nope": 1}')$$);
 
 -- autocomplete and did you mean
@@ -183,16 +191,18 @@ SET enable_seqscan = off;
 EXPLAIN (COSTS OFF)
 SELECT count(*) FROM shop.product p
  WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
-                       p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) '{"q": "laptop"}';
+                       p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) '{"q": "laptop"}'
+   AND p.status = 'active';
 SELECT count(*) FROM shop.product p
  WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
-                       p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) '{"q": "laptop"}';
+                       p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) '{"q": "laptop"}'
+   AND p.status = 'active';
 EXPLAIN (COSTS OFF)
-SELECT title FROM shop.product p
+SELECT title FROM shop.product p WHERE p.status = 'active'
  ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                           p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "laptop"}'
  LIMIT 3;
-SELECT title FROM shop.product p
+SELECT title FROM shop.product p WHERE p.status = 'active'
  ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                           p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "laptop"}'
  LIMIT 3;
@@ -232,7 +242,7 @@ SELECT * FROM pg_temp.batches('{"q": "gadget"}');
 SELECT * FROM pg_temp.batches('{"q": "gadget samsung", "match": "any"}');
 SET enable_seqscan = off; SET enable_bitmapscan = off;
 SELECT count(*), count(DISTINCT product_id) FROM (
-    SELECT product_id FROM shop.product p
+    SELECT product_id FROM shop.product p WHERE p.status = 'active'
      ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "gadget"}'
      LIMIT 290) x;

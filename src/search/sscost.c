@@ -39,4 +39,15 @@ sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	*indexSelectivity = costs.indexSelectivity;
 	*indexCorrelation = 0;
 	*indexPages = costs.numIndexPages;
+
+	/*
+	 * Without a match condition or an ordering the scan lists every
+	 * document (the planner offers such a scan for a partial index whose
+	 * predicate the query implies): always worse than reading the table.
+	 */
+	if (path->indexclauses == NIL && path->indexorderbys == NIL)
+	{
+		*indexStartupCost += 1.0e10;
+		*indexTotalCost += 1.0e10;
+	}
 }

@@ -430,6 +430,7 @@ extern void ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
 extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
+extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
 
 /* ssvacuum.c */
 extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,

@@ -14,12 +14,14 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/hsearch.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -321,4 +323,187 @@ shop_search_fold(PG_FUNCTION_ARGS)
 	int			n = SsFoldWord(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), buf, cap);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf, n));
+}
+
+/* ---- facets from stored values ---- */
+
+static const int64 facet_price_lo[] = {0, 1000, 2500, 5000, 10000, 25000, 50000, 100000};
+#define FACET_NPRICE lengthof(facet_price_lo)
+
+typedef struct FacetKey
+{
+	int64		key;			/* hash key */
+	int64		n;
+	ItemPointerData sample;
+} FacetKey;
+
+static void
+facet_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, int64 key,
+		  ItemPointer sample, int64 n)
+{
+	Datum		v[4];
+	bool		nulls[4] = {false, false, sample == NULL, false};
+
+	v[0] = CStringGetTextDatum(kind);
+	v[1] = Int64GetDatum(key);
+	if (sample)
+	{
+		ItemPointer t = palloc(sizeof(ItemPointerData));
+
+		*t = *sample;
+		v[2] = PointerGetDatum(t);
+	}
+	else
+		v[2] = (Datum) 0;
+	v[3] = Int64GetDatum(n);
+	tuplestore_putvalues(ts, desc, v, nulls);
+}
+
+/*
+ * shop._search_facet_counts(index regclass, query jsonb)
+ *   -> TABLE(kind text, key bigint, sample tid, n bigint)
+ * Exact facet counts of the rows matching query that are visible to the
+ * current snapshot, from the values the index stores: kind 'total';
+ * 'category' (key category_id); 'brand' (key the brand hash, sample the
+ * TID of one row carrying it, to read its name); 'price' (key the bucket
+ * number 0-7 of shop.search_facets); 'rating' (key 1-4: rating >= key).
+ * A row is counted without reading it when the visibility map says its
+ * page is all-visible (as index-only scans do), else it is fetched and
+ * checked.
+ */
+PG_FUNCTION_INFO_V1(shop_search_facet_counts);
+
+Datum
+shop_search_facet_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	index,
+				heap;
+	SsDoc	   *docs;
+	int			ndocs;
+	HTAB	   *cats,
+			   *brands;
+	HASHCTL		ctl;
+	int64		price[FACET_NPRICE] = {0};
+	int64		rating[5] = {0};
+	int64		total = 0;
+	Buffer		vmbuf = InvalidBuffer;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	Snapshot	snap = GetActiveSnapshot();
+	HASH_SEQ_STATUS st;
+	FacetKey   *fk;
+
+	InitMaterializedSRF(fcinfo, 0);
+	index = open_ss_index(PG_GETARG_OID(0));
+	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
+	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(FacetKey);
+	ctl.hcxt = CurrentMemoryContext;
+	cats = hash_create("facet categories", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	brands = hash_create("facet brands", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	fetch = table_index_fetch_begin(heap);
+	slot = table_slot_create(heap, NULL);
+	for (int i = 0; i < ndocs; i++)
+	{
+		SsDoc	   *d = &docs[i];
+		bool		visible;
+		bool		fetched;
+		ItemPointerData here;
+
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		fetched = false;
+		if (VM_ALL_VISIBLE(heap, ItemPointerGetBlockNumber(&d->tid), &vmbuf))
+			visible = true;
+		else
+		{
+			bool		call_again = false,
+						all_dead = false;
+			ItemPointerData tid = d->tid;
+
+			visible = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+			if (visible)
+				here = slot->tts_tid;	/* the visible version, for a sample */
+			ExecClearTuple(slot);
+			fetched = true;
+		}
+		if (!visible)
+			continue;
+		total++;
+		if (d->flags & SS_DOC_HAS_CAT)
+		{
+			bool		found;
+
+			fk = hash_search(cats, &d->category_id, HASH_ENTER, &found);
+			if (!found)
+				fk->n = 0;
+			fk->n++;
+		}
+		if (d->flags & SS_DOC_HAS_BRAND)
+		{
+			int64		h = (int64) d->brand_hash;
+			bool		found;
+
+			fk = hash_search(brands, &h, HASH_ENTER, &found);
+			if (!found)
+			{
+				/* a sample row to read the brand's name from: its visible version */
+				if (!fetched)
+				{
+					bool		call_again = false,
+								all_dead = false;
+					ItemPointerData tid = d->tid;
+
+					here = d->tid;
+					if (table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead))
+						here = slot->tts_tid;
+					ExecClearTuple(slot);
+				}
+				fk->n = 0;
+				fk->sample = here;
+			}
+			fk->n++;
+		}
+		if (d->flags & SS_DOC_HAS_PRICE)
+		{
+			for (int b = FACET_NPRICE - 1; b >= 0; b--)
+				if (d->price_cents >= facet_price_lo[b])
+				{
+					price[b]++;
+					break;
+				}
+		}
+		if (d->flags & SS_DOC_HAS_RATING)
+			for (int r = 1; r <= 4; r++)
+				if (d->rating >= r)
+					rating[r]++;
+	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+
+	facet_put(rsinfo->setResult, rsinfo->setDesc, "total", 0, NULL, total);
+	hash_seq_init(&st, cats);
+	while ((fk = hash_seq_search(&st)) != NULL)
+		facet_put(rsinfo->setResult, rsinfo->setDesc, "category", fk->key, NULL, fk->n);
+	hash_seq_init(&st, brands);
+	while ((fk = hash_seq_search(&st)) != NULL)
+		facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", fk->key, &fk->sample, fk->n);
+	for (int b = 0; b < (int) FACET_NPRICE; b++)
+		if (price[b] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
+	for (int r = 1; r <= 4; r++)
+		if (rating[r] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
 }

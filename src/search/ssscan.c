@@ -61,6 +61,9 @@
 
 static const double ss_b[SS_NFIELDS] = {0.75, 0.5, 0.75};
 
+/* SsCollectMatches asks the next SsEvaluate to collect documents */
+static bool collect_next = false;
+
 /* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
 static MemoryContext frozen_cxt = NULL;
 
@@ -138,11 +141,28 @@ typedef struct Eval
 	SsFrozen   *frozen;			/* statistics shared by re-evaluations */
 	bool	   *found;			/* per query word: in the vocabulary */
 	double	   *widf;			/* per query word: idf of all its expansions */
+	/* facets: every match's document is copied here too (topk 0 only) */
+	bool		collect;
+	SsDoc	   *docs;
+	int			ndocs;
+	int			maxdocs;
 	/* output */
 	SsResult   *res;
 	int			nres;
 	int			maxres;
 } Eval;
+
+static void
+collect_doc(Eval *ev, const SsDoc *doc)
+{
+	if (ev->ndocs >= ev->maxdocs)
+	{
+		ev->maxdocs = Max(256, ev->maxdocs * 2);
+		ev->docs = ev->docs ? repalloc_huge(ev->docs, sizeof(SsDoc) * ev->maxdocs)
+			: palloc(sizeof(SsDoc) * ev->maxdocs);
+	}
+	ev->docs[ev->ndocs++] = *doc;
+}
 
 /* ---- accumulators ---- */
 
@@ -882,6 +902,11 @@ eval_segment(Eval *ev, SegState *s)
 			total.cnt[d] = 0;
 			continue;
 		}
+		if (ev->collect)
+		{
+			collect_doc(ev, doc);
+			continue;
+		}
 		add_result(ev, (ItemPointer) &doc->tid,
 				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
 							  q->nslots - total.cnt[d]));
@@ -1009,7 +1034,9 @@ eval_pending(Eval *ev)
 		}
 		if (missing == q->nslots)
 			ok = false;
-		if (ok && SsDocPassesFilters(q, &it->doc))
+		if (ok && SsDocPassesFilters(q, &it->doc) && ev->collect)
+			collect_doc(ev, &it->doc);
+		else if (ok && SsDocPassesFilters(q, &it->doc))
 			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
 		else if (ev->want_all)
 			add_result(ev, &it->doc.tid, get_float4_infinity());
@@ -1032,6 +1059,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->index = index;
 	ev->want_all = want_all;
 	ev->topk = topk;
+	ev->collect = collect_next && topk == 0 && !want_all;
 	ev->frozen = frozen;
 	if (after)
 	{
@@ -1045,7 +1073,15 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		memcpy(ev->meta.sumlen, frozen->sumlen, sizeof(frozen->sumlen));
 		ev->meta.max_popularity = frozen->max_popularity;
 	}
-	ev->q = SsParseQuery(query, ev->meta.language);
+	if (query)
+		ev->q = SsParseQuery(query, ev->meta.language);
+	else
+	{
+		/* no query at all (a keyless scan): nothing matches, want_all lists all */
+		ev->q = palloc0(sizeof(SsQuery));
+		ev->q->ncats = -1;
+		ev->q->nbrands = -1;
+	}
 	ev->inv_log_maxpop = ev->meta.max_popularity > 0 ? 1.0f / log1pf(ev->meta.max_popularity) : 0;
 	SsGetWeights(index, ev->w);
 	for (int f = 0; f < SS_NFIELDS; f++)
@@ -1151,6 +1187,31 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	if (ev->nres > 1)
 		qsort(ev->res, ev->nres, sizeof(SsResult), res_qsort_cmp);
 	return ev;
+}
+
+/*
+ * SsCollectMatches: a copy of the document record of every match of query
+ * in index (the same matching as a bitmap scan, "match" as given), for
+ * facet counting; allocated in the current memory context.  The caller
+ * checks heap visibility.
+ */
+SsDoc *
+SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
+{
+	Eval	   *volatile ev = NULL;
+
+	collect_next = true;
+	PG_TRY();
+	{
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		collect_next = false;
+	}
+	PG_END_TRY();
+	*ndocs = ev->ndocs;
+	return ev->docs;
 }
 
 /* ---- result ordering ---- */
@@ -1287,8 +1348,7 @@ ss_compute(IndexScanDesc scan, int topk)
 		primary = DatumGetJsonbP(scan->orderByData[0].sk_argument);
 	else if (scan->numberOfKeys > 0)
 		primary = DatumGetJsonbP(scan->keyData[0].sk_argument);
-	else
-		goto done;
+	/* no keys at all (the planner may scan a partial index so): every row */
 	want_all = scan->numberOfKeys == 0;
 	for (int i = 0; i < scan->numberOfKeys; i++)
 		if (!jsonb_equal(DatumGetJsonbP(scan->keyData[i].sk_argument), primary))
