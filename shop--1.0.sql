@@ -1797,7 +1797,12 @@ BEGIN
     IF octet_length(note) >= 7900 THEN
         note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
     END IF;
-    PERFORM pg_notify('shop_events', note);
+    -- shop.notify_events = off keeps events in the table only (the notify
+    -- queue serializes the commits of notifying transactions); unset means
+    -- the library is not loaded in this backend yet: the default, on
+    IF coalesce(current_setting('shop.notify_events', true), 'on') <> 'off' THEN
+        PERFORM pg_notify('shop_events', note);
+    END IF;
     RETURN id;
 END
 $$;

@@ -31,6 +31,7 @@ int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
+bool		shop_notify_events = true;
 char	   *shop_session_secret = NULL;
 
 /*
@@ -143,6 +144,15 @@ _PG_init(void)
 							   "*",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.notify_events",
+							 "Send every outbox event with pg_notify('shop_events') as well.",
+							 "PostgreSQL lets one notifying transaction commit at a time; above a few hundred "
+							 "events per second turn this off and poll shop.event by event_id instead.",
+							 &shop_notify_events,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 
 	/* the sweeper (sweep.c), only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)

@@ -47,6 +47,7 @@ extern int	shop_payment_failure_window;	/* seconds */
 extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
+extern bool shop_notify_events;
 extern char *shop_session_secret;
 
 /* shop.c */
