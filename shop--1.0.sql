@@ -228,7 +228,11 @@ CREATE TABLE shop.product (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC);
+-- one index per browse order, each led by the category
+CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC, product_id);
+CREATE INDEX product_category_price_idx ON shop.product (category_id, price_cents, product_id);
+CREATE INDEX product_category_rating_idx ON shop.product (category_id, rating_avg DESC NULLS LAST, rating_count DESC, product_id);
+CREATE INDEX product_category_newest_idx ON shop.product (category_id, created_at DESC, product_id DESC);
 CREATE INDEX product_brand_idx ON shop.product (brand);
 COMMENT ON TABLE shop.product IS
 'the catalog: one row per sellable item; INSERT/COPY work as well as shop.product_upsert';
@@ -612,6 +616,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     cats bigint[];
+    ord text;
 BEGIN
     PERFORM shop._require(browse.category_id, 'category_id');
     PERFORM shop._require(sort, 'sort');
@@ -627,22 +632,28 @@ BEGIN
             USING ERRCODE = 'SH006',
                   DETAIL = format('No category has category_id %s.', browse.category_id);
     END IF;
-    RETURN QUERY
-    SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
-           p.rating_avg, p.rating_count, p.popularity, p.images[1]
-      FROM shop.product p
-      JOIN shop.category c ON c.category_id = p.category_id
-     WHERE p.category_id = ANY (cats) AND p.status = 'active'
-     ORDER BY
-        CASE WHEN sort = 'popularity' THEN p.popularity END DESC NULLS LAST,
-        CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-        CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-        CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-        CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-        CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-        CASE WHEN sort = 'title' THEN p.title END ASC,
-        p.product_id
-     LIMIT lim OFFSET off;
+    -- The page is the merge of each category's own first lim+off rows, each
+    -- read in order from a (category_id, sort key) index: a category with a
+    -- million products costs no more than one with twenty.
+    ord := CASE sort
+        WHEN 'popularity' THEN 'p.popularity DESC, p.product_id'
+        WHEN 'price_asc'  THEN 'p.price_cents, p.product_id'
+        WHEN 'price_desc' THEN 'p.price_cents DESC, p.product_id DESC'
+        WHEN 'rating'     THEN 'p.rating_avg DESC NULLS LAST, p.rating_count DESC, p.product_id'
+        WHEN 'newest'     THEN 'p.created_at DESC, p.product_id DESC'
+        WHEN 'title'      THEN 'p.title, p.product_id'
+    END;
+    RETURN QUERY EXECUTE format($q$
+        SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
+               p.rating_avg, p.rating_count, p.popularity, p.images[1]
+          FROM unnest($1) AS cat(id)
+          CROSS JOIN LATERAL (SELECT * FROM shop.product p
+                               WHERE p.category_id = cat.id AND p.status = 'active'
+                               ORDER BY %1$s LIMIT $2 + $3) p
+          JOIN shop.category c ON c.category_id = p.category_id
+         ORDER BY %1$s
+         LIMIT $2 OFFSET $3
+    $q$, ord) USING cats, lim, off;
 END
 $$;
 COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
@@ -737,6 +748,11 @@ COMMENT ON FUNCTION shop.product_get(bigint) IS
 ------------------------------------------------------------------------------
 -- 3. Inventory
 ------------------------------------------------------------------------------
+-- Locking rules and the never-oversell argument are in src/inventory.c and
+-- docs/inventory.md.  Invariant kept by every call: for each stock row,
+-- reserved = sum(qty) of the reservation parts with status 'held' that
+-- point at it (expired-but-not-yet-reclaimed holds included), and
+-- 0 <= reserved <= on_hand.
 
 CREATE TABLE shop.stock (
     product_id  bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
@@ -745,17 +761,24 @@ CREATE TABLE shop.stock (
     bucket      smallint NOT NULL DEFAULT 0 CHECK (bucket >= 0),
     on_hand     integer NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
     reserved    integer NOT NULL DEFAULT 0,
+    -- product-level: every row of a product carries the same value
     reorder_threshold integer CHECK (reorder_threshold >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, location, bucket),
     CHECK (reserved <= on_hand),
     CHECK (reserved >= 0)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE shop.stock IS 'stock per product, location and bucket; reserved never exceeds on_hand';
 
+-- A reservation is one or more parts (usually one), each holding qty units
+-- of one stock row.  No foreign key to shop.product: the key-share lock it
+-- would take on the product row for every hold is exactly the hot-row
+-- contention buckets exist to avoid; reservations are created only by the
+-- calls below, which check the product.
 CREATE TABLE shop.reservation (
-    product_id     bigint NOT NULL REFERENCES shop.product (product_id) ON DELETE CASCADE,
-    reservation_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    product_id     bigint NOT NULL,
+    reservation_id uuid NOT NULL,
+    part           smallint NOT NULL DEFAULT 0,
     location       text NOT NULL DEFAULT 'default',
     bucket         smallint NOT NULL DEFAULT 0,
     qty            integer NOT NULL CHECK (qty > 0),
@@ -764,42 +787,149 @@ CREATE TABLE shop.reservation (
     ref            text CHECK (length(ref) <= 200),
     created_at     timestamptz NOT NULL DEFAULT now(),
     expires_at     timestamptz NOT NULL,
-    PRIMARY KEY (product_id, reservation_id)
+    PRIMARY KEY (product_id, reservation_id, part)
 );
 CREATE INDEX reservation_id_idx ON shop.reservation (reservation_id);
 CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at) WHERE status = 'held';
+CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at) WHERE status = 'held';
 CREATE INDEX reservation_ref_idx ON shop.reservation (ref) WHERE ref IS NOT NULL;
-COMMENT ON TABLE shop.reservation IS 'stock holds: held until committed (shipped), released, or expired';
+COMMENT ON TABLE shop.reservation IS 'stock holds (one row per part): held until committed (shipped), released, or expired';
 
--- stock_available: on hand minus live (unexpired) holds, over all
--- locations and buckets.
+CREATE TABLE shop.stock_ledger (
+    product_id bigint NOT NULL,
+    entry_id   bigint GENERATED ALWAYS AS IDENTITY,
+    location   text NOT NULL,
+    delta      integer NOT NULL,
+    on_hand    integer NOT NULL,
+    reason     text NOT NULL,
+    ref        text,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, entry_id)
+);
+COMMENT ON TABLE shop.stock_ledger IS
+'append-only history of on_hand changes: stock_set, stock_adjust (with its reason) and reservation commits';
+
+CREATE FUNCTION shop.stock_set(product_id bigint, on_hand int, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_set'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set(bigint, int, text) IS
+'set the units on hand of a product at a location (a stock count); returns the units available over all locations';
+
+CREATE FUNCTION shop.stock_adjust(product_id bigint, delta int, reason text, location text DEFAULT 'default')
+RETURNS integer
+AS 'MODULE_PATHNAME', 'shop_stock_adjust'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
+'add (delta > 0) or remove (delta < 0, unreserved units only) units at a location, with a reason kept in shop.stock_ledger; returns the units available';
+
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT (coalesce((SELECT sum(s.on_hand - s.reserved) FROM shop.stock s
-                       WHERE s.product_id = stock_available.product_id), 0)
-          + coalesce((SELECT sum(r.qty) FROM shop.reservation r
-                       WHERE r.product_id = stock_available.product_id
-                         AND r.status = 'held' AND r.expires_at <= now()), 0))::integer
-$$;
+AS 'MODULE_PATHNAME', 'shop_stock_available'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
+
+CREATE FUNCTION shop.stock_set_buckets(product_id bigint, buckets int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_buckets'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_buckets(bigint, int) IS
+'spread a hot product''s stock at every location over n bucket rows (1..256) that reservations pick from';
+
+CREATE FUNCTION shop.stock_set_reorder_threshold(product_id bigint, reorder_threshold int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_stock_set_reorder_threshold'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) IS
+'emit stock.low when the product''s available units fall below this threshold (NULL: no alert)';
+
+CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
+                             ttl interval DEFAULT '15 minutes')
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_reserve'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
+'hold qty units of a product until committed, released or ttl passes; raises SH001 rather than oversell';
+
+CREATE FUNCTION shop.reserve_many(items jsonb, ref text DEFAULT NULL,
+                                  ttl interval DEFAULT '15 minutes')
+RETURNS uuid[]
+AS 'MODULE_PATHNAME', 'shop_reserve_many'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reserve_many(jsonb, text, interval) IS
+'all-or-nothing holds for [{"product_id":..,"qty":..},..]; repeated products summed; one reservation id per distinct product, in product_id order';
+
+CREATE FUNCTION shop.reservation_release(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_release'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_release(uuid) IS
+'give a held reservation''s units back; false when it was already released or expired (idempotent)';
+
+CREATE FUNCTION shop.reservation_commit(reservation_id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_reservation_commit'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_commit(uuid) IS
+'the reserved units leave the building (on_hand and reserved both drop); false when already committed (idempotent)';
+
+CREATE FUNCTION shop.reservation_extend(reservation_id uuid, ttl interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'shop_reservation_extend'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.reservation_extend(uuid, interval) IS
+'move a held reservation''s expiry to now() + ttl, or to infinity when ttl is NULL (a paid order keeps its stock); returns the new expiry';
+
+-- stock_summary: one row per product with stock, the numbers a stock page shows.
+CREATE VIEW shop.stock_summary AS
+SELECT s.product_id,
+       sum(s.on_hand)::integer AS on_hand,
+       sum(s.reserved)::integer AS reserved,
+       shop.stock_available(s.product_id) AS available,
+       max(s.reorder_threshold) AS reorder_threshold,
+       count(DISTINCT s.location)::integer AS locations,
+       (max(s.bucket) + 1)::integer AS buckets
+  FROM shop.stock s
+ GROUP BY s.product_id;
+COMMENT ON VIEW shop.stock_summary IS 'per product: on hand, reserved, available, threshold, locations, buckets';
+
+REVOKE EXECUTE ON FUNCTION shop.stock_set(bigint, int, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_adjust(bigint, int, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_buckets(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.stock_set_reorder_threshold(bigint, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_commit(uuid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION shop.reservation_extend(uuid, interval) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- 4. Cart
 ------------------------------------------------------------------------------
 
+-- A cart is open until it is merged into the customer's cart at login
+-- (status 'merged', merged_into names the survivor).  Checkout removes the
+-- lines it ordered and leaves the cart open with its saved-for-later lines.
+-- Every change pushes expires_at to now() + shop.cart_ttl; shop.sweep()
+-- drops carts past it, and every call treats them as gone already.
 CREATE TABLE shop.cart (
     cart_id     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     customer_id bigint,                -- NULL: anonymous
-    status      text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'merged', 'checked_out')),
+    status      text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'merged')),
+    merged_into uuid,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     expires_at  timestamptz NOT NULL
 );
-CREATE INDEX cart_customer_idx ON shop.cart (customer_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX cart_customer_idx ON shop.cart (customer_id, updated_at DESC) WHERE customer_id IS NOT NULL;
 CREATE INDEX cart_expires_idx ON shop.cart (expires_at);
 COMMENT ON TABLE shop.cart IS 'shopping carts; anonymous when customer_id is NULL; expire after shop.cart_ttl of inactivity';
 
@@ -814,10 +944,379 @@ CREATE TABLE shop.cart_item (
 );
 COMMENT ON TABLE shop.cart_item IS 'cart lines, with the price when added; saved_for_later lines are not checked out';
 
+-- _cart_expiry: now() + shop.cart_ttl (C, so the GUC is always defined).
+CREATE FUNCTION shop._cart_expiry()
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'shop_cart_expiry'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._cart_expiry() IS 'internal: now() + shop.cart_ttl, the expiry of a cart touched now';
+
+-- _cart_qty: validate a quantity (22004 NULL, 22023 outside min..10000).
+CREATE FUNCTION shop._cart_qty(qty int, min_qty int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(qty, 'qty');
+    IF qty < min_qty OR qty > 10000 THEN
+        RAISE EXCEPTION 'quantity out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('qty is %s; it must be between %s and 10000.', qty, min_qty);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_qty(int, int) IS 'internal: raise 22023 unless min_qty <= qty <= 10000';
+
+-- _cart_touch: the entry of every cart change.  Locks the cart row, checks
+-- that it is open and unexpired (SH006 otherwise) and that the caller may
+-- act for its customer (shop._authorize), pushes expires_at forward and
+-- returns the customer (NULL for an anonymous cart).
+CREATE FUNCTION shop._cart_touch(cart_id uuid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    UPDATE shop.cart t SET updated_at = now(), expires_at = shop._cart_expiry()
+     WHERE t.cart_id = _cart_touch.cart_id AND t.status = 'open' AND t.expires_at > now()
+    RETURNING t.* INTO c;
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(cart_id);
+    END IF;
+    PERFORM shop._authorize(c.customer_id);
+    RETURN c.customer_id;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_touch(uuid) IS
+'internal: lock an open cart, check the caller may use it, extend its expiry; returns its customer';
+
+-- _cart_missing: raise the precise SH006 for a cart that is not usable.
+CREATE FUNCTION shop._cart_missing(cart_id uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+BEGIN
+    SELECT * INTO c FROM shop.cart t WHERE t.cart_id = _cart_missing.cart_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No cart has cart_id %s.', cart_id);
+    ELSIF c.status = 'merged' THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s was merged into cart %s.', cart_id, c.merged_into);
+    ELSE
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s expired at %s.', cart_id, c.expires_at);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_missing(uuid) IS 'internal: raise SH006 explaining why a cart is not usable';
+
+-- _cart_product: the current price of an active product (SH006 unknown,
+-- SH008 not active).
+CREATE FUNCTION shop._cart_product(product_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text;
+    price bigint;
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    SELECT p.status, p.price_cents INTO st, price
+      FROM shop.product p WHERE p.product_id = _cart_product.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No product has product_id %s.', product_id);
+    END IF;
+    IF st <> 'active' THEN
+        RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
+            DETAIL = format('Product %s is %s.', product_id, st);
+    END IF;
+    RETURN price;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_product(bigint) IS 'internal: current price of an active product; SH006/SH008 otherwise';
+
+CREATE FUNCTION shop.cart_create(customer_id bigint DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id uuid;
+BEGIN
+    PERFORM shop._authorize(customer_id);
+    INSERT INTO shop.cart (customer_id, expires_at)
+    VALUES (cart_create.customer_id, shop._cart_expiry())
+    RETURNING cart_id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_create(bigint) IS
+'open a cart for customer_id (NULL: anonymous, e.g. before login); returns its cart_id';
+
+CREATE FUNCTION shop.cart_add(cart_id uuid, product_id bigint, qty int DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    price bigint;
+    have int;
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._cart_qty(qty, 1);
+    price := shop._cart_product(product_id);
+    SELECT i.qty INTO have FROM shop.cart_item i
+     WHERE i.cart_id = cart_add.cart_id AND i.product_id = cart_add.product_id;
+    IF NOT FOUND THEN
+        IF (SELECT count(*) FROM shop.cart_item i WHERE i.cart_id = cart_add.cart_id) >= 500 THEN
+            RAISE EXCEPTION 'cart is full' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('Cart %s already has 500 lines.', cart_id);
+        END IF;
+        INSERT INTO shop.cart_item (cart_id, product_id, qty, price_cents_at_add)
+        VALUES (cart_add.cart_id, cart_add.product_id, cart_add.qty, price);
+    ELSE
+        IF have + qty > 10000 THEN
+            RAISE EXCEPTION 'quantity out of range' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('The line would hold %s units of product %s; at most 10000 are allowed.',
+                                have + qty, product_id);
+        END IF;
+        -- adding again: the customer has seen today's price, and a line
+        -- saved for later comes back into the cart
+        UPDATE shop.cart_item i
+           SET qty = i.qty + cart_add.qty, price_cents_at_add = price, saved_for_later = false
+         WHERE i.cart_id = cart_add.cart_id AND i.product_id = cart_add.product_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_add(uuid, bigint, int) IS
+'add qty units of an active product to a cart (adds to an existing line, which comes back from saved-for-later)';
+
+CREATE FUNCTION shop.cart_set_qty(cart_id uuid, product_id bigint, qty int)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._require(product_id, 'product_id');
+    PERFORM shop._cart_qty(qty, 0);
+    IF qty = 0 THEN
+        DELETE FROM shop.cart_item i
+         WHERE i.cart_id = cart_set_qty.cart_id AND i.product_id = cart_set_qty.product_id;
+    ELSE
+        UPDATE shop.cart_item i SET qty = cart_set_qty.qty
+         WHERE i.cart_id = cart_set_qty.cart_id AND i.product_id = cart_set_qty.product_id;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not in cart' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s has no line for product %s.', cart_id, product_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_set_qty(uuid, bigint, int) IS
+'set the quantity of a cart line; 0 removes it; SH006 when the product is not in the cart';
+
+CREATE FUNCTION shop.cart_remove(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._require(product_id, 'product_id');
+    DELETE FROM shop.cart_item i
+     WHERE i.cart_id = cart_remove.cart_id AND i.product_id = cart_remove.product_id;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_remove(uuid, bigint) IS
+'remove a product from a cart (both lists); removing a product that is not there does nothing';
+
+-- _cart_flag: move a line between the cart and the saved-for-later list.
+CREATE FUNCTION shop._cart_flag(cart_id uuid, product_id bigint, saved boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._require(product_id, 'product_id');
+    IF NOT saved THEN
+        PERFORM shop._cart_product(product_id);
+    END IF;
+    UPDATE shop.cart_item i SET saved_for_later = saved
+     WHERE i.cart_id = _cart_flag.cart_id AND i.product_id = _cart_flag.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not in cart' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s has no line for product %s.', cart_id, product_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_flag(uuid, bigint, boolean) IS 'internal: sets saved_for_later of one cart line';
+
+CREATE FUNCTION shop.cart_save_for_later(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop._cart_flag(cart_id, product_id, true) $$;
+COMMENT ON FUNCTION shop.cart_save_for_later(uuid, bigint) IS
+'move a cart line to the saved-for-later list (kept, not checked out)';
+
+CREATE FUNCTION shop.cart_move_to_cart(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop._cart_flag(cart_id, product_id, false) $$;
+COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
+'move a saved-for-later line back into the cart (SH008 if the product is no longer active)';
+
+CREATE FUNCTION shop.cart_clear(cart_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    DELETE FROM shop.cart_item i WHERE i.cart_id = cart_clear.cart_id AND NOT i.saved_for_later;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_clear(uuid) IS
+'remove every line of a cart; saved-for-later lines stay';
+
+CREATE FUNCTION shop.cart_get(cart_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+    result jsonb;
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    SELECT * INTO c FROM shop.cart t
+     WHERE t.cart_id = cart_get.cart_id AND t.status = 'open' AND t.expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(cart_id);
+    END IF;
+    PERFORM shop._authorize(c.customer_id);
+    WITH line AS (
+        SELECT i.product_id, i.qty, i.saved_for_later, i.price_cents_at_add, i.added_at,
+               p.sku, p.title, p.images[1] AS image, p.status,
+               p.price_cents, shop.stock_available(i.product_id) AS avail
+          FROM shop.cart_item i
+          JOIN shop.product p ON p.product_id = i.product_id
+         WHERE i.cart_id = c.cart_id
+    ), j AS (
+        SELECT l.*, jsonb_build_object(
+                   'product_id', l.product_id, 'sku', l.sku, 'title', l.title, 'image', l.image,
+                   'qty', l.qty,
+                   'unit_price_cents', l.price_cents,
+                   'price_cents_at_add', l.price_cents_at_add,
+                   'price_changed', l.price_cents <> l.price_cents_at_add,
+                   'line_total_cents', l.price_cents * l.qty,
+                   'product_status', l.status,
+                   'available_qty', greatest(l.avail, 0),
+                   'available', l.status = 'active' AND l.avail >= l.qty,
+                   'added_at', l.added_at) AS doc
+          FROM line l
+    )
+    SELECT jsonb_build_object(
+               'cart_id', c.cart_id,
+               'customer_id', c.customer_id,
+               'currency', coalesce(current_setting('shop.currency', true), 'USD'),
+               'lines', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                 FILTER (WHERE NOT j.saved_for_later), '[]'),
+               'saved_for_later', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                           FILTER (WHERE j.saved_for_later), '[]'),
+               'item_count', coalesce(sum(j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'subtotal_cents', coalesce(sum(j.price_cents * j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'price_changed', coalesce(bool_or(j.price_cents <> j.price_cents_at_add)
+                                         FILTER (WHERE NOT j.saved_for_later), false),
+               'ready_for_checkout', coalesce(bool_and(j.status = 'active' AND j.avail >= j.qty)
+                                              FILTER (WHERE NOT j.saved_for_later), false),
+               'updated_at', c.updated_at,
+               'expires_at', c.expires_at)
+      INTO result
+      FROM j;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_get(uuid) IS
+'the cart as jsonb: lines (current and at-add price, price_changed, availability), saved_for_later, item_count, subtotal_cents';
+
+-- cart_merge: at login the anonymous cart joins the customer's most
+-- recently used open cart (quantities of a product in both are summed, up
+-- to 10000; a line active in either stays active).  When the customer has
+-- no open cart the anonymous cart simply becomes theirs.
+CREATE FUNCTION shop.cart_merge(from_cart uuid, customer_id bigint)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    src shop.cart;
+    target uuid;
+BEGIN
+    PERFORM shop._require(from_cart, 'from_cart');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._authorize(customer_id);
+    SELECT * INTO src FROM shop.cart t
+     WHERE t.cart_id = from_cart AND t.status = 'open' AND t.expires_at > now()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(from_cart);
+    END IF;
+    IF src.customer_id IS NOT NULL AND src.customer_id <> cart_merge.customer_id THEN
+        RAISE EXCEPTION 'cart belongs to another customer' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Cart %s belongs to customer %s, not %s.', from_cart, src.customer_id, customer_id);
+    END IF;
+    SELECT t.cart_id INTO target FROM shop.cart t
+     WHERE t.customer_id = cart_merge.customer_id AND t.status = 'open'
+       AND t.expires_at > now() AND t.cart_id <> from_cart
+     ORDER BY t.updated_at DESC, t.cart_id
+     LIMIT 1
+       FOR UPDATE;
+    IF target IS NULL THEN
+        UPDATE shop.cart t
+           SET customer_id = cart_merge.customer_id, updated_at = now(), expires_at = shop._cart_expiry()
+         WHERE t.cart_id = from_cart;
+        RETURN from_cart;
+    END IF;
+    INSERT INTO shop.cart_item AS i (cart_id, product_id, qty, saved_for_later, price_cents_at_add, added_at)
+    SELECT target, s.product_id, s.qty, s.saved_for_later, s.price_cents_at_add, s.added_at
+      FROM shop.cart_item s WHERE s.cart_id = from_cart
+    ON CONFLICT ON CONSTRAINT cart_item_pkey DO UPDATE
+       SET qty = least(i.qty + excluded.qty, 10000),
+           saved_for_later = i.saved_for_later AND excluded.saved_for_later;
+    DELETE FROM shop.cart_item s WHERE s.cart_id = from_cart;
+    UPDATE shop.cart t SET status = 'merged', merged_into = target, updated_at = now()
+     WHERE t.cart_id = from_cart;
+    UPDATE shop.cart t SET updated_at = now(), expires_at = shop._cart_expiry()
+     WHERE t.cart_id = target;
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_merge(uuid, bigint) IS
+'merge an anonymous cart into the customer''s open cart at login; returns the cart that holds the lines now';
+
 ------------------------------------------------------------------------------
 -- 5. Orders & payments
 ------------------------------------------------------------------------------
 
+-- The order state machine, its side effects, checkout and the payment
+-- calls are C (src/orders.c, src/payments.c); docs/orders.md draws the
+-- diagram.  order_line.reservation_id is the stock hold of each line:
+-- cancel releases them, ship commits them.
 CREATE TABLE shop."order" (
     order_id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     customer_id      bigint,               -- NULL: guest checkout
@@ -833,15 +1332,19 @@ CREATE TABLE shop."order" (
     shipping_address jsonb,
     carrier          text,
     tracking_number  text,
+    shipped_at       timestamptz,
     fraud_score      real,
+    fraud_reasons    text[] NOT NULL DEFAULT '{}',
     needs_review     boolean NOT NULL DEFAULT false,
     was_paid         boolean NOT NULL DEFAULT false,
     idempotency_key  text,
+    event_count      integer NOT NULL DEFAULT 0,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX order_customer_idx ON shop."order" (customer_id, created_at DESC);
 CREATE INDEX order_pending_idx ON shop."order" (created_at) WHERE status = 'pending';
+CREATE INDEX order_review_idx ON shop."order" (created_at) WHERE needs_review;
 COMMENT ON TABLE shop."order" IS 'order headers; status follows the state machine of docs/orders.md';
 
 CREATE TABLE shop.order_line (
@@ -852,7 +1355,7 @@ CREATE TABLE shop.order_line (
     title            text NOT NULL,
     unit_price_cents bigint NOT NULL CHECK (unit_price_cents >= 0),
     qty              integer NOT NULL CHECK (qty > 0),
-    reservation_id   uuid,
+    reservation_id   uuid,                 -- the stock hold of this line
     PRIMARY KEY (order_id, line_no)
 );
 CREATE INDEX order_line_product_idx ON shop.order_line (product_id);
@@ -867,7 +1370,7 @@ CREATE TABLE shop.order_event (
     at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (order_id, seq)
 );
-COMMENT ON TABLE shop.order_event IS 'append-only history of every order transition';
+COMMENT ON TABLE shop.order_event IS 'append-only history of every order transition (and fraud review decisions)';
 
 CREATE TABLE shop.payment (
     order_id     uuid NOT NULL REFERENCES shop."order" (order_id) ON DELETE CASCADE,
@@ -876,7 +1379,8 @@ CREATE TABLE shop.payment (
     token        text NOT NULL,
     card_brand   text,
     last4        text CHECK (last4 ~ '^[0-9]{4}$'),
-    status       text NOT NULL CHECK (status IN ('pending', 'authorized', 'captured', 'failed', 'refunded')),
+    status       text NOT NULL CHECK (status IN ('pending', 'authorized', 'captured', 'failed',
+                                                 'voided', 'refunded')),
     amount_cents bigint NOT NULL CHECK (amount_cents >= 0),
     fraud_score  real,
     provider_ref text,
@@ -886,6 +1390,8 @@ CREATE TABLE shop.payment (
     PRIMARY KEY (order_id, payment_id)
 );
 CREATE UNIQUE INDEX payment_id_idx ON shop.payment (payment_id);
+CREATE INDEX payment_token_idx ON shop.payment (token, created_at);
+CREATE INDEX payment_failed_idx ON shop.payment (updated_at) WHERE status = 'failed';
 COMMENT ON TABLE shop.payment IS 'payments by provider token; never a card number';
 
 CREATE TABLE shop.payment_method (
@@ -897,21 +1403,22 @@ CREATE TABLE shop.payment_method (
     exp_month         smallint CHECK (exp_month BETWEEN 1 AND 12),
     exp_year          smallint CHECK (exp_year BETWEEN 2000 AND 2200),
     created_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (customer_id, payment_method_id)
+    PRIMARY KEY (customer_id, payment_method_id),
+    UNIQUE (customer_id, token)
 );
 COMMENT ON TABLE shop.payment_method IS 'saved payment methods: provider tokens with brand and last four digits';
 
 CREATE TABLE shop.idempotency (
-    -- the customer, or for an anonymous cart the cart id, as text
+    -- 'c:<customer_id>', or for an anonymous cart 'k:<cart_id>'
     scope       text NOT NULL,
     key         text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
     fingerprint text NOT NULL,
     order_id    uuid,
-    result      jsonb,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (scope, key)
 );
-COMMENT ON TABLE shop.idempotency IS 'checkout idempotency keys with the fingerprint of their request and its result';
+CREATE INDEX idempotency_created_idx ON shop.idempotency (created_at);
+COMMENT ON TABLE shop.idempotency IS 'checkout idempotency keys with the fingerprint of their request and the order it made';
 
 CREATE TABLE shop.event (
     event_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -920,6 +1427,322 @@ CREATE TABLE shop.event (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shop.event IS 'transactional outbox: every insert is also sent with pg_notify(''shop_events'')';
+
+-- Shipping and tax rules.  The most specific matching row wins: a row for
+-- the address's country (and region) beats the catch-all row with NULLs;
+-- for shipping, among matching rows the one with the highest
+-- min_subtotal_cents not above the subtotal applies (free shipping over a
+-- threshold is a row with cents = 0).  builtin rows are the defaults the
+-- extension installs; pg_dump keeps only the rows you add.
+CREATE TABLE shop.shipping_rate (
+    rate_id            bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    country            text CHECK (country ~ '^[A-Z]{2}$'),
+    min_subtotal_cents bigint NOT NULL DEFAULT 0 CHECK (min_subtotal_cents >= 0),
+    cents              bigint NOT NULL CHECK (cents >= 0),
+    builtin            boolean NOT NULL DEFAULT false,
+    UNIQUE NULLS NOT DISTINCT (country, min_subtotal_cents)
+);
+COMMENT ON TABLE shop.shipping_rate IS 'shipping price by destination country and order subtotal';
+INSERT INTO shop.shipping_rate (country, min_subtotal_cents, cents, builtin)
+VALUES (NULL, 0, 499, true), (NULL, 5000, 0, true);
+
+CREATE TABLE shop.tax_rate (
+    rate_id     bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    country     text CHECK (country ~ '^[A-Z]{2}$'),
+    region      text CHECK (length(region) <= 100),
+    basis_points integer NOT NULL CHECK (basis_points BETWEEN 0 AND 10000),
+    builtin     boolean NOT NULL DEFAULT false,
+    CHECK (region IS NULL OR country IS NOT NULL),
+    UNIQUE NULLS NOT DISTINCT (country, region)
+);
+COMMENT ON TABLE shop.tax_rate IS 'sales tax in basis points (725 = 7.25%) of the subtotal, by country and region';
+INSERT INTO shop.tax_rate (country, region, basis_points, builtin) VALUES (NULL, NULL, 0, true);
+
+-- _shipping_cents / _tax_cents: the rules above for one order.
+CREATE FUNCTION shop._shipping_cents(subtotal_cents bigint, address jsonb)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce((
+        SELECT r.cents FROM shop.shipping_rate r
+         WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+           AND r.min_subtotal_cents <= subtotal_cents
+         ORDER BY r.country IS NULL, r.min_subtotal_cents DESC
+         LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION shop._shipping_cents(bigint, jsonb) IS
+'shipping price of an order by the rules of shop.shipping_rate (checkout applies the same rules, src/orders.c)';
+
+CREATE FUNCTION shop._tax_cents(subtotal_cents bigint, address jsonb)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce((
+        SELECT round(subtotal_cents::numeric * r.basis_points / 10000)::bigint
+          FROM shop.tax_rate r
+         WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+           AND (r.region IS NULL OR r.region = coalesce(address->>'region', address->>'state'))
+         ORDER BY r.country IS NULL, r.region IS NULL
+         LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION shop._tax_cents(bigint, jsonb) IS
+'sales tax of an order by the rules of shop.tax_rate (checkout applies the same rules, src/orders.c)';
+
+-- Session identity and authorization (src/security.c, docs/security.md).
+CREATE FUNCTION shop.session_token(customer_id bigint, ttl interval DEFAULT '1 day')
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_session_token'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.session_token(bigint, interval) IS
+'admin: a token, signed with shop.session_secret, that lets the storefront act as customer_id until ttl passes';
+
+CREATE FUNCTION shop.session_begin(token text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_session_begin'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.session_begin(text) IS
+'verify a session token (28000 when forged or expired) and act as its customer for the rest of the session';
+
+CREATE FUNCTION shop.session_end()
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_session_end'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.session_end() IS 'forget the customer of shop.session_begin';
+
+CREATE FUNCTION shop.current_customer()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_current_customer'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.current_customer() IS
+'the customer verified by shop.session_begin in this session, NULL if none';
+
+CREATE FUNCTION shop._authorize(customer_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_authorize'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._authorize(bigint) IS
+'internal: 42501 unless the caller is trusted (superuser, shop_admin) or customer_id is NULL or the session''s customer';
+
+-- Checkout, transitions and payments (C).
+CREATE FUNCTION shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+                              shipping_address jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_checkout'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.checkout(uuid, text, text, jsonb) IS
+'turn a cart into an order in one transaction: reserve, price, score fraud, authorize; idempotent per key';
+
+CREATE FUNCTION shop.order_transition(order_id uuid, to_status text, note text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_order_transition'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.order_transition(uuid, text, text) IS
+'admin: move an order to to_status along the state machine, with its side effects; SH002 otherwise';
+
+CREATE FUNCTION shop.order_ship(order_id uuid, carrier text, tracking_number text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_order_ship'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.order_ship(uuid, text, text) IS
+'admin: ship a fulfilling order: commit its stock holds and record carrier and tracking number';
+
+CREATE FUNCTION shop.order_review(order_id uuid, approve boolean)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_order_review'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.order_review(uuid, boolean) IS
+'admin: decide on an order flagged for fraud review: approve lets it be fulfilled, reject cancels it';
+
+CREATE FUNCTION shop.payment_confirm(order_id uuid, provider_ref text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_payment_confirm'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.payment_confirm(uuid, text) IS
+'admin: the gateway captured the payment of a pending order: it becomes paid (repeating the same provider_ref is a no-op)';
+
+CREATE FUNCTION shop.payment_fail(order_id uuid, reason text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_payment_fail'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.payment_fail(uuid, text) IS
+'admin: the gateway declined the payment of a pending order: it is cancelled and its stock released';
+
+CREATE FUNCTION shop.payment_method_add(customer_id bigint, token text, brand text,
+                                        last4 text, exp_month int, exp_year int)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_payment_method_add'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop.payment_method_add(bigint, text, text, text, int, int) IS
+'save a provider token (never a card number) with brand, last four digits and expiry for a customer';
+
+CREATE FUNCTION shop.order_get(order_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    o shop."order";
+BEGIN
+    PERFORM shop._require(order_id, 'order_id');
+    SELECT * INTO o FROM shop."order" t WHERE t.order_id = order_get.order_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'order not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No order has order_id %s.', order_id);
+    END IF;
+    PERFORM shop._authorize(o.customer_id);
+    RETURN jsonb_build_object(
+        'order_id', o.order_id,
+        'customer_id', o.customer_id,
+        'status', o.status,
+        'needs_review', o.needs_review,
+        'fraud_score', o.fraud_score,
+        'fraud_reasons', to_jsonb(o.fraud_reasons),
+        'currency', o.currency,
+        'subtotal_cents', o.subtotal_cents,
+        'shipping_cents', o.shipping_cents,
+        'tax_cents', o.tax_cents,
+        'total_cents', o.total_cents,
+        'shipping_address', o.shipping_address,
+        'tracking', CASE WHEN o.carrier IS NOT NULL OR o.tracking_number IS NOT NULL THEN
+                        jsonb_build_object('carrier', o.carrier, 'tracking_number', o.tracking_number,
+                                           'shipped_at', o.shipped_at) END,
+        'lines', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'line_no', l.line_no, 'product_id', l.product_id, 'sku', l.sku,
+                      'title', l.title, 'unit_price_cents', l.unit_price_cents, 'qty', l.qty,
+                      'line_total_cents', l.unit_price_cents * l.qty) ORDER BY l.line_no), '[]')
+                    FROM shop.order_line l WHERE l.order_id = o.order_id),
+        'payments', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'payment_id', p.payment_id, 'provider', p.provider, 'card_brand', p.card_brand,
+                      'last4', p.last4, 'status', p.status, 'amount_cents', p.amount_cents,
+                      'provider_ref', p.provider_ref, 'failure_reason', p.failure_reason)
+                      ORDER BY p.created_at), '[]')
+                    FROM shop.payment p WHERE p.order_id = o.order_id),
+        'timeline', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                      'seq', e.seq, 'from', e.from_status, 'to', e.to_status, 'note', e.note,
+                      'at', e.at) ORDER BY e.seq), '[]')
+                    FROM shop.order_event e WHERE e.order_id = o.order_id),
+        'created_at', o.created_at,
+        'updated_at', o.updated_at);
+END
+$$;
+COMMENT ON FUNCTION shop.order_get(uuid) IS
+'the order as jsonb: status, totals, lines, payments, timeline of transitions, tracking';
+
+CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
+RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
+               needs_review boolean, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._check_page(lim, 0);
+    PERFORM shop._authorize(customer_id);
+    RETURN QUERY
+    SELECT o.order_id, o.status, o.total_cents,
+           (SELECT coalesce(sum(l.qty), 0) FROM shop.order_line l WHERE l.order_id = o.order_id)::bigint,
+           o.needs_review, o.created_at
+      FROM shop."order" o
+     WHERE o.customer_id = orders_for.customer_id
+       AND (orders_for.before IS NULL OR o.created_at < orders_for.before)
+     ORDER BY o.created_at DESC, o.order_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.orders_for(bigint, int, timestamptz) IS
+'a customer''s orders, newest first; pass the created_at of the last row as before for the next page';
+
+-- Privileges.  Two NOLOGIN roles, created if absent (they are cluster-wide
+-- and outlive the extension): shop_storefront for the customer-facing
+-- application, which acts only as the customer of its verified session
+-- (shop.session_begin), and shop_admin for back-office tools, which may act
+-- for any customer and run the admin calls.  Grant them to login roles.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shop_storefront') THEN
+        CREATE ROLE shop_storefront NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shop_admin') THEN
+        CREATE ROLE shop_admin NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA shop TO shop_storefront, shop_admin;
+
+REVOKE EXECUTE ON FUNCTION
+    shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
+    shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
+    shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),
+    shop.cart_merge(uuid, bigint), shop.checkout(uuid, text, text, jsonb),
+    shop.order_get(uuid), shop.orders_for(bigint, int, timestamptz),
+    shop.payment_method_add(bigint, text, text, text, int, int), shop.session_begin(text),
+    shop.session_token(bigint, interval), shop.order_transition(uuid, text, text),
+    shop.order_ship(uuid, text, text), shop.order_review(uuid, boolean),
+    shop.payment_confirm(uuid, text), shop.payment_fail(uuid, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
+    shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
+    shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),
+    shop.cart_merge(uuid, bigint), shop.checkout(uuid, text, text, jsonb),
+    shop.order_get(uuid), shop.orders_for(bigint, int, timestamptz),
+    shop.payment_method_add(bigint, text, text, text, int, int), shop.session_begin(text)
+    TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION
+    shop.session_token(bigint, interval), shop.order_transition(uuid, text, text),
+    shop.order_ship(uuid, text, text), shop.order_review(uuid, boolean),
+    shop.payment_confirm(uuid, text), shop.payment_fail(uuid, text)
+    TO shop_admin;
+
+-- Row level security: the storefront may also read its customer's carts
+-- and orders directly (e.g. through PostgREST), and sees no other rows.
+-- The table owner (and so every SECURITY DEFINER call) is not subject to
+-- it; shop_admin sees every row.
+GRANT SELECT ON shop.cart, shop.cart_item, shop."order", shop.order_line, shop.order_event,
+                shop.payment, shop.payment_method
+   TO shop_storefront, shop_admin;
+ALTER TABLE shop.cart ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop.cart_item ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop."order" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop.order_line ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop.order_event ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop.payment ENABLE ROW LEVEL SECURITY;
+ALTER TABLE shop.payment_method ENABLE ROW LEVEL SECURITY;
+CREATE POLICY storefront_own ON shop.cart FOR SELECT TO shop_storefront
+    USING (customer_id = shop.current_customer());
+CREATE POLICY storefront_own ON shop.cart_item FOR SELECT TO shop_storefront
+    USING (EXISTS (SELECT 1 FROM shop.cart c WHERE c.cart_id = cart_item.cart_id));
+CREATE POLICY storefront_own ON shop."order" FOR SELECT TO shop_storefront
+    USING (customer_id = shop.current_customer());
+CREATE POLICY storefront_own ON shop.order_line FOR SELECT TO shop_storefront
+    USING (EXISTS (SELECT 1 FROM shop."order" o WHERE o.order_id = order_line.order_id));
+CREATE POLICY storefront_own ON shop.order_event FOR SELECT TO shop_storefront
+    USING (EXISTS (SELECT 1 FROM shop."order" o WHERE o.order_id = order_event.order_id));
+CREATE POLICY storefront_own ON shop.payment FOR SELECT TO shop_storefront
+    USING (EXISTS (SELECT 1 FROM shop."order" o WHERE o.order_id = payment.order_id));
+CREATE POLICY storefront_own ON shop.payment_method FOR SELECT TO shop_storefront
+    USING (customer_id = shop.current_customer());
+CREATE POLICY admin_all ON shop.cart TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop.cart_item TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop."order" TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop.order_line TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop.order_event TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop.payment TO shop_admin USING (true);
+CREATE POLICY admin_all ON shop.payment_method TO shop_admin USING (true);
 
 ------------------------------------------------------------------------------
 -- 6. Search
@@ -1554,6 +2377,328 @@ COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was 
 -- 8. Operations
 ------------------------------------------------------------------------------
 
+-- _emit: the transactional outbox.  One row in shop.event and a
+-- pg_notify('shop_events', ...) that listeners receive at commit (and never
+-- if the transaction rolls back).  The notification carries event_id, topic
+-- and payload; a payload too large for NOTIFY (8000 bytes) is left out of
+-- the notification ("truncated": true) and read from shop.event.
+CREATE FUNCTION shop._emit(topic text, payload jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+    note text;
+BEGIN
+    PERFORM shop._require(topic, 'topic');
+    PERFORM shop._require(payload, 'payload');
+    INSERT INTO shop.event (topic, payload) VALUES (_emit.topic, _emit.payload)
+    RETURNING event_id INTO id;
+    note := jsonb_build_object('event_id', id, 'topic', topic, 'payload', payload)::text;
+    IF octet_length(note) >= 7900 THEN
+        note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
+    END IF;
+    -- shop.notify_events = off keeps events in the table only (the notify
+    -- queue serializes the commits of notifying transactions); unset means
+    -- the library is not loaded in this backend yet: the default, on
+    IF coalesce(current_setting('shop.notify_events', true), 'on') <> 'off' THEN
+        PERFORM pg_notify('shop_events', note);
+    END IF;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._emit(text, jsonb) IS
+'internal: append an event to the outbox (shop.event) and pg_notify(''shop_events'') it; returns event_id';
+REVOKE EXECUTE ON FUNCTION shop._emit(text, jsonb) FROM PUBLIC;
+
+-- sweep: the periodic housekeeping.  Run by the background worker every
+-- shop.sweep_interval when shop is preloaded, or by the DBA's scheduler
+-- (pg_cron, cron + psql).  Correctness never depends on it: reserve
+-- reclaims expired holds itself and stock_available counts them as free.
+-- Expiring holds and dropping carts never wait for a lock held by a
+-- shopper: rows locked by someone else are skipped and picked up by the
+-- next run.  Cancelling orders takes the stock rows of their holds in the
+-- usual order and may wait for them.
+CREATE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n_orders   integer := 0;
+    n_failed   integer := 0;
+    n_holds    integer := 0;
+    n_units    bigint := 0;
+    n_carts    integer := 0;
+    reco       jsonb;
+    reco_text  text;
+    o          uuid;
+    orders     uuid[];
+    r          record;
+BEGIN
+    -- 1. pending orders whose holds expired are cancelled (the orders
+    --    subsystem's transition releases their reservations)
+    IF to_regprocedure('shop.order_transition(uuid,text,text)') IS NOT NULL THEN
+        SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
+          FROM (SELECT od.order_id, od.created_at
+                  FROM shop."order" od
+                 WHERE od.status = 'pending'
+                   AND EXISTS (SELECT 1
+                                 FROM shop.order_line l
+                                 JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                                WHERE l.order_id = od.order_id
+                                  AND rv.status IN ('held', 'expired')
+                                  AND rv.expires_at <= now())
+                   FOR UPDATE OF od SKIP LOCKED) x;
+        IF orders IS NOT NULL THEN
+            -- the cancels release holds of many products in one transaction:
+            -- take those stock rows first, in (product, location, bucket)
+            -- order, as every inventory call does, so no deadlock
+            PERFORM 1 FROM shop.stock s
+             WHERE (s.product_id, s.location, s.bucket) IN
+                   (SELECT rv.product_id, rv.location, rv.bucket
+                      FROM shop.order_line l
+                      JOIN shop.reservation rv ON rv.reservation_id = l.reservation_id
+                     WHERE l.order_id = ANY (orders) AND rv.status = 'held')
+             ORDER BY s.product_id, s.location, s.bucket
+               FOR UPDATE OF s;
+            FOREACH o IN ARRAY orders LOOP
+                BEGIN
+                    EXECUTE 'SELECT shop.order_transition($1, $2, $3)'
+                        USING o, 'cancelled', 'reservation expired';
+                    n_orders := n_orders + 1;
+                EXCEPTION WHEN OTHERS THEN
+                    n_failed := n_failed + 1;
+                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+                END;
+            END LOOP;
+        END IF;
+    END IF;
+
+    -- 2. expired holds give their units back
+    FOR r IN
+        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
+          FROM shop.reservation rv
+         WHERE rv.status = 'held' AND rv.expires_at <= now()
+         ORDER BY rv.product_id, rv.location, rv.bucket
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM shop.stock s
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.reservation rv SET status = 'expired'
+         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
+           AND rv.part = r.part AND rv.status = 'held';
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.stock s SET reserved = s.reserved - r.qty
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
+        n_holds := n_holds + 1;
+        n_units := n_units + r.qty;
+    END LOOP;
+
+    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
+    WITH gone AS (
+        DELETE FROM shop.cart c
+         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
+                              WHERE expires_at < now() AND status <> 'checked_out'
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*) INTO n_carts FROM gone;
+
+    -- 4. fold recommendation deltas, when that subsystem is installed
+    IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
+        BEGIN
+            EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
+            BEGIN
+                reco := reco_text::jsonb;
+            EXCEPTION WHEN OTHERS THEN
+                reco := to_jsonb(reco_text);
+            END;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+            reco := jsonb_build_object('error', SQLERRM);
+        END;
+    END IF;
+
+    RETURN jsonb_build_object(
+        'reservations_expired', n_holds,
+        'units_released', n_units,
+        'orders_cancelled', n_orders,
+        'orders_not_cancelled', n_failed,
+        'carts_expired', n_carts,
+        'recommendations', reco);
+END
+$$;
+COMMENT ON FUNCTION shop.sweep() IS
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
+
+-- _setting: a shop.* GUC as text, with a default when the library has not
+-- been loaded into this backend yet (the GUC is then undefined).
+CREATE FUNCTION shop._setting(name text, fallback text)
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting(name, true), ''), fallback) $$;
+COMMENT ON FUNCTION shop._setting(text, text) IS
+'internal: current value of a shop.* setting, or fallback when it is not defined in this backend';
+
+-- Views of the operations dashboard.  "Today" is the current day in the
+-- session's TimeZone.
+CREATE VIEW shop.metrics_orders_today AS
+SELECT count(*)::integer AS orders,
+       count(*) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered'))::integer AS paid_orders,
+       count(*) FILTER (WHERE o.status = 'pending')::integer AS pending_orders,
+       count(*) FILTER (WHERE o.status = 'cancelled')::integer AS cancelled_orders,
+       coalesce(sum(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')), 0)::bigint AS revenue_cents,
+       (avg(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')))::bigint AS avg_order_cents,
+       shop._setting('shop.currency', 'USD') AS currency
+  FROM shop."order" o
+ WHERE o.created_at >= date_trunc('day', now());
+COMMENT ON VIEW shop.metrics_orders_today IS 'orders, paid orders and revenue (paid and later states) since midnight';
+
+CREATE VIEW shop.metrics_conversion AS
+SELECT c.carts, o.checkouts,
+       CASE WHEN c.carts > 0 THEN round(o.checkouts::numeric / c.carts, 4) END AS conversion
+  FROM (SELECT count(*)::integer AS carts FROM shop.cart
+         WHERE created_at >= date_trunc('day', now())) c,
+       (SELECT count(*)::integer AS checkouts FROM shop."order"
+         WHERE created_at >= date_trunc('day', now()) AND cart_id IS NOT NULL) o;
+COMMENT ON VIEW shop.metrics_conversion IS
+'carts created today, checkouts (orders from a cart) today, and their ratio';
+
+CREATE VIEW shop.metrics_payments AS
+SELECT count(*)::integer AS payments,
+       count(*) FILTER (WHERE p.status = 'failed')::integer AS failed,
+       CASE WHEN count(*) > 0
+            THEN round((count(*) FILTER (WHERE p.status = 'failed'))::numeric / count(*), 4) END AS failure_rate,
+       shop._setting('shop.payment_failure_window', '15min')::interval AS window
+  FROM shop.payment p
+ WHERE p.created_at >= now() - shop._setting('shop.payment_failure_window', '15min')::interval;
+COMMENT ON VIEW shop.metrics_payments IS
+'payments and failures over the last shop.payment_failure_window';
+
+CREATE VIEW shop.low_stock AS
+SELECT s.product_id, p.sku, p.title, s.on_hand, s.reserved, s.available, s.reorder_threshold
+  FROM shop.stock_summary s
+  JOIN shop.product p USING (product_id)
+ WHERE s.reorder_threshold IS NOT NULL AND s.available < s.reorder_threshold;
+COMMENT ON VIEW shop.low_stock IS 'products whose available units are below their reorder threshold';
+
+-- _search_latency: p50/p95/p99 in milliseconds over the last hour, from a
+-- shop.search_log table when the search subsystem keeps one.  Its
+-- duration column is found by name (duration_ms, took_ms, elapsed_ms,
+-- latency_ms) and its time column likewise (created_at, at, logged_at,
+-- searched_at); NULL when there is no such table.
+CREATE FUNCTION shop._search_latency()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    tbl regclass := to_regclass('shop.search_log');
+    dur name;
+    ts name;
+    result jsonb;
+BEGIN
+    IF tbl IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT attname INTO dur FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('duration_ms', 'took_ms', 'elapsed_ms', 'latency_ms')
+     ORDER BY attname LIMIT 1;
+    SELECT attname INTO ts FROM pg_attribute
+     WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+       AND attname IN ('created_at', 'at', 'logged_at', 'searched_at')
+     ORDER BY attname LIMIT 1;
+    IF dur IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format(
+        'SELECT jsonb_build_object(''searches'', count(*),'
+        '  ''p50'', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p95'', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY %1$I)::numeric, 3),'
+        '  ''p99'', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY %1$I)::numeric, 3))'
+        '  FROM %2$s %3$s',
+        dur, tbl,
+        CASE WHEN ts IS NOT NULL THEN format('WHERE %I >= now() - interval ''1 hour''', ts) ELSE '' END)
+      INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop._search_latency() IS
+'internal: search latency percentiles (ms) over the last hour from shop.search_log, NULL without one';
+
+CREATE FUNCTION shop.metrics()
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'at', now(),
+        'orders_today', (SELECT to_jsonb(m) FROM shop.metrics_orders_today m),
+        'conversion', (SELECT to_jsonb(c) FROM shop.metrics_conversion c),
+        'payments', (SELECT to_jsonb(p) - 'window' || jsonb_build_object('window', p.window::text)
+                       FROM shop.metrics_payments p),
+        'search_latency_ms', shop._search_latency(),
+        'reservations', (SELECT jsonb_build_object(
+                             'held', count(*) FILTER (WHERE expires_at > now()),
+                             'expired_unswept', count(*) FILTER (WHERE expires_at <= now()),
+                             'units_held', coalesce(sum(qty) FILTER (WHERE expires_at > now()), 0))
+                           FROM shop.reservation WHERE status = 'held'),
+        'low_stock_count', (SELECT count(*) FROM shop.low_stock),
+        'low_stock', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.available, l.product_id), '[]')
+                        FROM (SELECT * FROM shop.low_stock ORDER BY available, product_id LIMIT 20) l),
+        'events_last_hour', (SELECT count(*) FROM shop.event
+                              WHERE created_at >= now() - interval '1 hour'))
+$$;
+COMMENT ON FUNCTION shop.metrics() IS
+'operations dashboard in one jsonb: orders and revenue today, conversion, payment failure rate, search latency, holds, low stock';
+REVOKE EXECUTE ON FUNCTION shop.metrics() FROM PUBLIC;
+
+-- _check_payment_failures: called by the orders subsystem after a failed
+-- payment.  Emits payment.failures when, over shop.payment_failure_window,
+-- at least 5 payments were attempted and the failed share exceeds
+-- shop.payment_failure_threshold, at most once per window.  Returns true
+-- when it emitted the alert.
+CREATE FUNCTION shop._check_payment_failures()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    win interval := shop._setting('shop.payment_failure_window', '15min')::interval;
+    threshold float8 := shop._setting('shop.payment_failure_threshold', '0.5')::float8;
+    total integer;
+    failed integer;
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE status = 'failed')
+      INTO total, failed
+      FROM shop.payment WHERE created_at >= now() - win;
+    IF total < 5 OR failed::float8 / total <= threshold THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.event
+                WHERE topic = 'payment.failures' AND created_at >= now() - win) THEN
+        RETURN false;
+    END IF;
+    PERFORM shop._emit('payment.failures', jsonb_build_object(
+        'payments', total, 'failed', failed,
+        'failure_rate', round(failed::numeric / total, 4),
+        'threshold', threshold, 'window', win::text));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop._check_payment_failures() IS
+'internal: emit payment.failures when the failure rate over shop.payment_failure_window passes shop.payment_failure_threshold (once per window, at least 5 payments)';
+REVOKE EXECUTE ON FUNCTION shop._check_payment_failures() FROM PUBLIC;
+
+CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
+CREATE INDEX payment_created_idx ON shop.payment (created_at);
+
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
@@ -1567,6 +2712,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.product_product_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.review', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.stock', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.reservation', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.stock_ledger_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.cart_item', '');
 SELECT pg_catalog.pg_extension_config_dump('shop."order"', '');
@@ -1577,6 +2724,10 @@ SELECT pg_catalog.pg_extension_config_dump('shop.payment_method', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.idempotency', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.event_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_rate', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('shop.shipping_rate_rate_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate_rate_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.synonym', '');

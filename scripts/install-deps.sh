@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
-      postgresql-15-rum gcc make ca-certificates"
+      postgresql-15-rum gcc libc6-dev make"
 
 missing=""
 for p in $PKGS; do

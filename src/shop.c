@@ -31,6 +31,8 @@ int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
+bool		shop_notify_events = true;
+char	   *shop_session_secret = NULL;
 
 /*
  * check hook for shop.currency: an ISO 4217 code, three upper-case letters.
@@ -126,6 +128,35 @@ _PG_init(void)
 							256, 1, 10000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.session_secret",
+							   "Server secret that signs storefront session tokens.",
+							   "At least 32 characters; only superusers can set or read it (docs/security.md).",
+							   &shop_session_secret,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.sweep_databases",
+							   "Databases the sweeper visits: '*' for every database that accepts connections, or a comma-separated list.",
+							   "Databases without the shop extension are skipped.  Only used when shop is in shared_preload_libraries.",
+							   &shop_sweep_databases,
+							   "*",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.notify_events",
+							 "Send every outbox event with pg_notify('shop_events') as well.",
+							 "PostgreSQL lets one notifying transaction commit at a time; above a few hundred "
+							 "events per second turn this off and poll shop.event by event_id instead.",
+							 &shop_notify_events,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	/* the sweeper (sweep.c), only when loaded at server start */
+	if (process_shared_preload_libraries_in_progress)
+		ShopSweepRegister();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("shop");

@@ -47,6 +47,8 @@ extern int	shop_payment_failure_window;	/* seconds */
 extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
+extern bool shop_notify_events;
+extern char *shop_session_secret;
 
 /* shop.c */
 extern void _PG_init(void);
@@ -57,11 +59,46 @@ extern void ShopRefuseCardNumberText(const char *s, int len, const char *what);
 extern void ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what);
 extern struct sb_stemmer *ShopGetStemmer(const char *language);
 
-/* inventory.c */
+/* inventory.c: SQL entry points only (shop.reserve, ...) */
+
+/* sweep.c */
+extern char *shop_sweep_databases;
+extern void ShopSweepRegister(void);
 
 /* cart.c */
+extern Datum ShopCartExpiry(void);
 
 /* orders.c */
+extern void ShopOrderTransition(Datum order_id, const char *to_status, const char *note,
+								const char *carrier, const char *tracking, bool holds_fresh);
+
+/* payments.c */
+typedef enum ShopPayOutcome
+{
+	SHOP_PAY_AUTHORIZED,		/* the test provider authorized the amount */
+	SHOP_PAY_DECLINED,			/* the test provider declined */
+	SHOP_PAY_PENDING			/* a real gateway: the application confirms later */
+} ShopPayOutcome;
+
+typedef struct ShopPayToken
+{
+	char		provider[64];	/* "test" or the gateway's name */
+	ShopPayOutcome outcome;
+	const char *brand;			/* card brand the test token stands for, or NULL */
+	const char *last4;			/* its last four digits, or NULL */
+	bool		provider_risk;	/* tok_fraud: the provider's risk check fired */
+	bool		shared;			/* a shared test token, not one card: no token velocity */
+} ShopPayToken;
+
+extern void ShopParsePaymentToken(const char *token, ShopPayToken *pt);
+extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n,
+							 double hist_avg, const ShopPayToken *pt, int64 total_cents,
+							 Datum *reasons);
+extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
+
+/* security.c */
+extern bool ShopCallerIsTrusted(void);
+extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 
 /* recommend.c */
 

@@ -73,9 +73,17 @@ gtin_valid(const char *d, int n)
 /*
  * Test one run of digit groups.  digits holds the run's digits, starts[g]
  * the index in digits where group g begins (starts[ngroups] = ndigits).
+ * lead_alpha / trail_alpha: the run is glued to a letter before / after it.
+ *
+ * A window of several groups is a card only as a card is printed: groups of
+ * at most 6 digits (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3), not glued to letters.
+ * That keeps identifiers out: in a uuid ("07c37119-7506-4185-9d6f-...") the
+ * digits between the hex letters and dashes could otherwise add up to a
+ * Luhn-valid run.  One unbroken run of 13-19 digits is always checked.
  */
 static bool
-run_has_card(const char *digits, const int *starts, int ngroups)
+run_has_card(const char *digits, const int *starts, int ngroups,
+			 bool lead_alpha, bool trail_alpha)
 {
 	for (int first = 0; first < ngroups; first++)
 	{
@@ -84,9 +92,15 @@ run_has_card(const char *digits, const int *starts, int ngroups)
 			int			off = starts[first];
 			int			n = starts[last + 1] - off;
 
+			if (last > first &&
+				(starts[first + 1] - starts[first] > 6 || starts[last + 1] - starts[last] > 6))
+				break;
 			if (n > SHOP_CARD_MAX_DIGITS)
 				break;
 			if (n < SHOP_CARD_MIN_DIGITS)
+				continue;
+			if (last > first &&
+				((first == 0 && lead_alpha) || (last == ngroups - 1 && trail_alpha)))
 				continue;
 			if (!luhn_valid(digits + off, n))
 				continue;
@@ -97,6 +111,12 @@ run_has_card(const char *digits, const int *starts, int ngroups)
 		}
 	}
 	return false;
+}
+
+static inline bool
+is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 /*
@@ -110,12 +130,15 @@ ShopFindCardNumber(const char *s, int len)
 	int			starts[65];
 	int			ndigits = 0;
 	int			ngroups = 0;
+	bool		lead_alpha = false;
 	int			i = 0;
 
 	while (i < len)
 	{
 		if (s[i] >= '0' && s[i] <= '9')
 		{
+			if (ndigits == 0)
+				lead_alpha = i > 0 && is_alpha(s[i - 1]);
 			if (ndigits < (int) sizeof(digits))
 			{
 				if (ngroups == 0 || (i > 0 && !(s[i - 1] >= '0' && s[i - 1] <= '9')))
@@ -137,7 +160,7 @@ ShopFindCardNumber(const char *s, int len)
 		if (ndigits >= SHOP_CARD_MIN_DIGITS)
 		{
 			starts[ngroups] = ndigits;
-			if (run_has_card(digits, starts, ngroups))
+			if (run_has_card(digits, starts, ngroups, lead_alpha, is_alpha(s[i])))
 				return true;
 		}
 		ndigits = 0;
@@ -147,7 +170,7 @@ ShopFindCardNumber(const char *s, int len)
 	if (ndigits >= SHOP_CARD_MIN_DIGITS)
 	{
 		starts[ngroups] = ndigits;
-		if (run_has_card(digits, starts, ngroups))
+		if (run_has_card(digits, starts, ngroups, lead_alpha, false))
 			return true;
 	}
 	return false;

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# checkout: shop.checkout of 3-line carts at 16 clients over 10,000 products,
+# with synchronous_commit on and off, against a hand-written minimal
+# checkout (3 conditional stock updates + order + 3 lines, nothing else).
+#
+# Runs in a database of its own (bench_checkout, dropped at the end) so the
+# orders, carts and stock it makes do not disturb the other workloads.
+# Carts are built before the timed runs: the runs measure checkout alone.
+set -euo pipefail
+. "$TOP/bench/lib.sh"
+SECS=${BENCH_SECONDS:-15}
+CLIENTS=16
+NPROD=10000
+PER_CLIENT=$((SECS * 200))       # carts per client of a 16-client run (3,200 orders/s max)
+SINGLE=$((SECS * 800))           # carts of the 1-client run
+DB=bench_checkout
+export PGDATABASE=$DB
+
+"$PGBIN/dropdb" --if-exists "$DB" >/dev/null 2>&1 || true
+"$PGBIN/createdb" "$DB"
+bench_psql <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+-- products 1..NPROD for shop.checkout, NPROD+1..2*NPROD for the baseline
+INSERT INTO shop.product (product_id, sku, title, price_cents)
+SELECT g, 'CO-' || g, 'Checkout bench product ' || g, 100 + (g * 7919) % 20000
+  FROM generate_series(1, 2 * $NPROD) g;
+SELECT count(shop.stock_set(g, 10000000)) FROM generate_series(1, 2 * $NPROD) g;
+-- carts of customers run*10^8 + client*10^6 + n (n = 1..PER_CLIENT), 3 lines each
+INSERT INTO shop.cart (cart_id, customer_id, expires_at)
+SELECT gen_random_uuid(), r * 100000000 + c * 1000000 + n, now() + interval '1 day'
+  FROM generate_series(0, 4) r, generate_series(0, $CLIENTS - 1) c, generate_series(1, $PER_CLIENT) n
+ WHERE r <> 3
+UNION ALL
+SELECT gen_random_uuid(), 300000000 + n, now() + interval '1 day' FROM generate_series(1, $SINGLE) n;
+INSERT INTO shop.cart_item (cart_id, product_id, qty, price_cents_at_add)
+SELECT c.cart_id, p.pid, 1 + (p.k = 1)::int, 100
+  FROM shop.cart c,
+       LATERAL (SELECT k, 1 + ((c.customer_id * 2654435761 + k * 40503) % $NPROD) AS pid
+                  FROM generate_series(1, 3) k) p
+ON CONFLICT DO NOTHING;
+-- the minimal checkout of the baseline
+CREATE FUNCTION public.naive_checkout(cust bigint, p1 bigint, p2 bigint, p3 bigint) RETURNS uuid
+LANGUAGE plpgsql AS \$\$
+DECLARE
+    o uuid := gen_random_uuid();
+    n int;
+BEGIN
+    UPDATE shop.stock SET reserved = reserved + 1
+     WHERE product_id IN (p1, p2, p3) AND on_hand - reserved >= 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < 3 THEN RAISE EXCEPTION 'insufficient stock'; END IF;
+    INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
+    VALUES (o, cust, 'paid', 'USD', 300, 300);
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, i, p, 'CO-' || p, 'x', 100, 1 FROM unnest(ARRAY[p1, p2, p3]) WITH ORDINALITY AS u(p, i);
+    RETURN o;
+END
+\$\$;
+VACUUM ANALYZE;
+SQL
+
+cat >"$BENCH_TMP/checkout.sql" <<'EOF2'
+\set n :n + 1
+\set cust :run * 100000000 + :client_id * 1000000 + :n
+SELECT shop.checkout((SELECT cart_id FROM shop.cart WHERE customer_id = :cust), 'tok_visa', 'key-' || :cust);
+EOF2
+cat >"$BENCH_TMP/naive.sql" <<EOF2
+\set p1 random($((NPROD + 1)), $((NPROD + NPROD / 3)))
+\set p2 random($((NPROD + NPROD / 3 + 1)), $((NPROD + 2 * NPROD / 3)))
+\set p3 random($((NPROD + 2 * NPROD / 3 + 1)), $((2 * NPROD)))
+\set c random(1, 1000000000)
+SELECT public.naive_checkout(:c, :p1, :p2, :p3);
+EOF2
+
+# warm up: a few seconds of checkouts (run 0), then statistics, so that the
+# measured runs plan against tables that have rows, as a live shop does
+bench_pgbench "warm-up" $CLIENTS 3 "$BENCH_TMP/checkout.sql" -D n=0 -D run=0 >/dev/null || true
+bench_pgbench "warm-up baseline" $CLIENTS 2 "$BENCH_TMP/naive.sql" --max-tries=5 >/dev/null || true
+bench_psql -c "VACUUM ANALYZE"
+
+rows=$BENCH_TMP/rows.tsv
+: >"$rows"
+export PGOPTIONS="-c synchronous_commit=on"
+bench_pgbench "baseline: minimal SQL checkout, sync on" $CLIENTS "$SECS" "$BENCH_TMP/naive.sql" --max-tries=5 >>"$rows" || true
+bench_pgbench "shop.checkout, sync on" $CLIENTS "$SECS" "$BENCH_TMP/checkout.sql" -D n=0 -D run=1 >>"$rows" || true
+on_tps=$BENCH_TPS
+export PGOPTIONS="-c synchronous_commit=off"
+bench_pgbench "baseline: minimal SQL checkout, sync off" $CLIENTS "$SECS" "$BENCH_TMP/naive.sql" --max-tries=5 >>"$rows" || true
+bench_pgbench "shop.checkout, sync off" $CLIENTS "$SECS" "$BENCH_TMP/checkout.sql" -D n=0 -D run=2 >>"$rows" || true
+off_tps=$BENCH_TPS
+bench_pgbench "shop.checkout, sync off, 1 client" 1 "$SECS" "$BENCH_TMP/checkout.sql" -D n=0 -D run=3 >>"$rows" || true
+# the price of pg_notify: every NOTIFY takes one cluster-wide lock from
+# pre-commit to commit, which serializes committing checkouts.  Measured
+# with the documented switch for that, shop.notify_events = off (the events
+# are still written to shop.event).
+export PGOPTIONS="-c synchronous_commit=off -c shop.notify_events=off"
+bench_pgbench "shop.checkout, sync off, outbox without pg_notify" $CLIENTS "$SECS" "$BENCH_TMP/checkout.sql" -D n=0 -D run=4 >>"$rows" || true
+nonotify_tps=$BENCH_TPS
+unset PGOPTIONS
+
+checks=$(bench_psql -c "
+    SELECT format('%s orders; %s stock rows with reserved <> live holds; %s oversold; %s orders without lines or payment',
+        (SELECT count(*) FROM shop.\"order\" WHERE idempotency_key IS NOT NULL),
+        (SELECT count(*) FROM shop.stock s WHERE s.reserved <> coalesce((SELECT sum(r.qty) FROM shop.reservation r
+              WHERE r.product_id = s.product_id AND r.location = s.location AND r.bucket = s.bucket
+                AND r.status = 'held'), 0) AND s.product_id <= $NPROD),
+        (SELECT count(*) FROM shop.stock WHERE reserved > on_hand),
+        (SELECT count(*) FROM shop.\"order\" o WHERE o.idempotency_key IS NOT NULL AND (
+              NOT EXISTS (SELECT 1 FROM shop.order_line l WHERE l.order_id = o.order_id)
+           OR NOT EXISTS (SELECT 1 FROM shop.payment p WHERE p.order_id = o.order_id))))")
+
+echo "## Checkout"
+echo
+echo "\`shop.checkout\` of prebuilt 3-line carts (one customer each, random products among"
+echo "$NPROD, test provider \`tok_visa\`), $CLIENTS clients, ${SECS} s per run. Each checkout"
+echo "locks the cart, claims the idempotency key, reserves the 3 lines (\`reserve_many\`),"
+echo "prices shipping and tax, scores fraud, writes order, lines, payment, 2 events and"
+echo "2 outbox events (\`order.created\`, \`order.paid\`, each with \`pg_notify\`), empties the cart."
+echo "The baseline is a hand-written minimal checkout in PL/pgSQL: one conditional stock"
+echo "UPDATE of 3 rows, the order and its 3 lines, nothing else (no cart, no idempotency,"
+echo "no payment, no events, no notify)."
+echo
+bench_md_table_vs "baseline: minimal SQL checkout, sync on" "baseline: minimal SQL checkout, sync off" <"$rows"
+echo
+echo "Orders/s: $on_tps with \`synchronous_commit = on\`, $off_tps with it off (target: 1,000/s off);"
+echo "$nonotify_tps with it off when the outbox does not \`pg_notify\` (every NOTIFY holds one"
+echo "cluster-wide lock through commit, so notifying checkouts commit one at a time)."
+echo "The runs follow a short warm-up and ANALYZE, so plans see tables with rows."
+echo "Checks after the runs: $checks."
+
+"$PGBIN/dropdb" "$DB" >/dev/null 2>&1 || true

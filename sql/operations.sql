@@ -1,0 +1,120 @@
+-- operations: outbox, sweep, metrics, alerts
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+RESET client_min_messages;
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $f$;
+
+-- _emit: a row in the outbox (the NOTIFY side is in specs/outbox_notify.spec)
+SELECT shop._emit('test.hello', '{"n": 1}') > 0 AS emitted;
+SELECT topic, payload FROM shop.event ORDER BY event_id;
+BEGIN;
+SELECT shop._emit('test.rolled_back', '{}') > 0 AS emitted;
+ROLLBACK;
+SELECT count(*) AS rolled_back_events FROM shop.event WHERE topic = 'test.rolled_back';
+-- a payload too large for NOTIFY is still stored whole
+SELECT shop._emit('test.big', jsonb_build_object('blob', repeat('x', 9000))) > 0 AS emitted;
+SELECT length(payload->>'blob') FROM shop.event WHERE topic = 'test.big';
+SELECT pg_temp.err($$SELECT shop._emit(NULL, '{}')$$);
+SELECT pg_temp.err($$SELECT shop._emit('x', NULL)$$);
+
+-- sweep: expired holds, idle carts
+SELECT shop.product_upsert('OPS-1', 'Lamp', 2500) AS p1 \gset
+SELECT shop.stock_set(:p1, 10);
+SELECT shop.reserve(:p1, 4, 'cart-a') AS a \gset
+SELECT shop.reserve(:p1, 3, 'cart-b') AS b \gset
+SELECT shop.reserve(:p1, 2, 'cart-c', ttl => '1 hour') AS c \gset
+UPDATE shop.reservation SET expires_at = now() - interval '1 minute'
+ WHERE reservation_id IN (:'a', :'b');
+INSERT INTO shop.cart (expires_at) VALUES (now() - interval '1 day'), (now() + interval '1 day');
+SELECT shop.sweep() - 'recommendations' - 'orders_cancelled' - 'orders_not_cancelled' AS sweep;
+SELECT reservation_id = :'c' AS is_c, status FROM shop.reservation ORDER BY status, qty;
+SELECT on_hand, reserved, shop.stock_available(:p1) AS available FROM shop.stock WHERE product_id = :p1;
+SELECT count(*) AS carts_left FROM shop.cart;
+-- nothing left to do: all counts zero
+SELECT shop.sweep() - 'recommendations' - 'orders_cancelled' - 'orders_not_cancelled' AS sweep;
+-- one more expired hold: released by the next run, the count stays exact
+SELECT shop.reserve(:p1, 1, ttl => '1 hour') AS d \gset
+UPDATE shop.reservation SET expires_at = now() - interval '1 second' WHERE reservation_id = :'d';
+SELECT (shop.sweep()->>'units_released')::int AS units_released;
+SELECT reserved FROM shop.stock WHERE product_id = :p1;
+
+-- a pending order whose hold expired: cancelled by the orders subsystem's
+-- transition when it is installed; in either case its hold stops counting
+SELECT shop.reserve(:p1, 1, 'order', ttl => '1 hour') AS e \gset
+INSERT INTO shop."order" (order_id, status, currency, subtotal_cents, total_cents)
+VALUES ('11111111-1111-1111-1111-111111111111', 'pending', 'USD', 2500, 2500);
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty, reservation_id)
+VALUES ('11111111-1111-1111-1111-111111111111', 1, :p1, 'OPS-1', 'Lamp', 2500, 1, :'e');
+UPDATE shop.reservation SET expires_at = now() - interval '1 second' WHERE reservation_id = :'e';
+SELECT (s->>'orders_cancelled')::int =
+       CASE WHEN to_regprocedure('shop.order_transition(uuid,text,text)') IS NULL THEN 0 ELSE 1 END AS orders_ok
+  FROM shop.sweep() s;
+SELECT status <> 'held' AS hold_gone FROM shop.reservation WHERE reservation_id = :'e';
+SELECT status = CASE WHEN to_regprocedure('shop.order_transition(uuid,text,text)') IS NULL
+                     THEN 'pending' ELSE 'cancelled' END AS order_ok
+  FROM shop."order" WHERE order_id = '11111111-1111-1111-1111-111111111111';
+SELECT reserved FROM shop.stock WHERE product_id = :p1;
+
+-- metrics: orders and revenue today, conversion, payments, holds, low stock
+INSERT INTO shop.cart (expires_at) SELECT now() + interval '1 day' FROM generate_series(1, 3);
+INSERT INTO shop."order" (order_id, cart_id, status, currency, subtotal_cents, total_cents)
+VALUES ('22222222-2222-2222-2222-222222222222', gen_random_uuid(), 'paid', 'USD', 5000, 5400),
+       ('33333333-3333-3333-3333-333333333333', gen_random_uuid(), 'shipped', 'USD', 1000, 1000),
+       ('44444444-4444-4444-4444-444444444444', gen_random_uuid(), 'cancelled', 'USD', 700, 700);
+SELECT orders, paid_orders, pending_orders, cancelled_orders, revenue_cents, avg_order_cents, currency
+  FROM shop.metrics_orders_today;
+SELECT * FROM shop.metrics_conversion;
+SELECT shop.stock_set_reorder_threshold(:p1, 50);
+SELECT product_id = :p1 AS p1, sku, on_hand, reserved, available, reorder_threshold FROM shop.low_stock;
+SELECT m->'orders_today'->>'revenue_cents' AS revenue,
+       m->'conversion'->>'conversion' AS conversion,
+       m->'reservations' AS reservations,
+       m->>'low_stock_count' AS low_stock_count,
+       jsonb_array_length(m->'low_stock') AS low_stock_listed,
+       m ? 'search_latency_ms' AS has_search_latency,
+       m->'payments'->>'payments' AS payments
+  FROM shop.metrics() m;
+
+-- search latency percentiles come from shop.search_log when it exists
+SELECT shop._search_latency() IS NULL
+       OR (shop._search_latency() ? 'p99') AS search_latency_ok;
+
+-- payment.failures: emitted once per window when the failure rate passes
+-- shop.payment_failure_threshold (default 0.5) over at least 5 payments
+INSERT INTO shop.payment (order_id, provider, token, status, amount_cents)
+SELECT '22222222-2222-2222-2222-222222222222', 'test', 'tok_visa', 'captured', 5400
+  FROM generate_series(1, 2);
+INSERT INTO shop.payment (order_id, provider, token, status, amount_cents, failure_reason)
+SELECT '22222222-2222-2222-2222-222222222222', 'test', 'tok_chargeDeclined', 'failed', 5400, 'declined'
+  FROM generate_series(1, 2);
+SELECT shop._check_payment_failures() AS alert_at_2_of_4;
+INSERT INTO shop.payment (order_id, provider, token, status, amount_cents, failure_reason)
+VALUES ('22222222-2222-2222-2222-222222222222', 'test', 'tok_chargeDeclined', 'failed', 5400, 'declined');
+SELECT shop._check_payment_failures() AS alert_at_3_of_5;
+SELECT shop._check_payment_failures() AS again_in_same_window;
+SELECT payload FROM shop.event WHERE topic = 'payment.failures';
+SELECT payments, failed, failure_rate FROM shop.metrics_payments;
+SET shop.payment_failure_threshold = 0.9;
+DELETE FROM shop.event WHERE topic = 'payment.failures';
+SELECT shop._check_payment_failures() AS alert_above_threshold_0_9;
+RESET shop.payment_failure_threshold;
+
+-- privileges
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can
+  FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace
+   AND p.proname IN ('sweep', 'metrics', '_emit', '_check_payment_failures')
+ ORDER BY 1;
+
+-- the sweeper's settings
+SELECT name, setting, unit, context FROM pg_settings
+ WHERE name IN ('shop.sweep_interval', 'shop.sweep_databases') ORDER BY name;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

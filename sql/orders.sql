@@ -1,0 +1,223 @@
+-- orders: checkout, idempotency, totals, the state machine and its side effects
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+RESET client_min_messages;
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $f$;
+-- stock of a product as "on_hand/reserved"
+CREATE FUNCTION pg_temp.stock(p bigint) RETURNS text LANGUAGE sql AS $f$
+    SELECT sum(on_hand) || '/' || sum(reserved) FROM shop.stock WHERE product_id = p
+$f$;
+-- the whole picture of one order in one line
+CREATE FUNCTION pg_temp.summary(o uuid) RETURNS text LANGUAGE sql AS $f$
+    SELECT format('%s paid=%s lines=%s payment=%s events=%s',
+                  od.status, od.was_paid,
+                  (SELECT count(*) FROM shop.order_line l WHERE l.order_id = o),
+                  (SELECT string_agg(p.status, ',') FROM shop.payment p WHERE p.order_id = o),
+                  (SELECT string_agg(e.to_status, '>' ORDER BY e.seq) FROM shop.order_event e WHERE e.order_id = o))
+      FROM shop."order" od WHERE od.order_id = o
+$f$;
+
+SELECT shop.product_upsert('MUG', 'Coffee mug', 1200) AS mug \gset
+SELECT shop.product_upsert('TEE', 'T-shirt', 2500) AS tee \gset
+SELECT shop.product_upsert('CAP', 'Baseball cap', 1800) AS cap \gset
+SELECT shop.stock_set(:mug, 10), shop.stock_set(:tee, 5), shop.stock_set(:cap, 1);
+
+-- a cart with three lines and one saved for later
+SELECT shop.cart_create(101) AS cart \gset
+SELECT shop.cart_add(:'cart', :mug, 2), shop.cart_add(:'cart', :tee), shop.cart_add(:'cart', :cap);
+SELECT shop.cart_add(:'cart', :tee);
+SELECT shop.cart_set_qty(:'cart', :tee, 1);
+SELECT shop.product_upsert('BAG', 'Tote bag', 900) AS bag \gset
+SELECT shop.cart_add(:'cart', :bag);
+SELECT shop.cart_save_for_later(:'cart', :bag);
+-- the price of the mug changes after it was added: the order charges today's price
+UPDATE shop.product SET price_cents = 1100 WHERE product_id = :mug;
+
+SELECT shop.checkout(:'cart', 'tok_visa', 'order-1', '{"name": "Ada", "country": "US", "city": "Boston"}') AS o1 \gset
+SELECT pg_temp.summary(:'o1');
+SELECT status, customer_id, subtotal_cents, shipping_cents, tax_cents, total_cents, needs_review,
+       currency, shipping_address->>'city' AS city
+  FROM shop."order" WHERE order_id = :'o1';
+SELECT line_no, sku, title, unit_price_cents, qty, reservation_id IS NOT NULL AS held
+  FROM shop.order_line WHERE order_id = :'o1' ORDER BY line_no;
+SELECT provider, card_brand, last4, status, amount_cents FROM shop.payment WHERE order_id = :'o1';
+-- stock is held, not gone: on_hand/reserved
+SELECT pg_temp.stock(:mug) AS mug, pg_temp.stock(:tee) AS tee, pg_temp.stock(:cap) AS cap;
+SELECT status, expires_at = 'infinity' AS kept_until_shipped FROM shop.reservation
+ WHERE reservation_id IN (SELECT reservation_id FROM shop.order_line WHERE order_id = :'o1') ORDER BY product_id;
+-- the cart keeps only the saved-for-later line
+SELECT shop.cart_get(:'cart')->'lines' AS lines,
+       jsonb_array_length(shop.cart_get(:'cart')->'saved_for_later') AS saved;
+-- outbox: created, then paid
+SELECT topic, payload->>'order_id' = :'o1' AS this_order, payload->>'to' AS to_status
+  FROM shop.event WHERE topic LIKE 'order.%' ORDER BY event_id;
+
+-- idempotency: the same key and request returns the same order, doing nothing twice
+SELECT shop.checkout(:'cart', 'tok_visa', 'order-1', '{"name": "Ada", "country": "US", "city": "Boston"}') = :'o1' AS same_order;
+-- key order in the address does not matter (same jsonb)
+SELECT shop.checkout(:'cart', 'tok_visa', 'order-1', '{"city": "Boston", "country": "US", "name": "Ada"}') = :'o1' AS same_order;
+SELECT count(*) AS orders, (SELECT count(*) FROM shop.event) AS events, pg_temp.stock(:mug) AS mug FROM shop."order";
+-- same key, different request: SH003
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_mastercard', 'order-1', '{"name": "Ada", "country": "US", "city": "Boston"}')$$, :'cart'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'order-1', '{"name": "Bob"}')$$, :'cart'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'order-1')$$, :'cart'));
+-- the key belongs to the customer: another cart of the same customer with that key conflicts
+SELECT shop.cart_create(101) AS cart1b \gset
+SELECT shop.cart_add(:'cart1b', :mug);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'order-1')$$, :'cart1b'));
+-- ... while another customer may use the same key string
+SELECT shop.cart_create(102) AS cart2 \gset
+SELECT shop.cart_add(:'cart2', :mug);
+SELECT shop.checkout(:'cart2', 'tok_visa', 'order-1') <> :'o1' AS other_order;
+
+-- empty cart (the checked-out cart holds only a saved line now): SH007
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'order-again')$$, :'cart'));
+-- out of stock: SH001 and nothing kept
+SELECT shop.cart_create() AS cart3 \gset
+SELECT shop.cart_add(:'cart3', :mug), shop.cart_add(:'cart3', :cap);
+SELECT count(*) AS orders_before FROM shop."order" \gset
+SELECT pg_temp.stock(:mug) AS mug_before, pg_temp.stock(:cap) AS cap_before;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k3')$$, :'cart3'));
+SELECT count(*) - :orders_before AS new_orders, pg_temp.stock(:mug) AS mug, pg_temp.stock(:cap) AS cap,
+       (SELECT count(*) FROM shop.idempotency WHERE key = 'k3') AS keys
+  FROM shop."order";
+-- inactive product: SH008
+SELECT shop.cart_remove(:'cart3', :cap);
+UPDATE shop.product SET status = 'draft' WHERE product_id = :mug;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k3')$$, :'cart3'));
+UPDATE shop.product SET status = 'active' WHERE product_id = :mug;
+-- unknown, merged and expired carts: SH006
+SELECT pg_temp.err($$SELECT shop.checkout('00000000-0000-0000-0000-000000000000', 'tok_visa', 'k4')$$);
+SELECT shop.cart_create() AS cart4 \gset
+SELECT shop.cart_add(:'cart4', :mug);
+SELECT shop.cart_merge(:'cart4', 101) IS NOT NULL AS merged;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k4')$$, :'cart4'));
+UPDATE shop.cart SET expires_at = now() - interval '1 minute' WHERE cart_id = :'cart3';
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k5')$$, :'cart3'));
+-- bad arguments
+SELECT pg_temp.err($$SELECT shop.checkout(NULL, 'tok_visa', 'k')$$);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, NULL, 'k')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', NULL)$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', '')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', repeat('k', 201))$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k', '"Boston"')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k', '[1, 2]')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k', jsonb_build_object('street', repeat('x', 5000)))$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'bogus', 'k')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_unknown', 'k')$$, :'cart2'));
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'Bad Provider:x', 'k')$$, :'cart2'));
+
+-- shipping and tax rules: free shipping from 50.00, a state tax
+INSERT INTO shop.tax_rate (country, region, basis_points) VALUES ('US', 'MA', 625);
+INSERT INTO shop.shipping_rate (country, min_subtotal_cents, cents) VALUES ('CA', 0, 1500);
+SELECT shop._shipping_cents(4999, NULL) AS under_50, shop._shipping_cents(5000, NULL) AS from_50,
+       shop._shipping_cents(100000, '{"country": "ca"}') AS canada,
+       shop._tax_cents(10000, '{"country": "US", "region": "MA"}') AS ma,
+       shop._tax_cents(10000, '{"country": "US", "state": "MA"}') AS ma_as_state,
+       shop._tax_cents(10000, '{"country": "US", "region": "NH"}') AS nh;
+SELECT shop.cart_create(103) AS cart5 \gset
+SELECT shop.cart_add(:'cart5', :tee);
+SELECT shop.checkout(:'cart5', 'tok_visa', 'k5', '{"country": "US", "region": "MA"}') AS o5 \gset
+SELECT subtotal_cents, shipping_cents, tax_cents, total_cents FROM shop."order" WHERE order_id = :'o5';
+
+-- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
+SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'delivered')$$, :'o1'));
+SELECT shop.order_ship(:'o1', 'UPS', '1Z999AA10123456784');
+SELECT carrier, tracking_number, shipped_at IS NOT NULL AS shipped_at FROM shop."order" WHERE order_id = :'o1';
+-- shipping committed the holds: the units left the building
+SELECT pg_temp.stock(:mug) AS mug, pg_temp.stock(:tee) AS tee, pg_temp.stock(:cap) AS cap;
+SELECT DISTINCT status FROM shop.reservation
+ WHERE reservation_id IN (SELECT reservation_id FROM shop.order_line WHERE order_id = :'o1');
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'cancelled')$$, :'o1'));
+SELECT shop.order_transition(:'o1', 'delivered');
+SELECT shop.order_transition(:'o1', 'returned', 'wrong size');
+-- returned restocks every line
+SELECT pg_temp.stock(:mug) AS mug, pg_temp.stock(:tee) AS tee, pg_temp.stock(:cap) AS cap;
+SELECT shop.order_transition(:'o1', 'refunded');
+SELECT pg_temp.summary(:'o1');
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'paid')$$, :'o1'));
+-- the timeline and tracking in order_get
+SELECT jsonb_path_query_array(d->'timeline', '$[*].to') AS timeline,
+       d->'timeline'->3->>'note' AS ship_note,
+       d->'tracking'->>'carrier' AS carrier, d->>'status' AS status,
+       jsonb_array_length(d->'lines') AS lines, d->'total_cents' AS total,
+       d->'payments'->0->>'status' AS payment
+  FROM shop.order_get(:'o1') d;
+SELECT topic FROM shop.event WHERE payload->>'order_id' = :'o1' ORDER BY event_id;
+
+-- cancel from paid: the holds are released, the payment stays captured until refunded
+SELECT pg_temp.stock(:tee) AS tee_before;
+SELECT shop.order_transition(:'o5', 'cancelled', 'customer changed their mind');
+SELECT pg_temp.stock(:tee) AS tee_after, pg_temp.summary(:'o5');
+SELECT shop.order_transition(:'o5', 'refunded');
+SELECT pg_temp.summary(:'o5');
+
+-- every transition outside the table is SH002, naming both states
+SELECT shop.cart_create(104) AS cart6 \gset
+SELECT shop.cart_add(:'cart6', :mug);
+SELECT shop.checkout(:'cart6', 'tok_visa', 'k6') AS o6 \gset
+SELECT s AS to_status, pg_temp.err(format($$SELECT shop.order_transition(%L, %L)$$, :'o6', s)) AS result
+  FROM unnest(ARRAY['pending', 'paid', 'shipped', 'delivered', 'returned', 'refunded']) s;
+SELECT pg_temp.summary(:'o6');
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'lost')$$, :'o6'));
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, NULL)$$, :'o6'));
+SELECT pg_temp.err($$SELECT shop.order_transition(NULL, 'paid')$$);
+SELECT pg_temp.err($$SELECT shop.order_transition('00000000-0000-0000-0000-000000000000', 'paid')$$);
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'fulfilling', repeat('n', 1001))$$, :'o6'));
+SELECT pg_temp.err(format($$SELECT shop.order_ship(%L, NULL, 'x')$$, :'o6'));
+SELECT pg_temp.err(format($$SELECT shop.order_ship(%L, 'UPS', '')$$, :'o6'));
+SELECT pg_temp.err(format($$SELECT shop.order_ship(%L, 'UPS', '1Z')$$, :'o6'));  -- paid, not fulfilling
+SELECT pg_temp.summary(:'o6');
+-- an order cancelled before payment cannot be refunded (gateway flow: pending)
+SELECT shop.cart_create(105) AS cart7 \gset
+SELECT shop.cart_add(:'cart7', :mug);
+SELECT shop.checkout(:'cart7', 'stripe:pm_card_1', 'k7') AS o7 \gset
+SELECT shop.order_transition(:'o7', 'cancelled');
+SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'refunded')$$, :'o7'));
+SELECT pg_temp.summary(:'o7');
+
+-- orders_for: newest first, keyset pages with before
+SELECT count(*) AS n FROM shop.orders_for(101);
+SELECT shop.cart_create(101) AS c8 \gset
+SELECT shop.cart_add(:'c8', :cap);
+-- the returned cap can be sold again
+SELECT shop.checkout(:'c8', 'tok_visa', 'k8') IS NOT NULL AS sold_again;
+SELECT order_id = :'o1' AS is_o1, status, total_cents, item_count FROM shop.orders_for(101) ORDER BY created_at;
+SELECT count(*) AS page2 FROM shop.orders_for(101, 1, (SELECT max(created_at) FROM shop."order" WHERE customer_id = 101));
+SELECT count(*) AS none FROM shop.orders_for(999);
+SELECT pg_temp.err($$SELECT * FROM shop.orders_for(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.orders_for(101, 0)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.orders_for(101, 1001)$$);
+SELECT pg_temp.err($$SELECT shop.order_get(NULL)$$);
+SELECT pg_temp.err($$SELECT shop.order_get('00000000-0000-0000-0000-000000000000')$$);
+
+-- an order imported with its own history (event_count left at 0) moves on safely
+INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, was_paid)
+VALUES ('00000000-0000-4000-8000-000000000001', 106, 'delivered', 'USD', 1000, 1000, true);
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+VALUES ('00000000-0000-4000-8000-000000000001', 1, :mug, 'MUG', 'Coffee mug', 1000, 1);
+INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)
+VALUES ('00000000-0000-4000-8000-000000000001', 1, NULL, 'delivered', 'imported');
+SELECT shop.order_transition('00000000-0000-4000-8000-000000000001', 'returned');
+SELECT seq, to_status FROM shop.order_event WHERE order_id = '00000000-0000-4000-8000-000000000001' ORDER BY seq;
+
+-- invariants over everything above
+SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.order_line l WHERE l.order_id = o.order_id)) AS without_lines,
+       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.payment p WHERE p.order_id = o.order_id)) AS without_payment,
+       count(*) FILTER (WHERE o.event_count <> (SELECT count(*) FROM shop.order_event e WHERE e.order_id = o.order_id)) AS event_mismatch
+  FROM shop."order" o WHERE o.idempotency_key IS NOT NULL;    -- the orders checkout made
+SELECT count(*) AS stock_mismatch FROM shop.stock s
+ WHERE s.reserved <> coalesce((SELECT sum(r.qty) FROM shop.reservation r
+                                WHERE r.product_id = s.product_id AND r.location = s.location
+                                  AND r.bucket = s.bucket AND r.status = 'held'), 0);
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

@@ -1,0 +1,1625 @@
+/*-------------------------------------------------------------------------
+ *
+ * inventory.c
+ *	  Stock and reservations: stock_set / stock_adjust / stock_available,
+ *	  reserve / reserve_many, reservation release / commit / extend, and
+ *	  buckets for hot products.
+ *
+ * Data.  shop.stock has one row per (product, location, bucket) with
+ * on_hand and reserved.  A reservation is one or more rows of
+ * shop.reservation ("parts", nearly always one) each holding qty units of
+ * one stock row.  The invariant every call keeps, in one transaction:
+ *
+ *	 stock.reserved = sum(qty) of the parts in status 'held' pointing at it
+ *	 0 <= reserved <= on_hand        (CHECK constraints back this up)
+ *
+ * A hold whose expires_at has passed still counts in reserved until it is
+ * reclaimed (status 'expired', reserved decremented); stock_available adds
+ * such holds back, so availability is exact whether or not anyone has
+ * reclaimed them yet.
+ *
+ * Never oversell.  A hold is taken by one conditional UPDATE
+ * "reserved = reserved + qty WHERE on_hand - reserved >= qty" on a stock
+ * row, plus the reservation row, in the same statement.  The row lock of
+ * that UPDATE serializes holds on the row, and PostgreSQL re-checks the
+ * condition on the newest row version (EvalPlanQual), so two sessions can
+ * never both take the last unit.
+ *
+ * Reserve, in three steps, cheapest first:
+ *	 1. pick a row with enough free units, trying the product's rows in a
+ *		per-call pseudo-random order (hash of bucket xor a random seed) and
+ *		skipping rows another transaction has locked (SKIP LOCKED): on a
+ *		bucketed hot product concurrent buyers land on different rows and
+ *		nobody waits;
+ *	 2. if every suitable row was locked: pick one suitable row (in the same
+ *		random order, from the snapshot, without locking) and run the
+ *		conditional UPDATE on it, which waits for that one row's lock and
+ *		re-checks the condition on its newest version;
+ *	 3. no single row has enough: a cheap unlocked look at the totals raises
+ *		insufficient_stock at once when even the sum cannot cover qty and no
+ *		expired hold is waiting to be reclaimed; otherwise the slow path locks
+ *		every row of the product (in location, bucket order), reclaims the
+ *		product's expired holds, and takes qty from several rows as several
+ *		parts of one reservation, or raises insufficient_stock.
+ *
+ * Lock order (no deadlocks inside one call, and none between calls that
+ * each touch one product):
+ *	 - stock rows of several products: in product_id order (reserve_many);
+ *	 - all rows of one product: in (location, bucket) order (slow path,
+ *	   stock_set, stock_adjust, stock_set_buckets, release, commit);
+ *	 - steps 1 and 2 run in a subtransaction that is rolled back when they
+ *	   take nothing, so the row locks a failed attempt picked up (see
+ *	   inv_try) are gone before anything waits in (location, bucket) order;
+ *	 - stock rows before reservation rows; where a reservation row must be
+ *	   locked while stock is held (reclaim, sweep) it is taken with SKIP
+ *	   LOCKED, so nobody waits on a reservation while holding stock.
+ *
+ * shop.product.in_stock (some location has units on hand) is maintained by
+ * the calls that change on_hand; plain reserve / release never touch the
+ * product row, which would be the hottest row of all.
+ *
+ * All SQL runs through SPI with plans prepared once per backend.  Every
+ * name is schema-qualified, and the SQL functions pin search_path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#if PG_VERSION_NUM >= 150000
+#include "common/pg_prng.h"
+#endif
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "shop.h"
+
+PG_FUNCTION_INFO_V1(shop_stock_set);
+PG_FUNCTION_INFO_V1(shop_stock_adjust);
+PG_FUNCTION_INFO_V1(shop_stock_available);
+PG_FUNCTION_INFO_V1(shop_stock_set_buckets);
+PG_FUNCTION_INFO_V1(shop_stock_set_reorder_threshold);
+PG_FUNCTION_INFO_V1(shop_reserve);
+PG_FUNCTION_INFO_V1(shop_reserve_many);
+PG_FUNCTION_INFO_V1(shop_reservation_release);
+PG_FUNCTION_INFO_V1(shop_reservation_commit);
+PG_FUNCTION_INFO_V1(shop_reservation_extend);
+
+#define INV_MAX_QTY			1000000		/* largest qty of one hold */
+#define INV_MAX_ON_HAND		1000000000	/* largest on_hand of one location */
+#define INV_MAX_BUCKETS		256
+#define INV_MAX_ITEMS		1000		/* lines of one reserve_many */
+#define INV_MAX_TTL_SECS	(366.0 * 86400)
+#define INV_MAX_LOCATION	100
+#define INV_MAX_REF			200
+#define INV_MAX_REASON		200
+
+/*
+ * A prepared statement: SQL text, argument types, and the plan, prepared on
+ * first use and kept for the life of the backend.
+ */
+typedef struct InvQuery
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[8];
+	SPIPlanPtr	plan;
+} InvQuery;
+
+/* One stock row of a product, as locked by inv_lock_rows. */
+typedef struct InvRow
+{
+	char	   *location;
+	int			bucket;
+	int			on_hand;
+	int			reserved;
+	bool		threshold_null;
+	int			threshold;
+} InvRow;
+
+/* ---------- the statements ---------- */
+
+/* step 1 and 2 of reserve: one conditional update plus the reservation row */
+#define RESERVE_ONE_SQL(lockclause) \
+	"WITH pick AS (" \
+	"  SELECT location, bucket FROM shop.stock" \
+	"   WHERE product_id = $1 AND on_hand - reserved >= $2" \
+	"   ORDER BY hashint4(bucket::int4 # $3), location" \
+	"   LIMIT 1 " lockclause ")," \
+	" u AS (" \
+	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
+	"    FROM pick" \
+	"   WHERE s.product_id = $1 AND s.location = pick.location" \
+	"     AND s.bucket = pick.bucket AND s.on_hand - s.reserved >= $2" \
+	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
+	" INSERT INTO shop.reservation" \
+	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
+	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, now() + $6 FROM u" \
+	" RETURNING (SELECT u.reorder_threshold FROM u)"
+
+static InvQuery q_reserve_skip = {
+	RESERVE_ONE_SQL("FOR UPDATE SKIP LOCKED"),
+	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
+};
+
+/*
+ * step 2: no lock in the pick, so the UPDATE waits on that one row only.
+ * The reservation row is inserted before the UPDATE takes the row lock (the
+ * UPDATE reads it), which keeps the index insertions out of the time the
+ * hot row is locked; when the UPDATE finds too little, the caller rolls the
+ * attempt's subtransaction back and the row goes with it.
+ */
+static InvQuery q_reserve_wait = {
+	"WITH pick AS ("
+	"  SELECT location, bucket FROM shop.stock"
+	"   WHERE product_id = $1 AND on_hand - reserved >= $2"
+	"   ORDER BY hashint4(bucket::int4 # $3), location"
+	"   LIMIT 1),"
+	" ins AS ("
+	"  INSERT INTO shop.reservation"
+	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
+	"  SELECT $1, $4, 0, pick.location, pick.bucket, $2, $5, now() + $6 FROM pick"
+	"  RETURNING location, bucket)"
+	" UPDATE shop.stock s SET reserved = s.reserved + $2"
+	"   FROM ins"
+	"  WHERE s.product_id = $1 AND s.location = ins.location"
+	"    AND s.bucket = ins.bucket AND s.on_hand - s.reserved >= $2"
+	" RETURNING s.reorder_threshold",
+	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
+};
+
+/* unlocked look at a product: free units, expired holds, existence */
+static InvQuery q_peek = {
+	"SELECT coalesce((SELECT sum(on_hand - reserved) FROM shop.stock"
+	"                  WHERE product_id = $1), 0)::int8,"
+	"       coalesce((SELECT sum(qty) FROM shop.reservation"
+	"                  WHERE product_id = $1 AND status = 'held'"
+	"                    AND expires_at <= now()), 0)::int8,"
+	"       EXISTS (SELECT 1 FROM shop.product WHERE product_id = $1)",
+	1, {INT8OID}
+};
+
+/* lock every stock row of a product, in (location, bucket) order */
+static InvQuery q_lock_rows = {
+	"SELECT location, bucket::int4, on_hand, reserved, reorder_threshold"
+	"  FROM shop.stock WHERE product_id = $1"
+	" ORDER BY location, bucket FOR UPDATE",
+	1, {INT8OID}
+};
+
+/* the product row, share-locked so it cannot vanish under a stock write */
+static InvQuery q_product_lock = {
+	"SELECT 1 FROM shop.product WHERE product_id = $1 FOR KEY SHARE",
+	1, {INT8OID}
+};
+
+/*
+ * reclaim the product's expired holds (caller holds all its stock rows);
+ * holds locked by someone else (being released or committed right now) are
+ * skipped: their owner fixes reserved itself
+ */
+static InvQuery q_reclaim = {
+	"WITH x AS ("
+	"  UPDATE shop.reservation r SET status = 'expired'"
+	"   WHERE r.ctid = ANY (ARRAY("
+	"           SELECT ctid FROM shop.reservation"
+	"            WHERE product_id = $1 AND status = 'held' AND expires_at <= now()"
+	"              FOR UPDATE SKIP LOCKED))"
+	"     AND r.product_id = $1 AND r.status = 'held' AND r.expires_at <= now()"
+	"  RETURNING r.location, r.bucket, r.qty),"
+	" y AS (SELECT location, bucket, sum(qty)::int4 AS q FROM x GROUP BY 1, 2)"
+	" UPDATE shop.stock s SET reserved = s.reserved - y.q"
+	"   FROM y WHERE s.product_id = $1 AND s.location = y.location"
+	"    AND s.bucket = y.bucket",
+	1, {INT8OID}
+};
+
+static InvQuery q_take_part = {
+	"UPDATE shop.stock SET reserved = reserved + $4"
+	" WHERE product_id = $1 AND location = $2 AND bucket = $3"
+	"   AND on_hand - reserved >= $4",
+	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
+};
+
+static InvQuery q_insert_part = {
+	"INSERT INTO shop.reservation"
+	"  (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8)",
+	8, {INT8OID, UUIDOID, INT2OID, TEXTOID, INT2OID, INT4OID, TEXTOID, INTERVALOID}
+};
+
+static InvQuery q_available = {
+	"SELECT (SELECT sum(on_hand - reserved) FROM shop.stock WHERE product_id = $1)::int8,"
+	"       coalesce((SELECT sum(qty) FROM shop.reservation"
+	"                  WHERE product_id = $1 AND status = 'held'"
+	"                    AND expires_at <= now()), 0)::int8,"
+	"       (SELECT max(reorder_threshold) FROM shop.stock WHERE product_id = $1)",
+	1, {INT8OID}
+};
+
+static InvQuery q_product_exists = {
+	"SELECT 1 FROM shop.product WHERE product_id = $1",
+	1, {INT8OID}
+};
+
+static InvQuery q_emit_low = {
+	"SELECT shop._emit('stock.low', jsonb_build_object("
+	"  'product_id', $1, 'available', $2, 'reorder_threshold', $3))",
+	3, {INT8OID, INT4OID, INT4OID}
+};
+
+static InvQuery q_in_stock = {
+	"UPDATE shop.product p SET in_stock = x.v"
+	"  FROM (SELECT coalesce(sum(on_hand), 0) > 0 AS v FROM shop.stock"
+	"         WHERE product_id = $1) x"
+	" WHERE p.product_id = $1 AND p.in_stock IS DISTINCT FROM x.v",
+	1, {INT8OID}
+};
+
+static InvQuery q_set_row = {
+	"UPDATE shop.stock SET on_hand = $4, updated_at = now()"
+	" WHERE product_id = $1 AND location = $2 AND bucket = $3",
+	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
+};
+
+static InvQuery q_insert_row = {
+	"INSERT INTO shop.stock (product_id, location, bucket, on_hand, reserved, reorder_threshold)"
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+	" ON CONFLICT (product_id, location, bucket) DO UPDATE"
+	"   SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
+	"       reorder_threshold = EXCLUDED.reorder_threshold, updated_at = now()",
+	6, {INT8OID, TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID}
+};
+
+static InvQuery q_ledger = {
+	"INSERT INTO shop.stock_ledger (product_id, location, delta, on_hand, reason, ref)"
+	" VALUES ($1, $2, $3, $4, $5, $6)",
+	6, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID}
+};
+
+/* release / commit: lock the stock rows of the held parts in order first */
+static InvQuery q_lock_parts = {
+	"SELECT 1 FROM shop.stock s"
+	" WHERE (s.product_id, s.location, s.bucket) IN"
+	"       (SELECT product_id, location, bucket FROM shop.reservation"
+	"         WHERE reservation_id = $1 AND status = 'held')"
+	" ORDER BY s.product_id, s.location, s.bucket FOR UPDATE OF s",
+	1, {UUIDOID}
+};
+
+static InvQuery q_release = {
+	"WITH x AS ("
+	"  UPDATE shop.reservation SET status = 'released'"
+	"   WHERE reservation_id = $1 AND status = 'held'"
+	"  RETURNING product_id, location, bucket, qty),"
+	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q FROM x GROUP BY 1, 2, 3)"
+	" UPDATE shop.stock s SET reserved = s.reserved - y.q"
+	"   FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
+	"    AND s.bucket = y.bucket"
+	" RETURNING s.product_id",
+	1, {UUIDOID}
+};
+
+static InvQuery q_commit = {
+	"WITH x AS ("
+	"  UPDATE shop.reservation SET status = 'committed'"
+	"   WHERE reservation_id = $1 AND status = 'held'"
+	"  RETURNING product_id, location, bucket, qty, ref),"
+	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q, min(ref) AS ref"
+	"         FROM x GROUP BY 1, 2, 3),"
+	" s AS ("
+	"  UPDATE shop.stock s SET reserved = s.reserved - y.q, on_hand = s.on_hand - y.q,"
+	"         updated_at = now()"
+	"    FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
+	"     AND s.bucket = y.bucket"
+	"  RETURNING s.product_id, s.location, y.q, y.ref)"
+	/* the main query sees the rows as before the update: subtract */
+	" SELECT s.product_id, s.location, sum(s.q)::int4, min(s.ref),"
+	"        ((SELECT sum(t.on_hand) FROM shop.stock t"
+	"           WHERE t.product_id = s.product_id AND t.location = s.location)"
+	"         - sum(s.q))::int4"
+	"   FROM s GROUP BY 1, 2",
+	1, {UUIDOID}
+};
+
+static InvQuery q_status = {
+	"SELECT status FROM shop.reservation WHERE reservation_id = $1 LIMIT 1",
+	1, {UUIDOID}
+};
+
+static InvQuery q_extend = {
+	"UPDATE shop.reservation"
+	"   SET expires_at = CASE WHEN $2::interval IS NULL THEN 'infinity'::timestamptz"
+	"                         ELSE now() + $2 END"
+	" WHERE reservation_id = $1 AND status = 'held'"
+	" RETURNING expires_at",
+	2, {UUIDOID, INTERVALOID}
+};
+
+static InvQuery q_held_by_bucket = {
+	"SELECT bucket::int4, sum(qty)::int4 FROM shop.reservation"
+	" WHERE product_id = $1 AND location = $2 AND status = 'held'"
+	" GROUP BY bucket",
+	2, {INT8OID, TEXTOID}
+};
+
+static InvQuery q_move_parts = {
+	"UPDATE shop.reservation SET bucket = bucket % $3"
+	" WHERE product_id = $1 AND location = $2 AND bucket >= $3",
+	3, {INT8OID, TEXTOID, INT2OID}
+};
+
+static InvQuery q_drop_rows = {
+	"DELETE FROM shop.stock WHERE product_id = $1 AND location = $2 AND bucket >= $3",
+	3, {INT8OID, TEXTOID, INT2OID}
+};
+
+static InvQuery q_set_threshold = {
+	"UPDATE shop.stock SET reorder_threshold = $2 WHERE product_id = $1",
+	2, {INT8OID, INT4OID}
+};
+
+/* ---------- SPI plumbing ---------- */
+
+static SPIPlanPtr
+inv_plan(InvQuery *q)
+{
+	if (q->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->types);
+
+		if (plan == NULL)
+			elog(ERROR, "shop: SPI_prepare failed (%s): %s",
+				 SPI_result_code_string(SPI_result), q->sql);
+		SPI_keepplan(plan);
+		q->plan = plan;
+	}
+	return q->plan;
+}
+
+/*
+ * Run a prepared statement; nulls as in SPI (' ' or 'n'), NULL for none.
+ * read_only only in STABLE entry points: elsewhere every statement, reads
+ * included, must see the writes of the statements before it, and SPI takes
+ * a fresh snapshot only when not read-only.
+ */
+static uint64
+inv_exec(InvQuery *q, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(inv_plan(q), values, nulls,
+									  read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "shop: SPI_execute_plan failed (%s): %s",
+			 SPI_result_code_string(rc), q->sql);
+	return SPI_processed;
+}
+
+static Datum
+inv_get(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+static int64
+inv_get_int(int row, int col, int64 ifnull)
+{
+	bool		isnull;
+	Datum		d = inv_get(row, col, &isnull);
+	Oid			typ = SPI_gettypeid(SPI_tuptable->tupdesc, col);
+
+	if (isnull)
+		return ifnull;
+	if (typ == INT8OID)
+		return DatumGetInt64(d);
+	if (typ == INT2OID)
+		return DatumGetInt16(d);
+	return DatumGetInt32(d);
+}
+
+/* ---------- argument checks ---------- */
+
+static int64
+inv_arg_product(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument product_id must not be null")));
+	return PG_GETARG_INT64(argno);
+}
+
+static void
+inv_check_qty(int64 qty, const char *what)
+{
+	if (qty <= 0 || qty > INV_MAX_QTY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s out of range", what),
+				 errdetail("%s is " INT64_FORMAT "; it must be between 1 and %d.",
+						   what, qty, INV_MAX_QTY)));
+}
+
+/* validate a ttl argument: positive and at most a year */
+static Datum
+inv_arg_ttl(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *ttl;
+	double		secs;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument ttl must not be null")));
+	ttl = PG_GETARG_INTERVAL_P(argno);
+	secs = (double) ttl->time / USECS_PER_SEC +
+		(double) ttl->day * SECS_PER_DAY +
+		(double) ttl->month * DAYS_PER_MONTH * SECS_PER_DAY;
+	if (secs <= 0 || secs > INV_MAX_TTL_SECS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl out of range"),
+				 errdetail("ttl is %s; it must be positive and at most 366 days.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(ttl))))));
+	return PG_GETARG_DATUM(argno);
+}
+
+/* optional text argument with a length limit and the card-number guard */
+static Datum
+inv_arg_text(FunctionCallInfo fcinfo, int argno, const char *what, int maxlen,
+			 bool required, bool *isnull)
+{
+	text	   *t;
+	int			len;
+
+	*isnull = PG_ARGISNULL(argno);
+	if (*isnull)
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %s must not be null", what)));
+		return (Datum) 0;
+	}
+	t = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(t);
+	ShopRefuseCardNumberText(VARDATA_ANY(t), len, what);
+	if (pg_mbstrlen_with_len(VARDATA_ANY(t), len) > maxlen)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long", what),
+				 errdetail("%s has %d characters; at most %d are allowed.",
+						   what, pg_mbstrlen_with_len(VARDATA_ANY(t), len), maxlen)));
+	if (required && len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	return PointerGetDatum(t);
+}
+
+static Datum
+inv_arg_location(FunctionCallInfo fcinfo, int argno)
+{
+	bool		isnull;
+
+	return inv_arg_text(fcinfo, argno, "location", INV_MAX_LOCATION, true, &isnull);
+}
+
+static pg_uuid_t *
+inv_new_uuid(void)
+{
+	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(u->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return u;
+}
+
+static char *
+inv_uuid_str(pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+/* ---------- shared pieces ---------- */
+
+static void
+inv_not_found_product(int64 product_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SHOP_NOT_FOUND),
+			 errmsg("product not found"),
+			 errdetail("No product has product_id " INT64_FORMAT ".", product_id)));
+}
+
+static void
+inv_insufficient(int64 product_id, int64 requested, int64 available)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+			 errmsg("insufficient stock"),
+			 errdetail("Product " INT64_FORMAT ": " INT64_FORMAT " requested, " INT64_FORMAT " available.",
+					   product_id, requested, available < 0 ? 0 : available)));
+}
+
+/*
+ * Units available over all locations (NULL stock -> -1 when the product has
+ * no stock row at all), and the product's reorder threshold (-1: none).
+ */
+static int64
+inv_available(int64 product_id, int *threshold, bool read_only)
+{
+	Datum		v[1] = {Int64GetDatum(product_id)};
+	bool		isnull;
+	int64		free_units;
+	int64		expired;
+
+	inv_exec(&q_available, v, NULL, read_only);
+	free_units = DatumGetInt64(inv_get(0, 1, &isnull));
+	if (isnull)
+		free_units = -1;
+	expired = DatumGetInt64(inv_get(0, 2, &isnull));
+	if (threshold)
+		*threshold = (int) inv_get_int(0, 3, -1);
+	if (free_units < 0)
+		return -1;
+	return free_units + expired;
+}
+
+/*
+ * After units left the available pool: emit stock.low when availability
+ * crossed the threshold downward (before >= threshold > after).
+ */
+static void
+inv_note_low(int64 product_id, int64 before, int64 after, int threshold)
+{
+	Datum		v[3];
+
+	if (threshold < 0 || !(before >= threshold && after < threshold))
+		return;
+	v[0] = Int64GetDatum(product_id);
+	v[1] = Int32GetDatum((int32) after);
+	v[2] = Int32GetDatum(threshold);
+	inv_exec(&q_emit_low, v, NULL, false);
+}
+
+static void
+inv_fix_in_stock(int64 product_id)
+{
+	Datum		v[1] = {Int64GetDatum(product_id)};
+
+	inv_exec(&q_in_stock, v, NULL, false);
+}
+
+static void
+inv_ledger(int64 product_id, const char *location, int delta, int on_hand,
+		   const char *reason, Datum ref, bool ref_null)
+{
+	Datum		v[6];
+	char		n[7] = "      ";
+
+	v[0] = Int64GetDatum(product_id);
+	v[1] = CStringGetTextDatum(location);
+	v[2] = Int32GetDatum(delta);
+	v[3] = Int32GetDatum(on_hand);
+	v[4] = CStringGetTextDatum(reason);
+	v[5] = ref;
+	if (ref_null)
+		n[5] = 'n';
+	inv_exec(&q_ledger, v, n, false);
+}
+
+/*
+ * Lock all stock rows of a product in (location, bucket) order and return
+ * them (allocated in the current SPI procedure context).
+ */
+static InvRow *
+inv_lock_rows(int64 product_id, int *nrows)
+{
+	Datum		v[1] = {Int64GetDatum(product_id)};
+	uint64		n = inv_exec(&q_lock_rows, v, NULL, false);
+	InvRow	   *rows = palloc0(sizeof(InvRow) * (n + 1));
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		rows[i].location = TextDatumGetCString(inv_get(i, 1, &isnull));
+		rows[i].bucket = DatumGetInt32(inv_get(i, 2, &isnull));
+		rows[i].on_hand = DatumGetInt32(inv_get(i, 3, &isnull));
+		rows[i].reserved = DatumGetInt32(inv_get(i, 4, &isnull));
+		rows[i].threshold = DatumGetInt32(inv_get(i, 5, &rows[i].threshold_null));
+	}
+	*nrows = (int) n;
+	return rows;
+}
+
+static void
+inv_lock_product(int64 product_id)
+{
+	Datum		v[1] = {Int64GetDatum(product_id)};
+
+	if (inv_exec(&q_product_lock, v, NULL, false) == 0)
+		inv_not_found_product(product_id);
+}
+
+/* Reclaim the expired holds of a product whose stock rows we hold. */
+static void
+inv_reclaim(int64 product_id)
+{
+	Datum		v[1] = {Int64GetDatum(product_id)};
+
+	inv_exec(&q_reclaim, v, NULL, false);
+}
+
+/*
+ * Slow path of a hold: with every stock row of the product locked, reclaim
+ * expired holds and take qty from as few rows as possible, one part per
+ * row.  Raises insufficient_stock when the product cannot cover qty.
+ */
+static void
+inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
+				 Datum ref, bool ref_null, Datum ttl)
+{
+	InvRow	   *rows;
+	int			nrows;
+	int64		free_units = 0;
+	int			remaining = qty;
+	int			part = 0;
+
+	rows = inv_lock_rows(product_id, &nrows);
+	if (nrows == 0)
+	{
+		Datum		v[1] = {Int64GetDatum(product_id)};
+
+		if (inv_exec(&q_product_exists, v, NULL, false) == 0)
+			inv_not_found_product(product_id);
+		inv_insufficient(product_id, qty, 0);
+	}
+	inv_reclaim(product_id);
+	rows = inv_lock_rows(product_id, &nrows);
+	for (int i = 0; i < nrows; i++)
+		free_units += rows[i].on_hand - rows[i].reserved;
+	if (free_units < qty)
+		inv_insufficient(product_id, qty, free_units);
+
+	/* take from the rows with the most free units first: fewest parts */
+	while (remaining > 0)
+	{
+		int			best = -1;
+		int			take;
+		Datum		v[8];
+		char		n[9] = "        ";
+
+		for (int i = 0; i < nrows; i++)
+			if (rows[i].on_hand - rows[i].reserved > 0 &&
+				(best < 0 || rows[i].on_hand - rows[i].reserved >
+				 rows[best].on_hand - rows[best].reserved))
+				best = i;
+		if (best < 0)
+			elog(ERROR, "shop: stock of product " INT64_FORMAT " changed under its row locks",
+				 product_id);
+		take = Min(remaining, rows[best].on_hand - rows[best].reserved);
+
+		v[0] = Int64GetDatum(product_id);
+		v[1] = CStringGetTextDatum(rows[best].location);
+		v[2] = Int16GetDatum((int16) rows[best].bucket);
+		v[3] = Int32GetDatum(take);
+		if (inv_exec(&q_take_part, v, NULL, false) != 1)
+			elog(ERROR, "shop: conditional hold on a locked stock row of product " INT64_FORMAT " failed",
+				 product_id);
+		rows[best].reserved += take;
+
+		v[0] = Int64GetDatum(product_id);
+		v[1] = UUIDPGetDatum(rid);
+		v[2] = Int16GetDatum((int16) part);
+		v[3] = CStringGetTextDatum(rows[best].location);
+		v[4] = Int16GetDatum((int16) rows[best].bucket);
+		v[5] = Int32GetDatum(take);
+		v[6] = ref;
+		if (ref_null)
+			n[6] = 'n';
+		v[7] = ttl;
+		inv_exec(&q_insert_part, v, n, false);
+		remaining -= take;
+		part++;
+	}
+}
+
+/*
+ * Run one attempt of a hold (steps 1 and 2 of the file header) in a
+ * subtransaction that is rolled back when the attempt takes nothing.
+ *
+ * Why: a FOR UPDATE or UPDATE that finds a row changed under it locks the
+ * newest version before re-checking it, and keeps that lock even when the
+ * row no longer qualifies.  Such stray locks, taken in hash order, would
+ * break the (location, bucket) order the waiting steps rely on (two
+ * sessions each holding a stray row the other waits for).  Rolling back
+ * the failed attempt's subtransaction drops them, so a session waits on a
+ * product's rows only while holding none of them out of order.
+ *
+ * Returns true when a hold was taken; *watch_low tells whether the row
+ * carries a reorder threshold.
+ */
+static bool
+inv_try(InvQuery *q, Datum *v, const char *n, bool *watch_low)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (inv_exec(q, v, n, false) == 1)
+		{
+			bool		isnull;
+
+			(void) inv_get(0, 1, &isnull);
+			*watch_low = !isnull;
+			ok = true;
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Hold qty units of one product under reservation id rid.  Runs inside an
+ * open SPI connection.  See the file header for the three steps.
+ */
+static void
+inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
+				Datum ref, bool ref_null, Datum ttl)
+{
+	Datum		v[6];
+	char		n[7] = "      ";
+	bool		done = false;
+	bool		watch_low = false;
+
+	v[0] = Int64GetDatum(product_id);
+	v[1] = Int32GetDatum(qty);
+#if PG_VERSION_NUM >= 150000
+	v[2] = Int32GetDatum((int32) pg_prng_uint32(&pg_global_prng_state));
+#else
+	v[2] = Int32GetDatum((int32) random());
+#endif
+	v[3] = UUIDPGetDatum(rid);
+	v[4] = ref;
+	if (ref_null)
+		n[4] = 'n';
+	v[5] = ttl;
+
+	/* 1: a row with enough units that nobody holds locked */
+	done = inv_try(&q_reserve_skip, v, n, &watch_low);
+	/* 2: wait for one such row */
+	if (!done)
+		done = inv_try(&q_reserve_wait, v, n, &watch_low);
+
+	if (!done)
+	{
+		/* 3: no single row can cover qty */
+		Datum		pv[1] = {Int64GetDatum(product_id)};
+		bool		isnull;
+		int64		free_units;
+		int64		expired;
+
+		inv_exec(&q_peek, pv, NULL, false);
+		free_units = DatumGetInt64(inv_get(0, 1, &isnull));
+		expired = DatumGetInt64(inv_get(0, 2, &isnull));
+		if (!DatumGetBool(inv_get(0, 3, &isnull)))
+			inv_not_found_product(product_id);
+		if (free_units + expired < qty)
+			inv_insufficient(product_id, qty, free_units + expired);
+		inv_reserve_slow(product_id, qty, rid, ref, ref_null, ttl);
+		watch_low = true;
+	}
+
+	if (watch_low)
+	{
+		int			threshold;
+		int64		after = inv_available(product_id, &threshold, false);
+
+		inv_note_low(product_id, after + qty, after, threshold);
+	}
+}
+
+/* ---------- SQL entry points ---------- */
+
+/*
+ * shop.reserve(product_id, qty, ref, ttl) -> uuid
+ */
+Datum
+shop_reserve(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	int32		qty;
+	bool		ref_null;
+	Datum		ref;
+	Datum		ttl;
+	pg_uuid_t  *rid;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument qty must not be null")));
+	qty = PG_GETARG_INT32(1);
+	inv_check_qty(qty, "qty");
+	ref = inv_arg_text(fcinfo, 2, "ref", INV_MAX_REF, false, &ref_null);
+	ttl = inv_arg_ttl(fcinfo, 3);
+	rid = inv_new_uuid();
+
+	SPI_connect();
+	inv_reserve_one(product_id, qty, rid, ref, ref_null, ttl);
+	SPI_finish();
+	PG_RETURN_UUID_P(rid);
+}
+
+typedef struct InvItem
+{
+	int64		product_id;
+	int64		qty;
+} InvItem;
+
+static int
+inv_item_cmp(const void *a, const void *b)
+{
+	int64		x = ((const InvItem *) a)->product_id;
+	int64		y = ((const InvItem *) b)->product_id;
+
+	return (x > y) - (x < y);
+}
+
+static void
+inv_bad_items(const char *detail_fmt, int idx)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("malformed items"),
+			 errdetail(detail_fmt, idx),
+			 errhint("items is a jsonb array such as [{\"product_id\": 1, \"qty\": 2}].")));
+}
+
+/* an integral jsonb number field of an item, or an error naming the item */
+static int64
+inv_item_int(JsonbContainer *c, const char *key, int idx)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+	Numeric		num;
+	char	   *str;
+	char	   *dot;
+	char	   *end;
+	int64		result;
+
+	if (v == NULL || v->type != jbvNumeric)
+		inv_bad_items(strcmp(key, "qty") == 0
+					  ? "Item %d has no numeric \"qty\"."
+					  : "Item %d has no numeric \"product_id\".", idx);
+	num = v->val.numeric;
+#if PG_VERSION_NUM >= 140000
+	if (numeric_is_nan(num) || numeric_is_inf(num))
+#else
+	if (numeric_is_nan(num))
+#endif
+		inv_bad_items("Item %d has a non-finite number.", idx);
+	str = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+	dot = strchr(str, '.');
+	if (dot != NULL)
+	{
+		/* 2.0 is 2; 1.5 is refused rather than rounded */
+		for (char *p = dot + 1; *p; p++)
+			if (*p != '0')
+				inv_bad_items("Item %d has a fractional number.", idx);
+		*dot = '\0';
+	}
+	errno = 0;
+	result = strtoi64(str, &end, 10);
+	if (errno != 0 || *end != '\0')
+		inv_bad_items("Item %d has a number out of range.", idx);
+	return result;
+}
+
+/*
+ * shop.reserve_many(items jsonb, ref, ttl) -> uuid[]
+ *
+ * Sums repeated products, then holds each distinct product in product_id
+ * order (the lock order that keeps two carts from deadlocking).  Returns
+ * one reservation id per distinct product, in product_id order.  Any
+ * failure raises and so undoes every hold of the call.
+ */
+Datum
+shop_reserve_many(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *items;
+	bool		ref_null;
+	Datum		ref;
+	Datum		ttl;
+	InvItem    *list;
+	int			nitems;
+	int			ndistinct = 0;
+	Datum	   *ids;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			idx = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument items must not be null")));
+	items = PG_GETARG_JSONB_P(0);
+	ref = inv_arg_text(fcinfo, 1, "ref", INV_MAX_REF, false, &ref_null);
+	ttl = inv_arg_ttl(fcinfo, 2);
+
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed items"),
+				 errdetail("items must be a jsonb array of objects."),
+				 errhint("items is a jsonb array such as [{\"product_id\": 1, \"qty\": 2}].")));
+	nitems = JB_ROOT_COUNT(items);
+	if (nitems == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed items"),
+				 errdetail("items is an empty array.")));
+	if (nitems > INV_MAX_ITEMS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("too many items"),
+				 errdetail("items has %d elements; at most %d are allowed.",
+						   nitems, INV_MAX_ITEMS)));
+
+	list = palloc(sizeof(InvItem) * nitems);
+	it = JsonbIteratorInit(&items->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		idx++;
+		if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+			inv_bad_items("Item %d is not an object.", idx);
+		list[idx - 1].product_id = inv_item_int(v.val.binary.data, "product_id", idx);
+		list[idx - 1].qty = inv_item_int(v.val.binary.data, "qty", idx);
+		inv_check_qty(list[idx - 1].qty, "qty");
+	}
+	Assert(idx == nitems);
+
+	/* sort by product, sum repeated products */
+	qsort(list, nitems, sizeof(InvItem), inv_item_cmp);
+	for (int i = 0; i < nitems; i++)
+	{
+		if (ndistinct > 0 && list[ndistinct - 1].product_id == list[i].product_id)
+		{
+			list[ndistinct - 1].qty += list[i].qty;
+			inv_check_qty(list[ndistinct - 1].qty, "total qty of a product");
+		}
+		else
+			list[ndistinct++] = list[i];
+	}
+
+	ids = palloc(sizeof(Datum) * ndistinct);
+	SPI_connect();
+	for (int i = 0; i < ndistinct; i++)
+	{
+		/* the ids must outlive SPI_finish: SPI_palloc uses the caller's context */
+		pg_uuid_t  *rid = SPI_palloc(sizeof(pg_uuid_t));
+
+		memcpy(rid, inv_new_uuid(), sizeof(pg_uuid_t));
+		inv_reserve_one(list[i].product_id, (int32) list[i].qty, rid,
+						ref, ref_null, ttl);
+		ids[i] = UUIDPGetDatum(rid);
+	}
+	SPI_finish();
+
+	PG_RETURN_ARRAYTYPE_P(construct_array(ids, ndistinct, UUIDOID, UUID_LEN,
+										  false, TYPALIGN_CHAR));
+}
+
+/*
+ * After release or commit found no held part: SH006 for an unknown id, the
+ * status otherwise.
+ */
+static char *
+inv_reservation_status(pg_uuid_t *rid)
+{
+	Datum		v[1] = {UUIDPGetDatum(rid)};
+	bool		isnull;
+
+	if (inv_exec(&q_status, v, NULL, false) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("reservation not found"),
+				 errdetail("No reservation has reservation_id %s.", inv_uuid_str(rid))));
+	return TextDatumGetCString(inv_get(0, 1, &isnull));
+}
+
+static pg_uuid_t *
+inv_arg_rid(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument reservation_id must not be null")));
+	return PG_GETARG_UUID_P(0);
+}
+
+/*
+ * shop.reservation_release(reservation_id) -> boolean
+ *
+ * true when this call released the hold; false when it was already
+ * released or expired.  A committed reservation cannot be released (the
+ * units have left): 55000.
+ */
+Datum
+shop_reservation_release(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
+	Datum		v[1] = {UUIDPGetDatum(rid)};
+	bool		released = false;
+	char	   *status;
+
+	SPI_connect();
+	inv_exec(&q_lock_parts, v, NULL, false);
+	if (inv_exec(&q_release, v, NULL, false) > 0)
+		released = true;
+	else
+	{
+		status = inv_reservation_status(rid);
+		if (strcmp(status, "committed") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("reservation is already committed"),
+					 errdetail("Reservation %s was committed; its units have left stock.",
+							   inv_uuid_str(rid))));
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(released);
+}
+
+/*
+ * shop.reservation_commit(reservation_id) -> boolean
+ *
+ * The held units leave: on_hand and reserved drop together.  true when this
+ * call committed; false when already committed.  A released or expired
+ * reservation cannot be committed (55000): its units may be sold.
+ */
+Datum
+shop_reservation_commit(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
+	Datum		v[1] = {UUIDPGetDatum(rid)};
+	bool		committed = false;
+	uint64		n;
+
+	SPI_connect();
+	inv_exec(&q_lock_parts, v, NULL, false);
+	n = inv_exec(&q_commit, v, NULL, false);
+	if (n > 0)
+	{
+		SPITupleTable *tt = SPI_tuptable;
+		int64		last_product = -1;
+
+		committed = true;
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			HeapTuple	tup = tt->vals[i];
+			int64		product_id = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+			char	   *location = TextDatumGetCString(SPI_getbinval(tup, tt->tupdesc, 2, &isnull));
+			int32		q = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
+			Datum		ref = SPI_getbinval(tup, tt->tupdesc, 4, &isnull);
+			bool		ref_null = isnull;
+			int32		on_hand = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 5, &isnull));
+
+			if (!ref_null)
+				ref = PointerGetDatum(PG_DETOAST_DATUM_COPY(ref));
+			inv_ledger(product_id, location, -q, on_hand, "commit", ref, ref_null);
+			if (product_id != last_product)
+				inv_fix_in_stock(product_id);
+			last_product = product_id;
+		}
+	}
+	else
+	{
+		char	   *status = inv_reservation_status(rid);
+
+		if (strcmp(status, "committed") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("reservation is not held"),
+					 errdetail("Reservation %s is %s; only a held reservation can be committed.",
+							   inv_uuid_str(rid), status)));
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(committed);
+}
+
+/*
+ * shop.reservation_extend(reservation_id, ttl) -> timestamptz
+ *
+ * A held reservation now expires at now() + ttl, or never when ttl is NULL
+ * (a paid order keeps its units until shipped or cancelled).
+ */
+Datum
+shop_reservation_extend(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
+	Datum		v[2];
+	char		n[3] = "  ";
+	Datum		result;
+	bool		isnull;
+
+	v[0] = UUIDPGetDatum(rid);
+	if (PG_ARGISNULL(1))
+	{
+		v[1] = (Datum) 0;
+		n[1] = 'n';
+	}
+	else
+		v[1] = inv_arg_ttl(fcinfo, 1);
+
+	SPI_connect();
+	inv_exec(&q_lock_parts, v, NULL, false);
+	if (inv_exec(&q_extend, v, n, false) == 0)
+	{
+		char	   *status = inv_reservation_status(rid);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("reservation is not held"),
+				 errdetail("Reservation %s is %s; only a held reservation can be extended.",
+						   inv_uuid_str(rid), status)));
+	}
+	result = inv_get(0, 1, &isnull);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * shop.stock_available(product_id) -> int
+ */
+Datum
+shop_stock_available(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	int64		avail;
+
+	SPI_connect();
+	avail = inv_available(product_id, NULL, true);
+	if (avail < 0)
+	{
+		Datum		v[1] = {Int64GetDatum(product_id)};
+
+		if (inv_exec(&q_product_exists, v, NULL, true) == 0)
+			inv_not_found_product(product_id);
+		avail = 0;
+	}
+	SPI_finish();
+	PG_RETURN_INT32((int32) Min(avail, PG_INT32_MAX));
+}
+
+/*
+ * Write new on_hand values for the rows of one location (indexes first..
+ * first+count-1 of rows), spreading total_on_hand so that every row keeps
+ * on_hand >= reserved: each row gets its reserved units plus an even share
+ * of the free units, the remainder going to the lowest buckets.
+ */
+static void
+inv_spread(int64 product_id, InvRow *rows, int first, int count, int64 total_on_hand)
+{
+	int64		reserved = 0;
+	int64		free_units;
+
+	for (int i = first; i < first + count; i++)
+		reserved += rows[i].reserved;
+	free_units = total_on_hand - reserved;
+	Assert(free_units >= 0);
+	for (int i = first; i < first + count; i++)
+	{
+		int64		share = free_units / count + ((i - first) < free_units % count ? 1 : 0);
+		int64		on_hand = rows[i].reserved + share;
+		Datum		v[4];
+
+		if (on_hand == rows[i].on_hand)
+			continue;
+		v[0] = Int64GetDatum(product_id);
+		v[1] = CStringGetTextDatum(rows[i].location);
+		v[2] = Int16GetDatum((int16) rows[i].bucket);
+		v[3] = Int32GetDatum((int32) on_hand);
+		inv_exec(&q_set_row, v, NULL, false);
+		rows[i].on_hand = (int) on_hand;
+	}
+}
+
+/*
+ * Rows of a location that has none yet: as many buckets as the product's
+ * other locations use, with the product's threshold.  Returns the new rows.
+ */
+static InvRow *
+inv_create_location(int64 product_id, const char *location, InvRow *rows, int nrows,
+					int *count)
+{
+	int			nbuckets = 1;
+	bool		threshold_null = true;
+	int			threshold = 0;
+	InvRow	   *nrow;
+
+	for (int i = 0; i < nrows; i++)
+	{
+		nbuckets = Max(nbuckets, rows[i].bucket + 1);
+		if (!rows[i].threshold_null)
+		{
+			threshold_null = false;
+			threshold = rows[i].threshold;
+		}
+	}
+	nrow = palloc0(sizeof(InvRow) * nbuckets);
+	for (int b = 0; b < nbuckets; b++)
+	{
+		Datum		v[6];
+		char		n[7] = "      ";
+
+		nrow[b].location = pstrdup(location);
+		nrow[b].bucket = b;
+		nrow[b].threshold_null = threshold_null;
+		nrow[b].threshold = threshold;
+		v[0] = Int64GetDatum(product_id);
+		v[1] = CStringGetTextDatum(location);
+		v[2] = Int16GetDatum((int16) b);
+		v[3] = Int32GetDatum(0);
+		v[4] = Int32GetDatum(0);
+		v[5] = Int32GetDatum(threshold);
+		if (threshold_null)
+			n[5] = 'n';
+		inv_exec(&q_insert_row, v, n, false);
+	}
+	*count = nbuckets;
+	return nrow;
+}
+
+/* find the slice of rows belonging to one location */
+static int
+inv_location_slice(InvRow *rows, int nrows, const char *location, int *count)
+{
+	int			first = -1;
+
+	*count = 0;
+	for (int i = 0; i < nrows; i++)
+		if (strcmp(rows[i].location, location) == 0)
+		{
+			if (first < 0)
+				first = i;
+			(*count)++;
+		}
+	return first;
+}
+
+/*
+ * Common body of stock_set and stock_adjust: lock the product's rows, apply
+ * the new on_hand of one location, keep the ledger, in_stock and the
+ * stock.low alert.  delta_mode: new_value is a delta, otherwise a total.
+ */
+static int64
+inv_change_on_hand(int64 product_id, const char *location, int64 new_value,
+				   bool delta_mode, const char *reason)
+{
+	InvRow	   *rows;
+	int			nrows;
+	int			first;
+	int			count;
+	int64		old_total = 0;
+	int64		reserved = 0;
+	int64		target;
+	int64		before;
+	int64		after;
+	int			threshold;
+
+	inv_lock_product(product_id);
+	rows = inv_lock_rows(product_id, &nrows);
+	inv_reclaim(product_id);
+	before = inv_available(product_id, NULL, false);
+	if (before < 0)
+		before = 0;
+	rows = inv_lock_rows(product_id, &nrows);
+	first = inv_location_slice(rows, nrows, location, &count);
+	if (first < 0)
+	{
+		if (delta_mode && new_value < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+					 errmsg("insufficient stock"),
+					 errdetail("Product " INT64_FORMAT " has no stock at location \"%s\"; "
+							   INT64_FORMAT " units cannot be removed.",
+							   product_id, location, -new_value)));
+		rows = inv_create_location(product_id, location, rows, nrows, &count);
+		first = 0;
+	}
+	for (int i = first; i < first + count; i++)
+	{
+		old_total += rows[i].on_hand;
+		reserved += rows[i].reserved;
+	}
+	target = delta_mode ? old_total + new_value : new_value;
+	if (target > INV_MAX_ON_HAND)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_hand out of range"),
+				 errdetail("on_hand would be " INT64_FORMAT "; at most %d units per location are allowed.",
+						   target, INV_MAX_ON_HAND)));
+	if (target < reserved)
+	{
+		if (delta_mode)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+					 errmsg("insufficient stock"),
+					 errdetail("Product " INT64_FORMAT " at location \"%s\": " INT64_FORMAT
+							   " units to remove, " INT64_FORMAT " unreserved.",
+							   product_id, location, -new_value, old_total - reserved),
+					 errhint("Reserved units cannot be removed; release their reservations first.")));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("on_hand below the units reserved"),
+					 errdetail("Product " INT64_FORMAT " at location \"%s\" has " INT64_FORMAT
+							   " units reserved; on_hand " INT64_FORMAT " was requested.",
+							   product_id, location, reserved, target),
+					 errhint("Release the reservations first.")));
+	}
+	inv_spread(product_id, rows, first, count, target);
+	inv_ledger(product_id, location, (int) (target - old_total), (int) target,
+			   reason, (Datum) 0, true);
+	inv_fix_in_stock(product_id);
+	after = inv_available(product_id, &threshold, false);
+	inv_note_low(product_id, before, after, threshold);
+	return after;
+}
+
+/*
+ * shop.stock_set(product_id, on_hand, location) -> int (units available)
+ */
+Datum
+shop_stock_set(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	int32		on_hand;
+	char	   *location;
+	int64		avail;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument on_hand must not be null")));
+	on_hand = PG_GETARG_INT32(1);
+	if (on_hand < 0 || on_hand > INV_MAX_ON_HAND)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_hand out of range"),
+				 errdetail("on_hand is %d; it must be between 0 and %d.",
+						   on_hand, INV_MAX_ON_HAND)));
+	location = TextDatumGetCString(inv_arg_location(fcinfo, 2));
+
+	SPI_connect();
+	avail = inv_change_on_hand(product_id, location, on_hand, false, "set");
+	SPI_finish();
+	PG_RETURN_INT32((int32) Min(avail, PG_INT32_MAX));
+}
+
+/*
+ * shop.stock_adjust(product_id, delta, reason, location) -> int
+ */
+Datum
+shop_stock_adjust(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	int32		delta;
+	char	   *reason;
+	char	   *location;
+	bool		isnull;
+	int64		avail;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument delta must not be null")));
+	delta = PG_GETARG_INT32(1);
+	if (delta == 0 || delta < -INV_MAX_ON_HAND || delta > INV_MAX_ON_HAND)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delta out of range"),
+				 errdetail("delta is %d; it must be non-zero and between %d and %d.",
+						   delta, -INV_MAX_ON_HAND, INV_MAX_ON_HAND)));
+	reason = TextDatumGetCString(inv_arg_text(fcinfo, 2, "reason", INV_MAX_REASON,
+											  true, &isnull));
+	location = TextDatumGetCString(inv_arg_location(fcinfo, 3));
+
+	SPI_connect();
+	avail = inv_change_on_hand(product_id, location, delta, true, reason);
+	SPI_finish();
+	PG_RETURN_INT32((int32) Min(avail, PG_INT32_MAX));
+}
+
+/*
+ * shop.stock_set_buckets(product_id, buckets)
+ *
+ * Re-lays every location of the product over n bucket rows: held parts in
+ * buckets >= n move to bucket % n, reserved is recomputed from the held
+ * parts, and the free units are spread evenly.  A product without stock
+ * gets n empty rows at location 'default'.
+ */
+Datum
+shop_stock_set_buckets(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	int32		nb;
+	InvRow	   *rows;
+	int			nrows;
+	int			i = 0;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument buckets must not be null")));
+	nb = PG_GETARG_INT32(1);
+	if (nb < 1 || nb > INV_MAX_BUCKETS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("buckets out of range"),
+				 errdetail("buckets is %d; it must be between 1 and %d.", nb, INV_MAX_BUCKETS)));
+
+	SPI_connect();
+	inv_lock_product(product_id);
+	rows = inv_lock_rows(product_id, &nrows);
+	if (nrows == 0)
+	{
+		int			count;
+
+		(void) inv_create_location(product_id, "default", rows, 0, &count);
+		rows = inv_lock_rows(product_id, &nrows);
+	}
+
+	while (i < nrows)
+	{
+		const char *location = rows[i].location;
+		int			count;
+		int64		on_hand = 0;
+		InvRow	   *lay = palloc0(sizeof(InvRow) * nb);
+		Datum		v[6];
+		char		n[7] = "      ";
+		uint64		nheld;
+
+		(void) inv_location_slice(rows, nrows, location, &count);
+		for (int j = i; j < i + count; j++)
+			on_hand += rows[j].on_hand;
+
+		v[0] = Int64GetDatum(product_id);
+		v[1] = CStringGetTextDatum(location);
+		v[2] = Int16GetDatum((int16) nb);
+		inv_exec(&q_move_parts, v, NULL, false);
+		inv_exec(&q_drop_rows, v, NULL, false);
+		nheld = inv_exec(&q_held_by_bucket, v, NULL, false);
+		for (int b = 0; b < nb; b++)
+		{
+			lay[b].location = (char *) location;
+			lay[b].bucket = b;
+			lay[b].on_hand = -1;	/* forces a write */
+		}
+		for (uint64 k = 0; k < nheld; k++)
+		{
+			int			b = (int) inv_get_int(k, 1, 0);
+
+			lay[b].reserved = (int) inv_get_int(k, 2, 0);
+		}
+		/* write every bucket: reserved from the held parts, on_hand spread */
+		{
+			int64		reserved = 0;
+			int64		free_units;
+
+			for (int b = 0; b < nb; b++)
+				reserved += lay[b].reserved;
+			free_units = on_hand - reserved;
+			if (free_units < 0)
+				elog(ERROR, "shop: product " INT64_FORMAT " at \"%s\" holds more than it has",
+					 product_id, location);
+			for (int b = 0; b < nb; b++)
+			{
+				int64		share = free_units / nb + (b < free_units % nb ? 1 : 0);
+
+				v[0] = Int64GetDatum(product_id);
+				v[1] = CStringGetTextDatum(location);
+				v[2] = Int16GetDatum((int16) b);
+				v[3] = Int32GetDatum((int32) (lay[b].reserved + share));
+				v[4] = Int32GetDatum(lay[b].reserved);
+				v[5] = Int32GetDatum(rows[i].threshold);
+				n[5] = rows[i].threshold_null ? 'n' : ' ';
+				inv_exec(&q_insert_row, v, n, false);
+			}
+		}
+		i += count;
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * shop.stock_set_reorder_threshold(product_id, reorder_threshold)
+ */
+Datum
+shop_stock_set_reorder_threshold(PG_FUNCTION_ARGS)
+{
+	int64		product_id = inv_arg_product(fcinfo, 0);
+	Datum		v[2];
+	char		n[3] = "  ";
+	InvRow	   *rows;
+	int			nrows;
+
+	v[0] = Int64GetDatum(product_id);
+	if (PG_ARGISNULL(1))
+	{
+		v[1] = (Datum) 0;
+		n[1] = 'n';
+	}
+	else
+	{
+		int32		t = PG_GETARG_INT32(1);
+
+		if (t < 0 || t > INV_MAX_ON_HAND)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("reorder_threshold out of range"),
+					 errdetail("reorder_threshold is %d; it must be between 0 and %d.",
+							   t, INV_MAX_ON_HAND)));
+		v[1] = Int32GetDatum(t);
+	}
+
+	SPI_connect();
+	inv_lock_product(product_id);
+	rows = inv_lock_rows(product_id, &nrows);
+	if (nrows == 0)
+	{
+		int			count;
+
+		(void) inv_create_location(product_id, "default", rows, 0, &count);
+	}
+	inv_exec(&q_set_threshold, v, n, false);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
