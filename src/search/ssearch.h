@@ -66,7 +66,7 @@
 #define SS_VERSION			2
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
-#define SS_PENDING_FLUSH	2000	/* an insert folds a pending list this long */
+#define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
 
 #define SS_STEM_MARK		'\001'
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */

@@ -749,6 +749,7 @@ typedef struct PostCtx
 	float4		factor;
 	int			typos;
 	uint32		ndocs;
+	bool		filtered;		/* the query has stored-value filters */
 } PostCtx;
 
 static void
@@ -760,6 +761,9 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 	if (docid >= pc->ndocs)
 		return;
 	doc = doc_get(pc->dc, docid);
+	/* filters and dead documents before scoring */
+	if ((doc->flags & SS_DOC_DEAD) || (pc->filtered && !SsDocPassesFilters(pc->ev->q, doc)))
+		return;
 	acc_offer(pc->target, docid, bm25(pc->ev, pc->idf, tf, doc->len, pc->factor), pc->typos);
 }
 
@@ -784,6 +788,8 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
 			pc.factor = se->e->m[k].factor;
 			pc.typos = se->e->m[k].typos;
 			pc.ndocs = s->hdr.ndocs;
+			pc.filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
+				ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
 			SsReadPostings(ev->index, se->blk, se->off, se->df, posting_cb, &pc);
 			doc_release(dc);
 			CHECK_FOR_INTERRUPTS();
