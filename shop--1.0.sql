@@ -2353,16 +2353,33 @@ COMMENT ON FUNCTION shop.did_you_mean(text) IS
 ------------------------------------------------------------------------------
 -- 7. Recommendations
 ------------------------------------------------------------------------------
+-- How the pieces fit (docs/recommendations.md has the whole story):
+--   * a deferred constraint trigger on shop."order" appends one row to
+--     shop.copurchase_delta whenever an order starts or stops being
+--     "counted" (paid, fulfilling, shipped, delivered); checkout never
+--     touches a shared co-purchase row;
+--   * shop.refresh_recommendations() folds the log in: for every customer
+--     named there it compares the orders folded so far
+--     (shop.copurchase_order, with the weight each was folded with) with the
+--     customer's counted orders now, and applies the difference to the item
+--     statistics (shop.copurchase_item) and the full pair counts
+--     (shop.copurchase_pair); C code then rescores the products whose
+--     numbers changed and rewrites their top-N rows of shop.copurchase;
+--   * shop.rebuild_recommendations() does the same from the whole history.
 
 CREATE TABLE shop.view_event (
     customer_id bigint NOT NULL,
-    viewed_at   timestamptz NOT NULL DEFAULT now(),
+    viewed_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     product_id  bigint NOT NULL,
     PRIMARY KEY (customer_id, viewed_at, product_id)
 );
 CREATE INDEX view_event_product_idx ON shop.view_event (product_id, viewed_at);
-COMMENT ON TABLE shop.view_event IS 'product views per customer, capped at shop.recent_views_cap each';
+CREATE INDEX view_event_recent_idx ON shop.view_event (viewed_at);
+COMMENT ON TABLE shop.view_event IS
+'latest view of each product per customer, at most shop.recent_views_cap rows per customer';
 
+-- The item-to-item table read by also_bought: the top shop.reco_neighbours
+-- neighbours of every product, by score.
 CREATE TABLE shop.copurchase (
     product_id bigint NOT NULL,
     other_id   bigint NOT NULL,
@@ -2371,7 +2388,841 @@ CREATE TABLE shop.copurchase (
     PRIMARY KEY (product_id, other_id)
 );
 CREATE INDEX copurchase_score_idx ON shop.copurchase (product_id, score DESC);
-COMMENT ON TABLE shop.copurchase IS 'item-to-item table: how often other_id was bought with product_id, and how far above chance';
+COMMENT ON TABLE shop.copurchase IS
+'item-to-item table: top neighbours of product_id, with their (weighted) pair count and score (N - E) / sqrt(E)';
+
+-- Append-only log written by checkout's transaction (through the trigger
+-- below) and consumed by shop.refresh_recommendations().  customer_id NULL:
+-- a guest order, which is its own "customer".
+CREATE TABLE shop.copurchase_delta (
+    customer_id bigint,
+    order_id    uuid NOT NULL,
+    counted     boolean NOT NULL,
+    logged_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX copurchase_delta_order_idx ON shop.copurchase_delta (order_id);
+COMMENT ON TABLE shop.copurchase_delta IS
+'orders that started (counted) or stopped (not counted) being counted since the last refresh; append-only';
+
+-- The orders folded into the statistics, with the weight each was folded
+-- with (so that a refresh can take exactly that contribution back out).
+CREATE TABLE shop.copurchase_order (
+    order_id    uuid PRIMARY KEY,
+    customer_id bigint,
+    weight      double precision NOT NULL CHECK (weight > 0)
+);
+CREATE INDEX copurchase_order_customer_idx ON shop.copurchase_order (customer_id);
+COMMENT ON TABLE shop.copurchase_order IS
+'counted orders already folded into the co-purchase statistics, with their weight';
+
+-- Per product: weighted number of baskets holding it (its popularity n)
+-- and the weighted number of other items those baskets held (s); the
+-- expected co-purchase count of x with y is n_y * s_x / T, T = sum of n.
+CREATE TABLE shop.copurchase_item (
+    product_id bigint PRIMARY KEY,
+    baskets    double precision NOT NULL,
+    slots      double precision NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_item IS
+'co-purchase statistics per product: weighted basket count and weighted count of items bought alongside';
+
+-- Every co-purchase pair, one row per product with all its neighbours
+-- (both directions are stored, so a product's list is one row).
+CREATE TABLE shop.copurchase_pair (
+    product_id bigint PRIMARY KEY,
+    other_ids  bigint[] NOT NULL,
+    counts     double precision[] NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_pair IS
+'all weighted co-purchase counts of a product: other_ids[i] was bought with it counts[i] times';
+
+CREATE TABLE shop.copurchase_state (
+    id            boolean PRIMARY KEY DEFAULT true CHECK (id),
+    scored_total  double precision NOT NULL DEFAULT 0,
+    refreshed_at  timestamptz,
+    rebuilt_at    timestamptz,
+    popularity_at timestamptz,          -- last full popularity run
+    popularity_inc_at timestamptz,      -- last run of either kind
+    popularity_ref timestamptz          -- the "now" ages are measured from
+);
+COMMENT ON TABLE shop.copurchase_state IS
+'at most one row: the basket total T every product was last scored against, times of the last refresh and rebuild';
+
+-- Result rows of the recommendation calls.  A composite type rather than
+-- RETURNS TABLE, because also_bought and similar_products take an argument
+-- named product_id and return a column of the same name.
+CREATE TYPE shop.scored_product AS (product_id bigint, score real);
+COMMENT ON TYPE shop.scored_product IS 'a recommended product and its score (higher is better)';
+
+CREATE INDEX product_popularity_idx ON shop.product (popularity DESC) WHERE status = 'active';
+
+-- _counted: the order states whose lines count as purchases.
+-- No SET clause: it is inlined into the (search_path pinned) queries that
+-- call it, instead of costing a function call per order row.
+CREATE FUNCTION shop._counted(status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(status OPERATOR(pg_catalog.=) ANY ('{paid,fulfilling,shipped,delivered}'::text[]), false) $$;
+COMMENT ON FUNCTION shop._counted(text) IS
+'internal: true for the order states whose lines count as purchases (paid, fulfilling, shipped, delivered)';
+
+-- The capture trigger: deferred to commit, so lines inserted after the
+-- order header in the same transaction are there when the refresh reads
+-- them.  It only appends; a repeated row is harmless (the refresh diffs).
+CREATE FUNCTION shop._copurchase_capture_trg()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NOT shop._counted(NEW.status) THEN
+            RETURN NULL;
+        END IF;
+    ELSIF shop._counted(OLD.status) IS NOT DISTINCT FROM shop._counted(NEW.status)
+          AND OLD.customer_id IS NOT DISTINCT FROM NEW.customer_id THEN
+        RETURN NULL;
+    END IF;
+    -- one pending row per order and customer is enough: the refresh
+    -- recomputes the customer's whole contribution (this also keeps a
+    -- pg_restore, which re-fires the trigger, from doubling the log)
+    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta d
+                    WHERE d.order_id = NEW.order_id
+                      AND d.customer_id IS NOT DISTINCT FROM NEW.customer_id) THEN
+        INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+        VALUES (NEW.customer_id, NEW.order_id, shop._counted(NEW.status));
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+        INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)
+        VALUES (OLD.customer_id, OLD.order_id, false);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_capture_trg() IS
+'internal: logs orders that start or stop counting as purchases to shop.copurchase_delta';
+
+CREATE CONSTRAINT TRIGGER order_copurchase_capture
+    AFTER INSERT OR UPDATE OF status, customer_id ON shop."order"
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION shop._copurchase_capture_trg();
+
+-- C workers (src/recommend.c).
+CREATE FUNCTION shop._copurchase_apply(order_ids uuid[], weights double precision[])
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'shop_copurchase_apply'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION shop._copurchase_apply(uuid[], double precision[]) IS
+'internal: adds weights[i] times the contribution of order order_ids[i] to the item statistics and pair counts; returns the products changed';
+
+CREATE FUNCTION shop._copurchase_score(product_ids bigint[], expand boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_copurchase_score'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._copurchase_score(bigint[], boolean) IS
+'internal: recomputes the shop.copurchase rows of the given products (NULL: all), with their neighbours when expand; returns how many were scored';
+
+CREATE FUNCTION shop._copurchase_rebuild()
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'shop_copurchase_rebuild'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._copurchase_rebuild() IS
+'internal: recomputes every co-purchase table from shop.copurchase_order';
+
+-- The popularity values the refresh last wrote.  Only products listed here
+-- (or getting a value now) are ever written, so a popularity loaded with
+-- the catalog survives until the product's own purchases or views replace
+-- it.
+CREATE TABLE shop.product_popularity (
+    product_id bigint PRIMARY KEY,
+    popularity real NOT NULL
+);
+COMMENT ON TABLE shop.product_popularity IS
+'products whose shop.product.popularity the recommendation refresh maintains, with the value it last wrote';
+
+-- _popularity_refresh: shop.product.popularity = r / (r + 10) where r sums,
+-- over counted order lines and views, 2^(-age / shop.popularity_half_life)
+-- (a purchase weighs 1, a view 0.2): 0.5 for ten fresh purchases, towards
+-- 1 for best-sellers.  Ages are measured from the newest counted order or
+-- view, so a history loaded from the past still ranks; events older than
+-- 16 half-lives are ignored.  A value depends on the product's own events
+-- only, and a row is written only when it moves by at least 0.002 (every
+-- write fires the product triggers and touches its indexes).  Products
+-- whose events all aged out go back to 0.
+CREATE FUNCTION shop._popularity_refresh(products bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    t_ref timestamptz;
+    lo timestamptz;
+    n bigint;
+    ids bigint[];
+    pops real[];
+BEGIN
+    IF products IS NULL THEN
+        -- every product: ages from the newest event of all
+        t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                          (SELECT max(viewed_at) FROM shop.view_event));
+        lo := t_ref - make_interval(secs => 16 * half_life);
+    ELSE
+        -- the given products only, read through their product indexes; ages
+        -- from the reference of the last full run, moved forward to their
+        -- newest event (other products keep the older reference until the
+        -- next full run, at most 1/100 of a half-life away)
+        t_ref := (SELECT s.popularity_ref FROM shop.copurchase_state s);
+        lo := coalesce(t_ref, '-infinity') - make_interval(secs => 16 * half_life);
+    END IF;
+    WITH ev AS MATERIALIZED (
+        SELECT l.product_id, o.created_at AS at, 1.0 AS wt
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE products IS NULL AND shop._counted(o.status) AND o.created_at > lo
+        UNION ALL
+        SELECT l.product_id, o.created_at, 1.0
+          FROM shop.order_line l
+          JOIN shop."order" o ON o.order_id = l.order_id
+         WHERE products IS NOT NULL AND l.product_id = ANY (products)
+           AND shop._counted(o.status) AND o.created_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE products IS NULL AND v.viewed_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE products IS NOT NULL AND v.product_id = ANY (products) AND v.viewed_at > lo
+    ), ref AS (
+        SELECT greatest(t_ref, max(at)) AS t FROM ev
+    ), norm AS (
+        SELECT ev.product_id,
+               (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life))
+                / (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life)) + 10))::real AS pop
+          FROM ev, ref
+         WHERE ev.at > ref.t - make_interval(secs => 16 * half_life)
+         GROUP BY ev.product_id
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE (products IS NULL OR o.product_id = ANY (products))
+           AND NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+        RETURNING o.product_id, 0::real AS pop
+    ), moved AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity)
+        SELECT product_id, pop FROM norm
+        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity
+         WHERE abs(o.popularity - excluded.popularity) >= 0.002
+        RETURNING o.product_id, o.popularity AS pop
+    )
+    SELECT array_agg(t.product_id), array_agg(t.pop), (SELECT t FROM ref)
+      INTO ids, pops, t_ref
+      FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t;
+    -- shop.product is only touched (and locked) when a value moved
+    n := 0;
+    IF ids IS NOT NULL THEN
+        UPDATE shop.product p
+           SET popularity = t.pop
+          FROM unnest(ids, pops) AS t(product_id, pop)
+         WHERE p.product_id = t.product_id
+           AND p.popularity IS DISTINCT FROM t.pop;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    IF products IS NULL THEN
+        INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref)
+        VALUES (now(), now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref);
+    ELSE
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
+        VALUES (now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_refresh(bigint[]) IS
+'internal: recomputes shop.product.popularity (0..1, time-decayed purchases and views) for the given products, or all when NULL';
+
+
+CREATE FUNCTION shop.refresh_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    n_log bigint;
+    t_cust bigint[];
+    t_guest uuid[];
+    d_order uuid[];
+    d_cust bigint[];
+    d_old double precision[];
+    d_new double precision[];
+    n_orders bigint := 0;
+    changed bigint[];
+    ids uuid[];
+    ws double precision[];
+    scored bigint := 0;
+    total double precision;
+    scored_total double precision;
+    full_rescore boolean := false;
+    n_pop bigint;
+    pop_due boolean;
+    pop_inc_at timestamptz;
+BEGIN
+    -- one refresh (or rebuild) at a time, and never a queue of them: when
+    -- another one runs (the sweeper's, say), return at once; its log rows
+    -- are left for the next call.  Checkouts are never blocked.
+    IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
+        RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
+    -- nothing to do (the sweeper calls this every minute): no log rows, no
+    -- view since popularity was last computed, and that was less than
+    -- 1/100 of a half-life ago; return having written nothing
+    SELECT s.popularity_at <= now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100,
+           s.popularity_inc_at
+      INTO pop_due, pop_inc_at
+      FROM shop.copurchase_state s;
+    pop_due := coalesce(pop_due, true);
+    IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
+       AND ((NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at))
+            -- or a shop with no purchase or view at all yet
+            OR (NOT EXISTS (SELECT 1 FROM shop.copurchase_order)
+                AND NOT EXISTS (SELECT 1 FROM shop.view_event)
+                AND NOT EXISTS (SELECT 1 FROM shop.product_popularity))) THEN
+        RETURN jsonb_build_object('log_rows', 0, 'orders_applied', 0, 'products_changed', 0,
+                                  'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0);
+    END IF;
+
+    WITH d AS (DELETE FROM shop.copurchase_delta RETURNING customer_id, order_id)
+    SELECT count(*),
+           array_agg(DISTINCT customer_id) FILTER (WHERE customer_id IS NOT NULL),
+           array_agg(DISTINCT order_id) FILTER (WHERE customer_id IS NULL)
+      INTO n_log, t_cust, t_guest
+      FROM d;
+
+    IF n_log > 0 THEN
+        -- new weights: every counted order of the customers (or guest
+        -- orders) named in the log; a customer with more than
+        -- shop.reco_buyer_cap counted orders has them share that weight.
+        -- old weights: what was folded for them.  Keep the differences.
+        WITH cur AS (
+            SELECT o.order_id, o.customer_id,
+                   least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id))::double precision AS w
+              FROM shop."order" o
+             WHERE shop._counted(o.status) AND o.customer_id = ANY (t_cust)
+            UNION ALL
+            SELECT o.order_id, NULL, 1.0
+              FROM shop."order" o
+             WHERE shop._counted(o.status) AND o.customer_id IS NULL
+               AND o.order_id = ANY (t_guest)
+        ), old AS (
+            SELECT f.order_id, f.customer_id, f.weight AS w
+              FROM shop.copurchase_order f
+             WHERE f.customer_id = ANY (t_cust)
+            UNION ALL
+            SELECT f.order_id, f.customer_id, f.weight
+              FROM shop.copurchase_order f
+             WHERE f.order_id = ANY (t_guest)
+        ), diff AS (
+            SELECT coalesce(cur.order_id, old.order_id) AS order_id,
+                   coalesce(cur.customer_id, old.customer_id) AS customer_id,
+                   coalesce(old.w, 0) AS old_w, coalesce(cur.w, 0) AS new_w
+              FROM cur FULL JOIN (SELECT DISTINCT * FROM old) old ON old.order_id = cur.order_id
+             WHERE coalesce(old.w, 0) <> coalesce(cur.w, 0)
+                OR old.customer_id IS DISTINCT FROM cur.customer_id
+        )
+        SELECT array_agg(order_id), array_agg(customer_id), array_agg(old_w), array_agg(new_w)
+          INTO d_order, d_cust, d_old, d_new
+          FROM diff;
+
+        IF d_order IS NOT NULL THEN
+            DELETE FROM shop.copurchase_order f WHERE f.order_id = ANY (d_order);
+            INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
+            SELECT o, c, w FROM unnest(d_order, d_cust, d_new) AS u(o, c, w) WHERE w > 0;
+
+            -- take the old contribution out and put the new one in
+            SELECT array_agg(o ORDER BY o), array_agg(w ORDER BY o)
+              INTO ids, ws
+              FROM (SELECT o, nw - ow AS w FROM unnest(d_order, d_old, d_new) AS u(o, ow, nw)
+                     WHERE nw <> ow) x;
+            n_orders := coalesce(cardinality(ids), 0);
+            IF n_orders > 0 THEN
+                changed := shop._copurchase_apply(ids, ws);
+            END IF;
+        END IF;
+    END IF;
+
+    -- rescore: the changed products and their neighbours; every product
+    -- when the basket total moved by more than 5% since the last full scoring
+    SELECT coalesce(sum(baskets), 0) INTO total FROM shop.copurchase_item;
+    SELECT coalesce((SELECT s.scored_total FROM shop.copurchase_state s), 0) INTO scored_total;
+    IF abs(total - scored_total) > 0.05 * greatest(scored_total, 1e-9) THEN
+        full_rescore := true;
+        scored := shop._copurchase_score(NULL, false);
+        INSERT INTO shop.copurchase_state AS s (scored_total) VALUES (total)
+        ON CONFLICT (id) DO UPDATE SET scored_total = excluded.scored_total;
+    ELSIF coalesce(cardinality(changed), 0) > 0 THEN
+        scored := shop._copurchase_score(changed, true);
+    END IF;
+
+    -- popularity: every product when due (1/100 of a half-life after the
+    -- last full run), else only the products bought or viewed since
+    IF pop_due THEN
+        n_pop := shop._popularity_refresh();
+    ELSE
+        n_pop := shop._popularity_refresh(ARRAY(
+            SELECT unnest(changed)
+            UNION
+            SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at));
+    END IF;
+    INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
+    ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
+    RETURN jsonb_build_object('log_rows', n_log, 'orders_applied', n_orders,
+                              'products_changed', coalesce(cardinality(changed), 0),
+                              'products_scored', scored, 'full_rescore', full_rescore,
+                              'popularity_updated', n_pop);
+END
+$$;
+COMMENT ON FUNCTION shop.refresh_recommendations() IS
+'fold the co-purchase log into the recommendation tables incrementally, rescore what changed, update product popularity; returns counts';
+
+CREATE FUNCTION shop.rebuild_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    result jsonb;
+    n_pop bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    -- the log rows visible now are covered by the rebuild; later ones stay
+    -- for the next refresh (which finds nothing left to do for them)
+    DELETE FROM shop.copurchase_delta;
+    -- TRUNCATE, not DELETE: re-inserting the same order ids over their
+    -- own dead rows makes every unique check visit the heap
+    TRUNCATE shop.copurchase_order;
+    INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
+    SELECT o.order_id, o.customer_id,
+           CASE WHEN o.customer_id IS NULL THEN 1.0
+                ELSE least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id)) END
+      FROM shop."order" o
+     WHERE shop._counted(o.status);
+    result := shop._copurchase_rebuild();
+    -- fresh statistics, or the planner takes the new tables for empty
+    -- until autovacuum gets to them (seq scans in also_bought/recommend)
+    ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
+    INSERT INTO shop.copurchase_state AS s (scored_total, rebuilt_at, refreshed_at)
+    VALUES ((SELECT coalesce(sum(baskets), 0) FROM shop.copurchase_item), now(), now())
+    ON CONFLICT (id) DO UPDATE
+       SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
+           refreshed_at = excluded.refreshed_at;
+    n_pop := shop._popularity_refresh();
+    RETURN result || jsonb_build_object('popularity_updated', n_pop);
+END
+$$;
+COMMENT ON FUNCTION shop.rebuild_recommendations() IS
+'recompute every recommendation table from the whole order history (after bulk loads); returns counts';
+
+-- _product_must_exist: SH006 unless product_id names a product.
+CREATE FUNCTION shop._product_must_exist(product_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    IF NOT EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = _product_must_exist.product_id) THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._product_must_exist(bigint) IS
+'internal: raise SH006 (not_found) unless the product exists, 22004 when product_id is NULL';
+
+-- view: record that a customer looked at a product.  Keeps one row per
+-- customer and product (the latest view) and at most shop.recent_views_cap
+-- rows per customer.
+CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cutoff timestamptz;
+BEGIN
+    PERFORM shop._require(view.customer_id, 'customer_id');
+    PERFORM shop._authorize(view.customer_id);
+    PERFORM shop._product_must_exist(view.product_id);
+    DELETE FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id AND v.product_id = view.product_id;
+    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+    VALUES (view.customer_id, clock_timestamp(), view.product_id);
+    SELECT v.viewed_at INTO cutoff
+      FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     OFFSET cap LIMIT 1;
+    IF cutoff IS NOT NULL THEN
+        DELETE FROM shop.view_event v
+         WHERE v.customer_id = view.customer_id AND v.viewed_at <= cutoff;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.view(bigint, bigint) IS
+'record a product view by a customer (feeds recently_viewed, recommend and trending); keeps the latest shop.recent_views_cap views';
+
+CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF recently_viewed.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recently_viewed.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    RETURN QUERY
+    SELECT v.product_id, v.viewed_at
+      FROM shop.view_event v
+      JOIN shop.product p ON p.product_id = v.product_id AND p.status = 'active'
+     WHERE v.customer_id = recently_viewed.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
+'the active products a customer viewed last, newest first';
+
+-- trending: active products of a category (and its descendants) or of the
+-- whole catalog by popularity, the time-decayed score of purchases and
+-- views that refresh_recommendations() maintains.
+CREATE FUNCTION shop.trending(category_id bigint DEFAULT NULL, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cats bigint[];
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF trending.category_id IS NULL THEN
+        RETURN QUERY
+        SELECT p.product_id, p.popularity
+          FROM shop.product p
+         WHERE p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT lim;
+        RETURN;
+    END IF;
+    cats := shop.category_descendants(trending.category_id);
+    IF cardinality(cats) = 0 THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', trending.category_id);
+    END IF;
+    RETURN QUERY
+    SELECT p.product_id, p.popularity
+      FROM shop.product p
+     WHERE p.category_id = ANY (cats) AND p.status = 'active' AND p.popularity > 0
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.trending(bigint, int) IS
+'active products with the highest time-decayed purchases and views, in a category and its descendants (NULL: everywhere)';
+
+-- The trigram similarity of pg_trgm, wherever pg_trgm was installed.  The
+-- body names pg_trgm's schema, fixed at install time, and there is no SET
+-- clause, so the planner inlines the call into the queries below (a
+-- function with SET search_path is never inlined and costs a GUC
+-- save/restore per row).
+DO $do$
+DECLARE
+    trgm_schema name := (SELECT n.nspname FROM pg_extension e
+                           JOIN pg_namespace n ON n.oid = e.extnamespace
+                          WHERE e.extname = 'pg_trgm');
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION shop._title_similarity(a text, b text)
+        RETURNS real
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS 'SELECT %I.similarity(a, b)'
+    $f$, trgm_schema);
+END
+$do$;
+COMMENT ON FUNCTION shop._title_similarity(text, text) IS
+'internal: pg_trgm similarity of two titles';
+
+-- The read calls below are on the product page's hot path: they check
+-- their arguments inline (no nested plpgsql calls, each of which would pay
+-- a search_path save/restore) and run one or two cached statements.
+
+-- similar_products: content-based neighbours for products nobody has
+-- bought yet.  Candidates are the most popular active products of the same
+-- category and of the same brand (at most 200 each); the score is
+-- 0.4 same category + 0.2 same brand + 0.3 title trigram similarity
+-- + 0.1 share of equal attributes, plus a popularity tie-break.
+CREATE FUNCTION shop.similar_products(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    src record;
+BEGIN
+    IF similar_products.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = similar_products.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', similar_products.product_id);
+    END IF;
+    RETURN QUERY
+    SELECT s.product_id, s.score
+      FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                    src.attributes, '{}', lim) s;
+END
+$$;
+COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
+'content-based neighbours of a product: same category, brand, attributes and similar title; active products only';
+
+-- _similar_candidates: the scoring query of similar_products, shared with
+-- the fill of also_bought.  Plain SQL without SET so it is inlined into
+-- its callers, which pin search_path.
+CREATE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                         src_title text, src_attributes jsonb,
+                                         exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    WITH cand AS (
+        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+        UNION
+        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 200)
+    )
+    SELECT c.product_id,
+           (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
+            + 0.2 * (c.brand IS NOT DISTINCT FROM src_brand)::int
+            + 0.3 * shop._title_similarity(c.title, src_title)
+            + 0.1 * coalesce((SELECT count(*) FROM pg_catalog.jsonb_each(src_attributes) a
+                               WHERE c.attributes -> a.key = a.value)::real
+                             / nullif((SELECT count(*) FROM pg_catalog.jsonb_object_keys(src_attributes)), 0), 0)
+            + 0.001 * c.popularity)::real AS s
+      FROM cand c
+     WHERE c.product_id <> ALL (exclude)
+     ORDER BY s DESC, c.product_id
+     LIMIT lim
+$$;
+COMMENT ON FUNCTION shop._similar_candidates(bigint, bigint, text, text, jsonb, bigint[], int) IS
+'internal: content-based candidates of similar_products (inlined into its callers, which pin search_path)';
+
+-- also_bought: the product's co-purchase neighbours that are active, best
+-- score first; when fewer than lim exist, the list is filled from
+-- similar_products with scores kept below the last co-purchase score.
+CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    last_score real;
+    n int;
+    src record;
+BEGIN
+    IF also_bought.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- the hot path: one index scan of the product's top rows
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = also_bought.product_id AND c.score > 0
+       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = also_bought.product_id)
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- thin data: check the product, then fill from similar products
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = also_bought.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', also_bought.product_id);
+    END IF;
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
+    IF n > 0 THEN
+        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
+          FROM shop.copurchase c
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE c.product_id = also_bought.product_id AND c.score > 0;
+    END IF;
+    RETURN QUERY
+    SELECT s.product_id,
+           (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
+      FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                    src.attributes, coalesce(ids, '{}'), lim - n) s;
+END
+$$;
+COMMENT ON FUNCTION shop.also_bought(bigint, int) IS
+'customers who bought this also bought: active co-purchase neighbours by (N - E) / sqrt(E), filled from similar_products when thin';
+
+-- recommend: personal picks.  Seeds are the customer's purchased products
+-- (weight 1, the 50 most recent) and recent views (weight 0.5); candidates
+-- are the seeds' co-purchase neighbours, summed.  What the customer bought
+-- is never proposed, nor what they just viewed (recently_viewed lists
+-- that); trending fills the rest.
+CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    exclude bigint[];
+    n int;
+BEGIN
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recommend.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- seeds: the 50 latest purchases (weight 1) and the views (0.5); the
+    -- seeds' neighbours, summed, minus everything bought or viewed
+    RETURN QUERY
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w
+          FROM ((SELECT b.product_id, 1.0 AS w FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5 FROM shop.view_event v
+                 WHERE v.customer_id = recommend.customer_id) x
+         GROUP BY x.product_id
+    )
+    -- (the active check looks at the best 3 * lim + 10 candidates only:
+    -- if most of them were archived the list comes out short and trending
+    -- fills it)
+    SELECT r.other_id, r.sc
+      FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
+              FROM seeds s
+              JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+             WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.other_id)
+               AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.other_id)
+             GROUP BY c.other_id
+             ORDER BY sc DESC, c.other_id
+             LIMIT 3 * lim + 10) r
+      JOIN shop.product p ON p.product_id = r.other_id AND p.status = 'active'
+     ORDER BY r.sc DESC, r.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- fill from trending (below the personal scores), leaving out what
+    -- was bought, viewed or already listed (every personal candidate was)
+    WITH mine AS (
+        SELECT l.product_id
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+        UNION
+        SELECT v.product_id FROM shop.view_event v WHERE v.customer_id = recommend.customer_id
+    )
+    SELECT array_agg(DISTINCT x.product_id) INTO exclude
+      FROM (SELECT m.product_id FROM mine m
+            UNION ALL
+            SELECT c.other_id FROM mine m
+              JOIN shop.copurchase c ON c.product_id = m.product_id AND c.score > 0) x;
+    RETURN QUERY
+    SELECT p.product_id, (p.popularity * 0.001)::real
+      FROM shop.product p
+     WHERE p.status = 'active' AND p.popularity > 0
+       AND p.product_id <> ALL (coalesce(exclude, '{}'))
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim - n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int) IS
+'personal recommendations from the customer''s purchases and recent views, excluding what they bought or viewed; trending fills the rest';
+
+-- Privileges (docs/security.md has the roles).  The read calls on catalog
+-- data (also_bought, similar_products, trending) are SECURITY DEFINER and
+-- open to everyone with USAGE on the schema; the customer-scoped ones
+-- (recommend, view, recently_viewed) are SECURITY DEFINER and act only for
+-- the session's customer unless the caller is trusted (shop._authorize);
+-- the capture trigger is SECURITY DEFINER because it fires at COMMIT as the
+-- session's role; refresh and rebuild are admin calls, SECURITY DEFINER so
+-- that shop_admin needs no table privileges (they TRUNCATE and ANALYZE).
+REVOKE EXECUTE ON FUNCTION
+    shop.refresh_recommendations(), shop.rebuild_recommendations(),
+    shop._copurchase_apply(uuid[], double precision[]), shop._copurchase_score(bigint[], boolean),
+    shop._copurchase_rebuild(), shop._popularity_refresh(bigint[]),
+    shop._similar_candidates(bigint, bigint, text, text, jsonb, bigint[], int),
+    shop._title_similarity(text, text), shop._counted(text), shop._product_must_exist(bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommendations()
+    TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- 8. Operations
@@ -2732,3 +3583,9 @@ SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.synonym', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.search_log', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_delta', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_order', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_state', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.product_popularity', '');

@@ -32,6 +32,11 @@ int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_notify_events = true;
+int			shop_reco_neighbours = 20;
+int			shop_reco_basket_cap = 50;
+int			shop_reco_buyer_cap = 20;
+double		shop_reco_min_pairs = 2.0;
+int			shop_popularity_half_life = 7 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
 /*
@@ -127,6 +132,47 @@ _PG_init(void)
 							&shop_max_query_length,
 							256, 1, 10000,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	/* recommendations (recommend.c, docs/recommendations.md) */
+	DefineCustomIntVariable("shop.reco_neighbours",
+							"How many co-purchase neighbours are kept per product.",
+							NULL,
+							&shop_reco_neighbours,
+							20, 1, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_basket_cap",
+							"Basket size above which the pairs of a basket are damped.",
+							"A product gets at most this many minus one units of pair weight from one basket.",
+							&shop_reco_basket_cap,
+							50, 2, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_buyer_cap",
+							"Counted orders per customer at full weight.",
+							"A customer with more orders has them share this many units of weight.",
+							&shop_reco_buyer_cap,
+							20, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.reco_min_pairs",
+							 "Smallest (weighted) co-purchase count a neighbour needs to be listed.",
+							 NULL,
+							 &shop_reco_min_pairs,
+							 2.0, 0.0, 1e9,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.popularity_half_life",
+							"Half-life of purchases and views in product popularity and trending.",
+							NULL,
+							&shop_popularity_half_life,
+							7 * 24 * 3600, 3600, 3650 * 24 * 3600,
+							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("shop.session_secret",

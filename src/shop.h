@@ -100,7 +100,12 @@ extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_
 extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 
-/* recommend.c */
+/* recommend.c (GUC variables defined in shop.c) */
+extern int	shop_reco_neighbours;
+extern int	shop_reco_basket_cap;
+extern int	shop_reco_buyer_cap;
+extern double shop_reco_min_pairs;
+extern int	shop_popularity_half_life;	/* seconds */
 
 /* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 

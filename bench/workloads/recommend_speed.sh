@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# recommend_speed: how fast the recommendation tables are built and read.
+#
+# Order history generated to scale: RECO_LINES_PER_PRODUCT (default 10, the
+# ratio of the issue: 1,000,000 products -> 10,000,000 order lines) lines per
+# product of the bench catalog, in orders of 1 to 5 lines (3 on average),
+# 80% from registered customers (5 orders each on average), 20% guests,
+# spread over a year.  Products are drawn with a skew (a few best-sellers)
+# and each order's lines sit near its first product in id order, so that
+# there is structure to find.  Loaded with triggers off, as a bulk load is.
+#
+# Measures, in a copy of the bench database (CREATE DATABASE ... TEMPLATE,
+# dropped at the end; the bench database itself when it cannot be copied,
+# then the generated orders are deleted again):
+#   - shop.rebuild_recommendations() on the whole log, against a plain SQL
+#     GROUP BY of all pairs (the raw counts alone, no scoring or top-N);
+#   - shop.refresh_recommendations() after 10,000 new paid orders inserted
+#     with triggers on (what checkout does);
+#   - latency of shop.also_bought(p, 10) and shop.recommend(c, 10), one
+#     client, against computing "bought together" on the fly from
+#     shop.order_line (the baseline a shop without the table would run).
+# Env: PGHOST PGPORT PGUSER PGDATABASE BENCH_SCALE BENCH_TMP PGBIN TOP.
+set -euo pipefail
+. "$TOP/bench/lib.sh"
+BIN=${PGBIN:+$PGBIN/}
+SCALE=${BENCH_SCALE:-100000}
+PER=${RECO_LINES_PER_PRODUCT:-10}
+DUR=${RECO_DURATION:-${BENCH_SECONDS:-15}}
+TMPD=${BENCH_TMP:-$(mktemp -d)}
+mkdir -p "$TMPD"
+SRC=${PGDATABASE:-postgres}
+DB=shop_reco_speed
+copied=true
+${BIN}dropdb --if-exists "$DB" >/dev/null 2>&1 || true
+if ! ${BIN}createdb -T "$SRC" "$DB" >/dev/null 2>&1; then
+    copied=false
+    DB=$SRC
+fi
+cleanup() {
+    [ -n "${RECO_KEEP:-}" ] && return 0
+    if $copied; then
+        ${BIN}dropdb --if-exists "$DB" >/dev/null 2>&1 || true
+    else
+        ${BIN}psql -X -q -d "$DB" -c "SET session_replication_role = replica;
+            DELETE FROM shop.order_line WHERE order_id IN (SELECT order_id FROM shop.\"order\" WHERE currency = 'XRB');
+            DELETE FROM shop.\"order\" WHERE currency = 'XRB'; DROP TABLE IF EXISTS reco_bench_pid;" >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+PSQL="${BIN}psql -X -q -v ON_ERROR_STOP=1 -d $DB"
+
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+now() { date +%s.%N; }
+
+nprod=$($PSQL -At -c "SELECT count(*) FROM shop.product WHERE status = 'active'")
+lines=$((nprod * PER))
+orders=$((lines / 3))
+customers=$((orders * 8 / 10 / 5 + 1))
+
+t0=$(now)
+$PSQL >/dev/null <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS reco_bench_pid;
+CREATE TABLE reco_bench_pid AS
+SELECT row_number() OVER (ORDER BY product_id)::int AS i, product_id
+  FROM shop.product WHERE status = 'active';
+ALTER TABLE reco_bench_pid ADD PRIMARY KEY (i);
+SET session_replication_role = replica;
+CREATE TEMP TABLE gen_order AS
+SELECT gen_random_uuid() AS order_id,
+       CASE WHEN random() < 0.8 THEN 1 + floor(random() * $customers)::bigint END AS customer_id,
+       now() - random() * interval '365 days' AS created_at,
+       1 + floor(random() * 5)::int AS k,
+       -- first product: skewed towards low ranks
+       1 + floor($nprod * power(random(), 3))::int AS anchor
+  FROM generate_series(1, $orders);
+INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, created_at)
+SELECT order_id, customer_id, 'paid', 'XRB', 0, 0, created_at FROM gen_order;
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
+  FROM gen_order g
+ CROSS JOIN LATERAL (SELECT j, CASE WHEN j = 1 THEN g.anchor
+                                    ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END AS pi
+                       FROM generate_series(1, g.k) j) x
+  JOIN reco_bench_pid p ON p.i = x.pi;
+RESET session_replication_role;
+ANALYZE shop."order"; ANALYZE shop.order_line;
+SQL
+t1=$(now)
+nlines=$($PSQL -At -c "SELECT count(*) FROM shop.order_line l JOIN shop.\"order\" o USING (order_id) WHERE o.currency = 'XRB'")
+
+# full rebuild
+t2=$(now)
+rebuild=$($PSQL -At -c "SELECT shop.rebuild_recommendations()")
+t3=$(now)
+# baseline: the raw pair counts alone, one SQL statement
+$PSQL -At >/dev/null <<'SQL'
+SET work_mem = '256MB';
+CREATE TEMP TABLE raw_pairs AS
+SELECT a.product_id, b.product_id AS other_id, count(*) AS n
+  FROM shop.order_line a JOIN shop.order_line b ON a.order_id = b.order_id AND a.product_id <> b.product_id
+  JOIN shop."order" o ON o.order_id = a.order_id
+ WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')
+ GROUP BY 1, 2;
+SQL
+t4=$(now)
+
+# 10,000 new orders with triggers on, then the incremental refresh
+$PSQL >/dev/null <<SQL
+CREATE TEMP TABLE new_order AS
+SELECT gen_random_uuid() AS order_id,
+       CASE WHEN random() < 0.8 THEN 1 + floor(random() * $customers)::bigint END AS customer_id,
+       1 + floor(random() * 5)::int AS k,
+       1 + floor($nprod * power(random(), 3))::int AS anchor
+  FROM generate_series(1, 10000);
+BEGIN;
+INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
+SELECT order_id, customer_id, 'paid', 'XRB', 0, 0 FROM new_order;
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
+  FROM new_order g
+ CROSS JOIN LATERAL (SELECT j, CASE WHEN j = 1 THEN g.anchor
+                                    ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END AS pi
+                       FROM generate_series(1, g.k) j) x
+  JOIN reco_bench_pid p ON p.i = x.pi;
+COMMIT;
+SQL
+t5=$(now)
+refresh=$($PSQL -At -c "SELECT shop.refresh_recommendations()")
+t6=$(now)
+
+# latency: one client, pgbench
+cat > "$TMPD/also.sql" <<SQL
+\set i random_exponential(1, $nprod, 5)
+SELECT * FROM shop.also_bought((SELECT product_id FROM reco_bench_pid WHERE i = :i), 10);
+SQL
+cat > "$TMPD/rec.sql" <<SQL
+\set c random(1, $customers)
+SELECT * FROM shop.recommend(:c, 10);
+SQL
+cat > "$TMPD/naive.sql" <<SQL
+\set i random_exponential(1, $nprod, 5)
+SELECT b.product_id, count(*) FROM shop.order_line a JOIN shop.order_line b ON b.order_id = a.order_id
+ WHERE a.product_id = (SELECT product_id FROM reco_bench_pid WHERE i = :i) AND b.product_id <> a.product_id
+ GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10;
+SQL
+export PGDATABASE=$DB
+rows=$TMPD/recommend_rows.tsv
+: >"$rows"
+bench_pgbench "baseline: bought-together GROUP BY on order_line" 1 "$DUR" "$TMPD/naive.sql" >>"$rows"
+bench_pgbench "shop.also_bought(p, 10)" 1 "$DUR" "$TMPD/also.sql" >>"$rows"
+bench_pgbench "shop.recommend(c, 10)" 1 "$DUR" "$TMPD/rec.sql" >>"$rows"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo "## Recommendations: speed"
+echo
+echo "$nprod active products; $nlines order lines generated ($PER per product, orders of 1-5 lines) in $(secs "$t0" "$t1") s."
+echo
+echo "| step | seconds | baseline seconds / these |"
+echo "|---|---|---|"
+echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N, popularity, all written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") |"
+echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 |"
+echo "| insert 10,000 paid orders, triggers on | $(secs "$t4" "$t5") | |"
+echo "| shop.refresh_recommendations() after them | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) |"
+echo
+echo "rebuild: \`$rebuild\`"
+echo
+echo "refresh: \`$refresh\`"
+echo
+echo "Read calls, one client, ${DUR} s each; products drawn with an exponential skew (popular ones more often), customers uniformly:"
+echo
+bench_md_table_vs "baseline: bought-together GROUP BY on order_line" <"$rows"
+echo

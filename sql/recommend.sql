@@ -1,0 +1,247 @@
+-- recommend: co-purchase capture and scoring, also_bought, recommend,
+-- trending, views, similar products
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+RESET client_min_messages;
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $f$;
+
+-- the background sweeper folds the log too (shop.sweep); hold the refresh
+-- lock for the whole session so that only this script's calls fold it
+SELECT pg_advisory_lock(hashtext('shop.recommendations')) IS NOT NULL AS locked;
+
+-- a small catalog: products 1..9 by sku, in two categories
+SELECT shop.category_add('Computers') AS computers \gset
+SELECT shop.category_add('Laptops', :computers) AS laptops \gset
+SELECT shop.category_add('Phones') AS phones \gset
+INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cents) VALUES
+    (1, 'LAPTOP', 'Laptop 14 inch', 'Acme', :laptops, 90000),
+    (2, 'BAG', 'Laptop bag', 'Carry', :computers, 4000),
+    (3, 'MOUSE', 'Wireless mouse', 'Acme', :computers, 2500),
+    (4, 'PHONE', 'Smartphone', 'Fone', :phones, 60000),
+    (5, 'CASE', 'Smartphone case', 'Fone', :phones, 1500),
+    (6, 'CHARGER', 'Phone charger', 'Fone', :phones, 2000),
+    (7, 'STICK', 'USB stick', 'Acme', :computers, 900),
+    (8, 'BATTERY', 'Batteries', 'Power', :computers, 500),
+    (9, 'LAPTOP2', 'Laptop 15 inch', 'Acme', :laptops, 99000);
+
+-- order helper: a paid guest order (or a customer's) with the given products
+CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint DEFAULT NULL,
+                            st text DEFAULT 'paid', at timestamptz DEFAULT now())
+RETURNS uuid LANGUAGE plpgsql AS $f$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
+    VALUES (customer, st, 'USD', 0, 0, at) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $f$;
+
+-- the basket set: the USB stick (7) is in every basket
+--   laptop+bag x4, laptop+mouse x3, phone+case x4, phone+charger x3,
+--   batteries x6; everyone adds a stick
+SELECT count(pg_temp.buy(ARRAY[1, 2, 7])) AS orders FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[1, 3, 7])) AS orders FROM generate_series(1, 3);
+SELECT count(pg_temp.buy(ARRAY[4, 5, 7])) AS orders FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[4, 6, 7])) AS orders FROM generate_series(1, 3);
+SELECT count(pg_temp.buy(ARRAY[8, 7])) AS orders FROM generate_series(1, 6);
+-- pending and cancelled orders do not count
+SELECT count(pg_temp.buy(ARRAY[1, 8], st => 'pending')) AS orders FROM generate_series(1, 5);
+SELECT count(pg_temp.buy(ARRAY[1, 8], st => 'cancelled')) AS orders FROM generate_series(1, 5);
+-- each counted order logged itself, nothing else is written at checkout
+SELECT count(*) AS log_rows, bool_and(counted) AS all_counted FROM shop.copurchase_delta;
+SELECT count(*) AS copurchase_rows FROM shop.copurchase;
+
+SELECT shop.refresh_recommendations() - 'popularity_updated' AS refresh;
+SELECT count(*) AS log_left FROM shop.copurchase_delta;
+
+-- the best-seller trap: by raw count the stick tops the laptop's list;
+-- by score the bag and the mouse come first
+SELECT other_id, pair_count, round(score::numeric, 3) AS score
+  FROM shop.copurchase WHERE product_id = 1 ORDER BY pair_count DESC, other_id;
+SELECT * FROM shop.also_bought(1, 3);
+SELECT product_id FROM shop.also_bought(4, 2);
+-- the stick tops no list but that of the batteries, its only partner
+SELECT p.product_id, a.product_id AS top_neighbour
+  FROM shop.product p, LATERAL shop.also_bought(p.product_id, 1) a
+ ORDER BY 1;
+-- the numbers behind the laptop -> bag score: n_bag = 4, s_laptop = 14, T = 54
+SELECT product_id, baskets, slots FROM shop.copurchase_item WHERE product_id IN (1, 2, 7) ORDER BY 1;
+SELECT sum(baskets) AS t FROM shop.copurchase_item;
+SELECT round(((4 - 4 * 14 / 54.0) / sqrt(4 * 14 / 54.0))::numeric, 3) AS expected_laptop_bag,
+       round(score::numeric, 3) AS laptop_bag FROM shop.copurchase WHERE product_id = 1 AND other_id = 2;
+
+-- cancellation takes the pairs back out: two phone+laptop orders make a
+-- pair (min 2), cancelling one removes it again
+SELECT pg_temp.buy(ARRAY[4, 9]) AS o1 \gset
+SELECT pg_temp.buy(ARRAY[4, 9]) AS o2 \gset
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT other_id, pair_count FROM shop.copurchase WHERE product_id = 9;
+UPDATE shop."order" SET status = 'cancelled' WHERE order_id = :'o2';
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT count(*) AS laptop2_pairs FROM shop.copurchase WHERE product_id = 9;
+SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = 9;
+-- pending -> paid in a later transaction counts; a refund takes it out
+UPDATE shop."order" SET status = 'pending' WHERE order_id = :'o2';
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+UPDATE shop."order" SET status = 'paid' WHERE order_id = :'o2';
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT other_id, pair_count FROM shop.copurchase WHERE product_id = 9;
+UPDATE shop."order" SET status = 'delivered' WHERE order_id = :'o2';
+UPDATE shop."order" SET status = 'returned' WHERE order_id = :'o2';
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT count(*) AS laptop2_pairs FROM shop.copurchase WHERE product_id = 9;
+-- lines added after the header in the same transaction are captured
+BEGIN;
+INSERT INTO shop."order" (order_id, status, currency, subtotal_cents, total_cents)
+VALUES ('00000000-0000-0000-0000-00000000beef', 'paid', 'USD', 0, 0);
+INSERT INTO shop.order_line VALUES
+    ('00000000-0000-0000-0000-00000000beef', 1, 5, 's', 't', 0, 1),
+    ('00000000-0000-0000-0000-00000000beef', 2, 6, 's', 't', 0, 1);
+COMMIT;
+SELECT pair_count AS before FROM shop.copurchase_pair, unnest(other_ids, counts) u(o, pair_count)
+ WHERE product_id = 5 AND o = 6;
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT pair_count AS after FROM shop.copurchase_pair, unnest(other_ids, counts) u(o, pair_count)
+ WHERE product_id = 5 AND o = 6;
+
+-- capped baskets: with shop.reco_basket_cap = 5, a basket of 9 products
+-- gives each of its pairs (5 - 1) / (9 - 1) = 0.5
+SET shop.reco_basket_cap = 5;
+SELECT pg_temp.buy(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9]) AS big \gset
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT counts[array_position(other_ids, 9::bigint)] AS bag_laptop2 FROM shop.copurchase_pair WHERE product_id = 2;
+-- heavy buyers: customer 500 orders charger+batteries 40 times; with
+-- shop.reco_buyer_cap = 20 the 40 orders weigh 0.5 each
+SELECT count(pg_temp.buy(ARRAY[6, 8], 500)) AS orders FROM generate_series(1, 40);
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT counts[array_position(other_ids, 8::bigint)] AS charger_batteries FROM shop.copurchase_pair WHERE product_id = 6;
+SELECT DISTINCT weight FROM shop.copurchase_order WHERE customer_id = 500;
+-- the 41st order re-weighs all of them (20 / 41)
+SELECT pg_temp.buy(ARRAY[6, 8], 500) IS NOT NULL AS bought;
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT round(counts[array_position(other_ids, 8::bigint)]::numeric, 6) AS charger_batteries
+  FROM shop.copurchase_pair WHERE product_id = 6;
+
+-- incremental refresh equals a full rebuild
+CREATE TEMP TABLE inc_item AS SELECT * FROM shop.copurchase_item;
+CREATE TEMP TABLE inc_pair AS SELECT product_id, o, c FROM shop.copurchase_pair, unnest(other_ids, counts) u(o, c);
+CREATE TEMP TABLE inc_top AS SELECT * FROM shop.copurchase;
+SELECT shop.rebuild_recommendations() - 'popularity_updated' AS rebuild;
+SELECT (SELECT count(*) FROM shop.copurchase_item) AS items,
+       (SELECT count(*) FROM inc_item i FULL JOIN shop.copurchase_item r USING (product_id)
+         WHERE r.product_id IS NULL OR i.product_id IS NULL
+            OR abs(i.baskets - r.baskets) > 1e-9 OR abs(i.slots - r.slots) > 1e-9) AS item_diffs,
+       (SELECT count(*) FROM inc_pair) AS pairs,
+       (SELECT count(*) FROM inc_pair i
+          FULL JOIN (SELECT product_id, o, c FROM shop.copurchase_pair, unnest(other_ids, counts) u(o, c)) r
+               USING (product_id, o)
+         WHERE r.c IS NULL OR i.c IS NULL OR abs(i.c - r.c) > 1e-9) AS pair_diffs,
+       (SELECT count(*) FROM shop.copurchase) AS top_rows,
+       (SELECT count(*) FROM inc_top i FULL JOIN shop.copurchase r USING (product_id, other_id)
+         WHERE r.score IS NULL OR i.score IS NULL OR abs(i.score - r.score) > 1e-4) AS top_diffs;
+RESET shop.reco_basket_cap;
+
+-- inactive products are never recommended
+UPDATE shop.product SET status = 'archived' WHERE product_id = 2;
+SELECT count(*) AS bag_listed FROM shop.also_bought(1, 20) WHERE product_id = 2;
+
+-- thin data: a new laptop nobody bought gets content-based neighbours
+INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cents, attributes)
+VALUES (10, 'LAPTOP3', 'Laptop 13 inch', 'Acme', :laptops, 80000, '{"color": "grey"}');
+SELECT product_id, round(score::numeric, 3) AS score FROM shop.similar_products(10, 3);
+SELECT product_id FROM shop.also_bought(10, 3);
+-- a product with a short co-purchase list (the laptop: mouse, stick; the
+-- bag is archived) is filled from similar products, scored below the list
+SELECT a.product_id, c.other_id IS NOT NULL AS copurchase,
+       a.score < min(c.score) OVER () AS below_copurchase
+  FROM shop.also_bought(1, 5) a
+  LEFT JOIN shop.copurchase c ON c.product_id = 1 AND c.other_id = a.product_id;
+
+-- views, recently viewed and the cap
+SET shop.recent_views_cap = 3;
+SELECT count(*) AS views FROM (SELECT shop.view(42, p) FROM unnest(ARRAY[1, 3, 4, 5]) p) v;
+SELECT count(*) AS views FROM (SELECT shop.view(42, 3)) v;  -- seen again: moves to the front
+SELECT product_id FROM shop.recently_viewed(42);
+SELECT count(*) AS kept FROM shop.view_event WHERE customer_id = 42;
+SELECT product_id FROM shop.recently_viewed(42, 1);
+RESET shop.recent_views_cap;
+
+-- personal recommendations: customer 7 bought the phone; the case comes
+-- first (the charger is bought so often, by the reseller, that buying it
+-- with a phone is less of a signal), never the phone again
+SELECT pg_temp.buy(ARRAY[4], 7) IS NOT NULL AS bought;
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT product_id FROM shop.recommend(7, 2);
+SELECT count(*) AS phone_again FROM shop.recommend(7, 20) WHERE product_id = 4;
+-- views count too: customer 42 viewed the mouse, phone and case (the
+-- laptop fell out of the capped history); their neighbours are proposed,
+-- not the viewed products themselves
+SELECT product_id FROM shop.recommend(42, 3);
+-- no history at all: trending
+SELECT (SELECT array_agg(product_id) FROM shop.recommend(123456, 3))
+     = (SELECT array_agg(product_id) FROM shop.trending(NULL, 3)) AS falls_back_to_trending;
+
+-- trending and popularity: the batteries were bought most (the reseller's
+-- 41 orders); popularity is bounded by 1; a category includes its
+-- descendants (the laptops under computers); archived (2) and never bought
+-- (10) products are not trending
+SELECT product_id, round(popularity::numeric, 3) AS popularity FROM shop.product WHERE popularity = (SELECT max(popularity) FROM shop.product);
+SELECT bool_and(popularity BETWEEN 0 AND 1) AS bounded FROM shop.product;
+SELECT product_id FROM shop.trending(NULL, 3);
+SELECT product_id FROM shop.trending(:computers, 10) ORDER BY product_id;
+SELECT product_id FROM shop.trending(:phones, 2);
+-- recent purchases outweigh old ones: 30 mouse orders from 60 days ago
+-- (8.6 half-lives) do not make the mouse trend
+SELECT count(pg_temp.buy(ARRAY[3], at => now() - interval '60 days')) AS orders FROM generate_series(1, 30);
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT product_id FROM shop.trending(NULL, 1);
+SELECT count(pg_temp.buy(ARRAY[3])) AS orders FROM generate_series(1, 60);
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT product_id FROM shop.trending(NULL, 1);
+
+-- bad input
+SELECT pg_temp.err($$SELECT * FROM shop.also_bought(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.also_bought(99999)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.also_bought(1, 0)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.also_bought(1, 1001)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.similar_products(99999)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.similar_products(1, -1)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recommend(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recommend(1, NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.trending(99999)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.trending(NULL, 5000)$$);
+SELECT pg_temp.err($$SELECT shop.view(NULL, 1)$$);
+SELECT pg_temp.err($$SELECT shop.view(1, NULL)$$);
+SELECT pg_temp.err($$SELECT shop.view(1, 99999)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(1, 0)$$);
+
+-- a popularity loaded with the catalog is kept until the product's own
+-- events replace it
+UPDATE shop.product SET popularity = 0.5 WHERE product_id = 10;
+SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
+SELECT popularity FROM shop.product WHERE product_id = 10;
+
+-- privileges: a storefront reads the catalog lists, and the personal ones
+-- only for the customer of its session; refresh is an admin call
+SET ROLE shop_storefront;
+SELECT count(*) AS also_bought_rows FROM shop.also_bought(1, 3);
+SELECT count(*) AS trending_rows FROM shop.trending(NULL, 3);
+SELECT pg_temp.err($$SELECT * FROM shop.recommend(7)$$);
+SELECT pg_temp.err($$SELECT shop.view(7, 1)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.recently_viewed(42)$$);
+SELECT pg_temp.err($$SELECT shop.refresh_recommendations()$$);
+SELECT pg_temp.err($$SELECT count(*) FROM shop.copurchase$$);
+RESET ROLE;
+
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

@@ -1,0 +1,1245 @@
+/*-------------------------------------------------------------------------
+ *
+ * recommend.c
+ *	  Co-purchase statistics, scoring and top-N neighbour lists behind
+ *	  shop.also_bought, shop.recommend, shop.refresh_recommendations and
+ *	  shop.rebuild_recommendations.
+ *
+ * The model (docs/recommendations.md has a worked example).
+ *
+ * A counted order is a basket b: the set of distinct products on its lines,
+ * k_b of them.  Each basket carries a weight w_b: 1, except that a customer
+ * with more than shop.reco_buyer_cap counted orders has all of them share
+ * that many units (w_b = cap / n_orders), so a reseller's hundreds of
+ * invoices count as a few ordinary customers.  A guest order is its own
+ * customer.  Pairs inside a large basket are damped too: every pair of b
+ * counts pw_b = w_b * min(1, (B - 1) / (k_b - 1)), B = shop.reco_basket_cap,
+ * so a product never gets more than B - 1 units of pair weight from one
+ * basket.
+ *
+ * Per product x the tables keep
+ *	  n_x = sum of w_b over the baskets holding x          (its popularity)
+ *	  s_x = sum of pw_b * (k_b - 1) over the baskets holding x
+ *	  N_xy = sum of pw_b over the baskets holding x and y   (the pair count)
+ * and T = sum of n_x over all products (the weighted number of purchase
+ * slots).  Smith and Linden (2017) ask how many of x's buyers would have
+ * bought y by chance: each of the s_x "other slots" next to x is y with
+ * probability P_y = n_y / T, so E_xy = n_y * s_x / T (the first-order form
+ * of their 1 - (1 - P_y)^k; exact for the small P_y of a real catalog).
+ * The score is (N_xy - E_xy) / sqrt(E_xy): how many standard deviations
+ * the pair count sits above chance.  A best-seller y has a large E_xy for
+ * every x, so it only ranks where it is bought with x more than its sheer
+ * popularity explains.  Pairs seen fewer than shop.reco_min_pairs times
+ * are not listed (one coincidence between two rare items would otherwise
+ * top every list).  Each product keeps its shop.reco_neighbours best.
+ *
+ * Everything above is a sum over baskets, so the statistics are updated
+ * exactly by adding (or, for cancelled orders and re-weighted customers,
+ * subtracting) single baskets: shop_copurchase_apply.  Scores depend on T,
+ * which every order moves a little; shop_copurchase_score rescores the
+ * products whose numbers changed and their neighbours, and the SQL caller
+ * rescores everything once T has drifted by more than 5%.
+ *
+ * Storage: shop.copurchase_item (n, s per product), shop.copurchase_pair
+ * (per product, all neighbours as sorted parallel arrays; both directions
+ * stored so one row is one list), shop.copurchase (the scored top-N rows
+ * that also_bought reads).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "shop.h"
+
+PG_FUNCTION_INFO_V1(shop_copurchase_apply);
+PG_FUNCTION_INFO_V1(shop_copurchase_score);
+PG_FUNCTION_INFO_V1(shop_copurchase_rebuild);
+
+/* counts below this are float noise left by subtracting a basket */
+#define RECO_EPSILON		1e-9
+/* rows per batched INSERT ... SELECT FROM unnest(...) */
+#define RECO_BATCH			20000
+/* rows fetched per cursor round trip */
+#define RECO_FETCH			20000
+
+/* one scored neighbour */
+typedef struct RecoScored
+{
+	int64		other;
+	double		count;
+	double		score;
+} RecoScored;
+
+/* growable buffer of shop.copurchase rows, written in batches */
+typedef struct RecoOut
+{
+	int64	   *pid;
+	int64	   *oid;
+	float4	   *cnt;
+	float4	   *score;
+	int			len;
+	int64	   *scored;			/* products whose old rows are replaced */
+	int			nscored;
+	bool		delete_first;	/* delete the rows of scored products */
+	int64		total_rows;
+	int64		total_products;
+} RecoOut;
+
+static double
+reco_basket_pair_weight(double w, int k)
+{
+	double		cap = (double) shop_reco_basket_cap;
+
+	if (k < 2)
+		return 0.0;
+	if (k - 1 <= cap - 1)
+		return w;
+	return w * (cap - 1) / (double) (k - 1);
+}
+
+static int
+cmp_scored(const void *a, const void *b)
+{
+	const RecoScored *x = a;
+	const RecoScored *y = b;
+
+	if (x->score != y->score)
+		return (x->score < y->score) ? 1 : -1;
+	return (x->other > y->other) - (x->other < y->other);
+}
+
+/* ---------------------------------------------------------------------
+ * Writing shop.copurchase
+ * ---------------------------------------------------------------------
+ */
+
+static void
+reco_out_init(RecoOut *out, bool delete_first)
+{
+	memset(out, 0, sizeof(RecoOut));
+	out->pid = palloc(sizeof(int64) * RECO_BATCH);
+	out->oid = palloc(sizeof(int64) * RECO_BATCH);
+	out->cnt = palloc(sizeof(float4) * RECO_BATCH);
+	out->score = palloc(sizeof(float4) * RECO_BATCH);
+	out->scored = palloc(sizeof(int64) * RECO_BATCH);
+	out->delete_first = delete_first;
+}
+
+static Datum
+int8_array(int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
+float4_array(float4 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float4GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, FLOAT4OID, 4, true, TYPALIGN_INT));
+}
+
+static Datum
+float8_array(double *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+reco_out_flush(RecoOut *out)
+{
+	if (out->delete_first && out->nscored > 0)
+	{
+		Oid			argtypes[1] = {INT8ARRAYOID};
+		Datum		values[1];
+
+		values[0] = int8_array(out->scored, out->nscored);
+		if (SPI_execute_with_args("DELETE FROM shop.copurchase WHERE product_id = ANY ($1)",
+								  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "shop: could not delete co-purchase rows");
+	}
+	if (out->len > 0)
+	{
+		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+		Datum		values[4];
+
+		values[0] = int8_array(out->pid, out->len);
+		values[1] = int8_array(out->oid, out->len);
+		values[2] = float4_array(out->cnt, out->len);
+		values[3] = float4_array(out->score, out->len);
+		if (SPI_execute_with_args("INSERT INTO shop.copurchase (product_id, other_id, pair_count, score) "
+								  "SELECT * FROM unnest($1, $2, $3, $4)",
+								  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "shop: could not insert co-purchase rows");
+		out->total_rows += out->len;
+	}
+	out->len = 0;
+	out->nscored = 0;
+}
+
+/*
+ * Score one product's neighbours and queue its top-N rows.  others/counts
+ * are its pair counts, other_n the popularity n_y of each neighbour, s_x
+ * its slot sum and total the basket total T.  scratch must hold nothers
+ * entries.
+ */
+static void
+reco_score_product(RecoOut *out, int64 pid, double s_x, double total,
+				   const int64 *others, const double *counts, const double *other_n,
+				   int nothers, RecoScored *scratch)
+{
+	int			m = 0;
+	int			top = shop_reco_neighbours;
+
+	if (out->nscored >= RECO_BATCH || out->len + top > RECO_BATCH)
+		reco_out_flush(out);
+	out->scored[out->nscored++] = pid;
+	out->total_products++;
+
+	if (total <= 0 || s_x <= 0)
+		return;
+	for (int i = 0; i < nothers; i++)
+	{
+		double		e;
+		double		sc;
+
+		if (counts[i] < shop_reco_min_pairs - RECO_EPSILON || other_n[i] <= 0)
+			continue;
+		e = other_n[i] * s_x / total;
+		if (e < RECO_EPSILON)
+			e = RECO_EPSILON;
+		sc = (counts[i] - e) / sqrt(e);
+		if (sc <= 0)
+			continue;
+		scratch[m].other = others[i];
+		scratch[m].count = counts[i];
+		scratch[m].score = sc;
+		m++;
+	}
+	if (m == 0)
+		return;
+	qsort(scratch, m, sizeof(RecoScored), cmp_scored);
+	for (int i = 0; i < m && i < top; i++)
+	{
+		out->pid[out->len] = pid;
+		out->oid[out->len] = scratch[i].other;
+		out->cnt[out->len] = (float4) scratch[i].count;
+		out->score[out->len] = (float4) scratch[i].score;
+		out->len++;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Reading shop.copurchase_pair rows
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct RecoPairRow
+{
+	int			n;
+	int64	   *others;
+	double	   *counts;
+} RecoPairRow;
+
+static void
+reco_decode_pair(HeapTuple tup, TupleDesc desc, int col_ids, int col_counts, RecoPairRow *row)
+{
+	bool		isnull;
+	Datum		d;
+	ArrayType  *a;
+	ArrayType  *b;
+	int			na,
+				nb;
+
+	row->n = 0;
+	d = SPI_getbinval(tup, desc, col_ids, &isnull);
+	if (isnull)
+		return;
+	a = DatumGetArrayTypeP(d);
+	d = SPI_getbinval(tup, desc, col_counts, &isnull);
+	if (isnull)
+		return;
+	b = DatumGetArrayTypeP(d);
+	if (ARR_HASNULL(a) || ARR_HASNULL(b) || ARR_ELEMTYPE(a) != INT8OID ||
+		ARR_ELEMTYPE(b) != FLOAT8OID)
+		elog(ERROR, "shop: malformed co-purchase pair row");
+	na = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	nb = ArrayGetNItems(ARR_NDIM(b), ARR_DIMS(b));
+	if (na != nb)
+		elog(ERROR, "shop: co-purchase pair row with %d ids and %d counts", na, nb);
+	row->n = na;
+	row->others = (int64 *) ARR_DATA_PTR(a);
+	row->counts = (double *) ARR_DATA_PTR(b);
+}
+
+/* fetch the pair row of one product with a prepared plan; false if none */
+static bool
+reco_fetch_pair(SPIPlanPtr plan, int64 pid, RecoPairRow *row)
+{
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(pid);
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "shop: could not read co-purchase pairs");
+	if (SPI_processed == 0)
+	{
+		row->n = 0;
+		return false;
+	}
+	reco_decode_pair(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, 2, row);
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Item statistics lookup (product_id -> n, s)
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct RecoStat
+{
+	int64		pid;			/* hash key */
+	double		n;
+	double		s;
+} RecoStat;
+
+static HTAB *
+reco_load_stats(double *total)
+{
+	HASHCTL		ctl;
+	HTAB	   *tab;
+	Portal		portal;
+	SPIPlanPtr	plan;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoStat);
+	ctl.hcxt = CurrentMemoryContext;
+	tab = hash_create("shop co-purchase stats", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	*total = 0;
+	plan = SPI_prepare("SELECT product_id, baskets, slots FROM shop.copurchase_item", 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "shop: could not prepare statistics scan");
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			RecoStat   *st = hash_search(tab, &pid, HASH_ENTER, NULL);
+
+			st->n = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+			st->s = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+			*total += st->n;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	return tab;
+}
+
+/* score one product from its pair row, looking its neighbours up in stats */
+static void
+reco_score_from_row(RecoOut *out, HTAB *stats, double total, int64 pid, RecoPairRow *row)
+{
+	RecoStat   *me = hash_search(stats, &pid, HASH_FIND, NULL);
+	double	   *other_n;
+	RecoScored *scratch;
+
+	if (row->n == 0 || me == NULL)
+	{
+		reco_score_product(out, pid, 0, total, NULL, NULL, NULL, 0, NULL);
+		return;
+	}
+	other_n = palloc(sizeof(double) * row->n);
+	scratch = palloc(sizeof(RecoScored) * row->n);
+	for (int i = 0; i < row->n; i++)
+	{
+		RecoStat   *st = hash_search(stats, &row->others[i], HASH_FIND, NULL);
+
+		other_n[i] = st ? st->n : 0;
+	}
+	reco_score_product(out, pid, me->s, total, row->others, row->counts, other_n,
+					   row->n, scratch);
+	pfree(other_n);
+	pfree(scratch);
+}
+
+/*
+ * shop._copurchase_score(product_ids bigint[], expand boolean) -> bigint
+ *
+ * Rewrites the shop.copurchase rows of the given products (and, with
+ * expand, of all their neighbours); NULL product_ids rescores every
+ * product.  Returns how many products were scored.
+ */
+Datum
+shop_copurchase_score(PG_FUNCTION_ARGS)
+{
+	bool		all = PG_ARGISNULL(0);
+	bool		expand = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	MemoryContext work;
+	MemoryContext old;
+	MemoryContext rowctx;
+	HTAB	   *stats;
+	double		total;
+	RecoOut		out;
+	int64		result;
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase scoring",
+								 ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	old = MemoryContextSwitchTo(work);
+
+	stats = reco_load_stats(&total);
+	rowctx = AllocSetContextCreate(work, "shop co-purchase row", ALLOCSET_DEFAULT_SIZES);
+
+	if (all)
+	{
+		SPIPlanPtr	plan;
+		Portal		portal;
+
+		reco_out_init(&out, false);
+		if (SPI_execute("DELETE FROM shop.copurchase", false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "shop: could not clear co-purchase rows");
+		plan = SPI_prepare("SELECT other_ids, counts, product_id FROM shop.copurchase_pair", 0, NULL);
+		portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+		for (;;)
+		{
+			SPITupleTable *tt;
+			uint64		ntup;
+
+			SPI_cursor_fetch(portal, true, 1000);
+			if (SPI_processed == 0)
+				break;
+			/* scoring may flush, which runs SPI statements: keep our own copies */
+			tt = SPI_tuptable;
+			ntup = SPI_processed;
+			for (uint64 i = 0; i < ntup; i++)
+			{
+				RecoPairRow row;
+				bool		isnull;
+				int64		pid = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+
+				MemoryContextSwitchTo(rowctx);
+				reco_decode_pair(tt->vals[i], tt->tupdesc, 1, 2, &row);
+				reco_score_from_row(&out, stats, total, pid, &row);
+				MemoryContextSwitchTo(work);
+				MemoryContextReset(rowctx);
+			}
+			/* flushing runs SPI statements, which would free tt */
+			SPI_freetuptable(tt);
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_cursor_close(portal);
+	}
+	else
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			nids;
+		HASHCTL		ctl;
+		HTAB	   *todo;
+		HASH_SEQ_STATUS seq;
+		int64	   *key;
+		Oid			argtypes[1] = {INT8OID};
+		SPIPlanPtr	plan;
+
+		reco_out_init(&out, true);
+		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nids);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(int64);
+		ctl.hcxt = work;
+		todo = hash_create("shop products to score", Max(nids * 4, 64), &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		plan = SPI_prepare("SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = $1",
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "shop: could not prepare pair lookup");
+		for (int i = 0; i < nids; i++)
+		{
+			int64		pid;
+			RecoPairRow row;
+
+			if (nulls[i])
+				continue;
+			pid = DatumGetInt64(elems[i]);
+			hash_search(todo, &pid, HASH_ENTER, NULL);
+			if (expand && reco_fetch_pair(plan, pid, &row))
+			{
+				for (int j = 0; j < row.n; j++)
+					hash_search(todo, &row.others[j], HASH_ENTER, NULL);
+			}
+			if (SPI_tuptable)
+				SPI_freetuptable(SPI_tuptable);
+		}
+		hash_seq_init(&seq, todo);
+		while ((key = hash_seq_search(&seq)) != NULL)
+		{
+			RecoPairRow row;
+			SPITupleTable *tt;
+
+			MemoryContextSwitchTo(rowctx);
+			reco_fetch_pair(plan, *key, &row);
+			tt = SPI_tuptable;
+			/* the row points into tt: score it before freeing tt */
+			reco_score_from_row(&out, stats, total, *key, &row);
+			if (tt)
+				SPI_freetuptable(tt);
+			MemoryContextSwitchTo(work);
+			MemoryContextReset(rowctx);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	reco_out_flush(&out);
+	result = out.total_products;
+
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(result);
+}
+
+/* ---------------------------------------------------------------------
+ * Incremental update: shop._copurchase_apply
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct RecoItemDelta
+{
+	int64		pid;			/* hash key */
+	double		dn;
+	double		ds;
+} RecoItemDelta;
+
+typedef struct RecoPairKey
+{
+	int64		x;
+	int64		y;
+} RecoPairKey;
+
+typedef struct RecoPairDelta
+{
+	RecoPairKey key;
+	double		d;
+} RecoPairDelta;
+
+static int
+cmp_pair_delta(const void *a, const void *b)
+{
+	const RecoPairDelta *p = a;
+	const RecoPairDelta *q = b;
+
+	if (p->key.x != q->key.x)
+		return (p->key.x > q->key.x) - (p->key.x < q->key.x);
+	return (p->key.y > q->key.y) - (p->key.y < q->key.y);
+}
+
+/* add weight w of one basket (sorted, distinct product ids) to the deltas */
+static void
+reco_add_basket(HTAB *items, HTAB *pairs, const int64 *b, int k, double w)
+{
+	double		pw = reco_basket_pair_weight(w, k);
+
+	for (int i = 0; i < k; i++)
+	{
+		bool		found;
+		RecoItemDelta *it = hash_search(items, &b[i], HASH_ENTER, &found);
+
+		if (!found)
+		{
+			it->dn = 0;
+			it->ds = 0;
+		}
+		it->dn += w;
+		it->ds += pw * (k - 1);
+		for (int j = 0; j < k; j++)
+		{
+			RecoPairKey key;
+			RecoPairDelta *pd;
+
+			if (i == j)
+				continue;
+			key.x = b[i];
+			key.y = b[j];
+			pd = hash_search(pairs, &key, HASH_ENTER, &found);
+			if (!found)
+				pd->d = 0;
+			pd->d += pw;
+		}
+	}
+}
+
+/*
+ * shop._copurchase_apply(order_ids uuid[], weights float8[]) -> bigint[]
+ *
+ * Adds weights[i] times the basket of order order_ids[i] (negative weights
+ * take a basket out) to shop.copurchase_item and shop.copurchase_pair.
+ * Returns the products whose statistics changed.  The caller holds the
+ * refresh lock; no shop.copurchase row is written here.
+ */
+Datum
+shop_copurchase_apply(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *ws = PG_GETARG_ARRAYTYPE_P(1);
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	MemoryContext old;
+	HASHCTL		ctl;
+	HTAB	   *items;
+	HTAB	   *pairs;
+	Oid			argtypes[2] = {UUIDARRAYOID, FLOAT8ARRAYOID};
+	Datum		values[2];
+	SPITupleTable *tt;
+	uint64		nlines;
+	int64	   *basket;
+	int			k = 0;
+	pg_uuid_t	cur;
+	double		curw = 0;
+	bool		have = false;
+	RecoPairDelta *plist;
+	long		npairs;
+	HASH_SEQ_STATUS seq;
+	RecoPairDelta *pd;
+	RecoItemDelta *it;
+	SPIPlanPtr	get_plan,
+				put_plan,
+				del_plan,
+				stat_plan,
+				stat_del_plan;
+	Datum	   *changed;
+	int			nchanged = 0;
+	long		nitems;
+	ArrayType  *result;
+
+	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
+		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_ids and weights differ in length")));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase apply",
+								 ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	old = MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoItemDelta);
+	ctl.hcxt = work;
+	items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RecoPairKey);
+	ctl.entrysize = sizeof(RecoPairDelta);
+	ctl.hcxt = work;
+	pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	/* the distinct products of every order, order by order */
+	values[0] = PointerGetDatum(ids);
+	values[1] = PointerGetDatum(ws);
+	if (SPI_execute_with_args("SELECT DISTINCT u.o, u.w, l.product_id "
+							  "FROM unnest($1, $2) AS u(o, w) "
+							  "JOIN shop.order_line l ON l.order_id = u.o "
+							  "ORDER BY u.o, l.product_id",
+							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "shop: could not read order lines");
+	tt = SPI_tuptable;
+	nlines = SPI_processed;
+	basket = palloc(sizeof(int64) * Max(nlines, 1));
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		double		w = DatumGetFloat8(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
+		int64		pid = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+
+		if (!have || memcmp(o->data, cur.data, UUID_LEN) != 0)
+		{
+			if (have)
+				reco_add_basket(items, pairs, basket, k, curw);
+			memcpy(cur.data, o->data, UUID_LEN);
+			curw = w;
+			k = 0;
+			have = true;
+		}
+		basket[k++] = pid;
+	}
+	if (have)
+		reco_add_basket(items, pairs, basket, k, curw);
+	SPI_freetuptable(tt);
+
+	/* item statistics */
+	{
+		Oid			t3[3] = {INT8OID, FLOAT8OID, FLOAT8OID};
+		Oid			t1[1] = {INT8OID};
+
+		stat_plan = SPI_prepare("INSERT INTO shop.copurchase_item AS c (product_id, baskets, slots) "
+								"VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE "
+								"SET baskets = c.baskets + excluded.baskets, slots = c.slots + excluded.slots "
+								"RETURNING baskets", 3, t3);
+		stat_del_plan = SPI_prepare("DELETE FROM shop.copurchase_item WHERE product_id = $1", 1, t1);
+		get_plan = SPI_prepare("SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = $1",
+							   1, t1);
+		del_plan = SPI_prepare("DELETE FROM shop.copurchase_pair WHERE product_id = $1", 1, t1);
+	}
+	{
+		Oid			t3[3] = {INT8OID, INT8ARRAYOID, FLOAT8ARRAYOID};
+
+		put_plan = SPI_prepare("INSERT INTO shop.copurchase_pair AS c (product_id, other_ids, counts) "
+							   "VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE "
+							   "SET other_ids = excluded.other_ids, counts = excluded.counts", 3, t3);
+	}
+	if (!stat_plan || !stat_del_plan || !get_plan || !del_plan || !put_plan)
+		elog(ERROR, "shop: could not prepare co-purchase statements");
+
+	nitems = hash_get_num_entries(items);
+	changed = MemoryContextAlloc(caller, sizeof(Datum) * Max(nitems, 1));
+	hash_seq_init(&seq, items);
+	while ((it = hash_seq_search(&seq)) != NULL)
+	{
+		Datum		v[3];
+		bool		isnull;
+		double		n;
+
+		v[0] = Int64GetDatum(it->pid);
+		v[1] = Float8GetDatum(it->dn);
+		v[2] = Float8GetDatum(it->ds);
+		if (SPI_execute_plan(stat_plan, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "shop: could not update co-purchase statistics");
+		n = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_freetuptable(SPI_tuptable);
+		if (n < RECO_EPSILON)
+		{
+			if (SPI_execute_plan(stat_del_plan, v, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "shop: could not delete co-purchase statistics");
+		}
+		changed[nchanged++] = Int64GetDatum(it->pid);
+	}
+
+	/* pair counts: merge each product's sorted deltas into its sorted row */
+	npairs = hash_get_num_entries(pairs);
+	plist = palloc(sizeof(RecoPairDelta) * Max(npairs, 1));
+	{
+		long		i = 0;
+
+		hash_seq_init(&seq, pairs);
+		while ((pd = hash_seq_search(&seq)) != NULL)
+			plist[i++] = *pd;
+	}
+	qsort(plist, npairs, sizeof(RecoPairDelta), cmp_pair_delta);
+	for (long start = 0; start < npairs;)
+	{
+		int64		x = plist[start].key.x;
+		long		end = start;
+		RecoPairRow row;
+		int64	   *nids;
+		double	   *ncnt;
+		int			m = 0;
+		int			a = 0;
+		long		b;
+		Datum		v[3];
+		SPITupleTable *rowtt;
+
+		while (end < npairs && plist[end].key.x == x)
+			end++;
+		reco_fetch_pair(get_plan, x, &row);
+		rowtt = SPI_tuptable;
+		nids = palloc(sizeof(int64) * (row.n + (end - start)));
+		ncnt = palloc(sizeof(double) * (row.n + (end - start)));
+		b = start;
+		while (a < row.n || b < end)
+		{
+			int64		id;
+			double		c;
+
+			if (b >= end || (a < row.n && row.others[a] < plist[b].key.y))
+			{
+				id = row.others[a];
+				c = row.counts[a++];
+			}
+			else if (a >= row.n || plist[b].key.y < row.others[a])
+			{
+				id = plist[b].key.y;
+				c = plist[b++].d;
+			}
+			else
+			{
+				id = row.others[a];
+				c = row.counts[a++] + plist[b++].d;
+			}
+			if (fabs(c) < RECO_EPSILON)
+				continue;
+			nids[m] = id;
+			ncnt[m] = c;
+			m++;
+		}
+		v[0] = Int64GetDatum(x);
+		if (m == 0)
+		{
+			if (row.n > 0 &&
+				SPI_execute_plan(del_plan, v, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "shop: could not delete co-purchase pairs");
+		}
+		else
+		{
+			v[1] = int8_array(nids, m);
+			v[2] = float8_array(ncnt, m);
+			if (SPI_execute_plan(put_plan, v, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "shop: could not write co-purchase pairs");
+			pfree(DatumGetPointer(v[1]));
+			pfree(DatumGetPointer(v[2]));
+		}
+		if (rowtt)
+			SPI_freetuptable(rowtt);
+		pfree(nids);
+		pfree(ncnt);
+		start = end;
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	MemoryContextSwitchTo(caller);
+	result = construct_array(changed, nchanged, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	SPI_finish();
+	MemoryContextDelete(work);
+	(void) old;
+	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/* ---------------------------------------------------------------------
+ * Full rebuild: shop._copurchase_rebuild
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct RecoIdx
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RecoIdx;
+
+typedef struct RecoBuild
+{
+	HTAB	   *index;			/* product_id -> dense index */
+	int64	   *pid;			/* dense index -> product_id */
+	double	   *n;
+	double	   *s;
+	int32		nitems;
+	int32		items_cap;
+	/* baskets with at least two products, as CSR */
+	int64	   *boff;			/* nbaskets + 1 offsets into bitems */
+	float8	   *bpw;
+	int32	   *bitems;
+	int64		nbaskets;
+	int64		baskets_cap;
+	int64		nbitems;
+	int64		bitems_cap;
+	double		total;
+	int64		orders;
+	int64		lines;
+} RecoBuild;
+
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static int32
+reco_build_index(RecoBuild *rb, int64 pid)
+{
+	bool		found;
+	RecoIdx    *e = hash_search(rb->index, &pid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		if (rb->nitems == rb->items_cap)
+		{
+			rb->items_cap *= 2;
+			rb->pid = repalloc_huge(rb->pid, sizeof(int64) * rb->items_cap);
+			rb->n = repalloc_huge(rb->n, sizeof(double) * rb->items_cap);
+			rb->s = repalloc_huge(rb->s, sizeof(double) * rb->items_cap);
+		}
+		e->idx = rb->nitems++;
+		rb->pid[e->idx] = pid;
+		rb->n[e->idx] = 0;
+		rb->s[e->idx] = 0;
+	}
+	return e->idx;
+}
+
+/* close one basket: dedupe, add to item stats, keep it if it has pairs */
+static void
+reco_build_basket(RecoBuild *rb, int32 *b, int k, double w)
+{
+	int			m = 0;
+	double		pw;
+
+	if (k == 0)
+		return;
+	qsort(b, k, sizeof(int32), cmp_int32);
+	for (int i = 0; i < k; i++)
+		if (m == 0 || b[m - 1] != b[i])
+			b[m++] = b[i];
+	pw = reco_basket_pair_weight(w, m);
+	for (int i = 0; i < m; i++)
+	{
+		rb->n[b[i]] += w;
+		rb->s[b[i]] += pw * (m - 1);
+	}
+	rb->total += w * m;
+	rb->orders++;
+	if (m < 2)
+		return;
+	if (rb->nbaskets + 1 >= rb->baskets_cap)
+	{
+		rb->baskets_cap *= 2;
+		rb->boff = repalloc_huge(rb->boff, sizeof(int64) * (rb->baskets_cap + 1));
+		rb->bpw = repalloc_huge(rb->bpw, sizeof(float8) * rb->baskets_cap);
+	}
+	while (rb->nbitems + m > rb->bitems_cap)
+	{
+		rb->bitems_cap *= 2;
+		rb->bitems = repalloc_huge(rb->bitems, sizeof(int32) * rb->bitems_cap);
+	}
+	memcpy(rb->bitems + rb->nbitems, b, sizeof(int32) * m);
+	rb->bpw[rb->nbaskets] = pw;
+	rb->nbitems += m;
+	rb->nbaskets++;
+	rb->boff[rb->nbaskets] = rb->nbitems;
+}
+
+typedef struct RecoNb
+{
+	int64		pid;
+	double		count;
+	int32		idx;
+} RecoNb;
+
+static int
+cmp_nb(const void *a, const void *b)
+{
+	const RecoNb *x = a;
+	const RecoNb *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* pair rows are written in batches: flat arrays with [lo:hi] slices */
+typedef struct RecoPairOut
+{
+	int64	   *pid;
+	int32	   *lo;
+	int32	   *hi;
+	int			nrows;
+	int64	   *ids;
+	double	   *cnt;
+	int			nflat;
+	int			flat_cap;
+	int64		total_rows;
+	int64		total_pairs;
+} RecoPairOut;
+
+static void
+reco_pairout_flush(RecoPairOut *po)
+{
+	Oid			argtypes[5] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID};
+	Datum		values[5];
+	Datum	   *d;
+
+	if (po->nrows == 0)
+		return;
+	values[0] = int8_array(po->pid, po->nrows);
+	d = palloc(sizeof(Datum) * po->nrows);
+	for (int i = 0; i < po->nrows; i++)
+		d[i] = Int32GetDatum(po->lo[i]);
+	values[1] = PointerGetDatum(construct_array(d, po->nrows, INT4OID, 4, true, TYPALIGN_INT));
+	for (int i = 0; i < po->nrows; i++)
+		d[i] = Int32GetDatum(po->hi[i]);
+	values[2] = PointerGetDatum(construct_array(d, po->nrows, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = int8_array(po->ids, po->nflat);
+	values[4] = float8_array(po->cnt, po->nflat);
+	if (SPI_execute_with_args("INSERT INTO shop.copurchase_pair (product_id, other_ids, counts) "
+							  "SELECT u.p, $4[u.lo:u.hi], $5[u.lo:u.hi] "
+							  "FROM unnest($1, $2, $3) AS u(p, lo, hi)",
+							  5, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "shop: could not write co-purchase pairs");
+	po->total_rows += po->nrows;
+	po->nrows = 0;
+	po->nflat = 0;
+}
+
+/*
+ * shop._copurchase_rebuild() -> jsonb
+ *
+ * Recomputes shop.copurchase_item, shop.copurchase_pair and
+ * shop.copurchase from the orders listed in shop.copurchase_order (with
+ * their weights).  Everything is computed in memory: the baskets as a
+ * compressed sparse row matrix and its transpose, then for each product a
+ * dense accumulator over its baskets' products.  Memory is about 16 bytes
+ * per order line plus 40 per product; time is the sum over baskets of
+ * k_b squared.  The three tables are truncated first (readers of
+ * also_bought wait for the rebuild to commit).
+ */
+Datum
+shop_copurchase_rebuild(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	HASHCTL		ctl;
+	RecoBuild	rb;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	int32	   *basket;
+	int			bcap = 1024;
+	int			k = 0;
+	pg_uuid_t	cur;
+	double		curw = 0;
+	bool		have = false;
+	int64	   *ioff;
+	int64	   *ipos;
+	int64	   *ibaskets;
+	double	   *acc;
+	int32	   *touched;
+	RecoNb	   *nbs;
+	RecoScored *scratch;
+	double	   *other_n;
+	int64	   *other_id;
+	double	   *other_cnt;
+	RecoOut		out;
+	RecoPairOut po;
+	StringInfoData buf;
+	Jsonb	   *result;
+	int64		pair_entries = 0;
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase rebuild",
+								 ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+
+	memset(&rb, 0, sizeof(rb));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoIdx);
+	ctl.hcxt = work;
+	rb.index = hash_create("shop product index", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rb.items_cap = 65536;
+	rb.pid = palloc_extended(sizeof(int64) * rb.items_cap, MCXT_ALLOC_HUGE);
+	rb.n = palloc_extended(sizeof(double) * rb.items_cap, MCXT_ALLOC_HUGE);
+	rb.s = palloc_extended(sizeof(double) * rb.items_cap, MCXT_ALLOC_HUGE);
+	rb.baskets_cap = 65536;
+	rb.boff = palloc_extended(sizeof(int64) * (rb.baskets_cap + 1), MCXT_ALLOC_HUGE);
+	rb.bpw = palloc_extended(sizeof(float8) * rb.baskets_cap, MCXT_ALLOC_HUGE);
+	rb.boff[0] = 0;
+	rb.bitems_cap = 262144;
+	rb.bitems = palloc_extended(sizeof(int32) * rb.bitems_cap, MCXT_ALLOC_HUGE);
+	basket = palloc(sizeof(int32) * bcap);
+
+	/* 1. read the baskets */
+	plan = SPI_prepare("SELECT f.order_id, f.weight, l.product_id "
+					   "FROM shop.copurchase_order f "
+					   "JOIN shop.order_line l ON l.order_id = f.order_id "
+					   "ORDER BY f.order_id", 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "shop: could not prepare the order scan");
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+			double		w = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+			int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+
+			if (!have || memcmp(o->data, cur.data, UUID_LEN) != 0)
+			{
+				if (have)
+					reco_build_basket(&rb, basket, k, curw);
+				memcpy(cur.data, o->data, UUID_LEN);
+				curw = w;
+				k = 0;
+				have = true;
+			}
+			if (k == bcap)
+			{
+				bcap *= 2;
+				basket = repalloc(basket, sizeof(int32) * bcap);
+			}
+			basket[k++] = reco_build_index(&rb, pid);
+			rb.lines++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (have)
+		reco_build_basket(&rb, basket, k, curw);
+	SPI_cursor_close(portal);
+
+	/* 2. the transpose: for each product, the baskets holding it */
+	ioff = palloc_extended(sizeof(int64) * (rb.nitems + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int64 i = 0; i < rb.nbitems; i++)
+		ioff[rb.bitems[i] + 1]++;
+	for (int32 i = 0; i < rb.nitems; i++)
+		ioff[i + 1] += ioff[i];
+	ipos = palloc_extended(sizeof(int64) * (rb.nitems + 1), MCXT_ALLOC_HUGE);
+	memcpy(ipos, ioff, sizeof(int64) * (rb.nitems + 1));
+	ibaskets = palloc_extended(sizeof(int64) * Max(rb.nbitems, 1), MCXT_ALLOC_HUGE);
+	for (int64 b = 0; b < rb.nbaskets; b++)
+		for (int64 j = rb.boff[b]; j < rb.boff[b + 1]; j++)
+			ibaskets[ipos[rb.bitems[j]]++] = b;
+
+	/* 3. clear the tables and write the item statistics */
+	if (SPI_execute("TRUNCATE shop.copurchase, shop.copurchase_pair, shop.copurchase_item",
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "shop: could not truncate the co-purchase tables");
+	for (int32 start = 0; start < rb.nitems; start += RECO_BATCH)
+	{
+		int			m = Min(RECO_BATCH, rb.nitems - start);
+		Oid			argtypes[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+		Datum		values[3];
+
+		values[0] = int8_array(rb.pid + start, m);
+		values[1] = float8_array(rb.n + start, m);
+		values[2] = float8_array(rb.s + start, m);
+		if (SPI_execute_with_args("INSERT INTO shop.copurchase_item (product_id, baskets, slots) "
+								  "SELECT * FROM unnest($1, $2, $3)",
+								  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "shop: could not write co-purchase statistics");
+	}
+
+	/* 4. per product: accumulate pair counts, write them, score them */
+	acc = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	touched = palloc_extended(sizeof(int32) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	nbs = palloc_extended(sizeof(RecoNb) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	scratch = palloc_extended(sizeof(RecoScored) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	other_n = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	other_id = palloc_extended(sizeof(int64) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	other_cnt = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
+	reco_out_init(&out, false);
+	memset(&po, 0, sizeof(po));
+	po.pid = palloc(sizeof(int64) * RECO_BATCH);
+	po.lo = palloc(sizeof(int32) * RECO_BATCH);
+	po.hi = palloc(sizeof(int32) * RECO_BATCH);
+	po.flat_cap = 8 * RECO_BATCH;
+	po.ids = palloc_extended(sizeof(int64) * po.flat_cap, MCXT_ALLOC_HUGE);
+	po.cnt = palloc_extended(sizeof(double) * po.flat_cap, MCXT_ALLOC_HUGE);
+
+	for (int32 x = 0; x < rb.nitems; x++)
+	{
+		int			nt = 0;
+
+		for (int64 j = ioff[x]; j < ioff[x + 1]; j++)
+		{
+			int64		b = ibaskets[j];
+			double		pw = rb.bpw[b];
+
+			for (int64 q = rb.boff[b]; q < rb.boff[b + 1]; q++)
+			{
+				int32		y = rb.bitems[q];
+
+				if (y == x)
+					continue;
+				if (acc[y] == 0)
+					touched[nt++] = y;
+				acc[y] += pw;
+			}
+		}
+		if (nt == 0)
+			continue;
+		for (int i = 0; i < nt; i++)
+		{
+			nbs[i].idx = touched[i];
+			nbs[i].pid = rb.pid[touched[i]];
+			nbs[i].count = acc[touched[i]];
+			acc[touched[i]] = 0;
+		}
+		qsort(nbs, nt, sizeof(RecoNb), cmp_nb);
+
+		/* the pair row */
+		if (po.nrows == RECO_BATCH || po.nflat + nt > po.flat_cap)
+			reco_pairout_flush(&po);
+		if (nt > po.flat_cap)
+		{
+			po.flat_cap = nt;
+			po.ids = repalloc_huge(po.ids, sizeof(int64) * po.flat_cap);
+			po.cnt = repalloc_huge(po.cnt, sizeof(double) * po.flat_cap);
+		}
+		po.pid[po.nrows] = rb.pid[x];
+		po.lo[po.nrows] = po.nflat + 1;
+		po.hi[po.nrows] = po.nflat + nt;
+		po.nrows++;
+		for (int i = 0; i < nt; i++)
+		{
+			po.ids[po.nflat] = nbs[i].pid;
+			po.cnt[po.nflat] = nbs[i].count;
+			po.nflat++;
+			other_id[i] = nbs[i].pid;
+			other_cnt[i] = nbs[i].count;
+			other_n[i] = rb.n[nbs[i].idx];
+		}
+		pair_entries += nt;
+
+		/* the scored top-N */
+		reco_score_product(&out, rb.pid[x], rb.s[x], rb.total, other_id, other_cnt,
+						   other_n, nt, scratch);
+		if ((x & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	reco_pairout_flush(&po);
+	reco_out_flush(&out);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf,
+					 "{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
+					 ", \"products\": %d, \"pairs\": " INT64_FORMAT
+					 ", \"copurchase_rows\": " INT64_FORMAT "}",
+					 rb.orders, rb.lines, rb.nitems, pair_entries / 2, out.total_rows);
+	MemoryContextSwitchTo(caller);
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	SPI_finish();
+	MemoryContextDelete(work);
+	PG_RETURN_JSONB_P(result);
+}
