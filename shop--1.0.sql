@@ -319,7 +319,7 @@ COMMENT ON TABLE shop.review IS 'one review per customer and product; shop.revie
 -- name under the same parent).
 CREATE FUNCTION shop.category_add(name text, parent_id bigint DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -458,7 +458,7 @@ CREATE FUNCTION shop.product_upsert(sku text, title text, price_cents bigint,
                                     status text DEFAULT NULL,
                                     product_id bigint DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -523,7 +523,7 @@ COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, 
 CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
                                 title text DEFAULT NULL, body text DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -541,6 +541,8 @@ BEGIN
     END IF;
     PERFORM shop._check_text(title, 'title', 200);
     PERFORM shop._check_text(body, 'body', 10000);
+    -- a storefront reviews only as the customer of its session
+    PERFORM shop._authorize(review_add.customer_id);
 
     -- lock the product row first: it serializes reviews of one product
     PERFORM 1 FROM shop.product p WHERE p.product_id = review_add.product_id FOR NO KEY UPDATE;
@@ -579,7 +581,7 @@ COMMENT ON FUNCTION shop.review_add(bigint, bigint, int, text, text) IS
 -- review_delete: take a review back out of the aggregates.
 CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -588,6 +590,7 @@ DECLARE
 BEGIN
     PERFORM shop._require(product_id, 'product_id');
     PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._authorize(review_delete.customer_id);
     PERFORM 1 FROM shop.product p WHERE p.product_id = review_delete.product_id FOR NO KEY UPDATE;
     DELETE FROM shop.review r
      WHERE r.product_id = review_delete.product_id AND r.customer_id = review_delete.customer_id
@@ -679,28 +682,14 @@ BEGIN
                   DETAIL = format('No product has product_id %s.', product_get.product_id);
     END IF;
 
-    -- customers who bought this also bought: the recommendations section's
-    -- call when it is installed, else the co-purchase table as it stands
-    IF to_regprocedure('shop.also_bought(bigint,integer)') IS NOT NULL THEN
-        EXECUTE $q$
-            SELECT coalesce(jsonb_agg(jsonb_build_object(
-                       'product_id', a.product_id, 'title', o.title,
-                       'price_cents', o.price_cents, 'image', o.images[1],
-                       'score', a.score) ORDER BY a.score DESC), '[]')
-              FROM shop.also_bought($1, 5) a
-              JOIN shop.product o ON o.product_id = a.product_id
-        $q$ INTO also USING p.product_id;
-    ELSE
-        SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'product_id', o.product_id, 'title', o.title,
-                   'price_cents', o.price_cents, 'image', o.images[1],
-                   'score', c.score) ORDER BY c.score DESC), '[]')
-          INTO also
-          FROM (SELECT other_id, score FROM shop.copurchase
-                 WHERE product_id = p.product_id ORDER BY score DESC LIMIT 20) c
-          JOIN shop.product o ON o.product_id = c.other_id AND o.status = 'active';
-        also := coalesce((SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(also) e LIMIT 5) x), '[]');
-    END IF;
+    -- customers who bought this also bought (section 7; resolved at call time)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'product_id', a.product_id, 'title', o.title,
+               'price_cents', o.price_cents, 'image', o.images[1],
+               'score', a.score) ORDER BY a.score DESC), '[]')
+      INTO also
+      FROM shop.also_bought(p.product_id, 5) a
+      JOIN shop.product o ON o.product_id = a.product_id;
 
     SELECT jsonb_build_object(
         'product_id', p.product_id,
@@ -828,7 +817,7 @@ COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'shop_stock_available'
-LANGUAGE C STABLE
+LANGUAGE C STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
@@ -3282,6 +3271,7 @@ DECLARE
     n_holds    integer := 0;
     n_units    bigint := 0;
     n_carts    integer := 0;
+    n_log      bigint := 0;
     reco       jsonb;
     reco_text  text;
     o          uuid;
@@ -3358,7 +3348,14 @@ BEGIN
         RETURNING 1)
     SELECT count(*) INTO n_carts FROM gone;
 
-    -- 4. fold recommendation deltas, when that subsystem is installed
+    -- 4. the search log keeps shop.search_log_retention of history
+    IF to_regclass('shop.search_log') IS NOT NULL THEN
+        EXECUTE 'DELETE FROM shop.search_log WHERE logged_at < now() - $1::interval'
+          USING shop._setting('shop.search_log_retention', '30d');
+        GET DIAGNOSTICS n_log = ROW_COUNT;
+    END IF;
+
+    -- 5. fold recommendation deltas, when that subsystem is installed
     IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
         BEGIN
             EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
@@ -3379,11 +3376,12 @@ BEGIN
         'orders_cancelled', n_orders,
         'orders_not_cancelled', n_failed,
         'carts_expired', n_carts,
+        'search_log_trimmed', n_log,
         'recommendations', reco);
 END
 $$;
 COMMENT ON FUNCTION shop.sweep() IS
-'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, trim the search log, refresh recommendations; returns counts';
 REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
 
 -- _setting: a shop.* GUC as text, with a default when the library has not
@@ -3549,6 +3547,25 @@ REVOKE EXECUTE ON FUNCTION shop._check_payment_failures() FROM PUBLIC;
 
 CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
 CREATE INDEX payment_created_idx ON shop.payment (created_at);
+
+------------------------------------------------------------------------------
+-- 9. Privileges of the catalog (roles: section 5, docs/security.md)
+------------------------------------------------------------------------------
+
+-- The catalog is what a storefront shows: it reads it directly (browse,
+-- product_get and PostgREST-style SELECTs run as the caller).  Writes go
+-- through the catalog calls, which only shop_admin may make.
+GRANT SELECT ON shop.category, shop.product, shop.review TO shop_storefront, shop_admin;
+REVOKE EXECUTE ON FUNCTION shop.category_add(text, bigint),
+    shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint),
+    shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.category_add(text, bigint),
+    shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint)
+    TO shop_admin;
+-- reviews: a storefront writes them only as its session's customer
+GRANT EXECUTE ON FUNCTION shop.review_add(bigint, bigint, int, text, text),
+    shop.review_delete(bigint, bigint) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows

@@ -37,6 +37,7 @@ int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
+int			shop_search_log_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
 /*
@@ -199,6 +200,14 @@ _PG_init(void)
 							 true,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_log_retention",
+							"How long shop.sweep() keeps rows of shop.search_log.",
+							NULL,
+							&shop_search_log_retention,
+							30 * 24 * 3600, 3600, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	/* the sweeper (sweep.c), only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
