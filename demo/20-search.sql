@@ -4,7 +4,9 @@
 \pset footer off
 \echo
 \echo '=== Search: the shop_search index ==='
-SELECT shop.search_index_info('shop.product_search_idx') AS index_info;
+SELECT i ->> 'documents' AS documents, jsonb_array_length(i -> 'segments') AS segments,
+       i ->> 'pending' AS pending, i ->> 'blocks' AS blocks, i ->> 'language' AS language
+  FROM shop.search_index_info('shop.product_search_idx') i;
 
 -- a popular product and a word of its title to misspell
 SELECT p.brand AS demo_brand,
@@ -55,8 +57,10 @@ SELECT * FROM shop.autocomplete(left(lower(:'demo_brand'), 4), 6);
 
 \echo
 \echo '--- synonyms, applied at query time: tv = television, laptop = notebook'
+\o /dev/null
 SELECT shop.synonym_add('tv', ARRAY['television']);
 SELECT shop.synonym_add('laptop', ARRAY['notebook']);
+\o
 SELECT product_id, round(score::numeric, 2) AS score, left(title, 60) AS title
   FROM shop.search('notebook', lim => 3);
 
