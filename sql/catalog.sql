@@ -1,16 +1,5 @@
 -- catalog: categories, products, reviews, browse, bulk COPY
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
--- err(q): run q, show its SQLSTATE and message (and nothing it wrote survives)
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- category tree
 SELECT shop.category_add('Electronics') AS electronics \gset

@@ -1,15 +1,5 @@
 -- operations: outbox, sweep, metrics, alerts
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- _emit: a row in the outbox (the NOTIFY side is in specs/outbox_notify.spec)
 SELECT shop._emit('test.hello', '{"n": 1}') > 0 AS emitted;

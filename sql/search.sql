@@ -1,15 +1,5 @@
 -- search: the shop_search index and the search API
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 -- titles of a search, in order, with typo counts
 CREATE FUNCTION pg_temp.s(q text, f jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                           lim int DEFAULT 20, off int DEFAULT 0, cust bigint DEFAULT NULL)
