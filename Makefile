@@ -64,3 +64,7 @@ all install installcheck clean:
 	@echo "pg_config not found: run 'make deps' (or 'make demo' / 'make test') first" >&2
 	@exit 1
 endif
+
+# PGXS tracks no header dependencies unless the server was configured with
+# --enable-depend: rebuild every object when any header changes.
+$(OBJS): $(wildcard src/*.h src/search/*.h)

@@ -319,7 +319,7 @@ COMMENT ON TABLE shop.review IS 'one review per customer and product; shop.revie
 -- name under the same parent).
 CREATE FUNCTION shop.category_add(name text, parent_id bigint DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -458,7 +458,7 @@ CREATE FUNCTION shop.product_upsert(sku text, title text, price_cents bigint,
                                     status text DEFAULT NULL,
                                     product_id bigint DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -523,7 +523,7 @@ COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, 
 CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
                                 title text DEFAULT NULL, body text DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -541,6 +541,8 @@ BEGIN
     END IF;
     PERFORM shop._check_text(title, 'title', 200);
     PERFORM shop._check_text(body, 'body', 10000);
+    -- a storefront reviews only as the customer of its session
+    PERFORM shop._authorize(review_add.customer_id);
 
     -- lock the product row first: it serializes reviews of one product
     PERFORM 1 FROM shop.product p WHERE p.product_id = review_add.product_id FOR NO KEY UPDATE;
@@ -579,7 +581,7 @@ COMMENT ON FUNCTION shop.review_add(bigint, bigint, int, text, text) IS
 -- review_delete: take a review back out of the aggregates.
 CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -588,6 +590,7 @@ DECLARE
 BEGIN
     PERFORM shop._require(product_id, 'product_id');
     PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._authorize(review_delete.customer_id);
     PERFORM 1 FROM shop.product p WHERE p.product_id = review_delete.product_id FOR NO KEY UPDATE;
     DELETE FROM shop.review r
      WHERE r.product_id = review_delete.product_id AND r.customer_id = review_delete.customer_id
@@ -679,28 +682,14 @@ BEGIN
                   DETAIL = format('No product has product_id %s.', product_get.product_id);
     END IF;
 
-    -- customers who bought this also bought: the recommendations section's
-    -- call when it is installed, else the co-purchase table as it stands
-    IF to_regprocedure('shop.also_bought(bigint,integer)') IS NOT NULL THEN
-        EXECUTE $q$
-            SELECT coalesce(jsonb_agg(jsonb_build_object(
-                       'product_id', a.product_id, 'title', o.title,
-                       'price_cents', o.price_cents, 'image', o.images[1],
-                       'score', a.score) ORDER BY a.score DESC), '[]')
-              FROM shop.also_bought($1, 5) a
-              JOIN shop.product o ON o.product_id = a.product_id
-        $q$ INTO also USING p.product_id;
-    ELSE
-        SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'product_id', o.product_id, 'title', o.title,
-                   'price_cents', o.price_cents, 'image', o.images[1],
-                   'score', c.score) ORDER BY c.score DESC), '[]')
-          INTO also
-          FROM (SELECT other_id, score FROM shop.copurchase
-                 WHERE product_id = p.product_id ORDER BY score DESC LIMIT 20) c
-          JOIN shop.product o ON o.product_id = c.other_id AND o.status = 'active';
-        also := coalesce((SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(also) e LIMIT 5) x), '[]');
-    END IF;
+    -- customers who bought this also bought (section 7; resolved at call time)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'product_id', a.product_id, 'title', o.title,
+               'price_cents', o.price_cents, 'image', o.images[1],
+               'score', a.score) ORDER BY a.score DESC), '[]')
+      INTO also
+      FROM shop.also_bought(p.product_id, 5) a
+      JOIN shop.product o ON o.product_id = a.product_id;
 
     SELECT jsonb_build_object(
         'product_id', p.product_id,
@@ -828,7 +817,7 @@ COMMENT ON FUNCTION shop.stock_adjust(bigint, int, text, text) IS
 CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'shop_stock_available'
-LANGUAGE C STABLE
+LANGUAGE C STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop.stock_available(bigint) IS
 'units that can still be reserved: on hand minus unexpired holds, over all locations';
@@ -1748,6 +1737,608 @@ CREATE POLICY admin_all ON shop.payment_method TO shop_admin USING (true);
 -- 6. Search
 ------------------------------------------------------------------------------
 
+-- The shop_search index access method (src/search/, docs/search.md).
+-- An index of this kind indexes one shop.search_doc value per row: the
+-- three text fields it ranks (title > brand > description) and the values
+-- it filters and boosts on, stored in the index itself.
+
+CREATE TYPE shop.search_doc AS (
+    title       text,
+    brand       text,
+    description text,
+    category_id bigint,
+    price_cents bigint,
+    rating      real,
+    in_stock    boolean,
+    popularity  real
+);
+COMMENT ON TYPE shop.search_doc IS
+'what a shop_search index indexes: text fields (title, brand, description) and stored filter values';
+
+CREATE FUNCTION shop.search_doc(title text, brand text DEFAULT NULL, description text DEFAULT NULL,
+                                category_id bigint DEFAULT NULL, price_cents bigint DEFAULT NULL,
+                                rating real DEFAULT NULL, in_stock boolean DEFAULT NULL,
+                                popularity real DEFAULT NULL)
+RETURNS shop.search_doc
+AS 'MODULE_PATHNAME', 'shop_search_doc_make'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION shop.search_doc(text, text, text, bigint, bigint, real, boolean, real) IS
+'build the value a shop_search index indexes; use the same call in CREATE INDEX and in queries';
+
+CREATE FUNCTION shop.search_handler(internal)
+RETURNS index_am_handler
+AS 'MODULE_PATHNAME', 'shop_search_handler'
+LANGUAGE C;
+COMMENT ON FUNCTION shop.search_handler(internal) IS 'handler of the shop_search index access method';
+
+CREATE ACCESS METHOD shop_search TYPE INDEX HANDLER shop.search_handler;
+COMMENT ON ACCESS METHOD shop_search IS
+'ranked, typo-tolerant product search index: BM25F, stems, prefixes, filters, ordered top-k scans';
+
+-- Operator functions.  Index scans answer both operators themselves; these
+-- run only for sequential scans and rechecks (tokenizing every row, hence
+-- the cost).  STABLE: they read shop.max_query_length.
+CREATE FUNCTION shop.search_match(doc shop.search_doc, query jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_search_match'
+LANGUAGE C STABLE STRICT PARALLEL SAFE COST 1000;
+COMMENT ON FUNCTION shop.search_match(shop.search_doc, jsonb) IS
+'the @@@ operator: does the document match the query (all words, typos, stems, prefix, filters)';
+
+CREATE FUNCTION shop.search_distance(doc shop.search_doc, query jsonb)
+RETURNS real
+AS 'MODULE_PATHNAME', 'shop_search_distance'
+LANGUAGE C STABLE STRICT PARALLEL SAFE COST 1000;
+COMMENT ON FUNCTION shop.search_distance(shop.search_doc, jsonb) IS
+'the <=> operator: rank distance, smaller is better (typos * 10000 - score); +Infinity when not matching';
+
+CREATE OPERATOR shop.@@@ (
+    LEFTARG = shop.search_doc, RIGHTARG = jsonb,
+    FUNCTION = shop.search_match,
+    RESTRICT = contsel, JOIN = contjoinsel
+);
+COMMENT ON OPERATOR shop.@@@ (shop.search_doc, jsonb) IS 'shop_search match: document matches the query';
+
+CREATE OPERATOR shop.<=> (
+    LEFTARG = shop.search_doc, RIGHTARG = jsonb,
+    FUNCTION = shop.search_distance
+);
+COMMENT ON OPERATOR shop.<=> (shop.search_doc, jsonb) IS 'shop_search rank distance: ORDER BY it for best matches first';
+
+CREATE OPERATOR CLASS shop.search_doc_ops
+    DEFAULT FOR TYPE shop.search_doc USING shop_search AS
+        OPERATOR 1 shop.@@@ (shop.search_doc, jsonb),
+        OPERATOR 2 shop.<=> (shop.search_doc, jsonb) FOR ORDER BY pg_catalog.float_ops;
+COMMENT ON OPERATOR CLASS shop.search_doc_ops USING shop_search IS
+'default shop_search opclass: @@@ match, <=> ordering';
+
+-- The catalog's index.  shop.search and friends use this exact expression.
+-- Only active products are searchable, so the index holds only them.
+CREATE INDEX product_search_idx ON shop.product USING shop_search
+    (shop.search_doc(title, brand, description, category_id, price_cents,
+                     rating_avg::real, in_stock, popularity))
+    WHERE status = 'active';
+
+CREATE FUNCTION shop.search_tokens(query text, language text DEFAULT 'english')
+RETURNS TABLE (pos int, word text, stem text)
+AS 'MODULE_PATHNAME', 'shop_search_tokens'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop.search_tokens(text, text) IS
+'how shop_search tokenizes a text: folded words and their Snowball stems';
+
+CREATE FUNCTION shop._search_fold(value text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_search_fold'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._search_fold(text) IS
+'internal: lower-cased, accent-folded words of value joined by single spaces';
+
+CREATE FUNCTION shop.search_scan(index regclass, query jsonb, lim int DEFAULT 20)
+RETURNS TABLE (ctid tid, score real, typos int, missing int)
+AS 'MODULE_PATHNAME', 'shop_search_scan'
+LANGUAGE C STABLE STRICT ROWS 20;
+COMMENT ON FUNCTION shop.search_scan(regclass, jsonb, int) IS
+'the lim best visible rows of a shop_search index for query, best first, with the index''s score, typo count and missing words';
+
+CREATE FUNCTION shop.search_index_info(index regclass)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'shop_search_index_info'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop.search_index_info(regclass) IS
+'shop_search index statistics: format version, language, documents, pending documents, blocks, segment sizes';
+
+CREATE FUNCTION shop.search_verify(index regclass)
+RETURNS TABLE (kind text, ctid tid, detail text)
+AS 'MODULE_PATHNAME', 'shop_search_verify'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION shop.search_verify(regclass) IS
+'check a shop_search index against its table; one row per problem (missing, duplicate, mismatch, extra, corrupt), none when sound';
+
+CREATE FUNCTION shop._search_facet_counts(index regclass, query jsonb)
+RETURNS TABLE (kind text, key bigint, sample tid, n bigint)
+AS 'MODULE_PATHNAME', 'shop_search_facet_counts'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_facet_counts(regclass, jsonb) IS
+'internal: exact facet counts (total, category, brand hash with a sample row, price bucket, rating) of the visible matches, from the index''s stored values';
+
+CREATE FUNCTION shop._search_suggest_word(index regclass, word text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_search_suggest_word'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_suggest_word(regclass, text) IS
+'internal: NULL if word is in the index vocabulary, else its closest vocabulary term (NULL if none)';
+
+-- Synonyms, applied at query time: a group of equivalent phrases.
+CREATE TABLE shop.synonym (
+    term       text PRIMARY KEY CHECK (length(term) BETWEEN 1 AND 200),
+    synonyms   text[] NOT NULL CHECK (cardinality(synonyms) BETWEEN 1 AND 50),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shop.synonym IS
+'search synonyms: term and its equivalents, folded (lower case, no accents); two-way, multi-word allowed';
+
+CREATE FUNCTION shop.synonym_add(term text, synonyms text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t text;
+    syns text[];
+BEGIN
+    PERFORM shop._require(term, 'term');
+    PERFORM shop._require(synonyms, 'synonyms');
+    PERFORM shop._check_text(term, 'term', 200);
+    t := shop._search_fold(term);
+    IF t = '' THEN
+        RAISE EXCEPTION 'synonym term has no words'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('term is "%s".', term);
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT f), '{}') INTO syns
+      FROM (SELECT shop._search_fold(s) AS f FROM unnest(synonyms) s WHERE s IS NOT NULL) x
+     WHERE f <> '' AND f <> t;
+    IF cardinality(syns) = 0 OR cardinality(syns) > 50 THEN
+        RAISE EXCEPTION 'synonyms must hold 1 to 50 phrases other than the term'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s usable synonyms given for "%s".', cardinality(syns), t);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(syns) s WHERE length(s) > 200) THEN
+        RAISE EXCEPTION 'synonym is too long'
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = 'Each synonym is limited to 200 characters.';
+    END IF;
+    INSERT INTO shop.synonym AS s (term, synonyms) VALUES (t, syns)
+    ON CONFLICT ON CONSTRAINT synonym_pkey
+    DO UPDATE SET synonyms = EXCLUDED.synonyms, created_at = now();
+END
+$$;
+COMMENT ON FUNCTION shop.synonym_add(text, text[]) IS
+'declare synonyms of a term (replacing earlier ones); equivalence works both ways, applied at query time';
+
+CREATE FUNCTION shop.synonym_remove(term text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM shop._require(term, 'term');
+    DELETE FROM shop.synonym s WHERE s.term = shop._search_fold(term);
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION shop.synonym_remove(text) IS 'remove the synonyms of a term; false when it had none';
+
+-- Search latency log, read by shop.metrics (p50/p95/p99).
+CREATE TABLE shop.search_log (
+    logged_at   timestamptz NOT NULL DEFAULT now(),
+    query       text NOT NULL,
+    -- folded words of the query (autocomplete's popular queries)
+    query_folded text NOT NULL DEFAULT '',
+    filters     jsonb NOT NULL DEFAULT '{}',
+    sort        text NOT NULL,
+    results     integer NOT NULL,
+    duration_ms real NOT NULL,
+    customer_id bigint
+);
+CREATE INDEX search_log_at_idx ON shop.search_log (logged_at);
+COMMENT ON TABLE shop.search_log IS
+'one row per shop.search call (not on standbys or in read-only transactions): query, result count, latency';
+
+-- _search_query: the jsonb query the index takes, from shop.search's
+-- arguments; validates filters (22023) and query text (22001, SH005).
+CREATE FUNCTION shop._search_query(query text, filters jsonb, customer_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    q jsonb;
+    k text;
+    v jsonb;
+    folded text;
+    groups jsonb;
+    cats bigint[];
+BEGIN
+    PERFORM shop._require(query, 'query');
+    PERFORM shop._require(filters, 'filters');
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    IF jsonb_typeof(filters) <> 'object' THEN
+        RAISE EXCEPTION 'malformed search filters'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('filters must be a jsonb object, not a %s.', jsonb_typeof(filters));
+    END IF;
+    PERFORM shop._card_number_check(filters, 'filters');
+    q := jsonb_build_object('q', query);
+    FOR k, v IN SELECT * FROM jsonb_each(filters) LOOP
+        CASE k
+        WHEN 'category_id' THEN
+            IF jsonb_typeof(v) <> 'number' THEN
+                RAISE EXCEPTION 'malformed search filter'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('category_id must be a number, not %s.', v);
+            END IF;
+            cats := shop.category_descendants((v #>> '{}')::bigint);
+            IF cardinality(cats) = 0 THEN
+                RAISE EXCEPTION 'category not found'
+                    USING ERRCODE = 'SH006',
+                          DETAIL = format('No category has category_id %s.', v);
+            END IF;
+            q := q || jsonb_build_object('category_ids', to_jsonb(cats));
+        WHEN 'brand' THEN
+            IF jsonb_typeof(v) = 'string'
+               OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
+                   AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) e
+                                    WHERE jsonb_typeof(e) <> 'string')) THEN
+                q := q || jsonb_build_object('brands', v);
+            ELSE
+                RAISE EXCEPTION 'malformed search filter'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('brand must be a string or a non-empty array of strings, not %s.', v);
+            END IF;
+        WHEN 'price_min', 'price_max', 'rating_min' THEN
+            IF jsonb_typeof(v) <> 'number' THEN
+                RAISE EXCEPTION 'malformed search filter'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('%s must be a number, not %s.', k, v);
+            END IF;
+            q := q || jsonb_build_object(k, v);
+        WHEN 'in_stock' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                RAISE EXCEPTION 'malformed search filter'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('in_stock must be true or false, not %s.', v);
+            END IF;
+            q := q || jsonb_build_object('in_stock', v);
+        WHEN 'attributes' THEN
+            IF jsonb_typeof(v) <> 'object' THEN
+                RAISE EXCEPTION 'malformed search filter'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('attributes must be a jsonb object, not %s.', v);
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unknown search filter'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Filter "%s" is not one of category_id, brand, price_min, price_max, rating_min, in_stock, attributes.', k);
+        END CASE;
+    END LOOP;
+
+    -- synonym groups that occur in the query (as whole words)
+    folded := ' ' || shop._search_fold(query) || ' ';
+    SELECT jsonb_agg(to_jsonb(s.term || s.synonyms)) INTO groups
+      FROM shop.synonym s
+     WHERE strpos(folded, ' ' || s.term || ' ') > 0
+        OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE strpos(folded, ' ' || x || ' ') > 0);
+    IF groups IS NOT NULL THEN
+        q := q || jsonb_build_object('synonyms', groups);
+    END IF;
+
+    -- personalization: the customer's most bought / viewed categories and brands
+    IF customer_id IS NOT NULL THEN
+        q := q || jsonb_build_object(
+            'boost_categories', coalesce((
+                SELECT jsonb_agg(c) FROM (
+                    SELECT p.category_id AS c
+                      FROM (SELECT l.product_id, 3 AS w
+                              FROM shop."order" o JOIN shop.order_line l USING (order_id)
+                             WHERE o.customer_id = _search_query.customer_id
+                               AND o.status NOT IN ('pending', 'cancelled')
+                            UNION ALL
+                            SELECT v.product_id, 1 FROM shop.view_event v
+                             WHERE v.customer_id = _search_query.customer_id) h
+                      JOIN shop.product p USING (product_id)
+                     WHERE p.category_id IS NOT NULL
+                     GROUP BY p.category_id ORDER BY sum(h.w) DESC, p.category_id LIMIT 5) x), '[]'),
+            'boost_brands', coalesce((
+                SELECT jsonb_agg(b) FROM (
+                    SELECT p.brand AS b
+                      FROM (SELECT l.product_id, 3 AS w
+                              FROM shop."order" o JOIN shop.order_line l USING (order_id)
+                             WHERE o.customer_id = _search_query.customer_id
+                               AND o.status NOT IN ('pending', 'cancelled')
+                            UNION ALL
+                            SELECT v.product_id, 1 FROM shop.view_event v
+                             WHERE v.customer_id = _search_query.customer_id) h
+                      JOIN shop.product p USING (product_id)
+                     WHERE p.brand IS NOT NULL
+                     GROUP BY p.brand ORDER BY sum(h.w) DESC, p.brand LIMIT 5) x), '[]'));
+    END IF;
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION shop._search_query(text, jsonb, bigint) IS
+'internal: validate shop.search arguments and build the shop_search jsonb query (filters, synonyms, personalization)';
+
+CREATE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
+                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    n int;
+    raw int;
+    ids bigint[];
+    scores real[];
+    typ int[];
+    miss int[];
+    t0 timestamptz := clock_timestamp();
+    nres int;
+BEGIN
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
+    END IF;
+    q := shop._search_query(query, filters, search.customer_id);
+    attrs := coalesce(filters -> 'attributes', '{}');
+
+    IF sort = 'relevance' THEN
+        -- the index ranks: rows with every word first, then rows missing
+        -- words ("match": "any"); status and attribute filters apply on
+        -- the rows, so fetch more until the page is full or matches run out
+        n := lim + off;
+        LOOP
+            WITH s AS MATERIALIZED (
+                SELECT * FROM shop.search_scan('shop.product_search_idx', q || '{"match": "any"}', n)
+                       WITH ORDINALITY AS s(ctid, score, typos, missing, ord))
+            SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.score ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.typos ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
+                   (SELECT count(*) FROM s)
+              INTO ids, scores, typ, miss, raw
+              FROM s CROSS JOIN LATERAL (
+                       -- one TID lookup per hit (OFFSET 0 keeps it a lookup)
+                       SELECT p.product_id FROM shop.product p
+                        WHERE p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> attrs
+                       OFFSET 0) p;
+            EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
+            n := least(n * 4, 100000);
+        END LOOP;
+        RETURN QUERY
+        SELECT p.product_id, u.score, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], u.typos, u.missing
+          FROM unnest(ids, scores, typ, miss) WITH ORDINALITY AS u(product_id, score, typos, missing, ord)
+          JOIN shop.product p ON p.product_id = u.product_id
+         ORDER BY u.ord
+         OFFSET off LIMIT lim;
+    ELSE
+        RETURN QUERY
+        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
+          FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
+           AND p.status = 'active' AND p.attributes @> attrs
+         ORDER BY
+            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
+            p.product_id
+         OFFSET off LIMIT lim;
+    END IF;
+    GET DIAGNOSTICS nres = ROW_COUNT;
+    IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
+        VALUES (query, shop._search_fold(query), filters, sort, nres,
+                extract(epoch FROM clock_timestamp() - t0)::real * 1000, search.customer_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
+'product search: typo tolerant, stemmed, last word as prefix; relevance puts rows with every word first, then rows missing words; filters category_id, brand, price_min, price_max, rating_min, in_stock, attributes; sorts relevance, price_asc, price_desc, rating, newest, popularity';
+
+CREATE FUNCTION shop.search_facets(query text, filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    res jsonb;
+BEGIN
+    q := shop._search_query(query, filters, NULL);
+    attrs := coalesce(filters -> 'attributes', '{}');
+    IF attrs = '{}' THEN
+        -- counted in the index from its stored values (no row reads for
+        -- all-visible pages); brand names come from one sample row each
+        WITH f AS MATERIALIZED (
+            SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q)
+        ), buckets(b, lo, hi, label) AS (
+            VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
+                   (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
+                   (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
+        )
+        SELECT jsonb_build_object(
+            'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
+            'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', x.brand, 'count', x.n)
+                                                ORDER BY x.n DESC, x.brand)
+                                 FROM (SELECT (SELECT p.brand FROM shop.product p WHERE p.ctid = f.sample) AS brand, f.n
+                                         FROM f WHERE f.kind = 'brand') x
+                                WHERE x.brand IS NOT NULL), '[]'),
+            'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', c.category_id,
+                                                                      'name', c.name, 'count', f.n)
+                                                   ORDER BY f.n DESC, c.category_id)
+                                    FROM f JOIN shop.category c ON c.category_id = f.key
+                                   WHERE f.kind = 'category'), '[]'),
+            'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', b.label, 'min_cents', b.lo,
+                                                                   'max_cents', b.hi, 'count', f.n)
+                                                ORDER BY b.lo)
+                                 FROM f JOIN buckets b ON b.b = f.key
+                                WHERE f.kind = 'price'), '[]'),
+            'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
+                                                 ORDER BY f.key DESC)
+                                  FROM f WHERE f.kind = 'rating'), '[]'))
+          INTO res;
+        RETURN res;
+    END IF;
+    WITH m AS MATERIALIZED (
+        SELECT p.brand, p.category_id, p.price_cents, p.rating_avg
+          FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
+           AND p.status = 'active' AND p.attributes @> attrs
+    ), buckets(lo, hi, label) AS (
+        VALUES (0::bigint, 999::bigint, 'under 10'), (1000, 2499, '10-25'), (2500, 4999, '25-50'),
+               (5000, 9999, '50-100'), (10000, 24999, '100-250'), (25000, 49999, '250-500'),
+               (50000, 99999, '500-1000'), (100000, NULL, '1000 and up')
+    )
+    SELECT jsonb_build_object(
+        'total', (SELECT count(*) FROM m),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', brand, 'count', n)
+                                            ORDER BY n DESC, brand)
+                             FROM (SELECT brand, count(*) n FROM m WHERE brand IS NOT NULL
+                                    GROUP BY brand) b), '[]'),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', c.category_id,
+                                                                  'name', c.name, 'count', x.n)
+                                               ORDER BY x.n DESC, c.category_id)
+                                FROM (SELECT category_id, count(*) n FROM m
+                                       WHERE category_id IS NOT NULL GROUP BY category_id) x
+                                JOIN shop.category c USING (category_id)), '[]'),
+        'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', b.label, 'min_cents', b.lo,
+                                                               'max_cents', b.hi, 'count', x.n)
+                                            ORDER BY b.lo)
+                             FROM buckets b
+                             CROSS JOIN LATERAL (SELECT count(*) n FROM m
+                                                  WHERE m.price_cents >= b.lo
+                                                    AND (b.hi IS NULL OR m.price_cents <= b.hi)) x
+                            WHERE x.n > 0), '[]'),
+        'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', r, 'count', x.n) ORDER BY r DESC)
+                              FROM generate_series(4, 1, -1) r
+                              CROSS JOIN LATERAL (SELECT count(*) n FROM m WHERE m.rating_avg >= r) x
+                             WHERE x.n > 0), '[]'))
+      INTO res;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb) IS
+'exact counts over the whole match set of a search: total, per brand, per category, per price bucket, per minimum rating';
+
+CREATE FUNCTION shop.autocomplete(prefix text, lim int DEFAULT 10)
+RETURNS TABLE (suggestion text, kind text, score real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    f text;
+BEGIN
+    PERFORM shop._require(prefix, 'prefix');
+    PERFORM shop._check_page(lim, 0);
+    PERFORM shop._check_text(prefix, 'prefix', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    f := shop._search_fold(prefix);
+    IF f = '' THEN
+        RETURN;
+    END IF;
+    q := jsonb_build_object('q', prefix, 'prefix', true);
+    RETURN QUERY
+    WITH hits AS MATERIALIZED (
+        SELECT p.title, p.brand, p.category_id, s.score, s.typos, s.ord
+          FROM shop.search_scan('shop.product_search_idx', q, 50) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+         CROSS JOIN LATERAL (SELECT p.title, p.brand, p.category_id FROM shop.product p
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
+    ), cand AS (
+        -- product titles, best hits first
+        SELECT h.title AS suggestion, 'product'::text AS kind,
+               (1.0 / (1 + h.typos) * (1.0 - h.ord / 100.0))::real AS score
+          FROM hits h
+        UNION ALL
+        -- brands whose name starts with the prefix, among the hits
+        SELECT min(h.brand), 'brand', (1.2 * count(*) / (SELECT count(*) FROM hits))::real
+          FROM hits h
+         WHERE h.brand IS NOT NULL AND shop._search_fold(h.brand) LIKE f || '%'
+         GROUP BY shop._search_fold(h.brand)
+        UNION ALL
+        -- categories whose name has a word starting with the prefix
+        SELECT c.name, 'category',
+               (1.1 * (1 + (SELECT count(*) FROM hits h WHERE h.category_id = c.category_id))
+                / (1 + (SELECT count(*) FROM hits)))::real
+          FROM shop.category c
+         WHERE ' ' || shop._search_fold(c.name) LIKE '% ' || f || '%'
+        UNION ALL
+        -- what other shoppers typed and found something for
+        SELECT l.q, 'query', (0.9 * least(1.0, count(*) / 10.0))::real
+          FROM (SELECT query_folded AS q FROM shop.search_log
+                 WHERE results > 0 AND logged_at > now() - interval '30 days'
+                 ORDER BY logged_at DESC LIMIT 5000) l
+         WHERE l.q LIKE f || '%' AND l.q <> f
+         GROUP BY l.q HAVING count(*) >= 2
+    )
+    SELECT d.suggestion, d.kind, d.score
+      FROM (SELECT DISTINCT ON (lower(c.suggestion)) c.suggestion, c.kind, c.score
+              FROM cand c
+             ORDER BY lower(c.suggestion), c.score DESC) d
+     ORDER BY d.score DESC, d.suggestion
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.autocomplete(text, int) IS
+'search-as-you-type suggestions (product titles, brands, categories, popular queries), typo tolerant';
+
+CREATE FUNCTION shop.did_you_mean(query text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    w record;
+    fix text;
+    changed boolean := false;
+    words text[] := '{}';
+BEGIN
+    PERFORM shop._require(query, 'query');
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    FOR w IN SELECT t.word FROM shop.search_tokens(query) t ORDER BY t.pos LOOP
+        fix := shop._search_suggest_word('shop.product_search_idx', w.word);
+        IF fix IS NOT NULL THEN
+            changed := true;
+            words := words || fix;
+        ELSE
+            words := words || w.word;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN changed THEN array_to_string(words, ' ') END;
+END
+$$;
+COMMENT ON FUNCTION shop.did_you_mean(text) IS
+'spelling correction of a query against the catalog vocabulary; NULL when every word is known (or has no close term)';
+
 ------------------------------------------------------------------------------
 -- 7. Recommendations
 ------------------------------------------------------------------------------
@@ -2648,7 +3239,12 @@ BEGIN
     IF octet_length(note) >= 7900 THEN
         note := jsonb_build_object('event_id', id, 'topic', topic, 'truncated', true)::text;
     END IF;
-    PERFORM pg_notify('shop_events', note);
+    -- shop.notify_events = off keeps events in the table only (the notify
+    -- queue serializes the commits of notifying transactions); unset means
+    -- the library is not loaded in this backend yet: the default, on
+    IF coalesce(current_setting('shop.notify_events', true), 'on') <> 'off' THEN
+        PERFORM pg_notify('shop_events', note);
+    END IF;
     RETURN id;
 END
 $$;
@@ -2675,6 +3271,7 @@ DECLARE
     n_holds    integer := 0;
     n_units    bigint := 0;
     n_carts    integer := 0;
+    n_log      bigint := 0;
     reco       jsonb;
     reco_text  text;
     o          uuid;
@@ -2751,7 +3348,14 @@ BEGIN
         RETURNING 1)
     SELECT count(*) INTO n_carts FROM gone;
 
-    -- 4. fold recommendation deltas, when that subsystem is installed
+    -- 4. the search log keeps shop.search_log_retention of history
+    IF to_regclass('shop.search_log') IS NOT NULL THEN
+        EXECUTE 'DELETE FROM shop.search_log WHERE logged_at < now() - $1::interval'
+          USING shop._setting('shop.search_log_retention', '30d');
+        GET DIAGNOSTICS n_log = ROW_COUNT;
+    END IF;
+
+    -- 5. fold recommendation deltas, when that subsystem is installed
     IF to_regprocedure('shop.refresh_recommendations()') IS NOT NULL THEN
         BEGIN
             EXECUTE 'SELECT shop.refresh_recommendations()::text' INTO reco_text;
@@ -2772,11 +3376,12 @@ BEGIN
         'orders_cancelled', n_orders,
         'orders_not_cancelled', n_failed,
         'carts_expired', n_carts,
+        'search_log_trimmed', n_log,
         'recommendations', reco);
 END
 $$;
 COMMENT ON FUNCTION shop.sweep() IS
-'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, refresh recommendations; returns counts';
+'expire held reservations past expires_at, cancel pending orders whose holds expired, drop idle carts, trim the search log, refresh recommendations; returns counts';
 REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
 
 -- _setting: a shop.* GUC as text, with a default when the library has not
@@ -2944,6 +3549,25 @@ CREATE INDEX event_topic_idx ON shop.event (topic, created_at);
 CREATE INDEX payment_created_idx ON shop.payment (created_at);
 
 ------------------------------------------------------------------------------
+-- 9. Privileges of the catalog (roles: section 5, docs/security.md)
+------------------------------------------------------------------------------
+
+-- The catalog is what a storefront shows: it reads it directly (browse,
+-- product_get and PostgREST-style SELECTs run as the caller).  Writes go
+-- through the catalog calls, which only shop_admin may make.
+GRANT SELECT ON shop.category, shop.product, shop.review TO shop_storefront, shop_admin;
+REVOKE EXECUTE ON FUNCTION shop.category_add(text, bigint),
+    shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint),
+    shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.category_add(text, bigint),
+    shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint)
+    TO shop_admin;
+-- reviews: a storefront writes them only as its session's customer
+GRANT EXECUTE ON FUNCTION shop.review_add(bigint, bigint, int, text, text),
+    shop.review_delete(bigint, bigint) TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
 -- pg_dump: every table holding user data keeps its rows
 ------------------------------------------------------------------------------
 
@@ -2974,6 +3598,8 @@ SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate', 'WHERE NOT builtin')
 SELECT pg_catalog.pg_extension_config_dump('shop.tax_rate_rate_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.view_event', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.synonym', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.search_log', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_delta', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_order', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_item', '');

@@ -178,7 +178,9 @@ BEGIN
         EXECUTE 'SELECT shop.rebuild_recommendations()';
     END IF;
 END $$;
-ANALYZE;
+-- the bulk load left dead row versions (in_stock was set after the
+-- insert): VACUUM folds the search index's segments and clears them
+VACUUM ANALYZE;
 SELECT count(*) FILTER (WHERE sku LIKE 'ICECAT-%') AS icecat_products,
        count(*) FILTER (WHERE sku LIKE 'UCI-%') AS retail_products,
        (SELECT count(*) FROM shop.category) AS categories,

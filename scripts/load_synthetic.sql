@@ -76,6 +76,8 @@ BEGIN
         EXECUTE 'SELECT shop.rebuild_recommendations()';
     END IF;
 END $$;
-ANALYZE;
+-- the bulk load left dead row versions (in_stock was set after the
+-- insert): VACUUM folds the search index's segments and clears them
+VACUUM ANALYZE;
 SELECT count(*) AS products, (SELECT count(*) FROM shop."order") AS orders FROM shop.product \gset
 \echo loaded :products synthetic products and :orders synthetic past orders

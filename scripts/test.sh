@@ -11,6 +11,7 @@
 # TESTS="catalog dump" runs only the named regress files / scripted tests.
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
+cd "$TOP"   # the regression tests include sql/include/prelude.sql by this path
 . "$TOP/scripts/pgenv.sh"
 
 PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/../..

@@ -1,15 +1,5 @@
 -- cart: create, add, set qty, remove, save for later, clear, get, merge, expiry
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 -- lines of a cart as "product x qty" text, for compact output
 CREATE FUNCTION pg_temp.lines(c uuid, list text DEFAULT 'lines') RETURNS text LANGUAGE sql AS $f$
     SELECT coalesce(string_agg((l->>'sku') || ' x' || (l->>'qty'), ', '

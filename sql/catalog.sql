@@ -1,16 +1,5 @@
 -- catalog: categories, products, reviews, browse, bulk COPY
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
--- err(q): run q, show its SQLSTATE and message (and nothing it wrote survives)
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- category tree
 SELECT shop.category_add('Electronics') AS electronics \gset
@@ -138,6 +127,27 @@ SELECT jsonb_path_query_array(shop.product_get(:lp1), '$.reviews[*].customer_id'
 SELECT shop.product_get(:ph1) -> 'category_path' -> 0 ->> 'name' AS root, shop.product_get(:ph1) -> 'rating' AS no_ratings;
 SELECT pg_temp.err($$SELECT shop.product_get(NULL)$$);
 SELECT pg_temp.err($$SELECT shop.product_get(-1)$$);
+
+-- privileges: a storefront reads the catalog, writes reviews only as its
+-- session's customer, and cannot change the catalog
+CREATE ROLE regress_catalog_front LOGIN IN ROLE shop_storefront;
+SET shop.session_secret = 'catalog regression secret, thirty-two characters or more';
+SELECT shop.session_token(4242, '1 hour') AS token \gset
+SET ROLE regress_catalog_front;
+SELECT count(*) > 0 AS can_browse FROM shop.browse(:electronics);
+SELECT shop.product_get(:lp1) ->> 'sku' AS page_sku;
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 4242, 4)$$, :lp1));
+SELECT shop.session_begin(:'token') AS acting_for;
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 4242, 4, 'Mine')$$, :lp1));
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 1, 1, 'Not mine')$$, :lp1));
+SELECT pg_temp.err($$SELECT shop.product_upsert('EVIL-1', 'evil', 1)$$);
+SELECT pg_temp.err($$SELECT shop.category_add('Evil')$$);
+SELECT pg_temp.err($$UPDATE shop.product SET price_cents = 1$$);
+SELECT shop.session_end();
+RESET ROLE;
+RESET shop.session_secret;
+SELECT customer_id, rating, title FROM shop.review WHERE product_id = :lp1 AND customer_id IN (1, 4242) ORDER BY 1;
+DROP ROLE regress_catalog_front;
 
 -- stemmer is linked in
 SELECT shop.stem('Running'), shop.stem('laptops'), shop.stem('Häuser', 'german');

@@ -1,16 +1,5 @@
 -- inventory: stock, reservations, buckets, reorder alerts
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
--- err(q): run q, show its SQLSTATE and message (and nothing it wrote survives)
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 -- errd(q): the same with the detail, where the detail is the point
 CREATE FUNCTION pg_temp.errd(q text) RETURNS text LANGUAGE plpgsql AS $f$
 DECLARE d text;

@@ -1,15 +1,5 @@
 -- operations: outbox, sweep, metrics, alerts
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- _emit: a row in the outbox (the NOTIFY side is in specs/outbox_notify.spec)
 SELECT shop._emit('test.hello', '{"n": 1}') > 0 AS emitted;
@@ -115,6 +105,16 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_c
 -- the sweeper's settings
 SELECT name, setting, unit, context FROM pg_settings
  WHERE name IN ('shop.sweep_interval', 'shop.sweep_databases') ORDER BY name;
+
+-- the sweep trims the search log to shop.search_log_retention
+INSERT INTO shop.search_log (logged_at, query, sort, results, duration_ms)
+VALUES (now() - interval '40 days', 'old', 'relevance', 1, 1.0),
+       (now() - interval '2 days', 'recent', 'relevance', 1, 1.0);
+SELECT shop.sweep() -> 'search_log_trimmed' AS trimmed;
+SET shop.search_log_retention = '1d';
+SELECT shop.sweep() -> 'search_log_trimmed' AS trimmed;
+SELECT count(*) AS left FROM shop.search_log;
+RESET shop.search_log_retention;
 
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -1,15 +1,5 @@
 -- orders: checkout, idempotency, totals, the state machine and its side effects
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 -- stock of a product as "on_hand/reserved"
 CREATE FUNCTION pg_temp.stock(p bigint) RETURNS text LANGUAGE sql AS $f$
     SELECT sum(on_hand) || '/' || sum(reserved) FROM shop.stock WHERE product_id = p

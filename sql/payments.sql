@@ -1,16 +1,6 @@
 -- payments: test provider, declines, fraud scoring and review, the gateway
 -- flow (pending -> confirm / fail), saved payment methods, card refusal
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 CREATE FUNCTION pg_temp.stock(p bigint) RETURNS text LANGUAGE sql AS $f$
     SELECT sum(on_hand) || '/' || sum(reserved) FROM shop.stock WHERE product_id = p
 $f$;

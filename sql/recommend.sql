@@ -1,16 +1,6 @@
 -- recommend: co-purchase capture and scoring, also_bought, recommend,
 -- trending, views, similar products
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- the background sweeper folds the log too (shop.sweep); hold the refresh
 -- lock for the whole session so that only this script's calls fold it

@@ -1,16 +1,6 @@
 -- security: privileges, pinned search_path, signed storefront sessions,
 -- a storefront that reaches only its own customer's carts and orders
-SET client_min_messages = warning;
-CREATE EXTENSION shop CASCADE;
-RESET client_min_messages;
-\set VERBOSITY terse
-CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $f$;
+\i sql/include/prelude.sql
 
 -- the two roles exist and cannot log in
 SELECT rolname, rolcanlogin, rolsuper FROM pg_roles WHERE rolname IN ('shop_storefront', 'shop_admin') ORDER BY 1;

@@ -31,11 +31,13 @@ int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
+bool		shop_notify_events = true;
 int			shop_reco_neighbours = 20;
 int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
+int			shop_search_log_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
 /*
@@ -189,6 +191,23 @@ _PG_init(void)
 							   "*",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.notify_events",
+							 "Send every outbox event with pg_notify('shop_events') as well.",
+							 "PostgreSQL lets one notifying transaction commit at a time; above a few hundred "
+							 "events per second turn this off and poll shop.event by event_id instead.",
+							 &shop_notify_events,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_log_retention",
+							"How long shop.sweep() keeps rows of shop.search_log.",
+							NULL,
+							&shop_search_log_retention,
+							30 * 24 * 3600, 3600, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	/* the sweeper (sweep.c), only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)

@@ -47,6 +47,8 @@ extern int	shop_payment_failure_window;	/* seconds */
 extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
+extern bool shop_notify_events;
+extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;
 
 /* shop.c */
@@ -106,6 +108,6 @@ extern int	shop_reco_buyer_cap;
 extern double shop_reco_min_pairs;
 extern int	shop_popularity_half_life;	/* seconds */
 
-/* search/ (shop_search access method) */
+/* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 
 #endif							/* SHOP_H */

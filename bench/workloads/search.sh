@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# search: shop.search latency by query class on the synthetic catalog
+# (BENCH_SCALE products), against tsvector + GIN + ts_rank top-20 and
+# pg_trgm word similarity top-20 over the same rows, measured in the same
+# run; autocomplete and facets; index build time and size against GIN; and
+# latency after a stream of single-row updates (pending list) and after
+# VACUUM folds them in.
+#
+# Query words come from the catalog itself (the most frequent title words
+# and brands of a sample), so the classes mean the same at every scale:
+#   common      one frequent word
+#   two words   brand + frequent word
+#   typo        a frequent word of 5+ letters with two letters swapped
+#               (6+) or its third letter dropped (5)
+#   prefix      the first 3 letters of a frequent word (search-as-you-type)
+#   filtered    a frequent word within one of the smallest categories
+# BENCH_SEARCH_UPDATES (default min(100000, BENCH_SCALE / 10)) single-row
+# updates are applied for the "after updates" rows.
+set -euo pipefail
+. "$TOP/bench/lib.sh"
+T=$BENCH_TMP
+NUPD=${BENCH_SEARCH_UPDATES:-$(( BENCH_SCALE / 10 < 100000 ? BENCH_SCALE / 10 : 100000 ))}
+TSV="to_tsvector('english', title || ' ' || coalesce(brand, '') || ' ' || coalesce(description, ''))"
+TRG="(title || ' ' || coalesce(brand, ''))"
+
+echo "## Search latency ($BENCH_SCALE products)"
+echo
+
+# words from a sample of the catalog
+bench_psql -c "SET client_min_messages = warning" >/dev/null
+bench_psql <<'SQL' >/dev/null
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_words;
+CREATE TABLE bench_words AS
+WITH s AS (SELECT title, brand FROM shop.product TABLESAMPLE BERNOULLI (5) REPEATABLE (42) LIMIT 20000),
+w AS (SELECT t.word, count(*) AS n FROM s CROSS JOIN LATERAL shop.search_tokens(s.title) t
+       WHERE t.word ~ '^[a-z]{4,}$' GROUP BY t.word ORDER BY n DESC, t.word LIMIT 20),
+wi AS (SELECT word, row_number() OVER (ORDER BY n DESC, word) AS i FROM w),
+b AS (SELECT lower(brand) AS brand, row_number() OVER (ORDER BY count(*) DESC, lower(brand)) AS rn
+        FROM s WHERE brand ~ '^[A-Za-z]+$' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 20)
+SELECT wi.i, wi.word, coalesce(b.brand, '') AS brand
+  FROM wi LEFT JOIN b ON b.rn = 1 + (wi.i - 1) % (SELECT greatest(count(*), 1) FROM b);
+SQL
+bench_psql -F $'\t' -c "SELECT word, brand FROM bench_words ORDER BY i" >"$T/words.tsv"
+SMALLCAT=$(bench_psql -c "SELECT category_id FROM shop.product WHERE category_id IS NOT NULL
+                           GROUP BY 1 HAVING count(*) >= 20 ORDER BY count(*), 1 LIMIT 1")
+[ -s "$T/words.tsv" ] || { echo "(no words found in the catalog)"; exit 1; }
+
+typo() {  # swap letters 3 and 4 of words with 6+ letters, else drop letter 3
+    local w=$1
+    if [ ${#w} -ge 6 ]; then echo "${w:0:2}${w:3:1}${w:2:1}${w:4}"; else echo "${w:0:2}${w:3}"; fi
+}
+: >"$T/common.sql"; : >"$T/two.sql"; : >"$T/typo.sql"; : >"$T/prefix.sql"; : >"$T/filtered.sql"
+: >"$T/ac.sql"; : >"$T/facets.sql"
+: >"$T/ts_common.sql"; : >"$T/ts_two.sql"; : >"$T/ts_typo.sql"; : >"$T/ts_prefix.sql"; : >"$T/ts_filtered.sql"
+: >"$T/tg_common.sql"; : >"$T/tg_typo.sql"
+for rep in 1 2 3 4 5; do
+    while IFS=$'\t' read -r word brand; do
+        ty=$(typo "$word"); pf=${word:0:3}
+        echo "SELECT count(*) FROM shop.search('$word');" >>"$T/common.sql"
+        echo "SELECT count(*) FROM shop.search('$brand $word');" >>"$T/two.sql"
+        # typos are allowed from 5 letters: shorter words make no typo query
+        [ ${#word} -ge 5 ] && echo "SELECT count(*) FROM shop.search('$ty');" >>"$T/typo.sql"
+        echo "SELECT count(*) FROM shop.search('$pf');" >>"$T/prefix.sql"
+        echo "SELECT count(*) FROM shop.search('$word', '{\"category_id\": $SMALLCAT}');" >>"$T/filtered.sql"
+        echo "SELECT count(*) FROM shop.autocomplete('$pf');" >>"$T/ac.sql"
+        [ "$rep" -le 1 ] && echo "SELECT shop.search_facets('$word') -> 'total';" >>"$T/facets.sql"
+        for c in common two typo prefix filtered; do
+            if [ "$c" = typo ] && [ ${#word} -lt 5 ]; then continue; fi
+            case $c in
+                common) q="$word" ;; two) q="$brand $word" ;; typo) q="$ty" ;; prefix) q="$pf:*" ;; filtered) q="$word" ;;
+            esac
+            if [ "$c" = prefix ]; then tq="to_tsquery('english', '$q')"; else tq="plainto_tsquery('english', '$q')"; fi
+            extra=""; [ "$c" = filtered ] && extra="AND category_id = ANY (shop.category_descendants($SMALLCAT))"
+            echo "SELECT count(*) FROM (SELECT product_id FROM shop.product WHERE $TSV @@ $tq $extra ORDER BY ts_rank($TSV, $tq) DESC LIMIT 20) x;" >>"$T/ts_$c.sql"
+        done
+        echo "SELECT count(*) FROM (SELECT product_id FROM shop.product WHERE '$word' <% $TRG ORDER BY word_similarity('$word', $TRG) DESC LIMIT 20) x;" >>"$T/tg_common.sql"
+        [ ${#word} -ge 5 ] && echo "SELECT count(*) FROM (SELECT product_id FROM shop.product WHERE '$ty' <% $TRG ORDER BY word_similarity('$ty', $TRG) DESC LIMIT 20) x;" >>"$T/tg_typo.sql"
+    done <"$T/words.tsv"
+done
+
+# baselines' indexes, timed; shop_search rebuilt as a copy, timed the same way
+bench_psql -c "SET client_min_messages = warning; DROP INDEX IF EXISTS shop.bench_search_copy, shop.bench_search_gin, shop.bench_search_trgm" >/dev/null
+bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_copy ON shop.product USING shop_search (shop.search_doc(title, brand, description, category_id, price_cents, rating_avg::real, in_stock, popularity))" >/dev/null
+SS_BUILD=$BENCH_SECONDS
+bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_gin ON shop.product USING gin (($TSV))" >/dev/null
+GIN_BUILD=$BENCH_SECONDS
+bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_trgm ON shop.product USING gin ($TRG gin_trgm_ops)" >/dev/null
+TRGM_BUILD=$BENCH_SECONDS
+bench_psql -c "DROP INDEX shop.bench_search_copy" >/dev/null
+bench_psql -c "VACUUM ANALYZE shop.product" >/dev/null
+
+echo "### Index build and size"
+echo
+{
+    printf 'index\tbuild seconds\tsize\tsize vs GIN\n'
+    printf 'shop_search (title, brand, description + stored values)\t%s\t%s\t%s\n' "$SS_BUILD" \
+        "$(bench_size shop.product_search_idx)" \
+        "$(bench_ratio "$(bench_psql -c "SELECT pg_relation_size('shop.product_search_idx')")" "$(bench_psql -c "SELECT pg_relation_size('shop.bench_search_gin')")")x"
+    printf 'GIN tsvector (same text)\t%s\t%s\t1x\n' "$GIN_BUILD" "$(bench_size shop.bench_search_gin)"
+    printf 'GIN pg_trgm (title, brand)\t%s\t%s\t\n' "$TRGM_BUILD" "$(bench_size shop.bench_search_trgm)"
+} | bench_md_table
+echo
+
+echo "### Latency per query class (top 20, one client)"
+echo
+rows="$T/rows.tsv"; : >"$rows"
+for c in common two typo prefix filtered; do
+    bench_sql_latency "shop.search: $c" "$T/$c.sql" >>"$rows"
+    bench_sql_latency "tsvector+ts_rank: $c" "$T/ts_$c.sql" >>"$rows"
+done
+bench_sql_latency "pg_trgm: common" "$T/tg_common.sql" >>"$rows"
+bench_sql_latency "pg_trgm: typo" "$T/tg_typo.sql" >>"$rows"
+bench_sql_latency "shop.autocomplete (3 letters)" "$T/ac.sql" >>"$rows"
+bench_sql_latency "shop.search_facets: common" "$T/facets.sql" >>"$rows"
+bench_md_table_vs "tsvector+ts_rank: common" <"$rows"
+echo
+echo "tsvector finds nothing for the typo class (its rows count queries, not hits); the"
+echo "prefix class uses to_tsquery('xyz:*'). Words: $(cut -f1 "$T/words.tsv" | head -8 | paste -sd, -), ...;"
+echo "filtered: category $SMALLCAT (and descendants)."
+echo
+
+echo "### After $NUPD single-row updates"
+echo
+MINID=$(bench_psql -c "SELECT min(product_id) FROM shop.product")
+MAXID=$(bench_psql -c "SELECT max(product_id) FROM shop.product")
+cat >"$T/upd.sql" <<SQL
+\set id random($MINID, $MAXID)
+UPDATE shop.product SET popularity = popularity + 1 WHERE product_id = :id;
+SQL
+bench_psql -c "ALTER TABLE shop.product SET (autovacuum_enabled = false)" >/dev/null
+"${PGBIN:+$PGBIN/}pgbench" -n -f "$T/upd.sql" -c 4 -j 2 -t $(( NUPD / 4 )) >"$T/upd.txt" 2>&1 || true
+rows2="$T/rows2.tsv"; : >"$rows2"
+bench_psql -c "SELECT 'fresh', 0" >/dev/null
+grep 'shop.search: common' "$rows" | sed 's/^shop.search: common/fresh build: common/' >>"$rows2"
+PENDING=$(bench_psql -c "SELECT shop.search_index_info('shop.product_search_idx') -> 'pending'")
+bench_sql_latency "after updates (pending $PENDING): common" "$T/common.sql" >>"$rows2"
+bench_time bench_psql -c "VACUUM shop.product" >/dev/null
+VAC=$BENCH_SECONDS
+bench_sql_latency "after VACUUM (${VAC}s): common" "$T/common.sql" >>"$rows2"
+bench_psql -c "ALTER TABLE shop.product RESET (autovacuum_enabled)" >/dev/null
+bench_md_table_vs "fresh build: common" <"$rows2"
+echo
+echo "Index after: $(bench_psql -c "SELECT shop.search_index_info('shop.product_search_idx') - 'language'")"
+bench_psql -c "DROP INDEX IF EXISTS shop.bench_search_gin, shop.bench_search_trgm; DROP TABLE IF EXISTS bench_words" >/dev/null

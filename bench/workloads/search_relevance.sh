@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# search_relevance: ranking quality on real judgments, and typo'd
+# known-item search, for shop_search against tsvector + ts_rank and
+# pg_trgm word similarity, all on the same table in the same run.
+#
+# Data: $SHARED_DATA/chorus_icecat_supahands (Chorus Electronics, Icecat
+# products with 135 queries judged 0-3 by Supahands raters).
+#   nDCG@10 per query, averaged: gain 2^grade - 1, discount log2(rank + 1),
+#   ideal = the query's judged grades sorted; unjudged results gain 0.
+#   Known item: 300 products (every 60th by id with a title word of 6+
+#   letters); query = brand + the title's rarest word + its rarest word of
+#   6+ letters given a realistic typo (transposition, deletion, doubled
+#   letter, adjacent-key substitution, in turn); hit = the product in the
+#   top 10.  shop_search runs as shop.search does ("match": "any": rows
+#   with every word first, then rows missing words).
+set -euo pipefail
+. "$TOP/bench/lib.sh"
+D="${SHARED_DATA:-}/chorus_icecat_supahands"
+
+echo "## Search relevance (Chorus Electronics judgments)"
+echo
+if [ -z "${SHARED_DATA:-}" ] || [ ! -s "$D/products.csv" ]; then
+    echo "(skipped: \$SHARED_DATA/chorus_icecat_supahands is not available)"
+    exit 0
+fi
+
+bench_psql <<SQL >/dev/null
+DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_known;
+CREATE TABLE bench_chorus (product_id bigint PRIMARY KEY, title text, description text, brand text,
+                           category text, price numeric, model_name text, ean text,
+                           date_released text, colour text, image_url text);
+\copy bench_chorus FROM '$D/products.csv' WITH (FORMAT csv, HEADER true)
+CREATE TABLE bench_chorus_q (query_id int PRIMARY KEY, query text);
+\copy bench_chorus_q FROM '$D/queries.csv' WITH (FORMAT csv, HEADER true)
+CREATE TABLE bench_chorus_qrels (query_id int, product_id bigint, grade int);
+\copy bench_chorus_qrels FROM '$D/qrels.csv' WITH (FORMAT csv, HEADER true)
+CREATE INDEX bench_chorus_ss ON bench_chorus USING shop_search
+    (shop.search_doc(title, brand, description));
+CREATE INDEX bench_chorus_ts ON bench_chorus USING gin
+    ((setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
+      setweight(to_tsvector('english', coalesce(brand, '')), 'B') ||
+      setweight(to_tsvector('english', coalesce(description, '')), 'D')));
+CREATE INDEX bench_chorus_trgm ON bench_chorus USING gin
+    ((coalesce(title, '') || ' ' || coalesce(brand, '')) gin_trgm_ops);
+ANALYZE bench_chorus;
+SQL
+
+# top 10 of each method for each query: (method, query_id, rank, product_id)
+bench_psql <<'SQL' >/dev/null
+DROP TABLE IF EXISTS bench_chorus_run;
+CREATE TABLE bench_chorus_run (method text, query_id int, rank int, product_id bigint);
+INSERT INTO bench_chorus_run
+SELECT 'shop_search', q.query_id, s.ord, c.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', jsonb_build_object('q', q.query, 'match', 'any'), 10)
+       WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+  JOIN bench_chorus c ON c.ctid = s.ctid;
+INSERT INTO bench_chorus_run
+SELECT 'tsvector + ts_rank', q.query_id, r.rank, r.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL (
+    SELECT c.product_id, row_number() OVER (ORDER BY ts_rank(v, tq) DESC, c.product_id) AS rank
+      FROM bench_chorus c,
+           LATERAL (SELECT setweight(to_tsvector('english', coalesce(c.title, '')), 'A') ||
+                           setweight(to_tsvector('english', coalesce(c.brand, '')), 'B') ||
+                           setweight(to_tsvector('english', coalesce(c.description, '')), 'D') AS v,
+                           plainto_tsquery('english', q.query) AS tq) x
+     WHERE v @@ tq
+     ORDER BY ts_rank(v, tq) DESC, c.product_id LIMIT 10) r;
+INSERT INTO bench_chorus_run
+SELECT 'pg_trgm word_similarity', q.query_id, r.rank, r.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL (
+    SELECT c.product_id,
+           row_number() OVER (ORDER BY word_similarity(q.query, coalesce(c.title, '') || ' ' || coalesce(c.brand, '')) DESC,
+                                       c.product_id) AS rank
+      FROM bench_chorus c
+     WHERE q.query <% (coalesce(c.title, '') || ' ' || coalesce(c.brand, ''))
+     ORDER BY word_similarity(q.query, coalesce(c.title, '') || ' ' || coalesce(c.brand, '')) DESC, c.product_id
+     LIMIT 10) r;
+SQL
+
+echo "### nDCG@10 over $(bench_psql -c 'SELECT count(*) FROM bench_chorus_q') judged queries, $(bench_psql -c 'SELECT count(*) FROM bench_chorus') products"
+echo
+{
+    printf 'method\tnDCG@10\tqueries with a result\tP@10 (grade >= 2)\n'
+    bench_psql -F $'\t' <<'SQL'
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM bench_chorus_qrels) x
+     WHERE rn <= 10 GROUP BY query_id),
+m AS (SELECT DISTINCT method FROM bench_chorus_run),
+per AS (
+    SELECT m.method, q.query_id,
+           coalesce((SELECT sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1))
+                       FROM bench_chorus_run r
+                       LEFT JOIN bench_chorus_qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+                      WHERE r.method = m.method AND r.query_id = q.query_id), 0) AS dcg,
+           (SELECT count(*) FROM bench_chorus_run r WHERE r.method = m.method AND r.query_id = q.query_id) AS n,
+           (SELECT count(*) FROM bench_chorus_run r
+              JOIN bench_chorus_qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+             WHERE r.method = m.method AND r.query_id = q.query_id AND j.grade >= 2) AS good
+      FROM m CROSS JOIN bench_chorus_q q)
+SELECT p.method, round(avg(CASE WHEN i.idcg > 0 THEN p.dcg / i.idcg ELSE 0 END)::numeric, 4),
+       count(*) FILTER (WHERE p.n > 0), round(avg(p.good / 10.0)::numeric, 4)
+  FROM per p LEFT JOIN ideal i USING (query_id)
+ GROUP BY p.method ORDER BY 2 DESC;
+SQL
+} | bench_md_table
+echo
+
+# known-item search with typos
+bench_psql <<'SQL' >/dev/null
+CREATE TEMP TABLE tok AS
+SELECT c.product_id, t.word, t.pos FROM bench_chorus c CROSS JOIN LATERAL shop.search_tokens(c.title) t;
+CREATE TEMP TABLE df AS SELECT word, count(DISTINCT product_id) AS df FROM tok GROUP BY word;
+-- per product: its rarest word of 6+ letters gets the typo, plus its
+-- rarest other word; the brand in front, as shoppers type it
+CREATE TABLE bench_known AS
+WITH target AS (
+    SELECT DISTINCT ON (t.product_id) t.product_id, t.word
+      FROM tok t JOIN df USING (word)
+     WHERE t.product_id % 60 = 0 AND t.word ~ '^[a-z]{6,}$'
+     ORDER BY t.product_id, df.df, t.pos),
+other AS (
+    SELECT DISTINCT ON (t.product_id) t.product_id, t.word
+      FROM tok t JOIN df USING (word) JOIN target g USING (product_id)
+     WHERE t.word <> g.word AND length(t.word) >= 2
+     ORDER BY t.product_id, df.df, t.pos),
+numbered AS (
+    SELECT g.product_id, g.word AS target, o.word AS other, lower(c.brand) AS brand,
+           row_number() OVER (ORDER BY g.product_id) AS n
+      FROM target g LEFT JOIN other o USING (product_id) JOIN bench_chorus c USING (product_id)
+     ORDER BY g.product_id LIMIT 300)
+SELECT product_id, n,
+       concat_ws(' ', brand, other,
+                 CASE n % 4
+                 WHEN 0 THEN substr(target, 1, 2) || substr(target, 4, 1) || substr(target, 3, 1) || substr(target, 5)
+                 WHEN 1 THEN substr(target, 1, 3) || substr(target, 5)
+                 WHEN 2 THEN substr(target, 1, 4) || substr(target, 4)
+                 ELSE substr(target, 1, 3) ||
+                      translate(substr(target, 4, 1), 'qwertyuiopasdfghjklzxcvbnm', 'wertyuiopqsdfghjklaxcvbnmz') ||
+                      substr(target, 5) END) AS query
+  FROM numbered;
+SQL
+{
+    printf 'method\titems\tintended product in top 10\trate\n'
+    bench_psql -F $'\t' <<'SQL'
+SELECT 'shop_search', count(*), count(*) FILTER (WHERE hit),
+       round(avg(hit::int)::numeric * 100, 1) || '%'
+  FROM (SELECT k.product_id, EXISTS (
+            SELECT 1 FROM shop.search_scan('bench_chorus_ss', jsonb_build_object('q', k.query, 'match', 'any'), 10) s
+              JOIN bench_chorus c ON c.ctid = s.ctid WHERE c.product_id = k.product_id) AS hit
+          FROM bench_known k) x
+UNION ALL
+SELECT 'tsvector + ts_rank', count(*), count(*) FILTER (WHERE hit), round(avg(hit::int)::numeric * 100, 1) || '%'
+  FROM (SELECT k.product_id, k.product_id IN (
+            SELECT c.product_id FROM bench_chorus c,
+                   LATERAL (SELECT setweight(to_tsvector('english', coalesce(c.title, '')), 'A') ||
+                                   setweight(to_tsvector('english', coalesce(c.brand, '')), 'B') ||
+                                   setweight(to_tsvector('english', coalesce(c.description, '')), 'D') AS v,
+                                   plainto_tsquery('english', k.query) AS tq) x
+             WHERE v @@ tq ORDER BY ts_rank(v, tq) DESC LIMIT 10) AS hit
+          FROM bench_known k) x
+UNION ALL
+SELECT 'pg_trgm word_similarity', count(*), count(*) FILTER (WHERE hit), round(avg(hit::int)::numeric * 100, 1) || '%'
+  FROM (SELECT k.product_id, k.product_id IN (
+            SELECT c.product_id FROM bench_chorus c
+             WHERE k.query <% (coalesce(c.title, '') || ' ' || coalesce(c.brand, ''))
+             ORDER BY word_similarity(k.query, coalesce(c.title, '') || ' ' || coalesce(c.brand, '')) DESC
+             LIMIT 10) AS hit
+          FROM bench_known k) x;
+SQL
+} | bench_md_table
+echo
+echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
+bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_known" >/dev/null

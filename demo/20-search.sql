@@ -1,0 +1,77 @@
+-- 20-search: product search over the real catalog with shop_search.
+-- Picks its examples from the data (the most popular active product's
+-- brand and a long word of its title), so it runs on any catalog.
+\pset footer off
+\echo
+\echo '=== Search: the shop_search index ==='
+SELECT i ->> 'documents' AS documents, jsonb_array_length(i -> 'segments') AS segments,
+       i ->> 'pending' AS pending, i ->> 'blocks' AS blocks, i ->> 'language' AS language
+  FROM shop.search_index_info('shop.product_search_idx') i;
+
+-- a popular product and a word of its title to misspell
+SELECT p.brand AS demo_brand,
+       (SELECT w.word FROM shop.search_tokens(p.title) w
+         WHERE length(w.word) BETWEEN 6 AND 12 AND w.word ~ '^[a-z]+$'
+         ORDER BY length(w.word) DESC, w.pos LIMIT 1) AS demo_word
+  FROM shop.product p
+ WHERE p.status = 'active' AND p.brand IS NOT NULL
+   AND EXISTS (SELECT 1 FROM shop.search_tokens(p.title) w
+                WHERE length(w.word) BETWEEN 6 AND 12 AND w.word ~ '^[a-z]+$')
+ ORDER BY p.popularity DESC, p.product_id
+ LIMIT 1 \gset
+-- swap two inner letters: a realistic typo
+SELECT substr(:'demo_word', 1, 2) || substr(:'demo_word', 4, 1) || substr(:'demo_word', 3, 1)
+       || substr(:'demo_word', 5) AS demo_typo \gset
+
+\echo
+\echo '--- shop.search(' :'demo_word' ') : ranked, best first'
+SELECT product_id, round(score::numeric, 2) AS score, left(title, 60) AS title, brand,
+       round(price_cents / 100.0, 2) AS price
+  FROM shop.search(:'demo_word', lim => 5);
+
+\echo
+\echo '--- the same with a typo: shop.search(' :'demo_typo' ')'
+SELECT product_id, round(score::numeric, 2) AS score, typos, left(title, 60) AS title
+  FROM shop.search(:'demo_typo', lim => 5);
+\echo '--- did you mean?'
+SELECT shop.did_you_mean(:'demo_typo') AS did_you_mean;
+
+\echo
+\echo '--- filtered: brand' :'demo_brand' ', in stock, sorted by price'
+SELECT product_id, left(title, 60) AS title, round(price_cents / 100.0, 2) AS price, in_stock
+  FROM shop.search(:'demo_word', jsonb_build_object('brand', :'demo_brand', 'in_stock', true),
+                   sort => 'price_asc', lim => 5);
+
+\echo
+\echo '--- facets for' :'demo_word' '(exact counts over every match)'
+SELECT shop.search_facets(:'demo_word') AS f \gset demo_
+SELECT (:'demo_f'::jsonb) -> 'total' AS total_matches;
+SELECT b ->> 'value' AS brand, (b ->> 'count')::int AS products
+  FROM jsonb_array_elements((:'demo_f'::jsonb) -> 'brand') b LIMIT 5;
+SELECT b ->> 'bucket' AS price_usd, (b ->> 'count')::int AS products
+  FROM jsonb_array_elements((:'demo_f'::jsonb) -> 'price') b;
+
+\echo
+\echo '--- autocomplete as the shopper types' :'demo_brand'
+SELECT * FROM shop.autocomplete(left(lower(:'demo_brand'), 4), 6);
+
+\echo
+\echo '--- synonyms, applied at query time: tv = television, laptop = notebook'
+\o /dev/null
+SELECT shop.synonym_add('tv', ARRAY['television']);
+SELECT shop.synonym_add('laptop', ARRAY['notebook']);
+\o
+SELECT product_id, round(score::numeric, 2) AS score, left(title, 60) AS title
+  FROM shop.search('notebook', lim => 3);
+
+\echo
+\echo '--- the planner streams the best rows from the index (EXPLAIN)'
+EXPLAIN (COSTS OFF)
+SELECT title FROM shop.product p WHERE p.status = 'active'
+ ORDER BY shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                          p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "laptop"}'
+ LIMIT 10;
+
+\echo
+\echo '--- the index agrees with the table (rows = problems)'
+SELECT count(*) AS problems FROM shop.search_verify('shop.product_search_idx');

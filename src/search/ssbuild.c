@@ -1,0 +1,700 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssbuild.c
+ *	  shop_search index build, segment writing and insert.
+ *
+ * CREATE INDEX tokenizes every row into an in-memory segment builder (a
+ * hash of term -> posting list); when the builder passes
+ * maintenance_work_mem it is written out as a segment and a new one
+ * starts, so a build never needs more memory than that.  Pages are written
+ * through shared buffers and WAL-logged at the end with log_newpage_range.
+ *
+ * aminsert appends the tokenized row to the pending list under the
+ * metapage's exclusive lock, with generic WAL (the tail page and the
+ * metapage, or a fresh page linked behind the tail).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/generic_xlog.h"
+#include "access/tableam.h"
+#include "access/xloginsert.h"
+#include "catalog/index.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "storage/smgr.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "shop.h"
+#include "ssearch.h"
+
+typedef struct SsPosting
+{
+	uint32		docid;
+	uint16		tf;
+} SsPosting;
+
+typedef struct TermAcc
+{
+	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
+	int			len;
+	uint32		n;
+	uint32		max;
+	SsPosting  *postings;
+} TermAcc;
+
+struct SsSegBuilder
+{
+	MemoryContext cxt;
+	HTAB	   *terms;
+	SsDoc	   *docs;
+	uint32		ndocs;
+	uint32		maxdocs;
+	Size		mem;
+};
+
+SsSegBuilder *
+SsSegBuilderCreate(MemoryContext parent)
+{
+	SsSegBuilder *sb = MemoryContextAllocZero(parent, sizeof(SsSegBuilder));
+	HASHCTL		ctl;
+
+	sb->cxt = AllocSetContextCreate(parent, "shop_search segment builder", ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = SS_MAX_TERM_LEN + 8;
+	ctl.entrysize = sizeof(TermAcc);
+	ctl.hcxt = sb->cxt;
+	sb->terms = hash_create("shop_search terms", 4096, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	sb->maxdocs = 1024;
+	sb->docs = MemoryContextAlloc(sb->cxt, sizeof(SsDoc) * sb->maxdocs);
+	return sb;
+}
+
+void
+SsSegBuilderFree(SsSegBuilder *sb)
+{
+	MemoryContextDelete(sb->cxt);
+	pfree(sb);
+}
+
+uint32
+SsSegBuilderNDocs(SsSegBuilder *sb)
+{
+	return sb->ndocs;
+}
+
+Size
+SsSegBuilderMemory(SsSegBuilder *sb)
+{
+	return sb->mem + hash_get_num_entries(sb->terms) * (sizeof(TermAcc) + 16);
+}
+
+/* SsSegBuilderAdd: append one tokenized document; its docid is the count. */
+void
+SsSegBuilderAdd(SsSegBuilder *sb, const SsDocData *d)
+{
+	uint32		docid = SsSegBuilderAddDoc(sb, &d->doc);
+
+	for (int i = 0; i < d->nterms; i++)
+		SsSegBuilderAddPosting(sb, d->terms[i].term, d->terms[i].len, docid, d->terms[i].tf);
+}
+
+/* SsSegBuilderAddDoc: append a document without terms; returns its docid. */
+uint32
+SsSegBuilderAddDoc(SsSegBuilder *sb, const SsDoc *doc)
+{
+	if (sb->ndocs >= sb->maxdocs)
+	{
+		sb->maxdocs *= 2;
+		sb->docs = repalloc_huge(sb->docs, sizeof(SsDoc) * sb->maxdocs);
+	}
+	sb->docs[sb->ndocs] = *doc;
+	sb->mem += sizeof(SsDoc);
+	return sb->ndocs++;
+}
+
+/*
+ * SsSegBuilderAddPosting: append one posting of term; docids of a term
+ * must arrive in increasing order (segment merges add segment by segment).
+ */
+void
+SsSegBuilderAddPosting(SsSegBuilder *sb, const char *term, int len, uint32 docid, uint16 tf)
+{
+	char		key[SS_MAX_TERM_LEN + 8];
+	bool		found;
+	TermAcc    *acc;
+
+	memset(key, 0, sizeof(key));
+	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	acc = hash_search(sb->terms, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		acc->len = len;
+		acc->n = 0;
+		acc->max = 4;
+		acc->postings = MemoryContextAlloc(sb->cxt, sizeof(SsPosting) * acc->max);
+		sb->mem += sizeof(SsPosting) * acc->max;
+	}
+	else if (acc->n >= acc->max)
+	{
+		sb->mem += sizeof(SsPosting) * acc->max;
+		acc->max *= 2;
+		acc->postings = repalloc_huge(acc->postings, sizeof(SsPosting) * acc->max);
+	}
+	acc->postings[acc->n].docid = docid;
+	acc->postings[acc->n].tf = tf;
+	acc->n++;
+}
+
+static int
+termacc_cmp(const void *a, const void *b)
+{
+	const TermAcc *x = *(TermAcc *const *) a;
+	const TermAcc *y = *(TermAcc *const *) b;
+
+	return strcmp(x->term, y->term);
+}
+
+/* Writer state: the next block to fill, in order. */
+typedef struct SegWriter
+{
+	Relation	index;
+	bool		log_each;		/* log_newpage_buffer per page (VACUUM) */
+	BlockNumber next;			/* expected block number of the next page */
+	Buffer		buf;
+	Page		page;
+} SegWriter;
+
+static void
+writer_finish_page(SegWriter *w)
+{
+	START_CRIT_SECTION();
+	MarkBufferDirty(w->buf);
+	if (w->log_each && RelationNeedsWAL(w->index))
+		log_newpage_buffer(w->buf, true);
+	END_CRIT_SECTION();
+	UnlockReleaseBuffer(w->buf);
+	w->buf = InvalidBuffer;
+	w->next++;
+}
+
+/* Lay out items of sizes into pages; returns page count, first index per page. */
+static uint32
+layout_items(TermAcc **terms, uint32 n, bool dir_only_first, uint32 **firsts)
+{
+	Size		avail = SS_PAGE_CAPACITY;
+	uint32		npages = 0;
+	uint32	   *f = palloc(sizeof(uint32) * (n + 1));
+
+	(void) dir_only_first;
+	for (uint32 i = 0; i < n; i++)
+	{
+		Size		need = MAXALIGN(SS_DICT_ITEM_SIZE(terms[i]->len)) + sizeof(ItemIdData);
+
+		if (npages == 0 || need > avail)
+		{
+			f[npages++] = i;
+			avail = SS_PAGE_CAPACITY;
+		}
+		avail -= need;
+	}
+	*firsts = f;
+	return npages;
+}
+
+/*
+ * SsSegBuilderWrite: write the builder's documents and terms as a new
+ * segment at the end of the index; returns its header block.  The caller
+ * publishes it in the metapage.  With log_each every page is WAL-logged
+ * as it is written (VACUUM); otherwise the caller logs the whole range
+ * (CREATE INDEX).
+ */
+BlockNumber
+SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
+				  SsAllocRun alloc, void *alloc_arg)
+{
+	uint32		nterms = hash_get_num_entries(sb->terms);
+	TermAcc   **terms = palloc(sizeof(TermAcc *) * Max(nterms, 1));
+	HASH_SEQ_STATUS st;
+	TermAcc    *acc;
+	uint32		i = 0;
+	uint32	   *dictfirst,
+			   *dirfirst;
+	uint32		ndictpages,
+				ndirpages,
+				ndocpages,
+				npostpages;
+	BlockNumber *postblk;
+	uint16	   *postoff;
+	SsSegHeader hdr;
+	SegWriter	w;
+	bool		needLock = !RELATION_IS_LOCAL(index);
+	bool		reuse;
+
+	hash_seq_init(&st, sb->terms);
+	while ((acc = hash_seq_search(&st)) != NULL)
+		terms[i++] = acc;
+	if (nterms > 1)
+		qsort(terms, nterms, sizeof(TermAcc *), termacc_cmp);
+
+	/* posting positions, relative to the first post page */
+	postblk = palloc(sizeof(BlockNumber) * Max(nterms, 1));
+	postoff = palloc(sizeof(uint16) * Max(nterms, 1));
+	{
+		uint32		blk = 0;
+		uint32		off = 0;
+
+		for (i = 0; i < nterms; i++)
+		{
+			uint32		prev = 0;
+
+			if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
+			{
+				blk++;
+				off = 0;
+			}
+			postblk[i] = blk;
+			postoff[i] = off;
+			for (uint32 k = 0; k < terms[i]->n; k++)
+			{
+				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
+				{
+					blk++;
+					off = 0;
+				}
+				off += SsVarintLen(terms[i]->postings[k].docid - prev) +
+					SsVarintLen(terms[i]->postings[k].tf);
+				prev = terms[i]->postings[k].docid;
+			}
+		}
+		npostpages = (nterms == 0) ? 0 : blk + 1;
+	}
+	ndictpages = layout_items(terms, nterms, false, &dictfirst);
+	/* directory: one item per dict page carrying its first term */
+	{
+		TermAcc   **dirterms = palloc(sizeof(TermAcc *) * Max(ndictpages, 1));
+
+		for (i = 0; i < ndictpages; i++)
+			dirterms[i] = terms[dictfirst[i]];
+		ndirpages = layout_items(dirterms, ndictpages, true, &dirfirst);
+		pfree(dirterms);
+	}
+	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
+
+	/*
+	 * Where: a free run of released blocks if the caller has one, else the
+	 * end of the relation, holding the extension lock for the whole write
+	 * so the segment's blocks are contiguous even while backends append
+	 * pending pages.
+	 */
+	w.index = index;
+	w.log_each = log_each;
+	w.next = InvalidBlockNumber;
+	if (alloc)
+		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages);
+	reuse = w.next != InvalidBlockNumber;
+	if (!reuse)
+	{
+		if (needLock)
+			LockRelationForExtension(index, ExclusiveLock);
+		w.next = RelationGetNumberOfBlocks(index);
+	}
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.ndocs = sb->ndocs;
+	hdr.nterms = nterms;
+	hdr.docstart = w.next + 1;
+	hdr.ndocpages = ndocpages;
+	hdr.dirstart = hdr.docstart + ndocpages;
+	hdr.ndirpages = ndirpages;
+	hdr.dictstart = hdr.dirstart + ndirpages;
+	hdr.ndictpages = ndictpages;
+	hdr.poststart = hdr.dictstart + ndictpages;
+	hdr.npostpages = npostpages;
+
+	/* the extension lock is already held: SsNewBuffer must not retake it */
+#define NEWBUF() do { \
+		if (reuse) \
+			w.buf = ReadBufferExtended(index, MAIN_FORKNUM, w.next, RBM_ZERO_AND_LOCK, NULL); \
+		else \
+		{ \
+			w.buf = ReadBuffer(index, P_NEW); \
+			LockBuffer(w.buf, BUFFER_LOCK_EXCLUSIVE); \
+		} \
+		if (BufferGetBlockNumber(w.buf) != w.next) \
+			elog(ERROR, "shop_search: segment blocks not contiguous"); \
+		w.page = BufferGetPage(w.buf); \
+	} while (0)
+
+	/* header */
+	NEWBUF();
+	SsInitPage(w.page, SS_PAGE_SEGHDR);
+	memcpy(SsPageContents(w.page), &hdr, sizeof(hdr));
+	((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(hdr);
+	writer_finish_page(&w);
+
+	/* documents */
+	for (uint32 p = 0; p < ndocpages; p++)
+	{
+		uint32		first = p * SS_DOCS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_DOCS_PER_PAGE, sb->ndocs - first);
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_DOC);
+		memcpy(SsPageContents(w.page), &sb->docs[first], sizeof(SsDoc) * cnt);
+		SsPageGetOpaque(w.page)->count = cnt;
+		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsDoc) * cnt;
+		writer_finish_page(&w);
+	}
+
+	/* directory, then dictionary */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		uint32		npages = pass == 0 ? ndirpages : ndictpages;
+		uint32	   *firsts = pass == 0 ? dirfirst : dictfirst;
+		uint32		nitems = pass == 0 ? ndictpages : nterms;
+
+		for (uint32 p = 0; p < npages; p++)
+		{
+			uint32		end = (p + 1 < npages) ? firsts[p + 1] : nitems;
+
+			NEWBUF();
+			SsInitPage(w.page, pass == 0 ? SS_PAGE_DIR : SS_PAGE_DICT);
+			for (uint32 k = firsts[p]; k < end; k++)
+			{
+				uint32		t = pass == 0 ? dictfirst[k] : k;
+				char		itembuf[MAXALIGN(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8))];
+				SsDictItem *it = (SsDictItem *) itembuf;
+
+				if (pass == 0)
+				{
+					it->df = hdr.dictstart + k;
+					it->postblk = InvalidBlockNumber;
+					it->postoff = 0;
+				}
+				else
+				{
+					it->df = terms[t]->n;
+					it->postblk = hdr.poststart + postblk[t];
+					it->postoff = postoff[t];
+				}
+				it->len = terms[t]->len;
+				memcpy(it->term, terms[t]->term, it->len);
+				if (PageAddItem(w.page, (Item) it, SS_DICT_ITEM_SIZE(it->len),
+								InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
+					elog(ERROR, "shop_search: dictionary page overflow");
+			}
+			writer_finish_page(&w);
+		}
+	}
+
+	/* postings */
+	if (npostpages > 0)
+	{
+		uint32		curblk = 0;
+		uint32		off = 0;
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_POST);
+
+		for (i = 0; i < nterms; i++)
+		{
+			uint32		prev;
+
+			if (postblk[i] != curblk)
+			{
+				((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
+				writer_finish_page(&w);
+				curblk++;
+				NEWBUF();
+				SsInitPage(w.page, SS_PAGE_POST);
+				off = 0;
+			}
+			prev = 0;
+			if (off != postoff[i])
+				elog(ERROR, "shop_search: posting layout mismatch");
+			for (uint32 k = 0; k < terms[i]->n; k++)
+			{
+				char	   *dst;
+
+				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
+				{
+					((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
+					writer_finish_page(&w);
+					curblk++;
+					NEWBUF();
+					SsInitPage(w.page, SS_PAGE_POST);
+					off = 0;
+				}
+				dst = SsPageContents(w.page);
+				off += SsVarintPut(dst + off, terms[i]->postings[k].docid - prev);
+				off += SsVarintPut(dst + off, terms[i]->postings[k].tf);
+				prev = terms[i]->postings[k].docid;
+			}
+		}
+		((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
+		writer_finish_page(&w);
+		if (curblk + 1 != npostpages)
+			elog(ERROR, "shop_search: posting layout mismatch");
+	}
+#undef NEWBUF
+	if (needLock && !reuse)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	pfree(terms);
+	pfree(postblk);
+	pfree(postoff);
+	return hdr.docstart - 1;
+}
+
+/* ---- metapage ---- */
+
+static void
+init_meta(Page page, Relation index)
+{
+	SsMetaPage meta;
+
+	SsInitPage(page, SS_PAGE_META);
+	meta = SsPageGetMeta(page);
+	memset(meta, 0, sizeof(SsMetaPageData));
+	meta->magic = SS_MAGIC;
+	meta->version = SS_VERSION;
+	strlcpy(meta->language, SsGetLanguage(index), sizeof(meta->language));
+	meta->pending_head = InvalidBlockNumber;
+	meta->pending_tail = InvalidBlockNumber;
+	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(SsMetaPageData)) - (char *) page;
+}
+
+/* ---- build ---- */
+
+typedef struct BuildState
+{
+	SsSegBuilder *sb;
+	MemoryContext tmpcxt;
+	const char *language;
+	double		indtuples;
+	Size		maxmem;
+	Relation	index;
+	SsMetaPageData meta;		/* accumulates the segment list */
+} BuildState;
+
+static void
+flush_builder(BuildState *bs)
+{
+	BlockNumber hdr;
+
+	if (SsSegBuilderNDocs(bs->sb) == 0)
+		return;
+	if (bs->meta.nsegments >= SS_MAX_SEGMENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("shop_search index would need more than %d segments", SS_MAX_SEGMENTS),
+				 errhint("Raise maintenance_work_mem.")));
+	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL);
+	bs->meta.segments[bs->meta.nsegments].header = hdr;
+	bs->meta.segments[bs->meta.nsegments].ndocs = SsSegBuilderNDocs(bs->sb);
+	bs->meta.nsegments++;
+	SsSegBuilderFree(bs->sb);
+	bs->sb = SsSegBuilderCreate(CurrentMemoryContext);
+}
+
+static void
+build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+			   bool tupleIsAlive, void *state)
+{
+	BuildState *bs = (BuildState *) state;
+	MemoryContext old;
+	SsDocData	d;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	SsDocFromDatum(values[0], bs->language, &d);
+	d.doc.tid = *tid;
+	MemoryContextSwitchTo(old);
+	SsSegBuilderAdd(bs->sb, &d);
+	for (int f = 0; f < SS_NFIELDS; f++)
+		bs->meta.sumlen[f] += d.doc.len[f];
+	if (d.doc.popularity > bs->meta.max_popularity)
+		bs->meta.max_popularity = d.doc.popularity;
+	bs->meta.ndocs++;
+	bs->indtuples += 1;
+	MemoryContextReset(bs->tmpcxt);
+	if (SsSegBuilderMemory(bs->sb) > bs->maxmem)
+		flush_builder(bs);
+}
+
+IndexBuildResult *
+ssbuild(Relation heap, Relation index, IndexInfo *indexInfo)
+{
+	IndexBuildResult *result;
+	BuildState	bs;
+	double		reltuples;
+	Buffer		metabuf;
+	Page		metapage;
+
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	/* the metapage first, so segments start at block 1 */
+	metabuf = SsNewBuffer(index);
+	Assert(BufferGetBlockNumber(metabuf) == SS_METAPAGE_BLKNO);
+	metapage = BufferGetPage(metabuf);
+	init_meta(metapage, index);
+	MarkBufferDirty(metabuf);
+	UnlockReleaseBuffer(metabuf);
+
+	memset(&bs, 0, sizeof(bs));
+	bs.index = index;
+	bs.language = SsGetLanguage(index);
+	ShopGetStemmer(bs.language);
+	bs.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "shop_search build tuple",
+									  ALLOCSET_DEFAULT_SIZES);
+	bs.sb = SsSegBuilderCreate(CurrentMemoryContext);
+	bs.maxmem = (Size) maintenance_work_mem * 1024;
+	memcpy(&bs.meta, SsPageGetMeta(metapage), sizeof(SsMetaPageData));
+
+	reltuples = table_index_build_scan(heap, index, indexInfo, true, true,
+									   build_callback, &bs, NULL);
+	flush_builder(&bs);
+	SsSegBuilderFree(bs.sb);
+
+	/* publish the segments */
+	metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	memcpy(SsPageGetMeta(BufferGetPage(metabuf)), &bs.meta, sizeof(SsMetaPageData));
+	MarkBufferDirty(metabuf);
+	UnlockReleaseBuffer(metabuf);
+
+	if (RelationNeedsWAL(index))
+		log_newpage_range(index, MAIN_FORKNUM, 0, RelationGetNumberOfBlocks(index), true);
+
+	MemoryContextDelete(bs.tmpcxt);
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = reltuples;
+	result->index_tuples = bs.indtuples;
+	return result;
+}
+
+/* ssbuildempty: the metapage of an unlogged index's init fork. */
+void
+ssbuildempty(Relation index)
+{
+	Page		page = (Page) palloc(BLCKSZ);
+
+	init_meta(page, index);
+	PageSetChecksumInplace(page, SS_METAPAGE_BLKNO);
+	smgrwrite(RelationGetSmgr(index), INIT_FORKNUM, SS_METAPAGE_BLKNO, (char *) page, true);
+#if PG_VERSION_NUM >= 160000
+	log_newpage(&(RelationGetSmgr(index))->smgr_rlocator.locator, INIT_FORKNUM,
+				SS_METAPAGE_BLKNO, page, true);
+#else
+	log_newpage(&(RelationGetSmgr(index))->smgr_rnode.node, INIT_FORKNUM,
+				SS_METAPAGE_BLKNO, page, true);
+#endif
+	smgrimmedsync(RelationGetSmgr(index), INIT_FORKNUM);
+}
+
+/* ---- insert ---- */
+
+bool
+ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
+		 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
+		 IndexInfo *indexInfo)
+{
+	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "shop_search insert",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(tmp);
+	SsDocData	d;
+	Size		sz;
+	char	   *item;
+	Buffer		metabuf,
+				tailbuf = InvalidBuffer,
+				newbuf = InvalidBuffer;
+	SsMetaPage	meta;
+	GenericXLogState *xs;
+	Page		metapage,
+				tailpage = NULL,
+				newpage;
+	uint32		npending;
+	int			freeslot = -1;
+
+	if (isnull[0])
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(tmp);
+		return false;
+	}
+	SsDocFromDatum(values[0], SsGetLanguage(index), &d);
+	d.doc.tid = *ht_ctid;
+	sz = SsPendItemSize(&d);
+	item = palloc(sz);
+	SsPendItemForm(&d, item);
+
+	/* the pending list lock: shared by inserters, exclusive for VACUUM */
+	LockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+	metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	meta = SsPageGetMeta(BufferGetPage(metabuf));
+	if (meta->pending_tail != InvalidBlockNumber)
+	{
+		tailbuf = ReadBuffer(index, meta->pending_tail);
+		LockBuffer(tailbuf, BUFFER_LOCK_EXCLUSIVE);
+	}
+	if (!BufferIsValid(tailbuf) || PageGetFreeSpace(BufferGetPage(tailbuf)) < MAXALIGN(sz))
+	{
+		/* a new page behind the tail: a released block if one is safe */
+		freeslot = SsFreeFind(meta, 1);
+		if (freeslot >= 0)
+			newbuf = ReadBufferExtended(index, MAIN_FORKNUM, meta->free[freeslot].start,
+										RBM_ZERO_AND_LOCK, NULL);
+		else
+			newbuf = SsNewBuffer(index);
+	}
+
+	xs = GenericXLogStart(index);
+	metapage = GenericXLogRegisterBuffer(xs, metabuf, 0);
+	meta = SsPageGetMeta(metapage);
+	if (BufferIsValid(tailbuf))
+		tailpage = GenericXLogRegisterBuffer(xs, tailbuf, 0);
+	if (BufferIsValid(newbuf))
+	{
+		newpage = GenericXLogRegisterBuffer(xs, newbuf, GENERIC_XLOG_FULL_IMAGE);
+		SsInitPage(newpage, SS_PAGE_PENDING);
+		if (freeslot >= 0)
+			(void) SsFreeTake(meta, freeslot, 1);
+		if (tailpage)
+			SsPageGetOpaque(tailpage)->next = BufferGetBlockNumber(newbuf);
+		else
+			meta->pending_head = BufferGetBlockNumber(newbuf);
+		meta->pending_tail = BufferGetBlockNumber(newbuf);
+	}
+	else
+		newpage = tailpage;
+	if (PageAddItem(newpage, (Item) item, sz, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
+		elog(ERROR, "shop_search: pending item of %zu bytes does not fit a page", sz);
+	meta->npending++;
+	meta->ndocs++;
+	for (int f = 0; f < SS_NFIELDS; f++)
+		meta->sumlen[f] += d.doc.len[f];
+	if (d.doc.popularity > meta->max_popularity)
+		meta->max_popularity = d.doc.popularity;
+	npending = meta->npending;
+	GenericXLogFinish(xs);
+
+	if (BufferIsValid(newbuf))
+		UnlockReleaseBuffer(newbuf);
+	if (BufferIsValid(tailbuf))
+		UnlockReleaseBuffer(tailbuf);
+	UnlockReleaseBuffer(metabuf);
+	UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+	if (npending >= SS_PENDING_FLUSH)
+		SsFlushPending(index, true);
+	return false;
+}

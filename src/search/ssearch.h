@@ -1,0 +1,450 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssearch.h
+ *	  Page layout and private declarations of the shop_search index access
+ *	  method (prefix "ss").
+ *
+ * Design.  A shop_search index is a small log-structured inverted index,
+ * in the manner of Lucene: a list of immutable *segments* plus an
+ * append-only *pending list*.
+ *
+ *   block 0        metapage: magic, format version, the segment list, the
+ *                  pending list head/tail and collection statistics
+ *                  (document count, summed field lengths, max popularity)
+ *                  used by BM25.
+ *   segment        written once, by CREATE INDEX or by VACUUM folding the
+ *                  pending list in; its blocks are contiguous:
+ *                    header page   SsSegHeader (where the parts start)
+ *                    doc pages     fixed-size SsDoc records, docid = slot
+ *                                  number; heap TID, stored filter values,
+ *                                  field lengths, a dead flag
+ *                    dir pages     one SsDictItem per dict page: its
+ *                                  first term (a sparse directory)
+ *                    dict pages    SsDictItem per term, sorted bytewise:
+ *                                  document frequency and where its
+ *                                  postings start
+ *                    post pages    the postings of every term as one byte
+ *                                  stream: varint (docid delta, tf)
+ *                                  records in docid order
+ *   pending list   linked pages whose items are whole documents
+ *                  (SsDoc + its term list); aminsert appends here with
+ *                  generic WAL, so a row is searchable as soon as its
+ *                  transaction commits.
+ *
+ * Terms.  Every word of a field is indexed twice: its folded exact form
+ * ("laptops") and, prefixed with SS_STEM_MARK, its Snowball stem
+ * ("\001laptop"), so an exact match can outrank a stemmed one.  A term's
+ * tf packs the per-field frequencies (title 4 bits, brand 4 bits,
+ * description 8 bits) so field weights stay reloptions read at query time.
+ *
+ * WAL.  Segment pages are written through shared buffers and logged with
+ * log_newpage_range (build) or log_newpage_buffer (VACUUM); the metapage
+ * and pending pages change through generic WAL.  A crash between writing a
+ * segment and switching the metapage leaves only unreferenced blocks.
+ * Blocks released by folds and merges are listed in the metapage as free
+ * runs (SsFreeRange) and reused, once no older snapshot exists, for new
+ * pending pages and new segments.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SSEARCH_H
+#define SSEARCH_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/genam.h"
+#include "access/itup.h"
+#include "access/transam.h"
+#include "nodes/pathnodes.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+
+#define SS_MAGIC			0x53485353	/* "SHSS" */
+#define SS_VERSION			2
+#define SS_METAPAGE_BLKNO	0
+#define SS_MAX_SEGMENTS		200
+#define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
+
+#define SS_STEM_MARK		'\001'
+#define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
+#define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
+#define SS_NFIELDS			3		/* title, brand, description */
+
+/* strategies */
+#define SS_MATCH_STRATEGY	1		/* doc @@@ query -> bool */
+#define SS_RANK_STRATEGY	2		/* doc <=> query -> float4 */
+#define SS_NSTRATEGIES		2
+
+/* page types, in SsPageOpaque.flags */
+#define SS_PAGE_META		0x01
+#define SS_PAGE_SEGHDR		0x02
+#define SS_PAGE_DOC			0x04
+#define SS_PAGE_DIR			0x08
+#define SS_PAGE_DICT		0x10
+#define SS_PAGE_POST		0x20
+#define SS_PAGE_PENDING		0x40
+
+typedef struct SsPageOpaqueData
+{
+	BlockNumber next;			/* pending list: next page */
+	uint16		flags;
+	uint16		count;			/* doc pages: records used */
+	uint16		unused;
+	uint16		page_id;		/* SS_PAGE_ID, for tools */
+} SsPageOpaqueData;
+typedef SsPageOpaqueData *SsPageOpaque;
+
+#define SS_PAGE_ID			0xFF8A
+#define SsPageGetOpaque(page) ((SsPageOpaque) PageGetSpecialPointer(page))
+#define SsPageContents(page) ((char *) (page) + MAXALIGN(SizeOfPageHeaderData))
+#define SS_PAGE_CAPACITY \
+	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(SsPageOpaqueData)))
+
+/* per-document flags */
+#define SS_DOC_DEAD			0x01
+#define SS_DOC_INSTOCK		0x02
+#define SS_DOC_HAS_STOCK	0x04	/* in_stock not null */
+#define SS_DOC_HAS_CAT		0x08
+#define SS_DOC_HAS_PRICE	0x10
+#define SS_DOC_HAS_RATING	0x20
+#define SS_DOC_HAS_BRAND	0x40
+
+/* One document: heap TID, stored values for filters and boosts, lengths. */
+typedef struct SsDoc
+{
+	int64		category_id;
+	int64		price_cents;
+	uint32		brand_hash;
+	float4		rating;
+	float4		popularity;
+	uint16		len[SS_NFIELDS];	/* words per field, saturating */
+	ItemPointerData tid;
+	uint8		flags;
+	float4		logpop;			/* log1p(popularity), for the boost */
+} SsDoc;
+
+#define SS_DOCS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsDoc)))
+
+typedef struct SsSegmentRef
+{
+	BlockNumber header;			/* header page of the segment */
+	uint32		ndocs;
+} SsSegmentRef;
+
+/*
+ * A run of blocks no longer used (a folded pending page, a merged
+ * segment), reusable once no snapshot older than "freed" exists: scans
+ * that read the metapage before the blocks were released run with such a
+ * snapshot, so nobody can still be reading them then.
+ */
+typedef struct SsFreeRange
+{
+	BlockNumber start;
+	uint32		nblocks;
+	FullTransactionId freed;
+} SsFreeRange;
+
+#define SS_MAX_FREE_RANGES	250
+
+typedef struct SsMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	char		language[32];	/* stemmer language at build */
+	uint32		nsegments;
+	BlockNumber pending_head;
+	BlockNumber pending_tail;
+	uint32		npending;		/* documents in the pending list */
+	uint64		ndocs;			/* documents ever indexed minus vacuumed */
+	double		sumlen[SS_NFIELDS];	/* summed field lengths of those */
+	float4		max_popularity;
+	SsSegmentRef segments[SS_MAX_SEGMENTS];
+	uint32		nfree;
+	SsFreeRange free[SS_MAX_FREE_RANGES];
+} SsMetaPageData;
+typedef SsMetaPageData *SsMetaPage;
+
+#define SsPageGetMeta(page) ((SsMetaPage) PageGetContents(page))
+
+typedef struct SsSegHeader
+{
+	uint32		ndocs;
+	uint32		nterms;
+	BlockNumber docstart;
+	uint32		ndocpages;
+	BlockNumber dirstart;
+	uint32		ndirpages;
+	BlockNumber dictstart;
+	uint32		ndictpages;
+	BlockNumber poststart;
+	uint32		npostpages;
+	uint32		nexact_first_page;	/* unused, reserved */
+} SsSegHeader;
+
+/* dictionary and directory entry (line pointer item) */
+typedef struct SsDictItem
+{
+	uint32		df;				/* dict: documents; dir: dict block */
+	BlockNumber postblk;
+	uint16		postoff;		/* byte offset in the post page contents */
+	uint8		len;
+	char		term[FLEXIBLE_ARRAY_MEMBER];
+} SsDictItem;
+#define SS_DICT_ITEM_SIZE(len) (offsetof(SsDictItem, term) + (len))
+
+/*
+ * Postings are (docid delta, tf) pairs, each a varint (7 bits a byte, low
+ * bits first); a term's first delta is its first docid.  A record never
+ * straddles pages: when less than SS_POSTING_MAX bytes are left on a page,
+ * the next record starts on the next page (writer and reader apply the
+ * same rule).
+ */
+#define SS_POSTING_MAX 8		/* 5-byte delta + 3-byte tf */
+
+static inline int
+SsVarintPut(char *p, uint32 v)
+{
+	int			n = 0;
+
+	while (v >= 0x80)
+	{
+		p[n++] = (char) ((v & 0x7F) | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (char) v;
+	return n;
+}
+
+static inline int
+SsVarintGet(const char *p, uint32 *v)
+{
+	uint32		r = 0;
+	int			n = 0,
+				shift = 0;
+
+	for (;;)
+	{
+		uint8		b = (uint8) p[n++];
+
+		r |= (uint32) (b & 0x7F) << shift;
+		if (!(b & 0x80) || n == 5)
+			break;
+		shift += 7;
+	}
+	*v = r;
+	return n;
+}
+
+static inline int
+SsVarintLen(uint32 v)
+{
+	return v < (1U << 7) ? 1 : v < (1U << 14) ? 2 : v < (1U << 21) ? 3 : v < (1U << 28) ? 4 : 5;
+}
+
+/* tf packing */
+#define SS_TF_PACK(t, b, d) ((uint16) ((Min(t, 15) << 12) | (Min(b, 15) << 8) | Min(d, 255)))
+#define SS_TF_TITLE(tf) (((tf) >> 12) & 0xF)
+#define SS_TF_BRAND(tf) (((tf) >> 8) & 0xF)
+#define SS_TF_DESC(tf) ((tf) & 0xFF)
+
+/* reloptions */
+typedef struct SsOptions
+{
+	int32		vl_len_;
+	int			language_offset;
+	double		weight_title;
+	double		weight_brand;
+	double		weight_description;
+} SsOptions;
+
+/* a term of one document while building or inserting */
+typedef struct SsDocTerm
+{
+	char	   *term;			/* NUL-terminated, stems start with mark */
+	int			len;
+	uint16		tf;
+} SsDocTerm;
+
+/* a tokenized document */
+typedef struct SsDocData
+{
+	SsDoc		doc;
+	int			nterms;
+	SsDocTerm  *terms;
+} SsDocData;
+
+/* pending item header; SsPendTerm records follow */
+typedef struct SsPendItem
+{
+	SsDoc		doc;
+	uint16		nterms;
+	uint16		datalen;		/* bytes of term records that follow */
+} SsPendItem;
+/* term record: uint8 len, uint16 tf (unaligned), len bytes */
+
+/* ----------------------------------------------------------------
+ * The query, parsed from jsonb (ssquery.c)
+ * ----------------------------------------------------------------
+ */
+typedef struct SsQWord
+{
+	char	   *exact;			/* folded word */
+	char	   *stem;			/* with SS_STEM_MARK */
+	int			len;			/* characters of exact */
+	int			maxtypos;
+	bool		prefix;			/* last word: also matches as a prefix */
+	int			slot;
+	int			alt;
+} SsQWord;
+
+typedef struct SsQAlt
+{
+	int			first;			/* index of first SsQWord */
+	int			nwords;
+} SsQAlt;
+
+typedef struct SsQSlot
+{
+	int			nalts;
+	SsQAlt	   *alts;
+	bool		optional;		/* stop word in a query of other words */
+} SsQSlot;
+
+typedef struct SsQuery
+{
+	int			nslots;
+	SsQSlot    *slots;
+	int			nwords;
+	SsQWord    *words;
+	int			nrequired;		/* non-optional slots */
+	/* filters */
+	int			ncats;
+	int64	   *cats;			/* sorted */
+	int			nbrands;
+	uint32	   *brands;			/* sorted hashes */
+	bool		has_price_min, has_price_max, has_rating_min, has_in_stock;
+	int64		price_min, price_max;
+	float4		rating_min;
+	bool		in_stock;
+	/* personalization */
+	int			nboost_cats;
+	int64	   *boost_cats;
+	int			nboost_brands;
+	uint32	   *boost_brands;
+	bool		typos;			/* typo tolerance on (default) */
+	bool		prefix;			/* last word as prefix (default) */
+	bool		match_any;		/* "match": "any": rows need one slot, not all */
+} SsQuery;
+
+/* distance tiers: missing words (match any), then typos, then score */
+#define SS_MISSING_TIER		100000.0
+#define SS_TYPO_TIER		10000.0
+#define SS_MAX_SCORE		4999.0
+
+/* a match of an index term against a query word */
+typedef struct SsTermMatch
+{
+	int			qword;
+	int			typos;
+	float4		factor;
+} SsTermMatch;
+
+/* ----------------------------------------------------------------
+ * Prototypes, by file
+ * ----------------------------------------------------------------
+ */
+
+/* sshandler.c */
+extern bytea *ssoptions(Datum reloptions, bool validate);
+extern const char *SsGetLanguage(Relation index);
+extern void SsGetWeights(Relation index, double *w);
+
+/* sstoken.c */
+typedef void (*SsTokenCallback) (void *arg, const char *word, int len, int field);
+extern int	SsFoldWord(const char *in, int inlen, char *out, int outsize);
+extern void SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg);
+extern int	SsStem(const char *language, const char *word, int len, char *out, int outsize);
+extern uint32 SsBrandHash(const char *brand, int len);
+extern bool SsIsStopWord(const char *word);
+extern void SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out);
+
+/* sstypo.c */
+extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen, int max);
+extern int	SsMaxTypos(int nchars);
+extern bool SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
+						int *typos, float4 *factor);
+
+/* ssquery.c */
+extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
+extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
+extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
+extern float4 SsMaxBoost(const SsQuery *q);
+
+/* sspage.c */
+extern void SsInitPage(Page page, uint16 flags);
+extern void SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed);
+extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
+extern BlockNumber SsFreeTake(SsMetaPage meta, int i, uint32 nblocks);
+extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
+extern Buffer SsNewBuffer(Relation index);
+extern void SsReadMeta(Relation index, SsMetaPageData *meta);
+extern void SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr);
+extern void SsReadDoc(Relation index, const SsSegHeader *hdr, uint32 docid, SsDoc *doc);
+extern bool SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
+						 uint32 *df, BlockNumber *postblk, uint16 *postoff);
+typedef void (*SsDictCallback) (void *arg, const SsDictItem *item);
+extern void SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fromlen,
+							SsDictCallback cb, void *arg, bool (*stop) (void *arg, const SsDictItem *item));
+typedef void (*SsPostingCallback) (void *arg, uint32 docid, uint16 tf);
+extern void SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
+						   SsPostingCallback cb, void *arg);
+extern Size SsPendItemSize(const SsDocData *d);
+extern void SsPendItemForm(const SsDocData *d, char *out);
+extern void SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const char *term, int len, uint16 tf), void *arg);
+
+/* ssbuild.c */
+extern IndexBuildResult *ssbuild(Relation heap, Relation index, struct IndexInfo *indexInfo);
+extern void ssbuildempty(Relation index);
+extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
+					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
+					 struct IndexInfo *indexInfo);
+typedef struct SsSegBuilder SsSegBuilder;
+extern SsSegBuilder *SsSegBuilderCreate(MemoryContext parent);
+extern void SsSegBuilderAdd(SsSegBuilder *sb, const SsDocData *d);
+extern uint32 SsSegBuilderAddDoc(SsSegBuilder *sb, const SsDoc *doc);
+extern void SsSegBuilderAddPosting(SsSegBuilder *sb, const char *term, int len, uint32 docid, uint16 tf);
+extern uint32 SsSegBuilderNDocs(SsSegBuilder *sb);
+extern Size SsSegBuilderMemory(SsSegBuilder *sb);
+typedef BlockNumber (*SsAllocRun) (void *arg, uint32 nblocks);
+extern BlockNumber SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
+									 SsAllocRun alloc, void *alloc_arg);
+extern void SsSegBuilderFree(SsSegBuilder *sb);
+
+/* ssscan.c */
+extern IndexScanDesc ssbeginscan(Relation r, int nkeys, int norderbys);
+extern void ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
+					 ScanKey orderbys, int norderbys);
+extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
+extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
+extern void ssendscan(IndexScanDesc scan);
+extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
+
+/* ssvacuum.c */
+extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+										   IndexBulkDeleteCallback callback, void *callback_state);
+extern IndexBulkDeleteResult *ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
+extern void SsFlushPending(Relation index, bool from_insert);
+
+/* sscost.c */
+extern void sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+						   Cost *indexStartupCost, Cost *indexTotalCost,
+						   Selectivity *indexSelectivity, double *indexCorrelation,
+						   double *indexPages);
+
+/* ssvalidate.c */
+extern bool ssvalidate(Oid opclassoid);
+
+#endif							/* SSEARCH_H */

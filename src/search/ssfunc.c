@@ -1,0 +1,509 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssfunc.c
+ *	  SQL-callable functions around a shop_search index: a ranked scan
+ *	  returning the index's own scores, and index statistics.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/visibilitymap.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/hsearch.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "shop.h"
+#include "ssearch.h"
+
+PG_FUNCTION_INFO_V1(shop_search_scan);
+PG_FUNCTION_INFO_V1(shop_search_index_info);
+
+/* Open a shop_search index for reading; errors if it is anything else. */
+static Relation
+open_ss_index(Oid indexoid)
+{
+	Relation	index = index_open(indexoid, AccessShareLock);
+
+	if (index->rd_indam == NULL || index->rd_indam->amgettuple != ssgettuple)
+	{
+		char	   *name = pstrdup(RelationGetRelationName(index));
+
+		index_close(index, AccessShareLock);
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a shop_search index", name)));
+	}
+	return index;
+}
+
+/*
+ * shop.search_scan(index regclass, query jsonb, lim int)
+ *   -> TABLE(ctid tid, score real, typos int, missing int)
+ * The lim best rows visible to the current snapshot, best first, with the
+ * index's own score (boosted BM25F), typo count and, with "match": "any",
+ * the number of query words (slots) the row lacks.  Join back to the
+ * table on ctid.
+ */
+Datum
+shop_search_scan(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			indexoid = PG_GETARG_OID(0);
+	Datum		query = PG_GETARG_DATUM(1);
+	int32		lim = PG_GETARG_INT32(2);
+	Relation	index,
+				heap;
+	IndexScanDesc scan;
+	ScanKeyData key,
+				orderby;
+	FmgrInfo	dummy;
+	TupleTableSlot *slot;
+	int			n = 0;
+	AclResult	aclres;
+
+	if (lim < 1 || lim > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 errdetail("lim is %d; it must be between 1 and %d.", lim,
+						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
+	InitMaterializedSRF(fcinfo, 0);
+	index = open_ss_index(indexoid);
+	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	aclres = pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT);
+	if (aclres != ACLCHECK_OK)
+		aclcheck_error(aclres, OBJECT_TABLE, RelationGetRelationName(heap));
+
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.fn_oid = InvalidOid;
+	ScanKeyEntryInitializeWithInfo(&key, 0, 1, SS_MATCH_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	ScanKeyEntryInitializeWithInfo(&orderby, 0, 1, SS_RANK_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	slot = table_slot_create(heap, NULL);
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 1);
+	index_rescan(scan, &key, 1, &orderby, 1);
+	while (n < lim && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		Datum		v[4];
+		bool		nulls[4] = {false, false, false, false};
+		ItemPointer tid = palloc(sizeof(ItemPointerData));
+
+		*tid = slot->tts_tid;
+		v[0] = PointerGetDatum(tid);
+		v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
+		v[2] = Int32GetDatum(typos);
+		v[3] = Int32GetDatum(missing);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+		n++;
+		CHECK_FOR_INTERRUPTS();
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
+}
+
+/*
+ * shop.search_index_info(index regclass) -> jsonb: format version,
+ * language, segments (documents each), pending documents, total blocks.
+ */
+Datum
+shop_search_index_info(PG_FUNCTION_ARGS)
+{
+	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	SsMetaPageData meta;
+	StringInfoData buf;
+
+	SsReadMeta(index, &meta);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"version\": %u, \"language\": \"%s\", \"documents\": " UINT64_FORMAT
+					 ", \"pending\": %u, \"blocks\": %u, \"segments\": [",
+					 meta.version, meta.language, meta.ndocs, meta.npending,
+					 RelationGetNumberOfBlocks(index));
+	for (uint32 i = 0; i < meta.nsegments; i++)
+		appendStringInfo(&buf, "%s%u", i ? ", " : "", meta.segments[i].ndocs);
+	appendStringInfoString(&buf, "]}");
+	index_close(index, AccessShareLock);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+/*
+ * shop.search_doc(title, brand, description, category_id, price_cents,
+ * rating, in_stock, popularity) -> shop.search_doc: the indexed value.
+ * A C function rather than a ROW() in SQL so that CREATE INDEX calls no
+ * SQL-function machinery per row.
+ */
+PG_FUNCTION_INFO_V1(shop_search_doc_make);
+
+Datum
+shop_search_doc_make(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		v[8];
+	bool		nulls[8];
+	HeapTuple	tup;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "shop.search_doc must return a composite type");
+	desc = BlessTupleDesc(desc);
+	for (int i = 0; i < 8; i++)
+	{
+		nulls[i] = PG_NARGS() <= i || PG_ARGISNULL(i);
+		v[i] = nulls[i] ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	tup = heap_form_tuple(desc, v, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tup));
+}
+
+/* ---- spelling suggestions ---- */
+
+typedef struct Suggest
+{
+	SsQWord		w;
+	char		best[SS_MAX_TERM_LEN + 8];
+	int			besttypos;
+	uint32		bestdf;
+} Suggest;
+
+static void
+suggest_cb(void *arg, const SsDictItem *it)
+{
+	Suggest    *sg = (Suggest *) arg;
+	int			typos;
+	float4		factor;
+
+	if (abs((int) it->len - sg->w.len) > sg->w.maxtypos)
+		return;
+	if (!SsMatchTerm(&sg->w, it->term, it->len, true, &typos, &factor) || typos == 0)
+		return;
+	if (sg->besttypos < 0 || typos < sg->besttypos ||
+		(typos == sg->besttypos && it->df > sg->bestdf))
+	{
+		memcpy(sg->best, it->term, it->len);
+		sg->best[it->len] = '\0';
+		sg->besttypos = typos;
+		sg->bestdf = it->df;
+	}
+}
+
+typedef struct PendFind
+{
+	const char *word;
+	int			len;
+	bool		found;
+} PendFind;
+
+static void
+pend_find_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	PendFind   *pf = (PendFind *) arg;
+
+	if (len == pf->len && memcmp(term, pf->word, len) == 0)
+		pf->found = true;
+}
+
+/*
+ * shop._search_suggest_word(index regclass, word text) -> text: NULL when
+ * the folded word is in the index's vocabulary (or has no close term),
+ * else the closest vocabulary term (fewest typos, then most documents).
+ */
+PG_FUNCTION_INFO_V1(shop_search_suggest_word);
+
+Datum
+shop_search_suggest_word(PG_FUNCTION_ARGS)
+{
+	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	text	   *t = PG_GETARG_TEXT_PP(1);
+	char		word[SS_MAX_TERM_LEN + 8];
+	int			len = SsFoldWord(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), word, sizeof(word));
+	SsMetaPageData meta;
+	Suggest		sg;
+	BlockNumber blk;
+
+	if (len == 0 || strchr(word, ' ') != NULL)
+	{
+		index_close(index, AccessShareLock);
+		PG_RETURN_NULL();
+	}
+	SsReadMeta(index, &meta);
+	for (uint32 s = 0; s < meta.nsegments; s++)
+	{
+		SsSegHeader hdr;
+		uint32		df;
+		BlockNumber pb;
+		uint16		po;
+
+		SsReadSegHeader(index, meta.segments[s].header, &hdr);
+		if (SsDictLookup(index, &hdr, word, len, &df, &pb, &po))
+		{
+			index_close(index, AccessShareLock);
+			PG_RETURN_NULL();
+		}
+	}
+	/* known in a pending document? */
+	blk = meta.pending_head;
+	while (blk != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+		Page		page;
+		PendFind	pf = {word, len, false};
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page) && !pf.found; off++)
+		{
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, PageGetItemId(page, off));
+
+			if (!(it->doc.flags & SS_DOC_DEAD))
+				SsPendItemTerms(it, pend_find_cb, &pf);
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+		if (pf.found)
+		{
+			index_close(index, AccessShareLock);
+			PG_RETURN_NULL();
+		}
+	}
+	memset(&sg, 0, sizeof(sg));
+	sg.w.exact = word;
+	sg.w.len = len;
+	sg.w.maxtypos = SsMaxTypos(pg_mbstrlen_with_len(word, len));
+	sg.besttypos = -1;
+	if (sg.w.maxtypos > 0)
+	{
+		char		from[1] = {SS_STEM_MARK + 1};
+
+		for (uint32 s = 0; s < meta.nsegments; s++)
+		{
+			SsSegHeader hdr;
+
+			SsReadSegHeader(index, meta.segments[s].header, &hdr);
+			SsDictScanRange(index, &hdr, from, 1, suggest_cb, &sg, NULL);
+		}
+	}
+	index_close(index, AccessShareLock);
+	if (sg.besttypos < 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(sg.best));
+}
+
+/* shop._search_fold(value text) -> text: folded words joined by spaces. */
+PG_FUNCTION_INFO_V1(shop_search_fold);
+
+Datum
+shop_search_fold(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	int			cap = VARSIZE_ANY_EXHDR(t) * 3 + 8;
+	char	   *buf = palloc(cap);
+	int			n = SsFoldWord(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), buf, cap);
+
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf, n));
+}
+
+/* ---- facets from stored values ---- */
+
+static const int64 facet_price_lo[] = {0, 1000, 2500, 5000, 10000, 25000, 50000, 100000};
+#define FACET_NPRICE lengthof(facet_price_lo)
+
+typedef struct FacetKey
+{
+	int64		key;			/* hash key */
+	int64		n;
+	ItemPointerData sample;
+} FacetKey;
+
+static void
+facet_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, int64 key,
+		  ItemPointer sample, int64 n)
+{
+	Datum		v[4];
+	bool		nulls[4] = {false, false, sample == NULL, false};
+
+	v[0] = CStringGetTextDatum(kind);
+	v[1] = Int64GetDatum(key);
+	if (sample)
+	{
+		ItemPointer t = palloc(sizeof(ItemPointerData));
+
+		*t = *sample;
+		v[2] = PointerGetDatum(t);
+	}
+	else
+		v[2] = (Datum) 0;
+	v[3] = Int64GetDatum(n);
+	tuplestore_putvalues(ts, desc, v, nulls);
+}
+
+/*
+ * shop._search_facet_counts(index regclass, query jsonb)
+ *   -> TABLE(kind text, key bigint, sample tid, n bigint)
+ * Exact facet counts of the rows matching query that are visible to the
+ * current snapshot, from the values the index stores: kind 'total';
+ * 'category' (key category_id); 'brand' (key the brand hash, sample the
+ * TID of one row carrying it, to read its name); 'price' (key the bucket
+ * number 0-7 of shop.search_facets); 'rating' (key 1-4: rating >= key).
+ * A row is counted without reading it when the visibility map says its
+ * page is all-visible (as index-only scans do), else it is fetched and
+ * checked.
+ */
+PG_FUNCTION_INFO_V1(shop_search_facet_counts);
+
+Datum
+shop_search_facet_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	index,
+				heap;
+	SsDoc	   *docs;
+	int			ndocs;
+	HTAB	   *cats,
+			   *brands;
+	HASHCTL		ctl;
+	int64		price[FACET_NPRICE] = {0};
+	int64		rating[5] = {0};
+	int64		total = 0;
+	Buffer		vmbuf = InvalidBuffer;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	Snapshot	snap = GetActiveSnapshot();
+	HASH_SEQ_STATUS st;
+	FacetKey   *fk;
+
+	InitMaterializedSRF(fcinfo, 0);
+	index = open_ss_index(PG_GETARG_OID(0));
+	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
+	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(FacetKey);
+	ctl.hcxt = CurrentMemoryContext;
+	cats = hash_create("facet categories", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	brands = hash_create("facet brands", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	fetch = table_index_fetch_begin(heap);
+	slot = table_slot_create(heap, NULL);
+	for (int i = 0; i < ndocs; i++)
+	{
+		SsDoc	   *d = &docs[i];
+		bool		visible;
+		bool		fetched;
+		ItemPointerData here;
+
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		fetched = false;
+		if (VM_ALL_VISIBLE(heap, ItemPointerGetBlockNumber(&d->tid), &vmbuf))
+			visible = true;
+		else
+		{
+			bool		call_again = false,
+						all_dead = false;
+			ItemPointerData tid = d->tid;
+
+			visible = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+			if (visible)
+				here = slot->tts_tid;	/* the visible version, for a sample */
+			ExecClearTuple(slot);
+			fetched = true;
+		}
+		if (!visible)
+			continue;
+		total++;
+		if (d->flags & SS_DOC_HAS_CAT)
+		{
+			bool		found;
+
+			fk = hash_search(cats, &d->category_id, HASH_ENTER, &found);
+			if (!found)
+				fk->n = 0;
+			fk->n++;
+		}
+		if (d->flags & SS_DOC_HAS_BRAND)
+		{
+			int64		h = (int64) d->brand_hash;
+			bool		found;
+
+			fk = hash_search(brands, &h, HASH_ENTER, &found);
+			if (!found)
+			{
+				/* a sample row to read the brand's name from: its visible version */
+				if (!fetched)
+				{
+					bool		call_again = false,
+								all_dead = false;
+					ItemPointerData tid = d->tid;
+
+					here = d->tid;
+					if (table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead))
+						here = slot->tts_tid;
+					ExecClearTuple(slot);
+				}
+				fk->n = 0;
+				fk->sample = here;
+			}
+			fk->n++;
+		}
+		if (d->flags & SS_DOC_HAS_PRICE)
+		{
+			for (int b = FACET_NPRICE - 1; b >= 0; b--)
+				if (d->price_cents >= facet_price_lo[b])
+				{
+					price[b]++;
+					break;
+				}
+		}
+		if (d->flags & SS_DOC_HAS_RATING)
+			for (int r = 1; r <= 4; r++)
+				if (d->rating >= r)
+					rating[r]++;
+	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+
+	facet_put(rsinfo->setResult, rsinfo->setDesc, "total", 0, NULL, total);
+	hash_seq_init(&st, cats);
+	while ((fk = hash_seq_search(&st)) != NULL)
+		facet_put(rsinfo->setResult, rsinfo->setDesc, "category", fk->key, NULL, fk->n);
+	hash_seq_init(&st, brands);
+	while ((fk = hash_seq_search(&st)) != NULL)
+		facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", fk->key, &fk->sample, fk->n);
+	for (int b = 0; b < (int) FACET_NPRICE; b++)
+		if (price[b] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
+	for (int r = 1; r <= 4; r++)
+		if (rating[r] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
+}

@@ -1,0 +1,434 @@
+/*-------------------------------------------------------------------------
+ *
+ * sspage.c
+ *	  shop_search page access: page initialisation, the metapage, segment
+ *	  headers, documents, dictionary lookups and range scans, posting
+ *	  streams, and the encoding of pending-list items.
+ *
+ * Readers pin and share-lock one page at a time and copy out what they
+ * need; segment pages never change after their segment is published
+ * except for the dead flag of documents (set by VACUUM under an exclusive
+ * lock), so no reader holds two locks at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "utils/snapmgr.h"
+
+#include "ssearch.h"
+
+/* SsInitPage: an empty shop_search page of the given type. */
+void
+SsInitPage(Page page, uint16 flags)
+{
+	SsPageOpaque op;
+
+	PageInit(page, BLCKSZ, sizeof(SsPageOpaqueData));
+	op = SsPageGetOpaque(page);
+	op->next = InvalidBlockNumber;
+	op->flags = flags;
+	op->count = 0;
+	op->page_id = SS_PAGE_ID;
+}
+
+/*
+ * SsFreeAdd: record a run of released blocks in the metapage (the caller
+ * holds it exclusively, inside generic WAL).  Adjacent runs coalesce
+ * (keeping the later release point); with no room left the run is
+ * forgotten, which only leaks space.
+ */
+void
+SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed)
+{
+	if (nblocks == 0)
+		return;
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		SsFreeRange *r = &meta->free[i];
+
+		if (r->start + r->nblocks == start || start + nblocks == r->start)
+		{
+			r->start = Min(r->start, start);
+			r->nblocks += nblocks;
+			if (FullTransactionIdFollows(freed, r->freed))
+				r->freed = freed;
+			return;
+		}
+	}
+	if (meta->nfree < SS_MAX_FREE_RANGES)
+	{
+		meta->free[meta->nfree].start = start;
+		meta->free[meta->nfree].nblocks = nblocks;
+		meta->free[meta->nfree].freed = freed;
+		meta->nfree++;
+	}
+}
+
+/* SsFreeFind: a reusable free run of at least nblocks, or -1. */
+int
+SsFreeFind(const SsMetaPage meta, uint32 nblocks)
+{
+	int			best = -1;
+
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		const SsFreeRange *r = &meta->free[i];
+
+		if (r->nblocks < nblocks)
+			continue;
+		if (best >= 0 && meta->free[best].nblocks <= r->nblocks)
+			continue;			/* best fit */
+		if (!GlobalVisCheckRemovableFullXid(NULL, r->freed))
+			continue;
+		best = i;
+	}
+	return best;
+}
+
+/* SsFreeTake: take nblocks from the start of free run i. */
+BlockNumber
+SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
+{
+	SsFreeRange *r = &meta->free[i];
+	BlockNumber start = r->start;
+
+	Assert(r->nblocks >= nblocks);
+	r->start += nblocks;
+	r->nblocks -= nblocks;
+	if (r->nblocks == 0)
+	{
+		meta->free[i] = meta->free[meta->nfree - 1];
+		meta->nfree--;
+	}
+	return start;
+}
+
+/* SsSegmentBlocks: how many blocks a segment spans, header included. */
+uint32
+SsSegmentBlocks(const SsSegHeader *hdr)
+{
+	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages;
+}
+
+/*
+ * SsNewBuffer: a new block at the end of the index, pinned and
+ * exclusively locked.  Blocks are never reused yet (see ssearch.h).
+ */
+Buffer
+SsNewBuffer(Relation index)
+{
+	Buffer		buf;
+	bool		needLock = !RELATION_IS_LOCAL(index);
+
+	if (needLock)
+		LockRelationForExtension(index, ExclusiveLock);
+	buf = ReadBuffer(index, P_NEW);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	if (needLock)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	return buf;
+}
+
+/* SsReadMeta: a copy of the metapage; errors out on a foreign page. */
+void
+SsReadMeta(Relation index, SsMetaPageData *meta)
+{
+	Buffer		buf = ReadBuffer(index, SS_METAPAGE_BLKNO);
+	Page		page;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	memcpy(meta, SsPageGetMeta(page), sizeof(SsMetaPageData));
+	UnlockReleaseBuffer(buf);
+	if (meta->magic != SS_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" is not a shop_search index", RelationGetRelationName(index))));
+	if (meta->version != SS_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has format version %u, this shop understands %u",
+						RelationGetRelationName(index), meta->version, SS_VERSION),
+				 errhint("REINDEX the index.")));
+}
+
+void
+SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr)
+{
+	Buffer		buf = ReadBuffer(index, blk);
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(hdr, SsPageContents(BufferGetPage(buf)), sizeof(SsSegHeader));
+	UnlockReleaseBuffer(buf);
+}
+
+void
+SsReadDoc(Relation index, const SsSegHeader *hdr, uint32 docid, SsDoc *doc)
+{
+	Buffer		buf = ReadBuffer(index, hdr->docstart + docid / SS_DOCS_PER_PAGE);
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(doc, (SsDoc *) SsPageContents(BufferGetPage(buf)) + docid % SS_DOCS_PER_PAGE,
+		   sizeof(SsDoc));
+	UnlockReleaseBuffer(buf);
+}
+
+static int
+term_cmp(const char *a, int alen, const char *b, int blen)
+{
+	int			c = memcmp(a, b, Min(alen, blen));
+
+	if (c != 0)
+		return c;
+	return alen - blen;
+}
+
+static SsDictItem *
+page_item(Page page, OffsetNumber off)
+{
+	return (SsDictItem *) PageGetItem(page, PageGetItemId(page, off));
+}
+
+/* Last item <= term on a sorted page, or InvalidOffsetNumber. */
+static OffsetNumber
+page_floor(Page page, const char *term, int len)
+{
+	OffsetNumber lo = FirstOffsetNumber,
+				hi = PageGetMaxOffsetNumber(page),
+				res = InvalidOffsetNumber;
+
+	while (lo <= hi)
+	{
+		OffsetNumber mid = lo + (hi - lo) / 2;
+		SsDictItem *it = page_item(page, mid);
+
+		if (term_cmp(it->term, it->len, term, len) <= 0)
+		{
+			res = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	return res;
+}
+
+/* The dict block that would hold term (the directory's floor entry). */
+static BlockNumber
+dict_block_for(Relation index, const SsSegHeader *hdr, const char *term, int len)
+{
+	BlockNumber res = hdr->ndictpages > 0 ? hdr->dictstart : InvalidBlockNumber;
+
+	for (uint32 i = 0; i < hdr->ndirpages; i++)
+	{
+		Buffer		buf = ReadBuffer(index, hdr->dirstart + i);
+		Page		page;
+		OffsetNumber off;
+		bool		stop = false;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		off = page_floor(page, term, len);
+		if (off != InvalidOffsetNumber)
+		{
+			res = page_item(page, off)->df;
+			if (off < PageGetMaxOffsetNumber(page))
+				stop = true;
+		}
+		else
+			stop = true;
+		UnlockReleaseBuffer(buf);
+		if (stop)
+			break;
+	}
+	return res;
+}
+
+/*
+ * SsDictLookup: find term in a segment's dictionary; on success sets its
+ * document frequency and where its postings start.
+ */
+bool
+SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
+			 uint32 *df, BlockNumber *postblk, uint16 *postoff)
+{
+	BlockNumber blk = dict_block_for(index, hdr, term, len);
+	Buffer		buf;
+	Page		page;
+	OffsetNumber off;
+	bool		found = false;
+
+	if (blk == InvalidBlockNumber)
+		return false;
+	buf = ReadBuffer(index, blk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	off = page_floor(page, term, len);
+	if (off != InvalidOffsetNumber)
+	{
+		SsDictItem *it = page_item(page, off);
+
+		if (term_cmp(it->term, it->len, term, len) == 0)
+		{
+			*df = it->df;
+			*postblk = it->postblk;
+			*postoff = it->postoff;
+			found = true;
+		}
+	}
+	UnlockReleaseBuffer(buf);
+	return found;
+}
+
+/*
+ * SsDictScanRange: call cb for every dictionary entry >= from, in order,
+ * until stop returns true or the dictionary ends.  Items are copied before
+ * the callback runs, so callbacks may read other pages.
+ */
+void
+SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fromlen,
+				SsDictCallback cb, void *arg, bool (*stop) (void *arg, const SsDictItem *item))
+{
+	BlockNumber blk = dict_block_for(index, hdr, from, fromlen);
+	char		copy[MAXALIGN(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8))];
+
+	if (blk == InvalidBlockNumber)
+		return;
+	for (; blk < hdr->dictstart + hdr->ndictpages; blk++)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+		Page		page;
+		OffsetNumber maxoff;
+		int			nitems = 0;
+		char	   *items;
+		bool		done = false;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageGetMaxOffsetNumber(page);
+		items = palloc(BLCKSZ);
+		{
+			char	   *p = items;
+
+			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+			{
+				SsDictItem *it = page_item(page, off);
+
+				if (term_cmp(it->term, it->len, from, fromlen) < 0)
+					continue;
+				memcpy(p, it, SS_DICT_ITEM_SIZE(it->len));
+				p += MAXALIGN(SS_DICT_ITEM_SIZE(it->len));
+				nitems++;
+			}
+		}
+		UnlockReleaseBuffer(buf);
+		{
+			char	   *p = items;
+
+			for (int i = 0; i < nitems && !done; i++)
+			{
+				SsDictItem *it = (SsDictItem *) p;
+
+				memcpy(copy, it, SS_DICT_ITEM_SIZE(it->len));
+				if (stop && stop(arg, (SsDictItem *) copy))
+					done = true;
+				else
+					cb(arg, (SsDictItem *) copy);
+				p += MAXALIGN(SS_DICT_ITEM_SIZE(it->len));
+			}
+		}
+		pfree(items);
+		if (done)
+			break;
+	}
+}
+
+/*
+ * SsReadPostings: call cb for the n postings starting at (blk, off),
+ * decoding the varint (docid delta, tf) records; records never straddle
+ * pages (see SS_POSTING_MAX).
+ */
+void
+SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
+			   SsPostingCallback cb, void *arg)
+{
+	uint32		docid = 0;
+	char		local[SS_PAGE_CAPACITY];
+
+	while (n > 0)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+		uint32		pos = off;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(local + off, SsPageContents(BufferGetPage(buf)) + off, SS_PAGE_CAPACITY - off);
+		UnlockReleaseBuffer(buf);
+		while (n > 0 && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
+		{
+			uint32		delta,
+						tf;
+
+			pos += SsVarintGet(local + pos, &delta);
+			pos += SsVarintGet(local + pos, &tf);
+			docid += delta;
+			cb(arg, docid, (uint16) tf);
+			n--;
+		}
+		blk++;
+		off = 0;
+	}
+}
+
+/* ---- pending items ---- */
+
+Size
+SsPendItemSize(const SsDocData *d)
+{
+	Size		sz = sizeof(SsPendItem);
+
+	for (int i = 0; i < d->nterms; i++)
+		sz += 3 + d->terms[i].len;
+	return sz;
+}
+
+void
+SsPendItemForm(const SsDocData *d, char *out)
+{
+	SsPendItem *it = (SsPendItem *) out;
+	char	   *p = out + sizeof(SsPendItem);
+
+	memcpy(&it->doc, &d->doc, sizeof(SsDoc));
+	it->nterms = d->nterms;
+	for (int i = 0; i < d->nterms; i++)
+	{
+		uint8		len = d->terms[i].len;
+
+		*p++ = (char) len;
+		memcpy(p, &d->terms[i].tf, 2);
+		p += 2;
+		memcpy(p, d->terms[i].term, len);
+		p += len;
+	}
+	it->datalen = p - (out + sizeof(SsPendItem));
+}
+
+void
+SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const char *term, int len, uint16 tf),
+				void *arg)
+{
+	const char *p = (const char *) it + sizeof(SsPendItem);
+
+	for (int i = 0; i < it->nterms; i++)
+	{
+		uint8		len = (uint8) *p++;
+		uint16		tf;
+
+		memcpy(&tf, p, 2);
+		p += 2;
+		cb(arg, p, len, tf);
+		p += len;
+	}
+}

@@ -1,0 +1,676 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssquery.c
+ *	  shop_search queries: parsing the jsonb query the operators take,
+ *	  per-document filters and the bounded business boost, and the
+ *	  operator functions used when no index scan evaluates them.
+ *
+ * A query is a jsonb object (or a bare jsonb string, taken as "q"):
+ *
+ *   q                text, the user's words (required)
+ *   synonyms         [[phrase, phrase, ...], ...] equivalence groups; a
+ *                    group whose phrase occurs in q turns that phrase into
+ *                    one slot any phrase of the group satisfies
+ *   category_ids     [bigint, ...] documents whose category is one of these
+ *   brands           [text, ...] or text, compared folded ("L'Oréal" =
+ *                    "l oreal")
+ *   price_min, price_max   bigint, inclusive
+ *   rating_min       number
+ *   in_stock         boolean
+ *   boost_categories [bigint, ...], boost_brands [text, ...]:
+ *                    personalization, a bounded score boost
+ *   typos            boolean, default true
+ *   prefix           boolean, default true: the last word also matches as
+ *                    a prefix (unless q ends with a space)
+ *
+ * Every word of q is required (AND); English function words are dropped
+ * unless q has nothing else.  Any other key raises 22023.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgrprotos.h"
+#include "utils/numeric.h"
+
+#include "shop.h"
+#include "ssearch.h"
+
+#define SS_MAX_QUERY_WORDS 16
+
+PG_FUNCTION_INFO_V1(shop_search_match);
+PG_FUNCTION_INFO_V1(shop_search_distance);
+
+static void
+bad_query(const char *msg, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", msg),
+			 detail ? errdetail("%s", detail) : 0));
+}
+
+static JsonbValue *
+get_key(Jsonb *jb, const char *key)
+{
+	return getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+}
+
+static int64
+jbv_int8(JsonbValue *v, const char *key)
+{
+	if (v->type != jbvNumeric)
+		bad_query("malformed search filter", psprintf("%s must be a number.", key));
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+static double
+jbv_float(JsonbValue *v, const char *key)
+{
+	if (v->type != jbvNumeric)
+		bad_query("malformed search filter", psprintf("%s must be a number.", key));
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+/* Elements of a jsonb array value (or the scalar itself) into a list. */
+static List *
+jbv_elems(JsonbValue *v)
+{
+	List	   *res = NIL;
+
+	if (v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_ELEM)
+			{
+				JsonbValue *c = palloc(sizeof(JsonbValue));
+
+				*c = e;
+				res = lappend(res, c);
+			}
+			else if (tok == WJB_KEY)
+				return NIL;		/* an object: caller complains */
+		}
+		return res;
+	}
+	return list_make1(v);
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a,
+				y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static int
+cmp_uint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a,
+				y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static int64 *
+parse_ids(JsonbValue *v, const char *key, int *n)
+{
+	List	   *l = jbv_elems(v);
+	int64	   *ids;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+		bad_query("malformed search filter", psprintf("%s must be a number or an array of numbers.", key));
+	ids = palloc(sizeof(int64) * Max(list_length(l), 1));
+	foreach(lc, l)
+		ids[i++] = jbv_int8((JsonbValue *) lfirst(lc), key);
+	qsort(ids, i, sizeof(int64), cmp_int64);
+	*n = i;
+	return ids;
+}
+
+static uint32 *
+parse_brands(JsonbValue *v, const char *key, int *n)
+{
+	List	   *l = jbv_elems(v);
+	uint32	   *h;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+		bad_query("malformed search filter", psprintf("%s must be a string or an array of strings.", key));
+	h = palloc(sizeof(uint32) * Max(list_length(l), 1));
+	foreach(lc, l)
+	{
+		JsonbValue *e = (JsonbValue *) lfirst(lc);
+
+		if (e->type != jbvString)
+			bad_query("malformed search filter", psprintf("%s must be a string or an array of strings.", key));
+		h[i++] = SsBrandHash(e->val.string.val, e->val.string.len);
+	}
+	qsort(h, i, sizeof(uint32), cmp_uint32);
+	*n = i;
+	return h;
+}
+
+static bool
+jbv_bool(JsonbValue *v, const char *key)
+{
+	if (v->type != jbvBool)
+		bad_query("malformed search filter", psprintf("%s must be true or false.", key));
+	return v->val.boolean;
+}
+
+/* ---- words ---- */
+
+typedef struct WordList
+{
+	char	   *w[SS_MAX_QUERY_WORDS * 4];
+	int			n;
+	int			max;
+} WordList;
+
+static void
+word_list_cb(void *arg, const char *word, int len, int field)
+{
+	WordList   *wl = (WordList *) arg;
+
+	if (wl->n < wl->max)
+		wl->w[wl->n++] = pnstrdup(word, len);
+}
+
+static void
+fill_word(SsQWord *qw, const char *word, const char *language, bool prefix)
+{
+	char		stem[SS_MAX_TERM_LEN + 8];
+	int			slen;
+
+	qw->exact = pstrdup(word);
+	qw->len = strlen(word);
+	slen = SsStem(language, word, qw->len, stem, sizeof(stem));
+	qw->stem = pnstrdup(stem, slen);
+	qw->maxtypos = SsMaxTypos(pg_mbstrlen_with_len(word, qw->len));
+	qw->prefix = prefix;
+}
+
+/*
+ * SsParseQuery: the jsonb query as an SsQuery, allocated in the current
+ * memory context.  Raises 22023 for anything malformed.
+ */
+SsQuery *
+SsParseQuery(Jsonb *jb, const char *language)
+{
+	SsQuery    *q = palloc0(sizeof(SsQuery));
+	JsonbValue *v;
+	const char *qtext = NULL;
+	int			qlen = 0;
+	WordList	words;
+	int			nw;
+	int			span_of[SS_MAX_QUERY_WORDS];	/* group index per word, -1 none */
+	int			span_start[SS_MAX_QUERY_WORDS];
+	List	   *groups = NIL;	/* List of List of WordList* */
+	int			ngroupsused = 0;
+	int			nslots = 0;
+	bool		lastprefix;
+	static const char *const known[] = {
+		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
+		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
+		"prefix", "match", NULL
+	};
+
+	q->typos = true;
+	q->prefix = true;
+	q->ncats = -1;				/* -1: no such filter */
+	q->nbrands = -1;
+
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbValue	sv;
+
+		if (!JsonbExtractScalar(&jb->root, &sv) || sv.type != jbvString)
+			bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
+		qtext = sv.val.string.val;
+		qlen = sv.val.string.len;
+	}
+	else if (JB_ROOT_IS_OBJECT(jb))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&jb->root);
+		JsonbValue	kv;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				bool		ok = false;
+				char	   *k = pnstrdup(kv.val.string.val, kv.val.string.len);
+
+				for (int i = 0; known[i]; i++)
+					if (strcmp(known[i], k) == 0)
+						ok = true;
+				if (!ok)
+					bad_query("unknown search query key",
+							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, prefix, match.", k));
+			}
+		}
+		v = get_key(jb, "q");
+		if (v == NULL || v->type != jbvString)
+			bad_query("malformed search query", "The query object needs a \"q\" string.");
+		qtext = v->val.string.val;
+		qlen = v->val.string.len;
+
+		if ((v = get_key(jb, "category_ids")) != NULL && v->type != jbvNull)
+			q->cats = parse_ids(v, "category_ids", &q->ncats);
+		if ((v = get_key(jb, "brands")) != NULL && v->type != jbvNull)
+			q->brands = parse_brands(v, "brands", &q->nbrands);
+		if ((v = get_key(jb, "price_min")) != NULL && v->type != jbvNull)
+			q->has_price_min = true, q->price_min = jbv_int8(v, "price_min");
+		if ((v = get_key(jb, "price_max")) != NULL && v->type != jbvNull)
+			q->has_price_max = true, q->price_max = jbv_int8(v, "price_max");
+		if ((v = get_key(jb, "rating_min")) != NULL && v->type != jbvNull)
+			q->has_rating_min = true, q->rating_min = (float4) jbv_float(v, "rating_min");
+		if ((v = get_key(jb, "in_stock")) != NULL && v->type != jbvNull)
+			q->has_in_stock = true, q->in_stock = jbv_bool(v, "in_stock");
+		if ((v = get_key(jb, "boost_categories")) != NULL && v->type != jbvNull)
+			q->boost_cats = parse_ids(v, "boost_categories", &q->nboost_cats);
+		if ((v = get_key(jb, "boost_brands")) != NULL && v->type != jbvNull)
+			q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
+		if ((v = get_key(jb, "typos")) != NULL)
+			q->typos = jbv_bool(v, "typos");
+		if ((v = get_key(jb, "prefix")) != NULL)
+			q->prefix = jbv_bool(v, "prefix");
+		if ((v = get_key(jb, "match")) != NULL)
+		{
+			if (v->type == jbvString && v->val.string.len == 3 &&
+				memcmp(v->val.string.val, "any", 3) == 0)
+				q->match_any = true;
+			else if (!(v->type == jbvString && v->val.string.len == 3 &&
+					   memcmp(v->val.string.val, "all", 3) == 0))
+				bad_query("malformed search query", "match must be \"all\" or \"any\".");
+		}
+		if ((v = get_key(jb, "synonyms")) != NULL && v->type != jbvNull)
+		{
+			List	   *gl = jbv_elems(v);
+			ListCell   *lc;
+
+			if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+			foreach(lc, gl)
+			{
+				JsonbValue *g = (JsonbValue *) lfirst(lc);
+				List	   *pl;
+				List	   *group = NIL;
+				ListCell   *pc;
+
+				if (g->type != jbvBinary || !JsonContainerIsArray(g->val.binary.data))
+					bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+				pl = jbv_elems(g);
+				foreach(pc, pl)
+				{
+					JsonbValue *p = (JsonbValue *) lfirst(pc);
+					WordList   *wl = palloc0(sizeof(WordList));
+
+					if (p->type != jbvString)
+						bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+					wl->max = 8;
+					SsTokenize(p->val.string.val, p->val.string.len, 0, word_list_cb, wl);
+					if (wl->n > 0)
+						group = lappend(group, wl);
+				}
+				if (list_length(group) > 1)
+					groups = lappend(groups, group);
+			}
+		}
+	}
+	else
+		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
+
+	if (qlen > shop_max_query_length * 4 ||
+		pg_mbstrlen_with_len(qtext, qlen) > shop_max_query_length)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("search query is too long"),
+				 errdetail("The query has %d characters; shop.max_query_length is %d.",
+						   pg_mbstrlen_with_len(qtext, qlen), shop_max_query_length)));
+	ShopRefuseCardNumberText(qtext, qlen, "query");
+
+	/* words of q; function words dropped unless that leaves nothing */
+	memset(&words, 0, sizeof(words));
+	words.max = SS_MAX_QUERY_WORDS * 4;
+	SsTokenize(qtext, qlen, 0, word_list_cb, &words);
+	{
+		int			kept = 0;
+
+		for (int i = 0; i < words.n; i++)
+			if (!SsIsStopWord(words.w[i]))
+				kept++;
+		if (kept > 0)
+		{
+			int			j = 0;
+
+			for (int i = 0; i < words.n; i++)
+				if (!SsIsStopWord(words.w[i]))
+					words.w[j++] = words.w[i];
+			words.n = j;
+		}
+		if (words.n > SS_MAX_QUERY_WORDS)
+			words.n = SS_MAX_QUERY_WORDS;
+	}
+	nw = words.n;
+	lastprefix = q->prefix && qlen > 0 && nw > 0 &&
+		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
+
+	/* find synonym phrases in the query */
+	for (int i = 0; i < nw; i++)
+		span_of[i] = -1;
+	{
+		ListCell   *gc;
+		int			gi = 0;
+
+		foreach(gc, groups)
+		{
+			List	   *group = (List *) lfirst(gc);
+			ListCell   *pc;
+
+			foreach(pc, group)
+			{
+				WordList   *p = (WordList *) lfirst(pc);
+				bool		found = false;
+
+				for (int s = 0; s + p->n <= nw && !found; s++)
+				{
+					bool		m = true;
+
+					for (int k = 0; k < p->n && m; k++)
+						m = span_of[s + k] == -1 && strcmp(words.w[s + k], p->w[k]) == 0;
+					if (m)
+					{
+						for (int k = 0; k < p->n; k++)
+						{
+							span_of[s + k] = gi;
+							span_start[s + k] = s;
+						}
+						found = true;
+						/* remember which phrase matched: move it first */
+						if (pc != list_head(group))
+						{
+							group = list_delete_ptr(group, p);
+							group = lcons(p, group);
+							lfirst(gc) = group;
+						}
+					}
+				}
+				if (found)
+					break;
+			}
+			gi++;
+		}
+		ngroupsused = gi;
+	}
+
+	/* build slots in query order */
+	q->slots = palloc0(sizeof(SsQSlot) * Max(nw, 1));
+	q->words = palloc0(sizeof(SsQWord) * (nw + 64));
+	for (int i = 0; i < nw; i++)
+	{
+		SsQSlot    *slot;
+
+		if (span_of[i] >= 0 && span_start[i] != i)
+			continue;			/* inside a synonym span already emitted */
+		slot = &q->slots[nslots];
+		if (span_of[i] < 0)
+		{
+			slot->nalts = 1;
+			slot->alts = palloc0(sizeof(SsQAlt));
+			slot->alts[0].first = q->nwords;
+			slot->alts[0].nwords = 1;
+			fill_word(&q->words[q->nwords], words.w[i], language,
+					  lastprefix && i == nw - 1);
+			q->words[q->nwords].slot = nslots;
+			q->words[q->nwords].alt = 0;
+			q->nwords++;
+		}
+		else
+		{
+			List	   *group = (List *) list_nth(groups, span_of[i]);
+			ListCell   *pc;
+			int			a = 0;
+
+			slot->alts = palloc0(sizeof(SsQAlt) * list_length(group));
+			foreach(pc, group)
+			{
+				WordList   *p = (WordList *) lfirst(pc);
+
+				if (q->nwords + p->n > nw + 64)
+					break;
+				slot->alts[a].first = q->nwords;
+				slot->alts[a].nwords = p->n;
+				for (int k = 0; k < p->n; k++)
+				{
+					fill_word(&q->words[q->nwords], p->w[k], language, false);
+					q->words[q->nwords].slot = nslots;
+					q->words[q->nwords].alt = a;
+					q->nwords++;
+				}
+				a++;
+			}
+			slot->nalts = a;
+		}
+		nslots++;
+	}
+	(void) ngroupsused;
+	q->nslots = nslots;
+	q->nrequired = nslots;
+	return q;
+}
+
+/* SsDocPassesFilters: the filters of q against a document's stored values. */
+bool
+SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
+{
+	if (q->ncats >= 0)
+	{
+		if (!(doc->flags & SS_DOC_HAS_CAT) ||
+			bsearch(&doc->category_id, q->cats, q->ncats, sizeof(int64), cmp_int64) == NULL)
+			return false;
+	}
+	if (q->nbrands >= 0)
+	{
+		if (!(doc->flags & SS_DOC_HAS_BRAND) ||
+			bsearch(&doc->brand_hash, q->brands, q->nbrands, sizeof(uint32), cmp_uint32) == NULL)
+			return false;
+	}
+	if (q->has_price_min && (!(doc->flags & SS_DOC_HAS_PRICE) || doc->price_cents < q->price_min))
+		return false;
+	if (q->has_price_max && (!(doc->flags & SS_DOC_HAS_PRICE) || doc->price_cents > q->price_max))
+		return false;
+	if (q->has_rating_min && (!(doc->flags & SS_DOC_HAS_RATING) || doc->rating < q->rating_min))
+		return false;
+	if (q->has_in_stock)
+	{
+		bool		s = (doc->flags & SS_DOC_INSTOCK) != 0;
+
+		if (!(doc->flags & SS_DOC_HAS_STOCK) || s != q->in_stock)
+			return false;
+	}
+	return true;
+}
+
+/* SsMaxBoost: the largest multiplier SsBoost can give under q. */
+float4
+SsMaxBoost(const SsQuery *q)
+{
+	return 1.2f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
+}
+
+/*
+ * SsBoost: the business and personal multiplier of a document's text
+ * score, between 1 and 1.5: popularity (log-scaled against the most
+ * popular document: inv_log_maxpop is 1 / log1p(max popularity), 0 for
+ * none) up to +0.15, rating up to +0.05, a preferred category
+ * +0.15 and a preferred brand +0.15.  Bounded, so text relevance decides.
+ */
+float4
+SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
+{
+	float4		b = 1.0f;
+
+	if (inv_log_maxpop > 0)
+		b += 0.15f * Min(1.0f, doc->logpop * inv_log_maxpop);
+	if (doc->flags & SS_DOC_HAS_RATING)
+		b += 0.05f * Min(1.0f, Max(0.0f, doc->rating / 5.0f));
+	if (q->nboost_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
+		bsearch(&doc->category_id, q->boost_cats, q->nboost_cats, sizeof(int64), cmp_int64))
+		b += 0.15f;
+	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
+		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
+		b += 0.15f;
+	return b;
+}
+
+/* ---- operator functions (sequential scans, rechecks) ---- */
+
+/*
+ * Evaluate q against one tokenized document without an index: each slot
+ * needs one alternative whose words all match some term of the document.
+ * Returns false when it does not match; else *score (a rough score: field
+ * weights times match factor, without collection statistics) and *typos.
+ */
+static bool
+doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int *missing)
+{
+	static const double w[SS_NFIELDS] = {3.0, 2.0, 1.0};
+
+	*score = 0;
+	*typos = 0;
+	*missing = 0;
+	if (!SsDocPassesFilters(q, &d->doc))
+		return false;
+	if (q->nslots == 0)
+		return false;
+	for (int s = 0; s < q->nslots; s++)
+	{
+		const SsQSlot *slot = &q->slots[s];
+		double		best = -1;
+		int			besttypos = 0;
+
+		for (int a = 0; a < slot->nalts; a++)
+		{
+			const SsQAlt *alt = &slot->alts[a];
+			double		asum = 0;
+			int			atypos = 0;
+			bool		all = true;
+
+			for (int k = 0; k < alt->nwords && all; k++)
+			{
+				const SsQWord *qw = &q->words[alt->first + k];
+				double		wbest = -1;
+				int			wtypos = 99;
+
+				for (int t = 0; t < d->nterms; t++)
+				{
+					int			ty;
+					float4		f;
+
+					if (SsMatchTerm(qw, d->terms[t].term, d->terms[t].len, q->typos, &ty, &f))
+					{
+						uint16		tf = d->terms[t].tf;
+						double		sc = f * (w[0] * SS_TF_TITLE(tf) + w[1] * SS_TF_BRAND(tf) +
+											  w[2] * Min(SS_TF_DESC(tf), 3));
+
+						if (ty < wtypos || (ty == wtypos && sc > wbest))
+						{
+							wtypos = ty;
+							wbest = sc;
+						}
+					}
+				}
+				if (wbest < 0)
+					all = false;
+				else
+				{
+					asum += wbest;
+					atypos += wtypos;
+				}
+			}
+			if (all && (best < 0 || atypos < besttypos || (atypos == besttypos && asum > best)))
+			{
+				best = asum;
+				besttypos = atypos;
+			}
+		}
+		if (best < 0)
+		{
+			if (!q->match_any)
+				return false;
+			(*missing)++;
+			continue;
+		}
+		*score += best;
+		*typos += besttypos;
+	}
+	if (*missing == q->nslots)
+		return false;
+	*score *= SsBoost(q, &d->doc, 0);
+	return true;
+}
+
+static bool
+eval_on_doc(FunctionCallInfo fcinfo, double *score, int *typos, int *missing)
+{
+	Datum		doc = PG_GETARG_DATUM(0);
+	Jsonb	   *jb = PG_GETARG_JSONB_P(1);
+	SsQuery    *q = SsParseQuery(jb, "english");
+	SsDocData	d;
+
+	SsDocFromDatum(doc, "english", &d);
+	return doc_matches(q, &d, score, typos, missing);
+}
+
+/*
+ * shop.search_match(doc shop.search_doc, query jsonb) -> bool, the @@@
+ * operator: does the document match the query (words and filters)?
+ * Without an index the stemming language is english.
+ */
+Datum
+shop_search_match(PG_FUNCTION_ARGS)
+{
+	double		score;
+	int			typos;
+	int			missing;
+
+	PG_RETURN_BOOL(eval_on_doc(fcinfo, &score, &typos, &missing));
+}
+
+/*
+ * shop.search_distance(doc, query) -> real, the <=> operator: smaller is
+ * better.  An index scan returns its own BM25 distance; this fallback
+ * (sequential scans) uses the same tiers (typos first) with a rough score
+ * and +Infinity for documents that do not match.
+ */
+Datum
+shop_search_distance(PG_FUNCTION_ARGS)
+{
+	double		score;
+	int			typos;
+	int			missing;
+
+	if (!eval_on_doc(fcinfo, &score, &typos, &missing))
+		PG_RETURN_FLOAT4(get_float4_infinity());
+	PG_RETURN_FLOAT4((float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
+							   Min(score, SS_MAX_SCORE)));
+}

@@ -1,0 +1,1449 @@
+/*-------------------------------------------------------------------------
+ *
+ * ssscan.c
+ *	  shop_search index scans: query evaluation (term expansion, BM25F
+ *	  scoring, filters, boost), ordered scans handing out rows best first in
+ *	  growing batches, and bitmap scans.
+ *
+ * Evaluation, per query:
+ *   1. Expansion.  Each query word is looked up in every segment's
+ *      dictionary as itself and as its stem; the last word also collects
+ *      up to SS_MAX_PREFIX_TERMS completions (most frequent first); words
+ *      of 5+ characters collect the dictionary terms within their typo
+ *      budget (sstypo.c).  Pending documents contribute the terms they
+ *      hold.  Every expansion term knows which query words it matches,
+ *      with how many typos and which score factor.
+ *   2. Scoring, segment by segment, term at a time: a posting's BM25F
+ *      contribution is idf(term) * tf'(k1+1)/(tf'+k1), tf' the field-
+ *      weighted, length-normalised frequency.  A word keeps its best
+ *      expansion per document (fewest typos, then highest score); a slot
+ *      (a word, or a synonym group of phrases) keeps its best alternative;
+ *      a document must satisfy every slot (AND).
+ *   3. Filters (category, brand, price, rating, stock) are checked on the
+ *      stored values of each matching document, then the bounded boost
+ *      (popularity, rating, personalization) multiplies the text score.
+ *   4. Order: fewer typos first, then higher score.  The distance handed
+ *      to the executor is typos * 10000 - score (score is capped at 4999).
+ *
+ * PostgreSQL does not tell an index the LIMIT, so an ordered scan keeps
+ * only the best SS_FIRST_BATCH rows (a bounded heap; a document whose
+ * score could not enter it even with the largest boost is not even
+ * boosted) and returns them sorted.  When they are used up it evaluates
+ * again for a batch four times larger, keeping only rows ordered after the
+ * last one handed out, with the collection statistics (and which words
+ * needed typo expansion) frozen at the first evaluation: every row keeps
+ * its distance, so nothing is repeated or lost even while rows are added.
+ * Bitmap scans keep every match.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/relscan.h"
+#include "miscadmin.h"
+#include "nodes/tidbitmap.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "ssearch.h"
+
+#define SS_MAX_PREFIX_TERMS		50
+#define SS_MAX_PREFIX_SCAN		5000
+#define SS_MAX_TYPO_TERMS		64	/* per query word and segment */
+#define SS_FIRST_BATCH			64
+#define SS_BM25_K1				1.2
+#define SS_MAX_MATCHES			6
+
+static const double ss_b[SS_NFIELDS] = {0.75, 0.5, 0.75};
+
+/* SsCollectMatches asks the next SsEvaluate to collect documents */
+static bool collect_next = false;
+
+/* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
+static MemoryContext frozen_cxt = NULL;
+
+typedef struct SsResult
+{
+	ItemPointerData tid;
+	float4		dist;
+} SsResult;
+
+/*
+ * Collection statistics an ordered scan fixes at its first evaluation, so
+ * that re-evaluating for a larger batch gives every row the same distance
+ * even if rows were added meanwhile, and resuming after the last row
+ * handed out neither repeats nor skips one.
+ */
+typedef struct SsFrozen
+{
+	bool		set;
+	uint64		ndocs;
+	double		sumlen[SS_NFIELDS];
+	float4		max_popularity;
+	int			nwords;
+	double	   *widf;
+	bool	   *found;			/* words the vocabulary knew: no typo expansion */
+} SsFrozen;
+
+typedef struct Exp
+{
+	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
+	int			len;
+	uint32		df;				/* over all segments and pending */
+	int			nm;
+	SsTermMatch m[SS_MAX_MATCHES];
+} Exp;
+
+typedef struct SegExp
+{
+	Exp		   *e;
+	uint32		df;
+	BlockNumber blk;
+	uint16		off;
+} SegExp;
+
+typedef struct SegState
+{
+	SsSegHeader hdr;
+	int			nexp;
+	int			maxexp;
+	SegExp	   *exps;
+} SegState;
+
+typedef struct PendDoc
+{
+	SsPendItem *item;
+	BlockNumber blk;
+	OffsetNumber off;
+} PendDoc;
+
+typedef struct Eval
+{
+	Relation	index;
+	SsQuery    *q;
+	SsMetaPageData meta;
+	double		w[SS_NFIELDS];
+	double		avglen[SS_NFIELDS];
+	float4		inv_log_maxpop;
+	HTAB	   *exps;
+	SegState   *segs;
+	int			npend;
+	PendDoc    *pend;
+	bool		want_all;		/* also return non-matching docs, +inf */
+	int			topk;			/* keep only the best topk (0: all) */
+	bool		have_after;		/* keep only results ordered after "after" */
+	SsResult	after;
+	SsFrozen   *frozen;			/* statistics shared by re-evaluations */
+	bool	   *found;			/* per query word: in the vocabulary */
+	double	   *widf;			/* per query word: idf of all its expansions */
+	/* facets: every match's document is copied here too (topk 0 only) */
+	bool		collect;
+	SsDoc	   *docs;
+	int			ndocs;
+	int			maxdocs;
+	/* output */
+	SsResult   *res;
+	int			nres;
+	int			maxres;
+} Eval;
+
+static void
+collect_doc(Eval *ev, const SsDoc *doc)
+{
+	if (ev->ndocs >= ev->maxdocs)
+	{
+		ev->maxdocs = Max(256, ev->maxdocs * 2);
+		ev->docs = ev->docs ? repalloc_huge(ev->docs, sizeof(SsDoc) * ev->maxdocs)
+			: palloc(sizeof(SsDoc) * ev->maxdocs);
+	}
+	ev->docs[ev->ndocs++] = *doc;
+}
+
+/* ---- accumulators ---- */
+
+typedef struct Acc
+{
+	float4	   *score;
+	uint8	   *typ1;			/* typos + 1; 0 = unset */
+	uint8	   *cnt;
+	uint32	   *touched;
+	uint32		ntouched;
+	uint32		maxtouched;
+} Acc;
+
+/*
+ * Per-document accumulator arrays are kept between queries (in
+ * TopMemoryContext, grown to the largest segment seen), because allocating
+ * and zeroing a few bytes per document of a million-document segment on
+ * every query costs more than scoring a rare word.  Users reset exactly
+ * the entries they touched; scratch_dirty catches an evaluation that ended
+ * in an error, after which everything is cleared once.
+ */
+#define SS_NSCRATCH 4
+static struct
+{
+	uint32		cap;
+	float4	   *score[SS_NSCRATCH];
+	uint8	   *typ1[SS_NSCRATCH];
+	uint8	   *cnt[SS_NSCRATCH];
+	bool		dirty;
+}			scratch;
+
+static void
+scratch_reserve(uint32 n)
+{
+	if (n <= scratch.cap && !scratch.dirty)
+		return;
+	if (n > scratch.cap)
+	{
+		for (int i = 0; i < SS_NSCRATCH; i++)
+		{
+			if (scratch.score[i])
+			{
+				pfree(scratch.score[i]);
+				pfree(scratch.typ1[i]);
+				pfree(scratch.cnt[i]);
+			}
+			scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(float4) * n);
+			scratch.typ1[i] = MemoryContextAllocHuge(TopMemoryContext, n);
+			scratch.cnt[i] = MemoryContextAllocHuge(TopMemoryContext, n);
+		}
+		scratch.cap = n;
+	}
+	for (int i = 0; i < SS_NSCRATCH; i++)
+	{
+		memset(scratch.typ1[i], 0, scratch.cap);
+		memset(scratch.cnt[i], 0, scratch.cap);
+	}
+	scratch.dirty = false;
+}
+
+static void
+acc_init(Acc *a, int slot, bool withcnt)
+{
+	a->score = scratch.score[slot];
+	a->typ1 = scratch.typ1[slot];
+	a->cnt = withcnt ? scratch.cnt[slot] : NULL;
+	a->maxtouched = 256;
+	a->touched = palloc(sizeof(uint32) * a->maxtouched);
+	a->ntouched = 0;
+}
+
+static inline void
+acc_touch(Acc *a, uint32 d)
+{
+	if (a->ntouched >= a->maxtouched)
+	{
+		a->maxtouched *= 2;
+		a->touched = repalloc_huge(a->touched, sizeof(uint32) * a->maxtouched);
+	}
+	a->touched[a->ntouched++] = d;
+}
+
+/* keep the better of (score, typos) per document */
+static inline void
+acc_offer(Acc *a, uint32 d, float4 s, int typos)
+{
+	uint8		t1 = (uint8) Min(typos + 1, 250);
+
+	if (a->typ1[d] == 0)
+	{
+		a->typ1[d] = t1;
+		a->score[d] = s;
+		acc_touch(a, d);
+	}
+	else if (t1 < a->typ1[d] || (t1 == a->typ1[d] && s > a->score[d]))
+	{
+		a->typ1[d] = t1;
+		a->score[d] = s;
+	}
+}
+
+/* add (score, typos) and count per document */
+static inline void
+acc_add(Acc *a, uint32 d, float4 s, int typos)
+{
+	if (a->typ1[d] == 0)
+	{
+		a->typ1[d] = 1;
+		a->score[d] = 0;
+		a->cnt[d] = 0;
+		acc_touch(a, d);
+	}
+	a->score[d] += s;
+	a->typ1[d] = (uint8) Min(a->typ1[d] + typos, 250);
+	a->cnt[d]++;
+}
+
+static void
+acc_reset(Acc *a)
+{
+	for (uint32 i = 0; i < a->ntouched; i++)
+		a->typ1[a->touched[i]] = 0;
+	a->ntouched = 0;
+}
+
+/* ---- expansion ---- */
+
+static Exp *
+exp_get(Eval *ev, const char *term, int len, bool *isnew)
+{
+	char		key[SS_MAX_TERM_LEN + 8];
+	Exp		   *e;
+	bool		found;
+
+	memset(key, 0, sizeof(key));
+	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	e = hash_search(ev->exps, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->len = len;
+		e->df = 0;
+		e->nm = 0;
+		for (int i = 0; i < ev->q->nwords && e->nm < SS_MAX_MATCHES; i++)
+		{
+			int			typos;
+			float4		factor;
+
+			if (SsMatchTerm(&ev->q->words[i], e->term, len, ev->q->typos, &typos, &factor))
+			{
+				e->m[e->nm].qword = i;
+				e->m[e->nm].typos = typos;
+				e->m[e->nm].factor = factor;
+				e->nm++;
+			}
+		}
+	}
+	*isnew = !found;
+	return e;
+}
+
+static void
+seg_add_exp(Eval *ev, SegState *s, const char *term, int len, uint32 df,
+			BlockNumber blk, uint16 off)
+{
+	bool		isnew;
+	Exp		   *e = exp_get(ev, term, len, &isnew);
+
+	if (e->nm == 0)
+		return;
+	for (int i = 0; i < s->nexp; i++)
+		if (s->exps[i].e == e)
+			return;				/* found twice (exact and prefix) */
+	if (s->nexp >= s->maxexp)
+	{
+		s->maxexp *= 2;
+		s->exps = repalloc(s->exps, sizeof(SegExp) * s->maxexp);
+	}
+	s->exps[s->nexp].e = e;
+	s->exps[s->nexp].df = df;
+	s->exps[s->nexp].blk = blk;
+	s->exps[s->nexp].off = off;
+	s->nexp++;
+	e->df += df;
+}
+
+typedef struct RangeScan
+{
+	Eval	   *ev;
+	SegState   *seg;
+	const SsQWord *w;			/* prefix scan: the word */
+	int			scanned;
+	/* collected candidates */
+	int			n;
+	int			max;
+	SsDictItem **items;
+} RangeScan;
+
+static bool
+prefix_stop(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+
+	if (++rs->scanned > SS_MAX_PREFIX_SCAN)
+		return true;
+	return it->len < rs->w->len || memcmp(it->term, rs->w->exact, rs->w->len) != 0;
+}
+
+static void
+collect_cb(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+	SsDictItem *c = palloc(SS_DICT_ITEM_SIZE(it->len));
+
+	memcpy(c, it, SS_DICT_ITEM_SIZE(it->len));
+	if (rs->n >= rs->max)
+	{
+		rs->max *= 2;
+		rs->items = repalloc(rs->items, sizeof(SsDictItem *) * rs->max);
+	}
+	rs->items[rs->n++] = c;
+}
+
+static int
+item_df_desc(const void *a, const void *b)
+{
+	const SsDictItem *x = *(SsDictItem *const *) a;
+	const SsDictItem *y = *(SsDictItem *const *) b;
+
+	return x->df > y->df ? -1 : x->df < y->df ? 1 : 0;
+}
+
+/* typo scan over a range of exact terms, for one query word */
+static void
+typo_cb(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+	const SsQWord *w = rs->w;
+	int			typos;
+	float4		factor;
+
+	if (rs->n >= SS_MAX_TYPO_TERMS)
+		return;
+	if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
+		return;
+	if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
+	{
+		rs->n++;
+		seg_add_exp(rs->ev, rs->seg, it->term, it->len, it->df, it->postblk, it->postoff);
+	}
+}
+
+/* stop a typo scan once terms no longer start with the word's first byte */
+static bool
+first_byte_stop(void *arg, const SsDictItem *it)
+{
+	RangeScan  *rs = (RangeScan *) arg;
+
+	return it->len == 0 || it->term[0] != rs->w->exact[0];
+}
+
+/*
+ * Exact, stem and prefix expansions of every query word in one segment;
+ * sets found[i] when word i (or its stem) is in the segment's vocabulary.
+ */
+static void
+expand_segment(Eval *ev, SegState *s, bool *found)
+{
+	SsQuery    *q = ev->q;
+
+	for (int i = 0; i < q->nwords; i++)
+	{
+		SsQWord    *w = &q->words[i];
+		uint32		df;
+		BlockNumber blk;
+		uint16		off;
+		int			stemlen = strlen(w->stem);
+
+		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &df, &blk, &off))
+		{
+			seg_add_exp(ev, s, w->exact, w->len, df, blk, off);
+			found[i] = true;
+		}
+		if (SsDictLookup(ev->index, &s->hdr, w->stem, stemlen, &df, &blk, &off))
+		{
+			seg_add_exp(ev, s, w->stem, stemlen, df, blk, off);
+			found[i] = true;
+		}
+		if ((stemlen - 1 != w->len || memcmp(w->stem + 1, w->exact, w->len) != 0) &&
+			SsDictLookup(ev->index, &s->hdr, w->stem + 1, stemlen - 1, &df, &blk, &off))
+		{
+			seg_add_exp(ev, s, w->stem + 1, stemlen - 1, df, blk, off);
+			found[i] = true;
+		}
+		if (w->prefix)
+		{
+			RangeScan	rs;
+
+			memset(&rs, 0, sizeof(rs));
+			rs.ev = ev;
+			rs.seg = s;
+			rs.w = w;
+			rs.max = 64;
+			rs.items = palloc(sizeof(SsDictItem *) * rs.max);
+			SsDictScanRange(ev->index, &s->hdr, w->exact, w->len, collect_cb, &rs, prefix_stop);
+			if (rs.n > 0)
+				found[i] = true;
+			if (rs.n > 1)
+				qsort(rs.items, rs.n, sizeof(SsDictItem *), item_df_desc);
+			for (int k = 0; k < rs.n && k < SS_MAX_PREFIX_TERMS; k++)
+				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]->df,
+							rs.items[k]->postblk, rs.items[k]->postoff);
+		}
+	}
+}
+
+/*
+ * Typo expansions of word i in one segment.  With one typo allowed the
+ * first letter must be right (a first-letter typo counts as two), so only
+ * the dictionary range of that letter is read; words with two typos
+ * allowed read the whole exact-term range.
+ */
+static void
+expand_typos(Eval *ev, SegState *s, int i)
+{
+	SsQWord    *w = &ev->q->words[i];
+	RangeScan	rs;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.ev = ev;
+	rs.seg = s;
+	rs.w = w;
+	if (w->maxtypos >= 2)
+	{
+		char		from[1] = {SS_STEM_MARK + 1};
+
+		SsDictScanRange(ev->index, &s->hdr, from, 1, typo_cb, &rs, NULL);
+	}
+	else
+		SsDictScanRange(ev->index, &s->hdr, w->exact, 1, typo_cb, &rs, first_byte_stop);
+}
+
+/* pending documents: which terms match, and their document frequency */
+static void
+pend_term_df_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	Eval	   *ev = (Eval *) arg;
+	bool		isnew;
+	Exp		   *e;
+	bool		any = false;
+
+	/* cheap pre-check before touching the hash */
+	for (int i = 0; i < ev->q->nwords && !any; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		any = SsMatchTerm(&ev->q->words[i], term, len, ev->q->typos, &typos, &factor);
+	}
+	if (!any)
+		return;
+	e = exp_get(ev, term, len, &isnew);
+	e->df++;
+}
+
+static void
+pend_found_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	Eval	   *ev = (Eval *) arg;
+
+	for (int i = 0; i < ev->q->nwords; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		if (!ev->found[i] &&
+			SsMatchTerm(&ev->q->words[i], term, len, false, &typos, &factor))
+			ev->found[i] = true;
+	}
+}
+
+static void
+load_pending(Eval *ev)
+{
+	BlockNumber blk = ev->meta.pending_head;
+	int			max = 64;
+
+	ev->pend = palloc(sizeof(PendDoc) * max);
+	ev->npend = 0;
+	while (blk != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(ev->index, blk);
+		Page		page;
+		OffsetNumber maxoff;
+
+		CHECK_FOR_INTERRUPTS();
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+		{
+			ItemId		iid = PageGetItemId(page, off);
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, iid);
+
+			if (it->doc.flags & SS_DOC_DEAD)
+				continue;
+			if (ev->npend >= max)
+			{
+				max *= 2;
+				ev->pend = repalloc_huge(ev->pend, sizeof(PendDoc) * max);
+			}
+			ev->pend[ev->npend].item = palloc(ItemIdGetLength(iid));
+			memcpy(ev->pend[ev->npend].item, it, ItemIdGetLength(iid));
+			ev->pend[ev->npend].blk = blk;
+			ev->pend[ev->npend].off = off;
+			ev->npend++;
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/* ---- scoring ---- */
+
+static inline float4
+bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
+{
+	double		t = 0;
+	int			tfs[SS_NFIELDS] = {SS_TF_TITLE(tf), SS_TF_BRAND(tf), SS_TF_DESC(tf)};
+
+	for (int f = 0; f < SS_NFIELDS; f++)
+	{
+		if (tfs[f] == 0)
+			continue;
+		t += ev->w[f] * tfs[f] / (1.0 - ss_b[f] + ss_b[f] * len[f] / ev->avglen[f]);
+	}
+	return (float4) (factor * idf * t * (SS_BM25_K1 + 1) / (t + SS_BM25_K1));
+}
+
+static inline int res_cmp(const SsResult *a, const SsResult *b);
+static int	res_qsort_cmp(const void *a, const void *b);
+
+/* sift the heap entry at i down (max-heap by res_cmp: worst at the root) */
+static void
+heap_sift_down(SsResult *h, int n, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					m = i;
+		SsResult	t;
+
+		if (l < n && res_cmp(&h[l], &h[m]) > 0)
+			m = l;
+		if (r < n && res_cmp(&h[r], &h[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/*
+ * Would a result of distance dist (or more) be kept?  False when the
+ * top-k heap is full and its worst entry is already better.
+ */
+static inline bool
+result_possible(const Eval *ev, float4 dist)
+{
+	return ev->topk == 0 || ev->nres < ev->topk || dist <= ev->res[0].dist;
+}
+
+/*
+ * add_result: keep a result.  Unbounded (topk 0) it is appended; bounded,
+ * ev->res is a max-heap of the best topk.  Results ordered at or before
+ * ev->after (already handed out by an earlier evaluation) are dropped.
+ */
+static void
+add_result(Eval *ev, ItemPointer tid, float4 dist)
+{
+	SsResult	r;
+
+	r.tid = *tid;
+	r.dist = dist;
+	if (ev->have_after && res_cmp(&r, &ev->after) <= 0)
+		return;
+	if (ev->topk > 0)
+	{
+		if (ev->nres < ev->topk)
+		{
+			int			i = ev->nres++;
+
+			/* sift up */
+			ev->res[i] = r;
+			while (i > 0)
+			{
+				int			parent = (i - 1) / 2;
+				SsResult	t;
+
+				if (res_cmp(&ev->res[i], &ev->res[parent]) <= 0)
+					break;
+				t = ev->res[i];
+				ev->res[i] = ev->res[parent];
+				ev->res[parent] = t;
+				i = parent;
+			}
+		}
+		else if (res_cmp(&r, &ev->res[0]) < 0)
+		{
+			ev->res[0] = r;
+			heap_sift_down(ev->res, ev->nres, 0);
+		}
+		return;
+	}
+	if (ev->nres >= ev->maxres)
+	{
+		ev->maxres *= 2;
+		ev->res = repalloc_huge(ev->res, sizeof(SsResult) * ev->maxres);
+	}
+	ev->res[ev->nres++] = r;
+}
+
+static float4
+final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing)
+{
+	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop);
+
+	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
+					 Min(s, SS_MAX_SCORE));
+}
+
+/*
+ * A cursor over one segment's document pages: the current page stays
+ * pinned and share-locked, and documents are read in place (nothing is
+ * copied).  Postings arrive in docid order, so a term's documents are read
+ * page after page.  Holding this lock while reading posting pages is safe:
+ * VACUUM locks one doc page at a time and nothing locks a doc page then
+ * waits for a posting page.  Released with doc_release before anything
+ * that may wait (interrupt checks, other segments).
+ */
+typedef struct DocCache
+{
+	Relation	index;
+	SsSegHeader *hdr;
+	Buffer		buf;
+	uint32		page;
+	SsDoc	   *docs;
+} DocCache;
+
+static inline const SsDoc *
+doc_get(DocCache *dc, uint32 docid)
+{
+	uint32		p = docid / SS_DOCS_PER_PAGE;
+
+	if (p != dc->page || !BufferIsValid(dc->buf))
+	{
+		if (BufferIsValid(dc->buf))
+			UnlockReleaseBuffer(dc->buf);
+		dc->buf = ReadBuffer(dc->index, dc->hdr->docstart + p);
+		LockBuffer(dc->buf, BUFFER_LOCK_SHARE);
+		dc->docs = (SsDoc *) SsPageContents(BufferGetPage(dc->buf));
+		dc->page = p;
+	}
+	return &dc->docs[docid % SS_DOCS_PER_PAGE];
+}
+
+static void
+doc_release(DocCache *dc)
+{
+	if (BufferIsValid(dc->buf))
+		UnlockReleaseBuffer(dc->buf);
+	dc->buf = InvalidBuffer;
+}
+
+typedef struct PostCtx
+{
+	Eval	   *ev;
+	DocCache   *dc;
+	Acc		   *target;
+	double		idf;
+	float4		factor;
+	int			typos;
+	uint32		ndocs;
+	bool		filtered;		/* the query has stored-value filters */
+} PostCtx;
+
+static void
+posting_cb(void *arg, uint32 docid, uint16 tf)
+{
+	PostCtx    *pc = (PostCtx *) arg;
+	const SsDoc *doc;
+
+	if (docid >= pc->ndocs)
+		return;
+	doc = doc_get(pc->dc, docid);
+	/* filters and dead documents before scoring */
+	if ((doc->flags & SS_DOC_DEAD) || (pc->filtered && !SsDocPassesFilters(pc->ev->q, doc)))
+		return;
+	acc_offer(pc->target, docid, bm25(pc->ev, pc->idf, tf, doc->len, pc->factor), pc->typos);
+}
+
+/* Offer every posting of every expansion of word qi into target. */
+static void
+score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
+{
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+
+		for (int k = 0; k < se->e->nm; k++)
+		{
+			PostCtx		pc;
+
+			if (se->e->m[k].qword != qi)
+				continue;
+			pc.ev = ev;
+			pc.dc = dc;
+			pc.target = target;
+			pc.idf = ev->widf[qi];
+			pc.factor = se->e->m[k].factor;
+			pc.typos = se->e->m[k].typos;
+			pc.ndocs = s->hdr.ndocs;
+			pc.filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
+				ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
+			SsReadPostings(ev->index, se->blk, se->off, se->df, posting_cb, &pc);
+			doc_release(dc);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+}
+
+static void
+eval_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	DocCache	dc;
+	Acc			total,
+				slot,
+				alt,
+				word;
+	bool		multi = false;
+	uint32	   *cand = NULL;
+	uint32		ncand = 0;
+	float4		maxboost = SsMaxBoost(q);
+
+	dc.index = ev->index;
+	dc.hdr = &s->hdr;
+	dc.buf = InvalidBuffer;
+	dc.page = 0;
+	dc.docs = NULL;
+
+	for (int i = 0; i < q->nslots; i++)
+		for (int a = 0; a < q->slots[i].nalts; a++)
+			if (q->slots[i].alts[a].nwords > 1)
+				multi = true;
+	memset(&alt, 0, sizeof(alt));
+	memset(&word, 0, sizeof(word));
+	scratch_reserve(Max(n, 1));
+	scratch.dirty = true;
+	acc_init(&total, 0, true);
+	acc_init(&slot, 1, false);
+	if (multi)
+	{
+		acc_init(&alt, 2, true);
+		acc_init(&word, 3, false);
+	}
+
+	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0 || q->match_any); si++)
+	{
+		SsQSlot    *sl = &q->slots[si];
+
+		for (int a = 0; a < sl->nalts; a++)
+		{
+			SsQAlt	   *al = &sl->alts[a];
+
+			if (al->nwords == 1)
+			{
+				score_word(ev, s, &dc, al->first, &slot);
+				continue;
+			}
+			for (int k = 0; k < al->nwords; k++)
+			{
+				score_word(ev, s, &dc, al->first + k, &word);
+				for (uint32 t = 0; t < word.ntouched; t++)
+				{
+					uint32		d = word.touched[t];
+
+					acc_add(&alt, d, word.score[d], word.typ1[d] - 1);
+				}
+				acc_reset(&word);
+			}
+			for (uint32 t = 0; t < alt.ntouched; t++)
+			{
+				uint32		d = alt.touched[t];
+
+				if (alt.cnt[d] == al->nwords)
+					acc_offer(&slot, d, alt.score[d], alt.typ1[d] - 1);
+			}
+			acc_reset(&alt);
+		}
+		/* fold the slot into the totals */
+		for (uint32 t = 0; t < slot.ntouched; t++)
+		{
+			uint32		d = slot.touched[t];
+
+			if (si == 0 || q->match_any || (total.typ1[d] != 0 && total.cnt[d] == si))
+				acc_add(&total, d, slot.score[d], slot.typ1[d] - 1);
+		}
+		acc_reset(&slot);
+		if (si == 0)
+		{
+			cand = total.touched;
+			ncand = total.ntouched;
+		}
+	}
+
+	if (q->match_any)
+	{
+		cand = total.touched;
+		ncand = total.ntouched;
+	}
+
+	/* documents matching every slot (any: one): filters, boost, distance */
+	for (uint32 t = 0; t < ncand; t++)
+	{
+		uint32		d = cand[t];
+		const SsDoc *doc;
+
+		if (total.cnt[d] != q->nslots && !(q->match_any && total.cnt[d] > 0))
+			continue;
+		/* even the largest boost would not make the top k: skip unread */
+		if (!result_possible(ev, (float4) ((q->nslots - total.cnt[d]) * SS_MISSING_TIER +
+										   Min(total.typ1[d] - 1, 9) * SS_TYPO_TIER -
+										   Min(total.score[d] * maxboost, SS_MAX_SCORE))))
+			continue;
+		doc = doc_get(&dc, d);
+		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
+		{
+			total.cnt[d] = 0;
+			continue;
+		}
+		if (ev->collect)
+		{
+			collect_doc(ev, doc);
+			continue;
+		}
+		add_result(ev, (ItemPointer) &doc->tid,
+				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
+							  q->nslots - total.cnt[d]));
+	}
+	if (ev->want_all)
+	{
+		for (uint32 d = 0; d < n; d++)
+		{
+			const SsDoc *doc;
+
+			if (total.typ1[d] != 0 &&
+				(total.cnt[d] == q->nslots || (q->match_any && total.cnt[d] > 0)))
+				continue;
+			if (!result_possible(ev, get_float4_infinity()))
+				continue;
+			doc = doc_get(&dc, d);
+			if (!(doc->flags & SS_DOC_DEAD))
+				add_result(ev, (ItemPointer) &doc->tid, get_float4_infinity());
+		}
+	}
+	doc_release(&dc);
+	acc_reset(&total);
+	scratch.dirty = false;
+}
+
+typedef struct PendScore
+{
+	Eval	   *ev;
+	const SsDoc *doc;
+	float4	   *wscore;			/* per query word best */
+	int		   *wtypos;
+} PendScore;
+
+static void
+pend_score_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	PendScore  *ps = (PendScore *) arg;
+	char		key[SS_MAX_TERM_LEN + 8];
+	Exp		   *e;
+
+	memset(key, 0, sizeof(key));
+	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	e = hash_search(ps->ev->exps, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return;
+	for (int k = 0; k < e->nm; k++)
+	{
+		int			qi = e->m[k].qword;
+		float4		s = bm25(ps->ev, ps->ev->widf[qi], tf, ps->doc->len, e->m[k].factor);
+		int			ty = e->m[k].typos;
+
+		if (ps->wtypos[qi] < 0 || ty < ps->wtypos[qi] ||
+			(ty == ps->wtypos[qi] && s > ps->wscore[qi]))
+		{
+			ps->wtypos[qi] = ty;
+			ps->wscore[qi] = s;
+		}
+	}
+}
+
+static void
+eval_pending(Eval *ev)
+{
+	SsQuery    *q = ev->q;
+	PendScore	ps;
+
+	ps.ev = ev;
+	ps.wscore = palloc(sizeof(float4) * Max(q->nwords, 1));
+	ps.wtypos = palloc(sizeof(int) * Max(q->nwords, 1));
+	for (int p = 0; p < ev->npend; p++)
+	{
+		SsPendItem *it = ev->pend[p].item;
+		float4		total = 0;
+		int			ttypos = 0;
+		int			missing = 0;
+		bool		ok = q->nslots > 0;
+
+		for (int i = 0; i < q->nwords; i++)
+			ps.wtypos[i] = -1;
+		ps.doc = &it->doc;
+		SsPendItemTerms(it, pend_score_cb, &ps);
+		for (int si = 0; si < q->nslots && ok; si++)
+		{
+			SsQSlot    *sl = &q->slots[si];
+			float4		best = -1;
+			int			btypos = 0;
+
+			for (int a = 0; a < sl->nalts; a++)
+			{
+				SsQAlt	   *al = &sl->alts[a];
+				float4		sum = 0;
+				int			ty = 0;
+				bool		all = true;
+
+				for (int k = 0; k < al->nwords && all; k++)
+				{
+					int			qi = al->first + k;
+
+					if (ps.wtypos[qi] < 0)
+						all = false;
+					else
+					{
+						sum += ps.wscore[qi];
+						ty += ps.wtypos[qi];
+					}
+				}
+				if (all && (best < 0 || ty < btypos || (ty == btypos && sum > best)))
+				{
+					best = sum;
+					btypos = ty;
+				}
+			}
+			if (best < 0)
+			{
+				if (q->match_any)
+					missing++;
+				else
+					ok = false;
+			}
+			else
+			{
+				total += best;
+				ttypos += btypos;
+			}
+		}
+		if (missing == q->nslots)
+			ok = false;
+		if (ok && SsDocPassesFilters(q, &it->doc) && ev->collect)
+			collect_doc(ev, &it->doc);
+		else if (ok && SsDocPassesFilters(q, &it->doc))
+			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
+		else if (ev->want_all)
+			add_result(ev, &it->doc.tid, get_float4_infinity());
+	}
+}
+
+/*
+ * SsEvaluate: every document of the index matching q (or, with want_all,
+ * every live document, non-matching ones at +Infinity) with its distance,
+ * allocated in the current memory context.
+ */
+static Eval *
+SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
+		   const SsResult *after, SsFrozen *frozen)
+{
+	Eval	   *ev = palloc0(sizeof(Eval));
+	HASHCTL		ctl;
+	bool	   *found;
+
+	ev->index = index;
+	ev->want_all = want_all;
+	ev->topk = topk;
+	ev->collect = collect_next && topk == 0 && !want_all;
+	ev->frozen = frozen;
+	if (after)
+	{
+		ev->have_after = true;
+		ev->after = *after;
+	}
+	SsReadMeta(index, &ev->meta);
+	if (frozen && frozen->set)
+	{
+		ev->meta.ndocs = frozen->ndocs;
+		memcpy(ev->meta.sumlen, frozen->sumlen, sizeof(frozen->sumlen));
+		ev->meta.max_popularity = frozen->max_popularity;
+	}
+	if (query)
+		ev->q = SsParseQuery(query, ev->meta.language);
+	else
+	{
+		/* no query at all (a keyless scan): nothing matches, want_all lists all */
+		ev->q = palloc0(sizeof(SsQuery));
+		ev->q->ncats = -1;
+		ev->q->nbrands = -1;
+	}
+	ev->inv_log_maxpop = ev->meta.max_popularity > 0 ? 1.0f / log1pf(ev->meta.max_popularity) : 0;
+	SsGetWeights(index, ev->w);
+	for (int f = 0; f < SS_NFIELDS; f++)
+		ev->avglen[f] = ev->meta.ndocs > 0 ? Max(ev->meta.sumlen[f] / ev->meta.ndocs, 0.5) : 1.0;
+	ev->maxres = topk > 0 ? topk : 256;
+	ev->res = palloc(sizeof(SsResult) * ev->maxres);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = SS_MAX_TERM_LEN + 8;
+	ctl.entrysize = sizeof(Exp);
+	ctl.hcxt = CurrentMemoryContext;
+	ev->exps = hash_create("shop_search expansions", 256, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	/*
+	 * Expansion.  Typos are expanded only for words the vocabulary does not
+	 * know (in any segment or pending document): a correctly spelled word
+	 * is not widened to its neighbours, which keeps common words fast.
+	 */
+	found = palloc0(sizeof(bool) * Max(ev->q->nwords, 1));
+	ev->segs = palloc0(sizeof(SegState) * Max(ev->meta.nsegments, 1));
+	for (uint32 i = 0; i < ev->meta.nsegments; i++)
+	{
+		SegState   *s = &ev->segs[i];
+
+		SsReadSegHeader(index, ev->meta.segments[i].header, &s->hdr);
+		s->maxexp = 16;
+		s->exps = palloc(sizeof(SegExp) * s->maxexp);
+		if (ev->q->nslots > 0)
+			expand_segment(ev, s, found);
+	}
+	load_pending(ev);
+	if (ev->q->nslots > 0 && ev->npend > 0)
+	{
+		bool		typos = ev->q->typos;
+
+		/* which words do pending documents know, exactly or by stem/prefix */
+		ev->q->typos = false;
+		ev->found = found;
+		for (int p = 0; p < ev->npend; p++)
+			SsPendItemTerms(ev->pend[p].item, pend_found_cb, ev);
+		ev->q->typos = typos;
+	}
+	if (frozen && frozen->set && frozen->nwords == ev->q->nwords)
+		memcpy(found, frozen->found, sizeof(bool) * ev->q->nwords);
+	for (int i = 0; i < ev->q->nwords; i++)
+	{
+		SsQWord    *w = &ev->q->words[i];
+
+		if (found[i] || !ev->q->typos)
+			w->maxtypos = 0;	/* SsMatchTerm: no typo matches for it */
+		else if (w->maxtypos > 0 || (w->prefix && w->len >= 5))
+			for (uint32 k = 0; k < ev->meta.nsegments; k++)
+				expand_typos(ev, &ev->segs[k], i);
+	}
+	if (ev->q->nslots > 0)
+		for (int p = 0; p < ev->npend; p++)
+			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
+
+	/*
+	 * idf per query word, from the largest document frequency among its
+	 * expansions (exact form, stems, completions, typo variants overlap too
+	 * much to add up): they share one idf, so a rare completion never
+	 * outscores the exact word it completes; the match factor orders them.
+	 */
+	{
+		HASH_SEQ_STATUS st;
+		Exp		   *e;
+		double		N = (double) ev->meta.ndocs;
+		double	   *wdf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
+
+		ev->widf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
+		hash_seq_init(&st, ev->exps);
+		while ((e = hash_seq_search(&st)) != NULL)
+			for (int k = 0; k < e->nm; k++)
+				wdf[e->m[k].qword] = Max(wdf[e->m[k].qword], e->df);
+		for (int i = 0; i < ev->q->nwords; i++)
+		{
+			double		df = Min(wdf[i], Max(N, 1.0));
+			double		n = Max(N, df);
+
+			ev->widf[i] = log(1.0 + (n - df + 0.5) / (df + 0.5));
+		}
+		if (frozen && frozen->set && frozen->nwords == ev->q->nwords)
+			memcpy(ev->widf, frozen->widf, sizeof(double) * ev->q->nwords);
+		else if (frozen)
+		{
+			frozen->set = true;
+			frozen->ndocs = ev->meta.ndocs;
+			memcpy(frozen->sumlen, ev->meta.sumlen, sizeof(frozen->sumlen));
+			frozen->max_popularity = ev->meta.max_popularity;
+			frozen->nwords = ev->q->nwords;
+			frozen->widf = MemoryContextAlloc(frozen_cxt, sizeof(double) * Max(ev->q->nwords, 1));
+			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
+			frozen->found = MemoryContextAlloc(frozen_cxt, sizeof(bool) * Max(ev->q->nwords, 1));
+			memcpy(frozen->found, found, sizeof(bool) * ev->q->nwords);
+		}
+	}
+	for (uint32 i = 0; i < ev->meta.nsegments; i++)
+		eval_segment(ev, &ev->segs[i]);
+	eval_pending(ev);
+	/* best first */
+	if (ev->nres > 1)
+		qsort(ev->res, ev->nres, sizeof(SsResult), res_qsort_cmp);
+	return ev;
+}
+
+/*
+ * SsCollectMatches: a copy of the document record of every match of query
+ * in index (the same matching as a bitmap scan, "match" as given), for
+ * facet counting; allocated in the current memory context.  The caller
+ * checks heap visibility.
+ */
+SsDoc *
+SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
+{
+	Eval	   *volatile ev = NULL;
+
+	collect_next = true;
+	PG_TRY();
+	{
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		collect_next = false;
+	}
+	PG_END_TRY();
+	*ndocs = ev->ndocs;
+	return ev->docs;
+}
+
+/* ---- result ordering ---- */
+
+static inline int
+res_cmp(const SsResult *a, const SsResult *b)
+{
+	if (a->dist < b->dist)
+		return -1;
+	if (a->dist > b->dist)
+		return 1;
+	return ItemPointerCompare((ItemPointer) &a->tid, (ItemPointer) &b->tid);
+}
+
+static int
+res_qsort_cmp(const void *a, const void *b)
+{
+	return res_cmp((const SsResult *) a, (const SsResult *) b);
+}
+
+static inline void
+res_swap(SsResult *a, SsResult *b)
+{
+	SsResult	t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* ---- the scan API ---- */
+
+typedef struct SsScanOpaqueData
+{
+	MemoryContext cxt;			/* lives until rescan: frozen statistics */
+	MemoryContext evalcxt;		/* one evaluation */
+	bool		computed;
+	bool		exhausted;		/* the last evaluation returned everything */
+	int			want;			/* batch size of the next evaluation */
+	SsResult   *res;			/* this batch, best first */
+	int			nres;
+	int			pos;
+	bool		have_last;		/* a row was handed out: resume after it */
+	SsResult	last;
+	SsFrozen	frozen;
+} SsScanOpaqueData;
+typedef SsScanOpaqueData *SsScanOpaque;
+
+IndexScanDesc
+ssbeginscan(Relation r, int nkeys, int norderbys)
+{
+	IndexScanDesc scan = RelationGetIndexScan(r, nkeys, norderbys);
+	SsScanOpaque so = palloc0(sizeof(SsScanOpaqueData));
+
+	so->cxt = AllocSetContextCreate(CurrentMemoryContext, "shop_search scan",
+									ALLOCSET_DEFAULT_SIZES);
+	so->evalcxt = AllocSetContextCreate(so->cxt, "shop_search evaluation",
+										ALLOCSET_DEFAULT_SIZES);
+	scan->opaque = so;
+	if (norderbys > 0)
+	{
+		scan->xs_orderbyvals = palloc0(sizeof(Datum) * norderbys);
+		scan->xs_orderbynulls = palloc(sizeof(bool) * norderbys);
+	}
+	return scan;
+}
+
+void
+ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
+		 ScanKey orderbys, int norderbys)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+
+	if (scankey && scan->numberOfKeys > 0)
+		memmove(scan->keyData, scankey, scan->numberOfKeys * sizeof(ScanKeyData));
+	if (orderbys && scan->numberOfOrderBys > 0)
+		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
+	MemoryContextReset(so->evalcxt);
+	MemoryContextReset(so->cxt);
+	so->evalcxt = AllocSetContextCreate(so->cxt, "shop_search evaluation",
+										ALLOCSET_DEFAULT_SIZES);
+	so->computed = false;
+	so->exhausted = false;
+	so->want = SS_FIRST_BATCH;
+	so->res = NULL;
+	so->nres = so->pos = 0;
+	so->have_last = false;
+	memset(&so->frozen, 0, sizeof(so->frozen));
+}
+
+static bool
+jsonb_equal(Jsonb *a, Jsonb *b)
+{
+	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+static int
+tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
+}
+
+/*
+ * Evaluate the scan's queries into so->res, best first: the ORDER BY query
+ * ranks (or the first match key); every other distinct match key narrows
+ * the result.  topk > 0 keeps only that many (ordered scans, in growing
+ * batches, resuming after the last row handed out); 0 keeps all.  A NULL
+ * query matches nothing.
+ */
+static void
+ss_compute(IndexScanDesc scan, int topk)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	MemoryContext old;
+	Jsonb	   *primary = NULL;
+	bool		want_all = false;
+	bool		narrowed = false;
+	Eval	   *ev;
+
+	MemoryContextReset(so->evalcxt);
+	old = MemoryContextSwitchTo(so->evalcxt);
+	frozen_cxt = so->cxt;
+	so->computed = true;
+	so->res = NULL;
+	so->nres = 0;
+	so->pos = 0;
+	so->exhausted = true;
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (scan->keyData[i].sk_flags & SK_ISNULL)
+			goto done;
+	for (int i = 0; i < scan->numberOfOrderBys; i++)
+		if (scan->orderByData[i].sk_flags & SK_ISNULL)
+			goto done;
+	if (scan->numberOfOrderBys > 0)
+		primary = DatumGetJsonbP(scan->orderByData[0].sk_argument);
+	else if (scan->numberOfKeys > 0)
+		primary = DatumGetJsonbP(scan->keyData[0].sk_argument);
+	/* no keys at all (the planner may scan a partial index so): every row */
+	want_all = scan->numberOfKeys == 0;
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (!jsonb_equal(DatumGetJsonbP(scan->keyData[i].sk_argument), primary))
+			narrowed = true;
+	if (narrowed)
+		topk = 0;				/* narrowing could empty a bounded batch */
+	ev = SsEvaluate(scan->indexRelation, primary, want_all, topk,
+					so->have_last ? &so->last : NULL, &so->frozen);
+	so->res = ev->res;
+	so->nres = ev->nres;
+	so->exhausted = topk == 0 || ev->nres < topk;
+
+	for (int i = 0; i < scan->numberOfKeys && narrowed; i++)
+	{
+		Jsonb	   *kq = DatumGetJsonbP(scan->keyData[i].sk_argument);
+		Eval	   *kev;
+		ItemPointerData *tids;
+		int			j = 0;
+
+		if (jsonb_equal(kq, primary))
+			continue;
+		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL);
+		tids = palloc(sizeof(ItemPointerData) * Max(kev->nres, 1));
+		for (int k = 0; k < kev->nres; k++)
+			tids[k] = kev->res[k].tid;
+		qsort(tids, kev->nres, sizeof(ItemPointerData), tid_cmp);
+		for (int k = 0; k < so->nres; k++)
+			if (bsearch(&so->res[k].tid, tids, kev->nres, sizeof(ItemPointerData), tid_cmp))
+				so->res[j++] = so->res[k];
+		so->nres = j;
+	}
+done:
+	frozen_cxt = NULL;
+	MemoryContextSwitchTo(old);
+}
+
+bool
+ssgettuple(IndexScanDesc scan, ScanDirection dir)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	int			topk = scan->numberOfOrderBys > 0 ? so->want : 0;
+
+	if (!so->computed)
+		ss_compute(scan, topk);
+	while (so->pos >= so->nres)
+	{
+		/* batch used up: evaluate again for a larger one, after the last row */
+		if (so->exhausted)
+			return false;
+		so->want = (so->want > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->want * 4;
+		ss_compute(scan, so->want);
+	}
+	scan->xs_heaptid = so->res[so->pos].tid;
+	scan->xs_recheck = false;
+	if (scan->numberOfOrderBys > 0)
+	{
+		scan->xs_recheckorderby = false;
+		scan->xs_orderbyvals[0] = Float4GetDatum(so->res[so->pos].dist);
+		scan->xs_orderbynulls[0] = false;
+	}
+	so->last = so->res[so->pos];
+	so->have_last = true;
+	so->pos++;
+	return true;
+}
+
+int64
+ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	int64		n = 0;
+
+	if (!so->computed)
+		ss_compute(scan, 0);
+	for (int i = 0; i < so->nres; i++)
+	{
+		if (isinf(so->res[i].dist))
+			continue;
+		tbm_add_tuples(tbm, &so->res[i].tid, 1, false);
+		n++;
+	}
+	return n;
+}
+
+void
+ssendscan(IndexScanDesc scan)
+{
+	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+
+	MemoryContextDelete(so->cxt);
+	pfree(so);
+}
