@@ -31,6 +31,8 @@
  */
 #include "postgres.h"
 
+#include "utils/timestamp.h"
+
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -191,24 +193,42 @@ shop_sweep_launcher_main(Datum main_arg)
 					(shop_sweep_databases == NULL || strcmp(shop_sweep_databases, "*") == 0)
 					? "every database with shop" : shop_sweep_databases)));
 
-	/* the first round comes one interval after start */
-	ResetLatch(MyLatch);
+	/*
+	 * The first round comes one interval after start.  The latch is also set
+	 * by things other than the timeout (the sweep workers' start and exit
+	 * notifications, SIGHUP), so sleep until a deadline rather than for one
+	 * WaitLatch: otherwise a round would start right after the previous one.
+	 */
 	for (;;)
 	{
 		List	   *dbs;
 		ListCell   *lc;
 		MemoryContext old;
+		TimestampTz next_round;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 (long) shop_sweep_interval * 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		next_round = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 (int64) shop_sweep_interval * 1000);
+		for (;;)
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			/* a changed interval takes effect from the next sleep */
-			continue;
+			long		wait_ms;
+
+			wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_round);
+			if (wait_ms <= 0)
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				int			old_interval = shop_sweep_interval;
+
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+				/* a changed interval counts from the last round */
+				next_round = TimestampTzPlusMilliseconds(next_round,
+														 ((int64) shop_sweep_interval - old_interval) * 1000);
+			}
 		}
 
 		old = MemoryContextSwitchTo(round_cxt);
