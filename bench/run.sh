@@ -134,6 +134,11 @@ fi
 export BENCH_LOAD_STATS="$BENCH_DIR/load_stats.tsv"
 "$TOP/bench/load_catalog.sh" || { log "loading the synthetic catalog failed"; exit 1; }
 
+# The commit measured: the one built and installed above (the tree may move
+# on while the workloads run).
+commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$TOP" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)")
+
 # Workloads.
 date_s=$(date -u +%Y-%m-%d)
 mkdir -p "$TOP/bench/results"
@@ -179,8 +184,6 @@ done
 
 # The report: header, then the workloads' sections.
 pgver=$("${PSQL[@]}" -c "SELECT version()")
-commit=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$TOP" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)")
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 {
     echo "# shop benchmark results, $date_s"
