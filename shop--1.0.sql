@@ -233,8 +233,9 @@ CREATE INDEX product_category_idx ON shop.product (category_id, popularity DESC,
 CREATE INDEX product_category_price_idx ON shop.product (category_id, price_cents, product_id);
 CREATE INDEX product_category_rating_idx ON shop.product (category_id, rating_avg DESC NULLS LAST, rating_count DESC, product_id);
 CREATE INDEX product_category_newest_idx ON shop.product (category_id, created_at DESC, product_id DESC);
--- brand pages and similar_products read a brand's most popular products in order
-CREATE INDEX product_brand_idx ON shop.product (brand, popularity DESC, product_id);
+-- brand pages and similar_products read a brand's most popular active
+-- products in order
+CREATE INDEX product_brand_idx ON shop.product (brand, popularity DESC, product_id) WHERE status = 'active';
 COMMENT ON TABLE shop.product IS
 'the catalog: one row per sellable item; INSERT/COPY work as well as shop.product_upsert';
 
@@ -3017,18 +3018,25 @@ CREATE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src
 RETURNS SETOF shop.scored_product
 LANGUAGE sql STABLE
 AS $$
-    WITH cand AS (
-        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+    -- the ids come first, each list read from its (key, popularity,
+    -- product_id) index alone; only then are the wide rows fetched (asked
+    -- for whole rows at once, the planner may walk the popularity index
+    -- instead and sort a whole brand)
+    WITH ids AS (
+        (SELECT p.product_id
            FROM shop.product p
           WHERE src_category IS NOT NULL AND p.category_id = src_category
             AND p.status = 'active' AND p.product_id <> src_id
           ORDER BY p.popularity DESC, p.product_id LIMIT 100)
         UNION
-        (SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+        (SELECT p.product_id
            FROM shop.product p
           WHERE src_brand IS NOT NULL AND p.brand = src_brand
             AND p.status = 'active' AND p.product_id <> src_id
           ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+    ), cand AS (
+        SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+          FROM ids JOIN shop.product p ON p.product_id = ids.product_id
     )
     SELECT c.product_id,
            (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
