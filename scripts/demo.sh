@@ -53,6 +53,7 @@ else
     echo "== ../shared/data is not beside this clone: using the built-in synthetic catalog instead"
     $PSQL -q -d shop -v scale="${DEMO_SCALE:-20000}" -f "$TOP/scripts/load_synthetic.sql"
 fi
+$PSQL -q -d shop -f "$TOP/scripts/load_finish.sql"
 
 for f in "$TOP"/demo/*.sql; do
     [ -e "$f" ] || continue

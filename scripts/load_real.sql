@@ -171,16 +171,7 @@ SELECT product_id, greatest(0, (hashtext(sku) & 127) % 66 - 5), 5 FROM shop.prod
 UPDATE shop.product p SET in_stock = true
   FROM shop.stock s WHERE s.product_id = p.product_id AND s.on_hand > 0;
 
--- recommendations and popularity from the history, when that section is installed
-DO $$
-BEGIN
-    IF to_regprocedure('shop.rebuild_recommendations()') IS NOT NULL THEN
-        EXECUTE 'SELECT shop.rebuild_recommendations()';
-    END IF;
-END $$;
--- the bulk load left dead row versions (in_stock was set after the
--- insert): VACUUM folds the search index's segments and clears them
-VACUUM ANALYZE;
+-- then scripts/load_finish.sql (recommendations, VACUUM ANALYZE)
 SELECT count(*) FILTER (WHERE sku LIKE 'ICECAT-%') AS icecat_products,
        count(*) FILTER (WHERE sku LIKE 'UCI-%') AS retail_products,
        (SELECT count(*) FROM shop.category) AS categories,

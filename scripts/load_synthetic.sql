@@ -70,14 +70,6 @@ INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_pri
 SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY product_id), product_id, sku, title, price_cents, 1
   FROM syn_lines WHERE order_id IN (SELECT order_id FROM shop."order");
 COMMIT;
-DO $$
-BEGIN
-    IF to_regprocedure('shop.rebuild_recommendations()') IS NOT NULL THEN
-        EXECUTE 'SELECT shop.rebuild_recommendations()';
-    END IF;
-END $$;
--- the bulk load left dead row versions (in_stock was set after the
--- insert): VACUUM folds the search index's segments and clears them
-VACUUM ANALYZE;
+-- then scripts/load_finish.sql (recommendations, VACUUM ANALYZE)
 SELECT count(*) AS products, (SELECT count(*) FROM shop."order") AS orders FROM shop.product \gset
 \echo loaded :products synthetic products and :orders synthetic past orders
