@@ -32,6 +32,7 @@ int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_notify_events = true;
+bool		shop_search_block_max = true;
 int			shop_reco_neighbours = 20;
 int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
@@ -199,6 +200,15 @@ _PG_init(void)
 							 &shop_notify_events,
 							 true,
 							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.search_block_max",
+							 "Let ranked shop_search scans skip what cannot reach the top rows.",
+							 "Block-max pruning; results are the same either way. Off is for "
+							 "checking exactly that and for measuring what pruning saves.",
+							 &shop_search_block_max,
+							 true,
+							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("shop.search_log_retention",

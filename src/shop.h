@@ -48,6 +48,7 @@ extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
 extern bool shop_notify_events;
+extern bool shop_search_block_max;
 extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;
 

@@ -159,6 +159,110 @@ termacc_cmp(const void *a, const void *b)
 	return strcmp(x->term, y->term);
 }
 
+static int
+posting_cmp(const void *a, const void *b)
+{
+	uint32		x = ((const SsPosting *) a)->docid;
+	uint32		y = ((const SsPosting *) b)->docid;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static int
+rank_cmp(const void *a, const void *b, void *arg)
+{
+	const SsDoc *docs = (const SsDoc *) arg;
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	if (docs[x].logpop != docs[y].logpop)
+		return docs[x].logpop > docs[y].logpop ? -1 : 1;
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Renumber the builder's documents most popular first (ties keep their
+ * order, so heap order survives among equals) and remap every posting
+ * list, re-sorting the lists whose order changed.  Scans rely on this
+ * order: the boost of the documents still ahead only falls.
+ */
+static void
+order_by_popularity(SsSegBuilder *sb, TermAcc **terms, uint32 nterms)
+{
+	uint32		n = sb->ndocs;
+	uint32	   *order;
+	uint32	   *newid;
+	SsDoc	   *docs;
+	bool		identity = true;
+
+	if (n < 2)
+		return;
+	order = palloc_extended(sizeof(uint32) * n, MCXT_ALLOC_HUGE);
+	for (uint32 i = 0; i < n; i++)
+		order[i] = i;
+	qsort_arg(order, n, sizeof(uint32), rank_cmp, sb->docs);
+	for (uint32 i = 0; i < n && identity; i++)
+		identity = order[i] == i;
+	if (identity)
+	{
+		pfree(order);
+		return;
+	}
+	newid = palloc_extended(sizeof(uint32) * n, MCXT_ALLOC_HUGE);
+	docs = MemoryContextAllocHuge(sb->cxt, sizeof(SsDoc) * sb->maxdocs);
+	for (uint32 i = 0; i < n; i++)
+	{
+		newid[order[i]] = i;
+		docs[i] = sb->docs[order[i]];
+	}
+	pfree(sb->docs);
+	sb->docs = docs;
+	for (uint32 t = 0; t < nterms; t++)
+	{
+		SsPosting  *p = terms[t]->postings;
+		bool		sorted = true;
+
+		for (uint32 k = 0; k < terms[t]->n; k++)
+		{
+			p[k].docid = newid[p[k].docid];
+			if (k > 0 && p[k].docid < p[k - 1].docid)
+				sorted = false;
+		}
+		if (!sorted)
+			qsort(p, terms[t]->n, sizeof(SsPosting), posting_cmp);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(order);
+	pfree(newid);
+}
+
+/*
+ * The bound of one block: the largest weighted, length-normalised
+ * frequency of its postings under the reference weights and averages.
+ */
+static void
+skip_fill(SsSkip *sk, const SsSegBuilder *sb, const SsSegHeader *hdr,
+		  const SsPosting *p, uint32 n)
+{
+	float4		maxt = 0;
+
+	for (uint32 k = 0; k < n; k++)
+	{
+		const SsDoc *d = &sb->docs[p[k].docid];
+		int			tfs[SS_NFIELDS] = {SS_TF_TITLE(p[k].tf), SS_TF_BRAND(p[k].tf), SS_TF_DESC(p[k].tf)};
+		double		t = 0;
+
+		for (int f = 0; f < SS_NFIELDS; f++)
+			if (tfs[f] > 0)
+				t += hdr->refw[f] * tfs[f] /
+					(1.0 - SS_FIELD_B(f) + SS_FIELD_B(f) * d->len[f] / hdr->refavg[f]);
+		maxt = Max(maxt, (float4) t);
+	}
+	sk->lastdoc = p[n - 1].docid;
+	sk->pad = 0;
+	sk->maxt = maxt;
+}
+
 /* Writer state: the next block to fill, in order. */
 typedef struct SegWriter
 {
@@ -230,20 +334,51 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 				npostpages;
 	BlockNumber *postblk;
 	uint16	   *postoff;
+	uint32	   *skipidx;
+	SsSkip	   *skips;
+	uint32		nskips = 0;
+	uint32		nskippages;
+	uint32		nnormpages;
 	SsSegHeader hdr;
 	SegWriter	w;
 	bool		needLock = !RELATION_IS_LOCAL(index);
 	bool		reuse;
+
+	/* the weights and averages the block bounds are computed with */
+	memset(&hdr, 0, sizeof(hdr));
+	{
+		double		w[SS_NFIELDS];
+		double		sum[SS_NFIELDS] = {0};
+
+		SsGetWeights(index, w);
+		for (uint32 d = 0; d < sb->ndocs; d++)
+			for (int f = 0; f < SS_NFIELDS; f++)
+				sum[f] += sb->docs[d].len[f];
+		for (int f = 0; f < SS_NFIELDS; f++)
+		{
+			hdr.refw[f] = (float4) w[f];
+			hdr.refavg[f] = (float4) (sb->ndocs > 0 ? Max(sum[f] / sb->ndocs, 0.5) : 1.0);
+		}
+	}
 
 	hash_seq_init(&st, sb->terms);
 	while ((acc = hash_seq_search(&st)) != NULL)
 		terms[i++] = acc;
 	if (nterms > 1)
 		qsort(terms, nterms, sizeof(TermAcc *), termacc_cmp);
+	order_by_popularity(sb, terms, nterms);
 
-	/* posting positions, relative to the first post page */
+	/* posting positions, relative to the first post page; skip entries */
 	postblk = palloc(sizeof(BlockNumber) * Max(nterms, 1));
 	postoff = palloc(sizeof(uint16) * Max(nterms, 1));
+	skipidx = palloc(sizeof(uint32) * Max(nterms, 1));
+	for (i = 0; i < nterms; i++)
+	{
+		skipidx[i] = nskips;
+		nskips += (terms[i]->n + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+	}
+	skips = palloc_extended(sizeof(SsSkip) * Max(nskips, 1), MCXT_ALLOC_HUGE);
+	nskippages = (nskips + SS_SKIPS_PER_PAGE - 1) / SS_SKIPS_PER_PAGE;
 	{
 		uint32		blk = 0;
 		uint32		off = 0;
@@ -266,6 +401,15 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 					blk++;
 					off = 0;
 				}
+				if (k % SS_BLOCK_POSTINGS == 0)
+				{
+					SsSkip	   *sk = &skips[skipidx[i] + k / SS_BLOCK_POSTINGS];
+
+					sk->postblk = blk;	/* relative until the segment is placed */
+					sk->postoff = off;
+					skip_fill(sk, sb, &hdr, &terms[i]->postings[k],
+							  Min((uint32) SS_BLOCK_POSTINGS, terms[i]->n - k));
+				}
 				off += SsVarintLen(terms[i]->postings[k].docid - prev) +
 					SsVarintLen(terms[i]->postings[k].tf);
 				prev = terms[i]->postings[k].docid;
@@ -284,6 +428,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 		pfree(dirterms);
 	}
 	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
+	nnormpages = (sb->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE;
 
 	/*
 	 * Where: a free run of released blocks if the caller has one, else the
@@ -295,7 +440,8 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	w.log_each = log_each;
 	w.next = InvalidBlockNumber;
 	if (alloc)
-		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages);
+		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages +
+					   nskippages + nnormpages);
 	reuse = w.next != InvalidBlockNumber;
 	if (!reuse)
 	{
@@ -304,7 +450,6 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 		w.next = RelationGetNumberOfBlocks(index);
 	}
 
-	memset(&hdr, 0, sizeof(hdr));
 	hdr.ndocs = sb->ndocs;
 	hdr.nterms = nterms;
 	hdr.docstart = w.next + 1;
@@ -315,6 +460,11 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	hdr.ndictpages = ndictpages;
 	hdr.poststart = hdr.dictstart + ndictpages;
 	hdr.npostpages = npostpages;
+	hdr.skipstart = hdr.poststart + npostpages;
+	hdr.nskippages = nskippages;
+	hdr.nskips = nskips;
+	hdr.normstart = hdr.skipstart + nskippages;
+	hdr.nnormpages = nnormpages;
 
 	/* the extension lock is already held: SsNewBuffer must not retake it */
 #define NEWBUF() do { \
@@ -374,12 +524,14 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 				{
 					it->df = hdr.dictstart + k;
 					it->postblk = InvalidBlockNumber;
+					it->skip = 0;
 					it->postoff = 0;
 				}
 				else
 				{
 					it->df = terms[t]->n;
 					it->postblk = hdr.poststart + postblk[t];
+					it->skip = skipidx[t];
 					it->postoff = postoff[t];
 				}
 				it->len = terms[t]->len;
@@ -441,12 +593,51 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 		if (curblk + 1 != npostpages)
 			elog(ERROR, "shop_search: posting layout mismatch");
 	}
+
+	/* skip entries, their posting blocks made absolute */
+	for (uint32 p = 0; p < nskippages; p++)
+	{
+		uint32		first = p * SS_SKIPS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_SKIPS_PER_PAGE, nskips - first);
+		SsSkip	   *dst;
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_SKIP);
+		dst = (SsSkip *) SsPageContents(w.page);
+		for (uint32 k = 0; k < cnt; k++)
+		{
+			dst[k] = skips[first + k];
+			dst[k].postblk += hdr.poststart;
+		}
+		SsPageGetOpaque(w.page)->count = cnt;
+		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsSkip) * cnt;
+		writer_finish_page(&w);
+	}
+
+	/* norms */
+	for (uint32 p = 0; p < nnormpages; p++)
+	{
+		uint32		first = p * SS_NORMS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_NORMS_PER_PAGE, sb->ndocs - first);
+		SsNorm	   *dst;
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_NORM);
+		dst = (SsNorm *) SsPageContents(w.page);
+		for (uint32 k = 0; k < cnt; k++)
+			memcpy(dst[k].len, sb->docs[first + k].len, sizeof(dst[k].len));
+		SsPageGetOpaque(w.page)->count = cnt;
+		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsNorm) * cnt;
+		writer_finish_page(&w);
+	}
 #undef NEWBUF
 	if (needLock && !reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
 	pfree(terms);
 	pfree(postblk);
 	pfree(postoff);
+	pfree(skipidx);
+	pfree(skips);
 	return hdr.docstart - 1;
 }
 

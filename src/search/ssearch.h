@@ -17,7 +17,10 @@
  *                    header page   SsSegHeader (where the parts start)
  *                    doc pages     fixed-size SsDoc records, docid = slot
  *                                  number; heap TID, stored filter values,
- *                                  field lengths, a dead flag
+ *                                  field lengths, a dead flag.  Docids
+ *                                  follow popularity, most popular first,
+ *                                  so a scan meets the largest boosts
+ *                                  first and can stop early (ssscan.c)
  *                    dir pages     one SsDictItem per dict page: its
  *                                  first term (a sparse directory)
  *                    dict pages    SsDictItem per term, sorted bytewise:
@@ -26,6 +29,10 @@
  *                    post pages    the postings of every term as one byte
  *                                  stream: varint (docid delta, tf)
  *                                  records in docid order
+ *                    skip pages    SsSkip per block of 128 postings:
+ *                                  where it starts, its last docid and
+ *                                  its score bound (block-max)
+ *                    norm pages    SsNorm per document: field lengths
  *   pending list   linked pages whose items are whole documents
  *                  (SsDoc + its term list); aminsert appends here with
  *                  generic WAL, so a row is searchable as soon as its
@@ -63,7 +70,7 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			2
+#define SS_VERSION			3
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -72,6 +79,9 @@
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
 #define SS_NFIELDS			3		/* title, brand, description */
+#define SS_BM25_K1			1.2
+/* BM25 length normalisation per field: brands are short and even */
+#define SS_FIELD_B(f)		((f) == 1 ? 0.5 : 0.75)
 
 /* strategies */
 #define SS_MATCH_STRATEGY	1		/* doc @@@ query -> bool */
@@ -86,6 +96,8 @@
 #define SS_PAGE_DICT		0x10
 #define SS_PAGE_POST		0x20
 #define SS_PAGE_PENDING		0x40
+#define SS_PAGE_SKIP		0x80
+#define SS_PAGE_NORM		0x100
 
 typedef struct SsPageOpaqueData
 {
@@ -181,7 +193,13 @@ typedef struct SsSegHeader
 	uint32		ndictpages;
 	BlockNumber poststart;
 	uint32		npostpages;
-	uint32		nexact_first_page;	/* unused, reserved */
+	BlockNumber skipstart;
+	uint32		nskippages;
+	uint32		nskips;
+	BlockNumber normstart;
+	uint32		nnormpages;
+	float4		refw[SS_NFIELDS];	/* field weights the bounds assume */
+	float4		refavg[SS_NFIELDS];	/* average field lengths they assume */
 } SsSegHeader;
 
 /* dictionary and directory entry (line pointer item) */
@@ -189,6 +207,7 @@ typedef struct SsDictItem
 {
 	uint32		df;				/* dict: documents; dir: dict block */
 	BlockNumber postblk;
+	uint32		skip;			/* index of the term's first SsSkip */
 	uint16		postoff;		/* byte offset in the post page contents */
 	uint8		len;
 	char		term[FLEXIBLE_ARRAY_MEMBER];
@@ -243,6 +262,44 @@ SsVarintLen(uint32 v)
 {
 	return v < (1U << 7) ? 1 : v < (1U << 14) ? 2 : v < (1U << 21) ? 3 : v < (1U << 28) ? 4 : 5;
 }
+
+/*
+ * Block-max skip entries.  A term's postings are cut into blocks of
+ * SS_BLOCK_POSTINGS; one SsSkip per block tells where the block starts in
+ * the posting stream (its first delta is from the previous block's
+ * lastdoc, as in the stream itself), the docid of its last posting, and
+ * the largest weighted, length-normalised frequency (BM25F's tf') of its
+ * postings, computed with the field weights and average lengths the
+ * segment was written with (SsSegHeader.refw / refavg).  A scan with
+ * other weights or averages scales the bound up (ssscan.c), so it stays
+ * an upper bound.  A segment's skip entries are fixed size, in term
+ * order, on skip pages after its postings.
+ */
+#define SS_BLOCK_POSTINGS	128
+
+typedef struct SsSkip
+{
+	uint32		lastdoc;
+	BlockNumber postblk;
+	uint16		postoff;
+	uint16		pad;
+	float4		maxt;
+} SsSkip;
+
+#define SS_SKIPS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsSkip)))
+
+/*
+ * Norms: the field lengths of every document again, 6 bytes each on norm
+ * pages, so scoring a posting reads a small dense array instead of the
+ * 48-byte document record (which only a document that may enter the
+ * result is read for).
+ */
+typedef struct SsNorm
+{
+	uint16		len[SS_NFIELDS];
+} SsNorm;
+
+#define SS_NORMS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsNorm)))
 
 /* tf packing */
 #define SS_TF_PACK(t, b, d) ((uint16) ((Min(t, 15) << 12) | (Min(b, 15) << 8) | Min(d, 255)))
@@ -394,7 +451,9 @@ extern void SsReadMeta(Relation index, SsMetaPageData *meta);
 extern void SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr);
 extern void SsReadDoc(Relation index, const SsSegHeader *hdr, uint32 docid, SsDoc *doc);
 extern bool SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
-						 uint32 *df, BlockNumber *postblk, uint16 *postoff);
+						 SsDictItem *out);
+extern void SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n,
+						SsSkip *out);
 typedef void (*SsDictCallback) (void *arg, const SsDictItem *item);
 extern void SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fromlen,
 							SsDictCallback cb, void *arg, bool (*stop) (void *arg, const SsDictItem *item));

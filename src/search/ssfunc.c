@@ -252,12 +252,10 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	for (uint32 s = 0; s < meta.nsegments; s++)
 	{
 		SsSegHeader hdr;
-		uint32		df;
-		BlockNumber pb;
-		uint16		po;
+		SsDictItem	it;
 
 		SsReadSegHeader(index, meta.segments[s].header, &hdr);
-		if (SsDictLookup(index, &hdr, word, len, &df, &pb, &po))
+		if (SsDictLookup(index, &hdr, word, len, &it))
 		{
 			index_close(index, AccessShareLock);
 			PG_RETURN_NULL();

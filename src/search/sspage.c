@@ -110,7 +110,8 @@ SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
 uint32
 SsSegmentBlocks(const SsSegHeader *hdr)
 {
-	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages;
+	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages +
+		hdr->nskippages + hdr->nnormpages;
 }
 
 /*
@@ -248,12 +249,13 @@ dict_block_for(Relation index, const SsSegHeader *hdr, const char *term, int len
 }
 
 /*
- * SsDictLookup: find term in a segment's dictionary; on success sets its
- * document frequency and where its postings start.
+ * SsDictLookup: find term in a segment's dictionary; on success copies its
+ * entry's fixed part (document frequency, where its postings and skip
+ * entries start) into *out.
  */
 bool
 SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
-			 uint32 *df, BlockNumber *postblk, uint16 *postoff)
+			 SsDictItem *out)
 {
 	BlockNumber blk = dict_block_for(index, hdr, term, len);
 	Buffer		buf;
@@ -273,9 +275,7 @@ SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
 
 		if (term_cmp(it->term, it->len, term, len) == 0)
 		{
-			*df = it->df;
-			*postblk = it->postblk;
-			*postoff = it->postoff;
+			memcpy(out, it, offsetof(SsDictItem, term));
 			found = true;
 		}
 	}
@@ -379,6 +379,29 @@ SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 		}
 		blk++;
 		off = 0;
+	}
+}
+
+/* SsReadSkips: copy n skip entries of a segment, from index first on. */
+void
+SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n, SsSkip *out)
+{
+	while (n > 0)
+	{
+		uint32		page = first / SS_SKIPS_PER_PAGE;
+		uint32		slot = first % SS_SKIPS_PER_PAGE;
+		uint32		cnt = Min(n, (uint32) SS_SKIPS_PER_PAGE - slot);
+		Buffer		buf;
+
+		if (page >= hdr->nskippages)
+			elog(ERROR, "shop_search: skip entry %u out of range", first);
+		buf = ReadBuffer(index, hdr->skipstart + page);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(out, (SsSkip *) SsPageContents(BufferGetPage(buf)) + slot, sizeof(SsSkip) * cnt);
+		UnlockReleaseBuffer(buf);
+		out += cnt;
+		first += cnt;
+		n -= cnt;
 	}
 }
 

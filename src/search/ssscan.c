@@ -50,16 +50,15 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "shop.h"
 #include "ssearch.h"
 
 #define SS_MAX_PREFIX_TERMS		50
 #define SS_MAX_PREFIX_SCAN		5000
 #define SS_MAX_TYPO_TERMS		64	/* per query word and segment */
 #define SS_FIRST_BATCH			64
-#define SS_BM25_K1				1.2
 #define SS_MAX_MATCHES			6
-
-static const double ss_b[SS_NFIELDS] = {0.75, 0.5, 0.75};
+#define SS_NORM_TABLE			256
 
 /* SsCollectMatches asks the next SsEvaluate to collect documents */
 static bool collect_next = false;
@@ -99,17 +98,34 @@ typedef struct Exp
 	SsTermMatch m[SS_MAX_MATCHES];
 } Exp;
 
+/*
+ * One expansion term in one segment, with a cursor over its postings: the
+ * skip entries (read on first use), the score bound of each block, and
+ * the one block decoded last.
+ */
 typedef struct SegExp
 {
 	Exp		   *e;
 	uint32		df;
-	BlockNumber blk;
-	uint16		off;
+	BlockNumber postblk;		/* where the postings start */
+	uint16		postoff;
+	uint32		skip;			/* index of the first skip entry */
+	uint32		nblocks;
+	SsSkip	   *skips;			/* NULL until loaded */
+	uint32		b;				/* first block not wholly before the window */
+	int32		decoded;		/* block held in docs/tfs, -1 none */
+	uint32		ndec;
+	uint32	   *docs;
+	uint16	   *tfs;
 } SegExp;
+
+typedef struct NormCache NormCache;
 
 typedef struct SegState
 {
 	SsSegHeader hdr;
+	NormCache  *nc;				/* during eval_segment */
+	float4		scale;			/* of skip bounds, see bound_scale */
 	int			nexp;
 	int			maxexp;
 	SegExp	   *exps;
@@ -129,6 +145,7 @@ typedef struct Eval
 	SsMetaPageData meta;
 	double		w[SS_NFIELDS];
 	double		avglen[SS_NFIELDS];
+	double		wnorm[SS_NFIELDS][SS_NORM_TABLE];	/* field_norm of short fields */
 	float4		inv_log_maxpop;
 	HTAB	   *exps;
 	SegState   *segs;
@@ -324,8 +341,7 @@ exp_get(Eval *ev, const char *term, int len, bool *isnew)
 }
 
 static void
-seg_add_exp(Eval *ev, SegState *s, const char *term, int len, uint32 df,
-			BlockNumber blk, uint16 off)
+seg_add_exp(Eval *ev, SegState *s, const char *term, int len, const SsDictItem *it)
 {
 	bool		isnew;
 	Exp		   *e = exp_get(ev, term, len, &isnew);
@@ -340,12 +356,16 @@ seg_add_exp(Eval *ev, SegState *s, const char *term, int len, uint32 df,
 		s->maxexp *= 2;
 		s->exps = repalloc(s->exps, sizeof(SegExp) * s->maxexp);
 	}
+	memset(&s->exps[s->nexp], 0, sizeof(SegExp));
 	s->exps[s->nexp].e = e;
-	s->exps[s->nexp].df = df;
-	s->exps[s->nexp].blk = blk;
-	s->exps[s->nexp].off = off;
+	s->exps[s->nexp].df = it->df;
+	s->exps[s->nexp].postblk = it->postblk;
+	s->exps[s->nexp].postoff = it->postoff;
+	s->exps[s->nexp].skip = it->skip;
+	s->exps[s->nexp].nblocks = (it->df + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+	s->exps[s->nexp].decoded = -1;
 	s->nexp++;
-	e->df += df;
+	e->df += it->df;
 }
 
 typedef struct RangeScan
@@ -410,7 +430,7 @@ typo_cb(void *arg, const SsDictItem *it)
 	if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
 	{
 		rs->n++;
-		seg_add_exp(rs->ev, rs->seg, it->term, it->len, it->df, it->postblk, it->postoff);
+		seg_add_exp(rs->ev, rs->seg, it->term, it->len, it);
 	}
 }
 
@@ -435,25 +455,23 @@ expand_segment(Eval *ev, SegState *s, bool *found)
 	for (int i = 0; i < q->nwords; i++)
 	{
 		SsQWord    *w = &q->words[i];
-		uint32		df;
-		BlockNumber blk;
-		uint16		off;
+		SsDictItem	it;
 		int			stemlen = strlen(w->stem);
 
-		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &df, &blk, &off))
+		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &it))
 		{
-			seg_add_exp(ev, s, w->exact, w->len, df, blk, off);
+			seg_add_exp(ev, s, w->exact, w->len, &it);
 			found[i] = true;
 		}
-		if (SsDictLookup(ev->index, &s->hdr, w->stem, stemlen, &df, &blk, &off))
+		if (SsDictLookup(ev->index, &s->hdr, w->stem, stemlen, &it))
 		{
-			seg_add_exp(ev, s, w->stem, stemlen, df, blk, off);
+			seg_add_exp(ev, s, w->stem, stemlen, &it);
 			found[i] = true;
 		}
 		if ((stemlen - 1 != w->len || memcmp(w->stem + 1, w->exact, w->len) != 0) &&
-			SsDictLookup(ev->index, &s->hdr, w->stem + 1, stemlen - 1, &df, &blk, &off))
+			SsDictLookup(ev->index, &s->hdr, w->stem + 1, stemlen - 1, &it))
 		{
-			seg_add_exp(ev, s, w->stem + 1, stemlen - 1, df, blk, off);
+			seg_add_exp(ev, s, w->stem + 1, stemlen - 1, &it);
 			found[i] = true;
 		}
 		if (w->prefix)
@@ -472,8 +490,7 @@ expand_segment(Eval *ev, SegState *s, bool *found)
 			if (rs.n > 1)
 				qsort(rs.items, rs.n, sizeof(SsDictItem *), item_df_desc);
 			for (int k = 0; k < rs.n && k < SS_MAX_PREFIX_TERMS; k++)
-				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]->df,
-							rs.items[k]->postblk, rs.items[k]->postoff);
+				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]);
 		}
 	}
 }
@@ -586,19 +603,42 @@ load_pending(Eval *ev)
 
 /* ---- scoring ---- */
 
+/* weight / length norm of a field of len words (tabulated for short ones) */
+static inline double
+field_norm(const Eval *ev, int f, uint16 len)
+{
+	if (len < SS_NORM_TABLE)
+		return ev->wnorm[f][len];
+	return ev->w[f] / (1.0 - SS_FIELD_B(f) + SS_FIELD_B(f) * len / ev->avglen[f]);
+}
+
+static void
+fill_norm_tables(Eval *ev)
+{
+	for (int f = 0; f < SS_NFIELDS; f++)
+		for (int len = 0; len < SS_NORM_TABLE; len++)
+			ev->wnorm[f][len] = ev->w[f] / (1.0 - SS_FIELD_B(f) + SS_FIELD_B(f) * len / ev->avglen[f]);
+}
+
+/*
+ * BM25F: t, the field-weighted and length-normalised frequency, saturated
+ * as t (k1 + 1) / (t + k1), times idf and the match factor.
+ */
 static inline float4
 bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
 {
 	double		t = 0;
-	int			tfs[SS_NFIELDS] = {SS_TF_TITLE(tf), SS_TF_BRAND(tf), SS_TF_DESC(tf)};
+	int			tt = SS_TF_TITLE(tf),
+				tb = SS_TF_BRAND(tf),
+				td = SS_TF_DESC(tf);
 
-	for (int f = 0; f < SS_NFIELDS; f++)
-	{
-		if (tfs[f] == 0)
-			continue;
-		t += ev->w[f] * tfs[f] / (1.0 - ss_b[f] + ss_b[f] * len[f] / ev->avglen[f]);
-	}
-	return (float4) (factor * idf * t * (SS_BM25_K1 + 1) / (t + SS_BM25_K1));
+	if (tt)
+		t += tt * field_norm(ev, 0, len[0]);
+	if (tb)
+		t += tb * field_norm(ev, 1, len[1]);
+	if (td)
+		t += td * field_norm(ev, 2, len[2]);
+	return (float4) (factor * idf * (SS_BM25_K1 + 1) * t / (t + SS_BM25_K1));
 }
 
 static inline int res_cmp(const SsResult *a, const SsResult *b);
@@ -740,16 +780,54 @@ doc_release(DocCache *dc)
 	dc->buf = InvalidBuffer;
 }
 
+/* the same for norm pages */
+struct NormCache
+{
+	Relation	index;
+	SsSegHeader *hdr;
+	Buffer		buf;
+	uint32		page;
+	SsNorm	   *norms;
+};
+
+static inline const SsNorm *
+norm_get(NormCache *nc, uint32 docid)
+{
+	uint32		p = docid / SS_NORMS_PER_PAGE;
+
+	if (p != nc->page || !BufferIsValid(nc->buf))
+	{
+		if (BufferIsValid(nc->buf))
+			UnlockReleaseBuffer(nc->buf);
+		nc->buf = ReadBuffer(nc->index, nc->hdr->normstart + p);
+		LockBuffer(nc->buf, BUFFER_LOCK_SHARE);
+		nc->norms = (SsNorm *) SsPageContents(BufferGetPage(nc->buf));
+		nc->page = p;
+	}
+	return &nc->norms[docid % SS_NORMS_PER_PAGE];
+}
+
+static void
+norm_release(NormCache *nc)
+{
+	if (BufferIsValid(nc->buf))
+		UnlockReleaseBuffer(nc->buf);
+	nc->buf = InvalidBuffer;
+}
+
 typedef struct PostCtx
 {
 	Eval	   *ev;
 	DocCache   *dc;
+	NormCache  *nc;
 	Acc		   *target;
 	double		idf;
 	float4		factor;
 	int			typos;
 	uint32		ndocs;
 	bool		filtered;		/* the query has stored-value filters */
+	const Acc  *need;			/* if set: only documents with needcnt slots there */
+	uint8		needcnt;
 } PostCtx;
 
 static void
@@ -760,16 +838,261 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 
 	if (docid >= pc->ndocs)
 		return;
+	if (pc->need && (pc->need->typ1[docid] == 0 || pc->need->cnt[docid] != pc->needcnt))
+		return;
+	if (!pc->filtered)
+	{
+		/* dead documents are dropped when they reach the result */
+		acc_offer(pc->target, docid,
+				  bm25(pc->ev, pc->idf, tf, norm_get(pc->nc, docid)->len, pc->factor), pc->typos);
+		return;
+	}
 	doc = doc_get(pc->dc, docid);
 	/* filters and dead documents before scoring */
-	if ((doc->flags & SS_DOC_DEAD) || (pc->filtered && !SsDocPassesFilters(pc->ev->q, doc)))
+	if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(pc->ev->q, doc))
 		return;
 	acc_offer(pc->target, docid, bm25(pc->ev, pc->idf, tf, doc->len, pc->factor), pc->typos);
 }
 
-/* Offer every posting of every expansion of word qi into target. */
+/* ---- posting cursors and block-max bounds ---- */
+
+/* the smallest docid block b of se can hold */
+static inline uint32
+block_first(const SegExp *se, uint32 b)
+{
+	return b == 0 ? 0 : se->skips[b - 1].lastdoc + 1;
+}
+
+/*
+ * How much larger than a skip entry's maxt the weighted tf' of a posting
+ * can be under this scan's weights and averages: maxt was computed with
+ * the segment's reference weights and averages.  A weight raised by x
+ * raises a term by at most x; a larger average length divides by a
+ * smaller norm, by at most the ratio of the averages.  Infinity when a
+ * field weighted now was not weighted then (no bound: nothing is skipped).
+ */
+static float4
+bound_scale(const Eval *ev, const SsSegHeader *hdr)
+{
+	double		wmax = 0,
+				amax = 1;
+
+	for (int f = 0; f < SS_NFIELDS; f++)
+	{
+		if (ev->w[f] <= 0)
+			continue;
+		if (hdr->refw[f] <= 0 || hdr->refavg[f] <= 0)
+			return get_float4_infinity();
+		wmax = Max(wmax, ev->w[f] / hdr->refw[f]);
+		amax = Max(amax, ev->avglen[f] / hdr->refavg[f]);
+	}
+	return (float4) (wmax * amax * 1.001);	/* float rounding stays on the safe side */
+}
+
+/* Load se's skip entries (where each block starts, its bound). */
 static void
-score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
+cursor_load(Eval *ev, SegState *s, SegExp *se)
+{
+	if (se->skips != NULL)
+		return;
+	if (se->skip + se->nblocks > s->hdr.nskips)
+		elog(ERROR, "shop_search: skip entries of a term out of range");
+	se->skips = palloc(sizeof(SsSkip) * Max(se->nblocks, 1));
+	SsReadSkips(ev->index, &s->hdr, se->skip, se->nblocks, se->skips);
+	se->docs = palloc(sizeof(uint32) * SS_BLOCK_POSTINGS);
+	se->tfs = palloc(sizeof(uint16) * SS_BLOCK_POSTINGS);
+}
+
+/* move se's cursor to the first block that may hold a docid >= lo */
+static inline void
+cursor_seek(SegExp *se, uint32 lo)
+{
+	while (se->b < se->nblocks && se->skips[se->b].lastdoc < lo)
+		se->b++;
+}
+
+/* decode block b of se into se->docs / se->tfs */
+static void
+cursor_decode(Eval *ev, SegExp *se, uint32 b)
+{
+	const SsSkip *sk = &se->skips[b];
+	uint32		n = Min((uint32) SS_BLOCK_POSTINGS, se->df - b * SS_BLOCK_POSTINGS);
+	uint32		docid = b == 0 ? 0 : se->skips[b - 1].lastdoc;
+	BlockNumber blk = sk->postblk;
+	uint32		pos = sk->postoff;
+	uint32		k = 0;
+
+	if (b == 0)
+	{
+		blk = se->postblk;
+		pos = se->postoff;
+	}
+	while (k < n)
+	{
+		Buffer		buf = ReadBuffer(ev->index, blk);
+		const char *page;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = SsPageContents(BufferGetPage(buf));
+		while (k < n && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
+		{
+			uint32		delta,
+						tf;
+
+			pos += SsVarintGet(page + pos, &delta);
+			pos += SsVarintGet(page + pos, &tf);
+			docid += delta;
+			se->docs[k] = docid;
+			se->tfs[k] = (uint16) tf;
+			k++;
+		}
+		UnlockReleaseBuffer(buf);
+		blk++;
+		pos = 0;
+	}
+	se->ndec = n;
+	se->decoded = (int32) b;
+}
+
+/* call cb for every posting of se with lo <= docid < hi */
+static void
+cursor_scan(Eval *ev, SegExp *se, uint32 lo, uint32 hi, SsPostingCallback cb, void *arg)
+{
+	cursor_seek(se, lo);
+	for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+	{
+		if (se->decoded != (int32) b)
+			cursor_decode(ev, se, b);
+		for (uint32 j = 0; j < se->ndec; j++)
+		{
+			uint32		d = se->docs[j];
+
+			if (d < lo)
+				continue;
+			if (d >= hi)
+				return;
+			cb(arg, d, se->tfs[j]);
+		}
+	}
+}
+
+static inline float4
+score_bound(float4 tub, double idf, float4 factor)
+{
+	return (float4) (factor * idf * tub * (SS_BM25_K1 + 1) / (tub + SS_BM25_K1));
+}
+
+/*
+ * What word qi can bring to a document in [lo, hi): false when none of its
+ * expansions has a posting block overlapping the window, else the
+ * largest score and the fewest typos of those blocks.
+ */
+static bool
+word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int *mintypos)
+{
+	bool		any = false;
+
+	*ub = 0;
+	*mintypos = INT_MAX;
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+
+		for (int k = 0; k < se->e->nm; k++)
+		{
+			if (se->e->m[k].qword != qi)
+				continue;
+			cursor_load(ev, s, se);
+			cursor_seek(se, lo);
+			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+			{
+				float4		sb = score_bound(se->skips[b].maxt * s->scale, ev->widf[qi],
+												 se->e->m[k].factor);
+
+				any = true;
+				*ub = Max(*ub, sb);
+				*mintypos = Min(*mintypos, se->e->m[k].typos);
+			}
+		}
+	}
+	return any;
+}
+
+/*
+ * Can any document of [lo, hi) enter the result?  Combines the block
+ * bounds the way scoring combines scores (a slot takes its best
+ * alternative, an alternative sums its words) and the largest boost a
+ * document of the window can get.  *boostub is set for the candidate test.
+ */
+static bool
+window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float4 *boostub)
+{
+	SsQuery    *q = ev->q;
+	float4		ub = 0;
+	int			typos = 0;
+	int			missing = 0;
+	const SsDoc *first = doc_get(dc, lo);
+
+	/* most popular first: no document of the window has a larger boost */
+	*boostub = 1.0f + 0.05f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
+	if (ev->inv_log_maxpop > 0)
+		*boostub += 0.15f * Min(1.0f, first->logpop * ev->inv_log_maxpop);
+	*boostub *= 1.0001f;
+	if (!shop_search_block_max)
+		*boostub = SsMaxBoost(q);
+	if (ev->want_all)
+		return true;
+	for (int si = 0; si < q->nslots; si++)
+	{
+		SsQSlot    *sl = &q->slots[si];
+		bool		slot_ok = false;
+		float4		slot_ub = 0;
+		int			slot_typos = INT_MAX;
+
+		for (int a = 0; a < sl->nalts; a++)
+		{
+			SsQAlt	   *al = &sl->alts[a];
+			bool		alt_ok = true;
+			float4		alt_ub = 0;
+			int			alt_typos = 0;
+
+			for (int k = 0; k < al->nwords && alt_ok; k++)
+			{
+				float4		wub;
+				int			wt;
+
+				alt_ok = word_bound(ev, s, al->first + k, lo, hi, &wub, &wt);
+				alt_ub += wub;
+				alt_typos += alt_ok ? wt : 0;
+			}
+			if (!alt_ok)
+				continue;
+			slot_ok = true;
+			slot_ub = Max(slot_ub, alt_ub);
+			slot_typos = Min(slot_typos, alt_typos);
+		}
+		if (!slot_ok)
+		{
+			if (!q->match_any)
+				return false;
+			missing++;
+			continue;
+		}
+		ub += slot_ub;
+		typos += slot_typos;
+	}
+	if (missing == q->nslots)
+		return false;
+	if (ev->topk == 0 || ev->nres < ev->topk || !shop_search_block_max)
+		return true;
+	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
+					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
+}
+
+/* Offer every posting in [lo, hi) of every expansion of word qi into target. */
+static void
+score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, uint32 hi,
+		   const Acc *need, int needcnt)
 {
 	for (int i = 0; i < s->nexp; i++)
 	{
@@ -783,6 +1106,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
 				continue;
 			pc.ev = ev;
 			pc.dc = dc;
+			pc.nc = s->nc;
 			pc.target = target;
 			pc.idf = ev->widf[qi];
 			pc.factor = se->e->m[k].factor;
@@ -790,53 +1114,53 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target)
 			pc.ndocs = s->hdr.ndocs;
 			pc.filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
 				ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
-			SsReadPostings(ev->index, se->blk, se->off, se->df, posting_cb, &pc);
-			doc_release(dc);
-			CHECK_FOR_INTERRUPTS();
+			pc.need = need;
+			pc.needcnt = (uint8) needcnt;
+			cursor_load(ev, s, se);
+			cursor_scan(ev, se, lo, hi, posting_cb, &pc);
 		}
 	}
 }
 
-static void
-eval_segment(Eval *ev, SegState *s)
+/*
+ * Window size of document-at-a-time evaluation: a segment is scored
+ * SS_WINDOW docids at a time, term at a time within the window, and a
+ * window whose block bounds cannot beat the current top k is skipped
+ * without decoding a posting.
+ */
+#define SS_WINDOW 2048
+
+typedef struct SegAccs
 {
-	SsQuery    *q = ev->q;
-	uint32		n = s->hdr.ndocs;
-	DocCache	dc;
 	Acc			total,
 				slot,
 				alt,
 				word;
-	bool		multi = false;
+	bool		multi;
+	int		   *order;			/* slots, rarest first */
+} SegAccs;
+
+static void
+eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 hi, float4 boostub)
+{
+	SsQuery    *q = ev->q;
 	uint32	   *cand = NULL;
 	uint32		ncand = 0;
-	float4		maxboost = SsMaxBoost(q);
 
-	dc.index = ev->index;
-	dc.hdr = &s->hdr;
-	dc.buf = InvalidBuffer;
-	dc.page = 0;
-	dc.docs = NULL;
+	/*
+	 * AND mode: a document needs every slot, so slots after the first
+	 * (rarest) only score documents every earlier slot matched.  That is
+	 * the rule without "match": "any", and also with it once the top k
+	 * is full of documents that miss no word.
+	 */
+	bool		and_mode = !q->match_any ||
+		(ev->topk > 0 && ev->nres >= ev->topk &&
+		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE);
 
-	for (int i = 0; i < q->nslots; i++)
-		for (int a = 0; a < q->slots[i].nalts; a++)
-			if (q->slots[i].alts[a].nwords > 1)
-				multi = true;
-	memset(&alt, 0, sizeof(alt));
-	memset(&word, 0, sizeof(word));
-	scratch_reserve(Max(n, 1));
-	scratch.dirty = true;
-	acc_init(&total, 0, true);
-	acc_init(&slot, 1, false);
-	if (multi)
+	for (int oi = 0; oi < q->nslots && (oi == 0 || ncand > 0 || !and_mode); oi++)
 	{
-		acc_init(&alt, 2, true);
-		acc_init(&word, 3, false);
-	}
-
-	for (int si = 0; si < q->nslots && (si == 0 || ncand > 0 || q->match_any); si++)
-	{
-		SsQSlot    *sl = &q->slots[si];
+		SsQSlot    *sl = &q->slots[sa->order[oi]];
+		const Acc  *need = (and_mode && oi > 0) ? &sa->total : NULL;
 
 		for (int a = 0; a < sl->nalts; a++)
 		{
@@ -844,49 +1168,49 @@ eval_segment(Eval *ev, SegState *s)
 
 			if (al->nwords == 1)
 			{
-				score_word(ev, s, &dc, al->first, &slot);
+				score_word(ev, s, dc, al->first, &sa->slot, lo, hi, need, oi);
 				continue;
 			}
 			for (int k = 0; k < al->nwords; k++)
 			{
-				score_word(ev, s, &dc, al->first + k, &word);
-				for (uint32 t = 0; t < word.ntouched; t++)
+				score_word(ev, s, dc, al->first + k, &sa->word, lo, hi, need, oi);
+				for (uint32 t = 0; t < sa->word.ntouched; t++)
 				{
-					uint32		d = word.touched[t];
+					uint32		d = sa->word.touched[t];
 
-					acc_add(&alt, d, word.score[d], word.typ1[d] - 1);
+					acc_add(&sa->alt, d, sa->word.score[d], sa->word.typ1[d] - 1);
 				}
-				acc_reset(&word);
+				acc_reset(&sa->word);
 			}
-			for (uint32 t = 0; t < alt.ntouched; t++)
+			for (uint32 t = 0; t < sa->alt.ntouched; t++)
 			{
-				uint32		d = alt.touched[t];
+				uint32		d = sa->alt.touched[t];
 
-				if (alt.cnt[d] == al->nwords)
-					acc_offer(&slot, d, alt.score[d], alt.typ1[d] - 1);
+				if (sa->alt.cnt[d] == al->nwords)
+					acc_offer(&sa->slot, d, sa->alt.score[d], sa->alt.typ1[d] - 1);
 			}
-			acc_reset(&alt);
+			acc_reset(&sa->alt);
 		}
 		/* fold the slot into the totals */
-		for (uint32 t = 0; t < slot.ntouched; t++)
+		for (uint32 t = 0; t < sa->slot.ntouched; t++)
 		{
-			uint32		d = slot.touched[t];
+			uint32		d = sa->slot.touched[t];
 
-			if (si == 0 || q->match_any || (total.typ1[d] != 0 && total.cnt[d] == si))
-				acc_add(&total, d, slot.score[d], slot.typ1[d] - 1);
+			if (oi == 0 || !and_mode || (sa->total.typ1[d] != 0 && sa->total.cnt[d] == oi))
+				acc_add(&sa->total, d, sa->slot.score[d], sa->slot.typ1[d] - 1);
 		}
-		acc_reset(&slot);
-		if (si == 0)
+		acc_reset(&sa->slot);
+		if (oi == 0)
 		{
-			cand = total.touched;
-			ncand = total.ntouched;
+			cand = sa->total.touched;
+			ncand = sa->total.ntouched;
 		}
 	}
 
 	if (q->match_any)
 	{
-		cand = total.touched;
-		ncand = total.ntouched;
+		cand = sa->total.touched;
+		ncand = sa->total.ntouched;
 	}
 
 	/* documents matching every slot (any: one): filters, boost, distance */
@@ -894,18 +1218,19 @@ eval_segment(Eval *ev, SegState *s)
 	{
 		uint32		d = cand[t];
 		const SsDoc *doc;
+		Acc		   *total = &sa->total;
 
-		if (total.cnt[d] != q->nslots && !(q->match_any && total.cnt[d] > 0))
+		if (total->cnt[d] != q->nslots && !(q->match_any && total->cnt[d] > 0))
 			continue;
 		/* even the largest boost would not make the top k: skip unread */
-		if (!result_possible(ev, (float4) ((q->nslots - total.cnt[d]) * SS_MISSING_TIER +
-										   Min(total.typ1[d] - 1, 9) * SS_TYPO_TIER -
-										   Min(total.score[d] * maxboost, SS_MAX_SCORE))))
+		if (!result_possible(ev, (float4) ((q->nslots - total->cnt[d]) * SS_MISSING_TIER +
+										   Min(total->typ1[d] - 1, 9) * SS_TYPO_TIER -
+										   Min(total->score[d] * boostub, SS_MAX_SCORE))))
 			continue;
-		doc = doc_get(&dc, d);
+		doc = doc_get(dc, d);
 		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
 		{
-			total.cnt[d] = 0;
+			total->cnt[d] = 0;
 			continue;
 		}
 		if (ev->collect)
@@ -914,28 +1239,114 @@ eval_segment(Eval *ev, SegState *s)
 			continue;
 		}
 		add_result(ev, (ItemPointer) &doc->tid,
-				   final_dist(ev, doc, total.score[d], total.typ1[d] - 1,
-							  q->nslots - total.cnt[d]));
+				   final_dist(ev, doc, total->score[d], total->typ1[d] - 1,
+							  q->nslots - total->cnt[d]));
 	}
 	if (ev->want_all)
 	{
-		for (uint32 d = 0; d < n; d++)
+		for (uint32 d = lo; d < hi; d++)
 		{
 			const SsDoc *doc;
 
-			if (total.typ1[d] != 0 &&
-				(total.cnt[d] == q->nslots || (q->match_any && total.cnt[d] > 0)))
+			if (sa->total.typ1[d] != 0 &&
+				(sa->total.cnt[d] == q->nslots || (q->match_any && sa->total.cnt[d] > 0)))
 				continue;
 			if (!result_possible(ev, get_float4_infinity()))
 				continue;
-			doc = doc_get(&dc, d);
+			doc = doc_get(dc, d);
 			if (!(doc->flags & SS_DOC_DEAD))
 				add_result(ev, (ItemPointer) &doc->tid, get_float4_infinity());
 		}
 	}
+	acc_reset(&sa->total);
+}
+
+static void
+eval_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	DocCache	dc;
+	NormCache	nc;
+	SegAccs		sa;
+	uint32		nwin = 0;
+
+	if (n == 0)
+		return;
+	s->scale = bound_scale(ev, &s->hdr);
+	dc.index = ev->index;
+	dc.hdr = &s->hdr;
+	dc.buf = InvalidBuffer;
+	dc.page = 0;
+	dc.docs = NULL;
+	nc.index = ev->index;
+	nc.hdr = &s->hdr;
+	nc.buf = InvalidBuffer;
+	nc.page = 0;
+	nc.norms = NULL;
+	s->nc = &nc;
+
+	memset(&sa, 0, sizeof(sa));
+	for (int i = 0; i < q->nslots; i++)
+		for (int a = 0; a < q->slots[i].nalts; a++)
+			if (q->slots[i].alts[a].nwords > 1)
+				sa.multi = true;
+	/* slot order: fewest postings first */
+	sa.order = palloc(sizeof(int) * Max(q->nslots, 1));
+	{
+		double	   *cost = palloc0(sizeof(double) * Max(q->nslots, 1));
+
+		for (int si = 0; si < q->nslots; si++)
+		{
+			sa.order[si] = si;
+			for (int i = 0; i < s->nexp; i++)
+				for (int k = 0; k < s->exps[i].e->nm; k++)
+					if (q->words[s->exps[i].e->m[k].qword].slot == si)
+						cost[si] += s->exps[i].df;
+		}
+		for (int i = 1; i < q->nslots; i++)
+			for (int j = i; j > 0 && cost[sa.order[j]] < cost[sa.order[j - 1]]; j--)
+			{
+				int			t = sa.order[j];
+
+				sa.order[j] = sa.order[j - 1];
+				sa.order[j - 1] = t;
+			}
+		pfree(cost);
+	}
+	scratch_reserve(n);
+	scratch.dirty = true;
+	acc_init(&sa.total, 0, true);
+	acc_init(&sa.slot, 1, false);
+	if (sa.multi)
+	{
+		acc_init(&sa.alt, 2, true);
+		acc_init(&sa.word, 3, false);
+	}
+
+	for (uint32 lo = 0; lo < n; lo += SS_WINDOW)
+	{
+		uint32		hi = Min(n, lo + SS_WINDOW);
+		float4		boostub;
+
+		if (window_possible(ev, s, &dc, lo, hi, &boostub))
+		{
+			nwin++;
+			eval_window(ev, s, &dc, &sa, lo, hi, boostub);
+		}
+		if ((lo / SS_WINDOW) % 16 == 15)
+		{
+			doc_release(&dc);
+			norm_release(&nc);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
 	doc_release(&dc);
-	acc_reset(&total);
+	norm_release(&nc);
+	s->nc = NULL;
 	scratch.dirty = false;
+	elog(DEBUG1, "shop_search: %u of %u windows of a segment of %u documents evaluated",
+		 nwin, (n + SS_WINDOW - 1) / SS_WINDOW, n);
 }
 
 typedef struct PendScore
@@ -1092,6 +1503,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	SsGetWeights(index, ev->w);
 	for (int f = 0; f < SS_NFIELDS; f++)
 		ev->avglen[f] = ev->meta.ndocs > 0 ? Max(ev->meta.sumlen[f] / ev->meta.ndocs, 0.5) : 1.0;
+	fill_norm_tables(ev);
 	ev->maxres = topk > 0 ? topk : 256;
 	ev->res = palloc(sizeof(SsResult) * ev->maxres);
 
