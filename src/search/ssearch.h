@@ -175,7 +175,10 @@ typedef struct SsMetaPageData
 	float4		max_popularity;
 	SsSegmentRef segments[SS_MAX_SEGMENTS];
 	uint32		nfree;
-	SsFreeRange free[SS_MAX_FREE_RANGES];
+	SsFreeRange free[SS_MAX_FREE_RANGES];	/* sorted by start, see sspage.c */
+	uint32		lost_blocks;	/* released blocks dropped from a full free
+								 * list (zero in indexes of older builds:
+								 * PageInit zeroes the page) */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -443,8 +446,11 @@ extern float4 SsMaxBoost(const SsQuery *q);
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);
 extern void SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed);
+extern void SsFreeCoalesce(SsMetaPage meta, bool force);
 extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
 extern BlockNumber SsFreeTake(SsMetaPage meta, int i, uint32 nblocks);
+extern bool SsFreeReusable(const SsMetaPage meta, int i);
+extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend);
 extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
 extern Buffer SsNewBuffer(Relation index);
 extern void SsReadMeta(Relation index, SsMetaPageData *meta);

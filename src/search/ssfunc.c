@@ -128,7 +128,8 @@ shop_search_scan(PG_FUNCTION_ARGS)
 
 /*
  * shop.search_index_info(index regclass) -> jsonb: format version,
- * language, segments (documents each), pending documents, total blocks.
+ * language, segments (documents each), pending documents, total blocks,
+ * free blocks and runs, and released blocks lost to a full free list.
  */
 Datum
 shop_search_index_info(PG_FUNCTION_ARGS)
@@ -136,13 +137,18 @@ shop_search_index_info(PG_FUNCTION_ARGS)
 	Relation	index = open_ss_index(PG_GETARG_OID(0));
 	SsMetaPageData meta;
 	StringInfoData buf;
+	uint64		freeblocks = 0;
 
 	SsReadMeta(index, &meta);
+	for (uint32 i = 0; i < meta.nfree; i++)
+		freeblocks += meta.free[i].nblocks;
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"version\": %u, \"language\": \"%s\", \"documents\": " UINT64_FORMAT
-					 ", \"pending\": %u, \"blocks\": %u, \"segments\": [",
+					 ", \"pending\": %u, \"blocks\": %u, \"free_blocks\": " UINT64_FORMAT
+					 ", \"free_runs\": %u, \"lost_blocks\": %u, \"segments\": [",
 					 meta.version, meta.language, meta.ndocs, meta.npending,
-					 RelationGetNumberOfBlocks(index));
+					 RelationGetNumberOfBlocks(index), freeblocks, meta.nfree,
+					 meta.lost_blocks);
 	for (uint32 i = 0; i < meta.nsegments; i++)
 		appendStringInfo(&buf, "%s%u", i ? ", " : "", meta.segments[i].ndocs);
 	appendStringInfoString(&buf, "]}");

@@ -35,57 +35,229 @@ SsInitPage(Page page, uint16 flags)
 }
 
 /*
- * SsFreeAdd: record a run of released blocks in the metapage (the caller
- * holds it exclusively, inside generic WAL).  Adjacent runs coalesce
- * (keeping the later release point); with no room left the run is
- * forgotten, which only leaks space.
+ * Free runs.  The metapage lists runs of released blocks sorted by start,
+ * never overlapping, each with the release point after which no snapshot
+ * can still read it.  Adjacent runs are joined when that delays no reuse
+ * (SsFreeCoalesce), so a run released now does not hold back the older,
+ * reusable run next to it; a list left by an older build (unsorted) is
+ * sorted on first change (free_normalize).  The
+ * caller of the functions below that change the list holds the metapage
+ * exclusively, inside generic WAL, and the pending-list lock (see
+ * ssvacuum.c), so no one else allocates meanwhile.
+ */
+
+/* index of the first run starting at or after blk (nfree if none) */
+static uint32
+free_search(const SsMetaPage meta, BlockNumber blk)
+{
+	uint32		lo = 0,
+				hi = meta->nfree;
+
+	while (lo < hi)
+	{
+		uint32		mid = lo + (hi - lo) / 2;
+
+		if (meta->free[mid].start < blk)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* remove run i, keeping the order */
+static void
+free_remove(SsMetaPage meta, uint32 i)
+{
+	Assert(i < meta->nfree);
+	memmove(&meta->free[i], &meta->free[i + 1],
+			sizeof(SsFreeRange) * (meta->nfree - i - 1));
+	meta->nfree--;
+}
+
+/*
+ * Sort the list if it is not sorted already (an index written by a build
+ * that kept it unordered); overlapping runs, which only a bug could make,
+ * become one.
+ */
+static void
+free_normalize(SsMetaPage meta)
+{
+	bool		ok = true;
+	uint32		n = 0;
+
+	for (uint32 i = 1; i < meta->nfree && ok; i++)
+		ok = meta->free[i - 1].start + meta->free[i - 1].nblocks <= meta->free[i].start;
+	if (ok)
+		return;
+	for (uint32 i = 1; i < meta->nfree; i++)
+	{
+		SsFreeRange r = meta->free[i];
+		uint32		j = i;
+
+		for (; j > 0 && meta->free[j - 1].start > r.start; j--)
+			meta->free[j] = meta->free[j - 1];
+		meta->free[j] = r;
+	}
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		SsFreeRange *p = n > 0 ? &meta->free[n - 1] : NULL;
+		SsFreeRange *r = &meta->free[i];
+
+		if (p && p->start + p->nblocks > r->start)
+		{
+			/* overlapping: one run */
+			BlockNumber end = Max(p->start + p->nblocks, r->start + r->nblocks);
+
+			p->nblocks = end - p->start;
+			if (FullTransactionIdFollows(r->freed, p->freed))
+				p->freed = r->freed;
+		}
+		else
+			meta->free[n++] = *r;
+	}
+	meta->nfree = n;
+}
+
+/*
+ * SsFreeCoalesce: merge adjacent runs that can be merged without
+ * delaying any reuse: runs of one release, and runs reusable already
+ * (the merged run keeps the later release point, which is then reusable
+ * too).  With force, merge every adjacent pair, taking the later release
+ * point: no block is lost, some are reused later than they could be.
+ */
+void
+SsFreeCoalesce(SsMetaPage meta, bool force)
+{
+	uint32		n = 0;
+
+	free_normalize(meta);
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		SsFreeRange *p = n > 0 ? &meta->free[n - 1] : NULL;
+		SsFreeRange *r = &meta->free[i];
+
+		if (p && p->start + p->nblocks == r->start &&
+			(force || FullTransactionIdEquals(p->freed, r->freed) ||
+			 (GlobalVisCheckRemovableFullXid(NULL, p->freed) &&
+			  GlobalVisCheckRemovableFullXid(NULL, r->freed))))
+		{
+			p->nblocks += r->nblocks;
+			if (FullTransactionIdFollows(r->freed, p->freed))
+				p->freed = r->freed;
+		}
+		else
+			meta->free[n++] = *r;
+	}
+	meta->nfree = n;
+}
+
+/*
+ * SsFreeAdd: record a run of released blocks in the metapage.  It joins
+ * an adjacent run released at the same point; other neighbours are joined
+ * later by SsFreeCoalesce, once both are reusable, so that a fresh release
+ * never holds back the reuse of older blocks next to it.  When the list is
+ * full, adjacent runs are merged (reusable ones first, then any, taking
+ * the later release point); if it is still full the smallest run (possibly
+ * this one) is dropped and its blocks are counted in lost_blocks: they
+ * stay allocated to the index, unreferenced, until a REINDEX or a
+ * truncation at the end of the relation takes them.
  */
 void
 SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed)
 {
+	uint32		i;
+	bool		join_prev,
+				join_next;
+
 	if (nblocks == 0)
 		return;
-	for (uint32 i = 0; i < meta->nfree; i++)
-	{
-		SsFreeRange *r = &meta->free[i];
+	free_normalize(meta);
+	i = free_search(meta, start);
+	/* never overlap: a block released twice would be handed out twice */
+	if ((i > 0 && meta->free[i - 1].start + meta->free[i - 1].nblocks > start) ||
+		(i < meta->nfree && start + nblocks > meta->free[i].start))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("shop_search: blocks %u..%u released twice", start, start + nblocks - 1),
+				 errhint("REINDEX the index.")));
 
-		if (r->start + r->nblocks == start || start + nblocks == r->start)
-		{
-			r->start = Min(r->start, start);
-			r->nblocks += nblocks;
-			if (FullTransactionIdFollows(freed, r->freed))
-				r->freed = freed;
-			return;
-		}
-	}
-	if (meta->nfree < SS_MAX_FREE_RANGES)
+	join_prev = i > 0 && meta->free[i - 1].start + meta->free[i - 1].nblocks == start &&
+		FullTransactionIdEquals(meta->free[i - 1].freed, freed);
+	join_next = i < meta->nfree && start + nblocks == meta->free[i].start &&
+		FullTransactionIdEquals(meta->free[i].freed, freed);
+	if (join_prev)
 	{
-		meta->free[meta->nfree].start = start;
-		meta->free[meta->nfree].nblocks = nblocks;
-		meta->free[meta->nfree].freed = freed;
-		meta->nfree++;
+		meta->free[i - 1].nblocks += nblocks;
+		if (join_next)
+		{
+			meta->free[i - 1].nblocks += meta->free[i].nblocks;
+			free_remove(meta, i);
+		}
+		return;
 	}
+	if (join_next)
+	{
+		meta->free[i].start = start;
+		meta->free[i].nblocks += nblocks;
+		return;
+	}
+
+	if (meta->nfree >= SS_MAX_FREE_RANGES)
+	{
+		/* full: merge neighbours, and only then forget the smallest run */
+		SsFreeCoalesce(meta, false);
+		if (meta->nfree >= SS_MAX_FREE_RANGES)
+			SsFreeCoalesce(meta, true);
+		if (meta->nfree >= SS_MAX_FREE_RANGES)
+		{
+			uint32		smallest = 0;
+
+			for (uint32 k = 1; k < meta->nfree; k++)
+				if (meta->free[k].nblocks < meta->free[smallest].nblocks)
+					smallest = k;
+			if (nblocks <= meta->free[smallest].nblocks)
+			{
+				meta->lost_blocks += nblocks;
+				return;
+			}
+			meta->lost_blocks += meta->free[smallest].nblocks;
+			free_remove(meta, smallest);
+		}
+		/* the list changed: add the run afresh (it may join a neighbour now) */
+		SsFreeAdd(meta, start, nblocks, freed);
+		return;
+	}
+	memmove(&meta->free[i + 1], &meta->free[i], sizeof(SsFreeRange) * (meta->nfree - i));
+	meta->free[i].start = start;
+	meta->free[i].nblocks = nblocks;
+	meta->free[i].freed = freed;
+	meta->nfree++;
 }
 
-/* SsFreeFind: a reusable free run of at least nblocks, or -1. */
+/* SsFreeReusable: may run i be handed out (no snapshot older than it)? */
+bool
+SsFreeReusable(const SsMetaPage meta, int i)
+{
+	return GlobalVisCheckRemovableFullXid(NULL, meta->free[i].freed);
+}
+
+/*
+ * SsFreeFind: a reusable free run of at least nblocks, or -1: the lowest
+ * such run (first fit).  Allocations thus drift towards the start of the
+ * relation and free runs gather at its end, where VACUUM truncates them.
+ * (Best fit was tried: it kept filling the run just released at the end,
+ * which is usually the tightest, and the relation never shrank.)
+ */
 int
 SsFreeFind(const SsMetaPage meta, uint32 nblocks)
 {
-	int			best = -1;
-
 	for (uint32 i = 0; i < meta->nfree; i++)
 	{
-		const SsFreeRange *r = &meta->free[i];
-
-		if (r->nblocks < nblocks)
-			continue;
-		if (best >= 0 && meta->free[best].nblocks <= r->nblocks)
-			continue;			/* best fit */
-		if (!GlobalVisCheckRemovableFullXid(NULL, r->freed))
-			continue;
-		best = i;
+		if (meta->free[i].nblocks >= nblocks && SsFreeReusable(meta, i))
+			return i;
 	}
-	return best;
+	return -1;
 }
 
 /* SsFreeTake: take nblocks from the start of free run i. */
@@ -99,11 +271,40 @@ SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
 	r->start += nblocks;
 	r->nblocks -= nblocks;
 	if (r->nblocks == 0)
-	{
-		meta->free[i] = meta->free[meta->nfree - 1];
-		meta->nfree--;
-	}
+		free_remove(meta, i);
 	return start;
+}
+
+/*
+ * SsFreeTruncate: drop from the list every block at or past newend (which
+ * must all be free and reusable: the caller checked) and return how many
+ * blocks that was.
+ */
+uint32
+SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
+{
+	uint32		dropped = 0;
+
+	free_normalize(meta);
+	while (meta->nfree > 0)
+	{
+		SsFreeRange *r = &meta->free[meta->nfree - 1];
+
+		if (r->start + r->nblocks <= newend)
+			break;
+		if (r->start >= newend)
+		{
+			dropped += r->nblocks;
+			meta->nfree--;
+		}
+		else
+		{
+			dropped += r->start + r->nblocks - newend;
+			r->nblocks = newend - r->start;
+			break;
+		}
+	}
+	return dropped;
 }
 
 /* SsSegmentBlocks: how many blocks a segment spans, header included. */
@@ -116,7 +317,9 @@ SsSegmentBlocks(const SsSegHeader *hdr)
 
 /*
  * SsNewBuffer: a new block at the end of the index, pinned and
- * exclusively locked.  Blocks are never reused yet (see ssearch.h).
+ * exclusively locked, for a caller that found no reusable free run
+ * (SsFreeFind), or building the index.  Inserts hold the pending-list
+ * lock, so a truncation (ssvacuum.c) cannot run meanwhile.
  */
 Buffer
 SsNewBuffer(Relation index)

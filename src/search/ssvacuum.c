@@ -2,7 +2,8 @@
  *
  * ssvacuum.c
  *	  shop_search VACUUM: bulk delete marks dead documents, cleanup folds
- *	  the pending list into a new segment and merges segments.
+ *	  the pending list into a new segment, merges segments and truncates
+ *	  the free end of the relation.
  *
  * ambulkdelete visits every document record (segment doc pages and
  * pending items), asks VACUUM whether its heap TID is dead and sets the
@@ -16,7 +17,10 @@
  * generic WAL, emptying the pending list.  When the index would have
  * SS_MERGE_AT segments, all segments and the pending documents are merged
  * into one instead, dropping dead documents and their postings; the
- * collection statistics are recomputed exactly at that point.
+ * collection statistics are recomputed exactly at that point.  VACUUM
+ * also merges when that moves the segments into the lower half of the
+ * relation (compaction_pays).  Last, truncate_tail cuts the relation
+ * past the last block still in use.
  *
  * An insert that finds SS_PENDING_FLUSH documents pending folds them too
  * (never merging, and only if nobody holds the pending-list lock), so a
@@ -33,6 +37,8 @@
 
 #include "access/generic_xlog.h"
 #include "access/transam.h"
+#include "access/xlog.h"
+#include "catalog/storage.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -195,6 +201,23 @@ pend_term_cb(void *arg, const char *term, int len, uint16 tf)
 	d->nterms++;
 }
 
+/*
+ * The metapage registered for generic WAL.  pd_lower is moved past the
+ * whole SsMetaPageData first: an index built before lost_blocks was added
+ * has it in the page's hole, which generic WAL does not log.
+ */
+static SsMetaPage
+meta_for_write(GenericXLogState *xs, Buffer metabuf)
+{
+	Page		page = GenericXLogRegisterBuffer(xs, metabuf, 0);
+	SsMetaPage	m = SsPageGetMeta(page);
+	uint16		lower = ((char *) m + sizeof(SsMetaPageData)) - (char *) page;
+
+	if (((PageHeader) page)->pd_lower < lower)
+		((PageHeader) page)->pd_lower = lower;
+	return m;
+}
+
 /* allocation of the new segment's run from the metapage copy */
 typedef struct FlushAlloc
 {
@@ -211,6 +234,45 @@ flush_alloc(void *arg, uint32 nblocks)
 	fa->slot = SsFreeFind(fa->meta, nblocks);
 	fa->nblocks = nblocks;
 	return fa->slot >= 0 ? fa->meta->free[fa->slot].start : InvalidBlockNumber;
+}
+
+/*
+ * compaction_pays: would merging now let the relation shrink to half?
+ * True when the segments lie in the upper half of the relation and all of
+ * them (with room to spare: the merge adds the pending documents and its
+ * output is not known yet) fit in a reusable free run in the lower half.
+ * The merge then writes there (SsFreeFind takes the lowest fitting run),
+ * the old segments become free runs at the end, and a later VACUUM
+ * truncates them.  Without this a merge that had to go to the end of the
+ * relation (the runs below held the segments being merged) would stay
+ * there until the next regular merge, and a table that shrank would keep
+ * its size for two merge cycles.
+ */
+static bool
+compaction_pays(Relation index, const SsMetaPageData *meta)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber top = 0;
+	uint32		live = 0;
+	int			i;
+
+	if (meta->nsegments == 0 || nblocks < 16)
+		return false;
+	for (uint32 s = 0; s < meta->nsegments; s++)
+	{
+		SsSegHeader hdr;
+		uint32		n;
+
+		SsReadSegHeader(index, meta->segments[s].header, &hdr);
+		n = SsSegmentBlocks(&hdr);
+		live += n;
+		top = Max(top, meta->segments[s].header + n);
+	}
+	live += live / 4 + 4 + meta->npending / SS_DOCS_PER_PAGE;
+	if (top <= nblocks / 2)
+		return false;			/* the end is free already: truncation's job */
+	i = SsFreeFind((SsMetaPage) meta, live);
+	return i >= 0 && meta->free[i].start + live <= nblocks / 2;
 }
 
 /*
@@ -249,8 +311,16 @@ SsFlushPending(Relation index, bool from_insert)
 	else
 		LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
 	SsReadMeta(index, &meta);
+
+	/*
+	 * Join free runs that became reusable, in our copy: the new segment's
+	 * run is chosen from it, and the metapage gets its list at publication
+	 * (nobody else changes the list while we hold the pending-list lock).
+	 */
+	SsFreeCoalesce(&meta, false);
 	/* inserts never merge (too slow for a statement); VACUUM does */
-	merge = !from_insert && meta.nsegments + 1 >= SS_MERGE_AT;
+	merge = !from_insert &&
+		(meta.nsegments + 1 >= SS_MERGE_AT || compaction_pays(index, &meta));
 	if (meta.pending_head == InvalidBlockNumber && !merge)
 	{
 		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
@@ -357,8 +427,10 @@ SsFlushPending(Relation index, bool from_insert)
 	metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	xs = GenericXLogStart(index);
-	m = SsPageGetMeta(GenericXLogRegisterBuffer(xs, metabuf, 0));
+	m = meta_for_write(xs, metabuf);
 	freed = ReadNextFullTransactionId();
+	m->nfree = meta.nfree;
+	memcpy(m->free, meta.free, sizeof(SsFreeRange) * meta.nfree);
 	if (fa.slot >= 0)
 	{
 		/* the run the new segment took (found in our copy; unchanged since) */
@@ -399,23 +471,133 @@ SsFlushPending(Relation index, bool from_insert)
 	MemoryContextDelete(cxt);
 }
 
+/* ---- giving the end of the relation back ---- */
+
+/*
+ * truncate_tail: shorten the index past the last block still in use.
+ * Returns the number of blocks removed.
+ *
+ * The blocks cut off are free runs that are reusable (released before
+ * every snapshot now alive, see SsFreeFind) and blocks referenced by
+ * nothing at all (left by a crash between writing a segment and
+ * publishing it).  The new end is one past the highest block anything
+ * else can reach: the metapage, every segment, every pending page and
+ * every free run not yet reusable.
+ *
+ * Why no scan can read a removed block.  A reader reaches blocks only
+ * through a metapage it read.  Every released block was released by a
+ * metapage change made at "freed", after which no metapage reaches it;
+ * a scan that read an older metapage took its snapshot before that, so
+ * its xmin is not after "freed", and while it runs the block is not
+ * reusable (GlobalVisCheckRemovableFullXid), hence not cut off here.
+ * Scans in this sense are everything that reads segments or pending
+ * pages: index scans and shop.search_verify run under a registered MVCC
+ * snapshot; inserts read only the pending tail, folds only what the
+ * metapage lists, and both hold the pending-list lock, as does every
+ * path that allocates or extends (ssinsert, folds, SsNewBuffer callers).
+ * We hold that lock exclusively from computing the new end until the
+ * file is cut, so nobody hands out a block past it or extends the
+ * relation meanwhile.  (The same argument is what makes reuse safe; on a
+ * hot standby it holds only with hot_standby_feedback, as for reuse.)
+ *
+ * Order, for crash safety: the metapage loses the runs first (generic
+ * WAL, flushed), then RelationTruncate logs and cuts the file.  A crash
+ * between them leaves unlisted blocks at the end, which the next
+ * truncation takes as unreferenced; never a listed free run past the end
+ * of the file.
+ */
+static BlockNumber
+truncate_tail(Relation index)
+{
+	SsMetaPageData meta;
+	BlockNumber nblocks,
+				end = SS_METAPAGE_BLKNO + 1,
+				blk;
+	Buffer		metabuf;
+	GenericXLogState *xs;
+	SsMetaPage	m;
+	XLogRecPtr	lsn;
+
+	LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
+	nblocks = RelationGetNumberOfBlocks(index);
+	SsReadMeta(index, &meta);
+	SsFreeCoalesce(&meta, false);
+
+	for (uint32 s = 0; s < meta.nsegments; s++)
+	{
+		SsSegHeader hdr;
+
+		SsReadSegHeader(index, meta.segments[s].header, &hdr);
+		end = Max(end, meta.segments[s].header + SsSegmentBlocks(&hdr));
+	}
+	for (blk = meta.pending_head; blk != InvalidBlockNumber;)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+
+		end = Max(end, blk + 1);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		blk = SsPageGetOpaque(BufferGetPage(buf))->next;
+		UnlockReleaseBuffer(buf);
+	}
+	for (uint32 i = 0; i < meta.nfree; i++)
+	{
+		if (!SsFreeReusable(&meta, i))
+			end = Max(end, meta.free[i].start + meta.free[i].nblocks);
+	}
+	if (end >= nblocks)
+	{
+		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
+		return 0;
+	}
+
+	metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	xs = GenericXLogStart(index);
+	m = meta_for_write(xs, metabuf);
+	m->nfree = meta.nfree;
+	memcpy(m->free, meta.free, sizeof(SsFreeRange) * meta.nfree);
+	(void) SsFreeTruncate(m, end);
+	lsn = GenericXLogFinish(xs);
+	UnlockReleaseBuffer(metabuf);
+	if (RelationNeedsWAL(index))
+		XLogFlush(lsn);
+
+	RelationTruncate(index, end);
+	UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
+	return nblocks - end;
+}
+
 IndexBulkDeleteResult *
 ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
 	Relation	index = info->index;
+	BlockNumber truncated;
+	SsMetaPageData meta;
 
 	if (info->analyze_only)
 		return stats;
 	SsFlushPending(index, false);
+	truncated = truncate_tail(index);
+	SsReadMeta(index, &meta);
 	if (stats == NULL)
 	{
-		SsMetaPageData meta;
-
 		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
-		SsReadMeta(index, &meta);
 		stats->num_index_tuples = (double) meta.ndocs;
 		stats->estimated_count = true;
 	}
 	stats->num_pages = RelationGetNumberOfBlocks(index);
+	/* free blocks, as "deleted"; those reusable now, as "free" */
+	stats->pages_deleted = stats->pages_free = 0;
+	for (uint32 i = 0; i < meta.nfree; i++)
+	{
+		stats->pages_deleted += meta.free[i].nblocks;
+		if (SsFreeReusable(&meta, i))
+			stats->pages_free += meta.free[i].nblocks;
+	}
+	if (truncated > 0)
+		ereport(info->message_level,
+				(errmsg("index \"%s\": truncated %u to %u pages",
+						RelationGetRelationName(index), stats->num_pages + truncated,
+						stats->num_pages)));
 	return stats;
 }
