@@ -60,6 +60,14 @@
 #define SS_MAX_MATCHES			6
 #define SS_NORM_TABLE			256
 
+/*
+ * Window size of document-at-a-time evaluation: a segment is scored
+ * SS_WINDOW docids at a time, term at a time within the window, and a
+ * window whose block bounds cannot beat the current top k is skipped
+ * without decoding a posting.
+ */
+#define SS_WINDOW				2048
+
 /* SsCollectMatches asks the next SsEvaluate to collect documents */
 static bool collect_next = false;
 
@@ -124,6 +132,11 @@ typedef struct NormCache NormCache;
 typedef struct SegState
 {
 	SsSegHeader hdr;
+	/* bounds of the current window (window_possible) */
+	float4	   *slot_ub;		/* per slot */
+	float4		win_ub;			/* their sum */
+	float4		need_score;		/* text score a document must beat, -inf: none */
+	bool		simple;			/* every slot is one word (block pruning) */
 	NormCache  *nc;				/* during eval_segment */
 	float4		scale;			/* of skip bounds, see bound_scale */
 	int			nexp;
@@ -954,13 +967,43 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	se->decoded = (int32) b;
 }
 
-/* call cb for every posting of se with lo <= docid < hi */
+/* does block b of se have a posting in [lo, hi)? */
+static bool
+block_has(Eval *ev, SegExp *se, uint32 b, uint32 lo, uint32 hi)
+{
+	uint32		l = 0,
+				r;
+
+	if (se->decoded != (int32) b)
+		cursor_decode(ev, se, b);
+	r = se->ndec;
+	while (l < r)				/* first posting >= lo */
+	{
+		uint32		m = (l + r) / 2;
+
+		if (se->docs[m] < lo)
+			l = m + 1;
+		else
+			r = m;
+	}
+	return l < se->ndec && se->docs[l] < hi;
+}
+
+static inline float4 score_bound(float4 tub, double idf, float4 factor);
+
+/*
+ * call cb for every posting of se with lo <= docid < hi, skipping blocks
+ * whose score bound (with idf and factor) is below minb
+ */
 static void
-cursor_scan(Eval *ev, SegExp *se, uint32 lo, uint32 hi, SsPostingCallback cb, void *arg)
+cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb,
+			double idf, float4 factor, SsPostingCallback cb, void *arg)
 {
 	cursor_seek(se, lo);
 	for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
 	{
+		if (minb > 0 && score_bound(se->skips[b].maxt * s->scale, idf, factor) < minb)
+			continue;
 		if (se->decoded != (int32) b)
 			cursor_decode(ev, se, b);
 		for (uint32 j = 0; j < se->ndec; j++)
@@ -1006,8 +1049,16 @@ word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int 
 			cursor_seek(se, lo);
 			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
 			{
-				float4		sb = score_bound(se->skips[b].maxt * s->scale, ev->widf[qi],
-												 se->e->m[k].factor);
+				float4		sb;
+
+				/*
+				 * A sparse block (a rare term's) spans many windows: look
+				 * whether it really has a posting in this one.
+				 */
+				if (se->skips[b].lastdoc - block_first(se, b) > 2 * SS_WINDOW &&
+					!block_has(ev, se, b, lo, hi))
+					continue;
+				sb = score_bound(se->skips[b].maxt * s->scale, ev->widf[qi], se->e->m[k].factor);
 
 				any = true;
 				*ub = Max(*ub, sb);
@@ -1040,6 +1091,8 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	*boostub *= 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
+	s->need_score = -1;
+	s->win_ub = 0;
 	if (ev->want_all)
 		return true;
 	for (int si = 0; si < q->nslots; si++)
@@ -1071,6 +1124,7 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 			slot_ub = Max(slot_ub, alt_ub);
 			slot_typos = Min(slot_typos, alt_typos);
 		}
+		s->slot_ub[si] = slot_ok ? slot_ub : 0;
 		if (!slot_ok)
 		{
 			if (!q->match_any)
@@ -1083,8 +1137,17 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	}
 	if (missing == q->nslots)
 		return false;
+	s->win_ub = ub;
 	if (ev->topk == 0 || ev->nres < ev->topk || !shop_search_block_max)
 		return true;
+	if (missing == 0 && typos < 9 && !ev->want_all)
+	{
+		/* the text score a document needs: dist = typos * tier - score */
+		double		need = (typos * SS_TYPO_TIER - ev->res[0].dist) / *boostub;
+
+		if (need < SS_MAX_SCORE / 1.5)
+			s->need_score = (float4) (need * 0.9999);
+	}
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
 }
@@ -1092,8 +1155,17 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 /* Offer every posting in [lo, hi) of every expansion of word qi into target. */
 static void
 score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, uint32 hi,
-		   const Acc *need, int needcnt)
+		   const Acc *need, int needcnt, bool prune)
 {
+	float4		minb = 0;
+
+	/*
+	 * Block pruning (AND mode, one word per slot): a block of this word
+	 * is worth reading only if its bound, with the other slots at their
+	 * window bounds, can beat the top k.
+	 */
+	if (prune && s->simple && s->need_score > 0)
+		minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
 	for (int i = 0; i < s->nexp; i++)
 	{
 		SegExp	   *se = &s->exps[i];
@@ -1117,18 +1189,10 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
 			cursor_load(ev, s, se);
-			cursor_scan(ev, se, lo, hi, posting_cb, &pc);
+			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, posting_cb, &pc);
 		}
 	}
 }
-
-/*
- * Window size of document-at-a-time evaluation: a segment is scored
- * SS_WINDOW docids at a time, term at a time within the window, and a
- * window whose block bounds cannot beat the current top k is skipped
- * without decoding a posting.
- */
-#define SS_WINDOW 2048
 
 typedef struct SegAccs
 {
@@ -1168,12 +1232,12 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 
 			if (al->nwords == 1)
 			{
-				score_word(ev, s, dc, al->first, &sa->slot, lo, hi, need, oi);
+				score_word(ev, s, dc, al->first, &sa->slot, lo, hi, need, oi, and_mode);
 				continue;
 			}
 			for (int k = 0; k < al->nwords; k++)
 			{
-				score_word(ev, s, dc, al->first + k, &sa->word, lo, hi, need, oi);
+				score_word(ev, s, dc, al->first + k, &sa->word, lo, hi, need, oi, false);
 				for (uint32 t = 0; t < sa->word.ntouched; t++)
 				{
 					uint32		d = sa->word.touched[t];
@@ -1274,6 +1338,11 @@ eval_segment(Eval *ev, SegState *s)
 	if (n == 0)
 		return;
 	s->scale = bound_scale(ev, &s->hdr);
+	s->slot_ub = palloc0(sizeof(float4) * Max(q->nslots, 1));
+	s->simple = true;
+	for (int i = 0; i < q->nslots; i++)
+		if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
+			s->simple = false;
 	dc.index = ev->index;
 	dc.hdr = &s->hdr;
 	dc.buf = InvalidBuffer;
