@@ -40,7 +40,7 @@
 #     with ';') one after the other on one psql connection with \timing,
 #     and reports the latency percentiles of the statements (client-observed,
 #     simple query protocol, result rows fetched and discarded).  By default
-#     the file is run once first to warm the cache (BENCH_WARMUP=0 skips
+#     the file is run once first, in the same session, to warm the cache and the connection (BENCH_WARMUP=0 skips
 #     that).  tps = statements / sum of latencies.  Statements that fail are
 #     counted in failed and do not stop the run.
 #
@@ -144,13 +144,19 @@ bench_sql_latency() {
     slug=$(_bench_slug "$name")
     out="$BENCH_TMP/$slug.timing.txt"
     err="$BENCH_TMP/$slug.errors.txt"
-    if [ "$BENCH_WARMUP" != 0 ]; then
-        "$_BENCH_PSQL" -X -q -v ON_ERROR_STOP=0 -o /dev/null -f "$file" >/dev/null 2>&1
-    fi
+    # The warm-up pass runs in the same session as the timed one, so the
+    # timings are those of a warm connection (as from a pool): the first
+    # statement of a session also pays for loading caches and compiling
+    # PL/pgSQL functions, which is not what the workload compares.
     # \timing prints "Time: X ms" on stdout even when results go to \o.
-    { echo '\o /dev/null'; echo '\timing on'; cat "$file"; } |
-        "$_BENCH_PSQL" -X -q -v ON_ERROR_STOP=0 >"$out" 2>"$err"
-    failed=$(grep -c '^\(psql:.*\)\?ERROR:' "$err" || true)
+    {
+        echo '\o /dev/null'
+        if [ "$BENCH_WARMUP" != 0 ]; then cat "$file"; fi
+        echo '\warn BENCH_TIMED'
+        echo '\timing on'
+        cat "$file"
+    } | "$_BENCH_PSQL" -X -q -v ON_ERROR_STOP=0 >"$out" 2>"$err"
+    failed=$(sed '1,/^BENCH_TIMED$/d' "$err" | grep -c '^\(psql:.*\)\?ERROR:' || true)
     stats=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$out" | _bench_percentiles)
     read -r n p50 p95 p99 sum <<<"$stats"
     if [ "$failed" -gt 0 ]; then

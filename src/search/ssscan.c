@@ -211,8 +211,10 @@ typedef struct Acc
  * TopMemoryContext, grown to the largest segment seen), because allocating
  * and zeroing a few bytes per document of a million-document segment on
  * every query costs more than scoring a rare word.  Users reset exactly
- * the entries they touched; scratch_dirty catches an evaluation that ended
- * in an error, after which everything is cleared once.
+ * the entries they touched; scratch.dirty catches an evaluation that ended
+ * in an error, after which the arrays are dropped and come back zeroed.
+ * The two for multi-word alternatives (synonym phrases) are allocated
+ * only when a query has one.
  */
 #define SS_NSCRATCH 4
 static struct
@@ -225,12 +227,11 @@ static struct
 }			scratch;
 
 static void
-scratch_reserve(uint32 n)
+scratch_reserve(uint32 n, int nslots)
 {
-	if (n <= scratch.cap && !scratch.dirty)
-		return;
-	if (n > scratch.cap)
+	if (n > scratch.cap || scratch.dirty)
 	{
+		/* grow (or clear after an error): drop everything, allocate lazily */
 		for (int i = 0; i < SS_NSCRATCH; i++)
 		{
 			if (scratch.score[i])
@@ -239,18 +240,23 @@ scratch_reserve(uint32 n)
 				pfree(scratch.typ1[i]);
 				pfree(scratch.cnt[i]);
 			}
-			scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(float4) * n);
-			scratch.typ1[i] = MemoryContextAllocHuge(TopMemoryContext, n);
-			scratch.cnt[i] = MemoryContextAllocHuge(TopMemoryContext, n);
+			scratch.score[i] = NULL;
+			scratch.typ1[i] = NULL;
+			scratch.cnt[i] = NULL;
 		}
-		scratch.cap = n;
+		scratch.cap = Max(n, scratch.cap);
+		scratch.dirty = false;
 	}
-	for (int i = 0; i < SS_NSCRATCH; i++)
+	for (int i = 0; i < nslots; i++)
 	{
-		memset(scratch.typ1[i], 0, scratch.cap);
-		memset(scratch.cnt[i], 0, scratch.cap);
+		if (scratch.score[i])
+			continue;
+		scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(float4) * scratch.cap);
+		scratch.typ1[i] = MemoryContextAllocExtended(TopMemoryContext, scratch.cap,
+													 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		scratch.cnt[i] = MemoryContextAllocExtended(TopMemoryContext, scratch.cap,
+													MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	}
-	scratch.dirty = false;
 }
 
 static void
@@ -841,6 +847,7 @@ typedef struct PostCtx
 	bool		filtered;		/* the query has stored-value filters */
 	const Acc  *need;			/* if set: only documents with needcnt slots there */
 	uint8		needcnt;
+	float4		minscore;		/* postings scoring less cannot reach the top k */
 } PostCtx;
 
 static void
@@ -848,6 +855,7 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 {
 	PostCtx    *pc = (PostCtx *) arg;
 	const SsDoc *doc;
+	float4		score;
 
 	if (docid >= pc->ndocs)
 		return;
@@ -856,15 +864,18 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 	if (!pc->filtered)
 	{
 		/* dead documents are dropped when they reach the result */
-		acc_offer(pc->target, docid,
-				  bm25(pc->ev, pc->idf, tf, norm_get(pc->nc, docid)->len, pc->factor), pc->typos);
-		return;
+		score = bm25(pc->ev, pc->idf, tf, norm_get(pc->nc, docid)->len, pc->factor);
 	}
-	doc = doc_get(pc->dc, docid);
-	/* filters and dead documents before scoring */
-	if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(pc->ev->q, doc))
-		return;
-	acc_offer(pc->target, docid, bm25(pc->ev, pc->idf, tf, doc->len, pc->factor), pc->typos);
+	else
+	{
+		doc = doc_get(pc->dc, docid);
+		/* filters and dead documents before scoring */
+		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(pc->ev->q, doc))
+			return;
+		score = bm25(pc->ev, pc->idf, tf, doc->len, pc->factor);
+	}
+	if (score >= pc->minscore)
+		acc_offer(pc->target, docid, score, pc->typos);
 }
 
 /* ---- posting cursors and block-max bounds ---- */
@@ -1188,6 +1199,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 				ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
+			pc.minscore = minb;
 			cursor_load(ev, s, se);
 			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, posting_cb, &pc);
 		}
@@ -1383,7 +1395,7 @@ eval_segment(Eval *ev, SegState *s)
 			}
 		pfree(cost);
 	}
-	scratch_reserve(n);
+	scratch_reserve(n, sa.multi ? 4 : 2);
 	scratch.dirty = true;
 	acc_init(&sa.total, 0, true);
 	acc_init(&sa.slot, 1, false);
