@@ -70,12 +70,21 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			3
+#define SS_VERSION			4
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
 
 #define SS_STEM_MARK		'\001'
+/*
+ * Filter terms: every document also indexes its category and its brand
+ * as terms that no query word matches (0xFF never occurs in UTF-8) and
+ * that score nothing (tf 0): "\377c<category id>" and "\377b<brand hash
+ * in hex>".  A selective category or brand filter reads their postings
+ * into a bitmap first (ssscan.c).
+ */
+#define SS_FILTER_MARK		'\377'
+#define SS_FILTER_TERM_MAX	24
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
 #define SS_NFIELDS			3		/* title, brand, description */
@@ -430,6 +439,8 @@ extern int	SsStem(const char *language, const char *word, int len, char *out, in
 extern uint32 SsBrandHash(const char *brand, int len);
 extern bool SsIsStopWord(const char *word);
 extern void SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out);
+extern int	SsCategoryTerm(int64 category_id, char *out);
+extern int	SsBrandTerm(uint32 brand_hash, char *out);
 
 /* sstypo.c */
 extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen, int max);

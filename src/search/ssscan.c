@@ -136,6 +136,8 @@ typedef struct SegState
 	float4	   *slot_ub;		/* per slot */
 	float4		win_ub;			/* their sum */
 	float4		need_score;		/* text score a document must beat, -inf: none */
+	uint8	   *allowed;		/* selective filter: bitmap of passing docids */
+	uint32	   *wincnt;			/* its documents per window */
 	bool		simple;			/* every slot is one word (block pruning) */
 	NormCache  *nc;				/* during eval_segment */
 	float4		scale;			/* of skip bounds, see bound_scale */
@@ -848,6 +850,7 @@ typedef struct PostCtx
 	const Acc  *need;			/* if set: only documents with needcnt slots there */
 	uint8		needcnt;
 	float4		minscore;		/* postings scoring less cannot reach the top k */
+	const uint8 *allowed;		/* see SegState */
 } PostCtx;
 
 static void
@@ -860,6 +863,8 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 	if (docid >= pc->ndocs)
 		return;
 	if (pc->need && (pc->need->typ1[docid] == 0 || pc->need->cnt[docid] != pc->needcnt))
+		return;
+	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
 	if (!pc->filtered)
 	{
@@ -1106,6 +1111,8 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	s->win_ub = 0;
 	if (ev->want_all)
 		return true;
+	if (s->allowed && s->wincnt[lo / SS_WINDOW] == 0)
+		return false;			/* no document of the window passes the filter */
 	for (int si = 0; si < q->nslots; si++)
 	{
 		SsQSlot    *sl = &q->slots[si];
@@ -1200,6 +1207,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
 			pc.minscore = minb;
+			pc.allowed = s->allowed;
 			cursor_load(ev, s, se);
 			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, posting_cb, &pc);
 		}
@@ -1337,6 +1345,77 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	acc_reset(&sa->total);
 }
 
+typedef struct BitmapFill
+{
+	uint8	   *bits;
+	uint32	   *wincnt;
+	uint32		ndocs;
+} BitmapFill;
+
+static void
+bitmap_fill_cb(void *arg, uint32 docid, uint16 tf)
+{
+	BitmapFill *bf = (BitmapFill *) arg;
+
+	if (docid >= bf->ndocs || (bf->bits[docid >> 3] & (1 << (docid & 7))))
+		return;
+	bf->bits[docid >> 3] |= 1 << (docid & 7);
+	bf->wincnt[docid / SS_WINDOW]++;
+}
+
+/*
+ * A selective category or brand filter: the documents passing it, from
+ * the postings of its filter terms, as a bitmap (and a count per window),
+ * so postings of other documents are dropped before their document is
+ * read and windows without one are skipped.  The stored values are still
+ * checked for documents in the bitmap (other filters, dead documents).
+ * Not built when the filter keeps more than a quarter of the segment.
+ */
+static void
+build_filter_bitmap(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	bool		use_cats = q->ncats >= 0;
+	int			nterms = use_cats ? q->ncats : q->nbrands;
+	SsDictItem *items;
+	bool	   *found;
+	uint64		total = 0;
+	BitmapFill	bf;
+
+	s->allowed = NULL;
+	s->wincnt = NULL;
+	if ((q->ncats < 0 && q->nbrands < 0) || !shop_search_block_max)
+		return;
+	if (q->ncats >= 0 && q->nbrands >= 0 && q->nbrands < q->ncats)
+	{
+		use_cats = false;
+		nterms = q->nbrands;
+	}
+	items = palloc(sizeof(SsDictItem) * Max(nterms, 1));
+	found = palloc0(sizeof(bool) * Max(nterms, 1));
+	for (int i = 0; i < nterms; i++)
+	{
+		char		term[SS_FILTER_TERM_MAX];
+		int			len = use_cats ? SsCategoryTerm(q->cats[i], term) : SsBrandTerm(q->brands[i], term);
+
+		found[i] = SsDictLookup(ev->index, &s->hdr, term, len, &items[i]);
+		if (found[i])
+			total += items[i].df;
+	}
+	if (total > n / 4)
+		return;
+	bf.bits = palloc0((n + 7) / 8);
+	bf.wincnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+	bf.ndocs = n;
+	for (int i = 0; i < nterms; i++)
+		if (found[i])
+			SsReadPostings(ev->index, items[i].postblk, items[i].postoff, items[i].df,
+						   bitmap_fill_cb, &bf);
+	s->allowed = bf.bits;
+	s->wincnt = bf.wincnt;
+}
+
 static void
 eval_segment(Eval *ev, SegState *s)
 {
@@ -1350,6 +1429,7 @@ eval_segment(Eval *ev, SegState *s)
 	if (n == 0)
 		return;
 	s->scale = bound_scale(ev, &s->hdr);
+	build_filter_bitmap(ev, s);
 	s->slot_ub = palloc0(sizeof(float4) * Max(q->nslots, 1));
 	s->simple = true;
 	for (int i = 0; i < q->nslots; i++)

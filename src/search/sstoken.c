@@ -456,8 +456,42 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 		nterms--;
 		bytes -= TERM_RECORD_SIZE(out->terms[nterms].len);
 	}
+	/* filter terms, outside the budget */
+	out->terms = repalloc(out->terms, sizeof(SsDocTerm) * (nterms + 2));
+	if (out->doc.flags & SS_DOC_HAS_CAT)
+	{
+		char	   *t = palloc(SS_FILTER_TERM_MAX);
+
+		out->terms[nterms].term = t;
+		out->terms[nterms].len = SsCategoryTerm(out->doc.category_id, t);
+		out->terms[nterms].tf = 0;
+		nterms++;
+	}
+	if (out->doc.flags & SS_DOC_HAS_BRAND)
+	{
+		char	   *t = palloc(SS_FILTER_TERM_MAX);
+
+		out->terms[nterms].term = t;
+		out->terms[nterms].len = SsBrandTerm(out->doc.brand_hash, t);
+		out->terms[nterms].tf = 0;
+		nterms++;
+	}
 	out->nterms = nterms;
 	pfree(dc.occ);
+}
+
+/* SsCategoryTerm: the filter term of a category (see ssearch.h); its length */
+int
+SsCategoryTerm(int64 category_id, char *out)
+{
+	return snprintf(out, SS_FILTER_TERM_MAX, "%cc" INT64_FORMAT, SS_FILTER_MARK, category_id);
+}
+
+/* SsBrandTerm: the filter term of a brand hash; its length */
+int
+SsBrandTerm(uint32 brand_hash, char *out)
+{
+	return snprintf(out, SS_FILTER_TERM_MAX, "%cb%08x", SS_FILTER_MARK, brand_hash);
 }
 
 /* ---- SQL: shop.search_tokens(text, language) ---- */

@@ -99,6 +99,8 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 {
 	int			d;
 
+	if (termlen > 0 && term[0] == SS_FILTER_MARK)
+		return false;			/* filter terms match no word */
 	if (termlen > 0 && term[0] == SS_STEM_MARK)
 	{
 		if (w->stem != NULL && termlen == (int) strlen(w->stem) &&
