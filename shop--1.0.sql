@@ -2272,7 +2272,7 @@ BEGIN
     RETURN QUERY
     WITH hits AS MATERIALIZED (
         SELECT p.title, p.brand, p.category_id, s.score, s.typos, s.ord
-          FROM shop.search_scan('shop.product_search_idx', q, 50) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+          FROM shop.search_scan('shop.product_search_idx', q, greatest(2 * lim, 20)) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
          CROSS JOIN LATERAL (SELECT p.title, p.brand, p.category_id FROM shop.product p
                               WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
     ), cand AS (
@@ -2298,7 +2298,7 @@ BEGIN
         SELECT l.q, 'query', (0.9 * least(1.0, count(*) / 10.0))::real
           FROM (SELECT query_folded AS q FROM shop.search_log
                  WHERE results > 0 AND logged_at > now() - interval '30 days'
-                 ORDER BY logged_at DESC LIMIT 5000) l
+                 ORDER BY logged_at DESC LIMIT 2000) l
          WHERE l.q LIKE f || '%' AND l.q <> f
          GROUP BY l.q HAVING count(*) >= 2
     )

@@ -252,21 +252,36 @@ SsVarintPut(char *p, uint32 v)
 static inline int
 SsVarintGet(const char *p, uint32 *v)
 {
-	uint32		r = 0;
-	int			n = 0,
-				shift = 0;
+	const uint8 *b = (const uint8 *) p;
+	uint32		r;
 
-	for (;;)
+	/* unrolled: postings are mostly 1- and 2-byte varints */
+	if (b[0] < 0x80)
 	{
-		uint8		b = (uint8) p[n++];
-
-		r |= (uint32) (b & 0x7F) << shift;
-		if (!(b & 0x80) || n == 5)
-			break;
-		shift += 7;
+		*v = b[0];
+		return 1;
 	}
-	*v = r;
-	return n;
+	r = b[0] & 0x7F;
+	if (b[1] < 0x80)
+	{
+		*v = r | ((uint32) b[1] << 7);
+		return 2;
+	}
+	r |= (uint32) (b[1] & 0x7F) << 7;
+	if (b[2] < 0x80)
+	{
+		*v = r | ((uint32) b[2] << 14);
+		return 3;
+	}
+	r |= (uint32) (b[2] & 0x7F) << 14;
+	if (b[3] < 0x80)
+	{
+		*v = r | ((uint32) b[3] << 21);
+		return 4;
+	}
+	r |= (uint32) (b[3] & 0x7F) << 21;
+	*v = r | ((uint32) (b[4] & 0x7F) << 28);
+	return 5;
 }
 
 static inline int

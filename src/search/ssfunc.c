@@ -341,6 +341,65 @@ typedef struct FacetKey
 	ItemPointerData sample;
 } FacetKey;
 
+/*
+ * A small open-addressing table of facet values (categories, brand
+ * hashes): counting is the inner loop of facets over large match sets,
+ * where dynahash's generic hashing and comparison cost more than the rest.
+ */
+typedef struct FacetTable
+{
+	uint32		cap;			/* a power of two */
+	uint32		used;
+	bool	   *full;
+	FacetKey   *e;
+} FacetTable;
+
+static void
+ft_init(FacetTable *t, uint32 cap)
+{
+	t->cap = cap;
+	t->used = 0;
+	t->full = palloc0(sizeof(bool) * cap);
+	t->e = palloc(sizeof(FacetKey) * cap);
+}
+
+static FacetKey *
+ft_enter(FacetTable *t, int64 key, bool *found)
+{
+	uint32		i;
+
+	if ((t->used + 1) * 2 > t->cap)
+	{
+		FacetTable	old = *t;
+
+		ft_init(t, old.cap * 2);
+		for (uint32 k = 0; k < old.cap; k++)
+			if (old.full[k])
+			{
+				bool		f;
+
+				*ft_enter(t, old.e[k].key, &f) = old.e[k];
+			}
+		pfree(old.full);
+		pfree(old.e);
+	}
+	i = (uint32) (((uint64) key * UINT64CONST(0x9E3779B97F4A7C15)) >> 32) & (t->cap - 1);
+	while (t->full[i])
+	{
+		if (t->e[i].key == key)
+		{
+			*found = true;
+			return &t->e[i];
+		}
+		i = (i + 1) & (t->cap - 1);
+	}
+	t->full[i] = true;
+	t->used++;
+	t->e[i].key = key;
+	*found = false;
+	return &t->e[i];
+}
+
 static void
 facet_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, int64 key,
 		  ItemPointer sample, int64 n)
@@ -385,9 +444,8 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 				heap;
 	SsDoc	   *docs;
 	int			ndocs;
-	HTAB	   *cats,
-			   *brands;
-	HASHCTL		ctl;
+	FacetTable	cats,
+				brands;
 	int64		price[FACET_NPRICE] = {0};
 	int64		rating[5] = {0};
 	int64		total = 0;
@@ -395,7 +453,6 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	IndexFetchTableData *fetch;
 	TupleTableSlot *slot;
 	Snapshot	snap = GetActiveSnapshot();
-	HASH_SEQ_STATUS st;
 	FacetKey   *fk;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -405,12 +462,8 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
 	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(FacetKey);
-	ctl.hcxt = CurrentMemoryContext;
-	cats = hash_create("facet categories", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	brands = hash_create("facet brands", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ft_init(&cats, 128);
+	ft_init(&brands, 256);
 
 	fetch = table_index_fetch_begin(heap);
 	slot = table_slot_create(heap, NULL);
@@ -445,7 +498,7 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 		{
 			bool		found;
 
-			fk = hash_search(cats, &d->category_id, HASH_ENTER, &found);
+			fk = ft_enter(&cats, d->category_id, &found);
 			if (!found)
 				fk->n = 0;
 			fk->n++;
@@ -455,7 +508,7 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 			int64		h = (int64) d->brand_hash;
 			bool		found;
 
-			fk = hash_search(brands, &h, HASH_ENTER, &found);
+			fk = ft_enter(&brands, h, &found);
 			if (!found)
 			{
 				/* a sample row to read the brand's name from: its visible version */
@@ -495,12 +548,14 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	table_index_fetch_end(fetch);
 
 	facet_put(rsinfo->setResult, rsinfo->setDesc, "total", 0, NULL, total);
-	hash_seq_init(&st, cats);
-	while ((fk = hash_seq_search(&st)) != NULL)
-		facet_put(rsinfo->setResult, rsinfo->setDesc, "category", fk->key, NULL, fk->n);
-	hash_seq_init(&st, brands);
-	while ((fk = hash_seq_search(&st)) != NULL)
-		facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", fk->key, &fk->sample, fk->n);
+	for (uint32 k = 0; k < cats.cap; k++)
+		if (cats.full[k])
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "category", cats.e[k].key, NULL,
+					  cats.e[k].n);
+	for (uint32 k = 0; k < brands.cap; k++)
+		if (brands.full[k])
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", brands.e[k].key,
+					  &brands.e[k].sample, brands.e[k].n);
 	for (int b = 0; b < (int) FACET_NPRICE; b++)
 		if (price[b] > 0)
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);

@@ -866,6 +866,12 @@ posting_cb(void *arg, uint32 docid, uint16 tf)
 		return;
 	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
+	if (!pc->filtered && pc->ev->collect)
+	{
+		/* facets need the match set, not scores */
+		acc_offer(pc->target, docid, 0, pc->typos);
+		return;
+	}
 	if (!pc->filtered)
 	{
 		/* dead documents are dropped when they reach the result */
