@@ -15,11 +15,15 @@
 #   prefix      the first 3 letters of a frequent word (search-as-you-type)
 #   filtered    a frequent word within one of the smallest categories
 # BENCH_SEARCH_UPDATES (default min(100000, BENCH_SCALE / 10)) single-row
-# updates are applied for the "after updates" rows.
+# updates are applied for the "after updates" rows.  BENCH_SEARCH_BASELINES=0
+# measures shop alone (no GIN / pg_trgm builds or queries): for runs at a
+# scale where the baselines would take hours (12M products: tsvector +
+# ts_rank needs seconds per common word).
 set -euo pipefail
 . "$TOP/bench/lib.sh"
 T=$BENCH_TMP
 NUPD=${BENCH_SEARCH_UPDATES:-$(( BENCH_SCALE / 10 < 100000 ? BENCH_SCALE / 10 : 100000 ))}
+BASELINES=${BENCH_SEARCH_BASELINES:-1}
 TSV="to_tsvector('english', title || ' ' || coalesce(brand, '') || ' ' || coalesce(description, ''))"
 TRG="(title || ' ' || coalesce(brand, ''))"
 
@@ -83,23 +87,35 @@ done
 bench_psql -c "SET client_min_messages = warning; DROP INDEX IF EXISTS shop.bench_search_copy, shop.bench_search_gin, shop.bench_search_trgm" >/dev/null
 bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_copy ON shop.product USING shop_search (shop.search_doc(title, brand, description, category_id, price_cents, rating_avg::real, in_stock, popularity))" >/dev/null
 SS_BUILD=$BENCH_SECONDS
-bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_gin ON shop.product USING gin (($TSV))" >/dev/null
-GIN_BUILD=$BENCH_SECONDS
-bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_trgm ON shop.product USING gin ($TRG gin_trgm_ops)" >/dev/null
-TRGM_BUILD=$BENCH_SECONDS
+if [ "$BASELINES" != 0 ]; then
+    bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_gin ON shop.product USING gin (($TSV))" >/dev/null
+    GIN_BUILD=$BENCH_SECONDS
+    bench_time bench_psql -c "SET maintenance_work_mem = '512MB'; CREATE INDEX bench_search_trgm ON shop.product USING gin ($TRG gin_trgm_ops)" >/dev/null
+    TRGM_BUILD=$BENCH_SECONDS
+fi
 bench_psql -c "DROP INDEX shop.bench_search_copy" >/dev/null
 bench_psql -c "VACUUM ANALYZE shop.product" >/dev/null
 
 echo "### Index build and size"
 echo
-{
-    printf 'index\tbuild seconds\tsize\tsize vs GIN\n'
-    printf 'shop_search (title, brand, description + stored values)\t%s\t%s\t%s\n' "$SS_BUILD" \
-        "$(bench_size shop.product_search_idx)" \
-        "$(bench_ratio "$(bench_psql -c "SELECT pg_relation_size('shop.product_search_idx')")" "$(bench_psql -c "SELECT pg_relation_size('shop.bench_search_gin')")")x"
-    printf 'GIN tsvector (same text)\t%s\t%s\t1x\n' "$GIN_BUILD" "$(bench_size shop.bench_search_gin)"
-    printf 'GIN pg_trgm (title, brand)\t%s\t%s\t\n' "$TRGM_BUILD" "$(bench_size shop.bench_search_trgm)"
-} | bench_md_table
+if [ "$BASELINES" != 0 ]; then
+    {
+        printf 'index\tbuild seconds\tsize\tsize vs GIN\n'
+        printf 'shop_search (title, brand, description + stored values)\t%s\t%s\t%s\n' "$SS_BUILD" \
+            "$(bench_size shop.product_search_idx)" \
+            "$(bench_ratio "$(bench_psql -c "SELECT pg_relation_size('shop.product_search_idx')")" "$(bench_psql -c "SELECT pg_relation_size('shop.bench_search_gin')")")x"
+        printf 'GIN tsvector (same text)\t%s\t%s\t1x\n' "$GIN_BUILD" "$(bench_size shop.bench_search_gin)"
+        printf 'GIN pg_trgm (title, brand)\t%s\t%s\t\n' "$TRGM_BUILD" "$(bench_size shop.bench_search_trgm)"
+    } | bench_md_table
+else
+    {
+        printf 'index\tbuild seconds\tsize\n'
+        printf 'shop_search (title, brand, description + stored values)\t%s\t%s\n' "$SS_BUILD" \
+            "$(bench_size shop.product_search_idx)"
+    } | bench_md_table
+    echo
+    echo "Baselines not measured at this scale (BENCH_SEARCH_BASELINES=0)."
+fi
 echo
 
 echo "### Latency per query class (top 20, one client)"
@@ -107,13 +123,19 @@ echo
 rows="$T/rows.tsv"; : >"$rows"
 for c in common two typo prefix filtered; do
     bench_sql_latency "shop.search: $c" "$T/$c.sql" >>"$rows"
-    bench_sql_latency "tsvector+ts_rank: $c" "$T/ts_$c.sql" >>"$rows"
+    [ "$BASELINES" != 0 ] && bench_sql_latency "tsvector+ts_rank: $c" "$T/ts_$c.sql" >>"$rows"
 done
-bench_sql_latency "pg_trgm: common" "$T/tg_common.sql" >>"$rows"
-bench_sql_latency "pg_trgm: typo" "$T/tg_typo.sql" >>"$rows"
+if [ "$BASELINES" != 0 ]; then
+    bench_sql_latency "pg_trgm: common" "$T/tg_common.sql" >>"$rows"
+    bench_sql_latency "pg_trgm: typo" "$T/tg_typo.sql" >>"$rows"
+fi
 bench_sql_latency "shop.autocomplete (3 letters)" "$T/ac.sql" >>"$rows"
 bench_sql_latency "shop.search_facets: common" "$T/facets.sql" >>"$rows"
-bench_md_table_vs "tsvector+ts_rank: common" <"$rows"
+if [ "$BASELINES" != 0 ]; then
+    bench_md_table_vs "tsvector+ts_rank: common" <"$rows"
+else
+    bench_md_table_vs "shop.search: common" <"$rows"
+fi
 echo
 echo "tsvector finds nothing for the typo class (its rows count queries, not hits); the"
 echo "prefix class uses to_tsquery('xyz:*'). Words: $(cut -f1 "$T/words.tsv" | head -8 | paste -sd, -), ...;"
