@@ -16,7 +16,13 @@
  *   duplicate  two live documents carry the same TID
  *   mismatch   the stored values differ from the row's
  *   extra      a document points at an unused or nonexistent line pointer
- *   corrupt    a page or header is not what the format says
+ *   corrupt    a page or header is not what the format says, or a
+ *              segment's derived structures disagree with its postings:
+ *              documents out of popularity order, norms that are not the
+ *              documents' lengths, postings out of order, a skip entry
+ *              whose position, last docid or score bound is wrong (the
+ *              pruning of ranked scans trusts all of these), a filter
+ *              term that misses or misplaces a document
  *
  *-------------------------------------------------------------------------
  */
@@ -78,6 +84,216 @@ report(VState *vs, const char *kind, ItemPointer tid, const char *detail)
 	tuplestore_putvalues(vs->ts, vs->desc, v, nulls);
 	vs->problems++;
 }
+
+/* ---- one segment's derived structures ---- */
+
+#define SEG_REPORT_MAX 20		/* corrupt reports per segment */
+
+typedef struct PostList
+{
+	uint32	   *docs;
+	uint16	   *tfs;
+	uint32		n;
+	uint32		max;
+} PostList;
+
+static void
+postlist_cb(void *arg, uint32 docid, uint16 tf)
+{
+	PostList   *pl = (PostList *) arg;
+
+	if (pl->n >= pl->max)
+	{
+		pl->max = Max(256, pl->max * 2);
+		pl->docs = pl->docs ? repalloc_huge(pl->docs, sizeof(uint32) * pl->max)
+			: palloc(sizeof(uint32) * pl->max);
+		pl->tfs = pl->tfs ? repalloc_huge(pl->tfs, sizeof(uint16) * pl->max)
+			: palloc(sizeof(uint16) * pl->max);
+	}
+	pl->docs[pl->n] = docid;
+	pl->tfs[pl->n] = tf;
+	pl->n++;
+}
+
+typedef struct SegCheck
+{
+	VState	   *vs;
+	Relation	index;
+	SsSegHeader *hdr;
+	uint32		seg;
+	SsDoc	   *docs;
+	SsNorm	   *norms;
+	bool	   *catseen;
+	bool	   *brandseen;
+	int			reports;
+	PostList	pl;
+	PostList	bl;
+} SegCheck;
+
+static void
+seg_report(SegCheck *sc, const char *detail)
+{
+	if (sc->reports++ < SEG_REPORT_MAX)
+		report(sc->vs, "corrupt", NULL, psprintf("segment %u: %s", sc->seg, detail));
+}
+
+/* the weighted tf' of a posting under the segment's reference weights */
+static double
+ref_t(const SsSegHeader *hdr, uint16 tf, const uint16 *len)
+{
+	int			tfs[SS_NFIELDS] = {SS_TF_TITLE(tf), SS_TF_BRAND(tf), SS_TF_DESC(tf)};
+	double		t = 0;
+
+	for (int f = 0; f < SS_NFIELDS; f++)
+		if (tfs[f] > 0)
+			t += hdr->refw[f] * tfs[f] /
+				(1.0 - SS_FIELD_B(f) + SS_FIELD_B(f) * len[f] / hdr->refavg[f]);
+	return t;
+}
+
+static void
+term_check_cb(void *arg, const SsDictItem *it)
+{
+	SegCheck   *sc = (SegCheck *) arg;
+	const SsSegHeader *hdr = sc->hdr;
+	char		term[SS_MAX_TERM_LEN + 8];
+	uint32		nblocks = (it->df + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+	SsSkip	   *skips;
+
+	CHECK_FOR_INTERRUPTS();
+	memcpy(term, it->term, it->len);
+	term[it->len] = '\0';
+	sc->pl.n = 0;
+	SsReadPostings(sc->index, it->postblk, it->postoff, it->df, postlist_cb, &sc->pl);
+	for (uint32 k = 0; k < sc->pl.n; k++)
+		if (sc->pl.docs[k] >= hdr->ndocs || (k > 0 && sc->pl.docs[k] <= sc->pl.docs[k - 1]))
+		{
+			seg_report(sc, psprintf("postings of term \"%s\" out of order or range", term));
+			return;
+		}
+
+	/* filter terms: each document under its own category and brand */
+	if (it->len > 1 && term[0] == SS_FILTER_MARK)
+	{
+		char		want[SS_FILTER_TERM_MAX];
+
+		for (uint32 k = 0; k < sc->pl.n; k++)
+		{
+			const SsDoc *d = &sc->docs[sc->pl.docs[k]];
+			bool		ok;
+
+			if (term[1] == 'c')
+				ok = (d->flags & SS_DOC_HAS_CAT) &&
+					SsCategoryTerm(d->category_id, want) == it->len &&
+					memcmp(want, term, it->len) == 0;
+			else
+				ok = (d->flags & SS_DOC_HAS_BRAND) &&
+					SsBrandTerm(d->brand_hash, want) == it->len &&
+					memcmp(want, term, it->len) == 0;
+			if (!ok)
+			{
+				seg_report(sc, psprintf("filter term of document %u is not its own", sc->pl.docs[k]));
+				return;
+			}
+			if (term[1] == 'c')
+				sc->catseen[sc->pl.docs[k]] = true;
+			else
+				sc->brandseen[sc->pl.docs[k]] = true;
+		}
+	}
+
+	/* skip entries: position, last docid, bound */
+	if ((uint64) it->skip + nblocks > hdr->nskips)
+	{
+		seg_report(sc, psprintf("skip entries of term \"%s\" out of range", term));
+		return;
+	}
+	skips = palloc(sizeof(SsSkip) * Max(nblocks, 1));
+	SsReadSkips(sc->index, hdr, it->skip, nblocks, skips);
+	for (uint32 b = 0; b < nblocks; b++)
+	{
+		uint32		first = b * SS_BLOCK_POSTINGS;
+		uint32		cnt = Min((uint32) SS_BLOCK_POSTINGS, it->df - first);
+		uint32		prev = b == 0 ? 0 : skips[b - 1].lastdoc;
+		double		maxt = 0;
+
+		if (skips[b].lastdoc != sc->pl.docs[first + cnt - 1])
+		{
+			seg_report(sc, psprintf("skip entry %u of term \"%s\": wrong last docid", b, term));
+			break;
+		}
+		sc->bl.n = 0;
+		SsReadPostings(sc->index, skips[b].postblk, skips[b].postoff, cnt, postlist_cb, &sc->bl);
+		for (uint32 k = 0; k < cnt; k++)
+			if (sc->bl.docs[k] + prev != sc->pl.docs[first + k] || sc->bl.tfs[k] != sc->pl.tfs[first + k])
+			{
+				seg_report(sc, psprintf("skip entry %u of term \"%s\": wrong position", b, term));
+				pfree(skips);
+				return;
+			}
+		for (uint32 k = 0; k < cnt; k++)
+			maxt = Max(maxt, ref_t(hdr, sc->pl.tfs[first + k], sc->norms[sc->pl.docs[first + k]].len));
+		if (maxt > skips[b].maxt * (1 + 1e-5) + 1e-6)
+		{
+			seg_report(sc, psprintf("skip entry %u of term \"%s\": score bound %g below a posting's %g",
+									b, term, skips[b].maxt, maxt));
+			break;
+		}
+	}
+	pfree(skips);
+}
+
+static void
+verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
+{
+	SegCheck	sc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.vs = vs;
+	sc.index = index;
+	sc.hdr = hdr;
+	sc.seg = seg;
+	if (hdr->normstart + hdr->nnormpages > RelationGetNumberOfBlocks(index) ||
+		hdr->nnormpages != (hdr->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE)
+	{
+		seg_report(&sc, "norm pages out of range");
+		return;
+	}
+	sc.docs = palloc_extended(sizeof(SsDoc) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+	sc.norms = palloc_extended(sizeof(SsNorm) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+	sc.catseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sc.brandseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (uint32 p = 0; p < hdr->nnormpages; p++)
+	{
+		Buffer		buf = ReadBuffer(index, hdr->normstart + p);
+		uint32		first = p * SS_NORMS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_NORMS_PER_PAGE, hdr->ndocs - first);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(&sc.norms[first], SsPageContents(BufferGetPage(buf)), sizeof(SsNorm) * cnt);
+		UnlockReleaseBuffer(buf);
+	}
+	for (uint32 d = 0; d < hdr->ndocs; d++)
+	{
+		SsReadDoc(index, hdr, d, &sc.docs[d]);
+		if (d > 0 && sc.docs[d].logpop > sc.docs[d - 1].logpop)
+			seg_report(&sc, psprintf("document %u is more popular than the one before it", d));
+		if (memcmp(sc.docs[d].len, sc.norms[d].len, sizeof(sc.norms[d].len)) != 0)
+			seg_report(&sc, psprintf("norms of document %u differ from its lengths", d));
+	}
+	SsDictScanRange(index, hdr, "", 0, term_check_cb, &sc, NULL);
+	for (uint32 d = 0; d < hdr->ndocs; d++)
+		if (((sc.docs[d].flags & SS_DOC_HAS_CAT) && !sc.catseen[d]) ||
+			((sc.docs[d].flags & SS_DOC_HAS_BRAND) && !sc.brandseen[d]))
+			seg_report(&sc, psprintf("document %u is missing from its filter terms", d));
+	if (sc.reports > SEG_REPORT_MAX)
+		report(vs, "corrupt", NULL, psprintf("segment %u: %d more problems", seg, sc.reports - SEG_REPORT_MAX));
+	pfree(sc.docs);
+	pfree(sc.norms);
+	pfree(sc.catseen);
+	pfree(sc.brandseen);
+}
+
 
 static void
 add_entry(VState *vs, const SsDoc *doc)
@@ -196,6 +412,7 @@ shop_search_verify(PG_FUNCTION_ARGS)
 			report(&vs, "corrupt", NULL, psprintf("segment %u header disagrees with the metapage", s));
 			continue;
 		}
+		verify_segment(&vs, index, &hdr, s);
 		for (uint32 d = 0; d < hdr.ndocs; d++)
 		{
 			SsDoc		doc;

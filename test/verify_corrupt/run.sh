@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# verify_corrupt: shop.search_verify notices damage to the structures that
+# ranked scans trust without reading postings: a skip entry's score bound
+# lowered on disk (pruning would then skip rows it must return) and a
+# document's norm changed.  The server is stopped, bytes are changed in
+# the index file, and after a restart verify must report both, while it
+# reported nothing before.
+set -euo pipefail
+. "$TOP/scripts/pgenv.sh"
+DIR="$TOP/tmp_check/verify_corrupt"
+PORT=$(free_port verify_corrupt)
+cluster_init "$DIR" "$PORT"
+cluster_start "$DIR"
+trap 'cluster_stop "$DIR" immediate' EXIT
+cluster_env "$DIR" "$PORT"
+PSQL="$PGBIN/psql -X -q -v ON_ERROR_STOP=1 -d corrupt"
+"$PGBIN/createdb" corrupt
+
+$PSQL <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+INSERT INTO shop.product (sku, title, brand, description, price_cents, popularity)
+SELECT 'v' || g, 'Widget cable v' || g, 'Brand' || (g % 7), 'A widget for testing ' || repeat('long ', g % 9), 100 + g, g % 50
+  FROM generate_series(1, 3000) g;
+REINDEX INDEX shop.product_search_idx;
+CHECKPOINT;
+SQL
+fail=0
+clean=$($PSQL -At -c "SELECT count(*) FROM shop.search_verify('shop.product_search_idx')")
+[ "$clean" = 0 ] || { echo "verify found $clean problems in an intact index"; fail=1; }
+file="$DIR/data/$($PSQL -At -c "SELECT pg_relation_filepath('shop.product_search_idx')")"
+cluster_stop "$DIR" fast
+
+# page flags sit in the special space: pd_special (bytes 16-17), then
+# BlockNumber next, uint16 flags.  Skip pages are flag 0x80, norm pages
+# 0x100; records start at byte 24 (the page header, MAXALIGNed).
+python3 - "$file" <<'PY'
+import struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, 'rb').read())
+done = set()
+for blk in range(len(data) // 8192):
+    base = blk * 8192
+    special = struct.unpack_from('<H', data, base + 16)[0]
+    if special == 0 or special >= 8192:
+        continue
+    flags = struct.unpack_from('<H', data, base + special + 4)[0]
+    if flags == 0x80 and 'skip' not in done:
+        # every entry: lastdoc, postblk, postoff, pad, maxt (float4 at +12)
+        for i in range(int((8192 - 24 - 16) / 16)):
+            struct.pack_into('<f', data, base + 24 + i * 16 + 12, 0.0)
+        done.add('skip')
+    elif flags == 0x100 and 'norm' not in done:
+        struct.pack_into('<H', data, base + 24, 999)    # title length of docid 0
+        done.add('norm')
+open(path, 'wb').write(data)
+if done != {'skip', 'norm'}:
+    sys.exit('did not find a skip page and a norm page: %s' % done)
+PY
+cluster_start "$DIR"
+$PSQL -At -F ' | ' -c "SELECT kind, detail FROM shop.search_verify('shop.product_search_idx')" >"$DIR/report.txt"
+grep -q 'score bound' "$DIR/report.txt" || { echo "verify missed the lowered score bound"; fail=1; }
+grep -q 'norms of document 0' "$DIR/report.txt" || { echo "verify missed the changed norm"; fail=1; }
+if [ "$fail" != 0 ]; then
+    sed 's/^/  /' "$DIR/report.txt" | head -20
+    exit 1
+fi
+echo "verify reported $(wc -l <"$DIR/report.txt") problems after the damage, none before"
