@@ -311,6 +311,251 @@ layout_items(TermAcc **terms, uint32 n, bool dir_only_first, uint32 **firsts)
 }
 
 /*
+ * The trigram map of a segment's exact terms, built in memory before the
+ * segment is placed: a hash of trigram -> (number of terms, encoded size,
+ * last ordinal) counts the lists in one pass over the sorted terms, a
+ * second pass writes each list's varints into its place in one buffer,
+ * and gram_layout cuts the lists into pages.
+ */
+typedef struct GramMap
+{
+	uint32		mask;			/* hash: slots - 1 */
+	uint32		nused;
+	uint32	   *keys;			/* 0 = empty (no trigram packs to 0) */
+	uint32	   *n;
+	uint32	   *bytes;
+	uint32	   *last;
+	uint64	   *pos;			/* write position in data */
+	uint32	   *order;			/* used slots by key */
+	char	   *data;
+	uint64		ndata;
+	BlockNumber *blk;			/* per slot, relative to the first gram page */
+	uint16	   *off;
+	uint32		ngrampages;
+	uint32		ndirpages;
+	uint32		firstexact;
+} GramMap;
+
+static inline uint32
+gram_hash(uint32 key)
+{
+	key ^= key >> 15;
+	key *= 0x2c1b3c6dU;
+	key ^= key >> 12;
+	key *= 0x297a2d39U;
+	key ^= key >> 15;
+	return key;
+}
+
+static uint32
+gram_slot(GramMap *gm, uint32 key)
+{
+	uint32		h = gram_hash(key) & gm->mask;
+
+	while (gm->keys[h] != 0 && gm->keys[h] != key)
+		h = (h + 1) & gm->mask;
+	return h;
+}
+
+static void
+gram_grow(GramMap *gm)
+{
+	uint32		oldsize = gm->mask + 1;
+	uint32	   *oldkeys = gm->keys,
+			   *oldn = gm->n,
+			   *oldbytes = gm->bytes,
+			   *oldlast = gm->last;
+
+	gm->mask = oldsize * 2 - 1;
+	gm->keys = palloc0(sizeof(uint32) * (gm->mask + 1));
+	gm->n = palloc0(sizeof(uint32) * (gm->mask + 1));
+	gm->bytes = palloc0(sizeof(uint32) * (gm->mask + 1));
+	gm->last = palloc0(sizeof(uint32) * (gm->mask + 1));
+	for (uint32 i = 0; i < oldsize; i++)
+	{
+		uint32		h;
+
+		if (oldkeys[i] == 0)
+			continue;
+		h = gram_slot(gm, oldkeys[i]);
+		gm->keys[h] = oldkeys[i];
+		gm->n[h] = oldn[i];
+		gm->bytes[h] = oldbytes[i];
+		gm->last[h] = oldlast[i];
+	}
+	pfree(oldkeys);
+	pfree(oldn);
+	pfree(oldbytes);
+	pfree(oldlast);
+}
+
+static GramMap *gram_sort_map;
+
+static int
+gram_order_cmp(const void *a, const void *b)
+{
+	uint32		x = gram_sort_map->keys[*(const uint32 *) a];
+	uint32		y = gram_sort_map->keys[*(const uint32 *) b];
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static void
+gram_build(GramMap *gm, TermAcc **terms, uint32 nterms)
+{
+	uint32		grams[SS_MAX_TERM_GRAMS];
+	uint64		total = 0;
+	uint32		k = 0;
+
+	memset(gm, 0, sizeof(GramMap));
+	gm->mask = 4096 - 1;
+	gm->keys = palloc0(sizeof(uint32) * 4096);
+	gm->n = palloc0(sizeof(uint32) * 4096);
+	gm->bytes = palloc0(sizeof(uint32) * 4096);
+	gm->last = palloc0(sizeof(uint32) * 4096);
+	gm->firstexact = nterms;
+
+	/* pass 1: count, and size the delta-coded lists */
+	for (uint32 t = 0; t < nterms; t++)
+	{
+		int			ng;
+
+		if (terms[t]->len == 0 || terms[t]->term[0] == SS_STEM_MARK ||
+			terms[t]->term[0] == SS_FILTER_MARK)
+			continue;
+		gm->firstexact = Min(gm->firstexact, t);
+		ng = SsTermGrams(terms[t]->term, terms[t]->len, grams);
+		for (int g = 0; g < ng; g++)
+		{
+			uint32		h = gram_slot(gm, grams[g]);
+
+			if (gm->keys[h] == 0)
+			{
+				gm->keys[h] = grams[g];
+				if (++gm->nused * 2 > gm->mask + 1)
+				{
+					gram_grow(gm);
+					h = gram_slot(gm, grams[g]);
+				}
+			}
+			gm->bytes[h] += SsVarintLen(gm->n[h] == 0 ? t : t - gm->last[h]);
+			gm->last[h] = t;
+			gm->n[h]++;
+		}
+		if ((t & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+
+	/* lists in key order, one after another in data */
+	gm->order = palloc(sizeof(uint32) * Max(gm->nused, 1));
+	for (uint32 h = 0; h <= gm->mask; h++)
+		if (gm->keys[h] != 0)
+			gm->order[k++] = h;
+	gram_sort_map = gm;
+	qsort(gm->order, gm->nused, sizeof(uint32), gram_order_cmp);
+	gram_sort_map = NULL;
+	gm->pos = palloc_extended(sizeof(uint64) * (gm->mask + 1), MCXT_ALLOC_HUGE);
+	for (k = 0; k < gm->nused; k++)
+	{
+		gm->pos[gm->order[k]] = total;
+		total += gm->bytes[gm->order[k]];
+	}
+	gm->ndata = total;
+	gm->data = palloc_extended(Max(total, 1), MCXT_ALLOC_HUGE);
+
+	/* pass 2: the varints */
+	for (uint32 h = 0; h <= gm->mask; h++)
+		gm->last[h] = UINT32_MAX;	/* no ordinal yet */
+	for (uint32 t = gm->firstexact; t < nterms; t++)
+	{
+		int			ng;
+
+		if (terms[t]->len == 0 || terms[t]->term[0] == SS_STEM_MARK ||
+			terms[t]->term[0] == SS_FILTER_MARK)
+			continue;
+		ng = SsTermGrams(terms[t]->term, terms[t]->len, grams);
+		for (int g = 0; g < ng; g++)
+		{
+			uint32		h = gram_slot(gm, grams[g]);
+
+			gm->pos[h] += SsVarintPut(gm->data + gm->pos[h],
+									  gm->last[h] == UINT32_MAX ? t : t - gm->last[h]);
+			gm->last[h] = t;
+		}
+		if ((t & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* bytes of the varint at p */
+static inline int
+varint_size(const char *p)
+{
+	int			n = 1;
+
+	while ((p[n - 1] & 0x80) && n < SS_GRAM_VARINT_MAX)
+		n++;
+	return n;
+}
+
+/*
+ * Cut the lists into gram pages, in key order, a varint never straddling
+ * a page (SS_GRAM_VARINT_MAX), and note where each list starts; the
+ * writer in SsSegBuilderWrite walks the same way.
+ */
+static void
+gram_layout(GramMap *gm)
+{
+	uint32		blk = 0,
+				off = 0;
+
+	gm->blk = palloc_extended(sizeof(BlockNumber) * (gm->mask + 1), MCXT_ALLOC_HUGE);
+	gm->off = palloc_extended(sizeof(uint16) * (gm->mask + 1), MCXT_ALLOC_HUGE);
+	for (uint32 k = 0; k < gm->nused; k++)
+	{
+		uint32		h = gm->order[k];
+		const char *p = gm->data + (gm->pos[h] - gm->bytes[h]);
+		const char *end = p + gm->bytes[h];
+
+		if (SS_PAGE_CAPACITY - off < SS_GRAM_VARINT_MAX)
+		{
+			blk++;
+			off = 0;
+		}
+		gm->blk[h] = blk;
+		gm->off[h] = off;
+		while (p < end)
+		{
+			int			n = varint_size(p);
+
+			if (SS_PAGE_CAPACITY - off < SS_GRAM_VARINT_MAX)
+			{
+				blk++;
+				off = 0;
+			}
+			off += n;
+			p += n;
+		}
+	}
+	gm->ngrampages = gm->nused == 0 ? 0 : blk + 1;
+	gm->ndirpages = (gm->nused + SS_GRAMS_PER_PAGE - 1) / SS_GRAMS_PER_PAGE;
+}
+
+static void
+gram_free(GramMap *gm)
+{
+	pfree(gm->keys);
+	pfree(gm->n);
+	pfree(gm->bytes);
+	pfree(gm->last);
+	pfree(gm->pos);
+	pfree(gm->order);
+	pfree(gm->data);
+	pfree(gm->blk);
+	pfree(gm->off);
+}
+
+/*
  * SsSegBuilderWrite: write the builder's documents and terms as a new
  * segment at the end of the index; returns its header block.  The caller
  * publishes it in the metapage.  With log_each every page is WAL-logged
@@ -341,6 +586,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	uint32		nnormpages;
 	SsSegHeader hdr;
 	SegWriter	w;
+	GramMap		gm;
 	bool		needLock = !RELATION_IS_LOCAL(index);
 	bool		reuse;
 
@@ -429,6 +675,8 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	}
 	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
 	nnormpages = (sb->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE;
+	gram_build(&gm, terms, nterms);
+	gram_layout(&gm);
 
 	/*
 	 * Where: a free run of released blocks if the caller has one, else the
@@ -441,7 +689,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	w.next = InvalidBlockNumber;
 	if (alloc)
 		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages +
-					   nskippages + nnormpages);
+					   nskippages + nnormpages + gm.ndirpages + gm.ngrampages);
 	reuse = w.next != InvalidBlockNumber;
 	if (!reuse)
 	{
@@ -465,6 +713,12 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	hdr.nskips = nskips;
 	hdr.normstart = hdr.skipstart + nskippages;
 	hdr.nnormpages = nnormpages;
+	hdr.gramdirstart = hdr.normstart + nnormpages;
+	hdr.ngramdirpages = gm.ndirpages;
+	hdr.ngrams = gm.nused;
+	hdr.gramstart = hdr.gramdirstart + gm.ndirpages;
+	hdr.ngrampages = gm.ngrampages;
+	hdr.firstexact = gm.firstexact;
 
 	/* the extension lock is already held: SsNewBuffer must not retake it */
 #define NEWBUF() do { \
@@ -524,7 +778,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 				{
 					it->df = hdr.dictstart + k;
 					it->postblk = InvalidBlockNumber;
-					it->skip = 0;
+					it->skip = t;	/* the dict page's first ordinal */
 					it->postoff = 0;
 				}
 				else
@@ -630,6 +884,71 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsNorm) * cnt;
 		writer_finish_page(&w);
 	}
+
+	/* trigram map: entries in key order, then the ordinal lists */
+	for (uint32 p = 0; p < gm.ndirpages; p++)
+	{
+		uint32		first = p * SS_GRAMS_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_GRAMS_PER_PAGE, gm.nused - first);
+		SsGramEntry *dst;
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_GRAMDIR);
+		dst = (SsGramEntry *) SsPageContents(w.page);
+		for (uint32 k = 0; k < cnt; k++)
+		{
+			uint32		h = gm.order[first + k];
+
+			dst[k].key = gm.keys[h];
+			dst[k].n = gm.n[h];
+			dst[k].blk = hdr.gramstart + gm.blk[h];
+			dst[k].off = gm.off[h];
+			dst[k].pad = 0;
+		}
+		SsPageGetOpaque(w.page)->count = cnt;
+		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsGramEntry) * cnt;
+		writer_finish_page(&w);
+	}
+	if (gm.ngrampages > 0)
+	{
+		uint32		curblk = 0;
+		uint32		off = 0;
+
+		NEWBUF();
+		SsInitPage(w.page, SS_PAGE_GRAM);
+		for (uint32 k = 0; k < gm.nused; k++)
+		{
+			uint32		h = gm.order[k];
+			const char *p = gm.data + (gm.pos[h] - gm.bytes[h]);
+			const char *end = p + gm.bytes[h];
+			bool		first = true;
+
+			while (first || p < end)
+			{
+				int			n = p < end ? varint_size(p) : 0;
+
+				if (SS_PAGE_CAPACITY - off < SS_GRAM_VARINT_MAX)
+				{
+					((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
+					writer_finish_page(&w);
+					curblk++;
+					NEWBUF();
+					SsInitPage(w.page, SS_PAGE_GRAM);
+					off = 0;
+				}
+				if (first && (curblk != gm.blk[h] || off != gm.off[h]))
+					elog(ERROR, "shop_search: trigram layout mismatch");
+				first = false;
+				memcpy(SsPageContents(w.page) + off, p, n);
+				off += n;
+				p += n;
+			}
+		}
+		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
+		writer_finish_page(&w);
+		if (curblk + 1 != gm.ngrampages)
+			elog(ERROR, "shop_search: trigram layout mismatch");
+	}
 #undef NEWBUF
 	if (needLock && !reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
@@ -638,6 +957,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	pfree(postoff);
 	pfree(skipidx);
 	pfree(skips);
+	gram_free(&gm);
 	return hdr.docstart - 1;
 }
 

@@ -33,6 +33,14 @@
  *                                  where it starts, its last docid and
  *                                  its score bound (block-max)
  *                    norm pages    SsNorm per document: field lengths
+ *                    gram dir      SsGramEntry per trigram of the exact
+ *                                  terms, sorted by trigram: how many
+ *                                  terms hold it and where their list is
+ *                    gram pages    per trigram, the ordinals (positions
+ *                                  in the dictionary) of the exact terms
+ *                                  holding it, varint delta coded; typo
+ *                                  expansion and suggestions take their
+ *                                  candidates from it (sstypo.c)
  *   pending list   linked pages whose items are whole documents
  *                  (SsDoc + its term list); aminsert appends here with
  *                  generic WAL, so a row is searchable as soon as its
@@ -107,6 +115,8 @@
 #define SS_PAGE_PENDING		0x40
 #define SS_PAGE_SKIP		0x80
 #define SS_PAGE_NORM		0x100
+#define SS_PAGE_GRAMDIR		0x200
+#define SS_PAGE_GRAM		0x400
 
 typedef struct SsPageOpaqueData
 {
@@ -212,6 +222,13 @@ typedef struct SsSegHeader
 	uint32		nnormpages;
 	float4		refw[SS_NFIELDS];	/* field weights the bounds assume */
 	float4		refavg[SS_NFIELDS];	/* average field lengths they assume */
+	/* trigram map (all zero in segments of older builds: no map) */
+	BlockNumber gramdirstart;
+	uint32		ngramdirpages;
+	uint32		ngrams;			/* SsGramEntry records */
+	BlockNumber gramstart;
+	uint32		ngrampages;
+	uint32		firstexact;		/* ordinal of the first exact term */
 } SsSegHeader;
 
 /* dictionary and directory entry (line pointer item) */
@@ -219,7 +236,9 @@ typedef struct SsDictItem
 {
 	uint32		df;				/* dict: documents; dir: dict block */
 	BlockNumber postblk;
-	uint32		skip;			/* index of the term's first SsSkip */
+	uint32		skip;			/* dict: index of the term's first SsSkip;
+								 * dir: ordinal of the dict page's first
+								 * term (segments with a trigram map) */
 	uint16		postoff;		/* byte offset in the post page contents */
 	uint8		len;
 	char		term[FLEXIBLE_ARRAY_MEMBER];
@@ -327,6 +346,33 @@ typedef struct SsNorm
 } SsNorm;
 
 #define SS_NORMS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsNorm)))
+
+/*
+ * Trigram map.  The trigrams of an exact term are those of its bytes
+ * padded with two spaces in front and one behind, as pg_trgm pads a word
+ * ("cable" -> "  c", " ca", "cab", "abl", "ble", "le "), each counted
+ * once; a trigram is packed as (b0 << 16) | (b1 << 8) | b2.  Folded
+ * terms hold no spaces, so padding never collides with a term's bytes.
+ * One SsGramEntry per distinct trigram, sorted by key, fixed size on the
+ * gram dir pages; its list of term ordinals (increasing, first one as
+ * is, then deltas, each a varint) starts at (blk, off) of the gram pages
+ * and, like postings, a varint never straddles pages: with fewer than 5
+ * bytes left on a page the next one starts on the next page.
+ */
+#define SS_GRAM_PAD			' '
+#define SS_GRAM_VARINT_MAX	5
+
+typedef struct SsGramEntry
+{
+	uint32		key;
+	uint32		n;				/* terms holding the trigram */
+	BlockNumber blk;			/* where its ordinal list starts */
+	uint16		off;
+	uint16		pad;
+} SsGramEntry;
+
+#define SS_GRAMS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsGramEntry)))
+#define SS_MAX_TERM_GRAMS	(SS_MAX_TERM_LEN + 8 + 1)
 
 /* tf packing */
 #define SS_TF_PACK(t, b, d) ((uint16) ((Min(t, 15) << 12) | (Min(b, 15) << 8) | Min(d, 255)))
@@ -462,6 +508,10 @@ extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen
 extern int	SsMaxTypos(int nchars);
 extern bool SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 						int *typos, float4 *factor);
+extern int	SsTermGrams(const char *term, int len, uint32 *out);
+typedef void (*SsDictCallback) (void *arg, const SsDictItem *item);
+extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
+							 SsDictCallback cb, void *arg);
 
 /* ssquery.c */
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
@@ -486,7 +536,6 @@ extern bool SsDictLookup(Relation index, const SsSegHeader *hdr, const char *ter
 						 SsDictItem *out);
 extern void SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n,
 						SsSkip *out);
-typedef void (*SsDictCallback) (void *arg, const SsDictItem *item);
 extern void SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fromlen,
 							SsDictCallback cb, void *arg, bool (*stop) (void *arg, const SsDictItem *item));
 typedef void (*SsPostingCallback) (void *arg, uint32 docid, uint16 tf);

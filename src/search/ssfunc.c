@@ -305,8 +305,10 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 		{
 			SsSegHeader hdr;
 
+			/* candidates from the trigram map, in dictionary order as a scan */
 			SsReadSegHeader(index, meta.segments[s].header, &hdr);
-			SsDictScanRange(index, &hdr, from, 1, suggest_cb, &sg, NULL);
+			if (!SsTypoCandidates(index, &hdr, &sg.w, suggest_cb, &sg))
+				SsDictScanRange(index, &hdr, from, 1, suggest_cb, &sg, NULL);
 		}
 	}
 	index_close(index, AccessShareLock);

@@ -312,7 +312,7 @@ uint32
 SsSegmentBlocks(const SsSegHeader *hdr)
 {
 	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages +
-		hdr->nskippages + hdr->nnormpages;
+		hdr->nskippages + hdr->nnormpages + hdr->ngramdirpages + hdr->ngrampages;
 }
 
 /*

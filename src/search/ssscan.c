@@ -435,33 +435,74 @@ item_df_desc(const void *a, const void *b)
 	return x->df > y->df ? -1 : x->df < y->df ? 1 : 0;
 }
 
-/* typo scan over a range of exact terms, for one query word */
+/*
+ * Typo candidates of one query word in one segment: every exact term
+ * within its typo budget, from the trigram map (sstypo.c) or, for
+ * segments without one, a dictionary range.  All are collected, then the
+ * SS_MAX_TYPO_TERMS with the fewest typos, then most documents, are
+ * kept, so the choice does not depend on where the candidates came from.
+ */
+typedef struct TypoCand
+{
+	SsDictItem *it;
+	int			typos;
+	int			seq;			/* dictionary order, the last tie-break */
+} TypoCand;
+
+typedef struct TypoScan
+{
+	const SsQWord *w;
+	int			n;
+	int			max;
+	TypoCand   *c;
+} TypoScan;
+
 static void
 typo_cb(void *arg, const SsDictItem *it)
 {
-	RangeScan  *rs = (RangeScan *) arg;
-	const SsQWord *w = rs->w;
+	TypoScan   *ts = (TypoScan *) arg;
+	const SsQWord *w = ts->w;
 	int			typos;
 	float4		factor;
 
-	if (rs->n >= SS_MAX_TYPO_TERMS)
-		return;
 	if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
 		return;
 	if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
 	{
-		rs->n++;
-		seg_add_exp(rs->ev, rs->seg, it->term, it->len, it);
+		if (ts->n >= ts->max)
+		{
+			ts->max = Max(16, ts->max * 2);
+			ts->c = ts->c ? repalloc(ts->c, sizeof(TypoCand) * ts->max) :
+				palloc(sizeof(TypoCand) * ts->max);
+		}
+		ts->c[ts->n].it = palloc(SS_DICT_ITEM_SIZE(it->len));
+		memcpy(ts->c[ts->n].it, it, SS_DICT_ITEM_SIZE(it->len));
+		ts->c[ts->n].typos = typos;
+		ts->c[ts->n].seq = ts->n;
+		ts->n++;
 	}
+}
+
+static int
+typo_cand_cmp(const void *a, const void *b)
+{
+	const TypoCand *x = (const TypoCand *) a;
+	const TypoCand *y = (const TypoCand *) b;
+
+	if (x->typos != y->typos)
+		return x->typos - y->typos;
+	if (x->it->df != y->it->df)
+		return x->it->df > y->it->df ? -1 : 1;
+	return x->seq - y->seq;
 }
 
 /* stop a typo scan once terms no longer start with the word's first byte */
 static bool
 first_byte_stop(void *arg, const SsDictItem *it)
 {
-	RangeScan  *rs = (RangeScan *) arg;
+	TypoScan   *ts = (TypoScan *) arg;
 
-	return it->len == 0 || it->term[0] != rs->w->exact[0];
+	return it->len == 0 || it->term[0] != ts->w->exact[0];
 }
 
 /*
@@ -517,29 +558,40 @@ expand_segment(Eval *ev, SegState *s, bool *found)
 }
 
 /*
- * Typo expansions of word i in one segment.  With one typo allowed the
- * first letter must be right (a first-letter typo counts as two), so only
- * the dictionary range of that letter is read; words with two typos
- * allowed read the whole exact-term range.
+ * Typo expansions of word i in one segment.  The candidates come from the
+ * segment's trigram map; a segment written before the map existed, or a
+ * word too short for trigrams to narrow anything (SsTypoCandidates),
+ * reads a dictionary range instead: with one typo allowed the first
+ * letter must be right (a first-letter typo counts as two), so only the
+ * range of that letter; with two, the whole exact-term range.
  */
 static void
 expand_typos(Eval *ev, SegState *s, int i)
 {
 	SsQWord    *w = &ev->q->words[i];
-	RangeScan	rs;
+	TypoScan	ts;
 
-	memset(&rs, 0, sizeof(rs));
-	rs.ev = ev;
-	rs.seg = s;
-	rs.w = w;
-	if (w->maxtypos >= 2)
+	memset(&ts, 0, sizeof(ts));
+	ts.w = w;
+	if (!SsTypoCandidates(ev->index, &s->hdr, w, typo_cb, &ts))
 	{
-		char		from[1] = {SS_STEM_MARK + 1};
+		if (w->maxtypos >= 2)
+		{
+			char		from[1] = {SS_STEM_MARK + 1};
 
-		SsDictScanRange(ev->index, &s->hdr, from, 1, typo_cb, &rs, NULL);
+			SsDictScanRange(ev->index, &s->hdr, from, 1, typo_cb, &ts, NULL);
+		}
+		else
+			SsDictScanRange(ev->index, &s->hdr, w->exact, 1, typo_cb, &ts, first_byte_stop);
 	}
-	else
-		SsDictScanRange(ev->index, &s->hdr, w->exact, 1, typo_cb, &rs, first_byte_stop);
+	if (ts.n > 1)
+		qsort(ts.c, ts.n, sizeof(TypoCand), typo_cand_cmp);
+	for (int k = 0; k < ts.n && k < SS_MAX_TYPO_TERMS; k++)
+		seg_add_exp(ev, s, ts.c[k].it->term, ts.c[k].it->len, ts.c[k].it);
+	for (int k = 0; k < ts.n; k++)
+		pfree(ts.c[k].it);
+	if (ts.c)
+		pfree(ts.c);
 }
 
 /* pending documents: which terms match, and their document frequency */
@@ -1718,7 +1770,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 
 		if (found[i] || !ev->q->typos)
 			w->maxtypos = 0;	/* SsMatchTerm: no typo matches for it */
-		else if (w->maxtypos > 0 || (w->prefix && w->len >= 5))
+		else if (w->maxtypos > 0)	/* else SsMatchTerm allows none */
 			for (uint32 k = 0; k < ev->meta.nsegments; k++)
 				expand_typos(ev, &ev->segs[k], i);
 	}

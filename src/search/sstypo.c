@@ -20,6 +20,9 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+
 #include "ssearch.h"
 
 /*
@@ -167,4 +170,315 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 		}
 	}
 	return false;
+}
+
+/* ----------------------------------------------------------------
+ * Trigram map (layout in ssearch.h, written by SsSegBuilderWrite)
+ * ----------------------------------------------------------------
+ */
+
+static int
+uint32_cmp(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * SsTermGrams: the distinct trigrams of term, padded with two spaces in
+ * front and one behind, sorted; returns their number (at most
+ * SS_MAX_TERM_GRAMS).
+ */
+int
+SsTermGrams(const char *term, int len, uint32 *out)
+{
+	uint8		buf[SS_MAX_TERM_LEN + 8 + 3];
+	int			n = 0,
+				k = 0;
+
+	len = Min(len, SS_MAX_TERM_LEN + 8);
+	buf[0] = buf[1] = SS_GRAM_PAD;
+	memcpy(buf + 2, term, len);
+	buf[len + 2] = SS_GRAM_PAD;
+	for (int i = 0; i + 2 < len + 3; i++)
+		out[n++] = ((uint32) buf[i] << 16) | ((uint32) buf[i + 1] << 8) | buf[i + 2];
+	if (n > 1)
+		qsort(out, n, sizeof(uint32), uint32_cmp);
+	for (int i = 0; i < n; i++)
+		if (k == 0 || out[i] != out[k - 1])
+			out[k++] = out[i];
+	return k;
+}
+
+/* the gram dir entry of key, or false */
+static bool
+gram_lookup(Relation index, const SsSegHeader *hdr, uint32 key, SsGramEntry *out)
+{
+	uint32		lo = 0,
+				hi = hdr->ngramdirpages;
+	BlockNumber blk;
+	Buffer		buf;
+	SsGramEntry *e;
+	int			cnt;
+	int			l,
+				h;
+	bool		found = false;
+
+	/* the last page whose first key is <= key */
+	while (hi - lo > 1)
+	{
+		uint32		mid = lo + (hi - lo) / 2;
+		uint32		first;
+
+		buf = ReadBuffer(index, hdr->gramdirstart + mid);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		first = ((SsGramEntry *) SsPageContents(BufferGetPage(buf)))->key;
+		UnlockReleaseBuffer(buf);
+		if (first <= key)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (hdr->ngramdirpages == 0)
+		return false;
+	blk = hdr->gramdirstart + lo;
+	buf = ReadBuffer(index, blk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	e = (SsGramEntry *) SsPageContents(BufferGetPage(buf));
+	cnt = SsPageGetOpaque(BufferGetPage(buf))->count;
+	l = 0;
+	h = cnt - 1;
+	while (l <= h)
+	{
+		int			mid = l + (h - l) / 2;
+
+		if (e[mid].key == key)
+		{
+			*out = e[mid];
+			found = true;
+			break;
+		}
+		if (e[mid].key < key)
+			l = mid + 1;
+		else
+			h = mid - 1;
+	}
+	UnlockReleaseBuffer(buf);
+	return found;
+}
+
+/*
+ * Decode the ordinal list of e, calling add for those in [lo, hi); the
+ * list is increasing, so decoding stops at hi.
+ */
+static void
+gram_read(Relation index, const SsGramEntry *e, uint32 lo, uint32 hi,
+		  uint8 *counts, uint8 bound, uint32 **cands, int *ncands, int *maxcands)
+{
+	BlockNumber blk = e->blk;
+	uint32		off = e->off;
+	uint32		ord = 0;
+	uint32		i = 0;
+
+	while (i < e->n)
+	{
+		Buffer		buf = ReadBuffer(index, blk);
+		const char *p;
+		bool		done = false;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		p = SsPageContents(BufferGetPage(buf));
+		while (i < e->n && SS_PAGE_CAPACITY - off >= SS_GRAM_VARINT_MAX)
+		{
+			uint32		v;
+
+			off += SsVarintGet(p + off, &v);
+			ord = i == 0 ? v : ord + v;
+			i++;
+			if (ord >= hi)
+			{
+				done = true;
+				break;
+			}
+			if (ord >= lo && ++counts[ord - lo] == bound)
+			{
+				if (*ncands >= *maxcands)
+				{
+					*maxcands *= 2;
+					*cands = repalloc_huge(*cands, sizeof(uint32) * *maxcands);
+				}
+				(*cands)[(*ncands)++] = ord;
+			}
+		}
+		UnlockReleaseBuffer(buf);
+		if (done)
+			break;
+		blk++;
+		off = 0;
+	}
+}
+
+/*
+ * SsTypoCandidates: call cb, in dictionary order, for every exact term of
+ * the segment that could match w with typos under SsMatchTerm, using the
+ * segment's trigram map; the callback must still check the match (it
+ * gets a superset).  Returns false without calling cb when the segment
+ * has no map (older builds) or the map cannot narrow the search for this
+ * word; the caller then scans the dictionary as before.
+ *
+ * The bound.  Turning w into a term t by one edit changes at most 3 of
+ * w's padded trigrams (substitution, deletion; an insertion 2), and a
+ * transposition of adjacent letters at most 4, so with at most k typos t
+ * still holds |grams(w)| - 4k of w's distinct trigrams (an occurrence
+ * lost to an edit can only make its trigram missing if all its
+ * occurrences are lost, so counting distinct trigrams keeps the bound).
+ * A typo'd prefix match (the last word: a prefix of t within one typo of
+ * w) keeps |grams(w)| - 1 - 4: the prefix's final trigram ("el ") is not
+ * one of t's.  With one typo allowed the first letter must be right, so
+ * every candidate holds "  c" (c the first letter): that list is exactly
+ * the dictionary range of the letter, which bounds the others, and the
+ * remaining trigrams must supply the rest of the count.
+ */
+bool
+SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
+				 SsDictCallback cb, void *arg)
+{
+	uint32		grams[SS_MAX_TERM_GRAMS];
+	int			ngrams;
+	int			k = w->maxtypos;
+	int			bound;
+	uint32		lo,
+				hi;
+	uint32		firstkey = 0;
+	uint8	   *counts;
+	uint32	   *cands;
+	int			ncands = 0,
+				maxcands = 256;
+	uint32	   *firstord;
+	uint32		ndict = hdr->ndictpages;
+
+	if (hdr->gramdirstart == 0 || k <= 0 || w->len == 0)
+		return false;
+	ngrams = SsTermGrams(w->exact, w->len, grams);
+	bound = ngrams - 4 * k;
+	if (w->prefix)
+		bound = Min(bound, ngrams - 1 - 4);
+	lo = hdr->firstexact;
+	hi = hdr->nterms;
+	if (k == 1)
+	{
+		SsGramEntry e;
+
+		firstkey = ((uint32) SS_GRAM_PAD << 16) | ((uint32) SS_GRAM_PAD << 8) |
+			(uint8) w->exact[0];
+		if (!gram_lookup(index, hdr, firstkey, &e))
+			return true;		/* no term starts with the letter */
+		/* the letter's terms are contiguous: the list's first ordinal on */
+		{
+			Buffer		buf = ReadBuffer(index, e.blk);
+			uint32		v;
+
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			SsVarintGet(SsPageContents(BufferGetPage(buf)) + e.off, &v);
+			UnlockReleaseBuffer(buf);
+			lo = v;
+			hi = v + e.n;
+		}
+		bound--;
+	}
+	if (bound <= 0 || bound > 255)
+		return false;
+	if (hi <= lo)
+		return true;
+
+	counts = palloc_extended(hi - lo, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	cands = palloc(sizeof(uint32) * maxcands);
+	for (int g = 0; g < ngrams; g++)
+	{
+		SsGramEntry e;
+
+		if (grams[g] == firstkey)
+			continue;
+		if (gram_lookup(index, hdr, grams[g], &e))
+			gram_read(index, &e, lo, hi, counts, (uint8) bound, &cands, &ncands, &maxcands);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pfree(counts);
+	if (ncands == 0)
+	{
+		pfree(cands);
+		return true;
+	}
+	if (ncands > 1)
+		qsort(cands, ncands, sizeof(uint32), uint32_cmp);
+
+	/* each dict page's first ordinal, from the directory */
+	firstord = palloc(sizeof(uint32) * (ndict + 1));
+	{
+		uint32		n = 0;
+
+		for (uint32 p = 0; p < hdr->ndirpages; p++)
+		{
+			Buffer		buf = ReadBuffer(index, hdr->dirstart + p);
+			Page		page;
+
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			for (OffsetNumber off = FirstOffsetNumber;
+				 off <= PageGetMaxOffsetNumber(page) && n < ndict; off++)
+				firstord[n++] = ((SsDictItem *) PageGetItem(page, PageGetItemId(page, off)))->skip;
+			UnlockReleaseBuffer(buf);
+		}
+		if (n != ndict)
+			elog(ERROR, "shop_search: directory of %u items for %u dictionary pages", n, ndict);
+		firstord[ndict] = hdr->nterms;
+	}
+
+	/* read the candidates page by page, calling cb outside the lock */
+	{
+		char	   *items = palloc(BLCKSZ);
+		uint32		page = 0;
+		int			c = 0;
+
+		while (c < ncands)
+		{
+			Buffer		buf;
+			Page		pg;
+			char	   *p = items;
+			int			first = c;
+
+			while (page + 1 < ndict && firstord[page + 1] <= cands[c])
+				page++;
+			buf = ReadBuffer(index, hdr->dictstart + page);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			pg = BufferGetPage(buf);
+			for (; c < ncands && cands[c] < firstord[page + 1]; c++)
+			{
+				OffsetNumber off = FirstOffsetNumber + (cands[c] - firstord[page]);
+				SsDictItem *it;
+
+				if (cands[c] < firstord[page] || off > PageGetMaxOffsetNumber(pg))
+					elog(ERROR, "shop_search: term ordinal %u not on dictionary page %u",
+						 cands[c], page);
+				it = (SsDictItem *) PageGetItem(pg, PageGetItemId(pg, off));
+				memcpy(p, it, SS_DICT_ITEM_SIZE(it->len));
+				p += MAXALIGN(SS_DICT_ITEM_SIZE(it->len));
+			}
+			UnlockReleaseBuffer(buf);
+			p = items;
+			for (int i = first; i < c; i++)
+			{
+				SsDictItem *it = (SsDictItem *) p;
+
+				cb(arg, it);
+				p += MAXALIGN(SS_DICT_ITEM_SIZE(it->len));
+			}
+		}
+		pfree(items);
+	}
+	pfree(firstord);
+	pfree(cands);
+	return true;
 }
