@@ -76,15 +76,50 @@ free_remove(SsMetaPage meta, uint32 i)
 }
 
 /*
+ * One pass over the sorted list joining each run into the one before it
+ * when they overlap (which only a bug could make) or, with adjacent, when
+ * they touch and may be joined: runs of one release, runs both reusable
+ * already, or any with force.  A joined run keeps the later release point.
+ */
+static void
+free_join(SsMetaPage meta, bool adjacent, bool force)
+{
+	uint32		n = 0;
+
+	for (uint32 i = 0; i < meta->nfree; i++)
+	{
+		SsFreeRange *p = n > 0 ? &meta->free[n - 1] : NULL;
+		SsFreeRange *r = &meta->free[i];
+		bool		join = false;
+
+		if (p && p->start + p->nblocks > r->start)
+			join = true;
+		else if (p && adjacent && p->start + p->nblocks == r->start)
+			join = force || FullTransactionIdEquals(p->freed, r->freed) ||
+				(GlobalVisCheckRemovableFullXid(NULL, p->freed) &&
+				 GlobalVisCheckRemovableFullXid(NULL, r->freed));
+		if (join)
+		{
+			BlockNumber end = Max(p->start + p->nblocks, r->start + r->nblocks);
+
+			p->nblocks = end - p->start;
+			if (FullTransactionIdFollows(r->freed, p->freed))
+				p->freed = r->freed;
+		}
+		else
+			meta->free[n++] = *r;
+	}
+	meta->nfree = n;
+}
+
+/*
  * Sort the list if it is not sorted already (an index written by a build
- * that kept it unordered); overlapping runs, which only a bug could make,
- * become one.
+ * that kept it unordered); overlapping runs become one.
  */
 static void
 free_normalize(SsMetaPage meta)
 {
 	bool		ok = true;
-	uint32		n = 0;
 
 	for (uint32 i = 1; i < meta->nfree && ok; i++)
 		ok = meta->free[i - 1].start + meta->free[i - 1].nblocks <= meta->free[i].start;
@@ -99,24 +134,7 @@ free_normalize(SsMetaPage meta)
 			meta->free[j] = meta->free[j - 1];
 		meta->free[j] = r;
 	}
-	for (uint32 i = 0; i < meta->nfree; i++)
-	{
-		SsFreeRange *p = n > 0 ? &meta->free[n - 1] : NULL;
-		SsFreeRange *r = &meta->free[i];
-
-		if (p && p->start + p->nblocks > r->start)
-		{
-			/* overlapping: one run */
-			BlockNumber end = Max(p->start + p->nblocks, r->start + r->nblocks);
-
-			p->nblocks = end - p->start;
-			if (FullTransactionIdFollows(r->freed, p->freed))
-				p->freed = r->freed;
-		}
-		else
-			meta->free[n++] = *r;
-	}
-	meta->nfree = n;
+	free_join(meta, false, false);
 }
 
 /*
@@ -129,27 +147,8 @@ free_normalize(SsMetaPage meta)
 void
 SsFreeCoalesce(SsMetaPage meta, bool force)
 {
-	uint32		n = 0;
-
 	free_normalize(meta);
-	for (uint32 i = 0; i < meta->nfree; i++)
-	{
-		SsFreeRange *p = n > 0 ? &meta->free[n - 1] : NULL;
-		SsFreeRange *r = &meta->free[i];
-
-		if (p && p->start + p->nblocks == r->start &&
-			(force || FullTransactionIdEquals(p->freed, r->freed) ||
-			 (GlobalVisCheckRemovableFullXid(NULL, p->freed) &&
-			  GlobalVisCheckRemovableFullXid(NULL, r->freed))))
-		{
-			p->nblocks += r->nblocks;
-			if (FullTransactionIdFollows(r->freed, p->freed))
-				p->freed = r->freed;
-		}
-		else
-			meta->free[n++] = *r;
-	}
-	meta->nfree = n;
+	free_join(meta, true, force);
 }
 
 /*

@@ -819,73 +819,72 @@ final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missin
  * waits for a posting page.  Released with doc_release before anything
  * that may wait (interrupt checks, other segments).
  */
-typedef struct DocCache
+typedef struct PageCache
 {
 	Relation	index;
-	SsSegHeader *hdr;
+	BlockNumber start;			/* first block of the area */
 	Buffer		buf;
 	uint32		page;
-	SsDoc	   *docs;
-} DocCache;
+	char	   *contents;
+} PageCache;
+
+typedef PageCache DocCache;		/* over doc pages */
+struct NormCache				/* over norm pages */
+{
+	PageCache	pc;
+};
+
+static inline void
+page_cache_init(PageCache *pc, Relation index, BlockNumber start)
+{
+	pc->index = index;
+	pc->start = start;
+	pc->buf = InvalidBuffer;
+	pc->page = 0;
+	pc->contents = NULL;
+}
+
+/* the contents of page p of the area, pinned and share-locked */
+static inline char *
+page_cache_get(PageCache *pc, uint32 p)
+{
+	if (p != pc->page || !BufferIsValid(pc->buf))
+	{
+		if (BufferIsValid(pc->buf))
+			UnlockReleaseBuffer(pc->buf);
+		pc->buf = ReadBuffer(pc->index, pc->start + p);
+		LockBuffer(pc->buf, BUFFER_LOCK_SHARE);
+		pc->contents = SsPageContents(BufferGetPage(pc->buf));
+		pc->page = p;
+	}
+	return pc->contents;
+}
+
+static void
+page_cache_release(PageCache *pc)
+{
+	if (BufferIsValid(pc->buf))
+		UnlockReleaseBuffer(pc->buf);
+	pc->buf = InvalidBuffer;
+}
 
 static inline const SsDoc *
 doc_get(DocCache *dc, uint32 docid)
 {
-	uint32		p = docid / SS_DOCS_PER_PAGE;
-
-	if (p != dc->page || !BufferIsValid(dc->buf))
-	{
-		if (BufferIsValid(dc->buf))
-			UnlockReleaseBuffer(dc->buf);
-		dc->buf = ReadBuffer(dc->index, dc->hdr->docstart + p);
-		LockBuffer(dc->buf, BUFFER_LOCK_SHARE);
-		dc->docs = (SsDoc *) SsPageContents(BufferGetPage(dc->buf));
-		dc->page = p;
-	}
-	return &dc->docs[docid % SS_DOCS_PER_PAGE];
+	return (const SsDoc *) page_cache_get(dc, docid / SS_DOCS_PER_PAGE) + docid % SS_DOCS_PER_PAGE;
 }
 
-static void
+static inline void
 doc_release(DocCache *dc)
 {
-	if (BufferIsValid(dc->buf))
-		UnlockReleaseBuffer(dc->buf);
-	dc->buf = InvalidBuffer;
+	page_cache_release(dc);
 }
-
-/* the same for norm pages */
-struct NormCache
-{
-	Relation	index;
-	SsSegHeader *hdr;
-	Buffer		buf;
-	uint32		page;
-	SsNorm	   *norms;
-};
 
 static inline const SsNorm *
 norm_get(NormCache *nc, uint32 docid)
 {
-	uint32		p = docid / SS_NORMS_PER_PAGE;
-
-	if (p != nc->page || !BufferIsValid(nc->buf))
-	{
-		if (BufferIsValid(nc->buf))
-			UnlockReleaseBuffer(nc->buf);
-		nc->buf = ReadBuffer(nc->index, nc->hdr->normstart + p);
-		LockBuffer(nc->buf, BUFFER_LOCK_SHARE);
-		nc->norms = (SsNorm *) SsPageContents(BufferGetPage(nc->buf));
-		nc->page = p;
-	}
-	return &nc->norms[docid % SS_NORMS_PER_PAGE];
-}
-
-static void
-norm_release(NormCache *nc)
-{
-	if (BufferIsValid(nc->buf))
-		UnlockReleaseBuffer(nc->buf);
-	nc->buf = InvalidBuffer;
+	return (const SsNorm *) page_cache_get(&nc->pc, docid / SS_NORMS_PER_PAGE) +
+		docid % SS_NORMS_PER_PAGE;
 }
 
 typedef struct PostCtx
@@ -1493,16 +1492,8 @@ eval_segment(Eval *ev, SegState *s)
 	for (int i = 0; i < q->nslots; i++)
 		if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 			s->simple = false;
-	dc.index = ev->index;
-	dc.hdr = &s->hdr;
-	dc.buf = InvalidBuffer;
-	dc.page = 0;
-	dc.docs = NULL;
-	nc.index = ev->index;
-	nc.hdr = &s->hdr;
-	nc.buf = InvalidBuffer;
-	nc.page = 0;
-	nc.norms = NULL;
+	page_cache_init(&dc, ev->index, s->hdr.docstart);
+	page_cache_init(&nc.pc, ev->index, s->hdr.normstart);
 	s->nc = &nc;
 
 	memset(&sa, 0, sizeof(sa));
@@ -1556,12 +1547,12 @@ eval_segment(Eval *ev, SegState *s)
 		if ((lo / SS_WINDOW) % 16 == 15)
 		{
 			doc_release(&dc);
-			norm_release(&nc);
+			page_cache_release(&nc.pc);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
 	doc_release(&dc);
-	norm_release(&nc);
+	page_cache_release(&nc.pc);
 	s->nc = NULL;
 	scratch.dirty = false;
 	elog(DEBUG1, "shop_search: %u of %u windows of a segment of %u documents evaluated",

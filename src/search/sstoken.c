@@ -458,21 +458,17 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 	}
 	/* filter terms, outside the budget */
 	out->terms = repalloc(out->terms, sizeof(SsDocTerm) * (nterms + 2));
-	if (out->doc.flags & SS_DOC_HAS_CAT)
+	for (int k = 0; k < 2; k++)
 	{
-		char	   *t = palloc(SS_FILTER_TERM_MAX);
+		bool		cat = k == 0;
+		char	   *t;
 
+		if (!(out->doc.flags & (cat ? SS_DOC_HAS_CAT : SS_DOC_HAS_BRAND)))
+			continue;
+		t = palloc(SS_FILTER_TERM_MAX);
 		out->terms[nterms].term = t;
-		out->terms[nterms].len = SsCategoryTerm(out->doc.category_id, t);
-		out->terms[nterms].tf = 0;
-		nterms++;
-	}
-	if (out->doc.flags & SS_DOC_HAS_BRAND)
-	{
-		char	   *t = palloc(SS_FILTER_TERM_MAX);
-
-		out->terms[nterms].term = t;
-		out->terms[nterms].len = SsBrandTerm(out->doc.brand_hash, t);
+		out->terms[nterms].len = cat ? SsCategoryTerm(out->doc.category_id, t)
+			: SsBrandTerm(out->doc.brand_hash, t);
 		out->terms[nterms].tf = 0;
 		nterms++;
 	}
