@@ -38,7 +38,8 @@ SELECT 'U' || i, 'HP toner black ' || i, 'HP', :printers, 900 + i, 50000 + i, 'a
   FROM generate_series(1, 200) i;
 UPDATE shop.product SET title = title || ' cable', popularity = 99999 WHERE sku = 'S17';
 RESET client_min_messages;
-SELECT (shop.search_index_info('shop.product_search_idx') ->> 'pending')::int > 0 AS pending;
+SELECT jsonb_array_length(shop.search_index_info('shop.product_search_idx') -> 'segments') >= 2 AS segments,
+       (shop.search_index_info('shop.product_search_idx') ->> 'pending')::int > 0 AS pending;
 
 -- the ranked ids and scores of a query, as text
 CREATE FUNCTION pg_temp.ranked(q jsonb, n int) RETURNS text LANGUAGE sql AS $f$

@@ -51,10 +51,10 @@ SELECT i, translate(substr(md5(i::text), 1, 5 + i % 8),
   FROM generate_series(1, 1200) i;
 DELETE FROM w a USING w b WHERE a.word = b.word AND a.i > b.i;
 INSERT INTO shop.product (sku, title, brand, description, price_cents, popularity, in_stock, status)
-SELECT 'W' || i, word, 'Acme', '', 1000, i % 7, true, 'active' FROM w WHERE i <= 700;
+SELECT 'W' || i, word, 'Acme', '', 1000, i % 7, true, 'active' FROM w WHERE i <= 900;
 VACUUM shop.product;
 INSERT INTO shop.product (sku, title, brand, description, price_cents, popularity, in_stock, status)
-SELECT 'W' || i, word, 'Acme', '', 1000, i % 7, true, 'active' FROM w WHERE i > 700 AND i <= 1150;
+SELECT 'W' || i, word, 'Acme', '', 1000, i % 7, true, 'active' FROM w WHERE i > 900 AND i <= 1150;
 VACUUM shop.product;
 INSERT INTO shop.product (sku, title, brand, description, price_cents, popularity, in_stock, status)
 SELECT 'W' || i, word, 'Acme', '', 1000, i % 7, true, 'active' FROM w WHERE i > 1150;

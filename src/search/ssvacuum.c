@@ -23,9 +23,16 @@
  * past the last block still in use.
  *
  * An insert that finds SS_PENDING_FLUSH documents pending folds them too
- * (never merging, and only if nobody holds the pending-list lock), so a
- * stream of writes without VACUUM cannot make every scan read a long
- * pending list.  Inserts
+ * (only if nobody holds the pending-list lock), so a stream of writes
+ * without VACUUM cannot make every scan read a long pending list.
+ *
+ * Every fold is tiered: the pending documents are merged with the last
+ * segments while the next one back holds at most twice what is merged so
+ * far (a binary counter: about log2(N / 500) segments, each document
+ * rewritten about as many times), so a stream of small writes leaves a
+ * few segments, not hundreds; a fold run by an insert merges at most
+ * SS_INSERT_MERGE_MAX documents, so no statement pays for a large merge.
+ * Inserts
  * wait while this runs; scans do not (they read the old pages, which are
  * not reused before every snapshot older than the fold is gone: the
  * released pending pages and merged segments go to the metapage's list of
@@ -48,6 +55,72 @@
 #include "ssearch.h"
 
 #define SS_MERGE_AT 8
+#define SS_INSERT_MERGE_MAX 50000
+
+/* dead documents of a segment (VACUUM reads its doc pages anyway) */
+static uint64
+segment_dead(Relation index, const SsSegmentRef *ref)
+{
+	SsSegHeader hdr;
+	uint64		dead = 0;
+
+	SsReadSegHeader(index, ref->header, &hdr);
+	for (uint32 p = 0; p < hdr.ndocpages; p++)
+	{
+		Buffer		buf = ReadBuffer(index, hdr.docstart + p);
+		Page		page;
+		SsDoc	   *docs;
+		uint16		n;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		docs = (SsDoc *) SsPageContents(page);
+		n = SsPageGetOpaque(page)->count;
+		for (uint16 i = 0; i < n; i++)
+			if (docs[i].flags & SS_DOC_DEAD)
+				dead++;
+		UnlockReleaseBuffer(buf);
+	}
+	return dead;
+}
+
+/*
+ * Should VACUUM merge everything to drop dead documents?  Tiered folds
+ * seldom rewrite the large old segments, so their dead documents would
+ * stay; when a fifth of all segment documents are dead, merge.
+ */
+static bool
+dead_share_high(Relation index, const SsMetaPageData *meta)
+{
+	uint64		all = 0,
+				dead = 0;
+
+	for (uint32 i = 0; i < meta->nsegments; i++)
+	{
+		all += meta->segments[i].ndocs;
+		dead += segment_dead(index, &meta->segments[i]);
+	}
+	return all > 0 && dead * 5 >= all;
+}
+
+/*
+ * The first of the trailing segments a fold merges with the pending
+ * documents (nsegments: none), see the file header.
+ */
+static uint32
+tier_first(const SsMetaPageData *meta, bool from_insert)
+{
+	uint64		acc = meta->npending;
+	uint32		first = meta->nsegments;
+
+	while (first > 0 && meta->segments[first - 1].ndocs <= 2 * acc &&
+		   (!from_insert || acc + meta->segments[first - 1].ndocs <= SS_INSERT_MERGE_MAX))
+	{
+		first--;
+		acc += meta->segments[first].ndocs;
+	}
+	return first;
+}
 
 IndexBulkDeleteResult *
 ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
@@ -301,6 +374,7 @@ SsFlushPending(Relation index, bool from_insert)
 	int			npend,
 				maxpend;
 	FullTransactionId freed;
+	uint32		first;
 
 	if (from_insert)
 	{
@@ -320,7 +394,8 @@ SsFlushPending(Relation index, bool from_insert)
 	SsFreeCoalesce(&meta, false);
 	/* inserts never merge (too slow for a statement); VACUUM does */
 	merge = !from_insert &&
-		(meta.nsegments + 1 >= SS_MERGE_AT || compaction_pays(index, &meta));
+		(meta.nsegments + 1 >= SS_MERGE_AT || compaction_pays(index, &meta) ||
+		 dead_share_high(index, &meta));
 	if (meta.pending_head == InvalidBlockNumber && !merge)
 	{
 		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
@@ -335,9 +410,10 @@ SsFlushPending(Relation index, bool from_insert)
 	old = MemoryContextSwitchTo(cxt);
 	sb = SsSegBuilderCreate(cxt);
 
-	if (merge)
+	/* segments merged: all, or the trailing ones of the tier */
+	first = merge ? 0 : tier_first(&meta, from_insert);
 	{
-		for (uint32 s = 0; s < meta.nsegments; s++)
+		for (uint32 s = first; s < meta.nsegments; s++)
 		{
 			SsSegHeader hdr;
 			MergeCtx	mc;
@@ -439,21 +515,22 @@ SsFlushPending(Relation index, bool from_insert)
 	}
 	for (int i = 0; i < npend; i++)
 		SsFreeAdd(m, pendblks[i], 1, freed);
-	if (merge)
+	for (uint32 k = first; k < m->nsegments; k++)
 	{
-		for (uint32 k = 0; k < m->nsegments; k++)
-		{
-			SsSegHeader oh;
+		SsSegHeader oh;
 
-			SsReadSegHeader(index, m->segments[k].header, &oh);
-			SsFreeAdd(m, m->segments[k].header, SsSegmentBlocks(&oh), freed);
-		}
-		m->nsegments = 0;
+		SsReadSegHeader(index, m->segments[k].header, &oh);
+		SsFreeAdd(m, m->segments[k].header, SsSegmentBlocks(&oh), freed);
+	}
+	if (first == 0)
+	{
+		/* everything merged: exact statistics (dead documents are gone) */
 		m->ndocs = nnew;
 		for (int f = 0; f < SS_NFIELDS; f++)
 			m->sumlen[f] = sumlen[f];
 		m->max_popularity = maxpop;
 	}
+	m->nsegments = first;
 	if (nnew > 0)
 	{
 		m->segments[m->nsegments].header = hdrblk;
