@@ -136,6 +136,8 @@ typedef struct SegState
 	float4	   *slot_ub;		/* per slot */
 	float4		win_ub;			/* their sum */
 	float4		need_score;		/* text score a document must beat, -inf: none */
+	uint64		candbits[SS_WINDOW / 64];	/* AND mode: the window's candidates */
+	bool		use_candbits;
 	uint8	   *allowed;		/* selective filter: bitmap of passing docids */
 	uint32	   *wincnt;			/* its documents per window */
 	bool		simple;			/* every slot is one word (block pruning) */
@@ -1038,6 +1040,7 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	}
 	se->ndec = n;
 	se->decoded = (int32) b;
+
 }
 
 /* does block b of se have a posting in [lo, hi)? */
@@ -1064,6 +1067,26 @@ block_has(Eval *ev, SegExp *se, uint32 b, uint32 lo, uint32 hi)
 
 static inline float4 score_bound(float4 tub, double idf, float4 factor);
 
+/* is a candidate bit set for a docid in [a, b] (window-relative, clipped)? */
+static inline bool
+cand_in_range(const uint64 *bits, int64 a, int64 b)
+{
+	a = Max(a, 0);
+	b = Min(b, SS_WINDOW - 1);
+	while (a <= b)
+	{
+		uint64		w = bits[a >> 6] >> (a & 63);
+		int64		span = 64 - (a & 63);
+
+		if (b - a + 1 < span)
+			w &= (UINT64CONST(1) << (b - a + 1)) - 1;
+		if (w)
+			return true;
+		a += span;
+	}
+	return false;
+}
+
 /*
  * call cb for every posting of se with lo <= docid < hi, skipping blocks
  * whose score bound (with idf and factor) is below minb
@@ -1076,6 +1099,10 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 	for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
 	{
 		if (minb > 0 && score_bound(se->skips[b].maxt * s->scale, idf, factor) < minb)
+			continue;
+		/* AND mode, a later word: no candidate in the block's range */
+		if (s->use_candbits &&
+			!cand_in_range(s->candbits, (int64) block_first(se, b) - lo, (int64) se->skips[b].lastdoc - lo))
 			continue;
 		if (se->decoded != (int32) b)
 			cursor_decode(ev, se, b);
@@ -1303,6 +1330,20 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		SsQSlot    *sl = &q->slots[sa->order[oi]];
 		const Acc  *need = (and_mode && oi > 0) ? &sa->total : NULL;
 
+		/* the documents still in the running, as bits: blocks without one are not read */
+		s->use_candbits = need != NULL;
+		if (need)
+		{
+			memset(s->candbits, 0, sizeof(s->candbits));
+			for (uint32 t = 0; t < sa->total.ntouched; t++)
+			{
+				uint32		d = sa->total.touched[t];
+
+				if (sa->total.cnt[d] == oi)
+					s->candbits[(d - lo) >> 6] |= UINT64CONST(1) << ((d - lo) & 63);
+			}
+		}
+
 		for (int a = 0; a < sl->nalts; a++)
 		{
 			SsQAlt	   *al = &sl->alts[a];
@@ -1348,6 +1389,7 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		}
 	}
 
+	s->use_candbits = false;
 	if (q->match_any)
 	{
 		cand = sa->total.touched;
