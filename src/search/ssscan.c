@@ -1254,6 +1254,42 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
 }
 
+/*
+ * Postings of word qi (one word per slot) in blocks of [lo, hi) that block
+ * pruning would read: the work of making it the window's first word.
+ */
+static double
+window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
+{
+	float4		minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
+	double		cost = 0;
+
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+
+		for (int k = 0; k < se->e->nm; k++)
+		{
+			if (se->e->m[k].qword != qi)
+				continue;
+			cursor_load(ev, s, se);
+			cursor_seek(se, lo);
+			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+			{
+				uint32		first = block_first(se, b);
+				double		span = (double) se->skips[b].lastdoc - first + 1;
+				double		inwin = Min(se->skips[b].lastdoc + 1, hi) - (double) Max(first, lo);
+
+				if (score_bound(se->skips[b].maxt * s->scale, ev->widf[qi], se->e->m[k].factor) < minb)
+					continue;
+				/* the block's postings, in proportion to its overlap */
+				cost += Min(SS_BLOCK_POSTINGS, se->df - b * SS_BLOCK_POSTINGS) * Max(inwin, 0) / span;
+			}
+		}
+	}
+	return cost;
+}
+
 /* Offer every posting in [lo, hi) of every expansion of word qi into target. */
 static void
 score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, uint32 hi,
@@ -1306,6 +1342,7 @@ typedef struct SegAccs
 				word;
 	bool		multi;
 	int		   *order;			/* slots, rarest first */
+	int		   *window_order;	/* this window's order (eval_window) */
 } SegAccs;
 
 static void
@@ -1325,9 +1362,38 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		(ev->topk > 0 && ev->nres >= ev->topk &&
 		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE);
 
+	int		   *order = sa->order;
+
+	/*
+	 * With pruning on, the first word is the one with the fewest postings
+	 * in blocks that can still reach the top k here (the others then only
+	 * look at its survivors): the window's own cost, not the list lengths.
+	 */
+	if (and_mode && s->simple && s->need_score > 0 && q->nslots > 1)
+	{
+		double		best = -1;
+		int			first = 0;
+
+		for (int si = 0; si < q->nslots; si++)
+		{
+			double		cost = window_cost(ev, s, q->slots[si].alts[0].first, lo, hi);
+
+			if (best < 0 || cost < best)
+			{
+				best = cost;
+				first = si;
+			}
+		}
+		order = sa->window_order;
+		order[0] = first;
+		for (int k = 0, j = 1; k < q->nslots; k++)
+			if (sa->order[k] != first)
+				order[j++] = sa->order[k];
+	}
+
 	for (int oi = 0; oi < q->nslots && (oi == 0 || ncand > 0 || !and_mode); oi++)
 	{
-		SsQSlot    *sl = &q->slots[sa->order[oi]];
+		SsQSlot    *sl = &q->slots[order[oi]];
 		const Acc  *need = (and_mode && oi > 0) ? &sa->total : NULL;
 
 		/* the documents still in the running, as bits: blocks without one are not read */
@@ -1545,6 +1611,7 @@ eval_segment(Eval *ev, SegState *s)
 				sa.multi = true;
 	/* slot order: fewest postings first */
 	sa.order = palloc(sizeof(int) * Max(q->nslots, 1));
+	sa.window_order = palloc(sizeof(int) * Max(q->nslots, 1));
 	{
 		double	   *cost = palloc0(sizeof(double) * Max(q->nslots, 1));
 
