@@ -1126,17 +1126,15 @@ score_bound(float4 tub, double idf, float4 factor)
 }
 
 /*
- * What word qi can bring to a document in [lo, hi): false when none of its
- * expansions has a posting block overlapping the window, else the
- * largest score and the fewest typos of those blocks.
+ * Call visit for every posting block, of every expansion of word qi,
+ * whose docid range overlaps [lo, hi), with the match that links the
+ * expansion to the word.
  */
-static bool
-word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int *mintypos)
-{
-	bool		any = false;
+typedef void (*BlockVisit) (void *arg, SegExp *se, const SsTermMatch *m, uint32 b);
 
-	*ub = 0;
-	*mintypos = INT_MAX;
+static void
+for_word_blocks(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, BlockVisit visit, void *arg)
+{
 	for (int i = 0; i < s->nexp; i++)
 	{
 		SegExp	   *se = &s->exps[i];
@@ -1148,25 +1146,84 @@ word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int 
 			cursor_load(ev, s, se);
 			cursor_seek(se, lo);
 			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
-			{
-				float4		sb;
-
-				/*
-				 * A sparse block (a rare term's) spans many windows: look
-				 * whether it really has a posting in this one.
-				 */
-				if (se->skips[b].lastdoc - block_first(se, b) > 2 * SS_WINDOW &&
-					!block_has(ev, se, b, lo, hi))
-					continue;
-				sb = score_bound(se->skips[b].maxt * s->scale, ev->widf[qi], se->e->m[k].factor);
-
-				any = true;
-				*ub = Max(*ub, sb);
-				*mintypos = Min(*mintypos, se->e->m[k].typos);
-			}
+				visit(arg, se, &se->e->m[k], b);
 		}
 	}
-	return any;
+}
+
+typedef struct WordBound
+{
+	Eval	   *ev;
+	SegState   *s;
+	int			qi;
+	uint32		lo,
+				hi;
+	bool		any;
+	float4		ub;
+	int			mintypos;
+	float4		minb;			/* window_cost: blocks below are not read */
+	double		cost;
+} WordBound;
+
+static void
+word_bound_visit(void *arg, SegExp *se, const SsTermMatch *m, uint32 b)
+{
+	WordBound  *wb = (WordBound *) arg;
+
+	/*
+	 * A sparse block (a rare term's) spans many windows: look whether it
+	 * really has a posting in this one.
+	 */
+	if (se->skips[b].lastdoc - block_first(se, b) > 2 * SS_WINDOW &&
+		!block_has(wb->ev, se, b, wb->lo, wb->hi))
+		return;
+	wb->any = true;
+	wb->ub = Max(wb->ub, score_bound(se->skips[b].maxt * wb->s->scale, wb->ev->widf[wb->qi], m->factor));
+	wb->mintypos = Min(wb->mintypos, m->typos);
+}
+
+/*
+ * What word qi can bring to a document in [lo, hi): false when none of its
+ * expansions has a posting block overlapping the window, else the
+ * largest score and the fewest typos of those blocks.
+ */
+static bool
+word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int *mintypos)
+{
+	WordBound	wb = {ev, s, qi, lo, hi, false, 0, INT_MAX, 0, 0};
+
+	for_word_blocks(ev, s, qi, lo, hi, word_bound_visit, &wb);
+	*ub = wb.ub;
+	*mintypos = wb.mintypos;
+	return wb.any;
+}
+
+static void
+window_cost_visit(void *arg, SegExp *se, const SsTermMatch *m, uint32 b)
+{
+	WordBound  *wb = (WordBound *) arg;
+	uint32		first = block_first(se, b);
+	double		span = (double) se->skips[b].lastdoc - first + 1;
+	double		inwin = Min(se->skips[b].lastdoc + 1, wb->hi) - (double) Max(first, wb->lo);
+
+	if (score_bound(se->skips[b].maxt * wb->s->scale, wb->ev->widf[wb->qi], m->factor) < wb->minb)
+		return;
+	/* the block's postings, in proportion to its overlap */
+	wb->cost += Min(SS_BLOCK_POSTINGS, se->df - b * SS_BLOCK_POSTINGS) * Max(inwin, 0) / span;
+}
+
+/*
+ * Postings of word qi (one word per slot) in blocks of [lo, hi) that block
+ * pruning would read: the work of making it the window's first word.
+ */
+static double
+window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
+{
+	WordBound	wb = {ev, s, qi, lo, hi, false, 0, INT_MAX, 0, 0};
+
+	wb.minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
+	for_word_blocks(ev, s, qi, lo, hi, window_cost_visit, &wb);
+	return wb.cost;
 }
 
 /*
@@ -1252,42 +1309,6 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	}
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
-}
-
-/*
- * Postings of word qi (one word per slot) in blocks of [lo, hi) that block
- * pruning would read: the work of making it the window's first word.
- */
-static double
-window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
-{
-	float4		minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
-	double		cost = 0;
-
-	for (int i = 0; i < s->nexp; i++)
-	{
-		SegExp	   *se = &s->exps[i];
-
-		for (int k = 0; k < se->e->nm; k++)
-		{
-			if (se->e->m[k].qword != qi)
-				continue;
-			cursor_load(ev, s, se);
-			cursor_seek(se, lo);
-			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
-			{
-				uint32		first = block_first(se, b);
-				double		span = (double) se->skips[b].lastdoc - first + 1;
-				double		inwin = Min(se->skips[b].lastdoc + 1, hi) - (double) Max(first, lo);
-
-				if (score_bound(se->skips[b].maxt * s->scale, ev->widf[qi], se->e->m[k].factor) < minb)
-					continue;
-				/* the block's postings, in proportion to its overlap */
-				cost += Min(SS_BLOCK_POSTINGS, se->df - b * SS_BLOCK_POSTINGS) * Max(inwin, 0) / span;
-			}
-		}
-	}
-	return cost;
 }
 
 /* Offer every posting in [lo, hi) of every expansion of word qi into target. */
