@@ -23,10 +23,31 @@ as_owner() {
     fi
 }
 
+# As root, the server runs as "postgres", which must be able to reach the
+# private installation and the cluster directories under $TOP.  A clone
+# under /root (mode 700) is not reachable: give the directories on the way
+# search permission for others (x only: nothing becomes listable or
+# readable), and say so.
+owner_can_reach_top() {
+    [ "$(id -u)" = 0 ] || return 0
+    runuser -u postgres -- test -x "$TOP" 2>/dev/null && return 0
+    local d=$TOP
+    while [ "$d" != / ]; do
+        if [ -n "$(find "$d" -maxdepth 0 ! -perm -o+x 2>/dev/null)" ]; then
+            echo "shop: giving others search permission (o+x) on $d so the postgres user can reach $TOP" >&2
+            chmod o+x "$d"
+        fi
+        d=$(dirname "$d")
+    done
+    runuser -u postgres -- test -x "$TOP" ||
+        { echo "shop: the postgres user cannot reach $TOP; clone the project somewhere it can" >&2; return 1; }
+}
+
 # tmp_install_setup: (re)create the private installation and install shop
 # into it. Cheap: hard links, then PGXS's install.
 tmp_install_setup() {
     local libdir sharedir
+    owner_can_reach_top || return 1
     libdir=$("$PG_CONFIG" --pkglibdir)         # /usr/lib/postgresql/15/lib
     sharedir=$("$PG_CONFIG" --sharedir)        # /usr/share/postgresql/15
     local pgroot=${libdir%/lib}                # /usr/lib/postgresql/15
