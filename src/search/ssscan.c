@@ -906,10 +906,9 @@ typedef struct PostCtx
 	const uint8 *allowed;		/* see SegState */
 } PostCtx;
 
-static void
-posting_cb(void *arg, uint32 docid, uint16 tf)
+static inline void
+posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 {
-	PostCtx    *pc = (PostCtx *) arg;
 	const SsDoc *doc;
 	float4		score;
 
@@ -1088,12 +1087,12 @@ cand_in_range(const uint64 *bits, int64 a, int64 b)
 }
 
 /*
- * call cb for every posting of se with lo <= docid < hi, skipping blocks
+ * score (posting_cb) every posting of se with lo <= docid < hi, skipping blocks
  * whose score bound (with idf and factor) is below minb
  */
 static void
 cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb,
-			double idf, float4 factor, SsPostingCallback cb, void *arg)
+			double idf, float4 factor, PostCtx *pc)
 {
 	cursor_seek(se, lo);
 	for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
@@ -1114,7 +1113,7 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 				continue;
 			if (d >= hi)
 				return;
-			cb(arg, d, se->tfs[j]);
+			posting_cb(pc, d, se->tfs[j]);
 		}
 	}
 }
@@ -1350,7 +1349,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.minscore = minb;
 			pc.allowed = s->allowed;
 			cursor_load(ev, s, se);
-			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, posting_cb, &pc);
+			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, &pc);
 		}
 	}
 }
