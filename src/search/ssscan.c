@@ -13,16 +13,29 @@
  *      budget (sstypo.c).  Pending documents contribute the terms they
  *      hold.  Every expansion term knows which query words it matches,
  *      with how many typos and which score factor.
- *   2. Scoring, segment by segment, term at a time: a posting's BM25F
- *      contribution is idf(term) * tf'(k1+1)/(tf'+k1), tf' the field-
- *      weighted, length-normalised frequency.  A word keeps its best
- *      expansion per document (fewest typos, then highest score); a slot
- *      (a word, or a synonym group of phrases) keeps its best alternative;
- *      a document must satisfy every slot (AND).
- *   3. Filters (category, brand, price, rating, stock) are checked on the
- *      stored values of each matching document, then the bounded boost
- *      (popularity, rating, personalization) multiplies the text score.
- *   4. Order: fewer typos first, then higher score.  The distance handed
+ *   2. Scoring, segment by segment, SS_WINDOW docids at a time and term at
+ *      a time inside a window: a posting's BM25F contribution is
+ *      idf(term) * tf'(k1+1)/(tf'+k1), tf' the field-weighted,
+ *      length-normalised frequency (lengths from the norm pages).  A word
+ *      keeps its best expansion per document (fewest typos, then highest
+ *      score); a slot (a word, or a synonym group of phrases) keeps its
+ *      best alternative; a document must satisfy every slot (AND).
+ *   3. Pruning, for ranked scans holding k rows (block-max): documents
+ *      are numbered most popular first, so the first document of a window
+ *      bounds its boost; each block of 128 postings has a skip entry with
+ *      its largest tf'.  A window whose combined bound cannot beat the
+ *      k-th row is skipped unread; in AND mode words go rarest first (per
+ *      window, by the postings still worth reading), later words look only
+ *      at surviving candidates (a bitmap), blocks and postings that cannot
+ *      reach the k-th row with the other words at their bounds are
+ *      dropped.  shop.search_block_max = off evaluates everything; the
+ *      rows and scores are the same (sql/search_topk.sql).
+ *   4. Filters (category, brand, price, rating, stock) are checked on the
+ *      stored values of each matching document (a selective category or
+ *      brand filter first turns its filter terms' postings into a docid
+ *      bitmap), then the bounded boost (popularity, rating,
+ *      personalization) multiplies the text score.
+ *   5. Order: fewer typos first, then higher score.  The distance handed
  *      to the executor is typos * 10000 - score (score is capped at 4999).
  *
  * PostgreSQL does not tell an index the LIMIT, so an ordered scan keeps
