@@ -712,8 +712,8 @@ fill_norm_tables(Eval *ev)
  * BM25F: t, the field-weighted and length-normalised frequency, saturated
  * as t (k1 + 1) / (t + k1), times idf and the match factor.
  */
-static inline float4
-bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
+static inline double
+bm25_t(const Eval *ev, uint16 tf, const uint16 *len)
 {
 	double		t = 0;
 	int			tt = SS_TF_TITLE(tf),
@@ -726,6 +726,14 @@ bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
 		t += tb * field_norm(ev, 1, len[1]);
 	if (td)
 		t += td * field_norm(ev, 2, len[2]);
+	return t;
+}
+
+static inline float4
+bm25(const Eval *ev, double idf, uint16 tf, const uint16 *len, float4 factor)
+{
+	double		t = bm25_t(ev, tf, len);
+
 	return (float4) (factor * idf * (SS_BM25_K1 + 1) * t / (t + SS_BM25_K1));
 }
 
@@ -916,6 +924,7 @@ typedef struct PostCtx
 	const Acc  *need;			/* if set: only documents with needcnt slots there */
 	uint8		needcnt;
 	float4		minscore;		/* postings scoring less cannot reach the top k */
+	double		tmin;			/* the same as a bound on tf' (no division) */
 	const uint8 *allowed;		/* see SegState */
 } PostCtx;
 
@@ -923,6 +932,7 @@ static inline void
 posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 {
 	const SsDoc *doc;
+	double		t;
 	float4		score;
 
 	if (docid >= pc->ndocs)
@@ -940,7 +950,7 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 	if (!pc->filtered)
 	{
 		/* dead documents are dropped when they reach the result */
-		score = bm25(pc->ev, pc->idf, tf, norm_get(pc->nc, docid)->len, pc->factor);
+		t = bm25_t(pc->ev, tf, norm_get(pc->nc, docid)->len);
 	}
 	else
 	{
@@ -948,8 +958,12 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 		/* filters and dead documents before scoring */
 		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(pc->ev->q, doc))
 			return;
-		score = bm25(pc->ev, pc->idf, tf, doc->len, pc->factor);
+		t = bm25_t(pc->ev, tf, doc->len);
 	}
+	/* too low to matter: known before the saturation's division */
+	if (t < pc->tmin)
+		return;
+	score = (float4) (pc->factor * pc->idf * (SS_BM25_K1 + 1) * t / (t + SS_BM25_K1));
 	if (score >= pc->minscore)
 		acc_offer(pc->target, docid, score, pc->typos);
 }
@@ -1360,6 +1374,16 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
 			pc.minscore = minb;
+			pc.tmin = 0;
+			if (minb > 0)
+			{
+				/* score >= minb exactly when t >= minb k1 / (C - minb) */
+				double		c = pc.factor * pc.idf * (SS_BM25_K1 + 1);
+
+				if (minb >= c)
+					continue;	/* no posting of this expansion can reach it */
+				pc.tmin = minb * SS_BM25_K1 / (c - minb) * 0.99999;
+			}
 			pc.allowed = s->allowed;
 			cursor_load(ev, s, se);
 			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, &pc);
