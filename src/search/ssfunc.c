@@ -456,6 +456,10 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	Snapshot	snap = GetActiveSnapshot();
 	FacetKey   *fk;
+	BlockNumber nheap,
+				hb;
+	uint8	   *vmknown,
+			   *vmall;
 
 	InitMaterializedSRF(fcinfo, 0);
 	index = open_ss_index(PG_GETARG_OID(0));
@@ -463,6 +467,9 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
 	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
+	nheap = RelationGetNumberOfBlocks(heap);
+	vmknown = palloc0(nheap / 8 + 1);
+	vmall = palloc0(nheap / 8 + 1);
 
 	ft_init(&cats, 128);
 	ft_init(&brands, 256);
@@ -479,7 +486,15 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
 		fetched = false;
-		if (VM_ALL_VISIBLE(heap, ItemPointerGetBlockNumber(&d->tid), &vmbuf))
+		hb = ItemPointerGetBlockNumber(&d->tid);
+		/* the visibility map, asked once per heap block */
+		if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
+		{
+			vmknown[hb >> 3] |= 1 << (hb & 7);
+			if (VM_ALL_VISIBLE(heap, hb, &vmbuf))
+				vmall[hb >> 3] |= 1 << (hb & 7);
+		}
+		if (hb < nheap && (vmall[hb >> 3] & (1 << (hb & 7))))
 			visible = true;
 		else
 		{

@@ -1974,6 +1974,21 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			memcpy(frozen->found, found, sizeof(bool) * ev->q->nwords);
 		}
 	}
+	if (ev->collect)
+	{
+		/* facets: room for every possible match at once, not by doubling */
+		uint64		most = 0;
+		HASH_SEQ_STATUS st;
+		Exp		   *e;
+
+		hash_seq_init(&st, ev->exps);
+		while ((e = hash_seq_search(&st)) != NULL)
+			most += e->df;
+		/* an upper bound (word lists overlap); beyond 1M, doubling takes over */
+		most = Min(most, ev->meta.ndocs + ev->npend);
+		ev->maxdocs = (int) Min(Max(most, 256), 1 << 20);
+		ev->docs = palloc_extended(sizeof(SsDoc) * ev->maxdocs, MCXT_ALLOC_HUGE);
+	}
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
 		eval_segment(ev, &ev->segs[i]);
 	eval_pending(ev);
