@@ -40,7 +40,7 @@ typedef struct SsPosting
 
 typedef struct TermAcc
 {
-	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
+	char		term[SS_TERM_KEY_SIZE];	/* hash key */
 	int			len;
 	uint32		n;
 	uint32		max;
@@ -65,7 +65,7 @@ SsSegBuilderCreate(MemoryContext parent)
 
 	sb->cxt = AllocSetContextCreate(parent, "shop_search segment builder", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = SS_MAX_TERM_LEN + 8;
+	ctl.keysize = SS_TERM_KEY_SIZE;
 	ctl.entrysize = sizeof(TermAcc);
 	ctl.hcxt = sb->cxt;
 	sb->terms = hash_create("shop_search terms", 4096, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
@@ -124,12 +124,11 @@ SsSegBuilderAddDoc(SsSegBuilder *sb, const SsDoc *doc)
 void
 SsSegBuilderAddPosting(SsSegBuilder *sb, const char *term, int len, uint32 docid, uint16 tf)
 {
-	char		key[SS_MAX_TERM_LEN + 8];
+	char		key[SS_TERM_KEY_SIZE];
 	bool		found;
 	TermAcc    *acc;
 
-	memset(key, 0, sizeof(key));
-	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	SsTermKey(key, term, len);
 	acc = hash_search(sb->terms, key, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -733,6 +732,15 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 			elog(ERROR, "shop_search: segment blocks not contiguous"); \
 		w.page = BufferGetPage(w.buf); \
 	} while (0)
+	/* a full posting page is done: the next one starts at offset 0 */
+#define NEXT_POST_PAGE() do { \
+		((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData); \
+		writer_finish_page(&w); \
+		curblk++; \
+		NEWBUF(); \
+		SsInitPage(w.page, SS_PAGE_POST); \
+		off = 0; \
+	} while (0)
 
 	/* header */
 	NEWBUF();
@@ -813,12 +821,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 
 			if (postblk[i] != curblk)
 			{
-				((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
-				writer_finish_page(&w);
-				curblk++;
-				NEWBUF();
-				SsInitPage(w.page, SS_PAGE_POST);
-				off = 0;
+				NEXT_POST_PAGE();
 			}
 			prev = 0;
 			if (off != postoff[i])
@@ -829,12 +832,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 
 				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 				{
-					((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
-					writer_finish_page(&w);
-					curblk++;
-					NEWBUF();
-					SsInitPage(w.page, SS_PAGE_POST);
-					off = 0;
+					NEXT_POST_PAGE();
 				}
 				dst = SsPageContents(w.page);
 				off += SsVarintPut(dst + off, terms[i]->postings[k].docid - prev);
@@ -950,6 +948,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 			elog(ERROR, "shop_search: trigram layout mismatch");
 	}
 #undef NEWBUF
+#undef NEXT_POST_PAGE
 	if (needLock && !reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
 	pfree(terms);

@@ -95,6 +95,20 @@
 #define SS_FILTER_TERM_MAX	24
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
+
+/*
+ * Terms as keys of in-memory hash tables (HASH_STRINGS): zero-padded to
+ * SS_TERM_KEY_SIZE, so every table of terms (builder, query expansions)
+ * hashes and compares a term the same way.
+ */
+#define SS_TERM_KEY_SIZE	(SS_MAX_TERM_LEN + 8)
+
+static inline void
+SsTermKey(char *key, const char *term, int len)
+{
+	memset(key, 0, SS_TERM_KEY_SIZE);
+	memcpy(key, term, Min(len, SS_TERM_KEY_SIZE - 2));
+}
 #define SS_NFIELDS			3		/* title, brand, description */
 #define SS_BM25_K1			1.2
 /* BM25 length normalisation per field: brands are short and even */

@@ -112,7 +112,7 @@ typedef struct SsFrozen
 
 typedef struct Exp
 {
-	char		term[SS_MAX_TERM_LEN + 8];	/* hash key */
+	char		term[SS_TERM_KEY_SIZE];	/* hash key */
 	int			len;
 	uint32		df;				/* over all segments and pending */
 	int			nm;
@@ -182,6 +182,7 @@ typedef struct Eval
 	int			npend;
 	PendDoc    *pend;
 	bool		want_all;		/* also return non-matching docs, +inf */
+	bool		filtered;		/* the query has stored-value filters */
 	int			topk;			/* keep only the best topk (0: all) */
 	bool		have_after;		/* keep only results ordered after "after" */
 	SsResult	after;
@@ -346,12 +347,11 @@ acc_reset(Acc *a)
 static Exp *
 exp_get(Eval *ev, const char *term, int len, bool *isnew)
 {
-	char		key[SS_MAX_TERM_LEN + 8];
+	char		key[SS_TERM_KEY_SIZE];
 	Exp		   *e;
 	bool		found;
 
-	memset(key, 0, sizeof(key));
-	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	SsTermKey(key, term, len);
 	e = hash_search(ev->exps, key, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -1369,8 +1369,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.factor = se->e->m[k].factor;
 			pc.typos = se->e->m[k].typos;
 			pc.ndocs = s->hdr.ndocs;
-			pc.filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
-				ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
+			pc.filtered = ev->filtered;
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
 			pc.minscore = minb;
@@ -1737,11 +1736,10 @@ static void
 pend_score_cb(void *arg, const char *term, int len, uint16 tf)
 {
 	PendScore  *ps = (PendScore *) arg;
-	char		key[SS_MAX_TERM_LEN + 8];
+	char		key[SS_TERM_KEY_SIZE];
 	Exp		   *e;
 
-	memset(key, 0, sizeof(key));
-	memcpy(key, term, Min(len, SS_MAX_TERM_LEN + 6));
+	SsTermKey(key, term, len);
 	e = hash_search(ps->ev->exps, key, HASH_FIND, NULL);
 	if (e == NULL)
 		return;
@@ -1827,9 +1825,10 @@ eval_pending(Eval *ev)
 		}
 		if (missing == q->nslots)
 			ok = false;
-		if (ok && SsDocPassesFilters(q, &it->doc) && ev->collect)
+		ok = ok && SsDocPassesFilters(q, &it->doc);
+		if (ok && ev->collect)
 			collect_doc(ev, &it->doc);
-		else if (ok && SsDocPassesFilters(q, &it->doc))
+		else if (ok)
 			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
 		else if (ev->want_all)
 			add_result(ev, &it->doc.tid, get_float4_infinity());
@@ -1875,6 +1874,8 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->q->ncats = -1;
 		ev->q->nbrands = -1;
 	}
+	ev->filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
+		ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
 	ev->inv_log_maxpop = ev->meta.max_popularity > 0 ? 1.0f / log1pf(ev->meta.max_popularity) : 0;
 	SsGetWeights(index, ev->w);
 	for (int f = 0; f < SS_NFIELDS; f++)
@@ -1884,7 +1885,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->res = palloc(sizeof(SsResult) * ev->maxres);
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = SS_MAX_TERM_LEN + 8;
+	ctl.keysize = SS_TERM_KEY_SIZE;
 	ctl.entrysize = sizeof(Exp);
 	ctl.hcxt = CurrentMemoryContext;
 	ev->exps = hash_create("shop_search expansions", 256, &ctl,
