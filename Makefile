@@ -6,12 +6,13 @@
 # finds pg_config and includes PGXS for the build itself.
 
 EXTENSION    = shop
-EXTVERSION   = 1.0
+EXTVERSION   = 1.1
 MODULE_big   = shop
 # One object per C file under src/; a wildcard so that subsystems add files
 # without touching this list.
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/search/*.c)))
-DATA         = shop--1.0.sql
+DATA         = shop--1.0.sql \
+               shop--1.0--1.1.sql
 PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
 
 # pg_regress suites: one per file in sql/, isolation specs in specs/.

@@ -59,8 +59,11 @@ tmp_install_setup() {
         cp -al "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/" 2>/dev/null ||
             cp -a "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/"
     fi
-    # Never write through a hard link into the system's files.
-    rm -f "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]*
+    # Never write through a hard link into the system's files: remove every
+    # file of shop's that the install writes, including the JIT bitcode
+    # (llvm-lto rewrites bitcode/shop.index.bc in place), before installing.
+    rm -rf "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]* \
+        "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc
     make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
     PGBIN="$TMP_INSTALL$pgroot/bin"
     export PGBIN

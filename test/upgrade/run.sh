@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# upgrade: a 1.0 install with data, updated with ALTER EXTENSION shop UPDATE,
+# ends with exactly the objects of a fresh install of the current version
+# (fingerprint.sql: definitions, privileges, comments, columns, constraints,
+# indexes, triggers, policies), keeps every row, and keeps working: search
+# finds what it found before, a checkout goes through.
+set -euo pipefail
+. "$TOP/scripts/pgenv.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+DIR="$TOP/tmp_check/upgrade"
+PORT=$(free_port upgrade)
+cluster_init "$DIR" "$PORT"
+cluster_start "$DIR"
+trap 'cluster_stop "$DIR" immediate' EXIT
+cluster_env "$DIR" "$PORT"
+PSQL="$PGBIN/psql -X -v ON_ERROR_STOP=1 -q"
+
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$TOP/shop.control")
+echo "current version: $current"
+
+# Every update script chains from 1.0 to the current version.
+$PGBIN/createdb old
+$PSQL -d old <<'SQL'
+CREATE EXTENSION shop VERSION '1.0' CASCADE;
+SELECT shop.category_add('Root') AS r \gset
+SELECT count(shop.product_upsert('U-' || g, 'Upgrade ' || (ARRAY['lamp','desk','chair','sofa'])[1 + g % 4] || ' ' || g,
+                                 100 * g, brand => 'B' || (g % 3), category_id => :r))
+  FROM generate_series(1, 200) g;
+SELECT count(shop.stock_set(product_id, 50)) FROM shop.product;
+SELECT shop.review_add(3, 7, 4);
+SELECT shop.cart_create(customer_id => 7) AS cart \gset
+SELECT shop.cart_add(:'cart', 5, 2);
+SELECT shop.checkout(:'cart', 'tok_visa', 'upgrade-1') IS NOT NULL AS ordered;
+SQL
+
+# the rows and answers the update must keep
+state() {
+    $PSQL -At -d "$1" <<'SQL'
+SELECT 'products ' || count(*) || ' ' || md5(string_agg(p::text, ',' ORDER BY product_id)) FROM shop.product p;
+SELECT 'stock ' || md5(string_agg(s::text, ',' ORDER BY product_id, location)) FROM shop.stock s;
+SELECT 'orders ' || count(*) || ' ' || string_agg(status || ' ' || total_cents, ',') FROM shop."order";
+SELECT 'reviews ' || string_agg(product_id || ':' || rating, ',') FROM shop.review;
+SELECT 'search ' || string_agg(product_id::text, ',' ORDER BY product_id) FROM shop.search('lamp', lim => 100);
+SELECT 'typo ' || string_agg(product_id::text, ',' ORDER BY product_id) FROM shop.search('chiar', lim => 100);
+SQL
+}
+before=$(state old)
+$PSQL -d old -c "ALTER EXTENSION shop UPDATE"
+after=$(state old)
+v=$($PSQL -At -d old -c "SELECT extversion FROM pg_extension WHERE extname = 'shop'")
+if [ "$v" != "$current" ]; then
+    echo "ALTER EXTENSION shop UPDATE reached $v, not $current"; exit 1
+fi
+if [ "$before" != "$after" ]; then
+    echo "the update changed data or answers:"; diff <(echo "$before") <(echo "$after") || true; exit 1
+fi
+echo "$after"
+
+$PGBIN/createdb fresh
+$PSQL -d fresh -c "CREATE EXTENSION shop CASCADE"
+$PSQL -At -d old -f "$HERE/fingerprint.sql" >"$DIR/updated.txt"
+$PSQL -At -d fresh -f "$HERE/fingerprint.sql" >"$DIR/fresh.txt"
+n=$(grep -c '' "$DIR/fresh.txt")
+if ! diff -u "$DIR/fresh.txt" "$DIR/updated.txt" >"$DIR/fingerprint.diff"; then
+    echo "an updated 1.0 install differs from a fresh $current install (- fresh, + updated):"
+    head -100 "$DIR/fingerprint.diff"
+    exit 1
+fi
+echo "updated and fresh installs agree on $n fingerprint lines"
+
+# the updated install keeps working: new rows are searchable, checkout runs
+$PSQL -d old <<'SQL'
+DO $$
+DECLARE id bigint; c uuid; o uuid;
+BEGIN
+    id := shop.product_upsert('U-NEW', 'Upgrade lantern', 999);
+    PERFORM shop.stock_set(id, 5);
+    IF NOT EXISTS (SELECT 1 FROM shop.search('lantern') s WHERE s.product_id = id) THEN
+        RAISE EXCEPTION 'a product added after the update is not found';
+    END IF;
+    c := shop.cart_create(customer_id => 8);
+    PERFORM shop.cart_add(c, id, 1);
+    o := shop.checkout(c, 'tok_visa', 'upgrade-2');
+    IF (shop.order_get(o)->>'status') <> 'paid' THEN RAISE EXCEPTION 'checkout after update: %', shop.order_get(o); END IF;
+END $$;
+SQL
+echo "upgrade from 1.0 to $current kept data and works"
