@@ -163,3 +163,7 @@ GRANT SELECT ON shop.stock, shop.reservation, shop.stock_ledger, shop.stock_summ
     shop.synonym, shop.search_log, shop.event, shop.shipping_rate, shop.tax_rate,
     shop.metrics_orders_today, shop.metrics_conversion, shop.metrics_payments
     TO shop_admin;
+
+-- Sessions: the customer lives in the setting shop.session (src/security.c)
+COMMENT ON FUNCTION shop.session_begin(text) IS
+'verify a session token (28000 when forged or expired) and act as its customer until shop.session_end, RESET or DISCARD ALL (with shop.session_scope = transaction: until the end of the transaction)';

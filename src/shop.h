@@ -99,6 +99,7 @@ extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n
 extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
 
 /* security.c */
+extern void ShopSessionDefineGUCs(void);
 extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 
