@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * security.c
- *	  Who may act for which customer: signed storefront sessions and the
- *	  authorization check of every customer-facing call.
+ *	  Who may act for which customer: signed storefront sessions, the
+ *	  authorization check of every customer-facing call, and the checks of
+ *	  the inputs a storefront or a catalog feed can smuggle something in
+ *	  with (control characters, customer ids, prices).
  *
  * The model (docs/security.md).  The customer-facing calls are SECURITY
  * DEFINER and executable only by two roles the extension creates:
@@ -67,6 +69,8 @@
 #include "common/hashfn.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/resowner.h"
@@ -82,6 +86,9 @@ PG_FUNCTION_INFO_V1(shop_session_begin);
 PG_FUNCTION_INFO_V1(shop_session_end);
 PG_FUNCTION_INFO_V1(shop_current_customer);
 PG_FUNCTION_INFO_V1(shop_authorize);
+PG_FUNCTION_INFO_V1(shop_plain_text);
+PG_FUNCTION_INFO_V1(shop_check_plain_text);
+PG_FUNCTION_INFO_V1(shop_check_price);
 
 #define SHOP_MIN_SECRET_LEN 32
 
@@ -413,6 +420,17 @@ session_customer(int64 *customer, const char **why)
 	return true;
 }
 
+/* 22023 unless customer_id is a valid customer id (positive). */
+static void
+check_customer_id(int64 customer_id)
+{
+	if (customer_id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("customer_id must be positive"),
+				 errdetail("customer_id is " INT64_FORMAT ".", customer_id)));
+}
+
 /*
  * shop.session_token(customer_id bigint, ttl interval) -> text
  */
@@ -432,6 +450,7 @@ shop_session_token(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("argument ttl must not be null")));
 	customer = PG_GETARG_INT64(0);
+	check_customer_id(customer);
 	ttl = PG_GETARG_INTERVAL_P(1);
 	secs = ttl->time / USECS_PER_SEC + (int64) ttl->day * SECS_PER_DAY +
 		(int64) ttl->month * 30 * SECS_PER_DAY;
@@ -518,9 +537,10 @@ ShopCallerIsTrusted(void)
 }
 
 /*
- * ShopAuthorizeCustomer: raise 42501 unless the caller may act for this
- * customer.  isnull: the row is anonymous (a guest cart or order), which
- * anyone holding its id may use.
+ * ShopAuthorizeCustomer: raise 22023 for a customer id that cannot be one
+ * (<= 0), then 42501 unless the caller may act for this customer.  isnull:
+ * the row is anonymous (a guest cart or order), which anyone holding its id
+ * may use.
  */
 void
 ShopAuthorizeCustomer(int64 customer_id, bool isnull)
@@ -528,7 +548,10 @@ ShopAuthorizeCustomer(int64 customer_id, bool isnull)
 	int64		session;
 	const char *why;
 
-	if (isnull || ShopCallerIsTrusted())
+	if (isnull)
+		return;
+	check_customer_id(customer_id);
+	if (ShopCallerIsTrusted())
 		return;
 	if (!session_customer(&session, &why))
 		ereport(ERROR,
@@ -549,4 +572,170 @@ shop_authorize(PG_FUNCTION_ARGS)
 {
 	ShopAuthorizeCustomer(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0));
 	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Inputs: plain text and prices
+ *
+ * Text a shop shows to people and writes to logs (titles, SKUs, brands,
+ * category names, descriptions, reviews) must not carry control
+ * characters: an ESC starts an ANSI escape sequence that recolours or
+ * rewrites a terminal or log viewer, a CR overwrites what was printed, C1
+ * controls (U+0080-U+009F, CSI among them) do the same on some terminals.
+ * One-line text refuses every C0 control (U+0000-U+001F), DEL and every C1
+ * control; multi-line text also allows tab, line feed, and carriage return
+ * when a line feed follows it (CRLF, what browsers send from a textarea).
+ * C1 controls are recognised in UTF-8 databases only: in the single-byte
+ * encodings their bytes are printable characters (WIN1252's euro sign).
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Byte offset of the first forbidden character of s[0..len), or -1; *cp
+ * gets its code point.
+ */
+static int
+find_control(const char *s, int len, bool multiline, pg_wchar *cp)
+{
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+		{
+			if (multiline &&
+				(c == '\t' || c == '\n' || (c == '\r' && i + 1 < len && s[i + 1] == '\n')))
+				continue;
+			*cp = c;
+			return i;
+		}
+		if (utf8 && c == 0xc2 && i + 1 < len &&
+			(unsigned char) s[i + 1] >= 0x80 && (unsigned char) s[i + 1] <= 0x9f)
+		{
+			*cp = (unsigned char) s[i + 1];
+			return i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The value for an error detail: its first 60 characters, control
+ * characters written as \xNN or \u00NN, in double quotes; or nothing when
+ * it holds a card number (never echoed, docs/errors.md).
+ */
+static char *
+quote_for_detail(const char *s, int len)
+{
+	StringInfoData buf;
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	int			i = 0;
+
+	if (ShopFindCardNumber(s, len))
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '"');
+	for (int chars = 0; i < len && chars < 60; chars++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		int			l;
+
+		if (c < 0x20 || c == 0x7f)
+		{
+			appendStringInfo(&buf, "\\x%02X", c);
+			i++;
+		}
+		else if (utf8 && c == 0xc2 && i + 1 < len &&
+				 (unsigned char) s[i + 1] >= 0x80 && (unsigned char) s[i + 1] <= 0x9f)
+		{
+			appendStringInfo(&buf, "\\u%04X", (unsigned char) s[i + 1]);
+			i += 2;
+		}
+		else
+		{
+			l = pg_mblen_with_len(s + i, len - i);
+			appendBinaryStringInfo(&buf, s + i, l);
+			i += l;
+		}
+	}
+	appendStringInfoString(&buf, i < len ? "\"..." : "\"");
+	return buf.data;
+}
+
+/*
+ * ShopCheckPlainText: 22023 when s[0..len) holds a control character
+ * (one-line text) or one other than tab and line breaks (multiline); what
+ * names the value.
+ */
+void
+ShopCheckPlainText(const char *s, int len, const char *what, bool multiline)
+{
+	pg_wchar	cp;
+	int			at = find_control(s, len, multiline, &cp);
+	char	   *quoted;
+
+	if (at < 0)
+		return;
+	quoted = quote_for_detail(s, len);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s contains a control character", what),
+			 quoted ? errdetail("%s has U+%04X at character %d: %s.", what, (unsigned) cp,
+								pg_mbstrlen_with_len(s, at) + 1, quoted)
+			 : errdetail("%s has U+%04X at character %d.", what, (unsigned) cp,
+						 pg_mbstrlen_with_len(s, at) + 1),
+			 multiline ?
+			 errhint("Text may hold tabs and line breaks, but no other control characters or escape sequences.")
+			 : errhint("Titles, SKUs, brands and names are one line of printable text: no tabs, line breaks, control characters or escape sequences.")));
+}
+
+/* shop._plain_text(value text, multiline boolean) -> boolean (no error) */
+Datum
+shop_plain_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	pg_wchar	cp;
+
+	PG_RETURN_BOOL(find_control(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), PG_GETARG_BOOL(1), &cp) < 0);
+}
+
+/*
+ * shop._check_plain_text(value text, what text, multiline boolean) -> boolean
+ * true, or 22023 naming the value: the CHECK constraints of the text
+ * columns, so that the API and plain INSERT/UPDATE/COPY refuse alike.
+ */
+Datum
+shop_check_plain_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	bool		multiline = PG_GETARG_BOOL(2);
+	pg_wchar	cp;
+
+	/* (the common case costs one pass over the bytes, nothing else) */
+	if (find_control(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), multiline, &cp) >= 0)
+		ShopCheckPlainText(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+						   text_to_cstring(PG_GETARG_TEXT_PP(1)), multiline);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * shop._check_price(price_cents bigint) -> boolean
+ * true, or 22023 when the price is outside 0..SHOP_MAX_PRICE_CENTS, the
+ * bound that keeps every cart total in int64 (shop.h, docs/catalog.md).
+ */
+Datum
+shop_check_price(PG_FUNCTION_ARGS)
+{
+	int64		price = PG_GETARG_INT64(0);
+
+	if (price < 0 || price > SHOP_MAX_PRICE_CENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("price out of range"),
+				 errdetail("price_cents is " INT64_FORMAT "; it must be between 0 and " INT64_FORMAT ".",
+						   price, SHOP_MAX_PRICE_CENTS),
+				 errhint("The bound keeps the total of any cart (500 lines of 10000 units) in range.")));
+	PG_RETURN_BOOL(true);
 }
