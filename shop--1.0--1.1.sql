@@ -295,7 +295,7 @@ ALTER FUNCTION shop.autocomplete(text, int) SECURITY DEFINER;
 ALTER FUNCTION shop.did_you_mean(text) SECURITY DEFINER;
 
 -- Holds outside checkout are back-office calls: a storefront that could
--- reserve could hold any product's whole stock for up to a week, and one
+-- reserve could hold any product's whole stock for up to 366 days, and one
 -- that could release could free the holds of its own paid orders (their
 -- reservation ids are in the order lines it may read), selling the same
 -- units twice.  Checkout reserves for the storefront, as the owner.
