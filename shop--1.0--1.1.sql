@@ -11,3 +11,329 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION shop UPDATE TO '1.1'" to load this file. \quit
+
+------------------------------------------------------------------------------
+-- Security: roles, sessions, inputs (issues 10, 17) --
+------------------------------------------------------------------------------
+-- docs/security.md has the model; src/security.c the C.  In this section:
+--   1. input checks: control characters in one-line text (sku, title,
+--      brand, category and review titles, image URLs) and in long text
+--      (descriptions, review bodies: tabs and line breaks allowed), prices
+--      above the bound that keeps every cart total in bigint, customer ids
+--      <= 0; as CHECK constraints, so plain INSERT/UPDATE/COPY refuse them
+--      as the calls do.  The update refuses to run over rows that break
+--      them, rather than leave rows a dump could not restore.
+--   2. carts keep their 500-line limit when merged.
+--   3. roles: the storefront's calls work as shop_storefront (search,
+--      facets, autocomplete, did_you_mean are SECURITY DEFINER; search acts
+--      for another customer only when trusted); reserve, reserve_many and
+--      reservation_release are back-office calls like the rest of
+--      inventory's writes; shop_admin gets the back-office calls and reads.
+-- Sessions (shop.session, shop.session_scope) are GUCs defined in C.
+
+-- 1. Inputs
+CREATE FUNCTION shop._plain_text(value text, multiline boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_plain_text'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._plain_text(text, boolean) IS
+'internal: false when value holds a control character (C0, DEL, C1 in UTF-8); multiline allows tab, LF and CRLF';
+
+CREATE FUNCTION shop._check_plain_text(value text, what text, multiline boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_check_plain_text'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._check_plain_text(text, text, boolean) IS
+'internal: true, or 22023 naming the value when shop._plain_text(value, multiline) is false; the CHECK of text columns';
+
+CREATE FUNCTION shop._check_price(price_cents bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_check_price'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._check_price(bigint) IS
+'internal: true, or 22023 when price_cents is outside 0..100000000000 (the bound that keeps cart totals in bigint)';
+
+-- Rows a 1.0 install may hold that the checks below refuse: the update
+-- stops and says which, so that nothing is changed behind the user's back
+-- (docs/security.md, "Upgrading from 1.0", has the queries to find them).
+DO $$
+DECLARE
+    problems text[] := '{}';
+    n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM shop.product p
+     WHERE NOT (shop._plain_text(p.sku, false) AND shop._plain_text(p.title, false)
+                AND coalesce(shop._plain_text(p.brand, false), true)
+                AND coalesce(shop._plain_text(p.description, true), true)
+                AND shop._plain_text(array_to_string(p.images, ' '), false));
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.product with control characters in sku, title, brand, description or images: %s', n);
+    END IF;
+    SELECT count(*) INTO n FROM shop.product p WHERE p.price_cents > 100000000000;
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.product priced above 100000000000 cents: %s', n);
+    END IF;
+    SELECT count(*) INTO n FROM shop.category c WHERE NOT shop._plain_text(c.name, false);
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.category with control characters in name: %s', n);
+    END IF;
+    SELECT count(*) INTO n FROM shop.review r
+     WHERE NOT (coalesce(shop._plain_text(r.title, false), true) AND coalesce(shop._plain_text(r.body, true), true))
+        OR r.customer_id <= 0;
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.review with control characters in title or body, or customer_id <= 0: %s', n);
+    END IF;
+    SELECT count(*) INTO n FROM shop.shipping_rate s WHERE s.cents > 100000000000;
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.shipping_rate above 100000000000 cents: %s', n);
+    END IF;
+    SELECT (SELECT count(*) FROM shop.cart WHERE customer_id <= 0)
+         + (SELECT count(*) FROM shop."order" WHERE customer_id <= 0)
+         + (SELECT count(*) FROM shop.payment_method WHERE customer_id <= 0)
+         + (SELECT count(*) FROM shop.view_event WHERE customer_id <= 0)
+         + (SELECT count(*) FROM shop.search_log WHERE customer_id <= 0)
+      INTO n;
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.cart, shop."order", shop.payment_method, shop.view_event or shop.search_log with customer_id <= 0: %s', n);
+    END IF;
+    IF cardinality(problems) > 0 THEN
+        RAISE EXCEPTION 'shop 1.1 refuses values this database holds'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'These rows break the new checks: ' || array_to_string(problems, '; ') || '.',
+                  HINT = 'Correct or delete those rows (docs/security.md, "Upgrading from 1.0"), then run ALTER EXTENSION shop UPDATE again.';
+    END IF;
+END
+$$;
+
+-- Text is checked in C, with an error (22023) naming the column and the
+-- value, from the calls and from plain INSERT/UPDATE/COPY alike.
+ALTER TABLE shop.product
+    ADD CONSTRAINT product_sku_plain CHECK (shop._check_plain_text(sku, 'sku', false)),
+    ADD CONSTRAINT product_title_plain CHECK (shop._check_plain_text(title, 'title', false)),
+    ADD CONSTRAINT product_brand_plain CHECK (shop._check_plain_text(brand, 'brand', false)),
+    ADD CONSTRAINT product_description_plain CHECK (shop._check_plain_text(description, 'description', true)),
+    ADD CONSTRAINT product_images_plain CHECK (shop._check_plain_text(array_to_string(images, ' '), 'images', false)),
+    ADD CONSTRAINT product_price_cents_max CHECK (shop._check_price(price_cents));
+ALTER TABLE shop.category
+    ADD CONSTRAINT category_name_plain CHECK (shop._check_plain_text(name, 'name', false));
+ALTER TABLE shop.review
+    ADD CONSTRAINT review_title_plain CHECK (shop._check_plain_text(title, 'title', false)),
+    ADD CONSTRAINT review_body_plain CHECK (shop._check_plain_text(body, 'body', true)),
+    ADD CONSTRAINT review_customer_id_positive CHECK (customer_id > 0);
+ALTER TABLE shop.shipping_rate
+    ADD CONSTRAINT shipping_rate_cents_max CHECK (cents <= 100000000000);
+-- customer ids are positive (NULL stays: an anonymous cart, a guest order)
+ALTER TABLE shop.cart ADD CONSTRAINT cart_customer_id_positive CHECK (customer_id > 0);
+ALTER TABLE shop."order" ADD CONSTRAINT order_customer_id_positive CHECK (customer_id > 0);
+ALTER TABLE shop.payment_method ADD CONSTRAINT payment_method_customer_id_positive CHECK (customer_id > 0);
+ALTER TABLE shop.view_event ADD CONSTRAINT view_event_customer_id_positive CHECK (customer_id > 0);
+ALTER TABLE shop.search_log ADD CONSTRAINT search_log_customer_id_positive CHECK (customer_id > 0);
+
+-- 2. cart_merge: as in 1.0, plus the 500-line limit of the merged cart
+CREATE OR REPLACE FUNCTION shop.cart_merge(from_cart uuid, customer_id bigint)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    src shop.cart;
+    target uuid;
+    n int;
+BEGIN
+    PERFORM shop._require(from_cart, 'from_cart');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._authorize(customer_id);
+    SELECT * INTO src FROM shop.cart t
+     WHERE t.cart_id = from_cart AND t.status = 'open' AND t.expires_at > now()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(from_cart);
+    END IF;
+    IF src.customer_id IS NOT NULL AND src.customer_id <> cart_merge.customer_id THEN
+        RAISE EXCEPTION 'cart belongs to another customer' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Cart %s belongs to customer %s, not %s.', from_cart, src.customer_id, customer_id);
+    END IF;
+    SELECT t.cart_id INTO target FROM shop.cart t
+     WHERE t.customer_id = cart_merge.customer_id AND t.status = 'open'
+       AND t.expires_at > now() AND t.cart_id <> from_cart
+     ORDER BY t.updated_at DESC, t.cart_id
+     LIMIT 1
+       FOR UPDATE;
+    IF target IS NULL THEN
+        UPDATE shop.cart t
+           SET customer_id = cart_merge.customer_id, updated_at = now(), expires_at = shop._cart_expiry()
+         WHERE t.cart_id = from_cart;
+        RETURN from_cart;
+    END IF;
+    -- the merged cart keeps the 500-line limit of cart_add (a cart of at
+    -- most 500 lines of 10000 units is what bounds every total, shop.h)
+    SELECT count(*) INTO n
+      FROM (SELECT i.product_id FROM shop.cart_item i WHERE i.cart_id = target
+            UNION
+            SELECT s.product_id FROM shop.cart_item s WHERE s.cart_id = from_cart) x;
+    IF n > 500 THEN
+        RAISE EXCEPTION 'cart is full' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Merging cart %s into cart %s would give %s lines; at most 500 are allowed.',
+                            from_cart, target, n),
+            HINT = 'Remove lines from either cart, then merge again.';
+    END IF;
+    INSERT INTO shop.cart_item AS i (cart_id, product_id, qty, saved_for_later, price_cents_at_add, added_at)
+    SELECT target, s.product_id, s.qty, s.saved_for_later, s.price_cents_at_add, s.added_at
+      FROM shop.cart_item s WHERE s.cart_id = from_cart
+    ON CONFLICT ON CONSTRAINT cart_item_pkey DO UPDATE
+       SET qty = least(i.qty + excluded.qty, 10000),
+           saved_for_later = i.saved_for_later AND excluded.saved_for_later;
+    DELETE FROM shop.cart_item s WHERE s.cart_id = from_cart;
+    UPDATE shop.cart t SET status = 'merged', merged_into = target, updated_at = now()
+     WHERE t.cart_id = from_cart;
+    UPDATE shop.cart t SET updated_at = now(), expires_at = shop._cart_expiry()
+     WHERE t.cart_id = target;
+    RETURN target;
+END
+$$;
+
+-- 3. Roles
+-- The storefront's search: search logs its calls into shop.search_log and
+-- reads synonyms and (personalized) the customer's history, autocomplete
+-- reads the popular queries of the log; all run as the extension's owner,
+-- so the storefront needs no privilege on these tables and cannot read
+-- anyone's searches.  A restricted caller personalizes only for the
+-- customer of its session (shop._authorize), like recommend.
+CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
+                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    n int;
+    raw int;
+    ids bigint[];
+    scores real[];
+    typ int[];
+    miss int[];
+    t0 timestamptz := clock_timestamp();
+    nres int;
+BEGIN
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    -- personalization reads the customer's history and the log records
+    -- the search as theirs: a storefront only for its session's customer
+    PERFORM shop._authorize(search.customer_id);
+    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
+    END IF;
+    q := shop._search_query(query, filters, search.customer_id);
+    attrs := coalesce(filters -> 'attributes', '{}');
+
+    IF sort = 'relevance' THEN
+        -- the index ranks: rows with every word first, then rows missing
+        -- words ("match": "any"); status and attribute filters apply on
+        -- the rows, so fetch more until the page is full or matches run out
+        n := lim + off;
+        LOOP
+            WITH s AS MATERIALIZED (
+                SELECT * FROM shop.search_scan('shop.product_search_idx', q || '{"match": "any"}', n)
+                       WITH ORDINALITY AS s(ctid, score, typos, missing, ord))
+            SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.score ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.typos ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
+                   (SELECT count(*) FROM s)
+              INTO ids, scores, typ, miss, raw
+              FROM s CROSS JOIN LATERAL (
+                       -- one TID lookup per hit (OFFSET 0 keeps it a lookup)
+                       SELECT p.product_id FROM shop.product p
+                        WHERE p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> attrs
+                       OFFSET 0) p;
+            EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
+            n := least(n * 4, 100000);
+        END LOOP;
+        RETURN QUERY
+        SELECT p.product_id, u.score, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], u.typos, u.missing
+          FROM unnest(ids, scores, typ, miss) WITH ORDINALITY AS u(product_id, score, typos, missing, ord)
+          JOIN shop.product p ON p.product_id = u.product_id
+         ORDER BY u.ord
+         OFFSET off LIMIT lim;
+    ELSE
+        RETURN QUERY
+        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
+          FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
+           AND p.status = 'active' AND p.attributes @> attrs
+         ORDER BY
+            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
+            p.product_id
+         OFFSET off LIMIT lim;
+    END IF;
+    GET DIAGNOSTICS nres = ROW_COUNT;
+    IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
+        VALUES (query, shop._search_fold(query), filters, sort, nres,
+                extract(epoch FROM clock_timestamp() - t0)::real * 1000, search.customer_id);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION shop.search_facets(text, jsonb) SECURITY DEFINER;
+ALTER FUNCTION shop.autocomplete(text, int) SECURITY DEFINER;
+ALTER FUNCTION shop.did_you_mean(text) SECURITY DEFINER;
+
+-- Holds outside checkout are back-office calls: a storefront that could
+-- reserve could hold any product's whole stock for up to 366 days, and one
+-- that could release could free the holds of its own paid orders (their
+-- reservation ids are in the order lines it may read), selling the same
+-- units twice.  Checkout reserves for the storefront, as the owner.
+REVOKE EXECUTE ON FUNCTION shop.reserve(bigint, int, text, interval),
+    shop.reserve_many(jsonb, text, interval), shop.reservation_release(uuid),
+    shop.synonym_add(text, text[]), shop.synonym_remove(text)
+    FROM PUBLIC;
+-- The back office's calls run as the owner, so shop_admin needs no write
+-- privilege on any table.
+ALTER FUNCTION shop.stock_set(bigint, int, text) SECURITY DEFINER;
+ALTER FUNCTION shop.stock_adjust(bigint, int, text, text) SECURITY DEFINER;
+ALTER FUNCTION shop.stock_set_buckets(bigint, int) SECURITY DEFINER;
+ALTER FUNCTION shop.stock_set_reorder_threshold(bigint, int) SECURITY DEFINER;
+ALTER FUNCTION shop.reserve(bigint, int, text, interval) SECURITY DEFINER;
+ALTER FUNCTION shop.reserve_many(jsonb, text, interval) SECURITY DEFINER;
+ALTER FUNCTION shop.reservation_release(uuid) SECURITY DEFINER;
+ALTER FUNCTION shop.reservation_commit(uuid) SECURITY DEFINER;
+ALTER FUNCTION shop.reservation_extend(uuid, interval) SECURITY DEFINER;
+ALTER FUNCTION shop.synonym_add(text, text[]) SECURITY DEFINER;
+ALTER FUNCTION shop.synonym_remove(text) SECURITY DEFINER;
+ALTER FUNCTION shop.sweep() SECURITY DEFINER;
+ALTER FUNCTION shop.metrics() SECURITY DEFINER;
+GRANT EXECUTE ON FUNCTION
+    shop.stock_set(bigint, int, text), shop.stock_adjust(bigint, int, text, text),
+    shop.stock_set_buckets(bigint, int), shop.stock_set_reorder_threshold(bigint, int),
+    shop.reserve(bigint, int, text, interval), shop.reserve_many(jsonb, text, interval),
+    shop.reservation_release(uuid), shop.reservation_commit(uuid),
+    shop.reservation_extend(uuid, interval),
+    shop.synonym_add(text, text[]), shop.synonym_remove(text),
+    shop.sweep(), shop.metrics()
+    TO shop_admin;
+-- what the back office reads: stock pages, the outbox, the search log,
+-- the rules and the dashboard's views
+GRANT SELECT ON shop.stock, shop.reservation, shop.stock_ledger, shop.stock_summary, shop.low_stock,
+    shop.synonym, shop.search_log, shop.event, shop.shipping_rate, shop.tax_rate,
+    shop.metrics_orders_today, shop.metrics_conversion, shop.metrics_payments
+    TO shop_admin;
+
+-- Sessions: the customer lives in the setting shop.session (src/security.c)
+COMMENT ON FUNCTION shop.session_begin(text) IS
+'verify a session token (28000 when forged or expired) and act as its customer until shop.session_end, RESET or DISCARD ALL (with shop.session_scope = transaction: until the end of the transaction)';

@@ -4,8 +4,10 @@
 # in every make target.
 set -euo pipefail
 
+# pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
+# own (docs/security.md, "Behind a connection pooler").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
-      postgresql-15-rum gcc libc6-dev make"
+      postgresql-15-rum gcc libc6-dev make pgbouncer"
 
 missing=""
 for p in $PKGS; do
@@ -30,3 +32,11 @@ if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
     echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
 fi
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+# The pgbouncer package enables and starts a system PgBouncer on port 6432;
+# shop only starts its own, in tmp_check, from the test: turn the system one
+# off again when this script is what installed it.
+if [[ " $missing " == *" pgbouncer "* ]] && command -v systemctl >/dev/null &&
+    systemctl is-enabled --quiet pgbouncer 2>/dev/null; then
+    echo "shop: disabling the pgbouncer system service the package started (the tests run their own)"
+    $SUDO systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+fi

@@ -241,7 +241,9 @@ SELECT shop.reservation_commit(:'split');
 SELECT location, on_hand, reserved FROM shop.stock WHERE product_id = :p5 ORDER BY location;
 SELECT pg_temp.check();
 
--- privileges: admin calls are not for PUBLIC
+-- privileges: admin calls are not for PUBLIC, and since 1.1 neither are
+-- holds outside checkout (reserve, reserve_many, reservation_release:
+-- docs/inventory.md, "Privileges")
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can
   FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace
    AND p.proname IN ('stock_set', 'stock_adjust', 'stock_set_buckets', 'stock_set_reorder_threshold',

@@ -119,15 +119,23 @@ SELECT shop.checkout(:'guest', 'tok_visa', 'guest-1') AS guest_order \gset
 SELECT shop.order_get(:'guest_order')->>'status' AS guest_status;
 RESET ROLE;
 
--- tokens expire
-SELECT shop.session_token(501, '1 second') AS short \gset
-SELECT pg_sleep(2);
+-- tokens expire, and so do the sessions they began
+SELECT shop.session_token(501, '3 seconds') AS short \gset
 SET ROLE regress_shop_front;
+SELECT shop.session_begin(:'short') AS begun;
+SELECT pg_sleep(4);
+SELECT shop.current_customer() IS NULL AS expired;
+SELECT pg_temp.err(format($$SELECT shop.cart_get(%L)$$, :'cart501'));
 SELECT pg_temp.err(format($$SELECT shop.session_begin(%L)$$, :'short'));
 RESET ROLE;
--- rotating the secret revokes every token signed with the old one
+-- rotating the secret revokes every token signed with the old one, and
+-- every session they began
+SET ROLE regress_shop_front;
+SELECT shop.session_begin(:'token501') AS begun;
+RESET ROLE;
 SET shop.session_secret = 'a brand new server secret, also thirty-two characters';
 SET ROLE regress_shop_front;
+SELECT shop.current_customer() IS NULL AS revoked;
 SELECT pg_temp.err(format($$SELECT shop.session_begin(%L)$$, :'token501'));
 RESET ROLE;
 
@@ -153,6 +161,66 @@ SELECT now() = 'infinity' AS hijacked_here;
 SELECT shop.cart_get(:'cart502')->'customer_id' AS cart_still_open;
 RESET search_path;
 DROP SCHEMA regress_evil CASCADE;
+
+-- The session's customer is the setting shop.session, whose value is the
+-- token: SET accepts only a genuine one, SHOW never shows it, and RESET,
+-- RESET ALL, DISCARD ALL (a pooler's reset) and rollbacks forget it.
+SELECT shop.session_token(501, '1 hour') AS tok \gset
+SET ROLE regress_shop_front;
+SELECT pg_temp.err($$SET shop.session = 'v1.502.9999999999.0000000000000000000000000000000000000000000000000000000000000000'$$);
+SELECT pg_temp.err($$SET shop.session = 'not a token'$$);
+SET shop.session = :'tok';
+SELECT shop.current_customer(), current_setting('shop.session') AS shown;
+SELECT count(*) AS my_orders FROM shop.orders_for(501);
+RESET shop.session;
+SELECT shop.current_customer() IS NULL AS after_reset;
+SET shop.session = :'tok';
+RESET ALL;
+SELECT shop.current_customer() IS NULL AS after_reset_all, current_user AS still;
+-- (RESET ALL reset the secret too)
+RESET ROLE;
+SET shop.session_secret = 'a brand new server secret, also thirty-two characters';
+SET ROLE regress_shop_front;
+-- SET LOCAL lasts one transaction; a rolled back SET or session_begin is undone
+BEGIN;
+SET LOCAL shop.session = :'tok';
+SELECT shop.current_customer() AS in_transaction;
+COMMIT;
+SELECT shop.current_customer() IS NULL AS after_commit;
+BEGIN;
+SELECT shop.session_begin(:'tok') AS begun;
+ROLLBACK;
+SELECT shop.current_customer() IS NULL AS after_rollback;
+-- session_end forgets it, even when its own transaction rolls back
+SELECT shop.session_begin(:'tok') AS begun;
+BEGIN;
+SELECT shop.session_end();
+ROLLBACK;
+SELECT shop.current_customer() IS NULL AS ended;
+-- shop.session_scope is the superuser's: a storefront cannot widen it
+SELECT pg_temp.err($$SET shop.session_scope = 'session'$$);
+RESET ROLE;
+-- with shop.session_scope = transaction (ALTER ROLE ... SET for the login
+-- role behind a transaction pooler) every session lasts one transaction
+SET shop.session_scope = 'transaction';
+SET ROLE regress_shop_front;
+SELECT shop.session_begin(:'tok') AS begun;
+SELECT shop.current_customer() IS NULL AS next_statement;
+SET shop.session = :'tok';
+SELECT shop.current_customer() IS NULL AS after_plain_set;
+BEGIN;
+SELECT shop.session_begin(:'tok') AS begun;
+SELECT count(*) AS my_orders FROM shop.orders_for(501);
+COMMIT;
+SELECT pg_temp.err($$SELECT * FROM shop.orders_for(501)$$);
+RESET ROLE;
+RESET shop.session_scope;
+-- DISCARD ALL, what PgBouncer runs between two clients in session pooling
+-- (it also drops pg_temp.err and resets the secret; it comes last)
+SET ROLE regress_shop_front;
+SELECT shop.session_begin(:'tok') AS begun;
+DISCARD ALL;
+SELECT shop.current_customer() IS NULL AS after_discard_all, current_user AS back_to;
 
 RESET shop.session_secret;
 DROP ROLE regress_shop_front, regress_shop_office, regress_shop_nobody;

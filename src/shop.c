@@ -185,6 +185,9 @@ _PG_init(void)
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	/* shop.session and shop.session_scope (security.c), after the secret */
+	ShopSessionDefineGUCs();
+
 	DefineCustomStringVariable("shop.sweep_databases",
 							   "Databases the sweeper visits: '*' for every database that accepts connections, or a comma-separated list.",
 							   "Databases without the shop extension are skipped.  Only used when shop is in shared_preload_libraries.",

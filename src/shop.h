@@ -36,6 +36,19 @@
 #define SHOP_CARD_MIN_DIGITS	13
 #define SHOP_CARD_MAX_DIGITS	19
 
+/*
+ * The largest cart (lines x units per line, src/cart SQL) and the largest
+ * price: a maximal cart at the largest price, plus tax of at most 100%
+ * (shop.tax_rate) and shipping of at most the largest price
+ * (shop.shipping_rate), stays far inside int64 (docs/catalog.md).
+ */
+#define SHOP_CART_MAX_LINES		500
+#define SHOP_CART_MAX_QTY		10000
+#define SHOP_MAX_PRICE_CENTS	INT64CONST(100000000000)	/* 10^11: a billion in major units */
+StaticAssertDecl(2 * SHOP_CART_MAX_LINES * SHOP_CART_MAX_QTY * SHOP_MAX_PRICE_CENTS
+				 + SHOP_MAX_PRICE_CENTS <= PG_INT64_MAX / 4,
+				 "a maximal cart must not come near int64 overflow");
+
 /* shop.c: GUC variables */
 extern char *shop_currency;
 extern int	shop_cart_ttl;			/* seconds */
@@ -99,8 +112,10 @@ extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n
 extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
 
 /* security.c */
+extern void ShopSessionDefineGUCs(void);
 extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
+extern void ShopCheckPlainText(const char *s, int len, const char *what, bool multiline);
 
 /* recommend.c (GUC variables defined in shop.c) */
 extern int	shop_reco_neighbours;
