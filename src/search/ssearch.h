@@ -502,6 +502,8 @@ typedef struct SsTermMatch
  */
 
 /* sshandler.c */
+#define SS_TEST_PAUSE_KEY	INT64CONST(1397968979)	/* "SSPS" */
+extern void SsTestPause(const char *point);
 extern bytea *ssoptions(Datum reloptions, bool validate);
 extern const char *SsGetLanguage(Relation index);
 extern void SsGetWeights(Relation index, double *w);

@@ -17,6 +17,9 @@
 
 #include "access/reloptions.h"
 #include "commands/vacuum.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/rel.h"
 
 #include "shop.h"
@@ -93,6 +96,33 @@ SsGetWeights(Relation index, double *w)
 	w[0] = opts ? opts->weight_title : 3.0;
 	w[1] = opts ? opts->weight_brand : 2.0;
 	w[2] = opts ? opts->weight_description : 1.0;
+}
+
+/*
+ * SsTestPause: a pause point for tests of concurrency (PostgreSQL 15 has
+ * no injection points).  When shop.search_test_pause (superuser only)
+ * names this point, the backend waits for a share lock on the advisory
+ * lock SS_TEST_PAUSE_KEY, which a controlling session holds with
+ * pg_advisory_lock(1397968979): isolation specs see the backend as
+ * blocked by that session, run other steps meanwhile, then release it
+ * with pg_advisory_unlock.  Callers hold no buffer lock and no
+ * shop_search heavyweight lock here.  The points:
+ *
+ *   bulkdelete-page  ambulkdelete, after each document page it processed
+ *   scan-meta        an index scan, after it read the metapage and before
+ *                    it reads anything the metapage points to
+ */
+void
+SsTestPause(const char *point)
+{
+	LOCKTAG		tag;
+
+	if (shop_search_test_pause == NULL || strcmp(shop_search_test_pause, point) != 0)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (SS_TEST_PAUSE_KEY >> 32),
+						 (uint32) SS_TEST_PAUSE_KEY, 1);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
 }
 
 /*

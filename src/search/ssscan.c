@@ -1859,6 +1859,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->after = *after;
 	}
 	SsReadMeta(index, &ev->meta);
+	SsTestPause("scan-meta");
 	if (frozen && frozen->set)
 	{
 		ev->meta.ndocs = frozen->ndocs;

@@ -175,6 +175,7 @@ ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				stats->tuples_removed += nkill;
 			}
 			UnlockReleaseBuffer(buf);
+			SsTestPause("bulkdelete-page");
 		}
 	}
 
