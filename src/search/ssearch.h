@@ -82,6 +82,7 @@
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
+#define SS_PENDING_WAIT		2000	/* ... and waits for the lock to, from this long */
 
 #define SS_STEM_MARK		'\001'
 /*
@@ -144,6 +145,25 @@ typedef SsPageOpaqueData *SsPageOpaque;
 
 #define SS_PAGE_ID			0xFF8A
 #define SsPageGetOpaque(page) ((SsPageOpaque) PageGetSpecialPointer(page))
+
+/*
+ * SsCheckPage: is page (block blk) a shop_search page of one of the types
+ * in the mask?  Every reader checks before it interprets a page, so a
+ * page that is not what the metapage or a header says it is (damage, or a
+ * bug letting someone read a released block) raises XX001
+ * index_corrupted instead of being read as something it is not.
+ */
+extern void SsPageTypeError(Relation index, Page page, BlockNumber blk, uint16 types) pg_attribute_noreturn();
+
+static inline void
+SsCheckPage(Relation index, Page page, BlockNumber blk, uint16 types)
+{
+	if (PageIsNew(page) ||
+		((PageHeader) page)->pd_special != BLCKSZ - MAXALIGN(sizeof(SsPageOpaqueData)) ||
+		SsPageGetOpaque(page)->page_id != SS_PAGE_ID ||
+		(SsPageGetOpaque(page)->flags & types) == 0)
+		SsPageTypeError(index, page, blk, types);
+}
 #define SsPageContents(page) ((char *) (page) + MAXALIGN(SizeOfPageHeaderData))
 #define SS_PAGE_CAPACITY \
 	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(SsPageOpaqueData)))
@@ -212,6 +232,10 @@ typedef struct SsMetaPageData
 	uint32		lost_blocks;	/* released blocks dropped from a full free
 								 * list (zero in indexes of older builds:
 								 * PageInit zeroes the page) */
+	uint64		generation;		/* changes of the segment list so far: every
+								 * fold or merge adds one and stamps its new
+								 * segment with it (SsSegHeader.serial); zero
+								 * in indexes of older builds, as above */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -243,6 +267,12 @@ typedef struct SsSegHeader
 	BlockNumber gramstart;
 	uint32		ngrampages;
 	uint32		firstexact;		/* ordinal of the first exact term */
+	/*
+	 * The metapage generation that published the segment (0: CREATE INDEX,
+	 * or an older build).  (header block, serial) names a segment for good:
+	 * a block released and reused later heads a segment of a higher serial.
+	 */
+	uint64		serial;
 } SsSegHeader;
 
 /* dictionary and directory entry (line pointer item) */
@@ -537,6 +567,8 @@ extern float4 SsMaxBoost(const SsQuery *q);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);
+extern Buffer SsReadPage(Relation index, BlockNumber blk, int lockmode, uint16 types,
+						 BufferAccessStrategy strategy);
 extern void SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed);
 extern void SsFreeCoalesce(SsMetaPage meta, bool force);
 extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
@@ -576,7 +608,7 @@ extern uint32 SsSegBuilderNDocs(SsSegBuilder *sb);
 extern Size SsSegBuilderMemory(SsSegBuilder *sb);
 typedef BlockNumber (*SsAllocRun) (void *arg, uint32 nblocks);
 extern BlockNumber SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
-									 SsAllocRun alloc, void *alloc_arg);
+									 SsAllocRun alloc, void *alloc_arg, uint64 serial);
 extern void SsSegBuilderFree(SsSegBuilder *sb);
 
 /* ssscan.c */
@@ -592,7 +624,7 @@ extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
 extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 										   IndexBulkDeleteCallback callback, void *callback_state);
 extern IndexBulkDeleteResult *ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
-extern void SsFlushPending(Relation index, bool from_insert);
+extern void SsFlushPending(Relation index, bool from_insert, bool wait);
 
 /* sscost.c */
 extern void sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count,

@@ -271,11 +271,10 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	blk = meta.pending_head;
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 		Page		page;
 		PendFind	pf = {word, len, false};
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page) && !pf.found; off++)
 		{

@@ -14,8 +14,10 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "ssearch.h"
@@ -32,6 +34,63 @@ SsInitPage(Page page, uint16 flags)
 	op->flags = flags;
 	op->count = 0;
 	op->page_id = SS_PAGE_ID;
+}
+
+/* the names of the page types in mask, for errors */
+static char *
+page_type_names(uint16 types)
+{
+	static const char *const names[] = {
+		"metapage", "segment header", "document", "directory", "dictionary",
+		"posting", "pending", "skip", "norm", "trigram directory", "trigram"
+	};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < (int) lengthof(names); i++)
+		if (types & (1 << i))
+			appendStringInfo(&buf, "%s%s", buf.len ? " or " : "", names[i]);
+	if (buf.len == 0)
+		appendStringInfoString(&buf, "no known type");
+	return buf.data;
+}
+
+/*
+ * SsPageTypeError: the error of SsCheckPage (ssearch.h): block blk of
+ * index is not a shop_search page of one of the types in the mask.
+ */
+void
+SsPageTypeError(Relation index, Page page, BlockNumber blk, uint16 types)
+{
+	bool		ours = !PageIsNew(page) &&
+		((PageHeader) page)->pd_special == BLCKSZ - MAXALIGN(sizeof(SsPageOpaqueData)) &&
+		SsPageGetOpaque(page)->page_id == SS_PAGE_ID;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has an unexpected page at block %u",
+					RelationGetRelationName(index), blk),
+			 errdetail("A %s page was expected; the block holds %s.", page_type_names(types),
+					   PageIsNew(page) ? "an empty page" :
+					   ours ? psprintf("a %s page", page_type_names(SsPageGetOpaque(page)->flags)) :
+					   "no shop_search page"),
+			 errhint("REINDEX the index.")));
+}
+
+/*
+ * SsReadPage: block blk of index, pinned and locked in lockmode
+ * (BUFFER_LOCK_SHARE or _EXCLUSIVE), checked to be one of the page types
+ * in the mask.  The caller releases it with UnlockReleaseBuffer.
+ */
+Buffer
+SsReadPage(Relation index, BlockNumber blk, int lockmode, uint16 types,
+		   BufferAccessStrategy strategy)
+{
+	Buffer		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+
+	LockBuffer(buf, lockmode);
+	SsCheckPage(index, BufferGetPage(buf), blk, types);
+	return buf;
 }
 
 /*
@@ -345,6 +404,8 @@ SsReadMeta(Relation index, SsMetaPageData *meta)
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
 	memcpy(meta, SsPageGetMeta(page), sizeof(SsMetaPageData));
+	if (meta->magic == SS_MAGIC)
+		SsCheckPage(index, page, SS_METAPAGE_BLKNO, SS_PAGE_META);
 	UnlockReleaseBuffer(buf);
 	if (meta->magic != SS_MAGIC)
 		ereport(ERROR,
@@ -358,22 +419,23 @@ SsReadMeta(Relation index, SsMetaPageData *meta)
 				 errhint("REINDEX the index.")));
 }
 
+/* SsReadSegHeader: a copy of the header of the segment starting at blk. */
 void
 SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr)
 {
-	Buffer		buf = ReadBuffer(index, blk);
+	Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_SEGHDR, NULL);
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(hdr, SsPageContents(BufferGetPage(buf)), sizeof(SsSegHeader));
 	UnlockReleaseBuffer(buf);
 }
 
+/* SsReadDoc: a copy of document docid of a segment. */
 void
 SsReadDoc(Relation index, const SsSegHeader *hdr, uint32 docid, SsDoc *doc)
 {
-	Buffer		buf = ReadBuffer(index, hdr->docstart + docid / SS_DOCS_PER_PAGE);
+	Buffer		buf = SsReadPage(index, hdr->docstart + docid / SS_DOCS_PER_PAGE,
+								 BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(doc, (SsDoc *) SsPageContents(BufferGetPage(buf)) + docid % SS_DOCS_PER_PAGE,
 		   sizeof(SsDoc));
 	UnlockReleaseBuffer(buf);
@@ -427,12 +489,11 @@ dict_block_for(Relation index, const SsSegHeader *hdr, const char *term, int len
 
 	for (uint32 i = 0; i < hdr->ndirpages; i++)
 	{
-		Buffer		buf = ReadBuffer(index, hdr->dirstart + i);
+		Buffer		buf = SsReadPage(index, hdr->dirstart + i, BUFFER_LOCK_SHARE, SS_PAGE_DIR, NULL);
 		Page		page;
 		OffsetNumber off;
 		bool		stop = false;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		off = page_floor(page, term, len);
 		if (off != InvalidOffsetNumber)
@@ -467,8 +528,7 @@ SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
 
 	if (blk == InvalidBlockNumber)
 		return false;
-	buf = ReadBuffer(index, blk);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_DICT, NULL);
 	page = BufferGetPage(buf);
 	off = page_floor(page, term, len);
 	if (off != InvalidOffsetNumber)
@@ -501,14 +561,13 @@ SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fr
 		return;
 	for (; blk < hdr->dictstart + hdr->ndictpages; blk++)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_DICT, NULL);
 		Page		page;
 		OffsetNumber maxoff;
 		int			nitems = 0;
 		char	   *items;
 		bool		done = false;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		items = palloc(BLCKSZ);
@@ -562,10 +621,12 @@ SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 
 	while (n > 0)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf;
 		uint32		pos = off;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		if (off >= SS_PAGE_CAPACITY)
+			elog(ERROR, "shop_search: posting offset %u out of range", off);
+		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
 		memcpy(local + off, SsPageContents(BufferGetPage(buf)) + off, SS_PAGE_CAPACITY - off);
 		UnlockReleaseBuffer(buf);
 		while (n > 0 && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
@@ -597,8 +658,7 @@ SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n, SsSk
 
 		if (page >= hdr->nskippages)
 			elog(ERROR, "shop_search: skip entry %u out of range", first);
-		buf = ReadBuffer(index, hdr->skipstart + page);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		buf = SsReadPage(index, hdr->skipstart + page, BUFFER_LOCK_SHARE, SS_PAGE_SKIP, NULL);
 		memcpy(out, (SsSkip *) SsPageContents(BufferGetPage(buf)) + slot, sizeof(SsSkip) * cnt);
 		UnlockReleaseBuffer(buf);
 		out += cnt;

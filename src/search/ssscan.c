@@ -658,12 +658,11 @@ load_pending(Eval *ev)
 	ev->npend = 0;
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBuffer(ev->index, blk);
+		Buffer		buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 		Page		page;
 		OffsetNumber maxoff;
 
 		CHECK_FOR_INTERRUPTS();
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
@@ -846,6 +845,7 @@ typedef struct PageCache
 {
 	Relation	index;
 	BlockNumber start;			/* first block of the area */
+	uint16		type;			/* its page type */
 	Buffer		buf;
 	uint32		page;
 	char	   *contents;
@@ -858,10 +858,11 @@ struct NormCache				/* over norm pages */
 };
 
 static inline void
-page_cache_init(PageCache *pc, Relation index, BlockNumber start)
+page_cache_init(PageCache *pc, Relation index, BlockNumber start, uint16 type)
 {
 	pc->index = index;
 	pc->start = start;
+	pc->type = type;
 	pc->buf = InvalidBuffer;
 	pc->page = 0;
 	pc->contents = NULL;
@@ -875,8 +876,8 @@ page_cache_get(PageCache *pc, uint32 p)
 	{
 		if (BufferIsValid(pc->buf))
 			UnlockReleaseBuffer(pc->buf);
-		pc->buf = ReadBuffer(pc->index, pc->start + p);
-		LockBuffer(pc->buf, BUFFER_LOCK_SHARE);
+		pc->buf = InvalidBuffer;	/* released, in case the next read fails */
+		pc->buf = SsReadPage(pc->index, pc->start + p, BUFFER_LOCK_SHARE, pc->type, NULL);
 		pc->contents = SsPageContents(BufferGetPage(pc->buf));
 		pc->page = p;
 	}
@@ -1043,10 +1044,9 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	}
 	while (k < n)
 	{
-		Buffer		buf = ReadBuffer(ev->index, blk);
+		Buffer		buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
 		const char *page;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = SsPageContents(BufferGetPage(buf));
 		while (k < n && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
 		{
@@ -1656,8 +1656,8 @@ eval_segment(Eval *ev, SegState *s)
 	for (int i = 0; i < q->nslots; i++)
 		if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 			s->simple = false;
-	page_cache_init(&dc, ev->index, s->hdr.docstart);
-	page_cache_init(&nc.pc, ev->index, s->hdr.normstart);
+	page_cache_init(&dc, ev->index, s->hdr.docstart, SS_PAGE_DOC);
+	page_cache_init(&nc.pc, ev->index, s->hdr.normstart, SS_PAGE_NORM);
 	s->nc = &nc;
 
 	memset(&sa, 0, sizeof(sa));

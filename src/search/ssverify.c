@@ -265,11 +265,10 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 	sc.brandseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (uint32 p = 0; p < hdr->nnormpages; p++)
 	{
-		Buffer		buf = ReadBuffer(index, hdr->normstart + p);
+		Buffer		buf = SsReadPage(index, hdr->normstart + p, BUFFER_LOCK_SHARE, SS_PAGE_NORM, NULL);
 		uint32		first = p * SS_NORMS_PER_PAGE;
 		uint32		cnt = Min((uint32) SS_NORMS_PER_PAGE, hdr->ndocs - first);
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		memcpy(&sc.norms[first], SsPageContents(BufferGetPage(buf)), sizeof(SsNorm) * cnt);
 		UnlockReleaseBuffer(buf);
 	}
