@@ -11,3 +11,14 @@
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION shop UPDATE TO '1.1'" to load this file. \quit
+
+-- Search (issues 9, 10) ------------------------------------------------------
+-- The index-level functions check in C that the caller may read the indexed
+-- table (SELECT, and no row level security hiding rows: 42501) and name a
+-- missing relation (42P01).  The two internal ones, which the public entry
+-- points (shop.search_facets, shop.did_you_mean) call with the caller's
+-- rights, are not for PUBLIC: the storefront and the admin role keep them.
+REVOKE EXECUTE ON FUNCTION shop._search_suggest_word(regclass, text),
+    shop._search_facet_counts(regclass, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_suggest_word(regclass, text),
+    shop._search_facet_counts(regclass, jsonb) TO shop_storefront, shop_admin;

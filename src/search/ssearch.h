@@ -632,6 +632,9 @@ extern void sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count
 						   Selectivity *indexSelectivity, double *indexCorrelation,
 						   double *indexPages);
 
+/* ssfunc.c */
+extern Relation SsOpenIndex(Oid indexoid, Relation *heapout);
+
 /* ssvalidate.c */
 extern bool ssvalidate(Oid opclassoid);
 

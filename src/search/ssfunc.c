@@ -11,11 +11,13 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -27,6 +29,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "shop.h"
@@ -35,21 +38,57 @@
 PG_FUNCTION_INFO_V1(shop_search_scan);
 PG_FUNCTION_INFO_V1(shop_search_index_info);
 
-/* Open a shop_search index for reading; errors if it is anything else. */
-static Relation
-open_ss_index(Oid indexoid)
+/*
+ * SsOpenIndex: open the shop_search index indexoid and its table for a
+ * function that reads the index directly (not through an index scan the
+ * executor runs), both with AccessShareLock; the caller closes them.
+ * Refuses, before reading anything:
+ *   - an OID that names no relation: 42P01 (a regclass argument given as
+ *     a number is not checked by the cast);
+ *   - anything but a shop_search index: 42809;
+ *   - a caller without SELECT on the table: 42501 (the index holds the
+ *     table's words and values);
+ *   - a table whose row level security applies to the caller: 42501.
+ *     The index sees every row and cannot apply policies; queries with
+ *     the @@@ and <=> operators can, the executor adds the policies.
+ * The privilege checks use the current user, so a SECURITY DEFINER
+ * wrapper passes its owner's rights on: shop's public entry points are
+ * SECURITY INVOKER for that reason.
+ */
+Relation
+SsOpenIndex(Oid indexoid, Relation *heapout)
 {
-	Relation	index = index_open(indexoid, AccessShareLock);
+	Relation	index = try_relation_open(indexoid, AccessShareLock);
+	Relation	heap;
+	AclResult	aclres;
 
-	if (index->rd_indam == NULL || index->rd_indam->amgettuple != ssgettuple)
+	if (index == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", indexoid)));
+	if (index->rd_rel->relkind != RELKIND_INDEX || index->rd_indam == NULL ||
+		index->rd_indam->amgettuple != ssgettuple)
 	{
 		char	   *name = pstrdup(RelationGetRelationName(index));
 
-		index_close(index, AccessShareLock);
+		relation_close(index, AccessShareLock);
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a shop_search index", name)));
 	}
+	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	aclres = pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT);
+	if (aclres != ACLCHECK_OK)
+		aclcheck_error(aclres, OBJECT_TABLE, RelationGetRelationName(heap));
+	if (check_enable_rls(RelationGetRelid(heap), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row level security of table \"%s\" applies to you",
+						RelationGetRelationName(heap)),
+				 errdetail("Functions reading index \"%s\" directly would show rows the table's policies hide.",
+						   RelationGetRelationName(index)),
+				 errhint("Query the table with the @@@ and <=> operators: the policies apply to them.")));
+	*heapout = heap;
 	return index;
 }
 
@@ -76,7 +115,6 @@ shop_search_scan(PG_FUNCTION_ARGS)
 	FmgrInfo	dummy;
 	TupleTableSlot *slot;
 	int			n = 0;
-	AclResult	aclres;
 
 	if (lim < 1 || lim > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
 		ereport(ERROR,
@@ -85,11 +123,7 @@ shop_search_scan(PG_FUNCTION_ARGS)
 				 errdetail("lim is %d; it must be between 1 and %d.", lim,
 						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
 	InitMaterializedSRF(fcinfo, 0);
-	index = open_ss_index(indexoid);
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
-	aclres = pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT);
-	if (aclres != ACLCHECK_OK)
-		aclcheck_error(aclres, OBJECT_TABLE, RelationGetRelationName(heap));
+	index = SsOpenIndex(indexoid, &heap);
 
 	memset(&dummy, 0, sizeof(dummy));
 	dummy.fn_oid = InvalidOid;
@@ -134,7 +168,8 @@ shop_search_scan(PG_FUNCTION_ARGS)
 Datum
 shop_search_index_info(PG_FUNCTION_ARGS)
 {
-	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsMetaPageData meta;
 	StringInfoData buf;
 	uint64		freeblocks = 0;
@@ -152,6 +187,7 @@ shop_search_index_info(PG_FUNCTION_ARGS)
 	for (uint32 i = 0; i < meta.nsegments; i++)
 		appendStringInfo(&buf, "%s%u", i ? ", " : "", meta.segments[i].ndocs);
 	appendStringInfoString(&buf, "]}");
+	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
@@ -241,7 +277,8 @@ PG_FUNCTION_INFO_V1(shop_search_suggest_word);
 Datum
 shop_search_suggest_word(PG_FUNCTION_ARGS)
 {
-	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	text	   *t = PG_GETARG_TEXT_PP(1);
 	char		word[SS_MAX_TERM_LEN + 8];
 	int			len = SsFoldWord(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), word, sizeof(word));
@@ -249,6 +286,7 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	Suggest		sg;
 	BlockNumber blk;
 
+	table_close(heap, NoLock);	/* locked until the transaction ends */
 	if (len == 0 || strchr(word, ' ') != NULL)
 	{
 		index_close(index, AccessShareLock);
@@ -461,10 +499,7 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 			   *vmall;
 
 	InitMaterializedSRF(fcinfo, 0);
-	index = open_ss_index(PG_GETARG_OID(0));
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
-	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
 	nheap = RelationGetNumberOfBlocks(heap);
 	vmknown = palloc0(nheap / 8 + 1);

@@ -390,12 +390,7 @@ shop_search_verify(PG_FUNCTION_ARGS)
 	vs.e = palloc(sizeof(VEntry) * vs.max);
 	vs.tmp = AllocSetContextCreate(CurrentMemoryContext, "shop_search verify", ALLOCSET_DEFAULT_SIZES);
 
-	index = index_open(indexoid, AccessShareLock);
-	if (index->rd_indam == NULL || index->rd_indam->amgettuple != ssgettuple)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a shop_search index", RelationGetRelationName(index))));
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	index = SsOpenIndex(indexoid, &heap);
 	vs.language = SsGetLanguage(index);
 	SsReadMeta(index, &meta);
 
