@@ -513,6 +513,12 @@ typedef struct SsQuery
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
 } SsQuery;
 
+/* the boost's parts (SsBoost, ssquery.c) */
+#define SS_BOOST_POPULARITY	0.15f
+#define SS_BOOST_RATING		0.05f
+#define SS_BOOST_CATEGORY	0.15f
+#define SS_BOOST_BRAND		0.15f
+
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0
 #define SS_TYPO_TIER		10000.0
@@ -564,6 +570,7 @@ extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
 extern float4 SsMaxBoost(const SsQuery *q);
+extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);

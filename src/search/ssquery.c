@@ -510,35 +510,58 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 	return true;
 }
 
+/*
+ * The boost.  SsBoost is the business and personal multiplier of a
+ * document's text score, between 1 and 1.5: popularity (log-scaled
+ * against the most popular document: inv_log_maxpop is 1 / log1p(max
+ * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
+ * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
+ * brand SS_BOOST_BRAND.  Bounded, so text relevance decides.  A NaN
+ * rating counts as the highest, as PostgreSQL orders NaN above every
+ * number (and as the rating_min filter treats it).
+ *
+ * SsBoostBound is the largest boost of any document whose logpop is at
+ * most logpop; ranked scans prune with it (ssscan.c: documents are
+ * numbered most popular first), so it must stay an upper bound of
+ * SsBoost: both are written from the same constants, here.
+ */
+float4
+SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
+{
+	float4		b = 1.0f + SS_BOOST_RATING;
+
+	if (inv_log_maxpop > 0)
+		b += SS_BOOST_POPULARITY * Min(1.0f, logpop * inv_log_maxpop);
+	if (q->nboost_cats > 0)
+		b += SS_BOOST_CATEGORY;
+	if (q->nboost_brands > 0)
+		b += SS_BOOST_BRAND;
+	return b;
+}
+
 /* SsMaxBoost: the largest multiplier SsBoost can give under q. */
 float4
 SsMaxBoost(const SsQuery *q)
 {
-	return 1.2f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
+	return SsBoostBound(q, 1.0f, 1.0f);
 }
 
-/*
- * SsBoost: the business and personal multiplier of a document's text
- * score, between 1 and 1.5: popularity (log-scaled against the most
- * popular document: inv_log_maxpop is 1 / log1p(max popularity), 0 for
- * none) up to +0.15, rating up to +0.05, a preferred category
- * +0.15 and a preferred brand +0.15.  Bounded, so text relevance decides.
- */
 float4
 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 {
 	float4		b = 1.0f;
 
 	if (inv_log_maxpop > 0)
-		b += 0.15f * Min(1.0f, doc->logpop * inv_log_maxpop);
+		b += SS_BOOST_POPULARITY * Min(1.0f, doc->logpop * inv_log_maxpop);
 	if (doc->flags & SS_DOC_HAS_RATING)
-		b += 0.05f * Min(1.0f, Max(0.0f, doc->rating / 5.0f));
+		b += SS_BOOST_RATING * (isnan(doc->rating) ? 1.0f :
+								Min(1.0f, Max(0.0f, doc->rating / 5.0f)));
 	if (q->nboost_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->boost_cats, q->nboost_cats, sizeof(int64), cmp_int64))
-		b += 0.15f;
+		b += SS_BOOST_CATEGORY;
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
-		b += 0.15f;
+		b += SS_BOOST_BRAND;
 	return b;
 }
 

@@ -46,7 +46,10 @@
  * last one handed out, with the collection statistics (and which words
  * needed typo expansion) frozen at the first evaluation: every row keeps
  * its distance, so nothing is repeated or lost even while rows are added.
- * Bitmap scans keep every match.
+ * A batch holds at most what work_mem holds (batch_cap); plain index scans
+ * without ORDER BY use the same batches.  Bitmap scans put every match
+ * into the executor's bitmap as they find it (no scores), which work_mem
+ * bounds by going lossy.
  *
  *-------------------------------------------------------------------------
  */
@@ -189,6 +192,9 @@ typedef struct Eval
 	SsFrozen   *frozen;			/* statistics shared by re-evaluations */
 	bool	   *found;			/* per query word: in the vocabulary */
 	double	   *widf;			/* per query word: idf of all its expansions */
+	/* bitmap scans: every match's TID goes here, not to res (topk 0 only) */
+	TIDBitmap  *tbm;
+	int64		ntbm;
 	/* facets: every match's document is copied here too (topk 0 only) */
 	bool		collect;
 	SsDoc	   *docs;
@@ -783,6 +789,16 @@ add_result(Eval *ev, ItemPointer tid, float4 dist)
 {
 	SsResult	r;
 
+	if (ev->tbm)
+	{
+		/* a bitmap scan: straight into the bitmap, which work_mem bounds */
+		if (!isinf(dist))
+		{
+			tbm_add_tuples(ev->tbm, tid, 1, false);
+			ev->ntbm++;
+		}
+		return;
+	}
 	r.tid = *tid;
 	r.dist = dist;
 	if (ev->have_after && res_cmp(&r, &ev->after) <= 0)
@@ -942,9 +958,9 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 		return;
 	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
-	if (!pc->filtered && pc->ev->collect)
+	if (!pc->filtered && (pc->ev->collect || pc->ev->tbm))
 	{
-		/* facets need the match set, not scores */
+		/* facets and bitmaps need the match set, not scores */
 		acc_offer(pc->target, docid, 0, pc->typos);
 		return;
 	}
@@ -1268,10 +1284,7 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	const SsDoc *first = doc_get(dc, lo);
 
 	/* most popular first: no document of the window has a larger boost */
-	*boostub = 1.0f + 0.05f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
-	if (ev->inv_log_maxpop > 0)
-		*boostub += 0.15f * Min(1.0f, first->logpop * ev->inv_log_maxpop);
-	*boostub *= 1.0001f;
+	*boostub = SsBoostBound(q, first->logpop, ev->inv_log_maxpop) * 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
 	s->need_score = -1;
@@ -1838,11 +1851,12 @@ eval_pending(Eval *ev)
 /*
  * SsEvaluate: every document of the index matching q (or, with want_all,
  * every live document, non-matching ones at +Infinity) with its distance,
- * allocated in the current memory context.
+ * allocated in the current memory context; with topk, the best topk; with
+ * tbm (and topk 0), the TIDs of the matches go into tbm instead, unscored.
  */
 static Eval *
 SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
-		   const SsResult *after, SsFrozen *frozen)
+		   const SsResult *after, SsFrozen *frozen, TIDBitmap *tbm)
 {
 	Eval	   *ev = palloc0(sizeof(Eval));
 	HASHCTL		ctl;
@@ -1852,6 +1866,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->want_all = want_all;
 	ev->topk = topk;
 	ev->collect = collect_next && topk == 0 && !want_all;
+	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
 	if (after)
 	{
@@ -2014,7 +2029,7 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
 	collect_next = true;
 	PG_TRY();
 	{
-		ev = SsEvaluate(index, query, false, 0, NULL, NULL);
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -2167,7 +2182,7 @@ ss_compute(IndexScanDesc scan, int topk)
 	if (narrowed)
 		topk = 0;				/* narrowing could empty a bounded batch */
 	ev = SsEvaluate(scan->indexRelation, primary, want_all, topk,
-					so->have_last ? &so->last : NULL, &so->frozen);
+					so->have_last ? &so->last : NULL, &so->frozen, NULL);
 	so->res = ev->res;
 	so->nres = ev->nres;
 	so->exhausted = topk == 0 || ev->nres < topk;
@@ -2181,7 +2196,7 @@ ss_compute(IndexScanDesc scan, int topk)
 
 		if (jsonb_equal(kq, primary))
 			continue;
-		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL);
+		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, NULL);
 		tids = palloc(sizeof(ItemPointerData) * Max(kev->nres, 1));
 		for (int k = 0; k < kev->nres; k++)
 			tids[k] = kev->res[k].tid;
@@ -2196,20 +2211,38 @@ done:
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The largest batch an evaluation of amgettuple keeps: as many results as
+ * work_mem holds (at least the first batch).  A scan going deeper than
+ * that evaluates again per batch rather than holding more.
+ */
+static int
+batch_cap(void)
+{
+	Size		n = (Size) work_mem * 1024 / sizeof(SsResult);
+
+	return (int) Max((Size) SS_FIRST_BATCH, Min(n, (Size) (PG_INT32_MAX / 4)));
+}
+
+/*
+ * ssgettuple: ordered and plain index scans hand out rows from batches
+ * (best first, see the file header): SS_FIRST_BATCH, then four times
+ * larger, up to batch_cap().
+ */
 bool
 ssgettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
-	int			topk = scan->numberOfOrderBys > 0 ? so->want : 0;
 
 	if (!so->computed)
-		ss_compute(scan, topk);
+		ss_compute(scan, so->want);
 	while (so->pos >= so->nres)
 	{
 		/* batch used up: evaluate again for a larger one, after the last row */
 		if (so->exhausted)
 			return false;
-		so->want = (so->want > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->want * 4;
+		so->want = Min(so->want, batch_cap() / 4) * 4;
+		so->want = Max(so->want, SS_FIRST_BATCH);
 		ss_compute(scan, so->want);
 	}
 	scan->xs_heaptid = so->res[so->pos].tid;
@@ -2226,21 +2259,75 @@ ssgettuple(IndexScanDesc scan, ScanDirection dir)
 	return true;
 }
 
+/*
+ * ssgetbitmap: every match into tbm as the evaluation finds it, so memory
+ * is what the bitmap takes (work_mem, lossy pages beyond), not a list of
+ * matches.  Several distinct queries in one scan (rare) are evaluated
+ * into bitmaps of their own and intersected.  Returns the matches of the
+ * first query.
+ */
 int64
 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	MemoryContext old;
+	TIDBitmap  *acc = NULL;
 	int64		n = 0;
 
-	if (!so->computed)
-		ss_compute(scan, 0);
-	for (int i = 0; i < so->nres; i++)
+	/* a NULL query matches nothing, nor does a scan without a query */
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (scan->keyData[i].sk_flags & SK_ISNULL)
+			return 0;
+	if (scan->numberOfKeys == 0)
+		return 0;
+
+	MemoryContextReset(so->evalcxt);
+	old = MemoryContextSwitchTo(so->evalcxt);
+	for (int i = 0; i < scan->numberOfKeys; i++)
 	{
-		if (isinf(so->res[i].dist))
-			continue;
-		tbm_add_tuples(tbm, &so->res[i].tid, 1, false);
-		n++;
+		Jsonb	   *kq = DatumGetJsonbP(scan->keyData[i].sk_argument);
+		bool		seen = false;
+		bool		only = true;
+		TIDBitmap  *t;
+		Eval	   *ev;
+
+		for (int j = 0; j < scan->numberOfKeys && (only || !seen); j++)
+		{
+			bool		same = jsonb_equal(DatumGetJsonbP(scan->keyData[j].sk_argument), kq);
+
+			if (j < i && same)
+				seen = true;
+			if (!same)
+				only = false;
+		}
+		if (seen)
+			continue;			/* the same query again */
+		if (only)
+		{
+			/* one distinct query: straight into the executor's bitmap */
+			n = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, tbm)->ntbm;
+			break;
+		}
+		t = tbm_create((long) work_mem * 1024L, NULL);
+		ev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, t);
+		if (acc == NULL)
+		{
+			acc = t;
+			n = ev->ntbm;
+		}
+		else
+		{
+			tbm_intersect(acc, t);
+			tbm_free(t);
+		}
 	}
+	if (acc)
+	{
+		tbm_union(tbm, acc);
+		tbm_free(acc);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(so->evalcxt);
 	return n;
 }
 

@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -315,6 +317,13 @@ ventry_cmp(const void *a, const void *b)
 							  (ItemPointer) &((const VEntry *) b)->tid);
 }
 
+/* the same stored float: equal, or both NaN (NaN == NaN is false in C) */
+static inline bool
+float4_same(float4 a, float4 b)
+{
+	return a == b || (isnan(a) && isnan(b));
+}
+
 static bool
 docs_equal(const SsDoc *a, const SsDoc *b)
 {
@@ -324,9 +333,9 @@ docs_equal(const SsDoc *a, const SsDoc *b)
 		a->category_id == b->category_id &&
 		a->price_cents == b->price_cents &&
 		a->brand_hash == b->brand_hash &&
-		a->rating == b->rating &&
-		a->popularity == b->popularity &&
-		a->logpop == b->logpop &&
+		float4_same(a->rating, b->rating) &&
+		float4_same(a->popularity, b->popularity) &&
+		float4_same(a->logpop, b->logpop) &&
 		memcmp(a->len, b->len, sizeof(a->len)) == 0;
 }
 
