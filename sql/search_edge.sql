@@ -70,6 +70,29 @@ RESET work_mem;
 SELECT count(*) AS truth_widget, count(*) FILTER (WHERE title LIKE 'blue%') AS truth_blue
   FROM edge_many;
 
-DROP TABLE edge_nan, edge_many;
+-- the language of an index is the one it was built with until REINDEX:
+-- ALTER INDEX ... SET (language) changes nothing before, for inserts and
+-- queries alike, so "run" still finds a new "running shoes"
+CREATE TABLE edge_lang (id int PRIMARY KEY, title text);
+INSERT INTO edge_lang VALUES (1, 'running jacket');
+CREATE INDEX edge_lang_idx ON edge_lang USING shop_search (shop.search_doc(title));
+ALTER INDEX edge_lang_idx SET (language = 'german');
+INSERT INTO edge_lang VALUES (2, 'running shoes');
+SELECT shop.search_index_info('edge_lang_idx') ->> 'language' AS language;
+SELECT e.title FROM shop.search_scan('edge_lang_idx', '{"q": "run", "prefix": false}') s
+  JOIN edge_lang e ON e.ctid = s.ctid ORDER BY e.id;
+VACUUM edge_lang;
+SELECT e.title FROM shop.search_scan('edge_lang_idx', '{"q": "run", "prefix": false}') s
+  JOIN edge_lang e ON e.ctid = s.ctid ORDER BY e.id;
+SELECT * FROM shop.search_verify('edge_lang_idx');
+-- REINDEX takes the new language: German does not stem "running" to "run"
+REINDEX INDEX edge_lang_idx;
+SELECT shop.search_index_info('edge_lang_idx') ->> 'language' AS language;
+SELECT e.title FROM shop.search_scan('edge_lang_idx', '{"q": "run", "prefix": false}') s
+  JOIN edge_lang e ON e.ctid = s.ctid ORDER BY e.id;
+SELECT e.title FROM shop.search_scan('edge_lang_idx', '{"q": "running", "prefix": false}') s
+  JOIN edge_lang e ON e.ctid = s.ctid ORDER BY e.id;
+
+DROP TABLE edge_nan, edge_many, edge_lang;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

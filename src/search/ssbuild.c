@@ -1139,7 +1139,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		MemoryContextDelete(tmp);
 		return false;
 	}
-	SsDocFromDatum(values[0], SsGetLanguage(index), &d);
+	SsDocFromDatum(values[0], SsIndexLanguage(index), &d);
 	d.doc.tid = *ht_ctid;
 	sz = SsPendItemSize(&d);
 	item = palloc(sz);

@@ -542,6 +542,7 @@ typedef struct SsTermMatch
 extern void SsTestPause(const char *point);
 extern bytea *ssoptions(Datum reloptions, bool validate);
 extern const char *SsGetLanguage(Relation index);
+extern const char *SsIndexLanguage(Relation index);
 extern void SsGetWeights(Relation index, double *w);
 
 /* sstoken.c */

@@ -9,7 +9,9 @@
  *   weight_brand        ... of the brand field, default 2
  *   weight_description  ... of the description field, default 1
  * Weights are read at query time, so ALTER INDEX ... SET changes ranking
- * without a rebuild; language is fixed at build (stems are stored).
+ * without a rebuild; language is fixed at build (stems are stored): the
+ * build writes it into the metapage, and inserts and queries stem with
+ * that one, so a changed reloption takes effect at the next REINDEX.
  *
  *-------------------------------------------------------------------------
  */
@@ -76,7 +78,13 @@ ssoptions(Datum reloptions, bool validate)
 									  sizeof(SsOptions), ss_relopt_tab, lengthof(ss_relopt_tab));
 }
 
-/* SsGetLanguage: the index's stemmer language. */
+/*
+ * SsGetLanguage: the stemmer language of the index's reloptions, which a
+ * build (CREATE INDEX, REINDEX) writes into the metapage.  Everything
+ * else stems with the metapage's language (SsIndexLanguage): changing the
+ * reloption with ALTER INDEX takes effect at the next REINDEX, as BRIN's
+ * pages_per_range does.
+ */
 const char *
 SsGetLanguage(Relation index)
 {
@@ -85,6 +93,27 @@ SsGetLanguage(Relation index)
 	if (opts == NULL || opts->language_offset == 0)
 		return "english";
 	return (const char *) opts + opts->language_offset;
+}
+
+/*
+ * SsIndexLanguage: the language the index was built with (its metapage),
+ * which inserts stem with as queries do.  Cached in the relcache entry
+ * (rd_amcache): a build gives the index a new relfilenode, which
+ * invalidates the entry.  Returns a palloc'd copy.
+ */
+const char *
+SsIndexLanguage(Relation index)
+{
+	if (index->rd_amcache == NULL)
+	{
+		SsMetaPageData meta;
+
+		SsReadMeta(index, &meta);
+		meta.language[sizeof(meta.language) - 1] = '\0';
+		index->rd_amcache = MemoryContextStrdup(index->rd_indexcxt, meta.language);
+	}
+	/* a copy: an invalidation while the caller works would free the cache */
+	return pstrdup((const char *) index->rd_amcache);
 }
 
 /* SsGetWeights: the three field weights into w[]. */

@@ -400,7 +400,7 @@ shop_search_verify(PG_FUNCTION_ARGS)
 	vs.tmp = AllocSetContextCreate(CurrentMemoryContext, "shop_search verify", ALLOCSET_DEFAULT_SIZES);
 
 	index = SsOpenIndex(indexoid, &heap);
-	vs.language = SsGetLanguage(index);
+	vs.language = SsIndexLanguage(index);
 	SsReadMeta(index, &meta);
 
 	/* every live document of the index */
