@@ -1157,8 +1157,12 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		/* a new page behind the tail: a released block if one is safe */
 		freeslot = SsFreeFind(meta, 1);
 		if (freeslot >= 0)
+		{
+			/* a standby's queries that may read it go first (sspage.c) */
+			SsLogReuse(index, meta->free[freeslot].start, meta->free[freeslot].freed);
 			newbuf = ReadBufferExtended(index, MAIN_FORKNUM, meta->free[freeslot].start,
 										RBM_ZERO_AND_LOCK, NULL);
+		}
 		else
 			newbuf = SsNewBuffer(index);
 	}

@@ -58,7 +58,9 @@
  * segment and switching the metapage leaves only unreferenced blocks.
  * Blocks released by folds and merges are listed in the metapage as free
  * runs (SsFreeRange) and reused, once no older snapshot exists, for new
- * pending pages and new segments.
+ * pending pages and new segments, after a recovery-conflict record for hot
+ * standbys (SsLogReuse).  The locking protocol is described in
+ * ssvacuum.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -236,6 +238,10 @@ typedef struct SsMetaPageData
 								 * fold or merge adds one and stamps its new
 								 * segment with it (SsSegHeader.serial); zero
 								 * in indexes of older builds, as above */
+	FullTransactionId lost_freed;	/* the latest release point of the blocks
+									 * counted in lost_blocks (truncation
+									 * waits for it; zero: none, or an older
+									 * build) */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -582,7 +588,8 @@ extern void SsFreeCoalesce(SsMetaPage meta, bool force);
 extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
 extern BlockNumber SsFreeTake(SsMetaPage meta, int i, uint32 nblocks);
 extern bool SsFreeReusable(const SsMetaPage meta, int i);
-extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend);
+extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon);
+extern void SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed);
 extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
 extern Buffer SsNewBuffer(Relation index);
 extern void SsReadMeta(Relation index, SsMetaPageData *meta);

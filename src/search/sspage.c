@@ -14,6 +14,9 @@
  */
 #include "postgres.h"
 
+#include "access/nbtxlog.h"
+#include "access/xlog.h"
+#include "access/xloginsert.h"
 #include "lib/stringinfo.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
@@ -210,6 +213,15 @@ SsFreeCoalesce(SsMetaPage meta, bool force)
 	free_join(meta, true, force);
 }
 
+/* remember the latest release point of blocks lost to a full list */
+static void
+lost_freed_note(SsMetaPage meta, FullTransactionId freed)
+{
+	if (!FullTransactionIdIsValid(meta->lost_freed) ||
+		FullTransactionIdFollows(freed, meta->lost_freed))
+		meta->lost_freed = freed;
+}
+
 /*
  * SsFreeAdd: record a run of released blocks in the metapage.  It joins
  * an adjacent run released at the same point; other neighbours are joined
@@ -277,9 +289,11 @@ SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId 
 			if (nblocks <= meta->free[smallest].nblocks)
 			{
 				meta->lost_blocks += nblocks;
+				lost_freed_note(meta, freed);
 				return;
 			}
 			meta->lost_blocks += meta->free[smallest].nblocks;
+			lost_freed_note(meta, meta->free[smallest].freed);
 			free_remove(meta, smallest);
 		}
 		/* the list changed: add the run afresh (it may join a neighbour now) */
@@ -336,13 +350,16 @@ SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
 /*
  * SsFreeTruncate: drop from the list every block at or past newend (which
  * must all be free and reusable: the caller checked) and return how many
- * blocks that was.
+ * blocks that was; *horizon (if not NULL) becomes the latest release
+ * point among them (invalid when none).
  */
 uint32
-SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
+SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon)
 {
 	uint32		dropped = 0;
 
+	if (horizon)
+		*horizon = InvalidFullTransactionId;
 	free_normalize(meta);
 	while (meta->nfree > 0)
 	{
@@ -350,6 +367,9 @@ SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
 
 		if (r->start + r->nblocks <= newend)
 			break;
+		if (horizon && (!FullTransactionIdIsValid(*horizon) ||
+						FullTransactionIdFollows(r->freed, *horizon)))
+			*horizon = r->freed;
 		if (r->start >= newend)
 		{
 			dropped += r->nblocks;
@@ -363,6 +383,54 @@ SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
 		}
 	}
 	return dropped;
+}
+
+/*
+ * SsLogReuse: before released blocks are written again (blk, the first of
+ * them, reused for a new pending page or segment) or truncated away,
+ * make a hot standby cancel the queries that may still read them.
+ *
+ * On the primary a block released at "freed" is reused only when no
+ * snapshot has an xmin at or before it (SsFreeReusable).  A standby's
+ * snapshots do not hold back the primary unless hot_standby_feedback is
+ * on, so without it a standby query that read the metapage before the
+ * release could read the block after the reuse was replayed.  Generic
+ * WAL raises no recovery conflict, and a custom resource manager would
+ * make every standby need shop preloaded to replay at all; instead we log
+ * the record nbtree logs when it recycles a page, XLOG_BTREE_REUSE_PAGE,
+ * whose redo does nothing but ResolveRecoveryConflictWithSnapshot on its
+ * horizon for its relation: it cancels (after max_standby_streaming_delay)
+ * the standby queries whose xmin is at or before "freed", the very test
+ * the primary applies, and touches no page.  With hot_standby_feedback the
+ * primary does not reuse before such queries end, so none is cancelled.
+ * Nothing is logged without WAL or below wal_level replica.
+ */
+void
+SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed)
+{
+	xl_btree_reuse_page xlrec;
+
+	if (!RelationNeedsWAL(index) || !XLogStandbyInfoActive() ||
+		!FullTransactionIdIsValid(freed))
+		return;
+	memset(&xlrec, 0, sizeof(xlrec));
+#if PG_VERSION_NUM >= 160000
+	xlrec.locator = index->rd_locator;
+	xlrec.block = blk;
+	xlrec.snapshotConflictHorizon = freed;
+	xlrec.isCatalogRel = false;
+#elif PG_VERSION_NUM >= 140000
+	xlrec.node = index->rd_node;
+	xlrec.block = blk;
+	xlrec.latestRemovedFullXid = freed;
+#else
+	xlrec.node = index->rd_node;
+	xlrec.block = blk;
+	xlrec.latestRemovedXid = XidFromFullTransactionId(freed);
+#endif
+	XLogBeginInsert();
+	XLogRegisterData((char *) &xlrec, SizeOfBtreeReusePage);
+	XLogInsert(RM_BTREE_ID, XLOG_BTREE_REUSE_PAGE);
 }
 
 /* SsSegmentBlocks: how many blocks a segment spans, header included. */

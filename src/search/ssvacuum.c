@@ -59,7 +59,8 @@
  *       or segment, or truncated away) only when no snapshot older than
  *       "freed" exists (GlobalVisCheckRemovableFullXid), under the
  *       pending-list lock (share for an insert's pending page, exclusive
- *       otherwise).
+ *       otherwise), and after a WAL record that makes a hot standby cancel
+ *       its queries old enough to read it (see "Hot standby" below).
  *   R3. A reader uses only blocks reachable from a metapage it read, and
  *       only while one of these holds: it holds the pending-list lock
  *       (any mode) since it read that metapage (nothing it reaches can be
@@ -118,6 +119,20 @@
  *   - scans and bulk delete: a document is flagged or not when a scan
  *     reads it; a TID it returns is fetched under its MVCC snapshot, which
  *     cannot see a row later put into the same heap slot.
+ *
+ * Hot standby.  A standby replays the primary's releases, reuses and
+ * truncations, but its queries' snapshots do not hold back the primary's
+ * horizon unless hot_standby_feedback is on, so R2 alone would let a
+ * standby query that read the metapage before a release read the block
+ * after its reuse is replayed.  Every reuse and truncation is therefore
+ * preceded by a conflict record carrying the release point (SsLogReuse,
+ * sspage.c; nbtree's XLOG_BTREE_REUSE_PAGE, whose redo only resolves the
+ * conflict): replaying it cancels, after max_standby_streaming_delay, the
+ * standby queries whose xmin is at or before the release point, the same
+ * test R2 applies on the primary.  With hot_standby_feedback on nobody
+ * is cancelled: the primary waits for those queries instead.
+ * test/search_standby checks both with a standby search stopped after its
+ * metapage read while the primary reuses what it points to.
  *
  *-------------------------------------------------------------------------
  */
@@ -538,6 +553,7 @@ meta_for_write(GenericXLogState *xs, Buffer metabuf)
 /* allocation of the new segment's run from the metapage copy */
 typedef struct FlushAlloc
 {
+	Relation	index;
 	SsMetaPageData *meta;
 	int			slot;
 	uint32		nblocks;
@@ -550,7 +566,11 @@ flush_alloc(void *arg, uint32 nblocks)
 
 	fa->slot = SsFreeFind(fa->meta, nblocks);
 	fa->nblocks = nblocks;
-	return fa->slot >= 0 ? fa->meta->free[fa->slot].start : InvalidBlockNumber;
+	if (fa->slot < 0)
+		return InvalidBlockNumber;
+	/* a standby's queries that may read the run go first (sspage.c) */
+	SsLogReuse(fa->index, fa->meta->free[fa->slot].start, fa->meta->free[fa->slot].freed);
+	return fa->meta->free[fa->slot].start;
 }
 
 /*
@@ -718,6 +738,7 @@ SsFlushPending(Relation index, bool from_insert, bool wait)
 	}
 
 	nnew = SsSegBuilderNDocs(sb);
+	fa.index = index;
 	fa.meta = &meta;
 	fa.slot = -1;
 	if (nnew > 0)
@@ -817,8 +838,11 @@ SsFlushPending(Relation index, bool from_insert, bool wait)
  * path that allocates or extends (ssinsert, folds, SsNewBuffer callers).
  * We hold that lock exclusively from computing the new end until the
  * file is cut, so nobody hands out a block past it or extends the
- * relation meanwhile.  (The same argument is what makes reuse safe; on a
- * hot standby it holds only with hot_standby_feedback, as for reuse.)
+ * relation meanwhile.  (The same argument is what makes reuse safe.  On
+ * a hot standby, the conflict record SsLogReuse writes first cancels the
+ * queries old enough to read what is cut, as for reuse.)  Blocks dropped
+ * from a full free list (lost_blocks) are unreferenced too, but recent:
+ * nothing unreferenced is cut until their release point is old enough.
  *
  * Order, for crash safety: the metapage loses the runs first (generic
  * WAL, flushed), then RelationTruncate logs and cuts the file.  A crash
@@ -837,6 +861,7 @@ truncate_tail(Relation index)
 	GenericXLogState *xs;
 	SsMetaPage	m;
 	XLogRecPtr	lsn;
+	FullTransactionId horizon;
 
 	LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
 	nblocks = RelationGetNumberOfBlocks(index);
@@ -863,6 +888,14 @@ truncate_tail(Relation index)
 		if (!SsFreeReusable(&meta, i))
 			end = Max(end, meta.free[i].start + meta.free[i].nblocks);
 	}
+	/*
+	 * Blocks lost to a full free list are unreferenced like a crash's
+	 * leftovers, but were released recently: cut nothing unreferenced while
+	 * a snapshot may still read them.
+	 */
+	if (FullTransactionIdIsValid(meta.lost_freed) &&
+		!GlobalVisCheckRemovableFullXid(NULL, meta.lost_freed))
+		end = nblocks;
 	if (end >= nblocks)
 	{
 		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
@@ -875,7 +908,12 @@ truncate_tail(Relation index)
 	m = meta_for_write(xs, metabuf);
 	m->nfree = meta.nfree;
 	memcpy(m->free, meta.free, sizeof(SsFreeRange) * meta.nfree);
-	(void) SsFreeTruncate(m, end);
+	(void) SsFreeTruncate(m, end, &horizon);
+	if (FullTransactionIdIsValid(meta.lost_freed) &&
+		(!FullTransactionIdIsValid(horizon) || FullTransactionIdFollows(meta.lost_freed, horizon)))
+		horizon = meta.lost_freed;
+	/* a standby's queries that may read the blocks go first (sspage.c) */
+	SsLogReuse(index, end, horizon);
 	lsn = GenericXLogFinish(xs);
 	UnlockReleaseBuffer(metabuf);
 	if (RelationNeedsWAL(index))
