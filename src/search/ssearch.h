@@ -517,6 +517,8 @@ typedef struct SsQuery
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
+	char		language[32];	/* stemming language of the words */
+	bool		language_given; /* ... named by the query ("language") */
 } SsQuery;
 
 /* the boost's parts (SsBoost, ssquery.c) */
@@ -574,6 +576,7 @@ extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWo
 
 /* ssquery.c */
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
+extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
 extern float4 SsMaxBoost(const SsQuery *q);
@@ -634,6 +637,7 @@ extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
+extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */
 extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,

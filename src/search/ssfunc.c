@@ -26,6 +26,7 @@
 #include "utils/hsearch.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -124,6 +125,7 @@ shop_search_scan(PG_FUNCTION_ARGS)
 						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(indexoid, &heap);
+	SsCheckQueryLanguage(index, DatumGetJsonbP(query));
 
 	memset(&dummy, 0, sizeof(dummy));
 	dummy.fn_oid = InvalidOid;
@@ -354,6 +356,199 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(sg.best));
 }
 
+/* ---- the words an index knows ---- */
+
+typedef struct KnownScan
+{
+	SsQuery    *q;
+	bool	   *known;
+} KnownScan;
+
+/* the first dictionary term at or after a word: does it begin with it? */
+typedef struct FirstTerm
+{
+	const SsQWord *w;
+	bool		seen;
+	bool		begins;
+} FirstTerm;
+
+static bool
+first_term_stop(void *arg, const SsDictItem *it)
+{
+	return ((FirstTerm *) arg)->seen;
+}
+
+static void
+first_term_cb(void *arg, const SsDictItem *it)
+{
+	FirstTerm  *ft = (FirstTerm *) arg;
+
+	ft->seen = true;
+	ft->begins = it->len >= ft->w->len && memcmp(it->term, ft->w->exact, ft->w->len) == 0;
+}
+
+static void
+known_pend_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	KnownScan  *ks = (KnownScan *) arg;
+
+	for (int i = 0; i < ks->q->nwords; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		if (!ks->known[i] && SsMatchTerm(&ks->q->words[i], term, len, false, &typos, &factor))
+			ks->known[i] = true;
+	}
+}
+
+/*
+ * The words of q the index knows: the word itself, its stem or the exact
+ * term spelled like its stem is in some segment's dictionary, a term
+ * begins with it (a prefix word), or a live pending document holds a term
+ * matching it without typos.
+ */
+static void
+known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
+{
+	KnownScan	ks = {q, known};
+
+	for (uint32 s = 0; s < meta->nsegments; s++)
+	{
+		SsSegHeader hdr;
+
+		SsReadSegHeader(index, meta->segments[s].header, &hdr);
+		for (int i = 0; i < q->nwords; i++)
+		{
+			SsQWord    *w = &q->words[i];
+			int			stemlen = strlen(w->stem);
+			SsDictItem	it;
+
+			if (known[i])
+				continue;
+			if (SsDictLookup(index, &hdr, w->exact, w->len, &it) ||
+				SsDictLookup(index, &hdr, w->stem, stemlen, &it) ||
+				SsDictLookup(index, &hdr, w->stem + 1, stemlen - 1, &it))
+				known[i] = true;
+			else if (w->prefix)
+			{
+				/* the first term at or after the word: does it begin with it? */
+				FirstTerm	ft = {w, false, false};
+
+				SsDictScanRange(index, &hdr, w->exact, w->len, first_term_cb, &ft, first_term_stop);
+				known[i] = ft.begins;
+			}
+		}
+	}
+	for (BlockNumber blk = meta->pending_head; blk != InvalidBlockNumber;)
+	{
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
+		Page		page = BufferGetPage(buf);
+
+		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+		{
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, PageGetItemId(page, off));
+
+			if (!(it->doc.flags & SS_DOC_DEAD))
+				SsPendItemTerms(it, known_pend_cb, &ks);
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/*
+ * shop._search_no_typos(index regclass, query jsonb) -> jsonb: the query
+ * with the words the index knows (exactly, by stem, or as a prefix) added
+ * to its "no_typos" list.  shop's API asks this so that a correctly
+ * spelled word is not widened to its neighbours ("cable" does not find
+ * "table") while a word the catalog does not know still finds its
+ * corrections; the rule itself (ssquery.c) depends on nothing but the
+ * query and the row.
+ */
+PG_FUNCTION_INFO_V1(shop_search_no_typos);
+
+Datum
+shop_search_no_typos(PG_FUNCTION_ARGS)
+{
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	Jsonb	   *query = PG_GETARG_JSONB_P(1);
+	SsMetaPageData meta;
+	SsQuery    *q;
+	bool	   *known;
+	StringInfoData buf;
+	Jsonb	   *add;
+	Jsonb	   *base = query;
+	JsonbValue *old;
+	int			n = 0;
+
+	table_close(heap, NoLock);	/* locked until the transaction ends */
+	SsReadMeta(index, &meta);
+	if (SsQueryLanguage(query) != NULL &&
+		strcmp(SsQueryLanguage(query), meta.language) != 0)
+	{
+		/* words in another language: the vocabulary says nothing of them */
+		index_close(index, AccessShareLock);
+		PG_RETURN_JSONB_P(query);
+	}
+	q = SsParseQuery(query, meta.language);
+	known = palloc0(sizeof(bool) * Max(q->nwords, 1));
+	known_words(index, &meta, q, known);
+	index_close(index, AccessShareLock);
+
+	/* the query as an object, its no_typos list extended */
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	if (JB_ROOT_IS_SCALAR(query))
+	{
+		JsonbValue	sv;
+
+		/* a bare string is {"q": string} */
+		JsonbExtractScalar(&query->root, &sv);
+		appendStringInfoString(&buf, "\"q\": ");
+		escape_json(&buf, pnstrdup(sv.val.string.val, sv.val.string.len));
+		appendStringInfoString(&buf, ", ");
+		base = NULL;
+	}
+	appendStringInfoString(&buf, "\"no_typos\": [");
+	if (base && (old = getKeyJsonValueFromContainer(&query->root, "no_typos", 8, NULL)) != NULL)
+	{
+		/* keep the words listed already */
+		if (old->type == jbvString)
+		{
+			escape_json(&buf, pnstrdup(old->val.string.val, old->val.string.len));
+			n++;
+		}
+		else if (old->type == jbvBinary)
+		{
+			JsonbIterator *it = JsonbIteratorInit(old->val.binary.data);
+			JsonbValue	e;
+			JsonbIteratorToken tok;
+
+			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+				if (tok == WJB_ELEM && e.type == jbvString)
+				{
+					if (n++ > 0)
+						appendStringInfoString(&buf, ", ");
+					escape_json(&buf, pnstrdup(e.val.string.val, e.val.string.len));
+				}
+		}
+	}
+	for (int i = 0; i < q->nwords; i++)
+		if (known[i])
+		{
+			if (n++ > 0)
+				appendStringInfoString(&buf, ", ");
+			escape_json(&buf, q->words[i].exact);
+		}
+	appendStringInfoString(&buf, "]}");
+	add = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	if (base == NULL)
+		PG_RETURN_JSONB_P(add);
+	PG_RETURN_DATUM(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(base), JsonbPGetDatum(add)));
+}
+
 /* shop._search_fold(value text) -> text: folded words joined by spaces. */
 PG_FUNCTION_INFO_V1(shop_search_fold);
 
@@ -500,6 +695,7 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	SsCheckQueryLanguage(index, PG_GETARG_JSONB_P(1));
 	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
 	nheap = RelationGetNumberOfBlocks(heap);
 	vmknown = palloc0(nheap / 8 + 1);
