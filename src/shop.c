@@ -33,6 +33,7 @@ int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_notify_events = true;
 bool		shop_search_block_max = true;
+char	   *shop_search_test_pause = NULL;
 int			shop_reco_neighbours = 20;
 int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
@@ -213,6 +214,15 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.search_test_pause",
+							   "Pause point of the shop_search code where this backend waits (tests only).",
+							   "Names a point (src/search/sshandler.c); a backend reaching it waits for "
+							   "pg_advisory_lock(1397968979) held by another session.",
+							   &shop_search_test_pause,
+							   "",
+							   PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("shop.search_log_retention",
 							"How long shop.sweep() keeps rows of shop.search_log.",

@@ -62,6 +62,7 @@ extern int	shop_max_query_length;
 extern bool shop_preloaded;
 extern bool shop_notify_events;
 extern bool shop_search_block_max;
+extern char *shop_search_test_pause;
 extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;
 

@@ -559,11 +559,11 @@ gram_free(GramMap *gm)
  * segment at the end of the index; returns its header block.  The caller
  * publishes it in the metapage.  With log_each every page is WAL-logged
  * as it is written (VACUUM); otherwise the caller logs the whole range
- * (CREATE INDEX).
+ * (CREATE INDEX).  serial goes into the header (SsSegHeader.serial).
  */
 BlockNumber
 SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
-				  SsAllocRun alloc, void *alloc_arg)
+				  SsAllocRun alloc, void *alloc_arg, uint64 serial)
 {
 	uint32		nterms = hash_get_num_entries(sb->terms);
 	TermAcc   **terms = palloc(sizeof(TermAcc *) * Max(nterms, 1));
@@ -699,6 +699,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 
 	hdr.ndocs = sb->ndocs;
 	hdr.nterms = nterms;
+	hdr.serial = serial;
 	hdr.docstart = w.next + 1;
 	hdr.ndocpages = ndocpages;
 	hdr.dirstart = hdr.docstart + ndocpages;
@@ -1003,7 +1004,7 @@ flush_builder(BuildState *bs)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("shop_search index would need more than %d segments", SS_MAX_SEGMENTS),
 				 errhint("Raise maintenance_work_mem.")));
-	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL);
+	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL, 0);
 	bs->meta.segments[bs->meta.nsegments].header = hdr;
 	bs->meta.segments[bs->meta.nsegments].ndocs = SsSegBuilderNDocs(bs->sb);
 	bs->meta.nsegments++;
@@ -1138,7 +1139,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		MemoryContextDelete(tmp);
 		return false;
 	}
-	SsDocFromDatum(values[0], SsGetLanguage(index), &d);
+	SsDocFromDatum(values[0], SsIndexLanguage(index), &d);
 	d.doc.tid = *ht_ctid;
 	sz = SsPendItemSize(&d);
 	item = palloc(sz);
@@ -1150,17 +1151,18 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	meta = SsPageGetMeta(BufferGetPage(metabuf));
 	if (meta->pending_tail != InvalidBlockNumber)
-	{
-		tailbuf = ReadBuffer(index, meta->pending_tail);
-		LockBuffer(tailbuf, BUFFER_LOCK_EXCLUSIVE);
-	}
+		tailbuf = SsReadPage(index, meta->pending_tail, BUFFER_LOCK_EXCLUSIVE, SS_PAGE_PENDING, NULL);
 	if (!BufferIsValid(tailbuf) || PageGetFreeSpace(BufferGetPage(tailbuf)) < MAXALIGN(sz))
 	{
 		/* a new page behind the tail: a released block if one is safe */
 		freeslot = SsFreeFind(meta, 1);
 		if (freeslot >= 0)
+		{
+			/* a standby's queries that may read it go first (sspage.c) */
+			SsLogReuse(index, meta->free[freeslot].start, meta->free[freeslot].freed);
 			newbuf = ReadBufferExtended(index, MAIN_FORKNUM, meta->free[freeslot].start,
 										RBM_ZERO_AND_LOCK, NULL);
+		}
 		else
 			newbuf = SsNewBuffer(index);
 	}
@@ -1205,6 +1207,6 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(tmp);
 	if (npending >= SS_PENDING_FLUSH)
-		SsFlushPending(index, true);
+		SsFlushPending(index, true, npending >= SS_PENDING_WAIT);
 	return false;
 }

@@ -58,7 +58,9 @@
  * segment and switching the metapage leaves only unreferenced blocks.
  * Blocks released by folds and merges are listed in the metapage as free
  * runs (SsFreeRange) and reused, once no older snapshot exists, for new
- * pending pages and new segments.
+ * pending pages and new segments, after a recovery-conflict record for hot
+ * standbys (SsLogReuse).  The locking protocol is described in
+ * ssvacuum.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -82,6 +84,7 @@
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
+#define SS_PENDING_WAIT		2000	/* ... and waits for the lock to, from this long */
 
 #define SS_STEM_MARK		'\001'
 /*
@@ -144,6 +147,25 @@ typedef SsPageOpaqueData *SsPageOpaque;
 
 #define SS_PAGE_ID			0xFF8A
 #define SsPageGetOpaque(page) ((SsPageOpaque) PageGetSpecialPointer(page))
+
+/*
+ * SsCheckPage: is page (block blk) a shop_search page of one of the types
+ * in the mask?  Every reader checks before it interprets a page, so a
+ * page that is not what the metapage or a header says it is (damage, or a
+ * bug letting someone read a released block) raises XX001
+ * index_corrupted instead of being read as something it is not.
+ */
+extern void SsPageTypeError(Relation index, Page page, BlockNumber blk, uint16 types) pg_attribute_noreturn();
+
+static inline void
+SsCheckPage(Relation index, Page page, BlockNumber blk, uint16 types)
+{
+	if (PageIsNew(page) ||
+		((PageHeader) page)->pd_special != BLCKSZ - MAXALIGN(sizeof(SsPageOpaqueData)) ||
+		SsPageGetOpaque(page)->page_id != SS_PAGE_ID ||
+		(SsPageGetOpaque(page)->flags & types) == 0)
+		SsPageTypeError(index, page, blk, types);
+}
 #define SsPageContents(page) ((char *) (page) + MAXALIGN(SizeOfPageHeaderData))
 #define SS_PAGE_CAPACITY \
 	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(SsPageOpaqueData)))
@@ -212,6 +234,14 @@ typedef struct SsMetaPageData
 	uint32		lost_blocks;	/* released blocks dropped from a full free
 								 * list (zero in indexes of older builds:
 								 * PageInit zeroes the page) */
+	uint64		generation;		/* changes of the segment list so far: every
+								 * fold or merge adds one and stamps its new
+								 * segment with it (SsSegHeader.serial); zero
+								 * in indexes of older builds, as above */
+	FullTransactionId lost_freed;	/* the latest release point of the blocks
+									 * counted in lost_blocks (truncation
+									 * waits for it; zero: none, or an older
+									 * build) */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -243,6 +273,12 @@ typedef struct SsSegHeader
 	BlockNumber gramstart;
 	uint32		ngrampages;
 	uint32		firstexact;		/* ordinal of the first exact term */
+	/*
+	 * The metapage generation that published the segment (0: CREATE INDEX,
+	 * or an older build).  (header block, serial) names a segment for good:
+	 * a block released and reused later heads a segment of a higher serial.
+	 */
+	uint64		serial;
 } SsSegHeader;
 
 /* dictionary and directory entry (line pointer item) */
@@ -481,7 +517,15 @@ typedef struct SsQuery
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
+	char		language[32];	/* stemming language of the words */
+	bool		language_given; /* ... named by the query ("language") */
 } SsQuery;
+
+/* the boost's parts (SsBoost, ssquery.c) */
+#define SS_BOOST_POPULARITY	0.15f
+#define SS_BOOST_RATING		0.05f
+#define SS_BOOST_CATEGORY	0.15f
+#define SS_BOOST_BRAND		0.15f
 
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0
@@ -502,8 +546,11 @@ typedef struct SsTermMatch
  */
 
 /* sshandler.c */
+#define SS_TEST_PAUSE_KEY	INT64CONST(1397968979)	/* "SSPS" */
+extern void SsTestPause(const char *point);
 extern bytea *ssoptions(Datum reloptions, bool validate);
 extern const char *SsGetLanguage(Relation index);
+extern const char *SsIndexLanguage(Relation index);
 extern void SsGetWeights(Relation index, double *w);
 
 /* sstoken.c */
@@ -529,18 +576,23 @@ extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWo
 
 /* ssquery.c */
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
+extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
 extern float4 SsMaxBoost(const SsQuery *q);
+extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);
+extern Buffer SsReadPage(Relation index, BlockNumber blk, int lockmode, uint16 types,
+						 BufferAccessStrategy strategy);
 extern void SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId freed);
 extern void SsFreeCoalesce(SsMetaPage meta, bool force);
 extern int	SsFreeFind(const SsMetaPage meta, uint32 nblocks);
 extern BlockNumber SsFreeTake(SsMetaPage meta, int i, uint32 nblocks);
 extern bool SsFreeReusable(const SsMetaPage meta, int i);
-extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend);
+extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon);
+extern void SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed);
 extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
 extern Buffer SsNewBuffer(Relation index);
 extern void SsReadMeta(Relation index, SsMetaPageData *meta);
@@ -574,7 +626,7 @@ extern uint32 SsSegBuilderNDocs(SsSegBuilder *sb);
 extern Size SsSegBuilderMemory(SsSegBuilder *sb);
 typedef BlockNumber (*SsAllocRun) (void *arg, uint32 nblocks);
 extern BlockNumber SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
-									 SsAllocRun alloc, void *alloc_arg);
+									 SsAllocRun alloc, void *alloc_arg, uint64 serial);
 extern void SsSegBuilderFree(SsSegBuilder *sb);
 
 /* ssscan.c */
@@ -585,18 +637,22 @@ extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
+extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */
 extern IndexBulkDeleteResult *ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 										   IndexBulkDeleteCallback callback, void *callback_state);
 extern IndexBulkDeleteResult *ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
-extern void SsFlushPending(Relation index, bool from_insert);
+extern void SsFlushPending(Relation index, bool from_insert, bool wait);
 
 /* sscost.c */
 extern void sscostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 						   Cost *indexStartupCost, Cost *indexTotalCost,
 						   Selectivity *indexSelectivity, double *indexCorrelation,
 						   double *indexPages);
+
+/* ssfunc.c */
+extern Relation SsOpenIndex(Oid indexoid, Relation *heapout);
 
 /* ssvalidate.c */
 extern bool ssvalidate(Oid opclassoid);

@@ -11,11 +11,13 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
@@ -24,9 +26,11 @@
 #include "utils/hsearch.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "shop.h"
@@ -35,21 +39,57 @@
 PG_FUNCTION_INFO_V1(shop_search_scan);
 PG_FUNCTION_INFO_V1(shop_search_index_info);
 
-/* Open a shop_search index for reading; errors if it is anything else. */
-static Relation
-open_ss_index(Oid indexoid)
+/*
+ * SsOpenIndex: open the shop_search index indexoid and its table for a
+ * function that reads the index directly (not through an index scan the
+ * executor runs), both with AccessShareLock; the caller closes them.
+ * Refuses, before reading anything:
+ *   - an OID that names no relation: 42P01 (a regclass argument given as
+ *     a number is not checked by the cast);
+ *   - anything but a shop_search index: 42809;
+ *   - a caller without SELECT on the table: 42501 (the index holds the
+ *     table's words and values);
+ *   - a table whose row level security applies to the caller: 42501.
+ *     The index sees every row and cannot apply policies; queries with
+ *     the @@@ and <=> operators can, the executor adds the policies.
+ * The privilege checks use the current user, so a SECURITY DEFINER
+ * wrapper passes its owner's rights on: shop's public entry points are
+ * SECURITY INVOKER for that reason.
+ */
+Relation
+SsOpenIndex(Oid indexoid, Relation *heapout)
 {
-	Relation	index = index_open(indexoid, AccessShareLock);
+	Relation	index = try_relation_open(indexoid, AccessShareLock);
+	Relation	heap;
+	AclResult	aclres;
 
-	if (index->rd_indam == NULL || index->rd_indam->amgettuple != ssgettuple)
+	if (index == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", indexoid)));
+	if (index->rd_rel->relkind != RELKIND_INDEX || index->rd_indam == NULL ||
+		index->rd_indam->amgettuple != ssgettuple)
 	{
 		char	   *name = pstrdup(RelationGetRelationName(index));
 
-		index_close(index, AccessShareLock);
+		relation_close(index, AccessShareLock);
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a shop_search index", name)));
 	}
+	heap = table_open(index->rd_index->indrelid, AccessShareLock);
+	aclres = pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT);
+	if (aclres != ACLCHECK_OK)
+		aclcheck_error(aclres, OBJECT_TABLE, RelationGetRelationName(heap));
+	if (check_enable_rls(RelationGetRelid(heap), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row level security of table \"%s\" applies to you",
+						RelationGetRelationName(heap)),
+				 errdetail("Functions reading index \"%s\" directly would show rows the table's policies hide.",
+						   RelationGetRelationName(index)),
+				 errhint("Query the table with the @@@ and <=> operators: the policies apply to them.")));
+	*heapout = heap;
 	return index;
 }
 
@@ -76,7 +116,6 @@ shop_search_scan(PG_FUNCTION_ARGS)
 	FmgrInfo	dummy;
 	TupleTableSlot *slot;
 	int			n = 0;
-	AclResult	aclres;
 
 	if (lim < 1 || lim > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
 		ereport(ERROR,
@@ -85,11 +124,8 @@ shop_search_scan(PG_FUNCTION_ARGS)
 				 errdetail("lim is %d; it must be between 1 and %d.", lim,
 						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
 	InitMaterializedSRF(fcinfo, 0);
-	index = open_ss_index(indexoid);
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
-	aclres = pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT);
-	if (aclres != ACLCHECK_OK)
-		aclcheck_error(aclres, OBJECT_TABLE, RelationGetRelationName(heap));
+	index = SsOpenIndex(indexoid, &heap);
+	SsCheckQueryLanguage(index, DatumGetJsonbP(query));
 
 	memset(&dummy, 0, sizeof(dummy));
 	dummy.fn_oid = InvalidOid;
@@ -134,7 +170,8 @@ shop_search_scan(PG_FUNCTION_ARGS)
 Datum
 shop_search_index_info(PG_FUNCTION_ARGS)
 {
-	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsMetaPageData meta;
 	StringInfoData buf;
 	uint64		freeblocks = 0;
@@ -152,6 +189,7 @@ shop_search_index_info(PG_FUNCTION_ARGS)
 	for (uint32 i = 0; i < meta.nsegments; i++)
 		appendStringInfo(&buf, "%s%u", i ? ", " : "", meta.segments[i].ndocs);
 	appendStringInfoString(&buf, "]}");
+	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
@@ -241,7 +279,8 @@ PG_FUNCTION_INFO_V1(shop_search_suggest_word);
 Datum
 shop_search_suggest_word(PG_FUNCTION_ARGS)
 {
-	Relation	index = open_ss_index(PG_GETARG_OID(0));
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	text	   *t = PG_GETARG_TEXT_PP(1);
 	char		word[SS_MAX_TERM_LEN + 8];
 	int			len = SsFoldWord(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), word, sizeof(word));
@@ -249,6 +288,7 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	Suggest		sg;
 	BlockNumber blk;
 
+	table_close(heap, NoLock);	/* locked until the transaction ends */
 	if (len == 0 || strchr(word, ' ') != NULL)
 	{
 		index_close(index, AccessShareLock);
@@ -271,11 +311,10 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	blk = meta.pending_head;
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 		Page		page;
 		PendFind	pf = {word, len, false};
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page) && !pf.found; off++)
 		{
@@ -315,6 +354,199 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	if (sg.besttypos < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(sg.best));
+}
+
+/* ---- the words an index knows ---- */
+
+typedef struct KnownScan
+{
+	SsQuery    *q;
+	bool	   *known;
+} KnownScan;
+
+/* the first dictionary term at or after a word: does it begin with it? */
+typedef struct FirstTerm
+{
+	const SsQWord *w;
+	bool		seen;
+	bool		begins;
+} FirstTerm;
+
+static bool
+first_term_stop(void *arg, const SsDictItem *it)
+{
+	return ((FirstTerm *) arg)->seen;
+}
+
+static void
+first_term_cb(void *arg, const SsDictItem *it)
+{
+	FirstTerm  *ft = (FirstTerm *) arg;
+
+	ft->seen = true;
+	ft->begins = it->len >= ft->w->len && memcmp(it->term, ft->w->exact, ft->w->len) == 0;
+}
+
+static void
+known_pend_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	KnownScan  *ks = (KnownScan *) arg;
+
+	for (int i = 0; i < ks->q->nwords; i++)
+	{
+		int			typos;
+		float4		factor;
+
+		if (!ks->known[i] && SsMatchTerm(&ks->q->words[i], term, len, false, &typos, &factor))
+			ks->known[i] = true;
+	}
+}
+
+/*
+ * The words of q the index knows: the word itself, its stem or the exact
+ * term spelled like its stem is in some segment's dictionary, a term
+ * begins with it (a prefix word), or a live pending document holds a term
+ * matching it without typos.
+ */
+static void
+known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
+{
+	KnownScan	ks = {q, known};
+
+	for (uint32 s = 0; s < meta->nsegments; s++)
+	{
+		SsSegHeader hdr;
+
+		SsReadSegHeader(index, meta->segments[s].header, &hdr);
+		for (int i = 0; i < q->nwords; i++)
+		{
+			SsQWord    *w = &q->words[i];
+			int			stemlen = strlen(w->stem);
+			SsDictItem	it;
+
+			if (known[i])
+				continue;
+			if (SsDictLookup(index, &hdr, w->exact, w->len, &it) ||
+				SsDictLookup(index, &hdr, w->stem, stemlen, &it) ||
+				SsDictLookup(index, &hdr, w->stem + 1, stemlen - 1, &it))
+				known[i] = true;
+			else if (w->prefix)
+			{
+				/* the first term at or after the word: does it begin with it? */
+				FirstTerm	ft = {w, false, false};
+
+				SsDictScanRange(index, &hdr, w->exact, w->len, first_term_cb, &ft, first_term_stop);
+				known[i] = ft.begins;
+			}
+		}
+	}
+	for (BlockNumber blk = meta->pending_head; blk != InvalidBlockNumber;)
+	{
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
+		Page		page = BufferGetPage(buf);
+
+		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+		{
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, PageGetItemId(page, off));
+
+			if (!(it->doc.flags & SS_DOC_DEAD))
+				SsPendItemTerms(it, known_pend_cb, &ks);
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/*
+ * shop._search_no_typos(index regclass, query jsonb) -> jsonb: the query
+ * with the words the index knows (exactly, by stem, or as a prefix) added
+ * to its "no_typos" list.  shop's API asks this so that a correctly
+ * spelled word is not widened to its neighbours ("cable" does not find
+ * "table") while a word the catalog does not know still finds its
+ * corrections; the rule itself (ssquery.c) depends on nothing but the
+ * query and the row.
+ */
+PG_FUNCTION_INFO_V1(shop_search_no_typos);
+
+Datum
+shop_search_no_typos(PG_FUNCTION_ARGS)
+{
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	Jsonb	   *query = PG_GETARG_JSONB_P(1);
+	SsMetaPageData meta;
+	SsQuery    *q;
+	bool	   *known;
+	StringInfoData buf;
+	Jsonb	   *add;
+	Jsonb	   *base = query;
+	JsonbValue *old;
+	int			n = 0;
+
+	table_close(heap, NoLock);	/* locked until the transaction ends */
+	SsReadMeta(index, &meta);
+	if (SsQueryLanguage(query) != NULL &&
+		strcmp(SsQueryLanguage(query), meta.language) != 0)
+	{
+		/* words in another language: the vocabulary says nothing of them */
+		index_close(index, AccessShareLock);
+		PG_RETURN_JSONB_P(query);
+	}
+	q = SsParseQuery(query, meta.language);
+	known = palloc0(sizeof(bool) * Max(q->nwords, 1));
+	known_words(index, &meta, q, known);
+	index_close(index, AccessShareLock);
+
+	/* the query as an object, its no_typos list extended */
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	if (JB_ROOT_IS_SCALAR(query))
+	{
+		JsonbValue	sv;
+
+		/* a bare string is {"q": string} */
+		JsonbExtractScalar(&query->root, &sv);
+		appendStringInfoString(&buf, "\"q\": ");
+		escape_json(&buf, pnstrdup(sv.val.string.val, sv.val.string.len));
+		appendStringInfoString(&buf, ", ");
+		base = NULL;
+	}
+	appendStringInfoString(&buf, "\"no_typos\": [");
+	if (base && (old = getKeyJsonValueFromContainer(&query->root, "no_typos", 8, NULL)) != NULL)
+	{
+		/* keep the words listed already */
+		if (old->type == jbvString)
+		{
+			escape_json(&buf, pnstrdup(old->val.string.val, old->val.string.len));
+			n++;
+		}
+		else if (old->type == jbvBinary)
+		{
+			JsonbIterator *it = JsonbIteratorInit(old->val.binary.data);
+			JsonbValue	e;
+			JsonbIteratorToken tok;
+
+			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+				if (tok == WJB_ELEM && e.type == jbvString)
+				{
+					if (n++ > 0)
+						appendStringInfoString(&buf, ", ");
+					escape_json(&buf, pnstrdup(e.val.string.val, e.val.string.len));
+				}
+		}
+	}
+	for (int i = 0; i < q->nwords; i++)
+		if (known[i])
+		{
+			if (n++ > 0)
+				appendStringInfoString(&buf, ", ");
+			escape_json(&buf, q->words[i].exact);
+		}
+	appendStringInfoString(&buf, "]}");
+	add = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	if (base == NULL)
+		PG_RETURN_JSONB_P(add);
+	PG_RETURN_DATUM(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(base), JsonbPGetDatum(add)));
 }
 
 /* shop._search_fold(value text) -> text: folded words joined by spaces. */
@@ -462,10 +694,8 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 			   *vmall;
 
 	InitMaterializedSRF(fcinfo, 0);
-	index = open_ss_index(PG_GETARG_OID(0));
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
-	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(heap));
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	SsCheckQueryLanguage(index, PG_GETARG_JSONB_P(1));
 	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
 	nheap = RelationGetNumberOfBlocks(heap);
 	vmknown = palloc0(nheap / 8 + 1);

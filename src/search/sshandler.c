@@ -9,7 +9,9 @@
  *   weight_brand        ... of the brand field, default 2
  *   weight_description  ... of the description field, default 1
  * Weights are read at query time, so ALTER INDEX ... SET changes ranking
- * without a rebuild; language is fixed at build (stems are stored).
+ * without a rebuild; language is fixed at build (stems are stored): the
+ * build writes it into the metapage, and inserts and queries stem with
+ * that one, so a changed reloption takes effect at the next REINDEX.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +19,9 @@
 
 #include "access/reloptions.h"
 #include "commands/vacuum.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/rel.h"
 
 #include "shop.h"
@@ -73,7 +78,13 @@ ssoptions(Datum reloptions, bool validate)
 									  sizeof(SsOptions), ss_relopt_tab, lengthof(ss_relopt_tab));
 }
 
-/* SsGetLanguage: the index's stemmer language. */
+/*
+ * SsGetLanguage: the stemmer language of the index's reloptions, which a
+ * build (CREATE INDEX, REINDEX) writes into the metapage.  Everything
+ * else stems with the metapage's language (SsIndexLanguage): changing the
+ * reloption with ALTER INDEX takes effect at the next REINDEX, as BRIN's
+ * pages_per_range does.
+ */
 const char *
 SsGetLanguage(Relation index)
 {
@@ -82,6 +93,27 @@ SsGetLanguage(Relation index)
 	if (opts == NULL || opts->language_offset == 0)
 		return "english";
 	return (const char *) opts + opts->language_offset;
+}
+
+/*
+ * SsIndexLanguage: the language the index was built with (its metapage),
+ * which inserts stem with as queries do.  Cached in the relcache entry
+ * (rd_amcache): a build gives the index a new relfilenode, which
+ * invalidates the entry.  Returns a palloc'd copy.
+ */
+const char *
+SsIndexLanguage(Relation index)
+{
+	if (index->rd_amcache == NULL)
+	{
+		SsMetaPageData meta;
+
+		SsReadMeta(index, &meta);
+		meta.language[sizeof(meta.language) - 1] = '\0';
+		index->rd_amcache = MemoryContextStrdup(index->rd_indexcxt, meta.language);
+	}
+	/* a copy: an invalidation while the caller works would free the cache */
+	return pstrdup((const char *) index->rd_amcache);
 }
 
 /* SsGetWeights: the three field weights into w[]. */
@@ -93,6 +125,33 @@ SsGetWeights(Relation index, double *w)
 	w[0] = opts ? opts->weight_title : 3.0;
 	w[1] = opts ? opts->weight_brand : 2.0;
 	w[2] = opts ? opts->weight_description : 1.0;
+}
+
+/*
+ * SsTestPause: a pause point for tests of concurrency (PostgreSQL 15 has
+ * no injection points).  When shop.search_test_pause (superuser only)
+ * names this point, the backend waits for a share lock on the advisory
+ * lock SS_TEST_PAUSE_KEY, which a controlling session holds with
+ * pg_advisory_lock(1397968979): isolation specs see the backend as
+ * blocked by that session, run other steps meanwhile, then release it
+ * with pg_advisory_unlock.  Callers hold no buffer lock and no
+ * shop_search heavyweight lock here.  The points:
+ *
+ *   bulkdelete-page  ambulkdelete, after each document page it processed
+ *   scan-meta        an index scan, after it read the metapage and before
+ *                    it reads anything the metapage points to
+ */
+void
+SsTestPause(const char *point)
+{
+	LOCKTAG		tag;
+
+	if (shop_search_test_pause == NULL || strcmp(shop_search_test_pause, point) != 0)
+		return;
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (SS_TEST_PAUSE_KEY >> 32),
+						 (uint32) SS_TEST_PAUSE_KEY, 1);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
 }
 
 /*

@@ -14,8 +14,13 @@
  */
 #include "postgres.h"
 
+#include "access/nbtxlog.h"
+#include "access/xlog.h"
+#include "access/xloginsert.h"
+#include "lib/stringinfo.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "ssearch.h"
@@ -32,6 +37,63 @@ SsInitPage(Page page, uint16 flags)
 	op->flags = flags;
 	op->count = 0;
 	op->page_id = SS_PAGE_ID;
+}
+
+/* the names of the page types in mask, for errors */
+static char *
+page_type_names(uint16 types)
+{
+	static const char *const names[] = {
+		"metapage", "segment header", "document", "directory", "dictionary",
+		"posting", "pending", "skip", "norm", "trigram directory", "trigram"
+	};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < (int) lengthof(names); i++)
+		if (types & (1 << i))
+			appendStringInfo(&buf, "%s%s", buf.len ? " or " : "", names[i]);
+	if (buf.len == 0)
+		appendStringInfoString(&buf, "no known type");
+	return buf.data;
+}
+
+/*
+ * SsPageTypeError: the error of SsCheckPage (ssearch.h): block blk of
+ * index is not a shop_search page of one of the types in the mask.
+ */
+void
+SsPageTypeError(Relation index, Page page, BlockNumber blk, uint16 types)
+{
+	bool		ours = !PageIsNew(page) &&
+		((PageHeader) page)->pd_special == BLCKSZ - MAXALIGN(sizeof(SsPageOpaqueData)) &&
+		SsPageGetOpaque(page)->page_id == SS_PAGE_ID;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has an unexpected page at block %u",
+					RelationGetRelationName(index), blk),
+			 errdetail("A %s page was expected; the block holds %s.", page_type_names(types),
+					   PageIsNew(page) ? "an empty page" :
+					   ours ? psprintf("a %s page", page_type_names(SsPageGetOpaque(page)->flags)) :
+					   "no shop_search page"),
+			 errhint("REINDEX the index.")));
+}
+
+/*
+ * SsReadPage: block blk of index, pinned and locked in lockmode
+ * (BUFFER_LOCK_SHARE or _EXCLUSIVE), checked to be one of the page types
+ * in the mask.  The caller releases it with UnlockReleaseBuffer.
+ */
+Buffer
+SsReadPage(Relation index, BlockNumber blk, int lockmode, uint16 types,
+		   BufferAccessStrategy strategy)
+{
+	Buffer		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+
+	LockBuffer(buf, lockmode);
+	SsCheckPage(index, BufferGetPage(buf), blk, types);
+	return buf;
 }
 
 /*
@@ -151,6 +213,15 @@ SsFreeCoalesce(SsMetaPage meta, bool force)
 	free_join(meta, true, force);
 }
 
+/* remember the latest release point of blocks lost to a full list */
+static void
+lost_freed_note(SsMetaPage meta, FullTransactionId freed)
+{
+	if (!FullTransactionIdIsValid(meta->lost_freed) ||
+		FullTransactionIdFollows(freed, meta->lost_freed))
+		meta->lost_freed = freed;
+}
+
 /*
  * SsFreeAdd: record a run of released blocks in the metapage.  It joins
  * an adjacent run released at the same point; other neighbours are joined
@@ -218,9 +289,11 @@ SsFreeAdd(SsMetaPage meta, BlockNumber start, uint32 nblocks, FullTransactionId 
 			if (nblocks <= meta->free[smallest].nblocks)
 			{
 				meta->lost_blocks += nblocks;
+				lost_freed_note(meta, freed);
 				return;
 			}
 			meta->lost_blocks += meta->free[smallest].nblocks;
+			lost_freed_note(meta, meta->free[smallest].freed);
 			free_remove(meta, smallest);
 		}
 		/* the list changed: add the run afresh (it may join a neighbour now) */
@@ -277,13 +350,16 @@ SsFreeTake(SsMetaPage meta, int i, uint32 nblocks)
 /*
  * SsFreeTruncate: drop from the list every block at or past newend (which
  * must all be free and reusable: the caller checked) and return how many
- * blocks that was.
+ * blocks that was; *horizon (if not NULL) becomes the latest release
+ * point among them (invalid when none).
  */
 uint32
-SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
+SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon)
 {
 	uint32		dropped = 0;
 
+	if (horizon)
+		*horizon = InvalidFullTransactionId;
 	free_normalize(meta);
 	while (meta->nfree > 0)
 	{
@@ -291,6 +367,9 @@ SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
 
 		if (r->start + r->nblocks <= newend)
 			break;
+		if (horizon && (!FullTransactionIdIsValid(*horizon) ||
+						FullTransactionIdFollows(r->freed, *horizon)))
+			*horizon = r->freed;
 		if (r->start >= newend)
 		{
 			dropped += r->nblocks;
@@ -304,6 +383,54 @@ SsFreeTruncate(SsMetaPage meta, BlockNumber newend)
 		}
 	}
 	return dropped;
+}
+
+/*
+ * SsLogReuse: before released blocks are written again (blk, the first of
+ * them, reused for a new pending page or segment) or truncated away,
+ * make a hot standby cancel the queries that may still read them.
+ *
+ * On the primary a block released at "freed" is reused only when no
+ * snapshot has an xmin at or before it (SsFreeReusable).  A standby's
+ * snapshots do not hold back the primary unless hot_standby_feedback is
+ * on, so without it a standby query that read the metapage before the
+ * release could read the block after the reuse was replayed.  Generic
+ * WAL raises no recovery conflict, and a custom resource manager would
+ * make every standby need shop preloaded to replay at all; instead we log
+ * the record nbtree logs when it recycles a page, XLOG_BTREE_REUSE_PAGE,
+ * whose redo does nothing but ResolveRecoveryConflictWithSnapshot on its
+ * horizon for its relation: it cancels (after max_standby_streaming_delay)
+ * the standby queries whose xmin is at or before "freed", the very test
+ * the primary applies, and touches no page.  With hot_standby_feedback the
+ * primary does not reuse before such queries end, so none is cancelled.
+ * Nothing is logged without WAL or below wal_level replica.
+ */
+void
+SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed)
+{
+	xl_btree_reuse_page xlrec;
+
+	if (!RelationNeedsWAL(index) || !XLogStandbyInfoActive() ||
+		!FullTransactionIdIsValid(freed))
+		return;
+	memset(&xlrec, 0, sizeof(xlrec));
+#if PG_VERSION_NUM >= 160000
+	xlrec.locator = index->rd_locator;
+	xlrec.block = blk;
+	xlrec.snapshotConflictHorizon = freed;
+	xlrec.isCatalogRel = false;
+#elif PG_VERSION_NUM >= 140000
+	xlrec.node = index->rd_node;
+	xlrec.block = blk;
+	xlrec.latestRemovedFullXid = freed;
+#else
+	xlrec.node = index->rd_node;
+	xlrec.block = blk;
+	xlrec.latestRemovedXid = XidFromFullTransactionId(freed);
+#endif
+	XLogBeginInsert();
+	XLogRegisterData((char *) &xlrec, SizeOfBtreeReusePage);
+	XLogInsert(RM_BTREE_ID, XLOG_BTREE_REUSE_PAGE);
 }
 
 /* SsSegmentBlocks: how many blocks a segment spans, header included. */
@@ -345,6 +472,8 @@ SsReadMeta(Relation index, SsMetaPageData *meta)
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
 	memcpy(meta, SsPageGetMeta(page), sizeof(SsMetaPageData));
+	if (meta->magic == SS_MAGIC)
+		SsCheckPage(index, page, SS_METAPAGE_BLKNO, SS_PAGE_META);
 	UnlockReleaseBuffer(buf);
 	if (meta->magic != SS_MAGIC)
 		ereport(ERROR,
@@ -358,22 +487,23 @@ SsReadMeta(Relation index, SsMetaPageData *meta)
 				 errhint("REINDEX the index.")));
 }
 
+/* SsReadSegHeader: a copy of the header of the segment starting at blk. */
 void
 SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr)
 {
-	Buffer		buf = ReadBuffer(index, blk);
+	Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_SEGHDR, NULL);
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(hdr, SsPageContents(BufferGetPage(buf)), sizeof(SsSegHeader));
 	UnlockReleaseBuffer(buf);
 }
 
+/* SsReadDoc: a copy of document docid of a segment. */
 void
 SsReadDoc(Relation index, const SsSegHeader *hdr, uint32 docid, SsDoc *doc)
 {
-	Buffer		buf = ReadBuffer(index, hdr->docstart + docid / SS_DOCS_PER_PAGE);
+	Buffer		buf = SsReadPage(index, hdr->docstart + docid / SS_DOCS_PER_PAGE,
+								 BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(doc, (SsDoc *) SsPageContents(BufferGetPage(buf)) + docid % SS_DOCS_PER_PAGE,
 		   sizeof(SsDoc));
 	UnlockReleaseBuffer(buf);
@@ -427,12 +557,11 @@ dict_block_for(Relation index, const SsSegHeader *hdr, const char *term, int len
 
 	for (uint32 i = 0; i < hdr->ndirpages; i++)
 	{
-		Buffer		buf = ReadBuffer(index, hdr->dirstart + i);
+		Buffer		buf = SsReadPage(index, hdr->dirstart + i, BUFFER_LOCK_SHARE, SS_PAGE_DIR, NULL);
 		Page		page;
 		OffsetNumber off;
 		bool		stop = false;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		off = page_floor(page, term, len);
 		if (off != InvalidOffsetNumber)
@@ -467,8 +596,7 @@ SsDictLookup(Relation index, const SsSegHeader *hdr, const char *term, int len,
 
 	if (blk == InvalidBlockNumber)
 		return false;
-	buf = ReadBuffer(index, blk);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_DICT, NULL);
 	page = BufferGetPage(buf);
 	off = page_floor(page, term, len);
 	if (off != InvalidOffsetNumber)
@@ -501,14 +629,13 @@ SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fr
 		return;
 	for (; blk < hdr->dictstart + hdr->ndictpages; blk++)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_DICT, NULL);
 		Page		page;
 		OffsetNumber maxoff;
 		int			nitems = 0;
 		char	   *items;
 		bool		done = false;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		items = palloc(BLCKSZ);
@@ -562,10 +689,12 @@ SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 
 	while (n > 0)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf;
 		uint32		pos = off;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		if (off >= SS_PAGE_CAPACITY)
+			elog(ERROR, "shop_search: posting offset %u out of range", off);
+		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
 		memcpy(local + off, SsPageContents(BufferGetPage(buf)) + off, SS_PAGE_CAPACITY - off);
 		UnlockReleaseBuffer(buf);
 		while (n > 0 && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
@@ -597,8 +726,7 @@ SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n, SsSk
 
 		if (page >= hdr->nskippages)
 			elog(ERROR, "shop_search: skip entry %u out of range", first);
-		buf = ReadBuffer(index, hdr->skipstart + page);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		buf = SsReadPage(index, hdr->skipstart + page, BUFFER_LOCK_SHARE, SS_PAGE_SKIP, NULL);
 		memcpy(out, (SsSkip *) SsPageContents(BufferGetPage(buf)) + slot, sizeof(SsSkip) * cnt);
 		UnlockReleaseBuffer(buf);
 		out += cnt;

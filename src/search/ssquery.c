@@ -20,11 +20,28 @@
  *   boost_categories [bigint, ...], boost_brands [text, ...]:
  *                    personalization, a bounded score boost
  *   typos            boolean, default true
+ *   no_typos         [text, ...] or text: words of q (folded) that get no
+ *                    typo tolerance (shop's API lists the words the
+ *                    index's vocabulary knows, _search_no_typos)
  *   prefix           boolean, default true: the last word also matches as
  *                    a prefix (unless q ends with a space)
+ *   match            "all" (default) or "any"
+ *   language         text: the Snowball language of the words; by default
+ *                    the index's, and english without an index
  *
  * Every word of q is required (AND); English function words are dropped
  * unless q has nothing else.  Any other key raises 22023.
+ *
+ * What matches (the same rule for an index scan and for the operator
+ * functions, docs/search.md "Match rules"): a document matches when it
+ * passes the filters and every slot (with "match": "any", one) has an
+ * alternative whose every word matches one of the document's terms by
+ * SsMatchTerm (sstypo.c): the word itself, its stem, the exact term
+ * spelled like its stem, any longer term it begins (the last word, with
+ * prefix on), or, with typos on and the word not in no_typos, any term
+ * within its typo budget.  Nothing here depends on which other terms
+ * exist: the index expands each word into exactly the terms this rule
+ * accepts (ssscan.c), so both paths agree row for row.
  *
  *-------------------------------------------------------------------------
  */
@@ -229,13 +246,17 @@ SsParseQuery(Jsonb *jb, const char *language)
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
-		"prefix", "match", NULL
+		"prefix", "match", "language", "no_typos", NULL
 	};
+	WordList	notypo;
 
 	q->typos = true;
 	q->prefix = true;
 	q->ncats = -1;				/* -1: no such filter */
 	q->nbrands = -1;
+	strlcpy(q->language, language, sizeof(q->language));
+	memset(&notypo, 0, sizeof(notypo));
+	notypo.max = SS_MAX_QUERY_WORDS * 4;
 
 	if (JB_ROOT_IS_SCALAR(jb))
 	{
@@ -264,7 +285,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 						ok = true;
 				if (!ok)
 					bad_query("unknown search query key",
-							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, prefix, match.", k));
+							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, prefix, match, language.", k));
 			}
 		}
 		v = get_key(jb, "q");
@@ -293,6 +314,33 @@ SsParseQuery(Jsonb *jb, const char *language)
 			q->typos = jbv_bool(v, "typos");
 		if ((v = get_key(jb, "prefix")) != NULL)
 			q->prefix = jbv_bool(v, "prefix");
+		if ((v = get_key(jb, "language")) != NULL && v->type != jbvNull)
+		{
+			char	   *lang;
+
+			if (v->type != jbvString || v->val.string.len >= (int) sizeof(q->language))
+				bad_query("malformed search query", "language must be the name of a Snowball stemmer.");
+			lang = pnstrdup(v->val.string.val, v->val.string.len);
+			ShopGetStemmer(lang);	/* 22023 for an unknown one */
+			strlcpy(q->language, lang, sizeof(q->language));
+			q->language_given = true;
+		}
+		if ((v = get_key(jb, "no_typos")) != NULL && v->type != jbvNull)
+		{
+			List	   *l = jbv_elems(v);
+			ListCell   *lc;
+
+			if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+				bad_query("malformed search query", "no_typos must be a string or an array of strings.");
+			foreach(lc, l)
+			{
+				JsonbValue *e = (JsonbValue *) lfirst(lc);
+
+				if (e->type != jbvString)
+					bad_query("malformed search query", "no_typos must be a string or an array of strings.");
+				SsTokenize(e->val.string.val, e->val.string.len, 0, word_list_cb, &notypo);
+			}
+		}
 		if ((v = get_key(jb, "match")) != NULL)
 		{
 			if (v->type == jbvString && v->val.string.len == 3 &&
@@ -438,7 +486,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 			slot->alts = palloc0(sizeof(SsQAlt));
 			slot->alts[0].first = q->nwords;
 			slot->alts[0].nwords = 1;
-			fill_word(&q->words[q->nwords], words.w[i], language,
+			fill_word(&q->words[q->nwords], words.w[i], q->language,
 					  lastprefix && i == nw - 1);
 			q->words[q->nwords].slot = nslots;
 			q->words[q->nwords].alt = 0;
@@ -461,7 +509,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 				slot->alts[a].nwords = p->n;
 				for (int k = 0; k < p->n; k++)
 				{
-					fill_word(&q->words[q->nwords], p->w[k], language, false);
+					fill_word(&q->words[q->nwords], p->w[k], q->language, false);
 					q->words[q->nwords].slot = nslots;
 					q->words[q->nwords].alt = a;
 					q->nwords++;
@@ -473,9 +521,31 @@ SsParseQuery(Jsonb *jb, const char *language)
 		nslots++;
 	}
 	(void) ngroupsused;
+	/* words listed in no_typos match without typos */
+	for (int i = 0; i < q->nwords; i++)
+		for (int k = 0; k < notypo.n; k++)
+			if (strcmp(q->words[i].exact, notypo.w[k]) == 0)
+				q->words[i].maxtypos = 0;
 	q->nslots = nslots;
 	q->nrequired = nslots;
 	return q;
+}
+
+/*
+ * SsQueryLanguage: the language a query names ("language"), NULL when it
+ * names none (or is not an object); not validated here.
+ */
+const char *
+SsQueryLanguage(Jsonb *jb)
+{
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	v = get_key(jb, "language");
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
 /* SsDocPassesFilters: the filters of q against a document's stored values. */
@@ -510,35 +580,58 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 	return true;
 }
 
+/*
+ * The boost.  SsBoost is the business and personal multiplier of a
+ * document's text score, between 1 and 1.5: popularity (log-scaled
+ * against the most popular document: inv_log_maxpop is 1 / log1p(max
+ * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
+ * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
+ * brand SS_BOOST_BRAND.  Bounded, so text relevance decides.  A NaN
+ * rating counts as the highest, as PostgreSQL orders NaN above every
+ * number (and as the rating_min filter treats it).
+ *
+ * SsBoostBound is the largest boost of any document whose logpop is at
+ * most logpop; ranked scans prune with it (ssscan.c: documents are
+ * numbered most popular first), so it must stay an upper bound of
+ * SsBoost: both are written from the same constants, here.
+ */
+float4
+SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
+{
+	float4		b = 1.0f + SS_BOOST_RATING;
+
+	if (inv_log_maxpop > 0)
+		b += SS_BOOST_POPULARITY * Min(1.0f, logpop * inv_log_maxpop);
+	if (q->nboost_cats > 0)
+		b += SS_BOOST_CATEGORY;
+	if (q->nboost_brands > 0)
+		b += SS_BOOST_BRAND;
+	return b;
+}
+
 /* SsMaxBoost: the largest multiplier SsBoost can give under q. */
 float4
 SsMaxBoost(const SsQuery *q)
 {
-	return 1.2f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
+	return SsBoostBound(q, 1.0f, 1.0f);
 }
 
-/*
- * SsBoost: the business and personal multiplier of a document's text
- * score, between 1 and 1.5: popularity (log-scaled against the most
- * popular document: inv_log_maxpop is 1 / log1p(max popularity), 0 for
- * none) up to +0.15, rating up to +0.05, a preferred category
- * +0.15 and a preferred brand +0.15.  Bounded, so text relevance decides.
- */
 float4
 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 {
 	float4		b = 1.0f;
 
 	if (inv_log_maxpop > 0)
-		b += 0.15f * Min(1.0f, doc->logpop * inv_log_maxpop);
+		b += SS_BOOST_POPULARITY * Min(1.0f, doc->logpop * inv_log_maxpop);
 	if (doc->flags & SS_DOC_HAS_RATING)
-		b += 0.05f * Min(1.0f, Max(0.0f, doc->rating / 5.0f));
+		b += SS_BOOST_RATING * (isnan(doc->rating) ? 1.0f :
+								Min(1.0f, Max(0.0f, doc->rating / 5.0f)));
 	if (q->nboost_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->boost_cats, q->nboost_cats, sizeof(int64), cmp_int64))
-		b += 0.15f;
+		b += SS_BOOST_CATEGORY;
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
-		b += 0.15f;
+		b += SS_BOOST_BRAND;
 	return b;
 }
 
@@ -637,14 +730,15 @@ eval_on_doc(FunctionCallInfo fcinfo, double *score, int *typos, int *missing)
 	SsQuery    *q = SsParseQuery(jb, "english");
 	SsDocData	d;
 
-	SsDocFromDatum(doc, "english", &d);
+	SsDocFromDatum(doc, q->language, &d);
 	return doc_matches(q, &d, score, typos, missing);
 }
 
 /*
  * shop.search_match(doc shop.search_doc, query jsonb) -> bool, the @@@
  * operator: does the document match the query (words and filters)?
- * Without an index the stemming language is english.
+ * Without an index the stemming language is the query's, english by
+ * default.
  */
 Datum
 shop_search_match(PG_FUNCTION_ARGS)

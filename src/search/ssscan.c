@@ -8,11 +8,15 @@
  * Evaluation, per query:
  *   1. Expansion.  Each query word is looked up in every segment's
  *      dictionary as itself and as its stem; the last word also collects
- *      up to SS_MAX_PREFIX_TERMS completions (most frequent first); words
- *      of 5+ characters collect the dictionary terms within their typo
- *      budget (sstypo.c).  Pending documents contribute the terms they
- *      hold.  Every expansion term knows which query words it matches,
- *      with how many typos and which score factor.
+ *      every completion (a dictionary range); words with a typo budget
+ *      collect every dictionary term within it (candidates from the
+ *      trigram map, sstypo.c).  Pending documents contribute the terms
+ *      they hold.  Every expansion term knows which query words it
+ *      matches (SsMatchTerm), with how many typos and which score factor.
+ *      The expansion of a word is exactly the set of terms the match rule
+ *      of ssquery.c accepts, nothing capped, nothing depending on which
+ *      other terms exist: an index scan matches the rows the operator
+ *      functions match.
  *   2. Scoring, segment by segment, SS_WINDOW docids at a time and term at
  *      a time inside a window: a posting's BM25F contribution is
  *      idf(term) * tf'(k1+1)/(tf'+k1), tf' the field-weighted,
@@ -46,7 +50,10 @@
  * last one handed out, with the collection statistics (and which words
  * needed typo expansion) frozen at the first evaluation: every row keeps
  * its distance, so nothing is repeated or lost even while rows are added.
- * Bitmap scans keep every match.
+ * A batch holds at most what work_mem holds (batch_cap); plain index scans
+ * without ORDER BY use the same batches.  Bitmap scans put every match
+ * into the executor's bitmap as they find it (no scores), which work_mem
+ * bounds by going lossy.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,11 +73,7 @@
 #include "shop.h"
 #include "ssearch.h"
 
-#define SS_MAX_PREFIX_TERMS		50
-#define SS_MAX_PREFIX_SCAN		5000
-#define SS_MAX_TYPO_TERMS		64	/* per query word and segment */
 #define SS_FIRST_BATCH			64
-#define SS_MAX_MATCHES			6
 #define SS_NORM_TABLE			256
 
 /*
@@ -107,7 +110,6 @@ typedef struct SsFrozen
 	float4		max_popularity;
 	int			nwords;
 	double	   *widf;
-	bool	   *found;			/* words the vocabulary knew: no typo expansion */
 } SsFrozen;
 
 typedef struct Exp
@@ -116,7 +118,8 @@ typedef struct Exp
 	int			len;
 	uint32		df;				/* over all segments and pending */
 	int			nm;
-	SsTermMatch m[SS_MAX_MATCHES];
+	SsTermMatch *m;				/* the query words it matches */
+	struct SegState *lastseg;	/* the last segment it was added to */
 } Exp;
 
 /*
@@ -159,6 +162,9 @@ typedef struct SegState
 	int			nexp;
 	int			maxexp;
 	SegExp	   *exps;
+	struct WordCursors *wc;		/* per query word, during eval_segment */
+	struct WinBound *wb;		/* per query word and window, see window_bounds */
+	uint32		nwin;
 } SegState;
 
 typedef struct PendDoc
@@ -187,8 +193,10 @@ typedef struct Eval
 	bool		have_after;		/* keep only results ordered after "after" */
 	SsResult	after;
 	SsFrozen   *frozen;			/* statistics shared by re-evaluations */
-	bool	   *found;			/* per query word: in the vocabulary */
 	double	   *widf;			/* per query word: idf of all its expansions */
+	/* bitmap scans: every match's TID goes here, not to res (topk 0 only) */
+	TIDBitmap  *tbm;
+	int64		ntbm;
 	/* facets: every match's document is copied here too (topk 0 only) */
 	bool		collect;
 	SsDoc	   *docs;
@@ -358,13 +366,17 @@ exp_get(Eval *ev, const char *term, int len, bool *isnew)
 		e->len = len;
 		e->df = 0;
 		e->nm = 0;
-		for (int i = 0; i < ev->q->nwords && e->nm < SS_MAX_MATCHES; i++)
+		e->m = NULL;
+		e->lastseg = NULL;
+		for (int i = 0; i < ev->q->nwords; i++)
 		{
 			int			typos;
 			float4		factor;
 
 			if (SsMatchTerm(&ev->q->words[i], e->term, len, ev->q->typos, &typos, &factor))
 			{
+				if (e->m == NULL)
+					e->m = palloc(sizeof(SsTermMatch) * ev->q->nwords);
 				e->m[e->nm].qword = i;
 				e->m[e->nm].typos = typos;
 				e->m[e->nm].factor = factor;
@@ -382,11 +394,9 @@ seg_add_exp(Eval *ev, SegState *s, const char *term, int len, const SsDictItem *
 	bool		isnew;
 	Exp		   *e = exp_get(ev, term, len, &isnew);
 
-	if (e->nm == 0)
-		return;
-	for (int i = 0; i < s->nexp; i++)
-		if (s->exps[i].e == e)
-			return;				/* found twice (exact and prefix) */
+	if (e->nm == 0 || e->lastseg == s)
+		return;					/* no match, or found twice (exact and prefix) */
+	e->lastseg = s;
 	if (s->nexp >= s->maxexp)
 	{
 		s->maxexp *= 2;
@@ -410,10 +420,6 @@ typedef struct RangeScan
 	SegState   *seg;
 	const SsQWord *w;			/* prefix scan: the word */
 	int			scanned;
-	/* collected candidates */
-	int			n;
-	int			max;
-	SsDictItem **items;
 } RangeScan;
 
 static bool
@@ -421,55 +427,29 @@ prefix_stop(void *arg, const SsDictItem *it)
 {
 	RangeScan  *rs = (RangeScan *) arg;
 
-	if (++rs->scanned > SS_MAX_PREFIX_SCAN)
-		return true;
+	rs->scanned++;
 	return it->len < rs->w->len || memcmp(it->term, rs->w->exact, rs->w->len) != 0;
 }
 
 static void
-collect_cb(void *arg, const SsDictItem *it)
+prefix_cb(void *arg, const SsDictItem *it)
 {
 	RangeScan  *rs = (RangeScan *) arg;
-	SsDictItem *c = palloc(SS_DICT_ITEM_SIZE(it->len));
 
-	memcpy(c, it, SS_DICT_ITEM_SIZE(it->len));
-	if (rs->n >= rs->max)
-	{
-		rs->max *= 2;
-		rs->items = repalloc(rs->items, sizeof(SsDictItem *) * rs->max);
-	}
-	rs->items[rs->n++] = c;
-}
-
-static int
-item_df_desc(const void *a, const void *b)
-{
-	const SsDictItem *x = *(SsDictItem *const *) a;
-	const SsDictItem *y = *(SsDictItem *const *) b;
-
-	return x->df > y->df ? -1 : x->df < y->df ? 1 : 0;
+	seg_add_exp(rs->ev, rs->seg, it->term, it->len, it);
 }
 
 /*
  * Typo candidates of one query word in one segment: every exact term
  * within its typo budget, from the trigram map (sstypo.c) or, for
- * segments without one, a dictionary range.  All are collected, then the
- * SS_MAX_TYPO_TERMS with the fewest typos, then most documents, are
- * kept, so the choice does not depend on where the candidates came from.
+ * segments without one, a dictionary range.  All of them are expansions
+ * of the word: the match rule has no cap.
  */
-typedef struct TypoCand
-{
-	SsDictItem *it;
-	int			typos;
-	int			seq;			/* dictionary order, the last tie-break */
-} TypoCand;
-
 typedef struct TypoScan
 {
+	Eval	   *ev;
+	SegState   *seg;
 	const SsQWord *w;
-	int			n;
-	int			max;
-	TypoCand   *c;
 } TypoScan;
 
 static void
@@ -483,32 +463,7 @@ typo_cb(void *arg, const SsDictItem *it)
 	if (!w->prefix && abs((int) it->len - w->len) > w->maxtypos)
 		return;
 	if (SsMatchTerm(w, it->term, it->len, true, &typos, &factor) && typos > 0)
-	{
-		if (ts->n >= ts->max)
-		{
-			ts->max = Max(16, ts->max * 2);
-			ts->c = ts->c ? repalloc(ts->c, sizeof(TypoCand) * ts->max) :
-				palloc(sizeof(TypoCand) * ts->max);
-		}
-		ts->c[ts->n].it = palloc(SS_DICT_ITEM_SIZE(it->len));
-		memcpy(ts->c[ts->n].it, it, SS_DICT_ITEM_SIZE(it->len));
-		ts->c[ts->n].typos = typos;
-		ts->c[ts->n].seq = ts->n;
-		ts->n++;
-	}
-}
-
-static int
-typo_cand_cmp(const void *a, const void *b)
-{
-	const TypoCand *x = (const TypoCand *) a;
-	const TypoCand *y = (const TypoCand *) b;
-
-	if (x->typos != y->typos)
-		return x->typos - y->typos;
-	if (x->it->df != y->it->df)
-		return x->it->df > y->it->df ? -1 : 1;
-	return x->seq - y->seq;
+		seg_add_exp(ts->ev, ts->seg, it->term, it->len, it);
 }
 
 /* stop a typo scan once terms no longer start with the word's first byte */
@@ -520,12 +475,9 @@ first_byte_stop(void *arg, const SsDictItem *it)
 	return it->len == 0 || it->term[0] != ts->w->exact[0];
 }
 
-/*
- * Exact, stem and prefix expansions of every query word in one segment;
- * sets found[i] when word i (or its stem) is in the segment's vocabulary.
- */
+/* Exact, stem and prefix expansions of every query word in one segment. */
 static void
-expand_segment(Eval *ev, SegState *s, bool *found)
+expand_segment(Eval *ev, SegState *s)
 {
 	SsQuery    *q = ev->q;
 
@@ -536,38 +488,22 @@ expand_segment(Eval *ev, SegState *s, bool *found)
 		int			stemlen = strlen(w->stem);
 
 		if (SsDictLookup(ev->index, &s->hdr, w->exact, w->len, &it))
-		{
 			seg_add_exp(ev, s, w->exact, w->len, &it);
-			found[i] = true;
-		}
 		if (SsDictLookup(ev->index, &s->hdr, w->stem, stemlen, &it))
-		{
 			seg_add_exp(ev, s, w->stem, stemlen, &it);
-			found[i] = true;
-		}
 		if ((stemlen - 1 != w->len || memcmp(w->stem + 1, w->exact, w->len) != 0) &&
 			SsDictLookup(ev->index, &s->hdr, w->stem + 1, stemlen - 1, &it))
-		{
 			seg_add_exp(ev, s, w->stem + 1, stemlen - 1, &it);
-			found[i] = true;
-		}
 		if (w->prefix)
 		{
+			/* every completion: the dictionary range of terms it begins */
 			RangeScan	rs;
 
 			memset(&rs, 0, sizeof(rs));
 			rs.ev = ev;
 			rs.seg = s;
 			rs.w = w;
-			rs.max = 64;
-			rs.items = palloc(sizeof(SsDictItem *) * rs.max);
-			SsDictScanRange(ev->index, &s->hdr, w->exact, w->len, collect_cb, &rs, prefix_stop);
-			if (rs.n > 0)
-				found[i] = true;
-			if (rs.n > 1)
-				qsort(rs.items, rs.n, sizeof(SsDictItem *), item_df_desc);
-			for (int k = 0; k < rs.n && k < SS_MAX_PREFIX_TERMS; k++)
-				seg_add_exp(ev, s, rs.items[k]->term, rs.items[k]->len, rs.items[k]);
+			SsDictScanRange(ev->index, &s->hdr, w->exact, w->len, prefix_cb, &rs, prefix_stop);
 		}
 	}
 }
@@ -586,7 +522,8 @@ expand_typos(Eval *ev, SegState *s, int i)
 	SsQWord    *w = &ev->q->words[i];
 	TypoScan	ts;
 
-	memset(&ts, 0, sizeof(ts));
+	ts.ev = ev;
+	ts.seg = s;
 	ts.w = w;
 	if (!SsTypoCandidates(ev->index, &s->hdr, w, typo_cb, &ts))
 	{
@@ -599,14 +536,6 @@ expand_typos(Eval *ev, SegState *s, int i)
 		else
 			SsDictScanRange(ev->index, &s->hdr, w->exact, 1, typo_cb, &ts, first_byte_stop);
 	}
-	if (ts.n > 1)
-		qsort(ts.c, ts.n, sizeof(TypoCand), typo_cand_cmp);
-	for (int k = 0; k < ts.n && k < SS_MAX_TYPO_TERMS; k++)
-		seg_add_exp(ev, s, ts.c[k].it->term, ts.c[k].it->len, ts.c[k].it);
-	for (int k = 0; k < ts.n; k++)
-		pfree(ts.c[k].it);
-	if (ts.c)
-		pfree(ts.c);
 }
 
 /* pending documents: which terms match, and their document frequency */
@@ -633,22 +562,6 @@ pend_term_df_cb(void *arg, const char *term, int len, uint16 tf)
 }
 
 static void
-pend_found_cb(void *arg, const char *term, int len, uint16 tf)
-{
-	Eval	   *ev = (Eval *) arg;
-
-	for (int i = 0; i < ev->q->nwords; i++)
-	{
-		int			typos;
-		float4		factor;
-
-		if (!ev->found[i] &&
-			SsMatchTerm(&ev->q->words[i], term, len, false, &typos, &factor))
-			ev->found[i] = true;
-	}
-}
-
-static void
 load_pending(Eval *ev)
 {
 	BlockNumber blk = ev->meta.pending_head;
@@ -658,12 +571,11 @@ load_pending(Eval *ev)
 	ev->npend = 0;
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBuffer(ev->index, blk);
+		Buffer		buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 		Page		page;
 		OffsetNumber maxoff;
 
 		CHECK_FOR_INTERRUPTS();
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
@@ -784,6 +696,20 @@ add_result(Eval *ev, ItemPointer tid, float4 dist)
 {
 	SsResult	r;
 
+	if (ev->tbm)
+	{
+		/*
+		 * A bitmap scan: straight into the bitmap, which work_mem bounds.
+		 * With want_all (a query the index cannot evaluate) every row goes
+		 * in, for the executor to recheck.
+		 */
+		if (!isinf(dist) || ev->want_all)
+		{
+			tbm_add_tuples(ev->tbm, tid, 1, ev->want_all);
+			ev->ntbm++;
+		}
+		return;
+	}
 	r.tid = *tid;
 	r.dist = dist;
 	if (ev->have_after && res_cmp(&r, &ev->after) <= 0)
@@ -846,6 +772,7 @@ typedef struct PageCache
 {
 	Relation	index;
 	BlockNumber start;			/* first block of the area */
+	uint16		type;			/* its page type */
 	Buffer		buf;
 	uint32		page;
 	char	   *contents;
@@ -858,10 +785,11 @@ struct NormCache				/* over norm pages */
 };
 
 static inline void
-page_cache_init(PageCache *pc, Relation index, BlockNumber start)
+page_cache_init(PageCache *pc, Relation index, BlockNumber start, uint16 type)
 {
 	pc->index = index;
 	pc->start = start;
+	pc->type = type;
 	pc->buf = InvalidBuffer;
 	pc->page = 0;
 	pc->contents = NULL;
@@ -875,8 +803,8 @@ page_cache_get(PageCache *pc, uint32 p)
 	{
 		if (BufferIsValid(pc->buf))
 			UnlockReleaseBuffer(pc->buf);
-		pc->buf = ReadBuffer(pc->index, pc->start + p);
-		LockBuffer(pc->buf, BUFFER_LOCK_SHARE);
+		pc->buf = InvalidBuffer;	/* released, in case the next read fails */
+		pc->buf = SsReadPage(pc->index, pc->start + p, BUFFER_LOCK_SHARE, pc->type, NULL);
 		pc->contents = SsPageContents(BufferGetPage(pc->buf));
 		pc->page = p;
 	}
@@ -941,9 +869,9 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 		return;
 	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
-	if (!pc->filtered && pc->ev->collect)
+	if (!pc->filtered && (pc->ev->collect || pc->ev->tbm))
 	{
-		/* facets need the match set, not scores */
+		/* facets and bitmaps need the match set, not scores */
 		acc_offer(pc->target, docid, 0, pc->typos);
 		return;
 	}
@@ -1043,10 +971,9 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	}
 	while (k < n)
 	{
-		Buffer		buf = ReadBuffer(ev->index, blk);
+		Buffer		buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
 		const char *page;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = SsPageContents(BufferGetPage(buf));
 		while (k < n && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
 		{
@@ -1067,28 +994,6 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	se->ndec = n;
 	se->decoded = (int32) b;
 
-}
-
-/* does block b of se have a posting in [lo, hi)? */
-static bool
-block_has(Eval *ev, SegExp *se, uint32 b, uint32 lo, uint32 hi)
-{
-	uint32		l = 0,
-				r;
-
-	if (se->decoded != (int32) b)
-		cursor_decode(ev, se, b);
-	r = se->ndec;
-	while (l < r)				/* first posting >= lo */
-	{
-		uint32		m = (l + r) / 2;
-
-		if (se->docs[m] < lo)
-			l = m + 1;
-		else
-			r = m;
-	}
-	return l < se->ndec && se->docs[l] < hi;
 }
 
 static inline float4 score_bound(float4 tub, double idf, float4 factor);
@@ -1152,6 +1057,167 @@ score_bound(float4 tub, double idf, float4 factor)
 }
 
 /*
+ * Word cursors.  A word may have thousands of expansions (every completion
+ * of a short prefix), most of them rare terms with a few postings; the
+ * per-window work must not touch each of them in every window.  So per
+ * query word a min-heap holds its expansions keyed by a lower bound of
+ * their next posting at or after the window start (exp_next: the first
+ * docid of the block holding it, or, for a sparse block spanning several
+ * windows, the exact posting from the decoded block), and each window
+ * works only on the expansions whose key falls inside it (the active
+ * list).  Windows are visited in increasing order; after a window its
+ * active expansions go back into the heap keyed from its end.
+ */
+typedef struct ExpRef
+{
+	int			exp;			/* index in SegState.exps */
+	int			match;			/* index in its Exp's matches */
+	uint32		key;			/* lower bound of its next posting */
+} ExpRef;
+
+typedef struct WordCursors
+{
+	int			nheap;
+	ExpRef	   *heap;
+	int			nact;
+	ExpRef	   *act;
+	uint32		hi;				/* end of the window act belongs to */
+} WordCursors;
+
+/* a lower bound of the first posting of se at or after lo (UINT32_MAX: none) */
+static uint32
+exp_next(Eval *ev, SegState *s, SegExp *se, uint32 lo)
+{
+	uint32		first;
+
+	cursor_load(ev, s, se);
+	cursor_seek(se, lo);
+	if (se->b >= se->nblocks)
+		return UINT32_MAX;
+	first = Max(block_first(se, se->b), lo);
+	if (se->skips[se->b].lastdoc - first > 2 * SS_WINDOW)
+	{
+		/* a sparse block: its next posting itself */
+		uint32		l = 0,
+					r;
+
+		if (se->decoded != (int32) se->b)
+			cursor_decode(ev, se, se->b);
+		r = se->ndec;
+		while (l < r)
+		{
+			uint32		m = (l + r) / 2;
+
+			if (se->docs[m] < lo)
+				l = m + 1;
+			else
+				r = m;
+		}
+		if (l < se->ndec)
+			first = se->docs[l];
+	}
+	return first;
+}
+
+static void
+heap_push(WordCursors *wc, ExpRef r)
+{
+	int			i = wc->nheap++;
+
+	while (i > 0 && wc->heap[(i - 1) / 2].key > r.key)
+	{
+		wc->heap[i] = wc->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	wc->heap[i] = r;
+}
+
+static ExpRef
+heap_pop(WordCursors *wc)
+{
+	ExpRef		top = wc->heap[0];
+	ExpRef		last = wc->heap[--wc->nheap];
+	int			i = 0;
+
+	for (;;)
+	{
+		int			c = 2 * i + 1;
+
+		if (c >= wc->nheap)
+			break;
+		if (c + 1 < wc->nheap && wc->heap[c + 1].key < wc->heap[c].key)
+			c++;
+		if (wc->heap[c].key >= last.key)
+			break;
+		wc->heap[i] = wc->heap[c];
+		i = c;
+	}
+	if (wc->nheap > 0)
+		wc->heap[i] = last;
+	return top;
+}
+
+/* every word's cursors, for eval_segment; keys start at 0 (refreshed at once) */
+static void
+word_cursors_init(Eval *ev, SegState *s)
+{
+	int			nw = ev->q->nwords;
+	int		   *count = palloc0(sizeof(int) * Max(nw, 1));
+
+	s->wc = palloc0(sizeof(WordCursors) * Max(nw, 1));
+	for (int i = 0; i < s->nexp; i++)
+		for (int k = 0; k < s->exps[i].e->nm; k++)
+			count[s->exps[i].e->m[k].qword]++;
+	for (int w = 0; w < nw; w++)
+	{
+		s->wc[w].heap = palloc(sizeof(ExpRef) * Max(count[w], 1));
+		s->wc[w].act = palloc(sizeof(ExpRef) * Max(count[w], 1));
+	}
+	for (int i = 0; i < s->nexp; i++)
+		for (int k = 0; k < s->exps[i].e->nm; k++)
+		{
+			ExpRef		r = {i, k, 0};
+
+			heap_push(&s->wc[s->exps[i].e->m[k].qword], r);
+		}
+	pfree(count);
+}
+
+/*
+ * Make each word's active list that of window [lo, hi): the previous
+ * window's expansions go back into the heap, and those whose next posting
+ * may fall inside [lo, hi) come out.
+ */
+static void
+word_cursors_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
+{
+	for (int w = 0; w < ev->q->nwords; w++)
+	{
+		WordCursors *wc = &s->wc[w];
+
+		for (int a = 0; a < wc->nact; a++)
+		{
+			wc->act[a].key = exp_next(ev, s, &s->exps[wc->act[a].exp], lo);
+			if (wc->act[a].key != UINT32_MAX)
+				heap_push(wc, wc->act[a]);
+		}
+		wc->nact = 0;
+		/* keys from before lo: windows skipped since; look again from lo */
+		while (wc->nheap > 0 && wc->heap[0].key < lo)
+		{
+			ExpRef		r = heap_pop(wc);
+
+			r.key = exp_next(ev, s, &s->exps[r.exp], lo);
+			if (r.key != UINT32_MAX)
+				heap_push(wc, r);
+		}
+		while (wc->nheap > 0 && wc->heap[0].key < hi)
+			wc->act[wc->nact++] = heap_pop(wc);
+		wc->hi = hi;
+	}
+}
+
+/*
  * Call visit for every posting block, of every expansion of word qi,
  * whose docid range overlaps [lo, hi), with the match that links the
  * expansion to the word.
@@ -1161,18 +1227,18 @@ typedef void (*BlockVisit) (void *arg, SegExp *se, const SsTermMatch *m, uint32 
 static void
 for_word_blocks(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, BlockVisit visit, void *arg)
 {
-	for (int i = 0; i < s->nexp; i++)
-	{
-		SegExp	   *se = &s->exps[i];
+	WordCursors *wc = &s->wc[qi];
 
-		for (int k = 0; k < se->e->nm; k++)
+	for (int a = 0; a < wc->nact; a++)
+	{
+		SegExp	   *se = &s->exps[wc->act[a].exp];
+		const SsTermMatch *m = &se->e->m[wc->act[a].match];
+
 		{
-			if (se->e->m[k].qword != qi)
-				continue;
 			cursor_load(ev, s, se);
 			cursor_seek(se, lo);
 			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
-				visit(arg, se, &se->e->m[k], b);
+				visit(arg, se, m, b);
 		}
 	}
 }
@@ -1191,21 +1257,76 @@ typedef struct WordBound
 	double		cost;
 } WordBound;
 
-static void
-word_bound_visit(void *arg, SegExp *se, const SsTermMatch *m, uint32 b)
+/*
+ * What each word can bring to the documents of each window, computed once
+ * per segment from the skip entries of its expansions: whether any of its
+ * posting blocks overlaps the window (a sparse block, a rare term's,
+ * spanning many windows, counts only where it really has a posting: it is
+ * decoded), the largest score bound of those blocks and the fewest typos.
+ * One pass over the blocks instead of one over the expansions per window:
+ * a short prefix has thousands of completions.
+ */
+typedef struct WinBound
 {
-	WordBound  *wb = (WordBound *) arg;
+	float4		ub;
+	int			mintypos;
+	bool		any;
+} WinBound;
 
-	/*
-	 * A sparse block (a rare term's) spans many windows: look whether it
-	 * really has a posting in this one.
-	 */
-	if (se->skips[b].lastdoc - block_first(se, b) > 2 * SS_WINDOW &&
-		!block_has(wb->ev, se, b, wb->lo, wb->hi))
-		return;
-	wb->any = true;
-	wb->ub = Max(wb->ub, score_bound(se->skips[b].maxt * wb->s->scale, wb->ev->widf[wb->qi], m->factor));
-	wb->mintypos = Min(wb->mintypos, m->typos);
+static inline void
+win_mark(SegState *s, int qi, uint32 win, float4 ub, int typos)
+{
+	WinBound   *w = &s->wb[(uint32) qi * s->nwin + win];
+
+	w->any = true;
+	w->ub = Max(w->ub, ub);
+	w->mintypos = Min(w->mintypos, typos);
+}
+
+static void
+window_bounds(Eval *ev, SegState *s)
+{
+	uint32		nw = (uint32) Max(ev->q->nwords, 1);
+
+	s->nwin = (s->hdr.ndocs + SS_WINDOW - 1) / SS_WINDOW;
+	s->wb = palloc_extended(sizeof(WinBound) * nw * Max(s->nwin, 1), MCXT_ALLOC_HUGE);
+	for (uint32 i = 0; i < nw * Max(s->nwin, 1); i++)
+	{
+		s->wb[i].ub = 0;
+		s->wb[i].mintypos = INT_MAX;
+		s->wb[i].any = false;
+	}
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+
+		cursor_load(ev, s, se);
+		for (uint32 b = 0; b < se->nblocks; b++)
+		{
+			uint32		first = block_first(se, b);
+			uint32		last = se->skips[b].lastdoc;
+			bool		sparse = last - first > 2 * SS_WINDOW;
+
+			if (sparse && se->decoded != (int32) b)
+				cursor_decode(ev, se, b);
+			for (int k = 0; k < se->e->nm; k++)
+			{
+				const SsTermMatch *m = &se->e->m[k];
+				float4		ub = score_bound(se->skips[b].maxt * s->scale, ev->widf[m->qword], m->factor);
+
+				if (sparse)
+				{
+					for (uint32 j = 0; j < se->ndec; j++)
+						if (se->docs[j] < s->hdr.ndocs)
+							win_mark(s, m->qword, se->docs[j] / SS_WINDOW, ub, m->typos);
+				}
+				else
+					for (uint32 w = first / SS_WINDOW; w <= Min(last, s->hdr.ndocs - 1) / SS_WINDOW; w++)
+						win_mark(s, m->qword, w, ub, m->typos);
+			}
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
@@ -1216,12 +1337,11 @@ word_bound_visit(void *arg, SegExp *se, const SsTermMatch *m, uint32 b)
 static bool
 word_bound(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 *ub, int *mintypos)
 {
-	WordBound	wb = {ev, s, qi, lo, hi, false, 0, INT_MAX, 0, 0};
+	const WinBound *w = &s->wb[(uint32) qi * s->nwin + lo / SS_WINDOW];
 
-	for_word_blocks(ev, s, qi, lo, hi, word_bound_visit, &wb);
-	*ub = wb.ub;
-	*mintypos = wb.mintypos;
-	return wb.any;
+	*ub = w->ub;
+	*mintypos = w->mintypos;
+	return w->any;
 }
 
 static void
@@ -1268,10 +1388,7 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	const SsDoc *first = doc_get(dc, lo);
 
 	/* most popular first: no document of the window has a larger boost */
-	*boostub = 1.0f + 0.05f + (q->nboost_cats > 0 ? 0.15f : 0) + (q->nboost_brands > 0 ? 0.15f : 0);
-	if (ev->inv_log_maxpop > 0)
-		*boostub += 0.15f * Min(1.0f, first->logpop * ev->inv_log_maxpop);
-	*boostub *= 1.0001f;
+	*boostub = SsBoostBound(q, first->logpop, ev->inv_log_maxpop) * 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
 	s->need_score = -1;
@@ -1351,16 +1468,14 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 	 */
 	if (prune && s->simple && s->need_score > 0)
 		minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
-	for (int i = 0; i < s->nexp; i++)
+	for (int a = 0; a < s->wc[qi].nact; a++)
 	{
-		SegExp	   *se = &s->exps[i];
+		SegExp	   *se = &s->exps[s->wc[qi].act[a].exp];
 
-		for (int k = 0; k < se->e->nm; k++)
 		{
+			int			k = s->wc[qi].act[a].match;
 			PostCtx		pc;
 
-			if (se->e->m[k].qword != qi)
-				continue;
 			pc.ev = ev;
 			pc.dc = dc;
 			pc.nc = s->nc;
@@ -1656,8 +1771,8 @@ eval_segment(Eval *ev, SegState *s)
 	for (int i = 0; i < q->nslots; i++)
 		if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 			s->simple = false;
-	page_cache_init(&dc, ev->index, s->hdr.docstart);
-	page_cache_init(&nc.pc, ev->index, s->hdr.normstart);
+	page_cache_init(&dc, ev->index, s->hdr.docstart, SS_PAGE_DOC);
+	page_cache_init(&nc.pc, ev->index, s->hdr.normstart, SS_PAGE_NORM);
 	s->nc = &nc;
 
 	memset(&sa, 0, sizeof(sa));
@@ -1699,6 +1814,8 @@ eval_segment(Eval *ev, SegState *s)
 		acc_init(&sa.word, 3, false);
 	}
 
+	window_bounds(ev, s);
+	word_cursors_init(ev, s);
 	for (uint32 lo = 0; lo < n; lo += SS_WINDOW)
 	{
 		uint32		hi = Min(n, lo + SS_WINDOW);
@@ -1706,6 +1823,7 @@ eval_segment(Eval *ev, SegState *s)
 
 		if (window_possible(ev, s, &dc, lo, hi, &boostub))
 		{
+			word_cursors_window(ev, s, lo, hi);
 			nwin++;
 			eval_window(ev, s, &dc, &sa, lo, hi, boostub);
 		}
@@ -1838,20 +1956,21 @@ eval_pending(Eval *ev)
 /*
  * SsEvaluate: every document of the index matching q (or, with want_all,
  * every live document, non-matching ones at +Infinity) with its distance,
- * allocated in the current memory context.
+ * allocated in the current memory context; with topk, the best topk; with
+ * tbm (and topk 0), the TIDs of the matches go into tbm instead, unscored.
  */
 static Eval *
 SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
-		   const SsResult *after, SsFrozen *frozen)
+		   const SsResult *after, SsFrozen *frozen, TIDBitmap *tbm)
 {
 	Eval	   *ev = palloc0(sizeof(Eval));
 	HASHCTL		ctl;
-	bool	   *found;
 
 	ev->index = index;
 	ev->want_all = want_all;
 	ev->topk = topk;
 	ev->collect = collect_next && topk == 0 && !want_all;
+	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
 	if (after)
 	{
@@ -1859,6 +1978,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->after = *after;
 	}
 	SsReadMeta(index, &ev->meta);
+	SsTestPause("scan-meta");
 	if (frozen && frozen->set)
 	{
 		ev->meta.ndocs = frozen->ndocs;
@@ -1892,11 +2012,11 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
 	/*
-	 * Expansion.  Typos are expanded only for words the vocabulary does not
-	 * know (in any segment or pending document): a correctly spelled word
-	 * is not widened to its neighbours, which keeps common words fast.
+	 * Expansion: every term the match rule accepts for a word, in every
+	 * segment (typo variants for every word with a typo budget: the query
+	 * says which words have none, "typos" and "no_typos"), then the terms
+	 * of the pending documents.
 	 */
-	found = palloc0(sizeof(bool) * Max(ev->q->nwords, 1));
 	ev->segs = palloc0(sizeof(SegState) * Max(ev->meta.nsegments, 1));
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
 	{
@@ -1906,56 +2026,46 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		s->maxexp = 16;
 		s->exps = palloc(sizeof(SegExp) * s->maxexp);
 		if (ev->q->nslots > 0)
-			expand_segment(ev, s, found);
+		{
+			expand_segment(ev, s);
+			if (ev->q->typos)
+				for (int w = 0; w < ev->q->nwords; w++)
+					if (ev->q->words[w].maxtypos > 0)
+						expand_typos(ev, s, w);
+		}
 	}
 	load_pending(ev);
-	if (ev->q->nslots > 0 && ev->npend > 0)
-	{
-		bool		typos = ev->q->typos;
-
-		/* which words do pending documents know, exactly or by stem/prefix */
-		ev->q->typos = false;
-		ev->found = found;
-		for (int p = 0; p < ev->npend; p++)
-			SsPendItemTerms(ev->pend[p].item, pend_found_cb, ev);
-		ev->q->typos = typos;
-	}
-	if (frozen && frozen->set && frozen->nwords == ev->q->nwords)
-		memcpy(found, frozen->found, sizeof(bool) * ev->q->nwords);
-	for (int i = 0; i < ev->q->nwords; i++)
-	{
-		SsQWord    *w = &ev->q->words[i];
-
-		if (found[i] || !ev->q->typos)
-			w->maxtypos = 0;	/* SsMatchTerm: no typo matches for it */
-		else if (w->maxtypos > 0)	/* else SsMatchTerm allows none */
-			for (uint32 k = 0; k < ev->meta.nsegments; k++)
-				expand_typos(ev, &ev->segs[k], i);
-	}
 	if (ev->q->nslots > 0)
 		for (int p = 0; p < ev->npend; p++)
 			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
 
 	/*
 	 * idf per query word, from the largest document frequency among its
-	 * expansions (exact form, stems, completions, typo variants overlap too
-	 * much to add up): they share one idf, so a rare completion never
-	 * outscores the exact word it completes; the match factor orders them.
+	 * expansions (exact form, stems, completions overlap too much to add
+	 * up): they share one idf, so a rare completion never outscores the
+	 * exact word it completes; the match factor orders them.  Typo variants
+	 * count only for a word that has no other expansion, so the idf of a
+	 * word the index knows does not come from a more frequent neighbour.
 	 */
 	{
 		HASH_SEQ_STATUS st;
 		Exp		   *e;
 		double		N = (double) ev->meta.ndocs;
 		double	   *wdf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
+		double	   *wdf_typo = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
 
 		ev->widf = palloc0(sizeof(double) * Max(ev->q->nwords, 1));
 		hash_seq_init(&st, ev->exps);
 		while ((e = hash_seq_search(&st)) != NULL)
 			for (int k = 0; k < e->nm; k++)
-				wdf[e->m[k].qword] = Max(wdf[e->m[k].qword], e->df);
+			{
+				double	   *d = e->m[k].typos > 0 ? wdf_typo : wdf;
+
+				d[e->m[k].qword] = Max(d[e->m[k].qword], e->df);
+			}
 		for (int i = 0; i < ev->q->nwords; i++)
 		{
-			double		df = Min(wdf[i], Max(N, 1.0));
+			double		df = Min(wdf[i] > 0 ? wdf[i] : wdf_typo[i], Max(N, 1.0));
 			double		n = Max(N, df);
 
 			ev->widf[i] = log(1.0 + (n - df + 0.5) / (df + 0.5));
@@ -1971,8 +2081,6 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			frozen->nwords = ev->q->nwords;
 			frozen->widf = MemoryContextAlloc(frozen_cxt, sizeof(double) * Max(ev->q->nwords, 1));
 			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
-			frozen->found = MemoryContextAlloc(frozen_cxt, sizeof(bool) * Max(ev->q->nwords, 1));
-			memcpy(frozen->found, found, sizeof(bool) * ev->q->nwords);
 		}
 	}
 	if (ev->collect)
@@ -2013,7 +2121,7 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
 	collect_next = true;
 	PG_TRY();
 	{
-		ev = SsEvaluate(index, query, false, 0, NULL, NULL);
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -2066,6 +2174,8 @@ typedef struct SsScanOpaqueData
 	bool		have_last;		/* a row was handed out: resume after it */
 	SsResult	last;
 	SsFrozen	frozen;
+	bool		recheck_all;	/* a query in another language: every row,
+								 * for the executor to recheck */
 } SsScanOpaqueData;
 typedef SsScanOpaqueData *SsScanOpaque;
 
@@ -2124,6 +2234,35 @@ tid_cmp(const void *a, const void *b)
 }
 
 /*
+ * Does the query name a language other than the index's?  Its words are
+ * then stemmed differently from the index's terms, so the index cannot
+ * evaluate it.
+ */
+static bool
+query_foreign(Relation index, Jsonb *query)
+{
+	const char *lang = SsQueryLanguage(query);
+
+	return lang != NULL && strcmp(lang, SsIndexLanguage(index)) != 0;
+}
+
+/*
+ * SsCheckQueryLanguage: for the functions that evaluate a query on the
+ * index itself (search_scan, facets): 22023 if it names another language.
+ */
+void
+SsCheckQueryLanguage(Relation index, Jsonb *query)
+{
+	if (query_foreign(index, query))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query language \"%s\" is not the language of index \"%s\"",
+						SsQueryLanguage(query), RelationGetRelationName(index)),
+				 errdetail("The index stems in %s.", SsIndexLanguage(index)),
+				 errhint("Leave \"language\" out of the query, or name the index's.")));
+}
+
+/*
  * Evaluate the scan's queries into so->res, best first: the ORDER BY query
  * ranks (or the first match key); every other distinct match key narrows
  * the result.  topk > 0 keeps only that many (ordered scans, in growing
@@ -2165,8 +2304,24 @@ ss_compute(IndexScanDesc scan, int topk)
 			narrowed = true;
 	if (narrowed)
 		topk = 0;				/* narrowing could empty a bounded batch */
+	/*
+	 * A query stemmed in another language than the index's cannot be
+	 * answered from its terms: hand out every row and let the executor
+	 * recheck the operators (as a sequential scan would evaluate them).
+	 */
+	so->recheck_all = false;
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		so->recheck_all |= query_foreign(scan->indexRelation, DatumGetJsonbP(scan->keyData[i].sk_argument));
+	for (int i = 0; i < scan->numberOfOrderBys; i++)
+		so->recheck_all |= query_foreign(scan->indexRelation, DatumGetJsonbP(scan->orderByData[i].sk_argument));
+	if (so->recheck_all)
+	{
+		primary = NULL;
+		want_all = true;
+		narrowed = false;
+	}
 	ev = SsEvaluate(scan->indexRelation, primary, want_all, topk,
-					so->have_last ? &so->last : NULL, &so->frozen);
+					so->have_last ? &so->last : NULL, &so->frozen, NULL);
 	so->res = ev->res;
 	so->nres = ev->nres;
 	so->exhausted = topk == 0 || ev->nres < topk;
@@ -2180,7 +2335,7 @@ ss_compute(IndexScanDesc scan, int topk)
 
 		if (jsonb_equal(kq, primary))
 			continue;
-		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL);
+		kev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, NULL);
 		tids = palloc(sizeof(ItemPointerData) * Max(kev->nres, 1));
 		for (int k = 0; k < kev->nres; k++)
 			tids[k] = kev->res[k].tid;
@@ -2195,28 +2350,48 @@ done:
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The largest batch an evaluation of amgettuple keeps: as many results as
+ * work_mem holds (at least the first batch).  A scan going deeper than
+ * that evaluates again per batch rather than holding more.
+ */
+static int
+batch_cap(void)
+{
+	Size		n = (Size) work_mem * 1024 / sizeof(SsResult);
+
+	return (int) Max((Size) SS_FIRST_BATCH, Min(n, (Size) (PG_INT32_MAX / 4)));
+}
+
+/*
+ * ssgettuple: ordered and plain index scans hand out rows from batches
+ * (best first, see the file header): SS_FIRST_BATCH, then four times
+ * larger, up to batch_cap().
+ */
 bool
 ssgettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
-	int			topk = scan->numberOfOrderBys > 0 ? so->want : 0;
 
 	if (!so->computed)
-		ss_compute(scan, topk);
+		ss_compute(scan, so->want);
 	while (so->pos >= so->nres)
 	{
 		/* batch used up: evaluate again for a larger one, after the last row */
 		if (so->exhausted)
 			return false;
-		so->want = (so->want > PG_INT32_MAX / 4) ? PG_INT32_MAX : so->want * 4;
+		so->want = Min(so->want, batch_cap() / 4) * 4;
+		so->want = Max(so->want, SS_FIRST_BATCH);
 		ss_compute(scan, so->want);
 	}
 	scan->xs_heaptid = so->res[so->pos].tid;
-	scan->xs_recheck = false;
+	scan->xs_recheck = so->recheck_all;
 	if (scan->numberOfOrderBys > 0)
 	{
-		scan->xs_recheckorderby = false;
-		scan->xs_orderbyvals[0] = Float4GetDatum(so->res[so->pos].dist);
+		/* rechecked: -Infinity, a lower bound the executor reorders by */
+		scan->xs_recheckorderby = so->recheck_all;
+		scan->xs_orderbyvals[0] = Float4GetDatum(so->recheck_all ? -get_float4_infinity() :
+												 so->res[so->pos].dist);
 		scan->xs_orderbynulls[0] = false;
 	}
 	so->last = so->res[so->pos];
@@ -2225,21 +2400,84 @@ ssgettuple(IndexScanDesc scan, ScanDirection dir)
 	return true;
 }
 
+/*
+ * ssgetbitmap: every match into tbm as the evaluation finds it, so memory
+ * is what the bitmap takes (work_mem, lossy pages beyond), not a list of
+ * matches.  Several distinct queries in one scan (rare) are evaluated
+ * into bitmaps of their own and intersected.  Returns the matches of the
+ * first query.
+ */
 int64
 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm)
 {
 	SsScanOpaque so = (SsScanOpaque) scan->opaque;
+	MemoryContext old;
+	TIDBitmap  *acc = NULL;
 	int64		n = 0;
 
-	if (!so->computed)
-		ss_compute(scan, 0);
-	for (int i = 0; i < so->nres; i++)
+	/* a NULL query matches nothing, nor does a scan without a query */
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (scan->keyData[i].sk_flags & SK_ISNULL)
+			return 0;
+	if (scan->numberOfKeys == 0)
+		return 0;
+
+	MemoryContextReset(so->evalcxt);
+	old = MemoryContextSwitchTo(so->evalcxt);
+	for (int i = 0; i < scan->numberOfKeys; i++)
+		if (query_foreign(scan->indexRelation, DatumGetJsonbP(scan->keyData[i].sk_argument)))
+		{
+			/* another language: every row, rechecked (see ss_compute) */
+			n = SsEvaluate(scan->indexRelation, NULL, true, 0, NULL, NULL, tbm)->ntbm;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(so->evalcxt);
+			return n;
+		}
+	for (int i = 0; i < scan->numberOfKeys; i++)
 	{
-		if (isinf(so->res[i].dist))
-			continue;
-		tbm_add_tuples(tbm, &so->res[i].tid, 1, false);
-		n++;
+		Jsonb	   *kq = DatumGetJsonbP(scan->keyData[i].sk_argument);
+		bool		seen = false;
+		bool		only = true;
+		TIDBitmap  *t;
+		Eval	   *ev;
+
+		for (int j = 0; j < scan->numberOfKeys && (only || !seen); j++)
+		{
+			bool		same = jsonb_equal(DatumGetJsonbP(scan->keyData[j].sk_argument), kq);
+
+			if (j < i && same)
+				seen = true;
+			if (!same)
+				only = false;
+		}
+		if (seen)
+			continue;			/* the same query again */
+		if (only)
+		{
+			/* one distinct query: straight into the executor's bitmap */
+			n = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, tbm)->ntbm;
+			break;
+		}
+		t = tbm_create((long) work_mem * 1024L, NULL);
+		ev = SsEvaluate(scan->indexRelation, kq, false, 0, NULL, NULL, t);
+		if (acc == NULL)
+		{
+			acc = t;
+			n = ev->ntbm;
+		}
+		else
+		{
+			tbm_intersect(acc, t);
+			tbm_free(t);
+		}
 	}
+	if (acc)
+	{
+		tbm_union(tbm, acc);
+		tbm_free(acc);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(so->evalcxt);
 	return n;
 }
 

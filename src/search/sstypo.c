@@ -232,8 +232,7 @@ gram_lookup(Relation index, const SsSegHeader *hdr, uint32 key, SsGramEntry *out
 		uint32		mid = lo + (hi - lo) / 2;
 		uint32		first;
 
-		buf = ReadBuffer(index, hdr->gramdirstart + mid);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		buf = SsReadPage(index, hdr->gramdirstart + mid, BUFFER_LOCK_SHARE, SS_PAGE_GRAMDIR, NULL);
 		first = ((SsGramEntry *) SsPageContents(BufferGetPage(buf)))->key;
 		UnlockReleaseBuffer(buf);
 		if (first <= key)
@@ -244,8 +243,7 @@ gram_lookup(Relation index, const SsSegHeader *hdr, uint32 key, SsGramEntry *out
 	if (hdr->ngramdirpages == 0)
 		return false;
 	blk = hdr->gramdirstart + lo;
-	buf = ReadBuffer(index, blk);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_GRAMDIR, NULL);
 	e = (SsGramEntry *) SsPageContents(BufferGetPage(buf));
 	cnt = SsPageGetOpaque(BufferGetPage(buf))->count;
 	l = 0;
@@ -284,11 +282,10 @@ gram_read(Relation index, const SsGramEntry *e, uint32 lo, uint32 hi,
 
 	while (i < e->n)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_GRAM, NULL);
 		const char *p;
 		bool		done = false;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		p = SsPageContents(BufferGetPage(buf));
 		while (i < e->n && SS_PAGE_CAPACITY - off >= SS_GRAM_VARINT_MAX)
 		{
@@ -377,10 +374,9 @@ SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
 			return true;		/* no term starts with the letter */
 		/* the letter's terms are contiguous: the list's first ordinal on */
 		{
-			Buffer		buf = ReadBuffer(index, e.blk);
+			Buffer		buf = SsReadPage(index, e.blk, BUFFER_LOCK_SHARE, SS_PAGE_GRAM, NULL);
 			uint32		v;
 
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			SsVarintGet(SsPageContents(BufferGetPage(buf)) + e.off, &v);
 			UnlockReleaseBuffer(buf);
 			lo = v;
@@ -421,10 +417,9 @@ SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
 
 		for (uint32 p = 0; p < hdr->ndirpages; p++)
 		{
-			Buffer		buf = ReadBuffer(index, hdr->dirstart + p);
+			Buffer		buf = SsReadPage(index, hdr->dirstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DIR, NULL);
 			Page		page;
 
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buf);
 			for (OffsetNumber off = FirstOffsetNumber;
 				 off <= PageGetMaxOffsetNumber(page) && n < ndict; off++)
@@ -451,8 +446,7 @@ SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
 
 			while (page + 1 < ndict && firstord[page + 1] <= cands[c])
 				page++;
-			buf = ReadBuffer(index, hdr->dictstart + page);
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			buf = SsReadPage(index, hdr->dictstart + page, BUFFER_LOCK_SHARE, SS_PAGE_DICT, NULL);
 			pg = BufferGetPage(buf);
 			for (; c < ncands && cands[c] < firstord[page + 1]; c++)
 			{

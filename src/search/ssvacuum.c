@@ -3,7 +3,8 @@
  * ssvacuum.c
  *	  shop_search VACUUM: bulk delete marks dead documents, cleanup folds
  *	  the pending list into a new segment, merges segments and truncates
- *	  the free end of the relation.
+ *	  the free end of the relation.  The locking protocol of the whole
+ *	  access method is described here.
  *
  * ambulkdelete visits every document record (segment doc pages and
  * pending items), asks VACUUM whether its heap TID is dead and sets the
@@ -11,8 +12,7 @@
  * postings stay until the next merge.
  *
  * amvacuumcleanup (SsFlushPending) takes the pending-list lock
- * (heavyweight page lock on the metapage block, exclusive; inserters take
- * it shared), writes the live pending documents as a new segment (every
+ * exclusively, writes the live pending documents as a new segment (every
  * page WAL-logged as written), and publishes it in the metapage with
  * generic WAL, emptying the pending list.  When the index would have
  * SS_MERGE_AT segments, all segments and the pending documents are merged
@@ -23,8 +23,9 @@
  * past the last block still in use.
  *
  * An insert that finds SS_PENDING_FLUSH documents pending folds them too
- * (only if nobody holds the pending-list lock), so a stream of writes
- * without VACUUM cannot make every scan read a long pending list.
+ * (only if nobody holds the pending-list lock; from SS_PENDING_WAIT on it
+ * waits for the lock), so a stream of writes without VACUUM cannot make
+ * every scan read a long pending list.
  *
  * Every fold is tiered: the pending documents are merged with the last
  * segments while the next one back holds at most twice what is merged so
@@ -32,11 +33,106 @@
  * rewritten about as many times), so a stream of small writes leaves a
  * few segments, not hundreds; a fold run by an insert merges at most
  * SS_INSERT_MERGE_MAX documents, so no statement pays for a large merge.
- * Inserts
- * wait while this runs; scans do not (they read the old pages, which are
- * not reused before every snapshot older than the fold is gone: the
- * released pending pages and merged segments go to the metapage's list of
- * free runs with that horizon).
+ *
+ * Locking protocol
+ * ----------------
+ * Locks:
+ *   - the pending-list lock: a heavyweight page lock on the metapage block
+ *     (LockPage(index, 0)).  Share: an insert appending to the pending
+ *     list (and taking a free block for a new pending page); bulk delete
+ *     while it works on one document page, and on the pending list.
+ *     Exclusive: a fold or merge (SsFlushPending), truncation
+ *     (truncate_tail).
+ *   - buffer locks, one at a time, except an insert (metapage, then the
+ *     pending tail, then a new page) and a fold's publication (metapage).
+ *   - no lock at all for scans: they hold a registered MVCC snapshot.
+ *
+ * Rules:
+ *   R1. Blocks are released (become free runs) only by a fold or merge:
+ *       one generic-WAL change of the metapage, under the exclusive
+ *       pending-list lock, removes every reference to them and records
+ *       the release point "freed" (the next transaction id).  The same
+ *       change adds one to the metapage's generation and publishes the
+ *       new segment stamped with it (SsSegHeader.serial), so a segment is
+ *       named for good by (header block, serial).
+ *   R2. A released block is written again (reused for a new pending page
+ *       or segment, or truncated away) only when no snapshot older than
+ *       "freed" exists (GlobalVisCheckRemovableFullXid), under the
+ *       pending-list lock (share for an insert's pending page, exclusive
+ *       otherwise), and after a WAL record that makes a hot standby cancel
+ *       its queries old enough to read it (see "Hot standby" below).
+ *   R3. A reader uses only blocks reachable from a metapage it read, and
+ *       only while one of these holds: it holds the pending-list lock
+ *       (any mode) since it read that metapage (nothing it reaches can be
+ *       released, R1); or it took its MVCC snapshot before reading that
+ *       metapage (nothing it reaches can be reused or truncated before it
+ *       ends, R2).  Inserts, folds, merges, truncation and bulk delete are
+ *       of the first kind; index scans (ordered and bitmap), facets,
+ *       suggestions and shop.search_verify of the second.
+ *   R4. Every reader checks a page's type before interpreting it
+ *       (SsCheckPage): a violation of R1-R3 or damage raises XX001, it is
+ *       never read as something else.
+ *   R5. Dead flags are set only under the share pending-list lock plus an
+ *       exclusive buffer lock, and folds copy documents (with their dead
+ *       flags) only under the exclusive pending-list lock: a flag is set
+ *       either before a fold copies the document (the copy has it) or on
+ *       a document of a segment still listed (R1), never on a copy that
+ *       was already taken.
+ *
+ * Bulk delete must see every document indexed before it started, also
+ * those that a concurrent fold moves into a new segment, and must never
+ * read a released block.  It does not hold the pending-list lock for its
+ * whole run (folds would then wait for a VACUUM that may sleep for
+ * minutes under cost-based delay, and every scan would read the growing
+ * pending list meanwhile).  Instead it works segment by segment, by
+ * identity: under the share lock it reads the metapage and picks a listed
+ * segment whose (header block, serial) it has not finished, and processes
+ * its document pages one at a time, releasing the lock between pages
+ * (there it sleeps for vacuum_delay_point).  After re-taking the lock it
+ * checks the metapage generation: unchanged, the segment is still listed;
+ * changed, it looks the segment up, and if a fold merged it away, it
+ * leaves it unfinished: its documents, with the flags set so far (R5),
+ * now live in a newer segment, which it has not finished either and will
+ * pick.  When every listed segment is finished it processes the pending
+ * list, still under the lock it picked with, so no fold runs in between.
+ * A fold adds at most one segment per SS_PENDING_FLUSH inserts, so the
+ * extra work is bounded by what the folds themselves rewrote.  Documents
+ * of a revisited segment are handed to the callback again: VACUUM's
+ * callback is a lookup, and REINDEX CONCURRENTLY's validate_index (which
+ * collects every TID through ambulkdelete) skips duplicates.
+ * num_index_tuples counts the live documents of the segments and pending
+ * list listed at the end.
+ *
+ * Interleavings:
+ *   - insert and bulk delete: both take the share lock; the insert holds
+ *     the metapage and the tail's buffer lock, bulk delete one pending or
+ *     document page: no order conflict.  Pages appended meanwhile are
+ *     visited or not: their rows are newer than VACUUM's dead TIDs.
+ *   - insert-triggered fold and bulk delete: serialized page by page by
+ *     the lock (above).
+ *   - cleanup (folds, merges, truncation) and bulk delete: the same VACUUM,
+ *     one after the other; two VACUUMs (or VACUUM and REINDEX
+ *     CONCURRENTLY) of one table exclude each other by their table locks.
+ *   - scans and folds, merges, reuse, truncation: R2 and R3 (the snapshot);
+ *     an ordered scan re-reads the metapage for every batch, under the
+ *     same snapshot.
+ *   - scans and bulk delete: a document is flagged or not when a scan
+ *     reads it; a TID it returns is fetched under its MVCC snapshot, which
+ *     cannot see a row later put into the same heap slot.
+ *
+ * Hot standby.  A standby replays the primary's releases, reuses and
+ * truncations, but its queries' snapshots do not hold back the primary's
+ * horizon unless hot_standby_feedback is on, so R2 alone would let a
+ * standby query that read the metapage before a release read the block
+ * after its reuse is replayed.  Every reuse and truncation is therefore
+ * preceded by a conflict record carrying the release point (SsLogReuse,
+ * sspage.c; nbtree's XLOG_BTREE_REUSE_PAGE, whose redo only resolves the
+ * conflict): replaying it cancels, after max_standby_streaming_delay, the
+ * standby queries whose xmin is at or before the release point, the same
+ * test R2 applies on the primary.  With hot_standby_feedback on nobody
+ * is cancelled: the primary waits for those queries instead.
+ * test/search_standby checks both with a standby search stopped after its
+ * metapage read while the primary reuses what it points to.
  *
  *-------------------------------------------------------------------------
  */
@@ -67,12 +163,11 @@ segment_dead(Relation index, const SsSegmentRef *ref)
 	SsReadSegHeader(index, ref->header, &hdr);
 	for (uint32 p = 0; p < hdr.ndocpages; p++)
 	{
-		Buffer		buf = ReadBuffer(index, hdr.docstart + p);
+		Buffer		buf = SsReadPage(index, hdr.docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
 		Page		page;
 		SsDoc	   *docs;
 		uint16		n;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		docs = (SsDoc *) SsPageContents(page);
 		n = SsPageGetOpaque(page)->count;
@@ -122,90 +217,153 @@ tier_first(const SsMetaPageData *meta, bool from_insert)
 	return first;
 }
 
-IndexBulkDeleteResult *
-ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
-			 IndexBulkDeleteCallback callback, void *callback_state)
+/* ---- bulk delete ---- */
+
+/* a segment bulk delete finished, by identity, and its live documents */
+typedef struct SegDone
 {
-	Relation	index = info->index;
-	SsMetaPageData meta;
-	BlockNumber blk;
+	BlockNumber header;
+	uint64		serial;
+	double		live;
+} SegDone;
 
-	if (stats == NULL)
-		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
-	SsReadMeta(index, &meta);
+typedef struct BulkState
+{
+	Relation	index;
+	BufferAccessStrategy strategy;
+	IndexBulkDeleteResult *stats;
+	IndexBulkDeleteCallback callback;
+	void	   *callback_state;
+	SegDone    *done;
+	int			ndone;
+	int			maxdone;
+} BulkState;
 
-	for (uint32 s = 0; s < meta.nsegments; s++)
+static SegDone *
+seg_done(BulkState *bs, BlockNumber header, uint64 serial)
+{
+	for (int i = 0; i < bs->ndone; i++)
+		if (bs->done[i].header == header && bs->done[i].serial == serial)
+			return &bs->done[i];
+	return NULL;
+}
+
+/* the metapage generation (caller holds the pending-list lock) */
+static uint64
+meta_generation(Relation index)
+{
+	Buffer		buf = SsReadPage(index, SS_METAPAGE_BLKNO, BUFFER_LOCK_SHARE, SS_PAGE_META, NULL);
+	uint64		gen = SsPageGetMeta(BufferGetPage(buf))->generation;
+
+	UnlockReleaseBuffer(buf);
+	return gen;
+}
+
+/* does meta (read under the pending-list lock) list segment (header, serial)? */
+static bool
+segment_listed(Relation index, const SsMetaPageData *meta, BlockNumber header, uint64 serial)
+{
+	for (uint32 s = 0; s < meta->nsegments; s++)
 	{
 		SsSegHeader hdr;
 
-		SsReadSegHeader(index, meta.segments[s].header, &hdr);
-		for (uint32 p = 0; p < hdr.ndocpages; p++)
-		{
-			Buffer		buf = ReadBufferExtended(index, MAIN_FORKNUM, hdr.docstart + p,
-												 RBM_NORMAL, info->strategy);
-			Page		page;
-			SsDoc	   *docs;
-			int			cnt;
-			int			kill[SS_DOCS_PER_PAGE + 1];
-			int			nkill = 0;
-
-			vacuum_delay_point();
-			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-			page = BufferGetPage(buf);
-			docs = (SsDoc *) SsPageContents(page);
-			cnt = SsPageGetOpaque(page)->count;
-			for (int i = 0; i < cnt; i++)
-			{
-				if (docs[i].flags & SS_DOC_DEAD)
-					continue;
-				if (callback(&docs[i].tid, callback_state))
-					kill[nkill++] = i;
-				else
-					stats->num_index_tuples += 1;
-			}
-			if (nkill > 0)
-			{
-				GenericXLogState *xs = GenericXLogStart(index);
-				Page		wpage = GenericXLogRegisterBuffer(xs, buf, 0);
-				SsDoc	   *wdocs = (SsDoc *) SsPageContents(wpage);
-
-				for (int k = 0; k < nkill; k++)
-					wdocs[kill[k]].flags |= SS_DOC_DEAD;
-				GenericXLogFinish(xs);
-				stats->tuples_removed += nkill;
-			}
-			UnlockReleaseBuffer(buf);
-		}
+		if (meta->segments[s].header != header)
+			continue;
+		SsReadSegHeader(index, header, &hdr);
+		return hdr.serial == serial;
 	}
+	return false;
+}
 
-	/* pending documents */
-	blk = meta.pending_head;
+/*
+ * Flag the dead documents of one document page; returns how many live
+ * ones it holds.  The caller holds the pending-list lock (share) and has
+ * just checked that the page's segment is listed.
+ */
+static double
+bulkdelete_doc_page(BulkState *bs, BlockNumber blk)
+{
+	Buffer		buf = SsReadPage(bs->index, blk, BUFFER_LOCK_EXCLUSIVE, SS_PAGE_DOC, bs->strategy);
+	Page		page = BufferGetPage(buf);
+	SsDoc	   *docs = (SsDoc *) SsPageContents(page);
+	int			cnt = SsPageGetOpaque(page)->count;
+	uint16		kill[SS_DOCS_PER_PAGE];
+	int			nkill = 0;
+	double		live = 0;
+
+	if (cnt > SS_DOCS_PER_PAGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has a document page with %d documents at block %u",
+						RelationGetRelationName(bs->index), cnt, blk),
+				 errdetail("A document page holds at most %d.", SS_DOCS_PER_PAGE),
+				 errhint("REINDEX the index.")));
+	for (int i = 0; i < cnt; i++)
+	{
+		if (docs[i].flags & SS_DOC_DEAD)
+			continue;
+		if (bs->callback(&docs[i].tid, bs->callback_state))
+			kill[nkill++] = (uint16) i;
+		else
+			live += 1;
+	}
+	if (nkill > 0)
+	{
+		GenericXLogState *xs = GenericXLogStart(bs->index);
+		Page		wpage = GenericXLogRegisterBuffer(xs, buf, 0);
+		SsDoc	   *wdocs = (SsDoc *) SsPageContents(wpage);
+
+		for (int k = 0; k < nkill; k++)
+			wdocs[kill[k]].flags |= SS_DOC_DEAD;
+		GenericXLogFinish(xs);
+		bs->stats->tuples_removed += nkill;
+	}
+	UnlockReleaseBuffer(buf);
+	return live;
+}
+
+/*
+ * Flag the dead documents of the pending list starting at head; returns
+ * how many live ones it holds.  The caller holds the pending-list lock
+ * throughout, so no fold takes the list away meanwhile.
+ */
+static double
+bulkdelete_pending(BulkState *bs, BlockNumber head)
+{
+	BlockNumber blk = head;
+	double		live = 0;
+
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, info->strategy);
-		Page		page;
-		OffsetNumber maxoff;
+		Buffer		buf = SsReadPage(bs->index, blk, BUFFER_LOCK_EXCLUSIVE, SS_PAGE_PENDING,
+									 bs->strategy);
+		Page		page = BufferGetPage(buf);
+		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
 		OffsetNumber kill[MaxOffsetNumber];
 		int			nkill = 0;
 
-		vacuum_delay_point();
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		maxoff = PageGetMaxOffsetNumber(page);
 		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
 		{
-			SsPendItem *it = (SsPendItem *) PageGetItem(page, PageGetItemId(page, off));
+			ItemId		iid = PageGetItemId(page, off);
+			SsPendItem *it;
 
+			if (!ItemIdHasStorage(iid) || ItemIdGetLength(iid) < sizeof(SsPendItem))
+				ereport(ERROR,
+						(errcode(ERRCODE_INDEX_CORRUPTED),
+						 errmsg("index \"%s\" has a malformed pending item at block %u, offset %u",
+								RelationGetRelationName(bs->index), blk, off),
+						 errhint("REINDEX the index.")));
+			it = (SsPendItem *) PageGetItem(page, iid);
 			if (it->doc.flags & SS_DOC_DEAD)
 				continue;
-			if (callback(&it->doc.tid, callback_state))
+			if (bs->callback(&it->doc.tid, bs->callback_state))
 				kill[nkill++] = off;
 			else
-				stats->num_index_tuples += 1;
+				live += 1;
 		}
 		if (nkill > 0)
 		{
-			GenericXLogState *xs = GenericXLogStart(index);
+			GenericXLogState *xs = GenericXLogStart(bs->index);
 			Page		wpage = GenericXLogRegisterBuffer(xs, buf, 0);
 
 			for (int k = 0; k < nkill; k++)
@@ -215,11 +373,112 @@ ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				it->doc.flags |= SS_DOC_DEAD;
 			}
 			GenericXLogFinish(xs);
-			stats->tuples_removed += nkill;
+			bs->stats->tuples_removed += nkill;
 		}
 		blk = SsPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
+		vacuum_delay_point();
 	}
+	return live;
+}
+
+/*
+ * ssbulkdelete: flag the documents whose heap TIDs callback names, segment
+ * by segment and then the pending list, as the file header describes
+ * ("Locking protocol"): every document indexed before the call is offered
+ * to callback at least once, also when a concurrent fold moves it.
+ */
+IndexBulkDeleteResult *
+ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+			 IndexBulkDeleteCallback callback, void *callback_state)
+{
+	Relation	index = info->index;
+	BulkState	bs;
+
+	if (stats == NULL)
+		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
+	memset(&bs, 0, sizeof(bs));
+	bs.index = index;
+	bs.strategy = info->strategy;
+	bs.stats = stats;
+	bs.callback = callback;
+	bs.callback_state = callback_state;
+	bs.maxdone = 16;
+	bs.done = palloc(sizeof(SegDone) * bs.maxdone);
+
+	for (;;)
+	{
+		SsMetaPageData meta;
+		SsSegHeader hdr;
+		int			target = -1;
+		BlockNumber header;
+		uint64		serial;
+		uint64		gen;
+		double		live = 0;
+		bool		gone = false;
+
+		CHECK_FOR_INTERRUPTS();
+		LockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+		SsReadMeta(index, &meta);
+		for (uint32 s = 0; s < meta.nsegments && target < 0; s++)
+		{
+			SsReadSegHeader(index, meta.segments[s].header, &hdr);
+			if (seg_done(&bs, meta.segments[s].header, hdr.serial) == NULL)
+				target = (int) s;
+		}
+		if (target < 0)
+		{
+			/* every listed segment done: the pending list, without letting go */
+			live = bulkdelete_pending(&bs, meta.pending_head);
+			for (uint32 s = 0; s < meta.nsegments; s++)
+			{
+				SsReadSegHeader(index, meta.segments[s].header, &hdr);
+				live += seg_done(&bs, meta.segments[s].header, hdr.serial)->live;
+			}
+			UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+			stats->num_index_tuples = live;
+			stats->estimated_count = false;
+			break;
+		}
+
+		/* the target's document pages, the lock let go between two pages */
+		header = meta.segments[target].header;
+		serial = hdr.serial;
+		gen = meta.generation;
+		for (uint32 p = 0; p < hdr.ndocpages; p++)
+		{
+			live += bulkdelete_doc_page(&bs, hdr.docstart + p);
+			UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+			vacuum_delay_point();
+			SsTestPause("bulkdelete-page");
+			LockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+			if (meta_generation(index) != gen)
+			{
+				/* a fold ran: is the target still listed? */
+				SsReadMeta(index, &meta);
+				gen = meta.generation;
+				if (!segment_listed(index, &meta, header, serial))
+				{
+					gone = true;	/* merged away: its newer segment is next */
+					break;
+				}
+			}
+		}
+		if (!gone)
+		{
+			if (bs.ndone >= bs.maxdone)
+			{
+				bs.maxdone *= 2;
+				bs.done = repalloc(bs.done, sizeof(SegDone) * bs.maxdone);
+			}
+			bs.done[bs.ndone].header = header;
+			bs.done[bs.ndone].serial = serial;
+			bs.done[bs.ndone].live = live;
+			bs.ndone++;
+		}
+		UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
+	}
+	pfree(bs.done);
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	return stats;
 }
@@ -294,6 +553,7 @@ meta_for_write(GenericXLogState *xs, Buffer metabuf)
 /* allocation of the new segment's run from the metapage copy */
 typedef struct FlushAlloc
 {
+	Relation	index;
 	SsMetaPageData *meta;
 	int			slot;
 	uint32		nblocks;
@@ -306,7 +566,11 @@ flush_alloc(void *arg, uint32 nblocks)
 
 	fa->slot = SsFreeFind(fa->meta, nblocks);
 	fa->nblocks = nblocks;
-	return fa->slot >= 0 ? fa->meta->free[fa->slot].start : InvalidBlockNumber;
+	if (fa->slot < 0)
+		return InvalidBlockNumber;
+	/* a standby's queries that may read the run go first (sspage.c) */
+	SsLogReuse(fa->index, fa->meta->free[fa->slot].start, fa->meta->free[fa->slot].freed);
+	return fa->meta->free[fa->slot].start;
 }
 
 /*
@@ -354,7 +618,7 @@ compaction_pays(Relation index, const SsMetaPageData *meta)
  * nothing to do.
  */
 void
-SsFlushPending(Relation index, bool from_insert)
+SsFlushPending(Relation index, bool from_insert, bool wait)
 {
 	SsMetaPageData meta;
 	SsSegBuilder *sb;
@@ -376,7 +640,7 @@ SsFlushPending(Relation index, bool from_insert)
 	FullTransactionId freed;
 	uint32		first;
 
-	if (from_insert)
+	if (from_insert && !wait)
 	{
 		/* someone else folding (or inserting) already: leave it to them */
 		if (!ConditionalLockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock))
@@ -447,11 +711,10 @@ SsFlushPending(Relation index, bool from_insert)
 	blk = meta.pending_head;
 	while (blk != InvalidBlockNumber)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 		Page		page;
 		OffsetNumber maxoff;
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		maxoff = PageGetMaxOffsetNumber(page);
 		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
@@ -475,10 +738,11 @@ SsFlushPending(Relation index, bool from_insert)
 	}
 
 	nnew = SsSegBuilderNDocs(sb);
+	fa.index = index;
 	fa.meta = &meta;
 	fa.slot = -1;
 	if (nnew > 0)
-		hdrblk = SsSegBuilderWrite(sb, index, true, flush_alloc, &fa);
+		hdrblk = SsSegBuilderWrite(sb, index, true, flush_alloc, &fa, meta.generation + 1);
 
 	/* the pending pages folded in, to release */
 	npend = 0;
@@ -486,9 +750,8 @@ SsFlushPending(Relation index, bool from_insert)
 	maxpend = 64;
 	for (blk = meta.pending_head; blk != InvalidBlockNumber;)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		if (npend >= maxpend)
 		{
 			maxpend *= 2;
@@ -540,6 +803,7 @@ SsFlushPending(Relation index, bool from_insert)
 	m->pending_head = InvalidBlockNumber;
 	m->pending_tail = InvalidBlockNumber;
 	m->npending = 0;
+	m->generation = meta.generation + 1;	/* the new segment's serial */
 	GenericXLogFinish(xs);
 	UnlockReleaseBuffer(metabuf);
 	UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
@@ -574,8 +838,11 @@ SsFlushPending(Relation index, bool from_insert)
  * path that allocates or extends (ssinsert, folds, SsNewBuffer callers).
  * We hold that lock exclusively from computing the new end until the
  * file is cut, so nobody hands out a block past it or extends the
- * relation meanwhile.  (The same argument is what makes reuse safe; on a
- * hot standby it holds only with hot_standby_feedback, as for reuse.)
+ * relation meanwhile.  (The same argument is what makes reuse safe.  On
+ * a hot standby, the conflict record SsLogReuse writes first cancels the
+ * queries old enough to read what is cut, as for reuse.)  Blocks dropped
+ * from a full free list (lost_blocks) are unreferenced too, but recent:
+ * nothing unreferenced is cut until their release point is old enough.
  *
  * Order, for crash safety: the metapage loses the runs first (generic
  * WAL, flushed), then RelationTruncate logs and cuts the file.  A crash
@@ -594,6 +861,7 @@ truncate_tail(Relation index)
 	GenericXLogState *xs;
 	SsMetaPage	m;
 	XLogRecPtr	lsn;
+	FullTransactionId horizon;
 
 	LockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
 	nblocks = RelationGetNumberOfBlocks(index);
@@ -609,10 +877,9 @@ truncate_tail(Relation index)
 	}
 	for (blk = meta.pending_head; blk != InvalidBlockNumber;)
 	{
-		Buffer		buf = ReadBuffer(index, blk);
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
 
 		end = Max(end, blk + 1);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		blk = SsPageGetOpaque(BufferGetPage(buf))->next;
 		UnlockReleaseBuffer(buf);
 	}
@@ -621,6 +888,14 @@ truncate_tail(Relation index)
 		if (!SsFreeReusable(&meta, i))
 			end = Max(end, meta.free[i].start + meta.free[i].nblocks);
 	}
+	/*
+	 * Blocks lost to a full free list are unreferenced like a crash's
+	 * leftovers, but were released recently: cut nothing unreferenced while
+	 * a snapshot may still read them.
+	 */
+	if (FullTransactionIdIsValid(meta.lost_freed) &&
+		!GlobalVisCheckRemovableFullXid(NULL, meta.lost_freed))
+		end = nblocks;
 	if (end >= nblocks)
 	{
 		UnlockPage(index, SS_METAPAGE_BLKNO, ExclusiveLock);
@@ -633,7 +908,12 @@ truncate_tail(Relation index)
 	m = meta_for_write(xs, metabuf);
 	m->nfree = meta.nfree;
 	memcpy(m->free, meta.free, sizeof(SsFreeRange) * meta.nfree);
-	(void) SsFreeTruncate(m, end);
+	(void) SsFreeTruncate(m, end, &horizon);
+	if (FullTransactionIdIsValid(meta.lost_freed) &&
+		(!FullTransactionIdIsValid(horizon) || FullTransactionIdFollows(meta.lost_freed, horizon)))
+		horizon = meta.lost_freed;
+	/* a standby's queries that may read the blocks go first (sspage.c) */
+	SsLogReuse(index, end, horizon);
 	lsn = GenericXLogFinish(xs);
 	UnlockReleaseBuffer(metabuf);
 	if (RelationNeedsWAL(index))
@@ -653,7 +933,7 @@ ssvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 	if (info->analyze_only)
 		return stats;
-	SsFlushPending(index, false);
+	SsFlushPending(index, false, true);
 	truncated = truncate_tail(index);
 	SsReadMeta(index, &meta);
 	if (stats == NULL)

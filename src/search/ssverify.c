@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -265,11 +267,10 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 	sc.brandseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (uint32 p = 0; p < hdr->nnormpages; p++)
 	{
-		Buffer		buf = ReadBuffer(index, hdr->normstart + p);
+		Buffer		buf = SsReadPage(index, hdr->normstart + p, BUFFER_LOCK_SHARE, SS_PAGE_NORM, NULL);
 		uint32		first = p * SS_NORMS_PER_PAGE;
 		uint32		cnt = Min((uint32) SS_NORMS_PER_PAGE, hdr->ndocs - first);
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		memcpy(&sc.norms[first], SsPageContents(BufferGetPage(buf)), sizeof(SsNorm) * cnt);
 		UnlockReleaseBuffer(buf);
 	}
@@ -316,6 +317,13 @@ ventry_cmp(const void *a, const void *b)
 							  (ItemPointer) &((const VEntry *) b)->tid);
 }
 
+/* the same stored float: equal, or both NaN (NaN == NaN is false in C) */
+static inline bool
+float4_same(float4 a, float4 b)
+{
+	return a == b || (isnan(a) && isnan(b));
+}
+
 static bool
 docs_equal(const SsDoc *a, const SsDoc *b)
 {
@@ -325,9 +333,9 @@ docs_equal(const SsDoc *a, const SsDoc *b)
 		a->category_id == b->category_id &&
 		a->price_cents == b->price_cents &&
 		a->brand_hash == b->brand_hash &&
-		a->rating == b->rating &&
-		a->popularity == b->popularity &&
-		a->logpop == b->logpop &&
+		float4_same(a->rating, b->rating) &&
+		float4_same(a->popularity, b->popularity) &&
+		float4_same(a->logpop, b->logpop) &&
 		memcmp(a->len, b->len, sizeof(a->len)) == 0;
 }
 
@@ -391,13 +399,8 @@ shop_search_verify(PG_FUNCTION_ARGS)
 	vs.e = palloc(sizeof(VEntry) * vs.max);
 	vs.tmp = AllocSetContextCreate(CurrentMemoryContext, "shop_search verify", ALLOCSET_DEFAULT_SIZES);
 
-	index = index_open(indexoid, AccessShareLock);
-	if (index->rd_indam == NULL || index->rd_indam->amgettuple != ssgettuple)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a shop_search index", RelationGetRelationName(index))));
-	heap = table_open(index->rd_index->indrelid, AccessShareLock);
-	vs.language = SsGetLanguage(index);
+	index = SsOpenIndex(indexoid, &heap);
+	vs.language = SsIndexLanguage(index);
 	SsReadMeta(index, &meta);
 
 	/* every live document of the index */
