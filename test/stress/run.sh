@@ -314,6 +314,37 @@ primary_alive() {
         { log "stress: it does not start again: RESULT: FAIL"; exit 1; }
 }
 
+# wait_jobs SECONDS PID...: wait for jobs of the harness; one still
+# running after SECONDS is a hang (a statement that never ends): a
+# finding.  What the servers were doing goes to hang-pP.txt, then the
+# statements are cancelled and the jobs stopped.
+wait_jobs() {
+    local limit=$1 p t0 left; shift
+    t0=$(date +%s)
+    while :; do
+        left=
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+        [ -z "$left" ] && break
+        if [ $(( $(date +%s) - t0 )) -ge "$limit" ]; then
+            count hangs
+            log "phase $PHASE: jobs still running $limit s after their time: a hang? (pg_stat_activity in hang-p$PHASE.txt)"
+            for c in "$PP" "$SP"; do
+                $PSQL $c -c "SELECT pid, application_name, state, wait_event_type, wait_event,
+                                    now() - query_start AS running, query
+                               FROM pg_stat_activity WHERE application_name LIKE 'stress%'" \
+                    >>"$OUT/hang-p$PHASE.txt" 2>&1
+                $PSQL $c -At -c "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+                                  WHERE application_name LIKE 'stress%' AND pid <> pg_backend_pid()" >/dev/null 2>&1
+            done
+            sleep 5
+            for p in $left; do kill "$p" 2>/dev/null; done
+            break
+        fi
+        sleep 0.2
+    done
+    for p in "$@"; do wait "$p" 2>/dev/null; done
+}
+
 # after a crash: indexes left invalid by an interrupted REINDEX CONCURRENTLY
 drop_invalid_indexes() {
     local n
@@ -429,7 +460,7 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
             step "primary back after $(( $(date +%s) - rstart )) s"
             drop_invalid_indexes
         else
-            for p in "${SEGBG[@]}"; do wait "$p" 2>/dev/null; done
+            wait_jobs 120 "${SEGBG[@]}"
         fi
     done
 
@@ -441,7 +472,7 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
     # expected)
     $PSQL $PP -At -c "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
                        WHERE application_name = 'stress_vacuum'" >/dev/null
-    for p in "${BG[@]}"; do wait "$p" 2>/dev/null; done
+    wait_jobs 180 "${BG[@]}"
     BG=()
     drop_invalid_indexes
     step "quiet"
@@ -518,7 +549,7 @@ live_checks=$(awk '/^SQL script [0-9]+: .*search_live.sql/ {f = 1; next}
                    f && /transactions \(/ {s += $2; f = 0} END {print s + 0}' "$OUT"/searchers-*.log "$OUT"/standby-*.log)
 
 END_T=$(date +%s)
-findings=$(( $(total died) + $(total mismatches) + $(total verify) + $(total s_mismatches) + $(total s_verify) + $(total s_diffs) \
+findings=$(( $(total died) + $(total hangs) + $(total mismatches) + $(total verify) + $(total s_mismatches) + $(total s_verify) + $(total s_diffs) \
              + perr + plive + pcrash + serr + slive + scrash + aborted ))
 log ""
 log "== stress summary (seed $SEED, $FORM form)"
@@ -534,7 +565,8 @@ log "verify findings           $(total verify) on the primary, $(total s_verify)
 log "live checks               $live_checks, mismatches: $plive on the primary, $slive on the standby"
 log "server errors             $perr on the primary, $serr on the standby (expected and not counted: $pexp, $sexp; standby recovery conflicts $sconf)"
 log "crashes                   $pcrash on the primary, $scrash on the standby (not counting the harness's kills); primary found down $(total died) times"
-log "client aborts              $aborted not caused by a kill or a recovery conflict (see the pgbench logs)"
+log "hangs                     $(total hangs)"
+log "client aborts             $aborted not caused by a kill or a recovery conflict (see the pgbench logs)"
 if [ -s "$OUT/mismatches.txt" ]; then
     log ""; log "== first mismatches (by phase and node; all in check-p*-*.tsv)"
     head -40 "$OUT/mismatches.txt" | tee -a "$OUT/summary.txt"
