@@ -100,7 +100,7 @@ else
     PHASES=${PHASES:-$(( DURATION / 60 < 2 ? 2 : DURATION / 60 ))}
 fi
 for v in DURATION PHASES WRITERS SEARCHERS STANDBY_SEARCHERS SEED ROWS KILLS; do
-    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "stress: --${v,,} must be a number" >&2; exit 2; }
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "stress: $v must be a number, not '${!v}'" >&2; exit 2; }
 done
 case $FEEDBACK in on|off|alternate) ;; *) echo "stress: --feedback on|off|alternate" >&2; exit 2 ;; esac
 PHASE_SECS=$(( DURATION / PHASES ))
@@ -504,7 +504,8 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
     sdiff=$(standby_diffs)
     count s_compared "$sn"; count s_rows "$srows"; count s_mismatches "$sbad"; count s_verify "$svf"
     count s_diffs "$sdiff"
-    log "phase $PHASE ($(( $(date +%s) - phase_start )) s, hot_standby_feedback $fb, kills at ${kill_at[*]:0:$KILLS} s):" \
+    kills_said=$([ "$KILLS" -gt 0 ] && echo "kill -9 at ${kill_at[*]:0:$KILLS} s" || echo "no kill")
+    log "phase $PHASE ($(( $(date +%s) - phase_start )) s, hot_standby_feedback $fb, $kills_said):" \
         "primary $n comparisons, $rows rows, $bad mismatches, $vf verify findings;" \
         "standby $sn comparisons, $srows rows, $sbad mismatches, $svf verify findings, $sdiff answers unlike the primary's"
 done
