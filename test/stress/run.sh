@@ -383,23 +383,22 @@ check_failed() {
     touch "$OUT/check-p$PHASE-$1.tsv" "$OUT/verify-p$PHASE-$1.tsv"
 }
 # summarize a check file: prints "comparisons rows mismatches" and adds
-# the first 5 mismatching queries of it to mismatches.txt, one line each:
+# to mismatches.txt the first failing query of each class, one line each:
 # the query, the first failing method's answer, every failing method
 summarize() {
     awk -F'\t' -v shown="$OUT/mismatches.txt" -v where="$2" '
         $4 != "truth" { n++; rows += $6 }
         $4 != "truth" && $5 != "t" {
             bad++
-            if (!($1 in meth)) {
-                order[++nq] = $1; meth[$1] = $4
-                first[$1] = sprintf("qid %s (%s, %s) %s: %s: truth %s rows, got %s: %s",
+            if (!($3 in q)) {
+                order[++nc] = $3; q[$3] = $1; meth[$3] = $4
+                first[$3] = sprintf("qid %s (%s, %s) %s: %s: truth %s rows, got %s: %s",
                                     $1, $2, $3, $10, $4, $6, $7, $9)
-            } else meth[$1] = meth[$1] ", " $4
+            } else if (q[$3] == $1) meth[$3] = meth[$3] ", " $4
         }
         END {
-            for (i = 1; i <= nq && i <= 5; i++)
+            for (i = 1; i <= nc; i++)
                 printf "%s: %s [failing: %s]\n", where, first[order[i]], meth[order[i]] >> shown
-            if (nq > 5) printf "%s: ... and %d more queries (see the .tsv file)\n", where, nq - 5 >> shown
             print n + 0, rows + 0, bad + 0
         }' "$1"
 }
@@ -577,17 +576,33 @@ log "crashes                   $pcrash on the primary, $scrash on the standby (n
 log "hangs                     $(total hangs); checks that could not run: $(total check_failed)"
 log "client aborts             $aborted not caused by a kill or a recovery conflict (see the pgbench logs)"
 if [ -s "$OUT/mismatches.txt" ]; then
-    log ""; log "== first mismatches (by phase and node; all in check-p*-*.tsv)"
-    head -40 "$OUT/mismatches.txt" | tee -a "$OUT/summary.txt"
-fi
-for ph in $(seq "$PHASES"); do
+    # failed comparisons by table and query class over the whole run
+    log ""; log "== mismatches by class (failed comparisons; with missing / extra rows / errors; methods)"
     for node in primary standby; do
-        f="$OUT/verify-p$ph-$node.tsv"
-        [ -s "$f" ] || continue
-        log ""; log "== verify findings, phase $ph, $node (first 10 of $(wc -l <"$f"))"
-        head -10 "$f" | tee -a "$OUT/summary.txt"
+        cat "$OUT"/check-p*-$node.tsv | awk -F'\t' -v node="$node" '
+            $4 != "truth" && $5 != "t" {
+                k = $2 "/" $3; n[k]++
+                if ($9 ~ /^missing [1-9]/) mi[k]++
+                if ($9 ~ / extra [1-9]/) ex[k]++
+                if ($8 == "error") er[k]++
+                if (index(" " ms[k] ",", " " $4 ",") == 0) ms[k] = ms[k] (ms[k] == "" ? "" : ", ") $4
+            }
+            END { for (k in n) printf "%-8s %-16s %5d; %d / %d / %d; %s\n", node, k, n[k], mi[k], ex[k], er[k], ms[k] }' |
+            sort | tee -a "$OUT/summary.txt"
     done
-done
+    log ""; log "== first mismatch of each class, by phase and node (all in check-p*-*.tsv)"
+    head -60 "$OUT/mismatches.txt" | tee -a "$OUT/summary.txt"
+fi
+if cat "$OUT"/verify-p*.tsv 2>/dev/null | grep -q .; then
+    log ""; log "== verify findings by phase and node (all in verify-p*-*.tsv)"
+    for f in "$OUT"/verify-p*.tsv; do
+        [ -s "$f" ] || continue
+        awk -F'\t' -v f="$(basename "$f" .tsv)" '{ n[$1 " " $2]++ }
+            END { for (k in n) printf "%s: %s %d\n", f, k, n[k] }' "$f" | sort
+    done | sort -V | tee -a "$OUT/summary.txt"
+    log "first findings:"
+    cat "$OUT"/verify-p*.tsv | head -5 | tee -a "$OUT/summary.txt"
+fi
 if [ -s "$OUT/server-errors.txt" ]; then
     log ""; log "== server log findings"; head -30 "$OUT/server-errors.txt" | tee -a "$OUT/summary.txt"
 fi
