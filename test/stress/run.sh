@@ -600,8 +600,12 @@ if cat "$OUT"/verify-p*.tsv 2>/dev/null | grep -q .; then
         awk -F'\t' -v f="$(basename "$f" .tsv)" '{ n[$1 " " $2]++ }
             END { for (k in n) printf "%s: %s %d\n", f, k, n[k] }' "$f" | sort
     done | sort -V | tee -a "$OUT/summary.txt"
-    log "first findings:"
-    cat "$OUT"/verify-p*.tsv | head -5 | tee -a "$OUT/summary.txt"
+    for f in $(ls "$OUT"/verify-p*.tsv | sort -V); do
+        [ -s "$f" ] || continue
+        log "first findings ($(basename "$f")):"
+        head -5 "$f" | tee -a "$OUT/summary.txt"
+        break
+    done
 fi
 if [ -s "$OUT/server-errors.txt" ]; then
     log ""; log "== server log findings"; head -30 "$OUT/server-errors.txt" | tee -a "$OUT/summary.txt"
