@@ -144,6 +144,8 @@ PSQL="$PGBIN/psql -X -q -v ON_ERROR_STOP=1 -U postgres -d stress"
 PP="-h $PDIR -p $PPORT"        # connection options of the primary ...
 SP="-h $SDIR -p $SPORT"        # ... and of the standby
 STOP="$OUT/stop"
+PAUSE="$OUT/pause"             # the REINDEX loop waits while the harness restarts the primary
+export PGAPPNAME=stress_harness   # the harness's own sessions, in the server logs
 BG=()                          # background jobs of the current phase
 
 log() { echo "$@" | tee -a "$OUT/summary.txt"; }
@@ -277,6 +279,10 @@ reindex_loop() {
     while [ ! -e "$STOP" ]; do
         rnd 6 30
         for ((s = 0; s < R; s++)); do [ -e "$STOP" ] && return; sleep 0.5; done
+        # not while the harness restarts the primary and drops the indexes
+        # an interrupted REINDEX left (DROP INDEX CONCURRENTLY and REINDEX
+        # CONCURRENTLY of one table can deadlock)
+        while [ -e "$PAUSE" ]; do [ -e "$STOP" ] && return; sleep 0.5; done
         rnd 0 1; idx=$([ $R = 0 ] && echo shop.product_search_idx || echo stress.doc_search)
         if PGAPPNAME=stress_reindex $PSQL $PP -c "REINDEX INDEX CONCURRENTLY $idx" >>"$OUT/reindex.log" 2>&1; then
             count reindexes
@@ -454,6 +460,7 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
         t=$until_t
         if [ "$SEG" -lt ${#kill_at[@]} ]; then
             primary_alive
+            touch "$PAUSE"
             kill_primary || fail_harness "phase $PHASE: the primary's processes did not go away after kill -9"
             for p in "${SEGBG[@]}"; do wait "$p" 2>/dev/null; done
             step "killed the primary at $until_t s"
@@ -465,6 +472,7 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
             count recovery_secs $(( $(date +%s) - rstart ))
             step "primary back after $(( $(date +%s) - rstart )) s"
             drop_invalid_indexes
+            rm -f "$PAUSE"
         else
             wait_jobs 120 "${SEGBG[@]}"
         fi
@@ -477,7 +485,7 @@ for ((PHASE = 1; PHASE <= PHASES; PHASE++)); do
     # a slow VACUUM of the loop may have seconds to go: cancel it (57014,
     # expected)
     $PSQL $PP -At -c "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
-                       WHERE application_name = 'stress_vacuum'" >/dev/null
+                       WHERE application_name = 'stress_vacuum'" >/dev/null 2>&1
     wait_jobs 180 "${BG[@]}"
     BG=()
     drop_invalid_indexes
@@ -520,11 +528,15 @@ done
 # ------------------------------------------------------------ server logs
 # ERROR/FATAL/PANIC lines by SQLSTATE.  Expected, and only counted:
 # 57P01-57P03 (shutdown, crash of another process, not accepting
-# connections yet), 57014 (canceled: autovacuum giving way to a lock),
-# 08xxx (connections lost when the primary is killed), and on the standby
-# 40001 (recovery conflicts).  Everything else is a finding.  Lines of a
-# child crash ("terminated by signal", a PANIC) are findings too: the
-# harness's own kill -9 takes the postmaster first, which then logs none.
+# connections yet), 57014 (canceled: autovacuum giving way to a lock, or
+# the harness cancelling a slow VACUUM at a phase's end), 55000 "could not
+# map dynamic shared memory segment" (a parallel VACUUM worker starting
+# after that cancel), 08xxx (connections lost when the primary is
+# killed), and on the standby 40001 (recovery conflicts).  Everything
+# else is a finding.  Lines of a child crash ("terminated by signal", a
+# PANIC, a process other than a background worker exiting with an error
+# code) are findings too: the harness's own kill -9 takes the postmaster
+# first, which then logs none.
 scan_log() {
     local node=$1 file=$2
     awk -v node="$node" -v out="$OUT/server-errors.txt" '
@@ -533,11 +545,13 @@ scan_log() {
             if ($0 ~ /stress live mismatch/) { live++; if (live <= 5) print node ": " $0 >> out; next }
             if ($0 ~ / (ERROR|FATAL|PANIC): /) {
                 if (state ~ /^57P0[123]$/ || state == "57014" || state ~ /^08/ ||
+                    (state == "55000" && $0 ~ /could not map dynamic shared memory segment/) ||
                     (node == "standby" && state == "40001")) { if (state == "40001") conflicts++; expected++; next }
                 bad++; if (bad <= 10) print node ": " $0 >> out
             }
         }
-        /terminated by signal|terminated by exception|exited with exit code|PANIC:|TRAP:/ {
+        /terminated by signal|terminated by exception|PANIC:|TRAP:/ ||
+        (/exited with exit code/ && !/background worker/) {
             crash++; if (crash <= 5) print node ": " $0 >> out
         }
         END { print bad + 0, live + 0, crash + 0, expected + 0, conflicts + 0 }' "$file"
