@@ -31,7 +31,7 @@ EXTRA_CLEAN  = tmp_install tmp_check results regression.diffs regression.out out
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench demo-stop
+.PHONY: deps demo test bench stress demo-stop
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -56,6 +56,16 @@ test: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
+
+# The search stress harness (test/stress/run.sh, docs/operations.md): a
+# primary and a hot standby under writers, searchers, VACUUM, REINDEX
+# CONCURRENTLY and kill -9 for DURATION seconds (default 600); every query
+# of a fixed set checked against a sequential scan after each phase.
+# STRESS_ARGS="--writers 6 --seed 7 ..." passes further options.
+DURATION ?= 600
+stress: deps
+	@$(MAKE) --no-print-directory all
+	@test/stress/run.sh --duration $(DURATION) $(STRESS_ARGS)
 
 ifneq ($(PG_CONFIG),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
