@@ -140,9 +140,12 @@ DO $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT * FROM shop.card_number_scan() LOOP
-        RAISE WARNING 'column % of table % holds card numbers in % rows', r.column_name, r.table_name, r.rows
-            USING DETAIL = 'shop 1.1 refuses new card numbers; these were stored before.',
+    FOR r IN SELECT format('%I.%I.%I', n.nspname, c.relname, s.column_name) AS col, s.rows
+               FROM shop.card_number_scan() s
+               JOIN pg_class c ON c.oid = s.table_name
+               JOIN pg_namespace n ON n.oid = c.relnamespace LOOP
+        RAISE WARNING 'card numbers stored in column %', r.col
+            USING DETAIL = format('Rows holding one: %s. shop 1.1 refuses new card numbers; these were stored before.', r.rows),
                   HINT = 'Mask them with shop.redact_card_numbers() and VACUUM FULL the table: see "Card numbers stored before 1.1" in docs/security.md.';
     END LOOP;
 END

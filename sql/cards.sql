@@ -104,6 +104,7 @@ INSERT INTO card_case (expect, value, note) VALUES
 (true, '+4111 1111 1111 1111', 'after a plus sign: 16 digits are no phone number'),
 (true, 'tel 4111 1111 1111 1111', 'after a phone word: 16 digits are no phone number'),
 (true, '5500 0000 0000 0004', 'issue 10: what synonym_add stores for 5500-0000-0000-0004'),
+(true, '4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1', 'digit by digit: what synonym_add stores for a zero-width space after every digit'),
 (true, '3530111333300000x', 'issue 10: the cart_create customer_id of the 22P02 example'),
 (true, '4111\u200B1111\u200B1111\u200B1111', 'zero-width spaces spelled as escapes (statement text, JSON text)'),
 (true, '\uFF14\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11', 'full-width digits spelled as escapes');
@@ -172,6 +173,7 @@ INSERT INTO card_case (expect, value, note) VALUES
 (false, '1 234 567,89 EUR', 'a price with thin-space grouping'),
 (false, 'PN 1234-5678-90 rev 4', 'a part number'),
 (false, 'ORD-2024-000123-17', 'an order number'),
+(false, 'Rows 1 2 3 4 5 6 7 8 9 10 11 12', 'single digits counted out, no brand''s IIN'),
 (false, 'C:\Users\4111\1111\1111\1111', 'a Windows path: backslashes are no separators');
 
 SELECT expect, count(*) AS cases,

@@ -18,7 +18,8 @@
  *   - passes the Luhn check,
  * written either unbroken ("4111111111111111") or in groups as cards are
  * printed and typed: a first group of 4 to 6 digits, middle groups of 3 to
- * 6, a last group of 1 to 6 (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3, ...).
+ * 6, a last group of 1 to 6 (4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3, ...), or
+ * digit by digit ("4 1 1 1 1 ...").
  *
  * What counts as a digit and as a separator.  Normalisation is done here,
  * NFKC-like but only for what matters, without any library:
@@ -622,11 +623,23 @@ phone_word_before(const CardScan *cs, int pos)
 	return false;
 }
 
-/* Is the window of groups f..l shaped as cards are written? */
+/*
+ * Is the window of groups f..l shaped as cards are written?  Unbroken; or
+ * a first group of 4 to 6 digits, middle groups of 3 to 6, a last group of
+ * 1 to 6; or spaced out digit by digit ("4 1 1 1 ...", which is also what
+ * search folding makes of a number typed with a zero-width space after
+ * every digit).
+ */
 static bool
 window_shape(const CardScan *cs, int f, int l)
 {
+	bool		single = true;
+
 	if (f == l)
+		return true;
+	for (int g = f; g <= l && single; g++)
+		single = (cs->glen[g] == 1);
+	if (single)
 		return true;
 	if (cs->glen[f] < 4 || cs->glen[f] > 6 || cs->glen[l] > 6)
 		return false;
