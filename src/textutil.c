@@ -58,8 +58,9 @@
  *     '+', when a word such as "tel", "phone", "fax", "mobile", "cell" or
  *     "imei" precedes it closely, or when it is the value of a jsonb key
  *     naming a phone (SHOP_SCAN_PHONE);
- *   - hexadecimal identifiers: a canonical uuid, or a word of 20 or more
- *     hex digits with a letter (md5, sha1, ...), is skipped whole.
+ *   - hexadecimal identifiers: a canonical uuid, or a word of 24 or more
+ *     hex digits with a letter (object ids, md5, sha1, ...), is skipped
+ *     whole.
  * Numbers of a 20th digit or more in one unbroken run are never cards.
  *
  * Cost.  One pass over the bytes, no allocation; ASCII bytes go through a
@@ -215,10 +216,22 @@ typedef enum CharClass
 } CharClass;
 
 static uint8 ascii_class[128];
-static bool ascii_class_ready = false;
+
+/*
+ * Bytes that can matter outside a run of digits: ASCII digits, the
+ * backslash of an escape, and (in UTF-8) every lead byte of a multi-byte
+ * character.  Everything else is skipped without a look.
+ */
+static bool may_start_run[256];
+
+/* BMP code points that are not CC_OTHER, one bit each (8 kB) */
+static uint8 bmp_interesting[65536 / 8];
+static bool tables_ready = false;
+
+static CharClass unicode_class(int32 cp, int *val);
 
 static void
-init_ascii_class(void)
+init_tables(void)
 {
 	for (int c = '0'; c <= '9'; c++)
 		ascii_class[c] = CC_DIGIT;
@@ -226,7 +239,21 @@ init_ascii_class(void)
 	ascii_class['\r'] = ascii_class['\v'] = ascii_class['\f'] = CC_SEP;
 	ascii_class['-'] = CC_SEP;
 	ascii_class['.'] = CC_DOT;
-	ascii_class_ready = true;
+
+	for (int c = '0'; c <= '9'; c++)
+		may_start_run[c] = true;
+	may_start_run['\\'] = true;
+	for (int c = 0xC2; c <= 0xF4; c++)
+		may_start_run[c] = true;
+
+	for (int32 cp = 0x80; cp < 0x10000; cp++)
+	{
+		int			val;
+
+		if (unicode_class(cp, &val) != CC_OTHER)
+			bmp_interesting[cp >> 3] |= (uint8) (1 << (cp & 7));
+	}
+	tables_ready = true;
 }
 
 static inline bool
@@ -546,6 +573,8 @@ char_class(const unsigned char *s, int i, int len, bool utf8, int *clen, int *va
 		cp = (cp << 6) | (s[i + k] & 0x3F);
 	}
 	*clen = n;
+	if (cp < 0x10000 && !(bmp_interesting[cp >> 3] & (1 << (cp & 7))))
+		return CC_OTHER;
 	return unicode_class(cp, val);
 }
 
@@ -835,7 +864,7 @@ hex_word_length(const unsigned char *s, int i, int len)
 	}
 	for (j = i; j < len && is_ascii_hex(s[j]); j++)
 		letter |= (s[j] > '9');
-	if (j - i >= 20 && letter && (j == len || !is_ascii_alnum(s[j])))
+	if (j - i >= 24 && letter && (j == len || !is_ascii_alnum(s[j])))
 		return j - i;
 	return 0;
 }
@@ -843,6 +872,11 @@ hex_word_length(const unsigned char *s, int i, int len)
 /*
  * Scan cs->s[0..len).  Returns true when a card was found (and, unless
  * redacting, stops there).
+ *
+ * Outside a run of digits only a digit can start one, so bytes that cannot
+ * begin a digit are skipped in a tight loop.  Uuids and long hex words are
+ * recognised lazily: only when a sequence of ASCII digits starts is its
+ * word (the letters and digits around it) looked at, once per word.
  */
 static bool
 card_scan(CardScan *cs)
@@ -850,10 +884,11 @@ card_scan(CardScan *cs)
 	const unsigned char *s = cs->s;
 	int			len = cs->len;
 	int			i = 0;
-	bool		prev_alnum = false;
+	int			word_start = -1;	/* the last word found not hex-like */
+	int			word_known = -1;	/* ... and known to extend up to here */
 
-	if (unlikely(!ascii_class_ready))
-		init_ascii_class();
+	if (unlikely(!tables_ready))
+		init_tables();
 	cs->in_run = false;
 	cs->found = 0;
 
@@ -864,43 +899,43 @@ card_scan(CardScan *cs)
 					val = 0;
 		CharClass	cls;
 
-		/* fast path: ASCII that is neither digit, separator nor '&' */
-		if (c < 0x80 && ascii_class[c] == CC_OTHER && c != '&' && c != '\\')
+		if (!cs->in_run)
 		{
-			bool		alnum = is_ascii_alnum(c);
-
-			if (alnum && !prev_alnum)
+			if (!may_start_run[c] || (c >= 0x80 && !cs->utf8))
 			{
-				int			skip = hex_word_length(s, i, len);
+				i++;
+				continue;
+			}
+		}
 
-				if (skip > 0)
+		/* a sequence of ASCII digits starts: is it inside a hex word? */
+		if (c >= '0' && c <= '9' && (i == 0 || !(s[i - 1] >= '0' && s[i - 1] <= '9')))
+		{
+			int			ws = i;
+
+			while (ws > 0 && is_ascii_alnum(s[ws - 1]))
+			{
+				if (ws - 1 == word_known)
+				{
+					ws = word_start;
+					break;
+				}
+				ws--;
+			}
+			if (ws != word_start)
+			{
+				int			skip = hex_word_length(s, ws, len);
+
+				if (skip > 0 && ws + skip > i)
 				{
 					if (end_run(cs))
 						return true;
-					i += skip;
-					prev_alnum = true;
+					i = ws + skip;
 					continue;
 				}
+				word_start = ws;
 			}
-			if (cs->in_run && end_run(cs))
-				return true;
-			prev_alnum = alnum;
-			i++;
-			continue;
-		}
-
-		if (c >= '0' && c <= '9' && !prev_alnum)
-		{
-			int			skip = hex_word_length(s, i, len);
-
-			if (skip > 0)
-			{
-				if (end_run(cs))
-					return true;
-				i += skip;
-				prev_alnum = true;
-				continue;
-			}
+			word_known = i;
 		}
 
 		cls = char_class(s, i, len, cs->utf8, &clen, &val);
@@ -952,7 +987,6 @@ card_scan(CardScan *cs)
 					return true;
 				break;
 		}
-		prev_alnum = (c >= '0' && c <= '9');
 		i += clen;
 	}
 	if (end_run(cs))
