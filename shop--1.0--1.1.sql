@@ -93,18 +93,31 @@ COMMENT ON FUNCTION shop._card_columns() IS
 -- The guard itself, on every table with such a column.  Named to sort after
 -- every other BEFORE trigger (they fire in name order), so that it sees the
 -- row as it is stored; ENABLE ALWAYS keeps it on under
--- session_replication_role = replica.
-DO $$
+-- session_replication_role = replica.  A section of this script (or a
+-- later update script) that creates a table with text columns after this
+-- point runs SELECT shop._card_guard_install(); again: sql/cards.sql fails
+-- otherwise.
+CREATE FUNCTION shop._card_guard_install()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
 DECLARE
     t regclass;
 BEGIN
-    FOR t IN SELECT DISTINCT table_name FROM shop._card_columns() LOOP
+    FOR t IN SELECT DISTINCT c.table_name FROM shop._card_columns() c
+              WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g
+                                 WHERE g.tgrelid = c.table_name AND g.tgname = 'zz_card_guard') LOOP
         EXECUTE format('CREATE TRIGGER zz_card_guard BEFORE INSERT OR UPDATE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION shop._card_guard()', t);
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_card_guard', t);
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION shop._card_guard_install() IS
+'internal: puts the card guard trigger on every table of schema shop with a text-like column that lacks it';
+REVOKE EXECUTE ON FUNCTION shop._card_guard_install() FROM PUBLIC;
+SELECT shop._card_guard_install();
 
 -- Card numbers stored before 1.1: counted per column, never printed.
 CREATE FUNCTION shop.card_number_scan()

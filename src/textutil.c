@@ -76,6 +76,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -1412,6 +1413,7 @@ typedef struct GuardPlan
 	Oid			relid;
 	int			natts;
 	int			ncols;
+	AttrNumber	maxattnum;		/* the last column read */
 	AttrNumber *attnum;
 	GuardKind  *kind;
 	Oid		   *elem;
@@ -1446,6 +1448,7 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 		if (k == GK_NONE)
 			continue;
 		plan->attnum[plan->ncols] = att->attnum;
+		plan->maxattnum = att->attnum;
 		plan->kind[plan->ncols] = k;
 		plan->elem[plan->ncols] = elem;
 		plan->ncols++;
@@ -1474,8 +1477,8 @@ shop_card_guard(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	desc;
-	HeapTuple	newtuple;
-	HeapTuple	oldtuple = NULL;
+	TupleTableSlot *newslot;
+	TupleTableSlot *oldslot = NULL;
 	GuardPlan  *plan;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -1486,36 +1489,44 @@ shop_card_guard(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
+	plan = guard_plan(fcinfo->flinfo, rel);
+	if (plan->ncols == 0)
+		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
+
+	/*
+	 * Read the columns from the slots: the executor has usually deformed
+	 * the new row already (COPY builds it from values), so this costs
+	 * nothing more.
+	 */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		newtuple = trigdata->tg_newtuple;
-		oldtuple = trigdata->tg_trigtuple;
+		newslot = trigdata->tg_newslot;
+		oldslot = trigdata->tg_trigslot;
+		slot_getsomeattrs(oldslot, plan->maxattnum);
 	}
 	else
-		newtuple = trigdata->tg_trigtuple;
+		newslot = trigdata->tg_trigslot;
+	slot_getsomeattrs(newslot, plan->maxattnum);
 
-	plan = guard_plan(fcinfo->flinfo, rel);
 	for (int c = 0; c < plan->ncols; c++)
 	{
-		AttrNumber	attnum = plan->attnum[c];
-		bool		isnull;
-		Datum		value = heap_getattr(newtuple, attnum, desc, &isnull);
+		int			a = plan->attnum[c] - 1;
+		Datum		value = newslot->tts_values[a];
 
-		if (isnull)
+		if (newslot->tts_isnull[a])
 			continue;
-		if (oldtuple != NULL)
+		if (oldslot != NULL && !oldslot->tts_isnull[a])
 		{
-			bool		oldnull;
-			Datum		oldvalue = heap_getattr(oldtuple, attnum, desc, &oldnull);
-			Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+			Form_pg_attribute att = TupleDescAttr(desc, a);
 
-			if (!oldnull && datumIsEqual(oldvalue, value, att->attbyval, att->attlen))
+			if (datumIsEqual(oldslot->tts_values[a], value, att->attbyval, att->attlen))
 				continue;
 		}
 		if (value_has_card(plan->kind[c], value, plan->elem[c]))
 		{
 			char	   *what = psprintf("column %s of %s.%s",
-										NameStr(TupleDescAttr(desc, attnum - 1)->attname),
+										NameStr(TupleDescAttr(desc, a)->attname),
 										get_namespace_name(RelationGetNamespace(rel)),
 										RelationGetRelationName(rel));
 
@@ -1524,11 +1535,12 @@ shop_card_guard(PG_FUNCTION_ARGS)
 					 errmsg("card number refused"),
 					 errdetail("The value of %s looks like a payment card number; shop never stores card numbers.", what),
 					 errhint("Tokenize the card with your payment provider and store the token instead."),
-					 errtablecol(rel, attnum),
+					 errtablecol(rel, a + 1),
 					 errhidestmt(true)));
 		}
 	}
-	return PointerGetDatum(newtuple);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+						   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 }
 
 /*
