@@ -223,7 +223,7 @@ static uint8 ascii_class[128];
  * backslash of an escape, and (in UTF-8) every lead byte of a multi-byte
  * character.  Everything else is skipped without a look.
  */
-static bool may_start_run[256];
+static uint8 may_start_run[256];
 
 /* BMP code points that are not CC_OTHER, one bit each (8 kB) */
 static uint8 bmp_interesting[65536 / 8];
@@ -242,10 +242,10 @@ init_tables(void)
 	ascii_class['.'] = CC_DOT;
 
 	for (int c = '0'; c <= '9'; c++)
-		may_start_run[c] = true;
-	may_start_run['\\'] = true;
+		may_start_run[c] = 1;
+	may_start_run['\\'] = 1;
 	for (int c = 0xC2; c <= 0xF4; c++)
-		may_start_run[c] = true;
+		may_start_run[c] = 1;
 
 	for (int32 cp = 0x80; cp < 0x10000; cp++)
 	{
@@ -902,7 +902,14 @@ card_scan(CardScan *cs)
 
 		if (!cs->in_run)
 		{
-			if (!may_start_run[c] || (c >= 0x80 && !cs->utf8))
+			/* the tight loop most bytes go through */
+			while (!may_start_run[c])
+			{
+				if (++i >= len)
+					goto done;
+				c = s[i];
+			}
+			if (c >= 0x80 && !cs->utf8)
 			{
 				i++;
 				continue;
@@ -990,9 +997,32 @@ card_scan(CardScan *cs)
 		}
 		i += clen;
 	}
+done:
 	if (end_run(cs))
 		return true;
 	return cs->found > 0;
+}
+
+/*
+ * Could s[0..len) hold 12 digits at all?  Every digit the scanner reads is
+ * an ASCII digit, one backslash escape or one multi-byte character, so
+ * counting those bytes bounds the digits from above.  Most catalog text
+ * has fewer and is done with here, in one tight pass.
+ */
+static inline bool
+may_hold_card(const unsigned char *s, int len)
+{
+	int			n = 0;
+
+	if (unlikely(!tables_ready))
+		init_tables();
+	for (int i = 0; i < len; i++)
+	{
+		n += may_start_run[s[i]];
+		if (n >= CARD_MIN)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -1004,6 +1034,8 @@ ShopFindCardNumberFlags(const char *s, int len, int flags)
 {
 	CardScan	cs;
 
+	if (!may_hold_card((const unsigned char *) s, len))
+		return false;
 	cs.s = (unsigned char *) s; /* not written: redact is false */
 	cs.len = len;
 	cs.flags = flags;
@@ -1030,6 +1062,8 @@ ShopRedactCardNumbers(char *s, int len)
 {
 	CardScan	cs;
 
+	if (!may_hold_card((const unsigned char *) s, len))
+		return 0;
 	cs.s = (unsigned char *) s;
 	cs.len = len;
 	cs.flags = 0;
@@ -1158,10 +1192,15 @@ jsonb_container_has_card(const JsonbContainer *jc, int flags)
 
 			if (ShopFindCardNumberFlags(base + koff, kend - koff, 0))
 				return true;
-			if (phone_key(base + koff, kend - koff))
-				vflags |= SHOP_SCAN_PHONE;
-			if (jsonb_entry_has_card(ve, base, voff, vend, vflags))
-				return true;
+			/* a string that cannot hold 12 digits needs no phone context */
+			if (!(JBE_ISSTRING(ve) &&
+				  !may_hold_card((const unsigned char *) base + voff, vend - voff)))
+			{
+				if (phone_key(base + koff, kend - koff))
+					vflags |= SHOP_SCAN_PHONE;
+				if (jsonb_entry_has_card(ve, base, voff, vend, vflags))
+					return true;
+			}
 			koff = kend;
 			voff = vend;
 		}
@@ -1241,8 +1280,27 @@ guard_kind(Oid type, Oid *elem)
 	return guard_kind_of_base(base);
 }
 
+/* how to read the elements of an array column */
+typedef struct GuardElem
+{
+	GuardKind	kind;			/* GK_NONE when not an array */
+	int16		len;
+	bool		byval;
+	char		align;
+} GuardElem;
+
+static void
+guard_elem_init(GuardElem *ge, Oid elem)
+{
+	ge->kind = GK_NONE;
+	if (!OidIsValid(elem))
+		return;
+	ge->kind = guard_kind_of_base(elem);
+	get_typlenbyvalalign(elem, &ge->len, &ge->byval, &ge->align);
+}
+
 static bool
-value_has_card(GuardKind kind, Datum value, Oid elem)
+value_has_card(GuardKind kind, Datum value, const GuardElem *ge)
 {
 	switch (kind)
 	{
@@ -1273,24 +1331,19 @@ value_has_card(GuardKind kind, Datum value, Oid elem)
 		case GK_ARRAY:
 			{
 				AnyArrayType *arr = DatumGetAnyArrayP(value);
-				GuardKind	ek = guard_kind_of_base(elem);
-				int16		elmlen;
-				bool		elmbyval;
-				char		elmalign;
 				int			nitems;
 				array_iter	it;
 				bool		found = false;
 
-				get_typlenbyvalalign(elem, &elmlen, &elmbyval, &elmalign);
 				nitems = ArrayGetNItems(AARR_NDIM(arr), AARR_DIMS(arr));
 				array_iter_setup(&it, arr);
 				for (int i = 0; i < nitems && !found; i++)
 				{
 					bool		isnull;
-					Datum		d = array_iter_next(&it, &isnull, i, elmlen, elmbyval, elmalign);
+					Datum		d = array_iter_next(&it, &isnull, i, ge->len, ge->byval, ge->align);
 
 					if (!isnull)
-						found = value_has_card(ek, d, InvalidOid);
+						found = value_has_card(ge->kind, d, NULL);
 				}
 				return found;
 			}
@@ -1381,16 +1434,27 @@ shop_contains_card_number(PG_FUNCTION_ARGS)
 Datum
 shop_contains_card_number_any(PG_FUNCTION_ARGS)
 {
-	Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 0);
-	Oid			elem;
-	GuardKind	kind;
+	struct
+	{
+		GuardKind	kind;
+		GuardElem	elem;
+	}		   *cache = fcinfo->flinfo->fn_extra;
 
-	if (!OidIsValid(type))
-		elog(ERROR, "could not determine the argument type");
-	kind = guard_kind(type, &elem);
-	if (kind == GK_NONE)
+	if (cache == NULL)
+	{
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, 0);
+		Oid			elem;
+
+		if (!OidIsValid(type))
+			elog(ERROR, "could not determine the argument type");
+		cache = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(*cache));
+		cache->kind = guard_kind(type, &elem);
+		guard_elem_init(&cache->elem, elem);
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	if (cache->kind == GK_NONE)
 		PG_RETURN_NULL();
-	PG_RETURN_BOOL(value_has_card(kind, PG_GETARG_DATUM(0), elem));
+	PG_RETURN_BOOL(value_has_card(cache->kind, PG_GETARG_DATUM(0), &cache->elem));
 }
 
 /* shop._card_guard_reads(type regtype) -> boolean */
@@ -1416,7 +1480,7 @@ typedef struct GuardPlan
 	AttrNumber	maxattnum;		/* the last column read */
 	AttrNumber *attnum;
 	GuardKind  *kind;
-	Oid		   *elem;
+	GuardElem  *elem;
 } GuardPlan;
 
 static GuardPlan *
@@ -1435,7 +1499,7 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 	plan->natts = desc->natts;
 	plan->attnum = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
 	plan->kind = palloc(sizeof(GuardKind) * Max(desc->natts, 1));
-	plan->elem = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	plan->elem = palloc(sizeof(GuardElem) * Max(desc->natts, 1));
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -1450,7 +1514,7 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 		plan->attnum[plan->ncols] = att->attnum;
 		plan->maxattnum = att->attnum;
 		plan->kind[plan->ncols] = k;
-		plan->elem[plan->ncols] = elem;
+		guard_elem_init(&plan->elem[plan->ncols], elem);
 		plan->ncols++;
 	}
 	MemoryContextSwitchTo(old);
@@ -1523,7 +1587,7 @@ shop_card_guard(PG_FUNCTION_ARGS)
 			if (datumIsEqual(oldslot->tts_values[a], value, att->attbyval, att->attlen))
 				continue;
 		}
-		if (value_has_card(plan->kind[c], value, plan->elem[c]))
+		if (value_has_card(plan->kind[c], value, &plan->elem[c]))
 		{
 			char	   *what = psprintf("column %s of %s.%s",
 										NameStr(TupleDescAttr(desc, a)->attname),
