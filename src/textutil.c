@@ -705,9 +705,11 @@ close_group(CardScan *cs)
 
 		if (n > CARD_MAX)
 			break;
-		if (n < CARD_MIN || cs->gdot[f] || !window_shape(cs, f, l))
+		/* cheapest tests first: no brand's number starts with 0, 1 or 7 */
+		if (n < CARD_MIN || cs->gdot[f] || d[0] <= 1 || d[0] == 7 ||
+			!window_shape(cs, f, l))
 			continue;
-		if (!card_brand_match(d, n) || !luhn_valid(d, n))
+		if (!luhn_valid(d, n) || !card_brand_match(d, n))
 			continue;
 		/* a bare barcode: UPC-A, EAN-13, GTIN-14 */
 		if (f == l && n <= 14 && gs1_valid(d, n))
@@ -946,7 +948,14 @@ card_scan(CardScan *cs)
 			word_known = i;
 		}
 
-		cls = char_class(s, i, len, cs->utf8, &clen, &val);
+		if (c < 0x80 && c != '&' && c != '\\')
+		{
+			cls = (CharClass) ascii_class[c];
+			val = c - '0';
+			clen = 1;
+		}
+		else
+			cls = char_class(s, i, len, cs->utf8, &clen, &val);
 		switch (cls)
 		{
 			case CC_DIGIT:
