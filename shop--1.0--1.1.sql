@@ -119,25 +119,32 @@ COMMENT ON FUNCTION shop._card_guard_install() IS
 REVOKE EXECUTE ON FUNCTION shop._card_guard_install() FROM PUBLIC;
 SELECT shop._card_guard_install();
 
--- Card numbers stored before 1.1: counted per column, never printed.
+-- Card numbers stored before 1.1: counted per column, never printed; one
+-- pass over each table.
 CREATE FUNCTION shop.card_number_scan()
 RETURNS TABLE (table_name regclass, column_name name, rows bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    r record;
-    n bigint;
+    t record;
+    counts bigint[];
 BEGIN
-    FOR r IN SELECT * FROM shop._card_columns() c LOOP
-        EXECUTE format('SELECT count(*) FROM %s WHERE shop._holds_card_number(%I)',
-                       r.table_name, r.column_name) INTO n;
-        IF n > 0 THEN
-            table_name := r.table_name;
-            column_name := r.column_name;
-            rows := n;
-            RETURN NEXT;
-        END IF;
+    FOR t IN SELECT c.table_name AS tab, array_agg(c.column_name ORDER BY c.column_name) AS cols
+               FROM shop._card_columns() c GROUP BY c.table_name ORDER BY c.table_name LOOP
+        EXECUTE format('SELECT ARRAY[%s] FROM %s',
+                       (SELECT string_agg(format('count(*) FILTER (WHERE shop._holds_card_number(%I))', col), ', '
+                                          ORDER BY ord)
+                          FROM unnest(t.cols) WITH ORDINALITY u(col, ord)),
+                       t.tab) INTO counts;
+        FOR i IN 1 .. cardinality(t.cols) LOOP
+            IF counts[i] > 0 THEN
+                table_name := t.tab;
+                column_name := t.cols[i];
+                rows := counts[i];
+                RETURN NEXT;
+            END IF;
+        END LOOP;
     END LOOP;
 END
 $$;
