@@ -645,7 +645,8 @@ phone_word_before(const CardScan *cs, int pos)
 
 		for (int p = from; p + wl <= pos; p++)
 		{
-			if ((p == 0 || !is_ascii_letter(cs->s[p - 1])) &&
+			if ((cs->s[p] | 0x20) == phone_words[w][0] &&
+				(p == 0 || !is_ascii_letter(cs->s[p - 1])) &&
 				pg_strncasecmp((const char *) cs->s + p, phone_words[w], wl) == 0)
 				return true;
 		}
@@ -698,6 +699,8 @@ close_group(CardScan *cs)
 		return false;
 	}
 	end = cs->gfirst[l] + cs->glen[l];
+	if (end < CARD_MIN)
+		return false;			/* too few digits in the run so far */
 	for (int f = l; f >= 0; f--)
 	{
 		int			n = end - cs->gfirst[f];
