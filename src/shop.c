@@ -232,6 +232,9 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	/* card numbers out of the server log (redact.c); docs/security.md */
+	ShopRedactLogInstall();
+
 	/* the sweeper (sweep.c), only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
 		ShopSweepRegister();

@@ -33,7 +33,7 @@
 /* Limits shared by the SQL API (see docs/errors.md). */
 #define SHOP_MAX_LIMIT			1000	/* largest lim a list call accepts */
 #define SHOP_MAX_OFFSET			100000	/* largest off a list call accepts */
-#define SHOP_CARD_MIN_DIGITS	13
+#define SHOP_CARD_MIN_DIGITS	12		/* shortest card number issued (Maestro) */
 #define SHOP_CARD_MAX_DIGITS	19
 
 /*
@@ -70,10 +70,17 @@ extern char *shop_session_secret;
 extern void _PG_init(void);
 
 /* textutil.c */
+#define SHOP_SCAN_PHONE		0x01	/* the value is a phone number field */
 extern bool ShopFindCardNumber(const char *s, int len);
+extern bool ShopFindCardNumberFlags(const char *s, int len, int flags);
+extern int	ShopRedactCardNumbers(char *s, int len);
+extern bool ShopJsonbHasCardNumber(Jsonb *jb);
 extern void ShopRefuseCardNumberText(const char *s, int len, const char *what);
 extern void ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what);
 extern struct sb_stemmer *ShopGetStemmer(const char *language);
+
+/* redact.c */
+extern void ShopRedactLogInstall(void);
 
 /* inventory.c: SQL entry points only (shop.reserve, ...) */
 
