@@ -337,3 +337,153 @@ GRANT SELECT ON shop.stock, shop.reservation, shop.stock_ledger, shop.stock_summ
 -- Sessions: the customer lives in the setting shop.session (src/security.c)
 COMMENT ON FUNCTION shop.session_begin(text) IS
 'verify a session token (28000 when forged or expired) and act as its customer until shop.session_end, RESET or DISCARD ALL (with shop.session_scope = transaction: until the end of the transaction)';
+
+------------------------------------------------------------------------------
+-- Orders, inventory, events (issues 11, 15) --
+------------------------------------------------------------------------------
+-- docs/orders.md, inventory.md, operations.md and hacking.md have the
+-- design; src/orders.c, inventory.c and spi.c the C.  In this section:
+--   1. the reservation indexes that serve expiry leave out the holds that
+--      never expire (paid orders, expires_at = infinity), so that a lookup
+--      by reservation id can never be planned as a scan of every held
+--      reservation, and the lapsed-hold queries say so to use them;
+--      shop.sweep() with those queries.
+--   2. the payment.failures check in C: it counts the failures of the
+--      window, then payments only as far as the share could still pass
+--      the threshold (1.0 counted every payment of the window, after
+--      every failed payment).
+
+-- 1. Reservation indexes
+-- In 1.0 both partial indexes had the predicate status = 'held', which
+-- every query on held reservations implies: a plan made before the
+-- tables had statistics (the first calls of a new shop) took them for the
+-- cheapest way to find a hold by id, and kept reading every held
+-- reservation as the store grew (issue 11).  Holds of paid orders never
+-- expire, so the indexes on expiry have no use for them either.
+DROP INDEX shop.reservation_held_idx;
+CREATE INDEX reservation_held_idx ON shop.reservation (product_id, expires_at)
+    WHERE status = 'held' AND expires_at < 'infinity';
+DROP INDEX shop.reservation_expiry_idx;
+CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at)
+    WHERE status = 'held' AND expires_at < 'infinity';
+
+-- shop.sweep() as in 1.0, with the lapsed-hold queries stating
+-- expires_at < 'infinity' (the predicate of the indexes above), the
+-- reservations of pending orders found by their primary key, and without
+-- the guards that checked whether the extension's own functions exist.
+CREATE OR REPLACE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n_orders   integer := 0;
+    n_failed   integer := 0;
+    n_holds    integer := 0;
+    n_units    bigint := 0;
+    n_carts    integer := 0;
+    n_log      bigint := 0;
+    reco       jsonb;
+    o          uuid;
+    orders     uuid[];
+    r          record;
+BEGIN
+    -- 1. pending orders whose holds expired are cancelled (the transition
+    --    releases their reservations)
+    SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
+      FROM (SELECT od.order_id, od.created_at
+              FROM shop."order" od
+             WHERE od.status = 'pending'
+               AND EXISTS (SELECT 1
+                             FROM shop.order_line l
+                             JOIN shop.reservation rv
+                               ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
+                            WHERE l.order_id = od.order_id
+                              AND rv.status IN ('held', 'expired')
+                              AND rv.expires_at <= now())
+               FOR UPDATE OF od SKIP LOCKED) x;
+    IF orders IS NOT NULL THEN
+        -- the cancels release holds of many products in one transaction:
+        -- take those stock rows first, in (product, location, bucket)
+        -- order, as every inventory call does, so no deadlock
+        PERFORM 1 FROM shop.stock s
+         WHERE (s.product_id, s.location, s.bucket) IN
+               (SELECT rv.product_id, rv.location, rv.bucket
+                  FROM shop.order_line l
+                  JOIN shop.reservation rv
+                    ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
+                 WHERE l.order_id = ANY (orders) AND rv.status = 'held')
+         ORDER BY s.product_id, s.location, s.bucket
+           FOR UPDATE OF s;
+        FOREACH o IN ARRAY orders LOOP
+            BEGIN
+                PERFORM shop.order_transition(o, 'cancelled', 'reservation expired');
+                n_orders := n_orders + 1;
+            EXCEPTION WHEN OTHERS THEN
+                n_failed := n_failed + 1;
+                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+
+    -- 2. expired holds give their units back
+    FOR r IN
+        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
+          FROM shop.reservation rv
+         WHERE rv.status = 'held' AND rv.expires_at <= now() AND rv.expires_at < 'infinity'
+         ORDER BY rv.product_id, rv.location, rv.bucket
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM 1 FROM shop.stock s
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
+           FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.reservation rv SET status = 'expired'
+         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
+           AND rv.part = r.part AND rv.status = 'held';
+        CONTINUE WHEN NOT FOUND;
+        UPDATE shop.stock s SET reserved = s.reserved - r.qty
+         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
+        n_holds := n_holds + 1;
+        n_units := n_units + r.qty;
+    END LOOP;
+
+    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
+    WITH gone AS (
+        DELETE FROM shop.cart c
+         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
+                              WHERE expires_at < now() AND status <> 'checked_out'
+                                FOR UPDATE SKIP LOCKED)
+        RETURNING 1)
+    SELECT count(*) INTO n_carts FROM gone;
+
+    -- 4. the search log keeps shop.search_log_retention of history
+    DELETE FROM shop.search_log
+     WHERE logged_at < now() - shop._setting('shop.search_log_retention', '30d')::interval;
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+
+    -- 5. fold recommendation deltas
+    BEGIN
+        reco := shop.refresh_recommendations();
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+        reco := jsonb_build_object('error', SQLERRM);
+    END;
+
+    RETURN jsonb_build_object(
+        'reservations_expired', n_holds,
+        'units_released', n_units,
+        'orders_cancelled', n_orders,
+        'orders_not_cancelled', n_failed,
+        'carts_expired', n_carts,
+        'search_log_trimmed', n_log,
+        'recommendations', reco);
+END
+$$;
+
+-- 2. The payment.failures check (src/payments.c)
+CREATE OR REPLACE FUNCTION shop._check_payment_failures()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_check_payment_failures'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;

@@ -88,6 +88,7 @@
 #include "utils/uuid.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_stock_set);
 PG_FUNCTION_INFO_V1(shop_stock_adjust);
@@ -108,18 +109,6 @@ PG_FUNCTION_INFO_V1(shop_reservation_extend);
 #define INV_MAX_LOCATION	100
 #define INV_MAX_REF			200
 #define INV_MAX_REASON		200
-
-/*
- * A prepared statement: SQL text, argument types, and the plan, prepared on
- * first use and kept for the life of the backend.
- */
-typedef struct InvQuery
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[8];
-	SPIPlanPtr	plan;
-} InvQuery;
 
 /* One stock row of a product, as locked by inv_lock_rows. */
 typedef struct InvRow
@@ -152,10 +141,9 @@ typedef struct InvRow
 	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, now() + $6 FROM u" \
 	" RETURNING (SELECT u.reorder_threshold FROM u)"
 
-static InvQuery q_reserve_skip = {
+static ShopStmt q_reserve_skip = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_ONE_SQL("FOR UPDATE SKIP LOCKED"),
-	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
-};
+	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID);
 
 /*
  * step 2: no lock in the pick, so the UPDATE waits on that one row only.
@@ -164,7 +152,7 @@ static InvQuery q_reserve_skip = {
  * hot row is locked; when the UPDATE finds too little, the caller rolls the
  * attempt's subtransaction back and the row goes with it.
  */
-static InvQuery q_reserve_wait = {
+static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS ("
 	"  SELECT location, bucket FROM shop.stock"
 	"   WHERE product_id = $1 AND on_hand - reserved >= $2"
@@ -180,45 +168,42 @@ static InvQuery q_reserve_wait = {
 	"  WHERE s.product_id = $1 AND s.location = ins.location"
 	"    AND s.bucket = ins.bucket AND s.on_hand - s.reserved >= $2"
 	" RETURNING s.reorder_threshold",
-	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
-};
+	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID);
 
 /* unlocked look at a product: free units, expired holds, existence */
-static InvQuery q_peek = {
+static ShopStmt q_peek = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT coalesce((SELECT sum(on_hand - reserved) FROM shop.stock"
 	"                  WHERE product_id = $1), 0)::int8,"
 	"       coalesce((SELECT sum(qty) FROM shop.reservation"
 	"                  WHERE product_id = $1 AND status = 'held'"
-	"                    AND expires_at <= now()), 0)::int8,"
+	"                    AND expires_at <= now() AND expires_at < 'infinity'), 0)::int8,"
 	"       EXISTS (SELECT 1 FROM shop.product WHERE product_id = $1)",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /* lock every stock row of a product, in (location, bucket) order */
-static InvQuery q_lock_rows = {
+static ShopStmt q_lock_rows = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT location, bucket::int4, on_hand, reserved, reorder_threshold"
 	"  FROM shop.stock WHERE product_id = $1"
 	" ORDER BY location, bucket FOR UPDATE",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /* the product row, share-locked so it cannot vanish under a stock write */
-static InvQuery q_product_lock = {
+static ShopStmt q_product_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.product WHERE product_id = $1 FOR KEY SHARE",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /*
  * reclaim the product's expired holds (caller holds all its stock rows);
  * holds locked by someone else (being released or committed right now) are
  * skipped: their owner fixes reserved itself
  */
-static InvQuery q_reclaim = {
+static ShopStmt q_reclaim = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
 	"  UPDATE shop.reservation r SET status = 'expired'"
 	"   WHERE r.ctid = ANY (ARRAY("
 	"           SELECT ctid FROM shop.reservation"
 	"            WHERE product_id = $1 AND status = 'held' AND expires_at <= now()"
+	"              AND expires_at < 'infinity'"
 	"              FOR UPDATE SKIP LOCKED))"
 	"     AND r.product_id = $1 AND r.status = 'held' AND r.expires_at <= now()"
 	"  RETURNING r.location, r.bucket, r.qty),"
@@ -226,83 +211,72 @@ static InvQuery q_reclaim = {
 	" UPDATE shop.stock s SET reserved = s.reserved - y.q"
 	"   FROM y WHERE s.product_id = $1 AND s.location = y.location"
 	"    AND s.bucket = y.bucket",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_take_part = {
+static ShopStmt q_take_part = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET reserved = reserved + $4"
 	" WHERE product_id = $1 AND location = $2 AND bucket = $3"
 	"   AND on_hand - reserved >= $4",
-	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID);
 
-static InvQuery q_insert_part = {
+static ShopStmt q_insert_part = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.reservation"
 	"  (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8)",
-	8, {INT8OID, UUIDOID, INT2OID, TEXTOID, INT2OID, INT4OID, TEXTOID, INTERVALOID}
-};
+	INT8OID, UUIDOID, INT2OID, TEXTOID, INT2OID, INT4OID, TEXTOID, INTERVALOID);
 
-static InvQuery q_available = {
+static ShopStmt q_available = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT (SELECT sum(on_hand - reserved) FROM shop.stock WHERE product_id = $1)::int8,"
 	"       coalesce((SELECT sum(qty) FROM shop.reservation"
 	"                  WHERE product_id = $1 AND status = 'held'"
-	"                    AND expires_at <= now()), 0)::int8,"
+	"                    AND expires_at <= now() AND expires_at < 'infinity'), 0)::int8,"
 	"       (SELECT max(reorder_threshold) FROM shop.stock WHERE product_id = $1)",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_product_exists = {
+static ShopStmt q_product_exists = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.product WHERE product_id = $1",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_emit_low = {
+static ShopStmt q_emit_low = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('stock.low', jsonb_build_object("
 	"  'product_id', $1, 'available', $2, 'reorder_threshold', $3))",
-	3, {INT8OID, INT4OID, INT4OID}
-};
+	INT8OID, INT4OID, INT4OID);
 
-static InvQuery q_in_stock = {
+static ShopStmt q_in_stock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.product p SET in_stock = x.v"
 	"  FROM (SELECT coalesce(sum(on_hand), 0) > 0 AS v FROM shop.stock"
 	"         WHERE product_id = $1) x"
 	" WHERE p.product_id = $1 AND p.in_stock IS DISTINCT FROM x.v",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_set_row = {
+static ShopStmt q_set_row = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET on_hand = $4, updated_at = now()"
 	" WHERE product_id = $1 AND location = $2 AND bucket = $3",
-	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID);
 
-static InvQuery q_insert_row = {
+static ShopStmt q_insert_row = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.stock (product_id, location, bucket, on_hand, reserved, reorder_threshold)"
 	" VALUES ($1, $2, $3, $4, $5, $6)"
 	" ON CONFLICT (product_id, location, bucket) DO UPDATE"
 	"   SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
 	"       reorder_threshold = EXCLUDED.reorder_threshold, updated_at = now()",
-	6, {INT8OID, TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID);
 
-static InvQuery q_ledger = {
+static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.stock_ledger (product_id, location, delta, on_hand, reason, ref)"
 	" VALUES ($1, $2, $3, $4, $5, $6)",
-	6, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID}
-};
+	INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID);
 
 /* release / commit: lock the stock rows of the held parts in order first */
-static InvQuery q_lock_parts = {
+static ShopStmt q_lock_parts = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.stock s"
 	" WHERE (s.product_id, s.location, s.bucket) IN"
 	"       (SELECT product_id, location, bucket FROM shop.reservation"
 	"         WHERE reservation_id = $1 AND status = 'held')"
 	" ORDER BY s.product_id, s.location, s.bucket FOR UPDATE OF s",
-	1, {UUIDOID}
-};
+	UUIDOID);
 
-static InvQuery q_release = {
+static ShopStmt q_release = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
 	"  UPDATE shop.reservation SET status = 'released'"
 	"   WHERE reservation_id = $1 AND status = 'held'"
@@ -312,10 +286,9 @@ static InvQuery q_release = {
 	"   FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
 	"    AND s.bucket = y.bucket"
 	" RETURNING s.product_id",
-	1, {UUIDOID}
-};
+	UUIDOID);
 
-static InvQuery q_commit = {
+static ShopStmt q_commit = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
 	"  UPDATE shop.reservation SET status = 'committed'"
 	"   WHERE reservation_id = $1 AND status = 'held'"
@@ -334,103 +307,38 @@ static InvQuery q_commit = {
 	"           WHERE t.product_id = s.product_id AND t.location = s.location)"
 	"         - sum(s.q))::int4"
 	"   FROM s GROUP BY 1, 2",
-	1, {UUIDOID}
-};
+	UUIDOID);
 
-static InvQuery q_status = {
+static ShopStmt q_status = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT status FROM shop.reservation WHERE reservation_id = $1 LIMIT 1",
-	1, {UUIDOID}
-};
+	UUIDOID);
 
-static InvQuery q_extend = {
+static ShopStmt q_extend = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.reservation"
 	"   SET expires_at = CASE WHEN $2::interval IS NULL THEN 'infinity'::timestamptz"
 	"                         ELSE now() + $2 END"
 	" WHERE reservation_id = $1 AND status = 'held'"
 	" RETURNING expires_at",
-	2, {UUIDOID, INTERVALOID}
-};
+	UUIDOID, INTERVALOID);
 
-static InvQuery q_held_by_bucket = {
+static ShopStmt q_held_by_bucket = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT bucket::int4, sum(qty)::int4 FROM shop.reservation"
 	" WHERE product_id = $1 AND location = $2 AND status = 'held'"
 	" GROUP BY bucket",
-	2, {INT8OID, TEXTOID}
-};
+	INT8OID, TEXTOID);
 
-static InvQuery q_move_parts = {
+static ShopStmt q_move_parts = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.reservation SET bucket = bucket % $3"
 	" WHERE product_id = $1 AND location = $2 AND bucket >= $3",
-	3, {INT8OID, TEXTOID, INT2OID}
-};
+	INT8OID, TEXTOID, INT2OID);
 
-static InvQuery q_drop_rows = {
+static ShopStmt q_drop_rows = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.stock WHERE product_id = $1 AND location = $2 AND bucket >= $3",
-	3, {INT8OID, TEXTOID, INT2OID}
-};
+	INT8OID, TEXTOID, INT2OID);
 
-static InvQuery q_set_threshold = {
+static ShopStmt q_set_threshold = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET reorder_threshold = $2 WHERE product_id = $1",
-	2, {INT8OID, INT4OID}
-};
-
-/* ---------- SPI plumbing ---------- */
-
-static SPIPlanPtr
-inv_plan(InvQuery *q)
-{
-	if (q->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->types);
-
-		if (plan == NULL)
-			elog(ERROR, "shop: SPI_prepare failed (%s): %s",
-				 SPI_result_code_string(SPI_result), q->sql);
-		SPI_keepplan(plan);
-		q->plan = plan;
-	}
-	return q->plan;
-}
-
-/*
- * Run a prepared statement; nulls as in SPI (' ' or 'n'), NULL for none.
- * read_only only in STABLE entry points: elsewhere every statement, reads
- * included, must see the writes of the statements before it, and SPI takes
- * a fresh snapshot only when not read-only.
- */
-static uint64
-inv_exec(InvQuery *q, Datum *values, const char *nulls, bool read_only)
-{
-	int			rc = SPI_execute_plan(inv_plan(q), values, nulls,
-									  read_only, 0);
-
-	if (rc < 0)
-		elog(ERROR, "shop: SPI_execute_plan failed (%s): %s",
-			 SPI_result_code_string(rc), q->sql);
-	return SPI_processed;
-}
-
-static Datum
-inv_get(int row, int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
-}
-
-static int64
-inv_get_int(int row, int col, int64 ifnull)
-{
-	bool		isnull;
-	Datum		d = inv_get(row, col, &isnull);
-	Oid			typ = SPI_gettypeid(SPI_tuptable->tupdesc, col);
-
-	if (isnull)
-		return ifnull;
-	if (typ == INT8OID)
-		return DatumGetInt64(d);
-	if (typ == INT2OID)
-		return DatumGetInt16(d);
-	return DatumGetInt32(d);
-}
+	INT8OID, INT4OID);
 
 /* ---------- argument checks ---------- */
 
@@ -521,26 +429,6 @@ inv_arg_location(FunctionCallInfo fcinfo, int argno)
 	return inv_arg_text(fcinfo, argno, "location", INV_MAX_LOCATION, true, &isnull);
 }
 
-static pg_uuid_t *
-inv_new_uuid(void)
-{
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-	if (!pg_strong_random(u->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	return u;
-}
-
-static char *
-inv_uuid_str(pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
 /* ---------- shared pieces ---------- */
 
 static void
@@ -574,13 +462,16 @@ inv_available(int64 product_id, int *threshold, bool read_only)
 	int64		free_units;
 	int64		expired;
 
-	inv_exec(&q_available, v, NULL, read_only);
-	free_units = DatumGetInt64(inv_get(0, 1, &isnull));
+	if (read_only)
+		ShopExecRead(&q_available, v, NULL);
+	else
+		ShopExec(&q_available, v, NULL, 0);
+	free_units = DatumGetInt64(ShopCol(0, 1, &isnull));
 	if (isnull)
 		free_units = -1;
-	expired = DatumGetInt64(inv_get(0, 2, &isnull));
+	expired = DatumGetInt64(ShopCol(0, 2, &isnull));
 	if (threshold)
-		*threshold = (int) inv_get_int(0, 3, -1);
+		*threshold = (int) ShopColInt(0, 3, -1);
 	if (free_units < 0)
 		return -1;
 	return free_units + expired;
@@ -600,7 +491,7 @@ inv_note_low(int64 product_id, int64 before, int64 after, int threshold)
 	v[0] = Int64GetDatum(product_id);
 	v[1] = Int32GetDatum((int32) after);
 	v[2] = Int32GetDatum(threshold);
-	inv_exec(&q_emit_low, v, NULL, false);
+	ShopExec(&q_emit_low, v, NULL, 0);
 }
 
 static void
@@ -608,7 +499,7 @@ inv_fix_in_stock(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	inv_exec(&q_in_stock, v, NULL, false);
+	ShopExec(&q_in_stock, v, NULL, 0);
 }
 
 static void
@@ -626,7 +517,7 @@ inv_ledger(int64 product_id, const char *location, int delta, int on_hand,
 	v[5] = ref;
 	if (ref_null)
 		n[5] = 'n';
-	inv_exec(&q_ledger, v, n, false);
+	ShopExec(&q_ledger, v, n, 0);
 }
 
 /*
@@ -637,18 +528,18 @@ static InvRow *
 inv_lock_rows(int64 product_id, int *nrows)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
-	uint64		n = inv_exec(&q_lock_rows, v, NULL, false);
+	uint64		n = ShopExec(&q_lock_rows, v, NULL, 0);
 	InvRow	   *rows = palloc0(sizeof(InvRow) * (n + 1));
 
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
 
-		rows[i].location = TextDatumGetCString(inv_get(i, 1, &isnull));
-		rows[i].bucket = DatumGetInt32(inv_get(i, 2, &isnull));
-		rows[i].on_hand = DatumGetInt32(inv_get(i, 3, &isnull));
-		rows[i].reserved = DatumGetInt32(inv_get(i, 4, &isnull));
-		rows[i].threshold = DatumGetInt32(inv_get(i, 5, &rows[i].threshold_null));
+		rows[i].location = TextDatumGetCString(ShopCol(i, 1, &isnull));
+		rows[i].bucket = DatumGetInt32(ShopCol(i, 2, &isnull));
+		rows[i].on_hand = DatumGetInt32(ShopCol(i, 3, &isnull));
+		rows[i].reserved = DatumGetInt32(ShopCol(i, 4, &isnull));
+		rows[i].threshold = DatumGetInt32(ShopCol(i, 5, &rows[i].threshold_null));
 	}
 	*nrows = (int) n;
 	return rows;
@@ -659,7 +550,7 @@ inv_lock_product(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	if (inv_exec(&q_product_lock, v, NULL, false) == 0)
+	if (ShopExec(&q_product_lock, v, NULL, 0) == 0)
 		inv_not_found_product(product_id);
 }
 
@@ -669,7 +560,7 @@ inv_reclaim(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	inv_exec(&q_reclaim, v, NULL, false);
+	ShopExec(&q_reclaim, v, NULL, 0);
 }
 
 /*
@@ -692,7 +583,7 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 	{
 		Datum		v[1] = {Int64GetDatum(product_id)};
 
-		if (inv_exec(&q_product_exists, v, NULL, false) == 0)
+		if (ShopExec(&q_product_exists, v, NULL, 0) == 0)
 			inv_not_found_product(product_id);
 		inv_insufficient(product_id, qty, 0);
 	}
@@ -725,7 +616,7 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 		v[1] = CStringGetTextDatum(rows[best].location);
 		v[2] = Int16GetDatum((int16) rows[best].bucket);
 		v[3] = Int32GetDatum(take);
-		if (inv_exec(&q_take_part, v, NULL, false) != 1)
+		if (ShopExec(&q_take_part, v, NULL, 0) != 1)
 			elog(ERROR, "shop: conditional hold on a locked stock row of product " INT64_FORMAT " failed",
 				 product_id);
 		rows[best].reserved += take;
@@ -740,7 +631,7 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 		if (ref_null)
 			n[6] = 'n';
 		v[7] = ttl;
-		inv_exec(&q_insert_part, v, n, false);
+		ShopExec(&q_insert_part, v, n, 0);
 		remaining -= take;
 		part++;
 	}
@@ -762,44 +653,15 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
  * carries a reorder threshold.
  */
 static bool
-inv_try(InvQuery *q, Datum *v, const char *n, bool *watch_low)
+inv_try(ShopStmt *q, Datum *v, const char *n, bool *watch_low)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = false;
+	bool		isnull;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		if (inv_exec(q, v, n, false) == 1)
-		{
-			bool		isnull;
-
-			(void) inv_get(0, 1, &isnull);
-			*watch_low = !isnull;
-			ok = true;
-			ReleaseCurrentSubTransaction();
-		}
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return ok;
+	if (!ShopExecOrUndo(q, v, n))
+		return false;
+	(void) ShopCol(0, 1, &isnull);
+	*watch_low = !isnull;
+	return true;
 }
 
 /*
@@ -842,10 +704,10 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 		int64		free_units;
 		int64		expired;
 
-		inv_exec(&q_peek, pv, NULL, false);
-		free_units = DatumGetInt64(inv_get(0, 1, &isnull));
-		expired = DatumGetInt64(inv_get(0, 2, &isnull));
-		if (!DatumGetBool(inv_get(0, 3, &isnull)))
+		ShopExec(&q_peek, pv, NULL, 0);
+		free_units = DatumGetInt64(ShopCol(0, 1, &isnull));
+		expired = DatumGetInt64(ShopCol(0, 2, &isnull));
+		if (!DatumGetBool(ShopCol(0, 3, &isnull)))
 			inv_not_found_product(product_id);
 		if (free_units + expired < qty)
 			inv_insufficient(product_id, qty, free_units + expired);
@@ -885,7 +747,8 @@ shop_reserve(PG_FUNCTION_ARGS)
 	inv_check_qty(qty, "qty");
 	ref = inv_arg_text(fcinfo, 2, "ref", INV_MAX_REF, false, &ref_null);
 	ttl = inv_arg_ttl(fcinfo, 3);
-	rid = inv_new_uuid();
+	rid = palloc(sizeof(pg_uuid_t));
+	ShopNewUuid(rid);
 
 	SPI_connect();
 	inv_reserve_one(product_id, qty, rid, ref, ref_null, ttl);
@@ -1043,7 +906,7 @@ shop_reserve_many(PG_FUNCTION_ARGS)
 		/* the ids must outlive SPI_finish: SPI_palloc uses the caller's context */
 		pg_uuid_t  *rid = SPI_palloc(sizeof(pg_uuid_t));
 
-		memcpy(rid, inv_new_uuid(), sizeof(pg_uuid_t));
+		ShopNewUuid(rid);
 		inv_reserve_one(list[i].product_id, (int32) list[i].qty, rid,
 						ref, ref_null, ttl);
 		ids[i] = UUIDPGetDatum(rid);
@@ -1064,12 +927,12 @@ inv_reservation_status(pg_uuid_t *rid)
 	Datum		v[1] = {UUIDPGetDatum(rid)};
 	bool		isnull;
 
-	if (inv_exec(&q_status, v, NULL, false) == 0)
+	if (ShopExec(&q_status, v, NULL, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("reservation not found"),
-				 errdetail("No reservation has reservation_id %s.", inv_uuid_str(rid))));
-	return TextDatumGetCString(inv_get(0, 1, &isnull));
+				 errdetail("No reservation has reservation_id %s.", ShopUuidStr(rid))));
+	return TextDatumGetCString(ShopCol(0, 1, &isnull));
 }
 
 static pg_uuid_t *
@@ -1098,8 +961,8 @@ shop_reservation_release(PG_FUNCTION_ARGS)
 	char	   *status;
 
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	if (inv_exec(&q_release, v, NULL, false) > 0)
+	ShopExec(&q_lock_parts, v, NULL, 0);
+	if (ShopExec(&q_release, v, NULL, 0) > 0)
 		released = true;
 	else
 	{
@@ -1109,7 +972,7 @@ shop_reservation_release(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("reservation is already committed"),
 					 errdetail("Reservation %s was committed; its units have left stock.",
-							   inv_uuid_str(rid))));
+							   ShopUuidStr(rid))));
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(released);
@@ -1131,8 +994,8 @@ shop_reservation_commit(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	n = inv_exec(&q_commit, v, NULL, false);
+	ShopExec(&q_lock_parts, v, NULL, 0);
+	n = ShopExec(&q_commit, v, NULL, 0);
 	if (n > 0)
 	{
 		SPITupleTable *tt = SPI_tuptable;
@@ -1167,7 +1030,7 @@ shop_reservation_commit(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("reservation is not held"),
 					 errdetail("Reservation %s is %s; only a held reservation can be committed.",
-							   inv_uuid_str(rid), status)));
+							   ShopUuidStr(rid), status)));
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(committed);
@@ -1198,8 +1061,8 @@ shop_reservation_extend(PG_FUNCTION_ARGS)
 		v[1] = inv_arg_ttl(fcinfo, 1);
 
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	if (inv_exec(&q_extend, v, n, false) == 0)
+	ShopExec(&q_lock_parts, v, NULL, 0);
+	if (ShopExec(&q_extend, v, n, 0) == 0)
 	{
 		char	   *status = inv_reservation_status(rid);
 
@@ -1207,9 +1070,9 @@ shop_reservation_extend(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reservation is not held"),
 				 errdetail("Reservation %s is %s; only a held reservation can be extended.",
-						   inv_uuid_str(rid), status)));
+						   ShopUuidStr(rid), status)));
 	}
-	result = inv_get(0, 1, &isnull);
+	result = ShopCol(0, 1, &isnull);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }
@@ -1229,7 +1092,7 @@ shop_stock_available(PG_FUNCTION_ARGS)
 	{
 		Datum		v[1] = {Int64GetDatum(product_id)};
 
-		if (inv_exec(&q_product_exists, v, NULL, true) == 0)
+		if (ShopExecRead(&q_product_exists, v, NULL) == 0)
 			inv_not_found_product(product_id);
 		avail = 0;
 	}
@@ -1265,7 +1128,7 @@ inv_spread(int64 product_id, InvRow *rows, int first, int count, int64 total_on_
 		v[1] = CStringGetTextDatum(rows[i].location);
 		v[2] = Int16GetDatum((int16) rows[i].bucket);
 		v[3] = Int32GetDatum((int32) on_hand);
-		inv_exec(&q_set_row, v, NULL, false);
+		ShopExec(&q_set_row, v, NULL, 0);
 		rows[i].on_hand = (int) on_hand;
 	}
 }
@@ -1310,7 +1173,7 @@ inv_create_location(int64 product_id, const char *location, InvRow *rows, int nr
 		v[5] = Int32GetDatum(threshold);
 		if (threshold_null)
 			n[5] = 'n';
-		inv_exec(&q_insert_row, v, n, false);
+		ShopExec(&q_insert_row, v, n, 0);
 	}
 	*count = nbuckets;
 	return nrow;
@@ -1533,9 +1396,9 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 		v[0] = Int64GetDatum(product_id);
 		v[1] = CStringGetTextDatum(location);
 		v[2] = Int16GetDatum((int16) nb);
-		inv_exec(&q_move_parts, v, NULL, false);
-		inv_exec(&q_drop_rows, v, NULL, false);
-		nheld = inv_exec(&q_held_by_bucket, v, NULL, false);
+		ShopExec(&q_move_parts, v, NULL, 0);
+		ShopExec(&q_drop_rows, v, NULL, 0);
+		nheld = ShopExec(&q_held_by_bucket, v, NULL, 0);
 		for (int b = 0; b < nb; b++)
 		{
 			lay[b].location = (char *) location;
@@ -1544,9 +1407,9 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 		}
 		for (uint64 k = 0; k < nheld; k++)
 		{
-			int			b = (int) inv_get_int(k, 1, 0);
+			int			b = (int) ShopColInt(k, 1, 0);
 
-			lay[b].reserved = (int) inv_get_int(k, 2, 0);
+			lay[b].reserved = (int) ShopColInt(k, 2, 0);
 		}
 		/* write every bucket: reserved from the held parts, on_hand spread */
 		{
@@ -1570,7 +1433,7 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 				v[4] = Int32GetDatum(lay[b].reserved);
 				v[5] = Int32GetDatum(rows[i].threshold);
 				n[5] = rows[i].threshold_null ? 'n' : ' ';
-				inv_exec(&q_insert_row, v, n, false);
+				ShopExec(&q_insert_row, v, n, 0);
 			}
 		}
 		i += count;
@@ -1619,7 +1482,7 @@ shop_stock_set_reorder_threshold(PG_FUNCTION_ARGS)
 
 		(void) inv_create_location(product_id, "default", rows, 0, &count);
 	}
-	inv_exec(&q_set_threshold, v, n, false);
+	ShopExec(&q_set_threshold, v, n, 0);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

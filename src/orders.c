@@ -74,6 +74,7 @@
 #include "utils/uuid.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_checkout);
 PG_FUNCTION_INFO_V1(shop_order_transition);
@@ -85,81 +86,35 @@ PG_FUNCTION_INFO_V1(shop_payment_fail);
 #define SHOP_MAX_CART_LINES 500
 
 /*
- * Prepared statements, planned once per backend (SPI_keepplan).
+ * The statements.  Generic plans: each is keyed by a primary or foreign
+ * key, so a custom plan is never better (src/spi.h).
  */
-typedef struct ShopStmt
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[32];
-	SPIPlanPtr	plan;
-} ShopStmt;
-
-static int
-run(ShopStmt *s, Datum *args, const char *nulls, long count)
-{
-	int			rc;
-
-	if (s->plan == NULL)
-	{
-		/*
-		 * Generic plans: every statement here is keyed by primary or
-		 * foreign keys, so a custom plan is never better, and the plan
-		 * cache would otherwise keep re-planning the larger ones (the
-		 * checkout CTE) on every call.
-		 */
-		SPIPlanPtr	p = SPI_prepare_cursor(s->sql, s->nargs, s->types, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), s->sql);
-		SPI_keepplan(p);
-		s->plan = p;
-	}
-	rc = SPI_execute_plan(s->plan, args, nulls, false, count);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed (%s): %s", SPI_result_code_string(rc), s->sql);
-	return rc;
-}
-
-/* column n (1-based) of result row i */
-static inline Datum
-col(uint64 i, int n, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
-}
-
-static inline char *
-col_text(uint64 i, int n)
-{
-	bool		isnull;
-	Datum		d = col(i, n, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-static ShopStmt st_cart_lock = {
+static ShopStmt st_cart_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
-	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE", 1, {UUIDOID}};
-static ShopStmt st_idem_claim = {
+	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE",
+	UUIDOID);
+static ShopStmt st_idem_claim = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.idempotency (scope, key, fingerprint, order_id) VALUES ($1, $2, md5($3), $4)"
-	" ON CONFLICT (scope, key) DO NOTHING", 4, {TEXTOID, TEXTOID, TEXTOID, UUIDOID}};
-static ShopStmt st_idem_get = {
+	" ON CONFLICT (scope, key) DO NOTHING",
+	TEXTOID, TEXTOID, TEXTOID, UUIDOID);
+static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
-	3, {TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_cart_lines = {
+	TEXTOID, TEXTOID, TEXTOID);
+static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
 	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id", 1, {UUIDOID}};
-static ShopStmt st_reserve = {
+	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id",
+	UUIDOID);
+static ShopStmt st_reserve = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
-	3, {TEXTOID, TEXTOID, FLOAT8OID}};
+	TEXTOID, TEXTOID, FLOAT8OID);
 /*
  * Money and risk in one round: shipping and tax (the rules of
  * shop._shipping_cents and shop._tax_cents, written out here because a SQL
  * function called from a saved plan is parsed again on every call), and
  * the inputs of the fraud rules.
  */
-static ShopStmt st_money_risk = {
+static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT coalesce((SELECT r.cents FROM shop.shipping_rate r"
 	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
 	"                    AND r.min_subtotal_cents <= $1"
@@ -177,14 +132,16 @@ static ShopStmt st_money_risk = {
 	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
 	"                 WHERE o.customer_id = $3 AND o.was_paid"
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
-	4, {INT8OID, JSONBOID, INT8OID, TEXTOID}};
+	INT8OID, JSONBOID, INT8OID, TEXTOID);
 /*
  * Every write of a checkout in one statement.  An order the test provider
  * authorized is inserted as paid (events 1 pending and 2 paid) and its holds
  * are made permanent here, on the rows reserve_many just created in this
- * transaction; a gateway order stays pending with holds that expire.
+ * transaction, found by their primary key (product_id, reservation_id; the
+ * line arrays $16 and $15 are both in product order); a gateway order
+ * stays pending with holds that expire.
  */
-static ShopStmt st_place = {
+static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH o AS ("
 	"  INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
 	"         shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
@@ -209,8 +166,10 @@ static ShopStmt st_place = {
 	"  SELECT $1, 1, NULL, 'pending', $26"
 	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27 WHERE $4 = 'paid'),"
 	" h AS ("
-	"  UPDATE shop.reservation SET expires_at = 'infinity'"
-	"   WHERE $4 = 'paid' AND reservation_id = ANY ($15) AND status = 'held'),"
+	"  UPDATE shop.reservation r SET expires_at = 'infinity'"
+	"    FROM unnest($16::bigint[], $15::uuid[]) AS k(pid, rid)"
+	"   WHERE $4 = 'paid' AND r.product_id = k.pid AND r.reservation_id = k.rid"
+	"     AND r.status = 'held'),"
 	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)"
 	" SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
@@ -218,119 +177,111 @@ static ShopStmt st_place = {
 	"        CASE WHEN $4 = 'paid' THEN"
 	"          shop._emit('order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"               'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9)) END",
-	28, {UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TIMESTAMPTZOID}};
+		TEXTOID, TEXTOID, TIMESTAMPTZOID);
 
-static ShopStmt st_event_ins = {
+static ShopStmt st_event_ins = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
-	" VALUES ($1, $2, $3, $4, $5)", 5, {UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID}};
+	" VALUES ($1, $2, $3, $4, $5)",
+	UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID);
 
-static ShopStmt st_order_lock = {
+static ShopStmt st_order_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT o.status, o.was_paid, o.needs_review,"
 	"       (SELECT count(*) FROM shop.order_line l"
 	"         WHERE l.order_id = o.order_id AND l.reservation_id IS NOT NULL),"
 	"       o.customer_id, o.total_cents"
-	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o", 1, {UUIDOID}};
-static ShopStmt st_holds_live = {
-	"SELECT count(DISTINCT l.line_no) FROM shop.order_line l"
-	"  JOIN shop.reservation r ON r.product_id = l.product_id AND r.reservation_id = l.reservation_id"
-	" WHERE l.order_id = $1 AND r.status = 'held'", 1, {UUIDOID}};
-static ShopStmt st_holds_extend = {
+	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o",
+	UUIDOID);
+/* a probe of the primary key per line (OFFSET 0: never a join over every hold) */
+static ShopStmt st_holds_live = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM shop.order_line l"
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL"
+	"   AND EXISTS (SELECT FROM shop.reservation r WHERE r.product_id = l.product_id"
+	"                  AND r.reservation_id = l.reservation_id AND r.status = 'held' OFFSET 0)",
+	UUIDOID);
+static ShopStmt st_holds_extend = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.reservation_extend(l.reservation_id, NULL) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_release = {
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
+	UUIDOID);
+static ShopStmt st_release = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.reservation_release(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_commit = {
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
+	UUIDOID);
+static ShopStmt st_commit = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.reservation_commit(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_restock = {
+	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
+	UUIDOID);
+static ShopStmt st_restock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.stock_adjust(l.product_id, l.qty, 'return of order ' || $1::text)"
-	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_pay_status = {
+	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id",
+	UUIDOID);
+static ShopStmt st_pay_status = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = ANY ($3)", 3, {UUIDOID, TEXTOID, TEXTARRAYOID}};
-static ShopStmt st_order_upd = {
+	" WHERE order_id = $1 AND status = ANY ($3)",
+	UUIDOID, TEXTOID, TEXTARRAYOID);
+static ShopStmt st_order_upd = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.\"order\" SET status = $2, was_paid = was_paid OR $2 = 'paid',"
 	"       carrier = coalesce($3, carrier), tracking_number = coalesce($4, tracking_number),"
 	"       shipped_at = CASE WHEN $2 = 'shipped' THEN now() ELSE shipped_at END,"
 	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
 	"                                            WHERE e.order_id = $1)) + 1,"
 	"       updated_at = now()"
-	" WHERE order_id = $1 RETURNING event_count", 4, {UUIDOID, TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_emit_transition = {
+	" WHERE order_id = $1 RETURNING event_count",
+	UUIDOID, TEXTOID, TEXTOID, TEXTOID);
+static ShopStmt st_emit_transition = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('order.' || $4, jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"       'from', $3, 'to', $4, 'note', $5, 'total_cents', $6))",
-	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID}};
-static ShopStmt st_review_clear = {
+	UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID);
+static ShopStmt st_review_clear = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.\"order\" SET needs_review = false, updated_at = now(),"
 	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
 	"                                            WHERE e.order_id = $1)) + 1"
-	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents", 1, {UUIDOID}};
-static ShopStmt st_emit_review = {
+	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents",
+	UUIDOID);
+static ShopStmt st_emit_review = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('order.review_approved', jsonb_build_object('order_id', $1, 'customer_id', $2,"
-	"       'status', $3, 'total_cents', $4))", 4, {UUIDOID, INT8OID, TEXTOID, INT8OID}};
-static ShopStmt st_pay_confirm = {
+	"       'status', $3, 'total_cents', $4))",
+	UUIDOID, INT8OID, TEXTOID, INT8OID);
+static ShopStmt st_pay_confirm = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = 'captured', provider_ref = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_confirmed = {
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider",
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_confirmed = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'captured' AND provider_ref = $2",
-	2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_fail = {
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_fail = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = 'failed', failure_reason = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_failed = {
-	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'", 1, {UUIDOID}};
-/* the payment.failures alert of the operations section (docs/operations.md) */
-static ShopStmt st_check_failures = {
-	"SELECT shop._check_payment_failures()", 0, {InvalidOid}};
-static ShopStmt st_emit_payfail = {
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider",
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_failed = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'",
+	UUIDOID);
+static ShopStmt st_emit_payfail = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('payment.failed', jsonb_build_object('order_id', $1, 'provider', $2,"
-	"       'reason', $3))", 3, {UUIDOID, TEXTOID, TEXTOID}};
+	"       'reason', $3))",
+	UUIDOID, TEXTOID, TEXTOID);
 
 /* ---------------------------------------------------------------------
  * Small helpers
  * ---------------------------------------------------------------------
  */
 
-static void
-require_arg(FunctionCallInfo fcinfo, int n, const char *name)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument %s must not be null", name)));
-}
-
 static char *
 uuid_str(Datum u)
 {
-	return DatumGetCString(DirectFunctionCall1(uuid_out, u));
+	return ShopUuidStr(DatumGetUUIDP(u));
 }
 
-/* A fresh version 4 uuid (what gen_random_uuid() makes). */
+/* A fresh order id. */
 static Datum
 new_uuid(void)
 {
 	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 
-	if (!pg_strong_random(u->data, UUID_LEN))
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;
+	ShopNewUuid(u);
 	return UUIDPGetDatum(u);
-}
-
-static Datum
-text_array(const char *const *items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------
@@ -404,7 +355,7 @@ lock_order(Datum order_id)
 {
 	Datum		args[1] = {order_id};
 
-	run(&st_order_lock, args, NULL, 1);
+	ShopExec(&st_order_lock, args, NULL, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
@@ -436,12 +387,12 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 
 	check_status_name(to);
 	lock_order(order_id);
-	from = col_text(0, 1);
-	was_paid = DatumGetBool(col(0, 2, &isnull));
-	needs_review = DatumGetBool(col(0, 3, &isnull));
-	nholds = DatumGetInt64(col(0, 4, &isnull));
-	customer = col(0, 5, &cust_null);
-	total = col(0, 6, &isnull);
+	from = ShopColText(0, 1);
+	was_paid = DatumGetBool(ShopCol(0, 2, &isnull));
+	needs_review = DatumGetBool(ShopCol(0, 3, &isnull));
+	nholds = DatumGetInt64(ShopCol(0, 4, &isnull));
+	customer = ShopCol(0, 5, &cust_null);
+	total = ShopCol(0, 6, &isnull);
 
 	if (!transition_allowed(from, to))
 		invalid_transition(order_id, from, to, NULL);
@@ -460,8 +411,8 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	{
 		if (nholds > 0 && !holds_fresh)
 		{
-			run(&st_holds_live, args, NULL, 1);
-			if (DatumGetInt64(col(0, 1, &isnull)) < nholds)
+			ShopExec(&st_holds_live, args, NULL, 1);
+			if (DatumGetInt64(ShopCol(0, 1, &isnull)) < nholds)
 				ereport(ERROR,
 						(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
 						 errmsg("stock holds of the order are gone"),
@@ -471,37 +422,37 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 		}
 		/* a paid order keeps its stock until shipped or cancelled */
 		if (nholds > 0)
-			run(&st_holds_extend, args, NULL, 0);
+			ShopExec(&st_holds_extend, args, NULL, 0);
 		args[0] = order_id;
 		args[1] = CStringGetTextDatum("captured");
-		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
-		run(&st_pay_status, args, NULL, 0);
+		args[2] = ShopTextArray((const char *const[]) {"pending", "authorized"}, 2);
+		ShopExec(&st_pay_status, args, NULL, 0);
 	}
 	else if (strcmp(to, "cancelled") == 0)
 	{
 		if (nholds > 0)
-			run(&st_release, args, NULL, 0);
+			ShopExec(&st_release, args, NULL, 0);
 		args[0] = order_id;
 		args[1] = CStringGetTextDatum("voided");
-		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
-		run(&st_pay_status, args, NULL, 0);
+		args[2] = ShopTextArray((const char *const[]) {"pending", "authorized"}, 2);
+		ShopExec(&st_pay_status, args, NULL, 0);
 	}
 	else if (strcmp(to, "shipped") == 0)
 	{
 		if (nholds > 0)
-			run(&st_commit, args, NULL, 0);
+			ShopExec(&st_commit, args, NULL, 0);
 	}
 	else if (strcmp(to, "returned") == 0)
 	{
 		args[0] = order_id;
-		run(&st_restock, args, NULL, 0);
+		ShopExec(&st_restock, args, NULL, 0);
 	}
 	else if (strcmp(to, "refunded") == 0)
 	{
 		args[0] = order_id;
 		args[1] = CStringGetTextDatum("refunded");
-		args[2] = text_array((const char *const[]) {"captured"}, 1);
-		run(&st_pay_status, args, NULL, 0);
+		args[2] = ShopTextArray((const char *const[]) {"captured"}, 1);
+		ShopExec(&st_pay_status, args, NULL, 0);
 	}
 
 	/* the row, its event, the outbox */
@@ -514,8 +465,8 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 		nulls[2] = ' ';
 	if (tracking)
 		nulls[3] = ' ';
-	run(&st_order_upd, args, nulls, 1);
-	seq = DatumGetInt32(col(0, 1, &isnull));
+	ShopExec(&st_order_upd, args, nulls, 1);
+	seq = DatumGetInt32(ShopCol(0, 1, &isnull));
 
 	args[0] = order_id;
 	args[1] = Int32GetDatum(seq);
@@ -525,7 +476,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	memcpy(nulls, "    n", 5);
 	if (note)
 		nulls[4] = ' ';
-	run(&st_event_ins, args, nulls, 0);
+	ShopExec(&st_event_ins, args, nulls, 0);
 
 	args[0] = order_id;
 	args[1] = customer;
@@ -538,7 +489,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 		nulls[1] = 'n';
 	if (!note)
 		nulls[4] = 'n';
-	run(&st_emit_transition, args, nulls, 0);
+	ShopExec(&st_emit_transition, args, nulls, 0);
 }
 
 /* Optional text argument n, checked; NULL when the argument is NULL. */
@@ -560,8 +511,8 @@ shop_order_transition(PG_FUNCTION_ARGS)
 	char	   *to;
 	char	   *note;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "to_status");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "to_status");
 	to = opt_text_arg(fcinfo, 1, "to_status", 20);
 	note = opt_text_arg(fcinfo, 2, "note", 1000);
 	SPI_connect();
@@ -579,9 +530,9 @@ shop_order_ship(PG_FUNCTION_ARGS)
 	char	   *carrier;
 	char	   *tracking;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "carrier");
-	require_arg(fcinfo, 2, "tracking_number");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "carrier");
+	ShopRequireArg(fcinfo, 2, "tracking_number");
 	carrier = opt_text_arg(fcinfo, 1, "carrier", 100);
 	tracking = opt_text_arg(fcinfo, 2, "tracking_number", 100);
 	SPI_connect();
@@ -609,23 +560,23 @@ shop_order_review(PG_FUNCTION_ARGS)
 	Datum		customer,
 				total;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "approve");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "approve");
 	order_id = PG_GETARG_DATUM(0);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
-	if (!DatumGetBool(col(0, 3, &isnull)))
+	status = ShopColText(0, 1);
+	if (!DatumGetBool(ShopCol(0, 3, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_INVALID_TRANSITION),
 				 errmsg("order is not awaiting fraud review"),
 				 errdetail("Order %s is %s and was not flagged, or was reviewed already.",
 						   uuid_str(order_id), status)));
 	args[0] = order_id;
-	run(&st_review_clear, args, NULL, 1);
-	seq = DatumGetInt32(col(0, 1, &isnull));
-	customer = col(0, 3, &cust_null);
-	total = col(0, 4, &isnull);
+	ShopExec(&st_review_clear, args, NULL, 1);
+	seq = DatumGetInt32(ShopCol(0, 1, &isnull));
+	customer = ShopCol(0, 3, &cust_null);
+	total = ShopCol(0, 4, &isnull);
 	if (PG_GETARG_BOOL(1))
 	{
 		args[0] = order_id;
@@ -633,7 +584,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		args[2] = CStringGetTextDatum(status);
 		args[3] = CStringGetTextDatum(status);
 		args[4] = CStringGetTextDatum("fraud review: approved");
-		run(&st_event_ins, args, NULL, 0);
+		ShopExec(&st_event_ins, args, NULL, 0);
 		args[0] = order_id;
 		args[1] = customer;
 		args[2] = CStringGetTextDatum(status);
@@ -641,7 +592,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		memcpy(nulls, "    ", 4);
 		if (cust_null)
 			nulls[1] = 'n';
-		run(&st_emit_review, args, nulls, 0);
+		ShopExec(&st_emit_review, args, nulls, 0);
 	}
 	else
 	{
@@ -650,7 +601,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		args[2] = CStringGetTextDatum(status);
 		args[3] = CStringGetTextDatum(status);
 		args[4] = CStringGetTextDatum("fraud review: rejected");
-		run(&st_event_ins, args, NULL, 0);
+		ShopExec(&st_event_ins, args, NULL, 0);
 		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL, false);
 		status = "cancelled";
 	}
@@ -672,18 +623,18 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
 	char	   *provider;
 	Datum		args[2];
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "provider_ref");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "provider_ref");
 	order_id = PG_GETARG_DATUM(0);
 	ref = opt_text_arg(fcinfo, 1, "provider_ref", 200);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
+	status = ShopColText(0, 1);
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(ref);
 	if (strcmp(status, "pending") != 0)
 	{
-		run(&st_pay_confirmed, args, NULL, 1);
+		ShopExec(&st_pay_confirmed, args, NULL, 1);
 		if (SPI_processed == 1)
 		{
 			SPI_finish();
@@ -691,8 +642,8 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
 		}
 		invalid_transition(order_id, status, "paid", NULL);
 	}
-	run(&st_pay_confirm, args, NULL, 0);
-	provider = SPI_processed > 0 ? col_text(0, 1) : "the gateway";
+	ShopExec(&st_pay_confirm, args, NULL, 0);
+	provider = SPI_processed > 0 ? ShopColText(0, 1) : "the gateway";
 	ShopOrderTransition(order_id, "paid", psprintf("payment confirmed by %s", provider),
 						NULL, NULL, false);
 	SPI_finish();
@@ -716,19 +667,19 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 	char	   *provider;
 	Datum		args[3];
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "reason");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "reason");
 	order_id = PG_GETARG_DATUM(0);
 	reason = opt_text_arg(fcinfo, 1, "reason", 500);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
+	status = ShopColText(0, 1);
 	args[0] = order_id;
 	if (strcmp(status, "pending") != 0)
 	{
 		if (strcmp(status, "cancelled") == 0)
 		{
-			run(&st_pay_failed, args, NULL, 1);
+			ShopExec(&st_pay_failed, args, NULL, 1);
 			if (SPI_processed == 1)
 			{
 				SPI_finish();
@@ -740,15 +691,15 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 									uuid_str(order_id), status));
 	}
 	args[1] = CStringGetTextDatum(reason);
-	run(&st_pay_fail, args, NULL, 0);
-	provider = SPI_processed > 0 ? col_text(0, 1) : "gateway";
+	ShopExec(&st_pay_fail, args, NULL, 0);
+	provider = SPI_processed > 0 ? ShopColText(0, 1) : "gateway";
 	ShopOrderTransition(order_id, "cancelled", psprintf("payment failed: %s", reason),
 						NULL, NULL, false);
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(provider);
 	args[2] = CStringGetTextDatum(reason);
-	run(&st_emit_payfail, args, NULL, 0);
-	run(&st_check_failures, NULL, NULL, 0);
+	ShopExec(&st_emit_payfail, args, NULL, 0);
+	(void) ShopCheckPaymentFailures();
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("cancelled"));
 }
@@ -799,9 +750,9 @@ shop_checkout(PG_FUNCTION_ARGS)
 	bool		review;
 	Datum		order_id;
 
-	require_arg(fcinfo, 0, "cart_id");
-	require_arg(fcinfo, 1, "payment_token");
-	require_arg(fcinfo, 2, "idempotency_key");
+	ShopRequireArg(fcinfo, 0, "cart_id");
+	ShopRequireArg(fcinfo, 1, "payment_token");
+	ShopRequireArg(fcinfo, 2, "idempotency_key");
 	cart_id = PG_GETARG_DATUM(0);
 	/* card numbers are refused before anything else looks at the values */
 	ShopCheckArgText(PG_GETARG_TEXT_PP(1), "payment_token", 200, false);
@@ -831,19 +782,19 @@ shop_checkout(PG_FUNCTION_ARGS)
 
 	/* 1. the cart */
 	args[0] = cart_id;
-	run(&st_cart_lock, args, NULL, 1);
+	ShopExec(&st_cart_lock, args, NULL, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
 				 errdetail("No cart has cart_id %s.", cart_str)));
 	{
-		Datum		c = col(0, 1, &cust_null);
-		char	   *status = col_text(0, 2);
-		bool		live = DatumGetBool(col(0, 3, &isnull));
-		Datum		merged = col(0, 4, &isnull);
+		Datum		c = ShopCol(0, 1, &cust_null);
+		char	   *status = ShopColText(0, 2);
+		bool		live = DatumGetBool(ShopCol(0, 3, &isnull));
+		Datum		merged = ShopCol(0, 4, &isnull);
 		bool		merged_null = isnull;
-		char	   *expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, col(0, 5, &isnull)));
+		char	   *expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
 
 		if (!cust_null)
 			customer = DatumGetInt64(c);
@@ -857,17 +808,17 @@ shop_checkout(PG_FUNCTION_ARGS)
 		args[1] = CStringGetTextDatum(key);
 		args[2] = CStringGetTextDatum(fingerprint_src);
 		args[3] = order_id;
-		run(&st_idem_claim, args, NULL, 0);
+		ShopExec(&st_idem_claim, args, NULL, 0);
 		if (SPI_processed == 0)
 		{
 			bool		same;
 			Datum		oid;
 
-			run(&st_idem_get, args, NULL, 1);
+			ShopExec(&st_idem_get, args, NULL, 1);
 			if (SPI_processed != 1)
 				elog(ERROR, "idempotency row vanished");
-			same = DatumGetBool(col(0, 1, &isnull));
-			oid = col(0, 2, &isnull);
+			same = DatumGetBool(ShopCol(0, 1, &isnull));
+			oid = ShopCol(0, 2, &isnull);
 			if (!same)
 				ereport(ERROR,
 						(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
@@ -896,7 +847,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 
 	/* 3. its lines, at today's prices */
 	args[0] = cart_id;
-	run(&st_cart_lines, args, NULL, 0);
+	ShopExec(&st_cart_lines, args, NULL, 0);
 	nlines = SPI_processed;
 	if (nlines == 0)
 		ereport(ERROR,
@@ -912,9 +863,9 @@ shop_checkout(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&items, '[');
 	for (uint64 i = 0; i < nlines; i++)
 	{
-		int64		pid = DatumGetInt64(col(i, 1, &isnull));
-		int32		qty = DatumGetInt32(col(i, 2, &isnull));
-		char	   *pstatus = col_text(i, 6);
+		int64		pid = DatumGetInt64(ShopCol(i, 1, &isnull));
+		int32		qty = DatumGetInt32(ShopCol(i, 2, &isnull));
+		char	   *pstatus = ShopColText(i, 6);
 		int64		price,
 					line;
 
@@ -925,7 +876,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, cart_str,
 							   pstatus ? pstatus : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		price = DatumGetInt64(col(i, 5, &isnull));
+		price = DatumGetInt64(ShopCol(i, 5, &isnull));
 		if (pg_mul_s64_overflow(price, qty, &line) || pg_add_s64_overflow(subtotal, line, &subtotal))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -933,8 +884,8 @@ shop_checkout(PG_FUNCTION_ARGS)
 		l_pid[i] = Int64GetDatum(pid);
 		l_qty[i] = Int32GetDatum(qty);
 		l_price[i] = Int64GetDatum(price);
-		l_sku[i] = SPI_datumTransfer(col(i, 3, &isnull), false, -1);
-		l_title[i] = SPI_datumTransfer(col(i, 4, &isnull), false, -1);
+		l_sku[i] = SPI_datumTransfer(ShopCol(i, 3, &isnull), false, -1);
+		l_title[i] = SPI_datumTransfer(ShopCol(i, 4, &isnull), false, -1);
 		appendStringInfo(&items, "%s{\"product_id\": " INT64_FORMAT ", \"qty\": %d}",
 						 i > 0 ? ", " : "", pid, qty);
 	}
@@ -944,8 +895,8 @@ shop_checkout(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(items.data);
 	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));	/* the holds' ref */
 	args[2] = Float8GetDatum((double) shop_reservation_ttl);
-	run(&st_reserve, args, NULL, 1);
-	holds = col(0, 1, &isnull);
+	ShopExec(&st_reserve, args, NULL, 1);
+	holds = ShopCol(0, 1, &isnull);
 	if (isnull || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)),
 								 ARR_DIMS(DatumGetArrayTypeP(holds))) != (int) nlines)
 		elog(ERROR, "shop.reserve_many did not return one reservation per line");
@@ -962,15 +913,15 @@ shop_checkout(PG_FUNCTION_ARGS)
 		nulls[2] = 'n';
 	if (pt.shared)
 		nulls[3] = 'n';			/* a shared test token is not one card: not counted */
-	run(&st_money_risk, args, nulls, 1);
-	shipping = DatumGetInt64(col(0, 1, &isnull));
-	tax = DatumGetInt64(col(0, 2, &isnull));
+	ShopExec(&st_money_risk, args, nulls, 1);
+	shipping = DatumGetInt64(ShopCol(0, 1, &isnull));
+	tax = DatumGetInt64(ShopCol(0, 2, &isnull));
 	if (pg_add_s64_overflow(subtotal, shipping, &total) || pg_add_s64_overflow(total, tax, &total))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order total out of range")));
-	score = ShopFraudScore(DatumGetInt64(col(0, 3, &isnull)), DatumGetInt64(col(0, 4, &isnull)),
-						   DatumGetInt64(col(0, 5, &isnull)), DatumGetFloat8(col(0, 6, &isnull)),
+	score = ShopFraudScore(DatumGetInt64(ShopCol(0, 3, &isnull)), DatumGetInt64(ShopCol(0, 4, &isnull)),
+						   DatumGetInt64(ShopCol(0, 5, &isnull)), DatumGetFloat8(ShopCol(0, 6, &isnull)),
 						   &pt, total, &reasons);
 	review = score >= shop_fraud_threshold;
 
@@ -1020,7 +971,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 								   : "order placed");
 	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", pt.provider));
 	args[27] = ShopCartExpiry();
-	run(&st_place, args, nulls, 0);
+	ShopExec(&st_place, args, nulls, 0);
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
 	SPI_finish();

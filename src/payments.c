@@ -36,6 +36,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -46,8 +48,10 @@
 #include "utils/timestamp.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_payment_method_add);
+PG_FUNCTION_INFO_V1(shop_check_payment_failures);
 
 /*
  * ShopCheckArgText: card-number refusal (SH005), length (22001) and
@@ -310,4 +314,88 @@ shop_payment_method_add(PG_FUNCTION_ARGS)
 	result = SPI_datumTransfer(result, false, 16);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/* ---------------------------------------------------------------------
+ * The payment.failures alert (docs/operations.md)
+ * ---------------------------------------------------------------------
+ */
+
+/* failed payments created in the window (payment_failed_idx, on updated_at >= created_at) */
+static ShopStmt st_failed_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM shop.payment"
+	" WHERE status = 'failed' AND updated_at >= $1 AND created_at >= $1",
+	TIMESTAMPTZOID);
+/* payments created in the window, counted up to $2 (NULL: all) */
+static ShopStmt st_payments_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM (SELECT FROM shop.payment WHERE created_at >= $1 LIMIT $2) p",
+	TIMESTAMPTZOID, INT8OID);
+static ShopStmt st_alerted_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT FROM shop.event WHERE topic = 'payment.failures' AND created_at >= $1 LIMIT 1",
+	TIMESTAMPTZOID);
+static ShopStmt st_emit_failures = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT shop._emit('payment.failures', jsonb_build_object("
+	"  'payments', $1, 'failed', $2, 'failure_rate', round($2::numeric / $1, 4),"
+	"  'threshold', $3, 'window', make_interval(secs => $4)::text))",
+	INT8OID, INT8OID, FLOAT8OID, INT4OID);
+
+/*
+ * ShopCheckPaymentFailures: emit payment.failures when, over the last
+ * shop.payment_failure_window, at least 5 payments were made and the share
+ * that failed exceeds shop.payment_failure_threshold; at most once per
+ * window.  Returns true when it emitted.  SPI must be connected.
+ *
+ * It runs after every failed payment, so it must not count every payment
+ * of the window (on Black Friday, hundreds of thousands): it counts the
+ * failures, then payments only up to the number at which the share could
+ * no longer pass the threshold.
+ */
+bool
+ShopCheckPaymentFailures(void)
+{
+	TimestampTz since = GetCurrentTransactionStartTimestamp() -
+		(int64) shop_payment_failure_window * USECS_PER_SEC;
+	double		threshold = shop_payment_failure_threshold;
+	Datum		args[4];
+	char		nulls[2] = "  ";
+	int64		failed;
+	int64		payments;
+	int64		enough = 0;
+
+	args[0] = TimestampTzGetDatum(since);
+	ShopExec(&st_failed_recent, args, NULL, 0);
+	failed = ShopColInt(0, 1, 0);
+	if (failed == 0)
+		return false;
+	/* failed / n > threshold only while n < failed / threshold */
+	if (threshold > 0 && (double) failed / threshold < (double) PG_INT64_MAX / 2)
+		enough = (int64) ceil((double) failed / threshold);
+	args[1] = Int64GetDatum(enough);
+	if (enough == 0)
+		nulls[1] = 'n';
+	ShopExec(&st_payments_recent, args, nulls, 0);
+	payments = ShopColInt(0, 1, 0);
+	if (payments < 5 || (enough > 0 && payments >= enough) ||
+		(double) failed / payments <= threshold)
+		return false;
+	if (ShopExec(&st_alerted_recent, args, NULL, 0) > 0)
+		return false;
+	args[0] = Int64GetDatum(payments);
+	args[1] = Int64GetDatum(failed);
+	args[2] = Float8GetDatum(threshold);
+	args[3] = Int32GetDatum(shop_payment_failure_window);
+	ShopExec(&st_emit_failures, args, NULL, 0);
+	return true;
+}
+
+/* shop._check_payment_failures() -> boolean */
+Datum
+shop_check_payment_failures(PG_FUNCTION_ARGS)
+{
+	bool		emitted;
+
+	SPI_connect();
+	emitted = ShopCheckPaymentFailures();
+	SPI_finish();
+	PG_RETURN_BOOL(emitted);
 }

@@ -110,6 +110,7 @@ extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n
 							 double hist_avg, const ShopPayToken *pt, int64 total_cents,
 							 Datum *reasons);
 extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
+extern bool ShopCheckPaymentFailures(void);
 
 /* security.c */
 extern void ShopSessionDefineGUCs(void);
