@@ -352,6 +352,8 @@ COMMENT ON FUNCTION shop.session_begin(text) IS
 --      window, then payments only as far as the share could still pass
 --      the threshold (1.0 counted every payment of the window, after
 --      every failed payment).
+--   3. shipping and tax: each rule is written once, in src/orders.c, and
+--      shop._shipping_cents / shop._tax_cents run that same rule.
 
 -- 1. Reservation indexes
 -- In 1.0 both partial indexes had the predicate status = 'held', which
@@ -487,3 +489,21 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'shop_check_payment_failures'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, shop, pg_temp;
+
+-- 3. Shipping and tax: the rules of src/orders.c (SHIPPING_CENTS_SQL,
+-- TAX_CENTS_SQL), which checkout applies; in 1.0 they were written twice.
+CREATE OR REPLACE FUNCTION shop._shipping_cents(subtotal_cents bigint, address jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_shipping_cents'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._shipping_cents(bigint, jsonb) IS
+'shipping price of an order by the rules of shop.shipping_rate (the rule checkout applies, src/orders.c)';
+
+CREATE OR REPLACE FUNCTION shop._tax_cents(subtotal_cents bigint, address jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'shop_tax_cents'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._tax_cents(bigint, jsonb) IS
+'sales tax of an order by the rules of shop.tax_rate (the rule checkout applies, src/orders.c)';

@@ -82,6 +82,8 @@ PG_FUNCTION_INFO_V1(shop_order_ship);
 PG_FUNCTION_INFO_V1(shop_order_review);
 PG_FUNCTION_INFO_V1(shop_payment_confirm);
 PG_FUNCTION_INFO_V1(shop_payment_fail);
+PG_FUNCTION_INFO_V1(shop_shipping_cents);
+PG_FUNCTION_INFO_V1(shop_tax_cents);
 
 #define SHOP_MAX_CART_LINES 500
 
@@ -109,20 +111,40 @@ static ShopStmt st_reserve = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
 	TEXTOID, TEXTOID, FLOAT8OID);
 /*
- * Money and risk in one round: shipping and tax (the rules of
- * shop._shipping_cents and shop._tax_cents, written out here because a SQL
- * function called from a saved plan is parsed again on every call), and
- * the inputs of the fraud rules.
+ * Shipping and tax (docs/orders.md), the one definition of each rule: the
+ * most specific matching row of shop.shipping_rate / shop.tax_rate wins (a
+ * row for the address's country, and region, beats the catch-all row with
+ * NULLs); for shipping, among matching rows, the one with the highest
+ * min_subtotal_cents not above the subtotal.  SQL expressions over the
+ * subtotal and the address, used by checkout's money statement and by
+ * shop._shipping_cents / shop._tax_cents.
+ */
+#define SHIPPING_CENTS_SQL(subtotal, address) \
+	"coalesce((SELECT r.cents FROM shop.shipping_rate r" \
+	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
+	"             AND r.min_subtotal_cents <= " subtotal \
+	"           ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)"
+#define TAX_CENTS_SQL(subtotal, address) \
+	"coalesce((SELECT round(" subtotal "::numeric * r.basis_points / 10000)::bigint" \
+	"            FROM shop.tax_rate r" \
+	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
+	"             AND (r.region IS NULL" \
+	"                  OR r.region = coalesce(" address "->>'region', " address "->>'state'))" \
+	"           ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)"
+
+static ShopStmt st_shipping = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT " SHIPPING_CENTS_SQL("$1", "$2"),
+	INT8OID, JSONBOID);
+static ShopStmt st_tax = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT " TAX_CENTS_SQL("$1", "$2"),
+	INT8OID, JSONBOID);
+
+/*
+ * Money and risk in one round: shipping, tax, and the inputs of the fraud
+ * rules (src/payments.c).
  */
 static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT coalesce((SELECT r.cents FROM shop.shipping_rate r"
-	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
-	"                    AND r.min_subtotal_cents <= $1"
-	"                  ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0),"
-	"       coalesce((SELECT round($1::numeric * r.basis_points / 10000)::bigint FROM shop.tax_rate r"
-	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
-	"                    AND (r.region IS NULL OR r.region = coalesce($2->>'region', $2->>'state'))"
-	"                  ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0),"
+	"SELECT " SHIPPING_CENTS_SQL("$1", "$2") ", " TAX_CENTS_SQL("$1", "$2") ","
 	"       (SELECT count(*) FROM shop.\"order\" o"
 	"         WHERE o.customer_id = $3 AND o.created_at > now() - interval '1 hour'),"
 	"       (SELECT count(*) FROM shop.payment p"
@@ -133,6 +155,7 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"                 WHERE o.customer_id = $3 AND o.was_paid"
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
 	INT8OID, JSONBOID, INT8OID, TEXTOID);
+
 /*
  * Every write of a checkout in one statement.  An order the test provider
  * authorized is inserted as paid (events 1 pending and 2 paid) and its holds
@@ -977,4 +1000,44 @@ shop_checkout(PG_FUNCTION_ARGS)
 	SPI_finish();
 	(void) callcxt;
 	PG_RETURN_UUID_P(result);
+}
+
+/* ---------------------------------------------------------------------
+ * Shipping and tax as SQL functions (the rules: SHIPPING_CENTS_SQL and
+ * TAX_CENTS_SQL above)
+ * ---------------------------------------------------------------------
+ */
+
+static Datum
+rate_cents(ShopStmt *st, FunctionCallInfo fcinfo)
+{
+	Datum		args[2];
+	char		nulls[2] = "  ";
+	int64		cents;
+
+	for (int i = 0; i < 2; i++)
+	{
+		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+	}
+	SPI_connect();
+	ShopExecRead(st, args, nulls);
+	cents = ShopColInt(0, 1, 0);
+	SPI_finish();
+	PG_RETURN_INT64(cents);
+}
+
+/* shop._shipping_cents(subtotal_cents bigint, address jsonb) -> bigint */
+Datum
+shop_shipping_cents(PG_FUNCTION_ARGS)
+{
+	return rate_cents(&st_shipping, fcinfo);
+}
+
+/* shop._tax_cents(subtotal_cents bigint, address jsonb) -> bigint */
+Datum
+shop_tax_cents(PG_FUNCTION_ARGS)
+{
+	return rate_cents(&st_tax, fcinfo);
 }

@@ -211,7 +211,14 @@ ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n, double hist_
 	return score;
 }
 
-static SPIPlanPtr pm_plan = NULL;
+static ShopStmt st_method_save = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.payment_method AS m (customer_id, token, brand, last4, exp_month, exp_year)"
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+	" ON CONFLICT (customer_id, token) DO UPDATE"
+	"   SET brand = excluded.brand, last4 = excluded.last4,"
+	"       exp_month = excluded.exp_month, exp_year = excluded.exp_year"
+	" RETURNING m.payment_method_id",
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID);
 
 /*
  * shop.payment_method_add(customer_id bigint, token text, brand text,
@@ -292,26 +299,9 @@ shop_payment_method_add(PG_FUNCTION_ARGS)
 		args[3] = CStringGetTextDatum(pt.last4), nulls[3] = ' ';
 
 	SPI_connect();
-	if (pm_plan == NULL)
-	{
-		Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare(
-			"INSERT INTO shop.payment_method AS m (customer_id, token, brand, last4, exp_month, exp_year)"
-			" VALUES ($1, $2, $3, $4, $5, $6)"
-			" ON CONFLICT (customer_id, token) DO UPDATE"
-			"   SET brand = excluded.brand, last4 = excluded.last4,"
-			"       exp_month = excluded.exp_month, exp_year = excluded.exp_year"
-			" RETURNING m.payment_method_id", 6, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		pm_plan = p;
-	}
-	if (SPI_execute_plan(pm_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+	if (ShopExec(&st_method_save, args, nulls, 0) != 1)
 		elog(ERROR, "could not save payment method");
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = SPI_datumTransfer(result, false, 16);
+	result = ShopColCopy(0, 1, &isnull);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
 }

@@ -56,11 +56,21 @@
 #include "utils/varlena.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PGDLLEXPORT void shop_sweep_launcher_main(Datum main_arg);
 PGDLLEXPORT void shop_sweep_db_main(Datum main_arg);
 
 char	   *shop_sweep_databases = NULL;
+
+static ShopStmt st_installed = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'shop'");
+/* the sweep, and whether it did anything (a count that is not 0) */
+static ShopStmt st_sweep = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT r::text,"
+	"       EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(r) e"
+	"                WHERE e.value::text NOT IN ('0', 'null'))"
+	"  FROM shop.sweep() r");
 
 /*
  * Register the launcher.  Called from _PG_init while the postmaster loads
@@ -269,26 +279,13 @@ shop_sweep_db_main(Datum main_arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "SELECT shop.sweep()");
 
-	SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'shop'", true, 1);
-	installed = SPI_processed > 0;
-	if (installed)
+	installed = ShopExec(&st_installed, NULL, NULL, 0) > 0;
+	if (installed && ShopExec(&st_sweep, NULL, NULL, 0) == 1)
 	{
-		int			rc;
+		char	   *result = ShopColText(0, 1);
 
-		rc = SPI_execute("SELECT r::text,"
-						 "       EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(r) e"
-						 "                WHERE e.value::text NOT IN ('0', 'null'))"
-						 "  FROM shop.sweep() r", false, 1);
-		if (rc == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			bool		isnull;
-			char	   *result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-			bool		did = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc, 2, &isnull));
-
-			ereport(did ? LOG : DEBUG1,
-					(errmsg("shop sweep in database \"%s\": %s", dbname, result)));
-		}
+		ereport(ShopColBool(0, 2, false) ? LOG : DEBUG1,
+				(errmsg("shop sweep in database \"%s\": %s", dbname, result)));
 	}
 	SPI_finish();
 	PopActiveSnapshot();
