@@ -45,8 +45,9 @@
  *      Under REPEATABLE READ it gets 40001 instead, which is retryable;
  *   3. read the cart lines with the products' current state and prices
  *      (SH007 empty, SH008 inactive);
- *   4. reserve every line at once with shop.reserve_many (all or nothing,
- *      SH001);
+ *   4. hold every line at once (ShopReserve, inventory.c; all or nothing,
+ *      SH001), until the order ships when the test provider authorizes,
+ *      for shop.reservation_ttl otherwise;
  *   5. shipping and tax (shop.shipping_rate, shop.tax_rate), fraud score;
  *   6. authorize: the test provider decides now (a decline raises SH004,
  *      which rolls everything back); a gateway token leaves the order
@@ -107,9 +108,6 @@ static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
 	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id",
 	UUIDOID);
-static ShopStmt st_reserve = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
-	TEXTOID, TEXTOID, FLOAT8OID);
 /*
  * Shipping and tax (docs/orders.md), the one definition of each rule: the
  * most specific matching row of shop.shipping_rate / shop.tax_rate wins (a
@@ -158,11 +156,9 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 
 /*
  * Every write of a checkout in one statement.  An order the test provider
- * authorized is inserted as paid (events 1 pending and 2 paid) and its holds
- * are made permanent here, on the rows reserve_many just created in this
- * transaction, found by their primary key (product_id, reservation_id; the
- * line arrays $16 and $15 are both in product order); a gateway order
- * stays pending with holds that expire.
+ * authorized is inserted as paid (events 1 pending and 2 paid); its holds
+ * were taken to last until it ships.  A gateway order stays pending with
+ * holds that expire.
  */
 static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH o AS ("
@@ -188,11 +184,6 @@ static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
 	"  SELECT $1, 1, NULL, 'pending', $26"
 	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27 WHERE $4 = 'paid'),"
-	" h AS ("
-	"  UPDATE shop.reservation r SET expires_at = 'infinity'"
-	"    FROM unnest($16::bigint[], $15::uuid[]) AS k(pid, rid)"
-	"   WHERE $4 = 'paid' AND r.product_id = k.pid AND r.reservation_id = k.rid"
-	"     AND r.status = 'held'),"
 	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)"
 	" SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
@@ -217,28 +208,10 @@ static ShopStmt st_order_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"       o.customer_id, o.total_cents"
 	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o",
 	UUIDOID);
-/* a probe of the primary key per line (OFFSET 0: never a join over every hold) */
-static ShopStmt st_holds_live = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT count(*) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL"
-	"   AND EXISTS (SELECT FROM shop.reservation r WHERE r.product_id = l.product_id"
-	"                  AND r.reservation_id = l.reservation_id AND r.status = 'held' OFFSET 0)",
-	UUIDOID);
-static ShopStmt st_holds_extend = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT shop.reservation_extend(l.reservation_id, NULL) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
-	UUIDOID);
-static ShopStmt st_release = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT shop.reservation_release(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
-	UUIDOID);
-static ShopStmt st_commit = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT shop.reservation_commit(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id",
-	UUIDOID);
-static ShopStmt st_restock = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT shop.stock_adjust(l.product_id, l.qty, 'return of order ' || $1::text)"
-	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id",
+/* the lines of an order with their holds, in product order */
+static ShopStmt st_order_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT product_id, reservation_id, qty FROM shop.order_line"
+	" WHERE order_id = $1 ORDER BY product_id, line_no",
 	UUIDOID);
 static ShopStmt st_pay_status = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = $2, updated_at = now()"
@@ -387,98 +360,126 @@ lock_order(Datum order_id)
 }
 
 /*
- * ShopOrderTransition: apply one transition with its side effects, event
- * and outbox message.  SPI must be connected.  holds_fresh: the holds were
- * made by this transaction for good (checkout with an authorized payment),
- * so "paid" need not check or extend them.
+ * The holds of an order's lines (lines without one are left out), in
+ * product order; *nreservations counts the distinct reservations.
  */
-void
-ShopOrderTransition(Datum order_id, const char *to, const char *note,
-					const char *carrier, const char *tracking, bool holds_fresh)
+static ShopHold *
+order_holds(Datum order_id, int *n, int *nreservations)
 {
-	char	   *from;
-	bool		was_paid,
-				needs_review,
-				isnull,
-				cust_null;
-	Datum		customer,
-				total;
-	int64		nholds;
+	Datum		args[1] = {order_id};
+	uint64		nlines = ShopExec(&st_order_lines, args, NULL, 0);
+	ShopHold   *holds = palloc(sizeof(ShopHold) * Max(nlines, 1));
+
+	*n = 0;
+	*nreservations = 0;
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		bool		isnull;
+		Datum		rid = ShopCol(i, 2, &isnull);
+		bool		seen = false;
+
+		if (isnull)
+			continue;
+		holds[*n].product_id = ShopColInt(i, 1, 0);
+		holds[*n].qty = (int32) ShopColInt(i, 3, 0);
+		memcpy(&holds[*n].reservation_id, DatumGetUUIDP(rid), sizeof(pg_uuid_t));
+		for (int j = 0; j < *n && !seen; j++)
+			seen = memcmp(&holds[j].reservation_id, &holds[*n].reservation_id, sizeof(pg_uuid_t)) == 0;
+		if (!seen)
+			(*nreservations)++;
+		(*n)++;
+	}
+	return holds;
+}
+
+/* the payments of the order in one of the given states move to status */
+static void
+order_payments(Datum order_id, const char *status, const char *const *from, int nfrom)
+{
+	Datum		args[3];
+
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(status);
+	args[2] = ShopTextArray(from, nfrom);
+	ShopExec(&st_pay_status, args, NULL, 0);
+}
+
+/* Every line goes back in stock (a return), one ledger entry per line. */
+static void
+order_restock(Datum order_id)
+{
+	Datum		args[1] = {order_id};
+	uint64		nlines = ShopExec(&st_order_lines, args, NULL, 0);
+	int64	   *pid = palloc(sizeof(int64) * Max(nlines, 1));
+	int32	   *qty = palloc(sizeof(int32) * Max(nlines, 1));
+	char	   *reason = psprintf("return of order %s", uuid_str(order_id));
+
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		pid[i] = ShopColInt(i, 1, 0);
+		qty[i] = (int32) ShopColInt(i, 3, 0);
+	}
+	for (uint64 i = 0; i < nlines; i++)
+		(void) ShopStockAdjust(pid[i], "default", qty[i], reason);
+}
+
+/*
+ * The side effects of a transition on stock and payments (file header).
+ * nholds: the lines with a stock hold, as lock_order counted them.
+ */
+static void
+order_side_effects(Datum order_id, const char *to, int64 nholds)
+{
+	ShopHold   *holds = NULL;
+	int			n = 0;
+	int			nres = 0;
+
+	if (nholds > 0 && (strcmp(to, "paid") == 0 || strcmp(to, "cancelled") == 0 ||
+					   strcmp(to, "shipped") == 0))
+		holds = order_holds(order_id, &n, &nres);
+
+	if (strcmp(to, "paid") == 0)
+	{
+		/* a paid order keeps its stock until shipped or cancelled */
+		if (ShopHoldsKeep(holds, n, DT_NOEND) < nres)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+					 errmsg("stock holds of the order are gone"),
+					 errdetail("The stock holds of order %s expired or were released before payment.",
+							   uuid_str(order_id)),
+					 errhint("Void or refund the payment at the gateway, and cancel the order.")));
+		order_payments(order_id, "captured", (const char *const[]) {"pending", "authorized"}, 2);
+	}
+	else if (strcmp(to, "cancelled") == 0)
+	{
+		(void) ShopHoldsRelease(holds, n);
+		order_payments(order_id, "voided", (const char *const[]) {"pending", "authorized"}, 2);
+	}
+	else if (strcmp(to, "shipped") == 0)
+	{
+		/* the units leave; a hold released or expired meanwhile is 55000 */
+		if (ShopHoldsCommit(holds, n) < nres)
+			ShopHoldsCheckSettled(holds, n);
+	}
+	else if (strcmp(to, "returned") == 0)
+		order_restock(order_id);
+	else if (strcmp(to, "refunded") == 0)
+		order_payments(order_id, "refunded", (const char *const[]) {"captured"}, 1);
+}
+
+/*
+ * The order row moves to its new status, its history gets the event and
+ * the outbox "order.<to>".
+ */
+static void
+order_record(Datum order_id, const char *from, const char *to, const char *note,
+			 const char *carrier, const char *tracking, Datum customer, bool cust_null,
+			 Datum total)
+{
 	Datum		args[6];
 	char		nulls[6];
 	int32		seq;
 
-	check_status_name(to);
-	lock_order(order_id);
-	from = ShopColText(0, 1);
-	was_paid = DatumGetBool(ShopCol(0, 2, &isnull));
-	needs_review = DatumGetBool(ShopCol(0, 3, &isnull));
-	nholds = DatumGetInt64(ShopCol(0, 4, &isnull));
-	customer = ShopCol(0, 5, &cust_null);
-	total = ShopCol(0, 6, &isnull);
-
-	if (!transition_allowed(from, to))
-		invalid_transition(order_id, from, to, NULL);
-	if (strcmp(to, "fulfilling") == 0 && needs_review)
-		invalid_transition(order_id, from, to,
-						   psprintf("Order %s awaits fraud review; approve it with shop.order_review first.",
-									uuid_str(order_id)));
-	if (strcmp(from, "cancelled") == 0 && !was_paid)
-		invalid_transition(order_id, from, to,
-						   psprintf("Order %s was cancelled before it was paid; there is nothing to refund.",
-									uuid_str(order_id)));
-
-	/* side effects */
-	args[0] = order_id;
-	if (strcmp(to, "paid") == 0)
-	{
-		if (nholds > 0 && !holds_fresh)
-		{
-			ShopExec(&st_holds_live, args, NULL, 1);
-			if (DatumGetInt64(ShopCol(0, 1, &isnull)) < nholds)
-				ereport(ERROR,
-						(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
-						 errmsg("stock holds of the order are gone"),
-						 errdetail("The stock holds of order %s expired or were released before payment.",
-								   uuid_str(order_id)),
-						 errhint("Void or refund the payment at the gateway, and cancel the order.")));
-		}
-		/* a paid order keeps its stock until shipped or cancelled */
-		if (nholds > 0)
-			ShopExec(&st_holds_extend, args, NULL, 0);
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("captured");
-		args[2] = ShopTextArray((const char *const[]) {"pending", "authorized"}, 2);
-		ShopExec(&st_pay_status, args, NULL, 0);
-	}
-	else if (strcmp(to, "cancelled") == 0)
-	{
-		if (nholds > 0)
-			ShopExec(&st_release, args, NULL, 0);
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("voided");
-		args[2] = ShopTextArray((const char *const[]) {"pending", "authorized"}, 2);
-		ShopExec(&st_pay_status, args, NULL, 0);
-	}
-	else if (strcmp(to, "shipped") == 0)
-	{
-		if (nholds > 0)
-			ShopExec(&st_commit, args, NULL, 0);
-	}
-	else if (strcmp(to, "returned") == 0)
-	{
-		args[0] = order_id;
-		ShopExec(&st_restock, args, NULL, 0);
-	}
-	else if (strcmp(to, "refunded") == 0)
-	{
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("refunded");
-		args[2] = ShopTextArray((const char *const[]) {"captured"}, 1);
-		ShopExec(&st_pay_status, args, NULL, 0);
-	}
-
-	/* the row, its event, the outbox */
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(to);
 	args[2] = carrier ? CStringGetTextDatum(carrier) : (Datum) 0;
@@ -489,7 +490,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	if (tracking)
 		nulls[3] = ' ';
 	ShopExec(&st_order_upd, args, nulls, 1);
-	seq = DatumGetInt32(ShopCol(0, 1, &isnull));
+	seq = (int32) ShopColInt(0, 1, 0);
 
 	args[0] = order_id;
 	args[1] = Int32GetDatum(seq);
@@ -513,6 +514,47 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	if (!note)
 		nulls[4] = 'n';
 	ShopExec(&st_emit_transition, args, nulls, 0);
+}
+
+/*
+ * ShopOrderTransition: apply one transition with its side effects, event
+ * and outbox message.  SPI must be connected.
+ */
+void
+ShopOrderTransition(Datum order_id, const char *to, const char *note,
+					const char *carrier, const char *tracking)
+{
+	char	   *from;
+	bool		was_paid,
+				needs_review,
+				cust_null,
+				isnull;
+	Datum		customer,
+				total;
+	int64		nholds;
+
+	check_status_name(to);
+	lock_order(order_id);
+	from = ShopColText(0, 1);
+	was_paid = ShopColBool(0, 2, false);
+	needs_review = ShopColBool(0, 3, false);
+	nholds = ShopColInt(0, 4, 0);
+	customer = ShopCol(0, 5, &cust_null);
+	total = ShopCol(0, 6, &isnull);
+
+	if (!transition_allowed(from, to))
+		invalid_transition(order_id, from, to, NULL);
+	if (strcmp(to, "fulfilling") == 0 && needs_review)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s awaits fraud review; approve it with shop.order_review first.",
+									uuid_str(order_id)));
+	if (strcmp(from, "cancelled") == 0 && !was_paid)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s was cancelled before it was paid; there is nothing to refund.",
+									uuid_str(order_id)));
+
+	order_side_effects(order_id, to, nholds);
+	order_record(order_id, from, to, note, carrier, tracking, customer, cust_null, total);
 }
 
 /* Optional text argument n, checked; NULL when the argument is NULL. */
@@ -539,7 +581,7 @@ shop_order_transition(PG_FUNCTION_ARGS)
 	to = opt_text_arg(fcinfo, 1, "to_status", 20);
 	note = opt_text_arg(fcinfo, 2, "note", 1000);
 	SPI_connect();
-	ShopOrderTransition(PG_GETARG_DATUM(0), to, note, NULL, NULL, false);
+	ShopOrderTransition(PG_GETARG_DATUM(0), to, note, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(to));
 }
@@ -561,7 +603,7 @@ shop_order_ship(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ShopOrderTransition(PG_GETARG_DATUM(0), "shipped",
 						psprintf("shipped with %s, tracking number %s", carrier, tracking),
-						carrier, tracking, false);
+						carrier, tracking);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("shipped"));
 }
@@ -625,7 +667,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		args[3] = CStringGetTextDatum(status);
 		args[4] = CStringGetTextDatum("fraud review: rejected");
 		ShopExec(&st_event_ins, args, NULL, 0);
-		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL, false);
+		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL);
 		status = "cancelled";
 	}
 	SPI_finish();
@@ -668,7 +710,7 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
 	ShopExec(&st_pay_confirm, args, NULL, 0);
 	provider = SPI_processed > 0 ? ShopColText(0, 1) : "the gateway";
 	ShopOrderTransition(order_id, "paid", psprintf("payment confirmed by %s", provider),
-						NULL, NULL, false);
+						NULL, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("paid"));
 }
@@ -717,7 +759,7 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 	ShopExec(&st_pay_fail, args, NULL, 0);
 	provider = SPI_processed > 0 ? ShopColText(0, 1) : "gateway";
 	ShopOrderTransition(order_id, "cancelled", psprintf("payment failed: %s", reason),
-						NULL, NULL, false);
+						NULL, NULL);
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(provider);
 	args[2] = CStringGetTextDatum(reason);
@@ -728,277 +770,348 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
- * Checkout
+ * Checkout, step by step (the steps of the file header)
  * ---------------------------------------------------------------------
  */
 
-/*
- * shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
- *               shipping_address jsonb DEFAULT NULL) -> uuid
- */
-Datum
-shop_checkout(PG_FUNCTION_ARGS)
+/* What the caller asked for: the arguments, checked. */
+typedef struct CheckoutRequest
 {
 	Datum		cart_id;
+	char	   *cart_str;
 	char	   *token;
 	char	   *key;
-	Jsonb	   *address = NULL;
-	char	   *address_text = "";
-	char	   *cart_str;
+	Jsonb	   *address;		/* NULL: none */
+	char	   *address_text;	/* "" when none */
 	ShopPayToken pt;
-	MemoryContext callcxt = CurrentMemoryContext;
-	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
-	Datum		args[32];
-	char		nulls[32];
-	bool		isnull;
-	bool		cust_null;
-	int64		customer = 0;
-	char	   *scope;
-	char	   *fingerprint_src;
-	uint64		nlines;
-	Datum	   *l_pid,
-			   *l_sku,
-			   *l_title,
-			   *l_price,
-			   *l_qty;
-	int64		subtotal = 0,
-				shipping,
-				tax,
-				total;
-	StringInfoData items;
-	Datum		holds;
-	Datum		reasons;
-	bool		paid;
-	double		score;
-	bool		review;
-	Datum		order_id;
+} CheckoutRequest;
 
+/* The cart: its customer and the lines to order, in product order. */
+typedef struct CheckoutCart
+{
+	int64		customer;
+	bool		guest;			/* anonymous cart: no customer */
+	int			nlines;
+	ShopHold   *holds;			/* product, qty; reservation id once reserved */
+	Datum	   *sku;
+	Datum	   *title;
+	int64	   *price;
+	int64		subtotal;
+} CheckoutCart;
+
+/* Money and risk. */
+typedef struct CheckoutMoney
+{
+	int64		shipping;
+	int64		tax;
+	int64		total;
+	double		score;
+	Datum		reasons;
+	bool		review;
+} CheckoutMoney;
+
+/* The arguments: card numbers are refused before anything else looks at them. */
+static void
+checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
+{
 	ShopRequireArg(fcinfo, 0, "cart_id");
 	ShopRequireArg(fcinfo, 1, "payment_token");
 	ShopRequireArg(fcinfo, 2, "idempotency_key");
-	cart_id = PG_GETARG_DATUM(0);
-	/* card numbers are refused before anything else looks at the values */
+	req->cart_id = PG_GETARG_DATUM(0);
 	ShopCheckArgText(PG_GETARG_TEXT_PP(1), "payment_token", 200, false);
 	ShopCheckArgText(PG_GETARG_TEXT_PP(2), "idempotency_key", 200, false);
+	req->address = NULL;
+	req->address_text = "";
 	if (!PG_ARGISNULL(3))
 	{
-		address = PG_GETARG_JSONB_P(3);
-		ShopRefuseCardNumberJsonb(address, "shipping_address");
-		if (!JB_ROOT_IS_OBJECT(address) || JB_ROOT_IS_SCALAR(address))
+		req->address = PG_GETARG_JSONB_P(3);
+		ShopRefuseCardNumberJsonb(req->address, "shipping_address");
+		if (!JB_ROOT_IS_OBJECT(req->address) || JB_ROOT_IS_SCALAR(req->address))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("shipping_address must be a jsonb object")));
-		address_text = JsonbToCString(NULL, &address->root, VARSIZE(address));
-		if (strlen(address_text) > 4000)
+		req->address_text = JsonbToCString(NULL, &req->address->root, VARSIZE(req->address));
+		if (strlen(req->address_text) > 4000)
 			ereport(ERROR,
 					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 					 errmsg("shipping_address is too long"),
 					 errdetail("shipping_address has %zu characters as text; at most 4000 are allowed.",
-							   strlen(address_text))));
+							   strlen(req->address_text))));
 	}
-	token = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	key = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	ShopParsePaymentToken(token, &pt);
-	cart_str = uuid_str(cart_id);
+	req->token = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	req->key = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ShopParsePaymentToken(req->token, &req->pt);
+	req->cart_str = uuid_str(req->cart_id);
+}
 
-	SPI_connect();
+/*
+ * Steps 1 and 2: lock the cart, check that the caller may act for its
+ * customer, claim the idempotency key for order_id.  Returns false, with
+ * the order in *existing, when the key already names an order made with
+ * the same request (SH003 when with another).  Then checks that the cart
+ * is open and unexpired.
+ */
+static bool
+checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid_t *existing)
+{
+	Datum		args[4];
+	bool		isnull;
+	Datum		c;
+	char	   *status;
+	bool		live;
+	bool		merged_null;
+	Datum		merged;
+	char	   *expired_at;
 
-	/* 1. the cart */
-	args[0] = cart_id;
-	ShopExec(&st_cart_lock, args, NULL, 1);
-	if (SPI_processed != 1)
+	args[0] = req->cart_id;
+	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
-				 errdetail("No cart has cart_id %s.", cart_str)));
+				 errdetail("No cart has cart_id %s.", req->cart_str)));
+	c = ShopCol(0, 1, &cart->guest);
+	status = ShopColText(0, 2);
+	live = ShopColBool(0, 3, false);
+	merged = ShopCol(0, 4, &merged_null);
+	expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
+	cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	ShopAuthorizeCustomer(cart->customer, cart->guest);
+
+	args[0] = CStringGetTextDatum(cart->guest ? psprintf("k:%s", req->cart_str)
+								  : psprintf("c:" INT64_FORMAT, cart->customer));
+	args[1] = CStringGetTextDatum(req->key);
+	args[2] = CStringGetTextDatum(psprintf("%s|%s|%s", req->cart_str, req->token,
+										   req->address_text));
+	args[3] = order_id;
+	if (ShopExec(&st_idem_claim, args, NULL, 0) == 0)
 	{
-		Datum		c = ShopCol(0, 1, &cust_null);
-		char	   *status = ShopColText(0, 2);
-		bool		live = DatumGetBool(ShopCol(0, 3, &isnull));
-		Datum		merged = ShopCol(0, 4, &isnull);
-		bool		merged_null = isnull;
-		char	   *expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
-
-		if (!cust_null)
-			customer = DatumGetInt64(c);
-		ShopAuthorizeCustomer(customer, cust_null);
-
-		/* 2. the idempotency key */
-		scope = cust_null ? psprintf("k:%s", cart_str) : psprintf("c:" INT64_FORMAT, customer);
-		fingerprint_src = psprintf("%s|%s|%s", cart_str, token, address_text);
-		order_id = new_uuid();
-		args[0] = CStringGetTextDatum(scope);
-		args[1] = CStringGetTextDatum(key);
-		args[2] = CStringGetTextDatum(fingerprint_src);
-		args[3] = order_id;
-		ShopExec(&st_idem_claim, args, NULL, 0);
-		if (SPI_processed == 0)
-		{
-			bool		same;
-			Datum		oid;
-
-			ShopExec(&st_idem_get, args, NULL, 1);
-			if (SPI_processed != 1)
-				elog(ERROR, "idempotency row vanished");
-			same = DatumGetBool(ShopCol(0, 1, &isnull));
-			oid = ShopCol(0, 2, &isnull);
-			if (!same)
-				ereport(ERROR,
-						(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
-						 errmsg("idempotency key reused with a different request"),
-						 errdetail("Key \"%s\" was first used with another cart, payment token or shipping address.", key),
-						 errhint("Use a new idempotency key for a new request.")));
-			if (isnull)
-				elog(ERROR, "idempotency key without an order");
-			memcpy(result, DatumGetUUIDP(oid), sizeof(pg_uuid_t));
-			SPI_finish();
-			PG_RETURN_UUID_P(result);
-		}
-
-		if (strcmp(status, "open") != 0)
+		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
+			elog(ERROR, "idempotency row vanished");
+		if (!ShopColBool(0, 1, false))
 			ereport(ERROR,
-					(errcode(ERRCODE_SHOP_NOT_FOUND),
-					 errmsg("cart not found"),
-					 merged_null ? errdetail("Cart %s is %s.", cart_str, status)
-					 : errdetail("Cart %s was merged into cart %s.", cart_str, uuid_str(merged))));
-		if (!live)
-			ereport(ERROR,
-					(errcode(ERRCODE_SHOP_NOT_FOUND),
-					 errmsg("cart not found"),
-					 errdetail("Cart %s expired at %s.", cart_str, expired_at)));
+					(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
+					 errmsg("idempotency key reused with a different request"),
+					 errdetail("Key \"%s\" was first used with another cart, payment token or shipping address.",
+							   req->key),
+					 errhint("Use a new idempotency key for a new request.")));
+		c = ShopCol(0, 2, &isnull);
+		if (isnull)
+			elog(ERROR, "idempotency key without an order");
+		memcpy(existing, DatumGetUUIDP(c), sizeof(pg_uuid_t));
+		return false;
 	}
 
-	/* 3. its lines, at today's prices */
-	args[0] = cart_id;
-	ShopExec(&st_cart_lines, args, NULL, 0);
-	nlines = SPI_processed;
-	if (nlines == 0)
+	if (strcmp(status, "open") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("cart not found"),
+				 merged_null ? errdetail("Cart %s is %s.", req->cart_str, status)
+				 : errdetail("Cart %s was merged into cart %s.", req->cart_str, uuid_str(merged))));
+	if (!live)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("cart not found"),
+				 errdetail("Cart %s expired at %s.", req->cart_str, expired_at)));
+	return true;
+}
+
+/*
+ * Step 3: the cart's lines at today's prices (SH007 empty, SH008 a product
+ * not active), the subtotal.
+ */
+static void
+checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
+{
+	Datum		args[1] = {req->cart_id};
+	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
+
+	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_CART_EMPTY),
 				 errmsg("cart is empty"),
-				 errdetail("Cart %s has no lines to check out.", cart_str)));
-	l_pid = palloc(sizeof(Datum) * nlines);
-	l_sku = palloc(sizeof(Datum) * nlines);
-	l_title = palloc(sizeof(Datum) * nlines);
-	l_price = palloc(sizeof(Datum) * nlines);
-	l_qty = palloc(sizeof(Datum) * nlines);
-	initStringInfo(&items);
-	appendStringInfoChar(&items, '[');
-	for (uint64 i = 0; i < nlines; i++)
+				 errdetail("Cart %s has no lines to check out.", req->cart_str)));
+	cart->nlines = (int) n;
+	cart->holds = palloc(sizeof(ShopHold) * n);
+	cart->sku = palloc(sizeof(Datum) * n);
+	cart->title = palloc(sizeof(Datum) * n);
+	cart->price = palloc(sizeof(int64) * n);
+	cart->subtotal = 0;
+	for (uint64 i = 0; i < n; i++)
 	{
-		int64		pid = DatumGetInt64(ShopCol(i, 1, &isnull));
-		int32		qty = DatumGetInt32(ShopCol(i, 2, &isnull));
+		int64		pid = ShopColInt(i, 1, 0);
+		int32		qty = (int32) ShopColInt(i, 2, 0);
 		char	   *pstatus = ShopColText(i, 6);
-		int64		price,
-					line;
+		int64		line;
+		bool		isnull;
 
 		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_PRODUCT_UNAVAILABLE),
 					 errmsg("product unavailable"),
-					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, cart_str,
+					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, req->cart_str,
 							   pstatus ? pstatus : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		price = DatumGetInt64(ShopCol(i, 5, &isnull));
-		if (pg_mul_s64_overflow(price, qty, &line) || pg_add_s64_overflow(subtotal, line, &subtotal))
+		cart->price[i] = ShopColInt(i, 5, 0);
+		if (pg_mul_s64_overflow(cart->price[i], qty, &line) ||
+			pg_add_s64_overflow(cart->subtotal, line, &cart->subtotal))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("order total out of range")));
-		l_pid[i] = Int64GetDatum(pid);
-		l_qty[i] = Int32GetDatum(qty);
-		l_price[i] = Int64GetDatum(price);
-		l_sku[i] = SPI_datumTransfer(ShopCol(i, 3, &isnull), false, -1);
-		l_title[i] = SPI_datumTransfer(ShopCol(i, 4, &isnull), false, -1);
-		appendStringInfo(&items, "%s{\"product_id\": " INT64_FORMAT ", \"qty\": %d}",
-						 i > 0 ? ", " : "", pid, qty);
+		cart->holds[i].product_id = pid;
+		cart->holds[i].qty = qty;
+		cart->sku[i] = ShopColCopy(i, 3, &isnull);
+		cart->title[i] = ShopColCopy(i, 4, &isnull);
 	}
-	appendStringInfoChar(&items, ']');
+}
 
-	/* 4. stock: every line or none */
-	args[0] = CStringGetTextDatum(items.data);
-	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));	/* the holds' ref */
-	args[2] = Float8GetDatum((double) shop_reservation_ttl);
-	ShopExec(&st_reserve, args, NULL, 1);
-	holds = ShopCol(0, 1, &isnull);
-	if (isnull || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)),
-								 ARR_DIMS(DatumGetArrayTypeP(holds))) != (int) nlines)
-		elog(ERROR, "shop.reserve_many did not return one reservation per line");
+/*
+ * Step 5: shipping and tax by the rules, and the fraud score from the
+ * customer's and the token's recent history.
+ */
+static void
+checkout_price(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money)
+{
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 
-	/* 5. money and risk */
-	args[0] = Int64GetDatum(subtotal);
-	args[1] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	args[2] = Int64GetDatum(customer);
-	args[3] = CStringGetTextDatum(token);
-	memcpy(nulls, "    ", 4);
-	if (!address)
+	args[0] = Int64GetDatum(cart->subtotal);
+	args[1] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
+	args[2] = Int64GetDatum(cart->customer);
+	args[3] = CStringGetTextDatum(req->token);
+	if (!req->address)
 		nulls[1] = 'n';
-	if (cust_null)
+	if (cart->guest)
 		nulls[2] = 'n';
-	if (pt.shared)
+	if (req->pt.shared)
 		nulls[3] = 'n';			/* a shared test token is not one card: not counted */
 	ShopExec(&st_money_risk, args, nulls, 1);
-	shipping = DatumGetInt64(ShopCol(0, 1, &isnull));
-	tax = DatumGetInt64(ShopCol(0, 2, &isnull));
-	if (pg_add_s64_overflow(subtotal, shipping, &total) || pg_add_s64_overflow(total, tax, &total))
+	money->shipping = ShopColInt(0, 1, 0);
+	money->tax = ShopColInt(0, 2, 0);
+	if (pg_add_s64_overflow(cart->subtotal, money->shipping, &money->total) ||
+		pg_add_s64_overflow(money->total, money->tax, &money->total))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order total out of range")));
-	score = ShopFraudScore(DatumGetInt64(ShopCol(0, 3, &isnull)), DatumGetInt64(ShopCol(0, 4, &isnull)),
-						   DatumGetInt64(ShopCol(0, 5, &isnull)), DatumGetFloat8(ShopCol(0, 6, &isnull)),
-						   &pt, total, &reasons);
-	review = score >= shop_fraud_threshold;
+	money->score = ShopFraudScore(ShopColInt(0, 3, 0), ShopColInt(0, 4, 0), ShopColInt(0, 5, 0),
+								  ShopColFloat(0, 6, 0), &req->pt, money->total, &money->reasons);
+	money->review = money->score >= shop_fraud_threshold;
+}
 
-	/* 6. authorize */
-	if (pt.outcome == SHOP_PAY_DECLINED)
+/* Step 6: the test provider's decline is SH004, which undoes everything. */
+static void
+checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
+{
+	int64		total = money->total;
+
+	if (req->pt.outcome == SHOP_PAY_DECLINED)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PAYMENT_DECLINED),
 				 errmsg("payment declined"),
 				 errdetail("The %s provider declined the payment of %lld.%02lld %s for cart %s.",
-						   pt.provider, (long long) (total / 100), (long long) (total % 100),
-						   shop_currency, cart_str),
+						   req->pt.provider, (long long) (total / 100), (long long) (total % 100),
+						   shop_currency, req->cart_str),
 				 errhint("Nothing was kept: no order, no reservation. Ask for another payment method.")));
-	paid = pt.outcome == SHOP_PAY_AUTHORIZED;
+}
 
-	/* 7. the order, its lines, payment, events and outbox; 8. the cart and the key */
+/*
+ * Steps 7 and 8: the order, its lines, payment, events and outbox; the
+ * ordered lines leave the cart.  One statement (st_place).
+ */
+static void
+checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
+			   Datum order_id, bool paid)
+{
+	Datum		args[28];
+	char		nulls[28];
+	int			n = cart->nlines;
+	int64	   *pid = palloc(sizeof(int64) * n);
+	int32	   *qty = palloc(sizeof(int32) * n);
+	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		pid[i] = cart->holds[i].product_id;
+		qty[i] = cart->holds[i].qty;
+		rid[i] = cart->holds[i].reservation_id;
+	}
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = order_id;
-	args[1] = Int64GetDatum(customer);
-	nulls[1] = cust_null ? 'n' : ' ';
-	args[2] = cart_id;
+	args[1] = Int64GetDatum(cart->customer);
+	nulls[1] = cart->guest ? 'n' : ' ';
+	args[2] = req->cart_id;
 	args[3] = CStringGetTextDatum(paid ? "paid" : "pending");
 	args[4] = CStringGetTextDatum(shop_currency);
-	args[5] = Int64GetDatum(subtotal);
-	args[6] = Int64GetDatum(shipping);
-	args[7] = Int64GetDatum(tax);
-	args[8] = Int64GetDatum(total);
-	args[9] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	nulls[9] = address ? ' ' : 'n';
-	args[10] = Float4GetDatum((float4) score);
-	args[11] = reasons;
-	args[12] = BoolGetDatum(review);
-	args[13] = CStringGetTextDatum(key);
-	args[14] = holds;
-	args[15] = PointerGetDatum(construct_array(l_pid, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[16] = PointerGetDatum(construct_array(l_sku, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[17] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[18] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[19] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
-	args[20] = CStringGetTextDatum(pt.provider);
-	args[21] = CStringGetTextDatum(token);
-	args[22] = pt.brand ? CStringGetTextDatum(pt.brand) : (Datum) 0;
-	nulls[22] = pt.brand ? ' ' : 'n';
-	args[23] = pt.last4 ? CStringGetTextDatum(pt.last4) : (Datum) 0;
-	nulls[23] = pt.last4 ? ' ' : 'n';
+	args[5] = Int64GetDatum(cart->subtotal);
+	args[6] = Int64GetDatum(money->shipping);
+	args[7] = Int64GetDatum(money->tax);
+	args[8] = Int64GetDatum(money->total);
+	args[9] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
+	nulls[9] = req->address ? ' ' : 'n';
+	args[10] = Float4GetDatum((float4) money->score);
+	args[11] = money->reasons;
+	args[12] = BoolGetDatum(money->review);
+	args[13] = CStringGetTextDatum(req->key);
+	args[14] = ShopUuidArray(rid, n);
+	args[15] = ShopInt8Array(pid, n);
+	args[16] = PointerGetDatum(construct_array(cart->sku, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[17] = PointerGetDatum(construct_array(cart->title, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[18] = ShopInt8Array(cart->price, n);
+	args[19] = ShopInt4Array(qty, n);
+	args[20] = CStringGetTextDatum(req->pt.provider);
+	args[21] = CStringGetTextDatum(req->token);
+	args[22] = req->pt.brand ? CStringGetTextDatum(req->pt.brand) : (Datum) 0;
+	nulls[22] = req->pt.brand ? ' ' : 'n';
+	args[23] = req->pt.last4 ? CStringGetTextDatum(req->pt.last4) : (Datum) 0;
+	nulls[23] = req->pt.last4 ? ' ' : 'n';
 	args[24] = CStringGetTextDatum(paid ? "captured" : "pending");
-	args[25] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
+	args[25] = CStringGetTextDatum(money->review
+								   ? psprintf("order placed; flagged for fraud review (score %.2f)",
+											  money->score)
 								   : "order placed");
-	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", pt.provider));
+	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", req->pt.provider));
 	args[27] = ShopCartExpiry();
 	ShopExec(&st_place, args, nulls, 0);
+}
+
+/*
+ * shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+ *               shipping_address jsonb DEFAULT NULL) -> uuid
+ *
+ * The steps of the file header.  The holds are taken (step 4) with their
+ * final expiry: until the order ships when the test provider authorizes
+ * (the order is placed paid), for shop.reservation_ttl otherwise.
+ */
+Datum
+shop_checkout(PG_FUNCTION_ARGS)
+{
+	CheckoutRequest req;
+	CheckoutCart cart;
+	CheckoutMoney money;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+	Datum		order_id;
+	bool		paid;
+	TimestampTz expires;
+
+	checkout_request(fcinfo, &req);
+	paid = req.pt.outcome == SHOP_PAY_AUTHORIZED;
+	order_id = new_uuid();
+
+	SPI_connect();
+	if (!checkout_claim(&req, &cart, order_id, result))
+	{
+		SPI_finish();
+		PG_RETURN_UUID_P(result);
+	}
+	checkout_lines(&req, &cart);
+	expires = paid ? DT_NOEND : GetCurrentTransactionStartTimestamp() +
+		(int64) shop_reservation_ttl * USECS_PER_SEC;
+	ShopReserve(cart.holds, cart.nlines, psprintf("order:%s", uuid_str(order_id)), expires);
+	checkout_price(&req, &cart, &money);
+	checkout_authorize(&req, &money);
+	checkout_place(&req, &cart, &money, order_id, paid);
+	SPI_finish();
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
-	SPI_finish();
-	(void) callcxt;
 	PG_RETURN_UUID_P(result);
 }
 

@@ -14,7 +14,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 /*
  * The domain error vocabulary (DESIGN.md section 5), class "SH".  Every
@@ -74,7 +76,26 @@ extern void ShopRefuseCardNumberText(const char *s, int len, const char *what);
 extern void ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what);
 extern struct sb_stemmer *ShopGetStemmer(const char *language);
 
-/* inventory.c: SQL entry points only (shop.reserve, ...) */
+/*
+ * inventory.c: the stock holds of checkout and order transitions.  A hold
+ * is units of one product under one reservation id; the calls take arrays
+ * of them sorted by product_id, without repeats (the lock order), and run
+ * inside an SPI connection.  docs/inventory.md has the rules.
+ */
+typedef struct ShopHold
+{
+	int64		product_id;
+	int32		qty;			/* units (ShopReserve) */
+	pg_uuid_t	reservation_id; /* set by ShopReserve, read by the others */
+} ShopHold;
+
+extern void ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at);
+extern int	ShopHoldsRelease(const ShopHold *holds, int n);
+extern int	ShopHoldsCommit(const ShopHold *holds, int n);
+extern int	ShopHoldsKeep(const ShopHold *holds, int n, TimestampTz expires_at);
+extern void ShopHoldsCheckSettled(const ShopHold *holds, int n);
+extern int64 ShopStockAdjust(int64 product_id, const char *location, int32 delta,
+							 const char *reason);
 
 /* sweep.c */
 extern char *shop_sweep_databases;
@@ -85,7 +106,7 @@ extern Datum ShopCartExpiry(void);
 
 /* orders.c */
 extern void ShopOrderTransition(Datum order_id, const char *to_status, const char *note,
-								const char *carrier, const char *tracking, bool holds_fresh);
+								const char *carrier, const char *tracking);
 
 /* payments.c */
 typedef enum ShopPayOutcome

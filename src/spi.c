@@ -144,13 +144,14 @@ ShopExecRead(ShopStmt *s, const Datum *args, const char *nulls)
 
 /*
  * ShopExecOrUndo: run a statement in a subtransaction that is kept when
- * the statement returned or changed at least one row and rolled back when
- * it did not (or raised, in which case the error is re-thrown).  Used for
- * attempts that may leave row locks behind when they fail (inventory.c:
- * the lock order).  The result stays readable after a kept attempt.
+ * the statement returned or changed at least `need` rows and rolled back
+ * when it did not (or raised, in which case the error is re-thrown).  Used
+ * for attempts that may leave row locks behind when they fail
+ * (inventory.c: the lock order).  The result stays readable after a kept
+ * attempt.
  */
 bool
-ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls)
+ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls, uint64 need)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -160,7 +161,7 @@ ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		if (ShopExec(s, args, nulls, 0) > 0)
+		if (ShopExec(s, args, nulls, 0) >= Max(need, 1))
 		{
 			kept = true;
 			ReleaseCurrentSubTransaction();

@@ -73,7 +73,7 @@ typedef struct ShopStmt
 /* spi.c: statements */
 extern uint64 ShopExec(ShopStmt *s, const Datum *args, const char *nulls, long limit);
 extern uint64 ShopExecRead(ShopStmt *s, const Datum *args, const char *nulls);
-extern bool ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls);
+extern bool ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls, uint64 need);
 extern Portal ShopOpenCursor(ShopStmt *s, const Datum *args, const char *nulls, bool read_only);
 extern void ShopDirect(const char *sql, int expected);
 
