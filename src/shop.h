@@ -62,7 +62,6 @@ extern int	shop_payment_failure_window;	/* seconds */
 extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
-extern bool shop_notify_events;
 extern bool shop_search_block_max;
 extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;
@@ -97,9 +96,27 @@ extern void ShopHoldsCheckSettled(const ShopHold *holds, int n);
 extern int64 ShopStockAdjust(int64 product_id, const char *location, int32 delta,
 							 const char *reason);
 
+/* events.c */
+typedef enum ShopNotifyMode
+{
+	SHOP_NOTIFY_OFF,			/* events are only rows of shop.event */
+	SHOP_NOTIFY_BATCH,			/* the events worker wakes listeners per batch */
+	SHOP_NOTIFY_EACH			/* pg_notify per event in its transaction (1.0) */
+} ShopNotifyMode;
+
+extern int	shop_notify_events;
+extern void ShopEventsDefineGUCs(void);
+extern void ShopEventsShmemRegister(void);
+extern int64 ShopEmit(const char *topic, Jsonb *payload);
+extern uint64 ShopEventsWorkerAttach(Oid dboid);
+extern uint64 ShopEventsWorkerWakes(Oid dboid);
+extern bool ShopEventsWorkerIdle(Oid dboid, uint64 seen);
+extern void ShopEventsWorkerDetach(void);
+
 /* sweep.c */
 extern char *shop_sweep_databases;
 extern void ShopSweepRegister(void);
+extern bool ShopEventsWorkerStart(Oid dboid);
 
 /* cart.c */
 extern Datum ShopCartExpiry(void);
