@@ -656,7 +656,8 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 	int			remaining = qty;
 	int			part = 0;
 
-	rows = inv_lock_rows(product_id, &nrows);
+	/* lock the rows in order; read them again once expired holds are back */
+	(void) inv_lock_rows(product_id, &nrows);
 	if (nrows == 0)
 	{
 		Datum		v[1] = {Int64GetDatum(product_id)};
@@ -1449,7 +1450,8 @@ inv_change_on_hand(int64 product_id, const char *location, int64 new_value,
 	int			threshold;
 
 	inv_lock_product(product_id);
-	rows = inv_lock_rows(product_id, &nrows);
+	/* lock the rows in order; read them again once expired holds are back */
+	(void) inv_lock_rows(product_id, &nrows);
 	inv_reclaim(product_id);
 	before = inv_available(product_id, NULL, false);
 	if (before < 0)
