@@ -18,7 +18,7 @@ export PGDATABASE=$DB
 
 "$PGBIN/dropdb" --if-exists "$DB" >/dev/null 2>&1 || true
 "$PGBIN/createdb" "$DB"
-bench_psql <<SQL
+bench_psql >/dev/null <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
 -- products 1..NPROD for shop.checkout, NPROD+1..2*NPROD for the baseline
