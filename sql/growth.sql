@@ -149,5 +149,15 @@ SELECT pg_temp.cost(format($$SELECT shop.reservation_release(%L)$$, :'r2')) AS r
 SELECT pg_temp.cost($$SELECT shop.stock_adjust(7, 1, 'growth')$$) AS stock_adjust;
 SELECT pg_temp.cost($$SELECT shop.stock_available(7)$$) AS stock_available;
 
+-- the store-wide popular list on a store analyzed before its first
+-- popularity refresh (a bulk load): 5,000 products on sale, all at
+-- popularity 0, analyzed; the list's plan is made then; the refresh gives
+-- them popularity (no ANALYZE yet); a list of ten reads ten, not all
+UPDATE shop.product SET status = 'active' WHERE product_id BETWEEN 41 AND 5040;
+ANALYZE shop.product;
+SELECT count(*) FROM generate_series(1, 8) n, shop.trending();
+UPDATE shop.product SET popularity = 0.001 * (1 + product_id % 997) WHERE product_id BETWEEN 41 AND 5040;
+SELECT pg_temp.cost($$SELECT * FROM shop.trending()$$) AS trending;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
