@@ -1,6 +1,7 @@
 -- bench/plan_audit.sql: one round of every call of shop's transactional
--- core (cart, checkout, order transitions, payments, inventory, events,
--- recommendations, sweep), on a store made by bench/store_gen.sql.
+-- core (cart, checkout, order transitions, payments, inventory, events and
+-- a consumer group claiming them, recommendations, sweep), on a store made
+-- by bench/store_gen.sql.
 -- bench/plan_audit.sh runs several rounds with auto_explain logging every
 -- nested statement, so that each statement's settled plan (generic ones
 -- included) can be read from the server log.
@@ -8,6 +9,7 @@
 -- audit_round(i, products, customers, run): customers and products are the
 -- store's sizes; round i uses products and customers of its own; run tags
 -- the idempotency keys, so that a store can be audited again.
+SET client_min_messages = warning;
 DROP FUNCTION IF EXISTS public.audit_round(int, bigint, bigint, text);
 CREATE FUNCTION public.audit_round(i int, products bigint, customers bigint, run text)
 RETURNS void LANGUAGE plpgsql AS $$
@@ -77,5 +79,9 @@ BEGIN
     PERFORM * FROM shop.similar_products(p);
     PERFORM * FROM shop.recommend(c);
     PERFORM * FROM shop.trending();
+    -- events: a consumer group claims what the rounds before emitted, and
+    -- acknowledges it
+    PERFORM shop.event_ack('audit', b)
+       FROM (SELECT DISTINCT c.batch_id AS b FROM shop.event_claim('audit', 'auditor', 1000) c) x;
 END
 $$;
