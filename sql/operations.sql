@@ -96,10 +96,46 @@ DELETE FROM shop.event WHERE topic = 'payment.failures';
 SELECT shop._check_payment_failures() AS alert_above_threshold_0_9;
 RESET shop.payment_failure_threshold;
 
+-- consumer groups (the concurrency is in specs/event_consumers.spec):
+-- a group starts empty and gets what commits after it was created, in
+-- batches it acknowledges
+SELECT count(*) AS first_claim FROM shop.event_claim('ops');
+SELECT shop._emit('ops.one', '{"n": 1}') > 0 AS emitted;
+SELECT shop._emit('ops.two', '{"n": 2}') > 0 AS emitted;
+SELECT batch_id, topic, payload, redelivered FROM shop.event_claim('ops', 'worker-1', max_events => 1);
+-- the batch is out: the same consumer asking again gets it again
+SELECT batch_id, topic, redelivered FROM shop.event_claim('ops', 'worker-1', max_events => 1);
+SELECT shop.event_ack('ops', 1) AS acked, shop.event_ack('ops', 1) AS again;
+SELECT batch_id, topic, redelivered FROM shop.event_claim('ops', 'worker-1');
+SELECT shop.event_ack('ops', 2) AS acked;
+SELECT count(*) AS nothing_left FROM shop.event_claim('ops', 'worker-1');
+SELECT group_name, batch_id, batch_out, leased_to FROM shop.event_groups;
+SELECT shop.event_group_drop('ops') AS dropped, shop.event_group_drop('ops') AS again;
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim(NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim('')$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim(repeat('g', 101))$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim('g', max_events => 0)$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim('g', lease => '0 s')$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim('g', lease => '2 days')$$);
+SELECT pg_temp.err($$SELECT * FROM shop.event_claim('g', '4111 1111 1111 1111')$$);
+SELECT pg_temp.err($$SELECT shop.event_ack('g', NULL)$$);
+-- shop.notify_events: batch (the default), each (1.0), off; 1.0's
+-- boolean spellings still work
+SHOW shop.notify_events;
+SET shop.notify_events = on;
+SHOW shop.notify_events;
+SET shop.notify_events = false;
+SHOW shop.notify_events;
+SET shop.notify_events = each;
+SHOW shop.notify_events;
+SELECT pg_temp.err($$SET shop.notify_events = sometimes$$);
+RESET shop.notify_events;
+
 -- privileges
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can
   FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace
-   AND p.proname IN ('sweep', 'metrics', '_emit', '_check_payment_failures')
+   AND p.proname IN ('sweep', 'metrics', '_emit', '_check_payment_failures', 'event_claim',
+                     'event_ack', 'event_group_drop', '_event_window')
  ORDER BY 1;
 
 -- the sweeper's settings

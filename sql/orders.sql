@@ -209,5 +209,21 @@ SELECT count(*) AS stock_mismatch FROM shop.stock s
                                 WHERE r.product_id = s.product_id AND r.location = s.location
                                   AND r.bucket = s.bucket AND r.status = 'held'), 0);
 
+-- a 500-line cart checks out with a handful of transaction ids: its holds
+-- are taken by one statement in one subtransaction, not a subtransaction
+-- per line (past 64 a backend's subtransaction cache overflows, which
+-- slows every snapshot of every session)
+SELECT count(shop.product_upsert('BIG-' || g, 'Bulk item ' || g, 100)) FROM generate_series(1, 500) g;
+SELECT count(shop.stock_set(product_id, 10)) FROM shop.product WHERE sku LIKE 'BIG-%';
+SELECT shop.cart_create(9999) AS big \gset
+SELECT count(shop.cart_add(:'big', product_id)) FROM shop.product WHERE sku LIKE 'BIG-%';
+SELECT txid_current() AS xid_before \gset
+SELECT shop.checkout(:'big', 'tok_visa', 'big-cart') IS NOT NULL AS ordered;
+SELECT txid_current() - :xid_before <= 5 AS few_xids,
+       (SELECT count(*) FROM shop.order_line l JOIN shop."order" o USING (order_id)
+         WHERE o.idempotency_key = 'big-cart') AS lines,
+       (SELECT count(*) FROM shop.reservation WHERE status = 'held' AND ref =
+               (SELECT 'order:' || order_id FROM shop."order" WHERE idempotency_key = 'big-cart')) AS holds;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -89,7 +89,10 @@ INSERT INTO documented VALUES
     ('shop.rebuild_recommendations()', false, true),
     -- operations (docs/operations.md)
     ('shop.sweep()', false, true),
-    ('shop.metrics()', false, true);
+    ('shop.metrics()', false, true),
+    ('shop.event_claim(text,text,int,interval)', false, true),
+    ('shop.event_ack(text,bigint)', false, true),
+    ('shop.event_group_drop(text)', false, true);
 
 -- functions the table does not classify (none: add new calls to the table
 -- and to docs/security.md)
@@ -271,6 +274,10 @@ SELECT * FROM pg_temp.calls('regress_roles_front', ARRAY[
     '! SELECT shop.rebuild_recommendations()',
     '! SELECT shop.sweep()',
     '! SELECT shop.metrics()',
+    '! SELECT * FROM shop.event_claim(''mail'')',
+    '! SELECT shop.event_ack(''mail'', 1)',
+    '! SELECT shop.event_group_drop(''mail'')',
+    '! SELECT count(*) FROM shop.event_groups',
     -- tables it may not read or write
     '! SELECT count(*) FROM shop.search_log',
     '! SELECT count(*) FROM shop.stock',
@@ -369,6 +376,10 @@ SELECT * FROM pg_temp.calls('regress_roles_office', ARRAY[
     'SELECT count(*) FROM shop.low_stock',
     'SELECT count(*) FROM shop.search_log',
     'SELECT count(*) FROM shop.event',
+    'SELECT * FROM shop.event_claim(''mail'', ''office'')',
+    'SELECT shop.event_ack(''mail'', 1)',
+    'SELECT count(*) FROM shop.event_groups',
+    'SELECT shop.event_group_drop(''mail'')',
     -- not even the back office
     '! SELECT shop._emit(''x'', ''{}'')',
     '! SELECT shop._copurchase_rebuild()',

@@ -25,7 +25,15 @@
  * condition on the newest row version (EvalPlanQual), so two sessions can
  * never both take the last unit.
  *
- * Reserve, in three steps, cheapest first:
+ * A set of holds (a cart: ShopReserve, the C API of shop.h that checkout
+ * calls and shop.reserve / shop.reserve_many wrap) is first tried in one
+ * statement for every line at once: step 1 below for each product, inside
+ * one subtransaction.  When every line got a row the subtransaction is
+ * kept: one subtransaction per cart, whatever its size.  Otherwise it is
+ * rolled back with any lock it took, and the lines are held one by one, in
+ * product order, each by the three steps below.
+ *
+ * One hold, in three steps, cheapest first:
  *	 1. pick a row with enough free units, trying the product's rows in a
  *		per-call pseudo-random order (hash of bucket xor a random seed) and
  *		skipping rows another transaction has locked (SKIP LOCKED): on a
@@ -88,6 +96,7 @@
 #include "utils/uuid.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_stock_set);
 PG_FUNCTION_INFO_V1(shop_stock_adjust);
@@ -108,18 +117,6 @@ PG_FUNCTION_INFO_V1(shop_reservation_extend);
 #define INV_MAX_LOCATION	100
 #define INV_MAX_REF			200
 #define INV_MAX_REASON		200
-
-/*
- * A prepared statement: SQL text, argument types, and the plan, prepared on
- * first use and kept for the life of the backend.
- */
-typedef struct InvQuery
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[8];
-	SPIPlanPtr	plan;
-} InvQuery;
 
 /* One stock row of a product, as locked by inv_lock_rows. */
 typedef struct InvRow
@@ -149,13 +146,12 @@ typedef struct InvRow
 	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
 	" INSERT INTO shop.reservation" \
 	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, now() + $6 FROM u" \
+	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, $6 FROM u" \
 	" RETURNING (SELECT u.reorder_threshold FROM u)"
 
-static InvQuery q_reserve_skip = {
+static ShopStmt q_reserve_skip = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_ONE_SQL("FOR UPDATE SKIP LOCKED"),
-	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
-};
+	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
 
 /*
  * step 2: no lock in the pick, so the UPDATE waits on that one row only.
@@ -164,7 +160,7 @@ static InvQuery q_reserve_skip = {
  * hot row is locked; when the UPDATE finds too little, the caller rolls the
  * attempt's subtransaction back and the row goes with it.
  */
-static InvQuery q_reserve_wait = {
+static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS ("
 	"  SELECT location, bucket FROM shop.stock"
 	"   WHERE product_id = $1 AND on_hand - reserved >= $2"
@@ -173,52 +169,49 @@ static InvQuery q_reserve_wait = {
 	" ins AS ("
 	"  INSERT INTO shop.reservation"
 	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
-	"  SELECT $1, $4, 0, pick.location, pick.bucket, $2, $5, now() + $6 FROM pick"
+	"  SELECT $1, $4, 0, pick.location, pick.bucket, $2, $5, $6 FROM pick"
 	"  RETURNING location, bucket)"
 	" UPDATE shop.stock s SET reserved = s.reserved + $2"
 	"   FROM ins"
 	"  WHERE s.product_id = $1 AND s.location = ins.location"
 	"    AND s.bucket = ins.bucket AND s.on_hand - s.reserved >= $2"
 	" RETURNING s.reorder_threshold",
-	6, {INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, INTERVALOID}
-};
+	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
 
 /* unlocked look at a product: free units, expired holds, existence */
-static InvQuery q_peek = {
+static ShopStmt q_peek = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT coalesce((SELECT sum(on_hand - reserved) FROM shop.stock"
 	"                  WHERE product_id = $1), 0)::int8,"
 	"       coalesce((SELECT sum(qty) FROM shop.reservation"
 	"                  WHERE product_id = $1 AND status = 'held'"
-	"                    AND expires_at <= now()), 0)::int8,"
+	"                    AND expires_at <= now() AND expires_at < 'infinity'), 0)::int8,"
 	"       EXISTS (SELECT 1 FROM shop.product WHERE product_id = $1)",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /* lock every stock row of a product, in (location, bucket) order */
-static InvQuery q_lock_rows = {
+static ShopStmt q_lock_rows = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT location, bucket::int4, on_hand, reserved, reorder_threshold"
 	"  FROM shop.stock WHERE product_id = $1"
 	" ORDER BY location, bucket FOR UPDATE",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /* the product row, share-locked so it cannot vanish under a stock write */
-static InvQuery q_product_lock = {
+static ShopStmt q_product_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.product WHERE product_id = $1 FOR KEY SHARE",
-	1, {INT8OID}
-};
+	INT8OID);
 
 /*
  * reclaim the product's expired holds (caller holds all its stock rows);
  * holds locked by someone else (being released or committed right now) are
  * skipped: their owner fixes reserved itself
  */
-static InvQuery q_reclaim = {
+static ShopStmt q_reclaim = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
 	"  UPDATE shop.reservation r SET status = 'expired'"
 	"   WHERE r.ctid = ANY (ARRAY("
 	"           SELECT ctid FROM shop.reservation"
 	"            WHERE product_id = $1 AND status = 'held' AND expires_at <= now()"
+	"              AND expires_at < 'infinity'"
 	"              FOR UPDATE SKIP LOCKED))"
 	"     AND r.product_id = $1 AND r.status = 'held' AND r.expires_at <= now()"
 	"  RETURNING r.location, r.bucket, r.qty),"
@@ -226,211 +219,199 @@ static InvQuery q_reclaim = {
 	" UPDATE shop.stock s SET reserved = s.reserved - y.q"
 	"   FROM y WHERE s.product_id = $1 AND s.location = y.location"
 	"    AND s.bucket = y.bucket",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_take_part = {
+static ShopStmt q_take_part = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET reserved = reserved + $4"
 	" WHERE product_id = $1 AND location = $2 AND bucket = $3"
 	"   AND on_hand - reserved >= $4",
-	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID);
 
-static InvQuery q_insert_part = {
+static ShopStmt q_insert_part = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.reservation"
 	"  (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8)",
-	8, {INT8OID, UUIDOID, INT2OID, TEXTOID, INT2OID, INT4OID, TEXTOID, INTERVALOID}
-};
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+	INT8OID, UUIDOID, INT2OID, TEXTOID, INT2OID, INT4OID, TEXTOID, TIMESTAMPTZOID);
 
-static InvQuery q_available = {
+static ShopStmt q_available = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT (SELECT sum(on_hand - reserved) FROM shop.stock WHERE product_id = $1)::int8,"
 	"       coalesce((SELECT sum(qty) FROM shop.reservation"
 	"                  WHERE product_id = $1 AND status = 'held'"
-	"                    AND expires_at <= now()), 0)::int8,"
+	"                    AND expires_at <= now() AND expires_at < 'infinity'), 0)::int8,"
 	"       (SELECT max(reorder_threshold) FROM shop.stock WHERE product_id = $1)",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_product_exists = {
+static ShopStmt q_product_exists = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.product WHERE product_id = $1",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_emit_low = {
+static ShopStmt q_emit_low = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('stock.low', jsonb_build_object("
 	"  'product_id', $1, 'available', $2, 'reorder_threshold', $3))",
-	3, {INT8OID, INT4OID, INT4OID}
-};
+	INT8OID, INT4OID, INT4OID);
 
-static InvQuery q_in_stock = {
+static ShopStmt q_in_stock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.product p SET in_stock = x.v"
 	"  FROM (SELECT coalesce(sum(on_hand), 0) > 0 AS v FROM shop.stock"
 	"         WHERE product_id = $1) x"
 	" WHERE p.product_id = $1 AND p.in_stock IS DISTINCT FROM x.v",
-	1, {INT8OID}
-};
+	INT8OID);
 
-static InvQuery q_set_row = {
+static ShopStmt q_set_row = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET on_hand = $4, updated_at = now()"
 	" WHERE product_id = $1 AND location = $2 AND bucket = $3",
-	4, {INT8OID, TEXTOID, INT2OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID);
 
-static InvQuery q_insert_row = {
+static ShopStmt q_insert_row = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.stock (product_id, location, bucket, on_hand, reserved, reorder_threshold)"
 	" VALUES ($1, $2, $3, $4, $5, $6)"
 	" ON CONFLICT (product_id, location, bucket) DO UPDATE"
 	"   SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,"
 	"       reorder_threshold = EXCLUDED.reorder_threshold, updated_at = now()",
-	6, {INT8OID, TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID}
-};
+	INT8OID, TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID);
 
-static InvQuery q_ledger = {
+static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.stock_ledger (product_id, location, delta, on_hand, reason, ref)"
 	" VALUES ($1, $2, $3, $4, $5, $6)",
-	6, {INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID}
-};
+	INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID);
 
-/* release / commit: lock the stock rows of the held parts in order first */
-static InvQuery q_lock_parts = {
+/*
+ * The fast path of a set of holds (ShopReserve): for every line at once, a
+ * stock row of its product with enough free units that nobody holds
+ * locked, the conditional update, the reservation row; returns one row per
+ * line held (fewer when some line found no such row).
+ */
+static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"WITH pick AS ("
+	"  SELECT w.pid, w.qty, w.rid, s.location, s.bucket"
+	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS w(pid, qty, rid)"
+	"         CROSS JOIN LATERAL ("
+	"           SELECT s.location, s.bucket FROM shop.stock s"
+	"            WHERE s.product_id = w.pid AND s.on_hand - s.reserved >= w.qty"
+	"            ORDER BY hashint4(s.bucket::int4 # $4), s.location"
+	"            LIMIT 1 FOR UPDATE SKIP LOCKED) s),"
+	" upd AS ("
+	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty"
+	"    FROM pick p"
+	"   WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket"
+	"     AND s.on_hand - s.reserved >= p.qty"
+	"  RETURNING s.product_id, s.location, s.bucket, s.reorder_threshold, p.qty, p.rid),"
+	" ins AS ("
+	"  INSERT INTO shop.reservation"
+	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
+	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)"
+	" SELECT u.product_id, u.reorder_threshold IS NOT NULL FROM upd u",
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4OID, TEXTOID, TIMESTAMPTZOID);
+
+/*
+ * Settling holds given as (product_id[], reservation_id[]), found by the
+ * primary key.  Release and commit first lock the stock rows of the held
+ * parts, in (product, location, bucket) order.
+ */
+static ShopStmt q_lock_holds = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.stock s"
 	" WHERE (s.product_id, s.location, s.bucket) IN"
-	"       (SELECT product_id, location, bucket FROM shop.reservation"
-	"         WHERE reservation_id = $1 AND status = 'held')"
+	"       (SELECT r.product_id, r.location, r.bucket"
+	"          FROM unnest($1::bigint[], $2::uuid[]) AS k(pid, rid)"
+	"          JOIN shop.reservation r ON r.product_id = k.pid AND r.reservation_id = k.rid"
+	"         WHERE r.status = 'held')"
 	" ORDER BY s.product_id, s.location, s.bucket FOR UPDATE OF s",
-	1, {UUIDOID}
-};
+	INT8ARRAYOID, UUIDARRAYOID);
 
-static InvQuery q_release = {
+/* returns the released parts */
+static ShopStmt q_release_holds = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
-	"  UPDATE shop.reservation SET status = 'released'"
-	"   WHERE reservation_id = $1 AND status = 'held'"
-	"  RETURNING product_id, location, bucket, qty),"
-	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q FROM x GROUP BY 1, 2, 3)"
-	" UPDATE shop.stock s SET reserved = s.reserved - y.q"
-	"   FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
-	"    AND s.bucket = y.bucket"
-	" RETURNING s.product_id",
-	1, {UUIDOID}
-};
+	"  UPDATE shop.reservation r SET status = 'released'"
+	"    FROM unnest($1::bigint[], $2::uuid[]) AS k(pid, rid)"
+	"   WHERE r.product_id = k.pid AND r.reservation_id = k.rid AND r.status = 'held'"
+	"  RETURNING r.product_id, r.reservation_id, r.location, r.bucket, r.qty),"
+	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q FROM x GROUP BY 1, 2, 3),"
+	" s AS ("
+	"  UPDATE shop.stock s SET reserved = s.reserved - y.q"
+	"    FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
+	"     AND s.bucket = y.bucket)"
+	" SELECT DISTINCT x.reservation_id FROM x",
+	INT8ARRAYOID, UUIDARRAYOID);
 
-static InvQuery q_commit = {
+/*
+ * returns the committed parts; the ledger gets one entry per product and
+ * location (on_hand after: the main query sees the rows as before the
+ * update, so subtract)
+ */
+static ShopStmt q_commit_holds = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH x AS ("
-	"  UPDATE shop.reservation SET status = 'committed'"
-	"   WHERE reservation_id = $1 AND status = 'held'"
-	"  RETURNING product_id, location, bucket, qty, ref),"
-	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q, min(ref) AS ref"
-	"         FROM x GROUP BY 1, 2, 3),"
+	"  UPDATE shop.reservation r SET status = 'committed'"
+	"    FROM unnest($1::bigint[], $2::uuid[]) AS k(pid, rid)"
+	"   WHERE r.product_id = k.pid AND r.reservation_id = k.rid AND r.status = 'held'"
+	"  RETURNING r.product_id, r.reservation_id, r.location, r.bucket, r.qty, r.ref),"
+	" y AS (SELECT product_id, location, bucket, sum(qty)::int4 AS q FROM x GROUP BY 1, 2, 3),"
 	" s AS ("
 	"  UPDATE shop.stock s SET reserved = s.reserved - y.q, on_hand = s.on_hand - y.q,"
 	"         updated_at = now()"
 	"    FROM y WHERE s.product_id = y.product_id AND s.location = y.location"
 	"     AND s.bucket = y.bucket"
-	"  RETURNING s.product_id, s.location, y.q, y.ref)"
-	/* the main query sees the rows as before the update: subtract */
-	" SELECT s.product_id, s.location, sum(s.q)::int4, min(s.ref),"
-	"        ((SELECT sum(t.on_hand) FROM shop.stock t"
-	"           WHERE t.product_id = s.product_id AND t.location = s.location)"
-	"         - sum(s.q))::int4"
-	"   FROM s GROUP BY 1, 2",
-	1, {UUIDOID}
-};
+	"  RETURNING s.product_id, s.location, y.q),"
+	" l AS (SELECT product_id, location, sum(q)::int4 AS q FROM s GROUP BY 1, 2),"
+	" g AS ("
+	"  INSERT INTO shop.stock_ledger (product_id, location, delta, on_hand, reason, ref)"
+	"  SELECT l.product_id, l.location, -l.q,"
+	"         ((SELECT sum(t.on_hand) FROM shop.stock t"
+	"            WHERE t.product_id = l.product_id AND t.location = l.location) - l.q)::int4,"
+	"         'commit',"
+	"         (SELECT min(x.ref) FROM x WHERE x.product_id = l.product_id AND x.location = l.location)"
+	"    FROM l)"
+	" SELECT DISTINCT x.reservation_id FROM x",
+	INT8ARRAYOID, UUIDARRAYOID);
 
-static InvQuery q_status = {
-	"SELECT status FROM shop.reservation WHERE reservation_id = $1 LIMIT 1",
-	1, {UUIDOID}
-};
+/* holds that are held get a new expiry; returns them */
+static ShopStmt q_keep_holds = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"WITH x AS ("
+	"  UPDATE shop.reservation r SET expires_at = $3"
+	"    FROM unnest($1::bigint[], $2::uuid[]) AS k(pid, rid)"
+	"   WHERE r.product_id = k.pid AND r.reservation_id = k.rid AND r.status = 'held'"
+	"  RETURNING r.reservation_id)"
+	" SELECT DISTINCT reservation_id FROM x",
+	INT8ARRAYOID, UUIDARRAYOID, TIMESTAMPTZOID);
 
-static InvQuery q_extend = {
-	"UPDATE shop.reservation"
-	"   SET expires_at = CASE WHEN $2::interval IS NULL THEN 'infinity'::timestamptz"
-	"                         ELSE now() + $2 END"
-	" WHERE reservation_id = $1 AND status = 'held'"
-	" RETURNING expires_at",
-	2, {UUIDOID, INTERVALOID}
-};
+/* a hold of the set that is neither held nor committed, if any */
+static ShopStmt q_holds_gone = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT r.reservation_id, r.status"
+	"  FROM unnest($1::bigint[], $2::uuid[]) AS k(pid, rid)"
+	"  JOIN shop.reservation r ON r.product_id = k.pid AND r.reservation_id = k.rid"
+	" WHERE r.status NOT IN ('held', 'committed') LIMIT 1",
+	INT8ARRAYOID, UUIDARRAYOID);
 
-static InvQuery q_held_by_bucket = {
+/* in_stock of the products whose on_hand changed */
+static ShopStmt q_in_stock_set = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"UPDATE shop.product p SET in_stock = x.v"
+	"  FROM (SELECT s.product_id, sum(s.on_hand) > 0 AS v FROM shop.stock s"
+	"         WHERE s.product_id = ANY ($1) GROUP BY 1) x"
+	" WHERE p.product_id = x.product_id AND p.in_stock IS DISTINCT FROM x.v",
+	INT8ARRAYOID);
+
+/* a reservation named by id alone: its product and status */
+static ShopStmt q_status = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT product_id, status FROM shop.reservation WHERE reservation_id = $1 LIMIT 1",
+	UUIDOID);
+
+static ShopStmt q_held_by_bucket = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT bucket::int4, sum(qty)::int4 FROM shop.reservation"
 	" WHERE product_id = $1 AND location = $2 AND status = 'held'"
 	" GROUP BY bucket",
-	2, {INT8OID, TEXTOID}
-};
+	INT8OID, TEXTOID);
 
-static InvQuery q_move_parts = {
+static ShopStmt q_move_parts = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.reservation SET bucket = bucket % $3"
 	" WHERE product_id = $1 AND location = $2 AND bucket >= $3",
-	3, {INT8OID, TEXTOID, INT2OID}
-};
+	INT8OID, TEXTOID, INT2OID);
 
-static InvQuery q_drop_rows = {
+static ShopStmt q_drop_rows = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.stock WHERE product_id = $1 AND location = $2 AND bucket >= $3",
-	3, {INT8OID, TEXTOID, INT2OID}
-};
+	INT8OID, TEXTOID, INT2OID);
 
-static InvQuery q_set_threshold = {
+static ShopStmt q_set_threshold = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.stock SET reorder_threshold = $2 WHERE product_id = $1",
-	2, {INT8OID, INT4OID}
-};
-
-/* ---------- SPI plumbing ---------- */
-
-static SPIPlanPtr
-inv_plan(InvQuery *q)
-{
-	if (q->plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->types);
-
-		if (plan == NULL)
-			elog(ERROR, "shop: SPI_prepare failed (%s): %s",
-				 SPI_result_code_string(SPI_result), q->sql);
-		SPI_keepplan(plan);
-		q->plan = plan;
-	}
-	return q->plan;
-}
-
-/*
- * Run a prepared statement; nulls as in SPI (' ' or 'n'), NULL for none.
- * read_only only in STABLE entry points: elsewhere every statement, reads
- * included, must see the writes of the statements before it, and SPI takes
- * a fresh snapshot only when not read-only.
- */
-static uint64
-inv_exec(InvQuery *q, Datum *values, const char *nulls, bool read_only)
-{
-	int			rc = SPI_execute_plan(inv_plan(q), values, nulls,
-									  read_only, 0);
-
-	if (rc < 0)
-		elog(ERROR, "shop: SPI_execute_plan failed (%s): %s",
-			 SPI_result_code_string(rc), q->sql);
-	return SPI_processed;
-}
-
-static Datum
-inv_get(int row, int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
-}
-
-static int64
-inv_get_int(int row, int col, int64 ifnull)
-{
-	bool		isnull;
-	Datum		d = inv_get(row, col, &isnull);
-	Oid			typ = SPI_gettypeid(SPI_tuptable->tupdesc, col);
-
-	if (isnull)
-		return ifnull;
-	if (typ == INT8OID)
-		return DatumGetInt64(d);
-	if (typ == INT2OID)
-		return DatumGetInt16(d);
-	return DatumGetInt32(d);
-}
+	INT8OID, INT4OID);
 
 /* ---------- argument checks ---------- */
 
@@ -455,9 +436,12 @@ inv_check_qty(int64 qty, const char *what)
 						   what, qty, INV_MAX_QTY)));
 }
 
-/* validate a ttl argument: positive and at most a year */
-static Datum
-inv_arg_ttl(FunctionCallInfo fcinfo, int argno)
+/*
+ * A ttl argument, positive and at most a year, as the expiry it gives a
+ * hold made now: now() + ttl.
+ */
+static TimestampTz
+inv_arg_expiry(FunctionCallInfo fcinfo, int argno)
 {
 	Interval   *ttl;
 	double		secs;
@@ -477,7 +461,9 @@ inv_arg_ttl(FunctionCallInfo fcinfo, int argno)
 				 errdetail("ttl is %s; it must be positive and at most 366 days.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(ttl))))));
-	return PG_GETARG_DATUM(argno);
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   IntervalPGetDatum(ttl)));
 }
 
 /* optional text argument with a length limit and the card-number guard */
@@ -521,26 +507,6 @@ inv_arg_location(FunctionCallInfo fcinfo, int argno)
 	return inv_arg_text(fcinfo, argno, "location", INV_MAX_LOCATION, true, &isnull);
 }
 
-static pg_uuid_t *
-inv_new_uuid(void)
-{
-	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
-
-	if (!pg_strong_random(u->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	return u;
-}
-
-static char *
-inv_uuid_str(pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
 /* ---------- shared pieces ---------- */
 
 static void
@@ -574,13 +540,16 @@ inv_available(int64 product_id, int *threshold, bool read_only)
 	int64		free_units;
 	int64		expired;
 
-	inv_exec(&q_available, v, NULL, read_only);
-	free_units = DatumGetInt64(inv_get(0, 1, &isnull));
+	if (read_only)
+		ShopExecRead(&q_available, v, NULL);
+	else
+		ShopExec(&q_available, v, NULL, 0);
+	free_units = DatumGetInt64(ShopCol(0, 1, &isnull));
 	if (isnull)
 		free_units = -1;
-	expired = DatumGetInt64(inv_get(0, 2, &isnull));
+	expired = DatumGetInt64(ShopCol(0, 2, &isnull));
 	if (threshold)
-		*threshold = (int) inv_get_int(0, 3, -1);
+		*threshold = (int) ShopColInt(0, 3, -1);
 	if (free_units < 0)
 		return -1;
 	return free_units + expired;
@@ -600,7 +569,7 @@ inv_note_low(int64 product_id, int64 before, int64 after, int threshold)
 	v[0] = Int64GetDatum(product_id);
 	v[1] = Int32GetDatum((int32) after);
 	v[2] = Int32GetDatum(threshold);
-	inv_exec(&q_emit_low, v, NULL, false);
+	ShopExec(&q_emit_low, v, NULL, 0);
 }
 
 static void
@@ -608,7 +577,7 @@ inv_fix_in_stock(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	inv_exec(&q_in_stock, v, NULL, false);
+	ShopExec(&q_in_stock, v, NULL, 0);
 }
 
 static void
@@ -626,7 +595,7 @@ inv_ledger(int64 product_id, const char *location, int delta, int on_hand,
 	v[5] = ref;
 	if (ref_null)
 		n[5] = 'n';
-	inv_exec(&q_ledger, v, n, false);
+	ShopExec(&q_ledger, v, n, 0);
 }
 
 /*
@@ -637,18 +606,18 @@ static InvRow *
 inv_lock_rows(int64 product_id, int *nrows)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
-	uint64		n = inv_exec(&q_lock_rows, v, NULL, false);
+	uint64		n = ShopExec(&q_lock_rows, v, NULL, 0);
 	InvRow	   *rows = palloc0(sizeof(InvRow) * (n + 1));
 
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
 
-		rows[i].location = TextDatumGetCString(inv_get(i, 1, &isnull));
-		rows[i].bucket = DatumGetInt32(inv_get(i, 2, &isnull));
-		rows[i].on_hand = DatumGetInt32(inv_get(i, 3, &isnull));
-		rows[i].reserved = DatumGetInt32(inv_get(i, 4, &isnull));
-		rows[i].threshold = DatumGetInt32(inv_get(i, 5, &rows[i].threshold_null));
+		rows[i].location = TextDatumGetCString(ShopCol(i, 1, &isnull));
+		rows[i].bucket = DatumGetInt32(ShopCol(i, 2, &isnull));
+		rows[i].on_hand = DatumGetInt32(ShopCol(i, 3, &isnull));
+		rows[i].reserved = DatumGetInt32(ShopCol(i, 4, &isnull));
+		rows[i].threshold = DatumGetInt32(ShopCol(i, 5, &rows[i].threshold_null));
 	}
 	*nrows = (int) n;
 	return rows;
@@ -659,7 +628,7 @@ inv_lock_product(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	if (inv_exec(&q_product_lock, v, NULL, false) == 0)
+	if (ShopExec(&q_product_lock, v, NULL, 0) == 0)
 		inv_not_found_product(product_id);
 }
 
@@ -669,7 +638,7 @@ inv_reclaim(int64 product_id)
 {
 	Datum		v[1] = {Int64GetDatum(product_id)};
 
-	inv_exec(&q_reclaim, v, NULL, false);
+	ShopExec(&q_reclaim, v, NULL, 0);
 }
 
 /*
@@ -679,7 +648,7 @@ inv_reclaim(int64 product_id)
  */
 static void
 inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
-				 Datum ref, bool ref_null, Datum ttl)
+				 Datum ref, bool ref_null, Datum expires)
 {
 	InvRow	   *rows;
 	int			nrows;
@@ -687,12 +656,13 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 	int			remaining = qty;
 	int			part = 0;
 
-	rows = inv_lock_rows(product_id, &nrows);
+	/* lock the rows in order; read them again once expired holds are back */
+	(void) inv_lock_rows(product_id, &nrows);
 	if (nrows == 0)
 	{
 		Datum		v[1] = {Int64GetDatum(product_id)};
 
-		if (inv_exec(&q_product_exists, v, NULL, false) == 0)
+		if (ShopExec(&q_product_exists, v, NULL, 0) == 0)
 			inv_not_found_product(product_id);
 		inv_insufficient(product_id, qty, 0);
 	}
@@ -725,7 +695,7 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 		v[1] = CStringGetTextDatum(rows[best].location);
 		v[2] = Int16GetDatum((int16) rows[best].bucket);
 		v[3] = Int32GetDatum(take);
-		if (inv_exec(&q_take_part, v, NULL, false) != 1)
+		if (ShopExec(&q_take_part, v, NULL, 0) != 1)
 			elog(ERROR, "shop: conditional hold on a locked stock row of product " INT64_FORMAT " failed",
 				 product_id);
 		rows[best].reserved += take;
@@ -739,8 +709,8 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 		v[6] = ref;
 		if (ref_null)
 			n[6] = 'n';
-		v[7] = ttl;
-		inv_exec(&q_insert_part, v, n, false);
+		v[7] = expires;
+		ShopExec(&q_insert_part, v, n, 0);
 		remaining -= take;
 		part++;
 	}
@@ -762,44 +732,15 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
  * carries a reorder threshold.
  */
 static bool
-inv_try(InvQuery *q, Datum *v, const char *n, bool *watch_low)
+inv_try(ShopStmt *q, Datum *v, const char *n, bool *watch_low)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = false;
+	bool		isnull;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		if (inv_exec(q, v, n, false) == 1)
-		{
-			bool		isnull;
-
-			(void) inv_get(0, 1, &isnull);
-			*watch_low = !isnull;
-			ok = true;
-			ReleaseCurrentSubTransaction();
-		}
-		else
-			RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return ok;
+	if (!ShopExecOrUndo(q, v, n, 1))
+		return false;
+	(void) ShopCol(0, 1, &isnull);
+	*watch_low = !isnull;
+	return true;
 }
 
 /*
@@ -808,7 +749,7 @@ inv_try(InvQuery *q, Datum *v, const char *n, bool *watch_low)
  */
 static void
 inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
-				Datum ref, bool ref_null, Datum ttl)
+				Datum ref, bool ref_null, Datum expires)
 {
 	Datum		v[6];
 	char		n[7] = "      ";
@@ -826,7 +767,7 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 	v[4] = ref;
 	if (ref_null)
 		n[4] = 'n';
-	v[5] = ttl;
+	v[5] = expires;
 
 	/* 1: a row with enough units that nobody holds locked */
 	done = inv_try(&q_reserve_skip, v, n, &watch_low);
@@ -842,14 +783,14 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 		int64		free_units;
 		int64		expired;
 
-		inv_exec(&q_peek, pv, NULL, false);
-		free_units = DatumGetInt64(inv_get(0, 1, &isnull));
-		expired = DatumGetInt64(inv_get(0, 2, &isnull));
-		if (!DatumGetBool(inv_get(0, 3, &isnull)))
+		ShopExec(&q_peek, pv, NULL, 0);
+		free_units = DatumGetInt64(ShopCol(0, 1, &isnull));
+		expired = DatumGetInt64(ShopCol(0, 2, &isnull));
+		if (!DatumGetBool(ShopCol(0, 3, &isnull)))
 			inv_not_found_product(product_id);
 		if (free_units + expired < qty)
 			inv_insufficient(product_id, qty, free_units + expired);
-		inv_reserve_slow(product_id, qty, rid, ref, ref_null, ttl);
+		inv_reserve_slow(product_id, qty, rid, ref, ref_null, expires);
 		watch_low = true;
 	}
 
@@ -862,6 +803,211 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 	}
 }
 
+/* ---------- the C API (shop.h) ---------- */
+
+static int64 inv_change_on_hand(int64 product_id, const char *location, int64 new_value,
+								bool delta_mode, const char *reason);
+
+/* the product and reservation ids of holds as two arrays, for a statement */
+static void
+inv_hold_arrays(const ShopHold *holds, int n, Datum *args)
+{
+	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
+	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		pid[i] = holds[i].product_id;
+		rid[i] = holds[i].reservation_id;
+	}
+	args[0] = ShopInt8Array(pid, n);
+	args[1] = ShopUuidArray(rid, n);
+}
+
+static int32
+inv_seed(void)
+{
+#if PG_VERSION_NUM >= 150000
+	return (int32) pg_prng_uint32(&pg_global_prng_state);
+#else
+	return (int32) random();
+#endif
+}
+
+/*
+ * ShopReserve: hold holds[i].qty units of holds[i].product_id for every i,
+ * all or nothing, until expires_at (DT_NOEND: until committed or released),
+ * with ref (NULL: none).  holds must be sorted by product_id without
+ * repeats (the lock order); each gets a new reservation_id.  Raises SH001
+ * or SH006 for the first product, in that order, that cannot be held.  SPI
+ * must be connected.
+ *
+ * The fast path holds every line at once (q_reserve_set: a free stock row
+ * per product, skipping rows others have locked) inside one
+ * subtransaction, which is kept when every line was held.  Otherwise it is
+ * rolled back, with whatever locks it took, and the lines are held one by
+ * one in product order (inv_reserve_one: waiting for rows, or taking from
+ * several, with a subtransaction per attempt).  So a cart costs one
+ * subtransaction, not one per line (a backend's cache of subtransaction
+ * ids overflows past 64, which slows every snapshot in the server), and
+ * nobody waits for a row while holding rows out of order.
+ */
+void
+ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
+{
+	Datum		args[6];
+	char		nulls[7] = "      ";
+	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
+	int32	   *qty = palloc(sizeof(int32) * Max(n, 1));
+	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	Datum		ref_text = ref ? CStringGetTextDatum(ref) : (Datum) 0;
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0 && holds[i].product_id <= holds[i - 1].product_id)
+			elog(ERROR, "shop: holds must be sorted by product and distinct");
+		ShopNewUuid(&holds[i].reservation_id);
+		pid[i] = holds[i].product_id;
+		qty[i] = holds[i].qty;
+		rid[i] = holds[i].reservation_id;
+	}
+	args[0] = ShopInt8Array(pid, n);
+	args[1] = ShopInt4Array(qty, n);
+	args[2] = ShopUuidArray(rid, n);
+	args[3] = Int32GetDatum(inv_seed());
+	args[4] = ref_text;
+	if (!ref)
+		nulls[4] = 'n';
+	args[5] = TimestampTzGetDatum(expires_at);
+
+	if (ShopExecOrUndo(&q_reserve_set, args, nulls, n))
+	{
+		/* stock.low for the products that have a threshold */
+		uint64		nwatch = SPI_processed;
+		int64	   *watch = palloc(sizeof(int64) * nwatch);
+		int			nw = 0;
+
+		for (uint64 i = 0; i < nwatch; i++)
+			if (ShopColBool(i, 2, false))
+				watch[nw++] = ShopColInt(i, 1, 0);
+		for (int i = 0; i < nw; i++)
+		{
+			int			threshold;
+			int64		after = inv_available(watch[i], &threshold, false);
+			int32		q = 0;
+
+			for (int j = 0; j < n; j++)
+				if (holds[j].product_id == watch[i])
+					q = holds[j].qty;
+			inv_note_low(watch[i], after + q, after, threshold);
+		}
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		inv_reserve_one(holds[i].product_id, holds[i].qty, &holds[i].reservation_id,
+						ref_text, ref == NULL, TimestampTzGetDatum(expires_at));
+}
+
+/* number of rows of a settling statement's result: the holds it settled */
+static int
+inv_settle(ShopStmt *q, const ShopHold *holds, int n, bool lock_first, TimestampTz expires_at)
+{
+	Datum		args[3];
+
+	if (n == 0)
+		return 0;
+	inv_hold_arrays(holds, n, args);
+	args[2] = TimestampTzGetDatum(expires_at);
+	if (lock_first)
+		ShopExec(&q_lock_holds, args, NULL, 0);
+	return (int) ShopExec(q, args, NULL, 0);
+}
+
+/*
+ * ShopHoldsRelease: give the units of the held ones among holds back
+ * (product_id and reservation_id of each are used).  Returns how many
+ * were held and are now released.  SPI must be connected.
+ */
+int
+ShopHoldsRelease(const ShopHold *holds, int n)
+{
+	return inv_settle(&q_release_holds, holds, n, true, 0);
+}
+
+/*
+ * ShopHoldsCommit: the units of the held ones among holds leave stock
+ * (on_hand and reserved drop, one ledger entry per product and location,
+ * in_stock follows).  Returns how many were committed by this call.  SPI
+ * must be connected.
+ */
+int
+ShopHoldsCommit(const ShopHold *holds, int n)
+{
+	int			committed = inv_settle(&q_commit_holds, holds, n, true, 0);
+
+	if (committed > 0)
+	{
+		int64	   *pid = palloc(sizeof(int64) * n);
+		Datum		args[1];
+
+		for (int i = 0; i < n; i++)
+			pid[i] = holds[i].product_id;
+		args[0] = ShopInt8Array(pid, n);
+		ShopExec(&q_in_stock_set, args, NULL, 0);
+	}
+	return committed;
+}
+
+/*
+ * ShopHoldsKeep: the held ones among holds now expire at expires_at
+ * (DT_NOEND: never; a paid order keeps its stock until it ships).  Returns
+ * how many were held.  No stock row is touched or locked.
+ */
+int
+ShopHoldsKeep(const ShopHold *holds, int n, TimestampTz expires_at)
+{
+	return inv_settle(&q_keep_holds, holds, n, false, expires_at);
+}
+
+/*
+ * ShopHoldsCheckSettled: raise 55000 when a hold of the set is neither
+ * held nor committed (released or expired: its units may be sold).
+ */
+void
+ShopHoldsCheckSettled(const ShopHold *holds, int n)
+{
+	Datum		args[2];
+
+	if (n == 0)
+		return;
+	inv_hold_arrays(holds, n, args);
+	if (ShopExec(&q_holds_gone, args, NULL, 1) > 0)
+	{
+		bool		isnull;
+		char	   *rid = ShopUuidStr(DatumGetUUIDP(ShopCol(0, 1, &isnull)));
+		char	   *status = ShopColText(0, 2);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("reservation is not held"),
+				 errdetail("Reservation %s is %s; only a held reservation can be committed.",
+						   rid, status)));
+	}
+}
+
+/*
+ * ShopStockAdjust: add delta units (negative: take unreserved units away)
+ * at a location, with a reason for the ledger; returns the product's units
+ * available.  SPI must be connected.
+ */
+int64
+ShopStockAdjust(int64 product_id, const char *location, int32 delta, const char *reason)
+{
+	return inv_change_on_hand(product_id, location, delta, true, reason);
+}
+
 /* ---------- SQL entry points ---------- */
 
 /*
@@ -870,26 +1016,27 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 Datum
 shop_reserve(PG_FUNCTION_ARGS)
 {
-	int64		product_id = inv_arg_product(fcinfo, 0);
-	int32		qty;
+	ShopHold	hold;
 	bool		ref_null;
 	Datum		ref;
-	Datum		ttl;
+	TimestampTz expires;
 	pg_uuid_t  *rid;
 
+	hold.product_id = inv_arg_product(fcinfo, 0);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("argument qty must not be null")));
-	qty = PG_GETARG_INT32(1);
-	inv_check_qty(qty, "qty");
+	hold.qty = PG_GETARG_INT32(1);
+	inv_check_qty(hold.qty, "qty");
 	ref = inv_arg_text(fcinfo, 2, "ref", INV_MAX_REF, false, &ref_null);
-	ttl = inv_arg_ttl(fcinfo, 3);
-	rid = inv_new_uuid();
+	expires = inv_arg_expiry(fcinfo, 3);
 
 	SPI_connect();
-	inv_reserve_one(product_id, qty, rid, ref, ref_null, ttl);
+	ShopReserve(&hold, 1, ref_null ? NULL : TextDatumGetCString(ref), expires);
 	SPI_finish();
+	rid = palloc(sizeof(pg_uuid_t));
+	*rid = hold.reservation_id;
 	PG_RETURN_UUID_P(rid);
 }
 
@@ -960,10 +1107,10 @@ inv_item_int(JsonbContainer *c, const char *key, int idx)
 /*
  * shop.reserve_many(items jsonb, ref, ttl) -> uuid[]
  *
- * Sums repeated products, then holds each distinct product in product_id
- * order (the lock order that keeps two carts from deadlocking).  Returns
- * one reservation id per distinct product, in product_id order.  Any
- * failure raises and so undoes every hold of the call.
+ * Sums repeated products, then holds every distinct product at once
+ * (ShopReserve).  Returns one reservation id per distinct product, in
+ * product_id order.  Any failure raises and so undoes every hold of the
+ * call.
  */
 Datum
 shop_reserve_many(PG_FUNCTION_ARGS)
@@ -971,8 +1118,9 @@ shop_reserve_many(PG_FUNCTION_ARGS)
 	Jsonb	   *items;
 	bool		ref_null;
 	Datum		ref;
-	Datum		ttl;
+	TimestampTz expires;
 	InvItem    *list;
+	ShopHold   *holds;
 	int			nitems;
 	int			ndistinct = 0;
 	Datum	   *ids;
@@ -987,7 +1135,7 @@ shop_reserve_many(PG_FUNCTION_ARGS)
 				 errmsg("argument items must not be null")));
 	items = PG_GETARG_JSONB_P(0);
 	ref = inv_arg_text(fcinfo, 1, "ref", INV_MAX_REF, false, &ref_null);
-	ttl = inv_arg_ttl(fcinfo, 2);
+	expires = inv_arg_expiry(fcinfo, 2);
 
 	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
 		ereport(ERROR,
@@ -1025,61 +1173,59 @@ shop_reserve_many(PG_FUNCTION_ARGS)
 
 	/* sort by product, sum repeated products */
 	qsort(list, nitems, sizeof(InvItem), inv_item_cmp);
+	holds = palloc(sizeof(ShopHold) * nitems);
 	for (int i = 0; i < nitems; i++)
 	{
-		if (ndistinct > 0 && list[ndistinct - 1].product_id == list[i].product_id)
+		if (ndistinct > 0 && holds[ndistinct - 1].product_id == list[i].product_id)
 		{
-			list[ndistinct - 1].qty += list[i].qty;
-			inv_check_qty(list[ndistinct - 1].qty, "total qty of a product");
+			int64		sum = holds[ndistinct - 1].qty + list[i].qty;
+
+			inv_check_qty(sum, "total qty of a product");
+			holds[ndistinct - 1].qty = (int32) sum;
 		}
 		else
-			list[ndistinct++] = list[i];
+		{
+			holds[ndistinct].product_id = list[i].product_id;
+			holds[ndistinct].qty = (int32) list[i].qty;
+			ndistinct++;
+		}
 	}
 
-	ids = palloc(sizeof(Datum) * ndistinct);
 	SPI_connect();
-	for (int i = 0; i < ndistinct; i++)
-	{
-		/* the ids must outlive SPI_finish: SPI_palloc uses the caller's context */
-		pg_uuid_t  *rid = SPI_palloc(sizeof(pg_uuid_t));
-
-		memcpy(rid, inv_new_uuid(), sizeof(pg_uuid_t));
-		inv_reserve_one(list[i].product_id, (int32) list[i].qty, rid,
-						ref, ref_null, ttl);
-		ids[i] = UUIDPGetDatum(rid);
-	}
+	ShopReserve(holds, ndistinct, ref_null ? NULL : TextDatumGetCString(ref), expires);
 	SPI_finish();
-
+	ids = palloc(sizeof(Datum) * ndistinct);
+	for (int i = 0; i < ndistinct; i++)
+		ids[i] = UUIDPGetDatum(&holds[i].reservation_id);
 	PG_RETURN_ARRAYTYPE_P(construct_array(ids, ndistinct, UUIDOID, UUID_LEN,
 										  false, TYPALIGN_CHAR));
 }
 
 /*
- * After release or commit found no held part: SH006 for an unknown id, the
- * status otherwise.
+ * A reservation named by id alone (the SQL calls): its product, into
+ * *hold; SH006 for an unknown id.  Returns its status.
  */
 static char *
-inv_reservation_status(pg_uuid_t *rid)
+inv_reservation(FunctionCallInfo fcinfo, ShopHold *hold)
 {
-	Datum		v[1] = {UUIDPGetDatum(rid)};
-	bool		isnull;
+	pg_uuid_t  *rid;
+	Datum		v[1];
 
-	if (inv_exec(&q_status, v, NULL, false) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SHOP_NOT_FOUND),
-				 errmsg("reservation not found"),
-				 errdetail("No reservation has reservation_id %s.", inv_uuid_str(rid))));
-	return TextDatumGetCString(inv_get(0, 1, &isnull));
-}
-
-static pg_uuid_t *
-inv_arg_rid(FunctionCallInfo fcinfo)
-{
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("argument reservation_id must not be null")));
-	return PG_GETARG_UUID_P(0);
+	rid = PG_GETARG_UUID_P(0);
+	v[0] = UUIDPGetDatum(rid);
+	if (ShopExec(&q_status, v, NULL, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("reservation not found"),
+				 errdetail("No reservation has reservation_id %s.", ShopUuidStr(rid))));
+	hold->product_id = ShopColInt(0, 1, 0);
+	hold->qty = 0;
+	hold->reservation_id = *rid;
+	return ShopColText(0, 2);
 }
 
 /*
@@ -1092,25 +1238,21 @@ inv_arg_rid(FunctionCallInfo fcinfo)
 Datum
 shop_reservation_release(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
-	Datum		v[1] = {UUIDPGetDatum(rid)};
-	bool		released = false;
-	char	   *status;
+	ShopHold	hold;
+	char	   *status = NULL;
+	bool		released;
 
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	if (inv_exec(&q_release, v, NULL, false) > 0)
-		released = true;
-	else
-	{
-		status = inv_reservation_status(rid);
-		if (strcmp(status, "committed") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("reservation is already committed"),
-					 errdetail("Reservation %s was committed; its units have left stock.",
-							   inv_uuid_str(rid))));
-	}
+	(void) inv_reservation(fcinfo, &hold);
+	released = ShopHoldsRelease(&hold, 1) > 0;
+	if (!released)
+		status = inv_reservation(fcinfo, &hold);
+	if (!released && strcmp(status, "committed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("reservation is already committed"),
+				 errdetail("Reservation %s was committed; its units have left stock.",
+						   ShopUuidStr(&hold.reservation_id))));
 	SPI_finish();
 	PG_RETURN_BOOL(released);
 }
@@ -1125,50 +1267,14 @@ shop_reservation_release(PG_FUNCTION_ARGS)
 Datum
 shop_reservation_commit(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
-	Datum		v[1] = {UUIDPGetDatum(rid)};
-	bool		committed = false;
-	uint64		n;
+	ShopHold	hold;
+	bool		committed;
 
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	n = inv_exec(&q_commit, v, NULL, false);
-	if (n > 0)
-	{
-		SPITupleTable *tt = SPI_tuptable;
-		int64		last_product = -1;
-
-		committed = true;
-		for (uint64 i = 0; i < n; i++)
-		{
-			bool		isnull;
-			HeapTuple	tup = tt->vals[i];
-			int64		product_id = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
-			char	   *location = TextDatumGetCString(SPI_getbinval(tup, tt->tupdesc, 2, &isnull));
-			int32		q = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
-			Datum		ref = SPI_getbinval(tup, tt->tupdesc, 4, &isnull);
-			bool		ref_null = isnull;
-			int32		on_hand = DatumGetInt32(SPI_getbinval(tup, tt->tupdesc, 5, &isnull));
-
-			if (!ref_null)
-				ref = PointerGetDatum(PG_DETOAST_DATUM_COPY(ref));
-			inv_ledger(product_id, location, -q, on_hand, "commit", ref, ref_null);
-			if (product_id != last_product)
-				inv_fix_in_stock(product_id);
-			last_product = product_id;
-		}
-	}
-	else
-	{
-		char	   *status = inv_reservation_status(rid);
-
-		if (strcmp(status, "committed") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("reservation is not held"),
-					 errdetail("Reservation %s is %s; only a held reservation can be committed.",
-							   inv_uuid_str(rid), status)));
-	}
+	(void) inv_reservation(fcinfo, &hold);
+	committed = ShopHoldsCommit(&hold, 1) > 0;
+	if (!committed)
+		ShopHoldsCheckSettled(&hold, 1);
 	SPI_finish();
 	PG_RETURN_BOOL(committed);
 }
@@ -1182,36 +1288,26 @@ shop_reservation_commit(PG_FUNCTION_ARGS)
 Datum
 shop_reservation_extend(PG_FUNCTION_ARGS)
 {
-	pg_uuid_t  *rid = inv_arg_rid(fcinfo);
-	Datum		v[2];
-	char		n[3] = "  ";
-	Datum		result;
-	bool		isnull;
+	ShopHold	hold;
+	TimestampTz expires = DT_NOEND;
 
-	v[0] = UUIDPGetDatum(rid);
-	if (PG_ARGISNULL(1))
-	{
-		v[1] = (Datum) 0;
-		n[1] = 'n';
-	}
-	else
-		v[1] = inv_arg_ttl(fcinfo, 1);
-
+	ShopRequireArg(fcinfo, 0, "reservation_id");
+	if (!PG_ARGISNULL(1))
+		expires = inv_arg_expiry(fcinfo, 1);
 	SPI_connect();
-	inv_exec(&q_lock_parts, v, NULL, false);
-	if (inv_exec(&q_extend, v, n, false) == 0)
+	(void) inv_reservation(fcinfo, &hold);
+	if (ShopHoldsKeep(&hold, 1, expires) == 0)
 	{
-		char	   *status = inv_reservation_status(rid);
+		char	   *status = inv_reservation(fcinfo, &hold);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("reservation is not held"),
 				 errdetail("Reservation %s is %s; only a held reservation can be extended.",
-						   inv_uuid_str(rid), status)));
+						   ShopUuidStr(&hold.reservation_id), status)));
 	}
-	result = inv_get(0, 1, &isnull);
 	SPI_finish();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_TIMESTAMPTZ(expires);
 }
 
 /*
@@ -1229,7 +1325,7 @@ shop_stock_available(PG_FUNCTION_ARGS)
 	{
 		Datum		v[1] = {Int64GetDatum(product_id)};
 
-		if (inv_exec(&q_product_exists, v, NULL, true) == 0)
+		if (ShopExecRead(&q_product_exists, v, NULL) == 0)
 			inv_not_found_product(product_id);
 		avail = 0;
 	}
@@ -1265,7 +1361,7 @@ inv_spread(int64 product_id, InvRow *rows, int first, int count, int64 total_on_
 		v[1] = CStringGetTextDatum(rows[i].location);
 		v[2] = Int16GetDatum((int16) rows[i].bucket);
 		v[3] = Int32GetDatum((int32) on_hand);
-		inv_exec(&q_set_row, v, NULL, false);
+		ShopExec(&q_set_row, v, NULL, 0);
 		rows[i].on_hand = (int) on_hand;
 	}
 }
@@ -1310,7 +1406,7 @@ inv_create_location(int64 product_id, const char *location, InvRow *rows, int nr
 		v[5] = Int32GetDatum(threshold);
 		if (threshold_null)
 			n[5] = 'n';
-		inv_exec(&q_insert_row, v, n, false);
+		ShopExec(&q_insert_row, v, n, 0);
 	}
 	*count = nbuckets;
 	return nrow;
@@ -1354,7 +1450,8 @@ inv_change_on_hand(int64 product_id, const char *location, int64 new_value,
 	int			threshold;
 
 	inv_lock_product(product_id);
-	rows = inv_lock_rows(product_id, &nrows);
+	/* lock the rows in order; read them again once expired holds are back */
+	(void) inv_lock_rows(product_id, &nrows);
 	inv_reclaim(product_id);
 	before = inv_available(product_id, NULL, false);
 	if (before < 0)
@@ -1533,9 +1630,9 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 		v[0] = Int64GetDatum(product_id);
 		v[1] = CStringGetTextDatum(location);
 		v[2] = Int16GetDatum((int16) nb);
-		inv_exec(&q_move_parts, v, NULL, false);
-		inv_exec(&q_drop_rows, v, NULL, false);
-		nheld = inv_exec(&q_held_by_bucket, v, NULL, false);
+		ShopExec(&q_move_parts, v, NULL, 0);
+		ShopExec(&q_drop_rows, v, NULL, 0);
+		nheld = ShopExec(&q_held_by_bucket, v, NULL, 0);
 		for (int b = 0; b < nb; b++)
 		{
 			lay[b].location = (char *) location;
@@ -1544,9 +1641,9 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 		}
 		for (uint64 k = 0; k < nheld; k++)
 		{
-			int			b = (int) inv_get_int(k, 1, 0);
+			int			b = (int) ShopColInt(k, 1, 0);
 
-			lay[b].reserved = (int) inv_get_int(k, 2, 0);
+			lay[b].reserved = (int) ShopColInt(k, 2, 0);
 		}
 		/* write every bucket: reserved from the held parts, on_hand spread */
 		{
@@ -1570,7 +1667,7 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 				v[4] = Int32GetDatum(lay[b].reserved);
 				v[5] = Int32GetDatum(rows[i].threshold);
 				n[5] = rows[i].threshold_null ? 'n' : ' ';
-				inv_exec(&q_insert_row, v, n, false);
+				ShopExec(&q_insert_row, v, n, 0);
 			}
 		}
 		i += count;
@@ -1619,7 +1716,7 @@ shop_stock_set_reorder_threshold(PG_FUNCTION_ARGS)
 
 		(void) inv_create_location(product_id, "default", rows, 0, &count);
 	}
-	inv_exec(&q_set_threshold, v, n, false);
+	ShopExec(&q_set_threshold, v, n, 0);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -45,8 +45,9 @@
  *      Under REPEATABLE READ it gets 40001 instead, which is retryable;
  *   3. read the cart lines with the products' current state and prices
  *      (SH007 empty, SH008 inactive);
- *   4. reserve every line at once with shop.reserve_many (all or nothing,
- *      SH001);
+ *   4. hold every line at once (ShopReserve, inventory.c; all or nothing,
+ *      SH001), until the order ships when the test provider authorizes,
+ *      for shop.reservation_ttl otherwise;
  *   5. shipping and tax (shop.shipping_rate, shop.tax_rate), fraud score;
  *   6. authorize: the test provider decides now (a decline raises SH004,
  *      which rolls everything back); a gateway token leaves the order
@@ -74,6 +75,7 @@
 #include "utils/uuid.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_checkout);
 PG_FUNCTION_INFO_V1(shop_order_transition);
@@ -81,93 +83,66 @@ PG_FUNCTION_INFO_V1(shop_order_ship);
 PG_FUNCTION_INFO_V1(shop_order_review);
 PG_FUNCTION_INFO_V1(shop_payment_confirm);
 PG_FUNCTION_INFO_V1(shop_payment_fail);
+PG_FUNCTION_INFO_V1(shop_shipping_cents);
+PG_FUNCTION_INFO_V1(shop_tax_cents);
 
 #define SHOP_MAX_CART_LINES 500
 
 /*
- * Prepared statements, planned once per backend (SPI_keepplan).
+ * The statements.  Generic plans: each is keyed by a primary or foreign
+ * key, so a custom plan is never better (src/spi.h).
  */
-typedef struct ShopStmt
-{
-	const char *sql;
-	int			nargs;
-	Oid			types[32];
-	SPIPlanPtr	plan;
-} ShopStmt;
-
-static int
-run(ShopStmt *s, Datum *args, const char *nulls, long count)
-{
-	int			rc;
-
-	if (s->plan == NULL)
-	{
-		/*
-		 * Generic plans: every statement here is keyed by primary or
-		 * foreign keys, so a custom plan is never better, and the plan
-		 * cache would otherwise keep re-planning the larger ones (the
-		 * checkout CTE) on every call.
-		 */
-		SPIPlanPtr	p = SPI_prepare_cursor(s->sql, s->nargs, s->types, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed (%s): %s", SPI_result_code_string(SPI_result), s->sql);
-		SPI_keepplan(p);
-		s->plan = p;
-	}
-	rc = SPI_execute_plan(s->plan, args, nulls, false, count);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed (%s): %s", SPI_result_code_string(rc), s->sql);
-	return rc;
-}
-
-/* column n (1-based) of result row i */
-static inline Datum
-col(uint64 i, int n, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, n, isnull);
-}
-
-static inline char *
-col_text(uint64 i, int n)
-{
-	bool		isnull;
-	Datum		d = col(i, n, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-static ShopStmt st_cart_lock = {
+static ShopStmt st_cart_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
-	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE", 1, {UUIDOID}};
-static ShopStmt st_idem_claim = {
+	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE",
+	UUIDOID);
+static ShopStmt st_idem_claim = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.idempotency (scope, key, fingerprint, order_id) VALUES ($1, $2, md5($3), $4)"
-	" ON CONFLICT (scope, key) DO NOTHING", 4, {TEXTOID, TEXTOID, TEXTOID, UUIDOID}};
-static ShopStmt st_idem_get = {
+	" ON CONFLICT (scope, key) DO NOTHING",
+	TEXTOID, TEXTOID, TEXTOID, UUIDOID);
+static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
-	3, {TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_cart_lines = {
+	TEXTOID, TEXTOID, TEXTOID);
+static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
 	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id", 1, {UUIDOID}};
-static ShopStmt st_reserve = {
-	"SELECT shop.reserve_many($1::jsonb, $2, make_interval(secs => $3))",
-	3, {TEXTOID, TEXTOID, FLOAT8OID}};
+	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id",
+	UUIDOID);
 /*
- * Money and risk in one round: shipping and tax (the rules of
- * shop._shipping_cents and shop._tax_cents, written out here because a SQL
- * function called from a saved plan is parsed again on every call), and
- * the inputs of the fraud rules.
+ * Shipping and tax (docs/orders.md), the one definition of each rule: the
+ * most specific matching row of shop.shipping_rate / shop.tax_rate wins (a
+ * row for the address's country, and region, beats the catch-all row with
+ * NULLs); for shipping, among matching rows, the one with the highest
+ * min_subtotal_cents not above the subtotal.  SQL expressions over the
+ * subtotal and the address, used by checkout's money statement and by
+ * shop._shipping_cents / shop._tax_cents.
  */
-static ShopStmt st_money_risk = {
-	"SELECT coalesce((SELECT r.cents FROM shop.shipping_rate r"
-	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
-	"                    AND r.min_subtotal_cents <= $1"
-	"                  ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0),"
-	"       coalesce((SELECT round($1::numeric * r.basis_points / 10000)::bigint FROM shop.tax_rate r"
-	"                  WHERE (r.country IS NULL OR r.country = upper($2->>'country'))"
-	"                    AND (r.region IS NULL OR r.region = coalesce($2->>'region', $2->>'state'))"
-	"                  ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0),"
+#define SHIPPING_CENTS_SQL(subtotal, address) \
+	"coalesce((SELECT r.cents FROM shop.shipping_rate r" \
+	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
+	"             AND r.min_subtotal_cents <= " subtotal \
+	"           ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)"
+#define TAX_CENTS_SQL(subtotal, address) \
+	"coalesce((SELECT round(" subtotal "::numeric * r.basis_points / 10000)::bigint" \
+	"            FROM shop.tax_rate r" \
+	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
+	"             AND (r.region IS NULL" \
+	"                  OR r.region = coalesce(" address "->>'region', " address "->>'state'))" \
+	"           ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)"
+
+static ShopStmt st_shipping = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT " SHIPPING_CENTS_SQL("$1", "$2"),
+	INT8OID, JSONBOID);
+static ShopStmt st_tax = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT " TAX_CENTS_SQL("$1", "$2"),
+	INT8OID, JSONBOID);
+
+/*
+ * Money and risk in one round: shipping, tax, and the inputs of the fraud
+ * rules (src/payments.c).
+ */
+static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT " SHIPPING_CENTS_SQL("$1", "$2") ", " TAX_CENTS_SQL("$1", "$2") ","
 	"       (SELECT count(*) FROM shop.\"order\" o"
 	"         WHERE o.customer_id = $3 AND o.created_at > now() - interval '1 hour'),"
 	"       (SELECT count(*) FROM shop.payment p"
@@ -177,14 +152,15 @@ static ShopStmt st_money_risk = {
 	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
 	"                 WHERE o.customer_id = $3 AND o.was_paid"
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
-	4, {INT8OID, JSONBOID, INT8OID, TEXTOID}};
+	INT8OID, JSONBOID, INT8OID, TEXTOID);
+
 /*
  * Every write of a checkout in one statement.  An order the test provider
- * authorized is inserted as paid (events 1 pending and 2 paid) and its holds
- * are made permanent here, on the rows reserve_many just created in this
- * transaction; a gateway order stays pending with holds that expire.
+ * authorized is inserted as paid (events 1 pending and 2 paid); its holds
+ * were taken to last until it ships.  A gateway order stays pending with
+ * holds that expire.
  */
-static ShopStmt st_place = {
+static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH o AS ("
 	"  INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
 	"         shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
@@ -208,9 +184,6 @@ static ShopStmt st_place = {
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
 	"  SELECT $1, 1, NULL, 'pending', $26"
 	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27 WHERE $4 = 'paid'),"
-	" h AS ("
-	"  UPDATE shop.reservation SET expires_at = 'infinity'"
-	"   WHERE $4 = 'paid' AND reservation_id = ANY ($15) AND status = 'held'),"
 	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)"
 	" SELECT shop._emit('order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
@@ -218,119 +191,93 @@ static ShopStmt st_place = {
 	"        CASE WHEN $4 = 'paid' THEN"
 	"          shop._emit('order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"               'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9)) END",
-	28, {UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
+	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TIMESTAMPTZOID}};
+		TEXTOID, TEXTOID, TIMESTAMPTZOID);
 
-static ShopStmt st_event_ins = {
+static ShopStmt st_event_ins = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
-	" VALUES ($1, $2, $3, $4, $5)", 5, {UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID}};
+	" VALUES ($1, $2, $3, $4, $5)",
+	UUIDOID, INT4OID, TEXTOID, TEXTOID, TEXTOID);
 
-static ShopStmt st_order_lock = {
+static ShopStmt st_order_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT o.status, o.was_paid, o.needs_review,"
 	"       (SELECT count(*) FROM shop.order_line l"
 	"         WHERE l.order_id = o.order_id AND l.reservation_id IS NOT NULL),"
 	"       o.customer_id, o.total_cents"
-	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o", 1, {UUIDOID}};
-static ShopStmt st_holds_live = {
-	"SELECT count(DISTINCT l.line_no) FROM shop.order_line l"
-	"  JOIN shop.reservation r ON r.product_id = l.product_id AND r.reservation_id = l.reservation_id"
-	" WHERE l.order_id = $1 AND r.status = 'held'", 1, {UUIDOID}};
-static ShopStmt st_holds_extend = {
-	"SELECT shop.reservation_extend(l.reservation_id, NULL) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_release = {
-	"SELECT shop.reservation_release(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_commit = {
-	"SELECT shop.reservation_commit(l.reservation_id) FROM shop.order_line l"
-	" WHERE l.order_id = $1 AND l.reservation_id IS NOT NULL ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_restock = {
-	"SELECT shop.stock_adjust(l.product_id, l.qty, 'return of order ' || $1::text)"
-	"  FROM shop.order_line l WHERE l.order_id = $1 ORDER BY l.product_id", 1, {UUIDOID}};
-static ShopStmt st_pay_status = {
+	"  FROM shop.\"order\" o WHERE o.order_id = $1 FOR UPDATE OF o",
+	UUIDOID);
+/* the lines of an order with their holds, in product order */
+static ShopStmt st_order_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT product_id, reservation_id, qty FROM shop.order_line"
+	" WHERE order_id = $1 ORDER BY product_id, line_no",
+	UUIDOID);
+static ShopStmt st_pay_status = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = ANY ($3)", 3, {UUIDOID, TEXTOID, TEXTARRAYOID}};
-static ShopStmt st_order_upd = {
+	" WHERE order_id = $1 AND status = ANY ($3)",
+	UUIDOID, TEXTOID, TEXTARRAYOID);
+static ShopStmt st_order_upd = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.\"order\" SET status = $2, was_paid = was_paid OR $2 = 'paid',"
 	"       carrier = coalesce($3, carrier), tracking_number = coalesce($4, tracking_number),"
 	"       shipped_at = CASE WHEN $2 = 'shipped' THEN now() ELSE shipped_at END,"
 	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
 	"                                            WHERE e.order_id = $1)) + 1,"
 	"       updated_at = now()"
-	" WHERE order_id = $1 RETURNING event_count", 4, {UUIDOID, TEXTOID, TEXTOID, TEXTOID}};
-static ShopStmt st_emit_transition = {
+	" WHERE order_id = $1 RETURNING event_count",
+	UUIDOID, TEXTOID, TEXTOID, TEXTOID);
+static ShopStmt st_emit_transition = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('order.' || $4, jsonb_build_object('order_id', $1, 'customer_id', $2,"
 	"       'from', $3, 'to', $4, 'note', $5, 'total_cents', $6))",
-	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID}};
-static ShopStmt st_review_clear = {
+	UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID);
+static ShopStmt st_review_clear = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.\"order\" SET needs_review = false, updated_at = now(),"
 	"       event_count = greatest(event_count, (SELECT max(e.seq) FROM shop.order_event e"
 	"                                            WHERE e.order_id = $1)) + 1"
-	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents", 1, {UUIDOID}};
-static ShopStmt st_emit_review = {
+	" WHERE order_id = $1 RETURNING event_count, status, customer_id, total_cents",
+	UUIDOID);
+static ShopStmt st_emit_review = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('order.review_approved', jsonb_build_object('order_id', $1, 'customer_id', $2,"
-	"       'status', $3, 'total_cents', $4))", 4, {UUIDOID, INT8OID, TEXTOID, INT8OID}};
-static ShopStmt st_pay_confirm = {
+	"       'status', $3, 'total_cents', $4))",
+	UUIDOID, INT8OID, TEXTOID, INT8OID);
+static ShopStmt st_pay_confirm = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = 'captured', provider_ref = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_confirmed = {
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider",
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_confirmed = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'captured' AND provider_ref = $2",
-	2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_fail = {
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_fail = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = 'failed', failure_reason = $2, updated_at = now()"
-	" WHERE order_id = $1 AND status = 'pending' RETURNING provider", 2, {UUIDOID, TEXTOID}};
-static ShopStmt st_pay_failed = {
-	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'", 1, {UUIDOID}};
-/* the payment.failures alert of the operations section (docs/operations.md) */
-static ShopStmt st_check_failures = {
-	"SELECT shop._check_payment_failures()", 0, {InvalidOid}};
-static ShopStmt st_emit_payfail = {
+	" WHERE order_id = $1 AND status = 'pending' RETURNING provider",
+	UUIDOID, TEXTOID);
+static ShopStmt st_pay_failed = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT 1 FROM shop.payment WHERE order_id = $1 AND status = 'failed'",
+	UUIDOID);
+static ShopStmt st_emit_payfail = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT shop._emit('payment.failed', jsonb_build_object('order_id', $1, 'provider', $2,"
-	"       'reason', $3))", 3, {UUIDOID, TEXTOID, TEXTOID}};
+	"       'reason', $3))",
+	UUIDOID, TEXTOID, TEXTOID);
 
 /* ---------------------------------------------------------------------
  * Small helpers
  * ---------------------------------------------------------------------
  */
 
-static void
-require_arg(FunctionCallInfo fcinfo, int n, const char *name)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument %s must not be null", name)));
-}
-
 static char *
 uuid_str(Datum u)
 {
-	return DatumGetCString(DirectFunctionCall1(uuid_out, u));
+	return ShopUuidStr(DatumGetUUIDP(u));
 }
 
-/* A fresh version 4 uuid (what gen_random_uuid() makes). */
+/* A fresh order id. */
 static Datum
 new_uuid(void)
 {
 	pg_uuid_t  *u = palloc(sizeof(pg_uuid_t));
 
-	if (!pg_strong_random(u->data, UUID_LEN))
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;
+	ShopNewUuid(u);
 	return UUIDPGetDatum(u);
-}
-
-static Datum
-text_array(const char *const *items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * (n > 0 ? n : 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------
@@ -404,7 +351,7 @@ lock_order(Datum order_id)
 {
 	Datum		args[1] = {order_id};
 
-	run(&st_order_lock, args, NULL, 1);
+	ShopExec(&st_order_lock, args, NULL, 1);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
@@ -413,98 +360,126 @@ lock_order(Datum order_id)
 }
 
 /*
- * ShopOrderTransition: apply one transition with its side effects, event
- * and outbox message.  SPI must be connected.  holds_fresh: the holds were
- * made by this transaction for good (checkout with an authorized payment),
- * so "paid" need not check or extend them.
+ * The holds of an order's lines (lines without one are left out), in
+ * product order; *nreservations counts the distinct reservations.
  */
-void
-ShopOrderTransition(Datum order_id, const char *to, const char *note,
-					const char *carrier, const char *tracking, bool holds_fresh)
+static ShopHold *
+order_holds(Datum order_id, int *n, int *nreservations)
 {
-	char	   *from;
-	bool		was_paid,
-				needs_review,
-				isnull,
-				cust_null;
-	Datum		customer,
-				total;
-	int64		nholds;
+	Datum		args[1] = {order_id};
+	uint64		nlines = ShopExec(&st_order_lines, args, NULL, 0);
+	ShopHold   *holds = palloc(sizeof(ShopHold) * Max(nlines, 1));
+
+	*n = 0;
+	*nreservations = 0;
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		bool		isnull;
+		Datum		rid = ShopCol(i, 2, &isnull);
+		bool		seen = false;
+
+		if (isnull)
+			continue;
+		holds[*n].product_id = ShopColInt(i, 1, 0);
+		holds[*n].qty = (int32) ShopColInt(i, 3, 0);
+		memcpy(&holds[*n].reservation_id, DatumGetUUIDP(rid), sizeof(pg_uuid_t));
+		for (int j = 0; j < *n && !seen; j++)
+			seen = memcmp(&holds[j].reservation_id, &holds[*n].reservation_id, sizeof(pg_uuid_t)) == 0;
+		if (!seen)
+			(*nreservations)++;
+		(*n)++;
+	}
+	return holds;
+}
+
+/* the payments of the order in one of the given states move to status */
+static void
+order_payments(Datum order_id, const char *status, const char *const *from, int nfrom)
+{
+	Datum		args[3];
+
+	args[0] = order_id;
+	args[1] = CStringGetTextDatum(status);
+	args[2] = ShopTextArray(from, nfrom);
+	ShopExec(&st_pay_status, args, NULL, 0);
+}
+
+/* Every line goes back in stock (a return), one ledger entry per line. */
+static void
+order_restock(Datum order_id)
+{
+	Datum		args[1] = {order_id};
+	uint64		nlines = ShopExec(&st_order_lines, args, NULL, 0);
+	int64	   *pid = palloc(sizeof(int64) * Max(nlines, 1));
+	int32	   *qty = palloc(sizeof(int32) * Max(nlines, 1));
+	char	   *reason = psprintf("return of order %s", uuid_str(order_id));
+
+	for (uint64 i = 0; i < nlines; i++)
+	{
+		pid[i] = ShopColInt(i, 1, 0);
+		qty[i] = (int32) ShopColInt(i, 3, 0);
+	}
+	for (uint64 i = 0; i < nlines; i++)
+		(void) ShopStockAdjust(pid[i], "default", qty[i], reason);
+}
+
+/*
+ * The side effects of a transition on stock and payments (file header).
+ * nholds: the lines with a stock hold, as lock_order counted them.
+ */
+static void
+order_side_effects(Datum order_id, const char *to, int64 nholds)
+{
+	ShopHold   *holds = NULL;
+	int			n = 0;
+	int			nres = 0;
+
+	if (nholds > 0 && (strcmp(to, "paid") == 0 || strcmp(to, "cancelled") == 0 ||
+					   strcmp(to, "shipped") == 0))
+		holds = order_holds(order_id, &n, &nres);
+
+	if (strcmp(to, "paid") == 0)
+	{
+		/* a paid order keeps its stock until shipped or cancelled */
+		if (ShopHoldsKeep(holds, n, DT_NOEND) < nres)
+			ereport(ERROR,
+					(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
+					 errmsg("stock holds of the order are gone"),
+					 errdetail("The stock holds of order %s expired or were released before payment.",
+							   uuid_str(order_id)),
+					 errhint("Void or refund the payment at the gateway, and cancel the order.")));
+		order_payments(order_id, "captured", (const char *const[]) {"pending", "authorized"}, 2);
+	}
+	else if (strcmp(to, "cancelled") == 0)
+	{
+		(void) ShopHoldsRelease(holds, n);
+		order_payments(order_id, "voided", (const char *const[]) {"pending", "authorized"}, 2);
+	}
+	else if (strcmp(to, "shipped") == 0)
+	{
+		/* the units leave; a hold released or expired meanwhile is 55000 */
+		if (ShopHoldsCommit(holds, n) < nres)
+			ShopHoldsCheckSettled(holds, n);
+	}
+	else if (strcmp(to, "returned") == 0)
+		order_restock(order_id);
+	else if (strcmp(to, "refunded") == 0)
+		order_payments(order_id, "refunded", (const char *const[]) {"captured"}, 1);
+}
+
+/*
+ * The order row moves to its new status, its history gets the event and
+ * the outbox "order.<to>".
+ */
+static void
+order_record(Datum order_id, const char *from, const char *to, const char *note,
+			 const char *carrier, const char *tracking, Datum customer, bool cust_null,
+			 Datum total)
+{
 	Datum		args[6];
 	char		nulls[6];
 	int32		seq;
 
-	check_status_name(to);
-	lock_order(order_id);
-	from = col_text(0, 1);
-	was_paid = DatumGetBool(col(0, 2, &isnull));
-	needs_review = DatumGetBool(col(0, 3, &isnull));
-	nholds = DatumGetInt64(col(0, 4, &isnull));
-	customer = col(0, 5, &cust_null);
-	total = col(0, 6, &isnull);
-
-	if (!transition_allowed(from, to))
-		invalid_transition(order_id, from, to, NULL);
-	if (strcmp(to, "fulfilling") == 0 && needs_review)
-		invalid_transition(order_id, from, to,
-						   psprintf("Order %s awaits fraud review; approve it with shop.order_review first.",
-									uuid_str(order_id)));
-	if (strcmp(from, "cancelled") == 0 && !was_paid)
-		invalid_transition(order_id, from, to,
-						   psprintf("Order %s was cancelled before it was paid; there is nothing to refund.",
-									uuid_str(order_id)));
-
-	/* side effects */
-	args[0] = order_id;
-	if (strcmp(to, "paid") == 0)
-	{
-		if (nholds > 0 && !holds_fresh)
-		{
-			run(&st_holds_live, args, NULL, 1);
-			if (DatumGetInt64(col(0, 1, &isnull)) < nholds)
-				ereport(ERROR,
-						(errcode(ERRCODE_SHOP_INSUFFICIENT_STOCK),
-						 errmsg("stock holds of the order are gone"),
-						 errdetail("The stock holds of order %s expired or were released before payment.",
-								   uuid_str(order_id)),
-						 errhint("Void or refund the payment at the gateway, and cancel the order.")));
-		}
-		/* a paid order keeps its stock until shipped or cancelled */
-		if (nholds > 0)
-			run(&st_holds_extend, args, NULL, 0);
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("captured");
-		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
-		run(&st_pay_status, args, NULL, 0);
-	}
-	else if (strcmp(to, "cancelled") == 0)
-	{
-		if (nholds > 0)
-			run(&st_release, args, NULL, 0);
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("voided");
-		args[2] = text_array((const char *const[]) {"pending", "authorized"}, 2);
-		run(&st_pay_status, args, NULL, 0);
-	}
-	else if (strcmp(to, "shipped") == 0)
-	{
-		if (nholds > 0)
-			run(&st_commit, args, NULL, 0);
-	}
-	else if (strcmp(to, "returned") == 0)
-	{
-		args[0] = order_id;
-		run(&st_restock, args, NULL, 0);
-	}
-	else if (strcmp(to, "refunded") == 0)
-	{
-		args[0] = order_id;
-		args[1] = CStringGetTextDatum("refunded");
-		args[2] = text_array((const char *const[]) {"captured"}, 1);
-		run(&st_pay_status, args, NULL, 0);
-	}
-
-	/* the row, its event, the outbox */
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(to);
 	args[2] = carrier ? CStringGetTextDatum(carrier) : (Datum) 0;
@@ -514,8 +489,8 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 		nulls[2] = ' ';
 	if (tracking)
 		nulls[3] = ' ';
-	run(&st_order_upd, args, nulls, 1);
-	seq = DatumGetInt32(col(0, 1, &isnull));
+	ShopExec(&st_order_upd, args, nulls, 1);
+	seq = (int32) ShopColInt(0, 1, 0);
 
 	args[0] = order_id;
 	args[1] = Int32GetDatum(seq);
@@ -525,7 +500,7 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 	memcpy(nulls, "    n", 5);
 	if (note)
 		nulls[4] = ' ';
-	run(&st_event_ins, args, nulls, 0);
+	ShopExec(&st_event_ins, args, nulls, 0);
 
 	args[0] = order_id;
 	args[1] = customer;
@@ -538,7 +513,48 @@ ShopOrderTransition(Datum order_id, const char *to, const char *note,
 		nulls[1] = 'n';
 	if (!note)
 		nulls[4] = 'n';
-	run(&st_emit_transition, args, nulls, 0);
+	ShopExec(&st_emit_transition, args, nulls, 0);
+}
+
+/*
+ * ShopOrderTransition: apply one transition with its side effects, event
+ * and outbox message.  SPI must be connected.
+ */
+void
+ShopOrderTransition(Datum order_id, const char *to, const char *note,
+					const char *carrier, const char *tracking)
+{
+	char	   *from;
+	bool		was_paid,
+				needs_review,
+				cust_null,
+				isnull;
+	Datum		customer,
+				total;
+	int64		nholds;
+
+	check_status_name(to);
+	lock_order(order_id);
+	from = ShopColText(0, 1);
+	was_paid = ShopColBool(0, 2, false);
+	needs_review = ShopColBool(0, 3, false);
+	nholds = ShopColInt(0, 4, 0);
+	customer = ShopCol(0, 5, &cust_null);
+	total = ShopCol(0, 6, &isnull);
+
+	if (!transition_allowed(from, to))
+		invalid_transition(order_id, from, to, NULL);
+	if (strcmp(to, "fulfilling") == 0 && needs_review)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s awaits fraud review; approve it with shop.order_review first.",
+									uuid_str(order_id)));
+	if (strcmp(from, "cancelled") == 0 && !was_paid)
+		invalid_transition(order_id, from, to,
+						   psprintf("Order %s was cancelled before it was paid; there is nothing to refund.",
+									uuid_str(order_id)));
+
+	order_side_effects(order_id, to, nholds);
+	order_record(order_id, from, to, note, carrier, tracking, customer, cust_null, total);
 }
 
 /* Optional text argument n, checked; NULL when the argument is NULL. */
@@ -560,12 +576,12 @@ shop_order_transition(PG_FUNCTION_ARGS)
 	char	   *to;
 	char	   *note;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "to_status");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "to_status");
 	to = opt_text_arg(fcinfo, 1, "to_status", 20);
 	note = opt_text_arg(fcinfo, 2, "note", 1000);
 	SPI_connect();
-	ShopOrderTransition(PG_GETARG_DATUM(0), to, note, NULL, NULL, false);
+	ShopOrderTransition(PG_GETARG_DATUM(0), to, note, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(to));
 }
@@ -579,15 +595,15 @@ shop_order_ship(PG_FUNCTION_ARGS)
 	char	   *carrier;
 	char	   *tracking;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "carrier");
-	require_arg(fcinfo, 2, "tracking_number");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "carrier");
+	ShopRequireArg(fcinfo, 2, "tracking_number");
 	carrier = opt_text_arg(fcinfo, 1, "carrier", 100);
 	tracking = opt_text_arg(fcinfo, 2, "tracking_number", 100);
 	SPI_connect();
 	ShopOrderTransition(PG_GETARG_DATUM(0), "shipped",
 						psprintf("shipped with %s, tracking number %s", carrier, tracking),
-						carrier, tracking, false);
+						carrier, tracking);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("shipped"));
 }
@@ -609,23 +625,23 @@ shop_order_review(PG_FUNCTION_ARGS)
 	Datum		customer,
 				total;
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "approve");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "approve");
 	order_id = PG_GETARG_DATUM(0);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
-	if (!DatumGetBool(col(0, 3, &isnull)))
+	status = ShopColText(0, 1);
+	if (!DatumGetBool(ShopCol(0, 3, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_INVALID_TRANSITION),
 				 errmsg("order is not awaiting fraud review"),
 				 errdetail("Order %s is %s and was not flagged, or was reviewed already.",
 						   uuid_str(order_id), status)));
 	args[0] = order_id;
-	run(&st_review_clear, args, NULL, 1);
-	seq = DatumGetInt32(col(0, 1, &isnull));
-	customer = col(0, 3, &cust_null);
-	total = col(0, 4, &isnull);
+	ShopExec(&st_review_clear, args, NULL, 1);
+	seq = DatumGetInt32(ShopCol(0, 1, &isnull));
+	customer = ShopCol(0, 3, &cust_null);
+	total = ShopCol(0, 4, &isnull);
 	if (PG_GETARG_BOOL(1))
 	{
 		args[0] = order_id;
@@ -633,7 +649,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		args[2] = CStringGetTextDatum(status);
 		args[3] = CStringGetTextDatum(status);
 		args[4] = CStringGetTextDatum("fraud review: approved");
-		run(&st_event_ins, args, NULL, 0);
+		ShopExec(&st_event_ins, args, NULL, 0);
 		args[0] = order_id;
 		args[1] = customer;
 		args[2] = CStringGetTextDatum(status);
@@ -641,7 +657,7 @@ shop_order_review(PG_FUNCTION_ARGS)
 		memcpy(nulls, "    ", 4);
 		if (cust_null)
 			nulls[1] = 'n';
-		run(&st_emit_review, args, nulls, 0);
+		ShopExec(&st_emit_review, args, nulls, 0);
 	}
 	else
 	{
@@ -650,8 +666,8 @@ shop_order_review(PG_FUNCTION_ARGS)
 		args[2] = CStringGetTextDatum(status);
 		args[3] = CStringGetTextDatum(status);
 		args[4] = CStringGetTextDatum("fraud review: rejected");
-		run(&st_event_ins, args, NULL, 0);
-		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL, false);
+		ShopExec(&st_event_ins, args, NULL, 0);
+		ShopOrderTransition(order_id, "cancelled", "rejected by fraud review", NULL, NULL);
 		status = "cancelled";
 	}
 	SPI_finish();
@@ -672,18 +688,18 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
 	char	   *provider;
 	Datum		args[2];
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "provider_ref");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "provider_ref");
 	order_id = PG_GETARG_DATUM(0);
 	ref = opt_text_arg(fcinfo, 1, "provider_ref", 200);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
+	status = ShopColText(0, 1);
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(ref);
 	if (strcmp(status, "pending") != 0)
 	{
-		run(&st_pay_confirmed, args, NULL, 1);
+		ShopExec(&st_pay_confirmed, args, NULL, 1);
 		if (SPI_processed == 1)
 		{
 			SPI_finish();
@@ -691,10 +707,10 @@ shop_payment_confirm(PG_FUNCTION_ARGS)
 		}
 		invalid_transition(order_id, status, "paid", NULL);
 	}
-	run(&st_pay_confirm, args, NULL, 0);
-	provider = SPI_processed > 0 ? col_text(0, 1) : "the gateway";
+	ShopExec(&st_pay_confirm, args, NULL, 0);
+	provider = SPI_processed > 0 ? ShopColText(0, 1) : "the gateway";
 	ShopOrderTransition(order_id, "paid", psprintf("payment confirmed by %s", provider),
-						NULL, NULL, false);
+						NULL, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("paid"));
 }
@@ -716,19 +732,19 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 	char	   *provider;
 	Datum		args[3];
 
-	require_arg(fcinfo, 0, "order_id");
-	require_arg(fcinfo, 1, "reason");
+	ShopRequireArg(fcinfo, 0, "order_id");
+	ShopRequireArg(fcinfo, 1, "reason");
 	order_id = PG_GETARG_DATUM(0);
 	reason = opt_text_arg(fcinfo, 1, "reason", 500);
 	SPI_connect();
 	lock_order(order_id);
-	status = col_text(0, 1);
+	status = ShopColText(0, 1);
 	args[0] = order_id;
 	if (strcmp(status, "pending") != 0)
 	{
 		if (strcmp(status, "cancelled") == 0)
 		{
-			run(&st_pay_failed, args, NULL, 1);
+			ShopExec(&st_pay_failed, args, NULL, 1);
 			if (SPI_processed == 1)
 			{
 				SPI_finish();
@@ -740,290 +756,401 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 									uuid_str(order_id), status));
 	}
 	args[1] = CStringGetTextDatum(reason);
-	run(&st_pay_fail, args, NULL, 0);
-	provider = SPI_processed > 0 ? col_text(0, 1) : "gateway";
+	ShopExec(&st_pay_fail, args, NULL, 0);
+	provider = SPI_processed > 0 ? ShopColText(0, 1) : "gateway";
 	ShopOrderTransition(order_id, "cancelled", psprintf("payment failed: %s", reason),
-						NULL, NULL, false);
+						NULL, NULL);
 	args[0] = order_id;
 	args[1] = CStringGetTextDatum(provider);
 	args[2] = CStringGetTextDatum(reason);
-	run(&st_emit_payfail, args, NULL, 0);
-	run(&st_check_failures, NULL, NULL, 0);
+	ShopExec(&st_emit_payfail, args, NULL, 0);
+	(void) ShopCheckPaymentFailures();
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text("cancelled"));
 }
 
 /* ---------------------------------------------------------------------
- * Checkout
+ * Checkout, step by step (the steps of the file header)
  * ---------------------------------------------------------------------
  */
 
-/*
- * shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
- *               shipping_address jsonb DEFAULT NULL) -> uuid
- */
-Datum
-shop_checkout(PG_FUNCTION_ARGS)
+/* What the caller asked for: the arguments, checked. */
+typedef struct CheckoutRequest
 {
 	Datum		cart_id;
+	char	   *cart_str;
 	char	   *token;
 	char	   *key;
-	Jsonb	   *address = NULL;
-	char	   *address_text = "";
-	char	   *cart_str;
+	Jsonb	   *address;		/* NULL: none */
+	char	   *address_text;	/* "" when none */
 	ShopPayToken pt;
-	MemoryContext callcxt = CurrentMemoryContext;
-	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
-	Datum		args[32];
-	char		nulls[32];
-	bool		isnull;
-	bool		cust_null;
-	int64		customer = 0;
-	char	   *scope;
-	char	   *fingerprint_src;
-	uint64		nlines;
-	Datum	   *l_pid,
-			   *l_sku,
-			   *l_title,
-			   *l_price,
-			   *l_qty;
-	int64		subtotal = 0,
-				shipping,
-				tax,
-				total;
-	StringInfoData items;
-	Datum		holds;
-	Datum		reasons;
-	bool		paid;
-	double		score;
-	bool		review;
-	Datum		order_id;
+} CheckoutRequest;
 
-	require_arg(fcinfo, 0, "cart_id");
-	require_arg(fcinfo, 1, "payment_token");
-	require_arg(fcinfo, 2, "idempotency_key");
-	cart_id = PG_GETARG_DATUM(0);
-	/* card numbers are refused before anything else looks at the values */
+/* The cart: its customer and the lines to order, in product order. */
+typedef struct CheckoutCart
+{
+	int64		customer;
+	bool		guest;			/* anonymous cart: no customer */
+	int			nlines;
+	ShopHold   *holds;			/* product, qty; reservation id once reserved */
+	Datum	   *sku;
+	Datum	   *title;
+	int64	   *price;
+	int64		subtotal;
+} CheckoutCart;
+
+/* Money and risk. */
+typedef struct CheckoutMoney
+{
+	int64		shipping;
+	int64		tax;
+	int64		total;
+	double		score;
+	Datum		reasons;
+	bool		review;
+} CheckoutMoney;
+
+/* The arguments: card numbers are refused before anything else looks at them. */
+static void
+checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
+{
+	ShopRequireArg(fcinfo, 0, "cart_id");
+	ShopRequireArg(fcinfo, 1, "payment_token");
+	ShopRequireArg(fcinfo, 2, "idempotency_key");
+	req->cart_id = PG_GETARG_DATUM(0);
 	ShopCheckArgText(PG_GETARG_TEXT_PP(1), "payment_token", 200, false);
 	ShopCheckArgText(PG_GETARG_TEXT_PP(2), "idempotency_key", 200, false);
+	req->address = NULL;
+	req->address_text = "";
 	if (!PG_ARGISNULL(3))
 	{
-		address = PG_GETARG_JSONB_P(3);
-		ShopRefuseCardNumberJsonb(address, "shipping_address");
-		if (!JB_ROOT_IS_OBJECT(address) || JB_ROOT_IS_SCALAR(address))
+		req->address = PG_GETARG_JSONB_P(3);
+		ShopRefuseCardNumberJsonb(req->address, "shipping_address");
+		if (!JB_ROOT_IS_OBJECT(req->address) || JB_ROOT_IS_SCALAR(req->address))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("shipping_address must be a jsonb object")));
-		address_text = JsonbToCString(NULL, &address->root, VARSIZE(address));
-		if (strlen(address_text) > 4000)
+		req->address_text = JsonbToCString(NULL, &req->address->root, VARSIZE(req->address));
+		if (strlen(req->address_text) > 4000)
 			ereport(ERROR,
 					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 					 errmsg("shipping_address is too long"),
 					 errdetail("shipping_address has %zu characters as text; at most 4000 are allowed.",
-							   strlen(address_text))));
+							   strlen(req->address_text))));
 	}
-	token = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	key = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	ShopParsePaymentToken(token, &pt);
-	cart_str = uuid_str(cart_id);
+	req->token = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	req->key = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ShopParsePaymentToken(req->token, &req->pt);
+	req->cart_str = uuid_str(req->cart_id);
+}
 
-	SPI_connect();
+/*
+ * Steps 1 and 2: lock the cart, check that the caller may act for its
+ * customer, claim the idempotency key for order_id.  Returns false, with
+ * the order in *existing, when the key already names an order made with
+ * the same request (SH003 when with another).  Then checks that the cart
+ * is open and unexpired.
+ */
+static bool
+checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid_t *existing)
+{
+	Datum		args[4];
+	bool		isnull;
+	Datum		c;
+	char	   *status;
+	bool		live;
+	bool		merged_null;
+	Datum		merged;
+	char	   *expired_at;
 
-	/* 1. the cart */
-	args[0] = cart_id;
-	run(&st_cart_lock, args, NULL, 1);
-	if (SPI_processed != 1)
+	args[0] = req->cart_id;
+	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
-				 errdetail("No cart has cart_id %s.", cart_str)));
+				 errdetail("No cart has cart_id %s.", req->cart_str)));
+	c = ShopCol(0, 1, &cart->guest);
+	status = ShopColText(0, 2);
+	live = ShopColBool(0, 3, false);
+	merged = ShopCol(0, 4, &merged_null);
+	expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
+	cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	ShopAuthorizeCustomer(cart->customer, cart->guest);
+
+	args[0] = CStringGetTextDatum(cart->guest ? psprintf("k:%s", req->cart_str)
+								  : psprintf("c:" INT64_FORMAT, cart->customer));
+	args[1] = CStringGetTextDatum(req->key);
+	args[2] = CStringGetTextDatum(psprintf("%s|%s|%s", req->cart_str, req->token,
+										   req->address_text));
+	args[3] = order_id;
+	if (ShopExec(&st_idem_claim, args, NULL, 0) == 0)
 	{
-		Datum		c = col(0, 1, &cust_null);
-		char	   *status = col_text(0, 2);
-		bool		live = DatumGetBool(col(0, 3, &isnull));
-		Datum		merged = col(0, 4, &isnull);
-		bool		merged_null = isnull;
-		char	   *expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, col(0, 5, &isnull)));
-
-		if (!cust_null)
-			customer = DatumGetInt64(c);
-		ShopAuthorizeCustomer(customer, cust_null);
-
-		/* 2. the idempotency key */
-		scope = cust_null ? psprintf("k:%s", cart_str) : psprintf("c:" INT64_FORMAT, customer);
-		fingerprint_src = psprintf("%s|%s|%s", cart_str, token, address_text);
-		order_id = new_uuid();
-		args[0] = CStringGetTextDatum(scope);
-		args[1] = CStringGetTextDatum(key);
-		args[2] = CStringGetTextDatum(fingerprint_src);
-		args[3] = order_id;
-		run(&st_idem_claim, args, NULL, 0);
-		if (SPI_processed == 0)
-		{
-			bool		same;
-			Datum		oid;
-
-			run(&st_idem_get, args, NULL, 1);
-			if (SPI_processed != 1)
-				elog(ERROR, "idempotency row vanished");
-			same = DatumGetBool(col(0, 1, &isnull));
-			oid = col(0, 2, &isnull);
-			if (!same)
-				ereport(ERROR,
-						(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
-						 errmsg("idempotency key reused with a different request"),
-						 errdetail("Key \"%s\" was first used with another cart, payment token or shipping address.", key),
-						 errhint("Use a new idempotency key for a new request.")));
-			if (isnull)
-				elog(ERROR, "idempotency key without an order");
-			memcpy(result, DatumGetUUIDP(oid), sizeof(pg_uuid_t));
-			SPI_finish();
-			PG_RETURN_UUID_P(result);
-		}
-
-		if (strcmp(status, "open") != 0)
+		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
+			elog(ERROR, "idempotency row vanished");
+		if (!ShopColBool(0, 1, false))
 			ereport(ERROR,
-					(errcode(ERRCODE_SHOP_NOT_FOUND),
-					 errmsg("cart not found"),
-					 merged_null ? errdetail("Cart %s is %s.", cart_str, status)
-					 : errdetail("Cart %s was merged into cart %s.", cart_str, uuid_str(merged))));
-		if (!live)
-			ereport(ERROR,
-					(errcode(ERRCODE_SHOP_NOT_FOUND),
-					 errmsg("cart not found"),
-					 errdetail("Cart %s expired at %s.", cart_str, expired_at)));
+					(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),
+					 errmsg("idempotency key reused with a different request"),
+					 errdetail("Key \"%s\" was first used with another cart, payment token or shipping address.",
+							   req->key),
+					 errhint("Use a new idempotency key for a new request.")));
+		c = ShopCol(0, 2, &isnull);
+		if (isnull)
+			elog(ERROR, "idempotency key without an order");
+		memcpy(existing, DatumGetUUIDP(c), sizeof(pg_uuid_t));
+		return false;
 	}
 
-	/* 3. its lines, at today's prices */
-	args[0] = cart_id;
-	run(&st_cart_lines, args, NULL, 0);
-	nlines = SPI_processed;
-	if (nlines == 0)
+	if (strcmp(status, "open") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("cart not found"),
+				 merged_null ? errdetail("Cart %s is %s.", req->cart_str, status)
+				 : errdetail("Cart %s was merged into cart %s.", req->cart_str, uuid_str(merged))));
+	if (!live)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("cart not found"),
+				 errdetail("Cart %s expired at %s.", req->cart_str, expired_at)));
+	return true;
+}
+
+/*
+ * Step 3: the cart's lines at today's prices (SH007 empty, SH008 a product
+ * not active), the subtotal.
+ */
+static void
+checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
+{
+	Datum		args[1] = {req->cart_id};
+	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
+
+	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_CART_EMPTY),
 				 errmsg("cart is empty"),
-				 errdetail("Cart %s has no lines to check out.", cart_str)));
-	l_pid = palloc(sizeof(Datum) * nlines);
-	l_sku = palloc(sizeof(Datum) * nlines);
-	l_title = palloc(sizeof(Datum) * nlines);
-	l_price = palloc(sizeof(Datum) * nlines);
-	l_qty = palloc(sizeof(Datum) * nlines);
-	initStringInfo(&items);
-	appendStringInfoChar(&items, '[');
-	for (uint64 i = 0; i < nlines; i++)
+				 errdetail("Cart %s has no lines to check out.", req->cart_str)));
+	cart->nlines = (int) n;
+	cart->holds = palloc(sizeof(ShopHold) * n);
+	cart->sku = palloc(sizeof(Datum) * n);
+	cart->title = palloc(sizeof(Datum) * n);
+	cart->price = palloc(sizeof(int64) * n);
+	cart->subtotal = 0;
+	for (uint64 i = 0; i < n; i++)
 	{
-		int64		pid = DatumGetInt64(col(i, 1, &isnull));
-		int32		qty = DatumGetInt32(col(i, 2, &isnull));
-		char	   *pstatus = col_text(i, 6);
-		int64		price,
-					line;
+		int64		pid = ShopColInt(i, 1, 0);
+		int32		qty = (int32) ShopColInt(i, 2, 0);
+		char	   *pstatus = ShopColText(i, 6);
+		int64		line;
+		bool		isnull;
 
 		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_PRODUCT_UNAVAILABLE),
 					 errmsg("product unavailable"),
-					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, cart_str,
+					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, req->cart_str,
 							   pstatus ? pstatus : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		price = DatumGetInt64(col(i, 5, &isnull));
-		if (pg_mul_s64_overflow(price, qty, &line) || pg_add_s64_overflow(subtotal, line, &subtotal))
+		cart->price[i] = ShopColInt(i, 5, 0);
+		if (pg_mul_s64_overflow(cart->price[i], qty, &line) ||
+			pg_add_s64_overflow(cart->subtotal, line, &cart->subtotal))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("order total out of range")));
-		l_pid[i] = Int64GetDatum(pid);
-		l_qty[i] = Int32GetDatum(qty);
-		l_price[i] = Int64GetDatum(price);
-		l_sku[i] = SPI_datumTransfer(col(i, 3, &isnull), false, -1);
-		l_title[i] = SPI_datumTransfer(col(i, 4, &isnull), false, -1);
-		appendStringInfo(&items, "%s{\"product_id\": " INT64_FORMAT ", \"qty\": %d}",
-						 i > 0 ? ", " : "", pid, qty);
+		cart->holds[i].product_id = pid;
+		cart->holds[i].qty = qty;
+		cart->sku[i] = ShopColCopy(i, 3, &isnull);
+		cart->title[i] = ShopColCopy(i, 4, &isnull);
 	}
-	appendStringInfoChar(&items, ']');
+}
 
-	/* 4. stock: every line or none */
-	args[0] = CStringGetTextDatum(items.data);
-	args[1] = CStringGetTextDatum(psprintf("order:%s", uuid_str(order_id)));	/* the holds' ref */
-	args[2] = Float8GetDatum((double) shop_reservation_ttl);
-	run(&st_reserve, args, NULL, 1);
-	holds = col(0, 1, &isnull);
-	if (isnull || ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(holds)),
-								 ARR_DIMS(DatumGetArrayTypeP(holds))) != (int) nlines)
-		elog(ERROR, "shop.reserve_many did not return one reservation per line");
+/*
+ * Step 5: shipping and tax by the rules, and the fraud score from the
+ * customer's and the token's recent history.
+ */
+static void
+checkout_price(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money)
+{
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 
-	/* 5. money and risk */
-	args[0] = Int64GetDatum(subtotal);
-	args[1] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	args[2] = Int64GetDatum(customer);
-	args[3] = CStringGetTextDatum(token);
-	memcpy(nulls, "    ", 4);
-	if (!address)
+	args[0] = Int64GetDatum(cart->subtotal);
+	args[1] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
+	args[2] = Int64GetDatum(cart->customer);
+	args[3] = CStringGetTextDatum(req->token);
+	if (!req->address)
 		nulls[1] = 'n';
-	if (cust_null)
+	if (cart->guest)
 		nulls[2] = 'n';
-	if (pt.shared)
+	if (req->pt.shared)
 		nulls[3] = 'n';			/* a shared test token is not one card: not counted */
-	run(&st_money_risk, args, nulls, 1);
-	shipping = DatumGetInt64(col(0, 1, &isnull));
-	tax = DatumGetInt64(col(0, 2, &isnull));
-	if (pg_add_s64_overflow(subtotal, shipping, &total) || pg_add_s64_overflow(total, tax, &total))
+	ShopExec(&st_money_risk, args, nulls, 1);
+	money->shipping = ShopColInt(0, 1, 0);
+	money->tax = ShopColInt(0, 2, 0);
+	if (pg_add_s64_overflow(cart->subtotal, money->shipping, &money->total) ||
+		pg_add_s64_overflow(money->total, money->tax, &money->total))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order total out of range")));
-	score = ShopFraudScore(DatumGetInt64(col(0, 3, &isnull)), DatumGetInt64(col(0, 4, &isnull)),
-						   DatumGetInt64(col(0, 5, &isnull)), DatumGetFloat8(col(0, 6, &isnull)),
-						   &pt, total, &reasons);
-	review = score >= shop_fraud_threshold;
+	money->score = ShopFraudScore(ShopColInt(0, 3, 0), ShopColInt(0, 4, 0), ShopColInt(0, 5, 0),
+								  ShopColFloat(0, 6, 0), &req->pt, money->total, &money->reasons);
+	money->review = money->score >= shop_fraud_threshold;
+}
 
-	/* 6. authorize */
-	if (pt.outcome == SHOP_PAY_DECLINED)
+/* Step 6: the test provider's decline is SH004, which undoes everything. */
+static void
+checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
+{
+	int64		total = money->total;
+
+	if (req->pt.outcome == SHOP_PAY_DECLINED)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_PAYMENT_DECLINED),
 				 errmsg("payment declined"),
 				 errdetail("The %s provider declined the payment of %lld.%02lld %s for cart %s.",
-						   pt.provider, (long long) (total / 100), (long long) (total % 100),
-						   shop_currency, cart_str),
+						   req->pt.provider, (long long) (total / 100), (long long) (total % 100),
+						   shop_currency, req->cart_str),
 				 errhint("Nothing was kept: no order, no reservation. Ask for another payment method.")));
-	paid = pt.outcome == SHOP_PAY_AUTHORIZED;
+}
 
-	/* 7. the order, its lines, payment, events and outbox; 8. the cart and the key */
+/*
+ * Steps 7 and 8: the order, its lines, payment, events and outbox; the
+ * ordered lines leave the cart.  One statement (st_place).
+ */
+static void
+checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
+			   Datum order_id, bool paid)
+{
+	Datum		args[28];
+	char		nulls[28];
+	int			n = cart->nlines;
+	int64	   *pid = palloc(sizeof(int64) * n);
+	int32	   *qty = palloc(sizeof(int32) * n);
+	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		pid[i] = cart->holds[i].product_id;
+		qty[i] = cart->holds[i].qty;
+		rid[i] = cart->holds[i].reservation_id;
+	}
 	memset(nulls, ' ', sizeof(nulls));
 	args[0] = order_id;
-	args[1] = Int64GetDatum(customer);
-	nulls[1] = cust_null ? 'n' : ' ';
-	args[2] = cart_id;
+	args[1] = Int64GetDatum(cart->customer);
+	nulls[1] = cart->guest ? 'n' : ' ';
+	args[2] = req->cart_id;
 	args[3] = CStringGetTextDatum(paid ? "paid" : "pending");
 	args[4] = CStringGetTextDatum(shop_currency);
-	args[5] = Int64GetDatum(subtotal);
-	args[6] = Int64GetDatum(shipping);
-	args[7] = Int64GetDatum(tax);
-	args[8] = Int64GetDatum(total);
-	args[9] = address ? JsonbPGetDatum(address) : (Datum) 0;
-	nulls[9] = address ? ' ' : 'n';
-	args[10] = Float4GetDatum((float4) score);
-	args[11] = reasons;
-	args[12] = BoolGetDatum(review);
-	args[13] = CStringGetTextDatum(key);
-	args[14] = holds;
-	args[15] = PointerGetDatum(construct_array(l_pid, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[16] = PointerGetDatum(construct_array(l_sku, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[17] = PointerGetDatum(construct_array(l_title, nlines, TEXTOID, -1, false, TYPALIGN_INT));
-	args[18] = PointerGetDatum(construct_array(l_price, nlines, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[19] = PointerGetDatum(construct_array(l_qty, nlines, INT4OID, 4, true, TYPALIGN_INT));
-	args[20] = CStringGetTextDatum(pt.provider);
-	args[21] = CStringGetTextDatum(token);
-	args[22] = pt.brand ? CStringGetTextDatum(pt.brand) : (Datum) 0;
-	nulls[22] = pt.brand ? ' ' : 'n';
-	args[23] = pt.last4 ? CStringGetTextDatum(pt.last4) : (Datum) 0;
-	nulls[23] = pt.last4 ? ' ' : 'n';
+	args[5] = Int64GetDatum(cart->subtotal);
+	args[6] = Int64GetDatum(money->shipping);
+	args[7] = Int64GetDatum(money->tax);
+	args[8] = Int64GetDatum(money->total);
+	args[9] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
+	nulls[9] = req->address ? ' ' : 'n';
+	args[10] = Float4GetDatum((float4) money->score);
+	args[11] = money->reasons;
+	args[12] = BoolGetDatum(money->review);
+	args[13] = CStringGetTextDatum(req->key);
+	args[14] = ShopUuidArray(rid, n);
+	args[15] = ShopInt8Array(pid, n);
+	args[16] = PointerGetDatum(construct_array(cart->sku, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[17] = PointerGetDatum(construct_array(cart->title, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[18] = ShopInt8Array(cart->price, n);
+	args[19] = ShopInt4Array(qty, n);
+	args[20] = CStringGetTextDatum(req->pt.provider);
+	args[21] = CStringGetTextDatum(req->token);
+	args[22] = req->pt.brand ? CStringGetTextDatum(req->pt.brand) : (Datum) 0;
+	nulls[22] = req->pt.brand ? ' ' : 'n';
+	args[23] = req->pt.last4 ? CStringGetTextDatum(req->pt.last4) : (Datum) 0;
+	nulls[23] = req->pt.last4 ? ' ' : 'n';
 	args[24] = CStringGetTextDatum(paid ? "captured" : "pending");
-	args[25] = CStringGetTextDatum(review ? psprintf("order placed; flagged for fraud review (score %.2f)", score)
+	args[25] = CStringGetTextDatum(money->review
+								   ? psprintf("order placed; flagged for fraud review (score %.2f)",
+											  money->score)
 								   : "order placed");
-	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", pt.provider));
+	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", req->pt.provider));
 	args[27] = ShopCartExpiry();
-	run(&st_place, args, nulls, 0);
+	ShopExec(&st_place, args, nulls, 0);
+}
+
+/*
+ * shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+ *               shipping_address jsonb DEFAULT NULL) -> uuid
+ *
+ * The steps of the file header.  The holds are taken (step 4) with their
+ * final expiry: until the order ships when the test provider authorizes
+ * (the order is placed paid), for shop.reservation_ttl otherwise.
+ */
+Datum
+shop_checkout(PG_FUNCTION_ARGS)
+{
+	CheckoutRequest req;
+	CheckoutCart cart;
+	CheckoutMoney money;
+	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
+	Datum		order_id;
+	bool		paid;
+	TimestampTz expires;
+
+	checkout_request(fcinfo, &req);
+	paid = req.pt.outcome == SHOP_PAY_AUTHORIZED;
+	order_id = new_uuid();
+
+	SPI_connect();
+	if (!checkout_claim(&req, &cart, order_id, result))
+	{
+		SPI_finish();
+		PG_RETURN_UUID_P(result);
+	}
+	checkout_lines(&req, &cart);
+	expires = paid ? DT_NOEND : GetCurrentTransactionStartTimestamp() +
+		(int64) shop_reservation_ttl * USECS_PER_SEC;
+	ShopReserve(cart.holds, cart.nlines, psprintf("order:%s", uuid_str(order_id)), expires);
+	checkout_price(&req, &cart, &money);
+	checkout_authorize(&req, &money);
+	checkout_place(&req, &cart, &money, order_id, paid);
+	SPI_finish();
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
-	SPI_finish();
-	(void) callcxt;
 	PG_RETURN_UUID_P(result);
+}
+
+/* ---------------------------------------------------------------------
+ * Shipping and tax as SQL functions (the rules: SHIPPING_CENTS_SQL and
+ * TAX_CENTS_SQL above)
+ * ---------------------------------------------------------------------
+ */
+
+static Datum
+rate_cents(ShopStmt *st, FunctionCallInfo fcinfo)
+{
+	Datum		args[2];
+	char		nulls[2] = "  ";
+	int64		cents;
+
+	for (int i = 0; i < 2; i++)
+	{
+		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+	}
+	SPI_connect();
+	ShopExecRead(st, args, nulls);
+	cents = ShopColInt(0, 1, 0);
+	SPI_finish();
+	PG_RETURN_INT64(cents);
+}
+
+/* shop._shipping_cents(subtotal_cents bigint, address jsonb) -> bigint */
+Datum
+shop_shipping_cents(PG_FUNCTION_ARGS)
+{
+	return rate_cents(&st_shipping, fcinfo);
+}
+
+/* shop._tax_cents(subtotal_cents bigint, address jsonb) -> bigint */
+Datum
+shop_tax_cents(PG_FUNCTION_ARGS)
+{
+	return rate_cents(&st_tax, fcinfo);
 }

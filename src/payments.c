@@ -36,6 +36,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -46,8 +48,10 @@
 #include "utils/timestamp.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_payment_method_add);
+PG_FUNCTION_INFO_V1(shop_check_payment_failures);
 
 /*
  * ShopCheckArgText: card-number refusal (SH005), length (22001) and
@@ -207,7 +211,14 @@ ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n, double hist_
 	return score;
 }
 
-static SPIPlanPtr pm_plan = NULL;
+static ShopStmt st_method_save = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.payment_method AS m (customer_id, token, brand, last4, exp_month, exp_year)"
+	" VALUES ($1, $2, $3, $4, $5, $6)"
+	" ON CONFLICT (customer_id, token) DO UPDATE"
+	"   SET brand = excluded.brand, last4 = excluded.last4,"
+	"       exp_month = excluded.exp_month, exp_year = excluded.exp_year"
+	" RETURNING m.payment_method_id",
+	INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID);
 
 /*
  * shop.payment_method_add(customer_id bigint, token text, brand text,
@@ -288,26 +299,93 @@ shop_payment_method_add(PG_FUNCTION_ARGS)
 		args[3] = CStringGetTextDatum(pt.last4), nulls[3] = ' ';
 
 	SPI_connect();
-	if (pm_plan == NULL)
-	{
-		Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare(
-			"INSERT INTO shop.payment_method AS m (customer_id, token, brand, last4, exp_month, exp_year)"
-			" VALUES ($1, $2, $3, $4, $5, $6)"
-			" ON CONFLICT (customer_id, token) DO UPDATE"
-			"   SET brand = excluded.brand, last4 = excluded.last4,"
-			"       exp_month = excluded.exp_month, exp_year = excluded.exp_year"
-			" RETURNING m.payment_method_id", 6, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		pm_plan = p;
-	}
-	if (SPI_execute_plan(pm_plan, args, nulls, false, 0) != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+	if (ShopExec(&st_method_save, args, nulls, 0) != 1)
 		elog(ERROR, "could not save payment method");
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = SPI_datumTransfer(result, false, 16);
+	result = ShopColCopy(0, 1, &isnull);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/* ---------------------------------------------------------------------
+ * The payment.failures alert (docs/operations.md)
+ * ---------------------------------------------------------------------
+ */
+
+/* failed payments created in the window (payment_failed_idx, on updated_at >= created_at) */
+static ShopStmt st_failed_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM shop.payment"
+	" WHERE status = 'failed' AND updated_at >= $1 AND created_at >= $1",
+	TIMESTAMPTZOID);
+/* payments created in the window, counted up to $2 (NULL: all) */
+static ShopStmt st_payments_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM (SELECT FROM shop.payment WHERE created_at >= $1 LIMIT $2) p",
+	TIMESTAMPTZOID, INT8OID);
+static ShopStmt st_alerted_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT FROM shop.event WHERE topic = 'payment.failures' AND created_at >= $1 LIMIT 1",
+	TIMESTAMPTZOID);
+static ShopStmt st_emit_failures = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT shop._emit('payment.failures', jsonb_build_object("
+	"  'payments', $1, 'failed', $2, 'failure_rate', round($2::numeric / $1, 4),"
+	"  'threshold', $3, 'window', make_interval(secs => $4)::text))",
+	INT8OID, INT8OID, FLOAT8OID, INT4OID);
+
+/*
+ * ShopCheckPaymentFailures: emit payment.failures when, over the last
+ * shop.payment_failure_window, at least 5 payments were made and the share
+ * that failed exceeds shop.payment_failure_threshold; at most once per
+ * window.  Returns true when it emitted.  SPI must be connected.
+ *
+ * It runs after every failed payment, so it must not count every payment
+ * of the window (on Black Friday, hundreds of thousands): it counts the
+ * failures, then payments only up to the number at which the share could
+ * no longer pass the threshold.
+ */
+bool
+ShopCheckPaymentFailures(void)
+{
+	TimestampTz since = GetCurrentTransactionStartTimestamp() -
+		(int64) shop_payment_failure_window * USECS_PER_SEC;
+	double		threshold = shop_payment_failure_threshold;
+	Datum		args[4];
+	char		nulls[2] = "  ";
+	int64		failed;
+	int64		payments;
+	int64		enough = 0;
+
+	args[0] = TimestampTzGetDatum(since);
+	ShopExec(&st_failed_recent, args, NULL, 0);
+	failed = ShopColInt(0, 1, 0);
+	if (failed == 0)
+		return false;
+	/* failed / n > threshold only while n < failed / threshold */
+	if (threshold > 0 && (double) failed / threshold < (double) PG_INT64_MAX / 2)
+		enough = (int64) ceil((double) failed / threshold);
+	args[1] = Int64GetDatum(enough);
+	if (enough == 0)
+		nulls[1] = 'n';
+	ShopExec(&st_payments_recent, args, nulls, 0);
+	payments = ShopColInt(0, 1, 0);
+	if (payments < 5 || (enough > 0 && payments >= enough) ||
+		(double) failed / payments <= threshold)
+		return false;
+	if (ShopExec(&st_alerted_recent, args, NULL, 0) > 0)
+		return false;
+	args[0] = Int64GetDatum(payments);
+	args[1] = Int64GetDatum(failed);
+	args[2] = Float8GetDatum(threshold);
+	args[3] = Int32GetDatum(shop_payment_failure_window);
+	ShopExec(&st_emit_failures, args, NULL, 0);
+	return true;
+}
+
+/* shop._check_payment_failures() -> boolean */
+Datum
+shop_check_payment_failures(PG_FUNCTION_ARGS)
+{
+	bool		emitted;
+
+	SPI_connect();
+	emitted = ShopCheckPaymentFailures();
+	SPI_finish();
+	PG_RETURN_BOOL(emitted);
 }

@@ -53,7 +53,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -64,6 +63,7 @@
 #include "utils/uuid.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_copurchase_apply);
 PG_FUNCTION_INFO_V1(shop_copurchase_score);
@@ -98,6 +98,64 @@ typedef struct RecoOut
 	int64		total_rows;
 	int64		total_products;
 } RecoOut;
+
+/* ---------------------------------------------------------------------
+ * The statements (src/spi.h).  Generic plans: keyed writes and reads, or
+ * whole-table scans that have no better plan.
+ * ---------------------------------------------------------------------
+ */
+
+static ShopStmt st_scored_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"DELETE FROM shop.copurchase WHERE product_id = ANY ($1)",
+	INT8ARRAYOID);
+static ShopStmt st_scored_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.copurchase (product_id, other_id, pair_count, score)"
+	" SELECT * FROM unnest($1, $2, $3, $4)",
+	INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID, FLOAT4ARRAYOID);
+static ShopStmt st_pair_get = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = $1",
+	INT8OID);
+static ShopStmt st_pair_put = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.copurchase_pair AS c (product_id, other_ids, counts)"
+	" VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE"
+	" SET other_ids = excluded.other_ids, counts = excluded.counts",
+	INT8OID, INT8ARRAYOID, FLOAT8ARRAYOID);
+static ShopStmt st_pair_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"DELETE FROM shop.copurchase_pair WHERE product_id = $1",
+	INT8OID);
+static ShopStmt st_pairs_all = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT other_ids, counts, product_id FROM shop.copurchase_pair");
+/* pair rows in batches: flat arrays with [lo:hi] slices per product */
+static ShopStmt st_pairs_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.copurchase_pair (product_id, other_ids, counts)"
+	" SELECT u.p, $4[u.lo:u.hi], $5[u.lo:u.hi] FROM unnest($1, $2, $3) AS u(p, lo, hi)",
+	INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID);
+static ShopStmt st_items_all = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT product_id, baskets, slots FROM shop.copurchase_item");
+static ShopStmt st_item_add = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.copurchase_item AS c (product_id, baskets, slots)"
+	" VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE"
+	" SET baskets = c.baskets + excluded.baskets, slots = c.slots + excluded.slots"
+	" RETURNING baskets",
+	INT8OID, FLOAT8OID, FLOAT8OID);
+static ShopStmt st_item_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"DELETE FROM shop.copurchase_item WHERE product_id = $1",
+	INT8OID);
+static ShopStmt st_items_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.copurchase_item (product_id, baskets, slots)"
+	" SELECT * FROM unnest($1, $2, $3)",
+	INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID);
+/* the distinct products of every order, order by order */
+static ShopStmt st_order_baskets = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT DISTINCT u.o, u.w, l.product_id"
+	"  FROM unnest($1, $2) AS u(o, w) JOIN shop.order_line l ON l.order_id = u.o"
+	" ORDER BY u.o, l.product_id",
+	UUIDARRAYOID, FLOAT8ARRAYOID);
+/* every folded order's lines, order by order */
+static ShopStmt st_folded_baskets = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT f.order_id, f.weight, l.product_id"
+	"  FROM shop.copurchase_order f JOIN shop.order_line l ON l.order_id = f.order_id"
+	" ORDER BY f.order_id");
 
 static double
 reco_basket_pair_weight(double w, int k)
@@ -139,62 +197,25 @@ reco_out_init(RecoOut *out, bool delete_first)
 	out->delete_first = delete_first;
 }
 
-static Datum
-int8_array(int64 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-static Datum
-float4_array(float4 *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Float4GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT4OID, 4, true, TYPALIGN_INT));
-}
-
-static Datum
-float8_array(double *v, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = Float8GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 static void
 reco_out_flush(RecoOut *out)
 {
 	if (out->delete_first && out->nscored > 0)
 	{
-		Oid			argtypes[1] = {INT8ARRAYOID};
 		Datum		values[1];
 
-		values[0] = int8_array(out->scored, out->nscored);
-		if (SPI_execute_with_args("DELETE FROM shop.copurchase WHERE product_id = ANY ($1)",
-								  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "shop: could not delete co-purchase rows");
+		values[0] = ShopInt8Array(out->scored, out->nscored);
+		ShopExec(&st_scored_delete, values, NULL, 0);
 	}
 	if (out->len > 0)
 	{
-		Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID, FLOAT4ARRAYOID};
 		Datum		values[4];
 
-		values[0] = int8_array(out->pid, out->len);
-		values[1] = int8_array(out->oid, out->len);
-		values[2] = float4_array(out->cnt, out->len);
-		values[3] = float4_array(out->score, out->len);
-		if (SPI_execute_with_args("INSERT INTO shop.copurchase (product_id, other_id, pair_count, score) "
-								  "SELECT * FROM unnest($1, $2, $3, $4)",
-								  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "shop: could not insert co-purchase rows");
+		values[0] = ShopInt8Array(out->pid, out->len);
+		values[1] = ShopInt8Array(out->oid, out->len);
+		values[2] = ShopFloat4Array(out->cnt, out->len);
+		values[3] = ShopFloat4Array(out->score, out->len);
+		ShopExec(&st_scored_insert, values, NULL, 0);
 		out->total_rows += out->len;
 	}
 	out->len = 0;
@@ -296,16 +317,14 @@ reco_decode_pair(HeapTuple tup, TupleDesc desc, int col_ids, int col_counts, Rec
 	row->counts = (double *) ARR_DATA_PTR(b);
 }
 
-/* fetch the pair row of one product with a prepared plan; false if none */
+/* fetch the pair row of one product; false if none */
 static bool
-reco_fetch_pair(SPIPlanPtr plan, int64 pid, RecoPairRow *row)
+reco_fetch_pair(int64 pid, RecoPairRow *row)
 {
 	Datum		values[1];
 
 	values[0] = Int64GetDatum(pid);
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "shop: could not read co-purchase pairs");
-	if (SPI_processed == 0)
+	if (ShopExec(&st_pair_get, values, NULL, 1) == 0)
 	{
 		row->n = 0;
 		return false;
@@ -332,7 +351,6 @@ reco_load_stats(double *total)
 	HASHCTL		ctl;
 	HTAB	   *tab;
 	Portal		portal;
-	SPIPlanPtr	plan;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
@@ -341,10 +359,7 @@ reco_load_stats(double *total)
 	tab = hash_create("shop co-purchase stats", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	*total = 0;
-	plan = SPI_prepare("SELECT product_id, baskets, slots FROM shop.copurchase_item", 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "shop: could not prepare statistics scan");
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	portal = ShopOpenCursor(&st_items_all, NULL, NULL, true);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, RECO_FETCH);
@@ -427,14 +442,11 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 
 	if (all)
 	{
-		SPIPlanPtr	plan;
 		Portal		portal;
 
 		reco_out_init(&out, false);
-		if (SPI_execute("DELETE FROM shop.copurchase", false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "shop: could not clear co-purchase rows");
-		plan = SPI_prepare("SELECT other_ids, counts, product_id FROM shop.copurchase_pair", 0, NULL);
-		portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+		ShopDirect("DELETE FROM shop.copurchase", SPI_OK_DELETE);
+		portal = ShopOpenCursor(&st_pairs_all, NULL, NULL, true);
 		for (;;)
 		{
 			SPITupleTable *tt;
@@ -474,8 +486,6 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 		HTAB	   *todo;
 		HASH_SEQ_STATUS seq;
 		int64	   *key;
-		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan;
 
 		reco_out_init(&out, true);
 		deconstruct_array(ids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nids);
@@ -485,10 +495,6 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 		ctl.hcxt = work;
 		todo = hash_create("shop products to score", Max(nids * 4, 64), &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		plan = SPI_prepare("SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = $1",
-						   1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "shop: could not prepare pair lookup");
 		for (int i = 0; i < nids; i++)
 		{
 			int64		pid;
@@ -498,7 +504,7 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 				continue;
 			pid = DatumGetInt64(elems[i]);
 			hash_search(todo, &pid, HASH_ENTER, NULL);
-			if (expand && reco_fetch_pair(plan, pid, &row))
+			if (expand && reco_fetch_pair(pid, &row))
 			{
 				for (int j = 0; j < row.n; j++)
 					hash_search(todo, &row.others[j], HASH_ENTER, NULL);
@@ -513,7 +519,7 @@ shop_copurchase_score(PG_FUNCTION_ARGS)
 			SPITupleTable *tt;
 
 			MemoryContextSwitchTo(rowctx);
-			reco_fetch_pair(plan, *key, &row);
+			reco_fetch_pair(*key, &row);
 			tt = SPI_tuptable;
 			/* the row points into tt: score it before freeing tt */
 			reco_score_from_row(&out, stats, total, *key, &row);
@@ -604,25 +610,12 @@ reco_add_basket(HTAB *items, HTAB *pairs, const int64 *b, int k, double w)
 }
 
 /*
- * shop._copurchase_apply(order_ids uuid[], weights float8[]) -> bigint[]
- *
- * Adds weights[i] times the basket of order order_ids[i] (negative weights
- * take a basket out) to shop.copurchase_item and shop.copurchase_pair.
- * Returns the products whose statistics changed.  The caller holds the
- * refresh lock; no shop.copurchase row is written here.
+ * Step 1 of apply: read the distinct products of every order and add each
+ * order's basket, times its weight, to the item and pair deltas.
  */
-Datum
-shop_copurchase_apply(PG_FUNCTION_ARGS)
+static void
+reco_apply_read(ArrayType *ids, ArrayType *ws, HTAB *items, HTAB *pairs)
 {
-	ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
-	ArrayType  *ws = PG_GETARG_ARRAYTYPE_P(1);
-	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext work;
-	MemoryContext old;
-	HASHCTL		ctl;
-	HTAB	   *items;
-	HTAB	   *pairs;
-	Oid			argtypes[2] = {UUIDARRAYOID, FLOAT8ARRAYOID};
 	Datum		values[2];
 	SPITupleTable *tt;
 	uint64		nlines;
@@ -631,55 +624,11 @@ shop_copurchase_apply(PG_FUNCTION_ARGS)
 	pg_uuid_t	cur;
 	double		curw = 0;
 	bool		have = false;
-	RecoPairDelta *plist;
-	long		npairs;
-	HASH_SEQ_STATUS seq;
-	RecoPairDelta *pd;
-	RecoItemDelta *it;
-	SPIPlanPtr	get_plan,
-				put_plan,
-				del_plan,
-				stat_plan,
-				stat_del_plan;
-	Datum	   *changed;
-	int			nchanged = 0;
-	long		nitems;
-	ArrayType  *result;
 
-	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
-		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("order_ids and weights differ in length")));
-
-	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase apply",
-								 ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
-	old = MemoryContextSwitchTo(work);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RecoItemDelta);
-	ctl.hcxt = work;
-	items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(RecoPairKey);
-	ctl.entrysize = sizeof(RecoPairDelta);
-	ctl.hcxt = work;
-	pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	/* the distinct products of every order, order by order */
 	values[0] = PointerGetDatum(ids);
 	values[1] = PointerGetDatum(ws);
-	if (SPI_execute_with_args("SELECT DISTINCT u.o, u.w, l.product_id "
-							  "FROM unnest($1, $2) AS u(o, w) "
-							  "JOIN shop.order_line l ON l.order_id = u.o "
-							  "ORDER BY u.o, l.product_id",
-							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "shop: could not read order lines");
+	nlines = ShopExecRead(&st_order_baskets, values, NULL);
 	tt = SPI_tuptable;
-	nlines = SPI_processed;
 	basket = palloc(sizeof(int64) * Max(nlines, 1));
 	for (uint64 i = 0; i < nlines; i++)
 	{
@@ -702,141 +651,190 @@ shop_copurchase_apply(PG_FUNCTION_ARGS)
 	if (have)
 		reco_add_basket(items, pairs, basket, k, curw);
 	SPI_freetuptable(tt);
+}
 
-	/* item statistics */
-	{
-		Oid			t3[3] = {INT8OID, FLOAT8OID, FLOAT8OID};
-		Oid			t1[1] = {INT8OID};
+/*
+ * Step 2 of apply: add the item deltas to shop.copurchase_item (a product
+ * whose count falls to zero loses its row).  Returns the products changed,
+ * as datums allocated in cxt.
+ */
+static Datum *
+reco_apply_items(HTAB *items, MemoryContext cxt, int *nchanged)
+{
+	long		nitems = hash_get_num_entries(items);
+	Datum	   *changed = MemoryContextAlloc(cxt, sizeof(Datum) * Max(nitems, 1));
+	HASH_SEQ_STATUS seq;
+	RecoItemDelta *it;
 
-		stat_plan = SPI_prepare("INSERT INTO shop.copurchase_item AS c (product_id, baskets, slots) "
-								"VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE "
-								"SET baskets = c.baskets + excluded.baskets, slots = c.slots + excluded.slots "
-								"RETURNING baskets", 3, t3);
-		stat_del_plan = SPI_prepare("DELETE FROM shop.copurchase_item WHERE product_id = $1", 1, t1);
-		get_plan = SPI_prepare("SELECT other_ids, counts FROM shop.copurchase_pair WHERE product_id = $1",
-							   1, t1);
-		del_plan = SPI_prepare("DELETE FROM shop.copurchase_pair WHERE product_id = $1", 1, t1);
-	}
-	{
-		Oid			t3[3] = {INT8OID, INT8ARRAYOID, FLOAT8ARRAYOID};
-
-		put_plan = SPI_prepare("INSERT INTO shop.copurchase_pair AS c (product_id, other_ids, counts) "
-							   "VALUES ($1, $2, $3) ON CONFLICT (product_id) DO UPDATE "
-							   "SET other_ids = excluded.other_ids, counts = excluded.counts", 3, t3);
-	}
-	if (!stat_plan || !stat_del_plan || !get_plan || !del_plan || !put_plan)
-		elog(ERROR, "shop: could not prepare co-purchase statements");
-
-	nitems = hash_get_num_entries(items);
-	changed = MemoryContextAlloc(caller, sizeof(Datum) * Max(nitems, 1));
+	*nchanged = 0;
 	hash_seq_init(&seq, items);
 	while ((it = hash_seq_search(&seq)) != NULL)
 	{
 		Datum		v[3];
-		bool		isnull;
 		double		n;
 
 		v[0] = Int64GetDatum(it->pid);
 		v[1] = Float8GetDatum(it->dn);
 		v[2] = Float8GetDatum(it->ds);
-		if (SPI_execute_plan(stat_plan, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "shop: could not update co-purchase statistics");
-		n = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		ShopExec(&st_item_add, v, NULL, 0);
+		n = ShopColFloat(0, 1, 0);
 		SPI_freetuptable(SPI_tuptable);
 		if (n < RECO_EPSILON)
-		{
-			if (SPI_execute_plan(stat_del_plan, v, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "shop: could not delete co-purchase statistics");
-		}
-		changed[nchanged++] = Int64GetDatum(it->pid);
+			ShopExec(&st_item_delete, v, NULL, 0);
+		changed[(*nchanged)++] = Int64GetDatum(it->pid);
 	}
+	return changed;
+}
 
-	/* pair counts: merge each product's sorted deltas into its sorted row */
-	npairs = hash_get_num_entries(pairs);
-	plist = palloc(sizeof(RecoPairDelta) * Max(npairs, 1));
+/*
+ * Merge the sorted deltas d[0..n-1] of one product x into its sorted pair
+ * row and write the row back (or delete it when nothing is left).
+ */
+static void
+reco_apply_pair_row(int64 x, const RecoPairDelta *d, long n)
+{
+	RecoPairRow row;
+	SPITupleTable *rowtt;
+	int64	   *nids;
+	double	   *ncnt;
+	int			m = 0;
+	int			a = 0;
+	long		b = 0;
+	Datum		v[3];
+
+	reco_fetch_pair(x, &row);
+	rowtt = SPI_tuptable;
+	nids = palloc(sizeof(int64) * (row.n + n));
+	ncnt = palloc(sizeof(double) * (row.n + n));
+	while (a < row.n || b < n)
 	{
-		long		i = 0;
+		int64		id;
+		double		c;
 
-		hash_seq_init(&seq, pairs);
-		while ((pd = hash_seq_search(&seq)) != NULL)
-			plist[i++] = *pd;
-	}
-	qsort(plist, npairs, sizeof(RecoPairDelta), cmp_pair_delta);
-	for (long start = 0; start < npairs;)
-	{
-		int64		x = plist[start].key.x;
-		long		end = start;
-		RecoPairRow row;
-		int64	   *nids;
-		double	   *ncnt;
-		int			m = 0;
-		int			a = 0;
-		long		b;
-		Datum		v[3];
-		SPITupleTable *rowtt;
-
-		while (end < npairs && plist[end].key.x == x)
-			end++;
-		reco_fetch_pair(get_plan, x, &row);
-		rowtt = SPI_tuptable;
-		nids = palloc(sizeof(int64) * (row.n + (end - start)));
-		ncnt = palloc(sizeof(double) * (row.n + (end - start)));
-		b = start;
-		while (a < row.n || b < end)
+		if (b >= n || (a < row.n && row.others[a] < d[b].key.y))
 		{
-			int64		id;
-			double		c;
-
-			if (b >= end || (a < row.n && row.others[a] < plist[b].key.y))
-			{
-				id = row.others[a];
-				c = row.counts[a++];
-			}
-			else if (a >= row.n || plist[b].key.y < row.others[a])
-			{
-				id = plist[b].key.y;
-				c = plist[b++].d;
-			}
-			else
-			{
-				id = row.others[a];
-				c = row.counts[a++] + plist[b++].d;
-			}
-			if (fabs(c) < RECO_EPSILON)
-				continue;
-			nids[m] = id;
-			ncnt[m] = c;
-			m++;
+			id = row.others[a];
+			c = row.counts[a++];
 		}
-		v[0] = Int64GetDatum(x);
-		if (m == 0)
+		else if (a >= row.n || d[b].key.y < row.others[a])
 		{
-			if (row.n > 0 &&
-				SPI_execute_plan(del_plan, v, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "shop: could not delete co-purchase pairs");
+			id = d[b].key.y;
+			c = d[b++].d;
 		}
 		else
 		{
-			v[1] = int8_array(nids, m);
-			v[2] = float8_array(ncnt, m);
-			if (SPI_execute_plan(put_plan, v, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "shop: could not write co-purchase pairs");
-			pfree(DatumGetPointer(v[1]));
-			pfree(DatumGetPointer(v[2]));
+			id = row.others[a];
+			c = row.counts[a++] + d[b++].d;
 		}
-		if (rowtt)
-			SPI_freetuptable(rowtt);
-		pfree(nids);
-		pfree(ncnt);
+		if (fabs(c) < RECO_EPSILON)
+			continue;
+		nids[m] = id;
+		ncnt[m] = c;
+		m++;
+	}
+	v[0] = Int64GetDatum(x);
+	if (m == 0)
+	{
+		if (row.n > 0)
+			ShopExec(&st_pair_delete, v, NULL, 0);
+	}
+	else
+	{
+		v[1] = ShopInt8Array(nids, m);
+		v[2] = ShopFloat8Array(ncnt, m);
+		ShopExec(&st_pair_put, v, NULL, 0);
+		pfree(DatumGetPointer(v[1]));
+		pfree(DatumGetPointer(v[2]));
+	}
+	if (rowtt)
+		SPI_freetuptable(rowtt);
+	pfree(nids);
+	pfree(ncnt);
+}
+
+/*
+ * Step 3 of apply: the pair deltas, sorted by (x, y), merged product by
+ * product into shop.copurchase_pair.
+ */
+static void
+reco_apply_pairs(HTAB *pairs)
+{
+	long		npairs = hash_get_num_entries(pairs);
+	RecoPairDelta *plist = palloc(sizeof(RecoPairDelta) * Max(npairs, 1));
+	HASH_SEQ_STATUS seq;
+	RecoPairDelta *pd;
+	long		i = 0;
+
+	hash_seq_init(&seq, pairs);
+	while ((pd = hash_seq_search(&seq)) != NULL)
+		plist[i++] = *pd;
+	qsort(plist, npairs, sizeof(RecoPairDelta), cmp_pair_delta);
+	for (long start = 0; start < npairs;)
+	{
+		long		end = start;
+
+		while (end < npairs && plist[end].key.x == plist[start].key.x)
+			end++;
+		reco_apply_pair_row(plist[start].key.x, plist + start, end - start);
 		start = end;
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * shop._copurchase_apply(order_ids uuid[], weights float8[]) -> bigint[]
+ *
+ * Adds weights[i] times the basket of order order_ids[i] (negative weights
+ * take a basket out) to shop.copurchase_item and shop.copurchase_pair:
+ * read the baskets into deltas, apply the item deltas, merge the pair
+ * deltas.  Returns the products whose statistics changed.  The caller
+ * holds the refresh lock; no shop.copurchase row is written here.
+ */
+Datum
+shop_copurchase_apply(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(0);
+	ArrayType  *ws = PG_GETARG_ARRAYTYPE_P(1);
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	HASHCTL		ctl;
+	HTAB	   *items;
+	HTAB	   *pairs;
+	Datum	   *changed;
+	int			nchanged;
+	ArrayType  *result;
+
+	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
+		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_ids and weights differ in length")));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase apply",
+								 ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoItemDelta);
+	ctl.hcxt = work;
+	items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RecoPairKey);
+	ctl.entrysize = sizeof(RecoPairDelta);
+	ctl.hcxt = work;
+	pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	reco_apply_read(ids, ws, items, pairs);
+	changed = reco_apply_items(items, caller, &nchanged);
+	reco_apply_pairs(pairs);
 
 	MemoryContextSwitchTo(caller);
 	result = construct_array(changed, nchanged, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	SPI_finish();
 	MemoryContextDelete(work);
-	(void) old;
 	PG_RETURN_ARRAYTYPE_P(result);
 }
 
@@ -979,30 +977,225 @@ typedef struct RecoPairOut
 static void
 reco_pairout_flush(RecoPairOut *po)
 {
-	Oid			argtypes[5] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID};
 	Datum		values[5];
-	Datum	   *d;
 
 	if (po->nrows == 0)
 		return;
-	values[0] = int8_array(po->pid, po->nrows);
-	d = palloc(sizeof(Datum) * po->nrows);
-	for (int i = 0; i < po->nrows; i++)
-		d[i] = Int32GetDatum(po->lo[i]);
-	values[1] = PointerGetDatum(construct_array(d, po->nrows, INT4OID, 4, true, TYPALIGN_INT));
-	for (int i = 0; i < po->nrows; i++)
-		d[i] = Int32GetDatum(po->hi[i]);
-	values[2] = PointerGetDatum(construct_array(d, po->nrows, INT4OID, 4, true, TYPALIGN_INT));
-	values[3] = int8_array(po->ids, po->nflat);
-	values[4] = float8_array(po->cnt, po->nflat);
-	if (SPI_execute_with_args("INSERT INTO shop.copurchase_pair (product_id, other_ids, counts) "
-							  "SELECT u.p, $4[u.lo:u.hi], $5[u.lo:u.hi] "
-							  "FROM unnest($1, $2, $3) AS u(p, lo, hi)",
-							  5, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "shop: could not write co-purchase pairs");
+	values[0] = ShopInt8Array(po->pid, po->nrows);
+	values[1] = ShopInt4Array(po->lo, po->nrows);
+	values[2] = ShopInt4Array(po->hi, po->nrows);
+	values[3] = ShopInt8Array(po->ids, po->nflat);
+	values[4] = ShopFloat8Array(po->cnt, po->nflat);
+	ShopExec(&st_pairs_insert, values, NULL, 0);
 	po->total_rows += po->nrows;
 	po->nrows = 0;
 	po->nflat = 0;
+}
+
+/* queue the pair row of one product (nbs: its nt neighbours by product id) */
+static void
+reco_pairout_add(RecoPairOut *po, int64 pid, const RecoNb *nbs, int nt)
+{
+	if (po->nrows == RECO_BATCH || po->nflat + nt > po->flat_cap)
+		reco_pairout_flush(po);
+	if (nt > po->flat_cap)
+	{
+		po->flat_cap = nt;
+		po->ids = repalloc_huge(po->ids, sizeof(int64) * po->flat_cap);
+		po->cnt = repalloc_huge(po->cnt, sizeof(double) * po->flat_cap);
+	}
+	po->pid[po->nrows] = pid;
+	po->lo[po->nrows] = po->nflat + 1;
+	po->hi[po->nrows] = po->nflat + nt;
+	po->nrows++;
+	for (int i = 0; i < nt; i++)
+	{
+		po->ids[po->nflat] = nbs[i].pid;
+		po->cnt[po->nflat] = nbs[i].count;
+		po->nflat++;
+	}
+	po->total_pairs += nt;
+}
+
+/* Step 1 of a rebuild: empty in-memory tables for the products and baskets. */
+static void
+reco_build_init(RecoBuild *rb, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(rb, 0, sizeof(*rb));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoIdx);
+	ctl.hcxt = cxt;
+	rb->index = hash_create("shop product index", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rb->items_cap = 65536;
+	rb->pid = palloc_extended(sizeof(int64) * rb->items_cap, MCXT_ALLOC_HUGE);
+	rb->n = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE);
+	rb->s = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE);
+	rb->baskets_cap = 65536;
+	rb->boff = palloc_extended(sizeof(int64) * (rb->baskets_cap + 1), MCXT_ALLOC_HUGE);
+	rb->bpw = palloc_extended(sizeof(float8) * rb->baskets_cap, MCXT_ALLOC_HUGE);
+	rb->boff[0] = 0;
+	rb->bitems_cap = 262144;
+	rb->bitems = palloc_extended(sizeof(int32) * rb->bitems_cap, MCXT_ALLOC_HUGE);
+}
+
+/* Step 2: read the baskets of every folded order (a cursor, in batches). */
+static void
+reco_build_read(RecoBuild *rb)
+{
+	Portal		portal = ShopOpenCursor(&st_folded_baskets, NULL, NULL, true);
+	int			bcap = 1024;
+	int32	   *basket = palloc(sizeof(int32) * bcap);
+	int			k = 0;
+	pg_uuid_t	cur;
+	double		curw = 0;
+	bool		have = false;
+
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+			double		w = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+			int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+
+			if (!have || memcmp(o->data, cur.data, UUID_LEN) != 0)
+			{
+				if (have)
+					reco_build_basket(rb, basket, k, curw);
+				memcpy(cur.data, o->data, UUID_LEN);
+				curw = w;
+				k = 0;
+				have = true;
+			}
+			if (k == bcap)
+			{
+				bcap *= 2;
+				basket = repalloc(basket, sizeof(int32) * bcap);
+			}
+			basket[k++] = reco_build_index(rb, pid);
+			rb->lines++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (have)
+		reco_build_basket(rb, basket, k, curw);
+	SPI_cursor_close(portal);
+	pfree(basket);
+}
+
+/*
+ * Step 3: the transpose of the basket matrix: for product x, the baskets
+ * holding it are ibaskets[ioff[x] .. ioff[x + 1] - 1].
+ */
+static void
+reco_build_transpose(RecoBuild *rb, int64 **ioff_out, int64 **ibaskets_out)
+{
+	int64	   *ioff = palloc_extended(sizeof(int64) * (rb->nitems + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int64	   *ipos = palloc_extended(sizeof(int64) * (rb->nitems + 1), MCXT_ALLOC_HUGE);
+	int64	   *ibaskets = palloc_extended(sizeof(int64) * Max(rb->nbitems, 1), MCXT_ALLOC_HUGE);
+
+	for (int64 i = 0; i < rb->nbitems; i++)
+		ioff[rb->bitems[i] + 1]++;
+	for (int32 i = 0; i < rb->nitems; i++)
+		ioff[i + 1] += ioff[i];
+	memcpy(ipos, ioff, sizeof(int64) * (rb->nitems + 1));
+	for (int64 b = 0; b < rb->nbaskets; b++)
+		for (int64 j = rb->boff[b]; j < rb->boff[b + 1]; j++)
+			ibaskets[ipos[rb->bitems[j]]++] = b;
+	pfree(ipos);
+	*ioff_out = ioff;
+	*ibaskets_out = ibaskets;
+}
+
+/* Step 4: empty the three tables and write the item statistics. */
+static void
+reco_build_write_items(RecoBuild *rb)
+{
+	ShopDirect("TRUNCATE shop.copurchase, shop.copurchase_pair, shop.copurchase_item",
+			   SPI_OK_UTILITY);
+	for (int32 start = 0; start < rb->nitems; start += RECO_BATCH)
+	{
+		int			m = Min(RECO_BATCH, rb->nitems - start);
+		Datum		values[3];
+
+		values[0] = ShopInt8Array(rb->pid + start, m);
+		values[1] = ShopFloat8Array(rb->n + start, m);
+		values[2] = ShopFloat8Array(rb->s + start, m);
+		ShopExec(&st_items_insert, values, NULL, 0);
+	}
+}
+
+/*
+ * Step 5: for each product, add up its pair counts over its baskets in a
+ * dense accumulator, write its pair row and score its top-N.
+ */
+static void
+reco_build_pairs(RecoBuild *rb, const int64 *ioff, const int64 *ibaskets,
+				 RecoOut *out, RecoPairOut *po)
+{
+	int32		n = Max(rb->nitems, 1);
+	double	   *acc = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int32	   *touched = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	RecoNb	   *nbs = palloc_extended(sizeof(RecoNb) * n, MCXT_ALLOC_HUGE);
+	RecoScored *scratch = palloc_extended(sizeof(RecoScored) * n, MCXT_ALLOC_HUGE);
+	double	   *other_n = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+	int64	   *other_id = palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE);
+	double	   *other_cnt = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+
+	for (int32 x = 0; x < rb->nitems; x++)
+	{
+		int			nt = 0;
+
+		for (int64 j = ioff[x]; j < ioff[x + 1]; j++)
+		{
+			int64		b = ibaskets[j];
+			double		pw = rb->bpw[b];
+
+			for (int64 q = rb->boff[b]; q < rb->boff[b + 1]; q++)
+			{
+				int32		y = rb->bitems[q];
+
+				if (y == x)
+					continue;
+				if (acc[y] == 0)
+					touched[nt++] = y;
+				acc[y] += pw;
+			}
+		}
+		if (nt == 0)
+			continue;
+		for (int i = 0; i < nt; i++)
+		{
+			nbs[i].idx = touched[i];
+			nbs[i].pid = rb->pid[touched[i]];
+			nbs[i].count = acc[touched[i]];
+			acc[touched[i]] = 0;
+		}
+		qsort(nbs, nt, sizeof(RecoNb), cmp_nb);
+		reco_pairout_add(po, rb->pid[x], nbs, nt);
+		for (int i = 0; i < nt; i++)
+		{
+			other_id[i] = nbs[i].pid;
+			other_cnt[i] = nbs[i].count;
+			other_n[i] = rb->n[nbs[i].idx];
+		}
+		reco_score_product(out, rb->pid[x], rb->s[x], rb->total, other_id, other_cnt,
+						   other_n, nt, scratch);
+		if ((x & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	reco_pairout_flush(po);
+	reco_out_flush(out);
 }
 
 /*
@@ -1022,31 +1215,13 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
-	HASHCTL		ctl;
 	RecoBuild	rb;
-	SPIPlanPtr	plan;
-	Portal		portal;
-	int32	   *basket;
-	int			bcap = 1024;
-	int			k = 0;
-	pg_uuid_t	cur;
-	double		curw = 0;
-	bool		have = false;
 	int64	   *ioff;
-	int64	   *ipos;
 	int64	   *ibaskets;
-	double	   *acc;
-	int32	   *touched;
-	RecoNb	   *nbs;
-	RecoScored *scratch;
-	double	   *other_n;
-	int64	   *other_id;
-	double	   *other_cnt;
 	RecoOut		out;
 	RecoPairOut po;
-	StringInfoData buf;
+	char	   *summary;
 	Jsonb	   *result;
-	int64		pair_entries = 0;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase rebuild",
 								 ALLOCSET_DEFAULT_SIZES);
@@ -1054,110 +1229,11 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 
-	memset(&rb, 0, sizeof(rb));
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RecoIdx);
-	ctl.hcxt = work;
-	rb.index = hash_create("shop product index", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	rb.items_cap = 65536;
-	rb.pid = palloc_extended(sizeof(int64) * rb.items_cap, MCXT_ALLOC_HUGE);
-	rb.n = palloc_extended(sizeof(double) * rb.items_cap, MCXT_ALLOC_HUGE);
-	rb.s = palloc_extended(sizeof(double) * rb.items_cap, MCXT_ALLOC_HUGE);
-	rb.baskets_cap = 65536;
-	rb.boff = palloc_extended(sizeof(int64) * (rb.baskets_cap + 1), MCXT_ALLOC_HUGE);
-	rb.bpw = palloc_extended(sizeof(float8) * rb.baskets_cap, MCXT_ALLOC_HUGE);
-	rb.boff[0] = 0;
-	rb.bitems_cap = 262144;
-	rb.bitems = palloc_extended(sizeof(int32) * rb.bitems_cap, MCXT_ALLOC_HUGE);
-	basket = palloc(sizeof(int32) * bcap);
+	reco_build_init(&rb, work);
+	reco_build_read(&rb);
+	reco_build_transpose(&rb, &ioff, &ibaskets);
+	reco_build_write_items(&rb);
 
-	/* 1. read the baskets */
-	plan = SPI_prepare("SELECT f.order_id, f.weight, l.product_id "
-					   "FROM shop.copurchase_order f "
-					   "JOIN shop.order_line l ON l.order_id = f.order_id "
-					   "ORDER BY f.order_id", 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "shop: could not prepare the order scan");
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, RECO_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-			double		w = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-			int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-
-			if (!have || memcmp(o->data, cur.data, UUID_LEN) != 0)
-			{
-				if (have)
-					reco_build_basket(&rb, basket, k, curw);
-				memcpy(cur.data, o->data, UUID_LEN);
-				curw = w;
-				k = 0;
-				have = true;
-			}
-			if (k == bcap)
-			{
-				bcap *= 2;
-				basket = repalloc(basket, sizeof(int32) * bcap);
-			}
-			basket[k++] = reco_build_index(&rb, pid);
-			rb.lines++;
-		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	if (have)
-		reco_build_basket(&rb, basket, k, curw);
-	SPI_cursor_close(portal);
-
-	/* 2. the transpose: for each product, the baskets holding it */
-	ioff = palloc_extended(sizeof(int64) * (rb.nitems + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	for (int64 i = 0; i < rb.nbitems; i++)
-		ioff[rb.bitems[i] + 1]++;
-	for (int32 i = 0; i < rb.nitems; i++)
-		ioff[i + 1] += ioff[i];
-	ipos = palloc_extended(sizeof(int64) * (rb.nitems + 1), MCXT_ALLOC_HUGE);
-	memcpy(ipos, ioff, sizeof(int64) * (rb.nitems + 1));
-	ibaskets = palloc_extended(sizeof(int64) * Max(rb.nbitems, 1), MCXT_ALLOC_HUGE);
-	for (int64 b = 0; b < rb.nbaskets; b++)
-		for (int64 j = rb.boff[b]; j < rb.boff[b + 1]; j++)
-			ibaskets[ipos[rb.bitems[j]]++] = b;
-
-	/* 3. clear the tables and write the item statistics */
-	if (SPI_execute("TRUNCATE shop.copurchase, shop.copurchase_pair, shop.copurchase_item",
-					false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "shop: could not truncate the co-purchase tables");
-	for (int32 start = 0; start < rb.nitems; start += RECO_BATCH)
-	{
-		int			m = Min(RECO_BATCH, rb.nitems - start);
-		Oid			argtypes[3] = {INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
-		Datum		values[3];
-
-		values[0] = int8_array(rb.pid + start, m);
-		values[1] = float8_array(rb.n + start, m);
-		values[2] = float8_array(rb.s + start, m);
-		if (SPI_execute_with_args("INSERT INTO shop.copurchase_item (product_id, baskets, slots) "
-								  "SELECT * FROM unnest($1, $2, $3)",
-								  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "shop: could not write co-purchase statistics");
-	}
-
-	/* 4. per product: accumulate pair counts, write them, score them */
-	acc = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	touched = palloc_extended(sizeof(int32) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
-	nbs = palloc_extended(sizeof(RecoNb) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
-	scratch = palloc_extended(sizeof(RecoScored) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
-	other_n = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
-	other_id = palloc_extended(sizeof(int64) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
-	other_cnt = palloc_extended(sizeof(double) * Max(rb.nitems, 1), MCXT_ALLOC_HUGE);
 	reco_out_init(&out, false);
 	memset(&po, 0, sizeof(po));
 	po.pid = palloc(sizeof(int64) * RECO_BATCH);
@@ -1166,79 +1242,14 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 	po.flat_cap = 8 * RECO_BATCH;
 	po.ids = palloc_extended(sizeof(int64) * po.flat_cap, MCXT_ALLOC_HUGE);
 	po.cnt = palloc_extended(sizeof(double) * po.flat_cap, MCXT_ALLOC_HUGE);
+	reco_build_pairs(&rb, ioff, ibaskets, &out, &po);
 
-	for (int32 x = 0; x < rb.nitems; x++)
-	{
-		int			nt = 0;
-
-		for (int64 j = ioff[x]; j < ioff[x + 1]; j++)
-		{
-			int64		b = ibaskets[j];
-			double		pw = rb.bpw[b];
-
-			for (int64 q = rb.boff[b]; q < rb.boff[b + 1]; q++)
-			{
-				int32		y = rb.bitems[q];
-
-				if (y == x)
-					continue;
-				if (acc[y] == 0)
-					touched[nt++] = y;
-				acc[y] += pw;
-			}
-		}
-		if (nt == 0)
-			continue;
-		for (int i = 0; i < nt; i++)
-		{
-			nbs[i].idx = touched[i];
-			nbs[i].pid = rb.pid[touched[i]];
-			nbs[i].count = acc[touched[i]];
-			acc[touched[i]] = 0;
-		}
-		qsort(nbs, nt, sizeof(RecoNb), cmp_nb);
-
-		/* the pair row */
-		if (po.nrows == RECO_BATCH || po.nflat + nt > po.flat_cap)
-			reco_pairout_flush(&po);
-		if (nt > po.flat_cap)
-		{
-			po.flat_cap = nt;
-			po.ids = repalloc_huge(po.ids, sizeof(int64) * po.flat_cap);
-			po.cnt = repalloc_huge(po.cnt, sizeof(double) * po.flat_cap);
-		}
-		po.pid[po.nrows] = rb.pid[x];
-		po.lo[po.nrows] = po.nflat + 1;
-		po.hi[po.nrows] = po.nflat + nt;
-		po.nrows++;
-		for (int i = 0; i < nt; i++)
-		{
-			po.ids[po.nflat] = nbs[i].pid;
-			po.cnt[po.nflat] = nbs[i].count;
-			po.nflat++;
-			other_id[i] = nbs[i].pid;
-			other_cnt[i] = nbs[i].count;
-			other_n[i] = rb.n[nbs[i].idx];
-		}
-		pair_entries += nt;
-
-		/* the scored top-N */
-		reco_score_product(&out, rb.pid[x], rb.s[x], rb.total, other_id, other_cnt,
-						   other_n, nt, scratch);
-		if ((x & 1023) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	reco_pairout_flush(&po);
-	reco_out_flush(&out);
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf,
-					 "{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
-					 ", \"products\": %d, \"pairs\": " INT64_FORMAT
-					 ", \"copurchase_rows\": " INT64_FORMAT "}",
-					 rb.orders, rb.lines, rb.nitems, pair_entries / 2, out.total_rows);
+	summary = psprintf("{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
+					   ", \"products\": %d, \"pairs\": " INT64_FORMAT
+					   ", \"copurchase_rows\": " INT64_FORMAT "}",
+					   rb.orders, rb.lines, rb.nitems, po.total_pairs / 2, out.total_rows);
 	MemoryContextSwitchTo(caller);
-	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(summary)));
 	SPI_finish();
 	MemoryContextDelete(work);
 	PG_RETURN_JSONB_P(result);

@@ -31,7 +31,6 @@ int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
-bool		shop_notify_events = true;
 bool		shop_search_block_max = true;
 char	   *shop_search_test_pause = NULL;
 int			shop_reco_neighbours = 20;
@@ -197,14 +196,8 @@ _PG_init(void)
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 
-	DefineCustomBoolVariable("shop.notify_events",
-							 "Send every outbox event with pg_notify('shop_events') as well.",
-							 "PostgreSQL lets one notifying transaction commit at a time; above a few hundred "
-							 "events per second turn this off and poll shop.event by event_id instead.",
-							 &shop_notify_events,
-							 true,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
+	/* shop.notify_events (events.c) */
+	ShopEventsDefineGUCs();
 
 	DefineCustomBoolVariable("shop.search_block_max",
 							 "Let ranked shop_search scans skip what cannot reach the top rows.",

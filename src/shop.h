@@ -14,7 +14,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 /*
  * The domain error vocabulary (DESIGN.md section 5), class "SH".  Every
@@ -60,7 +62,6 @@ extern int	shop_payment_failure_window;	/* seconds */
 extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
-extern bool shop_notify_events;
 extern bool shop_search_block_max;
 extern char *shop_search_test_pause;
 extern int	shop_search_log_retention;	/* seconds */
@@ -82,18 +83,55 @@ extern struct sb_stemmer *ShopGetStemmer(const char *language);
 /* redact.c */
 extern void ShopRedactLogInstall(void);
 
-/* inventory.c: SQL entry points only (shop.reserve, ...) */
+/*
+ * inventory.c: the stock holds of checkout and order transitions.  A hold
+ * is units of one product under one reservation id; the calls take arrays
+ * of them sorted by product_id, without repeats (the lock order), and run
+ * inside an SPI connection.  docs/inventory.md has the rules.
+ */
+typedef struct ShopHold
+{
+	int64		product_id;
+	int32		qty;			/* units (ShopReserve) */
+	pg_uuid_t	reservation_id; /* set by ShopReserve, read by the others */
+} ShopHold;
+
+extern void ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at);
+extern int	ShopHoldsRelease(const ShopHold *holds, int n);
+extern int	ShopHoldsCommit(const ShopHold *holds, int n);
+extern int	ShopHoldsKeep(const ShopHold *holds, int n, TimestampTz expires_at);
+extern void ShopHoldsCheckSettled(const ShopHold *holds, int n);
+extern int64 ShopStockAdjust(int64 product_id, const char *location, int32 delta,
+							 const char *reason);
+
+/* events.c */
+typedef enum ShopNotifyMode
+{
+	SHOP_NOTIFY_OFF,			/* events are only rows of shop.event */
+	SHOP_NOTIFY_BATCH,			/* the events worker wakes listeners per batch */
+	SHOP_NOTIFY_EACH			/* pg_notify per event in its transaction (1.0) */
+} ShopNotifyMode;
+
+extern int	shop_notify_events;
+extern void ShopEventsDefineGUCs(void);
+extern void ShopEventsShmemRegister(void);
+extern int64 ShopEmit(const char *topic, Jsonb *payload);
+extern uint64 ShopEventsWorkerAttach(Oid dboid);
+extern uint64 ShopEventsWorkerWakes(Oid dboid);
+extern bool ShopEventsWorkerIdle(Oid dboid, uint64 seen);
+extern void ShopEventsWorkerDetach(void);
 
 /* sweep.c */
 extern char *shop_sweep_databases;
 extern void ShopSweepRegister(void);
+extern bool ShopEventsWorkerStart(Oid dboid);
 
 /* cart.c */
 extern Datum ShopCartExpiry(void);
 
 /* orders.c */
 extern void ShopOrderTransition(Datum order_id, const char *to_status, const char *note,
-								const char *carrier, const char *tracking, bool holds_fresh);
+								const char *carrier, const char *tracking);
 
 /* payments.c */
 typedef enum ShopPayOutcome
@@ -118,6 +156,7 @@ extern double ShopFraudScore(int64 cust_recent, int64 token_recent, int64 hist_n
 							 double hist_avg, const ShopPayToken *pt, int64 total_cents,
 							 Datum *reasons);
 extern void ShopCheckArgText(text *t, const char *what, int max_len, bool allow_empty);
+extern bool ShopCheckPaymentFailures(void);
 
 /* security.c */
 extern void ShopSessionDefineGUCs(void);

@@ -157,7 +157,9 @@ fi
 # SIGHUP: a new interval is taken without a restart; SIGTERM stops the launcher
 "${PSQL[@]}" -c "ALTER SYSTEM SET shop.sweep_interval = 2" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 1
-"${PSQL[@]}" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shop sweeper'" | grep -q '^1$' ||
+# (counting the launcher only: a sweep worker of this round may be running too)
+"${PSQL[@]}" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shop sweeper'
+                      AND application_name = 'shop sweeper launcher'" | grep -q '^1$' ||
     { echo "FAILED: sweeper launcher not running after reload"; exit 1; }
 "${PSQL[@]}" -At -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                       WHERE backend_type = 'shop sweeper' AND application_name = 'shop sweeper launcher'" >/dev/null

@@ -1,0 +1,406 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *	  The transactional outbox: shop._emit, and the wake-up of listeners
+ *	  once per batch of committed events (docs/operations.md).
+ *
+ * An event is a row of shop.event written in the transaction that caused
+ * it: it exists if and only if that transaction commits.  Consumers read
+ * events with the consumer-group calls (shop.event_claim / shop.event_ack,
+ * SQL in the update script), which find what committed by the inserting
+ * transaction's id (shop.event.tx) and snapshots, never by event_id alone.
+ *
+ * Listeners are woken on channel shop_events.  In 1.0 every event was
+ * also a pg_notify in its own transaction, and PostgreSQL lets one
+ * notifying transaction commit at a time (it takes a database-wide lock
+ * from pre-commit to the end of commit): with events on every checkout,
+ * checkouts committed one after another.  Now, when shop is preloaded, a
+ * transaction that emitted only notes it, and at commit sets the latch of
+ * its database's events worker (sweep.c, shop_events_main), starting the
+ * worker when there is none; the worker sends one notification per batch
+ * of commits, from its own transaction.  Without preloading there is no
+ * worker, and _emit notifies as 1.0 did.
+ *
+ * Shared memory: one slot per database that has a running (or starting)
+ * events worker: its latch, and a counter of wake-ups that lets the
+ * worker exit when idle without losing one (ShopEventsWorkerIdle).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "shop.h"
+#include "spi.h"
+
+PG_FUNCTION_INFO_V1(shop_emit);
+
+int			shop_notify_events = SHOP_NOTIFY_BATCH;
+
+/* on/off as in 1.0 (a boolean then): on is the default, batch */
+static const struct config_enum_entry notify_options[] = {
+	{"batch", SHOP_NOTIFY_BATCH, false},
+	{"each", SHOP_NOTIFY_EACH, false},
+	{"off", SHOP_NOTIFY_OFF, false},
+	{"on", SHOP_NOTIFY_BATCH, true},
+	{"true", SHOP_NOTIFY_BATCH, true},
+	{"yes", SHOP_NOTIFY_BATCH, true},
+	{"1", SHOP_NOTIFY_BATCH, true},
+	{"false", SHOP_NOTIFY_OFF, true},
+	{"no", SHOP_NOTIFY_OFF, true},
+	{"0", SHOP_NOTIFY_OFF, true},
+	{NULL, 0, false}
+};
+
+#define EVENT_DBS			32		/* databases with an events worker at a time */
+#define EVENT_START_WAIT	10000	/* ms a starting worker is waited for */
+#define NOTIFY_MAX_BYTES	7900	/* a NOTIFY payload must stay below 8000 */
+
+typedef struct EventSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	Latch	   *latch;			/* the worker's, once it runs */
+	uint64		wakes;			/* commits that asked for a notification */
+	TimestampTz started;		/* when a backend asked for the worker */
+} EventSlot;
+
+typedef struct EventShared
+{
+	slock_t		mutex;
+	EventSlot	slot[EVENT_DBS];
+} EventShared;
+
+static EventShared *event_shared = NULL;
+static shmem_request_hook_type prev_shmem_request = NULL;
+static shmem_startup_hook_type prev_shmem_startup = NULL;
+
+/* this backend: a transaction in progress emitted an event */
+static bool events_pending = false;
+static bool callback_registered = false;
+
+static ShopStmt st_event_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.event (topic, payload) VALUES ($1, $2) RETURNING event_id",
+	TEXTOID, JSONBOID);
+
+/* ShopEventsDefineGUCs: shop.notify_events; called by _PG_init. */
+void
+ShopEventsDefineGUCs(void)
+{
+	DefineCustomEnumVariable("shop.notify_events",
+							 "How listeners of channel shop_events are woken.",
+							 "batch: one notification per batch of committed events, sent by the "
+							 "events worker (as each when shop is not preloaded); each: a pg_notify "
+							 "per event in its own transaction, as in 1.0 (notifying transactions "
+							 "commit one at a time); off: none.",
+							 &shop_notify_events,
+							 SHOP_NOTIFY_BATCH,
+							 notify_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Shared memory (preloaded only)
+ * ---------------------------------------------------------------------
+ */
+
+static void
+events_shmem_request(void)
+{
+	if (prev_shmem_request)
+		prev_shmem_request();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(EventShared)));
+}
+
+static void
+events_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	event_shared = ShmemInitStruct("shop events", sizeof(EventShared), &found);
+	if (!found)
+	{
+		memset(event_shared, 0, sizeof(EventShared));
+		SpinLockInit(&event_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ShopEventsShmemRegister: from _PG_init of the postmaster (sweep.c). */
+void
+ShopEventsShmemRegister(void)
+{
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = events_shmem_request;
+#else
+	RequestAddinShmemSpace(MAXALIGN(sizeof(EventShared)));
+#endif
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = events_shmem_startup;
+}
+
+/* the slot of a database, or -1 (mutex held) */
+static int
+events_slot(Oid dboid)
+{
+	for (int i = 0; i < EVENT_DBS; i++)
+		if (event_shared->slot[i].dboid == dboid)
+			return i;
+	return -1;
+}
+
+/*
+ * Wake this database's events worker, or start one.  At commit of a
+ * transaction that emitted: the events are visible to everyone by then.
+ */
+static void
+events_wake(void)
+{
+	Latch	   *latch = NULL;
+	bool		start = false;
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(MyDatabaseId);
+	if (i >= 0)
+	{
+		EventSlot  *s = &event_shared->slot[i];
+
+		s->wakes++;
+		latch = s->latch;
+		/* a worker that was asked for and never came: ask again */
+		if (latch == NULL &&
+			TimestampDifferenceExceeds(s->started, now, EVENT_START_WAIT))
+		{
+			s->started = now;
+			start = true;
+		}
+	}
+	else if ((i = events_slot(InvalidOid)) >= 0)
+	{
+		EventSlot  *s = &event_shared->slot[i];
+
+		s->dboid = MyDatabaseId;
+		s->latch = NULL;
+		s->wakes = 1;
+		s->started = now;
+		start = true;
+	}
+	SpinLockRelease(&event_shared->mutex);
+
+	if (latch)
+		SetLatch(latch);
+	if (start && !ShopEventsWorkerStart(MyDatabaseId))
+	{
+		SpinLockAcquire(&event_shared->mutex);
+		if (i >= 0 && event_shared->slot[i].dboid == MyDatabaseId &&
+			event_shared->slot[i].latch == NULL)
+			event_shared->slot[i].dboid = InvalidOid;
+		SpinLockRelease(&event_shared->mutex);
+	}
+}
+
+static void
+events_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (events_pending)
+			{
+				events_pending = false;
+				events_wake();
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			events_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * The worker's side (sweep.c runs the loop)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * ShopEventsWorkerAttach: the events worker of dboid takes its slot (its
+ * latch is what committing backends set).  Returns the wake-up count seen.
+ */
+uint64
+ShopEventsWorkerAttach(Oid dboid)
+{
+	uint64		wakes = 0;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i < 0)
+		i = events_slot(InvalidOid);
+	if (i >= 0)
+	{
+		event_shared->slot[i].dboid = dboid;
+		event_shared->slot[i].latch = MyLatch;
+		wakes = event_shared->slot[i].wakes;
+	}
+	SpinLockRelease(&event_shared->mutex);
+	return wakes;
+}
+
+/* ShopEventsWorkerWakes: the wake-up count now. */
+uint64
+ShopEventsWorkerWakes(Oid dboid)
+{
+	uint64		wakes = 0;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i >= 0)
+		wakes = event_shared->slot[i].wakes;
+	SpinLockRelease(&event_shared->mutex);
+	return wakes;
+}
+
+/*
+ * ShopEventsWorkerIdle: the worker may exit if no commit asked for a
+ * notification since it last looked (wakes unchanged): then it frees its
+ * slot, under the lock, so the next commit starts a new worker.  Returns
+ * true when it may exit.
+ */
+bool
+ShopEventsWorkerIdle(Oid dboid, uint64 seen)
+{
+	bool		idle = true;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i >= 0)
+	{
+		if (event_shared->slot[i].wakes != seen)
+			idle = false;
+		else
+		{
+			event_shared->slot[i].dboid = InvalidOid;
+			event_shared->slot[i].latch = NULL;
+		}
+	}
+	SpinLockRelease(&event_shared->mutex);
+	return idle;
+}
+
+/* ShopEventsWorkerDetach: at the worker's exit, its slot (if still its own) goes. */
+void
+ShopEventsWorkerDetach(void)
+{
+	SpinLockAcquire(&event_shared->mutex);
+	for (int i = 0; i < EVENT_DBS; i++)
+		if (event_shared->slot[i].latch == MyLatch)
+		{
+			event_shared->slot[i].dboid = InvalidOid;
+			event_shared->slot[i].latch = NULL;
+		}
+	SpinLockRelease(&event_shared->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * Emitting
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * 1.0's notification: one per event, in the emitting transaction; the text
+ * of jsonb_build_object('event_id', id, 'topic', topic, 'payload', payload),
+ * keys in jsonb's order, without the payload when too large for NOTIFY.
+ */
+static void
+events_notify_now(int64 event_id, const char *topic, Jsonb *payload)
+{
+	StringInfoData topic_buf;
+	char	   *topic_json;
+	char	   *note;
+
+	initStringInfo(&topic_buf);
+	escape_json(&topic_buf, topic);
+	topic_json = topic_buf.data;
+	note = psprintf("{\"topic\": %s, \"payload\": %s, \"event_id\": " INT64_FORMAT "}",
+								topic_json, JsonbToCString(NULL, &payload->root, VARSIZE(payload)),
+								event_id);
+
+	if (strlen(note) >= NOTIFY_MAX_BYTES)
+		note = psprintf("{\"topic\": %s, \"event_id\": " INT64_FORMAT ", \"truncated\": true}",
+						topic_json, event_id);
+	Async_Notify("shop_events", note);
+}
+
+/*
+ * ShopEmit: append an event to the outbox in the current transaction and
+ * see to it that listeners are woken when it commits.  Returns event_id.
+ * SPI must be connected.
+ */
+int64
+ShopEmit(const char *topic, Jsonb *payload)
+{
+	Datum		args[2];
+	int64		event_id;
+
+	args[0] = CStringGetTextDatum(topic);
+	args[1] = JsonbPGetDatum(payload);
+	ShopExec(&st_event_insert, args, NULL, 0);
+	event_id = ShopColInt(0, 1, 0);
+	if (shop_notify_events == SHOP_NOTIFY_OFF)
+		return event_id;
+	if (shop_notify_events == SHOP_NOTIFY_EACH || event_shared == NULL)
+		events_notify_now(event_id, topic, payload);
+	else
+	{
+		if (!callback_registered)
+		{
+			RegisterXactCallback(events_xact_callback, NULL);
+			callback_registered = true;
+		}
+		events_pending = true;
+	}
+	return event_id;
+}
+
+/*
+ * shop._emit(topic text, payload jsonb) -> bigint
+ */
+Datum
+shop_emit(PG_FUNCTION_ARGS)
+{
+	int64		event_id;
+
+	ShopRequireArg(fcinfo, 0, "topic");
+	ShopRequireArg(fcinfo, 1, "payload");
+	SPI_connect();
+	event_id = ShopEmit(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_JSONB_P(1));
+	SPI_finish();
+	PG_RETURN_INT64(event_id);
+}

@@ -1,0 +1,389 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi.c
+ *	  Prepared statements of shop's C code (ShopStmt, src/spi.h), the
+ *	  helpers that read their results and build their array arguments, and
+ *	  the ids and argument checks every subsystem shares.
+ *
+ * A ShopStmt is prepared at its first use in a backend, with the cursor
+ * option of its plan mode, and kept (SPI_keepplan) for the life of the
+ * backend; PostgreSQL's plan cache re-plans it when a table it uses is
+ * altered or ANALYZEd.
+ *
+ * What the plan cache does not do is notice that a table grew.  A plan
+ * made while the store was empty (a new shop, a fresh test database, the
+ * first checkout after CREATE EXTENSION) was costed for empty tables: a
+ * scan of a partial index or of the whole table is as cheap as any index
+ * lookup then, and it stays the plan while autovacuum has not yet
+ * analyzed the tables, however many rows arrive (issue 11: every checkout
+ * read every held reservation).  So ShopExec keeps, with each plan, the
+ * size in blocks of the tables it reads when it was made, and makes a new
+ * plan when they have grown fourfold.  The planner sizes a table from its
+ * current length on disk even without statistics, so the new plan fits.
+ * The check costs a file-size lookup per table: on every call while those
+ * tables are small (under 1,024 blocks, 8 MB), then every 64th call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "storage/bufmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+
+#include "spi.h"
+#include "shop.h"
+
+#define STMT_SMALL_BLOCKS	1024	/* below this, check the size on every call */
+#define STMT_CHECK_EVERY	64		/* above, every 64th call */
+#define STMT_GROWTH			4.0		/* re-plan when the tables grew fourfold */
+#define STMT_MIN_BLOCKS		8.0		/* ... counting a smaller table as this big */
+
+/* Total size in blocks of the tables (and matviews) the statement reads. */
+static double
+stmt_blocks(SPIPlanPtr plan)
+{
+	double		blocks = 0;
+	ListCell   *lc;
+
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+		ListCell   *rc;
+
+		foreach(rc, ps->relationOids)
+		{
+			Oid			relid = lfirst_oid(rc);
+			char		kind = get_rel_relkind(relid);
+			Relation	rel;
+
+			if (kind != RELKIND_RELATION && kind != RELKIND_MATVIEW)
+				continue;
+			/* the statement is about to lock it anyway */
+			rel = try_relation_open(relid, AccessShareLock);
+			if (rel == NULL)
+				continue;
+			blocks += RelationGetNumberOfBlocks(rel);
+			relation_close(rel, NoLock);
+		}
+	}
+	return blocks;
+}
+
+static SPIPlanPtr
+stmt_plan(ShopStmt *s)
+{
+	if (s->plan != NULL && s->mode != SHOP_PLAN_CUSTOM &&
+		(s->planned_blocks < STMT_SMALL_BLOCKS || ++s->calls % STMT_CHECK_EVERY == 0))
+	{
+		double		now = stmt_blocks(s->plan);
+
+		if (now > STMT_GROWTH * Max(s->planned_blocks, STMT_MIN_BLOCKS))
+		{
+			SPI_freeplan(s->plan);
+			s->plan = NULL;
+		}
+	}
+	if (s->plan == NULL)
+	{
+		int			opts = s->mode == SHOP_PLAN_GENERIC ? CURSOR_OPT_GENERIC_PLAN
+			: s->mode == SHOP_PLAN_CUSTOM ? CURSOR_OPT_CUSTOM_PLAN : 0;
+		SPIPlanPtr	p = SPI_prepare_cursor(s->sql, s->nargs, s->argtypes, opts);
+
+		if (p == NULL)
+			elog(ERROR, "shop: could not prepare (%s): %s",
+				 SPI_result_code_string(SPI_result), s->sql);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "shop: could not keep the plan of: %s", s->sql);
+		s->plan = p;
+		s->planned_blocks = s->mode == SHOP_PLAN_CUSTOM ? 0 : stmt_blocks(p);
+		s->calls = 0;
+	}
+	return s->plan;
+}
+
+static uint64
+stmt_run(ShopStmt *s, const Datum *args, const char *nulls, bool read_only, long limit)
+{
+	int			rc = SPI_execute_plan(stmt_plan(s), (Datum *) args, nulls, read_only, limit);
+
+	if (rc < 0)
+		elog(ERROR, "shop: statement failed (%s): %s", SPI_result_code_string(rc), s->sql);
+	return SPI_processed;
+}
+
+/*
+ * ShopExec: run a statement; returns the number of rows it returned or
+ * changed (SPI_processed), at most limit rows (0: all).  nulls as in SPI
+ * (' ' or 'n' per argument), NULL for none.  Every statement sees the
+ * writes of the statements before it in the transaction.
+ */
+uint64
+ShopExec(ShopStmt *s, const Datum *args, const char *nulls, long limit)
+{
+	return stmt_run(s, args, nulls, false, limit);
+}
+
+/*
+ * ShopExecRead: a read in a STABLE entry point (SPI read-only mode: the
+ * snapshot of the calling query, no writes).
+ */
+uint64
+ShopExecRead(ShopStmt *s, const Datum *args, const char *nulls)
+{
+	return stmt_run(s, args, nulls, true, 0);
+}
+
+/*
+ * ShopExecOrUndo: run a statement in a subtransaction that is kept when
+ * the statement returned or changed at least `need` rows and rolled back
+ * when it did not (or raised, in which case the error is re-thrown).  Used
+ * for attempts that may leave row locks behind when they fail
+ * (inventory.c: the lock order).  The result stays readable after a kept
+ * attempt.
+ */
+bool
+ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls, uint64 need)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool kept = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (ShopExec(s, args, nulls, 0) >= Max(need, 1))
+		{
+			kept = true;
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return kept;
+}
+
+/* ShopOpenCursor: a portal over a statement's rows, for SPI_cursor_fetch. */
+Portal
+ShopOpenCursor(ShopStmt *s, const Datum *args, const char *nulls, bool read_only)
+{
+	Portal		p = SPI_cursor_open(NULL, stmt_plan(s), (Datum *) args, nulls, read_only);
+
+	if (p == NULL)
+		elog(ERROR, "shop: could not open a cursor for: %s", s->sql);
+	return p;
+}
+
+/*
+ * ShopDirect: a one-off statement without arguments (DDL-like: TRUNCATE,
+ * a full DELETE); elog when SPI does not return the expected code.
+ */
+void
+ShopDirect(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "shop: statement failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+/* ---------------------------------------------------------------------
+ * Reading results
+ * ---------------------------------------------------------------------
+ */
+
+Datum
+ShopCol(uint64 row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* an integer column of any width */
+int64
+ShopColInt(uint64 row, int col, int64 ifnull)
+{
+	bool		isnull;
+	Datum		d = ShopCol(row, col, &isnull);
+
+	if (isnull)
+		return ifnull;
+	switch (SPI_gettypeid(SPI_tuptable->tupdesc, col))
+	{
+		case INT8OID:
+			return DatumGetInt64(d);
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			elog(ERROR, "shop: column %d is not an integer", col);
+	}
+	return 0;					/* keep the compiler quiet */
+}
+
+double
+ShopColFloat(uint64 row, int col, double ifnull)
+{
+	bool		isnull;
+	Datum		d = ShopCol(row, col, &isnull);
+
+	if (isnull)
+		return ifnull;
+	return SPI_gettypeid(SPI_tuptable->tupdesc, col) == FLOAT4OID
+		? (double) DatumGetFloat4(d) : DatumGetFloat8(d);
+}
+
+bool
+ShopColBool(uint64 row, int col, bool ifnull)
+{
+	bool		isnull;
+	Datum		d = ShopCol(row, col, &isnull);
+
+	return isnull ? ifnull : DatumGetBool(d);
+}
+
+/* a text column as a palloc'd C string, NULL for NULL */
+char *
+ShopColText(uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = ShopCol(row, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* a pass-by-reference column copied out of SPI's memory (survives SPI_finish) */
+Datum
+ShopColCopy(uint64 row, int col, bool *isnull)
+{
+	Datum		d = ShopCol(row, col, isnull);
+	int16		typlen;
+	bool		typbyval;
+
+	if (*isnull)
+		return (Datum) 0;
+	get_typlenbyval(SPI_gettypeid(SPI_tuptable->tupdesc, col), &typlen, &typbyval);
+	return SPI_datumTransfer(d, typbyval, typlen);
+}
+
+/* ---------------------------------------------------------------------
+ * Array arguments (in the current memory context)
+ * ---------------------------------------------------------------------
+ */
+
+Datum
+ShopInt8Array(const int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+Datum
+ShopInt4Array(const int32 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+Datum
+ShopFloat4Array(const float4 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float4GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, FLOAT4OID, 4, true, TYPALIGN_INT));
+}
+
+Datum
+ShopFloat8Array(const double *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+Datum
+ShopTextArray(const char *const *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(v[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+Datum
+ShopUuidArray(const pg_uuid_t *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = UUIDPGetDatum(&v[i]);
+	return PointerGetDatum(construct_array(d, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+/* ---------------------------------------------------------------------
+ * Ids and arguments
+ * ---------------------------------------------------------------------
+ */
+
+/* A fresh version 4 uuid, as gen_random_uuid() makes them. */
+void
+ShopNewUuid(pg_uuid_t *u)
+{
+	if (!pg_strong_random(u->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
+char *
+ShopUuidStr(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+/* 22004 when argument n (named name) is NULL */
+void
+ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument %s must not be null", name)));
+}
