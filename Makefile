@@ -17,6 +17,7 @@ OBJS         = \
 	src/orders.o \
 	src/payments.o \
 	src/recommend.o \
+	src/redact.o \
 	src/security.o \
 	src/shop.o \
 	src/spi.o \
