@@ -81,6 +81,7 @@ SELECT shop.cart_create(42) AS cart \gset
 SELECT shop.cart_add(:'cart', :pid, 1);
 SELECT shop.checkout(:'cart', 'tok_visa', 'audit-order', '{"name": "Ada", "city": "Berlin"}') AS oid \gset
 SELECT shop.order_transition(:'oid', 'fulfilling', 'packed');
+SELECT count(*) >= 0 AS claimed FROM shop.event_claim('audit', 'auditor');
 SQL
 "${PSQL[@]}" -At -F $'\t' -d audit -c "$COLUMNS_SQL" >"$WORK/columns.tsv"
 "${PSQL[@]}" -At -d audit -c "
