@@ -30,7 +30,9 @@ ISOLATION_OPTS =
 SHLIB_LINK  += -lstemmer
 PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN  = tmp_install tmp_check results regression.diffs regression.out output_iso
+# every tmp_* directory: tmp_install, tmp_check (test clusters), tmp_demo,
+# tmp_bench; scripts/clean.sh first stops any cluster still running there
+EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_iso
 
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
@@ -79,6 +81,11 @@ all install installcheck clean:
 	@echo "pg_config not found: run 'make deps' (or 'make demo' / 'make test') first" >&2
 	@exit 1
 endif
+
+clean: stop-tmp-clusters
+.PHONY: stop-tmp-clusters
+stop-tmp-clusters:
+	@scripts/clean.sh
 
 # PGXS tracks no header dependencies unless the server was configured with
 # --enable-depend: rebuild every object when any header changes.
