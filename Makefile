@@ -37,7 +37,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop
+.PHONY: deps demo test bench stress demo-stop dist
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -72,6 +72,21 @@ DURATION ?= 600
 stress: deps
 	@$(MAKE) --no-print-directory all
 	@test/stress/run.sh --duration $(DURATION) $(STRESS_ARGS)
+
+# The PGXN release zip: git archive of the committed HEAD, named
+# <name>-<version>.zip after HEAD's META.json, which must first pass
+# scripts/pgxn-meta-check.pl (PGXN Meta Spec 1.0.0). DIST_DIR=dir puts the
+# zip elsewhere. Uncommitted changes are not in it (a warning says so).
+DIST_DIR ?= .
+dist:
+	@git rev-parse --verify -q HEAD >/dev/null || { echo "make dist needs a git checkout with a commit" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in the zip (it is made from HEAD)" >&2
+	@git show HEAD:META.json >$(DIST_DIR)/.META.json.check && \
+	 scripts/pgxn-meta-check.pl $(DIST_DIR)/.META.json.check $$(git ls-tree -r --name-only HEAD); \
+	 status=$$?; rm -f $(DIST_DIR)/.META.json.check; exit $$status
+	@name=$$(git show HEAD:META.json | perl -MJSON::PP -e 'local $$/; my $$m = decode_json(<STDIN>); print "$$m->{name}-$$m->{version}"') && \
+	 git archive --format=zip --prefix=$$name/ -o $(DIST_DIR)/$$name.zip HEAD && \
+	 echo "$(DIST_DIR)/$$name.zip"
 
 ifneq ($(PG_CONFIG),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
