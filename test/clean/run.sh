@@ -30,7 +30,11 @@ bad=0
 if [ -n "$left" ]; then
     echo "make clean left: $left"; bad=1
 fi
-if kill -0 "$pid" 2>/dev/null; then
+# gone, or a zombie its parent has not reaped yet (pg_ctl -w returns when
+# the pid file is gone, a moment before the process itself)
+running() { [ -e "/proc/$1" ] && ! grep -qE '^[0-9]+ \(.*\) Z' "/proc/$1/stat" 2>/dev/null; }
+for _ in $(seq 20); do running "$pid" || break; sleep 0.5; done
+if running "$pid"; then
     echo "the demo cluster (pid $pid) still runs after make clean"; bad=1
 fi
 [ -d "$SRC/tmp_demo/data" ] && cluster_stop "$SRC/tmp_demo" immediate
