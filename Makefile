@@ -37,7 +37,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop dist
+.PHONY: deps demo test bench stress demo-stop dist deb
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -87,6 +87,20 @@ dist:
 	@name=$$(git show HEAD:META.json | perl -MJSON::PP -e 'local $$/; my $$m = decode_json(<STDIN>); print "$$m->{name}-$$m->{version}"') && \
 	 git archive --format=zip --prefix=$$name/ -o $(DIST_DIR)/$$name.zip HEAD && \
 	 echo "$(DIST_DIR)/$$name.zip"
+
+# The Debian package postgresql-15-shop_<version>_<arch>.deb, built from
+# debian/ (pg_buildext, as postgresql-15-pgvector is) with dpkg-buildpackage
+# in tmp_deb/, a git archive of the committed HEAD; DEB_DIR=dir is where the
+# .deb goes. Needs debhelper and dpkg-dev (make deps installs them).
+DEB_DIR ?= .
+deb: deps
+	@git rev-parse --verify -q HEAD >/dev/null || { echo "make deb needs a git checkout with a commit" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "make deb: uncommitted changes are not in the package (it is made from HEAD)" >&2
+	@rm -rf tmp_deb && mkdir -p tmp_deb/shop
+	@git archive HEAD | tar -x -C tmp_deb/shop
+	@cd tmp_deb/shop && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+	    { tail -40 ../build.log; echo "dpkg-buildpackage failed: tmp_deb/build.log" >&2; exit 1; }
+	@cp tmp_deb/postgresql-*-shop_*.deb $(DEB_DIR)/ && ls $(DEB_DIR)/postgresql-*-shop_*.deb
 
 ifneq ($(PG_CONFIG),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
