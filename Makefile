@@ -24,6 +24,10 @@ PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
 REGRESS_SERVER_LOG = server_log
 REGRESS      = $(filter-out $(REGRESS_SERVER_LOG),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
+# installcheck's databases are UTF8 whatever the server's default (a
+# cluster initdb'd in the C locale defaults to SQL_ASCII, where the
+# suites' non-ASCII text cannot be stored); PGXS passes --encoding.
+ENCODING     = UTF8
 ISOLATION    = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 ISOLATION_OPTS =
 

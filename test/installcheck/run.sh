@@ -4,7 +4,9 @@
 # nothing like make test's: initdb's defaults (shop not preloaded, so no
 # sweeper and no log hook until a backend loads shop; shop.sweep_interval
 # 60; no max_prepared_transactions), its log written away from the data
-# directory, a database name pg_regress chooses. As README.md says, any
+# directory, a database name pg_regress chooses, and the C locale, whose
+# default encoding is SQL_ASCII (the Makefile's ENCODING makes pg_regress
+# create UTF8 databases). As README.md says, any
 # running server where the user may create databases (as a superuser:
 # shop is not a trusted extension) will do.
 set -euo pipefail
@@ -14,7 +16,7 @@ PORT=$(free_port installcheck)
 rm -rf "$DIR"
 mkdir -p "$DIR/log"
 [ "$(id -u)" = 0 ] && chown -R postgres: "$DIR"
-as_owner "$PGBIN/initdb" -D "$DIR/data" -U postgres >"$DIR/initdb.log" 2>&1 ||
+as_owner env LC_ALL=C LANG=C "$PGBIN/initdb" -D "$DIR/data" -U postgres >"$DIR/initdb.log" 2>&1 ||
     { cat "$DIR/initdb.log"; exit 1; }
 # only what a private cluster needs: its port and socket, nothing of shop's
 printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\n" "$PORT" "$DIR" |
@@ -24,7 +26,8 @@ as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/log/postgresql.log" -w -t 120 s
 trap 'as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true' EXIT
 "$PGBIN/psql" -X -h "$DIR" -p "$PORT" -U postgres -d postgres -Atc \
     "SELECT 'server: preload ' || quote_literal(current_setting('shared_preload_libraries')) ||
-            ', max_prepared_transactions ' || current_setting('max_prepared_transactions')"
+            ', max_prepared_transactions ' || current_setting('max_prepared_transactions') ||
+            ', default encoding ' || pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'template1'"
 
 # the command README.md gives, with the server in the environment; the
 # results go to this test's directory, not into the source tree
