@@ -7,9 +7,9 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/pgenv.sh"
 bindir=$("$PG_CONFIG" --bindir 2>/dev/null) || exit 0
-for pid in "$TOP"/tmp_*/ "$TOP"/tmp_*/*/ "$TOP"/tmp_*/*/*/; do
-    [ -f "$pid/postmaster.pid" ] || continue
-    data=${pid%/}
+find "$TOP"/tmp_* -maxdepth 5 -name postmaster.pid -type f 2>/dev/null |
+while IFS= read -r pid; do
+    data=$(dirname "$pid")
     as_owner "$bindir/pg_ctl" -D "$data" -m immediate -w -t 60 stop >/dev/null 2>&1 &&
         echo "stopped the cluster in ${data#"$TOP"/}"
 done
