@@ -42,20 +42,30 @@ PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
 # pg_regress suites: one per file in sql/, isolation specs in specs/.
 # `make installcheck` runs them against a server of your own; `make test`
 # runs everything against a throwaway cluster (scripts/test.sh).
-REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+# server_log reads the log file of make test's cluster (next to its data
+# directory, with its log_line_prefix): a server of your own logs elsewhere,
+# so installcheck leaves it out; scripts/test.sh runs every file of sql/.
+REGRESS_SERVER_LOG = server_log
+REGRESS      = $(filter-out $(REGRESS_SERVER_LOG),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
+# installcheck's databases are UTF8 whatever the server's default (a
+# cluster initdb'd in the C locale defaults to SQL_ASCII, where the
+# suites' non-ASCII text cannot be stored); PGXS passes --encoding.
+ENCODING     = UTF8
 ISOLATION    = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
 ISOLATION_OPTS =
 
 SHLIB_LINK  += -lstemmer
 PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN  = tmp_install tmp_check results regression.diffs regression.out output_iso
+# every tmp_* directory: tmp_install, tmp_check (test clusters), tmp_demo,
+# tmp_bench; scripts/clean.sh first stops any cluster still running there
+EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_iso
 
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop
+.PHONY: deps demo test bench stress demo-stop dist deb
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -91,6 +101,35 @@ stress: deps
 	@$(MAKE) --no-print-directory all
 	@test/stress/run.sh --duration $(DURATION) $(STRESS_ARGS)
 
+# The PGXN release zip: git archive of the committed HEAD, named
+# <name>-<version>.zip after HEAD's META.json, which must first pass
+# scripts/pgxn-meta-check.pl (PGXN Meta Spec 1.0.0). DIST_DIR=dir puts the
+# zip elsewhere. Uncommitted changes are not in it (a warning says so).
+DIST_DIR ?= .
+dist:
+	@git rev-parse --verify -q HEAD >/dev/null || { echo "make dist needs a git checkout with a commit" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in the zip (it is made from HEAD)" >&2
+	@git show HEAD:META.json >$(DIST_DIR)/.META.json.check && \
+	 scripts/pgxn-meta-check.pl $(DIST_DIR)/.META.json.check $$(git ls-tree -r --name-only HEAD); \
+	 status=$$?; rm -f $(DIST_DIR)/.META.json.check; exit $$status
+	@name=$$(git show HEAD:META.json | perl -MJSON::PP -e 'local $$/; my $$m = decode_json(<STDIN>); print "$$m->{name}-$$m->{version}"') && \
+	 git archive --format=zip --prefix=$$name/ -o $(DIST_DIR)/$$name.zip HEAD && \
+	 echo "$(DIST_DIR)/$$name.zip"
+
+# The Debian package postgresql-15-shop_<version>_<arch>.deb, built from
+# debian/ (pg_buildext, as postgresql-15-pgvector is) with dpkg-buildpackage
+# in tmp_deb/, a git archive of the committed HEAD; DEB_DIR=dir is where the
+# .deb goes. Needs debhelper and dpkg-dev (make deps installs them).
+DEB_DIR ?= .
+deb: deps
+	@git rev-parse --verify -q HEAD >/dev/null || { echo "make deb needs a git checkout with a commit" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "make deb: uncommitted changes are not in the package (it is made from HEAD)" >&2
+	@rm -rf tmp_deb && mkdir -p tmp_deb/shop
+	@git archive HEAD | tar -x -C tmp_deb/shop
+	@cd tmp_deb/shop && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+	    { tail -40 ../build.log; echo "dpkg-buildpackage failed: tmp_deb/build.log" >&2; exit 1; }
+	@cp tmp_deb/postgresql-*-shop_*.deb $(DEB_DIR)/ && ls $(DEB_DIR)/postgresql-*-shop_*.deb
+
 ifneq ($(PG_CONFIG),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -99,6 +138,11 @@ all install installcheck clean:
 	@echo "pg_config not found: run 'make deps' (or 'make demo' / 'make test') first" >&2
 	@exit 1
 endif
+
+clean: stop-tmp-clusters
+.PHONY: stop-tmp-clusters
+stop-tmp-clusters:
+	@scripts/clean.sh
 
 # PGXS tracks no header dependencies unless the server was configured with
 # --enable-depend: rebuild every object when any header changes.

@@ -3,7 +3,7 @@
 -- brand and a long word of its title), so it runs on any catalog.
 \pset footer off
 \echo
-\echo '=== Search: the shop_search index ==='
+\echo '==================== 2. Search: the shop_search index ===================='
 SELECT i ->> 'documents' AS documents, jsonb_array_length(i -> 'segments') AS segments,
        i ->> 'pending' AS pending, i ->> 'blocks' AS blocks, i ->> 'language' AS language
   FROM shop.search_index_info('shop.product_search_idx') i;

@@ -1,7 +1,7 @@
 -- demo: cart, login, checkout, idempotency, a declined card, card numbers refused
 \pset footer off
 \echo
-\echo '==================== Cart and checkout ===================='
+\echo '==================== 3. Cart and checkout ===================='
 -- three popular active products with stock to spare
 SELECT array_agg(product_id ORDER BY popularity DESC, product_id) AS picks
   FROM (SELECT p.product_id, p.popularity FROM shop.product p

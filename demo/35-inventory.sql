@@ -1,7 +1,7 @@
 -- demo: inventory that never oversells, hot products, alerts, operations
 \pset footer off
 \echo
-\echo '==================== Inventory ===================='
+\echo '==================== 4. Inventory ===================='
 -- the most popular active product with stock, and two more for a cart
 SELECT p.product_id AS star, left(p.title, 50) AS star_title
   FROM shop.product p JOIN shop.stock_summary s USING (product_id)
@@ -53,7 +53,7 @@ SELECT on_hand, reserved, available FROM shop.stock_summary WHERE product_id = :
 SELECT delta, on_hand, reason, ref FROM shop.stock_ledger WHERE product_id = :star ORDER BY entry_id DESC LIMIT 1;
 
 \echo
-\echo '==================== A Black Friday doorbuster ===================='
+\echo '==================== 5. A Black Friday doorbuster ===================='
 \echo '200 free units are spread over 16 bucket rows, so buyers do not queue on one row lock; 150 are sold:'
 \o /dev/null
 SELECT shop.stock_set(:star, 200 + (SELECT reserved FROM shop.stock_summary WHERE product_id = :star));
@@ -70,7 +70,7 @@ SELECT count(*) AS parts, sum(qty) AS units FROM shop.reservation WHERE reservat
 SELECT shop.stock_available(:star) AS available_now;
 
 \echo
-\echo '==================== Alerts and operations ===================='
+\echo '==================== 6. Alerts and operations ===================='
 SELECT shop.stock_available(:star) AS threshold \gset
 \echo 'Reorder threshold' :threshold '(what is available now): the next hold crosses it and a stock.low event goes to the outbox:'
 \o /dev/null

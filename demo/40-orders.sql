@@ -1,7 +1,7 @@
 -- demo: the order state machine, fraud review, a real gateway, returns
 \pset footer off
 \echo
-\echo '==================== Orders ===================='
+\echo '==================== 7. Orders ===================='
 SELECT order_id, customer_id AS customer FROM shop."order" WHERE idempotency_key = 'demo-checkout-1' \gset
 SELECT product_id AS p1 FROM shop.order_line WHERE order_id = :'order_id' ORDER BY line_no LIMIT 1 \gset
 

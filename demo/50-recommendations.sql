@@ -1,7 +1,7 @@
 -- demo: recommendations (docs/recommendations.md)
 \pset footer off
 \echo
-\echo '==================== 5. Recommendations ===================='
+\echo '==================== 8. Recommendations ===================='
 \echo 'The retailer''s past orders were folded in by shop.rebuild_recommendations() at load time.'
 SELECT (SELECT count(*) FROM shop.copurchase_order) AS orders_counted,
        (SELECT count(*) FROM shop.copurchase_item) AS products_bought,
@@ -54,7 +54,7 @@ SELECT r.product_id, left(p.title, 50) AS title, round(r.score::numeric, 1) AS s
 
 \echo
 \echo '(the live part below runs in a transaction that is rolled back, so the'
-\echo ' loaded history and its popularity stay as they were for the next segments)'
+\echo ' loaded history and its popularity stay as they were)'
 BEGIN;
 \echo 'A new visitor (customer 777000001) looks at a few products (shop.view):'
 \o /dev/null
@@ -107,6 +107,7 @@ SET CONSTRAINTS ALL IMMEDIATE;
 \o
 SELECT customer_id, counted FROM shop.copurchase_delta;
 SELECT shop.refresh_recommendations() AS refresh;
-\echo '(popularity_updated counts every imported product: this order is years newer than the'
-\echo ' history, so their time-decayed popularity drops to 0; the ROLLBACK below restores it)'
+\echo '(popularity_updated: the products this order and the views touched; every product'
+\echo ' is re-decayed only once per 1/100 of shop.popularity_half_life. The ROLLBACK below'
+\echo ' undoes the order, the views and the refresh.)'
 ROLLBACK;

@@ -44,13 +44,13 @@ echo "== started a throwaway PostgreSQL 15 in $DIR (port $PORT)"
 
 $PGBIN/createdb shop
 $PSQL -q -d shop -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE;"
-DATA="$TOP/../shared/data"
+DATA="${SHARED_DATA-$TOP/../shared/data}"    # README.md: SHARED_DATA=dir
 if [ -f "$DATA/chorus_icecat_supahands/products.csv" ] && [ -f "$DATA/uci_online_retail/baskets.csv" ]; then
     DATA=$(cd "$DATA" && pwd)
     echo "== loading the real catalogs and order history from $DATA"
     $PSQL -q -d shop -v datadir="$DATA" -f "$TOP/scripts/load_real.sql"
 else
-    echo "== ../shared/data is not beside this clone: using the built-in synthetic catalog instead"
+    echo "== no real data set (SHARED_DATA=dir, default ../shared/data): using the built-in synthetic catalog instead"
     $PSQL -q -d shop -v scale="${DEMO_SCALE:-20000}" -f "$TOP/scripts/load_synthetic.sql"
 fi
 $PSQL -q -d shop -f "$TOP/scripts/load_finish.sql"

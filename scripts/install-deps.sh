@@ -7,7 +7,7 @@ set -euo pipefail
 # pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
 # own (docs/security.md, "Behind a connection pooler").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
-      postgresql-15-rum gcc libc6-dev make pgbouncer"
+      postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper"
 
 missing=""
 for p in $PKGS; do

@@ -6,7 +6,7 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 BEGIN;
-SELECT setseed(0.42);
+SELECT setseed(0.42) \g /dev/null
 SELECT shop.category_add('Electronics') AS root \gset
 CREATE TEMP TABLE syn_cat (dept text, sub text, nouns text[], lo int, hi int, brands text[]);
 INSERT INTO syn_cat VALUES

@@ -44,7 +44,8 @@ owner_can_reach_top() {
 }
 
 # tmp_install_setup: (re)create the private installation and install shop
-# into it. Cheap: hard links, then PGXS's install.
+# into it. Cheap: hard links, then PGXS's install. Nothing is ever written
+# through a link (test/system_files checks the system's files after it).
 tmp_install_setup() {
     local libdir sharedir
     owner_can_reach_top || return 1
@@ -67,7 +68,17 @@ tmp_install_setup() {
     make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
     PGBIN="$TMP_INSTALL$pgroot/bin"
     export PGBIN
-    chmod -R a+rX "$TMP_INSTALL"
+    # The postgres user must read it all; chmod on a hard link would change
+    # the system's file (its mode, its ctime), so only what lacks the bits
+    # is changed, and a linked file is copied first.
+    find "$TMP_INSTALL" -type d ! -perm -a+rx -exec chmod a+rx {} +
+    find "$TMP_INSTALL" -type f \( ! -perm -a+r -o \( -perm -u+x ! -perm -a+x \) \) -print0 |
+        while IFS= read -r -d '' f; do
+            if [ "$(stat -c %h "$f")" -gt 1 ]; then
+                cp -p "$f" "$f.unlinked" && mv -f "$f.unlinked" "$f"
+            fi
+            chmod a+rX "$f"
+        done
 }
 
 # free_port: a TCP port nobody listens on, starting from a hash of $TOP so

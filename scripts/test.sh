@@ -80,6 +80,7 @@ for t in "$TOP"/test/*/run.sh; do
     echo "== scripted: $n"
     if TOP="$TOP" PGBIN="$PGBIN" bash "$t" >"$CHECK/$n.log" 2>&1; then
         echo "ok $n"
+        rm -rf "${CHECK:?}/$n"   # its clusters; kept only when it fails
         passed=$((passed + 1))
     else
         echo "FAILED $n (last lines of tmp_check/$n.log follow)"

@@ -5,7 +5,7 @@
  *	  orders: shop.checkout, shop.order_transition, shop.order_ship,
  *	  shop.order_review, shop.payment_confirm, shop.payment_fail.
  *
- * The state machine (DESIGN.md section 3; nothing else is allowed):
+ * The state machine (docs/orders.md; nothing else is allowed):
  *
  *     pending ---> paid ---> fulfilling ---> shipped ---> delivered
  *        |           |            |                          |

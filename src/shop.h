@@ -19,7 +19,7 @@
 #include "utils/uuid.h"
 
 /*
- * The domain error vocabulary (DESIGN.md section 5), class "SH".  Every
+ * The domain error vocabulary (docs/errors.md), class "SH".  Every
  * ereport a user can cause in a shop call uses one of these or a standard
  * SQLSTATE; docs/errors.md lists them all.
  */
