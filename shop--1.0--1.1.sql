@@ -762,7 +762,7 @@ CREATE TABLE shop.event_group (
 COMMENT ON TABLE shop.event_group IS
 'consumer groups of the outbox: how far each has acknowledged, and the batch it has out (shop.event_claim)';
 
--- _event_position: the current snapshot as a group's starting position:
+-- _event_position: the current snapshot as a group's position:
 -- the caller's own transaction, when it has an id already, counts as still
 -- running (a snapshot takes it for done), so that its events, committed
 -- after the group was created, are owed to the group too.
@@ -860,8 +860,12 @@ BEGIN
 
     FOR attempt IN 1 .. 2 LOOP
         IF g.upper_snap IS NULL THEN
-            -- a new window: what committed since base_snap
-            snap := pg_current_snapshot();
+            -- a new window: what committed since base_snap.  The claiming
+            -- transaction's own id counts as running (_event_position):
+            -- a plain snapshot takes it for done once a later id has
+            -- committed, and would hand out its own uncommitted events
+            -- and skip them for good once base_snap moved past them
+            snap := shop._event_position();
             -- events restored from another cluster carry its transaction
             -- ids; one that this cluster has not assigned yet cannot be
             -- real: such events are older than the group, forget their ids
