@@ -287,13 +287,12 @@ writer_finish_page(SegWriter *w)
 
 /* Lay out items of sizes into pages; returns page count, first index per page. */
 static uint32
-layout_items(TermAcc **terms, uint32 n, bool dir_only_first, uint32 **firsts)
+layout_items(TermAcc **terms, uint32 n, uint32 **firsts)
 {
 	Size		avail = SS_PAGE_CAPACITY;
 	uint32		npages = 0;
 	uint32	   *f = palloc(sizeof(uint32) * (n + 1));
 
-	(void) dir_only_first;
 	for (uint32 i = 0; i < n; i++)
 	{
 		Size		need = MAXALIGN(SS_DICT_ITEM_SIZE(terms[i]->len)) + sizeof(ItemIdData);
@@ -662,14 +661,14 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 		}
 		npostpages = (nterms == 0) ? 0 : blk + 1;
 	}
-	ndictpages = layout_items(terms, nterms, false, &dictfirst);
+	ndictpages = layout_items(terms, nterms, &dictfirst);
 	/* directory: one item per dict page carrying its first term */
 	{
 		TermAcc   **dirterms = palloc(sizeof(TermAcc *) * Max(ndictpages, 1));
 
 		for (i = 0; i < ndictpages; i++)
 			dirterms[i] = terms[dictfirst[i]];
-		ndirpages = layout_items(dirterms, ndictpages, true, &dirfirst);
+		ndirpages = layout_items(dirterms, ndictpages, &dirfirst);
 		pfree(dirterms);
 	}
 	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
