@@ -617,6 +617,8 @@ extern void ssbuildempty(Relation index);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					 struct IndexInfo *indexInfo);
+
+/* sswrite.c */
 typedef struct SsSegBuilder SsSegBuilder;
 extern SsSegBuilder *SsSegBuilderCreate(MemoryContext parent);
 extern void SsSegBuilderAdd(SsSegBuilder *sb, const SsDocData *d);
