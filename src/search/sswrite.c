@@ -262,6 +262,7 @@ typedef struct SegWriter
 	Relation	index;
 	bool		log_each;		/* log_newpage_buffer per page (VACUUM) */
 	BlockNumber next;			/* expected block number of the next page */
+	bool		reuse;			/* next is in a free run, not past the end */
 	Buffer		buf;
 	Page		page;
 } SegWriter;
@@ -493,7 +494,7 @@ varint_size(const char *p)
 /*
  * Cut the lists into gram pages, in key order, a varint never straddling
  * a page (SS_GRAM_VARINT_MAX), and note where each list starts; the
- * writer in SsSegBuilderWrite walks the same way.
+ * writer, seg_write_gram_lists, walks the same way.
  */
 static void
 gram_layout(GramMap *gm)
@@ -548,237 +549,284 @@ gram_free(GramMap *gm)
 }
 
 /*
- * SsSegBuilderWrite: write the builder's documents and terms as a new
- * segment at the end of the index; returns its header block.  The caller
- * publishes it in the metapage.  With log_each every page is WAL-logged
- * as it is written (VACUUM); otherwise the caller logs the whole range
- * (CREATE INDEX).  serial goes into the header (SsSegHeader.serial).
+ * Segment layout: where every term, posting, skip entry and trigram list
+ * goes, worked out before the first page is written (SsSegBuilderWrite).
+ * Posting blocks are relative to the first posting page until the segment
+ * is placed.
  */
-BlockNumber
-SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
-				  SsAllocRun alloc, void *alloc_arg, uint64 serial)
+typedef struct SegLayout
 {
-	uint32		nterms = hash_get_num_entries(sb->terms);
-	TermAcc   **terms = palloc(sizeof(TermAcc *) * Max(nterms, 1));
+	TermAcc   **terms;			/* dictionary order */
+	uint32		nterms;
+	BlockNumber *postblk;		/* per term: its first posting page */
+	uint16	   *postoff;		/* per term: its offset in that page */
+	uint32	   *skipidx;		/* per term: its first skip entry */
+	SsSkip	   *skips;
+	uint32		nskips;
+	uint32	   *dictfirst;		/* per dictionary page: its first term */
+	uint32	   *dirfirst;		/* per directory page: its first dict page */
+	uint32		ndocpages;
+	uint32		ndirpages;
+	uint32		ndictpages;
+	uint32		npostpages;
+	uint32		nskippages;
+	uint32		nnormpages;
+	GramMap		gm;
+} SegLayout;
+
+/*
+ * seg_reference: the field weights and average field lengths the skip
+ * entries' score bounds are computed with, into hdr.
+ */
+static void
+seg_reference(SsSegBuilder *sb, Relation index, SsSegHeader *hdr)
+{
+	double		w[SS_NFIELDS];
+	double		sum[SS_NFIELDS] = {0};
+
+	SsGetWeights(index, w);
+	for (uint32 d = 0; d < sb->ndocs; d++)
+		for (int f = 0; f < SS_NFIELDS; f++)
+			sum[f] += sb->docs[d].len[f];
+	for (int f = 0; f < SS_NFIELDS; f++)
+	{
+		hdr->refw[f] = (float4) w[f];
+		hdr->refavg[f] = (float4) (sb->ndocs > 0 ? Max(sum[f] / sb->ndocs, 0.5) : 1.0);
+	}
+}
+
+/* seg_order_terms: the builder's terms, sorted, in dictionary order. */
+static void
+seg_order_terms(SsSegBuilder *sb, SegLayout *L)
+{
 	HASH_SEQ_STATUS st;
 	TermAcc    *acc;
 	uint32		i = 0;
-	uint32	   *dictfirst,
-			   *dirfirst;
-	uint32		ndictpages,
-				ndirpages,
-				ndocpages,
-				npostpages;
-	BlockNumber *postblk;
-	uint16	   *postoff;
-	uint32	   *skipidx;
-	SsSkip	   *skips;
-	uint32		nskips = 0;
-	uint32		nskippages;
-	uint32		nnormpages;
-	SsSegHeader hdr;
-	SegWriter	w;
-	GramMap		gm;
-	bool		needLock = !RELATION_IS_LOCAL(index);
-	bool		reuse;
 
-	/* the weights and averages the block bounds are computed with */
-	memset(&hdr, 0, sizeof(hdr));
-	{
-		double		w[SS_NFIELDS];
-		double		sum[SS_NFIELDS] = {0};
-
-		SsGetWeights(index, w);
-		for (uint32 d = 0; d < sb->ndocs; d++)
-			for (int f = 0; f < SS_NFIELDS; f++)
-				sum[f] += sb->docs[d].len[f];
-		for (int f = 0; f < SS_NFIELDS; f++)
-		{
-			hdr.refw[f] = (float4) w[f];
-			hdr.refavg[f] = (float4) (sb->ndocs > 0 ? Max(sum[f] / sb->ndocs, 0.5) : 1.0);
-		}
-	}
-
+	L->nterms = hash_get_num_entries(sb->terms);
+	L->terms = palloc(sizeof(TermAcc *) * Max(L->nterms, 1));
 	hash_seq_init(&st, sb->terms);
 	while ((acc = hash_seq_search(&st)) != NULL)
-		terms[i++] = acc;
-	if (nterms > 1)
-		qsort(terms, nterms, sizeof(TermAcc *), termacc_cmp);
-	order_by_popularity(sb, terms, nterms);
+		L->terms[i++] = acc;
+	if (L->nterms > 1)
+		qsort(L->terms, L->nterms, sizeof(TermAcc *), termacc_cmp);
+	order_by_popularity(sb, L->terms, L->nterms);
+}
 
-	/* posting positions, relative to the first post page; skip entries */
-	postblk = palloc(sizeof(BlockNumber) * Max(nterms, 1));
-	postoff = palloc(sizeof(uint16) * Max(nterms, 1));
-	skipidx = palloc(sizeof(uint32) * Max(nterms, 1));
-	for (i = 0; i < nterms; i++)
+/*
+ * seg_layout_postings: each term's posting position, relative to the
+ * first posting page, and its skip entries with their bounds (against
+ * hdr's reference weights).  seg_write_postings walks the same way.
+ */
+static void
+seg_layout_postings(SsSegBuilder *sb, const SsSegHeader *hdr, SegLayout *L)
+{
+	TermAcc   **terms = L->terms;
+	uint32		nterms = L->nterms;
+	uint32		blk = 0;
+	uint32		off = 0;
+
+	L->postblk = palloc(sizeof(BlockNumber) * Max(nterms, 1));
+	L->postoff = palloc(sizeof(uint16) * Max(nterms, 1));
+	L->skipidx = palloc(sizeof(uint32) * Max(nterms, 1));
+	L->nskips = 0;
+	for (uint32 i = 0; i < nterms; i++)
 	{
-		skipidx[i] = nskips;
-		nskips += (terms[i]->n + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+		L->skipidx[i] = L->nskips;
+		L->nskips += (terms[i]->n + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
 	}
-	skips = palloc_extended(sizeof(SsSkip) * Max(nskips, 1), MCXT_ALLOC_HUGE);
-	nskippages = (nskips + SS_SKIPS_PER_PAGE - 1) / SS_SKIPS_PER_PAGE;
+	L->skips = palloc_extended(sizeof(SsSkip) * Max(L->nskips, 1), MCXT_ALLOC_HUGE);
+	L->nskippages = (L->nskips + SS_SKIPS_PER_PAGE - 1) / SS_SKIPS_PER_PAGE;
+
+	for (uint32 i = 0; i < nterms; i++)
 	{
-		uint32		blk = 0;
-		uint32		off = 0;
+		uint32		prev = 0;
 
-		for (i = 0; i < nterms; i++)
+		if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 		{
-			uint32		prev = 0;
-
+			blk++;
+			off = 0;
+		}
+		L->postblk[i] = blk;
+		L->postoff[i] = off;
+		for (uint32 k = 0; k < terms[i]->n; k++)
+		{
 			if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
 			{
 				blk++;
 				off = 0;
 			}
-			postblk[i] = blk;
-			postoff[i] = off;
-			for (uint32 k = 0; k < terms[i]->n; k++)
+			if (k % SS_BLOCK_POSTINGS == 0)
 			{
-				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
-				{
-					blk++;
-					off = 0;
-				}
-				if (k % SS_BLOCK_POSTINGS == 0)
-				{
-					SsSkip	   *sk = &skips[skipidx[i] + k / SS_BLOCK_POSTINGS];
+				SsSkip	   *sk = &L->skips[L->skipidx[i] + k / SS_BLOCK_POSTINGS];
 
-					sk->postblk = blk;	/* relative until the segment is placed */
-					sk->postoff = off;
-					skip_fill(sk, sb, &hdr, &terms[i]->postings[k],
-							  Min((uint32) SS_BLOCK_POSTINGS, terms[i]->n - k));
-				}
-				off += SsVarintLen(terms[i]->postings[k].docid - prev) +
-					SsVarintLen(terms[i]->postings[k].tf);
-				prev = terms[i]->postings[k].docid;
+				sk->postblk = blk;	/* relative until the segment is placed */
+				sk->postoff = off;
+				skip_fill(sk, sb, hdr, &terms[i]->postings[k],
+						  Min((uint32) SS_BLOCK_POSTINGS, terms[i]->n - k));
 			}
+			off += SsVarintLen(terms[i]->postings[k].docid - prev) +
+				SsVarintLen(terms[i]->postings[k].tf);
+			prev = terms[i]->postings[k].docid;
 		}
-		npostpages = (nterms == 0) ? 0 : blk + 1;
 	}
-	ndictpages = layout_items(terms, nterms, &dictfirst);
+	L->npostpages = (nterms == 0) ? 0 : blk + 1;
+}
+
+/*
+ * seg_layout_pages: the dictionary and directory pages, the document and
+ * norm page counts, and the trigram map.
+ */
+static void
+seg_layout_pages(SsSegBuilder *sb, SegLayout *L)
+{
+	TermAcc   **dirterms;
+
+	L->ndictpages = layout_items(L->terms, L->nterms, &L->dictfirst);
 	/* directory: one item per dict page carrying its first term */
-	{
-		TermAcc   **dirterms = palloc(sizeof(TermAcc *) * Max(ndictpages, 1));
+	dirterms = palloc(sizeof(TermAcc *) * Max(L->ndictpages, 1));
+	for (uint32 i = 0; i < L->ndictpages; i++)
+		dirterms[i] = L->terms[L->dictfirst[i]];
+	L->ndirpages = layout_items(dirterms, L->ndictpages, &L->dirfirst);
+	pfree(dirterms);
+	L->ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
+	L->nnormpages = (sb->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE;
+	gram_build(&L->gm, L->terms, L->nterms);
+	gram_layout(&L->gm);
+}
 
-		for (i = 0; i < ndictpages; i++)
-			dirterms[i] = terms[dictfirst[i]];
-		ndirpages = layout_items(dirterms, ndictpages, &dirfirst);
-		pfree(dirterms);
-	}
-	ndocpages = (sb->ndocs + SS_DOCS_PER_PAGE - 1) / SS_DOCS_PER_PAGE;
-	nnormpages = (sb->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE;
-	gram_build(&gm, terms, nterms);
-	gram_layout(&gm);
-
-	/*
-	 * Where: a free run of released blocks if the caller has one, else the
-	 * end of the relation, holding the extension lock for the whole write
-	 * so the segment's blocks are contiguous even while backends append
-	 * pending pages.
-	 */
-	w.index = index;
-	w.log_each = log_each;
-	w.next = InvalidBlockNumber;
+/*
+ * seg_place: the segment's header block, into w->next.  A free run of
+ * released blocks if the caller has one (alloc), else the end of the
+ * relation, holding the extension lock for the whole write so the
+ * segment's blocks are contiguous even while backends append pending
+ * pages; the caller releases it when w->reuse is false.
+ */
+static void
+seg_place(SegWriter *w, const SegLayout *L, SsAllocRun alloc, void *alloc_arg,
+		  bool needLock)
+{
+	w->next = InvalidBlockNumber;
 	if (alloc)
-		w.next = alloc(alloc_arg, 1 + ndocpages + ndirpages + ndictpages + npostpages +
-					   nskippages + nnormpages + gm.ndirpages + gm.ngrampages);
-	reuse = w.next != InvalidBlockNumber;
-	if (!reuse)
+		w->next = alloc(alloc_arg, 1 + L->ndocpages + L->ndirpages + L->ndictpages +
+						L->npostpages + L->nskippages + L->nnormpages +
+						L->gm.ndirpages + L->gm.ngrampages);
+	w->reuse = w->next != InvalidBlockNumber;
+	if (!w->reuse)
 	{
 		if (needLock)
-			LockRelationForExtension(index, ExclusiveLock);
-		w.next = RelationGetNumberOfBlocks(index);
+			LockRelationForExtension(w->index, ExclusiveLock);
+		w->next = RelationGetNumberOfBlocks(w->index);
 	}
+}
 
-	hdr.ndocs = sb->ndocs;
-	hdr.nterms = nterms;
-	hdr.serial = serial;
-	hdr.docstart = w.next + 1;
-	hdr.ndocpages = ndocpages;
-	hdr.dirstart = hdr.docstart + ndocpages;
-	hdr.ndirpages = ndirpages;
-	hdr.dictstart = hdr.dirstart + ndirpages;
-	hdr.ndictpages = ndictpages;
-	hdr.poststart = hdr.dictstart + ndictpages;
-	hdr.npostpages = npostpages;
-	hdr.skipstart = hdr.poststart + npostpages;
-	hdr.nskippages = nskippages;
-	hdr.nskips = nskips;
-	hdr.normstart = hdr.skipstart + nskippages;
-	hdr.nnormpages = nnormpages;
-	hdr.gramdirstart = hdr.normstart + nnormpages;
-	hdr.ngramdirpages = gm.ndirpages;
-	hdr.ngrams = gm.nused;
-	hdr.gramstart = hdr.gramdirstart + gm.ndirpages;
-	hdr.ngrampages = gm.ngrampages;
-	hdr.firstexact = gm.firstexact;
+/* seg_fill_header: counts and absolute start blocks, the header at hdrblk. */
+static void
+seg_fill_header(SsSegHeader *hdr, const SegLayout *L, uint32 ndocs, uint64 serial,
+				BlockNumber hdrblk)
+{
+	hdr->ndocs = ndocs;
+	hdr->nterms = L->nterms;
+	hdr->serial = serial;
+	hdr->docstart = hdrblk + 1;
+	hdr->ndocpages = L->ndocpages;
+	hdr->dirstart = hdr->docstart + L->ndocpages;
+	hdr->ndirpages = L->ndirpages;
+	hdr->dictstart = hdr->dirstart + L->ndirpages;
+	hdr->ndictpages = L->ndictpages;
+	hdr->poststart = hdr->dictstart + L->ndictpages;
+	hdr->npostpages = L->npostpages;
+	hdr->skipstart = hdr->poststart + L->npostpages;
+	hdr->nskippages = L->nskippages;
+	hdr->nskips = L->nskips;
+	hdr->normstart = hdr->skipstart + L->nskippages;
+	hdr->nnormpages = L->nnormpages;
+	hdr->gramdirstart = hdr->normstart + L->nnormpages;
+	hdr->ngramdirpages = L->gm.ndirpages;
+	hdr->ngrams = L->gm.nused;
+	hdr->gramstart = hdr->gramdirstart + L->gm.ndirpages;
+	hdr->ngrampages = L->gm.ngrampages;
+	hdr->firstexact = L->gm.firstexact;
+}
 
-	/* the extension lock is already held: SsNewBuffer must not retake it */
-#define NEWBUF() do { \
-		if (reuse) \
-			w.buf = ReadBufferExtended(index, MAIN_FORKNUM, w.next, RBM_ZERO_AND_LOCK, NULL); \
-		else \
-		{ \
-			w.buf = ReadBuffer(index, P_NEW); \
-			LockBuffer(w.buf, BUFFER_LOCK_EXCLUSIVE); \
-		} \
-		if (BufferGetBlockNumber(w.buf) != w.next) \
-			elog(ERROR, "shop_search: segment blocks not contiguous"); \
-		w.page = BufferGetPage(w.buf); \
-	} while (0)
-	/* a full posting page is done: the next one starts at offset 0 */
-#define NEXT_POST_PAGE() do { \
-		((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData); \
-		writer_finish_page(&w); \
-		curblk++; \
-		NEWBUF(); \
-		SsInitPage(w.page, SS_PAGE_POST); \
-		off = 0; \
-	} while (0)
+/*
+ * writer_new_page: block w->next, locked and initialised as a page of
+ * type.  At the end of the relation the extension lock is already held,
+ * so this extends with P_NEW itself (SsNewBuffer would retake the lock).
+ */
+static void
+writer_new_page(SegWriter *w, uint16 type)
+{
+	if (w->reuse)
+		w->buf = ReadBufferExtended(w->index, MAIN_FORKNUM, w->next, RBM_ZERO_AND_LOCK, NULL);
+	else
+	{
+		w->buf = ReadBuffer(w->index, P_NEW);
+		LockBuffer(w->buf, BUFFER_LOCK_EXCLUSIVE);
+	}
+	if (BufferGetBlockNumber(w->buf) != w->next)
+		elog(ERROR, "shop_search: segment blocks not contiguous");
+	w->page = BufferGetPage(w->buf);
+	SsInitPage(w->page, type);
+}
 
-	/* header */
-	NEWBUF();
-	SsInitPage(w.page, SS_PAGE_SEGHDR);
-	memcpy(SsPageContents(w.page), &hdr, sizeof(hdr));
-	((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(hdr);
-	writer_finish_page(&w);
+/* seg_write_header: the segment header page. */
+static void
+seg_write_header(SegWriter *w, const SsSegHeader *hdr)
+{
+	writer_new_page(w, SS_PAGE_SEGHDR);
+	memcpy(SsPageContents(w->page), hdr, sizeof(*hdr));
+	((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(*hdr);
+	writer_finish_page(w);
+}
 
-	/* documents */
-	for (uint32 p = 0; p < ndocpages; p++)
+/* seg_write_docs: the document pages, SsDoc by docid. */
+static void
+seg_write_docs(SegWriter *w, SsSegBuilder *sb, const SegLayout *L)
+{
+	for (uint32 p = 0; p < L->ndocpages; p++)
 	{
 		uint32		first = p * SS_DOCS_PER_PAGE;
 		uint32		cnt = Min((uint32) SS_DOCS_PER_PAGE, sb->ndocs - first);
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_DOC);
-		memcpy(SsPageContents(w.page), &sb->docs[first], sizeof(SsDoc) * cnt);
-		SsPageGetOpaque(w.page)->count = cnt;
-		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsDoc) * cnt;
-		writer_finish_page(&w);
+		writer_new_page(w, SS_PAGE_DOC);
+		memcpy(SsPageContents(w->page), &sb->docs[first], sizeof(SsDoc) * cnt);
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsDoc) * cnt;
+		writer_finish_page(w);
 	}
+}
 
-	/* directory, then dictionary */
+/*
+ * seg_write_dict: the directory pages (one item per dictionary page: its
+ * first term and block), then the dictionary pages (one item per term:
+ * its document frequency and where its postings and skips are).
+ */
+static void
+seg_write_dict(SegWriter *w, const SegLayout *L, const SsSegHeader *hdr)
+{
+	TermAcc   **terms = L->terms;
+
 	for (int pass = 0; pass < 2; pass++)
 	{
-		uint32		npages = pass == 0 ? ndirpages : ndictpages;
-		uint32	   *firsts = pass == 0 ? dirfirst : dictfirst;
-		uint32		nitems = pass == 0 ? ndictpages : nterms;
+		uint32		npages = pass == 0 ? L->ndirpages : L->ndictpages;
+		uint32	   *firsts = pass == 0 ? L->dirfirst : L->dictfirst;
+		uint32		nitems = pass == 0 ? L->ndictpages : L->nterms;
 
 		for (uint32 p = 0; p < npages; p++)
 		{
 			uint32		end = (p + 1 < npages) ? firsts[p + 1] : nitems;
 
-			NEWBUF();
-			SsInitPage(w.page, pass == 0 ? SS_PAGE_DIR : SS_PAGE_DICT);
+			writer_new_page(w, pass == 0 ? SS_PAGE_DIR : SS_PAGE_DICT);
 			for (uint32 k = firsts[p]; k < end; k++)
 			{
-				uint32		t = pass == 0 ? dictfirst[k] : k;
+				uint32		t = pass == 0 ? L->dictfirst[k] : k;
 				char		itembuf[MAXALIGN(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8))];
 				SsDictItem *it = (SsDictItem *) itembuf;
 
 				if (pass == 0)
 				{
-					it->df = hdr.dictstart + k;
+					it->df = hdr->dictstart + k;
 					it->postblk = InvalidBlockNumber;
 					it->skip = t;	/* the dict page's first ordinal */
 					it->postoff = 0;
@@ -786,170 +834,244 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 				else
 				{
 					it->df = terms[t]->n;
-					it->postblk = hdr.poststart + postblk[t];
-					it->skip = skipidx[t];
-					it->postoff = postoff[t];
+					it->postblk = hdr->poststart + L->postblk[t];
+					it->skip = L->skipidx[t];
+					it->postoff = L->postoff[t];
 				}
 				it->len = terms[t]->len;
 				memcpy(it->term, terms[t]->term, it->len);
-				if (PageAddItem(w.page, (Item) it, SS_DICT_ITEM_SIZE(it->len),
+				if (PageAddItem(w->page, (Item) it, SS_DICT_ITEM_SIZE(it->len),
 								InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
 					elog(ERROR, "shop_search: dictionary page overflow");
 			}
-			writer_finish_page(&w);
+			writer_finish_page(w);
 		}
 	}
+}
 
-	/* postings */
-	if (npostpages > 0)
+/* writer_next_post_page: a full posting page is done; start the next. */
+static void
+writer_next_post_page(SegWriter *w)
+{
+	((PageHeader) w->page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
+	writer_finish_page(w);
+	writer_new_page(w, SS_PAGE_POST);
+}
+
+/*
+ * seg_write_postings: every term's postings as varint (docid delta, tf)
+ * pairs, page breaks exactly where seg_layout_postings put them.
+ */
+static void
+seg_write_postings(SegWriter *w, const SegLayout *L)
+{
+	TermAcc   **terms = L->terms;
+	uint32		curblk = 0;
+	uint32		off = 0;
+
+	if (L->npostpages == 0)
+		return;
+	writer_new_page(w, SS_PAGE_POST);
+	for (uint32 i = 0; i < L->nterms; i++)
 	{
-		uint32		curblk = 0;
-		uint32		off = 0;
+		uint32		prev;
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_POST);
-
-		for (i = 0; i < nterms; i++)
+		if (L->postblk[i] != curblk)
 		{
-			uint32		prev;
-
-			if (postblk[i] != curblk)
-			{
-				NEXT_POST_PAGE();
-			}
-			prev = 0;
-			if (off != postoff[i])
-				elog(ERROR, "shop_search: posting layout mismatch");
-			for (uint32 k = 0; k < terms[i]->n; k++)
-			{
-				char	   *dst;
-
-				if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
-				{
-					NEXT_POST_PAGE();
-				}
-				dst = SsPageContents(w.page);
-				off += SsVarintPut(dst + off, terms[i]->postings[k].docid - prev);
-				off += SsVarintPut(dst + off, terms[i]->postings[k].tf);
-				prev = terms[i]->postings[k].docid;
-			}
+			writer_next_post_page(w);
+			curblk++;
+			off = 0;
 		}
-		((PageHeader) w.page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
-		writer_finish_page(&w);
-		if (curblk + 1 != npostpages)
+		prev = 0;
+		if (off != L->postoff[i])
 			elog(ERROR, "shop_search: posting layout mismatch");
-	}
+		for (uint32 k = 0; k < terms[i]->n; k++)
+		{
+			char	   *dst;
 
-	/* skip entries, their posting blocks made absolute */
-	for (uint32 p = 0; p < nskippages; p++)
+			if (SS_PAGE_CAPACITY - off < SS_POSTING_MAX)
+			{
+				writer_next_post_page(w);
+				curblk++;
+				off = 0;
+			}
+			dst = SsPageContents(w->page);
+			off += SsVarintPut(dst + off, terms[i]->postings[k].docid - prev);
+			off += SsVarintPut(dst + off, terms[i]->postings[k].tf);
+			prev = terms[i]->postings[k].docid;
+		}
+	}
+	((PageHeader) w->page)->pd_lower = SS_PAGE_CAPACITY + MAXALIGN(SizeOfPageHeaderData);
+	writer_finish_page(w);
+	if (curblk + 1 != L->npostpages)
+		elog(ERROR, "shop_search: posting layout mismatch");
+}
+
+/* seg_write_skips: the skip entries, their posting blocks made absolute. */
+static void
+seg_write_skips(SegWriter *w, const SegLayout *L, const SsSegHeader *hdr)
+{
+	for (uint32 p = 0; p < L->nskippages; p++)
 	{
 		uint32		first = p * SS_SKIPS_PER_PAGE;
-		uint32		cnt = Min((uint32) SS_SKIPS_PER_PAGE, nskips - first);
+		uint32		cnt = Min((uint32) SS_SKIPS_PER_PAGE, L->nskips - first);
 		SsSkip	   *dst;
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_SKIP);
-		dst = (SsSkip *) SsPageContents(w.page);
+		writer_new_page(w, SS_PAGE_SKIP);
+		dst = (SsSkip *) SsPageContents(w->page);
 		for (uint32 k = 0; k < cnt; k++)
 		{
-			dst[k] = skips[first + k];
-			dst[k].postblk += hdr.poststart;
+			dst[k] = L->skips[first + k];
+			dst[k].postblk += hdr->poststart;
 		}
-		SsPageGetOpaque(w.page)->count = cnt;
-		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsSkip) * cnt;
-		writer_finish_page(&w);
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsSkip) * cnt;
+		writer_finish_page(w);
 	}
+}
 
-	/* norms */
-	for (uint32 p = 0; p < nnormpages; p++)
+/* seg_write_norms: the norm pages, each document's field lengths. */
+static void
+seg_write_norms(SegWriter *w, SsSegBuilder *sb, const SegLayout *L)
+{
+	for (uint32 p = 0; p < L->nnormpages; p++)
 	{
 		uint32		first = p * SS_NORMS_PER_PAGE;
 		uint32		cnt = Min((uint32) SS_NORMS_PER_PAGE, sb->ndocs - first);
 		SsNorm	   *dst;
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_NORM);
-		dst = (SsNorm *) SsPageContents(w.page);
+		writer_new_page(w, SS_PAGE_NORM);
+		dst = (SsNorm *) SsPageContents(w->page);
 		for (uint32 k = 0; k < cnt; k++)
 			memcpy(dst[k].len, sb->docs[first + k].len, sizeof(dst[k].len));
-		SsPageGetOpaque(w.page)->count = cnt;
-		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsNorm) * cnt;
-		writer_finish_page(&w);
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsNorm) * cnt;
+		writer_finish_page(w);
 	}
+}
 
-	/* trigram map: entries in key order, then the ordinal lists */
-	for (uint32 p = 0; p < gm.ndirpages; p++)
+/* seg_write_gram_dir: the trigram map's entries, in key order. */
+static void
+seg_write_gram_dir(SegWriter *w, const GramMap *gm, const SsSegHeader *hdr)
+{
+	for (uint32 p = 0; p < gm->ndirpages; p++)
 	{
 		uint32		first = p * SS_GRAMS_PER_PAGE;
-		uint32		cnt = Min((uint32) SS_GRAMS_PER_PAGE, gm.nused - first);
+		uint32		cnt = Min((uint32) SS_GRAMS_PER_PAGE, gm->nused - first);
 		SsGramEntry *dst;
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_GRAMDIR);
-		dst = (SsGramEntry *) SsPageContents(w.page);
+		writer_new_page(w, SS_PAGE_GRAMDIR);
+		dst = (SsGramEntry *) SsPageContents(w->page);
 		for (uint32 k = 0; k < cnt; k++)
 		{
-			uint32		h = gm.order[first + k];
+			uint32		h = gm->order[first + k];
 
-			dst[k].key = gm.keys[h];
-			dst[k].n = gm.n[h];
-			dst[k].blk = hdr.gramstart + gm.blk[h];
-			dst[k].off = gm.off[h];
+			dst[k].key = gm->keys[h];
+			dst[k].n = gm->n[h];
+			dst[k].blk = hdr->gramstart + gm->blk[h];
+			dst[k].off = gm->off[h];
 			dst[k].pad = 0;
 		}
-		SsPageGetOpaque(w.page)->count = cnt;
-		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsGramEntry) * cnt;
-		writer_finish_page(&w);
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsGramEntry) * cnt;
+		writer_finish_page(w);
 	}
-	if (gm.ngrampages > 0)
+}
+
+/*
+ * seg_write_gram_lists: each trigram's list of term ordinals (varints),
+ * where gram_layout put it.
+ */
+static void
+seg_write_gram_lists(SegWriter *w, const GramMap *gm)
+{
+	uint32		curblk = 0;
+	uint32		off = 0;
+
+	if (gm->ngrampages == 0)
+		return;
+	writer_new_page(w, SS_PAGE_GRAM);
+	for (uint32 k = 0; k < gm->nused; k++)
 	{
-		uint32		curblk = 0;
-		uint32		off = 0;
+		uint32		h = gm->order[k];
+		const char *p = gm->data + (gm->pos[h] - gm->bytes[h]);
+		const char *end = p + gm->bytes[h];
+		bool		first = true;
 
-		NEWBUF();
-		SsInitPage(w.page, SS_PAGE_GRAM);
-		for (uint32 k = 0; k < gm.nused; k++)
+		while (first || p < end)
 		{
-			uint32		h = gm.order[k];
-			const char *p = gm.data + (gm.pos[h] - gm.bytes[h]);
-			const char *end = p + gm.bytes[h];
-			bool		first = true;
+			int			n = p < end ? varint_size(p) : 0;
 
-			while (first || p < end)
+			if (SS_PAGE_CAPACITY - off < SS_GRAM_VARINT_MAX)
 			{
-				int			n = p < end ? varint_size(p) : 0;
-
-				if (SS_PAGE_CAPACITY - off < SS_GRAM_VARINT_MAX)
-				{
-					((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
-					writer_finish_page(&w);
-					curblk++;
-					NEWBUF();
-					SsInitPage(w.page, SS_PAGE_GRAM);
-					off = 0;
-				}
-				if (first && (curblk != gm.blk[h] || off != gm.off[h]))
-					elog(ERROR, "shop_search: trigram layout mismatch");
-				first = false;
-				memcpy(SsPageContents(w.page) + off, p, n);
-				off += n;
-				p += n;
+				((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
+				writer_finish_page(w);
+				curblk++;
+				writer_new_page(w, SS_PAGE_GRAM);
+				off = 0;
 			}
+			if (first && (curblk != gm->blk[h] || off != gm->off[h]))
+				elog(ERROR, "shop_search: trigram layout mismatch");
+			first = false;
+			memcpy(SsPageContents(w->page) + off, p, n);
+			off += n;
+			p += n;
 		}
-		((PageHeader) w.page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
-		writer_finish_page(&w);
-		if (curblk + 1 != gm.ngrampages)
-			elog(ERROR, "shop_search: trigram layout mismatch");
 	}
-#undef NEWBUF
-#undef NEXT_POST_PAGE
-	if (needLock && !reuse)
+	((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + off;
+	writer_finish_page(w);
+	if (curblk + 1 != gm->ngrampages)
+		elog(ERROR, "shop_search: trigram layout mismatch");
+}
+
+/*
+ * SsSegBuilderWrite: write the builder's documents and terms as a new
+ * segment at the end of the index; returns its header block.  The caller
+ * publishes it in the metapage.  With log_each every page is WAL-logged
+ * as it is written (VACUUM); otherwise the caller logs the whole range
+ * (CREATE INDEX).  serial goes into the header (SsSegHeader.serial).
+ *
+ * The whole layout is computed first, so the segment's size is known
+ * before a block is taken; then the pages are written in block order.
+ */
+BlockNumber
+SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
+				  SsAllocRun alloc, void *alloc_arg, uint64 serial)
+{
+	SegLayout	L;
+	SsSegHeader hdr;
+	SegWriter	w;
+	bool		needLock = !RELATION_IS_LOCAL(index);
+
+	memset(&hdr, 0, sizeof(hdr));
+	seg_reference(sb, index, &hdr);
+	seg_order_terms(sb, &L);
+	seg_layout_postings(sb, &hdr, &L);
+	seg_layout_pages(sb, &L);
+
+	w.index = index;
+	w.log_each = log_each;
+	w.buf = InvalidBuffer;
+	w.page = NULL;
+	seg_place(&w, &L, alloc, alloc_arg, needLock);
+	seg_fill_header(&hdr, &L, sb->ndocs, serial, w.next);
+
+	seg_write_header(&w, &hdr);
+	seg_write_docs(&w, sb, &L);
+	seg_write_dict(&w, &L, &hdr);
+	seg_write_postings(&w, &L);
+	seg_write_skips(&w, &L, &hdr);
+	seg_write_norms(&w, sb, &L);
+	seg_write_gram_dir(&w, &L.gm, &hdr);
+	seg_write_gram_lists(&w, &L.gm);
+
+	if (needLock && !w.reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
-	pfree(terms);
-	pfree(postblk);
-	pfree(postoff);
-	pfree(skipidx);
-	pfree(skips);
-	gram_free(&gm);
+	pfree(L.terms);
+	pfree(L.postblk);
+	pfree(L.postoff);
+	pfree(L.skipidx);
+	pfree(L.skips);
+	gram_free(&L.gm);
 	return hdr.docstart - 1;
 }
