@@ -658,7 +658,7 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 
 /*
  * The boost.  SsBoost is the business and personal multiplier of a
- * document's text score, between 1 and 1.5: popularity (log-scaled
+ * document's text score, between 1 and SS_BOOST_MAX: popularity (log-scaled
  * against the most popular document: inv_log_maxpop is 1 / log1p(max
  * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
  * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
