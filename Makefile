@@ -34,7 +34,8 @@ OBJS         = \
 	src/search/sstypo.o \
 	src/search/ssvacuum.o \
 	src/search/ssvalidate.o \
-	src/search/ssverify.o
+	src/search/ssverify.o \
+	src/search/sswrite.o
 DATA         = shop--1.0.sql \
                shop--1.0--1.1.sql
 PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"

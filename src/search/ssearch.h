@@ -526,6 +526,9 @@ typedef struct SsQuery
 #define SS_BOOST_RATING		0.05f
 #define SS_BOOST_CATEGORY	0.15f
 #define SS_BOOST_BRAND		0.15f
+/* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
+#define SS_BOOST_MAX		(1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
+							 SS_BOOST_CATEGORY + SS_BOOST_BRAND)
 
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0
@@ -617,6 +620,8 @@ extern void ssbuildempty(Relation index);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					 struct IndexInfo *indexInfo);
+
+/* sswrite.c */
 typedef struct SsSegBuilder SsSegBuilder;
 extern SsSegBuilder *SsSegBuilderCreate(MemoryContext parent);
 extern void SsSegBuilderAdd(SsSegBuilder *sb, const SsDocData *d);

@@ -224,169 +224,164 @@ fill_word(SsQWord *qw, const char *word, const char *language, bool prefix)
 	qw->prefix = prefix;
 }
 
-/*
- * SsParseQuery: the jsonb query as an SsQuery, allocated in the current
- * memory context.  Raises 22023 for anything malformed.
- */
-SsQuery *
-SsParseQuery(Jsonb *jb, const char *language)
+/* query_check_keys: every key of the query object is one SsParseQuery knows. */
+static void
+query_check_keys(Jsonb *jb)
 {
-	SsQuery    *q = palloc0(sizeof(SsQuery));
-	JsonbValue *v;
-	const char *qtext = NULL;
-	int			qlen = 0;
-	WordList	words;
-	int			nw;
-	int			span_of[SS_MAX_QUERY_WORDS];	/* group index per word, -1 none */
-	int			span_start[SS_MAX_QUERY_WORDS];
-	List	   *groups = NIL;	/* List of List of WordList* */
-	int			ngroupsused = 0;
-	int			nslots = 0;
-	bool		lastprefix;
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", NULL
 	};
-	WordList	notypo;
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
 
-	q->typos = true;
-	q->prefix = true;
-	q->ncats = -1;				/* -1: no such filter */
-	q->nbrands = -1;
-	strlcpy(q->language, language, sizeof(q->language));
-	memset(&notypo, 0, sizeof(notypo));
-	notypo.max = SS_MAX_QUERY_WORDS * 4;
-
-	if (JB_ROOT_IS_SCALAR(jb))
+	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
 	{
-		JsonbValue	sv;
+		if (tok == WJB_KEY)
+		{
+			bool		ok = false;
+			char	   *k = pnstrdup(kv.val.string.val, kv.val.string.len);
 
-		if (!JsonbExtractScalar(&jb->root, &sv) || sv.type != jbvString)
-			bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
-		qtext = sv.val.string.val;
-		qlen = sv.val.string.len;
+			for (int i = 0; known[i]; i++)
+				if (strcmp(known[i], k) == 0)
+					ok = true;
+			if (!ok)
+				bad_query("unknown search query key",
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, prefix, match, language.", k));
+		}
 	}
-	else if (JB_ROOT_IS_OBJECT(jb))
+}
+
+/* query_parse_filters: the filters and the boost lists of the query object. */
+static void
+query_parse_filters(Jsonb *jb, SsQuery *q)
+{
+	JsonbValue *v;
+
+	if ((v = get_key(jb, "category_ids")) != NULL && v->type != jbvNull)
+		q->cats = parse_ids(v, "category_ids", &q->ncats);
+	if ((v = get_key(jb, "brands")) != NULL && v->type != jbvNull)
+		q->brands = parse_brands(v, "brands", &q->nbrands);
+	if ((v = get_key(jb, "price_min")) != NULL && v->type != jbvNull)
+		q->has_price_min = true, q->price_min = jbv_int8(v, "price_min");
+	if ((v = get_key(jb, "price_max")) != NULL && v->type != jbvNull)
+		q->has_price_max = true, q->price_max = jbv_int8(v, "price_max");
+	if ((v = get_key(jb, "rating_min")) != NULL && v->type != jbvNull)
+		q->has_rating_min = true, q->rating_min = (float4) jbv_float(v, "rating_min");
+	if ((v = get_key(jb, "in_stock")) != NULL && v->type != jbvNull)
+		q->has_in_stock = true, q->in_stock = jbv_bool(v, "in_stock");
+	if ((v = get_key(jb, "boost_categories")) != NULL && v->type != jbvNull)
+		q->boost_cats = parse_ids(v, "boost_categories", &q->nboost_cats);
+	if ((v = get_key(jb, "boost_brands")) != NULL && v->type != jbvNull)
+		q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
+}
+
+/*
+ * query_parse_options: typos, prefix, language, no_typos (its words into
+ * notypo) and match.
+ */
+static void
+query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
+{
+	JsonbValue *v;
+
+	if ((v = get_key(jb, "typos")) != NULL)
+		q->typos = jbv_bool(v, "typos");
+	if ((v = get_key(jb, "prefix")) != NULL)
+		q->prefix = jbv_bool(v, "prefix");
+	if ((v = get_key(jb, "language")) != NULL && v->type != jbvNull)
 	{
-		JsonbIterator *it = JsonbIteratorInit(&jb->root);
-		JsonbValue	kv;
-		JsonbIteratorToken tok;
+		char	   *lang;
 
-		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		if (v->type != jbvString || v->val.string.len >= (int) sizeof(q->language))
+			bad_query("malformed search query", "language must be the name of a Snowball stemmer.");
+		lang = pnstrdup(v->val.string.val, v->val.string.len);
+		ShopGetStemmer(lang);	/* 22023 for an unknown one */
+		strlcpy(q->language, lang, sizeof(q->language));
+		q->language_given = true;
+	}
+	if ((v = get_key(jb, "no_typos")) != NULL && v->type != jbvNull)
+	{
+		List	   *l = jbv_elems(v);
+		ListCell   *lc;
+
+		if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+			bad_query("malformed search query", "no_typos must be a string or an array of strings.");
+		foreach(lc, l)
 		{
-			if (tok == WJB_KEY)
-			{
-				bool		ok = false;
-				char	   *k = pnstrdup(kv.val.string.val, kv.val.string.len);
+			JsonbValue *e = (JsonbValue *) lfirst(lc);
 
-				for (int i = 0; known[i]; i++)
-					if (strcmp(known[i], k) == 0)
-						ok = true;
-				if (!ok)
-					bad_query("unknown search query key",
-							  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, prefix, match, language.", k));
-			}
-		}
-		v = get_key(jb, "q");
-		if (v == NULL || v->type != jbvString)
-			bad_query("malformed search query", "The query object needs a \"q\" string.");
-		qtext = v->val.string.val;
-		qlen = v->val.string.len;
-
-		if ((v = get_key(jb, "category_ids")) != NULL && v->type != jbvNull)
-			q->cats = parse_ids(v, "category_ids", &q->ncats);
-		if ((v = get_key(jb, "brands")) != NULL && v->type != jbvNull)
-			q->brands = parse_brands(v, "brands", &q->nbrands);
-		if ((v = get_key(jb, "price_min")) != NULL && v->type != jbvNull)
-			q->has_price_min = true, q->price_min = jbv_int8(v, "price_min");
-		if ((v = get_key(jb, "price_max")) != NULL && v->type != jbvNull)
-			q->has_price_max = true, q->price_max = jbv_int8(v, "price_max");
-		if ((v = get_key(jb, "rating_min")) != NULL && v->type != jbvNull)
-			q->has_rating_min = true, q->rating_min = (float4) jbv_float(v, "rating_min");
-		if ((v = get_key(jb, "in_stock")) != NULL && v->type != jbvNull)
-			q->has_in_stock = true, q->in_stock = jbv_bool(v, "in_stock");
-		if ((v = get_key(jb, "boost_categories")) != NULL && v->type != jbvNull)
-			q->boost_cats = parse_ids(v, "boost_categories", &q->nboost_cats);
-		if ((v = get_key(jb, "boost_brands")) != NULL && v->type != jbvNull)
-			q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
-		if ((v = get_key(jb, "typos")) != NULL)
-			q->typos = jbv_bool(v, "typos");
-		if ((v = get_key(jb, "prefix")) != NULL)
-			q->prefix = jbv_bool(v, "prefix");
-		if ((v = get_key(jb, "language")) != NULL && v->type != jbvNull)
-		{
-			char	   *lang;
-
-			if (v->type != jbvString || v->val.string.len >= (int) sizeof(q->language))
-				bad_query("malformed search query", "language must be the name of a Snowball stemmer.");
-			lang = pnstrdup(v->val.string.val, v->val.string.len);
-			ShopGetStemmer(lang);	/* 22023 for an unknown one */
-			strlcpy(q->language, lang, sizeof(q->language));
-			q->language_given = true;
-		}
-		if ((v = get_key(jb, "no_typos")) != NULL && v->type != jbvNull)
-		{
-			List	   *l = jbv_elems(v);
-			ListCell   *lc;
-
-			if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+			if (e->type != jbvString)
 				bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-			foreach(lc, l)
-			{
-				JsonbValue *e = (JsonbValue *) lfirst(lc);
-
-				if (e->type != jbvString)
-					bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-				SsTokenize(e->val.string.val, e->val.string.len, 0, word_list_cb, &notypo);
-			}
-		}
-		if ((v = get_key(jb, "match")) != NULL)
-		{
-			if (v->type == jbvString && v->val.string.len == 3 &&
-				memcmp(v->val.string.val, "any", 3) == 0)
-				q->match_any = true;
-			else if (!(v->type == jbvString && v->val.string.len == 3 &&
-					   memcmp(v->val.string.val, "all", 3) == 0))
-				bad_query("malformed search query", "match must be \"all\" or \"any\".");
-		}
-		if ((v = get_key(jb, "synonyms")) != NULL && v->type != jbvNull)
-		{
-			List	   *gl = jbv_elems(v);
-			ListCell   *lc;
-
-			if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
-			foreach(lc, gl)
-			{
-				JsonbValue *g = (JsonbValue *) lfirst(lc);
-				List	   *pl;
-				List	   *group = NIL;
-				ListCell   *pc;
-
-				if (g->type != jbvBinary || !JsonContainerIsArray(g->val.binary.data))
-					bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
-				pl = jbv_elems(g);
-				foreach(pc, pl)
-				{
-					JsonbValue *p = (JsonbValue *) lfirst(pc);
-					WordList   *wl = palloc0(sizeof(WordList));
-
-					if (p->type != jbvString)
-						bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
-					wl->max = 8;
-					SsTokenize(p->val.string.val, p->val.string.len, 0, word_list_cb, wl);
-					if (wl->n > 0)
-						group = lappend(group, wl);
-				}
-				if (list_length(group) > 1)
-					groups = lappend(groups, group);
-			}
+			SsTokenize(e->val.string.val, e->val.string.len, 0, word_list_cb, notypo);
 		}
 	}
-	else
-		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
+	if ((v = get_key(jb, "match")) != NULL)
+	{
+		if (v->type == jbvString && v->val.string.len == 3 &&
+			memcmp(v->val.string.val, "any", 3) == 0)
+			q->match_any = true;
+		else if (!(v->type == jbvString && v->val.string.len == 3 &&
+				   memcmp(v->val.string.val, "all", 3) == 0))
+			bad_query("malformed search query", "match must be \"all\" or \"any\".");
+	}
+}
 
+/*
+ * query_parse_synonyms: the "synonyms" groups as a List of List of
+ * WordList * (the tokenized phrases); groups of fewer than two phrases
+ * are dropped.
+ */
+static List *
+query_parse_synonyms(Jsonb *jb)
+{
+	JsonbValue *v;
+	List	   *groups = NIL;
+	List	   *gl;
+	ListCell   *lc;
+
+	if ((v = get_key(jb, "synonyms")) == NULL || v->type == jbvNull)
+		return NIL;
+	gl = jbv_elems(v);
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+	foreach(lc, gl)
+	{
+		JsonbValue *g = (JsonbValue *) lfirst(lc);
+		List	   *pl;
+		List	   *group = NIL;
+		ListCell   *pc;
+
+		if (g->type != jbvBinary || !JsonContainerIsArray(g->val.binary.data))
+			bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+		pl = jbv_elems(g);
+		foreach(pc, pl)
+		{
+			JsonbValue *p = (JsonbValue *) lfirst(pc);
+			WordList   *wl = palloc0(sizeof(WordList));
+
+			if (p->type != jbvString)
+				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+			wl->max = 8;
+			SsTokenize(p->val.string.val, p->val.string.len, 0, word_list_cb, wl);
+			if (wl->n > 0)
+				group = lappend(group, wl);
+		}
+		if (list_length(group) > 1)
+			groups = lappend(groups, group);
+	}
+	return groups;
+}
+
+/*
+ * query_check_text: q within shop.max_query_length (22001) and not a card
+ * number.
+ */
+static void
+query_check_text(const char *qtext, int qlen)
+{
 	if (qlen > shop_max_query_length * 4 ||
 		pg_mbstrlen_with_len(qtext, qlen) > shop_max_query_length)
 		ereport(ERROR,
@@ -395,82 +390,103 @@ SsParseQuery(Jsonb *jb, const char *language)
 				 errdetail("The query has %d characters; shop.max_query_length is %d.",
 						   pg_mbstrlen_with_len(qtext, qlen), shop_max_query_length)));
 	ShopRefuseCardNumberText(qtext, qlen, "query");
+}
 
-	/* words of q; function words dropped unless that leaves nothing */
-	memset(&words, 0, sizeof(words));
-	words.max = SS_MAX_QUERY_WORDS * 4;
-	SsTokenize(qtext, qlen, 0, word_list_cb, &words);
+/*
+ * query_words: the words of q, function words dropped unless that leaves
+ * nothing, at most SS_MAX_QUERY_WORDS.
+ */
+static void
+query_words(const char *qtext, int qlen, WordList *words)
+{
+	int			kept = 0;
+
+	memset(words, 0, sizeof(*words));
+	words->max = SS_MAX_QUERY_WORDS * 4;
+	SsTokenize(qtext, qlen, 0, word_list_cb, words);
+	for (int i = 0; i < words->n; i++)
+		if (!SsIsStopWord(words->w[i]))
+			kept++;
+	if (kept > 0)
 	{
-		int			kept = 0;
+		int			j = 0;
 
-		for (int i = 0; i < words.n; i++)
-			if (!SsIsStopWord(words.w[i]))
-				kept++;
-		if (kept > 0)
-		{
-			int			j = 0;
-
-			for (int i = 0; i < words.n; i++)
-				if (!SsIsStopWord(words.w[i]))
-					words.w[j++] = words.w[i];
-			words.n = j;
-		}
-		if (words.n > SS_MAX_QUERY_WORDS)
-			words.n = SS_MAX_QUERY_WORDS;
+		for (int i = 0; i < words->n; i++)
+			if (!SsIsStopWord(words->w[i]))
+				words->w[j++] = words->w[i];
+		words->n = j;
 	}
-	nw = words.n;
-	lastprefix = q->prefix && qlen > 0 && nw > 0 &&
-		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
+	if (words->n > SS_MAX_QUERY_WORDS)
+		words->n = SS_MAX_QUERY_WORDS;
+}
 
-	/* find synonym phrases in the query */
+/*
+ * query_find_spans: the synonym phrases found in the query's words.  For
+ * each word, span_of is its group's index (-1: none) and span_start the
+ * first word of its span.  The first phrase of a group found in the query
+ * wins, and is moved to the front of its group.
+ */
+static void
+query_find_spans(List *groups, const WordList *words, int *span_of, int *span_start)
+{
+	int			nw = words->n;
+	ListCell   *gc;
+	int			gi = 0;
+
 	for (int i = 0; i < nw; i++)
 		span_of[i] = -1;
+	foreach(gc, groups)
 	{
-		ListCell   *gc;
-		int			gi = 0;
+		List	   *group = (List *) lfirst(gc);
+		ListCell   *pc;
 
-		foreach(gc, groups)
+		foreach(pc, group)
 		{
-			List	   *group = (List *) lfirst(gc);
-			ListCell   *pc;
+			WordList   *p = (WordList *) lfirst(pc);
+			bool		found = false;
 
-			foreach(pc, group)
+			for (int s = 0; s + p->n <= nw && !found; s++)
 			{
-				WordList   *p = (WordList *) lfirst(pc);
-				bool		found = false;
+				bool		m = true;
 
-				for (int s = 0; s + p->n <= nw && !found; s++)
+				for (int k = 0; k < p->n && m; k++)
+					m = span_of[s + k] == -1 && strcmp(words->w[s + k], p->w[k]) == 0;
+				if (m)
 				{
-					bool		m = true;
-
-					for (int k = 0; k < p->n && m; k++)
-						m = span_of[s + k] == -1 && strcmp(words.w[s + k], p->w[k]) == 0;
-					if (m)
+					for (int k = 0; k < p->n; k++)
 					{
-						for (int k = 0; k < p->n; k++)
-						{
-							span_of[s + k] = gi;
-							span_start[s + k] = s;
-						}
-						found = true;
-						/* remember which phrase matched: move it first */
-						if (pc != list_head(group))
-						{
-							group = list_delete_ptr(group, p);
-							group = lcons(p, group);
-							lfirst(gc) = group;
-						}
+						span_of[s + k] = gi;
+						span_start[s + k] = s;
+					}
+					found = true;
+					/* remember which phrase matched: move it first */
+					if (pc != list_head(group))
+					{
+						group = list_delete_ptr(group, p);
+						group = lcons(p, group);
+						lfirst(gc) = group;
 					}
 				}
-				if (found)
-					break;
 			}
-			gi++;
+			if (found)
+				break;
 		}
-		ngroupsused = gi;
+		gi++;
 	}
+}
 
-	/* build slots in query order */
+/*
+ * query_build_slots: q's slots in query order, one per plain word (the last
+ * one a prefix when lastprefix) and one per synonym span, whose
+ * alternatives are its group's phrases.
+ */
+static void
+query_build_slots(SsQuery *q, const WordList *words, List *groups,
+				  const int *span_of, const int *span_start, bool lastprefix)
+{
+	int			nw = words->n;
+	int			nslots = 0;
+
 	q->slots = palloc0(sizeof(SsQSlot) * Max(nw, 1));
 	q->words = palloc0(sizeof(SsQWord) * (nw + 64));
 	for (int i = 0; i < nw; i++)
@@ -486,7 +502,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 			slot->alts = palloc0(sizeof(SsQAlt));
 			slot->alts[0].first = q->nwords;
 			slot->alts[0].nwords = 1;
-			fill_word(&q->words[q->nwords], words.w[i], q->language,
+			fill_word(&q->words[q->nwords], words->w[i], q->language,
 					  lastprefix && i == nw - 1);
 			q->words[q->nwords].slot = nslots;
 			q->words[q->nwords].alt = 0;
@@ -520,14 +536,74 @@ SsParseQuery(Jsonb *jb, const char *language)
 		}
 		nslots++;
 	}
-	(void) ngroupsused;
+	q->nslots = nslots;
+	q->nrequired = nslots;
+}
+
+/*
+ * SsParseQuery: the jsonb query as an SsQuery, allocated in the current
+ * memory context.  Raises 22023 for anything malformed.
+ */
+SsQuery *
+SsParseQuery(Jsonb *jb, const char *language)
+{
+	SsQuery    *q = palloc0(sizeof(SsQuery));
+	JsonbValue *v;
+	const char *qtext = NULL;
+	int			qlen = 0;
+	WordList	words;
+	int			span_of[SS_MAX_QUERY_WORDS];	/* group index per word, -1 none */
+	int			span_start[SS_MAX_QUERY_WORDS];
+	List	   *groups = NIL;	/* List of List of WordList* */
+	bool		lastprefix;
+	WordList	notypo;
+
+	q->typos = true;
+	q->prefix = true;
+	q->ncats = -1;				/* -1: no such filter */
+	q->nbrands = -1;
+	strlcpy(q->language, language, sizeof(q->language));
+	memset(&notypo, 0, sizeof(notypo));
+	notypo.max = SS_MAX_QUERY_WORDS * 4;
+
+	/* a jsonb string is q alone; an object names q and the rest */
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		JsonbValue	sv;
+
+		if (!JsonbExtractScalar(&jb->root, &sv) || sv.type != jbvString)
+			bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
+		qtext = sv.val.string.val;
+		qlen = sv.val.string.len;
+	}
+	else if (JB_ROOT_IS_OBJECT(jb))
+	{
+		query_check_keys(jb);
+		v = get_key(jb, "q");
+		if (v == NULL || v->type != jbvString)
+			bad_query("malformed search query", "The query object needs a \"q\" string.");
+		qtext = v->val.string.val;
+		qlen = v->val.string.len;
+		query_parse_filters(jb, q);
+		query_parse_options(jb, q, &notypo);
+		groups = query_parse_synonyms(jb);
+	}
+	else
+		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
+	query_check_text(qtext, qlen);
+
+	/* the words, synonym spans among them, then the slots */
+	query_words(qtext, qlen, &words);
+	lastprefix = q->prefix && qlen > 0 && words.n > 0 &&
+		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
+	query_find_spans(groups, &words, span_of, span_start);
+	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
+
 	/* words listed in no_typos match without typos */
 	for (int i = 0; i < q->nwords; i++)
 		for (int k = 0; k < notypo.n; k++)
 			if (strcmp(q->words[i].exact, notypo.w[k]) == 0)
 				q->words[i].maxtypos = 0;
-	q->nslots = nslots;
-	q->nrequired = nslots;
 	return q;
 }
 
@@ -582,7 +658,7 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 
 /*
  * The boost.  SsBoost is the business and personal multiplier of a
- * document's text score, between 1 and 1.5: popularity (log-scaled
+ * document's text score, between 1 and SS_BOOST_MAX: popularity (log-scaled
  * against the most popular document: inv_log_maxpop is 1 / log1p(max
  * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
  * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred

@@ -1447,7 +1447,7 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 		/* the text score a document needs: dist = typos * tier - score */
 		double		need = (typos * SS_TYPO_TIER - ev->res[0].dist) / *boostub;
 
-		if (need < SS_MAX_SCORE / 1.5)
+		if (need < SS_MAX_SCORE / SS_BOOST_MAX)
 			s->need_score = (float4) (need * 0.9999);
 	}
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
