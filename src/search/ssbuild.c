@@ -212,7 +212,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 	SsDocFromDatum(values[0], SsIndexLanguage(index), &d);
 	d.doc.tid = *ht_ctid;
 	sz = SsPendItemSize(&d);
-	item = palloc(sz);
+	item = palloc0(sz);		/* no stray bytes in the padding (page, WAL) */
 	SsPendItemForm(&d, item);
 
 	/* the pending list lock: shared by inserters, exclusive for VACUUM */
