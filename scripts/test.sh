@@ -97,9 +97,11 @@ for t in "$TOP"/test/*/run.sh; do
     echo "== scripted: $n"
     if TOP="$TOP" PGBIN="$PGBIN" bash "$t" >"$CHECK/$n.log" 2>&1; then
         echo "ok $n"
+        rm -rf "${CHECK:?}/$n"   # its clusters; kept only when it fails
+        passed=$((passed + 1))
     elif [ "$n" = stress ] && stress_second_run; then
         echo "ok $n (second run; the first FAILED, see above)"
-        rm -rf "${CHECK:?}/$n"   # its clusters; kept only when it fails
+        rm -rf "${CHECK:?}/$n"
         passed=$((passed + 1))
     else
         echo "FAILED $n (last lines of tmp_check/$n.log follow)"
