@@ -4,6 +4,8 @@
 \echo '==================== 7. Orders ===================='
 SELECT order_id, customer_id AS customer FROM shop."order" WHERE idempotency_key = 'demo-checkout-1' \gset
 SELECT product_id AS p1 FROM shop.order_line WHERE order_id = :'order_id' ORDER BY line_no LIMIT 1 \gset
+-- a mail service's consumer group starts here: it is owed what follows
+SELECT count(*) AS nothing_yet FROM shop.event_claim('demo-mailer', 'mailer-1') \gset
 
 \echo 'The warehouse picks and ships the order from the checkout; shipping commits the held stock:'
 SELECT on_hand, reserved, available FROM shop.stock_summary WHERE product_id = :p1;
@@ -92,7 +94,15 @@ SELECT left(order_id::text, 8) AS order_id, status, total_cents, item_count, nee
   FROM shop.orders_for(:customer, 6);
 
 \echo
-\echo 'Every step went to the transactional outbox (shop.event, also sent with pg_notify):'
+\echo 'Every step went to the transactional outbox (shop.event; LISTEN shop_events is woken once per batch):'
 SELECT topic, count(*) AS events FROM shop.event
  WHERE topic LIKE 'order.%' OR topic LIKE 'payment.%'
  GROUP BY topic ORDER BY min(event_id);
+
+\echo
+\echo 'A mail service reads them as a consumer group: shop.event_claim hands it a leased batch, shop.event_ack marks it done:'
+WITH b AS (SELECT * FROM shop.event_claim('demo-mailer', 'mailer-1', 1000))
+SELECT min(batch_id) AS batch, count(*) AS events, string_agg(DISTINCT topic, ', ') AS topics FROM b \gset
+SELECT :batch AS batch, :events AS events_claimed, :'topics' AS topics;
+SELECT shop.event_ack('demo-mailer', :batch) AS acknowledged;
+SELECT count(*) AS left_to_claim FROM shop.event_claim('demo-mailer', 'mailer-1');
