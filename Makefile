@@ -66,7 +66,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop dist deb
+.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -130,6 +130,13 @@ deb: deps
 	@cd tmp_deb/shop && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
 	    { tail -40 ../build.log; echo "dpkg-buildpackage failed: tmp_deb/build.log" >&2; exit 1; }
 	@cp tmp_deb/postgresql-*-shop_*.deb $(DEB_DIR)/ && ls $(DEB_DIR)/postgresql-*-shop_*.deb
+
+# The package on a machine that has never seen shop: a minimal Debian 12
+# root (debootstrap) installs it with apt, runs CREATE EXTENSION shop CASCADE
+# and this checkout's make installcheck (scripts/deb-root-check.sh). Needs
+# root and the network; not part of make test (test/deb is).
+deb-root-check: deps
+	@scripts/deb-root-check.sh
 
 ifneq ($(PG_CONFIG),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -35,7 +35,18 @@ control=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$SRC/shop.control")
 [ "$version" = "$control.0" ] || [ "$version" = "$control" ] ||
     { echo "package version $version is not shop.control's $control"; bad=1; }
 
-# 1. its dependencies resolve (simulation only)
+# 1. it asks for at least the server minor version whose headers built it:
+#    a minor release may add server functions its headers call (15.20 made
+#    DatumGetHeapTupleHeader one), and a shop.so built with them does not
+#    load into an older server of the same major version
+dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-15 | sed 's/-[^-]*$//')
+depends=$(dpkg-deb -f "$DEB" Depends)
+case ", $depends," in
+    *", postgresql-15 (>= $dev),"*) ;;
+    *) echo "the package does not depend on postgresql-15 (>= $dev), the server version of its headers: $depends"; bad=1 ;;
+esac
+
+# its dependencies resolve (simulation only)
 if ! apt-get install -s --no-install-recommends "$DEB" >"$DIR/apt.log" 2>&1 ||
    ! grep -q '^Inst postgresql-15-shop ' "$DIR/apt.log"; then
     echo "apt cannot install it:"; tail -20 "$DIR/apt.log"; bad=1
