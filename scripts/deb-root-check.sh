@@ -79,7 +79,7 @@ in_root sh -c "grep -q '^host all all 127.0.0.1/32 trust' $conf/pg_hba.conf ||
     sed -i '1i host all all 127.0.0.1/32 trust' $conf/pg_hba.conf"
 in_root pg_ctlcluster 15 main start
 psql_root() { in_root runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -p "$PORT" "$@"; }
-psql_root -q -d postgres -c "DROP DATABASE IF EXISTS tour" -c "CREATE DATABASE tour"
+psql_root -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS tour" -c "CREATE DATABASE tour"
 out=$(psql_root -d tour -At \
     -c "SET client_min_messages = warning" \
     -c "CREATE EXTENSION shop CASCADE" \
