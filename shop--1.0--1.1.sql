@@ -1232,3 +1232,167 @@ SELECT setval(pg_get_serial_sequence(t, c), m)
                ('shop.shipping_rate', 'rate_id', (SELECT max(rate_id) FROM shop.shipping_rate)),
                ('shop.tax_rate', 'rate_id', (SELECT max(rate_id) FROM shop.tax_rate))) v(t, c, m)
  WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence(t, c)), 0);
+
+------------------------------------------------------------------------------
+-- Orders, recommendations, reviews: the read side at store size (issue 11) --
+--
+-- PL/pgSQL caches a statement's plan per backend and, after five calls,
+-- keeps a generic plan when it looks no costlier than the custom ones.  A
+-- backend that made those calls on a new store (few orders, analyzed while
+-- small) kept plans that read every order: order_get of one order read
+-- every order, line, event and payment; orders_for, recommend and
+-- review_add read every order and line (sql/growth.sql counted 20,000 of
+-- each on a store of 20,000 orders; until the next ANALYZE replans them,
+-- the read grows with every order).  These functions are planned for their
+-- arguments at every call (a fraction of a millisecond), so each call uses
+-- the key's index whatever the statistics said when the backend started.
+------------------------------------------------------------------------------
+
+ALTER FUNCTION shop.order_get(uuid) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION shop.orders_for(bigint, int, timestamptz) SET plan_cache_mode = force_custom_plan;
+
+-- recommend and review_add go from the customer's orders to their lines,
+-- one order at a time (OFFSET 0, ARRAY(): the planner cannot turn them
+-- into a join it may plan from the lines' side): what they read is bounded by the
+-- customer's orders, not by the store's lines or by a popular product's
+-- (review_add read every line of the product reviewed), whatever the
+-- statistics say.  Otherwise as in 1.0.
+CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    exclude bigint[];
+    n int;
+BEGIN
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recommend.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- seeds: the 50 latest purchases (weight 1) and the views (0.5); the
+    -- seeds' neighbours, summed, minus everything bought or viewed
+    RETURN QUERY
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+         CROSS JOIN LATERAL (SELECT l.product_id FROM shop.order_line l
+                              WHERE l.order_id = o.order_id OFFSET 0) l
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w
+          FROM ((SELECT b.product_id, 1.0 AS w FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5 FROM shop.view_event v
+                 WHERE v.customer_id = recommend.customer_id) x
+         GROUP BY x.product_id
+    )
+    -- (the active check looks at the best 3 * lim + 10 candidates only:
+    -- if most of them were archived the list comes out short and trending
+    -- fills it)
+    SELECT r.other_id, r.sc
+      FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
+              FROM seeds s
+              JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+             WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.other_id)
+               AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.other_id)
+             GROUP BY c.other_id
+             ORDER BY sc DESC, c.other_id
+             LIMIT 3 * lim + 10) r
+      JOIN shop.product p ON p.product_id = r.other_id AND p.status = 'active'
+     ORDER BY r.sc DESC, r.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- fill from trending (below the personal scores), leaving out what
+    -- was bought, viewed or already listed (every personal candidate was)
+    WITH mine AS (
+        SELECT l.product_id
+          FROM shop."order" o
+         CROSS JOIN LATERAL (SELECT l.product_id FROM shop.order_line l
+                              WHERE l.order_id = o.order_id OFFSET 0) l
+         WHERE o.customer_id = recommend.customer_id AND shop._counted(o.status)
+        UNION
+        SELECT v.product_id FROM shop.view_event v WHERE v.customer_id = recommend.customer_id
+    )
+    SELECT array_agg(DISTINCT x.product_id) INTO exclude
+      FROM (SELECT m.product_id FROM mine m
+            UNION ALL
+            SELECT c.other_id FROM mine m
+              JOIN shop.copurchase c ON c.product_id = m.product_id AND c.score > 0) x;
+    RETURN QUERY
+    SELECT p.product_id, (p.popularity * 0.001)::real
+      FROM shop.product p
+     WHERE p.status = 'active' AND p.popularity > 0
+       AND p.product_id <> ALL (coalesce(exclude, '{}'))
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim - n;
+END
+$$;
+CREATE OR REPLACE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
+                                title text DEFAULT NULL, body text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    old_rating int;
+    verified boolean;
+BEGIN
+    PERFORM shop._require(product_id, 'product_id');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._require(rating, 'rating');
+    IF rating < 1 OR rating > 5 THEN
+        RAISE EXCEPTION 'rating out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('rating is %s; it must be between 1 and 5.', rating);
+    END IF;
+    PERFORM shop._check_text(title, 'title', 200);
+    PERFORM shop._check_text(body, 'body', 10000);
+    -- a storefront reviews only as the customer of its session
+    PERFORM shop._authorize(review_add.customer_id);
+
+    -- lock the product row first: it serializes reviews of one product
+    PERFORM 1 FROM shop.product p WHERE p.product_id = review_add.product_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_id);
+    END IF;
+
+    SELECT EXISTS (
+        SELECT 1 FROM shop."order" o
+         WHERE o.customer_id = review_add.customer_id
+           AND o.status IN ('paid', 'fulfilling', 'shipped', 'delivered', 'returned', 'refunded')
+           AND review_add.product_id = ANY (ARRAY(SELECT l.product_id FROM shop.order_line l
+                                                   WHERE l.order_id = o.order_id)))
+      INTO verified;
+
+    SELECT r.rating INTO old_rating FROM shop.review r
+     WHERE r.product_id = review_add.product_id AND r.customer_id = review_add.customer_id;
+
+    INSERT INTO shop.review AS r (product_id, customer_id, rating, title, body, verified_purchase)
+    VALUES (review_add.product_id, review_add.customer_id, review_add.rating,
+            review_add.title, review_add.body, verified)
+    ON CONFLICT ON CONSTRAINT review_pkey DO UPDATE
+       SET rating = excluded.rating, title = excluded.title, body = excluded.body,
+           verified_purchase = excluded.verified_purchase, created_at = now();
+
+    UPDATE shop.product p
+       SET rating_sum = p.rating_sum + review_add.rating - coalesce(old_rating, 0),
+           rating_count = p.rating_count + CASE WHEN old_rating IS NULL THEN 1 ELSE 0 END
+     WHERE p.product_id = review_add.product_id;
+END
+$$;

@@ -87,6 +87,18 @@ BEGIN
     PERFORM shop.reservation_release(r);
     PERFORM shop.stock_adjust(1 + n % 10, 1, 'growth');
     PERFORM shop.stock_available(1 + n % 10);
+    -- the read side of a storefront: order history, the order page, the
+    -- cart, a product page, recommendations (personal ones for a customer
+    -- with orders and for a brand-new one)
+    PERFORM count(*) FROM shop.orders_for(1000 + n);
+    PERFORM shop.order_get(o);
+    PERFORM shop.cart_get(c);
+    PERFORM shop.product_get(1 + n % 10);
+    PERFORM count(*) FROM shop.also_bought(1 + n % 10);
+    PERFORM count(*) FROM shop.recommend(1000 + n);
+    PERFORM count(*) FROM shop.recommend(900000 + n);
+    PERFORM count(*) FROM shop.recently_viewed(1000 + n);
+    PERFORM shop.review_add(1 + n % 10, 1000 + n, 5, 'Good', 'Works.');
 END $f$;
 SELECT count(pg_temp.round(n)) FROM generate_series(1, 8) n;
 
@@ -148,6 +160,16 @@ SELECT shop.reserve(7, 1) AS r2 \gset
 SELECT pg_temp.cost(format($$SELECT shop.reservation_release(%L)$$, :'r2')) AS release;
 SELECT pg_temp.cost($$SELECT shop.stock_adjust(7, 1, 'growth')$$) AS stock_adjust;
 SELECT pg_temp.cost($$SELECT shop.stock_available(7)$$) AS stock_available;
+-- the read side: customer 1001 now has 4 of the grown store's orders
+SELECT pg_temp.cost($$SELECT count(*) FROM shop.orders_for(1001)$$) AS orders_for;
+SELECT pg_temp.cost(format($$SELECT shop.order_get(%L)$$, :'o1')) AS order_get;
+SELECT pg_temp.cost(format($$SELECT shop.cart_get(%L)$$, :'c3')) AS cart_get;
+SELECT pg_temp.cost($$SELECT shop.product_get(7)$$) AS product_get;
+SELECT pg_temp.cost($$SELECT count(*) FROM shop.also_bought(7)$$) AS also_bought;
+SELECT pg_temp.cost($$SELECT count(*) FROM shop.recommend(1001)$$) AS recommend;
+SELECT pg_temp.cost($$SELECT count(*) FROM shop.recommend(999999)$$) AS recommend_new_customer;
+SELECT pg_temp.cost($$SELECT count(*) FROM shop.recently_viewed(1001)$$) AS recently_viewed;
+SELECT pg_temp.cost($$SELECT shop.review_add(5, 9001, 4, 'Fine', 'As described.')$$) AS review_add;
 
 -- the store-wide popular list on a store analyzed before its first
 -- popularity refresh (a bulk load): 5,000 products on sale, all at
