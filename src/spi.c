@@ -2,8 +2,9 @@
  *
  * spi.c
  *	  Prepared statements of shop's C code (ShopStmt, src/spi.h), the
- *	  helpers that read their results and build their array arguments, and
- *	  the ids and argument checks every subsystem shares.
+ *	  helpers that read their results and build their array arguments, the
+ *	  ids and argument checks every subsystem shares, and the background
+ *	  workers' check that shop is installed in their database.
  *
  * A ShopStmt is prepared at its first use in a backend, with the cursor
  * option of its plan mode, and kept (SPI_keepplan) for the life of the
@@ -209,6 +210,21 @@ ShopDirect(const char *sql, int expected)
 
 	if (rc != expected)
 		elog(ERROR, "shop: statement failed (%s): %s", SPI_result_code_string(rc), sql);
+}
+
+static ShopStmt st_installed = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'shop'");
+
+/*
+ * ShopInstalledHere: whether the shop extension is installed in the
+ * current database.  For the background workers (sweep.c, events.c),
+ * which connect to databases that may not have it, or no longer.  Inside
+ * SPI_connect(), with a snapshot.
+ */
+bool
+ShopInstalledHere(void)
+{
+	return ShopExec(&st_installed, NULL, NULL, 0) > 0;
 }
 
 /* ---------------------------------------------------------------------
