@@ -311,6 +311,23 @@ ShopColCopy(uint64 row, int col, bool *isnull)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The array of the n datums d, of a built-in element type.  How the type
+ * is stored (length, by value, alignment) comes from pg_type through the
+ * syscache, so no builder below spells it out; a new builder fills its
+ * datums and names its element type, nothing more.
+ */
+static Datum
+array_of(Datum *d, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(d, n, elemtype, typlen, typbyval, typalign));
+}
+
 Datum
 ShopInt8Array(const int64 *v, int n)
 {
@@ -318,7 +335,7 @@ ShopInt8Array(const int64 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return array_of(d, n, INT8OID);
 }
 
 Datum
@@ -328,7 +345,7 @@ ShopInt4Array(const int32 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int32GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+	return array_of(d, n, INT4OID);
 }
 
 Datum
@@ -338,7 +355,7 @@ ShopFloat4Array(const float4 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Float4GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT4OID, 4, true, TYPALIGN_INT));
+	return array_of(d, n, FLOAT4OID);
 }
 
 Datum
@@ -348,7 +365,7 @@ ShopFloat8Array(const double *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Float8GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return array_of(d, n, FLOAT8OID);
 }
 
 Datum
@@ -358,7 +375,7 @@ ShopTextArray(const char *const *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = CStringGetTextDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+	return array_of(d, n, TEXTOID);
 }
 
 Datum
@@ -368,7 +385,7 @@ ShopUuidArray(const pg_uuid_t *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = UUIDPGetDatum(&v[i]);
-	return PointerGetDatum(construct_array(d, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	return array_of(d, n, UUIDOID);
 }
 
 /* ---------------------------------------------------------------------
