@@ -242,6 +242,11 @@ typedef struct SsMetaPageData
 									 * counted in lost_blocks (truncation
 									 * waits for it; zero: none, or an older
 									 * build) */
+	uint64		bulkdeletes;	/* bulk deletes so far that flagged a
+								 * document dead, counted as each ends:
+								 * facets compare it around their
+								 * visibility map reads (ssfunc.c); zero in
+								 * indexes of older builds, as above */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -641,7 +646,7 @@ extern void ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
 extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
-extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
+extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */
