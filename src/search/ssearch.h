@@ -9,9 +9,10 @@
  * append-only *pending list*.
  *
  *   block 0        metapage: magic, format version, the segment list, the
- *                  pending list head/tail and collection statistics
+ *                  pending list head/tail, collection statistics
  *                  (document count, summed field lengths, max popularity)
- *                  used by BM25.
+ *                  used by BM25, the free runs and the count of bulk
+ *                  deletes (facets, ssfunc.c).
  *   segment        written once, by CREATE INDEX or by VACUUM folding the
  *                  pending list in; its blocks are contiguous:
  *                    header page   SsSegHeader (where the parts start)

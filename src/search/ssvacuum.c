@@ -8,8 +8,9 @@
  *
  * ambulkdelete visits every document record (segment doc pages and
  * pending items), asks VACUUM whether its heap TID is dead and sets the
- * document's dead flag with generic WAL.  Scans skip dead documents; their
- * postings stay until the next merge.
+ * document's dead flag with generic WAL; if it flagged any, it adds one to
+ * the metapage's count of bulk deletes as it ends (R6 below).  Scans skip
+ * dead documents; their postings stay until the next merge.
  *
  * amvacuumcleanup (SsFlushPending) takes the pending-list lock
  * exclusively, writes the live pending documents as a new segment (every
