@@ -201,6 +201,7 @@ wait_acked 20
 touch "$STOP"
 for p in "${pids[@]}"; do wait "$p" || bad "a client failed (see $T/clients/session.*.err)"; done
 end_orders=$(P -c "SELECT count(*) FROM shop.\"order\"")
+end_event=$(P -c "SELECT max(event_id) FROM shop.event")   # what consumers of the lost primary saw last
 # the last segment is archived too (what a running primary does within
 # archive_timeout), then the primary is gone
 last=$(P -c "SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -259,7 +260,17 @@ if diff "$T/searches-point" "$T/searches-restored" >"$T/searches.diff"; then
 else
     bad "searches differ from the point:"; sed 's/^/    /' "$T/searches.diff" | head -20
 fi
+# event ids: the restored sequences stand near the point, so the node
+# would hand out again ids the lost primary had given to events after it;
+# the documented step moves the outbox's ids past what consumers saw
+seq_at=$(R -c "SELECT last_value FROM pg_catalog.pg_sequences
+                WHERE schemaname || '.' || sequencename = pg_get_serial_sequence('shop.event', 'event_id')")
+echo "the restored outbox sequence stands at $seq_at; the lost primary's last event was $end_event"
+R -c "SELECT setval(pg_get_serial_sequence('shop.event', 'event_id'), $end_event)" >/dev/null
 order=$(q "$RDIR" "$RPORT" pitr_web -c "SET shop.session = '${TOKENS[10]}'" \
           -c "SELECT shop.checkout(public.pitr_cart(11, 1, 2), 'tok_visa', 'after-restore', '{\"country\": \"US\"}')") &&
     ok "the restored node takes checkouts (order $order)" || bad "no checkout on the restored node"
+n=$(R -c "SELECT count(*) FROM shop.event WHERE payload ->> 'order_id' = '$order' AND event_id <= $end_event")
+[ "$n" = 0 ] && ok "its events have ids above every event of the lost primary" ||
+    bad "$n events of the new order reuse ids of the lost primary's events"
 exit $fail
