@@ -18,6 +18,9 @@
 #   4. kill -9 of the primary's postmaster and all its processes, mid-load;
 #      the standby is promoted; each client retries its unanswered call
 #      against the new primary: a checkout with the same cart and key.
+#      One checkout committed before the kill while its client was gone
+#      (killed while the call waited for the cart's lock): its retry must
+#      return the order it made.
 #   5. On the new primary: every acknowledged checkout's order exists
 #      exactly once; each retried key has exactly one order, the one the
 #      retry returned; every acknowledged catalog edit is there; the
@@ -279,7 +282,42 @@ SELECT 'autocomplete', string_agg(suggestion || '/' || kind, ' ') FROM shop.auto
 SELECT 'did_you_mean', shop.did_you_mean('zephir lampp');
 SELECT 'browse', string_agg(product_id::text, ' ') FROM shop.browse(2, 'newest', 50);"
 before=$(echo "$searches" | PGOPTIONS="-c default_transaction_read_only=on" q "$PDIR" "$PPORT" web)
-# let the checkouts run until at least 60 more are acknowledged, then kill
+# a checkout whose answer is lost: its client dies while the call waits
+# for the cart's lock (held by another session), then the call goes on and
+# commits; the client's retry on the new primary must get that order back
+lostcart=$(P -c "SELECT public.fo_cart(20, 302, 302, 302)")
+mkfifo "$T/locker.in"
+P <"$T/locker.in" >/dev/null 2>&1 &
+locker=$!
+exec 5>"$T/locker.in"
+echo "BEGIN; SELECT 1 FROM shop.cart WHERE cart_id = '$lostcart' FOR UPDATE;" >&5
+for i in $(seq 1 200); do
+    [ "$(P -c "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE '%FOR UPDATE%'")" = 1 ] && break
+    sleep 0.05
+done
+q "$PDIR" "$PPORT" web -c "SET shop.session = '$(token 20)'" \
+  -c "SELECT shop.checkout('$lostcart', 'tok_visa', 'fo-lost', '{\"country\": \"US\"}')" >"$T/lost.out" 2>&1 &
+lostclient=$!
+for i in $(seq 1 200); do
+    [ "$(P -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%fo-lost%'")" = 1 ] && break
+    sleep 0.05
+done
+kill -9 "$lostclient" || { bad "the checkout did not wait for the cart's lock: $(cat "$T/lost.out")"; exit 1; }
+wait "$lostclient" 2>/dev/null || true
+echo "COMMIT;" >&5
+exec 5>&-
+wait "$locker"
+lost_order=
+for i in $(seq 1 200); do
+    lost_order=$(P -c "SELECT order_id FROM shop.\"order\" WHERE idempotency_key = 'fo-lost'")
+    [ -n "$lost_order" ] && break
+    sleep 0.05
+done
+[ -n "$lost_order" ] && ok "a checkout whose client died committed (order $lost_order); its answer is lost" ||
+    bad "the checkout whose client died did not commit"
+echo "checkout fo-lost 20 $lostcart" >"$T/clients/inflight-lost"
+
+# let the checkouts run until at least 100 more are acknowledged, then kill
 n_acked() { { cat "$T"/clients/ok-* 2>/dev/null || true; } | wc -l; }
 base=$(n_acked)
 for i in $(seq 1 600); do
@@ -351,13 +389,16 @@ check "every acknowledged checkout's order exists exactly once ($acked)" \
               WHERE o.idempotency_key = a.key AND o.customer_id = a.customer_id) <> 1
          OR NOT EXISTS (SELECT 1 FROM shop.\"order\" o WHERE o.order_id = a.order_id
                            AND o.idempotency_key = a.key AND o.cart_id = a.cart_id)"
+[ "$(S -c "SELECT order_id FROM public.fo_retried WHERE key = 'fo-lost'")" = "$lost_order" ] &&
+    ok "the retry of the checkout whose answer was lost returned the order it had made" ||
+    bad "the retry of fo-lost did not return $lost_order"
 check "every retried key has exactly one order, the one its retry returned" \
     "SELECT count(*) FROM public.fo_retried r
       WHERE (SELECT count(*) FROM shop.\"order\" o
               WHERE o.idempotency_key = r.key AND o.customer_id = r.customer_id) <> 1
          OR NOT EXISTS (SELECT 1 FROM shop.\"order\" o WHERE o.order_id = r.order_id AND o.idempotency_key = r.key)"
 check "no order of the load that no client made" \
-    "SELECT count(*) FROM shop.\"order\" o WHERE o.idempotency_key LIKE 'fo-%-%'
+    "SELECT count(*) FROM shop.\"order\" o WHERE (o.idempotency_key LIKE 'fo-%-%' OR o.idempotency_key = 'fo-lost')
         AND o.idempotency_key NOT IN (SELECT key FROM public.fo_acked UNION ALL SELECT key FROM public.fo_retried)"
 while IFS='|' read -r name n; do
     [ "$n" = 0 ] && ok "$name" || bad "$name: $n"
@@ -406,7 +447,11 @@ echo "events: $(S -c "SELECT count(*) FROM shop.event WHERE event_id >= $first_o
 
 # the sweeper: its launcher starts when recovery ends; asked to run now
 # (an interval of 1 s), it cancels the pending order whose holds expired
-n=$(S -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shop sweeper launcher'")
+for i in $(seq 1 100); do
+    n=$(S -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shop sweeper launcher'")
+    [ "$n" = 1 ] && break
+    sleep 0.1
+done
 [ "$n" = 1 ] && ok "the sweeper's launcher runs on the promoted node" || bad "sweeper launchers on the promoted node: $n"
 S -c "ALTER SYSTEM SET shop.sweep_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
 status=
@@ -435,7 +480,10 @@ LISTEN shop_events;
 SELECT shop.cart_create(2) AS c \gset
 SELECT shop.cart_add(:'c', 9);
 SELECT 1 FROM shop.checkout(:'c', 'tok_visa', 'fo-after', '{"country": "US"}');
-SELECT pg_sleep(1);
+SELECT pg_sleep(0.5);
+SELECT pg_sleep(0.5);
+SELECT pg_sleep(0.5);
+SELECT pg_sleep(0.5);
 SELECT 1;
 SQL
 )
