@@ -153,5 +153,17 @@ SELECT shop.sweep() -> 'search_log_trimmed' AS trimmed;
 SELECT count(*) AS left FROM shop.search_log;
 RESET shop.search_log_retention;
 
+-- every sweep records its run in shop.sweep_state, which the monitoring
+-- functions report (docs/operations.md, "Monitoring with Prometheus")
+SELECT runs AS runs_before, clock_timestamp() AS t0 FROM shop.sweep_state \gset
+SELECT shop.sweep() IS NOT NULL AS swept;
+SELECT runs - :runs_before AS new_runs, last_run_at >= :'t0' AS recorded FROM shop.sweep_state;
+SELECT m.runs = s.runs AS same_runs, m.last_run_timestamp_seconds = extract(epoch FROM s.last_run_at) AS same_time
+  FROM shop.monitor_sweep() m, shop.sweep_state s;
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can,
+       has_function_privilege('shop_admin', p.oid, 'EXECUTE') AS admin_can
+  FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace AND p.proname IN ('sweep', '_sweep_once')
+ ORDER BY 1;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
