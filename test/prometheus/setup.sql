@@ -40,9 +40,11 @@ SELECT pg_temp.order_of(705, 'tok_visa', :p1) AS o_card \gset
 SELECT shop.payment_confirm(:'o_paid', 'ch_701');
 SELECT shop.payment_fail(:'o_fail1', 'card_declined');
 SELECT shop.payment_fail(:'o_fail2', 'card_declined');
--- the pending order has waited two hours (same day unless run near midnight: run.sh checks)
-UPDATE shop."order" SET created_at = greatest(now() - interval '2 hours', date_trunc('day', now()))
- WHERE order_id = :'o_pending';
+-- and one more unsettled gateway order, two days old (not today, whatever
+-- the time of day): pending, with its payment and its hold
+SELECT pg_temp.order_of(707, 'stripe:pm_707', :p1) AS o_old \gset
+UPDATE shop."order" SET created_at = now() - interval '2 days' WHERE order_id = :'o_old';
+UPDATE shop.payment SET created_at = now() - interval '2 days' WHERE order_id = :'o_old';
 
 -- a hold that lapsed four days ago and no sweep reclaimed (more than three
 -- of this cluster's shop.sweep_interval, 1 day: ShopSweeperLagging)
