@@ -165,5 +165,23 @@ SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_c
   FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace AND p.proname IN ('sweep', '_sweep_once')
  ORDER BY 1;
 
+-- shop.monitor_stock counts what shop.low_stock and shop.stock_summary
+-- show: a lapsed hold not reclaimed yet is available again, a product at
+-- zero is out of stock
+SELECT shop.product_upsert('OPS-LOW', 'Low lamp', 900) AS low \gset
+SELECT shop.product_upsert('OPS-OUT', 'Gone lamp', 900) AS out \gset
+SELECT shop.stock_set(:low, 10), shop.stock_set(:out, 1);
+SELECT shop.stock_set_reorder_threshold(:low, 9);
+SELECT shop.reserve(:low, 2, 'live', '1 hour') IS NOT NULL AS held;
+SELECT shop.reserve(:low, 1, 'lapsing', '1 hour') AS lapsing \gset
+UPDATE shop.reservation SET expires_at = now() - interval '1 minute' WHERE reservation_id = :'lapsing';
+SELECT shop.reserve(:out, 1, 'last', '1 hour') IS NOT NULL AS held;
+SELECT product_id = :low AS is_low, available FROM shop.low_stock;
+SELECT m.low_products, m.low_products = (SELECT count(*) FROM shop.low_stock) AS as_low_stock,
+       m.out_of_stock_products,
+       m.out_of_stock_products = (SELECT count(*) FROM shop.stock_summary WHERE available <= 0) AS as_summary,
+       m.invariant_violations
+  FROM shop.monitor_stock() m;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

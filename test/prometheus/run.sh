@@ -106,7 +106,6 @@ SELECT format('shop_sweep_last_run_timestamp_seconds = %s', extract(epoch FROM l
 SELECT 'shop_sweep_interval_seconds = 86400';
 SELECT 'shop_sweep_launcher_running = 1';
 SELECT format('shop_outbox_last_event_id = %s', max(event_id)) FROM shop.event;
-SELECT format('shop_outbox_events_1h = %s', count(*)) FROM shop.event WHERE created_at >= now() - interval '1 hour';
 SELECT 'shop_outbox_groups = 2';
 SELECT 'shop_event_group_pending_events{consumer_group="mailer"} = 3';
 SELECT 'shop_event_group_pending_events{consumer_group="idle"} = 5';
