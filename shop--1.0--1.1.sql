@@ -1381,28 +1381,25 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
     WITH held AS (
-        SELECT r.product_id, r.location, r.bucket, sum(r.qty) AS qty,
-               coalesce(sum(r.qty) FILTER (WHERE r.expires_at <= now() AND r.expires_at < 'infinity'), 0) AS lapsed
+        SELECT r.product_id, r.location, r.bucket, sum(r.qty)::int AS qty,
+               coalesce(sum(r.qty) FILTER (WHERE r.expires_at <= now() AND r.expires_at < 'infinity'), 0)::int AS lapsed
           FROM shop.reservation r
          WHERE r.status = 'held'
-         GROUP BY r.product_id, r.location, r.bucket),
-    per_row AS (
-        SELECT coalesce(s.product_id, h.product_id) AS product_id, s.on_hand, s.reserved,
-               s.reorder_threshold, coalesce(h.qty, 0) AS held, coalesce(h.lapsed, 0) AS lapsed
-          FROM shop.stock s
-          FULL JOIN held h USING (product_id, location, bucket)),
-    per_product AS (
-        SELECT sum(on_hand - reserved) + sum(lapsed) AS available, max(reorder_threshold) AS threshold
-          FROM per_row
-         GROUP BY product_id
-        HAVING count(on_hand) > 0)
-    SELECT (SELECT count(*) FROM per_product WHERE available < threshold),
-           (SELECT count(*) FROM per_product WHERE available <= 0),
+         GROUP BY r.product_id, r.location, r.bucket)
+    SELECT count(*) FILTER (WHERE p.has_stock AND p.available < p.threshold),
+           count(*) FILTER (WHERE p.has_stock AND p.available <= 0),
            (SELECT coalesce(sum(r.qty), 0)::bigint FROM shop.reservation r
              WHERE r.status = 'held' AND r.expires_at > now()),
            (SELECT count(DISTINCT r.reservation_id) FROM shop.reservation r
              WHERE r.status = 'held' AND r.expires_at > now()),
-           (SELECT count(*) FROM per_row WHERE coalesce(reserved, 0) <> held)
+           coalesce(sum(p.bad), 0)::bigint
+      FROM (SELECT sum(coalesce(s.on_hand - s.reserved, 0) + coalesce(h.lapsed, 0)) AS available,
+                   max(s.reorder_threshold) AS threshold,
+                   count(s.on_hand) > 0 AS has_stock,
+                   count(*) FILTER (WHERE coalesce(s.reserved, 0) <> coalesce(h.qty, 0)) AS bad
+              FROM shop.stock s
+              FULL JOIN held h USING (product_id, location, bucket)
+             GROUP BY coalesce(s.product_id, h.product_id)) p
 $$;
 COMMENT ON FUNCTION shop.monitor_stock() IS
 'products below their reorder threshold, products with no unit available, units and holds held now, stock rows whose reserved differs from their held reservations (0 unless corrupted)';
