@@ -1232,3 +1232,278 @@ SELECT setval(pg_get_serial_sequence(t, c), m)
                ('shop.shipping_rate', 'rate_id', (SELECT max(rate_id) FROM shop.shipping_rate)),
                ('shop.tax_rate', 'rate_id', (SELECT max(rate_id) FROM shop.tax_rate))) v(t, c, m)
  WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence(t, c)), 0);
+
+------------------------------------------------------------------------------
+-- Operations: monitoring (issue 17) -----------------------------------------
+--
+-- What a Prometheus exporter (postgres_exporter, contrib/prometheus/) reads:
+-- the shop_monitor role, which may call the shop.monitor_* functions and
+-- nothing else of shop, and those functions: aggregates only (counts, ages,
+-- percentiles), never a row of a customer, an order or a payment.  Each is
+-- SECURITY DEFINER, so the monitoring login needs no SELECT on any table.
+-- shop.sweep() now records when it last ran (shop.sweep_state), so that a
+-- sweeper that stopped is seen even when there is nothing to sweep.
+-- docs/operations.md, "Monitoring with Prometheus".
+------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shop_monitor') THEN
+        CREATE ROLE shop_monitor NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA shop TO shop_monitor;
+
+-- The sweep's last run: one row, written by every shop.sweep() that can
+-- take it at once (two sweeps at the same moment: the one that has it
+-- records).  Not dumped: it describes this cluster's sweeper.
+CREATE TABLE shop.sweep_state (
+    only_row    boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last_run_at timestamptz,
+    runs        bigint NOT NULL DEFAULT 0
+);
+INSERT INTO shop.sweep_state DEFAULT VALUES;
+COMMENT ON TABLE shop.sweep_state IS
+'when shop.sweep() last ran in this database and how many times it ran (one row)';
+
+-- shop.sweep() keeps its body (the Orders section's, now shop._sweep_once)
+-- and records the run after it.
+ALTER FUNCTION shop.sweep() RENAME TO _sweep_once;
+REVOKE EXECUTE ON FUNCTION shop._sweep_once() FROM shop_admin;
+COMMENT ON FUNCTION shop._sweep_once() IS
+'internal: the housekeeping of shop.sweep() without recording the run';
+
+CREATE FUNCTION shop.sweep()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    result jsonb := shop._sweep_once();
+BEGIN
+    UPDATE shop.sweep_state s
+       SET last_run_at = now(), runs = s.runs + 1
+     WHERE s.only_row IN (SELECT t.only_row FROM shop.sweep_state t FOR UPDATE SKIP LOCKED);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.sweep() IS
+'housekeeping: cancel pending orders whose holds expired, expire holds, drop idle carts, trim the search log, fold recommendation deltas; records the run in shop.sweep_state';
+REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.sweep() TO shop_admin;
+
+-- Orders created today (the session's TimeZone), by their status now;
+-- every status has a row.
+CREATE FUNCTION shop.monitor_orders()
+RETURNS TABLE (status text, today bigint, today_cents bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT s.status, count(o.order_id), coalesce(sum(o.total_cents), 0)::bigint
+      FROM unnest(ARRAY['pending', 'paid', 'fulfilling', 'shipped', 'delivered',
+                        'returned', 'refunded', 'cancelled']) s(status)
+      LEFT JOIN shop."order" o ON o.status = s.status AND o.created_at >= date_trunc('day', now())
+     GROUP BY s.status
+     ORDER BY s.status
+$$;
+COMMENT ON FUNCTION shop.monitor_orders() IS
+'orders created today (session TimeZone) and their total in cents, by current status (every status, 0 when none)';
+
+-- Pending orders of any day, and how long the oldest has waited
+-- (order_pending_idx).
+CREATE FUNCTION shop.monitor_orders_pending()
+RETURNS TABLE (pending bigint, oldest_pending_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT count(*),
+           coalesce(extract(epoch FROM now() - min(o.created_at))::double precision, 0)
+      FROM shop."order" o
+     WHERE o.status = 'pending'
+$$;
+COMMENT ON FUNCTION shop.monitor_orders_pending() IS
+'pending orders (any day) and the age in seconds of the oldest (0 when none)';
+
+-- Payments by current status: created today and within the failure
+-- window (shop.payment_failure_window, as shop.metrics_payments).
+CREATE FUNCTION shop.monitor_payments()
+RETURNS TABLE (status text, today bigint, recent bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    -- the bounds once, as parameters: a plain subquery would be flattened
+    -- and the setting read for every payment; the earlier bound is the
+    -- range of payment_created_idx that is read (not the whole history)
+    WITH w AS MATERIALIZED (
+        SELECT date_trunc('day', now()) AS today,
+               now() - shop._setting('shop.payment_failure_window', '15min')::interval AS since)
+    SELECT s.status,
+           count(p.payment_id) FILTER (WHERE p.created_at >= (SELECT w.today FROM w)),
+           count(p.payment_id) FILTER (WHERE p.created_at >= (SELECT w.since FROM w))
+      FROM unnest(ARRAY['pending', 'authorized', 'captured', 'failed', 'voided', 'refunded']) s(status)
+      LEFT JOIN shop.payment p
+        ON p.status = s.status AND p.created_at >= (SELECT least(w.today, w.since) FROM w)
+     GROUP BY s.status
+     ORDER BY s.status
+$$;
+COMMENT ON FUNCTION shop.monitor_payments() IS
+'payments by current status: created today (session TimeZone) and within shop.payment_failure_window';
+
+-- The payment.failures alert's inputs: the failed share over the window
+-- (NULL without payments), the threshold and the window.
+CREATE FUNCTION shop.monitor_payment_failures()
+RETURNS TABLE (payments bigint, failed bigint, rate double precision,
+               threshold double precision, window_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT m.payments, m.failed, m.failure_rate::double precision,
+           shop._setting('shop.payment_failure_threshold', '0.5')::double precision,
+           extract(epoch FROM m.window)::double precision
+      FROM shop.metrics_payments m
+$$;
+COMMENT ON FUNCTION shop.monitor_payment_failures() IS
+'payments and failures over shop.payment_failure_window, the failed share (NULL without payments), the alert threshold and the window in seconds';
+
+-- Stock: products below their reorder threshold, products with none
+-- available, live holds, and stock rows that break the inventory
+-- invariant (reserved = units of the held reservation parts on the row;
+-- docs/inventory.md): 0 unless something wrote around shop's calls.  One
+-- pass over shop.stock and the held reservations; a product's available
+-- units are shop.stock_available's (on hand, minus reserved, plus lapsed
+-- holds not reclaimed yet), so low_products counts shop.low_stock's rows
+-- without calling shop.stock_available for every product.
+CREATE FUNCTION shop.monitor_stock()
+RETURNS TABLE (low_products bigint, out_of_stock_products bigint, held_units bigint,
+               holds bigint, invariant_violations bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    WITH held AS (
+        SELECT r.product_id, r.location, r.bucket, sum(r.qty)::int AS qty,
+               coalesce(sum(r.qty) FILTER (WHERE r.expires_at <= now() AND r.expires_at < 'infinity'), 0)::int AS lapsed
+          FROM shop.reservation r
+         WHERE r.status = 'held'
+         GROUP BY r.product_id, r.location, r.bucket)
+    SELECT count(*) FILTER (WHERE p.has_stock AND p.available < p.threshold),
+           count(*) FILTER (WHERE p.has_stock AND p.available <= 0),
+           (SELECT coalesce(sum(r.qty), 0)::bigint FROM shop.reservation r
+             WHERE r.status = 'held' AND r.expires_at > now()),
+           (SELECT count(DISTINCT r.reservation_id) FROM shop.reservation r
+             WHERE r.status = 'held' AND r.expires_at > now()),
+           coalesce(sum(p.bad), 0)::bigint
+      FROM (SELECT sum(coalesce(s.on_hand - s.reserved, 0) + coalesce(h.lapsed, 0)) AS available,
+                   max(s.reorder_threshold) AS threshold,
+                   count(s.on_hand) > 0 AS has_stock,
+                   count(*) FILTER (WHERE coalesce(s.reserved, 0) <> coalesce(h.qty, 0)) AS bad
+              FROM shop.stock s
+              FULL JOIN held h USING (product_id, location, bucket)
+             GROUP BY coalesce(s.product_id, h.product_id)) p
+$$;
+COMMENT ON FUNCTION shop.monitor_stock() IS
+'products below their reorder threshold, products with no unit available, units and holds held now, stock rows whose reserved differs from their held reservations (0 unless corrupted)';
+
+-- Search latency over the last 5 minutes from shop.search_log, as
+-- quantiles (NULL when no search was logged).
+CREATE FUNCTION shop.monitor_search_latency()
+RETURNS TABLE (quantile text, ms double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT q.label, p.ms[q.i]
+      FROM (SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY l.duration_ms) AS ms
+              FROM shop.search_log l
+             WHERE l.logged_at >= now() - interval '5 minutes') p,
+           (VALUES (1, '0.5'), (2, '0.95'), (3, '0.99')) q(i, label)
+     ORDER BY q.i
+$$;
+COMMENT ON FUNCTION shop.monitor_search_latency() IS
+'shop.search latency in milliseconds over the last 5 minutes (shop.search_log): p50, p95, p99; NULL without searches';
+
+CREATE FUNCTION shop.monitor_search()
+RETURNS TABLE (searches_5m bigint, empty_results_5m bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT count(*), count(*) FILTER (WHERE l.results = 0)
+      FROM shop.search_log l
+     WHERE l.logged_at >= now() - interval '5 minutes'
+$$;
+COMMENT ON FUNCTION shop.monitor_search() IS
+'shop.search calls logged in the last 5 minutes, and those that found nothing';
+
+-- The sweeper: what it has yet to do and when it last ran.
+CREATE FUNCTION shop.monitor_sweep()
+RETURNS TABLE (lapsed_holds bigint, oldest_lapsed_hold_seconds double precision,
+               expired_carts bigint, last_run_timestamp_seconds double precision,
+               runs bigint, interval_seconds double precision, launcher_running bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT h.n, coalesce(extract(epoch FROM now() - h.oldest)::double precision, 0),
+           (SELECT count(*) FROM shop.cart c WHERE c.expires_at < now() AND c.status <> 'checked_out'),
+           extract(epoch FROM st.last_run_at)::double precision,
+           coalesce(st.runs, 0),
+           extract(epoch FROM shop._setting('shop.sweep_interval', '60s')::interval)::double precision,
+           (SELECT count(*) FROM pg_stat_activity a
+             WHERE a.backend_type = 'shop sweeper' AND a.datid IS NULL)
+      FROM (SELECT count(*) AS n, min(r.expires_at) AS oldest
+              FROM shop.reservation r
+             WHERE r.status = 'held' AND r.expires_at <= now() AND r.expires_at < 'infinity') h
+      LEFT JOIN shop.sweep_state st ON true
+$$;
+COMMENT ON FUNCTION shop.monitor_sweep() IS
+'sweeper lag: held reservations past expiry and the seconds since the oldest lapsed, idle carts not dropped yet, the last shop.sweep() (unix time, NULL: never), shop.sweep_interval, and whether the background launcher runs (1) or not (0)';
+
+-- The outbox: the newest event id (it only grows: rate() or increase()
+-- of it are the events per second or per hour; counting the events of an
+-- hour would read the whole outbox, which has no index on created_at and
+-- is never trimmed), the consumer groups.
+CREATE FUNCTION shop.monitor_outbox()
+RETURNS TABLE (last_event_id bigint, groups bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT coalesce((SELECT max(e.event_id) FROM shop.event e), 0),
+           (SELECT count(*) FROM shop.event_group)
+$$;
+COMMENT ON FUNCTION shop.monitor_outbox() IS
+'the newest outbox event id (a counter: its rate is events per second), and the consumer groups';
+
+-- Per consumer group: the committed events it has not acknowledged (not
+-- visible in its position, nor in the acknowledged part of its open
+-- window), how old the oldest is, the batch out and how often it was
+-- delivered, and when the group last acknowledged.
+CREATE FUNCTION shop.monitor_event_groups()
+RETURNS TABLE (consumer_group text, pending_events bigint, oldest_pending_seconds double precision,
+               batch_out integer, deliveries integer, lease_expired integer,
+               last_ack_timestamp_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT g.group_name, p.n, coalesce(extract(epoch FROM now() - p.oldest)::double precision, 0),
+           (g.batch_last IS NOT NULL)::integer, g.deliveries,
+           (g.batch_last IS NOT NULL AND g.lease_until <= clock_timestamp())::integer,
+           extract(epoch FROM coalesce(g.acked_at, g.created_at))::double precision
+      FROM shop.event_group g
+      CROSS JOIN LATERAL (
+          SELECT count(*) AS n, min(e.created_at) AS oldest
+            FROM shop.event e
+           WHERE e.tx >= pg_snapshot_xmin(g.base_snap)
+             AND NOT pg_visible_in_snapshot(e.tx, g.base_snap)
+             AND NOT (g.upper_snap IS NOT NULL AND e.event_id <= g.acked_upto
+                      AND pg_visible_in_snapshot(e.tx, g.upper_snap))) p
+     ORDER BY g.group_name
+$$;
+COMMENT ON FUNCTION shop.monitor_event_groups() IS
+'consumer groups: committed events not acknowledged yet and the age of the oldest, the batch out (1/0), its deliveries, whether its lease ran out (1/0), the last acknowledgement (unix time; the creation before the first)';
+
+REVOKE EXECUTE ON FUNCTION shop.monitor_orders(), shop.monitor_orders_pending(), shop.monitor_payments(),
+    shop.monitor_payment_failures(), shop.monitor_stock(), shop.monitor_search_latency(),
+    shop.monitor_search(), shop.monitor_sweep(), shop.monitor_outbox(), shop.monitor_event_groups()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.monitor_orders(), shop.monitor_orders_pending(), shop.monitor_payments(),
+    shop.monitor_payment_failures(), shop.monitor_stock(), shop.monitor_search_latency(),
+    shop.monitor_search(), shop.monitor_sweep(), shop.monitor_outbox(), shop.monitor_event_groups()
+    TO shop_monitor, shop_admin;
