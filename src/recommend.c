@@ -56,6 +56,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "portability/instr_time.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -1330,6 +1331,18 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
+/* DEBUG1 lines with the time of each step of a refresh */
+static void
+reco_step(instr_time *t, const char *what)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, *t);
+	elog(DEBUG1, "shop: refresh_recommendations: %s in %.3f s", what, INSTR_TIME_GET_DOUBLE(now));
+	INSTR_TIME_SET_CURRENT(*t);
+}
+
 /* one shop.copurchase row as stored */
 typedef struct RecoRow
 {
@@ -1376,6 +1389,8 @@ static ShopStmt st_items_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
 static ShopStmt st_rows_of = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT product_id, other_id, pair_count, score FROM shop.copurchase WHERE product_id = ANY ($1)",
 	INT8ARRAYOID);
+static ShopStmt st_rows_all = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT product_id, other_id, pair_count, score FROM shop.copurchase");
 static ShopStmt st_rows_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.copurchase c USING unnest($1, $2) AS u(p, o)"
 	" WHERE c.product_id = u.p AND c.other_id = u.o",
@@ -1470,10 +1485,59 @@ reco_load_pairs(HTAB *details, const int64 *ids, int nids)
 	}
 }
 
-/* read the shop.copurchase rows of ids[] into their details */
+/* add one fetched shop.copurchase row to its product's detail */
 static void
-reco_load_rows(HTAB *details, const int64 *ids, int nids)
+reco_keep_row(RecoDetail *d, HeapTuple tup, TupleDesc desc)
 {
+	bool		isnull;
+	RecoRow    *r;
+
+	if (d->nold == d->oldcap)
+	{
+		d->oldcap = Max(d->oldcap * 2, 8);
+		d->old = d->old ? repalloc(d->old, sizeof(RecoRow) * d->oldcap)
+			: palloc(sizeof(RecoRow) * d->oldcap);
+	}
+	r = &d->old[d->nold++];
+	r->other = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	r->cnt = DatumGetFloat4(SPI_getbinval(tup, desc, 3, &isnull));
+	r->score = DatumGetFloat4(SPI_getbinval(tup, desc, 4, &isnull));
+}
+
+/*
+ * Read the shop.copurchase rows of ids[] into their details: through the
+ * primary key, or, when they are a good part of all products (nall), in
+ * one pass over the table keeping the rows of products in details.
+ */
+static void
+reco_load_rows(HTAB *details, const int64 *ids, int nids, long nall)
+{
+	if ((long) nids * 8 > nall)
+	{
+		Portal		portal = ShopOpenCursor(&st_rows_all, NULL, NULL, true);
+
+		for (;;)
+		{
+			SPI_cursor_fetch(portal, true, RECO_FETCH);
+			if (SPI_processed == 0)
+				break;
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		isnull;
+				int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+				RecoDetail *d = hash_search(details, &pid, HASH_FIND, NULL);
+
+				if (d != NULL)
+					reco_keep_row(d, tup, desc);
+			}
+			SPI_freetuptable(SPI_tuptable);
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_cursor_close(portal);
+		return;
+	}
 	for (int start = 0; start < nids; start += RECO_BATCH)
 	{
 		Datum		values[1];
@@ -1492,19 +1556,8 @@ reco_load_rows(HTAB *details, const int64 *ids, int nids)
 				TupleDesc	desc = SPI_tuptable->tupdesc;
 				bool		isnull;
 				int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-				RecoDetail *d = reco_detail(details, pid);
-				RecoRow    *r;
 
-				if (d->nold == d->oldcap)
-				{
-					d->oldcap = Max(d->oldcap * 2, 8);
-					d->old = d->old ? repalloc(d->old, sizeof(RecoRow) * d->oldcap)
-						: palloc(sizeof(RecoRow) * d->oldcap);
-				}
-				r = &d->old[d->nold++];
-				r->other = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-				r->cnt = DatumGetFloat4(SPI_getbinval(tup, desc, 3, &isnull));
-				r->score = DatumGetFloat4(SPI_getbinval(tup, desc, 4, &isnull));
+				reco_keep_row(reco_detail(details, pid), tup, desc);
 			}
 			SPI_freetuptable(SPI_tuptable);
 			CHECK_FOR_INTERRUPTS();
@@ -1712,6 +1765,7 @@ typedef struct RecoDiff
 			   *is;
 	int			ni;
 	int64		written;
+	double		secs;			/* spent writing */
 } RecoDiff;
 
 static void
@@ -1734,7 +1788,10 @@ static void
 reco_diff_flush(RecoDiff *df)
 {
 	Datum		v[4];
+	instr_time	t0,
+				t1;
 
+	INSTR_TIME_SET_CURRENT(t0);
 	if (df->nd > 0)
 	{
 		v[0] = ShopInt8Array(df->dp, df->nd);
@@ -1759,6 +1816,9 @@ reco_diff_flush(RecoDiff *df)
 	}
 	df->written += df->nd + df->nu + df->ni;
 	df->nd = df->nu = df->ni = 0;
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	df->secs += INSTR_TIME_GET_DOUBLE(t1);
 }
 
 static int
@@ -1865,6 +1925,7 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 	RecoDiff	df;
 	int			top = shop_reco_neighbours;
 	int64		scored = 0;
+	instr_time	t;
 
 	/* the changed products, and their neighbours as candidates */
 	for (int i = 0; i < changed->n; i++)
@@ -1891,7 +1952,9 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 			reco_ids_add(&look, y->pid);
 		}
 	}
-	reco_load_rows(details, look.v, look.n);
+	INSTR_TIME_SET_CURRENT(t);
+	reco_load_rows(details, look.v, look.n, hash_get_num_entries(stats));
+	reco_step(&t, "stored lists read");
 
 	/* a candidate whose list names a changed product is rescored */
 	for (int i = 0; i < cand.n; i++)
@@ -1964,6 +2027,7 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 			reco_ids_add(&load, y->pid);
 	}
 	reco_load_pairs(details, load.v, load.n);
+	reco_step(&t, "neighbours chosen, their pair rows read");
 
 	reco_diff_init(&df);
 	for (int i = 0; i < look.n; i++)
@@ -1979,7 +2043,67 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 	}
 	reco_diff_flush(&df);
 	*written = df.written;
+	elog(DEBUG1, "shop: refresh_recommendations: " INT64_FORMAT " rows written in %.3f s",
+		 df.written, df.secs);
 	return scored;
+}
+
+/*
+ * Step 4 of a refresh, the scoring total moved: every list is recomputed,
+ * products in id order, a batch at a time, and only differing rows are
+ * written (with shop.copurchase's scores outside every index, a row whose
+ * score moved is a HOT update).  Returns how many lists were recomputed.
+ */
+static int64
+reco_refresh_all(HTAB *stats, HTAB *details, double total, int64 *written)
+{
+	RecoIds		all = {0};
+	RecoIds		load = {0};
+	RecoDiff	df;
+	HASH_SEQ_STATUS seq;
+	RecoStat   *st;
+
+	hash_seq_init(&seq, stats);
+	while ((st = hash_seq_search(&seq)) != NULL)
+		reco_ids_add(&all, st->pid);
+	if (all.n > 1)
+		qsort(all.v, all.n, sizeof(int64), cmp_int64);
+	reco_diff_init(&df);
+	for (int start = 0; start < all.n; start += RECO_BATCH)
+	{
+		int			m = Min(RECO_BATCH, all.n - start);
+		const int64 *ids = all.v + start;
+
+		load.n = 0;
+		for (int i = 0; i < m; i++)
+		{
+			RecoDetail *d = reco_detail(details, ids[i]);
+
+			if (!d->have_pairs)
+				reco_ids_add(&load, ids[i]);
+		}
+		reco_load_pairs(details, load.v, load.n);
+		reco_load_rows(details, ids, m, LONG_MAX);
+		for (int i = 0; i < m; i++)
+		{
+			RecoDetail *d = reco_detail(details, ids[i]);
+
+			reco_diff_product(&df, stats, total, d);
+			if (d->others)
+				pfree(d->others);
+			if (d->counts)
+				pfree(d->counts);
+			if (d->old)
+				pfree(d->old);
+			hash_search(details, &ids[i], HASH_REMOVE, NULL);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	reco_diff_flush(&df);
+	*written = df.written;
+	elog(DEBUG1, "shop: refresh_recommendations: " INT64_FORMAT " rows written in %.3f s",
+		 df.written, df.secs);
+	return all.n;
 }
 
 /*
@@ -2017,6 +2141,7 @@ shop_copurchase_refresh(PG_FUNCTION_ARGS)
 	RecoStat   *st;
 	char	   *summary;
 	Jsonb	   *result;
+	instr_time	t;
 
 	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
 		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
@@ -2047,12 +2172,18 @@ shop_copurchase_refresh(PG_FUNCTION_ARGS)
 	details = hash_create("shop refresh products", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	/* 1: the baskets; 2: item statistics; 3: pair rows */
+	INSTR_TIME_SET_CURRENT(t);
 	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) > 0)
 		reco_apply_read(ids, ws, items, pairs);
+	reco_step(&t, "baskets read");
 	stats = reco_load_stats(&old_total);
+	reco_step(&t, "item statistics read");
 	reco_refresh_items(items, stats, &changed);
+	reco_step(&t, "item statistics written");
 	reco_load_pairs(details, changed.v, changed.n);
+	reco_step(&t, "pair rows read");
 	reco_refresh_pairs(pairs, details);
+	reco_step(&t, "pair rows written");
 
 	total = 0;
 	hash_seq_init(&seq, stats);
@@ -2063,17 +2194,10 @@ shop_copurchase_refresh(PG_FUNCTION_ARGS)
 	/* 4: the lists */
 	full = (total != prev_total);
 	if (full)
-	{
-		RecoOut		out;
-		MemoryContext rowctx = AllocSetContextCreate(work, "shop co-purchase row",
-													 ALLOCSET_DEFAULT_SIZES);
-
-		reco_rescore_all(&out, stats, total, work, rowctx);
-		scored = out.total_products;
-		written = out.total_rows;
-	}
+		scored = reco_refresh_all(stats, details, total, &written);
 	else
 		scored = reco_refresh_rescore(stats, details, &changed, total, &written);
+	reco_step(&t, "lists rescored and written");
 
 	summary = psprintf("{\"products_changed\": %d, \"products_scored\": " INT64_FORMAT
 					   ", \"rows_written\": " INT64_FORMAT ", \"full_rescore\": %s"
