@@ -1035,6 +1035,10 @@ COMMENT ON FUNCTION shop._copurchase_refresh(uuid[], double precision[], double 
 'internal: adds weights[i] times order order_ids[i] to the co-purchase statistics and rewrites the shop.copurchase rows that change (all of them when the scoring total is no longer scored_total); returns counts and the scoring total';
 REVOKE EXECUTE ON FUNCTION shop._copurchase_refresh(uuid[], double precision[], double precision) FROM PUBLIC;
 
+-- The lists of a 1.0 install were scored with other totals: the next
+-- refresh that has anything to do rescores every list.
+UPDATE shop.copurchase_state SET scored_total = 0;
+
 CREATE OR REPLACE FUNCTION shop.refresh_recommendations()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

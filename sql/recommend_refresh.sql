@@ -89,6 +89,24 @@ SELECT pg_temp.snapshot();
 SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
 SELECT * FROM pg_temp.diffs();
 
+-- 1b. a basket bought twice gets its pairs listed; cancelling both
+-- orders takes the products out of every table and every list again
+SELECT count(pg_temp.buy(ARRAY[286, 288, 294])) AS orders FROM generate_series(1, 2);
+SELECT r ->> 'full_rescore' AS full_rescore FROM shop.refresh_recommendations() r;
+SELECT count(*) AS listed FROM shop.copurchase WHERE product_id IN (286, 288, 294) OR other_id IN (286, 288, 294);
+SELECT pg_temp.snapshot();
+SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
+SELECT * FROM pg_temp.diffs();
+UPDATE shop."order" o SET status = 'cancelled'
+  FROM shop.order_line l
+ WHERE l.order_id = o.order_id AND l.product_id = 286 AND o.status = 'paid';
+SELECT r ->> 'full_rescore' AS full_rescore FROM shop.refresh_recommendations() r;
+SELECT (SELECT count(*) FROM shop.copurchase WHERE product_id IN (286, 288, 294) OR other_id IN (286, 288, 294)) AS listed,
+       (SELECT count(*) FROM shop.copurchase_item WHERE product_id IN (286, 288, 294)) AS items;
+SELECT pg_temp.snapshot();
+SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
+SELECT * FROM pg_temp.diffs();
+
 -- 2. enough orders to move the scoring total: every list is rescored,
 -- and again the tables are those of a rebuild
 SELECT count(pg_temp.buy(pg_temp.basket(i), pg_temp.customer(i))) AS orders

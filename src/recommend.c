@@ -35,10 +35,13 @@
  *
  * Everything above is a sum over baskets, so the statistics are updated
  * exactly by adding (or, for cancelled orders and re-weighted customers,
- * subtracting) single baskets: shop_copurchase_apply.  Scores depend on T,
- * which every order moves a little; shop_copurchase_score rescores the
- * products whose numbers changed and their neighbours, and the SQL caller
- * rescores everything once T has drifted by more than 5%.
+ * subtracting) single baskets.  Scores use the scoring total T' (T rounded
+ * down to four bits after its leading one, reco_scoring_total), so a list
+ * is a function of the statistics alone: shop_copurchase_refresh folds
+ * orders in and recomputes only the lists they can change, or all of them
+ * when T' moved, and leaves what shop_copurchase_rebuild would write.
+ * (shop_copurchase_apply and shop_copurchase_score are the 1.0 entry
+ * points, kept for a 1.0 install.)
  *
  * Storage: shop.copurchase_item (n, s per product), shop.copurchase_pair
  * (per product, all neighbours as sorted parallel arrays; both directions
