@@ -499,8 +499,20 @@ ShopEmit(const char *topic, Jsonb *payload)
 	args[1] = JsonbPGetDatum(payload);
 	ShopExec(&st_event_insert, args, NULL, 0);
 	event_id = ShopColInt(0, 1, 0);
+	ShopEventWritten(event_id, topic, payload);
+	return event_id;
+}
+
+/*
+ * ShopEventWritten: an event row was just inserted into shop.event by the
+ * caller's own statement (checkout writes its events in its one statement,
+ * src/orders.c): see to it that listeners are woken, as ShopEmit does.
+ */
+void
+ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload)
+{
 	if (shop_notify_events == SHOP_NOTIFY_OFF)
-		return event_id;
+		return;
 	if (shop_notify_events == SHOP_NOTIFY_EACH || event_shared == NULL)
 		events_notify_now(event_id, topic, payload);
 	else
@@ -512,7 +524,6 @@ ShopEmit(const char *topic, Jsonb *payload)
 		}
 		events_pending = true;
 	}
-	return event_id;
 }
 
 /*

@@ -116,6 +116,7 @@ extern int	shop_notify_events;
 extern void ShopEventsDefineGUCs(void);
 extern void ShopEventsShmemRegister(void);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
+extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);
 
 /* sweep.c */
 extern char *shop_sweep_databases;

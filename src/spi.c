@@ -397,12 +397,28 @@ ShopUuidArray(const pg_uuid_t *v, int n)
 void
 ShopNewUuid(pg_uuid_t *u)
 {
-	if (!pg_strong_random(u->data, UUID_LEN))
+	ShopNewUuids(u, 1);
+}
+
+/*
+ * n fresh version 4 uuids from one call of the strong random source (each
+ * call costs about as much as the executor start of a small statement).
+ */
+void
+ShopNewUuids(pg_uuid_t *u, int n)
+{
+	StaticAssertStmt(sizeof(pg_uuid_t) == UUID_LEN, "pg_uuid_t is not UUID_LEN bytes");
+	if (n <= 0)
+		return;
+	if (!pg_strong_random(u, (size_t) n * UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	for (int i = 0; i < n; i++)
+	{
+		u[i].data[6] = (u[i].data[6] & 0x0f) | 0x40;	/* version 4 */
+		u[i].data[8] = (u[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	}
 }
 
 char *
