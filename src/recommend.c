@@ -674,6 +674,39 @@ reco_add_basket(HTAB *items, HTAB *pairs, const int64 *b, int k, double w)
 }
 
 /*
+ * The start of apply and refresh: check that the order ids and weights
+ * pair up, connect to SPI, switch to the work context and make the empty
+ * item and pair delta tables in it.
+ */
+static void
+reco_delta_begin(ArrayType *ids, ArrayType *ws, MemoryContext work,
+				 HTAB **items, HTAB **pairs)
+{
+	HASHCTL		ctl;
+
+	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
+		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("order_ids and weights differ in length")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RecoItemDelta);
+	ctl.hcxt = work;
+	*items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RecoPairKey);
+	ctl.entrysize = sizeof(RecoPairDelta);
+	ctl.hcxt = work;
+	*pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
  * Step 1 of apply: read the distinct products of every order and add each
  * order's basket, times its weight, to the item and pair deltas.
  */
@@ -861,35 +894,15 @@ shop_copurchase_apply(PG_FUNCTION_ARGS)
 	ArrayType  *ws = PG_GETARG_ARRAYTYPE_P(1);
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
-	HASHCTL		ctl;
 	HTAB	   *items;
 	HTAB	   *pairs;
 	Datum	   *changed;
 	int			nchanged;
 	ArrayType  *result;
 
-	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
-		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("order_ids and weights differ in length")));
-
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase apply",
 								 ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
-	MemoryContextSwitchTo(work);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RecoItemDelta);
-	ctl.hcxt = work;
-	items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(RecoPairKey);
-	ctl.entrysize = sizeof(RecoPairDelta);
-	ctl.hcxt = work;
-	pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	reco_delta_begin(ids, ws, work, &items, &pairs);
 
 	reco_apply_read(ids, ws, items, pairs);
 	changed = reco_apply_items(items, caller, &nchanged);
@@ -2244,28 +2257,9 @@ shop_copurchase_refresh(PG_FUNCTION_ARGS)
 	Jsonb	   *result;
 	instr_time	t;
 
-	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) !=
-		ArrayGetNItems(ARR_NDIM(ws), ARR_DIMS(ws)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("order_ids and weights differ in length")));
-
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase refresh",
 								 ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
-	MemoryContextSwitchTo(work);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RecoItemDelta);
-	ctl.hcxt = work;
-	items = hash_create("shop item deltas", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(RecoPairKey);
-	ctl.entrysize = sizeof(RecoPairDelta);
-	ctl.hcxt = work;
-	pairs = hash_create("shop pair deltas", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	reco_delta_begin(ids, ws, work, &items, &pairs);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(RecoDetail);
