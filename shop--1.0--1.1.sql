@@ -1083,7 +1083,8 @@ BEGIN
                 AND NOT EXISTS (SELECT 1 FROM shop.view_event)
                 AND NOT EXISTS (SELECT 1 FROM shop.product_popularity))) THEN
         RETURN jsonb_build_object('log_rows', 0, 'orders_applied', 0, 'products_changed', 0,
-                                  'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0);
+                                  'products_scored', 0, 'full_rescore', false, 'popularity_updated', 0,
+                                  'popularity_pending', (SELECT count(*) FROM shop.popularity_pending));
     END IF;
 
     WITH d AS (DELETE FROM shop.copurchase_delta RETURNING customer_id, order_id)
@@ -1163,11 +1164,15 @@ BEGIN
     END IF;
     INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
     ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
+    -- one batch of the queued values into shop.product now, the rest by
+    -- the sweeper (shop._popularity_apply)
+    PERFORM shop._popularity_apply(NULL);
     RETURN jsonb_build_object('log_rows', n_log, 'orders_applied', n_orders,
                               'products_changed', coalesce((res ->> 'products_changed')::bigint, 0),
                               'products_scored', coalesce((res ->> 'products_scored')::bigint, 0),
                               'full_rescore', coalesce((res ->> 'full_rescore')::boolean, false),
-                              'popularity_updated', n_pop);
+                              'popularity_updated', n_pop,
+                              'popularity_pending', (SELECT count(*) FROM shop.popularity_pending));
 END
 $$;
 
@@ -1207,7 +1212,192 @@ BEGIN
        SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
            refreshed_at = excluded.refreshed_at;
     n_pop := shop._popularity_refresh();
-    RETURN (result - 'scored_total') || jsonb_build_object('popularity_updated', n_pop);
+    PERFORM shop._popularity_apply(NULL);
+    RETURN (result - 'scored_total') || jsonb_build_object('popularity_updated', n_pop,
+        'popularity_pending', (SELECT count(*) FROM shop.popularity_pending));
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Recommendations: popularity written in batches (issue 11) -----------------
+--
+-- A popularity change rewrote its shop.product row inside the refresh: a
+-- new row version, an entry in every index of the product (the search
+-- index re-tokenizes the whole document), the product triggers.  At
+-- 100,000 products that was 5 of a refresh's 8.4 s and 14.5 of a
+-- rebuild's 18 s, and the refresh held the row locks of every product it
+-- moved (a rebuild: nearly all of them) until it committed, so an admin's
+-- product edit or a review waited for it.  Now the refresh computes the
+-- values into shop.product_popularity as before and queues the products
+-- whose value moved; shop._popularity_apply(n) copies n of them into
+-- shop.product per transaction.  The refresh applies one batch itself
+-- (a small shop sees its popularity at once), the sweeper applies the
+-- rest right after each sweep, batch by batch, and an admin can do it at
+-- once with CALL shop.popularity_sync().
+
+CREATE TABLE shop.popularity_pending (
+    product_id bigint PRIMARY KEY
+);
+COMMENT ON TABLE shop.popularity_pending IS
+'products whose shop.product.popularity is behind shop.product_popularity (written in batches by shop._popularity_apply)';
+SELECT pg_catalog.pg_extension_config_dump('shop.popularity_pending', '');
+
+-- Copies the queued values of up to n products (shop.popularity_apply_batch,
+-- 1000, when NULL) into shop.product, in product id order (the order every
+-- batch locks rows in), skipping queue rows another apply holds.  Returns
+-- how many queue rows it took.
+CREATE FUNCTION shop._popularity_apply(n int DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    lim int := coalesce(n, shop._setting('shop.popularity_apply_batch', '1000')::int);
+    taken bigint;
+BEGIN
+    IF lim IS NULL OR lim < 1 THEN
+        RAISE EXCEPTION 'invalid popularity batch'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The batch is %s; it must be at least 1.', coalesce(lim::text, 'NULL'));
+    END IF;
+    WITH q AS (
+        DELETE FROM shop.popularity_pending d
+         WHERE d.product_id IN (SELECT x.product_id FROM shop.popularity_pending x
+                                 ORDER BY x.product_id LIMIT lim FOR UPDATE SKIP LOCKED)
+        RETURNING d.product_id
+    ), v AS (
+        SELECT q.product_id, coalesce(pp.popularity, 0) AS pop
+          FROM q LEFT JOIN shop.product_popularity pp ON pp.product_id = q.product_id
+    ), w AS (
+        UPDATE shop.product p
+           SET popularity = v.pop
+          FROM v
+         WHERE p.product_id = v.product_id
+           AND p.popularity IS DISTINCT FROM v.pop
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM v) INTO taken;
+    RETURN taken;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_apply(int) IS
+'internal: writes the queued popularity of up to n products (shop.popularity_apply_batch when NULL) into shop.product; returns how many it took';
+-- the sweeper runs as a superuser; shop_admin through popularity_sync
+REVOKE EXECUTE ON FUNCTION shop._popularity_apply(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._popularity_apply(int) TO shop_admin;
+
+-- Everything queued, one batch per transaction (CALL it outside a
+-- transaction block, e.g. after a rebuild).
+-- (no SET search_path: a procedure with SET clauses cannot commit; every
+-- name is qualified and pg_catalog is searched first anyway)
+CREATE PROCEDURE shop.popularity_sync(batch int DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    lim int := coalesce(batch, shop._setting('shop.popularity_apply_batch', '1000')::int);
+BEGIN
+    LOOP
+        EXIT WHEN shop._popularity_apply(lim) < lim;
+        COMMIT;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE shop.popularity_sync(int) IS
+'writes every queued popularity value into shop.product, one batch per transaction (CALL outside a transaction block)';
+REVOKE EXECUTE ON PROCEDURE shop.popularity_sync(int) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE shop.popularity_sync(int) TO shop_admin;
+
+CREATE OR REPLACE FUNCTION shop._popularity_refresh(products bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    t_ref timestamptz;
+    lo timestamptz;
+    n bigint;
+    ids bigint[];
+BEGIN
+    IF products IS NULL THEN
+        -- every product: ages from the newest event of all
+        t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                          (SELECT max(viewed_at) FROM shop.view_event));
+        lo := t_ref - make_interval(secs => 16 * half_life);
+    ELSE
+        -- the given products only, read through their product indexes; ages
+        -- from the reference of the last full run, moved forward to their
+        -- newest event (other products keep the older reference until the
+        -- next full run, at most 1/100 of a half-life away)
+        t_ref := (SELECT s.popularity_ref FROM shop.copurchase_state s);
+        lo := coalesce(t_ref, '-infinity') - make_interval(secs => 16 * half_life);
+    END IF;
+    WITH ev AS MATERIALIZED (
+        SELECT l.product_id, o.created_at AS at, 1.0 AS wt
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE products IS NULL AND shop._counted(o.status) AND o.created_at > lo
+        UNION ALL
+        SELECT l.product_id, o.created_at, 1.0
+          FROM shop.order_line l
+          JOIN shop."order" o ON o.order_id = l.order_id
+         WHERE products IS NOT NULL AND l.product_id = ANY (products)
+           AND shop._counted(o.status) AND o.created_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE products IS NULL AND v.viewed_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE products IS NOT NULL AND v.product_id = ANY (products) AND v.viewed_at > lo
+    ), ref AS (
+        SELECT greatest(t_ref, max(at)) AS t FROM ev
+    ), norm AS (
+        SELECT ev.product_id,
+               (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life))
+                / (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life)) + 10))::real AS pop
+          FROM ev, ref
+         WHERE ev.at > ref.t - make_interval(secs => 16 * half_life)
+         GROUP BY ev.product_id
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE (products IS NULL OR o.product_id = ANY (products))
+           AND NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+        RETURNING o.product_id, 0::real AS pop
+    ), moved AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity)
+        SELECT product_id, pop FROM norm
+        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity
+         WHERE abs(o.popularity - excluded.popularity) >= 0.002
+        RETURNING o.product_id, o.popularity AS pop
+    )
+    SELECT array_agg(t.product_id), (SELECT t FROM ref)
+      INTO ids, t_ref
+      FROM (SELECT * FROM gone UNION ALL SELECT * FROM moved) t;
+    -- shop.product is written later, in batches (shop._popularity_apply):
+    -- here only the narrow queue
+    n := coalesce(cardinality(ids), 0);
+    IF n > 0 THEN
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT DISTINCT u FROM unnest(ids) u
+        ON CONFLICT (product_id) DO NOTHING;
+    END IF;
+    IF products IS NULL THEN
+        INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref)
+        VALUES (now(), now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref);
+    ELSE
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
+        VALUES (now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+    END IF;
+    RETURN n;
 END
 $$;
 

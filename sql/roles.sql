@@ -88,6 +88,7 @@ INSERT INTO documented VALUES
     ('shop.recently_viewed(bigint,int)', true, true),
     ('shop.refresh_recommendations()', false, true),
     ('shop.rebuild_recommendations()', false, true),
+    ('shop.popularity_sync(int)', false, true),
     -- operations (docs/operations.md)
     ('shop.sweep()', false, true),
     ('shop.metrics()', false, true),

@@ -39,6 +39,7 @@ int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
+int			shop_popularity_apply_batch = 1000;
 int			shop_search_log_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
@@ -169,6 +170,14 @@ _PG_init(void)
 							 2.0, 0.0, 1e9,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.popularity_apply_batch",
+							"Products whose new popularity one transaction writes into shop.product.",
+							"The refresh writes one batch, the sweeper the rest, a batch per transaction.",
+							&shop_popularity_apply_batch,
+							1000, 1, 1000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("shop.popularity_half_life",
 							"Half-life of purchases and views in product popularity and trending.",

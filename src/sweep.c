@@ -60,6 +60,7 @@
 
 PGDLLEXPORT void shop_sweep_launcher_main(Datum main_arg);
 PGDLLEXPORT void shop_sweep_db_main(Datum main_arg);
+static void sweep_apply_popularity(const char *dbname);
 
 char	   *shop_sweep_databases = NULL;
 
@@ -286,6 +287,62 @@ shop_sweep_db_main(Datum main_arg)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	sweep_apply_popularity(dbname);
+
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
+}
+
+/*
+ * After the sweep: write the popularity values the refresh queued into
+ * shop.product, one batch per transaction (so no product row stays locked
+ * longer than one batch), until the queue is empty or POP_APPLY_BUDGET_MS
+ * have passed; the next round goes on.  Skipped where shop is 1.0.
+ */
+#define POP_APPLY_BUDGET_MS 30000
+
+static ShopStmt st_pop_exists = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT pg_catalog.to_regprocedure('shop._popularity_apply(integer)') IS NOT NULL");
+static ShopStmt st_pop_apply = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT shop._popularity_apply(NULL)");
+
+static void
+sweep_apply_popularity(const char *dbname)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	int64		total = 0;
+	int			batches = 0;
+
+	for (;;)
+	{
+		bool		more = false;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "SELECT shop._popularity_apply(NULL)");
+		if (ShopInstalledHere() &&
+			ShopExec(&st_pop_exists, NULL, NULL, 0) == 1 && ShopColBool(0, 1, false) &&
+			ShopExec(&st_pop_apply, NULL, NULL, 0) == 1)
+		{
+			int64		taken = ShopColInt(0, 1, 0);
+
+			total += taken;
+			batches++;
+			more = taken > 0 && taken >= shop_popularity_apply_batch;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (!more ||
+			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), POP_APPLY_BUDGET_MS))
+			break;
+	}
+	if (total > 0)
+		ereport(LOG,
+				(errmsg("shop sweep in database \"%s\": wrote the popularity of %lld products in %d batches",
+						dbname, (long long) total, batches)));
 }

@@ -1,0 +1,77 @@
+-- popularity_batches: a refresh writes the popularity it computed into
+-- shop.product one batch at a time (issue 11): at most
+-- shop.popularity_apply_batch product rows in its own transaction, the
+-- rest queued for the sweeper or CALL shop.popularity_sync(), which leave
+-- every product at the value the refresh computed
+\i sql/include/prelude.sql
+
+INSERT INTO shop.product (product_id, sku, title, price_cents)
+SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 50) i;
+
+CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint)
+RETURNS uuid LANGUAGE plpgsql AS $f$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
+    VALUES (customer, 'paid', 'USD', 0, 0) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $f$;
+-- products 1..40 bought, in pairs
+SELECT count(pg_temp.buy(ARRAY[1 + i % 40, 1 + (i * 7) % 40], 1 + i % 30)) AS orders
+  FROM generate_series(1, 200) i;
+
+-- the rebuild computes 40 values and writes 7 product rows
+SET shop.popularity_apply_batch = 7;
+SELECT r ->> 'popularity_updated' AS computed, r ->> 'popularity_pending' AS pending
+  FROM shop.rebuild_recommendations() r;
+SELECT count(*) FILTER (WHERE popularity > 0) AS written,
+       count(*) FILTER (WHERE popularity = 0) AS not_yet
+  FROM shop.product;
+-- the written ones are the lowest ids (the order batches lock rows in)
+SELECT array_agg(product_id ORDER BY product_id) AS written FROM shop.product WHERE popularity > 0;
+
+-- batch by batch, each its own statement here, as the sweeper does
+SELECT shop._popularity_apply(NULL) AS batch;
+SELECT shop._popularity_apply(NULL) AS batch;
+SELECT shop._popularity_apply(10) AS batch;
+SELECT shop._popularity_apply(100) AS batch;
+SELECT shop._popularity_apply(NULL) AS batch;
+-- every product now holds what the refresh computed, and nothing waits
+SELECT count(*) AS differ
+  FROM shop.product p LEFT JOIN shop.product_popularity pp USING (product_id)
+ WHERE p.popularity IS DISTINCT FROM coalesce(pp.popularity, 0);
+SELECT count(*) AS queued FROM shop.popularity_pending;
+
+-- more orders, a refresh: one batch now; shop_admin drains the rest with
+-- the procedure (one transaction per batch)
+SELECT count(pg_temp.buy(ARRAY[41 + i % 10, 1 + i % 40], 100 + i)) AS orders
+  FROM generate_series(1, 60) i;
+SELECT (r ->> 'popularity_updated')::int > 7 AS moved_more_than_a_batch,
+       (r ->> 'popularity_pending')::int = (r ->> 'popularity_updated')::int - 7 AS rest_queued
+  FROM shop.refresh_recommendations() r;
+SET ROLE shop_admin;
+CALL shop.popularity_sync();
+RESET ROLE;
+SELECT count(*) AS differ
+  FROM shop.product p LEFT JOIN shop.product_popularity pp USING (product_id)
+ WHERE p.popularity IS DISTINCT FROM coalesce(pp.popularity, 0);
+SELECT count(*) AS queued FROM shop.popularity_pending;
+SELECT count(*) FILTER (WHERE popularity > 0) AS popular FROM shop.product;
+
+-- a product deleted while its value waits is skipped
+INSERT INTO shop.popularity_pending VALUES (9999);
+SELECT shop._popularity_apply(NULL) AS batch;
+SELECT count(*) AS queued FROM shop.popularity_pending;
+
+-- bad batch sizes; the storefront cannot write popularity
+SELECT pg_temp.err('SELECT shop._popularity_apply(0)');
+SELECT pg_temp.err($$SET shop.popularity_apply_batch = 0$$);
+SET ROLE shop_storefront;
+SELECT pg_temp.err('SELECT shop._popularity_apply(NULL)');
+SELECT pg_temp.err('CALL shop.popularity_sync()');
+RESET ROLE;
+RESET shop.popularity_apply_batch;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
