@@ -108,6 +108,7 @@ SET CONSTRAINTS ALL IMMEDIATE;
 SELECT customer_id, counted FROM shop.copurchase_delta;
 SELECT shop.refresh_recommendations() AS refresh;
 \echo '(popularity_updated: the products this order and the views touched; every product'
-\echo ' is re-decayed only once per 1/100 of shop.popularity_half_life. The ROLLBACK below'
-\echo ' undoes the order, the views and the refresh.)'
+\echo ' is re-decayed only once per 1/100 of shop.popularity_half_life. popularity_pending:'
+\echo ' values still to be written into shop.product, by the sweeper, a batch per transaction.'
+\echo ' The ROLLBACK below undoes the order, the views and the refresh.)'
 ROLLBACK;

@@ -7,4 +7,8 @@
 \o /dev/null
 SELECT shop.rebuild_recommendations();
 \o
+-- the rebuild writes one batch of popularity values into shop.product and
+-- queues the rest for the sweeper: write them all now, a batch per
+-- transaction
+CALL shop.popularity_sync();
 VACUUM ANALYZE;
