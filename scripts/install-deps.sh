@@ -4,10 +4,13 @@
 # in every make target.
 set -euo pipefail
 
+# libipc-run-perl: PostgreSQL::Test::Cluster (postgresql-server-dev-15) runs
+# the TAP tests of t/ with IPC::Run.
 # pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
 # own (docs/security.md, "Behind a connection pooler").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
-      postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper"
+      postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper
+      libipc-run-perl"
 
 missing=""
 for p in $PKGS; do
