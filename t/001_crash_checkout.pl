@@ -26,6 +26,7 @@ $node->append_conf(
 shared_preload_libraries = 'shop'
 shop.sweep_interval = 3600
 max_connections = 50
+wal_level = replica
 log_statement = none
 });
 $node->start;

@@ -21,6 +21,7 @@ shared_preload_libraries = 'shop'
 shop.sweep_interval = 1
 max_worker_processes = 16
 synchronous_commit = on
+wal_level = replica
 log_statement = none
 });
 $node->start;
