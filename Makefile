@@ -39,6 +39,11 @@ OBJS         = \
 DATA         = shop--1.0.sql \
                shop--1.0--1.1.sql
 PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
+# Monitoring files (docs/operations.md, "Monitoring with Prometheus"):
+# installed into $(pg_config --docdir)/extension/
+DOCS         = contrib/prometheus/shop-queries.yaml \
+               contrib/prometheus/shop-alerts.yaml \
+               contrib/grafana/shop.json
 
 # pg_regress suites: one per file in sql/, isolation specs in specs/.
 # `make installcheck` runs them against a server of your own; `make test`

@@ -8,9 +8,12 @@ set -euo pipefail
 # the TAP tests of t/ with IPC::Run.
 # pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
 # own (docs/security.md, "Behind a connection pooler").
+# prometheus-postgres-exporter, prometheus (for promtool) and curl:
+# test/prometheus scrapes shop's metrics through the exporter and checks
+# the alert rules (docs/operations.md, "Monitoring with Prometheus").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
       postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper
-      libipc-run-perl"
+      prometheus-postgres-exporter prometheus curl libipc-run-perl"
 
 missing=""
 for p in $PKGS; do
@@ -43,3 +46,12 @@ if [[ " $missing " == *" pgbouncer "* ]] && command -v systemctl >/dev/null &&
     echo "shop: disabling the pgbouncer system service the package started (the tests run their own)"
     $SUDO systemctl disable --now pgbouncer >/dev/null 2>&1 || true
 fi
+# Likewise the exporter (port 9187) and Prometheus (port 9090): the test
+# starts its own exporter on a free loopback port and needs only promtool.
+for svc in prometheus-postgres-exporter prometheus; do
+    if [[ " $missing " == *" $svc "* ]] && command -v systemctl >/dev/null &&
+        systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+        echo "shop: disabling the $svc system service the package started (the tests run their own)"
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done

@@ -317,6 +317,26 @@ SET ROLE cards_web;
 SELECT pg_temp.err('SELECT * FROM shop.card_number_scan()');
 RESET ROLE;
 
+-- The guard keeps what it reads of a table for the life of the backend
+-- (issue 11: working it out cost more than the scan); a column that
+-- changes type is read from then on, and one that stops being text is not.
+CREATE TABLE public.guard_cache (id int, note int, memo text);
+CREATE TRIGGER zz_card_guard BEFORE INSERT OR UPDATE ON public.guard_cache
+    FOR EACH ROW EXECUTE FUNCTION shop._card_guard();
+INSERT INTO public.guard_cache VALUES (1, 4111, 'fine');
+ALTER TABLE public.guard_cache ALTER COLUMN note TYPE text;
+SELECT pg_temp.err($$INSERT INTO public.guard_cache VALUES (2, '4111 1111 1111 1111', 'fine')$$);
+SELECT pg_temp.err($$UPDATE public.guard_cache SET note = '4111 1111 1111 1111' WHERE id = 1$$);
+ALTER TABLE public.guard_cache ALTER COLUMN memo TYPE text[] USING ARRAY[memo];
+SELECT pg_temp.err($$INSERT INTO public.guard_cache VALUES (3, 'x', ARRAY['5500-0000-0000-0004'])$$);
+ALTER TABLE public.guard_cache DROP COLUMN note;
+ALTER TABLE public.guard_cache ADD COLUMN note jsonb;
+SELECT pg_temp.err($$INSERT INTO public.guard_cache VALUES (4, ARRAY['ok'], '{"pan": "4111111111111111"}')$$);
+ALTER TABLE public.guard_cache ALTER COLUMN memo TYPE int USING 0;
+INSERT INTO public.guard_cache (id, memo) VALUES (5, 41111111);
+SELECT id, memo, note FROM public.guard_cache ORDER BY id;
+DROP TABLE public.guard_cache;
+
 DROP ROLE cards_admin;
 DROP ROLE cards_web;
 DROP EXTENSION shop;

@@ -153,5 +153,35 @@ SELECT shop.sweep() -> 'search_log_trimmed' AS trimmed;
 SELECT count(*) AS left FROM shop.search_log;
 RESET shop.search_log_retention;
 
+-- every sweep records its run in shop.sweep_state, which the monitoring
+-- functions report (docs/operations.md, "Monitoring with Prometheus")
+SELECT runs AS runs_before, clock_timestamp() AS t0 FROM shop.sweep_state \gset
+SELECT shop.sweep() IS NOT NULL AS swept;
+SELECT runs - :runs_before AS new_runs, last_run_at >= :'t0' AS recorded FROM shop.sweep_state;
+SELECT m.runs = s.runs AS same_runs, m.last_run_timestamp_seconds = extract(epoch FROM s.last_run_at) AS same_time
+  FROM shop.monitor_sweep() m, shop.sweep_state s;
+SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can,
+       has_function_privilege('shop_admin', p.oid, 'EXECUTE') AS admin_can
+  FROM pg_proc p WHERE p.pronamespace = 'shop'::regnamespace AND p.proname IN ('sweep', '_sweep_once')
+ ORDER BY 1;
+
+-- shop.monitor_stock counts what shop.low_stock and shop.stock_summary
+-- show: a lapsed hold not reclaimed yet is available again, a product at
+-- zero is out of stock
+SELECT shop.product_upsert('OPS-LOW', 'Low lamp', 900) AS low \gset
+SELECT shop.product_upsert('OPS-OUT', 'Gone lamp', 900) AS out \gset
+SELECT shop.stock_set(:low, 10), shop.stock_set(:out, 1);
+SELECT shop.stock_set_reorder_threshold(:low, 9);
+SELECT shop.reserve(:low, 2, 'live', '1 hour') IS NOT NULL AS held;
+SELECT shop.reserve(:low, 1, 'lapsing', '1 hour') AS lapsing \gset
+UPDATE shop.reservation SET expires_at = now() - interval '1 minute' WHERE reservation_id = :'lapsing';
+SELECT shop.reserve(:out, 1, 'last', '1 hour') IS NOT NULL AS held;
+SELECT product_id = :low AS is_low, available FROM shop.low_stock;
+SELECT m.low_products, m.low_products = (SELECT count(*) FROM shop.low_stock) AS as_low_stock,
+       m.out_of_stock_products,
+       m.out_of_stock_products = (SELECT count(*) FROM shop.stock_summary WHERE available <= 0) AS as_summary,
+       m.invariant_violations
+  FROM shop.monitor_stock() m;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

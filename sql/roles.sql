@@ -6,11 +6,12 @@
 \i sql/include/prelude.sql
 
 SET client_min_messages = warning;
-DROP ROLE IF EXISTS regress_roles_front, regress_roles_office, regress_roles_nobody;
+DROP ROLE IF EXISTS regress_roles_front, regress_roles_office, regress_roles_nobody, regress_roles_monitor;
 RESET client_min_messages;
 CREATE ROLE regress_roles_front LOGIN IN ROLE shop_storefront;
 CREATE ROLE regress_roles_office LOGIN IN ROLE shop_admin;
 CREATE ROLE regress_roles_nobody LOGIN;
+CREATE ROLE regress_roles_monitor LOGIN IN ROLE shop_monitor;
 SET shop.session_secret = 'a server secret of at least thirty-two characters';
 
 -- The roles table of docs/security.md, call by call: who may execute what.
@@ -92,7 +93,18 @@ INSERT INTO documented VALUES
     ('shop.metrics()', false, true),
     ('shop.event_claim(text,text,int,interval)', false, true),
     ('shop.event_ack(text,bigint)', false, true),
-    ('shop.event_group_drop(text)', false, true);
+    ('shop.event_group_drop(text)', false, true),
+    -- monitoring (docs/operations.md, "Monitoring with Prometheus"); also shop_monitor's
+    ('shop.monitor_orders()', false, true),
+    ('shop.monitor_orders_pending()', false, true),
+    ('shop.monitor_payments()', false, true),
+    ('shop.monitor_payment_failures()', false, true),
+    ('shop.monitor_stock()', false, true),
+    ('shop.monitor_search_latency()', false, true),
+    ('shop.monitor_search()', false, true),
+    ('shop.monitor_sweep()', false, true),
+    ('shop.monitor_outbox()', false, true),
+    ('shop.monitor_event_groups()', false, true);
 
 -- functions the table does not classify (none: add new calls to the table
 -- and to docs/security.md)
@@ -112,6 +124,18 @@ SELECT d.fn, d.storefront, has_function_privilege('regress_roles_front', d.fn, '
  ORDER BY 1;
 -- a role outside both has nothing: no USAGE on the schema
 SELECT has_schema_privilege('regress_roles_nobody', 'shop', 'USAGE') AS nobody_usage;
+-- shop_monitor may call the monitor functions and nothing else that
+-- PUBLIC may not, and reads no table or view of shop
+SELECT p.oid::regprocedure AS monitor_may_call
+  FROM pg_proc p
+ WHERE p.pronamespace = 'shop'::regnamespace
+   AND has_function_privilege('regress_roles_monitor', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY 1;
+SELECT c.oid::regclass AS monitor_may_read
+  FROM pg_class c
+ WHERE c.relnamespace = 'shop'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+   AND has_table_privilege('regress_roles_monitor', c.oid, 'SELECT');
 -- no internal function is both SECURITY DEFINER and executable by the storefront
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
@@ -398,7 +422,19 @@ SELECT * FROM pg_temp.calls('regress_roles_nobody', ARRAY[
     '! SELECT count(*) FROM shop.product'
 ]);
 
+-- the monitoring role: its calls, and nothing of the shop's data
+SELECT * FROM pg_temp.calls('regress_roles_monitor', ARRAY[
+    'SELECT count(*) FROM shop.monitor_orders()',
+    'SELECT count(*) FROM shop.monitor_stock()',
+    'SELECT count(*) FROM shop.monitor_event_groups()',
+    '! SELECT shop.metrics()',
+    '! SELECT shop.sweep()',
+    '! SELECT count(*) FROM shop.metrics_orders_today',
+    '! SELECT count(*) FROM shop."order"',
+    '! SELECT count(*) FROM shop.sweep_state'
+]);
+
 RESET shop.session_secret;
-DROP ROLE regress_roles_front, regress_roles_office, regress_roles_nobody;
+DROP ROLE regress_roles_front, regress_roles_office, regress_roles_nobody, regress_roles_monitor;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -16,14 +16,14 @@
  * from pre-commit to the end of commit): with events on every checkout,
  * checkouts committed one after another.  Now, when shop is preloaded, a
  * transaction that emitted only notes it, and at commit sets the latch of
- * its database's events worker (sweep.c, shop_events_main), starting the
+ * its database's events worker (shop_events_main, below), starting the
  * worker when there is none; the worker sends one notification per batch
  * of commits, from its own transaction.  Without preloading there is no
  * worker, and _emit notifies as 1.0 did.
  *
  * Shared memory: one slot per database that has a running (or starting)
  * events worker: its latch, and a counter of wake-ups that lets the
- * worker exit when idle without losing one (ShopEventsWorkerIdle).
+ * worker exit when idle without losing one (events_worker_idle).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,22 +33,29 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "shop.h"
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_emit);
+
+/* the events worker's entry point, found by name in the library */
+PGDLLEXPORT void shop_events_main(Datum main_arg);
 
 int			shop_notify_events = SHOP_NOTIFY_BATCH;
 
@@ -70,6 +77,8 @@ static const struct config_enum_entry notify_options[] = {
 #define EVENT_DBS			32		/* databases with an events worker at a time */
 #define EVENT_START_WAIT	10000	/* ms a starting worker is waited for */
 #define NOTIFY_MAX_BYTES	7900	/* a NOTIFY payload must stay below 8000 */
+#define EVENTS_GATHER_MS	10		/* the worker batches notifications this long */
+#define EVENTS_IDLE_MS		2000	/* and exits after this long without a commit */
 
 typedef struct EventSlot
 {
@@ -96,6 +105,10 @@ static bool callback_registered = false;
 static ShopStmt st_event_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.event (topic, payload) VALUES ($1, $2) RETURNING event_id",
 	TEXTOID, JSONBOID);
+/* the worker: one notification for the batch of events committed since the last */
+static ShopStmt st_notify_batch = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT pg_catalog.pg_notify('shop_events', pg_catalog.jsonb_build_object("
+	"  'last_event_id', (SELECT max(event_id) FROM shop.event))::text)");
 
 /* ShopEventsDefineGUCs: shop.notify_events; called by _PG_init. */
 void
@@ -144,7 +157,7 @@ events_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* ShopEventsShmemRegister: from _PG_init of the postmaster (sweep.c). */
+/* ShopEventsShmemRegister: from _PG_init of the postmaster (shop.c). */
 void
 ShopEventsShmemRegister(void)
 {
@@ -167,6 +180,205 @@ events_slot(Oid dboid)
 			return i;
 	return -1;
 }
+
+/* ---------------------------------------------------------------------
+ * The events worker: one per database while events are being emitted
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Ask the postmaster for the events worker of dboid (a committing backend
+ * does, when there is none).  false when no worker slot is free: events
+ * are kept, listeners are then woken by the next commit that finds a slot.
+ */
+static bool
+events_worker_start(Oid dboid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "shop");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "shop_events_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "shop events for database %u", dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "shop events");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
+}
+
+/*
+ * The events worker of dboid takes its slot (its latch is what committing
+ * backends set).  Returns the wake-up count seen.
+ */
+static uint64
+events_worker_attach(Oid dboid)
+{
+	uint64		wakes = 0;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i < 0)
+		i = events_slot(InvalidOid);
+	if (i >= 0)
+	{
+		event_shared->slot[i].dboid = dboid;
+		event_shared->slot[i].latch = MyLatch;
+		wakes = event_shared->slot[i].wakes;
+	}
+	SpinLockRelease(&event_shared->mutex);
+	return wakes;
+}
+
+/* The wake-up count now. */
+static uint64
+events_worker_wakes(Oid dboid)
+{
+	uint64		wakes = 0;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i >= 0)
+		wakes = event_shared->slot[i].wakes;
+	SpinLockRelease(&event_shared->mutex);
+	return wakes;
+}
+
+/*
+ * The worker may exit if no commit asked for a notification since it last
+ * looked (wakes unchanged): then it frees its slot, under the lock, so the
+ * next commit starts a new worker.  Returns true when it may exit.
+ */
+static bool
+events_worker_idle(Oid dboid, uint64 seen)
+{
+	bool		idle = true;
+	int			i;
+
+	SpinLockAcquire(&event_shared->mutex);
+	i = events_slot(dboid);
+	if (i >= 0)
+	{
+		if (event_shared->slot[i].wakes != seen)
+			idle = false;
+		else
+		{
+			event_shared->slot[i].dboid = InvalidOid;
+			event_shared->slot[i].latch = NULL;
+		}
+	}
+	SpinLockRelease(&event_shared->mutex);
+	return idle;
+}
+
+/*
+ * At the worker's exit, on any exit (before_shmem_exit), its slot goes if
+ * it is still its own, so that the next commit starts a worker.
+ */
+static void
+events_worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&event_shared->mutex);
+	for (int i = 0; i < EVENT_DBS; i++)
+		if (event_shared->slot[i].latch == MyLatch)
+		{
+			event_shared->slot[i].dboid = InvalidOid;
+			event_shared->slot[i].latch = NULL;
+		}
+	SpinLockRelease(&event_shared->mutex);
+}
+
+/*
+ * One round: in a transaction of its own, one notification naming the
+ * newest event.  false when the extension is not (or no longer) there.
+ */
+static bool
+events_round(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "shop events: notify");
+	installed = ShopInstalledHere();
+	if (installed)
+		ShopExec(&st_notify_batch, NULL, NULL, 0);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return installed;
+}
+
+/*
+ * Events worker main loop: a round, then sleep EVENTS_GATHER_MS (commits
+ * arriving meanwhile join the next round), then wait for commits; exit
+ * after EVENTS_IDLE_MS without one (so that DROP DATABASE, which waits up
+ * to 5 s for other sessions, is not held up), or when the extension is
+ * gone.
+ */
+void
+shop_events_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	uint64		seen;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("shop events");
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * A notification need not outlive a crash (its listeners' connections
+	 * do not): no waiting for the WAL flush of the round's commit.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	seen = events_worker_attach(dboid);
+	before_shmem_exit(events_worker_detach, ObjectIdGetDatum(dboid));
+
+	for (;;)
+	{
+		if (!events_round())
+			break;
+		(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, EVENTS_GATHER_MS,
+						 PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+		for (;;)
+		{
+			uint64		now = events_worker_wakes(dboid);
+			int			rc;
+
+			if (now != seen)
+			{
+				seen = now;
+				break;
+			}
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   EVENTS_IDLE_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+			if ((rc & WL_TIMEOUT) && events_worker_idle(dboid, seen))
+				proc_exit(0);
+		}
+	}
+	proc_exit(0);
+}
+
+/* ---------------------------------------------------------------------
+ * Waking the worker at commit
+ * ---------------------------------------------------------------------
+ */
 
 /*
  * Wake this database's events worker, or start one.  At commit of a
@@ -210,7 +422,7 @@ events_wake(void)
 
 	if (latch)
 		SetLatch(latch);
-	if (start && !ShopEventsWorkerStart(MyDatabaseId))
+	if (start && !events_worker_start(MyDatabaseId))
 	{
 		SpinLockAcquire(&event_shared->mutex);
 		if (i >= 0 && event_shared->slot[i].dboid == MyDatabaseId &&
@@ -240,92 +452,6 @@ events_xact_callback(XactEvent event, void *arg)
 		default:
 			break;
 	}
-}
-
-/* ---------------------------------------------------------------------
- * The worker's side (sweep.c runs the loop)
- * ---------------------------------------------------------------------
- */
-
-/*
- * ShopEventsWorkerAttach: the events worker of dboid takes its slot (its
- * latch is what committing backends set).  Returns the wake-up count seen.
- */
-uint64
-ShopEventsWorkerAttach(Oid dboid)
-{
-	uint64		wakes = 0;
-	int			i;
-
-	SpinLockAcquire(&event_shared->mutex);
-	i = events_slot(dboid);
-	if (i < 0)
-		i = events_slot(InvalidOid);
-	if (i >= 0)
-	{
-		event_shared->slot[i].dboid = dboid;
-		event_shared->slot[i].latch = MyLatch;
-		wakes = event_shared->slot[i].wakes;
-	}
-	SpinLockRelease(&event_shared->mutex);
-	return wakes;
-}
-
-/* ShopEventsWorkerWakes: the wake-up count now. */
-uint64
-ShopEventsWorkerWakes(Oid dboid)
-{
-	uint64		wakes = 0;
-	int			i;
-
-	SpinLockAcquire(&event_shared->mutex);
-	i = events_slot(dboid);
-	if (i >= 0)
-		wakes = event_shared->slot[i].wakes;
-	SpinLockRelease(&event_shared->mutex);
-	return wakes;
-}
-
-/*
- * ShopEventsWorkerIdle: the worker may exit if no commit asked for a
- * notification since it last looked (wakes unchanged): then it frees its
- * slot, under the lock, so the next commit starts a new worker.  Returns
- * true when it may exit.
- */
-bool
-ShopEventsWorkerIdle(Oid dboid, uint64 seen)
-{
-	bool		idle = true;
-	int			i;
-
-	SpinLockAcquire(&event_shared->mutex);
-	i = events_slot(dboid);
-	if (i >= 0)
-	{
-		if (event_shared->slot[i].wakes != seen)
-			idle = false;
-		else
-		{
-			event_shared->slot[i].dboid = InvalidOid;
-			event_shared->slot[i].latch = NULL;
-		}
-	}
-	SpinLockRelease(&event_shared->mutex);
-	return idle;
-}
-
-/* ShopEventsWorkerDetach: at the worker's exit, its slot (if still its own) goes. */
-void
-ShopEventsWorkerDetach(void)
-{
-	SpinLockAcquire(&event_shared->mutex);
-	for (int i = 0; i < EVENT_DBS; i++)
-		if (event_shared->slot[i].latch == MyLatch)
-		{
-			event_shared->slot[i].dboid = InvalidOid;
-			event_shared->slot[i].latch = NULL;
-		}
-	SpinLockRelease(&event_shared->mutex);
 }
 
 /* ---------------------------------------------------------------------
@@ -373,8 +499,20 @@ ShopEmit(const char *topic, Jsonb *payload)
 	args[1] = JsonbPGetDatum(payload);
 	ShopExec(&st_event_insert, args, NULL, 0);
 	event_id = ShopColInt(0, 1, 0);
+	ShopEventWritten(event_id, topic, payload);
+	return event_id;
+}
+
+/*
+ * ShopEventWritten: an event row was just inserted into shop.event by the
+ * caller's own statement (checkout writes its events in its one statement,
+ * src/orders.c): see to it that listeners are woken, as ShopEmit does.
+ */
+void
+ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload)
+{
 	if (shop_notify_events == SHOP_NOTIFY_OFF)
-		return event_id;
+		return;
 	if (shop_notify_events == SHOP_NOTIFY_EACH || event_shared == NULL)
 		events_notify_now(event_id, topic, payload);
 	else
@@ -386,7 +524,6 @@ ShopEmit(const char *topic, Jsonb *payload)
 		}
 		events_pending = true;
 	}
-	return event_id;
 }
 
 /*

@@ -864,14 +864,14 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 
 	if (n == 0)
 		return;
+	ShopNewUuids(rid, n);
 	for (int i = 0; i < n; i++)
 	{
 		if (i > 0 && holds[i].product_id <= holds[i - 1].product_id)
 			elog(ERROR, "shop: holds must be sorted by product and distinct");
-		ShopNewUuid(&holds[i].reservation_id);
+		holds[i].reservation_id = rid[i];
 		pid[i] = holds[i].product_id;
 		qty[i] = holds[i].qty;
-		rid[i] = holds[i].reservation_id;
 	}
 	args[0] = ShopInt8Array(pid, n);
 	args[1] = ShopInt4Array(qty, n);

@@ -5,8 +5,9 @@
  *	  and the shop.* configuration parameters.
  *
  * shop works whether or not it is in shared_preload_libraries.  Loaded at
- * server start it may also register background workers (the sweeper); loaded
- * on first use by a backend it only defines its GUCs.
+ * server start it may also register background workers (the sweeper) and
+ * the events workers' shared memory; loaded on first use by a backend it
+ * only defines its GUCs.
  *
  *-------------------------------------------------------------------------
  */
@@ -228,9 +229,15 @@ _PG_init(void)
 	/* card numbers out of the server log (redact.c); docs/security.md */
 	ShopRedactLogInstall();
 
-	/* the sweeper (sweep.c), only when loaded at server start */
+	/*
+	 * Only when loaded at server start: the sweeper (sweep.c) and the
+	 * shared memory of the events workers (events.c)
+	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		ShopSweepRegister();
+		ShopEventsShmemRegister();
+	}
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("shop");

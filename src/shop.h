@@ -116,15 +116,11 @@ extern int	shop_notify_events;
 extern void ShopEventsDefineGUCs(void);
 extern void ShopEventsShmemRegister(void);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
-extern uint64 ShopEventsWorkerAttach(Oid dboid);
-extern uint64 ShopEventsWorkerWakes(Oid dboid);
-extern bool ShopEventsWorkerIdle(Oid dboid, uint64 seen);
-extern void ShopEventsWorkerDetach(void);
+extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);
 
 /* sweep.c */
 extern char *shop_sweep_databases;
 extern void ShopSweepRegister(void);
-extern bool ShopEventsWorkerStart(Oid dboid);
 
 /* cart.c */
 extern Datum ShopCartExpiry(void);

@@ -2,8 +2,9 @@
  *
  * spi.c
  *	  Prepared statements of shop's C code (ShopStmt, src/spi.h), the
- *	  helpers that read their results and build their array arguments, and
- *	  the ids and argument checks every subsystem shares.
+ *	  helpers that read their results and build their array arguments, the
+ *	  ids and argument checks every subsystem shares, and the background
+ *	  workers' check that shop is installed in their database.
  *
  * A ShopStmt is prepared at its first use in a backend, with the cursor
  * option of its plan mode, and kept (SPI_keepplan) for the life of the
@@ -211,6 +212,21 @@ ShopDirect(const char *sql, int expected)
 		elog(ERROR, "shop: statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
+static ShopStmt st_installed = SHOP_STMT0(SHOP_PLAN_AUTO,
+	"SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'shop'");
+
+/*
+ * ShopInstalledHere: whether the shop extension is installed in the
+ * current database.  For the background workers (sweep.c, events.c),
+ * which connect to databases that may not have it, or no longer.  Inside
+ * SPI_connect(), with a snapshot.
+ */
+bool
+ShopInstalledHere(void)
+{
+	return ShopExec(&st_installed, NULL, NULL, 0) > 0;
+}
+
 /* ---------------------------------------------------------------------
  * Reading results
  * ---------------------------------------------------------------------
@@ -295,6 +311,23 @@ ShopColCopy(uint64 row, int col, bool *isnull)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The array of the n datums d, of a built-in element type.  How the type
+ * is stored (length, by value, alignment) comes from pg_type through the
+ * syscache, so no builder below spells it out; a new builder fills its
+ * datums and names its element type, nothing more.
+ */
+static Datum
+array_of(Datum *d, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(d, n, elemtype, typlen, typbyval, typalign));
+}
+
 Datum
 ShopInt8Array(const int64 *v, int n)
 {
@@ -302,7 +335,7 @@ ShopInt8Array(const int64 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return array_of(d, n, INT8OID);
 }
 
 Datum
@@ -312,7 +345,7 @@ ShopInt4Array(const int32 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int32GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+	return array_of(d, n, INT4OID);
 }
 
 Datum
@@ -322,7 +355,7 @@ ShopFloat4Array(const float4 *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Float4GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT4OID, 4, true, TYPALIGN_INT));
+	return array_of(d, n, FLOAT4OID);
 }
 
 Datum
@@ -332,7 +365,7 @@ ShopFloat8Array(const double *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = Float8GetDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return array_of(d, n, FLOAT8OID);
 }
 
 Datum
@@ -342,7 +375,7 @@ ShopTextArray(const char *const *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = CStringGetTextDatum(v[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+	return array_of(d, n, TEXTOID);
 }
 
 Datum
@@ -352,7 +385,7 @@ ShopUuidArray(const pg_uuid_t *v, int n)
 
 	for (int i = 0; i < n; i++)
 		d[i] = UUIDPGetDatum(&v[i]);
-	return PointerGetDatum(construct_array(d, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	return array_of(d, n, UUIDOID);
 }
 
 /* ---------------------------------------------------------------------
@@ -364,12 +397,28 @@ ShopUuidArray(const pg_uuid_t *v, int n)
 void
 ShopNewUuid(pg_uuid_t *u)
 {
-	if (!pg_strong_random(u->data, UUID_LEN))
+	ShopNewUuids(u, 1);
+}
+
+/*
+ * n fresh version 4 uuids from one call of the strong random source (each
+ * call costs about as much as the executor start of a small statement).
+ */
+void
+ShopNewUuids(pg_uuid_t *u, int n)
+{
+	StaticAssertStmt(sizeof(pg_uuid_t) == UUID_LEN, "pg_uuid_t is not UUID_LEN bytes");
+	if (n <= 0)
+		return;
+	if (!pg_strong_random(u, (size_t) n * UUID_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate random values")));
-	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
-	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	for (int i = 0; i < n; i++)
+	{
+		u[i].data[6] = (u[i].data[6] & 0x0f) | 0x40;	/* version 4 */
+		u[i].data[8] = (u[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	}
 }
 
 char *

@@ -76,6 +76,7 @@ extern uint64 ShopExecRead(ShopStmt *s, const Datum *args, const char *nulls);
 extern bool ShopExecOrUndo(ShopStmt *s, const Datum *args, const char *nulls, uint64 need);
 extern Portal ShopOpenCursor(ShopStmt *s, const Datum *args, const char *nulls, bool read_only);
 extern void ShopDirect(const char *sql, int expected);
+extern bool ShopInstalledHere(void);
 
 /* spi.c: the result of the last statement (row 0-based, column 1-based) */
 extern Datum ShopCol(uint64 row, int col, bool *isnull);
@@ -95,6 +96,7 @@ extern Datum ShopUuidArray(const pg_uuid_t *v, int n);
 
 /* spi.c: ids and arguments */
 extern void ShopNewUuid(pg_uuid_t *u);
+extern void ShopNewUuids(pg_uuid_t *u, int n);
 extern char *ShopUuidStr(const pg_uuid_t *u);
 extern void ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name);
 

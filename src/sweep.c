@@ -60,20 +60,9 @@
 
 PGDLLEXPORT void shop_sweep_launcher_main(Datum main_arg);
 PGDLLEXPORT void shop_sweep_db_main(Datum main_arg);
-PGDLLEXPORT void shop_events_main(Datum main_arg);
-
-/* the events worker: batches notifications this long, exits this idle */
-#define EVENTS_GATHER_MS	10
-#define EVENTS_IDLE_MS		2000
 
 char	   *shop_sweep_databases = NULL;
 
-static ShopStmt st_installed = SHOP_STMT0(SHOP_PLAN_AUTO,
-	"SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'shop'");
-/* one notification for the batch of events committed since the last */
-static ShopStmt st_notify_batch = SHOP_STMT0(SHOP_PLAN_AUTO,
-	"SELECT pg_catalog.pg_notify('shop_events', pg_catalog.jsonb_build_object("
-	"  'last_event_id', (SELECT max(event_id) FROM shop.event))::text)");
 /* the sweep, and whether it did anything (a count that is not 0) */
 static ShopStmt st_sweep = SHOP_STMT0(SHOP_PLAN_AUTO,
 	"SELECT r::text,"
@@ -99,9 +88,6 @@ ShopSweepRegister(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "shop sweeper launcher");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "shop sweeper");
 	RegisterBackgroundWorker(&worker);
-
-	/* the events workers' latches (events.c) */
-	ShopEventsShmemRegister();
 }
 
 /*
@@ -272,7 +258,6 @@ void
 shop_sweep_db_main(Datum main_arg)
 {
 	char		dbname[BGW_EXTRALEN];
-	bool		installed;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, BGW_EXTRALEN);
 	pqsignal(SIGTERM, die);
@@ -291,8 +276,7 @@ shop_sweep_db_main(Datum main_arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "SELECT shop.sweep()");
 
-	installed = ShopExec(&st_installed, NULL, NULL, 0) > 0;
-	if (installed && ShopExec(&st_sweep, NULL, NULL, 0) == 1)
+	if (ShopInstalledHere() && ShopExec(&st_sweep, NULL, NULL, 0) == 1)
 	{
 		char	   *result = ShopColText(0, 1);
 
@@ -303,125 +287,5 @@ shop_sweep_db_main(Datum main_arg)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-	proc_exit(0);
-}
-
-/* ---------------------------------------------------------------------
- * The events worker: one per database while events are being emitted
- * (events.c has the protocol)
- * ---------------------------------------------------------------------
- */
-
-/*
- * ShopEventsWorkerStart: ask the postmaster for the events worker of
- * dboid (a committing backend does, when there is none).  false when no
- * worker slot is free: events are kept, listeners are then woken by the
- * next commit that finds a slot.
- */
-bool
-ShopEventsWorkerStart(Oid dboid)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "shop");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "shop_events_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "shop events for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "shop events");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
-}
-
-/* on any exit, the slot goes, so that the next commit starts a worker */
-static void
-events_worker_detach(int code, Datum arg)
-{
-	ShopEventsWorkerDetach();
-}
-
-/*
- * One round: in a transaction of its own, one notification naming the
- * newest event.  false when the extension is not (or no longer) there.
- */
-static bool
-events_round(void)
-{
-	bool		installed;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "shop events: notify");
-	installed = ShopExec(&st_installed, NULL, NULL, 0) > 0;
-	if (installed)
-		ShopExec(&st_notify_batch, NULL, NULL, 0);
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return installed;
-}
-
-/*
- * Events worker main loop: a round, then sleep EVENTS_GATHER_MS (commits
- * arriving meanwhile join the next round), then wait for commits; exit
- * after EVENTS_IDLE_MS without one (so that DROP DATABASE, which waits up
- * to 5 s for other sessions, is not held up), or when the extension is
- * gone.
- */
-void
-shop_events_main(Datum main_arg)
-{
-	Oid			dboid = DatumGetObjectId(main_arg);
-	uint64		seen;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("shop events");
-	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
-	/*
-	 * A notification need not outlive a crash (its listeners' connections
-	 * do not): no waiting for the WAL flush of the round's commit.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	seen = ShopEventsWorkerAttach(dboid);
-	before_shmem_exit(events_worker_detach, ObjectIdGetDatum(dboid));
-
-	for (;;)
-	{
-		if (!events_round())
-			break;
-		(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, EVENTS_GATHER_MS,
-						 PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
-		for (;;)
-		{
-			uint64		now = ShopEventsWorkerWakes(dboid);
-			int			rc;
-
-			if (now != seen)
-			{
-				seen = now;
-				break;
-			}
-			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						   EVENTS_IDLE_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending)
-			{
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-			}
-			if ((rc & WL_TIMEOUT) && ShopEventsWorkerIdle(dboid, seen))
-				proc_exit(0);
-		}
-	}
 	proc_exit(0);
 }

@@ -15,7 +15,10 @@
 #   - shop.rebuild_recommendations() on the whole log, against a plain SQL
 #     GROUP BY of all pairs (the raw counts alone, no scoring or top-N);
 #   - shop.refresh_recommendations() after 10,000 new paid orders inserted
-#     with triggers on (what checkout does);
+#     with triggers on (what checkout does), twice (a refresh rescores every
+#     list when the scoring total moved, docs/recommendations.md);
+#   - the popularity part of the rebuild and of each refresh, measured
+#     alone on the same state in a transaction rolled back;
 #   - latency of shop.also_bought(p, 10) and shop.recommend(c, 10), one
 #     client, against computing "bought together" on the fly from
 #     shop.order_line (the baseline a shop without the table would run).
@@ -89,6 +92,11 @@ SQL
 t1=$(now)
 nlines=$($PSQL -At -c "SELECT count(*) FROM shop.order_line l JOIN shop.\"order\" o USING (order_id) WHERE o.currency = 'XRB'")
 
+# the popularity part of the rebuild alone (every product, on the fresh
+# history), rolled back
+tp0=$(now)
+$PSQL >/dev/null -c "BEGIN; SELECT shop._popularity_refresh(); ROLLBACK;"
+tp1=$(now)
 # full rebuild
 t2=$(now)
 rebuild=$($PSQL -At -c "SELECT shop.rebuild_recommendations()")
@@ -105,8 +113,11 @@ SELECT a.product_id, b.product_id AS other_id, count(*) AS n
 SQL
 t4=$(now)
 
-# 10,000 new orders with triggers on, then the incremental refresh
-$PSQL >/dev/null <<SQL
+# 10,000 new orders with triggers on, then the incremental refresh; twice,
+# since a refresh rescores every list when the scoring total moved (about
+# every 3-6% of growth of the basket total: at this scale, most batches)
+new_orders() {
+    $PSQL >/dev/null <<SQL
 CREATE TEMP TABLE new_order AS
 SELECT gen_random_uuid() AS order_id,
        CASE WHEN random() < 0.8 THEN 1 + floor(random() * $customers)::bigint END AS customer_id,
@@ -125,9 +136,31 @@ SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
   JOIN reco_bench_pid p ON p.i = x.pi;
 COMMIT;
 SQL
+}
+# the popularity part of a refresh alone, on the same state, rolled back:
+# the products of the logged orders, as the refresh passes them
+pop_alone() {
+    local a b
+    a=$(now)
+    $PSQL >/dev/null <<'SQL'
+BEGIN;
+SELECT shop._popularity_refresh(ARRAY(SELECT DISTINCT l.product_id
+                                        FROM shop.copurchase_delta d JOIN shop.order_line l USING (order_id)));
+ROLLBACK;
+SQL
+    b=$(now)
+    secs "$a" "$b"
+}
+new_orders
+pop1=$(pop_alone)
 t5=$(now)
 refresh=$($PSQL -At -c "SELECT shop.refresh_recommendations()")
 t6=$(now)
+new_orders
+pop2=$(pop_alone)
+t7=$(now)
+refresh2=$($PSQL -At -c "SELECT shop.refresh_recommendations()")
+t8=$(now)
 
 # latency: one client, pgbench
 cat > "$TMPD/also.sql" <<SQL
@@ -159,13 +192,18 @@ echo
 echo "| step | seconds | baseline seconds / these |"
 echo "|---|---|---|"
 echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N, popularity, all written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") |"
+echo "| of which popularity (every product, alone, rolled back) | $(secs "$tp0" "$tp1") | |"
 echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 |"
-echo "| insert 10,000 paid orders, triggers on | $(secs "$t4" "$t5") | |"
-echo "| shop.refresh_recommendations() after them | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) |"
+echo "| shop.refresh_recommendations() after 10,000 new paid orders (triggers on) | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) |"
+echo "| of which popularity (the same products, alone, rolled back) | $pop1 | |"
+echo "| shop.refresh_recommendations() after 10,000 more | $(secs "$t7" "$t8") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t7" "$t8")") |"
+echo "| of which popularity (as above) | $pop2 | |"
 echo
 echo "rebuild: \`$rebuild\`"
 echo
 echo "refresh: \`$refresh\`"
+echo
+echo "second refresh: \`$refresh2\`"
 echo
 echo "Read calls, one client, ${DUR} s each; products drawn with an exponential skew (popular ones more often), customers uniformly:"
 echo

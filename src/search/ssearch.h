@@ -9,9 +9,10 @@
  * append-only *pending list*.
  *
  *   block 0        metapage: magic, format version, the segment list, the
- *                  pending list head/tail and collection statistics
+ *                  pending list head/tail, collection statistics
  *                  (document count, summed field lengths, max popularity)
- *                  used by BM25.
+ *                  used by BM25, the free runs and the count of bulk
+ *                  deletes (facets, ssfunc.c).
  *   segment        written once, by CREATE INDEX or by VACUUM folding the
  *                  pending list in; its blocks are contiguous:
  *                    header page   SsSegHeader (where the parts start)
@@ -242,6 +243,11 @@ typedef struct SsMetaPageData
 									 * counted in lost_blocks (truncation
 									 * waits for it; zero: none, or an older
 									 * build) */
+	uint64		bulkdeletes;	/* bulk deletes so far that flagged a
+								 * document dead, counted as each ends:
+								 * facets compare it around their
+								 * visibility map reads (ssfunc.c); zero in
+								 * indexes of older builds, as above */
 } SsMetaPageData;
 typedef SsMetaPageData *SsMetaPage;
 
@@ -641,7 +647,7 @@ extern void ssrescan(IndexScanDesc scan, ScanKey scankey, int nscankeys,
 extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
-extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs);
+extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */

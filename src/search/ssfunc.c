@@ -667,8 +667,42 @@ facet_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, int64 key,
  * A row is counted without reading it when the visibility map says its
  * page is all-visible (as index-only scans do), else it is fetched and
  * checked.
+ *
+ * The visibility map speaks of the heap as it is now, the documents are
+ * copies taken earlier.  Between the two, VACUUM may flag a copied
+ * document dead (its row was deleted before our snapshot), free its line
+ * pointer and mark the page all-visible: the copy would then count as a
+ * visible row, and on a hot standby, which replays a whole VACUUM at once,
+ * as dozens of them.  So the metapage's count of bulk deletes is read
+ * before the copies are taken and again after the visibility map was
+ * asked (R6 in ssvacuum.c); if it moved, every document the map vouched
+ * for is fetched after all.  (nbtree's index-only scans get the same
+ * guarantee by keeping a pin on the leaf page, which VACUUM must wait
+ * for; a facet count holds documents from every page of the index.)
  */
 PG_FUNCTION_INFO_V1(shop_search_facet_counts);
+
+/* the visibility of a collected document's row */
+#define FACET_INVISIBLE		0
+#define FACET_FETCHED		1	/* read, visible */
+#define FACET_ALL_VISIBLE	2	/* page all-visible by the visibility map */
+
+/* is the row of tid visible to snap?  A heap fetch; *here: its visible version */
+static bool
+facet_fetch(IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+			ItemPointer tid, ItemPointer here)
+{
+	bool		call_again = false,
+				all_dead = false;
+	ItemPointerData t = *tid;
+	bool		visible;
+
+	visible = table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead);
+	if (visible && here)
+		*here = slot->tts_tid;
+	ExecClearTuple(slot);
+	return visible;
+}
 
 Datum
 shop_search_facet_counts(PG_FUNCTION_ARGS)
@@ -692,31 +726,32 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 				hb;
 	uint8	   *vmknown,
 			   *vmall;
+	uint8	   *state;
+	uint64		bulkdeletes;
+	SsMetaPageData meta;
 
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsCheckQueryLanguage(index, PG_GETARG_JSONB_P(1));
-	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs);
+	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs, &bulkdeletes);
+	SsTestPause("facets-collected");
 	nheap = RelationGetNumberOfBlocks(heap);
 	vmknown = palloc0(nheap / 8 + 1);
 	vmall = palloc0(nheap / 8 + 1);
+	state = palloc(Max(ndocs, 1));
 
 	ft_init(&cats, 128);
 	ft_init(&brands, 256);
 
 	fetch = table_index_fetch_begin(heap);
 	slot = table_slot_create(heap, NULL);
+
+	/* which documents' rows are visible: by the visibility map, or read */
 	for (int i = 0; i < ndocs; i++)
 	{
-		SsDoc	   *d = &docs[i];
-		bool		visible;
-		bool		fetched;
-		ItemPointerData here;
-
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
-		fetched = false;
-		hb = ItemPointerGetBlockNumber(&d->tid);
+		hb = ItemPointerGetBlockNumber(&docs[i].tid);
 		/* the visibility map, asked once per heap block */
 		if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
 		{
@@ -725,20 +760,35 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 				vmall[hb >> 3] |= 1 << (hb & 7);
 		}
 		if (hb < nheap && (vmall[hb >> 3] & (1 << (hb & 7))))
-			visible = true;
+			state[i] = FACET_ALL_VISIBLE;
 		else
-		{
-			bool		call_again = false,
-						all_dead = false;
-			ItemPointerData tid = d->tid;
+			state[i] = facet_fetch(fetch, slot, snap, &docs[i].tid, NULL) ?
+				FACET_FETCHED : FACET_INVISIBLE;
+	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
 
-			visible = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
-			if (visible)
-				here = slot->tts_tid;	/* the visible version, for a sample */
-			ExecClearTuple(slot);
-			fetched = true;
+	/*
+	 * Did a bulk delete end since the copies were taken?  (The map was read
+	 * without a lock; the barrier keeps those reads before this one.)
+	 */
+	pg_memory_barrier();
+	SsReadMeta(index, &meta);
+	if (meta.bulkdeletes != bulkdeletes)
+		for (int i = 0; i < ndocs; i++)
+		{
+			if ((i & 1023) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (state[i] == FACET_ALL_VISIBLE)
+				state[i] = facet_fetch(fetch, slot, snap, &docs[i].tid, NULL) ?
+					FACET_FETCHED : FACET_INVISIBLE;
 		}
-		if (!visible)
+
+	for (int i = 0; i < ndocs; i++)
+	{
+		SsDoc	   *d = &docs[i];
+
+		if (state[i] == FACET_INVISIBLE)
 			continue;
 		total++;
 		if (d->flags & SS_DOC_HAS_CAT)
@@ -759,19 +809,9 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 			if (!found)
 			{
 				/* a sample row to read the brand's name from: its visible version */
-				if (!fetched)
-				{
-					bool		call_again = false,
-								all_dead = false;
-					ItemPointerData tid = d->tid;
-
-					here = d->tid;
-					if (table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead))
-						here = slot->tts_tid;
-					ExecClearTuple(slot);
-				}
 				fk->n = 0;
-				fk->sample = here;
+				fk->sample = d->tid;
+				(void) facet_fetch(fetch, slot, snap, &d->tid, &fk->sample);
 			}
 			fk->n++;
 		}
@@ -789,8 +829,6 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 				if (d->rating >= r)
 					rating[r]++;
 	}
-	if (BufferIsValid(vmbuf))
-		ReleaseBuffer(vmbuf);
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
 

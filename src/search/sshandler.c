@@ -140,6 +140,9 @@ SsGetWeights(Relation index, double *w)
  *   bulkdelete-page  ambulkdelete, after each document page it processed
  *   scan-meta        an index scan, after it read the metapage and before
  *                    it reads anything the metapage points to
+ *   facets-collected shop._search_facet_counts, after it copied the
+ *                    matching documents and before it asks the visibility
+ *                    map about their heap blocks
  */
 void
 SsTestPause(const char *point)

@@ -2111,10 +2111,12 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
  * SsCollectMatches: a copy of the document record of every match of query
  * in index (the same matching as a bitmap scan, "match" as given), for
  * facet counting; allocated in the current memory context.  The caller
- * checks heap visibility.
+ * checks heap visibility.  *bulkdeletes is the metapage's count of bulk
+ * deletes as read before any document was: a caller trusting the
+ * visibility map compares it with a later read (ssfunc.c).
  */
 SsDoc *
-SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
+SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes)
 {
 	Eval	   *volatile ev = NULL;
 
@@ -2129,6 +2131,7 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs)
 	}
 	PG_END_TRY();
 	*ndocs = ev->ndocs;
+	*bulkdeletes = ev->meta.bulkdeletes;
 	return ev->docs;
 }
 

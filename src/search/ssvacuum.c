@@ -8,8 +8,9 @@
  *
  * ambulkdelete visits every document record (segment doc pages and
  * pending items), asks VACUUM whether its heap TID is dead and sets the
- * document's dead flag with generic WAL.  Scans skip dead documents; their
- * postings stay until the next merge.
+ * document's dead flag with generic WAL; if it flagged any, it adds one to
+ * the metapage's count of bulk deletes as it ends (R6 below).  Scans skip
+ * dead documents; their postings stay until the next merge.
  *
  * amvacuumcleanup (SsFlushPending) takes the pending-list lock
  * exclusively, writes the live pending documents as a new segment (every
@@ -78,6 +79,16 @@
  *       either before a fold copies the document (the copy has it) or on
  *       a document of a segment still listed (R1), never on a copy that
  *       was already taken.
+ *   R6. A bulk delete that flagged any document adds one to the
+ *       metapage's "bulkdeletes" when it ends, before VACUUM frees the
+ *       heap line pointers of those documents and marks their pages
+ *       all-visible.  A reader holding copies of documents taken after it
+ *       read the count (facets, ssfunc.c) that finds the count unchanged
+ *       after its visibility-map reads knows that no copy it holds was of
+ *       a row VACUUM removed meanwhile.  A copy carries the dead flag of
+ *       the moment it was taken: without R6, a page VACUUM marked
+ *       all-visible after flagging a copied document would let the copy
+ *       be counted as a visible row.
  *
  * Bulk delete must see every document indexed before it started, also
  * those that a concurrent fold moves into a new segment, and must never
@@ -382,6 +393,30 @@ bulkdelete_pending(BulkState *bs, BlockNumber head)
 	return live;
 }
 
+static SsMetaPage meta_for_write(GenericXLogState *xs, Buffer metabuf);
+
+/*
+ * count_bulkdelete: add one to the metapage's count of bulk deletes, once
+ * this one has flagged every document it was going to (rule R6 of the
+ * file header).  VACUUM frees the heap line pointers of those documents
+ * only after ambulkdelete returns, so the count (and on a standby, its
+ * WAL record) is always ahead of them.
+ */
+static void
+count_bulkdelete(Relation index)
+{
+	Buffer		metabuf = ReadBuffer(index, SS_METAPAGE_BLKNO);
+	GenericXLogState *xs;
+	SsMetaPage	m;
+
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	xs = GenericXLogStart(index);
+	m = meta_for_write(xs, metabuf);
+	m->bulkdeletes++;
+	GenericXLogFinish(xs);
+	UnlockReleaseBuffer(metabuf);
+}
+
 /*
  * ssbulkdelete: flag the documents whose heap TIDs callback names, segment
  * by segment and then the pending list, as the file header describes
@@ -394,9 +429,11 @@ ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 {
 	Relation	index = info->index;
 	BulkState	bs;
+	double		removed_before;
 
 	if (stats == NULL)
 		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
+	removed_before = stats->tuples_removed;
 	memset(&bs, 0, sizeof(bs));
 	bs.index = index;
 	bs.strategy = info->strategy;
@@ -479,6 +516,8 @@ ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
 	}
 	pfree(bs.done);
+	if (stats->tuples_removed > removed_before)
+		count_bulkdelete(index);
 	stats->num_pages = RelationGetNumberOfBlocks(index);
 	return stats;
 }

@@ -12,6 +12,14 @@
 # hot_standby_feedback on, the primary keeps those blocks until the
 # search ends, which then counts exactly what its snapshot sees.  After
 # replay, the standby's answers to a set of searches equal the primary's.
+# Last, facets on the standby, without feedback: a count stopped after it
+# copied the matching documents (pause point facets-collected) while the
+# standby replays a VACUUM that flags the documents of rows deleted
+# before the count's snapshot, frees their line pointers and marks the
+# heap page all-visible (nothing there conflicts with the count's
+# snapshot, so it is not cancelled); going on, it must count only the
+# rows its snapshot sees, not the copies the visibility map now vouches
+# for.
 set -euo pipefail
 . "$TOP/scripts/pgenv.sh"
 PDIR="$TOP/tmp_check/search_standby/primary"
@@ -74,9 +82,14 @@ churn() {  # inserts only (no dead heap tuples, so no heap conflict): folds and 
         $P -c "INSERT INTO t (title) SELECT 'alpha churn $1 ' || g FROM generate_series(1, 60) g"
     done
 }
-# a search stopped after its metapage read; its output goes to $1
+# a search stopped at a pause point; its output goes to $1.  $2, $3: the
+# pause point and the statements (default: scan-meta, an index count in
+# a REPEATABLE READ snapshot, after the sequential scan's)
 stopped_search() {
-    local out=$1
+    local out=$1 point=${2:-scan-meta}
+    local sql=${3:-"SELECT 'truth ' || count(*) FROM t WHERE title LIKE 'alpha %';
+SET LOCAL enable_seqscan = off;
+SELECT 'by_index ' || count(*) FROM t WHERE shop.search_doc(title) OPERATOR(shop.@@@) '\"alpha\"';"}
     mkfifo "$SDIR/hold.fifo"
     # the holder: takes the pause lock, gives it back when told (fd 3)
     $S <"$SDIR/hold.fifo" >/dev/null 2>&1 &
@@ -85,11 +98,9 @@ stopped_search() {
     echo "SELECT pg_advisory_lock($K);" >&3
     sleep 0.5
     $PGBIN/psql -X -q -At -h "$SDIR" -p "$SPORT" -U postgres -d stb >"$out" 2>&1 <<SQL &
-SET shop.search_test_pause = 'scan-meta';
+SET shop.search_test_pause = '$point';
 BEGIN ISOLATION LEVEL REPEATABLE READ;
-SELECT 'truth ' || count(*) FROM t WHERE title LIKE 'alpha %';
-SET LOCAL enable_seqscan = off;
-SELECT 'by_index ' || count(*) FROM t WHERE shop.search_doc(title) OPERATOR(shop.@@@) '"alpha"';
+$sql
 COMMIT;
 SQL
     SEARCH=$!
@@ -157,6 +168,36 @@ if [ "$pout" = "$sout" ]; then
 else
     echo "FAILED: standby and primary differ:"; diff <(echo "$pout") <(echo "$sout") | sed 's/^/  /'; fail=1
 fi
+# 4. facets without feedback, while the standby replays a VACUUM.  A
+#    table of its own: one heap page that stays in use and a pending list
+#    that the VACUUM folds into a new segment at the end of the index, so
+#    no block is reused or truncated (that would cancel the count).
+$S -c "ALTER SYSTEM SET hot_standby_feedback = off" -c "SELECT pg_reload_conf()" >/dev/null
+$P <<'SQL'
+CREATE TABLE u (id bigserial PRIMARY KEY, title text) WITH (autovacuum_enabled = off);
+CREATE INDEX u_idx ON u USING shop_search (shop.search_doc(title));
+INSERT INTO u (title) SELECT 'delta lamp ' || g FROM generate_series(1, 60) g;
+DELETE FROM u WHERE id % 2 = 0;
+SQL
+wait_replay
+sleep 1         # the standby runs without feedback again
+stopped_search "$SDIR/search4.out" facets-collected \
+    "SELECT 'truth ' || count(*) FROM u WHERE title LIKE 'delta %';
+SELECT 'facets ' || n FROM shop._search_facet_counts('u_idx', '\"delta\"') WHERE kind = 'total';"
+$P -c "VACUUM u"
+wait_replay
+release_search
+truth=$(sed -n 's/^truth //p' "$SDIR/search4.out")
+got=$(sed -n 's/^facets //p' "$SDIR/search4.out")
+if [ -n "$truth" ] && [ "$truth" = "$got" ]; then
+    echo "ok: facets stopped while the standby replayed a VACUUM counted $got rows, its snapshot's truth"
+else
+    echo "FAILED: facets stopped while the standby replayed a VACUUM:"; sed 's/^/  /' "$SDIR/search4.out"; fail=1
+fi
+if [ "$($P -c "SELECT count(*) FROM shop.search_verify('u_idx')")" != 0 ]; then
+    echo "FAILED: search_verify finds problems in u_idx"; fail=1
+fi
+
 blocks=$($P -c "SELECT shop.search_index_info('t_idx') -> 'blocks'")
 echo "index: $blocks blocks on the primary"
 exit $fail
