@@ -12,8 +12,8 @@
 #
 # Exits non-zero when anything fails; prints "N passed, N failed" last.
 # TESTS="catalog dump" runs only the named regress files, specs, scripted
-# tests and TAP tests (a TAP test by its path t/002_dump.pl, its file name
-# 002_dump or its name without the number, dump).
+# tests and TAP tests (a TAP test by its path t/006_dump.pl, its file name
+# 006_dump or its name without the number, dump).
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"   # the regression tests include sql/include/prelude.sql by this path
