@@ -4,6 +4,8 @@
 # in every make target.
 set -euo pipefail
 
+# libipc-run-perl: PostgreSQL::Test::Cluster (postgresql-server-dev-15) runs
+# the TAP tests of t/ with IPC::Run.
 # pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
 # own (docs/security.md, "Behind a connection pooler").
 # prometheus-postgres-exporter, prometheus (for promtool) and curl:
@@ -11,7 +13,7 @@ set -euo pipefail
 # the alert rules (docs/operations.md, "Monitoring with Prometheus").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
       postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper
-      prometheus-postgres-exporter prometheus curl"
+      prometheus-postgres-exporter prometheus curl libipc-run-perl"
 
 missing=""
 for p in $PKGS; do

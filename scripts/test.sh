@@ -4,11 +4,16 @@
 #
 #   1. pg_regress: sql/*.sql against expected/*.out
 #   2. isolation:  specs/*.spec against expected/*.out (pg_isolation_regress)
-#   3. scripted:   test/*/run.sh (crash recovery, dump/restore, ...), each
+#   3. scripted:   test/*/run.sh (upgrade, stress, packaging, ...), each
 #                  starting and killing clusters of its own
+#   4. TAP:        t/*.pl (crash recovery, hot standby, dump/restore) with
+#                  prove and PostgreSQL::Test::Cluster, each starting
+#                  clusters of its own from tmp_install
 #
 # Exits non-zero when anything fails; prints "N passed, N failed" last.
-# TESTS="catalog dump" runs only the named regress files / scripted tests.
+# TESTS="catalog dump" runs only the named regress files, specs, scripted
+# tests and TAP tests (a TAP test by its path t/006_dump.pl, its file name
+# 006_dump or its name without the number, dump).
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"   # the regression tests include sql/include/prelude.sql by this path
@@ -84,6 +89,35 @@ for t in "$TOP"/test/*/run.sh; do
         passed=$((passed + 1))
     else
         echo "FAILED $n (last lines of tmp_check/$n.log follow)"
+        tail -40 "$CHECK/$n.log"
+        failed=$((failed + 1))
+    fi
+done
+
+# TAP tests: prove, one test file at a time, as PGXS's prove_check runs
+# them, but against tmp_install (PATH, so initdb and postgres are this
+# build's and load this build's shop.so) and as the cluster owner (initdb
+# refuses root).  PostgreSQL::Test::Utils puts its logs in
+# tmp_check/log/regress_log_<test> and the nodes' data directories in
+# tmp_check/t_<test>_<node>_data; Cluster.pm removes those only when every
+# test of the file passed.  PROVE_FLAGS passes further options to prove.
+PROVE=${PROVE:-prove}
+PERL_TEST_LIB="$PGXS_DIR/src/test/perl"
+for t in "$TOP"/t/*.pl; do
+    [ -e "$t" ] || continue
+    n=$(basename "$t" .pl)
+    want "t/$n.pl" || want "$n" || want "${n#[0-9][0-9][0-9]_}" || continue
+    echo "== tap: t/$n.pl"
+    rm -rf "$CHECK/log/regress_log_$n" "$CHECK"/t_"${n}"_*_data
+    # shellcheck disable=SC2086
+    if as_owner env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE \
+        TESTDIR="$TOP" PATH="$PGBIN:$PATH" PG_REGRESS="$PG_REGRESS" \
+        "$PROVE" -v -I "$PERL_TEST_LIB" -I "$TOP/t" ${PROVE_FLAGS:-} "t/$n.pl" \
+        >"$CHECK/$n.log" 2>&1; then
+        echo "ok $n"
+        passed=$((passed + 1))
+    else
+        echo "FAILED $n (last lines of tmp_check/$n.log follow; the test's log is tmp_check/log/regress_log_$n)"
         tail -40 "$CHECK/$n.log"
         failed=$((failed + 1))
     fi

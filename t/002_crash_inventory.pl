@@ -1,28 +1,34 @@
-#!/usr/bin/env bash
+# Copyright (c) shop contributors; PostgreSQL licence.
+#
 # crash_inventory: a pgbench load of reserve / reserve_many / release /
 # commit / restock (plus the preloaded sweeper expiring short holds) is cut
-# by `pg_ctl stop -m immediate`; after crash recovery, for every stock row
-# reserved must equal the held reservation parts pointing at it, stock is
-# never negative, and on_hand equals the sum of the stock ledger.  Then the
+# by stop -m immediate; after crash recovery, for every stock row reserved
+# must equal the held reservation parts pointing at it, stock is never
+# negative, and on_hand equals the sum of the stock ledger.  Then the
 # sweeper, restarted with the server, must expire the holds that lapsed.
-set -euo pipefail
-TOP=${TOP:?}
-. "$TOP/scripts/pgenv.sh"
-PGBIN=${PGBIN:?}
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
 
-NAME=crash_inventory
-DIR="$TOP/tmp_check/$NAME"
-PORT=$(free_port $NAME)
-cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'shop'" "shop.sweep_interval = 1" \
-    "max_worker_processes = 16" "synchronous_commit = on"
-cluster_start "$DIR"
-trap 'cluster_stop "$DIR" immediate' EXIT
-cluster_env "$DIR" "$PORT"
-export PGDATABASE=crash
-PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1)
+my $node = PostgreSQL::Test::Cluster->new('main');
+$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'shop'
+shop.sweep_interval = 1
+max_worker_processes = 16
+synchronous_commit = on
+wal_level = replica
+log_statement = none
+});
+$node->start;
 
-"$PGBIN/createdb" crash
-"${PSQL[@]}" <<'SQL'
+$node->safe_psql('postgres', 'CREATE DATABASE crash');
+$node->safe_psql(
+	'crash', q{
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
@@ -67,40 +73,49 @@ EXCEPTION WHEN SQLSTATE 'SH001' THEN
     NULL;
 END
 $$;
-SQL
+});
 
-cat >"$DIR/step.sql" <<'EOF2'
-\set p random(1, 200)
+my $script = $node->basedir . '/step.sql';
+append_to_file(
+	$script, q{\set p random(1, 200)
 \set q random(1, 3)
 \set act random(1, 10)
 SELECT crash_step(:p, :q, :act);
-EOF2
+});
 
 # the load, killed mid-flight
-"$PGBIN/pgbench" -n -M prepared -c 8 -j 2 -T 30 -f "$DIR/step.sql" >"$DIR/pgbench.log" 2>&1 &
-BENCH=$!
-sleep 8
-"${PSQL[@]}" -At -c "SELECT 'before crash: ' || count(*) || ' reservations' FROM shop.reservation"
-as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null
-wait $BENCH || true
-grep -q "processed\|terminat\|connection" "$DIR/pgbench.log" || { cat "$DIR/pgbench.log"; exit 1; }
+my ($bench_out, $bench_err) = ('', '');
+my $bench = IPC::Run::start(
+	[
+		'pgbench', '-n', '-M', 'prepared', '-c', '8', '-j', '2', '-T', '30',
+		'-f', $script, '-h', $node->host, '-p', $node->port, 'crash'
+	],
+	'>', \$bench_out, '2>', \$bench_err);
+sleep 8;
+note 'reservations before the crash: '
+  . $node->safe_psql('crash', 'SELECT count(*) FROM shop.reservation');
+$node->stop('immediate');
+$bench->finish;
+like(
+	$bench_out . $bench_err,
+	qr/processed|terminat|connection/,
+	'pgbench ran until the server went away');
 
 # the load takes locks in the documented order: no deadlock, no other error
-if grep -E "ERROR|PANIC" "$DIR/server.log" | grep -v "terminating connection" | grep -q .; then
-    grep -E "ERROR|PANIC" "$DIR/server.log" | head -5
-    echo "FAILED: errors under the inventory load"
-    exit 1
-fi
+my @errors = grep { /ERROR|PANIC/ && !/terminating connection/ }
+  split /\n/, slurp_file($node->logfile);
+is(scalar(@errors), 0, 'no error under the inventory load')
+  or diag join("\n", @errors[ 0 .. 4 ]);
 
-cluster_start "$DIR"
-grep -q "database system was interrupted\|not properly shut down" "$DIR/server.log" ||
-    { echo "no crash recovery happened"; exit 1; }
+my $log_offset = -s $node->logfile;
+$node->start;
+ok( $node->log_contains(
+		'database system was interrupted|not properly shut down',
+		$log_offset),
+	'the restart ran crash recovery');
 
-check() {
-    "${PSQL[@]}" -At <<'SQL'
-SELECT 'reservations after recovery: ' || count(*) || ', held ' || count(*) FILTER (WHERE status = 'held')
-  FROM shop.reservation;
--- every violated invariant is one row
+# every violated invariant is one row
+my $invariants = q{
 SELECT 'reserved mismatch ' || s.product_id || '/' || s.location || '/' || s.bucket
        || ': reserved ' || s.reserved || ', held parts ' || coalesce(h.q, 0)
   FROM shop.stock s
@@ -126,41 +141,48 @@ SELECT 'ledger mismatch ' || s.product_id || '/' || s.location || ': on_hand ' |
 UNION ALL
 SELECT 'in_stock wrong for ' || p.product_id
   FROM shop.product p
- WHERE p.in_stock <> coalesce((SELECT sum(on_hand) > 0 FROM shop.stock s WHERE s.product_id = p.product_id), false);
-SQL
-}
-out=$(check)
-echo "$out"
-if echo "$out" | grep -v "^reservations after recovery" | grep -q .; then
-    echo "FAILED: invariants broken after crash recovery"
-    exit 1
-fi
-committed=$("${PSQL[@]}" -At -c "SELECT count(*) FROM shop.reservation WHERE status = 'committed'")
-[ "$committed" -gt 0 ] || { echo "FAILED: the load committed nothing before the crash"; exit 1; }
+ WHERE p.in_stock <> coalesce((SELECT sum(on_hand) > 0 FROM shop.stock s WHERE s.product_id = p.product_id), false)};
+my $summary = q{
+SELECT 'reservations: ' || count(*) || ', held ' || count(*) FILTER (WHERE status = 'held')
+  FROM shop.reservation};
+
+note 'after recovery: ' . $node->safe_psql('crash', $summary);
+is($node->safe_psql('crash', $invariants),
+	'', 'stock, holds and ledger agree after crash recovery');
+cmp_ok(
+	$node->safe_psql(
+		'crash',
+		"SELECT count(*) FROM shop.reservation WHERE status = 'committed'"),
+	'>', 0,
+	'the load committed holds before the crash');
 
 # the sweeper came back with the server: lapsed holds get expired without
 # anyone calling shop.sweep()
-for i in $(seq 1 30); do
-    left=$("${PSQL[@]}" -At -c "SELECT count(*) FROM shop.reservation
-                                 WHERE status = 'held' AND expires_at < now() - interval '1 second'")
-    [ "$left" = 0 ] && break
-    sleep 1
-done
-[ "$left" = 0 ] || { echo "FAILED: $left lapsed holds not swept after restart"; tail -20 "$DIR/server.log"; exit 1; }
-grep -q 'shop sweep in database "crash"' "$DIR/server.log" ||
-    { echo "FAILED: the sweeper never logged a sweep"; exit 1; }
-out=$(check)
-if echo "$out" | grep -v "^reservations after recovery" | grep -q .; then
-    echo "$out"; echo "FAILED: invariants broken after the sweep"; exit 1
-fi
+ok( $node->poll_query_until(
+		'crash', q{
+SELECT count(*) = 0 FROM shop.reservation
+ WHERE status = 'held' AND expires_at < now() - interval '1 second'}),
+	'lapsed holds are swept after the restart');
+ok($node->log_contains('shop sweep in database "crash"', $log_offset),
+	'the sweeper logged a sweep');
+note 'after the sweep: ' . $node->safe_psql('crash', $summary);
+is($node->safe_psql('crash', $invariants),
+	'', 'stock, holds and ledger agree after the sweep');
 
-# SIGHUP: a new interval is taken without a restart; SIGTERM stops the launcher
-"${PSQL[@]}" -c "ALTER SYSTEM SET shop.sweep_interval = 2" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
-# (counting the launcher only: a sweep worker of this round may be running too)
-"${PSQL[@]}" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'shop sweeper'
-                      AND application_name = 'shop sweeper launcher'" | grep -q '^1$' ||
-    { echo "FAILED: sweeper launcher not running after reload"; exit 1; }
-"${PSQL[@]}" -At -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE backend_type = 'shop sweeper' AND application_name = 'shop sweeper launcher'" >/dev/null
-echo "crash_inventory: ok"
+# SIGHUP: a new interval is taken without a restart; the launcher stays
+# (counting the launcher only: a sweep worker of this round may run too)
+$node->safe_psql('crash', 'ALTER SYSTEM SET shop.sweep_interval = 2');
+$node->reload;
+sleep 1;
+my $launcher = q{
+SELECT count(*) FROM pg_stat_activity
+ WHERE backend_type = 'shop sweeper' AND application_name = 'shop sweeper launcher'};
+is($node->safe_psql('crash', $launcher),
+	'1', 'the sweeper launcher runs after a reload');
+# SIGTERM stops the launcher (the server does not crash: Cluster.pm's stop
+# at the end fails otherwise)
+$node->safe_psql('crash', q{
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE backend_type = 'shop sweeper' AND application_name = 'shop sweeper launcher'});
+
+done_testing();
