@@ -262,7 +262,12 @@ SELECT (shop.search_index_info('shop.product_search_idx') ->> 'blocks')::int < 4
        AS space_reused;
 SELECT * FROM shop.search_verify('shop.product_search_idx');
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
-SELECT * FROM pg_temp.s('gadget 3');
+-- every word first (the 12 gadgets numbered 3...), then rows missing a
+-- word; which of the ~290 equal rows missing one fill the page depends on
+-- where VACUUM put them, so only their count is shown
+SELECT * FROM pg_temp.s('gadget 3') WHERE missing_words = 0;
+SELECT count(*) AS missing_one, bool_and(typos = 0) AS no_typos
+  FROM pg_temp.s('gadget 3') WHERE missing_words = 1;
 -- a long pending list is folded by the inserting backend itself
 INSERT INTO shop.product (sku, title, price_cents)
 SELECT 'B' || g, 'Bulk item ' || g, 100 FROM generate_series(1, 2100) g;
