@@ -18,6 +18,7 @@ OBJS         = \
 	src/payments.o \
 	src/recommend.o \
 	src/redact.o \
+	src/searchlog.o \
 	src/security.o \
 	src/shop.o \
 	src/spi.o \
@@ -48,11 +49,13 @@ DOCS         = contrib/prometheus/shop-queries.yaml \
 # pg_regress suites: one per file in sql/, isolation specs in specs/.
 # `make installcheck` runs them against a server of your own; `make test`
 # runs everything against a throwaway cluster (scripts/test.sh).
-# server_log reads the log file of make test's cluster (next to its data
-# directory, with its log_line_prefix): a server of your own logs elsewhere,
-# so installcheck leaves it out; scripts/test.sh runs every file of sql/.
-REGRESS_SERVER_LOG = server_log
-REGRESS      = $(filter-out $(REGRESS_SERVER_LOG),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
+# Two suites need make test's own cluster, so installcheck leaves them out
+# (scripts/test.sh runs every file of sql/): server_log reads its log file
+# (next to its data directory, with its log_line_prefix; a server of your
+# own logs elsewhere), search_log_ring needs shop in shared_preload_libraries
+# (the search log's shared-memory ring).
+REGRESS_OWN_CLUSTER = server_log search_log_ring
+REGRESS      = $(filter-out $(REGRESS_OWN_CLUSTER),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
 # installcheck's databases are UTF8 whatever the server's default (a
 # cluster initdb'd in the C locale defaults to SQL_ASCII, where the

@@ -331,6 +331,9 @@ SELECT shop.did_you_mean('thinkpd');
 SELECT (shop.search_facets('thinkpad')->>'total')::int AS facet_total;
 SELECT shop.session_end();
 RESET ROLE;
+-- (the records wait in the shared-memory ring until a flush: the
+-- sweeper's, or this one)
+SELECT shop._search_log_flush() >= 0 AS flushed;
 SELECT count(*) AS logged, count(*) FILTER (WHERE customer_id = 501) AS logged_for_501
   FROM shop.search_log;
 

@@ -177,7 +177,12 @@ SELECT shop.did_you_mean('samsnug televisoin') AS fixed,
 SELECT pg_temp.err($$SELECT shop.did_you_mean(NULL)$$);
 
 -- the planner uses the index for matching and for ORDER BY ... LIMIT
+-- (on analyzed statistics, and no sort: on a table this small the
+-- planner's choice between the index's order and a sort of a full scan
+-- of another index tips as the search index gains or loses a page)
+ANALYZE shop.product;
 SET enable_seqscan = off;
+SET enable_sort = off;
 EXPLAIN (COSTS OFF)
 SELECT count(*) FROM shop.product p
  WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
@@ -197,6 +202,7 @@ SELECT title FROM shop.product p WHERE p.status = 'active'
                           p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.<=>) '{"q": "laptop"}'
  LIMIT 3;
 RESET enable_seqscan;
+RESET enable_sort;
 -- without the index the operators agree on what matches
 SET enable_indexscan = off; SET enable_bitmapscan = off;
 SELECT title FROM shop.product p
@@ -256,7 +262,12 @@ SELECT (shop.search_index_info('shop.product_search_idx') ->> 'blocks')::int < 4
        AS space_reused;
 SELECT * FROM shop.search_verify('shop.product_search_idx');
 SELECT count(*) FROM shop.search('gadget', lim => 1000);
-SELECT * FROM pg_temp.s('gadget 3');
+-- every word first (the 12 gadgets numbered 3...), then rows missing a
+-- word; which of the ~290 equal rows missing one fill the page depends on
+-- where VACUUM put them, so only their count is shown
+SELECT * FROM pg_temp.s('gadget 3') WHERE missing_words = 0;
+SELECT count(*) AS missing_one, bool_and(typos = 0) AS no_typos
+  FROM pg_temp.s('gadget 3') WHERE missing_words = 1;
 -- a long pending list is folded by the inserting backend itself
 INSERT INTO shop.product (sku, title, price_cents)
 SELECT 'B' || g, 'Bulk item ' || g, 100 FROM generate_series(1, 2100) g;

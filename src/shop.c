@@ -240,12 +240,16 @@ _PG_init(void)
 
 	/*
 	 * Only when loaded at server start: the sweeper (sweep.c) and the
-	 * shared memory of the events workers (events.c)
+	 * shared memory of the events workers (events.c) and of the search log
+	 * (searchlog.c)
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
 		ShopSweepRegister();
 		ShopEventsShmemRegister();
+		/* shop.search_log_buffer sizes it: a server-start setting */
+		ShopSearchLogDefineGUCs();
+		ShopSearchLogShmemRegister();
 	}
 
 #if PG_VERSION_NUM >= 150000

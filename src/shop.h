@@ -115,6 +115,11 @@ typedef enum ShopNotifyMode
 extern int	shop_notify_events;
 extern void ShopEventsDefineGUCs(void);
 extern void ShopEventsShmemRegister(void);
+
+/* searchlog.c */
+extern int	shop_search_log_buffer;
+extern void ShopSearchLogDefineGUCs(void);
+extern void ShopSearchLogShmemRegister(void);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
 extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);
 
