@@ -1212,6 +1212,166 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Search: sorted scans and filters (issue 12) ---------------------------------
+-- docs/search.md ("Sorted scans"); src/search/sssort.c the C.  In this
+-- section:
+--   1. the catalog's index stores created_at (an INCLUDE column), so every
+--      sort of shop.search has its key in the index; the document format
+--      changed (version 5), so the update rebuilds every shop_search index
+--      (an index left in format 4 raises XX001 with a REINDEX hint).
+--   2. shop._search_sorted: the first k matches by a sort and the ties of
+--      the k-th, from the index's stored values; shop.search's other sorts
+--      sort those rows only, instead of every match.
+
+-- 1. The index
+DROP INDEX shop.product_search_idx;
+CREATE INDEX product_search_idx ON shop.product USING shop_search
+    (shop.search_doc(title, brand, description, category_id, price_cents,
+                     rating_avg::real, in_stock, popularity))
+    INCLUDE (created_at)
+    WHERE status = 'active';
+DO $$
+DECLARE
+    i regclass;
+BEGIN
+    FOR i IN SELECT c.oid::regclass
+               FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+              WHERE a.amname = 'shop_search' AND c.relkind = 'i'
+                AND c.oid <> 'shop.product_search_idx'::regclass
+              ORDER BY c.oid LOOP
+        EXECUTE format('REINDEX INDEX %s', i);
+    END LOOP;
+END
+$$;
+
+-- 2. Sorted scans
+CREATE FUNCTION shop._search_sorted(index regclass, query jsonb, sort text, k int)
+RETURNS TABLE (ctid tid, sort_key double precision)
+AS 'MODULE_PATHNAME', 'shop_search_sorted'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) IS
+'internal: TIDs of the first k matches by sort (price_asc, price_desc, rating, newest, popularity) and the ties of the k-th, from the values the index stores';
+REVOKE EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
+
+-- shop.search: the other sorts from the index (attribute filters still
+-- read every match: they are not in the index)
+CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
+                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    n int;
+    raw int;
+    ids bigint[];
+    scores real[];
+    typ int[];
+    miss int[];
+    t0 timestamptz := clock_timestamp();
+    nres int;
+BEGIN
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    -- personalization reads the customer's history and the log records
+    -- the search as theirs: a storefront only for its session's customer
+    PERFORM shop._authorize(search.customer_id);
+    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
+    END IF;
+    q := shop._search_query(query, filters, search.customer_id);
+    attrs := coalesce(filters -> 'attributes', '{}');
+
+    IF sort = 'relevance' THEN
+        -- the index ranks: rows with every word first, then rows missing
+        -- words ("match": "any"); status and attribute filters apply on
+        -- the rows, so fetch more until the page is full or matches run out
+        n := lim + off;
+        LOOP
+            WITH s AS MATERIALIZED (
+                SELECT * FROM shop.search_scan('shop.product_search_idx', q || '{"match": "any"}', n)
+                       WITH ORDINALITY AS s(ctid, score, typos, missing, ord))
+            SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.score ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.typos ORDER BY s.ord), '{}'),
+                   coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
+                   (SELECT count(*) FROM s)
+              INTO ids, scores, typ, miss, raw
+              FROM s CROSS JOIN LATERAL (
+                       -- one TID lookup per hit (OFFSET 0 keeps it a lookup)
+                       SELECT p.product_id FROM shop.product p
+                        WHERE p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> attrs
+                       OFFSET 0) p;
+            EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
+            n := least(n * 4, 100000);
+        END LOOP;
+        RETURN QUERY
+        SELECT p.product_id, u.score, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], u.typos, u.missing
+          FROM unnest(ids, scores, typ, miss) WITH ORDINALITY AS u(product_id, score, typos, missing, ord)
+          JOIN shop.product p ON p.product_id = u.product_id
+         ORDER BY u.ord
+         OFFSET off LIMIT lim;
+    ELSIF attrs = '{}' THEN
+        -- the index picks the first lim + off matches by the sort's value
+        -- and every row tying with the last (visible rows, read once
+        -- each); the further tie-breaks order those rows here
+        RETURN QUERY
+        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
+          FROM shop._search_sorted('shop.product_search_idx', q, sort, lim + off) s
+         CROSS JOIN LATERAL (
+                 SELECT p.product_id, p.title, p.brand, p.price_cents, p.rating_avg, p.rating_count,
+                        p.category_id, p.in_stock, p.images, p.created_at, p.popularity
+                   FROM shop.product p
+                  WHERE p.ctid = s.ctid AND p.status = 'active'
+                 OFFSET 0) p
+         ORDER BY
+            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
+            p.product_id
+         OFFSET off LIMIT lim;
+    ELSE
+        RETURN QUERY
+        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
+          FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
+           AND p.status = 'active' AND p.attributes @> attrs
+         ORDER BY
+            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
+            p.product_id
+         OFFSET off LIMIT lim;
+    END IF;
+    GET DIAGNOSTICS nres = ROW_COUNT;
+    IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
+        VALUES (query, shop._search_fold(query), filters, sort, nres,
+                extract(epoch FROM clock_timestamp() - t0)::real * 1000, search.customer_id);
+    END IF;
+END
+$$;
+
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

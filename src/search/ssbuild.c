@@ -21,12 +21,15 @@
 #include "access/tableam.h"
 #include "access/xloginsert.h"
 #include "catalog/index.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/smgr.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "shop.h"
 #include "ssearch.h"
@@ -47,6 +50,51 @@ init_meta(Page page, Relation index)
 	meta->pending_head = InvalidBlockNumber;
 	meta->pending_tail = InvalidBlockNumber;
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(SsMetaPageData)) - (char *) page;
+}
+
+/* ---- INCLUDE columns ---- */
+
+/*
+ * An index may INCLUDE columns after its shop.search_doc: the first
+ * timestamptz one is the document's created_at, kept in the document
+ * record for sorted scans (sssort.c, sort "newest").  Other types are
+ * refused when the index is built.
+ */
+void
+SsCheckIncludes(Relation index)
+{
+	TupleDesc	desc = RelationGetDescr(index);
+
+	for (int i = IndexRelationGetNumberOfKeyAttributes(index); i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->atttypid != TIMESTAMPTZOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("shop_search cannot include column \"%s\" of type %s",
+							NameStr(att->attname), format_type_be(att->atttypid)),
+					 errdetail("A shop_search index includes only a timestamptz column (the creation time \"newest\" sorts by)."),
+					 errhint("Leave the column out of INCLUDE.")));
+	}
+}
+
+/* SsDocIncludes: the values of the INCLUDE columns into the document */
+void
+SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d)
+{
+	TupleDesc	desc = RelationGetDescr(index);
+
+	for (int i = IndexRelationGetNumberOfKeyAttributes(index); i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->atttypid == TIMESTAMPTZOID)
+		{
+			if (!isnull[i])
+			{
+				d->doc.created_at = DatumGetTimestampTz(values[i]);
+				d->doc.flags |= SS_DOC_HAS_CREATED;
+			}
+			break;
+		}
 }
 
 /* ---- build ---- */
@@ -94,6 +142,7 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		return;
 	old = MemoryContextSwitchTo(bs->tmpcxt);
 	SsDocFromDatum(values[0], bs->language, &d);
+	SsDocIncludes(index, values, isnull, &d);
 	d.doc.tid = *tid;
 	MemoryContextSwitchTo(old);
 	SsSegBuilderAdd(bs->sb, &d);
@@ -119,6 +168,7 @@ ssbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+	SsCheckIncludes(index);
 
 	/* the metapage first, so segments start at block 1 */
 	metabuf = SsNewBuffer(index);
@@ -210,6 +260,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		return false;
 	}
 	SsDocFromDatum(values[0], SsIndexLanguage(index), &d);
+	SsDocIncludes(index, values, isnull, &d);
 	d.doc.tid = *ht_ctid;
 	sz = SsPendItemSize(&d);
 	item = palloc0(sz);		/* no stray bytes in the padding (page, WAL) */

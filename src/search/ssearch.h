@@ -81,7 +81,7 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			4
+#define SS_VERSION			5
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -179,18 +179,26 @@ SsCheckPage(Relation index, Page page, BlockNumber blk, uint16 types)
 #define SS_DOC_HAS_PRICE	0x10
 #define SS_DOC_HAS_RATING	0x20
 #define SS_DOC_HAS_BRAND	0x40
+#define SS_DOC_HAS_CREATED	0x80	/* created_at set (a timestamptz INCLUDE column) */
+#define SS_DOC_POP_NAN		0x100	/* popularity was NaN (stored as 0) */
 
-/* One document: heap TID, stored values for filters and boosts, lengths. */
+/*
+ * One document: heap TID, stored values for filters, boosts and sorted
+ * scans (sssort.c), lengths.  created_at comes from the index's first
+ * timestamptz INCLUDE column, if it has one (microseconds since 2000, as
+ * TimestampTz).
+ */
 typedef struct SsDoc
 {
 	int64		category_id;
 	int64		price_cents;
+	int64		created_at;
 	uint32		brand_hash;
 	float4		rating;
 	float4		popularity;
 	uint16		len[SS_NFIELDS];	/* words per field, saturating */
 	ItemPointerData tid;
-	uint8		flags;
+	uint16		flags;
 	float4		logpop;			/* log1p(popularity), for the boost */
 } SsDoc;
 
@@ -623,6 +631,8 @@ extern void SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const c
 /* ssbuild.c */
 extern IndexBuildResult *ssbuild(Relation heap, Relation index, struct IndexInfo *indexInfo);
 extern void ssbuildempty(Relation index);
+extern void SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d);
+extern void SsCheckIncludes(Relation index);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					 struct IndexInfo *indexInfo);
@@ -648,6 +658,8 @@ extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
+typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
+extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */

@@ -84,8 +84,13 @@
  */
 #define SS_WINDOW				2048
 
-/* SsCollectMatches asks the next SsEvaluate to collect documents */
+/*
+ * SsCollectMatches asks the next SsEvaluate to collect documents;
+ * SsVisitMatches, to hand each to visit_next instead (sorted scans)
+ */
 static bool collect_next = false;
+static SsDocVisitor visit_next = NULL;
+static void *visit_next_arg = NULL;
 
 /* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
 static MemoryContext frozen_cxt = NULL;
@@ -199,6 +204,8 @@ typedef struct Eval
 	int64		ntbm;
 	/* facets: every match's document is copied here too (topk 0 only) */
 	bool		collect;
+	SsDocVisitor visit;			/* ... or handed to this one by one */
+	void	   *visit_arg;
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
@@ -211,6 +218,11 @@ typedef struct Eval
 static void
 collect_doc(Eval *ev, const SsDoc *doc)
 {
+	if (ev->visit)
+	{
+		ev->visit(ev->visit_arg, doc);
+		return;
+	}
 	if (ev->ndocs >= ev->maxdocs)
 	{
 		ev->maxdocs = Max(256, ev->maxdocs * 2);
@@ -1970,6 +1982,11 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->want_all = want_all;
 	ev->topk = topk;
 	ev->collect = collect_next && topk == 0 && !want_all;
+	if (ev->collect)
+	{
+		ev->visit = visit_next;
+		ev->visit_arg = visit_next_arg;
+	}
 	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
 	if (after)
@@ -2083,7 +2100,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
 		}
 	}
-	if (ev->collect)
+	if (ev->collect && !ev->visit)
 	{
 		/* facets: room for every possible match at once, not by doubling */
 		uint64		most = 0;
@@ -2133,6 +2150,30 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes)
 	*ndocs = ev->ndocs;
 	*bulkdeletes = ev->meta.bulkdeletes;
 	return ev->docs;
+}
+
+/*
+ * SsVisitMatches: hand the document record of every match of query to
+ * visit, in no particular order, without copying them (sorted scans,
+ * sssort.c).  The caller checks heap visibility.
+ */
+void
+SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
+{
+	collect_next = true;
+	visit_next = visit;
+	visit_next_arg = arg;
+	PG_TRY();
+	{
+		(void) SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		collect_next = false;
+		visit_next = NULL;
+		visit_next_arg = NULL;
+	}
+	PG_END_TRY();
 }
 
 /* ---- result ordering ---- */

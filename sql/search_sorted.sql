@@ -1,0 +1,168 @@
+-- search_sorted: shop.search's sorts other than relevance take their page
+-- from the values the index stores (sssort.c): each page must equal a plain
+-- ORDER BY over the same match set, ties and deep offsets included, and
+-- must not read every matching row
+\i sql/include/prelude.sql
+SELECT shop.category_add('Cables') AS cables \gset
+SELECT shop.category_add('USB', :cables) AS usb \gset
+SELECT shop.category_add('Printers') AS printers \gset
+-- room on the pages, so that the updates below can be HOT
+ALTER TABLE shop.product SET (fillfactor = 80);
+SET client_min_messages = warning;
+-- 4,000 products: prices, ratings, popularity and creation times from small
+-- sets (many ties), unrated products (rating NULL), a few NaN popularities
+INSERT INTO shop.product (sku, title, brand, description, category_id, price_cents,
+                          rating_sum, rating_count, popularity, in_stock, status, created_at)
+SELECT 'S' || i,
+       (ARRAY['cable', 'cable', 'toner', 'cable usb', 'black cable', 'adapter'])[1 + (i * 7) % 6]
+           || ' ' || (ARRAY['office', 'home', 'desk', 'travel'])[1 + (i * 3) % 4],
+       (ARRAY['HP', 'Belkin', 'Anker', 'Canon', 'UGREEN'])[1 + (i * 13) % 5],
+       'spare part ' || repeat('filler ', 40),
+       (ARRAY[:cables, :usb, :printers])[1 + (i * 11) % 3],
+       100 * (1 + (i * 37) % 60),
+       (i % 5) * ((i / 5) % 4), (i / 5) % 4,
+       CASE WHEN i % 997 = 0 THEN 'NaN'::real ELSE ((i * 17) % 40)::real END,
+       i % 4 <> 0, 'active',
+       timestamptz '2026-01-01' + ((i * 29) % 90) * interval '1 day'
+  FROM generate_series(1, 4000) i;
+REINDEX INDEX shop.product_search_idx;
+-- a second segment (VACUUM folds the pending list) and a pending list
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at)
+SELECT 'T' || i, 'Belkin cable ' || i, 'Belkin', :usb, 150 * i, i % 9, 'active',
+       timestamptz '2026-02-01' + i * interval '1 hour'
+  FROM generate_series(1, 600) i;
+VACUUM shop.product;
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at)
+SELECT 'U' || i, 'HP cable black ' || i, 'HP', :cables, 90 + i, 20, 'active',
+       timestamptz '2026-03-01' + i * interval '1 minute'
+  FROM generate_series(1, 300) i;
+-- rows changed after indexing: new prices (not HOT), HOT updates, products
+-- taken out of the storefront, deleted rows
+UPDATE shop.product SET price_cents = 1 + (product_id % 3) WHERE product_id % 101 = 0;
+UPDATE shop.product SET updated_at = updated_at + interval '1 second' WHERE product_id % 7 = 0;
+UPDATE shop.product SET status = 'archived' WHERE product_id % 53 = 0;
+DELETE FROM shop.product WHERE product_id % 89 = 0 AND NOT EXISTS
+    (SELECT 1 FROM shop.order_line l WHERE l.product_id = product.product_id);
+RESET client_min_messages;
+SELECT jsonb_array_length(shop.search_index_info('shop.product_search_idx') -> 'segments') >= 2 AS segments,
+       (shop.search_index_info('shop.product_search_idx') ->> 'pending')::int > 0 AS pending;
+
+-- the product ids of a page of shop.search, and of the same page of a plain
+-- ORDER BY over the rows matching the same query (the @@@ operator)
+CREATE FUNCTION pg_temp.got(q text, f jsonb, s text, lim int, o int) RETURNS bigint[]
+LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}')
+      FROM shop.search(q, f, s, lim, o) WITH ORDINALITY x(product_id, score, title, brand, price_cents,
+               rating_avg, category_id, in_stock, image, typos, missing_words, ord)
+$f$;
+CREATE FUNCTION pg_temp.want(q text, f jsonb, s text, lim int, o int) RETURNS bigint[]
+LANGUAGE plpgsql AS $f$
+DECLARE
+    r bigint[];
+BEGIN
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}') INTO r
+      FROM (SELECT p.product_id, row_number() OVER () AS ord
+              FROM (SELECT p.product_id FROM shop.product p
+                     WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                                           p.rating_avg::real, p.in_stock, p.popularity)
+                           OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
+                       AND p.status = 'active' AND p.attributes @> coalesce(f -> 'attributes', '{}')
+                     ORDER BY
+                        CASE WHEN s = 'price_asc' THEN p.price_cents END ASC,
+                        CASE WHEN s = 'price_desc' THEN p.price_cents END DESC,
+                        CASE WHEN s = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+                        CASE WHEN s = 'rating' THEN p.rating_count END DESC,
+                        CASE WHEN s = 'newest' THEN p.created_at END DESC,
+                        CASE WHEN s = 'popularity' THEN p.popularity END DESC,
+                        p.product_id
+                    OFFSET o LIMIT lim) p) x;
+    RETURN r;
+END
+$f$;
+CREATE FUNCTION pg_temp.compare(q text) RETURNS TABLE (sort text, filters jsonb, off int, rows int, same boolean)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    g bigint[];
+    w bigint[];
+BEGIN
+    FOR sort, filters, off IN
+        SELECT s, f, o
+          FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) s,
+               unnest(ARRAY['{}', format('{"category_id": %s}', current_setting('shop_test.cables')),
+                            '{"brand": ["belkin", "HP"]}', '{"price_min": 1000, "price_max": 3000}',
+                            '{"in_stock": true, "rating_min": 2}']::jsonb[]) f,
+               unnest(ARRAY[0, 20, 2000]) o
+    LOOP
+        g := pg_temp.got(q, filters, sort, 20, off);
+        w := pg_temp.want(q, filters, sort, 20, off);
+        rows := cardinality(g);
+        same := g = w;
+        RETURN NEXT;
+    END LOOP;
+END
+$f$;
+SELECT set_config('shop_test.cables', :'cables', false) IS NOT NULL AS set;
+
+-- every sort, filter and depth: the same page (the first two depths full)
+SELECT sort, count(*) AS pages, bool_and(same) AS all_same,
+       min(rows) FILTER (WHERE off < 2000) AS min_rows_shallow,
+       max(rows) FILTER (WHERE off = 2000) AS max_rows_deep
+  FROM pg_temp.compare('cable') GROUP BY sort ORDER BY sort;
+SELECT sort, filters, off, rows FROM pg_temp.compare('cable') WHERE NOT same;
+-- a deep page that is full: 2,000 rows into the unfiltered matches of 'cable'
+SELECT cardinality(pg_temp.got('cable', '{}', 'price_asc', 20, 2000)) AS deep_rows,
+       pg_temp.got('cable', '{}', 'price_asc', 20, 2000) = pg_temp.want('cable', '{}', 'price_asc', 20, 2000) AS same;
+-- page after page, all of a sort: every matching row once, in the plain order
+SELECT (SELECT array_agg(x ORDER BY o, ord) FROM generate_series(0, 2400, 100) o,
+               unnest(pg_temp.got('black cable', '{}', 'rating', 100, o)) WITH ORDINALITY u(x, ord))
+     = pg_temp.want('black cable', '{}', 'rating', 2500, 0) AS all_pages_same;
+
+-- a row that stops matching, becomes inactive or changes its price drops out
+-- or moves at once, before any VACUUM
+SELECT (pg_temp.got('cable', '{}', 'price_asc', 1, 0))[1] AS cheapest \gset
+UPDATE shop.product SET price_cents = 99999 WHERE product_id = :cheapest;
+SELECT :cheapest = ANY (pg_temp.got('cable', '{}', 'price_asc', 20, 0)) AS still_first_page,
+       :cheapest = (pg_temp.got('cable', '{}', 'price_desc', 1, 0))[1] AS now_dearest;
+UPDATE shop.product SET status = 'draft' WHERE product_id = :cheapest;
+SELECT :cheapest = ANY (pg_temp.got('cable', '{}', 'price_desc', 20, 0)) AS draft_shown;
+SELECT bool_and(same) AS all_same FROM pg_temp.compare('cable') WHERE off = 0;
+
+-- the page is read from the index: a page of 20 reads far fewer table pages
+-- than the matching rows occupy
+SELECT count(DISTINCT (ctid::text::point)[0]) AS match_pages
+  FROM shop.product p
+ WHERE p.title LIKE '%cable%' AND p.status = 'active' \gset
+SELECT :match_pages > 150 AS many_pages;
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable', sort => 'price_asc');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
+COMMIT;
+
+-- as the storefront (the plain order computed before, as the superuser)
+CREATE TEMP TABLE want AS
+SELECT sort, pg_temp.want('cable', '{"brand": "anker"}', sort, 20, 20) AS w
+  FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) sort;
+GRANT SELECT ON want TO shop_storefront;
+SET ROLE shop_storefront;
+SELECT sort, pg_temp.got('cable', '{"brand": "anker"}', sort, 20, 20) = w AS same, cardinality(w) AS rows
+  FROM want ORDER BY sort;
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'cheapest', 20)$$);
+RESET ROLE;
+
+-- the index function on its own: errors
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);
+-- INCLUDE takes a timestamptz column only
+SELECT pg_temp.err($$CREATE INDEX ON shop.product USING shop_search (shop.search_doc(title)) INCLUDE (price_cents)$$);
+-- without a timestamptz INCLUDE column every row ties for "newest"
+CREATE TABLE notes (id int PRIMARY KEY, title text, price bigint);
+INSERT INTO notes SELECT i, 'note ' || i, i % 5 FROM generate_series(1, 50) i;
+CREATE INDEX notes_search ON notes USING shop_search (shop.search_doc(title, NULL, NULL, NULL, price));
+SELECT count(*) FROM shop._search_sorted('notes_search', '"note"', 'newest', 3);
+SELECT array_agg(n.price ORDER BY n.price, n.id) AS cheapest
+  FROM shop._search_sorted('notes_search', '"note"', 'price_asc', 3) s JOIN notes n ON n.ctid = s.ctid;
+
+DROP TABLE notes;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
