@@ -1254,8 +1254,18 @@ COMMENT ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) IS
 REVOKE EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
 
--- shop.search: the other sorts from the index (attribute filters still
--- read every match: they are not in the index)
+CREATE FUNCTION shop._search_rows(index regclass, query jsonb, sort text, k int)
+RETURNS TABLE (p shop.product, score real, typos int, missing int)
+AS 'MODULE_PATHNAME', 'shop_search_rows'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_rows(regclass, jsonb, text, int) IS
+'internal: the rows of shop.search from one index call: the k best (relevance, with score, typos, missing words) or the first k by a sort and the ties of the k-th';
+REVOKE EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
+
+-- shop.search: one call of the index per search, each row read once
+-- (attribute filters still read matches until the page is full: they are
+-- not in the index)
 CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                             lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
@@ -1290,10 +1300,21 @@ BEGIN
     q := shop._search_query(query, filters, search.customer_id);
     attrs := coalesce(filters -> 'attributes', '{}');
 
-    IF sort = 'relevance' THEN
+    IF sort = 'relevance' AND attrs = '{}' THEN
         -- the index ranks: rows with every word first, then rows missing
-        -- words ("match": "any"); status and attribute filters apply on
-        -- the rows, so fetch more until the page is full or matches run out
+        -- words ("match": "any"); one pass, each row read once
+        RETURN QUERY
+        SELECT p.product_id, p.r_score, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], p.r_typos, p.r_missing
+          FROM (SELECT (r.p).*, r.score AS r_score, r.typos AS r_typos, r.missing AS r_missing, r.ord
+                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance', lim + off)
+                       WITH ORDINALITY AS r(p, score, typos, missing, ord)) p
+         WHERE p.status = 'active'
+         ORDER BY p.ord
+         OFFSET off LIMIT lim;
+    ELSIF sort = 'relevance' THEN
+        -- attribute filters apply on the rows: fetch more until the page
+        -- is full or matches run out
         n := lim + off;
         LOOP
             WITH s AS MATERIALIZED (
@@ -1327,13 +1348,10 @@ BEGIN
         RETURN QUERY
         SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
                p.category_id, p.in_stock, p.images[1], NULL::int, 0
-          FROM shop._search_sorted('shop.product_search_idx', q, sort, lim + off) s
-         CROSS JOIN LATERAL (
-                 SELECT p.product_id, p.title, p.brand, p.price_cents, p.rating_avg, p.rating_count,
-                        p.category_id, p.in_stock, p.images, p.created_at, p.popularity
-                   FROM shop.product p
-                  WHERE p.ctid = s.ctid AND p.status = 'active'
-                 OFFSET 0) p
+          FROM (SELECT (r.p).*
+                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off)
+                       AS r(p, score, typos, missing)) p
+         WHERE p.status = 'active'
          ORDER BY
             CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
             CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,

@@ -139,6 +139,26 @@ SELECT count(*) FROM shop.search('cable', sort => 'price_asc');
 SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
 COMMIT;
 
+-- relevance: one call of the index, each returned row read from the table
+-- once (before: a lookup by ctid, then one by product_id, in a loop that
+-- re-ran the scan with a larger limit)
+CREATE FUNCTION pg_temp.ranked(q text, lim int, o int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}')
+      FROM (SELECT * FROM shop.search_scan('shop.product_search_idx',
+                                          shop._search_query(q, '{}', NULL) || '{"match": "any"}', lim + o)
+                     WITH ORDINALITY AS s(ctid, score, typos, missing, ord) OFFSET o) s
+      JOIN shop.product p ON p.ctid = s.ctid AND p.status = 'active'
+$f$;
+SELECT q, o, pg_temp.got(q, '{}', 'relevance', 20, o) = pg_temp.ranked(q, 20, o) AS same,
+       cardinality(pg_temp.got(q, '{}', 'relevance', 20, o)) AS rows
+  FROM unnest(ARRAY['cable', 'black cabel', 'usb office']) q, unnest(ARRAY[0, 20, 2000]) o
+ ORDER BY q, o;
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable usb');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before <= 20 AS one_read_per_row;
+COMMIT;
+
 -- as the storefront (the plain order computed before, as the superuser)
 CREATE TEMP TABLE want AS
 SELECT sort, pg_temp.want('cable', '{"brand": "anker"}', sort, 20, 20) AS w

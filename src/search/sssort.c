@@ -36,10 +36,13 @@
 
 #include <math.h>
 
+#include "access/genam.h"
 #include "access/relation.h"
+#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "executor/tuptable.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -194,44 +197,23 @@ parse_sort(text *t)
 	return SORT_PRICE_ASC;		/* keep compiler quiet */
 }
 
-/*
- * shop._search_sorted(index regclass, query jsonb, sort text, k int)
- *   -> TABLE(ctid tid, sort_key float8)
- * The TIDs (of the visible versions) of the first k rows matching query
- * (every word; the filters of the query) in the order of sort, and of
- * every row whose sort value ties with the k-th, in that order: the rows
- * among which the first k of the exact order (with the caller's further
- * tie-breaks) are; sort_key is the key they were chosen by (smaller
- * first, see sort_key).  Sorting by "newest" needs a timestamptz INCLUDE
- * column; without one every row ties.
- */
-Datum
-shop_search_sorted(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			indexoid = PG_GETARG_OID(0);
-	Jsonb	   *query = PG_GETARG_JSONB_P(1);
-	SortKind	kind = parse_sort(PG_GETARG_TEXT_PP(2));
-	int32		k = PG_GETARG_INT32(3);
-	Relation	index,
-				heap;
-	IndexFetchTableData *fetch;
-	TupleTableSlot *slot;
-	Snapshot	snap = GetActiveSnapshot();
-	SsSortState	st;
-	int64		want = k;
+/* what to do with each visible candidate, in key order */
+typedef void (*SortEmit) (void *arg, TupleTableSlot *slot, double key);
 
-	if (k < 1 || k > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("limit out of range"),
-				 errdetail("k is %d; it must be between 1 and %d.", k,
-						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
-	InitMaterializedSRF(fcinfo, 0);
-	index = SsOpenIndex(indexoid, &heap);
-	SsCheckQueryLanguage(index, query);
-	fetch = table_index_fetch_begin(heap);
-	slot = table_slot_create(heap, NULL);
+/*
+ * The first k visible matches of query in index by kind, and the ties of
+ * the k-th, handed to emit in key order; restart is called before the
+ * scan starts over (see the top of the file).
+ */
+static void
+sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
+			SortEmit emit, void (*restart) (void *arg), void *arg)
+{
+	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	Snapshot	snap = GetActiveSnapshot();
+	SsSortState st;
+	int64		want = k;
 
 	for (;;)
 	{
@@ -261,14 +243,7 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 				CHECK_FOR_INTERRUPTS();
 			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead))
 			{
-				ItemPointer here = palloc(sizeof(ItemPointerData));
-				Datum		v[2];
-				bool		nulls[2] = {false, false};
-
-				*here = slot->tts_tid;
-				v[0] = PointerGetDatum(here);
-				v[1] = Float8GetDatum(st.c[i].key);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+				emit(arg, slot, st.c[i].key);
 				if (++visible == k)
 					kth = st.c[i].key;
 			}
@@ -285,14 +260,164 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 		/*
 		 * Invisible rows took places of the first k and the buffer left
 		 * matches out: again, keeping as many more (the rows handed out
-		 * so far come first again, so start the output over).
+		 * so far come first again, so the output starts over).
 		 */
-		tuplestore_clear(rsinfo->setResult);
+		restart(arg);
 		want += Max(invisible, 1);
 		pfree(st.c);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
+}
+
+static void
+tid_emit(void *arg, TupleTableSlot *slot, double key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	ItemPointer here = palloc(sizeof(ItemPointerData));
+	Datum		v[2];
+	bool		nulls[2] = {false, false};
+
+	*here = slot->tts_tid;
+	v[0] = PointerGetDatum(here);
+	v[1] = Float8GetDatum(key);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
+static void
+output_restart(void *arg)
+{
+	tuplestore_clear(((ReturnSetInfo *) arg)->setResult);
+}
+
+static void
+check_k(int32 k)
+{
+	if (k < 1 || k > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 errdetail("k is %d; it must be between 1 and %d.", k,
+						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
+}
+
+/*
+ * shop._search_sorted(index regclass, query jsonb, sort text, k int)
+ *   -> TABLE(ctid tid, sort_key float8)
+ * The TIDs (of the visible versions) of the first k rows matching query
+ * (every word; the filters of the query) in the order of sort, and of
+ * every row whose sort value ties with the k-th, in that order: the rows
+ * among which the first k of the exact order (with the caller's further
+ * tie-breaks) are; sort_key is the key they were chosen by (smaller
+ * first, see sort_key).  Sorting by "newest" needs a timestamptz INCLUDE
+ * column; without one every row ties.
+ */
+Datum
+shop_search_sorted(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *query = PG_GETARG_JSONB_P(1);
+	SortKind	kind = parse_sort(PG_GETARG_TEXT_PP(2));
+	int32		k = PG_GETARG_INT32(3);
+	Relation	index,
+				heap;
+
+	check_k(k);
+	InitMaterializedSRF(fcinfo, 0);
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	SsCheckQueryLanguage(index, query);
+	sorted_scan(index, heap, query, kind, k, tid_emit, output_restart, rsinfo);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
+}
+
+/* ---- whole rows ---- */
+
+static void
+row_emit(void *arg, TupleTableSlot *slot, double key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	Datum		v[4];
+	bool		nulls[4] = {false, true, true, false};
+
+	v[0] = ExecFetchSlotHeapTupleDatum(slot);
+	v[1] = v[2] = (Datum) 0;
+	v[3] = Int32GetDatum(0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
+/*
+ * shop._search_rows(index regclass, query jsonb, sort text, k int)
+ *   -> TABLE(row <the table's row type>, score real, typos int, missing int)
+ * What shop.search needs of the index in one call, the rows themselves
+ * read once each: with sort 'relevance', the k best rows as
+ * shop.search_scan ranks them, with their score, typos and missing words;
+ * with another sort, the rows _search_sorted chooses (score and typos
+ * NULL, missing 0), for the caller to order exactly.  The SQL declaration
+ * names the table's row type; an index on another table is refused.
+ */
+PG_FUNCTION_INFO_V1(shop_search_rows);
+
+Datum
+shop_search_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		query = PG_GETARG_DATUM(1);
+	char	   *sort = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int32		k = PG_GETARG_INT32(3);
+	Relation	index,
+				heap;
+
+	check_k(k);
+	InitMaterializedSRF(fcinfo, 0);
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	if (TupleDescAttr(rsinfo->setDesc, 0)->atttypid != heap->rd_rel->reltype)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("index \"%s\" is not on the table whose rows this function returns",
+						RelationGetRelationName(index))));
+	SsCheckQueryLanguage(index, DatumGetJsonbP(query));
+	if (strcmp(sort, "relevance") != 0)
+		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(PG_GETARG_TEXT_PP(2)), k,
+					row_emit, output_restart, rsinfo);
+	else
+	{
+		IndexScanDesc scan;
+		ScanKeyData skey,
+					orderby;
+		FmgrInfo	dummy;
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		int			n = 0;
+
+		memset(&dummy, 0, sizeof(dummy));
+		dummy.fn_oid = InvalidOid;
+		ScanKeyEntryInitializeWithInfo(&skey, 0, 1, SS_MATCH_STRATEGY, JSONBOID,
+									   InvalidOid, &dummy, query);
+		ScanKeyEntryInitializeWithInfo(&orderby, 0, 1, SS_RANK_STRATEGY, JSONBOID,
+									   InvalidOid, &dummy, query);
+		scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 1);
+		index_rescan(scan, &skey, 1, &orderby, 1);
+		while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+			double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+			int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+			int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+			Datum		v[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			v[0] = ExecFetchSlotHeapTupleDatum(slot);
+			v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
+			v[2] = Int32GetDatum(typos);
+			v[3] = Int32GetDatum(missing);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+			n++;
+			CHECK_FOR_INTERRUPTS();
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	return (Datum) 0;
