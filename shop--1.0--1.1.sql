@@ -1215,20 +1215,22 @@ $$;
 -- Search: sorted scans and filters (issue 12) ---------------------------------
 -- docs/search.md ("Sorted scans"); src/search/sssort.c the C.  In this
 -- section:
---   1. the catalog's index stores created_at (an INCLUDE column), so every
---      sort of shop.search has its key in the index; the document format
---      changed (version 5), so the update rebuilds every shop_search index
---      (an index left in format 4 raises XX001 with a REINDEX hint).
+--   1. the catalog's index stores created_at and the attributes (INCLUDE
+--      columns), so every sort of shop.search has its key in the index and
+--      attribute filters are index filters; the document format changed
+--      (version 5), so the update rebuilds every shop_search index (an
+--      index left in format 4 raises XX001 with a REINDEX hint).
 --   2. shop._search_sorted: the first k matches by a sort and the ties of
---      the k-th, from the index's stored values; shop.search's other sorts
---      sort those rows only, instead of every match.
+--      the k-th, from the index's stored values; shop._search_rows: the
+--      rows of a search from one index call (relevance or a sort, with the
+--      attribute filter); shop.search: one pass, each row read once.
 
 -- 1. The index
 DROP INDEX shop.product_search_idx;
 CREATE INDEX product_search_idx ON shop.product USING shop_search
     (shop.search_doc(title, brand, description, category_id, price_cents,
                      rating_avg::real, in_stock, popularity))
-    INCLUDE (created_at)
+    INCLUDE (created_at, attributes)
     WHERE status = 'active';
 DO $$
 DECLARE
@@ -1254,18 +1256,18 @@ COMMENT ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) IS
 REVOKE EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
 
-CREATE FUNCTION shop._search_rows(index regclass, query jsonb, sort text, k int)
+CREATE FUNCTION shop._search_rows(index regclass, query jsonb, sort text, k int, attrs jsonb)
 RETURNS TABLE (p shop.product, score real, typos int, missing int)
 AS 'MODULE_PATHNAME', 'shop_search_rows'
 LANGUAGE C STABLE STRICT;
-COMMENT ON FUNCTION shop._search_rows(regclass, jsonb, text, int) IS
-'internal: the rows of shop.search from one index call: the k best (relevance, with score, typos, missing words) or the first k by a sort and the ties of the k-th';
-REVOKE EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
+COMMENT ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) IS
+'internal: the rows of shop.search from one index call: the k best (relevance, with score, typos, missing words) or the first k by a sort and the ties of the k-th, whose attributes contain attrs';
+REVOKE EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) TO shop_storefront, shop_admin;
 
--- shop.search: one call of the index per search, each row read once
--- (attribute filters still read matches until the page is full: they are
--- not in the index)
+-- shop.search: one call of the index per search (no retry loop), each row
+-- read once; the attribute filter is an index filter (rows checked exactly
+-- in C)
 CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                             lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
@@ -1278,12 +1280,6 @@ AS $$
 DECLARE
     q jsonb;
     attrs jsonb;
-    n int;
-    raw int;
-    ids bigint[];
-    scores real[];
-    typ int[];
-    miss int[];
     t0 timestamptz := clock_timestamp();
     nres int;
 BEGIN
@@ -1300,75 +1296,30 @@ BEGIN
     q := shop._search_query(query, filters, search.customer_id);
     attrs := coalesce(filters -> 'attributes', '{}');
 
-    IF sort = 'relevance' AND attrs = '{}' THEN
+    IF sort = 'relevance' THEN
         -- the index ranks: rows with every word first, then rows missing
-        -- words ("match": "any"); one pass, each row read once
+        -- words ("match": "any")
         RETURN QUERY
         SELECT p.product_id, p.r_score, p.title, p.brand, p.price_cents, p.rating_avg,
                p.category_id, p.in_stock, p.images[1], p.r_typos, p.r_missing
           FROM (SELECT (r.p).*, r.score AS r_score, r.typos AS r_typos, r.missing AS r_missing, r.ord
-                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance', lim + off)
+                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance',
+                                         lim + off, attrs)
                        WITH ORDINALITY AS r(p, score, typos, missing, ord)) p
          WHERE p.status = 'active'
          ORDER BY p.ord
          OFFSET off LIMIT lim;
-    ELSIF sort = 'relevance' THEN
-        -- attribute filters apply on the rows: fetch more until the page
-        -- is full or matches run out
-        n := lim + off;
-        LOOP
-            WITH s AS MATERIALIZED (
-                SELECT * FROM shop.search_scan('shop.product_search_idx', q || '{"match": "any"}', n)
-                       WITH ORDINALITY AS s(ctid, score, typos, missing, ord))
-            SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}'),
-                   coalesce(array_agg(s.score ORDER BY s.ord), '{}'),
-                   coalesce(array_agg(s.typos ORDER BY s.ord), '{}'),
-                   coalesce(array_agg(s.missing ORDER BY s.ord), '{}'),
-                   (SELECT count(*) FROM s)
-              INTO ids, scores, typ, miss, raw
-              FROM s CROSS JOIN LATERAL (
-                       -- one TID lookup per hit (OFFSET 0 keeps it a lookup)
-                       SELECT p.product_id FROM shop.product p
-                        WHERE p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> attrs
-                       OFFSET 0) p;
-            EXIT WHEN cardinality(ids) >= lim + off OR raw < n OR n >= 100000;
-            n := least(n * 4, 100000);
-        END LOOP;
-        RETURN QUERY
-        SELECT p.product_id, u.score, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], u.typos, u.missing
-          FROM unnest(ids, scores, typ, miss) WITH ORDINALITY AS u(product_id, score, typos, missing, ord)
-          JOIN shop.product p ON p.product_id = u.product_id
-         ORDER BY u.ord
-         OFFSET off LIMIT lim;
-    ELSIF attrs = '{}' THEN
+    ELSE
         -- the index picks the first lim + off matches by the sort's value
-        -- and every row tying with the last (visible rows, read once
-        -- each); the further tie-breaks order those rows here
+        -- and every row tying with the last; the further tie-breaks order
+        -- those rows here
         RETURN QUERY
         SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
                p.category_id, p.in_stock, p.images[1], NULL::int, 0
           FROM (SELECT (r.p).*
-                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off)
+                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off, attrs)
                        AS r(p, score, typos, missing)) p
          WHERE p.status = 'active'
-         ORDER BY
-            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
-            p.product_id
-         OFFSET off LIMIT lim;
-    ELSE
-        RETURN QUERY
-        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], NULL::int, 0
-          FROM shop.product p
-         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
-                               p.rating_avg::real, p.in_stock, p.popularity) OPERATOR(shop.@@@) q
-           AND p.status = 'active' AND p.attributes @> attrs
          ORDER BY
             CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
             CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,

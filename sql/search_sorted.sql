@@ -12,7 +12,8 @@ SET client_min_messages = warning;
 -- 4,000 products: prices, ratings, popularity and creation times from small
 -- sets (many ties), unrated products (rating NULL), a few NaN popularities
 INSERT INTO shop.product (sku, title, brand, description, category_id, price_cents,
-                          rating_sum, rating_count, popularity, in_stock, status, created_at)
+                          rating_sum, rating_count, popularity, in_stock, status, created_at,
+                          attributes)
 SELECT 'S' || i,
        (ARRAY['cable', 'cable', 'toner', 'cable usb', 'black cable', 'adapter'])[1 + (i * 7) % 6]
            || ' ' || (ARRAY['office', 'home', 'desk', 'travel'])[1 + (i * 3) % 4],
@@ -23,8 +24,20 @@ SELECT 'S' || i,
        (i % 5) * ((i / 5) % 4), (i / 5) % 4,
        CASE WHEN i % 997 = 0 THEN 'NaN'::real ELSE ((i * 17) % 40)::real END,
        i % 4 <> 0, 'active',
-       timestamptz '2026-01-01' + ((i * 29) % 90) * interval '1 day'
+       timestamptz '2026-01-01' + ((i * 29) % 90) * interval '1 day',
+       -- attributes: strings, numbers (2 and 2.0 are equal to @>), booleans,
+       -- arrays (not indexed: checked on the rows), some keys missing
+       jsonb_strip_nulls(jsonb_build_object(
+           'color', (ARRAY['red', 'black', 'white', 'Red'])[1 + (i * 5) % 4],
+           'size', CASE WHEN i % 6 = 0 THEN 2.0 ELSE (i % 4)::numeric END,
+           'wireless', CASE WHEN i % 3 = 0 THEN i % 2 = 0 END,
+           'ports', CASE WHEN i % 7 = 0 THEN '["usb", "hdmi"]'::jsonb END))
   FROM generate_series(1, 4000) i;
+-- a product with more attributes than the index keeps terms for
+UPDATE shop.product
+   SET attributes = (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 70) g)
+                    || '{"color": "red", "size": 2}'
+ WHERE sku IN ('S5', 'S10');
 REINDEX INDEX shop.product_search_idx;
 -- a second segment (VACUUM folds the pending list) and a pending list
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at)
@@ -32,10 +45,16 @@ SELECT 'T' || i, 'Belkin cable ' || i, 'Belkin', :usb, 150 * i, i % 9, 'active',
        timestamptz '2026-02-01' + i * interval '1 hour'
   FROM generate_series(1, 600) i;
 VACUUM shop.product;
-INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at)
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at,
+                          attributes)
 SELECT 'U' || i, 'HP cable black ' || i, 'HP', :cables, 90 + i, 20, 'active',
-       timestamptz '2026-03-01' + i * interval '1 minute'
+       timestamptz '2026-03-01' + i * interval '1 minute',
+       CASE WHEN i % 2 = 0 THEN '{"color": "red", "size": 2}' ELSE '{"color": "black"}' END::jsonb
   FROM generate_series(1, 300) i;
+UPDATE shop.product
+   SET attributes = (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 70) g)
+                    || '{"color": "red", "size": 2.0}'
+ WHERE sku = 'U7';
 -- rows changed after indexing: new prices (not HOT), HOT updates, products
 -- taken out of the storefront, deleted rows
 UPDATE shop.product SET price_cents = 1 + (product_id % 3) WHERE product_id % 101 = 0;
@@ -90,7 +109,9 @@ BEGIN
           FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) s,
                unnest(ARRAY['{}', format('{"category_id": %s}', current_setting('shop_test.cables')),
                             '{"brand": ["belkin", "HP"]}', '{"price_min": 1000, "price_max": 3000}',
-                            '{"in_stock": true, "rating_min": 2}']::jsonb[]) f,
+                            '{"in_stock": true, "rating_min": 2}', '{"attributes": {"color": "red"}}',
+                            '{"attributes": {"color": "red", "size": 2}, "brand": "HP"}',
+                            '{"attributes": {"wireless": false, "ports": ["usb"]}}']::jsonb[]) f,
                unnest(ARRAY[0, 20, 2000]) o
     LOOP
         g := pg_temp.got(q, filters, sort, 20, off);
@@ -138,6 +159,12 @@ SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
 SELECT count(*) FROM shop.search('cable', sort => 'price_asc');
 SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
 COMMIT;
+-- with an attribute filter too (before, it read every match)
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable', '{"attributes": {"color": "red"}}', sort => 'newest');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
+COMMIT;
 
 -- relevance: one call of the index, each returned row read from the table
 -- once (before: a lookup by ctid, then one by product_id, in a loop that
@@ -153,6 +180,30 @@ SELECT q, o, pg_temp.got(q, '{}', 'relevance', 20, o) = pg_temp.ranked(q, 20, o)
        cardinality(pg_temp.got(q, '{}', 'relevance', 20, o)) AS rows
   FROM unnest(ARRAY['cable', 'black cabel', 'usb office']) q, unnest(ARRAY[0, 20, 2000]) o
  ORDER BY q, o;
+-- relevance with an attribute filter: the ranked rows whose attributes
+-- contain it
+CREATE FUNCTION pg_temp.ranked_attrs(q text, a jsonb, lim int, o int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}')
+      FROM (SELECT p.product_id, s.ord
+              FROM shop.search_scan('shop.product_search_idx',
+                                    shop._search_query(q, '{}', NULL) || '{"match": "any"}', 20000)
+                   WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+              JOIN shop.product p ON p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> a
+             ORDER BY s.ord OFFSET o LIMIT lim) x
+$f$;
+SELECT q, a, o, pg_temp.got(q, jsonb_build_object('attributes', a), 'relevance', 20, o)
+                = pg_temp.ranked_attrs(q, a, 20, o) AS same,
+       cardinality(pg_temp.got(q, jsonb_build_object('attributes', a), 'relevance', 20, o)) AS rows
+  FROM unnest(ARRAY['cable', 'black cabel']) q,
+       unnest(ARRAY['{"color": "red"}', '{"size": 2, "color": "red"}', '{"ports": ["hdmi"]}',
+                    '{"k70": 70}', '{"color": "green"}']::jsonb[]) a,
+       unnest(ARRAY[0, 400]) o
+ ORDER BY q, a::text, o;
+-- the products with 70 attributes are found by any of them
+SELECT sku FROM shop.product
+ WHERE product_id IN (SELECT product_id FROM shop.search('cable', '{"attributes": {"k3": 3}}', 'price_asc'))
+ ORDER BY sku;
+
 BEGIN;
 SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
 SELECT count(*) FROM shop.search('cable usb');
@@ -173,7 +224,7 @@ RESET ROLE;
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);
--- INCLUDE takes a timestamptz column only
+-- INCLUDE takes a timestamptz and a jsonb column only
 SELECT pg_temp.err($$CREATE INDEX ON shop.product USING shop_search (shop.search_doc(title)) INCLUDE (price_cents)$$);
 -- without a timestamptz INCLUDE column every row ties for "newest"
 CREATE TABLE notes (id int PRIMARY KEY, title text, price bigint);
@@ -182,6 +233,8 @@ CREATE INDEX notes_search ON notes USING shop_search (shop.search_doc(title, NUL
 SELECT count(*) FROM shop._search_sorted('notes_search', '"note"', 'newest', 3);
 SELECT array_agg(n.price ORDER BY n.price, n.id) AS cheapest
   FROM shop._search_sorted('notes_search', '"note"', 'price_asc', 3) s JOIN notes n ON n.ctid = s.ctid;
+-- _search_rows returns shop.product rows: no other table's index
+SELECT pg_temp.err($$SELECT * FROM shop._search_rows('notes_search', '"note"', 'relevance', 5, '{}')$$);
 
 DROP TABLE notes;
 DROP EXTENSION shop;

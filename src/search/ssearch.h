@@ -97,6 +97,14 @@
  */
 #define SS_FILTER_MARK		'\377'
 #define SS_FILTER_TERM_MAX	24
+/*
+ * Attribute filter terms (a jsonb INCLUDE column, ssbuild.c): one per
+ * top-level key = scalar value, "\377a<64-bit hash in hex>", at most
+ * SS_MAX_DOC_ATTRS per document; a document with more also holds the
+ * term "\377a*", which every attribute filter lets through (the rows are
+ * checked exactly, sssort.c).
+ */
+#define SS_MAX_DOC_ATTRS	64
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
 
@@ -633,6 +641,10 @@ extern IndexBuildResult *ssbuild(Relation heap, Relation index, struct IndexInfo
 extern void ssbuildempty(Relation index);
 extern void SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d);
 extern void SsCheckIncludes(Relation index);
+extern int	SsIncludeColumn(Relation index, Oid typid);
+extern int	SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out);
+extern int	SsAttrOverflowTerm(char *out);
+extern bool SsForEachAttr(Jsonb *jb, void (*cb) (void *arg, const char *term, int len), void *arg);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					 struct IndexInfo *indexInfo);
@@ -660,6 +672,7 @@ extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
 typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
 extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
+extern void SsSetAttrFilter(Jsonb *attrs);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */

@@ -46,6 +46,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -201,13 +202,55 @@ parse_sort(text *t)
 typedef void (*SortEmit) (void *arg, TupleTableSlot *slot, double key);
 
 /*
+ * An attribute filter checked on the rows: attrs (a jsonb object) must be
+ * contained in the row's column att, as "attributes @> attrs".  The index
+ * narrows the matches by attribute filter terms first (SsSetAttrFilter),
+ * which may let a few more through (hash collisions, documents with more
+ * attributes than it indexes, nested values): this makes it exact.
+ */
+typedef struct RowCheck
+{
+	Jsonb	   *attrs;
+	AttrNumber	att;
+} RowCheck;
+
+static bool
+row_ok(const RowCheck *rc, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		v;
+
+	if (rc == NULL)
+		return true;
+	v = slot_getattr(slot, rc->att, &isnull);
+	return !isnull &&
+		DatumGetBool(DirectFunctionCall2(jsonb_contains, v, JsonbPGetDatum(rc->attrs)));
+}
+
+/* SsVisitMatches with the attribute filter of rc, if any */
+static void
+visit_matches(Relation index, Jsonb *query, const RowCheck *rc, SsDocVisitor visit, void *arg)
+{
+	SsSetAttrFilter(rc ? rc->attrs : NULL);
+	PG_TRY();
+	{
+		SsVisitMatches(index, query, visit, arg);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
  * The first k visible matches of query in index by kind, and the ties of
  * the k-th, handed to emit in key order; restart is called before the
  * scan starts over (see the top of the file).
  */
 static void
 sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
-			SortEmit emit, void (*restart) (void *arg), void *arg)
+			const RowCheck *rc, SortEmit emit, void (*restart) (void *arg), void *arg)
 {
 	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
@@ -227,7 +270,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		st.k = want;
 		st.cap = Max(2 * want, 1024);
 		st.c = palloc_extended(sizeof(SortCand) * st.cap, MCXT_ALLOC_HUGE);
-		SsVisitMatches(index, query, sort_visit, &st);
+		visit_matches(index, query, rc, sort_visit, &st);
 		qsort(st.c, st.n, sizeof(SortCand), cand_cmp);
 
 		/* the candidates in key order, as far as k visible rows and ties */
@@ -241,7 +284,8 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
-			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead))
+			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
+				row_ok(rc, slot))
 			{
 				emit(arg, slot, st.c[i].key);
 				if (++visible == k)
@@ -258,7 +302,8 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 			break;
 
 		/*
-		 * Invisible rows took places of the first k and the buffer left
+		 * Invisible rows (or rows failing rc) took places of the first k
+		 * and the buffer left
 		 * matches out: again, keeping as many more (the rows handed out
 		 * so far come first again, so the output starts over).
 		 */
@@ -326,7 +371,7 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsCheckQueryLanguage(index, query);
-	sorted_scan(index, heap, query, kind, k, tid_emit, output_restart, rsinfo);
+	sorted_scan(index, heap, query, kind, k, NULL, tid_emit, output_restart, rsinfo);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	return (Datum) 0;
@@ -347,15 +392,78 @@ row_emit(void *arg, TupleTableSlot *slot, double key)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 }
 
+/* the k best rows for relevance passing rc, as shop.search_scan ranks them */
+static void
+relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
+					 ReturnSetInfo *rsinfo)
+{
+	IndexScanDesc scan;
+	ScanKeyData skey,
+				orderby;
+	FmgrInfo	dummy;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	int			n = 0;
+
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.fn_oid = InvalidOid;
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, SS_MATCH_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	ScanKeyEntryInitializeWithInfo(&orderby, 0, 1, SS_RANK_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 1);
+	index_rescan(scan, &skey, 1, &orderby, 1);
+	while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		Datum		v[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		CHECK_FOR_INTERRUPTS();
+		if (!row_ok(rc, slot))
+			continue;
+		v[0] = ExecFetchSlotHeapTupleDatum(slot);
+		v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
+		v[2] = Int32GetDatum(typos);
+		v[3] = Int32GetDatum(missing);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* relevance_scan_inner with the attribute filter of rc, if any */
+static void
+relevance_scan(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
+			   ReturnSetInfo *rsinfo)
+{
+	SsSetAttrFilter(rc ? rc->attrs : NULL);
+	PG_TRY();
+	{
+		relevance_scan_inner(index, heap, query, k, rc, rsinfo);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
+
 /*
- * shop._search_rows(index regclass, query jsonb, sort text, k int)
+ * shop._search_rows(index regclass, query jsonb, sort text, k int, attrs jsonb)
  *   -> TABLE(row <the table's row type>, score real, typos int, missing int)
  * What shop.search needs of the index in one call, the rows themselves
  * read once each: with sort 'relevance', the k best rows as
  * shop.search_scan ranks them, with their score, typos and missing words;
  * with another sort, the rows _search_sorted chooses (score and typos
- * NULL, missing 0), for the caller to order exactly.  The SQL declaration
- * names the table's row type; an index on another table is refused.
+ * NULL, missing 0), for the caller to order exactly.  Only rows whose
+ * attributes (the index's jsonb INCLUDE column) contain attrs count, as
+ * "attributes @> attrs": the index filters on attribute terms, the rows
+ * are checked.  The SQL declaration names the table's row type; an index
+ * on another table is refused.
  */
 PG_FUNCTION_INFO_V1(shop_search_rows);
 
@@ -366,10 +474,18 @@ shop_search_rows(PG_FUNCTION_ARGS)
 	Datum		query = PG_GETARG_DATUM(1);
 	char	   *sort = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	int32		k = PG_GETARG_INT32(3);
+	Jsonb	   *attrs = PG_GETARG_JSONB_P(4);
 	Relation	index,
 				heap;
+	RowCheck	rcd;
+	RowCheck   *rc = NULL;
 
 	check_k(k);
+	if (!JB_ROOT_IS_OBJECT(attrs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed search filter"),
+				 errdetail("attributes must be a jsonb object.")));
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	if (TupleDescAttr(rsinfo->setDesc, 0)->atttypid != heap->rd_rel->reltype)
@@ -378,46 +494,24 @@ shop_search_rows(PG_FUNCTION_ARGS)
 				 errmsg("index \"%s\" is not on the table whose rows this function returns",
 						RelationGetRelationName(index))));
 	SsCheckQueryLanguage(index, DatumGetJsonbP(query));
+	if (JB_ROOT_COUNT(attrs) > 0)
+	{
+		int			c = SsIncludeColumn(index, JSONBOID);
+
+		if (c < 0 || index->rd_index->indkey.values[c] == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("index \"%s\" has no attributes", RelationGetRelationName(index)),
+					 errdetail("An attributes filter needs a jsonb column in the index's INCLUDE list.")));
+		rcd.attrs = attrs;
+		rcd.att = index->rd_index->indkey.values[c];
+		rc = &rcd;
+	}
 	if (strcmp(sort, "relevance") != 0)
 		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(PG_GETARG_TEXT_PP(2)), k,
-					row_emit, output_restart, rsinfo);
+					rc, row_emit, output_restart, rsinfo);
 	else
-	{
-		IndexScanDesc scan;
-		ScanKeyData skey,
-					orderby;
-		FmgrInfo	dummy;
-		TupleTableSlot *slot = table_slot_create(heap, NULL);
-		int			n = 0;
-
-		memset(&dummy, 0, sizeof(dummy));
-		dummy.fn_oid = InvalidOid;
-		ScanKeyEntryInitializeWithInfo(&skey, 0, 1, SS_MATCH_STRATEGY, JSONBOID,
-									   InvalidOid, &dummy, query);
-		ScanKeyEntryInitializeWithInfo(&orderby, 0, 1, SS_RANK_STRATEGY, JSONBOID,
-									   InvalidOid, &dummy, query);
-		scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 1);
-		index_rescan(scan, &skey, 1, &orderby, 1);
-		while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
-		{
-			float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
-			double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
-			int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
-			int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
-			Datum		v[4];
-			bool		nulls[4] = {false, false, false, false};
-
-			v[0] = ExecFetchSlotHeapTupleDatum(slot);
-			v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
-			v[2] = Int32GetDatum(typos);
-			v[3] = Int32GetDatum(missing);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
-			n++;
-			CHECK_FOR_INTERRUPTS();
-		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-	}
+		relevance_scan(index, heap, query, k, rc, rsinfo);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	return (Datum) 0;

@@ -174,8 +174,12 @@ term_check_cb(void *arg, const SsDictItem *it)
 			return;
 		}
 
-	/* filter terms: each document under its own category and brand */
-	if (it->len > 1 && term[0] == SS_FILTER_MARK)
+	/*
+	 * filter terms: each document under its own category and brand
+	 * (attribute terms are not checked here: the rows are checked exactly
+	 * where they filter, sssort.c)
+	 */
+	if (it->len > 1 && term[0] == SS_FILTER_MARK && term[1] != 'a')
 	{
 		char		want[SS_FILTER_TERM_MAX];
 
