@@ -210,6 +210,50 @@ SELECT count(*) FROM shop.search('cable usb');
 SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before <= 20 AS one_read_per_row;
 COMMIT;
 
+-- bounded facets: the top brands and categories by count, the rest summed;
+-- every count equals a GROUP BY over the matching rows
+CREATE FUNCTION pg_temp.facet_truth(q text, f jsonb, top int) RETURNS jsonb LANGUAGE sql AS $f$
+    WITH m AS MATERIALIZED (
+        SELECT p.brand, p.category_id FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity)
+               OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
+           AND p.status = 'active' AND p.attributes @> coalesce(f -> 'attributes', '{}')),
+    b AS (SELECT brand, count(*) n, row_number() OVER (ORDER BY count(*) DESC, brand) r
+            FROM m WHERE brand IS NOT NULL GROUP BY brand),
+    c AS (SELECT category_id, count(*) n, row_number() OVER (ORDER BY count(*) DESC, category_id) r
+            FROM m WHERE category_id IS NOT NULL GROUP BY category_id)
+    SELECT jsonb_build_object(
+        'total', (SELECT count(*) FROM m),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', brand, 'count', n) ORDER BY r)
+                             FROM b WHERE r <= top), '[]'),
+        'brand_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(n), 0))
+                          FROM b WHERE r > top),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', category_id, 'count', n)
+                                               ORDER BY r) FROM c WHERE r <= top), '[]'),
+        'category_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(n), 0))
+                             FROM c WHERE r > top))
+$f$;
+CREATE FUNCTION pg_temp.facet_got(q text, f jsonb, top int) RETURNS jsonb LANGUAGE sql AS $f$
+    SELECT jsonb_build_object('total', r -> 'total', 'brand', r -> 'brand', 'brand_other', r -> 'brand_other',
+                              'category', (SELECT coalesce(jsonb_agg(e - 'name' ORDER BY o), '[]')
+                                             FROM jsonb_array_elements(r -> 'category') WITH ORDINALITY x(e, o)),
+                              'category_other', r -> 'category_other')
+      FROM shop.search_facets(q, f, top) r
+$f$;
+SELECT q, f, top, pg_temp.facet_got(q, f, top) = pg_temp.facet_truth(q, f, top) AS same,
+       jsonb_array_length(pg_temp.facet_got(q, f, top) -> 'brand') AS brands,
+       pg_temp.facet_got(q, f, top) -> 'brand_other' AS brand_other
+  FROM unnest(ARRAY['cable', 'black cable', 'toner']) q,
+       unnest(ARRAY['{}', '{"price_max": 3000}', '{"attributes": {"color": "red"}}']::jsonb[]) f,
+       unnest(ARRAY[1, 2, 10]) top
+ ORDER BY q, f::text, top;
+-- the other facets are those of the unbounded call; NULL is every value
+SELECT (shop.search_facets('cable', '{}', 2) - 'brand' - 'brand_other' - 'category' - 'category_other')
+     = (shop.search_facets('cable', '{}') - 'brand' - 'category') AS rest_same,
+       shop.search_facets('cable', '{}', NULL) = shop.search_facets('cable', '{}') AS null_is_all;
+SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 0)$$);
+
 -- as the storefront (the plain order computed before, as the superuser)
 CREATE TEMP TABLE want AS
 SELECT sort, pg_temp.want('cable', '{"brand": "anker"}', sort, 20, 20) AS w
@@ -219,6 +263,7 @@ SET ROLE shop_storefront;
 SELECT sort, pg_temp.got('cable', '{"brand": "anker"}', sort, 20, 20) = w AS same, cardinality(w) AS rows
   FROM want ORDER BY sort;
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'cheapest', 20)$$);
+SELECT jsonb_array_length(shop.search_facets('cable', '{}', 3) -> 'brand') AS brands;
 RESET ROLE;
 
 -- the index function on its own: errors
