@@ -31,6 +31,7 @@ OBJS         = \
 	src/search/sspage.o \
 	src/search/ssquery.o \
 	src/search/ssscan.o \
+	src/search/sssort.o \
 	src/search/sstoken.o \
 	src/search/sstypo.o \
 	src/search/ssvacuum.o \

@@ -1401,6 +1401,225 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Search: sorted scans and filters (issue 12) ---------------------------------
+-- docs/search.md ("Sorted scans"); src/search/sssort.c the C.  In this
+-- section:
+--   1. the catalog's index stores created_at and the attributes (INCLUDE
+--      columns), so every sort of shop.search has its key in the index and
+--      attribute filters are index filters; the document format changed
+--      (version 5), so the update rebuilds every shop_search index (an
+--      index left in format 4 raises XX001 with a REINDEX hint).
+--   2. shop._search_sorted: the first k matches by a sort and the ties of
+--      the k-th, from the index's stored values; shop._search_rows: the
+--      rows of a search from one index call (relevance or a sort, with the
+--      attribute filter); shop.search: one pass, each row read once.
+--   3. shop.search_facets(query, filters, top): bounded brand and category
+--      lists.
+
+-- 1. The index
+DROP INDEX shop.product_search_idx;
+CREATE INDEX product_search_idx ON shop.product USING shop_search
+    (shop.search_doc(title, brand, description, category_id, price_cents,
+                     rating_avg::real, in_stock, popularity))
+    INCLUDE (created_at, attributes)
+    WHERE status = 'active';
+DO $$
+DECLARE
+    i regclass;
+BEGIN
+    FOR i IN SELECT c.oid::regclass
+               FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+              WHERE a.amname = 'shop_search' AND c.relkind = 'i'
+                AND c.oid <> 'shop.product_search_idx'::regclass
+              ORDER BY c.oid LOOP
+        EXECUTE format('REINDEX INDEX %s', i);
+    END LOOP;
+END
+$$;
+
+-- 2. Sorted scans
+CREATE FUNCTION shop._search_sorted(index regclass, query jsonb, sort text, k int)
+RETURNS TABLE (ctid tid, sort_key double precision)
+AS 'MODULE_PATHNAME', 'shop_search_sorted'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) IS
+'internal: TIDs of the first k matches by sort (price_asc, price_desc, rating, newest, popularity) and the ties of the k-th, from the values the index stores';
+REVOKE EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_sorted(regclass, jsonb, text, int) TO shop_storefront, shop_admin;
+
+CREATE FUNCTION shop._search_rows(index regclass, query jsonb, sort text, k int, attrs jsonb)
+RETURNS TABLE (p shop.product, score real, typos int, missing int)
+AS 'MODULE_PATHNAME', 'shop_search_rows'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) IS
+'internal: the rows of shop.search from one index call: the k best (relevance, with score, typos, missing words) or the first k by a sort and the ties of the k-th, whose attributes contain attrs';
+REVOKE EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) TO shop_storefront, shop_admin;
+
+-- shop.search: one call of the index per search (no retry loop), each row
+-- read once; the attribute filter is an index filter (rows checked exactly
+-- in C)
+CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
+                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    t0 timestamptz := clock_timestamp();
+    nres int;
+BEGIN
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    -- personalization reads the customer's history and the log records
+    -- the search as theirs: a storefront only for its session's customer
+    PERFORM shop._authorize(search.customer_id);
+    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
+    END IF;
+    q := shop._search_query(query, filters, search.customer_id);
+    attrs := coalesce(filters -> 'attributes', '{}');
+
+    IF sort = 'relevance' THEN
+        -- the index ranks: rows with every word first, then rows missing
+        -- words ("match": "any")
+        RETURN QUERY
+        SELECT p.product_id, p.r_score, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], p.r_typos, p.r_missing
+          FROM (SELECT (r.p).*, r.score AS r_score, r.typos AS r_typos, r.missing AS r_missing, r.ord
+                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance',
+                                         lim + off, attrs)
+                       WITH ORDINALITY AS r(p, score, typos, missing, ord)) p
+         WHERE p.status = 'active'
+         ORDER BY p.ord
+         OFFSET off LIMIT lim;
+    ELSE
+        -- the index picks the first lim + off matches by the sort's value
+        -- and every row tying with the last; the further tie-breaks order
+        -- those rows here
+        RETURN QUERY
+        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
+               p.category_id, p.in_stock, p.images[1], NULL::int, 0
+          FROM (SELECT (r.p).*
+                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off, attrs)
+                       AS r(p, score, typos, missing)) p
+         WHERE p.status = 'active'
+         ORDER BY
+            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
+            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
+            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
+            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
+            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
+            p.product_id
+         OFFSET off LIMIT lim;
+    END IF;
+    GET DIAGNOSTICS nres = ROW_COUNT;
+    -- a record in the shared-memory ring (src/searchlog.c), not a row per
+    -- call; shop._search_log_write is defined with the ring, below
+    PERFORM shop._search_log_write(query, filters, sort, nres,
+                                   (extract(epoch FROM clock_timestamp() - t0) * 1000)::real,
+                                   search.customer_id);
+END
+$$;
+
+
+-- 3. Bounded facets: shop.search_facets(query, filters, top) keeps the top
+-- values of the brand and category facets (by count, then name / id) and
+-- says how many other values and rows the rest hold; counts stay exact.
+-- Brand names are read for the listed brands only (one row each).
+CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+    q jsonb;
+    attrs jsonb;
+BEGIN
+    IF top IS NOT NULL AND (top < 1 OR top > 1000) THEN
+        RAISE EXCEPTION 'top out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('top is %s; it must be between 1 and 1000, or NULL for every value.', top);
+    END IF;
+    IF top IS NULL THEN
+        RETURN shop.search_facets(query, filters);
+    END IF;
+    attrs := coalesce(filters -> 'attributes', '{}');
+    IF attrs <> '{}' THEN
+        -- counted on the rows (as the two-argument call does), then cut
+        res := shop.search_facets(query, filters);
+        RETURN res
+            || jsonb_build_object('brand', coalesce((SELECT jsonb_agg(e ORDER BY o) FROM jsonb_array_elements(res -> 'brand') WITH ORDINALITY x(e, o) WHERE o <= top), '[]'),
+                                  'category', coalesce((SELECT jsonb_agg(e ORDER BY o) FROM jsonb_array_elements(res -> 'category') WITH ORDINALITY x(e, o) WHERE o <= top), '[]'))
+            || jsonb_build_object('brand_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum((e ->> 'count')::bigint), 0))
+                                                    FROM jsonb_array_elements(res -> 'brand') WITH ORDINALITY x(e, o) WHERE o > top),
+                                  'category_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum((e ->> 'count')::bigint), 0))
+                                                       FROM jsonb_array_elements(res -> 'category') WITH ORDINALITY x(e, o) WHERE o > top));
+    END IF;
+    q := shop._search_query(query, filters, NULL);
+    WITH f AS MATERIALIZED (
+        SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q)
+    ), b AS MATERIALIZED (
+        SELECT f.n, f.sample FROM f WHERE f.kind = 'brand'
+    ), bt AS MATERIALIZED (
+        -- the top brands by count and every brand tying with the last,
+        -- named from one row each; cut by name below
+        SELECT x.brand, b.n
+          FROM b CROSS JOIN LATERAL (SELECT p.brand FROM shop.product p WHERE p.ctid = b.sample) x
+         WHERE b.n >= coalesce((SELECT b2.n FROM b b2 ORDER BY b2.n DESC OFFSET top - 1 LIMIT 1), 0)
+           AND x.brand IS NOT NULL
+         ORDER BY b.n DESC, x.brand
+         LIMIT top
+    ), ct AS MATERIALIZED (
+        SELECT c.category_id, c.name, f.n
+          FROM f JOIN shop.category c ON c.category_id = f.key
+         WHERE f.kind = 'category'
+         ORDER BY f.n DESC, c.category_id
+         LIMIT top
+    ), buckets(b, lo, hi, label) AS (
+        VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
+               (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
+               (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
+    )
+    SELECT jsonb_build_object(
+        'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', bt.brand, 'count', bt.n)
+                                            ORDER BY bt.n DESC, bt.brand) FROM bt), '[]'),
+        'brand_other', jsonb_build_object(
+            'values', (SELECT count(*) FROM b) - (SELECT count(*) FROM bt),
+            'count', coalesce((SELECT sum(b.n) FROM b), 0) - coalesce((SELECT sum(bt.n) FROM bt), 0)),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', ct.category_id,
+                                                                  'name', ct.name, 'count', ct.n)
+                                               ORDER BY ct.n DESC, ct.category_id) FROM ct), '[]'),
+        'category_other', jsonb_build_object(
+            'values', (SELECT count(*) FROM f WHERE f.kind = 'category') - (SELECT count(*) FROM ct),
+            'count', coalesce((SELECT sum(f.n) FROM f WHERE f.kind = 'category'), 0)
+                     - coalesce((SELECT sum(ct.n) FROM ct), 0)),
+        'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', bk.label, 'min_cents', bk.lo,
+                                                               'max_cents', bk.hi, 'count', f.n)
+                                            ORDER BY bk.lo)
+                             FROM f JOIN buckets bk ON bk.b = f.key
+                            WHERE f.kind = 'price'), '[]'),
+        'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
+                                             ORDER BY f.key DESC)
+                              FROM f WHERE f.kind = 'rating'), '[]'))
+      INTO res;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
+'facet counts of a search with the brand and category lists cut to the top values (plus the count of the rest); exact counts';
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

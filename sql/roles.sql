@@ -33,6 +33,7 @@ INSERT INTO documented VALUES
     -- search (docs/search.md)
     ('shop.search(text,jsonb,text,int,int,bigint)', true, true),
     ('shop.search_facets(text,jsonb)', true, true),
+    ('shop.search_facets(text,jsonb,int)', true, true),
     ('shop.autocomplete(text,int)', true, true),
     ('shop.did_you_mean(text)', true, true),
     ('shop.stem(text,text)', true, true),

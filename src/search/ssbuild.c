@@ -21,12 +21,18 @@
 #include "access/tableam.h"
 #include "access/xloginsert.h"
 #include "catalog/index.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/smgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 #include "shop.h"
 #include "ssearch.h"
@@ -47,6 +53,188 @@ init_meta(Page page, Relation index)
 	meta->pending_head = InvalidBlockNumber;
 	meta->pending_tail = InvalidBlockNumber;
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(SsMetaPageData)) - (char *) page;
+}
+
+/* ---- INCLUDE columns ---- */
+
+/*
+ * An index may INCLUDE columns after its shop.search_doc: the first
+ * timestamptz one is the document's created_at, kept in the document
+ * record for sorted scans (sssort.c, sort "newest"); the first jsonb one
+ * holds the document's attributes, indexed as filter terms (below).
+ * Other types are refused when the index is built.
+ */
+void
+SsCheckIncludes(Relation index)
+{
+	TupleDesc	desc = RelationGetDescr(index);
+
+	for (int i = IndexRelationGetNumberOfKeyAttributes(index); i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->atttypid != TIMESTAMPTZOID && att->atttypid != JSONBOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("shop_search cannot include column \"%s\" of type %s",
+							NameStr(att->attname), format_type_be(att->atttypid)),
+					 errdetail("A shop_search index includes only a timestamptz column (the creation time \"newest\" sorts by) and a jsonb column (attributes to filter on)."),
+					 errhint("Leave the column out of INCLUDE.")));
+	}
+}
+
+/* SsIncludeColumn: the position (0-based) of the first INCLUDE column of type typid, or -1 */
+int
+SsIncludeColumn(Relation index, Oid typid)
+{
+	TupleDesc	desc = RelationGetDescr(index);
+
+	for (int i = IndexRelationGetNumberOfKeyAttributes(index); i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->atttypid == typid)
+			return i;
+	return -1;
+}
+
+/*
+ * SsAttrTerm: the filter term of one attribute, key = scalar value:
+ * "\377a" and 16 hex digits of a 64-bit hash of the key and the value as
+ * jsonb containment compares it (strings by their bytes, numbers by
+ * value: 1.0 = 1, booleans, null).  Nested values (arrays, objects) have
+ * no term.  Returns the length, 0 for a value that has none.
+ */
+int
+SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out)
+{
+	StringInfoData buf;
+	uint64		h;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, key, keylen);
+	appendStringInfoChar(&buf, '\0');
+	switch (v->type)
+	{
+		case jbvString:
+			appendStringInfoChar(&buf, 's');
+			appendBinaryStringInfo(&buf, v->val.string.val, v->val.string.len);
+			break;
+		case jbvNumeric:
+			appendStringInfoChar(&buf, 'n');
+			appendStringInfoString(&buf, numeric_normalize(v->val.numeric));
+			break;
+		case jbvBool:
+			appendStringInfoString(&buf, v->val.boolean ? "bt" : "bf");
+			break;
+		case jbvNull:
+			appendStringInfoChar(&buf, 'z');
+			break;
+		default:
+			pfree(buf.data);
+			return 0;
+	}
+	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+	pfree(buf.data);
+	return snprintf(out, SS_FILTER_TERM_MAX, "%ca%016llx", SS_FILTER_MARK, (unsigned long long) h);
+}
+
+/* the term of a document with more attributes than it indexes */
+int
+SsAttrOverflowTerm(char *out)
+{
+	return snprintf(out, SS_FILTER_TERM_MAX, "%ca*", SS_FILTER_MARK);
+}
+
+/*
+ * SsForEachAttr: call cb for each top-level key = scalar value pair of a
+ * jsonb object, with its filter term; returns false if jb is not an
+ * object or a value has no term (nested).
+ */
+bool
+SsForEachAttr(Jsonb *jb, void (*cb) (void *arg, const char *term, int len), void *arg)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+	bool		all = true;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return false;
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char		term[SS_FILTER_TERM_MAX];
+		int			len;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		len = SsAttrTerm(k.val.string.val, k.val.string.len, &v, term);
+		if (len == 0)
+			all = false;
+		else if (cb)
+			cb(arg, term, len);
+	}
+	return all;
+}
+
+typedef struct AttrCollect
+{
+	SsDocData  *d;
+	int			n;
+	bool		overflow;
+} AttrCollect;
+
+static void
+attr_collect_cb(void *arg, const char *term, int len)
+{
+	AttrCollect *ac = (AttrCollect *) arg;
+	SsDocData  *d = ac->d;
+
+	if (ac->n >= SS_MAX_DOC_ATTRS)
+	{
+		ac->overflow = true;
+		return;
+	}
+	d->terms[d->nterms].term = pnstrdup(term, len);
+	d->terms[d->nterms].len = len;
+	d->terms[d->nterms].tf = 0;
+	d->nterms++;
+	ac->n++;
+}
+
+/* SsDocIncludes: the values of the INCLUDE columns into the document */
+void
+SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d)
+{
+	int			c = SsIncludeColumn(index, TIMESTAMPTZOID);
+	int			a = SsIncludeColumn(index, JSONBOID);
+
+	if (c >= 0 && !isnull[c])
+	{
+		d->doc.created_at = DatumGetTimestampTz(values[c]);
+		d->doc.flags |= SS_DOC_HAS_CREATED;
+	}
+	if (a >= 0 && !isnull[a])
+	{
+		AttrCollect ac;
+
+		d->terms = repalloc(d->terms, sizeof(SsDocTerm) * (d->nterms + SS_MAX_DOC_ATTRS + 1));
+		ac.d = d;
+		ac.n = 0;
+		ac.overflow = false;
+		(void) SsForEachAttr(DatumGetJsonbP(values[a]), attr_collect_cb, &ac);
+		if (ac.overflow)
+		{
+			char		term[SS_FILTER_TERM_MAX];
+			int			len = SsAttrOverflowTerm(term);
+
+			d->terms[d->nterms].term = pnstrdup(term, len);
+			d->terms[d->nterms].len = len;
+			d->terms[d->nterms].tf = 0;
+			d->nterms++;
+		}
+	}
 }
 
 /* ---- build ---- */
@@ -94,6 +282,7 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		return;
 	old = MemoryContextSwitchTo(bs->tmpcxt);
 	SsDocFromDatum(values[0], bs->language, &d);
+	SsDocIncludes(index, values, isnull, &d);
 	d.doc.tid = *tid;
 	MemoryContextSwitchTo(old);
 	SsSegBuilderAdd(bs->sb, &d);
@@ -119,6 +308,7 @@ ssbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+	SsCheckIncludes(index);
 
 	/* the metapage first, so segments start at block 1 */
 	metabuf = SsNewBuffer(index);
@@ -210,6 +400,7 @@ ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 		return false;
 	}
 	SsDocFromDatum(values[0], SsIndexLanguage(index), &d);
+	SsDocIncludes(index, values, isnull, &d);
 	d.doc.tid = *ht_ctid;
 	sz = SsPendItemSize(&d);
 	item = palloc0(sz);		/* no stray bytes in the padding (page, WAL) */

@@ -81,7 +81,7 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			4
+#define SS_VERSION			5
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -97,6 +97,14 @@
  */
 #define SS_FILTER_MARK		'\377'
 #define SS_FILTER_TERM_MAX	24
+/*
+ * Attribute filter terms (a jsonb INCLUDE column, ssbuild.c): one per
+ * top-level key = scalar value, "\377a<64-bit hash in hex>", at most
+ * SS_MAX_DOC_ATTRS per document; a document with more also holds the
+ * term "\377a*", which every attribute filter lets through (the rows are
+ * checked exactly, sssort.c).
+ */
+#define SS_MAX_DOC_ATTRS	64
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
 
@@ -179,18 +187,26 @@ SsCheckPage(Relation index, Page page, BlockNumber blk, uint16 types)
 #define SS_DOC_HAS_PRICE	0x10
 #define SS_DOC_HAS_RATING	0x20
 #define SS_DOC_HAS_BRAND	0x40
+#define SS_DOC_HAS_CREATED	0x80	/* created_at set (a timestamptz INCLUDE column) */
+#define SS_DOC_POP_NAN		0x100	/* popularity was NaN (stored as 0) */
 
-/* One document: heap TID, stored values for filters and boosts, lengths. */
+/*
+ * One document: heap TID, stored values for filters, boosts and sorted
+ * scans (sssort.c), lengths.  created_at comes from the index's first
+ * timestamptz INCLUDE column, if it has one (microseconds since 2000, as
+ * TimestampTz).
+ */
 typedef struct SsDoc
 {
 	int64		category_id;
 	int64		price_cents;
+	int64		created_at;
 	uint32		brand_hash;
 	float4		rating;
 	float4		popularity;
 	uint16		len[SS_NFIELDS];	/* words per field, saturating */
 	ItemPointerData tid;
-	uint8		flags;
+	uint16		flags;
 	float4		logpop;			/* log1p(popularity), for the boost */
 } SsDoc;
 
@@ -623,6 +639,12 @@ extern void SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const c
 /* ssbuild.c */
 extern IndexBuildResult *ssbuild(Relation heap, Relation index, struct IndexInfo *indexInfo);
 extern void ssbuildempty(Relation index);
+extern void SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d);
+extern void SsCheckIncludes(Relation index);
+extern int	SsIncludeColumn(Relation index, Oid typid);
+extern int	SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out);
+extern int	SsAttrOverflowTerm(char *out);
+extern bool SsForEachAttr(Jsonb *jb, void (*cb) (void *arg, const char *term, int len), void *arg);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
 					 Relation heapRel, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					 struct IndexInfo *indexInfo);
@@ -648,6 +670,9 @@ extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
+typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
+extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
+extern void SsSetAttrFilter(Jsonb *attrs);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */

@@ -183,7 +183,7 @@ shop_search_handler(PG_FUNCTION_ARGS)
 	amroutine->amclusterable = false;
 	amroutine->ampredlocks = false;
 	amroutine->amcanparallel = false;
-	amroutine->amcaninclude = false;
+	amroutine->amcaninclude = true;
 	amroutine->amusemaintenanceworkmem = true;
 #if PG_VERSION_NUM >= 160000
 	amroutine->amsummarizing = false;

@@ -84,8 +84,26 @@
  */
 #define SS_WINDOW				2048
 
-/* SsCollectMatches asks the next SsEvaluate to collect documents */
+/*
+ * SsCollectMatches asks the next SsEvaluate to collect documents;
+ * SsVisitMatches, to hand each to visit_next instead (sorted scans)
+ */
 static bool collect_next = false;
+static SsDocVisitor visit_next = NULL;
+static void *visit_next_arg = NULL;
+
+/*
+ * The attribute filter of the evaluations to come (SsSetAttrFilter): the
+ * filter terms every matching document must hold (or the overflow term),
+ * in TopMemoryContext; none: attr_nterms 0.
+ */
+typedef struct AttrTerm
+{
+	char		term[SS_FILTER_TERM_MAX];
+	int			len;
+} AttrTerm;
+static int	attr_nterms = 0;
+static AttrTerm *attr_terms = NULL;
 
 /* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
 static MemoryContext frozen_cxt = NULL;
@@ -198,7 +216,11 @@ typedef struct Eval
 	TIDBitmap  *tbm;
 	int64		ntbm;
 	/* facets: every match's document is copied here too (topk 0 only) */
+	int			nattr;			/* attribute filter terms (SsSetAttrFilter) */
+	AttrTerm   *attr;
 	bool		collect;
+	SsDocVisitor visit;			/* ... or handed to this one by one */
+	void	   *visit_arg;
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
@@ -211,6 +233,11 @@ typedef struct Eval
 static void
 collect_doc(Eval *ev, const SsDoc *doc)
 {
+	if (ev->visit)
+	{
+		ev->visit(ev->visit_arg, doc);
+		return;
+	}
 	if (ev->ndocs >= ev->maxdocs)
 	{
 		ev->maxdocs = Max(256, ev->maxdocs * 2);
@@ -1700,6 +1727,58 @@ bitmap_fill_cb(void *arg, uint32 docid, uint16 tf)
 }
 
 /*
+ * An attribute filter: the documents holding every attribute term (or the
+ * overflow term of a document with more attributes than it indexes), one
+ * bitmap per term ANDed together, and with the category or brand bitmap
+ * if there is one.  Unlike that one it is always built: the attributes
+ * are not stored values the scan could check otherwise.
+ */
+static void
+attr_filter_bitmap(Eval *ev, SegState *s)
+{
+	uint32		n = s->hdr.ndocs;
+	uint32		nbytes = (n + 7) / 8;
+	uint8	   *acc = NULL;
+	BitmapFill	bf;
+	SsDictItem	item;
+	char		over[SS_FILTER_TERM_MAX];
+	int			overlen = SsAttrOverflowTerm(over);
+	bool		have_over;
+	SsDictItem	overitem;
+
+	have_over = SsDictLookup(ev->index, &s->hdr, over, overlen, &overitem);
+	bf.ndocs = n;
+	bf.wincnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+	for (int i = 0; i < ev->nattr; i++)
+	{
+		bf.bits = palloc0(nbytes);
+		if (SsDictLookup(ev->index, &s->hdr, ev->attr[i].term, ev->attr[i].len, &item))
+			SsReadPostings(ev->index, item.postblk, item.postoff, item.df, bitmap_fill_cb, &bf);
+		if (have_over)
+			SsReadPostings(ev->index, overitem.postblk, overitem.postoff, overitem.df,
+						   bitmap_fill_cb, &bf);
+		if (acc == NULL)
+			acc = bf.bits;
+		else
+		{
+			for (uint32 b = 0; b < nbytes; b++)
+				acc[b] &= bf.bits[b];
+			pfree(bf.bits);
+		}
+	}
+	if (s->allowed)
+		for (uint32 b = 0; b < nbytes; b++)
+			acc[b] &= s->allowed[b];
+	/* documents per window, of what passes both */
+	memset(bf.wincnt, 0, sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+	for (uint32 d = 0; d < n; d++)
+		if (acc[d >> 3] & (1 << (d & 7)))
+			bf.wincnt[d / SS_WINDOW]++;
+	s->allowed = acc;
+	s->wincnt = bf.wincnt;
+}
+
+/*
  * A selective category or brand filter: the documents passing it, from
  * the postings of its filter terms, as a bitmap (and a count per window),
  * so postings of other documents are dropped before their document is
@@ -1721,35 +1800,39 @@ build_filter_bitmap(Eval *ev, SegState *s)
 
 	s->allowed = NULL;
 	s->wincnt = NULL;
-	if ((q->ncats < 0 && q->nbrands < 0) || !shop_search_block_max)
-		return;
-	if (q->ncats >= 0 && q->nbrands >= 0 && q->nbrands < q->ncats)
+	if ((q->ncats >= 0 || q->nbrands >= 0) && shop_search_block_max)
 	{
-		use_cats = false;
-		nterms = q->nbrands;
-	}
-	items = palloc(sizeof(SsDictItem) * Max(nterms, 1));
-	found = palloc0(sizeof(bool) * Max(nterms, 1));
-	for (int i = 0; i < nterms; i++)
-	{
-		char		term[SS_FILTER_TERM_MAX];
-		int			len = use_cats ? SsCategoryTerm(q->cats[i], term) : SsBrandTerm(q->brands[i], term);
+		if (q->ncats >= 0 && q->nbrands >= 0 && q->nbrands < q->ncats)
+		{
+			use_cats = false;
+			nterms = q->nbrands;
+		}
+		items = palloc(sizeof(SsDictItem) * Max(nterms, 1));
+		found = palloc0(sizeof(bool) * Max(nterms, 1));
+		for (int i = 0; i < nterms; i++)
+		{
+			char		term[SS_FILTER_TERM_MAX];
+			int			len = use_cats ? SsCategoryTerm(q->cats[i], term) : SsBrandTerm(q->brands[i], term);
 
-		found[i] = SsDictLookup(ev->index, &s->hdr, term, len, &items[i]);
-		if (found[i])
-			total += items[i].df;
+			found[i] = SsDictLookup(ev->index, &s->hdr, term, len, &items[i]);
+			if (found[i])
+				total += items[i].df;
+		}
+		if (total <= n / 4)
+		{
+			bf.bits = palloc0((n + 7) / 8);
+			bf.wincnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+			bf.ndocs = n;
+			for (int i = 0; i < nterms; i++)
+				if (found[i])
+					SsReadPostings(ev->index, items[i].postblk, items[i].postoff, items[i].df,
+								   bitmap_fill_cb, &bf);
+			s->allowed = bf.bits;
+			s->wincnt = bf.wincnt;
+		}
 	}
-	if (total > n / 4)
-		return;
-	bf.bits = palloc0((n + 7) / 8);
-	bf.wincnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
-	bf.ndocs = n;
-	for (int i = 0; i < nterms; i++)
-		if (found[i])
-			SsReadPostings(ev->index, items[i].postblk, items[i].postoff, items[i].df,
-						   bitmap_fill_cb, &bf);
-	s->allowed = bf.bits;
-	s->wincnt = bf.wincnt;
+	if (ev->nattr > 0)
+		attr_filter_bitmap(ev, s);
 }
 
 static void
@@ -1876,6 +1959,47 @@ pend_score_cb(void *arg, const char *term, int len, uint16 tf)
 	}
 }
 
+typedef struct PendAttrs
+{
+	Eval	   *ev;
+	bool	   *held;
+	bool		over;
+} PendAttrs;
+
+static void
+pend_attr_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	PendAttrs  *pa = (PendAttrs *) arg;
+	char		over[SS_FILTER_TERM_MAX];
+
+	if (len < 2 || term[0] != SS_FILTER_MARK || term[1] != 'a')
+		return;
+	if (len == SsAttrOverflowTerm(over) && memcmp(term, over, len) == 0)
+		pa->over = true;
+	for (int i = 0; i < pa->ev->nattr; i++)
+		if (len == pa->ev->attr[i].len && memcmp(term, pa->ev->attr[i].term, len) == 0)
+			pa->held[i] = true;
+}
+
+/* does a pending document pass the attribute filter (see attr_filter_bitmap)? */
+static bool
+pend_attrs_ok(Eval *ev, SsPendItem *it)
+{
+	PendAttrs	pa;
+	bool		ok = true;
+
+	if (ev->nattr == 0)
+		return true;
+	pa.ev = ev;
+	pa.held = palloc0(sizeof(bool) * ev->nattr);
+	pa.over = false;
+	SsPendItemTerms(it, pend_attr_cb, &pa);
+	for (int i = 0; i < ev->nattr && !pa.over; i++)
+		ok = ok && pa.held[i];
+	pfree(pa.held);
+	return ok || pa.over;
+}
+
 static void
 eval_pending(Eval *ev)
 {
@@ -1943,7 +2067,7 @@ eval_pending(Eval *ev)
 		}
 		if (missing == q->nslots)
 			ok = false;
-		ok = ok && SsDocPassesFilters(q, &it->doc);
+		ok = ok && SsDocPassesFilters(q, &it->doc) && pend_attrs_ok(ev, it);
 		if (ok && ev->collect)
 			collect_doc(ev, &it->doc);
 		else if (ok)
@@ -1970,6 +2094,13 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->want_all = want_all;
 	ev->topk = topk;
 	ev->collect = collect_next && topk == 0 && !want_all;
+	ev->nattr = attr_nterms;
+	ev->attr = attr_terms;
+	if (ev->collect)
+	{
+		ev->visit = visit_next;
+		ev->visit_arg = visit_next_arg;
+	}
 	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
 	if (after)
@@ -2083,7 +2214,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
 		}
 	}
-	if (ev->collect)
+	if (ev->collect && !ev->visit)
 	{
 		/* facets: room for every possible match at once, not by doubling */
 		uint64		most = 0;
@@ -2133,6 +2264,58 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes)
 	*ndocs = ev->ndocs;
 	*bulkdeletes = ev->meta.bulkdeletes;
 	return ev->docs;
+}
+
+/*
+ * SsVisitMatches: hand the document record of every match of query to
+ * visit, in no particular order, without copying them (sorted scans,
+ * sssort.c).  The caller checks heap visibility.
+ */
+void
+SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
+{
+	collect_next = true;
+	visit_next = visit;
+	visit_next_arg = arg;
+	PG_TRY();
+	{
+		(void) SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		collect_next = false;
+		visit_next = NULL;
+		visit_next_arg = NULL;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * SsSetAttrFilter: the evaluations from now on keep only documents holding
+ * the attribute filter terms of attrs (a jsonb object of key = scalar
+ * pairs; sssort.c checks the rows exactly); NULL clears it.  Its caller
+ * clears it again on error too.
+ */
+static void
+attr_add_cb(void *arg, const char *term, int len)
+{
+	AttrTerm   *t = &attr_terms[attr_nterms++];
+
+	memcpy(t->term, term, len);
+	t->len = len;
+}
+
+void
+SsSetAttrFilter(Jsonb *attrs)
+{
+	if (attr_terms)
+		pfree(attr_terms);
+	attr_terms = NULL;
+	attr_nterms = 0;
+	if (attrs == NULL || JB_ROOT_COUNT(attrs) == 0)
+		return;
+	attr_terms = MemoryContextAllocZero(TopMemoryContext, sizeof(AttrTerm) * JB_ROOT_COUNT(attrs));
+	(void) SsForEachAttr(attrs, attr_add_cb, NULL);
 }
 
 /* ---- result ordering ---- */

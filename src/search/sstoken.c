@@ -418,7 +418,12 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 			out->doc.flags |= SS_DOC_INSTOCK;
 	}
 	if (!nulls[7])
+	{
 		out->doc.popularity = Max(DatumGetFloat4(values[7]), 0);
+		/* stored as 0 for the boost; sorted scans order it first (sssort.c) */
+		if (isnan(DatumGetFloat4(values[7])))
+			out->doc.flags |= SS_DOC_POP_NAN;
+	}
 	out->doc.logpop = log1pf(out->doc.popularity);
 
 	/* sort occurrences, merge equal terms into per-field counts */

@@ -174,8 +174,12 @@ term_check_cb(void *arg, const SsDictItem *it)
 			return;
 		}
 
-	/* filter terms: each document under its own category and brand */
-	if (it->len > 1 && term[0] == SS_FILTER_MARK)
+	/*
+	 * filter terms: each document under its own category and brand
+	 * (attribute terms are not checked here: the rows are checked exactly
+	 * where they filter, sssort.c)
+	 */
+	if (it->len > 1 && term[0] == SS_FILTER_MARK && term[1] != 'a')
 	{
 		char		want[SS_FILTER_TERM_MAX];
 
@@ -327,10 +331,11 @@ float4_same(float4 a, float4 b)
 static bool
 docs_equal(const SsDoc *a, const SsDoc *b)
 {
-	uint8		mask = (uint8) ~SS_DOC_DEAD;
+	uint16		mask = (uint16) ~SS_DOC_DEAD;
 
 	return (a->flags & mask) == (b->flags & mask) &&
 		a->category_id == b->category_id &&
+		a->created_at == b->created_at &&
 		a->price_cents == b->price_cents &&
 		a->brand_hash == b->brand_hash &&
 		float4_same(a->rating, b->rating) &&
@@ -363,6 +368,7 @@ verify_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		SsDocData	d;
 
 		SsDocFromDatum(values[0], vs->language, &d);
+		SsDocIncludes(index, values, isnull, &d);
 		if (!docs_equal(&d.doc, &hit->doc))
 		{
 			MemoryContextSwitchTo(old);

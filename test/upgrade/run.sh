@@ -36,6 +36,12 @@ SELECT shop.review_add(3, 7, 4);
 SELECT shop.cart_create(customer_id => 7) AS cart \gset
 SELECT shop.cart_add(:'cart', 5, 2);
 SELECT shop.checkout(:'cart', 'tok_visa', 'upgrade-1') IS NOT NULL AS ordered;
+UPDATE shop.product SET created_at = created_at - product_id % 7 * interval '1 day';
+-- a shop_search index of the user's own: the update rebuilds it (the
+-- document format of 1.1 is not 1.0's)
+CREATE TABLE public.note (id int PRIMARY KEY, title text);
+INSERT INTO public.note SELECT g, 'note lamp ' || g FROM generate_series(1, 30) g;
+CREATE INDEX note_search ON public.note USING shop_search (shop.search_doc(title));
 SQL
 
 # the rows and answers the update must keep
@@ -47,6 +53,10 @@ SELECT 'orders ' || count(*) || ' ' || string_agg(status || ' ' || total_cents, 
 SELECT 'reviews ' || string_agg(product_id || ':' || rating, ',') FROM shop.review;
 SELECT 'search ' || string_agg(product_id::text, ',' ORDER BY product_id) FROM shop.search('lamp', lim => 100);
 SELECT 'typo ' || string_agg(product_id::text, ',' ORDER BY product_id) FROM shop.search('chiar', lim => 100);
+SELECT 'newest ' || string_agg(product_id::text, ',') FROM shop.search('lamp', sort => 'newest', lim => 30, off => 5);
+SELECT 'cheapest ' || string_agg(product_id::text, ',') FROM shop.search('desk', sort => 'price_asc', lim => 10);
+SET enable_seqscan = off;
+SELECT 'notes ' || count(*) FROM public.note WHERE shop.search_doc(title) OPERATOR(shop.@@@) '"lamp"';
 SQL
 }
 before=$(state old)

@@ -1,0 +1,286 @@
+-- search_sorted: shop.search's sorts other than relevance take their page
+-- from the values the index stores (sssort.c): each page must equal a plain
+-- ORDER BY over the same match set, ties and deep offsets included, and
+-- must not read every matching row
+\i sql/include/prelude.sql
+SELECT shop.category_add('Cables') AS cables \gset
+SELECT shop.category_add('USB', :cables) AS usb \gset
+SELECT shop.category_add('Printers') AS printers \gset
+-- room on the pages, so that the updates below can be HOT
+ALTER TABLE shop.product SET (fillfactor = 80);
+SET client_min_messages = warning;
+-- 4,000 products: prices, ratings, popularity and creation times from small
+-- sets (many ties), unrated products (rating NULL), a few NaN popularities
+INSERT INTO shop.product (sku, title, brand, description, category_id, price_cents,
+                          rating_sum, rating_count, popularity, in_stock, status, created_at,
+                          attributes)
+SELECT 'S' || i,
+       (ARRAY['cable', 'cable', 'toner', 'cable usb', 'black cable', 'adapter'])[1 + (i * 7) % 6]
+           || ' ' || (ARRAY['office', 'home', 'desk', 'travel'])[1 + (i * 3) % 4],
+       (ARRAY['HP', 'Belkin', 'Anker', 'Canon', 'UGREEN'])[1 + (i * 13) % 5],
+       'spare part ' || repeat('filler ', 40),
+       (ARRAY[:cables, :usb, :printers])[1 + (i * 11) % 3],
+       100 * (1 + (i * 37) % 60),
+       (i % 5) * ((i / 5) % 4), (i / 5) % 4,
+       CASE WHEN i % 997 = 0 THEN 'NaN'::real ELSE ((i * 17) % 40)::real END,
+       i % 4 <> 0, 'active',
+       timestamptz '2026-01-01' + ((i * 29) % 90) * interval '1 day',
+       -- attributes: strings, numbers (2 and 2.0 are equal to @>), booleans,
+       -- arrays (not indexed: checked on the rows), some keys missing
+       jsonb_strip_nulls(jsonb_build_object(
+           'color', (ARRAY['red', 'black', 'white', 'Red'])[1 + (i * 5) % 4],
+           'size', CASE WHEN i % 6 = 0 THEN 2.0 ELSE (i % 4)::numeric END,
+           'wireless', CASE WHEN i % 3 = 0 THEN i % 2 = 0 END,
+           'ports', CASE WHEN i % 7 = 0 THEN '["usb", "hdmi"]'::jsonb END))
+  FROM generate_series(1, 4000) i;
+-- a product with more attributes than the index keeps terms for
+UPDATE shop.product
+   SET attributes = (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 70) g)
+                    || '{"color": "red", "size": 2}'
+ WHERE sku IN ('S5', 'S10');
+REINDEX INDEX shop.product_search_idx;
+-- a second segment (VACUUM folds the pending list) and a pending list
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at)
+SELECT 'T' || i, 'Belkin cable ' || i, 'Belkin', :usb, 150 * i, i % 9, 'active',
+       timestamptz '2026-02-01' + i * interval '1 hour'
+  FROM generate_series(1, 600) i;
+VACUUM shop.product;
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status, created_at,
+                          attributes)
+SELECT 'U' || i, 'HP cable black ' || i, 'HP', :cables, 90 + i, 20, 'active',
+       timestamptz '2026-03-01' + i * interval '1 minute',
+       CASE WHEN i % 2 = 0 THEN '{"color": "red", "size": 2}' ELSE '{"color": "black"}' END::jsonb
+  FROM generate_series(1, 300) i;
+UPDATE shop.product
+   SET attributes = (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 70) g)
+                    || '{"color": "red", "size": 2.0}'
+ WHERE sku = 'U7';
+-- rows changed after indexing: new prices (not HOT), HOT updates, products
+-- taken out of the storefront, deleted rows
+UPDATE shop.product SET price_cents = 1 + (product_id % 3) WHERE product_id % 101 = 0;
+UPDATE shop.product SET updated_at = updated_at + interval '1 second' WHERE product_id % 7 = 0;
+UPDATE shop.product SET status = 'archived' WHERE product_id % 53 = 0;
+DELETE FROM shop.product WHERE product_id % 89 = 0 AND NOT EXISTS
+    (SELECT 1 FROM shop.order_line l WHERE l.product_id = product.product_id);
+RESET client_min_messages;
+SELECT jsonb_array_length(shop.search_index_info('shop.product_search_idx') -> 'segments') >= 2 AS segments,
+       (shop.search_index_info('shop.product_search_idx') ->> 'pending')::int > 0 AS pending;
+
+-- the product ids of a page of shop.search, and of the same page of a plain
+-- ORDER BY over the rows matching the same query (the @@@ operator)
+CREATE FUNCTION pg_temp.got(q text, f jsonb, s text, lim int, o int) RETURNS bigint[]
+LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}')
+      FROM shop.search(q, f, s, lim, o) WITH ORDINALITY x(product_id, score, title, brand, price_cents,
+               rating_avg, category_id, in_stock, image, typos, missing_words, ord)
+$f$;
+CREATE FUNCTION pg_temp.want(q text, f jsonb, s text, lim int, o int) RETURNS bigint[]
+LANGUAGE plpgsql AS $f$
+DECLARE
+    r bigint[];
+BEGIN
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}') INTO r
+      FROM (SELECT p.product_id, row_number() OVER () AS ord
+              FROM (SELECT p.product_id FROM shop.product p
+                     WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                                           p.rating_avg::real, p.in_stock, p.popularity)
+                           OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
+                       AND p.status = 'active' AND p.attributes @> coalesce(f -> 'attributes', '{}')
+                     ORDER BY
+                        CASE WHEN s = 'price_asc' THEN p.price_cents END ASC,
+                        CASE WHEN s = 'price_desc' THEN p.price_cents END DESC,
+                        CASE WHEN s = 'rating' THEN p.rating_avg END DESC NULLS LAST,
+                        CASE WHEN s = 'rating' THEN p.rating_count END DESC,
+                        CASE WHEN s = 'newest' THEN p.created_at END DESC,
+                        CASE WHEN s = 'popularity' THEN p.popularity END DESC,
+                        p.product_id
+                    OFFSET o LIMIT lim) p) x;
+    RETURN r;
+END
+$f$;
+CREATE FUNCTION pg_temp.compare(q text) RETURNS TABLE (sort text, filters jsonb, off int, rows int, same boolean)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    g bigint[];
+    w bigint[];
+BEGIN
+    FOR sort, filters, off IN
+        SELECT s, f, o
+          FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) s,
+               unnest(ARRAY['{}', format('{"category_id": %s}', current_setting('shop_test.cables')),
+                            '{"brand": ["belkin", "HP"]}', '{"price_min": 1000, "price_max": 3000}',
+                            '{"in_stock": true, "rating_min": 2}', '{"attributes": {"color": "red"}}',
+                            '{"attributes": {"color": "red", "size": 2}, "brand": "HP"}',
+                            '{"attributes": {"wireless": false, "ports": ["usb"]}}']::jsonb[]) f,
+               unnest(ARRAY[0, 20, 2000]) o
+    LOOP
+        g := pg_temp.got(q, filters, sort, 20, off);
+        w := pg_temp.want(q, filters, sort, 20, off);
+        rows := cardinality(g);
+        same := g = w;
+        RETURN NEXT;
+    END LOOP;
+END
+$f$;
+SELECT set_config('shop_test.cables', :'cables', false) IS NOT NULL AS set;
+
+-- every sort, filter and depth: the same page (the first two depths full)
+SELECT sort, count(*) AS pages, bool_and(same) AS all_same,
+       min(rows) FILTER (WHERE off < 2000) AS min_rows_shallow,
+       max(rows) FILTER (WHERE off = 2000) AS max_rows_deep
+  FROM pg_temp.compare('cable') GROUP BY sort ORDER BY sort;
+SELECT sort, filters, off, rows FROM pg_temp.compare('cable') WHERE NOT same;
+-- a deep page that is full: 2,000 rows into the unfiltered matches of 'cable'
+SELECT cardinality(pg_temp.got('cable', '{}', 'price_asc', 20, 2000)) AS deep_rows,
+       pg_temp.got('cable', '{}', 'price_asc', 20, 2000) = pg_temp.want('cable', '{}', 'price_asc', 20, 2000) AS same;
+-- page after page, all of a sort: every matching row once, in the plain order
+SELECT (SELECT array_agg(x ORDER BY o, ord) FROM generate_series(0, 2400, 100) o,
+               unnest(pg_temp.got('black cable', '{}', 'rating', 100, o)) WITH ORDINALITY u(x, ord))
+     = pg_temp.want('black cable', '{}', 'rating', 2500, 0) AS all_pages_same;
+
+-- a row that stops matching, becomes inactive or changes its price drops out
+-- or moves at once, before any VACUUM
+SELECT (pg_temp.got('cable', '{}', 'price_asc', 1, 0))[1] AS cheapest \gset
+UPDATE shop.product SET price_cents = 99999 WHERE product_id = :cheapest;
+SELECT :cheapest = ANY (pg_temp.got('cable', '{}', 'price_asc', 20, 0)) AS still_first_page,
+       :cheapest = (pg_temp.got('cable', '{}', 'price_desc', 1, 0))[1] AS now_dearest;
+UPDATE shop.product SET status = 'draft' WHERE product_id = :cheapest;
+SELECT :cheapest = ANY (pg_temp.got('cable', '{}', 'price_desc', 20, 0)) AS draft_shown;
+SELECT bool_and(same) AS all_same FROM pg_temp.compare('cable') WHERE off = 0;
+
+-- the page is read from the index: a page of 20 reads far fewer table pages
+-- than the matching rows occupy
+SELECT count(DISTINCT (ctid::text::point)[0]) AS match_pages
+  FROM shop.product p
+ WHERE p.title LIKE '%cable%' AND p.status = 'active' \gset
+SELECT :match_pages > 150 AS many_pages;
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable', sort => 'price_asc');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
+COMMIT;
+-- with an attribute filter too (before, it read every match)
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable', '{"attributes": {"color": "red"}}', sort => 'newest');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before < :match_pages / 3 AS few_pages;
+COMMIT;
+
+-- relevance: one call of the index, each returned row read from the table
+-- once (before: a lookup by ctid, then one by product_id, in a loop that
+-- re-ran the scan with a larger limit)
+CREATE FUNCTION pg_temp.ranked(q text, lim int, o int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(p.product_id ORDER BY s.ord), '{}')
+      FROM (SELECT * FROM shop.search_scan('shop.product_search_idx',
+                                          shop._search_query(q, '{}', NULL) || '{"match": "any"}', lim + o)
+                     WITH ORDINALITY AS s(ctid, score, typos, missing, ord) OFFSET o) s
+      JOIN shop.product p ON p.ctid = s.ctid AND p.status = 'active'
+$f$;
+SELECT q, o, pg_temp.got(q, '{}', 'relevance', 20, o) = pg_temp.ranked(q, 20, o) AS same,
+       cardinality(pg_temp.got(q, '{}', 'relevance', 20, o)) AS rows
+  FROM unnest(ARRAY['cable', 'black cabel', 'usb office']) q, unnest(ARRAY[0, 20, 2000]) o
+ ORDER BY q, o;
+-- relevance with an attribute filter: the ranked rows whose attributes
+-- contain it
+CREATE FUNCTION pg_temp.ranked_attrs(q text, a jsonb, lim int, o int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT coalesce(array_agg(product_id ORDER BY ord), '{}')
+      FROM (SELECT p.product_id, s.ord
+              FROM shop.search_scan('shop.product_search_idx',
+                                    shop._search_query(q, '{}', NULL) || '{"match": "any"}', 20000)
+                   WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+              JOIN shop.product p ON p.ctid = s.ctid AND p.status = 'active' AND p.attributes @> a
+             ORDER BY s.ord OFFSET o LIMIT lim) x
+$f$;
+SELECT q, a, o, pg_temp.got(q, jsonb_build_object('attributes', a), 'relevance', 20, o)
+                = pg_temp.ranked_attrs(q, a, 20, o) AS same,
+       cardinality(pg_temp.got(q, jsonb_build_object('attributes', a), 'relevance', 20, o)) AS rows
+  FROM unnest(ARRAY['cable', 'black cabel']) q,
+       unnest(ARRAY['{"color": "red"}', '{"size": 2, "color": "red"}', '{"ports": ["hdmi"]}',
+                    '{"k70": 70}', '{"color": "green"}']::jsonb[]) a,
+       unnest(ARRAY[0, 400]) o
+ ORDER BY q, a::text, o;
+-- the products with 70 attributes are found by any of them
+SELECT sku FROM shop.product
+ WHERE product_id IN (SELECT product_id FROM shop.search('cable', '{"attributes": {"k3": 3}}', 'price_asc'))
+ ORDER BY sku;
+
+BEGIN;
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) AS before \gset
+SELECT count(*) FROM shop.search('cable usb');
+SELECT pg_stat_get_xact_blocks_fetched('shop.product'::regclass) - :before <= 20 AS one_read_per_row;
+COMMIT;
+
+-- bounded facets: the top brands and categories by count, the rest summed;
+-- every count equals a GROUP BY over the matching rows
+CREATE FUNCTION pg_temp.facet_truth(q text, f jsonb, top int) RETURNS jsonb LANGUAGE sql AS $f$
+    WITH m AS MATERIALIZED (
+        SELECT p.brand, p.category_id FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity)
+               OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
+           AND p.status = 'active' AND p.attributes @> coalesce(f -> 'attributes', '{}')),
+    b AS (SELECT brand, count(*) n, row_number() OVER (ORDER BY count(*) DESC, brand) r
+            FROM m WHERE brand IS NOT NULL GROUP BY brand),
+    c AS (SELECT category_id, count(*) n, row_number() OVER (ORDER BY count(*) DESC, category_id) r
+            FROM m WHERE category_id IS NOT NULL GROUP BY category_id)
+    SELECT jsonb_build_object(
+        'total', (SELECT count(*) FROM m),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', brand, 'count', n) ORDER BY r)
+                             FROM b WHERE r <= top), '[]'),
+        'brand_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(n), 0))
+                          FROM b WHERE r > top),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', category_id, 'count', n)
+                                               ORDER BY r) FROM c WHERE r <= top), '[]'),
+        'category_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(n), 0))
+                             FROM c WHERE r > top))
+$f$;
+CREATE FUNCTION pg_temp.facet_got(q text, f jsonb, top int) RETURNS jsonb LANGUAGE sql AS $f$
+    SELECT jsonb_build_object('total', r -> 'total', 'brand', r -> 'brand', 'brand_other', r -> 'brand_other',
+                              'category', (SELECT coalesce(jsonb_agg(e - 'name' ORDER BY o), '[]')
+                                             FROM jsonb_array_elements(r -> 'category') WITH ORDINALITY x(e, o)),
+                              'category_other', r -> 'category_other')
+      FROM shop.search_facets(q, f, top) r
+$f$;
+SELECT q, f, top, pg_temp.facet_got(q, f, top) = pg_temp.facet_truth(q, f, top) AS same,
+       jsonb_array_length(pg_temp.facet_got(q, f, top) -> 'brand') AS brands,
+       pg_temp.facet_got(q, f, top) -> 'brand_other' AS brand_other
+  FROM unnest(ARRAY['cable', 'black cable', 'toner']) q,
+       unnest(ARRAY['{}', '{"price_max": 3000}', '{"attributes": {"color": "red"}}']::jsonb[]) f,
+       unnest(ARRAY[1, 2, 10]) top
+ ORDER BY q, f::text, top;
+-- the other facets are those of the unbounded call; NULL is every value
+SELECT (shop.search_facets('cable', '{}', 2) - 'brand' - 'brand_other' - 'category' - 'category_other')
+     = (shop.search_facets('cable', '{}') - 'brand' - 'category') AS rest_same,
+       shop.search_facets('cable', '{}', NULL) = shop.search_facets('cable', '{}') AS null_is_all;
+SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 0)$$);
+
+-- as the storefront (the plain order computed before, as the superuser)
+CREATE TEMP TABLE want AS
+SELECT sort, pg_temp.want('cable', '{"brand": "anker"}', sort, 20, 20) AS w
+  FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) sort;
+GRANT SELECT ON want TO shop_storefront;
+SET ROLE shop_storefront;
+SELECT sort, pg_temp.got('cable', '{"brand": "anker"}', sort, 20, 20) = w AS same, cardinality(w) AS rows
+  FROM want ORDER BY sort;
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'cheapest', 20)$$);
+SELECT jsonb_array_length(shop.search_facets('cable', '{}', 3) -> 'brand') AS brands;
+RESET ROLE;
+
+-- the index function on its own: errors
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
+SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);
+-- INCLUDE takes a timestamptz and a jsonb column only
+SELECT pg_temp.err($$CREATE INDEX ON shop.product USING shop_search (shop.search_doc(title)) INCLUDE (price_cents)$$);
+-- without a timestamptz INCLUDE column every row ties for "newest"
+CREATE TABLE notes (id int PRIMARY KEY, title text, price bigint);
+INSERT INTO notes SELECT i, 'note ' || i, i % 5 FROM generate_series(1, 50) i;
+CREATE INDEX notes_search ON notes USING shop_search (shop.search_doc(title, NULL, NULL, NULL, price));
+SELECT count(*) FROM shop._search_sorted('notes_search', '"note"', 'newest', 3);
+SELECT array_agg(n.price ORDER BY n.price, n.id) AS cheapest
+  FROM shop._search_sorted('notes_search', '"note"', 'price_asc', 3) s JOIN notes n ON n.ctid = s.ctid;
+-- _search_rows returns shop.product rows: no other table's index
+SELECT pg_temp.err($$SELECT * FROM shop._search_rows('notes_search', '"note"', 'relevance', 5, '{}')$$);
+
+DROP TABLE notes;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

@@ -1,0 +1,518 @@
+/*-------------------------------------------------------------------------
+ *
+ * sssort.c
+ *	  Sorted scans of a shop_search index: the first k matches of a query
+ *	  by price, rating, creation time or popularity, chosen from the values
+ *	  the index stores per document, not from the table.
+ *
+ * shop.search's sorts order rows by a column and then by further
+ * tie-breaks the index does not store (rating_count, product_id).  A
+ * sorted scan therefore does not produce the final order: it finds the
+ * candidates, the k first matches by a *key* computed from the stored
+ * values plus every match whose key ties with the k-th, and the caller
+ * sorts those few rows by the exact SQL order.  The key only has to be
+ * monotone with that order (a row ordered before another never has a
+ * larger key); equal keys for rows SQL orders apart (price cents past
+ * 2^53 as a double, numeric ratings rounded to real) only add ties, which
+ * the candidates include.  So the first k rows of the exact order are
+ * always among the candidates: at least k visible candidates have a key
+ * at most the k-th one's, and every row ordered among the first k has a
+ * key no larger.
+ *
+ * The scan visits every match's document record (the match set of a
+ * bitmap scan, SsVisitMatches) and keeps a bounded buffer: matches whose
+ * key is larger than the k-th smallest seen so far are dropped as they
+ * come; when the buffer fills, it is sorted and cut after the k-th key
+ * and its ties.  Then the candidates are read from the table in key
+ * order, visibility and all (table_index_fetch_tuple, which follows HOT
+ * chains and gives the visible version's TID), until k visible rows and
+ * the ties of the k-th are out.  If invisible rows (dead, or not yet
+ * visible to the snapshot) left fewer than k while the buffer had dropped
+ * matches, the scan runs again keeping that many more.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "shop.h"
+#include "ssearch.h"
+
+PG_FUNCTION_INFO_V1(shop_search_sorted);
+
+typedef enum SortKind
+{
+	SORT_PRICE_ASC,
+	SORT_PRICE_DESC,
+	SORT_RATING,
+	SORT_NEWEST,
+	SORT_POPULARITY
+} SortKind;
+
+typedef struct SortCand
+{
+	double		key;			/* smaller first */
+	ItemPointerData tid;
+} SortCand;
+
+typedef struct SsSortState
+{
+	SortKind	kind;
+	int64		k;				/* keep the first k and their ties */
+	SortCand   *c;
+	int64		n;
+	int64		cap;
+	bool		have_bound;
+	double		bound;			/* the k-th smallest key so far */
+	bool		dropped;		/* some match was left out */
+	int64		seen;			/* matches visited */
+} SsSortState;
+
+/*
+ * The key of a document: smaller is earlier, monotone with shop.search's
+ * ORDER BY (ASC puts NULLs last, DESC first; PostgreSQL orders NaN above
+ * every number).
+ */
+static inline double
+sort_key(SortKind kind, const SsDoc *d)
+{
+	switch (kind)
+	{
+		case SORT_PRICE_ASC:
+			return (d->flags & SS_DOC_HAS_PRICE) ? (double) d->price_cents : HUGE_VAL;
+		case SORT_PRICE_DESC:
+			return (d->flags & SS_DOC_HAS_PRICE) ? -(double) d->price_cents : -HUGE_VAL;
+		case SORT_RATING:
+			/* rating_avg DESC NULLS LAST */
+			if (!(d->flags & SS_DOC_HAS_RATING))
+				return HUGE_VAL;
+			return isnan(d->rating) ? -HUGE_VAL : -(double) d->rating;
+		case SORT_NEWEST:
+			return (d->flags & SS_DOC_HAS_CREATED) ? -(double) d->created_at : -HUGE_VAL;
+		case SORT_POPULARITY:
+			/* NULL popularity is stored as 0 */
+			return (d->flags & SS_DOC_POP_NAN) ? -HUGE_VAL : -(double) d->popularity;
+	}
+	return 0;
+}
+
+static int
+cand_cmp(const void *a, const void *b)
+{
+	const SortCand *x = (const SortCand *) a;
+	const SortCand *y = (const SortCand *) b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
+}
+
+/*
+ * Sort the buffer and keep the first k and the ties of the k-th; grow it
+ * when that leaves it more than half full (many ties).
+ */
+static void
+cut_buffer(SsSortState *st)
+{
+	int64		keep;
+
+	qsort(st->c, st->n, sizeof(SortCand), cand_cmp);
+	if (st->n <= st->k)
+		return;
+	st->bound = st->c[st->k - 1].key;
+	st->have_bound = true;
+	keep = st->k;
+	while (keep < st->n && st->c[keep].key <= st->bound)
+		keep++;
+	if (keep < st->n)
+		st->dropped = true;
+	st->n = keep;
+	if (st->n > st->cap / 2)
+	{
+		st->cap *= 2;
+		st->c = repalloc_huge(st->c, sizeof(SortCand) * st->cap);
+	}
+}
+
+static void
+sort_visit(void *arg, const SsDoc *doc)
+{
+	SsSortState  *st = (SsSortState *) arg;
+	double		key = sort_key(st->kind, doc);
+
+	st->seen++;
+	if (st->have_bound && key > st->bound)
+	{
+		st->dropped = true;
+		return;
+	}
+	if (st->n >= st->cap)
+	{
+		cut_buffer(st);
+		if (st->have_bound && key > st->bound)
+		{
+			st->dropped = true;
+			return;
+		}
+	}
+	st->c[st->n].key = key;
+	st->c[st->n].tid = doc->tid;
+	st->n++;
+}
+
+static SortKind
+parse_sort(text *t)
+{
+	char	   *s = text_to_cstring(t);
+
+	if (strcmp(s, "price_asc") == 0)
+		return SORT_PRICE_ASC;
+	if (strcmp(s, "price_desc") == 0)
+		return SORT_PRICE_DESC;
+	if (strcmp(s, "rating") == 0)
+		return SORT_RATING;
+	if (strcmp(s, "newest") == 0)
+		return SORT_NEWEST;
+	if (strcmp(s, "popularity") == 0)
+		return SORT_POPULARITY;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown sort"),
+			 errdetail("sort is \"%s\"; a sorted scan takes price_asc, price_desc, rating, newest or popularity.", s)));
+	return SORT_PRICE_ASC;		/* keep compiler quiet */
+}
+
+/* what to do with each visible candidate, in key order */
+typedef void (*SortEmit) (void *arg, TupleTableSlot *slot, double key);
+
+/*
+ * An attribute filter checked on the rows: attrs (a jsonb object) must be
+ * contained in the row's column att, as "attributes @> attrs".  The index
+ * narrows the matches by attribute filter terms first (SsSetAttrFilter),
+ * which may let a few more through (hash collisions, documents with more
+ * attributes than it indexes, nested values): this makes it exact.
+ */
+typedef struct RowCheck
+{
+	Jsonb	   *attrs;
+	AttrNumber	att;
+} RowCheck;
+
+static bool
+row_ok(const RowCheck *rc, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		v;
+
+	if (rc == NULL)
+		return true;
+	v = slot_getattr(slot, rc->att, &isnull);
+	return !isnull &&
+		DatumGetBool(DirectFunctionCall2(jsonb_contains, v, JsonbPGetDatum(rc->attrs)));
+}
+
+/* SsVisitMatches with the attribute filter of rc, if any */
+static void
+visit_matches(Relation index, Jsonb *query, const RowCheck *rc, SsDocVisitor visit, void *arg)
+{
+	SsSetAttrFilter(rc ? rc->attrs : NULL);
+	PG_TRY();
+	{
+		SsVisitMatches(index, query, visit, arg);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The first k visible matches of query in index by kind, and the ties of
+ * the k-th, handed to emit in key order; restart is called before the
+ * scan starts over (see the top of the file).
+ */
+static void
+sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
+			const RowCheck *rc, SortEmit emit, void (*restart) (void *arg), void *arg)
+{
+	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	Snapshot	snap = GetActiveSnapshot();
+	SsSortState st;
+	int64		want = k;
+
+	for (;;)
+	{
+		int64		visible = 0,
+					invisible = 0;
+		int64		i;
+		double		kth = 0;
+
+		memset(&st, 0, sizeof(st));
+		st.kind = kind;
+		st.k = want;
+		st.cap = Max(2 * want, 1024);
+		st.c = palloc_extended(sizeof(SortCand) * st.cap, MCXT_ALLOC_HUGE);
+		visit_matches(index, query, rc, sort_visit, &st);
+		qsort(st.c, st.n, sizeof(SortCand), cand_cmp);
+
+		/* the candidates in key order, as far as k visible rows and ties */
+		for (i = 0; i < st.n; i++)
+		{
+			bool		call_again = false,
+						all_dead = false;
+			ItemPointerData t = st.c[i].tid;
+
+			if (visible >= k && st.c[i].key > kth)
+				break;
+			if ((i & 255) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
+				row_ok(rc, slot))
+			{
+				emit(arg, slot, st.c[i].key);
+				if (++visible == k)
+					kth = st.c[i].key;
+			}
+			else
+				invisible++;
+			ExecClearTuple(slot);
+		}
+		elog(DEBUG1, "shop_search sorted scan: " INT64_FORMAT " matches, " INT64_FORMAT
+			 " candidates kept, " INT64_FORMAT " read, " INT64_FORMAT " invisible",
+			 st.seen, st.n, Min(i, st.n), invisible);
+		if (visible >= k || !st.dropped)
+			break;
+
+		/*
+		 * Invisible rows (or rows failing rc) took places of the first k
+		 * and the buffer left
+		 * matches out: again, keeping as many more (the rows handed out
+		 * so far come first again, so the output starts over).
+		 */
+		restart(arg);
+		want += Max(invisible, 1);
+		pfree(st.c);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+}
+
+static void
+tid_emit(void *arg, TupleTableSlot *slot, double key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	ItemPointer here = palloc(sizeof(ItemPointerData));
+	Datum		v[2];
+	bool		nulls[2] = {false, false};
+
+	*here = slot->tts_tid;
+	v[0] = PointerGetDatum(here);
+	v[1] = Float8GetDatum(key);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
+static void
+output_restart(void *arg)
+{
+	tuplestore_clear(((ReturnSetInfo *) arg)->setResult);
+}
+
+static void
+check_k(int32 k)
+{
+	if (k < 1 || k > SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 errdetail("k is %d; it must be between 1 and %d.", k,
+						   SHOP_MAX_LIMIT + SHOP_MAX_OFFSET)));
+}
+
+/*
+ * shop._search_sorted(index regclass, query jsonb, sort text, k int)
+ *   -> TABLE(ctid tid, sort_key float8)
+ * The TIDs (of the visible versions) of the first k rows matching query
+ * (every word; the filters of the query) in the order of sort, and of
+ * every row whose sort value ties with the k-th, in that order: the rows
+ * among which the first k of the exact order (with the caller's further
+ * tie-breaks) are; sort_key is the key they were chosen by (smaller
+ * first, see sort_key).  Sorting by "newest" needs a timestamptz INCLUDE
+ * column; without one every row ties.
+ */
+Datum
+shop_search_sorted(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *query = PG_GETARG_JSONB_P(1);
+	SortKind	kind = parse_sort(PG_GETARG_TEXT_PP(2));
+	int32		k = PG_GETARG_INT32(3);
+	Relation	index,
+				heap;
+
+	check_k(k);
+	InitMaterializedSRF(fcinfo, 0);
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	SsCheckQueryLanguage(index, query);
+	sorted_scan(index, heap, query, kind, k, NULL, tid_emit, output_restart, rsinfo);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
+}
+
+/* ---- whole rows ---- */
+
+static void
+row_emit(void *arg, TupleTableSlot *slot, double key)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	Datum		v[4];
+	bool		nulls[4] = {false, true, true, false};
+
+	v[0] = ExecFetchSlotHeapTupleDatum(slot);
+	v[1] = v[2] = (Datum) 0;
+	v[3] = Int32GetDatum(0);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+}
+
+/* the k best rows for relevance passing rc, as shop.search_scan ranks them */
+static void
+relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
+					 ReturnSetInfo *rsinfo)
+{
+	IndexScanDesc scan;
+	ScanKeyData skey,
+				orderby;
+	FmgrInfo	dummy;
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	int			n = 0;
+
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.fn_oid = InvalidOid;
+	ScanKeyEntryInitializeWithInfo(&skey, 0, 1, SS_MATCH_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	ScanKeyEntryInitializeWithInfo(&orderby, 0, 1, SS_RANK_STRATEGY, JSONBOID,
+								   InvalidOid, &dummy, query);
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 1);
+	index_rescan(scan, &skey, 1, &orderby, 1);
+	while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		Datum		v[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		CHECK_FOR_INTERRUPTS();
+		if (!row_ok(rc, slot))
+			continue;
+		v[0] = ExecFetchSlotHeapTupleDatum(slot);
+		v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
+		v[2] = Int32GetDatum(typos);
+		v[3] = Int32GetDatum(missing);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* relevance_scan_inner with the attribute filter of rc, if any */
+static void
+relevance_scan(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
+			   ReturnSetInfo *rsinfo)
+{
+	SsSetAttrFilter(rc ? rc->attrs : NULL);
+	PG_TRY();
+	{
+		relevance_scan_inner(index, heap, query, k, rc, rsinfo);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * shop._search_rows(index regclass, query jsonb, sort text, k int, attrs jsonb)
+ *   -> TABLE(row <the table's row type>, score real, typos int, missing int)
+ * What shop.search needs of the index in one call, the rows themselves
+ * read once each: with sort 'relevance', the k best rows as
+ * shop.search_scan ranks them, with their score, typos and missing words;
+ * with another sort, the rows _search_sorted chooses (score and typos
+ * NULL, missing 0), for the caller to order exactly.  Only rows whose
+ * attributes (the index's jsonb INCLUDE column) contain attrs count, as
+ * "attributes @> attrs": the index filters on attribute terms, the rows
+ * are checked.  The SQL declaration names the table's row type; an index
+ * on another table is refused.
+ */
+PG_FUNCTION_INFO_V1(shop_search_rows);
+
+Datum
+shop_search_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		query = PG_GETARG_DATUM(1);
+	char	   *sort = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int32		k = PG_GETARG_INT32(3);
+	Jsonb	   *attrs = PG_GETARG_JSONB_P(4);
+	Relation	index,
+				heap;
+	RowCheck	rcd;
+	RowCheck   *rc = NULL;
+
+	check_k(k);
+	if (!JB_ROOT_IS_OBJECT(attrs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed search filter"),
+				 errdetail("attributes must be a jsonb object.")));
+	InitMaterializedSRF(fcinfo, 0);
+	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	if (TupleDescAttr(rsinfo->setDesc, 0)->atttypid != heap->rd_rel->reltype)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("index \"%s\" is not on the table whose rows this function returns",
+						RelationGetRelationName(index))));
+	SsCheckQueryLanguage(index, DatumGetJsonbP(query));
+	if (JB_ROOT_COUNT(attrs) > 0)
+	{
+		int			c = SsIncludeColumn(index, JSONBOID);
+
+		if (c < 0 || index->rd_index->indkey.values[c] == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("index \"%s\" has no attributes", RelationGetRelationName(index)),
+					 errdetail("An attributes filter needs a jsonb column in the index's INCLUDE list.")));
+		rcd.attrs = attrs;
+		rcd.att = index->rd_index->indkey.values[c];
+		rc = &rcd;
+	}
+	if (strcmp(sort, "relevance") != 0)
+		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(PG_GETARG_TEXT_PP(2)), k,
+					rc, row_emit, output_restart, rsinfo);
+	else
+		relevance_scan(index, heap, query, k, rc, rsinfo);
+	table_close(heap, AccessShareLock);
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
+}
