@@ -142,7 +142,7 @@
  * standby queries whose xmin is at or before the release point, the same
  * test R2 applies on the primary.  With hot_standby_feedback on nobody
  * is cancelled: the primary waits for those queries instead.
- * test/search_standby checks both with a standby search stopped after its
+ * t/005_search_standby.pl checks both with a standby search stopped after its
  * metapage read while the primary reuses what it points to.
  *
  *-------------------------------------------------------------------------
