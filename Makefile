@@ -5,7 +5,9 @@
 # bench, deps) first install the packages, then re-enter make, which then
 # finds pg_config and includes PGXS for the build itself.
 
-EXTENSION    = shop
+# shop_router: the router of a sharded shop (docs/scale-out.md), needed
+# only on router nodes; it requires PL/Proxy (postgresql-15-plproxy)
+EXTENSION    = shop shop_router
 EXTVERSION   = 1.1
 MODULE_big   = shop
 # One object per C file, one per line (STYLE.md): a new file is added here
@@ -37,7 +39,8 @@ OBJS         = \
 	src/search/ssverify.o \
 	src/search/sswrite.o
 DATA         = shop--1.0.sql \
-               shop--1.0--1.1.sql
+               shop--1.0--1.1.sql \
+               shop_router--1.0.sql
 PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
 # Monitoring files (docs/operations.md, "Monitoring with Prometheus"):
 # installed into $(pg_config --docdir)/extension/
