@@ -74,7 +74,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check
+.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check cluster-test
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -93,6 +93,14 @@ demo-stop:
 test: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/test.sh
+
+# The cluster tests (test/cluster, docs/scale-out.md): a router and 4
+# shard databases on two clusters; make test runs their short form, this
+# also measures the 4-shard search against one node's on a real catalog
+# (SHARED_DATA, default ../shared/data) or the synthetic one.
+cluster-test: deps
+	@$(MAKE) --no-print-directory all
+	@CLUSTER_LONG=1 TESTS=cluster scripts/test.sh
 
 # Benchmarks against the baselines, report in bench/results/<date>.md.
 # BENCH_SCALE=products, BENCH_ONLY=workload[,workload].
