@@ -151,6 +151,6 @@ expect backoffice "SELECT shop.product_upsert('FX-2', 'Lenovo Nova laptop, renam
 expect backoffice "SELECT shop.stock_set(2, 7) = 7 AND shop.stock_available(2) = 7" t
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
-    TOP="$TOP" PGBIN="$PGBIN" bash "$HERE/measure.sh"
+    . "$HERE/measure.sh"
 fi
 echo "cluster: ok"
