@@ -13,8 +13,8 @@
  *   - product_id-keyed calls run on partition hashint8(product_id) & (n-1);
  *   - writes of the replicated tables (categories, synonyms) run on every
  *     partition; reads of them on any one;
- *   - search, search_facets, autocomplete and did_you_mean run on every
- *     partition and are merged here.
+ *   - search, search_facets, autocomplete, did_you_mean and browse run on
+ *     every partition and are merged here.
  * Calls keyed by customer_id (carts, checkout, orders) are not routed yet:
  * docs/scale-out.md has their design.
  *
@@ -220,6 +220,69 @@ AS $$
     CLUSTER 'shop_cluster';
     RUN ON hashint8(product_id);
 $$;
+
+-- browse: the products of a category and its descendants, from every
+-- shard, merged as search pages are (each shard's first lim + off rows,
+-- sorted as one node sorts them, then cut); newest reads created_at, which
+-- browse does not return, in the same shard query.  The title sort uses
+-- the router database's collation: create it with the shards' locale.
+CREATE FUNCTION shop_router._browse(i_category_id bigint, i_sort text, i_lim int, i_off int)
+RETURNS TABLE (product_id bigint, sku text, title text, brand text, category text,
+               price_cents bigint, rating_avg numeric, rating_count int,
+               popularity real, image text, created_at timestamptz)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT b.product_id, b.sku, b.title, b.brand, b.category, b.price_cents, b.rating_avg,
+           b.rating_count, b.popularity, b.image, p.created_at
+      FROM shop.browse($1, $2, $3, $4) b
+      JOIN shop.product p ON p.product_id = b.product_id;
+$$;
+
+CREATE FUNCTION shop.browse(category_id bigint, sort text DEFAULT 'popularity',
+                            lim int DEFAULT 20, off int DEFAULT 0)
+RETURNS TABLE (product_id bigint, sku text, title text, brand text, category text,
+               price_cents bigint, rating_avg numeric, rating_count int,
+               popularity real, image text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    need int;
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
+        -- out of range: the shards say so, in the words of one node
+        RETURN QUERY
+        SELECT r.product_id, r.sku, r.title, r.brand, r.category, r.price_cents, r.rating_avg,
+               r.rating_count, r.popularity, r.image
+          FROM shop_router._browse(category_id, sort, lim, off) r;
+        RETURN;
+    END IF;
+    need := lim + off;
+    RETURN QUERY
+    SELECT r.product_id, r.sku, r.title, r.brand, r.category, r.price_cents, r.rating_avg,
+           r.rating_count, r.popularity, r.image
+      FROM generate_series(0, (need - 1) / 1000) k
+     CROSS JOIN LATERAL shop_router._browse(category_id, sort, least(1000, need - 1000 * k),
+                                            1000 * k) r
+     ORDER BY
+        CASE WHEN sort = 'popularity' THEN r.popularity END DESC,
+        CASE WHEN sort = 'price_asc' THEN r.price_cents END ASC,
+        CASE WHEN sort = 'price_desc' THEN r.price_cents END DESC,
+        CASE WHEN sort = 'price_desc' THEN r.product_id END DESC,
+        CASE WHEN sort = 'rating' THEN r.rating_avg END DESC NULLS LAST,
+        CASE WHEN sort = 'rating' THEN r.rating_count END DESC,
+        CASE WHEN sort = 'newest' THEN r.created_at END DESC,
+        CASE WHEN sort = 'newest' THEN r.product_id END DESC,
+        CASE WHEN sort = 'title' THEN r.title END ASC,
+        r.product_id
+     OFFSET off LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
+'router: a category''s active products from every shard, merged (docs/scale-out.md)';
 
 CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
                                 title text DEFAULT NULL, body text DEFAULT NULL)
@@ -500,6 +563,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 GRANT USAGE ON SCHEMA shop, shop_router TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
+    shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint),
     shop.stock_available(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),

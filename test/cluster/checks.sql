@@ -163,6 +163,16 @@ SELECT format('top 10 overlap with one node: %s%% on average, %s of %s queries i
               round(100 * avg(top10)), count(*) FILTER (WHERE same_order), count(*))
   FROM overlap;
 
+\echo == browse: the pages of the router are those of one node
+-- (not newest: the router's load and the reference's give the products
+-- other created_at values)
+SELECT fail_if(count(*) > 0, 'browse through the router = one node (categories with descendants, 5 sorts, 2 pages)',
+               string_agg(format('%s/%s/%s', c, s, off), ', '))
+  FROM generate_series(1, 6) c, unnest(ARRAY['popularity', 'price_asc', 'price_desc', 'rating', 'title']) s,
+       unnest(ARRAY[0, 7]) off
+ WHERE router(format('SELECT string_agg(format(''%%s %%s %%s'', product_id, category, rating_count), '','') FROM shop.browse(%s, %L, 7, %s)', c, s, off))
+       IS DISTINCT FROM one(format('SELECT string_agg(format(''%%s %%s %%s'', product_id, category, rating_count), '','') FROM shop.browse(%s, %L, 7, %s)', c, s, off));
+
 \echo == facets: the counts of the router are those of one node
 CREATE TABLE facet_cases (q text, filters text);
 INSERT INTO facet_cases SELECT q, '{}' FROM queries;
