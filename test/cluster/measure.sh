@@ -101,4 +101,26 @@ SELECT cq.query, round(o.overlap, 1) AS overlap
                              / greatest(1, (SELECT count(*) FROM top10 a WHERE a.node = 'm_one' AND a.query_id = cq.query_id)) AS overlap) o
  ORDER BY o.overlap, cq.query_id LIMIT 10;
 SQL
+# What a call costs through the router: pgbench, one client, each call
+# its own transaction (as an application makes them; a search commits its
+# search_log row, on every shard through the router), a random one of the
+# 135 queries per call; after a warm-up run. A timing on a shared machine,
+# printed for docs/scale-out.md, never checked.
+echo "== measure: latency per call, one node and through the router ($(date +%T))"
+for db in "$A $PA m_one" "$R $PR m_router"; do
+    # shellcheck disable=SC2086
+    set -- $db
+    q "$1" "$2" "$3" -c "CREATE TABLE public.measure_q (query_id int PRIMARY KEY, query text)"
+    q "$R" "$PR" checker -c "COPY (SELECT query_id, query FROM chorus_query) TO STDOUT" |
+        q "$1" "$2" "$3" -c "COPY public.measure_q FROM STDIN"
+    for call in "SELECT count(*) FROM shop.search((SELECT query FROM public.measure_q WHERE query_id = :i), lim => 10);" \
+                "SELECT shop.search_facets((SELECT query FROM public.measure_q WHERE query_id = :i)) IS NULL;"; do
+        printf '\\set i random(1, 135)\n%s\n' "$call" >"$BASE/measure.pgbench"
+        "$PGBIN/pgbench" -n -h "$1" -p "$2" -f "$BASE/measure.pgbench" -t 50 "$3" >/dev/null 2>&1
+        lat=$("$PGBIN/pgbench" -n -h "$1" -p "$2" -f "$BASE/measure.pgbench" -t 300 "$3" 2>&1 |
+              sed -n 's/^latency average = //p')
+        label=search; [[ $call == *search_facets* ]] && label=search_facets
+        echo "  $3: $label: $lat"
+    done
+done
 echo "== measure: done ($(date +%T))"
