@@ -5,7 +5,9 @@
 # bench, deps) first install the packages, then re-enter make, which then
 # finds pg_config and includes PGXS for the build itself.
 
-EXTENSION    = shop
+# shop_router: the router of a sharded shop (docs/scale-out.md), needed
+# only on router nodes; it requires PL/Proxy (postgresql-15-plproxy)
+EXTENSION    = shop shop_router
 EXTVERSION   = 1.1
 MODULE_big   = shop
 # One object per C file, one per line (STYLE.md): a new file is added here
@@ -39,7 +41,8 @@ OBJS         = \
 	src/search/ssverify.o \
 	src/search/sswrite.o
 DATA         = shop--1.0.sql \
-               shop--1.0--1.1.sql
+               shop--1.0--1.1.sql \
+               shop_router--1.0.sql
 PGFILEDESC   = "shop - e-commerce backend inside PostgreSQL"
 # Monitoring files (docs/operations.md, "Monitoring with Prometheus"):
 # installed into $(pg_config --docdir)/extension/
@@ -80,7 +83,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check
+.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check cluster-test
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -99,6 +102,14 @@ demo-stop:
 test: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/test.sh
+
+# The cluster tests (test/cluster, docs/scale-out.md): a router and 4
+# shard databases on two clusters; make test runs their short form, this
+# also measures the 4-shard search against one node's on a real catalog
+# (SHARED_DATA, default ../shared/data) or the synthetic one.
+cluster-test: deps
+	@$(MAKE) --no-print-directory all
+	@CLUSTER_LONG=1 TESTS=cluster scripts/test.sh
 
 # Benchmarks against the baselines, report in bench/results/<date>.md.
 # BENCH_SCALE=products, BENCH_ONLY=workload[,workload].

@@ -8,12 +8,14 @@ set -euo pipefail
 # the TAP tests of t/ with IPC::Run.
 # pgbouncer: test/pgbouncer runs the storefront through a PgBouncer of its
 # own (docs/security.md, "Behind a connection pooler").
+# postgresql-15-plproxy: the router of a sharded shop (shop_router,
+# docs/scale-out.md) and test/cluster, which starts one.
 # prometheus-postgres-exporter, prometheus (for promtool) and curl:
 # test/prometheus scrapes shop's metrics through the exporter and checks
 # the alert rules (docs/operations.md, "Monitoring with Prometheus").
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
       postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper
-      prometheus-postgres-exporter prometheus curl libipc-run-perl"
+      prometheus-postgres-exporter prometheus curl libipc-run-perl postgresql-15-plproxy"
 
 missing=""
 for p in $PKGS; do

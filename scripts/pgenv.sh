@@ -52,7 +52,9 @@ tmp_install_setup() {
     libdir=$("$PG_CONFIG" --pkglibdir)         # /usr/lib/postgresql/15/lib
     sharedir=$("$PG_CONFIG" --sharedir)        # /usr/share/postgresql/15
     local pgroot=${libdir%/lib}                # /usr/lib/postgresql/15
-    if [ ! -x "$TMP_INSTALL$pgroot/bin/postgres" ]; then
+    # (again when PL/Proxy, which the router needs, was installed after it)
+    if [ ! -x "$TMP_INSTALL$pgroot/bin/postgres" ] ||
+        { [ -e "$libdir/plproxy.so" ] && [ ! -e "$TMP_INSTALL$libdir/plproxy.so" ]; }; then
         rm -rf "$TMP_INSTALL"
         mkdir -p "$TMP_INSTALL$(dirname "$pgroot")" "$TMP_INSTALL$(dirname "$sharedir")"
         cp -al "$pgroot" "$TMP_INSTALL$(dirname "$pgroot")/" 2>/dev/null ||
@@ -64,6 +66,7 @@ tmp_install_setup() {
     # file of shop's that the install writes, including the JIT bitcode
     # (llvm-lto rewrites bitcode/shop.index.bc in place), before installing.
     rm -rf "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]* \
+        "$TMP_INSTALL$sharedir"/extension/shop_router[.-]* \
         "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc
     make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
     PGBIN="$TMP_INSTALL$pgroot/bin"

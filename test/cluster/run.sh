@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# cluster: shop past one machine (issue 16, docs/scale-out.md). A router
+# cluster (database "router" with shop_router, PL/Proxy) in front of two
+# shard clusters holding two shard databases each: 4 partitions, p0 and p2
+# on cluster A, p1 and p3 on cluster B. A small catalog is loaded through
+# the router, and the same calls build a one-node reference database
+# ("one", on cluster A). Checks, made from a "checker" database that reads
+# every database with dblink:
+#   - every product is on the partition hashint8(product_id) & 3 names, and
+#     only there; categories and synonyms are on every shard, as one node
+#     has them; a replicated write through the router reaches every shard;
+#   - search through the router equals the merge of the shards' own
+#     searches (top-k, sorts, pagination) and finds what one node finds;
+#     facet counts equal one node's; autocomplete and did_you_mean answer;
+#   - the calls keep a node's privileges (the storefront and back-office
+#     roles) and its errors (SQLSTATE).
+# CLUSTER_LONG=1 (make cluster-test) also measures the 4-shard top 10
+# against one node's on a larger catalog (test/cluster/measure.sh).
+set -euo pipefail
+. "$TOP/scripts/pgenv.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+BASE="$TOP/tmp_check/cluster"
+R="$BASE/router" A="$BASE/shards_a" B="$BASE/shards_b"
+rm -rf "$BASE"
+mkdir -p "$BASE"
+[ "$(id -u)" = 0 ] && chown postgres: "$BASE"
+trap 'cluster_stop "$R" immediate; cluster_stop "$A" immediate; cluster_stop "$B" immediate' EXIT
+PR=$(free_port cluster_router); cluster_init "$R" "$PR"; cluster_start "$R"
+PA=$(free_port cluster_a); cluster_init "$A" "$PA"; cluster_start "$A"
+PB=$(free_port cluster_b); cluster_init "$B" "$PB"; cluster_start "$B"
+export PGUSER=postgres
+# psql on a cluster: q DIR PORT DB [psql args...]
+q() { local dir=$1 port=$2 db=$3; shift 3; "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q -h "$dir" -p "$port" -d "$db" "$@"; }
+PART=("host=$A port=$PA dbname=s0" "host=$B port=$PB dbname=s1"
+      "host=$A port=$PA dbname=s2" "host=$B port=$PB dbname=s3")
+ONE="host=$A port=$PA dbname=one"
+ROUTER="host=$R port=$PR dbname=router"
+
+# The shards and the reference: shop, and the login roles of
+# docs/security.md (roles are per cluster: every cluster gets them).
+for i in 0 1 2 3; do
+    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
+    "$PGBIN/createdb" -h "$dir" -p "$port" "s$i"
+    q "$dir" "$port" "s$i" -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
+done
+"$PGBIN/createdb" -h "$A" -p "$PA" one
+q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
+"$PGBIN/createdb" -h "$R" -p "$PR" router
+q "$R" "$PR" router <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION shop_router CASCADE;
+CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy
+    OPTIONS (p0 '${PART[0]}', p1 '${PART[1]}', p2 '${PART[2]}', p3 '${PART[3]}');
+CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
+GRANT USAGE ON FOREIGN SERVER shop_cluster TO shop_storefront, shop_admin;
+SQL
+for c in "$R $PR router" "$A $PA one" "$B $PB postgres"; do
+    # shellcheck disable=SC2086
+    q $c -c "CREATE ROLE web LOGIN IN ROLE shop_storefront; CREATE ROLE backoffice LOGIN IN ROLE shop_admin"
+done
+
+# The catalog: the same calls through the router (as the back office) and
+# on the reference node. Ids are the router's (a sequence) and the
+# reference's (its identity column): the same when called in the same order.
+FIXTURE=$(cat <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.category_add('Computers') AS comp \gset
+SELECT shop.category_add('Audio') AS audio \gset
+SELECT shop.category_add('Laptops', :comp) AS c0 \gset
+SELECT shop.category_add('Mice', :comp) AS c1 \gset
+SELECT shop.category_add('Speakers', :audio) AS c2 \gset
+SELECT shop.category_add('Headphones', :audio) AS c3 \gset
+SELECT shop.category_add('Laptops', :comp) = :c0 AS same_category_again \gset
+SELECT shop.synonym_add('notebook', ARRAY['laptop']) \g /dev/null
+SELECT set_config('fixture.cats', format('{%s,%s,%s,%s}', :c0, :c1, :c2, :c3), false) \g /dev/null
+DO $$
+DECLARE
+    cats bigint[] := current_setting('fixture.cats')::bigint[];
+    nouns text[][] := ARRAY[['laptop', 'ultrabook', 'laptop'], ['mouse', 'wireless mouse', 'trackball'],
+                            ['speaker', 'bluetooth speaker', 'soundbar'], ['headphones', 'headset', 'earbuds']];
+    brands text[][] := ARRAY[['Lenovo', 'HP', 'Dell', 'Asus'], ['Logitech', 'Microsoft', 'Logitech', 'Cherry'],
+                             ['Sony', 'JBL', 'Philips', 'Sony'], ['Sony', 'Jabra', 'Philips', 'Jabra']];
+    models text[] := ARRAY['pro', 'elite', 'nova', 'swift', 'zen', 'air'];
+    colours text[] := ARRAY['black', 'white', 'blue', 'red'];
+    c int; b text; t text; id bigint;
+BEGIN
+    FOR g IN 1..240 LOOP
+        c := 1 + g % 4;
+        b := brands[c][1 + (g / 4) % 4];
+        t := format('%s %s %s %s %s', b, initcap(models[1 + g % 6]), 100 + (g * 37) % 900,
+                    nouns[c][1 + (g / 3) % 3], colours[1 + (g / 5) % 4]);
+        IF g % 47 = 0 THEN
+            t := t || ' chromebook';          -- a rare word: on few shards
+        END IF;
+        id := shop.product_upsert(format('FX-%s', g), t, 1000 + (g * 7919) % 200000,
+                                  description => format('%s with %s.', nouns[c][1],
+                                      (ARRAY['long battery life', 'noise cancelling', 'fast charging'])[1 + g % 3]),
+                                  brand => b, category_id => cats[c],
+                                  attributes => jsonb_build_object('colour', colours[1 + (g / 5) % 4]),
+                                  product_id => CASE WHEN g > 200 THEN 5000 + 13 * g END);
+        PERFORM shop.stock_set(id, g % 5);
+        IF g % 3 = 0 THEN
+            PERFORM shop.review_add(id, 1 + g % 7, 1 + (g * 7) % 5);
+        END IF;
+    END LOOP;
+END
+$$;
+SQL
+)
+echo "== loading the catalog through the router and into the reference node ($(date +%T))"
+echo "$FIXTURE" | q "$R" "$PR" router -U backoffice
+echo "$FIXTURE" | q "$A" "$PA" one -U backoffice
+# a load ends with VACUUM on every shard (docs/scale-out.md): it folds the
+# search index's pending documents into a segment, where did_you_mean
+# looks for its corrections, and makes each shard's statistics exact
+for i in 0 1 2 3; do
+    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
+    q "$dir" "$port" "s$i" -c "VACUUM (ANALYZE) shop.product"
+done
+q "$A" "$PA" one -c "VACUUM (ANALYZE) shop.product"
+
+q "$R" "$PR" postgres -c "CREATE DATABASE checker"
+q "$R" "$PR" checker -c "SET client_min_messages = warning; CREATE EXTENSION dblink"
+echo "== checks ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
+
+# The calls as the roles a node has: the storefront searches and reads
+# through the router; the back-office calls are refused to it by the shards,
+# with a node's SQLSTATE.
+echo "== privileges and errors through the router ($(date +%T))"
+state() { q "$R" "$PR" router -U "$1" -At -c "\\set VERBOSITY sqlstate" -c "$2" 2>&1 | tail -1 || true; }
+expect() {
+    local got
+    got=$(state "$1" "$2" | sed "s/^ERROR:  //")
+    [ "$got" = "$3" ] || { echo "FAIL: as $1, $2: expected $3, got: $got"; exit 1; }
+    echo "ok: as $1, $2 -> $3"
+}
+expect web "SELECT count(*) FROM shop.search('laptop', lim => 5)" 5
+expect web "SELECT (shop.product_get(1))->>'sku'" FX-1
+expect web "SELECT shop.search_facets('laptop')->>'total' <> '0'" t
+expect web "SELECT shop.category_add('Nope')" 42501
+expect web "SELECT shop.stock_set(1, 5)" 42501
+expect web "SELECT shop.synonym_add('a', ARRAY['b'])" 42501
+expect backoffice "SELECT shop.product_get(999999999)" SH006
+expect backoffice "SELECT count(*) FROM shop.search('laptop', lim => 0)" 22023
+expect backoffice "SELECT count(*) FROM shop.search('laptop', off => -1)" 22023
+expect backoffice "SELECT count(*) FROM shop.search('laptop', sort => 'nope')" 22023
+expect backoffice "SELECT shop.product_upsert('FX-1', 'x', 1, product_id => 2)" 23505
+expect backoffice "SELECT shop.product_upsert('FX-2', 'Lenovo Nova laptop, renamed', 1500) = 2" t
+expect backoffice "SELECT shop.stock_set(2, 7) = 7 AND shop.stock_available(2) = 7" t
+
+if [ "${CLUSTER_LONG:-0}" = 1 ]; then
+    . "$HERE/measure.sh"
+fi
+echo "cluster: ok"
