@@ -1212,6 +1212,29 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Search: relevance (issue 13) ----------------------------------------------
+------------------------------------------------------------------------------
+-- docs/search.md has the rules; src/search/ the C.  In this section:
+--   1. units and model numbers: the tokenizer gives documents new terms
+--      ("27 inch", 27" and "27in" give "27inch"; "XPS 13" gives "xps13"),
+--      a new index format (5): every shop_search index is rebuilt here.
+--      An index of the old format raises XX002 with a REINDEX hint until
+--      then, never wrong rows.
+
+-- 1. Rebuild every shop_search index in the new format (the catalog's,
+-- and any a user made on a table of their own)
+DO $$
+DECLARE
+    i regclass;
+BEGIN
+    FOR i IN SELECT c.oid::regclass FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+              WHERE a.amname = 'shop_search' AND c.relkind = 'i' ORDER BY c.oid LOOP
+        EXECUTE format('REINDEX INDEX %s', i);
+    END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

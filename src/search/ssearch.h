@@ -81,7 +81,7 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			4
+#define SS_VERSION			5	/* 5: units and model numbers (sstoken.c) */
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -566,6 +566,14 @@ extern void SsGetWeights(Relation index, double *w);
 typedef void (*SsTokenCallback) (void *arg, const char *word, int len, int field);
 extern int	SsFoldWord(const char *in, int inlen, char *out, int outsize);
 extern void SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg);
+typedef enum SsTokKind
+{
+	SS_TOK_WORD,				/* a word of the text (canonical) */
+	SS_TOK_EXTRA,				/* documents: a term added beside the words */
+	SS_TOK_JOIN					/* queries: the previous two words joined */
+} SsTokKind;
+typedef void (*SsTermCallback) (void *arg, const char *word, int len, int field, SsTokKind kind);
+extern void SsAnalyze(const char *text, int len, int field, bool document, SsTermCallback cb, void *arg);
 extern int	SsStem(const char *language, const char *word, int len, char *out, int outsize);
 extern uint32 SsBrandHash(const char *brand, int len);
 extern bool SsIsStopWord(const char *word);

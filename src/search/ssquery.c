@@ -199,6 +199,11 @@ typedef struct WordList
 	char	   *w[SS_MAX_QUERY_WORDS * 4];
 	int			n;
 	int			max;
+	/* query_words: join[i], words i - 1 and i joined (SS_TOK_JOIN), or NULL */
+	char	   *join[SS_MAX_QUERY_WORDS * 4];
+	/* a phrase of a join group: [the two words], [their join] */
+	bool		joingroup;
+	bool		joined;			/* the join: matches exactly, no typos */
 } WordList;
 
 static void
@@ -208,6 +213,35 @@ word_list_cb(void *arg, const char *word, int len, int field)
 
 	if (wl->n < wl->max)
 		wl->w[wl->n++] = pnstrdup(word, len);
+}
+
+/* the words of q, canonical (sstoken.c), and the joins of neighbours */
+static void
+query_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
+{
+	WordList   *wl = (WordList *) arg;
+
+	if (kind == SS_TOK_JOIN)
+	{
+		if (wl->n >= 2 && wl->n <= wl->max)
+			wl->join[wl->n - 1] = pnstrdup(word, len);
+		return;
+	}
+	if (wl->n < wl->max)
+	{
+		wl->join[wl->n] = NULL;
+		wl->w[wl->n++] = pnstrdup(word, len);
+	}
+	else
+		wl->n = wl->max + 1;	/* full: later joins are dropped */
+}
+
+/* word_list_cb for SsAnalyze: the words alone */
+static void
+query_plain_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
+{
+	if (kind == SS_TOK_WORD)
+		word_list_cb(arg, word, len, field);
 }
 
 static void
@@ -315,7 +349,7 @@ query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
 
 			if (e->type != jbvString)
 				bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-			SsTokenize(e->val.string.val, e->val.string.len, 0, word_list_cb, notypo);
+			SsAnalyze(e->val.string.val, e->val.string.len, 0, false, query_plain_cb, notypo);
 		}
 	}
 	if ((v = get_key(jb, "match")) != NULL)
@@ -365,7 +399,7 @@ query_parse_synonyms(Jsonb *jb)
 			if (p->type != jbvString)
 				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
 			wl->max = 8;
-			SsTokenize(p->val.string.val, p->val.string.len, 0, word_list_cb, wl);
+			SsAnalyze(p->val.string.val, p->val.string.len, 0, false, query_plain_cb, wl);
 			if (wl->n > 0)
 				group = lappend(group, wl);
 		}
@@ -403,7 +437,9 @@ query_words(const char *qtext, int qlen, WordList *words)
 
 	memset(words, 0, sizeof(*words));
 	words->max = SS_MAX_QUERY_WORDS * 4;
-	SsTokenize(qtext, qlen, 0, word_list_cb, words);
+	SsAnalyze(qtext, qlen, 0, false, query_word_cb, words);
+	if (words->n > words->max)
+		words->n = words->max;
 	for (int i = 0; i < words->n; i++)
 		if (!SsIsStopWord(words->w[i]))
 			kept++;
@@ -413,11 +449,48 @@ query_words(const char *qtext, int qlen, WordList *words)
 
 		for (int i = 0; i < words->n; i++)
 			if (!SsIsStopWord(words->w[i]))
+			{
+				/* a join's words are never function words: both stay */
+				words->join[j] = (i > 0 && !SsIsStopWord(words->w[i - 1]) && j > 0) ?
+					words->join[i] : NULL;
 				words->w[j++] = words->w[i];
+			}
 		words->n = j;
 	}
 	if (words->n > SS_MAX_QUERY_WORDS)
 		words->n = SS_MAX_QUERY_WORDS;
+}
+
+/*
+ * query_join_groups: for each join of neighbouring words (sstoken.c:
+ * "xps 13", "c-exv21", "27 inch"), a group of two phrases, the words and
+ * their join ("xps13"), appended to groups: a row matches either way.
+ */
+static List *
+query_join_groups(List *groups, const WordList *words)
+{
+	for (int i = 1; i < words->n; i++)
+	{
+		WordList   *pair;
+		WordList   *joined;
+
+		if (words->join[i] == NULL)
+			continue;
+		pair = palloc0(sizeof(WordList));
+		pair->max = 8;
+		pair->w[0] = words->w[i - 1];
+		pair->w[1] = words->w[i];
+		pair->n = 2;
+		pair->joingroup = true;
+		joined = palloc0(sizeof(WordList));
+		joined->max = 8;
+		joined->w[0] = words->join[i];
+		joined->n = 1;
+		joined->joingroup = true;
+		joined->joined = true;
+		groups = lappend(groups, list_make2(pair, joined));
+	}
+	return groups;
 }
 
 /*
@@ -513,6 +586,11 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 			List	   *group = (List *) list_nth(groups, span_of[i]);
 			ListCell   *pc;
 			int			a = 0;
+			int			spanend = i;
+
+			while (spanend + 1 < nw && span_of[spanend + 1] == span_of[i] &&
+				   span_start[spanend + 1] == i)
+				spanend++;
 
 			slot->alts = palloc0(sizeof(SsQAlt) * list_length(group));
 			foreach(pc, group)
@@ -525,7 +603,14 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 				slot->alts[a].nwords = p->n;
 				for (int k = 0; k < p->n; k++)
 				{
-					fill_word(&q->words[q->nwords], p->w[k], q->language, false);
+					/*
+					 * a join group ends like the words it stands for: the
+					 * query's last word stays a prefix
+					 */
+					fill_word(&q->words[q->nwords], p->w[k], q->language,
+							  p->joingroup && k == p->n - 1 && lastprefix && spanend == nw - 1);
+					if (p->joined)
+						q->words[q->nwords].maxtypos = 0;
 					q->words[q->nwords].slot = nslots;
 					q->words[q->nwords].alt = a;
 					q->nwords++;
@@ -596,6 +681,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_words(qtext, qlen, &words);
 	lastprefix = q->prefix && qlen > 0 && words.n > 0 &&
 		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
+	groups = query_join_groups(groups, &words);
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
 
