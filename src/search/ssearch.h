@@ -481,6 +481,8 @@ typedef struct SsQWord
 	char	   *stem;			/* with SS_STEM_MARK */
 	int			len;			/* characters of exact */
 	int			maxtypos;
+	bool		first_fixed;	/* two typos of a 7-8 character word ("two_typos"):
+								 * only with the first letter right */
 	bool		prefix;			/* last word: also matches as a prefix */
 	int			slot;
 	int			alt;
@@ -584,6 +586,7 @@ extern int	SsBrandTerm(uint32 brand_hash, char *out);
 /* sstypo.c */
 extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen, int max);
 extern int	SsMaxTypos(int nchars);
+extern bool SsTwoTyposLength(int nchars);
 extern bool SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 						int *typos, float4 *factor);
 extern int	SsTermGrams(const char *term, int len, uint32 *out);

@@ -23,6 +23,10 @@
  *   no_typos         [text, ...] or text: words of q (folded) that get no
  *                    typo tolerance (shop's API lists the words the
  *                    index's vocabulary knows, _search_no_typos)
+ *   two_typos        [text, ...] or text: words of q of 7 or 8 characters
+ *                    that get two typos instead of one, the first letter
+ *                    right (shop's API lists the unknown words with no
+ *                    vocabulary term within one typo)
  *   prefix           boolean, default true: the last word also matches as
  *                    a prefix (unless q ends with a space)
  *   match            "all" (default) or "any"
@@ -265,7 +269,7 @@ query_check_keys(Jsonb *jb)
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
-		"prefix", "match", "language", "no_typos", NULL
+		"prefix", "match", "language", "no_typos", "two_typos", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -283,7 +287,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, prefix, match, language.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, two_typos, prefix, match, language.", k));
 		}
 	}
 }
@@ -313,11 +317,34 @@ query_parse_filters(Jsonb *jb, SsQuery *q)
 }
 
 /*
- * query_parse_options: typos, prefix, language, no_typos (its words into
- * notypo) and match.
+ * query_parse_options: typos, prefix, language, no_typos and two_typos
+ * (their words into notypo and twotypo) and match.
  */
 static void
-query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
+query_parse_word_list(Jsonb *jb, const char *key, WordList *out)
+{
+	JsonbValue *v;
+
+	if ((v = get_key(jb, key)) != NULL && v->type != jbvNull)
+	{
+		List	   *l = jbv_elems(v);
+		ListCell   *lc;
+
+		if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+			bad_query("malformed search query", psprintf("%s must be a string or an array of strings.", key));
+		foreach(lc, l)
+		{
+			JsonbValue *e = (JsonbValue *) lfirst(lc);
+
+			if (e->type != jbvString)
+				bad_query("malformed search query", psprintf("%s must be a string or an array of strings.", key));
+			SsAnalyze(e->val.string.val, e->val.string.len, 0, false, query_plain_cb, out);
+		}
+	}
+}
+
+static void
+query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo, WordList *twotypo)
 {
 	JsonbValue *v;
 
@@ -336,22 +363,8 @@ query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
 		strlcpy(q->language, lang, sizeof(q->language));
 		q->language_given = true;
 	}
-	if ((v = get_key(jb, "no_typos")) != NULL && v->type != jbvNull)
-	{
-		List	   *l = jbv_elems(v);
-		ListCell   *lc;
-
-		if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
-			bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-		foreach(lc, l)
-		{
-			JsonbValue *e = (JsonbValue *) lfirst(lc);
-
-			if (e->type != jbvString)
-				bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-			SsAnalyze(e->val.string.val, e->val.string.len, 0, false, query_plain_cb, notypo);
-		}
-	}
+	query_parse_word_list(jb, "no_typos", notypo);
+	query_parse_word_list(jb, "two_typos", twotypo);
 	if ((v = get_key(jb, "match")) != NULL)
 	{
 		if (v->type == jbvString && v->val.string.len == 3 &&
@@ -642,6 +655,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	List	   *groups = NIL;	/* List of List of WordList* */
 	bool		lastprefix;
 	WordList	notypo;
+	WordList	twotypo;
 
 	q->typos = true;
 	q->prefix = true;
@@ -650,6 +664,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	strlcpy(q->language, language, sizeof(q->language));
 	memset(&notypo, 0, sizeof(notypo));
 	notypo.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&twotypo, 0, sizeof(twotypo));
+	twotypo.max = SS_MAX_QUERY_WORDS * 4;
 
 	/* a jsonb string is q alone; an object names q and the rest */
 	if (JB_ROOT_IS_SCALAR(jb))
@@ -670,7 +686,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 		qtext = v->val.string.val;
 		qlen = v->val.string.len;
 		query_parse_filters(jb, q);
-		query_parse_options(jb, q, &notypo);
+		query_parse_options(jb, q, &notypo, &twotypo);
 		groups = query_parse_synonyms(jb);
 	}
 	else
@@ -685,11 +701,25 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
 
-	/* words listed in no_typos match without typos */
+	/*
+	 * words listed in two_typos (of 7 or 8 characters) get two typos with
+	 * the first letter right; words listed in no_typos none
+	 */
+	for (int i = 0; i < q->nwords; i++)
+		for (int k = 0; k < twotypo.n; k++)
+			if (q->words[i].maxtypos == 1 && strcmp(q->words[i].exact, twotypo.w[k]) == 0 &&
+				SsTwoTyposLength(pg_mbstrlen_with_len(q->words[i].exact, q->words[i].len)))
+			{
+				q->words[i].maxtypos = 2;
+				q->words[i].first_fixed = true;
+			}
 	for (int i = 0; i < q->nwords; i++)
 		for (int k = 0; k < notypo.n; k++)
 			if (strcmp(q->words[i].exact, notypo.w[k]) == 0)
+			{
 				q->words[i].maxtypos = 0;
+				q->words[i].first_fixed = false;
+			}
 	return q;
 }
 
