@@ -48,3 +48,5 @@ RESET enable_indexscan;
 RESET enable_bitmapscan;
 -- the index format of units and model numbers
 SELECT (shop.search_index_info('shop.product_search_idx') ->> 'version')::int AS version;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

@@ -191,6 +191,7 @@ typedef struct SsDoc
 	uint16		len[SS_NFIELDS];	/* words per field, saturating */
 	ItemPointerData tid;
 	uint8		flags;
+	uint16		head;			/* the title's head noun, SsHeadHash; 0: none */
 	float4		logpop;			/* log1p(popularity), for the boost */
 } SsDoc;
 
@@ -522,6 +523,11 @@ typedef struct SsQuery
 	int64	   *boost_cats;
 	int			nboost_brands;
 	uint32	   *boost_brands;
+	/* intent (issue 13): the product type asked for, categories meant */
+	int			ntypes;
+	uint16	   *types;			/* SsHeadHash of the type words, sorted */
+	int			nintent_cats;
+	int64	   *intent_cats;	/* sorted */
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
@@ -534,9 +540,13 @@ typedef struct SsQuery
 #define SS_BOOST_RATING		0.05f
 #define SS_BOOST_CATEGORY	0.15f
 #define SS_BOOST_BRAND		0.15f
+/* intent: a product of the type asked for, of a category meant (factors) */
+#define SS_BOOST_TYPE		3.0f
+#define SS_BOOST_INTENT_CAT	3.0f
 /* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
-#define SS_BOOST_MAX		(1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
-							 SS_BOOST_CATEGORY + SS_BOOST_BRAND)
+#define SS_BOOST_MAX		((1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
+							  SS_BOOST_CATEGORY + SS_BOOST_BRAND) * \
+							 SS_BOOST_TYPE * SS_BOOST_INTENT_CAT)
 
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0
@@ -582,6 +592,8 @@ extern bool SsIsStopWord(const char *word);
 extern void SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out);
 extern int	SsCategoryTerm(int64 category_id, char *out);
 extern int	SsBrandTerm(uint32 brand_hash, char *out);
+extern int	SsTitleHead(const char *language, const char *title, int len, char *out, int outsize);
+extern uint16 SsHeadHash(const char *stem, int len);
 
 /* sstypo.c */
 extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen, int max);

@@ -19,6 +19,15 @@
  *   in_stock         boolean
  *   boost_categories [bigint, ...], boost_brands [text, ...]:
  *                    personalization, a bounded score boost
+ *   type_words       [text, ...] or text: the product type asked for
+ *                    (shop's API: the query's last word and its
+ *                    synonyms); documents whose title's head noun is
+ *                    one of them (by stem) score SS_BOOST_TYPE times more
+ *   intent_categories [bigint, ...]: categories the query means (shop's
+ *                    API: when no type word is a head noun of its best
+ *                    matches, their category of the highest median
+ *                    price); their documents score SS_BOOST_INTENT_CAT
+ *                    times more
  *   typos            boolean, default true
  *   no_typos         [text, ...] or text: words of q (folded) that get no
  *                    typo tolerance (shop's API lists the words the
@@ -269,7 +278,8 @@ query_check_keys(Jsonb *jb)
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
-		"prefix", "match", "language", "no_typos", "two_typos", NULL
+		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
+		"intent_categories", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -287,7 +297,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, two_typos, prefix, match, language.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, typos, no_typos, two_typos, prefix, match, language.", k));
 		}
 	}
 }
@@ -314,6 +324,34 @@ query_parse_filters(Jsonb *jb, SsQuery *q)
 		q->boost_cats = parse_ids(v, "boost_categories", &q->nboost_cats);
 	if ((v = get_key(jb, "boost_brands")) != NULL && v->type != jbvNull)
 		q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
+	if ((v = get_key(jb, "intent_categories")) != NULL && v->type != jbvNull)
+		q->intent_cats = parse_ids(v, "intent_categories", &q->nintent_cats);
+}
+
+static int
+cmp_uint16(const void *a, const void *b)
+{
+	uint16		x = *(const uint16 *) a,
+				y = *(const uint16 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* query_parse_types: the type words, as the head hashes of their stems */
+static void
+query_parse_types(SsQuery *q, const WordList *types)
+{
+	if (types->n == 0)
+		return;
+	q->types = palloc(sizeof(uint16) * types->n);
+	for (int i = 0; i < types->n; i++)
+	{
+		char		stem[SS_MAX_TERM_LEN + 8];
+		int			slen = SsStem(q->language, types->w[i], strlen(types->w[i]), stem, sizeof(stem));
+
+		q->types[q->ntypes++] = SsHeadHash(stem + 1, slen - 1);
+	}
+	qsort(q->types, q->ntypes, sizeof(uint16), cmp_uint16);
 }
 
 /*
@@ -656,6 +694,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	bool		lastprefix;
 	WordList	notypo;
 	WordList	twotypo;
+	WordList	types;
 
 	q->typos = true;
 	q->prefix = true;
@@ -666,6 +705,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	notypo.max = SS_MAX_QUERY_WORDS * 4;
 	memset(&twotypo, 0, sizeof(twotypo));
 	twotypo.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&types, 0, sizeof(types));
+	types.max = SS_MAX_QUERY_WORDS * 4;
 
 	/* a jsonb string is q alone; an object names q and the rest */
 	if (JB_ROOT_IS_SCALAR(jb))
@@ -687,11 +728,13 @@ SsParseQuery(Jsonb *jb, const char *language)
 		qlen = v->val.string.len;
 		query_parse_filters(jb, q);
 		query_parse_options(jb, q, &notypo, &twotypo);
+		query_parse_word_list(jb, "type_words", &types);
 		groups = query_parse_synonyms(jb);
 	}
 	else
 		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
 	query_check_text(qtext, qlen);
+	query_parse_types(q, &types);	/* in the query's language */
 
 	/* the words, synonym spans among them, then the slots */
 	query_words(qtext, qlen, &words);
@@ -774,7 +817,10 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 
 /*
  * The boost.  SsBoost is the business and personal multiplier of a
- * document's text score, between 1 and SS_BOOST_MAX: popularity (log-scaled
+ * document's text score, between 1 and SS_BOOST_MAX: the intent factors
+ * (SS_BOOST_TYPE for a document of the type asked for, by its title's
+ * head noun; SS_BOOST_INTENT_CAT for one of the categories meant) times
+ * the sum of 1 and: popularity (log-scaled
  * against the most popular document: inv_log_maxpop is 1 / log1p(max
  * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
  * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
@@ -798,6 +844,10 @@ SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
 		b += SS_BOOST_CATEGORY;
 	if (q->nboost_brands > 0)
 		b += SS_BOOST_BRAND;
+	if (q->ntypes > 0)
+		b *= SS_BOOST_TYPE;
+	if (q->nintent_cats > 0)
+		b *= SS_BOOST_INTENT_CAT;
 	return b;
 }
 
@@ -824,6 +874,13 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
 		b += SS_BOOST_BRAND;
+	/* intent (issue 13): the product type asked for, a category meant */
+	if (q->ntypes > 0 && doc->head != 0 &&
+		bsearch(&doc->head, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
+		b *= SS_BOOST_TYPE;
+	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
+		bsearch(&doc->category_id, q->intent_cats, q->nintent_cats, sizeof(int64), cmp_int64))
+		b *= SS_BOOST_INTENT_CAT;
 	return b;
 }
 

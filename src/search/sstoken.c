@@ -619,6 +619,183 @@ SsIsStopWord(const char *word)
 	return false;
 }
 
+/* ----------------------------------------------------------------
+ * The head noun of a title (issue 13: what a product is)
+ *
+ * Product titles name the product type before the specifications, after
+ * the brand and the line: "Lenovo ThinkPad T14s Notebook Black 35.6 cm
+ * (14") ...", "Kensington MicroSaver DS Laptop Lock", "Targus privacy
+ * filter for 27" monitors".  The title's name ends at a colour word, a
+ * function word ("for", "with") or punctuation other than a hyphen inside
+ * a word ('(' ',' ';' ':' '|' '+', a dash or a slash after a space), once
+ * it has a word; inside it, a size (a number with a unit or an inch mark:
+ * "90W", "35.6 cm", 55") separates runs of words.  The head is the last
+ * word of three or more letters (not a model number) of the name's first
+ * run that has one, or of a later run of two words of letters, or of a
+ * later run when the first had only one (the brand): "notebook", "lock",
+ * "filter", "adapter" in "Lenovo ThinkPad 90W AC Adapter (EU1)",
+ * "television" in "Samsung 55" QLED Television", "processor" in "Intel
+ * Pentium 530 processor 3 GHz Box 1 MB L2".  An accessory names the
+ * product it fits before its own type, or after "for", so its head is its
+ * own type.  Stemmed like the words, so "notebooks" = "notebook".
+ * ----------------------------------------------------------------
+ */
+
+static const char *const colours[] = {
+	"black", "white", "silver", "grey", "gray", "blue", "red", "green", "yellow", "pink",
+	"purple", "orange", "brown", "gold", "beige", "transparent", "cyan", "magenta", "bronze",
+	"metallic", "graphite", "multicolour", "multicolor", "navy", "turquoise", "violet",
+	"anthracite", "charcoal", NULL
+};
+
+static bool
+is_colour(const char *w)
+{
+	for (int i = 0; colours[i]; i++)
+		if (strcmp(colours[i], w) == 0)
+			return true;
+	return false;
+}
+
+typedef struct HeadScan
+{
+	const char *text;
+	int			textlen;
+	int			prevend;		/* end of the previous word, -1 none */
+	bool		prevnum;		/* the previous word is a number */
+	bool		done;
+	char		last[SS_MAX_TERM_LEN + 8];	/* the run's last word of letters */
+	int			lastlen;
+	int			nwords;			/* the run's words of letters, any length */
+	char		head[SS_MAX_TERM_LEN + 8];	/* the head so far */
+	int			headlen;
+	int			headwords;		/* words of letters of its run */
+} HeadScan;
+
+/*
+ * does text[from, to) end a run?  2: and the title's name (punctuation),
+ * 1: only the run (an inch mark), 0: no
+ */
+static int
+run_break(const char *text, int from, int to)
+{
+	int			r = 0;
+
+	for (int i = from; i < to; i++)
+	{
+		char		c = text[i];
+
+		if (c == '(' || c == ')' || c == ',' || c == ';' || c == ':' || c == '|' ||
+			c == '+' || c == '[')
+			return 2;
+		if ((c == '-' || c == '/') && i > from && text[i - 1] == ' ')
+			return 2;			/* a dash or slash between spaces */
+		if ((uint8) c == 0xE2 && i + 1 < to && (uint8) text[i + 1] == 0x80 &&
+			!inch_mark(text, to, i))
+			return 2;			/* dashes, quotes, bullets (U+2010..U+203F) */
+		if (c == '"' || inch_mark(text, to, i))
+			r = 1;
+	}
+	return r;
+}
+
+/* a run ends; a hard end (2) ends the name, once it has a word */
+static void
+head_end_run(HeadScan *hs, int hard)
+{
+	/* a later run names the type if it has two words, or the first one */
+	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1))
+	{
+		memcpy(hs->head, hs->last, hs->lastlen + 1);
+		hs->headlen = hs->lastlen;
+		hs->headwords = hs->nwords;
+	}
+	hs->lastlen = 0;
+	hs->nwords = 0;
+	if (hard == 2 && hs->headlen > 0)
+		hs->done = true;
+}
+
+static void
+head_cb(void *arg, const char *word, int len, int start, int end)
+{
+	HeadScan   *hs = (HeadScan *) arg;
+	int			digits = (int) strspn(word, "0123456789");
+	int			br;
+
+	if (hs->done)
+		return;
+	if (hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
+	{
+		head_end_run(hs, br);
+		if (hs->done)
+			return;
+	}
+	if (strcmp(word, "and") == 0)
+		;						/* "ThinkPad and 65W AC Adapter": goes on */
+	else if (SsIsStopWord(word) || is_colour(word))
+		head_end_run(hs, 2);	/* "for", "with", "black" */
+	else if (hs->prevnum && unit_canon(word, len, true) != NULL)
+		head_end_run(hs, 1);	/* the "cm" of "35.6 cm" */
+	else if (digits > 0 && unit_canon(word + digits, len - digits, false) != NULL)
+		head_end_run(hs, 1);	/* "16gb", "90w" */
+	else if (all_letters(word, len))
+	{
+		/* "AC Adapter": two words, the head of three letters or more */
+		if (len >= 3)
+		{
+			memcpy(hs->last, word, len);
+			hs->last[len] = '\0';
+			hs->lastlen = len;
+		}
+		hs->nwords++;
+	}
+	hs->prevnum = all_digits(word, len);
+	hs->prevend = end;
+}
+
+/*
+ * SsTitleHead: the stem (without SS_STEM_MARK) of the head noun of a
+ * title, into out; its length, 0 when the title has none.
+ */
+int
+SsTitleHead(const char *language, const char *title, int len, char *out, int outsize)
+{
+	HeadScan	hs;
+	const char *w;
+	int			wlen;
+	char		stem[SS_MAX_TERM_LEN + 8];
+	int			slen;
+
+	memset(&hs, 0, sizeof(hs));
+	hs.text = title;
+	hs.textlen = len;
+	hs.prevend = -1;
+	tokenize_words(title, len, head_cb, &hs);
+	if (!hs.done)
+		head_end_run(&hs, 2);
+	w = hs.head;
+	wlen = hs.headlen;
+	out[0] = '\0';
+	if (wlen == 0)
+		return 0;
+	slen = SsStem(language, w, wlen, stem, sizeof(stem)) - 1;
+	slen = Min(slen, outsize - 1);
+	memcpy(out, stem + 1, slen);
+	out[slen] = '\0';
+	return slen;
+}
+
+/* SsHeadHash: the 16-bit hash of a head stem stored per document (never 0) */
+uint16
+SsHeadHash(const char *stem, int len)
+{
+	uint32		h = hash_bytes((const unsigned char *) stem, len);
+	uint16		r = (uint16) (h ^ (h >> 16));
+
+	return r == 0 ? 1 : r;
+}
+
 /* ---- documents ---- */
 
 typedef struct Occ
@@ -729,6 +906,15 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 			text	   *t = DatumGetTextPP(values[f]);
 
 			SsAnalyze(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), f, true, doc_word_cb, &dc);
+			if (f == 0)
+			{
+				char		head[SS_MAX_TERM_LEN + 8];
+				int			hlen = SsTitleHead(language, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+											   head, sizeof(head));
+
+				if (hlen > 0)
+					out->doc.head = SsHeadHash(head, hlen);
+			}
 			if (f == 1)
 			{
 				out->doc.brand_hash = SsBrandHash(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
@@ -829,6 +1015,27 @@ int
 SsBrandTerm(uint32 brand_hash, char *out)
 {
 	return snprintf(out, SS_FILTER_TERM_MAX, "%cb%08x", SS_FILTER_MARK, brand_hash);
+}
+
+/*
+ * shop.search_head(title text, language text) -> text: the head noun of a
+ * title as the index stores it (stemmed; NULL when it has none).
+ */
+PG_FUNCTION_INFO_V1(shop_search_head);
+
+Datum
+shop_search_head(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	char	   *lang = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char		head[SS_MAX_TERM_LEN + 8];
+	int			n;
+
+	ShopGetStemmer(lang);		/* complain early about a bad language */
+	n = SsTitleHead(lang, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), head, sizeof(head));
+	if (n == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(head, n));
 }
 
 /* ---- SQL: shop.search_tokens(text, language) ---- */
