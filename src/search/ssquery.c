@@ -214,9 +214,6 @@ typedef struct WordList
 	int			max;
 	/* query_words: join[i], words i - 1 and i joined (SS_TOK_JOIN), or NULL */
 	char	   *join[SS_MAX_QUERY_WORDS * 4];
-	/* a phrase of a join group: [the two words], [their join] */
-	bool		joingroup;
-	bool		joined;			/* the join: matches exactly, no typos */
 } WordList;
 
 static void
@@ -513,38 +510,6 @@ query_words(const char *qtext, int qlen, WordList *words)
 }
 
 /*
- * query_join_groups: for each join of neighbouring words (sstoken.c:
- * "xps 13", "c-exv21", "27 inch"), a group of two phrases, the words and
- * their join ("xps13"), appended to groups: a row matches either way.
- */
-static List *
-query_join_groups(List *groups, const WordList *words)
-{
-	for (int i = 1; i < words->n; i++)
-	{
-		WordList   *pair;
-		WordList   *joined;
-
-		if (words->join[i] == NULL)
-			continue;
-		pair = palloc0(sizeof(WordList));
-		pair->max = 8;
-		pair->w[0] = words->w[i - 1];
-		pair->w[1] = words->w[i];
-		pair->n = 2;
-		pair->joingroup = true;
-		joined = palloc0(sizeof(WordList));
-		joined->max = 8;
-		joined->w[0] = words->join[i];
-		joined->n = 1;
-		joined->joingroup = true;
-		joined->joined = true;
-		groups = lappend(groups, list_make2(pair, joined));
-	}
-	return groups;
-}
-
-/*
  * query_find_spans: the synonym phrases found in the query's words.  For
  * each word, span_of is its group's index (-1: none) and span_start the
  * first word of its span.  The first phrase of a group found in the query
@@ -601,8 +566,9 @@ query_find_spans(List *groups, const WordList *words, int *span_of, int *span_st
 
 /*
  * query_build_slots: q's slots in query order, one per plain word (the last
- * one a prefix when lastprefix) and one per synonym span, whose
- * alternatives are its group's phrases.
+ * one a prefix when lastprefix; its joins with its neighbours are
+ * alternatives) and one per synonym span, whose alternatives are its
+ * group's phrases.
  */
 static void
 query_build_slots(SsQuery *q, const WordList *words, List *groups,
@@ -622,26 +588,42 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 		slot = &q->slots[nslots];
 		if (span_of[i] < 0)
 		{
-			slot->nalts = 1;
-			slot->alts = palloc0(sizeof(SsQAlt));
-			slot->alts[0].first = q->nwords;
-			slot->alts[0].nwords = 1;
-			fill_word(&q->words[q->nwords], words->w[i], q->language,
-					  lastprefix && i == nw - 1);
-			q->words[q->nwords].slot = nslots;
-			q->words[q->nwords].alt = 0;
-			q->nwords++;
+			/*
+			 * the word, or its join with a neighbour ("c-exv21": "c" or
+			 * "cexv21", "exv21" or "cexv21"), which matches exactly; both
+			 * words keep their slots, so a row with one of them still
+			 * misses only the other
+			 */
+			const char *alts[3];
+			int			nalts = 0;
+
+			alts[nalts++] = words->w[i];
+			if (words->join[i] != NULL && span_of[i - 1] < 0)
+				alts[nalts++] = words->join[i];
+			if (i + 1 < nw && words->join[i + 1] != NULL && span_of[i + 1] < 0)
+				alts[nalts++] = words->join[i + 1];
+			slot->nalts = nalts;
+			slot->alts = palloc0(sizeof(SsQAlt) * nalts);
+			for (int a = 0; a < nalts; a++)
+			{
+				bool		lastjoin = a > 0 && (i == nw - 1 || (i == nw - 2 && alts[a] == words->join[i + 1]));
+
+				slot->alts[a].first = q->nwords;
+				slot->alts[a].nwords = 1;
+				fill_word(&q->words[q->nwords], alts[a], q->language,
+						  lastprefix && (a == 0 ? i == nw - 1 : lastjoin));
+				if (a > 0)
+					q->words[q->nwords].maxtypos = 0;
+				q->words[q->nwords].slot = nslots;
+				q->words[q->nwords].alt = a;
+				q->nwords++;
+			}
 		}
 		else
 		{
 			List	   *group = (List *) list_nth(groups, span_of[i]);
 			ListCell   *pc;
 			int			a = 0;
-			int			spanend = i;
-
-			while (spanend + 1 < nw && span_of[spanend + 1] == span_of[i] &&
-				   span_start[spanend + 1] == i)
-				spanend++;
 
 			slot->alts = palloc0(sizeof(SsQAlt) * list_length(group));
 			foreach(pc, group)
@@ -654,14 +636,7 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 				slot->alts[a].nwords = p->n;
 				for (int k = 0; k < p->n; k++)
 				{
-					/*
-					 * a join group ends like the words it stands for: the
-					 * query's last word stays a prefix
-					 */
-					fill_word(&q->words[q->nwords], p->w[k], q->language,
-							  p->joingroup && k == p->n - 1 && lastprefix && spanend == nw - 1);
-					if (p->joined)
-						q->words[q->nwords].maxtypos = 0;
+					fill_word(&q->words[q->nwords], p->w[k], q->language, false);
 					q->words[q->nwords].slot = nslots;
 					q->words[q->nwords].alt = a;
 					q->nwords++;
@@ -740,7 +715,6 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_words(qtext, qlen, &words);
 	lastprefix = q->prefix && qlen > 0 && words.n > 0 &&
 		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
-	groups = query_join_groups(groups, &words);
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
 

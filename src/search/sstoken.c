@@ -256,8 +256,10 @@ SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
  *     number of inches from 1 to 200 adds the canonical inch term
  *     ("68.6 cm" adds "27inch"; 60.5 cm, 23.8 inches, adds nothing).
  *
- * Added terms (SS_TOK_EXTRA) are indexed beside the words but do not
- * count in the field's length.
+ * Added terms (SS_TOK_EXTRA) are indexed beside the words, counted as
+ * the description's (the lowest weight, so that they find a product
+ * without outranking the words its title writes), and do not count in
+ * any field's length.
  * ----------------------------------------------------------------
  */
 
@@ -837,6 +839,8 @@ doc_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
 
 	if (kind == SS_TOK_WORD)
 		dc->nwords[field]++;
+	else
+		field = 2;				/* added terms weigh as the description's */
 	add_occ(dc, word, len, field);
 	slen = SsStem(dc->language, word, len, stem, sizeof(stem));
 	/* a stem equal to the word is found through the word's exact term */
