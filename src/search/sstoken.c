@@ -256,10 +256,12 @@ SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
  *     number of inches from 1 to 200 adds the canonical inch term
  *     ("68.6 cm" adds "27inch"; 60.5 cm, 23.8 inches, adds nothing).
  *
- * Added terms (SS_TOK_EXTRA) are indexed beside the words, counted as
- * the description's (the lowest weight, so that they find a product
- * without outranking the words its title writes), and do not count in
- * any field's length.
+ * Added terms (SS_TOK_EXTRA) come from the title and the brand only (a
+ * description's sizes and codes would grow the index by half for little:
+ * its words are still read with canonical units); they are indexed
+ * beside the words, counted as the description's (the lowest weight, so
+ * that they find a product without outranking the words its title
+ * writes), and do not count in any field's length.
  * ----------------------------------------------------------------
  */
 
@@ -839,6 +841,8 @@ doc_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
 
 	if (kind == SS_TOK_WORD)
 		dc->nwords[field]++;
+	else if (field == 2)
+		return;					/* only titles and brands add terms */
 	else
 		field = 2;				/* added terms weigh as the description's */
 	add_occ(dc, word, len, field);
