@@ -43,7 +43,10 @@
  *                    the index's, and english without an index
  *
  * Every word of q is required (AND); English function words are dropped
- * unless q has nothing else.  Any other key raises 22023.
+ * unless q has nothing else; q's words are read with units and model
+ * numbers (SsAnalyze), and a word joinable with a neighbour ("xps 13")
+ * is also satisfied by the join ("xps13", exactly).  Any other key
+ * raises 22023.
  *
  * What matches (the same rule for an index scan and for the operator
  * functions, docs/search.md "Match rules"): a document matches when it

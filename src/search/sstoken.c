@@ -251,7 +251,7 @@ SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
  *     one holding a digit and the other of at most 4 letters, neither a
  *     function word, are joined: a document adds the joined term ("XPS 13" adds "xps13", "C-EXV21"
  *     "cexv21", "27 inch" "27inch"), a query offers it as an alternative
- *     of the pair (SS_TOK_JOIN, ssquery.c);
+ *     of each of the two words (SS_TOK_JOIN, ssquery.c);
  *   - in documents, a length in centimetres within 0.05 inch of a whole
  *     number of inches from 1 to 200 adds the canonical inch term
  *     ("68.6 cm" adds "27inch"; 60.5 cm, 23.8 inches, adds nothing).
