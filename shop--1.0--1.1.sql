@@ -150,7 +150,9 @@ BEGIN
           INTO q;
     END IF;
     -- the words the catalog knows get no typo tolerance (issue 9): the
-    -- rule of @@@ is the same in every plan, so the vocabulary is asked here
+    -- rule of @@@ is the same in every plan, so the vocabulary is asked here;
+    -- (the product type and categories the query means, issue 13, are
+    -- added by shop.search for a ranked page: shop._search_intent)
     RETURN shop._search_no_typos('shop.product_search_idx', q);
 END
 $$;
@@ -1488,6 +1490,12 @@ BEGIN
     attrs := coalesce(filters -> 'attributes', '{}');
 
     IF sort = 'relevance' THEN
+        -- the product type and category the query means rank first (issue
+        -- 13): a 40-row scan of its own, so only for ranked pages, and
+        -- only with shop.search_intent on (the default)
+        IF current_setting('shop.search_intent') = 'on' THEN
+            q := shop._search_intent(q);
+        END IF;
         -- the index ranks: rows with every word first, then rows missing
         -- words ("match": "any")
         RETURN QUERY
@@ -1618,6 +1626,94 @@ END
 $$;
 COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 'facet counts of a search with the brand and category lists cut to the top values (plus the count of the rest); exact counts';
+
+------------------------------------------------------------------------------
+-- Search: relevance (issue 13) ----------------------------------------------
+-- docs/search.md has the rules; src/search/ the C.  In this section:
+--   1. units and model numbers: the tokenizer gives documents new terms
+--      ("27 inch", 27" and "27in" give "27inch"; "XPS 13" gives "xps13"),
+--      a new index format (5): every shop_search index is rebuilt in the
+--      section above (issue 12's, which shares format 5).
+--      An index of the old format raises XX002 with a REINDEX hint until
+--      then, never wrong rows.
+--   2. intent: the index keeps each product's head noun (what the title
+--      says it is: "Kensington laptop lock" is a lock); shop.search asks
+--      for the type its last word names (type_words) and, when no best
+--      match is of that type ("lenovo thinkpad"), for the category of its
+--      best matches with the highest median price (intent_categories):
+--      shop._search_intent, called by shop.search for ranked pages
+--      (shop.search_intent, on by default).
+
+-- 2. Intent
+CREATE FUNCTION shop.search_head(title text, language text DEFAULT 'english')
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_search_head'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop.search_head(text, text) IS
+'the head noun of a product title as a shop_search index keeps it (stemmed): what the product is';
+
+-- The type the query asks for is named by its last word (English puts the
+-- head last: "laptop bag" asks for a bag, "thinkpad battery" a battery),
+-- or by a synonym of it (a word the catalog does not know is corrected
+-- first, as did_you_mean does).  If none of its 40 best matches (rows with
+-- every word) is of that type (a brand or a line: "lenovo thinkpad"), the
+-- query means the line's main product: the category, among those of 3 or
+-- more of its best matches, whose matches have the highest median price.
+CREATE FUNCTION shop._search_intent(q jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    words text[];
+    types text[];
+    stems text[];
+    last text;
+    cat bigint;
+BEGIN
+    SELECT array_agg(t.word ORDER BY t.pos) INTO words
+      FROM shop.search_tokens(q ->> 'q', 'english') t
+     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
+                                'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without']);
+    IF words IS NULL OR words[cardinality(words)] ~ '^[0-9]' THEN
+        RETURN q;
+    END IF;
+    -- the last word (corrected when the catalog does not know it), and the
+    -- last words of the phrases of its synonym group
+    last := words[cardinality(words)];
+    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
+        last := coalesce(shop._search_suggest_word('shop.product_search_idx', last), last);
+    END IF;
+    SELECT array_agg(DISTINCT w) INTO types
+      FROM (SELECT last AS w
+            UNION ALL
+            SELECT (regexp_match(p, '(\S+)$'))[1]
+              FROM shop.synonym s, unnest(s.term || s.synonyms) p
+             WHERE last = (regexp_match(s.term, '(\S+)$'))[1]
+                OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE last = (regexp_match(x, '(\S+)$'))[1])) x
+     WHERE w IS NOT NULL;
+    SELECT array_agg(DISTINCT t.stem) INTO stems
+      FROM unnest(types) w, shop.search_tokens(w, 'english') t;
+    WITH top AS MATERIALIZED (
+        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head
+          FROM shop.search_scan('shop.product_search_idx', q, 40) s
+         CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title FROM shop.product p
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p)
+    SELECT CASE WHEN (SELECT bool_or(head = ANY (stems)) FROM top) THEN NULL
+                ELSE (SELECT category_id FROM top WHERE category_id IS NOT NULL
+                       GROUP BY category_id HAVING count(*) >= 3
+                       ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
+                       LIMIT 1) END
+      INTO cat;
+    q := q || jsonb_build_object('type_words', to_jsonb(types));
+    IF cat IS NOT NULL THEN
+        q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
+    END IF;
+    RETURN q;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION shop._search_intent(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_intent(jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -89,6 +89,35 @@ SELECT count(*) FILTER (WHERE shop.did_you_mean(typo) IS NULL) AS no_suggestion,
        count(*) FILTER (WHERE shop.did_you_mean(typo) = word) > 1000 AS mostly_the_word
   FROM q WHERE i <= 1150;
 
+-- two typos in a word of 7 or 8 letters when the vocabulary has nothing
+-- within one typo, the first letter right (issue 13)
+INSERT INTO shop.product (sku, title, brand, description, price_cents, popularity, in_stock, status)
+VALUES ('L1', 'Logitech wireless mouse', 'Logitech', '', 1000, 1, true, 'active'),
+       ('L2', 'Generic mouse', 'Acme', '', 1000, 50, true, 'active'),
+       ('L3', 'Record changer', 'Acme', '', 1000, 1, true, 'active');
+VACUUM shop.product;                          -- did_you_mean reads segments
+SELECT * FROM pg_temp.s('logitek mouse');     -- k -> c, + h: logitech first
+SELECT * FROM pg_temp.s('logitek');
+SELECT * FROM pg_temp.s('logitech');          -- the word itself: no typos
+SELECT * FROM pg_temp.s('lgoitek');           -- three: nothing
+SELECT * FROM pg_temp.s('xogitec');           -- first letter wrong: nothing
+SELECT * FROM pg_temp.s('chargre');           -- charger is one typo away: changer (two) is not found
+SELECT * FROM pg_temp.s('wirelss');           -- 7 letters, one typo: as before
+SELECT shop.did_you_mean('logitek mouse') AS a, shop.did_you_mean('chargre') AS b;
+-- what the API passes to the index
+SELECT shop._search_intent(shop._search_query('logitek chargre mouse', '{}', NULL)) AS _search_query;
+-- the same rows with and without the index
+SELECT array_agg(sku ORDER BY sku) FROM shop.search_scan('shop.product_search_idx',
+         '{"q": "logitek", "two_typos": ["logitek"]}', 100) s JOIN shop.product p ON p.ctid = s.ctid;
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+SELECT array_agg(sku ORDER BY sku) FROM shop.product p
+ WHERE status = 'active' AND shop.search_doc(title, brand, description) OPERATOR(shop.@@@)
+       '{"q": "logitek", "two_typos": ["logitek"]}';
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "logitek", "two_typos": 7}', 10)$$);
+
 SELECT shop.search_verify('shop.product_search_idx');
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

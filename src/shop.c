@@ -40,6 +40,7 @@ int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
 int			shop_popularity_apply_batch = 1000;
+bool		shop_search_intent = true;
 int			shop_search_log_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
@@ -214,6 +215,14 @@ _PG_init(void)
 							 "Block-max pruning; results are the same either way. Off is for "
 							 "checking exactly that and for measuring what pruning saves.",
 							 &shop_search_block_max,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.search_intent",
+							 "Let shop.search rank the product type and category a query names first.",
+							 "A ranked page then costs a second, 40-row scan (docs/search.md, intent).",
+							 &shop_search_intent,
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);

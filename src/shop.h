@@ -172,6 +172,7 @@ extern int	shop_reco_buyer_cap;
 extern double shop_reco_min_pairs;
 extern int	shop_popularity_half_life;	/* seconds */
 extern int	shop_popularity_apply_batch;
+extern bool shop_search_intent;
 
 /* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 

@@ -12,7 +12,14 @@
 #   6+ letters given a realistic typo (transposition, deletion, doubled
 #   letter, adjacent-key substitution, in turn); hit = the product in the
 #   top 10.  shop_search runs as shop.search does ("match": "any": rows
-#   with every word first, then rows missing words).
+#   with every word first, then rows missing words; the words the catalog
+#   knows get no typos, unknown words of 7-8 letters without a term within
+#   one typo get two, shop._search_no_typos; the type the last word names
+#   is asked for, type_words, as shop._search_intent does: the category
+#   part of intent needs category ids, which this table has not).
+#   "shop_search, text only" is the index alone on the bare query (typos
+#   for every word, no intent), as this workload ran before issue 13.
+#   Per query, the head queries of issue 13 that Chorus judged.
 set -euo pipefail
 . "$TOP/bench/lib.sh"
 D="${SHARED_DATA:-}/chorus_icecat_supahands"
@@ -43,6 +50,24 @@ CREATE INDEX bench_chorus_ts ON bench_chorus USING gin
 CREATE INDEX bench_chorus_trgm ON bench_chorus USING gin
     ((coalesce(title, '') || ' ' || coalesce(brand, '')) gin_trgm_ops);
 ANALYZE bench_chorus;
+-- the query as shop.search builds it (shop._search_query), for this table
+CREATE OR REPLACE FUNCTION bench_shop_query(query text) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
+DECLARE
+    q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any'));
+    last text;
+BEGIN
+    SELECT t.word INTO last FROM shop.search_tokens(query) t
+     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
+                                'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
+     ORDER BY t.pos DESC LIMIT 1;
+    IF last IS NULL OR last ~ '^[0-9]' THEN
+        RETURN q;
+    END IF;
+    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
+        last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
+    END IF;
+    RETURN q || jsonb_build_object('type_words', jsonb_build_array(last));
+END \$f\$;
 SQL
 
 # top 10 of each method for each query: (method, query_id, rank, product_id)
@@ -51,6 +76,12 @@ DROP TABLE IF EXISTS bench_chorus_run;
 CREATE TABLE bench_chorus_run (method text, query_id int, rank int, product_id bigint);
 INSERT INTO bench_chorus_run
 SELECT 'shop_search', q.query_id, s.ord, c.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query), 10)
+       WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+  JOIN bench_chorus c ON c.ctid = s.ctid;
+INSERT INTO bench_chorus_run
+SELECT 'shop_search, text only', q.query_id, s.ord, c.product_id
   FROM bench_chorus_q q
  CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', jsonb_build_object('q', q.query, 'match', 'any'), 10)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
@@ -110,6 +141,35 @@ SQL
 } | bench_md_table
 echo
 
+echo "### nDCG@10 of the head queries of issue 13 that Chorus judged"
+echo
+{
+    printf 'query\tshop_search\tshop_search, text only\ttsvector + ts_rank\n'
+    bench_psql -F $'\t' <<'SQL'
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM bench_chorus_qrels) x
+     WHERE rn <= 10 GROUP BY query_id),
+per AS (
+    SELECT r.method, r.query_id, sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1)) AS dcg
+      FROM bench_chorus_run r
+      LEFT JOIN bench_chorus_qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+     GROUP BY r.method, r.query_id),
+nd AS (SELECT p.method, p.query_id, CASE WHEN i.idcg > 0 THEN p.dcg / i.idcg ELSE 0 END AS ndcg
+         FROM per p JOIN ideal i USING (query_id))
+SELECT q.query,
+       round(coalesce((SELECT ndcg FROM nd WHERE nd.query_id = q.query_id AND method = 'shop_search'), 0)::numeric, 4),
+       round(coalesce((SELECT ndcg FROM nd WHERE nd.query_id = q.query_id AND method = 'shop_search, text only'), 0)::numeric, 4),
+       round(coalesce((SELECT ndcg FROM nd WHERE nd.query_id = q.query_id AND method = 'tsvector + ts_rank'), 0)::numeric, 4)
+  FROM bench_chorus_q q
+ WHERE q.query IN ('laptop', 'laptops', 'notebook', 'gaming laptop', 'laptop bag', 'laptop case', 'laptop stand',
+                   'monitor', 'mouse', 'wireless mouse', 'gaming mouse', 'mouse pad')
+ ORDER BY q.query_id;
+SQL
+} | bench_md_table
+echo
+
 # known-item search with typos
 bench_psql <<'SQL' >/dev/null
 CREATE TEMP TABLE tok AS
@@ -150,6 +210,13 @@ SQL
 SELECT 'shop_search', count(*), count(*) FILTER (WHERE hit),
        round(avg(hit::int)::numeric * 100, 1) || '%'
   FROM (SELECT k.product_id, EXISTS (
+            SELECT 1 FROM shop.search_scan('bench_chorus_ss', bench_shop_query(k.query), 10) s
+              JOIN bench_chorus c ON c.ctid = s.ctid WHERE c.product_id = k.product_id) AS hit
+          FROM bench_known k) x
+UNION ALL
+SELECT 'shop_search, text only', count(*), count(*) FILTER (WHERE hit),
+       round(avg(hit::int)::numeric * 100, 1) || '%'
+  FROM (SELECT k.product_id, EXISTS (
             SELECT 1 FROM shop.search_scan('bench_chorus_ss', jsonb_build_object('q', k.query, 'match', 'any'), 10) s
               JOIN bench_chorus c ON c.ctid = s.ctid WHERE c.product_id = k.product_id) AS hit
           FROM bench_known k) x
@@ -176,3 +243,4 @@ SQL
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
 bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_known" >/dev/null
+bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null

@@ -81,7 +81,8 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			5
+#define SS_VERSION			5	/* 5: sort values, attribute terms (issue 12); units,
+									 * model numbers, head nouns (issue 13) */
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -207,6 +208,7 @@ typedef struct SsDoc
 	uint16		len[SS_NFIELDS];	/* words per field, saturating */
 	ItemPointerData tid;
 	uint16		flags;
+	uint16		head;			/* the title's head noun, SsHeadHash; 0: none */
 	float4		logpop;			/* log1p(popularity), for the boost */
 } SsDoc;
 
@@ -497,6 +499,8 @@ typedef struct SsQWord
 	char	   *stem;			/* with SS_STEM_MARK */
 	int			len;			/* characters of exact */
 	int			maxtypos;
+	bool		first_fixed;	/* two typos of a 7-8 character word ("two_typos"):
+								 * only with the first letter right */
 	bool		prefix;			/* last word: also matches as a prefix */
 	int			slot;
 	int			alt;
@@ -536,6 +540,11 @@ typedef struct SsQuery
 	int64	   *boost_cats;
 	int			nboost_brands;
 	uint32	   *boost_brands;
+	/* intent (issue 13): the product type asked for, categories meant */
+	int			ntypes;
+	uint16	   *types;			/* SsHeadHash of the type words, sorted */
+	int			nintent_cats;
+	int64	   *intent_cats;	/* sorted */
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
@@ -548,9 +557,13 @@ typedef struct SsQuery
 #define SS_BOOST_RATING		0.05f
 #define SS_BOOST_CATEGORY	0.15f
 #define SS_BOOST_BRAND		0.15f
+/* intent: a product of the type asked for, of a category meant (factors) */
+#define SS_BOOST_TYPE		3.0f
+#define SS_BOOST_INTENT_CAT	3.0f
 /* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
-#define SS_BOOST_MAX		(1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
-							 SS_BOOST_CATEGORY + SS_BOOST_BRAND)
+#define SS_BOOST_MAX		((1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
+							  SS_BOOST_CATEGORY + SS_BOOST_BRAND) * \
+							 SS_BOOST_TYPE * SS_BOOST_INTENT_CAT)
 
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0
@@ -582,16 +595,27 @@ extern void SsGetWeights(Relation index, double *w);
 typedef void (*SsTokenCallback) (void *arg, const char *word, int len, int field);
 extern int	SsFoldWord(const char *in, int inlen, char *out, int outsize);
 extern void SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg);
+typedef enum SsTokKind
+{
+	SS_TOK_WORD,				/* a word of the text (canonical) */
+	SS_TOK_EXTRA,				/* documents: a term added beside the words */
+	SS_TOK_JOIN					/* queries: the previous two words joined */
+} SsTokKind;
+typedef void (*SsTermCallback) (void *arg, const char *word, int len, int field, SsTokKind kind);
+extern void SsAnalyze(const char *text, int len, int field, bool document, SsTermCallback cb, void *arg);
 extern int	SsStem(const char *language, const char *word, int len, char *out, int outsize);
 extern uint32 SsBrandHash(const char *brand, int len);
 extern bool SsIsStopWord(const char *word);
 extern void SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out);
 extern int	SsCategoryTerm(int64 category_id, char *out);
 extern int	SsBrandTerm(uint32 brand_hash, char *out);
+extern int	SsTitleHead(const char *language, const char *title, int len, char *out, int outsize);
+extern uint16 SsHeadHash(const char *stem, int len);
 
 /* sstypo.c */
 extern int	SsDamerauLevenshtein(const char *a, int alen, const char *b, int blen, int max);
 extern int	SsMaxTypos(int nchars);
+extern bool SsTwoTyposLength(int nchars);
 extern bool SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 						int *typos, float4 *factor);
 extern int	SsTermGrams(const char *term, int len, uint32 *out);

@@ -253,6 +253,12 @@ suggest_cb(void *arg, const SsDictItem *it)
 	}
 }
 
+static bool
+suggest_first_byte_stop(void *arg, const SsDictItem *it)
+{
+	return it->len == 0 || it->term[0] != ((Suggest *) arg)->w.exact[0];
+}
+
 typedef struct PendFind
 {
 	const char *word;
@@ -336,10 +342,21 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 	sg.w.len = len;
 	sg.w.maxtypos = SsMaxTypos(pg_mbstrlen_with_len(word, len));
 	sg.besttypos = -1;
-	if (sg.w.maxtypos > 0)
+	for (int round = 0; round < 2 && sg.w.maxtypos > 0 && sg.besttypos < 0; round++)
 	{
 		char		from[1] = {SS_STEM_MARK + 1};
 
+		/*
+		 * nothing within one typo of a 7 or 8 character word: two, the
+		 * first letter right, as the search does ("two_typos")
+		 */
+		if (round == 1)
+		{
+			if (sg.w.maxtypos != 1 || !SsTwoTyposLength(pg_mbstrlen_with_len(word, len)))
+				break;
+			sg.w.maxtypos = 2;
+			sg.w.first_fixed = true;
+		}
 		for (uint32 s = 0; s < meta.nsegments; s++)
 		{
 			SsSegHeader hdr;
@@ -347,7 +364,12 @@ shop_search_suggest_word(PG_FUNCTION_ARGS)
 			/* candidates from the trigram map, in dictionary order as a scan */
 			SsReadSegHeader(index, meta.segments[s].header, &hdr);
 			if (!SsTypoCandidates(index, &hdr, &sg.w, suggest_cb, &sg))
-				SsDictScanRange(index, &hdr, from, 1, suggest_cb, &sg, NULL);
+			{
+				if (sg.w.first_fixed)
+					SsDictScanRange(index, &hdr, word, 1, suggest_cb, &sg, suggest_first_byte_stop);
+				else
+					SsDictScanRange(index, &hdr, from, 1, suggest_cb, &sg, NULL);
+			}
 		}
 	}
 	index_close(index, AccessShareLock);
@@ -400,6 +422,84 @@ known_pend_cb(void *arg, const char *term, int len, uint16 tf)
 		if (!ks->known[i] && SsMatchTerm(&ks->q->words[i], term, len, false, &typos, &factor))
 			ks->known[i] = true;
 	}
+}
+
+/* is a term within one typo of the word (near_words)? */
+typedef struct NearScan
+{
+	const SsQWord *w;
+	bool		found;
+} NearScan;
+
+static void
+near_cb(void *arg, const SsDictItem *it)
+{
+	NearScan   *ns = (NearScan *) arg;
+	int			typos;
+	float4		factor;
+
+	if (!ns->found && SsMatchTerm(ns->w, it->term, it->len, true, &typos, &factor) && typos == 1)
+		ns->found = true;
+}
+
+static bool
+near_stop(void *arg, const SsDictItem *it)
+{
+	NearScan   *ns = (NearScan *) arg;
+
+	return ns->found || it->len == 0 || it->term[0] != ns->w->exact[0];
+}
+
+static void
+near_pend_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	NearScan   *ns = (NearScan *) arg;
+	int			typos;
+	float4		factor;
+
+	if (!ns->found && len > 0 && term[0] != SS_STEM_MARK &&
+		SsMatchTerm(ns->w, term, len, true, &typos, &factor) && typos == 1)
+		ns->found = true;
+}
+
+/*
+ * near_word: does the index hold a term within one typo of w (a word of
+ * one typo's budget), the first letter right?  The unknown words of 7 and
+ * 8 characters without one get two typos ("two_typos").
+ */
+static bool
+near_word(Relation index, const SsMetaPageData *meta, const SsQWord *w)
+{
+	SsQWord		one = *w;
+	NearScan	ns = {&one, false};
+
+	one.prefix = false;
+	one.maxtypos = 1;
+	one.first_fixed = false;
+	for (uint32 s = 0; s < meta->nsegments && !ns.found; s++)
+	{
+		SsSegHeader hdr;
+
+		SsReadSegHeader(index, meta->segments[s].header, &hdr);
+		if (!SsTypoCandidates(index, &hdr, &one, near_cb, &ns))
+			SsDictScanRange(index, &hdr, one.exact, 1, near_cb, &ns, near_stop);
+	}
+	for (BlockNumber blk = meta->pending_head; blk != InvalidBlockNumber && !ns.found;)
+	{
+		Buffer		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_PENDING, NULL);
+		Page		page = BufferGetPage(buf);
+
+		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+		{
+			SsPendItem *it = (SsPendItem *) PageGetItem(page, PageGetItemId(page, off));
+
+			if (!(it->doc.flags & SS_DOC_DEAD))
+				SsPendItemTerms(it, near_pend_cb, &ns);
+		}
+		blk = SsPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+	}
+	return ns.found;
 }
 
 /*
@@ -460,7 +560,9 @@ known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
 /*
  * shop._search_no_typos(index regclass, query jsonb) -> jsonb: the query
  * with the words the index knows (exactly, by stem, or as a prefix) added
- * to its "no_typos" list.  shop's API asks this so that a correctly
+ * to its "no_typos" list, and the unknown words of 7 or 8 characters that
+ * have no term within one typo to its "two_typos" list ("logitek" finds
+ * "logitech", while "moniter" keeps its one typo).  shop's API asks this so that a correctly
  * spelled word is not widened to its neighbours ("cable" does not find
  * "table") while a word the catalog does not know still finds its
  * corrections; the rule itself (ssquery.c) depends on nothing but the
@@ -477,6 +579,8 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 	SsMetaPageData meta;
 	SsQuery    *q;
 	bool	   *known;
+	bool	   *wide;
+	int			nwide = 0;
 	StringInfoData buf;
 	Jsonb	   *add;
 	Jsonb	   *base = query;
@@ -495,6 +599,11 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 	q = SsParseQuery(query, meta.language);
 	known = palloc0(sizeof(bool) * Max(q->nwords, 1));
 	known_words(index, &meta, q, known);
+	wide = palloc0(sizeof(bool) * Max(q->nwords, 1));
+	for (int i = 0; i < q->nwords; i++)
+		if (!known[i] && q->words[i].maxtypos == 1 && q->typos &&
+			SsTwoTyposLength(pg_mbstrlen_with_len(q->words[i].exact, q->words[i].len)))
+			wide[i] = !near_word(index, &meta, &q->words[i]);
 	index_close(index, AccessShareLock);
 
 	/* the query as an object, its no_typos list extended */
@@ -542,7 +651,16 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 				appendStringInfoString(&buf, ", ");
 			escape_json(&buf, q->words[i].exact);
 		}
-	appendStringInfoString(&buf, "]}");
+	appendStringInfoChar(&buf, ']');
+	for (int i = 0; i < q->nwords; i++)
+		if (wide[i])
+		{
+			appendStringInfoString(&buf, nwide++ == 0 ? ", \"two_typos\": [" : ", ");
+			escape_json(&buf, q->words[i].exact);
+		}
+	if (nwide > 0)
+		appendStringInfoChar(&buf, ']');
+	appendStringInfoChar(&buf, '}');
 	add = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	if (base == NULL)
 		PG_RETURN_JSONB_P(add);

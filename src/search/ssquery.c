@@ -19,10 +19,23 @@
  *   in_stock         boolean
  *   boost_categories [bigint, ...], boost_brands [text, ...]:
  *                    personalization, a bounded score boost
+ *   type_words       [text, ...] or text: the product type asked for
+ *                    (shop's API: the query's last word and its
+ *                    synonyms); documents whose title's head noun is
+ *                    one of them (by stem) score SS_BOOST_TYPE times more
+ *   intent_categories [bigint, ...]: categories the query means (shop's
+ *                    API: when no type word is a head noun of its best
+ *                    matches, their category of the highest median
+ *                    price); their documents score SS_BOOST_INTENT_CAT
+ *                    times more
  *   typos            boolean, default true
  *   no_typos         [text, ...] or text: words of q (folded) that get no
  *                    typo tolerance (shop's API lists the words the
  *                    index's vocabulary knows, _search_no_typos)
+ *   two_typos        [text, ...] or text: words of q of 7 or 8 characters
+ *                    that get two typos instead of one, the first letter
+ *                    right (shop's API lists the unknown words with no
+ *                    vocabulary term within one typo)
  *   prefix           boolean, default true: the last word also matches as
  *                    a prefix (unless q ends with a space)
  *   match            "all" (default) or "any"
@@ -30,7 +43,10 @@
  *                    the index's, and english without an index
  *
  * Every word of q is required (AND); English function words are dropped
- * unless q has nothing else.  Any other key raises 22023.
+ * unless q has nothing else; q's words are read with units and model
+ * numbers (SsAnalyze), and a word joinable with a neighbour ("xps 13")
+ * is also satisfied by the join ("xps13", exactly).  Any other key
+ * raises 22023.
  *
  * What matches (the same rule for an index scan and for the operator
  * functions, docs/search.md "Match rules"): a document matches when it
@@ -199,6 +215,8 @@ typedef struct WordList
 	char	   *w[SS_MAX_QUERY_WORDS * 4];
 	int			n;
 	int			max;
+	/* query_words: join[i], words i - 1 and i joined (SS_TOK_JOIN), or NULL */
+	char	   *join[SS_MAX_QUERY_WORDS * 4];
 } WordList;
 
 static void
@@ -208,6 +226,35 @@ word_list_cb(void *arg, const char *word, int len, int field)
 
 	if (wl->n < wl->max)
 		wl->w[wl->n++] = pnstrdup(word, len);
+}
+
+/* the words of q, canonical (sstoken.c), and the joins of neighbours */
+static void
+query_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
+{
+	WordList   *wl = (WordList *) arg;
+
+	if (kind == SS_TOK_JOIN)
+	{
+		if (wl->n >= 2 && wl->n <= wl->max)
+			wl->join[wl->n - 1] = pnstrdup(word, len);
+		return;
+	}
+	if (wl->n < wl->max)
+	{
+		wl->join[wl->n] = NULL;
+		wl->w[wl->n++] = pnstrdup(word, len);
+	}
+	else
+		wl->n = wl->max + 1;	/* full: later joins are dropped */
+}
+
+/* word_list_cb for SsAnalyze: the words alone */
+static void
+query_plain_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
+{
+	if (kind == SS_TOK_WORD)
+		word_list_cb(arg, word, len, field);
 }
 
 static void
@@ -231,7 +278,8 @@ query_check_keys(Jsonb *jb)
 	static const char *const known[] = {
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
-		"prefix", "match", "language", "no_typos", NULL
+		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
+		"intent_categories", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -249,7 +297,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, typos, no_typos, prefix, match, language.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, typos, no_typos, two_typos, prefix, match, language.", k));
 		}
 	}
 }
@@ -276,14 +324,65 @@ query_parse_filters(Jsonb *jb, SsQuery *q)
 		q->boost_cats = parse_ids(v, "boost_categories", &q->nboost_cats);
 	if ((v = get_key(jb, "boost_brands")) != NULL && v->type != jbvNull)
 		q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
+	if ((v = get_key(jb, "intent_categories")) != NULL && v->type != jbvNull)
+		q->intent_cats = parse_ids(v, "intent_categories", &q->nintent_cats);
+}
+
+static int
+cmp_uint16(const void *a, const void *b)
+{
+	uint16		x = *(const uint16 *) a,
+				y = *(const uint16 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* query_parse_types: the type words, as the head hashes of their stems */
+static void
+query_parse_types(SsQuery *q, const WordList *types)
+{
+	if (types->n == 0)
+		return;
+	q->types = palloc(sizeof(uint16) * types->n);
+	for (int i = 0; i < types->n; i++)
+	{
+		char		stem[SS_MAX_TERM_LEN + 8];
+		int			slen = SsStem(q->language, types->w[i], strlen(types->w[i]), stem, sizeof(stem));
+
+		q->types[q->ntypes++] = SsHeadHash(stem + 1, slen - 1);
+	}
+	qsort(q->types, q->ntypes, sizeof(uint16), cmp_uint16);
 }
 
 /*
- * query_parse_options: typos, prefix, language, no_typos (its words into
- * notypo) and match.
+ * query_parse_options: typos, prefix, language, no_typos and two_typos
+ * (their words into notypo and twotypo) and match.
  */
 static void
-query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
+query_parse_word_list(Jsonb *jb, const char *key, WordList *out)
+{
+	JsonbValue *v;
+
+	if ((v = get_key(jb, key)) != NULL && v->type != jbvNull)
+	{
+		List	   *l = jbv_elems(v);
+		ListCell   *lc;
+
+		if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
+			bad_query("malformed search query", psprintf("%s must be a string or an array of strings.", key));
+		foreach(lc, l)
+		{
+			JsonbValue *e = (JsonbValue *) lfirst(lc);
+
+			if (e->type != jbvString)
+				bad_query("malformed search query", psprintf("%s must be a string or an array of strings.", key));
+			SsAnalyze(e->val.string.val, e->val.string.len, 0, false, query_plain_cb, out);
+		}
+	}
+}
+
+static void
+query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo, WordList *twotypo)
 {
 	JsonbValue *v;
 
@@ -302,22 +401,8 @@ query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo)
 		strlcpy(q->language, lang, sizeof(q->language));
 		q->language_given = true;
 	}
-	if ((v = get_key(jb, "no_typos")) != NULL && v->type != jbvNull)
-	{
-		List	   *l = jbv_elems(v);
-		ListCell   *lc;
-
-		if (l == NIL && v->type == jbvBinary && !JsonContainerIsArray(v->val.binary.data))
-			bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-		foreach(lc, l)
-		{
-			JsonbValue *e = (JsonbValue *) lfirst(lc);
-
-			if (e->type != jbvString)
-				bad_query("malformed search query", "no_typos must be a string or an array of strings.");
-			SsTokenize(e->val.string.val, e->val.string.len, 0, word_list_cb, notypo);
-		}
-	}
+	query_parse_word_list(jb, "no_typos", notypo);
+	query_parse_word_list(jb, "two_typos", twotypo);
 	if ((v = get_key(jb, "match")) != NULL)
 	{
 		if (v->type == jbvString && v->val.string.len == 3 &&
@@ -365,7 +450,7 @@ query_parse_synonyms(Jsonb *jb)
 			if (p->type != jbvString)
 				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
 			wl->max = 8;
-			SsTokenize(p->val.string.val, p->val.string.len, 0, word_list_cb, wl);
+			SsAnalyze(p->val.string.val, p->val.string.len, 0, false, query_plain_cb, wl);
 			if (wl->n > 0)
 				group = lappend(group, wl);
 		}
@@ -403,7 +488,9 @@ query_words(const char *qtext, int qlen, WordList *words)
 
 	memset(words, 0, sizeof(*words));
 	words->max = SS_MAX_QUERY_WORDS * 4;
-	SsTokenize(qtext, qlen, 0, word_list_cb, words);
+	SsAnalyze(qtext, qlen, 0, false, query_word_cb, words);
+	if (words->n > words->max)
+		words->n = words->max;
 	for (int i = 0; i < words->n; i++)
 		if (!SsIsStopWord(words->w[i]))
 			kept++;
@@ -413,7 +500,12 @@ query_words(const char *qtext, int qlen, WordList *words)
 
 		for (int i = 0; i < words->n; i++)
 			if (!SsIsStopWord(words->w[i]))
+			{
+				/* a join's words are never function words: both stay */
+				words->join[j] = (i > 0 && !SsIsStopWord(words->w[i - 1]) && j > 0) ?
+					words->join[i] : NULL;
 				words->w[j++] = words->w[i];
+			}
 		words->n = j;
 	}
 	if (words->n > SS_MAX_QUERY_WORDS)
@@ -477,8 +569,9 @@ query_find_spans(List *groups, const WordList *words, int *span_of, int *span_st
 
 /*
  * query_build_slots: q's slots in query order, one per plain word (the last
- * one a prefix when lastprefix) and one per synonym span, whose
- * alternatives are its group's phrases.
+ * one a prefix when lastprefix; its joins with its neighbours are
+ * alternatives) and one per synonym span, whose alternatives are its
+ * group's phrases.
  */
 static void
 query_build_slots(SsQuery *q, const WordList *words, List *groups,
@@ -498,15 +591,36 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 		slot = &q->slots[nslots];
 		if (span_of[i] < 0)
 		{
-			slot->nalts = 1;
-			slot->alts = palloc0(sizeof(SsQAlt));
-			slot->alts[0].first = q->nwords;
-			slot->alts[0].nwords = 1;
-			fill_word(&q->words[q->nwords], words->w[i], q->language,
-					  lastprefix && i == nw - 1);
-			q->words[q->nwords].slot = nslots;
-			q->words[q->nwords].alt = 0;
-			q->nwords++;
+			/*
+			 * the word, or its join with a neighbour ("c-exv21": "c" or
+			 * "cexv21", "exv21" or "cexv21"), which matches exactly; both
+			 * words keep their slots, so a row with one of them still
+			 * misses only the other
+			 */
+			const char *alts[3];
+			int			nalts = 0;
+
+			alts[nalts++] = words->w[i];
+			if (words->join[i] != NULL && span_of[i - 1] < 0)
+				alts[nalts++] = words->join[i];
+			if (i + 1 < nw && words->join[i + 1] != NULL && span_of[i + 1] < 0)
+				alts[nalts++] = words->join[i + 1];
+			slot->nalts = nalts;
+			slot->alts = palloc0(sizeof(SsQAlt) * nalts);
+			for (int a = 0; a < nalts; a++)
+			{
+				bool		lastjoin = a > 0 && (i == nw - 1 || (i == nw - 2 && alts[a] == words->join[i + 1]));
+
+				slot->alts[a].first = q->nwords;
+				slot->alts[a].nwords = 1;
+				fill_word(&q->words[q->nwords], alts[a], q->language,
+						  lastprefix && (a == 0 ? i == nw - 1 : lastjoin));
+				if (a > 0)
+					q->words[q->nwords].maxtypos = 0;
+				q->words[q->nwords].slot = nslots;
+				q->words[q->nwords].alt = a;
+				q->nwords++;
+			}
 		}
 		else
 		{
@@ -557,6 +671,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	List	   *groups = NIL;	/* List of List of WordList* */
 	bool		lastprefix;
 	WordList	notypo;
+	WordList	twotypo;
+	WordList	types;
 
 	q->typos = true;
 	q->prefix = true;
@@ -565,6 +681,10 @@ SsParseQuery(Jsonb *jb, const char *language)
 	strlcpy(q->language, language, sizeof(q->language));
 	memset(&notypo, 0, sizeof(notypo));
 	notypo.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&twotypo, 0, sizeof(twotypo));
+	twotypo.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&types, 0, sizeof(types));
+	types.max = SS_MAX_QUERY_WORDS * 4;
 
 	/* a jsonb string is q alone; an object names q and the rest */
 	if (JB_ROOT_IS_SCALAR(jb))
@@ -585,12 +705,14 @@ SsParseQuery(Jsonb *jb, const char *language)
 		qtext = v->val.string.val;
 		qlen = v->val.string.len;
 		query_parse_filters(jb, q);
-		query_parse_options(jb, q, &notypo);
+		query_parse_options(jb, q, &notypo, &twotypo);
+		query_parse_word_list(jb, "type_words", &types);
 		groups = query_parse_synonyms(jb);
 	}
 	else
 		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
 	query_check_text(qtext, qlen);
+	query_parse_types(q, &types);	/* in the query's language */
 
 	/* the words, synonym spans among them, then the slots */
 	query_words(qtext, qlen, &words);
@@ -599,11 +721,25 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
 
-	/* words listed in no_typos match without typos */
+	/*
+	 * words listed in two_typos (of 7 or 8 characters) get two typos with
+	 * the first letter right; words listed in no_typos none
+	 */
+	for (int i = 0; i < q->nwords; i++)
+		for (int k = 0; k < twotypo.n; k++)
+			if (q->words[i].maxtypos == 1 && strcmp(q->words[i].exact, twotypo.w[k]) == 0 &&
+				SsTwoTyposLength(pg_mbstrlen_with_len(q->words[i].exact, q->words[i].len)))
+			{
+				q->words[i].maxtypos = 2;
+				q->words[i].first_fixed = true;
+			}
 	for (int i = 0; i < q->nwords; i++)
 		for (int k = 0; k < notypo.n; k++)
 			if (strcmp(q->words[i].exact, notypo.w[k]) == 0)
+			{
 				q->words[i].maxtypos = 0;
+				q->words[i].first_fixed = false;
+			}
 	return q;
 }
 
@@ -658,7 +794,10 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
 
 /*
  * The boost.  SsBoost is the business and personal multiplier of a
- * document's text score, between 1 and SS_BOOST_MAX: popularity (log-scaled
+ * document's text score, between 1 and SS_BOOST_MAX: the intent factors
+ * (SS_BOOST_TYPE for a document of the type asked for, by its title's
+ * head noun; SS_BOOST_INTENT_CAT for one of the categories meant) times
+ * the sum of 1 and: popularity (log-scaled
  * against the most popular document: inv_log_maxpop is 1 / log1p(max
  * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
  * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
@@ -682,6 +821,10 @@ SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
 		b += SS_BOOST_CATEGORY;
 	if (q->nboost_brands > 0)
 		b += SS_BOOST_BRAND;
+	if (q->ntypes > 0)
+		b *= SS_BOOST_TYPE;
+	if (q->nintent_cats > 0)
+		b *= SS_BOOST_INTENT_CAT;
 	return b;
 }
 
@@ -708,6 +851,13 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
 		b += SS_BOOST_BRAND;
+	/* intent (issue 13): the product type asked for, a category meant */
+	if (q->ntypes > 0 && doc->head != 0 &&
+		bsearch(&doc->head, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
+		b *= SS_BOOST_TYPE;
+	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
+		bsearch(&doc->category_id, q->intent_cats, q->nintent_cats, sizeof(int64), cmp_int64))
+		b *= SS_BOOST_INTENT_CAT;
 	return b;
 }
 

@@ -541,7 +541,8 @@ expand_segment(Eval *ev, SegState *s)
  * word too short for trigrams to narrow anything (SsTypoCandidates),
  * reads a dictionary range instead: with one typo allowed the first
  * letter must be right (a first-letter typo counts as two), so only the
- * range of that letter; with two, the whole exact-term range.
+ * range of that letter, as with two for a 7-8 character word
+ * ("two_typos", first_fixed); with two, the whole exact-term range.
  */
 static void
 expand_typos(Eval *ev, SegState *s, int i)
@@ -554,7 +555,7 @@ expand_typos(Eval *ev, SegState *s, int i)
 	ts.w = w;
 	if (!SsTypoCandidates(ev->index, &s->hdr, w, typo_cb, &ts))
 	{
-		if (w->maxtypos >= 2)
+		if (w->maxtypos >= 2 && !w->first_fixed)
 		{
 			char		from[1] = {SS_STEM_MARK + 1};
 

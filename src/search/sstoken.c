@@ -155,20 +155,25 @@ fold_char(uint32 cp, char *out)
 }
 
 /*
- * SsTokenize: call cb for every folded word of text[0..len).  Words longer
- * than SS_MAX_TERM_LEN bytes are cut at a character boundary.
+ * tokenize_words: call cb for every folded word of text[0..len), with the
+ * byte range [start, end) of the word in text.  Words longer than
+ * SS_MAX_TERM_LEN bytes are cut at a character boundary.
  */
-void
-SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
+typedef void (*RawWordCallback) (void *arg, const char *word, int len, int start, int end);
+
+static void
+tokenize_words(const char *text, int len, RawWordCallback cb, void *arg)
 {
 	const unsigned char *s = (const unsigned char *) text;
 	char		word[SS_MAX_TERM_LEN + 8];
 	int			wlen = 0;
+	int			wstart = 0;
 	int			i = 0;
 
 	while (i < len)
 	{
 		uint32		cp;
+		int			at = i;
 		int			n = utf8_decode(s + i, len - i, &cp);
 
 		i += n;
@@ -177,6 +182,8 @@ SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
 			char		buf[8];
 			int			m = fold_char(cp, buf);
 
+			if (wlen == 0)
+				wstart = at;
 			if (wlen + m <= SS_MAX_TERM_LEN)
 			{
 				memcpy(word + wlen, buf, m);
@@ -187,15 +194,352 @@ SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
 		if (wlen > 0)
 		{
 			word[wlen] = '\0';
-			cb(arg, word, wlen, field);
+			cb(arg, word, wlen, wstart, at);
 			wlen = 0;
 		}
 	}
 	if (wlen > 0)
 	{
 		word[wlen] = '\0';
-		cb(arg, word, wlen, field);
+		cb(arg, word, wlen, wstart, len);
 	}
+}
+
+typedef struct PlainTok
+{
+	SsTokenCallback cb;
+	void	   *arg;
+	int			field;
+} PlainTok;
+
+static void
+plain_tok_cb(void *arg, const char *word, int len, int start, int end)
+{
+	PlainTok   *pt = (PlainTok *) arg;
+
+	pt->cb(pt->arg, word, len, pt->field);
+}
+
+/*
+ * SsTokenize: call cb for every folded word of text[0..len), as written
+ * (no unit or model number analysis: folding of brands, synonyms and
+ * suggestions).  Words longer than SS_MAX_TERM_LEN bytes are cut at a
+ * character boundary.
+ */
+void
+SsTokenize(const char *text, int len, int field, SsTokenCallback cb, void *arg)
+{
+	PlainTok	pt = {cb, arg, field};
+
+	tokenize_words(text, len, plain_tok_cb, &pt);
+}
+
+/* ----------------------------------------------------------------
+ * Units and model numbers (SsAnalyze)
+ *
+ * Documents and queries go through the same analysis, so that the ways
+ * of writing a size or a model number find each other:
+ *
+ *   - a unit written after a number takes one canonical name, joined to
+ *     the number or not: "27in", "27 inches", "27-inch" and 27" (a
+ *     double quote, two single quotes or U+2033 right after the digits)
+ *     all give the words "27" and "inch"; "1 terabyte" gives "1" "tb";
+ *     a word like "27in" becomes "27inch" (number and canonical unit);
+ *   - a word mixing letters and digits ("xps13", "16gb", "27inch") adds,
+ *     in documents, its parts ("xps" "13") as terms beside it;
+ *   - two neighbouring words, separated by spaces, '-', '/' or '_' only,
+ *     one holding a digit and the other of at most 4 letters, neither a
+ *     function word, are joined: a document adds the joined term ("XPS 13" adds "xps13", "C-EXV21"
+ *     "cexv21", "27 inch" "27inch"), a query offers it as an alternative
+ *     of each of the two words (SS_TOK_JOIN, ssquery.c);
+ *   - in documents, a length in centimetres within 0.05 inch of a whole
+ *     number of inches from 1 to 200 adds the canonical inch term
+ *     ("68.6 cm" adds "27inch"; 60.5 cm, 23.8 inches, adds nothing).
+ *
+ * Added terms (SS_TOK_EXTRA) come from the title and the brand only (a
+ * description's sizes and codes would grow the index by half for little:
+ * its words are still read with canonical units); they are indexed
+ * beside the words, counted as the description's (the lowest weight, so
+ * that they find a product without outranking the words its title
+ * writes), and do not count in any field's length.
+ * ----------------------------------------------------------------
+ */
+
+typedef struct SsUnit
+{
+	const char *alias;
+	const char *canon;
+	bool		alone;			/* also as a separate word after a number */
+} SsUnit;
+
+static const SsUnit units[] = {
+	{"in", "inch", false}, {"inch", "inch", true}, {"inches", "inch", true},
+	{"tb", "tb", true}, {"terabyte", "tb", true}, {"terabytes", "tb", true},
+	{"gb", "gb", true}, {"gigabyte", "gb", true}, {"gigabytes", "gb", true},
+	{"mb", "mb", true}, {"megabyte", "mb", true}, {"megabytes", "mb", true},
+	{"ghz", "ghz", true}, {"mhz", "mhz", true}, {"hz", "hz", true},
+	{"mah", "mah", true}, {"w", "w", true}, {"watt", "w", true}, {"watts", "w", true},
+	{"mm", "mm", true}, {"cm", "cm", true}, {"kg", "kg", true},
+	{"mp", "mp", true}, {"megapixel", "mp", true}, {"megapixels", "mp", true},
+	{NULL, NULL, false}
+};
+
+static const char *
+unit_canon(const char *w, int len, bool alone)
+{
+	for (int i = 0; units[i].alias; i++)
+		if ((int) strlen(units[i].alias) == len && memcmp(units[i].alias, w, len) == 0)
+			return (alone && !units[i].alone) ? NULL : units[i].canon;
+	return NULL;
+}
+
+static bool
+all_digits(const char *w, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (w[i] < '0' || w[i] > '9')
+			return false;
+	return len > 0;
+}
+
+static bool
+has_digit(const char *w, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (w[i] >= '0' && w[i] <= '9')
+			return true;
+	return false;
+}
+
+static bool
+is_digit_byte(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool
+all_letters(const char *w, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (is_digit_byte(w[i]))
+			return false;
+	return len > 0;
+}
+
+/*
+ * may words a and b, neighbours in a text, be joined into one term?  One
+ * of them holds a digit, the other is a short name of letters (a model
+ * line "xps", "c", "rtx" before it; a unit "inch", "tb" after it).
+ */
+static bool
+joinable(const char *a, int alen, const char *b, int blen)
+{
+	if (alen + blen > SS_MAX_TERM_LEN)
+		return false;
+	if (!((all_letters(a, alen) && alen <= 4 && has_digit(b, blen)) ||
+		  (all_letters(b, blen) && blen <= 4 && has_digit(a, alen))))
+		return false;
+	return !SsIsStopWord(a) && !SsIsStopWord(b);
+}
+
+/* is text[from, to) a separator that keeps two words one name? */
+static bool
+join_separator(const char *text, int from, int to)
+{
+	if (to - from > 3)
+		return false;
+	for (int i = from; i < to; i++)
+		if (text[i] != ' ' && text[i] != '-' && text[i] != '/' && text[i] != '_')
+			return false;
+	return true;
+}
+
+/* does an inch mark start at text[at]: ", '' or U+2033? */
+static bool
+inch_mark(const char *text, int len, int at)
+{
+	if (at >= len)
+		return false;
+	if (text[at] == '"')
+		return true;
+	if (at + 1 < len && text[at] == '\'' && text[at + 1] == '\'')
+		return true;
+	return at + 2 < len && (uint8) text[at] == 0xE2 && (uint8) text[at + 1] == 0x80 &&
+		(uint8) text[at + 2] == 0xB3;
+}
+
+typedef struct Analyzer
+{
+	const char *text;
+	int			textlen;
+	int			field;
+	bool		document;
+	SsTermCallback cb;
+	void	   *arg;
+	/* the previous word, canonical */
+	char		prev[SS_MAX_TERM_LEN + 8];
+	int			prevlen;
+	int			prevend;		/* its end in text, -1: none or not joinable */
+	/* the last number read (a decimal "68.6" spans two words) */
+	double		num;
+	int			numend;			/* its end in text, -1: none */
+	bool		prevfrac;		/* the previous word is a decimal's fraction */
+} Analyzer;
+
+static void
+emit(Analyzer *an, const char *w, int len, SsTokKind kind)
+{
+	if (kind == SS_TOK_EXTRA && !an->document)
+		return;
+	an->cb(an->arg, w, len, an->field, kind);
+}
+
+/* a length in cm: the inch term when it is a whole number of inches */
+static void
+emit_cm_inches(Analyzer *an, double cm)
+{
+	double		in = cm / 2.54;
+	double		r = rint(in);
+	char		buf[32];
+
+	if (!an->document || r < 1 || r > 200 || fabs(in - r) > 0.05)
+		return;
+	snprintf(buf, sizeof(buf), "%dinch", (int) r);
+	emit(an, buf, strlen(buf), SS_TOK_EXTRA);
+}
+
+/* a canonical word: emit it, its parts, its join with the previous word */
+static void
+analyze_word(Analyzer *an, const char *w, int len, int start, int end)
+{
+	/* parts of a word mixing letters and digits, for documents */
+	if (an->document && has_digit(w, len) && !all_digits(w, len))
+	{
+		int			i = 0;
+
+		while (i < len)
+		{
+			int			j = i;
+			bool		d = is_digit_byte(w[i]);
+
+			while (j < len && is_digit_byte(w[j]) == d)
+				j++;
+			emit(an, w + i, j - i, SS_TOK_EXTRA);
+			i = j;
+		}
+	}
+	emit(an, w, len, SS_TOK_WORD);
+	if (an->prevend >= 0 && !an->prevfrac &&
+		join_separator(an->text, an->prevend, start) &&
+		joinable(an->prev, an->prevlen, w, len))
+	{
+		char		j[2 * SS_MAX_TERM_LEN + 8];
+
+		memcpy(j, an->prev, an->prevlen);
+		memcpy(j + an->prevlen, w, len);
+		j[an->prevlen + len] = '\0';
+		emit(an, j, an->prevlen + len, an->document ? SS_TOK_EXTRA : SS_TOK_JOIN);
+	}
+	memcpy(an->prev, w, len);
+	an->prev[len] = '\0';
+	an->prevlen = len;
+	an->prevend = end;
+}
+
+static void
+analyze_cb(void *arg, const char *word, int len, int start, int end)
+{
+	Analyzer   *an = (Analyzer *) arg;
+	char		w[SS_MAX_TERM_LEN + 16];
+	int			wlen = len;
+	const char *canon;
+	bool		after_number = an->numend >= 0 && join_separator(an->text, an->numend, start);
+	bool		frac = false;
+
+	memcpy(w, word, len);
+	w[len] = '\0';
+
+	if (all_digits(w, len))
+	{
+		double		v = strtod(w, NULL);
+
+		/* "68.6": the fraction of the number just read */
+		if (an->numend >= 0 && start == an->numend + 1 &&
+			(an->text[an->numend] == '.' || an->text[an->numend] == ',') &&
+			!an->prevfrac && len <= 6)
+		{
+			v = an->num + v / pow(10, len);
+			frac = true;
+		}
+		analyze_word(an, w, len, start, end);
+		an->prevfrac = frac;
+		an->num = v;
+		an->numend = end;
+		/* 27": the number and the word "inch" */
+		if (inch_mark(an->text, an->textlen, end))
+		{
+			analyze_word(an, "inch", 4, end, end);
+			an->numend = -1;
+			an->prevfrac = false;
+		}
+		return;
+	}
+
+	/* a unit alone after a number: its canonical name */
+	if (after_number && (canon = unit_canon(w, len, true)) != NULL)
+	{
+		wlen = strlen(canon);
+		memcpy(w, canon, wlen + 1);
+		if (strcmp(canon, "cm") == 0)
+			emit_cm_inches(an, an->num);
+	}
+	else if (is_digit_byte(w[0]))
+	{
+		/* digits then letters: "27in", "16gb", "68.6cm" (the "6cm") */
+		int			d = 0;
+
+		while (d < len && is_digit_byte(w[d]))
+			d++;
+		if ((canon = unit_canon(w + d, len - d, false)) != NULL &&
+			d + strlen(canon) <= SS_MAX_TERM_LEN)
+		{
+			double		v = strtod(w, NULL);
+
+			if (an->numend >= 0 && start == an->numend + 1 &&
+				(an->text[an->numend] == '.' || an->text[an->numend] == ',') && d <= 6)
+				v = an->num + v / pow(10, d);
+			strcpy(w + d, canon);
+			wlen = d + strlen(canon);
+			if (strcmp(canon, "cm") == 0)
+				emit_cm_inches(an, v);
+		}
+	}
+	an->numend = -1;
+	analyze_word(an, w, wlen, start, end);
+	an->prevfrac = false;
+}
+
+/*
+ * SsAnalyze: the words of text[0..len) for the index, with units and
+ * model numbers (above): cb gets every word (SS_TOK_WORD), and for a
+ * document the terms added beside them (SS_TOK_EXTRA), for a query the
+ * joins of neighbouring words (SS_TOK_JOIN, right after the second one).
+ */
+void
+SsAnalyze(const char *text, int len, int field, bool document, SsTermCallback cb, void *arg)
+{
+	Analyzer	an;
+
+	memset(&an, 0, sizeof(an));
+	an.text = text;
+	an.textlen = len;
+	an.field = field;
+	an.document = document;
+	an.cb = cb;
+	an.arg = arg;
+	an.prevend = -1;
+	an.numend = -1;
+	tokenize_words(text, len, analyze_cb, &an);
 }
 
 typedef struct FoldOne
@@ -279,6 +623,183 @@ SsIsStopWord(const char *word)
 	return false;
 }
 
+/* ----------------------------------------------------------------
+ * The head noun of a title (issue 13: what a product is)
+ *
+ * Product titles name the product type before the specifications, after
+ * the brand and the line: "Lenovo ThinkPad T14s Notebook Black 35.6 cm
+ * (14") ...", "Kensington MicroSaver DS Laptop Lock", "Targus privacy
+ * filter for 27" monitors".  The title's name ends at a colour word, a
+ * function word ("for", "with") or punctuation other than a hyphen inside
+ * a word ('(' ',' ';' ':' '|' '+', a dash or a slash after a space), once
+ * it has a word; inside it, a size (a number with a unit or an inch mark:
+ * "90W", "35.6 cm", 55") separates runs of words.  The head is the last
+ * word of three or more letters (not a model number) of the name's first
+ * run that has one, or of a later run of two words of letters, or of a
+ * later run when the first had only one (the brand): "notebook", "lock",
+ * "filter", "adapter" in "Lenovo ThinkPad 90W AC Adapter (EU1)",
+ * "television" in "Samsung 55" QLED Television", "processor" in "Intel
+ * Pentium 530 processor 3 GHz Box 1 MB L2".  An accessory names the
+ * product it fits before its own type, or after "for", so its head is its
+ * own type.  Stemmed like the words, so "notebooks" = "notebook".
+ * ----------------------------------------------------------------
+ */
+
+static const char *const colours[] = {
+	"black", "white", "silver", "grey", "gray", "blue", "red", "green", "yellow", "pink",
+	"purple", "orange", "brown", "gold", "beige", "transparent", "cyan", "magenta", "bronze",
+	"metallic", "graphite", "multicolour", "multicolor", "navy", "turquoise", "violet",
+	"anthracite", "charcoal", NULL
+};
+
+static bool
+is_colour(const char *w)
+{
+	for (int i = 0; colours[i]; i++)
+		if (strcmp(colours[i], w) == 0)
+			return true;
+	return false;
+}
+
+typedef struct HeadScan
+{
+	const char *text;
+	int			textlen;
+	int			prevend;		/* end of the previous word, -1 none */
+	bool		prevnum;		/* the previous word is a number */
+	bool		done;
+	char		last[SS_MAX_TERM_LEN + 8];	/* the run's last word of letters */
+	int			lastlen;
+	int			nwords;			/* the run's words of letters, any length */
+	char		head[SS_MAX_TERM_LEN + 8];	/* the head so far */
+	int			headlen;
+	int			headwords;		/* words of letters of its run */
+} HeadScan;
+
+/*
+ * does text[from, to) end a run?  2: and the title's name (punctuation),
+ * 1: only the run (an inch mark), 0: no
+ */
+static int
+run_break(const char *text, int from, int to)
+{
+	int			r = 0;
+
+	for (int i = from; i < to; i++)
+	{
+		char		c = text[i];
+
+		if (c == '(' || c == ')' || c == ',' || c == ';' || c == ':' || c == '|' ||
+			c == '+' || c == '[')
+			return 2;
+		if ((c == '-' || c == '/') && i > from && text[i - 1] == ' ')
+			return 2;			/* a dash or slash between spaces */
+		if ((uint8) c == 0xE2 && i + 1 < to && (uint8) text[i + 1] == 0x80 &&
+			!inch_mark(text, to, i))
+			return 2;			/* dashes, quotes, bullets (U+2010..U+203F) */
+		if (c == '"' || inch_mark(text, to, i))
+			r = 1;
+	}
+	return r;
+}
+
+/* a run ends; a hard end (2) ends the name, once it has a word */
+static void
+head_end_run(HeadScan *hs, int hard)
+{
+	/* a later run names the type if it has two words, or the first one */
+	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1))
+	{
+		memcpy(hs->head, hs->last, hs->lastlen + 1);
+		hs->headlen = hs->lastlen;
+		hs->headwords = hs->nwords;
+	}
+	hs->lastlen = 0;
+	hs->nwords = 0;
+	if (hard == 2 && hs->headlen > 0)
+		hs->done = true;
+}
+
+static void
+head_cb(void *arg, const char *word, int len, int start, int end)
+{
+	HeadScan   *hs = (HeadScan *) arg;
+	int			digits = (int) strspn(word, "0123456789");
+	int			br;
+
+	if (hs->done)
+		return;
+	if (hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
+	{
+		head_end_run(hs, br);
+		if (hs->done)
+			return;
+	}
+	if (strcmp(word, "and") == 0)
+		;						/* "ThinkPad and 65W AC Adapter": goes on */
+	else if (SsIsStopWord(word) || is_colour(word))
+		head_end_run(hs, 2);	/* "for", "with", "black" */
+	else if (hs->prevnum && unit_canon(word, len, true) != NULL)
+		head_end_run(hs, 1);	/* the "cm" of "35.6 cm" */
+	else if (digits > 0 && unit_canon(word + digits, len - digits, false) != NULL)
+		head_end_run(hs, 1);	/* "16gb", "90w" */
+	else if (all_letters(word, len))
+	{
+		/* "AC Adapter": two words, the head of three letters or more */
+		if (len >= 3)
+		{
+			memcpy(hs->last, word, len);
+			hs->last[len] = '\0';
+			hs->lastlen = len;
+		}
+		hs->nwords++;
+	}
+	hs->prevnum = all_digits(word, len);
+	hs->prevend = end;
+}
+
+/*
+ * SsTitleHead: the stem (without SS_STEM_MARK) of the head noun of a
+ * title, into out; its length, 0 when the title has none.
+ */
+int
+SsTitleHead(const char *language, const char *title, int len, char *out, int outsize)
+{
+	HeadScan	hs;
+	const char *w;
+	int			wlen;
+	char		stem[SS_MAX_TERM_LEN + 8];
+	int			slen;
+
+	memset(&hs, 0, sizeof(hs));
+	hs.text = title;
+	hs.textlen = len;
+	hs.prevend = -1;
+	tokenize_words(title, len, head_cb, &hs);
+	if (!hs.done)
+		head_end_run(&hs, 2);
+	w = hs.head;
+	wlen = hs.headlen;
+	out[0] = '\0';
+	if (wlen == 0)
+		return 0;
+	slen = SsStem(language, w, wlen, stem, sizeof(stem)) - 1;
+	slen = Min(slen, outsize - 1);
+	memcpy(out, stem + 1, slen);
+	out[slen] = '\0';
+	return slen;
+}
+
+/* SsHeadHash: the 16-bit hash of a head stem stored per document (never 0) */
+uint16
+SsHeadHash(const char *stem, int len)
+{
+	uint32		h = hash_bytes((const unsigned char *) stem, len);
+	uint16		r = (uint16) (h ^ (h >> 16));
+
+	return r == 0 ? 1 : r;
+}
+
 /* ---- documents ---- */
 
 typedef struct Occ
@@ -312,13 +833,18 @@ add_occ(DocCollect *dc, const char *term, int len, int field)
 }
 
 static void
-doc_word_cb(void *arg, const char *word, int len, int field)
+doc_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
 {
 	DocCollect *dc = (DocCollect *) arg;
 	char		stem[SS_MAX_TERM_LEN + 8];
 	int			slen;
 
-	dc->nwords[field]++;
+	if (kind == SS_TOK_WORD)
+		dc->nwords[field]++;
+	else if (field == 2)
+		return;					/* only titles and brands add terms */
+	else
+		field = 2;				/* added terms weigh as the description's */
 	add_occ(dc, word, len, field);
 	slen = SsStem(dc->language, word, len, stem, sizeof(stem));
 	/* a stem equal to the word is found through the word's exact term */
@@ -387,7 +913,16 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 		{
 			text	   *t = DatumGetTextPP(values[f]);
 
-			SsTokenize(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), f, doc_word_cb, &dc);
+			SsAnalyze(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), f, true, doc_word_cb, &dc);
+			if (f == 0)
+			{
+				char		head[SS_MAX_TERM_LEN + 8];
+				int			hlen = SsTitleHead(language, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+											   head, sizeof(head));
+
+				if (hlen > 0)
+					out->doc.head = SsHeadHash(head, hlen);
+			}
 			if (f == 1)
 			{
 				out->doc.brand_hash = SsBrandHash(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
@@ -493,6 +1028,27 @@ int
 SsBrandTerm(uint32 brand_hash, char *out)
 {
 	return snprintf(out, SS_FILTER_TERM_MAX, "%cb%08x", SS_FILTER_MARK, brand_hash);
+}
+
+/*
+ * shop.search_head(title text, language text) -> text: the head noun of a
+ * title as the index stores it (stemmed; NULL when it has none).
+ */
+PG_FUNCTION_INFO_V1(shop_search_head);
+
+Datum
+shop_search_head(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	char	   *lang = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char		head[SS_MAX_TERM_LEN + 8];
+	int			n;
+
+	ShopGetStemmer(lang);		/* complain early about a bad language */
+	n = SsTitleHead(lang, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), head, sizeof(head));
+	if (n == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(head, n));
 }
 
 /* ---- SQL: shop.search_tokens(text, language) ---- */

@@ -8,7 +8,10 @@
  * The rules follow what product search engines do:
  *   - words under 5 characters must match exactly (or as a prefix when
  *     they are the last word of the query);
- *   - 1 typo is allowed from 5 characters, 2 from 9;
+ *   - 1 typo is allowed from 5 characters, 2 from 9; a query may allow
+ *     2 in words of 7 and 8 characters ("two_typos": shop's API does when
+ *     the vocabulary has nothing within one typo), the first letter
+ *     right;
  *   - a typo on the first letter counts as two, since people rarely get
  *     the first letter wrong;
  *   - a typo is an insertion, deletion, substitution or transposition of
@@ -90,6 +93,13 @@ SsMaxTypos(int nchars)
 	return 0;
 }
 
+/* SsTwoTyposLength: may a word of nchars characters get two typos by "two_typos"? */
+bool
+SsTwoTyposLength(int nchars)
+{
+	return nchars >= 7 && nchars < 9;
+}
+
 /*
  * SsMatchTerm: does index term (an exact form, or a stem starting with
  * SS_STEM_MARK) match query word w?  On a match sets *typos (the ranking
@@ -141,7 +151,7 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 	if (d >= 1 && d <= w->maxtypos)
 	{
 		if (term[0] != w->exact[0])
-			d++;
+			d = w->first_fixed ? w->maxtypos + 1 : d + 1;
 		if (d <= w->maxtypos)
 		{
 			*typos = d;
@@ -336,7 +346,10 @@ gram_read(Relation index, const SsGramEntry *e, uint32 lo, uint32 hi,
  * one of t's.  With one typo allowed the first letter must be right, so
  * every candidate holds "  c" (c the first letter): that list is exactly
  * the dictionary range of the letter, which bounds the others, and the
- * remaining trigrams must supply the rest of the count.
+ * remaining trigrams must supply the rest of the count; the same for two
+ * typos with the first letter right (first_fixed), where the bound is
+ * often nothing (a 7-letter word has 8 trigrams, two edits may touch
+ * them all): the caller then scans the letter's range.
  */
 bool
 SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
@@ -364,7 +377,7 @@ SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWord *w,
 		bound = Min(bound, ngrams - 1 - 4);
 	lo = hdr->firstexact;
 	hi = hdr->nterms;
-	if (k == 1)
+	if (k == 1 || w->first_fixed)
 	{
 		SsGramEntry e;
 
