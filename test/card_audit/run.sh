@@ -76,6 +76,8 @@ SELECT shop.review_add(:pid, 7, 5, 'Nice', 'A nice mug');
 SELECT shop.reserve(:pid, 1, 'audit-hold') IS NOT NULL AS held;
 SELECT shop.synonym_add('mug', ARRAY['cup']);
 SELECT count(*) >= 0 AS searched FROM shop.search('mug');
+-- the search's log record waits in shared memory until a flush
+SELECT shop._search_log_flush() >= 1 AS search_logged;
 SELECT shop.payment_method_add(42, 'tok_visa_audit', 'visa', '4242', 12, 2099);
 SELECT shop.cart_create(42) AS cart \gset
 SELECT shop.cart_add(:'cart', :pid, 1);
