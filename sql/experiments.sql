@@ -16,6 +16,13 @@ RESET client_min_messages;
 CREATE ROLE regress_exp_front LOGIN IN ROLE shop_storefront;
 CREATE ROLE regress_exp_office LOGIN IN ROLE shop_admin;
 SET shop.session_secret = 'a server secret of at least thirty-two characters';
+-- impressions are written to an unlogged buffer first and moved to
+-- shop.experiment_impression now and then: the test reads both
+-- (every 200th list on average moves the buffer: random() decides, seeded
+-- here so that the counts below are the same every run)
+SELECT setseed(0.25);
+CREATE TEMP VIEW impressions AS
+SELECT * FROM shop.experiment_impression UNION ALL SELECT * FROM shop.experiment_impression_recent;
 
 -- products 1..9 (recommend.sql's basket set, so lists are not empty)
 SELECT shop.category_add('Computers') AS computers \gset
@@ -85,7 +92,7 @@ SELECT c, shop.experiment_bucket('ab', c::text) AS bucket, (shop.experiment_assi
 SELECT c, shop.experiment_bucket('partial', c::text) AS bucket, (shop.experiment_assign('partial', c)).variant
   FROM generate_series(501, 506) c ORDER BY c;
 SELECT count(*) AS rows FROM shop.recommend(501, 3, 'partial');
-SELECT count(*) AS impressions FROM shop.experiment_impression;
+SELECT count(*) AS impressions FROM pg_temp.impressions;
 
 -- The storefront of customer 501 (control) and 504 (popular): the lists
 -- follow the variant, one impression per list.
@@ -110,8 +117,8 @@ SELECT pg_temp.err($$SELECT shop.experiment_create('x', '[{"name": "a", "share":
 SELECT shop.session_end();
 RESET ROLE;
 SELECT i.unit, v.name AS variant, i.surface, i.products
-  FROM shop.experiment_impression i JOIN shop.experiment_variant v USING (experiment_id, variant)
- ORDER BY i.impression_id;
+  FROM pg_temp.impressions i JOIN shop.experiment_variant v USING (experiment_id, variant)
+ ORDER BY i.shown_at;
 
 -- Attribution, as the storefront: a view, an add-to-cart and a purchase
 -- of a listed product go to the impression that listed it; a product
@@ -132,7 +139,7 @@ RESET ROLE;
 SELECT status FROM shop."order" WHERE order_id = :'order504';
 SELECT v.name AS variant, i.surface, o.kind, o.product_id, o.revenue_cents
   FROM shop.experiment_outcome o
-  JOIN shop.experiment_impression i USING (impression_id)
+  JOIN pg_temp.impressions i USING (impression_id)
   JOIN shop.experiment_variant v ON v.experiment_id = o.experiment_id AND v.variant = o.variant
  ORDER BY o.kind, o.product_id, i.surface;
 
@@ -147,22 +154,39 @@ SELECT pg_temp.err($$SELECT * FROM shop.also_bought(1, 3, 'ab', 502)$$) AS other
 RESET ROLE;
 SELECT (shop.experiment_assign('ab', visitor => :'guest_cart')).variant = v.name AS same_variant,
        shop.experiment_bucket('ab', 'guest:' || :'guest_cart') BETWEEN v.bucket_lo AND v.bucket_hi - 1 AS by_hash
-  FROM shop.experiment_impression i JOIN shop.experiment_variant v USING (experiment_id, variant)
+  FROM pg_temp.impressions i JOIN shop.experiment_variant v USING (experiment_id, variant)
  WHERE i.unit = 'guest:' || :'guest_cart';
-SELECT products[1] AS guest_pick FROM shop.experiment_impression WHERE unit = 'guest:' || :'guest_cart' \gset
+SELECT products[1] AS guest_pick FROM pg_temp.impressions WHERE unit = 'guest:' || :'guest_cart' \gset
 SET ROLE regress_exp_front;
 SELECT shop.cart_add(:'guest_cart', :guest_pick);
 RESET ROLE;
 SELECT pg_temp.buy(ARRAY[:guest_pick]::bigint[], NULL, :'guest_cart') IS NOT NULL AS guest_bought;
 SELECT o.kind, o.product_id = :guest_pick AS listed_product
-  FROM shop.experiment_outcome o JOIN shop.experiment_impression i USING (impression_id)
+  FROM shop.experiment_outcome o JOIN pg_temp.impressions i USING (impression_id)
  WHERE i.unit = 'guest:' || :'guest_cart' ORDER BY o.kind;
+
+-- The buffer: a move keeps every impression and its outcomes; lists
+-- shown when the oldest buffered one is over a minute old move them.
+SELECT count(*) AS buffered, (SELECT count(*) FROM shop.experiment_impression) AS moved
+  FROM shop.experiment_impression_recent;
+SELECT count(*) AS attributed FROM shop.experiment_outcome o JOIN pg_temp.impressions i USING (impression_id);
+SELECT shop._experiment_flush() AS flushed;
+SELECT count(*) AS buffered, (SELECT count(*) FROM shop.experiment_impression) AS moved
+  FROM shop.experiment_impression_recent;
+SELECT count(*) AS attributed FROM shop.experiment_outcome o JOIN pg_temp.impressions i USING (impression_id);
+SELECT count(*) AS listed FROM shop.recommend(501, 3, 'ab');
+UPDATE shop.experiment_impression_recent SET shown_at = shown_at - interval '61 seconds';
+-- (one list in 20 looks at the buffer's age)
+SELECT count(*) AS listed FROM generate_series(1, 100) g, LATERAL shop.recommend(501 + 0 * g, 3, 'ab');
+SELECT count(*) AS buffered, (SELECT count(*) FROM shop.experiment_impression) AS moved
+  FROM shop.experiment_impression_recent;
 
 -- The window: an impression older than the experiment's attribution
 -- window gets nothing; a cancelled order leaves the report.
 UPDATE shop.experiment_impression SET shown_at = shown_at - interval '2 days' WHERE unit = '501';
-SELECT shop.view(501, products[1]) FROM shop.experiment_impression WHERE unit = '501' AND surface = 'recommend';
-SELECT count(*) AS attributed_to_501 FROM shop.experiment_outcome o JOIN shop.experiment_impression i USING (impression_id)
+UPDATE shop.experiment_impression_recent SET shown_at = shown_at - interval '2 days' WHERE unit = '501';
+SELECT shop.view(501, products[1]) FROM pg_temp.impressions WHERE unit = '501' AND surface = 'recommend';
+SELECT count(*) AS attributed_to_501 FROM shop.experiment_outcome o JOIN pg_temp.impressions i USING (impression_id)
  WHERE i.unit = '501';
 
 -- The report is the back office's.
@@ -179,10 +203,10 @@ SELECT pg_temp.err($$SELECT * FROM shop.experiment_report('nope')$$) AS unknown;
 -- stopping: the default list again, nothing more recorded
 SELECT shop.experiment_stop('ab') IS NOT NULL AS stopped;
 RESET ROLE;
-SELECT count(*) AS impressions_before FROM shop.experiment_impression \gset
+SELECT count(*) AS impressions_before FROM pg_temp.impressions \gset
 SELECT (SELECT array_agg(product_id) FROM shop.recommend(504, 3, 'ab')) =
        (SELECT array_agg(product_id) FROM shop.recommend(504, 3)) AS default_list;
-SELECT count(*) - :impressions_before AS new_impressions FROM shop.experiment_impression;
+SELECT count(*) - :impressions_before AS new_impressions FROM pg_temp.impressions;
 SELECT (shop.experiment_assign('ab', 504)).variant;
 
 -- A simulated experiment with a known effect.  1,000 new customers are
@@ -230,12 +254,17 @@ INSERT INTO shop.experiment_outcome (impression_id, experiment_id, variant, kind
 SELECT i.impression_id, i.experiment_id, i.variant, o.kind, 1,
        CASE WHEN o.kind = 'purchase' THEN :'sim_order'::uuid END,
        CASE WHEN o.kind = 'purchase' THEN round(1000 * -ln(1 - random())) ELSE 0 END
-  FROM shop.experiment_impression i
-  JOIN shop.experiment e ON e.experiment_id = i.experiment_id AND e.name LIKE 'aa-%'
-  CROSS JOIN LATERAL (SELECT 'view' AS kind WHERE random() < 0.2 AND i.impression_id > 0
+  -- (in a fixed order, so that the seeded draws fall the same every run)
+  FROM (SELECT i.impression_id, i.experiment_id, i.variant
+          FROM shop.experiment_impression i
+          JOIN shop.experiment e ON e.experiment_id = i.experiment_id AND e.name LIKE 'aa-%'
+         ORDER BY i.experiment_id, i.unit OFFSET 0) i
+  CROSS JOIN LATERAL (SELECT 'view' AS kind WHERE random() < 0.2 AND i.impression_id IS NOT NULL
                       UNION ALL
-                      SELECT 'purchase' WHERE random() < 0.1 AND i.impression_id > 0) o;
-SELECT count(*) FILTER (WHERE r.click_through_significant) AS ctr_fp, count(*) FILTER (WHERE r.conversion_significant) AS cr_fp, count(*) FILTER (WHERE r.revenue_significant) AS rev_fp
+                      SELECT 'purchase' WHERE random() < 0.1 AND i.impression_id IS NOT NULL) o;
+SELECT count(*) FILTER (WHERE r.click_through_significant) AS click_through_positives,
+       count(*) FILTER (WHERE r.conversion_significant) AS conversion_positives,
+       count(*) FILTER (WHERE r.revenue_significant) AS revenue_positives
   FROM generate_series(1, 200) s, shop.experiment_report('aa-' || s) r
  WHERE NOT r.control;
 SELECT count(*) FILTER (WHERE r.click_through_significant) BETWEEN 2 AND 20 AS click_through_fp_ok,
@@ -253,6 +282,7 @@ SELECT round(shop._stat_quantile(0.05, NULL)::numeric, 4) AS z_975,
        round(shop._stat_tail(1.0, NULL)::numeric, 4) AS p_z1;
 
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP VIEW pg_temp.impressions;
 RESET shop.session_secret;
 DROP ROLE regress_exp_front, regress_exp_office;
 DROP EXTENSION shop;
