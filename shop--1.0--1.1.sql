@@ -2146,6 +2146,199 @@ GRANT EXECUTE ON FUNCTION
     TO shop_admin;
 GRANT SELECT ON shop.experiment, shop.experiment_variant TO shop_admin;
 
+-- Recommendation health (issue 14): what shop.metrics() and the
+-- Prometheus exporter show about the lists.  Refresh lag is read live
+-- (the co-purchase log and copurchase_state); coverage, the share of lists
+-- that fell back to popularity and HR@10 on recent orders come from
+-- shop.reco_evaluate(), which a nightly job runs (docs/recommendations.md,
+-- "Health"), and are kept in shop.reco_health.  shop_monitor reads them
+-- through shop.monitor_recommendations(), which the monitoring section's
+-- privileges do not know of: it gets its grant here.
+
+CREATE TABLE shop.reco_health (
+    only_row         boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    evaluated_at     timestamptz,
+    days             integer,
+    orders_evaluated bigint NOT NULL DEFAULT 0,
+    hits             bigint NOT NULL DEFAULT 0,
+    fell_back        bigint NOT NULL DEFAULT 0,
+    products_active  bigint NOT NULL DEFAULT 0,
+    products_listed  bigint NOT NULL DEFAULT 0
+);
+INSERT INTO shop.reco_health DEFAULT VALUES;
+COMMENT ON TABLE shop.reco_health IS
+'the last shop.reco_evaluate(): orders evaluated, HR@10 hits, lists that fell back to popularity, catalog coverage (one row)';
+
+-- reco_evaluate: offline HR@10 of shop.recommend on recent orders, the
+-- way the issue's time split measures it: for each of the latest
+-- max_orders counted orders of registered customers placed in the last
+-- days, the list recommend would have shown just before it (seeds: the
+-- customer's latest 50 products bought before the order; their
+-- co-purchase neighbours summed, minus what they bought; trending fills
+-- it to 10), and whether it holds a product of the order.  A list with no
+-- personal candidate fell back to popularity.  Coverage: active products
+-- that have a co-purchase list.  Bounded: max_orders orders, each reading
+-- its customer's earlier orders and 50 lists.
+CREATE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    hit bigint;
+    fb bigint;
+    active bigint;
+    listed bigint;
+BEGIN
+    IF days IS NULL OR days < 1 OR days > 366 THEN
+        RAISE EXCEPTION 'days out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('days is %s; it must be between 1 and 366.', coalesce(days::text, 'NULL'));
+    END IF;
+    IF max_orders IS NULL OR max_orders < 1 OR max_orders > 1000000 THEN
+        RAISE EXCEPTION 'max_orders out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', coalesce(max_orders::text, 'NULL'));
+    END IF;
+    WITH recent AS (
+        SELECT o.order_id, o.customer_id, o.created_at
+          FROM shop."order" o
+         WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL
+           AND o.created_at >= now() - make_interval(days => reco_evaluate.days)
+         ORDER BY o.created_at DESC, o.order_id
+         LIMIT max_orders
+    ), hist AS (
+        SELECT r.order_id, l.product_id, max(p.created_at) AS at
+          FROM recent r
+          JOIN shop."order" p ON p.customer_id = r.customer_id AND p.created_at < r.created_at
+                             AND shop._counted(p.status)
+          JOIN shop.order_line l ON l.order_id = p.order_id
+         GROUP BY r.order_id, l.product_id
+    ), seeds AS (
+        SELECT x.order_id, x.product_id
+          FROM (SELECT h.order_id, h.product_id,
+                       row_number() OVER (PARTITION BY h.order_id ORDER BY h.at DESC, h.product_id) AS rn
+                  FROM hist h) x
+         WHERE x.rn <= 50
+    ), cand AS (
+        SELECT s.order_id, c.other_id, sum(c.score) AS sc
+          FROM seeds s
+          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE NOT EXISTS (SELECT 1 FROM hist x WHERE x.order_id = s.order_id AND x.product_id = c.other_id)
+         GROUP BY s.order_id, c.other_id
+    ), personal AS (
+        SELECT x.order_id, x.other_id AS product_id
+          FROM (SELECT c.order_id, c.other_id,
+                       row_number() OVER (PARTITION BY c.order_id ORDER BY c.sc DESC, c.other_id) AS rn
+                  FROM cand c) x
+         WHERE x.rn <= 10
+    ), pop AS (
+        SELECT t.product_id, row_number() OVER (ORDER BY t.popularity DESC, t.product_id) AS pr
+          FROM (SELECT p.product_id, p.popularity FROM shop.product p
+                 WHERE p.status = 'active' AND p.popularity > 0
+                 ORDER BY p.popularity DESC, p.product_id LIMIT 70) t
+    ), lists AS (
+        SELECT r.order_id,
+               (SELECT count(*) FROM personal y WHERE y.order_id = r.order_id) AS npersonal,
+               ARRAY(SELECT y.product_id FROM personal y WHERE y.order_id = r.order_id) AS personal_ids
+          FROM recent r
+    ), full_lists AS (
+        SELECT li.order_id, li.npersonal,
+               li.personal_ids || ARRAY(SELECT p.product_id FROM pop p
+                                         WHERE p.product_id <> ALL (li.personal_ids)
+                                           AND NOT EXISTS (SELECT 1 FROM hist x
+                                                            WHERE x.order_id = li.order_id AND x.product_id = p.product_id)
+                                         ORDER BY p.pr LIMIT 10 - li.npersonal) AS ids
+          FROM lists li
+    )
+    SELECT count(*),
+           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM shop.order_line l
+                                           WHERE l.order_id = f.order_id AND l.product_id = ANY (f.ids))),
+           count(*) FILTER (WHERE f.npersonal = 0)
+      INTO n, hit, fb
+      FROM full_lists f;
+    SELECT count(*) INTO active FROM shop.product p WHERE p.status = 'active';
+    SELECT count(*) INTO listed
+      FROM shop.product p
+     WHERE p.status = 'active'
+       AND EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = p.product_id AND c.score > 0);
+    UPDATE shop.reco_health
+       SET evaluated_at = now(), days = reco_evaluate.days, orders_evaluated = n, hits = hit,
+           fell_back = fb, products_active = active, products_listed = listed;
+    RETURN jsonb_build_object('orders', n, 'hr_at_10', round(hit::numeric / nullif(n, 0), 4),
+                              'fallback_share', round(fb::numeric / nullif(n, 0), 4),
+                              'coverage', round(listed::numeric / nullif(active, 0), 4));
+END
+$$;
+COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
+'offline HR@10 of recommend on the latest max_orders orders of the last days (each predicted from the customer''s earlier purchases), the share of those lists that fell back to popularity, catalog coverage; stored for shop.metrics() and the exporter';
+
+-- monitor_recommendations: for the exporter (shop_monitor).
+CREATE FUNCTION shop.monitor_recommendations()
+RETURNS TABLE (coverage double precision, fallback_share double precision, hr_at_10 double precision,
+               evaluated_orders bigint, last_evaluation_timestamp_seconds double precision,
+               last_refresh_timestamp_seconds double precision, pending_log_rows bigint,
+               refresh_lag_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT h.products_listed::double precision / nullif(h.products_active, 0),
+           h.fell_back::double precision / nullif(h.orders_evaluated, 0),
+           h.hits::double precision / nullif(h.orders_evaluated, 0),
+           h.orders_evaluated,
+           extract(epoch FROM h.evaluated_at)::double precision,
+           (SELECT extract(epoch FROM s.refreshed_at)::double precision FROM shop.copurchase_state s),
+           d.n,
+           coalesce(extract(epoch FROM now() - d.oldest)::double precision, 0)
+      FROM shop.reco_health h
+      CROSS JOIN (SELECT count(*) AS n, min(x.logged_at) AS oldest FROM shop.copurchase_delta x) d
+$$;
+COMMENT ON FUNCTION shop.monitor_recommendations() IS
+'recommendation health: coverage, fallback share and HR@10 of the last shop.reco_evaluate() (NULL: never run), its time, the last refresh (unix time), the co-purchase log rows waiting and the age of the oldest (refresh lag)';
+
+-- shop.metrics() as in 1.0, and the same numbers under "recommendations"
+CREATE OR REPLACE FUNCTION shop.metrics()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'at', now(),
+        'orders_today', (SELECT to_jsonb(m) FROM shop.metrics_orders_today m),
+        'conversion', (SELECT to_jsonb(c) FROM shop.metrics_conversion c),
+        'payments', (SELECT to_jsonb(p) - 'window' || jsonb_build_object('window', p.window::text)
+                       FROM shop.metrics_payments p),
+        'search_latency_ms', shop._search_latency(),
+        'reservations', (SELECT jsonb_build_object(
+                             'held', count(*) FILTER (WHERE expires_at > now()),
+                             'expired_unswept', count(*) FILTER (WHERE expires_at <= now()),
+                             'units_held', coalesce(sum(qty) FILTER (WHERE expires_at > now()), 0))
+                           FROM shop.reservation WHERE status = 'held'),
+        'low_stock_count', (SELECT count(*) FROM shop.low_stock),
+        'low_stock', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.available, l.product_id), '[]')
+                        FROM (SELECT * FROM shop.low_stock ORDER BY available, product_id LIMIT 20) l),
+        'events_last_hour', (SELECT count(*) FROM shop.event
+                              WHERE created_at >= now() - interval '1 hour'),
+        'recommendations', (SELECT to_jsonb(r) FROM shop.monitor_recommendations() r))
+$$;
+COMMENT ON FUNCTION shop.metrics() IS
+'operations dashboard in one jsonb: orders and revenue today, conversion, payment failure rate, search latency, holds, low stock, recommendation health';
+
+-- (the role is created by the monitoring section below too; whichever
+-- runs first creates it)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shop_monitor') THEN
+        CREATE ROLE shop_monitor NOLOGIN;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION shop.reco_evaluate(int, int), shop.monitor_recommendations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
+
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --

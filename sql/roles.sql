@@ -93,6 +93,7 @@ INSERT INTO documented VALUES
     ('shop.experiment_create(text,jsonb,interval)', false, true),
     ('shop.experiment_stop(text)', false, true),
     ('shop.experiment_report(text,float8)', false, true),
+    ('shop.reco_evaluate(int,int)', false, true),
     -- operations (docs/operations.md)
     ('shop.sweep()', false, true),
     ('shop.metrics()', false, true),
@@ -109,7 +110,8 @@ INSERT INTO documented VALUES
     ('shop.monitor_search()', false, true),
     ('shop.monitor_sweep()', false, true),
     ('shop.monitor_outbox()', false, true),
-    ('shop.monitor_event_groups()', false, true);
+    ('shop.monitor_event_groups()', false, true),
+    ('shop.monitor_recommendations()', false, true);
 
 -- functions the table does not classify (none: add new calls to the table
 -- and to docs/security.md)
