@@ -2165,9 +2165,11 @@ CREATE TABLE shop.reco_health (
     products_active  bigint NOT NULL DEFAULT 0,
     products_listed  bigint NOT NULL DEFAULT 0
 );
-INSERT INTO shop.reco_health DEFAULT VALUES;
 COMMENT ON TABLE shop.reco_health IS
-'the last shop.reco_evaluate(): orders evaluated, HR@10 hits, lists that fell back to popularity, catalog coverage (one row)';
+'the last shop.reco_evaluate(): orders evaluated, HR@10 hits, lists that fell back to popularity, catalog coverage (at most one row)';
+-- (empty until the first evaluation, so that a dump restores its row
+-- without a conflict)
+SELECT pg_catalog.pg_extension_config_dump('shop.reco_health', '');
 
 -- reco_evaluate: offline HR@10 of shop.recommend on recent orders, the
 -- way the issue's time split measures it: for each of the latest
@@ -2264,9 +2266,14 @@ BEGIN
       FROM shop.product p
      WHERE p.status = 'active'
        AND EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = p.product_id AND c.score > 0);
-    UPDATE shop.reco_health
-       SET evaluated_at = now(), days = reco_evaluate.days, orders_evaluated = n, hits = hit,
-           fell_back = fb, products_active = active, products_listed = listed;
+    INSERT INTO shop.reco_health AS h (evaluated_at, days, orders_evaluated, hits, fell_back,
+                                       products_active, products_listed)
+    VALUES (now(), reco_evaluate.days, n, hit, fb, active, listed)
+    ON CONFLICT (only_row) DO UPDATE
+       SET evaluated_at = excluded.evaluated_at, days = excluded.days,
+           orders_evaluated = excluded.orders_evaluated, hits = excluded.hits,
+           fell_back = excluded.fell_back, products_active = excluded.products_active,
+           products_listed = excluded.products_listed;
     RETURN jsonb_build_object('orders', n, 'hr_at_10', round(hit::numeric / nullif(n, 0), 4),
                               'fallback_share', round(fb::numeric / nullif(n, 0), 4),
                               'coverage', round(listed::numeric / nullif(active, 0), 4));
@@ -2287,13 +2294,13 @@ AS $$
     SELECT h.products_listed::double precision / nullif(h.products_active, 0),
            h.fell_back::double precision / nullif(h.orders_evaluated, 0),
            h.hits::double precision / nullif(h.orders_evaluated, 0),
-           h.orders_evaluated,
+           coalesce(h.orders_evaluated, 0),
            extract(epoch FROM h.evaluated_at)::double precision,
            (SELECT extract(epoch FROM s.refreshed_at)::double precision FROM shop.copurchase_state s),
            d.n,
            coalesce(extract(epoch FROM now() - d.oldest)::double precision, 0)
-      FROM shop.reco_health h
-      CROSS JOIN (SELECT count(*) AS n, min(x.logged_at) AS oldest FROM shop.copurchase_delta x) d
+      FROM (SELECT count(*) AS n, min(x.logged_at) AS oldest FROM shop.copurchase_delta x) d
+      LEFT JOIN shop.reco_health h ON true
 $$;
 COMMENT ON FUNCTION shop.monitor_recommendations() IS
 'recommendation health: coverage, fallback share and HR@10 of the last shop.reco_evaluate() (NULL: never run), its time, the last refresh (unix time), the co-purchase log rows waiting and the age of the oldest (refresh lag)';
