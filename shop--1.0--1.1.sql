@@ -1308,7 +1308,21 @@ CREATE INDEX experiment_outcome_experiment_idx ON shop.experiment_outcome (exper
 COMMENT ON TABLE shop.experiment_outcome IS
 'views, add-to-carts and purchases of a listed product, attributed to the latest impression of the unit that showed it within the window';
 
+-- Exploration (variant parameter "explore", off by default): per
+-- experiment and product, the lists that showed it (counted when the
+-- buffer moves) and the views attributed to them.
+CREATE TABLE shop.experiment_arm (
+    experiment_id integer NOT NULL,
+    product_id    bigint NOT NULL,
+    shown         bigint NOT NULL DEFAULT 0,
+    clicks        bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, product_id)
+);
+COMMENT ON TABLE shop.experiment_arm IS
+'per experiment and product: lists that showed it (moved from the buffer) and attributed views; the click-through Thompson sampling explores with';
+
 SELECT pg_catalog.pg_extension_config_dump('shop.experiment', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.experiment_arm', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.experiment_experiment_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.experiment_variant', '');
 SELECT pg_catalog.pg_extension_config_dump('shop.experiment_impression', '');
@@ -1551,16 +1565,20 @@ DECLARE
     n bigint := 0;
 BEGIN
     IF pg_try_advisory_xact_lock(hashtext('shop.experiment_flush')) THEN
-        WITH moved AS (DELETE FROM shop.experiment_impression_recent RETURNING *)
-        INSERT INTO shop.experiment_impression (impression_id, experiment_id, variant, unit, shown_at, surface, products)
-        SELECT impression_id, experiment_id, variant, unit, shown_at, surface, products FROM moved;
-        GET DIAGNOSTICS n = ROW_COUNT;
+        WITH moved AS (DELETE FROM shop.experiment_impression_recent RETURNING *),
+        kept AS (INSERT INTO shop.experiment_impression (impression_id, experiment_id, variant, unit, shown_at, surface, products)
+                 SELECT impression_id, experiment_id, variant, unit, shown_at, surface, products FROM moved
+                 RETURNING experiment_id, products),
+        arms AS (INSERT INTO shop.experiment_arm AS a (experiment_id, product_id, shown)
+                 SELECT k.experiment_id, p, count(*) FROM kept k, unnest(k.products) p GROUP BY 1, 2
+                 ON CONFLICT (experiment_id, product_id) DO UPDATE SET shown = a.shown + excluded.shown)
+        SELECT count(*) INTO n FROM kept;
     END IF;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION shop._experiment_flush() IS
-'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression; returns how many';
+'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression and counts them in shop.experiment_arm; returns how many';
 
 -- The experiment part of recommend and also_bought is written out in each
 -- (rather than in helpers) because every PL/pgSQL call with its pinned
@@ -1569,6 +1587,53 @@ COMMENT ON FUNCTION shop._experiment_flush() IS
 -- experiment (SH006) and, when it runs, the unit's variant (one query);
 -- compute the variant's list into arrays; record it in the buffer (and
 -- now and then move the buffer, shop._experiment_flush); return it.
+-- _experiment_explore: exploration.  Of a list of lim, round(lim * share)
+-- slots on average (stochastic rounding) go to cold products: among the
+-- 50 newest active products (by id) not in the list nor excluded, those
+-- with the best draw of their click-through, Thompson sampling on a
+-- Beta(1 + clicks, 1 + shown - clicks) posterior, drawn from its normal
+-- approximation (mean and variance of the Beta, Box-Muller from
+-- random()).  A product never shown draws around 0.5 with a wide spread,
+-- so new products get shown; one shown often and never clicked sinks.
+-- They take the last slots, with score 0.
+CREATE FUNCTION shop._experiment_explore(experiment_id integer, ids bigint[], scores real[], lim int,
+                                         share float8, exclude bigint[],
+                                         OUT new_ids bigint[], OUT new_scores real[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k int := least(lim, floor(lim * share + random())::int);
+    picks bigint[];
+    keep int;
+BEGIN
+    new_ids := ids;
+    new_scores := scores;
+    IF k <= 0 THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(d.product_id ORDER BY d.draw DESC, d.product_id) INTO picks
+      FROM (SELECT c.product_id,
+                   c.m + sqrt(c.v) * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS draw
+              FROM (SELECT p.product_id,
+                           (1.0 + coalesce(a.clicks, 0)) / (2.0 + coalesce(a.shown, 0)) AS m,
+                           (1.0 + coalesce(a.clicks, 0)) * (1.0 + greatest(coalesce(a.shown, 0) - coalesce(a.clicks, 0), 0))
+                             / ((2.0 + coalesce(a.shown, 0)) ^ 2 * (3.0 + coalesce(a.shown, 0))) AS v
+                      FROM (SELECT q.product_id FROM shop.product q
+                             WHERE q.status = 'active' AND q.product_id <> ALL (ids) AND q.product_id <> ALL (exclude)
+                             ORDER BY q.product_id DESC LIMIT 50) p
+                      LEFT JOIN shop.experiment_arm a
+                             ON a.experiment_id = _experiment_explore.experiment_id AND a.product_id = p.product_id) c
+             ORDER BY c.product_id) d;
+    picks := picks[1:k];
+    keep := least(cardinality(ids), lim - cardinality(picks));
+    new_ids := ids[1:keep] || picks;
+    new_scores := scores[1:keep] || array_fill(0::real, ARRAY[cardinality(picks)]);
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_explore(integer, bigint[], real[], int, float8, bigint[]) IS
+'internal: gives about share of a list''s slots to cold products, chosen by Thompson sampling on their click-through in the experiment (shop.experiment_arm)';
+
 -- recommend: the 1.0 call, and with an experiment the variant's list and
 -- an impression.  Methods: 'default' (the personal list), 'popularity'
 -- (store-wide trending).
@@ -1617,6 +1682,11 @@ BEGIN
     ELSE
         SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
           FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
+                                        (params ->> 'explore')::float8, '{}') x;
     END IF;
     IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
         INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
@@ -1700,6 +1770,11 @@ BEGIN
     ELSE
         SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
           FROM shop._also_bought_list(also_bought.product_id, also_bought.lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), also_bought.lim,
+                                        (params ->> 'explore')::float8, ARRAY[also_bought.product_id]) x;
     END IF;
     IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
         INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
@@ -1794,11 +1869,13 @@ BEGIN
         IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
            OR share IS NULL OR share <= 0 OR share > 1
            OR method NOT IN ('default', 'popularity', 'similar')
-           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method')) THEN
+           OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
+                                  OR (v ->> 'explore')::float8 < 0 OR (v ->> 'explore')::float8 > 0.5))
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
             RAISE EXCEPTION 'invalid variant'
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
-                                      'and an optional method (default, popularity, similar).',
+                                      'an optional method (default, popularity, similar) and an optional explore share (0 to 0.5).',
                                       i + 1, v::text);
         END IF;
         width := round(share * 10000);
@@ -1861,6 +1938,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
+    WITH attributed AS (
     INSERT INTO shop.experiment_outcome (impression_id, experiment_id, variant, kind, product_id, happened_at)
     SELECT DISTINCT ON (i.experiment_id) i.impression_id, i.experiment_id, i.variant, 'view', NEW.product_id, NEW.viewed_at
       FROM ((SELECT i.impression_id, i.experiment_id, i.variant, i.shown_at, i.products
@@ -1876,7 +1954,12 @@ BEGIN
               ORDER BY i.shown_at DESC LIMIT 1000)) i
       JOIN shop.experiment e ON e.experiment_id = i.experiment_id
      WHERE i.products @> ARRAY[NEW.product_id] AND i.shown_at > NEW.viewed_at - e.attribution_window
-     ORDER BY i.experiment_id, i.shown_at DESC;
+     ORDER BY i.experiment_id, i.shown_at DESC
+    RETURNING experiment_id)
+    -- the clicks of exploration's arms
+    INSERT INTO shop.experiment_arm AS a (experiment_id, product_id, clicks)
+    SELECT x.experiment_id, NEW.product_id, 1 FROM attributed x
+    ON CONFLICT (experiment_id, product_id) DO UPDATE SET clicks = a.clicks + 1;
     RETURN NULL;
 END
 $$;
@@ -2134,7 +2217,7 @@ REVOKE EXECUTE ON FUNCTION
     shop.experiment_create(text, jsonb, interval), shop.experiment_stop(text),
     shop.experiment_report(text, float8),
     shop._experiment_unit(bigint, text), shop._experiment_pick(text, text),
-    shop._experiment_flush(),
+    shop._experiment_flush(), shop._experiment_explore(integer, bigint[], real[], int, float8, bigint[]),
     shop._experiment_view_trg(), shop._experiment_cart_trg(), shop._experiment_order_trg(),
     shop._stat_tail(float8, float8), shop._stat_quantile(float8, float8),
     shop._experiment_ztest(bigint, bigint, bigint, bigint),
