@@ -15,6 +15,7 @@ MODULE_big   = shop
 OBJS         = \
 	src/cart.o \
 	src/events.o \
+	src/experiment.o \
 	src/inventory.o \
 	src/orders.o \
 	src/payments.o \

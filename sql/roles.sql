@@ -81,15 +81,21 @@ INSERT INTO documented VALUES
     ('shop.reservation_commit(uuid)', false, true),
     ('shop.reservation_extend(uuid,interval)', false, true),
     -- recommendations (docs/recommendations.md)
-    ('shop.also_bought(bigint,int)', true, true),
+    ('shop.also_bought(bigint,int,text,bigint,text)', true, true),
     ('shop.similar_products(bigint,int)', true, true),
     ('shop.trending(bigint,int)', true, true),
-    ('shop.recommend(bigint,int)', true, true),
+    ('shop.recommend(bigint,int,text)', true, true),
     ('shop.view(bigint,bigint)', true, true),
     ('shop.recently_viewed(bigint,int)', true, true),
     ('shop.refresh_recommendations()', false, true),
     ('shop.rebuild_recommendations()', false, true),
     ('shop.popularity_sync(int)', false, true),
+    ('shop.experiment_bucket(text,text)', true, true),
+    ('shop.experiment_assign(text,bigint,text)', true, true),
+    ('shop.experiment_create(text,jsonb,interval)', false, true),
+    ('shop.experiment_stop(text)', false, true),
+    ('shop.experiment_report(text,float8)', false, true),
+    ('shop.reco_evaluate(int,int)', false, true),
     -- operations (docs/operations.md)
     ('shop.sweep()', false, true),
     ('shop.metrics()', false, true),
@@ -106,7 +112,8 @@ INSERT INTO documented VALUES
     ('shop.monitor_search()', false, true),
     ('shop.monitor_sweep()', false, true),
     ('shop.monitor_outbox()', false, true),
-    ('shop.monitor_event_groups()', false, true);
+    ('shop.monitor_event_groups()', false, true),
+    ('shop.monitor_recommendations()', false, true);
 
 -- functions the table does not classify (none: add new calls to the table
 -- and to docs/security.md)

@@ -84,6 +84,13 @@ SELECT shop.cart_add(:'cart', :pid, 1);
 SELECT shop.checkout(:'cart', 'tok_visa', 'audit-order', '{"name": "Ada", "city": "Berlin"}') AS oid \gset
 SELECT shop.order_transition(:'oid', 'fulfilling', 'packed');
 SELECT count(*) >= 0 AS claimed FROM shop.event_claim('audit', 'auditor');
+-- an experiment, a list shown in it (logged and buffered) and a view attributed to it
+SELECT shop.experiment_create('audit-exp', '[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]') IS NOT NULL AS experiment;
+INSERT INTO shop.experiment_impression (experiment_id, variant, unit, surface, products)
+SELECT experiment_id, 0, '42', 'also_bought', ARRAY[:pid]::bigint[] FROM shop.experiment WHERE name = 'audit-exp';
+INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
+SELECT experiment_id, 1, 'guest:audit', 'recommend', ARRAY[:pid]::bigint[] FROM shop.experiment WHERE name = 'audit-exp';
+SELECT shop.view(42, :pid);
 SQL
 "${PSQL[@]}" -At -F $'\t' -d audit -c "$COLUMNS_SQL" >"$WORK/columns.tsv"
 "${PSQL[@]}" -At -d audit -c "

@@ -118,6 +118,14 @@ SELECT 'shop_event_group_lease_expired{consumer_group="mailer"} = 0';
 SELECT format('shop_event_group_last_ack_timestamp_seconds{consumer_group="%s"} = %s',
               group_name, extract(epoch FROM coalesce(acked_at, created_at)))
   FROM shop.event_group;
+SELECT 'shop_recommendations_coverage = 0.5';
+SELECT 'shop_recommendations_fallback_share = 0.75';
+SELECT format('shop_recommendations_hr_at_10 = %s', hits::float8 / orders_evaluated) FROM shop.reco_health;
+SELECT 'shop_recommendations_evaluated_orders = 4';
+SELECT format('shop_recommendations_last_evaluation_timestamp_seconds = %s', extract(epoch FROM evaluated_at)) FROM shop.reco_health;
+SELECT format('shop_recommendations_last_refresh_timestamp_seconds = %s', extract(epoch FROM refreshed_at)) FROM shop.copurchase_state;
+SELECT 'shop_recommendations_pending_log_rows = 0';
+SELECT 'shop_recommendations_refresh_lag_seconds = 0';
 -- the exporter itself: connected, every query of the file ran
 SELECT 'pg_up = 1';
 SELECT 'pg_exporter_last_scrape_error = 0';
@@ -140,7 +148,7 @@ echo "== promtool check rules"
 # events.  Quiet: 40% failed payments (threshold 50%), p99 99 ms (limit
 # 100), the exporter and database up, no transaction errors.  (ShopSweepStale
 # is left out: promtool's time() starts at 0, far before the scraped
-# timestamps.)
+# timestamps; ShopRecommendationEvaluationStale too.)
 echo "== promtool test rules"
 perl -ne 'if (/^(\s*)annotations:/) { $skip = length $1; next }
           if (defined $skip) { /^(\s*)\S/ && length($1) <= $skip ? undef $skip : next }
@@ -179,6 +187,12 @@ cat >>"$DIR/promtest/test.yaml" <<'YAML'
         exp_alerts: []
       - eval_time: 20m
         alertname: ShopEventBatchRedelivered
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: ShopRecommendationsLagging
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: ShopRecommendationQualityDrop
         exp_alerts: []
       - eval_time: 20m
         alertname: ShopDatabaseDown

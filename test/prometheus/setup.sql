@@ -74,3 +74,24 @@ UPDATE shop.event SET created_at = now() - interval '1 hour 5 minutes' WHERE top
 SELECT batch_id AS b1 FROM shop.event_claim('mailer', 'm1', 2, '1 day') LIMIT 1 \gset
 SELECT shop.event_ack('mailer', :b1);
 SELECT count(*) AS out FROM shop.event_claim('mailer', 'm1', 2, '1 day');
+
+-- recommendations: two guests bought K-1 and K-2 together four days ago
+-- (the only co-purchase lists: 2 of the 4 products); customer 708 bought
+-- K-2 three days ago and K-1 two days ago.  Folded in, then evaluated:
+-- 708's, 701's and 705's orders (4 counted orders of customers in 7 days),
+-- three of them without an earlier purchase (fell back to popularity).
+CREATE FUNCTION pg_temp.past_order(customer bigint, products bigint[], age interval) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
+    VALUES (customer, 'paid', 'USD', 0, 0, now() - age) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'K', 'kettle', 100, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $$;
+SELECT count(pg_temp.past_order(NULL, ARRAY[:p1, :p2]::bigint[], '4 days')) FROM generate_series(1, 2);
+SELECT pg_temp.past_order(708, ARRAY[:p2]::bigint[], '3 days') IS NOT NULL AS past;
+SELECT pg_temp.past_order(708, ARRAY[:p1]::bigint[], '2 days') IS NOT NULL AS past;
+SELECT shop.refresh_recommendations() IS NOT NULL AS refreshed;
+SELECT shop.reco_evaluate();
