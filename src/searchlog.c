@@ -244,8 +244,13 @@ shop_search_log_take(PG_FUNCTION_ARGS)
 	if (search_log == NULL || search_log->nslots == 0 || lim <= 0)
 		PG_RETURN_VOID();
 
-	copy = palloc(sizeof(SearchLogSlot) * search_log->nslots);
 	LWLockAcquire(search_log->lock, keep ? LW_SHARED : LW_EXCLUSIVE);
+	/*
+	 * room for what can be there: the records waiting (every database's)
+	 * bound this database's, so a flush of a few records or a monitor's
+	 * count does not allocate the whole ring
+	 */
+	copy = palloc(sizeof(SearchLogSlot) * Max(Min((int64) search_log->in_use, lim), 1));
 	/* oldest slot first: the one the next record would overwrite */
 	first = (int) (search_log->next_seq % search_log->nslots);
 	for (i = 0; i < search_log->nslots && ncopy < lim; i++)
