@@ -65,6 +65,25 @@ SELECT product_id, round(score::numeric, 2) AS score, left(title, 60) AS title
   FROM shop.search('notebook', lim => 3);
 
 \echo
+\echo '--- bounded facets: the top 3 brands, and how many other brands and rows'
+SELECT (f -> 'brand') AS top_brands, f -> 'brand_other' AS other_brands
+  FROM shop.search_facets(:'demo_word', '{}', 3) f;
+
+\echo
+\echo '--- newest first, straight from the index''s stored values (no read of every match)'
+SELECT product_id, left(title, 60) AS title
+  FROM shop.search(:'demo_word', sort => 'newest', lim => 3);
+
+\echo
+\echo '--- units and intent: "27 inch monitor" finds 27" and 68.6 cm monitors; "laptop" ranks laptops above laptop locks'
+SELECT product_id, left(title, 70) AS title FROM shop.search('27 inch monitor', lim => 3);
+SELECT product_id, left(title, 70) AS title FROM shop.search('laptop', lim => 3);
+
+\echo
+\echo '--- a search writes nothing: its log record waits in shared memory until the sweeper writes a batch'
+SELECT buffered > 0 AS records_waiting, capacity FROM shop._search_log_stats();
+
+\echo
 \echo '--- the planner streams the best rows from the index (EXPLAIN)'
 EXPLAIN (COSTS OFF)
 SELECT title FROM shop.product p WHERE p.status = 'active'
