@@ -47,6 +47,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -319,6 +320,9 @@ sweep_apply_popularity(const char *dbname)
 		bool		more = false;
 
 		CHECK_FOR_INTERRUPTS();
+		/* a batch loop of its own: stop when the server is gone */
+		if (!PostmasterIsAlive())
+			proc_exit(1);
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
