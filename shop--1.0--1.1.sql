@@ -3164,6 +3164,100 @@ SELECT setval(pg_get_serial_sequence(t, c), m)
  WHERE m > coalesce(pg_sequence_last_value(pg_get_serial_sequence(t, c)), 0);
 
 ------------------------------------------------------------------------------
+-- Search: the log without an insert per search (issue 12) -------------------
+--
+-- shop.search inserted a row into shop.search_log per call, so every
+-- search wrote WAL, a heap tuple and an index entry.  With shop preloaded
+-- a search now copies its record into a ring in shared memory
+-- (src/searchlog.c, shop.search_log_buffer records); the sweeper moves a
+-- database's records into shop.search_log on every round, and a search
+-- that finds half the ring in use moves them itself, one INSERT for the
+-- batch.  Without the preload the search inserts its row as before.
+
+CREATE FUNCTION shop._search_log_add(log regclass, query text, filters jsonb, sort text, results int,
+                                     duration_ms real, customer_id bigint)
+RETURNS boolean
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'shop_search_log_add';
+COMMENT ON FUNCTION shop._search_log_add(regclass, text, jsonb, text, int, real, bigint) IS
+'internal: records a search in the shared-memory ring; NULL without the ring, else whether half of it is in use';
+
+CREATE FUNCTION shop._search_log_take(log regclass, lim int DEFAULT NULL, keep boolean DEFAULT false)
+RETURNS TABLE (logged_at timestamptz, query text, filters jsonb, sort text, results int,
+               duration_ms real, customer_id bigint)
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'shop_search_log_take';
+COMMENT ON FUNCTION shop._search_log_take(regclass, int, boolean) IS
+'internal: this database''s search records in the ring, oldest first; removed from it unless keep';
+
+CREATE FUNCTION shop._search_log_stats(OUT capacity bigint, OUT buffered bigint,
+                                       OUT dropped bigint, OUT flushed bigint)
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'shop_search_log_stats';
+COMMENT ON FUNCTION shop._search_log_stats() IS
+'internal: the search log ring: slots, records waiting (all databases), records overwritten before a flush, records flushed since the server started; NULLs without the preload';
+
+-- Moves this database's records from the ring into shop.search_log.
+CREATE FUNCTION shop._search_log_flush()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO shop.search_log (logged_at, query, query_folded, filters, sort, results, duration_ms, customer_id)
+    SELECT t.logged_at, t.query, shop._search_fold(t.query),
+           coalesce(t.filters, '{"truncated": true}'), t.sort, t.results, t.duration_ms, t.customer_id
+      FROM shop._search_log_take('shop.search_log', NULL) t
+     ORDER BY t.logged_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._search_log_flush() IS
+'internal: writes this database''s search records waiting in the shared-memory ring into shop.search_log; returns how many';
+
+-- What shop.search does with its record.
+CREATE FUNCTION shop._search_log_write(query text, filters jsonb, sort text, results int,
+                                       duration_ms real, customer_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    due boolean;
+BEGIN
+    -- nothing on standbys (their ring could never be written out)
+    IF pg_is_in_recovery() THEN
+        RETURN;
+    END IF;
+    -- a read-only transaction (a read-only connection, say) records into
+    -- the ring too; a later flush by a writer writes it out
+    due := shop._search_log_add('shop.search_log', query, filters, sort, results, duration_ms, customer_id);
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN;
+    ELSIF due IS NULL THEN
+        -- no ring (shop not preloaded, or shop.search_log_buffer = 0)
+        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
+        VALUES (query, shop._search_fold(query), filters, sort, results, duration_ms, customer_id);
+    ELSIF due THEN
+        PERFORM shop._search_log_flush();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._search_log_write(text, jsonb, text, int, real, bigint) IS
+'internal: logs one shop.search call: into the shared-memory ring when there is one (flushing it when half full), else a row of shop.search_log';
+
+REVOKE EXECUTE ON FUNCTION shop._search_log_add(regclass, text, jsonb, text, int, real, bigint),
+    shop._search_log_take(regclass, int, boolean), shop._search_log_stats(), shop._search_log_flush(),
+    shop._search_log_write(text, jsonb, text, int, real, bigint)
+    FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Operations: monitoring (issue 17) -----------------------------------------
 --
 -- What a Prometheus exporter (postgres_exporter, contrib/prometheus/) reads:
@@ -3210,16 +3304,19 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
+    -- the search log's records waiting in shared memory first, so that
+    -- the retention trim sees them (the section above)
+    flushed bigint := shop._search_log_flush();
     result jsonb := shop._sweep_once();
 BEGIN
     UPDATE shop.sweep_state s
        SET last_run_at = now(), runs = s.runs + 1
      WHERE s.only_row IN (SELECT t.only_row FROM shop.sweep_state t FOR UPDATE SKIP LOCKED);
-    RETURN result;
+    RETURN result || jsonb_build_object('search_log_flushed', flushed);
 END
 $$;
 COMMENT ON FUNCTION shop.sweep() IS
-'housekeeping: cancel pending orders whose holds expired, expire holds, drop idle carts, trim the search log, fold recommendation deltas; records the run in shop.sweep_state';
+'housekeeping: cancel pending orders whose holds expired, expire holds, drop idle carts, write out and trim the search log, fold recommendation deltas; records the run in shop.sweep_state';
 REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.sweep() TO shop_admin;
 
@@ -3356,9 +3453,13 @@ RETURNS TABLE (searches_5m bigint, empty_results_5m bigint)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+    -- the records still in the search log's ring count too
     SELECT count(*), count(*) FILTER (WHERE l.results = 0)
-      FROM shop.search_log l
-     WHERE l.logged_at >= now() - interval '5 minutes'
+      FROM (SELECT s.results FROM shop.search_log s
+             WHERE s.logged_at >= now() - interval '5 minutes'
+            UNION ALL
+            SELECT r.results FROM shop._search_log_take('shop.search_log', NULL, true) r
+             WHERE r.logged_at >= now() - interval '5 minutes') l
 $$;
 COMMENT ON FUNCTION shop.monitor_search() IS
 'shop.search calls logged in the last 5 minutes, and those that found nothing';
@@ -3437,129 +3538,3 @@ GRANT EXECUTE ON FUNCTION shop.monitor_orders(), shop.monitor_orders_pending(), 
     shop.monitor_payment_failures(), shop.monitor_stock(), shop.monitor_search_latency(),
     shop.monitor_search(), shop.monitor_sweep(), shop.monitor_outbox(), shop.monitor_event_groups()
     TO shop_monitor, shop_admin;
-
-------------------------------------------------------------------------------
--- Search: the log without an insert per search (issue 12) -------------------
---
--- shop.search inserted a row into shop.search_log per call, so every
--- search wrote WAL, a heap tuple and an index entry.  With shop preloaded
--- a search now copies its record into a ring in shared memory
--- (src/searchlog.c, shop.search_log_buffer records); the sweeper moves a
--- database's records into shop.search_log on every round, and a search
--- that finds half the ring in use moves them itself, one INSERT for the
--- batch.  Without the preload the search inserts its row as before.
-
-CREATE FUNCTION shop._search_log_add(log regclass, query text, filters jsonb, sort text, results int,
-                                     duration_ms real, customer_id bigint)
-RETURNS boolean
-LANGUAGE C VOLATILE PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'shop_search_log_add';
-COMMENT ON FUNCTION shop._search_log_add(regclass, text, jsonb, text, int, real, bigint) IS
-'internal: records a search in the shared-memory ring; NULL without the ring, else whether half of it is in use';
-
-CREATE FUNCTION shop._search_log_take(log regclass, lim int DEFAULT NULL, keep boolean DEFAULT false)
-RETURNS TABLE (logged_at timestamptz, query text, filters jsonb, sort text, results int,
-               duration_ms real, customer_id bigint)
-LANGUAGE C VOLATILE PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'shop_search_log_take';
-COMMENT ON FUNCTION shop._search_log_take(regclass, int, boolean) IS
-'internal: this database''s search records in the ring, oldest first; removed from it unless keep';
-
-CREATE FUNCTION shop._search_log_stats(OUT capacity bigint, OUT buffered bigint,
-                                       OUT dropped bigint, OUT flushed bigint)
-LANGUAGE C VOLATILE PARALLEL UNSAFE
-AS 'MODULE_PATHNAME', 'shop_search_log_stats';
-COMMENT ON FUNCTION shop._search_log_stats() IS
-'internal: the search log ring: slots, records waiting (all databases), records overwritten before a flush, records flushed since the server started; NULLs without the preload';
-
--- Moves this database's records from the ring into shop.search_log.
-CREATE FUNCTION shop._search_log_flush()
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN
-        RETURN 0;
-    END IF;
-    INSERT INTO shop.search_log (logged_at, query, query_folded, filters, sort, results, duration_ms, customer_id)
-    SELECT t.logged_at, t.query, shop._search_fold(t.query),
-           coalesce(t.filters, '{"truncated": true}'), t.sort, t.results, t.duration_ms, t.customer_id
-      FROM shop._search_log_take('shop.search_log', NULL) t
-     ORDER BY t.logged_at;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION shop._search_log_flush() IS
-'internal: writes this database''s search records waiting in the shared-memory ring into shop.search_log; returns how many';
-
--- What shop.search does with its record.
-CREATE FUNCTION shop._search_log_write(query text, filters jsonb, sort text, results int,
-                                       duration_ms real, customer_id bigint)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    due boolean;
-BEGIN
-    -- nothing on standbys (their ring could never be written out)
-    IF pg_is_in_recovery() THEN
-        RETURN;
-    END IF;
-    -- a read-only transaction (a read-only connection, say) records into
-    -- the ring too; a later flush by a writer writes it out
-    due := shop._search_log_add('shop.search_log', query, filters, sort, results, duration_ms, customer_id);
-    IF current_setting('transaction_read_only') = 'on' THEN
-        RETURN;
-    ELSIF due IS NULL THEN
-        -- no ring (shop not preloaded, or shop.search_log_buffer = 0)
-        INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id)
-        VALUES (query, shop._search_fold(query), filters, sort, results, duration_ms, customer_id);
-    ELSIF due THEN
-        PERFORM shop._search_log_flush();
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION shop._search_log_write(text, jsonb, text, int, real, bigint) IS
-'internal: logs one shop.search call: into the shared-memory ring when there is one (flushing it when half full), else a row of shop.search_log';
-
-REVOKE EXECUTE ON FUNCTION shop._search_log_add(regclass, text, jsonb, text, int, real, bigint),
-    shop._search_log_take(regclass, int, boolean), shop._search_log_stats(), shop._search_log_flush(),
-    shop._search_log_write(text, jsonb, text, int, real, bigint)
-    FROM PUBLIC;
-
--- the sweeper's round moves the ring's records first, so that the
--- retention trim sees them
-CREATE OR REPLACE FUNCTION shop.sweep()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    flushed bigint := shop._search_log_flush();
-    result jsonb := shop._sweep_once();
-BEGIN
-    UPDATE shop.sweep_state s
-       SET last_run_at = now(), runs = s.runs + 1
-     WHERE s.only_row IN (SELECT t.only_row FROM shop.sweep_state t FOR UPDATE SKIP LOCKED);
-    RETURN result || jsonb_build_object('search_log_flushed', flushed);
-END
-$$;
-
--- the monitor counts the records still in the ring too
-CREATE OR REPLACE FUNCTION shop.monitor_search()
-RETURNS TABLE (searches_5m bigint, empty_results_5m bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT count(*), count(*) FILTER (WHERE l.results = 0)
-      FROM (SELECT s.results FROM shop.search_log s
-             WHERE s.logged_at >= now() - interval '5 minutes'
-            UNION ALL
-            SELECT r.results FROM shop._search_log_take('shop.search_log', NULL, true) r
-             WHERE r.logged_at >= now() - interval '5 minutes') l
-$$;
