@@ -22,7 +22,9 @@ VALUES ('M1', 'Acme 27 inch monitor', 'Acme', '', 1000, true, 'active'),
        ('X1', 'Dell XPS 13 laptop', 'Dell', '', 4000, true, 'active'),
        ('X2', 'Dell xps13 sleeve', 'Dell', '', 4100, true, 'active'),
        ('C1', 'Canon C-EXV21 toner', 'Canon', '', 5000, true, 'active'),
-       ('C2', 'Canon CEXV21 drum', 'Canon', '', 5100, true, 'active');
+       ('C2', 'Canon CEXV21 drum', 'Canon', '', 5100, true, 'active'),
+       ('H1', 'HP-926 ink cartridge', 'HP', '', 6000, true, 'active'),
+       ('H2', 'HP 92 ink cartridge', 'HP', '', 6100, true, 'active');
 
 -- every pair finds the other: sizes in inches (and 68.6 cm, 27 inches)
 SELECT q, pg_temp.s(q) FROM unnest(ARRAY['27 inch monitor', '27" monitor', '27-inch monitor',
@@ -33,6 +35,10 @@ SELECT q, pg_temp.s(q) FROM unnest(ARRAY['1tb', '1 tb', '1 terabyte drive', '2tb
 -- model numbers split and joined
 SELECT q, pg_temp.s(q) FROM unnest(ARRAY['xps13', 'xps 13', 'XPS-13 laptop', 'c-exv21',
     'cexv21', 'C EXV21 toner', 'exv21']) q;
+-- a document keeps no joined term for a run of letters and a run of digits
+-- ("HP-926", "XPS 13"): a query word of two runs is read as them, joined
+SELECT q, pg_temp.s(q) FROM unnest(ARRAY['hp926', 'hp-926', 'hp 926 ink', 'hp92', 'dell xps13',
+    'canon c exv21', 'canon c-exv21']) q;
 -- as the last word, a model number is still a prefix
 SELECT q, pg_temp.s(q) FROM unnest(ARRAY['dell xps1', 'canon cexv2']) q;
 -- the same rows without the index (the operator on every row; typos off,
@@ -43,7 +49,7 @@ SELECT q, (SELECT coalesce(string_agg(sku, ' ' ORDER BY sku), '-') FROM shop.pro
             WHERE p.status = 'active'
               AND shop.search_doc(p.title, p.brand, p.description) OPERATOR(shop.@@@) jsonb_build_object('q', q, 'typos', false))
   FROM unnest(ARRAY['27 inch monitor', '27" monitor', '27in', '68.6 cm', '1tb', '1 tb', '16 gb',
-                    'xps13', 'xps 13', 'c-exv21', 'cexv21']) q;
+                    'xps13', 'xps 13', 'c-exv21', 'cexv21', 'hp926', 'hp 926']) q;
 RESET enable_indexscan;
 RESET enable_bitmapscan;
 -- the index format of units and model numbers

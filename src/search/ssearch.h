@@ -81,8 +81,10 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			5	/* 5: sort values, attribute terms (issue 12); units,
-									 * model numbers, head nouns (issue 13) */
+#define SS_VERSION			6	/* 6: no skip entry for one-block terms;
+									 * 5: sort values, attribute terms (issue
+									 * 12); units, model numbers, head nouns
+									 * (issue 13) */
 #define SS_METAPAGE_BLKNO	0
 #define SS_MAX_SEGMENTS		200
 #define SS_PENDING_FLUSH	500		/* an insert folds a pending list this long */
@@ -409,6 +411,40 @@ typedef struct SsSkip
 #define SS_SKIPS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsSkip)))
 
 /*
+ * A term of one block (df <= SS_BLOCK_POSTINGS: most terms of a catalog,
+ * model numbers above all) has no skip entry (format 6): its dictionary
+ * item's skip field holds the bits of the block's maxt, the block starts
+ * where the item says, and its last docid is read from the block itself
+ * (SsTermSkips).  A skip entry would cost 16 bytes for what the item and
+ * the postings already tell.
+ */
+static inline uint32
+SsOneBlockBoundBits(float4 maxt)
+{
+	union
+	{
+		float4		f;
+		uint32		u;
+	}			v;
+
+	v.f = maxt;
+	return v.u;
+}
+
+static inline float4
+SsOneBlockBound(uint32 bits)
+{
+	union
+	{
+		float4		f;
+		uint32		u;
+	}			v;
+
+	v.u = bits;
+	return v.f;
+}
+
+/*
  * Norms: the field lengths of every document again, 6 bytes each on norm
  * pages, so scoring a posting reads a small dense array instead of the
  * 48-byte document record (which only a document that may enter the
@@ -599,7 +635,8 @@ typedef enum SsTokKind
 {
 	SS_TOK_WORD,				/* a word of the text (canonical) */
 	SS_TOK_EXTRA,				/* documents: a term added beside the words */
-	SS_TOK_JOIN					/* queries: the previous two words joined */
+	SS_TOK_JOIN,				/* queries: the previous two words joined */
+	SS_TOK_JOIN3				/* queries: the previous three words joined */
 } SsTokKind;
 typedef void (*SsTermCallback) (void *arg, const char *word, int len, int field, SsTokKind kind);
 extern void SsAnalyze(const char *text, int len, int field, bool document, SsTermCallback cb, void *arg);
@@ -651,6 +688,8 @@ extern bool SsDictLookup(Relation index, const SsSegHeader *hdr, const char *ter
 						 SsDictItem *out);
 extern void SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n,
 						SsSkip *out);
+extern void SsTermSkips(Relation index, const SsSegHeader *hdr, uint32 df,
+						BlockNumber postblk, uint16 postoff, uint32 skip, SsSkip *out);
 extern void SsDictScanRange(Relation index, const SsSegHeader *hdr, const char *from, int fromlen,
 							SsDictCallback cb, void *arg, bool (*stop) (void *arg, const SsDictItem *item));
 typedef void (*SsPostingCallback) (void *arg, uint32 docid, uint16 tf);

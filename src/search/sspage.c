@@ -735,6 +735,39 @@ SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n, SsSk
 	}
 }
 
+static void
+last_docid_cb(void *arg, uint32 docid, uint16 tf)
+{
+	*(uint32 *) arg = docid;
+}
+
+/*
+ * SsTermSkips: the skip entries of a term of df postings starting at
+ * (postblk, postoff) whose dictionary item's skip field is skip: read
+ * from the skip pages, or for a one-block term made from the item (its
+ * bound) and its postings (their last docid).
+ */
+void
+SsTermSkips(Relation index, const SsSegHeader *hdr, uint32 df,
+			BlockNumber postblk, uint16 postoff, uint32 skip, SsSkip *out)
+{
+	uint32		nblocks = (df + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+
+	if (nblocks > 1)
+	{
+		if ((uint64) skip + nblocks > hdr->nskips)
+			elog(ERROR, "shop_search: skip entries of a term out of range");
+		SsReadSkips(index, hdr, skip, nblocks, out);
+		return;
+	}
+	out->lastdoc = 0;
+	SsReadPostings(index, postblk, postoff, df, last_docid_cb, &out->lastdoc);
+	out->postblk = postblk;
+	out->postoff = postoff;
+	out->pad = 0;
+	out->maxt = SsOneBlockBound(skip);
+}
+
 /* ---- pending items ---- */
 
 Size

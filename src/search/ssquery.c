@@ -217,6 +217,8 @@ typedef struct WordList
 	int			max;
 	/* query_words: join[i], words i - 1 and i joined (SS_TOK_JOIN), or NULL */
 	char	   *join[SS_MAX_QUERY_WORDS * 4];
+	/* ... and join3[i], words i - 2 to i joined (SS_TOK_JOIN3), or NULL */
+	char	   *join3[SS_MAX_QUERY_WORDS * 4];
 } WordList;
 
 static void
@@ -240,9 +242,16 @@ query_word_cb(void *arg, const char *word, int len, int field, SsTokKind kind)
 			wl->join[wl->n - 1] = pnstrdup(word, len);
 		return;
 	}
+	if (kind == SS_TOK_JOIN3)
+	{
+		if (wl->n >= 3 && wl->n <= wl->max)
+			wl->join3[wl->n - 1] = pnstrdup(word, len);
+		return;
+	}
 	if (wl->n < wl->max)
 	{
 		wl->join[wl->n] = NULL;
+		wl->join3[wl->n] = NULL;
 		wl->w[wl->n++] = pnstrdup(word, len);
 	}
 	else
@@ -501,9 +510,12 @@ query_words(const char *qtext, int qlen, WordList *words)
 		for (int i = 0; i < words->n; i++)
 			if (!SsIsStopWord(words->w[i]))
 			{
-				/* a join's words are never function words: both stay */
+				/* a join's words are never function words: all stay */
 				words->join[j] = (i > 0 && !SsIsStopWord(words->w[i - 1]) && j > 0) ?
 					words->join[i] : NULL;
+				words->join3[j] = (i > 1 && !SsIsStopWord(words->w[i - 1]) &&
+								   !SsIsStopWord(words->w[i - 2]) && j > 1) ?
+					words->join3[i] : NULL;
 				words->w[j++] = words->w[i];
 			}
 		words->n = j;
@@ -581,7 +593,7 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 	int			nslots = 0;
 
 	q->slots = palloc0(sizeof(SsQSlot) * Max(nw, 1));
-	q->words = palloc0(sizeof(SsQWord) * (nw + 64));
+	q->words = palloc0(sizeof(SsQWord) * (6 * nw + 64));	/* 6: alternatives of a slot */
 	for (int i = 0; i < nw; i++)
 	{
 		SsQSlot    *slot;
@@ -592,24 +604,36 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 		if (span_of[i] < 0)
 		{
 			/*
-			 * the word, or its join with a neighbour ("c-exv21": "c" or
-			 * "cexv21", "exv21" or "cexv21"), which matches exactly; both
-			 * words keep their slots, so a row with one of them still
-			 * misses only the other
+			 * the word, or a join holding it ("c-exv21": "c" or "cexv21",
+			 * "exv21" or "cexv21"; "cexv21" read as c, exv and 21: each or
+			 * "cexv21"), which matches exactly; every word keeps its slot,
+			 * so a row with one of them still misses only the others.
+			 * ends[a] is the last word alternative a holds.
 			 */
-			const char *alts[3];
+			const char *alts[6];
+			int			ends[6];
 			int			nalts = 0;
 
-			alts[nalts++] = words->w[i];
-			if (words->join[i] != NULL && span_of[i - 1] < 0)
-				alts[nalts++] = words->join[i];
-			if (i + 1 < nw && words->join[i + 1] != NULL && span_of[i + 1] < 0)
-				alts[nalts++] = words->join[i + 1];
+			alts[nalts] = words->w[i];
+			ends[nalts++] = i;
+			for (int k = i; k <= i + 1 && k < nw; k++)
+				if (words->join[k] != NULL && span_of[k - 1] < 0 && span_of[k] < 0)
+				{
+					alts[nalts] = words->join[k];
+					ends[nalts++] = k;
+				}
+			for (int k = i; k <= i + 2 && k < nw; k++)
+				if (k >= 2 && words->join3[k] != NULL && span_of[k - 2] < 0 &&
+					span_of[k - 1] < 0 && span_of[k] < 0)
+				{
+					alts[nalts] = words->join3[k];
+					ends[nalts++] = k;
+				}
 			slot->nalts = nalts;
 			slot->alts = palloc0(sizeof(SsQAlt) * nalts);
 			for (int a = 0; a < nalts; a++)
 			{
-				bool		lastjoin = a > 0 && (i == nw - 1 || (i == nw - 2 && alts[a] == words->join[i + 1]));
+				bool		lastjoin = a > 0 && ends[a] == nw - 1;
 
 				slot->alts[a].first = q->nwords;
 				slot->alts[a].nwords = 1;
@@ -633,7 +657,7 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 			{
 				WordList   *p = (WordList *) lfirst(pc);
 
-				if (q->nwords + p->n > nw + 64)
+				if (q->nwords + p->n > 6 * nw + 64)
 					break;
 				slot->alts[a].first = q->nwords;
 				slot->alts[a].nwords = p->n;

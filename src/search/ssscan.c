@@ -151,7 +151,7 @@ typedef struct SegExp
 	uint32		df;
 	BlockNumber postblk;		/* where the postings start */
 	uint16		postoff;
-	uint32		skip;			/* index of the first skip entry */
+	uint32		skip;			/* its dictionary item's skip field */
 	uint32		nblocks;
 	SsSkip	   *skips;			/* NULL until loaded */
 	uint32		b;				/* first block not wholly before the window */
@@ -965,10 +965,8 @@ cursor_load(Eval *ev, SegState *s, SegExp *se)
 {
 	if (se->skips != NULL)
 		return;
-	if (se->skip + se->nblocks > s->hdr.nskips)
-		elog(ERROR, "shop_search: skip entries of a term out of range");
 	se->skips = palloc(sizeof(SsSkip) * Max(se->nblocks, 1));
-	SsReadSkips(ev->index, &s->hdr, se->skip, se->nblocks, se->skips);
+	SsTermSkips(ev->index, &s->hdr, se->df, se->postblk, se->postoff, se->skip, se->skips);
 	se->docs = palloc(sizeof(uint32) * SS_BLOCK_POSTINGS);
 	se->tfs = palloc(sizeof(uint16) * SS_BLOCK_POSTINGS);
 }

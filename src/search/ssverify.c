@@ -209,13 +209,13 @@ term_check_cb(void *arg, const SsDictItem *it)
 	}
 
 	/* skip entries: position, last docid, bound */
-	if ((uint64) it->skip + nblocks > hdr->nskips)
+	if (nblocks > 1 && (uint64) it->skip + nblocks > hdr->nskips)
 	{
 		seg_report(sc, psprintf("skip entries of term \"%s\" out of range", term));
 		return;
 	}
 	skips = palloc(sizeof(SsSkip) * Max(nblocks, 1));
-	SsReadSkips(sc->index, hdr, it->skip, nblocks, skips);
+	SsTermSkips(sc->index, hdr, it->df, it->postblk, it->postoff, it->skip, skips);
 	for (uint32 b = 0; b < nblocks; b++)
 	{
 		uint32		first = b * SS_BLOCK_POSTINGS;

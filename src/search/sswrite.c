@@ -560,7 +560,8 @@ typedef struct SegLayout
 	uint32		nterms;
 	BlockNumber *postblk;		/* per term: its first posting page */
 	uint16	   *postoff;		/* per term: its offset in that page */
-	uint32	   *skipidx;		/* per term: its first skip entry */
+	uint32	   *skipidx;		/* per term: its first skip entry, or for a
+								 * one-block term the bits of its bound */
 	SsSkip	   *skips;
 	uint32		nskips;
 	uint32	   *dictfirst;		/* per dictionary page: its first term */
@@ -633,7 +634,8 @@ seg_layout_postings(SsSegBuilder *sb, const SsSegHeader *hdr, SegLayout *L)
 	for (uint32 i = 0; i < nterms; i++)
 	{
 		L->skipidx[i] = L->nskips;
-		L->nskips += (terms[i]->n + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
+		if (terms[i]->n > SS_BLOCK_POSTINGS)	/* one block: no entry */
+			L->nskips += (terms[i]->n + SS_BLOCK_POSTINGS - 1) / SS_BLOCK_POSTINGS;
 	}
 	L->skips = palloc_extended(sizeof(SsSkip) * Max(L->nskips, 1), MCXT_ALLOC_HUGE);
 	L->nskippages = (L->nskips + SS_SKIPS_PER_PAGE - 1) / SS_SKIPS_PER_PAGE;
@@ -656,7 +658,7 @@ seg_layout_postings(SsSegBuilder *sb, const SsSegHeader *hdr, SegLayout *L)
 				blk++;
 				off = 0;
 			}
-			if (k % SS_BLOCK_POSTINGS == 0)
+			if (k % SS_BLOCK_POSTINGS == 0 && terms[i]->n > SS_BLOCK_POSTINGS)
 			{
 				SsSkip	   *sk = &L->skips[L->skipidx[i] + k / SS_BLOCK_POSTINGS];
 
@@ -664,6 +666,13 @@ seg_layout_postings(SsSegBuilder *sb, const SsSegHeader *hdr, SegLayout *L)
 				sk->postoff = off;
 				skip_fill(sk, sb, hdr, &terms[i]->postings[k],
 						  Min((uint32) SS_BLOCK_POSTINGS, terms[i]->n - k));
+			}
+			else if (k == 0)
+			{
+				SsSkip		one;
+
+				skip_fill(&one, sb, hdr, terms[i]->postings, terms[i]->n);
+				L->skipidx[i] = SsOneBlockBoundBits(one.maxt);
 			}
 			off += SsVarintLen(terms[i]->postings[k].docid - prev) +
 				SsVarintLen(terms[i]->postings[k].tf);
