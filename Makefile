@@ -22,6 +22,7 @@ OBJS         = \
 	src/recommend.o \
 	src/redact.o \
 	src/searchlog.o \
+	src/intentcache.o \
 	src/security.o \
 	src/shop.o \
 	src/spi.o \

@@ -59,5 +59,15 @@ SELECT array_agg(sku ORDER BY s.ord) FROM shop.search_scan('shop.product_search_
          '{"q": "thinkpad", "type_words": ["keyboard", "mouse"]}', 100)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord) JOIN shop.product p ON p.ctid = s.ctid;
 SELECT shop.search_verify('shop.product_search_idx');
+-- each backend keeps a query's intent for shop.search_intent_cache seconds
+-- (src/intentcache.c): the notebooks moved to another category reach the
+-- intent of a query asked before only with the cache off (or expired)
+SELECT shop._search_intent(shop._search_query('lenovo thinkpad', '{}', NULL)) -> 'intent_categories' = jsonb_build_array(:notebooks) AS notebooks_meant;
+UPDATE shop.product SET category_id = :acc WHERE sku IN ('N1', 'N2', 'N3');
+SELECT shop._search_intent(shop._search_query('lenovo thinkpad', '{}', NULL)) -> 'intent_categories' = jsonb_build_array(:notebooks) AS cached_answer;
+SET shop.search_intent_cache = 0;
+SELECT shop._search_intent(shop._search_query('lenovo thinkpad', '{}', NULL)) -> 'intent_categories' = jsonb_build_array(:acc) AS accessories_now;
+RESET shop.search_intent_cache;
+UPDATE shop.product SET category_id = :notebooks WHERE sku IN ('N1', 'N2', 'N3');
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -247,6 +247,9 @@ _PG_init(void)
 	/* card numbers out of the server log (redact.c); docs/security.md */
 	ShopRedactLogInstall();
 
+	/* shop.search_intent_cache (intentcache.c) */
+	ShopIntentCacheDefineGUCs();
+
 	/*
 	 * Only when loaded at server start: the sweeper (sweep.c) and the
 	 * shared memory of the events workers (events.c) and of the search log

@@ -119,6 +119,7 @@ extern void ShopEventsShmemRegister(void);
 /* searchlog.c */
 extern int	shop_search_log_buffer;
 extern void ShopSearchLogDefineGUCs(void);
+extern void ShopIntentCacheDefineGUCs(void);
 extern void ShopSearchLogShmemRegister(void);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
 extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);
