@@ -147,6 +147,8 @@ INSERT INTO card_case (expect, value, note) VALUES
 (false, '550e8400-e29b-41d4-a716-446655440000', 'uuid, the example of RFC 4122''s Wikipedia article'),
 (false, '12345678-1234-5670-abcd-ef0123456789', 'uuid whose digit groups form a Luhn-valid run'),
 (false, 'order:07c37119-7506-4185-9d6f-18d4484c9632', 'uuid after a prefix'),
+(false, 'order:abcdefab-5555-5555-5555-4444abcdefab', 'uuid with no digit in its first group: its other groups hold a Luhn-valid Mastercard run'),
+(false, 'hold FEDCBAFE-4111-1111-1111-1111ABCDEF12 done', 'upper-case uuid with no digit in its first group, Visa-shaped run'),
 (false, 'd41d8cd98f00b204e9800998ecf8427e', 'md5 of the empty string'),
 (false, 'da39a3ee5e6b4b0d3255bfef95601890afd80709', 'sha1 of the empty string'),
 (false, '507f1f77bcf86cd799439011', 'a MongoDB ObjectId (24 hex digits), the example of its documentation'),

@@ -58,9 +58,10 @@
  *     '+', when a word such as "tel", "phone", "fax", "mobile", "cell" or
  *     "imei" precedes it closely, or when it is the value of a jsonb key
  *     naming a phone (SHOP_SCAN_PHONE);
- *   - hexadecimal identifiers: a canonical uuid, or a word of 24 or more
- *     hex digits with a letter (object ids, md5, sha1, ...), is skipped
- *     whole.
+ *   - hexadecimal identifiers: a canonical uuid (also one whose first
+ *     group has no digit, found from a later group), or a word of 24 or
+ *     more hex digits with a letter (object ids, md5, sha1, ...), is
+ *     skipped whole.
  * Numbers of 20 digits or more in one unbroken run are never cards.
  *
  * Cost.  No allocation.  A value with fewer than 12 bytes that could be a
@@ -881,6 +882,30 @@ hex_word_length(const unsigned char *s, int i, int len)
 }
 
 /*
+ * The word at s[ws] follows a '-': is it a later group of a uuid?  (A
+ * uuid whose first group has no digit is not seen from its start.)
+ * Returns where the uuid starts, or -1.
+ */
+static int
+uuid_around(const unsigned char *s, int ws, int len)
+{
+	static const int group_start[] = {9, 14, 19, 24};
+
+	if (ws == 0 || s[ws - 1] != '-')
+		return -1;
+	for (int k = 0; k < lengthof(group_start); k++)
+	{
+		int			p = ws - group_start[k];
+
+		if (p < 0)
+			break;
+		if ((p == 0 || !is_ascii_alnum(s[p - 1])) && hex_word_length(s, p, len) == 36)
+			return p;
+	}
+	return -1;
+}
+
+/*
  * Scan cs->s[0..len).  Returns true when a card was found (and, unless
  * redacting, stops there).
  *
@@ -943,6 +968,10 @@ card_scan(CardScan *cs)
 			if (ws != word_start)
 			{
 				int			skip = hex_word_length(s, ws, len);
+				int			u;
+
+				if (skip == 0 && (u = uuid_around(s, ws, len)) >= 0)
+					skip = u + 36 - ws;
 
 				if (skip > 0 && ws + skip > i)
 				{
