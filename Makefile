@@ -21,6 +21,7 @@ OBJS         = \
 	src/payments.o \
 	src/recommend.o \
 	src/redact.o \
+	src/saga.o \
 	src/searchlog.o \
 	src/security.o \
 	src/shop.o \
