@@ -125,6 +125,10 @@ echo "== checks ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
 
+echo "== carts, checkout and orders through the router ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/saga.sql"
+
 # The calls as the roles a node has: the storefront searches and reads
 # through the router; the back-office calls are refused to it by the shards,
 # with a node's SQLSTATE.
