@@ -2955,7 +2955,8 @@ GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_a
 --             shop._saga_release compensates;
 --   orders    shop._saga_get and shop._saga_commit carry ship (commit)
 --             and cancel (release) to the product shards;
---   recovery  shop._saga_open lists the sagas a router left unfinished.
+--   recovery  shop._saga_open lists the sagas a router left unfinished,
+--             shop._saga_held counts a pending order's live holds.
 -- shop.saga is the saga's log on the customer shard.  No existing table or
 -- key changes.  Order lines made by a saga have no reservation_id: their
 -- holds are on other shards, named by shop._saga_hold_id(order, product).
@@ -3334,6 +3335,21 @@ $$;
 COMMENT ON FUNCTION shop._saga_keep(uuid, bigint[]) IS
 'internal (router), checkout step 4 on a product shard: the order''s live holds never expire now; returns how many are held';
 
+-- Recovery, each product shard: how many of the order's holds are held
+-- and unexpired (a pending order whose holds lapsed is cancelled).
+CREATE FUNCTION shop._saga_held(order_id uuid, product_ids bigint[])
+RETURNS int
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT count(DISTINCT r.reservation_id)::int
+      FROM shop.reservation r, unnest(product_ids) u(pid)
+     WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(_saga_held.order_id, u.pid)
+       AND r.status = 'held' AND r.expires_at > now();
+$$;
+COMMENT ON FUNCTION shop._saga_held(uuid, bigint[]) IS
+'internal (router, shop_admin): how many of an order''s holds on this product shard are held and unexpired';
+
 -- Ship, each product shard: the order's held units leave stock.  Returns
 -- how many holds are committed (now or before); shop_admin only.
 CREATE FUNCTION shop._saga_commit(order_id uuid, product_ids bigint[])
@@ -3538,8 +3554,9 @@ COMMENT ON FUNCTION shop._saga_stock(uuid, text) IS
 'internal (router, shop_admin): record that an order''s holds were committed or released on their shards';
 
 -- Recovery, customer shard: the sagas a router left unfinished for at
--- least older_than (started or placed), and the orders whose stock has
--- not followed their status (shipped but held, cancelled but held).
+-- least older_than (started or placed), the orders whose stock has not
+-- followed their status (shipped but held, cancelled but held), and the
+-- pending orders (their holds may lapse: shop.sweep() cannot see them).
 CREATE FUNCTION shop._saga_open(older_than interval)
 RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -3550,7 +3567,8 @@ AS $$
      WHERE shop._saga_trusted()
        AND g.updated_at <= now() - older_than
        AND (g.status IN ('started', 'placed')
-            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled')))
+            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+            OR (g.status = 'done' AND o.status = 'pending'))
      ORDER BY g.updated_at, g.order_id;
 $$;
 COMMENT ON FUNCTION shop._saga_open(interval) IS
@@ -3563,25 +3581,26 @@ REVOKE ALL ON FUNCTION
     shop._cart_unsave(uuid, bigint), shop._cart_lines(uuid), shop._cart_products(bigint[]),
     shop._saga_begin(uuid, uuid, text, text, jsonb), shop._saga_reserve(uuid, bigint[], int[], interval),
     shop._saga_release(uuid, bigint[], boolean), shop._saga_trusted(), shop._saga_keep(uuid, bigint[]),
-    shop._saga_commit(uuid, bigint[]),
+    shop._saga_commit(uuid, bigint[]), shop._saga_held(uuid, bigint[]),
     shop._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
     shop._saga_finish(uuid, text), shop._saga_get(uuid), shop._saga_stock(uuid, text),
     shop._saga_open(interval)
     FROM PUBLIC;
--- the storefront's calls through the router: carts and checkout (they
--- check the customer as one node's calls do)
+-- Every step is a back-office function (SECURITY DEFINER, shop_admin
+-- only): a storefront that could call them directly could hold or free
+-- any stock (as reserve and reservation_release, which are the back
+-- office's) or price a cart line.  Through the router, carts, checkout and
+-- orders are shop_admin's calls until a storefront's session is carried
+-- to the shards (docs/scale-out.md).
 GRANT EXECUTE ON FUNCTION
     shop._cart_create_with_id(uuid, bigint), shop._cart_add_priced(uuid, bigint, int, bigint),
     shop._cart_unsave(uuid, bigint), shop._cart_lines(uuid), shop._cart_products(bigint[]),
     shop._saga_begin(uuid, uuid, text, text, jsonb), shop._saga_reserve(uuid, bigint[], int[], interval),
     shop._saga_release(uuid, bigint[], boolean), shop._saga_keep(uuid, bigint[]),
     shop._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
-    shop._saga_finish(uuid, text)
-    TO shop_storefront, shop_admin;
--- the back office's: transitions carried to the product shards, recovery
-GRANT EXECUTE ON FUNCTION
-    shop._saga_commit(uuid, bigint[]), shop._saga_get(uuid), shop._saga_stock(uuid, text),
-    shop._saga_open(interval)
+    shop._saga_finish(uuid, text),
+    shop._saga_commit(uuid, bigint[]), shop._saga_held(uuid, bigint[]), shop._saga_get(uuid),
+    shop._saga_stock(uuid, text), shop._saga_open(interval)
     TO shop_admin;
 
 ------------------------------------------------------------------------------

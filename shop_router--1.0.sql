@@ -935,17 +935,32 @@ AS $$
     SELECT * FROM shop._saga_open($1);
 $$;
 
--- Compensation: release every hold the saga may have made (by the ids
--- derived from the order: idempotent, and a no-op on a shard the saga
--- never reached), then give its idempotency key back.
+CREATE FUNCTION shop_router._saga_held(i_order_id uuid, i_product_ids bigint[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_held($1, $2);
+$$;
+
+-- Compensation: first the saga is marked failed on the customer shard
+-- (only a started one: from then on it can never be placed, and its
+-- idempotency key is given back), then every hold it may have made is
+-- released (by the ids derived from the order: idempotent, and a no-op on
+-- a shard the saga never reached).  A saga that was placed meanwhile (say
+-- the router lost its connection after the place step committed) is not
+-- compensated: its retry confirms it.
 CREATE FUNCTION shop_router._saga_compensate(order_id uuid, product_ids bigint[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
-    PERFORM count(*) FROM shop_router._saga_release(order_id, product_ids, false);
-    PERFORM shop_router._saga_finish(order_id, 'failed');
+    IF shop_router._saga_finish(order_id, 'failed') THEN
+        PERFORM count(*) FROM shop_router._saga_release(order_id, product_ids, false);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION shop_router._saga_compensate(uuid, bigint[]) IS
@@ -995,7 +1010,9 @@ COMMENT ON FUNCTION shop_router._saga_confirm(uuid, bigint[], text) IS
 --
 -- shop_router.saga_test_stop = claim | reserve | place (tests only) makes
 -- the router stop after that step as if it had died there: an error, and
--- nothing after it runs, no compensation either.
+-- nothing after it runs, no compensation either; place_lost makes the
+-- place step's answer fail after it committed, as a lost connection
+-- would (the router compensates, which must not undo a placed order).
 CREATE FUNCTION shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
                               shipping_address jsonb DEFAULT NULL)
 RETURNS uuid
@@ -1061,6 +1078,10 @@ BEGIN
             SELECT array_agg(q ORDER BY p) INTO qtys FROM unnest(b.saga_product_ids, b.saga_qtys) u(p, q);
             st := shop_router._saga_place(oid, pids, skus, titles, prices, qtys, payment_token,
                                           shipping_address);
+            IF stop = 'place_lost' THEN
+                -- the place step committed, but its answer never came back
+                RAISE EXCEPTION 'shop_router.saga_test_stop: the answer of step place is lost';
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             IF NOT crashed THEN
                 PERFORM shop_router._saga_compensate(oid, b.saga_product_ids);
@@ -1157,6 +1178,12 @@ BEGIN
     IF to_status = 'paid' THEN
         -- a pending order's holds must still be there, and now stay
         PERFORM shop_router._keep_for_payment(order_id);
+    ELSIF to_status = 'returned' AND EXISTS (SELECT FROM shop_router._saga_get(order_id)) THEN
+        -- one node puts a returned order's units back in stock where the
+        -- order is; here the stock is on the products' shards
+        RAISE EXCEPTION 'returns are not routed yet' USING ERRCODE = 'feature_not_supported',
+            DETAIL = format('Order %s was made through the router; its stock is on the products'' shards.', order_id),
+            HINT = 'Put the units back with shop.stock_adjust through the router, then move the order with SQL on its shard.';
     END IF;
     r := shop_router._order_transition(order_id, to_status, note);
     PERFORM shop_router._settle(order_id);
@@ -1292,7 +1319,9 @@ COMMENT ON FUNCTION shop.payment_fail(uuid, text) IS
 -- Recovery: what routers that died left behind, older than older_than
 -- (longer than a checkout takes): a started saga is compensated (its
 -- holds released, its key given back), a placed one confirmed, an order
--- whose stock did not follow its status settled.  Run it every minute or
+-- whose stock did not follow its status settled, and a pending order
+-- whose holds lapsed cancelled (the customer shard's sweep cannot see
+-- holds on other shards).  Run it every minute or
 -- so on one router (pg_cron, or the application's scheduler), well within
 -- shop_router.hold_ttl.  Returns how many it finished.
 CREATE FUNCTION shop_router.saga_recover(older_than interval DEFAULT '1 minute')
@@ -1310,6 +1339,14 @@ BEGIN
                 PERFORM shop_router._saga_compensate(s.order_id, s.product_ids);
             ELSIF s.status = 'placed' THEN
                 PERFORM shop_router._saga_confirm(s.order_id, s.product_ids, s.order_status);
+            ELSIF s.order_status = 'pending' THEN
+                -- waiting for its gateway: cancelled once its holds lapsed,
+                -- as shop.sweep() does on one node
+                IF (SELECT coalesce(sum(h), 0) FROM shop_router._saga_held(s.order_id, s.product_ids) h)
+                   >= cardinality(s.product_ids) THEN
+                    CONTINUE;
+                END IF;
+                PERFORM shop.order_transition(s.order_id, 'cancelled', 'stock holds expired before payment');
             ELSE
                 PERFORM shop_router._settle(s.order_id);
             END IF;
@@ -1346,7 +1383,8 @@ GRANT EXECUTE ON FUNCTION
     shop_router._saga_confirm(uuid, bigint[], text), shop_router._saga_get_any(uuid)
     TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
-    shop_router._saga_commit(uuid, bigint[]), shop_router._saga_get(uuid),
+    shop_router._saga_commit(uuid, bigint[]), shop_router._saga_held(uuid, bigint[]),
+    shop_router._saga_get(uuid),
     shop_router._saga_stock(uuid, text), shop_router._saga_open(interval), shop_router._settle(uuid),
     shop.order_transition(uuid, text, text), shop_router._order_transition(uuid, text, text),
     shop.order_ship(uuid, text, text), shop_router._order_ship(uuid, text, text),
