@@ -21,6 +21,7 @@ OBJS         = \
 	src/payments.o \
 	src/recommend.o \
 	src/redact.o \
+	src/saga.o \
 	src/searchlog.o \
 	src/intentcache.o \
 	src/security.o \
@@ -85,7 +86,7 @@ EXTRA_CLEAN  = $(wildcard tmp_*) results regression.diffs regression.out output_
 PG_CONFIG   ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) $(shell command -v pg_config 2>/dev/null))
 
 .DEFAULT_GOAL := all
-.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check cluster-test
+.PHONY: deps demo test bench stress demo-stop dist deb deb-root-check cluster-test cluster-demo cluster-demo-stop
 
 # Install the Debian packages shop needs (no-op when they are present).
 deps:
@@ -112,6 +113,17 @@ test: deps
 cluster-test: deps
 	@$(MAKE) --no-print-directory all
 	@CLUSTER_LONG=1 TESTS=cluster scripts/test.sh
+
+# A sharded shop on throwaway clusters (docs/scale-out.md): a router and
+# 4 shard databases on two clusters, a catalog loaded through the router,
+# a shopping session against it (demo/cluster/); they keep running until
+# make cluster-demo-stop.
+cluster-demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/cluster-demo.sh
+
+cluster-demo-stop:
+	@scripts/cluster-demo.sh stop
 
 # Benchmarks against the baselines, report in bench/results/<date>.md.
 # BENCH_SCALE=products, BENCH_ONLY=workload[,workload].

@@ -2934,6 +2934,676 @@ GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Scale-out: saga steps (issue 16) ------------------------------------------
+--
+-- The shard's side of carts and checkout through the router
+-- (shop_router, docs/scale-out.md "Carts and checkout").  A cart, its
+-- customer's orders, payments and idempotency keys live on the customer's
+-- shard; the products, their stock and holds on each product's shard.  The
+-- router calls these steps, each its own transaction on one shard:
+--   carts     shop._cart_create_with_id, shop._cart_add_priced (the price
+--             read on the product's shard), shop._cart_unsave,
+--             shop._cart_lines (the cart's raw lines, for the router's
+--             cart_get), shop._cart_products (the product side of them);
+--   checkout  shop._saga_begin (customer shard: lock the cart, claim the
+--             idempotency key, record the saga), shop._saga_reserve (each
+--             product shard: hold with reservation ids derived from the
+--             order, a repeat holds nothing twice), shop._saga_place
+--             (customer shard: order, lines, payment, events, in one
+--             transaction), shop._saga_keep (product shards: a paid
+--             order's holds last until it ships), shop._saga_finish;
+--             shop._saga_release compensates;
+--   orders    shop._saga_get and shop._saga_commit carry ship (commit)
+--             and cancel (release) to the product shards;
+--   recovery  shop._saga_open lists the sagas a router left unfinished,
+--             shop._saga_held counts a pending order's live holds.
+-- shop.saga is the saga's log on the customer shard.  No existing table or
+-- key changes.  Order lines made by a saga have no reservation_id: their
+-- holds are on other shards, named by shop._saga_hold_id(order, product).
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.saga (
+    order_id     uuid PRIMARY KEY,
+    scope        text NOT NULL,
+    key          text NOT NULL,
+    cart_id      uuid NOT NULL,
+    customer_id  bigint,
+    -- the lines the saga holds, in product_id order
+    product_ids  bigint[] NOT NULL,
+    qtys         integer[] NOT NULL,
+    status       text NOT NULL DEFAULT 'started'
+                 CHECK (status IN ('started', 'placed', 'done', 'failed')),
+    -- where the order's stock is: held, committed (shipped), released
+    stock        text NOT NULL DEFAULT 'held' CHECK (stock IN ('held', 'committed', 'released')),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX saga_open_idx ON shop.saga (updated_at) WHERE status IN ('started', 'placed');
+COMMENT ON TABLE shop.saga IS
+'checkouts through the router (docs/scale-out.md): each saga''s step and where its stock is, on the customer''s shard';
+SELECT pg_catalog.pg_extension_config_dump('shop.saga', '');
+
+CREATE FUNCTION shop._saga_hold_id(order_id uuid, product_id bigint)
+RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT md5('shop-saga:' || order_id::text || ':' || product_id::text)::uuid $$;
+COMMENT ON FUNCTION shop._saga_hold_id(uuid, bigint) IS
+'internal: the reservation id of an order''s hold of a product (a hash of both: every repeat of a saga step names the same hold)';
+
+CREATE FUNCTION shop._saga_check(payment_token text, idempotency_key text, shipping_address jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_saga_check'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._saga_check(text, text, jsonb) IS
+'internal: the argument checks of shop.checkout (22004, 22001, 22023, SH005), for the router''s saga';
+
+CREATE FUNCTION shop._saga_payment(payment_token text, total_cents bigint, customer_recent bigint,
+                                   token_recent bigint, paid_count bigint, paid_avg float8,
+                                   OUT provider text, OUT outcome text, OUT brand text, OUT last4 text,
+                                   OUT fraud_score real, OUT fraud_reasons text[], OUT needs_review boolean)
+AS 'MODULE_PATHNAME', 'shop_saga_payment'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._saga_payment(text, bigint, bigint, bigint, bigint, float8) IS
+'internal: the provider''s answer for a token (authorized, declined, pending) and the fraud score of an order, as shop.checkout makes them';
+
+-- Carts ---------------------------------------------------------------------
+
+CREATE FUNCTION shop._cart_create_with_id(cart_id uuid, customer_id bigint)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    PERFORM shop._authorize(customer_id);
+    INSERT INTO shop.cart (cart_id, customer_id, expires_at)
+    VALUES (_cart_create_with_id.cart_id, _cart_create_with_id.customer_id, shop._cart_expiry());
+    RETURN cart_id;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_create_with_id(uuid, bigint) IS
+'internal (router): shop.cart_create with the cart id the router chose (it names the cart''s shard)';
+
+-- shop.cart_add with the price read on the product's shard
+CREATE FUNCTION shop._cart_add_priced(cart_id uuid, product_id bigint, qty int, price_cents bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    have int;
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._cart_qty(qty, 1);
+    PERFORM shop._require(product_id, 'product_id');
+    PERFORM shop._require(price_cents, 'price_cents');
+    SELECT i.qty INTO have FROM shop.cart_item i
+     WHERE i.cart_id = _cart_add_priced.cart_id AND i.product_id = _cart_add_priced.product_id;
+    IF NOT FOUND THEN
+        IF (SELECT count(*) FROM shop.cart_item i WHERE i.cart_id = _cart_add_priced.cart_id) >= 500 THEN
+            RAISE EXCEPTION 'cart is full' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('Cart %s already has 500 lines.', cart_id);
+        END IF;
+        INSERT INTO shop.cart_item (cart_id, product_id, qty, price_cents_at_add)
+        VALUES (_cart_add_priced.cart_id, _cart_add_priced.product_id, _cart_add_priced.qty, price_cents);
+    ELSE
+        IF have + qty > 10000 THEN
+            RAISE EXCEPTION 'quantity out of range' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('The line would hold %s units of product %s; at most 10000 are allowed.',
+                                have + qty, product_id);
+        END IF;
+        UPDATE shop.cart_item i
+           SET qty = i.qty + _cart_add_priced.qty, price_cents_at_add = _cart_add_priced.price_cents,
+               saved_for_later = false
+         WHERE i.cart_id = _cart_add_priced.cart_id AND i.product_id = _cart_add_priced.product_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_add_priced(uuid, bigint, int, bigint) IS
+'internal (router): shop.cart_add with the product''s price read on its own shard';
+
+-- shop.cart_move_to_cart once the router has checked the product on its shard
+CREATE FUNCTION shop._cart_unsave(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    PERFORM shop._require(product_id, 'product_id');
+    UPDATE shop.cart_item i SET saved_for_later = false
+     WHERE i.cart_id = _cart_unsave.cart_id AND i.product_id = _cart_unsave.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not in cart' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s has no line for product %s.', cart_id, product_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_unsave(uuid, bigint) IS
+'internal (router): shop.cart_move_to_cart after the router checked the product on its shard';
+
+-- the cart's own rows for the router's cart_get: one row per line, or one
+-- row with a NULL product_id for an empty cart
+CREATE FUNCTION shop._cart_lines(cart_id uuid)
+RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    SELECT * INTO c FROM shop.cart t
+     WHERE t.cart_id = _cart_lines.cart_id AND t.status = 'open' AND t.expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(cart_id);
+    END IF;
+    PERFORM shop._authorize(c.customer_id);
+    RETURN QUERY
+    SELECT c.customer_id, c.updated_at, c.expires_at, i.product_id, i.qty, i.saved_for_later,
+           i.price_cents_at_add, i.added_at
+      FROM (SELECT 1) one
+      LEFT JOIN shop.cart_item i ON i.cart_id = c.cart_id;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_lines(uuid) IS
+'internal (router): the header and raw lines of an open cart the caller may read (SH006 otherwise)';
+
+-- the product side of cart lines: what shop.cart_get shows of each product
+CREATE FUNCTION shop._cart_products(product_ids bigint[])
+RETURNS TABLE (product_id bigint, sku text, title text, image text, status text, price_cents bigint,
+               available int)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT p.product_id, p.sku, p.title, p.images[1], p.status, p.price_cents,
+           shop.stock_available(p.product_id)
+      FROM shop.product p
+     WHERE p.product_id = ANY (product_ids);
+$$;
+COMMENT ON FUNCTION shop._cart_products(bigint[]) IS
+'internal (router): sku, title, image, status, price and available units of the products of a cart''s lines';
+
+-- Checkout ------------------------------------------------------------------
+
+-- Step 1, customer shard: lock the cart, check the caller may act for its
+-- customer, claim the idempotency key (scope and fingerprint as
+-- shop.checkout makes them) for the order id the router chose, and log
+-- the saga with the cart's lines.  A key already claimed with the same
+-- request returns its saga (status done, placed or started: the router
+-- resumes it); with another request it is SH003.  An empty cart is SH007;
+-- any error keeps nothing.
+CREATE FUNCTION shop._saga_begin(order_id uuid, cart_id uuid, payment_token text,
+                                 idempotency_key text, shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    c shop.cart;
+    sc text;
+    fp text;
+    existing uuid;
+    same boolean;
+    s shop.saga;
+    pids bigint[];
+    q int[];
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    PERFORM shop._require(order_id, 'order_id');
+    PERFORM shop._saga_check(payment_token, idempotency_key, shipping_address);
+    SELECT * INTO c FROM shop.cart t WHERE t.cart_id = cart_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No cart has cart_id %s.', cart_id);
+    END IF;
+    PERFORM shop._authorize(c.customer_id);
+    sc := CASE WHEN c.customer_id IS NULL THEN 'k:' || cart_id::text ELSE 'c:' || c.customer_id END;
+    fp := md5(format('%s|%s|%s', cart_id, payment_token, coalesce(shipping_address::text, '')));
+    INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id)
+    VALUES (sc, idempotency_key, fp, order_id)
+    ON CONFLICT (scope, key) DO NOTHING;
+    IF NOT FOUND THEN
+        SELECT i.fingerprint = fp, i.order_id INTO same, existing
+          FROM shop.idempotency i WHERE i.scope = sc AND i.key = idempotency_key;
+        IF NOT same THEN
+            RAISE EXCEPTION 'idempotency key reused with a different request' USING ERRCODE = 'SH003',
+                DETAIL = format('Key "%s" was first used with another cart, payment token or shipping address.',
+                                idempotency_key),
+                HINT = 'Use a new idempotency key for a new request.';
+        END IF;
+        SELECT * INTO s FROM shop.saga g WHERE g.order_id = existing;
+        -- a key without a saga was claimed by shop.checkout on this node
+        RETURN QUERY SELECT existing, coalesce(s.status, 'done'), s.product_ids, s.qtys;
+        RETURN;
+    END IF;
+    IF c.status <> 'open' THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s was merged into cart %s.', cart_id, c.merged_into);
+    END IF;
+    IF c.expires_at <= now() THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s expired at %s.', cart_id, c.expires_at);
+    END IF;
+    SELECT array_agg(i.product_id ORDER BY i.product_id), array_agg(i.qty ORDER BY i.product_id)
+      INTO pids, q
+      FROM shop.cart_item i WHERE i.cart_id = c.cart_id AND NOT i.saved_for_later;
+    IF pids IS NULL THEN
+        RAISE EXCEPTION 'cart is empty' USING ERRCODE = 'SH007',
+            DETAIL = format('Cart %s has no lines to check out.', cart_id);
+    END IF;
+    INSERT INTO shop.saga (order_id, scope, key, cart_id, customer_id, product_ids, qtys)
+    VALUES (order_id, sc, idempotency_key, cart_id, c.customer_id, pids, q);
+    RETURN QUERY SELECT order_id, 'started'::text, pids, q;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_begin(uuid, uuid, text, text, jsonb) IS
+'internal (router), checkout step 1 on the customer shard: lock the cart, claim the idempotency key, log the saga; a claimed key returns its saga';
+
+-- Step 2, each product shard: hold the lines of this shard, all or
+-- nothing, for ttl, with the reservation ids shop._saga_hold_id derives
+-- from the order and ref 'order:<order_id>'.  A repeat (a retry, or two
+-- routers on one saga: one at a time, by an advisory lock on the order)
+-- holds nothing more and returns the holds as they are now, with their
+-- status (held, or released/expired when the saga was compensated or its
+-- holds lapsed).  Returns the products' sku, title and current price,
+-- which the order's lines keep; SH006/SH008 for a product that is gone or
+-- not active, SH001 when the stock cannot cover a line.
+CREATE FUNCTION shop._saga_reserve(order_id uuid, product_ids bigint[], qtys int[], ttl interval)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ids uuid[];
+    bad record;
+BEGIN
+    PERFORM shop._require(order_id, 'order_id');
+    PERFORM shop._require(product_ids, 'product_ids');
+    PERFORM shop._require(ttl, 'ttl');
+    IF cardinality(product_ids) IS DISTINCT FROM cardinality(qtys) THEN
+        RAISE EXCEPTION 'product_ids and qtys differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1936224112, hashtext('saga:' || order_id::text));
+    IF NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
+                    WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)) THEN
+        SELECT u.pid, p.status INTO bad
+          FROM unnest(product_ids) u(pid) LEFT JOIN shop.product p ON p.product_id = u.pid
+         WHERE p.status IS DISTINCT FROM 'active'
+         ORDER BY u.pid LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
+                DETAIL = format('Product %s of order %s is %s.', bad.pid, order_id,
+                                coalesce(bad.status, 'no longer in the catalog')),
+                HINT = 'Remove it from the cart or save it for later.';
+        END IF;
+        ids := shop.reserve_many((SELECT jsonb_agg(jsonb_build_object('product_id', u.pid, 'qty', u.q))
+                                    FROM unnest(product_ids, qtys) u(pid, q)),
+                                 'order:' || order_id::text, ttl);
+        -- reserve_many returns one id per distinct product, in product_id
+        -- order; each becomes the id derived from the order
+        UPDATE shop.reservation r SET reservation_id = shop._saga_hold_id(order_id, r.product_id)
+         WHERE r.reservation_id = ANY (ids);
+    END IF;
+    RETURN QUERY
+    SELECT u.pid, h.reservation_id, h.status, p.sku, p.title, p.price_cents
+      FROM (SELECT DISTINCT x.pid FROM unnest(product_ids) x(pid)) u
+      JOIN shop.product p ON p.product_id = u.pid
+      LEFT JOIN LATERAL (SELECT r.reservation_id, min(r.status) AS status
+                           FROM shop.reservation r
+                          WHERE r.product_id = u.pid
+                            AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+                          GROUP BY r.reservation_id) h ON true
+     ORDER BY u.pid;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_reserve(uuid, bigint[], int[], interval) IS
+'internal (router), checkout step 2 on a product shard: hold the lines with reservation ids derived from the order (a repeat holds nothing twice)';
+
+-- Compensation, each product shard: release the order's holds of these
+-- products that are still held and expire (a paid order's holds, which
+-- never expire, are released only by cancelling the order: shop_admin's
+-- shop._saga_settle path).  Returns how many were released.
+CREATE FUNCTION shop._saga_release(order_id uuid, product_ids bigint[], paid boolean DEFAULT false)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int := 0;
+    rid uuid;
+BEGIN
+    IF paid AND NOT shop._saga_trusted() THEN
+        RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
+    END IF;
+    FOR rid IN
+        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+         WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+           AND r.status = 'held' AND (paid OR r.expires_at < 'infinity')
+         ORDER BY 1
+    LOOP
+        IF shop.reservation_release(rid) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_release(uuid, bigint[], boolean) IS
+'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only); returns how many';
+
+-- whether the caller is trusted as shop._authorize trusts: superuser or shop_admin
+CREATE FUNCTION shop._saga_trusted()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_saga_trusted'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._saga_trusted() IS 'internal: true when the caller is trusted as shop._authorize trusts (superuser, shop_admin)';
+
+-- Step 4, each product shard: a paid order keeps its holds until it ships
+-- (they never expire).  Returns how many of the order's holds are held.
+CREATE FUNCTION shop._saga_keep(order_id uuid, product_ids bigint[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int := 0;
+    rid uuid;
+BEGIN
+    FOR rid IN
+        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+         WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+           AND r.status = 'held' AND r.expires_at > now()
+         ORDER BY 1
+    LOOP
+        PERFORM shop.reservation_extend(rid, NULL);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_keep(uuid, bigint[]) IS
+'internal (router), checkout step 4 on a product shard: the order''s live holds never expire now; returns how many are held';
+
+-- Recovery, each product shard: how many of the order's holds are held
+-- and unexpired (a pending order whose holds lapsed is cancelled).
+CREATE FUNCTION shop._saga_held(order_id uuid, product_ids bigint[])
+RETURNS int
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT count(DISTINCT r.reservation_id)::int
+      FROM shop.reservation r, unnest(product_ids) u(pid)
+     WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(_saga_held.order_id, u.pid)
+       AND r.status = 'held' AND r.expires_at > now();
+$$;
+COMMENT ON FUNCTION shop._saga_held(uuid, bigint[]) IS
+'internal (router, shop_admin): how many of an order''s holds on this product shard are held and unexpired';
+
+-- Ship, each product shard: the order's held units leave stock.  Returns
+-- how many holds are committed (now or before); shop_admin only.
+CREATE FUNCTION shop._saga_commit(order_id uuid, product_ids bigint[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int := 0;
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT h.reservation_id, h.status FROM shop.reservation h, unnest(product_ids) u(pid)
+         WHERE h.product_id = u.pid AND h.reservation_id = shop._saga_hold_id(order_id, u.pid)
+         ORDER BY 1
+    LOOP
+        IF r.status = 'held' THEN
+            PERFORM shop.reservation_commit(r.reservation_id);
+        ELSIF r.status <> 'committed' THEN
+            RAISE EXCEPTION 'reservation is not held' USING ERRCODE = 'object_not_in_prerequisite_state',
+                DETAIL = format('Reservation %s of order %s is %s; only a held reservation can be committed.',
+                                r.reservation_id, order_id, r.status);
+        END IF;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_commit(uuid, bigint[]) IS
+'internal (router): the shipped order''s holds on this product shard are committed; returns how many are committed';
+
+-- Step 3, customer shard: the order, its lines, payment, events and
+-- outbox, and the ordered lines leave the cart, in one transaction, as
+-- shop.checkout writes them (src/orders.c).  The lines are the holds
+-- step 2 returned (sku, title and price read on each product's shard).
+-- Only a started saga is placed; a placed or done one returns its order's
+-- status (a repeat), a failed one is 55000 (it was compensated).  A
+-- declined payment is SH004 and writes nothing; the router compensates.
+CREATE FUNCTION shop._saga_place(order_id uuid, product_ids bigint[], skus text[], titles text[],
+                                 prices bigint[], qtys int[], payment_token text,
+                                 shipping_address jsonb)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s shop.saga;
+    subtotal bigint;
+    ship bigint;
+    tax bigint;
+    total bigint;
+    cust_recent bigint;
+    token_recent bigint;
+    hist_n bigint;
+    hist_avg float8;
+    pay record;
+    st text;
+    note text;
+BEGIN
+    SELECT * INTO s FROM shop.saga g WHERE g.order_id = order_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'checkout not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No checkout saga has order_id %s.', order_id);
+    END IF;
+    PERFORM shop._authorize(s.customer_id);
+    IF s.status IN ('placed', 'done') THEN
+        RETURN (SELECT o.status FROM shop."order" o WHERE o.order_id = s.order_id);
+    ELSIF s.status = 'failed' THEN
+        RAISE EXCEPTION 'checkout was abandoned' USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('The checkout of order %s was compensated: its holds were released.', order_id),
+            HINT = 'Check out again with the same idempotency key.';
+    END IF;
+    IF product_ids IS DISTINCT FROM s.product_ids THEN
+        RAISE EXCEPTION 'order lines differ from the checkout''s' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Checkout %s holds products %s, not %s.', order_id, s.product_ids, product_ids);
+    END IF;
+    SELECT sum(u.price * u.q) INTO subtotal FROM unnest(prices, qtys) u(price, q);
+    ship := shop._shipping_cents(subtotal, shipping_address);
+    tax := shop._tax_cents(subtotal, shipping_address);
+    total := subtotal + ship + tax;
+    SELECT count(*) INTO cust_recent FROM shop."order" o
+     WHERE o.customer_id = s.customer_id AND o.created_at > now() - interval '1 hour';
+    SELECT count(*) INTO token_recent FROM shop.payment p
+     WHERE p.token = payment_token AND p.created_at > now() - interval '1 hour';
+    SELECT count(*), coalesce(avg(l.total_cents), 0)::float8 INTO hist_n, hist_avg
+      FROM (SELECT o.total_cents FROM shop."order" o
+             WHERE o.customer_id = s.customer_id AND o.was_paid
+             ORDER BY o.created_at DESC LIMIT 50) l;
+    SELECT * INTO pay FROM shop._saga_payment(payment_token, total, coalesce(cust_recent, 0),
+                                              token_recent, hist_n, hist_avg);
+    IF pay.outcome = 'declined' THEN
+        RAISE EXCEPTION 'payment declined' USING ERRCODE = 'SH004',
+            DETAIL = format('The %s provider declined the payment of %s.%s %s for cart %s.',
+                            pay.provider, total / 100, lpad((total % 100)::text, 2, '0'),
+                            current_setting('shop.currency'), s.cart_id),
+            HINT = 'Nothing was kept: no order, no reservation. Ask for another payment method.';
+    END IF;
+    st := CASE WHEN pay.outcome = 'authorized' THEN 'paid' ELSE 'pending' END;
+    note := CASE WHEN pay.needs_review
+                 THEN format('order placed; flagged for fraud review (score %s)', to_char(pay.fraud_score, 'FM0.00'))
+                 ELSE 'order placed' END;
+    INSERT INTO shop."order" (order_id, customer_id, cart_id, status, currency, subtotal_cents,
+                              shipping_cents, tax_cents, total_cents, shipping_address, fraud_score,
+                              fraud_reasons, needs_review, was_paid, idempotency_key, event_count)
+    VALUES (order_id, s.customer_id, s.cart_id, st, current_setting('shop.currency'), subtotal,
+            ship, tax, total, shipping_address, pay.fraud_score, pay.fraud_reasons, pay.needs_review,
+            st = 'paid', s.key, CASE WHEN st = 'paid' THEN 2 ELSE 1 END);
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT order_id, u.n, u.pid, u.sku, u.title, u.price, u.q
+      FROM unnest(product_ids, skus, titles, prices, qtys) WITH ORDINALITY AS u(pid, sku, title, price, q, n);
+    INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score)
+    SELECT order_id, pay.provider, payment_token, coalesce(m.brand, pay.brand), coalesce(m.last4, pay.last4),
+           CASE WHEN st = 'paid' THEN 'captured' ELSE 'pending' END, total, pay.fraud_score
+      FROM (SELECT 1) one
+      LEFT JOIN LATERAL (SELECT pm.brand, pm.last4 FROM shop.payment_method pm
+                          WHERE pm.customer_id = s.customer_id AND pm.token = payment_token) m ON true;
+    INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)
+    SELECT order_id, 1, NULL, 'pending', note
+    UNION ALL
+    SELECT order_id, 2, 'pending', 'paid', format('payment authorized by the %s provider', pay.provider)
+     WHERE st = 'paid';
+    PERFORM shop._emit('order.created', jsonb_build_object('order_id', order_id, 'customer_id', s.customer_id,
+                       'status', st, 'total_cents', total, 'currency', current_setting('shop.currency'),
+                       'needs_review', pay.needs_review));
+    IF st = 'paid' THEN
+        PERFORM shop._emit('order.paid', jsonb_build_object('order_id', order_id, 'customer_id', s.customer_id,
+                           'from', 'pending', 'to', 'paid',
+                           'note', format('payment authorized by the %s provider', pay.provider),
+                           'total_cents', total));
+    END IF;
+    DELETE FROM shop.cart_item i
+     WHERE i.cart_id = s.cart_id AND NOT i.saved_for_later AND i.product_id = ANY (product_ids);
+    UPDATE shop.cart c SET updated_at = now(), expires_at = shop._cart_expiry() WHERE c.cart_id = s.cart_id;
+    UPDATE shop.saga g SET status = 'placed', updated_at = now() WHERE g.order_id = s.order_id;
+    RETURN st;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb) IS
+'internal (router), checkout step 3 on the customer shard: order, lines, payment, events in one transaction; a repeat returns the order''s status';
+
+-- The end of a saga, customer shard.  'done' after step 4 (from placed);
+-- 'failed' after a compensation, only from started: the idempotency key
+-- is given back, as a failed shop.checkout keeps none.  Returns whether
+-- the saga moved.
+CREATE FUNCTION shop._saga_finish(order_id uuid, status text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s shop.saga;
+BEGIN
+    SELECT * INTO s FROM shop.saga g WHERE g.order_id = order_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM shop._authorize(s.customer_id);
+    IF status = 'done' AND s.status = 'placed' THEN
+        UPDATE shop.saga g SET status = 'done', updated_at = now() WHERE g.order_id = order_id;
+        RETURN true;
+    ELSIF status = 'failed' AND s.status = 'started' THEN
+        UPDATE shop.saga g SET status = 'failed', updated_at = now() WHERE g.order_id = order_id;
+        DELETE FROM shop.idempotency i WHERE i.scope = s.scope AND i.key = s.key AND i.order_id = order_id;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_finish(uuid, text) IS
+'internal (router): a saga is done (from placed) or failed (from started: its idempotency key is given back)';
+
+-- A router order's saga and order status, customer shard: what the
+-- router carries to the product shards after a transition.
+CREATE FUNCTION shop._saga_get(order_id uuid)
+RETURNS TABLE (status text, stock text, order_status text, product_ids bigint[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT g.status, g.stock, o.status, g.product_ids
+      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+     WHERE g.order_id = _saga_get.order_id AND shop._saga_trusted();
+$$;
+COMMENT ON FUNCTION shop._saga_get(uuid) IS
+'internal (router, shop_admin): a saga''s step, where its stock is, its order''s status and products';
+
+CREATE FUNCTION shop._saga_stock(order_id uuid, stock text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        RAISE EXCEPTION 'permission denied for the stock of an order' USING ERRCODE = '42501';
+    END IF;
+    UPDATE shop.saga g SET stock = _saga_stock.stock, updated_at = now() WHERE g.order_id = _saga_stock.order_id;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_stock(uuid, text) IS
+'internal (router, shop_admin): record that an order''s holds were committed or released on their shards';
+
+-- Recovery, customer shard: the sagas a router left unfinished for at
+-- least older_than (started or placed), the orders whose stock has not
+-- followed their status (shipped but held, cancelled but held), and the
+-- pending orders (their holds may lapse: shop.sweep() cannot see them).
+CREATE FUNCTION shop._saga_open(older_than interval)
+RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+     WHERE shop._saga_trusted()
+       AND g.updated_at <= now() - older_than
+       AND (g.status IN ('started', 'placed')
+            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+            OR (g.status = 'done' AND o.status = 'pending'))
+     ORDER BY g.updated_at, g.order_id;
+$$;
+COMMENT ON FUNCTION shop._saga_open(interval) IS
+'internal (router, shop_admin): unfinished sagas and orders whose holds have not followed their status';
+
+REVOKE ALL ON FUNCTION
+    shop._saga_hold_id(uuid, bigint), shop._saga_check(text, text, jsonb),
+    shop._saga_payment(text, bigint, bigint, bigint, bigint, float8),
+    shop._cart_create_with_id(uuid, bigint), shop._cart_add_priced(uuid, bigint, int, bigint),
+    shop._cart_unsave(uuid, bigint), shop._cart_lines(uuid), shop._cart_products(bigint[]),
+    shop._saga_begin(uuid, uuid, text, text, jsonb), shop._saga_reserve(uuid, bigint[], int[], interval),
+    shop._saga_release(uuid, bigint[], boolean), shop._saga_trusted(), shop._saga_keep(uuid, bigint[]),
+    shop._saga_commit(uuid, bigint[]), shop._saga_held(uuid, bigint[]),
+    shop._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
+    shop._saga_finish(uuid, text), shop._saga_get(uuid), shop._saga_stock(uuid, text),
+    shop._saga_open(interval)
+    FROM PUBLIC;
+-- Every step is a back-office function (SECURITY DEFINER, shop_admin
+-- only): a storefront that could call them directly could hold or free
+-- any stock (as reserve and reservation_release, which are the back
+-- office's) or price a cart line.  Through the router, carts, checkout and
+-- orders are shop_admin's calls until a storefront's session is carried
+-- to the shards (docs/scale-out.md).
+GRANT EXECUTE ON FUNCTION
+    shop._cart_create_with_id(uuid, bigint), shop._cart_add_priced(uuid, bigint, int, bigint),
+    shop._cart_unsave(uuid, bigint), shop._cart_lines(uuid), shop._cart_products(bigint[]),
+    shop._saga_begin(uuid, uuid, text, text, jsonb), shop._saga_reserve(uuid, bigint[], int[], interval),
+    shop._saga_release(uuid, bigint[], boolean), shop._saga_keep(uuid, bigint[]),
+    shop._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
+    shop._saga_finish(uuid, text),
+    shop._saga_commit(uuid, bigint[]), shop._saga_held(uuid, bigint[]), shop._saga_get(uuid),
+    shop._saga_stock(uuid, text), shop._saga_open(interval)
+    TO shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

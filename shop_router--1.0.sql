@@ -584,3 +584,813 @@ GRANT EXECUTE ON FUNCTION
     shop_router._synonym_add(text, text[]), shop_router._synonym_remove(text)
     TO shop_admin;
 GRANT USAGE, UPDATE ON SEQUENCE shop_router.product_id_seq TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Carts, checkout and orders: customer_id-keyed (issue 16)
+------------------------------------------------------------------------------
+-- A cart, and its customer's orders, payments and idempotency keys, live
+-- on the customer's shard: partition hashint8(customer_id) & (n-1).  Carts
+-- and orders are addressed by uuid, so the router makes ids that carry
+-- their partition: the last 16 bits of the uuid are the customer's bucket
+-- (hashint8(customer_id) & 0xffff; a guest cart a random bucket, its order
+-- the cart's), and shop_router._uuid_part(id) routes a call by id alone,
+-- for any power-of-two number of partitions up to 65,536.  Ids that did
+-- not come from the router (one node's) do not name their shard.
+--
+-- Product data of cart lines is read on the product's shard at the call
+-- (the price when a line is added; title, price, stock for cart_get): the
+-- router fetches it and passes it to the cart's shard.  No copy of the
+-- catalog is kept on customer shards (docs/scale-out.md says why).
+--
+-- Checkout is a saga of steps, each its own transaction on one shard
+-- (docs/scale-out.md, "Checkout as a saga"); shop's side of each step is
+-- the section "Scale-out: saga steps (issue 16)" of shop's update script.
+
+-- the partition of a router-made cart or order id (0 for NULL: the shard
+-- then refuses the NULL as one node does)
+CREATE FUNCTION shop_router._uuid_part(id uuid)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(('x' || right(id::text, 4))::bit(16)::int, 0) $$;
+COMMENT ON FUNCTION shop_router._uuid_part(uuid) IS
+'the hash bucket a router-made cart or order id carries in its last 16 bits (RUN ON routes by it)';
+
+-- a new random uuid carrying bucket in its last 16 bits
+CREATE FUNCTION shop_router._uuid_for(bucket int)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT overlay(gen_random_uuid()::text PLACING lpad(to_hex(bucket & 65535), 4, '0') FROM 33 FOR 4)::uuid
+$$;
+COMMENT ON FUNCTION shop_router._uuid_for(int) IS
+'a random uuid whose last 16 bits are bucket & 0xffff (the partition it routes to)';
+
+CREATE FUNCTION shop_router._pid_part(product_id bigint)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT hashint8(coalesce(product_id, 0)) $$;
+COMMENT ON FUNCTION shop_router._pid_part(bigint) IS 'the hash of a product id (0 for NULL), for RUN ON';
+
+-- the saga's holds last this long when the router is gone (they expire and
+-- each product shard's sweep takes them back); a paid order's holds are
+-- kept until it ships.  shop_router.hold_ttl (a placeholder setting).
+CREATE FUNCTION shop_router._hold_ttl()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting('shop_router.hold_ttl', true), ''), '15 minutes')::interval $$;
+COMMENT ON FUNCTION shop_router._hold_ttl() IS
+'the TTL of a checkout''s holds before its order is placed: setting shop_router.hold_ttl, default 15 minutes';
+
+-- Carts ---------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._cart_create(i_cart_id uuid, i_customer_id bigint)
+RETURNS uuid
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop._cart_create_with_id($1, $2);
+$$;
+
+CREATE FUNCTION shop.cart_create(customer_id bigint DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._cart_create(
+        shop_router._uuid_for(CASE WHEN customer_id IS NULL THEN (random() * 65535)::int
+                                   ELSE hashint8(customer_id) END),
+        customer_id);
+$$;
+COMMENT ON FUNCTION shop.cart_create(bigint) IS
+'router: open a cart on the customer''s shard (a guest cart on a random one); its id names the shard';
+
+-- the current price of an active product, on its shard (SH006, SH008)
+CREATE FUNCTION shop_router._cart_product(i_product_id bigint)
+RETURNS bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT shop._cart_product($1);
+$$;
+
+CREATE FUNCTION shop_router._cart_add_priced(i_cart_id uuid, i_product_id bigint, i_qty int, i_price bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop._cart_add_priced($1, $2, $3, $4);
+$$;
+
+CREATE FUNCTION shop.cart_add(cart_id uuid, product_id bigint, qty int DEFAULT 1)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._cart_add_priced(cart_id, product_id, qty, shop_router._cart_product(product_id));
+$$;
+COMMENT ON FUNCTION shop.cart_add(uuid, bigint, int) IS
+'router: add a product to a cart at the price its own shard gives now';
+
+CREATE FUNCTION shop.cart_set_qty(cart_id uuid, product_id bigint, qty int)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(cart_id);
+$$;
+
+CREATE FUNCTION shop.cart_remove(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(cart_id);
+$$;
+
+CREATE FUNCTION shop.cart_save_for_later(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(cart_id);
+$$;
+
+CREATE FUNCTION shop.cart_clear(cart_id uuid)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(cart_id);
+$$;
+
+CREATE FUNCTION shop_router._cart_unsave(i_cart_id uuid, i_product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop._cart_unsave($1, $2);
+$$;
+
+CREATE FUNCTION shop.cart_move_to_cart(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF product_id IS NOT NULL THEN
+        PERFORM shop_router._cart_product(product_id);     -- active, on its shard
+    END IF;
+    PERFORM shop_router._cart_unsave(cart_id, product_id);
+END
+$$;
+COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
+'router: move a saved-for-later line back into the cart (SH008 if the product is no longer active)';
+
+CREATE FUNCTION shop_router._cart_lines(i_cart_id uuid)
+RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT * FROM shop._cart_lines($1);
+$$;
+
+-- the product side of lines, each product's shard asked once for all of its lines
+CREATE FUNCTION shop_router._cart_products(i_product_ids bigint[])
+RETURNS TABLE (product_id bigint, sku text, title text, image text, status text, price_cents bigint,
+               available int)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._cart_products($1);
+$$;
+
+-- cart_get as one node builds it, from the cart's shard and the products'
+CREATE FUNCTION shop.cart_get(cart_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    result jsonb;
+BEGIN
+    WITH h AS MATERIALIZED (
+        SELECT * FROM shop_router._cart_lines(cart_get.cart_id)
+    ), p AS MATERIALIZED (
+        SELECT * FROM shop_router._cart_products(
+            (SELECT coalesce(array_agg(h.product_id), '{}') FROM h WHERE h.product_id IS NOT NULL))
+    ), line AS (
+        SELECT l.product_id, l.qty, l.saved_for_later, l.price_cents_at_add, l.added_at,
+               p.sku, p.title, p.image, p.status, p.price_cents, p.available AS avail
+          FROM h l
+          JOIN p ON p.product_id = l.product_id
+    ), j AS (
+        SELECT l.*, jsonb_build_object(
+                   'product_id', l.product_id, 'sku', l.sku, 'title', l.title, 'image', l.image,
+                   'qty', l.qty,
+                   'unit_price_cents', l.price_cents,
+                   'price_cents_at_add', l.price_cents_at_add,
+                   'price_changed', l.price_cents <> l.price_cents_at_add,
+                   'line_total_cents', l.price_cents * l.qty,
+                   'product_status', l.status,
+                   'available_qty', greatest(l.avail, 0),
+                   'available', l.status = 'active' AND l.avail >= l.qty,
+                   'added_at', l.added_at) AS doc
+          FROM line l
+    )
+    SELECT jsonb_build_object(
+               'cart_id', cart_get.cart_id,
+               'customer_id', (SELECT h.customer_id FROM h LIMIT 1),
+               'currency', coalesce(current_setting('shop.currency', true), 'USD'),
+               'lines', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                 FILTER (WHERE NOT j.saved_for_later), '[]'),
+               'saved_for_later', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                           FILTER (WHERE j.saved_for_later), '[]'),
+               'item_count', coalesce(sum(j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'subtotal_cents', coalesce(sum(j.price_cents * j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'price_changed', coalesce(bool_or(j.price_cents <> j.price_cents_at_add)
+                                         FILTER (WHERE NOT j.saved_for_later), false),
+               'ready_for_checkout', coalesce(bool_and(j.status = 'active' AND j.avail >= j.qty)
+                                              FILTER (WHERE NOT j.saved_for_later), false),
+               'updated_at', (SELECT h.updated_at FROM h LIMIT 1),
+               'expires_at', (SELECT h.expires_at FROM h LIMIT 1))
+      INTO result
+      FROM j;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION shop.cart_get(uuid) IS
+'router: the cart as one node shows it; its lines from the cart''s shard, products, prices and stock from theirs';
+
+-- Checkout: the saga ------------------------------------------------------
+
+CREATE FUNCTION shop_router._saga_begin(i_order_id uuid, i_cart_id uuid, i_payment_token text,
+                                        i_idempotency_key text, i_shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT * FROM shop._saga_begin($1, $2, $3, $4, $5);
+$$;
+
+CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
+                                          i_ttl interval)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids, i_qtys;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._saga_reserve($1, $2, $3, $4);
+$$;
+
+CREATE FUNCTION shop_router._saga_release(i_order_id uuid, i_product_ids bigint[], i_paid boolean)
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_release($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop_router._saga_keep(i_order_id uuid, i_product_ids bigint[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_keep($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._saga_commit(i_order_id uuid, i_product_ids bigint[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_commit($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._saga_place(i_order_id uuid, i_product_ids bigint[], i_skus text[],
+                                        i_titles text[], i_prices bigint[], i_qtys int[],
+                                        i_payment_token text, i_shipping_address jsonb)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT shop._saga_place($1, $2, $3, $4, $5, $6, $7, $8);
+$$;
+
+CREATE FUNCTION shop_router._saga_finish(i_order_id uuid, i_status text)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT shop._saga_finish($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._saga_get(i_order_id uuid)
+RETURNS TABLE (status text, stock text, order_status text, product_ids bigint[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT * FROM shop._saga_get($1);
+$$;
+
+CREATE FUNCTION shop_router._saga_stock(i_order_id uuid, i_stock text)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT shop._saga_stock($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._saga_open(i_older_than interval)
+RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._saga_open($1);
+$$;
+
+CREATE FUNCTION shop_router._saga_held(i_order_id uuid, i_product_ids bigint[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_held($1, $2);
+$$;
+
+-- Compensation: first the saga is marked failed on the customer shard
+-- (only a started one: from then on it can never be placed, and its
+-- idempotency key is given back), then every hold it may have made is
+-- released (by the ids derived from the order: idempotent, and a no-op on
+-- a shard the saga never reached).  A saga that was placed meanwhile (say
+-- the router lost its connection after the place step committed) is not
+-- compensated: its retry confirms it.
+CREATE FUNCTION shop_router._saga_compensate(order_id uuid, product_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF shop_router._saga_finish(order_id, 'failed') THEN
+        PERFORM count(*) FROM shop_router._saga_release(order_id, product_ids, false);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop_router._saga_compensate(uuid, bigint[]) IS
+'release a saga''s holds on every product shard and mark it failed (its key is given back)';
+
+-- Step 4 and the end: a paid order's holds are kept until it ships.  If
+-- some lapsed before (the saga outlived shop_router.hold_ttl), the order
+-- cannot be filled: it is cancelled (its payment voided), what is held is
+-- released, and the checkout fails with SH001, as one node's
+-- payment_confirm does when the holds of a pending order are gone.
+CREATE FUNCTION shop_router._saga_confirm(order_id uuid, product_ids bigint[], order_status text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    kept int := 0;
+BEGIN
+    IF order_status IN ('paid', 'fulfilling') THEN
+        SELECT coalesce(sum(k), 0) INTO kept FROM shop_router._saga_keep(order_id, product_ids) k;
+        IF kept < cardinality(product_ids) THEN
+            -- cancelled first (shop_admin: saga_recover does it when the
+            -- customer's own call may not), then the saga is over
+            PERFORM shop.order_transition(order_id, 'cancelled',
+                                          'the stock holds of the checkout lapsed before it was confirmed');
+            PERFORM shop_router._saga_finish(order_id, 'done');
+            RAISE EXCEPTION 'stock holds of the order are gone' USING ERRCODE = 'SH001',
+                DETAIL = format('%s of the %s stock holds of order %s lapsed before the checkout was confirmed; the order was cancelled and its payment voided.',
+                                cardinality(product_ids) - kept, cardinality(product_ids), order_id),
+                HINT = 'Check out again with a new idempotency key.';
+        END IF;
+    END IF;
+    PERFORM shop_router._saga_finish(order_id, 'done');
+END
+$$;
+COMMENT ON FUNCTION shop_router._saga_confirm(uuid, bigint[], text) IS
+'checkout step 4: a paid order''s holds never expire now (its order is cancelled if they lapsed), the saga is done';
+
+-- shop.checkout through the router (docs/scale-out.md, "Checkout as a
+-- saga").  Steps: 1 begin (customer shard), 2 reserve (product shards, all
+-- at once), 3 place (customer shard), 4 confirm (product shards), each its
+-- own transaction.  A failure in 2 or 3 compensates.  A repeat with the
+-- same key resumes the saga where it stands: done returns the order,
+-- placed confirms it, started reserves again (nothing is held twice) and
+-- places; a started saga whose holds lapsed or were released is
+-- compensated and the checkout starts over under the same key, once.
+--
+-- shop_router.saga_test_stop = claim | reserve | place (tests only) makes
+-- the router stop after that step as if it had died there: an error, and
+-- nothing after it runs, no compensation either; place_lost makes the
+-- place step's answer fail after it committed, as a lost connection
+-- would (the router compensates, which must not undo a placed order).
+CREATE FUNCTION shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+                              shipping_address jsonb DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    stop text := coalesce(current_setting('shop_router.saga_test_stop', true), '');
+    b record;
+    oid uuid;
+    pids bigint[];
+    skus text[];
+    titles text[];
+    prices bigint[];
+    qtys int[];
+    lapsed boolean;
+    st text;
+    crashed boolean := false;
+BEGIN
+    FOR attempt IN 1..2 LOOP
+        SELECT * INTO b FROM shop_router._saga_begin(shop_router._uuid_for(shop_router._uuid_part(cart_id)),
+                                                     cart_id, payment_token, idempotency_key,
+                                                     shipping_address);
+        oid := b.saga_order_id;
+        IF b.saga_status = 'done' THEN
+            RETURN oid;
+        END IF;
+        IF stop = 'claim' THEN
+            RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
+        END IF;
+        IF b.saga_status = 'placed' THEN
+            SELECT g.order_status INTO st FROM shop_router._saga_get_any(oid) g;
+            PERFORM shop_router._saga_confirm(oid, b.saga_product_ids, st);
+            RETURN oid;
+        END IF;
+        BEGIN
+            SELECT array_agg(r.product_id ORDER BY r.product_id), array_agg(r.sku ORDER BY r.product_id),
+                   array_agg(r.title ORDER BY r.product_id), array_agg(r.price_cents ORDER BY r.product_id),
+                   bool_or(r.status IS DISTINCT FROM 'held')
+              INTO pids, skus, titles, prices, lapsed
+              FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl()) r;
+            IF pids IS DISTINCT FROM b.saga_product_ids THEN
+                -- a product vanished from its shard between the steps
+                RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
+                    DETAIL = format('Products %s of order %s are no longer in the catalog.',
+                                    (SELECT array_agg(x) FROM unnest(b.saga_product_ids) x
+                                      WHERE x <> ALL (coalesce(pids, '{}'))), oid);
+            END IF;
+            IF lapsed THEN
+                -- an earlier attempt's holds lapsed or were released: that
+                -- saga is over; start a new one under the same key
+                PERFORM shop_router._saga_compensate(oid, b.saga_product_ids);
+                IF attempt = 1 THEN
+                    CONTINUE;
+                END IF;
+                RAISE EXCEPTION 'checkout could not hold its stock' USING ERRCODE = 'SH001',
+                    DETAIL = format('The holds of order %s were released before it was placed.', oid);
+            END IF;
+            IF stop = 'reserve' THEN
+                crashed := true;
+                RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
+            END IF;
+            SELECT array_agg(q ORDER BY p) INTO qtys FROM unnest(b.saga_product_ids, b.saga_qtys) u(p, q);
+            st := shop_router._saga_place(oid, pids, skus, titles, prices, qtys, payment_token,
+                                          shipping_address);
+            IF stop = 'place_lost' THEN
+                -- the place step committed, but its answer never came back
+                RAISE EXCEPTION 'shop_router.saga_test_stop: the answer of step place is lost';
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            IF NOT crashed THEN
+                PERFORM shop_router._saga_compensate(oid, b.saga_product_ids);
+            END IF;
+            RAISE;
+        END;
+        IF stop = 'place' THEN
+            RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
+        END IF;
+        PERFORM shop_router._saga_confirm(oid, pids, st);
+        RETURN oid;
+    END LOOP;
+    RETURN oid;    -- not reached
+END
+$$;
+COMMENT ON FUNCTION shop.checkout(uuid, text, text, jsonb) IS
+'router: checkout as a saga over the customer''s and the products'' shards; a retry with the same key completes or compensates (docs/scale-out.md)';
+
+-- Orders --------------------------------------------------------------------
+
+CREATE FUNCTION shop.order_get(order_id uuid)
+RETURNS jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+$$;
+
+CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
+RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
+               needs_review boolean, created_at timestamptz)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(customer_id);
+$$;
+
+-- the status of an order whatever the caller (order_get's status needs the
+-- customer's rights; the saga's confirm runs for the customer)
+CREATE FUNCTION shop_router._saga_get_any(i_order_id uuid)
+RETURNS TABLE (order_status text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT (shop.order_get($1)) ->> 'status';
+$$;
+
+-- After a transition on the customer shard, the order's stock follows on
+-- the product shards: shipped commits the holds, cancelled releases them;
+-- then the customer shard records it.  Idempotent: shop_router.saga_recover
+-- repeats it for an order a router left behind.
+CREATE FUNCTION shop_router._settle(order_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    g record;
+BEGIN
+    SELECT * INTO g FROM shop_router._saga_get(order_id);
+    IF NOT FOUND OR g.stock <> 'held' THEN
+        RETURN;
+    END IF;
+    IF g.order_status IN ('shipped', 'delivered', 'returned', 'refunded') THEN
+        PERFORM count(*) FROM shop_router._saga_commit(order_id, g.product_ids);
+        PERFORM shop_router._saga_stock(order_id, 'committed');
+    ELSIF g.order_status = 'cancelled' THEN
+        PERFORM count(*) FROM shop_router._saga_release(order_id, g.product_ids, true);
+        PERFORM shop_router._saga_stock(order_id, 'released');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop_router._settle(uuid) IS
+'carry an order''s status to its holds on the product shards: shipped commits, cancelled releases';
+
+CREATE FUNCTION shop_router._order_transition(order_id uuid, to_status text, note text)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+    TARGET shop.order_transition;
+$$;
+
+CREATE FUNCTION shop.order_transition(order_id uuid, to_status text, note text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    r text;
+BEGIN
+    IF to_status = 'paid' THEN
+        -- a pending order's holds must still be there, and now stay
+        PERFORM shop_router._keep_for_payment(order_id);
+    ELSIF to_status = 'returned' AND EXISTS (SELECT FROM shop_router._saga_get(order_id)) THEN
+        -- one node puts a returned order's units back in stock where the
+        -- order is; here the stock is on the products' shards
+        RAISE EXCEPTION 'returns are not routed yet' USING ERRCODE = 'feature_not_supported',
+            DETAIL = format('Order %s was made through the router; its stock is on the products'' shards.', order_id),
+            HINT = 'Put the units back with shop.stock_adjust through the router, then move the order with SQL on its shard.';
+    END IF;
+    r := shop_router._order_transition(order_id, to_status, note);
+    PERFORM shop_router._settle(order_id);
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION shop.order_transition(uuid, text, text) IS
+'router: move an order along the state machine on its shard; ship commits and cancel releases its holds on the product shards';
+
+CREATE FUNCTION shop_router._order_ship(order_id uuid, carrier text, tracking_number text)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+    TARGET shop.order_ship;
+$$;
+
+CREATE FUNCTION shop.order_ship(order_id uuid, carrier text, tracking_number text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    r text;
+BEGIN
+    r := shop_router._order_ship(order_id, carrier, tracking_number);
+    PERFORM shop_router._settle(order_id);
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION shop.order_ship(uuid, text, text) IS
+'router: ship an order on its shard and commit its holds on the product shards';
+
+CREATE FUNCTION shop_router._order_review(order_id uuid, approve boolean)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+    TARGET shop.order_review;
+$$;
+
+CREATE FUNCTION shop.order_review(order_id uuid, approve boolean)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    r text;
+BEGIN
+    r := shop_router._order_review(order_id, approve);
+    PERFORM shop_router._settle(order_id);
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION shop.order_review(uuid, boolean) IS
+'router: decide a fraud review on the order''s shard; a rejection releases its holds on the product shards';
+
+-- a pending (gateway) order becomes paid: its holds must be there and are
+-- kept until it ships (SH001 as on one node when they lapsed)
+CREATE FUNCTION shop_router._keep_for_payment(order_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    g record;
+    kept int;
+BEGIN
+    SELECT * INTO g FROM shop_router._saga_get(order_id);
+    IF NOT FOUND OR g.order_status IS DISTINCT FROM 'pending' THEN
+        RETURN;    -- the shard says what is wrong, if anything
+    END IF;
+    SELECT coalesce(sum(k), 0) INTO kept FROM shop_router._saga_keep(order_id, g.product_ids) k;
+    IF kept < cardinality(g.product_ids) THEN
+        RAISE EXCEPTION 'stock holds of the order are gone' USING ERRCODE = 'SH001',
+            DETAIL = format('The stock holds of order %s expired or were released before payment.', order_id),
+            HINT = 'Void or refund the payment at the gateway, and cancel the order.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop_router._keep_for_payment(uuid) IS
+'before a pending order is paid: its holds on the product shards stay until it ships (SH001 if they lapsed)';
+
+CREATE FUNCTION shop_router._payment_confirm(order_id uuid, provider_ref text)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+    TARGET shop.payment_confirm;
+$$;
+
+CREATE FUNCTION shop.payment_confirm(order_id uuid, provider_ref text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop_router._keep_for_payment(order_id);
+    RETURN shop_router._payment_confirm(order_id, provider_ref);
+END
+$$;
+COMMENT ON FUNCTION shop.payment_confirm(uuid, text) IS
+'router: the gateway captured a pending order''s payment: its holds are kept on the product shards, then it is paid on its shard';
+
+CREATE FUNCTION shop_router._payment_fail(order_id uuid, reason text)
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(order_id);
+    TARGET shop.payment_fail;
+$$;
+
+CREATE FUNCTION shop.payment_fail(order_id uuid, reason text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    r text;
+BEGIN
+    r := shop_router._payment_fail(order_id, reason);
+    PERFORM shop_router._settle(order_id);
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION shop.payment_fail(uuid, text) IS
+'router: the gateway declined a pending order''s payment: cancelled on its shard, its holds released on the product shards';
+
+-- Recovery: what routers that died left behind, older than older_than
+-- (longer than a checkout takes): a started saga is compensated (its
+-- holds released, its key given back), a placed one confirmed, an order
+-- whose stock did not follow its status settled, and a pending order
+-- whose holds lapsed cancelled (the customer shard's sweep cannot see
+-- holds on other shards).  Run it every minute or
+-- so on one router (pg_cron, or the application's scheduler), well within
+-- shop_router.hold_ttl.  Returns how many it finished.
+CREATE FUNCTION shop_router.saga_recover(older_than interval DEFAULT '1 minute')
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    s record;
+    n int := 0;
+BEGIN
+    FOR s IN SELECT * FROM shop_router._saga_open(older_than) LOOP
+        BEGIN
+            IF s.status = 'started' THEN
+                PERFORM shop_router._saga_compensate(s.order_id, s.product_ids);
+            ELSIF s.status = 'placed' THEN
+                PERFORM shop_router._saga_confirm(s.order_id, s.product_ids, s.order_status);
+            ELSIF s.order_status = 'pending' THEN
+                -- waiting for its gateway: cancelled once its holds lapsed,
+                -- as shop.sweep() does on one node
+                IF (SELECT coalesce(sum(h), 0) FROM shop_router._saga_held(s.order_id, s.product_ids) h)
+                   >= cardinality(s.product_ids) THEN
+                    CONTINUE;
+                END IF;
+                PERFORM shop.order_transition(s.order_id, 'cancelled', 'stock holds expired before payment');
+            ELSE
+                PERFORM shop_router._settle(s.order_id);
+            END IF;
+            n := n + 1;
+        EXCEPTION WHEN OTHERS THEN
+            -- an order whose holds lapsed is cancelled by _saga_confirm
+            -- before it raises; any other failure is retried next time
+            RAISE WARNING 'saga of order % not recovered: %', s.order_id, SQLERRM;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop_router.saga_recover(interval) IS
+'finish what routers left behind: compensate started sagas, confirm placed ones, settle orders whose holds lag their status; returns how many';
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
+    shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
+    shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),
+    shop.checkout(uuid, text, text, jsonb), shop.order_get(uuid), shop.orders_for(bigint, int, timestamptz),
+    shop_router._uuid_part(uuid), shop_router._uuid_for(int), shop_router._pid_part(bigint),
+    shop_router._hold_ttl(),
+    shop_router._cart_create(uuid, bigint), shop_router._cart_product(bigint),
+    shop_router._cart_add_priced(uuid, bigint, int, bigint), shop_router._cart_unsave(uuid, bigint),
+    shop_router._cart_lines(uuid), shop_router._cart_products(bigint[]),
+    shop_router._saga_begin(uuid, uuid, text, text, jsonb),
+    shop_router._saga_reserve(uuid, bigint[], int[], interval),
+    shop_router._saga_release(uuid, bigint[], boolean), shop_router._saga_keep(uuid, bigint[]),
+    shop_router._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
+    shop_router._saga_finish(uuid, text), shop_router._saga_compensate(uuid, bigint[]),
+    shop_router._saga_confirm(uuid, bigint[], text), shop_router._saga_get_any(uuid)
+    TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION
+    shop_router._saga_commit(uuid, bigint[]), shop_router._saga_held(uuid, bigint[]),
+    shop_router._saga_get(uuid),
+    shop_router._saga_stock(uuid, text), shop_router._saga_open(interval), shop_router._settle(uuid),
+    shop.order_transition(uuid, text, text), shop_router._order_transition(uuid, text, text),
+    shop.order_ship(uuid, text, text), shop_router._order_ship(uuid, text, text),
+    shop.order_review(uuid, boolean), shop_router._order_review(uuid, boolean),
+    shop_router._keep_for_payment(uuid),
+    shop.payment_confirm(uuid, text), shop_router._payment_confirm(uuid, text),
+    shop.payment_fail(uuid, text), shop_router._payment_fail(uuid, text),
+    shop_router.saga_recover(interval)
+    TO shop_admin;

@@ -91,6 +91,12 @@ SELECT experiment_id, 0, '42', 'also_bought', ARRAY[:pid]::bigint[] FROM shop.ex
 INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
 SELECT experiment_id, 1, 'guest:audit', 'recommend', ARRAY[:pid]::bigint[] FROM shop.experiment WHERE name = 'audit-exp';
 SELECT shop.view(42, :pid);
+-- a checkout as the router's saga begins it (docs/scale-out.md), its
+-- step called here directly: a node is also a shard
+SELECT shop.cart_create(42) AS cart2 \gset
+SELECT shop.cart_add(:'cart2', :pid, 1);
+SELECT saga_status FROM shop._saga_begin(gen_random_uuid(), :'cart2', 'tok_visa', 'audit-saga',
+                                         '{"name": "Ada", "city": "Berlin"}');
 SQL
 "${PSQL[@]}" -At -F $'\t' -d audit -c "$COLUMNS_SQL" >"$WORK/columns.tsv"
 "${PSQL[@]}" -At -d audit -c "

@@ -19,45 +19,14 @@
 set -euo pipefail
 . "$TOP/scripts/pgenv.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$TOP/scripts/cluster.sh"
 BASE="$TOP/tmp_check/cluster"
-R="$BASE/router" A="$BASE/shards_a" B="$BASE/shards_b"
-rm -rf "$BASE"
-mkdir -p "$BASE"
-[ "$(id -u)" = 0 ] && chown postgres: "$BASE"
-trap 'cluster_stop "$R" immediate; cluster_stop "$A" immediate; cluster_stop "$B" immediate' EXIT
-PR=$(free_port cluster_router); cluster_init "$R" "$PR"; cluster_start "$R"
-PA=$(free_port cluster_a); cluster_init "$A" "$PA"; cluster_start "$A"
-PB=$(free_port cluster_b); cluster_init "$B" "$PB"; cluster_start "$B"
-export PGUSER=postgres
-# psql on a cluster: q DIR PORT DB [psql args...]
-q() { local dir=$1 port=$2 db=$3; shift 3; "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -q -h "$dir" -p "$port" -d "$db" "$@"; }
-PART=("host=$A port=$PA dbname=s0" "host=$B port=$PB dbname=s1"
-      "host=$A port=$PA dbname=s2" "host=$B port=$PB dbname=s3")
+trap 'shop_cluster_down immediate' EXIT
+shop_cluster_up "$BASE"
 ONE="host=$A port=$PA dbname=one"
-ROUTER="host=$R port=$PR dbname=router"
-
-# The shards and the reference: shop, and the login roles of
-# docs/security.md (roles are per cluster: every cluster gets them).
-for i in 0 1 2 3; do
-    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
-    "$PGBIN/createdb" -h "$dir" -p "$port" "s$i"
-    q "$dir" "$port" "s$i" -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
-done
+# the one-node reference, on cluster A
 "$PGBIN/createdb" -h "$A" -p "$PA" one
 q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
-"$PGBIN/createdb" -h "$R" -p "$PR" router
-q "$R" "$PR" router <<SQL
-SET client_min_messages = warning;
-CREATE EXTENSION shop_router CASCADE;
-CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy
-    OPTIONS (p0 '${PART[0]}', p1 '${PART[1]}', p2 '${PART[2]}', p3 '${PART[3]}');
-CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
-GRANT USAGE ON FOREIGN SERVER shop_cluster TO shop_storefront, shop_admin;
-SQL
-for c in "$R $PR router" "$A $PA one" "$B $PB postgres"; do
-    # shellcheck disable=SC2086
-    q $c -c "CREATE ROLE web LOGIN IN ROLE shop_storefront; CREATE ROLE backoffice LOGIN IN ROLE shop_admin"
-done
 
 # The catalog: the same calls through the router (as the back office) and
 # on the reference node. Ids are the router's (a sequence) and the
@@ -124,6 +93,10 @@ q "$R" "$PR" checker -c "SET client_min_messages = warning; CREATE EXTENSION dbl
 echo "== checks ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
+
+echo "== carts, checkout and orders through the router ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/saga.sql"
 
 # The calls as the roles a node has: the storefront searches and reads
 # through the router; the back-office calls are refused to it by the shards,

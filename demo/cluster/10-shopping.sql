@@ -1,0 +1,57 @@
+-- 10-shopping.sql (make cluster-demo): a shopping session against the
+-- router, the same calls as on one node (demo/*.sql); every call below is
+-- routed to the shard that owns its key, or to every shard and merged.
+\set QUIET 1
+\pset null '(null)'
+\echo
+\echo '== 1. search: every shard searches its part of the catalog, the router merges the pages'
+SELECT product_id, title, brand, price_cents, typos
+  FROM shop.search('wireles mouse', lim => 5);
+SELECT jsonb_pretty(shop.search_facets('headphones') - 'price' - 'rating') AS facets;
+SELECT suggestion, kind FROM shop.autocomplete('sen', 5);
+
+\echo '== 2. a product page, from the product''s shard'
+SELECT product_id AS laptop FROM shop.search('lenovo laptop', lim => 1) \gset
+SELECT p ->> 'title' AS title, p -> 'availability' AS availability, p -> 'category_path' AS path
+  FROM shop.product_get(:laptop) p;
+
+\echo '== 3. customer 42''s cart: on customer 42''s shard, with products of every shard'
+SELECT shop.cart_create(42) AS cart \gset
+SELECT product_id AS mouse FROM shop.search('logitech mouse', lim => 1) \gset
+SELECT product_id AS speaker FROM shop.search('bluetooth speaker', lim => 1) \gset
+SELECT shop.cart_add(:'cart', :laptop), shop.cart_add(:'cart', :mouse, 2), shop.cart_add(:'cart', :speaker) \g /dev/null
+SELECT shop.cart_save_for_later(:'cart', :speaker) \g /dev/null
+SELECT l ->> 'title' AS line, l ->> 'qty' AS qty, l ->> 'line_total_cents' AS cents, l ->> 'available_qty' AS in_stock
+  FROM jsonb_array_elements(shop.cart_get(:'cart') -> 'lines') l;
+SELECT c -> 'subtotal_cents' AS subtotal, c -> 'ready_for_checkout' AS ready,
+       jsonb_array_length(c -> 'saved_for_later') AS saved
+  FROM shop.cart_get(:'cart') c;
+
+\echo '== 4. checkout: a saga (claim the key, hold on each product''s shard, place, confirm)'
+SELECT shop.stock_available(:laptop) AS laptops_before \gset
+SELECT shop.checkout(:'cart', 'tok_visa', 'demo-checkout-1',
+                     '{"name": "Ada Lovelace", "line1": "12 St James''s Sq", "city": "London", "country": "GB"}')
+       AS order_id \gset
+SELECT shop.checkout(:'cart', 'tok_visa', 'demo-checkout-1',
+                     '{"name": "Ada Lovelace", "line1": "12 St James''s Sq", "city": "London", "country": "GB"}')
+       = :'order_id' AS same_key_same_order;
+SELECT :laptops_before AS laptops_before, shop.stock_available(:laptop) AS laptops_after;
+SELECT o ->> 'status' AS status, o ->> 'total_cents' AS total_cents,
+       jsonb_array_length(o -> 'lines') AS lines, o -> 'payments' -> 0 ->> 'status' AS payment
+  FROM shop.order_get(:'order_id') o;
+
+\echo '== 5. the warehouse: shipping commits the holds on each product''s shard'
+SELECT shop.order_transition(:'order_id', 'fulfilling', 'picked');
+SELECT shop.order_ship(:'order_id', 'UPS', '1Z999AA10123456784');
+SELECT order_id, status, total_cents, item_count FROM shop.orders_for(42);
+
+\echo '== 6. a cart the stock cannot cover: the saga releases what it held'
+SELECT shop.cart_create(43) AS cart2 \gset
+SELECT shop.stock_available(:mouse) AS mice_available;
+SELECT shop.cart_add(:'cart2', :mouse), shop.cart_add(:'cart2', :speaker, 1000) \g /dev/null
+\set VERBOSITY terse
+\set ON_ERROR_STOP 0
+SELECT shop.checkout(:'cart2', 'tok_visa', 'demo-checkout-2');
+\set ON_ERROR_STOP 1
+\set VERBOSITY default
+SELECT shop.stock_available(:mouse) AS mice_available_again;

@@ -1,0 +1,328 @@
+-- saga.sql: carts, checkout (the saga) and orders through the router, run
+-- in the "checker" database after checks.sql (test/cluster/run.sh), with
+-- the same psql variables. Each failed check raises an error.
+--
+-- The router database is reached as three sessions: "router" (superuser,
+-- where the test-only setting shop_router.saga_test_stop makes the router
+-- stop after a step as if it died there), "rb" as the back office and "rw"
+-- as the storefront; every shard by its partition number. The reference
+-- node "one" runs the same calls for comparison.
+\set ON_ERROR_STOP 1
+SET client_min_messages = notice;
+\pset tuples_only on
+\pset format unaligned
+\o /dev/null
+
+SELECT dblink_connect('p0', :'p0'), dblink_connect('p1', :'p1'), dblink_connect('p2', :'p2'),
+       dblink_connect('p3', :'p3'), dblink_connect('one', :'one'), dblink_connect('router', :'router'),
+       dblink_connect('rb', :'router' || ' user=backoffice'), dblink_connect('rw', :'router' || ' user=web');
+
+-- the SQLSTATE of a statement on a connection ('00000': it succeeded)
+CREATE FUNCTION state(conn text, sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM dblink(conn, sql) AS t(v text);
+    RETURN '00000';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+-- run a one-column SELECT on a connection, for its effect
+CREATE FUNCTION run(conn text, sql text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM FROM dblink(conn, sql) AS t(v text);
+END
+$$;
+-- one value from the shard that holds a product, or a cart or order id
+CREATE FUNCTION on_part(i int, sql text) RETURNS text LANGUAGE sql AS $$
+    SELECT val('p' || i, sql)
+$$;
+CREATE FUNCTION pid_part(id bigint) RETURNS int LANGUAGE sql AS $$ SELECT hashint8(id) & 3 $$;
+CREATE FUNCTION uuid_part(id uuid) RETURNS int LANGUAGE sql AS $$
+    SELECT ('x' || right(id::text, 4))::bit(16)::int & 3
+$$;
+-- the sum over every shard of an integer query
+CREATE FUNCTION all_parts(sql text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT sum(t.v)::bigint FROM part, dblink(conn, sql) AS t(v bigint)
+$$;
+-- a product's stock row on its shard: on_hand, reserved, available
+CREATE FUNCTION stock(id bigint) RETURNS text LANGUAGE sql AS $$
+    SELECT on_part(pid_part(id), format(
+        'SELECT format(''%%s/%%s/%%s'', sum(on_hand), sum(reserved), shop.stock_available(%s)) FROM shop.stock WHERE product_id = %s',
+        id, id))
+$$;
+-- what holds() says of holds all in one status: (product, qty) pairs
+CREATE FUNCTION hl(st text, VARIADIC x bigint[]) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(format('%s:%s:%s:t', x[2 * k - 1], st, x[2 * k]), ' ' ORDER BY x[2 * k - 1])
+      FROM generate_series(1, cardinality(x) / 2) k
+$$;
+-- the order's holds on the product shards: status and expiry of each, in product order
+CREATE FUNCTION holds(o uuid) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(format('%s:%s:%s:%s', t.pid, t.status, t.qty, t.forever), ' ' ORDER BY t.pid), '')
+      FROM part, dblink(conn, format(
+        'SELECT product_id, status, qty, expires_at = ''infinity'' FROM shop.reservation WHERE ref = %L',
+        'order:' || o)) AS t(pid bigint, status text, qty int, forever boolean)
+$$;
+
+\echo == products for the saga: four, on four shards, with stock
+-- the first products of the fixture that sit on partitions 0, 1, 2, 3
+CREATE TABLE sp AS
+SELECT DISTINCT ON (pid_part(g)) pid_part(g) AS i, g::bigint AS id
+  FROM generate_series(1, 60) g ORDER BY pid_part(g), g;
+SELECT fail_if(count(*) <> 4, 'the saga''s products span the 4 partitions') FROM sp;
+SELECT run('rb', format('SELECT shop.stock_set(%s, 10)', id)),
+       run('one', format('SELECT shop.stock_set(%s, 10)', id))
+  FROM sp;
+SELECT set_config('t.a', (SELECT id FROM sp WHERE i = 0)::text, false),
+       set_config('t.b', (SELECT id FROM sp WHERE i = 1)::text, false),
+       set_config('t.c', (SELECT id FROM sp WHERE i = 2)::text, false),
+       set_config('t.d', (SELECT id FROM sp WHERE i = 3)::text, false);
+CREATE FUNCTION a() RETURNS bigint LANGUAGE sql AS $$ SELECT current_setting('t.a')::bigint $$;
+CREATE FUNCTION b() RETURNS bigint LANGUAGE sql AS $$ SELECT current_setting('t.b')::bigint $$;
+CREATE FUNCTION c() RETURNS bigint LANGUAGE sql AS $$ SELECT current_setting('t.c')::bigint $$;
+CREATE FUNCTION d() RETURNS bigint LANGUAGE sql AS $$ SELECT current_setting('t.d')::bigint $$;
+
+-- a cart of customer cust with lines (product, qty), through conn
+CREATE FUNCTION new_cart(conn text, cust bigint, lines bigint[]) RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    id uuid := val(conn, format('SELECT shop.cart_create(%s)', coalesce(cust::text, 'NULL')))::uuid;
+BEGIN
+    FOR k IN 1..cardinality(lines) / 2 LOOP
+        PERFORM run(conn, format('SELECT shop.cart_add(%L, %s, %s)', id, lines[2 * k - 1], lines[2 * k]));
+    END LOOP;
+    RETURN id;
+END
+$$;
+-- cart_get without what differs between two carts of the same content
+CREATE FUNCTION cart_doc(conn text, id uuid) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT d - 'cart_id' - 'updated_at' - 'expires_at'
+           || jsonb_build_object('lines', (SELECT coalesce(jsonb_agg(l - 'added_at'), '[]') FROM jsonb_array_elements(d -> 'lines') l),
+                                 'saved_for_later', (SELECT coalesce(jsonb_agg(l - 'added_at'), '[]') FROM jsonb_array_elements(d -> 'saved_for_later') l))
+      FROM (SELECT val(conn, format('SELECT shop.cart_get(%L)', id))::jsonb AS d) x
+$$;
+-- order_get without what differs between two orders of the same cart
+CREATE FUNCTION order_doc(conn text, id uuid) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT d - 'order_id' - 'created_at' - 'updated_at'
+           || jsonb_build_object('payments', (SELECT jsonb_agg(p - 'payment_id') FROM jsonb_array_elements(d -> 'payments') p),
+                                 'timeline', (SELECT jsonb_agg(e - 'at') FROM jsonb_array_elements(d -> 'timeline') e))
+      FROM (SELECT val(conn, format('SELECT shop.order_get(%L)', id))::jsonb AS d) x
+$$;
+
+\echo == carts: on the customer shard, with products of every shard
+SELECT set_config('t.cart', new_cart('rb', 501, ARRAY[a(), 2, b(), 1, c(), 1, d(), 3])::text, false),
+       set_config('t.cart1', new_cart('one', 501, ARRAY[a(), 2, b(), 1, c(), 1, d(), 3])::text, false);
+CREATE FUNCTION cart() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.cart')::uuid $$;
+CREATE FUNCTION cart1() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.cart1')::uuid $$;
+SELECT fail_if(uuid_part(cart()) <> pid_part(501), 'a customer''s cart id names the customer''s partition');
+SELECT fail_if(all_parts(format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', cart())) <> 4
+               OR on_part(pid_part(501), format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', cart())) <> '4',
+               'the cart and its 4 lines are on the customer''s shard, and only there');
+SELECT run(conn, format('SELECT shop.cart_save_for_later(%L, %s)', id, d())),
+       run(conn, format('SELECT shop.cart_set_qty(%L, %s, 3)', id, a())),
+       run(conn, format('SELECT shop.cart_remove(%L, %s)', id, c())),
+       run(conn, format('SELECT shop.cart_add(%L, %s, 1)', id, c())),
+       run(conn, format('SELECT shop.cart_set_qty(%L, %s, 2)', id, a()))
+  FROM (VALUES ('rb', cart()), ('one', cart1())) v(conn, id);
+SELECT fail_if(cart_doc('rb', cart()) IS DISTINCT FROM cart_doc('one', cart1()),
+               'cart_get through the router is one node''s cart_get (lines, prices, stock, saved for later, totals)',
+               format('router %s, one node %s', cart_doc('rb', cart()), cart_doc('one', cart1())));
+SELECT fail_if((cart_doc('rb', cart()) ->> 'item_count') <> '4'
+               OR jsonb_array_length(cart_doc('rb', cart()) -> 'saved_for_later') <> 1,
+               'the cart holds 4 units in 3 lines and one line saved for later');
+SELECT fail_if(state('rb', format('SELECT shop.cart_move_to_cart(%L, %s)', cart(), d())) <> '00000'
+               OR state('rb', format('SELECT shop.cart_save_for_later(%L, %s)', cart(), d())) <> '00000',
+               'a saved line moves back to the cart and out again');
+SELECT fail_if(state('rb', format('SELECT shop.cart_add(%L, 999999999)', cart())) <> 'SH006'
+               OR state('rb', format('SELECT shop.cart_add(%L, %s, 0)', cart(), a())) <> '22023'
+               OR state('rb', 'SELECT shop.cart_get(''00000000-0000-0000-0000-000000000000'')') <> 'SH006',
+               'cart errors keep one node''s SQLSTATEs');
+SELECT set_config('t.guest', val('rb', 'SELECT shop.cart_create()'), false);
+SELECT fail_if(state('rb', format('SELECT shop.cart_add(%L, %s, 1)', current_setting('t.guest'), b())) <> '00000'
+               OR on_part(uuid_part(current_setting('t.guest')::uuid),
+                          format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', current_setting('t.guest'))) <> '1',
+               'a guest cart lives on the partition its id names');
+SELECT fail_if(state('rw', 'SELECT shop.cart_create(501)') <> '42501'
+               OR state('rw', 'SELECT shop.cart_create()') <> '42501'
+               OR state('rw', format('SELECT shop.cart_get(%L)', current_setting('t.guest'))) <> '42501',
+               'the shards refuse the storefront the cart steps (42501): through the router carts are the back office''s until sessions reach the shards');
+
+\echo == checkout: a saga over the customer shard and the product shards
+SELECT set_config('t.o', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart())), false),
+       set_config('t.o1', val('one', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart1())), false);
+CREATE FUNCTION o() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.o')::uuid $$;
+SELECT fail_if(order_doc('rb', o()) IS DISTINCT FROM order_doc('one', current_setting('t.o1')::uuid),
+               'the order through the router is the order one node makes of the same cart (lines, prices, totals, payment, timeline)',
+               format('router %s, one node %s', order_doc('rb', o()), order_doc('one', current_setting('t.o1')::uuid)));
+SELECT fail_if(holds(o()) <> hl('held', a(), 2, b(), 1, c(), 1),
+               'each line is held on its product''s shard until the order ships', holds(o()));
+SELECT fail_if(stock(a()) <> '10/2/8' OR stock(b()) <> '10/1/9' OR stock(d()) <> '10/0/10',
+               'stock is reserved on the products'' shards', format('%s %s %s', stock(a()), stock(b()), stock(d())));
+SELECT fail_if(val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart()))::uuid <> o()
+               OR holds(o()) <> hl('held', a(), 2, b(), 1, c(), 1),
+               'a repeat with the same key returns the same order and holds nothing more');
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_mastercard'', ''key-1'')', cart())) <> 'SH003',
+               'the same key with another request is SH003');
+SELECT fail_if(cart_doc('rb', cart()) -> 'lines' <> '[]' OR jsonb_array_length(cart_doc('rb', cart()) -> 'saved_for_later') <> 1,
+               'the ordered lines left the cart; the saved line stayed');
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-2'')', cart())) <> 'SH007',
+               'an empty cart is SH007, and keeps no key');
+
+\echo == compensation: a failed step releases what the saga held
+-- product d has 10 units: 11 cannot be held, after a, b, c were
+SELECT set_config('t.cart2', new_cart('rb', 502, ARRAY[a(), 1, b(), 1, d(), 11])::text, false);
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-3'')', current_setting('t.cart2'))) <> 'SH001',
+               'a line the stock cannot cover fails the checkout with SH001');
+SELECT fail_if(stock(a()) <> '10/2/8' OR stock(b()) <> '10/1/9' OR stock(d()) <> '10/0/10'
+               OR all_parts('SELECT count(*) FROM shop.reservation WHERE status = ''held'' AND expires_at < ''infinity''') <> 0,
+               'the holds the saga took on other shards were released',
+               format('%s %s %s', stock(a()), stock(b()), stock(d())));
+SELECT run('rb', format('SELECT shop.cart_set_qty(%L, %s, 1)', current_setting('t.cart2'), d()));
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_chargeDeclined'', ''key-3'')', current_setting('t.cart2'))) <> 'SH004'
+               OR all_parts('SELECT count(*) FROM shop.reservation WHERE status = ''held'' AND expires_at < ''infinity''') <> 0
+               OR stock(d()) <> '10/0/10',
+               'after a failed checkout the key is free again; a declined payment (SH004) releases the holds too');
+SELECT set_config('t.o2', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-3'')', current_setting('t.cart2'))), false);
+SELECT fail_if(holds(current_setting('t.o2')::uuid) <> hl('held', a(), 1, b(), 1, d(), 1),
+               'the same key then makes the order');
+
+\echo == a router that dies between steps: a retry with the same key completes
+CREATE FUNCTION crash_then_retry(step text, key text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    cart uuid := new_cart('rb', 503, ARRAY[a(), 1, c(), 2]);
+    o uuid;
+    mid text;
+    sql text := format('SELECT shop.checkout(%L, ''tok_visa'', %L)', cart, key);
+BEGIN
+    PERFORM dblink_exec('router', format('SET shop_router.saga_test_stop = %L', step));
+    IF state('router', sql) = '00000' THEN
+        RAISE EXCEPTION 'FAIL: the checkout went on after the step %', step;
+    END IF;
+    PERFORM dblink_exec('router', 'RESET shop_router.saga_test_stop');
+    mid := format('%s|%s', stock(a()), stock(c()));
+    o := val('router', sql)::uuid;
+    RETURN format('%s -> %s|%s %s', mid, stock(a()), stock(c()), holds(o));
+END
+$$;
+-- before: a 10/3/7 (orders 1 and 2 hold 3), c 10/1/9 (order 1 holds 1)
+SELECT fail_if(r <> '10/3/7|10/1/9 -> 10/4/6|10/3/7 ' || hl('held', a(), 1, c(), 2),
+               'stopped after claiming the key: nothing held; the retry holds once and completes', r)
+  FROM crash_then_retry('claim', 'key-4') r;
+SELECT fail_if(r <> '10/5/5|10/5/5 -> 10/5/5|10/5/5 ' || hl('held', a(), 1, c(), 2),
+               'stopped after reserving: the retry holds nothing twice and completes', r)
+  FROM crash_then_retry('reserve', 'key-5') r;
+SELECT fail_if(r <> '10/6/4|10/7/3 -> 10/6/4|10/7/3 ' || hl('held', a(), 1, c(), 2),
+               'stopped after placing the order: the retry confirms it', r)
+  FROM crash_then_retry('place', 'key-6') r;
+-- the place step commits but its answer is lost: the router's compensation
+-- must leave the placed order's holds alone; the retry confirms it
+SELECT fail_if(r <> '10/7/3|10/9/1 -> 10/7/3|10/9/1 ' || hl('held', a(), 1, c(), 2),
+               'an error after the place step committed releases nothing; the retry confirms the order', r)
+  FROM crash_then_retry('place_lost', 'key-6b') r;
+SELECT fail_if(all_parts('SELECT count(*) FROM shop.saga WHERE status IN (''started'', ''placed'')') <> 0
+               OR all_parts('SELECT count(*) FROM shop.idempotency') <>
+                  all_parts('SELECT count(DISTINCT order_id) FROM shop."order" WHERE customer_id IS NOT NULL'),
+               'no saga is left open; every key names one order');
+
+\echo == an abandoned saga: its holds expire (TTL and sweep), recovery compensates it
+SELECT dblink_exec('router', 'SET shop_router.hold_ttl = ''1 second''');
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''reserve''');
+SELECT set_config('t.cart7', new_cart('rb', 504, ARRAY[b(), 4])::text, false),
+       set_config('t.cart8', new_cart('rb', 505, ARRAY[b(), 1])::text, false);
+SELECT fail_if(state('router', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-7'')', current_setting('t.cart7'))) = '00000'
+               OR state('router', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-8'')', current_setting('t.cart8'))) = '00000',
+               'two checkouts stop after reserving');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop'), dblink_exec('router', 'RESET shop_router.hold_ttl');
+SELECT fail_if(stock(b()) <> '10/7/3', 'their holds count', stock(b()));
+SELECT pg_sleep(1.2);
+SELECT fail_if(stock(b()) <> '10/7/8', 'lapsed holds are not available stock any more', stock(b()));
+SELECT val('p' || pid_part(b()), 'SELECT shop.sweep()');
+SELECT fail_if(stock(b()) <> '10/2/8'
+               OR on_part(pid_part(b()), 'SELECT count(*) FROM shop.reservation WHERE status = ''expired''') <> '2',
+               'the product shard''s sweep expires them', stock(b()));
+SELECT set_config('t.o7', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-7'')', current_setting('t.cart7'))), false);
+SELECT fail_if(stock(b()) <> '10/6/4' OR holds(current_setting('t.o7')::uuid) <> hl('held', b(), 4),
+               'a retry of an abandoned saga whose holds lapsed starts over under its key and completes', stock(b()));
+SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1'
+               OR all_parts('SELECT count(*) FROM shop.saga WHERE status = ''failed''') <> 4
+               OR all_parts('SELECT count(*) FROM shop.saga WHERE status IN (''started'', ''placed'')') <> 0,
+               'recovery compensates the other abandoned saga (failed: its key is free again, as are those of the two compensated checkouts and the lapsed one)');
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-8'')', current_setting('t.cart8'))) <> '00000'
+               OR stock(b()) <> '10/7/3',
+               'and its retry makes the order', stock(b()));
+
+\echo == orders through the router: order_get, orders_for, ship and cancel reach the product shards
+SELECT fail_if(val('rb', 'SELECT count(*) FROM shop.orders_for(503)') <> '4'
+               OR val('rb', 'SELECT string_agg(order_id::text, '','' ORDER BY order_id) FROM shop.orders_for(503)')
+                  <> on_part(pid_part(503), 'SELECT string_agg(order_id::text, '','' ORDER BY order_id) FROM shop."order" WHERE customer_id = 503'),
+               'orders_for reads the customer''s shard');
+SELECT run('rb', format('SELECT shop.order_transition(%L, ''fulfilling'')', o())),
+       run('rb', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z999'')', o()));
+SELECT fail_if(holds(o()) <> hl('committed', a(), 2, b(), 1, c(), 1)
+               OR stock(b()) <> '9/6/3',
+               'shipping commits the holds on the product shards: the units leave', holds(o()) || ' ' || stock(b()));
+SELECT run('rb', format('SELECT shop.order_transition(%L, ''cancelled'', ''changed my mind'')', current_setting('t.o2')));
+SELECT fail_if(holds(current_setting('t.o2')::uuid) <> hl('released', a(), 1, b(), 1, d(), 1)
+               OR stock(d()) <> '10/0/10' OR stock(b()) <> '9/5/4',
+               'cancelling releases them', holds(current_setting('t.o2')::uuid));
+SELECT fail_if(state('rw', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z'')', o())) <> '42501'
+               OR state('rw', format('SELECT shop.order_get(%L)', o())) <> '42501',
+               'the storefront may not ship, nor read a customer''s order without a session');
+
+\echo == a guest cart checks out
+SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''guest-1'')', current_setting('t.guest'))) <> '42501',
+               'the storefront cannot check out through the router yet (42501)');
+SELECT set_config('t.og', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''guest-1'')', current_setting('t.guest'))), false);
+SELECT fail_if(val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.og'))) <> 'paid'
+               OR uuid_part(current_setting('t.og')::uuid) <> uuid_part(current_setting('t.guest')::uuid)
+               OR holds(current_setting('t.og')::uuid) <> hl('held', b(), 1),
+               'a guest order lives with its cart and holds its stock');
+
+\echo == gateway payments: a pending order holds its stock until paid, or until its holds lapse
+SELECT run('rb', format('SELECT shop.stock_set(%s, 20)', c()));
+SELECT set_config('t.cp', new_cart('rb', 506, ARRAY[c(), 1])::text, false),
+       set_config('t.cq', new_cart('rb', 507, ARRAY[c(), 2])::text, false);
+SELECT set_config('t.op', val('rb', format('SELECT shop.checkout(%L, ''stripe:pm_1'', ''key-p'')', current_setting('t.cp'))), false);
+SELECT dblink_exec('router', 'SET shop_router.hold_ttl = ''1 second''');
+SELECT set_config('t.oq', val('router', format('SELECT shop.checkout(%L, ''stripe:pm_2'', ''key-q'')', current_setting('t.cq'))), false);
+SELECT dblink_exec('router', 'RESET shop_router.hold_ttl');
+SELECT fail_if(val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.op'))) <> 'pending'
+               OR holds(current_setting('t.op')::uuid) <> format('%s:held:1:f', c())
+               OR stock(c()) NOT LIKE '20/11/%',
+               'a gateway order is pending, its holds expire', holds(current_setting('t.op')::uuid) || ' ' || stock(c()));
+SELECT run('rb', format('SELECT shop.payment_confirm(%L, ''ch_1'')', current_setting('t.op')));
+SELECT fail_if(val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.op'))) <> 'paid'
+               OR holds(current_setting('t.op')::uuid) <> hl('held', c(), 1),
+               'payment_confirm through the router: paid, and its holds are kept until it ships');
+SELECT pg_sleep(1.2);
+SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1'
+               OR val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.oq'))) <> 'cancelled'
+               OR holds(current_setting('t.oq')::uuid) <> format('%s:released:2:f', c())
+               OR stock(c()) <> '20/9/11',
+               'recovery cancels a pending order whose holds lapsed, as one node''s sweep does, and releases them',
+               holds(current_setting('t.oq')::uuid) || ' ' || stock(c()));
+SELECT run('rb', format('SELECT shop.order_transition(%L, ''delivered'')', o()));
+SELECT fail_if(state('rb', format('SELECT shop.order_transition(%L, ''returned'')', o())) <> '0A000',
+               'a return through the router is refused (0A000), not half done');
+
+\echo == invariants on every shard and across them
+SELECT fail_if(count(*) > 0, 'reserved = the units of live holds, on every shard', string_agg(t.pid::text, ','))
+  FROM part, dblink(conn, 'SELECT s.product_id, s.reserved, coalesce((SELECT sum(r.qty) FROM shop.reservation r
+                            WHERE r.product_id = s.product_id AND r.status = ''held''), 0) FROM shop.stock s')
+       AS t(pid bigint, reserved int, held bigint)
+ WHERE t.reserved <> t.held;
+CREATE TABLE all_orders AS
+SELECT t.* FROM part, dblink(conn, 'SELECT o.order_id, o.status,
+        (SELECT count(*) FROM shop.order_line l WHERE l.order_id = o.order_id),
+        (SELECT count(*) FROM shop.payment p WHERE p.order_id = o.order_id) FROM shop."order" o')
+       AS t(order_id uuid, status text, lines bigint, payments bigint);
+SELECT fail_if(count(*) > 0, 'no order without its lines and payment') FROM all_orders WHERE lines = 0 OR payments = 0;
+CREATE TABLE all_holds AS
+SELECT t.* FROM part, dblink(conn, 'SELECT substr(ref, 7)::uuid, status FROM shop.reservation WHERE ref LIKE ''order:%''')
+       AS t(order_id uuid, status text);
+SELECT fail_if(count(*) > 0, 'every paid order''s lines are held or committed on their shards')
+  FROM all_orders o
+ WHERE o.status IN ('paid', 'fulfilling', 'shipped')
+   AND (SELECT count(*) FROM all_holds h WHERE h.order_id = o.order_id AND h.status IN ('held', 'committed')) <> o.lines;
+SELECT fail_if(count(*) > 0, 'every held reservation belongs to a live order', string_agg(h.order_id::text, ','))
+  FROM all_holds h
+ WHERE h.status = 'held'
+   AND NOT EXISTS (SELECT FROM all_orders o WHERE o.order_id = h.order_id AND o.status IN ('paid', 'fulfilling', 'pending'));
