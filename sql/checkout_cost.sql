@@ -73,3 +73,6 @@ SELECT shop.checkout(:'cart9', 'stripe:pm_cost9', 'cost-9') IS NOT NULL AS order
 SET CONSTRAINTS shop.order_experiment IMMEDIATE;
 SELECT pg_temp.trg_calls() - :before AS trigger_calls;
 COMMIT;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
