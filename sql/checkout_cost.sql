@@ -74,5 +74,20 @@ SET CONSTRAINTS shop.order_experiment IMMEDIATE;
 SELECT pg_temp.trg_calls() - :before AS trigger_calls;
 COMMIT;
 
+-- The order's lines, payments and events have no foreign key to the
+-- order in 1.1 (shop writes them with their order); deleting an order
+-- still removes them, as the keys' ON DELETE CASCADE did, and so does
+-- TRUNCATE.
+SELECT (SELECT count(*) FROM shop."order") AS orders, (SELECT count(*) FROM shop.order_line) AS lines,
+       (SELECT count(*) FROM shop.payment) AS payments, (SELECT count(*) FROM shop.order_event) AS events;
+DELETE FROM shop."order" WHERE customer_id IN (1, 2);
+SELECT (SELECT count(*) FROM shop."order") AS orders, (SELECT count(*) FROM shop.order_line) AS lines,
+       (SELECT count(*) FROM shop.payment) AS payments, (SELECT count(*) FROM shop.order_event) AS events;
+SELECT count(*) AS orphans FROM shop.order_line l
+ WHERE NOT EXISTS (SELECT FROM shop."order" o WHERE o.order_id = l.order_id);
+TRUNCATE shop."order";
+SELECT (SELECT count(*) FROM shop."order") AS orders, (SELECT count(*) FROM shop.order_line) AS lines,
+       (SELECT count(*) FROM shop.payment) AS payments, (SELECT count(*) FROM shop.order_event) AS events;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
