@@ -85,6 +85,7 @@ compute_live_until(Oid relid)
 	AttrNumber	window_att = get_attnum(relid, "attribution_window");
 	TableScanDesc scan;
 	TupleTableSlot *slot;
+	Snapshot	snapshot;
 	TimestampTz until = DT_NOBEGIN;
 
 	if (stopped_att == InvalidAttrNumber || window_att == InvalidAttrNumber ||
@@ -93,7 +94,8 @@ compute_live_until(Oid relid)
 		elog(ERROR, "shop.experiment lacks stopped_at timestamptz or attribution_window interval");
 
 	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while (until != DT_NOEND && table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
 		bool		stopped_null,
@@ -114,6 +116,7 @@ compute_live_until(Oid relid)
 			until = t;
 	}
 	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
 	return until;
