@@ -13,6 +13,7 @@ MODULE_big   = shop
 # One object per C file, one per line (STYLE.md): a new file is added here
 # (docs/hacking.md).
 OBJS         = \
+	src/attribution.o \
 	src/cart.o \
 	src/events.o \
 	src/experiment.o \

@@ -3602,6 +3602,94 @@ GRANT EXECUTE ON FUNCTION
     shop._saga_commit(uuid, bigint[]), shop._saga_held(uuid, bigint[]), shop._saga_get(uuid),
     shop._saga_stock(uuid, text), shop._saga_open(interval)
     TO shop_admin;
+-- Orders: checkout cost (issue 11) ------------------------------------------
+--
+-- Work per checkout that is shop's own (bench/checkout_callgrind.sh counts
+-- the instructions of one checkout; docs/orders.md, "Cost of a checkout").
+
+-- The experiment attribution trigger fires only while an order could be
+-- attributed (src/attribution.c): while no experiment runs or stopped
+-- recently, an order queues no deferred trigger event and runs no PL/pgSQL
+-- at commit (8.5% of a 3-line checkout's instructions).  The trigger
+-- function and what it attributes are unchanged.
+CREATE FUNCTION shop._experiment_attributing()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_experiment_attributing'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION shop._experiment_attributing() IS
+'internal: whether an order written now could be attributed to an experiment impression (an experiment runs, or stopped less than its attribution window and an hour ago); kept per backend until shop.experiment changes';
+CREATE FUNCTION shop._experiment_changed_trg()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'shop_experiment_changed_trg'
+LANGUAGE C;
+COMMENT ON FUNCTION shop._experiment_changed_trg() IS
+'internal: statement trigger on shop.experiment; makes every backend work out shop._experiment_attributing() again after the change commits';
+REVOKE EXECUTE ON FUNCTION shop._experiment_attributing(), shop._experiment_changed_trg() FROM PUBLIC;
+CREATE TRIGGER experiment_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.experiment
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._experiment_changed_trg();
+DROP TRIGGER order_experiment ON shop."order";
+CREATE CONSTRAINT TRIGGER order_experiment
+    AFTER INSERT OR UPDATE OF status ON shop."order"
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (shop._experiment_attributing() AND shop._counted(NEW.status))
+    EXECUTE FUNCTION shop._experiment_order_trg();
+
+-- The order's children: order_line, payment and order_event referenced
+-- shop."order" by foreign keys, each checked by a query of its own for
+-- every row a checkout writes (6 per 3-line paid checkout, 7% of its
+-- instructions).  shop's code writes these rows only in the statement that
+-- inserts their order (checkout) or after locking the order row
+-- (transitions, reviews), and nobody else may write them (the roles have
+-- no INSERT on any shop table: docs/security.md), so a row without its
+-- order cannot arise.  What the keys also did, removing an order's rows
+-- with it (ON DELETE CASCADE), a statement trigger does.
+ALTER TABLE shop.order_line DROP CONSTRAINT order_line_order_id_fkey;
+ALTER TABLE shop.payment DROP CONSTRAINT payment_order_id_fkey;
+ALTER TABLE shop.order_event DROP CONSTRAINT order_event_order_id_fkey;
+CREATE FUNCTION shop._order_delete_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE shop.order_line, shop.payment, shop.order_event;
+        RETURN NULL;
+    END IF;
+    DELETE FROM shop.order_line l USING gone g WHERE l.order_id = g.order_id;
+    DELETE FROM shop.payment p USING gone g WHERE p.order_id = g.order_id;
+    DELETE FROM shop.order_event e USING gone g WHERE e.order_id = g.order_id;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._order_delete_trg() IS
+'internal: AFTER DELETE / TRUNCATE ... FOR EACH STATEMENT on shop."order"; deletes the deleted orders'' lines, payments and events (what the foreign keys of 1.0 did with ON DELETE CASCADE)';
+REVOKE EXECUTE ON FUNCTION shop._order_delete_trg() FROM PUBLIC;
+CREATE TRIGGER order_delete_children AFTER DELETE ON shop."order"
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._order_delete_trg();
+CREATE TRIGGER order_truncate_children AFTER TRUNCATE ON shop."order"
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._order_delete_trg();
+
+-- shop.stock: PostgreSQL 15 reads and plans every CHECK constraint of a
+-- table again in each statement that writes it, and every hold updates a
+-- stock row (a checkout's 3 lines in one statement; the hot product's
+-- every call).  Three of stock's six constraints check what only shop's
+-- C code writes, and checks itself first: location (1 to 100 characters:
+-- inv_arg_location refuses an empty or longer one, 22023 / 22001), bucket
+-- (0..n-1 as shop.stock_set_buckets lays them out, n from 1 to 256) and
+-- reorder_threshold (shop.stock_set_reorder_threshold refuses a negative
+-- one, 22023).  The constraints that back the never-oversell invariant
+-- stay: on_hand >= 0, reserved >= 0, reserved <= on_hand.
+ALTER TABLE shop.stock DROP CONSTRAINT stock_location_check,
+                       DROP CONSTRAINT stock_bucket_check,
+                       DROP CONSTRAINT stock_reorder_threshold_check;
+
+-- reservation_ref_idx (ref, where set) is read by no statement of shop
+-- (docs/inventory.md); every hold of a checkout has a ref ('order:<id>'),
+-- so it cost an index insertion per line.
+DROP INDEX shop.reservation_ref_idx;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
