@@ -51,11 +51,14 @@ CREATE INDEX bench_chorus_trgm ON bench_chorus USING gin
     ((coalesce(title, '') || ' ' || coalesce(brand, '')) gin_trgm_ops);
 ANALYZE bench_chorus;
 -- the query as shop.search builds it (shop._search_query), for this table
-CREATE OR REPLACE FUNCTION bench_shop_query(query text) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
+CREATE OR REPLACE FUNCTION bench_shop_query(query text, intent boolean DEFAULT true) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
 DECLARE
     q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any'));
     last text;
 BEGIN
+    IF NOT intent THEN
+        RETURN q;
+    END IF;
     SELECT t.word INTO last FROM shop.search_tokens(query) t
      WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
                                 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
@@ -78,6 +81,12 @@ INSERT INTO bench_chorus_run
 SELECT 'shop_search', q.query_id, s.ord, c.product_id
   FROM bench_chorus_q q
  CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query), 10)
+       WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+  JOIN bench_chorus c ON c.ctid = s.ctid;
+INSERT INTO bench_chorus_run
+SELECT 'shop_search, intent off', q.query_id, s.ord, c.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query, false), 10)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
   JOIN bench_chorus c ON c.ctid = s.ctid;
 INSERT INTO bench_chorus_run
@@ -137,6 +146,86 @@ SELECT p.method, round(avg(CASE WHEN i.idcg > 0 THEN p.dcg / i.idcg ELSE 0 END):
        count(*) FILTER (WHERE p.n > 0), round(avg(p.good / 10.0)::numeric, 4)
   FROM per p LEFT JOIN ideal i USING (query_id)
  GROUP BY p.method ORDER BY 2 DESC;
+SQL
+} | bench_md_table
+echo
+
+# nDCG@10 per method and query, and each query's type: the stem of its
+# last word that is not a function word (the word shop._search_intent
+# reads as the type asked for: "laptop bag" is a bag, "aa batteries" a
+# battery), before any typo correction
+bench_psql <<'SQL' >/dev/null
+DROP TABLE IF EXISTS bench_chorus_nd, bench_chorus_type;
+CREATE TABLE bench_chorus_nd AS
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM bench_chorus_qrels) x
+     WHERE rn <= 10 GROUP BY query_id),
+m AS (SELECT DISTINCT method FROM bench_chorus_run)
+SELECT m.method, q.query_id,
+       CASE WHEN i.idcg > 0 THEN coalesce((
+           SELECT sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1))
+             FROM bench_chorus_run r
+             LEFT JOIN bench_chorus_qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+            WHERE r.method = m.method AND r.query_id = q.query_id), 0) / i.idcg ELSE 0 END AS ndcg
+  FROM m CROSS JOIN bench_chorus_q q LEFT JOIN ideal i USING (query_id);
+CREATE TABLE bench_chorus_type AS
+SELECT q.query_id,
+       coalesce((SELECT t.stem FROM shop.search_tokens(q.query) t
+                  WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
+                                             'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
+                  ORDER BY t.pos DESC LIMIT 1), '') AS qtype
+  FROM bench_chorus_q q;
+SQL
+
+echo "### nDCG@10 per query type"
+echo
+echo "A query's type is the stem of its last word that is not a function word"
+echo "(what shop._search_intent reads as the type asked for); the 20 types with"
+echo "the most judged queries (ties by name), and every query. \"1.0\" is the"
+echo "index alone on the bare query (shop_search, text only), as 1.0 ranked;"
+echo "\"on - 1.0\" flags (!) a type more than 0.02 worse than 1.0."
+echo
+{
+    printf 'type\tqueries\ttsvector + ts_rank\t1.0 (text only)\tintent off\tintent on\ton - 1.0\n'
+    bench_psql -F $'\t' <<'SQL'
+WITH t AS (
+    SELECT qtype, count(*) AS n, string_agg(q.query, ', ' ORDER BY q.query_id) AS queries
+      FROM bench_chorus_type JOIN bench_chorus_q q USING (query_id)
+     GROUP BY qtype ORDER BY count(*) DESC, qtype LIMIT 20),
+g AS (SELECT 'all' AS label, NULL::text AS qtype, (SELECT count(*) FROM bench_chorus_q) AS n, 0 AS o
+      UNION ALL
+      SELECT t.qtype || ' (' || t.queries || ')', t.qtype, t.n, 1 FROM t),
+v AS (
+    SELECT g.label, g.n, g.o, g.qtype,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'tsvector + ts_rank') AS ts,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only') AS v10,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, intent off') AS off,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search') AS on_
+      FROM g JOIN bench_chorus_type ty ON g.qtype IS NULL OR ty.qtype = g.qtype
+      JOIN bench_chorus_nd nd USING (query_id)
+     GROUP BY g.label, g.n, g.o, g.qtype)
+SELECT label, n, round(ts::numeric, 4), round(v10::numeric, 4), round(off::numeric, 4), round(on_::numeric, 4),
+       to_char(on_ - v10, 'SG0.0000') || CASE WHEN on_ - v10 < -0.02 THEN ' (!)' ELSE '' END
+  FROM v ORDER BY o, n DESC, qtype;
+SQL
+} | bench_md_table
+echo
+echo "Queries whose nDCG@10 with intent on is more than 0.02 below 1.0's:"
+echo
+{
+    printf 'query\t1.0 (text only)\tintent off\tintent on\n'
+    bench_psql -F $'\t' <<'SQL'
+SELECT q.query,
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only')::numeric, 4),
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, intent off')::numeric, 4),
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')::numeric, 4)
+  FROM bench_chorus_q q JOIN bench_chorus_nd nd USING (query_id)
+ GROUP BY q.query_id, q.query
+HAVING max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')
+       < max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only') - 0.02
+ ORDER BY q.query_id;
 SQL
 } | bench_md_table
 echo
@@ -242,5 +331,5 @@ SQL
 } | bench_md_table
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
-bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_known" >/dev/null
+bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
 bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
