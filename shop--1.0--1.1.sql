@@ -2934,6 +2934,78 @@ GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Search: behaviour prior (issue 13) ----------------------------------------
+-- docs/search.md ("Intent", "The behaviour prior").  In this section:
+--   1. intent: the type the query's last word names is asked for only
+--      when one of its 40 best matches is of that type; a word no best
+--      match has as its head (a brand, a line, or a type the catalog's
+--      titles do not end with) gets the category part alone (a query
+--      no row has every word of still asks for the type).  Boosting
+--      the type anyway lifted the few weak matches whose head it is
+--      above every best match ("desk", "camera", "lenovo" on the Chorus
+--      judgments: bench/workloads/search_relevance.sh, per query type).
+
+-- 1. Intent
+CREATE OR REPLACE FUNCTION shop._search_intent(q jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    words text[];
+    types text[];
+    stems text[];
+    last text;
+    typed boolean;
+    cat bigint;
+BEGIN
+    SELECT array_agg(t.word ORDER BY t.pos) INTO words
+      FROM shop.search_tokens(q ->> 'q', 'english') t
+     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
+                                'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without']);
+    IF words IS NULL OR words[cardinality(words)] ~ '^[0-9]' THEN
+        RETURN q;
+    END IF;
+    -- the last word (corrected when the catalog does not know it), and the
+    -- last words of the phrases of its synonym group
+    last := words[cardinality(words)];
+    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
+        last := coalesce(shop._search_suggest_word('shop.product_search_idx', last), last);
+    END IF;
+    SELECT array_agg(DISTINCT w) INTO types
+      FROM (SELECT last AS w
+            UNION ALL
+            SELECT (regexp_match(p, '(\S+)$'))[1]
+              FROM shop.synonym s, unnest(s.term || s.synonyms) p
+             WHERE last = (regexp_match(s.term, '(\S+)$'))[1]
+                OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE last = (regexp_match(x, '(\S+)$'))[1])) x
+     WHERE w IS NOT NULL;
+    SELECT array_agg(DISTINCT t.stem) INTO stems
+      FROM unnest(types) w, shop.search_tokens(w, 'english') t;
+    WITH top AS MATERIALIZED (
+        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head
+          FROM shop.search_scan('shop.product_search_idx', q, 40) s
+         CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title FROM shop.product p
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p)
+    SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), true),
+           (SELECT category_id FROM top WHERE category_id IS NOT NULL
+             GROUP BY category_id HAVING count(*) >= 3
+             ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
+             LIMIT 1)
+      INTO typed, cat;
+    IF typed THEN
+        -- a best match is of the type, or no row has every word (the
+        -- page is rows missing words): the type first
+        RETURN q || jsonb_build_object('type_words', to_jsonb(types));
+    ELSIF cat IS NOT NULL THEN
+        -- none is: the line's main product
+        RETURN q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
+    END IF;
+    RETURN q;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -69,6 +69,16 @@ BEGIN
     IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
         last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
     END IF;
+    -- no type words when rows have every word but none of the 40 best
+    -- is of that type: the word names a brand or a line, or titles that
+    -- do not end in their type (shop._search_intent; its category part
+    -- needs category ids, which this table has not)
+    IF EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 1))
+       AND NOT EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
+                         JOIN bench_chorus c ON c.ctid = s.ctid
+                        WHERE shop.search_head(c.title) IN (SELECT t.stem FROM shop.search_tokens(last) t)) THEN
+        RETURN q;
+    END IF;
     RETURN q || jsonb_build_object('type_words', jsonb_build_array(last));
 END \$f\$;
 SQL
@@ -331,5 +341,6 @@ SQL
 } | bench_md_table
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
-bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
-bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
+# BENCH_KEEP_TABLES=1 leaves the tables (to look at a query's rows)
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
