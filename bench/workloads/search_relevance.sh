@@ -341,6 +341,157 @@ SQL
 } | bench_md_table
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
+# ---------------------------------------------------------------------------
+# The behaviour prior (issue 13): a replay.  Its own database, so that
+# shop.search itself runs on the Chorus catalog (products keep their Chorus
+# ids; Chorus's product type, filled for about 1,500 products, is the
+# category) with intent on.  The interaction log is simulated from the
+# judgments (bench_prior_session below); the first 15 of its 30 days train
+# the prior (shop.refresh_search_prior), the last 15 are ranked.
+PDB=bench_prior
+bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
+bench_psql -c "CREATE DATABASE $PDB" >/dev/null
+bench_psql -d "$PDB" <<SQL >/dev/null
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+CREATE TEMP TABLE c (product_id bigint, title text, description text, brand text, category text, price numeric,
+                     model_name text, ean text, date_released text, colour text, image_url text);
+\copy c FROM '$D/products.csv' WITH (FORMAT csv, HEADER true)
+INSERT INTO shop.category (name) SELECT DISTINCT category FROM c WHERE category IS NOT NULL AND category <> '';
+INSERT INTO shop.product (product_id, sku, title, description, brand, category_id, price_cents, in_stock, status)
+SELECT c.product_id, 'CH' || c.product_id, left(c.title, 500), left(c.description, 20000), left(c.brand, 200),
+       k.category_id, coalesce(round(c.price * 100), 0), true, 'active'
+  FROM c LEFT JOIN shop.category k ON k.name = c.category
+ WHERE coalesce(c.title, '') <> '';
+CREATE TABLE q (query_id int PRIMARY KEY, query text);
+\copy q FROM '$D/queries.csv' WITH (FORMAT csv, HEADER true)
+CREATE TABLE qrels (query_id int, product_id bigint, grade int);
+\copy qrels FROM '$D/qrels.csv' WITH (FORMAT csv, HEADER true)
+VACUUM ANALYZE shop.product;
+SQL
+bench_psql -d "$PDB" <<'SQL' >/dev/null
+-- what each query showed before any behaviour: its first 40 results
+SET shop.search_prior = off;
+CREATE TABLE shown AS
+SELECT q.query_id, s.ord AS rank, s.product_id, coalesce(j.grade, -1) AS grade
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 40)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+  LEFT JOIN qrels j ON j.query_id = q.query_id AND j.product_id = s.product_id;
+-- the sessions: query i gets 4 + floor(60 / sqrt(i)) over 30 days, by
+-- one of 400 customers
+SELECT setseed(0.13);
+CREATE TABLE session AS
+SELECT row_number() OVER (ORDER BY q.query_id, g) AS session_id, q.query_id, q.query,
+       1 + floor(random() * 400)::bigint AS customer_id,
+       now() - interval '30 days' + random() * interval '30 days' AS at
+  FROM q CROSS JOIN LATERAL generate_series(1, 4 + floor(60 / sqrt(q.query_id))::int) g;
+-- per session and shown product: examined with probability 1 / log2(rank + 1);
+-- clicked (viewed) then with 0.7 / 0.4 / 0.1 / 0.05 for grade 3 / 2 / 1 / 0
+-- or unjudged; bought after a click with 0.3 / 0.15 / 0.02 / 0.01
+CREATE TABLE action AS
+SELECT s.session_id, s.customer_id, s.at, sh.product_id, sh.rank,
+       (random() < 1 / log(2, sh.rank + 1)
+        AND random() < CASE sh.grade WHEN 3 THEN 0.7 WHEN 2 THEN 0.4 WHEN 1 THEN 0.1 ELSE 0.05 END) AS clicked,
+       random() < CASE sh.grade WHEN 3 THEN 0.3 WHEN 2 THEN 0.15 WHEN 1 THEN 0.02 ELSE 0.01 END AS buys
+  FROM session s JOIN shown sh USING (query_id);
+DELETE FROM action WHERE NOT clicked;
+-- the training half into the shop's own log and events: the search, a
+-- view a minute after it per click, an order ten minutes after it with
+-- the products bought
+INSERT INTO shop.search_log (logged_at, query, query_folded, sort, results, duration_ms, customer_id)
+SELECT at, query, shop._search_fold(query), 'relevance', 40, 1, customer_id
+  FROM session WHERE at < now() - interval '15 days';
+INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+SELECT DISTINCT customer_id, at + interval '1 minute' + rank * interval '1 second', product_id
+  FROM action WHERE at < now() - interval '15 days';
+CREATE TEMP TABLE bought AS
+SELECT session_id, customer_id, at, array_agg(product_id ORDER BY rank) AS products
+  FROM action WHERE buys AND at < now() - interval '15 days' GROUP BY 1, 2, 3;
+WITH o AS (
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at, idempotency_key)
+    SELECT customer_id, 'delivered', 'USD', 0, 0, at + interval '10 minutes', 'replay-' || session_id FROM bought
+    RETURNING order_id, idempotency_key)
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT o.order_id, x.n, x.p, 'CH' || x.p, 'replay', 0, 1
+  FROM o JOIN bought b ON o.idempotency_key = 'replay-' || b.session_id
+ CROSS JOIN LATERAL unnest(b.products) WITH ORDINALITY x(p, n);
+SELECT shop.refresh_search_prior();
+-- the ranked half: each query of a session in the last 15 days, with the
+-- prior off and on
+CREATE TABLE run (arm text, query_id int, rank int, product_id bigint);
+SET shop.search_prior = off;
+INSERT INTO run
+SELECT 'prior off', q.query_id, s.ord, s.product_id
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 10)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE q.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+SET shop.search_prior = on;
+INSERT INTO run
+SELECT 'prior on', q.query_id, s.ord, s.product_id
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 10)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE q.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+CREATE TABLE nd AS
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM qrels) x
+     WHERE rn <= 10 GROUP BY query_id)
+SELECT a.arm, i.query_id,
+       CASE WHEN i.idcg > 0 THEN coalesce((
+           SELECT sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1))
+             FROM run r LEFT JOIN qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+            WHERE r.arm = a.arm AND r.query_id = i.query_id), 0) / i.idcg ELSE 0 END AS ndcg
+  FROM (VALUES ('prior off'), ('prior on')) a(arm)
+ CROSS JOIN ideal i
+ WHERE i.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+SQL
+
+echo "### The behaviour prior: a replay of a simulated interaction log"
+echo
+bench_psql -d "$PDB" -F $'\t' <<'SQL' | while IFS=$'\t' read -r s tr te sq c v o pr pc; do
+SELECT (SELECT count(*) FROM session), (SELECT count(*) FROM session WHERE at < now() - interval '15 days'),
+       (SELECT count(*) FROM session WHERE at >= now() - interval '15 days'),
+       (SELECT count(DISTINCT query_id) FROM session WHERE at >= now() - interval '15 days'),
+       (SELECT count(DISTINCT customer_id) FROM session),
+       (SELECT count(*) FROM shop.view_event), (SELECT count(*) FROM shop.order_line),
+       (SELECT count(*) FROM shop.search_prior WHERE customers >= 2),
+       (SELECT count(*) FROM shop.search_prior_category WHERE customers >= 2);
+SQL
+    echo "The log: $s sessions by $c customers over 30 days; each of the 135 judged"
+    echo "queries gets 4 + floor(60 / sqrt(query_id)) sessions at uniformly random times"
+    echo "(query 1 \"laptop\" 64, query 135 9). A session's shopper sees the query's first 40"
+    echo "results as shop.search ranks them without behaviour, examines rank r with"
+    echo "probability 1 / log2(r + 1), clicks (a view) an examined product with probability"
+    echo "0.7 / 0.4 / 0.1 / 0.05 for grade 3 / 2 / 1 / 0 or unjudged, and buys a clicked one"
+    echo "with probability 0.3 / 0.15 / 0.02 / 0.01 (random() with setseed(0.13))."
+    echo "The first 15 days ($tr sessions: $v views, $o order lines; rows of shop.search_log,"
+    echo "shop.view_event, shop.order) train the prior with shop.refresh_search_prior()"
+    echo "($pr query-product and $pc query-category rows with 2 or more customers); the"
+    echo "$sq distinct queries of the last 15 days ($te sessions) are ranked by shop.search"
+    echo "(intent on) with shop.search_prior off and on. nDCG@10 against the Chorus"
+    echo "judgments, per query and per session (a query weighted by its sessions):"
+done
+echo
+{
+    printf 'ranking\tnDCG@10 per query\tper session\tqueries better\tqueries worse (by more than 0.02)\n'
+    bench_psql -d "$PDB" -F $'\t' <<'SQL'
+WITH w AS (SELECT query_id, count(*) AS n FROM session WHERE at >= now() - interval '15 days' GROUP BY 1),
+d AS (SELECT query_id, max(ndcg) FILTER (WHERE arm = 'prior on') - max(ndcg) FILTER (WHERE arm = 'prior off') AS delta
+        FROM nd GROUP BY 1)
+SELECT 'shop.search, ' || nd.arm, round(avg(nd.ndcg)::numeric, 4),
+       round((sum(nd.ndcg * w.n) / sum(w.n))::numeric, 4),
+       CASE WHEN nd.arm = 'prior on' THEN (SELECT count(*) FROM d WHERE delta > 0.02)::text ELSE '' END,
+       CASE WHEN nd.arm = 'prior on' THEN (SELECT count(*) FROM d WHERE delta < -0.02)::text ELSE '' END
+  FROM nd JOIN w USING (query_id)
+ GROUP BY nd.arm ORDER BY nd.arm;
+SQL
+} | bench_md_table
+echo
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
 # BENCH_KEEP_TABLES=1 leaves the tables (to look at a query's rows)
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
