@@ -3028,12 +3028,15 @@ $$;
 -- its decayed old value and the new evidence.
 -- Prior: W(query, product) = the sum over its customers, used only when 2
 -- or more customers gave evidence; W(query, category) = the sum of
--- W(query, product) over the category's products.  shop.search multiplies
--- a matching row's text score by
---     (1 + 1.0 * W / (W + 8)) * (1 + 0.5 * Wc / (Wc + 8))
+-- W(query, product) over the category's products; Wq = the sum of
+-- W(query, product) over all the query's products.  shop.search
+-- multiplies a matching row's text score by
+--     (1 + 1.0 * W / (Wq + 8)) * (1 + 0.5 * Wc / (Wq + 8))
 -- (the index's SS_BOOST_PRIOR and SS_BOOST_PRIOR_CAT): at most 2 x 1.5,
--- half of it from about two customers who ordered.  Only rows that match
--- the query get it: the prior reorders matches, it adds none.
+-- for the product that has all of a query's evidence; a product's share
+-- of the query's evidence, so a few buyers move a query many shoppers
+-- use less than one few shoppers use.  Only rows that match the query
+-- get it: the prior reorders matches, it adds none.
 -- Refresh: shop.refresh_search_prior() reads only the evidence since the
 -- last refresh (with 5 minutes of overlap for transactions that committed
 -- late; counting an event twice changes nothing), and rewrites only the
@@ -3214,8 +3217,10 @@ AS $$
          WHERE pc.query_folded = shop._search_fold(query))
     SELECT kind, id, w, customers,
            CASE WHEN customers < 2 THEN 1
-                ELSE 1 + (CASE kind WHEN 'product' THEN 1.0 ELSE 0.5 END) * w / (w + 8) END::real
-      FROM (SELECT p.*, row_number() OVER (PARTITION BY kind ORDER BY w DESC, id) AS rn FROM p) x
+                ELSE 1 + (CASE kind WHEN 'product' THEN 1.0 ELSE 0.5 END) * least(w / (total + 8), 1) END::real
+      FROM (SELECT p.*, row_number() OVER (PARTITION BY kind ORDER BY w DESC, id) AS rn,
+                   sum(w) FILTER (WHERE kind = 'product') OVER () AS total
+              FROM p) x
      WHERE rn <= lim
      ORDER BY kind DESC, w DESC, id
 $$;
@@ -3224,7 +3229,7 @@ COMMENT ON FUNCTION shop.search_prior_for(text, int) IS
 
 -- What shop.search adds to the index's query: the query's prior products
 -- (the 100 of largest weight; as row tids) and categories (20), each with
--- W / (W + 8), when 2 or more customers gave evidence.
+-- W / (Wq + 8), when 2 or more customers gave evidence.
 CREATE FUNCTION shop._search_prior(query text, q jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -3233,10 +3238,18 @@ AS $$
 DECLARE
     f text := shop._search_fold(query);
     hl double precision := extract(epoch FROM current_setting('shop.search_prior_half_life')::interval);
+    total double precision;
     rows jsonb;
     cats jsonb;
 BEGIN
-    SELECT jsonb_agg(jsonb_build_array(p.ctid::text, round((x.w / (x.w + 8))::numeric, 4)))
+    -- W_q: all the query's evidence
+    SELECT sum(sp.weight * power(2, -extract(epoch FROM (now() - sp.as_of)) / hl)) INTO total
+      FROM shop.search_prior sp
+     WHERE sp.query_folded = f;
+    IF total IS NULL THEN
+        RETURN q;
+    END IF;
+    SELECT jsonb_agg(jsonb_build_array(p.ctid::text, round(least(x.w / (total + 8), 1)::numeric, 4)))
       INTO rows
       FROM (SELECT sp.product_id, sp.weight * power(2, -extract(epoch FROM (now() - sp.as_of)) / hl) AS w
               FROM shop.search_prior sp
@@ -3244,7 +3257,7 @@ BEGIN
              ORDER BY 2 DESC LIMIT 100) x
       JOIN shop.product p ON p.product_id = x.product_id
      WHERE p.status = 'active';
-    SELECT jsonb_agg(jsonb_build_array(x.category_id, round((x.w / (x.w + 8))::numeric, 4)))
+    SELECT jsonb_agg(jsonb_build_array(x.category_id, round(least(x.w / (total + 8), 1)::numeric, 4)))
       INTO cats
       FROM (SELECT pc.category_id, pc.weight * power(2, -extract(epoch FROM (now() - pc.as_of)) / hl) AS w
               FROM shop.search_prior_category pc

@@ -491,6 +491,51 @@ SELECT 'shop.search, ' || nd.arm, round(avg(nd.ndcg)::numeric, 4),
 SQL
 } | bench_md_table
 echo
+# Gaming: one customer, then three, order a product that "mouse" shows at
+# rank 20 (unjudged or judged irrelevant), 20 times each, a minute after
+# searching "mouse"
+bench_psql -d "$PDB" <<'SQL' >/dev/null
+CREATE TABLE attack (step text, ord int, rank int);
+CREATE FUNCTION rank_of(p bigint) RETURNS int LANGUAGE sql AS $f$
+    SELECT coalesce((SELECT s.ord::int FROM shop.search('mouse', '{}', 'relevance', 100)
+                            WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id,
+                                                 in_stock, image, typos, missing_words, ord)
+                      WHERE s.product_id = p), 101)
+$f$;
+CREATE TABLE target AS
+SELECT s.product_id FROM shop.search('mouse', '{}', 'relevance', 40)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE s.ord >= 20 AND NOT EXISTS (SELECT 1 FROM qrels j JOIN q USING (query_id)
+                                    WHERE q.query = 'mouse' AND j.product_id = s.product_id AND j.grade > 0)
+ ORDER BY s.ord LIMIT 1;
+INSERT INTO attack SELECT 'before', 1, rank_of(product_id) FROM target;
+CREATE FUNCTION attack(cust bigint) RETURNS void LANGUAGE sql AS $f$
+    INSERT INTO shop.search_log (logged_at, query, query_folded, sort, results, duration_ms, customer_id)
+    VALUES (now() - interval '3 minutes', 'mouse', 'mouse', 'relevance', 40, 1, cust);
+    WITH o AS (
+        INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
+        SELECT cust, 'delivered', 'USD', 0, 0, now() - interval '2 minutes' FROM generate_series(1, 20)
+        RETURNING order_id)
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o.order_id, 1, t.product_id, 'x', 'x', 0, 1 FROM o, target t;
+$f$;
+SELECT attack(100001);
+SELECT shop.refresh_search_prior();
+INSERT INTO attack SELECT 'one customer, 20 orders', 2, rank_of(product_id) FROM target;
+SELECT attack(100002), attack(100003);
+SELECT shop.refresh_search_prior();
+INSERT INTO attack SELECT 'three customers, 20 orders each', 3, rank_of(product_id) FROM target;
+SQL
+{
+    printf 'product shown at rank 20 of "mouse"\trank with the prior\n'
+    bench_psql -d "$PDB" -F $'\t' -c "SELECT step, rank FROM attack ORDER BY ord"
+} | bench_md_table
+echo
+echo "(one vote per customer, query and product, at most an order's 4; a product"
+echo "needs 2 customers before it moves; three votes of 4 give W = 12, a factor of"
+echo "1 + 12 / 20 = 1.6, plus the category's)"
+echo
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
 # BENCH_KEEP_TABLES=1 leaves the tables (to look at a query's rows)
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
