@@ -100,6 +100,8 @@ RESET ROLE;
 SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior": [["(0,1)", 2]]}', 1)$$);
 SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior": [["(0,1)"]]}', 1)$$);
 SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior": {"a": 1}}', 1)$$);
+SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior": [["(0,1", 0.5]]}', 1)$$);
+SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior": [[1, 0.5]]}', 1)$$);
 SELECT pg_temp.err($$SELECT shop.search_scan('shop.product_search_idx', '{"q": "x", "prior_categories": [[1, -1]]}', 1)$$);
 -- the index and the operator agree on the boost's rows
 SELECT shop.search_verify('shop.product_search_idx');

@@ -75,11 +75,13 @@ BEGIN
     IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
         last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
     END IF;
-    -- no type words when rows have every word but none of the 40 best
-    -- is of that type: the word names a brand or a line, or titles that
-    -- do not end in their type (shop._search_intent; its category part
-    -- needs category ids, which this table has not)
-    IF EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 1))
+    -- no type words when the word is the brand of one of the 40 best
+    -- matches and none of them is of that type ("lenovo"), as
+    -- shop._search_intent does (its category part needs category ids,
+    -- which this table has not)
+    IF EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
+                 JOIN bench_chorus c ON c.ctid = s.ctid
+                WHERE last = ANY (string_to_array(shop._search_fold(c.brand), ' ')))
        AND NOT EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
                          JOIN bench_chorus c ON c.ctid = s.ctid
                         WHERE shop.search_head(c.title) IN (SELECT t.stem FROM shop.search_tokens(last) t)) THEN

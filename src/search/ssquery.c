@@ -370,11 +370,17 @@ query_parse_prior(Jsonb *jb, SsQuery *q)
 			float4		w = parse_prior_pair((JsonbValue *) lfirst(lc), "prior", &k);
 			SsPriorRow *r = &q->prior[q->nprior];
 			char	   *t;
+			unsigned int blk,
+						off;
+			int			used = -1;
 
 			if (k->type != jbvString)
 				bad_query("malformed search filter", "The tids of prior must be strings such as \"(0,1)\".");
 			t = pnstrdup(k->val.string.val, k->val.string.len);
-			ItemPointerCopy((ItemPointer) DatumGetPointer(DirectFunctionCall1(tidin, CStringGetDatum(t))), &r->tid);
+			if (sscanf(t, "(%u,%u)%n", &blk, &off, &used) != 2 || used != (int) strlen(t) ||
+				off > PG_UINT16_MAX)
+				bad_query("malformed search filter", "The tids of prior must be strings such as \"(0,1)\".");
+			ItemPointerSet(&r->tid, (BlockNumber) blk, (OffsetNumber) off);
 			r->w = w;
 			q->prior_max = Max(q->prior_max, w);
 			q->nprior++;
