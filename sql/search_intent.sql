@@ -43,6 +43,19 @@ SELECT * FROM pg_temp.s('thinkpad keyboard', 1);
 -- a line only: its main product, the category of the highest median price
 -- among its best matches
 SELECT * FROM pg_temp.s('lenovo thinkpad');
+-- a brand none of the 40 best matches has as its head is not a type: 45
+-- Newstar mounts match "newstar" better than the one product whose title
+-- ends with the word, which must not jump above them all
+SELECT shop.category_add('Mounts') AS mounts \gset
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
+SELECT 'M' || i, 'Newstar CPU desk mount ' || i, 'Newstar', :mounts, 5000, 1, true, 'active'
+  FROM generate_series(1, 45) i;
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
+VALUES ('D1', 'Dataflex bolt kit Newstar', 'Dataflex', :mounts, 5000, 1, true, 'active');
+SELECT shop.search_head(title) FROM shop.product WHERE sku IN ('M1', 'D1') ORDER BY sku;
+SELECT count(*) FILTER (WHERE t LIKE 'Newstar%') AS mounts, count(*) FILTER (WHERE t LIKE 'Dataflex%') AS dataflex
+  FROM pg_temp.s('newstar', 10) t;
+SELECT shop._search_intent(shop._search_query('newstar', '{}', NULL)) ? 'type_words' AS type_asked;
 -- what shop.search passes to the index
 SELECT shop._search_intent(shop._search_query('lenovo thinkpad', '{}', NULL)) - 'intent_categories' AS q,
        shop._search_intent(shop._search_query('lenovo thinkpad', '{}', NULL)) -> 'intent_categories' = jsonb_build_array(:notebooks) AS notebooks_meant;

@@ -41,6 +41,9 @@ double		shop_reco_min_pairs = 2.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
 int			shop_popularity_apply_batch = 1000;
 bool		shop_search_intent = true;
+bool		shop_search_prior = true;
+int			shop_search_prior_window = 3600;
+int			shop_search_prior_half_life = 30 * 24 * 3600;
 int			shop_search_log_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
@@ -226,6 +229,30 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("shop.search_prior",
+							 "Let shop.search rank the products and categories shoppers chose after the same query higher.",
+							 "A bounded boost from shop.search_prior (docs/search.md, the behaviour prior).",
+							 &shop_search_prior,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_prior_window",
+							"How long after a search a view, cart add or order of the same customer counts for its query.",
+							NULL,
+							&shop_search_prior_window,
+							3600, 60, 7 * 24 * 3600,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_prior_half_life",
+							"Half-life of the behaviour prior's evidence.",
+							NULL,
+							&shop_search_prior_half_life,
+							30 * 24 * 3600, 3600, 3650 * 24 * 3600,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("shop.search_test_pause",
 							   "Pause point of the shop_search code where this backend waits (tests only).",

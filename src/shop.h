@@ -174,6 +174,9 @@ extern double shop_reco_min_pairs;
 extern int	shop_popularity_half_life;	/* seconds */
 extern int	shop_popularity_apply_batch;
 extern bool shop_search_intent;
+extern bool shop_search_prior;
+extern int	shop_search_prior_window;	/* seconds */
+extern int	shop_search_prior_half_life;	/* seconds */
 
 /* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 

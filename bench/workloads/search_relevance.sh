@@ -19,7 +19,13 @@
 #   part of intent needs category ids, which this table has not).
 #   "shop_search, text only" is the index alone on the bare query (typos
 #   for every word, no intent), as this workload ran before issue 13.
+#   Per query type: a query's type is the stem of its last word that is
+#   not a function word (what shop._search_intent reads as the type asked
+#   for); nDCG@10 of the 20 types with most judged queries for tsvector +
+#   ts_rank, 1.0's ranking (text only), and shop with intent off and on.
 #   Per query, the head queries of issue 13 that Chorus judged.
+#   The behaviour prior: a replay in a database of its own (the comment
+#   above that part says how the interaction log is simulated).
 set -euo pipefail
 . "$TOP/bench/lib.sh"
 D="${SHARED_DATA:-}/chorus_icecat_supahands"
@@ -51,11 +57,14 @@ CREATE INDEX bench_chorus_trgm ON bench_chorus USING gin
     ((coalesce(title, '') || ' ' || coalesce(brand, '')) gin_trgm_ops);
 ANALYZE bench_chorus;
 -- the query as shop.search builds it (shop._search_query), for this table
-CREATE OR REPLACE FUNCTION bench_shop_query(query text) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
+CREATE OR REPLACE FUNCTION bench_shop_query(query text, intent boolean DEFAULT true) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
 DECLARE
     q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any'));
     last text;
 BEGIN
+    IF NOT intent THEN
+        RETURN q;
+    END IF;
     SELECT t.word INTO last FROM shop.search_tokens(query) t
      WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
                                 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
@@ -65,6 +74,18 @@ BEGIN
     END IF;
     IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
         last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
+    END IF;
+    -- no type words when the word is the brand of one of the 40 best
+    -- matches and none of them is of that type ("lenovo"), as
+    -- shop._search_intent does (its category part needs category ids,
+    -- which this table has not)
+    IF EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
+                 JOIN bench_chorus c ON c.ctid = s.ctid
+                WHERE last = ANY (string_to_array(shop._search_fold(c.brand), ' ')))
+       AND NOT EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
+                         JOIN bench_chorus c ON c.ctid = s.ctid
+                        WHERE shop.search_head(c.title) IN (SELECT t.stem FROM shop.search_tokens(last) t)) THEN
+        RETURN q;
     END IF;
     RETURN q || jsonb_build_object('type_words', jsonb_build_array(last));
 END \$f\$;
@@ -78,6 +99,12 @@ INSERT INTO bench_chorus_run
 SELECT 'shop_search', q.query_id, s.ord, c.product_id
   FROM bench_chorus_q q
  CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query), 10)
+       WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+  JOIN bench_chorus c ON c.ctid = s.ctid;
+INSERT INTO bench_chorus_run
+SELECT 'shop_search, intent off', q.query_id, s.ord, c.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query, false), 10)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
   JOIN bench_chorus c ON c.ctid = s.ctid;
 INSERT INTO bench_chorus_run
@@ -137,6 +164,86 @@ SELECT p.method, round(avg(CASE WHEN i.idcg > 0 THEN p.dcg / i.idcg ELSE 0 END):
        count(*) FILTER (WHERE p.n > 0), round(avg(p.good / 10.0)::numeric, 4)
   FROM per p LEFT JOIN ideal i USING (query_id)
  GROUP BY p.method ORDER BY 2 DESC;
+SQL
+} | bench_md_table
+echo
+
+# nDCG@10 per method and query, and each query's type: the stem of its
+# last word that is not a function word (the word shop._search_intent
+# reads as the type asked for: "laptop bag" is a bag, "aa batteries" a
+# battery), before any typo correction
+bench_psql <<'SQL' >/dev/null
+DROP TABLE IF EXISTS bench_chorus_nd, bench_chorus_type;
+CREATE TABLE bench_chorus_nd AS
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM bench_chorus_qrels) x
+     WHERE rn <= 10 GROUP BY query_id),
+m AS (SELECT DISTINCT method FROM bench_chorus_run)
+SELECT m.method, q.query_id,
+       CASE WHEN i.idcg > 0 THEN coalesce((
+           SELECT sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1))
+             FROM bench_chorus_run r
+             LEFT JOIN bench_chorus_qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+            WHERE r.method = m.method AND r.query_id = q.query_id), 0) / i.idcg ELSE 0 END AS ndcg
+  FROM m CROSS JOIN bench_chorus_q q LEFT JOIN ideal i USING (query_id);
+CREATE TABLE bench_chorus_type AS
+SELECT q.query_id,
+       coalesce((SELECT t.stem FROM shop.search_tokens(q.query) t
+                  WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
+                                             'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
+                  ORDER BY t.pos DESC LIMIT 1), '') AS qtype
+  FROM bench_chorus_q q;
+SQL
+
+echo "### nDCG@10 per query type"
+echo
+echo "A query's type is the stem of its last word that is not a function word"
+echo "(what shop._search_intent reads as the type asked for); the 20 types with"
+echo "the most judged queries (ties by name), and every query. \"1.0\" is the"
+echo "index alone on the bare query (shop_search, text only), as 1.0 ranked;"
+echo "\"on - 1.0\" flags (!) a type more than 0.02 worse than 1.0."
+echo
+{
+    printf 'type\tqueries\ttsvector + ts_rank\t1.0 (text only)\tintent off\tintent on\ton - 1.0\n'
+    bench_psql -F $'\t' <<'SQL'
+WITH t AS (
+    SELECT qtype, count(*) AS n, string_agg(q.query, ', ' ORDER BY q.query_id) AS queries
+      FROM bench_chorus_type JOIN bench_chorus_q q USING (query_id)
+     GROUP BY qtype ORDER BY count(*) DESC, qtype LIMIT 20),
+g AS (SELECT 'all' AS label, NULL::text AS qtype, (SELECT count(*) FROM bench_chorus_q) AS n, 0 AS o
+      UNION ALL
+      SELECT t.qtype || ' (' || t.queries || ')', t.qtype, t.n, 1 FROM t),
+v AS (
+    SELECT g.label, g.n, g.o, g.qtype,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'tsvector + ts_rank') AS ts,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only') AS v10,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, intent off') AS off,
+           avg(nd.ndcg) FILTER (WHERE nd.method = 'shop_search') AS on_
+      FROM g JOIN bench_chorus_type ty ON g.qtype IS NULL OR ty.qtype = g.qtype
+      JOIN bench_chorus_nd nd USING (query_id)
+     GROUP BY g.label, g.n, g.o, g.qtype)
+SELECT label, n, round(ts::numeric, 4), round(v10::numeric, 4), round(off::numeric, 4), round(on_::numeric, 4),
+       to_char(on_ - v10, 'SG0.0000') || CASE WHEN on_ - v10 < -0.02 THEN ' (!)' ELSE '' END
+  FROM v ORDER BY o, n DESC, qtype;
+SQL
+} | bench_md_table
+echo
+echo "Queries whose nDCG@10 with intent on is more than 0.02 below 1.0's:"
+echo
+{
+    printf 'query\t1.0 (text only)\tintent off\tintent on\n'
+    bench_psql -F $'\t' <<'SQL'
+SELECT q.query,
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only')::numeric, 4),
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, intent off')::numeric, 4),
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')::numeric, 4)
+  FROM bench_chorus_q q JOIN bench_chorus_nd nd USING (query_id)
+ GROUP BY q.query_id, q.query
+HAVING max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')
+       < max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only') - 0.02
+ ORDER BY q.query_id;
 SQL
 } | bench_md_table
 echo
@@ -242,5 +349,203 @@ SQL
 } | bench_md_table
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
-bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_known" >/dev/null
-bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
+# ---------------------------------------------------------------------------
+# The behaviour prior (issue 13): a replay.  Its own database, so that
+# shop.search itself runs on the Chorus catalog (products keep their Chorus
+# ids; Chorus's product type, filled for about 1,500 products, is the
+# category) with intent on.  The interaction log is simulated from the
+# judgments (bench_prior_session below); the first 15 of its 30 days train
+# the prior (shop.refresh_search_prior), the last 15 are ranked.
+PDB=bench_prior
+bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
+bench_psql -c "CREATE DATABASE $PDB" >/dev/null
+bench_psql -d "$PDB" <<SQL >/dev/null
+SET client_min_messages = warning;
+CREATE EXTENSION shop CASCADE;
+CREATE TEMP TABLE c (product_id bigint, title text, description text, brand text, category text, price numeric,
+                     model_name text, ean text, date_released text, colour text, image_url text);
+\copy c FROM '$D/products.csv' WITH (FORMAT csv, HEADER true)
+INSERT INTO shop.category (name) SELECT DISTINCT category FROM c WHERE category IS NOT NULL AND category <> '';
+INSERT INTO shop.product (product_id, sku, title, description, brand, category_id, price_cents, in_stock, status)
+SELECT c.product_id, 'CH' || c.product_id, left(c.title, 500), left(c.description, 20000), left(c.brand, 200),
+       k.category_id, coalesce(round(c.price * 100), 0), true, 'active'
+  FROM c LEFT JOIN shop.category k ON k.name = c.category
+ WHERE coalesce(c.title, '') <> '';
+CREATE TABLE q (query_id int PRIMARY KEY, query text);
+\copy q FROM '$D/queries.csv' WITH (FORMAT csv, HEADER true)
+CREATE TABLE qrels (query_id int, product_id bigint, grade int);
+\copy qrels FROM '$D/qrels.csv' WITH (FORMAT csv, HEADER true)
+VACUUM ANALYZE shop.product;
+SQL
+bench_psql -d "$PDB" <<'SQL' >/dev/null
+-- what each query showed before any behaviour: its first 40 results
+SET shop.search_prior = off;
+CREATE TABLE shown AS
+SELECT q.query_id, s.ord AS rank, s.product_id, coalesce(j.grade, -1) AS grade
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 40)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+  LEFT JOIN qrels j ON j.query_id = q.query_id AND j.product_id = s.product_id;
+-- the sessions: query i gets 4 + floor(60 / sqrt(i)) over 30 days, by
+-- one of 400 customers
+SELECT setseed(0.13);
+CREATE TABLE session AS
+SELECT row_number() OVER (ORDER BY q.query_id, g) AS session_id, q.query_id, q.query,
+       1 + floor(random() * 400)::bigint AS customer_id,
+       now() - interval '30 days' + random() * interval '30 days' AS at
+  FROM q CROSS JOIN LATERAL generate_series(1, 4 + floor(60 / sqrt(q.query_id))::int) g;
+-- per session and shown product: examined with probability 1 / log2(rank + 1);
+-- clicked (viewed) then with 0.7 / 0.4 / 0.1 / 0.05 for grade 3 / 2 / 1 / 0
+-- or unjudged; bought after a click with 0.3 / 0.15 / 0.02 / 0.01
+CREATE TABLE action AS
+SELECT s.session_id, s.customer_id, s.at, sh.product_id, sh.rank,
+       (random() < 1 / log(2, sh.rank + 1)
+        AND random() < CASE sh.grade WHEN 3 THEN 0.7 WHEN 2 THEN 0.4 WHEN 1 THEN 0.1 ELSE 0.05 END) AS clicked,
+       random() < CASE sh.grade WHEN 3 THEN 0.3 WHEN 2 THEN 0.15 WHEN 1 THEN 0.02 ELSE 0.01 END AS buys
+  FROM session s JOIN shown sh USING (query_id);
+DELETE FROM action WHERE NOT clicked;
+-- the training half into the shop's own log and events: the search, a
+-- view a minute after it per click, an order ten minutes after it with
+-- the products bought
+INSERT INTO shop.search_log (logged_at, query, query_folded, sort, results, duration_ms, customer_id)
+SELECT at, query, shop._search_fold(query), 'relevance', 40, 1, customer_id
+  FROM session WHERE at < now() - interval '15 days';
+INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+SELECT DISTINCT customer_id, at + interval '1 minute' + rank * interval '1 second', product_id
+  FROM action WHERE at < now() - interval '15 days';
+CREATE TEMP TABLE bought AS
+SELECT session_id, customer_id, at, array_agg(product_id ORDER BY rank) AS products
+  FROM action WHERE buys AND at < now() - interval '15 days' GROUP BY 1, 2, 3;
+WITH o AS (
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at, idempotency_key)
+    SELECT customer_id, 'delivered', 'USD', 0, 0, at + interval '10 minutes', 'replay-' || session_id FROM bought
+    RETURNING order_id, idempotency_key)
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT o.order_id, x.n, x.p, 'CH' || x.p, 'replay', 0, 1
+  FROM o JOIN bought b ON o.idempotency_key = 'replay-' || b.session_id
+ CROSS JOIN LATERAL unnest(b.products) WITH ORDINALITY x(p, n);
+SELECT shop.refresh_search_prior();
+-- the ranked half: each query of a session in the last 15 days, with the
+-- prior off and on
+CREATE TABLE run (arm text, query_id int, rank int, product_id bigint);
+SET shop.search_prior = off;
+INSERT INTO run
+SELECT 'prior off', q.query_id, s.ord, s.product_id
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 10)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE q.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+SET shop.search_prior = on;
+INSERT INTO run
+SELECT 'prior on', q.query_id, s.ord, s.product_id
+  FROM q CROSS JOIN LATERAL shop.search(q.query, '{}', 'relevance', 10)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE q.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+CREATE TABLE nd AS
+WITH ideal AS (
+    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+              FROM qrels) x
+     WHERE rn <= 10 GROUP BY query_id)
+SELECT a.arm, i.query_id,
+       CASE WHEN i.idcg > 0 THEN coalesce((
+           SELECT sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1))
+             FROM run r LEFT JOIN qrels j ON j.query_id = r.query_id AND j.product_id = r.product_id
+            WHERE r.arm = a.arm AND r.query_id = i.query_id), 0) / i.idcg ELSE 0 END AS ndcg
+  FROM (VALUES ('prior off'), ('prior on')) a(arm)
+ CROSS JOIN ideal i
+ WHERE i.query_id IN (SELECT query_id FROM session WHERE at >= now() - interval '15 days');
+SQL
+
+echo "### The behaviour prior: a replay of a simulated interaction log"
+echo
+bench_psql -d "$PDB" -F $'\t' <<'SQL' | while IFS=$'\t' read -r s tr te sq c v o pr pc; do
+SELECT (SELECT count(*) FROM session), (SELECT count(*) FROM session WHERE at < now() - interval '15 days'),
+       (SELECT count(*) FROM session WHERE at >= now() - interval '15 days'),
+       (SELECT count(DISTINCT query_id) FROM session WHERE at >= now() - interval '15 days'),
+       (SELECT count(DISTINCT customer_id) FROM session),
+       (SELECT count(*) FROM shop.view_event), (SELECT count(*) FROM shop.order_line),
+       (SELECT count(*) FROM shop.search_prior WHERE customers >= 2),
+       (SELECT count(*) FROM shop.search_prior_category WHERE customers >= 2);
+SQL
+    echo "The log: $s sessions by $c customers over 30 days; each of the 135 judged"
+    echo "queries gets 4 + floor(60 / sqrt(query_id)) sessions at uniformly random times"
+    echo "(query 1 \"laptop\" 64, query 135 9). A session's shopper sees the query's first 40"
+    echo "results as shop.search ranks them without behaviour, examines rank r with"
+    echo "probability 1 / log2(r + 1), clicks (a view) an examined product with probability"
+    echo "0.7 / 0.4 / 0.1 / 0.05 for grade 3 / 2 / 1 / 0 or unjudged, and buys a clicked one"
+    echo "with probability 0.3 / 0.15 / 0.02 / 0.01 (random() with setseed(0.13))."
+    echo "The first 15 days ($tr sessions: $v views, $o order lines; rows of shop.search_log,"
+    echo "shop.view_event, shop.order) train the prior with shop.refresh_search_prior()"
+    echo "($pr query-product and $pc query-category rows with 2 or more customers); the"
+    echo "$sq distinct queries of the last 15 days ($te sessions) are ranked by shop.search"
+    echo "(intent on) with shop.search_prior off and on. nDCG@10 against the Chorus"
+    echo "judgments, per query and per session (a query weighted by its sessions):"
+done
+echo
+{
+    printf 'ranking\tnDCG@10 per query\tper session\tqueries better\tqueries worse (by more than 0.02)\n'
+    bench_psql -d "$PDB" -F $'\t' <<'SQL'
+WITH w AS (SELECT query_id, count(*) AS n FROM session WHERE at >= now() - interval '15 days' GROUP BY 1),
+d AS (SELECT query_id, max(ndcg) FILTER (WHERE arm = 'prior on') - max(ndcg) FILTER (WHERE arm = 'prior off') AS delta
+        FROM nd GROUP BY 1)
+SELECT 'shop.search, ' || nd.arm, round(avg(nd.ndcg)::numeric, 4),
+       round((sum(nd.ndcg * w.n) / sum(w.n))::numeric, 4),
+       CASE WHEN nd.arm = 'prior on' THEN (SELECT count(*) FROM d WHERE delta > 0.02)::text ELSE '' END,
+       CASE WHEN nd.arm = 'prior on' THEN (SELECT count(*) FROM d WHERE delta < -0.02)::text ELSE '' END
+  FROM nd JOIN w USING (query_id)
+ GROUP BY nd.arm ORDER BY nd.arm;
+SQL
+} | bench_md_table
+echo
+# Gaming: one customer, then three, order a product that "mouse" shows at
+# rank 20 (unjudged or judged irrelevant), 20 times each, a minute after
+# searching "mouse"
+bench_psql -d "$PDB" <<'SQL' >/dev/null
+CREATE TABLE attack (step text, ord int, rank int);
+CREATE FUNCTION rank_of(p bigint) RETURNS int LANGUAGE sql AS $f$
+    SELECT coalesce((SELECT s.ord::int FROM shop.search('mouse', '{}', 'relevance', 100)
+                            WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id,
+                                                 in_stock, image, typos, missing_words, ord)
+                      WHERE s.product_id = p), 101)
+$f$;
+CREATE TABLE target AS
+SELECT s.product_id FROM shop.search('mouse', '{}', 'relevance', 40)
+       WITH ORDINALITY AS s(product_id, score, title, brand, price_cents, rating_avg, category_id, in_stock,
+                            image, typos, missing_words, ord)
+ WHERE s.ord >= 20 AND NOT EXISTS (SELECT 1 FROM qrels j JOIN q USING (query_id)
+                                    WHERE q.query = 'mouse' AND j.product_id = s.product_id AND j.grade > 0)
+ ORDER BY s.ord LIMIT 1;
+INSERT INTO attack SELECT 'before', 1, rank_of(product_id) FROM target;
+CREATE FUNCTION attack(cust bigint) RETURNS void LANGUAGE sql AS $f$
+    INSERT INTO shop.search_log (logged_at, query, query_folded, sort, results, duration_ms, customer_id)
+    VALUES (now() - interval '3 minutes', 'mouse', 'mouse', 'relevance', 40, 1, cust);
+    WITH o AS (
+        INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
+        SELECT cust, 'delivered', 'USD', 0, 0, now() - interval '2 minutes' FROM generate_series(1, 20)
+        RETURNING order_id)
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o.order_id, 1, t.product_id, 'x', 'x', 0, 1 FROM o, target t;
+$f$;
+SELECT attack(100001);
+SELECT shop.refresh_search_prior();
+INSERT INTO attack SELECT 'one customer, 20 orders', 2, rank_of(product_id) FROM target;
+SELECT attack(100002), attack(100003);
+SELECT shop.refresh_search_prior();
+INSERT INTO attack SELECT 'three customers, 20 orders each', 3, rank_of(product_id) FROM target;
+SQL
+{
+    printf 'product shown at rank 20 of "mouse"\trank with the prior\n'
+    bench_psql -d "$PDB" -F $'\t' -c "SELECT step, rank FROM attack ORDER BY ord"
+} | bench_md_table
+echo
+echo "One vote per customer, query and product, at most an order's 4, so one customer's"
+echo "20 orders count as one order and move nothing (a product needs 2 customers);"
+echo "three customers give W = 12, and on a one-word query whose text scores are"
+echo "near ties a factor of 1 + 12 / (Wq + 8) is enough to move a product far."
+echo
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
+# BENCH_KEEP_TABLES=1 leaves the tables (to look at a query's rows)
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null

@@ -555,6 +555,19 @@ typedef struct SsQSlot
 	bool		optional;		/* stop word in a query of other words */
 } SsQSlot;
 
+/* one row or category of the behaviour prior and its weight (0..1) */
+typedef struct SsPriorRow
+{
+	ItemPointerData tid;
+	float4		w;
+} SsPriorRow;
+
+typedef struct SsPriorCat
+{
+	int64		category_id;
+	float4		w;
+} SsPriorCat;
+
 typedef struct SsQuery
 {
 	int			nslots;
@@ -581,6 +594,13 @@ typedef struct SsQuery
 	uint16	   *types;			/* SsHeadHash of the type words, sorted */
 	int			nintent_cats;
 	int64	   *intent_cats;	/* sorted */
+	/* the behaviour prior (issue 13): rows and categories, weights 0..1 */
+	int			nprior;
+	SsPriorRow *prior;			/* sorted by tid */
+	float4		prior_max;		/* the largest row weight */
+	int			nprior_cats;
+	SsPriorCat *prior_cats;		/* sorted by category */
+	float4		prior_cat_max;	/* the largest category weight */
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
@@ -596,10 +616,18 @@ typedef struct SsQuery
 /* intent: a product of the type asked for, of a category meant (factors) */
 #define SS_BOOST_TYPE		3.0f
 #define SS_BOOST_INTENT_CAT	3.0f
+/*
+ * the behaviour prior: a row the query's shoppers chose scores up to
+ * 1 + SS_BOOST_PRIOR times more, a row of a category they chose up to
+ * 1 + SS_BOOST_PRIOR_CAT times more (factors, times the prior's weight)
+ */
+#define SS_BOOST_PRIOR		1.0f
+#define SS_BOOST_PRIOR_CAT	0.5f
 /* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
 #define SS_BOOST_MAX		((1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
 							  SS_BOOST_CATEGORY + SS_BOOST_BRAND) * \
-							 SS_BOOST_TYPE * SS_BOOST_INTENT_CAT)
+							 SS_BOOST_TYPE * SS_BOOST_INTENT_CAT * \
+							 (1.0 + SS_BOOST_PRIOR) * (1.0 + SS_BOOST_PRIOR_CAT))
 
 /* distance tiers: missing words (match any), then typos, then score */
 #define SS_MISSING_TIER		100000.0

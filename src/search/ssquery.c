@@ -28,6 +28,13 @@
  *                    matches, their category of the highest median
  *                    price); their documents score SS_BOOST_INTENT_CAT
  *                    times more
+ *   prior            [[tid text, weight], ...]: the behaviour prior's
+ *                    rows (shop's API: the products shoppers chose after
+ *                    this query, shop._search_prior); weight 0..1, the
+ *                    row scores 1 + SS_BOOST_PRIOR * weight times more
+ *   prior_categories [[bigint, weight], ...]: the prior's categories;
+ *                    their rows score 1 + SS_BOOST_PRIOR_CAT * weight
+ *                    times more
  *   typos            boolean, default true
  *   no_typos         [text, ...] or text: words of q (folded) that get no
  *                    typo tolerance (shop's API lists the words the
@@ -288,7 +295,7 @@ query_check_keys(Jsonb *jb)
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
-		"intent_categories", NULL
+		"intent_categories", "prior", "prior_categories", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -306,8 +313,107 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, typos, no_typos, two_typos, prefix, match, language.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language.", k));
 		}
+	}
+}
+
+static int
+cmp_prior_row(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) &((const SsPriorRow *) a)->tid,
+							  (ItemPointer) &((const SsPriorRow *) b)->tid);
+}
+
+static int
+cmp_prior_cat(const void *a, const void *b)
+{
+	int64		x = ((const SsPriorCat *) a)->category_id,
+				y = ((const SsPriorCat *) b)->category_id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * parse_prior_pair: one [key, weight] element of "prior" or
+ * "prior_categories": the key's value into *k, the weight (0..1) returned
+ */
+static float4
+parse_prior_pair(JsonbValue *e, const char *key, JsonbValue **k)
+{
+	List	   *pair = (e->type == jbvBinary && JsonContainerIsArray(e->val.binary.data)) ?
+		jbv_elems(e) : NIL;
+	double		w;
+
+	if (list_length(pair) != 2)
+		bad_query("malformed search filter",
+				  psprintf("Each element of %s must be a two-element array: the key and a weight.", key));
+	*k = (JsonbValue *) linitial(pair);
+	w = jbv_float((JsonbValue *) lsecond(pair), key);
+	if (!(w >= 0 && w <= 1))
+		bad_query("malformed search filter",
+				  psprintf("The weights of %s must be between 0 and 1.", key));
+	return (float4) w;
+}
+
+/*
+ * query_parse_prior: "prior" ([[tid, weight], ...]) and
+ * "prior_categories" ([[category id, weight], ...]), sorted for bsearch
+ */
+static void
+query_parse_prior(Jsonb *jb, SsQuery *q)
+{
+	JsonbValue *v;
+	List	   *l;
+	ListCell   *lc;
+
+	if ((v = get_key(jb, "prior")) != NULL && v->type != jbvNull)
+	{
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+			bad_query("malformed search filter", "prior must be an array of [tid, weight] pairs.");
+		l = jbv_elems(v);
+		q->prior = palloc(sizeof(SsPriorRow) * Max(list_length(l), 1));
+		foreach(lc, l)
+		{
+			JsonbValue *k;
+			float4		w = parse_prior_pair((JsonbValue *) lfirst(lc), "prior", &k);
+			SsPriorRow *r = &q->prior[q->nprior];
+			char	   *t;
+			unsigned int blk,
+						off;
+			int			used = -1;
+
+			if (k->type != jbvString)
+				bad_query("malformed search filter", "The tids of prior must be strings such as \"(0,1)\".");
+			t = pnstrdup(k->val.string.val, k->val.string.len);
+			if (sscanf(t, "(%u,%u)%n", &blk, &off, &used) != 2 || used != (int) strlen(t) ||
+				off > PG_UINT16_MAX)
+				bad_query("malformed search filter", "The tids of prior must be strings such as \"(0,1)\".");
+			ItemPointerSet(&r->tid, (BlockNumber) blk, (OffsetNumber) off);
+			r->w = w;
+			q->prior_max = Max(q->prior_max, w);
+			q->nprior++;
+		}
+		qsort(q->prior, q->nprior, sizeof(SsPriorRow), cmp_prior_row);
+	}
+	if ((v = get_key(jb, "prior_categories")) != NULL && v->type != jbvNull)
+	{
+		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+			bad_query("malformed search filter", "prior_categories must be an array of [category id, weight] pairs.");
+		l = jbv_elems(v);
+		q->prior_cats = palloc(sizeof(SsPriorCat) * Max(list_length(l), 1));
+		foreach(lc, l)
+		{
+			JsonbValue *k;
+			float4		w = parse_prior_pair((JsonbValue *) lfirst(lc), "prior_categories", &k);
+			SsPriorCat *c = &q->prior_cats[q->nprior_cats];
+
+			c->category_id = jbv_int8(k, "prior_categories");
+			c->w = w;
+			q->prior_cat_max = Max(q->prior_cat_max, w);
+			q->nprior_cats++;
+		}
+		qsort(q->prior_cats, q->nprior_cats, sizeof(SsPriorCat), cmp_prior_cat);
 	}
 }
 
@@ -335,6 +441,7 @@ query_parse_filters(Jsonb *jb, SsQuery *q)
 		q->boost_brands = parse_brands(v, "boost_brands", &q->nboost_brands);
 	if ((v = get_key(jb, "intent_categories")) != NULL && v->type != jbvNull)
 		q->intent_cats = parse_ids(v, "intent_categories", &q->nintent_cats);
+	query_parse_prior(jb, q);
 }
 
 static int
@@ -820,8 +927,10 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
  * The boost.  SsBoost is the business and personal multiplier of a
  * document's text score, between 1 and SS_BOOST_MAX: the intent factors
  * (SS_BOOST_TYPE for a document of the type asked for, by its title's
- * head noun; SS_BOOST_INTENT_CAT for one of the categories meant) times
- * the sum of 1 and: popularity (log-scaled
+ * head noun; SS_BOOST_INTENT_CAT for one of the categories meant), the
+ * behaviour prior's factors (1 + SS_BOOST_PRIOR * w for a row of "prior"
+ * of weight w, 1 + SS_BOOST_PRIOR_CAT * w for a category of
+ * "prior_categories", issue 13) times the sum of 1 and: popularity (log-scaled
  * against the most popular document: inv_log_maxpop is 1 / log1p(max
  * popularity), 0 for none) up to SS_BOOST_POPULARITY, rating up to
  * SS_BOOST_RATING, a preferred category SS_BOOST_CATEGORY and a preferred
@@ -849,6 +958,10 @@ SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
 		b *= SS_BOOST_TYPE;
 	if (q->nintent_cats > 0)
 		b *= SS_BOOST_INTENT_CAT;
+	if (q->nprior > 0)
+		b *= 1.0f + SS_BOOST_PRIOR * q->prior_max;
+	if (q->nprior_cats > 0)
+		b *= 1.0f + SS_BOOST_PRIOR_CAT * q->prior_cat_max;
 	return b;
 }
 
@@ -882,6 +995,27 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->intent_cats, q->nintent_cats, sizeof(int64), cmp_int64))
 		b *= SS_BOOST_INTENT_CAT;
+	/* the behaviour prior (issue 13): rows and categories chosen */
+	if (q->nprior > 0)
+	{
+		SsPriorRow	key;
+		SsPriorRow *r;
+
+		key.tid = doc->tid;
+		r = bsearch(&key, q->prior, q->nprior, sizeof(SsPriorRow), cmp_prior_row);
+		if (r)
+			b *= 1.0f + SS_BOOST_PRIOR * r->w;
+	}
+	if (q->nprior_cats > 0 && (doc->flags & SS_DOC_HAS_CAT))
+	{
+		SsPriorCat	key;
+		SsPriorCat *c;
+
+		key.category_id = doc->category_id;
+		c = bsearch(&key, q->prior_cats, q->nprior_cats, sizeof(SsPriorCat), cmp_prior_cat);
+		if (c)
+			b *= 1.0f + SS_BOOST_PRIOR_CAT * c->w;
+	}
 	return b;
 }
 

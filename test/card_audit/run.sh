@@ -90,6 +90,9 @@ INSERT INTO shop.experiment_impression (experiment_id, variant, unit, surface, p
 SELECT experiment_id, 0, '42', 'also_bought', ARRAY[:pid]::bigint[] FROM shop.experiment WHERE name = 'audit-exp';
 INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
 SELECT experiment_id, 1, 'guest:audit', 'recommend', ARRAY[:pid]::bigint[] FROM shop.experiment WHERE name = 'audit-exp';
+-- a search by customer 42, a view after it, and the behaviour prior
+-- refreshed from them (issue 13)
+SELECT count(*) >= 0 AS searched_as_42 FROM shop.search('mug', '{}', 'relevance', 20, 0, 42);
 SELECT shop.view(42, :pid);
 -- a checkout as the router's saga begins it (docs/scale-out.md), its
 -- step called here directly: a node is also a shard
@@ -97,6 +100,7 @@ SELECT shop.cart_create(42) AS cart2 \gset
 SELECT shop.cart_add(:'cart2', :pid, 1);
 SELECT saga_status FROM shop._saga_begin(gen_random_uuid(), :'cart2', 'tok_visa', 'audit-saga',
                                          '{"name": "Ada", "city": "Berlin"}');
+SELECT (shop.refresh_search_prior() ->> 'touched')::int >= 1 AS prior_refreshed;
 SQL
 "${PSQL[@]}" -At -F $'\t' -d audit -c "$COLUMNS_SQL" >"$WORK/columns.tsv"
 "${PSQL[@]}" -At -d audit -c "
