@@ -3158,6 +3158,10 @@ BEGIN
                                          ORDER BY x.customer_id LIMIT cap)
                RETURNING q.customer_id)
     SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO cs FROM t;
+    IF cs IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+        -- nothing to do (the sweeper's call every minute): write nothing
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_queued', 0);
+    END IF;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
     ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
     IF cs IS NULL THEN

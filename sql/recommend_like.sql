@@ -25,13 +25,14 @@ END $f$;
 
 -- 1. Customers 1001 and 1002 bought the same three products; 1002 also
 -- bought product 4.  Customer 1003 bought other things.  Product 200 is
--- the best seller (guest orders).
+-- the best seller, then 201 and 202 (guest orders).
 SELECT pg_temp.buy(ARRAY[1, 2, 3], 1001) IS NOT NULL AS bought;
 SELECT pg_temp.buy(ARRAY[1, 2], 1002) IS NOT NULL AS bought;
 SELECT pg_temp.buy(ARRAY[3, 4], 1002) IS NOT NULL AS bought;
 SELECT pg_temp.buy(ARRAY[10, 11], 1003) IS NOT NULL AS bought;
-SELECT count(pg_temp.buy(ARRAY[200, 201])) AS guest_orders FROM generate_series(1, 3);
-SELECT count(pg_temp.buy(ARRAY[202])) AS guest_orders FROM generate_series(1, 2);
+SELECT count(pg_temp.buy(ARRAY[200])) AS guest_orders FROM generate_series(1, 5);
+SELECT count(pg_temp.buy(ARRAY[201])) AS guest_orders FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[202])) AS guest_orders FROM generate_series(1, 3);
 SET ROLE shop_admin;
 SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
 RESET ROLE;
@@ -135,6 +136,15 @@ SELECT pg_temp.snapshot();
 RESET client_min_messages;
 SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
 SELECT * FROM pg_temp.diffs();
+
+-- a refresh with nothing to do (the sweeper's every minute) writes
+-- nothing: no transaction id is assigned
+SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
+BEGIN;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'log_rows' AS log_rows
+  FROM shop.refresh_recommendations() r;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS wrote_nothing;
+COMMIT;
 
 RESET shop.reco_like_sample;
 RESET shop.reco_like_items;
