@@ -44,11 +44,11 @@ SELECT round((3 / sqrt(12))::numeric, 4) AS expected;
 -- the neighbour's product 4 is proposed (no co-purchase list holds it:
 -- each pair was bought once, below shop.reco_min_pairs), between the two
 -- best sellers and the next; what the customer bought never is
-SELECT * FROM shop.recommend(1001, 4);
+SELECT product_id, round(score::numeric, 4) AS score FROM shop.recommend(1001, 4);
 -- customers like you alone: product 4 first, popularity fills the rest
 SET shop.reco_weight_item = 0;
 SET shop.reco_weight_popular = 0;
-SELECT * FROM shop.recommend(1001, 4);
+SELECT product_id, round(score::numeric, 4) AS score FROM shop.recommend(1001, 4);
 RESET shop.reco_weight_item;
 RESET shop.reco_weight_popular;
 
