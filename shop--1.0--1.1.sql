@@ -3295,7 +3295,8 @@ COMMENT ON FUNCTION shop.rebuild_recommendations() IS
 -- setting: item-to-item (the seeds' co-purchase neighbours, as
 -- _recommend_personal), customers like you (what the neighbours' profiles
 -- hold, by similarity times weight), content (similar_products of the
--- three latest seeds with fewer than 5 weighted baskets) and popularity
+-- latest seed without a co-purchase list: one call, for a product too new
+-- or too rarely bought for co-purchase data) and popularity
 -- (the 3 * lim + 60 most popular products).  Never proposed: what the
 -- customer bought, their seeds, inactive products.  Trending fills a short
 -- list (score 0.001 * popularity, as _recommend_personal).
@@ -3350,10 +3351,10 @@ BEGIN
     ), thin AS (
         SELECT s.product_id
           FROM seeds s
-          LEFT JOIN shop.copurchase_item i ON i.product_id = s.product_id
-         WHERE wc > 0 AND coalesce(i.baskets, 0) < 5
+         WHERE wc > 0
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
          ORDER BY s.at DESC, s.product_id
-         LIMIT 3
+         LIMIT 1
     ), content AS (
         SELECT x.product_id, sum(x.score)::float8 AS sc
           FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
