@@ -54,14 +54,15 @@ RESET shop.reco_weight_popular;
 
 -- content: customer 1004 bought a lamp nobody else bought (no
 -- co-purchase list, no neighbour); the other lamp of its category and
--- brand comes first (popularity off: in this small shop the best sellers
--- outweigh content's 0.2)
+-- brand comes first, with content on (it is off by default) and
+-- popularity off (in this small shop the best sellers outweigh it)
 SELECT shop.category_add('Lamps') AS lamps \gset
 UPDATE shop.product SET category_id = :lamps, brand = 'Lumo', title = 'Lumo desk lamp ' || product_id
  WHERE product_id IN (50, 51);
 SELECT pg_temp.buy(ARRAY[50], 1004) IS NOT NULL AS bought;
 SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
 SET shop.reco_weight_popular = 0;
+SET shop.reco_weight_content = 0.2;
 SELECT product_id FROM shop.recommend(1004, 2);
 SET shop.reco_weight_content = 0;
 SELECT product_id FROM shop.recommend(1004, 2);

@@ -44,7 +44,7 @@ int			shop_reco_like_sample = 200;
 int			shop_reco_like_refresh_cap = 10000;
 double		shop_reco_weight_item = 1.0;
 double		shop_reco_weight_like = 0.5;
-double		shop_reco_weight_content = 0.2;
+double		shop_reco_weight_content = 0.0;
 double		shop_reco_weight_popular = 1.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
 int			shop_popularity_apply_batch = 1000;
@@ -231,9 +231,9 @@ _PG_init(void)
 
 	DefineCustomRealVariable("shop.reco_weight_content",
 							 "Weight of the content source (neighbours of thinly bought products) in shop.recommend.",
-							 NULL,
+							 "0, off, by default: not measurable on the UCI log, and its similar_products call is most of the blend's cost.",
 							 &shop_reco_weight_content,
-							 0.2, 0.0, 1000.0,
+							 0.0, 0.0, 1000.0,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
