@@ -4126,6 +4126,571 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Recommendations: customers like you (issue 14) ---------------------------
+--
+-- docs/recommendations.md, "Customers like you" and "The blend", has the
+-- design.  A customer's profile (shop.customer_item) is their latest
+-- shop.reco_like_items products, bought (weight 1) or only viewed (0.3),
+-- scaled to length 1.  Similar customers are found through a fixed sample
+-- of each product's customers: the shop.reco_like_sample ones with the
+-- smallest hash of (customer, product).  Two customers are candidates for
+-- each other when they are both in the sample of a product they share;
+-- their similarity is the sum over such products of the product of their
+-- weights (a cosine in which a popular product counts only for the few
+-- customers sampled for it).  The best shop.reco_like_neighbours per
+-- customer are kept in shop.customer_neighbour.
+--
+-- The candidate relation is symmetric, so a refresh knows which lists its
+-- customers can change: those of the customers in a sample that holds one
+-- of them, before or after their profiles changed.  It recomputes those
+-- lists only, and the tables equal what a rebuild writes.  The customers
+-- come from the co-purchase log (a statement trigger on its DELETE queues
+-- them) and from views since the last refresh.
+--
+-- shop.refresh_recommendations() and shop.rebuild_recommendations() are
+-- renamed to the co-purchase parts they are (_refresh_copurchase,
+-- _rebuild_copurchase) and new functions of the 1.0 names run them and
+-- then this part.  shop.recommend blends four sources with the weights
+-- shop.reco_weight_* (shop._recommend_blend); the 1.1 personal list stays
+-- as shop._recommend_personal (the "item-to-item" list).
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.customer_item (
+    customer_id bigint NOT NULL,
+    product_id  bigint NOT NULL,
+    weight      real NOT NULL,      -- 1 bought, 0.3 viewed only, over the profile's length
+    h           bigint NOT NULL,    -- hashint8extended(customer_id, product_id): the sample order
+    PRIMARY KEY (customer_id, product_id)
+);
+CREATE INDEX customer_item_sample_idx ON shop.customer_item (product_id, h, customer_id) INCLUDE (weight);
+COMMENT ON TABLE shop.customer_item IS
+'customer profiles for customers like you: the latest shop.reco_like_items products of each customer, weight 1 bought or 0.3 viewed, scaled to length 1';
+
+CREATE TABLE shop.customer_neighbour (
+    customer_id  bigint NOT NULL,
+    neighbour_id bigint NOT NULL,
+    score        real NOT NULL,
+    PRIMARY KEY (customer_id, neighbour_id)
+);
+COMMENT ON TABLE shop.customer_neighbour IS
+'customers like you: the shop.reco_like_neighbours most similar customers of each customer (sampled cosine of their profiles)';
+
+CREATE TABLE shop.customer_like_queue (
+    customer_id bigint PRIMARY KEY
+);
+COMMENT ON TABLE shop.customer_like_queue IS
+'customers whose profile the next refresh recomputes (named by the co-purchase log, or left over by shop.reco_like_refresh_cap)';
+
+CREATE TABLE shop.customer_like_state (
+    only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    views_at     timestamptz,       -- views up to here are in the profiles
+    refreshed_at timestamptz,
+    rebuilt_at   timestamptz
+);
+COMMENT ON TABLE shop.customer_like_state IS
+'customers like you: the newest view folded into the profiles, last refresh and rebuild (at most one row)';
+
+SELECT pg_catalog.pg_extension_config_dump('shop.customer_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.customer_neighbour', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.customer_like_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.customer_like_state', '');
+
+-- The refresh takes the co-purchase log with one DELETE: its customers
+-- are queued here, once per statement (checkout only inserts).
+CREATE FUNCTION shop._like_queue_trg()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    INSERT INTO shop.customer_like_queue (customer_id)
+    SELECT DISTINCT g.customer_id FROM gone g WHERE g.customer_id IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._like_queue_trg() IS
+'internal: queues the customers of the co-purchase log rows a refresh takes, for customers like you';
+CREATE TRIGGER copurchase_delta_like_queue
+    AFTER DELETE ON shop.copurchase_delta
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._like_queue_trg();
+
+-- _like_profile: the profiles of the customers cs (all customers when
+-- NULL), as rows of shop.customer_item.
+CREATE FUNCTION shop._like_profile(cs bigint[])
+RETURNS TABLE (customer_id bigint, product_id bigint, weight real, h bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := current_setting('shop.reco_like_items')::int;
+BEGIN
+    RETURN QUERY
+    WITH ev AS (
+        SELECT o.customer_id, l.product_id, 1.0::float8 AS w, o.created_at AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL
+           AND (cs IS NULL OR o.customer_id = ANY (cs))
+        UNION ALL
+        SELECT v.customer_id, v.product_id, 0.3::float8, v.viewed_at
+          FROM shop.view_event v
+         WHERE cs IS NULL OR v.customer_id = ANY (cs)
+    ), item AS (
+        SELECT e.customer_id, e.product_id, max(e.w) AS w,
+               row_number() OVER (PARTITION BY e.customer_id ORDER BY max(e.at) DESC, e.product_id) AS rn
+          FROM ev e
+         GROUP BY e.customer_id, e.product_id
+    )
+    SELECT i.customer_id, i.product_id,
+           (i.w / sqrt(sum(i.w * i.w) OVER (PARTITION BY i.customer_id)))::real,
+           hashint8extended(i.customer_id, i.product_id)
+      FROM item i
+     WHERE i.rn <= cap;
+END
+$$;
+COMMENT ON FUNCTION shop._like_profile(bigint[]) IS
+'internal: the customer_item rows of the customers cs (all when NULL): latest shop.reco_like_items products, bought 1, viewed 0.3, scaled to length 1';
+
+-- _like_score: the neighbour lists of the customers cs, from the current
+-- profiles.  Per product of theirs, its sample (shop.reco_like_sample
+-- customers, smallest hash first, through the index); a pair in one
+-- sample adds the product of its weights.  Rounded to 1e-9 so that the
+-- order of summation cannot reorder equal scores.
+CREATE FUNCTION shop._like_score(cs bigint[])
+RETURNS TABLE (customer_id bigint, neighbour_id bigint, score real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k int := current_setting('shop.reco_like_sample')::int;
+    n int := current_setting('shop.reco_like_neighbours')::int;
+BEGIN
+    RETURN QUERY
+    WITH post AS (
+        SELECT i.product_id, s.customer_id, s.weight
+          FROM (SELECT DISTINCT m.product_id FROM shop.customer_item m WHERE m.customer_id = ANY (cs)) i
+         CROSS JOIN LATERAL (SELECT c.customer_id, c.weight FROM shop.customer_item c
+                              WHERE c.product_id = i.product_id
+                              ORDER BY c.h, c.customer_id LIMIT k) s
+    ), pairs AS (
+        SELECT a.customer_id, b.customer_id AS neighbour_id,
+               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9) AS sim
+          FROM post a
+          JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
+         WHERE a.customer_id = ANY (cs)
+         GROUP BY a.customer_id, b.customer_id
+    )
+    SELECT x.customer_id, x.neighbour_id, x.sim::real
+      FROM (SELECT p.customer_id, p.neighbour_id, p.sim,
+                   row_number() OVER (PARTITION BY p.customer_id ORDER BY p.sim DESC, p.neighbour_id) AS rn
+              FROM pairs p) x
+     WHERE x.rn <= n;
+END
+$$;
+COMMENT ON FUNCTION shop._like_score(bigint[]) IS
+'internal: the shop.reco_like_neighbours most similar customers of each of cs, through the product samples of shop.customer_item';
+
+-- _like_samples: the samples of the products ps, as (product, customer).
+CREATE FUNCTION shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k int := current_setting('shop.reco_like_sample')::int;
+BEGIN
+    SELECT array_agg(i.pid), array_agg(s.customer_id) INTO pids, cids
+      FROM unnest(ps) i(pid)
+     CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c
+                          WHERE c.product_id = i.pid ORDER BY c.h, c.customer_id LIMIT k) s;
+END
+$$;
+COMMENT ON FUNCTION shop._like_samples(bigint[]) IS
+'internal: the customer samples of some products, as parallel arrays (product, customer)';
+
+-- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
+-- the rest stay queued) and the customers who viewed something since the
+-- last refresh get new profiles; the lists that can change are
+-- recomputed: those of every customer in a sample, before or after, of a
+-- product whose sample holds one of them.
+CREATE FUNCTION shop._like_refresh()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    cap int := current_setting('shop.reco_like_refresh_cap')::int;
+    seen timestamptz;
+    newest timestamptz;
+    cs bigint[];
+    items bigint[];
+    np_c bigint[];
+    np_p bigint[];
+    np_w real[];
+    np_h bigint[];
+    old_s record;
+    new_s record;
+    touched bigint[];
+    lists bigint[];
+    n_left bigint;
+BEGIN
+    SELECT s.views_at INTO seen FROM shop.customer_like_state s;
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
+        INSERT INTO shop.customer_like_queue (customer_id)
+        SELECT DISTINCT v.customer_id FROM shop.view_event v
+         WHERE seen IS NULL OR v.viewed_at > seen
+        ON CONFLICT DO NOTHING;
+    END IF;
+    WITH t AS (DELETE FROM shop.customer_like_queue q
+                WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
+                                         ORDER BY x.customer_id LIMIT cap)
+               RETURNING q.customer_id)
+    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO cs FROM t;
+    IF cs IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+        -- nothing to do (the sweeper's call every minute): write nothing
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_queued', 0);
+    END IF;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
+    ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
+    IF cs IS NULL THEN
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_queued', 0);
+    END IF;
+
+    -- the new profiles, and every product of the old or the new ones
+    SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
+      INTO np_c, np_p, np_w, np_h
+      FROM shop._like_profile(cs) p;
+    SELECT array_agg(DISTINCT x.product_id) INTO items
+      FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
+            UNION ALL
+            SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
+    items := coalesce(items, '{}');
+    -- their samples before and after
+    SELECT * INTO old_s FROM shop._like_samples(items);
+    DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
+    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+    SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
+    SELECT * INTO new_s FROM shop._like_samples(items);
+    -- the products whose sample holds one of them, before or after; every
+    -- customer of those samples gets a new list
+    WITH s AS (
+        SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)
+        UNION
+        SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)
+    )
+    SELECT array_agg(DISTINCT s.c) INTO lists
+      FROM s
+     WHERE s.p IN (SELECT t.p FROM s t WHERE t.c = ANY (cs));
+    SELECT array_agg(DISTINCT x) INTO lists FROM unnest(coalesce(lists, '{}') || cs) x;
+    DELETE FROM shop.customer_neighbour n WHERE n.customer_id = ANY (lists);
+    INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)
+    SELECT s.customer_id, s.neighbour_id, s.score FROM shop._like_score(lists) s;
+    SELECT count(*) INTO n_left FROM shop.customer_like_queue;
+    RETURN jsonb_build_object('customers_profiled', cardinality(cs), 'customers_scored', cardinality(lists),
+                              'customers_queued', n_left);
+END
+$$;
+COMMENT ON FUNCTION shop._like_refresh() IS
+'internal: new profiles for the queued customers and those who viewed since the last refresh (shop.reco_like_refresh_cap at most), new lists for every customer they can change';
+
+-- _like_rebuild: every profile and every list, lists in batches of 5,000
+-- customers.
+CREATE FUNCTION shop._like_rebuild()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    newest timestamptz;
+    cs bigint[];
+    last_id bigint := NULL;
+    n_cust bigint := 0;
+    n_rows bigint;
+BEGIN
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
+    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+    SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
+     ORDER BY p.customer_id, p.product_id;
+    ANALYZE shop.customer_item;
+    LOOP
+        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
+          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
+                 WHERE last_id IS NULL OR c.customer_id > last_id
+                 ORDER BY c.customer_id LIMIT 5000) x;
+        EXIT WHEN cs IS NULL;
+        INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)
+        SELECT s.customer_id, s.neighbour_id, s.score FROM shop._like_score(cs) s;
+        n_cust := n_cust + cardinality(cs);
+        last_id := cs[cardinality(cs)];
+    END LOOP;
+    ANALYZE shop.customer_neighbour;
+    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
+    ON CONFLICT (only_row) DO UPDATE
+       SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
+    RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
+END
+$$;
+COMMENT ON FUNCTION shop._like_rebuild() IS
+'internal: recomputes every customer profile and every customers-like-you list';
+
+-- The 1.0 names now run both parts.  (The bodies of the co-purchase parts
+-- do not refer to their own name, so a rename keeps them working.)
+ALTER FUNCTION shop.refresh_recommendations() RENAME TO _refresh_copurchase;
+ALTER FUNCTION shop.rebuild_recommendations() RENAME TO _rebuild_copurchase;
+COMMENT ON FUNCTION shop._refresh_copurchase() IS
+'internal: the co-purchase part of shop.refresh_recommendations (the log, the statistics, the lists, popularity)';
+COMMENT ON FUNCTION shop._rebuild_copurchase() IS
+'internal: the co-purchase part of shop.rebuild_recommendations';
+
+CREATE FUNCTION shop.refresh_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
+        RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
+    res := shop._refresh_copurchase();
+    RETURN res || shop._like_refresh();
+END
+$$;
+COMMENT ON FUNCTION shop.refresh_recommendations() IS
+'folds new or changed orders into the co-purchase statistics, rescoring the lists they change, refreshes popularity, and the customers-like-you lists of the customers they touch';
+
+CREATE FUNCTION shop.rebuild_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    res := shop._rebuild_copurchase();
+    RETURN res || shop._like_rebuild();
+END
+$$;
+COMMENT ON FUNCTION shop.rebuild_recommendations() IS
+'recomputes the co-purchase statistics, lists and popularity, and every customers-like-you list, from the whole history';
+
+-- _recommend_blend: the personal list of shop.recommend.  Four sources,
+-- each scaled by its best candidate to (0, 1] and weighted by its
+-- setting: item-to-item (the seeds' co-purchase neighbours, as
+-- _recommend_personal), customers like you (what the neighbours' profiles
+-- hold, by similarity times weight), content (similar_products of the
+-- latest seed without a co-purchase list: one call, for a product too new
+-- or too rarely bought for co-purchase data) and popularity
+-- (the 3 * lim + 60 most popular products).  Never proposed: what the
+-- customer bought, their seeds, inactive products.  Trending fills a short
+-- list (score 0.001 * popularity, as _recommend_personal).
+CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    wi float8 := current_setting('shop.reco_weight_item')::float8;
+    wl float8 := current_setting('shop.reco_weight_like')::float8;
+    wc float8 := current_setting('shop.reco_weight_content')::float8;
+    wp float8 := current_setting('shop.reco_weight_popular')::float8;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF _recommend_blend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_blend.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_blend.customer_id) x
+         GROUP BY x.product_id
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+          FROM shop.customer_neighbour nb
+          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+         WHERE wl > 0 AND nb.customer_id = _recommend_blend.customer_id
+         GROUP BY ci.product_id
+    ), thin AS (
+        SELECT s.product_id
+          FROM seeds s
+         WHERE wc > 0
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
+         ORDER BY s.at DESC, s.product_id
+         LIMIT 1
+    ), content AS (
+        SELECT x.product_id, sum(x.score)::float8 AS sc
+          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
+         GROUP BY x.product_id
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop.product p
+         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
+           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT r.product_id, r.sc
+              FROM (SELECT c.product_id, sum(c.part)::real AS sc
+                      FROM cand c
+                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
+                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
+                     GROUP BY c.product_id
+                     ORDER BY sc DESC, c.product_id
+                     LIMIT 3 * lim + 10) r
+              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
+             WHERE r.sc > 0
+             ORDER BY r.sc DESC, r.product_id
+             LIMIT lim) r;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from trending, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop.product p
+                 WHERE p.status = 'active' AND p.popularity > 0
+                   AND p.product_id <> ALL (ids)
+                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
+                                     JOIN shop.order_line l ON l.order_id = o.order_id
+                                    WHERE o.customer_id = _recommend_blend.customer_id
+                                      AND l.product_id = p.product_id AND shop._counted(o.status))
+                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
+                                    WHERE v.customer_id = _recommend_blend.customer_id
+                                      AND v.product_id = p.product_id)
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop._recommend_blend(bigint, int) IS
+'internal: the personal list of shop.recommend: item-to-item, customers like you, content and popularity, blended with the weights shop.reco_weight_*; trending fills the rest';
+
+-- recommend: as in the experiments section, with the blend as its list
+-- (method 'default'); 'popularity' stays store-wide trending.
+CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    eid integer;
+    stopped timestamptz;
+    vno smallint;
+    params jsonb;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF recommend.experiment IS NULL THEN
+        RETURN QUERY SELECT * FROM shop._recommend_blend(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recommend.customer_id);
+    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
+      FROM shop.experiment e
+      LEFT JOIN shop.experiment_variant v
+             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
+     WHERE e.name = recommend.experiment;
+    IF eid IS NULL THEN
+        RAISE EXCEPTION 'experiment not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
+                  HINT = 'Create it with shop.experiment_create.';
+    END IF;
+    IF vno IS NULL THEN
+        -- stopped, or the customer is outside every share
+        RETURN QUERY SELECT * FROM shop._recommend_blend(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSE
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_blend(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
+                                        (params ->> 'explore')::float8, '{}') x;
+    END IF;
+    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
+        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
+        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
+        -- every 200th list, or one in 20 that finds the buffer's first
+        -- row over a minute old, moves the buffer
+        IF random() < 0.005
+           OR (random() < 0.05
+               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+            PERFORM shop._experiment_flush();
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
+'personal recommendations blended from co-purchases, customers like you, content similarity and popularity (weights shop.reco_weight_*), excluding what the customer bought or viewed; trending fills the rest; with an experiment, the customer''s variant''s list, recorded as an impression';
+
+REVOKE EXECUTE ON FUNCTION
+    shop._refresh_copurchase(), shop._rebuild_copurchase()
+    FROM PUBLIC, shop_admin;
+REVOKE EXECUTE ON FUNCTION
+    shop.refresh_recommendations(), shop.rebuild_recommendations(),
+    shop._like_queue_trg(), shop._like_profile(bigint[]), shop._like_score(bigint[]),
+    shop._like_samples(bigint[]), shop._like_refresh(), shop._like_rebuild(),
+    shop._recommend_blend(bigint, int)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommendations()
+    TO shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -38,6 +38,14 @@ int			shop_reco_neighbours = 20;
 int			shop_reco_basket_cap = 50;
 int			shop_reco_buyer_cap = 20;
 double		shop_reco_min_pairs = 2.0;
+int			shop_reco_like_neighbours = 20;
+int			shop_reco_like_items = 50;
+int			shop_reco_like_sample = 200;
+int			shop_reco_like_refresh_cap = 10000;
+double		shop_reco_weight_item = 1.0;
+double		shop_reco_weight_like = 0.5;
+double		shop_reco_weight_content = 0.0;
+double		shop_reco_weight_popular = 1.0;
 int			shop_popularity_half_life = 7 * 24 * 3600;
 int			shop_popularity_apply_batch = 1000;
 bool		shop_search_intent = true;
@@ -172,6 +180,71 @@ _PG_init(void)
 							 NULL,
 							 &shop_reco_min_pairs,
 							 2.0, 0.0, 1e9,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	/* customers like you and the blend of shop.recommend (issue 14) */
+	DefineCustomIntVariable("shop.reco_like_neighbours",
+							"How many similar customers are kept per customer.",
+							NULL,
+							&shop_reco_like_neighbours,
+							20, 1, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_like_items",
+							"How many of a customer's latest products make their profile.",
+							NULL,
+							&shop_reco_like_items,
+							50, 1, 1000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_like_sample",
+							"How many of a product's customers are sampled to find similar customers.",
+							"The customers with the smallest hash of (customer, product): a fixed sample of a popular product's buyers.",
+							&shop_reco_like_sample,
+							200, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_like_refresh_cap",
+							"Customers whose profile one refresh recomputes at most.",
+							"The others stay queued for the next refresh.",
+							&shop_reco_like_refresh_cap,
+							10000, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.reco_weight_item",
+							 "Weight of the item-to-item source in shop.recommend.",
+							 NULL,
+							 &shop_reco_weight_item,
+							 1.0, 0.0, 1000.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.reco_weight_like",
+							 "Weight of the customers-like-you source in shop.recommend.",
+							 NULL,
+							 &shop_reco_weight_like,
+							 0.5, 0.0, 1000.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.reco_weight_content",
+							 "Weight of the content source (neighbours of thinly bought products) in shop.recommend.",
+							 "0, off, by default: not measurable on the UCI log, and its similar_products call is most of the blend's cost.",
+							 &shop_reco_weight_content,
+							 0.0, 0.0, 1000.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomRealVariable("shop.reco_weight_popular",
+							 "Weight of popularity in shop.recommend.",
+							 NULL,
+							 &shop_reco_weight_popular,
+							 1.0, 0.0, 1000.0,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 

@@ -171,6 +171,14 @@ extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;
 extern double shop_reco_min_pairs;
+extern int	shop_reco_like_neighbours;
+extern int	shop_reco_like_items;
+extern int	shop_reco_like_sample;
+extern int	shop_reco_like_refresh_cap;
+extern double shop_reco_weight_item;
+extern double shop_reco_weight_like;
+extern double shop_reco_weight_content;
+extern double shop_reco_weight_popular;
 extern int	shop_popularity_half_life;	/* seconds */
 extern int	shop_popularity_apply_batch;
 extern bool shop_search_intent;

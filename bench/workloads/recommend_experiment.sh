@@ -7,6 +7,8 @@
 # with triggers off and folded in by a rebuild.  Then, one client each,
 # warm (pgbench, RECO_DURATION seconds):
 #   - shop.recommend(c, 10) and shop.recommend(c, 10, 'bench-exp');
+#   - shop._recommend_personal(c, 10), the list before the blend (the
+#     item-to-item source with the trending fill), to show the blend's cost;
 #   - shop.also_bought(p, 10) and shop.also_bought(p, 10, 'bench-exp', c);
 #   - shop.also_bought(p, 10) for products with a full co-purchase list
 #     only, with and without the experiment (the list without the
@@ -94,6 +96,10 @@ cat > "$TMPD/rec.sql" <<SQL
 \set c random(1, $customers)
 SELECT * FROM shop.recommend(:c, 10);
 SQL
+cat > "$TMPD/rec_item.sql" <<SQL
+\set c random(1, $customers)
+SELECT * FROM shop._recommend_personal(:c, 10);
+SQL
 cat > "$TMPD/rec_exp.sql" <<SQL
 \set c random(1, $customers)
 SELECT * FROM shop.recommend(:c, 10, 'bench-exp');
@@ -122,6 +128,7 @@ export PGDATABASE=$DB
 rows=$TMPD/experiment_rows.tsv
 : >"$rows"
 bench_pgbench "shop.recommend(c, 10)" 1 "$DUR" "$TMPD/rec.sql" >>"$rows"
+bench_pgbench "shop._recommend_personal(c, 10): the list before the blend" 1 "$DUR" "$TMPD/rec_item.sql" >>"$rows"
 bench_pgbench "shop.recommend(c, 10, experiment)" 1 "$DUR" "$TMPD/rec_exp.sql" >>"$rows"
 bench_pgbench "shop.also_bought(p, 10)" 1 "$DUR" "$TMPD/also.sql" >>"$rows"
 bench_pgbench "shop.also_bought(p, 10, experiment, c)" 1 "$DUR" "$TMPD/also_exp.sql" >>"$rows"

@@ -111,6 +111,142 @@ read -r pop_hr pop_ndcg _ < <(evaluate "
     SELECT b.basket_id, top.product_id, top.score
       FROM (SELECT DISTINCT basket_id FROM test_item) b, top")
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+
+# Personal recommendations (issue 14): shop.recommend's sources alone and
+# blended, on the same time split, per customer.  For every customer with
+# training orders and a later invoice, the targets are the products of
+# that customer's first invoice after the split that they had not bought
+# before it (recommend never proposes what the customer bought); each
+# method proposes 10 products from the training history.
+#   HR@10      share of customers with a target in the list
+#   NDCG@10    sum of 1 / log2(1 + rank) over the targets listed, over the
+#              best possible (every list slot a target), averaged
+#   coverage   distinct products proposed over all lists / products
+#   novelty    mean self-information -log2((buyers + 1) / (customers + 1))
+#              of the proposed products (buyers in training): higher is
+#              less obvious
+# Methods: today's recommend (shop._recommend_personal, the 1.1 list),
+# global popularity (products in most training invoices, minus what the
+# customer bought), each source of shop._recommend_blend alone (weights
+# 1 for it, 0 for the others) and blends over a grid; exploration as
+# shop._experiment_explore gives slots of the chosen blend's list to cold
+# products (shop.recommend with an experiment whose variant explores).
+# The popularity of shop.product is written out first (CALL
+# shop.popularity_sync()), as the sweeper would.
+$PSQL -d "$DB" >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CALL shop.popularity_sync();
+CREATE TABLE train_bought AS
+SELECT DISTINCT o.customer_id, l.product_id
+  FROM shop."order" o JOIN shop.order_line l USING (order_id) WHERE o.customer_id IS NOT NULL;
+CREATE INDEX ON train_bought (customer_id, product_id);
+CREATE TABLE eval_cust AS
+WITH firstb AS (
+    SELECT DISTINCT ON (b.customer_id) b.customer_id, b.basket_id
+      FROM basket b
+     WHERE NOT b.train AND b.customer_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM train_bought t WHERE t.customer_id = b.customer_id)
+     ORDER BY b.customer_id, b.ts, b.basket_id)
+SELECT f.customer_id, array_agg(DISTINCT i.product_id) AS target
+  FROM firstb f JOIN rows r USING (basket_id) JOIN item i USING (item_id)
+ WHERE NOT EXISTS (SELECT 1 FROM train_bought t WHERE t.customer_id = f.customer_id AND t.product_id = i.product_id)
+ GROUP BY f.customer_id;
+CREATE TABLE novelty AS
+SELECT i.product_id,
+       -log(2, (count(t.customer_id) + 1)::numeric
+               / ((SELECT count(DISTINCT customer_id) FROM train_bought) + 1)) AS bits
+  FROM item i LEFT JOIN train_bought t USING (product_id) GROUP BY i.product_id;
+CREATE TABLE global_count AS
+SELECT l.product_id, count(DISTINCT l.order_id) AS n FROM shop.order_line l GROUP BY l.product_id;
+CREATE FUNCTION global_pop(c bigint, lim int) RETURNS SETOF shop.scored_product LANGUAGE sql AS $f$
+    SELECT g.product_id, g.n::real FROM global_count g
+     WHERE NOT EXISTS (SELECT 1 FROM train_bought t WHERE t.customer_id = c AND t.product_id = g.product_id)
+     ORDER BY g.n DESC, g.product_id LIMIT lim
+$f$;
+CREATE FUNCTION explored(c bigint, lim int, share float8) RETURNS SETOF shop.scored_product LANGUAGE plpgsql AS $f$
+DECLARE ids bigint[]; sc real[];
+BEGIN
+    SELECT array_agg(r.product_id ORDER BY r.n), array_agg(r.score ORDER BY r.n) INTO ids, sc
+      FROM shop._recommend_blend(c, lim) WITH ORDINALITY r(product_id, score, n);
+    SELECT x.new_ids, x.new_scores INTO ids, sc
+      FROM shop._experiment_explore(0, coalesce(ids, '{}'), coalesce(sc, '{}'), lim, share, '{}') x;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, sc) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END $f$;
+-- eval_lists(call): call is a list function applied to (customer, 10)
+CREATE FUNCTION eval_lists(call text)
+RETURNS TABLE (hr numeric, ndcg numeric, coverage numeric, novelty numeric, customers bigint)
+LANGUAGE plpgsql AS $f$
+BEGIN
+    DROP TABLE IF EXISTS lists;
+    EXECUTE format('CREATE TEMP TABLE lists AS SELECT e.customer_id, r.product_id, r.n
+                      FROM eval_cust e, LATERAL %s WITH ORDINALITY r(product_id, score, n)',
+                   replace(call, '$c', 'e.customer_id'));
+    RETURN QUERY
+    WITH per AS (
+        SELECT e.customer_id,
+               coalesce(sum(1 / log(2, 1 + l.n::numeric)) FILTER (WHERE l.product_id = ANY (e.target)), 0) AS dcg,
+               count(*) FILTER (WHERE l.product_id = ANY (e.target)) > 0 AS hit,
+               (SELECT sum(1 / log(2, 1 + r::numeric))
+                  FROM generate_series(1, least(10, cardinality(e.target))) r) AS idcg
+          FROM eval_cust e LEFT JOIN lists l USING (customer_id)
+         GROUP BY e.customer_id, e.target)
+    SELECT round(avg(p.hit::int), 4), round(avg(p.dcg / p.idcg), 4),
+           round((SELECT count(DISTINCT l.product_id) FROM lists l)::numeric
+                 / (SELECT count(*) FROM shop.product WHERE status = 'active'), 4),
+           round((SELECT avg(v.bits) FROM lists l JOIN novelty v USING (product_id)), 2),
+           count(*)
+      FROM per p;
+END $f$;
+-- blend(wi, wl, wc, wp): shop._recommend_blend with those weights
+CREATE FUNCTION blend(wi float8, wl float8, wc float8, wp float8)
+RETURNS TABLE (hr numeric, ndcg numeric, coverage numeric, novelty numeric, customers bigint)
+LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM set_config('shop.reco_weight_item', wi::text, true),
+            set_config('shop.reco_weight_like', wl::text, true),
+            set_config('shop.reco_weight_content', wc::text, true),
+            set_config('shop.reco_weight_popular', wp::text, true);
+    RETURN QUERY SELECT * FROM eval_lists('shop._recommend_blend($c, 10)');
+END $f$;
+ANALYZE;
+SQL
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+# row NAME CALL: one Markdown row; CALL is SQL returning eval_lists' row
+reco_row() {
+    local r
+    r=$($PSQL -d "$DB" -At -F '|' -c "SELECT hr, ndcg, coverage, novelty, customers FROM $2")
+    IFS='|' read -r hr ndcg cov nov ncust <<<"$r"
+    echo "| $1 | $hr | $ndcg | $cov | $nov | $(ratio "$hr" "$today_hr") | $(ratio "$hr" "$gpop_hr") |"
+}
+PERSONAL=$(mktemp)
+trap 'rm -f "$PERSONAL"; ${PGBIN:+$PGBIN/}dropdb --if-exists "$DB" >/dev/null 2>&1 || true' EXIT
+r=$($PSQL -d "$DB" -At -F '|' -c "SELECT hr FROM eval_lists('shop._recommend_personal(\$c, 10)')"); today_hr=$r
+r=$($PSQL -d "$DB" -At -F '|' -c "SELECT hr FROM eval_lists('global_pop(\$c, 10)')"); gpop_hr=$r
+{
+echo "| method (weights item / like / content / popularity) | HR@10 | NDCG@10 | coverage | novelty (bits) | HR vs today | HR vs global popularity |"
+echo "|---|---|---|---|---|---|---|"
+reco_row "today's recommend (shop._recommend_personal)" "eval_lists('shop._recommend_personal(\$c, 10)')"
+reco_row "global popularity (most training invoices)" "eval_lists('global_pop(\$c, 10)')"
+reco_row "item-to-item alone (1 / 0 / 0 / 0)" "blend(1, 0, 0, 0)"
+reco_row "customers like you alone (0 / 1 / 0 / 0)" "blend(0, 1, 0, 0)"
+reco_row "content alone (0 / 0 / 1 / 0)" "blend(0, 0, 1, 0)"
+reco_row "popularity (trending) alone (0 / 0 / 0 / 1)" "blend(0, 0, 0, 1)"
+for wl in 0 0.5 1 2; do
+    for wp in 0 0.5 1 2; do
+        [ "$wl" = 0 ] && [ "$wp" = 0 ] && continue
+        reco_row "blend 1 / $wl / 0.2 / $wp" "blend(1, $wl, 0.2, $wp)"
+    done
+done
+reco_row "**shipped defaults** ($($PSQL -d "$DB" -At -c "SELECT current_setting('shop.reco_weight_item') || ' / ' || current_setting('shop.reco_weight_like') || ' / ' || current_setting('shop.reco_weight_content') || ' / ' || current_setting('shop.reco_weight_popular')"))" \
+    "eval_lists('shop._recommend_blend(\$c, 10)')"
+for share in 0.1 0.2 0.3; do
+    reco_row "shipped defaults, exploration $share" "eval_lists('explored(\$c, 10, $share)')"
+done
+} >"$PERSONAL"
+ncust=$($PSQL -d "$DB" -At -c "SELECT count(*) FROM eval_cust")
+like=$($PSQL -d "$DB" -At -c "SELECT count(*) || ' neighbour rows for ' || count(DISTINCT customer_id) || ' customers' FROM shop.customer_neighbour")
+
 # raw counts: rebuild with the caps off and read the pair counts
 $PSQL -d "$DB" >/dev/null <<'SQL'
 SET shop.reco_basket_cap = 1000000;
@@ -130,7 +266,6 @@ read -r raw_hr raw_ndcg _ < <(evaluate "
      WHERE NOT q.hidden
      GROUP BY q.basket_id, r.other_id")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 echo "## Recommendations: quality (UCI Online Retail, time split)"
 echo
 echo "Train: invoices up to 2011-09-30 ($(echo "$rebuild" | sed 's/[{}\"]//g')); test: $ntest later invoices with at least two products, one hidden."
@@ -141,4 +276,10 @@ echo "|---|---|---|---|---|"
 echo "| shop (N - E) / sqrt(E), capped | $shop_hr | $shop_ndcg | $(ratio "$shop_hr" "$raw_hr") | $(ratio "$shop_hr" "$pop_hr") |"
 echo "| raw co-purchase counts | $raw_hr | $raw_ndcg | 1.00x | $(ratio "$raw_hr" "$pop_hr") |"
 echo "| global popularity | $pop_hr | $pop_ndcg | | 1.00x |"
+echo
+echo "### Personal recommendations (shop.recommend, issue 14)"
+echo
+echo "$ncust customers with training orders and an invoice after the split; target: the products of their first later invoice they had not bought before. Customers like you: $like. Ratios are HR@10 over today's recommend and over global popularity, same run."
+echo
+cat "$PERSONAL"
 echo

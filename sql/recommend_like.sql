@@ -1,0 +1,171 @@
+-- recommend_like: customers like you and the blend of shop.recommend
+-- (issue 14).  Two customers who share purchases are each other's
+-- neighbours; recommend proposes what a neighbour bought; a refresh after
+-- new orders and views leaves the profiles and lists a rebuild writes; a
+-- new customer gets popularity; the storefront calls it for its customer.
+\i sql/include/prelude.sql
+
+-- hold the refresh lock for the whole session: only this script folds
+SELECT pg_advisory_lock(hashtext('shop.recommendations')) IS NOT NULL AS locked;
+
+INSERT INTO shop.product (product_id, sku, title, price_cents)
+SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 300) i;
+
+CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint DEFAULT NULL,
+                            st text DEFAULT 'paid')
+RETURNS uuid LANGUAGE plpgsql AS $f$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
+    VALUES (customer, st, 'USD', 0, 0) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $f$;
+
+-- 1. Customers 1001 and 1002 bought the same three products; 1002 also
+-- bought product 4.  Customer 1003 bought other things.  Product 200 is
+-- the best seller, then 201 and 202 (guest orders).
+SELECT pg_temp.buy(ARRAY[1, 2, 3], 1001) IS NOT NULL AS bought;
+SELECT pg_temp.buy(ARRAY[1, 2], 1002) IS NOT NULL AS bought;
+SELECT pg_temp.buy(ARRAY[3, 4], 1002) IS NOT NULL AS bought;
+SELECT pg_temp.buy(ARRAY[10, 11], 1003) IS NOT NULL AS bought;
+SELECT count(pg_temp.buy(ARRAY[200])) AS guest_orders FROM generate_series(1, 5);
+SELECT count(pg_temp.buy(ARRAY[201])) AS guest_orders FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[202])) AS guest_orders FROM generate_series(1, 3);
+SET ROLE shop_admin;
+SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
+RESET ROLE;
+-- each other's only neighbour, with the cosine of their profiles: 3
+-- shared products of 3 and 4, 3 / sqrt(3 * 4)
+SELECT customer_id, neighbour_id, round(score::numeric, 4) AS score
+  FROM shop.customer_neighbour ORDER BY customer_id, neighbour_id;
+SELECT round((3 / sqrt(12))::numeric, 4) AS expected;
+-- the neighbour's product 4 is proposed (no co-purchase list holds it:
+-- each pair was bought once, below shop.reco_min_pairs), between the two
+-- best sellers and the next; what the customer bought never is
+SELECT product_id, round(score::numeric, 4) AS score FROM shop.recommend(1001, 4);
+-- customers like you alone: product 4 first, popularity fills the rest
+SET shop.reco_weight_item = 0;
+SET shop.reco_weight_popular = 0;
+SELECT product_id, round(score::numeric, 4) AS score FROM shop.recommend(1001, 4);
+RESET shop.reco_weight_item;
+RESET shop.reco_weight_popular;
+
+-- content: customer 1004 bought a lamp nobody else bought (no
+-- co-purchase list, no neighbour); the other lamp of its category and
+-- brand comes first, with content on (it is off by default) and
+-- popularity off (in this small shop the best sellers outweigh it)
+SELECT shop.category_add('Lamps') AS lamps \gset
+UPDATE shop.product SET category_id = :lamps, brand = 'Lumo', title = 'Lumo desk lamp ' || product_id
+ WHERE product_id IN (50, 51);
+SELECT pg_temp.buy(ARRAY[50], 1004) IS NOT NULL AS bought;
+SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
+SET shop.reco_weight_popular = 0;
+SET shop.reco_weight_content = 0.2;
+SELECT product_id FROM shop.recommend(1004, 2);
+SET shop.reco_weight_content = 0;
+SELECT product_id FROM shop.recommend(1004, 2);
+RESET shop.reco_weight_content;
+RESET shop.reco_weight_popular;
+
+-- 2. A new customer (no order, no view) gets the popular products, in
+-- trending's order
+SELECT array_agg(product_id) AS recommended FROM shop.recommend(424242, 3);
+SELECT array_agg(product_id) AS trending FROM shop.trending(NULL, 3);
+
+-- 3. The storefront of customer 1001 calls it for its own customer only
+SET shop.session_secret = 'a server secret of at least thirty-two characters';
+SELECT shop.session_token(1001, '1 hour') AS tok \gset
+SET ROLE shop_storefront;
+SELECT shop.session_begin(:'tok') AS customer;
+SELECT product_id FROM shop.recommend(1001, 1);
+SELECT pg_temp.err($$SELECT * FROM shop.recommend(1002, 1)$$) AS other_customer;
+SELECT pg_temp.err($$SELECT count(*) FROM shop.customer_neighbour$$) AS read_neighbours;
+SELECT shop.session_end();
+RESET ROLE;
+RESET shop.session_secret;
+
+-- 4. Incremental refresh.  Many customers with small, overlapping
+-- histories; small samples, profiles and lists, so that sampling, the
+-- profile cap and full lists all matter.
+SET shop.reco_like_sample = 4;
+SET shop.reco_like_items = 5;
+SET shop.reco_like_neighbours = 3;
+CREATE FUNCTION pg_temp.basket(i int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT array_agg(DISTINCT 1 + ((i * i * 7) % 60 + j * (1 + i % 4)) % 60)
+      FROM generate_series(0, i % 3) j
+$f$;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 150)) AS orders
+  FROM generate_series(1, 600) i;
+SELECT shop.rebuild_recommendations() ->> 'customer_neighbours' AS neighbour_rows;
+
+CREATE FUNCTION pg_temp.snapshot() RETURNS void LANGUAGE sql AS $f$
+    DROP TABLE IF EXISTS snap_item, snap_nb;
+    CREATE TEMP TABLE snap_item AS SELECT * FROM shop.customer_item;
+    CREATE TEMP TABLE snap_nb AS SELECT * FROM shop.customer_neighbour;
+$f$;
+SET client_min_messages = warning;
+SELECT pg_temp.snapshot();
+RESET client_min_messages;
+CREATE FUNCTION pg_temp.diffs()
+RETURNS TABLE (profile_rows bigint, profile_diffs bigint, neighbour_rows bigint, neighbour_diffs bigint)
+LANGUAGE sql AS $f$
+    SELECT (SELECT count(*) FROM shop.customer_item),
+           (SELECT count(*) FROM snap_item s FULL JOIN shop.customer_item r USING (customer_id, product_id)
+             WHERE r.weight IS NULL OR s.weight IS NULL OR abs(s.weight - r.weight) > 1e-6 OR s.h <> r.h),
+           (SELECT count(*) FROM shop.customer_neighbour),
+           (SELECT count(*) FROM snap_nb s FULL JOIN shop.customer_neighbour r USING (customer_id, neighbour_id)
+             WHERE r.score IS NULL OR s.score IS NULL OR abs(s.score - r.score) > 1e-6)
+$f$;
+
+-- new orders of old and new customers, a cancelled order, views
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 170)) AS orders
+  FROM generate_series(601, 640) i;
+UPDATE shop."order" SET status = 'cancelled'
+ WHERE order_id = (SELECT order_id FROM shop."order" WHERE customer_id = 42 ORDER BY created_at, order_id LIMIT 1);
+SELECT shop.view(43, 59), shop.view(44, 1), shop.view(180, 7);
+SELECT r ->> 'customers_profiled' AS profiled,
+       (r ->> 'customers_scored')::int BETWEEN 1 AND 169 AS some_lists_not_all
+  FROM shop.refresh_recommendations() r;
+-- the refresh changed something, and left what a rebuild writes
+SELECT (SELECT count(*) FROM snap_nb s FULL JOIN shop.customer_neighbour r USING (customer_id, neighbour_id)
+         WHERE r.score IS NULL OR s.score IS NULL OR s.score <> r.score) > 0 AS lists_moved;
+SET client_min_messages = warning;
+SELECT pg_temp.snapshot();
+RESET client_min_messages;
+SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
+SELECT * FROM pg_temp.diffs();
+
+-- the refresh cap: one customer per refresh, the others stay queued
+SET shop.reco_like_refresh_cap = 1;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 170)) AS orders
+  FROM generate_series(641, 643) i;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queued
+  FROM shop.refresh_recommendations() r;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queued
+  FROM shop.refresh_recommendations() r;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queued
+  FROM shop.refresh_recommendations() r;
+RESET shop.reco_like_refresh_cap;
+SET client_min_messages = warning;
+SELECT pg_temp.snapshot();
+RESET client_min_messages;
+SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
+SELECT * FROM pg_temp.diffs();
+
+-- a refresh with nothing to do (the sweeper's every minute) writes
+-- nothing: no transaction id is assigned
+SELECT r ->> 'customers_profiled' AS profiled FROM shop.refresh_recommendations() r;
+BEGIN;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'log_rows' AS log_rows
+  FROM shop.refresh_recommendations() r;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS wrote_nothing;
+COMMIT;
+
+RESET shop.reco_like_sample;
+RESET shop.reco_like_items;
+RESET shop.reco_like_neighbours;
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
