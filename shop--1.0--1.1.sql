@@ -2058,6 +2058,18 @@ COMMENT ON FUNCTION shop._recommend_personal(bigint, int) IS
 COMMENT ON FUNCTION shop._also_bought_list(bigint, int) IS
 'internal: the default list of shop.also_bought (co-purchase neighbours, filled from similar_products when thin)';
 
+-- the list shop.recommend shows by default (method 'default'), named once
+-- so that a later section can point it at another list without copying
+-- recommend (customers like you: the blend)
+CREATE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT * FROM shop._recommend_personal(customer_id, lim) $$;
+REVOKE EXECUTE ON FUNCTION shop._recommend_default(bigint, int) FROM PUBLIC;
+COMMENT ON FUNCTION shop._recommend_default(bigint, int) IS
+'internal: the list shop.recommend shows without an experiment, and for an experiment''s default method';
+
 -- _experiment_flush: move the buffered impressions to the logged table.
 -- One mover at a time; rows of transactions still open stay for the next.
 CREATE FUNCTION shop._experiment_flush()
@@ -2155,7 +2167,7 @@ DECLARE
     scores real[];
 BEGIN
     IF recommend.experiment IS NULL THEN
-        RETURN QUERY SELECT * FROM shop._recommend_personal(recommend.customer_id, recommend.lim);
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
         RETURN;
     END IF;
     IF recommend.customer_id IS NULL THEN
@@ -2177,7 +2189,7 @@ BEGIN
     END IF;
     IF vno IS NULL THEN
         -- stopped, or the customer is outside every share
-        RETURN QUERY SELECT * FROM shop._recommend_personal(recommend.customer_id, recommend.lim);
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
         RETURN;
     END IF;
     IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
@@ -2185,7 +2197,7 @@ BEGIN
           FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
     ELSE
         SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+          FROM shop._recommend_default(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
     END IF;
     IF params ? 'explore' THEN
         SELECT x.new_ids, x.new_scores INTO ids, scores
@@ -4607,74 +4619,14 @@ $$;
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int) IS
 'internal: the personal list of shop.recommend: item-to-item, customers like you, content and popularity, blended with the weights shop.reco_weight_*; trending fills the rest';
 
--- recommend: as in the experiments section, with the blend as its list
--- (method 'default'); 'popularity' stays store-wide trending.
-CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+-- recommend's list (method 'default') is the blend from now on;
+-- 'popularity' stays store-wide trending, and the 1.1 list stays
+-- shop._recommend_personal
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    eid integer;
-    stopped timestamptz;
-    vno smallint;
-    params jsonb;
-    ids bigint[];
-    scores real[];
-BEGIN
-    IF recommend.experiment IS NULL THEN
-        RETURN QUERY SELECT * FROM shop._recommend_blend(recommend.customer_id, recommend.lim);
-        RETURN;
-    END IF;
-    IF recommend.customer_id IS NULL THEN
-        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM shop._authorize(recommend.customer_id);
-    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
-      FROM shop.experiment e
-      LEFT JOIN shop.experiment_variant v
-             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
-     WHERE e.name = recommend.experiment;
-    IF eid IS NULL THEN
-        RAISE EXCEPTION 'experiment not found'
-            USING ERRCODE = 'SH006',
-                  DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
-                  HINT = 'Create it with shop.experiment_create.';
-    END IF;
-    IF vno IS NULL THEN
-        -- stopped, or the customer is outside every share
-        RETURN QUERY SELECT * FROM shop._recommend_blend(recommend.customer_id, recommend.lim);
-        RETURN;
-    END IF;
-    IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
-        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
-    ELSE
-        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop._recommend_blend(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
-    END IF;
-    IF params ? 'explore' THEN
-        SELECT x.new_ids, x.new_scores INTO ids, scores
-          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
-                                        (params ->> 'explore')::float8, '{}') x;
-    END IF;
-    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
-        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
-        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
-        -- every 200th list, or one in 20 that finds the buffer's first
-        -- row over a minute old, moves the buffer
-        IF random() < 0.005
-           OR (random() < 0.05
-               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
-            PERFORM shop._experiment_flush();
-        END IF;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
-END
-$$;
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim) $$;
 COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
 'personal recommendations blended from co-purchases, customers like you, content similarity and popularity (weights shop.reco_weight_*), excluding what the customer bought or viewed; trending fills the rest; with an experiment, the customer''s variant''s list, recorded as an impression';
 
