@@ -1496,6 +1496,12 @@ BEGIN
         IF current_setting('shop.search_intent') = 'on' THEN
             q := shop._search_intent(q);
         END IF;
+        -- what shoppers chose after this query ranks higher (a bounded
+        -- boost, shop._search_prior, defined in the behaviour prior
+        -- section below), with shop.search_prior on
+        IF current_setting('shop.search_prior') = 'on' THEN
+            q := shop._search_prior(query, q);
+        END IF;
         -- the index ranks: rows with every word first, then rows missing
         -- words ("match": "any")
         RETURN QUERY
@@ -3719,7 +3725,8 @@ DROP INDEX shop.reservation_ref_idx;
 --      per customer, product and query); shop.search boosts matching rows
 --      by them (bounded: at most x3), shop.search_prior (on by default);
 --      shop.search_prior_for(query) shows a query's prior.
---   3. shop.search calls shop._search_prior for ranked pages.
+--   3. shop.search (in the relevance section above, after the intent)
+--      calls shop._search_prior for ranked pages.
 
 -- 1. Intent
 CREATE OR REPLACE FUNCTION shop._search_intent(q jsonb)
@@ -4054,88 +4061,6 @@ REVOKE EXECUTE ON FUNCTION shop.refresh_search_prior(), shop.search_prior_for(te
 GRANT EXECUTE ON FUNCTION shop.refresh_search_prior(), shop.search_prior_for(text, int) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop._search_prior(text, jsonb) TO shop_storefront, shop_admin;
 
--- 3. shop.search: the prior after intent, for ranked pages
-CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
-                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
-RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
-               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
-               missing_words int)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q jsonb;
-    attrs jsonb;
-    t0 timestamptz := clock_timestamp();
-    nres int;
-BEGIN
-    PERFORM shop._require(sort, 'sort');
-    PERFORM shop._check_page(lim, off);
-    -- personalization reads the customer's history and the log records
-    -- the search as theirs: a storefront only for its session's customer
-    PERFORM shop._authorize(search.customer_id);
-    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
-        RAISE EXCEPTION 'unknown sort'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
-    END IF;
-    q := shop._search_query(query, filters, search.customer_id);
-    attrs := coalesce(filters -> 'attributes', '{}');
-
-    IF sort = 'relevance' THEN
-        -- the product type and category the query means rank first (issue
-        -- 13): a 40-row scan of its own, so only for ranked pages, and
-        -- only with shop.search_intent on (the default)
-        IF current_setting('shop.search_intent') = 'on' THEN
-            q := shop._search_intent(q);
-        END IF;
-        -- what shoppers chose after this query ranks higher (a bounded
-        -- boost, shop._search_prior), with shop.search_prior on
-        IF current_setting('shop.search_prior') = 'on' THEN
-            q := shop._search_prior(query, q);
-        END IF;
-        -- the index ranks: rows with every word first, then rows missing
-        -- words ("match": "any")
-        RETURN QUERY
-        SELECT p.product_id, p.r_score, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], p.r_typos, p.r_missing
-          FROM (SELECT (r.p).*, r.score AS r_score, r.typos AS r_typos, r.missing AS r_missing, r.ord
-                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance',
-                                         lim + off, attrs)
-                       WITH ORDINALITY AS r(p, score, typos, missing, ord)) p
-         WHERE p.status = 'active'
-         ORDER BY p.ord
-         OFFSET off LIMIT lim;
-    ELSE
-        -- the index picks the first lim + off matches by the sort's value
-        -- and every row tying with the last; the further tie-breaks order
-        -- those rows here
-        RETURN QUERY
-        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], NULL::int, 0
-          FROM (SELECT (r.p).*
-                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off, attrs)
-                       AS r(p, score, typos, missing)) p
-         WHERE p.status = 'active'
-         ORDER BY
-            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
-            p.product_id
-         OFFSET off LIMIT lim;
-    END IF;
-    GET DIAGNOSTICS nres = ROW_COUNT;
-    -- a record in the shared-memory ring (src/searchlog.c), not a row per
-    -- call; shop._search_log_write is defined with the ring, below
-    PERFORM shop._search_log_write(query, filters, sort, nres,
-                                   (extract(epoch FROM clock_timestamp() - t0) * 1000)::real,
-                                   search.customer_id);
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- Recommendations: customers like you (issue 14) ---------------------------
