@@ -38,7 +38,7 @@ if [ -z "${SHARED_DATA:-}" ] || [ ! -s "$D/products.csv" ]; then
 fi
 
 bench_psql <<SQL >/dev/null
-DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_known;
+DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_ideal, bench_known;
 CREATE TABLE bench_chorus (product_id bigint PRIMARY KEY, title text, description text, brand text,
                            category text, price numeric, model_name text, ean text,
                            date_released text, colour text, image_url text);
@@ -47,6 +47,12 @@ CREATE TABLE bench_chorus_q (query_id int PRIMARY KEY, query text);
 \copy bench_chorus_q FROM '$D/queries.csv' WITH (FORMAT csv, HEADER true)
 CREATE TABLE bench_chorus_qrels (query_id int, product_id bigint, grade int);
 \copy bench_chorus_qrels FROM '$D/qrels.csv' WITH (FORMAT csv, HEADER true)
+-- each judged query's ideal DCG@10, for every nDCG below
+CREATE TABLE bench_chorus_ideal AS
+SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
+  FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
+          FROM bench_chorus_qrels) x
+ WHERE rn <= 10 GROUP BY query_id;
 CREATE INDEX bench_chorus_ss ON bench_chorus USING shop_search
     (shop.search_doc(title, brand, description));
 CREATE INDEX bench_chorus_ts ON bench_chorus USING gin
@@ -143,11 +149,7 @@ echo
 {
     printf 'method\tnDCG@10\tqueries with a result\tP@10 (grade >= 2)\n'
     bench_psql -F $'\t' <<'SQL'
-WITH ideal AS (
-    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
-      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
-              FROM bench_chorus_qrels) x
-     WHERE rn <= 10 GROUP BY query_id),
+WITH ideal AS (SELECT query_id, idcg FROM bench_chorus_ideal),
 m AS (SELECT DISTINCT method FROM bench_chorus_run),
 per AS (
     SELECT m.method, q.query_id,
@@ -175,11 +177,7 @@ echo
 bench_psql <<'SQL' >/dev/null
 DROP TABLE IF EXISTS bench_chorus_nd, bench_chorus_type;
 CREATE TABLE bench_chorus_nd AS
-WITH ideal AS (
-    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
-      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
-              FROM bench_chorus_qrels) x
-     WHERE rn <= 10 GROUP BY query_id),
+WITH ideal AS (SELECT query_id, idcg FROM bench_chorus_ideal),
 m AS (SELECT DISTINCT method FROM bench_chorus_run)
 SELECT m.method, q.query_id,
        CASE WHEN i.idcg > 0 THEN coalesce((
@@ -253,11 +251,7 @@ echo
 {
     printf 'query\tshop_search\tshop_search, text only\ttsvector + ts_rank\n'
     bench_psql -F $'\t' <<'SQL'
-WITH ideal AS (
-    SELECT query_id, sum((2 ^ grade - 1) / log(2, rn + 1)) AS idcg
-      FROM (SELECT query_id, grade, row_number() OVER (PARTITION BY query_id ORDER BY grade DESC) rn
-              FROM bench_chorus_qrels) x
-     WHERE rn <= 10 GROUP BY query_id),
+WITH ideal AS (SELECT query_id, idcg FROM bench_chorus_ideal),
 per AS (
     SELECT r.method, r.query_id, sum((2 ^ coalesce(j.grade, 0) - 1) / log(2, r.rank + 1)) AS dcg
       FROM bench_chorus_run r
@@ -547,5 +541,5 @@ echo "near ties a factor of 1 + 12 / (Wq + 8) is enough to move a product far."
 echo
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP DATABASE IF EXISTS $PDB" >/dev/null
 # BENCH_KEEP_TABLES=1 leaves the tables (to look at a query's rows)
-[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
+[ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP TABLE IF EXISTS bench_chorus, bench_chorus_q, bench_chorus_qrels, bench_chorus_ideal, bench_chorus_run, bench_chorus_nd, bench_chorus_type, bench_known" >/dev/null
 [ "${BENCH_KEEP_TABLES:-0}" = 1 ] || bench_psql -c "DROP FUNCTION IF EXISTS bench_shop_query(text)" >/dev/null
