@@ -959,16 +959,33 @@ bound_scale(const Eval *ev, const SsSegHeader *hdr)
 	return (float4) (wmax * amax * 1.001);	/* float rounding stays on the safe side */
 }
 
-/* Load se's skip entries (where each block starts, its bound). */
+static void cursor_decode(Eval *ev, SegExp *se, uint32 b);
+
+/*
+ * Load se's skip entries (where each block starts, its bound).  A term of
+ * one block has none (format 6): its bound is in its dictionary item, and
+ * its last docid is read by decoding the block now, which then stays
+ * decoded for the cursor.
+ */
 static void
 cursor_load(Eval *ev, SegState *s, SegExp *se)
 {
 	if (se->skips != NULL)
 		return;
 	se->skips = palloc(sizeof(SsSkip) * Max(se->nblocks, 1));
-	SsTermSkips(ev->index, &s->hdr, se->df, se->postblk, se->postoff, se->skip, se->skips);
 	se->docs = palloc(sizeof(uint32) * SS_BLOCK_POSTINGS);
 	se->tfs = palloc(sizeof(uint16) * SS_BLOCK_POSTINGS);
+	if (se->nblocks == 1)
+	{
+		se->skips[0].postblk = se->postblk;
+		se->skips[0].postoff = se->postoff;
+		se->skips[0].pad = 0;
+		se->skips[0].maxt = SsOneBlockBound(se->skip);
+		cursor_decode(ev, se, 0);
+		se->skips[0].lastdoc = se->docs[se->ndec - 1];
+	}
+	else
+		SsTermSkips(ev->index, &s->hdr, se->df, se->postblk, se->postoff, se->skip, se->skips);
 }
 
 /* move se's cursor to the first block that may hold a docid >= lo */
