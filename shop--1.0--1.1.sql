@@ -4568,6 +4568,148 @@ GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommend
     TO shop_admin;
 
 ------------------------------------------------------------------------------
+-- Search: attribute facets (issue 12) ---------------------------------------
+-- docs/search.md ("Facets"); the counting is in src/search/ssfunc.c.  The
+-- index's attribute terms lead with their key's hash (format 7), so the
+-- dictionary keeps a key's values together and facets count them from the
+-- postings, without reading rows.  (The index was rebuilt above, in the
+-- sorted scans section, by this version's library.)  In this section:
+--   1. shop._search_facet_counts(index, query, attrs, attr_keys,
+--      attr_values): the facet counts, only of matches whose attributes
+--      contain attrs (checked on the rows), and the attribute facets;
+--   2. shop.search_facets(query, filters, top, attributes): the bounded
+--      facets and the attributes keys held by most matches, each with its
+--      top values; the three-argument call is this one with attributes 0.
+
+-- 1.
+CREATE FUNCTION shop._search_facet_counts(index regclass, query jsonb, attrs jsonb,
+                                          attr_keys int, attr_values int)
+RETURNS TABLE (kind text, key bigint, sample tid, n bigint,
+               attr_key text, attr_value jsonb, nvalues bigint)
+AS 'MODULE_PATHNAME', 'shop_search_facet_counts_attrs'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_facet_counts(regclass, jsonb, jsonb, int, int) IS
+'internal: exact facet counts of the visible matches whose attributes contain attrs, with the attribute facets (attr_keys keys, attr_values values each)';
+REVOKE EXECUTE ON FUNCTION shop._search_facet_counts(regclass, jsonb, jsonb, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_facet_counts(regclass, jsonb, jsonb, int, int)
+    TO shop_storefront, shop_admin;
+
+-- 2.
+CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int, attributes int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+    q jsonb;
+    lim int := coalesce(top, 2147483647);
+BEGIN
+    IF top IS NOT NULL AND (top < 1 OR top > 1000) THEN
+        RAISE EXCEPTION 'top out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('top is %s; it must be between 1 and 1000, or NULL for every value.', top);
+    END IF;
+    IF attributes IS NULL OR attributes < 0 OR attributes > 100 THEN
+        RAISE EXCEPTION 'attributes out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('attributes is %s; it must be between 0 and 100 (how many attribute keys to list).',
+                                  coalesce(attributes::text, 'NULL'));
+    END IF;
+    q := shop._search_query(query, filters, NULL);
+    WITH f AS MATERIALIZED (
+        SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q,
+                                                coalesce(filters -> 'attributes', '{}'),
+                                                attributes, least(lim, 1000))
+    ), b AS MATERIALIZED (
+        SELECT f.n, f.sample FROM f WHERE f.kind = 'brand'
+    ), bt AS MATERIALIZED (
+        -- the top brands by count and every brand tying with the last,
+        -- named from one row each; cut by name below
+        SELECT x.brand, b.n
+          FROM b CROSS JOIN LATERAL (SELECT p.brand FROM shop.product p WHERE p.ctid = b.sample) x
+         WHERE b.n >= coalesce((SELECT b2.n FROM b b2 ORDER BY b2.n DESC OFFSET lim - 1 LIMIT 1), 0)
+           AND x.brand IS NOT NULL
+         ORDER BY b.n DESC, x.brand
+         LIMIT lim
+    ), ct AS MATERIALIZED (
+        SELECT c.category_id, c.name, f.n
+          FROM f JOIN shop.category c ON c.category_id = f.key
+         WHERE f.kind = 'category'
+         ORDER BY f.n DESC, c.category_id
+         LIMIT lim
+    ), ak AS MATERIALIZED (
+        -- the listed keys, each with its values cut to the top
+        SELECT k.attr_key, k.n, k.nvalues,
+               (SELECT coalesce(jsonb_agg(jsonb_build_object('value', v.attr_value, 'count', v.n)
+                                          ORDER BY v.n DESC, v.attr_value), '[]')
+                  FROM (SELECT v.attr_value, v.n FROM f v
+                         WHERE v.kind = 'attr' AND v.key = k.key
+                         ORDER BY v.n DESC, v.attr_value LIMIT lim) v) AS vals
+          FROM f k WHERE k.kind = 'attr_key'
+    ), buckets(b, lo, hi, label) AS (
+        VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
+               (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
+               (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
+    )
+    SELECT jsonb_build_object(
+        'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', bt.brand, 'count', bt.n)
+                                            ORDER BY bt.n DESC, bt.brand) FROM bt), '[]'),
+        'brand_other', jsonb_build_object(
+            'values', (SELECT count(*) FROM b) - (SELECT count(*) FROM bt),
+            'count', coalesce((SELECT sum(b.n) FROM b), 0) - coalesce((SELECT sum(bt.n) FROM bt), 0)),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', ct.category_id,
+                                                                  'name', ct.name, 'count', ct.n)
+                                               ORDER BY ct.n DESC, ct.category_id) FROM ct), '[]'),
+        'category_other', jsonb_build_object(
+            'values', (SELECT count(*) FROM f WHERE f.kind = 'category') - (SELECT count(*) FROM ct),
+            'count', coalesce((SELECT sum(f.n) FROM f WHERE f.kind = 'category'), 0)
+                     - coalesce((SELECT sum(ct.n) FROM ct), 0)),
+        'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', bk.label, 'min_cents', bk.lo,
+                                                               'max_cents', bk.hi, 'count', f.n)
+                                            ORDER BY bk.lo)
+                             FROM f JOIN buckets bk ON bk.b = f.key
+                            WHERE f.kind = 'price'), '[]'),
+        'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
+                                             ORDER BY f.key DESC)
+                              FROM f WHERE f.kind = 'rating'), '[]'))
+        || CASE WHEN attributes > 0 THEN jsonb_build_object(
+            'attributes', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                               'key', ak.attr_key, 'count', ak.n, 'values', ak.vals,
+                                               'other', jsonb_build_object(
+                                                   'values', ak.nvalues - jsonb_array_length(ak.vals),
+                                                   'count', ak.n - (SELECT coalesce(sum((e ->> 'count')::bigint), 0)
+                                                                      FROM jsonb_array_elements(ak.vals) e)))
+                                           ORDER BY ak.n DESC, ak.attr_key COLLATE "C")
+                                      FROM ak), '[]'),
+            'attributes_other', jsonb_build_object(
+                'keys', coalesce((SELECT f.n FROM f WHERE f.kind = 'attr_keys'), 0)
+                        - (SELECT count(*) FROM ak)))
+           ELSE '{}' END
+      INTO res;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb, int, int) IS
+'facet counts of a search: brand and category lists cut to the top values (plus the count of the rest), price and rating, and the attribute keys held by most matches with their top values; exact counts';
+
+-- the three-argument call: no attribute facets (NULL top: every value, as
+-- the two-argument call counts them)
+CREATE OR REPLACE FUNCTION shop.search_facets(query text, filters jsonb, top int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF top IS NULL THEN
+        RETURN shop.search_facets(query, filters);
+    END IF;
+    RETURN shop.search_facets(query, filters, top, 0);
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -34,6 +34,7 @@ INSERT INTO documented VALUES
     ('shop.search(text,jsonb,text,int,int,bigint)', true, true),
     ('shop.search_facets(text,jsonb)', true, true),
     ('shop.search_facets(text,jsonb,int)', true, true),
+    ('shop.search_facets(text,jsonb,int,int)', true, true),
     ('shop.autocomplete(text,int)', true, true),
     ('shop.did_you_mean(text)', true, true),
     ('shop.stem(text,text)', true, true),

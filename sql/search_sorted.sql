@@ -257,6 +257,66 @@ SELECT (shop.search_facets('cable', '{}', 2) - 'brand' - 'brand_other' - 'catego
        shop.search_facets('cable', '{}', NULL) = shop.search_facets('cable', '{}') AS null_is_all;
 SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 0)$$);
 
+-- attribute facets (search_facets' fourth argument): the keys most matches
+-- hold, each with its top values, equal a GROUP BY over the matching rows'
+-- scalar attributes (2 and 2.0 are one value, "Red" and "red" two; arrays
+-- are no facet value); the rows with 72 keys (more than the index keeps
+-- terms for), pending rows, HOT-updated and deleted rows included
+CREATE FUNCTION pg_temp.attr_truth(q text, f jsonb, nkeys int, top int) RETURNS jsonb LANGUAGE sql AS $f$
+    WITH m AS (
+        SELECT p.attributes FROM shop.product p
+         WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
+                               p.rating_avg::real, p.in_stock, p.popularity)
+               OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
+           AND p.status = 'active' AND p.attributes @> coalesce(f -> 'attributes', '{}')),
+    kv AS (SELECT e.key, e.value FROM m, jsonb_each(m.attributes) e
+            WHERE jsonb_typeof(e.value) NOT IN ('array', 'object')),
+    k AS (SELECT key, count(*) n, count(DISTINCT value) nv,
+                 row_number() OVER (ORDER BY count(*) DESC, key COLLATE "C") r
+            FROM kv GROUP BY key),
+    v AS (SELECT key, value, count(*) n,
+                 row_number() OVER (PARTITION BY key ORDER BY count(*) DESC, value) r
+            FROM kv GROUP BY key, value)
+    SELECT jsonb_build_object(
+        'attributes', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                'key', k.key, 'count', k.n,
+                'values', (SELECT coalesce(jsonb_agg(jsonb_build_object('value', v.value, 'count', v.n)
+                                                     ORDER BY v.r), '[]')
+                             FROM v WHERE v.key = k.key AND v.r <= top),
+                'other', jsonb_build_object(
+                    'values', k.nv - least(k.nv, top),
+                    'count', k.n - (SELECT coalesce(sum(v.n), 0) FROM v WHERE v.key = k.key AND v.r <= top)))
+                ORDER BY k.r) FROM k WHERE k.r <= nkeys), '[]'),
+        'attributes_other', jsonb_build_object(
+            'keys', (SELECT count(*) FROM k) - least((SELECT count(*) FROM k), nkeys)))
+$f$;
+SELECT q, f, nkeys, top,
+       (SELECT jsonb_build_object('attributes', r -> 'attributes', 'attributes_other', r -> 'attributes_other')
+          FROM shop.search_facets(q, f, top, nkeys) r) = pg_temp.attr_truth(q, f, nkeys, top) AS same,
+       jsonb_array_length(shop.search_facets(q, f, top, nkeys) -> 'attributes') AS keys
+  FROM unnest(ARRAY['cable', 'black cable', 'toner']) q,
+       unnest(ARRAY['{}', '{"price_max": 3000}', '{"attributes": {"color": "red"}}',
+                    '{"attributes": {"ports": ["usb"]}}']::jsonb[]) f,
+       unnest(ARRAY[1, 3, 100]) nkeys,
+       unnest(ARRAY[1, 2]) top
+ ORDER BY q, f::text, nkeys, top;
+-- what a storefront shows for "cable": the two most common keys
+SELECT jsonb_pretty(shop.search_facets('cable', '{}', 3, 2) -> 'attributes') AS attributes;
+-- the rest is the three-argument call's; attributes 0 lists none
+SELECT (shop.search_facets('cable', '{"brand": "hp"}', 2, 3) - 'attributes' - 'attributes_other')
+     = shop.search_facets('cable', '{"brand": "hp"}', 2) AS rest_same,
+       shop.search_facets('cable', '{}', 2, 0) = shop.search_facets('cable', '{}', 2) AS zero_is_none,
+       shop.search_facets('nothingmatchesthis', '{}', 2, 3) -> 'attributes' AS no_match;
+-- every value of a key (NULL top), and a key whose values tie
+SELECT (SELECT jsonb_build_object('attributes', r -> 'attributes', 'attributes_other', r -> 'attributes_other')
+          FROM shop.search_facets('cable', '{}', NULL, 100) r)
+       = pg_temp.attr_truth('cable', '{}', 100, 1000) AS all_values;
+SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 2, 101)$$);
+SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 2, -1)$$);
+SELECT pg_temp.err($$SELECT shop.search_facets('cable', '{}', 2, NULL)$$);
+SELECT pg_temp.err($$SELECT * FROM shop._search_facet_counts('shop.product_search_idx', '"cable"', '[1]', 3, 3)$$);
+SELECT pg_temp.err($$SELECT * FROM shop._search_facet_counts('shop.product_search_idx', '"cable"', '{}', 3, 0)$$);
+
 -- as the storefront (the plain order computed before, as the superuser)
 CREATE TEMP TABLE want AS
 SELECT sort, pg_temp.want('cable', '{"brand": "anker"}', sort, 20, 20) AS w
@@ -267,6 +327,9 @@ SELECT sort, pg_temp.got('cable', '{"brand": "anker"}', sort, 20, 20) = w AS sam
   FROM want ORDER BY sort;
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'cheapest', 20)$$);
 SELECT jsonb_array_length(shop.search_facets('cable', '{}', 3) -> 'brand') AS brands;
+SELECT (SELECT jsonb_build_object('attributes', r -> 'attributes', 'attributes_other', r -> 'attributes_other')
+          FROM shop.search_facets('cable', '{"attributes": {"color": "red"}}', 2, 3) r)
+       = pg_temp.attr_truth('cable', '{"attributes": {"color": "red"}}', 3, 2) AS attr_facets_same;
 RESET ROLE;
 
 -- the index function on its own: errors
@@ -281,6 +344,8 @@ CREATE INDEX notes_search ON notes USING shop_search (shop.search_doc(title, NUL
 SELECT count(*) FROM shop._search_sorted('notes_search', '"note"', 'newest', 3);
 SELECT array_agg(n.price ORDER BY n.price, n.id) AS cheapest
   FROM shop._search_sorted('notes_search', '"note"', 'price_asc', 3) s JOIN notes n ON n.ctid = s.ctid;
+-- attribute facets need the index's jsonb INCLUDE column
+SELECT pg_temp.err($$SELECT * FROM shop._search_facet_counts('notes_search', '"note"', '{}', 3, 3)$$);
 -- _search_rows returns shop.product rows: no other table's index
 SELECT pg_temp.err($$SELECT * FROM shop._search_rows('notes_search', '"note"', 'relevance', 5, '{}')$$);
 

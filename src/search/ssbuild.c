@@ -95,18 +95,29 @@ SsIncludeColumn(Relation index, Oid typid)
 	return -1;
 }
 
+/* the 32-bit hash of an attribute's key that leads its terms */
+uint32
+SsAttrKeyHash(const char *key, int keylen)
+{
+	return (uint32) hash_bytes_extended((const unsigned char *) key, keylen, 0);
+}
+
 /*
  * SsAttrTerm: the filter term of one attribute, key = scalar value:
- * "\377a" and 16 hex digits of a 64-bit hash of the key and the value as
- * jsonb containment compares it (strings by their bytes, numbers by
- * value: 1.0 = 1, booleans, null).  Nested values (arrays, objects) have
- * no term.  Returns the length, 0 for a value that has none.
+ * "\377a", 8 hex digits of a 32-bit hash of the key, then 12 hex digits
+ * of a 48-bit hash of the key and the value as jsonb containment compares
+ * it (strings by their bytes, numbers by value: 1.0 = 1, booleans, null).
+ * The key's hash comes first so that the dictionary keeps the terms of
+ * one key together and attribute facets group values by key without
+ * reading a row (ssfunc.c).  Nested values (arrays, objects) have no
+ * term.  Returns the length, 0 for a value that has none.
  */
 int
 SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out)
 {
 	StringInfoData buf;
 	uint64		h;
+	uint32		kh;
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, key, keylen);
@@ -132,8 +143,10 @@ SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out)
 			return 0;
 	}
 	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+	kh = SsAttrKeyHash(key, keylen);
 	pfree(buf.data);
-	return snprintf(out, SS_FILTER_TERM_MAX, "%ca%016llx", SS_FILTER_MARK, (unsigned long long) h);
+	return snprintf(out, SS_FILTER_TERM_MAX, "%ca%08x%012llx", SS_FILTER_MARK, kh,
+					(unsigned long long) (h & UINT64CONST(0xFFFFFFFFFFFF)));
 }
 
 /* the term of a document with more attributes than it indexes */

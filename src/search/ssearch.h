@@ -81,7 +81,9 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			6	/* 6: no skip entry for one-block terms;
+#define SS_VERSION			7	/* 7: attribute terms lead with the key's
+									 * hash (attribute facets, issue 12);
+									 * 6: no skip entry for one-block terms;
 									 * 5: sort values, attribute terms (issue
 									 * 12); units, model numbers, head nouns
 									 * (issue 13) */
@@ -102,12 +104,14 @@
 #define SS_FILTER_TERM_MAX	24
 /*
  * Attribute filter terms (a jsonb INCLUDE column, ssbuild.c): one per
- * top-level key = scalar value, "\377a<64-bit hash in hex>", at most
+ * top-level key = scalar value, "\377a<32-bit key hash><48-bit key and
+ * value hash>" in hex (SS_ATTR_TERM_LEN bytes), at most
  * SS_MAX_DOC_ATTRS per document; a document with more also holds the
  * term "\377a*", which every attribute filter lets through (the rows are
  * checked exactly, sssort.c).
  */
 #define SS_MAX_DOC_ATTRS	64
+#define SS_ATTR_TERM_LEN	22
 #define SS_MAX_TERM_LEN		48		/* bytes of a folded word; longer are cut */
 #define SS_MAX_DOC_TERMS_BYTES	6000	/* term list of one document */
 
@@ -734,6 +738,7 @@ extern void SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData
 extern void SsCheckIncludes(Relation index);
 extern int	SsIncludeColumn(Relation index, Oid typid);
 extern int	SsAttrTerm(const char *key, int keylen, const JsonbValue *v, char *out);
+extern uint32 SsAttrKeyHash(const char *key, int keylen);
 extern int	SsAttrOverflowTerm(char *out);
 extern bool SsForEachAttr(Jsonb *jb, void (*cb) (void *arg, const char *term, int len), void *arg);
 extern bool ssinsert(Relation index, Datum *values, bool *isnull, ItemPointer ht_ctid,
@@ -761,6 +766,19 @@ extern bool ssgettuple(IndexScanDesc scan, ScanDirection dir);
 extern int64 ssgetbitmap(IndexScanDesc scan, TIDBitmap *tbm);
 extern void ssendscan(IndexScanDesc scan);
 extern SsDoc *SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes);
+typedef struct SsMatchSet
+{
+	SsDoc	   *docs;			/* the matches' document records */
+	int			ndocs;
+	uint64		bulkdeletes;	/* as SsCollectMatches's */
+	int32	   *locseg;			/* per match: its segment, -1: pending */
+	uint32	   *locdoc;			/* ... its docid there, or pending item */
+	int			nsegs;
+	SsSegHeader *segs;
+	int			npend;
+	SsPendItem **pend;
+} SsMatchSet;
+extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
 typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
 extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
 extern void SsSetAttrFilter(Jsonb *attrs);

@@ -691,6 +691,10 @@ typedef struct FacetKey
 	int64		key;			/* hash key */
 	int64		n;
 	ItemPointerData sample;
+	/* attribute facets: values by their term's hash, keys by the key's */
+	uint32		keyh;			/* a value's key */
+	int32		doc;			/* a match holding it (index in the docs) */
+	int64		nvalues;		/* a key's distinct values */
 } FacetKey;
 
 /*
@@ -752,12 +756,16 @@ ft_enter(FacetTable *t, int64 key, bool *found)
 	return &t->e[i];
 }
 
+/*
+ * A row of a facet count: kind, key, sample, n; the attribute facets'
+ * call has three more columns (attr_key, attr_value, nvalues), NULL here
+ */
 static void
 facet_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, int64 key,
 		  ItemPointer sample, int64 n)
 {
-	Datum		v[4];
-	bool		nulls[4] = {false, false, sample == NULL, false};
+	Datum		v[7] = {0};
+	bool		nulls[7] = {false, false, sample == NULL, false, true, true, true};
 
 	v[0] = CStringGetTextDatum(kind);
 	v[1] = Int64GetDatum(key);
@@ -822,12 +830,472 @@ facet_fetch(IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
 	return visible;
 }
 
-Datum
-shop_search_facet_counts(PG_FUNCTION_ARGS)
+/* ---- attribute facets ---- */
+
+/*
+ * Attribute facets count, for each top-level key = scalar value of the
+ * matches' attributes, the visible matches holding it, without reading
+ * their rows: the dictionary of every segment keeps one term per key =
+ * value (SsAttrTerm), the key's hash first, and the postings of each
+ * such term are intersected with the matches of that segment.  A
+ * pending document's terms are in its item.  A document with more
+ * attributes than it indexes (the overflow term) is counted from its row.
+ * Values are named from a row holding them, for the listed ones only.
+ */
+typedef struct AttrWalk
+{
+	Relation	index;
+	FacetTable *vals;			/* by the term's 48-bit hash */
+	int32	   *map;			/* this segment's docid -> match, -1: none */
+	uint32		nmap;
+	int64		n;				/* the current term's matches */
+	int32		first;			/* ... the first of them */
+	int32	   *over;			/* matches holding the overflow term */
+	int			nover;
+} AttrWalk;
+
+static bool
+attr_term_parse(const char *term, int len, uint32 *keyh, uint64 *vh)
+{
+	uint64		a = 0,
+				b = 0;
+
+	if (len != SS_ATTR_TERM_LEN || term[0] != SS_FILTER_MARK || term[1] != 'a')
+		return false;
+	for (int i = 2; i < len; i++)
+	{
+		int			c = (unsigned char) term[i],
+					d;
+
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return false;
+		if (i < 10)
+			a = a * 16 + d;
+		else
+			b = b * 16 + d;
+	}
+	*keyh = (uint32) a;
+	*vh = b;
+	return true;
+}
+
+static bool
+attr_term_is_overflow(const char *term, int len)
+{
+	char		over[SS_FILTER_TERM_MAX];
+	int			olen = SsAttrOverflowTerm(over);
+
+	return len == olen && memcmp(term, over, len) == 0;
+}
+
+static void
+attr_count(FacetTable *vals, uint32 keyh, uint64 vh, int64 n, int32 doc)
+{
+	FacetKey   *fk;
+	bool		found;
+
+	if (n == 0)
+		return;
+	fk = ft_enter(vals, (int64) vh, &found);
+	if (!found)
+	{
+		fk->n = 0;
+		fk->keyh = keyh;
+		fk->doc = doc;
+	}
+	fk->n += n;
+}
+
+static void
+attr_posting_cb(void *arg, uint32 docid, uint16 tf)
+{
+	AttrWalk   *w = (AttrWalk *) arg;
+
+	if (docid < w->nmap && w->map[docid] >= 0 && w->n++ == 0)
+		w->first = w->map[docid];
+}
+
+/* a match holding the overflow term leaves the walk, for its row */
+static void
+attr_over_cb(void *arg, uint32 docid, uint16 tf)
+{
+	AttrWalk   *w = (AttrWalk *) arg;
+
+	if (docid < w->nmap && w->map[docid] >= 0)
+	{
+		w->over[w->nover++] = w->map[docid];
+		w->map[docid] = -1;
+	}
+}
+
+static bool
+attr_dict_stop(void *arg, const SsDictItem *item)
+{
+	return item->len < 2 || item->term[0] != SS_FILTER_MARK || item->term[1] != 'a';
+}
+
+static void
+attr_dict_cb(void *arg, const SsDictItem *item)
+{
+	AttrWalk   *w = (AttrWalk *) arg;
+	uint32		keyh;
+	uint64		vh;
+
+	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
+		return;
+	w->n = 0;
+	SsReadPostings(w->index, item->postblk, item->postoff, item->df, attr_posting_cb, w);
+	attr_count(w->vals, keyh, vh, w->n, w->first);
+}
+
+/* a pending document's attribute terms */
+typedef struct PendAttrTerms
+{
+	int			n;
+	bool		over;
+	uint32		keyh[SS_MAX_DOC_ATTRS + 1];
+	uint64		vh[SS_MAX_DOC_ATTRS + 1];
+} PendAttrTerms;
+
+static void
+pend_attr_terms_cb(void *arg, const char *term, int len, uint16 tf)
+{
+	PendAttrTerms *pt = (PendAttrTerms *) arg;
+
+	if (attr_term_is_overflow(term, len))
+		pt->over = true;
+	else if (pt->n <= SS_MAX_DOC_ATTRS &&
+			 attr_term_parse(term, len, &pt->keyh[pt->n], &pt->vh[pt->n]))
+		pt->n++;
+}
+
+/* the attributes of the visible version of tid's row, NULL if none */
+static Jsonb *
+row_attrs(IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+		  ItemPointer tid, AttrNumber att)
+{
+	bool		call_again = false,
+				all_dead = false;
+	ItemPointerData t = *tid;
+	Jsonb	   *res = NULL;
+
+	if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, att, &isnull);
+
+		if (!isnull)
+			res = DatumGetJsonbPCopy(d);
+	}
+	ExecClearTuple(slot);
+	return res;
+}
+
+typedef struct AttrRowCount
+{
+	FacetTable *vals;
+	int32		doc;
+} AttrRowCount;
+
+static void
+attr_row_cb(void *arg, const char *term, int len)
+{
+	AttrRowCount *rc = (AttrRowCount *) arg;
+	uint32		keyh;
+	uint64		vh;
+
+	if (attr_term_parse(term, len, &keyh, &vh))
+		attr_count(rc->vals, keyh, vh, 1, rc->doc);
+}
+
+/*
+ * Name an attribute from a row holding it: the key whose hash is keyh
+ * (any_value) or the key = value pair of term (keyh, vh).
+ */
+static bool
+attr_name(Jsonb *jb, uint32 keyh, uint64 vh, bool any_value, char **key, Jsonb **value)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+	char		want[SS_FILTER_TERM_MAX];
+
+	if (jb == NULL || !JB_ROOT_IS_OBJECT(jb))
+		return false;
+	snprintf(want, sizeof(want), "%ca%08x%012llx", SS_FILTER_MARK, keyh, (unsigned long long) vh);
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char		term[SS_FILTER_TERM_MAX];
+		bool		hit;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (any_value)
+			hit = SsAttrKeyHash(k.val.string.val, k.val.string.len) == keyh;
+		else
+			hit = SsAttrTerm(k.val.string.val, k.val.string.len, &v, term) == SS_ATTR_TERM_LEN &&
+				memcmp(term, want, SS_ATTR_TERM_LEN) == 0;
+		if (hit)
+		{
+			*key = pnstrdup(k.val.string.val, k.val.string.len);
+			if (value)
+				*value = JsonbValueToJsonb(&v);
+			return true;
+		}
+	}
+	return false;
+}
+
+typedef struct AttrKeyOut
+{
+	uint32		keyh;
+	char	   *name;
+	int64		n;
+	int64		nvalues;
+	int32		doc;
+} AttrKeyOut;
+
+static int
+attr_key_cmp(const void *a, const void *b)
+{
+	const AttrKeyOut *x = (const AttrKeyOut *) a;
+	const AttrKeyOut *y = (const AttrKeyOut *) b;
+
+	if (x->n != y->n)
+		return x->n > y->n ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* values by key, then count (descending), then hash: a key's top values first */
+static int
+attr_val_cmp(const void *a, const void *b)
+{
+	const FacetKey *x = (const FacetKey *) a;
+	const FacetKey *y = (const FacetKey *) b;
+
+	if (x->keyh != y->keyh)
+		return x->keyh < y->keyh ? -1 : 1;
+	if (x->n != y->n)
+		return x->n > y->n ? -1 : 1;
+	return x->key < y->key ? -1 : x->key > y->key ? 1 : 0;
+}
+
+static void
+attr_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, uint32 keyh, int64 n,
+		 const char *name, Jsonb *value, int64 nvalues)
+{
+	Datum		v[7];
+	bool		nulls[7] = {false, false, true, false, name == NULL, value == NULL, nvalues < 0};
+
+	v[0] = CStringGetTextDatum(kind);
+	v[1] = Int64GetDatum((int64) keyh);
+	v[2] = (Datum) 0;
+	v[3] = Int64GetDatum(n);
+	v[4] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	v[5] = value ? JsonbPGetDatum(value) : (Datum) 0;
+	v[6] = Int64GetDatum(nvalues);
+	tuplestore_putvalues(ts, desc, v, nulls);
+}
+
+/* at most this many values of one key are named (the ties of its last listed value) */
+#define ATTR_MAX_NAMED	1000
+
+static void
+attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *state,
+			IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+			AttrNumber att, int nkeys, int nvals)
+{
+	FacetTable	vals,
+				keys;
+	AttrWalk	w;
+	AttrKeyOut *ko;
+	FacetKey   *va;
+	int			nko = 0,
+				nva = 0;
+
+	ft_init(&vals, 1024);
+	memset(&w, 0, sizeof(w));
+	w.index = index;
+	w.vals = &vals;
+	w.over = palloc(sizeof(int32) * Max(ms->ndocs, 1));
+
+	/* segments: the postings of every attribute term against the matches */
+	for (int sg = 0; sg < ms->nsegs; sg++)
+	{
+		SsSegHeader *hdr = &ms->segs[sg];
+		bool		any = false;
+		SsDictItem *item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
+		char		over[SS_FILTER_TERM_MAX];
+		int			olen = SsAttrOverflowTerm(over);
+		char		from[2] = {SS_FILTER_MARK, 'a'};
+
+		w.nmap = hdr->ndocs;
+		w.map = palloc(sizeof(int32) * Max(w.nmap, 1));
+		memset(w.map, 0xff, sizeof(int32) * Max(w.nmap, 1));
+		for (int i = 0; i < ms->ndocs; i++)
+			if (ms->locseg[i] == sg && state[i] != FACET_INVISIBLE && ms->locdoc[i] < w.nmap)
+			{
+				w.map[ms->locdoc[i]] = i;
+				any = true;
+			}
+		if (any)
+		{
+			if (SsDictLookup(index, hdr, over, olen, item))
+				SsReadPostings(index, item->postblk, item->postoff, item->df, attr_over_cb, &w);
+			SsDictScanRange(index, hdr, from, 2, attr_dict_cb, &w, attr_dict_stop);
+		}
+		pfree(w.map);
+		pfree(item);
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* pending documents: their items' terms */
+	for (int i = 0; i < ms->ndocs; i++)
+	{
+		PendAttrTerms pt;
+
+		if (ms->locseg[i] >= 0 || state[i] == FACET_INVISIBLE)
+			continue;
+		pt.n = 0;
+		pt.over = false;
+		SsPendItemTerms(ms->pend[ms->locdoc[i]], pend_attr_terms_cb, &pt);
+		if (pt.over)
+			w.over[w.nover++] = i;
+		else
+			for (int t = 0; t < pt.n; t++)
+				attr_count(&vals, pt.keyh[t], pt.vh[t], 1, i);
+	}
+	/* documents with more attributes than they index: from their rows */
+	for (int o = 0; o < w.nover; o++)
+	{
+		AttrRowCount rc;
+		Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[w.over[o]].tid, att);
+
+		rc.vals = &vals;
+		rc.doc = w.over[o];
+		if (jb)
+			(void) SsForEachAttr(jb, attr_row_cb, &rc);
+	}
+
+	/* keys: counts (a document has one value per key), named from a row */
+	ft_init(&keys, 64);
+	va = palloc(sizeof(FacetKey) * Max(vals.used, 1));
+	for (uint32 k = 0; k < vals.cap; k++)
+		if (vals.full[k])
+		{
+			FacetKey   *fk;
+			bool		found;
+
+			va[nva++] = vals.e[k];
+			fk = ft_enter(&keys, (int64) vals.e[k].keyh, &found);
+			if (!found)
+			{
+				fk->n = 0;
+				fk->nvalues = 0;
+				fk->keyh = vals.e[k].keyh;
+				fk->doc = vals.e[k].doc;
+			}
+			fk->n += vals.e[k].n;
+			fk->nvalues++;
+		}
+	ko = palloc(sizeof(AttrKeyOut) * Max(keys.used, 1));
+	for (uint32 k = 0; k < keys.cap; k++)
+		if (keys.full[k])
+		{
+			AttrKeyOut *o = &ko[nko];
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[keys.e[k].doc].tid, att);
+
+			o->keyh = keys.e[k].keyh;
+			o->n = keys.e[k].n;
+			o->nvalues = keys.e[k].nvalues;
+			o->doc = keys.e[k].doc;
+			if (attr_name(jb, o->keyh, 0, true, &o->name, NULL))
+				nko++;
+			else
+				elog(DEBUG1, "shop_search: attribute key %08x not found in its sample row", o->keyh);
+		}
+	qsort(ko, nko, sizeof(AttrKeyOut), attr_key_cmp);
+	qsort(va, nva, sizeof(FacetKey), attr_val_cmp);
+	attr_put(rsinfo->setResult, rsinfo->setDesc, "attr_keys", 0, nko, NULL, NULL, -1);
+
+	/* the top keys, each with its top values and every value tying with the last */
+	for (int k = 0; k < Min(nkeys, nko); k++)
+	{
+		AttrKeyOut *o = &ko[k];
+		int			lo = 0,
+					hi = nva;
+		int64		least;
+
+		attr_put(rsinfo->setResult, rsinfo->setDesc, "attr_key", o->keyh, o->n, o->name, NULL,
+				 o->nvalues);
+		/* the key's values: a run of va */
+		while (lo < hi)
+		{
+			int			mid = (lo + hi) / 2;
+
+			if (va[mid].keyh < o->keyh)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		least = lo + nvals - 1 < nva && va[lo + nvals - 1].keyh == o->keyh ? va[lo + nvals - 1].n : 0;
+		for (int v = lo, named = 0; v < nva && va[v].keyh == o->keyh && va[v].n >= least &&
+			 named < ATTR_MAX_NAMED; v++)
+		{
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[va[v].doc].tid, att);
+			char	   *name;
+			Jsonb	   *value;
+
+			if (attr_name(jb, o->keyh, (uint64) va[v].key, false, &name, &value))
+			{
+				attr_put(rsinfo->setResult, rsinfo->setDesc, "attr", o->keyh, va[v].n, name, value, -1);
+				named++;
+			}
+			else
+				elog(DEBUG1, "shop_search: attribute value %012llx not found in its sample row",
+					 (unsigned long long) va[v].key);
+			if ((v & 255) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+	}
+}
+
+/* the matches of query whose attribute terms are those of attrs (NULL: all) */
+static void
+collect_match_set(Relation index, Jsonb *query, Jsonb *attrs, SsMatchSet *ms)
+{
+	SsSetAttrFilter(attrs);
+	PG_TRY();
+	{
+		SsCollectMatchSet(index, query, ms);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The facet counts of query; with nkeys > 0 also the attribute facets:
+ * the nkeys keys held by most matches, each with its nvals values held by
+ * most (and the values tying with the last); with attrs (a jsonb object,
+ * not empty), only the matches whose row's attributes contain it count
+ * (every such row is read and checked).
+ */
+static void
+facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int nvals)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Relation	index,
 				heap;
+	SsMatchSet	ms;
 	SsDoc	   *docs;
 	int			ndocs;
 	FacetTable	cats,
@@ -847,11 +1315,32 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	uint8	   *state;
 	uint64		bulkdeletes;
 	SsMetaPageData meta;
+	AttrNumber	att = InvalidAttrNumber;
+	bool		check_rows = attrs != NULL && JB_ROOT_COUNT(attrs) > 0;
 
 	InitMaterializedSRF(fcinfo, 0);
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
-	SsCheckQueryLanguage(index, PG_GETARG_JSONB_P(1));
-	docs = SsCollectMatches(index, PG_GETARG_JSONB_P(1), &ndocs, &bulkdeletes);
+	SsCheckQueryLanguage(index, query);
+	if (check_rows || nkeys > 0)
+	{
+		int			c = SsIncludeColumn(index, JSONBOID);
+
+		if (c < 0 || index->rd_index->indkey.values[c] == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("index \"%s\" has no attributes", RelationGetRelationName(index)),
+					 errdetail("Attribute filters and facets need a jsonb column in the index's INCLUDE list.")));
+		att = index->rd_index->indkey.values[c];
+	}
+	if (nkeys > 0 || check_rows)
+	{
+		collect_match_set(index, query, check_rows ? attrs : NULL, &ms);
+		docs = ms.docs;
+		ndocs = ms.ndocs;
+		bulkdeletes = ms.bulkdeletes;
+	}
+	else
+		docs = SsCollectMatches(index, query, &ndocs, &bulkdeletes);
 	SsTestPause("facets-collected");
 	nheap = RelationGetNumberOfBlocks(heap);
 	vmknown = palloc0(nheap / 8 + 1);
@@ -869,6 +1358,17 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	{
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
+		if (check_rows)
+		{
+			/* an attribute filter: the row decides (attributes @> attrs) */
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, &docs[i].tid, att);
+
+			state[i] = jb != NULL &&
+				DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(jb),
+												 JsonbPGetDatum(attrs))) ?
+				FACET_FETCHED : FACET_INVISIBLE;
+			continue;
+		}
 		hb = ItemPointerGetBlockNumber(&docs[i].tid);
 		/* the visibility map, asked once per heap block */
 		if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
@@ -885,7 +1385,6 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 	}
 	if (BufferIsValid(vmbuf))
 		ReleaseBuffer(vmbuf);
-
 	/*
 	 * Did a bulk delete end since the copies were taken?  (The map was read
 	 * without a lock; the barrier keeps those reads before this one.)
@@ -947,6 +1446,8 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 				if (d->rating >= r)
 					rating[r]++;
 	}
+	if (nkeys > 0)
+		attr_facets(rsinfo, index, &ms, state, fetch, slot, snap, att, nkeys, nvals);
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
 
@@ -967,5 +1468,49 @@ shop_search_facet_counts(PG_FUNCTION_ARGS)
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
+}
+
+Datum
+shop_search_facet_counts(PG_FUNCTION_ARGS)
+{
+	facet_counts(fcinfo, PG_GETARG_JSONB_P(1), NULL, 0, 0);
+	return (Datum) 0;
+}
+
+/*
+ * shop._search_facet_counts(index regclass, query jsonb, attrs jsonb,
+ *                           attr_keys int, attr_values int)
+ *   -> TABLE(kind text, key bigint, sample tid, n bigint,
+ *            attr_key text, attr_value jsonb, nvalues bigint)
+ * The rows of the two-argument call, counting only matches whose
+ * attributes contain attrs, and the attribute facets: 'attr_keys' (n:
+ * how many keys the matches hold), then for each of the attr_keys keys
+ * held by most matches (ties by key, bytewise) an 'attr_key' row (key:
+ * its hash, n: matches holding it, nvalues: its distinct values) and its
+ * 'attr' rows (n, attr_value): its attr_values values held by most, and
+ * every value tying with the last of them (at most 1000 named).  Only
+ * scalar values count; arrays and objects are not facet values.
+ */
+PG_FUNCTION_INFO_V1(shop_search_facet_counts_attrs);
+
+Datum
+shop_search_facet_counts_attrs(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *attrs = PG_GETARG_JSONB_P(2);
+	int32		nkeys = PG_GETARG_INT32(3);
+	int32		nvals = PG_GETARG_INT32(4);
+
+	if (!JB_ROOT_IS_OBJECT(attrs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed search filter"),
+				 errdetail("attributes must be a jsonb object.")));
+	if (nkeys < 0 || nkeys > 100 || nvals < 1 || nvals > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("attribute facet size out of range"),
+				 errdetail("%d keys of %d values each were asked for; keys must be between 0 and 100, values between 1 and 1000.",
+						   nkeys, nvals)));
+	facet_counts(fcinfo, PG_GETARG_JSONB_P(1), attrs, nkeys, nvals);
 	return (Datum) 0;
 }

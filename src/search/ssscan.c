@@ -89,6 +89,7 @@
  * SsVisitMatches, to hand each to visit_next instead (sorted scans)
  */
 static bool collect_next = false;
+static bool locs_next = false;	/* SsCollectMatchSet: with locations */
 static SsDocVisitor visit_next = NULL;
 static void *visit_next_arg = NULL;
 
@@ -224,14 +225,18 @@ typedef struct Eval
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
+	bool		want_locs;		/* ... and where each is (SsCollectMatchSet) */
+	int32	   *locseg;			/* segment number, -1: pending */
+	uint32	   *locdoc;			/* docid in the segment, or pending item */
 	/* output */
 	SsResult   *res;
 	int			nres;
 	int			maxres;
 } Eval;
 
+/* a match: seg the segment's number (-1: the pending document docid) */
 static void
-collect_doc(Eval *ev, const SsDoc *doc)
+collect_doc(Eval *ev, const SsDoc *doc, int32 seg, uint32 docid)
 {
 	if (ev->visit)
 	{
@@ -243,6 +248,18 @@ collect_doc(Eval *ev, const SsDoc *doc)
 		ev->maxdocs = Max(256, ev->maxdocs * 2);
 		ev->docs = ev->docs ? repalloc_huge(ev->docs, sizeof(SsDoc) * ev->maxdocs)
 			: palloc(sizeof(SsDoc) * ev->maxdocs);
+		if (ev->want_locs)
+		{
+			ev->locseg = ev->locseg ? repalloc_huge(ev->locseg, sizeof(int32) * ev->maxdocs)
+				: palloc(sizeof(int32) * ev->maxdocs);
+			ev->locdoc = ev->locdoc ? repalloc_huge(ev->locdoc, sizeof(uint32) * ev->maxdocs)
+				: palloc(sizeof(uint32) * ev->maxdocs);
+		}
+	}
+	if (ev->want_locs)
+	{
+		ev->locseg[ev->ndocs] = seg;
+		ev->locdoc[ev->ndocs] = docid;
 	}
 	ev->docs[ev->ndocs++] = *doc;
 }
@@ -1698,7 +1715,7 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		}
 		if (ev->collect)
 		{
-			collect_doc(ev, doc);
+			collect_doc(ev, doc, (int32) (s - ev->segs), d);
 			continue;
 		}
 		add_result(ev, (ItemPointer) &doc->tid,
@@ -2085,7 +2102,7 @@ eval_pending(Eval *ev)
 			ok = false;
 		ok = ok && SsDocPassesFilters(q, &it->doc) && pend_attrs_ok(ev, it);
 		if (ok && ev->collect)
-			collect_doc(ev, &it->doc);
+			collect_doc(ev, &it->doc, -1, (uint32) p);
 		else if (ok)
 			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
 		else if (ev->want_all)
@@ -2110,6 +2127,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	ev->want_all = want_all;
 	ev->topk = topk;
 	ev->collect = collect_next && topk == 0 && !want_all;
+	ev->want_locs = ev->collect && locs_next;
 	ev->nattr = attr_nterms;
 	ev->attr = attr_terms;
 	if (ev->collect)
@@ -2244,6 +2262,11 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		most = Min(most, ev->meta.ndocs + ev->npend);
 		ev->maxdocs = (int) Min(Max(most, 256), 1 << 20);
 		ev->docs = palloc_extended(sizeof(SsDoc) * ev->maxdocs, MCXT_ALLOC_HUGE);
+		if (ev->want_locs)
+		{
+			ev->locseg = palloc_extended(sizeof(int32) * ev->maxdocs, MCXT_ALLOC_HUGE);
+			ev->locdoc = palloc_extended(sizeof(uint32) * ev->maxdocs, MCXT_ALLOC_HUGE);
+		}
 	}
 	for (uint32 i = 0; i < ev->meta.nsegments; i++)
 		eval_segment(ev, &ev->segs[i]);
@@ -2280,6 +2303,47 @@ SsCollectMatches(Relation index, Jsonb *query, int *ndocs, uint64 *bulkdeletes)
 	*ndocs = ev->ndocs;
 	*bulkdeletes = ev->meta.bulkdeletes;
 	return ev->docs;
+}
+
+/*
+ * SsCollectMatchSet: SsCollectMatches, and where each match is: its
+ * segment and docid there, or its pending item (locseg -1, locdoc the
+ * item's number), with the segment headers and pending items the
+ * evaluation read.  The blocks of those segments stay as they were for
+ * as long as the caller's snapshot lives (blocks freed by a merge are
+ * reused only once no older snapshot exists), so their dictionaries and
+ * postings can be read afterwards (attribute facets, ssfunc.c).
+ */
+void
+SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms)
+{
+	Eval	   *volatile ev = NULL;
+
+	collect_next = true;
+	locs_next = true;
+	PG_TRY();
+	{
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		collect_next = false;
+		locs_next = false;
+	}
+	PG_END_TRY();
+	ms->docs = ev->docs;
+	ms->ndocs = ev->ndocs;
+	ms->bulkdeletes = ev->meta.bulkdeletes;
+	ms->locseg = ev->locseg;
+	ms->locdoc = ev->locdoc;
+	ms->nsegs = (int) ev->meta.nsegments;
+	ms->segs = palloc(sizeof(SsSegHeader) * Max(ms->nsegs, 1));
+	for (int i = 0; i < ms->nsegs; i++)
+		ms->segs[i] = ev->segs[i].hdr;
+	ms->npend = ev->npend;
+	ms->pend = palloc(sizeof(SsPendItem *) * Max(ev->npend, 1));
+	for (int p = 0; p < ev->npend; p++)
+		ms->pend[p] = ev->pend[p].item;
 }
 
 /*
