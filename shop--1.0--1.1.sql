@@ -1548,90 +1548,8 @@ $$;
 -- 3. Bounded facets: shop.search_facets(query, filters, top) keeps the top
 -- values of the brand and category facets (by count, then name / id) and
 -- says how many other values and rows the rest hold; counts stay exact.
--- Brand names are read for the listed brands only (one row each).
-CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    res jsonb;
-    q jsonb;
-    attrs jsonb;
-BEGIN
-    IF top IS NOT NULL AND (top < 1 OR top > 1000) THEN
-        RAISE EXCEPTION 'top out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('top is %s; it must be between 1 and 1000, or NULL for every value.', top);
-    END IF;
-    IF top IS NULL THEN
-        RETURN shop.search_facets(query, filters);
-    END IF;
-    attrs := coalesce(filters -> 'attributes', '{}');
-    IF attrs <> '{}' THEN
-        -- counted on the rows (as the two-argument call does), then cut
-        res := shop.search_facets(query, filters);
-        RETURN res
-            || jsonb_build_object('brand', coalesce((SELECT jsonb_agg(e ORDER BY o) FROM jsonb_array_elements(res -> 'brand') WITH ORDINALITY x(e, o) WHERE o <= top), '[]'),
-                                  'category', coalesce((SELECT jsonb_agg(e ORDER BY o) FROM jsonb_array_elements(res -> 'category') WITH ORDINALITY x(e, o) WHERE o <= top), '[]'))
-            || jsonb_build_object('brand_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum((e ->> 'count')::bigint), 0))
-                                                    FROM jsonb_array_elements(res -> 'brand') WITH ORDINALITY x(e, o) WHERE o > top),
-                                  'category_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum((e ->> 'count')::bigint), 0))
-                                                       FROM jsonb_array_elements(res -> 'category') WITH ORDINALITY x(e, o) WHERE o > top));
-    END IF;
-    q := shop._search_query(query, filters, NULL);
-    WITH f AS MATERIALIZED (
-        SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q)
-    ), b AS MATERIALIZED (
-        SELECT f.n, f.sample FROM f WHERE f.kind = 'brand'
-    ), bt AS MATERIALIZED (
-        -- the top brands by count and every brand tying with the last,
-        -- named from one row each; cut by name below
-        SELECT x.brand, b.n
-          FROM b CROSS JOIN LATERAL (SELECT p.brand FROM shop.product p WHERE p.ctid = b.sample) x
-         WHERE b.n >= coalesce((SELECT b2.n FROM b b2 ORDER BY b2.n DESC OFFSET top - 1 LIMIT 1), 0)
-           AND x.brand IS NOT NULL
-         ORDER BY b.n DESC, x.brand
-         LIMIT top
-    ), ct AS MATERIALIZED (
-        SELECT c.category_id, c.name, f.n
-          FROM f JOIN shop.category c ON c.category_id = f.key
-         WHERE f.kind = 'category'
-         ORDER BY f.n DESC, c.category_id
-         LIMIT top
-    ), buckets(b, lo, hi, label) AS (
-        VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
-               (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
-               (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
-    )
-    SELECT jsonb_build_object(
-        'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
-        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', bt.brand, 'count', bt.n)
-                                            ORDER BY bt.n DESC, bt.brand) FROM bt), '[]'),
-        'brand_other', jsonb_build_object(
-            'values', (SELECT count(*) FROM b) - (SELECT count(*) FROM bt),
-            'count', coalesce((SELECT sum(b.n) FROM b), 0) - coalesce((SELECT sum(bt.n) FROM bt), 0)),
-        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', ct.category_id,
-                                                                  'name', ct.name, 'count', ct.n)
-                                               ORDER BY ct.n DESC, ct.category_id) FROM ct), '[]'),
-        'category_other', jsonb_build_object(
-            'values', (SELECT count(*) FROM f WHERE f.kind = 'category') - (SELECT count(*) FROM ct),
-            'count', coalesce((SELECT sum(f.n) FROM f WHERE f.kind = 'category'), 0)
-                     - coalesce((SELECT sum(ct.n) FROM ct), 0)),
-        'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', bk.label, 'min_cents', bk.lo,
-                                                               'max_cents', bk.hi, 'count', f.n)
-                                            ORDER BY bk.lo)
-                             FROM f JOIN buckets bk ON bk.b = f.key
-                            WHERE f.kind = 'price'), '[]'),
-        'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
-                                             ORDER BY f.key DESC)
-                              FROM f WHERE f.kind = 'rating'), '[]'))
-      INTO res;
-    RETURN res;
-END
-$$;
-COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
-'facet counts of a search with the brand and category lists cut to the top values (plus the count of the rest); exact counts';
+-- It is defined with the attribute facets, in the section "Search:
+-- attribute facets (issue 12)" below.
 
 ------------------------------------------------------------------------------
 -- Search: relevance (issue 13) ----------------------------------------------
@@ -4696,7 +4614,7 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int, int) IS
 
 -- the three-argument call: no attribute facets (NULL top: every value, as
 -- the two-argument call counts them)
-CREATE OR REPLACE FUNCTION shop.search_facets(query text, filters jsonb, top int)
+CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -4708,6 +4626,8 @@ BEGIN
     RETURN shop.search_facets(query, filters, top, 0);
 END
 $$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
+'facet counts of a search with the brand and category lists cut to the top values (plus the count of the rest); exact counts';
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
