@@ -55,7 +55,7 @@ typo() {  # swap letters 3 and 4 of words with 6+ letters, else drop letter 3
     if [ ${#w} -ge 6 ]; then echo "${w:0:2}${w:3:1}${w:2:1}${w:4}"; else echo "${w:0:2}${w:3}"; fi
 }
 : >"$T/common.sql"; : >"$T/two.sql"; : >"$T/typo.sql"; : >"$T/prefix.sql"; : >"$T/filtered.sql"
-: >"$T/ac.sql"; : >"$T/facets.sql"
+: >"$T/ac.sql"; : >"$T/facets.sql"; : >"$T/facets_attr.sql"
 : >"$T/ts_common.sql"; : >"$T/ts_two.sql"; : >"$T/ts_typo.sql"; : >"$T/ts_prefix.sql"; : >"$T/ts_filtered.sql"
 : >"$T/tg_common.sql"; : >"$T/tg_typo.sql"
 for rep in 1 2 3 4 5; do
@@ -69,6 +69,9 @@ for rep in 1 2 3 4 5; do
         echo "SELECT count(*) FROM shop.search('$word', '{\"category_id\": $SMALLCAT}');" >>"$T/filtered.sql"
         echo "SELECT count(*) FROM shop.autocomplete('$pf');" >>"$T/ac.sql"
         [ "$rep" -le 1 ] && echo "SELECT shop.search_facets('$word') -> 'total';" >>"$T/facets.sql"
+        # a storefront's facet panel: top 10 brands and categories, price,
+        # rating and the 3 attribute keys most matches hold (10 values each)
+        [ "$rep" -le 1 ] && echo "SELECT shop.search_facets('$word', '{}', 10, 3) -> 'total';" >>"$T/facets_attr.sql"
         for c in common two typo prefix filtered; do
             if [ "$c" = typo ] && [ ${#word} -lt 5 ]; then continue; fi
             case $c in
@@ -133,6 +136,7 @@ if [ "$BASELINES" != 0 ]; then
 fi
 bench_sql_latency "shop.autocomplete (3 letters)" "$T/ac.sql" >>"$rows"
 bench_sql_latency "shop.search_facets: common" "$T/facets.sql" >>"$rows"
+bench_sql_latency "shop.search_facets: common, top 10 + 3 attribute facets" "$T/facets_attr.sql" >>"$rows"
 if [ "$BASELINES" != 0 ]; then
     bench_md_table_vs "tsvector+ts_rank: common" <"$rows"
 else
