@@ -910,15 +910,6 @@ attr_count(FacetTable *vals, uint32 keyh, uint64 vh, int64 n, int32 doc)
 	fk->n += n;
 }
 
-static void
-attr_posting_cb(void *arg, uint32 docid, uint16 tf)
-{
-	AttrWalk   *w = (AttrWalk *) arg;
-
-	if (docid < w->nmap && w->map[docid] >= 0 && w->n++ == 0)
-		w->first = w->map[docid];
-}
-
 /* a match holding the overflow term leaves the walk, for its row */
 static void
 attr_over_cb(void *arg, uint32 docid, uint16 tf)
@@ -947,8 +938,8 @@ attr_dict_cb(void *arg, const SsDictItem *item)
 
 	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
 		return;
-	w->n = 0;
-	SsReadPostings(w->index, item->postblk, item->postoff, item->df, attr_posting_cb, w);
+	w->n = (int64) SsCountPostings(w->index, item->postblk, item->postoff, item->df,
+								   w->map, w->nmap, &w->first);
 	attr_count(w->vals, keyh, vh, w->n, w->first);
 }
 
@@ -1119,6 +1110,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	FacetKey   *va;
 	int			nko = 0,
 				nva = 0;
+	int32	  **maps;
 
 	ft_init(&vals, 1024);
 	memset(&w, 0, sizeof(w));
@@ -1126,32 +1118,42 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	w.vals = &vals;
 	w.over = palloc(sizeof(int32) * Max(ms->ndocs, 1));
 
-	/* segments: the postings of every attribute term against the matches */
+	/*
+	 * segments: the postings of every attribute term against the visible
+	 * matches, mapped from docid to match by one pass over the matches
+	 */
+	maps = palloc0(sizeof(int32 *) * Max(ms->nsegs, 1));
+	for (int i = 0; i < ms->ndocs; i++)
+	{
+		int32		sg = ms->locseg[i];
+
+		if (sg < 0 || sg >= ms->nsegs || state[i] == FACET_INVISIBLE ||
+			ms->locdoc[i] >= ms->segs[sg].ndocs)
+			continue;
+		if (maps[sg] == NULL)
+		{
+			maps[sg] = palloc_extended(sizeof(int32) * Max(ms->segs[sg].ndocs, 1), MCXT_ALLOC_HUGE);
+			memset(maps[sg], 0xff, sizeof(int32) * Max(ms->segs[sg].ndocs, 1));
+		}
+		maps[sg][ms->locdoc[i]] = i;
+	}
 	for (int sg = 0; sg < ms->nsegs; sg++)
 	{
 		SsSegHeader *hdr = &ms->segs[sg];
-		bool		any = false;
-		SsDictItem *item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
+		SsDictItem *item;
 		char		over[SS_FILTER_TERM_MAX];
 		int			olen = SsAttrOverflowTerm(over);
 		char		from[2] = {SS_FILTER_MARK, 'a'};
 
+		if (maps[sg] == NULL)
+			continue;
 		w.nmap = hdr->ndocs;
-		w.map = palloc(sizeof(int32) * Max(w.nmap, 1));
-		memset(w.map, 0xff, sizeof(int32) * Max(w.nmap, 1));
-		for (int i = 0; i < ms->ndocs; i++)
-			if (ms->locseg[i] == sg && state[i] != FACET_INVISIBLE && ms->locdoc[i] < w.nmap)
-			{
-				w.map[ms->locdoc[i]] = i;
-				any = true;
-			}
-		if (any)
-		{
-			if (SsDictLookup(index, hdr, over, olen, item))
-				SsReadPostings(index, item->postblk, item->postoff, item->df, attr_over_cb, &w);
-			SsDictScanRange(index, hdr, from, 2, attr_dict_cb, &w, attr_dict_stop);
-		}
-		pfree(w.map);
+		w.map = maps[sg];
+		item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
+		if (SsDictLookup(index, hdr, over, olen, item))
+			SsReadPostings(index, item->postblk, item->postoff, item->df, attr_over_cb, &w);
+		SsDictScanRange(index, hdr, from, 2, attr_dict_cb, &w, attr_dict_stop);
+		pfree(maps[sg]);
 		pfree(item);
 		CHECK_FOR_INTERRUPTS();
 	}

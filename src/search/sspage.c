@@ -713,6 +713,50 @@ SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 	}
 }
 
+/*
+ * SsCountPostings: of the n postings starting at (blk, off), how many have
+ * a docid whose map entry is not negative (map has nmap entries); *first
+ * is the entry of the first of them.  The postings are decoded in place,
+ * under the page's share lock (a segment's pages never change), without
+ * a call per posting: attribute facets count every attribute term of the
+ * index this way (ssfunc.c).
+ */
+uint64
+SsCountPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
+				const int32 *map, uint32 nmap, int32 *first)
+{
+	uint32		docid = 0;
+	uint64		cnt = 0;
+
+	while (n > 0)
+	{
+		Buffer		buf;
+		const char *page;
+		uint32		pos = off;
+
+		if (off >= SS_PAGE_CAPACITY)
+			elog(ERROR, "shop_search: posting offset %u out of range", off);
+		buf = SsReadPage(index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
+		page = SsPageContents(BufferGetPage(buf));
+		while (n > 0 && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
+		{
+			uint32		delta,
+						tf;
+
+			pos += SsVarintGet(page + pos, &delta);
+			pos += SsVarintGet(page + pos, &tf);
+			docid += delta;
+			if (docid < nmap && map[docid] >= 0 && cnt++ == 0)
+				*first = map[docid];
+			n--;
+		}
+		UnlockReleaseBuffer(buf);
+		blk++;
+		off = 0;
+	}
+	return cnt;
+}
+
 /* SsReadSkips: copy n skip entries of a segment, from index first on. */
 void
 SsReadSkips(Relation index, const SsSegHeader *hdr, uint32 first, uint32 n, SsSkip *out)
