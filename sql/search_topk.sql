@@ -74,7 +74,18 @@ INSERT INTO queries VALUES
  (('{"q": "paper", "boost_categories": [' || :printers || ']}')::jsonb, 20),
  ('{"q": "hdmi adapter", "match": "any"}', 20),
  ('{"q": "cable", "synonyms": [["cable", "wire"]]}', 20),
- ('{"q": "keyboard mouse", "match": "any"}', 40);
+ ('{"q": "keyboard mouse", "match": "any"}', 40),
+ -- the intent's and the prior's boosts (evaluated by class of marked
+ -- documents, the most boosted first)
+ ('{"q": "cable", "type_words": ["cable"]}', 20),
+ (('{"q": "black", "type_words": ["toner"], "intent_categories": [' || :printers || ']}')::jsonb, 50),
+ (('{"q": "hp cable", "match": "any", "type_words": ["cable"], "intent_categories": [' || :cables || ']}')::jsonb, 20),
+ (('{"q": "toner", "intent_categories": [' || :cables || ']}')::jsonb, 20),
+ (('{"q": "cable", "prior_categories": [[' || :printers || ', 0.8]]}')::jsonb, 20),
+ (('{"q": "black toner", "match": "any", "type_words": ["black", "toner"], "intent_categories": [' || :printers
+   || '], "prior_categories": [[' || :cables || ', 0.5]]}')::jsonb, 30),
+ (('{"q": "cable", "type_words": ["cable"], "category_ids": [' || :printers || ']}')::jsonb, 20),
+ ('{"q": "cabel", "type_words": ["adapter"]}', 20);
 
 -- every query: the same rows in the same order with the same scores
 CREATE TEMP TABLE pruned AS SELECT q, n, pg_temp.ranked(q, n) AS r FROM queries;

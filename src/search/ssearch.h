@@ -82,7 +82,8 @@
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
 #define SS_VERSION			7	/* 7: attribute terms lead with the key's
-									 * hash (attribute facets, issue 12);
+									 * hash (attribute facets, issue 12), a
+									 * head noun filter term;
 									 * 6: no skip entry for one-block terms;
 									 * 5: sort values, attribute terms (issue
 									 * 12); units, model numbers, head nouns
@@ -94,11 +95,13 @@
 
 #define SS_STEM_MARK		'\001'
 /*
- * Filter terms: every document also indexes its category and its brand
- * as terms that no query word matches (0xFF never occurs in UTF-8) and
- * that score nothing (tf 0): "\377c<category id>" and "\377b<brand hash
- * in hex>".  A selective category or brand filter reads their postings
- * into a bitmap first (ssscan.c).
+ * Filter terms: every document also indexes its category, its brand and
+ * its title's head noun as terms that no query word matches (0xFF never
+ * occurs in UTF-8) and that score nothing (tf 0): "\377c<category id>",
+ * "\377b<brand hash in hex>" and "\377h<head hash in hex>" (format 7).
+ * A selective category or brand filter reads their postings into a
+ * bitmap first; ranked scans read those of the intent's head nouns and
+ * categories to evaluate the documents those boost first (ssscan.c).
  */
 #define SS_FILTER_MARK		'\377'
 #define SS_FILTER_TERM_MAX	24
@@ -678,6 +681,7 @@ extern bool SsIsStopWord(const char *word);
 extern void SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out);
 extern int	SsCategoryTerm(int64 category_id, char *out);
 extern int	SsBrandTerm(uint32 brand_hash, char *out);
+extern int	SsHeadTerm(uint16 head, char *out);
 extern int	SsTitleHead(const char *language, const char *title, int len, char *out, int outsize);
 extern uint16 SsHeadHash(const char *stem, int len);
 
@@ -699,6 +703,8 @@ extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
 extern float4 SsMaxBoost(const SsQuery *q);
 extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
+extern float4 SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
+extern bool SsQueryHasMarkedBoost(const SsQuery *q);
 
 /* sspage.c */
 extern void SsInitPage(Page page, uint16 flags);

@@ -943,8 +943,8 @@ SsDocPassesFilters(const SsQuery *q, const SsDoc *doc)
  * numbered most popular first), so it must stay an upper bound of
  * SsBoost: both are written from the same constants, here.
  */
-float4
-SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
+static float4
+boost_bound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop, bool marked)
 {
 	float4		b = 1.0f + SS_BOOST_RATING;
 
@@ -954,15 +954,40 @@ SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
 		b += SS_BOOST_CATEGORY;
 	if (q->nboost_brands > 0)
 		b += SS_BOOST_BRAND;
-	if (q->ntypes > 0)
+	if (q->ntypes > 0 && marked)
 		b *= SS_BOOST_TYPE;
-	if (q->nintent_cats > 0)
+	if (q->nintent_cats > 0 && marked)
 		b *= SS_BOOST_INTENT_CAT;
 	if (q->nprior > 0)
 		b *= 1.0f + SS_BOOST_PRIOR * q->prior_max;
-	if (q->nprior_cats > 0)
+	if (q->nprior_cats > 0 && marked)
 		b *= 1.0f + SS_BOOST_PRIOR_CAT * q->prior_cat_max;
 	return b;
+}
+
+float4
+SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
+{
+	return boost_bound(q, logpop, inv_log_maxpop, true);
+}
+
+/*
+ * The boost factors a filter term marks: the intent's head nouns ("\377h")
+ * and categories and the prior's categories ("\377c").  Ranked scans
+ * evaluate the documents holding one of those terms first and the rest
+ * after, with SsBoostBoundUnmarked, the bound of a document holding none:
+ * every factor but those (ssscan.c).
+ */
+bool
+SsQueryHasMarkedBoost(const SsQuery *q)
+{
+	return q->ntypes > 0 || q->nintent_cats > 0 || q->nprior_cats > 0;
+}
+
+float4
+SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop)
+{
+	return boost_bound(q, logpop, inv_log_maxpop, false);
 }
 
 /* SsMaxBoost: the largest multiplier SsBoost can give under q. */

@@ -64,6 +64,7 @@
 #include "access/relscan.h"
 #include "miscadmin.h"
 #include "nodes/tidbitmap.h"
+#include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/hsearch.h"
@@ -207,6 +208,8 @@ typedef struct Eval
 	int			npend;
 	PendDoc    *pend;
 	bool		want_all;		/* also return non-matching docs, +inf */
+	bool		unmarked;		/* evaluating one class of marked boosts ... */
+	float4		class_factor;	/* ... whose factors multiply to this */
 	bool		filtered;		/* the query has stored-value filters */
 	int			topk;			/* keep only the best topk (0: all) */
 	bool		have_after;		/* keep only results ordered after "after" */
@@ -1448,7 +1451,9 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	const SsDoc *first = doc_get(dc, lo);
 
 	/* most popular first: no document of the window has a larger boost */
-	*boostub = SsBoostBound(q, first->logpop, ev->inv_log_maxpop) * 1.0001f;
+	*boostub = (ev->unmarked ?
+				SsBoostBoundUnmarked(q, first->logpop, ev->inv_log_maxpop) * ev->class_factor :
+				SsBoostBound(q, first->logpop, ev->inv_log_maxpop)) * 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
 	s->need_score = -1;
@@ -1868,6 +1873,127 @@ build_filter_bitmap(Eval *ev, SegState *s)
 		attr_filter_bitmap(ev, s);
 }
 
+/*
+ * Ranked scans with marked boost factors (SsQueryHasMarkedBoost: the
+ * intent's head nouns and categories, the prior's categories) evaluate a
+ * segment in phases, one per class of documents: those that each mix of
+ * the marked factors may raise (from the postings of the factors' filter
+ * terms), the class with the largest product of factors first, each with
+ * that product in its bounds, the documents no marked factor raises last.
+ * The intent alone multiplies a score by up to 9; with that factor in the
+ * bound of every window, block-max pruning would skip almost nothing,
+ * while the first classes usually fill the top k with scores the rest
+ * cannot reach.
+ */
+#define SS_NMARKS	3			/* head noun, intent category, prior category */
+
+/* the documents a marked factor (0: head noun, 1: intent category, 2: prior category) may raise */
+static uint8 *
+mark_bitmap(Eval *ev, SegState *s, int mark)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	BitmapFill	bf;
+	SsDictItem	item;
+	char		term[SS_FILTER_TERM_MAX];
+	int			nterms = mark == 0 ? q->ntypes : mark == 1 ? q->nintent_cats : q->nprior_cats;
+
+	if (nterms == 0)
+		return NULL;
+	bf.ndocs = n;
+	bf.bits = palloc0((n + 7) / 8);
+	bf.wincnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+	for (int i = 0; i < nterms; i++)
+	{
+		int			len = mark == 0 ? SsHeadTerm(q->types[i], term)
+			: mark == 1 ? SsCategoryTerm(q->intent_cats[i], term)
+			: SsCategoryTerm(q->prior_cats[i].category_id, term);
+
+		if (SsDictLookup(ev->index, &s->hdr, term, len, &item))
+			SsReadPostings(ev->index, item.postblk, item.postoff, item.df, bitmap_fill_cb, &bf);
+	}
+	pfree(bf.wincnt);
+	return bf.bits;
+}
+
+/* the largest factor of each marked boost (SsBoost's, ssquery.c) */
+static float4
+mark_factor(const SsQuery *q, int mark)
+{
+	return mark == 0 ? SS_BOOST_TYPE : mark == 1 ? SS_BOOST_INTENT_CAT
+		: 1.0f + SS_BOOST_PRIOR_CAT * q->prior_cat_max;
+}
+
+/*
+ * The documents of class cls (bit i set: raised by mark i, clear: not)
+ * that pass filter (NULL: all) become s->allowed, with their count per
+ * window; returns how many there are.
+ */
+static uint64
+class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
+{
+	uint32		n = s->hdr.ndocs;
+	uint32		nbytes = (n + 7) / 8;
+	uint32		nwin = (n + SS_WINDOW - 1) / SS_WINDOW;
+	uint8	   *bits = palloc(nbytes);
+	uint64		total = 0;
+
+	for (uint32 b = 0; b < nbytes; b++)
+	{
+		uint8		v = filter ? filter[b] : 0xff;
+
+		for (int m = 0; m < SS_NMARKS; m++)
+		{
+			uint8		mb = marks[m] ? marks[m][b] : 0;
+
+			v &= (cls & (1 << m)) ? mb : (uint8) ~mb;
+		}
+		bits[b] = v;
+	}
+	if (n % 8 != 0)
+		bits[nbytes - 1] &= (uint8) ((1 << (n % 8)) - 1);
+	s->allowed = bits;
+	s->wincnt = palloc(sizeof(uint32) * Max(nwin, 1));
+	for (uint32 w = 0; w < nwin; w++)
+	{
+		uint32		lo = w * (SS_WINDOW / 8);
+		uint32		hi = Min(nbytes, (w + 1) * (SS_WINDOW / 8));
+
+		s->wincnt[w] = (uint32) pg_popcount((const char *) bits + lo, hi - lo);
+		total += s->wincnt[w];
+	}
+	return total;
+}
+
+/* evaluate the windows of a segment in order; returns how many were read */
+static uint32
+eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
+{
+	uint32		n = s->hdr.ndocs;
+	uint32		nwin = 0;
+
+	word_cursors_init(ev, s);
+	for (uint32 lo = 0; lo < n; lo += SS_WINDOW)
+	{
+		uint32		hi = Min(n, lo + SS_WINDOW);
+		float4		boostub;
+
+		if (window_possible(ev, s, dc, lo, hi, &boostub))
+		{
+			word_cursors_window(ev, s, lo, hi);
+			nwin++;
+			eval_window(ev, s, dc, sa, lo, hi, boostub);
+		}
+		if ((lo / SS_WINDOW) % 16 == 15)
+		{
+			doc_release(dc);
+			page_cache_release(&nc->pc);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	return nwin;
+}
+
 static void
 eval_segment(Eval *ev, SegState *s)
 {
@@ -1931,25 +2057,52 @@ eval_segment(Eval *ev, SegState *s)
 	}
 
 	window_bounds(ev, s);
-	word_cursors_init(ev, s);
-	for (uint32 lo = 0; lo < n; lo += SS_WINDOW)
+	if (ev->topk > 0 && !ev->want_all && shop_search_block_max && SsQueryHasMarkedBoost(q))
 	{
-		uint32		hi = Min(n, lo + SS_WINDOW);
-		float4		boostub;
+		/* one phase per class of marked factors, the largest product first */
+		uint8	   *filter = s->allowed;
+		uint8	   *marks[SS_NMARKS];
+		int			order[1 << SS_NMARKS];
+		float4		factor[1 << SS_NMARKS];
 
-		if (window_possible(ev, s, &dc, lo, hi, &boostub))
+		for (int m = 0; m < SS_NMARKS; m++)
+			marks[m] = mark_bitmap(ev, s, m);
+		for (int c = 0; c < (1 << SS_NMARKS); c++)
 		{
-			word_cursors_window(ev, s, lo, hi);
-			nwin++;
-			eval_window(ev, s, &dc, &sa, lo, hi, boostub);
+			order[c] = c;
+			factor[c] = 1.0f;
+			for (int m = 0; m < SS_NMARKS; m++)
+				if (c & (1 << m))
+					factor[c] *= mark_factor(q, m);
 		}
-		if ((lo / SS_WINDOW) % 16 == 15)
+		for (int i = 1; i < (1 << SS_NMARKS); i++)
+			for (int j = i; j > 0 && factor[order[j]] > factor[order[j - 1]]; j--)
+			{
+				int			t = order[j];
+
+				order[j] = order[j - 1];
+				order[j - 1] = t;
+			}
+		ev->unmarked = true;
+		for (int i = 0; i < (1 << SS_NMARKS); i++)
 		{
-			doc_release(&dc);
-			page_cache_release(&nc.pc);
-			CHECK_FOR_INTERRUPTS();
+			int			c = order[i];
+			bool		possible = true;
+
+			for (int m = 0; m < SS_NMARKS; m++)
+				if ((c & (1 << m)) && marks[m] == NULL)
+					possible = false;
+			if (!possible || class_bitmap(s, filter, marks, c) == 0)
+				continue;
+			ev->class_factor = factor[c];
+			for (int k = 0; k < s->nexp; k++)
+				s->exps[k].b = 0;	/* the cursors start over */
+			nwin += eval_windows(ev, s, &dc, &nc, &sa);
 		}
+		ev->unmarked = false;
 	}
+	else
+		nwin = eval_windows(ev, s, &dc, &nc, &sa);
 	doc_release(&dc);
 	page_cache_release(&nc.pc);
 	s->nc = NULL;

@@ -1080,19 +1080,21 @@ SsDocFromDatum(Datum docdatum, const char *language, SsDocData *out)
 		nterms--;
 		bytes -= TERM_RECORD_SIZE(out->terms[nterms].len);
 	}
-	/* filter terms, outside the budget */
-	out->terms = repalloc(out->terms, sizeof(SsDocTerm) * (nterms + 2));
-	for (int k = 0; k < 2; k++)
+	/* filter terms, outside the budget: category, brand, head noun */
+	out->terms = repalloc(out->terms, sizeof(SsDocTerm) * (nterms + 3));
+	for (int k = 0; k < 3; k++)
 	{
-		bool		cat = k == 0;
 		char	   *t;
 
-		if (!(out->doc.flags & (cat ? SS_DOC_HAS_CAT : SS_DOC_HAS_BRAND)))
+		if ((k == 0 && !(out->doc.flags & SS_DOC_HAS_CAT)) ||
+			(k == 1 && !(out->doc.flags & SS_DOC_HAS_BRAND)) ||
+			(k == 2 && out->doc.head == 0))
 			continue;
 		t = palloc(SS_FILTER_TERM_MAX);
 		out->terms[nterms].term = t;
-		out->terms[nterms].len = cat ? SsCategoryTerm(out->doc.category_id, t)
-			: SsBrandTerm(out->doc.brand_hash, t);
+		out->terms[nterms].len = k == 0 ? SsCategoryTerm(out->doc.category_id, t)
+			: k == 1 ? SsBrandTerm(out->doc.brand_hash, t)
+			: SsHeadTerm(out->doc.head, t);
 		out->terms[nterms].tf = 0;
 		nterms++;
 	}
@@ -1112,6 +1114,13 @@ int
 SsBrandTerm(uint32 brand_hash, char *out)
 {
 	return snprintf(out, SS_FILTER_TERM_MAX, "%cb%08x", SS_FILTER_MARK, brand_hash);
+}
+
+/* SsHeadTerm: the filter term of a title's head noun (SsHeadHash); its length */
+int
+SsHeadTerm(uint16 head, char *out)
+{
+	return snprintf(out, SS_FILTER_TERM_MAX, "%ch%04x", SS_FILTER_MARK, head);
 }
 
 /*

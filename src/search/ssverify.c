@@ -127,6 +127,7 @@ typedef struct SegCheck
 	SsNorm	   *norms;
 	bool	   *catseen;
 	bool	   *brandseen;
+	bool	   *headseen;
 	int			reports;
 	PostList	pl;
 	PostList	bl;
@@ -192,6 +193,10 @@ term_check_cb(void *arg, const SsDictItem *it)
 				ok = (d->flags & SS_DOC_HAS_CAT) &&
 					SsCategoryTerm(d->category_id, want) == it->len &&
 					memcmp(want, term, it->len) == 0;
+			else if (term[1] == 'h')
+				ok = d->head != 0 &&
+					SsHeadTerm(d->head, want) == it->len &&
+					memcmp(want, term, it->len) == 0;
 			else
 				ok = (d->flags & SS_DOC_HAS_BRAND) &&
 					SsBrandTerm(d->brand_hash, want) == it->len &&
@@ -203,6 +208,8 @@ term_check_cb(void *arg, const SsDictItem *it)
 			}
 			if (term[1] == 'c')
 				sc->catseen[sc->pl.docs[k]] = true;
+			else if (term[1] == 'h')
+				sc->headseen[sc->pl.docs[k]] = true;
 			else
 				sc->brandseen[sc->pl.docs[k]] = true;
 		}
@@ -269,6 +276,7 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 	sc.norms = palloc_extended(sizeof(SsNorm) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
 	sc.catseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	sc.brandseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sc.headseen = palloc_extended(Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (uint32 p = 0; p < hdr->nnormpages; p++)
 	{
 		Buffer		buf = SsReadPage(index, hdr->normstart + p, BUFFER_LOCK_SHARE, SS_PAGE_NORM, NULL);
@@ -289,7 +297,8 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 	SsDictScanRange(index, hdr, "", 0, term_check_cb, &sc, NULL);
 	for (uint32 d = 0; d < hdr->ndocs; d++)
 		if (((sc.docs[d].flags & SS_DOC_HAS_CAT) && !sc.catseen[d]) ||
-			((sc.docs[d].flags & SS_DOC_HAS_BRAND) && !sc.brandseen[d]))
+			((sc.docs[d].flags & SS_DOC_HAS_BRAND) && !sc.brandseen[d]) ||
+			(sc.docs[d].head != 0 && !sc.headseen[d]))
 			seg_report(&sc, psprintf("document %u is missing from its filter terms", d));
 	if (sc.reports > SEG_REPORT_MAX)
 		report(vs, "corrupt", NULL, psprintf("segment %u: %d more problems", seg, sc.reports - SEG_REPORT_MAX));
@@ -297,6 +306,7 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 	pfree(sc.norms);
 	pfree(sc.catseen);
 	pfree(sc.brandseen);
+	pfree(sc.headseen);
 }
 
 
