@@ -4568,6 +4568,24 @@ GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommend
     TO shop_admin;
 
 ------------------------------------------------------------------------------
+-- Orders: checkout cost, round 2 (issue 11) ---------------------------------
+--
+-- More of what a checkout pays for that is shop's own (docs/orders.md,
+-- "Cost of a checkout"; bench/checkout_callgrind.sh counts instructions,
+-- bench/checkout_wal.sh what a checkout writes).
+
+-- The co-purchase capture trigger in C (src/recommend.c): the same rows in
+-- shop.copurchase_delta as the PL/pgSQL function of 1.0 (an order that
+-- starts or stops counting, once per order and customer; the old customer
+-- of an order moved to another one), without starting the interpreter,
+-- and a SET search_path, at every commit of a paid order.  It names every
+-- object and operator by schema instead.  The trigger itself is unchanged.
+CREATE OR REPLACE FUNCTION shop._copurchase_capture_trg()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'shop_copurchase_capture_trg'
+LANGUAGE C SECURITY DEFINER;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
