@@ -4612,6 +4612,23 @@ ALTER TABLE shop.payment DROP CONSTRAINT payment_status_check,
                          DROP CONSTRAINT payment_last4_check;
 ALTER TABLE shop.idempotency DROP CONSTRAINT idempotency_key_check;
 
+--   cart.status: 'open' (the default) or 'merged', the literal of
+--     shop.cart_merge, are all that is ever written; the constraint cost
+--     a plan of its own in every write of a cart row, among them the
+--     checkout's (cart_customer_id_positive and
+--     order_customer_id_positive stay: sql/inputs holds that a row
+--     written directly with a customer id of 0 or less is refused).
+ALTER TABLE shop.cart DROP CONSTRAINT cart_status_check;
+
+-- event_topic_idx (topic, created_at) is read by one query, the payment
+-- failure alert's "was one raised in this window" (src/payments.c,
+-- topic = 'payment.failures'); consumers read the outbox by event_id or
+-- by transaction (event_tx_idx).  A partial index of the alerts serves
+-- that query, and the two events of every checkout (and every other
+-- event) no longer make an entry each.
+DROP INDEX shop.event_topic_idx;
+CREATE INDEX event_failures_idx ON shop.event (created_at) WHERE topic = 'payment.failures';
+
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
