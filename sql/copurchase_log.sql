@@ -114,3 +114,7 @@ SELECT shop.refresh_recommendations() IS NOT NULL AS refreshed;
 SELECT count(*) AS log_left FROM shop.copurchase_delta;
 SELECT coalesce(n.name, o.order_id::text) AS name, o.customer_id
   FROM shop.copurchase_order o LEFT JOIN names n USING (order_id) ORDER BY 1;
+
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
