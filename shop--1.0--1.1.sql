@@ -4630,6 +4630,68 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 'facet counts of a search with the brand and category lists cut to the top values (plus the count of the rest); exact counts';
 
 ------------------------------------------------------------------------------
+-- Orders: checkout cost, round 2 (issue 11) ---------------------------------
+--
+-- More of what a checkout pays for that is shop's own (docs/orders.md,
+-- "Cost of a checkout"; bench/checkout_callgrind.sh counts instructions,
+-- bench/checkout_wal.sh what a checkout writes).
+
+-- The co-purchase capture trigger in C (src/recommend.c): the same rows in
+-- shop.copurchase_delta as the PL/pgSQL function of 1.0 (an order that
+-- starts or stops counting, once per order and customer; the old customer
+-- of an order moved to another one), without starting the interpreter,
+-- and a SET search_path, at every commit of a paid order.  It names every
+-- object and operator by schema instead.  The trigger itself is unchanged.
+CREATE OR REPLACE FUNCTION shop._copurchase_capture_trg()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'shop_copurchase_capture_trg'
+LANGUAGE C SECURITY DEFINER;
+
+-- CHECK constraints that only re-check values shop's code writes from a
+-- fixed set.  PostgreSQL 15 reads and plans every CHECK constraint of a
+-- table again in each statement that writes it (a checkout's single
+-- write statement covers shop."order", shop.payment and, before it,
+-- shop.idempotency).  Nobody else writes these tables (no role has
+-- INSERT or UPDATE on them: docs/security.md).
+--   order.status: checkout (src/orders.c) and shop._saga_place write
+--     'paid' or 'pending'; shop.order_transition, order_ship and
+--     order_review write the target of an allowed transition of the state
+--     machine (an unknown name is 22023 before anything is written).
+--   payment.status: the literals of src/orders.c ('captured', 'pending',
+--     'voided', 'refunded', 'failed') and of shop._saga_place.
+--   payment.last4: a saved payment method's last4 (shop.payment_method
+--     keeps its own CHECK, and shop.payment_method_add refuses anything
+--     but four digits) or the test provider's fixed digits
+--     (ShopParsePaymentToken, src/payments.c); NULL for a gateway token.
+--   idempotency.key: shop.checkout and shop._saga_begin (through
+--     shop._saga_check) refuse an empty key (22023) or one over 200
+--     characters (22001) before anything is written.
+-- The constraints on amounts stay (subtotal, shipping, tax, total,
+-- unit_price_cents, qty, amount_cents): shop._saga_place takes prices
+-- from its caller, so only the constraints stop a negative one.
+ALTER TABLE shop."order" DROP CONSTRAINT order_status_check;
+ALTER TABLE shop.payment DROP CONSTRAINT payment_status_check,
+                         DROP CONSTRAINT payment_last4_check;
+ALTER TABLE shop.idempotency DROP CONSTRAINT idempotency_key_check;
+
+--   cart.status: 'open' (the default) or 'merged', the literal of
+--     shop.cart_merge, are all that is ever written; the constraint cost
+--     a plan of its own in every write of a cart row, among them the
+--     checkout's (cart_customer_id_positive and
+--     order_customer_id_positive stay: sql/inputs holds that a row
+--     written directly with a customer id of 0 or less is refused).
+ALTER TABLE shop.cart DROP CONSTRAINT cart_status_check;
+
+-- event_topic_idx (topic, created_at) is read by one query, the payment
+-- failure alert's "was one raised in this window" (src/payments.c,
+-- topic = 'payment.failures'); consumers read the outbox by event_id or
+-- by transaction (event_tx_idx).  A partial index of the alerts serves
+-- that query, and the two events of every checkout (and every other
+-- event) no longer make an entry each.
+DROP INDEX shop.event_topic_idx;
+CREATE INDEX event_failures_idx ON shop.event (created_at) WHERE topic = 'payment.failures';
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

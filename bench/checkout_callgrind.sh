@@ -7,6 +7,9 @@
 # N1 and N1+N2 checkouts on two copies of it under callgrind; prints
 # (total2 - total1) / N2.  Usage: bench/checkout_callgrind.sh [N1 [N2]]
 # Extra SQL run once on the store before the copies: $CG_SETUP_SQL.
+# CG_BASELINE=1 counts the bench's minimal SQL checkout instead
+# (public.naive_checkout of bench/workloads/checkout.sh: 3 stock rows
+# updated, the order and 3 lines) on the same store.
 # The callgrind files stay in tmp_check/checkout_callgrind/ for
 # callgrind_annotate (compare inclusive costs of the two).
 set -euo pipefail
@@ -42,6 +45,26 @@ ON CONFLICT DO NOTHING;
 -- rows, as the bench's warm-up does
 SELECT count(shop.checkout(cart_id, 'tok_visa', 'warm-' || customer_id))
   FROM shop.cart WHERE customer_id <= 1000;
+-- the bench's minimal checkout (CG_BASELINE=1), warmed up as well
+CREATE FUNCTION public.naive_checkout(cust bigint, p1 bigint, p2 bigint, p3 bigint) RETURNS uuid
+LANGUAGE plpgsql AS \$\$
+DECLARE
+    o uuid := gen_random_uuid();
+    n int;
+BEGIN
+    UPDATE shop.stock SET reserved = reserved + 1
+     WHERE product_id IN (p1, p2, p3) AND on_hand - reserved >= 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n < 3 THEN RAISE EXCEPTION 'insufficient stock'; END IF;
+    INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
+    VALUES (o, cust, 'paid', 'USD', 300, 300);
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, i, p, 'CO-' || p, 'x', 100, 1 FROM unnest(ARRAY[p1, p2, p3]) WITH ORDINALITY AS u(p, i);
+    RETURN o;
+END
+\$\$;
+SELECT count(public.naive_checkout(2000000 + g, 1 + g % 3333, 3334 + g % 3333, 6667 + g % 3333))
+  FROM generate_series(1, 1000) g;
 ${CG_SETUP_SQL:-}
 VACUUM ANALYZE;
 SQL
@@ -52,7 +75,11 @@ count() {
     rm -rf "$d"
     cp -a "$DIR/data" "$d"
     for i in $(seq 1 "$n"); do
-        echo "SELECT shop.checkout((SELECT cart_id FROM shop.cart WHERE customer_id = $((1000 + i))), 'tok_visa', 'key-$i');"
+        if [ -n "${CG_BASELINE:-}" ]; then
+            echo "SELECT public.naive_checkout($((3000000 + i)), $((1 + (i * 7) % 3333)), $((3334 + (i * 11) % 3333)), $((6667 + (i * 13) % 3333))) AS checkout;"
+        else
+            echo "SELECT shop.checkout((SELECT cart_id FROM shop.cart WHERE customer_id = $((1000 + i))), 'tok_visa', 'key-$i');"
+        fi
     done >"$DIR/q$n.sql"
     chown -R postgres: "$d" "$DIR" 2>/dev/null || true
     as_owner valgrind --tool=callgrind --callgrind-out-file="$DIR/callgrind.$n" \
