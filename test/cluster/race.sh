@@ -1,7 +1,7 @@
 # race.sh: the oversell race through the router (issue 16, "Done means"),
 # sourced by test/cluster/run.sh after saga.sql, on the same cluster.
 # RACE_CLIENTS storefront clients (64), each its own customer with its own
-# session, buy through the router at once: each of RACE_TX checkouts (3 in
+# session, buy through the router at once: each of RACE_TX checkouts (2 in
 # make test's short form, 25 under make cluster-test) is a cart of 3 of 8
 # products (2 on each of the 4 shards), added in ascending product order
 # by even clients and descending by odd ones, 1 or 2 units a line; the 8
@@ -16,7 +16,7 @@
 #   - no stuck hold: every held reservation belongs to a paid order and
 #     never expires; no saga left open; every paid order holds every line.
 RACE_CLIENTS=${RACE_CLIENTS:-64}
-RACE_TX=${RACE_TX:-$([ "${CLUSTER_LONG:-0}" = 1 ] && echo 25 || echo 3)}
+RACE_TX=${RACE_TX:-$([ "${CLUSTER_LONG:-0}" = 1 ] && echo 25 || echo 2)}
 RACE_TTL=${RACE_TTL:-3 seconds}
 echo "== the oversell race: $RACE_CLIENTS storefront clients x $RACE_TX checkouts through the router ($(date +%T))"
 deadlocks() {

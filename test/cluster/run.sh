@@ -103,6 +103,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/saga.sql"
 
 . "$HERE/race.sh"
+. "$HERE/crash.sh"
 
 # The calls as the roles a node has: the storefront searches and reads
 # through the router; the back-office calls are refused to it by the shards,
