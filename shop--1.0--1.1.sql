@@ -4692,6 +4692,312 @@ DROP INDEX shop.event_topic_idx;
 CREATE INDEX event_failures_idx ON shop.event (created_at) WHERE topic = 'payment.failures';
 
 ------------------------------------------------------------------------------
+-- Scale-out: storefront through the router (issue 16) -----------------------
+--
+-- Through the router each call reaches the shards as its caller, with the
+-- storefront's session token set for that one statement (shop_router,
+-- docs/scale-out.md "Roles and sessions"), so a cart, checkout or order
+-- call of the storefront is authorized on the customer's shard exactly as
+-- on one node.  The saga's steps on the product shards cannot see the
+-- customer: a storefront that called them directly (it may connect to a
+-- shard as itself) could hold any stock, price its own cart lines or pay
+-- an order at a price of its choosing.  So each fact one shard tells
+-- another through the router is signed by the shard that owns it (HMAC
+-- under shop.session_secret, which every shard of a cluster shares), and
+-- the step that acts on it checks the signature when its caller is not
+-- trusted (shop_admin and superusers need none, as on one node):
+--   price    a product's current price, signed on its shard (10 minutes),
+--            before the cart's shard stores a line at it;
+--   reserve  the saga's lines, signed by the customer shard once it
+--            claimed the key for a cart the caller may check out;
+--   held     each line held at its price, sku and title, signed by the
+--            product's shard, before the order is placed at that price;
+--   keep     the order is paid, signed by the customer shard, before its
+--            holds stop expiring;
+--   kept     each hold is kept, signed by the product shard, before the
+--            saga is done;
+--   release  the saga was compensated (failed), signed by the customer
+--            shard, before its holds are released.
+-- The steps of the saga section stay the back office's; these signed
+-- wrappers around them are the storefront's too.  A storefront's holds
+-- last at most an hour (ttl), the router's default being 15 minutes.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._saga_sign(msg text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_saga_sign'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._saga_sign(text) IS
+'internal: HMAC-SHA256 of a fact one shard tells another through the router, under shop.session_secret';
+
+CREATE FUNCTION shop._saga_signed(msg text, sig text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_saga_signed'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._saga_signed(text, text) IS
+'internal: whether sig is the signature shop._saga_sign gives msg (constant-time compare)';
+
+-- the proof of a fact for an untrusted caller (NULL for a trusted one,
+-- which needs none: a cluster without storefront sessions needs no secret)
+CREATE FUNCTION shop._saga_proof(fact jsonb)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT CASE WHEN shop._saga_trusted() THEN NULL ELSE shop._saga_sign(fact::text) END $$;
+COMMENT ON FUNCTION shop._saga_proof(jsonb) IS
+'internal: a fact''s signature for an untrusted caller, NULL for a trusted one';
+
+-- 42501 unless the caller is trusted or sig proves fact
+CREATE FUNCTION shop._saga_require(fact jsonb, sig text, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF NOT shop._saga_trusted() AND NOT shop._saga_signed(fact::text, sig) THEN
+        RAISE EXCEPTION 'permission denied for %', what USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'The call carries no valid signature of the shard that owns this fact.',
+            HINT = 'The storefront reaches this step only through the router''s calls.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_require(jsonb, text, text) IS
+'internal: 42501 unless the caller is trusted or sig is the signature of fact';
+
+-- Carts ---------------------------------------------------------------------
+
+-- product shard: an active product's current price (SH006, SH008), with
+-- its signature for the cart's shard, valid for 10 minutes
+CREATE FUNCTION shop._cart_price(product_id bigint)
+RETURNS TABLE (price_cents bigint, valid_until bigint, sig text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT x.p, x.v, shop._saga_proof(jsonb_build_array('price', _cart_price.product_id, x.p, x.v))
+      FROM (SELECT shop._cart_product(_cart_price.product_id) AS p,
+                   extract(epoch FROM now() + interval '10 minutes')::bigint AS v) x
+$$;
+COMMENT ON FUNCTION shop._cart_price(bigint) IS
+'internal (router): an active product''s price on its shard, signed for the cart''s shard (SH006/SH008 otherwise)';
+
+-- cart shard: shop._cart_add_priced at a price its product's shard signed
+CREATE FUNCTION shop._cart_add_signed(cart_id uuid, product_id bigint, qty int, price_cents bigint,
+                                      valid_until bigint, sig text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        PERFORM shop._saga_require(jsonb_build_array('price', product_id, price_cents, valid_until), sig,
+                                   'the price of a cart line');
+        IF valid_until < extract(epoch FROM now()) THEN
+            RAISE EXCEPTION 'permission denied for the price of a cart line' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('The price of product %s was read more than 10 minutes ago.', product_id),
+                HINT = 'Add the line again through the router.';
+        END IF;
+    END IF;
+    PERFORM shop._cart_add_priced(cart_id, product_id, qty, price_cents);
+END
+$$;
+COMMENT ON FUNCTION shop._cart_add_signed(uuid, bigint, int, bigint, bigint, text) IS
+'internal (router): shop.cart_add on the cart''s shard at the price the product''s shard signed';
+
+-- Checkout ------------------------------------------------------------------
+
+-- step 1, customer shard: shop._saga_begin, and for a started saga the
+-- signature of its lines (what the product shards may hold for it)
+CREATE FUNCTION shop._saga_begin_signed(order_id uuid, cart_id uuid, payment_token text,
+                                        idempotency_key text, shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
+               saga_sig text)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT b.saga_order_id, b.saga_status, b.saga_product_ids, b.saga_qtys,
+           CASE WHEN b.saga_status = 'started'
+                THEN shop._saga_proof(jsonb_build_array('reserve', b.saga_order_id, b.saga_product_ids, b.saga_qtys))
+           END
+      FROM shop._saga_begin(_saga_begin_signed.order_id, _saga_begin_signed.cart_id,
+                            _saga_begin_signed.payment_token, _saga_begin_signed.idempotency_key,
+                            _saga_begin_signed.shipping_address) b
+$$;
+COMMENT ON FUNCTION shop._saga_begin_signed(uuid, uuid, text, text, jsonb) IS
+'internal (router), checkout step 1: shop._saga_begin and the signature of the saga''s lines';
+
+-- step 2, product shard: shop._saga_reserve of lines of a saga the
+-- customer shard signed (saga_product_ids, saga_qtys: all of its lines;
+-- product_ids, qtys: this shard's), for at most an hour; each held line
+-- comes back signed with its price, sku and title
+CREATE FUNCTION shop._saga_reserve_signed(order_id uuid, product_ids bigint[], qtys int[], ttl interval,
+                                          saga_product_ids bigint[], saga_qtys int[], sig text)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint, held_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        PERFORM shop._saga_require(jsonb_build_array('reserve', order_id, saga_product_ids, saga_qtys), sig,
+                                   'the stock of a checkout');
+        IF EXISTS (SELECT FROM unnest(product_ids, qtys) u(p, q)
+                    WHERE NOT EXISTS (SELECT FROM unnest(saga_product_ids, saga_qtys) s(p, q)
+                                       WHERE s.p = u.p AND s.q = u.q)) THEN
+            RAISE EXCEPTION 'permission denied for the stock of a checkout' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('Order %s does not hold these lines.', order_id);
+        END IF;
+        IF ttl > interval '1 hour' THEN
+            RAISE EXCEPTION 'ttl out of range' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('A checkout''s holds last at most 1 hour before the order is placed, not %s.', ttl);
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT r.product_id, r.reservation_id, r.status, r.sku, r.title, r.price_cents,
+           CASE WHEN r.status = 'held'
+                THEN shop._saga_proof(jsonb_build_array('held', order_id, r.product_id,
+                                                        (SELECT u.q FROM unnest(product_ids, qtys) u(p, q)
+                                                          WHERE u.p = r.product_id LIMIT 1),
+                                                        r.sku, r.title, r.price_cents))
+           END
+      FROM shop._saga_reserve(order_id, product_ids, qtys, ttl) r;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_reserve_signed(uuid, bigint[], int[], interval, bigint[], int[], text) IS
+'internal (router), checkout step 2: shop._saga_reserve of a signed saga''s lines; each held line comes back signed';
+
+-- step 3, customer shard: shop._saga_place of lines the product shards
+-- signed as held (held_sigs, in the order of product_ids); a paid order
+-- comes back with the signature that lets its holds stop expiring
+CREATE FUNCTION shop._saga_place_signed(order_id uuid, product_ids bigint[], skus text[], titles text[],
+                                        prices bigint[], qtys int[], payment_token text,
+                                        shipping_address jsonb, held_sigs text[])
+RETURNS TABLE (order_status text, keep_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s shop.saga;
+    st text;
+BEGIN
+    SELECT * INTO s FROM shop.saga g WHERE g.order_id = order_id;
+    IF FOUND AND s.status = 'started' AND NOT shop._saga_trusted() THEN
+        IF qtys IS DISTINCT FROM s.qtys
+           OR EXISTS (SELECT FROM unnest(product_ids, qtys, skus, titles, prices, held_sigs)
+                                  u(p, q, sku, title, price, sig)
+                       WHERE NOT shop._saga_signed(jsonb_build_array('held', order_id, u.p, u.q, u.sku,
+                                                                      u.title, u.price)::text, u.sig)) THEN
+            RAISE EXCEPTION 'permission denied for the lines of an order' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('The lines of order %s are not signed as held by their products'' shards.', order_id);
+        END IF;
+    END IF;
+    st := shop._saga_place(order_id, product_ids, skus, titles, prices, qtys, payment_token, shipping_address);
+    RETURN QUERY
+    SELECT st, CASE WHEN st IN ('paid', 'fulfilling') THEN shop._saga_proof(jsonb_build_array('keep', order_id)) END;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_place_signed(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]) IS
+'internal (router), checkout step 3: shop._saga_place of signed held lines; a paid order''s keep signature';
+
+-- step 4, product shard: shop._saga_keep for a paid order (signed by its
+-- customer shard); each kept hold comes back signed
+CREATE FUNCTION shop._saga_keep_signed(order_id uuid, product_ids bigint[], sig text)
+RETURNS TABLE (product_id bigint, kept_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    PERFORM shop._saga_require(jsonb_build_array('keep', order_id), sig, 'the stock of an order');
+    PERFORM shop._saga_keep(order_id, product_ids);
+    RETURN QUERY
+    SELECT DISTINCT r.product_id, shop._saga_proof(jsonb_build_array('kept', order_id, r.product_id))
+      FROM shop.reservation r, unnest(product_ids) u(pid)
+     WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+       AND r.status = 'held' AND r.expires_at = 'infinity';
+END
+$$;
+COMMENT ON FUNCTION shop._saga_keep_signed(uuid, bigint[], text) IS
+'internal (router), checkout step 4: a paid order''s holds stop expiring; each kept hold comes back signed';
+
+-- the end, customer shard: shop._saga_finish; done needs a paid order's
+-- holds signed as kept, failed comes back with the signature that lets
+-- the product shards release the saga's holds
+CREATE FUNCTION shop._saga_finish_signed(order_id uuid, status text, kept_product_ids bigint[],
+                                         kept_sigs text[])
+RETURNS TABLE (moved boolean, release_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    pids bigint[];
+    m boolean;
+BEGIN
+    IF status = 'done' AND NOT shop._saga_trusted() THEN
+        SELECT g.product_ids INTO pids
+          FROM shop.saga g JOIN shop."order" o ON o.order_id = g.order_id
+         WHERE g.order_id = order_id AND g.status = 'placed' AND o.status IN ('paid', 'fulfilling');
+        IF FOUND AND EXISTS (SELECT FROM unnest(pids) p
+                              WHERE NOT EXISTS (SELECT FROM unnest(kept_product_ids, kept_sigs) k(p, sig)
+                                                 WHERE k.p = p.p
+                                                   AND shop._saga_signed(jsonb_build_array('kept', order_id, p.p)::text,
+                                                                         k.sig))) THEN
+            RAISE EXCEPTION 'permission denied for the end of a checkout' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('The holds of order %s are not signed as kept by their products'' shards.', order_id);
+        END IF;
+    END IF;
+    m := shop._saga_finish(order_id, status);
+    RETURN QUERY
+    SELECT m, CASE WHEN m AND status = 'failed' THEN shop._saga_proof(jsonb_build_array('release', order_id)) END;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_finish_signed(uuid, text, bigint[], text[]) IS
+'internal (router): shop._saga_finish (done: a paid order''s holds signed as kept); failed comes back with the release signature';
+
+-- compensation, product shard: shop._saga_release of a saga its customer
+-- shard marked failed (signed); holds that never expire stay
+CREATE FUNCTION shop._saga_release_signed(order_id uuid, product_ids bigint[], sig text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._saga_require(jsonb_build_array('release', order_id), sig, 'the stock of a checkout');
+    RETURN shop._saga_release(order_id, product_ids, false);
+END
+$$;
+COMMENT ON FUNCTION shop._saga_release_signed(uuid, bigint[], text) IS
+'internal (router): release the holds of a compensated saga (signed by its customer shard)';
+
+REVOKE ALL ON FUNCTION
+    shop._saga_sign(text), shop._saga_signed(text, text), shop._saga_proof(jsonb),
+    shop._saga_require(jsonb, text, text),
+    shop._cart_price(bigint), shop._cart_add_signed(uuid, bigint, int, bigint, bigint, text),
+    shop._saga_begin_signed(uuid, uuid, text, text, jsonb),
+    shop._saga_reserve_signed(uuid, bigint[], int[], interval, bigint[], int[], text),
+    shop._saga_place_signed(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop._saga_keep_signed(uuid, bigint[], text), shop._saga_finish_signed(uuid, text, bigint[], text[]),
+    shop._saga_release_signed(uuid, bigint[], text)
+    FROM PUBLIC;
+-- The storefront's through the router: the cart steps that authorize the
+-- cart's customer themselves, and the signed steps.  The unsigned steps
+-- of the saga section stay shop_admin's.
+GRANT EXECUTE ON FUNCTION
+    shop._cart_create_with_id(uuid, bigint), shop._cart_unsave(uuid, bigint), shop._cart_lines(uuid),
+    shop._cart_products(bigint[]),
+    shop._cart_price(bigint), shop._cart_add_signed(uuid, bigint, int, bigint, bigint, text),
+    shop._saga_begin_signed(uuid, uuid, text, text, jsonb),
+    shop._saga_reserve_signed(uuid, bigint[], int[], interval, bigint[], int[], text),
+    shop._saga_place_signed(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop._saga_keep_signed(uuid, bigint[], text), shop._saga_finish_signed(uuid, text, bigint[], text[]),
+    shop._saga_release_signed(uuid, bigint[], text)
+    TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

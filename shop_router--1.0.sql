@@ -645,15 +645,93 @@ AS $$ SELECT coalesce(nullif(current_setting('shop_router.hold_ttl', true), ''),
 COMMENT ON FUNCTION shop_router._hold_ttl() IS
 'the TTL of a checkout''s holds before its order is placed: setting shop_router.hold_ttl, default 15 minutes';
 
+-- Sessions ------------------------------------------------------------------
+-- The storefront's customer is its session token, the router's setting
+-- shop.session (SET, SET LOCAL or shop.session_begin, as on one node).
+-- The router cannot verify it (it has no secret); every call that acts for
+-- a customer carries it to the shard, which sets it for that one statement
+-- (set_config(.., true): PL/Proxy runs each remote statement as its own
+-- transaction) and verifies it as one node does (28000 when forged or
+-- expired).  Nothing of a session stays on a shard connection, which the
+-- router's backend keeps for its next caller.  The shard's shop library
+-- must be loaded before the setting is set, or a refused token is only a
+-- WARNING (a value set before a library defines its setting is checked
+-- when it loads): each query calls shop.current_customer() in
+-- set_config's argument for that, concat(token, left(NULL-or-id, 0))
+-- being the token itself.
+
+CREATE FUNCTION shop_router._session()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(current_setting('shop.session', true), '') $$;
+COMMENT ON FUNCTION shop_router._session() IS
+'the storefront''s session token (the router''s setting shop.session), carried to the shards with each call';
+
+-- the customer of a token, verified on a shard (every shard has the secret)
+CREATE FUNCTION shop_router._session_customer(i_session text)
+RETURNS bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT shop.current_customer() FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.session_begin(token text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c bigint := shop_router._session_customer(coalesce(token, ''));
+BEGIN
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'invalid session token' USING ERRCODE = 'invalid_authorization_specification',
+            DETAIL = 'The token is not a shop session token.';
+    END IF;
+    PERFORM set_config('shop.session', token, false);
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION shop.session_begin(text) IS
+'router: verify a session token on a shard (28000 when forged or expired) and act as its customer in this session';
+
+CREATE FUNCTION shop.session_end()
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT set_config('shop.session', '', false); SELECT $$;
+COMMENT ON FUNCTION shop.session_end() IS 'router: forget the customer of shop.session_begin';
+
+CREATE FUNCTION shop.current_customer()
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT CASE WHEN shop_router._session() = '' THEN NULL
+                ELSE shop_router._session_customer(shop_router._session()) END
+$$;
+COMMENT ON FUNCTION shop.current_customer() IS
+'router: the customer of the session''s token, verified on a shard; NULL if none';
+
+CREATE FUNCTION shop.session_token(customer_id bigint, ttl interval DEFAULT '1 day')
+RETURNS text
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+$$;
+
 -- Carts ---------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._cart_create(i_cart_id uuid, i_customer_id bigint)
+CREATE FUNCTION shop_router._cart_create(i_session text, i_cart_id uuid, i_customer_id bigint)
 RETURNS uuid
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_create_with_id($1, $2);
+    SELECT shop._cart_create_with_id($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
 CREATE FUNCTION shop.cart_create(customer_id bigint DEFAULT NULL)
@@ -661,7 +739,7 @@ RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._cart_create(
+    SELECT shop_router._cart_create(shop_router._session(),
         shop_router._uuid_for(CASE WHEN customer_id IS NULL THEN (random() * 65535)::int
                                    ELSE hashint8(customer_id) END),
         customer_id);
@@ -679,13 +757,25 @@ AS $$
     SELECT shop._cart_product($1);
 $$;
 
-CREATE FUNCTION shop_router._cart_add_priced(i_cart_id uuid, i_product_id bigint, i_qty int, i_price bigint)
+-- the same, signed by the product's shard for the cart's shard (for a
+-- storefront caller: shop._cart_add_signed checks it)
+CREATE FUNCTION shop_router._cart_price(i_product_id bigint)
+RETURNS TABLE (price_cents bigint, valid_until bigint, sig text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT * FROM shop._cart_price($1);
+$$;
+
+CREATE FUNCTION shop_router._cart_add_signed(i_session text, i_cart_id uuid, i_product_id bigint, i_qty int,
+                                             i_price bigint, i_valid_until bigint, i_sig text)
 RETURNS void
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_add_priced($1, $2, $3, $4);
+    SELECT shop._cart_add_signed($2, $3, $4, $5, $6, $7) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
 CREATE FUNCTION shop.cart_add(cart_id uuid, product_id bigint, qty int DEFAULT 1)
@@ -693,50 +783,80 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._cart_add_priced(cart_id, product_id, qty, shop_router._cart_product(product_id));
+    SELECT shop_router._cart_add_signed(shop_router._session(), cart_add.cart_id, cart_add.product_id, qty,
+                                        p.price_cents, p.valid_until, p.sig)
+      FROM shop_router._cart_price(cart_add.product_id) p;
 $$;
 COMMENT ON FUNCTION shop.cart_add(uuid, bigint, int) IS
 'router: add a product to a cart at the price its own shard gives now';
 
-CREATE FUNCTION shop.cart_set_qty(cart_id uuid, product_id bigint, qty int)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(cart_id);
-$$;
-
-CREATE FUNCTION shop.cart_remove(cart_id uuid, product_id bigint)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(cart_id);
-$$;
-
-CREATE FUNCTION shop.cart_save_for_later(cart_id uuid, product_id bigint)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(cart_id);
-$$;
-
-CREATE FUNCTION shop.cart_clear(cart_id uuid)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(cart_id);
-$$;
-
-CREATE FUNCTION shop_router._cart_unsave(i_cart_id uuid, i_product_id bigint)
+CREATE FUNCTION shop_router._cart_set_qty(i_session text, i_cart_id uuid, i_product_id bigint, i_qty int)
 RETURNS void
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_unsave($1, $2);
+    SELECT shop.cart_set_qty($2, $3, $4) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.cart_set_qty(cart_id uuid, product_id bigint, qty int)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop_router._cart_set_qty(shop_router._session(), cart_set_qty.cart_id, cart_set_qty.product_id, cart_set_qty.qty) $$;
+
+CREATE FUNCTION shop_router._cart_remove(i_session text, i_cart_id uuid, i_product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop.cart_remove($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.cart_remove(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop_router._cart_remove(shop_router._session(), cart_remove.cart_id, cart_remove.product_id) $$;
+
+CREATE FUNCTION shop_router._cart_save_for_later(i_session text, i_cart_id uuid, i_product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop.cart_save_for_later($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.cart_save_for_later(cart_id uuid, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop_router._cart_save_for_later(shop_router._session(), cart_save_for_later.cart_id, cart_save_for_later.product_id) $$;
+
+CREATE FUNCTION shop_router._cart_clear(i_session text, i_cart_id uuid)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop.cart_clear($2) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.cart_clear(cart_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop_router._cart_clear(shop_router._session(), cart_clear.cart_id) $$;
+
+CREATE FUNCTION shop_router._cart_unsave(i_session text, i_cart_id uuid, i_product_id bigint)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_cart_id);
+    SELECT shop._cart_unsave($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
 CREATE FUNCTION shop.cart_move_to_cart(cart_id uuid, product_id bigint)
@@ -748,20 +868,21 @@ BEGIN
     IF product_id IS NOT NULL THEN
         PERFORM shop_router._cart_product(product_id);     -- active, on its shard
     END IF;
-    PERFORM shop_router._cart_unsave(cart_id, product_id);
+    PERFORM shop_router._cart_unsave(shop_router._session(), cart_id, product_id);
 END
 $$;
 COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
 'router: move a saved-for-later line back into the cart (SH008 if the product is no longer active)';
 
-CREATE FUNCTION shop_router._cart_lines(i_cart_id uuid)
+CREATE FUNCTION shop_router._cart_lines(i_session text, i_cart_id uuid)
 RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
                qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT * FROM shop._cart_lines($1);
+    SELECT (l).* FROM (SELECT shop._cart_lines($2) AS l
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
 -- the product side of lines, each product's shard asked once for all of its lines
@@ -787,7 +908,7 @@ DECLARE
     result jsonb;
 BEGIN
     WITH h AS MATERIALIZED (
-        SELECT * FROM shop_router._cart_lines(cart_get.cart_id)
+        SELECT * FROM shop_router._cart_lines(shop_router._session(), cart_get.cart_id)
     ), p AS MATERIALIZED (
         SELECT * FROM shop_router._cart_products(
             (SELECT coalesce(array_agg(h.product_id), '{}') FROM h WHERE h.product_id IS NOT NULL))
@@ -836,26 +957,52 @@ COMMENT ON FUNCTION shop.cart_get(uuid) IS
 
 -- Checkout: the saga ------------------------------------------------------
 
-CREATE FUNCTION shop_router._saga_begin(i_order_id uuid, i_cart_id uuid, i_payment_token text,
+-- Each step's answer carries the signatures the next step needs when the
+-- caller is the storefront (the section "Scale-out: storefront through the
+-- router" of shop's update script); for shop_admin they are NULL.
+CREATE FUNCTION shop_router._saga_begin(i_session text, i_order_id uuid, i_cart_id uuid, i_payment_token text,
                                         i_idempotency_key text, i_shipping_address jsonb)
-RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[])
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
+               saga_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT * FROM shop._saga_begin($1, $2, $3, $4, $5);
+    SELECT (b).* FROM (SELECT shop._saga_begin_signed($2, $3, $4, $5, $6) AS b
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
-                                          i_ttl interval)
+                                          i_ttl interval, i_saga_product_ids bigint[], i_saga_qtys int[],
+                                          i_sig text)
 RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
-               price_cents bigint)
+               price_cents bigint, held_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     SPLIT i_product_ids, i_qtys;
     RUN ON hashint8(i_product_ids);
-    SELECT * FROM shop._saga_reserve($1, $2, $3, $4);
+    SELECT * FROM shop._saga_reserve_signed($1, $2, $3, $4, $5, $6, $7);
+$$;
+
+CREATE FUNCTION shop_router._saga_release_signed(i_order_id uuid, i_product_ids bigint[], i_sig text)
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_release_signed($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop_router._saga_keep_signed(i_order_id uuid, i_product_ids bigint[], i_sig text)
+RETURNS TABLE (product_id bigint, kept_sig text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._saga_keep_signed($1, $2, $3);
 $$;
 
 CREATE FUNCTION shop_router._saga_release(i_order_id uuid, i_product_ids bigint[], i_paid boolean)
@@ -888,24 +1035,27 @@ AS $$
     SELECT shop._saga_commit($1, $2);
 $$;
 
-CREATE FUNCTION shop_router._saga_place(i_order_id uuid, i_product_ids bigint[], i_skus text[],
+CREATE FUNCTION shop_router._saga_place(i_session text, i_order_id uuid, i_product_ids bigint[], i_skus text[],
                                         i_titles text[], i_prices bigint[], i_qtys int[],
-                                        i_payment_token text, i_shipping_address jsonb)
-RETURNS text
+                                        i_payment_token text, i_shipping_address jsonb, i_held_sigs text[])
+RETURNS TABLE (order_status text, keep_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT shop._saga_place($1, $2, $3, $4, $5, $6, $7, $8);
+    SELECT (p).* FROM (SELECT shop._saga_place_signed($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
-CREATE FUNCTION shop_router._saga_finish(i_order_id uuid, i_status text)
-RETURNS boolean
+CREATE FUNCTION shop_router._saga_finish(i_session text, i_order_id uuid, i_status text,
+                                         i_kept_product_ids bigint[], i_kept_sigs text[])
+RETURNS TABLE (moved boolean, release_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT shop._saga_finish($1, $2);
+    SELECT (f).* FROM (SELECT shop._saga_finish_signed($2, $3, $4, $5) AS f
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop_router._saga_get(i_order_id uuid)
@@ -957,9 +1107,12 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+DECLARE
+    f record;
 BEGIN
-    IF shop_router._saga_finish(order_id, 'failed') THEN
-        PERFORM count(*) FROM shop_router._saga_release(order_id, product_ids, false);
+    SELECT * INTO f FROM shop_router._saga_finish(shop_router._session(), order_id, 'failed', NULL, NULL);
+    IF f.moved THEN
+        PERFORM count(*) FROM shop_router._saga_release_signed(order_id, product_ids, f.release_sig);
     END IF;
 END
 $$;
@@ -971,32 +1124,41 @@ COMMENT ON FUNCTION shop_router._saga_compensate(uuid, bigint[]) IS
 -- cannot be filled: it is cancelled (its payment voided), what is held is
 -- released, and the checkout fails with SH001, as one node's
 -- payment_confirm does when the holds of a pending order are gone.
-CREATE FUNCTION shop_router._saga_confirm(order_id uuid, product_ids bigint[], order_status text)
+CREATE FUNCTION shop_router._saga_confirm(order_id uuid, product_ids bigint[], order_status text,
+                                          keep_sig text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     kept int := 0;
+    kept_pids bigint[];
+    kept_sigs text[];
 BEGIN
     IF order_status IN ('paid', 'fulfilling') THEN
-        SELECT coalesce(sum(k), 0) INTO kept FROM shop_router._saga_keep(order_id, product_ids) k;
+        SELECT count(*), array_agg(k.product_id), array_agg(k.kept_sig) INTO kept, kept_pids, kept_sigs
+          FROM shop_router._saga_keep_signed(order_id, product_ids, keep_sig) k;
         IF kept < cardinality(product_ids) THEN
-            -- cancelled first (shop_admin: saga_recover does it when the
-            -- customer's own call may not), then the saga is over
-            PERFORM shop.order_transition(order_id, 'cancelled',
-                                          'the stock holds of the checkout lapsed before it was confirmed');
-            PERFORM shop_router._saga_finish(order_id, 'done');
+            -- cancelled first, then the saga is over; only shop_admin may
+            -- cancel: a storefront's checkout leaves the saga placed, and
+            -- saga_recover cancels it
+            BEGIN
+                PERFORM shop.order_transition(order_id, 'cancelled',
+                                              'the stock holds of the checkout lapsed before it was confirmed');
+                PERFORM shop_router._saga_finish(shop_router._session(), order_id, 'done', NULL, NULL);
+            EXCEPTION WHEN insufficient_privilege THEN
+                NULL;
+            END;
             RAISE EXCEPTION 'stock holds of the order are gone' USING ERRCODE = 'SH001',
                 DETAIL = format('%s of the %s stock holds of order %s lapsed before the checkout was confirmed; the order was cancelled and its payment voided.',
                                 cardinality(product_ids) - kept, cardinality(product_ids), order_id),
                 HINT = 'Check out again with a new idempotency key.';
         END IF;
     END IF;
-    PERFORM shop_router._saga_finish(order_id, 'done');
+    PERFORM shop_router._saga_finish(shop_router._session(), order_id, 'done', kept_pids, kept_sigs);
 END
 $$;
-COMMENT ON FUNCTION shop_router._saga_confirm(uuid, bigint[], text) IS
+COMMENT ON FUNCTION shop_router._saga_confirm(uuid, bigint[], text, text) IS
 'checkout step 4: a paid order''s holds never expire now (its order is cancelled if they lapsed), the saga is done';
 
 -- shop.checkout through the router (docs/scale-out.md, "Checkout as a
@@ -1028,12 +1190,14 @@ DECLARE
     titles text[];
     prices bigint[];
     qtys int[];
+    sigs text[];
     lapsed boolean;
-    st text;
+    pl record;
     crashed boolean := false;
+    sess text := shop_router._session();
 BEGIN
     FOR attempt IN 1..2 LOOP
-        SELECT * INTO b FROM shop_router._saga_begin(shop_router._uuid_for(shop_router._uuid_part(cart_id)),
+        SELECT * INTO b FROM shop_router._saga_begin(sess, shop_router._uuid_for(shop_router._uuid_part(cart_id)),
                                                      cart_id, payment_token, idempotency_key,
                                                      shipping_address);
         oid := b.saga_order_id;
@@ -1044,16 +1208,19 @@ BEGIN
             RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
         END IF;
         IF b.saga_status = 'placed' THEN
-            SELECT g.order_status INTO st FROM shop_router._saga_get_any(oid) g;
-            PERFORM shop_router._saga_confirm(oid, b.saga_product_ids, st);
+            -- a repeat of the place step answers the order's status
+            SELECT * INTO pl FROM shop_router._saga_place(sess, oid, NULL, NULL, NULL, NULL, NULL,
+                                                          payment_token, shipping_address, NULL);
+            PERFORM shop_router._saga_confirm(oid, b.saga_product_ids, pl.order_status, pl.keep_sig);
             RETURN oid;
         END IF;
         BEGIN
             SELECT array_agg(r.product_id ORDER BY r.product_id), array_agg(r.sku ORDER BY r.product_id),
                    array_agg(r.title ORDER BY r.product_id), array_agg(r.price_cents ORDER BY r.product_id),
-                   bool_or(r.status IS DISTINCT FROM 'held')
-              INTO pids, skus, titles, prices, lapsed
-              FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl()) r;
+                   array_agg(r.held_sig ORDER BY r.product_id), bool_or(r.status IS DISTINCT FROM 'held')
+              INTO pids, skus, titles, prices, sigs, lapsed
+              FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl(),
+                                             b.saga_product_ids, b.saga_qtys, b.saga_sig) r;
             IF pids IS DISTINCT FROM b.saga_product_ids THEN
                 -- a product vanished from its shard between the steps
                 RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
@@ -1076,8 +1243,8 @@ BEGIN
                 RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
             END IF;
             SELECT array_agg(q ORDER BY p) INTO qtys FROM unnest(b.saga_product_ids, b.saga_qtys) u(p, q);
-            st := shop_router._saga_place(oid, pids, skus, titles, prices, qtys, payment_token,
-                                          shipping_address);
+            SELECT * INTO pl FROM shop_router._saga_place(sess, oid, pids, skus, titles, prices, qtys,
+                                                          payment_token, shipping_address, sigs);
             IF stop = 'place_lost' THEN
                 -- the place step committed, but its answer never came back
                 RAISE EXCEPTION 'shop_router.saga_test_stop: the answer of step place is lost';
@@ -1091,7 +1258,7 @@ BEGIN
         IF stop = 'place' THEN
             RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after step %', stop;
         END IF;
-        PERFORM shop_router._saga_confirm(oid, pids, st);
+        PERFORM shop_router._saga_confirm(oid, pids, pl.order_status, pl.keep_sig);
         RETURN oid;
     END LOOP;
     RETURN oid;    -- not reached
@@ -1102,33 +1269,64 @@ COMMENT ON FUNCTION shop.checkout(uuid, text, text, jsonb) IS
 
 -- Orders --------------------------------------------------------------------
 
-CREATE FUNCTION shop.order_get(order_id uuid)
+CREATE FUNCTION shop_router._order_get(i_session text, i_order_id uuid)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(order_id);
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT shop.order_get($2) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
-CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
+CREATE FUNCTION shop.order_get(order_id uuid)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT shop_router._order_get(shop_router._session(), order_get.order_id) $$;
+COMMENT ON FUNCTION shop.order_get(uuid) IS 'router: an order, read on its customer''s shard';
+
+CREATE FUNCTION shop_router._orders_for(i_session text, i_customer_id bigint, i_lim int, i_before timestamptz)
 RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
                needs_review boolean, created_at timestamptz)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
-    RUN ON shop_router._pid_part(customer_id);
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (o).* FROM (SELECT shop.orders_for($2, $3, $4) AS o
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
--- the status of an order whatever the caller (order_get's status needs the
--- customer's rights; the saga's confirm runs for the customer)
-CREATE FUNCTION shop_router._saga_get_any(i_order_id uuid)
-RETURNS TABLE (order_status text)
+CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
+RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
+               needs_review boolean, created_at timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT * FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before) $$;
+COMMENT ON FUNCTION shop.orders_for(bigint, int, timestamptz) IS
+'router: a customer''s orders, newest first, read on the customer''s shard';
+
+-- payment methods live on the customer's shard
+CREATE FUNCTION shop_router._payment_method_add(i_session text, i_customer_id bigint, i_token text,
+                                                i_brand text, i_last4 text, i_exp_month int, i_exp_year int)
+RETURNS uuid
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_order_id);
-    SELECT (shop.order_get($1)) ->> 'status';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT shop.payment_method_add($2, $3, $4, $5, $6, $7) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
+
+CREATE FUNCTION shop.payment_method_add(customer_id bigint, token text, brand text,
+                                        last4 text, exp_month int, exp_year int)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._payment_method_add(shop_router._session(), payment_method_add.customer_id,
+                                           token, brand, last4, exp_month, exp_year)
+$$;
+COMMENT ON FUNCTION shop.payment_method_add(bigint, text, text, text, int, int) IS
+'router: save a provider token for a customer, on the customer''s shard';
 
 -- After a transition on the customer shard, the order's stock follows on
 -- the product shards: shipped commits the holds, cancelled releases them;
@@ -1365,24 +1563,38 @@ COMMENT ON FUNCTION shop_router.saga_recover(interval) IS
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
+-- The storefront's calls and every router function they use.  The router
+-- is not where privileges are checked: each call reaches the shards as its
+-- caller, with its session, and the shards refuse what one node refuses
+-- (the internal steps a storefront may reach check signatures there).
 GRANT EXECUTE ON FUNCTION
+    shop.session_begin(text), shop.session_end(), shop.current_customer(),
+    shop_router._session(), shop_router._session_customer(text),
     shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
     shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
     shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),
     shop.checkout(uuid, text, text, jsonb), shop.order_get(uuid), shop.orders_for(bigint, int, timestamptz),
+    shop.payment_method_add(bigint, text, text, text, int, int),
     shop_router._uuid_part(uuid), shop_router._uuid_for(int), shop_router._pid_part(bigint),
     shop_router._hold_ttl(),
-    shop_router._cart_create(uuid, bigint), shop_router._cart_product(bigint),
-    shop_router._cart_add_priced(uuid, bigint, int, bigint), shop_router._cart_unsave(uuid, bigint),
-    shop_router._cart_lines(uuid), shop_router._cart_products(bigint[]),
-    shop_router._saga_begin(uuid, uuid, text, text, jsonb),
-    shop_router._saga_reserve(uuid, bigint[], int[], interval),
-    shop_router._saga_release(uuid, bigint[], boolean), shop_router._saga_keep(uuid, bigint[]),
-    shop_router._saga_place(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb),
-    shop_router._saga_finish(uuid, text), shop_router._saga_compensate(uuid, bigint[]),
-    shop_router._saga_confirm(uuid, bigint[], text), shop_router._saga_get_any(uuid)
+    shop_router._cart_create(text, uuid, bigint), shop_router._cart_product(bigint),
+    shop_router._cart_price(bigint), shop_router._cart_add_signed(text, uuid, bigint, int, bigint, bigint, text),
+    shop_router._cart_set_qty(text, uuid, bigint, int), shop_router._cart_remove(text, uuid, bigint),
+    shop_router._cart_save_for_later(text, uuid, bigint), shop_router._cart_clear(text, uuid),
+    shop_router._cart_unsave(text, uuid, bigint),
+    shop_router._cart_lines(text, uuid), shop_router._cart_products(bigint[]),
+    shop_router._saga_begin(text, uuid, uuid, text, text, jsonb),
+    shop_router._saga_reserve(uuid, bigint[], int[], interval, bigint[], int[], text),
+    shop_router._saga_release_signed(uuid, bigint[], text), shop_router._saga_keep_signed(uuid, bigint[], text),
+    shop_router._saga_place(text, uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop_router._saga_finish(text, uuid, text, bigint[], text[]), shop_router._saga_compensate(uuid, bigint[]),
+    shop_router._saga_confirm(uuid, bigint[], text, text),
+    shop_router._order_get(text, uuid), shop_router._orders_for(text, bigint, int, timestamptz),
+    shop_router._payment_method_add(text, bigint, text, text, text, int, int)
     TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
+    shop.session_token(bigint, interval),
+    shop_router._saga_release(uuid, bigint[], boolean), shop_router._saga_keep(uuid, bigint[]),
     shop_router._saga_commit(uuid, bigint[]), shop_router._saga_held(uuid, bigint[]),
     shop_router._saga_get(uuid),
     shop_router._saga_stock(uuid, text), shop_router._saga_open(interval), shop_router._settle(uuid),

@@ -4,7 +4,8 @@
 # (database "router" with shop_router and PL/Proxy) in front of two shard
 # clusters holding two shard databases each, 4 partitions: p0 and p2 (s0,
 # s2) on cluster A, p1 and p3 (s1, s3) on cluster B; every cluster has the
-# login roles web (shop_storefront) and backoffice (shop_admin). It sets
+# login roles web (shop_storefront) and backoffice (shop_admin); the shard
+# clusters share shop.session_secret. It sets
 # R A B (cluster directories), PR PA PB (ports), PART (the partitions'
 # connection strings) and ROUTER, and defines q DIR PORT DB [psql args].
 # shop_cluster_down [mode] stops the three.
@@ -18,8 +19,11 @@ shop_cluster_up() {
     mkdir -p "$base"
     [ "$(id -u)" = 0 ] && chown postgres: "$base"
     PR=$(free_port "${base##*/}_router"); cluster_init "$R" "$PR"; cluster_start "$R"
-    PA=$(free_port "${base##*/}_a"); cluster_init "$A" "$PA"; cluster_start "$A"
-    PB=$(free_port "${base##*/}_b"); cluster_init "$B" "$PB"; cluster_start "$B"
+    # every shard shares the secret that signs the storefront's session
+    # tokens and what one shard tells another (docs/scale-out.md)
+    local secret="shop.session_secret = 'the cluster test secret: thirty-two characters or more'"
+    PA=$(free_port "${base##*/}_a"); cluster_init "$A" "$PA" "$secret"; cluster_start "$A"
+    PB=$(free_port "${base##*/}_b"); cluster_init "$B" "$PB" "$secret"; cluster_start "$B"
     export PGUSER=postgres
     PART=("host=$A port=$PA dbname=s0" "host=$B port=$PB dbname=s1"
           "host=$A port=$PA dbname=s2" "host=$B port=$PB dbname=s3")

@@ -148,7 +148,10 @@ SELECT c.oid::regclass AS monitor_may_read
   FROM pg_class c
  WHERE c.relnamespace = 'shop'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
    AND has_table_privilege('regress_roles_monitor', c.oid, 'SELECT');
--- no internal function is both SECURITY DEFINER and executable by the storefront
+-- no internal function is both SECURITY DEFINER and executable by the
+-- storefront, but the shard-side steps the router calls for it, which
+-- authorize the cart's customer or check another shard's signature
+-- themselves (docs/security.md, "Through the router"): these 12
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'shop'::regnamespace AND p.proname ~ '^_' AND p.prosecdef

@@ -29,6 +29,8 @@
 PG_FUNCTION_INFO_V1(shop_saga_check);
 PG_FUNCTION_INFO_V1(shop_saga_payment);
 PG_FUNCTION_INFO_V1(shop_saga_trusted);
+PG_FUNCTION_INFO_V1(shop_saga_sign);
+PG_FUNCTION_INFO_V1(shop_saga_signed);
 
 /*
  * shop._saga_check(payment_token text, idempotency_key text,
@@ -135,4 +137,47 @@ Datum
 shop_saga_trusted(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(ShopCallerIsTrusted());
+}
+
+/*
+ * shop._saga_sign(msg text) -> text
+ *
+ * The signature of a fact one shard tells another through the router (a
+ * saga was begun for these lines, these lines are held at these prices, the
+ * order is paid, ...): hex HMAC-SHA256 under shop.session_secret, which
+ * every shard of a cluster shares (it verifies the storefront's session
+ * tokens too).  The storefront passes these facts along through the router,
+ * and cannot make them up (docs/security.md, "Through the router").
+ */
+Datum
+shop_saga_sign(PG_FUNCTION_ARGS)
+{
+	char		mac[2 * 32 + 1];
+
+	ShopSagaMac(text_to_cstring(PG_GETARG_TEXT_PP(0)), mac);
+	PG_RETURN_TEXT_P(cstring_to_text(mac));
+}
+
+/*
+ * shop._saga_signed(msg text, sig text) -> boolean
+ *
+ * Whether sig is msg's signature (compared in constant time); false for a
+ * NULL sig.
+ */
+Datum
+shop_saga_signed(PG_FUNCTION_ARGS)
+{
+	char		mac[2 * 32 + 1];
+	char	   *given;
+	int			diff = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	ShopSagaMac(text_to_cstring(PG_GETARG_TEXT_PP(0)), mac);
+	given = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strlen(given) != 2 * 32)
+		PG_RETURN_BOOL(false);
+	for (int i = 0; i < 2 * 32; i++)
+		diff |= mac[i] ^ given[i];
+	PG_RETURN_BOOL(diff == 0);
 }

@@ -268,6 +268,23 @@ token_verify(const char *token, ShopTokenVerdict *v)
 	return true;
 }
 
+/*
+ * ShopSagaMac: the hex HMAC-SHA256 (out: 65 bytes) of "saga." followed by
+ * msg, under shop.session_secret (55000 when it is not set).  The router's
+ * saga steps sign what one shard tells another with it (src/saga.c); the
+ * prefix keeps such a signature from ever being a session token's, whose
+ * signed part starts with "v1.".
+ */
+void
+ShopSagaMac(const char *msg, char *out)
+{
+	char	   *full = psprintf("saga.%s", msg);
+
+	if (!session_mac(session_secret(), full, out))
+		elog(ERROR, "could not compute HMAC-SHA256");
+	pfree(full);
+}
+
 /* Forget every session verified so far (no rollback brings them back). */
 static void
 session_forget_all(void)

@@ -165,6 +165,7 @@ extern void ShopSessionDefineGUCs(void);
 extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 extern void ShopCheckPlainText(const char *s, int len, const char *what, bool multiline);
+extern void ShopSagaMac(const char *msg, char *out);
 
 /* recommend.c (GUC variables defined in shop.c) */
 extern int	shop_reco_neighbours;

@@ -14,7 +14,11 @@
 #     facet counts equal one node's; autocomplete and did_you_mean answer;
 #   - the calls keep a node's privileges (the storefront and back-office
 #     roles) and its errors (SQLSTATE).
-# CLUSTER_LONG=1 (make cluster-test) also measures the 4-shard top 10
+#   - carts, checkout and orders (saga.sql), as the back office and as the
+#     storefront with its session, and the oversell race (race.sh: 64
+#     storefront clients);
+# CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
+# a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
 set -euo pipefail
 . "$TOP/scripts/pgenv.sh"
@@ -97,6 +101,9 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
 echo "== carts, checkout and orders through the router ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/saga.sql"
+
+. "$HERE/race.sh"
+. "$HERE/crash.sh"
 
 # The calls as the roles a node has: the storefront searches and reads
 # through the router; the back-office calls are refused to it by the shards,

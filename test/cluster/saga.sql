@@ -141,9 +141,11 @@ SELECT fail_if(state('rb', format('SELECT shop.cart_add(%L, %s, 1)', current_set
                           format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', current_setting('t.guest'))) <> '1',
                'a guest cart lives on the partition its id names');
 SELECT fail_if(state('rw', 'SELECT shop.cart_create(501)') <> '42501'
-               OR state('rw', 'SELECT shop.cart_create()') <> '42501'
-               OR state('rw', format('SELECT shop.cart_get(%L)', current_setting('t.guest'))) <> '42501',
-               'the shards refuse the storefront the cart steps (42501): through the router carts are the back office''s until sessions reach the shards');
+               OR state('rw', format('SELECT shop.cart_get(%L)', cart())) <> '42501'
+               OR state('rw', format('SELECT shop.cart_add(%L, %s)', cart(), a())) <> '42501',
+               'without a session the storefront may not open, read or fill a customer''s cart (42501)');
+SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', current_setting('t.guest'))) <> '00000',
+               'a guest cart is the storefront''s by its id, as on one node');
 
 \echo == checkout: a saga over the customer shard and the product shards
 SELECT set_config('t.o', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart())), false),
@@ -268,8 +270,8 @@ SELECT fail_if(state('rw', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z'')',
                'the storefront may not ship, nor read a customer''s order without a session');
 
 \echo == a guest cart checks out
-SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''guest-1'')', current_setting('t.guest'))) <> '42501',
-               'the storefront cannot check out through the router yet (42501)');
+SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''guest-1'')', current_setting('t.guest'))) <> '00000',
+               'the storefront checks out a guest cart without a session');
 SELECT set_config('t.og', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''guest-1'')', current_setting('t.guest'))), false);
 SELECT fail_if(val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.og'))) <> 'paid'
                OR uuid_part(current_setting('t.og')::uuid) <> uuid_part(current_setting('t.guest')::uuid)
@@ -302,6 +304,121 @@ SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1
 SELECT run('rb', format('SELECT shop.order_transition(%L, ''delivered'')', o()));
 SELECT fail_if(state('rb', format('SELECT shop.order_transition(%L, ''returned'')', o())) <> '0A000',
                'a return through the router is refused (0A000), not half done');
+
+\echo == the storefront through the router: its session reaches the shards, and nothing more
+-- four more products, one on each shard, with stock of their own
+CREATE TABLE sq AS
+SELECT DISTINCT ON (pid_part(g)) pid_part(g) AS i, g::bigint AS id
+  FROM generate_series(61, 120) g ORDER BY pid_part(g), g;
+SELECT run('rb', format('SELECT shop.stock_set(%s, 10)', id)) FROM sq;
+CREATE FUNCTION q(k int) RETURNS bigint LANGUAGE sql AS $$ SELECT id FROM sq WHERE i = k $$;
+-- the back office mints the tokens through the router (every shard has the secret)
+SELECT set_config('t.tok', val('rb', 'SELECT shop.session_token(601)'), false),
+       set_config('t.tok602', val('rb', 'SELECT shop.session_token(602)'), false);
+SELECT fail_if(val('rw', format('SELECT shop.session_begin(%L)', current_setting('t.tok'))) <> '601'
+               OR val('rw', 'SELECT shop.current_customer()') <> '601',
+               'session_begin through the router verifies the token on a shard and acts for its customer');
+SELECT set_config('t.sc', new_cart('rw', 601, ARRAY[q(0), 1, q(1), 2, q(2), 1, q(3), 1])::text, false);
+CREATE FUNCTION sc() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.sc')::uuid $$;
+SELECT fail_if(cart_doc('rw', sc()) IS DISTINCT FROM cart_doc('rb', sc())
+               OR (cart_doc('rw', sc()) ->> 'item_count') <> '5',
+               'the storefront opens, fills and reads its customer''s cart through the router',
+               cart_doc('rw', sc())::text);
+SELECT fail_if(state('rw', format('SELECT shop.cart_set_qty(%L, %s, 1)', sc(), q(1))) <> '00000'
+               OR state('rw', format('SELECT shop.cart_save_for_later(%L, %s)', sc(), q(3))) <> '00000'
+               OR state('rw', format('SELECT shop.cart_move_to_cart(%L, %s)', sc(), q(3))) <> '00000'
+               OR state('rw', format('SELECT shop.cart_remove(%L, %s)', sc(), q(2))) <> '00000'
+               OR state('rw', format('SELECT shop.cart_add(%L, %s, 1)', sc(), q(2))) <> '00000',
+               'and changes its lines');
+SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', cart())) <> '42501'
+               OR state('rw', format('SELECT shop.cart_add(%L, %s)', cart(), a())) <> '42501'
+               OR state('rw', 'SELECT shop.cart_create(602)') <> '42501'
+               OR state('rw', 'SELECT count(*) FROM shop.orders_for(501)') <> '42501'
+               OR state('rw', format('SELECT shop.order_get(%L)', o())) <> '42501'
+               OR state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-x'')', cart())) <> '42501'
+               OR state('rw', 'SELECT shop.payment_method_add(602, ''tok_visa'', ''visa'', ''4242'', 12, 2030)') <> '42501',
+               'another customer''s carts, orders and payment methods are refused (42501), as on one node');
+SELECT fail_if(state('rw', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z'')', o())) <> '42501'
+               OR state('rw', 'SELECT shop_router.saga_recover()') <> '42501'
+               OR state('rw', 'SELECT shop.session_token(601)') <> '42501'
+               OR state('rw', format('SELECT shop.stock_set(%s, 99)', q(0))) <> '42501',
+               'the back office''s calls are refused to the storefront (42501)');
+SELECT fail_if(state('rw', 'SELECT shop.payment_method_add(601, ''tok_visa'', ''visa'', ''4242'', 12, 2030)') <> '00000',
+               'payment_method_add through the router, for its customer');
+SELECT set_config('t.so', val('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-1'', ''{"country": "US"}'')', sc())), false);
+CREATE FUNCTION so() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.so')::uuid $$;
+SELECT fail_if(val('rw', format('SELECT shop.order_get(%L) ->> ''status''', so())) <> 'paid'
+               OR holds(so()) <> hl('held', q(0), 1, q(1), 1, q(2), 1, q(3), 1)
+               OR val('rw', 'SELECT string_agg(order_id::text, '','') FROM shop.orders_for(601)') <> so()::text
+               OR val('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-1'', ''{"country": "US"}'')', sc()))::uuid <> so(),
+               'the storefront checks out through the router: a paid order whose holds on 4 shards never expire; orders_for and a repeat with its key find it',
+               holds(so()));
+-- a checkout that fails is compensated with the storefront's rights
+SELECT set_config('t.sc2', new_cart('rw', 601, ARRAY[q(0), 1, q(3), 11])::text, false);
+SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-2'')', current_setting('t.sc2'))) <> 'SH001'
+               OR stock(q(0)) <> '10/1/9'
+               OR all_parts('SELECT count(*) FROM shop.reservation WHERE status = ''held'' AND expires_at < ''infinity''') <> 0,
+               'a storefront checkout the stock cannot cover (SH001) releases what it held', stock(q(0)));
+SELECT run('rw', format('SELECT shop.cart_set_qty(%L, %s, 1)', current_setting('t.sc2'), q(3)));
+SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_chargeDeclined'', ''sf-2'')', current_setting('t.sc2'))) <> 'SH004'
+               OR stock(q(0)) <> '10/1/9',
+               'a declined payment (SH004) too', stock(q(0)));
+-- a router that stops after a step: the storefront's retry completes
+SELECT dblink_exec('rw', 'SET shop_router.saga_test_stop = ''place''');
+SELECT fail_if(state('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-2'')', current_setting('t.sc2'))) = '00000',
+               'a storefront checkout stops after placing its order');
+SELECT dblink_exec('rw', 'RESET shop_router.saga_test_stop');
+SELECT set_config('t.so2', val('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-2'')', current_setting('t.sc2'))), false);
+SELECT fail_if(holds(current_setting('t.so2')::uuid) <> hl('held', q(0), 1, q(3), 1)
+               OR stock(q(0)) <> '10/2/8',
+               'its retry confirms the order: its holds never expire', holds(current_setting('t.so2')::uuid));
+-- a forged or another customer's session is the shard's 28000 / 42501
+SELECT fail_if(state('rw', format('SELECT shop.session_begin(%L)', 'v1.601.9999999999.' || repeat('0', 64))) <> '28000'
+               OR val('rw', 'SELECT shop.current_customer()') <> '601',
+               'a forged token is refused by the shards (28000); the session stays');
+SELECT dblink_exec('rw', format('SET shop.session = %L', current_setting('t.tok602')));
+SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', sc())) <> '42501'
+               OR state('rw', 'SELECT shop.cart_create(602)') <> '00000',
+               'a session of customer 602 may use 602''s carts, not 601''s');
+SELECT dblink_exec('rw', 'SET shop.session = ''v1.601.9999999999.00''');
+SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', sc())) <> '28000',
+               'a forged token SET on the router is refused by the shard (28000)',
+               state('rw', format('SELECT shop.cart_get(%L)', sc())));
+SELECT run('rw', 'SELECT shop.session_end()');
+SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', sc())) <> '42501',
+               'after session_end the customer''s cart is refused again');
+-- the storefront connected to a shard itself: the steps that act on
+-- another shard's word want that shard's signature
+CREATE TABLE pconn (i int PRIMARY KEY, s text);
+INSERT INTO pconn VALUES (0, :'p0'), (1, :'p1'), (2, :'p2'), (3, :'p3');
+SELECT dblink_connect('w0', (SELECT s FROM pconn WHERE i = 0) || ' user=web'),
+       dblink_connect('wc', (SELECT s FROM pconn WHERE i = pid_part(601)) || ' user=web');
+SELECT dblink_exec('wc', format('SET shop.session = %L', current_setting('t.tok')));
+SELECT fail_if(state('w0', format('SELECT shop._saga_reserve(gen_random_uuid(), ARRAY[%s]::bigint[], ARRAY[5], ''1 minute'')', q(0))) <> '42501'
+               OR state('w0', format('SELECT count(*) FROM shop._saga_reserve_signed(gen_random_uuid(), ARRAY[%s]::bigint[], ARRAY[5], ''1 minute'', ARRAY[%s]::bigint[], ARRAY[5], %L)',
+                                     q(0), q(0), repeat('0', 64))) <> '42501'
+               OR state('w0', format('SELECT count(*) FROM shop._saga_keep_signed(%L, ARRAY[%s]::bigint[], NULL)', current_setting('t.so2'), q(0))) <> '42501'
+               OR state('w0', format('SELECT shop._saga_release_signed(%L, ARRAY[%s]::bigint[], NULL)', current_setting('t.so2'), q(0))) <> '42501'
+               OR stock(q(0)) <> '10/2/8',
+               'on a product shard the storefront can neither hold stock nor keep or release holds without the customer shard''s signature (42501)');
+SELECT fail_if(state('wc', format('SELECT shop._cart_add_priced(%L, %s, 1, 1)', sc(), q(0))) <> '42501'
+               OR state('wc', format('SELECT shop._cart_add_signed(%L, %s, 1, 1, 9999999999, %L)', sc(), q(0), repeat('0', 64))) <> '42501',
+               'on the customer shard the storefront cannot price a cart line itself (42501)');
+SELECT set_config('t.sc3', new_cart('rb', 602, ARRAY[q(1), 1])::text, false);
+SELECT dblink_connect('wd', (SELECT s FROM pconn WHERE i = pid_part(602)) || ' user=web');
+SELECT dblink_exec('wd', format('SET shop.session = %L', current_setting('t.tok602')));
+SELECT set_config('t.so3', val('wd', format('SELECT saga_order_id FROM shop._saga_begin_signed(gen_random_uuid(), %L, ''tok_visa'', ''sf-3'', NULL)',
+                                         current_setting('t.sc3'))), false);
+SELECT fail_if(state('wd', format('SELECT count(*) FROM shop._saga_place_signed(%L, ARRAY[%s]::bigint[], ARRAY[''x''], ARRAY[''x''], ARRAY[1]::bigint[], ARRAY[1], ''tok_visa'', NULL, ARRAY[%L])',
+                                  current_setting('t.so3'), q(1), repeat('0', 64))) <> '42501'
+               OR state('wd', format('SELECT count(*) FROM shop._saga_place(%L, ARRAY[%s]::bigint[], ARRAY[''x''], ARRAY[''x''], ARRAY[1]::bigint[], ARRAY[1], ''tok_visa'', NULL)',
+                                     current_setting('t.so3'), q(1))) <> '42501'
+               OR on_part(pid_part(602), format('SELECT count(*) FROM shop."order" WHERE order_id = %L', current_setting('t.so3'))) <> '0',
+               'nor place an order at a price of its choosing (42501)');
+SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, ''failed'', NULL, NULL)', current_setting('t.so3'))) <> 't',
+               'the storefront abandons that saga (failed, its key free again)');
+SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
+SELECT dblink_exec('rw', 'RESET shop.session');
 
 \echo == invariants on every shard and across them
 SELECT fail_if(count(*) > 0, 'reserved = the units of live holds, on every shard', string_agg(t.pid::text, ','))
