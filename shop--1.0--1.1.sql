@@ -4568,6 +4568,202 @@ GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommend
     TO shop_admin;
 
 ------------------------------------------------------------------------------
+-- Recommendations: refresh and latency (issue 14) ---------------------------
+--
+-- docs/recommendations.md, "Incremental refresh".  The customers-like-you
+-- lists are computed in C (src/recolike.c, shop._like_lists) and a
+-- refresh patches the lists it can: only the lists of the customers whose
+-- profile changed, and of those who entered or left a product's sample
+-- because of them, are computed whole; every other list that can move
+-- takes the new similarities to those customers into its stored list, and
+-- is computed whole only when a full list lost entries.  The ranking is by
+-- the stored (real) score, then neighbour id, in the rebuild as in the
+-- refresh, so the tables after a refresh are those a rebuild writes.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._like_lists(full_ids bigint[], others bigint[])
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shop_like_lists';
+COMMENT ON FUNCTION shop._like_lists(bigint[], bigint[]) IS
+'internal: computes the customers-like-you lists of full_ids whole and (unless others is NULL) patches those of others and of the candidates of full_ids; writes the lists that changed';
+
+-- _like_score stays as the SQL statement of a whole list (the regression
+-- test compares the C lists with it), ranked as the C ranks: by the
+-- stored real score, then neighbour id.
+CREATE OR REPLACE FUNCTION shop._like_score(cs bigint[])
+RETURNS TABLE (customer_id bigint, neighbour_id bigint, score real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k int := current_setting('shop.reco_like_sample')::int;
+    n int := current_setting('shop.reco_like_neighbours')::int;
+BEGIN
+    RETURN QUERY
+    WITH post AS (
+        SELECT i.product_id, s.customer_id, s.weight
+          FROM (SELECT DISTINCT m.product_id FROM shop.customer_item m WHERE m.customer_id = ANY (cs)) i
+         CROSS JOIN LATERAL (SELECT c.customer_id, c.weight FROM shop.customer_item c
+                              WHERE c.product_id = i.product_id
+                              ORDER BY c.h, c.customer_id LIMIT k) s
+    ), pairs AS (
+        SELECT a.customer_id, b.customer_id AS neighbour_id,
+               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9)::float8::real AS sim
+          FROM post a
+          JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
+         WHERE a.customer_id = ANY (cs)
+         GROUP BY a.customer_id, b.customer_id
+    )
+    SELECT x.customer_id, x.neighbour_id, x.sim
+      FROM (SELECT p.customer_id, p.neighbour_id, p.sim,
+                   row_number() OVER (PARTITION BY p.customer_id ORDER BY p.sim DESC, p.neighbour_id) AS rn
+              FROM pairs p) x
+     WHERE x.rn <= n;
+END
+$$;
+
+-- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
+-- the rest stay queued) and the customers who viewed something since the
+-- last refresh get new profiles, in slices of 2,000 (which bounds the
+-- memory of one _like_lists call); per slice, the lists of those customers
+-- and of the customers who entered or left a sample because of them are
+-- computed whole, and every list that can move because of them is patched
+-- (shop._like_lists).
+CREATE OR REPLACE FUNCTION shop._like_refresh()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    cap int := current_setting('shop.reco_like_refresh_cap')::int;
+    seen timestamptz;
+    newest timestamptz;
+    todo bigint[];
+    cs bigint[];
+    items bigint[];
+    np_c bigint[];
+    np_p bigint[];
+    np_w real[];
+    np_h bigint[];
+    old_s record;
+    new_s record;
+    flipped bigint[];
+    lists bigint[];
+    r jsonb;
+    n_scored bigint := 0;
+    n_patched bigint := 0;
+    n_changed bigint := 0;
+    n_redone bigint := 0;
+    n_left bigint;
+    i int := 0;
+BEGIN
+    SELECT s.views_at INTO seen FROM shop.customer_like_state s;
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
+        INSERT INTO shop.customer_like_queue (customer_id)
+        SELECT DISTINCT v.customer_id FROM shop.view_event v
+         WHERE seen IS NULL OR v.viewed_at > seen
+        ON CONFLICT DO NOTHING;
+    END IF;
+    WITH t AS (DELETE FROM shop.customer_like_queue q
+                WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
+                                         ORDER BY x.customer_id LIMIT cap)
+               RETURNING q.customer_id)
+    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
+    IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+        -- nothing to do (the sweeper's call every minute): write nothing
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_patched', 0,
+                                  'customers_queued', 0);
+    END IF;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
+    ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
+
+    WHILE i < coalesce(cardinality(todo), 0) LOOP
+        cs := todo[i + 1 : i + 2000];
+        i := i + 2000;
+        -- the new profiles, and every product of the old or the new ones
+        SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
+          INTO np_c, np_p, np_w, np_h
+          FROM shop._like_profile(cs) p;
+        SELECT array_agg(DISTINCT x.product_id) INTO items
+          FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
+                UNION ALL
+                SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
+        items := coalesce(items, '{}');
+        -- their samples before and after
+        SELECT * INTO old_s FROM shop._like_samples(items);
+        DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
+        INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+        SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
+        SELECT * INTO new_s FROM shop._like_samples(items);
+        WITH o AS (SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)),
+             n AS (SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)),
+             s AS (SELECT * FROM o UNION SELECT * FROM n)
+        SELECT (SELECT array_agg(DISTINCT d.c)
+                  FROM ((SELECT * FROM o EXCEPT SELECT * FROM n) UNION ALL (SELECT * FROM n EXCEPT SELECT * FROM o)) d
+                 WHERE d.c <> ALL (cs)),
+               (SELECT array_agg(DISTINCT s.c) FROM s WHERE s.p IN (SELECT t.p FROM s t WHERE t.c = ANY (cs)))
+          INTO flipped, lists;
+        -- whole: the slice and the customers who entered or left a sample
+        -- because of it; patched: every other customer of those samples
+        r := shop._like_lists(cs || coalesce(flipped, '{}'), coalesce(lists, '{}'));
+        n_scored := n_scored + (r ->> 'customers_scored')::bigint;
+        n_patched := n_patched + (r ->> 'customers_patched')::bigint;
+        n_changed := n_changed + (r ->> 'customers_changed')::bigint;
+        n_redone := n_redone + (r ->> 'customers_redone')::bigint;
+    END LOOP;
+    SELECT count(*) INTO n_left FROM shop.customer_like_queue;
+    RETURN jsonb_build_object('customers_profiled', coalesce(cardinality(todo), 0),
+                              'customers_scored', n_scored + n_redone, 'customers_patched', n_patched,
+                              'customers_redone', n_redone, 'customers_changed', n_changed,
+                              'customers_queued', n_left);
+END
+$$;
+
+-- _like_rebuild: every profile and every list, lists in batches of 5,000
+-- customers (shop._like_lists, whole).
+CREATE OR REPLACE FUNCTION shop._like_rebuild()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    newest timestamptz;
+    cs bigint[];
+    last_id bigint := NULL;
+    n_cust bigint := 0;
+    n_rows bigint;
+BEGIN
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
+    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+    SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
+     ORDER BY p.customer_id, p.product_id;
+    ANALYZE shop.customer_item;
+    LOOP
+        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
+          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
+                 WHERE last_id IS NULL OR c.customer_id > last_id
+                 ORDER BY c.customer_id LIMIT 5000) x;
+        EXIT WHEN cs IS NULL;
+        PERFORM shop._like_lists(cs, NULL);
+        n_cust := n_cust + cardinality(cs);
+        last_id := cs[cardinality(cs)];
+    END LOOP;
+    ANALYZE shop.customer_neighbour;
+    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
+    ON CONFLICT (only_row) DO UPDATE
+       SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
+    RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -126,7 +126,8 @@ UPDATE shop."order" SET status = 'cancelled'
  WHERE order_id = (SELECT order_id FROM shop."order" WHERE customer_id = 42 ORDER BY created_at, order_id LIMIT 1);
 SELECT shop.view(43, 59), shop.view(44, 1), shop.view(180, 7);
 SELECT r ->> 'customers_profiled' AS profiled,
-       (r ->> 'customers_scored')::int BETWEEN 1 AND 169 AS some_lists_not_all
+       (r ->> 'customers_scored')::int BETWEEN 1 AND 169 AS some_lists_not_all,
+       (r ->> 'customers_patched')::int > 0 AS some_lists_patched
   FROM shop.refresh_recommendations() r;
 -- the refresh changed something, and left what a rebuild writes
 SELECT (SELECT count(*) FROM snap_nb s FULL JOIN shop.customer_neighbour r USING (customer_id, neighbour_id)
@@ -136,6 +137,47 @@ SELECT pg_temp.snapshot();
 RESET client_min_messages;
 SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
 SELECT * FROM pg_temp.diffs();
+-- the lists the C writes are those of the SQL statement of a list
+SELECT count(*) AS differ
+  FROM ((SELECT * FROM shop.customer_neighbour
+         EXCEPT SELECT * FROM shop._like_score((SELECT array_agg(DISTINCT customer_id) FROM shop.customer_item)))
+        UNION ALL
+        (SELECT * FROM shop._like_score((SELECT array_agg(DISTINCT customer_id) FROM shop.customer_item))
+         EXCEPT SELECT * FROM shop.customer_neighbour)) d;
+
+-- rounds of new orders, a cancelled order and views: each refresh
+-- computes a few lists whole and patches others (a full list that lost
+-- an entry is computed whole again), and leaves what a rebuild writes
+CREATE TEMP TABLE rounds (round int, profiled int, whole int, patched int, redone int,
+                          profile_diffs bigint, neighbour_diffs bigint);
+CREATE FUNCTION pg_temp.changes(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM pg_temp.buy(pg_temp.basket(i), 1 + (i * 7) % 175) FROM generate_series(700 + rnd * 10, 709 + rnd * 10) i;
+    UPDATE shop."order" SET status = 'cancelled'
+     WHERE order_id = (SELECT order_id FROM shop."order" WHERE customer_id = 1 + (rnd * 37) % 150
+                          AND status = 'paid' ORDER BY created_at, order_id LIMIT 1);
+    PERFORM shop.view(1 + (rnd * 13) % 170, 1 + (rnd * 17) % 60);
+END $f$;
+CREATE FUNCTION pg_temp.check(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    r jsonb := shop.refresh_recommendations();
+BEGIN
+    PERFORM pg_temp.snapshot();
+    PERFORM shop.rebuild_recommendations();
+    INSERT INTO rounds
+    SELECT rnd, (r ->> 'customers_profiled')::int, (r ->> 'customers_scored')::int,
+           (r ->> 'customers_patched')::int, (r ->> 'customers_redone')::int, d.profile_diffs, d.neighbour_diffs
+      FROM pg_temp.diffs() d;
+END $f$;
+SET client_min_messages = warning;
+-- each its own transaction (orders reach the log at commit)
+SELECT format('DO $d$ BEGIN PERFORM pg_temp.changes(%s); END $d$', rnd),
+       format('DO $d$ BEGIN PERFORM pg_temp.check(%s); END $d$', rnd)
+  FROM generate_series(1, 8) rnd \gexec
+RESET client_min_messages;
+SELECT count(*) AS rounds, sum(profiled) > 8 AS profiled, sum(profile_diffs) AS profile_diffs,
+       sum(neighbour_diffs) AS neighbour_diffs, bool_and(whole < 175) AS never_all_whole, sum(patched) > 0 AS patched, sum(redone) > 0 AS redone
+  FROM rounds;
 
 -- the refresh cap: one customer per refresh, the others stay queued
 SET shop.reco_like_refresh_cap = 1;
