@@ -4763,6 +4763,374 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
 
+-- The blend with a cut-off: _recommend_blend(customer, lim, before) is
+-- the list recommend would have shown at `before` from the customer's
+-- counted orders placed before it (views left out: they are not kept with
+-- their history); the other sources are read as they are now.  With
+-- before NULL it is recommend's list; the 2-argument call is that.
+CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    wi float8 := current_setting('shop.reco_weight_item')::float8;
+    wl float8 := current_setting('shop.reco_weight_like')::float8;
+    wc float8 := current_setting('shop.reco_weight_content')::float8;
+    wp float8 := current_setting('shop.reco_weight_popular')::float8;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF _recommend_blend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_blend.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
+           AND (before IS NULL OR o.created_at < before)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_blend.customer_id AND before IS NULL) x
+         GROUP BY x.product_id
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+          FROM shop.customer_neighbour nb
+          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+         WHERE wl > 0 AND nb.customer_id = _recommend_blend.customer_id
+         GROUP BY ci.product_id
+    ), thin AS (
+        SELECT s.product_id
+          FROM seeds s
+         WHERE wc > 0
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
+         ORDER BY s.at DESC, s.product_id
+         LIMIT 1
+    ), content AS (
+        SELECT x.product_id, sum(x.score)::float8 AS sc
+          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
+         GROUP BY x.product_id
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop.product p
+         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
+           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT r.product_id, r.sc
+              FROM (SELECT c.product_id, sum(c.part)::real AS sc
+                      FROM cand c
+                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
+                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
+                     GROUP BY c.product_id
+                     ORDER BY sc DESC, c.product_id
+                     LIMIT 3 * lim + 10) r
+              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
+             WHERE r.sc > 0
+             ORDER BY r.sc DESC, r.product_id
+             LIMIT lim) r;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from trending, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop.product p
+                 WHERE p.status = 'active' AND p.popularity > 0
+                   AND p.product_id <> ALL (ids)
+                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
+                                     JOIN shop.order_line l ON l.order_id = o.order_id
+                                    WHERE o.customer_id = _recommend_blend.customer_id
+                                      AND l.product_id = p.product_id AND shop._counted(o.status)
+                                      AND (before IS NULL OR o.created_at < before))
+                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
+                                    WHERE v.customer_id = _recommend_blend.customer_id
+                                      AND v.product_id = p.product_id AND before IS NULL)
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
+'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
+REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
+
+-- recommend's default list goes straight to the blend
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
+
+-- An experiment variant names its list: 'default' and 'blend' the blend,
+-- 'personal' the 1.1 list (item-to-item, trending fills the rest),
+-- 'popularity' trending, 'similar' (also_bought) content neighbours.
+CREATE OR REPLACE FUNCTION shop.experiment_create(name text, variants jsonb, attribution_window interval DEFAULT '1 day')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    eid integer;
+    v jsonb;
+    i integer := 0;
+    lo integer := 0;
+    width integer;
+    share numeric;
+    vname text;
+    method text;
+    result jsonb := '[]';
+BEGIN
+    PERFORM shop._require(experiment_create.name, 'name');
+    PERFORM shop._require(experiment_create.variants, 'variants');
+    PERFORM shop._require(experiment_create.attribution_window, 'attribution_window');
+    IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid experiment name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An experiment name has 1 to 100 characters and no control characters.';
+    END IF;
+    IF jsonb_typeof(variants) <> 'array' OR jsonb_array_length(variants) NOT BETWEEN 2 AND 20 THEN
+        RAISE EXCEPTION 'invalid variants'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'variants must be a jsonb array of 2 to 20 objects.',
+                  HINT = 'For example [{"name": "control", "share": 0.5}, {"name": "popular", "share": 0.5, "method": "popularity"}].';
+    END IF;
+    IF attribution_window < '1 minute' OR attribution_window > '90 days' THEN
+        RAISE EXCEPTION 'attribution window out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('attribution_window is %s; it must be between 1 minute and 90 days.', attribution_window);
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.experiment e WHERE e.name = experiment_create.name) THEN
+        RAISE EXCEPTION 'experiment already exists'
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('An experiment is already named %s.', quote_literal(experiment_create.name)),
+                  HINT = 'Experiment names are never reused: choose another name.';
+    END IF;
+    INSERT INTO shop.experiment (name, attribution_window)
+    VALUES (experiment_create.name, experiment_create.attribution_window)
+    RETURNING experiment_id INTO eid;
+    FOR v IN SELECT x FROM jsonb_array_elements(variants) x LOOP
+        vname := CASE WHEN jsonb_typeof(v) = 'object' THEN v ->> 'name' END;
+        share := CASE WHEN jsonb_typeof(v -> 'share') = 'number' THEN (v ->> 'share')::numeric END;
+        method := coalesce(v ->> 'method', 'default');
+        IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
+           OR share IS NULL OR share <= 0 OR share > 1
+           OR method NOT IN ('default', 'blend', 'personal', 'popularity', 'similar')
+           OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
+                                  OR (v ->> 'explore')::float8 < 0 OR (v ->> 'explore')::float8 > 0.5))
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
+            RAISE EXCEPTION 'invalid variant'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
+                                      'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
+                                      i + 1, v::text);
+        END IF;
+        width := round(share * 10000);
+        IF width < 1 OR lo + width > 10000 THEN
+            RAISE EXCEPTION 'invalid variant shares'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Every share must be at least 0.0001 and the shares must add up to at most 1.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM shop.experiment_variant x WHERE x.experiment_id = eid AND x.name = vname) THEN
+            RAISE EXCEPTION 'invalid variant'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Two variants are named %s.', quote_literal(vname));
+        END IF;
+        INSERT INTO shop.experiment_variant (experiment_id, variant, name, bucket_lo, bucket_hi, params)
+        VALUES (eid, i, vname, lo, lo + width, v - 'name' - 'share');
+        result := result || jsonb_build_object('name', vname, 'share', width / 10000.0,
+                                               'buckets', jsonb_build_array(lo, lo + width - 1),
+                                               'params', v - 'name' - 'share');
+        lo := lo + width;
+        i := i + 1;
+    END LOOP;
+    RETURN jsonb_build_object('experiment', experiment_create.name, 'attribution_window', attribution_window::text,
+                              'variants', result);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    eid integer;
+    stopped timestamptz;
+    vno smallint;
+    params jsonb;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF recommend.experiment IS NULL THEN
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recommend.customer_id);
+    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
+      FROM shop.experiment e
+      LEFT JOIN shop.experiment_variant v
+             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
+     WHERE e.name = recommend.experiment;
+    IF eid IS NULL THEN
+        RAISE EXCEPTION 'experiment not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
+                  HINT = 'Create it with shop.experiment_create.';
+    END IF;
+    IF vno IS NULL THEN
+        -- stopped, or the customer is outside every share
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSIF params ->> 'method' = 'personal' THEN
+        -- the 1.1 list: item-to-item, trending fills the rest
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSE
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_default(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
+                                        (params ->> 'explore')::float8, '{}') x;
+    END IF;
+    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
+        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
+        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
+        -- every 200th list, or one in 20 that finds the buffer's first
+        -- row over a minute old, moves the buffer
+        IF random() < 0.005
+           OR (random() < 0.05
+               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+            PERFORM shop._experiment_flush();
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+
+-- reco_evaluate: offline HR@10 of the list recommend shows (the blend),
+-- the way the issue's time split measures it: for each of the latest
+-- max_orders counted orders of registered customers placed in the last
+-- days, the blend from the customer's orders before it
+-- (shop._recommend_blend(customer, 10, before)), and whether it holds a
+-- product of the order.  A list with no personal candidate (no seed with
+-- a co-purchase list, no similar customer) fell back to popularity.
+-- Coverage: active products that have a co-purchase list.  Bounded:
+-- max_orders lists.
+CREATE OR REPLACE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint := 0;
+    hit bigint := 0;
+    fb bigint := 0;
+    active bigint;
+    listed bigint;
+    o record;
+BEGIN
+    IF days IS NULL OR days < 1 OR days > 366 THEN
+        RAISE EXCEPTION 'days out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('days is %s; it must be between 1 and 366.', coalesce(days::text, 'NULL'));
+    END IF;
+    IF max_orders IS NULL OR max_orders < 1 OR max_orders > 1000000 THEN
+        RAISE EXCEPTION 'max_orders out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', coalesce(max_orders::text, 'NULL'));
+    END IF;
+    FOR o IN
+        SELECT r.order_id, r.customer_id, r.created_at
+          FROM shop."order" r
+         WHERE shop._counted(r.status) AND r.customer_id IS NOT NULL
+           AND r.created_at >= now() - make_interval(days => reco_evaluate.days)
+         ORDER BY r.created_at DESC, r.order_id
+         LIMIT max_orders
+    LOOP
+        n := n + 1;
+        IF EXISTS (SELECT 1 FROM shop._recommend_blend(o.customer_id, 10, o.created_at) b
+                    JOIN shop.order_line l ON l.order_id = o.order_id AND l.product_id = b.product_id) THEN
+            hit := hit + 1;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM shop.customer_neighbour nb WHERE nb.customer_id = o.customer_id)
+           AND NOT EXISTS (SELECT 1 FROM shop."order" p
+                             JOIN shop.order_line l ON l.order_id = p.order_id
+                             JOIN shop.copurchase c ON c.product_id = l.product_id AND c.score > 0
+                            WHERE p.customer_id = o.customer_id AND p.created_at < o.created_at
+                              AND shop._counted(p.status)) THEN
+            fb := fb + 1;
+        END IF;
+    END LOOP;
+    SELECT count(*) INTO active FROM shop.product p WHERE p.status = 'active';
+    SELECT count(*) INTO listed
+      FROM shop.product p
+     WHERE p.status = 'active'
+       AND EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = p.product_id AND c.score > 0);
+    INSERT INTO shop.reco_health AS h (evaluated_at, days, orders_evaluated, hits, fell_back,
+                                       products_active, products_listed)
+    VALUES (now(), reco_evaluate.days, n, hit, fb, active, listed)
+    ON CONFLICT (only_row) DO UPDATE
+       SET evaluated_at = excluded.evaluated_at, days = excluded.days,
+           orders_evaluated = excluded.orders_evaluated, hits = excluded.hits,
+           fell_back = excluded.fell_back, products_active = excluded.products_active,
+           products_listed = excluded.products_listed;
+    RETURN jsonb_build_object('orders', n, 'hr_at_10', round(hit::numeric / nullif(n, 0), 4),
+                              'fallback_share', round(fb::numeric / nullif(n, 0), 4),
+                              'coverage', round(listed::numeric / nullif(active, 0), 4));
+END
+$$;
+COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
+'offline HR@10 of recommend''s list (the blend) on the latest max_orders orders of the last days (each predicted from the customer''s earlier orders), the share of those lists without a personal candidate, catalog coverage; stored for shop.metrics() and the exporter';
+
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --

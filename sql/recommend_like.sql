@@ -208,6 +208,23 @@ COMMIT;
 RESET shop.reco_like_sample;
 RESET shop.reco_like_items;
 RESET shop.reco_like_neighbours;
+-- an experiment's variant names its list: "personal" is the 1.1 list
+-- (item-to-item, trending fills it), "blend" (or "default") the blend;
+-- customers like you alone, so that the two lists differ
+SET shop.reco_weight_item = 0;
+SET shop.reco_weight_popular = 0;
+SELECT shop.experiment_create('lists', '[{"name": "blend", "share": 0.5, "method": "blend"},
+                                         {"name": "personal", "share": 0.5, "method": "personal"}]') IS NOT NULL AS created;
+SELECT c AS customer, (shop.experiment_assign('lists', c)).variant,
+       s.shown = ARRAY(SELECT product_id FROM shop._recommend_personal(c, 4)) AS shows_personal,
+       s.shown = ARRAY(SELECT product_id FROM shop._recommend_blend(c, 4)) AS shows_blend
+  FROM unnest(ARRAY[1, 2, 3, 4, 5, 6]::bigint[]) c,
+       LATERAL (SELECT ARRAY(SELECT product_id FROM shop.recommend(c, 4, 'lists')) AS shown) s;
+SELECT pg_temp.err($$SELECT shop.experiment_create('lists2', '[{"name": "a", "share": 0.5, "method": "nearest"},
+                                                              {"name": "b", "share": 0.5}]')$$) AS bad_method;
+RESET shop.reco_weight_item;
+RESET shop.reco_weight_popular;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
