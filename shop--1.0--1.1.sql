@@ -5131,6 +5131,126 @@ $$;
 COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
 'offline HR@10 of recommend''s list (the blend) on the latest max_orders orders of the last days (each predicted from the customer''s earlier orders), the share of those lists without a personal candidate, catalog coverage; stored for shop.metrics() and the exporter';
 
+-- The blended list per customer, cached (issue 14, "Cache per-user
+-- recommendations").  A row is served while it was computed for the same
+-- lim and weights, in the current generation (every refresh or rebuild
+-- that changed something starts a new one: lists, neighbours and
+-- popularity moved), from the same counted orders and the same views of
+-- the customer (their keys are read on every call: one index range each),
+-- and while every product in it is active.  Unlogged: no WAL, so a call
+-- that fills it does not wait for a WAL flush at commit; a crash empties
+-- it.  Nothing reads it but shop._recommend_default.
+CREATE UNLOGGED TABLE shop.recommend_cache (
+    customer_id bigint PRIMARY KEY,
+    gen         bigint NOT NULL,    -- shop.recommend_cache_gen when computed
+    lim         int NOT NULL,
+    weights     text NOT NULL,      -- shop.reco_weight_* when computed
+    orders_key  text NOT NULL,      -- the customer's counted orders
+    views_key   text NOT NULL,      -- the customer's views
+    ids         bigint[] NOT NULL,
+    scores      real[] NOT NULL
+);
+COMMENT ON TABLE shop.recommend_cache IS
+'recommend''s blended list per customer, served while the generation, lim, weights, the customer''s counted orders and views are those it was computed from (unlogged; empty it with TRUNCATE at any time)';
+CREATE SEQUENCE shop.recommend_cache_gen;
+COMMENT ON SEQUENCE shop.recommend_cache_gen IS
+'the generation of shop.recommend_cache: moved by every refresh or rebuild that changed something';
+
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    c bigint := _recommend_default.customer_id;
+    w text := current_setting('shop.reco_weight_item') || '/' || current_setting('shop.reco_weight_like') || '/'
+              || current_setting('shop.reco_weight_content') || '/' || current_setting('shop.reco_weight_popular');
+    g bigint;
+    okey text;
+    vkey text;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(c);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    SELECT s.last_value, o.k, v.k INTO g, okey, vkey
+      FROM shop.recommend_cache_gen s,
+           (SELECT coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), '') AS k
+              FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
+           (SELECT count(*) || '/' || coalesce(max(y.viewed_at)::text, '') AS k
+              FROM shop.view_event y WHERE y.customer_id = c) v;
+    SELECT r.ids, r.scores INTO ids, scores
+      FROM shop.recommend_cache r
+     WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
+       AND r.orders_key = okey AND r.views_key = vkey
+       AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
+                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                           WHERE p.product_id = u.p AND p.status = 'active'));
+    IF ids IS NULL THEN
+        SELECT coalesce(array_agg(b.product_id ORDER BY b.n), '{}'), coalesce(array_agg(b.score ORDER BY b.n), '{}')
+          INTO ids, scores
+          FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_key, ids, scores)
+            VALUES (c, g, lim, w, okey, vkey, ids, scores)
+            ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
+                   orders_key = excluded.orders_key, views_key = excluded.views_key,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+
+-- A refresh that changed something, and every rebuild, start a new
+-- generation of the cache (last, so that a list computed during the
+-- refresh from the old data is not served for long: see the docs).
+CREATE OR REPLACE FUNCTION shop.refresh_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
+        RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
+    res := shop._refresh_copurchase();
+    res := res || shop._like_refresh();
+    IF coalesce((res ->> 'log_rows')::bigint, 0) > 0 OR coalesce((res ->> 'popularity_updated')::bigint, 0) > 0
+       OR coalesce((res ->> 'customers_profiled')::bigint, 0) > 0 THEN
+        PERFORM nextval('shop.recommend_cache_gen');
+    END IF;
+    RETURN res;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop.rebuild_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    res := shop._rebuild_copurchase();
+    res := res || shop._like_rebuild();
+    PERFORM nextval('shop.recommend_cache_gen');
+    RETURN res;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --

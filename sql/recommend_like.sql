@@ -208,6 +208,44 @@ COMMIT;
 RESET shop.reco_like_sample;
 RESET shop.reco_like_items;
 RESET shop.reco_like_neighbours;
+-- 5. The cache of the blended list: a second call serves the stored
+-- list (marked here: its scores set to 42), until another lim or
+-- weights, a view, a new order, an archived product or a refresh make the
+-- next call compute it again
+CREATE FUNCTION pg_temp.mark(c bigint) RETURNS void LANGUAGE sql AS $f$
+    SELECT count(*) FROM shop.recommend(c, 4);
+    UPDATE shop.recommend_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE customer_id = c;
+$f$;
+CREATE FUNCTION pg_temp.cached(c bigint) RETURNS boolean LANGUAGE sql AS $f$
+    SELECT bool_and(score = 42) FROM shop.recommend(c, 4);
+$f$;
+SELECT pg_temp.mark(5);
+SELECT pg_temp.cached(5) AS served;
+SELECT count(*) AS other_lim FROM shop.recommend(5, 3) WHERE score = 42;
+SELECT pg_temp.mark(5);
+SET shop.reco_weight_popular = 0.5;
+SELECT pg_temp.cached(5) AS other_weights;
+RESET shop.reco_weight_popular;
+SELECT pg_temp.mark(5);
+SELECT shop.view(5, 58) IS NULL AS viewed;
+SELECT pg_temp.cached(5) AS after_view, 58 IN (SELECT product_id FROM shop.recommend(5, 4)) AS viewed_listed;
+SELECT pg_temp.mark(5);
+SELECT (SELECT product_id FROM shop.recommend(5, 1)) AS first \gset
+SELECT pg_temp.mark(5);
+SELECT pg_temp.buy(ARRAY[:first]::bigint[], 5) IS NOT NULL AS bought_first;
+SELECT pg_temp.cached(5) AS after_order, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS bought_listed;
+SELECT pg_temp.mark(5);
+SELECT (SELECT product_id FROM shop.recommend(5, 1)) AS first \gset
+SELECT pg_temp.mark(5);
+UPDATE shop.product SET status = 'archived' WHERE product_id = :first;
+SELECT pg_temp.cached(5) AS after_archive, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS archived_listed;
+UPDATE shop.product SET status = 'active' WHERE product_id = :first;
+SELECT pg_temp.mark(5);
+SELECT pg_temp.buy(ARRAY[1, 2], 77) IS NOT NULL AS other_customer_bought;
+SELECT pg_temp.cached(5) AS before_refresh;
+SELECT shop.refresh_recommendations() ->> 'log_rows' AS log_rows;
+SELECT pg_temp.cached(5) AS after_refresh;
+
 -- an experiment's variant names its list: "personal" is the 1.1 list
 -- (item-to-item, trending fills it), "blend" (or "default") the blend;
 -- customers like you alone, so that the two lists differ
