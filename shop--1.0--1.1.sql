@@ -5211,6 +5211,103 @@ BEGIN
 END
 $$;
 
+
+-- also_bought's fill for thin data (similar products, when the product
+-- has fewer than lim co-purchase neighbours), cached per product: served
+-- while the generation (shop.recommend_cache_gen), lim and the number of
+-- co-purchase rows listed are those it was computed with and all its
+-- products are active.  The co-purchase rows themselves are read on every
+-- call (one index range).  Unlogged, like shop.recommend_cache.
+CREATE UNLOGGED TABLE shop.also_bought_cache (
+    product_id bigint PRIMARY KEY,
+    gen        bigint NOT NULL,
+    lim        int NOT NULL,
+    listed     int NOT NULL,        -- co-purchase rows listed before the fill
+    ids        bigint[] NOT NULL,
+    scores     real[] NOT NULL
+);
+COMMENT ON TABLE shop.also_bought_cache IS
+'also_bought''s similar-products fill per product, served while the generation, lim and the co-purchase rows listed are those it was computed with (unlogged; empty it with TRUNCATE at any time)';
+
+CREATE OR REPLACE FUNCTION shop._also_bought_list(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    last_score real;
+    n int;
+    src record;
+    g bigint;
+    fill_ids bigint[];
+    fill_scores real[];
+BEGIN
+    IF _also_bought_list.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- the hot path: one index scan of the product's top rows
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = _also_bought_list.product_id AND c.score > 0
+       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = _also_bought_list.product_id)
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- thin data: check the product, then fill from similar products
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = _also_bought_list.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _also_bought_list.product_id);
+    END IF;
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
+    IF n > 0 THEN
+        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
+          FROM shop.copurchase c
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE c.product_id = _also_bought_list.product_id AND c.score > 0;
+    END IF;
+    -- the fill, cached per product for this generation
+    SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
+    SELECT f.ids, f.scores INTO fill_ids, fill_scores
+      FROM shop.also_bought_cache f
+     WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
+       AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
+                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                           WHERE p.product_id = u.p AND p.status = 'active'));
+    IF fill_ids IS NULL THEN
+        SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
+               coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
+          INTO fill_ids, fill_scores
+          FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                        src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.also_bought_cache AS f (product_id, gen, lim, listed, ids, scores)
+            VALUES (src.product_id, g, _also_bought_list.lim, n, fill_ids, fill_scores)
+            ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, listed = excluded.listed,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(fill_ids, fill_scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
+END
+$$;
+
 -- A refresh that changed something, and every rebuild, start a new
 -- generation of the cache (last, so that a list computed during the
 -- refresh from the old data is not served for long: see the docs).

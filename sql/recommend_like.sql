@@ -240,11 +240,20 @@ SELECT pg_temp.mark(5);
 UPDATE shop.product SET status = 'archived' WHERE product_id = :first;
 SELECT pg_temp.cached(5) AS after_archive, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS archived_listed;
 UPDATE shop.product SET status = 'active' WHERE product_id = :first;
+-- also_bought's fill from similar products (lamp 50 has no co-purchase
+-- list: lamp 51 fills it) is cached per product the same way
+SELECT array_agg(product_id) AS also_bought FROM shop.also_bought(50, 5);
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+SELECT array_agg(score) AS fill_served FROM shop.also_bought(50, 5);
 SELECT pg_temp.mark(5);
 SELECT pg_temp.buy(ARRAY[1, 2], 77) IS NOT NULL AS other_customer_bought;
 SELECT pg_temp.cached(5) AS before_refresh;
 SELECT shop.refresh_recommendations() ->> 'log_rows' AS log_rows;
-SELECT pg_temp.cached(5) AS after_refresh;
+SELECT pg_temp.cached(5) AS after_refresh, (SELECT array_agg(score) FROM shop.also_bought(50, 5)) <> '{42}' AS fill_recomputed;
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+UPDATE shop.product SET status = 'archived' WHERE product_id = 51;
+SELECT array_agg(product_id) AS also_bought_archived FROM shop.also_bought(50, 5);
+UPDATE shop.product SET status = 'active' WHERE product_id = 51;
 
 -- an experiment's variant names its list: "personal" is the 1.1 list
 -- (item-to-item, trending fills it), "blend" (or "default") the blend;
