@@ -5145,7 +5145,7 @@ CREATE UNLOGGED TABLE shop.recommend_cache (
     gen         bigint NOT NULL,    -- shop.recommend_cache_gen when computed
     lim         int NOT NULL,
     weights     text NOT NULL,      -- shop.reco_weight_* when computed
-    orders_key  text NOT NULL,      -- the customer's counted orders
+    orders_key  text NOT NULL,      -- md5 of the customer's counted orders' ids
     views_key   text NOT NULL,      -- the customer's views
     ids         bigint[] NOT NULL,
     scores      real[] NOT NULL
@@ -5183,7 +5183,7 @@ BEGIN
     END IF;
     SELECT s.last_value, o.k, v.k INTO g, okey, vkey
       FROM shop.recommend_cache_gen s,
-           (SELECT coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), '') AS k
+           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), '')) AS k
               FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
            (SELECT count(*) || '/' || coalesce(max(y.viewed_at)::text, '') AS k
               FROM shop.view_event y WHERE y.customer_id = c) v;
