@@ -4698,13 +4698,17 @@ BEGIN
         INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
         SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
         SELECT * INTO new_s FROM shop._like_samples(items);
-        WITH o AS (SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)),
-             n AS (SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)),
-             s AS (SELECT * FROM o UNION SELECT * FROM n)
+        -- (joins with the slice rather than = ANY (cs): a sample row
+        -- against 2,000 array elements each would be quadratic)
+        WITH o AS MATERIALIZED (SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)),
+             n AS MATERIALIZED (SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)),
+             s AS MATERIALIZED (SELECT * FROM o UNION SELECT * FROM n),
+             sl AS MATERIALIZED (SELECT DISTINCT u.c FROM unnest(cs) u(c)),
+             hit AS MATERIALIZED (SELECT DISTINCT s.p FROM s JOIN sl ON sl.c = s.c)
         SELECT (SELECT array_agg(DISTINCT d.c)
                   FROM ((SELECT * FROM o EXCEPT SELECT * FROM n) UNION ALL (SELECT * FROM n EXCEPT SELECT * FROM o)) d
-                 WHERE d.c <> ALL (cs)),
-               (SELECT array_agg(DISTINCT s.c) FROM s WHERE s.p IN (SELECT t.p FROM s t WHERE t.c = ANY (cs)))
+                 WHERE NOT EXISTS (SELECT 1 FROM sl WHERE sl.c = d.c)),
+               (SELECT array_agg(DISTINCT s.c) FROM s JOIN hit ON hit.p = s.p)
           INTO flipped, lists;
         -- whole: the slice and the customers who entered or left a sample
         -- because of it; patched: every other customer of those samples

@@ -421,14 +421,24 @@ like_whole(LikeCtx *cx, const int64 *ids, int n)
 		}
 		poff[n] = (int) r;
 	}
-	/* rows hold only the ids' rows, in order: ids[i]'s end at poff[i + 1] */
+	/*
+	 * rows hold only the ids' rows, in order: ids[i]'s end at poff[i + 1].
+	 * A chunk takes customers while their distinct products number less
+	 * than LIKE_CHUNK_PRODUCTS (in a dense shop, everyone in one chunk).
+	 */
 	start = 0;
 	while (start < n)
 	{
-		int			end = start + 1;
+		HTAB	   *seen = like_hash("shop like chunk products", sizeof(int64), CurrentMemoryContext);
+		int			end = start;
 
-		while (end < n && poff[end] - poff[start] < LIKE_CHUNK_PRODUCTS)
+		while (end < n && (end == start || hash_get_num_entries(seen) < LIKE_CHUNK_PRODUCTS))
+		{
+			for (int j = poff[end]; j < poff[end + 1]; j++)
+				(void) hash_search(seen, &pids[j], HASH_ENTER, NULL);
 			end++;
+		}
+		hash_destroy(seen);
 		like_chunk(cx, ids + start, end - start, pids, poff + start);
 		start = end;
 	}
