@@ -5148,9 +5148,10 @@ CREATE UNLOGGED TABLE shop.recommend_cache (
     customer_id bigint PRIMARY KEY,
     gen         bigint NOT NULL,    -- shop.recommend_cache_gen when computed
     lim         int NOT NULL,
-    weights     text NOT NULL,      -- shop.reco_weight_* when computed
-    orders_key  text NOT NULL,      -- md5 of the customer's counted orders' ids
-    views_key   text NOT NULL,      -- the customer's views
+    weights     float8[] NOT NULL,  -- shop.reco_weight_* when computed
+    orders_key  uuid NOT NULL,      -- md5 of the customer's counted orders' ids
+    views_n     bigint NOT NULL,    -- the customer's views: how many
+    views_at    timestamptz,        -- and the newest
     ids         bigint[] NOT NULL,
     scores      real[] NOT NULL
 );
@@ -5168,11 +5169,12 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     c bigint := _recommend_default.customer_id;
-    w text := current_setting('shop.reco_weight_item') || '/' || current_setting('shop.reco_weight_like') || '/'
-              || current_setting('shop.reco_weight_content') || '/' || current_setting('shop.reco_weight_popular');
+    w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
+                        current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
     g bigint;
-    okey text;
-    vkey text;
+    okey uuid;
+    vn bigint;
+    vat timestamptz;
     ids bigint[];
     scores real[];
 BEGIN
@@ -5185,16 +5187,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
-    SELECT s.last_value, o.k, v.k INTO g, okey, vkey
+    SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
       FROM shop.recommend_cache_gen s,
-           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), '')) AS k
+           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
               FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
-           (SELECT count(*) || '/' || coalesce(max(y.viewed_at)::text, '') AS k
+           (SELECT count(*) AS n, max(y.viewed_at) AS at
               FROM shop.view_event y WHERE y.customer_id = c) v;
     SELECT r.ids, r.scores INTO ids, scores
       FROM shop.recommend_cache r
      WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
-       AND r.orders_key = okey AND r.views_key = vkey
+       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat
        AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
                         WHERE NOT EXISTS (SELECT 1 FROM shop.product p
                                            WHERE p.product_id = u.p AND p.status = 'active'));
@@ -5203,11 +5205,11 @@ BEGIN
           INTO ids, scores
           FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
         IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_key, ids, scores)
-            VALUES (c, g, lim, w, okey, vkey, ids, scores)
+            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_n, views_at, ids, scores)
+            VALUES (c, g, lim, w, okey, vn, vat, ids, scores)
             ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
                SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
-                   orders_key = excluded.orders_key, views_key = excluded.views_key,
+                   orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,
                    ids = excluded.ids, scores = excluded.scores;
         END IF;
     END IF;
