@@ -5187,6 +5187,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
+    IF pg_is_in_recovery() THEN
+        -- a hot standby cannot read an unlogged table: no cache there
+        RETURN QUERY SELECT * FROM shop._recommend_blend(c, lim, NULL::timestamptz);
+        RETURN;
+    END IF;
     SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
       FROM shop.recommend_cache_gen s,
            (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
@@ -5288,14 +5293,17 @@ BEGIN
           JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
          WHERE c.product_id = _also_bought_list.product_id AND c.score > 0;
     END IF;
-    -- the fill, cached per product for this generation
-    SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
-    SELECT f.ids, f.scores INTO fill_ids, fill_scores
-      FROM shop.also_bought_cache f
-     WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
-       AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
-                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
-                                           WHERE p.product_id = u.p AND p.status = 'active'));
+    -- the fill, cached per product for this generation (not on a hot
+    -- standby, which cannot read an unlogged table)
+    IF NOT pg_is_in_recovery() THEN
+        SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
+        SELECT f.ids, f.scores INTO fill_ids, fill_scores
+          FROM shop.also_bought_cache f
+         WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
+           AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
+                            WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                               WHERE p.product_id = u.p AND p.status = 'active'));
+    END IF;
     IF fill_ids IS NULL THEN
         SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
                coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
