@@ -20,6 +20,7 @@ OBJS         = \
 	src/inventory.o \
 	src/orders.o \
 	src/payments.o \
+	src/recolike.o \
 	src/recommend.o \
 	src/redact.o \
 	src/saga.o \

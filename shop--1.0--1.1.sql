@@ -4998,6 +4998,801 @@ GRANT EXECUTE ON FUNCTION
     TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Recommendations: refresh and latency (issue 14) ---------------------------
+--
+-- docs/recommendations.md, "Incremental refresh".  The customers-like-you
+-- lists are computed in C (src/recolike.c, shop._like_lists) and a
+-- refresh patches the lists it can: only the lists of the customers whose
+-- profile changed, and of those who entered or left a product's sample
+-- because of them, are computed whole; every other list that can move
+-- takes the new similarities to those customers into its stored list, and
+-- is computed whole only when a full list lost entries.  The ranking is by
+-- the stored (real) score, then neighbour id, in the rebuild as in the
+-- refresh, so the tables after a refresh are those a rebuild writes.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._like_lists(full_ids bigint[], others bigint[])
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shop_like_lists';
+COMMENT ON FUNCTION shop._like_lists(bigint[], bigint[]) IS
+'internal: computes the customers-like-you lists of full_ids whole and (unless others is NULL) patches those of others and of the candidates of full_ids; writes the lists that changed';
+
+-- _like_score stays as the SQL statement of a whole list (the regression
+-- test compares the C lists with it), ranked as the C ranks: by the
+-- stored real score, then neighbour id.
+CREATE OR REPLACE FUNCTION shop._like_score(cs bigint[])
+RETURNS TABLE (customer_id bigint, neighbour_id bigint, score real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k int := current_setting('shop.reco_like_sample')::int;
+    n int := current_setting('shop.reco_like_neighbours')::int;
+BEGIN
+    RETURN QUERY
+    WITH post AS (
+        SELECT i.product_id, s.customer_id, s.weight
+          FROM (SELECT DISTINCT m.product_id FROM shop.customer_item m WHERE m.customer_id = ANY (cs)) i
+         CROSS JOIN LATERAL (SELECT c.customer_id, c.weight FROM shop.customer_item c
+                              WHERE c.product_id = i.product_id
+                              ORDER BY c.h, c.customer_id LIMIT k) s
+    ), pairs AS (
+        SELECT a.customer_id, b.customer_id AS neighbour_id,
+               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9)::float8::real AS sim
+          FROM post a
+          JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
+         WHERE a.customer_id = ANY (cs)
+         GROUP BY a.customer_id, b.customer_id
+    )
+    SELECT x.customer_id, x.neighbour_id, x.sim
+      FROM (SELECT p.customer_id, p.neighbour_id, p.sim,
+                   row_number() OVER (PARTITION BY p.customer_id ORDER BY p.sim DESC, p.neighbour_id) AS rn
+              FROM pairs p) x
+     WHERE x.rn <= n;
+END
+$$;
+
+-- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
+-- the rest stay queued) and the customers who viewed something since the
+-- last refresh get new profiles, in slices of 2,000 (which bounds the
+-- memory of one _like_lists call); per slice, the lists of those customers
+-- and of the customers who entered or left a sample because of them are
+-- computed whole, and every list that can move because of them is patched
+-- (shop._like_lists).
+CREATE OR REPLACE FUNCTION shop._like_refresh()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    cap int := current_setting('shop.reco_like_refresh_cap')::int;
+    seen timestamptz;
+    newest timestamptz;
+    todo bigint[];
+    cs bigint[];
+    items bigint[];
+    np_c bigint[];
+    np_p bigint[];
+    np_w real[];
+    np_h bigint[];
+    old_s record;
+    new_s record;
+    flipped bigint[];
+    lists bigint[];
+    r jsonb;
+    n_scored bigint := 0;
+    n_patched bigint := 0;
+    n_changed bigint := 0;
+    n_redone bigint := 0;
+    n_left bigint;
+    i int := 0;
+BEGIN
+    SELECT s.views_at INTO seen FROM shop.customer_like_state s;
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
+        INSERT INTO shop.customer_like_queue (customer_id)
+        SELECT DISTINCT v.customer_id FROM shop.view_event v
+         WHERE seen IS NULL OR v.viewed_at > seen
+        ON CONFLICT DO NOTHING;
+    END IF;
+    WITH t AS (DELETE FROM shop.customer_like_queue q
+                WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
+                                         ORDER BY x.customer_id LIMIT cap)
+               RETURNING q.customer_id)
+    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
+    IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+        -- nothing to do (the sweeper's call every minute): write nothing
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_patched', 0,
+                                  'customers_queued', 0);
+    END IF;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
+    ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
+
+    WHILE i < coalesce(cardinality(todo), 0) LOOP
+        cs := todo[i + 1 : i + 2000];
+        i := i + 2000;
+        -- the new profiles, and every product of the old or the new ones
+        SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
+          INTO np_c, np_p, np_w, np_h
+          FROM shop._like_profile(cs) p;
+        SELECT array_agg(DISTINCT x.product_id) INTO items
+          FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
+                UNION ALL
+                SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
+        items := coalesce(items, '{}');
+        -- their samples before and after
+        SELECT * INTO old_s FROM shop._like_samples(items);
+        DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
+        INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+        SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
+        SELECT * INTO new_s FROM shop._like_samples(items);
+        -- (joins with the slice rather than = ANY (cs): a sample row
+        -- against 2,000 array elements each would be quadratic)
+        WITH o AS MATERIALIZED (SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)),
+             n AS MATERIALIZED (SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)),
+             s AS MATERIALIZED (SELECT * FROM o UNION SELECT * FROM n),
+             sl AS MATERIALIZED (SELECT DISTINCT u.c FROM unnest(cs) u(c)),
+             hit AS MATERIALIZED (SELECT DISTINCT s.p FROM s JOIN sl ON sl.c = s.c)
+        SELECT (SELECT array_agg(DISTINCT d.c)
+                  FROM ((SELECT * FROM o EXCEPT SELECT * FROM n) UNION ALL (SELECT * FROM n EXCEPT SELECT * FROM o)) d
+                 WHERE NOT EXISTS (SELECT 1 FROM sl WHERE sl.c = d.c)),
+               (SELECT array_agg(DISTINCT s.c) FROM s JOIN hit ON hit.p = s.p)
+          INTO flipped, lists;
+        -- whole: the slice and the customers who entered or left a sample
+        -- because of it; patched: every other customer of those samples
+        r := shop._like_lists(cs || coalesce(flipped, '{}'), coalesce(lists, '{}'));
+        n_scored := n_scored + (r ->> 'customers_scored')::bigint;
+        n_patched := n_patched + (r ->> 'customers_patched')::bigint;
+        n_changed := n_changed + (r ->> 'customers_changed')::bigint;
+        n_redone := n_redone + (r ->> 'customers_redone')::bigint;
+    END LOOP;
+    SELECT count(*) INTO n_left FROM shop.customer_like_queue;
+    RETURN jsonb_build_object('customers_profiled', coalesce(cardinality(todo), 0),
+                              'customers_scored', n_scored + n_redone, 'customers_patched', n_patched,
+                              'customers_redone', n_redone, 'customers_changed', n_changed,
+                              'customers_queued', n_left);
+END
+$$;
+
+-- _like_rebuild: every profile and every list, lists in batches of 5,000
+-- customers (shop._like_lists, whole).
+CREATE OR REPLACE FUNCTION shop._like_rebuild()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    newest timestamptz;
+    cs bigint[];
+    last_id bigint := NULL;
+    n_cust bigint := 0;
+    n_rows bigint;
+BEGIN
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
+    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+    SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
+     ORDER BY p.customer_id, p.product_id;
+    ANALYZE shop.customer_item;
+    LOOP
+        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
+          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
+                 WHERE last_id IS NULL OR c.customer_id > last_id
+                 ORDER BY c.customer_id LIMIT 5000) x;
+        EXIT WHEN cs IS NULL;
+        PERFORM shop._like_lists(cs, NULL);
+        n_cust := n_cust + cardinality(cs);
+        last_id := cs[cardinality(cs)];
+    END LOOP;
+    ANALYZE shop.customer_neighbour;
+    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
+    ON CONFLICT (only_row) DO UPDATE
+       SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
+    RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
+
+-- The blend with a cut-off: _recommend_blend(customer, lim, before) is
+-- the list recommend would have shown at `before` from the customer's
+-- counted orders placed before it (views left out: they are not kept with
+-- their history); the other sources are read as they are now.  With
+-- before NULL it is recommend's list; the 2-argument call is that.
+CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    wi float8 := current_setting('shop.reco_weight_item')::float8;
+    wl float8 := current_setting('shop.reco_weight_like')::float8;
+    wc float8 := current_setting('shop.reco_weight_content')::float8;
+    wp float8 := current_setting('shop.reco_weight_popular')::float8;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF _recommend_blend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_blend.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
+           AND (before IS NULL OR o.created_at < before)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_blend.customer_id AND before IS NULL) x
+         GROUP BY x.product_id
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+          FROM shop.customer_neighbour nb
+          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+         WHERE wl > 0 AND nb.customer_id = _recommend_blend.customer_id
+         GROUP BY ci.product_id
+    ), thin AS (
+        SELECT s.product_id
+          FROM seeds s
+         WHERE wc > 0
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
+         ORDER BY s.at DESC, s.product_id
+         LIMIT 1
+    ), content AS (
+        SELECT x.product_id, sum(x.score)::float8 AS sc
+          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
+         GROUP BY x.product_id
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop.product p
+         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
+           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT r.product_id, r.sc
+              FROM (SELECT c.product_id, sum(c.part)::real AS sc
+                      FROM cand c
+                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
+                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
+                     GROUP BY c.product_id
+                     ORDER BY sc DESC, c.product_id
+                     LIMIT 3 * lim + 10) r
+              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
+             WHERE r.sc > 0
+             ORDER BY r.sc DESC, r.product_id
+             LIMIT lim) r;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from trending, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop.product p
+                 WHERE p.status = 'active' AND p.popularity > 0
+                   AND p.product_id <> ALL (ids)
+                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
+                                     JOIN shop.order_line l ON l.order_id = o.order_id
+                                    WHERE o.customer_id = _recommend_blend.customer_id
+                                      AND l.product_id = p.product_id AND shop._counted(o.status)
+                                      AND (before IS NULL OR o.created_at < before))
+                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
+                                    WHERE v.customer_id = _recommend_blend.customer_id
+                                      AND v.product_id = p.product_id AND before IS NULL)
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
+'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
+REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
+
+-- recommend's default list goes straight to the blend
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
+
+-- An experiment variant names its list: 'default' and 'blend' the blend,
+-- 'personal' the 1.1 list (item-to-item, trending fills the rest),
+-- 'popularity' trending, 'similar' (also_bought) content neighbours.
+CREATE OR REPLACE FUNCTION shop.experiment_create(name text, variants jsonb, attribution_window interval DEFAULT '1 day')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    eid integer;
+    v jsonb;
+    i integer := 0;
+    lo integer := 0;
+    width integer;
+    share numeric;
+    vname text;
+    method text;
+    result jsonb := '[]';
+BEGIN
+    PERFORM shop._require(experiment_create.name, 'name');
+    PERFORM shop._require(experiment_create.variants, 'variants');
+    PERFORM shop._require(experiment_create.attribution_window, 'attribution_window');
+    IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid experiment name'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An experiment name has 1 to 100 characters and no control characters.';
+    END IF;
+    IF jsonb_typeof(variants) <> 'array' OR jsonb_array_length(variants) NOT BETWEEN 2 AND 20 THEN
+        RAISE EXCEPTION 'invalid variants'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'variants must be a jsonb array of 2 to 20 objects.',
+                  HINT = 'For example [{"name": "control", "share": 0.5}, {"name": "popular", "share": 0.5, "method": "popularity"}].';
+    END IF;
+    IF attribution_window < '1 minute' OR attribution_window > '90 days' THEN
+        RAISE EXCEPTION 'attribution window out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('attribution_window is %s; it must be between 1 minute and 90 days.', attribution_window);
+    END IF;
+    IF EXISTS (SELECT 1 FROM shop.experiment e WHERE e.name = experiment_create.name) THEN
+        RAISE EXCEPTION 'experiment already exists'
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('An experiment is already named %s.', quote_literal(experiment_create.name)),
+                  HINT = 'Experiment names are never reused: choose another name.';
+    END IF;
+    INSERT INTO shop.experiment (name, attribution_window)
+    VALUES (experiment_create.name, experiment_create.attribution_window)
+    RETURNING experiment_id INTO eid;
+    FOR v IN SELECT x FROM jsonb_array_elements(variants) x LOOP
+        vname := CASE WHEN jsonb_typeof(v) = 'object' THEN v ->> 'name' END;
+        share := CASE WHEN jsonb_typeof(v -> 'share') = 'number' THEN (v ->> 'share')::numeric END;
+        method := coalesce(v ->> 'method', 'default');
+        IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
+           OR share IS NULL OR share <= 0 OR share > 1
+           OR method NOT IN ('default', 'blend', 'personal', 'popularity', 'similar')
+           OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
+                                  OR (v ->> 'explore')::float8 < 0 OR (v ->> 'explore')::float8 > 0.5))
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
+            RAISE EXCEPTION 'invalid variant'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
+                                      'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
+                                      i + 1, v::text);
+        END IF;
+        width := round(share * 10000);
+        IF width < 1 OR lo + width > 10000 THEN
+            RAISE EXCEPTION 'invalid variant shares'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Every share must be at least 0.0001 and the shares must add up to at most 1.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM shop.experiment_variant x WHERE x.experiment_id = eid AND x.name = vname) THEN
+            RAISE EXCEPTION 'invalid variant'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Two variants are named %s.', quote_literal(vname));
+        END IF;
+        INSERT INTO shop.experiment_variant (experiment_id, variant, name, bucket_lo, bucket_hi, params)
+        VALUES (eid, i, vname, lo, lo + width, v - 'name' - 'share');
+        result := result || jsonb_build_object('name', vname, 'share', width / 10000.0,
+                                               'buckets', jsonb_build_array(lo, lo + width - 1),
+                                               'params', v - 'name' - 'share');
+        lo := lo + width;
+        i := i + 1;
+    END LOOP;
+    RETURN jsonb_build_object('experiment', experiment_create.name, 'attribution_window', attribution_window::text,
+                              'variants', result);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    eid integer;
+    stopped timestamptz;
+    vno smallint;
+    params jsonb;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF recommend.experiment IS NULL THEN
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF recommend.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(recommend.customer_id);
+    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
+      FROM shop.experiment e
+      LEFT JOIN shop.experiment_variant v
+             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
+            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
+     WHERE e.name = recommend.experiment;
+    IF eid IS NULL THEN
+        RAISE EXCEPTION 'experiment not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
+                  HINT = 'Create it with shop.experiment_create.';
+    END IF;
+    IF vno IS NULL THEN
+        -- stopped, or the customer is outside every share
+        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
+        RETURN;
+    END IF;
+    IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSIF params ->> 'method' = 'personal' THEN
+        -- the 1.1 list: item-to-item, trending fills the rest
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSE
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_default(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
+                                        (params ->> 'explore')::float8, '{}') x;
+    END IF;
+    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
+        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
+        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
+        -- every 200th list, or one in 20 that finds the buffer's first
+        -- row over a minute old, moves the buffer
+        IF random() < 0.005
+           OR (random() < 0.05
+               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+            PERFORM shop._experiment_flush();
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+
+-- reco_evaluate: offline HR@10 of the list recommend shows (the blend),
+-- the way the issue's time split measures it: for each of the latest
+-- max_orders counted orders of registered customers placed in the last
+-- days, the blend from the customer's orders before it
+-- (shop._recommend_blend(customer, 10, before)), and whether it holds a
+-- product of the order.  A list with no personal candidate (no seed with
+-- a co-purchase list, no similar customer) fell back to popularity.
+-- Coverage: active products that have a co-purchase list.  Bounded:
+-- max_orders lists.
+CREATE OR REPLACE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint := 0;
+    hit bigint := 0;
+    fb bigint := 0;
+    active bigint;
+    listed bigint;
+    o record;
+BEGIN
+    IF days IS NULL OR days < 1 OR days > 366 THEN
+        RAISE EXCEPTION 'days out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('days is %s; it must be between 1 and 366.', coalesce(days::text, 'NULL'));
+    END IF;
+    IF max_orders IS NULL OR max_orders < 1 OR max_orders > 1000000 THEN
+        RAISE EXCEPTION 'max_orders out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', coalesce(max_orders::text, 'NULL'));
+    END IF;
+    FOR o IN
+        SELECT r.order_id, r.customer_id, r.created_at
+          FROM shop."order" r
+         WHERE shop._counted(r.status) AND r.customer_id IS NOT NULL
+           AND r.created_at >= now() - make_interval(days => reco_evaluate.days)
+         ORDER BY r.created_at DESC, r.order_id
+         LIMIT max_orders
+    LOOP
+        n := n + 1;
+        IF EXISTS (SELECT 1 FROM shop._recommend_blend(o.customer_id, 10, o.created_at) b
+                    JOIN shop.order_line l ON l.order_id = o.order_id AND l.product_id = b.product_id) THEN
+            hit := hit + 1;
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM shop.customer_neighbour nb WHERE nb.customer_id = o.customer_id)
+           AND NOT EXISTS (SELECT 1 FROM shop."order" p
+                             JOIN shop.order_line l ON l.order_id = p.order_id
+                             JOIN shop.copurchase c ON c.product_id = l.product_id AND c.score > 0
+                            WHERE p.customer_id = o.customer_id AND p.created_at < o.created_at
+                              AND shop._counted(p.status)) THEN
+            fb := fb + 1;
+        END IF;
+    END LOOP;
+    SELECT count(*) INTO active FROM shop.product p WHERE p.status = 'active';
+    SELECT count(*) INTO listed
+      FROM shop.product p
+     WHERE p.status = 'active'
+       AND EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = p.product_id AND c.score > 0);
+    INSERT INTO shop.reco_health AS h (evaluated_at, days, orders_evaluated, hits, fell_back,
+                                       products_active, products_listed)
+    VALUES (now(), reco_evaluate.days, n, hit, fb, active, listed)
+    ON CONFLICT (only_row) DO UPDATE
+       SET evaluated_at = excluded.evaluated_at, days = excluded.days,
+           orders_evaluated = excluded.orders_evaluated, hits = excluded.hits,
+           fell_back = excluded.fell_back, products_active = excluded.products_active,
+           products_listed = excluded.products_listed;
+    RETURN jsonb_build_object('orders', n, 'hr_at_10', round(hit::numeric / nullif(n, 0), 4),
+                              'fallback_share', round(fb::numeric / nullif(n, 0), 4),
+                              'coverage', round(listed::numeric / nullif(active, 0), 4));
+END
+$$;
+COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
+'offline HR@10 of recommend''s list (the blend) on the latest max_orders orders of the last days (each predicted from the customer''s earlier orders), the share of those lists without a personal candidate, catalog coverage; stored for shop.metrics() and the exporter';
+
+-- The blended list per customer, cached (issue 14, "Cache per-user
+-- recommendations").  A row is served while it was computed for the same
+-- lim and weights, in the current generation (every refresh or rebuild
+-- that changed something starts a new one: lists, neighbours and
+-- popularity moved), from the same counted orders and the same views of
+-- the customer (their keys are read on every call: one index range each),
+-- and while every product in it is active.  Unlogged: no WAL, so a call
+-- that fills it does not wait for a WAL flush at commit; a crash empties
+-- it.  Nothing reads it but shop._recommend_default.
+CREATE UNLOGGED TABLE shop.recommend_cache (
+    customer_id bigint PRIMARY KEY,
+    gen         bigint NOT NULL,    -- shop.recommend_cache_gen when computed
+    lim         int NOT NULL,
+    weights     float8[] NOT NULL,  -- shop.reco_weight_* when computed
+    orders_key  uuid NOT NULL,      -- md5 of the customer's counted orders' ids
+    views_n     bigint NOT NULL,    -- the customer's views: how many
+    views_at    timestamptz,        -- and the newest
+    ids         bigint[] NOT NULL,
+    scores      real[] NOT NULL
+);
+COMMENT ON TABLE shop.recommend_cache IS
+'recommend''s blended list per customer, served while the generation, lim, weights, the customer''s counted orders and views are those it was computed from (unlogged; empty it with TRUNCATE at any time)';
+CREATE SEQUENCE shop.recommend_cache_gen;
+COMMENT ON SEQUENCE shop.recommend_cache_gen IS
+'the generation of shop.recommend_cache: moved by every refresh or rebuild that changed something';
+
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    c bigint := _recommend_default.customer_id;
+    w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
+                        current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    g bigint;
+    okey uuid;
+    vn bigint;
+    vat timestamptz;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(c);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF pg_is_in_recovery() THEN
+        -- a hot standby cannot read an unlogged table: no cache there
+        RETURN QUERY SELECT * FROM shop._recommend_blend(c, lim, NULL::timestamptz);
+        RETURN;
+    END IF;
+    SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
+      FROM shop.recommend_cache_gen s,
+           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
+              FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
+           (SELECT count(*) AS n, max(y.viewed_at) AS at
+              FROM shop.view_event y WHERE y.customer_id = c) v;
+    SELECT r.ids, r.scores INTO ids, scores
+      FROM shop.recommend_cache r
+     WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
+       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat
+       AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
+                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                           WHERE p.product_id = u.p AND p.status = 'active'));
+    IF ids IS NULL THEN
+        SELECT coalesce(array_agg(b.product_id ORDER BY b.n), '{}'), coalesce(array_agg(b.score ORDER BY b.n), '{}')
+          INTO ids, scores
+          FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_n, views_at, ids, scores)
+            VALUES (c, g, lim, w, okey, vn, vat, ids, scores)
+            ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
+                   orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+
+
+-- also_bought's fill for thin data (similar products, when the product
+-- has fewer than lim co-purchase neighbours), cached per product: served
+-- while the generation (shop.recommend_cache_gen), lim and the number of
+-- co-purchase rows listed are those it was computed with and all its
+-- products are active.  The co-purchase rows themselves are read on every
+-- call (one index range).  Unlogged, like shop.recommend_cache.
+CREATE UNLOGGED TABLE shop.also_bought_cache (
+    product_id bigint PRIMARY KEY,
+    gen        bigint NOT NULL,
+    lim        int NOT NULL,
+    listed     int NOT NULL,        -- co-purchase rows listed before the fill
+    ids        bigint[] NOT NULL,
+    scores     real[] NOT NULL
+);
+COMMENT ON TABLE shop.also_bought_cache IS
+'also_bought''s similar-products fill per product, served while the generation, lim and the co-purchase rows listed are those it was computed with (unlogged; empty it with TRUNCATE at any time)';
+
+CREATE OR REPLACE FUNCTION shop._also_bought_list(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    last_score real;
+    n int;
+    src record;
+    g bigint;
+    fill_ids bigint[];
+    fill_scores real[];
+BEGIN
+    IF _also_bought_list.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- the hot path: one index scan of the product's top rows
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = _also_bought_list.product_id AND c.score > 0
+       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = _also_bought_list.product_id)
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- thin data: check the product, then fill from similar products
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = _also_bought_list.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _also_bought_list.product_id);
+    END IF;
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
+    IF n > 0 THEN
+        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
+          FROM shop.copurchase c
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE c.product_id = _also_bought_list.product_id AND c.score > 0;
+    END IF;
+    -- the fill, cached per product for this generation (not on a hot
+    -- standby, which cannot read an unlogged table)
+    IF NOT pg_is_in_recovery() THEN
+        SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
+        SELECT f.ids, f.scores INTO fill_ids, fill_scores
+          FROM shop.also_bought_cache f
+         WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
+           AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
+                            WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                               WHERE p.product_id = u.p AND p.status = 'active'));
+    END IF;
+    IF fill_ids IS NULL THEN
+        SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
+               coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
+          INTO fill_ids, fill_scores
+          FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                        src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.also_bought_cache AS f (product_id, gen, lim, listed, ids, scores)
+            VALUES (src.product_id, g, _also_bought_list.lim, n, fill_ids, fill_scores)
+            ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, listed = excluded.listed,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(fill_ids, fill_scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
+END
+$$;
+
+-- A refresh that changed something, and every rebuild, start a new
+-- generation of the cache (last, so that a list computed during the
+-- refresh from the old data is not served for long: see the docs).
+CREATE OR REPLACE FUNCTION shop.refresh_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
+        RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
+    END IF;
+    res := shop._refresh_copurchase();
+    res := res || shop._like_refresh();
+    IF coalesce((res ->> 'log_rows')::bigint, 0) > 0 OR coalesce((res ->> 'popularity_updated')::bigint, 0) > 0
+       OR coalesce((res ->> 'customers_profiled')::bigint, 0) > 0 THEN
+        PERFORM nextval('shop.recommend_cache_gen');
+    END IF;
+    RETURN res;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop.rebuild_recommendations()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    res := shop._rebuild_copurchase();
+    res := res || shop._like_rebuild();
+    PERFORM nextval('shop.recommend_cache_gen');
+    RETURN res;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -126,7 +126,8 @@ UPDATE shop."order" SET status = 'cancelled'
  WHERE order_id = (SELECT order_id FROM shop."order" WHERE customer_id = 42 ORDER BY created_at, order_id LIMIT 1);
 SELECT shop.view(43, 59), shop.view(44, 1), shop.view(180, 7);
 SELECT r ->> 'customers_profiled' AS profiled,
-       (r ->> 'customers_scored')::int BETWEEN 1 AND 169 AS some_lists_not_all
+       (r ->> 'customers_scored')::int BETWEEN 1 AND 169 AS some_lists_not_all,
+       (r ->> 'customers_patched')::int > 0 AS some_lists_patched
   FROM shop.refresh_recommendations() r;
 -- the refresh changed something, and left what a rebuild writes
 SELECT (SELECT count(*) FROM snap_nb s FULL JOIN shop.customer_neighbour r USING (customer_id, neighbour_id)
@@ -136,6 +137,47 @@ SELECT pg_temp.snapshot();
 RESET client_min_messages;
 SELECT shop.rebuild_recommendations() IS NOT NULL AS rebuilt;
 SELECT * FROM pg_temp.diffs();
+-- the lists the C writes are those of the SQL statement of a list
+SELECT count(*) AS differ
+  FROM ((SELECT * FROM shop.customer_neighbour
+         EXCEPT SELECT * FROM shop._like_score((SELECT array_agg(DISTINCT customer_id) FROM shop.customer_item)))
+        UNION ALL
+        (SELECT * FROM shop._like_score((SELECT array_agg(DISTINCT customer_id) FROM shop.customer_item))
+         EXCEPT SELECT * FROM shop.customer_neighbour)) d;
+
+-- rounds of new orders, a cancelled order and views: each refresh
+-- computes a few lists whole and patches others (a full list that lost
+-- an entry is computed whole again), and leaves what a rebuild writes
+CREATE TEMP TABLE rounds (round int, profiled int, whole int, patched int, redone int,
+                          profile_diffs bigint, neighbour_diffs bigint);
+CREATE FUNCTION pg_temp.changes(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM pg_temp.buy(pg_temp.basket(i), 1 + (i * 7) % 175) FROM generate_series(700 + rnd * 10, 709 + rnd * 10) i;
+    UPDATE shop."order" SET status = 'cancelled'
+     WHERE order_id = (SELECT order_id FROM shop."order" WHERE customer_id = 1 + (rnd * 37) % 150
+                          AND status = 'paid' ORDER BY created_at, order_id LIMIT 1);
+    PERFORM shop.view(1 + (rnd * 13) % 170, 1 + (rnd * 17) % 60);
+END $f$;
+CREATE FUNCTION pg_temp.check(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    r jsonb := shop.refresh_recommendations();
+BEGIN
+    PERFORM pg_temp.snapshot();
+    PERFORM shop.rebuild_recommendations();
+    INSERT INTO rounds
+    SELECT rnd, (r ->> 'customers_profiled')::int, (r ->> 'customers_scored')::int,
+           (r ->> 'customers_patched')::int, (r ->> 'customers_redone')::int, d.profile_diffs, d.neighbour_diffs
+      FROM pg_temp.diffs() d;
+END $f$;
+SET client_min_messages = warning;
+-- each its own transaction (orders reach the log at commit)
+SELECT format('DO $d$ BEGIN PERFORM pg_temp.changes(%s); END $d$', rnd),
+       format('DO $d$ BEGIN PERFORM pg_temp.check(%s); END $d$', rnd)
+  FROM generate_series(1, 8) rnd \gexec
+RESET client_min_messages;
+SELECT count(*) AS rounds, sum(profiled) > 8 AS profiled, sum(profile_diffs) AS profile_diffs,
+       sum(neighbour_diffs) AS neighbour_diffs, bool_and(whole < 175) AS never_all_whole, sum(patched) > 0 AS patched, sum(redone) > 0 AS redone
+  FROM rounds;
 
 -- the refresh cap: one customer per refresh, the others stay queued
 SET shop.reco_like_refresh_cap = 1;
@@ -166,6 +208,70 @@ COMMIT;
 RESET shop.reco_like_sample;
 RESET shop.reco_like_items;
 RESET shop.reco_like_neighbours;
+-- 5. The cache of the blended list: a second call serves the stored
+-- list (marked here: its scores set to 42), until another lim or
+-- weights, a view, a new order, an archived product or a refresh make the
+-- next call compute it again
+CREATE FUNCTION pg_temp.mark(c bigint) RETURNS void LANGUAGE sql AS $f$
+    SELECT count(*) FROM shop.recommend(c, 4);
+    UPDATE shop.recommend_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE customer_id = c;
+$f$;
+CREATE FUNCTION pg_temp.cached(c bigint) RETURNS boolean LANGUAGE sql AS $f$
+    SELECT bool_and(score = 42) FROM shop.recommend(c, 4);
+$f$;
+SELECT pg_temp.mark(5);
+SELECT pg_temp.cached(5) AS served;
+SELECT count(*) AS other_lim FROM shop.recommend(5, 3) WHERE score = 42;
+SELECT pg_temp.mark(5);
+SET shop.reco_weight_popular = 0.5;
+SELECT pg_temp.cached(5) AS other_weights;
+RESET shop.reco_weight_popular;
+SELECT pg_temp.mark(5);
+SELECT shop.view(5, 58) IS NULL AS viewed;
+SELECT pg_temp.cached(5) AS after_view, 58 IN (SELECT product_id FROM shop.recommend(5, 4)) AS viewed_listed;
+SELECT pg_temp.mark(5);
+SELECT (SELECT product_id FROM shop.recommend(5, 1)) AS first \gset
+SELECT pg_temp.mark(5);
+SELECT pg_temp.buy(ARRAY[:first]::bigint[], 5) IS NOT NULL AS bought_first;
+SELECT pg_temp.cached(5) AS after_order, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS bought_listed;
+SELECT pg_temp.mark(5);
+SELECT (SELECT product_id FROM shop.recommend(5, 1)) AS first \gset
+SELECT pg_temp.mark(5);
+UPDATE shop.product SET status = 'archived' WHERE product_id = :first;
+SELECT pg_temp.cached(5) AS after_archive, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS archived_listed;
+UPDATE shop.product SET status = 'active' WHERE product_id = :first;
+-- also_bought's fill from similar products (lamp 50 has no co-purchase
+-- list: lamp 51 fills it) is cached per product the same way
+SELECT array_agg(product_id) AS also_bought FROM shop.also_bought(50, 5);
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+SELECT array_agg(score) AS fill_served FROM shop.also_bought(50, 5);
+SELECT pg_temp.mark(5);
+SELECT pg_temp.buy(ARRAY[1, 2], 77) IS NOT NULL AS other_customer_bought;
+SELECT pg_temp.cached(5) AS before_refresh;
+SELECT shop.refresh_recommendations() ->> 'log_rows' AS log_rows;
+SELECT pg_temp.cached(5) AS after_refresh, (SELECT array_agg(score) FROM shop.also_bought(50, 5)) <> '{42}' AS fill_recomputed;
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+UPDATE shop.product SET status = 'archived' WHERE product_id = 51;
+SELECT array_agg(product_id) AS also_bought_archived FROM shop.also_bought(50, 5);
+UPDATE shop.product SET status = 'active' WHERE product_id = 51;
+
+-- an experiment's variant names its list: "personal" is the 1.1 list
+-- (item-to-item, trending fills it), "blend" (or "default") the blend;
+-- customers like you alone, so that the two lists differ
+SET shop.reco_weight_item = 0;
+SET shop.reco_weight_popular = 0;
+SELECT shop.experiment_create('lists', '[{"name": "blend", "share": 0.5, "method": "blend"},
+                                         {"name": "personal", "share": 0.5, "method": "personal"}]') IS NOT NULL AS created;
+SELECT c AS customer, (shop.experiment_assign('lists', c)).variant,
+       s.shown = ARRAY(SELECT product_id FROM shop._recommend_personal(c, 4)) AS shows_personal,
+       s.shown = ARRAY(SELECT product_id FROM shop._recommend_blend(c, 4)) AS shows_blend
+  FROM unnest(ARRAY[1, 2, 3, 4, 5, 6]::bigint[]) c,
+       LATERAL (SELECT ARRAY(SELECT product_id FROM shop.recommend(c, 4, 'lists')) AS shown) s;
+SELECT pg_temp.err($$SELECT shop.experiment_create('lists2', '[{"name": "a", "share": 0.5, "method": "nearest"},
+                                                              {"name": "b", "share": 0.5}]')$$) AS bad_method;
+RESET shop.reco_weight_item;
+RESET shop.reco_weight_popular;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

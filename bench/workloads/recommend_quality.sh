@@ -266,6 +266,43 @@ read -r raw_hr raw_ndcg _ < <(evaluate "
      WHERE NOT q.hidden
      GROUP BY q.basket_id, r.other_id")
 
+# Refresh speed on the real log (issue 14): back to the default settings
+# (a rebuild), then the later invoices of registered customers as paid
+# orders with triggers on, in two batches (the first 2,000, then the
+# rest), each folded by shop.refresh_recommendations(): its co-purchase
+# part and its customers-like-you part timed apart.
+$PSQL -d "$DB" >/dev/null <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.rebuild_recommendations();
+CREATE TABLE later AS
+SELECT b.*, row_number() OVER (ORDER BY b.ts, b.basket_id) AS n
+  FROM basket b WHERE NOT b.train AND b.customer_id IS NOT NULL;
+SQL
+fold_later() {  # fold_later FROM TO: prints "invoices customers cop_s like_s like_json"
+    $PSQL -d "$DB" -At -F ' ' <<SQL
+SET client_min_messages = warning;
+BEGIN;
+INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, created_at)
+SELECT order_id, customer_id, 'paid', 'GBP', 0, 0, ts FROM later WHERE n BETWEEN $1 AND $2;
+INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT b.order_id, row_number() OVER (PARTITION BY b.order_id ORDER BY i.product_id), i.product_id,
+       'UCI-' || r.item_id, 'item', 100, 1
+  FROM rows r JOIN later b USING (basket_id) JOIN item i USING (item_id)
+ WHERE b.n BETWEEN $1 AND $2;
+COMMIT;
+SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+SELECT shop._refresh_copurchase() IS NOT NULL AS done \gset
+SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
+SELECT shop._like_refresh() AS res \gset
+SELECT extract(epoch FROM clock_timestamp()) AS t2 \gset
+SELECT (SELECT count(*) FROM later WHERE n BETWEEN $1 AND $2),
+       (SELECT count(DISTINCT customer_id) FROM later WHERE n BETWEEN $1 AND $2),
+       round((:t1 - :t0)::numeric, 2), round((:t2 - :t1)::numeric, 2), :'res';
+SQL
+}
+read -r f1_inv f1_cust f1_cop f1_like f1_res < <(fold_later 1 2000)
+read -r f2_inv f2_cust f2_cop f2_like f2_res < <(fold_later 2001 1000000)
+
 echo "## Recommendations: quality (UCI Online Retail, time split)"
 echo
 echo "Train: invoices up to 2011-09-30 ($(echo "$rebuild" | sed 's/[{}\"]//g')); test: $ntest later invoices with at least two products, one hidden."
@@ -282,4 +319,13 @@ echo
 echo "$ncust customers with training orders and an invoice after the split; target: the products of their first later invoice they had not bought before. Customers like you: $like. Ratios are HR@10 over today's recommend and over global popularity, same run."
 echo
 cat "$PERSONAL"
+echo
+echo "### Refresh on the real log (issue 14)"
+echo
+echo "After a rebuild of the training log (default settings), the later invoices of registered customers as paid orders (triggers on), folded by one refresh per batch; the co-purchase part (shop._refresh_copurchase) and the customers-like-you part (shop._like_refresh) timed apart."
+echo
+echo "| batch | invoices | customers | co-purchase part s | customers like you s | customers like you |"
+echo "|---|---|---|---|---|---|"
+echo "| first | $f1_inv | $f1_cust | $f1_cop | $f1_like | \`$f1_res\` |"
+echo "| the rest | $f2_inv | $f2_cust | $f2_cop | $f2_like | \`$f2_res\` |"
 echo

@@ -1,0 +1,702 @@
+/*-------------------------------------------------------------------------
+ *
+ * recolike.c
+ *	  Customers like you: the neighbour lists of shop.customer_neighbour,
+ *	  computed whole or patched (shop._like_lists).
+ *
+ * A customer's profile (shop.customer_item) is at most
+ * shop.reco_like_items products with weights; a product's sample is the
+ * shop.reco_like_sample customers holding it with the smallest
+ * (h, customer_id).  The similarity of two customers a and b is
+ *
+ *	  sim(a, b) = sum over the products p whose sample holds both of
+ *				  w_a(p) * w_b(p)
+ *
+ * rounded to 1e-9 (so that sums taken in another order compare equal) and
+ * stored as a real.  They are *candidates* for each other when that sum
+ * has a term.  A list is the shop.reco_like_neighbours best candidates,
+ * ranked by the stored real value, then neighbour id: the ranking depends
+ * on the stored values only, which is what lets a refresh patch a list
+ * with the values it has.
+ *
+ * Whole lists.  For each customer c: the samples of c's products (index
+ * ranges of (product_id, h, customer_id), at most shop.reco_like_sample
+ * entries each), and for every product whose sample holds c, the product
+ * of the weights added to each other sampled customer's sum.  Customers
+ * are taken in chunks whose products number at most LIKE_CHUNK_PRODUCTS,
+ * so the samples held at once stay bounded whatever the batch.
+ *
+ * Patched lists (the refresh).  When the profiles of some customers
+ * changed, the similarities that moved are those of pairs holding one of
+ * them, or one of the customers that entered or left a sample because of
+ * them: the refresh passes both sets as `full` (docs/recommendations.md,
+ * "Incremental refresh").  Every other pair keeps its similarity: neither
+ * customer's weights moved, and no sample they share changed for them.
+ * So the lists of `full` are computed whole, and each such computation
+ * also yields sim(c, a) = sim(a, c) for every candidate a of c.  Any other
+ * customer a whose list can move (the `others` the refresh names, and
+ * every candidate of a customer of `full`) gets its list patched: its
+ * stored list minus the customers of `full`, plus the new similarities to
+ * them, ranked.  Customers not in the stored list all ranked below its
+ * last entry and kept their similarity; so when the stored list was full
+ * and at least shop.reco_like_neighbours of the patched entries still rank
+ * at or above that last entry, the patched top is the list a whole
+ * computation would give.  Otherwise (a full list lost entries) the list
+ * is computed whole.  Lists that come out equal to the stored ones are not
+ * written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "shop.h"
+#include "spi.h"
+
+PG_FUNCTION_INFO_V1(shop_like_lists);
+
+/* products whose samples one chunk of whole computations holds */
+#define LIKE_CHUNK_PRODUCTS 20000
+/* rows per INSERT of new list rows */
+#define LIKE_WRITE_BATCH	20000
+
+static ShopStmt st_like_profiles = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT customer_id, product_id FROM shop.customer_item"
+	" WHERE customer_id = ANY ($1) ORDER BY customer_id, product_id", INT8ARRAYOID);
+static ShopStmt st_like_samples = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT i.pid, s.customer_id, s.weight FROM unnest($1::bigint[]) i(pid)"
+	" CROSS JOIN LATERAL (SELECT c.customer_id, c.weight FROM shop.customer_item c"
+	"                      WHERE c.product_id = i.pid ORDER BY c.h, c.customer_id LIMIT $2) s",
+	INT8ARRAYOID, INT4OID);
+static ShopStmt st_like_old = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour"
+	" WHERE customer_id = ANY ($1) ORDER BY customer_id, score DESC, neighbour_id", INT8ARRAYOID);
+static ShopStmt st_like_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"DELETE FROM shop.customer_neighbour WHERE customer_id = ANY ($1)", INT8ARRAYOID);
+static ShopStmt st_like_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)"
+	" SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::real[])",
+	INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID);
+
+/* one neighbour of a list */
+typedef struct LikeEntry
+{
+	int64		id;
+	float4		score;
+} LikeEntry;
+
+/* a list (or the entries gathered for one), by customer */
+typedef struct LikeList
+{
+	int64		customer_id;	/* hash key */
+	int			n;
+	int			cap;
+	LikeEntry  *e;
+	bool		has_new;		/* new list computed (LikeCtx.lists) */
+} LikeList;
+
+/* a product's sample: customer indexes (into LikeChunk.ids) and weights */
+typedef struct LikeSample
+{
+	int64		product_id;		/* hash key */
+	int			n;
+	int			cap;
+	int32	   *cust;
+	float8	   *w;
+} LikeSample;
+
+typedef struct LikeCustIdx
+{
+	int64		customer_id;	/* hash key */
+	int32		idx;
+} LikeCustIdx;
+
+typedef struct LikeCtx
+{
+	MemoryContext cxt;			/* everything below lives here */
+	int			sample;			/* shop.reco_like_sample */
+	int			top;			/* shop.reco_like_neighbours */
+	bool		patch;			/* gather the entries of other lists */
+	HTAB	   *full;			/* LikeList: the customers computed whole */
+	HTAB	   *gather;			/* LikeList: entries for patched lists */
+	HTAB	   *lists;			/* LikeList: new lists (e) by customer */
+	long		n_whole;
+	long		n_patched;
+} LikeCtx;
+
+static int
+like_cmp_entry(const void *a, const void *b)
+{
+	const LikeEntry *x = a;
+	const LikeEntry *y = b;
+
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return 0;
+}
+
+static int
+like_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+static void
+like_push(LikeList *l, int64 id, float4 score)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->e = l->e ? repalloc(l->e, sizeof(LikeEntry) * l->cap)
+			: palloc(sizeof(LikeEntry) * l->cap);
+	}
+	l->e[l->n].id = id;
+	l->e[l->n].score = score;
+	l->n++;
+}
+
+static HTAB *
+like_hash(const char *name, Size entry, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = entry;
+	ctl.hcxt = cxt;
+	return hash_create(name, 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static LikeList *
+like_list(HTAB *h, int64 id)
+{
+	bool		found;
+	LikeList   *l = hash_search(h, &id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		l->n = l->cap = 0;
+		l->e = NULL;
+		l->has_new = false;
+	}
+	return l;
+}
+
+/* sim rounded to 1e-9, as stored */
+static inline float4
+like_round(double s)
+{
+	return (float4) (rint(s * 1e9) / 1e9);
+}
+
+/*
+ * like_store: keep `n` entries (sorted) as the new list of `id`, cut to the
+ * list length.
+ */
+static void
+like_store(LikeCtx *cx, int64 id, LikeEntry *e, int n)
+{
+	LikeList   *l = like_list(cx->lists, id);
+
+	n = Min(n, cx->top);
+	l->e = palloc(sizeof(LikeEntry) * Max(n, 1));
+	if (n > 0)
+		memcpy(l->e, e, sizeof(LikeEntry) * n);
+	l->n = l->cap = n;
+	l->has_new = true;
+}
+
+/*
+ * like_chunk: whole lists of the customers ids[0..n) (sorted, distinct),
+ * whose profile products are pids[poff[i]..poff[i+1]).  With cx->patch,
+ * every candidate a outside cx->full also gets (c, sim) gathered.
+ */
+static void
+like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *poff)
+{
+	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "shop like chunk",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(work);
+	HTAB	   *samples = like_hash("shop like samples", sizeof(LikeSample), work);
+	HTAB	   *cidx = like_hash("shop like customers", sizeof(LikeCustIdx), work);
+	int64	   *prods;
+	int			nprods = 0;
+	int64	   *cust;			/* dense index -> customer id */
+	int			ncust = 0;
+	int			custcap = 1024;
+	double	   *acc;
+	int32	   *touched;
+	LikeEntry  *vec;
+	uint64		nrows;
+	Datum		args[2];
+	int			i;
+
+	/* the distinct products of the chunk */
+	prods = palloc(sizeof(int64) * Max(poff[n] - poff[0], 1));
+	for (i = 0; i < n; i++)
+		for (int j = poff[i]; j < poff[i + 1]; j++)
+		{
+			bool		found;
+			LikeSample *s = hash_search(samples, &pids[j], HASH_ENTER, &found);
+
+			if (!found)
+			{
+				s->n = s->cap = 0;
+				s->cust = NULL;
+				s->w = NULL;
+				prods[nprods++] = pids[j];
+			}
+		}
+
+	/* their samples */
+	cust = palloc(sizeof(int64) * custcap);
+	if (nprods > 0)
+	{
+		MemoryContextSwitchTo(old);
+		args[0] = ShopInt8Array(prods, nprods);
+		args[1] = Int32GetDatum(cx->sample);
+		nrows = ShopExec(&st_like_samples, args, NULL, 0);
+		MemoryContextSwitchTo(work);
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			int64		pid = ShopColInt(r, 1, 0);
+			int64		c = ShopColInt(r, 2, 0);
+			double		w = ShopColFloat(r, 3, 0);
+			LikeSample *s = hash_search(samples, &pid, HASH_FIND, NULL);
+			bool		found;
+			LikeCustIdx *ci;
+
+			if (s == NULL)
+				elog(ERROR, "sample of an unknown product " INT64_FORMAT, pid);
+			ci = hash_search(cidx, &c, HASH_ENTER, &found);
+			if (!found)
+			{
+				if (ncust == custcap)
+				{
+					custcap *= 2;
+					cust = repalloc(cust, sizeof(int64) * custcap);
+				}
+				ci->idx = ncust;
+				cust[ncust++] = c;
+			}
+			if (s->n == s->cap)
+			{
+				s->cap = s->cap ? s->cap * 2 : 16;
+				s->cust = s->cust ? repalloc(s->cust, sizeof(int32) * s->cap) : palloc(sizeof(int32) * s->cap);
+				s->w = s->w ? repalloc(s->w, sizeof(float8) * s->cap) : palloc(sizeof(float8) * s->cap);
+			}
+			s->cust[s->n] = ci->idx;
+			s->w[s->n] = w;
+			s->n++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+
+	acc = palloc0(sizeof(double) * Max(ncust, 1));
+	touched = palloc(sizeof(int32) * Max(ncust, 1));
+	vec = palloc(sizeof(LikeEntry) * Max(ncust, 1));
+
+	for (i = 0; i < n; i++)
+	{
+		int64		c = ids[i];
+		LikeCustIdx *ci = hash_search(cidx, &c, HASH_FIND, NULL);
+		int			ntouched = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ci != NULL)
+		{
+			for (int j = poff[i]; j < poff[i + 1]; j++)
+			{
+				LikeSample *s = hash_search(samples, &pids[j], HASH_FIND, NULL);
+				double		wc = -1;
+
+				for (int m = 0; m < s->n; m++)
+					if (s->cust[m] == ci->idx)
+					{
+						wc = s->w[m];
+						break;
+					}
+				if (wc < 0)
+					continue;	/* c is not in this product's sample */
+				for (int m = 0; m < s->n; m++)
+				{
+					int32		b = s->cust[m];
+
+					if (b == ci->idx)
+						continue;
+					if (acc[b] == 0)
+						touched[ntouched++] = b;
+					acc[b] += wc * s->w[m];
+				}
+			}
+		}
+		for (int m = 0; m < ntouched; m++)
+		{
+			int32		b = touched[m];
+
+			vec[m].id = cust[b];
+			vec[m].score = like_round(acc[b]);
+			acc[b] = 0;
+		}
+		if (cx->patch)
+		{
+			for (int m = 0; m < ntouched; m++)
+			{
+				LikeList   *g;
+
+				if (hash_search(cx->full, &vec[m].id, HASH_FIND, NULL) != NULL)
+					continue;
+				MemoryContextSwitchTo(cx->cxt);
+				g = like_list(cx->gather, vec[m].id);
+				like_push(g, c, vec[m].score);
+				MemoryContextSwitchTo(work);
+			}
+		}
+		qsort(vec, ntouched, sizeof(LikeEntry), like_cmp_entry);
+		MemoryContextSwitchTo(cx->cxt);
+		like_store(cx, c, vec, ntouched);
+		MemoryContextSwitchTo(work);
+		cx->n_whole++;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+}
+
+/*
+ * like_whole: whole lists of the customers ids[0..n) (sorted, distinct), in
+ * chunks of at most LIKE_CHUNK_PRODUCTS profile products.
+ */
+static void
+like_whole(LikeCtx *cx, const int64 *ids, int n)
+{
+	int64	   *pids;
+	int		   *poff;
+	int64	   *pc;
+	uint64		nrows;
+	Datum		args[1];
+	int			i,
+				start;
+
+	if (n == 0)
+		return;
+	args[0] = ShopInt8Array(ids, n);
+	nrows = ShopExec(&st_like_profiles, args, NULL, 0);
+	pids = palloc(sizeof(int64) * Max(nrows, 1));
+	pc = palloc(sizeof(int64) * Max(nrows, 1));
+	for (uint64 r = 0; r < nrows; r++)
+	{
+		pc[r] = ShopColInt(r, 1, 0);
+		pids[r] = ShopColInt(r, 2, 0);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	/* rows are in customer order, as ids: poff[i] is where ids[i]'s start */
+	poff = palloc(sizeof(int) * (n + 1));
+	{
+		uint64		r = 0;
+
+		for (i = 0; i < n; i++)
+		{
+			while (r < nrows && pc[r] < ids[i])
+				r++;
+			poff[i] = (int) r;
+			while (r < nrows && pc[r] == ids[i])
+				r++;
+		}
+		poff[n] = (int) r;
+	}
+	/*
+	 * rows hold only the ids' rows, in order: ids[i]'s end at poff[i + 1].
+	 * A chunk takes customers while their distinct products number less
+	 * than LIKE_CHUNK_PRODUCTS (in a dense shop, everyone in one chunk).
+	 */
+	start = 0;
+	while (start < n)
+	{
+		HTAB	   *seen = like_hash("shop like chunk products", sizeof(int64), CurrentMemoryContext);
+		int			end = start;
+
+		while (end < n && (end == start || hash_get_num_entries(seen) < LIKE_CHUNK_PRODUCTS))
+		{
+			for (int j = poff[end]; j < poff[end + 1]; j++)
+				(void) hash_search(seen, &pids[j], HASH_ENTER, NULL);
+			end++;
+		}
+		hash_destroy(seen);
+		like_chunk(cx, ids + start, end - start, pids, poff + start);
+		start = end;
+	}
+	pfree(pids);
+	pfree(pc);
+	pfree(poff);
+}
+
+/* ids of an int8[] argument, sorted and distinct; NULL elements skipped */
+static int64 *
+like_ids(ArrayType *a, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			ne,
+				k = 0;
+	int64	   *ids;
+
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &ne);
+	ids = palloc(sizeof(int64) * Max(ne, 1));
+	for (int i = 0; i < ne; i++)
+		if (!nulls[i])
+			ids[k++] = DatumGetInt64(elems[i]);
+	qsort(ids, k, sizeof(int64), like_cmp_int64);
+	if (k > 1)
+	{
+		int			m = 1;
+
+		for (int i = 1; i < k; i++)
+			if (ids[i] != ids[m - 1])
+				ids[m++] = ids[i];
+		k = m;
+	}
+	*n = k;
+	return ids;
+}
+
+/*
+ * shop._like_lists(full bigint[], others bigint[]) -> jsonb
+ *
+ * Computes the lists of `full` whole and, unless `others` is NULL, patches
+ * the lists of `others` and of every candidate of `full` (see the top of
+ * the file); writes the lists that differ from the stored ones.  Returns
+ * {"customers_scored": lists of `full` computed whole, "customers_patched":
+ * lists patched, "customers_redone": lists that could not be patched and
+ * were computed whole, "customers_changed": lists written,
+ * "neighbour_rows_written"}.  The caller holds the
+ * recommendations lock and has written the new profiles.
+ */
+Datum
+shop_like_lists(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	LikeCtx		cx;
+	int64	   *full;
+	int			nfull;
+	int64	   *others = NULL;
+	int			nothers = 0;
+	int64	   *aff;
+	int			naff = 0;
+	int64	   *redo;
+	int			nredo = 0;
+	HTAB	   *oldl;
+	HASH_SEQ_STATUS seq;
+	LikeList   *l;
+	uint64		nrows;
+	Datum		args[3];
+	int64	   *changed;
+	int			nchanged = 0;
+	long		nwritten = 0;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("argument full must not be null")));
+
+	memset(&cx, 0, sizeof(cx));
+	cx.cxt = AllocSetContextCreate(caller, "shop like lists", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cx.cxt);
+	cx.sample = shop_reco_like_sample;
+	cx.top = shop_reco_like_neighbours;
+	cx.patch = !PG_ARGISNULL(1);
+	cx.full = like_hash("shop like full", sizeof(LikeList), cx.cxt);
+	cx.gather = like_hash("shop like gathered", sizeof(LikeList), cx.cxt);
+	cx.lists = like_hash("shop like new lists", sizeof(LikeList), cx.cxt);
+	full = like_ids(PG_GETARG_ARRAYTYPE_P(0), &nfull);
+	for (int i = 0; i < nfull; i++)
+		like_list(cx.full, full[i]);
+	if (cx.patch)
+		others = like_ids(PG_GETARG_ARRAYTYPE_P(1), &nothers);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	like_whole(&cx, full, nfull);
+
+	/* the lists to patch: others and every gathered candidate, not in full */
+	aff = palloc(sizeof(int64) * (nothers + hash_get_num_entries(cx.gather) + 1));
+	for (int i = 0; i < nothers; i++)
+		if (hash_search(cx.full, &others[i], HASH_FIND, NULL) == NULL)
+			aff[naff++] = others[i];
+	hash_seq_init(&seq, cx.gather);
+	while ((l = hash_seq_search(&seq)) != NULL)
+		aff[naff++] = l->customer_id;
+	qsort(aff, naff, sizeof(int64), like_cmp_int64);
+	if (naff > 1)
+	{
+		int			m = 1;
+
+		for (int i = 1; i < naff; i++)
+			if (aff[i] != aff[m - 1])
+				aff[m++] = aff[i];
+		naff = m;
+	}
+
+	/* the stored lists of full and aff */
+	oldl = like_hash("shop like old lists", sizeof(LikeList), cx.cxt);
+	{
+		int64	   *all = palloc(sizeof(int64) * (nfull + naff + 1));
+
+		memcpy(all, full, sizeof(int64) * nfull);
+		memcpy(all + nfull, aff, sizeof(int64) * naff);
+		if (nfull + naff > 0)
+		{
+			args[0] = ShopInt8Array(all, nfull + naff);
+			nrows = ShopExec(&st_like_old, args, NULL, 0);
+			for (uint64 r = 0; r < nrows; r++)
+			{
+				l = like_list(oldl, ShopColInt(r, 1, 0));
+				like_push(l, ShopColInt(r, 2, 0), (float4) ShopColFloat(r, 3, 0));
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		pfree(all);
+	}
+
+	/* patch */
+	redo = palloc(sizeof(int64) * (naff + 1));
+	for (int i = 0; i < naff; i++)
+	{
+		int64		a = aff[i];
+		LikeList   *o = hash_search(oldl, &a, HASH_FIND, NULL);
+		LikeList   *g = hash_search(cx.gather, &a, HASH_FIND, NULL);
+		LikeList	k = {0};
+
+		CHECK_FOR_INTERRUPTS();
+		if (o != NULL)
+			for (int m = 0; m < o->n; m++)
+				if (hash_search(cx.full, &o->e[m].id, HASH_FIND, NULL) == NULL)
+					like_push(&k, o->e[m].id, o->e[m].score);
+		if (g != NULL)
+			for (int m = 0; m < g->n; m++)
+				like_push(&k, g->e[m].id, g->e[m].score);
+		qsort(k.e, k.n, sizeof(LikeEntry), like_cmp_entry);
+		if (o != NULL && o->n >= cx.top)
+		{
+			/* unknown candidates rank below the stored list's last entry */
+			LikeEntry  *last = &o->e[o->n - 1];
+			int			known = 0;
+
+			for (int m = 0; m < k.n; m++)
+				if (like_cmp_entry(&k.e[m], last) <= 0)
+					known++;
+			if (known < cx.top)
+			{
+				redo[nredo++] = a;
+				if (k.e)
+					pfree(k.e);
+				continue;
+			}
+		}
+		like_store(&cx, a, k.e, k.n);
+		cx.n_patched++;
+		if (k.e)
+			pfree(k.e);
+	}
+	/* lists that lost entries from a full list: whole */
+	cx.patch = false;
+	like_whole(&cx, redo, nredo);
+	cx.n_whole -= nredo;
+
+	/* write the lists that moved */
+	changed = palloc(sizeof(int64) * (hash_get_num_entries(cx.lists) + 1));
+	hash_seq_init(&seq, cx.lists);
+	while ((l = hash_seq_search(&seq)) != NULL)
+	{
+		LikeList   *o = hash_search(oldl, &l->customer_id, HASH_FIND, NULL);
+		int			on = o ? o->n : 0;
+		bool		same = (on == l->n);
+
+		for (int m = 0; same && m < l->n; m++)
+			same = (o->e[m].id == l->e[m].id && o->e[m].score == l->e[m].score);
+		if (!same)
+			changed[nchanged++] = l->customer_id;
+	}
+	if (nchanged > 0)
+	{
+		int64	   *rc = palloc(sizeof(int64) * LIKE_WRITE_BATCH);
+		int64	   *rn = palloc(sizeof(int64) * LIKE_WRITE_BATCH);
+		float4	   *rs = palloc(sizeof(float4) * LIKE_WRITE_BATCH);
+		int			len = 0;
+
+		qsort(changed, nchanged, sizeof(int64), like_cmp_int64);
+		args[0] = ShopInt8Array(changed, nchanged);
+		ShopExec(&st_like_delete, args, NULL, 0);
+		for (int i = 0; i < nchanged; i++)
+		{
+			l = hash_search(cx.lists, &changed[i], HASH_FIND, NULL);
+			for (int m = 0; m < l->n; m++)
+			{
+				rc[len] = l->customer_id;
+				rn[len] = l->e[m].id;
+				rs[len] = l->e[m].score;
+				if (++len == LIKE_WRITE_BATCH || (i == nchanged - 1 && m == l->n - 1))
+				{
+					args[0] = ShopInt8Array(rc, len);
+					args[1] = ShopInt8Array(rn, len);
+					args[2] = ShopFloat4Array(rs, len);
+					ShopExec(&st_like_insert, args, NULL, 0);
+					nwritten += len;
+					len = 0;
+				}
+			}
+		}
+		if (len > 0)
+		{
+			args[0] = ShopInt8Array(rc, len);
+			args[1] = ShopInt8Array(rn, len);
+			args[2] = ShopFloat4Array(rs, len);
+			ShopExec(&st_like_insert, args, NULL, 0);
+			nwritten += len;
+		}
+	}
+	SPI_finish();
+
+	MemoryContextSwitchTo(caller);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	{
+		const char *keys[] = {"customers_scored", "customers_patched", "customers_redone",
+		"customers_changed", "neighbour_rows_written"};
+		long		vals[] = {cx.n_whole, cx.n_patched, nredo, nchanged, nwritten};
+
+		for (int i = 0; i < 5; i++)
+		{
+			JsonbValue	k,
+						v;
+
+			k.type = jbvString;
+			k.val.string.val = (char *) keys[i];
+			k.val.string.len = strlen(keys[i]);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(vals[i]);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	MemoryContextDelete(cx.cxt);
+	PG_RETURN_POINTER(JsonbValueToJsonb(res));
+}
