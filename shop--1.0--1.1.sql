@@ -3743,7 +3743,7 @@ DECLARE
     branded boolean;
     cat bigint;
     -- a cluster's 40 best matches, merged by the router (issue 16,
-    -- shop._search_intent_top): [category_id, price_cents, head, brand]
+    -- shop.search_stats): [category_id, price_cents, head, brand]
     given jsonb := q -> 'intent_top';
 BEGIN
     q := q - 'intent_top';
@@ -4583,7 +4583,7 @@ GRANT EXECUTE ON FUNCTION shop.refresh_recommendations(), shop.rebuild_recommend
 -- average field lengths are each shard's own, and so is the vocabulary
 -- that decides which words get typo tolerance.  The router first asks
 -- every shard for the statistics of the query's words
--- (shop._search_dfs, a DFS phase), sums them, and then searches every
+-- (shop.search_stats, a DFS phase), sums them, and then searches every
 -- shard with the sums (shop._search_routed, shop._search_facets_routed),
 -- which the index scores with in place of its own ("global" in the index
 -- query, src/search/ssquery.c).  On one node nothing changes: the setting
@@ -4611,27 +4611,49 @@ COMMENT ON FUNCTION shop._search_term_stats(regclass, jsonb) IS
 -- typos, words with two typos, statistics ("global") and intent rows
 -- (src/search/ssfunc.c).
 
--- 3. The DFS phase: this shard's statistics of a query, and its words the
--- vocabulary knows (no_typos) or lacks with no neighbour (two_typos): the
--- router takes the union of the first and the intersection of the second,
--- as one node's vocabulary would give them.  Personalization does not
--- change the words, so no customer is read.  SECURITY DEFINER as
--- shop.search is (the synonyms are read as the owner).
-CREATE FUNCTION shop._search_dfs(query text, filters jsonb)
+-- 3. The DFS phase: shop.search_stats, this node's statistics of a
+-- search's words, and its words the vocabulary knows (no_typos) or lacks
+-- with no neighbour (two_typos): the router takes the union of the first
+-- and the intersection of the second, as one node's vocabulary would give
+-- them.  Given the cluster's sums (global), this node's 40 best matches
+-- scored with them instead ("intent_top": product_id, missing words,
+-- typos, score, category_id, price_cents, head noun, brand), for the
+-- intent of a ranked page (shop._search_intent).  Personalization does not
+-- change the words, so no customer is read.  A public call, SECURITY
+-- DEFINER as shop.search is: the synonyms are read as the owner, and the
+-- answer names only the words of the query's own synonym groups, which
+-- its search results show anyway.
+CREATE FUNCTION shop.search_stats(query text, filters jsonb DEFAULT '{}', global jsonb DEFAULT NULL)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    q jsonb := shop._search_query(query, filters, NULL);
+    q jsonb;
+    res jsonb;
 BEGIN
-    RETURN shop._search_term_stats('shop.product_search_idx', q)
-        || jsonb_build_object('no_typos', coalesce(q -> 'no_typos', '[]'),
-                              'two_typos', coalesce(q -> 'two_typos', '[]'));
+    IF global IS NULL THEN
+        q := shop._search_query(query, filters, NULL);
+        RETURN shop._search_term_stats('shop.product_search_idx', q)
+            || jsonb_build_object('no_typos', coalesce(q -> 'no_typos', '[]'),
+                                  'two_typos', coalesce(q -> 'two_typos', '[]'));
+    END IF;
+    PERFORM set_config('shop.search_global', (global - 'intent_top')::text, true);
+    q := shop._search_query(query, filters, NULL);
+    PERFORM set_config('shop.search_global', '', true);
+    SELECT jsonb_build_object('intent_top', coalesce(jsonb_agg(
+               jsonb_build_array(p.product_id, s.missing, s.typos, s.score, p.category_id, p.price_cents,
+                                 shop.search_head(p.title, 'english'), p.brand) ORDER BY s.ord), '[]'))
+      INTO res
+      FROM shop.search_scan('shop.product_search_idx', q, 40) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+     CROSS JOIN LATERAL (SELECT p.product_id, p.category_id, p.price_cents, p.title, p.brand
+                           FROM shop.product p
+                          WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p;
+    RETURN res;
 END
 $$;
-COMMENT ON FUNCTION shop._search_dfs(text, jsonb) IS
-'internal (shop_router): the statistics of the words of a search on this shard, for the cluster''s sums';
+COMMENT ON FUNCTION shop.search_stats(text, jsonb, jsonb) IS
+'the statistics of a search''s words in this node''s index (document count, field lengths, every expansion term''s document frequency, the words it knows), for a cluster''s sums; given the sums (global), the 40 best matches scored with them';
 
 -- shop.search and shop.search_facets with the cluster's words and
 -- statistics (shop_router._search_global's answer), for this call only
@@ -4672,42 +4694,50 @@ $$;
 COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb) IS
 'internal (shop_router): shop.search_facets matching with the cluster''s words global';
 
--- The intent's 40-row scan (shop._search_intent) through the router: each
--- shard's 40 best matches scored with the cluster's statistics; the router
--- keeps the 40 best of them all and gives them back with the search
--- ("intent_top"), so every shard works out the intent one node would.
-CREATE FUNCTION shop._search_intent_top(query text, filters jsonb, global jsonb)
-RETURNS TABLE (product_id bigint, missing int, typos int, score real, category_id bigint,
-               price_cents bigint, head text, brand text)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- did_you_mean through the router, word by word: each word of the query
+-- (shop.search_tokens, as shop.did_you_mean reads it) with what this
+-- shard's index says of it: whether it holds the word itself, and every
+-- term within its typo budget (round 1) and, for a word of 7 or 8
+-- characters, within two typos with the first letter right (round 2, which
+-- shop._search_suggest_word tries only when round 1 finds nothing), with
+-- its typo count and document frequency.  The router sums the frequencies
+-- over the shards and picks as shop._search_suggest_word picks in one
+-- index: fewest typos, then most documents.
+CREATE FUNCTION shop._did_you_mean_words(query text)
+RETURNS TABLE (pos int, word text, known boolean, term text, typos int, df bigint, round int)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
-DECLARE
-    q jsonb;
 BEGIN
-    PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
-    q := shop._search_query(query, filters, NULL);
-    PERFORM set_config('shop.search_global', '', true);
+    PERFORM shop._require(query, 'query');
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
     RETURN QUERY
-    SELECT p.product_id, s.missing, s.typos, s.score, p.category_id, p.price_cents,
-           shop.search_head(p.title, 'english'), p.brand
-      FROM shop.search_scan('shop.product_search_idx', q, 40) s
-     CROSS JOIN LATERAL (SELECT p.product_id, p.category_id, p.price_cents, p.title, p.brand
-                           FROM shop.product p
-                          WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p;
+    SELECT t.pos, t.word,
+           EXISTS (SELECT 1 FROM jsonb_array_elements(s.one -> 'terms') e
+                    WHERE (e ->> 2)::int = 0 AND e ->> 1 = t.word),
+           x.term, x.typos, x.df, x.round
+      FROM shop.search_tokens(query) t
+     CROSS JOIN LATERAL (
+           SELECT shop._search_term_stats('shop.product_search_idx',
+                                          jsonb_build_object('q', t.word, 'prefix', false)) AS one,
+                  shop._search_term_stats('shop.product_search_idx',
+                                          jsonb_build_object('q', t.word, 'prefix', false,
+                                                             'two_typos', jsonb_build_array(t.word))) AS two) s
+      LEFT JOIN LATERAL (
+           SELECT e ->> 1 AS term, (e ->> 2)::int AS typos, (e ->> 3)::bigint AS df, r.round
+             FROM (VALUES (1, s.one), (2, s.two)) r(round, st), jsonb_array_elements(r.st -> 'terms') e
+            WHERE (e ->> 2)::int > 0) x ON true;
 END
 $$;
-COMMENT ON FUNCTION shop._search_intent_top(text, jsonb, jsonb) IS
-'internal (shop_router): the 40 best matches of a search on this shard, scored with the cluster''s statistics global, for the intent';
+COMMENT ON FUNCTION shop._did_you_mean_words(text) IS
+'internal (shop_router): the words of a query with whether this shard''s index holds each, and its terms within one or two typos with their document frequencies';
 
-REVOKE EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop._search_dfs(text, jsonb),
-    shop._search_intent_top(text, jsonb, jsonb),
-    shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+REVOKE EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_stats(text, jsonb, jsonb),
+    shop._did_you_mean_words(text), shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
     shop._search_facets_routed(text, jsonb, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop._search_dfs(text, jsonb),
-    shop._search_intent_top(text, jsonb, jsonb),
-    shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+GRANT EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_stats(text, jsonb, jsonb),
+    shop._did_you_mean_words(text), shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
     shop._search_facets_routed(text, jsonb, jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------

@@ -405,7 +405,7 @@ AS $$
 $$;
 
 -- Global statistics (a DFS phase, docs/scale-out.md): every shard says
--- what its index knows of the query's words (shop._search_dfs: its
+-- what its index knows of the query's words (shop.search_stats: its
 -- document count, summed field lengths, largest popularity, the words
 -- its vocabulary knows or lacks, every term they expand to with its typo
 -- count and document frequency); the router sums them as one index of all
@@ -426,11 +426,11 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON ALL;
-    SELECT shop._search_dfs($1, $2);
+    SELECT shop.search_stats($1, $2);
 $$;
 
 -- Every shard's 40 best matches for the intent, scored with the cluster's
--- statistics (shop._search_intent_top)
+-- statistics (shop.search_stats given them)
 CREATE FUNCTION shop_router._search_intent_top(i_query text, i_filters jsonb, i_global jsonb)
 RETURNS TABLE (product_id bigint, missing int, typos int, score real, category_id bigint,
                price_cents bigint, head text, brand text)
@@ -438,8 +438,10 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON ALL;
-    SELECT t.product_id, t.missing, t.typos, t.score, t.category_id, t.price_cents, t.head, t.brand
-      FROM shop._search_intent_top($1, $2, $3) t;
+    SELECT (e ->> 0)::bigint AS product_id, (e ->> 1)::int AS missing, (e ->> 2)::int AS typos,
+           (e ->> 3)::real AS score, (e ->> 4)::bigint AS category_id, (e ->> 5)::bigint AS price_cents,
+           e ->> 6 AS head, e ->> 7 AS brand
+      FROM jsonb_array_elements(shop.search_stats($1, $2, $3) -> 'intent_top') e;
 $$;
 
 CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
@@ -669,27 +671,57 @@ AS $$
     SELECT shop.did_you_mean($1);
 $$;
 
--- A shard corrects a word its own vocabulary lacks; the router takes the
--- correction most shards agree on (an approximation: docs/scale-out.md).
+-- Word by word, as one index of every shard would correct: a word some
+-- shard holds stays; another gets the term within one typo (or, for a word
+-- of 7 or 8 characters with none, two typos with the first letter right)
+-- with the fewest typos, then the most documents summed over the shards,
+-- then the first in byte order (shop._search_suggest_word's rule; it
+-- compares one segment's counts, so one node whose index has several
+-- segments can pick otherwise).  NULL when no word changes.
+CREATE FUNCTION shop_router._did_you_mean_words(i_query text)
+RETURNS TABLE (pos int, word text, known boolean, term text, typos int, df bigint, round int)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT w.pos, w.word, w.known, w.term, w.typos, w.df, w.round FROM shop._did_you_mean_words($1) w;
+$$;
+
 CREATE FUNCTION shop.did_you_mean(query text)
 RETURNS text
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT s FROM shop_router._did_you_mean(query) s
-     WHERE s IS NOT NULL
-     GROUP BY s
-     ORDER BY count(*) DESC, s
-     LIMIT 1;
+    WITH r AS MATERIALIZED (
+        SELECT * FROM shop_router._did_you_mean_words(query)
+    ), w AS (
+        SELECT r.pos, min(r.word) AS word, bool_or(r.known) AS known FROM r GROUP BY r.pos
+    ), c AS (
+        SELECT r.pos, r.term, r.typos, r.round, sum(r.df) AS df
+          FROM r WHERE r.term IS NOT NULL GROUP BY 1, 2, 3, 4
+    ), f AS (
+        SELECT w.pos, w.word,
+               CASE WHEN NOT w.known THEN
+                   (SELECT c.term FROM c
+                     WHERE c.pos = w.pos
+                       AND c.round = (SELECT min(c2.round) FROM c c2 WHERE c2.pos = w.pos)
+                     ORDER BY c.typos, c.df DESC, c.term COLLATE "C"
+                     LIMIT 1)
+               END AS fix
+          FROM w
+    )
+    SELECT CASE WHEN bool_or(f.fix IS NOT NULL)
+                THEN string_agg(coalesce(f.fix, f.word), ' ' ORDER BY f.pos) END
+      FROM f;
 $$;
 COMMENT ON FUNCTION shop.did_you_mean(text) IS
-'router: the spelling correction most shards make';
+'router: the spelling correction of one index of every shard, word by word';
 
 -- the DFS phase's functions, for both roles (the section below revokes
 -- PUBLIC's right to every function)
 GRANT EXECUTE ON FUNCTION
     shop_router._search_dfs(text, jsonb), shop_router._search_global(text, jsonb, boolean),
-    shop_router._search_intent_top(text, jsonb, jsonb),
+    shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb),
     shop_router._search_facets_routed(text, jsonb, jsonb)
     TO shop_storefront, shop_admin;

@@ -223,3 +223,18 @@ SELECT fail_if(router(format('SELECT shop.did_you_mean(%L)', w)) IS DISTINCT FRO
                format('did_you_mean(%L) through the router = one node''s (%s)', w,
                       coalesce(router(format('SELECT shop.did_you_mean(%L)', w)), 'NULL')))
   FROM (VALUES ('chromebok'), ('lenvo laptop'), ('laptop')) v(w);
+-- a word one shard holds and the others lack, one typo from a word every
+-- shard holds: one node leaves it alone, while each shard lacking it
+-- "corrects" it (a vote of the shards' answers would say "soundbar"); the
+-- router merges word by word, knowing the word if some shard holds it and
+-- counting a correction's documents over every shard
+SELECT router($$SELECT shop.product_upsert('FX-SB', 'Philips Soundbars black', 19900, brand => 'Philips',
+                                           product_id => 9001)::text$$),
+       one($$SELECT shop.product_upsert('FX-SB', 'Philips Soundbars black', 19900, brand => 'Philips',
+                                        product_id => 9001)::text$$) \g /dev/null
+SELECT fail_if(count(*) = 0, 'the fixture: some shard corrects "soundbars", which another holds')
+  FROM part WHERE val(conn, $$SELECT shop.did_you_mean('soundbars')$$) IS NOT NULL;
+SELECT fail_if(router(format('SELECT shop.did_you_mean(%L)', w)) IS DISTINCT FROM one(format('SELECT shop.did_you_mean(%L)', w)),
+               format('did_you_mean(%L) through the router = one node''s (%s)', w,
+                      coalesce(router(format('SELECT shop.did_you_mean(%L)', w)), 'NULL')))
+  FROM (VALUES ('soundbars'), ('philips soundbars'), ('soundbarz blak'), ('headphnes')) v(w);
