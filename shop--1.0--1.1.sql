@@ -3660,7 +3660,11 @@ DECLARE
     typed boolean;
     branded boolean;
     cat bigint;
+    -- a cluster's 40 best matches, merged by the router (issue 16,
+    -- shop.search_stats): [category_id, price_cents, head, brand]
+    given jsonb := q -> 'intent_top';
 BEGIN
+    q := q - 'intent_top';
     SELECT array_agg(t.word ORDER BY t.pos) INTO words
       FROM shop.search_tokens(q ->> 'q', 'english') t
      WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
@@ -3688,7 +3692,11 @@ BEGIN
         SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand
           FROM shop.search_scan('shop.product_search_idx', q, 40) s
          CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title, p.brand FROM shop.product p
-                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p)
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
+         WHERE given IS NULL
+        UNION ALL
+        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3
+          FROM jsonb_array_elements(given) r)
     SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), false),
            coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
                        FROM top WHERE brand IS NOT NULL), false),
@@ -5791,6 +5799,171 @@ BEGIN
     RETURN res;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Scale-out: global search statistics (issue 16) ---------------------------
+--
+-- A cluster's search ranks as one node (shop_router, docs/scale-out.md
+-- "Global statistics"): BM25F's document frequencies, document count and
+-- average field lengths are each shard's own, and so is the vocabulary
+-- that decides which words get typo tolerance.  The router first asks
+-- every shard for the statistics of the query's words
+-- (shop.search_stats, a DFS phase), sums them, and then searches every
+-- shard with the sums (shop._search_routed, shop._search_facets_routed),
+-- which the index scores with in place of its own ("global" in the index
+-- query, src/search/ssquery.c).  On one node nothing changes: the setting
+-- shop.search_global is empty and shop._search_query gives the query it
+-- gave.
+--   1. shop._search_term_stats: the statistics of one index (C).
+--   2. shop._search_query (shop._search_no_typos, its last step) merges
+--      shop.search_global (set for one transaction by the routed calls)
+--      into the query it builds.
+--   3. the shard's functions the router calls.
+------------------------------------------------------------------------------
+
+-- 1.
+CREATE FUNCTION shop._search_term_stats(index regclass, query jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'shop_search_term_stats'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_term_stats(regclass, jsonb) IS
+'internal: the document count, summed field lengths and largest popularity of index, the words of query and every term they expand to there (typo and prefix expansions included) with its typo count and document frequency';
+
+-- 2. The query shop.search, shop.search_facets and the intent read
+-- (shop._search_query): its last step, shop._search_no_typos, adds the
+-- words this shard's vocabulary knows, then, when a router's call set
+-- shop.search_global for its transaction, the cluster's words without
+-- typos, words with two typos, statistics ("global") and intent rows
+-- (src/search/ssfunc.c).
+
+-- 3. The DFS phase: shop.search_stats, this node's statistics of a
+-- search's words, and its words the vocabulary knows (no_typos) or lacks
+-- with no neighbour (two_typos): the router takes the union of the first
+-- and the intersection of the second, as one node's vocabulary would give
+-- them.  Given the cluster's sums (global), this node's 40 best matches
+-- scored with them instead ("intent_top": product_id, missing words,
+-- typos, score, category_id, price_cents, head noun, brand), for the
+-- intent of a ranked page (shop._search_intent).  Personalization does not
+-- change the words, so no customer is read.  A public call, SECURITY
+-- DEFINER as shop.search is: the synonyms are read as the owner, and the
+-- answer names only the words of the query's own synonym groups, which
+-- its search results show anyway.
+CREATE FUNCTION shop.search_stats(query text, filters jsonb DEFAULT '{}', global jsonb DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    q jsonb;
+    res jsonb;
+BEGIN
+    IF global IS NULL THEN
+        q := shop._search_query(query, filters, NULL);
+        RETURN shop._search_term_stats('shop.product_search_idx', q)
+            || jsonb_build_object('no_typos', coalesce(q -> 'no_typos', '[]'),
+                                  'two_typos', coalesce(q -> 'two_typos', '[]'));
+    END IF;
+    PERFORM set_config('shop.search_global', (global - 'intent_top')::text, true);
+    q := shop._search_query(query, filters, NULL);
+    PERFORM set_config('shop.search_global', '', true);
+    SELECT jsonb_build_object('intent_top', coalesce(jsonb_agg(
+               jsonb_build_array(p.product_id, s.missing, s.typos, s.score, p.category_id, p.price_cents,
+                                 shop.search_head(p.title, 'english'), p.brand) ORDER BY s.ord), '[]'))
+      INTO res
+      FROM shop.search_scan('shop.product_search_idx', q, 40) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+     CROSS JOIN LATERAL (SELECT p.product_id, p.category_id, p.price_cents, p.title, p.brand
+                           FROM shop.product p
+                          WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop.search_stats(text, jsonb, jsonb) IS
+'the statistics of a search''s words in this node''s index (document count, field lengths, every expansion term''s document frequency, the words it knows), for a cluster''s sums; given the sums (global), the 40 best matches scored with them';
+
+-- shop.search and shop.search_facets with the cluster's words and
+-- statistics (shop_router._search_global's answer), for this call only
+CREATE FUNCTION shop._search_routed(query text, filters jsonb, sort text, lim int, off int,
+                                    customer_id bigint, global jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF current_setting('shop.search_intent') <> 'on' THEN
+        global := global - 'intent_top';
+    END IF;
+    PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
+    RETURN QUERY SELECT * FROM shop.search(query, filters, sort, lim, off, customer_id);
+    PERFORM set_config('shop.search_global', '', true);
+END
+$$;
+COMMENT ON FUNCTION shop._search_routed(text, jsonb, text, int, int, bigint, jsonb) IS
+'internal (shop_router): shop.search scored with the cluster''s statistics global';
+
+CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
+    res := shop.search_facets(query, filters);
+    PERFORM set_config('shop.search_global', '', true);
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb) IS
+'internal (shop_router): shop.search_facets matching with the cluster''s words global';
+
+-- did_you_mean through the router, word by word: each word of the query
+-- (shop.search_tokens, as shop.did_you_mean reads it) with what this
+-- shard's index says of it: whether it holds the word itself, and every
+-- term within its typo budget (round 1) and, for a word of 7 or 8
+-- characters, within two typos with the first letter right (round 2, which
+-- shop._search_suggest_word tries only when round 1 finds nothing), with
+-- its typo count and document frequency.  The router sums the frequencies
+-- over the shards and picks as shop._search_suggest_word picks in one
+-- index: fewest typos, then most documents.
+CREATE FUNCTION shop._did_you_mean_words(query text)
+RETURNS TABLE (pos int, word text, known boolean, term text, typos int, df bigint, round int)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM shop._require(query, 'query');
+    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    RETURN QUERY
+    SELECT t.pos, t.word,
+           EXISTS (SELECT 1 FROM jsonb_array_elements(s.one -> 'terms') e
+                    WHERE (e ->> 2)::int = 0 AND e ->> 1 = t.word),
+           x.term, x.typos, x.df, x.round
+      FROM shop.search_tokens(query) t
+     CROSS JOIN LATERAL (
+           SELECT shop._search_term_stats('shop.product_search_idx',
+                                          jsonb_build_object('q', t.word, 'prefix', false)) AS one,
+                  shop._search_term_stats('shop.product_search_idx',
+                                          jsonb_build_object('q', t.word, 'prefix', false,
+                                                             'two_typos', jsonb_build_array(t.word))) AS two) s
+      LEFT JOIN LATERAL (
+           SELECT e ->> 1 AS term, (e ->> 2)::int AS typos, (e ->> 3)::bigint AS df, r.round
+             FROM (VALUES (1, s.one), (2, s.two)) r(round, st), jsonb_array_elements(r.st -> 'terms') e
+            WHERE (e ->> 2)::int > 0) x ON true;
+END
+$$;
+COMMENT ON FUNCTION shop._did_you_mean_words(text) IS
+'internal (shop_router): the words of a query with whether this shard''s index holds each, and its terms within one or two typos with their document frequencies';
+
+REVOKE EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_stats(text, jsonb, jsonb),
+    shop._did_you_mean_words(text), shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+    shop._search_facets_routed(text, jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_stats(text, jsonb, jsonb),
+    shop._did_you_mean_words(text), shop._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+    shop._search_facets_routed(text, jsonb, jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -404,12 +404,130 @@ AS $$
       JOIN shop.product p ON p.product_id = s.product_id;
 $$;
 
--- The merge: every shard returns its best lim + off rows, the router sorts
--- them as one node does and cuts the page.  One node ranks by the index's
--- order (missing words, then typos, then score, then the row's place in the
--- table); the router breaks the last tie by product_id.  A shard's page is
--- at most 1000 rows (shop._check_page), so a deeper page is read in pages
--- of 1000 from every shard.
+-- Global statistics (a DFS phase, docs/scale-out.md): every shard says
+-- what its index knows of the query's words (shop.search_stats: its
+-- document count, summed field lengths, largest popularity, the words
+-- its vocabulary knows or lacks, every term they expand to with its typo
+-- count and document frequency); the router sums them as one index of all
+-- the shards would count them:
+--   - a word is known (no typos) if some shard knows it, gets two typos
+--     only if every shard lacks a term within one typo of it;
+--   - a term's document frequency is the sum of the shards'; a word's is
+--     that of its most frequent expansion without typos or, for a word
+--     the cluster does not know and that has none, of its most frequent
+--     typo expansion within its typo budget (ssscan.c's rule);
+--   - documents and field lengths add up; the largest popularity is the
+--     largest of the shards'.
+-- The answer goes back to every shard with the search
+-- (shop._search_routed), which scores with it instead of its own.
+CREATE FUNCTION shop_router._search_dfs(i_query text, i_filters jsonb)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop.search_stats($1, $2);
+$$;
+
+-- Every shard's 40 best matches for the intent, scored with the cluster's
+-- statistics (shop.search_stats given them)
+CREATE FUNCTION shop_router._search_intent_top(i_query text, i_filters jsonb, i_global jsonb)
+RETURNS TABLE (product_id bigint, missing int, typos int, score real, category_id bigint,
+               price_cents bigint, head text, brand text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT (e ->> 0)::bigint AS product_id, (e ->> 1)::int AS missing, (e ->> 2)::int AS typos,
+           (e ->> 3)::real AS score, (e ->> 4)::bigint AS category_id, (e ->> 5)::bigint AS price_cents,
+           e ->> 6 AS head, e ->> 7 AS brand
+      FROM jsonb_array_elements(shop.search_stats($1, $2, $3) -> 'intent_top') e;
+$$;
+
+CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    WITH s AS MATERIALIZED (
+        SELECT r FROM shop_router._search_dfs(query, filters) r
+    ), w AS (
+        -- the query's words in order: the same on every shard
+        SELECT t.i - 1 AS i, t.word
+          FROM (SELECT s.r -> 'words' AS words FROM s LIMIT 1) x,
+               jsonb_array_elements_text(x.words) WITH ORDINALITY AS t(word, i)
+    ), known AS (
+        SELECT DISTINCT v FROM s, jsonb_array_elements_text(s.r -> 'no_typos') v
+    ), wide AS (
+        SELECT v FROM s, jsonb_array_elements_text(s.r -> 'two_typos') v
+         GROUP BY v HAVING count(*) = (SELECT count(*) FROM s)
+    ), t AS MATERIALIZED (
+        SELECT (e ->> 0)::int AS i, e ->> 1 AS term, (e ->> 2)::int AS typos, sum((e ->> 3)::bigint) AS df
+          FROM s, jsonb_array_elements(s.r -> 'terms') e
+         GROUP BY 1, 2, 3
+    ), d AS (
+        SELECT w.i, w.word IN (SELECT v FROM known) AS known,
+               coalesce((SELECT max(t.df) FROM t WHERE t.i = w.i AND t.typos = 0), 0) AS exact,
+               coalesce((SELECT max(t.df) FROM t
+                          WHERE t.i = w.i AND t.typos > 0
+                            AND t.typos <= CASE WHEN w.word IN (SELECT v FROM wide) THEN 2 ELSE 1 END), 0) AS typo
+          FROM w
+    ), g AS MATERIALIZED (
+    SELECT jsonb_build_object(
+        'no_typos', coalesce((SELECT jsonb_agg(v ORDER BY v) FROM known), '[]'),
+        'two_typos', coalesce((SELECT jsonb_agg(v ORDER BY v) FROM wide WHERE v NOT IN (SELECT v FROM known)), '[]'),
+        'global', jsonb_build_object(
+            'docs', (SELECT coalesce(sum((s.r ->> 'docs')::bigint), 0) FROM s),
+            'lengths', (SELECT jsonb_build_array(coalesce(sum((s.r -> 'lengths' ->> 0)::float8), 0),
+                                                 coalesce(sum((s.r -> 'lengths' ->> 1)::float8), 0),
+                                                 coalesce(sum((s.r -> 'lengths' ->> 2)::float8), 0)) FROM s),
+            'max_popularity', (SELECT coalesce(max((s.r ->> 'max_popularity')::float8), 0) FROM s),
+            'df', coalesce((SELECT jsonb_agg(CASE WHEN d.known OR d.exact > 0 THEN d.exact ELSE d.typo END
+                                             ORDER BY d.i) FROM d), '[]'))) AS g
+    )
+    -- with intent (a ranked page): the intent (the product type and
+    -- category the query means) from the cluster's 40 best matches, as one
+    -- node reads its own 40, scored with the sums
+    SELECT CASE WHEN NOT intent THEN g.g
+                ELSE g.g || jsonb_build_object('intent_top', coalesce((
+                    SELECT jsonb_agg(jsonb_build_array(t.category_id, t.price_cents, t.head, t.brand)
+                                     ORDER BY t.missing, t.typos, t.score DESC, t.product_id)
+                      FROM (SELECT * FROM shop_router._search_intent_top(query, filters, g.g) t
+                             ORDER BY t.missing, t.typos, t.score DESC, t.product_id
+                             LIMIT 40) t), '[]'))
+           END
+      FROM g;
+$$;
+COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
+'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent';
+
+-- One page of shop.search from every shard, scored with the cluster's
+-- statistics, with the keys the router sorts by that shop.search does not
+-- return.
+CREATE FUNCTION shop_router._search_routed(i_query text, i_filters jsonb, i_sort text, i_lim int, i_off int,
+                                           i_customer_id bigint, i_global jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int, rating_count int, created_at timestamptz, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
+           s.in_stock, s.image, s.typos, s.missing_words,
+           p.rating_count, p.created_at, p.popularity
+      FROM shop._search_routed($1, $2, $3, $4, $5, $6, $7) s
+      JOIN shop.product p ON p.product_id = s.product_id;
+$$;
+
+-- The merge: every shard returns its best lim + off rows, scored with the
+-- cluster's statistics, so a score means the same on every shard; the
+-- router sorts them as one node does and cuts the page.  One node ranks by
+-- the index's order (missing words, then typos, then score, then the row's
+-- place in the table); the router breaks the last tie by product_id (the
+-- shards' places in their tables say nothing of one node's).  A shard's
+-- page is at most 1000 rows (shop._check_page), so a deeper page is read
+-- in pages of 1000 from every shard.
 CREATE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
                             lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
@@ -421,6 +539,7 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     need int;
+    g jsonb;
 BEGIN
     IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
         -- out of range: the shards say so, in the words of one node
@@ -430,13 +549,16 @@ BEGIN
           FROM shop_router._search(query, filters, sort, lim, off, customer_id) r;
         RETURN;
     END IF;
+    -- every sort: the words without typos decide what matches; a ranked
+    -- page also scores with the sums and takes the cluster's intent
+    g := shop_router._search_global(query, filters, sort = 'relevance');
     need := lim + off;
     RETURN QUERY
     SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
            r.in_stock, r.image, r.typos, r.missing_words
       FROM generate_series(0, (need - 1) / 1000) k
-     CROSS JOIN LATERAL shop_router._search(query, filters, sort, least(1000, need - 1000 * k),
-                                            1000 * k, customer_id) r
+     CROSS JOIN LATERAL shop_router._search_routed(query, filters, sort, least(1000, need - 1000 * k),
+                                                   1000 * k, customer_id, g) r
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -463,15 +585,27 @@ AS $$
     SELECT shop.search_facets($1, $2);
 $$;
 
+-- the same, matching with the cluster's words without typos
+CREATE FUNCTION shop_router._search_facets_routed(i_query text, i_filters jsonb, i_global jsonb)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._search_facets_routed($1, $2, $3);
+$$;
+
 -- Facet counts are exact: every product is on one shard, so the counts of
--- a value add up.  Orders as on one node.
+-- a value add up, and every shard matches with the cluster's words without
+-- typos (the DFS phase), as one node would.  Orders as on one node.
 CREATE FUNCTION shop.search_facets(query text, filters jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
     WITH f AS MATERIALIZED (
-        SELECT r FROM shop_router._search_facets(query, filters) r
+        SELECT r FROM shop_router._search_facets_routed(query, filters,
+                                                        shop_router._search_global(query, filters, false)) r
     )
     SELECT jsonb_build_object(
         'total', (SELECT coalesce(sum((f.r ->> 'total')::bigint), 0) FROM f),
@@ -537,21 +671,60 @@ AS $$
     SELECT shop.did_you_mean($1);
 $$;
 
--- A shard corrects a word its own vocabulary lacks; the router takes the
--- correction most shards agree on (an approximation: docs/scale-out.md).
+-- Word by word, as one index of every shard would correct: a word some
+-- shard holds stays; another gets the term within one typo (or, for a word
+-- of 7 or 8 characters with none, two typos with the first letter right)
+-- with the fewest typos, then the most documents summed over the shards,
+-- then the first in byte order (shop._search_suggest_word's rule; it
+-- compares one segment's counts, so one node whose index has several
+-- segments can pick otherwise).  NULL when no word changes.
+CREATE FUNCTION shop_router._did_you_mean_words(i_query text)
+RETURNS TABLE (pos int, word text, known boolean, term text, typos int, df bigint, round int)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT w.pos, w.word, w.known, w.term, w.typos, w.df, w.round FROM shop._did_you_mean_words($1) w;
+$$;
+
 CREATE FUNCTION shop.did_you_mean(query text)
 RETURNS text
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT s FROM shop_router._did_you_mean(query) s
-     WHERE s IS NOT NULL
-     GROUP BY s
-     ORDER BY count(*) DESC, s
-     LIMIT 1;
+    WITH r AS MATERIALIZED (
+        SELECT * FROM shop_router._did_you_mean_words(query)
+    ), w AS (
+        SELECT r.pos, min(r.word) AS word, bool_or(r.known) AS known FROM r GROUP BY r.pos
+    ), c AS (
+        SELECT r.pos, r.term, r.typos, r.round, sum(r.df) AS df
+          FROM r WHERE r.term IS NOT NULL GROUP BY 1, 2, 3, 4
+    ), f AS (
+        SELECT w.pos, w.word,
+               CASE WHEN NOT w.known THEN
+                   (SELECT c.term FROM c
+                     WHERE c.pos = w.pos
+                       AND c.round = (SELECT min(c2.round) FROM c c2 WHERE c2.pos = w.pos)
+                     ORDER BY c.typos, c.df DESC, c.term COLLATE "C"
+                     LIMIT 1)
+               END AS fix
+          FROM w
+    )
+    SELECT CASE WHEN bool_or(f.fix IS NOT NULL)
+                THEN string_agg(coalesce(f.fix, f.word), ' ' ORDER BY f.pos) END
+      FROM f;
 $$;
 COMMENT ON FUNCTION shop.did_you_mean(text) IS
-'router: the spelling correction most shards make';
+'router: the spelling correction of one index of every shard, word by word';
+
+-- the DFS phase's functions, for both roles (the section below revokes
+-- PUBLIC's right to every function)
+GRANT EXECUTE ON FUNCTION
+    shop_router._search_dfs(text, jsonb), shop_router._search_global(text, jsonb, boolean),
+    shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
+    shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+    shop_router._search_facets_routed(text, jsonb, jsonb)
+    TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Privileges: the router's grants mirror a node's (docs/security.md); the

@@ -37,6 +37,7 @@ INSERT INTO documented VALUES
     ('shop.search_facets(text,jsonb,int,int)', true, true),
     ('shop.autocomplete(text,int)', true, true),
     ('shop.did_you_mean(text)', true, true),
+    ('shop.search_stats(text,jsonb,jsonb)', true, true),
     ('shop.stem(text,text)', true, true),
     ('shop.synonym_add(text,text[])', false, true),
     ('shop.synonym_remove(text)', false, true),

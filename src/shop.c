@@ -33,6 +33,7 @@ int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_search_block_max = true;
+static char *shop_search_global = NULL;	/* read by SQL: current_setting */
 char	   *shop_search_test_pause = NULL;
 int			shop_reco_neighbours = 20;
 int			shop_reco_basket_cap = 50;
@@ -334,6 +335,16 @@ _PG_init(void)
 							   &shop_search_test_pause,
 							   "",
 							   PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("shop.search_global",
+							   "A cluster's search statistics for this transaction's searches (shop_router sets it).",
+							   "A jsonb object that shop._search_query merges into the index query: the "
+							   "cluster's no_typos and two_typos words and its collection statistics "
+							   "(\"global\"); empty on one node (docs/scale-out.md).",
+							   &shop_search_global,
+							   "",
+							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("shop.search_log_retention",

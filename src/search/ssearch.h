@@ -608,6 +608,15 @@ typedef struct SsQuery
 	int			nprior_cats;
 	SsPriorCat *prior_cats;		/* sorted by category */
 	float4		prior_cat_max;	/* the largest category weight */
+	/*
+	 * collection statistics given by the caller ("global", a cluster's
+	 * sums, issue 16): used in place of the index's own; df per word
+	 */
+	bool		has_global;
+	double		global_docs;
+	double		global_sumlen[SS_NFIELDS];
+	float4		global_max_popularity;
+	double	   *global_df;		/* nwords of them */
 	bool		typos;			/* typo tolerance on (default) */
 	bool		prefix;			/* last word as prefix (default) */
 	bool		match_any;		/* "match": "any": rows need one slot, not all */
@@ -787,6 +796,15 @@ typedef struct SsMatchSet
 	SsPendItem **pend;
 } SsMatchSet;
 extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
+/* one (expansion term, query word) pair of a query in an index (SsTermStats) */
+typedef struct SsTermStat
+{
+	char	   *term;
+	int			qword;
+	int			typos;
+	uint32		df;
+} SsTermStat;
+extern int	SsTermStats(Relation index, Jsonb *query, SsMetaPageData *meta, SsTermStat **out);
 typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
 extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
 extern void SsSetAttrFilter(Jsonb *attrs);

@@ -23,6 +23,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -570,6 +571,23 @@ known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
  */
 PG_FUNCTION_INFO_V1(shop_search_no_typos);
 
+/*
+ * A router's call (shop_router, issue 16) sets shop.search_global for its
+ * transaction: the cluster's no_typos and two_typos words, its statistics
+ * ("global") and the intent's rows, which replace what this shard's
+ * vocabulary says.  Empty (one node): the query as it is.
+ */
+static Datum
+with_cluster_words(Datum query)
+{
+	const char *g = GetConfigOption("shop.search_global", true, false);
+
+	if (g == NULL || g[0] == '\0')
+		return query;
+	return DirectFunctionCall2(jsonb_concat, query,
+							   DirectFunctionCall1(jsonb_in, CStringGetDatum(g)));
+}
+
 Datum
 shop_search_no_typos(PG_FUNCTION_ARGS)
 {
@@ -594,7 +612,7 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 	{
 		/* words in another language: the vocabulary says nothing of them */
 		index_close(index, AccessShareLock);
-		PG_RETURN_JSONB_P(query);
+		PG_RETURN_DATUM(with_cluster_words(JsonbPGetDatum(query)));
 	}
 	q = SsParseQuery(query, meta.language);
 	known = palloc0(sizeof(bool) * Max(q->nwords, 1));
@@ -663,8 +681,60 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, '}');
 	add = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 	if (base == NULL)
-		PG_RETURN_JSONB_P(add);
-	PG_RETURN_DATUM(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(base), JsonbPGetDatum(add)));
+		PG_RETURN_DATUM(with_cluster_words(JsonbPGetDatum(add)));
+	PG_RETURN_DATUM(with_cluster_words(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(base),
+														   JsonbPGetDatum(add))));
+}
+
+/*
+ * shop._search_term_stats(index regclass, query jsonb) -> jsonb: what a
+ * cluster's DFS phase sums over its shards (issue 16, shop_router): the
+ * index's document count, summed field lengths and largest popularity,
+ * the query's words in order, and every (term, word) pair the words
+ * expand to here with its typo count and document frequency:
+ * {"docs": n, "lengths": [t, b, d], "max_popularity": x,
+ *  "words": [word, ...], "terms": [[word number, term, typos, df], ...]}.
+ * The sums go back to each shard as the query's "global" key.
+ */
+PG_FUNCTION_INFO_V1(shop_search_term_stats);
+
+Datum
+shop_search_term_stats(PG_FUNCTION_ARGS)
+{
+	Relation	heap;
+	Relation	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	Jsonb	   *query = PG_GETARG_JSONB_P(1);
+	SsMetaPageData meta;
+	SsQuery    *q;
+	SsTermStat *st;
+	int			n;
+	StringInfoData buf;
+
+	table_close(heap, NoLock);	/* locked until the transaction ends */
+	n = SsTermStats(index, query, &meta, &st);
+	q = SsParseQuery(query, SsQueryLanguage(query) ? SsQueryLanguage(query) : meta.language);
+	index_close(index, AccessShareLock);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"docs\": " UINT64_FORMAT ", \"lengths\": [", meta.ndocs);
+	for (int f = 0; f < SS_NFIELDS; f++)
+		appendStringInfo(&buf, "%s%.17g", f ? ", " : "", meta.sumlen[f]);
+	appendStringInfo(&buf, "], \"max_popularity\": %.9g, \"words\": [", meta.max_popularity);
+	for (int i = 0; i < q->nwords; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, q->words[i].exact);
+	}
+	appendStringInfoString(&buf, "], \"terms\": [");
+	for (int i = 0; i < n; i++)
+	{
+		appendStringInfo(&buf, "%s[%d, ", i ? ", " : "", st[i].qword);
+		escape_json(&buf, st[i].term);
+		appendStringInfo(&buf, ", %d, %u]", st[i].typos, st[i].df);
+	}
+	appendStringInfoString(&buf, "]}");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
 
 /* shop._search_fold(value text) -> text: folded words joined by spaces. */

@@ -48,6 +48,14 @@
  *   match            "all" (default) or "any"
  *   language         text: the Snowball language of the words; by default
  *                    the index's, and english without an index
+ *   global           {"docs": n, "lengths": [title, brand, description],
+ *                    "max_popularity": x, "df": [per word]}: collection
+ *                    statistics to score with instead of the index's own
+ *                    (a cluster's sums, shop_router's DFS phase, issue 16):
+ *                    the document count, the summed field lengths, the
+ *                    largest popularity and each word's document
+ *                    frequency, in the order of the query's words
+ *                    (shop._search_term_stats lists them)
  *
  * Every word of q is required (AND); English function words are dropped
  * unless q has nothing else; q's words are read with units and model
@@ -295,7 +303,7 @@ query_check_keys(Jsonb *jb)
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
-		"intent_categories", "prior", "prior_categories", NULL
+		"intent_categories", "prior", "prior_categories", "global", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -313,7 +321,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
 		}
 	}
 }
@@ -415,6 +423,45 @@ query_parse_prior(Jsonb *jb, SsQuery *q)
 		}
 		qsort(q->prior_cats, q->nprior_cats, sizeof(SsPriorCat), cmp_prior_cat);
 	}
+}
+
+/*
+ * query_parse_global: "global", the collection statistics to score with
+ * (checked against the words once they are known, in SsParseQuery)
+ */
+static List *
+query_parse_global(Jsonb *jb, SsQuery *q)
+{
+	JsonbValue *v = get_key(jb, "global");
+	JsonbValue *f;
+	JsonbContainer *c;
+	List	   *l;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		bad_query("malformed search query", "global must be an object with docs, lengths, max_popularity and df.");
+	c = v->val.binary.data;
+	q->has_global = true;
+	if ((f = getKeyJsonValueFromContainer(c, "docs", 4, NULL)) == NULL)
+		bad_query("malformed search query", "global needs docs, the number of documents.");
+	q->global_docs = (double) jbv_int8(f, "global docs");
+	if ((f = getKeyJsonValueFromContainer(c, "max_popularity", 14, NULL)) != NULL)
+		q->global_max_popularity = (float4) jbv_float(f, "global max_popularity");
+	if ((f = getKeyJsonValueFromContainer(c, "lengths", 7, NULL)) == NULL ||
+		f->type != jbvBinary || !JsonContainerIsArray(f->val.binary.data) ||
+		list_length(l = jbv_elems(f)) != SS_NFIELDS)
+		bad_query("malformed search query", "global lengths must be an array of the summed title, brand and description lengths.");
+	foreach(lc, l)
+		q->global_sumlen[i++] = jbv_float((JsonbValue *) lfirst(lc), "global lengths");
+	if (q->global_docs < 0)
+		bad_query("malformed search query", "global docs must not be negative.");
+	if ((f = getKeyJsonValueFromContainer(c, "df", 2, NULL)) == NULL ||
+		f->type != jbvBinary || !JsonContainerIsArray(f->val.binary.data))
+		bad_query("malformed search query", "global df must be an array of document frequencies, one per query word.");
+	return jbv_elems(f);
 }
 
 /* query_parse_filters: the filters and the boost lists of the query object. */
@@ -804,6 +851,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	WordList	notypo;
 	WordList	twotypo;
 	WordList	types;
+	List	   *global_df = NIL;
 
 	q->typos = true;
 	q->prefix = true;
@@ -839,6 +887,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 		query_parse_options(jb, q, &notypo, &twotypo);
 		query_parse_word_list(jb, "type_words", &types);
 		groups = query_parse_synonyms(jb);
+		global_df = query_parse_global(jb, q);
 	}
 	else
 		bad_query("malformed search query", "A query is a jsonb object with a \"q\" string, or a jsonb string.");
@@ -871,6 +920,24 @@ SsParseQuery(Jsonb *jb, const char *language)
 				q->words[i].maxtypos = 0;
 				q->words[i].first_fixed = false;
 			}
+	if (q->has_global)
+	{
+		ListCell   *lc;
+		int			i = 0;
+
+		if (list_length(global_df) != q->nwords)
+			bad_query("malformed search query",
+					  psprintf("global df has %d document frequencies; the query has %d words.",
+							   list_length(global_df), q->nwords));
+		q->global_df = palloc(sizeof(double) * Max(q->nwords, 1));
+		foreach(lc, global_df)
+		{
+			q->global_df[i] = jbv_float((JsonbValue *) lfirst(lc), "global df");
+			if (q->global_df[i] < 0)
+				bad_query("malformed search query", "global df must not be negative.");
+			i++;
+		}
+	}
 	return q;
 }
 

@@ -91,6 +91,8 @@
  */
 static bool collect_next = false;
 static bool locs_next = false;	/* SsCollectMatchSet: with locations */
+/* SsTermStats: the next SsEvaluate stops once the words' statistics are known */
+static bool stats_next = false;
 static SsDocVisitor visit_next = NULL;
 static void *visit_next_arg = NULL;
 
@@ -2312,6 +2314,13 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->q->ncats = -1;
 		ev->q->nbrands = -1;
 	}
+	if (ev->q->has_global)
+	{
+		/* a cluster's statistics (issue 16): score as one index of all */
+		ev->meta.ndocs = (uint64) ev->q->global_docs;
+		memcpy(ev->meta.sumlen, ev->q->global_sumlen, sizeof(ev->meta.sumlen));
+		ev->meta.max_popularity = ev->q->global_max_popularity;
+	}
 	ev->filtered = ev->q->ncats >= 0 || ev->q->nbrands >= 0 || ev->q->has_price_min ||
 		ev->q->has_price_max || ev->q->has_rating_min || ev->q->has_in_stock;
 	ev->inv_log_maxpop = ev->meta.max_popularity > 0 ? 1.0f / log1pf(ev->meta.max_popularity) : 0;
@@ -2383,7 +2392,8 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			}
 		for (int i = 0; i < ev->q->nwords; i++)
 		{
-			double		df = Min(wdf[i] > 0 ? wdf[i] : wdf_typo[i], Max(N, 1.0));
+			double		df = Min(ev->q->has_global ? ev->q->global_df[i] :
+								 wdf[i] > 0 ? wdf[i] : wdf_typo[i], Max(N, 1.0));
 			double		n = Max(N, df);
 
 			ev->widf[i] = log(1.0 + (n - df + 0.5) / (df + 0.5));
@@ -2401,6 +2411,8 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
 		}
 	}
+	if (stats_next)
+		return ev;				/* SsTermStats: the expansions are all it needs */
 	if (ev->collect && !ev->visit)
 	{
 		/* facets: room for every possible match at once, not by doubling */
@@ -2497,6 +2509,57 @@ SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms)
 	ms->pend = palloc(sizeof(SsPendItem *) * Max(ev->npend, 1));
 	for (int p = 0; p < ev->npend; p++)
 		ms->pend[p] = ev->pend[p].item;
+}
+
+/*
+ * SsTermStats: the statistics a cluster's DFS phase sums over its shards
+ * (issue 16), from this index: the metapage's document count, summed
+ * field lengths and largest popularity into *meta, and one SsTermStat per
+ * (expansion term, query word) pair of query, the typo and prefix
+ * expansions included, in no particular order; returns how many.  The
+ * scan computes a word's idf from the largest document frequency among
+ * its expansions without typos, or among its typo expansions when it has
+ * none: SsEvaluate with "global" takes that per-word number.
+ */
+int
+SsTermStats(Relation index, Jsonb *query, SsMetaPageData *meta, SsTermStat **out)
+{
+	Eval	   *volatile ev = NULL;
+	HASH_SEQ_STATUS st;
+	Exp		   *e;
+	int			n;
+	int			max;
+
+	stats_next = true;
+	PG_TRY();
+	{
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		stats_next = false;
+	}
+	PG_END_TRY();
+	*meta = ev->meta;
+	n = 0;
+	max = 16;
+	*out = palloc(sizeof(SsTermStat) * max);
+	hash_seq_init(&st, ev->exps);
+	while ((e = hash_seq_search(&st)) != NULL)
+		for (int k = 0; k < e->nm; k++)
+		{
+			if (n == max)
+			{
+				max *= 2;
+				*out = repalloc(*out, sizeof(SsTermStat) * max);
+			}
+			(*out)[n].term = pnstrdup(e->term, e->len);
+			(*out)[n].qword = e->m[k].qword;
+			(*out)[n].typos = e->m[k].typos;
+			(*out)[n].df = e->df;
+			n++;
+		}
+	return n;
 }
 
 /*

@@ -123,4 +123,27 @@ for db in "$A $PA m_one" "$R $PR m_router"; do
         echo "  $3: $label: $lat"
     done
 done
+# The DFS phase alone (the first round trip of a routed search: every
+# shard's statistics of the query's words, summed), what it moves, and
+# what the other way (statistics copied to every shard at refresh time)
+# would have to move: the document frequency of every word of the catalog
+printf '\\set i random(1, 135)\n%s\n' \
+    "SELECT shop_router._search_global((SELECT query FROM public.measure_q WHERE query_id = :i), '{}', true) IS NULL;" \
+    >"$BASE/measure.pgbench"
+"$PGBIN/pgbench" -n -h "$R" -p "$PR" -f "$BASE/measure.pgbench" -t 50 m_router >/dev/null 2>&1
+lat=$("$PGBIN/pgbench" -n -h "$R" -p "$PR" -f "$BASE/measure.pgbench" -t 300 m_router 2>&1 |
+      sed -n 's/^latency average = //p')
+echo "  m_router: the DFS phase alone (shop_router._search_global): $lat"
+q "$R" "$PR" m_router -At <<'SQL'
+SELECT format('  DFS phase: %s terms from the 4 shards per query on average (at most %s), %s bytes of statistics sent back to each shard',
+              round(avg(n)), max(n), round(avg(b)))
+  FROM (SELECT (SELECT sum(jsonb_array_length(r -> 'terms')) FROM shop_router._search_dfs(query, '{}') r) AS n,
+               length(shop_router._search_global(query, '{}', true)::text) AS b
+          FROM public.measure_q) x;
+SQL
+q "$A" "$PA" m_one -At -c "SELECT format('  the catalog''s distinct words (what a refresh-time copy would hold per shard): %s',
+                                  count(DISTINCT t.word))
+                             FROM shop.product p,
+                                  shop.search_tokens(concat_ws(' ', p.title, p.brand, p.description), 'english') t
+                            WHERE p.status = 'active'"
 echo "== measure: done ($(date +%T))"
