@@ -5966,6 +5966,43 @@ GRANT EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_
     shop._search_facets_routed(text, jsonb, jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Inventory: hot product (issue 11) ----------------------------------------
+-- docs/inventory.md ("Data", "Concurrency and locking").  Every hold
+-- inserts one shop.reservation row; what that row costs besides its heap
+-- tuple (bench/hot_cost.sh, one product with 64 buckets, per hold):
+--   - reservation_pkey (product_id, reservation_id, part) and
+--     reservation_id_idx (reservation_id): random version-4 ids, so the
+--     insertions spread over the leaves; both are read (settling by
+--     product and id, the calls that take an id alone);
+--   - reservation_held_idx (product_id, expires_at), held holds that can
+--     expire: the right-most leaf of the product's range, read by every
+--     per-product look at lapsed holds (stock_available, reserve's peek
+--     and reclaim): it stays;
+--   - reservation_expiry_idx (expires_at), the same holds: the right-most
+--     leaf of the whole index, for every hold with an expiry of every
+--     product (one leaf page that all of them lock in turn).  Its only
+--     readers were shop.sweep()'s lapsed holds and shop.monitor_sweep();
+--     both are served by reservation_held_idx, whose predicate is the
+--     same, read whole (its entries are the holds that can expire, not
+--     the store's history: about 550 pages for 300,000 such holds).
+--     Dropped: one index insertion, one WAL record and 66 bytes of WAL
+--     per hold (684.8 -> 618.9 bytes), 579,524 instructions against
+--     597,665.
+--   - no index on created_at or ref (reservation_ref_idx went with the
+--     checkout-cost section).
+-- And two of its three CHECK constraints, which PostgreSQL 15 reads and
+-- plans again in every statement that writes the table (as the stock's,
+-- dropped by the checkout-cost section): status (shop's statements write
+-- only 'held', 'committed', 'released' and 'expired', as constants) and
+-- ref (at most 200 characters: shop.reserve and shop.reserve_many refuse a
+-- longer one with 22001, checkout writes 'order:<uuid>').  qty > 0 stays:
+-- reserved is the sum of the held parts' qty.  654,817 -> 597,665
+-- instructions per hold.
+DROP INDEX shop.reservation_expiry_idx;
+ALTER TABLE shop.reservation DROP CONSTRAINT reservation_status_check,
+                             DROP CONSTRAINT reservation_ref_check;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
