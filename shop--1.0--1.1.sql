@@ -5919,6 +5919,26 @@ $$;
 COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb) IS
 'internal (shop_router): shop.search_facets matching with the cluster''s words global';
 
+-- the same for the router's bounded and attribute facets: every brand and
+-- category, and the attributes keys most matches hold (up to 1000 values
+-- each), for the router to sum and cut
+CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb, attributes int)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    res jsonb;
+BEGIN
+    PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
+    res := shop.search_facets(query, filters, NULL, attributes);
+    PERFORM set_config('shop.search_global', '', true);
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb, int) IS
+'internal (shop_router): shop.search_facets(query, filters, NULL, attributes) matching with the cluster''s words global';
+
 -- did_you_mean through the router, word by word: each word of the query
 -- (shop.search_tokens, as shop.did_you_mean reads it) with what this
 -- shard's index says of it: whether it holds the word itself, and every

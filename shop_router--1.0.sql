@@ -717,13 +717,130 @@ $$;
 COMMENT ON FUNCTION shop.did_you_mean(text) IS
 'router: the spelling correction of one index of every shard, word by word';
 
+-- the bounded facets and attribute facets of shop 1.1: every shard gives
+-- its full brand and category lists and, for the attributes keys (up to
+-- 100) its matches hold most, up to 1000 values each; the router sums
+-- them and cuts as one node cuts.  Exact as long as no shard's matches
+-- hold more keys than asked for or a key more than 1000 values
+-- (docs/scale-out.md).
+CREATE FUNCTION shop_router._search_facets_top(i_query text, i_filters jsonb, i_global jsonb,
+                                               i_attributes int)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._search_facets_routed($1, $2, $3, $4);
+$$;
+
+CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int, attributes int)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    lim int := coalesce(top, 2147483647);
+    res jsonb;
+BEGIN
+    IF top IS NOT NULL AND (top < 1 OR top > 1000) THEN
+        RAISE EXCEPTION 'top out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('top is %s; it must be between 1 and 1000, or NULL for every value.', top);
+    END IF;
+    IF attributes IS NULL OR attributes < 0 OR attributes > 100 THEN
+        RAISE EXCEPTION 'attributes out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('attributes is %s; it must be between 0 and 100 (how many attribute keys to list).',
+                                  coalesce(attributes::text, 'NULL'));
+    END IF;
+    WITH f AS MATERIALIZED (
+        SELECT r FROM shop_router._search_facets_top(query, filters,
+                                                     shop_router._search_global(query, filters, false),
+                                                     CASE WHEN attributes > 0 THEN 100 ELSE 0 END) r
+    ), b AS MATERIALIZED (
+        SELECT x.v, x.n, row_number() OVER (ORDER BY x.n DESC, x.v) AS o
+          FROM (SELECT e ->> 'value' AS v, sum((e ->> 'count')::bigint) AS n
+                  FROM f, jsonb_array_elements(f.r -> 'brand') e GROUP BY 1) x
+    ), c AS MATERIALIZED (
+        SELECT x.id, x.name, x.n, row_number() OVER (ORDER BY x.n DESC, x.id) AS o
+          FROM (SELECT (e ->> 'category_id')::bigint AS id, min(e ->> 'name') AS name,
+                       sum((e ->> 'count')::bigint) AS n
+                  FROM f, jsonb_array_elements(f.r -> 'category') e GROUP BY 1) x
+    ), ak AS MATERIALIZED (
+        SELECT x.k, x.n, row_number() OVER (ORDER BY x.n DESC, x.k COLLATE "C") AS o
+          FROM (SELECT e ->> 'key' AS k, sum((e ->> 'count')::bigint) AS n
+                  FROM f, jsonb_array_elements(f.r -> 'attributes') e GROUP BY 1) x
+    ), av AS MATERIALIZED (
+        SELECT x.k, x.val, x.n, row_number() OVER (PARTITION BY x.k ORDER BY x.n DESC, x.val) AS o
+          FROM (SELECT e ->> 'key' AS k, v -> 'value' AS val, sum((v ->> 'count')::bigint) AS n
+                  FROM f, jsonb_array_elements(f.r -> 'attributes') e,
+                       jsonb_array_elements(e -> 'values') v
+                 GROUP BY 1, 2) x
+    ), buckets AS (
+        SELECT e ->> 'bucket' AS bucket, (e ->> 'min_cents')::bigint AS lo,
+               (e ->> 'max_cents')::bigint AS hi, sum((e ->> 'count')::bigint) AS n
+          FROM f, jsonb_array_elements(f.r -> 'price') e GROUP BY 1, 2, 3
+    )
+    SELECT jsonb_build_object(
+        'total', (SELECT coalesce(sum((f.r ->> 'total')::bigint), 0) FROM f),
+        'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', b.v, 'count', b.n) ORDER BY b.o)
+                             FROM b WHERE b.o <= lim), '[]'),
+        'brand_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(b.n), 0))
+                          FROM b WHERE b.o > lim),
+        'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', c.id, 'name', c.name,
+                                                                  'count', c.n) ORDER BY c.o)
+                                FROM c WHERE c.o <= lim), '[]'),
+        'category_other', (SELECT jsonb_build_object('values', count(*), 'count', coalesce(sum(c.n), 0))
+                             FROM c WHERE c.o > lim),
+        'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', x.bucket, 'min_cents', x.lo,
+                                                               'max_cents', x.hi, 'count', x.n) ORDER BY x.lo)
+                             FROM buckets x), '[]'),
+        'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', x.m, 'count', x.n) ORDER BY x.m DESC)
+                              FROM (SELECT (e ->> 'min')::int AS m, sum((e ->> 'count')::bigint) AS n
+                                      FROM f, jsonb_array_elements(f.r -> 'rating') e GROUP BY 1) x), '[]'))
+        || CASE WHEN attributes > 0 THEN jsonb_build_object(
+            'attributes', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'key', ak.k, 'count', ak.n,
+                    'values', (SELECT coalesce(jsonb_agg(jsonb_build_object('value', av.val, 'count', av.n)
+                                                         ORDER BY av.o), '[]')
+                                 FROM av WHERE av.k = ak.k AND av.o <= least(lim, 1000)),
+                    'other', jsonb_build_object(
+                        'values', (SELECT count(*) FROM av WHERE av.k = ak.k AND av.o > least(lim, 1000)),
+                        'count', ak.n - (SELECT coalesce(sum(av.n), 0) FROM av
+                                          WHERE av.k = ak.k AND av.o <= least(lim, 1000))))
+                    ORDER BY ak.o) FROM ak WHERE ak.o <= attributes), '[]'),
+            'attributes_other', jsonb_build_object('keys', (SELECT count(*) FROM ak WHERE ak.o > attributes)))
+           ELSE '{}' END
+      INTO res;
+    RETURN res;
+END
+$$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb, int, int) IS
+'router: the bounded facet counts and attribute facets of every shard, summed and cut as one node cuts';
+
+CREATE FUNCTION shop.search_facets(query text, filters jsonb, top int)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF top IS NULL THEN
+        RETURN shop.search_facets(query, filters);
+    END IF;
+    RETURN shop.search_facets(query, filters, top, 0);
+END
+$$;
+COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
+'router: the facet counts of every shard, summed, with the brand and category lists cut to the top values';
+
 -- the DFS phase's functions, for both roles (the section below revokes
 -- PUBLIC's right to every function)
 GRANT EXECUTE ON FUNCTION
     shop_router._search_dfs(text, jsonb), shop_router._search_global(text, jsonb, boolean),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb),
-    shop_router._search_facets_routed(text, jsonb, jsonb)
+    shop_router._search_facets_routed(text, jsonb, jsonb),
+    shop_router._search_facets_top(text, jsonb, jsonb, int)
     TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
@@ -740,6 +857,7 @@ GRANT EXECUTE ON FUNCTION
     shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint),
     shop.stock_available(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
+    shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
     shop.autocomplete(text, int), shop.did_you_mean(text),
     shop_router._search(text, jsonb, text, int, int, bigint), shop_router._search_facets(text, jsonb),
     shop_router._autocomplete(text, int), shop_router._did_you_mean(text)

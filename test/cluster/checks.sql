@@ -214,6 +214,17 @@ SELECT fail_if(count(*) > 0, 'search_facets through the router = one node''s, ex
  WHERE router(format('SELECT shop.search_facets(%L, %L)', q, filters))::jsonb
        IS DISTINCT FROM one(format('SELECT shop.search_facets(%L, %L)', q, filters))::jsonb;
 
+-- bounded lists and attribute facets (shop 1.1): summed, then cut as one node cuts
+SELECT fail_if(count(*) > 0, 'bounded and attribute search_facets through the router = one node''s, exactly',
+               string_agg(format('%s %s %s %s', q, filters, top, nattr), '; '))
+  FROM facet_cases, (VALUES (1, 0), (2, 1), (3, 2), (NULL, 3)) x(top, nattr)
+ WHERE router(format('SELECT shop.search_facets(%L, %L, %s, %s)', q, filters, coalesce(top::text, 'NULL'), nattr))::jsonb
+       IS DISTINCT FROM one(format('SELECT shop.search_facets(%L, %L, %s, %s)', q, filters, coalesce(top::text, 'NULL'), nattr))::jsonb
+    OR router(format('SELECT shop.search_facets(%L, %L, %s)', q, filters, coalesce(top::text, 'NULL')))::jsonb
+       IS DISTINCT FROM one(format('SELECT shop.search_facets(%L, %L, %s)', q, filters, coalesce(top::text, 'NULL')))::jsonb;
+SELECT fail_if(router($$SELECT jsonb_array_length(shop.search_facets('laptop', '{}', 2, 1) -> 'attributes')$$)::int <> 1,
+               'the router lists the attribute keys asked for');
+
 \echo == autocomplete and did_you_mean
 SELECT fail_if(router($$SELECT string_agg(suggestion, '|') FROM shop.autocomplete('lenov', 5)$$) !~ 'Lenovo',
                'autocomplete through the router suggests a brand from its prefix');

@@ -15,9 +15,16 @@
 CRASH_AFTER=${CRASH_AFTER:-$([ "${CLUSTER_LONG:-0}" = 1 ] && echo 8 || echo 3)}
 CRASH_RUN=$((CRASH_AFTER + 3))
 killall9() {   # SIGKILL the postmaster of cluster directory $1 and its children
-    local pm
+    local pm kids n=0
     pm=$(head -1 "$1/data/postmaster.pid")
-    kill -9 "$pm" $(ps -o pid= --ppid "$pm") 2>/dev/null || true
+    kids=$(ps -o pid= --ppid "$pm")
+    kill -9 "$pm" $kids 2>/dev/null || true
+    # until they are gone (reaped): a new postmaster refuses to start while
+    # the old one's pid still exists, which on a loaded machine can take
+    # longer than the second the loop waits (it failed so once)
+    while [ $n -lt 600 ] && for p in $pm $kids; do [ -e "/proc/$p" ] && break; done; do
+        sleep 0.1; n=$((n + 1))
+    done
 }
 q "$R" "$PR" router -q <<'SQL'
 SET client_min_messages = warning;
