@@ -4355,7 +4355,12 @@ COMMENT ON FUNCTION shop.rebuild_recommendations() IS
 -- (the 3 * lim + 60 most popular products).  Never proposed: what the
 -- customer bought, their seeds, inactive products.  Trending fills a short
 -- list (score 0.001 * popularity, as _recommend_personal).
-CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
+-- The blend with a cut-off: _recommend_blend(customer, lim, before) is
+-- the list recommend would have shown at `before` from the customer's
+-- counted orders placed before it (views left out: they are not kept with
+-- their history); the other sources are read as they are now.  With
+-- before NULL it is recommend's list; the 2-argument call is that.
+CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
 RETURNS SETOF shop.scored_product
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -4383,13 +4388,14 @@ BEGIN
           FROM shop."order" o
           JOIN shop.order_line l ON l.order_id = o.order_id
          WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
+           AND (before IS NULL OR o.created_at < before)
          GROUP BY l.product_id
     ), seeds AS (
         SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
           FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
                 UNION ALL
                 SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
-                 WHERE v.customer_id = _recommend_blend.customer_id) x
+                 WHERE v.customer_id = _recommend_blend.customer_id AND before IS NULL) x
          GROUP BY x.product_id
     ), item AS (
         SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
@@ -4457,16 +4463,25 @@ BEGIN
                    AND NOT EXISTS (SELECT 1 FROM shop."order" o
                                      JOIN shop.order_line l ON l.order_id = o.order_id
                                     WHERE o.customer_id = _recommend_blend.customer_id
-                                      AND l.product_id = p.product_id AND shop._counted(o.status))
+                                      AND l.product_id = p.product_id AND shop._counted(o.status)
+                                      AND (before IS NULL OR o.created_at < before))
                    AND NOT EXISTS (SELECT 1 FROM shop.view_event v
                                     WHERE v.customer_id = _recommend_blend.customer_id
-                                      AND v.product_id = p.product_id)
+                                      AND v.product_id = p.product_id AND before IS NULL)
                  ORDER BY p.popularity DESC, p.product_id
                  LIMIT lim - cardinality(ids)) t;
     END IF;
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
 END
 $$;
+COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
+'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
+REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
+
+CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int) IS
 'internal: the personal list of shop.recommend: item-to-item, customers like you, content and popularity, blended with the weights shop.reco_weight_*; trending fills the rest';
 
@@ -5205,133 +5220,8 @@ $$;
 
 REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
 
--- The blend with a cut-off: _recommend_blend(customer, lim, before) is
--- the list recommend would have shown at `before` from the customer's
--- counted orders placed before it (views left out: they are not kept with
--- their history); the other sources are read as they are now.  With
--- before NULL it is recommend's list; the 2-argument call is that.
-CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
-RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    wi float8 := current_setting('shop.reco_weight_item')::float8;
-    wl float8 := current_setting('shop.reco_weight_like')::float8;
-    wc float8 := current_setting('shop.reco_weight_content')::float8;
-    wp float8 := current_setting('shop.reco_weight_popular')::float8;
-    ids bigint[];
-    scores real[];
-BEGIN
-    IF _recommend_blend.customer_id IS NULL THEN
-        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM shop._authorize(_recommend_blend.customer_id);
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    WITH bought AS (
-        SELECT l.product_id, max(o.created_at) AS at
-          FROM shop."order" o
-          JOIN shop.order_line l ON l.order_id = o.order_id
-         WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
-           AND (before IS NULL OR o.created_at < before)
-         GROUP BY l.product_id
-    ), seeds AS (
-        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
-          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
-                UNION ALL
-                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
-                 WHERE v.customer_id = _recommend_blend.customer_id AND before IS NULL) x
-         GROUP BY x.product_id
-    ), item AS (
-        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
-          FROM seeds s
-          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
-         WHERE wi > 0
-         GROUP BY c.other_id
-    ), alike AS (
-        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
-          FROM shop.customer_neighbour nb
-          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
-         WHERE wl > 0 AND nb.customer_id = _recommend_blend.customer_id
-         GROUP BY ci.product_id
-    ), thin AS (
-        SELECT s.product_id
-          FROM seeds s
-         WHERE wc > 0
-           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
-         ORDER BY s.at DESC, s.product_id
-         LIMIT 1
-    ), content AS (
-        SELECT x.product_id, sum(x.score)::float8 AS sc
-          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
-         GROUP BY x.product_id
-    ), pop AS (
-        SELECT p.product_id, p.popularity::float8 AS sc
-          FROM shop.product p
-         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
-         ORDER BY p.popularity DESC, p.product_id
-         LIMIT 3 * lim + 60
-    ), cand AS (
-        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
-          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
-                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
-                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
-                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
-         WHERE y.sc > 0
-    )
-    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
-           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
-      INTO ids, scores
-      FROM (SELECT r.product_id, r.sc
-              FROM (SELECT c.product_id, sum(c.part)::real AS sc
-                      FROM cand c
-                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
-                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
-                     GROUP BY c.product_id
-                     ORDER BY sc DESC, c.product_id
-                     LIMIT 3 * lim + 10) r
-              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
-             WHERE r.sc > 0
-             ORDER BY r.sc DESC, r.product_id
-             LIMIT lim) r;
-    ids := coalesce(ids, '{}');
-    scores := coalesce(scores, '{}');
-    IF cardinality(ids) < lim THEN
-        -- fill from trending, below every blended score
-        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
-               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
-          INTO ids, scores
-          FROM (SELECT p.product_id, p.popularity
-                  FROM shop.product p
-                 WHERE p.status = 'active' AND p.popularity > 0
-                   AND p.product_id <> ALL (ids)
-                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
-                                     JOIN shop.order_line l ON l.order_id = o.order_id
-                                    WHERE o.customer_id = _recommend_blend.customer_id
-                                      AND l.product_id = p.product_id AND shop._counted(o.status)
-                                      AND (before IS NULL OR o.created_at < before))
-                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
-                                    WHERE v.customer_id = _recommend_blend.customer_id
-                                      AND v.product_id = p.product_id AND before IS NULL)
-                 ORDER BY p.popularity DESC, p.product_id
-                 LIMIT lim - cardinality(ids)) t;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
-END
-$$;
-COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
-'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
-REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION shop._recommend_blend(customer_id bigint, lim int DEFAULT 10)
-RETURNS SETOF shop.scored_product
-LANGUAGE sql STABLE
-AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
+-- _recommend_blend(customer, lim, before), the blend with a cut-off, is
+-- defined with the blend, in the customers-like-you section above.
 
 -- recommend's default list goes straight to the blend
 CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
