@@ -119,7 +119,7 @@ SELECT format('shop_event_group_last_ack_timestamp_seconds{consumer_group="%s"} 
               group_name, extract(epoch FROM coalesce(acked_at, created_at)))
   FROM shop.event_group;
 SELECT 'shop_recommendations_coverage = 0.5';
-SELECT 'shop_recommendations_fallback_share = 0.75';
+SELECT 'shop_recommendations_fallback_share = 0';
 SELECT format('shop_recommendations_hr_at_10 = %s', hits::float8 / orders_evaluated) FROM shop.reco_health;
 SELECT 'shop_recommendations_evaluated_orders = 4';
 SELECT format('shop_recommendations_last_evaluation_timestamp_seconds = %s', extract(epoch FROM evaluated_at)) FROM shop.reco_health;

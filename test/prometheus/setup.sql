@@ -78,8 +78,10 @@ SELECT count(*) AS out FROM shop.event_claim('mailer', 'm1', 2, '1 day');
 -- recommendations: two guests bought K-1 and K-2 together four days ago
 -- (the only co-purchase lists: 2 of the 4 products); customer 708 bought
 -- K-2 three days ago and K-1 two days ago.  Folded in, then evaluated:
--- 708's, 701's and 705's orders (4 counted orders of customers in 7 days),
--- three of them without an earlier purchase (fell back to popularity).
+-- 708's, 701's and 705's orders (4 counted orders of customers in 7 days).
+-- Three of them have no earlier purchase, but all three customers bought
+-- K-1, so each has customers like them (the blend reads that source as it
+-- is now): no list fell back to popularity.
 CREATE FUNCTION pg_temp.past_order(customer bigint, products bigint[], age interval) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE o uuid;
