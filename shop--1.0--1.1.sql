@@ -2258,6 +2258,9 @@ COMMENT ON FUNCTION shop.experiment_assign(text, bigint, text) IS
 'the variant (name, params) of a customer or guest in a running experiment; NULLs when stopped or outside every share';
 
 -- experiment_create: a named experiment and its variants, running from now.
+-- An experiment variant names its list: 'default' and 'blend' the blend,
+-- 'personal' the 1.1 list (item-to-item, trending fills the rest),
+-- 'popularity' trending, 'similar' (also_bought) content neighbours.
 CREATE FUNCTION shop.experiment_create(name text, variants jsonb, attribution_window interval DEFAULT '1 day')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -2308,14 +2311,14 @@ BEGIN
         method := coalesce(v ->> 'method', 'default');
         IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
            OR share IS NULL OR share <= 0 OR share > 1
-           OR method NOT IN ('default', 'popularity', 'similar')
+           OR method NOT IN ('default', 'blend', 'personal', 'popularity', 'similar')
            OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
                                   OR (v ->> 'explore')::float8 < 0 OR (v ->> 'explore')::float8 > 0.5))
            OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
             RAISE EXCEPTION 'invalid variant'
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
-                                      'an optional method (default, popularity, similar) and an optional explore share (0 to 0.5).',
+                                      'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
                                       i + 1, v::text);
         END IF;
         width := round(share * 10000);
@@ -5230,92 +5233,6 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
 
--- An experiment variant names its list: 'default' and 'blend' the blend,
--- 'personal' the 1.1 list (item-to-item, trending fills the rest),
--- 'popularity' trending, 'similar' (also_bought) content neighbours.
-CREATE OR REPLACE FUNCTION shop.experiment_create(name text, variants jsonb, attribution_window interval DEFAULT '1 day')
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    eid integer;
-    v jsonb;
-    i integer := 0;
-    lo integer := 0;
-    width integer;
-    share numeric;
-    vname text;
-    method text;
-    result jsonb := '[]';
-BEGIN
-    PERFORM shop._require(experiment_create.name, 'name');
-    PERFORM shop._require(experiment_create.variants, 'variants');
-    PERFORM shop._require(experiment_create.attribution_window, 'attribution_window');
-    IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]' THEN
-        RAISE EXCEPTION 'invalid experiment name'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An experiment name has 1 to 100 characters and no control characters.';
-    END IF;
-    IF jsonb_typeof(variants) <> 'array' OR jsonb_array_length(variants) NOT BETWEEN 2 AND 20 THEN
-        RAISE EXCEPTION 'invalid variants'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'variants must be a jsonb array of 2 to 20 objects.',
-                  HINT = 'For example [{"name": "control", "share": 0.5}, {"name": "popular", "share": 0.5, "method": "popularity"}].';
-    END IF;
-    IF attribution_window < '1 minute' OR attribution_window > '90 days' THEN
-        RAISE EXCEPTION 'attribution window out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('attribution_window is %s; it must be between 1 minute and 90 days.', attribution_window);
-    END IF;
-    IF EXISTS (SELECT 1 FROM shop.experiment e WHERE e.name = experiment_create.name) THEN
-        RAISE EXCEPTION 'experiment already exists'
-            USING ERRCODE = 'unique_violation',
-                  DETAIL = format('An experiment is already named %s.', quote_literal(experiment_create.name)),
-                  HINT = 'Experiment names are never reused: choose another name.';
-    END IF;
-    INSERT INTO shop.experiment (name, attribution_window)
-    VALUES (experiment_create.name, experiment_create.attribution_window)
-    RETURNING experiment_id INTO eid;
-    FOR v IN SELECT x FROM jsonb_array_elements(variants) x LOOP
-        vname := CASE WHEN jsonb_typeof(v) = 'object' THEN v ->> 'name' END;
-        share := CASE WHEN jsonb_typeof(v -> 'share') = 'number' THEN (v ->> 'share')::numeric END;
-        method := coalesce(v ->> 'method', 'default');
-        IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
-           OR share IS NULL OR share <= 0 OR share > 1
-           OR method NOT IN ('default', 'blend', 'personal', 'popularity', 'similar')
-           OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
-                                  OR (v ->> 'explore')::float8 < 0 OR (v ->> 'explore')::float8 > 0.5))
-           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
-            RAISE EXCEPTION 'invalid variant'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
-                                      'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
-                                      i + 1, v::text);
-        END IF;
-        width := round(share * 10000);
-        IF width < 1 OR lo + width > 10000 THEN
-            RAISE EXCEPTION 'invalid variant shares'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'Every share must be at least 0.0001 and the shares must add up to at most 1.';
-        END IF;
-        IF EXISTS (SELECT 1 FROM shop.experiment_variant x WHERE x.experiment_id = eid AND x.name = vname) THEN
-            RAISE EXCEPTION 'invalid variant'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Two variants are named %s.', quote_literal(vname));
-        END IF;
-        INSERT INTO shop.experiment_variant (experiment_id, variant, name, bucket_lo, bucket_hi, params)
-        VALUES (eid, i, vname, lo, lo + width, v - 'name' - 'share');
-        result := result || jsonb_build_object('name', vname, 'share', width / 10000.0,
-                                               'buckets', jsonb_build_array(lo, lo + width - 1),
-                                               'params', v - 'name' - 'share');
-        lo := lo + width;
-        i := i + 1;
-    END LOOP;
-    RETURN jsonb_build_object('experiment', experiment_create.name, 'attribution_window', attribution_window::text,
-                              'variants', result);
-END
-$$;
 
 CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
 RETURNS SETOF shop.scored_product
