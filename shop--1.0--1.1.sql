@@ -2075,8 +2075,9 @@ COMMENT ON FUNCTION shop._experiment_explore(integer, bigint[], real[], int, flo
 'internal: gives about share of a list''s slots to cold products, chosen by Thompson sampling on their click-through in the experiment (shop.experiment_arm)';
 
 -- recommend: the 1.0 call, and with an experiment the variant's list and
--- an impression.  Methods: 'default' (the personal list), 'popularity'
--- (store-wide trending).
+-- an impression.  Methods: 'default' (the personal list; the blend since
+-- the customers-like-you section), 'popularity' (store-wide trending),
+-- 'personal' (the 1.1 list, _recommend_personal).
 CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
 RETURNS SETOF shop.scored_product
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -2119,6 +2120,10 @@ BEGIN
     IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
         SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
           FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
+    ELSIF params ->> 'method' = 'personal' THEN
+        -- the 1.1 list: item-to-item, trending fills the rest
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
     ELSE
         SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
           FROM shop._recommend_default(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
@@ -5226,84 +5231,7 @@ REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
 -- _recommend_blend(customer, lim, before), the blend with a cut-off, is
 -- defined with the blend, in the customers-like-you section above.
 
--- recommend's default list goes straight to the blend
-CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
-RETURNS SETOF shop.scored_product
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $$;
 
-
-CREATE OR REPLACE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
-RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    eid integer;
-    stopped timestamptz;
-    vno smallint;
-    params jsonb;
-    ids bigint[];
-    scores real[];
-BEGIN
-    IF recommend.experiment IS NULL THEN
-        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
-        RETURN;
-    END IF;
-    IF recommend.customer_id IS NULL THEN
-        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM shop._authorize(recommend.customer_id);
-    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
-      FROM shop.experiment e
-      LEFT JOIN shop.experiment_variant v
-             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
-     WHERE e.name = recommend.experiment;
-    IF eid IS NULL THEN
-        RAISE EXCEPTION 'experiment not found'
-            USING ERRCODE = 'SH006',
-                  DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
-                  HINT = 'Create it with shop.experiment_create.';
-    END IF;
-    IF vno IS NULL THEN
-        -- stopped, or the customer is outside every share
-        RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
-        RETURN;
-    END IF;
-    IF coalesce(params ->> 'method', 'default') = 'popularity' THEN
-        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop.trending(NULL, recommend.lim) WITH ORDINALITY t(product_id, score, n);
-    ELSIF params ->> 'method' = 'personal' THEN
-        -- the 1.1 list: item-to-item, trending fills the rest
-        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop._recommend_personal(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
-    ELSE
-        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
-          FROM shop._recommend_default(recommend.customer_id, recommend.lim) WITH ORDINALITY t(product_id, score, n);
-    END IF;
-    IF params ? 'explore' THEN
-        SELECT x.new_ids, x.new_scores INTO ids, scores
-          FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
-                                        (params ->> 'explore')::float8, '{}') x;
-    END IF;
-    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
-        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
-        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
-        -- every 200th list, or one in 20 that finds the buffer's first
-        -- row over a minute old, moves the buffer
-        IF random() < 0.005
-           OR (random() < 0.05
-               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
-            PERFORM shop._experiment_flush();
-        END IF;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
-END
-$$;
 
 -- reco_evaluate: offline HR@10 of the list recommend shows (the blend),
 -- the way the issue's time split measures it: for each of the latest
