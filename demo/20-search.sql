@@ -70,6 +70,11 @@ SELECT (f -> 'brand') AS top_brands, f -> 'brand_other' AS other_brands
   FROM shop.search_facets(:'demo_word', '{}', 3) f;
 
 \echo
+\echo '--- attribute facets: the 2 attribute keys most matches hold, each with its top 3 values (counted in the index)'
+SELECT a ->> 'key' AS key, a -> 'count' AS products, a -> 'values' AS top_values
+  FROM jsonb_array_elements(shop.search_facets(:'demo_word', '{}', 3, 2) -> 'attributes') a;
+
+\echo
 \echo '--- newest first, straight from the index''s stored values (no read of every match)'
 SELECT product_id, left(title, 60) AS title
   FROM shop.search(:'demo_word', sort => 'newest', lim => 3);
