@@ -13,9 +13,14 @@ set -euo pipefail
 # prometheus-postgres-exporter, prometheus (for promtool) and curl:
 # test/prometheus scrapes shop's metrics through the exporter and checks
 # the alert rules (docs/operations.md, "Monitoring with Prometheus").
+# build-essential: dpkg-buildpackage (make deb, test/deb) refuses to start
+# without it, and --no-install-recommends below does not bring it.
+# procps (ps): test/cluster/crash.sh waits for the processes it killed.
+# A minimal Debian 12 (debootstrap --variant=minbase) has neither.
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-contrib libstemmer-dev
       postgresql-15-rum gcc libc6-dev make pgbouncer dpkg-dev debhelper
-      prometheus-postgres-exporter prometheus curl libipc-run-perl postgresql-15-plproxy"
+      prometheus-postgres-exporter prometheus curl libipc-run-perl postgresql-15-plproxy
+      build-essential procps"
 
 missing=""
 for p in $PKGS; do
