@@ -17,6 +17,18 @@ CRASH_RUN=$((CRASH_AFTER + 3))
 killall9() {   # SIGKILL the postmaster of cluster directory $1 and its children
     local pm kids n=0
     pm=$(head -1 "$1/data/postmaster.pid")
+    # Stop the postmaster first, so that it forks no child between the list
+    # of its children and the kill: a backend forked just then (a router's
+    # connection still authenticating) was left orphaned, waiting for ever
+    # on a lock a killed process held, and with it the router's call and
+    # pgbench, and the restart ("pre-existing shared memory block is still
+    # in use"). A stopped process shows state T in /proc/<pid>/stat.
+    kill -STOP "$pm" 2>/dev/null || true
+    while [ $n -lt 100 ] && [ -e "/proc/$pm" ] &&
+        [ "$(awk '{print $3}' "/proc/$pm/stat" 2>/dev/null)" != T ]; do
+        sleep 0.05; n=$((n + 1))
+    done
+    n=0
     kids=$(ps -o pid= --ppid "$pm")
     kill -9 "$pm" $kids 2>/dev/null || true
     # until they are gone (reaped): a new postmaster refuses to start while
