@@ -49,7 +49,9 @@ SQL
 for victim in A B R; do
     case $victim in A) vdir=$A ;; B) vdir=$B ;; R) vdir=$R ;; esac
     echo "== kill -9 of $([ $victim = R ] && echo the router || echo "shard cluster $victim") in the middle of checkouts ($(date +%T))"
-    "$PGBIN/pgbench" -n -h "$R" -p "$PR" -U web -c 16 -j 4 -T "$CRASH_RUN" -f "$BASE/race.pgb" router \
+    # timeout: a client stuck for good fails the test instead of hanging it
+    timeout -s KILL $((CRASH_RUN + 180)) \
+        "$PGBIN/pgbench" -n -h "$R" -p "$PR" -U web -c 16 -j 4 -T "$CRASH_RUN" -f "$BASE/race.pgb" router \
         >"$BASE/crash_$victim.out" 2>&1 &
     bench=$!
     sleep "$CRASH_AFTER"
