@@ -41,8 +41,11 @@ control=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$SRC/shop.control")
 #    load into an older server of the same major version
 dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-15 | sed 's/-[^-]*$//')
 depends=$(dpkg-deb -f "$DEB" Depends)
+#    (postgresql-common 248+deb12u2's pg_buildext asks for postgresql-15
+#    (>> <its headers' version>) itself, and dpkg-gencontrol keeps only that
+#    stricter bound: a server of that version's Debian revisions satisfies it)
 case ", $depends," in
-    *", postgresql-15 (>= $dev),"*) ;;
+    *", postgresql-15 (>= $dev),"* | *", postgresql-15 (>> $dev),"*) ;;
     *) echo "the package does not depend on postgresql-15 (>= $dev), the server version of its headers: $depends"; bad=1 ;;
 esac
 
