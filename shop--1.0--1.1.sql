@@ -3229,10 +3229,11 @@ BEGIN
         RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
     END IF;
     FOR rid IN
-        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
          WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
            AND r.status = 'held' AND (paid OR r.expires_at < 'infinity')
-         ORDER BY 1
+         GROUP BY r.reservation_id
+         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
     LOOP
         IF shop.reservation_release(rid) THEN
             n := n + 1;
@@ -3265,10 +3266,11 @@ DECLARE
     rid uuid;
 BEGIN
     FOR rid IN
-        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
          WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
            AND r.status = 'held' AND r.expires_at > now()
-         ORDER BY 1
+         GROUP BY r.reservation_id
+         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
     LOOP
         PERFORM shop.reservation_extend(rid, NULL);
         n := n + 1;
@@ -3307,9 +3309,9 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT DISTINCT h.reservation_id, h.status FROM shop.reservation h, unnest(product_ids) u(pid)
+        SELECT DISTINCT h.product_id, h.reservation_id, h.status FROM shop.reservation h, unnest(product_ids) u(pid)
          WHERE h.product_id = u.pid AND h.reservation_id = shop._saga_hold_id(order_id, u.pid)
-         ORDER BY 1
+         ORDER BY 1, 2    -- product order, as reserve_many locks
     LOOP
         IF r.status = 'held' THEN
             PERFORM shop.reservation_commit(r.reservation_id);
