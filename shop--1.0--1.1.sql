@@ -4841,21 +4841,43 @@ COMMENT ON FUNCTION shop._cart_add_signed(uuid, bigint, int, bigint, bigint, tex
 -- Checkout ------------------------------------------------------------------
 
 -- step 1, customer shard: shop._saga_begin, and for a started saga the
--- signature of its lines (what the product shards may hold for it)
+-- signature of its lines (what the product shards may hold for it).  One
+-- checkout of a cart at a time, as on one node (where a second checkout
+-- of the cart waits for the first and finds it empty): while a saga of
+-- the cart under another key is started, its lines are still in the cart,
+-- and a second saga would hold them, and place them, again (55006)
 CREATE FUNCTION shop._saga_begin_signed(order_id uuid, cart_id uuid, payment_token text,
                                         idempotency_key text, shipping_address jsonb)
 RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
                saga_sig text)
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+#variable_conflict use_variable
+DECLARE
+    cust bigint;
+    other uuid;
+BEGIN
+    SELECT t.customer_id INTO cust FROM shop.cart t WHERE t.cart_id = cart_id FOR UPDATE;
+    IF FOUND THEN
+        PERFORM shop._authorize(cust);
+    END IF;
+    SELECT g.order_id INTO other FROM shop.saga g
+     WHERE g.cart_id = cart_id AND g.status = 'started' AND g.key IS DISTINCT FROM idempotency_key
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cart is being checked out' USING ERRCODE = 'object_in_use',
+            DETAIL = format('A checkout of cart %s under another idempotency key (order %s) has not finished.',
+                            cart_id, other),
+            HINT = 'Repeat that checkout with its key, or retry once shop_router.saga_recover() has finished it.';
+    END IF;
+    RETURN QUERY
     SELECT b.saga_order_id, b.saga_status, b.saga_product_ids, b.saga_qtys,
            CASE WHEN b.saga_status = 'started'
                 THEN shop._saga_proof(jsonb_build_array('reserve', b.saga_order_id, b.saga_product_ids, b.saga_qtys))
            END
-      FROM shop._saga_begin(_saga_begin_signed.order_id, _saga_begin_signed.cart_id,
-                            _saga_begin_signed.payment_token, _saga_begin_signed.idempotency_key,
-                            _saga_begin_signed.shipping_address) b
+      FROM shop._saga_begin(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
+END
 $$;
 COMMENT ON FUNCTION shop._saga_begin_signed(uuid, uuid, text, text, jsonb) IS
 'internal (router), checkout step 1: shop._saga_begin and the signature of the saga''s lines';
@@ -5849,6 +5871,9 @@ AS $$
             OR (g.status = 'done' AND o.status = 'pending'))
      ORDER BY g.updated_at, g.order_id;
 $$;
+
+-- the started saga of a cart, which shop._saga_begin_signed looks for
+CREATE INDEX saga_cart_started_idx ON shop.saga (cart_id) WHERE status = 'started';
 
 REVOKE ALL ON FUNCTION shop._saga_lines(uuid), shop._saga_restock(uuid, bigint[], int[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._saga_lines(uuid), shop._saga_restock(uuid, bigint[], int[]) TO shop_admin;

@@ -224,6 +224,24 @@ SELECT fail_if(all_parts('SELECT count(*) FROM shop.saga WHERE status IN (''star
                   all_parts('SELECT count(DISTINCT order_id) FROM shop."order" WHERE customer_id IS NOT NULL'),
                'no saga is left open; every key names one order');
 
+\echo == one checkout of a cart at a time
+-- a checkout stopped after reserving is still started: a checkout of the
+-- same cart under another key is refused (one node's second checkout of a
+-- cart waits for the first and finds it empty), the first key completes
+-- it, and the other key then finds the cart empty, as on one node
+SELECT set_config('t.c2k', new_cart('rb', 510, ARRAY[a(), 1])::text, false);
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''reserve''');
+SELECT fail_if(state('router', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-1'')', current_setting('t.c2k'))) = '00000',
+               'a checkout stops after reserving');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop');
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-2'')', current_setting('t.c2k'))) <> '55006',
+               'a checkout of the same cart under another key is refused while it is started (55006)');
+SELECT set_config('t.o2k', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-1'')', current_setting('t.c2k'))), false);
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-2'')', current_setting('t.c2k'))) <> 'SH007'
+               OR holds(current_setting('t.o2k')::uuid) <> hl('held', a(), 1)
+               OR on_part(pid_part(510), 'SELECT count(*) FROM shop."order" WHERE customer_id = 510') <> '1',
+               'the first key completes it; the other then finds the cart empty (SH007): one order, held once');
+
 \echo == an abandoned saga: its holds expire (TTL and sweep), recovery compensates it
 SELECT dblink_exec('router', 'SET shop_router.hold_ttl = ''1 second''');
 SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''reserve''');
@@ -529,6 +547,17 @@ SELECT fail_if(state('wd', format('SELECT count(*) FROM shop._saga_place_signed(
                'nor place an order at a price of its choosing (42501)');
 SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, ''failed'', NULL, NULL)', current_setting('t.so3'))) <> 't',
                'the storefront abandons that saga (failed, its key free again)');
+-- one checkout of a cart at a time: a second saga under another key would
+-- hold the cart's lines again
+SELECT set_config('t.so4', val('wd', format('SELECT saga_order_id FROM shop._saga_begin_signed(gen_random_uuid(), %L, ''tok_visa'', ''sf-4'', NULL)',
+                                         current_setting('t.sc3'))), false);
+SELECT fail_if(state('wd', format('SELECT saga_order_id FROM shop._saga_begin_signed(gen_random_uuid(), %L, ''tok_visa'', ''sf-5'', NULL)',
+                                  current_setting('t.sc3'))) <> '55006'
+               OR on_part(pid_part(602), format('SELECT count(*) FROM shop.saga WHERE cart_id = %L AND status = ''started''',
+                                               current_setting('t.sc3'))) <> '1',
+               'on its customer''s shard the storefront cannot open a second saga on a cart while one is started (55006)');
+SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, ''failed'', NULL, NULL)', current_setting('t.so4'))) <> 't',
+               'the storefront abandons that saga too');
 SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
 SELECT dblink_exec('rw', 'RESET shop.session');
 
