@@ -5799,6 +5799,10 @@ ALTER TABLE shop.reservation DROP CONSTRAINT reservation_status_check,
 -- so shop_router.saga_recover finishes a return a router died in.  Like
 -- the ship and cancel steps these are shop_admin's: a return is a back-
 -- office call (order_transition), which the storefront cannot make.
+-- Also here: the index shop._saga_begin_signed finds a cart's started
+-- saga by (one checkout of a cart at a time), and autocomplete through the
+-- router (below).  The storefront's session for reviews and personalized
+-- search needs nothing of the shards: the router carries it.
 ------------------------------------------------------------------------------
 
 ALTER TABLE shop.saga DROP CONSTRAINT saga_stock_check,

@@ -22,7 +22,8 @@
  *   -> cancelled   holds are released; uncaptured payments are voided;
  *   -> shipped     holds are committed (stock leaves), carrier and tracking
  *                  are recorded;
- *   -> returned    every line is put back with shop.stock_adjust;
+ *   -> returned    every line is put back with shop.stock_adjust (an order
+ *                  the router made: on its products' shards, by the router);
  *   -> refunded    captured payments become refunded;
  *   -> fulfilling  refused while the order waits for fraud review.
  * Each transition bumps order.event_count, appends shop.order_event
