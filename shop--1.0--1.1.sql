@@ -5934,7 +5934,8 @@ COMMENT ON FUNCTION shop._autocomplete_stats(text, int) IS
 -- order (missing words, typos, score: the router takes the cluster's best
 -- and numbers them), with the folded brand when it starts with the prefix;
 -- 'category' the categories a word of whose name starts with it (the same
--- on every shard); 'query' what shoppers typed here, with how often
+-- on every shard); 'query' what shoppers typed here, with how often (up to
+-- 10, all that the score reads: no more than shop.autocomplete tells)
 CREATE FUNCTION shop._autocomplete_routed(prefix text, lim int, global jsonb)
 RETURNS TABLE (kind text, suggestion text, product_id bigint, brand text, brand_key text, category_id bigint,
                missing int, typos int, score real, n bigint)
@@ -5964,7 +5965,7 @@ BEGIN
       FROM shop.category c
      WHERE ' ' || shop._search_fold(c.name) LIKE '% ' || f || '%'
     UNION ALL
-    SELECT 'query', l.q, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
+    SELECT 'query', l.q, NULL, NULL, NULL, NULL, NULL, NULL, NULL, least(count(*), 10)
       FROM (SELECT query_folded AS q FROM shop.search_log
              WHERE results > 0 AND logged_at > now() - interval '30 days'
              ORDER BY logged_at DESC LIMIT 2000) l
