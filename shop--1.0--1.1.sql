@@ -3229,10 +3229,11 @@ BEGIN
         RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
     END IF;
     FOR rid IN
-        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
          WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
            AND r.status = 'held' AND (paid OR r.expires_at < 'infinity')
-         ORDER BY 1
+         GROUP BY r.reservation_id
+         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
     LOOP
         IF shop.reservation_release(rid) THEN
             n := n + 1;
@@ -3265,10 +3266,11 @@ DECLARE
     rid uuid;
 BEGIN
     FOR rid IN
-        SELECT DISTINCT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
          WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
            AND r.status = 'held' AND r.expires_at > now()
-         ORDER BY 1
+         GROUP BY r.reservation_id
+         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
     LOOP
         PERFORM shop.reservation_extend(rid, NULL);
         n := n + 1;
@@ -3307,9 +3309,9 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT DISTINCT h.reservation_id, h.status FROM shop.reservation h, unnest(product_ids) u(pid)
+        SELECT DISTINCT h.product_id, h.reservation_id, h.status FROM shop.reservation h, unnest(product_ids) u(pid)
          WHERE h.product_id = u.pid AND h.reservation_id = shop._saga_hold_id(order_id, u.pid)
-         ORDER BY 1
+         ORDER BY 1, 2    -- product order, as reserve_many locks
     LOOP
         IF r.status = 'held' THEN
             PERFORM shop.reservation_commit(r.reservation_id);
@@ -4839,21 +4841,43 @@ COMMENT ON FUNCTION shop._cart_add_signed(uuid, bigint, int, bigint, bigint, tex
 -- Checkout ------------------------------------------------------------------
 
 -- step 1, customer shard: shop._saga_begin, and for a started saga the
--- signature of its lines (what the product shards may hold for it)
+-- signature of its lines (what the product shards may hold for it).  One
+-- checkout of a cart at a time, as on one node (where a second checkout
+-- of the cart waits for the first and finds it empty): while a saga of
+-- the cart under another key is started, its lines are still in the cart,
+-- and a second saga would hold them, and place them, again (55006)
 CREATE FUNCTION shop._saga_begin_signed(order_id uuid, cart_id uuid, payment_token text,
                                         idempotency_key text, shipping_address jsonb)
 RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
                saga_sig text)
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+#variable_conflict use_variable
+DECLARE
+    cust bigint;
+    other uuid;
+BEGIN
+    SELECT t.customer_id INTO cust FROM shop.cart t WHERE t.cart_id = cart_id FOR UPDATE;
+    IF FOUND THEN
+        PERFORM shop._authorize(cust);
+    END IF;
+    SELECT g.order_id INTO other FROM shop.saga g
+     WHERE g.cart_id = cart_id AND g.status = 'started' AND g.key IS DISTINCT FROM idempotency_key
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cart is being checked out' USING ERRCODE = 'object_in_use',
+            DETAIL = format('A checkout of cart %s under another idempotency key (order %s) has not finished.',
+                            cart_id, other),
+            HINT = 'Repeat that checkout with its key, or retry once shop_router.saga_recover() has finished it.';
+    END IF;
+    RETURN QUERY
     SELECT b.saga_order_id, b.saga_status, b.saga_product_ids, b.saga_qtys,
            CASE WHEN b.saga_status = 'started'
                 THEN shop._saga_proof(jsonb_build_array('reserve', b.saga_order_id, b.saga_product_ids, b.saga_qtys))
            END
-      FROM shop._saga_begin(_saga_begin_signed.order_id, _saga_begin_signed.cart_id,
-                            _saga_begin_signed.payment_token, _saga_begin_signed.idempotency_key,
-                            _saga_begin_signed.shipping_address) b
+      FROM shop._saga_begin(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
+END
 $$;
 COMMENT ON FUNCTION shop._saga_begin_signed(uuid, uuid, text, text, jsonb) IS
 'internal (router), checkout step 1: shop._saga_begin and the signature of the saga''s lines';
@@ -5756,6 +5780,207 @@ GRANT EXECUTE ON FUNCTION shop._search_term_stats(regclass, jsonb), shop.search_
 DROP INDEX shop.reservation_expiry_idx;
 ALTER TABLE shop.reservation DROP CONSTRAINT reservation_status_check,
                              DROP CONSTRAINT reservation_ref_check;
+
+------------------------------------------------------------------------------
+-- Scale-out: returns and routed sessions (issue 16) -------------------------
+--
+-- Returns through the router (docs/scale-out.md "Orders after checkout").
+-- On one node the transition to returned puts each line's units back with
+-- stock_adjust where the order is (src/orders.c).  An order the router
+-- made (it has a shop.saga row) has its stock on the products' shards: the
+-- transition on its customer shard leaves the stock alone, and the router
+-- then carries the return to every product shard, the saga's way:
+--   shop._saga_lines    customer shard: the order's lines (product, units);
+--   shop._saga_restock  each product shard: the units go back once per
+--                       order and product (the ledger entry "return of
+--                       order <id>" is the key: a repeat adds nothing);
+--   shop._saga_stock    customer shard: saga.stock = 'returned', the end.
+-- shop._saga_open lists a returned order whose stock is still 'committed',
+-- so shop_router.saga_recover finishes a return a router died in.  Like
+-- the ship and cancel steps these are shop_admin's: a return is a back-
+-- office call (order_transition), which the storefront cannot make.
+-- Also here: the index shop._saga_begin_signed finds a cart's started
+-- saga by (one checkout of a cart at a time), and autocomplete through the
+-- router (below).  The storefront's session for reviews and personalized
+-- search needs nothing of the shards: the router carries it.
+------------------------------------------------------------------------------
+
+ALTER TABLE shop.saga DROP CONSTRAINT saga_stock_check,
+    ADD CONSTRAINT saga_stock_check CHECK (stock IN ('held', 'committed', 'released', 'returned'));
+
+-- customer shard: a router order's lines, one per product, in product order
+CREATE FUNCTION shop._saga_lines(order_id uuid)
+RETURNS TABLE (product_ids bigint[], qtys int[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT array_agg(l.product_id ORDER BY l.product_id), array_agg(l.qty ORDER BY l.product_id)
+      FROM (SELECT l.product_id, sum(l.qty)::int AS qty
+              FROM shop.order_line l
+             WHERE l.order_id = _saga_lines.order_id
+               AND EXISTS (SELECT FROM shop.saga g WHERE g.order_id = _saga_lines.order_id)
+               AND shop._saga_trusted()
+             GROUP BY l.product_id) l
+    HAVING count(*) > 0;
+$$;
+COMMENT ON FUNCTION shop._saga_lines(uuid) IS
+'internal (router, shop_admin): the products and units of a router order''s lines, for its return';
+
+-- product shard: a returned order's units go back in stock, each product
+-- once (the ledger entry of one node's return names the order); returns
+-- how many of these products are back now or were before
+CREATE FUNCTION shop._saga_restock(order_id uuid, product_ids bigint[], qtys int[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    reason text := format('return of order %s', order_id);
+    l record;
+    n int := 0;
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        RAISE EXCEPTION 'permission denied for the stock of an order' USING ERRCODE = '42501';
+    END IF;
+    FOR l IN SELECT u.p, u.q FROM unnest(product_ids, qtys) u(p, q) ORDER BY u.p LOOP
+        -- two routers returning one order: the second waits, then finds
+        -- the first one's ledger entry
+        PERFORM pg_advisory_xact_lock(hashtextextended('shop-return:' || shop._saga_hold_id(order_id, l.p), 0));
+        IF NOT EXISTS (SELECT FROM shop.stock_ledger g
+                        WHERE g.product_id = l.p AND g.reason = reason AND g.delta > 0) THEN
+            PERFORM shop.stock_adjust(l.p, l.q, reason);
+        END IF;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_restock(uuid, bigint[], int[]) IS
+'internal (router, shop_admin): a returned order''s units back in stock on this product shard, once per order and product; returns how many products are back';
+
+-- as in the saga section, and a returned order whose units are not back
+CREATE OR REPLACE FUNCTION shop._saga_open(older_than interval)
+RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+     WHERE shop._saga_trusted()
+       AND g.updated_at <= now() - older_than
+       AND (g.status IN ('started', 'placed')
+            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+            OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
+            OR (g.status = 'done' AND o.status = 'pending'))
+     ORDER BY g.updated_at, g.order_id;
+$$;
+
+-- the started saga of a cart, which shop._saga_begin_signed looks for
+CREATE INDEX saga_cart_started_idx ON shop.saga (cart_id) WHERE status = 'started';
+
+REVOKE ALL ON FUNCTION shop._saga_lines(uuid), shop._saga_restock(uuid, bigint[], int[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._saga_lines(uuid), shop._saga_restock(uuid, bigint[], int[]) TO shop_admin;
+
+-- Autocomplete through the router ranks as one node (shop_router,
+-- docs/scale-out.md "Search across shards"): first the statistics of the
+-- prefix's words (shop._autocomplete_stats, as shop.search_stats gives a
+-- search's), which the router sums, then every shard's best hits scored
+-- with the sums (shop._autocomplete_routed), from which the router takes
+-- the cluster's best and builds shop.autocomplete's suggestions as one
+-- node builds them from its own.  The checks and the query are
+-- shop.autocomplete's.
+CREATE FUNCTION shop._autocomplete_query(prefix text, lim int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(prefix, 'prefix');
+    PERFORM shop._check_page(lim, 0);
+    PERFORM shop._check_text(prefix, 'prefix', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    IF shop._search_fold(prefix) = '' THEN
+        RETURN NULL;
+    END IF;
+    RETURN shop._search_no_typos('shop.product_search_idx', jsonb_build_object('q', prefix, 'prefix', true));
+END
+$$;
+COMMENT ON FUNCTION shop._autocomplete_query(text, int) IS
+'internal: shop.autocomplete''s checks and index query (NULL for a prefix without letters or digits)';
+
+-- the DFS phase: what this shard's index knows of the prefix's words, as
+-- shop.search_stats says it of a search's (NULL: nothing to suggest)
+CREATE FUNCTION shop._autocomplete_stats(prefix text, lim int)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    q jsonb := shop._autocomplete_query(prefix, lim);
+BEGIN
+    IF q IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN shop._search_term_stats('shop.product_search_idx', q)
+        || jsonb_build_object('no_typos', coalesce(q -> 'no_typos', '[]'),
+                              'two_typos', coalesce(q -> 'two_typos', '[]'));
+END
+$$;
+COMMENT ON FUNCTION shop._autocomplete_stats(text, int) IS
+'internal (shop_router): the statistics of an autocomplete prefix''s words in this shard''s index, for the cluster''s sums';
+
+-- this shard's part of the suggestions, scored with the cluster's sums
+-- (global): kind 'hit' its best greatest(2 * lim, 20) matches in index
+-- order (missing words, typos, score: the router takes the cluster's best
+-- and numbers them), with the folded brand when it starts with the prefix;
+-- 'category' the categories a word of whose name starts with it (the same
+-- on every shard); 'query' what shoppers typed here, with how often (up to
+-- 10, all that the score reads: no more than shop.autocomplete tells)
+CREATE FUNCTION shop._autocomplete_routed(prefix text, lim int, global jsonb)
+RETURNS TABLE (kind text, suggestion text, product_id bigint, brand text, brand_key text, category_id bigint,
+               missing int, typos int, score real, n bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    q jsonb;
+    f text := shop._search_fold(prefix);
+BEGIN
+    PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
+    q := shop._autocomplete_query(prefix, lim);
+    PERFORM set_config('shop.search_global', '', true);
+    IF q IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT 'hit'::text, p.title, p.product_id, p.brand,
+           CASE WHEN shop._search_fold(p.brand) LIKE f || '%' THEN shop._search_fold(p.brand) END,
+           p.category_id, s.missing, s.typos, s.score, NULL::bigint
+      FROM shop.search_scan('shop.product_search_idx', q, greatest(2 * lim, 20)) AS s(ctid, score, typos, missing)
+     CROSS JOIN LATERAL (SELECT p.product_id, p.title, p.brand, p.category_id FROM shop.product p
+                          WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
+    UNION ALL
+    SELECT 'category', c.name, NULL, NULL, NULL, c.category_id, NULL, NULL, NULL, NULL
+      FROM shop.category c
+     WHERE ' ' || shop._search_fold(c.name) LIKE '% ' || f || '%'
+    UNION ALL
+    SELECT 'query', l.q, NULL, NULL, NULL, NULL, NULL, NULL, NULL, least(count(*), 10)
+      FROM (SELECT query_folded AS q FROM shop.search_log
+             WHERE results > 0 AND logged_at > now() - interval '30 days'
+             ORDER BY logged_at DESC LIMIT 2000) l
+     WHERE l.q LIKE f || '%' AND l.q <> f
+     GROUP BY l.q HAVING count(*) >= 2;
+END
+$$;
+COMMENT ON FUNCTION shop._autocomplete_routed(text, int, jsonb) IS
+'internal (shop_router): this shard''s best autocomplete matches scored with the cluster''s statistics, its matching categories and logged queries';
+
+REVOKE ALL ON FUNCTION shop._autocomplete_query(text, int), shop._autocomplete_stats(text, int),
+    shop._autocomplete_routed(text, int, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._autocomplete_stats(text, int), shop._autocomplete_routed(text, int, jsonb)
+    TO shop_storefront, shop_admin;
+
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

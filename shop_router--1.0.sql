@@ -284,22 +284,8 @@ $$;
 COMMENT ON FUNCTION shop.browse(bigint, text, int, int) IS
 'router: a category''s active products from every shard, merged (docs/scale-out.md)';
 
-CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
-                                title text DEFAULT NULL, body text DEFAULT NULL)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON hashint8(product_id);
-$$;
-
-CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
-RETURNS boolean
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON hashint8(product_id);
-$$;
+-- review_add and review_delete act for a customer: with the storefront's
+-- session, below ("Scale-out: returns and routed sessions")
 
 ------------------------------------------------------------------------------
 -- Inventory: product_id-keyed
@@ -444,13 +430,17 @@ AS $$
       FROM jsonb_array_elements(shop.search_stats($1, $2, $3) -> 'intent_top') e;
 $$;
 
-CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+-- The sums of the shards' statistics of a query's words (every shard's
+-- shop.search_stats or shop._autocomplete_stats answer, one element of rs
+-- each): the words without typos, with two typos, and "global" (document
+-- count, field lengths, largest popularity, each word's frequency).
+CREATE FUNCTION shop_router._dfs_sum(rs jsonb[])
 RETURNS jsonb
-LANGUAGE sql VOLATILE
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
     WITH s AS MATERIALIZED (
-        SELECT r FROM shop_router._search_dfs(query, filters) r
+        SELECT r FROM unnest(rs) r
     ), w AS (
         -- the query's words in order: the same on every shard
         SELECT t.i - 1 AS i, t.word
@@ -472,7 +462,7 @@ AS $$
                           WHERE t.i = w.i AND t.typos > 0
                             AND t.typos <= CASE WHEN w.word IN (SELECT v FROM wide) THEN 2 ELSE 1 END), 0) AS typo
           FROM w
-    ), g AS MATERIALIZED (
+    )
     SELECT jsonb_build_object(
         'no_typos', coalesce((SELECT jsonb_agg(v ORDER BY v) FROM known), '[]'),
         'two_typos', coalesce((SELECT jsonb_agg(v ORDER BY v) FROM wide WHERE v NOT IN (SELECT v FROM known)), '[]'),
@@ -483,7 +473,18 @@ AS $$
                                                  coalesce(sum((s.r -> 'lengths' ->> 2)::float8), 0)) FROM s),
             'max_popularity', (SELECT coalesce(max((s.r ->> 'max_popularity')::float8), 0) FROM s),
             'df', coalesce((SELECT jsonb_agg(CASE WHEN d.known OR d.exact > 0 THEN d.exact ELSE d.typo END
-                                             ORDER BY d.i) FROM d), '[]'))) AS g
+                                             ORDER BY d.i) FROM d), '[]')));
+$$;
+COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
+'router: the words and statistics of a query summed over the shards'' answers (the DFS phase)';
+
+CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    WITH g AS MATERIALIZED (
+        SELECT shop_router._dfs_sum(array_agg(r)) AS g FROM shop_router._search_dfs(query, filters) r
     )
     -- with intent (a ranked page): the intent (the product type and
     -- category the query means) from the cluster's 40 best matches, as one
@@ -504,8 +505,11 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- One page of shop.search from every shard, scored with the cluster's
 -- statistics, with the keys the router sorts by that shop.search does not
 -- return.
+-- A personalized page (customer_id) carries the storefront's session
+-- (i_session; '' otherwise), which the shard sets for this statement and
+-- checks as one node does ("Sessions" below).
 CREATE FUNCTION shop_router._search_routed(i_query text, i_filters jsonb, i_sort text, i_lim int, i_off int,
-                                           i_customer_id bigint, i_global jsonb)
+                                           i_customer_id bigint, i_global jsonb, i_session text)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
                rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
                missing_words int, rating_count int, created_at timestamptz, popularity real)
@@ -516,7 +520,8 @@ AS $$
     SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
            s.in_stock, s.image, s.typos, s.missing_words,
            p.rating_count, p.created_at, p.popularity
-      FROM shop._search_routed($1, $2, $3, $4, $5, $6, $7) s
+      FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t) z
+     CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
       JOIN shop.product p ON p.product_id = s.product_id;
 $$;
 
@@ -558,7 +563,9 @@ BEGIN
            r.in_stock, r.image, r.typos, r.missing_words
       FROM generate_series(0, (need - 1) / 1000) k
      CROSS JOIN LATERAL shop_router._search_routed(query, filters, sort, least(1000, need - 1000 * k),
-                                                   1000 * k, customer_id, g) r
+                                                   1000 * k, customer_id, g,
+                                                   CASE WHEN customer_id IS NULL THEN ''
+                                                        ELSE shop_router._session() END) r
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -636,31 +643,8 @@ $$;
 COMMENT ON FUNCTION shop.search_facets(text, jsonb) IS
 'router: the facet counts of every shard, summed (exact)';
 
-CREATE FUNCTION shop_router._autocomplete(i_prefix text, i_lim int)
-RETURNS TABLE (suggestion text, kind text, score real)
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON ALL;
-    SELECT a.suggestion, a.kind, a.score FROM shop.autocomplete($1, $2) a;
-$$;
-
--- Each shard's best suggestions; a suggestion several shards make keeps
--- its best score.  Scores are per shard (docs/scale-out.md).
-CREATE FUNCTION shop.autocomplete(prefix text, lim int DEFAULT 10)
-RETURNS TABLE (suggestion text, kind text, score real)
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT d.suggestion, d.kind, d.score
-      FROM (SELECT DISTINCT ON (lower(a.suggestion)) a.suggestion, a.kind, a.score
-              FROM shop_router._autocomplete(prefix, lim) a
-             ORDER BY lower(a.suggestion), a.score DESC, a.suggestion) d
-     ORDER BY d.score DESC, d.suggestion
-     LIMIT lim;
-$$;
-COMMENT ON FUNCTION shop.autocomplete(text, int) IS
-'router: the suggestions of every shard, merged by score';
+-- autocomplete ranks with the cluster's statistics: below ("Scale-out:
+-- returns and routed sessions")
 
 CREATE FUNCTION shop_router._did_you_mean(i_query text)
 RETURNS SETOF text
@@ -836,9 +820,9 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 -- the DFS phase's functions, for both roles (the section below revokes
 -- PUBLIC's right to every function)
 GRANT EXECUTE ON FUNCTION
-    shop_router._search_dfs(text, jsonb), shop_router._search_global(text, jsonb, boolean),
+    shop_router._search_dfs(text, jsonb), shop_router._dfs_sum(jsonb[]), shop_router._search_global(text, jsonb, boolean),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
-    shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb),
+    shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
     shop_router._search_facets_routed(text, jsonb, jsonb),
     shop_router._search_facets_top(text, jsonb, jsonb, int)
     TO shop_storefront, shop_admin;
@@ -854,13 +838,12 @@ GRANT USAGE ON SCHEMA shop, shop_router TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
-    shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint),
     shop.stock_available(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
-    shop.autocomplete(text, int), shop.did_you_mean(text),
+    shop.did_you_mean(text),
     shop_router._search(text, jsonb, text, int, int, bigint), shop_router._search_facets(text, jsonb),
-    shop_router._autocomplete(text, int), shop_router._did_you_mean(text)
+    shop_router._did_you_mean(text)
     TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
     shop.category_add(text, bigint),
@@ -1620,9 +1603,10 @@ COMMENT ON FUNCTION shop.payment_method_add(bigint, text, text, text, int, int) 
 'router: save a provider token for a customer, on the customer''s shard';
 
 -- After a transition on the customer shard, the order's stock follows on
--- the product shards: shipped commits the holds, cancelled releases them;
--- then the customer shard records it.  Idempotent: shop_router.saga_recover
--- repeats it for an order a router left behind.
+-- the product shards: shipped commits the holds, cancelled releases them,
+-- returned puts the units back (shop_router._restock); then the customer
+-- shard records it.  Idempotent: shop_router.saga_recover repeats it for
+-- an order a router left behind.
 CREATE FUNCTION shop_router._settle(order_id uuid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -1632,20 +1616,26 @@ DECLARE
     g record;
 BEGIN
     SELECT * INTO g FROM shop_router._saga_get(order_id);
-    IF NOT FOUND OR g.stock <> 'held' THEN
+    IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF g.order_status IN ('shipped', 'delivered', 'returned', 'refunded') THEN
+    IF g.stock = 'held' AND g.order_status IN ('shipped', 'delivered', 'returned', 'refunded') THEN
         PERFORM count(*) FROM shop_router._saga_commit(order_id, g.product_ids);
         PERFORM shop_router._saga_stock(order_id, 'committed');
-    ELSIF g.order_status = 'cancelled' THEN
+        g.stock := 'committed';
+    ELSIF g.stock = 'held' AND g.order_status = 'cancelled' THEN
         PERFORM count(*) FROM shop_router._saga_release(order_id, g.product_ids, true);
         PERFORM shop_router._saga_stock(order_id, 'released');
+    END IF;
+    -- shipped, then returned (refunded after a return: a cancelled order's
+    -- stock was released, never committed)
+    IF g.stock = 'committed' AND g.order_status IN ('returned', 'refunded') THEN
+        PERFORM shop_router._restock(order_id);
     END IF;
 END
 $$;
 COMMENT ON FUNCTION shop_router._settle(uuid) IS
-'carry an order''s status to its holds on the product shards: shipped commits, cancelled releases';
+'carry an order''s status to its stock on the product shards: shipped commits, cancelled releases, returned restocks';
 
 CREATE FUNCTION shop_router._order_transition(order_id uuid, to_status text, note text)
 RETURNS text
@@ -1667,20 +1657,17 @@ BEGIN
     IF to_status = 'paid' THEN
         -- a pending order's holds must still be there, and now stay
         PERFORM shop_router._keep_for_payment(order_id);
-    ELSIF to_status = 'returned' AND EXISTS (SELECT FROM shop_router._saga_get(order_id)) THEN
-        -- one node puts a returned order's units back in stock where the
-        -- order is; here the stock is on the products' shards
-        RAISE EXCEPTION 'returns are not routed yet' USING ERRCODE = 'feature_not_supported',
-            DETAIL = format('Order %s was made through the router; its stock is on the products'' shards.', order_id),
-            HINT = 'Put the units back with shop.stock_adjust through the router, then move the order with SQL on its shard.';
     END IF;
     r := shop_router._order_transition(order_id, to_status, note);
+    IF to_status = 'returned' AND current_setting('shop_router.saga_test_stop', true) = 'return' THEN
+        RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after the order moved to returned';
+    END IF;
     PERFORM shop_router._settle(order_id);
     RETURN r;
 END
 $$;
 COMMENT ON FUNCTION shop.order_transition(uuid, text, text) IS
-'router: move an order along the state machine on its shard; ship commits and cancel releases its holds on the product shards';
+'router: move an order along the state machine on its shard; ship commits and cancel releases its holds on the product shards, a return puts its units back there';
 
 CREATE FUNCTION shop_router._order_ship(order_id uuid, carrier text, tracking_number text)
 RETURNS text
@@ -1897,3 +1884,212 @@ GRANT EXECUTE ON FUNCTION
     shop.payment_fail(uuid, text), shop_router._payment_fail(uuid, text),
     shop_router.saga_recover(interval)
     TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Scale-out: returns and routed sessions (issue 16)
+--
+-- Returns: a routed order's transition to returned leaves the stock on its
+-- customer shard alone (there is none there); shop_router._settle then
+-- reads the order's lines on the customer shard, puts the units back on
+-- each product's shard (shop._saga_restock: once per order and product,
+-- however often it is repeated) and records saga.stock = 'returned'.  A
+-- router that dies in between leaves the order returned with its stock
+-- 'committed': shop_router.saga_recover finishes it (docs/scale-out.md).
+-- shop_router.saga_test_stop = return | restock (tests only) stops the
+-- router after the transition, or after the product shards' step.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._saga_lines(i_order_id uuid)
+RETURNS TABLE (product_ids bigint[], qtys int[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._uuid_part(i_order_id);
+    SELECT l.product_ids, l.qtys FROM shop._saga_lines($1) l;
+$$;
+
+CREATE FUNCTION shop_router._saga_restock(i_order_id uuid, i_product_ids bigint[], i_qtys int[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids, i_qtys;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._saga_restock($1, $2, $3);
+$$;
+
+-- a returned order's units back on the product shards, then recorded on
+-- its customer shard (55000 if a shard did not take every line back)
+CREATE FUNCTION shop_router._restock(order_id uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    l record;
+    back int;
+BEGIN
+    SELECT * INTO l FROM shop_router._saga_lines(order_id);
+    IF FOUND AND l.product_ids IS NOT NULL THEN
+        SELECT coalesce(sum(b), 0) INTO back FROM shop_router._saga_restock(order_id, l.product_ids, l.qtys) b;
+        IF back < cardinality(l.product_ids) THEN
+            RAISE EXCEPTION 'return of order % is not complete', order_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                DETAIL = format('%s of its %s products were put back on their shards.', back,
+                                cardinality(l.product_ids)),
+                HINT = 'shop_router.saga_recover() repeats it.';
+        END IF;
+    END IF;
+    IF current_setting('shop_router.saga_test_stop', true) = 'restock' THEN
+        RAISE EXCEPTION 'shop_router.saga_test_stop: the router stops after the product shards restocked';
+    END IF;
+    PERFORM shop_router._saga_stock(order_id, 'returned');
+END
+$$;
+COMMENT ON FUNCTION shop_router._restock(uuid) IS
+'a returned router order''s units back on each product''s shard (once), then recorded on its customer shard';
+
+-- Sessions: reviews act for a customer, on the product's shard, with the
+-- storefront's session as every call for a customer carries it; a
+-- personalized search carries it too (shop.search above).
+CREATE FUNCTION shop_router._review_add(i_session text, i_product_id bigint, i_customer_id bigint, i_rating int,
+                                        i_title text, i_body text)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT shop.review_add($2, $3, $4, $5, $6) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
+                                title text DEFAULT NULL, body text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._review_add(shop_router._session(), review_add.product_id, review_add.customer_id,
+                                   rating, title, body)
+$$;
+COMMENT ON FUNCTION shop.review_add(bigint, bigint, int, text, text) IS
+'router: a customer''s review of a product, on the product''s shard, with the storefront''s session';
+
+CREATE FUNCTION shop_router._review_delete(i_session text, i_product_id bigint, i_customer_id bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT shop.review_delete($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._review_delete(shop_router._session(), review_delete.product_id, review_delete.customer_id)
+$$;
+COMMENT ON FUNCTION shop.review_delete(bigint, bigint) IS
+'router: delete a customer''s review of a product, on the product''s shard, with the storefront''s session';
+
+-- Autocomplete with the cluster's statistics, as search: the DFS phase
+-- (every shard's statistics of the prefix's words, summed), then every
+-- shard's best matches scored with the sums; the router takes the
+-- cluster's best greatest(2 * lim, 20) in the index's order (missing
+-- words, typos, score; product_id for the place in the table) and makes
+-- the suggestions from them as one node does from its own: titles by
+-- rank, brands and categories by their share of the matches, and the
+-- logged queries (each shard logs the searches it ran: the largest count).
+CREATE FUNCTION shop_router._autocomplete_dfs(i_prefix text, i_lim int)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._autocomplete_stats($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._autocomplete_routed(i_prefix text, i_lim int, i_global jsonb)
+RETURNS TABLE (kind text, suggestion text, product_id bigint, brand text, brand_key text, category_id bigint,
+               missing int, typos int, score real, n bigint)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT a.kind, a.suggestion, a.product_id, a.brand, a.brand_key, a.category_id, a.missing, a.typos,
+           a.score, a.n
+      FROM shop._autocomplete_routed($1, $2, $3) a;
+$$;
+
+CREATE FUNCTION shop.autocomplete(prefix text, lim int DEFAULT 10)
+RETURNS TABLE (suggestion text, kind text, score real)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    rs jsonb[];
+BEGIN
+    -- the shards check the arguments, as one node does
+    SELECT array_agg(r) INTO rs FROM shop_router._autocomplete_dfs(prefix, lim) r WHERE r IS NOT NULL;
+    IF rs IS NULL THEN
+        RETURN;    -- a prefix without letters or digits
+    END IF;
+    RETURN QUERY
+    WITH a AS MATERIALIZED (
+        SELECT * FROM shop_router._autocomplete_routed(prefix, lim, shop_router._dfs_sum(rs))
+    ), hits AS MATERIALIZED (
+        SELECT a.suggestion AS title, a.brand, a.brand_key, a.category_id, a.typos,
+               row_number() OVER (ORDER BY a.missing, a.typos, a.score DESC, a.product_id) AS ord
+          FROM a
+         WHERE a.kind = 'hit'
+         ORDER BY a.missing, a.typos, a.score DESC, a.product_id
+         LIMIT greatest(2 * lim, 20)
+    ), cand AS (
+        SELECT h.title AS suggestion, 'product'::text AS kind,
+               (1.0 / (1 + h.typos) * (1.0 - h.ord / 100.0))::real AS score
+          FROM hits h
+        UNION ALL
+        SELECT min(h.brand), 'brand', (1.2 * count(*) / (SELECT count(*) FROM hits))::real
+          FROM hits h
+         WHERE h.brand_key IS NOT NULL
+         GROUP BY h.brand_key
+        UNION ALL
+        SELECT c.name, 'category',
+               (1.1 * (1 + (SELECT count(*) FROM hits h WHERE h.category_id = c.category_id))
+                / (1 + (SELECT count(*) FROM hits)))::real
+          FROM (SELECT DISTINCT a.suggestion AS name, a.category_id FROM a WHERE a.kind = 'category') c
+        UNION ALL
+        SELECT a.suggestion, 'query', (0.9 * least(1.0, max(a.n) / 10.0))::real
+          FROM a
+         WHERE a.kind = 'query'
+         GROUP BY a.suggestion
+    )
+    SELECT d.suggestion, d.kind, d.score
+      FROM (SELECT DISTINCT ON (lower(c.suggestion)) c.suggestion, c.kind, c.score
+              FROM cand c
+             ORDER BY lower(c.suggestion), c.score DESC) d
+     ORDER BY d.score DESC, d.suggestion
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.autocomplete(text, int) IS
+'router: suggestions from the cluster''s best matches, scored with its statistics, as one node makes them';
+
+REVOKE ALL ON FUNCTION shop.autocomplete(text, int), shop_router._autocomplete_dfs(text, int),
+    shop_router._autocomplete_routed(text, int, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.autocomplete(text, int), shop_router._autocomplete_dfs(text, int),
+    shop_router._autocomplete_routed(text, int, jsonb) TO shop_storefront, shop_admin;
+
+REVOKE ALL ON FUNCTION shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint),
+    shop_router._review_add(text, bigint, bigint, int, text, text), shop_router._review_delete(text, bigint, bigint)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.review_add(bigint, bigint, int, text, text), shop.review_delete(bigint, bigint),
+    shop_router._review_add(text, bigint, bigint, int, text, text), shop_router._review_delete(text, bigint, bigint)
+    TO shop_storefront, shop_admin;
+
+REVOKE ALL ON FUNCTION shop_router._saga_lines(uuid), shop_router._saga_restock(uuid, bigint[], int[]),
+    shop_router._restock(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._saga_lines(uuid), shop_router._saga_restock(uuid, bigint[], int[]),
+    shop_router._restock(uuid) TO shop_admin;

@@ -152,7 +152,8 @@ SELECT c.oid::regclass AS monitor_may_read
 -- no internal function is both SECURITY DEFINER and executable by the
 -- storefront, but the shard-side steps the router calls for it, which
 -- authorize the cart's customer or check another shard's signature
--- themselves (docs/security.md, "Through the router"): these 12
+-- themselves (docs/security.md, "Through the router"), and the router's
+-- autocomplete steps, which read what shop.autocomplete reads: these 14
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'shop'::regnamespace AND p.proname ~ '^_' AND p.prosecdef

@@ -22,7 +22,8 @@
  *   -> cancelled   holds are released; uncaptured payments are voided;
  *   -> shipped     holds are committed (stock leaves), carrier and tracking
  *                  are recorded;
- *   -> returned    every line is put back with shop.stock_adjust;
+ *   -> returned    every line is put back with shop.stock_adjust (an order
+ *                  the router made: on its products' shards, by the router);
  *   -> refunded    captured payments become refunded;
  *   -> fulfilling  refused while the order waits for fraud review.
  * Each transition bumps order.event_count, appends shop.order_event
@@ -64,6 +65,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/spi.h"
@@ -221,6 +223,10 @@ static ShopStmt st_order_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 static ShopStmt st_order_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT product_id, reservation_id, qty FROM shop.order_line"
 	" WHERE order_id = $1 ORDER BY product_id, line_no",
+	UUIDOID);
+/* whether the router made the order (a saga on this customer shard) */
+static ShopStmt st_order_saga = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT 1 FROM shop.saga WHERE order_id = $1",
 	UUIDOID);
 static ShopStmt st_pay_status = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"UPDATE shop.payment SET status = $2, updated_at = now()"
@@ -413,15 +419,28 @@ order_payments(Datum order_id, const char *status, const char *const *from, int 
 	ShopExec(&st_pay_status, args, NULL, 0);
 }
 
-/* Every line goes back in stock (a return), one ledger entry per line. */
+/*
+ * Every line goes back in stock (a return), one ledger entry per line.
+ * An order the router made (it has a shop.saga row, a table of 1.1) has
+ * its stock on the products' shards, not here: the router puts its units
+ * back there (shop._saga_restock, docs/scale-out.md).
+ */
 static void
 order_restock(Datum order_id)
 {
 	Datum		args[1] = {order_id};
-	uint64		nlines = ShopExec(&st_order_lines, args, NULL, 0);
-	int64	   *pid = palloc(sizeof(int64) * Max(nlines, 1));
-	int32	   *qty = palloc(sizeof(int32) * Max(nlines, 1));
-	char	   *reason = psprintf("return of order %s", uuid_str(order_id));
+	uint64		nlines;
+	int64	   *pid;
+	int32	   *qty;
+	char	   *reason;
+
+	if (OidIsValid(get_relname_relid("saga", get_namespace_oid("shop", false))) &&
+		ShopExec(&st_order_saga, args, NULL, 1) > 0)
+		return;
+	nlines = ShopExec(&st_order_lines, args, NULL, 0);
+	pid = palloc(sizeof(int64) * Max(nlines, 1));
+	qty = palloc(sizeof(int32) * Max(nlines, 1));
+	reason = psprintf("return of order %s", uuid_str(order_id));
 
 	for (uint64 i = 0; i < nlines; i++)
 	{

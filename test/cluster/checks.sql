@@ -226,6 +226,23 @@ SELECT fail_if(router($$SELECT jsonb_array_length(shop.search_facets('laptop', '
                'the router lists the attribute keys asked for');
 
 \echo == autocomplete and did_you_mean
+-- autocomplete ranks with the cluster's statistics: the suggestions of
+-- the router are one node's, row by row (kind and score too).  Its logged
+-- queries are each shard's search log, which also holds the searches this
+-- test made on the shards themselves: the logs are emptied first (no
+-- preload in this test, so no ring holds records back)
+SELECT dblink_exec(c, 'DELETE FROM shop.search_log') FROM unnest(ARRAY['p0', 'p1', 'p2', 'p3', 'one']) c \g /dev/null
+CREATE FUNCTION suggestions(conn text, prefix text, lim int) RETURNS text LANGUAGE sql AS $$
+    SELECT val(conn, format($q$SELECT string_agg(format('%%s/%%s/%%s', suggestion, kind, score), ' | ' ORDER BY n)
+                                FROM shop.autocomplete(%L, %s) WITH ORDINALITY AS a(suggestion, kind, score, n)$q$,
+                            prefix, lim))
+$$;
+SELECT fail_if(count(*) > 0, 'autocomplete through the router = one node''s, row by row',
+               string_agg(format('%s/%s: router %s; one node %s', p, lim, suggestions('router', p, lim),
+                                 suggestions('one', p, lim)), E'\n'))
+  FROM unnest(ARRAY['lenov', 'sony', 'lap', 'wirel', 'chrom', 'head', 'spe', 'blu', 'nova', 'lenovo pro',
+                    'headphnes', 'mo', 'jabra ear', 'z']) p, unnest(ARRAY[3, 10]) lim
+ WHERE suggestions('router', p, lim) IS DISTINCT FROM suggestions('one', p, lim);
 SELECT fail_if(router($$SELECT string_agg(suggestion, '|') FROM shop.autocomplete('lenov', 5)$$) !~ 'Lenovo',
                'autocomplete through the router suggests a brand from its prefix');
 SELECT fail_if(router($$SELECT count(*) FROM shop.autocomplete('sony', 3)$$)::int <> 3,

@@ -224,6 +224,24 @@ SELECT fail_if(all_parts('SELECT count(*) FROM shop.saga WHERE status IN (''star
                   all_parts('SELECT count(DISTINCT order_id) FROM shop."order" WHERE customer_id IS NOT NULL'),
                'no saga is left open; every key names one order');
 
+\echo == one checkout of a cart at a time
+-- a checkout stopped after reserving is still started: a checkout of the
+-- same cart under another key is refused (one node's second checkout of a
+-- cart waits for the first and finds it empty), the first key completes
+-- it, and the other key then finds the cart empty, as on one node
+SELECT set_config('t.c2k', new_cart('rb', 510, ARRAY[a(), 1])::text, false);
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''reserve''');
+SELECT fail_if(state('router', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-1'')', current_setting('t.c2k'))) = '00000',
+               'a checkout stops after reserving');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop');
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-2'')', current_setting('t.c2k'))) <> '55006',
+               'a checkout of the same cart under another key is refused while it is started (55006)');
+SELECT set_config('t.o2k', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-1'')', current_setting('t.c2k'))), false);
+SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''two-2'')', current_setting('t.c2k'))) <> 'SH007'
+               OR holds(current_setting('t.o2k')::uuid) <> hl('held', a(), 1)
+               OR on_part(pid_part(510), 'SELECT count(*) FROM shop."order" WHERE customer_id = 510') <> '1',
+               'the first key completes it; the other then finds the cart empty (SH007): one order, held once');
+
 \echo == an abandoned saga: its holds expire (TTL and sweep), recovery compensates it
 SELECT dblink_exec('router', 'SET shop_router.hold_ttl = ''1 second''');
 SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''reserve''');
@@ -302,8 +320,103 @@ SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1
                'recovery cancels a pending order whose holds lapsed, as one node''s sweep does, and releases them',
                holds(current_setting('t.oq')::uuid) || ' ' || stock(c()));
 SELECT run('rb', format('SELECT shop.order_transition(%L, ''delivered'')', o()));
-SELECT fail_if(state('rb', format('SELECT shop.order_transition(%L, ''returned'')', o())) <> '0A000',
-               'a return through the router is refused (0A000), not half done');
+
+\echo == returns through the router: the units go back on the product shards, once
+-- the units of a product on its shard, and the return entries of an order's
+-- ledger on every shard (product:units, in product order)
+CREATE FUNCTION onhand(id bigint) RETURNS int LANGUAGE sql AS $$
+    SELECT on_part(pid_part(id), format('SELECT sum(on_hand) FROM shop.stock WHERE product_id = %s', id))::int
+$$;
+CREATE FUNCTION back(o uuid) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(format('%s:%s', t.pid, t.delta), ' ' ORDER BY t.pid, t.delta), '')
+      FROM part, dblink(conn, format('SELECT product_id, delta FROM shop.stock_ledger WHERE reason = %L',
+                                     'return of order ' || o)) AS t(pid bigint, delta int)
+$$;
+-- what back() says of (product, units) pairs
+CREATE FUNCTION units(VARIADIC x bigint[]) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(format('%s:%s', x[2 * k - 1], x[2 * k]), ' ' ORDER BY x[2 * k - 1])
+      FROM generate_series(1, cardinality(x) / 2) k
+$$;
+CREATE FUNCTION saga_stock(o uuid) RETURNS text LANGUAGE sql AS $$
+    SELECT on_part(uuid_part(o), format('SELECT stock FROM shop.saga WHERE order_id = %L', o))
+$$;
+-- an order of customer cust with lines (product, qty), paid, shipped and delivered
+CREATE FUNCTION delivered_order(cust bigint, key text, lines bigint[]) RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    o uuid := val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', %L)', new_cart('rb', cust, lines), key));
+BEGIN
+    PERFORM run('rb', format('SELECT shop.order_transition(%L, ''fulfilling'')', o)),
+            run('rb', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z1'')', o)),
+            run('rb', format('SELECT shop.order_transition(%L, ''delivered'')', o));
+    RETURN o;
+END
+$$;
+SELECT fail_if(state('rw', format('SELECT shop.order_transition(%L, ''returned'')', o())) <> '42501',
+               'the storefront may not return an order (42501), as on one node');
+-- a router that dies after the order moved to returned on its shard:
+-- nothing is back yet, on any shard; recovery puts every unit back once
+SELECT set_config('t.before', format('%s %s %s', onhand(a()), onhand(b()), onhand(c())), false);
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''return''');
+SELECT fail_if(state('router', format('SELECT shop.order_transition(%L, ''returned'')', o())) = '00000',
+               'a return stops after its transition on the customer shard');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop');
+SELECT fail_if(val('rb', format('SELECT shop.order_get(%L) ->> ''status''', o())) <> 'returned'
+               OR back(o()) <> ''
+               OR format('%s %s %s', onhand(a()), onhand(b()), onhand(c())) <> current_setting('t.before'),
+               'the order is returned on its shard; no unit is back yet, on the customer shard neither',
+               back(o()));
+SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1'
+               OR back(o()) <> units(a(), 2, b(), 1, c(), 1)
+               OR format('%s %s %s', onhand(a()) - 2, onhand(b()) - 1, onhand(c()) - 1) <> current_setting('t.before')
+               OR saga_stock(o()) <> 'returned',
+               'recovery puts the order''s units back on each product''s shard (2, 1, 1)', back(o()));
+SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '0'
+               OR val('rb', format('SELECT shop.order_transition(%L, ''refunded'')', o())) <> 'refunded'
+               OR back(o()) <> units(a(), 2, b(), 1, c(), 1)
+               OR format('%s %s %s', onhand(a()) - 2, onhand(b()) - 1, onhand(c()) - 1) <> current_setting('t.before'),
+               'recovery and the refund after it put nothing back twice', back(o()));
+-- a router that dies after the product shards put the units back, before
+-- the customer shard recorded it: the refund repeats the step, which adds
+-- nothing twice
+SELECT run('rb', format('SELECT shop.stock_set(%s, 10)', id)) FROM sp;
+SELECT set_config('t.or', delivered_order(508, 'key-r', ARRAY[b(), 1, d(), 2])::text, false);
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = ''restock''');
+SELECT fail_if(state('router', format('SELECT shop.order_transition(%L, ''returned'')', current_setting('t.or'))) = '00000',
+               'a return stops after the product shards put its units back');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop');
+SELECT fail_if(back(current_setting('t.or')::uuid) <> units(b(), 1, d(), 2)
+               OR saga_stock(current_setting('t.or')::uuid) <> 'committed'
+               OR onhand(b()) <> 10 OR onhand(d()) <> 10,
+               'its units are back (1 and 2: 10 on hand again), its saga does not know yet', back(current_setting('t.or')::uuid));
+SELECT fail_if(val('rb', format('SELECT shop.order_transition(%L, ''refunded'')', current_setting('t.or'))) <> 'refunded'
+               OR back(current_setting('t.or')::uuid) <> units(b(), 1, d(), 2)
+               OR onhand(b()) <> 10 OR onhand(d()) <> 10
+               OR saga_stock(current_setting('t.or')::uuid) <> 'returned',
+               'the refund finishes the return and puts nothing back twice', back(current_setting('t.or')::uuid));
+-- a product shard's step fails (a lock it waits for times out) while the
+-- others put their units back: the transition stands, the failed shard's
+-- units are not back; recovery completes it, each unit once
+SELECT set_config('t.of', delivered_order(509, 'key-f', ARRAY[a(), 1, b(), 2, c(), 1])::text, false);
+SELECT dblink_connect('lk', CASE pid_part(b()) WHEN 0 THEN :'p0' WHEN 1 THEN :'p1' WHEN 2 THEN :'p2' ELSE :'p3' END);
+SELECT dblink_exec('lk', 'ALTER ROLE backoffice SET lock_timeout = ''200ms''');
+SELECT dblink_exec('lk', 'BEGIN');
+SELECT val('lk', format('SELECT pg_advisory_xact_lock(hashtextextended(''shop-return:'' || shop._saga_hold_id(%L, %s), 0))::text',
+                        current_setting('t.of'), b()));
+-- a new router session: its connections to the shards take the timeout
+SELECT dblink_connect('rb2', :'router' || ' user=backoffice');
+SELECT fail_if(state('rb2', format('SELECT shop.order_transition(%L, ''returned'')', current_setting('t.of'))) = '00000'
+               OR val('rb', format('SELECT shop.order_get(%L) ->> ''status''', current_setting('t.of'))) <> 'returned'
+               OR ' ' || back(current_setting('t.of')::uuid) LIKE format('%% %s:%%', b())
+               OR onhand(b()) <> 8,
+               'a return whose step fails on one product shard: returned, that shard''s units not back',
+               back(current_setting('t.of')::uuid));
+SELECT dblink_exec('lk', 'ROLLBACK'), dblink_exec('lk', 'ALTER ROLE backoffice RESET lock_timeout');
+SELECT dblink_disconnect('lk'), dblink_disconnect('rb2');
+SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1'
+               OR back(current_setting('t.of')::uuid) <> units(a(), 1, b(), 2, c(), 1)
+               OR onhand(a()) <> 10 OR onhand(b()) <> 10 OR onhand(c()) <> 10
+               OR saga_stock(current_setting('t.of')::uuid) <> 'returned',
+               'recovery puts the rest back; every unit is back once', back(current_setting('t.of')::uuid));
 
 \echo == the storefront through the router: its session reaches the shards, and nothing more
 -- four more products, one on each shard, with stock of their own
@@ -345,6 +458,23 @@ SELECT fail_if(state('rw', format('SELECT shop.order_ship(%L, ''UPS'', ''1Z'')',
                'the back office''s calls are refused to the storefront (42501)');
 SELECT fail_if(state('rw', 'SELECT shop.payment_method_add(601, ''tok_visa'', ''visa'', ''4242'', 12, 2030)') <> '00000',
                'payment_method_add through the router, for its customer');
+-- personalized search and reviews act for a customer: the session reaches
+-- the shards with them
+SELECT fail_if(state('rw', 'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 601)') <> '00000'
+               OR val('rw', 'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 601)') <> '5',
+               'the storefront searches for its customer through the router (personalized)');
+SELECT fail_if(state('rw', format('SELECT shop.review_add(%s, 601, 5, ''Great'', ''Works well.'')', q(0))) <> '00000'
+               OR on_part(pid_part(q(0)), format('SELECT count(*) FROM shop.review WHERE product_id = %s AND customer_id = 601 AND rating = 5', q(0))) <> '1'
+               OR state('rw', format('SELECT shop.review_add(%s, 601, 4)', q(1))) <> '00000',
+               'the storefront reviews products of any shard for its customer through the router');
+SELECT fail_if(state('rw', 'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 602)') <> '42501'
+               OR state('rw', format('SELECT shop.review_add(%s, 602, 1)', q(0))) <> '42501'
+               OR state('rw', format('SELECT shop.review_delete(%s, 602)', q(0))) <> '42501'
+               OR on_part(pid_part(q(0)), format('SELECT count(*) FROM shop.review WHERE product_id = %s AND customer_id = 602', q(0))) <> '0',
+               'a session of customer 601 can neither search as 602 nor review for 602 (42501)');
+SELECT fail_if(val('rw', format('SELECT shop.review_delete(%s, 601)', q(1))) <> 't'
+               OR on_part(pid_part(q(1)), format('SELECT count(*) FROM shop.review WHERE product_id = %s AND customer_id = 601', q(1))) <> '0',
+               'the storefront deletes its customer''s review through the router');
 SELECT set_config('t.so', val('rw', format('SELECT shop.checkout(%L, ''tok_visa'', ''sf-1'', ''{"country": "US"}'')', sc())), false);
 CREATE FUNCTION so() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.so')::uuid $$;
 SELECT fail_if(val('rw', format('SELECT shop.order_get(%L) ->> ''status''', so())) <> 'paid'
@@ -417,6 +547,17 @@ SELECT fail_if(state('wd', format('SELECT count(*) FROM shop._saga_place_signed(
                'nor place an order at a price of its choosing (42501)');
 SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, ''failed'', NULL, NULL)', current_setting('t.so3'))) <> 't',
                'the storefront abandons that saga (failed, its key free again)');
+-- one checkout of a cart at a time: a second saga under another key would
+-- hold the cart's lines again
+SELECT set_config('t.so4', val('wd', format('SELECT saga_order_id FROM shop._saga_begin_signed(gen_random_uuid(), %L, ''tok_visa'', ''sf-4'', NULL)',
+                                         current_setting('t.sc3'))), false);
+SELECT fail_if(state('wd', format('SELECT saga_order_id FROM shop._saga_begin_signed(gen_random_uuid(), %L, ''tok_visa'', ''sf-5'', NULL)',
+                                  current_setting('t.sc3'))) <> '55006'
+               OR on_part(pid_part(602), format('SELECT count(*) FROM shop.saga WHERE cart_id = %L AND status = ''started''',
+                                               current_setting('t.sc3'))) <> '1',
+               'on its customer''s shard the storefront cannot open a second saga on a cart while one is started (55006)');
+SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, ''failed'', NULL, NULL)', current_setting('t.so4'))) <> 't',
+               'the storefront abandons that saga too');
 SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
 SELECT dblink_exec('rw', 'RESET shop.session');
 
