@@ -78,8 +78,9 @@ BEGIN
     IF last IS NULL OR last ~ '^[0-9]' THEN
         RETURN q;
     END IF;
+    -- a last word the catalog does not know asks for no type
     IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
-        last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
+        RETURN q;
     END IF;
     -- no type words when the word is the brand of one of the 40 best
     -- matches and none of them is of that type ("lenovo"), as
