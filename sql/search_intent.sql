@@ -51,7 +51,7 @@ INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularit
 SELECT 'M' || i, 'Newstar CPU desk mount ' || i, 'Newstar', :mounts, 5000, 1, true, 'active'
   FROM generate_series(1, 45) i;
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
-VALUES ('D1', 'Dataflex bolt kit Newstar', 'Dataflex', :mounts, 5000, 1, true, 'active');
+VALUES ('D1', 'Dataflex Bolt Kit Newstar', 'Dataflex', :mounts, 5000, 1, true, 'active');
 SELECT shop.search_head(title) FROM shop.product WHERE sku IN ('M1', 'D1') ORDER BY sku;
 SELECT count(*) FILTER (WHERE t LIKE 'Newstar%') AS mounts, count(*) FILTER (WHERE t LIKE 'Dataflex%') AS dataflex
   FROM pg_temp.s('newstar', 10) t;

@@ -78,8 +78,9 @@ BEGIN
     IF last IS NULL OR last ~ '^[0-9]' THEN
         RETURN q;
     END IF;
+    -- a last word the catalog does not know asks for no type
     IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
-        last := coalesce(shop._search_suggest_word('bench_chorus_ss', last), last);
+        RETURN q;
     END IF;
     -- no type words when the word is the brand of one of the 40 best
     -- matches and none of them is of that type ("lenovo"), as
@@ -194,6 +195,26 @@ SELECT q.query_id,
                   ORDER BY t.pos DESC LIMIT 1), '') AS qtype
   FROM bench_chorus_q q;
 SQL
+
+echo "### nDCG@10 by half of the judged queries"
+echo
+echo "The judged queries split in two by a fixed hash of their text (half A:"
+echo "hashtext(query) & 1 = 0, half B: 1).  Ranking rules and parameters are"
+echo "chosen looking at half A only; half B checks them (docs/search.md,"
+echo "\"Relevance: how it is measured\")."
+echo
+{
+    printf 'method\thalf A\thalf B\tall\n'
+    bench_psql -F $'\t' <<'SQL'
+SELECT nd.method,
+       round(avg(nd.ndcg) FILTER (WHERE hashtext(q.query) & 1 = 0)::numeric, 4),
+       round(avg(nd.ndcg) FILTER (WHERE hashtext(q.query) & 1 = 1)::numeric, 4),
+       round(avg(nd.ndcg)::numeric, 4)
+  FROM bench_chorus_nd nd JOIN bench_chorus_q q USING (query_id)
+ GROUP BY nd.method ORDER BY 4 DESC;
+SQL
+} | bench_md_table
+echo
 
 echo "### nDCG@10 per query type"
 echo
@@ -343,6 +364,28 @@ SQL
 } | bench_md_table
 echo
 echo "Example typo'd queries: $(bench_psql -c "SELECT string_agg(query, '; ') FROM (SELECT query FROM bench_known ORDER BY n LIMIT 4) x")."
+echo
+echo "Known items by half of their queries (hashtext(query) & 1, as for the judged queries):"
+echo
+{
+    printf 'method\thalf A\thalf B\n'
+    bench_psql -F $'\t' <<'SQL'
+WITH h AS (
+    SELECT k.query, hashtext(k.query) & 1 AS half,
+           EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', bench_shop_query(k.query), 10) s
+                     JOIN bench_chorus c ON c.ctid = s.ctid WHERE c.product_id = k.product_id) AS hit,
+           EXISTS (SELECT 1 FROM shop.search_scan('bench_chorus_ss', jsonb_build_object('q', k.query, 'match', 'any'), 10) s
+                     JOIN bench_chorus c ON c.ctid = s.ctid WHERE c.product_id = k.product_id) AS hit_text
+      FROM bench_known k)
+SELECT 'shop_search',
+       round(100.0 * avg(hit::int) FILTER (WHERE half = 0), 1) || '%',
+       round(100.0 * avg(hit::int) FILTER (WHERE half = 1), 1) || '%' FROM h
+UNION ALL
+SELECT 'shop_search, text only',
+       round(100.0 * avg(hit_text::int) FILTER (WHERE half = 0), 1) || '%',
+       round(100.0 * avg(hit_text::int) FILTER (WHERE half = 1), 1) || '%' FROM h;
+SQL
+} | bench_md_table
 # ---------------------------------------------------------------------------
 # The behaviour prior (issue 13): a replay.  Its own database, so that
 # shop.search itself runs on the Chorus catalog (products keep their Chorus

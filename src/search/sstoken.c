@@ -754,6 +754,10 @@ typedef struct HeadScan
 	bool		done;
 	char		last[SS_MAX_TERM_LEN + 8];	/* the run's last word of letters */
 	int			lastlen;
+	char		lower[SS_MAX_TERM_LEN + 8];	/* ... written in lower case */
+	int			lowerlen;
+	bool		prevletters;	/* the previous word is a word of letters ... */
+	bool		prevlower;		/* ... written in lower case */
 	int			nwords;			/* the run's words of letters, any length */
 	char		head[SS_MAX_TERM_LEN + 8];	/* the head so far */
 	int			headlen;
@@ -794,11 +798,28 @@ head_end_run(HeadScan *hs, int hard)
 	/* a later run names the type if it has two words, or the first one */
 	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1))
 	{
-		memcpy(hs->head, hs->last, hs->lastlen + 1);
-		hs->headlen = hs->lastlen;
+		/*
+		 * A run written in mixed case names its type with its last word in
+		 * lower case: "Varta High Energy AA Single-use battery Alkaline" is
+		 * a battery, "Logitech MX1000 mouse RF Wireless Laser" a mouse
+		 * (catalogs such as Icecat write the type, then its properties
+		 * capitalized); a run with no word in lower case, or all of it in
+		 * lower case, by its last word.
+		 */
+		if (hs->lowerlen > 0)
+		{
+			memcpy(hs->head, hs->lower, hs->lowerlen + 1);
+			hs->headlen = hs->lowerlen;
+		}
+		else
+		{
+			memcpy(hs->head, hs->last, hs->lastlen + 1);
+			hs->headlen = hs->lastlen;
+		}
 		hs->headwords = hs->nwords;
 	}
 	hs->lastlen = 0;
+	hs->lowerlen = 0;
 	hs->nwords = 0;
 	if (hard == 2 && hs->headlen > 0)
 		hs->done = true;
@@ -829,16 +850,40 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		head_end_run(hs, 1);	/* "16gb", "90w" */
 	else if (all_letters(word, len))
 	{
-		/* "AC Adapter": two words, the head of three letters or more */
-		if (len >= 3)
+		bool		joined = start > 0 && hs->prevend == start - 1 && hs->prevletters;
+		bool		lower;
+
+		/* a word after a hyphen is written as the word before it: "Head-band" */
+		if (joined && hs->text[start - 1] == '-')
+			lower = hs->prevlower;
+		else
+			lower = hs->text[start] >= 'a' && hs->text[start] <= 'z';
+		/*
+		 * "AC Adapter": two words, the head of three letters or more; of
+		 * "adapter/inverter", the first
+		 */
+		if (len >= 3 && !(joined && hs->text[start - 1] == '/'))
 		{
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
 			hs->lastlen = len;
+			if (lower)
+			{
+				memcpy(hs->lower, word, len);
+				hs->lower[len] = '\0';
+				hs->lowerlen = len;
+			}
 		}
 		hs->nwords++;
+		hs->prevnum = false;
+		hs->prevletters = true;
+		hs->prevlower = lower;
+		hs->prevend = end;
+		return;
 	}
 	hs->prevnum = all_digits(word, len);
+	hs->prevletters = false;
+	hs->prevlower = false;
 	hs->prevend = end;
 }
 

@@ -1,0 +1,54 @@
+-- search_head_case: the head noun of a title that names its type and then
+-- the type's properties (issue 13, round 3).  Catalogs such as Icecat
+-- write "<brand> <model> <type> <Properties>", the type in lower case and
+-- the properties capitalized ("... Single-use battery Alkaline"): the
+-- head is the name's last word in lower case when the name mixes cases;
+-- of two words joined by a slash ("adapter/inverter") the first.  A query
+-- naming the type then ranks these products above shorter titles that
+-- only mention it.
+\i sql/include/prelude.sql
+CREATE FUNCTION pg_temp.s(q text, lim int DEFAULT 2) RETURNS SETOF text LANGUAGE sql AS $f$
+    SELECT title FROM shop.search(q, '{}', 'relevance', lim)
+$f$;
+SELECT t, shop.search_head(t) FROM unnest(ARRAY[
+    -- the type in lower case, then capitalized properties
+    'Varta High Energy AA Single-use battery Alkaline',
+    'Logitech MX1000 mouse RF Wireless Laser',
+    'Manhattan 130554 mobile device charger Indoor Black',
+    'Intel AXXSW1GB network switch Managed L2+',
+    -- two words joined by a slash: the first
+    'DYMO AC Adapter power adapter/inverter',
+    'Belkin Power Adapter/Inverter',
+    'Philips SHD8600/10 headphones/headset Black',
+    -- one case only: the last word, as before
+    'Kensington MicroSaver DS Laptop Lock',
+    'Lenovo ThinkPad T14s Notebook Black 35.6 cm (14")',
+    'targus privacy filter for 14" laptops',
+    'CANON PIXMA PRINTER',
+    -- a word after a hyphen is written as the word before it
+    'JVC HA-RX700 Headphones Head-band Black']) t;
+SELECT shop.category_add('Power') AS cat \gset
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
+VALUES ('B1', 'Varta High Energy AA Single-use battery Alkaline', 'Varta', :cat, 599, 1, true, 'active'),
+       ('B2', 'Battery charger', 'Ansmann', :cat, 1999, 1, true, 'active'),
+       ('M1', 'Logitech MX1000 mouse RF Wireless Laser', 'Logitech', :cat, 4999, 1, true, 'active'),
+       ('M2', 'Fellowes mouse pad', 'Fellowes', :cat, 999, 1, true, 'active'),
+       ('D1', 'Belkin Power Adapter/Inverter', 'Belkin', :cat, 3999, 1, true, 'active'),
+       ('D2', 'Adapter Cable', 'Belkin', :cat, 999, 1, true, 'active');
+-- the product of the type first (each pair's second title is shorter and
+-- wins on text alone, as with intent off)
+SELECT * FROM pg_temp.s('battery');
+SELECT * FROM pg_temp.s('mouse');
+SELECT * FROM pg_temp.s('adapter');
+SET shop.search_intent = off;
+SELECT * FROM pg_temp.s('battery');
+SELECT * FROM pg_temp.s('mouse');
+SELECT * FROM pg_temp.s('adapter');
+RESET shop.search_intent;
+-- the storefront ranks the same way
+SET ROLE shop_storefront;
+SELECT * FROM pg_temp.s('battery', 1);
+RESET ROLE;
+SELECT shop.search_verify('shop.product_search_idx');
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
