@@ -5087,18 +5087,19 @@ $$;
 
 -- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
 -- the rest stay queued) and the customers who viewed something since the
--- last refresh get new profiles, in slices of 2,000; per slice, the
--- customers who entered or left a sample because of them, and every
--- customer of a sample that holds one of them (whose list can move), are
--- collected.  Then, once for all slices, the lists of the changed
--- customers and of those who entered or left a sample are computed whole,
--- and every other list that can move is patched (shop._like_lists), so a
--- list is read and written once per refresh however many slices touched
--- it.  The call comes early when the similarities it would gather (each
--- slice's sample pairs: a changed customer with each other customer of
--- its samples) pass 8,000,000 (about 128 MB): that bounds its memory as
--- the slices did, and a list patched in two calls is still exact (the
--- second starts from what the first wrote).
+-- last refresh get new profiles, in slices of shop.reco_like_slice
+-- (2,000); per slice, the customers who entered or left a sample because
+-- of them, and every customer of a sample that holds one of them (whose
+-- list can move), are collected.  Then, once for all slices, the lists of
+-- the changed customers and of those who entered or left a sample are
+-- computed whole, and every other list that can move is patched
+-- (shop._like_lists), so a list is read and written once per refresh
+-- however many slices touched it.  The call comes early when the
+-- similarities it would gather (each slice's sample pairs: a changed
+-- customer with each other customer of its samples) pass the worst case
+-- of one slice (slice * shop.reco_like_items * shop.reco_like_sample),
+-- the bound of the one-call-per-slice refresh before; a list patched in
+-- two calls is still exact (the second starts from what the first wrote).
 CREATE OR REPLACE FUNCTION shop._like_refresh()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -5106,6 +5107,9 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     cap int := current_setting('shop.reco_like_refresh_cap')::int;
+    slice int := current_setting('shop.reco_like_slice')::int;
+    bound bigint := slice::bigint * current_setting('shop.reco_like_items')::int
+                    * current_setting('shop.reco_like_sample')::int;
     seen timestamptz;
     newest timestamptz;
     todo bigint[];
@@ -5153,8 +5157,8 @@ BEGIN
     ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
 
     WHILE i < coalesce(cardinality(todo), 0) LOOP
-        cs := todo[i + 1 : i + 2000];
-        i := i + 2000;
+        cs := todo[i + 1 : i + slice];
+        i := i + slice;
         -- the new profiles, and every product of the old or the new ones
         SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
           INTO np_c, np_p, np_w, np_h
@@ -5182,7 +5186,7 @@ BEGIN
         acc_full := acc_full || cs || coalesce(flipped, '{}');
         acc_lists := acc_lists || coalesce(lists, '{}');
         acc_est := acc_est + coalesce(est, 0);
-        IF acc_est > 8000000 OR i >= cardinality(todo) THEN
+        IF acc_est > bound OR i >= cardinality(todo) THEN
             r := shop._like_lists(acc_full, acc_lists);
             n_scored := n_scored + (r ->> 'customers_scored')::bigint;
             n_patched := n_patched + (r ->> 'customers_patched')::bigint;

@@ -143,6 +143,14 @@ typedef struct LikeCtx
 	HTAB	   *lists;			/* LikeList: new lists (e) by customer */
 	long		n_whole;
 	long		n_patched;
+	/* the samples read so far in this call (see like_chunk) */
+	MemoryContext scxt;			/* NULL: none kept */
+	HTAB	   *samples;		/* LikeSample by product */
+	HTAB	   *cidx;			/* LikeCustIdx by customer */
+	int64	   *cust;			/* dense index -> customer id */
+	int			ncust;
+	int			custcap;
+	long		sample_rows;
 } LikeCtx;
 
 static int
@@ -288,9 +296,33 @@ like_store(LikeCtx *cx, int64 id, LikeEntry *e, int n)
 }
 
 /*
+ * like_samples_reset: forget the samples kept (and start an empty set).
+ */
+static void
+like_samples_reset(LikeCtx *cx)
+{
+	if (cx->scxt != NULL)
+		MemoryContextDelete(cx->scxt);
+	cx->scxt = AllocSetContextCreate(cx->cxt, "shop like samples", ALLOCSET_DEFAULT_SIZES);
+	cx->samples = like_hash("shop like samples", sizeof(LikeSample), cx->scxt);
+	cx->cidx = like_hash("shop like customers", sizeof(LikeCustIdx), cx->scxt);
+	cx->custcap = 1024;
+	cx->cust = MemoryContextAlloc(cx->scxt, sizeof(int64) * cx->custcap);
+	cx->ncust = 0;
+	cx->sample_rows = 0;
+}
+
+/*
  * like_chunk: whole lists of the customers ids[0..n) (sorted, distinct),
  * whose profile products are pids[poff[i]..poff[i+1]).  With cx->patch,
  * every candidate a outside cx->full also gets (c, sim) gathered.
+ *
+ * The samples a chunk reads are kept for the next chunks of the call (the
+ * lists computed whole share most of their products: the changed
+ * customers', then the lists that must be redone), up to the rows one
+ * chunk can read (LIKE_CHUNK_PRODUCTS samples of shop.reco_like_sample);
+ * past that they are dropped and read again as needed, so memory stays
+ * within twice what one chunk held before.
  */
 static void
 like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *poff)
@@ -298,13 +330,8 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "shop like chunk",
 											   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(work);
-	HTAB	   *samples = like_hash("shop like samples", sizeof(LikeSample), work);
-	HTAB	   *cidx = like_hash("shop like customers", sizeof(LikeCustIdx), work);
 	int64	   *prods;
 	int			nprods = 0;
-	int64	   *cust;			/* dense index -> customer id */
-	int			ncust = 0;
-	int			custcap = 1024;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -312,13 +339,17 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 	Datum		args[2];
 	int			i;
 
-	/* the distinct products of the chunk */
+	if (cx->scxt == NULL || cx->sample_rows > (long) LIKE_CHUNK_PRODUCTS * cx->sample)
+		like_samples_reset(cx);
+
+	/* the distinct products of the chunk not read yet */
 	prods = palloc(sizeof(int64) * Max(poff[n] - poff[0], 1));
+	MemoryContextSwitchTo(cx->scxt);
 	for (i = 0; i < n; i++)
 		for (int j = poff[i]; j < poff[i + 1]; j++)
 		{
 			bool		found;
-			LikeSample *s = hash_search(samples, &pids[j], HASH_ENTER, &found);
+			LikeSample *s = hash_search(cx->samples, &pids[j], HASH_ENTER, &found);
 
 			if (!found)
 			{
@@ -330,35 +361,34 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		}
 
 	/* their samples */
-	cust = palloc(sizeof(int64) * custcap);
 	if (nprods > 0)
 	{
 		MemoryContextSwitchTo(old);
 		args[0] = ShopInt8Array(prods, nprods);
 		args[1] = Int32GetDatum(cx->sample);
 		nrows = ShopExec(&st_like_samples, args, NULL, 0);
-		MemoryContextSwitchTo(work);
+		MemoryContextSwitchTo(cx->scxt);
 		for (uint64 r = 0; r < nrows; r++)
 		{
 			int64		pid = ShopColInt(r, 1, 0);
 			int64		c = ShopColInt(r, 2, 0);
 			double		w = ShopColFloat(r, 3, 0);
-			LikeSample *s = hash_search(samples, &pid, HASH_FIND, NULL);
+			LikeSample *s = hash_search(cx->samples, &pid, HASH_FIND, NULL);
 			bool		found;
 			LikeCustIdx *ci;
 
 			if (s == NULL)
 				elog(ERROR, "sample of an unknown product " INT64_FORMAT, pid);
-			ci = hash_search(cidx, &c, HASH_ENTER, &found);
+			ci = hash_search(cx->cidx, &c, HASH_ENTER, &found);
 			if (!found)
 			{
-				if (ncust == custcap)
+				if (cx->ncust == cx->custcap)
 				{
-					custcap *= 2;
-					cust = repalloc(cust, sizeof(int64) * custcap);
+					cx->custcap *= 2;
+					cx->cust = repalloc(cx->cust, sizeof(int64) * cx->custcap);
 				}
-				ci->idx = ncust;
-				cust[ncust++] = c;
+				ci->idx = cx->ncust;
+				cx->cust[cx->ncust++] = c;
 			}
 			if (s->n == s->cap)
 			{
@@ -370,17 +400,19 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 			s->w[s->n] = w;
 			s->n++;
 		}
+		cx->sample_rows += nrows;
 		SPI_freetuptable(SPI_tuptable);
 	}
+	MemoryContextSwitchTo(work);
 
-	acc = palloc0(sizeof(double) * Max(ncust, 1));
-	touched = palloc(sizeof(int32) * Max(ncust, 1));
-	vec = palloc(sizeof(LikeEntry) * Max(ncust, 1));
+	acc = palloc0(sizeof(double) * Max(cx->ncust, 1));
+	touched = palloc(sizeof(int32) * Max(cx->ncust, 1));
+	vec = palloc(sizeof(LikeEntry) * Max(cx->ncust, 1));
 
 	for (i = 0; i < n; i++)
 	{
 		int64		c = ids[i];
-		LikeCustIdx *ci = hash_search(cidx, &c, HASH_FIND, NULL);
+		LikeCustIdx *ci = hash_search(cx->cidx, &c, HASH_FIND, NULL);
 		int			ntouched = 0;
 
 		CHECK_FOR_INTERRUPTS();
@@ -388,7 +420,7 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		{
 			for (int j = poff[i]; j < poff[i + 1]; j++)
 			{
-				LikeSample *s = hash_search(samples, &pids[j], HASH_FIND, NULL);
+				LikeSample *s = hash_search(cx->samples, &pids[j], HASH_FIND, NULL);
 				double		wc = -1;
 
 				for (int m = 0; m < s->n; m++)
@@ -415,7 +447,7 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		{
 			int32		b = touched[m];
 
-			vec[m].id = cust[b];
+			vec[m].id = cx->cust[b];
 			vec[m].score = like_round(acc[b]);
 			acc[b] = 0;
 		}
