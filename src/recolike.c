@@ -2,7 +2,8 @@
  *
  * recolike.c
  *	  Customers like you: the neighbour lists of shop.customer_neighbour,
- *	  computed whole or patched (shop._like_lists).
+ *	  computed whole or patched (shop._like_lists), and the sets of one
+ *	  slice of a refresh (shop._like_slice).
  *
  * A customer's profile (shop.customer_item) is at most
  * shop.reco_like_items products with weights; a product's sample is the
@@ -43,7 +44,13 @@
  * at or above that last entry, the patched top is the list a whole
  * computation would give.  Otherwise (a full list lost entries) the list
  * is computed whole.  Lists that come out equal to the stored ones are not
- * written.
+ * written, and of the others only the rows that moved.
+ *
+ * The refresh takes the changed customers in slices (shop.reco_like_slice)
+ * and asks shop._like_slice, per slice, which customers entered or left a
+ * sample and whose lists can move; it then calls shop._like_lists once
+ * for the slices gathered, while the similarities it would gather stay
+ * within one slice's worst case.
  *
  *-------------------------------------------------------------------------
  */
