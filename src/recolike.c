@@ -2,7 +2,8 @@
  *
  * recolike.c
  *	  Customers like you: the neighbour lists of shop.customer_neighbour,
- *	  computed whole or patched (shop._like_lists).
+ *	  computed whole or patched (shop._like_lists), and the sets of one
+ *	  slice of a refresh (shop._like_slice).
  *
  * A customer's profile (shop.customer_item) is at most
  * shop.reco_like_items products with weights; a product's sample is the
@@ -43,7 +44,13 @@
  * at or above that last entry, the patched top is the list a whole
  * computation would give.  Otherwise (a full list lost entries) the list
  * is computed whole.  Lists that come out equal to the stored ones are not
- * written.
+ * written, and of the others only the rows that moved.
+ *
+ * The refresh takes the changed customers in slices (shop.reco_like_slice)
+ * and asks shop._like_slice, per slice, which customers entered or left a
+ * sample and whose lists can move; it then calls shop._like_lists once
+ * for the slices gathered, while the similarities it would gather stay
+ * within one slice's worst case.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,9 +58,11 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -66,10 +75,11 @@
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_like_lists);
+PG_FUNCTION_INFO_V1(shop_like_slice);
 
 /* products whose samples one chunk of whole computations holds */
 #define LIKE_CHUNK_PRODUCTS 20000
-/* rows per INSERT of new list rows */
+/* rows per statement that writes list rows */
 #define LIKE_WRITE_BATCH	20000
 
 static ShopStmt st_like_profiles = SHOP_STMT(SHOP_PLAN_GENERIC,
@@ -84,7 +94,13 @@ static ShopStmt st_like_old = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour"
 	" WHERE customer_id = ANY ($1) ORDER BY customer_id, score DESC, neighbour_id", INT8ARRAYOID);
 static ShopStmt st_like_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"DELETE FROM shop.customer_neighbour WHERE customer_id = ANY ($1)", INT8ARRAYOID);
+	"DELETE FROM shop.customer_neighbour t USING unnest($1::bigint[], $2::bigint[]) u(c, n)"
+	" WHERE t.customer_id = u.c AND t.neighbour_id = u.n", INT8ARRAYOID, INT8ARRAYOID);
+static ShopStmt st_like_update = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"UPDATE shop.customer_neighbour t SET score = u.s"
+	" FROM unnest($1::bigint[], $2::bigint[], $3::real[]) u(c, n, s)"
+	" WHERE t.customer_id = u.c AND t.neighbour_id = u.n",
+	INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID);
 static ShopStmt st_like_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)"
 	" SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::real[])",
@@ -134,6 +150,14 @@ typedef struct LikeCtx
 	HTAB	   *lists;			/* LikeList: new lists (e) by customer */
 	long		n_whole;
 	long		n_patched;
+	/* the samples read so far in this call (see like_chunk) */
+	MemoryContext scxt;			/* NULL: none kept */
+	HTAB	   *samples;		/* LikeSample by product */
+	HTAB	   *cidx;			/* LikeCustIdx by customer */
+	int64	   *cust;			/* dense index -> customer id */
+	int			ncust;
+	int			custcap;
+	long		sample_rows;
 } LikeCtx;
 
 static int
@@ -156,6 +180,61 @@ like_cmp_int64(const void *a, const void *b)
 	int64		y = *(const int64 *) b;
 
 	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* by neighbour id (the rows of two versions of a list, compared) */
+static int
+like_cmp_entry_id(const void *a, const void *b)
+{
+	const LikeEntry *x = a;
+	const LikeEntry *y = b;
+
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
+/* rows of shop.customer_neighbour to delete, update or insert */
+typedef struct LikeRows
+{
+	int			n;
+	int			cap;
+	int64	   *c;
+	int64	   *nb;
+	float4	   *s;
+} LikeRows;
+
+static void
+like_row(LikeRows *r, int64 c, int64 nb, float4 s)
+{
+	if (r->n == r->cap)
+	{
+		r->cap = r->cap ? r->cap * 2 : 1024;
+		r->c = r->c ? repalloc(r->c, sizeof(int64) * r->cap) : palloc(sizeof(int64) * r->cap);
+		r->nb = r->nb ? repalloc(r->nb, sizeof(int64) * r->cap) : palloc(sizeof(int64) * r->cap);
+		r->s = r->s ? repalloc(r->s, sizeof(float4) * r->cap) : palloc(sizeof(float4) * r->cap);
+	}
+	r->c[r->n] = c;
+	r->nb[r->n] = nb;
+	r->s[r->n] = s;
+	r->n++;
+}
+
+/* runs st over the rows, LIKE_WRITE_BATCH at a time; returns the rows */
+static long
+like_flush(ShopStmt *st, LikeRows *r, bool with_score)
+{
+	Datum		args[3];
+
+	for (int i = 0; i < r->n; i += LIKE_WRITE_BATCH)
+	{
+		int			len = Min(LIKE_WRITE_BATCH, r->n - i);
+
+		args[0] = ShopInt8Array(r->c + i, len);
+		args[1] = ShopInt8Array(r->nb + i, len);
+		if (with_score)
+			args[2] = ShopFloat4Array(r->s + i, len);
+		ShopExec(st, args, NULL, 0);
+	}
+	return r->n;
 }
 
 static void
@@ -224,9 +303,33 @@ like_store(LikeCtx *cx, int64 id, LikeEntry *e, int n)
 }
 
 /*
+ * like_samples_reset: forget the samples kept (and start an empty set).
+ */
+static void
+like_samples_reset(LikeCtx *cx)
+{
+	if (cx->scxt != NULL)
+		MemoryContextDelete(cx->scxt);
+	cx->scxt = AllocSetContextCreate(cx->cxt, "shop like samples", ALLOCSET_DEFAULT_SIZES);
+	cx->samples = like_hash("shop like samples", sizeof(LikeSample), cx->scxt);
+	cx->cidx = like_hash("shop like customers", sizeof(LikeCustIdx), cx->scxt);
+	cx->custcap = 1024;
+	cx->cust = MemoryContextAlloc(cx->scxt, sizeof(int64) * cx->custcap);
+	cx->ncust = 0;
+	cx->sample_rows = 0;
+}
+
+/*
  * like_chunk: whole lists of the customers ids[0..n) (sorted, distinct),
  * whose profile products are pids[poff[i]..poff[i+1]).  With cx->patch,
  * every candidate a outside cx->full also gets (c, sim) gathered.
+ *
+ * The samples a chunk reads are kept for the next chunks of the call (the
+ * lists computed whole share most of their products: the changed
+ * customers', then the lists that must be redone), up to the rows one
+ * chunk can read (LIKE_CHUNK_PRODUCTS samples of shop.reco_like_sample);
+ * past that they are dropped and read again as needed, so memory stays
+ * within twice what one chunk held before.
  */
 static void
 like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *poff)
@@ -234,13 +337,8 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "shop like chunk",
 											   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(work);
-	HTAB	   *samples = like_hash("shop like samples", sizeof(LikeSample), work);
-	HTAB	   *cidx = like_hash("shop like customers", sizeof(LikeCustIdx), work);
 	int64	   *prods;
 	int			nprods = 0;
-	int64	   *cust;			/* dense index -> customer id */
-	int			ncust = 0;
-	int			custcap = 1024;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -248,13 +346,17 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 	Datum		args[2];
 	int			i;
 
-	/* the distinct products of the chunk */
+	if (cx->scxt == NULL || cx->sample_rows > (long) LIKE_CHUNK_PRODUCTS * cx->sample)
+		like_samples_reset(cx);
+
+	/* the distinct products of the chunk not read yet */
 	prods = palloc(sizeof(int64) * Max(poff[n] - poff[0], 1));
+	MemoryContextSwitchTo(cx->scxt);
 	for (i = 0; i < n; i++)
 		for (int j = poff[i]; j < poff[i + 1]; j++)
 		{
 			bool		found;
-			LikeSample *s = hash_search(samples, &pids[j], HASH_ENTER, &found);
+			LikeSample *s = hash_search(cx->samples, &pids[j], HASH_ENTER, &found);
 
 			if (!found)
 			{
@@ -266,35 +368,34 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		}
 
 	/* their samples */
-	cust = palloc(sizeof(int64) * custcap);
 	if (nprods > 0)
 	{
 		MemoryContextSwitchTo(old);
 		args[0] = ShopInt8Array(prods, nprods);
 		args[1] = Int32GetDatum(cx->sample);
 		nrows = ShopExec(&st_like_samples, args, NULL, 0);
-		MemoryContextSwitchTo(work);
+		MemoryContextSwitchTo(cx->scxt);
 		for (uint64 r = 0; r < nrows; r++)
 		{
 			int64		pid = ShopColInt(r, 1, 0);
 			int64		c = ShopColInt(r, 2, 0);
 			double		w = ShopColFloat(r, 3, 0);
-			LikeSample *s = hash_search(samples, &pid, HASH_FIND, NULL);
+			LikeSample *s = hash_search(cx->samples, &pid, HASH_FIND, NULL);
 			bool		found;
 			LikeCustIdx *ci;
 
 			if (s == NULL)
 				elog(ERROR, "sample of an unknown product " INT64_FORMAT, pid);
-			ci = hash_search(cidx, &c, HASH_ENTER, &found);
+			ci = hash_search(cx->cidx, &c, HASH_ENTER, &found);
 			if (!found)
 			{
-				if (ncust == custcap)
+				if (cx->ncust == cx->custcap)
 				{
-					custcap *= 2;
-					cust = repalloc(cust, sizeof(int64) * custcap);
+					cx->custcap *= 2;
+					cx->cust = repalloc(cx->cust, sizeof(int64) * cx->custcap);
 				}
-				ci->idx = ncust;
-				cust[ncust++] = c;
+				ci->idx = cx->ncust;
+				cx->cust[cx->ncust++] = c;
 			}
 			if (s->n == s->cap)
 			{
@@ -306,17 +407,19 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 			s->w[s->n] = w;
 			s->n++;
 		}
+		cx->sample_rows += nrows;
 		SPI_freetuptable(SPI_tuptable);
 	}
+	MemoryContextSwitchTo(work);
 
-	acc = palloc0(sizeof(double) * Max(ncust, 1));
-	touched = palloc(sizeof(int32) * Max(ncust, 1));
-	vec = palloc(sizeof(LikeEntry) * Max(ncust, 1));
+	acc = palloc0(sizeof(double) * Max(cx->ncust, 1));
+	touched = palloc(sizeof(int32) * Max(cx->ncust, 1));
+	vec = palloc(sizeof(LikeEntry) * Max(cx->ncust, 1));
 
 	for (i = 0; i < n; i++)
 	{
 		int64		c = ids[i];
-		LikeCustIdx *ci = hash_search(cidx, &c, HASH_FIND, NULL);
+		LikeCustIdx *ci = hash_search(cx->cidx, &c, HASH_FIND, NULL);
 		int			ntouched = 0;
 
 		CHECK_FOR_INTERRUPTS();
@@ -324,7 +427,7 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		{
 			for (int j = poff[i]; j < poff[i + 1]; j++)
 			{
-				LikeSample *s = hash_search(samples, &pids[j], HASH_FIND, NULL);
+				LikeSample *s = hash_search(cx->samples, &pids[j], HASH_FIND, NULL);
 				double		wc = -1;
 
 				for (int m = 0; m < s->n; m++)
@@ -351,7 +454,7 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 		{
 			int32		b = touched[m];
 
-			vec[m].id = cust[b];
+			vec[m].id = cx->cust[b];
 			vec[m].score = like_round(acc[b]);
 			acc[b] = 0;
 		}
@@ -637,41 +740,65 @@ shop_like_lists(PG_FUNCTION_ARGS)
 	}
 	if (nchanged > 0)
 	{
-		int64	   *rc = palloc(sizeof(int64) * LIKE_WRITE_BATCH);
-		int64	   *rn = palloc(sizeof(int64) * LIKE_WRITE_BATCH);
-		float4	   *rs = palloc(sizeof(float4) * LIKE_WRITE_BATCH);
-		int			len = 0;
+		LikeRows	del = {0},
+					upd = {0},
+					ins = {0};
 
+		/*
+		 * Entry by entry: a list that moved usually moved in a few entries
+		 * (the changed customers' similarities), so only those rows are
+		 * written; a moved score is an update of one row (HOT: the score is
+		 * in no index).
+		 */
 		qsort(changed, nchanged, sizeof(int64), like_cmp_int64);
-		args[0] = ShopInt8Array(changed, nchanged);
-		ShopExec(&st_like_delete, args, NULL, 0);
 		for (int i = 0; i < nchanged; i++)
 		{
+			LikeList   *o = hash_search(oldl, &changed[i], HASH_FIND, NULL);
+			LikeEntry  *oe = NULL,
+					   *ne;
+			int			on = o ? o->n : 0,
+						a = 0,
+						b = 0;
+
 			l = hash_search(cx.lists, &changed[i], HASH_FIND, NULL);
-			for (int m = 0; m < l->n; m++)
+			/* both sides by neighbour id */
+			if (on > 0)
 			{
-				rc[len] = l->customer_id;
-				rn[len] = l->e[m].id;
-				rs[len] = l->e[m].score;
-				if (++len == LIKE_WRITE_BATCH || (i == nchanged - 1 && m == l->n - 1))
+				oe = palloc(sizeof(LikeEntry) * on);
+				memcpy(oe, o->e, sizeof(LikeEntry) * on);
+				qsort(oe, on, sizeof(LikeEntry), like_cmp_entry_id);
+			}
+			ne = palloc(sizeof(LikeEntry) * Max(l->n, 1));
+			if (l->n > 0)
+				memcpy(ne, l->e, sizeof(LikeEntry) * l->n);
+			qsort(ne, l->n, sizeof(LikeEntry), like_cmp_entry_id);
+			while (a < on || b < l->n)
+			{
+				if (b >= l->n || (a < on && oe[a].id < ne[b].id))
 				{
-					args[0] = ShopInt8Array(rc, len);
-					args[1] = ShopInt8Array(rn, len);
-					args[2] = ShopFloat4Array(rs, len);
-					ShopExec(&st_like_insert, args, NULL, 0);
-					nwritten += len;
-					len = 0;
+					like_row(&del, changed[i], oe[a].id, 0);
+					a++;
+				}
+				else if (a >= on || ne[b].id < oe[a].id)
+				{
+					like_row(&ins, changed[i], ne[b].id, ne[b].score);
+					b++;
+				}
+				else
+				{
+					if (oe[a].score != ne[b].score)
+						like_row(&upd, changed[i], ne[b].id, ne[b].score);
+					a++;
+					b++;
 				}
 			}
+			if (oe)
+				pfree(oe);
+			pfree(ne);
 		}
-		if (len > 0)
-		{
-			args[0] = ShopInt8Array(rc, len);
-			args[1] = ShopInt8Array(rn, len);
-			args[2] = ShopFloat4Array(rs, len);
-			ShopExec(&st_like_insert, args, NULL, 0);
-			nwritten += len;
-		}
+		nwritten = like_flush(&st_like_delete, &del, false) +
+			like_flush(&st_like_update, &upd, true) +
+			like_flush(&st_like_insert, &ins, true);
 	}
 	SPI_finish();
 
@@ -699,4 +826,196 @@ shop_like_lists(PG_FUNCTION_ARGS)
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	MemoryContextDelete(cx.cxt);
 	PG_RETURN_POINTER(JsonbValueToJsonb(res));
+}
+
+/* a (product, customer) sample row, as a hash key */
+typedef struct LikePair
+{
+	int64		p;
+	int64		c;
+} LikePair;
+
+typedef struct LikePairEnt
+{
+	LikePair	key;
+	bool		in_new;
+} LikePairEnt;
+
+/* per product of the new samples: its size and how many of the slice */
+typedef struct LikeProdEnt
+{
+	int64		p;				/* hash key */
+	int64		n;
+	int64		n_slice;
+	bool		hit;
+} LikeProdEnt;
+
+static int64 *
+like_int8s(ArrayType *a, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			ne;
+	int64	   *v;
+
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &ne);
+	v = palloc(sizeof(int64) * Max(ne, 1));
+	for (int i = 0; i < ne; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("sample arrays must not hold nulls")));
+		v[i] = DatumGetInt64(elems[i]);
+	}
+	*n = ne;
+	return v;
+}
+
+/* the distinct values of v[0..n), sorted, as an int8[] */
+static Datum
+like_set_array(int64 *v, int n)
+{
+	int			m = 0;
+
+	qsort(v, n, sizeof(int64), like_cmp_int64);
+	for (int i = 0; i < n; i++)
+		if (m == 0 || v[i] != v[m - 1])
+			v[m++] = v[i];
+	return ShopInt8Array(v, m);
+}
+
+/*
+ * shop._like_slice(cs, old_pids, old_cids, new_pids, new_cids,
+ *					OUT flipped bigint[], OUT lists bigint[], OUT est bigint)
+ *
+ * For one slice of changed customers cs and the samples (product,
+ * customer) of their products before and after their profiles were
+ * written: the customers outside cs who entered or left a sample
+ * (flipped), every customer of a sample (before or after) that holds one
+ * of cs (lists: whose list can move), and the number of similarities a
+ * whole computation of cs gathers for patching, at most (est: per product,
+ * its new sample's size times the customers of cs in it).  What the SQL of
+ * shop._like_refresh computed with set operations over the sample rows,
+ * in hash tables: linear in the rows.
+ */
+Datum
+shop_like_slice(PG_FUNCTION_ARGS)
+{
+	int			ncs,
+				nop,
+				noc,
+				nnp,
+				nnc;
+	int64	   *cs,
+			   *op,
+			   *oc,
+			   *np,
+			   *nc;
+	HTAB	   *slice,
+			   *pairs,
+			   *prods;
+	HASHCTL		ctl;
+	int64	   *flipped,
+			   *lists;
+	int			nflipped = 0,
+				nlists = 0;
+	int64		est = 0;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	HASH_SEQ_STATUS seq;
+	LikePairEnt *pe;
+	LikeProdEnt *pr;
+
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("argument %d must not be null", i + 1)));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs);
+	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop);
+	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc);
+	np = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnp);
+	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnc);
+	if (nop != noc || nnp != nnc)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("sample arrays differ in length")));
+
+	slice = like_hash("shop like slice", sizeof(int64), CurrentMemoryContext);
+	for (int i = 0; i < ncs; i++)
+		(void) hash_search(slice, &cs[i], HASH_ENTER, NULL);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(LikePair);
+	ctl.entrysize = sizeof(LikePairEnt);
+	ctl.hcxt = CurrentMemoryContext;
+	pairs = hash_create("shop like old samples", Max(nop, 1024), &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	prods = like_hash("shop like sample products", sizeof(LikeProdEnt), CurrentMemoryContext);
+
+	/* the products whose sample, before or after, holds one of cs */
+	for (int i = 0; i < nop + nnp; i++)
+	{
+		int64		p = i < nop ? op[i] : np[i - nop];
+		int64		c = i < nop ? oc[i] : nc[i - nop];
+		bool		found;
+
+		pr = hash_search(prods, &p, HASH_ENTER, &found);
+		if (!found)
+		{
+			pr->n = pr->n_slice = 0;
+			pr->hit = false;
+		}
+		if (hash_search(slice, &c, HASH_FIND, NULL) != NULL)
+		{
+			pr->hit = true;
+			if (i >= nop)
+				pr->n_slice++;
+		}
+		if (i >= nop)
+			pr->n++;
+	}
+	hash_seq_init(&seq, prods);
+	while ((pr = hash_seq_search(&seq)) != NULL)
+		est += pr->n * pr->n_slice;
+
+	/* sample rows in one version only: their customers entered or left */
+	flipped = palloc(sizeof(int64) * (nop + nnp + 1));
+	lists = palloc(sizeof(int64) * (nop + nnp + 1));
+	for (int i = 0; i < nop; i++)
+	{
+		LikePair	k = {op[i], oc[i]};
+
+		pe = hash_search(pairs, &k, HASH_ENTER, NULL);
+		pe->in_new = false;
+	}
+	for (int i = 0; i < nop + nnp; i++)
+	{
+		int64		p = i < nop ? op[i] : np[i - nop];
+		int64		c = i < nop ? oc[i] : nc[i - nop];
+		bool		in_slice = hash_search(slice, &c, HASH_FIND, NULL) != NULL;
+
+		pr = hash_search(prods, &p, HASH_FIND, NULL);
+		if (pr->hit)
+			lists[nlists++] = c;
+		if (i >= nop)
+		{
+			LikePair	k = {p, c};
+
+			pe = hash_search(pairs, &k, HASH_FIND, NULL);
+			if (pe != NULL)
+				pe->in_new = true;
+			else if (!in_slice)
+				flipped[nflipped++] = c;
+		}
+	}
+	hash_seq_init(&seq, pairs);
+	while ((pe = hash_seq_search(&seq)) != NULL)
+		if (!pe->in_new && hash_search(slice, &pe->key.c, HASH_FIND, NULL) == NULL)
+			flipped[nflipped++] = pe->key.c;
+
+	values[0] = like_set_array(flipped, nflipped);
+	values[1] = like_set_array(lists, nlists);
+	values[2] = Int64GetDatum(est);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

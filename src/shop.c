@@ -43,6 +43,7 @@ int			shop_reco_like_neighbours = 20;
 int			shop_reco_like_items = 50;
 int			shop_reco_like_sample = 200;
 int			shop_reco_like_refresh_cap = 10000;
+int			shop_reco_like_slice = 2000;
 double		shop_reco_weight_item = 1.0;
 double		shop_reco_weight_like = 0.5;
 double		shop_reco_weight_content = 0.0;
@@ -214,6 +215,14 @@ _PG_init(void)
 							"The others stay queued for the next refresh.",
 							&shop_reco_like_refresh_cap,
 							10000, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_like_slice",
+							"Changed customers whose profiles a refresh recomputes at a time.",
+							"Their lists are computed in one call while the similarities gathered stay within one slice's worst case.",
+							&shop_reco_like_slice,
+							2000, 1, 100000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 
