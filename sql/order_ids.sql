@@ -1,7 +1,8 @@
 -- order_ids: the ids shop makes for carts, orders, payments and holds are
 -- time-ordered uuids (RFC 9562 version 7: 48 bits of Unix milliseconds,
--- the version, the variant, 74 random bits), so that the b-trees that lead
--- with them grow at their right-most leaf (issue 11); ids the caller gives
+-- rounded down to a window of 2^16 ms, the version, the variant, 74 random
+-- bits), so that the b-trees that lead with them grow at one end, over the
+-- leaves of the current window (issue 11); ids the caller gives
 -- are kept as given (the router's carry the customer's bucket in their
 -- last 16 bits).  As the storefront role, with an anonymous cart as a
 -- guest's, and as the back office.
@@ -38,20 +39,22 @@ SELECT DISTINCT 'reservation', reservation_id, (extract(epoch FROM now()) * 1000
 -- a hold made directly
 SELECT shop.reserve(:p2, 1, 'ids-hold', '1 hour') AS hold \gset
 INSERT INTO pg_temp.made VALUES ('reservation', :'hold', (extract(epoch FROM now()) * 1000)::bigint);
--- version 7, the RFC variant, and the time of the transaction that made it
--- (within a second: the clock is read when the id is made)
+-- version 7, the RFC variant, and the time of the transaction that made it,
+-- rounded down to its window of 65,536 ms (the clock is read when the id
+-- is made: a second of slack)
 SELECT what, pg_temp.v(id) AS version, pg_temp.variant_ok(id) AS variant_ok,
-       abs(pg_temp.ms(id) - at_ms) < 1000 AS time_now
+       pg_temp.ms(id) % 65536 = 0 AS window_start,
+       pg_temp.ms(id) BETWEEN at_ms - 65536 - 1000 AND at_ms + 1000 AS time_now
   FROM pg_temp.made ORDER BY what;
 
--- ids made later sort after earlier ones (one per transaction, 20 ms
--- apart), and none repeats among 10,000 made at once
+-- ids made later never sort before earlier ones by their time (one per
+-- transaction, 20 ms apart), and none repeats among 10,000 made at once
 SELECT shop.cart_create() AS c1 \gset
 SELECT pg_sleep(0.02);
 SELECT shop.cart_create() AS c2 \gset
 SELECT pg_sleep(0.02);
 SELECT shop.cart_create() AS c3 \gset
-SELECT :'c1'::uuid < :'c2'::uuid AND :'c2'::uuid < :'c3'::uuid AS ordered;
+SELECT pg_temp.ms(:'c1') <= pg_temp.ms(:'c2') AND pg_temp.ms(:'c2') <= pg_temp.ms(:'c3') AS ordered;
 SELECT count(*) AS made, count(DISTINCT u) AS distinct_ids,
        count(*) FILTER (WHERE pg_temp.v(u) = 7 AND pg_temp.variant_ok(u)) AS v7
   FROM (SELECT shop._new_id() AS u FROM generate_series(1, 10000)) s;
