@@ -406,12 +406,12 @@ ShopUuidArray(const pg_uuid_t *v, int n)
  * that leads with it (the order's key, its lines, events and payment, the
  * reservation id), so the leaves a store touches grow with the store and
  * each one takes a full-page image in the WAL the first time it is touched
- * after a checkpoint.  A time-ordered id appends near the right-most leaf,
- * as a sequence would, and still cannot be guessed: cart and order ids
- * are what a guest holds to reach its cart and order (docs/security.md),
- * and 74 random bits per window leave no practical guess.  The
- * creation time becomes readable from the id, to the window below (it is
- * in the row anyway).
+ * after a checkpoint.  A time-ordered id goes to the newest leaves, as a
+ * sequence would (to those of its window, below), and still cannot be
+ * guessed: cart and order ids are what a guest holds to reach its cart and
+ * order (docs/security.md), and 74 random bits per window leave no
+ * practical guess.  The creation time becomes readable from the id, to
+ * the window (it is in the row anyway).
  *
  * The window: the time field holds the milliseconds rounded down to a
  * multiple of 2^16 (65.5 s), so ids are ordered by window and random
