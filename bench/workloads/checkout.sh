@@ -26,7 +26,12 @@ INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT g, 'CO-' || g, 'Checkout bench product ' || g, 100 + (g * 7919) % 20000
   FROM generate_series(1, 2 * $NPROD) g;
 SELECT count(shop.stock_set(g, 10000000)) FROM generate_series(1, 2 * $NPROD) g;
--- carts of customers run*10^8 + client*10^6 + n (n = 1..PER_CLIENT), 3 lines each
+-- carts of customers run*10^8 + client*10^6 + n (n = 1..PER_CLIENT), 3 lines each,
+-- products picked by a hash of the whole customer id.  (Until 2026-12-06
+-- the pick was (customer_id * 2654435761 + k * 40503) % NPROD, in which
+-- client * 10^6 vanishes modulo 10,000: the 16 clients' n-th carts held the
+-- same 3 products, and clients running in step queued on the same stock
+-- rows, which the baseline's random products never do.)
 INSERT INTO shop.cart (cart_id, customer_id, expires_at)
 SELECT gen_random_uuid(), r * 100000000 + c * 1000000 + n, now() + interval '1 day'
   FROM generate_series(0, 4) r, generate_series(0, $CLIENTS - 1) c, generate_series(1, $PER_CLIENT) n
@@ -36,7 +41,7 @@ SELECT gen_random_uuid(), 300000000 + n, now() + interval '1 day' FROM generate_
 INSERT INTO shop.cart_item (cart_id, product_id, qty, price_cents_at_add)
 SELECT c.cart_id, p.pid, 1 + (p.k = 1)::int, 100
   FROM shop.cart c,
-       LATERAL (SELECT k, 1 + ((c.customer_id * 2654435761 + k * 40503) % $NPROD) AS pid
+       LATERAL (SELECT k, 1 + ((hashint8(c.customer_id)::bigint + 2147483648 + k * ($NPROD / 3)) % $NPROD) AS pid
                   FROM generate_series(1, 3) k) p
 ON CONFLICT DO NOTHING;
 -- the minimal checkout of the baseline
