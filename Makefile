@@ -15,6 +15,7 @@ MODULE_big   = shop
 OBJS         = \
 	src/attribution.o \
 	src/cart.o \
+	src/keys.o \
 	src/events.o \
 	src/experiment.o \
 	src/inventory.o \

@@ -3109,9 +3109,9 @@ BEGIN
     PERFORM shop._authorize(c.customer_id);
     sc := CASE WHEN c.customer_id IS NULL THEN 'k:' || cart_id::text ELSE 'c:' || c.customer_id END;
     fp := md5(format('%s|%s|%s', cart_id, payment_token, coalesce(shipping_address::text, '')));
-    INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id)
-    VALUES (sc, idempotency_key, fp, order_id)
-    ON CONFLICT (scope, key) DO NOTHING;
+    INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id, customer_key)
+    VALUES (sc, idempotency_key, fp, order_id, shop._customer_key(c.customer_id, cart_id))
+    ON CONFLICT (scope, key, customer_key) DO NOTHING;
     IF NOT FOUND THEN
         SELECT i.fingerprint = fp, i.order_id INTO same, existing
           FROM shop.idempotency i WHERE i.scope = sc AND i.key = idempotency_key;
@@ -3141,8 +3141,9 @@ BEGIN
         RAISE EXCEPTION 'cart is empty' USING ERRCODE = 'SH007',
             DETAIL = format('Cart %s has no lines to check out.', cart_id);
     END IF;
-    INSERT INTO shop.saga (order_id, scope, key, cart_id, customer_id, product_ids, qtys)
-    VALUES (order_id, sc, idempotency_key, cart_id, c.customer_id, pids, q);
+    INSERT INTO shop.saga (order_id, scope, key, cart_id, customer_id, product_ids, qtys, customer_key)
+    VALUES (order_id, sc, idempotency_key, cart_id, c.customer_id, pids, q,
+            shop._customer_key(c.customer_id, cart_id));
     RETURN QUERY SELECT order_id, 'started'::text, pids, q;
 END
 $$;
@@ -3401,23 +3402,26 @@ BEGIN
                  ELSE 'order placed' END;
     INSERT INTO shop."order" (order_id, customer_id, cart_id, status, currency, subtotal_cents,
                               shipping_cents, tax_cents, total_cents, shipping_address, fraud_score,
-                              fraud_reasons, needs_review, was_paid, idempotency_key, event_count)
+                              fraud_reasons, needs_review, was_paid, idempotency_key, event_count,
+                              customer_key)
     VALUES (order_id, s.customer_id, s.cart_id, st, current_setting('shop.currency'), subtotal,
             ship, tax, total, shipping_address, pay.fraud_score, pay.fraud_reasons, pay.needs_review,
-            st = 'paid', s.key, CASE WHEN st = 'paid' THEN 2 ELSE 1 END);
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT order_id, u.n, u.pid, u.sku, u.title, u.price, u.q
+            st = 'paid', s.key, CASE WHEN st = 'paid' THEN 2 ELSE 1 END, s.customer_key);
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty, customer_key)
+    SELECT order_id, u.n, u.pid, u.sku, u.title, u.price, u.q, s.customer_key
       FROM unnest(product_ids, skus, titles, prices, qtys) WITH ORDINALITY AS u(pid, sku, title, price, q, n);
-    INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score)
+    INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents, fraud_score,
+                              customer_key)
     SELECT order_id, pay.provider, payment_token, coalesce(m.brand, pay.brand), coalesce(m.last4, pay.last4),
-           CASE WHEN st = 'paid' THEN 'captured' ELSE 'pending' END, total, pay.fraud_score
+           CASE WHEN st = 'paid' THEN 'captured' ELSE 'pending' END, total, pay.fraud_score, s.customer_key
       FROM (SELECT 1) one
       LEFT JOIN LATERAL (SELECT pm.brand, pm.last4 FROM shop.payment_method pm
                           WHERE pm.customer_id = s.customer_id AND pm.token = payment_token) m ON true;
-    INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)
-    SELECT order_id, 1, NULL, 'pending', note
+    INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note, customer_key)
+    SELECT order_id, 1, NULL, 'pending', note, s.customer_key
     UNION ALL
-    SELECT order_id, 2, 'pending', 'paid', format('payment authorized by the %s provider', pay.provider)
+    SELECT order_id, 2, 'pending', 'paid', format('payment authorized by the %s provider', pay.provider),
+           s.customer_key
      WHERE st = 'paid';
     PERFORM shop._emit('order.created', jsonb_build_object('order_id', order_id, 'customer_id', s.customer_id,
                        'status', st, 'total_cents', total, 'currency', current_setting('shop.currency'),
@@ -6054,6 +6058,139 @@ COMMENT ON FUNCTION shop._new_id() IS
 ALTER TABLE shop.cart ALTER COLUMN cart_id SET DEFAULT shop._new_id();
 ALTER TABLE shop."order" ALTER COLUMN order_id SET DEFAULT shop._new_id();
 ALTER TABLE shop.payment ALTER COLUMN payment_id SET DEFAULT shop._new_id();
+
+------------------------------------------------------------------------------
+-- Scale-out: Citus-compatible keys (issue 16) -------------------------------
+-- docs/scale-out.md ("Citus-compatible keys").  Every primary and unique
+-- key of a customer-partitioned table holds its distribution column, so
+-- Citus could distribute these tables unchanged (create_distributed_table
+-- on customer_key, co-located): cart, cart_item, "order", order_line,
+-- order_event, payment, idempotency and saga get customer_key bigint NOT
+-- NULL:
+--   - a customer's rows: the customer's id (customer_id > 0, the check
+--     constraints of the inputs section);
+--   - a guest's rows (customer_id NULL): -1 - the last 16 bits of the cart
+--     id (-1 .. -65536), the bucket a router-made id carries, so a guest's
+--     cart, its lines, its order with lines, payment and events, its
+--     idempotency keys and its saga have one key.
+-- A key is fixed when its row is inserted (Citus cannot update a
+-- distribution column): a guest cart that logs in (cart_merge) keeps its
+-- key, only customer_id changes; its next order is the customer's.
+-- The id comes first in every new key, (order_id, customer_key) and so
+-- on, so lookups by the id alone keep using the primary key and no index
+-- is added.  payment_id_idx (UNIQUE (payment_id)) goes: no statement
+-- reads a payment by its id, and the primary key (order_id, payment_id,
+-- customer_key) holds it; payment ids are random version-4 uuids.
+-- The checkout's writers set the key themselves (shop.checkout, below,
+-- and the saga steps above, edited in place); a BEFORE INSERT trigger in
+-- C (src/keys.c) gives a row that comes without one (carts and their
+-- lines, the events of transitions, loads, INSERT or COPY of one's own)
+-- its key from the row's columns: from customer_id and cart_id, from the
+-- cart of a cart line, from the order of a line, payment or event, from
+-- the scope of an idempotency key.  For a row that has its key it is a
+-- null test: no WHEN clause, which PostgreSQL compiles again in every
+-- statement that writes the table (7 statements of every checkout).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._customer_key(customer_id bigint, id uuid)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$ SELECT coalesce(customer_id, -1 - ('x' || right(id::text, 4))::bit(16)::int) $$;
+COMMENT ON FUNCTION shop._customer_key(bigint, uuid) IS
+'internal: the distribution key of a customer''s rows: customer_id, or for a guest (NULL) -1 minus the last 16 bits of the cart id (docs/scale-out.md)';
+
+CREATE FUNCTION shop._customer_key_trg()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'shop_customer_key_trg'
+LANGUAGE C;
+COMMENT ON FUNCTION shop._customer_key_trg() IS
+'internal: BEFORE INSERT on the customer-partitioned tables: a row without customer_key gets it from its columns, its cart or its order (src/keys.c, docs/scale-out.md)';
+REVOKE EXECUTE ON FUNCTION shop._customer_key(bigint, uuid), shop._customer_key_trg() FROM PUBLIC;
+
+-- the carts and their lines (a line's foreign key joins on the key too)
+ALTER TABLE shop.cart ADD COLUMN customer_key bigint;
+UPDATE shop.cart SET customer_key = shop._customer_key(customer_id, cart_id);
+ALTER TABLE shop.cart_item ADD COLUMN customer_key bigint;
+UPDATE shop.cart_item i SET customer_key = c.customer_key FROM shop.cart c WHERE c.cart_id = i.cart_id;
+ALTER TABLE shop.cart_item DROP CONSTRAINT cart_item_cart_id_fkey,
+                           DROP CONSTRAINT cart_item_pkey,
+                           ALTER COLUMN customer_key SET NOT NULL,
+                           ADD CONSTRAINT cart_item_pkey PRIMARY KEY (cart_id, product_id, customer_key);
+ALTER TABLE shop.cart DROP CONSTRAINT cart_pkey,
+                      ALTER COLUMN customer_key SET NOT NULL,
+                      ADD CONSTRAINT cart_pkey PRIMARY KEY (cart_id, customer_key);
+ALTER TABLE shop.cart_item ADD CONSTRAINT cart_item_cart_id_fkey FOREIGN KEY (cart_id, customer_key)
+    REFERENCES shop.cart (cart_id, customer_key) ON DELETE CASCADE;
+
+-- orders, their lines, events and payments
+ALTER TABLE shop."order" ADD COLUMN customer_key bigint;
+UPDATE shop."order" SET customer_key = shop._customer_key(customer_id, coalesce(cart_id, order_id));
+ALTER TABLE shop."order" DROP CONSTRAINT order_pkey,
+                         ALTER COLUMN customer_key SET NOT NULL,
+                         ADD CONSTRAINT order_pkey PRIMARY KEY (order_id, customer_key);
+ALTER TABLE shop.order_line ADD COLUMN customer_key bigint;
+UPDATE shop.order_line l SET customer_key = o.customer_key FROM shop."order" o WHERE o.order_id = l.order_id;
+ALTER TABLE shop.order_line DROP CONSTRAINT order_line_pkey,
+                            ALTER COLUMN customer_key SET NOT NULL,
+                            ADD CONSTRAINT order_line_pkey PRIMARY KEY (order_id, line_no, customer_key);
+ALTER TABLE shop.order_event ADD COLUMN customer_key bigint;
+UPDATE shop.order_event e SET customer_key = o.customer_key FROM shop."order" o WHERE o.order_id = e.order_id;
+ALTER TABLE shop.order_event DROP CONSTRAINT order_event_pkey,
+                             ALTER COLUMN customer_key SET NOT NULL,
+                             ADD CONSTRAINT order_event_pkey PRIMARY KEY (order_id, seq, customer_key);
+ALTER TABLE shop.payment ADD COLUMN customer_key bigint;
+UPDATE shop.payment p SET customer_key = o.customer_key FROM shop."order" o WHERE o.order_id = p.order_id;
+DROP INDEX shop.payment_id_idx;
+ALTER TABLE shop.payment DROP CONSTRAINT payment_pkey,
+                         ALTER COLUMN customer_key SET NOT NULL,
+                         ADD CONSTRAINT payment_pkey PRIMARY KEY (order_id, payment_id, customer_key);
+
+-- idempotency keys: the scope ('c:<customer_id>', 'k:<cart_id>') stays
+-- the key's namespace (a guest's key is shared by every guest cart of its
+-- bucket), and the key joins it
+ALTER TABLE shop.idempotency ADD COLUMN customer_key bigint;
+UPDATE shop.idempotency
+   SET customer_key = CASE left(scope, 2)
+                          WHEN 'c:' THEN substr(scope, 3)::bigint
+                          WHEN 'k:' THEN shop._customer_key(NULL, substr(scope, 3)::uuid)
+                      END;
+ALTER TABLE shop.idempotency DROP CONSTRAINT idempotency_pkey,
+                             ALTER COLUMN customer_key SET NOT NULL,
+                             ADD CONSTRAINT idempotency_pkey PRIMARY KEY (scope, key, customer_key);
+
+-- sagas (their order's key)
+ALTER TABLE shop.saga ADD COLUMN customer_key bigint;
+UPDATE shop.saga SET customer_key = shop._customer_key(customer_id, cart_id);
+ALTER TABLE shop.saga DROP CONSTRAINT saga_pkey,
+                      ALTER COLUMN customer_key SET NOT NULL,
+                      ADD CONSTRAINT saga_pkey PRIMARY KEY (order_id, customer_key);
+
+-- checkout's writes (src/orders.c) set the key: the C function of 1.1
+-- (1.0's, which a 1.0 install keeps calling, writes the tables of 1.0)
+CREATE OR REPLACE FUNCTION shop.checkout(cart_id uuid, payment_token text, idempotency_key text,
+                                         shipping_address jsonb DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'shop_checkout_keyed'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.cart
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.cart_item
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop."order"
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.order_line
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.order_event
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.payment
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.idempotency
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
+CREATE TRIGGER customer_key BEFORE INSERT ON shop.saga
+    FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "shop.h"
 
@@ -25,6 +26,17 @@ ShopCartExpiry(void)
 {
 	return TimestampTzGetDatum(GetCurrentTransactionStartTimestamp() +
 							   (int64) shop_cart_ttl * USECS_PER_SEC);
+}
+
+/*
+ * The customer_key of a guest's rows (shop._customer_key(NULL, cart_id) in
+ * SQL): -1 minus the last 16 bits of the cart id, the bucket a router-made
+ * id carries (docs/scale-out.md, "Citus-compatible keys").
+ */
+int64
+ShopGuestKey(const pg_uuid_t *cart_id)
+{
+	return -1 - (int64) ((cart_id->data[UUID_LEN - 2] << 8) | cart_id->data[UUID_LEN - 1]);
 }
 
 /* shop._cart_expiry() -> timestamptz */

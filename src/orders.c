@@ -80,6 +80,7 @@
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_checkout);
+PG_FUNCTION_INFO_V1(shop_checkout_keyed);
 PG_FUNCTION_INFO_V1(shop_order_transition);
 PG_FUNCTION_INFO_V1(shop_order_ship);
 PG_FUNCTION_INFO_V1(shop_order_review);
@@ -98,10 +99,21 @@ static ShopStmt st_cart_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
 	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE",
 	UUIDOID);
+/*
+ * The writes of a checkout exist twice: with the customer_key of 1.1
+ * (docs/scale-out.md, "Citus-compatible keys"; shop.checkout is
+ * shop_checkout_keyed there) and without it, for shop.checkout of a 1.0
+ * install, whose tables have no such column (shop_checkout).
+ */
 static ShopStmt st_idem_claim = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.idempotency (scope, key, fingerprint, order_id) VALUES ($1, $2, md5($3), $4)"
 	" ON CONFLICT (scope, key) DO NOTHING",
 	TEXTOID, TEXTOID, TEXTOID, UUIDOID);
+static ShopStmt st_idem_claim_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.idempotency (scope, key, fingerprint, order_id, customer_key)"
+	" VALUES ($1, $2, md5($3), $4, $5)"
+	" ON CONFLICT (scope, key, customer_key) DO NOTHING",
+	TEXTOID, TEXTOID, TEXTOID, UUIDOID, INT8OID);
 static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
 	TEXTOID, TEXTOID, TEXTOID);
@@ -167,46 +179,56 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
  * checkout_place hands the rows to ShopEventWritten, which does the rest
  * of what _emit does.
  */
-static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"WITH o AS ("
-	"  INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents,"
-	"         shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons,"
-	"         needs_review, was_paid, idempotency_key, event_count)"
-	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4 = 'paid', $14,"
-	"          CASE WHEN $4 = 'paid' THEN 2 ELSE 1 END)),"
-	" l AS ("
-	"  INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty,"
-	"         reservation_id)"
-	"  SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid"
-	"    FROM unnest($16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::int[], $15::uuid[])"
-	"         WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n)),"
-	" p AS ("
-	"  INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents,"
-	"         fraud_score)"
-	"  SELECT $1, $21, $22, coalesce(m.brand, $23), coalesce(m.last4, $24), $25, $9, $11"
-	"    FROM (SELECT 1) one LEFT JOIN LATERAL"
-	"         (SELECT pm.brand, pm.last4 FROM shop.payment_method pm"
-	"           WHERE pm.customer_id = $2 AND pm.token = $22) m ON true),"
-	" e AS ("
-	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
-	"  SELECT $1, 1, NULL, 'pending', $26"
-	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27 WHERE $4 = 'paid'),"
-	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later),"
-	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3),"
-	" ev AS ("
-	"  INSERT INTO shop.event (topic, payload)"
-	"  SELECT 'order.created', jsonb_build_object('order_id', $1, 'customer_id', $2,"
-	"         'status', $4, 'total_cents', $9, 'currency', $5, 'needs_review', $13)"
-	"  UNION ALL"
-	"  SELECT 'order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2,"
-	"         'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9) WHERE $4 = 'paid'"
-	"  RETURNING event_id, topic, payload)"
-	" SELECT event_id, topic, payload FROM ev ORDER BY event_id",
-	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID,
-		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TIMESTAMPTZOID);
+#define PLACE_SQL(KC, KV) \
+	"WITH o AS (" \
+	"  INSERT INTO shop.\"order\" (order_id, customer_id, cart_id, status, currency, subtotal_cents," \
+	"         shipping_cents, tax_cents, total_cents, shipping_address, fraud_score, fraud_reasons," \
+	"         needs_review, was_paid, idempotency_key, event_count" KC ")" \
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4 = 'paid', $14," \
+	"          CASE WHEN $4 = 'paid' THEN 2 ELSE 1 END" KV "))," \
+	" l AS (" \
+	"  INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty," \
+	"         reservation_id" KC ")" \
+	"  SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid" KV \
+	"    FROM unnest($16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::int[], $15::uuid[])" \
+	"         WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n))," \
+	" p AS (" \
+	"  INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents," \
+	"         fraud_score" KC ")" \
+	"  SELECT $1, $21, $22, coalesce(m.brand, $23), coalesce(m.last4, $24), $25, $9, $11" KV \
+	"    FROM (SELECT 1) one LEFT JOIN LATERAL" \
+	"         (SELECT pm.brand, pm.last4 FROM shop.payment_method pm" \
+	"           WHERE pm.customer_id = $2 AND pm.token = $22) m ON true)," \
+	" e AS (" \
+	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note" KC ")" \
+	"  SELECT $1, 1, NULL, 'pending', $26" KV \
+	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27" KV " WHERE $4 = 'paid')," \
+	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later)," \
+	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
+	" ev AS (" \
+	"  INSERT INTO shop.event (topic, payload)" \
+	"  SELECT 'order.created', jsonb_build_object('order_id', $1, 'customer_id', $2," \
+	"         'status', $4, 'total_cents', $9, 'currency', $5, 'needs_review', $13)" \
+	"  UNION ALL" \
+	"  SELECT 'order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2," \
+	"         'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9) WHERE $4 = 'paid'" \
+	"  RETURNING event_id, topic, payload)" \
+	" SELECT event_id, topic, payload FROM ev ORDER BY event_id"
+#define PLACE_TYPES \
+	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, \
+		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, \
+		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, \
+		TEXTOID, TEXTOID, TIMESTAMPTZOID
 
+static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC, PLACE_SQL("", ""), PLACE_TYPES);
+/* the same, every row with customer_key $29 */
+static ShopStmt st_place_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
+	PLACE_SQL(", customer_key", ", $29"), PLACE_TYPES, INT8OID);
+
+/*
+ * An event of a transition.  In 1.1 its customer_key is its order's, which
+ * the table's trigger fills in (this runs in 1.0 installs too).
+ */
 static ShopStmt st_event_ins = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note)"
 	" VALUES ($1, $2, $3, $4, $5)",
@@ -812,6 +834,7 @@ typedef struct CheckoutRequest
 	Jsonb	   *address;		/* NULL: none */
 	char	   *address_text;	/* "" when none */
 	ShopPayToken pt;
+	bool		keyed;			/* 1.1: the rows get customer_key */
 } CheckoutRequest;
 
 /* The cart: its customer and the lines to order, in product order. */
@@ -819,6 +842,7 @@ typedef struct CheckoutCart
 {
 	int64		customer;
 	bool		guest;			/* anonymous cart: no customer */
+	int64		key;			/* customer_key of the order's rows (1.1) */
 	int			nlines;
 	ShopHold   *holds;			/* product, qty; reservation id once reserved */
 	Datum	   *sku;
@@ -882,7 +906,7 @@ checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
 static bool
 checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid_t *existing)
 {
-	Datum		args[4];
+	Datum		args[5];
 	bool		isnull;
 	Datum		c;
 	char	   *status;
@@ -904,6 +928,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
 	cart->customer = cart->guest ? 0 : DatumGetInt64(c);
 	ShopAuthorizeCustomer(cart->customer, cart->guest);
+	cart->key = cart->guest ? ShopGuestKey(DatumGetUUIDP(req->cart_id)) : cart->customer;
 
 	args[0] = CStringGetTextDatum(cart->guest ? psprintf("k:%s", req->cart_str)
 								  : psprintf("c:" INT64_FORMAT, cart->customer));
@@ -911,7 +936,8 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	args[2] = CStringGetTextDatum(psprintf("%s|%s|%s", req->cart_str, req->token,
 										   req->address_text));
 	args[3] = order_id;
-	if (ShopExec(&st_idem_claim, args, NULL, 0) == 0)
+	args[4] = Int64GetDatum(cart->key);
+	if (ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0) == 0)
 	{
 		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
 			elog(ERROR, "idempotency row vanished");
@@ -1049,8 +1075,8 @@ static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 			   Datum order_id, bool paid)
 {
-	Datum		args[28];
-	char		nulls[28];
+	Datum		args[29];
+	char		nulls[29];
 	int			n = cart->nlines;
 	int64	   *pid = palloc(sizeof(int64) * n);
 	int32	   *qty = palloc(sizeof(int32) * n);
@@ -1098,7 +1124,8 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 								   : "order placed");
 	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", req->pt.provider));
 	args[27] = ShopCartExpiry();
-	ShopExec(&st_place, args, nulls, 0);
+	args[28] = Int64GetDatum(cart->key);
+	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -1116,8 +1143,8 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
  * final expiry: until the order ships when the test provider authorizes
  * (the order is placed paid), for shop.reservation_ttl otherwise.
  */
-Datum
-shop_checkout(PG_FUNCTION_ARGS)
+static Datum
+checkout_run(FunctionCallInfo fcinfo, bool keyed)
 {
 	CheckoutRequest req;
 	CheckoutCart cart;
@@ -1128,6 +1155,7 @@ shop_checkout(PG_FUNCTION_ARGS)
 	TimestampTz expires;
 
 	checkout_request(fcinfo, &req);
+	req.keyed = keyed;
 	paid = req.pt.outcome == SHOP_PAY_AUTHORIZED;
 	order_id = new_uuid();
 
@@ -1148,6 +1176,20 @@ shop_checkout(PG_FUNCTION_ARGS)
 
 	memcpy(result, DatumGetUUIDP(order_id), sizeof(pg_uuid_t));
 	PG_RETURN_UUID_P(result);
+}
+
+/* shop.checkout of 1.1: every row with its customer_key */
+Datum
+shop_checkout_keyed(PG_FUNCTION_ARGS)
+{
+	return checkout_run(fcinfo, true);
+}
+
+/* shop.checkout of 1.0 (tables without customer_key) */
+Datum
+shop_checkout(PG_FUNCTION_ARGS)
+{
+	return checkout_run(fcinfo, false);
 }
 
 /* ---------------------------------------------------------------------

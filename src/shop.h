@@ -130,6 +130,7 @@ extern void ShopSweepRegister(void);
 
 /* cart.c */
 extern Datum ShopCartExpiry(void);
+extern int64 ShopGuestKey(const pg_uuid_t *cart_id);
 
 /* orders.c */
 extern void ShopOrderTransition(Datum order_id, const char *to_status, const char *note,

@@ -36,6 +36,18 @@ SELECT shop.review_add(3, 7, 4);
 SELECT shop.cart_create(customer_id => 7) AS cart \gset
 SELECT shop.cart_add(:'cart', 5, 2);
 SELECT shop.checkout(:'cart', 'tok_visa', 'upgrade-1') IS NOT NULL AS ordered;
+-- a guest's order (and its cart, open with another line), a gateway's
+-- pending order, a customer's open cart: the update gives each row of
+-- them a customer_key (docs/scale-out.md, "Citus-compatible keys")
+SELECT shop.cart_create() AS gcart \gset
+SELECT shop.cart_add(:'gcart', 6, 1);
+SELECT shop.cart_add(:'gcart', 7, 2);
+SELECT shop.checkout(:'gcart', 'tok_visa', 'upgrade-guest') IS NOT NULL AS ordered;
+SELECT shop.cart_add(:'gcart', 8, 1);
+SELECT shop.cart_create(customer_id => 9) AS c9 \gset
+SELECT shop.cart_add(:'c9', 9, 1);
+SELECT shop.checkout(:'c9', 'stripe:pm_upgrade', 'upgrade-9') IS NOT NULL AS ordered;
+SELECT shop.cart_add(:'c9', 10, 3);
 UPDATE shop.product SET created_at = created_at - product_id % 7 * interval '1 day';
 -- a shop_search index of the user's own: the update rebuilds it (the
 -- document format of 1.1 is not 1.0's)
@@ -116,6 +128,44 @@ if ! diff -u "$DIR/fresh.txt" "$DIR/updated.txt" >"$DIR/fingerprint.diff"; then
 fi
 echo "updated and fresh installs agree on $n fingerprint lines"
 
+# the keys the update gave the rows of 1.0: a customer's rows their
+# customer's id, a guest's -1 - the last 16 bits of the cart id, a line,
+# payment or event its order's, an idempotency row its scope's
+keys=$($PSQL -At -d old <<'SQL'
+WITH want AS (
+    SELECT 'cart' AS t, c.customer_key AS k,
+           coalesce(c.customer_id, -1 - ('x' || right(c.cart_id::text, 4))::bit(16)::int) AS w
+      FROM shop.cart c
+    UNION ALL SELECT 'cart_item', i.customer_key, c.customer_key
+      FROM shop.cart_item i JOIN shop.cart c USING (cart_id)
+    UNION ALL SELECT 'order', o.customer_key,
+           coalesce(o.customer_id, -1 - ('x' || right(o.cart_id::text, 4))::bit(16)::int)
+      FROM shop."order" o
+    UNION ALL SELECT 'order_line', l.customer_key, o.customer_key
+      FROM shop.order_line l JOIN shop."order" o USING (order_id)
+    UNION ALL SELECT 'order_event', e.customer_key, o.customer_key
+      FROM shop.order_event e JOIN shop."order" o USING (order_id)
+    UNION ALL SELECT 'payment', p.customer_key, o.customer_key
+      FROM shop.payment p JOIN shop."order" o USING (order_id)
+    UNION ALL SELECT 'idempotency', i.customer_key, o.customer_key
+      FROM shop.idempotency i JOIN shop."order" o USING (order_id))
+SELECT t || ' ' || count(*) FILTER (WHERE k < 0) || ' guest, ' || count(*) FILTER (WHERE k > 0)
+       || ' customer, ' || count(*) FILTER (WHERE k IS DISTINCT FROM w) || ' wrong'
+  FROM want GROUP BY t ORDER BY t;
+SQL
+)
+echo "$keys"
+want_keys="cart 1 guest, 2 customer, 0 wrong
+cart_item 1 guest, 1 customer, 0 wrong
+idempotency 1 guest, 2 customer, 0 wrong
+order 1 guest, 2 customer, 0 wrong
+order_event 2 guest, 3 customer, 0 wrong
+order_line 2 guest, 2 customer, 0 wrong
+payment 1 guest, 2 customer, 0 wrong"
+if [ "$keys" != "$want_keys" ]; then
+    echo "the update's customer keys are not as expected:"; diff <(echo "$want_keys") <(echo "$keys") || true; exit 1
+fi
+
 # the updated install keeps working: new rows are searchable, checkout runs
 $PSQL -d old <<'SQL'
 DO $$
@@ -131,6 +181,25 @@ BEGIN
     PERFORM shop.cart_add(c, id, 1);
     o := shop.checkout(c, 'tok_visa', 'upgrade-2');
     IF (shop.order_get(o)->>'status') <> 'paid' THEN RAISE EXCEPTION 'checkout after update: %', shop.order_get(o); END IF;
+    -- keys claimed in 1.0 still name their orders: a retry returns the
+    -- order, a guest's too; the guest's open cart checks out with its key
+    SELECT order_id, cart_id INTO o, c FROM shop."order" WHERE idempotency_key = 'upgrade-guest';
+    IF shop.checkout(c, 'tok_visa', 'upgrade-guest') <> o THEN
+        RAISE EXCEPTION 'a retry of a 1.0 guest checkout made another order';
+    END IF;
+    o := shop.checkout(c, 'tok_visa', 'upgrade-guest-2');
+    IF (SELECT customer_key FROM shop.order_line WHERE order_id = o) <>
+       (SELECT customer_key FROM shop.cart WHERE cart_id = c) THEN
+        RAISE EXCEPTION 'a guest order after the update is not keyed as its cart';
+    END IF;
+    SELECT order_id, cart_id INTO o, c FROM shop."order" WHERE idempotency_key = 'upgrade-9';
+    IF shop.checkout(c, 'stripe:pm_upgrade', 'upgrade-9') <> o THEN
+        RAISE EXCEPTION 'a retry of a 1.0 checkout made another order';
+    END IF;
+    IF shop.payment_confirm(o, 'ch_upgrade') <> 'paid' OR shop.order_transition(o, 'fulfilling') <> 'fulfilling'
+       OR shop.order_ship(o, 'UPS', '1Z-UP') <> 'shipped' THEN
+        RAISE EXCEPTION 'a 1.0 order does not move after the update';
+    END IF;
 END $$;
 SQL
 echo "upgrade from 1.0 to $current kept data and works"
