@@ -1,4 +1,4 @@
--- order_ids: the ids shop makes for carts, orders, payments and holds are
+-- order_ids: the ids shop makes for carts, orders and payments are
 -- time-ordered uuids (RFC 9562 version 7: 48 bits of Unix milliseconds,
 -- rounded down to a window of 2^16 ms, the version, the variant, 74 random
 -- bits), so that the b-trees that lead with them grow at one end, over the
@@ -33,12 +33,13 @@ INSERT INTO pg_temp.made VALUES ('cart', :'guest_cart', (extract(epoch FROM now(
                                 ('order', :'guest_order', (extract(epoch FROM now()) * 1000)::bigint);
 INSERT INTO pg_temp.made
 SELECT 'payment', payment_id, (extract(epoch FROM now()) * 1000)::bigint FROM shop.payment WHERE order_id = :'guest_order';
-INSERT INTO pg_temp.made
-SELECT DISTINCT 'reservation', reservation_id, (extract(epoch FROM now()) * 1000)::bigint
-  FROM shop.reservation WHERE ref = 'order:' || :'guest_order';
--- a hold made directly
+-- holds keep random version 4 ids (a hot product's holds would all go to
+-- the newest leaves of its range of reservation_pkey): the checkout's and
+-- one made directly
 SELECT shop.reserve(:p2, 1, 'ids-hold', '1 hour') AS hold \gset
-INSERT INTO pg_temp.made VALUES ('reservation', :'hold', (extract(epoch FROM now()) * 1000)::bigint);
+SELECT count(*) AS holds, count(*) FILTER (WHERE pg_temp.v(r) = 4 AND pg_temp.variant_ok(r)) AS v4
+  FROM (SELECT DISTINCT reservation_id AS r FROM shop.reservation WHERE ref = 'order:' || :'guest_order'
+        UNION ALL SELECT :'hold'::uuid) h;
 -- version 7, the RFC variant, and the time of the transaction that made it,
 -- rounded down to its window of 65,536 ms (the clock is read when the id
 -- is made: a second of slack)

@@ -896,7 +896,7 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 
 	if (n == 0)
 		return;
-	ShopNewUuids(rid, n);
+	ShopNewRandomUuids(rid, n);	/* random, not time-ordered: spi.c */
 	if (n == 1)
 	{
 		/*

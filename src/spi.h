@@ -97,6 +97,7 @@ extern Datum ShopUuidArray(const pg_uuid_t *v, int n);
 /* spi.c: ids and arguments */
 extern void ShopNewUuid(pg_uuid_t *u);
 extern void ShopNewUuids(pg_uuid_t *u, int n);
+extern void ShopNewRandomUuids(pg_uuid_t *u, int n);
 extern char *ShopUuidStr(const pg_uuid_t *u);
 extern void ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name);
 
