@@ -87,45 +87,45 @@ SELECT o.i, o.order_id, l AS line_no,
 DELETE FROM sg_line a USING sg_line b
  WHERE a.order_id = b.order_id AND a.product_id = b.product_id AND a.line_no > b.line_no;
 
-INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, shipping_cents,
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, shipping_cents,
                           tax_cents, total_cents, fraud_score, was_paid, idempotency_key,
                           event_count, created_at, updated_at, shipped_at, carrier, tracking_number)
-SELECT o.order_id, o.customer_id, CASE WHEN o.unshipped THEN 'paid' ELSE 'delivered' END, 'USD',
+SELECT o.order_id, o.customer_id, o.customer_id, CASE WHEN o.unshipped THEN 'paid' ELSE 'delivered' END, 'USD',
        5000, 0, 0, 5000, 0, true, 'sg-' || o.i, CASE WHEN o.unshipped THEN 2 ELSE 4 END,
        o.created_at, o.created_at,
        CASE WHEN NOT o.unshipped THEN o.created_at + interval '1 day' END,
        CASE WHEN NOT o.unshipped THEN 'UPS' END,
        CASE WHEN NOT o.unshipped THEN '1Z' || o.i END
   FROM sg_order o;
-INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty, reservation_id)
-SELECT l.order_id, l.line_no, l.product_id, 'SG-' || l.product_id, 'Store product ' || l.product_id,
+INSERT INTO shop.order_line (order_id, customer_key, line_no, product_id, sku, title, unit_price_cents, qty, reservation_id)
+SELECT l.order_id, o.customer_id, l.line_no, l.product_id, 'SG-' || l.product_id, 'Store product ' || l.product_id,
        1000, l.qty, l.reservation_id
-  FROM sg_line l;
+  FROM sg_line l JOIN sg_order o USING (order_id);
 INSERT INTO shop.reservation (product_id, reservation_id, part, location, bucket, qty, status, ref,
                               created_at, expires_at)
 SELECT l.product_id, l.reservation_id, 0, 'default', 0, l.qty,
        CASE WHEN l.unshipped THEN 'held' ELSE 'committed' END, 'order:' || l.order_id,
        l.created_at, CASE WHEN l.unshipped THEN 'infinity' ELSE l.created_at + interval '15 minutes' END
   FROM sg_line l;
-INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents,
+INSERT INTO shop.payment (order_id, customer_key, provider, token, card_brand, last4, status, amount_cents,
                           fraud_score, created_at, updated_at)
-SELECT o.order_id, 'test', 'tok_visa_' || o.customer_id, 'visa', '4242', 'captured', 5000, 0,
+SELECT o.order_id, o.customer_id, 'test', 'tok_visa_' || o.customer_id, 'visa', '4242', 'captured', 5000, 0,
        o.created_at, o.created_at
   FROM sg_order o;
-INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note, at)
-SELECT o.order_id, s.seq, s.f, s.t, 'store_gen', o.created_at
+INSERT INTO shop.order_event (order_id, customer_key, seq, from_status, to_status, note, at)
+SELECT o.order_id, o.customer_id, s.seq, s.f, s.t, 'store_gen', o.created_at
   FROM sg_order o,
        LATERAL (VALUES (1, NULL, 'pending'), (2, 'pending', 'paid'),
                        (3, 'paid', 'shipped'), (4, 'shipped', 'delivered')) s(seq, f, t)
  WHERE s.seq <= CASE WHEN o.unshipped THEN 2 ELSE 4 END;
-INSERT INTO shop.idempotency (scope, key, fingerprint, order_id, created_at)
-SELECT 'c:' || o.customer_id, 'sg-' || o.i, md5(o.i::text), o.order_id, o.created_at FROM sg_order o;
+INSERT INTO shop.idempotency (scope, key, customer_key, fingerprint, order_id, created_at)
+SELECT 'c:' || o.customer_id, 'sg-' || o.i, o.customer_id, md5(o.i::text), o.order_id, o.created_at FROM sg_order o;
 INSERT INTO shop.event (topic, payload, created_at)
 SELECT t, jsonb_build_object('order_id', o.order_id, 'customer_id', o.customer_id), o.created_at
   FROM sg_order o, unnest(ARRAY['order.created', 'order.paid']) t
  ORDER BY o.i;
-INSERT INTO shop.cart (cart_id, customer_id, created_at, updated_at, expires_at)
-SELECT gen_random_uuid(), c, now() - interval '1 day', now() - interval '1 day', now() + interval '29 days'
+INSERT INTO shop.cart (cart_id, customer_id, customer_key, created_at, updated_at, expires_at)
+SELECT gen_random_uuid(), c, c, now() - interval '1 day', now() - interval '1 day', now() + interval '29 days'
   FROM generate_series(1, least(:customers, :orders)) c;
 
 \echo store_gen: stock.reserved = held units

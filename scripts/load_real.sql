@@ -138,7 +138,8 @@ SELECT u.product_id, 'UCI-' || u.item_id, left(u.title, 500), NULL, g.category_i
 
 -- history is imported as it stands: no triggers (the recommendation
 -- capture would count every invoice one by one; the tables are rebuilt
--- from the whole history below instead)
+-- from the whole history below instead), so the rows name their
+-- customer_key themselves (docs/scale-out.md)
 SET LOCAL session_replication_role = replica;
 CREATE TEMP TABLE uci_lines AS
 SELECT b.basket_id, p.product_id, 'UCI-' || b.item_id AS sku, p.title,
@@ -150,17 +151,18 @@ CREATE TEMP TABLE uci_orders AS
 SELECT basket_id, md5('uci-invoice-' || basket_id)::uuid AS order_id, min(customer_id) AS customer_id,
        min(ts) AS ts, sum(unit_price_cents * qty) AS total
   FROM uci_lines GROUP BY basket_id;
-INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents,
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, total_cents,
                           was_paid, created_at, updated_at)
-SELECT order_id, customer_id, 'delivered', current_setting('shop.currency'), total, total, true,
+SELECT order_id, customer_id, shop._customer_key(customer_id, order_id), 'delivered', current_setting('shop.currency'), total, total, true,
        ts::timestamptz, ts::timestamptz
   FROM uci_orders;
-INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-SELECT o.order_id, row_number() OVER (PARTITION BY l.basket_id ORDER BY l.product_id),
+INSERT INTO shop.order_line (order_id, customer_key, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT o.order_id, shop._customer_key(o.customer_id, o.order_id),
+       row_number() OVER (PARTITION BY l.basket_id ORDER BY l.product_id),
        l.product_id, l.sku, l.title, l.unit_price_cents, l.qty
   FROM uci_lines l JOIN uci_orders o USING (basket_id);
-INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note, at)
-SELECT order_id, 1, NULL, 'delivered', 'imported from the UCI Online Retail history', ts::timestamptz
+INSERT INTO shop.order_event (order_id, customer_key, seq, from_status, to_status, note, at)
+SELECT order_id, shop._customer_key(customer_id, order_id), 1, NULL, 'delivered', 'imported from the UCI Online Retail history', ts::timestamptz
   FROM uci_orders;
 COMMIT;
 

@@ -63,12 +63,13 @@ SELECT DISTINCT ON (o.order_id, p.product_id) o.order_id, p.product_id, p.sku, p
   -- category, the low ids far more often (a few best-sellers per category)
   CROSS JOIN LATERAL (SELECT ((o.cat - 1) + :ncat * (1 + floor(power(random() + k * 0, 3) * (:scale / :ncat - 2))))::bigint AS product_id) x
   JOIN shop.product p USING (product_id);
-INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, was_paid, created_at)
-SELECT o.order_id, o.customer_id, 'delivered', current_setting('shop.currency'), t.total, t.total, true, o.ts
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, total_cents, was_paid, created_at)
+SELECT o.order_id, o.customer_id, o.customer_id, 'delivered', current_setting('shop.currency'), t.total, t.total, true, o.ts
   FROM syn_orders o JOIN (SELECT order_id, sum(price_cents) AS total FROM syn_lines GROUP BY order_id) t USING (order_id);
-INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-SELECT order_id, row_number() OVER (PARTITION BY order_id ORDER BY product_id), product_id, sku, title, price_cents, 1
-  FROM syn_lines WHERE order_id IN (SELECT order_id FROM shop."order");
+INSERT INTO shop.order_line (order_id, customer_key, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT l.order_id, o.customer_key, row_number() OVER (PARTITION BY l.order_id ORDER BY l.product_id),
+       l.product_id, l.sku, l.title, l.price_cents, 1
+  FROM syn_lines l JOIN shop."order" o USING (order_id);
 COMMIT;
 -- then scripts/load_finish.sql (recommendations, VACUUM ANALYZE)
 SELECT count(*) AS products, (SELECT count(*) FROM shop."order") AS orders FROM shop.product \gset
