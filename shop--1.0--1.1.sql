@@ -3505,7 +3505,8 @@ COMMENT ON FUNCTION shop._saga_stock(uuid, text) IS
 
 -- Recovery, customer shard: the sagas a router left unfinished for at
 -- least older_than (started or placed), the orders whose stock has not
--- followed their status (shipped but held, cancelled but held), and the
+-- followed their status (shipped but held, cancelled but held, returned
+-- but not restocked: the returns section below), and the
 -- pending orders (their holds may lapse: shop.sweep() cannot see them).
 CREATE FUNCTION shop._saga_open(older_than interval)
 RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
@@ -3518,6 +3519,7 @@ AS $$
        AND g.updated_at <= now() - older_than
        AND (g.status IN ('started', 'placed')
             OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+            OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
             OR (g.status = 'done' AND o.status = 'pending'))
      ORDER BY g.updated_at, g.order_id;
 $$;
@@ -5822,7 +5824,7 @@ ALTER TABLE shop.reservation DROP CONSTRAINT reservation_status_check,
 --                       order and product (the ledger entry "return of
 --                       order <id>" is the key: a repeat adds nothing);
 --   shop._saga_stock    customer shard: saga.stock = 'returned', the end.
--- shop._saga_open lists a returned order whose stock is still 'committed',
+-- shop._saga_open (saga section) lists a returned order whose stock is still 'committed',
 -- so shop_router.saga_recover finishes a return a router died in.  Like
 -- the ship and cancel steps these are shop_admin's: a return is a back-
 -- office call (order_transition), which the storefront cannot make.
@@ -5885,23 +5887,6 @@ END
 $$;
 COMMENT ON FUNCTION shop._saga_restock(uuid, bigint[], int[]) IS
 'internal (router, shop_admin): a returned order''s units back in stock on this product shard, once per order and product; returns how many products are back';
-
--- as in the saga section, and a returned order whose units are not back
-CREATE OR REPLACE FUNCTION shop._saga_open(older_than interval)
-RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-    SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
-      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
-     WHERE shop._saga_trusted()
-       AND g.updated_at <= now() - older_than
-       AND (g.status IN ('started', 'placed')
-            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-            OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
-            OR (g.status = 'done' AND o.status = 'pending'))
-     ORDER BY g.updated_at, g.order_id;
-$$;
 
 -- the started saga of a cart, which shop._saga_begin_signed looks for
 CREATE INDEX saga_cart_started_idx ON shop.saga (cart_id) WHERE status = 'started';
