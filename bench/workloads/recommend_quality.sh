@@ -54,10 +54,11 @@ SELECT basket_id, min(customer_id) AS customer_id, min(ts) AS ts, gen_random_uui
        min(ts) <= '2011-09-30 23:59:59' AS train
   FROM rows GROUP BY basket_id;
 SET session_replication_role = replica;
-INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, created_at)
-SELECT order_id, customer_id, 'paid', 'GBP', 0, 0, ts FROM basket WHERE train;
-INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-SELECT b.order_id, row_number() OVER (PARTITION BY b.order_id ORDER BY i.product_id), i.product_id,
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, total_cents, created_at)
+SELECT order_id, customer_id, shop._customer_key(customer_id, order_id), 'paid', 'GBP', 0, 0, ts FROM basket WHERE train;
+INSERT INTO shop.order_line (order_id, customer_key, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT b.order_id, shop._customer_key(b.customer_id, b.order_id),
+       row_number() OVER (PARTITION BY b.order_id ORDER BY i.product_id), i.product_id,
        'UCI-' || r.item_id, 'item', 100, 1
   FROM rows r JOIN basket b USING (basket_id) JOIN item i USING (item_id)
  WHERE b.train;

@@ -86,10 +86,10 @@ SELECT gen_random_uuid() AS order_id,
        -- first product: skewed towards low ranks
        1 + floor($nprod * power(random(), 3))::int AS anchor
   FROM generate_series(1, $orders);
-INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents, created_at)
-SELECT order_id, customer_id, 'paid', 'XRB', 0, 0, created_at FROM gen_order;
-INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-SELECT g.order_id, j, p.product_id, 'bench', 'bench', 100, 1
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, total_cents, created_at)
+SELECT order_id, customer_id, shop._customer_key(customer_id, order_id), 'paid', 'XRB', 0, 0, created_at FROM gen_order;
+INSERT INTO shop.order_line (order_id, customer_key, line_no, product_id, sku, title, unit_price_cents, qty)
+SELECT g.order_id, shop._customer_key(g.customer_id, g.order_id), j, p.product_id, 'bench', 'bench', 100, 1
   FROM gen_order g
  CROSS JOIN LATERAL (SELECT j, CASE WHEN j = 1 THEN g.anchor
                                     ELSE 1 + (g.anchor + floor(random() * 30)::int - 15 + $nprod) % $nprod END AS pi
