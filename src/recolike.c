@@ -155,6 +155,8 @@ typedef struct LikeCtx
 	HTAB	   *samples;		/* LikeSample by product */
 	HTAB	   *cidx;			/* LikeCustIdx by customer */
 	int64	   *cust;			/* dense index -> customer id */
+	bool	   *infull;			/* dense index -> in full (patching skips) */
+	LikeList  **gptr;			/* dense index -> its entry of gather, once made */
 	int			ncust;
 	int			custcap;
 	long		sample_rows;
@@ -286,6 +288,67 @@ like_round(double s)
 }
 
 /*
+ * like_top: the best `top` of e[0..n) (like_cmp_entry order), sorted, in
+ * e[0..result).  A bounded heap whose root is the worst kept entry: n log
+ * top comparisons instead of sorting every candidate (a customer of a
+ * dense shop has hundreds of candidates for a list of 20).
+ */
+static int
+like_top(LikeEntry *e, int n, int top)
+{
+	int			k = 0;
+
+	if (n <= top)
+	{
+		qsort(e, n, sizeof(LikeEntry), like_cmp_entry);
+		return n;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		LikeEntry	x = e[i];
+		int			j;
+
+		if (k == top)
+		{
+			if (like_cmp_entry(&x, &e[0]) >= 0)
+				continue;		/* ranks below the worst kept */
+			/* replace the root and sift it down */
+			j = 0;
+			for (;;)
+			{
+				int			l = 2 * j + 1,
+							w = j;
+				LikeEntry  *pw = &x;
+
+				if (l < k && like_cmp_entry(&e[l], pw) > 0)
+				{
+					w = l;
+					pw = &e[l];
+				}
+				if (l + 1 < k && like_cmp_entry(&e[l + 1], pw) > 0)
+					w = l + 1;
+				if (w == j)
+					break;
+				e[j] = e[w];
+				j = w;
+			}
+			e[j] = x;
+			continue;
+		}
+		/* heap not full yet: sift up (e[0..k) is the heap, i >= k) */
+		j = k++;
+		while (j > 0 && like_cmp_entry(&e[(j - 1) / 2], &x) < 0)
+		{
+			e[j] = e[(j - 1) / 2];
+			j = (j - 1) / 2;
+		}
+		e[j] = x;
+	}
+	qsort(e, k, sizeof(LikeEntry), like_cmp_entry);
+	return k;
+}
+
+/*
  * like_store: keep `n` entries (sorted) as the new list of `id`, cut to the
  * list length.
  */
@@ -315,6 +378,8 @@ like_samples_reset(LikeCtx *cx)
 	cx->cidx = like_hash("shop like customers", sizeof(LikeCustIdx), cx->scxt);
 	cx->custcap = 1024;
 	cx->cust = MemoryContextAlloc(cx->scxt, sizeof(int64) * cx->custcap);
+	cx->infull = MemoryContextAlloc(cx->scxt, sizeof(bool) * cx->custcap);
+	cx->gptr = MemoryContextAlloc(cx->scxt, sizeof(LikeList *) * cx->custcap);
 	cx->ncust = 0;
 	cx->sample_rows = 0;
 }
@@ -393,8 +458,12 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 				{
 					cx->custcap *= 2;
 					cx->cust = repalloc(cx->cust, sizeof(int64) * cx->custcap);
+					cx->infull = repalloc(cx->infull, sizeof(bool) * cx->custcap);
+					cx->gptr = repalloc(cx->gptr, sizeof(LikeList *) * cx->custcap);
 				}
 				ci->idx = cx->ncust;
+				cx->infull[ci->idx] = hash_search(cx->full, &c, HASH_FIND, NULL) != NULL;
+				cx->gptr[ci->idx] = NULL;
 				cx->cust[cx->ncust++] = c;
 			}
 			if (s->n == s->cap)
@@ -457,22 +526,20 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 			vec[m].id = cx->cust[b];
 			vec[m].score = like_round(acc[b]);
 			acc[b] = 0;
-		}
-		if (cx->patch)
-		{
-			for (int m = 0; m < ntouched; m++)
+			if (cx->patch && !cx->infull[b])
 			{
-				LikeList   *g;
-
-				if (hash_search(cx->full, &vec[m].id, HASH_FIND, NULL) != NULL)
-					continue;
+				/*
+				 * one hash lookup per candidate per call, not per entry
+				 * (dynahash entries do not move)
+				 */
 				MemoryContextSwitchTo(cx->cxt);
-				g = like_list(cx->gather, vec[m].id);
-				like_push(g, c, vec[m].score);
+				if (cx->gptr[b] == NULL)
+					cx->gptr[b] = like_list(cx->gather, vec[m].id);
+				like_push(cx->gptr[b], c, vec[m].score);
 				MemoryContextSwitchTo(work);
 			}
 		}
-		qsort(vec, ntouched, sizeof(LikeEntry), like_cmp_entry);
+		ntouched = like_top(vec, ntouched, cx->top);
 		MemoryContextSwitchTo(cx->cxt);
 		like_store(cx, c, vec, ntouched);
 		MemoryContextSwitchTo(work);
