@@ -6009,7 +6009,7 @@ GRANT EXECUTE ON FUNCTION shop._autocomplete_stats(text, int), shop._autocomplet
 CREATE FUNCTION shop._like_slice(cs bigint[], old_pids bigint[], old_cids bigint[],
                                  new_pids bigint[], new_cids bigint[],
                                  OUT flipped bigint[], OUT lists bigint[], OUT est bigint)
-LANGUAGE C VOLATILE STRICT
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'shop_like_slice';
 COMMENT ON FUNCTION shop._like_slice(bigint[], bigint[], bigint[], bigint[], bigint[]) IS
 'internal: for a slice of changed customers and the samples of their products before and after, the customers who entered or left a sample, the customers of the samples that hold one of the slice, and the similarities a whole computation of the slice gathers';

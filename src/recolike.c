@@ -159,7 +159,9 @@ typedef struct LikeCtx
 	LikeList  **gptr;			/* dense index -> its entry of gather, once made */
 	int			ncust;
 	int			custcap;
-	long		sample_rows;
+	long		sample_rows;	/* rows kept now */
+	long		sample_rows_read;	/* rows read in the call */
+	long		sample_resets;	/* times the kept samples were dropped */
 } LikeCtx;
 
 static int
@@ -372,7 +374,10 @@ static void
 like_samples_reset(LikeCtx *cx)
 {
 	if (cx->scxt != NULL)
+	{
 		MemoryContextDelete(cx->scxt);
+		cx->sample_resets++;
+	}
 	cx->scxt = AllocSetContextCreate(cx->cxt, "shop like samples", ALLOCSET_DEFAULT_SIZES);
 	cx->samples = like_hash("shop like samples", sizeof(LikeSample), cx->scxt);
 	cx->cidx = like_hash("shop like customers", sizeof(LikeCustIdx), cx->scxt);
@@ -477,6 +482,7 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 			s->n++;
 		}
 		cx->sample_rows += nrows;
+		cx->sample_rows_read += nrows;
 		SPI_freetuptable(SPI_tuptable);
 	}
 	MemoryContextSwitchTo(work);
@@ -655,8 +661,9 @@ like_ids(ArrayType *a, int *n)
  * {"customers_scored": lists of `full` computed whole, "customers_patched":
  * lists patched, "customers_redone": lists that could not be patched and
  * were computed whole, "customers_changed": lists written,
- * "neighbour_rows_written"}.  The caller holds the
- * recommendations lock and has written the new profiles.
+ * "neighbour_rows_written", "sample_rows_read": sample rows read,
+ * "samples_reset": times the samples kept were dropped (see like_chunk)}.
+ * The caller holds the recommendations lock and has written the new profiles.
  */
 Datum
 shop_like_lists(PG_FUNCTION_ARGS)
@@ -873,10 +880,11 @@ shop_like_lists(PG_FUNCTION_ARGS)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	{
 		const char *keys[] = {"customers_scored", "customers_patched", "customers_redone",
-		"customers_changed", "neighbour_rows_written"};
-		long		vals[] = {cx.n_whole, cx.n_patched, nredo, nchanged, nwritten};
+			"customers_changed", "neighbour_rows_written", "sample_rows_read", "samples_reset"};
+		long		vals[] = {cx.n_whole, cx.n_patched, nredo, nchanged, nwritten,
+		cx.sample_rows_read, cx.sample_resets};
 
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < lengthof(keys); i++)
 		{
 			JsonbValue	k,
 						v;
