@@ -903,27 +903,74 @@ shop_like_lists(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(JsonbValueToJsonb(res));
 }
 
-/* a (product, customer) sample row, as a hash key */
+/* a (product, customer) sample row */
 typedef struct LikePair
 {
 	int64		p;
 	int64		c;
 } LikePair;
 
-typedef struct LikePairEnt
+static int
+like_cmp_pair(const void *a, const void *b)
 {
-	LikePair	key;
-	bool		in_new;
-} LikePairEnt;
+	const LikePair *x = a;
+	const LikePair *y = b;
 
-/* per product of the new samples: its size and how many of the slice */
-typedef struct LikeProdEnt
+	if (x->p != y->p)
+		return x->p < y->p ? -1 : 1;
+	return x->c < y->c ? -1 : (x->c > y->c ? 1 : 0);
+}
+
+/* sorts specialised for the pairs and the ids (no call per comparison) */
+#define ST_SORT like_sort_pairs
+#define ST_ELEMENT_TYPE LikePair
+#define ST_COMPARE(a, b) like_cmp_pair(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT like_sort_int64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : (*(a) > *(b) ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* the rows (p[i], c[i]) sorted by product, then customer */
+static LikePair *
+like_pairs(const int64 *p, const int64 *c, int n)
 {
-	int64		p;				/* hash key */
-	int64		n;
-	int64		n_slice;
-	bool		hit;
-} LikeProdEnt;
+	LikePair   *v = palloc(sizeof(LikePair) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		v[i].p = p[i];
+		v[i].c = c[i];
+	}
+	like_sort_pairs(v, n);
+	return v;
+}
+
+/* whether c is in the sorted set cs[0..n) */
+static inline bool
+like_in(const int64 *cs, int n, int64 c)
+{
+	int			lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (cs[mid] < c)
+			lo = mid + 1;
+		else if (cs[mid] > c)
+			hi = mid;
+		else
+			return true;
+	}
+	return false;
+}
 
 static int64 *
 like_int8s(ArrayType *a, int *n)
@@ -952,7 +999,7 @@ like_set_array(int64 *v, int n)
 {
 	int			m = 0;
 
-	qsort(v, n, sizeof(int64), like_cmp_int64);
+	like_sort_int64(v, n);
 	for (int i = 0; i < n; i++)
 		if (m == 0 || v[i] != v[m - 1])
 			v[m++] = v[i];
@@ -970,8 +1017,10 @@ like_set_array(int64 *v, int n)
  * of cs (lists: whose list can move), and the number of similarities a
  * whole computation of cs gathers for patching, at most (est: per product,
  * its new sample's size times the customers of cs in it).  What the SQL of
- * shop._like_refresh computed with set operations over the sample rows,
- * in hash tables: linear in the rows.
+ * shop._like_refresh computed with set operations over the sample rows:
+ * both versions sorted by (product, customer) and walked together, product
+ * by product, cs sorted for membership (no hash table: a slice's samples
+ * are hundreds of thousands of rows).
  */
 Datum
 shop_like_slice(PG_FUNCTION_ARGS)
@@ -986,21 +1035,18 @@ shop_like_slice(PG_FUNCTION_ARGS)
 			   *oc,
 			   *np,
 			   *nc;
-	HTAB	   *slice,
-			   *pairs,
-			   *prods;
-	HASHCTL		ctl;
+	LikePair   *ov,
+			   *nv;
 	int64	   *flipped,
 			   *lists;
 	int			nflipped = 0,
 				nlists = 0;
 	int64		est = 0;
+	int			a = 0,
+				b = 0;
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
-	HASH_SEQ_STATUS seq;
-	LikePairEnt *pe;
-	LikeProdEnt *pr;
 
 	for (int i = 0; i < 5; i++)
 		if (PG_ARGISNULL(i))
@@ -1016,78 +1062,79 @@ shop_like_slice(PG_FUNCTION_ARGS)
 	if (nop != noc || nnp != nnc)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("sample arrays differ in length")));
+	like_sort_int64(cs, ncs);
+	ov = like_pairs(op, oc, nop);
+	nv = like_pairs(np, nc, nnp);
+	pfree(op);
+	pfree(oc);
+	pfree(np);
+	pfree(nc);
 
-	slice = like_hash("shop like slice", sizeof(int64), CurrentMemoryContext);
-	for (int i = 0; i < ncs; i++)
-		(void) hash_search(slice, &cs[i], HASH_ENTER, NULL);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(LikePair);
-	ctl.entrysize = sizeof(LikePairEnt);
-	ctl.hcxt = CurrentMemoryContext;
-	pairs = hash_create("shop like old samples", Max(nop, 1024), &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	prods = like_hash("shop like sample products", sizeof(LikeProdEnt), CurrentMemoryContext);
-
-	/* the products whose sample, before or after, holds one of cs */
-	for (int i = 0; i < nop + nnp; i++)
-	{
-		int64		p = i < nop ? op[i] : np[i - nop];
-		int64		c = i < nop ? oc[i] : nc[i - nop];
-		bool		found;
-
-		pr = hash_search(prods, &p, HASH_ENTER, &found);
-		if (!found)
-		{
-			pr->n = pr->n_slice = 0;
-			pr->hit = false;
-		}
-		if (hash_search(slice, &c, HASH_FIND, NULL) != NULL)
-		{
-			pr->hit = true;
-			if (i >= nop)
-				pr->n_slice++;
-		}
-		if (i >= nop)
-			pr->n++;
-	}
-	hash_seq_init(&seq, prods);
-	while ((pr = hash_seq_search(&seq)) != NULL)
-		est += pr->n * pr->n_slice;
-
-	/* sample rows in one version only: their customers entered or left */
 	flipped = palloc(sizeof(int64) * (nop + nnp + 1));
 	lists = palloc(sizeof(int64) * (nop + nnp + 1));
-	for (int i = 0; i < nop; i++)
+	/* product by product: rows ov[a..ae) and nv[b..be) */
+	while (a < nop || b < nnp)
 	{
-		LikePair	k = {op[i], oc[i]};
+		int64		p;
+		int			ae = a,
+					be = b;
+		bool		hit = false;
+		int64		n_slice = 0;
+		int			i,
+					j;
 
-		pe = hash_search(pairs, &k, HASH_ENTER, NULL);
-		pe->in_new = false;
-	}
-	for (int i = 0; i < nop + nnp; i++)
-	{
-		int64		p = i < nop ? op[i] : np[i - nop];
-		int64		c = i < nop ? oc[i] : nc[i - nop];
-		bool		in_slice = hash_search(slice, &c, HASH_FIND, NULL) != NULL;
-
-		pr = hash_search(prods, &p, HASH_FIND, NULL);
-		if (pr->hit)
-			lists[nlists++] = c;
-		if (i >= nop)
+		CHECK_FOR_INTERRUPTS();
+		if (b >= nnp || (a < nop && ov[a].p < nv[b].p))
+			p = ov[a].p;
+		else
+			p = nv[b].p;
+		while (ae < nop && ov[ae].p == p)
 		{
-			LikePair	k = {p, c};
-
-			pe = hash_search(pairs, &k, HASH_FIND, NULL);
-			if (pe != NULL)
-				pe->in_new = true;
-			else if (!in_slice)
-				flipped[nflipped++] = c;
+			if (like_in(cs, ncs, ov[ae].c))
+				hit = true;
+			ae++;
 		}
+		while (be < nnp && nv[be].p == p)
+		{
+			if (like_in(cs, ncs, nv[be].c))
+			{
+				hit = true;
+				n_slice++;
+			}
+			be++;
+		}
+		est += (int64) (be - b) * n_slice;
+		/* both sorted by customer: rows in one version only flipped */
+		i = a;
+		j = b;
+		while (i < ae || j < be)
+		{
+			int64		c;
+
+			if (j >= be || (i < ae && ov[i].c < nv[j].c))
+			{
+				c = ov[i++].c;
+				if (!like_in(cs, ncs, c))
+					flipped[nflipped++] = c;
+			}
+			else if (i >= ae || nv[j].c < ov[i].c)
+			{
+				c = nv[j++].c;
+				if (!like_in(cs, ncs, c))
+					flipped[nflipped++] = c;
+			}
+			else
+			{
+				c = ov[i].c;
+				i++;
+				j++;
+			}
+			if (hit)
+				lists[nlists++] = c;
+		}
+		a = ae;
+		b = be;
 	}
-	hash_seq_init(&seq, pairs);
-	while ((pe = hash_seq_search(&seq)) != NULL)
-		if (!pe->in_new && hash_search(slice, &pe->key.c, HASH_FIND, NULL) == NULL)
-			flipped[nflipped++] = pe->key.c;
 
 	values[0] = like_set_array(flipped, nflipped);
 	values[1] = like_set_array(lists, nlists);
