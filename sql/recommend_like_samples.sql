@@ -71,3 +71,9 @@ SELECT (r ->> 'customers_patched')::int > 0 AS patched,
        (r ->> 'customers_changed')::int > 0 AS lists_written
   FROM ch, sl, shop._like_lists(ch.cs || sl.flipped, sl.lists) r;
 SELECT pg_temp.differ() AS differ;
+
+RESET shop.reco_like_sample;
+RESET shop.reco_like_neighbours;
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
