@@ -92,7 +92,7 @@ static ShopStmt st_like_samples = SHOP_STMT(SHOP_PLAN_GENERIC,
 	INT8ARRAYOID, INT4OID);
 static ShopStmt st_like_old = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour"
-	" WHERE customer_id = ANY ($1) ORDER BY customer_id, score DESC, neighbour_id", INT8ARRAYOID);
+	" WHERE customer_id = ANY ($1)", INT8ARRAYOID);
 static ShopStmt st_like_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.customer_neighbour t USING unnest($1::bigint[], $2::bigint[]) u(c, n)"
 	" WHERE t.customer_id = u.c AND t.neighbour_id = u.n", INT8ARRAYOID, INT8ARRAYOID);
@@ -749,6 +749,13 @@ shop_like_lists(PG_FUNCTION_ARGS)
 				like_push(l, ShopColInt(r, 2, 0), (float4) ShopColFloat(r, 3, 0));
 			}
 			SPI_freetuptable(SPI_tuptable);
+			/*
+			 * ranked here, list by list: an ORDER BY made the executor
+			 * sort a million rows (an incremental sort per customer)
+			 */
+			hash_seq_init(&seq, oldl);
+			while ((l = hash_seq_search(&seq)) != NULL)
+				qsort(l->e, l->n, sizeof(LikeEntry), like_cmp_entry);
 		}
 		pfree(all);
 	}
