@@ -306,8 +306,10 @@ shop_sweep_db_main(Datum main_arg)
  * A product row's popularity is in two of its indexes (the search index's
  * document and product_popularity_idx), so each write is a new row
  * version with its index entries, and a batch of 1000 is a burst of WAL
- * that every committing checkout's flush waits behind (synchronous_commit
- * on: WALWrite was 83% of the checkouts' waits during a round).
+ * that every committing checkout's flush waits behind (with
+ * synchronous_commit on, checkouts already spend most of their waits on
+ * WALWrite).  A guard: bench/checkout_sweep.sh saw no difference either
+ * way for 9 batches of 1000 (bench/results/2026-12-06-checkout-sweep.md).
  */
 #define POP_APPLY_BUDGET_MS 30000
 #define POP_APPLY_REST_MAX_MS 1000
