@@ -300,8 +300,19 @@ shop_sweep_db_main(Datum main_arg)
  * shop.product, one batch per transaction (so no product row stays locked
  * longer than one batch), until the queue is empty or POP_APPLY_BUDGET_MS
  * have passed; the next round goes on.  Skipped where shop is 1.0.
+ *
+ * Paced: after each batch the worker rests as long as the batch took (at
+ * most POP_APPLY_REST_MAX_MS), so that it writes at most half the time.
+ * A product row's popularity is in two of its indexes (the search index's
+ * document and product_popularity_idx), so each write is a new row
+ * version with its index entries, and a batch of 1000 is a burst of WAL
+ * that every committing checkout's flush waits behind (with
+ * synchronous_commit on, checkouts already spend most of their waits on
+ * WALWrite).  A guard: bench/checkout_sweep.sh saw no difference either
+ * way for 9 batches of 1000 (bench/results/2026-12-06-checkout-sweep.md).
  */
 #define POP_APPLY_BUDGET_MS 30000
+#define POP_APPLY_REST_MAX_MS 1000
 
 static ShopStmt st_pop_exists = SHOP_STMT0(SHOP_PLAN_AUTO,
 	"SELECT pg_catalog.to_regprocedure('shop._popularity_apply(integer)') IS NOT NULL");
@@ -318,11 +329,14 @@ sweep_apply_popularity(const char *dbname)
 	for (;;)
 	{
 		bool		more = false;
+		TimestampTz batch_start;
+		long		took_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		/* a batch loop of its own: stop when the server is gone */
 		if (!PostmasterIsAlive())
 			proc_exit(1);
+		batch_start = GetCurrentTimestamp();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		SPI_connect();
@@ -344,6 +358,15 @@ sweep_apply_popularity(const char *dbname)
 		if (!more ||
 			TimestampDifferenceExceeds(start, GetCurrentTimestamp(), POP_APPLY_BUDGET_MS))
 			break;
+		/* rest as long as the batch took */
+		took_ms = TimestampDifferenceMilliseconds(batch_start, GetCurrentTimestamp());
+		if (took_ms > 0)
+		{
+			pgstat_report_activity(STATE_IDLE, NULL);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(took_ms, POP_APPLY_REST_MAX_MS), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 	}
 	if (total > 0)
 		ereport(LOG,
