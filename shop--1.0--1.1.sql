@@ -6306,6 +6306,162 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Scale-out: cart merge across shards (issue 16) ----------------------------
+-- shop.cart_merge through the router (docs/scale-out.md, "Carts, checkout
+-- and orders"): a guest cart sits on the shard its id names, the
+-- customer's cart on the customer's, so when they differ the merge is
+-- three steps, each one transaction on one shard:
+--   out   guest cart's shard: its lines, after one node's checks (open,
+--         not another customer's, the caller may act for the customer),
+--         signed for the customer's shard;
+--   in    customer's shard: the lines join the customer's most recent open
+--         cart (or a new one with the id the router chose), as one node
+--         merges them, and the merge is recorded in shop.cart_merged;
+--         a repeat finds the record and adds nothing again;
+--   done  guest cart's shard: the cart is marked merged into the
+--         customer's (signed by the customer's shard) and its lines go.
+-- A router that dies after "in" leaves the lines in both carts until the
+-- merge is repeated (the guest cart then only expires); one that dies
+-- before leaves nothing changed.
+------------------------------------------------------------------------------
+
+-- the merges a customer's shard made: a repeat of one adds nothing again
+-- (customer-partitioned: customer_key is the customer's id)
+CREATE TABLE shop.cart_merged (
+    from_cart    uuid NOT NULL,
+    customer_key bigint NOT NULL,
+    into_cart    uuid NOT NULL,
+    merged_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (from_cart, customer_key)
+);
+COMMENT ON TABLE shop.cart_merged IS
+'guest carts merged into a customer''s cart of this shard through the router (a repeat adds nothing)';
+
+-- out, guest cart's shard
+CREATE FUNCTION shop._cart_merge_out(from_cart uuid, customer_id bigint)
+RETURNS TABLE (lines jsonb, sig text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    src shop.cart;
+    l jsonb;
+BEGIN
+    PERFORM shop._require(from_cart, 'from_cart');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._authorize(customer_id);
+    SELECT * INTO src FROM shop.cart t
+     WHERE t.cart_id = from_cart AND t.status = 'open' AND t.expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(from_cart);
+    END IF;
+    IF src.customer_id IS NOT NULL AND src.customer_id <> _cart_merge_out.customer_id THEN
+        RAISE EXCEPTION 'cart belongs to another customer' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Cart %s belongs to customer %s, not %s.', from_cart, src.customer_id, customer_id);
+    END IF;
+    SELECT coalesce(jsonb_agg(jsonb_build_array(i.product_id, i.qty, i.saved_for_later,
+                                                i.price_cents_at_add, i.added_at)
+                              ORDER BY i.product_id), '[]')
+      INTO l
+      FROM shop.cart_item i WHERE i.cart_id = from_cart;
+    lines := l;
+    sig := shop._saga_proof(jsonb_build_array('merge', from_cart, customer_id, l));
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_out(uuid, bigint) IS
+'internal (router): the lines of a guest cart a customer may merge, signed for the customer''s shard';
+
+-- in, customer's shard: one node's merge of the lines (summed quantities
+-- capped at 10000, a line active in either cart stays active, the
+-- customer's price at add kept, 500 lines at most), once per guest cart
+CREATE FUNCTION shop._cart_merge_in(from_cart uuid, customer_id bigint, new_cart uuid, lines jsonb, sig text)
+RETURNS TABLE (cart_id uuid, done_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    target uuid;
+    n int;
+BEGIN
+    PERFORM shop._require(from_cart, 'from_cart');
+    PERFORM shop._require(customer_id, 'customer_id');
+    PERFORM shop._require(new_cart, 'new_cart');
+    PERFORM shop._require(lines, 'lines');
+    PERFORM shop._authorize(customer_id);
+    PERFORM shop._saga_require(jsonb_build_array('merge', from_cart, customer_id, lines), sig,
+                               'the lines of a merged cart');
+    -- one merge of a customer at a time on this shard
+    PERFORM pg_advisory_xact_lock(hashtext('shop.cart_merge'), hashint8(customer_id));
+    SELECT m.into_cart INTO target FROM shop.cart_merged m
+     WHERE m.from_cart = _cart_merge_in.from_cart AND m.customer_key = _cart_merge_in.customer_id;
+    IF target IS NULL THEN
+        SELECT t.cart_id INTO target FROM shop.cart t
+         WHERE t.customer_id = _cart_merge_in.customer_id AND t.status = 'open' AND t.expires_at > now()
+         ORDER BY t.updated_at DESC, t.cart_id
+         LIMIT 1
+           FOR UPDATE;
+        IF target IS NULL THEN
+            INSERT INTO shop.cart (cart_id, customer_id, expires_at)
+            VALUES (new_cart, _cart_merge_in.customer_id, shop._cart_expiry());
+            target := new_cart;
+        END IF;
+        SELECT count(*) INTO n
+          FROM (SELECT i.product_id FROM shop.cart_item i WHERE i.cart_id = target
+                UNION
+                SELECT (e->>0)::bigint FROM jsonb_array_elements(lines) e) x;
+        IF n > 500 THEN
+            RAISE EXCEPTION 'cart is full' USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('Merging cart %s into cart %s would give %s lines; at most 500 are allowed.',
+                                from_cart, target, n),
+                HINT = 'Remove lines from either cart, then merge again.';
+        END IF;
+        INSERT INTO shop.cart_item AS i (cart_id, product_id, qty, saved_for_later, price_cents_at_add, added_at)
+        SELECT target, (e->>0)::bigint, (e->>1)::int, (e->>2)::boolean, (e->>3)::bigint, (e->>4)::timestamptz
+          FROM jsonb_array_elements(lines) e
+        ON CONFLICT ON CONSTRAINT cart_item_pkey DO UPDATE
+           SET qty = least(i.qty + excluded.qty, 10000),
+               saved_for_later = i.saved_for_later AND excluded.saved_for_later;
+        UPDATE shop.cart t SET updated_at = now(), expires_at = shop._cart_expiry()
+         WHERE t.cart_id = target;
+        INSERT INTO shop.cart_merged (from_cart, customer_key, into_cart)
+        VALUES (_cart_merge_in.from_cart, _cart_merge_in.customer_id, target);
+    END IF;
+    cart_id := target;
+    done_sig := shop._saga_proof(jsonb_build_array('merged', from_cart, target));
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_in(uuid, bigint, uuid, jsonb, text) IS
+'internal (router): a guest cart''s signed lines join the customer''s cart on its shard, once; the cart they joined';
+
+-- done, guest cart's shard: the guest cart is merged (a repeat: nothing)
+CREATE FUNCTION shop._cart_merge_done(from_cart uuid, into_cart uuid, sig text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._require(from_cart, 'from_cart');
+    PERFORM shop._require(into_cart, 'into_cart');
+    PERFORM shop._saga_require(jsonb_build_array('merged', from_cart, into_cart), sig, 'a merged cart');
+    DELETE FROM shop.cart_item s
+     WHERE s.cart_id = from_cart
+       AND EXISTS (SELECT FROM shop.cart t WHERE t.cart_id = from_cart AND t.status = 'open');
+    UPDATE shop.cart t SET status = 'merged', merged_into = into_cart, updated_at = now()
+     WHERE t.cart_id = from_cart AND t.status = 'open';
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_done(uuid, uuid, text) IS
+'internal (router): mark a guest cart merged into the customer''s cart (signed by the customer''s shard) and drop its lines';
+
+REVOKE ALL ON FUNCTION shop._cart_merge_out(uuid, bigint),
+    shop._cart_merge_in(uuid, bigint, uuid, jsonb, text), shop._cart_merge_done(uuid, uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._cart_merge_out(uuid, bigint),
+    shop._cart_merge_in(uuid, bigint, uuid, jsonb, text), shop._cart_merge_done(uuid, uuid, text)
+    TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -5,7 +5,7 @@
 # clusters holding two shard databases each, 4 partitions: p0 and p2 (s0,
 # s2) on cluster A, p1 and p3 (s1, s3) on cluster B; every cluster has the
 # login roles web (shop_storefront) and backoffice (shop_admin); the shard
-# clusters share shop.session_secret. It sets
+# clusters share shop.session_secret and preload shop. It sets
 # R A B (cluster directories), PR PA PB (ports), PART (the partitions'
 # connection strings) and ROUTER, and defines q DIR PORT DB [psql args].
 # shop_cluster_down [mode] stops the three.
@@ -22,8 +22,14 @@ shop_cluster_up() {
     # every shard shares the secret that signs the storefront's session
     # tokens and what one shard tells another (docs/scale-out.md)
     local secret="shop.session_secret = 'the cluster test secret: thirty-two characters or more'"
-    PA=$(free_port "${base##*/}_a"); cluster_init "$A" "$PA" "$secret"; cluster_start "$A"
-    PB=$(free_port "${base##*/}_b"); cluster_init "$B" "$PB" "$secret"; cluster_start "$B"
+    # shop preloaded, as docs/operations.md asks of a production server:
+    # without it every search inserts its row into shop.search_log and
+    # commits (a WAL flush), once per shard for a routed search, where a
+    # preloaded shop copies it into its shared-memory ring; the sweeper's
+    # round is an hour, so that it does not run in the middle of a test
+    local preload="shared_preload_libraries = 'shop'" sweep="shop.sweep_interval = 3600"
+    PA=$(free_port "${base##*/}_a"); cluster_init "$A" "$PA" "$secret" "$preload" "$sweep"; cluster_start "$A"
+    PB=$(free_port "${base##*/}_b"); cluster_init "$B" "$PB" "$secret" "$preload" "$sweep"; cluster_start "$B"
     export PGUSER=postgres
     PART=("host=$A port=$PA dbname=s0" "host=$B port=$PB dbname=s1"
           "host=$A port=$PA dbname=s2" "host=$B port=$PB dbname=s3")

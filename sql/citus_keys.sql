@@ -27,6 +27,7 @@ INSERT INTO partition_class VALUES
     ('payment',             'customer', 'customer_key', NULL),
     ('idempotency',         'customer', 'customer_key', NULL),
     ('saga',                'customer', 'customer_key', NULL),
+    ('cart_merged',         'customer', 'customer_key', NULL),
     ('payment_method',      'customer', 'customer_id', NULL),
     ('view_event',          'customer', 'customer_id', NULL),
     ('customer_item',       'customer', 'customer_id', NULL),

@@ -561,6 +561,127 @@ SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, 
 SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
 SELECT dblink_exec('rw', 'RESET shop.session');
 
+\echo == cart_merge: a guest cart joins the customer's cart, moved to the customer's shard
+-- a guest cart (through conn) on a partition other than the customer's,
+-- or on the customer's when same; lines (product, qty)
+CREATE FUNCTION guest_cart(conn text, cust bigint, same boolean, lines bigint[]) RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    id uuid;
+BEGIN
+    LOOP
+        id := val(conn, 'SELECT shop.cart_create()')::uuid;
+        EXIT WHEN (uuid_part(id) = pid_part(cust)) = same;
+    END LOOP;
+    FOR k IN 1..cardinality(lines) / 2 LOOP
+        PERFORM run(conn, format('SELECT shop.cart_add(%L, %s, %s)', id, lines[2 * k - 1], lines[2 * k]));
+    END LOOP;
+    RETURN id;
+END
+$$;
+-- the lines of a cart on every shard: product:qty, in product order
+CREATE FUNCTION cart_rows(id uuid) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(format('%s:%s', t.pid, t.qty), ' ' ORDER BY t.pid), '')
+      FROM part, dblink(conn, format('SELECT product_id, qty FROM shop.cart_item WHERE cart_id = %L', id))
+           AS t(pid bigint, qty int)
+$$;
+-- what cart_rows says of (product, qty) pairs
+CREATE FUNCTION rws(VARIADIC x bigint[]) RETURNS text LANGUAGE sql AS $$
+    SELECT string_agg(format('%s:%s', x[2 * k - 1], x[2 * k]), ' ' ORDER BY x[2 * k - 1])
+      FROM generate_series(1, cardinality(x) / 2) k
+$$;
+-- cart_doc without stock (the router's shards sold more than one node)
+CREATE FUNCTION cart_shape(conn text, id uuid) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT d - 'ready_for_checkout'
+           || jsonb_build_object('lines', (SELECT coalesce(jsonb_agg(l - 'available' - 'available_qty'), '[]')
+                                             FROM jsonb_array_elements(d -> 'lines') l),
+                                 'saved_for_later', (SELECT coalesce(jsonb_agg(l - 'available' - 'available_qty'), '[]')
+                                                       FROM jsonb_array_elements(d -> 'saved_for_later') l))
+      FROM (SELECT cart_doc(conn, id) AS d) x
+$$;
+-- customer 701 has a cart (a 1, b 2); the guest cart (b 3, c 1, d saved
+-- for later) sits on another shard; the same calls on one node
+SELECT set_config('t.mc', new_cart('rb', 701, ARRAY[a(), 1, b(), 2])::text, false),
+       set_config('t.mc1', new_cart('one', 701, ARRAY[a(), 1, b(), 2])::text, false),
+       set_config('t.mg', guest_cart('rb', 701, false, ARRAY[b(), 3, c(), 1, d(), 1])::text, false),
+       set_config('t.mg1', new_cart('one', NULL, ARRAY[b(), 3, c(), 1, d(), 1])::text, false);
+SELECT run(conn, format('SELECT shop.cart_save_for_later(%L, %s)', id, d()))
+  FROM (VALUES ('rb', current_setting('t.mg')), ('one', current_setting('t.mg1'))) v(conn, id);
+SELECT fail_if(val('rb', format('SELECT shop.cart_merge(%L, 701)', current_setting('t.mg'))) <> current_setting('t.mc')
+               OR val('one', format('SELECT shop.cart_merge(%L, 701)', current_setting('t.mg1'))) <> current_setting('t.mc1'),
+               'cart_merge through the router returns the customer''s cart, as one node does');
+SELECT fail_if(cart_shape('rb', current_setting('t.mc')::uuid) IS DISTINCT FROM cart_shape('one', current_setting('t.mc1')::uuid),
+               'the merged cart through the router is one node''s merged cart (summed quantities, the saved line)',
+               format('router %s, one node %s', cart_shape('rb', current_setting('t.mc')::uuid),
+                      cart_shape('one', current_setting('t.mc1')::uuid)));
+SELECT fail_if(cart_rows(current_setting('t.mg')::uuid) <> ''
+               OR on_part(uuid_part(current_setting('t.mg')::uuid),
+                          format('SELECT status || '':'' || merged_into FROM shop.cart WHERE cart_id = %L', current_setting('t.mg')))
+                  <> 'merged:' || current_setting('t.mc')
+               OR state('rb', format('SELECT shop.cart_get(%L)', current_setting('t.mg'))) <> 'SH006'
+               OR state('rb', format('SELECT shop.cart_merge(%L, 701)', current_setting('t.mg'))) <> 'SH006',
+               'the guest cart is merged on its shard, its lines gone, and every later call is SH006 as on one node');
+-- a router that dies after the customer's shard took the lines: the lines
+-- are in both carts; the repeat adds none twice and merges the guest cart
+SELECT set_config('t.mg2', guest_cart('rb', 701, false, ARRAY[c(), 2])::text, false);
+SELECT dblink_exec('router', 'SET shop_router.saga_test_stop = merge_in');
+SELECT fail_if(state('router', format('SELECT shop.cart_merge(%L, 701)', current_setting('t.mg2'))) = '00000',
+               'the merge stops after its step in');
+SELECT dblink_exec('router', 'RESET shop_router.saga_test_stop');
+SELECT fail_if(cart_rows(current_setting('t.mc')::uuid) <> rws(a(), 1, b(), 5, c(), 3, d(), 1)
+               OR cart_rows(current_setting('t.mg2')::uuid) <> rws(c(), 2),
+               'stopped after in: the customer''s cart has the lines, the guest cart still has them',
+               cart_rows(current_setting('t.mc')::uuid));
+SELECT fail_if(val('rb', format('SELECT shop.cart_merge(%L, 701)', current_setting('t.mg2'))) <> current_setting('t.mc')
+               OR cart_rows(current_setting('t.mc')::uuid) <> rws(a(), 1, b(), 5, c(), 3, d(), 1)
+               OR cart_rows(current_setting('t.mg2')::uuid) <> '',
+               'the repeated merge adds nothing twice and finishes the guest cart',
+               cart_rows(current_setting('t.mc')::uuid));
+-- a customer without a cart: a new cart on the customer's shard (one node
+-- adopts the guest cart, whose id names another shard)
+SELECT set_config('t.mg3', guest_cart('rb', 702, false, ARRAY[a(), 2, d(), 1])::text, false);
+SELECT set_config('t.mc3', val('rb', format('SELECT shop.cart_merge(%L, 702)', current_setting('t.mg3'))), false);
+SELECT fail_if(current_setting('t.mc3') = current_setting('t.mg3')
+               OR uuid_part(current_setting('t.mc3')::uuid) <> pid_part(702)
+               OR cart_rows(current_setting('t.mc3')::uuid) <> rws(a(), 2, d(), 1)
+               OR (cart_doc('rb', current_setting('t.mc3')::uuid) ->> 'customer_id') <> '702'
+               OR state('rb', format('SELECT shop.cart_get(%L)', current_setting('t.mg3'))) <> 'SH006',
+               'a customer without a cart gets a new one on their shard with the guest''s lines');
+-- on one shard: that shard's own merge (adopts the guest cart as one node does)
+SELECT set_config('t.mg4', guest_cart('rb', 703, true, ARRAY[b(), 1])::text, false);
+SELECT fail_if(val('rb', format('SELECT shop.cart_merge(%L, 703)', current_setting('t.mg4'))) <> current_setting('t.mg4')
+               OR (cart_doc('rb', current_setting('t.mg4')::uuid) ->> 'customer_id') <> '703',
+               'a guest cart on the customer''s shard becomes the customer''s, as on one node');
+-- one node's errors
+SELECT fail_if(state('rb', format('SELECT shop.cart_merge(%L, 702)', current_setting('t.mc'))) <> '22023'
+               OR state('rb', format('SELECT shop.cart_merge(%L, NULL)', current_setting('t.mc'))) <> '22004'
+               OR state('rb', 'SELECT shop.cart_merge(NULL, 701)') <> '22004'
+               OR state('rb', 'SELECT shop.cart_merge(shop.cart_create(), 0)') <> '22023'
+               OR state('rb', 'SELECT shop.cart_merge(''00000000-0000-0000-0000-00000000ffff'', 701)') <> 'SH006',
+               'cart_merge errors keep one node''s SQLSTATEs');
+-- the storefront: its customer's merge, nobody else's; on a shard itself
+-- it cannot make lines up nor mark a guest cart merged
+SELECT set_config('t.mg5', guest_cart('rw', 601, false, ARRAY[c(), 1])::text, false),
+       set_config('t.mg6', guest_cart('rw', 602, false, ARRAY[c(), 1])::text, false);
+SELECT fail_if(state('rw', format('SELECT shop.cart_merge(%L, 602)', current_setting('t.mg6'))) <> '42501',
+               'without a session the storefront may not merge into a customer''s cart (42501)');
+SELECT run('rw', format('SELECT shop.session_begin(%L)', current_setting('t.tok')));
+SELECT set_config('t.mt5', val('rw', format('SELECT shop.cart_merge(%L, 601)', current_setting('t.mg5'))), false);
+SELECT fail_if(uuid_part(current_setting('t.mt5')::uuid) <> pid_part(601)
+               OR (cart_doc('rw', current_setting('t.mt5')::uuid) ->> 'customer_id') <> '601'
+               OR cart_rows(current_setting('t.mg5')::uuid) <> ''
+               OR state('rw', format('SELECT shop.cart_merge(%L, 602)', current_setting('t.mg6'))) <> '42501',
+               'with its session the storefront merges a guest cart into its customer''s cart, not another''s');
+SELECT dblink_connect('wm', (SELECT s FROM pconn WHERE i = pid_part(601)) || ' user=web'),
+       dblink_connect('wg', (SELECT s FROM pconn WHERE i = uuid_part(current_setting('t.mg6')::uuid)) || ' user=web');
+SELECT dblink_exec('wm', format('SET shop.session = %L', current_setting('t.tok')));
+SELECT fail_if(state('wm', format('SELECT count(*) FROM shop._cart_merge_in(gen_random_uuid(), 601, gen_random_uuid(), ''[[%s, 9, false, 1, "2026-01-01"]]'', %L)',
+                                  c(), repeat('0', 64))) <> '42501'
+               OR state('wg', format('SELECT shop._cart_merge_done(%L, %L, %L)', current_setting('t.mg6'), sc(), repeat('0', 64))) <> '42501'
+               OR cart_rows(current_setting('t.mg6')::uuid) <> rws(c(), 1),
+               'on a shard the storefront cannot add lines a guest cart''s shard did not sign, nor mark a guest cart merged (42501)');
+SELECT dblink_disconnect('wm'), dblink_disconnect('wg');
+SELECT run('rw', 'SELECT shop.session_end()');
+
 \echo == invariants on every shard and across them
 SELECT fail_if(count(*) > 0, 'reserved = the units of live holds, on every shard', string_agg(t.pid::text, ','))
   FROM part, dblink(conn, 'SELECT s.product_id, s.reserved, coalesce((SELECT sum(r.qty) FROM shop.reservation r
