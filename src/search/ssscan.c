@@ -95,6 +95,7 @@ static bool locs_next = false;	/* SsCollectMatchSet: with locations */
 static bool stats_next = false;
 static SsDocVisitor visit_next = NULL;
 static void *visit_next_arg = NULL;
+static SsSortPrune *prune_next = NULL;	/* SsVisitMatchesSorted */
 
 /*
  * The attribute filter of the evaluations to come (SsSetAttrFilter): the
@@ -187,6 +188,12 @@ typedef struct SegState
 	struct WordCursors *wc;		/* per query word, during eval_segment */
 	struct WinBound *wb;		/* per query word and window, see window_bounds */
 	uint32		nwin;
+	/* sorted scans (SsVisitMatchesSorted): see sort_window */
+	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
+	uint8	   *filterbits;		/* the filter's allowed / wincnt, if any */
+	uint32	   *filtercnt;
+	uint8	   *sortbits;		/* ... and the blocks that can still enter */
+	uint32	   *sortcnt;
 } SegState;
 
 typedef struct PendDoc
@@ -227,6 +234,7 @@ typedef struct Eval
 	bool		collect;
 	SsDocVisitor visit;			/* ... or handed to this one by one */
 	void	   *visit_arg;
+	SsSortPrune *prune;			/* ... skipping blocks by sort key bounds */
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
@@ -1967,6 +1975,168 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
 	return total;
 }
 
+/* ---- sorted scans: block bounds on the sort key ---- */
+
+/*
+ * The smallest sort key of every SS_SORT_BLOCK docids of a segment, per
+ * sort kind, worked out from its document pages on first use and kept
+ * for the backend's life (a segment never changes but for dead flags,
+ * and a dead document's key only makes a bound lower).  Entries are
+ * named by the relation file, the segment's header block and its serial
+ * (a reused block heads a segment of a higher serial; a rebuilt index has
+ * a new file); the cache is dropped whole when it holds too much.
+ */
+typedef struct SortMins
+{
+	RelFileNode node;
+	BlockNumber hdrblk;
+	uint64		serial;
+	uint32		ndocs;
+	double	   *mins[SS_SORT_NKINDS];
+} SortMins;
+
+#define SS_SORT_CACHE_ENTRIES	64
+#define SS_SORT_CACHE_BYTES		(64 * 1024 * 1024)
+
+static MemoryContext sort_cache_cxt = NULL;
+static SortMins sort_cache[SS_SORT_CACHE_ENTRIES];
+static int	sort_cache_n = 0;
+static Size sort_cache_bytes = 0;
+
+static const double *
+sort_mins(Eval *ev, SegState *s)
+{
+	SsSortPrune *pr = ev->prune;
+	uint32		n = s->hdr.ndocs;
+	uint32		nblk = (n + SS_SORT_BLOCK - 1) / SS_SORT_BLOCK;
+	BlockNumber hdrblk = s->hdr.docstart - 1;
+	SortMins   *e = NULL;
+	DocCache	dc;
+
+	for (int i = 0; i < sort_cache_n; i++)
+		if (RelFileNodeEquals(sort_cache[i].node, ev->index->rd_node) &&
+			sort_cache[i].hdrblk == hdrblk && sort_cache[i].serial == s->hdr.serial &&
+			sort_cache[i].ndocs == n)
+			return sort_cache[i].mins[pr->kind];
+
+	if (sort_cache_cxt == NULL)
+		sort_cache_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search sort bounds",
+											   ALLOCSET_DEFAULT_SIZES);
+	if (sort_cache_n == SS_SORT_CACHE_ENTRIES ||
+		sort_cache_bytes + sizeof(double) * SS_SORT_NKINDS * nblk > SS_SORT_CACHE_BYTES)
+	{
+		MemoryContextReset(sort_cache_cxt);
+		sort_cache_n = 0;
+		sort_cache_bytes = 0;
+	}
+	e = &sort_cache[sort_cache_n];
+	e->node = ev->index->rd_node;
+	e->hdrblk = hdrblk;
+	e->serial = s->hdr.serial;
+	e->ndocs = n;
+	for (int k = 0; k < SS_SORT_NKINDS; k++)
+	{
+		e->mins[k] = MemoryContextAllocHuge(sort_cache_cxt, sizeof(double) * Max(nblk, 1));
+		for (uint32 b = 0; b < nblk; b++)
+			e->mins[k][b] = get_float8_infinity();
+	}
+	page_cache_init(&dc, ev->index, s->hdr.docstart, SS_PAGE_DOC);
+	PG_TRY();
+	{
+		for (uint32 d = 0; d < n; d++)
+		{
+			const SsDoc *doc = doc_get(&dc, d);
+			uint32		b = d / SS_SORT_BLOCK;
+
+			for (int k = 0; k < SS_SORT_NKINDS; k++)
+			{
+				double		key = pr->key(k, doc);
+
+				if (key < e->mins[k][b])
+					e->mins[k][b] = key;
+			}
+			if ((d & 65535) == 65535)
+			{
+				doc_release(&dc);
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		doc_release(&dc);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	doc_release(&dc);
+	/* published only once complete */
+	sort_cache_n++;
+	sort_cache_bytes += sizeof(double) * SS_SORT_NKINDS * nblk;
+	return e->mins[pr->kind];
+}
+
+/* a sorted scan of segment s: its block bounds, and room for the bitmaps */
+static void
+sort_prune_init(Eval *ev, SegState *s)
+{
+	uint32		n = s->hdr.ndocs;
+
+	s->sortmins = sort_mins(ev, s);
+	s->filterbits = s->allowed;
+	s->filtercnt = s->wincnt;
+	s->sortbits = palloc((n + 7) / 8);
+	s->sortcnt = palloc0(sizeof(uint32) * ((n + SS_WINDOW - 1) / SS_WINDOW));
+}
+
+/*
+ * Before window [lo, hi) of a sorted scan: while the visitor holds fewer
+ * than k keys, every document may enter (the filter's bitmap as it was);
+ * then only those of blocks whose smallest key is at most the k-th key
+ * held, through s->allowed, so their postings are dropped before a
+ * document is read and a window without any is skipped (window_possible).
+ */
+static void
+sort_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
+{
+	SsSortPrune *pr = ev->prune;
+	uint32		w = lo / SS_WINDOW;
+	uint32		nbytes = (s->hdr.ndocs + 7) / 8;
+	uint32		open = 0;
+	uint32		nblk = 0;
+	double		bound;
+
+	s->allowed = s->filterbits;
+	s->wincnt = s->filtercnt;
+	if (!*pr->have_bound || (s->filtercnt && s->filtercnt[w] == 0))
+		return;
+	bound = *pr->bound;
+	for (uint32 b = lo / SS_SORT_BLOCK; b * SS_SORT_BLOCK < hi; b++)
+	{
+		uint32		from = b * (SS_SORT_BLOCK / 8);
+		uint32		len = Min((uint32) (SS_SORT_BLOCK / 8), nbytes - from);
+
+		nblk++;
+		if (s->sortmins[b] <= bound)
+		{
+			open++;
+			if (s->filterbits)
+				memcpy(s->sortbits + from, s->filterbits + from, len);
+			else
+				memset(s->sortbits + from, 0xFF, len);
+		}
+		else
+			memset(s->sortbits + from, 0, len);
+	}
+	if (open == nblk)
+		return;					/* nothing to skip here */
+	pr->blocks_skipped += nblk - open;
+	if (open == 0)
+		pr->windows_skipped++;
+	s->sortcnt[w] = open;
+	s->allowed = s->sortbits;
+	s->wincnt = s->sortcnt;
+}
+
 /* evaluate the windows of a segment in order; returns how many were read */
 static uint32
 eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
@@ -1980,6 +2150,8 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 		uint32		hi = Min(n, lo + SS_WINDOW);
 		float4		boostub;
 
+		if (s->sortmins)
+			sort_window(ev, s, lo, hi);
 		if (window_possible(ev, s, dc, lo, hi, &boostub))
 		{
 			word_cursors_window(ev, s, lo, hi);
@@ -2010,6 +2182,8 @@ eval_segment(Eval *ev, SegState *s)
 		return;
 	s->scale = bound_scale(ev, &s->hdr);
 	build_filter_bitmap(ev, s);
+	if (ev->prune)
+		sort_prune_init(ev, s);
 	s->slot_ub = palloc0(sizeof(float4) * Max(q->nslots, 1));
 	s->simple = true;
 	for (int i = 0; i < q->nslots; i++)
@@ -2289,6 +2463,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	{
 		ev->visit = visit_next;
 		ev->visit_arg = visit_next_arg;
+		ev->prune = visit_next ? prune_next : NULL;
 	}
 	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
@@ -2582,6 +2757,27 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
 		collect_next = false;
 		visit_next = NULL;
 		visit_next_arg = NULL;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * SsVisitMatchesSorted: SsVisitMatches for a visitor that keeps the first
+ * k matches by a sort key, skipping blocks of documents that cannot enter
+ * them (see SsSortPrune in ssearch.h).
+ */
+void
+SsVisitMatchesSorted(Relation index, Jsonb *query, SsDocVisitor visit, void *arg,
+					 SsSortPrune *prune)
+{
+	prune_next = prune;
+	PG_TRY();
+	{
+		SsVisitMatches(index, query, visit, arg);
+	}
+	PG_FINALLY();
+	{
+		prune_next = NULL;
 	}
 	PG_END_TRY();
 }
