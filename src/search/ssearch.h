@@ -820,7 +820,7 @@ extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, voi
  * visitor's own key; blocks_skipped says whether any match may have been
  * left out.
  */
-#define SS_SORT_BLOCK		128
+#define SS_SORT_BLOCK		32
 #define SS_SORT_NKINDS		5
 typedef double (*SsSortKeyFn) (int kind, const SsDoc *doc);
 typedef struct SsSortPrune

@@ -1091,6 +1091,18 @@ cand_in_range(const uint64 *bits, int64 a, int64 b)
 	return false;
 }
 
+/* is any bit of docids a .. b (inclusive) set in bits? */
+static inline bool
+bits_in_range(const uint8 *bits, uint32 a, uint32 b)
+{
+	if (a > b)
+		return false;
+	for (uint32 i = a >> 3; i <= (b >> 3); i++)
+		if (bits[i])
+			return true;		/* byte granularity: may say yes early, never no wrongly */
+	return false;
+}
+
 /*
  * score (posting_cb) every posting of se with lo <= docid < hi, skipping blocks
  * whose score bound (with idf and factor) is below minb
@@ -1107,6 +1119,10 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 		/* AND mode, a later word: no candidate in the block's range */
 		if (s->use_candbits &&
 			!cand_in_range(s->candbits, (int64) block_first(se, b) - lo, (int64) se->skips[b].lastdoc - lo))
+			continue;
+		/* a sorted scan: every document of the block's range skipped */
+		if (s->sortmins && s->allowed == s->sortbits &&
+			!bits_in_range(s->sortbits, Max(block_first(se, b), lo), Min(se->skips[b].lastdoc, hi - 1)))
 			continue;
 		if (se->decoded != (int32) b)
 			cursor_decode(ev, se, b);
