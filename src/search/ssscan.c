@@ -189,11 +189,15 @@ typedef struct SegState
 	struct WinBound *wb;		/* per query word and window, see window_bounds */
 	uint32		nwin;
 	/* sorted scans (SsVisitMatchesSorted): see sort_window */
-	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
+	const float4 *sortmins;		/* per SS_SORT_BLOCK docids: smallest key,
+								 * rounded down */
 	uint8	   *filterbits;		/* the filter's allowed / wincnt, if any */
 	uint32	   *filtercnt;
 	uint8	   *sortbits;		/* ... and the blocks that can still enter */
 	uint32	   *sortcnt;
+	float4		sortcut;		/* phase 1: blocks whose bound is at most this */
+	float4		sortmax;		/* the largest bound */
+	int			sortphase;		/* 1, then 2: the other blocks */
 } SegState;
 
 typedef struct PendDoc
@@ -1474,8 +1478,11 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	float4		ub = 0;
 	int			typos = 0;
 	int			missing = 0;
-	const SsDoc *first = doc_get(dc, lo);
+	const SsDoc *first;
 
+	if (!ev->want_all && s->allowed && s->wincnt[lo / SS_WINDOW] == 0)
+		return false;			/* no document of the window passes the filter */
+	first = doc_get(dc, lo);
 	/* most popular first: no document of the window has a larger boost */
 	*boostub = (ev->unmarked ?
 				SsBoostBoundUnmarked(q, first->logpop, ev->inv_log_maxpop) * ev->class_factor :
@@ -1994,13 +2001,16 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
 /* ---- sorted scans: block bounds on the sort key ---- */
 
 /*
- * The smallest sort key of every SS_SORT_BLOCK docids of a segment, per
- * sort kind, worked out from its document pages on first use and kept
- * for the backend's life (a segment never changes but for dead flags,
- * and a dead document's key only makes a bound lower).  Entries are
- * named by the relation file, the segment's header block and its serial
- * (a reused block heads a segment of a higher serial; a rebuilt index has
- * a new file); the cache is dropped whole when it holds too much.
+ * The smallest sort key of every SS_SORT_BLOCK docids of a segment, for
+ * one sort kind, worked out from its document pages the first time a
+ * sorted scan of that kind needs it and kept for the backend's life (a
+ * segment never changes but for dead flags, and a dead document's key
+ * only makes a bound lower).  Kept as float4 rounded down (a bound may
+ * only be too low), 4 bytes per 32 documents: 1.5 MB per kind at
+ * 12,000,000 products.  Entries are named by the relation file, the
+ * segment's header block and its serial (a reused block heads a segment
+ * of a higher serial; a rebuilt index has a new file); the cache is
+ * dropped whole when it would hold too much.
  */
 typedef struct SortMins
 {
@@ -2008,69 +2018,61 @@ typedef struct SortMins
 	BlockNumber hdrblk;
 	uint64		serial;
 	uint32		ndocs;
-	double	   *mins[SS_SORT_NKINDS];
+	int			kind;
+	float4	   *mins;
+	float4	   *sorted;			/* the same, ascending */
 } SortMins;
 
 #define SS_SORT_CACHE_ENTRIES	64
-#define SS_SORT_CACHE_BYTES		(64 * 1024 * 1024)
+#define SS_SORT_CACHE_BYTES		(32 * 1024 * 1024)
 
 static MemoryContext sort_cache_cxt = NULL;
 static SortMins sort_cache[SS_SORT_CACHE_ENTRIES];
 static int	sort_cache_n = 0;
 static Size sort_cache_bytes = 0;
 
-static const double *
-sort_mins(Eval *ev, SegState *s)
+static int
+float4_cmp(const void *a, const void *b)
+{
+	float4		x = *(const float4 *) a;
+	float4		y = *(const float4 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+static const float4 *
+sort_mins(Eval *ev, SegState *s, const float4 **sorted)
 {
 	SsSortPrune *pr = ev->prune;
 	uint32		n = s->hdr.ndocs;
 	uint32		nblk = (n + SS_SORT_BLOCK - 1) / SS_SORT_BLOCK;
 	BlockNumber hdrblk = s->hdr.docstart - 1;
-	SortMins   *e = NULL;
+	SortMins   *e;
+	double	   *mins;
 	DocCache	dc;
 
 	for (int i = 0; i < sort_cache_n; i++)
 		if (RelFileNodeEquals(sort_cache[i].node, ev->index->rd_node) &&
 			sort_cache[i].hdrblk == hdrblk && sort_cache[i].serial == s->hdr.serial &&
-			sort_cache[i].ndocs == n)
-			return sort_cache[i].mins[pr->kind];
+			sort_cache[i].ndocs == n && sort_cache[i].kind == pr->kind)
+		{
+			*sorted = sort_cache[i].sorted;
+			return sort_cache[i].mins;
+		}
 
-	if (sort_cache_cxt == NULL)
-		sort_cache_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search sort bounds",
-											   ALLOCSET_DEFAULT_SIZES);
-	if (sort_cache_n == SS_SORT_CACHE_ENTRIES ||
-		sort_cache_bytes + sizeof(double) * SS_SORT_NKINDS * nblk > SS_SORT_CACHE_BYTES)
-	{
-		MemoryContextReset(sort_cache_cxt);
-		sort_cache_n = 0;
-		sort_cache_bytes = 0;
-	}
-	e = &sort_cache[sort_cache_n];
-	e->node = ev->index->rd_node;
-	e->hdrblk = hdrblk;
-	e->serial = s->hdr.serial;
-	e->ndocs = n;
-	for (int k = 0; k < SS_SORT_NKINDS; k++)
-	{
-		e->mins[k] = MemoryContextAllocHuge(sort_cache_cxt, sizeof(double) * Max(nblk, 1));
-		for (uint32 b = 0; b < nblk; b++)
-			e->mins[k][b] = get_float8_infinity();
-	}
+	/* the smallest keys, exactly, then rounded down */
+	mins = palloc_extended(sizeof(double) * Max(nblk, 1), MCXT_ALLOC_HUGE);
+	for (uint32 b = 0; b < nblk; b++)
+		mins[b] = get_float8_infinity();
 	page_cache_init(&dc, ev->index, s->hdr.docstart, SS_PAGE_DOC);
 	PG_TRY();
 	{
 		for (uint32 d = 0; d < n; d++)
 		{
-			const SsDoc *doc = doc_get(&dc, d);
-			uint32		b = d / SS_SORT_BLOCK;
+			double		key = pr->key(pr->kind, doc_get(&dc, d));
 
-			for (int k = 0; k < SS_SORT_NKINDS; k++)
-			{
-				double		key = pr->key(k, doc);
-
-				if (key < e->mins[k][b])
-					e->mins[k][b] = key;
-			}
+			if (key < mins[d / SS_SORT_BLOCK])
+				mins[d / SS_SORT_BLOCK] = key;
 			if ((d & 65535) == 65535)
 			{
 				doc_release(&dc);
@@ -2085,10 +2087,40 @@ sort_mins(Eval *ev, SegState *s)
 	}
 	PG_END_TRY();
 	doc_release(&dc);
-	/* published only once complete */
+
+	if (sort_cache_cxt == NULL)
+		sort_cache_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search sort bounds",
+											   ALLOCSET_DEFAULT_SIZES);
+	if (sort_cache_n == SS_SORT_CACHE_ENTRIES ||
+		sort_cache_bytes + 2 * sizeof(float4) * nblk > SS_SORT_CACHE_BYTES)
+	{
+		MemoryContextReset(sort_cache_cxt);
+		sort_cache_n = 0;
+		sort_cache_bytes = 0;
+	}
+	e = &sort_cache[sort_cache_n];
+	e->node = ev->index->rd_node;
+	e->hdrblk = hdrblk;
+	e->serial = s->hdr.serial;
+	e->ndocs = n;
+	e->kind = pr->kind;
+	e->mins = MemoryContextAllocHuge(sort_cache_cxt, sizeof(float4) * Max(nblk, 1));
+	for (uint32 b = 0; b < nblk; b++)
+	{
+		float4		f = (float4) mins[b];
+
+		if ((double) f > mins[b])
+			f = nextafterf(f, -get_float4_infinity());
+		e->mins[b] = f;
+	}
+	pfree(mins);
+	e->sorted = MemoryContextAllocHuge(sort_cache_cxt, sizeof(float4) * Max(nblk, 1));
+	memcpy(e->sorted, e->mins, sizeof(float4) * nblk);
+	qsort(e->sorted, nblk, sizeof(float4), float4_cmp);
 	sort_cache_n++;
-	sort_cache_bytes += sizeof(double) * SS_SORT_NKINDS * nblk;
-	return e->mins[pr->kind];
+	sort_cache_bytes += 2 * sizeof(float4) * nblk;
+	*sorted = e->sorted;
+	return e->mins;
 }
 
 /* a sorted scan of segment s: its block bounds, and room for the bitmaps */
@@ -2096,8 +2128,13 @@ static void
 sort_prune_init(Eval *ev, SegState *s)
 {
 	uint32		n = s->hdr.ndocs;
+	uint32		nblk = (n + SS_SORT_BLOCK - 1) / SS_SORT_BLOCK;
+	const float4 *sorted;
+	int64		m = Min((int64) nblk, 4 * ev->prune->k + 256);
 
-	s->sortmins = sort_mins(ev, s);
+	s->sortmins = sort_mins(ev, s, &sorted);
+	s->sortcut = sorted[Max(m, 1) - 1];
+	s->sortmax = sorted[Max(nblk, 1) - 1];
 	s->filterbits = s->allowed;
 	s->filtercnt = s->wincnt;
 	s->sortbits = palloc((n + 7) / 8);
@@ -2105,11 +2142,13 @@ sort_prune_init(Eval *ev, SegState *s)
 }
 
 /*
- * Before window [lo, hi) of a sorted scan: while the visitor holds fewer
- * than k keys, every document may enter (the filter's bitmap as it was);
- * then only those of blocks whose smallest key is at most the k-th key
- * held, through s->allowed, so their postings are dropped before a
- * document is read and a window without any is skipped (window_possible).
+ * Before window [lo, hi) of a sorted scan: the documents of the blocks
+ * of this phase (1: those whose smallest key is at most s->sortcut, 2:
+ * the others) whose smallest key is at most the k-th key the visitor
+ * holds (any, while it holds fewer than k) may enter, through s->allowed
+ * with the filter's bits, so the other blocks' postings are dropped
+ * before a document is read and a window without any is skipped
+ * (window_possible).
  */
 static void
 sort_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
@@ -2119,20 +2158,24 @@ sort_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
 	uint32		nbytes = (s->hdr.ndocs + 7) / 8;
 	uint32		open = 0;
 	uint32		nblk = 0;
+	bool		have_bound;
 	double		bound;
 
 	s->allowed = s->filterbits;
 	s->wincnt = s->filtercnt;
-	if (!*pr->have_bound || (s->filtercnt && s->filtercnt[w] == 0))
+	if (s->filtercnt && s->filtercnt[w] == 0)
 		return;
+	have_bound = *pr->have_bound;
 	bound = *pr->bound;
 	for (uint32 b = lo / SS_SORT_BLOCK; b * SS_SORT_BLOCK < hi; b++)
 	{
 		uint32		from = b * (SS_SORT_BLOCK / 8);
 		uint32		len = Min((uint32) (SS_SORT_BLOCK / 8), nbytes - from);
+		double		min = (double) s->sortmins[b];
+		bool		mine = (s->sortphase == 1) == (s->sortmins[b] <= s->sortcut);
 
 		nblk++;
-		if (s->sortmins[b] <= bound)
+		if (mine && (!have_bound || min <= bound))
 		{
 			open++;
 			if (s->filterbits)
@@ -2141,11 +2184,14 @@ sort_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
 				memset(s->sortbits + from, 0xFF, len);
 		}
 		else
+		{
+			if (mine)
+				pr->blocks_skipped++;
 			memset(s->sortbits + from, 0, len);
+		}
 	}
 	if (open == nblk)
 		return;					/* nothing to skip here */
-	pr->blocks_skipped += nblk - open;
 	if (open == 0)
 		pr->windows_skipped++;
 	s->sortcnt[w] = open;
@@ -2292,6 +2338,27 @@ eval_segment(Eval *ev, SegState *s)
 			nwin += eval_windows(ev, s, &dc, &nc, &sa);
 		}
 		ev->unmarked = false;
+	}
+	else if (s->sortmins)
+	{
+		/*
+		 * A sorted scan: first the blocks holding the segment's smallest
+		 * keys (a few hundred), so the k-th key held falls at once; then
+		 * the other blocks, most of which it rules out by then.
+		 */
+		s->sortphase = 1;
+		nwin = eval_windows(ev, s, &dc, &nc, &sa);
+		s->sortphase = 2;
+		if (s->sortcut >= s->sortmax)
+			;					/* phase 1 had every block */
+		else if (*ev->prune->have_bound && *ev->prune->bound < (double) s->sortcut)
+			ev->prune->blocks_skipped++;	/* the k-th key rules out every other block */
+		else
+		{
+			for (int k = 0; k < s->nexp; k++)
+				s->exps[k].b = 0;	/* the cursors start over */
+			nwin += eval_windows(ev, s, &dc, &nc, &sa);
+		}
 	}
 	else
 		nwin = eval_windows(ev, s, &dc, &nc, &sa);

@@ -340,6 +340,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		st.kh = palloc_extended(sizeof(double) * want, MCXT_ALLOC_HUGE);
 		memset(&pr, 0, sizeof(pr));
 		pr.kind = (int) kind;
+		pr.k = want;
 		pr.key = prune_key;
 		pr.have_bound = &st.have_bound;
 		pr.bound = &st.bound;
