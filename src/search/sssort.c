@@ -19,11 +19,13 @@
  * at most the k-th one's, and every row ordered among the first k has a
  * key no larger.
  *
- * The scan visits every match's document record (the match set of a
- * bitmap scan, SsVisitMatches) and keeps a bounded buffer: matches whose
- * key is larger than the k-th smallest seen so far are dropped as they
- * come; when the buffer fills, it is sorted and cut after the k-th key
- * and its ties.  Then the candidates are read from the table in key
+ * The scan visits the match set of a bitmap scan (SsVisitMatchesSorted)
+ * and keeps a bounded buffer: matches whose key is larger than the k-th
+ * smallest seen so far (kept at every match by a heap of k keys) are
+ * dropped as they come; when the buffer fills, it is sorted and cut
+ * after the k-th key and its ties.  The k-th key also lets the scan skip
+ * blocks of documents whose smallest key is above it, unread (block
+ * bounds, ssscan.c: sort_window), so most matches are never visited.  Then the candidates are read from the table in key
  * order, visibility and all (table_index_fetch_tuple, which follows HOT
  * chains and gives the visible version's TID), until k visible rows and
  * the ties of the k-th are out.  If invisible rows (dead, or not yet
@@ -329,7 +331,6 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 					invisible = 0;
 		int64		i;
 		double		kth = 0;
-
 		SsSortPrune pr;
 
 		memset(&st, 0, sizeof(st));
