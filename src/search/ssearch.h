@@ -807,6 +807,34 @@ typedef struct SsTermStat
 extern int	SsTermStats(Relation index, Jsonb *query, SsMetaPageData *meta, SsTermStat **out);
 typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
 extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
+
+/*
+ * Block bounds of a sorted scan (sssort.c): a segment's docids are cut
+ * into blocks of SS_SORT_BLOCK, and the smallest sort key of each block
+ * (over all its documents, dead ones too) is worked out once per backend,
+ * segment and sort kind (segments are immutable; (relation file, header
+ * block, serial) names one for good).  While the visitor holds k keys, a block
+ * whose smallest key is above the k-th (*bound) cannot hold a row of the
+ * first k or a tie of the k-th: its postings are dropped unread and a
+ * window of only such blocks is skipped.  key(kind, doc) must be the
+ * visitor's own key; blocks_skipped says whether any match may have been
+ * left out.
+ */
+#define SS_SORT_BLOCK		32
+#define SS_SORT_NKINDS		5
+typedef double (*SsSortKeyFn) (int kind, const SsDoc *doc);
+typedef struct SsSortPrune
+{
+	int			kind;			/* 0 .. SS_SORT_NKINDS - 1 */
+	int64		k;				/* how many keys the visitor keeps */
+	SsSortKeyFn key;
+	const bool *have_bound;		/* the visitor holds k keys ... */
+	const double *bound;		/* ... the k-th smallest is this */
+	int64		blocks_skipped; /* out */
+	int64		windows_skipped;	/* out */
+} SsSortPrune;
+extern void SsVisitMatchesSorted(Relation index, Jsonb *query, SsDocVisitor visit, void *arg,
+								 SsSortPrune *prune);
 extern void SsSetAttrFilter(Jsonb *attrs);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 

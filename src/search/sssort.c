@@ -19,11 +19,13 @@
  * at most the k-th one's, and every row ordered among the first k has a
  * key no larger.
  *
- * The scan visits every match's document record (the match set of a
- * bitmap scan, SsVisitMatches) and keeps a bounded buffer: matches whose
- * key is larger than the k-th smallest seen so far are dropped as they
- * come; when the buffer fills, it is sorted and cut after the k-th key
- * and its ties.  Then the candidates are read from the table in key
+ * The scan visits the match set of a bitmap scan (SsVisitMatchesSorted)
+ * and keeps a bounded buffer: matches whose key is larger than the k-th
+ * smallest seen so far (kept at every match by a heap of k keys) are
+ * dropped as they come; when the buffer fills, it is sorted and cut
+ * after the k-th key and its ties.  The k-th key also lets the scan skip
+ * blocks of documents whose smallest key is above it, unread (block
+ * bounds, ssscan.c: sort_window), so most matches are never visited.  Then the candidates are read from the table in key
  * order, visibility and all (table_index_fetch_tuple, which follows HOT
  * chains and gives the visible version's TID), until k visible rows and
  * the ties of the k-th are out.  If invisible rows (dead, or not yet
@@ -82,6 +84,8 @@ typedef struct SsSortState
 	double		bound;			/* the k-th smallest key so far */
 	bool		dropped;		/* some match was left out */
 	int64		seen;			/* matches visited */
+	double	   *kh;				/* max-heap of the k smallest keys seen */
+	int64		nkh;
 } SsSortState;
 
 /*
@@ -150,6 +154,61 @@ cut_buffer(SsSortState *st)
 	}
 }
 
+/* SsSortKeyFn */
+static double
+prune_key(int kind, const SsDoc *doc)
+{
+	return sort_key((SortKind) kind, doc);
+}
+
+/*
+ * Keep st->bound the k-th smallest key seen so far at every match (not
+ * only at each cut of the buffer), so the scan's block bounds
+ * (SsSortPrune) skip from the first k matches on: a max-heap of the k
+ * smallest keys.
+ */
+static void
+kheap_add(SsSortState *st, double key)
+{
+	int64		i;
+
+	if (st->nkh < st->k)
+	{
+		i = st->nkh++;
+		while (i > 0 && st->kh[(i - 1) / 2] < key)
+		{
+			st->kh[i] = st->kh[(i - 1) / 2];
+			i = (i - 1) / 2;
+		}
+		st->kh[i] = key;
+	}
+	else if (key < st->kh[0])
+	{
+		i = 0;
+		for (;;)
+		{
+			int64		c = 2 * i + 1;
+
+			if (c >= st->nkh)
+				break;
+			if (c + 1 < st->nkh && st->kh[c + 1] > st->kh[c])
+				c++;
+			if (st->kh[c] <= key)
+				break;
+			st->kh[i] = st->kh[c];
+			i = c;
+		}
+		st->kh[i] = key;
+	}
+	else
+		return;
+	if (st->nkh == st->k && (!st->have_bound || st->kh[0] < st->bound))
+	{
+		st->bound = st->kh[0];
+		st->have_bound = true;
+	}
+}
+
 static void
 sort_visit(void *arg, const SsDoc *doc)
 {
@@ -162,6 +221,7 @@ sort_visit(void *arg, const SsDoc *doc)
 		st->dropped = true;
 		return;
 	}
+	kheap_add(st, key);
 	if (st->n >= st->cap)
 	{
 		cut_buffer(st);
@@ -227,14 +287,21 @@ row_ok(const RowCheck *rc, TupleTableSlot *slot)
 		DatumGetBool(DirectFunctionCall2(jsonb_contains, v, JsonbPGetDatum(rc->attrs)));
 }
 
-/* SsVisitMatches with the attribute filter of rc, if any */
+/*
+ * SsVisitMatches with the attribute filter of rc, if any, skipping blocks
+ * by their bounds on the sort key (prune NULL: every match is visited)
+ */
 static void
-visit_matches(Relation index, Jsonb *query, const RowCheck *rc, SsDocVisitor visit, void *arg)
+visit_matches(Relation index, Jsonb *query, const RowCheck *rc, SsDocVisitor visit, void *arg,
+			  SsSortPrune *prune)
 {
 	SsSetAttrFilter(rc ? rc->attrs : NULL);
 	PG_TRY();
 	{
-		SsVisitMatches(index, query, visit, arg);
+		if (prune)
+			SsVisitMatchesSorted(index, query, visit, arg, prune);
+		else
+			SsVisitMatches(index, query, visit, arg);
 	}
 	PG_FINALLY();
 	{
@@ -264,13 +331,24 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 					invisible = 0;
 		int64		i;
 		double		kth = 0;
+		SsSortPrune pr;
 
 		memset(&st, 0, sizeof(st));
 		st.kind = kind;
 		st.k = want;
 		st.cap = Max(2 * want, 1024);
 		st.c = palloc_extended(sizeof(SortCand) * st.cap, MCXT_ALLOC_HUGE);
-		visit_matches(index, query, rc, sort_visit, &st);
+		st.kh = palloc_extended(sizeof(double) * want, MCXT_ALLOC_HUGE);
+		memset(&pr, 0, sizeof(pr));
+		pr.kind = (int) kind;
+		pr.k = want;
+		pr.key = prune_key;
+		pr.have_bound = &st.have_bound;
+		pr.bound = &st.bound;
+		visit_matches(index, query, rc, sort_visit, &st,
+					  shop_search_block_max ? &pr : NULL);
+		if (pr.blocks_skipped > 0)
+			st.dropped = true;	/* matches in them may have been left out */
 		qsort(st.c, st.n, sizeof(SortCand), cand_cmp);
 
 		/* the candidates in key order, as far as k visible rows and ties */
@@ -281,6 +359,16 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 			ItemPointerData t = st.c[i].tid;
 
 			if (visible >= k && st.c[i].key > kth)
+				break;
+
+			/*
+			 * Past the k-th key of the index's matches, the candidates are
+			 * only those kept before the bound fell to it: a match with a
+			 * smaller key than this one may have been dropped since (or
+			 * skipped with its block).  So when invisible rows leave fewer
+			 * than k here, the scan runs again rather than go on.
+			 */
+			if (st.dropped && st.have_bound && st.c[i].key > st.bound)
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
@@ -296,8 +384,9 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 			ExecClearTuple(slot);
 		}
 		elog(DEBUG1, "shop_search sorted scan: " INT64_FORMAT " matches, " INT64_FORMAT
-			 " candidates kept, " INT64_FORMAT " read, " INT64_FORMAT " invisible",
-			 st.seen, st.n, Min(i, st.n), invisible);
+			 " candidates kept, " INT64_FORMAT " read, " INT64_FORMAT " invisible, "
+			 INT64_FORMAT " blocks and " INT64_FORMAT " windows skipped",
+			 st.seen, st.n, Min(i, st.n), invisible, pr.blocks_skipped, pr.windows_skipped);
 		if (visible >= k || !st.dropped)
 			break;
 
@@ -310,6 +399,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		restart(arg);
 		want += Max(invisible, 1);
 		pfree(st.c);
+		pfree(st.kh);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
