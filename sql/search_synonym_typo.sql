@@ -8,7 +8,7 @@ CREATE FUNCTION pg_temp.s(q text, lim int DEFAULT 5) RETURNS SETOF text LANGUAGE
 $f$;
 SELECT shop.category_add('Computers') AS cat \gset
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
-VALUES ('N1', 'Zorba Z14 notebook 35.6 cm (14") 16 GB', 'Zorba', :cat, 99999, 1, true, 'active'),
+VALUES ('N1', 'Zorba Z14 notebook 16 GB', 'Zorba', :cat, 99999, 1, true, 'active'),
        ('L1', 'Zorba laptop lock', 'Zorba', :cat, 1999, 1, true, 'active'),
        ('T1', 'Zorba tablet 10"', 'Zorba', :cat, 29999, 1, true, 'active');
 -- typo corrections come from the vocabulary of the index's segments
@@ -24,7 +24,14 @@ SELECT * FROM pg_temp.s('zorba laptp', 2) ORDER BY 1;
 SELECT * FROM pg_temp.s('notebok') ORDER BY 1;
 -- the query shop.search runs: the typo'd word is a phrase of the group
 SELECT shop._search_query('laptp', '{}', NULL) -> 'synonyms' AS synonyms;
--- a typo'd word with no synonym gets no group
+-- and asks for the type its correction names, as "laptop" does: the
+-- notebook first (its head noun), before the shorter lock
+SELECT sku, shop.search_head(title) FROM shop.product ORDER BY sku;
+SELECT shop._search_intent(shop._search_query('laptop', '{}', NULL)) -> 'type_words' AS type_words;
+SELECT shop._search_intent(shop._search_query('laptp', '{}', NULL)) -> 'type_words' AS type_words;
+SELECT * FROM pg_temp.s('laptp', 1);
+-- a typo'd word with no synonym gets no group, and asks for no type
+SELECT shop._search_intent(shop._search_query('tabelt', '{}', NULL)) ? 'type_words' AS type_asked;
 SELECT shop._search_query('tabelt', '{}', NULL) ? 'synonyms' AS has_synonyms;
 -- without the synonym: the lock alone
 SELECT shop.synonym_remove('laptop');
@@ -34,6 +41,7 @@ SELECT shop._search_query('laptp', '{}', NULL) ? 'synonyms' AS has_synonyms;
 SELECT shop.synonym_add('laptop', ARRAY['notebook']);
 SET ROLE shop_storefront;
 SELECT * FROM pg_temp.s('laptp') ORDER BY 1;
+SELECT * FROM pg_temp.s('laptp', 1);
 RESET ROLE;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
