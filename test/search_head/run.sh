@@ -36,6 +36,8 @@ CREATE TEMP TABLE head (query text, rule text, want_all boolean);
 INSERT INTO head VALUES
  ('laptop', 'shop.search_head(p.title) = ''notebook''', true),
  ('notebook', 'shop.search_head(p.title) = ''notebook''', true),
+ -- a typo'd word brings its synonyms (laptop = notebook)
+ ('laptp', 'shop.search_head(p.title) = ''notebook''', true),
  ('lenovo thinkpad', 'p.title ~* ''thinkpad'' AND shop.search_head(p.title) IN (''notebook'', ''workstat'')', false),
  ('27 inch monitor', 'shop.search_head(p.title) = ''monitor'' AND p.title ~ ''(68\.6 cm|27")''', true),
  ('logitek mouse', 'p.title ~* ''^logitech .*\mmouse\M''', true),
