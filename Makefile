@@ -180,12 +180,20 @@ deb: deps
 deb-root-check: deps
 	@scripts/deb-root-check.sh
 
+# A pg_config without the server headers (postgresql-common's
+# /usr/bin/pg_config is on machines that have only the client and server
+# packages) cannot build an extension: say what to run instead of failing
+# on a missing postgres.h.
 ifneq ($(PG_CONFIG),)
+PG_SERVER_H := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)/postgres.h)
+endif
+
+ifneq ($(PG_SERVER_H),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 else
 all install installcheck clean:
-	@echo "pg_config not found: run 'make deps' (or 'make demo' / 'make test') first" >&2
+	@echo "PostgreSQL 15 server headers not found (pg_config: $(or $(PG_CONFIG),none)): run 'make deps' (or 'make demo' / 'make test') first" >&2
 	@exit 1
 endif
 
@@ -193,7 +201,7 @@ endif
 # user who called make (root on a fresh machine, which initdb refuses), and
 # the TAP tests start clusters of their own rather than using the server
 # installcheck is pointed at: make test runs them, on this build.
-ifneq ($(PG_CONFIG),)
+ifneq ($(PG_SERVER_H),)
 prove_installcheck = @echo "TAP tests (t/*.pl): run by make test (scripts/test.sh), not by installcheck"
 endif
 
