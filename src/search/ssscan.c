@@ -2006,8 +2006,8 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
  * sorted scan of that kind needs it and kept for the backend's life (a
  * segment never changes but for dead flags, and a dead document's key
  * only makes a bound lower).  Kept as float4 rounded down (a bound may
- * only be too low), 4 bytes per 32 documents: 1.5 MB per kind at
- * 12,000,000 products.  Entries are named by the relation file, the
+ * only be too low), 4 bytes per 32 documents, with a sorted copy for
+ * the first phase's cut: 3 MB per kind at 12,000,000 products.  Entries are named by the relation file, the
  * segment's header block and its serial (a reused block heads a segment
  * of a higher serial; a rebuilt index has a new file); the cache is
  * dropped whole when it would hold too much.
