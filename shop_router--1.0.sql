@@ -967,16 +967,24 @@ AS $$ SELECT coalesce(('x' || right(id::text, 4))::bit(16)::int, 0) $$;
 COMMENT ON FUNCTION shop_router._uuid_part(uuid) IS
 'the hash bucket a router-made cart or order id carries in its last 16 bits (RUN ON routes by it)';
 
--- a new random uuid carrying bucket in its last 16 bits
+-- a new uuid carrying bucket in its last 16 bits, time-ordered as shop's
+-- own ids are (shop._new_id, issue 11: RFC 9562's version 7, 48 bits of
+-- Unix milliseconds rounded down to a window of 65,536 ms), so that the
+-- shards' b-trees that lead with cart and order ids take the router's
+-- insertions in the leaves of the current window too; 58 random bits
+-- (version 4's random bits, the version nibble made 7, the variant kept)
 CREATE FUNCTION shop_router._uuid_for(bucket int)
 RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT overlay(gen_random_uuid()::text PLACING lpad(to_hex(bucket & 65535), 4, '0') FROM 33 FOR 4)::uuid
+    SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint & ~65535::bigint), 12, '0')
+            || '7' || substr(r, 14, 3) || substr(r, 17, 4) || substr(r, 21, 8)
+            || lpad(to_hex(bucket & 65535), 4, '0'))::uuid
+      FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS r) x
 $$;
 COMMENT ON FUNCTION shop_router._uuid_for(int) IS
-'a random uuid whose last 16 bits are bucket & 0xffff (the partition it routes to)';
+'a time-ordered uuid (version 7 layout, as shop._new_id) whose last 16 bits are bucket & 0xffff (the partition it routes to)';
 
 CREATE FUNCTION shop_router._pid_part(product_id bigint)
 RETURNS int
