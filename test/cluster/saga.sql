@@ -571,7 +571,7 @@ SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, 
 SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
 SELECT dblink_exec('rw', 'RESET shop.session');
 
-\echo == cart_merge: a guest cart joins the customer's cart, moved to the customer's shard
+\echo == cart_merge: a guest cart joins the cart of its customer, on the customer shard
 -- a guest cart (through conn) on a partition other than the customer's,
 -- or on the customer's when same; lines (product, qty)
 CREATE FUNCTION guest_cart(conn text, cust bigint, same boolean, lines bigint[]) RETURNS uuid LANGUAGE plpgsql AS $$
