@@ -479,29 +479,99 @@ $$;
 COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
 'router: the words and statistics of a query summed over the shards'' answers (the DFS phase)';
 
+-- The cluster's intent of a query, cached as one node caches its own
+-- (src/intentcache.c, shop.search_intent_cache): the intent only boosts
+-- the ranking and depends on the query and the catalog, storefront
+-- traffic repeats its head queries, and working it out is a second round
+-- trip to every shard, each reading its 40 best matches.  The router keeps
+-- the answers in an unlogged table shared by its backends, keyed by the
+-- query and filters, for shop_router.search_intent_cache seconds (default
+-- 60, as one node; 0 turns it off); at most 2048 of them, emptied when
+-- full, as one node's.  A catalog change reaches a cached intent within
+-- that time.
+CREATE UNLOGGED TABLE shop_router.intent_cache (
+    key        text PRIMARY KEY,
+    at         timestamptz NOT NULL,
+    intent_top jsonb NOT NULL
+);
+COMMENT ON TABLE shop_router.intent_cache IS
+'the cluster''s intent (40 best matches) of recent queries, for shop_router.search_intent_cache seconds';
+
+CREATE FUNCTION shop_router._intent_ttl()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => greatest(coalesce(nullif(current_setting('shop_router.search_intent_cache', true), '')::int,
+                                                   60), 0))
+$$;
+COMMENT ON FUNCTION shop_router._intent_ttl() IS
+'how long the router keeps a query''s intent (shop_router.search_intent_cache seconds, default 60, 0: not at all)';
+
+CREATE FUNCTION shop_router._intent_get(i_key text)
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.intent_top FROM shop_router.intent_cache c
+     WHERE c.key = i_key AND c.at > now() - shop_router._intent_ttl()
+$$;
+
+CREATE FUNCTION shop_router._intent_put(i_key text, i_intent_top jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM (SELECT FROM shop_router.intent_cache LIMIT 2048) x) >= 2048 THEN
+        DELETE FROM shop_router.intent_cache;
+    END IF;
+    INSERT INTO shop_router.intent_cache AS c (key, at, intent_top) VALUES (i_key, now(), i_intent_top)
+    ON CONFLICT (key) DO UPDATE SET at = excluded.at, intent_top = excluded.intent_top;
+END
+$$;
+
 CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
 RETURNS jsonb
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    WITH g AS MATERIALIZED (
-        SELECT shop_router._dfs_sum(array_agg(r)) AS g FROM shop_router._search_dfs(query, filters) r
-    )
+DECLARE
+    g jsonb;
+    k text;
+    top jsonb;
+    ttl interval := shop_router._intent_ttl();
+BEGIN
+    SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
+    IF NOT intent THEN
+        RETURN g;
+    END IF;
     -- with intent (a ranked page): the intent (the product type and
     -- category the query means) from the cluster's 40 best matches, as one
     -- node reads its own 40, scored with the sums
-    SELECT CASE WHEN NOT intent THEN g.g
-                ELSE g.g || jsonb_build_object('intent_top', coalesce((
-                    SELECT jsonb_agg(jsonb_build_array(t.category_id, t.price_cents, t.head, t.brand)
-                                     ORDER BY t.missing, t.typos, t.score DESC, t.product_id)
-                      FROM (SELECT * FROM shop_router._search_intent_top(query, filters, g.g) t
-                             ORDER BY t.missing, t.typos, t.score DESC, t.product_id
-                             LIMIT 40) t), '[]'))
-           END
-      FROM g;
+    IF ttl > interval '0' AND length(query) + length(filters::text) < 512 THEN
+        k := md5(concat_ws(chr(31), query, filters::text));
+        top := shop_router._intent_get(k);
+    END IF;
+    IF top IS NULL THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_array(t.category_id, t.price_cents, t.head, t.brand)
+                                  ORDER BY t.missing, t.typos, t.score DESC, t.product_id), '[]')
+          INTO top
+          FROM (SELECT * FROM shop_router._search_intent_top(query, filters, g) t
+                 ORDER BY t.missing, t.typos, t.score DESC, t.product_id
+                 LIMIT 40) t;
+        IF k IS NOT NULL THEN
+            PERFORM shop_router._intent_put(k, top);
+        END IF;
+    END IF;
+    RETURN g || jsonb_build_object('intent_top', top);
+END
 $$;
 COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
-'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent';
+'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds)';
 
 -- One page of shop.search from every shard, scored with the cluster's
 -- statistics, with the keys the router sorts by that shop.search does not
@@ -827,6 +897,7 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 -- PUBLIC's right to every function)
 GRANT EXECUTE ON FUNCTION
     shop_router._search_dfs(text, jsonb), shop_router._dfs_sum(jsonb[]), shop_router._search_global(text, jsonb, boolean),
+    shop_router._intent_ttl(), shop_router._intent_get(text), shop_router._intent_put(text, jsonb),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
     shop_router._search_facets_routed(text, jsonb, jsonb),
@@ -896,16 +967,24 @@ AS $$ SELECT coalesce(('x' || right(id::text, 4))::bit(16)::int, 0) $$;
 COMMENT ON FUNCTION shop_router._uuid_part(uuid) IS
 'the hash bucket a router-made cart or order id carries in its last 16 bits (RUN ON routes by it)';
 
--- a new random uuid carrying bucket in its last 16 bits
+-- a new uuid carrying bucket in its last 16 bits, time-ordered as shop's
+-- own ids are (shop._new_id, issue 11: RFC 9562's version 7, 48 bits of
+-- Unix milliseconds rounded down to a window of 65,536 ms), so that the
+-- shards' b-trees that lead with cart and order ids take the router's
+-- insertions in the leaves of the current window too; 58 random bits
+-- (version 4's random bits, the version nibble made 7, the variant kept)
 CREATE FUNCTION shop_router._uuid_for(bucket int)
 RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT overlay(gen_random_uuid()::text PLACING lpad(to_hex(bucket & 65535), 4, '0') FROM 33 FOR 4)::uuid
+    SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint & ~65535::bigint), 12, '0')
+            || '7' || substr(r, 14, 3) || substr(r, 17, 4) || substr(r, 21, 8)
+            || lpad(to_hex(bucket & 65535), 4, '0'))::uuid
+      FROM (SELECT replace(gen_random_uuid()::text, '-', '') AS r) x
 $$;
 COMMENT ON FUNCTION shop_router._uuid_for(int) IS
-'a random uuid whose last 16 bits are bucket & 0xffff (the partition it routes to)';
+'a time-ordered uuid (version 7 layout, as shop._new_id) whose last 16 bits are bucket & 0xffff (the partition it routes to)';
 
 CREATE FUNCTION shop_router._pid_part(product_id bigint)
 RETURNS int

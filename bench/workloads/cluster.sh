@@ -13,7 +13,11 @@
 #     before the timed runs), tps and latency with 1 and 4 clients, routed
 #     (the saga) and on one node;
 #   - the shards' own time per routed call (pg_stat_user_functions), the
-#     per-call costs the throughput model of docs/scale-out.md starts from.
+#     per-call costs the throughput model of docs/scale-out.md starts from;
+#   - checkout throughput (4 clients) with 1, 2 and 4 shards in the same
+#     run: two more routers (databases router1 and router2 on the router
+#     cluster) over 1 shard (on cluster A) and 2 shards (one on each shard
+#     cluster), loaded as the 4 shards are, after the runs above.
 # Skipped, with a message, where PL/Proxy is not installed.
 set -euo pipefail
 . "$TOP/bench/lib.sh"
@@ -149,6 +153,36 @@ read -r s1_calls s1_ms < <(shard_fn '%')
 on "$A" "$PA" one bench_pgbench "one node: checkout, 4 clients" 4 "$SECS" "$BENCH_TMP/c_checkout.sql" -D n=0 -D base=$((SECS * 1000)) -D per="$PER" >>"$rows"
 on "$R" "$PR" router bench_pgbench "router: checkout, 4 clients" 4 "$SECS" "$BENCH_TMP/c_checkout.sql" -D n=0 -D base=$((SECS * 1000)) -D per="$PER" >>"$rows"
 
+# checkout with 1 and 2 shards: a router over fewer shards, loaded the same
+# way (the carts with the same ids, which name a bucket, not a shard count)
+nshards() {   # n: routers "router$n" over shard databases "n${n}_0".. on A, B alternately
+    local n=$1 i dir port parts=""
+    for ((i = 0; i < n; i++)); do
+        dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
+        "$PGBIN/createdb" -h "$dir" -p "$port" "n${n}_$i"
+        q "$dir" "$port" "n${n}_$i" -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
+        load "$dir" "$port" "n${n}_$i" "(hashint8(product_id) & $((n - 1))) = $i"
+        carts "$dir" "$port" "n${n}_$i" "$BENCH_TMP/c_carts_router.tsv" "(hashint8(n::bigint) & $((n - 1))) = $i"
+        parts="$parts${parts:+, }p$i 'host=$dir port=$port dbname=n${n}_$i'"
+    done
+    "$PGBIN/createdb" -h "$R" -p "$PR" "router$n"
+    q "$R" "$PR" "router$n" <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION shop_router CASCADE;
+CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($parts);
+CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
+CREATE TABLE public.bench_cart (n int PRIMARY KEY, cart uuid NOT NULL);
+\\copy public.bench_cart FROM '$BENCH_TMP/c_carts_router.tsv'
+SQL
+}
+bench_note "building routers over 1 and 2 shards"
+nshards 1
+nshards 2
+for n in 1 2; do
+    on "$R" "$PR" "router$n" bench_pgbench "router, $n shard$([ "$n" = 1 ] || echo s): checkout, 4 clients" 4 "$SECS" \
+        "$BENCH_TMP/c_checkout.sql" -D n=0 -D base=$((SECS * 1000)) -D per="$PER" >>"$rows"
+done
+
 val() { sed -n "s/^$1\t//p" "$rows" | cut -f "$2"; }
 ROUTED1=$(val 'router: checkout' 6)
 echo "Same run, same machine: the router and both shard clusters share its CPUs"
@@ -159,6 +193,12 @@ grep '^[^	]*search' "$rows" | bench_md_table_vs "one node: search"
 echo
 grep '^[^	]*checkout' "$rows" | bench_md_table_vs "one node: checkout"
 echo
+echo "Checkout throughput by shard count (4 clients, each router's own shards,"
+echo "carts and catalog; the 4-shard row is the run above):"
+echo
+{ grep -P '^router, [12] shards?: checkout' "$rows"; grep -P '^router: checkout, 4 clients\t' "$rows"
+  grep -P '^one node: checkout, 4 clients\t' "$rows"; } | bench_md_table_vs "router, 1 shard: checkout, 4 clients"
+echo
 echo "| ratio (router / one node) | value |"
 echo "|---|---|"
 echo "| search p50, 1 client | $(bench_ratio "$(val 'router: search' 3)" "$(val 'one node: search' 3)")x |"
@@ -166,6 +206,8 @@ echo "| search p99, 1 client | $(bench_ratio "$(val 'router: search' 5)" "$(val 
 echo "| search queries/s, 4 clients | $(bench_ratio "$(val 'router: search, 4 clients' 2)" "$(val 'one node: search, 4 clients' 2)")x |"
 echo "| checkout p50, 1 client | $(bench_ratio "$(val 'router: checkout' 3)" "$(val 'one node: checkout' 3)")x |"
 echo "| checkout tps, 4 clients | $(bench_ratio "$(val 'router: checkout, 4 clients' 2)" "$(val 'one node: checkout, 4 clients' 2)")x |"
+echo "| checkout tps, 4 clients: 2 shards / 1 shard | $(bench_ratio "$(val 'router, 2 shards: checkout, 4 clients' 2)" "$(val 'router, 1 shard: checkout, 4 clients' 2)")x |"
+echo "| checkout tps, 4 clients: 4 shards / 1 shard | $(bench_ratio "$(val 'router: checkout, 4 clients' 2)" "$(val 'router, 1 shard: checkout, 4 clients' 2)")x |"
 echo
 if [ "${ROUTED1:-0}" -gt 0 ]; then
     echo "Per routed checkout (1 client, $ROUTED1 checkouts): $(( (s1_calls - s0_calls) / ROUTED1 )) shop function"

@@ -12,6 +12,9 @@
 #   - search through the router equals the merge of the shards' own
 #     searches (top-k, sorts, pagination) and finds what one node finds;
 #     facet counts equal one node's; autocomplete and did_you_mean answer;
+#   - the public API (api.sql): every function of shop is on the router or
+#     documented as not routed, and a representative call of each routed
+#     family answers as one node does;
 #   - the calls keep a node's privileges (the storefront and back-office
 #     roles) and its errors (SQLSTATE).
 #   - carts, checkout and orders (saga.sql), as the back office and as the
@@ -97,6 +100,9 @@ q "$R" "$PR" checker -c "SET client_min_messages = warning; CREATE EXTENSION dbl
 echo "== checks ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
+
+echo "== the public API through the router against one node ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v one="$ONE" -v router="$ROUTER" -f "$HERE/api.sql"
 
 echo "== carts, checkout and orders through the router ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \

@@ -113,6 +113,14 @@ SELECT set_config('t.cart', new_cart('rb', 501, ARRAY[a(), 2, b(), 1, c(), 1, d(
 CREATE FUNCTION cart() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.cart')::uuid $$;
 CREATE FUNCTION cart1() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.cart1')::uuid $$;
 SELECT fail_if(uuid_part(cart()) <> pid_part(501), 'a customer''s cart id names the customer''s partition');
+-- and is time-ordered as a node's own ids (version 7, the milliseconds of
+-- its 65,536 ms window first): checked on a cart and an order id below
+CREATE FUNCTION v7_now(id uuid) RETURNS boolean LANGUAGE sql AS $$
+    SELECT substr(id::text, 15, 1) = '7' AND substr(id::text, 20, 1) IN ('8', '9', 'a', 'b')
+       AND abs(('x' || lpad(substr(replace(id::text, '-', ''), 1, 12), 16, '0'))::bit(64)::bigint
+               - ((extract(epoch FROM now()) * 1000)::bigint & ~65535::bigint)) <= 2 * 65536
+$$;
+SELECT fail_if(NOT v7_now(cart()), 'a router-made cart id is time-ordered (version 7, this window''s milliseconds)', cart()::text);
 SELECT fail_if(all_parts(format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', cart())) <> 4
                OR on_part(pid_part(501), format('SELECT count(*) FROM shop.cart_item WHERE cart_id = %L', cart())) <> '4',
                'the cart and its 4 lines are on the customer''s shard, and only there');
@@ -151,6 +159,8 @@ SELECT fail_if(state('rw', format('SELECT shop.cart_get(%L)', current_setting('t
 SELECT set_config('t.o', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart())), false),
        set_config('t.o1', val('one', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-1'', ''{"country": "US"}'')', cart1())), false);
 CREATE FUNCTION o() RETURNS uuid LANGUAGE sql AS $$ SELECT current_setting('t.o')::uuid $$;
+SELECT fail_if(NOT v7_now(o()) OR uuid_part(o()) <> pid_part(501),
+               'a routed order id is time-ordered and names its customer''s partition', o()::text);
 SELECT fail_if(order_doc('rb', o()) IS DISTINCT FROM order_doc('one', current_setting('t.o1')::uuid),
                'the order through the router is the order one node makes of the same cart (lines, prices, totals, payment, timeline)',
                format('router %s, one node %s', order_doc('rb', o()), order_doc('one', current_setting('t.o1')::uuid)));
@@ -561,7 +571,7 @@ SELECT fail_if(val('wd', format('SELECT moved FROM shop._saga_finish_signed(%L, 
 SELECT dblink_disconnect('w0'), dblink_disconnect('wc'), dblink_disconnect('wd');
 SELECT dblink_exec('rw', 'RESET shop.session');
 
-\echo == cart_merge: a guest cart joins the customer's cart, moved to the customer's shard
+\echo == cart_merge: a guest cart joins the cart of its customer, on the customer shard
 -- a guest cart (through conn) on a partition other than the customer's,
 -- or on the customer's when same; lines (product, qty)
 CREATE FUNCTION guest_cart(conn text, cust bigint, same boolean, lines bigint[]) RETURNS uuid LANGUAGE plpgsql AS $$
