@@ -180,12 +180,18 @@ deb: deps
 deb-root-check: deps
 	@scripts/deb-root-check.sh
 
-# A pg_config without the server headers (postgresql-common's
+# A pg_config found without the server headers (postgresql-common's
 # /usr/bin/pg_config is on machines that have only the client and server
 # packages) cannot build an extension: say what to run instead of failing
-# on a missing postgres.h.
+# on a missing postgres.h.  A PG_CONFIG given by the caller is taken as it
+# is (test/system_files installs into a copy of PostgreSQL that has no
+# headers, from objects already built).
 ifneq ($(PG_CONFIG),)
+ifeq ($(origin PG_CONFIG),file)
 PG_SERVER_H := $(wildcard $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)/postgres.h)
+else
+PG_SERVER_H := $(PG_CONFIG)
+endif
 endif
 
 ifneq ($(PG_SERVER_H),)

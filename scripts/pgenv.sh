@@ -43,6 +43,21 @@ owner_can_reach_top() {
         { echo "shop: the postgres user cannot reach $TOP; clone the project somewhere it can" >&2; return 1; }
 }
 
+# tmp_install_current LIBDIR SHAREDIR: true when tmp_install already holds
+# this checkout's build, as files of its own: the library and every control
+# and script file the install writes, byte for byte and with one link (a
+# copy of an installation that has shop holds links to that one's files).
+tmp_install_current() {
+    local f inst
+    for f in "$TOP/shop.so" "$TOP"/*.control "$TOP"/*--*.sql; do
+        case $f in
+            *.so) inst="$TMP_INSTALL$1/$(basename "$f")" ;;
+            *) inst="$TMP_INSTALL$2/extension/$(basename "$f")" ;;
+        esac
+        [ -e "$f" ] && cmp -s "$f" "$inst" && [ "$(stat -c %h "$inst")" = 1 ] || return 1
+    done
+}
+
 # tmp_install_setup: (re)create the private installation and install shop
 # into it. Cheap: hard links, then PGXS's install. Nothing is ever written
 # through a link (test/system_files checks the system's files after it).
@@ -62,15 +77,23 @@ tmp_install_setup() {
         cp -al "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/" 2>/dev/null ||
             cp -a "$sharedir" "$TMP_INSTALL$(dirname "$sharedir")/"
     fi
-    # Never write through a hard link into the system's files: remove every
-    # file of shop's that the install writes, including the JIT bitcode
-    # (llvm-lto rewrites bitcode/shop.index.bc in place), before installing.
-    rm -rf "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]* \
-        "$TMP_INSTALL$sharedir"/extension/shop_router[.-]* \
-        "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc
-    make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
     PGBIN="$TMP_INSTALL$pgroot/bin"
     export PGBIN
+    # Already installed, file for file: leave it alone.  A cluster of a
+    # test, a bench or the stress harness running from this installation
+    # loads $libdir/shop.so when a backend starts; removing and rewriting
+    # it under them ("could not access file \"$libdir/shop\"") broke
+    # whichever ran first when two were started from one checkout.
+    if ! tmp_install_current "$libdir" "$sharedir"; then
+        # Never write through a hard link into the system's files: remove
+        # every file of shop's that the install writes, including the JIT
+        # bitcode (llvm-lto rewrites bitcode/shop.index.bc in place),
+        # before installing.
+        rm -rf "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]* \
+            "$TMP_INSTALL$sharedir"/extension/shop_router[.-]* \
+            "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc
+        make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
+    fi
     # The postgres user must read it all; chmod on a hard link would change
     # the system's file (its mode, its ctime), so only what lacks the bits
     # is changed, and a linked file is copied first.
