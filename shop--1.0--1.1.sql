@@ -6225,6 +6225,12 @@ CREATE TRIGGER customer_key BEFORE INSERT ON shop.saga
 -- locked for the housekeeping's last moments only
 -- (specs/sweep_round_checkout.spec).  shop.sweep() is renamed
 -- shop._sweep_once in the monitoring section below and keeps this body.
+-- The refresh writes a batch of popularity into shop.product rows, held
+-- until the sweep commits, and shipping or shop.stock_set lock stock rows
+-- before the product row (in_stock): so the cancels never wait for a
+-- stock row (NOWAIT; an order whose rows are busy is left for the next
+-- sweep, 'orders_deferred'), or the two deadlocked
+-- (specs/sweep_ship_deadlock.spec).
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION shop.sweep()
@@ -6235,6 +6241,7 @@ AS $$
 DECLARE
     n_orders   integer := 0;
     n_failed   integer := 0;
+    n_deferred integer := 0;
     n_holds    integer := 0;
     n_units    bigint := 0;
     n_carts    integer := 0;
@@ -6270,25 +6277,33 @@ BEGIN
                               AND rv.expires_at <= now())
                FOR UPDATE OF od SKIP LOCKED) x;
     IF orders IS NOT NULL THEN
-        -- the cancels release holds of many products in one transaction:
-        -- take those stock rows first, in (product, location, bucket)
-        -- order, as every inventory call does, so no deadlock
-        PERFORM 1 FROM shop.stock s
-         WHERE (s.product_id, s.location, s.bucket) IN
-               (SELECT rv.product_id, rv.location, rv.bucket
-                  FROM shop.order_line l
-                  JOIN shop.reservation rv
-                    ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
-                 WHERE l.order_id = ANY (orders) AND rv.status = 'held')
-         ORDER BY s.product_id, s.location, s.bucket
-           FOR UPDATE OF s;
+        -- each cancel first takes the stock rows of the order's holds, in
+        -- (product, location, bucket) order, as every inventory call
+        -- does, and never waits for one: the refresh above may hold
+        -- product rows (its popularity batch) until this transaction
+        -- commits, and shipping and shop.stock_set hold a product's stock
+        -- rows while they wait for its product row (in_stock), so a wait
+        -- here could close a deadlock.  An order whose stock rows are
+        -- busy is left for the next sweep.
         FOREACH o IN ARRAY orders LOOP
             BEGIN
+                PERFORM 1 FROM shop.stock s
+                 WHERE (s.product_id, s.location, s.bucket) IN
+                       (SELECT rv.product_id, rv.location, rv.bucket
+                          FROM shop.order_line l
+                          JOIN shop.reservation rv
+                            ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
+                         WHERE l.order_id = o AND rv.status = 'held')
+                 ORDER BY s.product_id, s.location, s.bucket
+                   FOR UPDATE OF s NOWAIT;
                 PERFORM shop.order_transition(o, 'cancelled', 'reservation expired');
                 n_orders := n_orders + 1;
-            EXCEPTION WHEN OTHERS THEN
-                n_failed := n_failed + 1;
-                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    n_deferred := n_deferred + 1;
+                WHEN OTHERS THEN
+                    n_failed := n_failed + 1;
+                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
             END;
         END LOOP;
     END IF;
@@ -6334,6 +6349,7 @@ BEGIN
         'units_released', n_units,
         'orders_cancelled', n_orders,
         'orders_not_cancelled', n_failed,
+        'orders_deferred', n_deferred,
         'carts_expired', n_carts,
         'search_log_trimmed', n_log,
         'recommendations', reco);

@@ -267,7 +267,10 @@ shop_sweep_db_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("shop sweeper");
 
-	/* the sweep never waits for shoppers' locks, but order cancels might */
+	/*
+	 * the sweep waits for no shopper's stock row or cart (SKIP LOCKED,
+	 * NOWAIT); a bound on any other wait all the same
+	 */
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
