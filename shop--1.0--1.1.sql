@@ -6230,7 +6230,9 @@ CREATE TRIGGER customer_key BEFORE INSERT ON shop.saga
 -- before the product row (in_stock): so the cancels never wait for a
 -- stock row (NOWAIT; an order whose rows are busy is left for the next
 -- sweep, 'orders_deferred'), or the two deadlocked
--- (specs/sweep_ship_deadlock.spec).
+-- (specs/sweep_ship_deadlock.spec).  The sweep also purges the cart merge
+-- records (shop.cart_merged, the Scale-out section below) older than
+-- shop.cart_ttl.
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION shop.sweep()
@@ -6242,6 +6244,7 @@ DECLARE
     n_orders   integer := 0;
     n_failed   integer := 0;
     n_deferred integer := 0;
+    n_merged   bigint := 0;
     n_holds    integer := 0;
     n_units    bigint := 0;
     n_carts    integer := 0;
@@ -6344,12 +6347,20 @@ BEGIN
      WHERE logged_at < now() - shop._setting('shop.search_log_retention', '30d')::interval;
     GET DIAGNOSTICS n_log = ROW_COUNT;
 
+    -- 5. cart merge records (shop.cart_merged) older than shop.cart_ttl:
+    --    a repeat of a merge starts from the guest cart, which expires
+    --    after shop.cart_ttl (docs/scale-out.md)
+    DELETE FROM shop.cart_merged m
+     WHERE m.merged_at < now() - (shop._cart_expiry() - now());
+    GET DIAGNOSTICS n_merged = ROW_COUNT;
+
     RETURN jsonb_build_object(
         'reservations_expired', n_holds,
         'units_released', n_units,
         'orders_cancelled', n_orders,
         'orders_not_cancelled', n_failed,
         'orders_deferred', n_deferred,
+        'cart_merges_purged', n_merged,
         'carts_expired', n_carts,
         'search_log_trimmed', n_log,
         'recommendations', reco);

@@ -153,6 +153,24 @@ SELECT shop.sweep() -> 'search_log_trimmed' AS trimmed;
 SELECT count(*) AS left FROM shop.search_log;
 RESET shop.search_log_retention;
 
+-- the sweep purges the cart merge records (shop.cart_merged,
+-- docs/scale-out.md) older than shop.cart_ttl (30 days): a repeat of a
+-- merge starts from the guest cart, which has expired by then
+INSERT INTO shop.cart_merged (from_cart, customer_key, into_cart, merged_at)
+VALUES ('00000000-0000-4000-8000-0000000000c1', 41, '00000000-0000-4000-8000-0000000000d1', now() - interval '31 days'),
+       ('00000000-0000-4000-8000-0000000000c2', 41, '00000000-0000-4000-8000-0000000000d1', now() - interval '2 days');
+-- what the next sweep purges (docs/scale-out.md)
+SELECT count(*) AS to_purge FROM shop.cart_merged
+ WHERE merged_at < now() - current_setting('shop.cart_ttl')::interval;
+SET ROLE shop_admin;
+SELECT shop.sweep() -> 'cart_merges_purged' AS purged;
+RESET ROLE;
+SELECT from_cart, merged_at > now() - interval '3 days' AS recent FROM shop.cart_merged;
+SET shop.cart_ttl = '1d';
+SELECT shop.sweep() -> 'cart_merges_purged' AS purged;
+SELECT count(*) AS left FROM shop.cart_merged;
+RESET shop.cart_ttl;
+
 -- every sweep records its run in shop.sweep_state, which the monitoring
 -- functions report (docs/operations.md, "Monitoring with Prometheus")
 SELECT runs AS runs_before, clock_timestamp() AS t0 FROM shop.sweep_state \gset
