@@ -6398,6 +6398,9 @@ CREATE TABLE shop.cart_merged (
 );
 COMMENT ON TABLE shop.cart_merged IS
 'guest carts merged into a customer''s cart of this shard through the router (a repeat adds nothing)';
+-- dumped with the carts (a restored shard still refuses a repeated merge);
+-- the sweep purges rows older than shop.cart_ttl
+SELECT pg_catalog.pg_extension_config_dump('shop.cart_merged', '');
 
 -- out, guest cart's shard
 CREATE FUNCTION shop._cart_merge_out(from_cart uuid, customer_id bigint)
