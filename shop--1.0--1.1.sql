@@ -1286,14 +1286,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The batch is %s; it must be at least 1.', coalesce(lim::text, 'NULL'));
     END IF;
+    -- every step by primary key, so a batch costs the same whatever the
+    -- queue's and the catalog's size: with IN (subquery) and a join the
+    -- planner hashed the whole queue and the whole shop.product_popularity
+    -- for each batch (CPU per batch growing with both)
     WITH q AS (
         DELETE FROM shop.popularity_pending d
-         WHERE d.product_id IN (SELECT x.product_id FROM shop.popularity_pending x
-                                 ORDER BY x.product_id LIMIT lim FOR UPDATE SKIP LOCKED)
+         WHERE d.product_id = ANY (ARRAY(SELECT x.product_id FROM shop.popularity_pending x
+                                          ORDER BY x.product_id LIMIT lim FOR UPDATE SKIP LOCKED))
         RETURNING d.product_id
     ), v AS (
-        SELECT q.product_id, coalesce(pp.popularity, 0) AS pop
-          FROM q LEFT JOIN shop.product_popularity pp ON pp.product_id = q.product_id
+        SELECT q.product_id,
+               coalesce((SELECT pp.popularity FROM shop.product_popularity pp
+                          WHERE pp.product_id = q.product_id), 0) AS pop
+          FROM q
     ), w AS (
         UPDATE shop.product p
            SET popularity = v.pop
@@ -6500,8 +6506,9 @@ GRANT EXECUTE ON FUNCTION shop._cart_merge_out(uuid, bigint),
     shop._cart_merge_in(uuid, bigint, uuid, jsonb, text), shop._cart_merge_done(uuid, uuid, text)
     TO shop_storefront, shop_admin;
 
--- Recommendations: the customers-like-you queue (issue 14) ------------------
+-- Recommendations: the background work's queues (issues 14, 11) --------------
 --
+-- 1. Customers like you.
 -- docs/recommendations.md, "Incremental refresh" and "Health".  A refresh
 -- takes at most shop.reco_like_refresh_cap customers from
 -- shop.customer_like_queue.  It took the lowest customer ids: under
@@ -6514,7 +6521,45 @@ GRANT EXECUTE ON FUNCTION shop._cart_merge_out(uuid, bigint),
 -- recommendation health: shop.monitor_recommendations() (and so
 -- shop.metrics()) shows the customers queued and how long the oldest
 -- has waited.
+--
+-- 2. Popularity written in batches (CALL shop.popularity_sync(), the
+-- sweeper).  Each batch of shop._popularity_apply (edited in place above)
+-- hashed the whole queue and the whole shop.product_popularity; it now
+-- reads both by primary key.  And every UPDATE of shop.product ran the
+-- SKU trigger's DELETE, which hashes all of shop.product_sku to find the
+-- SKUs that changed, of which a popularity batch has none: the trigger now
+-- first counts the changed SKUs in the transition tables.  Together 0.75x
+-- the backend CPU per queued row at 100,000 products
+-- (bench/results/2026-12-06-reco4.md); the rest is the row's index
+-- entries (a popularity change is not a HOT update).
 ------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION shop._product_sku_upd_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    -- (count(*), not EXISTS: EXISTS plans a nested loop over the two
+    -- transition tables, which compares every old row with every new one
+    -- when no SKU changed)
+    EXECUTE 'SELECT count(*) FROM old_rows o JOIN new_rows n USING (product_id)
+              WHERE o.sku IS DISTINCT FROM n.sku' INTO moved;
+    IF moved = 0 THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'DELETE FROM shop.product_sku s
+               USING old_rows o JOIN new_rows n USING (product_id)
+              WHERE s.sku = o.sku AND o.sku IS DISTINCT FROM n.sku';
+    EXECUTE 'INSERT INTO shop.product_sku (sku, product_id)
+             SELECT n.sku, n.product_id
+               FROM old_rows o JOIN new_rows n USING (product_id)
+              WHERE o.sku IS DISTINCT FROM n.sku';
+    RETURN NULL;
+END
+$$;
 
 ALTER TABLE shop.customer_like_queue ADD COLUMN queued_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX customer_like_queue_queued_at ON shop.customer_like_queue (queued_at, customer_id);
