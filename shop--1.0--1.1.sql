@@ -1286,14 +1286,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The batch is %s; it must be at least 1.', coalesce(lim::text, 'NULL'));
     END IF;
+    -- every step by primary key, so a batch costs the same whatever the
+    -- queue's and the catalog's size: with IN (subquery) and a join the
+    -- planner hashed the whole queue and the whole shop.product_popularity
+    -- for each batch (CPU per batch growing with both)
     WITH q AS (
         DELETE FROM shop.popularity_pending d
-         WHERE d.product_id IN (SELECT x.product_id FROM shop.popularity_pending x
-                                 ORDER BY x.product_id LIMIT lim FOR UPDATE SKIP LOCKED)
+         WHERE d.product_id = ANY (ARRAY(SELECT x.product_id FROM shop.popularity_pending x
+                                          ORDER BY x.product_id LIMIT lim FOR UPDATE SKIP LOCKED))
         RETURNING d.product_id
     ), v AS (
-        SELECT q.product_id, coalesce(pp.popularity, 0) AS pop
-          FROM q LEFT JOIN shop.product_popularity pp ON pp.product_id = q.product_id
+        SELECT q.product_id,
+               coalesce((SELECT pp.popularity FROM shop.product_popularity pp
+                          WHERE pp.product_id = q.product_id), 0) AS pop
+          FROM q
     ), w AS (
         UPDATE shop.product p
            SET popularity = v.pop
@@ -5213,9 +5219,12 @@ BEGIN
          WHERE seen IS NULL OR v.viewed_at > seen
         ON CONFLICT DO NOTHING;
     END IF;
+    -- oldest first (queued_at, then id): taken by id, customers with low
+    -- ids who order again every round went first each time and the rest
+    -- of a queue longer than the cap waited for ever
     WITH t AS (DELETE FROM shop.customer_like_queue q
                 WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
-                                         ORDER BY x.customer_id LIMIT cap)
+                                         ORDER BY x.queued_at, x.customer_id LIMIT cap)
                RETURNING q.customer_id)
     SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
     IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
@@ -6527,6 +6536,96 @@ GRANT EXECUTE ON FUNCTION shop._cart_merge_out(uuid, bigint),
     shop._cart_merge_in(uuid, bigint, uuid, jsonb, text), shop._cart_merge_done(uuid, uuid, text)
     TO shop_storefront, shop_admin;
 
+-- Recommendations: the background work's queues (issues 14, 11) --------------
+--
+-- 1. Customers like you.
+-- docs/recommendations.md, "Incremental refresh" and "Health".  A refresh
+-- takes at most shop.reco_like_refresh_cap customers from
+-- shop.customer_like_queue.  It took the lowest customer ids: under
+-- steady traffic the customers with low ids who ordered again were taken
+-- every round and the rest of a queue longer than the cap never were.
+-- The queue keeps when a customer was queued (a customer queued again
+-- keeps their first time) and the refresh takes the oldest first
+-- (shop._like_refresh, edited in place above), so every queued customer
+-- is profiled within (queue length / cap) rounds.  The backlog is in the
+-- recommendation health: shop.monitor_recommendations() (and so
+-- shop.metrics()) shows the customers queued and how long the oldest
+-- has waited.
+--
+-- 2. Popularity written in batches (CALL shop.popularity_sync(), the
+-- sweeper).  Each batch of shop._popularity_apply (edited in place above)
+-- hashed the whole queue and the whole shop.product_popularity; it now
+-- reads both by primary key.  And every UPDATE of shop.product ran the
+-- SKU trigger's DELETE, which hashes all of shop.product_sku to find the
+-- SKUs that changed, of which a popularity batch has none: the trigger now
+-- first counts the changed SKUs in the transition tables.  Together 0.75x
+-- the backend CPU per queued row at 100,000 products
+-- (bench/results/2026-12-06-reco4.md); the rest is the row's index
+-- entries (a popularity change is not a HOT update).
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION shop._product_sku_upd_trg()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    -- (count(*), not EXISTS: EXISTS plans a nested loop over the two
+    -- transition tables, which compares every old row with every new one
+    -- when no SKU changed)
+    EXECUTE 'SELECT count(*) FROM old_rows o JOIN new_rows n USING (product_id)
+              WHERE o.sku IS DISTINCT FROM n.sku' INTO moved;
+    IF moved = 0 THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'DELETE FROM shop.product_sku s
+               USING old_rows o JOIN new_rows n USING (product_id)
+              WHERE s.sku = o.sku AND o.sku IS DISTINCT FROM n.sku';
+    EXECUTE 'INSERT INTO shop.product_sku (sku, product_id)
+             SELECT n.sku, n.product_id
+               FROM old_rows o JOIN new_rows n USING (product_id)
+              WHERE o.sku IS DISTINCT FROM n.sku';
+    RETURN NULL;
+END
+$$;
+
+ALTER TABLE shop.customer_like_queue ADD COLUMN queued_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX customer_like_queue_queued_at ON shop.customer_like_queue (queued_at, customer_id);
+COMMENT ON TABLE shop.customer_like_queue IS
+'customers whose profile a refresh recomputes (named by the co-purchase log or by a view), oldest queued_at first, shop.reco_like_refresh_cap per refresh';
+
+DROP FUNCTION shop.monitor_recommendations();
+CREATE FUNCTION shop.monitor_recommendations()
+RETURNS TABLE (coverage double precision, fallback_share double precision, hr_at_10 double precision,
+               evaluated_orders bigint, last_evaluation_timestamp_seconds double precision,
+               last_refresh_timestamp_seconds double precision, pending_log_rows bigint,
+               refresh_lag_seconds double precision, customers_queued bigint,
+               customers_queue_age_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT h.products_listed::double precision / nullif(h.products_active, 0),
+           h.fell_back::double precision / nullif(h.orders_evaluated, 0),
+           h.hits::double precision / nullif(h.orders_evaluated, 0),
+           coalesce(h.orders_evaluated, 0),
+           extract(epoch FROM h.evaluated_at)::double precision,
+           (SELECT extract(epoch FROM s.refreshed_at)::double precision FROM shop.copurchase_state s),
+           d.n,
+           coalesce(extract(epoch FROM now() - d.oldest)::double precision, 0),
+           q.n,
+           coalesce(extract(epoch FROM now() - q.oldest)::double precision, 0)
+      FROM (SELECT count(*) AS n, min(x.logged_at) AS oldest FROM shop.copurchase_delta x) d
+     CROSS JOIN (SELECT count(*) AS n, min(x.queued_at) AS oldest FROM shop.customer_like_queue x) q
+      LEFT JOIN shop.reco_health h ON true
+$$;
+COMMENT ON FUNCTION shop.monitor_recommendations() IS
+'recommendation health: coverage, fallback share and HR@10 of the last shop.reco_evaluate() (NULL: never run), its time, the last refresh (unix time), the co-purchase log rows waiting and the age of the oldest (refresh lag), the customers queued for a new profile and how long the oldest has waited';
+REVOKE EXECUTE ON FUNCTION shop.monitor_recommendations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

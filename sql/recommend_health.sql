@@ -88,6 +88,22 @@ SELECT shop.reco_evaluate(days => 1, max_orders => 1);
 RESET ROLE;
 RESET shop.reco_weight_popular;
 
+-- the backlog of customers like you: three customers ordered, a refresh
+-- takes one (cap 1); the exporter sees two queued and how long the oldest
+-- waits, and a refresh without the cap drains them
+SELECT count(pg_temp.buy('{27}', c, '1 hour')) AS orders FROM generate_series(911, 913) c;
+SET shop.reco_like_refresh_cap = 1;
+SELECT shop.refresh_recommendations() ->> 'customers_queued' AS queued;
+RESET shop.reco_like_refresh_cap;
+UPDATE shop.customer_like_queue SET queued_at = queued_at - interval '10 minutes';
+SET ROLE regress_health_monitor;
+SELECT customers_queued, customers_queue_age_seconds >= 600 AS waited_10_minutes
+  FROM shop.monitor_recommendations();
+RESET ROLE;
+SELECT shop.refresh_recommendations() ->> 'customers_queued' AS queued;
+SELECT (shop.metrics() -> 'recommendations') -> 'customers_queued' AS queued,
+       (shop.metrics() -> 'recommendations') -> 'customers_queue_age_seconds' AS age;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP ROLE regress_health_office, regress_health_monitor, regress_health_front;
 DROP EXTENSION shop;

@@ -195,6 +195,26 @@ SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queue
 SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queued
   FROM shop.refresh_recommendations() r;
 RESET shop.reco_like_refresh_cap;
+
+-- more customers queued than the cap, and the same customers ordering
+-- again every round (steady traffic): the queue is taken oldest first,
+-- so every queued customer is profiled within queued / cap rounds, and
+-- the queue stays at what arrives between two rounds.  (Taken by
+-- customer id, 1 and 2 went first every round and 3..6 never did.)
+SET shop.reco_like_refresh_cap = 2;
+SELECT count(pg_temp.buy(ARRAY[280 + c], c)) AS orders FROM generate_series(1, 6) c;
+SELECT r ->> 'customers_profiled' AS profiled, r ->> 'customers_queued' AS queued
+  FROM shop.refresh_recommendations() r;
+SELECT format('SELECT count(pg_temp.buy(ARRAY[7, 8], c)) FROM generate_series(1, 2) c'),
+       'SELECT shop.refresh_recommendations() IS NOT NULL'
+  FROM generate_series(1, 2) \gexec
+-- 3..6 were profiled (their orders are in their profiles); 1 and 2 wait
+SELECT c AS customer, EXISTS (SELECT 1 FROM shop.customer_item i
+                               WHERE i.customer_id = c AND i.product_id = 280 + c) AS profiled
+  FROM generate_series(3, 6) c;
+SELECT array_agg(customer_id ORDER BY customer_id) AS queued FROM shop.customer_like_queue;
+RESET shop.reco_like_refresh_cap;
+SELECT r ->> 'customers_queued' AS queued FROM shop.refresh_recommendations() r;
 SET client_min_messages = warning;
 SELECT pg_temp.snapshot();
 RESET client_min_messages;

@@ -126,6 +126,8 @@ SELECT format('shop_recommendations_last_evaluation_timestamp_seconds = %s', ext
 SELECT format('shop_recommendations_last_refresh_timestamp_seconds = %s', extract(epoch FROM refreshed_at)) FROM shop.copurchase_state;
 SELECT 'shop_recommendations_pending_log_rows = 0';
 SELECT 'shop_recommendations_refresh_lag_seconds = 0';
+SELECT 'shop_recommendations_customers_queued = 0';
+SELECT 'shop_recommendations_customers_queue_age_seconds = 0';
 -- the exporter itself: connected, every query of the file ran
 SELECT 'pg_up = 1';
 SELECT 'pg_exporter_last_scrape_error = 0';
