@@ -26,13 +26,12 @@ cluster_start "$DIR"
 trap 'cluster_stop "$DIR" immediate' EXIT
 cluster_env "$DIR" "$PORT"
 "$PGBIN/createdb" cg
+BENCH_STORE_SQL=$(cd "$(dirname "$0")" && pwd)/checkout_store.sql   # products, stock, naive_checkout
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d cg <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
-INSERT INTO shop.product (product_id, sku, title, price_cents)
-SELECT g, 'CO-' || g, 'Checkout bench product ' || g, 100 + (g * 7919) % 20000
-  FROM generate_series(1, 10000) g;
-SELECT count(shop.stock_set(g, 10000000)) FROM generate_series(1, 10000) g;
+\set products 10000
+\i $BENCH_STORE_SQL
 INSERT INTO shop.cart (cart_id, customer_id, expires_at)
 SELECT gen_random_uuid(), n, now() + interval '1 day' FROM generate_series(1, 2000) n;
 INSERT INTO shop.cart_item (cart_id, product_id, qty, price_cents_at_add)
@@ -45,24 +44,6 @@ ON CONFLICT DO NOTHING;
 -- rows, as the bench's warm-up does
 SELECT count(shop.checkout(cart_id, 'tok_visa', 'warm-' || customer_id))
   FROM shop.cart WHERE customer_id <= 1000;
--- the bench's minimal checkout (CG_BASELINE=1), warmed up as well
-CREATE FUNCTION public.naive_checkout(cust bigint, p1 bigint, p2 bigint, p3 bigint) RETURNS uuid
-LANGUAGE plpgsql AS \$\$
-DECLARE
-    o uuid := gen_random_uuid();
-    n int;
-BEGIN
-    UPDATE shop.stock SET reserved = reserved + 1
-     WHERE product_id IN (p1, p2, p3) AND on_hand - reserved >= 1;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n < 3 THEN RAISE EXCEPTION 'insufficient stock'; END IF;
-    INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (o, cust, 'paid', 'USD', 300, 300);
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, i, p, 'CO-' || p, 'x', 100, 1 FROM unnest(ARRAY[p1, p2, p3]) WITH ORDINALITY AS u(p, i);
-    RETURN o;
-END
-\$\$;
 SELECT count(public.naive_checkout(2000000 + g, 1 + g % 3333, 3334 + g % 3333, 6667 + g % 3333))
   FROM generate_series(1, 1000) g;
 ${CG_SETUP_SQL:-}

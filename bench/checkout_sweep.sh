@@ -40,13 +40,12 @@ cluster_env "$DIR" "$PORT"
 export PGDATABASE=cs
 "$PGBIN/createdb" cs
 psql_q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+BENCH_STORE_SQL=$(cd "$(dirname "$0")" && pwd)/checkout_store.sql   # products, stock, naive_checkout
 psql_q >/dev/null <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
-INSERT INTO shop.product (product_id, sku, title, price_cents)
-SELECT g, 'CO-' || g, 'Checkout bench product ' || g, 100 + (g * 7919) % 20000
-  FROM generate_series(1, 2 * $NPROD) g;
-SELECT count(shop.stock_set(g, 10000000)) FROM generate_series(1, 2 * $NPROD) g;
+\set products $((2 * NPROD))
+\i $BENCH_STORE_SQL
 INSERT INTO shop.cart (cart_id, customer_id, expires_at)
 SELECT gen_random_uuid(), r * 100000000 + c * 1000000 + n, now() + interval '1 day'
   FROM generate_series(0, 1) r, generate_series(0, $CLIENTS - 1) c, generate_series(1, $PER_CLIENT) n
@@ -57,23 +56,6 @@ SELECT c.cart_id, p.pid, 1 + (p.k = 1)::int, 100
        LATERAL (SELECT k, 1 + ((hashint8(c.customer_id)::bigint + 2147483648 + k * ($NPROD / 3)) % $NPROD) AS pid
                   FROM generate_series(1, 3) k) p
 ON CONFLICT DO NOTHING;
-CREATE FUNCTION public.naive_checkout(cust bigint, p1 bigint, p2 bigint, p3 bigint) RETURNS uuid
-LANGUAGE plpgsql AS \$\$
-DECLARE
-    o uuid := gen_random_uuid();
-    n int;
-BEGIN
-    UPDATE shop.stock SET reserved = reserved + 1
-     WHERE product_id IN (p1, p2, p3) AND on_hand - reserved >= 1;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n < 3 THEN RAISE EXCEPTION 'insufficient stock'; END IF;
-    INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (o, cust, 'paid', 'USD', 300, 300);
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, i, p, 'CO-' || p, 'x', 100, 1 FROM unnest(ARRAY[p1, p2, p3]) WITH ORDINALITY AS u(p, i);
-    RETURN o;
-END
-\$\$;
 CREATE TABLE public.act (at timestamptz, pid int, btype text, wtype text, wevent text, state text, q text);
 CREATE TABLE public.lockw (at timestamptz, pid int, rel text, locktype text, mode text, blocker int, blocker_q text);
 CREATE TABLE public.wal (at timestamptz, lsn pg_lsn);

@@ -18,14 +18,13 @@ export PGDATABASE=$DB
 
 "$PGBIN/dropdb" --if-exists "$DB" >/dev/null 2>&1 || true
 "$PGBIN/createdb" "$DB"
+BENCH_STORE_SQL=$(cd "$TOP/bench" && pwd)/checkout_store.sql   # products, stock, naive_checkout
 bench_psql >/dev/null <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
 -- products 1..NPROD for shop.checkout, NPROD+1..2*NPROD for the baseline
-INSERT INTO shop.product (product_id, sku, title, price_cents)
-SELECT g, 'CO-' || g, 'Checkout bench product ' || g, 100 + (g * 7919) % 20000
-  FROM generate_series(1, 2 * $NPROD) g;
-SELECT count(shop.stock_set(g, 10000000)) FROM generate_series(1, 2 * $NPROD) g;
+\set products $((2 * NPROD))
+\i $BENCH_STORE_SQL
 -- carts of customers run*10^8 + client*10^6 + n (n = 1..PER_CLIENT), 3 lines each,
 -- products picked by a hash of the whole customer id.  (Until 2026-12-06
 -- the pick was (customer_id * 2654435761 + k * 40503) % NPROD, in which
@@ -44,24 +43,6 @@ SELECT c.cart_id, p.pid, 1 + (p.k = 1)::int, 100
        LATERAL (SELECT k, 1 + ((hashint8(c.customer_id)::bigint + 2147483648 + k * ($NPROD / 3)) % $NPROD) AS pid
                   FROM generate_series(1, 3) k) p
 ON CONFLICT DO NOTHING;
--- the minimal checkout of the baseline
-CREATE FUNCTION public.naive_checkout(cust bigint, p1 bigint, p2 bigint, p3 bigint) RETURNS uuid
-LANGUAGE plpgsql AS \$\$
-DECLARE
-    o uuid := gen_random_uuid();
-    n int;
-BEGIN
-    UPDATE shop.stock SET reserved = reserved + 1
-     WHERE product_id IN (p1, p2, p3) AND on_hand - reserved >= 1;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n < 3 THEN RAISE EXCEPTION 'insufficient stock'; END IF;
-    INSERT INTO shop."order" (order_id, customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (o, cust, 'paid', 'USD', 300, 300);
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, i, p, 'CO-' || p, 'x', 100, 1 FROM unnest(ARRAY[p1, p2, p3]) WITH ORDINALITY AS u(p, i);
-    RETURN o;
-END
-\$\$;
 VACUUM ANALYZE;
 SQL
 
