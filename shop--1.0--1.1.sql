@@ -609,6 +609,24 @@ CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at)
 -- expires_at < 'infinity' (the predicate of the indexes above), the
 -- reservations of pending orders found by their primary key, and without
 -- the guards that checked whether the extension's own functions exist.
+--
+-- The sweeper's round off the checkout's path (issue 11; docs/operations.md,
+-- "The background worker"): the sweep reclaimed lapsed holds (an UPDATE of
+-- each product's stock row) and cancelled lapsed pending orders (a FOR
+-- UPDATE of their stock rows) before it refreshed the recommendations, in
+-- one transaction, so every checkout, hold or release of one of those
+-- products waited for the refresh to commit (13 s on the checkout bench's
+-- store, a minute on a loaded machine).  The refresh now comes first; the
+-- stock rows are locked for the housekeeping's last moments only
+-- (specs/sweep_round_checkout.spec).  The refresh writes a batch of
+-- popularity into shop.product rows, held until the sweep commits, and
+-- shipping or shop.stock_set lock stock rows before the product row
+-- (in_stock): so the cancels never wait for a stock row (NOWAIT; an order
+-- whose rows are busy is left for the next sweep, 'orders_deferred'), or
+-- the two deadlocked (specs/sweep_ship_deadlock.spec).  The sweep also
+-- purges the cart merge records (shop.cart_merged, created in the
+-- Scale-out section below) older than shop.cart_ttl.  shop.sweep() is
+-- renamed shop._sweep_once in the monitoring section and keeps this body.
 CREATE OR REPLACE FUNCTION shop.sweep()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -617,6 +635,8 @@ AS $$
 DECLARE
     n_orders   integer := 0;
     n_failed   integer := 0;
+    n_deferred integer := 0;
+    n_merged   bigint := 0;
     n_holds    integer := 0;
     n_units    bigint := 0;
     n_carts    integer := 0;
@@ -626,6 +646,17 @@ DECLARE
     orders     uuid[];
     r          record;
 BEGIN
+    -- 0. fold recommendation deltas, first: the refresh takes no row a
+    --    shopper needs, and can take a minute on a big store; the stock
+    --    rows that steps 1 and 2 lock stay locked until this transaction
+    --    commits, so they are taken after it, for the last moments only
+    BEGIN
+        reco := shop.refresh_recommendations();
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
+        reco := jsonb_build_object('error', SQLERRM);
+    END;
+
     -- 1. pending orders whose holds expired are cancelled (the transition
     --    releases their reservations)
     SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
@@ -641,25 +672,33 @@ BEGIN
                               AND rv.expires_at <= now())
                FOR UPDATE OF od SKIP LOCKED) x;
     IF orders IS NOT NULL THEN
-        -- the cancels release holds of many products in one transaction:
-        -- take those stock rows first, in (product, location, bucket)
-        -- order, as every inventory call does, so no deadlock
-        PERFORM 1 FROM shop.stock s
-         WHERE (s.product_id, s.location, s.bucket) IN
-               (SELECT rv.product_id, rv.location, rv.bucket
-                  FROM shop.order_line l
-                  JOIN shop.reservation rv
-                    ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
-                 WHERE l.order_id = ANY (orders) AND rv.status = 'held')
-         ORDER BY s.product_id, s.location, s.bucket
-           FOR UPDATE OF s;
+        -- each cancel first takes the stock rows of the order's holds, in
+        -- (product, location, bucket) order, as every inventory call
+        -- does, and never waits for one: the refresh above may hold
+        -- product rows (its popularity batch) until this transaction
+        -- commits, and shipping and shop.stock_set hold a product's stock
+        -- rows while they wait for its product row (in_stock), so a wait
+        -- here could close a deadlock.  An order whose stock rows are
+        -- busy is left for the next sweep.
         FOREACH o IN ARRAY orders LOOP
             BEGIN
+                PERFORM 1 FROM shop.stock s
+                 WHERE (s.product_id, s.location, s.bucket) IN
+                       (SELECT rv.product_id, rv.location, rv.bucket
+                          FROM shop.order_line l
+                          JOIN shop.reservation rv
+                            ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
+                         WHERE l.order_id = o AND rv.status = 'held')
+                 ORDER BY s.product_id, s.location, s.bucket
+                   FOR UPDATE OF s NOWAIT;
                 PERFORM shop.order_transition(o, 'cancelled', 'reservation expired');
                 n_orders := n_orders + 1;
-            EXCEPTION WHEN OTHERS THEN
-                n_failed := n_failed + 1;
-                RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    n_deferred := n_deferred + 1;
+                WHEN OTHERS THEN
+                    n_failed := n_failed + 1;
+                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
             END;
         END LOOP;
     END IF;
@@ -700,19 +739,20 @@ BEGIN
      WHERE logged_at < now() - shop._setting('shop.search_log_retention', '30d')::interval;
     GET DIAGNOSTICS n_log = ROW_COUNT;
 
-    -- 5. fold recommendation deltas
-    BEGIN
-        reco := shop.refresh_recommendations();
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
-        reco := jsonb_build_object('error', SQLERRM);
-    END;
+    -- 5. cart merge records (shop.cart_merged) older than shop.cart_ttl:
+    --    a repeat of a merge starts from the guest cart, which expires
+    --    after shop.cart_ttl (docs/scale-out.md)
+    DELETE FROM shop.cart_merged m
+     WHERE m.merged_at < now() - (shop._cart_expiry() - now());
+    GET DIAGNOSTICS n_merged = ROW_COUNT;
 
     RETURN jsonb_build_object(
         'reservations_expired', n_holds,
         'units_released', n_units,
         'orders_cancelled', n_orders,
         'orders_not_cancelled', n_failed,
+        'orders_deferred', n_deferred,
+        'cart_merges_purged', n_merged,
         'carts_expired', n_carts,
         'search_log_trimmed', n_log,
         'recommendations', reco);
@@ -6220,161 +6260,6 @@ CREATE TRIGGER customer_key BEFORE INSERT ON shop.idempotency
     FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
 CREATE TRIGGER customer_key BEFORE INSERT ON shop.saga
     FOR EACH ROW EXECUTE FUNCTION shop._customer_key_trg();
-
-------------------------------------------------------------------------------
--- Orders: the sweeper's round off the checkout's path (issue 11) ------------
---
--- docs/operations.md ("The background worker"), docs/orders.md.  The
--- sweep reclaimed lapsed holds (an UPDATE of each product's stock row)
--- and cancelled lapsed pending orders (a FOR UPDATE of their stock rows)
--- before it refreshed the recommendations, in one transaction: every
--- checkout, hold or release of one of those products waited for the
--- refresh to commit (13 s on the checkout bench's store, a minute on a
--- loaded machine).  The refresh now comes first; the stock rows are
--- locked for the housekeeping's last moments only
--- (specs/sweep_round_checkout.spec).  shop.sweep() is renamed
--- shop._sweep_once in the monitoring section below and keeps this body.
--- The refresh writes a batch of popularity into shop.product rows, held
--- until the sweep commits, and shipping or shop.stock_set lock stock rows
--- before the product row (in_stock): so the cancels never wait for a
--- stock row (NOWAIT; an order whose rows are busy is left for the next
--- sweep, 'orders_deferred'), or the two deadlocked
--- (specs/sweep_ship_deadlock.spec).  The sweep also purges the cart merge
--- records (shop.cart_merged, the Scale-out section below) older than
--- shop.cart_ttl.
-------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION shop.sweep()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    n_orders   integer := 0;
-    n_failed   integer := 0;
-    n_deferred integer := 0;
-    n_merged   bigint := 0;
-    n_holds    integer := 0;
-    n_units    bigint := 0;
-    n_carts    integer := 0;
-    n_log      bigint := 0;
-    reco       jsonb;
-    o          uuid;
-    orders     uuid[];
-    r          record;
-BEGIN
-    -- 0. fold recommendation deltas, first: the refresh takes no row a
-    --    shopper needs, and can take a minute on a big store; the stock
-    --    rows that steps 1 and 2 lock stay locked until this transaction
-    --    commits, so they are taken after it, for the last moments only
-    BEGIN
-        reco := shop.refresh_recommendations();
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'shop.sweep: refresh_recommendations failed: %', SQLERRM;
-        reco := jsonb_build_object('error', SQLERRM);
-    END;
-
-    -- 1. pending orders whose holds expired are cancelled (the transition
-    --    releases their reservations)
-    SELECT array_agg(x.order_id ORDER BY x.created_at) INTO orders
-      FROM (SELECT od.order_id, od.created_at
-              FROM shop."order" od
-             WHERE od.status = 'pending'
-               AND EXISTS (SELECT 1
-                             FROM shop.order_line l
-                             JOIN shop.reservation rv
-                               ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
-                            WHERE l.order_id = od.order_id
-                              AND rv.status IN ('held', 'expired')
-                              AND rv.expires_at <= now())
-               FOR UPDATE OF od SKIP LOCKED) x;
-    IF orders IS NOT NULL THEN
-        -- each cancel first takes the stock rows of the order's holds, in
-        -- (product, location, bucket) order, as every inventory call
-        -- does, and never waits for one: the refresh above may hold
-        -- product rows (its popularity batch) until this transaction
-        -- commits, and shipping and shop.stock_set hold a product's stock
-        -- rows while they wait for its product row (in_stock), so a wait
-        -- here could close a deadlock.  An order whose stock rows are
-        -- busy is left for the next sweep.
-        FOREACH o IN ARRAY orders LOOP
-            BEGIN
-                PERFORM 1 FROM shop.stock s
-                 WHERE (s.product_id, s.location, s.bucket) IN
-                       (SELECT rv.product_id, rv.location, rv.bucket
-                          FROM shop.order_line l
-                          JOIN shop.reservation rv
-                            ON rv.product_id = l.product_id AND rv.reservation_id = l.reservation_id
-                         WHERE l.order_id = o AND rv.status = 'held')
-                 ORDER BY s.product_id, s.location, s.bucket
-                   FOR UPDATE OF s NOWAIT;
-                PERFORM shop.order_transition(o, 'cancelled', 'reservation expired');
-                n_orders := n_orders + 1;
-            EXCEPTION
-                WHEN lock_not_available THEN
-                    n_deferred := n_deferred + 1;
-                WHEN OTHERS THEN
-                    n_failed := n_failed + 1;
-                    RAISE WARNING 'shop.sweep: could not cancel order %: %', o, SQLERRM;
-            END;
-        END LOOP;
-    END IF;
-
-    -- 2. expired holds give their units back
-    FOR r IN
-        SELECT rv.product_id, rv.reservation_id, rv.part, rv.location, rv.bucket, rv.qty
-          FROM shop.reservation rv
-         WHERE rv.status = 'held' AND rv.expires_at <= now() AND rv.expires_at < 'infinity'
-         ORDER BY rv.product_id, rv.location, rv.bucket
-           FOR UPDATE SKIP LOCKED
-    LOOP
-        PERFORM 1 FROM shop.stock s
-         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket
-           FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        UPDATE shop.reservation rv SET status = 'expired'
-         WHERE rv.product_id = r.product_id AND rv.reservation_id = r.reservation_id
-           AND rv.part = r.part AND rv.status = 'held';
-        CONTINUE WHEN NOT FOUND;
-        UPDATE shop.stock s SET reserved = s.reserved - r.qty
-         WHERE s.product_id = r.product_id AND s.location = r.location AND s.bucket = r.bucket;
-        n_holds := n_holds + 1;
-        n_units := n_units + r.qty;
-    END LOOP;
-
-    -- 3. carts idle past shop.cart_ttl (checked-out carts stay with their order)
-    WITH gone AS (
-        DELETE FROM shop.cart c
-         WHERE c.cart_id IN (SELECT cart_id FROM shop.cart
-                              WHERE expires_at < now() AND status <> 'checked_out'
-                                FOR UPDATE SKIP LOCKED)
-        RETURNING 1)
-    SELECT count(*) INTO n_carts FROM gone;
-
-    -- 4. the search log keeps shop.search_log_retention of history
-    DELETE FROM shop.search_log
-     WHERE logged_at < now() - shop._setting('shop.search_log_retention', '30d')::interval;
-    GET DIAGNOSTICS n_log = ROW_COUNT;
-
-    -- 5. cart merge records (shop.cart_merged) older than shop.cart_ttl:
-    --    a repeat of a merge starts from the guest cart, which expires
-    --    after shop.cart_ttl (docs/scale-out.md)
-    DELETE FROM shop.cart_merged m
-     WHERE m.merged_at < now() - (shop._cart_expiry() - now());
-    GET DIAGNOSTICS n_merged = ROW_COUNT;
-
-    RETURN jsonb_build_object(
-        'reservations_expired', n_holds,
-        'units_released', n_units,
-        'orders_cancelled', n_orders,
-        'orders_not_cancelled', n_failed,
-        'orders_deferred', n_deferred,
-        'cart_merges_purged', n_merged,
-        'carts_expired', n_carts,
-        'search_log_trimmed', n_log,
-        'recommendations', reco);
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- Scale-out: cart merge across shards (issue 16) ----------------------------
