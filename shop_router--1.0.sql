@@ -2281,3 +2281,47 @@ GRANT EXECUTE ON FUNCTION shop_router._nparts(), shop_router._cart_merge_local(t
     shop_router._cart_merge_in(text, uuid, bigint, uuid, jsonb, text),
     shop_router._cart_merge_done(uuid, uuid, text), shop.cart_merge(uuid, bigint)
     TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
+-- Recommendations through the router (issue 16)
+------------------------------------------------------------------------------
+
+-- the result type of shop's lists (trending, similar_products, ...), as
+-- one node has it
+CREATE TYPE shop.scored_product AS (product_id bigint, score real);
+COMMENT ON TYPE shop.scored_product IS 'a recommended product and its score (higher is better)';
+
+-- trending: each shard's best lim of its own products (a product's
+-- popularity lives on its shard), merged in one node's order (popularity
+-- descending, then product_id) and cut to lim.  The shards check the
+-- arguments (22023 lim, SH006 an unknown category) as one node does.
+CREATE FUNCTION shop_router._trending(i_category_id bigint, i_lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop.trending($1, $2);
+$$;
+
+CREATE FUNCTION shop.trending(category_id bigint DEFAULT NULL, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        -- out of range: the shards say so, in the words of one node (a
+        -- LIMIT 0 here would not even ask them)
+        RETURN QUERY SELECT * FROM shop_router._trending(trending.category_id, trending.lim);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT t.product_id, t.score
+      FROM shop_router._trending(trending.category_id, trending.lim) t
+     ORDER BY t.score DESC, t.product_id
+     LIMIT trending.lim;
+END
+$$;
+COMMENT ON FUNCTION shop.trending(bigint, int) IS
+'router: the most popular active products of every shard, merged in one node''s order (docs/scale-out.md)';

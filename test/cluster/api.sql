@@ -18,7 +18,8 @@ SET client_min_messages = notice;
 \pset format unaligned
 \o /dev/null
 SELECT dblink_connect('a_one', :'one' || ' user=backoffice'), dblink_connect('a_rt', :'router' || ' user=backoffice'),
-       dblink_connect('a_p0', :'p0');
+       dblink_connect('a_p0', :'p0'), dblink_connect('a_p1', :'p1'), dblink_connect('a_p2', :'p2'),
+       dblink_connect('a_p3', :'p3'), dblink_connect('a_one_su', :'one');
 
 \echo == the router has the API of shop
 CREATE TABLE api_fn (sig text PRIMARY KEY, result text);
@@ -52,7 +53,7 @@ INSERT INTO node_local VALUES
     -- not routed yet: docs/scale-out.md, "What is next"
     ('also_bought', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
     ('recommend', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
-    ('similar_products', 'NOT ROUTED YET'), ('trending', 'NOT ROUTED YET'),
+    ('similar_products', 'NOT ROUTED YET'),
     ('view', 'NOT ROUTED YET'), ('recently_viewed', 'NOT ROUTED YET'),
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
@@ -179,4 +180,40 @@ SELECT c.conn, val(c.conn, format('SELECT shop.checkout(%L, ''stripe:pm_api'', '
 SELECT same_order('checkout with a pending payment');
 SELECT api_run(x.conn, format('SELECT shop.payment_confirm(%L, ''gw-1'')', x.o)) FROM api_order x;
 SELECT same_order('payment_confirm');
-SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0');
+
+-- recommendations through the router: the same lists as one node
+\echo == recommendations through the router
+-- the SQLSTATE of a call ('ok' when it succeeds)
+CREATE FUNCTION api_state(conn text, sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM val(conn, sql);
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+-- the same popularity on one node and on each product's shard (with
+-- ties, and products without any), as refresh_recommendations leaves it
+SELECT api_run(c, 'UPDATE shop.product SET popularity = (product_id % 7) * 1.5 WHERE product_id % 5 <> 0 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+CREATE TABLE api_reco (k int PRIMARY KEY, what text NOT NULL, sql text NOT NULL);
+INSERT INTO api_reco (k, what, sql) VALUES
+    (1, 'trending', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending()'),
+    (2, 'trending (every product, ties)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(NULL, 1000)'),
+    (3, 'trending (a category and its descendants)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(1, 7)'),
+    (4, 'trending (a leaf category)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(4, 3)'),
+    (5, 'trending: lim 0 (22023)', 'SELECT count(*)::text FROM shop.trending(NULL, 0)'),
+    (6, 'trending: an unknown category (SH006)', 'SELECT count(*)::text FROM shop.trending(999999, 5)');
+CREATE TABLE api_reco_diff AS
+SELECT r.k, r.what,
+       CASE WHEN api_state('a_rt', r.sql) = 'ok' THEN val('a_rt', r.sql) ELSE 'ERROR ' || api_state('a_rt', r.sql) END AS router,
+       CASE WHEN api_state('a_one', r.sql) = 'ok' THEN val('a_one', r.sql) ELSE 'ERROR ' || api_state('a_one', r.sql) END AS one
+  FROM api_reco r;
+SELECT fail_if(count(*) > 0, format('trending: %s calls give one node''s answers (and errors)',
+                                    (SELECT count(*) FROM api_reco)),
+               string_agg(format('%s: router %s, one node %s', what, router, one), E'\n' ORDER BY k))
+  FROM api_reco_diff WHERE router IS DISTINCT FROM one;
+SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 2) IS NULL, 'trending lists products (the test has popularity)');
+
+SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0'), dblink_disconnect('a_p1'),
+       dblink_disconnect('a_p2'), dblink_disconnect('a_p3'), dblink_disconnect('a_one_su');

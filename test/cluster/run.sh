@@ -102,7 +102,8 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
 
 echo "== the public API through the router against one node ($(date +%T))"
-q "$R" "$PR" checker -v p0="${PART[0]}" -v one="$ONE" -v router="$ROUTER" -f "$HERE/api.sql"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/api.sql"
 
 echo "== carts, checkout and orders through the router ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
