@@ -6497,6 +6497,31 @@ GRANT EXECUTE ON FUNCTION shop._cart_merge_out(uuid, bigint),
     shop._cart_merge_in(uuid, bigint, uuid, jsonb, text), shop._cart_merge_done(uuid, uuid, text)
     TO shop_storefront, shop_admin;
 
+-- Scale-out: recommendations through the router (issue 16) ----------------
+-- shop.similar_products through the router (docs/scale-out.md,
+-- "Recommendations through the router"): the source product is on its
+-- shard, its candidates on every shard.  Each shard gives the router its
+-- own candidates (its 100 most popular active products of the source's
+-- category and of its brand, one node's query with no cut), scored by
+-- one node's formula, with what the router needs to keep one node's 100
+-- of each across the shards (category, brand, popularity).  It reads
+-- only active products of the catalog, which the storefront reads
+-- anyway.
+CREATE FUNCTION shop._similar_shard(src_id bigint, src_category bigint, src_brand text,
+                                    src_title text, src_attributes jsonb)
+RETURNS TABLE (product_id bigint, score real, category_id bigint, brand text, popularity real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT c.product_id, c.score, p.category_id, p.brand, p.popularity
+      FROM shop._similar_candidates(src_id, src_category, src_brand, src_title, src_attributes, '{}', 200) c
+      JOIN shop.product p ON p.product_id = c.product_id
+$$;
+COMMENT ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) IS
+'internal (router): this shard''s similar_products candidates of a product of any shard, scored, with category, brand and popularity';
+REVOKE ALL ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

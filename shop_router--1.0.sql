@@ -2325,3 +2325,88 @@ END
 $$;
 COMMENT ON FUNCTION shop.trending(bigint, int) IS
 'router: the most popular active products of every shard, merged in one node''s order (docs/scale-out.md)';
+
+-- similar_products: the source product is read on its shard; its
+-- candidates are on every shard.  Each shard returns its own 100 most
+-- popular active products of the source's category and of its brand,
+-- scored (shop._similar_shard); one node's 100 of each are among them, so
+-- the router keeps those (popularity descending, then product_id, as one
+-- node reads them) and lists them by score.  NULL arguments, a lim out of
+-- range or an unknown product: the product's shard answers with one
+-- node's error.
+CREATE FUNCTION shop_router._similar_local(i_product_id bigint, i_lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT * FROM shop.similar_products($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._similar_src(i_product_id bigint)
+RETURNS TABLE (category_id bigint, brand text, title text, attributes jsonb)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT p.category_id, p.brand, p.title, p.attributes FROM shop.product p WHERE p.product_id = $1;
+$$;
+
+CREATE FUNCTION shop_router._similar_shard(i_src_id bigint, i_src_category bigint, i_src_brand text,
+                                           i_src_title text, i_src_attributes jsonb)
+RETURNS TABLE (product_id bigint, score real, category_id bigint, brand text, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._similar_shard($1, $2, $3, $4, $5);
+$$;
+
+-- one node's candidates of a source from every shard's, scored
+CREATE FUNCTION shop_router._similar_merged(src_id bigint, src_category bigint, src_brand text,
+                                            src_title text, src_attributes jsonb)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT r.product_id, r.score
+      FROM (SELECT c.product_id, c.score,
+                   CASE WHEN src_category IS NOT NULL AND c.category_id = src_category
+                        THEN row_number() OVER (PARTITION BY src_category IS NOT NULL AND c.category_id = src_category
+                                                ORDER BY c.popularity DESC, c.product_id) END AS in_category,
+                   CASE WHEN src_brand IS NOT NULL AND c.brand = src_brand
+                        THEN row_number() OVER (PARTITION BY src_brand IS NOT NULL AND c.brand = src_brand
+                                                ORDER BY c.popularity DESC, c.product_id) END AS in_brand
+              FROM shop_router._similar_shard(src_id, src_category, src_brand, src_title, src_attributes) c) r
+     WHERE r.in_category <= 100 OR r.in_brand <= 100
+$$;
+
+CREATE FUNCTION shop.similar_products(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    src record;
+    have_src boolean := false;
+BEGIN
+    IF product_id IS NOT NULL AND lim BETWEEN 1 AND 1000 THEN
+        SELECT * INTO src FROM shop_router._similar_src(product_id);
+        have_src := FOUND;
+    END IF;
+    IF NOT have_src THEN
+        -- NULL arguments, a lim out of range, an unknown product: the
+        -- product's shard says so, in the words of one node
+        RETURN QUERY SELECT * FROM shop_router._similar_local(product_id, lim);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT m.product_id, m.score
+      FROM shop_router._similar_merged(product_id, src.category_id, src.brand, src.title, src.attributes) m
+     ORDER BY m.score DESC, m.product_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
+'router: content-based neighbours of a product, its candidates from every shard (docs/scale-out.md)';

@@ -53,7 +53,6 @@ INSERT INTO node_local VALUES
     -- not routed yet: docs/scale-out.md, "What is next"
     ('also_bought', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
     ('recommend', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
-    ('similar_products', 'NOT ROUTED YET'),
     ('view', 'NOT ROUTED YET'), ('recently_viewed', 'NOT ROUTED YET'),
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
@@ -196,6 +195,17 @@ $$;
 -- ties, and products without any), as refresh_recommendations leaves it
 SELECT api_run(c, 'UPDATE shop.product SET popularity = (product_id % 7) * 1.5 WHERE product_id % 5 <> 0 RETURNING 1')
   FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+-- a category and a brand of more products than similar_products reads
+-- of each (100, the most popular): which 100 are one node's is decided
+-- across the shards
+SELECT api_run(c, $$SELECT count(shop.product_upsert(format('CB-%s', g), format('Anker cable %s %s', (ARRAY['usb', 'hdmi', 'power'])[1 + g % 3], g % 11),
+                                                    500 + g, brand => CASE WHEN g % 4 = 0 THEN 'Belkin' ELSE 'Anker' END,
+                                                    category_id => k.id, attributes => jsonb_build_object('length', g % 3),
+                                                    product_id => 7000 + g))
+                     FROM (SELECT shop.category_add('Cables') AS id) k, generate_series(1, 150) g$$)
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT api_run(c, 'UPDATE shop.product SET popularity = (product_id % 13) * 0.25 WHERE product_id > 7000 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
 CREATE TABLE api_reco (k int PRIMARY KEY, what text NOT NULL, sql text NOT NULL);
 INSERT INTO api_reco (k, what, sql) VALUES
     (1, 'trending', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending()'),
@@ -203,17 +213,27 @@ INSERT INTO api_reco (k, what, sql) VALUES
     (3, 'trending (a category and its descendants)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(1, 7)'),
     (4, 'trending (a leaf category)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(4, 3)'),
     (5, 'trending: lim 0 (22023)', 'SELECT count(*)::text FROM shop.trending(NULL, 0)'),
-    (6, 'trending: an unknown category (SH006)', 'SELECT count(*)::text FROM shop.trending(999999, 5)');
+    (6, 'trending: an unknown category (SH006)', 'SELECT count(*)::text FROM shop.trending(999999, 5)'),
+    (10, 'similar_products', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(3)'),
+    (11, 'similar_products (a chosen id)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(5000 + 13 * 211, 20)'),
+    (12, 'similar_products (every candidate)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(8, 1000)'),
+    (13, 'similar_products (over 100 of a category and brand)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(7001, 1000)'),
+    (14, 'similar_products (over 100, the top)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(7004, 5)'),
+    (15, 'similar_products: unknown product (SH006)', 'SELECT count(*)::text FROM shop.similar_products(999999)'),
+    (16, 'similar_products: NULL (22004)', 'SELECT count(*)::text FROM shop.similar_products(NULL)'),
+    (17, 'similar_products: lim 0 (22023)', 'SELECT count(*)::text FROM shop.similar_products(3, 0)');
 CREATE TABLE api_reco_diff AS
 SELECT r.k, r.what,
        CASE WHEN api_state('a_rt', r.sql) = 'ok' THEN val('a_rt', r.sql) ELSE 'ERROR ' || api_state('a_rt', r.sql) END AS router,
        CASE WHEN api_state('a_one', r.sql) = 'ok' THEN val('a_one', r.sql) ELSE 'ERROR ' || api_state('a_one', r.sql) END AS one
   FROM api_reco r;
-SELECT fail_if(count(*) > 0, format('trending: %s calls give one node''s answers (and errors)',
+SELECT fail_if(count(*) > 0, format('trending, similar_products: %s calls give one node''s answers (and errors)',
                                     (SELECT count(*) FROM api_reco)),
                string_agg(format('%s: router %s, one node %s', what, router, one), E'\n' ORDER BY k))
   FROM api_reco_diff WHERE router IS DISTINCT FROM one;
 SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 2) IS NULL, 'trending lists products (the test has popularity)');
+SELECT fail_if((SELECT count(*) FROM dblink('a_one', 'SELECT product_id FROM shop.similar_products(7001, 1000)') t(p bigint)) NOT BETWEEN 101 AND 148,
+               'similar_products of an Anker cable lists more than 100 and fewer than all 149 others on one node (the test crosses the cut of 100)');
 
 SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0'), dblink_disconnect('a_p1'),
        dblink_disconnect('a_p2'), dblink_disconnect('a_p3'), dblink_disconnect('a_one_su');
