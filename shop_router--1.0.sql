@@ -2410,3 +2410,80 @@ END
 $$;
 COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
 'router: content-based neighbours of a product, its candidates from every shard (docs/scale-out.md)';
+
+-- view and recently_viewed: a customer's views are on the customer's
+-- shard (with the storefront's session), the products on theirs
+CREATE FUNCTION shop_router._view_product(i_product_id bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1);
+$$;
+
+CREATE FUNCTION shop_router._view_record(i_session text, i_customer_id bigint, i_product_id bigint,
+                                         i_found boolean)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT shop._view_record($2, $3, $4) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
+                                    view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
+$$;
+COMMENT ON FUNCTION shop.view(bigint, bigint) IS
+'router: record a product view on the customer''s shard (the product checked on its own)';
+
+CREATE FUNCTION shop_router._recently_viewed_rows(i_session text, i_customer_id bigint, i_lim int)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (v).* FROM (SELECT shop._recently_viewed_rows($2, $3) AS v
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    ats timestamptz[];
+    active bigint[];
+BEGIN
+    -- the customer's shard checks the arguments and the session first
+    SELECT array_agg(v.product_id ORDER BY v.viewed_at DESC, v.product_id DESC),
+           array_agg(v.viewed_at ORDER BY v.viewed_at DESC, v.product_id DESC)
+      INTO ids, ats
+      FROM shop_router._recently_viewed_rows(shop_router._session(), recently_viewed.customer_id,
+                                             recently_viewed.lim) v;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- then the products' shards (each asked once): the active ones, as
+    -- one node lists them
+    SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+      FROM shop_router._cart_products(ids) a WHERE a.status = 'active';
+    RETURN QUERY
+    SELECT u.p, u.at
+      FROM unnest(ids, ats) u(p, at)
+     WHERE u.p = ANY (active)
+     ORDER BY u.at DESC, u.p DESC
+     LIMIT recently_viewed.lim;
+END
+$$;
+COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
+'router: the active products a customer viewed last, newest first: the customer''s shard, then the products'' shards';

@@ -53,7 +53,6 @@ INSERT INTO node_local VALUES
     -- not routed yet: docs/scale-out.md, "What is next"
     ('also_bought', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
     ('recommend', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
-    ('view', 'NOT ROUTED YET'), ('recently_viewed', 'NOT ROUTED YET'),
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reservation_release', 'NOT ROUTED YET: direct holds'), ('reservation_commit', 'NOT ROUTED YET: direct holds'),
@@ -222,16 +221,36 @@ INSERT INTO api_reco (k, what, sql) VALUES
     (15, 'similar_products: unknown product (SH006)', 'SELECT count(*)::text FROM shop.similar_products(999999)'),
     (16, 'similar_products: NULL (22004)', 'SELECT count(*)::text FROM shop.similar_products(NULL)'),
     (17, 'similar_products: lim 0 (22023)', 'SELECT count(*)::text FROM shop.similar_products(3, 0)');
+-- views of customer 903 (products of several shards, one viewed again,
+-- one archived afterwards), then recently_viewed and the errors
+SELECT api_run(c, format('SELECT shop.view(903, %s)', p))
+  FROM unnest(ARRAY['a_rt', 'a_one']) c, unnest(ARRAY[7010, 3, 8, 5000 + 13 * 211, 12, 7011, 3]) WITH ORDINALITY v(p, o)
+ ORDER BY c, o;
+SELECT api_run(c, 'UPDATE shop.product SET status = ''archived'' WHERE product_id = 7011 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+INSERT INTO api_reco (k, what, sql) VALUES
+    (20, 'recently_viewed', 'SELECT array_agg(product_id)::text FROM shop.recently_viewed(903)'),
+    (21, 'recently_viewed (lim)', 'SELECT array_agg(product_id)::text FROM shop.recently_viewed(903, 3)'),
+    (22, 'recently_viewed (newest first)', 'SELECT bool_and(viewed_at <= coalesce(prev, viewed_at))::text FROM (SELECT viewed_at, lag(viewed_at) OVER () AS prev FROM shop.recently_viewed(903, 50)) x'),
+    (23, 'recently_viewed (none)', 'SELECT count(*)::text FROM shop.recently_viewed(904)'),
+    (24, 'recently_viewed: NULL (22004)', 'SELECT count(*)::text FROM shop.recently_viewed(NULL)'),
+    (25, 'recently_viewed: lim 0 (22023)', 'SELECT count(*)::text FROM shop.recently_viewed(903, 0)'),
+    (26, 'view: unknown product (SH006)', 'SELECT shop.view(903, 999999)::text'),
+    (27, 'view: NULL customer (22004)', 'SELECT shop.view(NULL, 3)::text'),
+    (28, 'view: NULL product (22004)', 'SELECT shop.view(903, NULL)::text'),
+    (29, 'view: NULL customer, unknown product (22004)', 'SELECT shop.view(NULL, 999999)::text');
 CREATE TABLE api_reco_diff AS
 SELECT r.k, r.what,
        CASE WHEN api_state('a_rt', r.sql) = 'ok' THEN val('a_rt', r.sql) ELSE 'ERROR ' || api_state('a_rt', r.sql) END AS router,
        CASE WHEN api_state('a_one', r.sql) = 'ok' THEN val('a_one', r.sql) ELSE 'ERROR ' || api_state('a_one', r.sql) END AS one
   FROM api_reco r;
-SELECT fail_if(count(*) > 0, format('trending, similar_products: %s calls give one node''s answers (and errors)',
+SELECT fail_if(count(*) > 0, format('trending, similar_products, view, recently_viewed: %s calls give one node''s answers (and errors)',
                                     (SELECT count(*) FROM api_reco)),
                string_agg(format('%s: router %s, one node %s', what, router, one), E'\n' ORDER BY k))
   FROM api_reco_diff WHERE router IS DISTINCT FROM one;
 SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 2) IS NULL, 'trending lists products (the test has popularity)');
+SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 20) IS DISTINCT FROM format('{3,12,%s,8,7010}', 5000 + 13 * 211),
+               'recently_viewed lists the views newest first, without the archived product');
 SELECT fail_if((SELECT count(*) FROM dblink('a_one', 'SELECT product_id FROM shop.similar_products(7001, 1000)') t(p bigint)) NOT BETWEEN 101 AND 148,
                'similar_products of an Anker cable lists more than 100 and fewer than all 149 others on one node (the test crosses the cut of 100)');
 

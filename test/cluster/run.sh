@@ -127,6 +127,10 @@ expect web "SELECT count(*) FROM shop.search('laptop', lim => 5)" 5
 expect web "SELECT (shop.product_get(1))->>'sku'" FX-1
 expect web "SELECT shop.search_facets('laptop')->>'total' <> '0'" t
 expect web "SELECT shop.category_add('Nope')" 42501
+expect web "SELECT count(*) FROM shop.similar_products(3, 5)" 5
+expect web "SELECT count(*) FROM shop.trending(NULL, 5)" 5
+expect web "SELECT shop.view(1, 3)" 42501
+expect web "SELECT count(*) FROM shop.recently_viewed(1)" 42501
 expect web "SELECT shop.stock_set(1, 5)" 42501
 expect web "SELECT shop.synonym_add('a', ARRAY['b'])" 42501
 expect backoffice "SELECT shop.product_get(999999999)" SH006
