@@ -11,7 +11,8 @@
 --   2. A representative call of each routed family gives one node's
 --      answer: catalog, browse, stock, search (pages, sorts, filters),
 --      facets, autocomplete, did_you_mean, reviews, cart, checkout, order
---      transitions and payments.
+--      transitions and payments; trending, similar_products, view and
+--      recently_viewed (with their errors) on the same popularity.
 \set ON_ERROR_STOP 1
 SET client_min_messages = notice;
 \pset tuples_only on
