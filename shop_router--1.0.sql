@@ -13,10 +13,13 @@
  *   - product_id-keyed calls run on partition hashint8(product_id) & (n-1);
  *   - writes of the replicated tables (categories, synonyms) run on every
  *     partition; reads of them on any one;
- *   - search, search_facets, autocomplete, did_you_mean and browse run on
- *     every partition and are merged here.
- * Calls keyed by customer_id (carts, checkout, orders) are not routed yet:
- * docs/scale-out.md has their design.
+ *   - search, search_facets, autocomplete, did_you_mean, browse, trending
+ *     and similar_products' candidates run on every partition and are
+ *     merged here;
+ *   - calls keyed by customer_id (carts, checkout as a saga, orders,
+ *     views) run on partition hashint8(customer_id) & (n-1), with the
+ *     storefront's session.
+ * docs/scale-out.md ("What is not routed") lists what is not here.
  *
  * The remote calls connect as the calling role (PL/Proxy adds
  * user=CURRENT_USER to a connect string without user=), so the shards check
