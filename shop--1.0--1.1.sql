@@ -6511,6 +6511,109 @@ REVOKE EXECUTE ON FUNCTION shop.monitor_recommendations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Scale-out: recommendations through the router (issue 16) ----------------
+-- shop.similar_products through the router (docs/scale-out.md,
+-- "Recommendations through the router"): the source product is on its
+-- shard, its candidates on every shard.  Each shard gives the router its
+-- own candidates (its 100 most popular active products of the source's
+-- category and of its brand, one node's query with no cut), scored by
+-- one node's formula, with what the router needs to keep one node's 100
+-- of each across the shards (category, brand, popularity).  It reads
+-- only active products of the catalog, which the storefront reads
+-- anyway.
+CREATE FUNCTION shop._similar_shard(src_id bigint, src_category bigint, src_brand text,
+                                    src_title text, src_attributes jsonb)
+RETURNS TABLE (product_id bigint, score real, category_id bigint, brand text, popularity real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT c.product_id, c.score, p.category_id, p.brand, p.popularity
+      FROM shop._similar_candidates(src_id, src_category, src_brand, src_title, src_attributes, '{}', 200) c
+      JOIN shop.product p ON p.product_id = c.product_id
+$$;
+COMMENT ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) IS
+'internal (router): this shard''s similar_products candidates of a product of any shard, scored, with category, brand and popularity';
+REVOKE ALL ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb) TO shop_storefront, shop_admin;
+
+-- shop.view and shop.recently_viewed through the router: a customer's
+-- views are on the customer's shard, the products on theirs.  view: the
+-- router asks the product's shard whether the product exists and the
+-- customer's shard records the view with one node's checks in one node's
+-- order (22004, then the customer authorized, then SH006 for a product
+-- that is not there) and one node's cap.  A storefront that calls this
+-- step on a shard itself can record, for its own customer only, a view
+-- of a product id that does not exist: recently_viewed shows only active
+-- products, and the popularity and recommendations of a missing product
+-- are nobody's.
+CREATE FUNCTION shop._view_record(customer_id bigint, product_id bigint, product_found boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cutoff timestamptz;
+BEGIN
+    PERFORM shop._require(_view_record.customer_id, 'customer_id');
+    PERFORM shop._authorize(_view_record.customer_id);
+    PERFORM shop._require(_view_record.product_id, 'product_id');
+    IF NOT coalesce(_view_record.product_found, false) THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _view_record.product_id);
+    END IF;
+    -- shop.view's body
+    DELETE FROM shop.view_event v
+     WHERE v.customer_id = _view_record.customer_id AND v.product_id = _view_record.product_id;
+    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+    VALUES (_view_record.customer_id, clock_timestamp(), _view_record.product_id);
+    SELECT v.viewed_at INTO cutoff
+      FROM shop.view_event v
+     WHERE v.customer_id = _view_record.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     OFFSET cap LIMIT 1;
+    IF cutoff IS NOT NULL THEN
+        DELETE FROM shop.view_event v
+         WHERE v.customer_id = _view_record.customer_id AND v.viewed_at <= cutoff;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._view_record(bigint, bigint, boolean) IS
+'internal (router): shop.view on the customer''s shard, the product''s existence told by its shard';
+
+-- recently_viewed: the customer's views, newest first, with one node's
+-- checks; the router keeps the active products (asked of their shards)
+CREATE FUNCTION shop._recently_viewed_rows(customer_id bigint, lim int)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF _recently_viewed_rows.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recently_viewed_rows.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    RETURN QUERY
+    SELECT v.product_id, v.viewed_at
+      FROM shop.view_event v
+     WHERE v.customer_id = _recently_viewed_rows.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC;
+END
+$$;
+COMMENT ON FUNCTION shop._recently_viewed_rows(bigint, int) IS
+'internal (router): every view of a customer the caller may act for, newest first (recently_viewed''s checks)';
+REVOKE ALL ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int)
+    TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

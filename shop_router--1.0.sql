@@ -13,10 +13,13 @@
  *   - product_id-keyed calls run on partition hashint8(product_id) & (n-1);
  *   - writes of the replicated tables (categories, synonyms) run on every
  *     partition; reads of them on any one;
- *   - search, search_facets, autocomplete, did_you_mean and browse run on
- *     every partition and are merged here.
- * Calls keyed by customer_id (carts, checkout, orders) are not routed yet:
- * docs/scale-out.md has their design.
+ *   - search, search_facets, autocomplete, did_you_mean, browse, trending
+ *     and similar_products' candidates run on every partition and are
+ *     merged here;
+ *   - calls keyed by customer_id (carts, checkout as a saga, orders,
+ *     views) run on partition hashint8(customer_id) & (n-1), with the
+ *     storefront's session.
+ * docs/scale-out.md ("What is not routed") lists what is not here.
  *
  * The remote calls connect as the calling role (PL/Proxy adds
  * user=CURRENT_USER to a connect string without user=), so the shards check
@@ -2281,3 +2284,209 @@ GRANT EXECUTE ON FUNCTION shop_router._nparts(), shop_router._cart_merge_local(t
     shop_router._cart_merge_in(text, uuid, bigint, uuid, jsonb, text),
     shop_router._cart_merge_done(uuid, uuid, text), shop.cart_merge(uuid, bigint)
     TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
+-- Recommendations through the router (issue 16)
+------------------------------------------------------------------------------
+
+-- the result type of shop's lists (trending, similar_products, ...), as
+-- one node has it
+CREATE TYPE shop.scored_product AS (product_id bigint, score real);
+COMMENT ON TYPE shop.scored_product IS 'a recommended product and its score (higher is better)';
+
+-- trending: each shard's best lim of its own products (a product's
+-- popularity lives on its shard), merged in one node's order (popularity
+-- descending, then product_id) and cut to lim.  The shards check the
+-- arguments (22023 lim, SH006 an unknown category) as one node does.
+CREATE FUNCTION shop_router._trending(i_category_id bigint, i_lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop.trending($1, $2);
+$$;
+
+CREATE FUNCTION shop.trending(category_id bigint DEFAULT NULL, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        -- out of range: the shards say so, in the words of one node (a
+        -- LIMIT 0 here would not even ask them)
+        RETURN QUERY SELECT * FROM shop_router._trending(trending.category_id, trending.lim);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT t.product_id, t.score
+      FROM shop_router._trending(trending.category_id, trending.lim) t
+     ORDER BY t.score DESC, t.product_id
+     LIMIT trending.lim;
+END
+$$;
+COMMENT ON FUNCTION shop.trending(bigint, int) IS
+'router: the most popular active products of every shard, merged in one node''s order (docs/scale-out.md)';
+
+-- similar_products: the source product is read on its shard; its
+-- candidates are on every shard.  Each shard returns its own 100 most
+-- popular active products of the source's category and of its brand,
+-- scored (shop._similar_shard); one node's 100 of each are among them, so
+-- the router keeps those (popularity descending, then product_id, as one
+-- node reads them) and lists them by score.  NULL arguments, a lim out of
+-- range or an unknown product: the product's shard answers with one
+-- node's error.
+CREATE FUNCTION shop_router._similar_local(i_product_id bigint, i_lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT * FROM shop.similar_products($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._similar_src(i_product_id bigint)
+RETURNS TABLE (category_id bigint, brand text, title text, attributes jsonb)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT p.category_id, p.brand, p.title, p.attributes FROM shop.product p WHERE p.product_id = $1;
+$$;
+
+CREATE FUNCTION shop_router._similar_shard(i_src_id bigint, i_src_category bigint, i_src_brand text,
+                                           i_src_title text, i_src_attributes jsonb)
+RETURNS TABLE (product_id bigint, score real, category_id bigint, brand text, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._similar_shard($1, $2, $3, $4, $5);
+$$;
+
+-- one node's candidates of a source from every shard's, scored
+CREATE FUNCTION shop_router._similar_merged(src_id bigint, src_category bigint, src_brand text,
+                                            src_title text, src_attributes jsonb)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT r.product_id, r.score
+      FROM (SELECT c.product_id, c.score,
+                   CASE WHEN src_category IS NOT NULL AND c.category_id = src_category
+                        THEN row_number() OVER (PARTITION BY src_category IS NOT NULL AND c.category_id = src_category
+                                                ORDER BY c.popularity DESC, c.product_id) END AS in_category,
+                   CASE WHEN src_brand IS NOT NULL AND c.brand = src_brand
+                        THEN row_number() OVER (PARTITION BY src_brand IS NOT NULL AND c.brand = src_brand
+                                                ORDER BY c.popularity DESC, c.product_id) END AS in_brand
+              FROM shop_router._similar_shard(src_id, src_category, src_brand, src_title, src_attributes) c) r
+     WHERE r.in_category <= 100 OR r.in_brand <= 100
+$$;
+
+CREATE FUNCTION shop.similar_products(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    src record;
+    have_src boolean := false;
+BEGIN
+    IF product_id IS NOT NULL AND lim BETWEEN 1 AND 1000 THEN
+        SELECT * INTO src FROM shop_router._similar_src(product_id);
+        have_src := FOUND;
+    END IF;
+    IF NOT have_src THEN
+        -- NULL arguments, a lim out of range, an unknown product: the
+        -- product's shard says so, in the words of one node
+        RETURN QUERY SELECT * FROM shop_router._similar_local(product_id, lim);
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT m.product_id, m.score
+      FROM shop_router._similar_merged(product_id, src.category_id, src.brand, src.title, src.attributes) m
+     ORDER BY m.score DESC, m.product_id
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
+'router: content-based neighbours of a product, its candidates from every shard (docs/scale-out.md)';
+
+-- view and recently_viewed: a customer's views are on the customer's
+-- shard (with the storefront's session), the products on theirs
+CREATE FUNCTION shop_router._view_product(i_product_id bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1);
+$$;
+
+CREATE FUNCTION shop_router._view_record(i_session text, i_customer_id bigint, i_product_id bigint,
+                                         i_found boolean)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT shop._view_record($2, $3, $4) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+$$;
+
+CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
+                                    view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
+$$;
+COMMENT ON FUNCTION shop.view(bigint, bigint) IS
+'router: record a product view on the customer''s shard (the product checked on its own)';
+
+CREATE FUNCTION shop_router._recently_viewed_rows(i_session text, i_customer_id bigint, i_lim int)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (v).* FROM (SELECT shop._recently_viewed_rows($2, $3) AS v
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    ats timestamptz[];
+    active bigint[];
+BEGIN
+    -- the customer's shard checks the arguments and the session first
+    SELECT array_agg(v.product_id ORDER BY v.viewed_at DESC, v.product_id DESC),
+           array_agg(v.viewed_at ORDER BY v.viewed_at DESC, v.product_id DESC)
+      INTO ids, ats
+      FROM shop_router._recently_viewed_rows(shop_router._session(), recently_viewed.customer_id,
+                                             recently_viewed.lim) v;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- then the products' shards (each asked once): the active ones, as
+    -- one node lists them
+    SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+      FROM shop_router._cart_products(ids) a WHERE a.status = 'active';
+    RETURN QUERY
+    SELECT u.p, u.at
+      FROM unnest(ids, ats) u(p, at)
+     WHERE u.p = ANY (active)
+     ORDER BY u.at DESC, u.p DESC
+     LIMIT recently_viewed.lim;
+END
+$$;
+COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
+'router: the active products a customer viewed last, newest first: the customer''s shard, then the products'' shards';

@@ -11,14 +11,16 @@
 --   2. A representative call of each routed family gives one node's
 --      answer: catalog, browse, stock, search (pages, sorts, filters),
 --      facets, autocomplete, did_you_mean, reviews, cart, checkout, order
---      transitions and payments.
+--      transitions and payments; trending, similar_products, view and
+--      recently_viewed (with their errors) on the same popularity.
 \set ON_ERROR_STOP 1
 SET client_min_messages = notice;
 \pset tuples_only on
 \pset format unaligned
 \o /dev/null
 SELECT dblink_connect('a_one', :'one' || ' user=backoffice'), dblink_connect('a_rt', :'router' || ' user=backoffice'),
-       dblink_connect('a_p0', :'p0');
+       dblink_connect('a_p0', :'p0'), dblink_connect('a_p1', :'p1'), dblink_connect('a_p2', :'p2'),
+       dblink_connect('a_p3', :'p3'), dblink_connect('a_one_su', :'one');
 
 \echo == the router has the API of shop
 CREATE TABLE api_fn (sig text PRIMARY KEY, result text);
@@ -52,8 +54,6 @@ INSERT INTO node_local VALUES
     -- not routed yet: docs/scale-out.md, "What is next"
     ('also_bought', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
     ('recommend', 'NOT ROUTED YET: co-purchase rows need the cross-shard refresh'),
-    ('similar_products', 'NOT ROUTED YET'), ('trending', 'NOT ROUTED YET'),
-    ('view', 'NOT ROUTED YET'), ('recently_viewed', 'NOT ROUTED YET'),
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reservation_release', 'NOT ROUTED YET: direct holds'), ('reservation_commit', 'NOT ROUTED YET: direct holds'),
@@ -179,4 +179,81 @@ SELECT c.conn, val(c.conn, format('SELECT shop.checkout(%L, ''stripe:pm_api'', '
 SELECT same_order('checkout with a pending payment');
 SELECT api_run(x.conn, format('SELECT shop.payment_confirm(%L, ''gw-1'')', x.o)) FROM api_order x;
 SELECT same_order('payment_confirm');
-SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0');
+
+-- recommendations through the router: the same lists as one node
+\echo == recommendations through the router
+-- the SQLSTATE of a call ('ok' when it succeeds)
+CREATE FUNCTION api_state(conn text, sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM val(conn, sql);
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+-- the same popularity on one node and on each product's shard (with
+-- ties, and products without any), as refresh_recommendations leaves it
+SELECT api_run(c, 'UPDATE shop.product SET popularity = (product_id % 7) * 1.5 WHERE product_id % 5 <> 0 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+-- a category and a brand of more products than similar_products reads
+-- of each (100, the most popular): which 100 are one node's is decided
+-- across the shards
+SELECT api_run(c, $$SELECT count(shop.product_upsert(format('CB-%s', g), format('Anker cable %s %s', (ARRAY['usb', 'hdmi', 'power'])[1 + g % 3], g % 11),
+                                                    500 + g, brand => CASE WHEN g % 4 = 0 THEN 'Belkin' ELSE 'Anker' END,
+                                                    category_id => k.id, attributes => jsonb_build_object('length', g % 3),
+                                                    product_id => 7000 + g))
+                     FROM (SELECT shop.category_add('Cables') AS id) k, generate_series(1, 150) g$$)
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT api_run(c, 'UPDATE shop.product SET popularity = (product_id % 13) * 0.25 WHERE product_id > 7000 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+CREATE TABLE api_reco (k int PRIMARY KEY, what text NOT NULL, sql text NOT NULL);
+INSERT INTO api_reco (k, what, sql) VALUES
+    (1, 'trending', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending()'),
+    (2, 'trending (every product, ties)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(NULL, 1000)'),
+    (3, 'trending (a category and its descendants)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(1, 7)'),
+    (4, 'trending (a leaf category)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.trending(4, 3)'),
+    (5, 'trending: lim 0 (22023)', 'SELECT count(*)::text FROM shop.trending(NULL, 0)'),
+    (6, 'trending: an unknown category (SH006)', 'SELECT count(*)::text FROM shop.trending(999999, 5)'),
+    (10, 'similar_products', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(3)'),
+    (11, 'similar_products (a chosen id)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(5000 + 13 * 211, 20)'),
+    (12, 'similar_products (every candidate)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(8, 1000)'),
+    (13, 'similar_products (over 100 of a category and brand)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(7001, 1000)'),
+    (14, 'similar_products (over 100, the top)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.similar_products(7004, 5)'),
+    (15, 'similar_products: unknown product (SH006)', 'SELECT count(*)::text FROM shop.similar_products(999999)'),
+    (16, 'similar_products: NULL (22004)', 'SELECT count(*)::text FROM shop.similar_products(NULL)'),
+    (17, 'similar_products: lim 0 (22023)', 'SELECT count(*)::text FROM shop.similar_products(3, 0)');
+-- views of customer 903 (products of several shards, one viewed again,
+-- one archived afterwards), then recently_viewed and the errors
+SELECT api_run(c, format('SELECT shop.view(903, %s)', p))
+  FROM unnest(ARRAY['a_rt', 'a_one']) c, unnest(ARRAY[7010, 3, 8, 5000 + 13 * 211, 12, 7011, 3]) WITH ORDINALITY v(p, o)
+ ORDER BY c, o;
+SELECT api_run(c, 'UPDATE shop.product SET status = ''archived'' WHERE product_id = 7011 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+INSERT INTO api_reco (k, what, sql) VALUES
+    (20, 'recently_viewed', 'SELECT array_agg(product_id)::text FROM shop.recently_viewed(903)'),
+    (21, 'recently_viewed (lim)', 'SELECT array_agg(product_id)::text FROM shop.recently_viewed(903, 3)'),
+    (22, 'recently_viewed (newest first)', 'SELECT bool_and(viewed_at <= coalesce(prev, viewed_at))::text FROM (SELECT viewed_at, lag(viewed_at) OVER () AS prev FROM shop.recently_viewed(903, 50)) x'),
+    (23, 'recently_viewed (none)', 'SELECT count(*)::text FROM shop.recently_viewed(904)'),
+    (24, 'recently_viewed: NULL (22004)', 'SELECT count(*)::text FROM shop.recently_viewed(NULL)'),
+    (25, 'recently_viewed: lim 0 (22023)', 'SELECT count(*)::text FROM shop.recently_viewed(903, 0)'),
+    (26, 'view: unknown product (SH006)', 'SELECT shop.view(903, 999999)::text'),
+    (27, 'view: NULL customer (22004)', 'SELECT shop.view(NULL, 3)::text'),
+    (28, 'view: NULL product (22004)', 'SELECT shop.view(903, NULL)::text'),
+    (29, 'view: NULL customer, unknown product (22004)', 'SELECT shop.view(NULL, 999999)::text');
+CREATE TABLE api_reco_diff AS
+SELECT r.k, r.what,
+       CASE WHEN api_state('a_rt', r.sql) = 'ok' THEN val('a_rt', r.sql) ELSE 'ERROR ' || api_state('a_rt', r.sql) END AS router,
+       CASE WHEN api_state('a_one', r.sql) = 'ok' THEN val('a_one', r.sql) ELSE 'ERROR ' || api_state('a_one', r.sql) END AS one
+  FROM api_reco r;
+SELECT fail_if(count(*) > 0, format('trending, similar_products, view, recently_viewed: %s calls give one node''s answers (and errors)',
+                                    (SELECT count(*) FROM api_reco)),
+               string_agg(format('%s: router %s, one node %s', what, router, one), E'\n' ORDER BY k))
+  FROM api_reco_diff WHERE router IS DISTINCT FROM one;
+SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 2) IS NULL, 'trending lists products (the test has popularity)');
+SELECT fail_if((SELECT one FROM api_reco_diff WHERE k = 20) IS DISTINCT FROM format('{3,12,%s,8,7010}', 5000 + 13 * 211),
+               'recently_viewed lists the views newest first, without the archived product');
+SELECT fail_if((SELECT count(*) FROM dblink('a_one', 'SELECT product_id FROM shop.similar_products(7001, 1000)') t(p bigint)) NOT BETWEEN 101 AND 148,
+               'similar_products of an Anker cable lists more than 100 and fewer than all 149 others on one node (the test crosses the cut of 100)');
+
+SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0'), dblink_disconnect('a_p1'),
+       dblink_disconnect('a_p2'), dblink_disconnect('a_p3'), dblink_disconnect('a_one_su');

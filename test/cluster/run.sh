@@ -102,7 +102,8 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/checks.sql"
 
 echo "== the public API through the router against one node ($(date +%T))"
-q "$R" "$PR" checker -v p0="${PART[0]}" -v one="$ONE" -v router="$ROUTER" -f "$HERE/api.sql"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/api.sql"
 
 echo "== carts, checkout and orders through the router ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
@@ -126,6 +127,10 @@ expect web "SELECT count(*) FROM shop.search('laptop', lim => 5)" 5
 expect web "SELECT (shop.product_get(1))->>'sku'" FX-1
 expect web "SELECT shop.search_facets('laptop')->>'total' <> '0'" t
 expect web "SELECT shop.category_add('Nope')" 42501
+expect web "SELECT count(*) FROM shop.similar_products(3, 5)" 5
+expect web "SELECT count(*) FROM shop.trending(NULL, 5)" 5
+expect web "SELECT shop.view(1, 3)" 42501
+expect web "SELECT count(*) FROM shop.recently_viewed(1)" 42501
 expect web "SELECT shop.stock_set(1, 5)" 42501
 expect web "SELECT shop.synonym_add('a', ARRAY['b'])" 42501
 expect backoffice "SELECT shop.product_get(999999999)" SH006
