@@ -25,9 +25,10 @@
  * dropped as they come; when the buffer fills, it is sorted and cut
  * after the k-th key and its ties.  The k-th key also lets the scan skip
  * blocks of documents whose smallest key is above it, unread (block
- * bounds, ssscan.c: sort_window), so most matches are never visited.  Then the candidates are read from the table in key
- * order, visibility and all (table_index_fetch_tuple, which follows HOT
- * chains and gives the visible version's TID), until k visible rows and
+ * bounds, ssscan.c: sort_window), so most matches are never visited.
+ * Then the candidates are read from the table in key order, visibility
+ * and all (table_index_fetch_tuple, which follows HOT chains and gives
+ * the visible version's TID), until k visible rows and
  * the ties of the k-th are out.  If invisible rows (dead, or not yet
  * visible to the snapshot) left fewer than k while the buffer had dropped
  * matches, the scan runs again keeping that many more.
