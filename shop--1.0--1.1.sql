@@ -5237,6 +5237,9 @@ DECLARE
     np_h bigint[];
     old_s record;
     new_s record;
+    re_s record;
+    new_pids bigint[];
+    new_cids bigint[];
     flipped bigint[];
     lists bigint[];
     est bigint;
@@ -5262,9 +5265,11 @@ BEGIN
     -- oldest first (queued_at, then id): taken by id, customers with low
     -- ids who order again every round went first each time and the rest
     -- of a queue longer than the cap waited for ever
+    -- (= ANY (ARRAY(...)), not IN (subquery): IN planned a hash of the
+    -- whole queue joined to it, a scan of every queued customer per refresh)
     WITH t AS (DELETE FROM shop.customer_like_queue q
-                WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
-                                         ORDER BY x.queued_at, x.customer_id LIMIT cap)
+                WHERE q.customer_id = ANY (ARRAY(SELECT x.customer_id FROM shop.customer_like_queue x
+                                                  ORDER BY x.queued_at, x.customer_id LIMIT cap))
                RETURNING q.customer_id)
     SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
     IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
@@ -5287,19 +5292,32 @@ BEGIN
                 UNION ALL
                 SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
         items := coalesce(items, '{}');
-        -- their samples before and after
+        -- their samples before and after: after derived from before and
+        -- the new rows (shop._like_samples_after), read again only for
+        -- the products whose full sample lost one of the slice
         SELECT * INTO old_s FROM shop._like_samples(items);
         DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
         INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
         SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
-        SELECT * INTO new_s FROM shop._like_samples(items);
+        SELECT * INTO new_s
+          FROM shop._like_samples_after(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
+                                        coalesce(np_c, '{}'), coalesce(np_p, '{}'), coalesce(np_h, '{}'),
+                                        current_setting('shop.reco_like_sample')::int);
+        IF cardinality(new_s.reread) > 0 THEN
+            SELECT * INTO re_s FROM shop._like_samples(new_s.reread);
+            new_pids := new_s.pids || coalesce(re_s.pids, '{}');
+            new_cids := new_s.cids || coalesce(re_s.cids, '{}');
+        ELSE
+            new_pids := new_s.pids;
+            new_cids := new_s.cids;
+        END IF;
         -- the customers who entered or left a sample, every customer of
         -- a sample that holds one of the slice, and the similarities the
         -- slice's lists gather (shop._like_slice, hash tables in C: the
         -- same sets by SQL took 7 s a slice at 100,000 products)
         SELECT x.flipped, x.lists, x.est INTO flipped, lists, est
           FROM shop._like_slice(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
-                                coalesce(new_s.pids, '{}'), coalesce(new_s.cids, '{}')) x;
+                                new_pids, new_cids) x;
         -- whole: the slice and the customers who entered or left a sample
         -- because of it; patched: every other customer of those samples
         acc_full := acc_full || cs || coalesce(flipped, '{}');
@@ -6613,6 +6631,26 @@ COMMENT ON FUNCTION shop._recently_viewed_rows(bigint, int) IS
 REVOKE ALL ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int)
     TO shop_storefront, shop_admin;
+
+-- Recommendations: the refresh's samples and queue (issues 14, 11) ---------
+--
+-- docs/recommendations.md, "Incremental refresh".  A refresh read the
+-- samples of each slice's products twice through the index, before and
+-- after writing the slice's profiles.  The samples after are now derived
+-- from those before and the new profile rows (shop._like_samples_after,
+-- C): only a product whose full sample lost a customer of the slice is
+-- read again.  shop._like_refresh (edited in place above) calls it, and
+-- takes its customers from the queue by primary key.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._like_samples_after(cs bigint[], old_pids bigint[], old_cids bigint[],
+                                         new_c bigint[], new_p bigint[], new_h bigint[], k int,
+                                         OUT pids bigint[], OUT cids bigint[], OUT reread bigint[])
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'shop_like_samples_after';
+COMMENT ON FUNCTION shop._like_samples_after(bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], int) IS
+'internal: the product samples after the profiles of the customers cs were rewritten, from the samples before and their new profile rows; products whose full sample lost one of cs are named in reread instead';
+REVOKE EXECUTE ON FUNCTION shop._like_samples_after(bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], int) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

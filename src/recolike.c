@@ -76,6 +76,7 @@
 
 PG_FUNCTION_INFO_V1(shop_like_lists);
 PG_FUNCTION_INFO_V1(shop_like_slice);
+PG_FUNCTION_INFO_V1(shop_like_samples_after);
 
 /* products whose samples one chunk of whole computations holds */
 #define LIKE_CHUNK_PRODUCTS 20000
@@ -1146,5 +1147,175 @@ shop_like_slice(PG_FUNCTION_ARGS)
 	values[0] = like_set_array(flipped, nflipped);
 	values[1] = like_set_array(lists, nlists);
 	values[2] = Int64GetDatum(est);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* a sample row of one product, before or after a slice's profiles moved */
+typedef struct LikeSRow
+{
+	int64		p;
+	int64		h;
+	int64		c;
+	bool		old;			/* from the sample before (else a new row) */
+} LikeSRow;
+
+static inline int
+like_cmp_srow(const LikeSRow *x, const LikeSRow *y)
+{
+	if (x->p != y->p)
+		return x->p < y->p ? -1 : 1;
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	if (x->c != y->c)
+		return x->c < y->c ? -1 : 1;
+	/* the new row of a customer first, then its old one */
+	return (int) x->old - (int) y->old;
+}
+
+#define ST_SORT like_sort_srows
+#define ST_ELEMENT_TYPE LikeSRow
+#define ST_COMPARE(a, b) like_cmp_srow(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * shop._like_samples_after(cs, old_pids, old_cids, new_c, new_p, new_h, k,
+ *							OUT pids bigint[], OUT cids bigint[],
+ *							OUT reread bigint[])
+ *
+ * The samples after a slice's profiles were rewritten, derived from the
+ * samples before (old_pids, old_cids: what shop._like_samples read for the
+ * slice's products) and the slice's new profile rows (new_c, new_p, new_h)
+ * instead of read again through the index.  Per product: the old sample
+ * minus the rows of customers of cs, plus the new rows, by (h, customer),
+ * the first k.  That is the sample a read gives unless the old sample was
+ * full (k rows: customers past it exist, unseen) and lost a customer of
+ * cs: then the first unseen customer may enter, so the product is named
+ * in reread, for the caller to read (and it is left out of pids/cids).  A
+ * customer's h depends on (customer, product) only, so a customer of cs
+ * who still holds the product keeps their place.
+ */
+Datum
+shop_like_samples_after(PG_FUNCTION_ARGS)
+{
+	int			ncs,
+				nop,
+				noc,
+				nnc,
+				nnp,
+				nnh;
+	int64	   *cs,
+			   *op,
+			   *oc,
+			   *nc,
+			   *np,
+			   *nh;
+	int			k;
+	LikeSRow   *v;
+	int			nv = 0;
+	int64	   *outp,
+			   *outc,
+			   *reread;
+	int			nout = 0,
+				nreread = 0;
+	int			a = 0;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	for (int i = 0; i < 7; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("argument %d must not be null", i + 1)));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs);
+	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop);
+	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc);
+	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnc);
+	np = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnp);
+	nh = like_int8s(PG_GETARG_ARRAYTYPE_P(5), &nnh);
+	k = PG_GETARG_INT32(6);
+	if (nop != noc || nnc != nnp || nnc != nnh)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("sample arrays differ in length")));
+	if (k < 1)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("sample size must be at least 1")));
+	like_sort_int64(cs, ncs);
+
+	v = palloc(sizeof(LikeSRow) * ((Size) nop + nnc + 1));
+	for (int i = 0; i < nop; i++)
+	{
+		v[nv].p = op[i];
+		v[nv].c = oc[i];
+		v[nv].h = DatumGetInt64(DirectFunctionCall2(hashint8extended,
+													Int64GetDatum(oc[i]),
+													Int64GetDatum(op[i])));
+		v[nv].old = true;
+		nv++;
+	}
+	for (int i = 0; i < nnc; i++)
+	{
+		v[nv].p = np[i];
+		v[nv].c = nc[i];
+		v[nv].h = nh[i];
+		v[nv].old = false;
+		nv++;
+	}
+	pfree(op);
+	pfree(oc);
+	pfree(np);
+	pfree(nc);
+	pfree(nh);
+	like_sort_srows(v, nv);
+
+	outp = palloc(sizeof(int64) * (nv + 1));
+	outc = palloc(sizeof(int64) * (nv + 1));
+	reread = palloc(sizeof(int64) * (nv + 1));
+	/* product by product: rows v[a..e) */
+	while (a < nv)
+	{
+		int64		p = v[a].p;
+		int			e = a,
+					nold = 0,
+					start = nout;
+		bool		lost = false;
+
+		CHECK_FOR_INTERRUPTS();
+		while (e < nv && v[e].p == p)
+		{
+			if (v[e].old)
+				nold++;
+			e++;
+		}
+		for (int i = a; i < e; i++)
+		{
+			if (v[i].old && like_in(cs, ncs, v[i].c))
+			{
+				/* kept when the new row of the same customer precedes it */
+				if (!(i > a && !v[i - 1].old && v[i - 1].c == v[i].c))
+					lost = true;
+				continue;
+			}
+			if (nout - start < k)
+			{
+				outp[nout] = p;
+				outc[nout] = v[i].c;
+				nout++;
+			}
+		}
+		if (lost && nold >= k)
+		{
+			nout = start;
+			reread[nreread++] = p;
+		}
+		a = e;
+	}
+
+	values[0] = ShopInt8Array(outp, nout);
+	values[1] = ShopInt8Array(outc, nout);
+	values[2] = ShopInt8Array(reread, nreread);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
