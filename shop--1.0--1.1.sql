@@ -5342,8 +5342,12 @@ BEGIN
 END
 $$;
 
--- _like_rebuild: every profile and every list, lists in batches of 5,000
--- customers (shop._like_lists, whole).
+-- _like_rebuild: every profile and every list, lists in batches of 50,000
+-- customers (shop._like_lists, whole).  A call keeps the samples it read
+-- for its next chunks (up to one chunk's rows), so larger batches read
+-- each sample fewer times: batches of 5,000 read every sample about 11
+-- times over at 51,000 customers (_like_lists 17.6 s -> 5.8 s); a batch's
+-- lists, about 20 MB, are held until the call writes them.
 CREATE OR REPLACE FUNCTION shop._like_rebuild()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -5366,7 +5370,7 @@ BEGIN
         SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
           FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
                  WHERE last_id IS NULL OR c.customer_id > last_id
-                 ORDER BY c.customer_id LIMIT 5000) x;
+                 ORDER BY c.customer_id LIMIT 50000) x;
         EXIT WHEN cs IS NULL;
         PERFORM shop._like_lists(cs, NULL);
         n_cust := n_cust + cardinality(cs);
