@@ -84,6 +84,10 @@ SELECT count(*) AS differ
           SELECT u.p, u.c FROM derived, shop._like_samples(derived.reread) r, unnest(r.pids, r.cids) u(p, c))
          EXCEPT ALL
          SELECT u.p, u.c FROM new_s, unnest(new_s.pids, new_s.cids) u(p, c))) x;
+-- bad input: arrays of different lengths, a sample size below 1
+SELECT pg_temp.err($$SELECT shop._like_samples_after('{1}', '{1,2}', '{1}', '{}', '{}', '{}', 2)$$);
+SELECT pg_temp.err($$SELECT shop._like_samples_after('{1}', '{}', '{}', '{1}', '{1}', '{}', 2)$$);
+SELECT pg_temp.err($$SELECT shop._like_samples_after('{1}', '{}', '{}', '{}', '{}', '{}', 0)$$);
 CREATE TEMP TABLE sl AS
 SELECT x.* FROM ch, old_s, new_s,
        shop._like_slice(ch.cs, old_s.pids, old_s.cids, new_s.pids, new_s.cids) x;
