@@ -22,6 +22,10 @@
 #     rolled back, and the queued values' writes into shop.product after
 #     each (CALL shop.popularity_sync(): one transaction per batch, what
 #     the sweeper does in the background);
+#   - each of the rebuild, the GROUP BY and the refreshes also by the
+#     backend CPU of its session (/proc, user + system; n/a where it
+#     cannot be read): the machine is shared and wall times move with
+#     its load, the CPU ratio much less.
 # The sweeper is held off (shop.sweep_interval = 1 day) for the run, so
 # that it neither refreshes between the steps nor writes the queue.
 #   - latency of shop.also_bought(p, 10) and shop.recommend(c, 10), one
@@ -116,21 +120,44 @@ sync_time() {
     secs "$a" "$b"
 }
 # full rebuild
+# backend CPU (user + system) of a statement, in its own session: the
+# machine is shared, so wall times move with the load; CPU compares
+# (NULL, printed n/a, where /proc cannot be read)
+$PSQL -q >/dev/null <<SQL
+CREATE OR REPLACE FUNCTION reco_bench_cpu() RETURNS numeric LANGUAGE plpgsql AS \$f\$
+DECLARE f text[];
+BEGIN
+    f := string_to_array(split_part(pg_read_file('/proc/' || pg_backend_pid() || '/stat'), ') ', 2), ' ');
+    RETURN (f[12]::bigint + f[13]::bigint)::numeric / $(getconf CLK_TCK 2>/dev/null || echo 100);
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END \$f\$;
+SQL
+# cpu_of SQL...: runs the statements in one session; prints their output,
+# the session's CPU seconds for them go to the file $TMPD/cpu
+cpu_of() {
+    local out
+    out=$($PSQL -At -c "SELECT 'cpu0 ' || coalesce(reco_bench_cpu()::text, '')" "$@" \
+                    -c "SELECT 'cpu1 ' || coalesce(reco_bench_cpu()::text, '')")
+    echo "$out" | awk '/^cpu0 / { a = $2 } /^cpu1 / { b = $2 }
+                       END { if (a != "" && b != "") printf "%.2f", b - a; else print "n/a" }' >"$TMPD/cpu"
+    echo "$out" | grep -v '^cpu[01] ' || true
+}
 t2=$(now)
-rebuild=$($PSQL -At -c "SELECT shop.rebuild_recommendations()")
+rebuild=$(cpu_of -c "SELECT shop.rebuild_recommendations()")
 t3=$(now)
+cpu_rebuild=$(cat "$TMPD/cpu")
 sync0=$(sync_time)
 # baseline: the raw pair counts alone, one SQL statement
-$PSQL -At >/dev/null <<'SQL'
-SET work_mem = '256MB';
+cpu_of -c "SET work_mem = '256MB'" -c "
 CREATE TEMP TABLE raw_pairs AS
 SELECT a.product_id, b.product_id AS other_id, count(*) AS n
   FROM shop.order_line a JOIN shop.order_line b ON a.order_id = b.order_id AND a.product_id <> b.product_id
-  JOIN shop."order" o ON o.order_id = a.order_id
+  JOIN shop.\"order\" o ON o.order_id = a.order_id
  WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')
- GROUP BY 1, 2;
-SQL
+ GROUP BY 1, 2" >/dev/null
 t4=$(now)
+cpu_base=$(cat "$TMPD/cpu")
 
 # 10,000 new orders with triggers on, then the incremental refresh; twice,
 # since a refresh rescores every list when the scoring total moved (about
@@ -173,14 +200,16 @@ SQL
 new_orders
 pop1=$(pop_alone)
 t5=$(now)
-refresh=$($PSQL -At -c "SELECT shop.refresh_recommendations()")
+refresh=$(cpu_of -c "SELECT shop.refresh_recommendations()")
 t6=$(now)
+cpu_refresh=$(cat "$TMPD/cpu")
 sync1=$(sync_time)
 new_orders
 pop2=$(pop_alone)
 t7=$(now)
-refresh2=$($PSQL -At -c "SELECT shop.refresh_recommendations()")
+refresh2=$(cpu_of -c "SELECT shop.refresh_recommendations()")
 t8=$(now)
+cpu_refresh2=$(cat "$TMPD/cpu")
 sync2=$(sync_time)
 
 # latency: one client, pgbench
@@ -227,18 +256,18 @@ echo "## Recommendations: speed"
 echo
 echo "$nprod active products; $nlines order lines generated ($PER per product, orders of 1-5 lines) in $(secs "$t0" "$t1") s."
 echo
-echo "| step | seconds | baseline seconds / these |"
-echo "|---|---|---|"
-echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N written; popularity computed, queued, first batch written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") |"
-echo "| of which popularity computed and queued (every product, alone, rolled back) | $(secs "$tp0" "$tp1") | |"
-echo "| then the queued popularity written into shop.product (CALL shop.popularity_sync(), a transaction per batch; the sweeper's work) | $sync0 | |"
-echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 |"
-echo "| shop.refresh_recommendations() after 10,000 new paid orders (triggers on) | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) |"
-echo "| of which popularity computed and queued (the same products, alone, rolled back) | $pop1 | |"
-echo "| then the queued popularity written (CALL shop.popularity_sync()) | $sync1 | |"
-echo "| shop.refresh_recommendations() after 10,000 more | $(secs "$t7" "$t8") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t7" "$t8")") |"
-echo "| of which popularity computed and queued (as above) | $pop2 | |"
-echo "| then the queued popularity written | $sync2 | |"
+echo "| step | seconds | baseline seconds / these | backend CPU s | baseline CPU / these |"
+echo "|---|---|---|---|---|"
+echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N written; popularity computed, queued, first batch written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") | $cpu_rebuild | $(ratio "$cpu_base" "$cpu_rebuild") |"
+echo "| of which popularity computed and queued (every product, alone, rolled back) | $(secs "$tp0" "$tp1") | | | |"
+echo "| then the queued popularity written into shop.product (CALL shop.popularity_sync(), a transaction per batch; the sweeper's work) | $sync0 | | | |"
+echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 | $cpu_base | 1.00 |"
+echo "| shop.refresh_recommendations() after 10,000 new paid orders (triggers on) | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) | $cpu_refresh | $(ratio "$cpu_base" "$cpu_refresh") |"
+echo "| of which popularity computed and queued (the same products, alone, rolled back) | $pop1 | | | |"
+echo "| then the queued popularity written (CALL shop.popularity_sync()) | $sync1 | | | |"
+echo "| shop.refresh_recommendations() after 10,000 more | $(secs "$t7" "$t8") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t7" "$t8")") | $cpu_refresh2 | $(ratio "$cpu_base" "$cpu_refresh2") |"
+echo "| of which popularity computed and queued (as above) | $pop2 | | | |"
+echo "| then the queued popularity written | $sync2 | | | |"
 echo
 echo "rebuild: \`$rebuild\`"
 echo
