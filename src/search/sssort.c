@@ -68,9 +68,21 @@ typedef enum SortKind
 	SORT_POPULARITY
 } SortKind;
 
+/*
+ * A document's place in a sort, smaller first: k1 the sort's value as a
+ * double (what block bounds and the caller's sort_key see), k2 and k3
+ * its exact order and the stored tie-breaks (see sort_key).
+ */
+typedef struct SortKey
+{
+	double		k1;
+	int64		k2;
+	int64		k3;
+} SortKey;
+
 typedef struct SortCand
 {
-	double		key;			/* smaller first */
+	SortKey		key;
 	ItemPointerData tid;
 } SortCand;
 
@@ -82,20 +94,21 @@ typedef struct SsSortState
 	int64		n;
 	int64		cap;
 	bool		have_bound;
-	double		bound;			/* the k-th smallest key so far */
+	SortKey		bound;			/* the k-th smallest key so far */
+	double		bound1;			/* its k1, for the block bounds */
 	bool		dropped;		/* some match was left out */
 	int64		seen;			/* matches visited */
-	double	   *kh;				/* max-heap of the k smallest keys seen */
+	SortKey    *kh;				/* max-heap of the k smallest keys seen */
 	int64		nkh;
 } SsSortState;
 
 /*
- * The key of a document: smaller is earlier, monotone with shop.search's
- * ORDER BY (ASC puts NULLs last, DESC first; PostgreSQL orders NaN above
- * every number).
+ * The first key of a document: smaller is earlier, monotone with
+ * shop.search's ORDER BY (ASC puts NULLs last, DESC first; PostgreSQL
+ * orders NaN above every number).
  */
 static inline double
-sort_key(SortKind kind, const SsDoc *d)
+sort_key1(SortKind kind, const SsDoc *d)
 {
 	switch (kind)
 	{
@@ -117,14 +130,71 @@ sort_key(SortKind kind, const SsDoc *d)
 	return 0;
 }
 
+/*
+ * The whole key of a document, in shop.search's ORDER BY: k1, then k2
+ * (the exact bigint value where k1 rounds it: price, creation time; the
+ * rating sort's count descending, NULLs first), then k3 (the tie id
+ * ascending, NULLs last).  An index without the tie id's (or the
+ * count's) INCLUDE column stores none: k3 (k2) is 0 for every document,
+ * so the key only ties more often (the caller orders ties).  Where k1
+ * ties, k2 follows the value exactly (~x orders bigints in reverse
+ * without overflow), so the whole key is monotone with the SQL order,
+ * not only k1.
+ */
+static inline SortKey
+sort_key(SortKind kind, const SsDoc *d)
+{
+	SortKey		key;
+
+	key.k1 = sort_key1(kind, d);
+	key.k2 = 0;
+	switch (kind)
+	{
+		case SORT_PRICE_ASC:
+			if (d->flags & SS_DOC_HAS_PRICE)
+				key.k2 = d->price_cents;
+			break;
+		case SORT_PRICE_DESC:
+			if (d->flags & SS_DOC_HAS_PRICE)
+				key.k2 = ~d->price_cents;
+			break;
+		case SORT_RATING:
+			/* rating_count DESC (NULLS FIRST) */
+			key.k2 = (d->flags & SS_DOC_HAS_COUNT) ? ~(int64) d->count : PG_INT64_MIN;
+			break;
+		case SORT_NEWEST:
+			if (d->flags & SS_DOC_HAS_CREATED)
+				key.k2 = ~d->created_at;
+			break;
+		case SORT_POPULARITY:
+			break;
+	}
+	/* product_id ASC (NULLS LAST) */
+	key.k3 = (d->flags & SS_DOC_HAS_TIE) ? d->tie_id : PG_INT64_MAX;
+	return key;
+}
+
+static inline int
+key_cmp(const SortKey *x, const SortKey *y)
+{
+	if (x->k1 != y->k1)
+		return x->k1 < y->k1 ? -1 : 1;
+	if (x->k2 != y->k2)
+		return x->k2 < y->k2 ? -1 : 1;
+	if (x->k3 != y->k3)
+		return x->k3 < y->k3 ? -1 : 1;
+	return 0;
+}
+
 static int
 cand_cmp(const void *a, const void *b)
 {
 	const SortCand *x = (const SortCand *) a;
 	const SortCand *y = (const SortCand *) b;
+	int			c = key_cmp(&x->key, &y->key);
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
+	if (c != 0)
+		return c;
 	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
 }
 
@@ -141,9 +211,10 @@ cut_buffer(SsSortState *st)
 	if (st->n <= st->k)
 		return;
 	st->bound = st->c[st->k - 1].key;
+	st->bound1 = st->bound.k1;
 	st->have_bound = true;
 	keep = st->k;
-	while (keep < st->n && st->c[keep].key <= st->bound)
+	while (keep < st->n && key_cmp(&st->c[keep].key, &st->bound) <= 0)
 		keep++;
 	if (keep < st->n)
 		st->dropped = true;
@@ -159,7 +230,7 @@ cut_buffer(SsSortState *st)
 static double
 prune_key(int kind, const SsDoc *doc)
 {
-	return sort_key((SortKind) kind, doc);
+	return sort_key1((SortKind) kind, doc);
 }
 
 /*
@@ -169,21 +240,21 @@ prune_key(int kind, const SsDoc *doc)
  * smallest keys.
  */
 static void
-kheap_add(SsSortState *st, double key)
+kheap_add(SsSortState *st, const SortKey *key)
 {
 	int64		i;
 
 	if (st->nkh < st->k)
 	{
 		i = st->nkh++;
-		while (i > 0 && st->kh[(i - 1) / 2] < key)
+		while (i > 0 && key_cmp(&st->kh[(i - 1) / 2], key) < 0)
 		{
 			st->kh[i] = st->kh[(i - 1) / 2];
 			i = (i - 1) / 2;
 		}
-		st->kh[i] = key;
+		st->kh[i] = *key;
 	}
-	else if (key < st->kh[0])
+	else if (key_cmp(key, &st->kh[0]) < 0)
 	{
 		i = 0;
 		for (;;)
@@ -192,20 +263,21 @@ kheap_add(SsSortState *st, double key)
 
 			if (c >= st->nkh)
 				break;
-			if (c + 1 < st->nkh && st->kh[c + 1] > st->kh[c])
+			if (c + 1 < st->nkh && key_cmp(&st->kh[c + 1], &st->kh[c]) > 0)
 				c++;
-			if (st->kh[c] <= key)
+			if (key_cmp(&st->kh[c], key) <= 0)
 				break;
 			st->kh[i] = st->kh[c];
 			i = c;
 		}
-		st->kh[i] = key;
+		st->kh[i] = *key;
 	}
 	else
 		return;
-	if (st->nkh == st->k && (!st->have_bound || st->kh[0] < st->bound))
+	if (st->nkh == st->k && (!st->have_bound || key_cmp(&st->kh[0], &st->bound) < 0))
 	{
 		st->bound = st->kh[0];
+		st->bound1 = st->bound.k1;
 		st->have_bound = true;
 	}
 }
@@ -214,19 +286,19 @@ static void
 sort_visit(void *arg, const SsDoc *doc)
 {
 	SsSortState  *st = (SsSortState *) arg;
-	double		key = sort_key(st->kind, doc);
+	SortKey		key = sort_key(st->kind, doc);
 
 	st->seen++;
-	if (st->have_bound && key > st->bound)
+	if (st->have_bound && key_cmp(&key, &st->bound) > 0)
 	{
 		st->dropped = true;
 		return;
 	}
-	kheap_add(st, key);
+	kheap_add(st, &key);
 	if (st->n >= st->cap)
 	{
 		cut_buffer(st);
-		if (st->have_bound && key > st->bound)
+		if (st->have_bound && key_cmp(&key, &st->bound) > 0)
 		{
 			st->dropped = true;
 			return;
@@ -331,7 +403,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		int64		visible = 0,
 					invisible = 0;
 		int64		i;
-		double		kth = 0;
+		SortKey		kth = {0, 0, 0};
 		SsSortPrune pr;
 
 		memset(&st, 0, sizeof(st));
@@ -339,13 +411,13 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		st.k = want;
 		st.cap = Max(2 * want, 1024);
 		st.c = palloc_extended(sizeof(SortCand) * st.cap, MCXT_ALLOC_HUGE);
-		st.kh = palloc_extended(sizeof(double) * want, MCXT_ALLOC_HUGE);
+		st.kh = palloc_extended(sizeof(SortKey) * want, MCXT_ALLOC_HUGE);
 		memset(&pr, 0, sizeof(pr));
 		pr.kind = (int) kind;
 		pr.k = want;
 		pr.key = prune_key;
 		pr.have_bound = &st.have_bound;
-		pr.bound = &st.bound;
+		pr.bound = &st.bound1;
 		visit_matches(index, query, rc, sort_visit, &st,
 					  shop_search_block_max ? &pr : NULL);
 		if (pr.blocks_skipped > 0)
@@ -359,7 +431,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 						all_dead = false;
 			ItemPointerData t = st.c[i].tid;
 
-			if (visible >= k && st.c[i].key > kth)
+			if (visible >= k && key_cmp(&st.c[i].key, &kth) > 0)
 				break;
 
 			/*
@@ -369,14 +441,14 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 			 * skipped with its block).  So when invisible rows leave fewer
 			 * than k here, the scan runs again rather than go on.
 			 */
-			if (st.dropped && st.have_bound && st.c[i].key > st.bound)
+			if (st.dropped && st.have_bound && key_cmp(&st.c[i].key, &st.bound) > 0)
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
 			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
 				row_ok(rc, slot))
 			{
-				emit(arg, slot, st.c[i].key);
+				emit(arg, slot, st.c[i].key.k1);
 				if (++visible == k)
 					kth = st.c[i].key;
 			}
