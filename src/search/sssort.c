@@ -5,16 +5,19 @@
  *	  by price, rating, creation time or popularity, chosen from the values
  *	  the index stores per document, not from the table.
  *
- * shop.search's sorts order rows by a column and then by further
- * tie-breaks the index does not store (rating_count, product_id).  A
- * sorted scan therefore does not produce the final order: it finds the
- * candidates, the k first matches by a *key* computed from the stored
- * values plus every match whose key ties with the k-th, and the caller
- * sorts those few rows by the exact SQL order.  The key only has to be
- * monotone with that order (a row ordered before another never has a
- * larger key); equal keys for rows SQL orders apart (price cents past
- * 2^53 as a double, numeric ratings rounded to real) only add ties, which
- * the candidates include.  So the first k rows of the exact order are
+ * shop.search's sorts order rows by a column and then by tie-breaks
+ * (rating_count for the rating sort, then product_id), which the index
+ * stores when it includes an integer and a bigint column (format 8; the
+ * catalog's index does).  A sorted scan does not produce the final order
+ * itself: it finds the candidates, the k first matches by a *key*
+ * computed from the stored values plus every match whose key ties with
+ * the k-th, and the caller sorts those few rows by the exact SQL order.
+ * The key only has to be monotone with that order (a row ordered before
+ * another never has a larger key); equal keys for rows SQL orders apart
+ * (an index without the tie-break columns, numeric ratings rounded to
+ * real) only add ties, which the candidates include.  With the tie id
+ * stored, live rows never tie, so k rows are read, not the hundreds that
+ * share a common price or a 5.00 rating.  So the first k rows of the exact order are
  * always among the candidates: at least k visible candidates have a key
  * at most the k-th one's, and every row ordered among the first k has a
  * key no larger.
@@ -95,7 +98,7 @@ typedef struct SsSortState
 	int64		cap;
 	bool		have_bound;
 	SortKey		bound;			/* the k-th smallest key so far */
-	double		bound1;			/* its k1, for the block bounds */
+	double		bound1;			/* its prune_of, for the block bounds */
 	bool		dropped;		/* some match was left out */
 	int64		seen;			/* matches visited */
 	SortKey    *kh;				/* max-heap of the k smallest keys seen */
@@ -186,6 +189,8 @@ key_cmp(const SortKey *x, const SortKey *y)
 	return 0;
 }
 
+static inline double prune_of(SortKind kind, const SortKey *key);
+
 static int
 cand_cmp(const void *a, const void *b)
 {
@@ -211,7 +216,7 @@ cut_buffer(SsSortState *st)
 	if (st->n <= st->k)
 		return;
 	st->bound = st->c[st->k - 1].key;
-	st->bound1 = st->bound.k1;
+	st->bound1 = prune_of(st->kind, &st->bound);
 	st->have_bound = true;
 	keep = st->k;
 	while (keep < st->n && key_cmp(&st->c[keep].key, &st->bound) <= 0)
@@ -226,11 +231,51 @@ cut_buffer(SsSortState *st)
 	}
 }
 
+/*
+ * The value block bounds are kept in (ssscan.c, sort_mins): a double
+ * monotone with the key (a smaller key never has a larger value), so
+ * that a block whose smallest value is above the k-th key's cannot hold
+ * a row of the first k.  k1 for most sorts.  The rating sort packs its
+ * count below the rating: about 1% of a catalog is rated 5.00, so k1
+ * alone would leave every block holding one of them to be read.  The
+ * rating (a real, k1 = -rating or an infinity, exact as a float4) becomes
+ * its 32 order-preserving bits, times 2^21, plus 0 for a NULL count
+ * (NULLs first) or 2^20 - count for a count in [0, 2^20) (more first;
+ * counts past that share one value, negative ones another): under 2^53,
+ * so the double holds it exactly.
+ */
+static inline double
+prune_of(SortKind kind, const SortKey *key)
+{
+	float4		f;
+	uint32		u;
+	int64		c;
+
+	if (kind != SORT_RATING)
+		return key->k1;
+	f = (float4) key->k1;
+	if (f == 0)
+		f = 0;					/* -0 and 0 are one rating */
+	memcpy(&u, &f, sizeof(u));
+	u = (u & 0x80000000) ? ~u : (u | 0x80000000);
+	if (key->k2 == PG_INT64_MIN)
+		c = 0;
+	else
+	{
+		int64		count = ~key->k2;
+
+		c = (INT64CONST(1) << 20) - Min(Max(count, 0), (INT64CONST(1) << 20) - 1);
+	}
+	return (double) u * (double) (INT64CONST(1) << 21) + (double) c;
+}
+
 /* SsSortKeyFn */
 static double
 prune_key(int kind, const SsDoc *doc)
 {
-	return sort_key1((SortKind) kind, doc);
+	SortKey		key = sort_key((SortKind) kind, doc);
+
+	return prune_of((SortKind) kind, &key);
 }
 
 /*
@@ -277,7 +322,7 @@ kheap_add(SsSortState *st, const SortKey *key)
 	if (st->nkh == st->k && (!st->have_bound || key_cmp(&st->kh[0], &st->bound) < 0))
 	{
 		st->bound = st->kh[0];
-		st->bound1 = st->bound.k1;
+		st->bound1 = prune_of(st->kind, &st->bound);
 		st->have_bound = true;
 	}
 }
