@@ -463,6 +463,21 @@ SELECT pg_temp.index_pages('gadget', 'rating', true) * 2
            < pg_temp.index_pages('gadget', 'rating', false) AS rating_fewer_pages,
        pg_temp.got('gadget', '{}', 'rating', 20, 0) = pg_temp.want('gadget', '{}', 'rating', 20, 0)
            AS same;
+-- and the price sorts' bounds hold the tie id below the price: 10,000
+-- products at one price (0, below every other product's), the smallest ids
+-- the most popular
+SET client_min_messages = warning;
+INSERT INTO shop.product (sku, title, category_id, price_cents, popularity, status)
+SELECT 'W' || i, 'widget ' || i, :printers, 0, 10001 - i, 'active'
+  FROM generate_series(1, 10000) i;
+VACUUM shop.product;
+RESET client_min_messages;
+SELECT pg_temp.index_pages('widget', 'price_asc', true) * 2
+           < pg_temp.index_pages('widget', 'price_asc', false) AS price_fewer_pages,
+       pg_temp.got('widget', '{}', 'price_asc', 20, 0) = pg_temp.want('widget', '{}', 'price_asc', 20, 0)
+           AS same_asc,
+       pg_temp.got('widget', '{}', 'price_desc', 20, 40) = pg_temp.want('widget', '{}', 'price_desc', 20, 40)
+           AS same_desc;
 
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);

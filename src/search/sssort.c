@@ -242,8 +242,18 @@ cut_buffer(SsSortState *st)
  * its 32 order-preserving bits, times 2^21, plus 0 for a NULL count
  * (NULLs first) or 2^20 - count for a count in [0, 2^20) (more first;
  * counts past that share one value, negative ones another): under 2^53,
- * so the double holds it exactly.
+ * so the double holds it exactly.  The price sorts pack the tie id below
+ * the price the same way (the 20th cheapest price of a common word ties
+ * with hundreds of products, each in a block of its own): a price in
+ * [0, 2^32) cents (ascending: the price, descending: 2^32 - 1 - price)
+ * times 2^21, plus the tie id / 8 up to 2^21 - 1 (ids past 2^24 share one
+ * value); a price outside that range gets one value below or above every
+ * other, NULL (k1 infinite) its infinity.
  */
+#define PACK_LOW_BITS	21
+#define PACK_PRICE_MAX	((INT64CONST(1) << (53 - PACK_LOW_BITS)) - 1)	/* exclusive */
+#define PACK_TIE_SHIFT	3
+
 static inline double
 prune_of(SortKind kind, const SortKey *key)
 {
@@ -251,6 +261,23 @@ prune_of(SortKind kind, const SortKey *key)
 	uint32		u;
 	int64		c;
 
+	if (kind == SORT_PRICE_ASC || kind == SORT_PRICE_DESC)
+	{
+		int64		price;
+		int64		hi;
+		int64		q;
+
+		if (isinf(key->k1))
+			return key->k1;		/* NULL price */
+		price = kind == SORT_PRICE_ASC ? key->k2 : ~key->k2;
+		if (price < 0)
+			return kind == SORT_PRICE_ASC ? -1.0 : (double) (INT64CONST(1) << 53);
+		if (price >= PACK_PRICE_MAX)
+			return kind == SORT_PRICE_ASC ? (double) (INT64CONST(1) << 53) : -1.0;
+		hi = kind == SORT_PRICE_ASC ? price : PACK_PRICE_MAX - 1 - price;
+		q = Min(Max(key->k3, 0) >> PACK_TIE_SHIFT, (INT64CONST(1) << PACK_LOW_BITS) - 1);
+		return (double) (hi * (INT64CONST(1) << PACK_LOW_BITS) + q);
+	}
 	if (kind != SORT_RATING)
 		return key->k1;
 	f = (float4) key->k1;
