@@ -1493,11 +1493,12 @@ $$;
 -- Search: sorted scans and filters (issue 12) ---------------------------------
 -- docs/search.md ("Sorted scans"); src/search/sssort.c the C.  In this
 -- section:
---   1. the catalog's index stores created_at and the attributes (INCLUDE
---      columns), so every sort of shop.search has its key in the index and
---      attribute filters are index filters; the document format changed
---      (version 5), so the update rebuilds every shop_search index (an
---      index left in format 4 raises XX001 with a REINDEX hint).
+--   1. the catalog's index stores created_at, product_id, rating_count and
+--      the attributes (INCLUDE columns), so every sort of shop.search has
+--      its key and its tie-breaks in the index and attribute filters are
+--      index filters; the document format changed (version 8), so the
+--      update rebuilds every shop_search index (an index left in an older
+--      format raises XX001 with a REINDEX hint).
 --   2. shop._search_sorted: the first k matches by a sort and the ties of
 --      the k-th, from the index's stored values; shop._search_rows: the
 --      rows of a search from one index call (relevance or a sort, with the
@@ -1510,7 +1511,7 @@ DROP INDEX shop.product_search_idx;
 CREATE INDEX product_search_idx ON shop.product USING shop_search
     (shop.search_doc(title, brand, description, category_id, price_cents,
                      rating_avg::real, in_stock, popularity))
-    INCLUDE (created_at, attributes)
+    INCLUDE (created_at, attributes, product_id, rating_count)
     WHERE status = 'active';
 DO $$
 DECLARE

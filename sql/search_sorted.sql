@@ -428,11 +428,62 @@ REINDEX INDEX shop.product_search_idx;
 SELECT * FROM pg_temp.check_sorted('lamp');
 SELECT * FROM pg_temp.check_sorted('black');
 
+-- ties (format 8): the index keeps the tie-breaks (product_id, and
+-- rating_count for the rating sort: INCLUDE columns of the catalog's
+-- index), so a sorted scan hands out exactly k rows however many matches
+-- share the k-th price, rating, creation day or popularity ('cable': 60
+-- prices, 40 popularities, a few ratings among 2,000 matches); before,
+-- every tie of the k-th was read from the table
+SELECT s AS sort, count(*) AS rows_read
+  FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest', 'popularity']) s,
+       LATERAL shop._search_sorted('shop.product_search_idx', '"cable"', s, 20) x
+ GROUP BY s ORDER BY s;
+-- and the pages still equal the plain ORDER BY once the tie-breaks change
+-- (the same averages from three times the ratings: a new rating_count, an
+-- update that is not HOT), before and after VACUUM folds them
+UPDATE shop.product SET rating_sum = rating_sum * 3, rating_count = rating_count * 3
+ WHERE product_id % 11 = 0 AND rating_count > 0;
+SELECT * FROM pg_temp.check_sorted('cable');
+VACUUM shop.product;
+SELECT * FROM pg_temp.check_sorted('cable');
+SELECT count(*) AS verify_findings FROM shop.search_verify('shop.product_search_idx');
+-- the rating sort's block bounds hold the count below the rating: 10,000
+-- products all rated 5.00, the most rated the most popular (the first
+-- docids of their segment); the page of the 20 most rated reads the
+-- first window of 2,048 docids (whose blocks are opened before the 20th
+-- key is known), not every block holding a 5.00
+SET client_min_messages = warning;
+INSERT INTO shop.product (sku, title, category_id, price_cents, rating_sum, rating_count,
+                          popularity, status)
+SELECT 'G' || i, 'gadget ' || i, :printers, 1000, 5 * i, i, i, 'active'
+  FROM generate_series(1, 10000) i;
+VACUUM shop.product;
+RESET client_min_messages;
+SELECT pg_temp.index_pages('gadget', 'rating', true) * 2
+           < pg_temp.index_pages('gadget', 'rating', false) AS rating_fewer_pages,
+       pg_temp.got('gadget', '{}', 'rating', 20, 0) = pg_temp.want('gadget', '{}', 'rating', 20, 0)
+           AS same;
+-- and the price sorts' bounds hold the tie id below the price: 10,000
+-- products at one price (0, below every other product's), the smallest ids
+-- the most popular
+SET client_min_messages = warning;
+INSERT INTO shop.product (sku, title, category_id, price_cents, popularity, status)
+SELECT 'W' || i, 'widget ' || i, :printers, 0, 10001 - i, 'active'
+  FROM generate_series(1, 10000) i;
+VACUUM shop.product;
+RESET client_min_messages;
+SELECT pg_temp.index_pages('widget', 'price_asc', true) * 2
+           < pg_temp.index_pages('widget', 'price_asc', false) AS price_fewer_pages,
+       pg_temp.got('widget', '{}', 'price_asc', 20, 0) = pg_temp.want('widget', '{}', 'price_asc', 20, 0)
+           AS same_asc,
+       pg_temp.got('widget', '{}', 'price_desc', 20, 40) = pg_temp.want('widget', '{}', 'price_desc', 20, 40)
+           AS same_desc;
+
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);
--- INCLUDE takes a timestamptz and a jsonb column only
-SELECT pg_temp.err($$CREATE INDEX ON shop.product USING shop_search (shop.search_doc(title)) INCLUDE (price_cents)$$);
+-- INCLUDE takes timestamptz, bigint, integer and jsonb columns only
+SELECT pg_temp.err($$CREATE INDEX ON shop.product USING shop_search (shop.search_doc(title)) INCLUDE (sku)$$);
 -- without a timestamptz INCLUDE column every row ties for "newest"
 CREATE TABLE notes (id int PRIMARY KEY, title text, price bigint);
 INSERT INTO notes SELECT i, 'note ' || i, i % 5 FROM generate_series(1, 50) i;

@@ -108,6 +108,18 @@ SELECT count(*) FROM shop.product p WHERE NOT EXISTS (
 		'1'
 	],
 	[
+		# the 99 "Late" products all cost 5: the page is ordered by the
+		# tie-break the document records keep (product_id, format 8), and
+		# the index hands out exactly the 20 rows of the page
+		'sorted page with ties equals ORDER BY', q{
+SELECT (SELECT array_agg(product_id) FROM shop.search('late', sort => 'price_asc', lim => 20))
+     = (SELECT array_agg(product_id) FROM (SELECT product_id FROM shop.product
+                                            WHERE title LIKE 'Late %' AND status = 'active'
+                                            ORDER BY price_cents, product_id LIMIT 20) x),
+       (SELECT count(*) FROM shop._search_sorted('shop.product_search_idx', '"late"', 'price_asc', 20))},
+		"t|20"
+	],
+	[
 		'uncommitted rows not found',
 		"SELECT count(*) FROM shop.search('zqghost') UNION ALL SELECT count(*) FROM shop.search('zqopen')",
 		"0\n0"

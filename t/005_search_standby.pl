@@ -48,7 +48,8 @@ $primary->safe_psql(
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
 CREATE TABLE t (id bigserial PRIMARY KEY, title text) WITH (autovacuum_enabled = off);
-CREATE INDEX t_idx ON t USING shop_search (shop.search_doc(title));
+-- id: the tie-break of sorted scans, kept in the document records
+CREATE INDEX t_idx ON t USING shop_search (shop.search_doc(title)) INCLUDE (id);
 INSERT INTO t (title) SELECT 'alpha item ' || g FROM generate_series(1, 1200) g;
 VACUUM t;
 INSERT INTO t (title) SELECT 'alpha late ' || g FROM generate_series(1, 120) g;
@@ -185,10 +186,18 @@ SELECT count(*) FROM t WHERE shop.search_doc(title) OPERATOR(shop.@@@) '"gamma"'
 SELECT count(*) FROM t WHERE shop.search_doc(title) OPERATOR(shop.@@@) '"alpa"';
 SELECT count(*) FROM t WHERE shop.search_doc(title) OPERATOR(shop.@@@) '{"q": "alpha beta"}';
 SELECT string_agg(t.id::text, ',' ORDER BY s.ord) FROM shop.search_scan('t_idx', '{"q": "item beta"}', 50) WITH ORDINALITY s(ctid, score, typos, missing, ord) JOIN t ON t.ctid = s.ctid;
+SELECT string_agg(x.id::text, ',') FROM (SELECT t.id FROM shop._search_sorted('t_idx', '"alpha"', 'price_asc', 10) s
+  JOIN t ON t.ctid = s.ctid ORDER BY s.sort_key, t.id) x;
 SELECT count(*) FROM shop.search_verify('t_idx');};
 my $on_primary = $primary->safe_psql('stb', $queries);
 my $on_standby = $standby->safe_psql('stb', $queries);
 is($on_standby, $on_primary, "the standby's answers equal the primary's");
+# every "alpha" row ties on price (none): the included id breaks the ties,
+# so the index hands out exactly the 10 rows of the page, on the standby too
+is( $standby->safe_psql(
+		'stb', q{SELECT count(*) FROM shop._search_sorted('t_idx', '"alpha"', 'price_asc', 10)}),
+	'10',
+	'sorted scan on the standby: ties broken by the included id');
 note 'answers: ' . join(' ', (split /\n/, $on_primary)[ 0 .. 2 ]) . ' ...';
 
 # 4. facets without feedback, while the standby replays a VACUUM.  A table

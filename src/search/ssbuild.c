@@ -60,9 +60,13 @@ init_meta(Page page, Relation index)
 /*
  * An index may INCLUDE columns after its shop.search_doc: the first
  * timestamptz one is the document's created_at, kept in the document
- * record for sorted scans (sssort.c, sort "newest"); the first jsonb one
- * holds the document's attributes, indexed as filter terms (below).
- * Other types are refused when the index is built.
+ * record for sorted scans (sssort.c, sort "newest"); the first bigint one
+ * is the last tie-break of every sorted scan (ascending, NULLs last:
+ * shop.product's product_id) and the first integer one the rating sort's
+ * second key (descending, NULLs first: rating_count), both kept in the
+ * document record so that a sorted scan orders ties without the table;
+ * the first jsonb one holds the document's attributes, indexed as filter
+ * terms (below).  Other types are refused when the index is built.
  */
 void
 SsCheckIncludes(Relation index)
@@ -73,12 +77,13 @@ SsCheckIncludes(Relation index)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 
-		if (att->atttypid != TIMESTAMPTZOID && att->atttypid != JSONBOID)
+		if (att->atttypid != TIMESTAMPTZOID && att->atttypid != JSONBOID &&
+			att->atttypid != INT8OID && att->atttypid != INT4OID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("shop_search cannot include column \"%s\" of type %s",
 							NameStr(att->attname), format_type_be(att->atttypid)),
-					 errdetail("A shop_search index includes only a timestamptz column (the creation time \"newest\" sorts by) and a jsonb column (attributes to filter on)."),
+					 errdetail("A shop_search index includes only a timestamptz column (the creation time \"newest\" sorts by), a bigint and an integer column (the tie-breaks of sorted scans) and a jsonb column (attributes to filter on)."),
 					 errhint("Leave the column out of INCLUDE.")));
 	}
 }
@@ -222,11 +227,23 @@ SsDocIncludes(Relation index, Datum *values, bool *isnull, SsDocData *d)
 {
 	int			c = SsIncludeColumn(index, TIMESTAMPTZOID);
 	int			a = SsIncludeColumn(index, JSONBOID);
+	int			t = SsIncludeColumn(index, INT8OID);
+	int			n = SsIncludeColumn(index, INT4OID);
 
 	if (c >= 0 && !isnull[c])
 	{
 		d->doc.created_at = DatumGetTimestampTz(values[c]);
 		d->doc.flags |= SS_DOC_HAS_CREATED;
+	}
+	if (t >= 0 && !isnull[t])
+	{
+		d->doc.tie_id = DatumGetInt64(values[t]);
+		d->doc.flags |= SS_DOC_HAS_TIE;
+	}
+	if (n >= 0 && !isnull[n])
+	{
+		d->doc.count = DatumGetInt32(values[n]);
+		d->doc.flags |= SS_DOC_HAS_COUNT;
 	}
 	if (a >= 0 && !isnull[a])
 	{

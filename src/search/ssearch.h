@@ -81,7 +81,10 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			7	/* 7: attribute terms lead with the key's
+#define SS_VERSION			8	/* 8: the tie-breaks of sorted scans in
+									 * the document record (a bigint and an
+									 * integer INCLUDE column, issue 12);
+									 * 7: attribute terms lead with the key's
 									 * hash (attribute facets, issue 12), a
 									 * head noun filter term;
 									 * 6: no skip entry for one-block terms;
@@ -199,12 +202,17 @@ SsCheckPage(Relation index, Page page, BlockNumber blk, uint16 types)
 #define SS_DOC_HAS_BRAND	0x40
 #define SS_DOC_HAS_CREATED	0x80	/* created_at set (a timestamptz INCLUDE column) */
 #define SS_DOC_POP_NAN		0x100	/* popularity was NaN (stored as 0) */
+#define SS_DOC_HAS_TIE		0x200	/* tie_id set (a bigint INCLUDE column) */
+#define SS_DOC_HAS_COUNT	0x400	/* count set (an integer INCLUDE column) */
 
 /*
  * One document: heap TID, stored values for filters, boosts and sorted
  * scans (sssort.c), lengths.  created_at comes from the index's first
  * timestamptz INCLUDE column, if it has one (microseconds since 2000, as
- * TimestampTz).
+ * TimestampTz); tie_id from its first bigint INCLUDE column (the last
+ * tie-break of every sort, ascending: product_id) and count from its
+ * first integer one (the rating sort's second key, descending:
+ * rating_count), format 8.
  */
 typedef struct SsDoc
 {
@@ -219,6 +227,8 @@ typedef struct SsDoc
 	uint16		flags;
 	uint16		head;			/* the title's head noun, SsHeadHash; 0: none */
 	float4		logpop;			/* log1p(popularity), for the boost */
+	int32		count;			/* see above */
+	int64		tie_id;			/* see above */
 } SsDoc;
 
 #define SS_DOCS_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsDoc)))

@@ -189,14 +189,13 @@ typedef struct SegState
 	struct WinBound *wb;		/* per query word and window, see window_bounds */
 	uint32		nwin;
 	/* sorted scans (SsVisitMatchesSorted): see sort_window */
-	const float4 *sortmins;		/* per SS_SORT_BLOCK docids: smallest key,
-								 * rounded down */
+	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
 	uint8	   *filterbits;		/* the filter's allowed / wincnt, if any */
 	uint32	   *filtercnt;
 	uint8	   *sortbits;		/* ... and the blocks that can still enter */
 	uint32	   *sortcnt;
-	float4		sortcut;		/* phase 1: blocks whose bound is at most this */
-	float4		sortmax;		/* the largest bound */
+	double		sortcut;		/* phase 1: blocks whose bound is at most this */
+	double		sortmax;		/* the largest bound */
 	int			sortphase;		/* 1, then 2: the other blocks */
 } SegState;
 
@@ -2005,9 +2004,11 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
  * one sort kind, worked out from its document pages the first time a
  * sorted scan of that kind needs it and kept for the backend's life (a
  * segment never changes but for dead flags, and a dead document's key
- * only makes a bound lower).  Kept as float4 rounded down (a bound may
- * only be too low), 4 bytes per 32 documents, with a sorted copy for
- * the first phase's cut: 3 MB per kind at 12,000,000 products.  Entries are named by the relation file, the
+ * only makes a bound lower).  Kept as doubles (a key may pack a second
+ * sort column below the first, sssort.c: the rating sort's count), 8
+ * bytes per 32 documents, with a sorted copy for the first phase's cut:
+ * 6 MB per kind at 12,000,000 products.  Entries are named by the
+ * relation file, the
  * segment's header block and its serial (a reused block heads a segment
  * of a higher serial; a rebuilt index has a new file); the cache is
  * dropped whole when it would hold too much.
@@ -2019,12 +2020,12 @@ typedef struct SortMins
 	uint64		serial;
 	uint32		ndocs;
 	int			kind;
-	float4	   *mins;
-	float4	   *sorted;			/* the same, ascending */
+	double	   *mins;
+	double	   *sorted;			/* the same, ascending */
 } SortMins;
 
 #define SS_SORT_CACHE_ENTRIES	64
-#define SS_SORT_CACHE_BYTES		(32 * 1024 * 1024)
+#define SS_SORT_CACHE_BYTES		(64 * 1024 * 1024)
 
 static MemoryContext sort_cache_cxt = NULL;
 static SortMins sort_cache[SS_SORT_CACHE_ENTRIES];
@@ -2032,16 +2033,16 @@ static int	sort_cache_n = 0;
 static Size sort_cache_bytes = 0;
 
 static int
-float4_cmp(const void *a, const void *b)
+double_cmp(const void *a, const void *b)
 {
-	float4		x = *(const float4 *) a;
-	float4		y = *(const float4 *) b;
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
 
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-static const float4 *
-sort_mins(Eval *ev, SegState *s, const float4 **sorted)
+static const double *
+sort_mins(Eval *ev, SegState *s, const double **sorted)
 {
 	SsSortPrune *pr = ev->prune;
 	uint32		n = s->hdr.ndocs;
@@ -2060,7 +2061,7 @@ sort_mins(Eval *ev, SegState *s, const float4 **sorted)
 			return sort_cache[i].mins;
 		}
 
-	/* the smallest keys, exactly, then rounded down */
+	/* the smallest keys */
 	mins = palloc_extended(sizeof(double) * Max(nblk, 1), MCXT_ALLOC_HUGE);
 	for (uint32 b = 0; b < nblk; b++)
 		mins[b] = get_float8_infinity();
@@ -2092,7 +2093,7 @@ sort_mins(Eval *ev, SegState *s, const float4 **sorted)
 		sort_cache_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search sort bounds",
 											   ALLOCSET_DEFAULT_SIZES);
 	if (sort_cache_n == SS_SORT_CACHE_ENTRIES ||
-		sort_cache_bytes + 2 * sizeof(float4) * nblk > SS_SORT_CACHE_BYTES)
+		sort_cache_bytes + 2 * sizeof(double) * nblk > SS_SORT_CACHE_BYTES)
 	{
 		MemoryContextReset(sort_cache_cxt);
 		sort_cache_n = 0;
@@ -2104,21 +2105,14 @@ sort_mins(Eval *ev, SegState *s, const float4 **sorted)
 	e->serial = s->hdr.serial;
 	e->ndocs = n;
 	e->kind = pr->kind;
-	e->mins = MemoryContextAllocHuge(sort_cache_cxt, sizeof(float4) * Max(nblk, 1));
-	for (uint32 b = 0; b < nblk; b++)
-	{
-		float4		f = (float4) mins[b];
-
-		if ((double) f > mins[b])
-			f = nextafterf(f, -get_float4_infinity());
-		e->mins[b] = f;
-	}
+	e->mins = MemoryContextAllocHuge(sort_cache_cxt, sizeof(double) * Max(nblk, 1));
+	memcpy(e->mins, mins, sizeof(double) * nblk);
 	pfree(mins);
-	e->sorted = MemoryContextAllocHuge(sort_cache_cxt, sizeof(float4) * Max(nblk, 1));
-	memcpy(e->sorted, e->mins, sizeof(float4) * nblk);
-	qsort(e->sorted, nblk, sizeof(float4), float4_cmp);
+	e->sorted = MemoryContextAllocHuge(sort_cache_cxt, sizeof(double) * Max(nblk, 1));
+	memcpy(e->sorted, e->mins, sizeof(double) * nblk);
+	qsort(e->sorted, nblk, sizeof(double), double_cmp);
 	sort_cache_n++;
-	sort_cache_bytes += 2 * sizeof(float4) * nblk;
+	sort_cache_bytes += 2 * sizeof(double) * nblk;
 	*sorted = e->sorted;
 	return e->mins;
 }
@@ -2129,7 +2123,7 @@ sort_prune_init(Eval *ev, SegState *s)
 {
 	uint32		n = s->hdr.ndocs;
 	uint32		nblk = (n + SS_SORT_BLOCK - 1) / SS_SORT_BLOCK;
-	const float4 *sorted;
+	const double *sorted;
 	int64		m = Min((int64) nblk, 4 * ev->prune->k + 256);
 
 	s->sortmins = sort_mins(ev, s, &sorted);
@@ -2171,7 +2165,7 @@ sort_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
 	{
 		uint32		from = b * (SS_SORT_BLOCK / 8);
 		uint32		len = Min((uint32) (SS_SORT_BLOCK / 8), nbytes - from);
-		double		min = (double) s->sortmins[b];
+		double		min = s->sortmins[b];
 		bool		mine = (s->sortphase == 1) == (s->sortmins[b] <= s->sortcut);
 
 		nblk++;
@@ -2351,7 +2345,7 @@ eval_segment(Eval *ev, SegState *s)
 		s->sortphase = 2;
 		if (s->sortcut >= s->sortmax)
 			;					/* phase 1 had every block */
-		else if (*ev->prune->have_bound && *ev->prune->bound < (double) s->sortcut)
+		else if (*ev->prune->have_bound && *ev->prune->bound < s->sortcut)
 			ev->prune->blocks_skipped++;	/* the k-th key rules out every other block */
 		else
 		{

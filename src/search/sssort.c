@@ -5,16 +5,19 @@
  *	  by price, rating, creation time or popularity, chosen from the values
  *	  the index stores per document, not from the table.
  *
- * shop.search's sorts order rows by a column and then by further
- * tie-breaks the index does not store (rating_count, product_id).  A
- * sorted scan therefore does not produce the final order: it finds the
- * candidates, the k first matches by a *key* computed from the stored
- * values plus every match whose key ties with the k-th, and the caller
- * sorts those few rows by the exact SQL order.  The key only has to be
- * monotone with that order (a row ordered before another never has a
- * larger key); equal keys for rows SQL orders apart (price cents past
- * 2^53 as a double, numeric ratings rounded to real) only add ties, which
- * the candidates include.  So the first k rows of the exact order are
+ * shop.search's sorts order rows by a column and then by tie-breaks
+ * (rating_count for the rating sort, then product_id), which the index
+ * stores when it includes an integer and a bigint column (format 8; the
+ * catalog's index does).  A sorted scan does not produce the final order
+ * itself: it finds the candidates, the k first matches by a *key*
+ * computed from the stored values plus every match whose key ties with
+ * the k-th, and the caller sorts those few rows by the exact SQL order.
+ * The key only has to be monotone with that order (a row ordered before
+ * another never has a larger key); equal keys for rows SQL orders apart
+ * (an index without the tie-break columns, numeric ratings rounded to
+ * real) only add ties, which the candidates include.  With the tie id
+ * stored, live rows never tie, so k rows are read, not the hundreds that
+ * share a common price or a 5.00 rating.  So the first k rows of the exact order are
  * always among the candidates: at least k visible candidates have a key
  * at most the k-th one's, and every row ordered among the first k has a
  * key no larger.
@@ -68,9 +71,21 @@ typedef enum SortKind
 	SORT_POPULARITY
 } SortKind;
 
+/*
+ * A document's place in a sort, smaller first: k1 the sort's value as a
+ * double (what block bounds and the caller's sort_key see), k2 and k3
+ * its exact order and the stored tie-breaks (see sort_key).
+ */
+typedef struct SortKey
+{
+	double		k1;
+	int64		k2;
+	int64		k3;
+} SortKey;
+
 typedef struct SortCand
 {
-	double		key;			/* smaller first */
+	SortKey		key;
 	ItemPointerData tid;
 } SortCand;
 
@@ -82,20 +97,21 @@ typedef struct SsSortState
 	int64		n;
 	int64		cap;
 	bool		have_bound;
-	double		bound;			/* the k-th smallest key so far */
+	SortKey		bound;			/* the k-th smallest key so far */
+	double		bound1;			/* its prune_of, for the block bounds */
 	bool		dropped;		/* some match was left out */
 	int64		seen;			/* matches visited */
-	double	   *kh;				/* max-heap of the k smallest keys seen */
+	SortKey    *kh;				/* max-heap of the k smallest keys seen */
 	int64		nkh;
 } SsSortState;
 
 /*
- * The key of a document: smaller is earlier, monotone with shop.search's
- * ORDER BY (ASC puts NULLs last, DESC first; PostgreSQL orders NaN above
- * every number).
+ * The first key of a document: smaller is earlier, monotone with
+ * shop.search's ORDER BY (ASC puts NULLs last, DESC first; PostgreSQL
+ * orders NaN above every number).
  */
 static inline double
-sort_key(SortKind kind, const SsDoc *d)
+sort_key1(SortKind kind, const SsDoc *d)
 {
 	switch (kind)
 	{
@@ -117,14 +133,73 @@ sort_key(SortKind kind, const SsDoc *d)
 	return 0;
 }
 
+/*
+ * The whole key of a document, in shop.search's ORDER BY: k1, then k2
+ * (the exact bigint value where k1 rounds it: price, creation time; the
+ * rating sort's count descending, NULLs first), then k3 (the tie id
+ * ascending, NULLs last).  An index without the tie id's (or the
+ * count's) INCLUDE column stores none: k3 (k2) is 0 for every document,
+ * so the key only ties more often (the caller orders ties).  Where k1
+ * ties, k2 follows the value exactly (~x orders bigints in reverse
+ * without overflow), so the whole key is monotone with the SQL order,
+ * not only k1.
+ */
+static inline SortKey
+sort_key(SortKind kind, const SsDoc *d)
+{
+	SortKey		key;
+
+	key.k1 = sort_key1(kind, d);
+	key.k2 = 0;
+	switch (kind)
+	{
+		case SORT_PRICE_ASC:
+			if (d->flags & SS_DOC_HAS_PRICE)
+				key.k2 = d->price_cents;
+			break;
+		case SORT_PRICE_DESC:
+			if (d->flags & SS_DOC_HAS_PRICE)
+				key.k2 = ~d->price_cents;
+			break;
+		case SORT_RATING:
+			/* rating_count DESC (NULLS FIRST) */
+			key.k2 = (d->flags & SS_DOC_HAS_COUNT) ? ~(int64) d->count : PG_INT64_MIN;
+			break;
+		case SORT_NEWEST:
+			if (d->flags & SS_DOC_HAS_CREATED)
+				key.k2 = ~d->created_at;
+			break;
+		case SORT_POPULARITY:
+			break;
+	}
+	/* product_id ASC (NULLS LAST) */
+	key.k3 = (d->flags & SS_DOC_HAS_TIE) ? d->tie_id : PG_INT64_MAX;
+	return key;
+}
+
+static inline int
+key_cmp(const SortKey *x, const SortKey *y)
+{
+	if (x->k1 != y->k1)
+		return x->k1 < y->k1 ? -1 : 1;
+	if (x->k2 != y->k2)
+		return x->k2 < y->k2 ? -1 : 1;
+	if (x->k3 != y->k3)
+		return x->k3 < y->k3 ? -1 : 1;
+	return 0;
+}
+
+static inline double prune_of(SortKind kind, const SortKey *key);
+
 static int
 cand_cmp(const void *a, const void *b)
 {
 	const SortCand *x = (const SortCand *) a;
 	const SortCand *y = (const SortCand *) b;
+	int			c = key_cmp(&x->key, &y->key);
 
-	if (x->key != y->key)
-		return x->key < y->key ? -1 : 1;
+	if (c != 0)
+		return c;
 	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
 }
 
@@ -141,9 +216,10 @@ cut_buffer(SsSortState *st)
 	if (st->n <= st->k)
 		return;
 	st->bound = st->c[st->k - 1].key;
+	st->bound1 = prune_of(st->kind, &st->bound);
 	st->have_bound = true;
 	keep = st->k;
-	while (keep < st->n && st->c[keep].key <= st->bound)
+	while (keep < st->n && key_cmp(&st->c[keep].key, &st->bound) <= 0)
 		keep++;
 	if (keep < st->n)
 		st->dropped = true;
@@ -155,11 +231,78 @@ cut_buffer(SsSortState *st)
 	}
 }
 
+/*
+ * The value block bounds are kept in (ssscan.c, sort_mins): a double
+ * monotone with the key (a smaller key never has a larger value), so
+ * that a block whose smallest value is above the k-th key's cannot hold
+ * a row of the first k.  k1 for most sorts.  The rating sort packs its
+ * count below the rating: about 1% of a catalog is rated 5.00, so k1
+ * alone would leave every block holding one of them to be read.  The
+ * rating (a real, k1 = -rating or an infinity, exact as a float4) becomes
+ * its 32 order-preserving bits, times 2^21, plus 0 for a NULL count
+ * (NULLs first) or 2^20 - count for a count in [0, 2^20) (more first;
+ * counts past that share one value, negative ones another): under 2^53,
+ * so the double holds it exactly.  The price sorts pack the tie id below
+ * the price the same way (the 20th cheapest price of a common word ties
+ * with hundreds of products, each in a block of its own): a price in
+ * [0, 2^32) cents (ascending: the price, descending: 2^32 - 1 - price)
+ * times 2^21, plus the tie id / 8 up to 2^21 - 1 (ids past 2^24 share one
+ * value); a price outside that range gets one value below or above every
+ * other, NULL (k1 infinite) its infinity.
+ */
+#define PACK_LOW_BITS	21
+#define PACK_PRICE_MAX	((INT64CONST(1) << (53 - PACK_LOW_BITS)) - 1)	/* exclusive */
+#define PACK_TIE_SHIFT	3
+
+static inline double
+prune_of(SortKind kind, const SortKey *key)
+{
+	float4		f;
+	uint32		u;
+	int64		c;
+
+	if (kind == SORT_PRICE_ASC || kind == SORT_PRICE_DESC)
+	{
+		int64		price;
+		int64		hi;
+		int64		q;
+
+		if (isinf(key->k1))
+			return key->k1;		/* NULL price */
+		price = kind == SORT_PRICE_ASC ? key->k2 : ~key->k2;
+		if (price < 0)
+			return kind == SORT_PRICE_ASC ? -1.0 : (double) (INT64CONST(1) << 53);
+		if (price >= PACK_PRICE_MAX)
+			return kind == SORT_PRICE_ASC ? (double) (INT64CONST(1) << 53) : -1.0;
+		hi = kind == SORT_PRICE_ASC ? price : PACK_PRICE_MAX - 1 - price;
+		q = Min(Max(key->k3, 0) >> PACK_TIE_SHIFT, (INT64CONST(1) << PACK_LOW_BITS) - 1);
+		return (double) (hi * (INT64CONST(1) << PACK_LOW_BITS) + q);
+	}
+	if (kind != SORT_RATING)
+		return key->k1;
+	f = (float4) key->k1;
+	if (f == 0)
+		f = 0;					/* -0 and 0 are one rating */
+	memcpy(&u, &f, sizeof(u));
+	u = (u & 0x80000000) ? ~u : (u | 0x80000000);
+	if (key->k2 == PG_INT64_MIN)
+		c = 0;
+	else
+	{
+		int64		count = ~key->k2;
+
+		c = (INT64CONST(1) << 20) - Min(Max(count, 0), (INT64CONST(1) << 20) - 1);
+	}
+	return (double) u * (double) (INT64CONST(1) << 21) + (double) c;
+}
+
 /* SsSortKeyFn */
 static double
 prune_key(int kind, const SsDoc *doc)
 {
-	return sort_key((SortKind) kind, doc);
+	SortKey		key = sort_key((SortKind) kind, doc);
+
+	return prune_of((SortKind) kind, &key);
 }
 
 /*
@@ -169,21 +312,21 @@ prune_key(int kind, const SsDoc *doc)
  * smallest keys.
  */
 static void
-kheap_add(SsSortState *st, double key)
+kheap_add(SsSortState *st, const SortKey *key)
 {
 	int64		i;
 
 	if (st->nkh < st->k)
 	{
 		i = st->nkh++;
-		while (i > 0 && st->kh[(i - 1) / 2] < key)
+		while (i > 0 && key_cmp(&st->kh[(i - 1) / 2], key) < 0)
 		{
 			st->kh[i] = st->kh[(i - 1) / 2];
 			i = (i - 1) / 2;
 		}
-		st->kh[i] = key;
+		st->kh[i] = *key;
 	}
-	else if (key < st->kh[0])
+	else if (key_cmp(key, &st->kh[0]) < 0)
 	{
 		i = 0;
 		for (;;)
@@ -192,20 +335,21 @@ kheap_add(SsSortState *st, double key)
 
 			if (c >= st->nkh)
 				break;
-			if (c + 1 < st->nkh && st->kh[c + 1] > st->kh[c])
+			if (c + 1 < st->nkh && key_cmp(&st->kh[c + 1], &st->kh[c]) > 0)
 				c++;
-			if (st->kh[c] <= key)
+			if (key_cmp(&st->kh[c], key) <= 0)
 				break;
 			st->kh[i] = st->kh[c];
 			i = c;
 		}
-		st->kh[i] = key;
+		st->kh[i] = *key;
 	}
 	else
 		return;
-	if (st->nkh == st->k && (!st->have_bound || st->kh[0] < st->bound))
+	if (st->nkh == st->k && (!st->have_bound || key_cmp(&st->kh[0], &st->bound) < 0))
 	{
 		st->bound = st->kh[0];
+		st->bound1 = prune_of(st->kind, &st->bound);
 		st->have_bound = true;
 	}
 }
@@ -214,19 +358,19 @@ static void
 sort_visit(void *arg, const SsDoc *doc)
 {
 	SsSortState  *st = (SsSortState *) arg;
-	double		key = sort_key(st->kind, doc);
+	SortKey		key = sort_key(st->kind, doc);
 
 	st->seen++;
-	if (st->have_bound && key > st->bound)
+	if (st->have_bound && key_cmp(&key, &st->bound) > 0)
 	{
 		st->dropped = true;
 		return;
 	}
-	kheap_add(st, key);
+	kheap_add(st, &key);
 	if (st->n >= st->cap)
 	{
 		cut_buffer(st);
-		if (st->have_bound && key > st->bound)
+		if (st->have_bound && key_cmp(&key, &st->bound) > 0)
 		{
 			st->dropped = true;
 			return;
@@ -331,7 +475,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		int64		visible = 0,
 					invisible = 0;
 		int64		i;
-		double		kth = 0;
+		SortKey		kth = {0, 0, 0};
 		SsSortPrune pr;
 
 		memset(&st, 0, sizeof(st));
@@ -339,13 +483,13 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		st.k = want;
 		st.cap = Max(2 * want, 1024);
 		st.c = palloc_extended(sizeof(SortCand) * st.cap, MCXT_ALLOC_HUGE);
-		st.kh = palloc_extended(sizeof(double) * want, MCXT_ALLOC_HUGE);
+		st.kh = palloc_extended(sizeof(SortKey) * want, MCXT_ALLOC_HUGE);
 		memset(&pr, 0, sizeof(pr));
 		pr.kind = (int) kind;
 		pr.k = want;
 		pr.key = prune_key;
 		pr.have_bound = &st.have_bound;
-		pr.bound = &st.bound;
+		pr.bound = &st.bound1;
 		visit_matches(index, query, rc, sort_visit, &st,
 					  shop_search_block_max ? &pr : NULL);
 		if (pr.blocks_skipped > 0)
@@ -359,7 +503,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 						all_dead = false;
 			ItemPointerData t = st.c[i].tid;
 
-			if (visible >= k && st.c[i].key > kth)
+			if (visible >= k && key_cmp(&st.c[i].key, &kth) > 0)
 				break;
 
 			/*
@@ -369,14 +513,14 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 			 * skipped with its block).  So when invisible rows leave fewer
 			 * than k here, the scan runs again rather than go on.
 			 */
-			if (st.dropped && st.have_bound && st.c[i].key > st.bound)
+			if (st.dropped && st.have_bound && key_cmp(&st.c[i].key, &st.bound) > 0)
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
 			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
 				row_ok(rc, slot))
 			{
-				emit(arg, slot, st.c[i].key);
+				emit(arg, slot, st.c[i].key.k1);
 				if (++visible == k)
 					kth = st.c[i].key;
 			}

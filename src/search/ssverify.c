@@ -346,6 +346,8 @@ docs_equal(const SsDoc *a, const SsDoc *b)
 	return (a->flags & mask) == (b->flags & mask) &&
 		a->category_id == b->category_id &&
 		a->created_at == b->created_at &&
+		a->tie_id == b->tie_id &&
+		a->count == b->count &&
 		a->price_cents == b->price_cents &&
 		a->brand_hash == b->brand_hash &&
 		float4_same(a->rating, b->rating) &&
