@@ -6769,11 +6769,18 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM shop.copurchase_out_item o WHERE o.batch = b) THEN
             RETURN;
         END IF;
-        -- what is in the outbox counts as moved
-        DELETE FROM shop.copurchase_moved_pair;
-        INSERT INTO shop.copurchase_moved_pair SELECT * FROM shop.copurchase_pair;
-        DELETE FROM shop.copurchase_moved_item;
-        INSERT INTO shop.copurchase_moved_item SELECT * FROM shop.copurchase_item;
+        -- what is in the outbox counts as moved (only the rows that
+        -- changed are written)
+        DELETE FROM shop.copurchase_moved_pair m
+         WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_pair c WHERE c.product_id = m.product_id);
+        INSERT INTO shop.copurchase_moved_pair AS m SELECT * FROM shop.copurchase_pair
+        ON CONFLICT (product_id) DO UPDATE SET other_ids = excluded.other_ids, counts = excluded.counts
+         WHERE m.other_ids IS DISTINCT FROM excluded.other_ids OR m.counts IS DISTINCT FROM excluded.counts;
+        DELETE FROM shop.copurchase_moved_item m
+         WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_item c WHERE c.product_id = m.product_id);
+        INSERT INTO shop.copurchase_moved_item AS m SELECT * FROM shop.copurchase_item
+        ON CONFLICT (product_id) DO UPDATE SET baskets = excluded.baskets, slots = excluded.slots
+         WHERE m.baskets IS DISTINCT FROM excluded.baskets OR m.slots IS DISTINCT FROM excluded.slots;
         UPDATE shop.copurchase_global_state SET last_batch = b;
     END IF;
     RETURN QUERY

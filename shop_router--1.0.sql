@@ -18,7 +18,10 @@
  *     merged here;
  *   - calls keyed by customer_id (carts, checkout as a saga, orders,
  *     views) run on partition hashint8(customer_id) & (n-1), with the
- *     storefront's session.
+ *     storefront's session;
+ *   - co-purchase counts are made on the customers' partitions and moved
+ *     to the products' (shop_router.copurchase_move), where also_bought
+ *     reads its lists.
  * docs/scale-out.md ("What is not routed") lists what is not here.
  *
  * The remote calls connect as the calling role (PL/Proxy adds
@@ -216,12 +219,42 @@ $$;
 COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint) IS
 'router: insert or update a product on the shard of its product_id (a new product gets its id from the router)';
 
-CREATE FUNCTION shop.product_get(product_id bigint)
+CREATE FUNCTION shop_router._product_get(product_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON hashint8(product_id);
+    SELECT shop.product_get($1);
+$$;
+
+-- the document of the product's shard, with its also_bought list made
+-- through the router (below: the cluster's co-purchase lists, the
+-- neighbours' titles, prices and images from their shards)
+CREATE FUNCTION shop.product_get(product_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    doc jsonb;
+    ids bigint[];
+    scores real[];
+BEGIN
+    doc := shop_router._product_get(product_id);
+    IF doc IS NULL OR NOT doc ? 'also_bought' THEN
+        RETURN doc;
+    END IF;
+    SELECT array_agg(a.product_id ORDER BY a.k), array_agg(a.score ORDER BY a.k) INTO ids, scores
+      FROM shop.also_bought(product_id, 5) WITH ORDINALITY a(product_id, score, k);
+    RETURN jsonb_set(doc, '{also_bought}',
+                     (SELECT coalesce(jsonb_agg(jsonb_build_object('product_id', u.p, 'title', c.title,
+                                                                   'price_cents', c.price_cents, 'image', c.image,
+                                                                   'score', u.s) ORDER BY u.k), '[]')
+                        FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
+                        JOIN shop_router._cart_products(ids) c ON c.product_id = u.p));
+END
 $$;
 
 -- browse: the products of a category and its descendants, from every
@@ -916,7 +949,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 GRANT USAGE ON SCHEMA shop, shop_router TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
-    shop.product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
+    shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
