@@ -6702,13 +6702,13 @@ COMMENT ON TABLE shop.copurchase_global IS
 'the co-purchase lists of this shard''s products scored with the cluster''s counts (shop.copurchase''s rows for a cluster)';
 CREATE TABLE shop.copurchase_global_in (
     source     int NOT NULL,
-    kind       text NOT NULL CHECK (kind IN ('pairs', 'items')),
+    pairs      boolean NOT NULL,            -- true: pair deltas; false: product deltas
     batch      bigint NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (source, kind)
+    PRIMARY KEY (source, pairs)
 );
 COMMENT ON TABLE shop.copurchase_global_in IS
-'the last batch of each source shard applied here (a batch at or below it is not applied again)';
+'the last batch of each source shard applied here, of pair deltas and of product deltas (a batch at or below it is not applied again)';
 CREATE TABLE shop.copurchase_global_dirty (
     product_id bigint PRIMARY KEY
 );
@@ -6720,9 +6720,20 @@ CREATE TABLE shop.copurchase_global_state (
     scored_total double precision NOT NULL DEFAULT 0,
     scored_at    timestamptz
 );
-INSERT INTO shop.copurchase_global_state DEFAULT VALUES;
 COMMENT ON TABLE shop.copurchase_global_state IS
 'moves across shards: the last batch this shard numbered, the scoring total its cluster lists were scored with';
+-- a dump holds the counts and the batches: a restored shard goes on where
+-- it was (docs/scale-out.md says what a restore from an older backup needs)
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_moved_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_moved_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_out_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_out_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_in', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_dirty', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_state', '');
 
 -- the change of this shard's counts since its last move, as a batch (the
 -- unacknowledged one again, if any); batch NULL when nothing changed
@@ -6738,6 +6749,7 @@ BEGIN
     -- not while a refresh or rebuild writes the counts
     PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
     -- one move at a time per source
+    INSERT INTO shop.copurchase_global_state DEFAULT VALUES ON CONFLICT DO NOTHING;
     PERFORM 1 FROM shop.copurchase_global_state FOR UPDATE;
     b := (SELECT min(x.batch) FROM (SELECT o.batch FROM shop.copurchase_out_pair o
                                     UNION ALL SELECT o.batch FROM shop.copurchase_out_item o) x);
@@ -6817,17 +6829,17 @@ COMMENT ON FUNCTION shop._copurchase_export_ack(bigint) IS
 
 -- the high-water mark of a source's batches of one kind: true when batch
 -- is new here (and recorded), false when it was applied already
-CREATE FUNCTION shop._copurchase_import_claim(source int, kind text, batch bigint)
+CREATE FUNCTION shop._copurchase_import_claim(source int, pairs boolean, batch bigint)
 RETURNS boolean
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    INSERT INTO shop.copurchase_global_in AS g (source, kind, batch) VALUES ($1, $2, $3)
-    ON CONFLICT (source, kind) DO UPDATE SET batch = excluded.batch, applied_at = now()
+    INSERT INTO shop.copurchase_global_in AS g (source, pairs, batch) VALUES ($1, $2, $3)
+    ON CONFLICT (source, pairs) DO UPDATE SET batch = excluded.batch, applied_at = now()
      WHERE g.batch < excluded.batch
     RETURNING true
 $$;
-REVOKE ALL ON FUNCTION shop._copurchase_import_claim(int, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION shop._copurchase_import_claim(int, boolean, bigint) FROM PUBLIC;
 
 CREATE FUNCTION shop._copurchase_import_pairs(source int, batch bigint, product_ids bigint[],
                                               other_ids bigint[], deltas double precision[])
@@ -6844,7 +6856,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'source and batch must not be null; the arrays must have the same length.';
     END IF;
-    IF shop._copurchase_import_claim(source, 'pairs', batch) IS NULL THEN
+    IF shop._copurchase_import_claim(source, true, batch) IS NULL THEN
         RETURN 0;
     END IF;
     INSERT INTO shop.copurchase_global_pair AS g (product_id, other_id, pair_count)
@@ -6874,7 +6886,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'source and batch must not be null; the arrays must have the same length.';
     END IF;
-    IF shop._copurchase_import_claim(source, 'items', batch) IS NULL THEN
+    IF shop._copurchase_import_claim(source, false, batch) IS NULL THEN
         RETURN 0;
     END IF;
     INSERT INTO shop.copurchase_global_item AS g (product_id, baskets, slots)
@@ -6963,7 +6975,8 @@ BEGIN
      WHERE r.rank <= top;
     GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM shop.copurchase_global_dirty;
-    UPDATE shop.copurchase_global_state SET scored_total = t, scored_at = now();
+    INSERT INTO shop.copurchase_global_state AS s (scored_total, scored_at) VALUES (t, now())
+    ON CONFLICT (id) DO UPDATE SET scored_total = excluded.scored_total, scored_at = excluded.scored_at;
     RETURN jsonb_build_object('products_scored', cardinality(ids), 'rows', n, 'full_rescore', full_rescore,
                               'scoring_total', t);
 END
