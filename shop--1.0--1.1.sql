@@ -6673,6 +6673,419 @@ COMMENT ON FUNCTION shop._like_samples_after(bigint[], bigint[], bigint[], bigin
 'internal: the product samples after the profiles of the customers cs were rewritten, from the samples before and their new profile rows; products whose full sample lost one of cs are named in reread instead';
 REVOKE EXECUTE ON FUNCTION shop._like_samples_after(bigint[], bigint[], bigint[], bigint[], bigint[], bigint[], int) FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- Scale-out: co-purchase counts across shards (issue 16) -------------------
+--
+-- docs/scale-out.md ("Recommendations across shards") has the design.  A
+-- customer shard's refresh counts the baskets of its own customers
+-- (shop.copurchase_item, shop.copurchase_pair: sums over baskets, so the
+-- cluster's counts are the sums of the shards').  The router's
+-- shop_router.copurchase_move() moves what changed since the last move:
+--   - on each source shard, _copurchase_export() writes the change of its
+--     counts since the last move (pair counts, basket and slot counts) as
+--     a numbered batch into an outbox and returns it; while a batch is not
+--     acknowledged the same batch is returned again;
+--   - the router sends the pair deltas to the shard of their product
+--     (_copurchase_import_pairs) and the product deltas to every shard
+--     (_copurchase_import_items: a list scores its neighbours with their
+--     counts, wherever they live); each shard applies a batch of a source
+--     once, keeping the source's last batch (a high-water mark) in the same
+--     transaction, so a retried batch is a no-op;
+--   - _copurchase_export_ack(batch) empties the source's outbox;
+--   - _copurchase_global_score() rescores, on each shard, the lists of its
+--     products whose counts (or neighbours' counts) moved, as the refresh's
+--     C scores them (src/recommend.c reco_rank), into shop.copurchase_global,
+--     which the router's also_bought reads (_also_bought_global).
+-- The local refresh (its tables and lists) is not changed.
+------------------------------------------------------------------------------
+
+-- source side: the counts moved so far, and the batch not yet acknowledged
+CREATE TABLE shop.copurchase_moved_item (
+    product_id bigint PRIMARY KEY,
+    baskets    double precision NOT NULL,
+    slots      double precision NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_moved_item IS
+'this shard''s shop.copurchase_item rows as of its last move across shards (the next move sends the difference)';
+CREATE TABLE shop.copurchase_moved_pair (
+    product_id bigint PRIMARY KEY,
+    other_ids  bigint[] NOT NULL,
+    counts     double precision[] NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_moved_pair IS
+'this shard''s shop.copurchase_pair rows as of its last move across shards (the next move sends the difference)';
+CREATE TABLE shop.copurchase_out_pair (
+    batch      bigint NOT NULL,
+    product_id bigint NOT NULL,
+    other_id   bigint NOT NULL,
+    delta      double precision NOT NULL,
+    PRIMARY KEY (batch, product_id, other_id)
+);
+COMMENT ON TABLE shop.copurchase_out_pair IS
+'the outbox of a move across shards: pair count deltas of a batch not yet acknowledged';
+CREATE TABLE shop.copurchase_out_item (
+    batch      bigint NOT NULL,
+    product_id bigint NOT NULL,
+    baskets    double precision NOT NULL,
+    slots      double precision NOT NULL,
+    PRIMARY KEY (batch, product_id)
+);
+COMMENT ON TABLE shop.copurchase_out_item IS
+'the outbox of a move across shards: basket and slot count deltas of a batch not yet acknowledged';
+
+-- target side: the cluster's counts and lists
+CREATE TABLE shop.copurchase_global_item (
+    product_id bigint PRIMARY KEY,
+    baskets    double precision NOT NULL,
+    slots      double precision NOT NULL
+);
+COMMENT ON TABLE shop.copurchase_global_item IS
+'the cluster''s co-purchase counts of every product (the sums of every shard''s shop.copurchase_item), on every shard';
+CREATE TABLE shop.copurchase_global_pair (
+    product_id bigint NOT NULL,
+    other_id   bigint NOT NULL,
+    pair_count double precision NOT NULL,
+    PRIMARY KEY (product_id, other_id)
+);
+CREATE INDEX copurchase_global_pair_other_idx ON shop.copurchase_global_pair (other_id);
+COMMENT ON TABLE shop.copurchase_global_pair IS
+'the cluster''s pair counts of this shard''s products (the sums of every shard''s shop.copurchase_pair)';
+CREATE TABLE shop.copurchase_global (
+    product_id bigint NOT NULL,
+    other_id   bigint NOT NULL,
+    pair_count real NOT NULL,
+    score      real NOT NULL,
+    PRIMARY KEY (product_id, other_id)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE shop.copurchase_global IS
+'the co-purchase lists of this shard''s products scored with the cluster''s counts (shop.copurchase''s rows for a cluster)';
+CREATE TABLE shop.copurchase_global_in (
+    source     int NOT NULL,
+    pairs      boolean NOT NULL,            -- true: pair deltas; false: product deltas
+    batch      bigint NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, pairs)
+);
+COMMENT ON TABLE shop.copurchase_global_in IS
+'the last batch of each source shard applied here, of pair deltas and of product deltas (a batch at or below it is not applied again)';
+CREATE TABLE shop.copurchase_global_dirty (
+    product_id bigint PRIMARY KEY
+);
+COMMENT ON TABLE shop.copurchase_global_dirty IS
+'products whose cluster counts moved since the lists were last scored here';
+CREATE TABLE shop.copurchase_global_state (
+    id           boolean PRIMARY KEY DEFAULT true CHECK (id),
+    last_batch   bigint NOT NULL DEFAULT 0,     -- source side: the last batch numbered
+    scored_total double precision NOT NULL DEFAULT 0,
+    scored_at    timestamptz
+);
+COMMENT ON TABLE shop.copurchase_global_state IS
+'moves across shards: the last batch this shard numbered, the scoring total its cluster lists were scored with';
+-- a dump holds the counts and the batches: a restored shard goes on where
+-- it was (docs/scale-out.md says what a restore from an older backup needs)
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_moved_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_moved_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_out_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_out_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_item', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_pair', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_in', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_dirty', '');
+SELECT pg_catalog.pg_extension_config_dump('shop.copurchase_global_state', '');
+
+-- the change of this shard's counts since its last move, as a batch (the
+-- unacknowledged one again, if any); batch NULL when nothing changed
+CREATE FUNCTION shop._copurchase_export()
+RETURNS TABLE (batch bigint, pair_ids bigint[], pair_others bigint[], pair_deltas double precision[],
+               item_ids bigint[], item_baskets double precision[], item_slots double precision[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    b bigint;
+BEGIN
+    -- not while a refresh or rebuild writes the counts
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    -- one move at a time per source
+    INSERT INTO shop.copurchase_global_state DEFAULT VALUES ON CONFLICT DO NOTHING;
+    PERFORM 1 FROM shop.copurchase_global_state FOR UPDATE;
+    b := (SELECT min(x.batch) FROM (SELECT o.batch FROM shop.copurchase_out_pair o
+                                    UNION ALL SELECT o.batch FROM shop.copurchase_out_item o) x);
+    IF b IS NULL THEN
+        b := (SELECT s.last_batch + 1 FROM shop.copurchase_global_state s);
+        -- pair rows that changed, then the pairs in them that changed
+        WITH changed AS (
+            SELECT coalesce(c.product_id, m.product_id) AS product_id,
+                   coalesce(c.other_ids, '{}') AS c_ids, coalesce(c.counts, '{}') AS c_counts,
+                   coalesce(m.other_ids, '{}') AS m_ids, coalesce(m.counts, '{}') AS m_counts
+              FROM shop.copurchase_pair c
+              FULL JOIN shop.copurchase_moved_pair m ON m.product_id = c.product_id
+             WHERE c.other_ids IS DISTINCT FROM m.other_ids OR c.counts IS DISTINCT FROM m.counts
+        )
+        INSERT INTO shop.copurchase_out_pair (batch, product_id, other_id, delta)
+        SELECT b, ch.product_id, d.o, d.delta
+          FROM changed ch
+          CROSS JOIN LATERAL (SELECT coalesce(n.o, p.o) AS o, coalesce(n.c, 0) - coalesce(p.c, 0) AS delta
+                                FROM unnest(ch.c_ids, ch.c_counts) n(o, c)
+                                FULL JOIN unnest(ch.m_ids, ch.m_counts) p(o, c) ON p.o = n.o) d
+         WHERE d.delta <> 0;
+        INSERT INTO shop.copurchase_out_item (batch, product_id, baskets, slots)
+        SELECT b, coalesce(c.product_id, m.product_id),
+               coalesce(c.baskets, 0) - coalesce(m.baskets, 0), coalesce(c.slots, 0) - coalesce(m.slots, 0)
+          FROM shop.copurchase_item c
+          FULL JOIN shop.copurchase_moved_item m ON m.product_id = c.product_id
+         WHERE c.baskets IS DISTINCT FROM m.baskets OR c.slots IS DISTINCT FROM m.slots;
+        IF NOT EXISTS (SELECT 1 FROM shop.copurchase_out_pair o WHERE o.batch = b)
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase_out_item o WHERE o.batch = b) THEN
+            RETURN;
+        END IF;
+        -- what is in the outbox counts as moved (only the rows that
+        -- changed are written)
+        DELETE FROM shop.copurchase_moved_pair m
+         WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_pair c WHERE c.product_id = m.product_id);
+        INSERT INTO shop.copurchase_moved_pair AS m SELECT * FROM shop.copurchase_pair
+        ON CONFLICT (product_id) DO UPDATE SET other_ids = excluded.other_ids, counts = excluded.counts
+         WHERE m.other_ids IS DISTINCT FROM excluded.other_ids OR m.counts IS DISTINCT FROM excluded.counts;
+        DELETE FROM shop.copurchase_moved_item m
+         WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_item c WHERE c.product_id = m.product_id);
+        INSERT INTO shop.copurchase_moved_item AS m SELECT * FROM shop.copurchase_item
+        ON CONFLICT (product_id) DO UPDATE SET baskets = excluded.baskets, slots = excluded.slots
+         WHERE m.baskets IS DISTINCT FROM excluded.baskets OR m.slots IS DISTINCT FROM excluded.slots;
+        UPDATE shop.copurchase_global_state SET last_batch = b;
+    END IF;
+    RETURN QUERY
+    SELECT b, p.ids, p.others, p.deltas, i.ids, i.baskets, i.slots
+      FROM (SELECT coalesce(array_agg(o.product_id ORDER BY o.product_id, o.other_id), '{}') AS ids,
+                   coalesce(array_agg(o.other_id ORDER BY o.product_id, o.other_id), '{}') AS others,
+                   coalesce(array_agg(o.delta ORDER BY o.product_id, o.other_id), '{}') AS deltas
+              FROM shop.copurchase_out_pair o WHERE o.batch = b) p,
+           (SELECT coalesce(array_agg(o.product_id ORDER BY o.product_id), '{}') AS ids,
+                   coalesce(array_agg(o.baskets ORDER BY o.product_id), '{}') AS baskets,
+                   coalesce(array_agg(o.slots ORDER BY o.product_id), '{}') AS slots
+              FROM shop.copurchase_out_item o WHERE o.batch = b) i;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_export() IS
+'internal (router): the change of this shard''s co-purchase counts since its last move across shards, as a numbered batch (the unacknowledged one again, if any)';
+
+CREATE FUNCTION shop._copurchase_export_ack(batch bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM shop.copurchase_out_pair o WHERE o.batch <= _copurchase_export_ack.batch;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM shop.copurchase_out_item o WHERE o.batch <= _copurchase_export_ack.batch;
+    RETURN n > 0 OR FOUND;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_export_ack(bigint) IS
+'internal (router): a batch of this shard''s counts reached every shard: empty it from the outbox';
+
+-- the high-water mark of a source's batches of one kind: true when batch
+-- is new here (and recorded), false when it was applied already
+CREATE FUNCTION shop._copurchase_import_claim(source int, pairs boolean, batch bigint)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    INSERT INTO shop.copurchase_global_in AS g (source, pairs, batch) VALUES ($1, $2, $3)
+    ON CONFLICT (source, pairs) DO UPDATE SET batch = excluded.batch, applied_at = now()
+     WHERE g.batch < excluded.batch
+    RETURNING true
+$$;
+REVOKE ALL ON FUNCTION shop._copurchase_import_claim(int, boolean, bigint) FROM PUBLIC;
+
+CREATE FUNCTION shop._copurchase_import_pairs(source int, batch bigint, product_ids bigint[],
+                                              other_ids bigint[], deltas double precision[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF source IS NULL OR batch IS NULL OR cardinality(product_ids) IS DISTINCT FROM cardinality(other_ids)
+       OR cardinality(product_ids) IS DISTINCT FROM cardinality(deltas) THEN
+        RAISE EXCEPTION 'invalid co-purchase batch'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'source and batch must not be null; the arrays must have the same length.';
+    END IF;
+    IF shop._copurchase_import_claim(source, true, batch) IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO shop.copurchase_global_pair AS g (product_id, other_id, pair_count)
+    SELECT u.p, u.o, sum(u.d) FROM unnest(product_ids, other_ids, deltas) u(p, o, d) GROUP BY u.p, u.o
+    ON CONFLICT (product_id, other_id) DO UPDATE SET pair_count = g.pair_count + excluded.pair_count;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO shop.copurchase_global_dirty SELECT DISTINCT u.p FROM unnest(product_ids) u(p)
+    ON CONFLICT DO NOTHING;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]) IS
+'internal (router): adds a source shard''s batch of pair count deltas of this shard''s products, once per batch; returns the pairs changed (0: applied before)';
+
+CREATE FUNCTION shop._copurchase_import_items(source int, batch bigint, product_ids bigint[],
+                                              baskets double precision[], slots double precision[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF source IS NULL OR batch IS NULL OR cardinality(product_ids) IS DISTINCT FROM cardinality(baskets)
+       OR cardinality(product_ids) IS DISTINCT FROM cardinality(slots) THEN
+        RAISE EXCEPTION 'invalid co-purchase batch'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'source and batch must not be null; the arrays must have the same length.';
+    END IF;
+    IF shop._copurchase_import_claim(source, false, batch) IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO shop.copurchase_global_item AS g (product_id, baskets, slots)
+    SELECT u.p, sum(u.b), sum(u.s) FROM unnest(product_ids, baskets, slots) u(p, b, s) GROUP BY u.p
+    ON CONFLICT (product_id) DO UPDATE SET baskets = g.baskets + excluded.baskets, slots = g.slots + excluded.slots;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO shop.copurchase_global_dirty SELECT DISTINCT u.p FROM unnest(product_ids) u(p)
+    ON CONFLICT DO NOTHING;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]) IS
+'internal (router): adds a source shard''s batch of basket and slot count deltas (of any product), once per batch; returns the products changed (0: applied before)';
+
+-- T rounded down to four bits after its leading one (src/recommend.c
+-- reco_scoring_total: frexp, floor(m * 32) / 32, ldexp; halving and
+-- doubling a double are exact)
+CREATE FUNCTION shop._copurchase_scoring_total(total double precision)
+RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m double precision := total;
+    e int := 0;
+BEGIN
+    IF total <= 0 THEN
+        RETURN 0;
+    END IF;
+    WHILE m >= 1 LOOP m := m / 2; e := e + 1; END LOOP;
+    WHILE m < 0.5 LOOP m := m * 2; e := e - 1; END LOOP;
+    m := floor(m * 32.0) / 32.0;
+    WHILE e > 0 LOOP m := m * 2; e := e - 1; END LOOP;
+    WHILE e < 0 LOOP m := m / 2; e := e + 1; END LOOP;
+    RETURN m;
+END
+$$;
+REVOKE ALL ON FUNCTION shop._copurchase_scoring_total(double precision) FROM PUBLIC;
+
+-- the lists of this shard's products whose counts moved (every list when
+-- the scoring total moved), scored as the refresh scores (reco_rank):
+-- pairs of at least shop.reco_min_pairs, E = n_y * s_x / T', score
+-- (N - E) / sqrt(E), positive, the best shop.reco_neighbours by score,
+-- then other_id
+CREATE FUNCTION shop._copurchase_global_score()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    t double precision;
+    full_rescore boolean;
+    ids bigint[];
+    n bigint;
+    min_pairs double precision := current_setting('shop.reco_min_pairs')::double precision;
+    top int := current_setting('shop.reco_neighbours')::int;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('shop.copurchase_global'));
+    t := shop._copurchase_scoring_total((SELECT coalesce(sum(i.baskets), 0) FROM shop.copurchase_global_item i));
+    full_rescore := t IS DISTINCT FROM (SELECT s.scored_total FROM shop.copurchase_global_state s);
+    IF full_rescore THEN
+        SELECT array_agg(DISTINCT g.product_id) INTO ids FROM shop.copurchase_global_pair g;
+    ELSE
+        SELECT array_agg(DISTINCT x.product_id) INTO ids
+          FROM (SELECT g.product_id FROM shop.copurchase_global_pair g
+                 WHERE g.product_id IN (SELECT d.product_id FROM shop.copurchase_global_dirty d)
+                UNION ALL
+                SELECT g.product_id FROM shop.copurchase_global_pair g
+                 WHERE g.other_id IN (SELECT d.product_id FROM shop.copurchase_global_dirty d)) x;
+    END IF;
+    ids := coalesce(ids, '{}');
+    DELETE FROM shop.copurchase_global c WHERE c.product_id = ANY (ids);
+    INSERT INTO shop.copurchase_global (product_id, other_id, pair_count, score)
+    SELECT r.product_id, r.other_id, r.pair_count::real, r.score::real
+      FROM (SELECT s.product_id, s.other_id, s.pair_count, s.score,
+                   row_number() OVER (PARTITION BY s.product_id ORDER BY s.score DESC, s.other_id) AS rank
+              FROM (SELECT e.product_id, e.other_id, e.pair_count, (e.pair_count - e.e) / sqrt(e.e) AS score
+                      FROM (SELECT g.product_id, g.other_id, g.pair_count,
+                                   greatest(y.baskets * x.slots / t, 1e-9) AS e
+                              FROM shop.copurchase_global_pair g
+                              JOIN shop.copurchase_global_item x ON x.product_id = g.product_id
+                              JOIN shop.copurchase_global_item y ON y.product_id = g.other_id
+                             WHERE g.product_id = ANY (ids) AND t > 0 AND x.slots > 0
+                               AND g.pair_count >= min_pairs - 1e-9 AND y.baskets > 0) e) s
+             WHERE s.score > 0) r
+     WHERE r.rank <= top;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM shop.copurchase_global_dirty;
+    INSERT INTO shop.copurchase_global_state AS s (scored_total, scored_at) VALUES (t, now())
+    ON CONFLICT (id) DO UPDATE SET scored_total = excluded.scored_total, scored_at = excluded.scored_at;
+    RETURN jsonb_build_object('products_scored', cardinality(ids), 'rows', n, 'full_rescore', full_rescore,
+                              'scoring_total', t);
+END
+$$;
+COMMENT ON FUNCTION shop._copurchase_global_score() IS
+'internal (router): rescores the cluster co-purchase lists of this shard''s products whose counts moved (all of them when the scoring total moved)';
+
+-- also_bought's co-purchase rows of a product of this shard, scored with
+-- the cluster's counts (the router checks the neighbours' status on their
+-- shards and fills a thin list from the routed similar_products);
+-- also_bought's argument checks
+CREATE FUNCTION shop._also_bought_global(product_id bigint, lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF _also_bought_global.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = _also_bought_global.product_id) THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _also_bought_global.product_id);
+    END IF;
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase_global c
+     WHERE c.product_id = _also_bought_global.product_id AND c.score > 0
+     ORDER BY c.score DESC, c.other_id;
+END
+$$;
+COMMENT ON FUNCTION shop._also_bought_global(bigint, int) IS
+'internal (router): a product''s co-purchase list scored with the cluster''s counts, best first (also_bought''s checks)';
+
+REVOKE ALL ON FUNCTION shop._copurchase_export(), shop._copurchase_export_ack(bigint),
+    shop._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
+    shop._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
+    shop._copurchase_global_score(), shop._also_bought_global(bigint, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._copurchase_export(), shop._copurchase_export_ack(bigint),
+    shop._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
+    shop._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
+    shop._copurchase_global_score() TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop._also_bought_global(bigint, int) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -18,7 +18,10 @@
  *     merged here;
  *   - calls keyed by customer_id (carts, checkout as a saga, orders,
  *     views) run on partition hashint8(customer_id) & (n-1), with the
- *     storefront's session.
+ *     storefront's session;
+ *   - co-purchase counts are made on the customers' partitions and moved
+ *     to the products' (shop_router.copurchase_move), where also_bought
+ *     reads its lists.
  * docs/scale-out.md ("What is not routed") lists what is not here.
  *
  * The remote calls connect as the calling role (PL/Proxy adds
@@ -216,12 +219,42 @@ $$;
 COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint) IS
 'router: insert or update a product on the shard of its product_id (a new product gets its id from the router)';
 
-CREATE FUNCTION shop.product_get(product_id bigint)
+CREATE FUNCTION shop_router._product_get(product_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON hashint8(product_id);
+    SELECT shop.product_get($1);
+$$;
+
+-- the document of the product's shard, with its also_bought list made
+-- through the router (below: the cluster's co-purchase lists, the
+-- neighbours' titles, prices and images from their shards)
+CREATE FUNCTION shop.product_get(product_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    doc jsonb;
+    ids bigint[];
+    scores real[];
+BEGIN
+    doc := shop_router._product_get(product_id);
+    IF doc IS NULL OR NOT doc ? 'also_bought' THEN
+        RETURN doc;
+    END IF;
+    SELECT array_agg(a.product_id ORDER BY a.k), array_agg(a.score ORDER BY a.k) INTO ids, scores
+      FROM shop.also_bought(product_id, 5) WITH ORDINALITY a(product_id, score, k);
+    RETURN jsonb_set(doc, '{also_bought}',
+                     (SELECT coalesce(jsonb_agg(jsonb_build_object('product_id', u.p, 'title', c.title,
+                                                                   'price_cents', c.price_cents, 'image', c.image,
+                                                                   'score', u.s) ORDER BY u.k), '[]')
+                        FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
+                        JOIN shop_router._cart_products(ids) c ON c.product_id = u.p));
+END
 $$;
 
 -- browse: the products of a category and its descendants, from every
@@ -916,7 +949,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 GRANT USAGE ON SCHEMA shop, shop_router TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
-    shop.product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
+    shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
@@ -2490,3 +2523,194 @@ END
 $$;
 COMMENT ON FUNCTION shop.recently_viewed(bigint, int) IS
 'router: the active products a customer viewed last, newest first: the customer''s shard, then the products'' shards';
+
+-- Co-purchase counts across shards (docs/scale-out.md, "Recommendations
+-- across shards").  Orders, and so the counts of their baskets, are on the
+-- customers' shards; a product's list is read on its shard and scored with
+-- the counts of the whole cluster.  shop_router.copurchase_move() moves the
+-- counts (never the scores) from every shard to where they are read, each
+-- source shard's change as a numbered batch that every target applies once,
+-- then has every shard rescore the lists whose counts moved.  Run it from
+-- cron on the router, after the shards' sweeps (or with refresh => true,
+-- which runs every shard's refresh_recommendations first).
+CREATE FUNCTION shop_router._copurchase_refresh(i_part int)
+RETURNS jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop.refresh_recommendations();
+$$;
+
+CREATE FUNCTION shop_router._copurchase_export(i_part int)
+RETURNS TABLE (batch bigint, pair_ids bigint[], pair_others bigint[], pair_deltas double precision[],
+               item_ids bigint[], item_baskets double precision[], item_slots double precision[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT * FROM shop._copurchase_export();
+$$;
+
+-- each pair delta to the shard of its product
+CREATE FUNCTION shop_router._copurchase_import_pairs(i_source int, i_batch bigint, i_product_ids bigint[],
+                                                     i_other_ids bigint[], i_deltas double precision[])
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids, i_other_ids, i_deltas;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._copurchase_import_pairs($1, $2, $3, $4, $5);
+$$;
+
+-- every product's delta to every shard
+CREATE FUNCTION shop_router._copurchase_import_items(i_source int, i_batch bigint, i_product_ids bigint[],
+                                                     i_baskets double precision[], i_slots double precision[])
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._copurchase_import_items($1, $2, $3, $4, $5);
+$$;
+
+CREATE FUNCTION shop_router._copurchase_export_ack(i_part int, i_batch bigint)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop._copurchase_export_ack($2);
+$$;
+
+CREATE FUNCTION shop_router._copurchase_global_score()
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._copurchase_global_score();
+$$;
+
+-- One move: for every shard, its batch (a new one, or the one a move that
+-- died did not acknowledge), applied on the targets, then acknowledged;
+-- then every shard rescores.  Each step is its own transaction on its
+-- shard; a move that dies anywhere is finished by the next one, and a
+-- batch applied twice counts once (each target keeps every source's last
+-- batch).  Moves of two routers at once are safe (a shard numbers and
+-- applies one batch at a time).
+CREATE FUNCTION shop_router.copurchase_move(refresh boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n int := shop_router._nparts();
+    b record;
+    batches int := 0;
+    pairs bigint := 0;
+    items bigint := 0;
+    scored bigint := 0;
+BEGIN
+    IF refresh THEN
+        FOR p IN 0 .. n - 1 LOOP
+            PERFORM shop_router._copurchase_refresh(p);
+        END LOOP;
+    END IF;
+    FOR p IN 0 .. n - 1 LOOP
+        FOR b IN SELECT * FROM shop_router._copurchase_export(p) LOOP
+            pairs := pairs + coalesce((SELECT sum(x) FROM shop_router._copurchase_import_pairs(p, b.batch, b.pair_ids, b.pair_others, b.pair_deltas) x), 0);
+            items := items + coalesce((SELECT sum(x) FROM shop_router._copurchase_import_items(p, b.batch, b.item_ids, b.item_baskets, b.item_slots) x), 0);
+            PERFORM shop_router._copurchase_export_ack(p, b.batch);
+            batches := batches + 1;
+        END LOOP;
+    END LOOP;
+    SELECT coalesce(sum((s ->> 'products_scored')::bigint), 0) INTO scored FROM shop_router._copurchase_global_score() s;
+    RETURN jsonb_build_object('batches', batches, 'pairs_applied', pairs, 'items_applied', items,
+                              'lists_scored', scored);
+END
+$$;
+COMMENT ON FUNCTION shop_router.copurchase_move(boolean) IS
+'router: moves every shard''s co-purchase count changes to the shards that read them (once per batch) and rescores the lists that moved; refresh => true runs every shard''s refresh_recommendations first';
+
+-- also_bought: the product's list, scored with the cluster's counts, on
+-- its shard (with one node's checks and errors); its neighbours' status on
+-- their shards (the active ones are listed, as on one node); a thin list is
+-- filled from the routed similar_products candidates, excluding the
+-- listed products, with scores below the last co-purchase score as one
+-- node's fill (shop._also_bought_list).  Experiments are not routed yet.
+CREATE FUNCTION shop_router._also_bought_global(i_product_id bigint, i_lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT * FROM shop._also_bought_global($1, $2);
+$$;
+
+CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL,
+                                 customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ids bigint[];
+    scores real[];
+    active bigint[];
+    n int;
+    last_score real;
+    src record;
+BEGIN
+    IF experiment IS NOT NULL THEN
+        RAISE EXCEPTION 'experiments are not routed yet'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'also_bought with an experiment needs the experiment''s tables on one node.',
+                  HINT = 'Call also_bought without experiment through the router (docs/scale-out.md).';
+    END IF;
+    SELECT array_agg(g.product_id ORDER BY g.score DESC, g.product_id), array_agg(g.score ORDER BY g.score DESC, g.product_id)
+      INTO ids, scores
+      FROM shop_router._also_bought_global(product_id, lim) g;
+    IF ids IS NOT NULL THEN
+        SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+          FROM shop_router._cart_products(ids) a WHERE a.status = 'active';
+        SELECT array_agg(u.p ORDER BY u.k), array_agg(u.s ORDER BY u.k) INTO ids, scores
+          FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k) WHERE u.p = ANY (active);
+    END IF;
+    n := coalesce(cardinality(ids), 0);
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k LIMIT lim;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- thin: the fill (the product exists: its shard said so)
+    SELECT * INTO src FROM shop_router._similar_src(product_id);
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
+    last_score := scores[n];
+    RETURN QUERY
+    SELECT m.product_id, (m.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
+      FROM shop_router._similar_merged(product_id, src.category_id, src.brand, src.title, src.attributes) m
+     WHERE m.product_id <> ALL (coalesce(ids, '{}'))
+     ORDER BY m.score DESC, m.product_id
+     LIMIT lim - n;
+END
+$$;
+COMMENT ON FUNCTION shop.also_bought(bigint, int, text, bigint, text) IS
+'router: customers who bought this also bought, scored with the whole cluster''s co-purchase counts (after shop_router.copurchase_move), filled from similar_products when thin; experiments not routed yet';
+
+REVOKE ALL ON FUNCTION shop_router._copurchase_refresh(int), shop_router._copurchase_export(int),
+    shop_router._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
+    shop_router._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
+    shop_router._copurchase_export_ack(int, bigint), shop_router._copurchase_global_score(),
+    shop_router.copurchase_move(boolean), shop_router._also_bought_global(bigint, int),
+    shop.also_bought(bigint, int, text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._copurchase_refresh(int), shop_router._copurchase_export(int),
+    shop_router._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
+    shop_router._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
+    shop_router._copurchase_export_ack(int, bigint), shop_router._copurchase_global_score(),
+    shop_router.copurchase_move(boolean) TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.also_bought(bigint, int, text, bigint, text)
+    TO shop_storefront, shop_admin;

@@ -14,7 +14,9 @@
 #     facet counts equal one node's; autocomplete and did_you_mean answer;
 #   - the public API (api.sql): every function of shop is on the router or
 #     documented as not routed, and a representative call of each routed
-#     family answers as one node does;
+#     family answers as one node does; also_bought and product_get's list
+#     after shop_router.copurchase_move moved the co-purchase counts of
+#     orders on every shard (and after a move retried: nothing counted twice);
 #   - the calls keep a node's privileges (the storefront and back-office
 #     roles) and its errors (SQLSTATE).
 #   - carts, checkout and orders (saga.sql), as the back office and as the
