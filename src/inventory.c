@@ -40,7 +40,9 @@
  *		reads about one row, not all of a hot product's buckets) and
  *		skipping rows another transaction has locked (SKIP LOCKED): on a
  *		bucketed hot product concurrent buyers land on different rows and
- *		nobody waits;
+ *		nobody waits.  A single hold takes the start's modulus from a
+ *		per-backend cache (inv_last_bucket) and runs the two halves as two
+ *		statements (q_reserve_from, q_reserve_before);
  *	 2. if every suitable row was locked: pick one suitable row (in the same
  *		order, from the snapshot, without locking) and run the
  *		conditional UPDATE on it, which waits for that one row's lock and
