@@ -204,15 +204,14 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
  * bucket, reading all of a hot product's buckets again.
  */
 #define RESERVE_PART_SQL(cmp) \
-	"WITH pick AS (" \
-	"  SELECT s.location, s.bucket FROM shop.stock s" \
-	"   WHERE s.product_id = $1 AND s.bucket " cmp " $3" \
-	"     AND s.on_hand - s.reserved >= $2" \
-	"   ORDER BY s.location, s.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)," \
-	" u AS (" \
+	"WITH u AS (" \
 	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
-	"   WHERE s.product_id = $1 AND s.location = (SELECT location FROM pick)" \
-	"     AND s.bucket = (SELECT bucket FROM pick) AND s.on_hand - s.reserved >= $2" \
+	"   WHERE (s.product_id, s.location, s.bucket) = (" \
+	"           SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
+	"            WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
+	"              AND t.on_hand - t.reserved >= $2" \
+	"            ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
+	"     AND s.on_hand - s.reserved >= $2" \
 	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
 	" INSERT INTO shop.reservation" \
 	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
