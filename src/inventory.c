@@ -197,11 +197,12 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
  * whether it runs or not).  The set statement (q_reserve_set) and step 2
  * still pick in one statement with INV_PICK_START / INV_PICK_ROW.
  *
- * The UPDATE names the picked row by all three keys as scalar
- * subqueries, so that its index scan has all three: as a join with the
- * pick, the generic plan scanned the stock_pkey range of product_id = $1
- * (one row per product, says the planner) and filtered location and
- * bucket, reading all of a hot product's buckets again.
+ * The UPDATE names the picked row by all three keys, as one row
+ * comparison with the locking subquery (one InitPlan whose three outputs
+ * are the index scan's keys), so that its index scan has all three: as a
+ * join with the pick, the generic plan scanned the stock_pkey range of
+ * product_id = $1 (one row per product, says the planner) and filtered
+ * location and bucket, reading all of a hot product's buckets again.
  */
 #define RESERVE_PART_SQL(cmp) \
 	"WITH u AS (" \
