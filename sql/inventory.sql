@@ -261,6 +261,16 @@ COMMIT;
 SELECT shop.stock_available(:p6);
 SELECT pg_temp.check();
 
+-- the constraint behind never-oversell (1.1: one CHECK, 0 <= reserved <=
+-- on_hand, instead of three): a write that bypasses shop's calls still
+-- cannot leave a row with more reserved than on hand, a negative reserved
+-- or a negative on_hand
+SELECT pg_temp.err(format('UPDATE shop.stock SET reserved = on_hand + 1 WHERE product_id = %s', :p6)) AS over,
+       pg_temp.err(format('UPDATE shop.stock SET reserved = -1 WHERE product_id = %s', :p6)) AS negative_reserved,
+       pg_temp.err(format('UPDATE shop.stock SET on_hand = -1, reserved = 0 WHERE product_id = %s', :p6)) AS negative_on_hand;
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+ WHERE conrelid = 'shop.stock'::regclass AND contype = 'c';
+
 -- privileges: admin calls are not for PUBLIC, and since 1.1 neither are
 -- holds outside checkout (reserve, reserve_many, reservation_release:
 -- docs/inventory.md, "Privileges")

@@ -40,7 +40,9 @@
  *		reads about one row, not all of a hot product's buckets) and
  *		skipping rows another transaction has locked (SKIP LOCKED): on a
  *		bucketed hot product concurrent buyers land on different rows and
- *		nobody waits;
+ *		nobody waits.  A single hold takes the start's modulus from a
+ *		per-backend cache (inv_last_bucket) and runs the two halves as two
+ *		statements (q_reserve_from, q_reserve_before);
  *	 2. if every suitable row was locked: pick one suitable row (in the same
  *		order, from the snapshot, without locking) and run the
  *		conditional UPDATE on it, which waits for that one row's lock and
@@ -163,32 +165,6 @@ typedef struct InvRow
 	INV_PICK_PART(pid, qty, "<", lockclause) ") z LIMIT 1) p"
 
 /*
- * step 1 and 2 of reserve: one conditional update plus the reservation
- * row.  The UPDATE names the picked row by all three keys as scalar
- * subqueries, so that its index scan has all three: as a join with the
- * pick, the generic plan scanned the stock_pkey range of product_id = $1
- * (one row per product, says the planner) and filtered location and
- * bucket, reading all of a hot product's buckets again.
- */
-#define RESERVE_ONE_SQL(lockclause) \
-	"WITH pick AS (" \
-	"  SELECT p.location, p.bucket FROM " INV_PICK_START("$1", "$3") \
-	"    CROSS JOIN " INV_PICK_ROW("$1", "$2", lockclause) ")," \
-	" u AS (" \
-	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
-	"   WHERE s.product_id = $1 AND s.location = (SELECT location FROM pick)" \
-	"     AND s.bucket = (SELECT bucket FROM pick) AND s.on_hand - s.reserved >= $2" \
-	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
-	" INSERT INTO shop.reservation" \
-	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, $6 FROM u" \
-	" RETURNING (SELECT u.reorder_threshold FROM u)"
-
-static ShopStmt q_reserve_skip = SHOP_STMT(SHOP_PLAN_GENERIC,
-	RESERVE_ONE_SQL("FOR UPDATE SKIP LOCKED"),
-	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
-
-/*
  * step 2: no lock in the pick, so the UPDATE waits on that one row only.
  * The reservation row is inserted before the UPDATE takes the row lock (the
  * UPDATE reads it), which keeps the index insertions out of the time the
@@ -209,6 +185,53 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"    AND s.bucket = (SELECT bucket FROM ins) AND s.on_hand - s.reserved >= $2"
 	" RETURNING s.reorder_threshold",
 	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+
+/*
+ * Step 1 of a single hold: one conditional update plus the reservation
+ * row, with the start bucket given ($3, from inv_last_bucket's cache).
+ * Each half of the pick (the rows from the start bucket on,
+ * q_reserve_from; the rows before it, q_reserve_before, run only when the
+ * first takes nothing) is a statement of its own, and neither reads the
+ * product's last bucket: fewer plan nodes to build per call (the executor
+ * builds every node of a prepared statement again for each execution,
+ * whether it runs or not).  The set statement (q_reserve_set) and step 2
+ * still pick in one statement with INV_PICK_START / INV_PICK_ROW.
+ *
+ * The UPDATE names the picked row by all three keys, as one row
+ * comparison with the locking subquery (one InitPlan whose three outputs
+ * are the index scan's keys), so that its index scan has all three: as a
+ * join with the pick, the generic plan scanned the stock_pkey range of
+ * product_id = $1 (one row per product, says the planner) and filtered
+ * location and bucket, reading all of a hot product's buckets again.
+ */
+#define RESERVE_PART_SQL(cmp) \
+	"WITH u AS (" \
+	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
+	"   WHERE (s.product_id, s.location, s.bucket) = (" \
+	"           SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
+	"            WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
+	"              AND t.on_hand - t.reserved >= $2" \
+	"            ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
+	"     AND s.on_hand - s.reserved >= $2" \
+	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
+	" INSERT INTO shop.reservation" \
+	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
+	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, $6 FROM u" \
+	" RETURNING (SELECT u.reorder_threshold FROM u)"
+
+static ShopStmt q_reserve_from = SHOP_STMT(SHOP_PLAN_GENERIC,
+	RESERVE_PART_SQL(">="),
+	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+
+static ShopStmt q_reserve_before = SHOP_STMT(SHOP_PLAN_GENERIC,
+	RESERVE_PART_SQL("<"),
+	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+
+/* the product's last bucket (its bucket count - 1); no row: none */
+static ShopStmt q_last_bucket = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT t.bucket::int4 FROM shop.stock t WHERE t.product_id = $1"
+	" ORDER BY t.location DESC, t.bucket DESC LIMIT 1",
+	INT8OID);
 
 /* unlocked look at a product: free units, expired holds, existence */
 static ShopStmt q_peek = SHOP_STMT(SHOP_PLAN_GENERIC,
@@ -773,6 +796,72 @@ inv_try(ShopStmt *q, Datum *v, const char *n, bool *watch_low)
 }
 
 /*
+ * The last bucket of the products this backend held lately: the modulus
+ * of a hold's random start bucket, read once a second per product instead
+ * of in every hold (a backward index descent and three plan nodes per
+ * call).  Only the spread of the start buckets depends on it, not what a
+ * hold finds: the two halves of step 1 (from the start bucket on, and
+ * before it) cover every row of the product whatever the start, so an
+ * entry left stale by shop.stock_set_buckets in another session for up to
+ * a second changes where holds begin, not whether they find a row.
+ */
+#define INV_LAST_BUCKET_SLOTS 64
+#define INV_LAST_BUCKET_TTL_US 1000000
+
+typedef struct InvLastBucket
+{
+	int64		product_id;
+	int32		last;			/* -1: slot unused */
+	TimestampTz read_at;
+} InvLastBucket;
+
+static InvLastBucket inv_last_buckets[INV_LAST_BUCKET_SLOTS];
+static bool inv_last_buckets_ready = false;
+
+static InvLastBucket *
+inv_last_bucket_slot(int64 product_id)
+{
+	if (!inv_last_buckets_ready)
+	{
+		for (int i = 0; i < INV_LAST_BUCKET_SLOTS; i++)
+			inv_last_buckets[i].last = -1;
+		inv_last_buckets_ready = true;
+	}
+	return &inv_last_buckets[(uint64) product_id % INV_LAST_BUCKET_SLOTS];
+}
+
+/* forget a product's entry (this session changed its buckets) */
+static void
+inv_last_bucket_forget(int64 product_id)
+{
+	InvLastBucket *e = inv_last_bucket_slot(product_id);
+
+	if (e->product_id == product_id)
+		e->last = -1;
+}
+
+/* the product's last bucket, at most a second old; -1 without stock rows */
+static int32
+inv_last_bucket(int64 product_id)
+{
+	InvLastBucket *e = inv_last_bucket_slot(product_id);
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	Datum		v[1] = {Int64GetDatum(product_id)};
+	int32		last;
+
+	if (e->last >= 0 && e->product_id == product_id &&
+		now >= e->read_at && now - e->read_at < INV_LAST_BUCKET_TTL_US)
+		return e->last;
+	if (ShopExec(&q_last_bucket, v, NULL, 1) == 0)
+		return -1;				/* not remembered: stock may come */
+	last = (int32) ShopColInt(0, 1, 0);
+	e->product_id = product_id;
+	e->last = last;
+	e->read_at = now;
+	return last;
+}
+
+/*
  * Hold qty units of one product under reservation id rid.  Runs inside an
  * open SPI connection.  See the file header for the three steps.
  */
@@ -784,6 +873,7 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 	char		n[7] = "      ";
 	bool		done = false;
 	bool		watch_low = false;
+	int32		last;
 
 	v[0] = Int64GetDatum(product_id);
 	v[1] = Int32GetDatum(qty);
@@ -798,8 +888,22 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 		n[4] = 'n';
 	v[5] = expires;
 
-	/* 1: a row with enough units that nobody holds locked */
-	done = inv_try(&q_reserve_skip, v, n, &watch_low);
+	/*
+	 * 1: a row with enough units that nobody holds locked, from the start
+	 * bucket on, then before it (q_reserve_skip's pick in two statements
+	 * with the start bucket computed here)
+	 */
+	last = inv_last_bucket(product_id);
+	if (last >= 0)
+	{
+		int16		start = (int16) ((uint32) DatumGetInt32(v[2]) % (uint32) (last + 1));
+
+		v[2] = Int16GetDatum(start);
+		done = inv_try(&q_reserve_from, v, n, &watch_low);
+		if (!done && start > 0)
+			done = inv_try(&q_reserve_before, v, n, &watch_low);
+		v[2] = Int32GetDatum((int32) start);
+	}
 	/* 2: wait for one such row */
 	if (!done)
 		done = inv_try(&q_reserve_wait, v, n, &watch_low);
@@ -1648,6 +1752,7 @@ shop_stock_set_buckets(PG_FUNCTION_ARGS)
 				 errdetail("buckets is %d; it must be between 1 and %d.", nb, INV_MAX_BUCKETS)));
 
 	SPI_connect();
+	inv_last_bucket_forget(product_id);
 	inv_lock_product(product_id);
 	rows = inv_lock_rows(product_id, &nrows);
 	if (nrows == 0)
