@@ -89,6 +89,7 @@ PG_FUNCTION_INFO_V1(shop_payment_confirm);
 PG_FUNCTION_INFO_V1(shop_payment_fail);
 PG_FUNCTION_INFO_V1(shop_shipping_cents);
 PG_FUNCTION_INFO_V1(shop_tax_cents);
+PG_FUNCTION_INFO_V1(shop_order_attributable);
 
 #define SHOP_MAX_CART_LINES 500
 
@@ -1332,4 +1333,41 @@ Datum
 shop_tax_cents(PG_FUNCTION_ARGS)
 {
 	return rate_cents(&st_tax, fcinfo);
+}
+
+/* ---------------------------------------------------------------------
+ * The WHEN clause of the experiment attribution trigger
+ * ---------------------------------------------------------------------
+ */
+
+/* shop._experiment_attributing() (src/attribution.c) */
+extern Datum shop_experiment_attributing(PG_FUNCTION_ARGS);
+
+/*
+ * shop._order_attributable(status text) -> boolean: whether an order
+ * written now with this status is one the attribution trigger
+ * (order_experiment) must see: an experiment could attribute it
+ * (shop._experiment_attributing()) and its lines count as purchases
+ * (shop._counted: paid, fulfilling, shipped, delivered).
+ *
+ * The trigger's WHEN clause, which PostgreSQL compiles again in every
+ * statement that writes shop."order": one call of a C function compiles
+ * quickly, where "_experiment_attributing() AND _counted(NEW.status)"
+ * inlined the SQL function _counted, parsing its body each time, and the
+ * list spelt out was a long constant to read back (issue 11).
+ */
+Datum
+shop_order_attributable(PG_FUNCTION_ARGS)
+{
+	LOCAL_FCINFO(inner, 0);
+	char	   *status;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	InitFunctionCallInfoData(*inner, NULL, 0, InvalidOid, NULL, NULL);
+	if (!DatumGetBool(shop_experiment_attributing(inner)))
+		PG_RETURN_BOOL(false);
+	status = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_BOOL(strcmp(status, "paid") == 0 || strcmp(status, "fulfilling") == 0 ||
+				   strcmp(status, "shipped") == 0 || strcmp(status, "delivered") == 0);
 }
