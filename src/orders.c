@@ -44,8 +44,9 @@
  *      and returns its order (or SH003 when its fingerprint of cart, token
  *      and address differs), when the first rolls back it proceeds itself.
  *      Under REPEATABLE READ it gets 40001 instead, which is retryable;
- *   3. read the cart lines with the products' current state and prices
- *      (SH007 empty, SH008 inactive);
+ *   3. take the lines to order out of the cart (saved-for-later lines
+ *      stay) and read them with the products' current state and prices
+ *      (SH007 empty, SH008 inactive); any error below rolls this back;
  *   4. hold every line at once (ShopReserve, inventory.c; all or nothing,
  *      SH001), until the order ships when the test provider authorizes,
  *      for shop.reservation_ttl otherwise;
@@ -56,7 +57,7 @@
  *   7. write the order, its lines (snapshots), payment, first event and
  *      the "order.created" event; with an authorized payment, transition
  *      to paid;
- *   8. remove the ordered lines from the cart (saved-for-later lines stay).
+ *   8. push the cart's expiry forward (its ordered lines left in step 3).
  * The idempotency row names the order from the start: nobody sees either
  * before the transaction commits.
  *
@@ -119,10 +120,19 @@ static ShopStmt st_idem_claim_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
 static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
 	TEXTOID, TEXTOID, TEXTOID);
+/*
+ * The lines to order leave the cart as they are read: the cart row is
+ * locked, so nobody changes the lines before the order is written, and a
+ * checkout that fails (SH001, SH004, SH007, SH008 ...) rolls the delete
+ * back with everything else.  One read of the cart's lines instead of a
+ * read here and a DELETE in st_place (issue 11).
+ */
 static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"WITH ci AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later"
+	"            RETURNING product_id, qty)"
 	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
-	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id",
+	"  FROM ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
+	" ORDER BY ci.product_id",
 	UUIDOID);
 /*
  * Shipping and tax (docs/orders.md), the one definition of each rule: the
@@ -205,7 +215,6 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note" KC ")" \
 	"  SELECT $1, 1, NULL, 'pending', $26" KV \
 	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27" KV " WHERE $4 = 'paid')," \
-	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later)," \
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
 	" ev AS (" \
 	"  INSERT INTO shop.event (topic, payload)" \
@@ -1035,8 +1044,8 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 }
 
 /*
- * Step 3: the cart's lines at today's prices (SH007 empty, SH008 a product
- * not active), the subtotal.
+ * Step 3: the cart's lines, out of the cart, at today's prices (SH007
+ * empty, SH008 a product not active), the subtotal.
  */
 static void
 checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
@@ -1134,7 +1143,7 @@ checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
 
 /*
  * Steps 7 and 8: the order, its lines, payment, events and outbox; the
- * ordered lines leave the cart.  One statement (st_place).
+ * cart's expiry.  One statement (st_place).
  */
 static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
