@@ -6663,15 +6663,6 @@ ALTER TABLE shop.order_line DROP CONSTRAINT order_line_unit_price_cents_check,
                             DROP CONSTRAINT order_line_qty_check;
 ALTER TABLE shop.payment DROP CONSTRAINT payment_amount_cents_check;
 
--- order_line_product_idx (product_id) is read by no statement of shop:
--- every query of order lines finds them by their order (order_line_pkey
--- leads with order_id), and "has this customer bought this product"
--- (shop.review_add) goes from the customer's orders (order_customer_idx)
--- to their lines.  A checkout wrote an entry per line: 31,308 instructions
--- and 3 WAL records per 3-line checkout.  The co-purchase rebuild reads
--- the whole table (src/recommend.c).
-DROP INDEX shop.order_line_product_idx;
-
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
