@@ -11,6 +11,9 @@
 # CHECKPOINT.  Then N checkouts (default 500) on one connection, each its
 # own transaction, then N minimal checkouts of the same kind.  Full-page
 # images are reported apart: they depend on when the last checkpoint was.
+# Shared buffer hits per checkout: pg_stat_database.blks_hit of the
+# database over the run (the run's one session with its catalog reads at
+# connection, and the events worker's batches).
 # Usage: bench/checkout_wal.sh [N]
 set -euo pipefail
 TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -50,6 +53,7 @@ VACUUM ANALYZE;
 CREATE TABLE public.snap AS SELECT 0 AS run, relid::regclass::text AS rel, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
   FROM pg_stat_user_tables WHERE false;
 CREATE TABLE public.lsn (run int, at pg_lsn);
+CREATE TABLE public.hits (run int, hit bigint);
 SQL
 
 measure() {
@@ -58,9 +62,12 @@ measure() {
     sleep 1
     psql_q -c "INSERT INTO public.snap SELECT $run, relid::regclass::text, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables" \
            -c "INSERT INTO public.lsn VALUES ($run, pg_current_wal_lsn())"
+    sleep 1
+    psql_q -c "INSERT INTO public.hits SELECT $run, blks_hit FROM pg_stat_database WHERE datname = current_database()"
     psql_q -f "$file" >/dev/null
     psql_q -c "INSERT INTO public.lsn VALUES ($run + 1, pg_current_wal_lsn())"
     sleep 1
+    psql_q -c "INSERT INTO public.hits SELECT $run + 1, blks_hit FROM pg_stat_database WHERE datname = current_database()"
     psql_q -c "INSERT INTO public.snap SELECT $run + 1, relid::regclass::text, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"
 }
 for i in $(seq 1 "$N"); do
@@ -77,8 +84,10 @@ psql_q -P pager=off <<SQL
 SELECT CASE a.run WHEN 10 THEN 'shop.checkout' ELSE 'minimal SQL checkout' END AS what,
        round((b.at - a.at) / $N) AS wal_bytes,
        round(w.fpi / $N) AS of_which_fpi_bytes,
-       round(w.recs::numeric / $N, 1) AS wal_records
-  FROM public.lsn a JOIN public.lsn b ON b.run = a.run + 1,
+       round(w.recs::numeric / $N, 1) AS wal_records,
+       round((hb.hit - ha.hit)::numeric / $N, 1) AS buffer_hits
+  FROM public.lsn a JOIN public.lsn b ON b.run = a.run + 1
+       JOIN public.hits ha ON ha.run = a.run JOIN public.hits hb ON hb.run = b.run,
        LATERAL (SELECT sum(fpi_size) AS fpi, sum(count) AS recs
                   FROM pg_get_wal_stats(a.at, b.at, false)) w
  WHERE a.run IN (10, 20) ORDER BY a.run;

@@ -225,5 +225,17 @@ SELECT txid_current() - :xid_before <= 5 AS few_xids,
        (SELECT count(*) FROM shop.reservation WHERE status = 'held' AND ref =
                (SELECT 'order:' || order_id FROM shop."order" WHERE idempotency_key = 'big-cart')) AS holds;
 
+-- the router's checkout places lines at its caller's prices: without the
+-- amount CHECKs of order, order_line and payment (1.1), shop._saga_place
+-- refuses a negative price or a quantity below 1 itself, writing nothing
+SELECT shop.cart_create(9998) AS sagacart \gset
+SELECT shop.cart_add(:'sagacart', :mug);
+SELECT count(*) FROM shop._saga_begin('00000000-0000-4000-8000-0000000000aa', :'sagacart', 'tok_visa', 'saga-neg', NULL);
+SELECT pg_temp.err(format($$SELECT shop._saga_place('00000000-0000-4000-8000-0000000000aa', ARRAY[%s]::bigint[], ARRAY['MUG'], ARRAY['Mug'], ARRAY[-1000]::bigint[], ARRAY[1], 'tok_visa', NULL)$$, :mug));
+SELECT pg_temp.err(format($$SELECT shop._saga_place('00000000-0000-4000-8000-0000000000aa', ARRAY[%s]::bigint[], ARRAY['MUG'], ARRAY['Mug'], ARRAY[1000]::bigint[], ARRAY[0], 'tok_visa', NULL)$$, :mug));
+SELECT count(*) AS orders_written FROM shop."order" WHERE order_id = '00000000-0000-4000-8000-0000000000aa';
+SELECT shop._saga_place('00000000-0000-4000-8000-0000000000aa', ARRAY[:mug]::bigint[], ARRAY['MUG'], ARRAY['Mug'],
+                        ARRAY[1000]::bigint[], ARRAY[1], 'tok_visa', NULL) AS placed;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

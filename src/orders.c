@@ -44,8 +44,9 @@
  *      and returns its order (or SH003 when its fingerprint of cart, token
  *      and address differs), when the first rolls back it proceeds itself.
  *      Under REPEATABLE READ it gets 40001 instead, which is retryable;
- *   3. read the cart lines with the products' current state and prices
- *      (SH007 empty, SH008 inactive);
+ *   3. take the lines to order out of the cart (saved-for-later lines
+ *      stay) and read them with the products' current state and prices
+ *      (SH007 empty, SH008 inactive); any error below rolls this back;
  *   4. hold every line at once (ShopReserve, inventory.c; all or nothing,
  *      SH001), until the order ships when the test provider authorizes,
  *      for shop.reservation_ttl otherwise;
@@ -56,7 +57,7 @@
  *   7. write the order, its lines (snapshots), payment, first event and
  *      the "order.created" event; with an authorized payment, transition
  *      to paid;
- *   8. remove the ordered lines from the cart (saved-for-later lines stay).
+ *   8. push the cart's expiry forward (its ordered lines left in step 3).
  * The idempotency row names the order from the start: nobody sees either
  * before the transaction commits.
  *
@@ -73,6 +74,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -88,6 +90,7 @@ PG_FUNCTION_INFO_V1(shop_payment_confirm);
 PG_FUNCTION_INFO_V1(shop_payment_fail);
 PG_FUNCTION_INFO_V1(shop_shipping_cents);
 PG_FUNCTION_INFO_V1(shop_tax_cents);
+PG_FUNCTION_INFO_V1(shop_order_attributable);
 
 #define SHOP_MAX_CART_LINES 500
 
@@ -117,10 +120,19 @@ static ShopStmt st_idem_claim_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
 static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT fingerprint = md5($3), order_id FROM shop.idempotency WHERE scope = $1 AND key = $2",
 	TEXTOID, TEXTOID, TEXTOID);
+/*
+ * The lines to order leave the cart as they are read: the cart row is
+ * locked, so nobody changes the lines before the order is written, and a
+ * checkout that fails (SH001, SH004, SH007, SH008 ...) rolls the delete
+ * back with everything else.  One read of the cart's lines instead of a
+ * read here and a DELETE in st_place (issue 11).
+ */
 static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"WITH ci AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later"
+	"            RETURNING product_id, qty)"
 	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
-	"  FROM shop.cart_item ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" WHERE ci.cart_id = $1 AND NOT ci.saved_for_later ORDER BY ci.product_id",
+	"  FROM ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
+	" ORDER BY ci.product_id",
 	UUIDOID);
 /*
  * Shipping and tax (docs/orders.md), the one definition of each rule: the
@@ -203,27 +215,22 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note" KC ")" \
 	"  SELECT $1, 1, NULL, 'pending', $26" KV \
 	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27" KV " WHERE $4 = 'paid')," \
-	" ci AS (DELETE FROM shop.cart_item WHERE cart_id = $3 AND NOT saved_for_later)," \
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
 	" ev AS (" \
 	"  INSERT INTO shop.event (topic, payload)" \
-	"  SELECT 'order.created', jsonb_build_object('order_id', $1, 'customer_id', $2," \
-	"         'status', $4, 'total_cents', $9, 'currency', $5, 'needs_review', $13)" \
-	"  UNION ALL" \
-	"  SELECT 'order.paid', jsonb_build_object('order_id', $1, 'customer_id', $2," \
-	"         'from', 'pending', 'to', 'paid', 'note', $27, 'total_cents', $9) WHERE $4 = 'paid'" \
-	"  RETURNING event_id, topic, payload)" \
-	" SELECT event_id, topic, payload FROM ev ORDER BY event_id"
+	"  SELECT 'order.created', $29 UNION ALL SELECT 'order.paid', $30 WHERE $4 = 'paid'" \
+	"  RETURNING event_id, topic)" \
+	" SELECT event_id, topic FROM ev"
 #define PLACE_TYPES \
 	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, \
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, \
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, \
-		TEXTOID, TEXTOID, TIMESTAMPTZOID
+		TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID
 
 static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC, PLACE_SQL("", ""), PLACE_TYPES);
-/* the same, every row with customer_key $29 */
+/* the same, every row with customer_key $31 */
 static ShopStmt st_place_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
-	PLACE_SQL(", customer_key", ", $29"), PLACE_TYPES, INT8OID);
+	PLACE_SQL(", customer_key", ", $31"), PLACE_TYPES, INT8OID);
 
 /*
  * An event of a transition.  In 1.1 its customer_key is its order's, which
@@ -819,6 +826,73 @@ shop_payment_fail(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text("cancelled"));
 }
 
+/*
+ * Outbox payloads built here rather than by jsonb_build_object in the
+ * statement, which looks up how to convert each argument's type and turns
+ * numbers into text and back (about 30,000 instructions an event).  The
+ * same jsonb: pushJsonbValue sorts the keys as jsonb does.
+ */
+static void
+jb_key(JsonbParseState **st, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+}
+
+static void
+jb_text(JsonbParseState **st, const char *key, const char *val)
+{
+	JsonbValue	v;
+
+	jb_key(st, key);
+	if (val == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) val;
+		v.val.string.len = strlen(val);
+	}
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+jb_int(JsonbParseState **st, const char *key, int64 val, bool isnull)
+{
+	JsonbValue	v;
+
+	jb_key(st, key);
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(val);
+	}
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+jb_bool(JsonbParseState **st, const char *key, bool val)
+{
+	JsonbValue	v;
+
+	jb_key(st, key);
+	v.type = jbvBool;
+	v.val.boolean = val;
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static Jsonb *
+jb_end(JsonbParseState **st)
+{
+	return JsonbValueToJsonb(pushJsonbValue(st, WJB_END_OBJECT, NULL));
+}
+
 /* ---------------------------------------------------------------------
  * Checkout, step by step (the steps of the file header)
  * ---------------------------------------------------------------------
@@ -970,8 +1044,8 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 }
 
 /*
- * Step 3: the cart's lines at today's prices (SH007 empty, SH008 a product
- * not active), the subtotal.
+ * Step 3: the cart's lines, out of the cart, at today's prices (SH007
+ * empty, SH008 a product not active), the subtotal.
  */
 static void
 checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
@@ -1069,15 +1143,20 @@ checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
 
 /*
  * Steps 7 and 8: the order, its lines, payment, events and outbox; the
- * ordered lines leave the cart.  One statement (st_place).
+ * cart's expiry.  One statement (st_place).
  */
 static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 			   Datum order_id, bool paid)
 {
-	Datum		args[29];
-	char		nulls[29];
+	Datum		args[31];
+	char		nulls[31];
 	int			n = cart->nlines;
+	const char *order_str = uuid_str(order_id);
+	const char *paid_note = psprintf("payment authorized by the %s provider", req->pt.provider);
+	JsonbParseState *st = NULL;
+	Jsonb	   *created;
+	Jsonb	   *paid_payload = NULL;
 	int64	   *pid = palloc(sizeof(int64) * n);
 	int32	   *qty = palloc(sizeof(int32) * n);
 	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * n);
@@ -1122,17 +1201,50 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 								   ? psprintf("order placed; flagged for fraud review (score %.2f)",
 											  money->score)
 								   : "order placed");
-	args[26] = CStringGetTextDatum(psprintf("payment authorized by the %s provider", req->pt.provider));
+	args[26] = CStringGetTextDatum(paid_note);
 	args[27] = ShopCartExpiry();
-	args[28] = Int64GetDatum(cart->key);
-	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
 
-		ShopEventWritten(ShopColInt(i, 1, 0), ShopColText(i, 2),
-						 DatumGetJsonbP(ShopCol(i, 3, &isnull)));
+	/* the outbox payloads (what shop._emit's callers pass) */
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jb_text(&st, "order_id", order_str);
+	jb_int(&st, "customer_id", cart->customer, cart->guest);
+	jb_text(&st, "status", paid ? "paid" : "pending");
+	jb_int(&st, "total_cents", money->total, false);
+	jb_text(&st, "currency", shop_currency);
+	jb_bool(&st, "needs_review", money->review);
+	created = jb_end(&st);
+	args[28] = JsonbPGetDatum(created);
+	args[29] = (Datum) 0;
+	nulls[29] = 'n';
+	if (paid)
+	{
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		jb_text(&st, "order_id", order_str);
+		jb_int(&st, "customer_id", cart->customer, cart->guest);
+		jb_text(&st, "from", "pending");
+		jb_text(&st, "to", "paid");
+		jb_text(&st, "note", paid_note);
+		jb_int(&st, "total_cents", money->total, false);
+		paid_payload = jb_end(&st);
+		args[29] = JsonbPGetDatum(paid_payload);
+		nulls[29] = ' ';
 	}
+	args[30] = Int64GetDatum(cart->key);
+	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
+
+	/*
+	 * The rows in event_id order (order.created first: it comes first in
+	 * the insert, and the ids come from a sequence).
+	 */
+	for (int pass = 0; pass < 2; pass++)
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			char	   *topic = ShopColText(i, 2);
+			bool		is_created = strcmp(topic, "order.created") == 0;
+
+			if (is_created == (pass == 0))
+				ShopEventWritten(ShopColInt(i, 1, 0), topic, is_created ? created : paid_payload);
+		}
 }
 
 /*
@@ -1230,4 +1342,41 @@ Datum
 shop_tax_cents(PG_FUNCTION_ARGS)
 {
 	return rate_cents(&st_tax, fcinfo);
+}
+
+/* ---------------------------------------------------------------------
+ * The WHEN clause of the experiment attribution trigger
+ * ---------------------------------------------------------------------
+ */
+
+/* shop._experiment_attributing() (src/attribution.c) */
+extern Datum shop_experiment_attributing(PG_FUNCTION_ARGS);
+
+/*
+ * shop._order_attributable(status text) -> boolean: whether an order
+ * written now with this status is one the attribution trigger
+ * (order_experiment) must see: an experiment could attribute it
+ * (shop._experiment_attributing()) and its lines count as purchases
+ * (shop._counted: paid, fulfilling, shipped, delivered).
+ *
+ * The trigger's WHEN clause, which PostgreSQL compiles again in every
+ * statement that writes shop."order": one call of a C function compiles
+ * quickly, where "_experiment_attributing() AND _counted(NEW.status)"
+ * inlined the SQL function _counted, parsing its body each time, and the
+ * list spelt out was a long constant to read back (issue 11).
+ */
+Datum
+shop_order_attributable(PG_FUNCTION_ARGS)
+{
+	LOCAL_FCINFO(inner, 0);
+	char	   *status;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	InitFunctionCallInfoData(*inner, NULL, 0, InvalidOid, NULL, NULL);
+	if (!DatumGetBool(shop_experiment_attributing(inner)))
+		PG_RETURN_BOOL(false);
+	status = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PG_RETURN_BOOL(strcmp(status, "paid") == 0 || strcmp(status, "fulfilling") == 0 ||
+				   strcmp(status, "shipped") == 0 || strcmp(status, "delivered") == 0);
 }
