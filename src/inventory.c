@@ -153,16 +153,16 @@ typedef struct InvRow
 	"(SELECT coalesce((" seed " & 2147483647) % (1 +" \
 	"   (SELECT t.bucket FROM shop.stock t WHERE t.product_id = " pid \
 	"     ORDER BY t.location DESC, t.bucket DESC LIMIT 1)), 0)::int2 AS start) b"
-#define INV_PICK_PART(pid, qty, cmp, lockclause) \
+#define INV_PICK_PART(pid, qty, cmp, start, lockclause) \
 	"SELECT s.location, s.bucket FROM shop.stock s" \
-	" WHERE s.product_id = " pid " AND s.bucket " cmp " b.start" \
+	" WHERE s.product_id = " pid " AND s.bucket " cmp " " start \
 	"   AND s.on_hand - s.reserved >= " qty \
 	" ORDER BY s.location, s.bucket LIMIT 1 " lockclause
-#define INV_PICK_ROW(pid, qty, lockclause) \
+#define INV_PICK_ROW(pid, qty, start, lockclause) \
 	"LATERAL (SELECT a.location, a.bucket FROM (" \
-	INV_PICK_PART(pid, qty, ">=", lockclause) ") a" \
+	INV_PICK_PART(pid, qty, ">=", start, lockclause) ") a" \
 	" UNION ALL SELECT z.location, z.bucket FROM (" \
-	INV_PICK_PART(pid, qty, "<", lockclause) ") z LIMIT 1) p"
+	INV_PICK_PART(pid, qty, "<", start, lockclause) ") z LIMIT 1) p"
 
 /*
  * step 2: no lock in the pick, so the UPDATE waits on that one row only.
@@ -174,7 +174,7 @@ typedef struct InvRow
 static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS ("
 	"  SELECT p.location, p.bucket FROM " INV_PICK_START("$1", "$3")
-	"    CROSS JOIN " INV_PICK_ROW("$1", "$2", "") "),"
+	"    CROSS JOIN " INV_PICK_ROW("$1", "$2", "b.start", "") "),"
 	" ins AS ("
 	"  INSERT INTO shop.reservation"
 	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
@@ -334,14 +334,18 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
  * The fast path of a set of holds (ShopReserve): for every line at once, a
  * stock row of its product with enough free units that nobody holds
  * locked, the conditional update, the reservation row; returns one row per
- * line held (fewer when some line found no such row).
+ * line held (fewer when some line found no such row), with the bucket it
+ * was held from.  The start bucket of each line's pick comes from the
+ * caller ($4: from the per-backend cache of last buckets, 0 for a product
+ * not in it), so the statement neither reads each product's last bucket
+ * (a backward index descent per line) nor builds the two InitPlans that
+ * computed the start in both halves of the pick.
  */
 static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS ("
 	"  SELECT w.pid, w.qty, w.rid, p.location, p.bucket"
-	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS w(pid, qty, rid)"
-	"         CROSS JOIN LATERAL " INV_PICK_START("w.pid", "$4")
-	"         CROSS JOIN " INV_PICK_ROW("w.pid", "w.qty", "FOR UPDATE SKIP LOCKED") "),"
+	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::int[]) AS w(pid, qty, rid, start)"
+	"         CROSS JOIN " INV_PICK_ROW("w.pid", "w.qty", "w.start", "FOR UPDATE SKIP LOCKED") "),"
 	" upd AS ("
 	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty"
 	"    FROM pick p"
@@ -352,8 +356,8 @@ static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  INSERT INTO shop.reservation"
 	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
 	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)"
-	" SELECT u.product_id, u.reorder_threshold IS NOT NULL FROM upd u",
-	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4OID, TEXTOID, TIMESTAMPTZOID);
+	" SELECT u.product_id, u.reorder_threshold IS NOT NULL, u.bucket::int4 FROM upd u",
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
 
 /*
  * Settling holds given as (product_id[], reservation_id[]), found by the
@@ -840,6 +844,19 @@ inv_last_bucket_forget(int64 product_id)
 		e->last = -1;
 }
 
+/* the product's cached last bucket, at most a second old; -1: not cached */
+static int32
+inv_last_bucket_cached(int64 product_id)
+{
+	InvLastBucket *e = inv_last_bucket_slot(product_id);
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+
+	if (e->last >= 0 && e->product_id == product_id &&
+		now >= e->read_at && now - e->read_at < INV_LAST_BUCKET_TTL_US)
+		return e->last;
+	return -1;
+}
+
 /* the product's last bucket, at most a second old; -1 without stock rows */
 static int32
 inv_last_bucket(int64 product_id)
@@ -847,11 +864,10 @@ inv_last_bucket(int64 product_id)
 	InvLastBucket *e = inv_last_bucket_slot(product_id);
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	Datum		v[1] = {Int64GetDatum(product_id)};
-	int32		last;
+	int32		last = inv_last_bucket_cached(product_id);
 
-	if (e->last >= 0 && e->product_id == product_id &&
-		now >= e->read_at && now - e->read_at < INV_LAST_BUCKET_TTL_US)
-		return e->last;
+	if (last >= 0)
+		return last;
 	if (ShopExec(&q_last_bucket, v, NULL, 1) == 0)
 		return -1;				/* not remembered: stock may come */
 	last = (int32) ShopColInt(0, 1, 0);
@@ -995,6 +1011,7 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	char		nulls[7] = "      ";
 	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
 	int32	   *qty = palloc(sizeof(int32) * Max(n, 1));
+	int32	   *start = palloc(sizeof(int32) * Max(n, 1));
 	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	Datum		ref_text = ref ? CStringGetTextDatum(ref) : (Datum) 0;
 
@@ -1016,16 +1033,20 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	}
 	for (int i = 0; i < n; i++)
 	{
+		int32		last = inv_last_bucket_cached(holds[i].product_id);
+
 		if (i > 0 && holds[i].product_id <= holds[i - 1].product_id)
 			elog(ERROR, "shop: holds must be sorted by product and distinct");
 		holds[i].reservation_id = rid[i];
 		pid[i] = holds[i].product_id;
 		qty[i] = holds[i].qty;
+		/* a random start among the cached buckets; not cached: bucket 0 */
+		start[i] = last > 0 ? (int32) ((uint32) inv_seed() % (uint32) (last + 1)) : 0;
 	}
 	args[0] = ShopInt8Array(pid, n);
 	args[1] = ShopInt4Array(qty, n);
 	args[2] = ShopUuidArray(rid, n);
-	args[3] = Int32GetDatum(inv_seed());
+	args[3] = ShopInt4Array(start, n);
 	args[4] = ref_text;
 	if (!ref)
 		nulls[4] = 'n';
@@ -1036,11 +1057,27 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 		/* stock.low for the products that have a threshold */
 		uint64		nwatch = SPI_processed;
 		int64	   *watch = palloc(sizeof(int64) * nwatch);
+		int64	   *learn = palloc(sizeof(int64) * nwatch);
 		int			nw = 0;
+		int			nl = 0;
 
 		for (uint64 i = 0; i < nwatch; i++)
+		{
+			int64		p = ShopColInt(i, 1, 0);
+
 			if (ShopColBool(i, 2, false))
-				watch[nw++] = ShopColInt(i, 1, 0);
+				watch[nw++] = p;
+			/*
+			 * Held from a bucket past 0 of a product not in the cache: it
+			 * has several buckets, and bucket 0 was taken or short.  Read
+			 * its last bucket (one statement) so that this backend's next
+			 * holds of it start at random buckets, not all at bucket 0.
+			 */
+			if (ShopColInt(i, 3, 0) > 0 && inv_last_bucket_cached(p) < 0)
+				learn[nl++] = p;
+		}
+		for (int i = 0; i < nl; i++)
+			(void) inv_last_bucket(learn[i]);
 		for (int i = 0; i < nw; i++)
 		{
 			int			threshold;
