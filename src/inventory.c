@@ -336,27 +336,44 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
  * locked, the conditional update, the reservation row; returns one row per
  * line held (fewer when some line found no such row), with the bucket it
  * was held from.  The start bucket of each line's pick comes from the
- * caller ($4: from the per-backend cache of last buckets, 0 for a product
- * not in it), so the statement neither reads each product's last bucket
- * (a backward index descent per line) nor builds the two InitPlans that
- * computed the start in both halves of the pick.
+ * caller (from the per-backend cache of last buckets, 0 for a product not
+ * in it), so the statement neither reads each product's last bucket (a
+ * backward index descent per line) nor builds the two InitPlans that
+ * computed the start in both halves of the pick.  When every start is 0
+ * (no line is of a product this backend knows to have several buckets:
+ * the usual cart), the half of the pick before the start bucket can find
+ * nothing, and q_reserve_set0 leaves it out: one index scan per line, and
+ * none of the Append, the second Limit, LockRows and index scan to build
+ * in every execution.
  */
+#define RESERVE_SET_SQL(pick_row, start_arg) \
+	"WITH pick AS (" \
+	"  SELECT w.pid, w.qty, w.rid, p.location, p.bucket" \
+	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[]" start_arg ")" \
+	"         CROSS JOIN " pick_row ")," \
+	" upd AS (" \
+	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty" \
+	"    FROM pick p" \
+	"   WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket" \
+	"     AND s.on_hand - s.reserved >= p.qty" \
+	"  RETURNING s.product_id, s.location, s.bucket, s.reorder_threshold, p.qty, p.rid)," \
+	" ins AS (" \
+	"  INSERT INTO shop.reservation" \
+	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
+	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)" \
+	" SELECT u.product_id, u.reorder_threshold IS NOT NULL, u.bucket::int4 FROM upd u"
+
 static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"WITH pick AS ("
-	"  SELECT w.pid, w.qty, w.rid, p.location, p.bucket"
-	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::int[]) AS w(pid, qty, rid, start)"
-	"         CROSS JOIN " INV_PICK_ROW("w.pid", "w.qty", "w.start", "FOR UPDATE SKIP LOCKED") "),"
-	" upd AS ("
-	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty"
-	"    FROM pick p"
-	"   WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket"
-	"     AND s.on_hand - s.reserved >= p.qty"
-	"  RETURNING s.product_id, s.location, s.bucket, s.reorder_threshold, p.qty, p.rid),"
-	" ins AS ("
-	"  INSERT INTO shop.reservation"
-	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)"
-	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)"
-	" SELECT u.product_id, u.reorder_threshold IS NOT NULL, u.bucket::int4 FROM upd u",
+	RESERVE_SET_SQL(INV_PICK_ROW("w.pid", "w.qty", "w.start", "FOR UPDATE SKIP LOCKED"),
+					", $4::int[]) AS w(pid, qty, rid, start"),
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
+
+/* the same with every start bucket 0: $4 unused */
+static ShopStmt q_reserve_set0 = SHOP_STMT(SHOP_PLAN_GENERIC,
+	RESERVE_SET_SQL("LATERAL (SELECT s.location, s.bucket FROM shop.stock s"
+					" WHERE s.product_id = w.pid AND s.on_hand - s.reserved >= w.qty"
+					" ORDER BY s.location, s.bucket LIMIT 1 FOR UPDATE SKIP LOCKED) p",
+					") AS w(pid, qty, rid"),
 	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
 
 /*
@@ -1012,6 +1029,7 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
 	int32	   *qty = palloc(sizeof(int32) * Max(n, 1));
 	int32	   *start = palloc(sizeof(int32) * Max(n, 1));
+	bool		wrap = false;
 	pg_uuid_t  *rid = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	Datum		ref_text = ref ? CStringGetTextDatum(ref) : (Datum) 0;
 
@@ -1047,12 +1065,14 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	args[1] = ShopInt4Array(qty, n);
 	args[2] = ShopUuidArray(rid, n);
 	args[3] = ShopInt4Array(start, n);
+	for (int i = 0; i < n && !wrap; i++)
+		wrap = start[i] > 0;
 	args[4] = ref_text;
 	if (!ref)
 		nulls[4] = 'n';
 	args[5] = TimestampTzGetDatum(expires_at);
 
-	if (ShopExecOrUndo(&q_reserve_set, args, nulls, n))
+	if (ShopExecOrUndo(wrap ? &q_reserve_set : &q_reserve_set0, args, nulls, n))
 	{
 		/* stock.low for the products that have a threshold */
 		uint64		nwatch = SPI_processed;
