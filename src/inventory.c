@@ -42,7 +42,10 @@
  *		bucketed hot product concurrent buyers land on different rows and
  *		nobody waits.  A single hold takes the start's modulus from a
  *		per-backend cache (inv_last_bucket) and runs the two halves as two
- *		statements (q_reserve_from, q_reserve_before);
+ *		statements (q_reserve_from, q_reserve_before); a set of holds takes
+ *		each line's start from the same cache without reading anything
+ *		(bucket 0 for a product not in it) and, when every start is 0,
+ *		runs the first half alone (q_reserve_set0);
  *	 2. if every suitable row was locked: pick one suitable row (in the same
  *		order, from the snapshot, without locking) and run the
  *		conditional UPDATE on it, which waits for that one row's lock and
@@ -194,8 +197,9 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
  * first takes nothing) is a statement of its own, and neither reads the
  * product's last bucket: fewer plan nodes to build per call (the executor
  * builds every node of a prepared statement again for each execution,
- * whether it runs or not).  The set statement (q_reserve_set) and step 2
- * still pick in one statement with INV_PICK_START / INV_PICK_ROW.
+ * whether it runs or not).  Step 2 still picks in one statement with
+ * INV_PICK_START / INV_PICK_ROW; the set statement (q_reserve_set) uses
+ * INV_PICK_ROW with start buckets from the same cache.
  *
  * The UPDATE names the picked row by all three keys, as one row
  * comparison with the locking subquery (one InitPlan whose three outputs
