@@ -2013,8 +2013,9 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
  * 6 MB per kind at 12,000,000 products.  Entries are named by the
  * relation file, the
  * segment's header block and its serial (a reused block heads a segment
- * of a higher serial; a rebuilt index has a new file); the cache is
- * dropped whole when it would hold too much.
+ * of a higher serial; a rebuilt index has a new file); when the cache
+ * would hold too much (256 entries or 64 MB), the filters' entries
+ * (below) are dropped, and if that is not enough, all.
  *
  * A query with a category or brand filter gets bounds of its own: the
  * smallest key of each block over the documents passing that filter
@@ -2043,13 +2044,60 @@ typedef struct SortMins
 	double	   *sorted;			/* the same, ascending */
 } SortMins;
 
-#define SS_SORT_CACHE_ENTRIES	64
+#define SS_SORT_CACHE_ENTRIES	256
 #define SS_SORT_CACHE_BYTES		(64 * 1024 * 1024)
 
 static MemoryContext sort_cache_cxt = NULL;
 static SortMins sort_cache[SS_SORT_CACHE_ENTRIES];
 static int	sort_cache_n = 0;
 static Size sort_cache_bytes = 0;
+
+/* the size of entry e, as sort_cache_bytes counts it */
+static Size
+sort_entry_bytes(const SortMins *e)
+{
+	Size		nblk = (e->ndocs + SS_SORT_BLOCK - 1) / SS_SORT_BLOCK;
+
+	return 2 * sizeof(double) * nblk + sizeof(int64) * Max(e->ncats, 0) +
+		sizeof(uint32) * Max(e->nbrands, 0);
+}
+
+/*
+ * Room for an entry of bytes: the filters' entries go first (a storefront
+ * may sort many categories, each an entry per segment and kind, while the
+ * unfiltered bounds serve every query without a filter), then everything.
+ */
+static void
+sort_cache_make_room(Size bytes)
+{
+	int			kept = 0;
+
+	if (sort_cache_n < SS_SORT_CACHE_ENTRIES && sort_cache_bytes + bytes <= SS_SORT_CACHE_BYTES)
+		return;
+	for (int i = 0; i < sort_cache_n; i++)
+	{
+		SortMins   *e = &sort_cache[i];
+
+		if (e->ncats < 0 && e->nbrands < 0)
+		{
+			sort_cache[kept++] = *e;
+			continue;
+		}
+		sort_cache_bytes -= sort_entry_bytes(e);
+		pfree(e->mins);
+		pfree(e->sorted);
+		if (e->cats)
+			pfree(e->cats);
+		if (e->brands)
+			pfree(e->brands);
+	}
+	sort_cache_n = kept;
+	if (sort_cache_n < SS_SORT_CACHE_ENTRIES && sort_cache_bytes + bytes <= SS_SORT_CACHE_BYTES)
+		return;
+	MemoryContextReset(sort_cache_cxt);
+	sort_cache_n = 0;
+	sort_cache_bytes = 0;
+}
 
 static int
 double_cmp(const void *a, const void *b)
@@ -2147,13 +2195,7 @@ sort_mins(Eval *ev, SegState *s, const double **sorted)
 		fbytes += sizeof(int64) * q->ncats;
 	if (q->nbrands > 0)
 		fbytes += sizeof(uint32) * q->nbrands;
-	if (sort_cache_n == SS_SORT_CACHE_ENTRIES ||
-		sort_cache_bytes + 2 * sizeof(double) * nblk + fbytes > SS_SORT_CACHE_BYTES)
-	{
-		MemoryContextReset(sort_cache_cxt);
-		sort_cache_n = 0;
-		sort_cache_bytes = 0;
-	}
+	sort_cache_make_room(2 * sizeof(double) * nblk + fbytes);
 	e = &sort_cache[sort_cache_n];
 	e->node = ev->index->rd_node;
 	e->hdrblk = hdrblk;
