@@ -479,6 +479,57 @@ SELECT pg_temp.index_pages('widget', 'price_asc', true) * 2
        pg_temp.got('widget', '{}', 'price_desc', 20, 40) = pg_temp.want('widget', '{}', 'price_desc', 20, 40)
            AS same_desc;
 
+-- a category's own block bounds (issue 12): 'sprocket' products take
+-- turns between two new categories, the Chains ones the cheapest of the
+-- catalog, the Gears ones dear, 20 at each price (so ties by the tie id
+-- too), the cheapest the most popular (the first docids).  Every block's
+-- bound over all its documents is a cheap chain's, below the 20th
+-- gear's price: without bounds over the category's own documents a
+-- filtered page skips nothing.  With them it reads under half the index
+-- pages, and the pages (ties, deep offsets, both price sorts, the brand
+-- filter too) stay those of a plain ORDER BY
+SELECT shop.category_add('Chains') AS chains \gset
+SELECT shop.category_add('Gears') AS gears \gset
+SET client_min_messages = warning;
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status)
+SELECT 'SPR' || i, 'sprocket ' || i, (ARRAY['Acme', 'Bolt'])[1 + (i / 2) % 2],
+       (ARRAY[:chains, :gears])[1 + i % 2],
+       CASE WHEN i % 2 = 0 THEN 1 + i ELSE 100000 + 100 * (i / 40) END,
+       20000 - i, 'active'
+  FROM generate_series(1, 12000) i;
+VACUUM shop.product;
+RESET client_min_messages;
+CREATE FUNCTION pg_temp.index_pages_f(q text, f jsonb, s text, skip boolean) RETURNS bigint
+LANGUAGE plpgsql AS $f$
+DECLARE
+    b0 bigint;
+BEGIN
+    PERFORM set_config('shop.search_block_max', skip::text, false);
+    PERFORM count(*) FROM shop.search(q, f, s);
+    b0 := pg_stat_get_xact_blocks_fetched('shop.product_search_idx'::regclass);
+    PERFORM count(*) FROM shop.search(q, f, s);
+    PERFORM set_config('shop.search_block_max', 'on', false);
+    RETURN pg_stat_get_xact_blocks_fetched('shop.product_search_idx'::regclass) - b0;
+END
+$f$;
+SELECT format('{"category_id": %s}', :gears)::jsonb AS gears_f \gset
+SELECT pg_temp.index_pages_f('sprocket', :'gears_f', 'price_asc', true) * 2
+           < pg_temp.index_pages_f('sprocket', :'gears_f', 'price_asc', false) AS category_fewer_pages;
+SELECT s AS sort, f AS filter, o AS off,
+       pg_temp.got('sprocket', f, s, 20, o) = pg_temp.want('sprocket', f, s, 20, o) AS same
+  FROM unnest(ARRAY['price_asc', 'price_desc']) s,
+       unnest(ARRAY[:'gears_f', format('{"category_id": %s}', :chains),
+                    '{"brand": "bolt"}']::jsonb[]) f,
+       unnest(ARRAY[0, 40, 1990]) o
+ ORDER BY 1, 2, 3;
+-- the bounds of one filter are not another's: the same session, another
+-- category, then both, then none
+SELECT pg_temp.got('sprocket', f, 'price_asc', 20, 0) = pg_temp.want('sprocket', f, 'price_asc', 20, 0) AS same
+  FROM unnest(ARRAY[format('{"category_id": %s}', :chains), :'gears_f',
+                    format('{"category_id": %s, "brand": "acme"}', :gears), '{}']::jsonb[])
+       WITH ORDINALITY x(f, n)
+ ORDER BY n;
+
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);

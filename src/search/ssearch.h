@@ -821,9 +821,10 @@ extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, voi
 /*
  * Block bounds of a sorted scan (sssort.c): a segment's docids are cut
  * into blocks of SS_SORT_BLOCK, and the smallest sort key of each block
- * (over all its documents, dead ones too) is worked out once per backend,
- * segment and sort kind (segments are immutable; (relation file, header
- * block, serial) names one for good).  While the visitor holds k keys, a block
+ * (over all its documents, dead ones too; with a category or brand
+ * filter, over the documents passing it) is worked out once per backend,
+ * segment, sort kind and filter (segments are immutable; (relation file,
+ * header block, serial) names one for good).  While the visitor holds k keys, a block
  * whose smallest key is above the k-th (*bound) cannot hold a row of the
  * first k or a tie of the k-th: its postings are dropped unread and a
  * window of only such blocks is skipped.  key(kind, doc) must be the
