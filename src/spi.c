@@ -93,13 +93,17 @@ stmt_note_relids(ShopStmt *s, SPIPlanPtr plan)
 /*
  * Total size in blocks of the tables the statement reads.  Each one is
  * locked as the statement is about to lock it anyway (the executor's own
- * lock is then found in the backend's lock table); one dropped since is
- * skipped.
+ * lock is then found in the backend's lock table).  One dropped since is
+ * skipped, and the list is taken again from the plan, so that a table
+ * made again under the same name is counted once the plan cache has
+ * re-analyzed the statement (at its next run), as when the list was read
+ * from the plan at every check.
  */
 static double
 stmt_blocks(ShopStmt *s)
 {
 	double		blocks = 0;
+	bool		gone = false;
 
 	for (int i = 0; i < s->nrelids; i++)
 	{
@@ -110,11 +114,14 @@ stmt_blocks(ShopStmt *s)
 		if (rel == NULL)
 		{
 			UnlockRelationOid(s->relids[i], AccessShareLock);
+			gone = true;
 			continue;
 		}
 		blocks += RelationGetNumberOfBlocks(rel);
 		RelationClose(rel);
 	}
+	if (gone)
+		stmt_note_relids(s, s->plan);
 	return blocks;
 }
 
