@@ -21,8 +21,11 @@
  * size in blocks of the tables it reads when it was made, and makes a new
  * plan when they have grown fourfold.  The planner sizes a table from its
  * current length on disk even without statistics, so the new plan fits.
- * The check costs a file-size lookup per table: on every call while those
- * tables are small (under 1,024 blocks, 8 MB), then every 64th call.
+ * The check costs a file-size lookup per table (and its lock, which the
+ * statement takes next anyway): on every call while those tables are small
+ * (under 1,024 blocks, 8 MB), then every 64th call.  It cannot settle for
+ * tables that stay small: a bulk load between two calls must be seen by
+ * the next call (sql/growth).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +34,9 @@
 #include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -50,13 +55,25 @@
 #define STMT_GROWTH			4.0		/* re-plan when the tables grew fourfold */
 #define STMT_MIN_BLOCKS		8.0		/* ... counting a smaller table as this big */
 
-/* Total size in blocks of the tables (and matviews) the statement reads. */
-static double
-stmt_blocks(SPIPlanPtr plan)
+/*
+ * The tables (and matviews) a new plan reads, kept with the statement so
+ * that a check does not look up every relation's kind again.
+ */
+static void
+stmt_note_relids(ShopStmt *s, SPIPlanPtr plan)
 {
-	double		blocks = 0;
+	int			n = 0;
 	ListCell   *lc;
 
+	if (s->relids != NULL)
+		pfree(s->relids);
+	s->relids = NULL;
+	s->nrelids = 0;
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+		n += list_length(((CachedPlanSource *) lfirst(lc))->relationOids);
+	if (n == 0)
+		return;
+	s->relids = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * n);
 	foreach(lc, SPI_plan_get_plan_sources(plan))
 	{
 		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
@@ -66,18 +83,45 @@ stmt_blocks(SPIPlanPtr plan)
 		{
 			Oid			relid = lfirst_oid(rc);
 			char		kind = get_rel_relkind(relid);
-			Relation	rel;
 
-			if (kind != RELKIND_RELATION && kind != RELKIND_MATVIEW)
-				continue;
-			/* the statement is about to lock it anyway */
-			rel = try_relation_open(relid, AccessShareLock);
-			if (rel == NULL)
-				continue;
-			blocks += RelationGetNumberOfBlocks(rel);
-			relation_close(rel, NoLock);
+			if (kind == RELKIND_RELATION || kind == RELKIND_MATVIEW)
+				s->relids[s->nrelids++] = relid;
 		}
 	}
+}
+
+/*
+ * Total size in blocks of the tables the statement reads.  Each one is
+ * locked as the statement is about to lock it anyway (the executor's own
+ * lock is then found in the backend's lock table).  One dropped since is
+ * skipped, and the list is taken again from the plan, so that a table
+ * made again under the same name is counted once the plan cache has
+ * re-analyzed the statement (at its next run), as when the list was read
+ * from the plan at every check.
+ */
+static double
+stmt_blocks(ShopStmt *s)
+{
+	double		blocks = 0;
+	bool		gone = false;
+
+	for (int i = 0; i < s->nrelids; i++)
+	{
+		Relation	rel;
+
+		LockRelationOid(s->relids[i], AccessShareLock);
+		rel = RelationIdGetRelation(s->relids[i]);
+		if (rel == NULL)
+		{
+			UnlockRelationOid(s->relids[i], AccessShareLock);
+			gone = true;
+			continue;
+		}
+		blocks += RelationGetNumberOfBlocks(rel);
+		RelationClose(rel);
+	}
+	if (gone)
+		stmt_note_relids(s, s->plan);
 	return blocks;
 }
 
@@ -87,7 +131,7 @@ stmt_plan(ShopStmt *s)
 	if (s->plan != NULL && s->mode != SHOP_PLAN_CUSTOM &&
 		(s->planned_blocks < STMT_SMALL_BLOCKS || ++s->calls % STMT_CHECK_EVERY == 0))
 	{
-		double		now = stmt_blocks(s->plan);
+		double		now = stmt_blocks(s);
 
 		if (now > STMT_GROWTH * Max(s->planned_blocks, STMT_MIN_BLOCKS))
 		{
@@ -107,7 +151,13 @@ stmt_plan(ShopStmt *s)
 		if (SPI_keepplan(p) != 0)
 			elog(ERROR, "shop: could not keep the plan of: %s", s->sql);
 		s->plan = p;
-		s->planned_blocks = s->mode == SHOP_PLAN_CUSTOM ? 0 : stmt_blocks(p);
+		if (s->mode != SHOP_PLAN_CUSTOM)
+		{
+			stmt_note_relids(s, p);
+			s->planned_blocks = stmt_blocks(s);
+		}
+		else
+			s->planned_blocks = 0;
 		s->calls = 0;
 	}
 	return s->plan;
@@ -432,6 +482,53 @@ ShopUuidArray(const pg_uuid_t *v, int n)
 #define SHOP_ID_WINDOW_BITS 16
 #endif
 
+/*
+ * The random bits of ids come from a per-backend pool of the strong random
+ * source's output, drawn SHOP_ID_POOL bytes (64 ids) at a time: each call
+ * of pg_strong_random costs as much as the executor start of a small
+ * statement whatever it draws, and a checkout makes its ids in four calls.
+ * The bytes are the same source's (the pool only draws them earlier), each
+ * is handed out once and wiped from the pool as it is, and a pool is never
+ * shared: it is empty in a new backend and refilled when the process is
+ * not the one that filled it.
+ */
+#define SHOP_ID_POOL	1024
+
+static unsigned char id_pool[SHOP_ID_POOL];
+static size_t id_pool_left = 0;
+static int	id_pool_pid = 0;
+
+static void
+id_random(void *dst, size_t n)
+{
+	unsigned char *out = dst;
+
+	if (id_pool_pid != MyProcPid)
+	{
+		id_pool_left = 0;
+		id_pool_pid = MyProcPid;
+	}
+	while (n > 0)
+	{
+		size_t		take;
+
+		if (id_pool_left == 0)
+		{
+			if (!pg_strong_random(id_pool, SHOP_ID_POOL))
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not generate random values")));
+			id_pool_left = SHOP_ID_POOL;
+		}
+		take = Min(n, id_pool_left);
+		memcpy(out, id_pool + SHOP_ID_POOL - id_pool_left, take);
+		explicit_bzero(id_pool + SHOP_ID_POOL - id_pool_left, take);
+		id_pool_left -= take;
+		out += take;
+		n -= take;
+	}
+}
+
 void
 ShopNewUuid(pg_uuid_t *u)
 {
@@ -439,8 +536,8 @@ ShopNewUuid(pg_uuid_t *u)
 }
 
 /*
- * n fresh ids from one call of the strong random source (each call costs
- * about as much as the executor start of a small statement).
+ * n fresh ids, their random bits from the pool of the strong random source
+ * (id_random).
  */
 void
 ShopNewUuids(pg_uuid_t *u, int n)
@@ -450,10 +547,7 @@ ShopNewUuids(pg_uuid_t *u, int n)
 	StaticAssertStmt(sizeof(pg_uuid_t) == UUID_LEN, "pg_uuid_t is not UUID_LEN bytes");
 	if (n <= 0)
 		return;
-	if (!pg_strong_random(u, (size_t) n * UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	id_random(u, (size_t) n * UUID_LEN);
 	/*
 	 * Unix milliseconds (TimestampTz counts microseconds from 2000-01-01),
 	 * rounded down to the window (RFC 9562, 6.1, lets an implementation
@@ -486,10 +580,7 @@ ShopNewRandomUuids(pg_uuid_t *u, int n)
 {
 	if (n <= 0)
 		return;
-	if (!pg_strong_random(u, (size_t) n * UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	id_random(u, (size_t) n * UUID_LEN);
 	for (int i = 0; i < n; i++)
 	{
 		u[i].data[6] = (u[i].data[6] & 0x0f) | 0x40;	/* version 4 */

@@ -62,13 +62,15 @@ typedef struct ShopStmt
 	SPIPlanPtr	plan;
 	double		planned_blocks; /* size of the tables read, when planned */
 	uint32		calls;			/* since planned */
+	Oid		   *relids;			/* the tables read (TopMemoryContext) */
+	int			nrelids;
 } ShopStmt;
 
 /* a statement with arguments of the given types, and one without */
 #define SHOP_STMT(mode, sql, ...) \
-	{(sql), (mode), lengthof(((Oid[]) {__VA_ARGS__})), {__VA_ARGS__}, NULL, 0, 0}
+	{(sql), (mode), lengthof(((Oid[]) {__VA_ARGS__})), {__VA_ARGS__}, NULL, 0, 0, NULL, 0}
 #define SHOP_STMT0(mode, sql) \
-	{(sql), (mode), 0, {InvalidOid}, NULL, 0, 0}
+	{(sql), (mode), 0, {InvalidOid}, NULL, 0, 0, NULL, 0}
 
 /* spi.c: statements */
 extern uint64 ShopExec(ShopStmt *s, const Datum *args, const char *nulls, long limit);
