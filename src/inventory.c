@@ -374,9 +374,7 @@ static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
 
 /* the same with every start bucket 0: $4 unused */
 static ShopStmt q_reserve_set0 = SHOP_STMT(SHOP_PLAN_GENERIC,
-	RESERVE_SET_SQL("LATERAL (SELECT s.location, s.bucket FROM shop.stock s"
-					" WHERE s.product_id = w.pid AND s.on_hand - s.reserved >= w.qty"
-					" ORDER BY s.location, s.bucket LIMIT 1 FOR UPDATE SKIP LOCKED) p",
+	RESERVE_SET_SQL("LATERAL (" INV_PICK_PART("w.pid", "w.qty", ">=", "0", "FOR UPDATE SKIP LOCKED") ") p",
 					") AS w(pid, qty, rid"),
 	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
 
