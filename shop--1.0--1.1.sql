@@ -7227,13 +7227,38 @@ $$;
 COMMENT ON FUNCTION shop._card_columns() IS
 'internal: the columns of shop''s tables that the card guard reads';
 
+-- What shop itself builds from ids and the guard does not read (the
+-- trigger's arguments): 'column=prefix#' is a text value that is the prefix
+-- and a decimal integer, nothing else; 'column.key' a number under that
+-- top-level key of a jsonb column.  A customer id is a bigint the
+-- application chose; one that happens to spell a card number
+-- (4111111111111111) is an id wherever shop copies it: the idempotency and
+-- saga scope 'c:<customer id>', an event's customer_id, an experiment
+-- unit (a customer id, or 'guest:<visitor>', which stays read).  Every
+-- other value of these columns, and every other column, stays read.
+CREATE FUNCTION shop._card_guard_exempt()
+RETURNS TABLE (table_name regclass, args text[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    VALUES ('shop.idempotency'::regclass, ARRAY['scope=c:#']),
+           ('shop.saga'::regclass, ARRAY['scope=c:#']),
+           ('shop.event'::regclass, ARRAY['payload.customer_id']),
+           ('shop.experiment_impression'::regclass, ARRAY['unit=#']),
+           ('shop.experiment_impression_recent'::regclass, ARRAY['unit=#'])
+$$;
+COMMENT ON FUNCTION shop._card_guard_exempt() IS
+'internal: per table, the columns and jsonb keys shop fills from ids that the card guard does not read';
+REVOKE EXECUTE ON FUNCTION shop._card_guard_exempt() FROM PUBLIC;
+
 -- The guard itself, on every table with such a column.  Named to sort after
 -- every other BEFORE trigger (they fire in name order), so that it sees the
 -- row as it is stored; ENABLE ALWAYS keeps it on under
 -- session_replication_role = replica.  A section of this script (or a
 -- later update script) that creates a table with text columns after this
 -- point runs SELECT shop._card_guard_install(); again: sql/cards.sql fails
--- otherwise.
+-- otherwise.  A trigger whose arguments differ from _card_guard_exempt's
+-- is made again.
 CREATE FUNCTION shop._card_guard_install()
 RETURNS void
 LANGUAGE plpgsql
@@ -7241,12 +7266,21 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     t regclass;
+    a text[];
 BEGIN
-    FOR t IN SELECT DISTINCT c.table_name FROM shop._card_columns() c
-              WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g
-                                 WHERE g.tgrelid = c.table_name AND g.tgname = 'zz_card_guard') LOOP
+    FOR t, a IN SELECT c.table_name, coalesce(x.args, '{}')
+                  FROM (SELECT DISTINCT table_name FROM shop._card_columns()) c
+                  LEFT JOIN shop._card_guard_exempt() x ON x.table_name = c.table_name
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g
+                                    WHERE g.tgrelid = c.table_name AND g.tgname = 'zz_card_guard'
+                                      AND g.tgnargs = cardinality(coalesce(x.args, '{}'))
+                                      AND (g.tgnargs = 0
+                                           OR string_to_array(rtrim(encode(g.tgargs, 'escape'), '\000'), '\000')
+                                              = x.args)) LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS zz_card_guard ON %s', t);
         EXECUTE format('CREATE TRIGGER zz_card_guard BEFORE INSERT OR UPDATE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION shop._card_guard()', t);
+                       'FOR EACH ROW EXECUTE FUNCTION shop._card_guard(%s)', t,
+                       (SELECT string_agg(quote_literal(e), ', ') FROM unnest(a) e));
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_card_guard', t);
     END LOOP;
 END
@@ -7266,14 +7300,36 @@ AS $$
 DECLARE
     t record;
     counts bigint[];
+    filters text[];
+    val text;
+    cond text;
+    a text;
+    p text;
 BEGIN
-    FOR t IN SELECT c.table_name AS tab, array_agg(c.column_name ORDER BY c.column_name) AS cols
+    FOR t IN SELECT c.table_name AS tab, array_agg(c.column_name ORDER BY c.column_name) AS cols,
+                    coalesce((SELECT x.args FROM shop._card_guard_exempt() x WHERE x.table_name = c.table_name),
+                             '{}') AS args
                FROM shop._card_columns() c GROUP BY c.table_name ORDER BY c.table_name LOOP
-        EXECUTE format('SELECT ARRAY[%s] FROM %s',
-                       (SELECT string_agg(format('count(*) FILTER (WHERE shop._holds_card_number(%I))', col), ', '
-                                          ORDER BY ord)
-                          FROM unnest(t.cols) WITH ORDINALITY u(col, ord)),
-                       t.tab) INTO counts;
+        filters := '{}';
+        FOREACH val IN ARRAY t.cols LOOP
+            -- what the guard does not read (shop._card_guard_exempt) is not
+            -- counted either: a number under 'col.key', a 'col=prefix#'
+            -- value that is the prefix and an integer
+            cond := '';
+            p := quote_ident(val);
+            FOREACH a IN ARRAY t.args LOOP
+                IF a LIKE val || '.%' THEN
+                    p := format('CASE WHEN jsonb_typeof(%1$s -> %2$L) = ''number'' THEN %1$s - %2$L ELSE %1$s END',
+                                p, substr(a, length(val) + 2));
+                ELSIF a LIKE val || '=%#' THEN
+                    a := substr(a, length(val) + 2, length(a) - length(val) - 2);
+                    cond := cond || format(' AND NOT (left(%1$I, %2$s) = %3$L AND substr(%1$I, %4$s) ~ ''^-?[0-9]{1,19}$'')',
+                                           val, length(a), a, length(a) + 1);
+                END IF;
+            END LOOP;
+            filters := filters || format('count(*) FILTER (WHERE shop._holds_card_number(%s)%s)', p, cond);
+        END LOOP;
+        EXECUTE format('SELECT ARRAY[%s] FROM %s', array_to_string(filters, ', '), t.tab) INTO counts;
         FOR i IN 1 .. cardinality(t.cols) LOOP
             IF counts[i] > 0 THEN
                 table_name := t.tab;

@@ -1194,7 +1194,68 @@ jsonb_child_offset(const JsonbContainer *jc, int i)
 	return off;
 }
 
-static bool jsonb_container_has_card(const JsonbContainer *jc, int flags);
+/*
+ * What of one column the guard does not read: ids shop itself writes (a
+ * customer id is a bigint the application chose, and may spell a card
+ * number; see guard_plan).  key: top-level keys of a jsonb object whose
+ * number values are not read; idprefix: a text value that is this prefix
+ * and a decimal integer, nothing else, is not read.
+ */
+typedef struct GuardKeys
+{
+	int			nkeys;
+	char	  **key;
+	int		   *len;
+	char	   *idprefix;		/* NULL: none */
+} GuardKeys;
+
+/* is the text value idprefix followed by a decimal integer? */
+static bool
+guard_is_id(const GuardKeys *skip, Datum value)
+{
+	text	   *t;
+	const char *p;
+	size_t		len,
+				plen,
+				digits = 0;
+	bool		is_id;
+
+	if (skip == NULL || skip->idprefix == NULL)
+		return false;
+	t = DatumGetTextPP(value);
+	p = VARDATA_ANY(t);
+	len = VARSIZE_ANY_EXHDR(t);
+	plen = strlen(skip->idprefix);
+	is_id = len > plen && memcmp(p, skip->idprefix, plen) == 0;
+	if (is_id)
+	{
+		p += plen;
+		len -= plen;
+		if (*p == '-')
+		{
+			p++;
+			len--;
+		}
+		while (digits < len && p[digits] >= '0' && p[digits] <= '9')
+			digits++;
+		is_id = digits > 0 && digits == len && digits <= 19;
+	}
+	if ((Pointer) t != DatumGetPointer(value))
+		pfree(t);
+	return is_id;
+}
+
+static bool jsonb_container_has_card(const JsonbContainer *jc, int flags,
+									 const GuardKeys *skip);
+
+static bool
+guard_key_skipped(const GuardKeys *skip, const char *key, uint32 len)
+{
+	for (int i = 0; skip != NULL && i < skip->nkeys; i++)
+		if (skip->len[i] == (int) len && memcmp(skip->key[i], key, len) == 0)
+			return true;
+	return false;
+}
 
 /* one scalar or container stored at base + [off, end) under entry e */
 static bool
@@ -1205,7 +1266,7 @@ jsonb_entry_has_card(JEntry e, const char *base, uint32 off, uint32 end, int fla
 	if (JBE_ISNUMERIC(e))
 		return numeric_has_card((Numeric) (base + INTALIGN(off)), flags);
 	if (JBE_ISCONTAINER(e))
-		return jsonb_container_has_card((const JsonbContainer *) (base + INTALIGN(off)), flags);
+		return jsonb_container_has_card((const JsonbContainer *) (base + INTALIGN(off)), flags, NULL);
 	return false;				/* true, false, null */
 }
 
@@ -1213,9 +1274,10 @@ jsonb_entry_has_card(JEntry e, const char *base, uint32 off, uint32 end, int fla
  * Walk a jsonb container in its binary form (no JsonbIterator, no
  * allocation but for big numbers): every key, string and number at any
  * depth.  A value under a phone-like key is scanned with SHOP_SCAN_PHONE.
+ * skip (top level only, NULL below): keys whose number value is not read.
  */
 static bool
-jsonb_container_has_card(const JsonbContainer *jc, int flags)
+jsonb_container_has_card(const JsonbContainer *jc, int flags, const GuardKeys *skip)
 {
 	uint32		count = JsonContainerSize(jc);
 	const char *base;
@@ -1238,8 +1300,12 @@ jsonb_container_has_card(const JsonbContainer *jc, int flags)
 
 			if (ShopFindCardNumberFlags(base + koff, kend - koff, 0))
 				return true;
+			if (JBE_ISNUMERIC(ve) && guard_key_skipped(skip, base + koff, kend - koff))
+			{
+				/* an id shop wrote as a number: not read */
+			}
 			/* a string that cannot hold 12 digits needs no phone context */
-			if (!(JBE_ISSTRING(ve) &&
+			else if (!(JBE_ISSTRING(ve) &&
 				  !may_hold_card((const unsigned char *) base + voff, vend - voff)))
 			{
 				if (phone_key(base + koff, kend - koff))
@@ -1272,7 +1338,7 @@ jsonb_container_has_card(const JsonbContainer *jc, int flags)
 bool
 ShopJsonbHasCardNumber(Jsonb *jb)
 {
-	return jb != NULL && jsonb_container_has_card(&jb->root, 0);
+	return jb != NULL && jsonb_container_has_card(&jb->root, 0, NULL);
 }
 
 /*
@@ -1346,7 +1412,7 @@ guard_elem_init(GuardElem *ge, Oid elem)
 }
 
 static bool
-value_has_card(GuardKind kind, Datum value, const GuardElem *ge)
+value_has_card(GuardKind kind, Datum value, const GuardElem *ge, const GuardKeys *skip)
 {
 	switch (kind)
 	{
@@ -1368,7 +1434,7 @@ value_has_card(GuardKind kind, Datum value, const GuardElem *ge)
 		case GK_JSONB:
 			{
 				Jsonb	   *jb = DatumGetJsonbP(value);
-				bool		found = ShopJsonbHasCardNumber(jb);
+				bool		found = jsonb_container_has_card(&jb->root, 0, skip);
 
 				if ((Pointer) jb != DatumGetPointer(value))
 					pfree(jb);
@@ -1389,7 +1455,7 @@ value_has_card(GuardKind kind, Datum value, const GuardElem *ge)
 					Datum		d = array_iter_next(&it, &isnull, i, ge->len, ge->byval, ge->align);
 
 					if (!isnull)
-						found = value_has_card(ge->kind, d, NULL);
+						found = value_has_card(ge->kind, d, NULL, NULL);
 				}
 				return found;
 			}
@@ -1500,7 +1566,7 @@ shop_contains_card_number_any(PG_FUNCTION_ARGS)
 	}
 	if (cache->kind == GK_NONE)
 		PG_RETURN_NULL();
-	PG_RETURN_BOOL(value_has_card(cache->kind, PG_GETARG_DATUM(0), &cache->elem));
+	PG_RETURN_BOOL(value_has_card(cache->kind, PG_GETARG_DATUM(0), &cache->elem, NULL));
 }
 
 /* shop._card_guard_reads(type regtype) -> boolean */
@@ -1522,15 +1588,24 @@ shop_card_guard_reads(PG_FUNCTION_ARGS)
  * about every column (a few catalog cache lookups each), which cost more
  * than the scan of the row itself: for a checkout, which writes eleven
  * rows of nine guarded tables in five statements, 3% of its CPU (issue
- * 11).  So a plan is kept for the life of the backend, one per table, and
+ * 11).  So a plan is kept for the life of the backend, one per trigger, and
  * reused while the table's columns keep their types: it is checked
  * against the row type at the first row of each statement (the column
  * types are all a plan depends on: whether a type is text-like, an array
  * or a domain over one never changes), then held in fn_extra for the
  * statement's other rows.
+ *
+ * The trigger's arguments name what shop itself builds from ids and the
+ * guard does not read: 'column=prefix#' (a text value that is the prefix
+ * and a decimal integer, nothing else: the idempotency scope 'c:<customer
+ * id>' is 'scope=c:#'), or 'column.key' (a number under that top-level key
+ * of a jsonb column, e.g. an event payload's customer_id).  A customer
+ * id is a bigint the application chose; one that happens to spell a card
+ * number (4111111111111111) is an id, not a card, wherever shop copies it.
  */
 typedef struct GuardPlan
 {
+	Oid			tgoid;
 	Oid			relid;
 	int			natts;
 	Oid		   *atttypid;		/* of every column, InvalidOid if dropped */
@@ -1539,11 +1614,12 @@ typedef struct GuardPlan
 	AttrNumber *attnum;
 	GuardKind  *kind;
 	GuardElem  *elem;
+	GuardKeys  *skip;			/* per column read: jsonb keys not read */
 } GuardPlan;
 
 typedef struct GuardPlanEntry
 {
-	Oid			relid;			/* hash key */
+	Oid			tgoid;			/* hash key: the trigger */
 	GuardPlan  *plan;
 } GuardPlanEntry;
 
@@ -1568,25 +1644,107 @@ guard_plan_fits(const GuardPlan *plan, TupleDesc desc)
 static void
 guard_plan_free(GuardPlan *plan)
 {
+	for (int c = 0; c < plan->ncols; c++)
+	{
+		for (int k = 0; k < plan->skip[c].nkeys; k++)
+			pfree(plan->skip[c].key[k]);
+		if (plan->skip[c].nkeys > 0)
+		{
+			pfree(plan->skip[c].key);
+			pfree(plan->skip[c].len);
+		}
+		if (plan->skip[c].idprefix != NULL)
+			pfree(plan->skip[c].idprefix);
+	}
 	pfree(plan->atttypid);
 	pfree(plan->attnum);
 	pfree(plan->kind);
 	pfree(plan->elem);
+	pfree(plan->skip);
 	pfree(plan);
 }
 
+/*
+ * What the trigger's arguments exempt of column name (see guard_plan),
+ * added to *skip in TopMemoryContext.
+ */
+static void
+guard_exempt(const Trigger *tg, const char *name, GuardKeys *skip)
+{
+	size_t		nlen = strlen(name);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	for (int i = 0; i < tg->tgnargs; i++)
+	{
+		const char *a = tg->tgargs[i];
+		size_t		alen = strlen(a);
+
+		if (strncmp(a, name, nlen) != 0)
+			continue;
+		if (a[nlen] == '.' && a[nlen + 1] != '\0')
+		{
+			if (skip->nkeys == 0)
+			{
+				skip->key = palloc(sizeof(char *) * tg->tgnargs);
+				skip->len = palloc(sizeof(int) * tg->tgnargs);
+			}
+			skip->key[skip->nkeys] = pstrdup(a + nlen + 1);
+			skip->len[skip->nkeys] = (int) strlen(a + nlen + 1);
+			skip->nkeys++;
+		}
+		else if (a[nlen] == '=' && a[alen - 1] == '#')
+			skip->idprefix = pnstrdup(a + nlen + 1, alen - nlen - 2);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* every argument of the trigger must name a column it reads */
+static void
+guard_check_args(const Trigger *tg, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < tg->tgnargs; i++)
+	{
+		const char *a = tg->tgargs[i];
+		bool		known = false;
+
+		for (int c = 0; c < desc->natts && !known; c++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, c);
+			const char *n = NameStr(att->attname);
+			size_t		nlen = strlen(n);
+			Oid			elem;
+
+			if (att->attisdropped || guard_kind(att->atttypid, &elem) == GK_NONE)
+				continue;
+			if (strncmp(a, n, nlen) != 0)
+				continue;
+			if (a[nlen] == '.')
+				known = getBaseType(att->atttypid) == JSONBOID && a[nlen + 1] != '\0';
+			else if (a[nlen] == '=')
+				known = guard_kind(att->atttypid, &elem) == GK_TEXT && a[strlen(a) - 1] == '#';
+		}
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("card guard trigger %s on %s has argument \"%s\", which is neither \"<jsonb column>.<key>\" nor \"<text column>=<prefix>#\" for a column of the table",
+							tg->tgname, RelationGetRelationName(rel), a)));
+	}
+}
+
 static GuardPlan *
-guard_plan(FmgrInfo *flinfo, Relation rel)
+guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 {
 	GuardPlan  *plan = (GuardPlan *) flinfo->fn_extra;
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			relid = RelationGetRelid(rel);
+	Oid			tgoid = tg->tgoid;
 	GuardPlanEntry *entry;
 	bool		found;
 	MemoryContext old;
 
 	/* the rest of a statement: the plan its first row found */
-	if (plan != NULL && plan->relid == relid && plan->natts == desc->natts)
+	if (plan != NULL && plan->tgoid == tgoid && plan->natts == desc->natts)
 		return plan;
 
 	if (guard_plans == NULL)
@@ -1597,7 +1755,7 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 		ctl.entrysize = sizeof(GuardPlanEntry);
 		guard_plans = hash_create("shop card guard plans", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
-	entry = hash_search(guard_plans, &relid, HASH_ENTER, &found);
+	entry = hash_search(guard_plans, &tgoid, HASH_ENTER, &found);
 	if (!found)
 		entry->plan = NULL;
 	if (entry->plan != NULL && guard_plan_fits(entry->plan, desc))
@@ -1611,14 +1769,17 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 		entry->plan = NULL;
 	}
 
+	guard_check_args(tg, rel);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	plan = palloc0(sizeof(GuardPlan));
-	plan->relid = relid;
+	plan->tgoid = tgoid;
+	plan->relid = RelationGetRelid(rel);
 	plan->natts = desc->natts;
 	plan->atttypid = palloc(sizeof(Oid) * Max(desc->natts, 1));
 	plan->attnum = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
 	plan->kind = palloc(sizeof(GuardKind) * Max(desc->natts, 1));
 	plan->elem = palloc(sizeof(GuardElem) * Max(desc->natts, 1));
+	plan->skip = palloc0(sizeof(GuardKeys) * Max(desc->natts, 1));
 	MemoryContextSwitchTo(old);
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -1632,6 +1793,7 @@ guard_plan(FmgrInfo *flinfo, Relation rel)
 		k = guard_kind(att->atttypid, &elem);
 		if (k == GK_NONE)
 			continue;
+		guard_exempt(tg, NameStr(att->attname), &plan->skip[plan->ncols]);
 		plan->attnum[plan->ncols] = att->attnum;
 		plan->maxattnum = att->attnum;
 		plan->kind[plan->ncols] = k;
@@ -1674,7 +1836,7 @@ shop_card_guard(PG_FUNCTION_ARGS)
 
 	rel = trigdata->tg_relation;
 	desc = RelationGetDescr(rel);
-	plan = guard_plan(fcinfo->flinfo, rel);
+	plan = guard_plan(fcinfo->flinfo, trigdata->tg_trigger, rel);
 	if (plan->ncols == 0)
 		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
@@ -1708,7 +1870,9 @@ shop_card_guard(PG_FUNCTION_ARGS)
 			if (datumIsEqual(oldslot->tts_values[a], value, att->attbyval, att->attlen))
 				continue;
 		}
-		if (value_has_card(plan->kind[c], value, &plan->elem[c]))
+		if (guard_is_id(&plan->skip[c], value))
+			continue;
+		if (value_has_card(plan->kind[c], value, &plan->elem[c], &plan->skip[c]))
 		{
 			char	   *what = psprintf("column %s of %s.%s",
 										NameStr(TupleDescAttr(desc, a)->attname),

@@ -226,14 +226,20 @@ sub cmd_columns {
     open my $fh, '<:encoding(UTF-8)', $file or die "$file: $!";
     while (<$fh>) {
         chomp;
-        push @cols, [split /\t/, $_, -1];    # table, quoted column, column, type, insertable columns
+        push @cols, [split /\t/, $_, -1];    # table, quoted column, column, type, insertable columns, id shape
     }
     my ($writes, $n) = (0, 0);
     for my $c (@cols) {
-        my ($table, $qcol, $col, $type, $ins) = @$c;
+        my ($table, $qcol, $col, $type, $ins, $idshape) = @$c;
+        # a column the guard's trigger declares as holding ids ('col=prefix#')
+        # gets no card in that shape (the prefix and a decimal integer)
+        my $idre;
+        $idre = qr/^\Q$1\E-?[0-9]{1,19}$/ if ($idshape // '') =~ /^[^=]*=(.*)#$/;
         # six formats per column, taking turns
+        my $p = $n * 6;
         for my $k (0 .. 5) {
-            my ($card, $fmt, $text, $kind) = @{ $PAIRS[($n * 6 + $k) % @PAIRS] };
+            $p++ while defined $idre && $PAIRS[$p % @PAIRS][2] =~ $idre;
+            my ($card, $fmt, $text, $kind) = @{ $PAIRS[$p++ % @PAIRS] };
             (my $key = $col) =~ s/'/''/g;
             my $typed_of = sub {
                 my ($lit) = @_;

@@ -51,11 +51,18 @@ CREATE ROLE audit_web LOGIN IN ROLE shop_storefront;
 ALTER DATABASE audit SET shop.session_secret = 'the audit''s secret, thirty-two characters or more';
 SQL
 # the text-like columns of every shop table, from pg_catalog (not from the
-# guard's own list: the audit must not trust the code it audits)
+# guard's own list: the audit must not trust the code it audits); last, the
+# id shape the guard's trigger declares for the column ('unit=#': a value
+# that is a decimal integer is a customer id, docs/security.md), in which
+# the audit writes no card
 COLUMNS_SQL="
     SELECT c.oid::regclass, quote_ident(a.attname), a.attname, format_type(a.atttypid, NULL),
            (SELECT string_agg(quote_ident(b.attname), ', ' ORDER BY b.attnum) FROM pg_attribute b
-             WHERE b.attrelid = c.oid AND b.attnum > 0 AND NOT b.attisdropped AND b.attgenerated = '')
+             WHERE b.attrelid = c.oid AND b.attnum > 0 AND NOT b.attisdropped AND b.attgenerated = ''),
+           coalesce((SELECT x FROM pg_trigger g,
+                            unnest(string_to_array(rtrim(encode(g.tgargs, 'escape'), '\\000'), '\\000')) x
+                      WHERE g.tgrelid = c.oid AND g.tgname = 'zz_card_guard'
+                        AND x LIKE a.attname || '=%#' LIMIT 1), '')
       FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_attribute a ON a.attrelid = c.oid
