@@ -567,6 +567,16 @@ SELECT s AS sort, q, f AS filter, o AS off,
  WHERE (q = 'flange' OR o = 0) AND (s LIKE 'price%' OR (f = '{}' AND o = 0))
  ORDER BY 1, 2, 3, 4;
 
+-- and with the cache full (256 entries): 150 brand filters in one
+-- session, each an entry of its own next to the word's, so entries are
+-- dropped while a page's filter and word bounds are in use
+SELECT count(*) FILTER (WHERE pg_temp.got('flange', f, 'price_asc', 20, 0)
+                              = pg_temp.want('flange', f, 'price_asc', 20, 0)) AS same,
+       count(*) FILTER (WHERE cardinality(pg_temp.got('flange', f, 'price_asc', 20, 0)) = 20) AS full_pages
+  FROM (SELECT CASE WHEN n % 10 = 0 THEN '{"brand": "bolt"}'
+                    ELSE format('{"brand": "nobrand%s"}', n) END::jsonb AS f
+          FROM generate_series(1, 150) n) x;
+
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);

@@ -2209,6 +2209,8 @@ sort_mins(Eval *ev, SegState *s, const double **sorted)
 	e->ndocs = n;
 	e->kind = pr->kind;
 	e->term = false;
+	e->nterms = 0;				/* a slot may have held a word's entry */
+	e->terms = NULL;
 	e->ncats = q->ncats;
 	e->cats = NULL;
 	if (q->ncats > 0)
@@ -2444,17 +2446,19 @@ sort_word_mins(Eval *ev, SegState *s, const double *base)
 				}
 		if (nterms == 0 || nterms > SS_SORT_WORD_MAX_TERMS || df < SS_SORT_WORD_MIN_DF)
 			continue;
-		/* fetched, then used at once: the next fetch may evict it */
-		w = word_mins(ev, s, terms, nterms);
+		/*
+		 * base is a cache entry too: copied before the first fetch, which
+		 * may evict it; each word's entry is used at once for the same
+		 * reason
+		 */
 		if (comb == NULL)
 		{
 			comb = palloc_extended(sizeof(double) * nblk, MCXT_ALLOC_HUGE);
-			for (uint32 b = 0; b < nblk; b++)
-				comb[b] = Max(base[b], w[b]);
+			memcpy(comb, base, sizeof(double) * nblk);
 		}
-		else
-			for (uint32 b = 0; b < nblk; b++)
-				comb[b] = Max(comb[b], w[b]);
+		w = word_mins(ev, s, terms, nterms);
+		for (uint32 b = 0; b < nblk; b++)
+			comb[b] = Max(comb[b], w[b]);
 		elog(DEBUG1, "shop_search sorted scan: word %d's own block bounds (%d terms, " UINT64_FORMAT " postings)",
 			 qi, nterms, df);
 	}
@@ -2475,7 +2479,7 @@ sort_prune_init(Eval *ev, SegState *s)
 	s->sortmins = sort_mins(ev, s, &sorted);
 	s->sortcut = sorted[Max(m, 1) - 1];
 	s->sortmax = sorted[Max(nblk, 1) - 1];
-	comb = sort_word_mins(ev, s, s->sortmins);
+	comb = sort_word_mins(ev, s, s->sortmins);	/* s->sortmins may be gone after */
 	if (comb)
 	{
 		double	   *copy = palloc_extended(sizeof(double) * nblk, MCXT_ALLOC_HUGE);
