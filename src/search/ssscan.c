@@ -2014,8 +2014,9 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
  * relation file, the
  * segment's header block and its serial (a reused block heads a segment
  * of a higher serial; a rebuilt index has a new file); when the cache
- * would hold too much (256 entries or 64 MB), the filters' entries
- * (below) are dropped, and if that is not enough, all.
+ * would hold too much (256 entries or 64 MB), the filters' and the
+ * words' entries (below) are dropped, least recently used first, and if
+ * that is not enough, all.
  *
  * A query with a category or brand filter gets bounds of its own: the
  * smallest key of each block over the documents passing that filter
@@ -2045,6 +2046,7 @@ typedef struct SortMins
 	uint64	   *terms;			/* start, ascending */
 	double	   *mins;
 	double	   *sorted;			/* the same, ascending (NULL for a term's) */
+	uint64		used;			/* sort_cache_clock when last used */
 } SortMins;
 
 #define SS_SORT_CACHE_ENTRIES	256
@@ -2054,6 +2056,7 @@ static MemoryContext sort_cache_cxt = NULL;
 static SortMins sort_cache[SS_SORT_CACHE_ENTRIES];
 static int	sort_cache_n = 0;
 static Size sort_cache_bytes = 0;
+static uint64 sort_cache_clock = 0;	/* SortMins.used */
 
 /* the size of entry e, as sort_cache_bytes counts it */
 static Size
@@ -2066,26 +2069,31 @@ sort_entry_bytes(const SortMins *e)
 }
 
 /*
- * Room for an entry of bytes: the filters' entries go first (a storefront
- * may sort many categories, each an entry per segment and kind, while the
- * unfiltered bounds serve every query without a filter), then everything.
+ * Room for an entry of bytes: the filters' and words' entries go first,
+ * the least recently used first (a storefront may sort by many
+ * categories and words, each an entry per segment and kind, while the
+ * bounds over all documents serve every query), then everything.
  */
 static void
 sort_cache_make_room(Size bytes)
 {
-	int			kept = 0;
-
-	if (sort_cache_n < SS_SORT_CACHE_ENTRIES && sort_cache_bytes + bytes <= SS_SORT_CACHE_BYTES)
-		return;
-	for (int i = 0; i < sort_cache_n; i++)
+	while (sort_cache_n >= SS_SORT_CACHE_ENTRIES || sort_cache_bytes + bytes > SS_SORT_CACHE_BYTES)
 	{
-		SortMins   *e = &sort_cache[i];
+		int			victim = -1;
+		SortMins   *e;
 
-		if (e->ncats < 0 && e->nbrands < 0 && !e->term)
+		for (int i = 0; i < sort_cache_n; i++)
+			if ((sort_cache[i].ncats >= 0 || sort_cache[i].nbrands >= 0 || sort_cache[i].term) &&
+				(victim < 0 || sort_cache[i].used < sort_cache[victim].used))
+				victim = i;
+		if (victim < 0)
 		{
-			sort_cache[kept++] = *e;
-			continue;
+			MemoryContextReset(sort_cache_cxt);
+			sort_cache_n = 0;
+			sort_cache_bytes = 0;
+			return;
 		}
+		e = &sort_cache[victim];
 		sort_cache_bytes -= sort_entry_bytes(e);
 		pfree(e->mins);
 		if (e->sorted)
@@ -2096,13 +2104,8 @@ sort_cache_make_room(Size bytes)
 			pfree(e->cats);
 		if (e->brands)
 			pfree(e->brands);
+		sort_cache[victim] = sort_cache[--sort_cache_n];
 	}
-	sort_cache_n = kept;
-	if (sort_cache_n < SS_SORT_CACHE_ENTRIES && sort_cache_bytes + bytes <= SS_SORT_CACHE_BYTES)
-		return;
-	MemoryContextReset(sort_cache_cxt);
-	sort_cache_n = 0;
-	sort_cache_bytes = 0;
 }
 
 static int
@@ -2148,6 +2151,7 @@ sort_mins(Eval *ev, SegState *s, const double **sorted)
 			sort_cache[i].ndocs == n && sort_cache[i].kind == pr->kind &&
 			sort_filter_equal(&sort_cache[i], q))
 		{
+			sort_cache[i].used = ++sort_cache_clock;
 			*sorted = sort_cache[i].sorted;
 			return sort_cache[i].mins;
 		}
@@ -2211,6 +2215,7 @@ sort_mins(Eval *ev, SegState *s, const double **sorted)
 	e->term = false;
 	e->nterms = 0;				/* a slot may have held a word's entry */
 	e->terms = NULL;
+	e->used = ++sort_cache_clock;
 	e->ncats = q->ncats;
 	e->cats = NULL;
 	if (q->ncats > 0)
@@ -2317,6 +2322,7 @@ word_mins(Eval *ev, SegState *s, SegExp **terms, int nterms)
 			sort_cache[i].nterms == nterms &&
 			memcmp(sort_cache[i].terms, names, sizeof(uint64) * nterms) == 0)
 		{
+			sort_cache[i].used = ++sort_cache_clock;
 			pfree(names);
 			return sort_cache[i].mins;
 		}
@@ -2358,6 +2364,7 @@ word_mins(Eval *ev, SegState *s, SegExp **terms, int nterms)
 	e->ncats = -1;
 	e->nbrands = -1;
 	e->term = true;
+	e->used = ++sort_cache_clock;
 	e->nterms = nterms;
 	e->terms = MemoryContextAlloc(sort_cache_cxt, sizeof(uint64) * nterms);
 	memcpy(e->terms, names, sizeof(uint64) * nterms);
