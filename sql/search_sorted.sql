@@ -530,6 +530,53 @@ SELECT pg_temp.got('sprocket', f, 'price_asc', 20, 0) = pg_temp.want('sprocket',
        WITH ORDINALITY x(f, n)
  ORDER BY n;
 
+-- a word's own block bounds (issue 12): 'flange' products take turns
+-- with 'washer' ones, the washers both the cheapest and the dearest of
+-- the catalog, the flanges in between, 20 at each price, the cheapest
+-- and the dearest flanges the most popular (the first docids), more
+-- blocks than the first phase of a segment's scan reads.  Every block's
+-- bound over all its documents (or over the category's, which they
+-- share) is a washer's, beyond the 20th flange either way: without
+-- bounds over the word's own documents a flange page skips nothing.
+-- With them it reads under half the index pages, and the pages (ties,
+-- deep offsets, both price sorts, with a filter, a second word, a
+-- typo) stay those of a plain ORDER BY
+SET client_min_messages = warning;
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, status)
+SELECT 'FLW' || i,
+       CASE WHEN i % 2 = 0 THEN 'washer ' || i ELSE 'flange ' || (ARRAY['steel', 'brass'])[1 + (i / 2) % 2] || ' ' || i END,
+       (ARRAY['Acme', 'Bolt'])[1 + (i / 4) % 2], :gears,
+       CASE WHEN i % 4 = 0 THEN 1 + i WHEN i % 2 = 0 THEN 50000000 + i
+            WHEN (i / 40) % 2 = 0 THEN 200000 + 100 * (i / 80)
+            ELSE 900000 - 100 * (i / 80) END,
+       40000 - i, 'active'
+  FROM generate_series(1, 30000) i;
+VACUUM shop.product;
+RESET client_min_messages;
+SELECT s AS sort,
+       pg_temp.index_pages_f('flange', '{}', s, true) * 2
+           < pg_temp.index_pages_f('flange', '{}', s, false) AS word_fewer_pages
+  FROM unnest(ARRAY['price_asc', 'price_desc']) s
+ ORDER BY 1;
+SELECT s AS sort, q, f AS filter, o AS off,
+       pg_temp.got(q, f, s, 20, o) = pg_temp.want(q, f, s, 20, o) AS same
+  FROM unnest(ARRAY['price_asc', 'price_desc', 'rating', 'newest']) s,
+       unnest(ARRAY['flange', 'flange steel', 'flnage']) q,
+       unnest(ARRAY['{}', :'gears_f', '{"brand": "bolt"}']::jsonb[]) f,
+       unnest(ARRAY[0, 40, 1990]) o
+ WHERE (q = 'flange' OR o = 0) AND (s LIKE 'price%' OR (f = '{}' AND o = 0))
+ ORDER BY 1, 2, 3, 4;
+
+-- and with the cache full (256 entries): 150 brand filters in one
+-- session, each an entry of its own next to the word's, so entries are
+-- dropped while a page's filter and word bounds are in use
+SELECT count(*) FILTER (WHERE pg_temp.got('flange', f, 'price_asc', 20, 0)
+                              = pg_temp.want('flange', f, 'price_asc', 20, 0)) AS same,
+       count(*) FILTER (WHERE cardinality(pg_temp.got('flange', f, 'price_asc', 20, 0)) = 20) AS full_pages
+  FROM (SELECT CASE WHEN n % 10 = 0 THEN '{"brand": "bolt"}'
+                    ELSE format('{"brand": "nobrand%s"}', n) END::jsonb AS f
+          FROM generate_series(1, 150) n) x;
+
 -- the index function on its own: errors
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product_search_idx', '"cable"', 'price_asc', 0)$$);
 SELECT pg_temp.err($$SELECT * FROM shop._search_sorted('shop.product', '"cable"', 'price_asc', 10)$$);

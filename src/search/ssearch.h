@@ -841,6 +841,7 @@ typedef struct SsSortPrune
 	SsSortKeyFn key;
 	const bool *have_bound;		/* the visitor holds k keys ... */
 	const double *bound;		/* ... the k-th smallest is this */
+	bool		word_bounds;	/* bounds of a common word's own documents too */
 	int64		blocks_skipped; /* out */
 	int64		windows_skipped;	/* out */
 } SsSortPrune;

@@ -490,6 +490,12 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		pr.key = prune_key;
 		pr.have_bound = &st.have_bound;
 		pr.bound = &st.bound1;
+
+		/*
+		 * docids are numbered most popular first, so the bounds over all
+		 * documents already rule out nearly every block for popularity
+		 */
+		pr.word_bounds = kind != SORT_POPULARITY;
 		visit_matches(index, query, rc, sort_visit, &st,
 					  shop_search_block_max ? &pr : NULL);
 		if (pr.blocks_skipped > 0)
