@@ -7150,6 +7150,110 @@ ALTER TABLE shop.order_line DROP CONSTRAINT order_line_unit_price_cents_check,
 ALTER TABLE shop.payment DROP CONSTRAINT payment_amount_cents_check;
 
 ------------------------------------------------------------------------------
+-- Cluster: the search statistics' version, for the router's cache (issue 16) -
+--
+-- The router (shop_router) keeps the summed statistics of a query (the DFS
+-- phase, docs/scale-out.md) and sends them with the next searches of the
+-- same words instead of asking every shard again.  It may only use them
+-- while no shard's statistics have changed: each shard counts its writes
+-- to the tables a search's statistics come from (products, synonyms,
+-- categories) in a sequence, bumped before each writing statement (a
+-- sequence: no lock between writers, no row every write updates).
+-- shop._search_stats_at gives the statistics with this shard's version
+-- ("shard:number"), and whether they may be kept: only when no writer
+-- that has bumped is still running (a writer holds a shared transaction
+-- advisory lock from before its bump to its end; the reader must get it
+-- exclusively for a moment, then reads the statistics in a new snapshot,
+-- which sees every bumped write).  shop._search_version_check, called by
+-- the page round, raises 40001 when this shard's version is not among the
+-- router's: the router then asks for the statistics again.
+CREATE SEQUENCE shop.search_version;
+COMMENT ON SEQUENCE shop.search_version IS
+'bumped before every statement that writes products, synonyms or categories: the router''s cached search statistics are current while it is unchanged';
+
+CREATE FUNCTION shop._search_version_bump()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- the lock first: a reader that sees the bumped number also sees the
+    -- lock until this transaction ends
+    PERFORM pg_advisory_xact_lock_shared(7316001601);
+    PERFORM nextval('shop.search_version');
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._search_version_bump() IS
+'internal: a statement trigger of the tables search statistics come from (shop.search_version)';
+
+CREATE TRIGGER product_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.product
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
+CREATE TRIGGER synonym_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.synonym
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
+CREATE TRIGGER category_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.category
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
+
+-- this shard's version: its cluster, its database, its number
+CREATE FUNCTION shop._search_version()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT concat((SELECT c.system_identifier FROM pg_control_system() c), '.',
+                  (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ':',
+                  (SELECT v.last_value FROM shop.search_version v))
+$$;
+COMMENT ON FUNCTION shop._search_version() IS
+'internal (shop_router): this shard''s search statistics version (cluster.database:number)';
+
+CREATE FUNCTION shop._search_stats_at(query text, filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    v text := shop._search_version();
+    keep boolean := current_setting('transaction_isolation') = 'read committed'
+                    AND NOT pg_is_in_recovery();
+BEGIN
+    IF keep THEN
+        keep := pg_try_advisory_lock(7316001601);
+        IF keep THEN
+            PERFORM pg_advisory_unlock(7316001601);
+        END IF;
+    END IF;
+    -- a new statement: a new snapshot, taken after every bumped writer ended
+    RETURN shop.search_stats(query, filters)
+        || jsonb_build_object('version', v, 'keep', keep);
+END
+$$;
+COMMENT ON FUNCTION shop._search_stats_at(text, jsonb) IS
+'internal (shop_router): shop.search_stats with this shard''s version and whether the router may keep them';
+
+CREATE FUNCTION shop._search_version_check(versions jsonb)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF versions IS NULL OR versions ? shop._search_version() THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'the search statistics changed on this shard'
+        USING ERRCODE = '40001', HINT = 'the router asks for them again';
+END
+$$;
+COMMENT ON FUNCTION shop._search_version_check(jsonb) IS
+'internal (shop_router): true if this shard''s search statistics version is among the router''s; 40001 if not';
+
+REVOKE EXECUTE ON FUNCTION shop._search_version_bump(), shop._search_version(),
+    shop._search_stats_at(text, jsonb), shop._search_version_check(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_version(), shop._search_stats_at(text, jsonb),
+    shop._search_version_check(jsonb) TO shop_storefront, shop_admin;
+-- the version is no secret: both roles read it (shop._search_version)
+GRANT SELECT ON SEQUENCE shop.search_version TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

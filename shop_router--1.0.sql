@@ -570,24 +570,20 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+-- the cluster's intent of a query (cached), added to its sums
+CREATE FUNCTION shop_router._search_intent_for(query text, filters jsonb, g jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    g jsonb;
     k text;
     top jsonb;
     ttl interval := shop_router._intent_ttl();
 BEGIN
-    SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
-    IF NOT intent THEN
-        RETURN g;
-    END IF;
-    -- with intent (a ranked page): the intent (the product type and
-    -- category the query means) from the cluster's 40 best matches, as one
-    -- node reads its own 40, scored with the sums
+    -- the intent (the product type and category the query means) from the
+    -- cluster's 40 best matches, as one node reads its own 40, scored with
+    -- the sums
     IF ttl > interval '0' AND length(query) + length(filters::text) < 512 THEN
         k := md5(concat_ws(chr(31), query, filters::text));
         top := shop_router._intent_get(k);
@@ -606,8 +602,159 @@ BEGIN
     RETURN g || jsonb_build_object('intent_top', top);
 END
 $$;
+
+CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    g jsonb;
+BEGIN
+    SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
+    IF NOT intent THEN
+        RETURN g;
+    END IF;
+    RETURN shop_router._search_intent_for(query, filters, g);
+END
+$$;
 COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds)';
+
+-- The DFS sums of a query, kept (issue 16).  Asking every shard for its
+-- statistics is one of a routed search's two rounds; the sums only change
+-- when a shard's products, synonyms or categories do.  So the router keeps
+-- them per query and filters, with every shard's version of its statistics
+-- (shop._search_stats_at: a sequence each shard bumps before every write
+-- to those tables), and sends the versions with the page: a shard whose
+-- version is not among them refuses the page (40001,
+-- shop._search_version_check) and the router forgets the sums and runs the
+-- search again with new ones.  A kept sum is thus never used once a shard
+-- has changed: the answers are those of a search that asked.  Kept at
+-- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
+-- at most 4096 queries, emptied when full.  A shard says its statistics
+-- may not be kept while a write is running on it, on a hot standby, or
+-- outside READ COMMITTED.
+CREATE UNLOGGED TABLE shop_router.dfs_cache (
+    key      text PRIMARY KEY,
+    at       timestamptz NOT NULL,
+    global   jsonb NOT NULL,
+    versions jsonb NOT NULL
+);
+COMMENT ON TABLE shop_router.dfs_cache IS
+'the summed statistics (DFS phase) of recent queries with every shard''s version of them, for shop_router.search_dfs_cache seconds';
+
+CREATE FUNCTION shop_router._search_dfs_at(i_query text, i_filters jsonb)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._search_stats_at($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._dfs_ttl()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => greatest(coalesce(nullif(current_setting('shop_router.search_dfs_cache', true), '')::int,
+                                                   600), 0))
+$$;
+COMMENT ON FUNCTION shop_router._dfs_ttl() IS
+'how long the router keeps a query''s summed statistics (shop_router.search_dfs_cache seconds, default 600, 0: not at all)';
+
+CREATE FUNCTION shop_router._dfs_get(i_key text, OUT global jsonb, OUT versions jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.global, c.versions FROM shop_router.dfs_cache c
+     WHERE c.key = i_key AND c.at > now() - shop_router._dfs_ttl()
+$$;
+
+CREATE FUNCTION shop_router._dfs_put(i_key text, i_global jsonb, i_versions jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN;
+    END IF;
+    IF i_versions IS NULL THEN
+        DELETE FROM shop_router.dfs_cache WHERE key = i_key;
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM (SELECT FROM shop_router.dfs_cache LIMIT 4096) x) >= 4096 THEN
+        DELETE FROM shop_router.dfs_cache;
+    END IF;
+    INSERT INTO shop_router.dfs_cache AS c (key, at, global, versions) VALUES (i_key, now(), i_global, i_versions)
+    ON CONFLICT (key) DO UPDATE SET at = excluded.at, global = excluded.global, versions = excluded.versions;
+END
+$$;
+
+-- _search_global with the sums kept: the sums (with the intent for a
+-- ranked page) and the shards' versions they were summed at (NULL: not
+-- kept, the page is not checked)
+CREATE FUNCTION shop_router._search_global_at(query text, filters jsonb, intent boolean,
+                                              OUT global jsonb, OUT versions jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k text;
+    rs jsonb[];
+BEGIN
+    IF shop_router._dfs_ttl() > interval '0' AND length(query) + length(filters::text) < 512 THEN
+        k := md5(concat_ws(chr(31), query, filters::text));
+        SELECT c.global, c.versions INTO global, versions FROM shop_router._dfs_get(k) c;
+    END IF;
+    IF global IS NULL THEN
+        SELECT array_agg(r) INTO rs FROM shop_router._search_dfs_at(query, filters) r;
+        global := shop_router._dfs_sum(rs);
+        IF k IS NOT NULL AND (SELECT bool_and(coalesce((r ->> 'keep')::boolean, false)) FROM unnest(rs) r) THEN
+            versions := (SELECT jsonb_agg(r ->> 'version') FROM unnest(rs) r);
+            PERFORM shop_router._dfs_put(k, global, versions);
+        END IF;
+    END IF;
+    IF intent THEN
+        global := shop_router._search_intent_for(query, filters, global);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop_router._search_global_at(text, jsonb, boolean) IS
+'router: shop_router._search_global with the summed statistics kept per query while no shard''s change (shop.search_version), with the shards'' versions';
+
+-- forget a query's kept sums (a shard refused them)
+CREATE FUNCTION shop_router._dfs_forget(query text, filters jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text)), NULL, NULL)
+$$;
+
+-- The page round, checked against the versions of the kept sums
+CREATE FUNCTION shop_router._search_routed_at(i_query text, i_filters jsonb, i_sort text, i_lim int, i_off int,
+                                              i_customer_id bigint, i_global jsonb, i_session text,
+                                              i_versions jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int, rating_count int, created_at timestamptz, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
+           s.in_stock, s.image, s.typos, s.missing_words,
+           p.rating_count, p.created_at, p.popularity
+      FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
+                   shop._search_version_check($9) AS ok) z
+     CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
+     CROSS JOIN LATERAL (SELECT p.rating_count, p.created_at, p.popularity FROM shop.product p
+                          WHERE p.product_id = s.product_id OFFSET 0) p
+     WHERE z.ok;
+$$;
 
 -- One page of shop.search from every shard, scored with the cluster's
 -- statistics, with the keys the router sorts by that shop.search does not
@@ -655,8 +802,8 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    need int;
     g jsonb;
+    v jsonb;
 BEGIN
     IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
         -- out of range: the shards say so, in the words of one node
@@ -667,17 +814,57 @@ BEGIN
         RETURN;
     END IF;
     -- every sort: the words without typos decide what matches; a ranked
-    -- page also scores with the sums and takes the cluster's intent
-    g := shop_router._search_global(query, filters, sort = 'relevance');
-    need := lim + off;
+    -- page also scores with the sums and takes the cluster's intent.  The
+    -- sums may be kept ones (_search_global_at), with the shards' versions
+    -- the page is checked against: a shard that changed since refuses the
+    -- page (40001) and the search runs again with new sums.
+    SELECT a.global, a.versions INTO g, v FROM shop_router._search_global_at(query, filters, sort = 'relevance') a;
+    IF v IS NOT NULL THEN
+        BEGIN
+            RETURN QUERY
+            SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
+                   r.in_stock, r.image, r.typos, r.missing_words
+              FROM shop_router._search_page(query, filters, sort, lim, off, customer_id, g, v) r;
+            RETURN;
+        EXCEPTION WHEN serialization_failure THEN
+            -- the kept sums are stale: forget them, ask the shards
+            PERFORM shop_router._dfs_forget(query, filters);
+            g := shop_router._search_global(query, filters, sort = 'relevance');
+        END;
+    END IF;
     RETURN QUERY
     SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
            r.in_stock, r.image, r.typos, r.missing_words
-      FROM generate_series(0, (need - 1) / 1000) k
-     CROSS JOIN LATERAL shop_router._search_routed(query, filters, sort, least(1000, need - 1000 * k),
-                                                   1000 * k, customer_id, g,
-                                                   CASE WHEN customer_id IS NULL THEN ''
-                                                        ELSE shop_router._session() END) r
+      FROM shop_router._search_page(query, filters, sort, lim, off, customer_id, g, NULL) r;
+END
+$$;
+COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
+'router: search every shard and merge their pages (docs/scale-out.md, "Search across shards")';
+
+-- the merged page of shop.search, scored with the sums g; with versions,
+-- every shard checks its statistics are still those (40001 if not).
+-- PL/pgSQL, not SQL: its plan is made with the call's values (one
+-- partition round of generate_series, not the 1,000 a parameter is
+-- estimated at), so that the plan's cost stays under jit_above_cost; as
+-- an SQL function, every search was JIT-compiled, 6 ms of router CPU.
+CREATE FUNCTION shop_router._search_page(query text, filters jsonb, sort text, lim int, off int, customer_id bigint,
+                                         g jsonb, versions jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    RETURN QUERY
+    SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
+           r.in_stock, r.image, r.typos, r.missing_words
+      FROM generate_series(0, (lim + off - 1) / 1000) k
+     CROSS JOIN LATERAL shop_router._search_routed_at(query, filters, sort, least(1000, lim + off - 1000 * k),
+                                                      1000 * k, customer_id, g,
+                                                      CASE WHEN customer_id IS NULL THEN ''
+                                                           ELSE shop_router._session() END, versions) r
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -692,8 +879,6 @@ BEGIN
      OFFSET off LIMIT lim;
 END
 $$;
-COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
-'router: search every shard and merge their pages (docs/scale-out.md, "Search across shards")';
 
 CREATE FUNCTION shop_router._search_facets(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
@@ -936,6 +1121,11 @@ GRANT EXECUTE ON FUNCTION
     shop_router._intent_ttl(), shop_router._intent_get(text), shop_router._intent_put(text, jsonb),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
+    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(), shop_router._dfs_get(text),
+    shop_router._dfs_put(text, jsonb, jsonb), shop_router._search_global_at(text, jsonb, boolean),
+    shop_router._search_intent_for(text, jsonb, jsonb), shop_router._dfs_forget(text, jsonb),
+    shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
+    shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),
     shop_router._search_facets_routed(text, jsonb, jsonb),
     shop_router._search_facets_top(text, jsonb, jsonb, int)
     TO shop_storefront, shop_admin;
