@@ -7150,49 +7150,119 @@ ALTER TABLE shop.order_line DROP CONSTRAINT order_line_unit_price_cents_check,
 ALTER TABLE shop.payment DROP CONSTRAINT payment_amount_cents_check;
 
 ------------------------------------------------------------------------------
--- Cluster: the search statistics' version, for the router's cache (issue 16) -
+-- Cluster: shard-side helpers of the router (issue 16) ----------------------
 --
--- The router (shop_router) keeps the summed statistics of a query (the DFS
--- phase, docs/scale-out.md) and sends them with the next searches of the
--- same words instead of asking every shard again.  It may only use them
--- while no shard's statistics have changed: each shard counts its writes
--- to the tables a search's statistics come from (products, synonyms,
--- categories) in a sequence, bumped before each writing statement (a
--- sequence: no lock between writers, no row every write updates).
+-- Functions the router (shop_router, docs/scale-out.md) calls on its
+-- shards; a single node never calls them and pays nothing for them.
+--
+-- The search statistics' version, for the router's cache.  The router
+-- keeps the summed statistics of a query (the DFS phase) and sends them
+-- with the next searches of the same words instead of asking every shard
+-- again.  It may only use them while no shard's statistics have changed:
+-- each shard counts its writes to the tables a search's statistics come
+-- from (products, synonyms, categories) in a sequence (no lock between
+-- writers, no row every write updates).  The triggers that bump it are
+-- not created by CREATE EXTENSION: shop._shard_setup() creates them, and
+-- the router's shop_router.cluster_setup() calls it on every shard, so a
+-- node that is no shard has no such trigger.  They are row triggers,
+-- AFTER each written row: a statement that writes no row (the in_stock
+-- UPDATE of a ship that leaves a product in stock) fires nothing.
 -- shop._search_stats_at gives the statistics with this shard's version
--- ("shard:number"), and whether they may be kept: only when no writer
--- that has bumped is still running (a writer holds a shared transaction
--- advisory lock from before its bump to its end; the reader must get it
--- exclusively for a moment, then reads the statistics in a new snapshot,
--- which sees every bumped write).  shop._search_version_check, called by
--- the page round, raises 40001 when this shard's version is not among the
--- router's: the router then asks for the statistics again.
+-- ("cluster.database:number"), and whether they may be kept: only when
+-- the triggers are there and enabled, and no writer that has bumped is
+-- still running (a writer holds a shared transaction advisory lock from
+-- its bump to its end; the reader must get it exclusively for a moment,
+-- then reads the statistics in a new snapshot, which sees every write of
+-- a writer that bumped before).  A writer still writing when the reader
+-- read the version bumps after it (its row triggers run at the end of
+-- its statement, before it commits), so the version the reader gave no
+-- longer matches.  shop._search_version_check, called by the page round,
+-- raises 40001 when this shard's version is not among the router's: the
+-- router then asks for the statistics again.
 CREATE SEQUENCE shop.search_version;
 COMMENT ON SEQUENCE shop.search_version IS
-'bumped before every statement that writes products, synonyms or categories: the router''s cached search statistics are current while it is unchanged';
+'bumped by every row written to products, synonyms or categories on a shard (shop._shard_setup): the router''s cached search statistics are current while it is unchanged';
 
+-- a trigger function called once per row: every name qualified instead of
+-- a pinned search_path (a SET clause costs a GUC save and restore a row)
 CREATE FUNCTION shop._search_version_bump()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- the lock first: a reader that sees the bumped number also sees the
     -- lock until this transaction ends
-    PERFORM pg_advisory_xact_lock_shared(7316001601);
-    PERFORM nextval('shop.search_version');
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(7316001601::pg_catalog.int8);
+    PERFORM pg_catalog.nextval('shop.search_version'::pg_catalog.regclass);
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION shop._search_version_bump() IS
-'internal: a statement trigger of the tables search statistics come from (shop.search_version)';
+'internal: the trigger of a shard''s tables that search statistics come from (shop.search_version, shop._shard_setup)';
 
-CREATE TRIGGER product_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.product
-    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
-CREATE TRIGGER synonym_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.synonym
-    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
-CREATE TRIGGER category_search_version BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON shop.category
-    FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump();
+-- the triggers on a shard: AFTER each written row (INSERT, UPDATE, DELETE,
+-- COPY), and before a TRUNCATE; ENABLE ALWAYS, so that a session with
+-- session_replication_role = replica (a logical replica's apply, a bulk
+-- load that skips triggers) still bumps.  Idempotent; returns the names
+-- of the triggers it created.
+CREATE FUNCTION shop._shard_setup()
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+    made text[] := '{}';
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN made;              -- a standby has its primary's triggers
+    END IF;
+    -- one setup at a time: the check and the CREATE TRIGGER together
+    PERFORM pg_advisory_xact_lock(7316001602);
+    FOREACH t IN ARRAY ARRAY['product', 'synonym', 'category'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('shop.%I', t)::regclass
+                          AND g.tgname = t || '_search_version') THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON shop.%I '
+                           'FOR EACH ROW EXECUTE FUNCTION shop._search_version_bump()',
+                           t || '_search_version', t);
+            made := made || (t || '_search_version');
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('shop.%I', t)::regclass
+                          AND g.tgname = t || '_search_version_truncate') THEN
+            EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON shop.%I '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump()',
+                           t || '_search_version_truncate', t);
+            made := made || (t || '_search_version_truncate');
+        END IF;
+        EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version');
+        EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version_truncate');
+    END LOOP;
+    RETURN made;
+END
+$$;
+COMMENT ON FUNCTION shop._shard_setup() IS
+'internal (shop_router.cluster_setup): makes this database a shard: creates the triggers that bump shop.search_version; returns those it created';
+
+-- true when this shard's writes bump its version: the 6 triggers are
+-- there, call shop._search_version_bump and fire in every session
+CREATE FUNCTION shop._search_version_tracked()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) = 6
+      FROM pg_trigger g
+     WHERE g.tgrelid IN ('shop.product'::regclass, 'shop.synonym'::regclass, 'shop.category'::regclass)
+       AND g.tgname IN ('product_search_version', 'synonym_search_version', 'category_search_version',
+                        'product_search_version_truncate', 'synonym_search_version_truncate',
+                        'category_search_version_truncate')
+       AND g.tgfoid = 'shop._search_version_bump()'::regprocedure
+       AND g.tgenabled = 'A'
+$$;
+COMMENT ON FUNCTION shop._search_version_tracked() IS
+'internal (shop_router): true when this database''s writes to products, synonyms and categories bump shop.search_version (shop._shard_setup ran)';
 
 -- this shard's version: its cluster, its database, its number
 CREATE FUNCTION shop._search_version()
@@ -7215,7 +7285,8 @@ AS $$
 DECLARE
     v text := shop._search_version();
     keep boolean := current_setting('transaction_isolation') = 'read committed'
-                    AND NOT pg_is_in_recovery();
+                    AND NOT pg_is_in_recovery()
+                    AND shop._search_version_tracked();
 BEGIN
     IF keep THEN
         keep := pg_try_advisory_lock(7316001601);
@@ -7237,7 +7308,9 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF versions IS NULL OR versions ? shop._search_version() THEN
+    -- and only while the triggers still bump it (not dropped or disabled
+    -- since the router kept the sums)
+    IF versions IS NULL OR (versions ? shop._search_version() AND shop._search_version_tracked()) THEN
         RETURN true;
     END IF;
     RAISE EXCEPTION 'the search statistics changed on this shard'
@@ -7248,7 +7321,10 @@ COMMENT ON FUNCTION shop._search_version_check(jsonb) IS
 'internal (shop_router): true if this shard''s search statistics version is among the router''s; 40001 if not';
 
 REVOKE EXECUTE ON FUNCTION shop._search_version_bump(), shop._search_version(),
-    shop._search_stats_at(text, jsonb), shop._search_version_check(jsonb) FROM PUBLIC;
+    shop._search_stats_at(text, jsonb), shop._search_version_check(jsonb),
+    shop._shard_setup(), shop._search_version_tracked() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._shard_setup() TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_version_tracked() TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION shop._search_version(), shop._search_stats_at(text, jsonb),
     shop._search_version_check(jsonb) TO shop_storefront, shop_admin;
 -- the version is no secret: both roles read it (shop._search_version)

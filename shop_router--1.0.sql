@@ -644,6 +644,33 @@ CREATE UNLOGGED TABLE shop_router.dfs_cache (
 COMMENT ON TABLE shop_router.dfs_cache IS
 'the summed statistics (DFS phase) of recent queries with every shard''s version of them, for shop_router.search_dfs_cache seconds';
 
+-- Shard setup: what a database needs to be a shard that a single node
+-- does not (shop._shard_setup: the triggers that bump its search
+-- statistics' version).  Run once by shop_admin after the cluster is
+-- defined, and again after a shard was added or restored: a shard
+-- without them answers every search, but the router never keeps its sums
+-- (shop._search_stats_at says keep false).
+CREATE FUNCTION shop_router._shard_setup()
+RETURNS SETOF text[]
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._shard_setup();
+$$;
+
+CREATE FUNCTION shop_router.cluster_setup()
+RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*)::int FROM shop_router._shard_setup() t, unnest(t) x
+$$;
+COMMENT ON FUNCTION shop_router.cluster_setup() IS
+'makes every partition of shop_cluster a shard (shop._shard_setup: the triggers of its search statistics'' version); returns how many triggers it created; run as shop_admin after defining the cluster or adding or restoring a shard';
+REVOKE EXECUTE ON FUNCTION shop_router._shard_setup(), shop_router.cluster_setup() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._shard_setup(), shop_router.cluster_setup() TO shop_admin;
+
 CREATE FUNCTION shop_router._search_dfs_at(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
 LANGUAGE plproxy
@@ -2904,3 +2931,4 @@ GRANT EXECUTE ON FUNCTION shop_router._copurchase_refresh(int), shop_router._cop
     shop_router.copurchase_move(boolean) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.also_bought(bigint, int, text, bigint, text)
     TO shop_storefront, shop_admin;
+
