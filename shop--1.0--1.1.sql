@@ -7330,6 +7330,115 @@ GRANT EXECUTE ON FUNCTION shop._search_version(), shop._search_stats_at(text, js
 -- the version is no secret: both roles read it (shop._search_version)
 GRANT SELECT ON SEQUENCE shop.search_version TO shop_storefront, shop_admin;
 
+-- recommend through the router (docs/scale-out.md, "Recommendations
+-- across shards"): shop._recommend_blend's sources, each read where it
+-- lives.  The customer's shard: the customer's part (seeds, what they
+-- bought and viewed, the "customers like you" source, the weights), with
+-- the blend's checks and errors.  The products' shards: the seeds' lists
+-- scored with the cluster's counts (shop.copurchase_global, after
+-- shop_router.copurchase_move), and the most popular active products.
+-- The router blends them as shop._recommend_blend does.
+-- weights_in: the caller's settings shop.reco_weight_item, _like,
+-- _content and _popular (the router's session's; NULL: this shard's),
+-- set for this statement with the settings' own checks
+CREATE FUNCTION shop._recommend_history(customer_id bigint, lim int, weights_in text[],
+                                        OUT seed_ids bigint[], OUT seed_ws numeric[], OUT seed_ats timestamptz[],
+                                        OUT bought bigint[], OUT viewed bigint[],
+                                        OUT alike_ids bigint[], OUT alike_scs float8[], OUT weights float8[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    FOR i IN 1..4 LOOP
+        IF weights_in[i] IS NOT NULL THEN
+            PERFORM set_config((ARRAY['shop.reco_weight_item', 'shop.reco_weight_like', 'shop.reco_weight_content',
+                                      'shop.reco_weight_popular'])[i], weights_in[i], true);
+        END IF;
+    END LOOP;
+    IF _recommend_history.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_history.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    weights := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
+                     current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    -- the seeds and what they leave out, as shop._recommend_blend reads them
+    WITH b AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_history.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), s AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_history.customer_id) x
+         GROUP BY x.product_id
+    )
+    SELECT (SELECT array_agg(s.product_id ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(s.w ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(s.at ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(b.product_id ORDER BY b.product_id) FROM b),
+           (SELECT array_agg(DISTINCT v.product_id) FROM shop.view_event v
+             WHERE v.customer_id = _recommend_history.customer_id)
+      INTO seed_ids, seed_ws, seed_ats, bought, viewed;
+    -- customers like you: this shard's neighbours of the customer
+    IF weights[2] > 0 THEN
+        SELECT array_agg(a.product_id ORDER BY a.product_id), array_agg(a.sc ORDER BY a.product_id)
+          INTO alike_ids, alike_scs
+          FROM (SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+                  FROM shop.customer_neighbour nb
+                  JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+                 WHERE nb.customer_id = _recommend_history.customer_id
+                 GROUP BY ci.product_id) a;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._recommend_history(bigint, int, text[]) IS
+'internal (shop_router): the customer''s part of shop.recommend on their shard: seeds, bought and viewed products, the customers-like-you source and the weights, with recommend''s checks';
+
+-- the seeds' co-purchase lists of this shard's products, scored with the
+-- cluster's counts
+CREATE FUNCTION shop._recommend_lists(product_ids bigint[])
+RETURNS TABLE (product_id bigint, other_id bigint, score real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT c.product_id, c.other_id, c.score
+      FROM shop.copurchase_global c
+     WHERE c.product_id = ANY (product_ids) AND c.score > 0
+$$;
+COMMENT ON FUNCTION shop._recommend_lists(bigint[]) IS
+'internal (shop_router): the co-purchase lists (scored with the cluster''s counts) of those of the products that are on this shard';
+
+-- this shard's n most popular active products, without some
+CREATE FUNCTION shop._recommend_popular(n int, exclude bigint[])
+RETURNS TABLE (product_id bigint, popularity real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT p.product_id, p.popularity
+      FROM shop.product p
+     WHERE p.status = 'active' AND p.popularity > 0
+       AND p.product_id <> ALL (coalesce(exclude, '{}'))
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT least(greatest(n, 0), 4000)
+$$;
+COMMENT ON FUNCTION shop._recommend_popular(int, bigint[]) IS
+'internal (shop_router): this shard''s n (at most 4,000) most popular active products, without the excluded ones';
+
+REVOKE ALL ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
+    shop._recommend_popular(int, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
+    shop._recommend_popular(int, bigint[]) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

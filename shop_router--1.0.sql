@@ -2932,3 +2932,174 @@ GRANT EXECUTE ON FUNCTION shop_router._copurchase_refresh(int), shop_router._cop
 GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.also_bought(bigint, int, text, bigint, text)
     TO shop_storefront, shop_admin;
 
+------------------------------------------------------------------------------
+-- recommend (docs/scale-out.md, "Recommendations across shards"): one
+-- node's blend (shop._recommend_blend) made from its sources where they
+-- live.  The customer's shard gives the seeds (the last 50 products
+-- bought and the views), what to leave out, the "customers like you"
+-- source (that shard's neighbours) and the weights, with one node's
+-- checks; the seeds' shards their co-purchase lists scored with the
+-- cluster's counts (as also_bought reads them); every shard its most
+-- popular products; similar_products (routed) the content source; the
+-- candidates' shards whether they are active.  The router sums and ranks
+-- as one node does.  Experiments are not routed yet.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._recommend_history(i_session text, i_customer_id bigint, i_lim int, i_weights text[])
+RETURNS TABLE (seed_ids bigint[], seed_ws numeric[], seed_ats timestamptz[], bought bigint[], viewed bigint[],
+               alike_ids bigint[], alike_scs float8[], weights float8[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (h).* FROM (SELECT shop._recommend_history($2, $3, $4) AS h
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop_router._recommend_lists(i_product_ids bigint[])
+RETURNS TABLE (product_id bigint, other_id bigint, score real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._recommend_lists($1);
+$$;
+
+CREATE FUNCTION shop_router._recommend_popular(i_n int, i_exclude bigint[])
+RETURNS TABLE (product_id bigint, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._recommend_popular($1, $2);
+$$;
+
+CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    h record;
+    wi float8;
+    wl float8;
+    wc float8;
+    wp float8;
+    thin bigint;
+    l_pids bigint[];
+    l_oids bigint[];
+    l_scores real[];
+    c_ids bigint[];
+    c_scs float8[];
+    ids bigint[];
+    scores real[];
+    active bigint[];
+BEGIN
+    IF experiment IS NOT NULL THEN
+        RAISE EXCEPTION 'experiments are not routed yet'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'recommend with an experiment needs the experiment''s tables on one node.',
+                  HINT = 'Call recommend without experiment through the router (docs/scale-out.md).';
+    END IF;
+    -- the customer's shard checks the arguments and the session first
+    -- the weights of this session (shop.reco_weight_*, placeholders on the
+    -- router) are set on the customer's shard, which checks them
+    SELECT * INTO h
+      FROM shop_router._recommend_history(shop_router._session(), customer_id, lim,
+                                          ARRAY[nullif(current_setting('shop.reco_weight_item', true), ''),
+                                                nullif(current_setting('shop.reco_weight_like', true), ''),
+                                                nullif(current_setting('shop.reco_weight_content', true), ''),
+                                                nullif(current_setting('shop.reco_weight_popular', true), '')]);
+    wi := h.weights[1]; wl := h.weights[2]; wc := h.weights[3]; wp := h.weights[4];
+    -- the seeds' lists, on their shards
+    IF h.seed_ids IS NOT NULL AND (wi > 0 OR wc > 0) THEN
+        SELECT array_agg(c.product_id), array_agg(c.other_id), array_agg(c.score)
+          INTO l_pids, l_oids, l_scores
+          FROM shop_router._recommend_lists(h.seed_ids) c;
+    END IF;
+    -- content: similar_products of the latest seed without a list
+    IF wc > 0 THEN
+        SELECT s.p INTO thin
+          FROM unnest(h.seed_ids, h.seed_ats) s(p, at)
+         WHERE s.p <> ALL (coalesce(l_pids, '{}'))
+         ORDER BY s.at DESC, s.p
+         LIMIT 1;
+        IF thin IS NOT NULL THEN
+            SELECT array_agg(x.product_id), array_agg(x.sc) INTO c_ids, c_scs
+              FROM (SELECT x.product_id, sum(x.score)::float8 AS sc
+                      FROM shop.similar_products(thin, 10) x
+                     GROUP BY x.product_id) x;
+        END IF;
+    END IF;
+    -- the blend, as shop._recommend_blend ranks it
+    WITH seeds AS (
+        SELECT * FROM unnest(h.seed_ids, h.seed_ws) s(product_id, w)
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN unnest(l_pids, l_oids, l_scores) c(product_id, other_id, score) ON c.product_id = s.product_id
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT a.product_id, a.sc FROM unnest(h.alike_ids, h.alike_scs) a(product_id, sc) WHERE wl > 0
+    ), content AS (
+        SELECT a.product_id, a.sc FROM unnest(c_ids, c_scs) a(product_id, sc)
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop_router._recommend_popular(3 * lim + 60, '{}') p
+         WHERE wp > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id), array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT c.product_id, sum(c.part)::real AS sc
+              FROM cand c
+             WHERE c.product_id <> ALL (coalesce(h.seed_ids, '{}'))
+               AND c.product_id <> ALL (coalesce(h.bought, '{}'))
+             GROUP BY c.product_id
+             ORDER BY sc DESC, c.product_id
+             LIMIT 3 * lim + 10) r;
+    -- the active ones, on their shards
+    IF ids IS NOT NULL THEN
+        SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+          FROM shop_router._cart_products(ids) a
+         WHERE a.status = 'active';
+        SELECT array_agg(r.p ORDER BY r.k), array_agg(r.s ORDER BY r.k) INTO ids, scores
+          FROM (SELECT u.p, u.s, u.k FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
+                 WHERE u.p = ANY (active) AND u.s > 0
+                 ORDER BY u.k
+                 LIMIT lim) r;
+    END IF;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from the most popular, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop_router._recommend_popular(lim - cardinality(ids),
+                                                      ids || coalesce(h.bought, '{}') || coalesce(h.viewed, '{}')) p
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
+'router: personal recommendations blended as on one node from the customer''s shard (history, customers like you) and the products'' shards (co-purchase lists scored with the cluster''s counts, popularity, similar products); experiments not routed yet';
+
+REVOKE ALL ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) TO shop_storefront, shop_admin;

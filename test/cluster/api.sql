@@ -52,7 +52,6 @@ INSERT INTO node_local VALUES
     ('contains_card_number', 'pure text function, the same everywhere'),
     ('redact_card_numbers', 'pure text function, the same everywhere'),
     -- not routed yet: docs/scale-out.md, "What is next"
-    ('recommend', 'NOT ROUTED YET: its blend reads the customer''s shard (history, customers like you) and the products'' lists'),
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reservation_release', 'NOT ROUTED YET: direct holds'), ('reservation_commit', 'NOT ROUTED YET: direct holds'),
@@ -524,6 +523,87 @@ SELECT fail_if((res ->> 'batches')::int <> (SELECT count(*) FROM reco_half WHERE
 SELECT reco_counts_check('the cluster''s co-purchase counts are one node''s after a move retried');
 SELECT reco_also_check('also_bought through the router after a retried move');
 
+-- recommend through the router: the blend of one node (shop._recommend_blend)
+-- from the customer's shard (seeds, what to leave out) and the products'
+-- shards (the lists scored with the cluster's counts, popularity,
+-- similar_products).  The "customers like you" source is each shard's own
+-- (neighbours among that shard's customers: docs/scale-out.md), so the
+-- lists are compared with its weight 0, set in both sessions (the router
+-- passes its session's shop.reco_weight_* to the customer's shard); with
+-- it, only customers whose neighbours are all on their own shard could
+-- agree.  Every customer of the orders, lim 1, 3, 10 and 40 (a fill from
+-- the most popular), a customer with no orders, a product viewed (a seed
+-- of weight 0.5, left out of the list), and the errors.
+\echo == recommend through the router
+SELECT dblink_exec(c, 'SET shop.reco_weight_like = 0') FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT api_run(c, 'SELECT shop.view(4003, 30)::text') FROM unnest(ARRAY['a_rt', 'a_one']) c;
+CREATE TABLE api_recommend (k int PRIMARY KEY, what text NOT NULL, sql text NOT NULL);
+INSERT INTO api_recommend
+SELECT (c - 4000) * 10 + l, format('recommend(%s, %s)', c, lim),
+       format('SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(%s, %s)', c, lim)
+  FROM (SELECT generate_series(4000, 4028) UNION ALL SELECT 4100 UNION ALL SELECT 4999) c(c),
+       unnest(ARRAY[1, 3, 10, 40]) WITH ORDINALITY l(lim, l);
+INSERT INTO api_recommend VALUES
+    (5001, 'recommend (default lim)', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(4002)'),
+    (5002, 'recommend: NULL customer (22004)', 'SELECT count(*)::text FROM shop.recommend(NULL)'),
+    (5003, 'recommend: lim 0 (22023)', 'SELECT count(*)::text FROM shop.recommend(4002, 0)'),
+    (5004, 'recommend: lim 1001 (22023)', 'SELECT count(*)::text FROM shop.recommend(4002, 1001)'),
+    (5005, 'recommend (a customer of every shard: lim 5)',
+     'SELECT array_agg(row(product_id, score)::text ORDER BY product_id)::text FROM generate_series(4010, 4013) c, shop.recommend(c, 5)');
+-- with some sources turned off (the router passes the session's weights)
+INSERT INTO api_recommend
+SELECT 6000 + c * 10 + w, format('recommend(%s, 10), %s', 4000 + c, x),
+       format('SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(%s, 10)', 4000 + c)
+  FROM generate_series(1, 8) c,
+       (VALUES (1, 'item-to-item only'), (2, 'content only'), (3, 'popularity only')) v(w, x);
+CREATE TABLE api_recommend_diff (k int PRIMARY KEY, what text, router text, one text);
+CREATE FUNCTION reco_recommend_diff(lo int, hi int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO api_recommend_diff
+    SELECT a.k, a.what,
+           CASE WHEN api_state('a_rt', a.sql) = 'ok' THEN val('a_rt', a.sql) ELSE 'ERROR ' || api_state('a_rt', a.sql) END AS router,
+           CASE WHEN api_state('a_one', a.sql) = 'ok' THEN val('a_one', a.sql) ELSE 'ERROR ' || api_state('a_one', a.sql) END AS one
+      FROM api_recommend a WHERE a.k BETWEEN lo AND hi
+$$;
+SELECT reco_recommend_diff(0, 5999);
+CREATE FUNCTION reco_weights(item text, content text, popular text) RETURNS void LANGUAGE sql AS $$
+    SELECT dblink_exec(c, format('SET shop.reco_weight_item = %s; SET shop.reco_weight_content = %s; SET shop.reco_weight_popular = %s',
+                                 item, content, popular))
+      FROM unnest(ARRAY['a_rt', 'a_one']) c
+$$;
+SELECT reco_weights('1', '0', '0'), reco_recommend_diff(k, k) FROM api_recommend WHERE k > 6000 AND k % 10 = 1;
+SELECT reco_weights('0', '1', '0'), reco_recommend_diff(k, k) FROM api_recommend WHERE k > 6000 AND k % 10 = 2;
+SELECT reco_weights('0', '0', '1'), reco_recommend_diff(k, k) FROM api_recommend WHERE k > 6000 AND k % 10 = 3;
+SELECT dblink_exec(c, 'RESET shop.reco_weight_item; RESET shop.reco_weight_content; RESET shop.reco_weight_popular')
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+-- a weight out of range: one node refuses the SET, the customer's shard
+-- the router's call (the router's settings are placeholders)
+SELECT fail_if(api_state('a_one', 'SELECT set_config(''shop.reco_weight_item'', ''-1'', false)') <> '22023'
+               OR api_state('a_rt', 'SELECT count(*)::text FROM (SELECT set_config(''shop.reco_weight_item'', ''-1'', true) AS x) s, LATERAL shop.recommend(4002 + 0 * length(s.x)) r') <> '22023',
+               'a weight out of range: 22023 on one node and through the router');
+SELECT fail_if(count(*) > 0, format('recommend through the router: %s calls give one node''s lists (and errors)', (SELECT count(*) FROM api_recommend)),
+               string_agg(format('%s: router %s, one node %s', d.what, d.router, d.one), E'\n' ORDER BY d.k))
+  FROM api_recommend_diff d WHERE d.router IS DISTINCT FROM d.one;
+-- the test has what it claims
+SELECT fail_if(count(*) FILTER (WHERE one LIKE '%,%,%') < 20, 'lists of 3 or more', count(*)::text)
+  FROM api_recommend_diff WHERE what LIKE 'recommend(%, 10)';
+SELECT fail_if((SELECT one FROM api_recommend_diff WHERE k = 5002) <> 'ERROR 22004'
+               OR (SELECT one FROM api_recommend_diff WHERE k = 5003) <> 'ERROR 22023'
+               OR (SELECT count(*) FROM api_recommend_diff WHERE k > 6000 AND k % 10 = 1 AND one IS NOT NULL) < 4
+               OR (SELECT count(*) FROM api_recommend_diff WHERE k > 6000 AND k % 10 = 2 AND one IS NOT NULL) < 4,
+               'the errors are one node''s; the item and content sources alone give lists');
+SELECT fail_if(val('a_one_su', 'SELECT count(*) FROM shop.customer_neighbour') = '0',
+               'one node has customers-like-you neighbours (the source left out of the comparison)');
+SELECT fail_if(api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '28000'
+               AND api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '42501',
+               'the storefront gets recommend only for its session''s customer');
+SELECT fail_if(api_state('a_rt', 'SELECT count(*)::text FROM shop.recommend(4002, 10, ''exp'')') <> '0A000',
+               'recommend with an experiment: not routed yet (0A000)');
+SELECT dblink_exec(c, 'RESET shop.reco_weight_like') FROM unnest(ARRAY['a_rt', 'a_one']) c;
+\o
+SELECT format('recommend with the customers-like-you source (each shard''s neighbours): %s of %s lists of 10 the same through the router as on one node',
+              count(*) FILTER (WHERE val('a_rt', sql) IS NOT DISTINCT FROM val('a_one', sql)), count(*))
+  FROM api_recommend WHERE what LIKE 'recommend(%, 10)';
+\o /dev/null
 -- a batch applied again by hand is refused by its high-water mark; a
 -- move with nothing new moves nothing
 SELECT fail_if(val('a_p0', 'SELECT shop._copurchase_import_items(1, (SELECT max(batch) FROM shop.copurchase_global_in WHERE source = 1 AND NOT pairs), ''{1}'', ''{5}'', ''{5}'')::text') <> '0',
