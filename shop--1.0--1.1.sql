@@ -7183,8 +7183,8 @@ CREATE SEQUENCE shop.search_version;
 COMMENT ON SEQUENCE shop.search_version IS
 'bumped by every row written to products, synonyms or categories on a shard (shop._shard_setup): the router''s cached search statistics are current while it is unchanged';
 
--- a trigger function called once per row: every name qualified instead of
--- a pinned search_path (a SET clause costs a GUC save and restore a row)
+-- the TRUNCATE triggers' function (the row triggers bump in their WHEN
+-- and never call it); every name qualified instead of a pinned search_path
 CREATE FUNCTION shop._search_version_bump()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -7201,7 +7201,10 @@ COMMENT ON FUNCTION shop._search_version_bump() IS
 'internal: the trigger of a shard''s tables that search statistics come from (shop.search_version, shop._shard_setup)';
 
 -- the triggers on a shard: AFTER each written row (INSERT, UPDATE, DELETE,
--- COPY), and before a TRUNCATE; ENABLE ALWAYS, so that a session with
+-- COPY), whose WHEN takes the lock and bumps the version in the row's
+-- statement, then says false: no PL/pgSQL call and no queued trigger
+-- event (with its tuples fetched again) per row; before a TRUNCATE the
+-- function itself; ENABLE ALWAYS, so that a session with
 -- session_replication_role = replica (a logical replica's apply, a bulk
 -- load that skips triggers) still bumps.  Idempotent; returns the names
 -- of the triggers it created.
@@ -7223,8 +7226,13 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_trigger g
                         WHERE g.tgrelid = format('shop.%I', t)::regclass
                           AND g.tgname = t || '_search_version') THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON shop.%I '
-                           'FOR EACH ROW EXECUTE FUNCTION shop._search_version_bump()',
+            -- the bump is the WHEN condition, evaluated as each row is
+            -- written (CASE: the lock before the bump), and false: no
+            -- function call and no queued event per row
+            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON shop.%I FOR EACH ROW '
+                           'WHEN (CASE WHEN pg_catalog.pg_advisory_xact_lock_shared(7316001601::pg_catalog.int8)::pg_catalog.text = '''' '
+                           '           THEN pg_catalog.nextval(''shop.search_version''::pg_catalog.regclass) < 0 END) '
+                           'EXECUTE FUNCTION shop._search_version_bump()',
                            t || '_search_version', t);
             made := made || (t || '_search_version');
         END IF;
@@ -7272,7 +7280,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT concat((SELECT c.system_identifier FROM pg_control_system() c), '.',
                   (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ':',
-                  (SELECT v.last_value FROM shop.search_version v))
+                  (SELECT CASE WHEN v.is_called THEN v.last_value ELSE 0 END FROM shop.search_version v))
 $$;
 COMMENT ON FUNCTION shop._search_version() IS
 'internal (shop_router): this shard''s search statistics version (cluster.database:number)';
@@ -7327,8 +7335,12 @@ GRANT EXECUTE ON FUNCTION shop._shard_setup() TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop._search_version_tracked() TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION shop._search_version(), shop._search_stats_at(text, jsonb),
     shop._search_version_check(jsonb) TO shop_storefront, shop_admin;
--- the version is no secret: both roles read it (shop._search_version)
+-- the version is no secret: both roles read it (shop._search_version);
+-- the row triggers' WHEN runs as the writer: shop_admin writes products,
+-- synonyms and categories itself (the storefront only through SECURITY
+-- DEFINER functions, which run as the extension's owner)
 GRANT SELECT ON SEQUENCE shop.search_version TO shop_storefront, shop_admin;
+GRANT USAGE ON SEQUENCE shop.search_version TO shop_admin;
 
 -- recommend through the router (docs/scale-out.md, "Recommendations
 -- across shards"): shop._recommend_blend's sources, each read where it

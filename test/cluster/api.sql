@@ -210,6 +210,14 @@ SELECT dblink_exec('a_p0', 'BEGIN; SET LOCAL session_replication_role = replica;
                             UPDATE shop.product SET popularity = popularity WHERE product_id = (SELECT min(product_id) FROM shop.product);
                             COMMIT');
 SELECT fail_if(version_of('a_p0') <= v, 'a written row bumps the version, also as a replica') FROM version_seen;
+-- the first bump of a sequence never called (a new shard) changes the
+-- version too: its last_value stays 1 (is_called turns true), which the
+-- version read alone before (the same version before and after)
+SELECT dblink_exec('a_p3', 'ALTER SEQUENCE shop.search_version RESTART');
+CREATE TABLE version_first AS SELECT val('a_p3', 'SELECT shop._search_version()') AS v;
+SELECT dblink_exec('a_p3', 'UPDATE shop.product SET popularity = popularity WHERE product_id = (SELECT min(product_id) FROM shop.product)');
+SELECT fail_if(val('a_p3', 'SELECT shop._search_version()') = v, 'the first bump of a new shard changes its version',
+               format('%s before and after', v)) FROM version_first;
 
 -- A shard whose triggers were disabled is not tracked: the router does not
 -- keep its sums, and sums it kept before are refused by the page round.
