@@ -625,8 +625,10 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- statistics is one of a routed search's two rounds; the sums only change
 -- when a shard's products, synonyms or categories do.  So the router keeps
 -- them per query and filters, with every shard's version of its statistics
--- (shop._search_stats_at: a sequence each shard bumps before every write
--- to those tables), and sends the versions with the page: a shard whose
+-- (shop._search_stats_at: a sequence each shard bumps for every row
+-- written to those tables, once shop_router.cluster_setup() made it a
+-- shard; before that it says its sums may not be kept), and sends the
+-- versions with the page: a shard whose
 -- version is not among them refuses the page (40001,
 -- shop._search_version_check) and the router forgets the sums and runs the
 -- search again with new ones.  A kept sum is thus never used once a shard
