@@ -7150,6 +7150,307 @@ ALTER TABLE shop.order_line DROP CONSTRAINT order_line_unit_price_cents_check,
 ALTER TABLE shop.payment DROP CONSTRAINT payment_amount_cents_check;
 
 ------------------------------------------------------------------------------
+-- Cluster: shard-side helpers of the router (issue 16) ----------------------
+--
+-- Functions the router (shop_router, docs/scale-out.md) calls on its
+-- shards; a single node never calls them and pays nothing for them.
+--
+-- The search statistics' version, for the router's cache.  The router
+-- keeps the summed statistics of a query (the DFS phase) and sends them
+-- with the next searches of the same words instead of asking every shard
+-- again.  It may only use them while no shard's statistics have changed:
+-- each shard counts its writes to the tables a search's statistics come
+-- from (products, synonyms, categories) in a sequence (no lock between
+-- writers, no row every write updates).  The triggers that bump it are
+-- not created by CREATE EXTENSION: shop._shard_setup() creates them, and
+-- the router's shop_router.cluster_setup() calls it on every shard, so a
+-- node that is no shard has no such trigger.  They are row triggers,
+-- AFTER each written row: a statement that writes no row (the in_stock
+-- UPDATE of a ship that leaves a product in stock) fires nothing.
+-- shop._search_stats_at gives the statistics with this shard's version
+-- ("cluster.database:number"), and whether they may be kept: only when
+-- the triggers are there and enabled, and no writer that has bumped is
+-- still running (a writer holds a shared transaction advisory lock from
+-- its bump to its end; the reader must get it exclusively for a moment,
+-- then reads the statistics in a new snapshot, which sees every write of
+-- a writer that bumped before).  A writer still writing when the reader
+-- read the version bumps after it (its row triggers run at the end of
+-- its statement, before it commits), so the version the reader gave no
+-- longer matches.  shop._search_version_check, called by the page round,
+-- raises 40001 when this shard's version is not among the router's: the
+-- router then asks for the statistics again.
+CREATE SEQUENCE shop.search_version;
+COMMENT ON SEQUENCE shop.search_version IS
+'bumped by every row written to products, synonyms or categories on a shard (shop._shard_setup): the router''s cached search statistics are current while it is unchanged';
+
+-- the TRUNCATE triggers' function (the row triggers bump in their WHEN
+-- and never call it); every name qualified instead of a pinned search_path
+CREATE FUNCTION shop._search_version_bump()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    -- the lock first: a reader that sees the bumped number also sees the
+    -- lock until this transaction ends
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(7316001601::pg_catalog.int8);
+    PERFORM pg_catalog.nextval('shop.search_version'::pg_catalog.regclass);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._search_version_bump() IS
+'internal: the trigger of a shard''s tables that search statistics come from (shop.search_version, shop._shard_setup)';
+
+-- the triggers on a shard: AFTER each written row (INSERT, UPDATE, DELETE,
+-- COPY), whose WHEN takes the lock and bumps the version in the row's
+-- statement, then says false: no PL/pgSQL call and no queued trigger
+-- event (with its tuples fetched again) per row; before a TRUNCATE the
+-- function itself; ENABLE ALWAYS, so that a session with
+-- session_replication_role = replica (a logical replica's apply, a bulk
+-- load that skips triggers) still bumps.  Idempotent; returns the names
+-- of the triggers it created.
+CREATE FUNCTION shop._shard_setup()
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+    made text[] := '{}';
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN made;              -- a standby has its primary's triggers
+    END IF;
+    -- one setup at a time: the check and the CREATE TRIGGER together
+    PERFORM pg_advisory_xact_lock(7316001602);
+    FOREACH t IN ARRAY ARRAY['product', 'synonym', 'category'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('shop.%I', t)::regclass
+                          AND g.tgname = t || '_search_version') THEN
+            -- the bump is the WHEN condition, evaluated as each row is
+            -- written (CASE: the lock before the bump), and false: no
+            -- function call and no queued event per row
+            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON shop.%I FOR EACH ROW '
+                           'WHEN (CASE WHEN pg_catalog.pg_advisory_xact_lock_shared(7316001601::pg_catalog.int8)::pg_catalog.text = '''' '
+                           '           THEN pg_catalog.nextval(''shop.search_version''::pg_catalog.regclass) < 0 END) '
+                           'EXECUTE FUNCTION shop._search_version_bump()',
+                           t || '_search_version', t);
+            made := made || (t || '_search_version');
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('shop.%I', t)::regclass
+                          AND g.tgname = t || '_search_version_truncate') THEN
+            EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON shop.%I '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION shop._search_version_bump()',
+                           t || '_search_version_truncate', t);
+            made := made || (t || '_search_version_truncate');
+        END IF;
+        EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version');
+        EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version_truncate');
+    END LOOP;
+    RETURN made;
+END
+$$;
+COMMENT ON FUNCTION shop._shard_setup() IS
+'internal (shop_router.cluster_setup): makes this database a shard: creates the triggers that bump shop.search_version; returns those it created';
+
+-- true when this shard's writes bump its version: the 6 triggers are
+-- there, call shop._search_version_bump and fire in every session
+CREATE FUNCTION shop._search_version_tracked()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) = 6
+      FROM pg_trigger g
+     WHERE g.tgrelid IN ('shop.product'::regclass, 'shop.synonym'::regclass, 'shop.category'::regclass)
+       AND g.tgname IN ('product_search_version', 'synonym_search_version', 'category_search_version',
+                        'product_search_version_truncate', 'synonym_search_version_truncate',
+                        'category_search_version_truncate')
+       AND g.tgfoid = 'shop._search_version_bump()'::regprocedure
+       AND g.tgenabled = 'A'
+$$;
+COMMENT ON FUNCTION shop._search_version_tracked() IS
+'internal (shop_router): true when this database''s writes to products, synonyms and categories bump shop.search_version (shop._shard_setup ran)';
+
+-- this shard's version: its cluster, its database, its number
+CREATE FUNCTION shop._search_version()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT concat((SELECT c.system_identifier FROM pg_control_system() c), '.',
+                  (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()), ':',
+                  (SELECT CASE WHEN v.is_called THEN v.last_value ELSE 0 END FROM shop.search_version v))
+$$;
+COMMENT ON FUNCTION shop._search_version() IS
+'internal (shop_router): this shard''s search statistics version (cluster.database:number)';
+
+CREATE FUNCTION shop._search_stats_at(query text, filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    v text := shop._search_version();
+    keep boolean := current_setting('transaction_isolation') = 'read committed'
+                    AND NOT pg_is_in_recovery()
+                    AND shop._search_version_tracked();
+BEGIN
+    IF keep THEN
+        keep := pg_try_advisory_lock(7316001601);
+        IF keep THEN
+            PERFORM pg_advisory_unlock(7316001601);
+        END IF;
+    END IF;
+    -- a new statement: a new snapshot, taken after every bumped writer ended
+    RETURN shop.search_stats(query, filters)
+        || jsonb_build_object('version', v, 'keep', keep);
+END
+$$;
+COMMENT ON FUNCTION shop._search_stats_at(text, jsonb) IS
+'internal (shop_router): shop.search_stats with this shard''s version and whether the router may keep them';
+
+CREATE FUNCTION shop._search_version_check(versions jsonb)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- and only while the triggers still bump it (not dropped or disabled
+    -- since the router kept the sums)
+    IF versions IS NULL OR (versions ? shop._search_version() AND shop._search_version_tracked()) THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'the search statistics changed on this shard'
+        USING ERRCODE = '40001', HINT = 'the router asks for them again';
+END
+$$;
+COMMENT ON FUNCTION shop._search_version_check(jsonb) IS
+'internal (shop_router): true if this shard''s search statistics version is among the router''s; 40001 if not';
+
+REVOKE EXECUTE ON FUNCTION shop._search_version_bump(), shop._search_version(),
+    shop._search_stats_at(text, jsonb), shop._search_version_check(jsonb),
+    shop._shard_setup(), shop._search_version_tracked() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._shard_setup() TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_version_tracked() TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_version(), shop._search_stats_at(text, jsonb),
+    shop._search_version_check(jsonb) TO shop_storefront, shop_admin;
+-- the version is no secret: both roles read it (shop._search_version);
+-- the row triggers' WHEN runs as the writer: shop_admin writes products,
+-- synonyms and categories itself (the storefront only through SECURITY
+-- DEFINER functions, which run as the extension's owner)
+GRANT SELECT ON SEQUENCE shop.search_version TO shop_storefront, shop_admin;
+GRANT USAGE ON SEQUENCE shop.search_version TO shop_admin;
+
+-- recommend through the router (docs/scale-out.md, "Recommendations
+-- across shards"): shop._recommend_blend's sources, each read where it
+-- lives.  The customer's shard: the customer's part (seeds, what they
+-- bought and viewed, the "customers like you" source, the weights), with
+-- the blend's checks and errors.  The products' shards: the seeds' lists
+-- scored with the cluster's counts (shop.copurchase_global, after
+-- shop_router.copurchase_move), and the most popular active products.
+-- The router blends them as shop._recommend_blend does.
+-- weights_in: the caller's settings shop.reco_weight_item, _like,
+-- _content and _popular (the router's session's; NULL: this shard's),
+-- set for this statement with the settings' own checks
+CREATE FUNCTION shop._recommend_history(customer_id bigint, lim int, weights_in text[],
+                                        OUT seed_ids bigint[], OUT seed_ws numeric[], OUT seed_ats timestamptz[],
+                                        OUT bought bigint[], OUT viewed bigint[],
+                                        OUT alike_ids bigint[], OUT alike_scs float8[], OUT weights float8[])
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    FOR i IN 1..4 LOOP
+        IF weights_in[i] IS NOT NULL THEN
+            PERFORM set_config((ARRAY['shop.reco_weight_item', 'shop.reco_weight_like', 'shop.reco_weight_content',
+                                      'shop.reco_weight_popular'])[i], weights_in[i], true);
+        END IF;
+    END LOOP;
+    IF _recommend_history.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_history.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    weights := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
+                     current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    -- the seeds and what they leave out, as shop._recommend_blend reads them
+    WITH b AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_history.customer_id AND shop._counted(o.status)
+         GROUP BY l.product_id
+    ), s AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_history.customer_id) x
+         GROUP BY x.product_id
+    )
+    SELECT (SELECT array_agg(s.product_id ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(s.w ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(s.at ORDER BY s.product_id) FROM s),
+           (SELECT array_agg(b.product_id ORDER BY b.product_id) FROM b),
+           (SELECT array_agg(DISTINCT v.product_id) FROM shop.view_event v
+             WHERE v.customer_id = _recommend_history.customer_id)
+      INTO seed_ids, seed_ws, seed_ats, bought, viewed;
+    -- customers like you: this shard's neighbours of the customer
+    IF weights[2] > 0 THEN
+        SELECT array_agg(a.product_id ORDER BY a.product_id), array_agg(a.sc ORDER BY a.product_id)
+          INTO alike_ids, alike_scs
+          FROM (SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+                  FROM shop.customer_neighbour nb
+                  JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+                 WHERE nb.customer_id = _recommend_history.customer_id
+                 GROUP BY ci.product_id) a;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._recommend_history(bigint, int, text[]) IS
+'internal (shop_router): the customer''s part of shop.recommend on their shard: seeds, bought and viewed products, the customers-like-you source and the weights, with recommend''s checks';
+
+-- the seeds' co-purchase lists of this shard's products, scored with the
+-- cluster's counts
+CREATE FUNCTION shop._recommend_lists(product_ids bigint[])
+RETURNS TABLE (product_id bigint, other_id bigint, score real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT c.product_id, c.other_id, c.score
+      FROM shop.copurchase_global c
+     WHERE c.product_id = ANY (product_ids) AND c.score > 0
+$$;
+COMMENT ON FUNCTION shop._recommend_lists(bigint[]) IS
+'internal (shop_router): the co-purchase lists (scored with the cluster''s counts) of those of the products that are on this shard';
+
+-- this shard's n most popular active products, without some
+CREATE FUNCTION shop._recommend_popular(n int, exclude bigint[])
+RETURNS TABLE (product_id bigint, popularity real)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT p.product_id, p.popularity
+      FROM shop.product p
+     WHERE p.status = 'active' AND p.popularity > 0
+       AND p.product_id <> ALL (coalesce(exclude, '{}'))
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT least(greatest(n, 0), 4000)
+$$;
+COMMENT ON FUNCTION shop._recommend_popular(int, bigint[]) IS
+'internal (shop_router): this shard''s n (at most 4,000) most popular active products, without the excluded ones';
+
+REVOKE ALL ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
+    shop._recommend_popular(int, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
+    shop._recommend_popular(int, bigint[]) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

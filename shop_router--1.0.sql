@@ -570,24 +570,20 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+-- the cluster's intent of a query (cached), added to its sums
+CREATE FUNCTION shop_router._search_intent_for(query text, filters jsonb, g jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    g jsonb;
     k text;
     top jsonb;
     ttl interval := shop_router._intent_ttl();
 BEGIN
-    SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
-    IF NOT intent THEN
-        RETURN g;
-    END IF;
-    -- with intent (a ranked page): the intent (the product type and
-    -- category the query means) from the cluster's 40 best matches, as one
-    -- node reads its own 40, scored with the sums
+    -- the intent (the product type and category the query means) from the
+    -- cluster's 40 best matches, as one node reads its own 40, scored with
+    -- the sums
     IF ttl > interval '0' AND length(query) + length(filters::text) < 512 THEN
         k := md5(concat_ws(chr(31), query, filters::text));
         top := shop_router._intent_get(k);
@@ -606,8 +602,188 @@ BEGIN
     RETURN g || jsonb_build_object('intent_top', top);
 END
 $$;
+
+CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    g jsonb;
+BEGIN
+    SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
+    IF NOT intent THEN
+        RETURN g;
+    END IF;
+    RETURN shop_router._search_intent_for(query, filters, g);
+END
+$$;
 COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds)';
+
+-- The DFS sums of a query, kept (issue 16).  Asking every shard for its
+-- statistics is one of a routed search's two rounds; the sums only change
+-- when a shard's products, synonyms or categories do.  So the router keeps
+-- them per query and filters, with every shard's version of its statistics
+-- (shop._search_stats_at: a sequence each shard bumps for every row
+-- written to those tables, once shop_router.cluster_setup() made it a
+-- shard; before that it says its sums may not be kept), and sends the
+-- versions with the page: a shard whose
+-- version is not among them refuses the page (40001,
+-- shop._search_version_check) and the router forgets the sums and runs the
+-- search again with new ones.  A kept sum is thus never used once a shard
+-- has changed: the answers are those of a search that asked.  Kept at
+-- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
+-- at most 4096 queries, emptied when full.  A shard says its statistics
+-- may not be kept while a write is running on it, on a hot standby, or
+-- outside READ COMMITTED.
+CREATE UNLOGGED TABLE shop_router.dfs_cache (
+    key      text PRIMARY KEY,
+    at       timestamptz NOT NULL,
+    global   jsonb NOT NULL,
+    versions jsonb NOT NULL
+);
+COMMENT ON TABLE shop_router.dfs_cache IS
+'the summed statistics (DFS phase) of recent queries with every shard''s version of them, for shop_router.search_dfs_cache seconds';
+
+-- Shard setup: what a database needs to be a shard that a single node
+-- does not (shop._shard_setup: the triggers that bump its search
+-- statistics' version).  Run once by shop_admin after the cluster is
+-- defined, and again after a shard was added or restored: a shard
+-- without them answers every search, but the router never keeps its sums
+-- (shop._search_stats_at says keep false).
+CREATE FUNCTION shop_router._shard_setup()
+RETURNS SETOF text[]
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._shard_setup();
+$$;
+
+CREATE FUNCTION shop_router.cluster_setup()
+RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*)::int FROM shop_router._shard_setup() t, unnest(t) x
+$$;
+COMMENT ON FUNCTION shop_router.cluster_setup() IS
+'makes every partition of shop_cluster a shard (shop._shard_setup: the triggers of its search statistics'' version); returns how many triggers it created; run as shop_admin after defining the cluster or adding or restoring a shard';
+REVOKE EXECUTE ON FUNCTION shop_router._shard_setup(), shop_router.cluster_setup() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._shard_setup(), shop_router.cluster_setup() TO shop_admin;
+
+CREATE FUNCTION shop_router._search_dfs_at(i_query text, i_filters jsonb)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._search_stats_at($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._dfs_ttl()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => greatest(coalesce(nullif(current_setting('shop_router.search_dfs_cache', true), '')::int,
+                                                   600), 0))
+$$;
+COMMENT ON FUNCTION shop_router._dfs_ttl() IS
+'how long the router keeps a query''s summed statistics (shop_router.search_dfs_cache seconds, default 600, 0: not at all)';
+
+CREATE FUNCTION shop_router._dfs_get(i_key text, OUT global jsonb, OUT versions jsonb)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.global, c.versions FROM shop_router.dfs_cache c
+     WHERE c.key = i_key AND c.at > now() - shop_router._dfs_ttl()
+$$;
+
+CREATE FUNCTION shop_router._dfs_put(i_key text, i_global jsonb, i_versions jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_read_only') = 'on' THEN
+        RETURN;
+    END IF;
+    IF i_versions IS NULL THEN
+        DELETE FROM shop_router.dfs_cache WHERE key = i_key;
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM (SELECT FROM shop_router.dfs_cache LIMIT 4096) x) >= 4096 THEN
+        DELETE FROM shop_router.dfs_cache;
+    END IF;
+    INSERT INTO shop_router.dfs_cache AS c (key, at, global, versions) VALUES (i_key, now(), i_global, i_versions)
+    ON CONFLICT (key) DO UPDATE SET at = excluded.at, global = excluded.global, versions = excluded.versions;
+END
+$$;
+
+-- _search_global with the sums kept: the sums (with the intent for a
+-- ranked page) and the shards' versions they were summed at (NULL: not
+-- kept, the page is not checked)
+CREATE FUNCTION shop_router._search_global_at(query text, filters jsonb, intent boolean,
+                                              OUT global jsonb, OUT versions jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k text;
+    rs jsonb[];
+BEGIN
+    IF shop_router._dfs_ttl() > interval '0' AND length(query) + length(filters::text) < 512 THEN
+        k := md5(concat_ws(chr(31), query, filters::text));
+        SELECT c.global, c.versions INTO global, versions FROM shop_router._dfs_get(k) c;
+    END IF;
+    IF global IS NULL THEN
+        SELECT array_agg(r) INTO rs FROM shop_router._search_dfs_at(query, filters) r;
+        global := shop_router._dfs_sum(rs);
+        IF k IS NOT NULL AND (SELECT bool_and(coalesce((r ->> 'keep')::boolean, false)) FROM unnest(rs) r) THEN
+            versions := (SELECT jsonb_agg(r ->> 'version') FROM unnest(rs) r);
+            PERFORM shop_router._dfs_put(k, global, versions);
+        END IF;
+    END IF;
+    IF intent THEN
+        global := shop_router._search_intent_for(query, filters, global);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop_router._search_global_at(text, jsonb, boolean) IS
+'router: shop_router._search_global with the summed statistics kept per query while no shard''s change (shop.search_version), with the shards'' versions';
+
+-- forget a query's kept sums (a shard refused them)
+CREATE FUNCTION shop_router._dfs_forget(query text, filters jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text)), NULL, NULL)
+$$;
+
+-- The page round, checked against the versions of the kept sums
+CREATE FUNCTION shop_router._search_routed_at(i_query text, i_filters jsonb, i_sort text, i_lim int, i_off int,
+                                              i_customer_id bigint, i_global jsonb, i_session text,
+                                              i_versions jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int, rating_count int, created_at timestamptz, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
+           s.in_stock, s.image, s.typos, s.missing_words,
+           p.rating_count, p.created_at, p.popularity
+      FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
+                   shop._search_version_check($9) AS ok) z
+     CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
+     CROSS JOIN LATERAL (SELECT p.rating_count, p.created_at, p.popularity FROM shop.product p
+                          WHERE p.product_id = s.product_id OFFSET 0) p
+     WHERE z.ok;
+$$;
 
 -- One page of shop.search from every shard, scored with the cluster's
 -- statistics, with the keys the router sorts by that shop.search does not
@@ -655,8 +831,8 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    need int;
     g jsonb;
+    v jsonb;
 BEGIN
     IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
         -- out of range: the shards say so, in the words of one node
@@ -667,17 +843,57 @@ BEGIN
         RETURN;
     END IF;
     -- every sort: the words without typos decide what matches; a ranked
-    -- page also scores with the sums and takes the cluster's intent
-    g := shop_router._search_global(query, filters, sort = 'relevance');
-    need := lim + off;
+    -- page also scores with the sums and takes the cluster's intent.  The
+    -- sums may be kept ones (_search_global_at), with the shards' versions
+    -- the page is checked against: a shard that changed since refuses the
+    -- page (40001) and the search runs again with new sums.
+    SELECT a.global, a.versions INTO g, v FROM shop_router._search_global_at(query, filters, sort = 'relevance') a;
+    IF v IS NOT NULL THEN
+        BEGIN
+            RETURN QUERY
+            SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
+                   r.in_stock, r.image, r.typos, r.missing_words
+              FROM shop_router._search_page(query, filters, sort, lim, off, customer_id, g, v) r;
+            RETURN;
+        EXCEPTION WHEN serialization_failure THEN
+            -- the kept sums are stale: forget them, ask the shards
+            PERFORM shop_router._dfs_forget(query, filters);
+            g := shop_router._search_global(query, filters, sort = 'relevance');
+        END;
+    END IF;
     RETURN QUERY
     SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
            r.in_stock, r.image, r.typos, r.missing_words
-      FROM generate_series(0, (need - 1) / 1000) k
-     CROSS JOIN LATERAL shop_router._search_routed(query, filters, sort, least(1000, need - 1000 * k),
-                                                   1000 * k, customer_id, g,
-                                                   CASE WHEN customer_id IS NULL THEN ''
-                                                        ELSE shop_router._session() END) r
+      FROM shop_router._search_page(query, filters, sort, lim, off, customer_id, g, NULL) r;
+END
+$$;
+COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
+'router: search every shard and merge their pages (docs/scale-out.md, "Search across shards")';
+
+-- the merged page of shop.search, scored with the sums g; with versions,
+-- every shard checks its statistics are still those (40001 if not).
+-- PL/pgSQL, not SQL: its plan is made with the call's values (one
+-- partition round of generate_series, not the 1,000 a parameter is
+-- estimated at), so that the plan's cost stays under jit_above_cost; as
+-- an SQL function, every search was JIT-compiled, 6 ms of router CPU.
+CREATE FUNCTION shop_router._search_page(query text, filters jsonb, sort text, lim int, off int, customer_id bigint,
+                                         g jsonb, versions jsonb)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    RETURN QUERY
+    SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
+           r.in_stock, r.image, r.typos, r.missing_words
+      FROM generate_series(0, (lim + off - 1) / 1000) k
+     CROSS JOIN LATERAL shop_router._search_routed_at(query, filters, sort, least(1000, lim + off - 1000 * k),
+                                                      1000 * k, customer_id, g,
+                                                      CASE WHEN customer_id IS NULL THEN ''
+                                                           ELSE shop_router._session() END, versions) r
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -692,8 +908,6 @@ BEGIN
      OFFSET off LIMIT lim;
 END
 $$;
-COMMENT ON FUNCTION shop.search(text, jsonb, text, int, int, bigint) IS
-'router: search every shard and merge their pages (docs/scale-out.md, "Search across shards")';
 
 CREATE FUNCTION shop_router._search_facets(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
@@ -936,6 +1150,11 @@ GRANT EXECUTE ON FUNCTION
     shop_router._intent_ttl(), shop_router._intent_get(text), shop_router._intent_put(text, jsonb),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
+    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(), shop_router._dfs_get(text),
+    shop_router._dfs_put(text, jsonb, jsonb), shop_router._search_global_at(text, jsonb, boolean),
+    shop_router._search_intent_for(text, jsonb, jsonb), shop_router._dfs_forget(text, jsonb),
+    shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
+    shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),
     shop_router._search_facets_routed(text, jsonb, jsonb),
     shop_router._search_facets_top(text, jsonb, jsonb, int)
     TO shop_storefront, shop_admin;
@@ -2714,3 +2933,175 @@ GRANT EXECUTE ON FUNCTION shop_router._copurchase_refresh(int), shop_router._cop
     shop_router.copurchase_move(boolean) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.also_bought(bigint, int, text, bigint, text)
     TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
+-- recommend (docs/scale-out.md, "Recommendations across shards"): one
+-- node's blend (shop._recommend_blend) made from its sources where they
+-- live.  The customer's shard gives the seeds (the last 50 products
+-- bought and the views), what to leave out, the "customers like you"
+-- source (that shard's neighbours) and the weights, with one node's
+-- checks; the seeds' shards their co-purchase lists scored with the
+-- cluster's counts (as also_bought reads them); every shard its most
+-- popular products; similar_products (routed) the content source; the
+-- candidates' shards whether they are active.  The router sums and ranks
+-- as one node does.  Experiments are not routed yet.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._recommend_history(i_session text, i_customer_id bigint, i_lim int, i_weights text[])
+RETURNS TABLE (seed_ids bigint[], seed_ws numeric[], seed_ats timestamptz[], bought bigint[], viewed bigint[],
+               alike_ids bigint[], alike_scs float8[], weights float8[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (h).* FROM (SELECT shop._recommend_history($2, $3, $4) AS h
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop_router._recommend_lists(i_product_ids bigint[])
+RETURNS TABLE (product_id bigint, other_id bigint, score real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._recommend_lists($1);
+$$;
+
+CREATE FUNCTION shop_router._recommend_popular(i_n int, i_exclude bigint[])
+RETURNS TABLE (product_id bigint, popularity real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._recommend_popular($1, $2);
+$$;
+
+CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    h record;
+    wi float8;
+    wl float8;
+    wc float8;
+    wp float8;
+    thin bigint;
+    l_pids bigint[];
+    l_oids bigint[];
+    l_scores real[];
+    c_ids bigint[];
+    c_scs float8[];
+    ids bigint[];
+    scores real[];
+    active bigint[];
+BEGIN
+    IF experiment IS NOT NULL THEN
+        RAISE EXCEPTION 'experiments are not routed yet'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'recommend with an experiment needs the experiment''s tables on one node.',
+                  HINT = 'Call recommend without experiment through the router (docs/scale-out.md).';
+    END IF;
+    -- the customer's shard checks the arguments and the session first
+    -- the weights of this session (shop.reco_weight_*, placeholders on the
+    -- router) are set on the customer's shard, which checks them
+    SELECT * INTO h
+      FROM shop_router._recommend_history(shop_router._session(), customer_id, lim,
+                                          ARRAY[nullif(current_setting('shop.reco_weight_item', true), ''),
+                                                nullif(current_setting('shop.reco_weight_like', true), ''),
+                                                nullif(current_setting('shop.reco_weight_content', true), ''),
+                                                nullif(current_setting('shop.reco_weight_popular', true), '')]);
+    wi := h.weights[1]; wl := h.weights[2]; wc := h.weights[3]; wp := h.weights[4];
+    -- the seeds' lists, on their shards
+    IF h.seed_ids IS NOT NULL AND (wi > 0 OR wc > 0) THEN
+        SELECT array_agg(c.product_id), array_agg(c.other_id), array_agg(c.score)
+          INTO l_pids, l_oids, l_scores
+          FROM shop_router._recommend_lists(h.seed_ids) c;
+    END IF;
+    -- content: similar_products of the latest seed without a list
+    IF wc > 0 THEN
+        SELECT s.p INTO thin
+          FROM unnest(h.seed_ids, h.seed_ats) s(p, at)
+         WHERE s.p <> ALL (coalesce(l_pids, '{}'))
+         ORDER BY s.at DESC, s.p
+         LIMIT 1;
+        IF thin IS NOT NULL THEN
+            SELECT array_agg(x.product_id), array_agg(x.sc) INTO c_ids, c_scs
+              FROM (SELECT x.product_id, sum(x.score)::float8 AS sc
+                      FROM shop.similar_products(thin, 10) x
+                     GROUP BY x.product_id) x;
+        END IF;
+    END IF;
+    -- the blend, as shop._recommend_blend ranks it
+    WITH seeds AS (
+        SELECT * FROM unnest(h.seed_ids, h.seed_ws) s(product_id, w)
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN unnest(l_pids, l_oids, l_scores) c(product_id, other_id, score) ON c.product_id = s.product_id
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT a.product_id, a.sc FROM unnest(h.alike_ids, h.alike_scs) a(product_id, sc) WHERE wl > 0
+    ), content AS (
+        SELECT a.product_id, a.sc FROM unnest(c_ids, c_scs) a(product_id, sc)
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop_router._recommend_popular(3 * lim + 60, '{}') p
+         WHERE wp > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id), array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT c.product_id, sum(c.part)::real AS sc
+              FROM cand c
+             WHERE c.product_id <> ALL (coalesce(h.seed_ids, '{}'))
+               AND c.product_id <> ALL (coalesce(h.bought, '{}'))
+             GROUP BY c.product_id
+             ORDER BY sc DESC, c.product_id
+             LIMIT 3 * lim + 10) r;
+    -- the active ones, on their shards
+    IF ids IS NOT NULL THEN
+        SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+          FROM shop_router._cart_products(ids) a
+         WHERE a.status = 'active';
+        SELECT array_agg(r.p ORDER BY r.k), array_agg(r.s ORDER BY r.k) INTO ids, scores
+          FROM (SELECT u.p, u.s, u.k FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
+                 WHERE u.p = ANY (active) AND u.s > 0
+                 ORDER BY u.k
+                 LIMIT lim) r;
+    END IF;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from the most popular, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop_router._recommend_popular(lim - cardinality(ids),
+                                                      ids || coalesce(h.bought, '{}') || coalesce(h.viewed, '{}')) p
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
+'router: personal recommendations blended as on one node from the customer''s shard (history, customers like you) and the products'' shards (co-purchase lists scored with the cluster''s counts, popularity, similar products); experiments not routed yet';
+
+REVOKE ALL ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) TO shop_storefront, shop_admin;

@@ -47,6 +47,7 @@ CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy
     OPTIONS (p0 '${PART[0]}', p1 '${PART[1]}', p2 '${PART[2]}', p3 '${PART[3]}');
 CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
 GRANT USAGE ON FOREIGN SERVER shop_cluster TO shop_storefront, shop_admin;
+SELECT shop_router.cluster_setup() \g /dev/null
 SQL
     for c in "$R $PR router" "$A $PA postgres" "$B $PB postgres"; do
         # shellcheck disable=SC2086

@@ -153,8 +153,8 @@ SELECT c.oid::regclass AS monitor_may_read
 -- storefront, but the shard-side steps the router calls for it, which
 -- authorize the cart's customer or check another shard's signature
 -- themselves (docs/security.md, "Through the router"), and the router's
--- autocomplete, similar_products and also_bought steps, which read what
--- the public calls read
+-- autocomplete, similar_products, also_bought and recommend steps, which
+-- read what the public calls read
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'shop'::regnamespace AND p.proname ~ '^_' AND p.prosecdef

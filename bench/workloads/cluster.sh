@@ -171,6 +171,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION shop_router CASCADE;
 CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy OPTIONS ($parts);
 CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
+SELECT shop_router.cluster_setup() \\g /dev/null
 CREATE TABLE public.bench_cart (n int PRIMARY KEY, cart uuid NOT NULL);
 \\copy public.bench_cart FROM '$BENCH_TMP/c_carts_router.tsv'
 SQL

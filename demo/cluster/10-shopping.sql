@@ -55,3 +55,20 @@ SELECT shop.checkout(:'cart2', 'tok_visa', 'demo-checkout-2');
 \set ON_ERROR_STOP 1
 \set VERBOSITY default
 SELECT shop.stock_available(:mouse) AS mice_available_again;
+
+\echo '== 7. customers who bought this also bought: counts made on the customers'' shards, moved to the products'''
+-- A pair is listed once it was bought together shop.reco_min_pairs times
+-- (2, docs/recommendations.md): customer 42's order alone makes no list.
+-- Customer 44 buys the laptop with a mouse too; the move folds both
+-- orders in on their customers' shards and moves the counts to the shards
+-- of the laptop and the mouse, where also_bought reads its lists.
+SELECT shop.cart_create(44) AS cart3 \gset
+SELECT shop.cart_add(:'cart3', :laptop), shop.cart_add(:'cart3', :mouse) \g /dev/null
+SELECT shop.checkout(:'cart3', 'tok_visa', 'demo-checkout-3',
+                     '{"name": "Grace Hopper", "line1": "1 Navy Way", "city": "Arlington", "country": "US"}')
+       AS order3 \gset
+SELECT m -> 'batches' AS batches, m -> 'pairs_applied' AS pairs_applied, m -> 'lists_scored' AS lists_scored
+  FROM shop_router.copurchase_move(refresh => true) m;
+SELECT a.product_id, p ->> 'title' AS title, round(a.score::numeric, 3) AS score,
+       a.product_id = :mouse AS is_the_mouse
+  FROM shop.also_bought(:laptop, 3) a, shop.product_get(a.product_id) p;

@@ -47,6 +47,7 @@ CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy
     OPTIONS (p0 'host=$A port=$PA dbname=m0', p1 'host=$B port=$PB dbname=m1',
              p2 'host=$A port=$PA dbname=m2', p3 'host=$B port=$PB dbname=m3');
 CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster;
+SELECT shop_router.cluster_setup() \g /dev/null
 SQL
 
 echo "== measure: the Chorus queries, 4 shards against one node ($(date +%T))"

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# search_cpu.sh: where a routed search's CPU goes (issue 16), not a test.
+# Builds a router and 4 shards as test/cluster does (scripts/cluster.sh, in
+# tmp_bench/search_cpu), a one-node database "one" on shard cluster A with
+# the synthetic catalog (scripts/load_synthetic.sql, SCALE products, default
+# 20000), each shard its quarter by COPY, then runs N searches (default
+# 300) of the catalog's 20 most frequent title words, lim => 10, in one
+# session and counts CPU (utime + stime of /proc, 10 ms ticks) around them:
+# the session's backend, and every process of the two shard clusters.
+# Rounds: the router with the kept statistics off
+# (shop_router.search_dfs_cache = 0, the search before issue 16's cache) and
+# on, and one node, in turns, ROUNDS times (default 2).
+# Run from the top of the tree after make:  bash test/cluster/search_cpu.sh
+# (KEEP=1 leaves the clusters running; scripts/cluster.sh's
+# shop_cluster_down, or pg_ctl stop on each data directory, stops them).
+set -euo pipefail
+TOP=${TOP:-$(pwd)}
+. "$TOP/scripts/pgenv.sh"
+tmp_install_setup
+. "$TOP/scripts/cluster.sh"
+SCALE=${SCALE:-20000} N=${N:-300} ROUNDS=${ROUNDS:-2}
+BASE="$TOP/tmp_bench/search_cpu"
+[ "${KEEP:-0}" = 1 ] || trap 'shop_cluster_down immediate >/dev/null 2>&1 || true' EXIT
+shop_cluster_up "$BASE" >/dev/null 2>&1
+"$PGBIN/createdb" -h "$A" -p "$PA" one
+q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
+q "$A" "$PA" one -v scale="$SCALE" -f "$TOP/scripts/load_synthetic.sql" >/dev/null
+q "$A" "$PA" one -c "VACUUM ANALYZE" 
+COLS="product_id, sku, title, description, brand, category_id, price_cents, attributes, images, status,
+      rating_sum, rating_count, popularity, in_stock, created_at, updated_at"
+for i in 0 1 2 3; do
+    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
+    q "$dir" "$port" "s$i" -c "DELETE FROM shop.synonym; DELETE FROM shop.category"
+    q "$A" "$PA" one -c "COPY (SELECT category_id, parent_id, name FROM shop.category ORDER BY path) TO STDOUT" |
+        q "$dir" "$port" "s$i" -c "COPY shop.category (category_id, parent_id, name) FROM STDIN"
+    q "$A" "$PA" one -c "COPY shop.synonym (term, synonyms) TO STDOUT" |
+        q "$dir" "$port" "s$i" -c "COPY shop.synonym (term, synonyms) FROM STDIN"
+    q "$A" "$PA" one -c "COPY (SELECT $COLS FROM shop.product WHERE (hashint8(product_id) & 3) = $i) TO STDOUT" |
+        q "$dir" "$port" "s$i" -c "COPY shop.product ($COLS) FROM STDIN"
+    q "$dir" "$port" "s$i" -c "VACUUM ANALYZE"
+done
+q "$R" "$PR" router -c "SELECT shop_router.sync_product_ids()" >/dev/null
+WORDS=$(q "$A" "$PA" one -At -c "SELECT string_agg(quote_literal(w), ',') FROM (
+    SELECT t.word AS w FROM shop.product p CROSS JOIN LATERAL shop.search_tokens(p.title) t
+     WHERE length(t.word) >= 4 AND t.word !~ '[0-9]'
+     GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 20) x")
+# cpu.sh PID: "backend-ticks shard-ticks wall-ns" (psql's \! runs sh)
+cat >"$BASE/cpu.sh" <<SH
+ticks() {   # the utime + stime of the given pids
+    t=0
+    for p in "\$@"; do
+        f=\$(cat "/proc/\$p/stat" 2>/dev/null) || continue
+        # fields 14 and 15 of stat: 12 and 13 after "pid (comm) "
+        set -- \${f##*) }
+        t=\$((t + \${12} + \${13}))
+    done
+    echo \$t
+}
+shards=\$(for d in "$A" "$B"; do pm=\$(head -1 "\$d/data/postmaster.pid"); echo "\$pm"; pgrep -P "\$pm"; done)
+echo "\$(ticks "\$1") \$(ticks \$shards) \$(date +%s%N)"
+SH
+run() {   # label host port db setting
+    local label=$1 host=$2 port=$3 db=$4 set=$5
+    cat >"$BASE/run.sql" <<SQL
+\set QUIET on
+$set
+SELECT pg_backend_pid() AS pid \gset
+\setenv PID :pid
+SELECT count(*) FROM unnest(ARRAY[$WORDS]) w, LATERAL shop.search(w, lim => 10) s \g /dev/null
+\! bash $BASE/cpu.sh \$PID > $BASE/t0
+SELECT count(*) FROM generate_series(1, $N) g, LATERAL shop.search((ARRAY[$WORDS])[1 + g % 20], lim => 10) s \g /dev/null
+\! bash $BASE/cpu.sh \$PID > $BASE/t1
+SQL
+    q "$host" "$port" "$db" -f "$BASE/run.sql"
+    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
+    awk -v l="$label" -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) -v n="$N" \
+        'BEGIN { printf "%-34s backend %6.2f ms  shards %6.2f ms  total %6.2f ms  wall %6.2f ms\n", l, b * 10 / n, s * 10 / n, (b + s) * 10 / n, w / 1e6 / n }'
+}
+echo "$N searches a round, $SCALE products, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq 1 "$ROUNDS"); do
+    run "router, kept statistics off" "$R" "$PR" router "SET shop_router.search_dfs_cache = 0;"
+    run "router, kept statistics on" "$R" "$PR" router ""
+    run "one node (its shards' CPU too)" "$A" "$PA" one ""
+done
