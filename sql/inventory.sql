@@ -290,6 +290,18 @@ SELECT pg_temp.err(format('UPDATE shop.stock SET reserved = on_hand + 1 WHERE pr
 SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'shop.stock'::regclass AND contype = 'c';
 
+-- shop.reservation has no CHECK on qty since 1.1 (it was planned again in
+-- every hold): inventory's C checks every quantity before it writes one, so
+-- a hold of 0 or fewer units is still refused through each call that holds
+SELECT conname FROM pg_constraint
+ WHERE conrelid = 'shop.reservation'::regclass AND contype = 'c';
+SELECT pg_temp.err(format('SELECT shop.reserve(%s, -1)', :p6)) AS reserve_negative,
+       pg_temp.err(format('SELECT shop.reserve(%s, 0)', :p6)) AS reserve_zero,
+       pg_temp.err(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": -1}]')$$, :p6)) AS many_negative,
+       pg_temp.err(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": 2}, {"product_id": %s, "qty": -2}]')$$,
+                          :p6, :p6)) AS many_summed_zero;
+SELECT count(*) AS holds_without_units FROM shop.reservation WHERE qty <= 0;
+
 -- privileges: admin calls are not for PUBLIC, and since 1.1 neither are
 -- holds outside checkout (reserve, reserve_many, reservation_release:
 -- docs/inventory.md, "Privileges")

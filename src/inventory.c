@@ -1037,6 +1037,13 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 
 	if (n == 0)
 		return;
+	/*
+	 * Every quantity is checked here, whoever the caller: shop.reservation
+	 * has no CHECK on qty since 1.1 (PostgreSQL planned it again in every
+	 * hold), so this is what keeps a hold's qty in 1..INV_MAX_QTY.
+	 */
+	for (int i = 0; i < n; i++)
+		inv_check_qty(holds[i].qty, "qty");
 	ShopNewRandomUuids(rid, n);	/* random, not time-ordered: spi.c */
 	if (n == 1)
 	{
