@@ -80,17 +80,22 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
 #endif
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "port/pg_bswap.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -190,8 +195,10 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
 
 /*
- * Step 1 of a single hold: one conditional update plus the reservation
- * row, with the start bucket given ($3, from inv_last_bucket's cache).
+ * Step 1 of a single hold: one conditional update, with the start bucket
+ * given ($3, from inv_last_bucket's cache), returning the row it took; the
+ * caller then writes the reservation row itself (inv_insert_hold: no
+ * executor start-up for an INSERT and a CTE in every hold).
  * Each half of the pick (the rows from the start bucket on,
  * q_reserve_from; the rows before it, q_reserve_before, run only when the
  * first takes nothing) is a statement of its own, and neither reads the
@@ -209,27 +216,22 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
  * location and bucket, reading all of a hot product's buckets again.
  */
 #define RESERVE_PART_SQL(cmp) \
-	"WITH u AS (" \
-	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
-	"   WHERE (s.product_id, s.location, s.bucket) = (" \
-	"           SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
-	"            WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
-	"              AND t.on_hand - t.reserved >= $2" \
-	"            ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
-	"     AND s.on_hand - s.reserved >= $2" \
-	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
-	" INSERT INTO shop.reservation" \
-	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, $6 FROM u" \
-	" RETURNING (SELECT u.reorder_threshold FROM u)"
+	"UPDATE shop.stock s SET reserved = s.reserved + $2" \
+	" WHERE (s.product_id, s.location, s.bucket) = (" \
+	"         SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
+	"          WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
+	"            AND t.on_hand - t.reserved >= $2" \
+	"          ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
+	"   AND s.on_hand - s.reserved >= $2" \
+	" RETURNING s.location, s.bucket, s.reorder_threshold"
 
 static ShopStmt q_reserve_from = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_PART_SQL(">="),
-	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+	INT8OID, INT4OID, INT2OID);
 
 static ShopStmt q_reserve_before = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_PART_SQL("<"),
-	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+	INT8OID, INT4OID, INT2OID);
 
 /* the product's last bucket (its bucket count - 1); no row: none */
 static ShopStmt q_last_bucket = SHOP_STMT(SHOP_PLAN_GENERIC,
@@ -717,6 +719,126 @@ inv_reclaim(int64 product_id)
 }
 
 /*
+ * The columns of shop.reservation that inv_insert_hold fills, by name, and
+ * their numbers in the table as this backend last looked them up.
+ */
+enum
+{
+	INV_R_PRODUCT, INV_R_ID, INV_R_PART, INV_R_LOCATION, INV_R_BUCKET, INV_R_QTY,
+	INV_R_STATUS, INV_R_REF, INV_R_CREATED, INV_R_EXPIRES, INV_R_NCOLS
+};
+static const char *const inv_r_names[INV_R_NCOLS] = {
+	"product_id", "reservation_id", "part", "location", "bucket", "qty",
+	"status", "ref", "created_at", "expires_at"
+};
+
+/*
+ * Write one reservation row (a part of a hold whose stock row the caller
+ * has just updated) without the executor: the work of "INSERT INTO
+ * shop.reservation VALUES (...)" done directly, as logical replication's
+ * apply worker does it (ExecSimpleRelationInsert): the BEFORE ROW
+ * triggers (the card guard, zz_card_guard, reads location, status and
+ * ref), the NOT NULL checks (and any CHECK the table has), the heap tuple,
+ * an entry in each index (partial ones when their predicate holds, unique
+ * ones checked), then the AFTER ROW triggers and the statement's queued
+ * AFTER triggers.  The privilege an INSERT would need is checked, as the
+ * executor checks it.  What this saves per hold is the start-up and
+ * shut-down of a plan (ModifyTable, a CTE and its scan, a projection) that
+ * PostgreSQL builds again in every execution of a prepared statement.
+ *
+ * status is 'held' and created_at the transaction's start (the column
+ * defaults: now()); a column of the table this code does not know is an
+ * error, so that a later update script that adds one must come here.
+ */
+static void
+inv_insert_hold(int64 product_id, const pg_uuid_t *rid, int16 part, Datum location,
+				int16 bucket, int32 qty, Datum ref, bool ref_null, Datum expires)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	AclResult	aclresult;
+	int			col[INV_R_NCOLS];
+	Datum		val[INV_R_NCOLS];
+
+	rel = table_openrv(makeRangeVar("shop", "reservation", -1), RowExclusiveLock);
+	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	desc = RelationGetDescr(rel);
+	for (int c = 0; c < INV_R_NCOLS; c++)
+		col[c] = -1;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < INV_R_NCOLS; c++)
+			if (strcmp(NameStr(att->attname), inv_r_names[c]) == 0)
+				break;
+		if (c == INV_R_NCOLS)
+			elog(ERROR, "shop: column %s of shop.reservation is not written by inv_insert_hold",
+				 NameStr(att->attname));
+		col[c] = i;
+	}
+	for (int c = 0; c < INV_R_NCOLS; c++)
+		if (col[c] < 0)
+			elog(ERROR, "shop: shop.reservation has no column %s", inv_r_names[c]);
+
+	val[INV_R_PRODUCT] = Int64GetDatum(product_id);
+	val[INV_R_ID] = UUIDPGetDatum(rid);
+	val[INV_R_PART] = Int16GetDatum(part);
+	val[INV_R_LOCATION] = location;
+	val[INV_R_BUCKET] = Int16GetDatum(bucket);
+	val[INV_R_QTY] = Int32GetDatum(qty);
+	val[INV_R_STATUS] = CStringGetTextDatum("held");
+	val[INV_R_REF] = ref;
+	val[INV_R_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	val[INV_R_EXPIRES] = expires;
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	/* so that ExecGetTriggerResultRel finds it, as the apply worker does */
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	ExecClearTuple(slot);
+	for (int c = 0; c < INV_R_NCOLS; c++)
+	{
+		slot->tts_values[col[c]] = val[c];
+		slot->tts_isnull[col[c]] = false;
+	}
+	if (ref_null)
+		slot->tts_isnull[col[INV_R_REF]] = true;
+	ExecStoreVirtualTuple(slot);
+
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, false);
+	ExecSimpleRelationInsert(rri, estate, slot);
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	/* the row is seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+}
+
+/*
  * Slow path of a hold: with every stock row of the product locked, reclaim
  * expired holds and take qty from as few rows as possible, one part per
  * row.  Raises insufficient_stock when the product cannot cover qty.
@@ -804,16 +926,16 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
  * product's rows only while holding none of them out of order.
  *
  * Returns true when a hold was taken; *watch_low tells whether the row
- * carries a reorder threshold.
+ * carries a reorder threshold (column threshold_col of the result).
  */
 static bool
-inv_try(ShopStmt *q, Datum *v, const char *n, bool *watch_low)
+inv_try(ShopStmt *q, Datum *v, const char *n, int threshold_col, bool *watch_low)
 {
 	bool		isnull;
 
 	if (!ShopExecOrUndo(q, v, n, 1))
 		return false;
-	(void) ShopCol(0, 1, &isnull);
+	(void) ShopCol(0, threshold_col, &isnull);
 	*watch_low = !isnull;
 	return true;
 }
@@ -934,14 +1056,23 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 		int16		start = (int16) ((uint32) DatumGetInt32(v[2]) % (uint32) (last + 1));
 
 		v[2] = Int16GetDatum(start);
-		done = inv_try(&q_reserve_from, v, n, &watch_low);
+		done = inv_try(&q_reserve_from, v, n, 3, &watch_low);
 		if (!done && start > 0)
-			done = inv_try(&q_reserve_before, v, n, &watch_low);
+			done = inv_try(&q_reserve_before, v, n, 3, &watch_low);
+		if (done)
+		{
+			bool		isnull;
+
+			/* the row the UPDATE took: its reservation row */
+			inv_insert_hold(product_id, rid, 0, ShopCol(0, 1, &isnull),
+							DatumGetInt16(ShopCol(0, 2, &isnull)), qty,
+							ref, ref_null, expires);
+		}
 		v[2] = Int32GetDatum((int32) start);
 	}
 	/* 2: wait for one such row */
 	if (!done)
-		done = inv_try(&q_reserve_wait, v, n, &watch_low);
+		done = inv_try(&q_reserve_wait, v, n, 1, &watch_low);
 
 	if (!done)
 	{
