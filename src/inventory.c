@@ -197,7 +197,7 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 /*
  * Step 1 of a single hold: one conditional update, with the start bucket
  * given ($3, from inv_last_bucket's cache), returning the row it took; the
- * caller then writes the reservation row itself (inv_insert_hold: no
+ * caller then writes the reservation row itself (inv_insert_holds: no
  * executor start-up for an INSERT and a CTE in every hold).
  * Each half of the pick (the rows from the start bucket on,
  * q_reserve_from; the rows before it, q_reserve_before, run only when the
@@ -339,9 +339,9 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 /*
  * The fast path of a set of holds (ShopReserve): for every line at once, a
  * stock row of its product with enough free units that nobody holds
- * locked, the conditional update, the reservation row; returns one row per
- * line held (fewer when some line found no such row), with the bucket it
- * was held from.  The start bucket of each line's pick comes from the
+ * locked, and the conditional update; returns one row per line held
+ * (fewer when some line found no such row), with the row it was held from,
+ * whose reservation row the caller then writes (inv_insert_holds).  The start bucket of each line's pick comes from the
  * caller (from the per-backend cache of last buckets, 0 for a product not
  * in it), so the statement neither reads each product's last bucket (a
  * backward index descent per line) nor builds the two InitPlans that
@@ -356,29 +356,24 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS (" \
 	"  SELECT w.pid, w.qty, w.rid, p.location, p.bucket" \
 	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[]" start_arg ")" \
-	"         CROSS JOIN " pick_row ")," \
-	" upd AS (" \
-	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty" \
-	"    FROM pick p" \
-	"   WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket" \
-	"     AND s.on_hand - s.reserved >= p.qty" \
-	"  RETURNING s.product_id, s.location, s.bucket, s.reorder_threshold, p.qty, p.rid)," \
-	" ins AS (" \
-	"  INSERT INTO shop.reservation" \
-	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)" \
-	" SELECT u.product_id, u.reorder_threshold IS NOT NULL, u.bucket::int4 FROM upd u"
+	"         CROSS JOIN " pick_row ")" \
+	" UPDATE shop.stock s SET reserved = s.reserved + p.qty" \
+	"   FROM pick p" \
+	"  WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket" \
+	"    AND s.on_hand - s.reserved >= p.qty" \
+	" RETURNING s.product_id, s.reorder_threshold IS NOT NULL, s.bucket::int4," \
+	"           s.location, p.qty, p.rid"
 
 static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_SET_SQL(INV_PICK_ROW("w.pid", "w.qty", "w.start", "FOR UPDATE SKIP LOCKED"),
 					", $4::int[]) AS w(pid, qty, rid, start"),
-	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID);
 
 /* the same with every start bucket 0: $4 unused */
 static ShopStmt q_reserve_set0 = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_SET_SQL("LATERAL (" INV_PICK_PART("w.pid", "w.qty", ">=", "0", "FOR UPDATE SKIP LOCKED") ") p",
 					") AS w(pid, qty, rid"),
-	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID);
 
 /*
  * Settling holds given as (product_id[], reservation_id[]), found by the
@@ -719,7 +714,7 @@ inv_reclaim(int64 product_id)
 }
 
 /*
- * The columns of shop.reservation that inv_insert_hold fills, by name, and
+ * The columns of shop.reservation that inv_insert_holds fills, by name, and
  * their numbers in the table as this backend last looked them up.
  */
 enum
@@ -732,18 +727,30 @@ static const char *const inv_r_names[INV_R_NCOLS] = {
 	"status", "ref", "created_at", "expires_at"
 };
 
+/* one reservation row for inv_insert_holds */
+typedef struct InvNewPart
+{
+	int64		product_id;
+	pg_uuid_t	reservation_id;
+	int16		part;
+	Datum		location;		/* text */
+	int16		bucket;
+	int32		qty;
+} InvNewPart;
+
 /*
- * Write one reservation row (a part of a hold whose stock row the caller
- * has just updated) without the executor: the work of "INSERT INTO
- * shop.reservation VALUES (...)" done directly, as logical replication's
- * apply worker does it (ExecSimpleRelationInsert): the BEFORE ROW
- * triggers (the card guard, zz_card_guard, reads location, status and
- * ref), the NOT NULL checks (and any CHECK the table has), the heap tuple,
- * an entry in each index (partial ones when their predicate holds, unique
- * ones checked), then the AFTER ROW triggers and the statement's queued
- * AFTER triggers.  The privilege an INSERT would need is checked, as the
- * executor checks it.  What this saves per hold is the start-up and
- * shut-down of a plan (ModifyTable, a CTE and its scan, a projection) that
+ * Write the reservation rows of holds whose stock rows the caller has just
+ * updated, all with the same ref (NULL when ref_null) and expiry, without
+ * the executor: the work of "INSERT INTO shop.reservation VALUES (...)"
+ * done directly, as logical replication's apply worker does it
+ * (ExecSimpleRelationInsert), for each row: the BEFORE ROW triggers (the
+ * card guard, zz_card_guard, reads location, status and ref), the NOT
+ * NULL checks (and any CHECK the table has), the heap tuple, an entry in
+ * each index (partial ones when their predicate holds, unique ones
+ * checked), the AFTER ROW triggers; then the queued AFTER triggers, as at
+ * the end of a statement.  The privilege an INSERT needs is checked, as
+ * the executor checks it.  What this saves is the start-up and shut-down
+ * of a plan (ModifyTable, a CTE and its scan, a projection) that
  * PostgreSQL builds again in every execution of a prepared statement.
  *
  * status is 'held' and created_at the transaction's start (the column
@@ -751,8 +758,7 @@ static const char *const inv_r_names[INV_R_NCOLS] = {
  * error, so that a later update script that adds one must come here.
  */
 static void
-inv_insert_hold(int64 product_id, const pg_uuid_t *rid, int16 part, Datum location,
-				int16 bucket, int32 qty, Datum ref, bool ref_null, Datum expires)
+inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum expires)
 {
 	Relation	rel;
 	TupleDesc	desc;
@@ -762,8 +768,9 @@ inv_insert_hold(int64 product_id, const pg_uuid_t *rid, int16 part, Datum locati
 	TupleTableSlot *slot;
 	AclResult	aclresult;
 	int			col[INV_R_NCOLS];
-	Datum		val[INV_R_NCOLS];
 
+	if (n == 0)
+		return;
 	rel = table_openrv(makeRangeVar("shop", "reservation", -1), RowExclusiveLock);
 	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT);
 	if (aclresult != ACLCHECK_OK)
@@ -782,24 +789,13 @@ inv_insert_hold(int64 product_id, const pg_uuid_t *rid, int16 part, Datum locati
 			if (strcmp(NameStr(att->attname), inv_r_names[c]) == 0)
 				break;
 		if (c == INV_R_NCOLS)
-			elog(ERROR, "shop: column %s of shop.reservation is not written by inv_insert_hold",
+			elog(ERROR, "shop: column %s of shop.reservation is not written by inv_insert_holds",
 				 NameStr(att->attname));
 		col[c] = i;
 	}
 	for (int c = 0; c < INV_R_NCOLS; c++)
 		if (col[c] < 0)
 			elog(ERROR, "shop: shop.reservation has no column %s", inv_r_names[c]);
-
-	val[INV_R_PRODUCT] = Int64GetDatum(product_id);
-	val[INV_R_ID] = UUIDPGetDatum(rid);
-	val[INV_R_PART] = Int16GetDatum(part);
-	val[INV_R_LOCATION] = location;
-	val[INV_R_BUCKET] = Int16GetDatum(bucket);
-	val[INV_R_QTY] = Int32GetDatum(qty);
-	val[INV_R_STATUS] = CStringGetTextDatum("held");
-	val[INV_R_REF] = ref;
-	val[INV_R_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	val[INV_R_EXPIRES] = expires;
 
 	estate = CreateExecutorState();
 	rte = makeNode(RangeTblEntry);
@@ -813,28 +809,44 @@ inv_insert_hold(int64 product_id, const pg_uuid_t *rid, int16 part, Datum locati
 	/* so that ExecGetTriggerResultRel finds it, as the apply worker does */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
 	estate->es_output_cid = GetCurrentCommandId(true);
-
 	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
-	ExecClearTuple(slot);
-	for (int c = 0; c < INV_R_NCOLS; c++)
-	{
-		slot->tts_values[col[c]] = val[c];
-		slot->tts_isnull[col[c]] = false;
-	}
-	if (ref_null)
-		slot->tts_isnull[col[INV_R_REF]] = true;
-	ExecStoreVirtualTuple(slot);
 
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, false);
-	ExecSimpleRelationInsert(rri, estate, slot);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		val[INV_R_NCOLS];
+
+		val[INV_R_PRODUCT] = Int64GetDatum(parts[i].product_id);
+		val[INV_R_ID] = UUIDPGetDatum(&parts[i].reservation_id);
+		val[INV_R_PART] = Int16GetDatum(parts[i].part);
+		val[INV_R_LOCATION] = parts[i].location;
+		val[INV_R_BUCKET] = Int16GetDatum(parts[i].bucket);
+		val[INV_R_QTY] = Int32GetDatum(parts[i].qty);
+		val[INV_R_STATUS] = CStringGetTextDatum("held");
+		val[INV_R_REF] = ref;
+		val[INV_R_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		val[INV_R_EXPIRES] = expires;
+
+		ExecClearTuple(slot);
+		for (int c = 0; c < INV_R_NCOLS; c++)
+		{
+			slot->tts_values[col[c]] = val[c];
+			slot->tts_isnull[col[c]] = false;
+		}
+		if (ref_null)
+			slot->tts_isnull[col[INV_R_REF]] = true;
+		ExecStoreVirtualTuple(slot);
+		ExecSimpleRelationInsert(rri, estate, slot);
+		ResetPerTupleExprContext(estate);
+	}
 	ExecCloseIndices(rri);
 	AfterTriggerEndQuery(estate);
 
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
-	/* the row is seen by the statements that follow in this transaction */
+	/* the rows are seen by the statements that follow in this transaction */
 	CommandCounterIncrement();
 }
 
@@ -1061,12 +1073,17 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 			done = inv_try(&q_reserve_before, v, n, 3, &watch_low);
 		if (done)
 		{
+			InvNewPart np;
 			bool		isnull;
 
 			/* the row the UPDATE took: its reservation row */
-			inv_insert_hold(product_id, rid, 0, ShopCol(0, 1, &isnull),
-							DatumGetInt16(ShopCol(0, 2, &isnull)), qty,
-							ref, ref_null, expires);
+			np.product_id = product_id;
+			np.reservation_id = *rid;
+			np.part = 0;
+			np.location = ShopCol(0, 1, &isnull);
+			np.bucket = DatumGetInt16(ShopCol(0, 2, &isnull));
+			np.qty = qty;
+			inv_insert_holds(&np, 1, ref, ref_null, expires);
 		}
 		v[2] = Int32GetDatum((int32) start);
 	}
@@ -1157,8 +1174,7 @@ inv_seed(void)
 void
 ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 {
-	Datum		args[6];
-	char		nulls[7] = "      ";
+	Datum		args[4];
 	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
 	int32	   *qty = palloc(sizeof(int32) * Max(n, 1));
 	int32	   *start = palloc(sizeof(int32) * Max(n, 1));
@@ -1207,20 +1223,31 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	args[3] = ShopInt4Array(start, n);
 	for (int i = 0; i < n && !wrap; i++)
 		wrap = start[i] > 0;
-	args[4] = ref_text;
-	if (!ref)
-		nulls[4] = 'n';
-	args[5] = TimestampTzGetDatum(expires_at);
 
-	if (ShopExecOrUndo(wrap ? &q_reserve_set : &q_reserve_set0, args, nulls, n))
+	if (ShopExecOrUndo(wrap ? &q_reserve_set : &q_reserve_set0, args, NULL, n))
 	{
 		/* stock.low for the products that have a threshold */
 		uint64		nwatch = SPI_processed;
 		int64	   *watch = palloc(sizeof(int64) * nwatch);
 		int64	   *learn = palloc(sizeof(int64) * nwatch);
+		InvNewPart *parts = palloc(sizeof(InvNewPart) * nwatch);
 		int			nw = 0;
 		int			nl = 0;
 
+		/* the rows the UPDATE took: their reservation rows */
+		for (uint64 i = 0; i < nwatch; i++)
+		{
+			bool		isnull;
+
+			parts[i].product_id = ShopColInt(i, 1, 0);
+			parts[i].part = 0;
+			parts[i].bucket = (int16) ShopColInt(i, 3, 0);
+			parts[i].location = ShopCol(i, 4, &isnull);
+			parts[i].qty = (int32) ShopColInt(i, 5, 0);
+			parts[i].reservation_id = *DatumGetUUIDP(ShopCol(i, 6, &isnull));
+		}
+		inv_insert_holds(parts, (int) nwatch, ref_text, ref == NULL,
+						 TimestampTzGetDatum(expires_at));
 		for (uint64 i = 0; i < nwatch; i++)
 		{
 			int64		p = ShopColInt(i, 1, 0);
