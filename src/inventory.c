@@ -20,7 +20,8 @@
  *
  * Never oversell.  A hold is taken by one conditional UPDATE
  * "reserved = reserved + qty WHERE on_hand - reserved >= qty" on a stock
- * row, plus the reservation row, in the same statement.  The row lock of
+ * row, then the reservation row (written by inv_insert_holds, without an
+ * INSERT statement), in the same transaction.  The row lock of
  * that UPDATE serializes holds on the row, and PostgreSQL re-checks the
  * condition on the newest row version (EvalPlanQual), so two sessions can
  * never both take the last unit.
