@@ -7451,6 +7451,23 @@ REVOKE ALL ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recom
 GRANT EXECUTE ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
     shop._recommend_popular(int, bigint[]) TO shop_storefront, shop_admin;
 
+------------------------------------------------------------------------------
+-- Inventory: hot product, round 3 (issue 11) -------------------------------
+--
+-- reservation_qty_check (qty > 0), the last CHECK of shop.reservation:
+-- PostgreSQL 15 reads it from its text and plans it again in every
+-- statement that writes the table, 13,058 of 403,489 instructions per
+-- hold (bench/results/2026-12-06-inv3.md).  Only inventory's C writes qty
+-- (src/inventory.c; nothing else inserts reservations or sets their qty,
+-- and no role has INSERT or UPDATE on the table: docs/security.md), and
+-- it checks every quantity before writing it: ShopReserve refuses a line
+-- outside 1..1,000,000 (22023) whoever its caller (shop.reserve,
+-- shop.reserve_many, checkout), and the slow path's parts are positive by
+-- construction (each takes min(remaining, free) of a row with free units).
+-- sql/inventory shows 0 and -1 refused through every entry point.
+ALTER TABLE shop.reservation DROP CONSTRAINT reservation_qty_check;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

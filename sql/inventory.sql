@@ -290,6 +290,67 @@ SELECT pg_temp.err(format('UPDATE shop.stock SET reserved = on_hand + 1 WHERE pr
 SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
  WHERE conrelid = 'shop.stock'::regclass AND contype = 'c';
 
+-- shop.reservation has no CHECK on qty since 1.1 (it was planned again in
+-- every hold): inventory's C checks every quantity before it writes one, so
+-- a hold of 0 or fewer units is still refused through each call that holds
+SELECT conname FROM pg_constraint
+ WHERE conrelid = 'shop.reservation'::regclass AND contype = 'c';
+SELECT pg_temp.err(format('SELECT shop.reserve(%s, -1)', :p6)) AS reserve_negative,
+       pg_temp.err(format('SELECT shop.reserve(%s, 0)', :p6)) AS reserve_zero,
+       pg_temp.err(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": -1}]')$$, :p6)) AS many_negative,
+       pg_temp.err(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": 2}, {"product_id": %s, "qty": -2}]')$$,
+                          :p6, :p6)) AS many_summed_zero;
+SELECT count(*) AS holds_without_units FROM shop.reservation WHERE qty <= 0;
+
+-- a hold (one line, or a cart's lines at once) writes its reservation
+-- rows without an INSERT statement (src/inventory.c, inv_insert_holds)
+-- but with everything an INSERT does:
+-- the card guard still reads the row's text columns (location comes from
+-- the stock row: one written past the stock's own guard is refused when a
+-- hold copies it), the table's other triggers fire, BEFORE and AFTER, and
+-- the row is what the INSERT wrote
+SELECT shop.product_upsert('INV-GUARD', 'Guarded', 100) AS p8 \gset
+ALTER TABLE shop.stock DISABLE TRIGGER zz_card_guard;
+INSERT INTO shop.stock (product_id, location, bucket, on_hand, reserved)
+VALUES (:p8, 'bin 4111 1111 1111 1111', 0, 5, 0);
+ALTER TABLE shop.stock ENABLE ALWAYS TRIGGER zz_card_guard;
+SELECT shop.product_upsert('INV-GUARD2', 'Guarded too', 100) AS p9 \gset
+SELECT shop.stock_set(:p9, 5);
+SELECT pg_temp.errd(format('SELECT shop.reserve(%s, 1)', :p8)) AS hold_of_a_card_location,
+       pg_temp.errd(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": 1}, {"product_id": %s, "qty": 1}]')$$,
+                           :p8, :p9)) AS cart_of_a_card_location;
+DELETE FROM shop.stock WHERE product_id = :p8;
+SELECT shop.stock_set(:p8, 5);
+CREATE TABLE public.inv_trigger_log (at text, ref text, qty int);
+CREATE FUNCTION public.inv_trigger_note() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.inv_trigger_log VALUES (TG_WHEN, NEW.ref, NEW.qty);
+    IF TG_WHEN = 'BEFORE' THEN
+        NEW.ref := NEW.ref || ' (seen)';
+    END IF;
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER inv_before BEFORE INSERT ON shop.reservation
+    FOR EACH ROW EXECUTE FUNCTION public.inv_trigger_note();
+CREATE TRIGGER inv_after AFTER INSERT ON shop.reservation
+    FOR EACH ROW EXECUTE FUNCTION public.inv_trigger_note();
+BEGIN;
+SELECT shop.reserve(:p8, 2, 'trigger-test') AS r8 \gset
+SELECT shop.reserve_many(format('[{"product_id": %s, "qty": 1}, {"product_id": %s, "qty": 3}]', :p8, :p9)::jsonb,
+                         'cart-test', '1 hour') AS r9 \gset
+SELECT at, ref, qty FROM public.inv_trigger_log ORDER BY ref, at DESC, qty;
+SELECT CASE product_id WHEN :p8 THEN 'p8' WHEN :p9 THEN 'p9' END AS product, part, location, bucket, qty, status, ref,
+       created_at = now() AS created_now, expires_at - now() AS expires_in
+  FROM shop.reservation WHERE reservation_id = :'r8' OR reservation_id = ANY (:'r9'::uuid[])
+ ORDER BY ref DESC, product_id;
+COMMIT;
+DROP TRIGGER inv_before ON shop.reservation;
+DROP TRIGGER inv_after ON shop.reservation;
+DROP FUNCTION public.inv_trigger_note();
+DROP TABLE public.inv_trigger_log;
+SELECT shop.reservation_release(:'r8') AS released, shop.reservation_release((:'r9'::uuid[])[1]) AS released_1,
+       shop.reservation_release((:'r9'::uuid[])[2]) AS released_2, pg_temp.check();
+
 -- privileges: admin calls are not for PUBLIC, and since 1.1 neither are
 -- holds outside checkout (reserve, reserve_many, reservation_release:
 -- docs/inventory.md, "Privileges")

@@ -20,7 +20,8 @@
  *
  * Never oversell.  A hold is taken by one conditional UPDATE
  * "reserved = reserved + qty WHERE on_hand - reserved >= qty" on a stock
- * row, plus the reservation row, in the same statement.  The row lock of
+ * row, then the reservation row (written by inv_insert_holds, without an
+ * INSERT statement), in the same transaction.  The row lock of
  * that UPDATE serializes holds on the row, and PostgreSQL re-checks the
  * condition on the newest row version (EvalPlanQual), so two sessions can
  * never both take the last unit.
@@ -80,17 +81,22 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
 #endif
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "port/pg_bswap.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -98,6 +104,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -190,8 +197,10 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
 	INT8OID, INT4OID, INT4OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
 
 /*
- * Step 1 of a single hold: one conditional update plus the reservation
- * row, with the start bucket given ($3, from inv_last_bucket's cache).
+ * Step 1 of a single hold: one conditional update, with the start bucket
+ * given ($3, from inv_last_bucket's cache), returning the row it took; the
+ * caller then writes the reservation row itself (inv_insert_holds: no
+ * executor start-up for an INSERT and a CTE in every hold).
  * Each half of the pick (the rows from the start bucket on,
  * q_reserve_from; the rows before it, q_reserve_before, run only when the
  * first takes nothing) is a statement of its own, and neither reads the
@@ -209,27 +218,22 @@ static ShopStmt q_reserve_wait = SHOP_STMT(SHOP_PLAN_GENERIC,
  * location and bucket, reading all of a hot product's buckets again.
  */
 #define RESERVE_PART_SQL(cmp) \
-	"WITH u AS (" \
-	"  UPDATE shop.stock s SET reserved = s.reserved + $2" \
-	"   WHERE (s.product_id, s.location, s.bucket) = (" \
-	"           SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
-	"            WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
-	"              AND t.on_hand - t.reserved >= $2" \
-	"            ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
-	"     AND s.on_hand - s.reserved >= $2" \
-	"  RETURNING s.location, s.bucket, s.reorder_threshold)" \
-	" INSERT INTO shop.reservation" \
-	"   (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	" SELECT $1, $4, 0, u.location, u.bucket, $2, $5, $6 FROM u" \
-	" RETURNING (SELECT u.reorder_threshold FROM u)"
+	"UPDATE shop.stock s SET reserved = s.reserved + $2" \
+	" WHERE (s.product_id, s.location, s.bucket) = (" \
+	"         SELECT t.product_id, t.location, t.bucket FROM shop.stock t" \
+	"          WHERE t.product_id = $1 AND t.bucket " cmp " $3" \
+	"            AND t.on_hand - t.reserved >= $2" \
+	"          ORDER BY t.location, t.bucket LIMIT 1 FOR UPDATE SKIP LOCKED)" \
+	"   AND s.on_hand - s.reserved >= $2" \
+	" RETURNING s.location, s.bucket, s.reorder_threshold"
 
 static ShopStmt q_reserve_from = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_PART_SQL(">="),
-	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+	INT8OID, INT4OID, INT2OID);
 
 static ShopStmt q_reserve_before = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_PART_SQL("<"),
-	INT8OID, INT4OID, INT2OID, UUIDOID, TEXTOID, TIMESTAMPTZOID);
+	INT8OID, INT4OID, INT2OID);
 
 /* the product's last bucket (its bucket count - 1); no row: none */
 static ShopStmt q_last_bucket = SHOP_STMT(SHOP_PLAN_GENERIC,
@@ -337,9 +341,9 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 /*
  * The fast path of a set of holds (ShopReserve): for every line at once, a
  * stock row of its product with enough free units that nobody holds
- * locked, the conditional update, the reservation row; returns one row per
- * line held (fewer when some line found no such row), with the bucket it
- * was held from.  The start bucket of each line's pick comes from the
+ * locked, and the conditional update; returns one row per line held
+ * (fewer when some line found no such row), with the row it was held from,
+ * whose reservation row the caller then writes (inv_insert_holds).  The start bucket of each line's pick comes from the
  * caller (from the per-backend cache of last buckets, 0 for a product not
  * in it), so the statement neither reads each product's last bucket (a
  * backward index descent per line) nor builds the two InitPlans that
@@ -354,29 +358,24 @@ static ShopStmt q_ledger = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"WITH pick AS (" \
 	"  SELECT w.pid, w.qty, w.rid, p.location, p.bucket" \
 	"    FROM unnest($1::bigint[], $2::int[], $3::uuid[]" start_arg ")" \
-	"         CROSS JOIN " pick_row ")," \
-	" upd AS (" \
-	"  UPDATE shop.stock s SET reserved = s.reserved + p.qty" \
-	"    FROM pick p" \
-	"   WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket" \
-	"     AND s.on_hand - s.reserved >= p.qty" \
-	"  RETURNING s.product_id, s.location, s.bucket, s.reorder_threshold, p.qty, p.rid)," \
-	" ins AS (" \
-	"  INSERT INTO shop.reservation" \
-	"    (product_id, reservation_id, part, location, bucket, qty, ref, expires_at)" \
-	"  SELECT u.product_id, u.rid, 0, u.location, u.bucket, u.qty, $5, $6 FROM upd u)" \
-	" SELECT u.product_id, u.reorder_threshold IS NOT NULL, u.bucket::int4 FROM upd u"
+	"         CROSS JOIN " pick_row ")" \
+	" UPDATE shop.stock s SET reserved = s.reserved + p.qty" \
+	"   FROM pick p" \
+	"  WHERE s.product_id = p.pid AND s.location = p.location AND s.bucket = p.bucket" \
+	"    AND s.on_hand - s.reserved >= p.qty" \
+	" RETURNING s.product_id, s.reorder_threshold IS NOT NULL, s.bucket::int4," \
+	"           s.location, p.qty, p.rid"
 
 static ShopStmt q_reserve_set = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_SET_SQL(INV_PICK_ROW("w.pid", "w.qty", "w.start", "FOR UPDATE SKIP LOCKED"),
 					", $4::int[]) AS w(pid, qty, rid, start"),
-	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID);
 
 /* the same with every start bucket 0: $4 unused */
 static ShopStmt q_reserve_set0 = SHOP_STMT(SHOP_PLAN_GENERIC,
 	RESERVE_SET_SQL("LATERAL (" INV_PICK_PART("w.pid", "w.qty", ">=", "0", "FOR UPDATE SKIP LOCKED") ") p",
 					") AS w(pid, qty, rid"),
-	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID, TEXTOID, TIMESTAMPTZOID);
+	INT8ARRAYOID, INT4ARRAYOID, UUIDARRAYOID, INT4ARRAYOID);
 
 /*
  * Settling holds given as (product_id[], reservation_id[]), found by the
@@ -717,6 +716,180 @@ inv_reclaim(int64 product_id)
 }
 
 /*
+ * The columns of shop.reservation that inv_insert_holds fills, by name, and
+ * their numbers in the table as this backend last looked them up.
+ */
+enum
+{
+	INV_R_PRODUCT, INV_R_ID, INV_R_PART, INV_R_LOCATION, INV_R_BUCKET, INV_R_QTY,
+	INV_R_STATUS, INV_R_REF, INV_R_CREATED, INV_R_EXPIRES, INV_R_NCOLS
+};
+static const char *const inv_r_names[INV_R_NCOLS] = {
+	"product_id", "reservation_id", "part", "location", "bucket", "qty",
+	"status", "ref", "created_at", "expires_at"
+};
+
+/* one reservation row for inv_insert_holds */
+typedef struct InvNewPart
+{
+	int64		product_id;
+	pg_uuid_t	reservation_id;
+	int16		part;
+	Datum		location;		/* text */
+	int16		bucket;
+	int32		qty;
+} InvNewPart;
+
+/*
+ * Write the reservation rows of holds whose stock rows the caller has just
+ * updated, all with the same ref (NULL when ref_null) and expiry, without
+ * the executor: the work of "INSERT INTO shop.reservation VALUES (...)"
+ * done directly, as logical replication's apply worker does it
+ * (ExecSimpleRelationInsert), for each row: the BEFORE ROW triggers (the
+ * card guard, zz_card_guard, reads location, status and ref), the NOT
+ * NULL checks (and any CHECK the table has), the heap tuple, an entry in
+ * each index (partial ones when their predicate holds, unique ones
+ * checked), the AFTER ROW triggers; then the queued AFTER triggers, as at
+ * the end of a statement.  The privilege an INSERT needs is checked, as
+ * the executor checks it.  What this saves is the start-up and shut-down
+ * of a plan (ModifyTable, a CTE and its scan, a projection) that
+ * PostgreSQL builds again in every execution of a prepared statement.
+ *
+ * status is 'held' and created_at the transaction's start (the column
+ * defaults: now()); a column of the table this code does not know is an
+ * error, so that a later update script that adds one must come here.
+ */
+static void
+inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum expires)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	AclResult	aclresult;
+	int			col[INV_R_NCOLS];
+
+	if (n == 0)
+		return;
+	rel = table_openrv(makeRangeVar("shop", "reservation", -1), RowExclusiveLock);
+
+	/*
+	 * Not a plain table (partitioned, say), or Citus loaded (a distributed
+	 * table's rows are on its workers, and only its executor hooks route
+	 * them: docs/scale-out.md): the INSERT statement, row by row.  The
+	 * caller's SPI result stays readable.
+	 */
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		(shared_preload_libraries_string != NULL &&
+		 strstr(shared_preload_libraries_string, "citus") != NULL))
+	{
+		SPITupleTable *tuptable = SPI_tuptable;
+		uint64		processed = SPI_processed;
+
+		table_close(rel, NoLock);
+		for (int i = 0; i < n; i++)
+		{
+			Datum		v[8];
+			char		nulls[9] = "        ";
+
+			v[0] = Int64GetDatum(parts[i].product_id);
+			v[1] = UUIDPGetDatum(&parts[i].reservation_id);
+			v[2] = Int16GetDatum(parts[i].part);
+			v[3] = parts[i].location;
+			v[4] = Int16GetDatum(parts[i].bucket);
+			v[5] = Int32GetDatum(parts[i].qty);
+			v[6] = ref;
+			if (ref_null)
+				nulls[6] = 'n';
+			v[7] = expires;
+			ShopExec(&q_insert_part, v, nulls, 0);
+		}
+		SPI_tuptable = tuptable;
+		SPI_processed = processed;
+		return;
+	}
+
+	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	desc = RelationGetDescr(rel);
+	for (int c = 0; c < INV_R_NCOLS; c++)
+		col[c] = -1;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		int			c;
+
+		if (att->attisdropped)
+			continue;
+		for (c = 0; c < INV_R_NCOLS; c++)
+			if (strcmp(NameStr(att->attname), inv_r_names[c]) == 0)
+				break;
+		if (c == INV_R_NCOLS)
+			elog(ERROR, "shop: column %s of shop.reservation is not written by inv_insert_holds",
+				 NameStr(att->attname));
+		col[c] = i;
+	}
+	for (int c = 0; c < INV_R_NCOLS; c++)
+		if (col[c] < 0)
+			elog(ERROR, "shop: shop.reservation has no column %s", inv_r_names[c]);
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	/* so that ExecGetTriggerResultRel finds it, as the apply worker does */
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, false);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		val[INV_R_NCOLS];
+
+		val[INV_R_PRODUCT] = Int64GetDatum(parts[i].product_id);
+		val[INV_R_ID] = UUIDPGetDatum(&parts[i].reservation_id);
+		val[INV_R_PART] = Int16GetDatum(parts[i].part);
+		val[INV_R_LOCATION] = parts[i].location;
+		val[INV_R_BUCKET] = Int16GetDatum(parts[i].bucket);
+		val[INV_R_QTY] = Int32GetDatum(parts[i].qty);
+		val[INV_R_STATUS] = CStringGetTextDatum("held");
+		val[INV_R_REF] = ref;
+		val[INV_R_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		val[INV_R_EXPIRES] = expires;
+
+		ExecClearTuple(slot);
+		for (int c = 0; c < INV_R_NCOLS; c++)
+		{
+			slot->tts_values[col[c]] = val[c];
+			slot->tts_isnull[col[c]] = false;
+		}
+		if (ref_null)
+			slot->tts_isnull[col[INV_R_REF]] = true;
+		ExecStoreVirtualTuple(slot);
+		ExecSimpleRelationInsert(rri, estate, slot);
+		ResetPerTupleExprContext(estate);
+	}
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	/* the rows are seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+}
+
+/*
  * Slow path of a hold: with every stock row of the product locked, reclaim
  * expired holds and take qty from as few rows as possible, one part per
  * row.  Raises insufficient_stock when the product cannot cover qty.
@@ -804,16 +977,16 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
  * product's rows only while holding none of them out of order.
  *
  * Returns true when a hold was taken; *watch_low tells whether the row
- * carries a reorder threshold.
+ * carries a reorder threshold (column threshold_col of the result).
  */
 static bool
-inv_try(ShopStmt *q, Datum *v, const char *n, bool *watch_low)
+inv_try(ShopStmt *q, Datum *v, const char *n, int threshold_col, bool *watch_low)
 {
 	bool		isnull;
 
 	if (!ShopExecOrUndo(q, v, n, 1))
 		return false;
-	(void) ShopCol(0, 1, &isnull);
+	(void) ShopCol(0, threshold_col, &isnull);
 	*watch_low = !isnull;
 	return true;
 }
@@ -934,14 +1107,28 @@ inv_reserve_one(int64 product_id, int32 qty, pg_uuid_t *rid,
 		int16		start = (int16) ((uint32) DatumGetInt32(v[2]) % (uint32) (last + 1));
 
 		v[2] = Int16GetDatum(start);
-		done = inv_try(&q_reserve_from, v, n, &watch_low);
+		done = inv_try(&q_reserve_from, v, n, 3, &watch_low);
 		if (!done && start > 0)
-			done = inv_try(&q_reserve_before, v, n, &watch_low);
+			done = inv_try(&q_reserve_before, v, n, 3, &watch_low);
+		if (done)
+		{
+			InvNewPart np;
+			bool		isnull;
+
+			/* the row the UPDATE took: its reservation row */
+			np.product_id = product_id;
+			np.reservation_id = *rid;
+			np.part = 0;
+			np.location = ShopCol(0, 1, &isnull);
+			np.bucket = DatumGetInt16(ShopCol(0, 2, &isnull));
+			np.qty = qty;
+			inv_insert_holds(&np, 1, ref, ref_null, expires);
+		}
 		v[2] = Int32GetDatum((int32) start);
 	}
 	/* 2: wait for one such row */
 	if (!done)
-		done = inv_try(&q_reserve_wait, v, n, &watch_low);
+		done = inv_try(&q_reserve_wait, v, n, 1, &watch_low);
 
 	if (!done)
 	{
@@ -1026,8 +1213,7 @@ inv_seed(void)
 void
 ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 {
-	Datum		args[6];
-	char		nulls[7] = "      ";
+	Datum		args[4];
 	int64	   *pid = palloc(sizeof(int64) * Max(n, 1));
 	int32	   *qty = palloc(sizeof(int32) * Max(n, 1));
 	int32	   *start = palloc(sizeof(int32) * Max(n, 1));
@@ -1037,6 +1223,13 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 
 	if (n == 0)
 		return;
+	/*
+	 * Every quantity is checked here, whoever the caller: shop.reservation
+	 * has no CHECK on qty since 1.1 (PostgreSQL planned it again in every
+	 * hold), so this is what keeps a hold's qty in 1..INV_MAX_QTY.
+	 */
+	for (int i = 0; i < n; i++)
+		inv_check_qty(holds[i].qty, "qty");
 	ShopNewRandomUuids(rid, n);	/* random, not time-ordered: spi.c */
 	if (n == 1)
 	{
@@ -1069,20 +1262,31 @@ ShopReserve(ShopHold *holds, int n, const char *ref, TimestampTz expires_at)
 	args[3] = ShopInt4Array(start, n);
 	for (int i = 0; i < n && !wrap; i++)
 		wrap = start[i] > 0;
-	args[4] = ref_text;
-	if (!ref)
-		nulls[4] = 'n';
-	args[5] = TimestampTzGetDatum(expires_at);
 
-	if (ShopExecOrUndo(wrap ? &q_reserve_set : &q_reserve_set0, args, nulls, n))
+	if (ShopExecOrUndo(wrap ? &q_reserve_set : &q_reserve_set0, args, NULL, n))
 	{
 		/* stock.low for the products that have a threshold */
 		uint64		nwatch = SPI_processed;
 		int64	   *watch = palloc(sizeof(int64) * nwatch);
 		int64	   *learn = palloc(sizeof(int64) * nwatch);
+		InvNewPart *parts = palloc(sizeof(InvNewPart) * nwatch);
 		int			nw = 0;
 		int			nl = 0;
 
+		/* the rows the UPDATE took: their reservation rows */
+		for (uint64 i = 0; i < nwatch; i++)
+		{
+			bool		isnull;
+
+			parts[i].product_id = ShopColInt(i, 1, 0);
+			parts[i].part = 0;
+			parts[i].bucket = (int16) ShopColInt(i, 3, 0);
+			parts[i].location = ShopCol(i, 4, &isnull);
+			parts[i].qty = (int32) ShopColInt(i, 5, 0);
+			parts[i].reservation_id = *DatumGetUUIDP(ShopCol(i, 6, &isnull));
+		}
+		inv_insert_holds(parts, (int) nwatch, ref_text, ref == NULL,
+						 TimestampTzGetDatum(expires_at));
 		for (uint64 i = 0; i < nwatch; i++)
 		{
 			int64		p = ShopColInt(i, 1, 0);
