@@ -26,7 +26,21 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'targus privacy filter for 14" laptops',
     'CANON PIXMA PRINTER',
     -- a word after a hyphen is written as the word before it
-    'JVC HA-RX700 Headphones Head-band Black']) t;
+    'JVC HA-RX700 Headphones Head-band Black',
+    -- the title's first word alone is its brand, not its type: the name
+    -- goes on past a colour or a size (issue 13, round 5; before: com,
+    -- startech, xerox, origin)
+    'StarTech.com 3ft Micro USB Cable - A to Micro B',
+    'StarTech.com 1 ft Cat5e Blue Molded RJ45 UTP Patch Cable - 1ft Patch Cord',
+    'Xerox Magenta Standard Capacity Toner Cartridge, Phaser 6300/6350',
+    'Lexmark Black Toner Kit for C920 Original',
+    -- "Original" is a property, as a colour is; a title naming no type
+    -- but its brand has none
+    'Brother Drum Unit Original',
+    'HP 91 Original Yellow 1 pc(s)',
+    -- a name whose first word is no brand ("HP" is too short to be a head)
+    'HP 15s-eq0019na Notebook Silver 39.6 cm (15.6") AMD Ryzen 7',
+    'Keyboard']) t;
 SELECT shop.category_add('Power') AS cat \gset
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
 VALUES ('B1', 'Varta High Energy AA Single-use battery Alkaline', 'Varta', :cat, 599, 1, true, 'active'),
@@ -34,16 +48,20 @@ VALUES ('B1', 'Varta High Energy AA Single-use battery Alkaline', 'Varta', :cat,
        ('M1', 'Logitech MX1000 mouse RF Wireless Laser', 'Logitech', :cat, 4999, 1, true, 'active'),
        ('M2', 'Fellowes mouse pad', 'Fellowes', :cat, 999, 1, true, 'active'),
        ('D1', 'Belkin Power Adapter/Inverter', 'Belkin', :cat, 3999, 1, true, 'active'),
-       ('D2', 'Adapter Cable', 'Belkin', :cat, 999, 1, true, 'active');
+       ('D2', 'Adapter Cable', 'Belkin', :cat, 999, 1, true, 'active'),
+       ('C1', 'Xerox Magenta Standard Capacity Toner Cartridge, Phaser 6300/6350', 'Xerox', :cat, 9999, 1, true, 'active'),
+       ('C2', 'Cartridge cleaning kit', 'Xerox', :cat, 999, 1, true, 'active');
 -- the product of the type first (each pair's second title is shorter and
 -- wins on text alone, as with intent off)
 SELECT * FROM pg_temp.s('battery');
 SELECT * FROM pg_temp.s('mouse');
 SELECT * FROM pg_temp.s('adapter');
+SELECT * FROM pg_temp.s('cartridge');
 SET shop.search_intent = off;
 SELECT * FROM pg_temp.s('battery');
 SELECT * FROM pg_temp.s('mouse');
 SELECT * FROM pg_temp.s('adapter');
+SELECT * FROM pg_temp.s('cartridge');
 RESET shop.search_intent;
 -- the storefront ranks the same way
 SET ROLE shop_storefront;

@@ -385,6 +385,7 @@ typedef struct KnownScan
 {
 	SsQuery    *q;
 	bool	   *known;
+	bool	   *pending;		/* known from a pending document */
 } KnownScan;
 
 /* the first dictionary term at or after a word: does it begin with it? */
@@ -420,8 +421,8 @@ known_pend_cb(void *arg, const char *term, int len, uint16 tf)
 		int			typos;
 		float4		factor;
 
-		if (!ks->known[i] && SsMatchTerm(&ks->q->words[i], term, len, false, &typos, &factor))
-			ks->known[i] = true;
+		if (!ks->pending[i] && SsMatchTerm(&ks->q->words[i], term, len, false, &typos, &factor))
+			ks->known[i] = ks->pending[i] = true;
 	}
 }
 
@@ -430,6 +431,7 @@ typedef struct NearScan
 {
 	const SsQWord *w;
 	bool		found;
+	uint32		mindf;			/* a term of at least this many documents */
 } NearScan;
 
 static void
@@ -439,7 +441,8 @@ near_cb(void *arg, const SsDictItem *it)
 	int			typos;
 	float4		factor;
 
-	if (!ns->found && SsMatchTerm(ns->w, it->term, it->len, true, &typos, &factor) && typos == 1)
+	if (!ns->found && it->df >= ns->mindf &&
+		SsMatchTerm(ns->w, it->term, it->len, true, &typos, &factor) && typos == 1)
 		ns->found = true;
 }
 
@@ -458,21 +461,24 @@ near_pend_cb(void *arg, const char *term, int len, uint16 tf)
 	int			typos;
 	float4		factor;
 
-	if (!ns->found && len > 0 && term[0] != SS_STEM_MARK &&
+	if (!ns->found && ns->mindf <= 1 && len > 0 && term[0] != SS_STEM_MARK &&
 		SsMatchTerm(ns->w, term, len, true, &typos, &factor) && typos == 1)
 		ns->found = true;
 }
 
 /*
  * near_word: does the index hold a term within one typo of w (a word of
- * one typo's budget), the first letter right?  The unknown words of 7 and
- * 8 characters without one get two typos ("two_typos").
+ * one typo's budget), the first letter right, in at least mindf documents
+ * of a segment (mindf 0 or 1: any term, pending documents included)?  The
+ * unknown words of 7 and 8 characters without one get two typos
+ * ("two_typos"); a word the index holds in one or two documents with one
+ * that many times more frequent is taken for a misspelling (known_words).
  */
 static bool
-near_word(Relation index, const SsMetaPageData *meta, const SsQWord *w)
+near_word(Relation index, const SsMetaPageData *meta, const SsQWord *w, uint32 mindf)
 {
 	SsQWord		one = *w;
-	NearScan	ns = {&one, false};
+	NearScan	ns = {&one, false, mindf};
 
 	one.prefix = false;
 	one.maxtypos = 1;
@@ -504,15 +510,31 @@ near_word(Relation index, const SsMetaPageData *meta, const SsQWord *w)
 }
 
 /*
+ * A word the vocabulary holds in at most SS_RARE_DF documents, while a term
+ * one typo from it (the first letter right) is in SS_RARE_RATIO times as
+ * many, is taken for a misspelling the catalog has too ("yelow" in one
+ * description, "yellow" in 873 products): it keeps its typos, so that the
+ * query finds the products that spell it right, after the ones that
+ * spell it as the query does.  A rare word without such a neighbour (a
+ * model number; "cable" and "table" in a small catalog) stays known.
+ */
+#define SS_RARE_DF		2
+#define SS_RARE_RATIO	25
+
+/*
  * The words of q the index knows: the word itself, its stem or the exact
  * term spelled like its stem is in some segment's dictionary, a term
  * begins with it (a prefix word), or a live pending document holds a term
- * matching it without typos.
+ * matching it without typos; but not a rare word with a far more frequent
+ * neighbour (above).
  */
 static void
 known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
 {
-	KnownScan	ks = {q, known};
+	bool	   *pending = palloc0(sizeof(bool) * Max(q->nwords, 1));
+	bool	   *byprefix = palloc0(sizeof(bool) * Max(q->nwords, 1));
+	uint32	   *df = palloc0(sizeof(uint32) * Max(q->nwords, 1));
+	KnownScan	ks = {q, known, pending};
 
 	for (uint32 s = 0; s < meta->nsegments; s++)
 	{
@@ -524,20 +546,39 @@ known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
 			SsQWord    *w = &q->words[i];
 			int			stemlen = strlen(w->stem);
 			SsDictItem	it;
+			uint32		most = 0;
+			bool		found = false;
 
-			if (known[i])
+			if (byprefix[i])
 				continue;
-			if (SsDictLookup(index, &hdr, w->exact, w->len, &it) ||
-				SsDictLookup(index, &hdr, w->stem, stemlen, &it) ||
-				SsDictLookup(index, &hdr, w->stem + 1, stemlen - 1, &it))
+			/* the most documents of the three spellings, summed over segments */
+			if (SsDictLookup(index, &hdr, w->exact, w->len, &it))
+			{
+				found = true;
+				most = Max(most, it.df);
+			}
+			if (SsDictLookup(index, &hdr, w->stem, stemlen, &it))
+			{
+				found = true;
+				most = Max(most, it.df);
+			}
+			if (SsDictLookup(index, &hdr, w->stem + 1, stemlen - 1, &it))
+			{
+				found = true;
+				most = Max(most, it.df);
+			}
+			if (found)
+			{
 				known[i] = true;
-			else if (w->prefix)
+				df[i] += most;
+			}
+			else if (w->prefix && !known[i])
 			{
 				/* the first term at or after the word: does it begin with it? */
 				FirstTerm	ft = {w, false, false};
 
 				SsDictScanRange(index, &hdr, w->exact, w->len, first_term_cb, &ft, first_term_stop);
-				known[i] = ft.begins;
+				known[i] = byprefix[i] = ft.begins;
 			}
 		}
 	}
@@ -556,6 +597,12 @@ known_words(Relation index, const SsMetaPageData *meta, SsQuery *q, bool *known)
 		blk = SsPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
 	}
+	/* rare words with a far more frequent neighbour keep their typos */
+	for (int i = 0; i < q->nwords; i++)
+		if (known[i] && !pending[i] && !byprefix[i] && df[i] > 0 && df[i] <= SS_RARE_DF &&
+			q->words[i].maxtypos >= 1 && q->typos &&
+			near_word(index, meta, &q->words[i], df[i] * SS_RARE_RATIO))
+			known[i] = false;
 }
 
 /*
@@ -621,7 +668,7 @@ shop_search_no_typos(PG_FUNCTION_ARGS)
 	for (int i = 0; i < q->nwords; i++)
 		if (!known[i] && q->words[i].maxtypos == 1 && q->typos &&
 			SsTwoTyposLength(pg_mbstrlen_with_len(q->words[i].exact, q->words[i].len)))
-			wide[i] = !near_word(index, &meta, &q->words[i]);
+			wide[i] = !near_word(index, &meta, &q->words[i], 0);
 	index_close(index, AccessShareLock);
 
 	/* the query as an object, its no_typos list extended */

@@ -736,11 +736,20 @@ static const char *const colours[] = {
 	"anthracite", "charcoal", NULL
 };
 
+/*
+ * words of a consumable's properties that Icecat writes where the type
+ * would be: "Canon Cartridge CLI-8 YLO Original yellow" is a cartridge
+ */
+static const char *const properties[] = {"original", "compatible", NULL};
+
 static bool
 is_colour(const char *w)
 {
 	for (int i = 0; colours[i]; i++)
 		if (strcmp(colours[i], w) == 0)
+			return true;
+	for (int i = 0; properties[i]; i++)
+		if (strcmp(properties[i], w) == 0)
 			return true;
 	return false;
 }
@@ -759,9 +768,14 @@ typedef struct HeadScan
 	bool		prevletters;	/* the previous word is a word of letters ... */
 	bool		prevlower;		/* ... written in lower case */
 	int			nwords;			/* the run's words of letters, any length */
+	int			runcands;		/* the run's words that may be its head ... */
+	int			allcands;		/* ... and the title's so far */
+	int			ntokens;		/* the title's words so far, of any kind */
+	bool		lastfirst;		/* last is the title's first word */
 	char		head[SS_MAX_TERM_LEN + 8];	/* the head so far */
 	int			headlen;
 	int			headwords;		/* words of letters of its run */
+	bool		headfirst;		/* the head is the title's first word alone */
 } HeadScan;
 
 /*
@@ -817,11 +831,19 @@ head_end_run(HeadScan *hs, int hard)
 			hs->headlen = hs->lastlen;
 		}
 		hs->headwords = hs->nwords;
+		hs->headfirst = hs->runcands == 1 && hs->lastfirst;
 	}
 	hs->lastlen = 0;
 	hs->lowerlen = 0;
 	hs->nwords = 0;
-	if (hard == 2 && hs->headlen > 0)
+	hs->runcands = 0;
+
+	/*
+	 * the title's first word alone is its brand ("Xerox Magenta Standard
+	 * Capacity Toner Cartridge", "StarTech.com 1 ft Cat5e Blue ... Patch
+	 * Cable"): the name goes on
+	 */
+	if (hard == 2 && hs->headlen > 0 && !hs->headfirst)
 		hs->done = true;
 }
 
@@ -834,7 +856,7 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 
 	if (hs->done)
 		return;
-	if (hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
+	if (hs->ntokens++ > 0 && hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
 	{
 		head_end_run(hs, br);
 		if (hs->done)
@@ -858,6 +880,13 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 			lower = hs->prevlower;
 		else
 			lower = hs->text[start] >= 'a' && hs->text[start] <= 'z';
+		/* the "com" of "StarTech.com" is part of the word before it */
+		if (joined && hs->text[start - 1] == '.')
+		{
+			hs->prevend = end;
+			return;
+		}
+
 		/*
 		 * "AC Adapter": two words, the head of three letters or more; of
 		 * "adapter/inverter", the first
@@ -867,6 +896,9 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
 			hs->lastlen = len;
+			hs->lastfirst = hs->ntokens == 1;
+			hs->runcands++;
+			hs->allcands++;
 			if (lower)
 			{
 				memcpy(hs->lower, word, len);
@@ -910,7 +942,8 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 	w = hs.head;
 	wlen = hs.headlen;
 	out[0] = '\0';
-	if (wlen == 0)
+	/* a title whose only name is its first word, the brand: no type */
+	if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
 		return 0;
 	slen = SsStem(language, w, wlen, stem, sizeof(stem)) - 1;
 	slen = Min(slen, outsize - 1);
