@@ -221,17 +221,18 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"           WHERE pm.customer_id = $2 AND pm.token = $22) m ON true)," \
 	" e AS (" \
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note" KC ")" \
-	"  SELECT $1, 1, NULL, 'pending', $26" KV \
-	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27" KV " WHERE $4 = 'paid')," \
+	"  SELECT $1, v.seq, v.f, v.t, v.note" KV \
+	"    FROM (VALUES (1, NULL, 'pending', $26), (2, 'pending', 'paid', $27)) v(seq, f, t, note)" \
+	"   WHERE v.seq = 1 OR $4 = 'paid')," \
 	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
 	" d AS (" \
 	"  INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)" \
-	"  SELECT $2, $1, true WHERE $4 = 'paid')," \
-	" ev AS (" \
-	"  INSERT INTO shop.event (topic, payload)" \
-	"  SELECT 'order.created', $29 UNION ALL SELECT 'order.paid', $30 WHERE $4 = 'paid'" \
-	"  RETURNING event_id, topic)" \
-	" SELECT event_id, topic FROM ev"
+	"  SELECT $2, $1, true WHERE $4 = 'paid')" \
+	" INSERT INTO shop.event (topic, payload)" \
+	" SELECT v.topic, v.payload" \
+	"   FROM (VALUES ('order.created', $29), ('order.paid', $30)) v(topic, payload)" \
+	"  WHERE v.topic = 'order.created' OR $4 = 'paid'" \
+	" RETURNING event_id, topic"
 #define PLACE_TYPES \
 	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, \
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, \
