@@ -209,9 +209,8 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	" l AS (" \
 	"  INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty," \
 	"         reservation_id" KC ")" \
-	"  SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid" KV \
-	"    FROM unnest($16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::int[], $15::uuid[])" \
-	"         WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n))," \
+	"  SELECT $1, generate_series(1, cardinality($16)), unnest($16), unnest($17), unnest($18)," \
+	"         unnest($19), unnest($20), unnest($15)" KV ")," \
 	" p AS (" \
 	"  INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents," \
 	"         fraud_score" KC ")" \
