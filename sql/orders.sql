@@ -91,6 +91,33 @@ SELECT shop.cart_merge(:'cart4', 101) IS NOT NULL AS merged;
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k4')$$, :'cart4'));
 UPDATE shop.cart SET expires_at = now() - interval '1 minute' WHERE cart_id = :'cart3';
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k5')$$, :'cart3'));
+-- their details name the cart's old expiry and the cart a merged one went
+-- into (checkout's lock of the cart pushes the expiry of an open, live
+-- cart only), and a checkout pushes its open cart's expiry forward
+CREATE FUNCTION pg_temp.detail(q text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE d text;
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN d;
+END $f$;
+SELECT pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k5')$$, :'cart3'))
+       = format('Cart %s expired at %s.', :'cart3',
+                (SELECT expires_at FROM shop.cart WHERE cart_id = :'cart3')) AS expiry_named,
+       pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k4')$$, :'cart4'))
+       = format('Cart %s was merged into cart %s.', :'cart4',
+                (SELECT merged_into FROM shop.cart WHERE cart_id = :'cart4')) AS merge_named;
+SELECT shop.cart_create(102) AS cart5 \gset
+SELECT shop.cart_add(:'cart5', :mug);
+UPDATE shop.cart SET expires_at = now() + interval '1 hour', updated_at = now() - interval '1 day'
+ WHERE cart_id = :'cart5';
+SELECT shop.checkout(:'cart5', 'tok_visa', 'k6') AS o5 \gset
+SELECT status, expires_at > now() + interval '29 days' AS pushed,
+       updated_at > now() - interval '1 hour' AS touched
+  FROM shop.cart WHERE cart_id = :'cart5';
+SELECT shop.order_transition(:'o5', 'cancelled');
 -- bad arguments
 SELECT pg_temp.err($$SELECT shop.checkout(NULL, 'tok_visa', 'k')$$);
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, NULL, 'k')$$, :'cart2'));

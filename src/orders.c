@@ -37,7 +37,8 @@
  * second sees the first one's result and is judged by the table above).
  *
  * Checkout, in one transaction:
- *   1. lock the cart row (concurrent checkouts of one cart queue here);
+ *   1. lock the cart row (concurrent checkouts of one cart queue here) by
+ *      the update that pushes its expiry forward (an open, unexpired cart's);
  *   2. claim the idempotency key: INSERT ... ON CONFLICT DO NOTHING into
  *      shop.idempotency.  A second call with the same key blocks on the
  *      first one's uncommitted row; when the first commits it finds the row
@@ -57,7 +58,8 @@
  *   7. write the order, its lines (snapshots), payment, first event and
  *      the "order.created" event; with an authorized payment, transition
  *      to paid;
- *   8. push the cart's expiry forward (its ordered lines left in step 3).
+ *   (the cart's expiry was pushed in step 1, its ordered lines left in
+ *   step 3).
  * The idempotency row names the order from the start: nobody sees either
  * before the transaction commits.
  *
@@ -101,10 +103,22 @@ extern void ShopCopurchaseLogged(const pg_uuid_t *order_id);
  * The statements.  Generic plans: each is keyed by a primary or foreign
  * key, so a custom plan is never better (src/spi.h).
  */
+/*
+ * The cart's lock is the update that pushes its expiry forward (step 1),
+ * not a SELECT ... FOR UPDATE and an UPDATE at the end: one tuple lock and
+ * one statement less (issue 11).  Only an open, unexpired cart is pushed;
+ * the row comes back with the new expiry, which for such a cart lies
+ * ahead (shop.cart_ttl is at least 60 s), and with its old one for any
+ * other, so "expires_at > now()" still says whether it was live.  An
+ * idempotent replay pushes the expiry too (as any call on the cart does).
+ */
 static ShopStmt st_cart_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
-	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE",
-	UUIDOID);
+	"UPDATE shop.cart"
+	"   SET updated_at = CASE WHEN status = 'open' AND expires_at > now() THEN now() ELSE updated_at END,"
+	"       expires_at = CASE WHEN status = 'open' AND expires_at > now() THEN $2 ELSE expires_at END"
+	" WHERE cart_id = $1"
+	" RETURNING customer_id, status, expires_at > now(), merged_into, expires_at",
+	UUIDOID, TIMESTAMPTZOID);
 /*
  * The writes of a checkout exist twice: with the customer_key of 1.1
  * (docs/scale-out.md, "Citus-compatible keys"; shop.checkout is
@@ -223,25 +237,24 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  SELECT $1, v.seq, v.f, v.t, v.note" KV \
 	"    FROM (VALUES (1, NULL, 'pending', $26), (2, 'pending', 'paid', $27)) v(seq, f, t, note)" \
 	"   WHERE v.seq = 1 OR $4 = 'paid')," \
-	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
 	" d AS (" \
 	"  INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)" \
 	"  SELECT $2, $1, true WHERE $4 = 'paid')" \
 	" INSERT INTO shop.event (topic, payload)" \
 	" SELECT v.topic, v.payload" \
-	"   FROM (VALUES ('order.created', $29), ('order.paid', $30)) v(topic, payload)" \
+	"   FROM (VALUES ('order.created', $28), ('order.paid', $29)) v(topic, payload)" \
 	"  WHERE v.topic = 'order.created' OR $4 = 'paid'" \
 	" RETURNING event_id, topic"
 #define PLACE_TYPES \
 	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, \
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, \
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, \
-		TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID
+		TEXTOID, TEXTOID, JSONBOID, JSONBOID
 
 static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC, PLACE_SQL("", ""), PLACE_TYPES);
-/* the same, every row with customer_key $31 */
+/* the same, every row with customer_key $30 */
 static ShopStmt st_place_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
-	PLACE_SQL(", customer_key", ", $31"), PLACE_TYPES, INT8OID);
+	PLACE_SQL(", customer_key", ", $30"), PLACE_TYPES, INT8OID);
 
 /*
  * An event of a transition.  In 1.1 its customer_key is its order's, which
@@ -1001,6 +1014,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	char	   *expired_at;
 
 	args[0] = req->cart_id;
+	args[1] = ShopCartExpiry();
 	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
@@ -1153,15 +1167,15 @@ checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
 }
 
 /*
- * Steps 7 and 8: the order, its lines, payment, events and outbox; the
- * cart's expiry.  One statement (st_place).
+ * Step 7: the order, its lines, payment, events and outbox.  One
+ * statement (st_place).
  */
 static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 			   Datum order_id, bool paid)
 {
-	Datum		args[31];
-	char		nulls[31];
+	Datum		args[30];
+	char		nulls[30];
 	int			n = cart->nlines;
 	const char *order_str = uuid_str(order_id);
 	const char *paid_note = psprintf("payment authorized by the %s provider", req->pt.provider);
@@ -1213,7 +1227,6 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 											  money->score)
 								   : "order placed");
 	args[26] = CStringGetTextDatum(paid_note);
-	args[27] = ShopCartExpiry();
 
 	/* the outbox payloads (what shop._emit's callers pass) */
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
@@ -1224,9 +1237,9 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 	jb_text(&st, "currency", shop_currency);
 	jb_bool(&st, "needs_review", money->review);
 	created = jb_end(&st);
-	args[28] = JsonbPGetDatum(created);
-	args[29] = (Datum) 0;
-	nulls[29] = 'n';
+	args[27] = JsonbPGetDatum(created);
+	args[28] = (Datum) 0;
+	nulls[28] = 'n';
 	if (paid)
 	{
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
@@ -1237,10 +1250,10 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 		jb_text(&st, "note", paid_note);
 		jb_int(&st, "total_cents", money->total, false);
 		paid_payload = jb_end(&st);
-		args[29] = JsonbPGetDatum(paid_payload);
-		nulls[29] = ' ';
+		args[28] = JsonbPGetDatum(paid_payload);
+		nulls[28] = ' ';
 	}
-	args[30] = Int64GetDatum(cart->key);
+	args[29] = Int64GetDatum(cart->key);
 	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
 	if (paid)
 		ShopCopurchaseLogged(DatumGetUUIDP(order_id));
