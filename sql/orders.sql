@@ -118,6 +118,22 @@ SELECT status, expires_at > now() + interval '29 days' AS pushed,
        updated_at > now() - interval '1 hour' AS touched
   FROM shop.cart WHERE cart_id = :'cart5';
 SELECT shop.order_transition(:'o5', 'cancelled');
+-- lines are numbered in product order, whatever order they were added
+-- in; a line whose product left the catalog is SH008, and the cart keeps
+-- its lines
+SELECT shop.cart_create(103) AS cart6 \gset
+SELECT shop.cart_add(:'cart6', :tee), shop.cart_add(:'cart6', :mug);
+SELECT shop.product_upsert('GONE', 'Withdrawn', 500) AS gone \gset
+SELECT shop.cart_add(:'cart6', :gone);
+DELETE FROM shop.product WHERE product_id = :gone;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k7')$$, :'cart6')),
+       pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k7')$$, :'cart6'))
+       = format('Product %s in cart %s is no longer in the catalog.', :gone, :'cart6') AS detail_ok;
+SELECT count(*) AS lines_kept FROM shop.cart_item WHERE cart_id = :'cart6';
+DELETE FROM shop.cart_item WHERE cart_id = :'cart6' AND product_id = :gone;
+SELECT shop.checkout(:'cart6', 'tok_visa', 'k8') AS o6 \gset
+SELECT line_no, sku, qty FROM shop.order_line WHERE order_id = :'o6' ORDER BY line_no;
+SELECT shop.order_transition(:'o6', 'cancelled');
 -- bad arguments
 SELECT pg_temp.err($$SELECT shop.checkout(NULL, 'tok_visa', 'k')$$);
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, NULL, 'k')$$, :'cart2'));

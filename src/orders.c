@@ -71,6 +71,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -142,14 +143,17 @@ static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
  * locked, so nobody changes the lines before the order is written, and a
  * checkout that fails (SH001, SH004, SH007, SH008 ...) rolls the delete
  * back with everything else.  One read of the cart's lines instead of a
- * read here and a DELETE in st_place (issue 11).
+ * read here and a DELETE in st_place (issue 11).  The product comes as
+ * one record per line (NULL: no longer in the catalog), from a subquery
+ * of the DELETE's RETURNING list rather than a join of the deleted rows
+ * with shop.product, and the rows in no particular order: checkout_lines
+ * puts them in product order.
  */
 static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"WITH ci AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later"
-	"            RETURNING product_id, qty)"
-	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
-	"  FROM ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" ORDER BY ci.product_id",
+	"DELETE FROM shop.cart_item ci WHERE ci.cart_id = $1 AND NOT ci.saved_for_later"
+	" RETURNING ci.product_id, ci.qty,"
+	"           (SELECT ROW(p.sku, p.title, p.price_cents, p.status) FROM shop.product p"
+	"             WHERE p.product_id = ci.product_id)",
 	UUIDOID);
 /*
  * Shipping and tax (docs/orders.md), the one definition of each rule: the
@@ -1068,6 +1072,22 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	return true;
 }
 
+/* a row of st_cart_lines and its product, to put the rows in product order */
+typedef struct LineRow
+{
+	int64		pid;
+	uint64		row;
+} LineRow;
+
+static int
+line_row_cmp(const void *a, const void *b)
+{
+	int64		x = ((const LineRow *) a)->pid;
+	int64		y = ((const LineRow *) b)->pid;
+
+	return (x > y) - (x < y);
+}
+
 /*
  * Step 3: the cart's lines, out of the cart, at today's prices (SH007
  * empty, SH008 a product not active), the subtotal.
@@ -1077,6 +1097,7 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 {
 	Datum		args[1] = {req->cart_id};
 	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
+	LineRow    *rows;
 
 	if (n == 0)
 		ereport(ERROR,
@@ -1089,13 +1110,32 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 	cart->title = palloc(sizeof(Datum) * n);
 	cart->price = palloc(sizeof(int64) * n);
 	cart->subtotal = 0;
+	/* the rows in product order (a cart has a product once) */
+	rows = palloc(sizeof(LineRow) * n);
+	for (uint64 r = 0; r < n; r++)
+	{
+		rows[r].pid = ShopColInt(r, 1, 0);
+		rows[r].row = r;
+	}
+	qsort(rows, n, sizeof(LineRow), line_row_cmp);
 	for (uint64 i = 0; i < n; i++)
 	{
-		int64		pid = ShopColInt(i, 1, 0);
-		int32		qty = (int32) ShopColInt(i, 2, 0);
-		char	   *pstatus = ShopColText(i, 6);
-		int64		line;
+		uint64		r = rows[i].row;
+		int64		pid = rows[i].pid;
+		int32		qty = (int32) ShopColInt(r, 2, 0);
 		bool		isnull;
+		Datum		prod = ShopCol(r, 3, &isnull);
+		HeapTupleHeader ph = isnull ? NULL : DatumGetHeapTupleHeader(prod);
+		char	   *pstatus = NULL;
+		int64		line;
+
+		if (ph != NULL)
+		{
+			Datum		st = GetAttributeByNum(ph, 4, &isnull);
+
+			if (!isnull)
+				pstatus = TextDatumGetCString(st);
+		}
 
 		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
 			ereport(ERROR,
@@ -1104,7 +1144,7 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, req->cart_str,
 							   pstatus ? pstatus : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		cart->price[i] = ShopColInt(i, 5, 0);
+		cart->price[i] = DatumGetInt64(GetAttributeByNum(ph, 3, &isnull));
 		if (pg_mul_s64_overflow(cart->price[i], qty, &line) ||
 			pg_add_s64_overflow(cart->subtotal, line, &cart->subtotal))
 			ereport(ERROR,
@@ -1112,8 +1152,8 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 					 errmsg("order total out of range")));
 		cart->holds[i].product_id = pid;
 		cart->holds[i].qty = qty;
-		cart->sku[i] = ShopColCopy(i, 3, &isnull);
-		cart->title[i] = ShopColCopy(i, 4, &isnull);
+		cart->sku[i] = SPI_datumTransfer(GetAttributeByNum(ph, 1, &isnull), false, -1);
+		cart->title[i] = SPI_datumTransfer(GetAttributeByNum(ph, 2, &isnull), false, -1);
 	}
 }
 
