@@ -115,6 +115,29 @@ SELECT count(*) AS log_left FROM shop.copurchase_delta;
 SELECT coalesce(n.name, o.order_id::text) AS name, o.customer_id
   FROM shop.copurchase_order o LEFT JOIN names n USING (order_id) ORDER BY 1;
 
+-- a paid checkout logs its order in its own write statement (issue 11),
+-- and the trigger adds nothing at commit: one row per paid order, also
+-- when the order is cancelled in the same transaction, and none for a
+-- checkout undone by a rollback to a savepoint (its cart's lines come
+-- back, and a second checkout of them in the transaction is logged)
+SET ROLE shop_admin;
+SELECT shop.cart_create(14) AS c14 \gset
+SELECT shop.cart_add(:'c14', 1) IS NOT NULL AS added;
+BEGIN;
+INSERT INTO names SELECT shop.checkout(:'c14', 'tok_visa', 'log-14a'), 'cancelled14';
+SELECT shop.order_transition(order_id, 'cancelled') FROM names WHERE name = 'cancelled14';
+COMMIT;
+SELECT shop.cart_add(:'c14', 2) IS NOT NULL AS added;
+BEGIN;
+SAVEPOINT undo;
+SELECT shop.checkout(:'c14', 'tok_visa', 'log-14b') IS NOT NULL AS undone;
+ROLLBACK TO SAVEPOINT undo;
+INSERT INTO names SELECT shop.checkout(:'c14', 'tok_visa', 'log-14c'), 'paid14';
+COMMIT;
+RESET ROLE;
+SELECT * FROM pg_temp.log();
+SELECT count(*) AS orders_14 FROM shop."order" WHERE customer_id = 14;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -91,6 +91,49 @@ SELECT shop.cart_merge(:'cart4', 101) IS NOT NULL AS merged;
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k4')$$, :'cart4'));
 UPDATE shop.cart SET expires_at = now() - interval '1 minute' WHERE cart_id = :'cart3';
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k5')$$, :'cart3'));
+-- their details name the cart's old expiry and the cart a merged one went
+-- into (checkout's lock of the cart pushes the expiry of an open, live
+-- cart only), and a checkout pushes its open cart's expiry forward
+CREATE FUNCTION pg_temp.detail(q text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE d text;
+BEGIN
+    EXECUTE q;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN d;
+END $f$;
+SELECT pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k5')$$, :'cart3'))
+       = format('Cart %s expired at %s.', :'cart3',
+                (SELECT expires_at FROM shop.cart WHERE cart_id = :'cart3')) AS expiry_named,
+       pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k4')$$, :'cart4'))
+       = format('Cart %s was merged into cart %s.', :'cart4',
+                (SELECT merged_into FROM shop.cart WHERE cart_id = :'cart4')) AS merge_named;
+SELECT shop.cart_create(102) AS cart5 \gset
+SELECT shop.cart_add(:'cart5', :mug);
+UPDATE shop.cart SET expires_at = now() + interval '1 hour', updated_at = now() - interval '1 day'
+ WHERE cart_id = :'cart5';
+SELECT shop.checkout(:'cart5', 'tok_visa', 'k6') AS o5 \gset
+SELECT status, expires_at > now() + interval '29 days' AS pushed,
+       updated_at > now() - interval '1 hour' AS touched
+  FROM shop.cart WHERE cart_id = :'cart5';
+SELECT shop.order_transition(:'o5', 'cancelled');
+-- lines are numbered in product order, whatever order they were added
+-- in; a line whose product left the catalog is SH008, and the cart keeps
+-- its lines
+SELECT shop.cart_create(103) AS cart6 \gset
+SELECT shop.cart_add(:'cart6', :tee), shop.cart_add(:'cart6', :mug);
+SELECT shop.product_upsert('GONE', 'Withdrawn', 500) AS gone \gset
+SELECT shop.cart_add(:'cart6', :gone);
+DELETE FROM shop.product WHERE product_id = :gone;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k7')$$, :'cart6')),
+       pg_temp.detail(format($$SELECT shop.checkout(%L, 'tok_visa', 'k7')$$, :'cart6'))
+       = format('Product %s in cart %s is no longer in the catalog.', :gone, :'cart6') AS detail_ok;
+SELECT count(*) AS lines_kept FROM shop.cart_item WHERE cart_id = :'cart6';
+DELETE FROM shop.cart_item WHERE cart_id = :'cart6' AND product_id = :gone;
+SELECT shop.checkout(:'cart6', 'tok_visa', 'k8') AS o6 \gset
+SELECT line_no, sku, qty FROM shop.order_line WHERE order_id = :'o6' ORDER BY line_no;
+SELECT shop.order_transition(:'o6', 'cancelled');
 -- bad arguments
 SELECT pg_temp.err($$SELECT shop.checkout(NULL, 'tok_visa', 'k')$$);
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, NULL, 'k')$$, :'cart2'));

@@ -37,7 +37,8 @@
  * second sees the first one's result and is judged by the table above).
  *
  * Checkout, in one transaction:
- *   1. lock the cart row (concurrent checkouts of one cart queue here);
+ *   1. lock the cart row (concurrent checkouts of one cart queue here) by
+ *      the update that pushes its expiry forward (an open, unexpired cart's);
  *   2. claim the idempotency key: INSERT ... ON CONFLICT DO NOTHING into
  *      shop.idempotency.  A second call with the same key blocks on the
  *      first one's uncommitted row; when the first commits it finds the row
@@ -57,7 +58,8 @@
  *   7. write the order, its lines (snapshots), payment, first event and
  *      the "order.created" event; with an authorized payment, transition
  *      to paid;
- *   8. push the cart's expiry forward (its ordered lines left in step 3).
+ *   (the cart's expiry was pushed in step 1, its ordered lines left in
+ *   step 3).
  * The idempotency row names the order from the start: nobody sees either
  * before the transaction commits.
  *
@@ -69,6 +71,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -94,14 +97,29 @@ PG_FUNCTION_INFO_V1(shop_order_attributable);
 
 #define SHOP_MAX_CART_LINES 500
 
+/* recommend.c: checkout logged this order for the co-purchase statistics */
+extern void ShopCopurchaseLogged(const pg_uuid_t *order_id);
+
 /*
  * The statements.  Generic plans: each is keyed by a primary or foreign
  * key, so a custom plan is never better (src/spi.h).
  */
+/*
+ * The cart's lock is the update that pushes its expiry forward (step 1),
+ * not a SELECT ... FOR UPDATE and an UPDATE at the end: one tuple lock and
+ * one statement less (issue 11).  Only an open, unexpired cart is pushed;
+ * the row comes back with the new expiry, which for such a cart lies
+ * ahead (shop.cart_ttl is at least 60 s), and with its old one for any
+ * other, so "expires_at > now()" still says whether it was live.  An
+ * idempotent replay pushes the expiry too (as any call on the cart does).
+ */
 static ShopStmt st_cart_lock = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT customer_id, status, expires_at > now(), merged_into, expires_at"
-	"  FROM shop.cart WHERE cart_id = $1 FOR UPDATE",
-	UUIDOID);
+	"UPDATE shop.cart"
+	"   SET updated_at = CASE WHEN status = 'open' AND expires_at > now() THEN now() ELSE updated_at END,"
+	"       expires_at = CASE WHEN status = 'open' AND expires_at > now() THEN $2 ELSE expires_at END"
+	" WHERE cart_id = $1"
+	" RETURNING customer_id, status, expires_at > now(), merged_into, expires_at",
+	UUIDOID, TIMESTAMPTZOID);
 /*
  * The writes of a checkout exist twice: with the customer_key of 1.1
  * (docs/scale-out.md, "Citus-compatible keys"; shop.checkout is
@@ -125,14 +143,17 @@ static ShopStmt st_idem_get = SHOP_STMT(SHOP_PLAN_GENERIC,
  * locked, so nobody changes the lines before the order is written, and a
  * checkout that fails (SH001, SH004, SH007, SH008 ...) rolls the delete
  * back with everything else.  One read of the cart's lines instead of a
- * read here and a DELETE in st_place (issue 11).
+ * read here and a DELETE in st_place (issue 11).  The product comes as
+ * one record per line (NULL: no longer in the catalog), from a subquery
+ * of the DELETE's RETURNING list rather than a join of the deleted rows
+ * with shop.product, and the rows in no particular order: checkout_lines
+ * puts them in product order.
  */
 static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"WITH ci AS (DELETE FROM shop.cart_item WHERE cart_id = $1 AND NOT saved_for_later"
-	"            RETURNING product_id, qty)"
-	"SELECT ci.product_id, ci.qty, p.sku, p.title, p.price_cents, p.status"
-	"  FROM ci LEFT JOIN shop.product p ON p.product_id = ci.product_id"
-	" ORDER BY ci.product_id",
+	"DELETE FROM shop.cart_item ci WHERE ci.cart_id = $1 AND NOT ci.saved_for_later"
+	" RETURNING ci.product_id, ci.qty,"
+	"           (SELECT ROW(p.sku, p.title, p.price_cents, p.status) FROM shop.product p"
+	"             WHERE p.product_id = ci.product_id)",
 	UUIDOID);
 /*
  * Shipping and tax (docs/orders.md), the one definition of each rule: the
@@ -189,7 +210,12 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
  * shop._emit: each call was a function call with its own search_path,
  * SPI connection and executor start (issue 11, CPU per checkout);
  * checkout_place hands the rows to ShopEventWritten, which does the rest
- * of what _emit does.
+ * of what _emit does.  A paid order is logged for the co-purchase
+ * statistics here too (the row order_copurchase_capture would add at
+ * commit: the order is new, so no row for it exists yet), and the trigger
+ * is told so (ShopCopurchaseLogged), which saves its statement at commit
+ * (issue 11: 3% of a checkout).  Without that word, as in a 1.0 install
+ * whose trigger is PL/pgSQL, the trigger finds the row and adds none.
  */
 #define PLACE_SQL(KC, KV) \
 	"WITH o AS (" \
@@ -201,9 +227,8 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	" l AS (" \
 	"  INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty," \
 	"         reservation_id" KC ")" \
-	"  SELECT $1, u.n, u.pid, u.sku, u.title, u.price, u.qty, u.rid" KV \
-	"    FROM unnest($16::bigint[], $17::text[], $18::text[], $19::bigint[], $20::int[], $15::uuid[])" \
-	"         WITH ORDINALITY AS u(pid, sku, title, price, qty, rid, n))," \
+	"  SELECT $1, generate_series(1, cardinality($16)), unnest($16), unnest($17), unnest($18)," \
+	"         unnest($19), unnest($20), unnest($15)" KV ")," \
 	" p AS (" \
 	"  INSERT INTO shop.payment (order_id, provider, token, card_brand, last4, status, amount_cents," \
 	"         fraud_score" KC ")" \
@@ -213,24 +238,27 @@ static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"           WHERE pm.customer_id = $2 AND pm.token = $22) m ON true)," \
 	" e AS (" \
 	"  INSERT INTO shop.order_event (order_id, seq, from_status, to_status, note" KC ")" \
-	"  SELECT $1, 1, NULL, 'pending', $26" KV \
-	"  UNION ALL SELECT $1, 2, 'pending', 'paid', $27" KV " WHERE $4 = 'paid')," \
-	" c AS (UPDATE shop.cart SET updated_at = now(), expires_at = $28 WHERE cart_id = $3)," \
-	" ev AS (" \
-	"  INSERT INTO shop.event (topic, payload)" \
-	"  SELECT 'order.created', $29 UNION ALL SELECT 'order.paid', $30 WHERE $4 = 'paid'" \
-	"  RETURNING event_id, topic)" \
-	" SELECT event_id, topic FROM ev"
+	"  SELECT $1, v.seq, v.f, v.t, v.note" KV \
+	"    FROM (VALUES (1, NULL, 'pending', $26), (2, 'pending', 'paid', $27)) v(seq, f, t, note)" \
+	"   WHERE v.seq = 1 OR $4 = 'paid')," \
+	" d AS (" \
+	"  INSERT INTO shop.copurchase_delta (customer_id, order_id, counted)" \
+	"  SELECT $2, $1, true WHERE $4 = 'paid')" \
+	" INSERT INTO shop.event (topic, payload)" \
+	" SELECT v.topic, v.payload" \
+	"   FROM (VALUES ('order.created', $28), ('order.paid', $29)) v(topic, payload)" \
+	"  WHERE v.topic = 'order.created' OR $4 = 'paid'" \
+	" RETURNING event_id, topic"
 #define PLACE_TYPES \
 	UUIDOID, INT8OID, UUIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, JSONBOID, \
 		FLOAT4OID, TEXTARRAYOID, BOOLOID, TEXTOID, UUIDARRAYOID, INT8ARRAYOID, TEXTARRAYOID, \
 		TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, \
-		TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID
+		TEXTOID, TEXTOID, JSONBOID, JSONBOID
 
 static ShopStmt st_place = SHOP_STMT(SHOP_PLAN_GENERIC, PLACE_SQL("", ""), PLACE_TYPES);
-/* the same, every row with customer_key $31 */
+/* the same, every row with customer_key $30 */
 static ShopStmt st_place_keyed = SHOP_STMT(SHOP_PLAN_GENERIC,
-	PLACE_SQL(", customer_key", ", $31"), PLACE_TYPES, INT8OID);
+	PLACE_SQL(", customer_key", ", $30"), PLACE_TYPES, INT8OID);
 
 /*
  * An event of a transition.  In 1.1 its customer_key is its order's, which
@@ -990,6 +1018,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	char	   *expired_at;
 
 	args[0] = req->cart_id;
+	args[1] = ShopCartExpiry();
 	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
@@ -1043,6 +1072,22 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	return true;
 }
 
+/* a row of st_cart_lines and its product, to put the rows in product order */
+typedef struct LineRow
+{
+	int64		pid;
+	uint64		row;
+} LineRow;
+
+static int
+line_row_cmp(const void *a, const void *b)
+{
+	int64		x = ((const LineRow *) a)->pid;
+	int64		y = ((const LineRow *) b)->pid;
+
+	return (x > y) - (x < y);
+}
+
 /*
  * Step 3: the cart's lines, out of the cart, at today's prices (SH007
  * empty, SH008 a product not active), the subtotal.
@@ -1052,6 +1097,7 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 {
 	Datum		args[1] = {req->cart_id};
 	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
+	LineRow    *rows;
 
 	if (n == 0)
 		ereport(ERROR,
@@ -1064,13 +1110,32 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 	cart->title = palloc(sizeof(Datum) * n);
 	cart->price = palloc(sizeof(int64) * n);
 	cart->subtotal = 0;
+	/* the rows in product order (a cart has a product once) */
+	rows = palloc(sizeof(LineRow) * n);
+	for (uint64 r = 0; r < n; r++)
+	{
+		rows[r].pid = ShopColInt(r, 1, 0);
+		rows[r].row = r;
+	}
+	qsort(rows, n, sizeof(LineRow), line_row_cmp);
 	for (uint64 i = 0; i < n; i++)
 	{
-		int64		pid = ShopColInt(i, 1, 0);
-		int32		qty = (int32) ShopColInt(i, 2, 0);
-		char	   *pstatus = ShopColText(i, 6);
-		int64		line;
+		uint64		r = rows[i].row;
+		int64		pid = rows[i].pid;
+		int32		qty = (int32) ShopColInt(r, 2, 0);
 		bool		isnull;
+		Datum		prod = ShopCol(r, 3, &isnull);
+		HeapTupleHeader ph = isnull ? NULL : DatumGetHeapTupleHeader(prod);
+		char	   *pstatus = NULL;
+		int64		line;
+
+		if (ph != NULL)
+		{
+			Datum		st = GetAttributeByNum(ph, 4, &isnull);
+
+			if (!isnull)
+				pstatus = TextDatumGetCString(st);
+		}
 
 		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
 			ereport(ERROR,
@@ -1079,7 +1144,7 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, req->cart_str,
 							   pstatus ? pstatus : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		cart->price[i] = ShopColInt(i, 5, 0);
+		cart->price[i] = DatumGetInt64(GetAttributeByNum(ph, 3, &isnull));
 		if (pg_mul_s64_overflow(cart->price[i], qty, &line) ||
 			pg_add_s64_overflow(cart->subtotal, line, &cart->subtotal))
 			ereport(ERROR,
@@ -1087,8 +1152,8 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 					 errmsg("order total out of range")));
 		cart->holds[i].product_id = pid;
 		cart->holds[i].qty = qty;
-		cart->sku[i] = ShopColCopy(i, 3, &isnull);
-		cart->title[i] = ShopColCopy(i, 4, &isnull);
+		cart->sku[i] = SPI_datumTransfer(GetAttributeByNum(ph, 1, &isnull), false, -1);
+		cart->title[i] = SPI_datumTransfer(GetAttributeByNum(ph, 2, &isnull), false, -1);
 	}
 }
 
@@ -1142,15 +1207,15 @@ checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
 }
 
 /*
- * Steps 7 and 8: the order, its lines, payment, events and outbox; the
- * cart's expiry.  One statement (st_place).
+ * Step 7: the order, its lines, payment, events and outbox.  One
+ * statement (st_place).
  */
 static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 			   Datum order_id, bool paid)
 {
-	Datum		args[31];
-	char		nulls[31];
+	Datum		args[30];
+	char		nulls[30];
 	int			n = cart->nlines;
 	const char *order_str = uuid_str(order_id);
 	const char *paid_note = psprintf("payment authorized by the %s provider", req->pt.provider);
@@ -1202,7 +1267,6 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 											  money->score)
 								   : "order placed");
 	args[26] = CStringGetTextDatum(paid_note);
-	args[27] = ShopCartExpiry();
 
 	/* the outbox payloads (what shop._emit's callers pass) */
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
@@ -1213,9 +1277,9 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 	jb_text(&st, "currency", shop_currency);
 	jb_bool(&st, "needs_review", money->review);
 	created = jb_end(&st);
-	args[28] = JsonbPGetDatum(created);
-	args[29] = (Datum) 0;
-	nulls[29] = 'n';
+	args[27] = JsonbPGetDatum(created);
+	args[28] = (Datum) 0;
+	nulls[28] = 'n';
 	if (paid)
 	{
 		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
@@ -1226,11 +1290,13 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 		jb_text(&st, "note", paid_note);
 		jb_int(&st, "total_cents", money->total, false);
 		paid_payload = jb_end(&st);
-		args[29] = JsonbPGetDatum(paid_payload);
-		nulls[29] = ' ';
+		args[28] = JsonbPGetDatum(paid_payload);
+		nulls[28] = ' ';
 	}
-	args[30] = Int64GetDatum(cart->key);
+	args[29] = Int64GetDatum(cart->key);
 	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
+	if (paid)
+		ShopCopurchaseLogged(DatumGetUUIDP(order_id));
 
 	/*
 	 * The rows in event_id order (order.created first: it comes first in

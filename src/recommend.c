@@ -62,6 +62,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "portability/instr_time.h"
+#include "storage/proc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -2333,6 +2334,25 @@ static ShopStmt st_capture_left = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"INSERT INTO shop.copurchase_delta (customer_id, order_id, counted) VALUES ($1, $2, false)",
 	INT8OID, UUIDOID);
 
+/*
+ * The order the current transaction's checkout logged itself (its write
+ * statement inserts the row the trigger would: src/orders.c).  The
+ * trigger's INSERT event of that order then has nothing to add and skips
+ * its statement.  Only a saving: without it the trigger's NOT EXISTS finds
+ * the row.
+ */
+static LocalTransactionId capture_logged_lxid = InvalidLocalTransactionId;
+static pg_uuid_t capture_logged_order;
+
+void		ShopCopurchaseLogged(const pg_uuid_t *order_id);
+
+void
+ShopCopurchaseLogged(const pg_uuid_t *order_id)
+{
+	capture_logged_lxid = MyProc->lxid;
+	memcpy(&capture_logged_order, order_id, sizeof(pg_uuid_t));
+}
+
 /* shop._counted(status): the states whose lines count as purchases */
 static bool
 capture_counted(HeapTuple tuple, TupleDesc desc, int status_att)
@@ -2398,6 +2418,13 @@ shop_copurchase_capture_trg(PG_FUNCTION_ARGS)
 	{
 		if (!counted)
 			return PointerGetDatum(NULL);
+		if (capture_logged_lxid == MyProc->lxid)
+		{
+			Datum		o = heap_getattr(newt, order_att, desc, &isnull);
+
+			if (!isnull && memcmp(DatumGetUUIDP(o), &capture_logged_order, sizeof(pg_uuid_t)) == 0)
+				return PointerGetDatum(NULL);	/* checkout logged it */
+		}
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
