@@ -82,7 +82,25 @@ SELECT (shop.search_index_info('space_big_ss') ->> 'blocks')::int AS blocks_big 
 SELECT :blocks_big > 40 AS big_enough;
 DELETE FROM public.space_big WHERE id > 30;
 CREATE TABLE pg_temp.shrink (cycle int, blocks int);
+-- VACUUM frees what no other transaction of this database still sees: a
+-- sweep worker or an autovacuum ANALYZE running meanwhile (make
+-- installcheck's server sweeps every minute) would keep the dead rows and
+-- their blocks; each VACUUM waits for them first (at most a minute)
+CREATE FUNCTION pg_temp.wait_horizon() RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    t timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                                 AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL))
+               OR clock_timestamp() > t + interval '1 minute';
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $f$;
 SELECT format('UPDATE public.space_big SET body = %L WHERE id = %s', 'shrink ' || i, i),
+       'DO $$ BEGIN PERFORM pg_temp.wait_horizon(); END $$',
        'VACUUM public.space_big',
        format($$INSERT INTO pg_temp.shrink SELECT %s, (shop.search_index_info('space_big_ss') ->> 'blocks')::int$$, i)
   FROM generate_series(1, 12) i \gexec
