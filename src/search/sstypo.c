@@ -97,16 +97,6 @@ SsMaxTypos(int nchars)
 	return 0;
 }
 
-/*
- * the score factor of another form of the word (its stem, or the exact
- * term spelled like it: "battery" for "batteries"): the word itself, the
- * exact form only breaking a tie.  0.9 before issue 13's fifth round
- * ranked short titles with the query's exact plural above the products
- * naming their type in the singular (Chorus nDCG@10 half A 0.6604 ->
- * 0.6716 at 0.999, 0.6640 at 0.98; half B 0.6767 -> 0.6775).
- */
-#define SS_STEM_FACTOR 0.999f
-
 /* the score factor of a term one substitution of distant keys from the word */
 #define SS_FAR_KEY_FACTOR	0.8f
 
@@ -180,7 +170,7 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 			memcmp(term, w->stem, termlen) == 0)
 		{
 			*typos = 0;
-			*factor = SS_STEM_FACTOR;
+			*factor = 0.9f;
 			return true;
 		}
 		return false;
@@ -196,7 +186,7 @@ SsMatchTerm(const SsQWord *w, const char *term, int termlen, bool typos_on,
 		memcmp(term, w->stem + 1, termlen) == 0)
 	{
 		*typos = 0;
-		*factor = SS_STEM_FACTOR;
+		*factor = 0.9f;
 		return true;
 	}
 	if (w->prefix && termlen > w->len && memcmp(term, w->exact, w->len) == 0)
