@@ -35,10 +35,13 @@ RPORT=$(free_port pitr_r)
 rm -rf "$T"
 mkdir -p "$T"
 # fsync = off: nothing here crashes the machine; the archive and the
-# backup are what is tested
+# backup are what is tested.  The archive command copies under another
+# name and renames: a segment appears whole or not at all (a plain cp
+# showed the last segment half copied when the primary was stopped right
+# after the file appeared: "archive file ... has wrong size")
 cluster_init "$PDIR" "$PPORT" "shared_preload_libraries = 'shop'" "shop.sweep_interval = 3600" \
     "fsync = off" "wal_level = replica" "archive_mode = on" "shop.session_secret = 'pitr-test-secret-0123456789abcdefghij'" \
-    "archive_command = 'test ! -f $ARCH/%f && cp %p $ARCH/%f'"
+    "archive_command = 'test ! -f $ARCH/%f && cp %p $ARCH/%f.part && mv $ARCH/%f.part $ARCH/%f'"
 mkdir -p "$ARCH" "$RDIR" "$T/clients"
 [ "$(id -u)" = 0 ] && chown postgres: "$T" "$ARCH" "$RDIR"
 cluster_start "$PDIR"
