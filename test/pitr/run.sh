@@ -138,12 +138,17 @@ SELECT shop.stock_set(product_id, 40) FROM shop.product WHERE sku LIKE 'PT-$1-%'
 DO \$\$
 DECLARE o uuid;
 BEGIN
+    -- one transaction per order, as a warehouse works: thirteen orders in
+    -- one transaction lock their products' stock rows order after order,
+    -- not in product order, and deadlocked with a client's checkout
     FOR o IN SELECT order_id FROM shop."order" WHERE status = 'paid' ORDER BY created_at LIMIT 8 LOOP
         PERFORM shop.order_transition(o, 'fulfilling');
         PERFORM shop.order_ship(o, 'UPS', '1Z' || left(o::text, 8));
+        COMMIT;
     END LOOP;
     FOR o IN SELECT order_id FROM shop."order" WHERE status = 'paid' ORDER BY created_at DESC LIMIT 5 LOOP
         PERFORM shop.order_transition(o, 'cancelled', 'customer asked');
+        COMMIT;
     END LOOP;
 END
 \$\$;
