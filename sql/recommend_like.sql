@@ -297,6 +297,22 @@ SELECT pg_temp.err($$SELECT shop.experiment_create('lists2', '[{"name": "a", "sh
 RESET shop.reco_weight_item;
 RESET shop.reco_weight_popular;
 
+-- the blend keeps its generic plan (plan_cache_mode on the function:
+-- planned per call it cost more than it ran); planned per call instead,
+-- it gives the same lists
+SELECT p.proconfig @> '{plan_cache_mode=force_generic_plan}' AS blend_generic_plan
+  FROM pg_proc p WHERE p.oid = 'shop._recommend_blend(bigint, int, timestamptz)'::regprocedure;
+CREATE TEMP TABLE blend_generic AS
+SELECT c, ARRAY(SELECT row(b.product_id, b.score)::text FROM shop._recommend_blend(c, 10) b) AS l
+  FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 77]::bigint[]) c;
+BEGIN;
+ALTER FUNCTION shop._recommend_blend(bigint, int, timestamptz) SET plan_cache_mode = force_custom_plan;
+SELECT count(*) AS customers, count(*) FILTER (WHERE cardinality(g.l) > 0) AS with_list,
+       count(*) FILTER (WHERE g.l = ARRAY(SELECT row(b.product_id, b.score)::text
+                                            FROM shop._recommend_blend(g.c, 10) b)) AS same_lists
+  FROM blend_generic g;
+ROLLBACK;
+
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
