@@ -816,7 +816,7 @@ typedef struct SsTermStat
 } SsTermStat;
 extern int	SsTermStats(Relation index, Jsonb *query, SsMetaPageData *meta, SsTermStat **out);
 typedef void (*SsDocVisitor) (void *arg, const SsDoc *doc);
-extern void SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
+extern uint64 SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg);
 
 /*
  * Block bounds of a sorted scan (sssort.c): a segment's docids are cut

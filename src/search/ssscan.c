@@ -1731,6 +1731,40 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		ncand = sa->total.ntouched;
 	}
 
+	/*
+	 * Collecting (facets, sorted scans): the candidates in docid order.
+	 * They come in the order their first posting was seen, one expansion
+	 * term after another, so a word of many terms would read each document
+	 * page of the window again for every term (a buffer lookup per match
+	 * at worst); in docid order each page is read once.  The same set, so
+	 * the accumulator's reset is unchanged.
+	 */
+	if (ev->collect && ncand > 1 && hi - lo <= SS_WINDOW)
+	{
+		uint64		bits[SS_WINDOW / 64];
+		bool		inside = true;
+
+		memset(bits, 0, sizeof(bits));
+		for (uint32 t = 0; t < ncand && inside; t++)
+		{
+			uint32		d = cand[t];
+
+			if (d < lo || d >= hi)
+				inside = false;
+			else
+				bits[(d - lo) >> 6] |= UINT64CONST(1) << ((d - lo) & 63);
+		}
+		if (inside)
+		{
+			uint32		k = 0;
+
+			for (uint32 w = 0; w < SS_WINDOW / 64; w++)
+				for (uint64 b = bits[w]; b != 0; b &= b - 1)
+					cand[k++] = lo + w * 64 + pg_rightmost_one_pos64(b);
+			Assert(k == ncand);
+		}
+	}
+
 	/* documents matching every slot (any: one): filters, boost, distance */
 	for (uint32 t = 0; t < ncand; t++)
 	{
@@ -1746,6 +1780,15 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 										   Min(total->score[d] * boostub, SS_MAX_SCORE))))
 			continue;
 		doc = doc_get(dc, d);
+		if (ev->collect && t + 4 < ncand &&
+			cand[t + 4] / SS_DOCS_PER_PAGE == d / SS_DOCS_PER_PAGE)
+		{
+			/* a record a few matches on, on this page: start loading it */
+			const char *next = (const char *) (doc + (cand[t + 4] - d));
+
+			__builtin_prefetch(next);
+			__builtin_prefetch(next + sizeof(SsDoc) - 1);
+		}
 		if ((doc->flags & SS_DOC_DEAD) || !SsDocPassesFilters(q, doc))
 		{
 			total->cnt[d] = 0;
@@ -3187,17 +3230,21 @@ SsTermStats(Relation index, Jsonb *query, SsMetaPageData *meta, SsTermStat **out
 /*
  * SsVisitMatches: hand the document record of every match of query to
  * visit, in no particular order, without copying them (sorted scans,
- * sssort.c).  The caller checks heap visibility.
+ * sssort.c; facet counts, ssfunc.c).  The caller checks heap visibility.
+ * Returns the metapage's count of bulk deletes as read before any
+ * document was (see SsCollectMatches).
  */
-void
+uint64
 SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
 {
+	Eval	   *volatile ev = NULL;
+
 	collect_next = true;
 	visit_next = visit;
 	visit_next_arg = arg;
 	PG_TRY();
 	{
-		(void) SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
+		ev = SsEvaluate(index, query, false, 0, NULL, NULL, NULL);
 	}
 	PG_FINALLY();
 	{
@@ -3206,6 +3253,7 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
 		visit_next_arg = NULL;
 	}
 	PG_END_TRY();
+	return ev->meta.bulkdeletes;
 }
 
 /*
