@@ -3830,22 +3830,19 @@ BEGIN
     SELECT array_agg(DISTINCT t.stem) INTO stems
       FROM unnest(types) w, shop.search_tokens(w, 'english') t;
     WITH top AS MATERIALIZED (
-        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand,
-               EXISTS (SELECT 1 FROM shop.search_tokens(p.title, 'english') t
-                        WHERE t.pos <= 3 AND t.word = last) AS named
+        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand
           FROM shop.search_scan('shop.product_search_idx', q, 40) s
          CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title, p.brand FROM shop.product p
                               WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
          WHERE given IS NULL
         UNION ALL
-        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3, NULL::boolean
+        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3
           FROM jsonb_array_elements(given) r)
     SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), false),
            coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
                        FROM top WHERE brand IS NOT NULL), false),
            (SELECT category_id FROM top WHERE category_id IS NOT NULL
-             GROUP BY category_id
-            HAVING count(*) >= 3 AND 2 * count(*) FILTER (WHERE named IS NOT FALSE) >= count(*)
+             GROUP BY category_id HAVING count(*) >= 3
              ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
              LIMIT 1)
       INTO typed, branded, cat;
@@ -3855,14 +3852,7 @@ BEGIN
         q := q || jsonb_build_object('type_words', to_jsonb(types));
     END IF;
     -- no best match of the type: a brand or a line, meaning the line's
-    -- main product.  A line is named at the start of its products'
-    -- titles ("Lenovo ThinkPad T14s Notebook"): a category counts only
-    -- if at least half of its best matches have the word among their
-    -- title's first 3 words, not a property named after the type ("HP
-    -- ... 256 GB SSD Tower Black PC": `ssd` meant PCs, Chorus nDCG@10
-    -- 0.33 -> 0 with the data set's categories; issue 13, round 6,
-    -- edited in place).  The router's rows (intent_top) carry no title
-    -- and count as naming it.
+    -- main product
     IF NOT typed AND cat IS NOT NULL THEN
         q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
     END IF;
