@@ -1665,12 +1665,14 @@ guard_plan_free(GuardPlan *plan)
 }
 
 /*
- * What the trigger's arguments exempt of column name (see guard_plan),
- * added to *skip in TopMemoryContext.
+ * What the trigger's arguments exempt of column att, of kind k (see
+ * guard_plan), added to *skip in TopMemoryContext; used[i] is set for each
+ * argument that names this column in a form that fits its type.
  */
 static void
-guard_exempt(const Trigger *tg, const char *name, GuardKeys *skip)
+guard_exempt(const Trigger *tg, Form_pg_attribute att, GuardKind k, GuardKeys *skip, bool *used)
 {
+	const char *name = NameStr(att->attname);
 	size_t		nlen = strlen(name);
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -1681,7 +1683,7 @@ guard_exempt(const Trigger *tg, const char *name, GuardKeys *skip)
 
 		if (strncmp(a, name, nlen) != 0)
 			continue;
-		if (a[nlen] == '.' && a[nlen + 1] != '\0')
+		if (a[nlen] == '.' && a[nlen + 1] != '\0' && getBaseType(att->atttypid) == JSONBOID)
 		{
 			if (skip->nkeys == 0)
 			{
@@ -1691,46 +1693,15 @@ guard_exempt(const Trigger *tg, const char *name, GuardKeys *skip)
 			skip->key[skip->nkeys] = pstrdup(a + nlen + 1);
 			skip->len[skip->nkeys] = (int) strlen(a + nlen + 1);
 			skip->nkeys++;
+			used[i] = true;
 		}
-		else if (a[nlen] == '=' && a[alen - 1] == '#')
+		else if (a[nlen] == '=' && a[alen - 1] == '#' && k == GK_TEXT)
+		{
 			skip->idprefix = pnstrdup(a + nlen + 1, alen - nlen - 2);
+			used[i] = true;
+		}
 	}
 	MemoryContextSwitchTo(old);
-}
-
-/* every argument of the trigger must name a column it reads */
-static void
-guard_check_args(const Trigger *tg, Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < tg->tgnargs; i++)
-	{
-		const char *a = tg->tgargs[i];
-		bool		known = false;
-
-		for (int c = 0; c < desc->natts && !known; c++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, c);
-			const char *n = NameStr(att->attname);
-			size_t		nlen = strlen(n);
-			Oid			elem;
-
-			if (att->attisdropped || guard_kind(att->atttypid, &elem) == GK_NONE)
-				continue;
-			if (strncmp(a, n, nlen) != 0)
-				continue;
-			if (a[nlen] == '.')
-				known = getBaseType(att->atttypid) == JSONBOID && a[nlen + 1] != '\0';
-			else if (a[nlen] == '=')
-				known = guard_kind(att->atttypid, &elem) == GK_TEXT && a[strlen(a) - 1] == '#';
-		}
-		if (!known)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("card guard trigger %s on %s has argument \"%s\", which is neither \"<jsonb column>.<key>\" nor \"<text column>=<prefix>#\" for a column of the table",
-							tg->tgname, RelationGetRelationName(rel), a)));
-	}
 }
 
 static GuardPlan *
@@ -1742,6 +1713,7 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 	GuardPlanEntry *entry;
 	bool		found;
 	MemoryContext old;
+	bool	   *used;
 
 	/* the rest of a statement: the plan its first row found */
 	if (plan != NULL && plan->tgoid == tgoid && plan->natts == desc->natts)
@@ -1769,7 +1741,6 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 		entry->plan = NULL;
 	}
 
-	guard_check_args(tg, rel);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	plan = palloc0(sizeof(GuardPlan));
 	plan->tgoid = tgoid;
@@ -1781,6 +1752,7 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 	plan->elem = palloc(sizeof(GuardElem) * Max(desc->natts, 1));
 	plan->skip = palloc0(sizeof(GuardKeys) * Max(desc->natts, 1));
 	MemoryContextSwitchTo(old);
+	used = palloc0(sizeof(bool) * Max(tg->tgnargs, 1));
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -1793,13 +1765,24 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 		k = guard_kind(att->atttypid, &elem);
 		if (k == GK_NONE)
 			continue;
-		guard_exempt(tg, NameStr(att->attname), &plan->skip[plan->ncols]);
+		guard_exempt(tg, att, k, &plan->skip[plan->ncols], used);
 		plan->attnum[plan->ncols] = att->attnum;
 		plan->maxattnum = att->attnum;
 		plan->kind[plan->ncols] = k;
 		guard_elem_init(&plan->elem[plan->ncols], elem);
 		plan->ncols++;
 	}
+	/* every argument must name a column the guard reads, in its form */
+	for (int i = 0; i < tg->tgnargs; i++)
+		if (!used[i])
+		{
+			guard_plan_free(plan);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("card guard trigger %s on %s has argument \"%s\", which is neither \"<jsonb column>.<key>\" nor \"<text column>=<prefix>#\" for a column of the table",
+							tg->tgname, RelationGetRelationName(rel), tg->tgargs[i])));
+		}
+	pfree(used);
 	entry->plan = plan;
 	flinfo->fn_extra = plan;
 	return plan;
