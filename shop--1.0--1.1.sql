@@ -7480,6 +7480,145 @@ ALTER TABLE shop.reservation DROP CONSTRAINT reservation_qty_check;
 ALTER FUNCTION shop._recommend_blend(bigint, int, timestamptz) SET plan_cache_mode = force_generic_plan;
 
 ------------------------------------------------------------------------------
+-- Cluster: customers like you across shards (issue 16) --------------------
+--
+-- docs/scale-out.md, "Customers like you across shards".  A customer's
+-- profile (shop.customer_item) is on the customer's shard, but their
+-- neighbours are found through the samples of their products, whose
+-- customers are on every shard.  A product's sample in the cluster is the
+-- shop.reco_like_sample customers with the smallest (h, customer_id) of
+-- all shards, so it is among the union of every shard's own sample of it:
+-- the router reads the customer's profile on their shard
+-- (_like_history), every shard's samples of those products
+-- (_like_samples: at most reco_like_sample rows per product), merges them
+-- into the cluster's samples, sums the pairs as shop._like_score does and
+-- keeps the best reco_like_neighbours, then reads those neighbours'
+-- profiles on their shards (_like_profiles).  The same neighbours, scores
+-- and profiles as one node's, from the profiles the shards' refreshes
+-- computed.  The samples and profiles name other customers and what they
+-- bought: a storefront may call a shard itself, so the customer's shard
+-- signs the customer's products (after recommend's checks of the
+-- session), and the other shards answer only for a signed list, and only
+-- with the profiles of customers holding one of its products.
+------------------------------------------------------------------------------
+
+-- customer's shard: shop._recommend_history without its own shard's
+-- neighbours (like weight 0 there), plus the customer's profile signed
+-- for the other shards (10 minutes) and the sample and list sizes
+CREATE FUNCTION shop._like_history(customer_id bigint, lim int, weights_in text[],
+                                   OUT seed_ids bigint[], OUT seed_ws numeric[], OUT seed_ats timestamptz[],
+                                   OUT bought bigint[], OUT viewed bigint[], OUT weights float8[],
+                                   OUT like_ids bigint[], OUT like_k int, OUT like_n int,
+                                   OUT like_until bigint, OUT like_sig text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    h record;
+    wl text;
+BEGIN
+    -- the weights checked and set first, as shop._recommend_history does
+    FOR i IN 1..4 LOOP
+        IF weights_in[i] IS NOT NULL THEN
+            PERFORM set_config((ARRAY['shop.reco_weight_item', 'shop.reco_weight_like', 'shop.reco_weight_content',
+                                      'shop.reco_weight_popular'])[i], weights_in[i], true);
+        END IF;
+    END LOOP;
+    wl := current_setting('shop.reco_weight_like');
+    SELECT * INTO h FROM shop._recommend_history(customer_id, lim, ARRAY[weights_in[1], '0', weights_in[3], weights_in[4]]);
+    PERFORM set_config('shop.reco_weight_like', wl, true);
+    seed_ids := h.seed_ids; seed_ws := h.seed_ws; seed_ats := h.seed_ats;
+    bought := h.bought; viewed := h.viewed;
+    weights := h.weights;
+    weights[2] := wl::float8;
+    IF weights[2] > 0 THEN
+        like_ids := ARRAY(SELECT ci.product_id FROM shop.customer_item ci
+                           WHERE ci.customer_id = _like_history.customer_id ORDER BY ci.product_id);
+        like_k := current_setting('shop.reco_like_sample')::int;
+        like_n := current_setting('shop.reco_like_neighbours')::int;
+        like_until := extract(epoch FROM now() + interval '10 minutes')::bigint;
+        like_sig := shop._saga_proof(jsonb_build_array('like', _like_history.customer_id, like_ids, like_until));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._like_history(bigint, int, text[]) IS
+'internal (shop_router): shop._recommend_history without this shard''s neighbours, with the customer''s profile products signed for the other shards';
+
+-- 42501 unless the caller is trusted or the customer's shard signed the
+-- customer's products (and that was less than 10 minutes ago)
+CREATE FUNCTION shop._like_require(customer_id bigint, product_ids bigint[], valid_until bigint, sig text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        PERFORM shop._saga_require(jsonb_build_array('like', customer_id, product_ids, valid_until), sig,
+                                   'the customers like you of a customer');
+        IF valid_until < extract(epoch FROM now()) THEN
+            RAISE EXCEPTION 'permission denied for the customers like you of a customer'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('The profile of customer %s was read more than 10 minutes ago.', customer_id),
+                      HINT = 'Call shop.recommend through the router again.';
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._like_require(bigint, bigint[], bigint, text) IS
+'internal (shop_router): 42501 unless the caller is trusted or sig is the customer shard''s signature of the customer''s profile products';
+
+-- every shard: its own sample of each product (the k customers with the
+-- smallest (h, customer_id)), read through customer_item_sample_idx
+CREATE FUNCTION shop._like_samples(of_customer bigint, product_ids bigint[], valid_until bigint, sig text, k int)
+RETURNS TABLE (product_id bigint, customer_id bigint, h bigint, weight real)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM shop._like_require(of_customer, product_ids, valid_until, sig);
+    RETURN QUERY
+    SELECT i.p, s.customer_id, s.h, s.weight
+      FROM (SELECT DISTINCT u.p FROM unnest(product_ids) u(p)) i
+     CROSS JOIN LATERAL (SELECT c.customer_id, c.h, c.weight FROM shop.customer_item c
+                          WHERE c.product_id = i.p
+                          ORDER BY c.h, c.customer_id
+                          LIMIT least(greatest(k, 0), 100000)) s;
+END
+$$;
+COMMENT ON FUNCTION shop._like_samples(bigint, bigint[], bigint, text, int) IS
+'internal (shop_router): this shard''s sample (k smallest hashes) of each of a customer''s signed profile products';
+
+-- the neighbours' shards: their profiles, for neighbours that hold one of
+-- the customer's signed products (a neighbour always does)
+CREATE FUNCTION shop._like_profiles(of_customer bigint, product_ids bigint[], valid_until bigint, sig text,
+                                    neighbour_ids bigint[])
+RETURNS TABLE (customer_id bigint, product_id bigint, weight real)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM shop._like_require(of_customer, product_ids, valid_until, sig);
+    RETURN QUERY
+    SELECT ci.customer_id, ci.product_id, ci.weight
+      FROM shop.customer_item ci
+     WHERE ci.customer_id = ANY (neighbour_ids)
+       AND EXISTS (SELECT 1 FROM shop.customer_item m
+                    WHERE m.customer_id = ci.customer_id AND m.product_id = ANY (product_ids));
+END
+$$;
+COMMENT ON FUNCTION shop._like_profiles(bigint, bigint[], bigint, text, bigint[]) IS
+'internal (shop_router): the profiles of a customer''s neighbours on this shard (those holding one of the customer''s signed products)';
+
+REVOKE ALL ON FUNCTION shop._like_history(bigint, int, text[]), shop._like_require(bigint, bigint[], bigint, text),
+    shop._like_samples(bigint, bigint[], bigint, text, int),
+    shop._like_profiles(bigint, bigint[], bigint, text, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._like_history(bigint, int, text[]), shop._like_samples(bigint, bigint[], bigint, text, int),
+    shop._like_profiles(bigint, bigint[], bigint, text, bigint[]) TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

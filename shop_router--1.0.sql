@@ -2938,10 +2938,12 @@ GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.als
 -- recommend (docs/scale-out.md, "Recommendations across shards"): one
 -- node's blend (shop._recommend_blend) made from its sources where they
 -- live.  The customer's shard gives the seeds (the last 50 products
--- bought and the views), what to leave out, the "customers like you"
--- source (that shard's neighbours) and the weights, with one node's
--- checks; the seeds' shards their co-purchase lists scored with the
--- cluster's counts (as also_bought reads them); every shard its most
+-- bought and the views), what to leave out, the customer's profile
+-- (signed for the other shards) and the weights, with one node's checks;
+-- every shard its samples of the profile's products and the neighbours'
+-- shards their profiles (the "customers like you" of the whole cluster);
+-- the seeds' shards their co-purchase lists scored with the cluster's
+-- counts (as also_bought reads them); every shard its most
 -- popular products; similar_products (routed) the content source; the
 -- candidates' shards whether they are active.  The router sums and ranks
 -- as one node does.  Experiments are not routed yet.
@@ -2949,14 +2951,88 @@ GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.als
 
 CREATE FUNCTION shop_router._recommend_history(i_session text, i_customer_id bigint, i_lim int, i_weights text[])
 RETURNS TABLE (seed_ids bigint[], seed_ws numeric[], seed_ats timestamptz[], bought bigint[], viewed bigint[],
-               alike_ids bigint[], alike_scs float8[], weights float8[])
+               weights float8[], like_ids bigint[], like_k int, like_n int, like_until bigint, like_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT (h).* FROM (SELECT shop._recommend_history($2, $3, $4) AS h
+    SELECT (h).* FROM (SELECT shop._like_history($2, $3, $4) AS h
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
+
+-- customers like you across shards (docs/scale-out.md): every shard's
+-- samples of the customer's profile products, and the neighbours'
+-- profiles on their shards
+CREATE FUNCTION shop_router._like_samples(i_customer_id bigint, i_product_ids bigint[], i_until bigint, i_sig text, i_k int)
+RETURNS TABLE (product_id bigint, customer_id bigint, h bigint, weight real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._like_samples($1, $2, $3, $4, $5);
+$$;
+
+CREATE FUNCTION shop_router._like_profiles(i_customer_id bigint, i_product_ids bigint[], i_until bigint, i_sig text,
+                                           i_neighbour_ids bigint[])
+RETURNS TABLE (customer_id bigint, product_id bigint, weight real)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_neighbour_ids;
+    RUN ON hashint8(i_neighbour_ids);
+    SELECT * FROM shop._like_profiles($1, $2, $3, $4, $5);
+$$;
+
+-- the "customers like you" source of a customer: the cluster's sample of
+-- each of their products is the reco_like_sample smallest (h, customer_id)
+-- of every shard's samples; pairs summed and ranked as shop._like_score
+-- does (rounded to 1e-9, by the real score, then neighbour id); then the
+-- neighbours' profiles, each product scoring similarity times weight
+CREATE FUNCTION shop_router._like_source(i_customer_id bigint, i_product_ids bigint[], i_until bigint, i_sig text,
+                                         i_k int, i_n int, OUT alike_ids bigint[], OUT alike_scs float8[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    nb_ids bigint[];
+    nb_scs real[];
+BEGIN
+    IF i_product_ids IS NULL OR cardinality(i_product_ids) = 0 THEN
+        RETURN;
+    END IF;
+    WITH s AS MATERIALIZED (
+        SELECT * FROM shop_router._like_samples(i_customer_id, i_product_ids, i_until, i_sig, i_k)
+    ), post AS (
+        SELECT x.product_id, x.customer_id, x.weight
+          FROM (SELECT s.product_id, s.customer_id, s.weight,
+                       row_number() OVER (PARTITION BY s.product_id ORDER BY s.h, s.customer_id) AS rn
+                  FROM s) x
+         WHERE x.rn <= i_k
+    ), pairs AS (
+        SELECT b.customer_id AS neighbour_id,
+               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9)::float8::real AS sim
+          FROM post a
+          JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
+         WHERE a.customer_id = i_customer_id
+         GROUP BY b.customer_id
+    )
+    SELECT array_agg(p.neighbour_id ORDER BY p.sim DESC, p.neighbour_id), array_agg(p.sim ORDER BY p.sim DESC, p.neighbour_id)
+      INTO nb_ids, nb_scs
+      FROM (SELECT * FROM pairs ORDER BY sim DESC, neighbour_id LIMIT i_n) p;
+    IF nb_ids IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(a.product_id ORDER BY a.product_id), array_agg(a.sc ORDER BY a.product_id)
+      INTO alike_ids, alike_scs
+      FROM (SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+              FROM unnest(nb_ids, nb_scs) nb(neighbour_id, score)
+              JOIN shop_router._like_profiles(i_customer_id, i_product_ids, i_until, i_sig, nb_ids) ci
+                ON ci.customer_id = nb.neighbour_id
+             GROUP BY ci.product_id) a;
+END
+$$;
+COMMENT ON FUNCTION shop_router._like_source(bigint, bigint[], bigint, text, int, int) IS
+'router: the customers-like-you source of shop.recommend, with the neighbours of the whole cluster (docs/scale-out.md)';
 
 CREATE FUNCTION shop_router._recommend_lists(i_product_ids bigint[])
 RETURNS TABLE (product_id bigint, other_id bigint, score real)
@@ -2985,6 +3061,8 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     h record;
+    a_ids bigint[];
+    a_scs float8[];
     wi float8;
     wl float8;
     wc float8;
@@ -3021,6 +3099,11 @@ BEGIN
           INTO l_pids, l_oids, l_scores
           FROM shop_router._recommend_lists(h.seed_ids) c;
     END IF;
+    -- customers like you: the neighbours of the whole cluster
+    IF wl > 0 THEN
+        SELECT x.alike_ids, x.alike_scs INTO a_ids, a_scs
+          FROM shop_router._like_source(customer_id, h.like_ids, h.like_until, h.like_sig, h.like_k, h.like_n) x;
+    END IF;
     -- content: similar_products of the latest seed without a list
     IF wc > 0 THEN
         SELECT s.p INTO thin
@@ -3045,7 +3128,7 @@ BEGIN
          WHERE wi > 0
          GROUP BY c.other_id
     ), alike AS (
-        SELECT a.product_id, a.sc FROM unnest(h.alike_ids, h.alike_scs) a(product_id, sc) WHERE wl > 0
+        SELECT a.product_id, a.sc FROM unnest(a_ids, a_scs) a(product_id, sc) WHERE wl > 0
     ), content AS (
         SELECT a.product_id, a.sc FROM unnest(c_ids, c_scs) a(product_id, sc)
     ), pop AS (
@@ -3102,6 +3185,12 @@ COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
 'router: personal recommendations blended as on one node from the customer''s shard (history, customers like you) and the products'' shards (co-purchase lists scored with the cluster''s counts, popularity, similar products); experiments not routed yet';
 
 REVOKE ALL ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
-    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) FROM PUBLIC;
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text),
+    shop_router._like_samples(bigint, bigint[], bigint, text, int),
+    shop_router._like_profiles(bigint, bigint[], bigint, text, bigint[]),
+    shop_router._like_source(bigint, bigint[], bigint, text, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
-    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text) TO shop_storefront, shop_admin;
+    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text),
+    shop_router._like_samples(bigint, bigint[], bigint, text, int),
+    shop_router._like_profiles(bigint, bigint[], bigint, text, bigint[]),
+    shop_router._like_source(bigint, bigint[], bigint, text, int, int) TO shop_storefront, shop_admin;

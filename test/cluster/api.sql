@@ -535,14 +535,12 @@ SELECT reco_also_check('also_bought through the router after a retried move');
 -- recommend through the router: the blend of one node (shop._recommend_blend)
 -- from the customer's shard (seeds, what to leave out) and the products'
 -- shards (the lists scored with the cluster's counts, popularity,
--- similar_products).  The "customers like you" source is each shard's own
--- (neighbours among that shard's customers: docs/scale-out.md), so the
--- lists are compared with its weight 0, set in both sessions (the router
--- passes its session's shop.reco_weight_* to the customer's shard); with
--- it, only customers whose neighbours are all on their own shard could
--- agree.  Every customer of the orders, lim 1, 3, 10 and 40 (a fill from
--- the most popular), a customer with no orders, a product viewed (a seed
--- of weight 0.5, left out of the list), and the errors.
+-- similar_products).  First with the "customers like you" weight 0, set
+-- in both sessions (the router passes its session's shop.reco_weight_* to
+-- the customer's shard), then with it on and alone (its neighbours from
+-- every shard, below).  Every customer of the orders, lim 1, 3, 10 and 40
+-- (a fill from the most popular), a customer with no orders, a product
+-- viewed (a seed of weight 0.5, left out of the list), and the errors.
 \echo == recommend through the router
 SELECT dblink_exec(c, 'SET shop.reco_weight_like = 0') FROM unnest(ARRAY['a_rt', 'a_one']) c;
 SELECT api_run(c, 'SELECT shop.view(4003, 30)::text') FROM unnest(ARRAY['a_rt', 'a_one']) c;
@@ -589,6 +587,55 @@ SELECT dblink_exec(c, 'RESET shop.reco_weight_item; RESET shop.reco_weight_conte
 SELECT fail_if(api_state('a_one', 'SELECT set_config(''shop.reco_weight_item'', ''-1'', false)') <> '22023'
                OR api_state('a_rt', 'SELECT count(*)::text FROM (SELECT set_config(''shop.reco_weight_item'', ''-1'', true) AS x) s, LATERAL shop.recommend(4002 + 0 * length(s.x)) r') <> '22023',
                'a weight out of range: 22023 on one node and through the router');
+-- customers like you across shards (docs/scale-out.md): the router finds
+-- a customer's neighbours among every shard's customers (the cluster's
+-- sample of each of their products, merged from every shard's), so with
+-- the source on (its default weight, 0.5), and alone, the lists are one
+-- node's.  Before, 3 of the 31 lists of 10 were (each shard's neighbours).
+SELECT dblink_exec(c, 'RESET shop.reco_weight_like') FROM unnest(ARRAY['a_rt', 'a_one']) c;
+INSERT INTO api_recommend
+SELECT 100000 + k, what || ', customers like you on', sql FROM api_recommend WHERE k < 6000;
+INSERT INTO api_recommend
+SELECT 200000 + c * 10 + l, format('recommend(%s, %s), customers like you only', c, lim),
+       format('SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(%s, %s)', c, lim)
+  FROM (SELECT generate_series(4000, 4028) UNION ALL SELECT 4100) c(c),
+       unnest(ARRAY[3, 10]) WITH ORDINALITY l(lim, l);
+SELECT reco_recommend_diff(100000, 199999);
+SELECT dblink_exec(c, 'SET shop.reco_weight_item = 0; SET shop.reco_weight_content = 0; SET shop.reco_weight_popular = 0; SET shop.reco_weight_like = 1')
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT reco_recommend_diff(200000, 299999);
+-- the storefront with the customer's session gets the same list
+SELECT dblink_exec('a_rt_web', format('SET shop.session = %L', val('a_rt', 'SELECT shop.session_token(4002)')));
+SELECT dblink_exec('a_rt_web', 'SET shop.reco_weight_item = 0; SET shop.reco_weight_content = 0; SET shop.reco_weight_popular = 0; SET shop.reco_weight_like = 1');
+SELECT fail_if(val('a_rt_web', 'SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(4002, 10)')
+               IS DISTINCT FROM (SELECT one FROM api_recommend_diff WHERE k = 200000 + 4002 * 10 + 2)
+               OR (SELECT one FROM api_recommend_diff WHERE k = 200000 + 4002 * 10 + 2) IS NULL,
+               'the storefront, with the customer''s session, gets one node''s customers-like-you list through the router');
+SELECT dblink_exec('a_rt_web', 'RESET ALL');
+SELECT dblink_exec(c, 'RESET shop.reco_weight_item; RESET shop.reco_weight_content; RESET shop.reco_weight_popular; RESET shop.reco_weight_like')
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+-- the test has what it claims: neighbours on other shards, lists of the
+-- source alone
+SELECT fail_if(count(*) < 20, 'one node''s customers have neighbours on other shards', count(*)::text)
+  FROM dblink('a_one_su', 'SELECT customer_id, neighbour_id FROM shop.customer_neighbour') t(c bigint, n bigint)
+ WHERE hashint8(c) & 3 <> hashint8(n) & 3;
+SELECT fail_if(count(*) FILTER (WHERE one LIKE '%,%,%') < 20, 'lists of customers like you alone', count(*)::text)
+  FROM api_recommend_diff WHERE k > 200000;
+\o
+SELECT format('recommend with the customers-like-you source on (weight 0.5): %s of %s lists the same through the router as on one node; the source alone: %s of %s',
+              count(*) FILTER (WHERE k BETWEEN 100000 AND 199999 AND router IS NOT DISTINCT FROM one),
+              count(*) FILTER (WHERE k BETWEEN 100000 AND 199999),
+              count(*) FILTER (WHERE k > 200000 AND router IS NOT DISTINCT FROM one),
+              count(*) FILTER (WHERE k > 200000))
+  FROM api_recommend_diff;
+\o /dev/null
+-- a shard answers samples and profiles only for a profile its customer's
+-- shard signed
+SELECT dblink_connect('a_p0_web', :'p0' || ' user=web');
+SELECT fail_if(api_state('a_p0_web', 'SELECT count(*)::text FROM shop._like_samples(4002, ''{1,2}'', 9999999999, ''00'', 200)') <> '42501'
+               OR api_state('a_p0_web', 'SELECT count(*)::text FROM shop._like_profiles(4002, ''{1,2}'', 9999999999, ''00'', ''{4003}'')') <> '42501',
+               'a storefront calling a shard''s samples or profiles without the customer shard''s signature: 42501');
+SELECT dblink_disconnect('a_p0_web');
 SELECT fail_if(count(*) > 0, format('recommend through the router: %s calls give one node''s lists (and errors)', (SELECT count(*) FROM api_recommend)),
                string_agg(format('%s: router %s, one node %s', d.what, d.router, d.one), E'\n' ORDER BY d.k))
   FROM api_recommend_diff d WHERE d.router IS DISTINCT FROM d.one;
@@ -600,19 +647,12 @@ SELECT fail_if((SELECT one FROM api_recommend_diff WHERE k = 5002) <> 'ERROR 220
                OR (SELECT count(*) FROM api_recommend_diff WHERE k > 6000 AND k % 10 = 1 AND one IS NOT NULL) < 4
                OR (SELECT count(*) FROM api_recommend_diff WHERE k > 6000 AND k % 10 = 2 AND one IS NOT NULL) < 4,
                'the errors are one node''s; the item and content sources alone give lists');
-SELECT fail_if(val('a_one_su', 'SELECT count(*) FROM shop.customer_neighbour') = '0',
-               'one node has customers-like-you neighbours (the source left out of the comparison)');
 SELECT fail_if(api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '28000'
                AND api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '42501',
                'the storefront gets recommend only for its session''s customer');
 SELECT fail_if(api_state('a_rt', 'SELECT count(*)::text FROM shop.recommend(4002, 10, ''exp'')') <> '0A000',
                'recommend with an experiment: not routed yet (0A000)');
 SELECT dblink_exec(c, 'RESET shop.reco_weight_like') FROM unnest(ARRAY['a_rt', 'a_one']) c;
-\o
-SELECT format('recommend with the customers-like-you source (each shard''s neighbours): %s of %s lists of 10 the same through the router as on one node',
-              count(*) FILTER (WHERE val('a_rt', sql) IS NOT DISTINCT FROM val('a_one', sql)), count(*))
-  FROM api_recommend WHERE what LIKE 'recommend(%, 10)';
-\o /dev/null
 -- a batch applied again by hand is refused by its high-water mark; a
 -- move with nothing new moves nothing
 SELECT fail_if(val('a_p0', 'SELECT shop._copurchase_import_items(1, (SELECT max(batch) FROM shop.copurchase_global_in WHERE source = 1 AND NOT pairs), ''{1}'', ''{5}'', ''{5}'')::text') <> '0',
