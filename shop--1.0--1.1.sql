@@ -7480,7 +7480,7 @@ ALTER TABLE shop.reservation DROP CONSTRAINT reservation_qty_check;
 ALTER FUNCTION shop._recommend_blend(bigint, int, timestamptz) SET plan_cache_mode = force_generic_plan;
 
 ------------------------------------------------------------------------------
--- Cluster: customers like you across shards (issue 16) --------------------
+-- Cluster: customers like you, popularity, experiments across shards (issue 16)
 --
 -- docs/scale-out.md, "Customers like you across shards".  A customer's
 -- profile (shop.customer_item) is on the customer's shard, but their
@@ -7617,6 +7617,336 @@ REVOKE ALL ON FUNCTION shop._like_history(bigint, int, text[]), shop._like_requi
     shop._like_profiles(bigint, bigint[], bigint, text, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._like_history(bigint, int, text[]), shop._like_samples(bigint, bigint[], bigint, text, int),
     shop._like_profiles(bigint, bigint[], bigint, text, bigint[]) TO shop_storefront, shop_admin;
+
+-- Experiments through the router (docs/scale-out.md, "Experiments across
+-- shards").  The experiments and their variants are on every shard (the
+-- router creates and stops them on all, as categories); a unit's bucket is
+-- a hash of the experiment and the unit, the same on every shard.  A
+-- unit's impressions are written on the unit's shard (a customer's, a
+-- guest cart's), where its views, cart lines and orders are, so the
+-- attribution triggers work there as on one node; the report sums every
+-- shard's counts per variant and computes the intervals and tests once.
+
+-- the unit's shard: the unit of a call (as recommend or also_bought finds
+-- it, with their checks), its variant in the running experiment (SH006 for
+-- an unknown one; no variant when stopped or outside every share), and the
+-- assignment signed for the impression that follows (10 minutes)
+CREATE FUNCTION shop._experiment_choose(experiment text, customer_id bigint, visitor text, for_recommend boolean,
+                                        OUT unit text, OUT experiment_id integer, OUT variant smallint,
+                                        OUT params jsonb, OUT valid_until bigint, OUT sig text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    p record;
+BEGIN
+    IF for_recommend THEN
+        IF customer_id IS NULL THEN
+            RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        PERFORM shop._authorize(customer_id);
+        unit := customer_id::text;
+    ELSIF customer_id IS NOT NULL THEN
+        PERFORM shop._authorize(customer_id);
+        unit := customer_id::text;
+    ELSE
+        unit := coalesce(shop.current_customer()::text, 'guest:' || nullif(visitor, ''));
+    END IF;
+    SELECT * INTO p FROM shop._experiment_pick(experiment, unit);
+    IF p.experiment_id IS NOT NULL THEN
+        experiment_id := p.experiment_id;
+        variant := p.variant;
+        params := p.params;
+        valid_until := extract(epoch FROM now() + interval '10 minutes')::bigint;
+        sig := shop._saga_proof(jsonb_build_array('impression', experiment_id, variant, unit, valid_until));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_choose(text, bigint, text, boolean) IS
+'internal (shop_router): the unit of a recommend or also_bought call and its variant in a running experiment, signed for the impression';
+
+-- the unit's shard: records a list shown (as recommend and also_bought
+-- do on one node), for an assignment _experiment_choose signed
+CREATE FUNCTION shop._experiment_impress(experiment_id integer, variant smallint, unit text, surface text,
+                                         products bigint[], valid_until bigint, sig text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        PERFORM shop._saga_require(jsonb_build_array('impression', experiment_id, variant, unit, valid_until), sig,
+                                   'an experiment''s impression');
+        IF valid_until < extract(epoch FROM now()) THEN
+            RAISE EXCEPTION 'permission denied for an experiment''s impression' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = 'The variant was chosen more than 10 minutes ago.',
+                HINT = 'Call the list through the router again.';
+        END IF;
+    END IF;
+    IF cardinality(products) > 0 AND NOT pg_is_in_recovery() THEN
+        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
+        VALUES (experiment_id, variant, unit, surface, products);
+        IF random() < 0.005
+           OR (random() < 0.05
+               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+            PERFORM shop._experiment_flush();
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_impress(integer, smallint, text, text, bigint[], bigint, text) IS
+'internal (shop_router): records an experiment''s list shown to a unit on the unit''s shard';
+
+-- every shard: shop.experiment_stop at the router's time
+CREATE FUNCTION shop._experiment_stop_at(name text, at timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    stopped timestamptz;
+BEGIN
+    PERFORM shop._require(_experiment_stop_at.name, 'name');
+    UPDATE shop.experiment e SET stopped_at = coalesce(e.stopped_at, _experiment_stop_at.at)
+     WHERE e.name = _experiment_stop_at.name
+    RETURNING e.stopped_at INTO stopped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'experiment not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No experiment is named %s.', quote_literal(_experiment_stop_at.name));
+    END IF;
+    RETURN stopped;
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_stop_at(text, timestamptz) IS
+'internal (shop_router): shop.experiment_stop on a shard, at the router''s time';
+
+-- every shard: the report's sums per variant of its own units (units are
+-- on one shard each, so the sums of the shards are the cluster's), with
+-- the report's checks
+CREATE FUNCTION shop._experiment_sums(name text, alpha float8)
+RETURNS TABLE (vno smallint, vname text, units bigint, n bigint, clicks bigint, carts bigint, buys bigint,
+               rev float8, rev2 float8)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    eid integer;
+BEGIN
+    PERFORM shop._require(_experiment_sums.name, 'name');
+    IF alpha IS NULL OR NOT (alpha > 0 AND alpha < 0.5) THEN
+        RAISE EXCEPTION 'alpha out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', coalesce(alpha::text, 'NULL'));
+    END IF;
+    SELECT e.experiment_id INTO eid FROM shop.experiment e WHERE e.name = _experiment_sums.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'experiment not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No experiment is named %s.', quote_literal(_experiment_sums.name));
+    END IF;
+    RETURN QUERY
+    WITH per_impression AS (
+        SELECT o.impression_id,
+               bool_or(o.kind = 'view') AS clicked,
+               bool_or(o.kind = 'cart') AS carted,
+               bool_or(o.kind = 'purchase' AND shop._counted(ord.status)) AS bought,
+               coalesce(sum(o.revenue_cents) FILTER (WHERE o.kind = 'purchase' AND shop._counted(ord.status)), 0) AS rev
+          FROM shop.experiment_outcome o
+          LEFT JOIN shop."order" ord ON ord.order_id = o.order_id
+         WHERE o.experiment_id = eid
+         GROUP BY o.impression_id
+    )
+    SELECT v.variant, v.name,
+           count(DISTINCT i.unit), count(i.impression_id),
+           count(*) FILTER (WHERE p.clicked),
+           count(*) FILTER (WHERE p.carted),
+           count(*) FILTER (WHERE p.bought),
+           coalesce(sum(p.rev), 0)::float8,
+           coalesce(sum(p.rev::float8 * p.rev::float8), 0)
+      FROM shop.experiment_variant v
+      LEFT JOIN (SELECT x.impression_id, x.experiment_id, x.variant, x.unit FROM shop.experiment_impression x
+                  WHERE x.experiment_id = eid
+                 UNION ALL
+                 SELECT x.impression_id, x.experiment_id, x.variant, x.unit FROM shop.experiment_impression_recent x
+                  WHERE x.experiment_id = eid) i
+             ON i.experiment_id = v.experiment_id AND i.variant = v.variant
+      LEFT JOIN per_impression p ON p.impression_id = i.impression_id
+     WHERE v.experiment_id = eid
+     GROUP BY v.variant, v.name;
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_sums(text, float8) IS
+'internal (shop_router): shop.experiment_report''s counts and revenue sums per variant, of this shard''s units';
+
+-- any shard: shop.experiment_report's rows from the cluster's sums (its
+-- intervals and tests, computed as one node computes them)
+CREATE FUNCTION shop._experiment_report_from(alpha float8, vnos smallint[], vnames text[], unitss bigint[], ns bigint[],
+                                             clickss bigint[], cartss bigint[], buyss bigint[], revs float8[], rev2s float8[])
+RETURNS TABLE (variant text, control boolean, customers bigint, impressions bigint,
+               clicks bigint, click_through float8, click_through_low float8, click_through_high float8,
+               add_to_carts bigint, conversions bigint, conversion float8, conversion_low float8, conversion_high float8,
+               revenue_cents bigint, revenue_per_impression float8,
+               revenue_per_impression_low float8, revenue_per_impression_high float8,
+               click_through_p float8, conversion_p float8, revenue_p float8,
+               click_through_significant boolean, conversion_significant boolean, revenue_significant boolean)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k integer := cardinality(vnos);
+    z float8;
+BEGIN
+    IF alpha IS NULL OR NOT (alpha > 0 AND alpha < 0.5) THEN
+        RAISE EXCEPTION 'alpha out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', coalesce(alpha::text, 'NULL'));
+    END IF;
+    z := shop._stat_quantile(alpha, NULL);
+    RETURN QUERY
+    WITH agg AS (
+        SELECT * FROM unnest(vnos, vnames, unitss, ns, clickss, cartss, buyss, revs, rev2s)
+                   a(vno, vname, units, n, clicks, carts, buys, rev, rev2)
+    ), s AS (
+        SELECT a.*,
+               a.clicks::float8 / nullif(a.n, 0) AS ctr,
+               a.buys::float8 / nullif(a.n, 0) AS cr,
+               a.rev / nullif(a.n, 0) AS m,
+               CASE WHEN a.n > 1 THEN greatest(a.rev2 - a.rev * a.rev / a.n, 0) / (a.n - 1) END AS var
+          FROM agg a
+    ), c AS (
+        SELECT * FROM s WHERE s.vno = 0
+    )
+    SELECT s.vname, s.vno = 0, s.units, s.n,
+           s.clicks, s.ctr, w.ctr_lo, w.ctr_hi,
+           s.carts, s.buys, s.cr, w.cr_lo, w.cr_hi,
+           s.rev::bigint, s.m,
+           CASE WHEN s.n > 1 THEN s.m - shop._stat_quantile(alpha, s.n - 1) * sqrt(s.var / s.n) END,
+           CASE WHEN s.n > 1 THEN s.m + shop._stat_quantile(alpha, s.n - 1) * sqrt(s.var / s.n) END,
+           t.ctr_p, t.cr_p, t.rev_p,
+           t.ctr_p < alpha / greatest(k - 1, 1), t.cr_p < alpha / greatest(k - 1, 1), t.rev_p < alpha / greatest(k - 1, 1)
+      FROM s
+      CROSS JOIN c
+      CROSS JOIN LATERAL (
+        SELECT (s.ctr + z * z / (2 * q.nn) - z * sqrt(s.ctr * (1 - s.ctr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS ctr_lo,
+               (s.ctr + z * z / (2 * q.nn) + z * sqrt(s.ctr * (1 - s.ctr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS ctr_hi,
+               (s.cr + z * z / (2 * q.nn) - z * sqrt(s.cr * (1 - s.cr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS cr_lo,
+               (s.cr + z * z / (2 * q.nn) + z * sqrt(s.cr * (1 - s.cr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS cr_hi
+          FROM (SELECT nullif(s.n, 0)::float8 AS nn) q
+      ) w
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN s.vno = 0 OR s.n = 0 OR c.n = 0 THEN NULL
+                    ELSE shop._experiment_ztest(s.clicks, s.n, c.clicks, c.n) END AS ctr_p,
+               CASE WHEN s.vno = 0 OR s.n = 0 OR c.n = 0 THEN NULL
+                    ELSE shop._experiment_ztest(s.buys, s.n, c.buys, c.n) END AS cr_p,
+               CASE WHEN s.vno = 0 OR s.n < 2 OR c.n < 2 THEN NULL
+                    ELSE shop._experiment_welch(s.m, s.var, s.n, c.m, c.var, c.n) END AS rev_p
+      ) t
+     ORDER BY s.vno;
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_report_from(float8, smallint[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], float8[], float8[]) IS
+'internal (shop_router): shop.experiment_report''s rows (intervals, tests against the control) from the sums of every shard';
+
+-- every shard: its 50 newest active products outside a list (the cold
+-- products exploration draws from), and its arms' counts of some products
+CREATE FUNCTION shop._experiment_cold(ids bigint[], exclude bigint[])
+RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT q.product_id FROM shop.product q
+     WHERE q.status = 'active' AND q.product_id <> ALL (ids) AND q.product_id <> ALL (exclude)
+     ORDER BY q.product_id DESC LIMIT 50
+$$;
+COMMENT ON FUNCTION shop._experiment_cold(bigint[], bigint[]) IS
+'internal (shop_router): this shard''s 50 newest active products outside a list, for exploration';
+
+CREATE FUNCTION shop._experiment_arms(experiment text, product_ids bigint[])
+RETURNS TABLE (product_id bigint, shown bigint, clicks bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT a.product_id, a.shown, a.clicks
+      FROM shop.experiment e
+      JOIN shop.experiment_arm a ON a.experiment_id = e.experiment_id
+     WHERE e.name = _experiment_arms.experiment AND a.product_id = ANY (product_ids)
+$$;
+COMMENT ON FUNCTION shop._experiment_arms(text, bigint[]) IS
+'internal (shop_router): this shard''s exploration counts (lists shown, views) of some products in an experiment';
+
+REVOKE ALL ON FUNCTION shop._experiment_choose(text, bigint, text, boolean),
+    shop._experiment_impress(integer, smallint, text, text, bigint[], bigint, text),
+    shop._experiment_stop_at(text, timestamptz), shop._experiment_sums(text, float8),
+    shop._experiment_report_from(float8, smallint[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], float8[], float8[]),
+    shop._experiment_cold(bigint[], bigint[]), shop._experiment_arms(text, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._experiment_choose(text, bigint, text, boolean),
+    shop._experiment_impress(integer, smallint, text, text, bigint[], bigint, text),
+    shop._experiment_cold(bigint[], bigint[]), shop._experiment_arms(text, bigint[]) TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop._experiment_stop_at(text, timestamptz), shop._experiment_sums(text, float8),
+    shop._experiment_report_from(float8, smallint[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], float8[], float8[])
+    TO shop_admin;
+
+-- Popularity across shards (docs/scale-out.md, "Popularity across
+-- shards").  One node's popularity of a product is S / (S + 10), S the
+-- sum over its counted purchases (1) and views (0.2) of 2^(-age /
+-- shop.popularity_half_life), the ages taken from the store's newest
+-- event and only those within 16 half-lives (shop._popularity_refresh).
+-- Each term is a function of its event alone once that reference time is
+-- fixed, and every event is on exactly one shard (its customer's), so S
+-- is the sum of the shards' sums taken at the cluster's newest event:
+-- shop_router.popularity_cluster() computes one node's values so.
+
+-- this shard's newest counted order or view
+CREATE FUNCTION shop._popularity_newest()
+RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT greatest((SELECT max(o.created_at) FROM shop."order" o WHERE shop._counted(o.status)),
+                    (SELECT max(v.viewed_at) FROM shop.view_event v))
+$$;
+COMMENT ON FUNCTION shop._popularity_newest() IS
+'internal (shop_router): this shard''s newest counted order or view (the popularity''s reference time is the cluster''s newest)';
+
+-- this shard's part of S for every product its customers bought or
+-- viewed within 16 half-lives of t_ref, as shop._popularity_refresh sums
+CREATE FUNCTION shop._popularity_sums(t_ref timestamptz)
+RETURNS TABLE (product_id bigint, s float8)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    lo timestamptz := t_ref - make_interval(secs => 16 * half_life);
+BEGIN
+    RETURN QUERY
+    WITH ev AS (
+        SELECT l.product_id, o.created_at AS at, 1.0 AS wt
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE shop._counted(o.status) AND o.created_at > lo AND o.created_at <= t_ref
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2
+          FROM shop.view_event v
+         WHERE v.viewed_at > lo AND v.viewed_at <= t_ref
+    )
+    SELECT ev.product_id, sum(ev.wt * exp(-ln(2) * extract(epoch FROM t_ref - ev.at) / half_life))::float8
+      FROM ev
+     GROUP BY ev.product_id;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_sums(timestamptz) IS
+'internal (shop_router): this shard''s decayed sums of purchases and views per product, aged from t_ref';
+
+REVOKE ALL ON FUNCTION shop._popularity_newest(), shop._popularity_sums(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._popularity_newest(), shop._popularity_sums(timestamptz) TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

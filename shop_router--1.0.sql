@@ -2868,8 +2868,7 @@ AS $$
     SELECT * FROM shop._also_bought_global($1, $2);
 $$;
 
-CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL,
-                                 customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL)
+CREATE FUNCTION shop_router._also_bought_default(product_id bigint, lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
@@ -2883,12 +2882,6 @@ DECLARE
     last_score real;
     src record;
 BEGIN
-    IF experiment IS NOT NULL THEN
-        RAISE EXCEPTION 'experiments are not routed yet'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'also_bought with an experiment needs the experiment''s tables on one node.',
-                  HINT = 'Call also_bought without experiment through the router (docs/scale-out.md).';
-    END IF;
     SELECT array_agg(g.product_id ORDER BY g.score DESC, g.product_id), array_agg(g.score ORDER BY g.score DESC, g.product_id)
       INTO ids, scores
       FROM shop_router._also_bought_global(product_id, lim) g;
@@ -2917,21 +2910,21 @@ BEGIN
      LIMIT lim - n;
 END
 $$;
-COMMENT ON FUNCTION shop.also_bought(bigint, int, text, bigint, text) IS
-'router: customers who bought this also bought, scored with the whole cluster''s co-purchase counts (after shop_router.copurchase_move), filled from similar_products when thin; experiments not routed yet';
+COMMENT ON FUNCTION shop_router._also_bought_default(bigint, int) IS
+'router: also_bought''s default list: customers who bought this also bought, scored with the whole cluster''s co-purchase counts (after shop_router.copurchase_move), filled from similar_products when thin';
 
 REVOKE ALL ON FUNCTION shop_router._copurchase_refresh(int), shop_router._copurchase_export(int),
     shop_router._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
     shop_router._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
     shop_router._copurchase_export_ack(int, bigint), shop_router._copurchase_global_score(),
     shop_router.copurchase_move(boolean), shop_router._also_bought_global(bigint, int),
-    shop.also_bought(bigint, int, text, bigint, text) FROM PUBLIC;
+    shop_router._also_bought_default(bigint, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._copurchase_refresh(int), shop_router._copurchase_export(int),
     shop_router._copurchase_import_pairs(int, bigint, bigint[], bigint[], double precision[]),
     shop_router._copurchase_import_items(int, bigint, bigint[], double precision[], double precision[]),
     shop_router._copurchase_export_ack(int, bigint), shop_router._copurchase_global_score(),
     shop_router.copurchase_move(boolean) TO shop_admin;
-GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop.also_bought(bigint, int, text, bigint, text)
+GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop_router._also_bought_default(bigint, int)
     TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
@@ -3053,7 +3046,7 @@ AS $$
     SELECT * FROM shop._recommend_popular($1, $2);
 $$;
 
-CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+CREATE FUNCTION shop_router._recommend_blend(customer_id bigint, lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
@@ -3077,12 +3070,6 @@ DECLARE
     scores real[];
     active bigint[];
 BEGIN
-    IF experiment IS NOT NULL THEN
-        RAISE EXCEPTION 'experiments are not routed yet'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'recommend with an experiment needs the experiment''s tables on one node.',
-                  HINT = 'Call recommend without experiment through the router (docs/scale-out.md).';
-    END IF;
     -- the customer's shard checks the arguments and the session first
     -- the weights of this session (shop.reco_weight_*, placeholders on the
     -- router) are set on the customer's shard, which checks them
@@ -3181,16 +3168,555 @@ BEGIN
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
 END
 $$;
-COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
-'router: personal recommendations blended as on one node from the customer''s shard (history, customers like you) and the products'' shards (co-purchase lists scored with the cluster''s counts, popularity, similar products); experiments not routed yet';
+COMMENT ON FUNCTION shop_router._recommend_blend(bigint, int) IS
+'router: recommend''s default list, blended as on one node from the customer''s shard (history, profile), every shard (customers like you, popularity) and the products'' shards (co-purchase lists scored with the cluster''s counts, similar products)';
 
 REVOKE ALL ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
-    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text),
+    shop_router._recommend_popular(int, bigint[]), shop_router._recommend_blend(bigint, int),
     shop_router._like_samples(bigint, bigint[], bigint, text, int),
     shop_router._like_profiles(bigint, bigint[], bigint, text, bigint[]),
     shop_router._like_source(bigint, bigint[], bigint, text, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._recommend_history(text, bigint, int, text[]), shop_router._recommend_lists(bigint[]),
-    shop_router._recommend_popular(int, bigint[]), shop.recommend(bigint, int, text),
+    shop_router._recommend_popular(int, bigint[]), shop_router._recommend_blend(bigint, int),
     shop_router._like_samples(bigint, bigint[], bigint, text, int),
     shop_router._like_profiles(bigint, bigint[], bigint, text, bigint[]),
     shop_router._like_source(bigint, bigint[], bigint, text, int, int) TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
+-- Experiments (docs/scale-out.md, "Experiments across shards").  The
+-- experiments and their variants are on every shard: experiment_create
+-- and experiment_stop write them on all (one at a time, the advisory lock
+-- below; the shards must agree, as for categories).  A unit's bucket is a
+-- hash of the experiment's name and the unit, the same on every shard; the
+-- unit's shard (a customer's, a guest cart's) chooses its variant with
+-- one node's checks and records the list shown there, where the unit's
+-- views, cart lines and orders are attributed to it by one node's
+-- triggers.  The lists of the variants are the router's (the blend,
+-- trending, similar_products, also_bought, and the 1.1 personal list made
+-- from the cluster's co-purchase lists); exploration draws among the
+-- cluster's 50 newest active products with every shard's counts.
+-- experiment_report sums every shard's counts per variant and computes
+-- the intervals and tests once, on a shard.
+------------------------------------------------------------------------------
+
+-- the partition of a hash (for RUN ON)
+CREATE FUNCTION shop_router._as_part(i_hash int)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT i_hash $$;
+COMMENT ON FUNCTION shop_router._as_part(int) IS 'a hash computed by the router, for RUN ON';
+
+CREATE FUNCTION shop_router._experiment_create(i_name text, i_variants jsonb, i_window interval)
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop.experiment_create($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop.experiment_create(name text, variants jsonb, attribution_window interval DEFAULT '1 day')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    rs text[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(1936224112, 2);   -- 'shop'; 2: experiment writes
+    SELECT array_agg(DISTINCT x::text) INTO rs
+      FROM shop_router._experiment_create(name, variants, attribution_window) x;
+    IF cardinality(rs) IS DISTINCT FROM 1 THEN
+        RAISE EXCEPTION 'shards disagree on the experiment'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('experiment_create(%L) returned %s on the partitions.', name, rs),
+                  HINT = 'Every experiment write must go through the router (docs/scale-out.md).';
+    END IF;
+    RETURN rs[1]::jsonb;
+END
+$$;
+COMMENT ON FUNCTION shop.experiment_create(text, jsonb, interval) IS
+'router: start a named experiment on every shard (they must agree); returns each variant''s buckets';
+
+CREATE FUNCTION shop_router._experiment_stop_at(i_name text, i_at timestamptz)
+RETURNS SETOF timestamptz
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._experiment_stop_at($1, $2);
+$$;
+
+CREATE FUNCTION shop.experiment_stop(name text)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    at timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1936224112, 2);
+    SELECT min(x) INTO at FROM shop_router._experiment_stop_at(name, now()) x;
+    RETURN at;
+END
+$$;
+COMMENT ON FUNCTION shop.experiment_stop(text) IS
+'router: stop an experiment on every shard, at the router''s time; returns when it stopped';
+
+CREATE FUNCTION shop.experiment_bucket(experiment text, unit text)
+RETURNS integer
+LANGUAGE plproxy STRICT
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT shop.experiment_bucket($1, $2);
+$$;
+COMMENT ON FUNCTION shop.experiment_bucket(text, text) IS
+'router: the assignment bucket (0..9999) of a unit in an experiment, the same on every shard';
+
+CREATE FUNCTION shop_router._experiment_assign(i_session text, i_experiment text, i_customer_id bigint, i_visitor text,
+                                               OUT variant text, OUT params jsonb)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_customer_id);
+    SELECT (a).* FROM (SELECT shop.experiment_assign($2, $3, $4) AS a
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop.experiment_assign(experiment text, customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL,
+                                       OUT variant text, OUT params jsonb)
+RETURNS record
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT * FROM shop_router._experiment_assign(shop_router._session(), experiment, customer_id, visitor)
+$$;
+COMMENT ON FUNCTION shop.experiment_assign(text, bigint, text) IS
+'router: the variant (name, params) of a customer or guest in a running experiment, with one node''s checks on a shard';
+
+-- the unit's shard of also_bought: the customer named, else the
+-- session's customer, else the guest's cart (its id in visitor)
+CREATE FUNCTION shop_router._unit_part(i_session text, i_customer_id bigint, i_visitor text)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c bigint;
+BEGIN
+    IF i_customer_id IS NOT NULL THEN
+        RETURN shop_router._pid_part(i_customer_id);
+    END IF;
+    IF i_session <> '' THEN
+        c := shop_router._session_customer(i_session);
+        IF c IS NOT NULL THEN
+            RETURN shop_router._pid_part(c);
+        END IF;
+    END IF;
+    IF i_visitor ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RETURN shop_router._uuid_part(i_visitor::uuid);
+    END IF;
+    RETURN 0;
+END
+$$;
+COMMENT ON FUNCTION shop_router._unit_part(text, bigint, text) IS
+'the hash of an experiment unit''s shard: the customer''s, the session''s customer''s, or the guest cart''s';
+
+CREATE FUNCTION shop_router._experiment_choose(i_session text, i_part int, i_experiment text, i_customer_id bigint,
+                                               i_visitor text, i_for_recommend boolean)
+RETURNS TABLE (unit text, experiment_id integer, variant smallint, params jsonb, valid_until bigint, sig text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._as_part(i_part);
+    SELECT (c).* FROM (SELECT shop._experiment_choose($3, $4, $5, $6) AS c
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+$$;
+
+CREATE FUNCTION shop_router._experiment_impress(i_part int, i_experiment_id integer, i_variant smallint, i_unit text,
+                                                i_surface text, i_products bigint[], i_until bigint, i_sig text)
+RETURNS void
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._as_part(i_part);
+    SELECT shop._experiment_impress($2, $3, $4, $5, $6, $7, $8);
+$$;
+
+CREATE FUNCTION shop_router._experiment_cold(i_ids bigint[], i_exclude bigint[])
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._experiment_cold($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._experiment_arms(i_experiment text, i_product_ids bigint[])
+RETURNS TABLE (product_id bigint, shown bigint, clicks bigint)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._experiment_arms($1, $2);
+$$;
+
+-- exploration as one node's shop._experiment_explore: the cold products
+-- are the cluster's 50 newest active ones outside the list, their counts
+-- every shard's (each shard counts its own units' lists and views)
+CREATE FUNCTION shop_router._experiment_explore(experiment text, ids bigint[], scores real[], lim int,
+                                                share float8, exclude bigint[],
+                                                OUT new_ids bigint[], OUT new_scores real[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k int := least(lim, floor(lim * share + random())::int);
+    cold bigint[];
+    picks bigint[];
+    keep int;
+BEGIN
+    new_ids := ids;
+    new_scores := scores;
+    IF k <= 0 THEN
+        RETURN;
+    END IF;
+    cold := ARRAY(SELECT c FROM shop_router._experiment_cold(ids, exclude) c ORDER BY c DESC LIMIT 50);
+    SELECT array_agg(d.product_id ORDER BY d.draw DESC, d.product_id) INTO picks
+      FROM (SELECT c.product_id,
+                   c.m + sqrt(c.v) * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS draw
+              FROM (SELECT p.product_id,
+                           (1.0 + coalesce(a.clicks, 0)) / (2.0 + coalesce(a.shown, 0)) AS m,
+                           (1.0 + coalesce(a.clicks, 0)) * (1.0 + greatest(coalesce(a.shown, 0) - coalesce(a.clicks, 0), 0))
+                             / ((2.0 + coalesce(a.shown, 0)) ^ 2 * (3.0 + coalesce(a.shown, 0))) AS v
+                      FROM unnest(cold) p(product_id)
+                      LEFT JOIN (SELECT x.product_id, sum(x.shown) AS shown, sum(x.clicks) AS clicks
+                                   FROM shop_router._experiment_arms(experiment, cold) x
+                                  GROUP BY x.product_id) a ON a.product_id = p.product_id) c
+             ORDER BY c.product_id) d;
+    picks := coalesce(picks[1:k], '{}');
+    keep := least(cardinality(ids), lim - cardinality(picks));
+    new_ids := ids[1:keep] || picks;
+    new_scores := scores[1:keep] || array_fill(0::real, ARRAY[cardinality(picks)]);
+END
+$$;
+COMMENT ON FUNCTION shop_router._experiment_explore(text, bigint[], real[], int, float8, bigint[]) IS
+'router: gives about share of a list''s slots to the cluster''s cold products, by Thompson sampling on every shard''s counts';
+
+-- the 1.1 personal list (an experiment's method 'personal'), as one
+-- node's shop._recommend_personal makes it, from the cluster's co-purchase
+-- lists: the seeds' neighbours summed, without what the customer bought
+-- or viewed, the best active ones; trending fills the rest, without the
+-- neighbours of anything bought or viewed
+CREATE FUNCTION shop_router._recommend_personal(customer_id bigint, lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    h record;
+    mine bigint[];
+    l_pids bigint[];
+    l_oids bigint[];
+    l_scores real[];
+    ids bigint[];
+    scores real[];
+    active bigint[];
+    n int;
+BEGIN
+    SELECT * INTO h FROM shop_router._recommend_history(shop_router._session(), customer_id, lim, ARRAY[NULL, '0', NULL, NULL]);
+    mine := ARRAY(SELECT DISTINCT u FROM unnest(coalesce(h.bought, '{}') || coalesce(h.viewed, '{}')) u);
+    IF cardinality(mine) > 0 THEN
+        SELECT array_agg(c.product_id), array_agg(c.other_id), array_agg(c.score)
+          INTO l_pids, l_oids, l_scores
+          FROM shop_router._recommend_lists(mine) c;
+    END IF;
+    SELECT array_agg(r.other_id ORDER BY r.sc DESC, r.other_id), array_agg(r.sc ORDER BY r.sc DESC, r.other_id)
+      INTO ids, scores
+      FROM (SELECT c.other_id, sum(c.score * s.w)::real AS sc
+              FROM unnest(h.seed_ids, h.seed_ws) s(product_id, w)
+              JOIN unnest(l_pids, l_oids, l_scores) c(product_id, other_id, score) ON c.product_id = s.product_id
+             WHERE c.other_id <> ALL (coalesce(h.seed_ids, '{}'))
+               AND c.other_id <> ALL (coalesce(h.bought, '{}'))
+             GROUP BY c.other_id
+             ORDER BY sc DESC, c.other_id
+             LIMIT 3 * lim + 10) r;
+    IF ids IS NOT NULL THEN
+        SELECT coalesce(array_agg(a.product_id), '{}') INTO active
+          FROM shop_router._cart_products(ids) a WHERE a.status = 'active';
+        SELECT array_agg(r.p ORDER BY r.k), array_agg(r.s ORDER BY r.k) INTO ids, scores
+          FROM (SELECT u.p, u.s, u.k FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
+                 WHERE u.p = ANY (active) ORDER BY u.k LIMIT lim) r;
+    END IF;
+    n := coalesce(cardinality(ids), 0);
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT p.product_id, (p.popularity * 0.001)::real
+      FROM shop_router._recommend_popular(lim - n, mine || coalesce(l_oids, '{}')) p
+     ORDER BY p.popularity DESC, p.product_id
+     LIMIT lim - n;
+END
+$$;
+COMMENT ON FUNCTION shop_router._recommend_personal(bigint, int) IS
+'router: the 1.1 personal list (item-to-item from the cluster''s co-purchase lists, trending fills the rest), for an experiment''s method personal';
+
+CREATE FUNCTION shop.recommend(customer_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    part int := shop_router._pid_part(customer_id);
+    ch record;
+    method text;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF experiment IS NULL THEN
+        RETURN QUERY SELECT * FROM shop_router._recommend_blend(customer_id, lim);
+        RETURN;
+    END IF;
+    -- the customer's shard: recommend's checks, the variant (SH006)
+    SELECT * INTO ch FROM shop_router._experiment_choose(shop_router._session(), part, experiment, customer_id, NULL, true);
+    IF ch.variant IS NULL THEN
+        RETURN QUERY SELECT * FROM shop_router._recommend_blend(customer_id, lim);
+        RETURN;
+    END IF;
+    method := coalesce(ch.params ->> 'method', 'default');
+    IF method = 'popularity' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop.trending(NULL, lim) WITH ORDINALITY t(product_id, score, n);
+    ELSIF method = 'personal' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop_router._recommend_personal(customer_id, lim) WITH ORDINALITY t(product_id, score, n);
+    ELSE
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop_router._recommend_blend(customer_id, lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF ch.params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop_router._experiment_explore(experiment, coalesce(ids, '{}'), coalesce(scores, '{}'), lim,
+                                               (ch.params ->> 'explore')::float8, '{}') x;
+    END IF;
+    IF cardinality(ids) > 0 THEN
+        PERFORM shop_router._experiment_impress(part, ch.experiment_id, ch.variant, ch.unit, 'recommend', ids,
+                                                ch.valid_until, ch.sig);
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
+'router: personal recommendations blended as on one node from every shard''s part; with an experiment, the customer''s variant''s list, recorded on the customer''s shard';
+
+CREATE FUNCTION shop.also_bought(product_id bigint, lim int DEFAULT 10, experiment text DEFAULT NULL,
+                                 customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    part int;
+    ch record;
+    method text;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF experiment IS NULL THEN
+        RETURN QUERY SELECT * FROM shop_router._also_bought_default(product_id, lim);
+        RETURN;
+    END IF;
+    -- the unit's shard: the unit (the customer authorized), its variant (SH006)
+    part := shop_router._unit_part(shop_router._session(), customer_id, visitor);
+    SELECT * INTO ch FROM shop_router._experiment_choose(shop_router._session(), part, experiment, customer_id, visitor, false);
+    IF ch.variant IS NULL THEN
+        RETURN QUERY SELECT * FROM shop_router._also_bought_default(product_id, lim);
+        RETURN;
+    END IF;
+    method := coalesce(ch.params ->> 'method', 'default');
+    IF method = 'popularity' THEN
+        IF product_id IS NULL THEN
+            RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        IF NOT coalesce((SELECT bool_or(x) FROM shop_router._product_exists(product_id) x), false) THEN
+            RAISE EXCEPTION 'product not found'
+                USING ERRCODE = 'SH006', DETAIL = format('No product has product_id %s.', product_id);
+        END IF;
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM (SELECT t.product_id, t.score, t.n
+                  FROM shop.trending(NULL, lim + 1) WITH ORDINALITY t(product_id, score, n)
+                 WHERE t.product_id <> product_id
+                 ORDER BY t.n LIMIT lim) t;
+    ELSIF method = 'similar' THEN
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop.similar_products(product_id, lim) WITH ORDINALITY t(product_id, score, n);
+    ELSE
+        SELECT array_agg(t.product_id ORDER BY t.n), array_agg(t.score ORDER BY t.n) INTO ids, scores
+          FROM shop_router._also_bought_default(product_id, lim) WITH ORDINALITY t(product_id, score, n);
+    END IF;
+    IF ch.params ? 'explore' THEN
+        SELECT x.new_ids, x.new_scores INTO ids, scores
+          FROM shop_router._experiment_explore(experiment, coalesce(ids, '{}'), coalesce(scores, '{}'), lim,
+                                               (ch.params ->> 'explore')::float8, ARRAY[product_id]) x;
+    END IF;
+    IF cardinality(ids) > 0 THEN
+        PERFORM shop_router._experiment_impress(part, ch.experiment_id, ch.variant, ch.unit, 'also_bought', ids,
+                                                ch.valid_until, ch.sig);
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+COMMENT ON FUNCTION shop.also_bought(bigint, int, text, bigint, text) IS
+'router: customers who bought this also bought, scored with the whole cluster''s co-purchase counts; with an experiment, the unit''s variant''s list, recorded on the unit''s shard';
+
+CREATE FUNCTION shop_router._experiment_sums(i_name text, i_alpha float8)
+RETURNS TABLE (vno smallint, vname text, units bigint, n bigint, clicks bigint, carts bigint, buys bigint,
+               rev float8, rev2 float8)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._experiment_sums($1, $2);
+$$;
+
+CREATE FUNCTION shop_router._experiment_report_from(i_alpha float8, i_vnos smallint[], i_vnames text[], i_units bigint[],
+                                                    i_ns bigint[], i_clicks bigint[], i_carts bigint[], i_buys bigint[],
+                                                    i_revs float8[], i_rev2s float8[])
+RETURNS TABLE (variant text, control boolean, customers bigint, impressions bigint,
+               clicks bigint, click_through float8, click_through_low float8, click_through_high float8,
+               add_to_carts bigint, conversions bigint, conversion float8, conversion_low float8, conversion_high float8,
+               revenue_cents bigint, revenue_per_impression float8,
+               revenue_per_impression_low float8, revenue_per_impression_high float8,
+               click_through_p float8, conversion_p float8, revenue_p float8,
+               click_through_significant boolean, conversion_significant boolean, revenue_significant boolean)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT * FROM shop._experiment_report_from($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+$$;
+
+CREATE FUNCTION shop.experiment_report(name text, alpha float8 DEFAULT 0.05)
+RETURNS TABLE (variant text, control boolean, customers bigint, impressions bigint,
+               clicks bigint, click_through float8, click_through_low float8, click_through_high float8,
+               add_to_carts bigint, conversions bigint, conversion float8, conversion_low float8, conversion_high float8,
+               revenue_cents bigint, revenue_per_impression float8,
+               revenue_per_impression_low float8, revenue_per_impression_high float8,
+               click_through_p float8, conversion_p float8, revenue_p float8,
+               click_through_significant boolean, conversion_significant boolean, revenue_significant boolean)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    a record;
+BEGIN
+    -- every shard's sums per variant (each with the report's checks)
+    SELECT array_agg(x.vno ORDER BY x.vno) AS vnos, array_agg(x.vname ORDER BY x.vno) AS vnames,
+           array_agg(x.units ORDER BY x.vno) AS units, array_agg(x.n ORDER BY x.vno) AS ns,
+           array_agg(x.clicks ORDER BY x.vno) AS clicks, array_agg(x.carts ORDER BY x.vno) AS carts,
+           array_agg(x.buys ORDER BY x.vno) AS buys, array_agg(x.rev ORDER BY x.vno) AS revs,
+           array_agg(x.rev2 ORDER BY x.vno) AS rev2s
+      INTO a
+      FROM (SELECT s.vno, min(s.vname) AS vname, sum(s.units)::bigint AS units, sum(s.n)::bigint AS n,
+                   sum(s.clicks)::bigint AS clicks, sum(s.carts)::bigint AS carts, sum(s.buys)::bigint AS buys,
+                   sum(s.rev) AS rev, sum(s.rev2) AS rev2
+              FROM shop_router._experiment_sums(name, alpha) s
+             GROUP BY s.vno) x;
+    RETURN QUERY
+    SELECT * FROM shop_router._experiment_report_from(alpha, a.vnos, a.vnames, a.units, a.ns, a.clicks, a.carts,
+                                                      a.buys, a.revs, a.rev2s);
+END
+$$;
+COMMENT ON FUNCTION shop.experiment_report(text, float8) IS
+'router: per variant, every shard''s impressions, clicks, add-to-carts, conversions and revenue summed; intervals and tests against the control as on one node';
+
+REVOKE ALL ON FUNCTION shop_router._as_part(int), shop_router._experiment_create(text, jsonb, interval),
+    shop.experiment_create(text, jsonb, interval), shop_router._experiment_stop_at(text, timestamptz),
+    shop.experiment_stop(text), shop.experiment_bucket(text, text),
+    shop_router._experiment_assign(text, text, bigint, text), shop.experiment_assign(text, bigint, text),
+    shop_router._unit_part(text, bigint, text),
+    shop_router._experiment_choose(text, int, text, bigint, text, boolean),
+    shop_router._experiment_impress(int, integer, smallint, text, text, bigint[], bigint, text),
+    shop_router._experiment_cold(bigint[], bigint[]), shop_router._experiment_arms(text, bigint[]),
+    shop_router._experiment_explore(text, bigint[], real[], int, float8, bigint[]),
+    shop_router._recommend_personal(bigint, int),
+    shop.recommend(bigint, int, text), shop.also_bought(bigint, int, text, bigint, text),
+    shop_router._experiment_sums(text, float8),
+    shop_router._experiment_report_from(float8, smallint[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], float8[], float8[]),
+    shop.experiment_report(text, float8) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._as_part(int), shop.experiment_bucket(text, text),
+    shop_router._experiment_assign(text, text, bigint, text), shop.experiment_assign(text, bigint, text),
+    shop_router._unit_part(text, bigint, text),
+    shop_router._experiment_choose(text, int, text, bigint, text, boolean),
+    shop_router._experiment_impress(int, integer, smallint, text, text, bigint[], bigint, text),
+    shop_router._experiment_cold(bigint[], bigint[]), shop_router._experiment_arms(text, bigint[]),
+    shop_router._experiment_explore(text, bigint[], real[], int, float8, bigint[]),
+    shop_router._recommend_personal(bigint, int),
+    shop.recommend(bigint, int, text), shop.also_bought(bigint, int, text, bigint, text)
+    TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop_router._experiment_create(text, jsonb, interval),
+    shop.experiment_create(text, jsonb, interval), shop_router._experiment_stop_at(text, timestamptz),
+    shop.experiment_stop(text), shop_router._experiment_sums(text, float8),
+    shop_router._experiment_report_from(float8, smallint[], text[], bigint[], bigint[], bigint[], bigint[], bigint[], float8[], float8[]),
+    shop.experiment_report(text, float8) TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Popularity across shards (docs/scale-out.md, "Popularity across
+-- shards"): one node's popularity of every product, from every shard's
+-- decayed sums of its customers' purchases and views, aged from the
+-- cluster's newest event.  A read: the shards' own popularity (what
+-- trending, browse and search use) is still each shard's.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._popularity_newest()
+RETURNS SETOF timestamptz
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._popularity_newest();
+$$;
+
+CREATE FUNCTION shop_router._popularity_sums(i_t_ref timestamptz)
+RETURNS TABLE (product_id bigint, s float8)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._popularity_sums($1);
+$$;
+
+CREATE FUNCTION shop_router.popularity_cluster()
+RETURNS TABLE (product_id bigint, popularity real)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    t timestamptz;
+BEGIN
+    SELECT max(x) INTO t FROM shop_router._popularity_newest() x;
+    IF t IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT x.product_id, (sum(x.s) / (sum(x.s) + 10))::real
+      FROM shop_router._popularity_sums(t) x
+     GROUP BY x.product_id;
+END
+$$;
+COMMENT ON FUNCTION shop_router.popularity_cluster() IS
+'router: one node''s popularity of every bought or viewed product, from every shard''s decayed sums aged from the cluster''s newest event';
+
+REVOKE ALL ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
+    shop_router.popularity_cluster() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
+    shop_router.popularity_cluster() TO shop_admin;

@@ -55,10 +55,7 @@ INSERT INTO node_local VALUES
     ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
     ('reservation_release', 'NOT ROUTED YET: direct holds'), ('reservation_commit', 'NOT ROUTED YET: direct holds'),
-    ('reservation_extend', 'NOT ROUTED YET: direct holds'),
-    ('experiment_create', 'NOT ROUTED YET'), ('experiment_stop', 'NOT ROUTED YET'),
-    ('experiment_assign', 'NOT ROUTED YET'), ('experiment_bucket', 'NOT ROUTED YET'),
-    ('experiment_report', 'NOT ROUTED YET');
+    ('reservation_extend', 'NOT ROUTED YET: direct holds');
 CREATE FUNCTION api_run(conn text, sql text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM FROM dblink(conn, sql) AS t(v text);
@@ -418,6 +415,39 @@ CREATE FUNCTION reco_same_popularity() RETURNS void LANGUAGE sql AS $$
                         RETURNING 1')
       FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c
 $$;
+-- popularity across shards (docs/scale-out.md, "Popularity across
+-- shards"): one node's popularity (S / (S + 10), S the decayed sum of a
+-- product's purchases and views) is the sum of the shards' sums aged from
+-- the cluster's newest event (shop_router.popularity_cluster); each
+-- shard's own popularity, what trending reads, counts only its customers
+CREATE TABLE reco_pop AS
+SELECT product_id, o.popularity AS one_stored, f.popularity AS one_fresh, c.popularity AS cluster, sh.popularity AS shard
+  FROM dblink('a_one_su', 'SELECT product_id, popularity FROM shop.product_popularity') o(product_id bigint, popularity real)
+  FULL JOIN dblink('a_one_su', 'SELECT product_id, (s / (s + 10))::real FROM shop._popularity_sums(shop._popularity_newest())')
+       f(product_id bigint, popularity real) USING (product_id)
+  FULL JOIN dblink('a_rt', 'SELECT product_id, popularity FROM shop_router.popularity_cluster()') c(product_id bigint, popularity real)
+       USING (product_id)
+  LEFT JOIN (SELECT x.product_id, x.popularity
+               FROM unnest(ARRAY[0, 1, 2, 3]) p,
+                    dblink('a_p' || p, 'SELECT product_id, popularity FROM shop.product_popularity') x(product_id bigint, popularity real)
+              WHERE hashint8(x.product_id) & 3 = p) sh USING (product_id);
+SELECT fail_if(count(*) FILTER (WHERE one_fresh IS NULL OR cluster IS NULL OR abs(one_fresh - cluster) > 1e-5) > 0
+               OR count(*) < 30,
+               'the cluster''s popularity (every shard''s sums, aged from the cluster''s newest event) is one node''s',
+               string_agg(format('%s: one node %s, cluster %s', product_id, one_fresh, cluster), ', ')
+                 FILTER (WHERE one_fresh IS NULL OR cluster IS NULL OR abs(one_fresh - cluster) > 1e-5))
+  FROM reco_pop;
+SELECT fail_if(count(*) FILTER (WHERE one_stored IS NULL OR abs(one_stored - cluster) >= 0.0021) > 0,
+               'and one node''s stored popularity (written when it moves by 0.002) is within 0.002 of it')
+  FROM reco_pop WHERE cluster IS NOT NULL;
+\o
+SELECT format('popularity: each shard''s own differs from one node''s (by 0.002 or more) for %s of %s products; its top 10 shares %s of one node''s top 10; the cluster''s sums: %s of %s equal',
+              count(*) FILTER (WHERE abs(coalesce(shard, 0) - one_fresh) >= 0.002), count(*),
+              (SELECT count(*) FROM (SELECT product_id FROM reco_pop ORDER BY one_fresh DESC NULLS LAST, product_id LIMIT 10) a
+                 JOIN (SELECT product_id FROM reco_pop ORDER BY shard DESC NULLS LAST, product_id LIMIT 10) b USING (product_id)),
+              count(*) FILTER (WHERE abs(one_fresh - cluster) <= 1e-5), count(*))
+  FROM reco_pop;
+\o /dev/null
 SELECT reco_same_popularity();
 \o
 SELECT format('copurchase_move: %s', res) FROM reco_move;
@@ -650,8 +680,6 @@ SELECT fail_if((SELECT one FROM api_recommend_diff WHERE k = 5002) <> 'ERROR 220
 SELECT fail_if(api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '28000'
                AND api_state('a_rt_web', 'SELECT count(*)::text FROM shop.recommend(4002)') <> '42501',
                'the storefront gets recommend only for its session''s customer');
-SELECT fail_if(api_state('a_rt', 'SELECT count(*)::text FROM shop.recommend(4002, 10, ''exp'')') <> '0A000',
-               'recommend with an experiment: not routed yet (0A000)');
 SELECT dblink_exec(c, 'RESET shop.reco_weight_like') FROM unnest(ARRAY['a_rt', 'a_one']) c;
 -- a batch applied again by hand is refused by its high-water mark; a
 -- move with nothing new moves nothing
@@ -664,14 +692,161 @@ SELECT reco_counts_check('the counts after a batch offered twice');
 -- the storefront reads also_bought through the router, and may not move counts
 SELECT fail_if(api_state('a_rt_web', 'SELECT count(*)::text FROM shop.also_bought(2, 3)') <> 'ok', 'the storefront calls also_bought through the router');
 SELECT fail_if(api_state('a_rt_web', 'SELECT shop_router.copurchase_move()::text') <> '42501', 'the storefront may not move co-purchase counts');
-SELECT fail_if(api_state('a_rt', 'SELECT count(*)::text FROM shop.also_bought(2, 3, ''exp'')') <> '0A000',
-               'also_bought with an experiment: not routed yet (0A000)');
 SELECT api_run(c, 'UPDATE shop.product SET status = ''active'' WHERE product_id = 17 RETURNING 1')
   FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+-- Experiments through the router (docs/scale-out.md, "Experiments across
+-- shards"): created and stopped on every shard; a unit's variant chosen
+-- and its lists recorded on its shard (a customer's, a guest cart's),
+-- where its views, cart lines and orders are attributed to them; the
+-- report sums the shards.  The same calls on one node and through the
+-- router give the same variants, lists, errors and report.
+\echo == experiments through the router
+CREATE TABLE api_exp (k int PRIMARY KEY, what text NOT NULL, sql text NOT NULL);
+INSERT INTO api_exp VALUES
+    (1, 'experiment_create (recommend)',
+     $q$SELECT shop.experiment_create('reco_ab', '[{"name": "control", "share": 0.34}, {"name": "popular", "share": 0.33, "method": "popularity"}, {"name": "personal", "share": 0.33, "method": "personal"}]')::text$q$),
+    (2, 'experiment_create (also_bought)',
+     $q$SELECT shop.experiment_create('also_ab', '[{"name": "control", "share": 0.3}, {"name": "popular", "share": 0.3, "method": "popularity"}, {"name": "similar", "share": 0.3, "method": "similar"}]', '2 hours')::text$q$),
+    (3, 'experiment_create: the name again (23505)',
+     $q$SELECT shop.experiment_create('reco_ab', '[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]')::text$q$),
+    (4, 'experiment_create: bad variants (22023)', $q$SELECT shop.experiment_create('bad', '[{"name": "a", "share": 2}]')::text$q$),
+    (5, 'experiment_bucket', $q$SELECT array_agg(shop.experiment_bucket('reco_ab', g::text) ORDER BY g)::text FROM generate_series(4000, 4028) g$q$),
+    (6, 'experiment_assign (customers)',
+     $q$SELECT array_agg(row(a.variant, a.params)::text ORDER BY g)::text FROM generate_series(4000, 4028) g, shop.experiment_assign('reco_ab', g) a$q$),
+    (7, 'experiment_assign (guests)',
+     $q$SELECT array_agg(row(a.variant, a.params)::text ORDER BY g)::text FROM generate_series(1, 20) g, shop.experiment_assign('also_ab', NULL, md5(g::text)::uuid::text) a$q$),
+    (8, 'experiment_assign: NULL experiment (22004)', $q$SELECT shop.experiment_assign(NULL, 4001)::text$q$),
+    (9, 'experiment_assign: unknown experiment (SH006)', $q$SELECT shop.experiment_assign('nope', 4001)::text$q$),
+    (10, 'recommend with an experiment: NULL customer (22004)', $q$SELECT count(*)::text FROM shop.recommend(NULL, 10, 'reco_ab')$q$),
+    (11, 'recommend with an experiment: unknown (SH006)', $q$SELECT count(*)::text FROM shop.recommend(4001, 10, 'nope')$q$),
+    (12, 'recommend with an experiment: lim 0 (22023)', $q$SELECT count(*)::text FROM shop.recommend(4001, 0, 'reco_ab')$q$),
+    (13, 'also_bought with an experiment: unknown (SH006)', $q$SELECT count(*)::text FROM shop.also_bought(1, 5, 'nope', 4001)$q$),
+    (14, 'also_bought with an experiment: no such product',
+     $q$SELECT string_agg(coalesce(x.l, 'none'), ' ' ORDER BY g)
+          FROM generate_series(4000, 4011) g
+          LEFT JOIN LATERAL (SELECT array_agg(product_id)::text AS l FROM shop.also_bought(999999, 5, 'also_ab', g)) x ON true$q$);
+-- each customer's list in their variant, each twice (two impressions)
+INSERT INTO api_exp
+SELECT 100 + g * 2 + r, format('recommend(%s, 10, reco_ab)', g),
+       format($q$SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(%s, 10, 'reco_ab')$q$, g)
+  FROM generate_series(4000, 4028) g, generate_series(0, 1) r;
+INSERT INTO api_exp
+SELECT 20000 + g * 10 + p, format('also_bought(%s, 5, also_ab, %s)', p, g),
+       format($q$SELECT array_agg(row(product_id, score)::text)::text FROM shop.also_bought(%s, 5, 'also_ab', %s)$q$, p, g)
+  FROM generate_series(4000, 4011) g, generate_series(1, 6) p;
+INSERT INTO api_exp
+SELECT 90000 + g, format('also_bought(3, 5, also_ab, guest %s)', g),
+       format($q$SELECT array_agg(row(product_id, score)::text)::text FROM shop.also_bought(3, 5, 'also_ab', NULL, %L)$q$, md5(g::text)::uuid::text)
+  FROM generate_series(1, 20) g;
+CREATE TABLE api_exp_diff (k int PRIMARY KEY, what text, router text, one text);
+-- each call runs once on each side (a list shown is an impression)
+CREATE FUNCTION api_once(conn text, sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN val(conn, sql);
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'ERROR ' || SQLSTATE;
+END
+$$;
+CREATE FUNCTION exp_diff(lo int, hi int) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO api_exp_diff
+    SELECT a.k, a.what, api_once('a_rt', a.sql), api_once('a_one', a.sql)
+      FROM api_exp a WHERE a.k BETWEEN lo AND hi ORDER BY a.k
+$$;
+SELECT exp_diff(k, k) FROM api_exp ORDER BY k;
+-- outcomes: views, cart lines and purchases of listed products, the same
+-- on one node and through the router (the orders inserted as checkout
+-- leaves them, on the customer's shard)
+-- the i-th product of a list's text ({"(12,0.5)","(7,0.25)"})
+CREATE FUNCTION nth_pid(list text, i int) RETURNS bigint LANGUAGE sql AS $$
+    SELECT r.m[1]::bigint FROM regexp_matches(list, '"\((\d+),', 'g') WITH ORDINALITY r(m, n) WHERE r.n = i
+$$;
+-- views of the first listed product (customers 4000 to 4020), cart lines
+-- of the second (4000 to 4010), purchases of the third (4000 to 4008:
+-- orders 231 to 239, with the second too)
+SELECT api_run(c, format('SELECT shop.view(%s, %s)::text', g, nth_pid(d.one, 1)))
+  FROM generate_series(4000, 4020) g JOIN api_exp_diff d ON d.k = 100 + g * 2, unnest(ARRAY['a_rt', 'a_one']) c
+ WHERE nth_pid(d.one, 1) IS NOT NULL;
+CREATE TABLE api_exp_cart (conn text, g int, cart uuid);
+INSERT INTO api_exp_cart
+SELECT c, g, val(c, format('SELECT shop.cart_create(%s)', g))::uuid
+  FROM generate_series(4000, 4010) g, unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT api_run(x.conn, format('SELECT shop.cart_add(%L, %s, 1)::text', x.cart, nth_pid(d.one, 2)))
+  FROM api_exp_cart x JOIN api_exp_diff d ON d.k = 100 + x.g * 2
+ WHERE nth_pid(d.one, 2) IS NOT NULL;
+SELECT reco_insert('a_one_su', 230 + g - 3999, g, ARRAY[nth_pid(d.one, 3), nth_pid(d.one, 2)]),
+       reco_insert('a_p' || (hashint8(g) & 3), 230 + g - 3999, g, ARRAY[nth_pid(d.one, 3), nth_pid(d.one, 2)])
+  FROM generate_series(4000, 4008) g JOIN api_exp_diff d ON d.k = 100 + g * 2
+ WHERE nth_pid(d.one, 3) IS NOT NULL;
+INSERT INTO api_exp VALUES
+    (200000, 'experiment_report (recommend)', $q$SELECT array_agg(r::text ORDER BY r.variant)::text FROM shop.experiment_report('reco_ab') r$q$),
+    (200001, 'experiment_report (also_bought, alpha 0.1)', $q$SELECT array_agg(r::text ORDER BY r.variant)::text FROM shop.experiment_report('also_ab', 0.1) r$q$),
+    (200002, 'experiment_report: unknown (SH006)', $q$SELECT count(*)::text FROM shop.experiment_report('nope')$q$),
+    (200003, 'experiment_report: alpha 0.7 (22023)', $q$SELECT count(*)::text FROM shop.experiment_report('reco_ab', 0.7)$q$);
+SELECT exp_diff(200000, 200003);
+-- stopped: the default lists, nothing more recorded, the same report
+SELECT api_run(c, $q$SELECT shop.experiment_stop('reco_ab')::text$q$) FROM unnest(ARRAY['a_rt', 'a_one']) c;
+INSERT INTO api_exp
+SELECT 300000 + g, format('recommend(%s, 10, reco_ab) stopped', g),
+       format($q$SELECT array_agg(row(product_id, score)::text)::text FROM shop.recommend(%s, 10, 'reco_ab')$q$, g)
+  FROM generate_series(4000, 4005) g;
+INSERT INTO api_exp VALUES
+    (300100, 'experiment_report after the stop', $q$SELECT array_agg(r::text ORDER BY r.variant)::text FROM shop.experiment_report('reco_ab') r$q$),
+    (300101, 'experiment_stop: unknown (SH006)', $q$SELECT shop.experiment_stop('nope')::text$q$);
+SELECT exp_diff(300000, 300101);
+SELECT fail_if(count(*) > 0, format('experiments through the router: %s calls give one node''s variants, lists, report and errors',
+                                    (SELECT count(*) FROM api_exp)),
+               string_agg(format('%s: router %s, one node %s', d.what, d.router, d.one), E'\n' ORDER BY d.k))
+  FROM api_exp_diff d WHERE d.router IS DISTINCT FROM d.one;
+-- the test has what it claims: every variant shown, every kind of outcome
+SELECT fail_if((SELECT count(DISTINCT x) FROM api_exp_diff d, regexp_matches(d.one, '\((control|popular|personal),', 'g') x WHERE d.k = 6) < 3
+               OR (SELECT count(DISTINCT x) FROM api_exp_diff d, regexp_matches(d.one, '\((control|popular|similar),', 'g') x WHERE d.k = 7) < 3
+               OR (SELECT one FROM api_exp_diff WHERE k = 10) <> 'ERROR 22004'
+               OR (SELECT one FROM api_exp_diff WHERE k = 11) <> 'ERROR SH006'
+               OR (SELECT one FROM api_exp_diff WHERE k = 3) <> 'ERROR 23505',
+               'the test has every variant and the errors');
+SELECT fail_if(r.clicks = 0 OR r.carts = 0 OR r.buys = 0 OR r.rev = 0 OR r.n < 58, 'the report counts impressions, views, cart lines and purchases',
+               r::text)
+  FROM (SELECT sum(impressions) AS n, sum(clicks) AS clicks, sum(add_to_carts) AS carts, sum(conversions) AS buys,
+               sum(revenue_cents) AS rev
+          FROM dblink('a_one', 'SELECT impressions, clicks, add_to_carts, conversions, revenue_cents FROM shop.experiment_report(''reco_ab'')')
+               AS t(impressions bigint, clicks bigint, add_to_carts bigint, conversions bigint, revenue_cents bigint)) r;
+-- the impressions are on the customers' shards, and only there
+SELECT fail_if(count(*) > 0, 'each impression is on its unit''s shard', string_agg(format('%s on p%s', u, p), ', '))
+  FROM unnest(ARRAY[0, 1, 2, 3]) p,
+       dblink('a_p' || p, 'SELECT unit FROM shop.experiment_impression UNION ALL SELECT unit FROM shop.experiment_impression_recent') t(u text)
+ WHERE u NOT LIKE 'guest:%' AND hashint8(u::bigint) & 3 <> p;
+-- exploration: of a list of 10 at share 0.5, 5 slots go to cold products
+-- (score 0) among the cluster's 50 newest active ones
+SELECT api_run(c, $q$SELECT shop.experiment_create('explore_ab', '[{"name": "a", "share": 0.5, "explore": 0.5}, {"name": "b", "share": 0.5, "explore": 0.5}]')::text$q$)
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+CREATE TABLE api_explore AS
+SELECT g, r.product_id, r.score, r.n
+  FROM generate_series(4000, 4005) g,
+       dblink('a_rt', format('SELECT product_id, score, row_number() OVER () FROM shop.recommend(%s, 10, ''explore_ab'')', g))
+       AS r(product_id bigint, score real, n bigint);
+SELECT fail_if(count(*) <> 6 * 5 OR count(*) FILTER (WHERE e.product_id IN (SELECT product_id FROM dblink('a_one_su',
+                   'SELECT product_id FROM shop.product WHERE status = ''active'' ORDER BY product_id DESC LIMIT 80') t(product_id bigint))) <> 6 * 5,
+               'exploration through the router: 5 of 10 slots to the cluster''s newest products, score 0',
+               (SELECT string_agg(format('%s: %s %s', g, product_id, score), ', ') FROM api_explore))
+  FROM api_explore e WHERE e.n > 5 AND e.score = 0;
+-- the storefront: its session's customer only; the report is the back office's
+SELECT dblink_exec('a_rt_web', format('SET shop.session = %L', val('a_rt', 'SELECT shop.session_token(4002)')));
+SELECT fail_if(api_state('a_rt_web', $q$SELECT count(*)::text FROM shop.also_bought(2, 5, 'also_ab')$q$) <> 'ok'
+               OR api_state('a_rt_web', $q$SELECT count(*)::text FROM shop.recommend(4003, 5, 'explore_ab')$q$) <> '42501'
+               OR api_state('a_rt_web', $q$SELECT shop.experiment_assign('also_ab')::text$q$) <> 'ok'
+               OR val('a_rt_web', $q$SELECT (shop.experiment_assign('also_ab')).variant$q$)
+                  IS DISTINCT FROM val('a_one', $q$SELECT (shop.experiment_assign('also_ab', 4002)).variant$q$)
+               OR api_state('a_rt_web', $q$SELECT count(*)::text FROM shop.experiment_report('also_ab')$q$) <> '42501',
+               'the storefront: lists and assignment for its session''s customer, no report');
+SELECT dblink_exec('a_rt_web', 'RESET ALL');
+SELECT dblink_connect('a_p0_web', :'p0' || ' user=web');
+SELECT fail_if(api_state('a_p0_web', $q$SELECT shop._experiment_impress(1::int, 0::smallint, '4000', 'recommend', '{1}', 9999999999, '00')::text$q$) <> '42501',
+               'a storefront recording an impression on a shard without the unit''s shard''s signature: 42501');
+SELECT dblink_disconnect('a_p0_web');
 -- every order cancelled: the counts go back, on one node and in the
 -- cluster; then the orders go (they have no payment or key, which
 -- saga.sql's invariants would miss)
-SELECT api_run(c, format('UPDATE shop."order" SET status = ''cancelled'' WHERE order_id IN (SELECT md5(''reco-order-'' || g)::uuid FROM generate_series(1, 230) g) RETURNING 1'))
+SELECT api_run(c, format('UPDATE shop."order" SET status = ''cancelled'' WHERE order_id IN (SELECT md5(''reco-order-'' || g)::uuid FROM generate_series(1, 260) g) RETURNING 1'))
   FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
 SELECT api_run('a_one', 'SELECT shop.refresh_recommendations()::text');
 INSERT INTO reco_move (res) SELECT val('a_rt', 'SELECT shop_router.copurchase_move(refresh => true)::text')::jsonb;
@@ -681,7 +856,7 @@ SELECT fail_if((SELECT count(*) FROM dblink('a_one_su', 'SELECT 1 FROM shop.copu
                OR EXISTS (SELECT FROM reco_counts_one() o FULL JOIN reco_counts_cluster() c USING (product_id, other_id)
                            WHERE abs(coalesce(o.n, 0) - coalesce(c.n, 0)) > 1e-9),
                'every order cancelled: no list on one node, none in the cluster, the pair counts one node''s (of the checkouts above)');
-SELECT api_run(c, format('DELETE FROM shop."order" WHERE order_id IN (SELECT md5(''reco-order-'' || g)::uuid FROM generate_series(1, 230) g) RETURNING 1'))
+SELECT api_run(c, format('DELETE FROM shop."order" WHERE order_id IN (SELECT md5(''reco-order-'' || g)::uuid FROM generate_series(1, 260) g) RETURNING 1'))
   FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
 
 SELECT dblink_disconnect('a_one'), dblink_disconnect('a_rt'), dblink_disconnect('a_p0'), dblink_disconnect('a_p1'),
