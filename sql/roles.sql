@@ -154,7 +154,9 @@ SELECT c.oid::regclass AS monitor_may_read
 -- authorize the cart's customer or check another shard's signature
 -- themselves (docs/security.md, "Through the router"), and the router's
 -- autocomplete, similar_products, also_bought and recommend steps, which
--- read what the public calls read
+-- read what the public calls read, and the customers-like-you and
+-- experiment steps, which authorize the customer or check the signature
+-- of the customer's shard
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'shop'::regnamespace AND p.proname ~ '^_' AND p.prosecdef
