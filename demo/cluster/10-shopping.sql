@@ -72,3 +72,17 @@ SELECT m -> 'batches' AS batches, m -> 'pairs_applied' AS pairs_applied, m -> 'l
 SELECT a.product_id, p ->> 'title' AS title, round(a.score::numeric, 3) AS score,
        a.product_id = :mouse AS is_the_mouse
   FROM shop.also_bought(:laptop, 3) a, shop.product_get(a.product_id) p;
+
+\echo '== 8. an experiment: the variant of each customer, the lists recorded on their shards, the report summed'
+-- created on every shard; a customer's variant is a hash of the name and
+-- the customer, the same everywhere; each list shown is recorded on the
+-- customer's shard, where their orders and views are attributed to it
+SELECT jsonb_path_query_array(shop.experiment_create('demo_also',
+           '[{"name": "control", "share": 0.5}, {"name": "similar", "share": 0.5, "method": "similar"}]'),
+       '$.variants[*].name') AS variants;
+SELECT c AS customer, (shop.experiment_assign('demo_also', c)).variant,
+       (SELECT array_agg(a.product_id) FROM shop.also_bought(:laptop, 3, 'demo_also', c) a) AS laptop_also_bought
+  FROM unnest(ARRAY[42, 43, 44, 45]) c;
+-- customer 45 views the first product of the list it was shown: a click
+SELECT shop.view(45, (SELECT a.product_id FROM shop.also_bought(:laptop, 1, 'demo_also', 45) a)) \g /dev/null
+SELECT variant, customers, impressions, clicks FROM shop.experiment_report('demo_also');
