@@ -200,6 +200,8 @@ typedef struct SegState
 	struct WordCursors *wc;		/* per query word, during eval_segment */
 	struct WinBound *wb;		/* per query word and window, see window_bounds */
 	uint32		nwin;
+	float4	   *winpop;			/* per window: its first document's logpop ... */
+	bool	   *winpop_known;	/* ... once read (window_possible) */
 	/* sorted scans (SsVisitMatchesSorted): see sort_window */
 	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
 	uint8	   *catbits;		/* the category or brand filter's bitmap, if any */
@@ -1840,15 +1842,27 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	float4		ub = 0;
 	int			typos = 0;
 	int			missing = 0;
-	const SsDoc *first;
+	uint32		w = lo / SS_WINDOW;
+	float4		logpop;
 
-	if (!ev->want_all && s->allowed && s->wincnt[lo / SS_WINDOW] == 0)
+	if (!ev->want_all && s->allowed && s->wincnt[w] == 0)
 		return false;			/* no document of the window passes the filter */
-	first = doc_get(dc, lo);
+	/* the popularity of the window's first document, read once per segment */
+	if (s->winpop == NULL)
+	{
+		s->winpop = palloc(sizeof(float4) * Max(s->nwin, 1));
+		s->winpop_known = palloc0(sizeof(bool) * Max(s->nwin, 1));
+	}
+	if (!s->winpop_known[w])
+	{
+		s->winpop[w] = doc_get(dc, lo)->logpop;
+		s->winpop_known[w] = true;
+	}
+	logpop = s->winpop[w];
 	/* most popular first: no document of the window has a larger boost */
 	*boostub = (ev->unmarked ?
-				SsBoostBoundUnmarked(q, first->logpop, ev->inv_log_maxpop) * ev->class_factor :
-				SsBoostBound(q, first->logpop, ev->inv_log_maxpop)) * 1.0001f;
+				SsBoostBoundUnmarked(q, logpop, ev->inv_log_maxpop) * ev->class_factor :
+				SsBoostBound(q, logpop, ev->inv_log_maxpop)) * 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
 	s->need_score = -1;
@@ -2389,7 +2403,26 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
 	uint8	   *bits = palloc(nbytes);
 	uint64		total = 0;
 
-	for (uint32 b = 0; b < nbytes; b++)
+	uint32		b = 0;
+
+	/* eight bytes at a time, then the rest */
+	for (; b + 8 <= nbytes; b += 8)
+	{
+		uint64		v = ~UINT64CONST(0);
+
+		if (filter)
+			memcpy(&v, filter + b, 8);
+		for (int m = 0; m < SS_NMARKS; m++)
+		{
+			uint64		mb = 0;
+
+			if (marks[m])
+				memcpy(&mb, marks[m] + b, 8);
+			v &= (cls & (1 << m)) ? mb : ~mb;
+		}
+		memcpy(bits + b, &v, 8);
+	}
+	for (; b < nbytes; b++)
 	{
 		uint8		v = filter ? filter[b] : 0xff;
 
