@@ -1222,13 +1222,24 @@ score_bound(float4 tub, double idf, float4 factor)
  * the same.  Kept for the backend's life (a segment never changes but for
  * dead flags, checked at scoring as before), named by the relation file,
  * the segment's header block and serial and where the term's postings
- * start, at most SS_IMPACT_ENTRIES lists or SS_IMPACT_BYTES, least
- * recently used dropped first (never one the current scan holds).
+ * start: 7 bytes per listed posting, 1.5 MB for `black` at 1,000,000
+ * products.  A list holds at most SS_IMPACT_LIST_BYTES (fewer levels
+ * for a larger term: at 12,000,000 products the top eighth or sixteenth
+ * only), the cache at most SS_IMPACT_ENTRIES lists or SS_IMPACT_BYTES.
+ * A full cache makes room only by dropping lists unused for
+ * SS_IMPACT_STALE uses of others (those of an index rebuilt since, of a
+ * merged segment, of words no longer asked for); otherwise the term goes
+ * without a list: a workload of more frequent terms than the cache holds
+ * would otherwise work lists out again and again, each a pass over the
+ * term's postings.
  */
 #define SS_IMPACT_MIN_DF	8192	/* 64 blocks */
 #define SS_IMPACT_LEVELS	4		/* the top 1/16, 1/8, 1/4, 1/2 */
 #define SS_IMPACT_ENTRIES	512
 #define SS_IMPACT_BYTES		(32 * 1024 * 1024)
+#define SS_IMPACT_LIST_BYTES (SS_IMPACT_BYTES / 8)
+#define SS_IMPACT_STALE		100000
+#define SS_IMPACT_ENTRY_BYTES (sizeof(uint32) + sizeof(uint16) + 1)
 
 typedef struct ImpactList
 {
@@ -1241,6 +1252,7 @@ typedef struct ImpactList
 	uint32	   *docs;
 	uint16	   *tfs;
 	uint8	   *lvl;			/* the smallest level listing it */
+	int			nlev;			/* levels kept: 0 .. nlev - 1 */
 	float4		cut[SS_IMPACT_LEVELS];	/* t' of a posting below a level: at most this */
 	uint64		used;			/* impact_clock when last used */
 } ImpactList;
@@ -1255,10 +1267,10 @@ static uint64 impact_scan_clock = 0;	/* the clock when this scan began */
 static Size
 impact_entry_bytes(const ImpactList *il)
 {
-	return sizeof(ImpactList) + (sizeof(uint32) + sizeof(uint16) + 1) * (Size) il->n;
+	return sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) il->n;
 }
 
-/* room for an entry of bytes, dropping lists no running scan uses; false if none */
+/* room for an entry of bytes, dropping stale lists; false if there is none */
 static bool
 impact_make_room(Size bytes)
 {
@@ -1268,6 +1280,7 @@ impact_make_room(Size bytes)
 
 		for (int i = 0; i < impact_n; i++)
 			if (impact_cache[i]->used < impact_scan_clock &&
+				impact_cache[i]->used + SS_IMPACT_STALE < impact_clock &&
 				(victim < 0 || impact_cache[i]->used < impact_cache[victim]->used))
 				victim = i;
 		if (victim < 0)
@@ -1305,6 +1318,7 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 	double	   *t;
 	double		cut[SS_IMPACT_LEVELS];
 	uint32		n = 0;
+	int			nlev = SS_IMPACT_LEVELS;
 	NormCache	nc;
 	MemoryContext old;
 
@@ -1325,6 +1339,19 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 		}
 	}
 
+	/* the levels a list of at most SS_IMPACT_LIST_BYTES holds, and room for it */
+	while (nlev > 0 && SS_IMPACT_ENTRY_BYTES * (Size) (se->df >> (SS_IMPACT_LEVELS - nlev + 1)) >
+		   SS_IMPACT_LIST_BYTES)
+		nlev--;
+	if (nlev == 0)
+		return NULL;
+	if (impact_cxt == NULL)
+		impact_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search impact lists",
+										   ALLOCSET_DEFAULT_SIZES);
+	if (!impact_make_room(sizeof(ImpactList) +
+						  SS_IMPACT_ENTRY_BYTES * (Size) (se->df >> (SS_IMPACT_LEVELS - nlev + 1))))
+		return NULL;
+
 	/* one pass over the term's postings and their norms */
 	cursor_load(ev, s, se);
 	t = palloc_extended(sizeof(double) * se->df, MCXT_ALLOC_HUGE);
@@ -1344,7 +1371,7 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 
 		/* from the half down: each selection leaves the larger ones above it */
 		memcpy(copy, t, sizeof(double) * n);
-		for (int l = SS_IMPACT_LEVELS - 1; l >= 0; l--)
+		for (int l = nlev - 1; l >= 0; l--)
 			cut[l] = nth_smallest(copy, n, n - (n >> (SS_IMPACT_LEVELS - l)));
 		pfree(copy);
 	}
@@ -1355,7 +1382,7 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 		uint16	   *tfs;
 		uint8	   *lvl;
 		Size		bytes;
-		const double last = cut[SS_IMPACT_LEVELS - 1];
+		const double last = cut[nlev - 1];
 
 		for (uint32 i = 0; i < n; i++)
 			if (t[i] > last)
@@ -1384,10 +1411,7 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 		se->decoded = -1;
 		norm_cache_release(&nc);
 		pfree(t);
-		bytes = sizeof(ImpactList) + (sizeof(uint32) + sizeof(uint16) + 1) * (Size) nhigh;
-		if (impact_cxt == NULL)
-			impact_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search impact lists",
-											   ALLOCSET_DEFAULT_SIZES);
+		bytes = sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) nhigh;
 		if (!impact_make_room(bytes))
 		{
 			pfree(docs);
@@ -1414,14 +1438,15 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 		il->postblk = se->postblk;
 		il->postoff = se->postoff;
 		/* rounded up, so a float below it is no smaller than the exact cut */
-		for (int l = 0; l < SS_IMPACT_LEVELS; l++)
+		il->nlev = nlev;
+		for (int l = 0; l < nlev; l++)
 			il->cut[l] = nextafterf((float4) cut[l], get_float4_infinity());
 		il->used = ++impact_clock;
 		impact_cache[impact_n++] = il;
 		impact_bytes += bytes;
 	}
-	elog(DEBUG1, "shop_search: impact list of a term of %u postings: %u listed, levels' t' above %.3f %.3f %.3f %.3f",
-		 se->df, il->n, cut[0], cut[1], cut[2], cut[3]);
+	elog(DEBUG1, "shop_search: impact list of a term of %u postings: %u listed in %d levels, the last t' above %.3f",
+		 se->df, il->n, nlev, cut[nlev - 1]);
 	se->imp = il;
 	return il;
 }
@@ -1477,7 +1502,7 @@ impact_level(const SegState *s, const SegExp *se, float4 minb, double idf, float
 {
 	if (se->imp == NULL || minb <= 0 || !isfinite(s->scale))
 		return -1;
-	for (int l = 0; l < SS_IMPACT_LEVELS; l++)
+	for (int l = 0; l < se->imp->nlev; l++)
 	{
 		/* a thousandth of room against the float rounding of scores */
 		if (score_bound(se->imp->cut[l] * s->scale, idf, factor) * 1.001f < minb)
@@ -1818,7 +1843,7 @@ window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
 			uint32		first = impact_seek(se, lo);
 			uint32		end = impact_gallop(se->imp->docs, first, se->imp->n, hi);
 
-			wb.cost += (double) (end - first) * (1 << lev) / (1 << (SS_IMPACT_LEVELS - 1));
+			wb.cost += (double) (end - first) * (1 << lev) / (1 << (se->imp->nlev - 1));
 			continue;
 		}
 		cursor_load(ev, s, se);
