@@ -1191,6 +1191,8 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 				continue;
 			if (d >= hi)
 				return;
+			if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
+				continue;
 			posting_cb(pc, d, se->tfs[j]);
 		}
 	}
@@ -1953,6 +1955,62 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
 }
 
+/*
+ * The documents of [lo, hi) that word qi can bring minb or more, as bits
+ * of s->candbits: those of the entries of each expansion's impact list
+ * down to the level minb needs, and, for an expansion without a usable
+ * list, the postings of its blocks whose bound reaches minb.  AND mode
+ * with a slot per word: the first word need only score these documents,
+ * since a document the later word cannot give minb (the top k's need
+ * with the other words at their window bounds) cannot enter the top k,
+ * and reading a list is cheaper than scoring (each score reads the
+ * document's norms).
+ */
+static void
+member_bits(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 minb)
+{
+	WordCursors *wc = &s->wc[qi];
+
+	memset(s->candbits, 0, sizeof(s->candbits));
+	for (int a = 0; a < wc->nact; a++)
+	{
+		SegExp	   *se = &s->exps[wc->act[a].exp];
+		const SsTermMatch *m = &se->e->m[wc->act[a].match];
+		double		idf = ev->widf[qi];
+		int			lev;
+
+		if (minb >= m->factor * idf * (SS_BM25_K1 + 1))
+			continue;			/* no posting of this expansion reaches minb */
+		impact_get(ev, s, se);
+		lev = impact_level(s, se, minb, idf, m->factor);
+		if (lev >= 0)
+		{
+			const ImpactList *il = se->imp;
+
+			for (uint32 i = impact_seek(se, lo); i < il->n && il->docs[i] < hi; i++)
+				if (il->lvl[i] <= lev)
+					s->candbits[(il->docs[i] - lo) >> 6] |= UINT64CONST(1) << ((il->docs[i] - lo) & 63);
+			continue;
+		}
+		cursor_load(ev, s, se);
+		cursor_seek(se, lo);
+		for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+		{
+			if (score_bound(se->skips[b].maxt * s->scale, idf, m->factor) < minb)
+				continue;
+			if (se->decoded != (int32) b)
+				cursor_decode(ev, se, b);
+			for (uint32 j = 0; j < se->ndec; j++)
+			{
+				uint32		d = se->docs[j];
+
+				if (d >= lo && d < hi)
+					s->candbits[(d - lo) >> 6] |= UINT64CONST(1) << ((d - lo) & 63);
+			}
+		}
+	}
+}
+
 /* Offer every posting in [lo, hi) of every expansion of word qi into target. */
 static void
 score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, uint32 hi,
@@ -2077,6 +2135,19 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 
 		/* the documents still in the running, as bits: blocks without one are not read */
 		s->use_candbits = need != NULL;
+		if (oi == 0 && and_mode && s->simple && s->need_score > 0 && q->nslots > 1 &&
+			shop_search_block_max)
+		{
+			/* the first word scores only what the second can bring enough to */
+			int			next = order[1];
+			float4		minb = s->need_score - (s->win_ub - s->slot_ub[next]);
+
+			if (minb > 0)
+			{
+				member_bits(ev, s, q->slots[next].alts[0].first, lo, hi, minb);
+				s->use_candbits = true;
+			}
+		}
 		if (need)
 		{
 			memset(s->candbits, 0, sizeof(s->candbits));
