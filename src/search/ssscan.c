@@ -1318,6 +1318,8 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 	BlockNumber hdrblk = ev->meta.segments[s - ev->segs].header;
 	ImpactList *il;
 	double	   *t;
+	uint32	   *alldocs;
+	uint16	   *alltfs;
 	double		cut[SS_IMPACT_LEVELS];
 	uint32		n = 0;
 	int			nlev = SS_IMPACT_LEVELS;
@@ -1357,25 +1359,41 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 	/* one pass over the term's postings and their norms */
 	cursor_load(ev, s, se);
 	t = palloc_extended(sizeof(double) * se->df, MCXT_ALLOC_HUGE);
+	alldocs = palloc_extended(sizeof(uint32) * se->df, MCXT_ALLOC_HUGE);
+	alltfs = palloc_extended(sizeof(uint16) * se->df, MCXT_ALLOC_HUGE);
 	norm_cache_init(&nc, ev->index, s->hdr.normstart);
 	for (uint32 b = 0; b < se->nblocks; b++)
 	{
 		cursor_decode(ev, se, b);
-		for (uint32 j = 0; j < se->ndec; j++)
-			t[n++] = se->docs[j] < s->hdr.ndocs ?
+		for (uint32 j = 0; j < se->ndec; j++, n++)
+		{
+			alldocs[n] = se->docs[j];
+			alltfs[n] = se->tfs[j];
+			t[n] = se->docs[j] < s->hdr.ndocs ?
 				impact_t(&s->hdr, se->tfs[j], norm_get(&nc, se->docs[j])->len) : 0;
+		}
 		if (b % 64 == 63)
 			CHECK_FOR_INTERRUPTS();
 	}
+	se->decoded = -1;
+	norm_cache_release(&nc);
 	Assert(n == se->df);
 	{
-		double	   *copy = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+		/*
+		 * The cuts from a sample of at most 65,536 postings: any cut is
+		 * right (the unlisted postings are those at most the cut, whatever
+		 * it is), the sample only makes the levels' sizes approximate.
+		 */
+		uint32		stride = Max(n / 65536, 1);
+		uint32		m = n / stride;
+		double	   *sample = palloc(sizeof(double) * m);
 
+		for (uint32 i = 0; i < m; i++)
+			sample[i] = t[i * stride];
 		/* from the half down: each selection leaves the larger ones above it */
-		memcpy(copy, t, sizeof(double) * n);
 		for (int l = nlev - 1; l >= 0; l--)
-			cut[l] = nth_smallest(copy, n, n - (n >> (SS_IMPACT_LEVELS - l)));
-		pfree(copy);
+			cut[l] = nth_smallest(sample, m, m - (m >> (SS_IMPACT_LEVELS - l)));
+		pfree(sample);
 	}
 	/* listed: t' above the cut; the others are at most the cut */
 	{
@@ -1393,26 +1411,21 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 		tfs = palloc_extended(sizeof(uint16) * Max(nhigh, 1), MCXT_ALLOC_HUGE);
 		lvl = palloc_extended(Max(nhigh, 1), MCXT_ALLOC_HUGE);
 		nhigh = 0;
-		n = 0;
-		for (uint32 b = 0; b < se->nblocks; b++)
-		{
-			cursor_decode(ev, se, b);
-			for (uint32 j = 0; j < se->ndec; j++, n++)
-				if (t[n] > last)
-				{
-					int			l = 0;
+		for (uint32 i = 0; i < n; i++)
+			if (t[i] > last)
+			{
+				int			l = 0;
 
-					while (!(t[n] > cut[l]))
-						l++;
-					docs[nhigh] = se->docs[j];
-					tfs[nhigh] = se->tfs[j];
-					lvl[nhigh] = (uint8) l;
-					nhigh++;
-				}
-		}
-		se->decoded = -1;
-		norm_cache_release(&nc);
+				while (!(t[i] > cut[l]))
+					l++;
+				docs[nhigh] = alldocs[i];
+				tfs[nhigh] = alltfs[i];
+				lvl[nhigh] = (uint8) l;
+				nhigh++;
+			}
 		pfree(t);
+		pfree(alldocs);
+		pfree(alltfs);
 		bytes = sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) nhigh;
 		if (!impact_make_room(bytes))
 		{
