@@ -32,8 +32,13 @@
  *      window, by the postings still worth reading), later words look only
  *      at surviving candidates (a bitmap), blocks and postings that cannot
  *      reach the k-th row with the other words at their bounds are
- *      dropped.  shop.search_block_max = off evaluates everything; the
- *      rows and scores are the same (sql/search_topk.sql).
+ *      dropped.  A frequent term's blocks all hold some high score, so
+ *      for it the scan keeps an impact list (its highest-scoring postings
+ *      by level, see impact_get) and reads only the levels a window
+ *      needs; in AND mode the first word scores only documents the second
+ *      can bring enough to (member_bits).  shop.search_block_max = off
+ *      evaluates everything; the rows and scores are the same
+ *      (sql/search_topk.sql, sql/search_topk_impact.sql).
  *   4. Filters (category, brand, price, rating, stock) are checked on the
  *      stored values of each matching document (a selective category or
  *      brand filter first turns its filter terms' postings into a docid
