@@ -32,8 +32,13 @@
  *      window, by the postings still worth reading), later words look only
  *      at surviving candidates (a bitmap), blocks and postings that cannot
  *      reach the k-th row with the other words at their bounds are
- *      dropped.  shop.search_block_max = off evaluates everything; the
- *      rows and scores are the same (sql/search_topk.sql).
+ *      dropped.  A frequent term's blocks all hold some high score, so
+ *      for it the scan keeps an impact list (its highest-scoring postings
+ *      by level, see impact_get) and reads only the levels a window
+ *      needs; in AND mode the first word scores only documents the second
+ *      can bring enough to (member_bits).  shop.search_block_max = off
+ *      evaluates everything; the rows and scores are the same
+ *      (sql/search_topk.sql, sql/search_topk_impact.sql).
  *   4. Filters (category, brand, price, rating, stock) are checked on the
  *      stored values of each matching document (a selective category or
  *      brand filter first turns its filter terms' postings into a docid
@@ -113,6 +118,15 @@ static AttrTerm *attr_terms = NULL;
 /* where SsEvaluate keeps frozen statistics (the scan's long-lived context) */
 static MemoryContext frozen_cxt = NULL;
 
+/* work counters of a ranked scan, reported at DEBUG1 by eval_segment */
+static struct
+{
+	uint64		decoded;		/* postings decoded */
+	uint64		offered;		/* postings that reached posting_cb's scoring */
+	uint64		cands;			/* candidates examined after the last slot */
+	uint64		docs;			/* document records read for them */
+} ss_work;
+
 typedef struct SsResult
 {
 	ItemPointerData tid;
@@ -164,6 +178,9 @@ typedef struct SegExp
 	uint32		ndec;
 	uint32	   *docs;
 	uint16	   *tfs;
+	struct ImpactList *imp;		/* its impact list (impact_get), or NULL */
+	bool		imp_tried;
+	uint32		ipos;			/* impact_seek's last answer */
 } SegExp;
 
 typedef struct NormCache NormCache;
@@ -188,6 +205,8 @@ typedef struct SegState
 	struct WordCursors *wc;		/* per query word, during eval_segment */
 	struct WinBound *wb;		/* per query word and window, see window_bounds */
 	uint32		nwin;
+	float4	   *winpop;			/* per window: its first document's logpop ... */
+	bool	   *winpop_known;	/* ... once read (window_possible) */
 	/* sorted scans (SsVisitMatchesSorted): see sort_window */
 	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
 	uint8	   *catbits;		/* the category or brand filter's bitmap, if any */
@@ -841,9 +860,17 @@ typedef struct PageCache
 } PageCache;
 
 typedef PageCache DocCache;		/* over doc pages */
-struct NormCache				/* over norm pages */
+/*
+ * Over norm pages: a few of them at once (by page number modulo
+ * SS_NORM_SLOTS), since each expansion of a word walks the window's
+ * norms from its start again: a window of SS_WINDOW docids spans two or
+ * three norm pages, and one slot looked a page up in the buffer table
+ * again at every change.
+ */
+#define SS_NORM_SLOTS 4
+struct NormCache
 {
-	PageCache	pc;
+	PageCache	pc[SS_NORM_SLOTS];
 };
 
 static inline void
@@ -896,8 +923,36 @@ doc_release(DocCache *dc)
 static inline const SsNorm *
 norm_get(NormCache *nc, uint32 docid)
 {
-	return (const SsNorm *) page_cache_get(&nc->pc, docid / SS_NORMS_PER_PAGE) +
+	uint32		p = docid / SS_NORMS_PER_PAGE;
+
+	return (const SsNorm *) page_cache_get(&nc->pc[p % SS_NORM_SLOTS], p) +
 		docid % SS_NORMS_PER_PAGE;
+}
+
+/* where docid's norms are if its page is held now, else NULL (for prefetching) */
+static inline const SsNorm *
+norm_peek(const NormCache *nc, uint32 docid)
+{
+	uint32		p = docid / SS_NORMS_PER_PAGE;
+	const PageCache *pc = &nc->pc[p % SS_NORM_SLOTS];
+
+	if (pc->page != p || !BufferIsValid(pc->buf))
+		return NULL;
+	return (const SsNorm *) pc->contents + docid % SS_NORMS_PER_PAGE;
+}
+
+static void
+norm_cache_init(NormCache *nc, Relation index, BlockNumber start)
+{
+	for (int i = 0; i < SS_NORM_SLOTS; i++)
+		page_cache_init(&nc->pc[i], index, start, SS_PAGE_NORM);
+}
+
+static void
+norm_cache_release(NormCache *nc)
+{
+	for (int i = 0; i < SS_NORM_SLOTS; i++)
+		page_cache_release(&nc->pc[i]);
 }
 
 typedef struct PostCtx
@@ -931,6 +986,7 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 		return;
 	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
+	ss_work.offered++;
 	if (!pc->filtered && (pc->ev->collect || pc->ev->tbm))
 	{
 		/* facets and bitmaps need the match set, not scores */
@@ -1070,10 +1126,12 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	}
 	se->ndec = n;
 	se->decoded = (int32) b;
+	ss_work.decoded += n;
 
 }
 
 static inline float4 score_bound(float4 tub, double idf, float4 factor);
+static double nth_smallest(double *v, uint32 n, uint32 m);
 
 /* is a candidate bit set for a docid in [a, b] (window-relative, clipped)? */
 static inline bool
@@ -1138,6 +1196,8 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 				continue;
 			if (d >= hi)
 				return;
+			if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
+				continue;
 			posting_cb(pc, d, se->tfs[j]);
 		}
 	}
@@ -1147,6 +1207,357 @@ static inline float4
 score_bound(float4 tub, double idf, float4 factor)
 {
 	return (float4) (factor * idf * tub * (SS_BM25_K1 + 1) / (tub + SS_BM25_K1));
+}
+
+/*
+ * Impact lists.  Every posting block of a frequent word holds some
+ * document that scores near the word's best (a short title naming it), so
+ * the skip entries' bounds rule nothing out, while the top k of two
+ * frequent words needs documents scoring high on both: at 1,000,000
+ * products `black cable` decoded 727,000 postings and scored 307,000 for
+ * 64 rows.  So a term of many postings gets, the first time a ranked scan
+ * needs a posting score above some bound from it, a list of its highest
+ * postings: the half whose t' under the segment's reference weights and
+ * averages (the skip entries' measure) is highest, in docid order, each
+ * with its level: 0 for the top sixteenth, 1 for the top eighth, 2 for
+ * the top quarter, 3 for the top half, and per level the largest t' of
+ * the postings below it (cut).  When a window needs more from the term
+ * than a level's cut can give (scaled by bound_scale, as the skip
+ * entries are), score_word reads the list's entries of that level and
+ * above instead of the blocks: every posting it leaves out would have
+ * been dropped by posting_cb's minimum score, so the rows and scores are
+ * the same.  Kept for the backend's life (a segment never changes but for
+ * dead flags, checked at scoring as before), named by the relation file,
+ * the segment's header block and serial and where the term's postings
+ * start: 7 bytes per listed posting, 1.5 MB for `black` at 1,000,000
+ * products.  A list holds at most SS_IMPACT_LIST_BYTES (fewer levels
+ * for a larger term: at 12,000,000 products the top eighth or sixteenth
+ * only), the cache at most SS_IMPACT_ENTRIES lists or SS_IMPACT_BYTES.
+ * A full cache makes room only by dropping lists unused for
+ * SS_IMPACT_STALE uses of others (those of an index rebuilt since, of a
+ * merged segment, of words no longer asked for); otherwise the term goes
+ * without a list: a workload of more frequent terms than the cache holds
+ * would otherwise work lists out again and again, each a pass over the
+ * term's postings.
+ */
+#define SS_IMPACT_MIN_DF	8192	/* 64 blocks */
+#define SS_IMPACT_LEVELS	4		/* the top 1/16, 1/8, 1/4, 1/2 */
+#define SS_IMPACT_ENTRIES	512
+#define SS_IMPACT_BYTES		(32 * 1024 * 1024)
+#define SS_IMPACT_LIST_BYTES (SS_IMPACT_BYTES / 8)
+#define SS_IMPACT_STALE		100000
+#define SS_IMPACT_ENTRY_BYTES (sizeof(uint32) + sizeof(uint16) + 1)
+
+typedef struct ImpactList
+{
+	RelFileNode node;
+	BlockNumber hdrblk;
+	uint64		serial;
+	BlockNumber postblk;
+	uint16		postoff;
+	uint32		n;
+	uint32	   *docs;
+	uint16	   *tfs;
+	uint8	   *lvl;			/* the smallest level listing it */
+	int			nlev;			/* levels kept: 0 .. nlev - 1 */
+	float4		cut[SS_IMPACT_LEVELS];	/* t' of a posting below a level: at most this */
+	uint64		used;			/* impact_clock when last used */
+} ImpactList;
+
+static MemoryContext impact_cxt = NULL;
+static ImpactList *impact_cache[SS_IMPACT_ENTRIES];
+static int	impact_n = 0;
+static Size impact_bytes = 0;
+static uint64 impact_clock = 0;
+static uint64 impact_scan_clock = 0;	/* the clock when this scan began */
+
+static Size
+impact_entry_bytes(const ImpactList *il)
+{
+	return sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) il->n;
+}
+
+/* room for an entry of bytes, dropping stale lists; false if there is none */
+static bool
+impact_make_room(Size bytes)
+{
+	while (impact_n >= SS_IMPACT_ENTRIES || impact_bytes + bytes > SS_IMPACT_BYTES)
+	{
+		int			victim = -1;
+
+		for (int i = 0; i < impact_n; i++)
+			if (impact_cache[i]->used < impact_scan_clock &&
+				impact_cache[i]->used + SS_IMPACT_STALE < impact_clock &&
+				(victim < 0 || impact_cache[i]->used < impact_cache[victim]->used))
+				victim = i;
+		if (victim < 0)
+			return false;
+		impact_bytes -= impact_entry_bytes(impact_cache[victim]);
+		pfree(impact_cache[victim]->docs);
+		pfree(impact_cache[victim]->tfs);
+		pfree(impact_cache[victim]->lvl);
+		pfree(impact_cache[victim]);
+		impact_cache[victim] = impact_cache[--impact_n];
+	}
+	return true;
+}
+
+/* t' of a posting under the segment's reference weights and averages (sswrite.c) */
+static inline double
+impact_t(const SsSegHeader *hdr, uint16 tf, const uint16 *len)
+{
+	int			tfs[SS_NFIELDS] = {SS_TF_TITLE(tf), SS_TF_BRAND(tf), SS_TF_DESC(tf)};
+	double		t = 0;
+
+	for (int f = 0; f < SS_NFIELDS; f++)
+		if (tfs[f] > 0)
+			t += hdr->refw[f] * tfs[f] /
+				(1.0 - SS_FIELD_B(f) + SS_FIELD_B(f) * len[f] / hdr->refavg[f]);
+	return t;
+}
+
+/* se's impact list (worked out now if need be), or NULL */
+static ImpactList *
+impact_get(Eval *ev, SegState *s, SegExp *se)
+{
+	BlockNumber hdrblk = ev->meta.segments[s - ev->segs].header;
+	ImpactList *il;
+	double	   *t;
+	uint32	   *alldocs;
+	uint16	   *alltfs;
+	double		cut[SS_IMPACT_LEVELS];
+	uint32		n = 0;
+	int			nlev = SS_IMPACT_LEVELS;
+	NormCache	nc;
+	MemoryContext old;
+
+	if (se->imp_tried)
+		return se->imp;
+	se->imp_tried = true;
+	if (se->df < SS_IMPACT_MIN_DF || !shop_search_block_max)
+		return NULL;
+	for (int i = 0; i < impact_n; i++)
+	{
+		il = impact_cache[i];
+		if (il->postblk == se->postblk && il->postoff == se->postoff && il->hdrblk == hdrblk &&
+			il->serial == s->hdr.serial && RelFileNodeEquals(il->node, ev->index->rd_node))
+		{
+			il->used = ++impact_clock;
+			se->imp = il;
+			return il;
+		}
+	}
+
+	/* the levels a list of at most SS_IMPACT_LIST_BYTES holds, and room for it */
+	while (nlev > 0 && SS_IMPACT_ENTRY_BYTES * (Size) (se->df >> (SS_IMPACT_LEVELS - nlev + 1)) >
+		   SS_IMPACT_LIST_BYTES)
+		nlev--;
+	if (nlev == 0)
+		return NULL;
+	if (impact_cxt == NULL)
+		impact_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search impact lists",
+										   ALLOCSET_DEFAULT_SIZES);
+	if (!impact_make_room(sizeof(ImpactList) +
+						  SS_IMPACT_ENTRY_BYTES * (Size) (se->df >> (SS_IMPACT_LEVELS - nlev + 1))))
+		return NULL;
+
+	/* one pass over the term's postings and their norms */
+	cursor_load(ev, s, se);
+	t = palloc_extended(sizeof(double) * se->df, MCXT_ALLOC_HUGE);
+	alldocs = palloc_extended(sizeof(uint32) * se->df, MCXT_ALLOC_HUGE);
+	alltfs = palloc_extended(sizeof(uint16) * se->df, MCXT_ALLOC_HUGE);
+	norm_cache_init(&nc, ev->index, s->hdr.normstart);
+	for (uint32 b = 0; b < se->nblocks; b++)
+	{
+		cursor_decode(ev, se, b);
+		for (uint32 j = 0; j < se->ndec; j++, n++)
+		{
+			alldocs[n] = se->docs[j];
+			alltfs[n] = se->tfs[j];
+			t[n] = se->docs[j] < s->hdr.ndocs ?
+				impact_t(&s->hdr, se->tfs[j], norm_get(&nc, se->docs[j])->len) : 0;
+		}
+		if (b % 64 == 63)
+			CHECK_FOR_INTERRUPTS();
+	}
+	se->decoded = -1;
+	norm_cache_release(&nc);
+	Assert(n == se->df);
+	{
+		/*
+		 * The cuts from a sample of at most 65,536 postings: any cut is
+		 * right (the unlisted postings are those at most the cut, whatever
+		 * it is), the sample only makes the levels' sizes approximate.
+		 */
+		uint32		stride = Max(n / 65536, 1);
+		uint32		m = n / stride;
+		double	   *sample = palloc(sizeof(double) * m);
+
+		for (uint32 i = 0; i < m; i++)
+			sample[i] = t[i * stride];
+		/* from the half down: each selection leaves the larger ones above it */
+		for (int l = nlev - 1; l >= 0; l--)
+			cut[l] = nth_smallest(sample, m, m - (m >> (SS_IMPACT_LEVELS - l)));
+		pfree(sample);
+	}
+	/* listed: t' above the cut; the others are at most the cut */
+	{
+		uint32		nhigh = 0;
+		uint32	   *docs;
+		uint16	   *tfs;
+		uint8	   *lvl;
+		Size		bytes;
+		const double last = cut[nlev - 1];
+
+		for (uint32 i = 0; i < n; i++)
+			if (t[i] > last)
+				nhigh++;
+		docs = palloc_extended(sizeof(uint32) * Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		tfs = palloc_extended(sizeof(uint16) * Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		lvl = palloc_extended(Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		nhigh = 0;
+		for (uint32 i = 0; i < n; i++)
+			if (t[i] > last)
+			{
+				int			l = 0;
+
+				while (!(t[i] > cut[l]))
+					l++;
+				docs[nhigh] = alldocs[i];
+				tfs[nhigh] = alltfs[i];
+				lvl[nhigh] = (uint8) l;
+				nhigh++;
+			}
+		pfree(t);
+		pfree(alldocs);
+		pfree(alltfs);
+		bytes = sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) nhigh;
+		if (!impact_make_room(bytes))
+		{
+			pfree(docs);
+			pfree(tfs);
+			pfree(lvl);
+			return NULL;
+		}
+		old = MemoryContextSwitchTo(impact_cxt);
+		il = palloc0(sizeof(ImpactList));
+		il->docs = palloc_extended(sizeof(uint32) * Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		il->tfs = palloc_extended(sizeof(uint16) * Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		il->lvl = palloc_extended(Max(nhigh, 1), MCXT_ALLOC_HUGE);
+		MemoryContextSwitchTo(old);
+		memcpy(il->docs, docs, sizeof(uint32) * nhigh);
+		memcpy(il->tfs, tfs, sizeof(uint16) * nhigh);
+		memcpy(il->lvl, lvl, nhigh);
+		pfree(docs);
+		pfree(tfs);
+		pfree(lvl);
+		il->n = nhigh;
+		il->node = ev->index->rd_node;
+		il->hdrblk = hdrblk;
+		il->serial = s->hdr.serial;
+		il->postblk = se->postblk;
+		il->postoff = se->postoff;
+		/* rounded up, so a float below it is no smaller than the exact cut */
+		il->nlev = nlev;
+		for (int l = 0; l < nlev; l++)
+			il->cut[l] = nextafterf((float4) cut[l], get_float4_infinity());
+		il->used = ++impact_clock;
+		impact_cache[impact_n++] = il;
+		impact_bytes += bytes;
+	}
+	elog(DEBUG1, "shop_search: impact list of a term of %u postings: %u listed in %d levels, the last t' above %.3f",
+		 se->df, il->n, nlev, cut[nlev - 1]);
+	se->imp = il;
+	return il;
+}
+
+/* the first of docs[l .. n - 1] at or after docid lo (n if none): galloping from l */
+static inline uint32
+impact_gallop(const uint32 *docs, uint32 l, uint32 n, uint32 lo)
+{
+	uint32		step = 1,
+				r;
+
+	while (l + step < n && docs[l + step] < lo)
+	{
+		l += step;
+		step *= 2;
+	}
+	r = Min(l + step, n);
+	while (l < r)
+	{
+		uint32		m = (l + r) / 2;
+
+		if (docs[m] < lo)
+			l = m + 1;
+		else
+			r = m;
+	}
+	return l;
+}
+
+/*
+ * The first entry of se's impact list at or after docid lo.  Windows come
+ * in increasing order (but for a new pass, which starts over), so it
+ * gallops on from the last answer.
+ */
+static inline uint32
+impact_seek(SegExp *se, uint32 lo)
+{
+	const ImpactList *il = se->imp;
+	uint32		l = se->ipos;
+
+	if (l > il->n || (l > 0 && il->docs[l - 1] >= lo))
+		l = 0;					/* back: a new pass */
+	se->ipos = impact_gallop(il->docs, l, il->n, lo);
+	return se->ipos;
+}
+
+/*
+ * The first level of se's impact list below which no posting can reach
+ * score minb (with idf and factor); -1 if none (or no list).
+ */
+static inline int
+impact_level(const SegState *s, const SegExp *se, float4 minb, double idf, float4 factor)
+{
+	if (se->imp == NULL || minb <= 0 || !isfinite(s->scale))
+		return -1;
+	for (int l = 0; l < se->imp->nlev; l++)
+	{
+		/* a thousandth of room against the float rounding of scores */
+		if (score_bound(se->imp->cut[l] * s->scale, idf, factor) * 1.001f < minb)
+			return l;
+	}
+	return -1;
+}
+
+/* posting_cb on every posting of se in [lo, hi) listed at level lev or above */
+static void
+impact_scan(Eval *ev, SegState *s, SegExp *se, int lev, uint32 lo, uint32 hi, PostCtx *pc)
+{
+	const ImpactList *il = se->imp;
+	bool		prefetch = !pc->filtered && !ev->collect && !ev->tbm;
+
+	for (uint32 i = impact_seek(se, lo); i < il->n && il->docs[i] < hi; i++)
+	{
+		uint32		d = il->docs[i];
+
+		if (prefetch && i + 8 < il->n)
+		{
+			/* a listed posting's norms are seldom in the CPU cache yet */
+			const SsNorm *next = norm_peek(pc->nc, il->docs[i + 8]);
+
+			if (next)
+				__builtin_prefetch(next);
+		}
+		if (il->lvl[i] > lev)
+			continue;
+
+		/* AND mode, a later word: not a candidate */
+		if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
+			continue;
+		posting_cb(pc, d, il->tfs[i]);
+	}
 }
 
 /*
@@ -1310,32 +1721,6 @@ word_cursors_window(Eval *ev, SegState *s, uint32 lo, uint32 hi)
 	}
 }
 
-/*
- * Call visit for every posting block, of every expansion of word qi,
- * whose docid range overlaps [lo, hi), with the match that links the
- * expansion to the word.
- */
-typedef void (*BlockVisit) (void *arg, SegExp *se, const SsTermMatch *m, uint32 b);
-
-static void
-for_word_blocks(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, BlockVisit visit, void *arg)
-{
-	WordCursors *wc = &s->wc[qi];
-
-	for (int a = 0; a < wc->nact; a++)
-	{
-		SegExp	   *se = &s->exps[wc->act[a].exp];
-		const SsTermMatch *m = &se->e->m[wc->act[a].match];
-
-		{
-			cursor_load(ev, s, se);
-			cursor_seek(se, lo);
-			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
-				visit(arg, se, m, b);
-		}
-	}
-}
-
 typedef struct WordBound
 {
 	Eval	   *ev;
@@ -1460,8 +1845,32 @@ window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
 {
 	WordBound	wb = {ev, s, qi, lo, hi, false, 0, INT_MAX, 0, 0};
 
+	WordCursors *wc = &s->wc[qi];
+
 	wb.minb = s->need_score - (s->win_ub - s->slot_ub[ev->q->words[qi].slot]);
-	for_word_blocks(ev, s, qi, lo, hi, window_cost_visit, &wb);
+	for (int a = 0; a < wc->nact; a++)
+	{
+		SegExp	   *se = &s->exps[wc->act[a].exp];
+		const SsTermMatch *m = &se->e->m[wc->act[a].match];
+		int			lev;
+
+		if (wb.minb > 0)
+			impact_get(ev, s, se);
+		lev = impact_level(s, se, wb.minb, ev->widf[qi], m->factor);
+		if (lev >= 0)
+		{
+			/* score_word reads its impact list: level lev holds 2^lev / 8 of it */
+			uint32		first = impact_seek(se, lo);
+			uint32		end = impact_gallop(se->imp->docs, first, se->imp->n, hi);
+
+			wb.cost += (double) (end - first) * (1 << lev) / (1 << (se->imp->nlev - 1));
+			continue;
+		}
+		cursor_load(ev, s, se);
+		cursor_seek(se, lo);
+		for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+			window_cost_visit(&wb, se, m, b);
+	}
 	return wb.cost;
 }
 
@@ -1478,15 +1887,27 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	float4		ub = 0;
 	int			typos = 0;
 	int			missing = 0;
-	const SsDoc *first;
+	uint32		w = lo / SS_WINDOW;
+	float4		logpop;
 
-	if (!ev->want_all && s->allowed && s->wincnt[lo / SS_WINDOW] == 0)
+	if (!ev->want_all && s->allowed && s->wincnt[w] == 0)
 		return false;			/* no document of the window passes the filter */
-	first = doc_get(dc, lo);
+	/* the popularity of the window's first document, read once per segment */
+	if (s->winpop == NULL)
+	{
+		s->winpop = palloc(sizeof(float4) * Max(s->nwin, 1));
+		s->winpop_known = palloc0(sizeof(bool) * Max(s->nwin, 1));
+	}
+	if (!s->winpop_known[w])
+	{
+		s->winpop[w] = doc_get(dc, lo)->logpop;
+		s->winpop_known[w] = true;
+	}
+	logpop = s->winpop[w];
 	/* most popular first: no document of the window has a larger boost */
 	*boostub = (ev->unmarked ?
-				SsBoostBoundUnmarked(q, first->logpop, ev->inv_log_maxpop) * ev->class_factor :
-				SsBoostBound(q, first->logpop, ev->inv_log_maxpop)) * 1.0001f;
+				SsBoostBoundUnmarked(q, logpop, ev->inv_log_maxpop) * ev->class_factor :
+				SsBoostBound(q, logpop, ev->inv_log_maxpop)) * 1.0001f;
 	if (!shop_search_block_max)
 		*boostub = SsMaxBoost(q);
 	s->need_score = -1;
@@ -1552,6 +1973,62 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 					 Min(ub * *boostub, SS_MAX_SCORE)) <= ev->res[0].dist;
 }
 
+/*
+ * The documents of [lo, hi) that word qi can bring minb or more, as bits
+ * of s->candbits: those of the entries of each expansion's impact list
+ * down to the level minb needs, and, for an expansion without a usable
+ * list, the postings of its blocks whose bound reaches minb.  AND mode
+ * with a slot per word: the first word need only score these documents,
+ * since a document the later word cannot give minb (the top k's need
+ * with the other words at their window bounds) cannot enter the top k,
+ * and reading a list is cheaper than scoring (each score reads the
+ * document's norms).
+ */
+static void
+member_bits(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 minb)
+{
+	WordCursors *wc = &s->wc[qi];
+
+	memset(s->candbits, 0, sizeof(s->candbits));
+	for (int a = 0; a < wc->nact; a++)
+	{
+		SegExp	   *se = &s->exps[wc->act[a].exp];
+		const SsTermMatch *m = &se->e->m[wc->act[a].match];
+		double		idf = ev->widf[qi];
+		int			lev;
+
+		if (minb >= m->factor * idf * (SS_BM25_K1 + 1))
+			continue;			/* no posting of this expansion reaches minb */
+		impact_get(ev, s, se);
+		lev = impact_level(s, se, minb, idf, m->factor);
+		if (lev >= 0)
+		{
+			const ImpactList *il = se->imp;
+
+			for (uint32 i = impact_seek(se, lo); i < il->n && il->docs[i] < hi; i++)
+				if (il->lvl[i] <= lev)
+					s->candbits[(il->docs[i] - lo) >> 6] |= UINT64CONST(1) << ((il->docs[i] - lo) & 63);
+			continue;
+		}
+		cursor_load(ev, s, se);
+		cursor_seek(se, lo);
+		for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+		{
+			if (score_bound(se->skips[b].maxt * s->scale, idf, m->factor) < minb)
+				continue;
+			if (se->decoded != (int32) b)
+				cursor_decode(ev, se, b);
+			for (uint32 j = 0; j < se->ndec; j++)
+			{
+				uint32		d = se->docs[j];
+
+				if (d >= lo && d < hi)
+					s->candbits[(d - lo) >> 6] |= UINT64CONST(1) << ((d - lo) & 63);
+			}
+		}
+	}
+}
+
 /* Offer every posting in [lo, hi) of every expansion of word qi into target. */
 static void
 score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, uint32 hi,
@@ -1573,6 +2050,7 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 		{
 			int			k = s->wc[qi].act[a].match;
 			PostCtx		pc;
+			int			lev;
 
 			pc.ev = ev;
 			pc.dc = dc;
@@ -1597,8 +2075,16 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 				pc.tmin = minb * SS_BM25_K1 / (c - minb) * 0.99999;
 			}
 			pc.allowed = s->allowed;
-			cursor_load(ev, s, se);
-			cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, &pc);
+			if (minb > 0)
+				impact_get(ev, s, se);
+			lev = impact_level(s, se, minb, pc.idf, pc.factor);
+			if (lev >= 0)
+				impact_scan(ev, s, se, lev, lo, hi, &pc);	/* the rest scores below minb */
+			else
+			{
+				cursor_load(ev, s, se);
+				cursor_scan(ev, s, se, lo, hi, minb, pc.idf, pc.factor, &pc);
+			}
 		}
 	}
 }
@@ -1667,6 +2153,19 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 
 		/* the documents still in the running, as bits: blocks without one are not read */
 		s->use_candbits = need != NULL;
+		if (oi == 0 && and_mode && s->simple && s->need_score > 0 && q->nslots > 1 &&
+			shop_search_block_max)
+		{
+			/* the first word scores only what the second can bring enough to */
+			int			next = order[1];
+			float4		minb = s->need_score - (s->win_ub - s->slot_ub[next]);
+
+			if (minb > 0)
+			{
+				member_bits(ev, s, q->slots[next].alts[0].first, lo, hi, minb);
+				s->use_candbits = true;
+			}
+		}
 		if (need)
 		{
 			memset(s->candbits, 0, sizeof(s->candbits));
@@ -1774,12 +2273,14 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 
 		if (total->cnt[d] != q->nslots && !(q->match_any && total->cnt[d] > 0))
 			continue;
+		ss_work.cands++;
 		/* even the largest boost would not make the top k: skip unread */
 		if (!result_possible(ev, (float4) ((q->nslots - total->cnt[d]) * SS_MISSING_TIER +
 										   Min(total->typ1[d] - 1, 9) * SS_TYPO_TIER -
 										   Min(total->score[d] * boostub, SS_MAX_SCORE))))
 			continue;
 		doc = doc_get(dc, d);
+		ss_work.docs++;
 		if (ev->collect && t + 4 < ncand &&
 			cand[t + 4] / SS_DOCS_PER_PAGE == d / SS_DOCS_PER_PAGE)
 		{
@@ -2016,7 +2517,26 @@ class_bitmap(SegState *s, const uint8 *filter, uint8 *const *marks, int cls)
 	uint8	   *bits = palloc(nbytes);
 	uint64		total = 0;
 
-	for (uint32 b = 0; b < nbytes; b++)
+	uint32		b = 0;
+
+	/* eight bytes at a time, then the rest */
+	for (; b + 8 <= nbytes; b += 8)
+	{
+		uint64		v = ~UINT64CONST(0);
+
+		if (filter)
+			memcpy(&v, filter + b, 8);
+		for (int m = 0; m < SS_NMARKS; m++)
+		{
+			uint64		mb = 0;
+
+			if (marks[m])
+				memcpy(&mb, marks[m] + b, 8);
+			v &= (cls & (1 << m)) ? mb : ~mb;
+		}
+		memcpy(bits + b, &v, 8);
+	}
+	for (; b < nbytes; b++)
 	{
 		uint8		v = filter ? filter[b] : 0xff;
 
@@ -2630,7 +3150,7 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 		if ((lo / SS_WINDOW) % 16 == 15)
 		{
 			doc_release(dc);
-			page_cache_release(&nc->pc);
+			norm_cache_release(nc);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -2649,6 +3169,7 @@ eval_segment(Eval *ev, SegState *s)
 
 	if (n == 0)
 		return;
+	memset(&ss_work, 0, sizeof(ss_work));
 	s->scale = bound_scale(ev, &s->hdr);
 	build_filter_bitmap(ev, s);
 	if (ev->prune)
@@ -2659,7 +3180,7 @@ eval_segment(Eval *ev, SegState *s)
 		if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 			s->simple = false;
 	page_cache_init(&dc, ev->index, s->hdr.docstart, SS_PAGE_DOC);
-	page_cache_init(&nc.pc, ev->index, s->hdr.normstart, SS_PAGE_NORM);
+	norm_cache_init(&nc, ev->index, s->hdr.normstart);
 	s->nc = &nc;
 
 	memset(&sa, 0, sizeof(sa));
@@ -2770,11 +3291,14 @@ eval_segment(Eval *ev, SegState *s)
 	else
 		nwin = eval_windows(ev, s, &dc, &nc, &sa);
 	doc_release(&dc);
-	page_cache_release(&nc.pc);
+	norm_cache_release(&nc);
 	s->nc = NULL;
 	scratch.dirty = false;
-	elog(DEBUG1, "shop_search: %u of %u windows of a segment of %u documents evaluated",
-		 nwin, (n + SS_WINDOW - 1) / SS_WINDOW, n);
+	elog(DEBUG1, "shop_search: %u of %u windows of a segment of %u documents evaluated "
+		 "(postings decoded " UINT64_FORMAT ", scored " UINT64_FORMAT ", candidates "
+		 UINT64_FORMAT ", records read " UINT64_FORMAT ")",
+		 nwin, (n + SS_WINDOW - 1) / SS_WINDOW, n, ss_work.decoded, ss_work.offered,
+		 ss_work.cands, ss_work.docs);
 }
 
 typedef struct PendScore
@@ -2942,6 +3466,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	Eval	   *ev = palloc0(sizeof(Eval));
 	HASHCTL		ctl;
 
+	impact_scan_clock = impact_clock + 1;	/* the lists this scan uses stay */
 	ev->index = index;
 	ev->want_all = want_all;
 	ev->topk = topk;
