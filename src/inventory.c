@@ -83,7 +83,10 @@
  * product row, which would be the hottest row of all.
  *
  * All SQL runs through SPI with plans prepared once per backend.  Every
- * name is schema-qualified, and the SQL functions pin search_path.
+ * name is schema-qualified, and the SQL functions pin search_path.  Two
+ * writes of every hold skip SQL: step 1's pick and update of the stock
+ * row (inv_take) and the reservation rows (inv_insert_holds), done as
+ * logical replication's apply worker writes rows.
  *
  *-------------------------------------------------------------------------
  */
