@@ -351,6 +351,52 @@ DROP TABLE public.inv_trigger_log;
 SELECT shop.reservation_release(:'r8') AS released, shop.reservation_release((:'r9'::uuid[])[1]) AS released_1,
        shop.reservation_release((:'r9'::uuid[])[2]) AS released_2, pg_temp.check();
 
+-- the stock row of a hold (one line, or a cart's lines) is updated
+-- without an UPDATE statement (src/inventory.c, inv_take) but with what an
+-- UPDATE does: the row triggers of shop.stock fire, BEFORE and AFTER, a
+-- column trigger on reserved too, with the row before and after; the
+-- BEFORE trigger's change is what is stored; an error it raises undoes
+-- the hold; the CHECK still refuses reserved above on_hand
+CREATE TABLE public.inv_stock_log (at text, product_id bigint, old_reserved int, new_reserved int);
+CREATE FUNCTION public.inv_stock_note() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.inv_stock_log VALUES (TG_WHEN || ' ' || TG_NAME, NEW.product_id, OLD.reserved, NEW.reserved);
+    IF TG_WHEN = 'BEFORE' THEN
+        NEW.updated_at := '2000-01-01';
+        IF NEW.reserved = 4 THEN
+            RAISE EXCEPTION 'no fourth unit' USING ERRCODE = 'P0001';
+        END IF;
+        IF NEW.reserved = 5 THEN
+            NEW.on_hand := 4;
+        END IF;
+    END IF;
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER inv_stock_before BEFORE UPDATE ON shop.stock
+    FOR EACH ROW EXECUTE FUNCTION public.inv_stock_note();
+CREATE TRIGGER inv_stock_after AFTER UPDATE OF reserved ON shop.stock
+    FOR EACH ROW EXECUTE FUNCTION public.inv_stock_note();
+BEGIN;
+SELECT shop.reserve(:p8, 2, 'stock-trigger') IS NOT NULL AS held_one;
+SELECT shop.reserve_many(format('[{"product_id": %s, "qty": 1}, {"product_id": %s, "qty": 3}]', :p8, :p9)::jsonb,
+                         'stock-trigger-cart') IS NOT NULL AS held_cart;
+SELECT at, CASE product_id WHEN :p8 THEN 'p8' WHEN :p9 THEN 'p9' END AS product, old_reserved, new_reserved
+  FROM public.inv_stock_log ORDER BY new_reserved, product_id, at DESC;
+SELECT CASE product_id WHEN :p8 THEN 'p8' WHEN :p9 THEN 'p9' END AS product, on_hand, reserved,
+       updated_at = '2000-01-01' AS before_trigger_stored
+  FROM shop.stock WHERE product_id IN (:p8, :p9) ORDER BY product_id;
+SELECT pg_temp.err(format('SELECT shop.reserve(%s, 1)', :p8)) AS fourth_unit_refused_by_trigger,
+       pg_temp.err(format('SELECT shop.reserve(%s, 2)', :p8)) AS check_refuses_trigger_change,
+       pg_temp.err(format($$SELECT shop.reserve_many('[{"product_id": %s, "qty": 1}, {"product_id": %s, "qty": 1}]')$$,
+                           :p8, :p9)) AS cart_refused_by_trigger,
+       pg_temp.check();
+ROLLBACK;
+DROP TRIGGER inv_stock_before ON shop.stock;
+DROP TRIGGER inv_stock_after ON shop.stock;
+DROP FUNCTION public.inv_stock_note();
+DROP TABLE public.inv_stock_log;
+SELECT pg_temp.check();
+
 -- privileges: admin calls are not for PUBLIC, and since 1.1 neither are
 -- holds outside checkout (reserve, reserve_many, reservation_release:
 -- docs/inventory.md, "Privileges")
