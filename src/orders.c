@@ -74,6 +74,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -165,58 +166,23 @@ static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"             WHERE p.product_id = ci.product_id)",
 	UUIDOID);
 /*
- * Shipping and tax (docs/orders.md), the one definition of each rule: the
- * most specific matching row of shop.shipping_rate / shop.tax_rate wins (a
- * row for the address's country, and region, beats the catch-all row with
- * NULLs); for shipping, among matching rows, the one with the highest
- * min_subtotal_cents not above the subtotal.  SQL expressions over the
- * subtotal and the address, used by checkout's money statement and by
- * shop._shipping_cents / shop._tax_cents.
+ * The fraud rules' inputs as statements: what checkout_history and
+ * checkout_token_recent read in C, for a store whose indexes are not as
+ * shop made them (checkout_history, below).
  */
-#define SHIPPING_CENTS_SQL(subtotal, address) \
-	"coalesce((SELECT r.cents FROM shop.shipping_rate r" \
-	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
-	"             AND r.min_subtotal_cents <= " subtotal \
-	"           ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)"
-#define TAX_CENTS_SQL(subtotal, address) \
-	"coalesce((SELECT round(" subtotal "::numeric * r.basis_points / 10000)::bigint" \
-	"            FROM shop.tax_rate r" \
-	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
-	"             AND (r.region IS NULL" \
-	"                  OR r.region = coalesce(" address "->>'region', " address "->>'state'))" \
-	"           ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)"
-
-static ShopStmt st_shipping = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " SHIPPING_CENTS_SQL("$1", "$2"),
-	INT8OID, JSONBOID);
-static ShopStmt st_tax = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " TAX_CENTS_SQL("$1", "$2"),
-	INT8OID, JSONBOID);
-
-/*
- * Money and risk in one round: shipping, tax, and the inputs of the fraud
- * rules (src/payments.c).  st_money_risk has them all; checkout runs
- * st_money_token, which leaves the customer's orders to checkout_history
- * (one walk of order_customer_idx in C instead of two subqueries), and
- * st_money_risk only when that index is not as shop made it.
- */
-static ShopStmt st_money_token = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " SHIPPING_CENTS_SQL("$1", "$2") ", " TAX_CENTS_SQL("$1", "$2") ","
-	"       (SELECT count(*) FROM shop.payment p"
-	"         WHERE $3 IS NOT NULL AND p.token = $3 AND p.created_at > now() - interval '1 hour')",
-	INT8OID, JSONBOID, TEXTOID);
-static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " SHIPPING_CENTS_SQL("$1", "$2") ", " TAX_CENTS_SQL("$1", "$2") ","
-	"       (SELECT count(*) FROM shop.\"order\" o"
-	"         WHERE o.customer_id = $3 AND o.created_at > now() - interval '1 hour'),"
-	"       (SELECT count(*) FROM shop.payment p"
-	"         WHERE $4 IS NOT NULL AND p.token = $4 AND p.created_at > now() - interval '1 hour'),"
+static ShopStmt st_history = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT (SELECT count(*) FROM shop.\"order\" o"
+	"         WHERE o.customer_id = $1 AND o.created_at > now() - interval '1 hour'),"
 	"       h.n, h.avg"
 	"  FROM (SELECT count(*) AS n, coalesce(avg(l.total_cents), 0)::float8 AS avg"
 	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
-	"                 WHERE o.customer_id = $3 AND o.was_paid"
+	"                 WHERE o.customer_id = $1 AND o.was_paid"
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
-	INT8OID, JSONBOID, INT8OID, TEXTOID);
+	INT8OID);
+static ShopStmt st_token_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM shop.payment p"
+	" WHERE p.token = $1 AND p.created_at > now() - interval '1 hour'",
+	TEXTOID);
 
 /*
  * Every write of a checkout in one statement.  An order the test provider
@@ -1174,9 +1140,20 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 	}
 }
 
-/* the attribute number of a column of shop."order", 0 when there is none */
+/* ---------------------------------------------------------------------
+ * Shipping, tax and the fraud rules' inputs, read in C (issue 11)
+ *
+ * Each of these was a subquery of checkout's money statement: an
+ * executor start and end of its own (a Limit, a Sort, an Aggregate, a
+ * scan) for a row or two.  Read here with a scan of the table or a walk
+ * of the index the subquery's plan used, under a snapshot taken as SPI
+ * takes one for a statement.
+ * ---------------------------------------------------------------------
+ */
+
+/* the attribute number of a column, 0 when there is none */
 static AttrNumber
-order_column(TupleDesc desc, const char *name)
+rel_column(TupleDesc desc, const char *name)
 {
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -1188,36 +1165,278 @@ order_column(TupleDesc desc, const char *name)
 	return 0;
 }
 
+/* a table of schema shop, locked for reading */
+static Relation
+shop_table(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("shop", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"shop.%s\" does not exist", name)));
+	return table_open(relid, AccessShareLock);
+}
+
+/* address->>key (NULL when the address or the key is missing, or JSON null) */
+static text *
+address_field(Jsonb *address, const char *key)
+{
+	LOCAL_FCINFO(f, 2);
+	Datum		r;
+
+	if (address == NULL)
+		return NULL;
+	InitFunctionCallInfoData(*f, NULL, 2, InvalidOid, NULL, NULL);
+	f->args[0].value = JsonbPGetDatum(address);
+	f->args[0].isnull = false;
+	f->args[1].value = CStringGetTextDatum(key);
+	f->args[1].isnull = false;
+	r = jsonb_object_field_text(f);
+	return f->isnull ? NULL : DatumGetTextPP(r);
+}
+
+/* upper(address->>'country'), as SQL's upper() makes it; NULL as above */
+static text *
+address_country(Jsonb *address)
+{
+	text	   *c = address_field(address, "country");
+
+	if (c == NULL)
+		return NULL;
+	return DatumGetTextPP(DirectFunctionCall1Coll(upper, DEFAULT_COLLATION_OID, PointerGetDatum(c)));
+}
+
+/* a text column of the slot equals t (= under a deterministic collation: bytewise) */
+static bool
+slot_text_eq(TupleTableSlot *slot, AttrNumber att, text *t, bool *isnull)
+{
+	Datum		d = slot_getattr(slot, att, isnull);
+	text	   *v;
+
+	if (*isnull || t == NULL)
+		return false;
+	v = DatumGetTextPP(d);
+	return VARSIZE_ANY_EXHDR(v) == VARSIZE_ANY_EXHDR(t) &&
+		memcmp(VARDATA_ANY(v), VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == 0;
+}
+
+/*
+ * Shipping (docs/orders.md), the one definition of the rule, which
+ * checkout and shop._shipping_cents apply: among the rows of
+ * shop.shipping_rate for the address's country or for any (country NULL),
+ * whose min_subtotal_cents is not above the subtotal, a country's row
+ * beats a catch-all one, then the highest min_subtotal_cents wins (unique
+ * per country); its cents, 0 when no row matches.  That is
+ *     coalesce((SELECT r.cents FROM shop.shipping_rate r
+ *                WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+ *                  AND r.min_subtotal_cents <= subtotal
+ *                ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)
+ */
+static int64
+shipping_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	a_country,
+				a_min,
+				a_cents;
+	text	   *country;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+	bool		best_any = false;
+	int64		best_min = 0;
+	int64		best_cents = 0;
+
+	if (subtotal_null)
+		return 0;				/* min_subtotal_cents <= NULL: no row */
+	country = address_country(address);
+	rel = shop_table("shipping_rate");
+	desc = RelationGetDescr(rel);
+	a_country = rel_column(desc, "country");
+	a_min = rel_column(desc, "min_subtotal_cents");
+	a_cents = rel_column(desc, "cents");
+	if (a_country == 0 || a_min == 0 || a_cents == 0)
+		elog(ERROR, "shop.shipping_rate lacks a column of the shipping rule");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		bool		any;
+		int64		min;
+		Datum		d;
+
+		(void) slot_getattr(slot, a_country, &isnull);
+		any = isnull;
+		if (!any && !slot_text_eq(slot, a_country, country, &isnull))
+			continue;
+		d = slot_getattr(slot, a_min, &isnull);
+		if (isnull || DatumGetInt64(d) > subtotal)
+			continue;
+		min = DatumGetInt64(d);
+		/* ORDER BY country IS NULL, min_subtotal_cents DESC */
+		if (found && (any > best_any || (any == best_any && min <= best_min)))
+			continue;
+		d = slot_getattr(slot, a_cents, &isnull);
+		found = true;
+		best_any = any;
+		best_min = min;
+		best_cents = isnull ? 0 : DatumGetInt64(d);	/* coalesce(NULL, 0) */
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return best_cents;
+}
+
+/*
+ * Tax (docs/orders.md), the one definition of the rule: the row of
+ * shop.tax_rate for the address's country and region (address->>'region',
+ * else ->>'state'), else for its country (region NULL), else the catch-all
+ * (both NULL); round(subtotal * basis_points / 10000), halves away from
+ * zero, as numeric arithmetic rounds; 0 when no row matches.  That is
+ *     coalesce((SELECT round(subtotal::numeric * r.basis_points / 10000)::bigint
+ *                 FROM shop.tax_rate r
+ *                WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+ *                  AND (r.region IS NULL
+ *                       OR r.region = coalesce(address->>'region', address->>'state'))
+ *                ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)
+ * (country and region are unique together, and a region needs a country,
+ * so no two rows tie.)  Integer arithmetic while the product fits an
+ * int64, numeric's beyond.
+ */
+static int64
+tax_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	a_country,
+				a_region,
+				a_bp;
+	text	   *country;
+	text	   *region;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+	int			best_rank = 0;
+	bool		bp_null = true;
+	int64		bp = 0;
+	int64		x;
+	int64		q;
+
+	country = address_country(address);
+	region = address_field(address, "region");
+	if (region == NULL)
+		region = address_field(address, "state");
+	rel = shop_table("tax_rate");
+	desc = RelationGetDescr(rel);
+	a_country = rel_column(desc, "country");
+	a_region = rel_column(desc, "region");
+	a_bp = rel_column(desc, "basis_points");
+	if (a_country == 0 || a_region == 0 || a_bp == 0)
+		elog(ERROR, "shop.tax_rate lacks a column of the tax rule");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		bool		cnull;
+		bool		rnull;
+		int			rank;
+		Datum		d;
+
+		(void) slot_getattr(slot, a_country, &cnull);
+		if (!cnull && !slot_text_eq(slot, a_country, country, &isnull))
+			continue;
+		(void) slot_getattr(slot, a_region, &rnull);
+		if (!rnull && !slot_text_eq(slot, a_region, region, &isnull))
+			continue;
+		/* ORDER BY country IS NULL, region IS NULL: the lower rank first */
+		rank = (cnull ? 2 : 0) + (rnull ? 1 : 0);
+		if (found && rank >= best_rank)
+			continue;
+		d = slot_getattr(slot, a_bp, &isnull);
+		found = true;
+		best_rank = rank;
+		bp_null = isnull;
+		bp = isnull ? 0 : DatumGetInt32(d);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!found || bp_null || subtotal_null)
+		return 0;				/* coalesce(NULL, 0) */
+	if (pg_mul_s64_overflow(subtotal, bp, &x))
+	{
+		/* past an int64 (a subtotal over 9e14): the numeric arithmetic itself */
+		Datum		r = DirectFunctionCall2(numeric_mul, NumericGetDatum(int64_to_numeric(subtotal)),
+										  NumericGetDatum(int64_to_numeric(bp)));
+
+		r = DirectFunctionCall2(numeric_div, r, NumericGetDatum(int64_to_numeric(10000)));
+		r = DirectFunctionCall2(numeric_round, r, Int32GetDatum(0));
+		return DatumGetInt64(DirectFunctionCall1(numeric_int8, r));
+	}
+	q = x / 10000;
+	if (x % 10000 >= 5000)
+		q++;
+	else if (x % 10000 <= -5000)
+		q--;
+	return q;
+}
+
+/* the attribute numbers and the check that an index is as shop made it */
+static bool
+index_is(Relation rel, Relation idx, AttrNumber a0, Oid t0, bool desc0,
+		 AttrNumber a1, Oid t1, bool desc1)
+{
+	return idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		IndexRelationGetNumberOfKeyAttributes(idx) == 2 &&
+		a0 != 0 && a1 != 0 &&
+		idx->rd_index->indkey.values[0] == a0 && idx->rd_index->indkey.values[1] == a1 &&
+		idx->rd_opcintype[0] == t0 && idx->rd_opcintype[1] == t1 &&
+		((idx->rd_indoption[0] & INDOPTION_DESC) != 0) == desc0 &&
+		((idx->rd_indoption[1] & INDOPTION_DESC) != 0) == desc1 &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+}
+
+/* an index of schema shop on rel, locked for reading; NULL when there is none */
+static Relation
+shop_index(Relation rel, const char *name)
+{
+	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+
+	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+		return NULL;
+	return index_open(idxid, AccessShareLock);
+}
+
 #define HISTORY_PAID	50		/* the last 50 paid orders */
 
 /*
  * The fraud rules' inputs from the customer's own orders, what
- * st_money_risk's two subqueries on shop."order" give: the orders created
- * in the last hour, and the number and average total_cents of the last 50
- * paid ones (the average as avg(bigint) computes it: the numeric quotient
- * of the sum by the count, as float8).  One forward walk of
- * order_customer_idx (customer_id, created_at DESC), newest first, the
- * index both subqueries' plans read at every size (bench/plan_audit), in
- * the same order, under a snapshot taken as SPI takes one for a
- * statement; it stops once it is past the hour and has 50 paid orders.
- * Each subquery cost an executor start and end of its own, more than its
- * reading (issue 11).  Returns false, having read nothing, when the index
- * is not there as shop made it: the caller runs st_money_risk then.
+ * st_history gives: the orders created in the last hour, and the number
+ * and average total_cents of the last 50 paid ones (the average as
+ * avg(bigint) computes it: the numeric quotient of the sum by the count,
+ * as float8).  One forward walk of order_customer_idx (customer_id,
+ * created_at DESC), newest first, the index both subqueries' plans read
+ * at every size (bench/plan_audit), in the same order; it stops once it
+ * is past the hour and has 50 paid orders.  Returns false, having read
+ * nothing, when the index is not there as shop made it: the caller runs
+ * st_history then.
  */
 static bool
-checkout_history(int64 customer, int64 *recent, int64 *n, double *avg)
+checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double *avg)
 {
-	Oid			nsp = get_namespace_oid("shop", false);
-	Oid			relid = get_relname_relid("order", nsp);
-	Oid			idxid = get_relname_relid("order_customer_idx", nsp);
-	Relation	rel;
-	Relation	idx;
-	TupleDesc	desc;
-	AttrNumber	a_cust,
-				a_created,
-				a_paid,
-				a_total;
-	Snapshot	snap;
+	Relation	rel = shop_table("order");
+	Relation	idx = shop_index(rel, "order_customer_idx");
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	a_created = rel_column(desc, "created_at");
+	AttrNumber	a_paid = rel_column(desc, "was_paid");
+	AttrNumber	a_total = rel_column(desc, "total_cents");
 	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -1225,34 +1444,21 @@ checkout_history(int64 customer, int64 *recent, int64 *n, double *avg)
 	int64		sum = 0;
 	Numeric		bigsum = NULL;	/* the sum once it no longer fits an int64 */
 
-	if (!OidIsValid(relid) || !OidIsValid(idxid))
-		return false;
-	rel = table_open(relid, AccessShareLock);
-	idx = index_open(idxid, AccessShareLock);
-	desc = RelationGetDescr(rel);
-	a_cust = order_column(desc, "customer_id");
-	a_created = order_column(desc, "created_at");
-	a_paid = order_column(desc, "was_paid");
-	a_total = order_column(desc, "total_cents");
-	if (idx->rd_index->indrelid != relid || idx->rd_rel->relam != BTREE_AM_OID ||
-		IndexRelationGetNumberOfKeyAttributes(idx) != 2 ||
-		a_cust == 0 || a_created == 0 || a_paid == 0 || a_total == 0 ||
-		idx->rd_index->indkey.values[0] != a_cust ||
-		idx->rd_index->indkey.values[1] != a_created ||
-		idx->rd_opcintype[0] != INT8OID || idx->rd_opcintype[1] != TIMESTAMPTZOID ||
-		(idx->rd_indoption[0] & INDOPTION_DESC) || !(idx->rd_indoption[1] & INDOPTION_DESC) ||
-		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) ||
+	if (idx == NULL ||
+		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
+				  a_created, TIMESTAMPTZOID, true) ||
+		a_paid == 0 || a_total == 0 ||
 		TupleDescAttr(desc, a_paid - 1)->atttypid != BOOLOID ||
 		TupleDescAttr(desc, a_total - 1)->atttypid != INT8OID)
 	{
-		index_close(idx, AccessShareLock);
+		if (idx != NULL)
+			index_close(idx, AccessShareLock);
 		table_close(rel, AccessShareLock);
 		return false;
 	}
 
 	*recent = 0;
 	*n = 0;
-	snap = RegisterSnapshot(GetTransactionSnapshot());
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(customer));
 	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
@@ -1295,7 +1501,6 @@ checkout_history(int64 customer, int64 *recent, int64 *n, double *avg)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
-	UnregisterSnapshot(snap);
 	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 
@@ -1309,46 +1514,85 @@ checkout_history(int64 customer, int64 *recent, int64 *n, double *avg)
 }
 
 /*
+ * The token's payments created in the last hour, what st_token_recent
+ * counts: a walk of payment_token_idx (token, created_at) from the hour's
+ * start.  False, having read nothing, when the index is not as shop made
+ * it.
+ */
+static bool
+checkout_token_recent(const char *token, Snapshot snap, int64 *count)
+{
+	Relation	rel = shop_table("payment");
+	Relation	idx = shop_index(rel, "payment_token_idx");
+	TupleDesc	desc = RelationGetDescr(rel);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TimestampTz cutoff = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
+
+	if (idx == NULL ||
+		!index_is(rel, idx, rel_column(desc, "token"), TEXTOID, false,
+				  rel_column(desc, "created_at"), TIMESTAMPTZOID, false) ||
+		!OidIsValid(idx->rd_indcollation[0]) ||
+		!get_collation_isdeterministic(idx->rd_indcollation[0]))
+	{
+		if (idx != NULL)
+			index_close(idx, AccessShareLock);
+		table_close(rel, AccessShareLock);
+		return false;
+	}
+	*count = 0;
+	/* the index's own collation: its order is the descent's */
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(token));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(cutoff));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		(*count)++;
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return true;
+}
+
+/*
  * Step 5: shipping and tax by the rules, and the fraud score from the
- * customer's and the token's recent history.
+ * customer's and the token's recent history.  One snapshot for all of it,
+ * taken as SPI takes one for a statement.
  */
 static void
 checkout_price(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 	int64		recent = 0;
 	int64		hist_n = 0;
 	double		hist_avg = 0;
-	int64		token_recent;
+	int64		token_recent = 0;
 
-	args[0] = Int64GetDatum(cart->subtotal);
-	args[1] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
-	if (!req->address)
-		nulls[1] = 'n';
-	if (cart->guest || checkout_history(cart->customer, &recent, &hist_n, &hist_avg))
+	money->shipping = shipping_cents(cart->subtotal, false, req->address, snap);
+	money->tax = tax_cents(cart->subtotal, false, req->address, snap);
+	/* a guest has no orders of its own to count (customer_id = NULL) */
+	if (!cart->guest && !checkout_history(cart->customer, snap, &recent, &hist_n, &hist_avg))
 	{
-		/* a guest has no orders of its own to count (customer_id = NULL) */
-		args[2] = CStringGetTextDatum(req->token);
-		if (req->pt.shared)
-			nulls[2] = 'n';		/* a shared test token is not one card: not counted */
-		ShopExec(&st_money_token, args, nulls, 1);
-		token_recent = ShopColInt(0, 3, 0);
+		Datum		args[1] = {Int64GetDatum(cart->customer)};
+
+		ShopExec(&st_history, args, NULL, 1);
+		recent = ShopColInt(0, 1, 0);
+		hist_n = ShopColInt(0, 2, 0);
+		hist_avg = ShopColFloat(0, 3, 0);
 	}
-	else
+	/* a shared test token is not one card: not counted */
+	if (!req->pt.shared && !checkout_token_recent(req->token, snap, &token_recent))
 	{
-		args[2] = Int64GetDatum(cart->customer);
-		args[3] = CStringGetTextDatum(req->token);
-		if (req->pt.shared)
-			nulls[3] = 'n';
-		ShopExec(&st_money_risk, args, nulls, 1);
-		token_recent = ShopColInt(0, 4, 0);
-		recent = ShopColInt(0, 3, 0);
-		hist_n = ShopColInt(0, 5, 0);
-		hist_avg = ShopColFloat(0, 6, 0);
+		Datum		args[1] = {CStringGetTextDatum(req->token)};
+
+		ShopExec(&st_token_recent, args, NULL, 1);
+		token_recent = ShopColInt(0, 1, 0);
 	}
-	money->shipping = ShopColInt(0, 1, 0);
-	money->tax = ShopColInt(0, 2, 0);
+	UnregisterSnapshot(snap);
 	if (pg_add_s64_overflow(cart->subtotal, money->shipping, &money->total) ||
 		pg_add_s64_overflow(money->total, money->tax, &money->total))
 		ereport(ERROR,
@@ -1540,43 +1784,27 @@ shop_checkout(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
- * Shipping and tax as SQL functions (the rules: SHIPPING_CENTS_SQL and
- * TAX_CENTS_SQL above)
+ * Shipping and tax as SQL functions (the rules: shipping_cents and
+ * tax_cents above), under the calling query's snapshot
  * ---------------------------------------------------------------------
  */
-
-static Datum
-rate_cents(ShopStmt *st, FunctionCallInfo fcinfo)
-{
-	Datum		args[2];
-	char		nulls[2] = "  ";
-	int64		cents;
-
-	for (int i = 0; i < 2; i++)
-	{
-		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		if (PG_ARGISNULL(i))
-			nulls[i] = 'n';
-	}
-	SPI_connect();
-	ShopExecRead(st, args, nulls);
-	cents = ShopColInt(0, 1, 0);
-	SPI_finish();
-	PG_RETURN_INT64(cents);
-}
 
 /* shop._shipping_cents(subtotal_cents bigint, address jsonb) -> bigint */
 Datum
 shop_shipping_cents(PG_FUNCTION_ARGS)
 {
-	return rate_cents(&st_shipping, fcinfo);
+	PG_RETURN_INT64(shipping_cents(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0),
+								   PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+								   GetActiveSnapshot()));
 }
 
 /* shop._tax_cents(subtotal_cents bigint, address jsonb) -> bigint */
 Datum
 shop_tax_cents(PG_FUNCTION_ARGS)
 {
-	return rate_cents(&st_tax, fcinfo);
+	PG_RETURN_INT64(tax_cents(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0),
+							  PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+							  GetActiveSnapshot()));
 }
 
 /* ---------------------------------------------------------------------
