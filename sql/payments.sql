@@ -207,6 +207,21 @@ DROP INDEX shop.order_customer_idx;
 SELECT shop.checkout(pg_temp.cart(8, :mug, 4), 'tok_visa', 'e-big') AS e_big \gset
 SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'e_big';
 ROLLBACK;
+-- the token's payments of the hour, with payment_token_idx and without it:
+-- 3 of its 11 payments made older than an hour leave 8 (0.25)
+SELECT count(*) AS alice_payments FROM shop.payment WHERE token = 'tok_visa_alice';
+UPDATE shop.payment SET created_at = now() - interval '61 minutes'
+ WHERE payment_id IN (SELECT payment_id FROM shop.payment WHERE token = 'tok_visa_alice'
+                       ORDER BY payment_id LIMIT 3);
+BEGIN;
+SELECT shop.checkout(pg_temp.cart(9, :mug), 'tok_visa_alice', 't-1') AS t1 \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'t1';
+ROLLBACK;
+BEGIN;
+DROP INDEX shop.payment_token_idx;
+SELECT shop.checkout(pg_temp.cart(9, :mug), 'tok_visa_alice', 't-1') AS t1 \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'t1';
+ROLLBACK;
 
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
