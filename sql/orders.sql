@@ -186,6 +186,12 @@ SELECT count(*) AS cases,
        count(DISTINCT shop._tax_cents(sub, addr)) AS tax_values
   FROM a, s;
 ROLLBACK;
+-- the rules read their tables as a SELECT of the caller: the storefront,
+-- which may not read the rate tables, may not ask them either
+SET ROLE shop_storefront;
+SELECT pg_temp.err($$SELECT shop._shipping_cents(100, NULL)$$) AS storefront_shipping,
+       pg_temp.err($$SELECT shop._tax_cents(100, NULL)$$) AS storefront_tax;
+RESET ROLE;
 SELECT shop.cart_create(103) AS cart5 \gset
 SELECT shop.cart_add(:'cart5', :tee);
 SELECT shop.checkout(:'cart5', 'tok_visa', 'k5', '{"country": "US", "region": "MA"}') AS o5 \gset

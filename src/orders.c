@@ -89,6 +89,7 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -1098,6 +1099,33 @@ shop_table_lock(const char *name, LOCKMODE mode)
 	return table_open(relid, mode);
 }
 
+/*
+ * Whether the current user reads rel as a statement of its own would, with
+ * the SELECT privilege and without row security (the owner, as checkout
+ * runs: SECURITY DEFINER).  Otherwise the statement does the reading.
+ */
+static bool
+plain_read(Relation rel)
+{
+	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED;
+}
+
+/* a rate table read by the rules: refused as a SELECT would refuse it */
+static void
+rate_table_check(Relation rel)
+{
+	AclResult	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row security on shop.%s is not supported", RelationGetRelationName(rel)),
+				 errdetail("The shipping and tax rules read every row of shop.shipping_rate and shop.tax_rate.")));
+}
+
 /* address->>key (NULL when the address or the key is missing, or JSON null) */
 static text *
 address_field(Jsonb *address, const char *key)
@@ -1173,6 +1201,7 @@ shipping_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap
 		return 0;				/* min_subtotal_cents <= NULL: no row */
 	country = address_country(address);
 	rel = shop_table("shipping_rate");
+	rate_table_check(rel);
 	desc = RelationGetDescr(rel);
 	a_country = rel_column(desc, "country");
 	a_min = rel_column(desc, "min_subtotal_cents");
@@ -1251,6 +1280,7 @@ tax_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap)
 	if (region == NULL)
 		region = address_field(address, "state");
 	rel = shop_table("tax_rate");
+	rate_table_check(rel);
 	desc = RelationGetDescr(rel);
 	a_country = rel_column(desc, "country");
 	a_region = rel_column(desc, "region");
@@ -1364,7 +1394,7 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 	int64		sum = 0;
 	Numeric		bigsum = NULL;	/* the sum once it no longer fits an int64 */
 
-	if (idx == NULL ||
+	if (idx == NULL || !plain_read(rel) ||
 		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
 				  a_created, TIMESTAMPTZOID, true) ||
 		a_paid == 0 || a_total == 0 ||
@@ -1450,7 +1480,7 @@ checkout_token_recent(const char *token, Snapshot snap, int64 *count)
 	TupleTableSlot *slot;
 	TimestampTz cutoff = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
 
-	if (idx == NULL ||
+	if (idx == NULL || !plain_read(rel) ||
 		!index_is(rel, idx, rel_column(desc, "token"), TEXTOID, false,
 				  rel_column(desc, "created_at"), TIMESTAMPTZOID, false) ||
 		!OidIsValid(idx->rd_indcollation[0]) ||
@@ -1616,7 +1646,8 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 		TupleDescAttr(desc, a_pid - 1)->atttypid == INT8OID &&
 		TupleDescAttr(desc, a_qty - 1)->atttypid == INT4OID &&
 		TupleDescAttr(desc, a_saved - 1)->atttypid == BOOLOID &&
-		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_DELETE | ACL_SELECT) == ACLCHECK_OK;
+		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_DELETE) == ACLCHECK_OK &&
+		plain_read(rel);
 	if (ok)
 	{
 		TupleDesc	pdesc;
@@ -1640,7 +1671,7 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 			TupleDescAttr(pdesc, patt[1] - 1)->atttypid == TEXTOID &&
 			TupleDescAttr(pdesc, patt[2] - 1)->atttypid == INT8OID &&
 			TupleDescAttr(pdesc, patt[3] - 1)->atttypid == TEXTOID &&
-			pg_class_aclcheck(RelationGetRelid(prel), GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+			plain_read(prel);
 	}
 	if (!ok)
 	{
