@@ -1592,20 +1592,69 @@ product_fetch(Relation rel, Relation idx, Snapshot snap, TupleTableSlot *slot,
 }
 
 /*
+ * Delete the cart line in slot as DELETE does it: when a transaction that
+ * committed after the snapshot changed it, its last version is locked and
+ * judged again (still this cart's, not saved for later), and deleted with
+ * the values it has then (*pid, *qty); under REPEATABLE READ that is
+ * 40001.  False when there is nothing to delete any more.
+ */
+static bool
+cart_line_delete(Relation rel, TupleTableSlot *slot, Snapshot snap, CommandId cid, Datum cart_id,
+				 AttrNumber a_cart, AttrNumber a_pid, AttrNumber a_qty, AttrNumber a_saved,
+				 int64 *pid, int32 *qty)
+{
+	ItemPointerData tid = slot->tts_tid;
+
+	for (;;)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		bool		isnull;
+		Datum		d;
+
+		res = table_tuple_delete(rel, &tid, cid, snap, InvalidSnapshot, true, &tmfd, false);
+		if (res == TM_Ok)
+			return true;
+		if (res == TM_SelfModified || res == TM_Invisible || res == TM_WouldBlock)
+			elog(ERROR, "shop: unexpected result %d deleting a cart line", (int) res);
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent %s",
+							res == TM_Deleted ? "delete" : "update")));
+		if (res == TM_Deleted)
+			return false;
+		/* TM_Updated: the last version, locked, as EvalPlanQual finds it */
+		res = table_tuple_lock(rel, &tid, snap, slot, cid, LockTupleExclusive, LockWaitBlock,
+							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		if (res == TM_Deleted)
+			return false;
+		if (res != TM_Ok)
+			elog(ERROR, "shop: unexpected result %d locking a cart line", (int) res);
+		d = slot_getattr(slot, a_cart, &isnull);
+		if (isnull || memcmp(DatumGetUUIDP(d), DatumGetUUIDP(cart_id), sizeof(pg_uuid_t)) != 0)
+			return false;
+		d = slot_getattr(slot, a_saved, &isnull);
+		if (isnull || DatumGetBool(d))
+			return false;
+		*pid = DatumGetInt64(slot_getattr(slot, a_pid, &isnull));
+		*qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
+		tid = slot->tts_tid;
+	}
+}
+
+/*
  * The lines to order out of the cart (the work of st_cart_lines) without
  * the executor's plan: a walk of cart_item_pkey (cart_id first) for the
- * cart's lines not saved for later, each locked and deleted as
- * logical replication's apply worker deletes a row
- * (ExecSimpleRelationDelete: BEFORE and AFTER ROW DELETE triggers, the
- * replica identity check; statement triggers do not fire, as for the
- * holds of src/inventory.c), and its product read by product_pkey.  A line
- * changed by a transaction that committed after the snapshot is followed
- * to its last version and judged again, as DELETE's recheck does (under
- * REPEATABLE READ: 40001); one deleted meanwhile is skipped.  The cart
- * row is locked (step 1), so every cart call on this cart waits anyway.
- * Returns false, having done nothing, where the statement must do it:
- * tables that are not plain ones or with Citus loaded (as inventory.c),
- * an index not as shop made it, or a role without the privileges.
+ * cart's lines not saved for later, each deleted as DELETE deletes it
+ * (cart_line_delete; the replica identity check of a published table),
+ * and its product read by product_pkey.  The cart row is locked (step 1),
+ * so every cart call on this cart waits for the checkout anyway.  Returns
+ * false, having done nothing, where the statement must do it: a table
+ * that is not a plain one, Citus loaded (as src/inventory.c), any DELETE
+ * trigger or rule on shop.cart_item (it has none: the statement fires
+ * them), an index not as shop made it, a user without the privileges or
+ * under row security.
  */
 static bool
 cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
@@ -1622,10 +1671,7 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 	AttrNumber	patt[4] = {0, 0, 0, 0};
 	bool		ok;
 	Snapshot	snap;
-	EState	   *estate;
-	RangeTblEntry *rte;
-	ResultRelInfo *rri;
-	EPQState	epq;
+	CommandId	cid;
 	TupleTableSlot *slot;
 	TupleTableSlot *pslot;
 	ScanKeyData key;
@@ -1635,6 +1681,11 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 	uint64		cap = 8;
 
 	ok = idx != NULL && rel->rd_rel->relkind == RELKIND_RELATION &&
+		rel->rd_rules == NULL &&
+		!(rel->trigdesc != NULL &&
+		  (rel->trigdesc->trig_delete_before_row || rel->trigdesc->trig_delete_after_row ||
+		   rel->trigdesc->trig_delete_instead_row || rel->trigdesc->trig_delete_before_statement ||
+		   rel->trigdesc->trig_delete_after_statement || rel->trigdesc->trig_delete_old_table)) &&
 		!(shared_preload_libraries_string != NULL &&
 		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
 		idx->rd_index->indrelid == RelationGetRelid(rel) &&
@@ -1685,24 +1736,12 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 		return false;
 	}
 
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
 	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetTransactionSnapshot());
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	estate->es_snapshot = snap;
-	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
-	slot = table_slot_create(rel, &estate->es_tupleTable);
-	pslot = table_slot_create(prel, &estate->es_tupleTable);
-	AfterTriggerBeginQuery();
+	cid = GetCurrentCommandId(true);
+	slot = table_slot_create(rel, NULL);
+	pslot = table_slot_create(prel, NULL);
 
 	l = palloc0(sizeof(TakenLine) * cap);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, cart_id);
@@ -1710,57 +1749,33 @@ cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
 	index_rescan(scan, &key, 1, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		TM_FailureData tmfd;
-		TM_Result	res;
 		bool		isnull;
 		Datum		d;
+		int64		pid;
+		int32		qty;
 
 		d = slot_getattr(slot, a_saved, &isnull);
 		if (isnull || DatumGetBool(d))
 			continue;			/* saved for later: stays */
-		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot, estate->es_output_cid,
-							   LockTupleExclusive, LockWaitBlock,
-							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-							   &tmfd);
-		if (res == TM_Deleted || res == TM_Updated)
-		{
-			if (IsolationUsesXactSnapshot())
-				ereport(ERROR,
-						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-						 errmsg("could not serialize access due to concurrent %s",
-								res == TM_Deleted ? "delete" : "update")));
-			continue;			/* gone meanwhile */
-		}
-		if (res != TM_Ok)
-			elog(ERROR, "shop: unexpected result %d locking a cart line", (int) res);
-		if (tmfd.traversed)
-		{
-			/* a newer version: the DELETE's condition again */
-			d = slot_getattr(slot, a_cart, &isnull);
-			if (isnull || memcmp(DatumGetUUIDP(d), DatumGetUUIDP(cart_id), sizeof(pg_uuid_t)) != 0)
-				continue;
-			d = slot_getattr(slot, a_saved, &isnull);
-			if (isnull || DatumGetBool(d))
-				continue;
-		}
+		pid = DatumGetInt64(slot_getattr(slot, a_pid, &isnull));
+		qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
+		if (!cart_line_delete(rel, slot, snap, cid, cart_id, a_cart, a_pid,
+							  a_qty, a_saved, &pid, &qty))
+			continue;			/* gone meanwhile, or no longer to order */
 		if (n == cap)
 		{
 			cap *= 2;
 			l = repalloc(l, sizeof(TakenLine) * cap);
 			memset(l + n, 0, sizeof(TakenLine) * (cap - n));
 		}
-		l[n].pid = DatumGetInt64(slot_getattr(slot, a_pid, &isnull));
-		l[n].qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
-		ExecSimpleRelationDelete(rri, estate, &epq, slot);
+		l[n].pid = pid;
+		l[n].qty = qty;
 		l[n].found = product_fetch(prel, pidx, snap, pslot, patt, &l[n]);
 		n++;
-		ResetPerTupleExprContext(estate);
 	}
 	index_endscan(scan);
-	AfterTriggerEndQuery(estate);
-	EvalPlanQualEnd(&epq);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(pslot);
+	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
 	index_close(pidx, NoLock);
 	table_close(prel, NoLock);
