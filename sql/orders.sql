@@ -196,6 +196,22 @@ SELECT shop.cart_create(103) AS cart5 \gset
 SELECT shop.cart_add(:'cart5', :tee);
 SELECT shop.checkout(:'cart5', 'tok_visa', 'k5', '{"country": "US", "region": "MA"}') AS o5 \gset
 SELECT subtotal_cents, shipping_cents, tax_cents, total_cents FROM shop."order" WHERE order_id = :'o5';
+-- a DELETE trigger on the cart's lines sees checkout take them out (row and
+-- statement triggers: checkout then leaves the lines to its DELETE statement)
+BEGIN;
+CREATE TEMP TABLE taken (product_id bigint, level text);
+CREATE FUNCTION pg_temp.taken() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO taken VALUES (CASE WHEN TG_LEVEL = 'ROW' THEN OLD.product_id END, TG_LEVEL);
+    RETURN OLD;
+END $f$;
+CREATE TRIGGER taken_row AFTER DELETE ON shop.cart_item FOR EACH ROW EXECUTE FUNCTION pg_temp.taken();
+CREATE TRIGGER taken_stmt AFTER DELETE ON shop.cart_item FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.taken();
+SELECT shop.cart_create(104) AS cart6 \gset
+SELECT shop.cart_add(:'cart6', :tee);
+SELECT shop.checkout(:'cart6', 'tok_visa', 'k6t') IS NOT NULL AS ordered;
+SELECT level, count(*), count(*) FILTER (WHERE product_id = :tee) AS the_tee FROM taken GROUP BY level ORDER BY level;
+ROLLBACK;
 
 -- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
 SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');
