@@ -1093,9 +1093,7 @@ shop_table_lock(const char *name, LOCKMODE mode)
 	Oid			relid = get_relname_relid(name, get_namespace_oid("shop", false));
 
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"shop.%s\" does not exist", name)));
+		elog(ERROR, "shop: relation \"shop.%s\" does not exist", name);
 	return table_open(relid, mode);
 }
 
