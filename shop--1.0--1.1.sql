@@ -766,8 +766,8 @@ AS 'MODULE_PATHNAME', 'shop_check_payment_failures'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, shop, pg_temp;
 
--- 3. Shipping and tax: the rules of src/orders.c (SHIPPING_CENTS_SQL,
--- TAX_CENTS_SQL), which checkout applies; in 1.0 they were written twice.
+-- 3. Shipping and tax: the rules of src/orders.c (shipping_cents,
+-- tax_cents), which checkout applies; in 1.0 they were written twice.
 CREATE OR REPLACE FUNCTION shop._shipping_cents(subtotal_cents bigint, address jsonb)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'shop_shipping_cents'

@@ -155,10 +155,63 @@ SELECT shop._shipping_cents(4999, NULL) AS under_50, shop._shipping_cents(5000, 
        shop._tax_cents(10000, '{"country": "US", "region": "MA"}') AS ma,
        shop._tax_cents(10000, '{"country": "US", "state": "MA"}') AS ma_as_state,
        shop._tax_cents(10000, '{"country": "US", "region": "NH"}') AS nh;
+-- the rules (src/orders.c, in C) against their statement in SQL, over
+-- addresses of every shape and subtotals at and around each threshold,
+-- halves to round, and products past an int64
+BEGIN;
+INSERT INTO shop.shipping_rate (country, min_subtotal_cents, cents)
+VALUES ('US', 0, 700), ('US', 10000, 200), ('DE', 2500, 300);
+INSERT INTO shop.tax_rate (country, region, basis_points)
+VALUES ('US', NULL, 100), ('DE', NULL, 1900), ('US', 'NY', 5000), ('CA', 'QC', 9975);
+WITH a(addr) AS (
+    VALUES (NULL::jsonb), ('{}'), ('{"country": "US"}'), ('{"country": "us", "region": "MA"}'),
+           ('{"country": "US", "state": "NY"}'), ('{"country": "US", "region": "NY", "state": "MA"}'),
+           ('{"country": "US", "region": null, "state": "NY"}'), ('{"country": "US", "region": "ny"}'),
+           ('{"country": "DE"}'), ('{"country": "CA", "region": "QC"}'), ('{"country": "ca"}'),
+           ('{"country": "FR"}'), ('{"country": null}'), ('{"country": 12}'), ('{"country": ["US"]}')),
+     s(sub) AS (
+    VALUES (NULL::bigint), (-3), (-1), (0), (1), (3), (199), (2499), (2500), (4999), (5000), (9999),
+           (10000), (10001), (123457), (922337203685477), (922337203685478), (9223372036854775807))
+SELECT count(*) AS cases,
+       count(*) FILTER (WHERE shop._shipping_cents(sub, addr) IS DISTINCT FROM coalesce((
+           SELECT r.cents FROM shop.shipping_rate r
+            WHERE (r.country IS NULL OR r.country = upper(addr->>'country'))
+              AND r.min_subtotal_cents <= sub
+            ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)) AS shipping_differs,
+       count(*) FILTER (WHERE shop._tax_cents(sub, addr) IS DISTINCT FROM coalesce((
+           SELECT round(sub::numeric * r.basis_points / 10000)::bigint FROM shop.tax_rate r
+            WHERE (r.country IS NULL OR r.country = upper(addr->>'country'))
+              AND (r.region IS NULL OR r.region = coalesce(addr->>'region', addr->>'state'))
+            ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)) AS tax_differs,
+       count(DISTINCT shop._tax_cents(sub, addr)) AS tax_values
+  FROM a, s;
+ROLLBACK;
+-- the rules read their tables as a SELECT of the caller: the storefront,
+-- which may not read the rate tables, may not ask them either
+SET ROLE shop_storefront;
+SELECT pg_temp.err($$SELECT shop._shipping_cents(100, NULL)$$) AS storefront_shipping,
+       pg_temp.err($$SELECT shop._tax_cents(100, NULL)$$) AS storefront_tax;
+RESET ROLE;
 SELECT shop.cart_create(103) AS cart5 \gset
 SELECT shop.cart_add(:'cart5', :tee);
 SELECT shop.checkout(:'cart5', 'tok_visa', 'k5', '{"country": "US", "region": "MA"}') AS o5 \gset
 SELECT subtotal_cents, shipping_cents, tax_cents, total_cents FROM shop."order" WHERE order_id = :'o5';
+-- a DELETE trigger on the cart's lines sees checkout take them out (row and
+-- statement triggers: checkout then leaves the lines to its DELETE statement)
+BEGIN;
+CREATE TEMP TABLE taken (product_id bigint, level text);
+CREATE FUNCTION pg_temp.taken() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO taken VALUES (CASE WHEN TG_LEVEL = 'ROW' THEN OLD.product_id END, TG_LEVEL);
+    RETURN OLD;
+END $f$;
+CREATE TRIGGER taken_row AFTER DELETE ON shop.cart_item FOR EACH ROW EXECUTE FUNCTION pg_temp.taken();
+CREATE TRIGGER taken_stmt AFTER DELETE ON shop.cart_item FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.taken();
+SELECT shop.cart_create(104) AS cart6 \gset
+SELECT shop.cart_add(:'cart6', :tee);
+SELECT shop.checkout(:'cart6', 'tok_visa', 'k6t') IS NOT NULL AS ordered;
+SELECT level, count(*), count(*) FILTER (WHERE product_id = :tee) AS the_tee FROM taken GROUP BY level ORDER BY level;
+ROLLBACK;
 
 -- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
 SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');

@@ -187,5 +187,41 @@ SELECT (SELECT count(*) FROM shop."order" o WHERE o.shipping_address::text ~ :'c
        (SELECT count(*) FROM shop."order" o WHERE o.shipping_address ? 'phone') AS phone_kept;
 -- that the number never reaches the server log: sql/server_log.sql
 
+-- the history's edges: orders older than an hour are not velocity, only the
+-- last 50 paid orders make the average (an older big one does not), unpaid
+-- orders none; the same answer when order_customer_idx is gone (checkout then
+-- counts with a statement instead of walking the index)
+SELECT count(shop.checkout(pg_temp.cart(8, :mug), 'tok_visa', 'e' || i)) FROM generate_series(1, 51) i;
+UPDATE shop."order" o SET created_at = now() - interval '2 hours' - r.n * interval '1 minute',
+                          total_cents = CASE WHEN r.n = 51 THEN 100000000 ELSE o.total_cents END
+  FROM (SELECT order_id, row_number() OVER (ORDER BY created_at, order_id) AS n
+          FROM shop."order" WHERE customer_id = 8) r
+ WHERE o.order_id = r.order_id;
+SELECT count(shop.checkout(pg_temp.cart(8, :mug), 'stripe:pm_e' || i, 'p' || i)) FROM generate_series(1, 6) i;
+BEGIN;
+SELECT shop.checkout(pg_temp.cart(8, :mug, 4), 'tok_visa', 'e-big') AS e_big \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'e_big';
+ROLLBACK;
+BEGIN;
+DROP INDEX shop.order_customer_idx;
+SELECT shop.checkout(pg_temp.cart(8, :mug, 4), 'tok_visa', 'e-big') AS e_big \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'e_big';
+ROLLBACK;
+-- the token's payments of the hour, with payment_token_idx and without it:
+-- 3 of its 11 payments made older than an hour leave 8 (0.25)
+SELECT count(*) AS alice_payments FROM shop.payment WHERE token = 'tok_visa_alice';
+UPDATE shop.payment SET created_at = now() - interval '61 minutes'
+ WHERE payment_id IN (SELECT payment_id FROM shop.payment WHERE token = 'tok_visa_alice'
+                       ORDER BY payment_id LIMIT 3);
+BEGIN;
+SELECT shop.checkout(pg_temp.cart(9, :mug), 'tok_visa_alice', 't-1') AS t1 \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'t1';
+ROLLBACK;
+BEGIN;
+DROP INDEX shop.payment_token_idx;
+SELECT shop.checkout(pg_temp.cart(9, :mug), 'tok_visa_alice', 't-1') AS t1 \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'t1';
+ROLLBACK;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

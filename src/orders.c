@@ -67,17 +67,30 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -156,50 +169,23 @@ static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"             WHERE p.product_id = ci.product_id)",
 	UUIDOID);
 /*
- * Shipping and tax (docs/orders.md), the one definition of each rule: the
- * most specific matching row of shop.shipping_rate / shop.tax_rate wins (a
- * row for the address's country, and region, beats the catch-all row with
- * NULLs); for shipping, among matching rows, the one with the highest
- * min_subtotal_cents not above the subtotal.  SQL expressions over the
- * subtotal and the address, used by checkout's money statement and by
- * shop._shipping_cents / shop._tax_cents.
+ * The fraud rules' inputs as statements: what checkout_history and
+ * checkout_token_recent read in C, for a store whose indexes are not as
+ * shop made them (checkout_history, below).
  */
-#define SHIPPING_CENTS_SQL(subtotal, address) \
-	"coalesce((SELECT r.cents FROM shop.shipping_rate r" \
-	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
-	"             AND r.min_subtotal_cents <= " subtotal \
-	"           ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)"
-#define TAX_CENTS_SQL(subtotal, address) \
-	"coalesce((SELECT round(" subtotal "::numeric * r.basis_points / 10000)::bigint" \
-	"            FROM shop.tax_rate r" \
-	"           WHERE (r.country IS NULL OR r.country = upper(" address "->>'country'))" \
-	"             AND (r.region IS NULL" \
-	"                  OR r.region = coalesce(" address "->>'region', " address "->>'state'))" \
-	"           ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)"
-
-static ShopStmt st_shipping = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " SHIPPING_CENTS_SQL("$1", "$2"),
-	INT8OID, JSONBOID);
-static ShopStmt st_tax = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " TAX_CENTS_SQL("$1", "$2"),
-	INT8OID, JSONBOID);
-
-/*
- * Money and risk in one round: shipping, tax, and the inputs of the fraud
- * rules (src/payments.c).
- */
-static ShopStmt st_money_risk = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT " SHIPPING_CENTS_SQL("$1", "$2") ", " TAX_CENTS_SQL("$1", "$2") ","
-	"       (SELECT count(*) FROM shop.\"order\" o"
-	"         WHERE o.customer_id = $3 AND o.created_at > now() - interval '1 hour'),"
-	"       (SELECT count(*) FROM shop.payment p"
-	"         WHERE $4 IS NOT NULL AND p.token = $4 AND p.created_at > now() - interval '1 hour'),"
+static ShopStmt st_history = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT (SELECT count(*) FROM shop.\"order\" o"
+	"         WHERE o.customer_id = $1 AND o.created_at > now() - interval '1 hour'),"
 	"       h.n, h.avg"
 	"  FROM (SELECT count(*) AS n, coalesce(avg(l.total_cents), 0)::float8 AS avg"
 	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
-	"                 WHERE o.customer_id = $3 AND o.was_paid"
+	"                 WHERE o.customer_id = $1 AND o.was_paid"
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
-	INT8OID, JSONBOID, INT8OID, TEXTOID);
+	INT8OID);
+static ShopStmt st_token_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT count(*) FROM shop.payment p"
+	" WHERE p.token = $1 AND p.created_at > now() - interval '1 hour'",
+	TEXTOID);
 
 /*
  * Every write of a checkout in one statement.  An order the test provider
@@ -1072,33 +1058,746 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	return true;
 }
 
-/* a row of st_cart_lines and its product, to put the rows in product order */
-typedef struct LineRow
+/* ---------------------------------------------------------------------
+ * Shipping, tax and the fraud rules' inputs, read in C (issue 11)
+ *
+ * Each of these was a subquery of checkout's money statement: an
+ * executor start and end of its own (a Limit, a Sort, an Aggregate, a
+ * scan) for a row or two.  Read here with a scan of the table or a walk
+ * of the index the subquery's plan used, under a snapshot taken as SPI
+ * takes one for a statement.
+ * ---------------------------------------------------------------------
+ */
+
+/* the attribute number of a column, 0 when there is none */
+static AttrNumber
+rel_column(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->attnum;
+	}
+	return 0;
+}
+
+/* a table of schema shop, locked for reading */
+#define shop_table(name) shop_table_lock(name, AccessShareLock)
+
+/* a table of schema shop, locked in mode */
+static Relation
+shop_table_lock(const char *name, LOCKMODE mode)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("shop", false));
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "shop: relation \"shop.%s\" does not exist", name);
+	return table_open(relid, mode);
+}
+
+/*
+ * Whether the current user reads rel as a statement of its own would, with
+ * the SELECT privilege and without row security (the owner, as checkout
+ * runs: SECURITY DEFINER).  Otherwise the statement does the reading.
+ */
+static bool
+plain_read(Relation rel)
+{
+	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED;
+}
+
+/* a rate table read by the rules: refused as a SELECT would refuse it */
+static void
+rate_table_check(Relation rel)
+{
+	AclResult	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row security on shop.%s is not supported", RelationGetRelationName(rel)),
+				 errdetail("The shipping and tax rules read every row of shop.shipping_rate and shop.tax_rate.")));
+}
+
+/* address->>key (NULL when the address or the key is missing, or JSON null) */
+static text *
+address_field(Jsonb *address, const char *key)
+{
+	LOCAL_FCINFO(f, 2);
+	Datum		r;
+
+	if (address == NULL)
+		return NULL;
+	InitFunctionCallInfoData(*f, NULL, 2, InvalidOid, NULL, NULL);
+	f->args[0].value = JsonbPGetDatum(address);
+	f->args[0].isnull = false;
+	f->args[1].value = CStringGetTextDatum(key);
+	f->args[1].isnull = false;
+	r = jsonb_object_field_text(f);
+	return f->isnull ? NULL : DatumGetTextPP(r);
+}
+
+/* upper(address->>'country'), as SQL's upper() makes it; NULL as above */
+static text *
+address_country(Jsonb *address)
+{
+	text	   *c = address_field(address, "country");
+
+	if (c == NULL)
+		return NULL;
+	return DatumGetTextPP(DirectFunctionCall1Coll(upper, DEFAULT_COLLATION_OID, PointerGetDatum(c)));
+}
+
+/* a text column of the slot equals t (= under a deterministic collation: bytewise) */
+static bool
+slot_text_eq(TupleTableSlot *slot, AttrNumber att, text *t, bool *isnull)
+{
+	Datum		d = slot_getattr(slot, att, isnull);
+	text	   *v;
+
+	if (*isnull || t == NULL)
+		return false;
+	v = DatumGetTextPP(d);
+	return VARSIZE_ANY_EXHDR(v) == VARSIZE_ANY_EXHDR(t) &&
+		memcmp(VARDATA_ANY(v), VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == 0;
+}
+
+/*
+ * Shipping (docs/orders.md), the one definition of the rule, which
+ * checkout and shop._shipping_cents apply: among the rows of
+ * shop.shipping_rate for the address's country or for any (country NULL),
+ * whose min_subtotal_cents is not above the subtotal, a country's row
+ * beats a catch-all one, then the highest min_subtotal_cents wins (unique
+ * per country); its cents, 0 when no row matches.  That is
+ *     coalesce((SELECT r.cents FROM shop.shipping_rate r
+ *                WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+ *                  AND r.min_subtotal_cents <= subtotal
+ *                ORDER BY r.country IS NULL, r.min_subtotal_cents DESC LIMIT 1), 0)
+ */
+static int64
+shipping_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	a_country,
+				a_min,
+				a_cents;
+	text	   *country;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+	bool		best_any = false;
+	int64		best_min = 0;
+	int64		best_cents = 0;
+
+	if (subtotal_null)
+		return 0;				/* min_subtotal_cents <= NULL: no row */
+	country = address_country(address);
+	rel = shop_table("shipping_rate");
+	rate_table_check(rel);
+	desc = RelationGetDescr(rel);
+	a_country = rel_column(desc, "country");
+	a_min = rel_column(desc, "min_subtotal_cents");
+	a_cents = rel_column(desc, "cents");
+	if (a_country == 0 || a_min == 0 || a_cents == 0)
+		elog(ERROR, "shop.shipping_rate lacks a column of the shipping rule");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		bool		any;
+		int64		min;
+		Datum		d;
+
+		(void) slot_getattr(slot, a_country, &isnull);
+		any = isnull;
+		if (!any && !slot_text_eq(slot, a_country, country, &isnull))
+			continue;
+		d = slot_getattr(slot, a_min, &isnull);
+		if (isnull || DatumGetInt64(d) > subtotal)
+			continue;
+		min = DatumGetInt64(d);
+		/* ORDER BY country IS NULL, min_subtotal_cents DESC */
+		if (found && (any > best_any || (any == best_any && min <= best_min)))
+			continue;
+		d = slot_getattr(slot, a_cents, &isnull);
+		found = true;
+		best_any = any;
+		best_min = min;
+		best_cents = isnull ? 0 : DatumGetInt64(d);	/* coalesce(NULL, 0) */
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, NoLock);
+	return best_cents;
+}
+
+/*
+ * Tax (docs/orders.md), the one definition of the rule: the row of
+ * shop.tax_rate for the address's country and region (address->>'region',
+ * else ->>'state'), else for its country (region NULL), else the catch-all
+ * (both NULL); round(subtotal * basis_points / 10000), halves away from
+ * zero, as numeric arithmetic rounds; 0 when no row matches.  That is
+ *     coalesce((SELECT round(subtotal::numeric * r.basis_points / 10000)::bigint
+ *                 FROM shop.tax_rate r
+ *                WHERE (r.country IS NULL OR r.country = upper(address->>'country'))
+ *                  AND (r.region IS NULL
+ *                       OR r.region = coalesce(address->>'region', address->>'state'))
+ *                ORDER BY r.country IS NULL, r.region IS NULL LIMIT 1), 0)
+ * (country and region are unique together, and a region needs a country,
+ * so no two rows tie.)  Integer arithmetic while the product fits an
+ * int64, numeric's beyond.
+ */
+static int64
+tax_cents(int64 subtotal, bool subtotal_null, Jsonb *address, Snapshot snap)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	a_country,
+				a_region,
+				a_bp;
+	text	   *country;
+	text	   *region;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+	int			best_rank = 0;
+	bool		bp_null = true;
+	int64		bp = 0;
+	int64		x;
+	int64		q;
+
+	country = address_country(address);
+	region = address_field(address, "region");
+	if (region == NULL)
+		region = address_field(address, "state");
+	rel = shop_table("tax_rate");
+	rate_table_check(rel);
+	desc = RelationGetDescr(rel);
+	a_country = rel_column(desc, "country");
+	a_region = rel_column(desc, "region");
+	a_bp = rel_column(desc, "basis_points");
+	if (a_country == 0 || a_region == 0 || a_bp == 0)
+		elog(ERROR, "shop.tax_rate lacks a column of the tax rule");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		bool		cnull;
+		bool		rnull;
+		int			rank;
+		Datum		d;
+
+		(void) slot_getattr(slot, a_country, &cnull);
+		if (!cnull && !slot_text_eq(slot, a_country, country, &isnull))
+			continue;
+		(void) slot_getattr(slot, a_region, &rnull);
+		if (!rnull && !slot_text_eq(slot, a_region, region, &isnull))
+			continue;
+		/* ORDER BY country IS NULL, region IS NULL: the lower rank first */
+		rank = (cnull ? 2 : 0) + (rnull ? 1 : 0);
+		if (found && rank >= best_rank)
+			continue;
+		d = slot_getattr(slot, a_bp, &isnull);
+		found = true;
+		best_rank = rank;
+		bp_null = isnull;
+		bp = isnull ? 0 : DatumGetInt32(d);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, NoLock);
+	if (!found || bp_null || subtotal_null)
+		return 0;				/* coalesce(NULL, 0) */
+	if (pg_mul_s64_overflow(subtotal, bp, &x))
+	{
+		/* past an int64 (a subtotal over 9e14): the numeric arithmetic itself */
+		Datum		r = DirectFunctionCall2(numeric_mul, NumericGetDatum(int64_to_numeric(subtotal)),
+										  NumericGetDatum(int64_to_numeric(bp)));
+
+		r = DirectFunctionCall2(numeric_div, r, NumericGetDatum(int64_to_numeric(10000)));
+		r = DirectFunctionCall2(numeric_round, r, Int32GetDatum(0));
+		return DatumGetInt64(DirectFunctionCall1(numeric_int8, r));
+	}
+	q = x / 10000;
+	if (x % 10000 >= 5000)
+		q++;
+	else if (x % 10000 <= -5000)
+		q--;
+	return q;
+}
+
+/* the attribute numbers and the check that an index is as shop made it */
+static bool
+index_is(Relation rel, Relation idx, AttrNumber a0, Oid t0, bool desc0,
+		 AttrNumber a1, Oid t1, bool desc1)
+{
+	return idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		IndexRelationGetNumberOfKeyAttributes(idx) == 2 &&
+		a0 != 0 && a1 != 0 &&
+		idx->rd_index->indkey.values[0] == a0 && idx->rd_index->indkey.values[1] == a1 &&
+		idx->rd_opcintype[0] == t0 && idx->rd_opcintype[1] == t1 &&
+		((idx->rd_indoption[0] & INDOPTION_DESC) != 0) == desc0 &&
+		((idx->rd_indoption[1] & INDOPTION_DESC) != 0) == desc1 &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+}
+
+/* an index of schema shop on rel, locked for reading; NULL when there is none */
+static Relation
+shop_index(Relation rel, const char *name)
+{
+	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+
+	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+		return NULL;
+	return index_open(idxid, AccessShareLock);
+}
+
+#define HISTORY_PAID	50		/* the last 50 paid orders */
+
+/*
+ * The fraud rules' inputs from the customer's own orders, what
+ * st_history gives: the orders created in the last hour, and the number
+ * and average total_cents of the last 50 paid ones (the average as
+ * avg(bigint) computes it: the numeric quotient of the sum by the count,
+ * as float8).  One forward walk of order_customer_idx (customer_id,
+ * created_at DESC), newest first, the index both subqueries' plans read
+ * at every size (bench/plan_audit), in the same order; it stops once it
+ * is past the hour and has 50 paid orders.  Returns false, having read
+ * nothing, when the index is not there as shop made it: the caller runs
+ * st_history then.
+ */
+static bool
+checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double *avg)
+{
+	Relation	rel = shop_table("order");
+	Relation	idx = shop_index(rel, "order_customer_idx");
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	a_created = rel_column(desc, "created_at");
+	AttrNumber	a_paid = rel_column(desc, "was_paid");
+	AttrNumber	a_total = rel_column(desc, "total_cents");
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TimestampTz cutoff = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
+	int64		sum = 0;
+	Numeric		bigsum = NULL;	/* the sum once it no longer fits an int64 */
+
+	if (idx == NULL || !plain_read(rel) ||
+		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
+				  a_created, TIMESTAMPTZOID, true) ||
+		a_paid == 0 || a_total == 0 ||
+		TupleDescAttr(desc, a_paid - 1)->atttypid != BOOLOID ||
+		TupleDescAttr(desc, a_total - 1)->atttypid != INT8OID)
+	{
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	*recent = 0;
+	*n = 0;
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(customer));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		at = slot_getattr(slot, a_created, &isnull);
+		bool		past = !isnull && DatumGetTimestampTz(at) <= cutoff;
+
+		if (!isnull && !past)
+			(*recent)++;
+		if (*n < HISTORY_PAID)
+		{
+			Datum		paid = slot_getattr(slot, a_paid, &isnull);
+
+			if (!isnull && DatumGetBool(paid))
+			{
+				Datum		t = slot_getattr(slot, a_total, &isnull);
+
+				if (!isnull)
+				{
+					int64		v = DatumGetInt64(t);
+					int64		s;
+
+					if (bigsum == NULL && !pg_add_s64_overflow(sum, v, &s))
+						sum = s;
+					else
+					{
+						if (bigsum == NULL)
+							bigsum = int64_to_numeric(sum);
+						bigsum = numeric_add_opt_error(bigsum, int64_to_numeric(v), NULL);
+					}
+				}
+				(*n)++;			/* count(*) counts a NULL total too */
+			}
+		}
+		if (past && *n >= HISTORY_PAID)
+			break;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+
+	*avg = 0;
+	if (*n > 0)
+		*avg = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+												  DirectFunctionCall2(numeric_div,
+																	  NumericGetDatum(bigsum ? bigsum : int64_to_numeric(sum)),
+																	  NumericGetDatum(int64_to_numeric(*n)))));
+	return true;
+}
+
+/*
+ * The token's payments created in the last hour, what st_token_recent
+ * counts: a walk of payment_token_idx (token, created_at) from the hour's
+ * start.  False, having read nothing, when the index is not as shop made
+ * it.
+ */
+static bool
+checkout_token_recent(const char *token, Snapshot snap, int64 *count)
+{
+	Relation	rel = shop_table("payment");
+	Relation	idx = shop_index(rel, "payment_token_idx");
+	TupleDesc	desc = RelationGetDescr(rel);
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	TimestampTz cutoff = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
+
+	if (idx == NULL || !plain_read(rel) ||
+		!index_is(rel, idx, rel_column(desc, "token"), TEXTOID, false,
+				  rel_column(desc, "created_at"), TIMESTAMPTZOID, false) ||
+		!OidIsValid(idx->rd_indcollation[0]) ||
+		!get_collation_isdeterministic(idx->rd_indcollation[0]))
+	{
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+	*count = 0;
+	/* the index's own collation: its order is the descent's */
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_TEXTEQ, CStringGetTextDatum(token));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_TIMESTAMPTZ_GT, TimestampTzGetDatum(cutoff));
+	scan = index_beginscan(rel, idx, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		(*count)++;
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return true;
+}
+
+/* a line taken out of the cart, with its product as the catalog has it now */
+typedef struct TakenLine
 {
 	int64		pid;
-	uint64		row;
-} LineRow;
+	int32		qty;
+	bool		found;			/* false: no longer in the catalog */
+	char	   *status;
+	Datum		sku;
+	Datum		title;
+	int64		price;
+} TakenLine;
 
 static int
-line_row_cmp(const void *a, const void *b)
+taken_line_cmp(const void *a, const void *b)
 {
-	int64		x = ((const LineRow *) a)->pid;
-	int64		y = ((const LineRow *) b)->pid;
+	int64		x = ((const TakenLine *) a)->pid;
+	int64		y = ((const TakenLine *) b)->pid;
 
 	return (x > y) - (x < y);
 }
 
+/* the lines by the statement (st_cart_lines) */
+static uint64
+cart_take_lines_sql(Datum cart_id, TakenLine **out)
+{
+	Datum		args[1] = {cart_id};
+	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
+	TakenLine  *l = palloc0(sizeof(TakenLine) * Max(n, 1));
+
+	for (uint64 r = 0; r < n; r++)
+	{
+		bool		isnull;
+		Datum		prod = ShopCol(r, 3, &isnull);
+		HeapTupleHeader ph = isnull ? NULL : DatumGetHeapTupleHeader(prod);
+
+		l[r].pid = ShopColInt(r, 1, 0);
+		l[r].qty = (int32) ShopColInt(r, 2, 0);
+		l[r].found = ph != NULL;
+		if (ph != NULL)
+		{
+			Datum		st = GetAttributeByNum(ph, 4, &isnull);
+
+			l[r].status = isnull ? NULL : TextDatumGetCString(st);
+			l[r].price = DatumGetInt64(GetAttributeByNum(ph, 3, &isnull));
+			l[r].sku = SPI_datumTransfer(GetAttributeByNum(ph, 1, &isnull), false, -1);
+			l[r].title = SPI_datumTransfer(GetAttributeByNum(ph, 2, &isnull), false, -1);
+		}
+	}
+	*out = l;
+	return n;
+}
+
+/* one product by product_pkey: sku, title, price_cents, status; false when none */
+static bool
+product_fetch(Relation rel, Relation idx, Snapshot snap, TupleTableSlot *slot,
+			  const AttrNumber *att, TakenLine *l)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(l->pid));
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		d = slot_getattr(slot, att[0], &isnull);
+		l->sku = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		d = slot_getattr(slot, att[1], &isnull);
+		l->title = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		d = slot_getattr(slot, att[2], &isnull);
+		l->price = isnull ? 0 : DatumGetInt64(d);
+		d = slot_getattr(slot, att[3], &isnull);
+		l->status = isnull ? NULL : TextDatumGetCString(d);
+	}
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * Delete the cart line in slot as DELETE does it: when a transaction that
+ * committed after the snapshot changed it, its last version is locked and
+ * judged again (still this cart's, not saved for later), and deleted with
+ * the values it has then (*pid, *qty); under REPEATABLE READ that is
+ * 40001.  False when there is nothing to delete any more.
+ */
+static bool
+cart_line_delete(Relation rel, TupleTableSlot *slot, Snapshot snap, CommandId cid, Datum cart_id,
+				 AttrNumber a_cart, AttrNumber a_pid, AttrNumber a_qty, AttrNumber a_saved,
+				 int64 *pid, int32 *qty)
+{
+	ItemPointerData tid = slot->tts_tid;
+
+	for (;;)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		bool		isnull;
+		Datum		d;
+
+		res = table_tuple_delete(rel, &tid, cid, snap, InvalidSnapshot, true, &tmfd, false);
+		if (res == TM_Ok)
+			return true;
+		if (res == TM_SelfModified || res == TM_Invisible || res == TM_WouldBlock)
+			elog(ERROR, "shop: unexpected result %d deleting a cart line", (int) res);
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent %s",
+							res == TM_Deleted ? "delete" : "update")));
+		if (res == TM_Deleted)
+			return false;
+		/* TM_Updated: the last version, locked, as EvalPlanQual finds it */
+		res = table_tuple_lock(rel, &tid, snap, slot, cid, LockTupleExclusive, LockWaitBlock,
+							   TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+		if (res == TM_Deleted)
+			return false;
+		if (res != TM_Ok)
+			elog(ERROR, "shop: unexpected result %d locking a cart line", (int) res);
+		d = slot_getattr(slot, a_cart, &isnull);
+		if (isnull || memcmp(DatumGetUUIDP(d), DatumGetUUIDP(cart_id), sizeof(pg_uuid_t)) != 0)
+			return false;
+		d = slot_getattr(slot, a_saved, &isnull);
+		if (isnull || DatumGetBool(d))
+			return false;
+		*pid = DatumGetInt64(slot_getattr(slot, a_pid, &isnull));
+		*qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
+		tid = slot->tts_tid;
+	}
+}
+
+/*
+ * The lines to order out of the cart (the work of st_cart_lines) without
+ * the executor's plan: a walk of cart_item_pkey (cart_id first) for the
+ * cart's lines not saved for later, each deleted as DELETE deletes it
+ * (cart_line_delete; the replica identity check of a published table),
+ * and its product read by product_pkey.  The cart row is locked (step 1),
+ * so every cart call on this cart waits for the checkout anyway.  Returns
+ * false, having done nothing, where the statement must do it: a table
+ * that is not a plain one, Citus loaded (as src/inventory.c), any DELETE
+ * trigger or rule on shop.cart_item (it has none: the statement fires
+ * them), an index not as shop made it, a user without the privileges or
+ * under row security.
+ */
+static bool
+cart_take_lines_c(Datum cart_id, TakenLine **out, uint64 *nout)
+{
+	Relation	rel = shop_table_lock("cart_item", RowExclusiveLock);	/* DELETE's lock */
+	Relation	idx = shop_index(rel, "cart_item_pkey");
+	Relation	prel = NULL;
+	Relation	pidx = NULL;
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	a_cart = rel_column(desc, "cart_id");
+	AttrNumber	a_pid = rel_column(desc, "product_id");
+	AttrNumber	a_qty = rel_column(desc, "qty");
+	AttrNumber	a_saved = rel_column(desc, "saved_for_later");
+	AttrNumber	patt[4] = {0, 0, 0, 0};
+	bool		ok;
+	Snapshot	snap;
+	CommandId	cid;
+	TupleTableSlot *slot;
+	TupleTableSlot *pslot;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TakenLine  *l;
+	uint64		n = 0;
+	uint64		cap = 8;
+
+	ok = idx != NULL && rel->rd_rel->relkind == RELKIND_RELATION &&
+		rel->rd_rules == NULL &&
+		!(rel->trigdesc != NULL &&
+		  (rel->trigdesc->trig_delete_before_row || rel->trigdesc->trig_delete_after_row ||
+		   rel->trigdesc->trig_delete_instead_row || rel->trigdesc->trig_delete_before_statement ||
+		   rel->trigdesc->trig_delete_after_statement || rel->trigdesc->trig_delete_old_table)) &&
+		!(shared_preload_libraries_string != NULL &&
+		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
+		idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		a_cart != 0 && a_pid != 0 && a_qty != 0 && a_saved != 0 &&
+		idx->rd_index->indkey.values[0] == a_cart && idx->rd_opcintype[0] == UUIDOID &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		TupleDescAttr(desc, a_pid - 1)->atttypid == INT8OID &&
+		TupleDescAttr(desc, a_qty - 1)->atttypid == INT4OID &&
+		TupleDescAttr(desc, a_saved - 1)->atttypid == BOOLOID &&
+		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_DELETE) == ACLCHECK_OK &&
+		plain_read(rel);
+	if (ok)
+	{
+		TupleDesc	pdesc;
+
+		prel = shop_table("product");
+		pidx = shop_index(prel, "product_pkey");
+		pdesc = RelationGetDescr(prel);
+		patt[0] = rel_column(pdesc, "sku");
+		patt[1] = rel_column(pdesc, "title");
+		patt[2] = rel_column(pdesc, "price_cents");
+		patt[3] = rel_column(pdesc, "status");
+		ok = pidx != NULL &&
+			pidx->rd_index->indrelid == RelationGetRelid(prel) &&
+			pidx->rd_rel->relam == BTREE_AM_OID &&
+			pidx->rd_index->indkey.values[0] == rel_column(pdesc, "product_id") &&
+			pidx->rd_opcintype[0] == INT8OID &&
+			heap_attisnull(pidx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(pidx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+			patt[0] != 0 && patt[1] != 0 && patt[2] != 0 && patt[3] != 0 &&
+			TupleDescAttr(pdesc, patt[0] - 1)->atttypid == TEXTOID &&
+			TupleDescAttr(pdesc, patt[1] - 1)->atttypid == TEXTOID &&
+			TupleDescAttr(pdesc, patt[2] - 1)->atttypid == INT8OID &&
+			TupleDescAttr(pdesc, patt[3] - 1)->atttypid == TEXTOID &&
+			plain_read(prel);
+	}
+	if (!ok)
+	{
+		if (pidx != NULL)
+			index_close(pidx, NoLock);
+		if (prel != NULL)
+			table_close(prel, NoLock);
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	CheckCmdReplicaIdentity(rel, CMD_DELETE);
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	cid = GetCurrentCommandId(true);
+	slot = table_slot_create(rel, NULL);
+	pslot = table_slot_create(prel, NULL);
+
+	l = palloc0(sizeof(TakenLine) * cap);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, cart_id);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+		int64		pid;
+		int32		qty;
+
+		d = slot_getattr(slot, a_saved, &isnull);
+		if (isnull || DatumGetBool(d))
+			continue;			/* saved for later: stays */
+		pid = DatumGetInt64(slot_getattr(slot, a_pid, &isnull));
+		qty = DatumGetInt32(slot_getattr(slot, a_qty, &isnull));
+		if (!cart_line_delete(rel, slot, snap, cid, cart_id, a_cart, a_pid,
+							  a_qty, a_saved, &pid, &qty))
+			continue;			/* gone meanwhile, or no longer to order */
+		if (n == cap)
+		{
+			cap *= 2;
+			l = repalloc(l, sizeof(TakenLine) * cap);
+			memset(l + n, 0, sizeof(TakenLine) * (cap - n));
+		}
+		l[n].pid = pid;
+		l[n].qty = qty;
+		l[n].found = product_fetch(prel, pidx, snap, pslot, patt, &l[n]);
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(pslot);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(pidx, NoLock);
+	table_close(prel, NoLock);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	/* the deletes are seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	*out = l;
+	*nout = n;
+	return true;
+}
+
 /*
  * Step 3: the cart's lines, out of the cart, at today's prices (SH007
- * empty, SH008 a product not active), the subtotal.
+ * empty, SH008 a product not active), in product order, the subtotal.
  */
 static void
 checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 {
-	Datum		args[1] = {req->cart_id};
-	uint64		n = ShopExec(&st_cart_lines, args, NULL, 0);
-	LineRow    *rows;
+	TakenLine  *l;
+	uint64		n;
 
+	if (!cart_take_lines_c(req->cart_id, &l, &n))
+		n = cart_take_lines_sql(req->cart_id, &l);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_CART_EMPTY),
@@ -1110,83 +1809,74 @@ checkout_lines(CheckoutRequest *req, CheckoutCart *cart)
 	cart->title = palloc(sizeof(Datum) * n);
 	cart->price = palloc(sizeof(int64) * n);
 	cart->subtotal = 0;
-	/* the rows in product order (a cart has a product once) */
-	rows = palloc(sizeof(LineRow) * n);
-	for (uint64 r = 0; r < n; r++)
-	{
-		rows[r].pid = ShopColInt(r, 1, 0);
-		rows[r].row = r;
-	}
-	qsort(rows, n, sizeof(LineRow), line_row_cmp);
+	/* in product order (a cart has a product once) */
+	qsort(l, n, sizeof(TakenLine), taken_line_cmp);
 	for (uint64 i = 0; i < n; i++)
 	{
-		uint64		r = rows[i].row;
-		int64		pid = rows[i].pid;
-		int32		qty = (int32) ShopColInt(r, 2, 0);
-		bool		isnull;
-		Datum		prod = ShopCol(r, 3, &isnull);
-		HeapTupleHeader ph = isnull ? NULL : DatumGetHeapTupleHeader(prod);
-		char	   *pstatus = NULL;
 		int64		line;
 
-		if (ph != NULL)
-		{
-			Datum		st = GetAttributeByNum(ph, 4, &isnull);
-
-			if (!isnull)
-				pstatus = TextDatumGetCString(st);
-		}
-
-		if (pstatus == NULL || strcmp(pstatus, "active") != 0)
+		if (!l[i].found || l[i].status == NULL || strcmp(l[i].status, "active") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_PRODUCT_UNAVAILABLE),
 					 errmsg("product unavailable"),
-					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", pid, req->cart_str,
-							   pstatus ? pstatus : "no longer in the catalog"),
+					 errdetail("Product " INT64_FORMAT " in cart %s is %s.", l[i].pid, req->cart_str,
+							   l[i].found && l[i].status ? l[i].status : "no longer in the catalog"),
 					 errhint("Remove it from the cart or save it for later.")));
-		cart->price[i] = DatumGetInt64(GetAttributeByNum(ph, 3, &isnull));
-		if (pg_mul_s64_overflow(cart->price[i], qty, &line) ||
+		cart->price[i] = l[i].price;
+		if (pg_mul_s64_overflow(cart->price[i], l[i].qty, &line) ||
 			pg_add_s64_overflow(cart->subtotal, line, &cart->subtotal))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("order total out of range")));
-		cart->holds[i].product_id = pid;
-		cart->holds[i].qty = qty;
-		cart->sku[i] = SPI_datumTransfer(GetAttributeByNum(ph, 1, &isnull), false, -1);
-		cart->title[i] = SPI_datumTransfer(GetAttributeByNum(ph, 2, &isnull), false, -1);
+		cart->holds[i].product_id = l[i].pid;
+		cart->holds[i].qty = l[i].qty;
+		cart->sku[i] = l[i].sku;
+		cart->title[i] = l[i].title;
 	}
 }
 
 /*
  * Step 5: shipping and tax by the rules, and the fraud score from the
- * customer's and the token's recent history.
+ * customer's and the token's recent history.  One snapshot for all of it,
+ * taken as SPI takes one for a statement.
  */
 static void
 checkout_price(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	int64		recent = 0;
+	int64		hist_n = 0;
+	double		hist_avg = 0;
+	int64		token_recent = 0;
 
-	args[0] = Int64GetDatum(cart->subtotal);
-	args[1] = req->address ? JsonbPGetDatum(req->address) : (Datum) 0;
-	args[2] = Int64GetDatum(cart->customer);
-	args[3] = CStringGetTextDatum(req->token);
-	if (!req->address)
-		nulls[1] = 'n';
-	if (cart->guest)
-		nulls[2] = 'n';
-	if (req->pt.shared)
-		nulls[3] = 'n';			/* a shared test token is not one card: not counted */
-	ShopExec(&st_money_risk, args, nulls, 1);
-	money->shipping = ShopColInt(0, 1, 0);
-	money->tax = ShopColInt(0, 2, 0);
+	money->shipping = shipping_cents(cart->subtotal, false, req->address, snap);
+	money->tax = tax_cents(cart->subtotal, false, req->address, snap);
+	/* a guest has no orders of its own to count (customer_id = NULL) */
+	if (!cart->guest && !checkout_history(cart->customer, snap, &recent, &hist_n, &hist_avg))
+	{
+		Datum		args[1] = {Int64GetDatum(cart->customer)};
+
+		ShopExec(&st_history, args, NULL, 1);
+		recent = ShopColInt(0, 1, 0);
+		hist_n = ShopColInt(0, 2, 0);
+		hist_avg = ShopColFloat(0, 3, 0);
+	}
+	/* a shared test token is not one card: not counted */
+	if (!req->pt.shared && !checkout_token_recent(req->token, snap, &token_recent))
+	{
+		Datum		args[1] = {CStringGetTextDatum(req->token)};
+
+		ShopExec(&st_token_recent, args, NULL, 1);
+		token_recent = ShopColInt(0, 1, 0);
+	}
+	UnregisterSnapshot(snap);
 	if (pg_add_s64_overflow(cart->subtotal, money->shipping, &money->total) ||
 		pg_add_s64_overflow(money->total, money->tax, &money->total))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("order total out of range")));
-	money->score = ShopFraudScore(ShopColInt(0, 3, 0), ShopColInt(0, 4, 0), ShopColInt(0, 5, 0),
-								  ShopColFloat(0, 6, 0), &req->pt, money->total, &money->reasons);
+	money->score = ShopFraudScore(recent, token_recent, hist_n, hist_avg, &req->pt, money->total,
+								  &money->reasons);
 	money->review = money->score >= shop_fraud_threshold;
 }
 
@@ -1371,43 +2061,27 @@ shop_checkout(PG_FUNCTION_ARGS)
 }
 
 /* ---------------------------------------------------------------------
- * Shipping and tax as SQL functions (the rules: SHIPPING_CENTS_SQL and
- * TAX_CENTS_SQL above)
+ * Shipping and tax as SQL functions (the rules: shipping_cents and
+ * tax_cents above), under the calling query's snapshot
  * ---------------------------------------------------------------------
  */
-
-static Datum
-rate_cents(ShopStmt *st, FunctionCallInfo fcinfo)
-{
-	Datum		args[2];
-	char		nulls[2] = "  ";
-	int64		cents;
-
-	for (int i = 0; i < 2; i++)
-	{
-		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		if (PG_ARGISNULL(i))
-			nulls[i] = 'n';
-	}
-	SPI_connect();
-	ShopExecRead(st, args, nulls);
-	cents = ShopColInt(0, 1, 0);
-	SPI_finish();
-	PG_RETURN_INT64(cents);
-}
 
 /* shop._shipping_cents(subtotal_cents bigint, address jsonb) -> bigint */
 Datum
 shop_shipping_cents(PG_FUNCTION_ARGS)
 {
-	return rate_cents(&st_shipping, fcinfo);
+	PG_RETURN_INT64(shipping_cents(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0),
+								   PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+								   GetActiveSnapshot()));
 }
 
 /* shop._tax_cents(subtotal_cents bigint, address jsonb) -> bigint */
 Datum
 shop_tax_cents(PG_FUNCTION_ARGS)
 {
-	return rate_cents(&st_tax, fcinfo);
+	PG_RETURN_INT64(tax_cents(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0),
+							  PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1),
+							  GetActiveSnapshot()));
 }
 
 /* ---------------------------------------------------------------------
