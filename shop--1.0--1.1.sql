@@ -7773,6 +7773,78 @@ COMMENT ON FUNCTION shop._popularity_add(uuid[], int[], bigint[]) IS
 REVOKE EXECUTE ON FUNCTION shop._popularity_add(uuid[], int[], bigint[]) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Recommendations: the content score's terms in C (issue 14, latency) -------
+--
+-- docs/recommendations.md, "shop.similar_products".  The fill of
+-- also_bought for a thin product (and similar_products, and the router's
+-- shard step) scores up to 200 candidates; most of its time was the
+-- trigram similarity of their titles to the source's, whose trigrams
+-- pg_trgm's similarity() made again for every candidate, and the
+-- attribute overlap, two function scans of the source's attributes per
+-- candidate.  shop._title_similarity_to is pg_trgm's own computation with
+-- the source's trigrams made once per call site, and shop._attr_overlap
+-- the overlap in one pass (src/recosimilar.c); both return the values of
+-- the SQL they replace, so every list stays the same.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._title_similarity_to(title text, src text)
+RETURNS real
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'shop_title_similarity_to';
+COMMENT ON FUNCTION shop._title_similarity_to(text, text) IS
+'internal: pg_trgm''s similarity(title, src), the trigrams of src made once per call site';
+
+CREATE FUNCTION shop._attr_overlap(attrs jsonb, src jsonb)
+RETURNS double precision
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'shop_attr_overlap';
+COMMENT ON FUNCTION shop._attr_overlap(jsonb, jsonb) IS
+'internal: the share of the keys of src whose value attrs has too (NULL when src has no key)';
+
+REVOKE EXECUTE ON FUNCTION shop._title_similarity_to(text, text), shop._attr_overlap(jsonb, jsonb)
+    FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                                    src_title text, src_attributes jsonb,
+                                                    exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    -- the ids come first, each list read from its (key, popularity,
+    -- product_id) index alone; only then are the wide rows fetched (asked
+    -- for whole rows at once, the planner may walk the popularity index
+    -- instead and sort a whole brand)
+    WITH ids AS (
+        (SELECT p.product_id
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+        UNION
+        (SELECT p.product_id
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+    ), cand AS (
+        SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+          FROM ids JOIN shop.product p ON p.product_id = ids.product_id
+    )
+    -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
+    -- double precision or 0), with the two terms computed in C
+    SELECT c.product_id,
+           (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
+            + 0.2 * (c.brand IS NOT DISTINCT FROM src_brand)::int
+            + 0.3 * shop._title_similarity_to(c.title, src_title)
+            + 0.1 * coalesce(shop._attr_overlap(c.attributes, src_attributes), 0)
+            + 0.001 * c.popularity)::real AS s
+      FROM cand c
+     WHERE c.product_id <> ALL (exclude)
+     ORDER BY s DESC, c.product_id
+     LIMIT lim
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
