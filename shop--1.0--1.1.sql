@@ -1122,6 +1122,7 @@ DECLARE
     n_orders bigint := 0;
     ids uuid[];
     ws double precision[];
+    signs int[];
     res jsonb;
     scored_total double precision;
     n_pop bigint;
@@ -1205,10 +1206,12 @@ BEGIN
             INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
             SELECT o, c, w FROM unnest(d_order, d_cust, d_new) AS u(o, c, w) WHERE w > 0;
 
-            -- take the old contribution out and put the new one in
-            SELECT array_agg(o ORDER BY o), array_agg(w ORDER BY o)
-              INTO ids, ws
-              FROM (SELECT o, nw - ow AS w FROM unnest(d_order, d_old, d_new) AS u(o, ow, nw)
+            -- take the old contribution out and put the new one in (and
+            -- for popularity, whether the order started or stopped counting)
+            SELECT array_agg(o ORDER BY o), array_agg(w ORDER BY o), array_agg(sg ORDER BY o)
+              INTO ids, ws, signs
+              FROM (SELECT o, nw - ow AS w, (nw > 0)::int - (ow > 0)::int AS sg
+                      FROM unnest(d_order, d_old, d_new) AS u(o, ow, nw)
                      WHERE nw <> ow) x;
             n_orders := coalesce(cardinality(ids), 0);
         END IF;
@@ -1224,7 +1227,9 @@ BEGIN
     END IF;
 
     -- popularity: every product when due (1/100 of a half-life after the
-    -- last full run), else only the products bought or viewed since
+    -- last full run), else only the products bought or viewed since: the
+    -- orders' lines added to their products' kept masses (section
+    -- "Recommendations: popularity by a kept mass" below)
     IF pop_due THEN
         n_pop := shop._popularity_refresh();
     ELSE
@@ -1232,7 +1237,9 @@ BEGIN
             SELECT l.product_id FROM shop.order_line l WHERE l.order_id = ANY (ids)
             UNION
             SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at);
-        n_pop := shop._popularity_refresh(pop_ids);
+        n_pop := shop._popularity_add(coalesce(ids, '{}'), coalesce(signs, '{}'),
+                                      ARRAY(SELECT DISTINCT v.product_id FROM shop.view_event v
+                                             WHERE v.viewed_at > pop_inc_at));
     END IF;
     INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
     ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
@@ -7947,6 +7954,364 @@ COMMENT ON FUNCTION shop._popularity_sums(timestamptz) IS
 
 REVOKE ALL ON FUNCTION shop._popularity_newest(), shop._popularity_sums(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._popularity_newest(), shop._popularity_sums(timestamptz) TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Recommendations: popularity by a kept mass (issues 11, 14) ----------------
+--
+-- docs/recommendations.md, "Popularity".  A refresh recomputed the
+-- popularity of every product its orders touched from all of that
+-- product's order lines: a hash join over the whole of shop.order_line
+-- (500,000 of its 1,000,000 lines read at 100,000 products, 0.6 s of a
+-- refresh), growing with the history.  Now each row of
+-- shop.product_popularity also keeps its product's mass: the sum, over
+-- the events the popularity counts, of wt * 2^((at - E) / half-life), E
+-- a fixed epoch (shop.copurchase_state.popularity_epoch).  The decay to
+-- any reference t is the one factor 2^(-(t - E) / half-life), so a
+-- refresh adds the lines of the orders it folds (or takes out those of
+-- orders that stopped counting) to the masses of their products, and
+-- reads nothing else (shop._popularity_add).  The mass counts the orders
+-- folded into shop.copurchase_order, which is what a refresh's order
+-- differences are taken against, so an order is added once.  Views can
+-- be replaced (shop.view keeps a customer's latest view of a product), so
+-- viewed products are computed from their events as before, as are
+-- products whose row has no mass yet.  A full computation (every 1/100
+-- of a half-life, and the rebuild) computes every mass again from the
+-- events, which also lets events older than 16 half-lives out, and moves
+-- the epoch when the factor would grow past 2^500, or the half-life
+-- changed.
+------------------------------------------------------------------------------
+
+ALTER TABLE shop.product_popularity ADD COLUMN mass double precision;
+COMMENT ON COLUMN shop.product_popularity.mass IS
+'sum over the counted events of weight * 2^((at - popularity_epoch) / half-life) (NULL: not known; the next computation from the events sets it)';
+ALTER TABLE shop.copurchase_state
+    ADD COLUMN popularity_epoch timestamptz,
+    ADD COLUMN popularity_epoch_half_life double precision;
+COMMENT ON COLUMN shop.copurchase_state.popularity_epoch IS
+'the epoch E of shop.product_popularity.mass (NULL: no masses kept yet)';
+COMMENT ON COLUMN shop.copurchase_state.popularity_epoch_half_life IS
+'the half-life, in seconds, the masses were computed with';
+
+CREATE OR REPLACE FUNCTION shop._popularity_refresh(products bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    t_ref timestamptz;
+    lo timestamptz;
+    n bigint;
+    ids bigint[];
+    ep timestamptz;
+    ep_hl double precision;
+BEGIN
+    SELECT s.popularity_epoch, s.popularity_epoch_half_life INTO ep, ep_hl FROM shop.copurchase_state s;
+    IF products IS NULL THEN
+        -- every product: ages from the newest event of all
+        t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                          (SELECT max(viewed_at) FROM shop.view_event));
+        lo := t_ref - make_interval(secs => 16 * half_life);
+        -- a new epoch when there is none, the half-life changed, or the
+        -- factor of a new event would pass 2^500
+        IF ep IS NULL OR ep_hl IS DISTINCT FROM half_life
+           OR extract(epoch FROM coalesce(t_ref, ep) - ep) / half_life > 500 THEN
+            ep := coalesce(t_ref, now());
+            ep_hl := half_life;
+        END IF;
+    ELSE
+        -- the given products only, read through their product indexes; ages
+        -- from the reference of the last full run, moved forward to their
+        -- newest event (other products keep the older reference until the
+        -- next full run, at most 1/100 of a half-life away)
+        t_ref := (SELECT s.popularity_ref FROM shop.copurchase_state s);
+        lo := coalesce(t_ref, '-infinity') - make_interval(secs => 16 * half_life);
+        IF ep_hl IS DISTINCT FROM half_life THEN
+            ep := NULL;     -- masses of another half-life: none kept
+        END IF;
+    END IF;
+    -- the popularity counts the lines of counted orders (wt); the mass
+    -- counts those of the orders folded into shop.copurchase_order (mw),
+    -- the same orders but for the ones a pending log row will add or take
+    -- out at the next refresh
+    WITH ev AS MATERIALIZED (
+        SELECT l.product_id, o.created_at AS at,
+               shop._counted(o.status)::int::float8 AS wt,
+               (f.order_id IS NOT NULL)::int::float8 AS mw
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+          LEFT JOIN shop.copurchase_order f ON f.order_id = o.order_id
+         WHERE products IS NULL AND (shop._counted(o.status) OR f.order_id IS NOT NULL) AND o.created_at > lo
+        UNION ALL
+        SELECT l.product_id, o.created_at, shop._counted(o.status)::int::float8,
+               (f.order_id IS NOT NULL)::int::float8
+          FROM shop.order_line l
+          JOIN shop."order" o ON o.order_id = l.order_id
+          LEFT JOIN shop.copurchase_order f ON f.order_id = o.order_id
+         WHERE products IS NOT NULL AND l.product_id = ANY (products)
+           AND (shop._counted(o.status) OR f.order_id IS NOT NULL) AND o.created_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2, 0.2
+          FROM shop.view_event v
+         WHERE products IS NULL AND v.viewed_at > lo
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, 0.2, 0.2
+          FROM shop.view_event v
+         WHERE products IS NOT NULL AND v.product_id = ANY (products) AND v.viewed_at > lo
+    ), ref AS (
+        SELECT greatest(t_ref, max(at) FILTER (WHERE wt > 0)) AS t FROM ev
+    ), norm AS (
+        SELECT ev.product_id,
+               (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life))
+                / (sum(ev.wt * exp(-ln(2) * extract(epoch FROM ref.t - ev.at) / half_life)) + 10))::real AS pop,
+               sum(ev.mw * exp(ln(2) * extract(epoch FROM ev.at - ep) / half_life)) AS mass
+          FROM ev, ref
+         WHERE ev.at > ref.t - make_interval(secs => 16 * half_life)
+         GROUP BY ev.product_id
+        HAVING sum(ev.wt) > 0
+    ), cmp AS (
+        SELECT n.product_id, n.pop, n.mass,
+               (o.product_id IS NULL OR abs(o.popularity - n.pop) >= 0.002) AS moved
+          FROM norm n
+          LEFT JOIN shop.product_popularity o ON o.product_id = n.product_id
+         WHERE o.product_id IS NULL OR abs(o.popularity - n.pop) >= 0.002
+            -- a mass that moved (sums taken in another order differ in
+            -- their last bits: those are left)
+            OR (o.mass IS DISTINCT FROM n.mass
+                AND NOT coalesce(abs(o.mass - n.mass) <= 1e-12 * abs(n.mass), false))
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE (products IS NULL OR o.product_id = ANY (products))
+           AND NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+        RETURNING o.product_id
+    ), written AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
+        SELECT c.product_id, c.pop, c.mass FROM cmp c
+        ON CONFLICT (product_id) DO UPDATE
+           SET popularity = CASE WHEN abs(o.popularity - excluded.popularity) >= 0.002
+                                 THEN excluded.popularity ELSE o.popularity END,
+               mass = excluded.mass
+    )
+    SELECT array_agg(t.product_id), (SELECT t FROM ref)
+      INTO ids, t_ref
+      FROM (SELECT g.product_id FROM gone g
+            UNION ALL SELECT c.product_id FROM cmp c WHERE c.moved) t;
+    -- shop.product is written later, in batches (shop._popularity_apply):
+    -- here only the narrow queue
+    n := coalesce(cardinality(ids), 0);
+    IF n > 0 THEN
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT DISTINCT u FROM unnest(ids) u
+        ON CONFLICT (product_id) DO NOTHING;
+    END IF;
+    IF products IS NULL THEN
+        INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
+                                                popularity_epoch, popularity_epoch_half_life)
+        VALUES (now(), now(), t_ref, ep, ep_hl)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
+               popularity_epoch = excluded.popularity_epoch,
+               popularity_epoch_half_life = excluded.popularity_epoch_half_life;
+    ELSE
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
+        VALUES (now(), t_ref)
+        ON CONFLICT (id) DO UPDATE
+           SET popularity_inc_at = excluded.popularity_inc_at,
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- _popularity_add: the popularity after a refresh folded the orders
+-- order_ids (sign +1: counts now and did not; -1: counted and no longer
+-- does; 0: counted before and after) and saw views of the products
+-- viewed.  The products of the orders get mass + sign * 2^((at - E) / h)
+-- per line, evaluated at the new reference; viewed products, and those
+-- whose mass is not known, are computed from their events
+-- (shop._popularity_refresh) at the same reference.  Returns how many
+-- products' popularity moved (queued for shop.product), as
+-- _popularity_refresh.
+CREATE FUNCTION shop._popularity_add(order_ids uuid[], signs int[], viewed bigint[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    t_ref timestamptz;
+    t_new timestamptz;
+    ep timestamptz;
+    ep_hl double precision;
+    lo timestamptz;
+    lp bigint[];
+    la timestamptz[];
+    ls int[];
+    exact bigint[];
+    n bigint := 0;
+    ids bigint[];
+BEGIN
+    SELECT s.popularity_ref, s.popularity_epoch, s.popularity_epoch_half_life
+      INTO t_ref, ep, ep_hl
+      FROM shop.copurchase_state s;
+    viewed := coalesce(viewed, '{}');
+    IF ep IS NULL OR ep_hl IS DISTINCT FROM half_life OR t_ref IS NULL THEN
+        -- no masses kept (or of another half-life): every product from
+        -- its events
+        RETURN shop._popularity_refresh(ARRAY(
+            SELECT l.product_id FROM shop.order_line l WHERE l.order_id = ANY (order_ids)
+            UNION
+            SELECT u FROM unnest(viewed) u));
+    END IF;
+    -- the lines of the orders, through the order_line primary key
+    SELECT array_agg(l.product_id), array_agg(o.created_at), array_agg(u.s)
+      INTO lp, la, ls
+      FROM unnest(order_ids, signs) u(o, s)
+      JOIN shop."order" o ON o.order_id = u.o
+      JOIN shop.order_line l ON l.order_id = u.o;
+    lp := coalesce(lp, '{}');
+    -- from their events: the viewed products and those without a mass
+    exact := ARRAY(
+        SELECT u FROM unnest(viewed) u
+        UNION
+        SELECT p.product_id FROM shop.product_popularity p
+         WHERE p.product_id = ANY (lp) AND p.mass IS NULL);
+    -- the reference: the newest counted event of the products computed
+    -- (the counted lines folded; every counted event of the products
+    -- computed from their events)
+    t_new := greatest(t_ref,
+                      (SELECT max(u.a) FROM unnest(la, ls) u(a, s) WHERE u.s >= 0),
+                      (SELECT max(v.viewed_at) FROM shop.view_event v WHERE v.product_id = ANY (exact)),
+                      (SELECT max(o.created_at) FROM shop.order_line l JOIN shop."order" o ON o.order_id = l.order_id
+                        WHERE l.product_id = ANY (exact) AND shop._counted(o.status)));
+    IF t_new > t_ref THEN
+        UPDATE shop.copurchase_state SET popularity_ref = t_new;
+    END IF;
+    IF cardinality(exact) > 0 THEN
+        n := shop._popularity_refresh(exact);
+    END IF;
+    lo := t_new - make_interval(secs => 16 * half_life);
+    WITH d AS (
+        SELECT u.p AS product_id,
+               sum(CASE WHEN u.a > lo THEN u.s * exp(ln(2) * extract(epoch FROM u.a - ep) / half_life)
+                        ELSE 0 END) AS dm
+          FROM unnest(lp, la, ls) u(p, a, s)
+         WHERE u.p <> ALL (exact)
+         GROUP BY u.p
+    ), v AS (
+        SELECT d.product_id, coalesce(o.mass, 0) + d.dm AS mass, o.popularity AS old_pop,
+               o.product_id IS NOT NULL AS had,
+               (coalesce(o.mass, 0) + d.dm) * exp(-ln(2) * extract(epoch FROM t_new - ep) / half_life) AS r
+          FROM d LEFT JOIN shop.product_popularity o ON o.product_id = d.product_id
+    ), cmp AS (
+        -- r below 1e-9: no event left (one event in the window weighs
+        -- at least 0.2 * 2^-16)
+        SELECT v.product_id, v.mass, (v.r / (v.r + 10))::real AS pop, v.r < 1e-9 AS none,
+               CASE WHEN v.r < 1e-9 THEN v.had
+                    ELSE NOT v.had OR abs(v.old_pop - (v.r / (v.r + 10))::real) >= 0.002 END AS moved,
+               v.had
+          FROM v
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         USING cmp c
+         WHERE o.product_id = c.product_id AND c.none AND c.had
+    ), written AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
+        SELECT c.product_id, c.pop, c.mass FROM cmp c WHERE NOT c.none
+        ON CONFLICT (product_id) DO UPDATE
+           SET popularity = CASE WHEN abs(o.popularity - excluded.popularity) >= 0.002
+                                 THEN excluded.popularity ELSE o.popularity END,
+               mass = excluded.mass
+    )
+    SELECT array_agg(c.product_id) INTO ids FROM cmp c WHERE c.moved;
+    IF cardinality(ids) > 0 THEN
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT u FROM unnest(ids) u
+        ON CONFLICT (product_id) DO NOTHING;
+        n := n + cardinality(ids);
+    END IF;
+    UPDATE shop.copurchase_state SET popularity_inc_at = now();
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_add(uuid[], int[], bigint[]) IS
+'internal: popularity after a refresh folded some orders (sign +1 now counted, -1 no longer, 0 unchanged) and saw views of some products: the orders'' lines added to their products'' kept masses, viewed products computed from their events; returns how many moved';
+REVOKE EXECUTE ON FUNCTION shop._popularity_add(uuid[], int[], bigint[]) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Recommendations: the content score's terms in C (issue 14, latency) -------
+--
+-- docs/recommendations.md, "shop.similar_products".  The fill of
+-- also_bought for a thin product (and similar_products, and the router's
+-- shard step) scores up to 200 candidates; most of its time was the
+-- trigram similarity of their titles to the source's, whose trigrams
+-- pg_trgm's similarity() made again for every candidate, and the
+-- attribute overlap, two function scans of the source's attributes per
+-- candidate.  shop._title_similarity_to is pg_trgm's own computation with
+-- the source's trigrams made once per call site, and shop._attr_overlap
+-- the overlap in one pass (src/recosimilar.c); both return the values of
+-- the SQL they replace, so every list stays the same.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._title_similarity_to(title text, src text)
+RETURNS real
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'shop_title_similarity_to';
+COMMENT ON FUNCTION shop._title_similarity_to(text, text) IS
+'internal: pg_trgm''s similarity(title, src), the trigrams of src made once per call site';
+
+CREATE FUNCTION shop._attr_overlap(attrs jsonb, src jsonb)
+RETURNS double precision
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'shop_attr_overlap';
+COMMENT ON FUNCTION shop._attr_overlap(jsonb, jsonb) IS
+'internal: the share of the keys of src whose value attrs has too (NULL when src has no key)';
+
+REVOKE EXECUTE ON FUNCTION shop._title_similarity_to(text, text), shop._attr_overlap(jsonb, jsonb)
+    FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                                    src_title text, src_attributes jsonb,
+                                                    exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    -- the ids come first, each list read from its (key, popularity,
+    -- product_id) index alone; only then are the wide rows fetched (asked
+    -- for whole rows at once, the planner may walk the popularity index
+    -- instead and sort a whole brand)
+    WITH ids AS (
+        (SELECT p.product_id
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+        UNION
+        (SELECT p.product_id
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+    ), cand AS (
+        SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
+          FROM ids JOIN shop.product p ON p.product_id = ids.product_id
+    )
+    -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
+    -- double precision or 0), with the two terms computed in C
+    SELECT c.product_id,
+           (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
+            + 0.2 * (c.brand IS NOT DISTINCT FROM src_brand)::int
+            + 0.3 * shop._title_similarity_to(c.title, src_title)
+            + 0.1 * coalesce(shop._attr_overlap(c.attributes, src_attributes), 0)
+            + 0.001 * c.popularity)::real AS s
+      FROM cand c
+     WHERE c.product_id <> ALL (exclude)
+     ORDER BY s DESC, c.product_id
+     LIMIT lim
+$$;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

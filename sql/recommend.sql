@@ -148,6 +148,38 @@ INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cent
 VALUES (10, 'LAPTOP3', 'Laptop 13 inch', 'Acme', :laptops, 80000, '{"color": "grey"}');
 SELECT product_id, round(score::numeric, 3) AS score FROM shop.similar_products(10, 3);
 SELECT product_id FROM shop.also_bought(10, 3);
+-- the content score's terms in C (shop._title_similarity_to with the
+-- source's trigrams kept per call site, shop._attr_overlap) give what the
+-- SQL they replaced gave, to the bit: pg_trgm's similarity, and the
+-- share of the source's attributes with equal values (jsonb equality:
+-- 16 = 16.0, arrays in order, objects by key), as double precision
+CREATE TEMP TABLE t(title) AS
+SELECT unnest(ARRAY['Laptop 13 inch', 'laptop 13"', 'Laptop 13 inch Pro', 'Ноутбук Acme 15',
+                    'ÄÖÜ Straße', '', '  ', 'a', 'ab-cd_ef 12/34', 'USB stick 64 GB', 'usb-stick']);
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE shop._title_similarity_to(a.title, b.title)
+                              IS DISTINCT FROM shop._title_similarity(a.title, b.title)) AS differ
+  FROM t b CROSS JOIN t a;
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE shop._title_similarity_to(a.title, b.title)
+                              IS DISTINCT FROM shop._title_similarity(a.title, b.title)) AS differ
+  FROM t a CROSS JOIN t b;
+CREATE TEMP TABLE j(attrs) AS
+SELECT unnest(ARRAY['{}', '{"color": "grey"}', '{"color": "grey", "ram": 16}', '{"ram": 16.0}',
+                    '{"ram": "16"}', '{"tags": ["a", "b"], "dims": {"w": 1, "h": 2}}',
+                    '{"tags": ["b", "a"], "dims": {"h": 2, "w": 1}}', '{"color": null}',
+                    '{"a": 1, "b": 2, "c": 3}', '[1, 2]', '"grey"']::jsonb[]);
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE 0.1 * coalesce(shop._attr_overlap(a.attrs, s.attrs), 0)
+                              IS DISTINCT FROM
+                              0.1 * coalesce((SELECT count(*) FROM jsonb_each(s.attrs) e
+                                               WHERE a.attrs -> e.key = e.value)::real
+                                             / nullif((SELECT count(*) FROM jsonb_object_keys(s.attrs)), 0), 0))
+         AS differ,
+       count(*) FILTER (WHERE shop._attr_overlap(a.attrs, s.attrs) NOT IN (0, 1)) AS partial
+  FROM j a, j s
+ WHERE jsonb_typeof(s.attrs) = 'object';
+SELECT pg_temp.err($$SELECT shop._attr_overlap('{}', '[1]')$$);
 -- a product with a short co-purchase list (the laptop: mouse, stick; the
 -- bag is archived) is filled from similar products, scored below the list
 SELECT a.product_id, c.other_id IS NOT NULL AS copurchase,

@@ -184,14 +184,17 @@ COMMIT;
 SQL
 }
 # the popularity part of a refresh alone, on the same state, rolled back:
-# the products of the logged orders, as the refresh passes them
+# the logged orders' lines added to their products' kept masses, as the
+# refresh does with the orders it folds (these are all new: sign +1; the
+# refresh also passes, with sign 0, the older orders of customers whose
+# buyer-cap share moved)
 pop_alone() {
     local a b
     a=$(now)
     $PSQL >/dev/null <<'SQL'
 BEGIN;
-SELECT shop._popularity_refresh(ARRAY(SELECT DISTINCT l.product_id
-                                        FROM shop.copurchase_delta d JOIN shop.order_line l USING (order_id)));
+SELECT shop._popularity_add(o, array_fill(1, ARRAY[cardinality(o)]), '{}')
+  FROM (SELECT ARRAY(SELECT DISTINCT d.order_id FROM shop.copurchase_delta d) AS o) x;
 ROLLBACK;
 SQL
     b=$(now)
