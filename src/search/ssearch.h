@@ -806,6 +806,12 @@ typedef struct SsMatchSet
 	SsPendItem **pend;
 } SsMatchSet;
 extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
+/* SsCollectMatchIds: a segment's matches as docids (facets, ssfunc.c) */
+typedef bool (*SsSegVisitor) (void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
+							  uint64 bulkdeletes);
+typedef void (*SsIdVisitor) (void *arg, uint32 docid);
+extern void SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg,
+							  SsIdVisitor id, void *arg, SsMatchSet *ms);
 /* one (expansion term, query word) pair of a query in an index (SsTermStats) */
 typedef struct SsTermStat
 {

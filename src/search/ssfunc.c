@@ -1018,6 +1018,508 @@ facet_doc_visit(void *arg, const SsDoc *doc)
 				d->rating = (uint8) r;
 }
 
+/* ---- the facet column: facet values per segment, kept per backend ---- */
+
+/*
+ * Counting facets of a common word reads every match's 72-byte document
+ * record, a cache miss per match (bench/results/2026-12-06-sort5.md).
+ * Segments are immutable but for their dead flags, so each backend keeps,
+ * per segment it counted, what the counts need of each document in 16
+ * bytes: its heap TID, its dead flag and its values as small numbers
+ * (category and brand as ordinals of dictionaries of this cache, price
+ * and rating as their buckets).  The scan then hands over docids
+ * (SsCollectMatchIds) and never reads a record of such a segment.
+ *
+ * Dead flags change: bulk deletes set them.  A segment's column is
+ * stamped with the metapage's count of bulk deletes read before its
+ * records were, and used only by a scan that read the same count (R6 in
+ * ssvacuum.c: a bulk delete adds one when it ends, before VACUUM frees
+ * the heap line pointers of the documents it flagged).  A flag the column
+ * lacks is then one that a bulk delete still running set: its row is dead
+ * in the heap and stays so (the line pointer is not freed, the page is
+ * not all-visible) until that bulk delete ends, which moves the count;
+ * the visibility check does not count it, as with a record read now.
+ * Another count: the column is read again.  (header block, serial) names
+ * a segment for good, the relation file the index.
+ *
+ * shop.search_facet_cache caps the memory (0: off); a segment that
+ * does not fit is counted from its records, as are pending documents.
+ */
+typedef struct FacetCol
+{
+	ItemPointerData tid;
+	uint8		flags;			/* FC_* */
+	uint8		pr;				/* price bucket + 1 (0: none) | rating bucket << 4 */
+	uint32		cat;			/* ordinal in facet_cache.cats (FC_CAT) */
+	uint32		brand;			/* ordinal in facet_cache.brands (FC_BRAND) */
+} FacetCol;
+
+#define FC_DEAD		0x01
+#define FC_CAT		0x02
+#define FC_BRAND	0x04
+
+typedef struct FacetSeg
+{
+	BlockNumber header;
+	uint64		serial;
+	uint32		ndocs;
+	bool		valid;			/* col is complete for stamp */
+	uint64		stamp;			/* bulk deletes counted before col was read */
+	uint64		used;			/* facet_cache.clock of its last use */
+	FacetCol   *col;
+} FacetSeg;
+
+#define FACET_CACHE_SEGS	(2 * SS_MAX_SEGMENTS)
+
+static struct
+{
+	MemoryContext cxt;
+	Oid			indexid;
+	RelFileNode node;
+	uint64		clock;			/* calls so far */
+	Size		bytes;			/* of the columns */
+	int			nsegs;
+	FacetSeg	segs[FACET_CACHE_SEGS];
+	/* dictionaries: value -> ordinal (FacetKey.n), ordinal -> value */
+	FacetTable	catmap,
+				brandmap;
+	int64	   *cats;
+	uint32	   *brands;
+	uint32		ncats,
+				maxcats,
+				nbrands,
+				maxbrands;
+}			facet_cache;
+
+static void
+facet_cache_reset(Relation index)
+{
+	MemoryContext old;
+
+	if (facet_cache.cxt == NULL)
+		facet_cache.cxt = AllocSetContextCreate(TopMemoryContext, "shop search facet cache",
+												ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(facet_cache.cxt);
+	facet_cache.indexid = RelationGetRelid(index);
+	facet_cache.node = index->rd_node;
+	facet_cache.bytes = 0;
+	facet_cache.nsegs = 0;
+	old = MemoryContextSwitchTo(facet_cache.cxt);
+	ft_init(&facet_cache.catmap, 256);
+	ft_init(&facet_cache.brandmap, 256);
+	facet_cache.maxcats = facet_cache.maxbrands = 256;
+	facet_cache.cats = palloc(sizeof(int64) * facet_cache.maxcats);
+	facet_cache.brands = palloc(sizeof(uint32) * facet_cache.maxbrands);
+	facet_cache.ncats = facet_cache.nbrands = 0;
+	MemoryContextSwitchTo(old);
+}
+
+/* the ordinal of category id c, of brand hash h */
+static uint32
+facet_cat_ord(int64 c)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.catmap, c, &found);
+
+	if (!found)
+	{
+		if (facet_cache.ncats >= facet_cache.maxcats)
+		{
+			facet_cache.maxcats *= 2;
+			facet_cache.cats = repalloc_huge(facet_cache.cats, sizeof(int64) * facet_cache.maxcats);
+		}
+		fk->n = facet_cache.ncats;
+		facet_cache.cats[facet_cache.ncats++] = c;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+static uint32
+facet_brand_ord(uint32 h)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.brandmap, (int64) h, &found);
+
+	if (!found)
+	{
+		if (facet_cache.nbrands >= facet_cache.maxbrands)
+		{
+			facet_cache.maxbrands *= 2;
+			facet_cache.brands = repalloc_huge(facet_cache.brands,
+											   sizeof(uint32) * facet_cache.maxbrands);
+		}
+		fk->n = facet_cache.nbrands;
+		facet_cache.brands[facet_cache.nbrands++] = h;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+/* a document's column entry */
+static void
+facet_col_fill(FacetCol *c, const SsDoc *doc)
+{
+	c->tid = doc->tid;
+	c->flags = (doc->flags & SS_DOC_DEAD) ? FC_DEAD : 0;
+	c->pr = 0;
+	c->cat = 0;
+	c->brand = 0;
+	if (doc->flags & SS_DOC_HAS_CAT)
+	{
+		c->flags |= FC_CAT;
+		c->cat = facet_cat_ord(doc->category_id);
+	}
+	if (doc->flags & SS_DOC_HAS_BRAND)
+	{
+		c->flags |= FC_BRAND;
+		c->brand = facet_brand_ord(doc->brand_hash);
+	}
+	if (doc->flags & SS_DOC_HAS_PRICE)
+		for (int b = FACET_NPRICE - 1; b >= 0; b--)
+			if (doc->price_cents >= facet_price_lo[b])
+			{
+				c->pr = (uint8) (b + 1);
+				break;
+			}
+	if (doc->flags & SS_DOC_HAS_RATING)
+		for (int r = 4; r >= 1; r--)
+			if (doc->rating >= r)
+			{
+				c->pr |= (uint8) (r << 4);
+				break;
+			}
+}
+
+/* read segment e's column from its document records (hdr its header) */
+static void
+facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
+{
+	uint32		ndocs = hdr->ndocs;
+
+	for (uint32 p = 0; p < hdr->ndocpages; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
+		Page		page = BufferGetPage(buf);
+		const SsDoc *docs = (const SsDoc *) SsPageContents(page);
+		int			cnt = SsPageGetOpaque(page)->count;
+		uint32		first = p * SS_DOCS_PER_PAGE;
+
+		if (cnt > SS_DOCS_PER_PAGE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has a document page with %d documents at block %u",
+							RelationGetRelationName(index), cnt, hdr->docstart + p),
+					 errdetail("A document page holds at most %d.", SS_DOCS_PER_PAGE),
+					 errhint("REINDEX the index.")));
+		for (int i = 0; i < cnt && first + i < ndocs; i++)
+			facet_col_fill(&e->col[first + i], &docs[i]);
+		UnlockReleaseBuffer(buf);
+		if ((p & 63) == 63)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * The column of segment (header, hdr) for a scan that read bulkdeletes,
+ * read now if needed; NULL if it does not fit in shop.search_facet_cache.
+ */
+static const FacetCol *
+facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uint64 bulkdeletes)
+{
+	FacetSeg   *e = NULL;
+	Size		need = sizeof(FacetCol) * (Size) Max(hdr->ndocs, 1);
+	Size		cap = (Size) shop_search_facet_cache * 1024;
+
+	for (int i = 0; i < facet_cache.nsegs; i++)
+		if (facet_cache.segs[i].header == header && facet_cache.segs[i].serial == hdr->serial &&
+			facet_cache.segs[i].ndocs == hdr->ndocs)
+		{
+			e = &facet_cache.segs[i];
+			break;
+		}
+	if (e == NULL)
+	{
+		/* room: the columns least recently used first, never one of this call */
+		while (facet_cache.nsegs > 0 &&
+			   (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap))
+		{
+			int			victim = -1;
+
+			for (int i = 0; i < facet_cache.nsegs; i++)
+				if (facet_cache.segs[i].used < facet_cache.clock &&
+					(victim < 0 || facet_cache.segs[i].used < facet_cache.segs[victim].used))
+					victim = i;
+			if (victim < 0)
+				break;
+			facet_cache.bytes -= sizeof(FacetCol) * (Size) Max(facet_cache.segs[victim].ndocs, 1);
+			pfree(facet_cache.segs[victim].col);
+			facet_cache.segs[victim] = facet_cache.segs[--facet_cache.nsegs];
+		}
+		if (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap)
+			return NULL;
+		e = &facet_cache.segs[facet_cache.nsegs++];
+		e->header = header;
+		e->serial = hdr->serial;
+		e->ndocs = hdr->ndocs;
+		e->valid = false;
+		e->col = MemoryContextAllocHuge(facet_cache.cxt, need);
+		facet_cache.bytes += need;
+	}
+	e->used = facet_cache.clock;
+	if (!e->valid || e->stamp != bulkdeletes)
+	{
+		e->valid = false;
+		facet_seg_read(index, e, hdr);
+		e->stamp = bulkdeletes;
+		e->valid = true;
+	}
+	return e->col;
+}
+
+/* a call's matches, as column entries, and where each is */
+typedef struct FacetVisit
+{
+	FacetCol   *m;
+	int32	   *locseg;			/* with locations: segment number */
+	uint32	   *locdoc;			/* ... and docid */
+	int			n;
+	int			max;
+	bool		locs;
+	int32		seg;			/* the current segment ... */
+	const FacetCol *col;		/* ... its column */
+	uint32		ndocs;
+	Relation	index;
+} FacetVisit;
+
+static inline int
+facet_visit_add(FacetVisit *fv)
+{
+	if (fv->n >= fv->max)
+	{
+		fv->max = Max(4096, fv->max * 2);
+		fv->m = fv->m ? repalloc_huge(fv->m, sizeof(FacetCol) * fv->max)
+			: palloc_extended(sizeof(FacetCol) * fv->max, MCXT_ALLOC_HUGE);
+		if (fv->locs)
+		{
+			fv->locseg = fv->locseg ? repalloc_huge(fv->locseg, sizeof(int32) * fv->max)
+				: palloc_extended(sizeof(int32) * fv->max, MCXT_ALLOC_HUGE);
+			fv->locdoc = fv->locdoc ? repalloc_huge(fv->locdoc, sizeof(uint32) * fv->max)
+				: palloc_extended(sizeof(uint32) * fv->max, MCXT_ALLOC_HUGE);
+		}
+	}
+	return fv->n++;
+}
+
+/* SsSegVisitor: take the segment's matches as docids if its column fits */
+static bool
+facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
+				uint64 bulkdeletes)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+
+	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
+	fv->ndocs = hdr->ndocs;
+	fv->seg = seg;
+	return fv->col != NULL;
+}
+
+/* SsIdVisitor: a match of the current segment */
+static void
+facet_id_visit(void *arg, uint32 docid)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+	int			i;
+
+	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD))
+		return;
+	i = facet_visit_add(fv);
+	fv->m[i] = fv->col[docid];
+	if (fv->locs)
+	{
+		fv->locseg[i] = fv->seg;
+		fv->locdoc[i] = docid;
+	}
+}
+
+static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
+						const ItemPointerData *tids, const uint8 *state,
+						IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+						AttrNumber att, int nkeys, int nvals);
+
+/*
+ * The facet counts of query from the facet column, with nkeys > 0 the
+ * attribute facets too (facet_counts without an attribute filter; the
+ * same rows).
+ */
+static void
+facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
+				 AttrNumber att, int nkeys, int nvals)
+{
+	FacetVisit	fv;
+	SsMatchSet	ms;
+	int64		price[FACET_NPRICE] = {0};
+	int64		rating[5] = {0};
+	int64		total = 0;
+	int64	   *catn,
+			   *brandn;
+	ItemPointerData *sample;
+	Buffer		vmbuf = InvalidBuffer;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	Snapshot	snap = GetActiveSnapshot();
+	BlockNumber nheap,
+				hb;
+	uint8	   *vmknown,
+			   *vmall,
+			   *state;
+	SsMetaPageData meta;
+	uint32		ncats,
+				nbrands;
+	bool		recount;
+
+	if (facet_cache.cxt == NULL || facet_cache.indexid != RelationGetRelid(index) ||
+		!RelFileNodeEquals(facet_cache.node, index->rd_node))
+		facet_cache_reset(index);
+	facet_cache.clock++;
+	memset(&fv, 0, sizeof(fv));
+	fv.index = index;
+	fv.locs = nkeys > 0;
+	SsCollectMatchIds(index, query, fv.locs, facet_seg_visit, facet_id_visit, &fv, &ms);
+	/* the matches read from their records: pending, or not in the cache */
+	for (int k = 0; k < ms.ndocs; k++)
+	{
+		int			i = facet_visit_add(&fv);
+
+		facet_col_fill(&fv.m[i], &ms.docs[k]);
+		if (fv.locs)
+		{
+			fv.locseg[i] = ms.locseg[k];
+			fv.locdoc[i] = ms.locdoc[k];
+		}
+	}
+	SsTestPause("facets-collected");
+
+	nheap = RelationGetNumberOfBlocks(heap);
+	vmknown = palloc0(nheap / 8 + 1);
+	vmall = palloc0(nheap / 8 + 1);
+	state = palloc(Max(fv.n, 1));
+	fetch = table_index_fetch_begin(heap);
+	slot = table_slot_create(heap, NULL);
+	ncats = facet_cache.ncats;
+	nbrands = facet_cache.nbrands;
+	catn = palloc0(sizeof(int64) * Max(ncats, 1));
+	brandn = palloc0(sizeof(int64) * Max(nbrands, 1));
+	sample = palloc(sizeof(ItemPointerData) * Max(nbrands, 1));
+
+	/*
+	 * One pass: which matches' rows are visible (by the visibility map, or
+	 * read), and their counts; the dictionaries' ordinals index the counts
+	 */
+	for (int pass = 0;; pass++)
+	{
+		for (int i = 0; i < fv.n; i++)
+		{
+			const FacetCol *c = &fv.m[i];
+
+			if ((i & 1023) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (pass == 0)
+			{
+				hb = ItemPointerGetBlockNumber(&c->tid);
+				if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
+				{
+					vmknown[hb >> 3] |= 1 << (hb & 7);
+					if (VM_ALL_VISIBLE(heap, hb, &vmbuf))
+						vmall[hb >> 3] |= 1 << (hb & 7);
+				}
+				if (hb < nheap && (vmall[hb >> 3] & (1 << (hb & 7))))
+					state[i] = FACET_ALL_VISIBLE;
+				else
+					state[i] = facet_fetch(fetch, slot, snap, (ItemPointer) &c->tid, NULL) ?
+						FACET_FETCHED : FACET_INVISIBLE;
+			}
+			else if (state[i] == FACET_ALL_VISIBLE)
+				state[i] = facet_fetch(fetch, slot, snap, (ItemPointer) &c->tid, NULL) ?
+					FACET_FETCHED : FACET_INVISIBLE;
+			if (state[i] == FACET_INVISIBLE)
+				continue;
+			total++;
+			if (c->flags & FC_CAT)
+				catn[c->cat]++;
+			if (c->flags & FC_BRAND)
+			{
+				if (brandn[c->brand]++ == 0)
+				{
+					/* a sample row to read the brand's name from: its visible version */
+					sample[c->brand] = c->tid;
+					(void) facet_fetch(fetch, slot, snap, &sample[c->brand], &sample[c->brand]);
+				}
+			}
+			if (c->pr & 0x0F)
+				price[(c->pr & 0x0F) - 1]++;
+			rating[c->pr >> 4]++;
+		}
+		if (pass > 0)
+			break;
+		if (BufferIsValid(vmbuf))
+			ReleaseBuffer(vmbuf);
+		/*
+		 * Did a bulk delete end since the count was read?  (facet_counts.)
+		 * Then every row the map vouched for is read, and the counts start
+		 * over.
+		 */
+		pg_memory_barrier();
+		SsReadMeta(index, &meta);
+		recount = meta.bulkdeletes != ms.bulkdeletes;
+		if (!recount)
+			break;
+		total = 0;
+		memset(price, 0, sizeof(price));
+		memset(rating, 0, sizeof(rating));
+		memset(catn, 0, sizeof(int64) * Max(ncats, 1));
+		memset(brandn, 0, sizeof(int64) * Max(nbrands, 1));
+	}
+	/* rating buckets are cumulative (rating >= r) */
+	for (int r = 3; r >= 1; r--)
+		rating[r] += rating[r + 1];
+
+	if (nkeys > 0)
+	{
+		SsMatchSet	all = ms;
+		ItemPointerData *tids = palloc_extended(sizeof(ItemPointerData) * Max(fv.n, 1),
+												MCXT_ALLOC_HUGE);
+
+		for (int i = 0; i < fv.n; i++)
+			tids[i] = fv.m[i].tid;
+		all.docs = NULL;
+		all.ndocs = fv.n;
+		all.locseg = fv.locseg;
+		all.locdoc = fv.locdoc;
+		attr_facets(rsinfo, index, &all, tids, state, fetch, slot, snap, att, nkeys, nvals);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+
+	facet_put(rsinfo->setResult, rsinfo->setDesc, "total", 0, NULL, total);
+	for (uint32 k = 0; k < ncats; k++)
+		if (catn[k] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "category", facet_cache.cats[k], NULL,
+					  catn[k]);
+	for (uint32 k = 0; k < nbrands; k++)
+		if (brandn[k] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", (int64) facet_cache.brands[k],
+					  &sample[k], brandn[k]);
+	for (int b = 0; b < (int) FACET_NPRICE; b++)
+		if (price[b] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
+	for (int r = 1; r <= 4; r++)
+		if (rating[r] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
+}
+
 /* ---- attribute facets ---- */
 
 /*
@@ -1287,8 +1789,8 @@ attr_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, uint32 keyh, int
 #define ATTR_MAX_NAMED	1000
 
 static void
-attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *state,
-			IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPointerData *tids,
+			const uint8 *state, IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
 			AttrNumber att, int nkeys, int nvals)
 {
 	FacetTable	vals,
@@ -1365,7 +1867,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	for (int o = 0; o < w.nover; o++)
 	{
 		AttrRowCount rc;
-		Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[w.over[o]].tid, att);
+		Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[w.over[o]], att);
 
 		rc.vals = &vals;
 		rc.doc = w.over[o];
@@ -1399,7 +1901,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 		if (keys.full[k])
 		{
 			AttrKeyOut *o = &ko[nko];
-			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[keys.e[k].doc].tid, att);
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[keys.e[k].doc], att);
 
 			o->keyh = keys.e[k].keyh;
 			o->n = keys.e[k].n;
@@ -1438,7 +1940,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 		for (int v = lo, named = 0; v < nva && va[v].keyh == o->keyh && va[v].n >= least &&
 			 named < ATTR_MAX_NAMED; v++)
 		{
-			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[va[v].doc].tid, att);
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[va[v].doc], att);
 			char	   *name;
 			Jsonb	   *value;
 
@@ -1522,6 +2024,14 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 					 errmsg("index \"%s\" has no attributes", RelationGetRelationName(index)),
 					 errdetail("Attribute filters and facets need a jsonb column in the index's INCLUDE list.")));
 		att = index->rd_index->indkey.values[c];
+	}
+	if (!check_rows && shop_search_facet_cache > 0)
+	{
+		/* from the facet column */
+		facet_counts_col(rsinfo, index, heap, query, att, nkeys, nvals);
+		table_close(heap, AccessShareLock);
+		index_close(index, AccessShareLock);
+		return;
 	}
 	if (nkeys > 0 || check_rows)
 	{
@@ -1638,7 +2148,14 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 			rating[r]++;
 	}
 	if (nkeys > 0)
-		attr_facets(rsinfo, index, &ms, state, fetch, slot, snap, att, nkeys, nvals);
+	{
+		ItemPointerData *tids = palloc_extended(sizeof(ItemPointerData) * Max(ms.ndocs, 1),
+												MCXT_ALLOC_HUGE);
+
+		for (int i = 0; i < ms.ndocs; i++)
+			tids[i] = ms.docs[i].tid;
+		attr_facets(rsinfo, index, &ms, tids, state, fetch, slot, snap, att, nkeys, nvals);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
 

@@ -96,6 +96,9 @@ static bool stats_next = false;
 static SsDocVisitor visit_next = NULL;
 static void *visit_next_arg = NULL;
 static SsSortPrune *prune_next = NULL;	/* SsVisitMatchesSorted */
+static SsSegVisitor seg_next = NULL;	/* SsCollectMatchIds */
+static SsIdVisitor id_next = NULL;
+static void *ids_next_arg = NULL;
 
 /*
  * The attribute filter of the evaluations to come (SsSetAttrFilter): the
@@ -198,6 +201,7 @@ typedef struct SegState
 	double		sortcut;		/* phase 1: blocks whose bound is at most this */
 	double		sortmax;		/* the largest bound */
 	int			sortphase;		/* 1, then 2: the other blocks */
+	bool		ids;			/* collecting docids, not records (facets) */
 } SegState;
 
 typedef struct PendDoc
@@ -239,6 +243,9 @@ typedef struct Eval
 	SsDocVisitor visit;			/* ... or handed to this one by one */
 	void	   *visit_arg;
 	SsSortPrune *prune;			/* ... skipping blocks by sort key bounds */
+	SsSegVisitor visit_seg;		/* ... the docids of the segments this */
+	SsIdVisitor visit_id;		/* one takes go to this one instead */
+	void	   *ids_arg;		/* (SsCollectMatchIds) */
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
@@ -1779,6 +1786,12 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 										   Min(total->typ1[d] - 1, 9) * SS_TYPO_TIER -
 										   Min(total->score[d] * boostub, SS_MAX_SCORE))))
 			continue;
+		if (s->ids)
+		{
+			/* the visitor keeps the dead flags (no stored-value filter here) */
+			ev->visit_id(ev->ids_arg, d);
+			continue;
+		}
 		doc = doc_get(dc, d);
 		if (ev->collect && t + 4 < ncand &&
 			cand[t + 4] / SS_DOCS_PER_PAGE == d / SS_DOCS_PER_PAGE)
@@ -2649,6 +2662,10 @@ eval_segment(Eval *ev, SegState *s)
 
 	if (n == 0)
 		return;
+	/* facets: the visitor may take this segment's matches as docids */
+	s->ids = ev->visit_seg && !ev->filtered && ev->nattr == 0 && !ev->prune &&
+		ev->visit_seg(ev->ids_arg, (int) (s - ev->segs), ev->meta.segments[s - ev->segs].header,
+					  &s->hdr, ev->meta.bulkdeletes);
 	s->scale = bound_scale(ev, &s->hdr);
 	build_filter_bitmap(ev, s);
 	if (ev->prune)
@@ -2954,6 +2971,9 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->visit = visit_next;
 		ev->visit_arg = visit_next_arg;
 		ev->prune = visit_next ? prune_next : NULL;
+		ev->visit_seg = seg_next;
+		ev->visit_id = id_next;
+		ev->ids_arg = ids_next_arg;
 	}
 	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
@@ -3078,7 +3098,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	}
 	if (stats_next)
 		return ev;				/* SsTermStats: the expansions are all it needs */
-	if (ev->collect && !ev->visit)
+	if (ev->collect && !ev->visit && !ev->visit_seg)
 	{
 		/* facets: room for every possible match at once, not by doubling */
 		uint64		most = 0;
@@ -3254,6 +3274,43 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
 	}
 	PG_END_TRY();
 	return ev->meta.bulkdeletes;
+}
+
+/*
+ * SsCollectMatchIds: SsCollectMatchSet (with locs false: without the
+ * matches' locations), except that before each segment seg is asked (with
+ * the segment's number, header block and header, and the metapage's count
+ * of bulk deletes as read before any document was) whether it takes that
+ * segment's matches as docids: then id gets the docid of every match
+ * there, dead documents included (the caller knows their dead flags), and
+ * no document record of the segment is read nor collected into ms.  Only
+ * for queries without stored-value or attribute filters (else seg is never
+ * asked).  Facet counts (ssfunc.c).
+ */
+void
+SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
+				  void *arg, SsMatchSet *ms)
+{
+	seg_next = seg;
+	id_next = id;
+	ids_next_arg = arg;
+	PG_TRY();
+	{
+		if (locs)
+			SsCollectMatchSet(index, query, ms);
+		else
+		{
+			memset(ms, 0, sizeof(SsMatchSet));
+			ms->docs = SsCollectMatches(index, query, &ms->ndocs, &ms->bulkdeletes);
+		}
+	}
+	PG_FINALLY();
+	{
+		seg_next = NULL;
+		id_next = NULL;
+		ids_next_arg = NULL;
+	}
+	PG_END_TRY();
 }
 
 /*
