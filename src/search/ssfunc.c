@@ -1536,7 +1536,8 @@ typedef struct AttrWalk
 {
 	Relation	index;
 	FacetTable *vals;			/* by the term's 48-bit hash */
-	int32	   *map;			/* this segment's docid -> match, -1: none */
+	uint8	   *bits;			/* this segment's docids of visible matches */
+	int32	   *map;			/* ... docid -> match (where bits has one) */
 	uint32		nmap;
 	int64		n;				/* the current term's matches */
 	int32		first;			/* ... the first of them */
@@ -1606,10 +1607,10 @@ attr_over_cb(void *arg, uint32 docid, uint16 tf)
 {
 	AttrWalk   *w = (AttrWalk *) arg;
 
-	if (docid < w->nmap && w->map[docid] >= 0)
+	if (docid < w->nmap && (w->bits[docid >> 3] & (1 << (docid & 7))))
 	{
 		w->over[w->nover++] = w->map[docid];
-		w->map[docid] = -1;
+		w->bits[docid >> 3] &= ~(1 << (docid & 7));
 	}
 }
 
@@ -1629,7 +1630,7 @@ attr_dict_cb(void *arg, const SsDictItem *item)
 	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
 		return;
 	w->n = (int64) SsCountPostings(w->index, item->postblk, item->postoff, item->df,
-								   w->map, w->nmap, &w->first);
+								   w->bits, w->map, w->nmap, &w->first);
 	attr_count(w->vals, keyh, vh, w->n, w->first);
 }
 
@@ -1785,6 +1786,10 @@ attr_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, uint32 keyh, int
 	tuplestore_putvalues(ts, desc, v, nulls);
 }
 
+/* attr_facets' docid -> match maps, all segments' at once (never shrinks) */
+static int32 *attr_map = NULL;
+static Size attr_map_cap = 0;
+
 /* at most this many values of one key are named (the ties of its last listed value) */
 #define ATTR_MAX_NAMED	1000
 
@@ -1801,6 +1806,8 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 	int			nko = 0,
 				nva = 0;
 	int32	  **maps;
+	uint8	  **bits;
+	Size		need = 1;
 
 	ft_init(&vals, 1024);
 	memset(&w, 0, sizeof(w));
@@ -1813,6 +1820,18 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 	 * matches, mapped from docid to match by one pass over the matches
 	 */
 	maps = palloc0(sizeof(int32 *) * Max(ms->nsegs, 1));
+	bits = palloc0(sizeof(uint8 *) * Max(ms->nsegs, 1));
+	for (int sg = 0; sg < ms->nsegs; sg++)
+		need += ms->segs[sg].ndocs;
+	if (need > attr_map_cap)
+	{
+		/* kept: a million-document map would be page faults on every call */
+		if (attr_map)
+			pfree(attr_map);
+		attr_map = NULL;
+		attr_map = MemoryContextAllocHuge(TopMemoryContext, sizeof(int32) * need);
+		attr_map_cap = need;
+	}
 	for (int i = 0; i < ms->ndocs; i++)
 	{
 		int32		sg = ms->locseg[i];
@@ -1822,10 +1841,15 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 			continue;
 		if (maps[sg] == NULL)
 		{
-			maps[sg] = palloc_extended(sizeof(int32) * Max(ms->segs[sg].ndocs, 1), MCXT_ALLOC_HUGE);
-			memset(maps[sg], 0xff, sizeof(int32) * Max(ms->segs[sg].ndocs, 1));
+			Size		at = 0;
+
+			for (int k = 0; k < sg; k++)
+				at += ms->segs[k].ndocs;
+			maps[sg] = attr_map + at;
+			bits[sg] = palloc0(ms->segs[sg].ndocs / 8 + 1);
 		}
 		maps[sg][ms->locdoc[i]] = i;
+		bits[sg][ms->locdoc[i] >> 3] |= 1 << (ms->locdoc[i] & 7);
 	}
 	for (int sg = 0; sg < ms->nsegs; sg++)
 	{
@@ -1839,11 +1863,12 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 			continue;
 		w.nmap = hdr->ndocs;
 		w.map = maps[sg];
+		w.bits = bits[sg];
 		item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
 		if (SsDictLookup(index, hdr, over, olen, item))
 			SsReadPostings(index, item->postblk, item->postoff, item->df, attr_over_cb, &w);
 		SsDictScanRange(index, hdr, from, 2, attr_dict_cb, &w, attr_dict_stop);
-		pfree(maps[sg]);
+		pfree(bits[sg]);
 		pfree(item);
 		CHECK_FOR_INTERRUPTS();
 	}
