@@ -1067,7 +1067,17 @@ typedef struct FacetSeg
 	uint64		stamp;			/* bulk deletes counted before col was read */
 	uint64		used;			/* facet_cache.clock of its last use */
 	FacetCol   *col;
+	/*
+	 * attribute facets: each document's attribute terms, as ordinals of
+	 * facet_cache.attrs (FACET_ATTR_OVER first for a document holding the
+	 * overflow term), aval[aoff[d] .. aoff[d + 1]); NULL until first used
+	 */
+	uint32	   *aoff;
+	uint32	   *aval;
+	Size		abytes;
 } FacetSeg;
+
+#define FACET_ATTR_OVER		PG_UINT32_MAX
 
 #define FACET_CACHE_SEGS	(2 * SS_MAX_SEGMENTS)
 
@@ -1089,6 +1099,12 @@ static struct
 				maxcats,
 				nbrands,
 				maxbrands;
+	/* attribute terms: 48-bit hash -> ordinal, ordinal -> key and term hash */
+	FacetTable	attrmap;
+	uint32	   *attr_keyh;
+	uint64	   *attr_vh;
+	uint32		nattrs,
+				maxattrs;
 }			facet_cache;
 
 static void
@@ -1111,6 +1127,11 @@ facet_cache_reset(Relation index)
 	facet_cache.cats = palloc(sizeof(int64) * facet_cache.maxcats);
 	facet_cache.brands = palloc(sizeof(uint32) * facet_cache.maxbrands);
 	facet_cache.ncats = facet_cache.nbrands = 0;
+	ft_init(&facet_cache.attrmap, 1024);
+	facet_cache.maxattrs = 1024;
+	facet_cache.attr_keyh = palloc(sizeof(uint32) * facet_cache.maxattrs);
+	facet_cache.attr_vh = palloc(sizeof(uint64) * facet_cache.maxattrs);
+	facet_cache.nattrs = 0;
 	MemoryContextSwitchTo(old);
 }
 
@@ -1223,6 +1244,40 @@ facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
 }
 
 /*
+ * Room for need more bytes (and a segment): the copies least recently used
+ * go first, never one of this call (its matches point into them).  False
+ * if there is none.
+ */
+static bool
+facet_cache_room(Size need)
+{
+	Size		cap = (Size) shop_search_facet_cache * 1024;
+
+	while (facet_cache.nsegs > 0 &&
+		   (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap))
+	{
+		int			victim = -1;
+		FacetSeg   *v;
+
+		for (int i = 0; i < facet_cache.nsegs; i++)
+			if (facet_cache.segs[i].used < facet_cache.clock &&
+				(victim < 0 || facet_cache.segs[i].used < facet_cache.segs[victim].used))
+				victim = i;
+		if (victim < 0)
+			break;
+		v = &facet_cache.segs[victim];
+		facet_cache.bytes -= sizeof(FacetCol) * (Size) Max(v->ndocs, 1) + v->abytes;
+		pfree(v->col);
+		if (v->aoff)
+			pfree(v->aoff);
+		if (v->aval)
+			pfree(v->aval);
+		*v = facet_cache.segs[--facet_cache.nsegs];
+	}
+	return facet_cache.nsegs < FACET_CACHE_SEGS && facet_cache.bytes + need <= cap;
+}
+
+/*
  * The column of segment (header, hdr) for a scan that read bulkdeletes,
  * read now if needed; NULL if it does not fit in shop.search_facet_cache.
  */
@@ -1231,7 +1286,6 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 {
 	FacetSeg   *e = NULL;
 	Size		need = sizeof(FacetCol) * (Size) Max(hdr->ndocs, 1);
-	Size		cap = (Size) shop_search_facet_cache * 1024;
 
 	for (int i = 0; i < facet_cache.nsegs; i++)
 		if (facet_cache.segs[i].header == header && facet_cache.segs[i].serial == hdr->serial &&
@@ -1242,29 +1296,16 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 		}
 	if (e == NULL)
 	{
-		/* room: the columns least recently used first, never one of this call */
-		while (facet_cache.nsegs > 0 &&
-			   (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap))
-		{
-			int			victim = -1;
-
-			for (int i = 0; i < facet_cache.nsegs; i++)
-				if (facet_cache.segs[i].used < facet_cache.clock &&
-					(victim < 0 || facet_cache.segs[i].used < facet_cache.segs[victim].used))
-					victim = i;
-			if (victim < 0)
-				break;
-			facet_cache.bytes -= sizeof(FacetCol) * (Size) Max(facet_cache.segs[victim].ndocs, 1);
-			pfree(facet_cache.segs[victim].col);
-			facet_cache.segs[victim] = facet_cache.segs[--facet_cache.nsegs];
-		}
-		if (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap)
+		if (!facet_cache_room(need))
 			return NULL;
 		e = &facet_cache.segs[facet_cache.nsegs++];
 		e->header = header;
 		e->serial = hdr->serial;
 		e->ndocs = hdr->ndocs;
 		e->valid = false;
+		e->aoff = NULL;
+		e->aval = NULL;
+		e->abytes = 0;
 		e->col = MemoryContextAllocHuge(facet_cache.cxt, need);
 		facet_cache.bytes += need;
 	}
@@ -1292,6 +1333,8 @@ typedef struct FacetVisit
 	const FacetCol *col;		/* ... its column */
 	uint32		ndocs;
 	Relation	index;
+	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
+	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
 } FacetVisit;
 
 static inline int
@@ -1323,6 +1366,11 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
 	fv->ndocs = hdr->ndocs;
 	fv->seg = seg;
+	if (seg >= 0 && seg < SS_MAX_SEGMENTS)
+	{
+		fv->cached[seg] = fv->col != NULL;
+		fv->header[seg] = header;
+	}
 	return fv->col != NULL;
 }
 
@@ -1345,9 +1393,11 @@ facet_id_visit(void *arg, uint32 docid)
 }
 
 static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
-						const ItemPointerData *tids, const uint8 *state,
+						const ItemPointerData *tids, const uint8 *state, FacetSeg *const *csr,
 						IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
 						AttrNumber att, int nkeys, int nvals);
+static bool facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr);
+static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
 
 /*
  * The facet counts of query from the facet column, with nkeys > 0 the
@@ -1491,6 +1541,7 @@ facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *qu
 		SsMatchSet	all = ms;
 		ItemPointerData *tids = palloc_extended(sizeof(ItemPointerData) * Max(fv.n, 1),
 												MCXT_ALLOC_HUGE);
+		FacetSeg  **csr = palloc0(sizeof(FacetSeg *) * Max(ms.nsegs, 1));
 
 		for (int i = 0; i < fv.n; i++)
 			tids[i] = fv.m[i].tid;
@@ -1498,7 +1549,19 @@ facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *qu
 		all.ndocs = fv.n;
 		all.locseg = fv.locseg;
 		all.locdoc = fv.locdoc;
-		attr_facets(rsinfo, index, &all, tids, state, fetch, slot, snap, att, nkeys, nvals);
+		/* the attribute lists of the cached segments (reading them may move entries) */
+		for (int sg = 0; sg < ms.nsegs && sg < SS_MAX_SEGMENTS; sg++)
+			if (fv.cached[sg])
+				(void) facet_seg_attrs(index, fv.header[sg], &ms.segs[sg]);
+		for (int sg = 0; sg < ms.nsegs && sg < SS_MAX_SEGMENTS; sg++)
+			if (fv.cached[sg])
+			{
+				FacetSeg   *e = facet_seg_find(fv.header[sg], &ms.segs[sg]);
+
+				if (e && e->aoff)
+					csr[sg] = e;
+			}
+		attr_facets(rsinfo, index, &all, tids, state, csr, fetch, slot, snap, att, nkeys, nvals);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
@@ -1632,6 +1695,152 @@ attr_dict_cb(void *arg, const SsDictItem *item)
 	w->n = (int64) SsCountPostings(w->index, item->postblk, item->postoff, item->df,
 								   w->bits, w->map, w->nmap, &w->first);
 	attr_count(w->vals, keyh, vh, w->n, w->first);
+}
+
+/*
+ * Attribute lists of the facet column: each document's attribute terms as
+ * ordinals, read once per segment (every attribute term's postings, as
+ * attr_facets' walk does on each call); then a count only reads the lists
+ * of its visible matches, not the postings of every document.
+ */
+static FacetSeg *
+facet_seg_find(BlockNumber header, const SsSegHeader *hdr)
+{
+	for (int i = 0; i < facet_cache.nsegs; i++)
+		if (facet_cache.segs[i].header == header && facet_cache.segs[i].serial == hdr->serial &&
+			facet_cache.segs[i].ndocs == hdr->ndocs)
+			return &facet_cache.segs[i];
+	return NULL;
+}
+
+static uint32
+facet_attr_ord(uint32 keyh, uint64 vh)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.attrmap, (int64) vh, &found);
+
+	if (!found)
+	{
+		if (facet_cache.nattrs >= facet_cache.maxattrs)
+		{
+			facet_cache.maxattrs *= 2;
+			facet_cache.attr_keyh = repalloc_huge(facet_cache.attr_keyh,
+												  sizeof(uint32) * facet_cache.maxattrs);
+			facet_cache.attr_vh = repalloc_huge(facet_cache.attr_vh,
+												sizeof(uint64) * facet_cache.maxattrs);
+		}
+		fk->n = facet_cache.nattrs;
+		facet_cache.attr_keyh[facet_cache.nattrs] = keyh;
+		facet_cache.attr_vh[facet_cache.nattrs++] = vh;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+typedef struct AttrBuild
+{
+	Relation	index;
+	uint32		ndocs;
+	uint32		cur;			/* the ordinal of the term being read */
+	uint32	   *doc;			/* (docid, ordinal) pairs, in reading order */
+	uint32	   *ord;
+	Size		n;
+	Size		max;
+} AttrBuild;
+
+static void
+attr_build_post_cb(void *arg, uint32 docid, uint16 tf)
+{
+	AttrBuild  *ab = (AttrBuild *) arg;
+
+	if (docid >= ab->ndocs)
+		return;
+	if (ab->n >= ab->max)
+	{
+		ab->max *= 2;
+		ab->doc = repalloc_huge(ab->doc, sizeof(uint32) * ab->max);
+		ab->ord = repalloc_huge(ab->ord, sizeof(uint32) * ab->max);
+	}
+	ab->doc[ab->n] = docid;
+	ab->ord[ab->n++] = ab->cur;
+}
+
+static void
+attr_build_dict_cb(void *arg, const SsDictItem *item)
+{
+	AttrBuild  *ab = (AttrBuild *) arg;
+	uint32		keyh;
+	uint64		vh;
+
+	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
+		return;
+	ab->cur = facet_attr_ord(keyh, vh);
+	SsReadPostings(ab->index, item->postblk, item->postoff, item->df, attr_build_post_cb, ab);
+}
+
+/*
+ * The attribute lists of the cached segment (header, hdr), read now if
+ * needed; false if they do not fit.  May move facet_cache.segs entries.
+ */
+static bool
+facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr)
+{
+	FacetSeg   *e = facet_seg_find(header, hdr);
+	AttrBuild	ab;
+	SsDictItem *item;
+	char		over[SS_FILTER_TERM_MAX];
+	int			olen = SsAttrOverflowTerm(over);
+	char		from[2] = {SS_FILTER_MARK, 'a'};
+	uint32	   *aoff,
+			   *aval,
+			   *pos;
+	Size		bytes;
+
+	if (e == NULL)
+		return false;
+	if (e->aoff)
+		return true;
+	memset(&ab, 0, sizeof(ab));
+	ab.index = index;
+	ab.ndocs = hdr->ndocs;
+	ab.max = 4096;
+	ab.doc = palloc(sizeof(uint32) * ab.max);
+	ab.ord = palloc(sizeof(uint32) * ab.max);
+	item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
+	/* the overflow term first: it leads a document's list */
+	ab.cur = FACET_ATTR_OVER;
+	if (SsDictLookup(index, hdr, over, olen, item))
+		SsReadPostings(index, item->postblk, item->postoff, item->df, attr_build_post_cb, &ab);
+	SsDictScanRange(index, hdr, from, 2, attr_build_dict_cb, &ab, attr_dict_stop);
+	pfree(item);
+
+	bytes = sizeof(uint32) * ((Size) hdr->ndocs + 1 + Max(ab.n, 1));
+	if (!facet_cache_room(bytes))
+		return false;
+	e = facet_seg_find(header, hdr);
+	if (e == NULL)
+		return false;
+	/* a counting sort of the pairs by docid, keeping their order */
+	aoff = MemoryContextAllocHuge(facet_cache.cxt, sizeof(uint32) * ((Size) hdr->ndocs + 1));
+	memset(aoff, 0, sizeof(uint32) * ((Size) hdr->ndocs + 1));
+	aval = MemoryContextAllocHuge(facet_cache.cxt, sizeof(uint32) * Max(ab.n, 1));
+	for (Size k = 0; k < ab.n; k++)
+		aoff[ab.doc[k] + 1]++;
+	for (uint32 d = 0; d < hdr->ndocs; d++)
+		aoff[d + 1] += aoff[d];
+	pos = palloc_extended(sizeof(uint32) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+	memcpy(pos, aoff, sizeof(uint32) * hdr->ndocs);
+	for (Size k = 0; k < ab.n; k++)
+		aval[pos[ab.doc[k]]++] = ab.ord[k];
+	pfree(pos);
+	pfree(ab.doc);
+	pfree(ab.ord);
+	e->aoff = aoff;
+	e->aval = aval;
+	e->abytes = bytes;
+	facet_cache.bytes += bytes;
+	return true;
 }
 
 /* a pending document's attribute terms */
@@ -1795,8 +2004,8 @@ static Size attr_map_cap = 0;
 
 static void
 attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPointerData *tids,
-			const uint8 *state, IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
-			AttrNumber att, int nkeys, int nvals)
+			const uint8 *state, FacetSeg *const *csr, IndexFetchTableData *fetch,
+			TupleTableSlot *slot, Snapshot snap, AttrNumber att, int nkeys, int nvals)
 {
 	FacetTable	vals,
 				keys;
@@ -1837,7 +2046,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 		int32		sg = ms->locseg[i];
 
 		if (sg < 0 || sg >= ms->nsegs || state[i] == FACET_INVISIBLE ||
-			ms->locdoc[i] >= ms->segs[sg].ndocs)
+			ms->locdoc[i] >= ms->segs[sg].ndocs || (csr && csr[sg]))
 			continue;
 		if (maps[sg] == NULL)
 		{
@@ -1850,6 +2059,49 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 		}
 		maps[sg][ms->locdoc[i]] = i;
 		bits[sg][ms->locdoc[i] >> 3] |= 1 << (ms->locdoc[i] & 7);
+	}
+	/* segments with attribute lists: the lists of their visible matches */
+	if (csr)
+	{
+		uint32		na = facet_cache.nattrs;
+		int64	   *acnt = palloc0(sizeof(int64) * Max(na, 1));
+		int32	   *afirst = palloc(sizeof(int32) * Max(na, 1));
+
+		for (int i = 0; i < ms->ndocs; i++)
+		{
+			int32		sg = ms->locseg[i];
+			const FacetSeg *e;
+			uint32		d,
+						lo,
+						hi;
+
+			if (sg < 0 || sg >= ms->nsegs || csr[sg] == NULL || state[i] == FACET_INVISIBLE)
+				continue;
+			e = csr[sg];
+			d = ms->locdoc[i];
+			if (d >= e->ndocs)
+				continue;
+			lo = e->aoff[d];
+			hi = e->aoff[d + 1];
+			if (lo < hi && e->aval[lo] == FACET_ATTR_OVER)
+			{
+				w.over[w.nover++] = i;	/* counted from its row, below */
+				continue;
+			}
+			for (uint32 k = lo; k < hi; k++)
+			{
+				uint32		o = e->aval[k];
+
+				if (o < na && acnt[o]++ == 0)
+					afirst[o] = i;
+			}
+		}
+		for (uint32 o = 0; o < na; o++)
+			if (acnt[o] > 0)
+				attr_count(&vals, facet_cache.attr_keyh[o], facet_cache.attr_vh[o], acnt[o],
+						   afirst[o]);
+		pfree(acnt);
+		pfree(afirst);
 	}
 	for (int sg = 0; sg < ms->nsegs; sg++)
 	{
@@ -2179,7 +2431,7 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 
 		for (int i = 0; i < ms.ndocs; i++)
 			tids[i] = ms.docs[i].tid;
-		attr_facets(rsinfo, index, &ms, tids, state, fetch, slot, snap, att, nkeys, nvals);
+		attr_facets(rsinfo, index, &ms, tids, state, NULL, fetch, slot, snap, att, nkeys, nvals);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);

@@ -2650,6 +2650,66 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 	return nwin;
 }
 
+/*
+ * Facets (SsCollectMatchIds) of a query of one word per slot, every slot
+ * required: a segment's matches are the documents holding, for every
+ * slot, a posting of one of its word's expansion terms (what eval_window
+ * keeps when it collects, without scores).  Each slot's postings are
+ * decoded into a bitmap of the segment's docids, the bitmaps intersected,
+ * and the docids handed to the visitor in order; no accumulator, no
+ * window, no document record.
+ */
+static void
+collect_ids_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	uint32		nw = (n + 63) / 64;
+	uint64	   *all = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+	uint64	   *cur = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+
+	for (int si = 0; si < q->nslots; si++)
+	{
+		int			qi = q->slots[si].alts[0].first;
+		uint64	   *bits = si == 0 ? all : cur;
+
+		memset(bits, 0, sizeof(uint64) * Max(nw, 1));
+		for (int i = 0; i < s->nexp; i++)
+		{
+			SegExp	   *se = &s->exps[i];
+			bool		mine = false;
+
+			for (int k = 0; k < se->e->nm; k++)
+				if (se->e->m[k].qword == qi)
+					mine = true;
+			if (!mine || se->df == 0)
+				continue;
+			cursor_load(ev, s, se);
+			for (uint32 b = 0; b < se->nblocks; b++)
+			{
+				if (se->decoded != (int32) b)
+					cursor_decode(ev, se, b);
+				for (uint32 j = 0; j < se->ndec; j++)
+				{
+					uint32		d = se->docs[j];
+
+					if (d < n)
+						bits[d >> 6] |= UINT64CONST(1) << (d & 63);
+				}
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (si > 0)
+			for (uint32 w = 0; w < nw; w++)
+				all[w] &= cur[w];
+	}
+	for (uint32 w = 0; w < nw; w++)
+		for (uint64 b = all[w]; b != 0; b &= b - 1)
+			ev->visit_id(ev->ids_arg, w * 64 + pg_rightmost_one_pos64(b));
+	pfree(all);
+	pfree(cur);
+}
+
 static void
 eval_segment(Eval *ev, SegState *s)
 {
@@ -2666,6 +2726,19 @@ eval_segment(Eval *ev, SegState *s)
 	s->ids = ev->visit_seg && !ev->filtered && ev->nattr == 0 && !ev->prune &&
 		ev->visit_seg(ev->ids_arg, (int) (s - ev->segs), ev->meta.segments[s - ev->segs].header,
 					  &s->hdr, ev->meta.bulkdeletes);
+	if (s->ids && !q->match_any && !ev->want_all && q->nslots > 0)
+	{
+		bool		simple = true;
+
+		for (int i = 0; i < q->nslots; i++)
+			if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
+				simple = false;
+		if (simple)
+		{
+			collect_ids_segment(ev, s);
+			return;
+		}
+	}
 	s->scale = bound_scale(ev, &s->hdr);
 	build_filter_bitmap(ev, s);
 	if (ev->prune)
