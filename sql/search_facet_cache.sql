@@ -11,15 +11,24 @@ SELECT shop.category_add('Bulbs') AS bulbs \gset
 ALTER TABLE shop.product SET (autovacuum_enabled = off);
 SET client_min_messages = warning;
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, rating_sum, rating_count,
-                          in_stock, status)
+                          in_stock, status, attributes)
 SELECT 'Q' || i, (ARRAY['quokka lamp', 'quokka bulb', 'quokka desk lamp', 'wombat lamp'])[1 + i % 4]
                  || ' ' || i,
        (ARRAY['Lumen', 'lumen', 'Brightco', 'Acme', NULL])[1 + (i * 7) % 5],
        (ARRAY[:lamps, :desk, :bulbs, NULL])[1 + (i * 3) % 4],
        150 * ((i * 13) % 800),
        (i % 5) * ((i / 5) % 3), (i / 5) % 3,
-       i % 3 <> 0, CASE WHEN i % 50 = 0 THEN 'draft' ELSE 'active' END
+       i % 3 <> 0, CASE WHEN i % 50 = 0 THEN 'draft' ELSE 'active' END,
+       jsonb_strip_nulls(jsonb_build_object(
+           'color', (ARRAY['red', 'black', 'white', 'Red'])[1 + (i * 5) % 4],
+           'size', CASE WHEN i % 6 = 0 THEN 2.0 ELSE (i % 4)::numeric END,
+           'wireless', CASE WHEN i % 3 = 0 THEN i % 2 = 0 END))
   FROM generate_series(1, 3000) i;
+-- products with more attributes than the index keeps terms for
+UPDATE shop.product
+   SET attributes = (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(1, 70) g)
+                    || '{"color": "red", "size": 2}'
+ WHERE sku IN ('Q5', 'Q10', 'Q2000');
 -- two segments (CREATE INDEX's, then a fold by VACUUM) and a pending list
 REINDEX INDEX shop.product_search_idx;
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, status)
@@ -78,14 +87,27 @@ SELECT q, pg_temp.got(q) = pg_temp.truth(q) AS same
   FROM unnest(ARRAY['quokka', 'lamp', 'quokka bulb']) q
  ORDER BY q;
 RESET shop.search_facet_cache;
--- the full result, names and order included, is the same either way
-CREATE TEMP TABLE with_column AS
-SELECT q, shop.search_facets(q) AS f, shop.search_facets(q, '{}', 2) AS f2
-  FROM unnest(ARRAY['quokka', 'lamp', 'quokka bulb']) q;
-SET shop.search_facet_cache = 0;
-SELECT q, shop.search_facets(q) = f AS same, shop.search_facets(q, '{}', 2) = f2 AS same_top2
-  FROM with_column ORDER BY q;
-RESET shop.search_facet_cache;
+-- the full result, names and order included, is the same either way, with
+-- attribute facets too (their lists in the copy, the overflowing products'
+-- attributes read from their rows)
+CREATE FUNCTION pg_temp.same_both_ways(qs text[]) RETURNS TABLE (q text, same bool, same_top2 bool,
+                                                               same_attrs bool) LANGUAGE plpgsql AS $f$
+BEGIN
+    CREATE TEMP TABLE with_column AS
+    SELECT w AS q, shop.search_facets(w) AS f, shop.search_facets(w, '{}', 2) AS f2,
+           shop.search_facets(w, '{}', 3, 3) AS f3
+      FROM unnest(qs) w;
+    SET LOCAL shop.search_facet_cache = 0;
+    RETURN QUERY
+    SELECT c.q, shop.search_facets(c.q) = c.f, shop.search_facets(c.q, '{}', 2) = c.f2,
+           shop.search_facets(c.q, '{}', 3, 3) = c.f3
+      FROM with_column c ORDER BY c.q;
+    DROP TABLE with_column;
+END $f$;
+BEGIN;
+SELECT * FROM pg_temp.same_both_ways(ARRAY['quokka', 'lamp', 'quokka bulb']);
+COMMIT;
+SELECT jsonb_array_length(shop.search_facets('quokka', '{}', 3, 3) -> 'attributes') AS attribute_keys;
 
 -- the pending documents folded into a segment, counted once more: this
 -- session now holds a copy of every segment
@@ -108,6 +130,9 @@ RESET client_min_messages;
 SELECT q, pg_temp.got(q) = pg_temp.truth(q) AS same, (pg_temp.got(q) ->> 'total')::int AS total
   FROM unnest(ARRAY['quokka', 'lamp', 'quokka bulb', 'quokka lantern']) q
  ORDER BY q;
+BEGIN;
+SELECT * FROM pg_temp.same_both_ways(ARRAY['quokka', 'lamp']);
+COMMIT;
 -- and after the fold of those new rows into a third segment
 VACUUM shop.product;
 SELECT q, pg_temp.got(q) = pg_temp.truth(q) AS same
@@ -131,6 +156,9 @@ RESET client_min_messages;
 SELECT q, pg_temp.got(q) = pg_temp.truth(q) AS same, (pg_temp.got(q) ->> 'total')::int AS total
   FROM unnest(ARRAY['quokka', 'lamp', 'mini']) q
  ORDER BY q;
+BEGIN;
+SELECT * FROM pg_temp.same_both_ways(ARRAY['quokka', 'lamp']);
+COMMIT;
 RESET shop.search_facet_cache;
 
 -- as the storefront role

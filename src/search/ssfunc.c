@@ -1220,6 +1220,9 @@ facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
 {
 	uint32		ndocs = hdr->ndocs;
 
+	/* a document no page holds (a damaged index) counts as dead */
+	for (uint32 d = 0; d < ndocs; d++)
+		e->col[d].flags = FC_DEAD;
 	for (uint32 p = 0; p < hdr->ndocpages; p++)
 	{
 		Buffer		buf = SsReadPage(index, hdr->docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
@@ -2069,6 +2072,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPoi
 		if (attr_map)
 			pfree(attr_map);
 		attr_map = NULL;
+		attr_map_cap = 0;
 		attr_map = MemoryContextAllocHuge(TopMemoryContext, sizeof(int32) * need);
 		attr_map_cap = need;
 	}
