@@ -1116,8 +1116,7 @@ facet_cache_reset(Relation index)
 		facet_cache.cxt = AllocSetContextCreate(TopMemoryContext, "shop search facet cache",
 												ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(facet_cache.cxt);
-	facet_cache.indexid = RelationGetRelid(index);
-	facet_cache.node = index->rd_node;
+	facet_cache.indexid = InvalidOid;	/* until the dictionaries exist */
 	facet_cache.bytes = 0;
 	facet_cache.nsegs = 0;
 	old = MemoryContextSwitchTo(facet_cache.cxt);
@@ -1133,6 +1132,8 @@ facet_cache_reset(Relation index)
 	facet_cache.attr_vh = palloc(sizeof(uint64) * facet_cache.maxattrs);
 	facet_cache.nattrs = 0;
 	MemoryContextSwitchTo(old);
+	facet_cache.indexid = RelationGetRelid(index);
+	facet_cache.node = index->rd_node;
 }
 
 /* the ordinal of category id c, of brand hash h */
@@ -1147,8 +1148,10 @@ facet_cat_ord(int64 c)
 	{
 		if (facet_cache.ncats >= facet_cache.maxcats)
 		{
+			/* the size only once the array has it (an error leaves both as they were) */
+			facet_cache.cats = repalloc_huge(facet_cache.cats,
+											 sizeof(int64) * facet_cache.maxcats * 2);
 			facet_cache.maxcats *= 2;
-			facet_cache.cats = repalloc_huge(facet_cache.cats, sizeof(int64) * facet_cache.maxcats);
 		}
 		fk->n = facet_cache.ncats;
 		facet_cache.cats[facet_cache.ncats++] = c;
@@ -1168,9 +1171,9 @@ facet_brand_ord(uint32 h)
 	{
 		if (facet_cache.nbrands >= facet_cache.maxbrands)
 		{
-			facet_cache.maxbrands *= 2;
 			facet_cache.brands = repalloc_huge(facet_cache.brands,
-											   sizeof(uint32) * facet_cache.maxbrands);
+											   sizeof(uint32) * facet_cache.maxbrands * 2);
+			facet_cache.maxbrands *= 2;
 		}
 		fk->n = facet_cache.nbrands;
 		facet_cache.brands[facet_cache.nbrands++] = h;
@@ -1435,8 +1438,8 @@ static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
  * same rows).
  */
 static void
-facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
-				 AttrNumber att, int nkeys, int nvals)
+facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
+					  AttrNumber att, int nkeys, int nvals)
 {
 	FacetVisit	fv;
 	SsMatchSet	ms;
@@ -1617,6 +1620,28 @@ facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *qu
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
 }
 
+/*
+ * facet_counts_col, dropping the whole cache on an error (a cancel while a
+ * segment is read, or out of memory halfway through a dictionary's
+ * growth): the next call starts from an empty cache, never from a half
+ * changed one.
+ */
+static void
+facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
+				 AttrNumber att, int nkeys, int nvals)
+{
+	PG_TRY();
+	{
+		facet_counts_col_guts(rsinfo, index, heap, query, att, nkeys, nvals);
+	}
+	PG_CATCH();
+	{
+		facet_cache.indexid = InvalidOid;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /* ---- attribute facets ---- */
 
 /*
@@ -1758,11 +1783,11 @@ facet_attr_ord(uint32 keyh, uint64 vh)
 	{
 		if (facet_cache.nattrs >= facet_cache.maxattrs)
 		{
-			facet_cache.maxattrs *= 2;
 			facet_cache.attr_keyh = repalloc_huge(facet_cache.attr_keyh,
-												  sizeof(uint32) * facet_cache.maxattrs);
+												  sizeof(uint32) * facet_cache.maxattrs * 2);
 			facet_cache.attr_vh = repalloc_huge(facet_cache.attr_vh,
-												sizeof(uint64) * facet_cache.maxattrs);
+												sizeof(uint64) * facet_cache.maxattrs * 2);
+			facet_cache.maxattrs *= 2;
 		}
 		fk->n = facet_cache.nattrs;
 		facet_cache.attr_keyh[facet_cache.nattrs] = keyh;
