@@ -41,13 +41,13 @@ SELECT 'P' || i, 'quokka bulb pack ' || i, 'Lumen', :bulbs, 500 + i, 'active'
 RESET client_min_messages;
 
 -- every facet but the names, against a GROUP BY over the matching rows
-CREATE FUNCTION pg_temp.truth(q text) RETURNS jsonb LANGUAGE sql AS $f$
+CREATE FUNCTION pg_temp.truth(q text, f jsonb DEFAULT '{}') RETURNS jsonb LANGUAGE sql AS $f$
     WITH m AS MATERIALIZED (
         SELECT lower(p.brand) AS brand, p.category_id, p.price_cents, p.rating_avg
           FROM shop.product p
          WHERE shop.search_doc(p.title, p.brand, p.description, p.category_id, p.price_cents,
                                p.rating_avg::real, p.in_stock, p.popularity)
-               OPERATOR(shop.@@@) shop._search_query(q, '{}', NULL)
+               OPERATOR(shop.@@@) shop._search_query(q, f, NULL)
            AND p.status = 'active')
     SELECT jsonb_build_object(
         'total', (SELECT count(*) FROM m),
@@ -65,7 +65,7 @@ CREATE FUNCTION pg_temp.truth(q text) RETURNS jsonb LANGUAGE sql AS $f$
                      FROM (SELECT r, count(*) n FROM m, generate_series(1, 4) r
                             WHERE m.rating_avg >= r GROUP BY r) g))
 $f$;
-CREATE FUNCTION pg_temp.got(q text) RETURNS jsonb LANGUAGE sql AS $f$
+CREATE FUNCTION pg_temp.got(q text, f jsonb DEFAULT '{}') RETURNS jsonb LANGUAGE sql AS $f$
     SELECT jsonb_build_object(
         'total', r -> 'total',
         'brand', (SELECT coalesce(jsonb_object_agg(lower(e ->> 'value'), e -> 'count'), '{}')
@@ -76,7 +76,7 @@ CREATE FUNCTION pg_temp.got(q text) RETURNS jsonb LANGUAGE sql AS $f$
                     FROM jsonb_array_elements(r -> 'price') e),
         'rating', (SELECT coalesce(jsonb_object_agg(e ->> 'min', e -> 'count'), '{}')
                      FROM jsonb_array_elements(r -> 'rating') e))
-      FROM shop.search_facets(q) r
+      FROM shop.search_facets(q, f) r
 $f$;
 -- with the facet column (the default) and without it
 SELECT q, pg_temp.got(q) = pg_temp.truth(q) AS same, (pg_temp.got(q) ->> 'total')::int AS total
@@ -108,6 +108,24 @@ BEGIN;
 SELECT * FROM pg_temp.same_both_ways(ARRAY['quokka', 'lamp', 'quokka bulb']);
 COMMIT;
 SELECT jsonb_array_length(shop.search_facets('quokka', '{}', 3, 3) -> 'attributes') AS attribute_keys;
+-- an in_stock filter alone is applied to the copy's flags; the other
+-- stored-value filters read the records: against the rows, and the same
+-- with the copy and without it
+SELECT q, f, pg_temp.got(q, f) = pg_temp.truth(q, f) AS same, (pg_temp.got(q, f) ->> 'total')::int AS total
+  FROM unnest(ARRAY['quokka', 'lamp', 'quokka bulb']) q,
+       unnest(ARRAY['{"in_stock": true}', '{"in_stock": false}', '{"in_stock": true, "brand": "lumen"}',
+                    '{"price_max": 50000}']::jsonb[]) f
+ ORDER BY q, f::text;
+CREATE TEMP TABLE filtered_with AS
+SELECT q, f, shop.search_facets(q, f) AS r, shop.search_facets(q, f, 3, 3) AS r3
+  FROM unnest(ARRAY['quokka', 'lamp', 'quokka bulb']) q,
+       unnest(ARRAY['{"in_stock": true}', '{"in_stock": false}', '{"in_stock": true, "brand": "lumen"}',
+                    '{"price_max": 50000}']::jsonb[]) f;
+SET shop.search_facet_cache = 0;
+SELECT q, f, shop.search_facets(q, f) = r AS same, shop.search_facets(q, f, 3, 3) = r3 AS same_attrs
+  FROM filtered_with ORDER BY q, f::text;
+RESET shop.search_facet_cache;
+DROP TABLE filtered_with;
 
 -- the pending documents folded into a segment, counted once more: this
 -- session now holds a copy of every segment

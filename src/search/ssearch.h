@@ -808,7 +808,7 @@ typedef struct SsMatchSet
 extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
 /* SsCollectMatchIds: a segment's matches as docids (facets, ssfunc.c) */
 typedef bool (*SsSegVisitor) (void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
-							  uint64 bulkdeletes);
+							  uint64 bulkdeletes, const SsQuery *q);
 typedef void (*SsIdVisitor) (void *arg, uint32 docid);
 extern void SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg,
 							  SsIdVisitor id, void *arg, SsMatchSet *ms);

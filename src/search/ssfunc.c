@@ -1057,6 +1057,8 @@ typedef struct FacetCol
 #define FC_DEAD		0x01
 #define FC_CAT		0x02
 #define FC_BRAND	0x04
+#define FC_HAS_STOCK	0x08	/* in_stock set ... */
+#define FC_INSTOCK	0x10		/* ... and true */
 
 typedef struct FacetSeg
 {
@@ -1188,6 +1190,8 @@ facet_col_fill(FacetCol *c, const SsDoc *doc)
 {
 	c->tid = doc->tid;
 	c->flags = (doc->flags & SS_DOC_DEAD) ? FC_DEAD : 0;
+	if (doc->flags & SS_DOC_HAS_STOCK)
+		c->flags |= FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? FC_INSTOCK : 0);
 	c->pr = 0;
 	c->cat = 0;
 	c->brand = 0;
@@ -1339,6 +1343,8 @@ typedef struct FacetVisit
 	const FacetCol *col;		/* ... its column */
 	uint32		ndocs;
 	Relation	index;
+	uint8		need_mask;		/* the query's in_stock filter: flags & need_mask */
+	uint8		need_flags;		/* ... must be need_flags (0, 0: none) */
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
 } FacetVisit;
@@ -1392,9 +1398,13 @@ facet_visit_add(FacetVisit *fv)
 /* SsSegVisitor: take the segment's matches as docids if its column fits */
 static bool
 facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
-				uint64 bulkdeletes)
+				uint64 bulkdeletes, const SsQuery *q)
 {
 	FacetVisit *fv = (FacetVisit *) arg;
+
+	/* the only stored-value filter the scan leaves to the visitor */
+	fv->need_mask = q->has_in_stock ? FC_HAS_STOCK | FC_INSTOCK : 0;
+	fv->need_flags = q->has_in_stock ? FC_HAS_STOCK | (q->in_stock ? FC_INSTOCK : 0) : 0;
 
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
 	fv->ndocs = hdr->ndocs;
@@ -1414,7 +1424,8 @@ facet_id_visit(void *arg, uint32 docid)
 	FacetVisit *fv = (FacetVisit *) arg;
 	int			i;
 
-	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD))
+	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD) ||
+		(fv->col[docid].flags & fv->need_mask) != fv->need_flags)
 		return;
 	i = facet_visit_add(fv);
 	fv->m[i] = fv->col[docid];

@@ -2722,18 +2722,25 @@ eval_segment(Eval *ev, SegState *s)
 
 	if (n == 0)
 		return;
-	/* facets: the visitor may take this segment's matches as docids */
-	s->ids = ev->visit_seg && !ev->filtered && ev->nattr == 0 && !ev->prune &&
-		ev->visit_seg(ev->ids_arg, (int) (s - ev->segs), ev->meta.segments[s - ev->segs].header,
-					  &s->hdr, ev->meta.bulkdeletes);
-	if (s->ids && !q->match_any && !ev->want_all && q->nslots > 0)
+	/*
+	 * facets: the visitor may take this segment's matches as docids; with
+	 * an in_stock filter (and no other stored-value filter) only those of a
+	 * simple query, which the visitor filters by its own copy of the flags
+	 */
+	if (ev->visit_seg && ev->nattr == 0 && !ev->prune)
 	{
-		bool		simple = true;
+		bool		simple = !q->match_any && !ev->want_all && q->nslots > 0;
+		bool		stock_only = q->has_in_stock && q->ncats < 0 && q->nbrands < 0 &&
+			!q->has_price_min && !q->has_price_max && !q->has_rating_min;
 
 		for (int i = 0; i < q->nslots; i++)
 			if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 				simple = false;
-		if (simple)
+		s->ids = (!ev->filtered || (stock_only && simple)) &&
+			ev->visit_seg(ev->ids_arg, (int) (s - ev->segs),
+						  ev->meta.segments[s - ev->segs].header, &s->hdr,
+						  ev->meta.bulkdeletes, q);
+		if (s->ids && simple)
 		{
 			collect_ids_segment(ev, s);
 			return;
@@ -3358,7 +3365,8 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
  * there, dead documents included (the caller knows their dead flags), and
  * no document record of the segment is read nor collected into ms.  Only
  * for queries without stored-value or attribute filters (else seg is never
- * asked).  Facet counts (ssfunc.c).
+ * asked, but for an in_stock filter of a query of one word per slot: the
+ * visitor then applies it, given the query).  Facet counts (ssfunc.c).
  */
 void
 SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
