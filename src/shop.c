@@ -33,6 +33,7 @@ int			shop_recent_views_cap = 50;
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_search_block_max = true;
+int			shop_search_facet_cache = 256 * 1024;	/* kB per backend; 0: off */
 static char *shop_search_global = NULL;	/* read by SQL: current_setting */
 char	   *shop_search_test_pause = NULL;
 int			shop_reco_neighbours = 20;
@@ -304,6 +305,15 @@ _PG_init(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_facet_cache",
+							"Memory each backend may keep of the facet values of shop_search segments.",
+							"shop.search_facets counts from this copy instead of reading every match's "
+							"document record (docs/search.md); 0 turns it off.",
+							&shop_search_facet_cache,
+							256 * 1024, 0, 64 * 1024 * 1024,
+							PGC_USERSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("shop.search_intent",
 							 "Let shop.search rank the product type and category a query names first.",

@@ -63,6 +63,7 @@ extern int	shop_recent_views_cap;
 extern int	shop_max_query_length;
 extern bool shop_preloaded;
 extern bool shop_search_block_max;
+extern int	shop_search_facet_cache;	/* kB */
 extern char *shop_search_test_pause;
 extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;

@@ -753,7 +753,7 @@ typedef void (*SsPostingCallback) (void *arg, uint32 docid, uint16 tf);
 extern void SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 						   SsPostingCallback cb, void *arg);
 extern uint64 SsCountPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
-							  const int32 *map, uint32 nmap, int32 *first);
+							  const uint8 *bits, const int32 *map, uint32 nmap, int32 *first);
 extern Size SsPendItemSize(const SsDocData *d);
 extern void SsPendItemForm(const SsDocData *d, char *out);
 extern void SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const char *term, int len, uint16 tf), void *arg);
@@ -806,6 +806,12 @@ typedef struct SsMatchSet
 	SsPendItem **pend;
 } SsMatchSet;
 extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
+/* SsCollectMatchIds: a segment's matches as docids (facets, ssfunc.c) */
+typedef bool (*SsSegVisitor) (void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
+							  uint64 bulkdeletes, const SsQuery *q);
+typedef void (*SsIdVisitor) (void *arg, uint32 docid);
+extern void SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg,
+							  SsIdVisitor id, void *arg, SsMatchSet *ms);
 /* one (expansion term, query word) pair of a query in an index (SsTermStats) */
 typedef struct SsTermStat
 {

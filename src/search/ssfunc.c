@@ -1018,6 +1018,641 @@ facet_doc_visit(void *arg, const SsDoc *doc)
 				d->rating = (uint8) r;
 }
 
+/* ---- the facet column: facet values per segment, kept per backend ---- */
+
+/*
+ * Counting facets of a common word reads every match's 72-byte document
+ * record, a cache miss per match (bench/results/2026-12-06-sort5.md).
+ * Segments are immutable but for their dead flags, so each backend keeps,
+ * per segment it counted, what the counts need of each document in 16
+ * bytes: its heap TID, its dead flag and its values as small numbers
+ * (category and brand as ordinals of dictionaries of this cache, price
+ * and rating as their buckets).  The scan then hands over docids
+ * (SsCollectMatchIds) and never reads a record of such a segment.
+ *
+ * Dead flags change: bulk deletes set them.  A segment's column is
+ * stamped with the metapage's count of bulk deletes read before its
+ * records were, and used only by a scan that read the same count (R6 in
+ * ssvacuum.c: a bulk delete adds one when it ends, before VACUUM frees
+ * the heap line pointers of the documents it flagged).  A flag the column
+ * lacks is then one that a bulk delete still running set: its row is dead
+ * in the heap and stays so (the line pointer is not freed, the page is
+ * not all-visible) until that bulk delete ends, which moves the count;
+ * the visibility check does not count it, as with a record read now.
+ * Another count: the column is read again.  (header block, serial) names
+ * a segment for good, the relation file the index.
+ *
+ * shop.search_facet_cache caps the memory (0: off); a segment that
+ * does not fit is counted from its records, as are pending documents.
+ */
+typedef struct FacetCol
+{
+	ItemPointerData tid;
+	uint8		flags;			/* FC_* */
+	uint8		pr;				/* price bucket + 1 (0: none) | rating bucket << 4 */
+	uint32		cat;			/* ordinal in facet_cache.cats (FC_CAT) */
+	uint32		brand;			/* ordinal in facet_cache.brands (FC_BRAND) */
+} FacetCol;
+
+#define FC_DEAD		0x01
+#define FC_CAT		0x02
+#define FC_BRAND	0x04
+#define FC_HAS_STOCK	0x08	/* in_stock set ... */
+#define FC_INSTOCK	0x10		/* ... and true */
+
+typedef struct FacetSeg
+{
+	BlockNumber header;
+	uint64		serial;
+	uint32		ndocs;
+	bool		valid;			/* col is complete for stamp */
+	uint64		stamp;			/* bulk deletes counted before col was read */
+	uint64		used;			/* facet_cache.clock of its last use */
+	FacetCol   *col;
+	/*
+	 * attribute facets: each document's attribute terms, as ordinals of
+	 * facet_cache.attrs (FACET_ATTR_OVER first for a document holding the
+	 * overflow term), aval[aoff[d] .. aoff[d + 1]); NULL until first used
+	 */
+	uint32	   *aoff;
+	uint32	   *aval;
+	Size		abytes;
+} FacetSeg;
+
+#define FACET_ATTR_OVER		PG_UINT32_MAX
+
+#define FACET_CACHE_SEGS	(2 * SS_MAX_SEGMENTS)
+
+static struct
+{
+	MemoryContext cxt;
+	Oid			indexid;
+	RelFileNode node;
+	uint64		clock;			/* calls so far */
+	Size		bytes;			/* of the columns */
+	int			nsegs;
+	FacetSeg	segs[FACET_CACHE_SEGS];
+	/* dictionaries: value -> ordinal (FacetKey.n), ordinal -> value */
+	FacetTable	catmap,
+				brandmap;
+	int64	   *cats;
+	uint32	   *brands;
+	uint32		ncats,
+				maxcats,
+				nbrands,
+				maxbrands;
+	/* attribute terms: 48-bit hash -> ordinal, ordinal -> key and term hash */
+	FacetTable	attrmap;
+	uint32	   *attr_keyh;
+	uint64	   *attr_vh;
+	uint32		nattrs,
+				maxattrs;
+}			facet_cache;
+
+static void
+facet_cache_reset(Relation index)
+{
+	MemoryContext old;
+
+	if (facet_cache.cxt == NULL)
+		facet_cache.cxt = AllocSetContextCreate(TopMemoryContext, "shop search facet cache",
+												ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(facet_cache.cxt);
+	facet_cache.indexid = InvalidOid;	/* until the dictionaries exist */
+	facet_cache.bytes = 0;
+	facet_cache.nsegs = 0;
+	old = MemoryContextSwitchTo(facet_cache.cxt);
+	ft_init(&facet_cache.catmap, 256);
+	ft_init(&facet_cache.brandmap, 256);
+	facet_cache.maxcats = facet_cache.maxbrands = 256;
+	facet_cache.cats = palloc(sizeof(int64) * facet_cache.maxcats);
+	facet_cache.brands = palloc(sizeof(uint32) * facet_cache.maxbrands);
+	facet_cache.ncats = facet_cache.nbrands = 0;
+	ft_init(&facet_cache.attrmap, 1024);
+	facet_cache.maxattrs = 1024;
+	facet_cache.attr_keyh = palloc(sizeof(uint32) * facet_cache.maxattrs);
+	facet_cache.attr_vh = palloc(sizeof(uint64) * facet_cache.maxattrs);
+	facet_cache.nattrs = 0;
+	MemoryContextSwitchTo(old);
+	facet_cache.indexid = RelationGetRelid(index);
+	facet_cache.node = index->rd_node;
+}
+
+/* the ordinal of category id c, of brand hash h */
+static uint32
+facet_cat_ord(int64 c)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.catmap, c, &found);
+
+	if (!found)
+	{
+		if (facet_cache.ncats >= facet_cache.maxcats)
+		{
+			/* the size only once the array has it (an error leaves both as they were) */
+			facet_cache.cats = repalloc_huge(facet_cache.cats,
+											 sizeof(int64) * facet_cache.maxcats * 2);
+			facet_cache.maxcats *= 2;
+		}
+		fk->n = facet_cache.ncats;
+		facet_cache.cats[facet_cache.ncats++] = c;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+static uint32
+facet_brand_ord(uint32 h)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.brandmap, (int64) h, &found);
+
+	if (!found)
+	{
+		if (facet_cache.nbrands >= facet_cache.maxbrands)
+		{
+			facet_cache.brands = repalloc_huge(facet_cache.brands,
+											   sizeof(uint32) * facet_cache.maxbrands * 2);
+			facet_cache.maxbrands *= 2;
+		}
+		fk->n = facet_cache.nbrands;
+		facet_cache.brands[facet_cache.nbrands++] = h;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+/* a document's column entry */
+static void
+facet_col_fill(FacetCol *c, const SsDoc *doc)
+{
+	c->tid = doc->tid;
+	c->flags = (doc->flags & SS_DOC_DEAD) ? FC_DEAD : 0;
+	if (doc->flags & SS_DOC_HAS_STOCK)
+		c->flags |= FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? FC_INSTOCK : 0);
+	c->pr = 0;
+	c->cat = 0;
+	c->brand = 0;
+	if (doc->flags & SS_DOC_HAS_CAT)
+	{
+		c->flags |= FC_CAT;
+		c->cat = facet_cat_ord(doc->category_id);
+	}
+	if (doc->flags & SS_DOC_HAS_BRAND)
+	{
+		c->flags |= FC_BRAND;
+		c->brand = facet_brand_ord(doc->brand_hash);
+	}
+	if (doc->flags & SS_DOC_HAS_PRICE)
+		for (int b = FACET_NPRICE - 1; b >= 0; b--)
+			if (doc->price_cents >= facet_price_lo[b])
+			{
+				c->pr = (uint8) (b + 1);
+				break;
+			}
+	if (doc->flags & SS_DOC_HAS_RATING)
+		for (int r = 4; r >= 1; r--)
+			if (doc->rating >= r)
+			{
+				c->pr |= (uint8) (r << 4);
+				break;
+			}
+}
+
+/* read segment e's column from its document records (hdr its header) */
+static void
+facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
+{
+	uint32		ndocs = hdr->ndocs;
+
+	/* a document no page holds (a damaged index) counts as dead */
+	for (uint32 d = 0; d < ndocs; d++)
+		e->col[d].flags = FC_DEAD;
+	for (uint32 p = 0; p < hdr->ndocpages; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
+		Page		page = BufferGetPage(buf);
+		const SsDoc *docs = (const SsDoc *) SsPageContents(page);
+		int			cnt = SsPageGetOpaque(page)->count;
+		uint32		first = p * SS_DOCS_PER_PAGE;
+
+		if (cnt > SS_DOCS_PER_PAGE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("index \"%s\" has a document page with %d documents at block %u",
+							RelationGetRelationName(index), cnt, hdr->docstart + p),
+					 errdetail("A document page holds at most %d.", SS_DOCS_PER_PAGE),
+					 errhint("REINDEX the index.")));
+		for (int i = 0; i < cnt && first + i < ndocs; i++)
+			facet_col_fill(&e->col[first + i], &docs[i]);
+		UnlockReleaseBuffer(buf);
+		if ((p & 63) == 63)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Room for need more bytes (and a segment): the copies least recently used
+ * go first, never one of this call (its matches point into them).  False
+ * if there is none.
+ */
+static bool
+facet_cache_room(Size need)
+{
+	Size		cap = (Size) shop_search_facet_cache * 1024;
+
+	while (facet_cache.nsegs > 0 &&
+		   (facet_cache.nsegs >= FACET_CACHE_SEGS || facet_cache.bytes + need > cap))
+	{
+		int			victim = -1;
+		FacetSeg   *v;
+
+		for (int i = 0; i < facet_cache.nsegs; i++)
+			if (facet_cache.segs[i].used < facet_cache.clock &&
+				(victim < 0 || facet_cache.segs[i].used < facet_cache.segs[victim].used))
+				victim = i;
+		if (victim < 0)
+			break;
+		v = &facet_cache.segs[victim];
+		facet_cache.bytes -= sizeof(FacetCol) * (Size) Max(v->ndocs, 1) + v->abytes;
+		pfree(v->col);
+		if (v->aoff)
+			pfree(v->aoff);
+		if (v->aval)
+			pfree(v->aval);
+		*v = facet_cache.segs[--facet_cache.nsegs];
+	}
+	return facet_cache.nsegs < FACET_CACHE_SEGS && facet_cache.bytes + need <= cap;
+}
+
+/*
+ * The column of segment (header, hdr) for a scan that read bulkdeletes,
+ * read now if needed; NULL if it does not fit in shop.search_facet_cache.
+ */
+static const FacetCol *
+facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uint64 bulkdeletes)
+{
+	FacetSeg   *e = NULL;
+	Size		need = sizeof(FacetCol) * (Size) Max(hdr->ndocs, 1);
+
+	for (int i = 0; i < facet_cache.nsegs; i++)
+		if (facet_cache.segs[i].header == header && facet_cache.segs[i].serial == hdr->serial &&
+			facet_cache.segs[i].ndocs == hdr->ndocs)
+		{
+			e = &facet_cache.segs[i];
+			break;
+		}
+	if (e == NULL)
+	{
+		if (!facet_cache_room(need))
+			return NULL;
+		e = &facet_cache.segs[facet_cache.nsegs++];
+		e->header = header;
+		e->serial = hdr->serial;
+		e->ndocs = hdr->ndocs;
+		e->valid = false;
+		e->aoff = NULL;
+		e->aval = NULL;
+		e->abytes = 0;
+		e->col = MemoryContextAllocHuge(facet_cache.cxt, need);
+		facet_cache.bytes += need;
+	}
+	e->used = facet_cache.clock;
+	if (!e->valid || e->stamp != bulkdeletes)
+	{
+		e->valid = false;
+		facet_seg_read(index, e, hdr);
+		e->stamp = bulkdeletes;
+		e->valid = true;
+	}
+	return e->col;
+}
+
+/* a call's matches, as column entries, and where each is */
+typedef struct FacetVisit
+{
+	FacetCol   *m;
+	int32	   *locseg;			/* with locations: segment number */
+	uint32	   *locdoc;			/* ... and docid */
+	int			n;
+	int			max;
+	bool		locs;
+	int32		seg;			/* the current segment ... */
+	const FacetCol *col;		/* ... its column */
+	uint32		ndocs;
+	Relation	index;
+	uint8		need_mask;		/* the query's in_stock filter: flags & need_mask */
+	uint8		need_flags;		/* ... must be need_flags (0, 0: none) */
+	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
+	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
+} FacetVisit;
+
+/*
+ * The match arrays are kept from call to call (the largest match set so
+ * far, 24 bytes a match): fresh memory of that size is page faults and
+ * copies on every call, about a fifth of a count of a common word.
+ */
+static struct
+{
+	FacetCol   *m;
+	int32	   *locseg;
+	uint32	   *locdoc;
+	int			max;
+}			facet_scratch;
+
+static void
+facet_visit_grow(FacetVisit *fv)
+{
+	int			max = Max(65536, facet_scratch.max * 2);
+
+	if (facet_scratch.m == NULL)
+	{
+		facet_scratch.m = MemoryContextAllocHuge(TopMemoryContext, sizeof(FacetCol) * max);
+		facet_scratch.locseg = MemoryContextAllocHuge(TopMemoryContext, sizeof(int32) * max);
+		facet_scratch.locdoc = MemoryContextAllocHuge(TopMemoryContext, sizeof(uint32) * max);
+	}
+	else
+	{
+		/* one at a time, each kept at once: an error leaves no dangling pointer */
+		facet_scratch.m = repalloc_huge(facet_scratch.m, sizeof(FacetCol) * max);
+		facet_scratch.locseg = repalloc_huge(facet_scratch.locseg, sizeof(int32) * max);
+		facet_scratch.locdoc = repalloc_huge(facet_scratch.locdoc, sizeof(uint32) * max);
+	}
+	facet_scratch.max = max;
+	fv->m = facet_scratch.m;
+	fv->locseg = facet_scratch.locseg;
+	fv->locdoc = facet_scratch.locdoc;
+	fv->max = max;
+}
+
+static inline int
+facet_visit_add(FacetVisit *fv)
+{
+	if (fv->n >= fv->max)
+		facet_visit_grow(fv);
+	return fv->n++;
+}
+
+/* SsSegVisitor: take the segment's matches as docids if its column fits */
+static bool
+facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
+				uint64 bulkdeletes, const SsQuery *q)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+
+	/* the only stored-value filter the scan leaves to the visitor */
+	fv->need_mask = q->has_in_stock ? FC_HAS_STOCK | FC_INSTOCK : 0;
+	fv->need_flags = q->has_in_stock ? FC_HAS_STOCK | (q->in_stock ? FC_INSTOCK : 0) : 0;
+
+	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
+	fv->ndocs = hdr->ndocs;
+	fv->seg = seg;
+	if (seg >= 0 && seg < SS_MAX_SEGMENTS)
+	{
+		fv->cached[seg] = fv->col != NULL;
+		fv->header[seg] = header;
+	}
+	return fv->col != NULL;
+}
+
+/* SsIdVisitor: a match of the current segment */
+static void
+facet_id_visit(void *arg, uint32 docid)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+	int			i;
+
+	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD) ||
+		(fv->col[docid].flags & fv->need_mask) != fv->need_flags)
+		return;
+	i = facet_visit_add(fv);
+	fv->m[i] = fv->col[docid];
+	if (fv->locs)
+	{
+		fv->locseg[i] = fv->seg;
+		fv->locdoc[i] = docid;
+	}
+}
+
+static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
+						const ItemPointerData *tids, const uint8 *state, FacetSeg *const *csr,
+						IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+						AttrNumber att, int nkeys, int nvals);
+static bool facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr);
+static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
+
+/*
+ * The facet counts of query from the facet column, with nkeys > 0 the
+ * attribute facets too (facet_counts without an attribute filter; the
+ * same rows).
+ */
+static void
+facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
+					  AttrNumber att, int nkeys, int nvals)
+{
+	FacetVisit	fv;
+	SsMatchSet	ms;
+	int64		price[FACET_NPRICE] = {0};
+	int64		rating[5] = {0};
+	int64		total = 0;
+	int64	   *catn,
+			   *brandn;
+	ItemPointerData *sample;
+	Buffer		vmbuf = InvalidBuffer;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	Snapshot	snap = GetActiveSnapshot();
+	BlockNumber nheap,
+				hb;
+	uint8	   *vmknown,
+			   *vmall,
+			   *state;
+	SsMetaPageData meta;
+	uint32		ncats,
+				nbrands;
+	bool		recount;
+
+	if (facet_cache.cxt == NULL || facet_cache.indexid != RelationGetRelid(index) ||
+		!RelFileNodeEquals(facet_cache.node, index->rd_node))
+		facet_cache_reset(index);
+	facet_cache.clock++;
+	memset(&fv, 0, sizeof(fv));
+	fv.index = index;
+	fv.locs = nkeys > 0;
+	fv.m = facet_scratch.m;
+	fv.locseg = facet_scratch.locseg;
+	fv.locdoc = facet_scratch.locdoc;
+	fv.max = facet_scratch.max;
+	SsCollectMatchIds(index, query, fv.locs, facet_seg_visit, facet_id_visit, &fv, &ms);
+	/* the matches read from their records: pending, or not in the cache */
+	for (int k = 0; k < ms.ndocs; k++)
+	{
+		int			i = facet_visit_add(&fv);
+
+		facet_col_fill(&fv.m[i], &ms.docs[k]);
+		if (fv.locs)
+		{
+			fv.locseg[i] = ms.locseg[k];
+			fv.locdoc[i] = ms.locdoc[k];
+		}
+	}
+	SsTestPause("facets-collected");
+
+	nheap = RelationGetNumberOfBlocks(heap);
+	vmknown = palloc0(nheap / 8 + 1);
+	vmall = palloc0(nheap / 8 + 1);
+	state = palloc(Max(fv.n, 1));
+	fetch = table_index_fetch_begin(heap);
+	slot = table_slot_create(heap, NULL);
+	ncats = facet_cache.ncats;
+	nbrands = facet_cache.nbrands;
+	catn = palloc0(sizeof(int64) * Max(ncats, 1));
+	brandn = palloc0(sizeof(int64) * Max(nbrands, 1));
+	sample = palloc(sizeof(ItemPointerData) * Max(nbrands, 1));
+
+	/*
+	 * One pass: which matches' rows are visible (by the visibility map, or
+	 * read), and their counts; the dictionaries' ordinals index the counts
+	 */
+	for (int pass = 0;; pass++)
+	{
+		for (int i = 0; i < fv.n; i++)
+		{
+			const FacetCol *c = &fv.m[i];
+
+			if ((i & 1023) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (pass == 0)
+			{
+				hb = ItemPointerGetBlockNumber(&c->tid);
+				if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
+				{
+					vmknown[hb >> 3] |= 1 << (hb & 7);
+					if (VM_ALL_VISIBLE(heap, hb, &vmbuf))
+						vmall[hb >> 3] |= 1 << (hb & 7);
+				}
+				if (hb < nheap && (vmall[hb >> 3] & (1 << (hb & 7))))
+					state[i] = FACET_ALL_VISIBLE;
+				else
+					state[i] = facet_fetch(fetch, slot, snap, (ItemPointer) &c->tid, NULL) ?
+						FACET_FETCHED : FACET_INVISIBLE;
+			}
+			else if (state[i] == FACET_ALL_VISIBLE)
+				state[i] = facet_fetch(fetch, slot, snap, (ItemPointer) &c->tid, NULL) ?
+					FACET_FETCHED : FACET_INVISIBLE;
+			if (state[i] == FACET_INVISIBLE)
+				continue;
+			total++;
+			if (c->flags & FC_CAT)
+				catn[c->cat]++;
+			if (c->flags & FC_BRAND)
+			{
+				if (brandn[c->brand]++ == 0)
+				{
+					/* a sample row to read the brand's name from: its visible version */
+					sample[c->brand] = c->tid;
+					(void) facet_fetch(fetch, slot, snap, &sample[c->brand], &sample[c->brand]);
+				}
+			}
+			if (c->pr & 0x0F)
+				price[(c->pr & 0x0F) - 1]++;
+			rating[c->pr >> 4]++;
+		}
+		if (pass > 0)
+			break;
+		if (BufferIsValid(vmbuf))
+			ReleaseBuffer(vmbuf);
+		/*
+		 * Did a bulk delete end since the count was read?  (facet_counts.)
+		 * Then every row the map vouched for is read, and the counts start
+		 * over.
+		 */
+		pg_memory_barrier();
+		SsReadMeta(index, &meta);
+		recount = meta.bulkdeletes != ms.bulkdeletes;
+		if (!recount)
+			break;
+		total = 0;
+		memset(price, 0, sizeof(price));
+		memset(rating, 0, sizeof(rating));
+		memset(catn, 0, sizeof(int64) * Max(ncats, 1));
+		memset(brandn, 0, sizeof(int64) * Max(nbrands, 1));
+	}
+	/* rating buckets are cumulative (rating >= r) */
+	for (int r = 3; r >= 1; r--)
+		rating[r] += rating[r + 1];
+
+	if (nkeys > 0)
+	{
+		SsMatchSet	all = ms;
+		ItemPointerData *tids = palloc_extended(sizeof(ItemPointerData) * Max(fv.n, 1),
+												MCXT_ALLOC_HUGE);
+		FacetSeg  **csr = palloc0(sizeof(FacetSeg *) * Max(ms.nsegs, 1));
+
+		for (int i = 0; i < fv.n; i++)
+			tids[i] = fv.m[i].tid;
+		all.docs = NULL;
+		all.ndocs = fv.n;
+		all.locseg = fv.locseg;
+		all.locdoc = fv.locdoc;
+		/* the attribute lists of the cached segments (reading them may move entries) */
+		for (int sg = 0; sg < ms.nsegs && sg < SS_MAX_SEGMENTS; sg++)
+			if (fv.cached[sg])
+				(void) facet_seg_attrs(index, fv.header[sg], &ms.segs[sg]);
+		for (int sg = 0; sg < ms.nsegs && sg < SS_MAX_SEGMENTS; sg++)
+			if (fv.cached[sg])
+			{
+				FacetSeg   *e = facet_seg_find(fv.header[sg], &ms.segs[sg]);
+
+				if (e && e->aoff)
+					csr[sg] = e;
+			}
+		attr_facets(rsinfo, index, &all, tids, state, csr, fetch, slot, snap, att, nkeys, nvals);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+
+	facet_put(rsinfo->setResult, rsinfo->setDesc, "total", 0, NULL, total);
+	for (uint32 k = 0; k < ncats; k++)
+		if (catn[k] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "category", facet_cache.cats[k], NULL,
+					  catn[k]);
+	for (uint32 k = 0; k < nbrands; k++)
+		if (brandn[k] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", (int64) facet_cache.brands[k],
+					  &sample[k], brandn[k]);
+	for (int b = 0; b < (int) FACET_NPRICE; b++)
+		if (price[b] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
+	for (int r = 1; r <= 4; r++)
+		if (rating[r] > 0)
+			facet_put(rsinfo->setResult, rsinfo->setDesc, "rating", r, NULL, rating[r]);
+}
+
+/*
+ * facet_counts_col, dropping the whole cache on an error (a cancel while a
+ * segment is read, or out of memory halfway through a dictionary's
+ * growth): the next call starts from an empty cache, never from a half
+ * changed one.
+ */
+static void
+facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
+				 AttrNumber att, int nkeys, int nvals)
+{
+	PG_TRY();
+	{
+		facet_counts_col_guts(rsinfo, index, heap, query, att, nkeys, nvals);
+	}
+	PG_CATCH();
+	{
+		facet_cache.indexid = InvalidOid;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /* ---- attribute facets ---- */
 
 /*
@@ -1034,7 +1669,8 @@ typedef struct AttrWalk
 {
 	Relation	index;
 	FacetTable *vals;			/* by the term's 48-bit hash */
-	int32	   *map;			/* this segment's docid -> match, -1: none */
+	uint8	   *bits;			/* this segment's docids of visible matches */
+	int32	   *map;			/* ... docid -> match (where bits has one) */
 	uint32		nmap;
 	int64		n;				/* the current term's matches */
 	int32		first;			/* ... the first of them */
@@ -1104,10 +1740,10 @@ attr_over_cb(void *arg, uint32 docid, uint16 tf)
 {
 	AttrWalk   *w = (AttrWalk *) arg;
 
-	if (docid < w->nmap && w->map[docid] >= 0)
+	if (docid < w->nmap && (w->bits[docid >> 3] & (1 << (docid & 7))))
 	{
 		w->over[w->nover++] = w->map[docid];
-		w->map[docid] = -1;
+		w->bits[docid >> 3] &= ~(1 << (docid & 7));
 	}
 }
 
@@ -1127,8 +1763,154 @@ attr_dict_cb(void *arg, const SsDictItem *item)
 	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
 		return;
 	w->n = (int64) SsCountPostings(w->index, item->postblk, item->postoff, item->df,
-								   w->map, w->nmap, &w->first);
+								   w->bits, w->map, w->nmap, &w->first);
 	attr_count(w->vals, keyh, vh, w->n, w->first);
+}
+
+/*
+ * Attribute lists of the facet column: each document's attribute terms as
+ * ordinals, read once per segment (every attribute term's postings, as
+ * attr_facets' walk does on each call); then a count only reads the lists
+ * of its visible matches, not the postings of every document.
+ */
+static FacetSeg *
+facet_seg_find(BlockNumber header, const SsSegHeader *hdr)
+{
+	for (int i = 0; i < facet_cache.nsegs; i++)
+		if (facet_cache.segs[i].header == header && facet_cache.segs[i].serial == hdr->serial &&
+			facet_cache.segs[i].ndocs == hdr->ndocs)
+			return &facet_cache.segs[i];
+	return NULL;
+}
+
+static uint32
+facet_attr_ord(uint32 keyh, uint64 vh)
+{
+	MemoryContext old = MemoryContextSwitchTo(facet_cache.cxt);
+	bool		found;
+	FacetKey   *fk = ft_enter(&facet_cache.attrmap, (int64) vh, &found);
+
+	if (!found)
+	{
+		if (facet_cache.nattrs >= facet_cache.maxattrs)
+		{
+			facet_cache.attr_keyh = repalloc_huge(facet_cache.attr_keyh,
+												  sizeof(uint32) * facet_cache.maxattrs * 2);
+			facet_cache.attr_vh = repalloc_huge(facet_cache.attr_vh,
+												sizeof(uint64) * facet_cache.maxattrs * 2);
+			facet_cache.maxattrs *= 2;
+		}
+		fk->n = facet_cache.nattrs;
+		facet_cache.attr_keyh[facet_cache.nattrs] = keyh;
+		facet_cache.attr_vh[facet_cache.nattrs++] = vh;
+	}
+	MemoryContextSwitchTo(old);
+	return (uint32) fk->n;
+}
+
+typedef struct AttrBuild
+{
+	Relation	index;
+	uint32		ndocs;
+	uint32		cur;			/* the ordinal of the term being read */
+	uint32	   *doc;			/* (docid, ordinal) pairs, in reading order */
+	uint32	   *ord;
+	Size		n;
+	Size		max;
+} AttrBuild;
+
+static void
+attr_build_post_cb(void *arg, uint32 docid, uint16 tf)
+{
+	AttrBuild  *ab = (AttrBuild *) arg;
+
+	if (docid >= ab->ndocs)
+		return;
+	if (ab->n >= ab->max)
+	{
+		ab->max *= 2;
+		ab->doc = repalloc_huge(ab->doc, sizeof(uint32) * ab->max);
+		ab->ord = repalloc_huge(ab->ord, sizeof(uint32) * ab->max);
+	}
+	ab->doc[ab->n] = docid;
+	ab->ord[ab->n++] = ab->cur;
+}
+
+static void
+attr_build_dict_cb(void *arg, const SsDictItem *item)
+{
+	AttrBuild  *ab = (AttrBuild *) arg;
+	uint32		keyh;
+	uint64		vh;
+
+	if (!attr_term_parse(item->term, item->len, &keyh, &vh))
+		return;
+	ab->cur = facet_attr_ord(keyh, vh);
+	SsReadPostings(ab->index, item->postblk, item->postoff, item->df, attr_build_post_cb, ab);
+}
+
+/*
+ * The attribute lists of the cached segment (header, hdr), read now if
+ * needed; false if they do not fit.  May move facet_cache.segs entries.
+ */
+static bool
+facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr)
+{
+	FacetSeg   *e = facet_seg_find(header, hdr);
+	AttrBuild	ab;
+	SsDictItem *item;
+	char		over[SS_FILTER_TERM_MAX];
+	int			olen = SsAttrOverflowTerm(over);
+	char		from[2] = {SS_FILTER_MARK, 'a'};
+	uint32	   *aoff,
+			   *aval,
+			   *pos;
+	Size		bytes;
+
+	if (e == NULL)
+		return false;
+	if (e->aoff)
+		return true;
+	memset(&ab, 0, sizeof(ab));
+	ab.index = index;
+	ab.ndocs = hdr->ndocs;
+	ab.max = 4096;
+	ab.doc = palloc(sizeof(uint32) * ab.max);
+	ab.ord = palloc(sizeof(uint32) * ab.max);
+	item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
+	/* the overflow term first: it leads a document's list */
+	ab.cur = FACET_ATTR_OVER;
+	if (SsDictLookup(index, hdr, over, olen, item))
+		SsReadPostings(index, item->postblk, item->postoff, item->df, attr_build_post_cb, &ab);
+	SsDictScanRange(index, hdr, from, 2, attr_build_dict_cb, &ab, attr_dict_stop);
+	pfree(item);
+
+	bytes = sizeof(uint32) * ((Size) hdr->ndocs + 1 + Max(ab.n, 1));
+	if (!facet_cache_room(bytes))
+		return false;
+	e = facet_seg_find(header, hdr);
+	if (e == NULL)
+		return false;
+	/* a counting sort of the pairs by docid, keeping their order */
+	aoff = MemoryContextAllocHuge(facet_cache.cxt, sizeof(uint32) * ((Size) hdr->ndocs + 1));
+	memset(aoff, 0, sizeof(uint32) * ((Size) hdr->ndocs + 1));
+	aval = MemoryContextAllocHuge(facet_cache.cxt, sizeof(uint32) * Max(ab.n, 1));
+	for (Size k = 0; k < ab.n; k++)
+		aoff[ab.doc[k] + 1]++;
+	for (uint32 d = 0; d < hdr->ndocs; d++)
+		aoff[d + 1] += aoff[d];
+	pos = palloc_extended(sizeof(uint32) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+	memcpy(pos, aoff, sizeof(uint32) * hdr->ndocs);
+	for (Size k = 0; k < ab.n; k++)
+		aval[pos[ab.doc[k]]++] = ab.ord[k];
+	pfree(pos);
+	pfree(ab.doc);
+	pfree(ab.ord);
+	e->aoff = aoff;
+	e->aval = aval;
+	e->abytes = bytes;
+	facet_cache.bytes += bytes;
+	return true;
 }
 
 /* a pending document's attribute terms */
@@ -1283,13 +2065,17 @@ attr_put(Tuplestorestate *ts, TupleDesc desc, const char *kind, uint32 keyh, int
 	tuplestore_putvalues(ts, desc, v, nulls);
 }
 
+/* attr_facets' docid -> match maps, all segments' at once (never shrinks) */
+static int32 *attr_map = NULL;
+static Size attr_map_cap = 0;
+
 /* at most this many values of one key are named (the ties of its last listed value) */
 #define ATTR_MAX_NAMED	1000
 
 static void
-attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *state,
-			IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
-			AttrNumber att, int nkeys, int nvals)
+attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const ItemPointerData *tids,
+			const uint8 *state, FacetSeg *const *csr, IndexFetchTableData *fetch,
+			TupleTableSlot *slot, Snapshot snap, AttrNumber att, int nkeys, int nvals)
 {
 	FacetTable	vals,
 				keys;
@@ -1299,6 +2085,8 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	int			nko = 0,
 				nva = 0;
 	int32	  **maps;
+	uint8	  **bits;
+	Size		need = 1;
 
 	ft_init(&vals, 1024);
 	memset(&w, 0, sizeof(w));
@@ -1311,19 +2099,80 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	 * matches, mapped from docid to match by one pass over the matches
 	 */
 	maps = palloc0(sizeof(int32 *) * Max(ms->nsegs, 1));
+	bits = palloc0(sizeof(uint8 *) * Max(ms->nsegs, 1));
+	for (int sg = 0; sg < ms->nsegs; sg++)
+		need += ms->segs[sg].ndocs;
+	if (need > attr_map_cap)
+	{
+		/* kept: a million-document map would be page faults on every call */
+		if (attr_map)
+			pfree(attr_map);
+		attr_map = NULL;
+		attr_map_cap = 0;
+		attr_map = MemoryContextAllocHuge(TopMemoryContext, sizeof(int32) * need);
+		attr_map_cap = need;
+	}
 	for (int i = 0; i < ms->ndocs; i++)
 	{
 		int32		sg = ms->locseg[i];
 
 		if (sg < 0 || sg >= ms->nsegs || state[i] == FACET_INVISIBLE ||
-			ms->locdoc[i] >= ms->segs[sg].ndocs)
+			ms->locdoc[i] >= ms->segs[sg].ndocs || (csr && csr[sg]))
 			continue;
 		if (maps[sg] == NULL)
 		{
-			maps[sg] = palloc_extended(sizeof(int32) * Max(ms->segs[sg].ndocs, 1), MCXT_ALLOC_HUGE);
-			memset(maps[sg], 0xff, sizeof(int32) * Max(ms->segs[sg].ndocs, 1));
+			Size		at = 0;
+
+			for (int k = 0; k < sg; k++)
+				at += ms->segs[k].ndocs;
+			maps[sg] = attr_map + at;
+			bits[sg] = palloc0(ms->segs[sg].ndocs / 8 + 1);
 		}
 		maps[sg][ms->locdoc[i]] = i;
+		bits[sg][ms->locdoc[i] >> 3] |= 1 << (ms->locdoc[i] & 7);
+	}
+	/* segments with attribute lists: the lists of their visible matches */
+	if (csr)
+	{
+		uint32		na = facet_cache.nattrs;
+		int64	   *acnt = palloc0(sizeof(int64) * Max(na, 1));
+		int32	   *afirst = palloc(sizeof(int32) * Max(na, 1));
+
+		for (int i = 0; i < ms->ndocs; i++)
+		{
+			int32		sg = ms->locseg[i];
+			const FacetSeg *e;
+			uint32		d,
+						lo,
+						hi;
+
+			if (sg < 0 || sg >= ms->nsegs || csr[sg] == NULL || state[i] == FACET_INVISIBLE)
+				continue;
+			e = csr[sg];
+			d = ms->locdoc[i];
+			if (d >= e->ndocs)
+				continue;
+			lo = e->aoff[d];
+			hi = e->aoff[d + 1];
+			if (lo < hi && e->aval[lo] == FACET_ATTR_OVER)
+			{
+				w.over[w.nover++] = i;	/* counted from its row, below */
+				continue;
+			}
+			for (uint32 k = lo; k < hi; k++)
+			{
+				uint32		o = e->aval[k];
+
+				if (o < na && acnt[o]++ == 0)
+					afirst[o] = i;
+			}
+		}
+		for (uint32 o = 0; o < na; o++)
+			if (acnt[o] > 0)
+				attr_count(&vals, facet_cache.attr_keyh[o], facet_cache.attr_vh[o], acnt[o],
+						   afirst[o]);
+		pfree(acnt);
+		pfree(afirst);
 	}
 	for (int sg = 0; sg < ms->nsegs; sg++)
 	{
@@ -1337,11 +2186,12 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 			continue;
 		w.nmap = hdr->ndocs;
 		w.map = maps[sg];
+		w.bits = bits[sg];
 		item = palloc(SS_DICT_ITEM_SIZE(SS_MAX_TERM_LEN + 8));
 		if (SsDictLookup(index, hdr, over, olen, item))
 			SsReadPostings(index, item->postblk, item->postoff, item->df, attr_over_cb, &w);
 		SsDictScanRange(index, hdr, from, 2, attr_dict_cb, &w, attr_dict_stop);
-		pfree(maps[sg]);
+		pfree(bits[sg]);
 		pfree(item);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -1365,7 +2215,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 	for (int o = 0; o < w.nover; o++)
 	{
 		AttrRowCount rc;
-		Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[w.over[o]].tid, att);
+		Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[w.over[o]], att);
 
 		rc.vals = &vals;
 		rc.doc = w.over[o];
@@ -1399,7 +2249,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 		if (keys.full[k])
 		{
 			AttrKeyOut *o = &ko[nko];
-			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[keys.e[k].doc].tid, att);
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[keys.e[k].doc], att);
 
 			o->keyh = keys.e[k].keyh;
 			o->n = keys.e[k].n;
@@ -1438,7 +2288,7 @@ attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms, const uint8 *
 		for (int v = lo, named = 0; v < nva && va[v].keyh == o->keyh && va[v].n >= least &&
 			 named < ATTR_MAX_NAMED; v++)
 		{
-			Jsonb	   *jb = row_attrs(fetch, slot, snap, &ms->docs[va[v].doc].tid, att);
+			Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &tids[va[v].doc], att);
 			char	   *name;
 			Jsonb	   *value;
 
@@ -1522,6 +2372,14 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 					 errmsg("index \"%s\" has no attributes", RelationGetRelationName(index)),
 					 errdetail("Attribute filters and facets need a jsonb column in the index's INCLUDE list.")));
 		att = index->rd_index->indkey.values[c];
+	}
+	if (!check_rows && shop_search_facet_cache > 0)
+	{
+		/* from the facet column */
+		facet_counts_col(rsinfo, index, heap, query, att, nkeys, nvals);
+		table_close(heap, AccessShareLock);
+		index_close(index, AccessShareLock);
+		return;
 	}
 	if (nkeys > 0 || check_rows)
 	{
@@ -1638,7 +2496,14 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 			rating[r]++;
 	}
 	if (nkeys > 0)
-		attr_facets(rsinfo, index, &ms, state, fetch, slot, snap, att, nkeys, nvals);
+	{
+		ItemPointerData *tids = palloc_extended(sizeof(ItemPointerData) * Max(ms.ndocs, 1),
+												MCXT_ALLOC_HUGE);
+
+		for (int i = 0; i < ms.ndocs; i++)
+			tids[i] = ms.docs[i].tid;
+		attr_facets(rsinfo, index, &ms, tids, state, NULL, fetch, slot, snap, att, nkeys, nvals);
+	}
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
 

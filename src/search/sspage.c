@@ -715,15 +715,16 @@ SsReadPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 
 /*
  * SsCountPostings: of the n postings starting at (blk, off), how many have
- * a docid whose map entry is not negative (map has nmap entries); *first
- * is the entry of the first of them.  The postings are decoded in place,
+ * a docid whose bit is set in bits (nmap bits); *first is the map entry of
+ * the first of them (only the entries of set bits are read: a bitmap of a
+ * million documents stays in the CPU's cache, their map does not).  The postings are decoded in place,
  * under the page's share lock (a segment's pages never change), without
  * a call per posting: attribute facets count every attribute term of the
  * index this way (ssfunc.c).
  */
 uint64
 SsCountPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
-				const int32 *map, uint32 nmap, int32 *first)
+				const uint8 *bits, const int32 *map, uint32 nmap, int32 *first)
 {
 	uint32		docid = 0;
 	uint64		cnt = 0;
@@ -746,7 +747,7 @@ SsCountPostings(Relation index, BlockNumber blk, uint16 off, uint32 n,
 			pos += SsVarintGet(page + pos, &delta);
 			pos += SsVarintGet(page + pos, &tf);
 			docid += delta;
-			if (docid < nmap && map[docid] >= 0 && cnt++ == 0)
+			if (docid < nmap && (bits[docid >> 3] & (1 << (docid & 7))) && cnt++ == 0)
 				*first = map[docid];
 			n--;
 		}

@@ -101,6 +101,9 @@ static bool stats_next = false;
 static SsDocVisitor visit_next = NULL;
 static void *visit_next_arg = NULL;
 static SsSortPrune *prune_next = NULL;	/* SsVisitMatchesSorted */
+static SsSegVisitor seg_next = NULL;	/* SsCollectMatchIds */
+static SsIdVisitor id_next = NULL;
+static void *ids_next_arg = NULL;
 
 /*
  * The attribute filter of the evaluations to come (SsSetAttrFilter): the
@@ -217,6 +220,7 @@ typedef struct SegState
 	double		sortcut;		/* phase 1: blocks whose bound is at most this */
 	double		sortmax;		/* the largest bound */
 	int			sortphase;		/* 1, then 2: the other blocks */
+	bool		ids;			/* collecting docids, not records (facets) */
 } SegState;
 
 typedef struct PendDoc
@@ -258,6 +262,9 @@ typedef struct Eval
 	SsDocVisitor visit;			/* ... or handed to this one by one */
 	void	   *visit_arg;
 	SsSortPrune *prune;			/* ... skipping blocks by sort key bounds */
+	SsSegVisitor visit_seg;		/* ... the docids of the segments this */
+	SsIdVisitor visit_id;		/* one takes go to this one instead */
+	void	   *ids_arg;		/* (SsCollectMatchIds) */
 	SsDoc	   *docs;
 	int			ndocs;
 	int			maxdocs;
@@ -2279,6 +2286,12 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 										   Min(total->typ1[d] - 1, 9) * SS_TYPO_TIER -
 										   Min(total->score[d] * boostub, SS_MAX_SCORE))))
 			continue;
+		if (s->ids)
+		{
+			/* the visitor keeps the dead flags (no stored-value filter here) */
+			ev->visit_id(ev->ids_arg, d);
+			continue;
+		}
 		doc = doc_get(dc, d);
 		ss_work.docs++;
 		if (ev->collect && t + 4 < ncand &&
@@ -3157,6 +3170,66 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 	return nwin;
 }
 
+/*
+ * Facets (SsCollectMatchIds) of a query of one word per slot, every slot
+ * required: a segment's matches are the documents holding, for every
+ * slot, a posting of one of its word's expansion terms (what eval_window
+ * keeps when it collects, without scores).  Each slot's postings are
+ * decoded into a bitmap of the segment's docids, the bitmaps intersected,
+ * and the docids handed to the visitor in order; no accumulator, no
+ * window, no document record.
+ */
+static void
+collect_ids_segment(Eval *ev, SegState *s)
+{
+	SsQuery    *q = ev->q;
+	uint32		n = s->hdr.ndocs;
+	uint32		nw = (n + 63) / 64;
+	uint64	   *all = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+	uint64	   *cur = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+
+	for (int si = 0; si < q->nslots; si++)
+	{
+		int			qi = q->slots[si].alts[0].first;
+		uint64	   *bits = si == 0 ? all : cur;
+
+		memset(bits, 0, sizeof(uint64) * Max(nw, 1));
+		for (int i = 0; i < s->nexp; i++)
+		{
+			SegExp	   *se = &s->exps[i];
+			bool		mine = false;
+
+			for (int k = 0; k < se->e->nm; k++)
+				if (se->e->m[k].qword == qi)
+					mine = true;
+			if (!mine || se->df == 0)
+				continue;
+			cursor_load(ev, s, se);
+			for (uint32 b = 0; b < se->nblocks; b++)
+			{
+				if (se->decoded != (int32) b)
+					cursor_decode(ev, se, b);
+				for (uint32 j = 0; j < se->ndec; j++)
+				{
+					uint32		d = se->docs[j];
+
+					if (d < n)
+						bits[d >> 6] |= UINT64CONST(1) << (d & 63);
+				}
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (si > 0)
+			for (uint32 w = 0; w < nw; w++)
+				all[w] &= cur[w];
+	}
+	for (uint32 w = 0; w < nw; w++)
+		for (uint64 b = all[w]; b != 0; b &= b - 1)
+			ev->visit_id(ev->ids_arg, w * 64 + pg_rightmost_one_pos64(b));
+	pfree(all);
+	pfree(cur);
+}
+
 static void
 eval_segment(Eval *ev, SegState *s)
 {
@@ -3170,6 +3243,30 @@ eval_segment(Eval *ev, SegState *s)
 	if (n == 0)
 		return;
 	memset(&ss_work, 0, sizeof(ss_work));
+	/*
+	 * facets: the visitor may take this segment's matches as docids; with
+	 * an in_stock filter (and no other stored-value filter) only those of a
+	 * simple query, which the visitor filters by its own copy of the flags
+	 */
+	if (ev->visit_seg && ev->nattr == 0 && !ev->prune)
+	{
+		bool		simple = !q->match_any && !ev->want_all && q->nslots > 0;
+		bool		stock_only = q->has_in_stock && q->ncats < 0 && q->nbrands < 0 &&
+			!q->has_price_min && !q->has_price_max && !q->has_rating_min;
+
+		for (int i = 0; i < q->nslots; i++)
+			if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
+				simple = false;
+		s->ids = (!ev->filtered || (stock_only && simple)) &&
+			ev->visit_seg(ev->ids_arg, (int) (s - ev->segs),
+						  ev->meta.segments[s - ev->segs].header, &s->hdr,
+						  ev->meta.bulkdeletes, q);
+		if (s->ids && simple)
+		{
+			collect_ids_segment(ev, s);
+			return;
+		}
+	}
 	s->scale = bound_scale(ev, &s->hdr);
 	build_filter_bitmap(ev, s);
 	if (ev->prune)
@@ -3479,6 +3576,9 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		ev->visit = visit_next;
 		ev->visit_arg = visit_next_arg;
 		ev->prune = visit_next ? prune_next : NULL;
+		ev->visit_seg = seg_next;
+		ev->visit_id = id_next;
+		ev->ids_arg = ids_next_arg;
 	}
 	ev->tbm = topk == 0 && !ev->collect ? tbm : NULL;
 	ev->frozen = frozen;
@@ -3603,7 +3703,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 	}
 	if (stats_next)
 		return ev;				/* SsTermStats: the expansions are all it needs */
-	if (ev->collect && !ev->visit)
+	if (ev->collect && !ev->visit && !ev->visit_seg)
 	{
 		/* facets: room for every possible match at once, not by doubling */
 		uint64		most = 0;
@@ -3779,6 +3879,44 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
 	}
 	PG_END_TRY();
 	return ev->meta.bulkdeletes;
+}
+
+/*
+ * SsCollectMatchIds: SsCollectMatchSet (with locs false: without the
+ * matches' locations), except that before each segment seg is asked (with
+ * the segment's number, header block and header, and the metapage's count
+ * of bulk deletes as read before any document was) whether it takes that
+ * segment's matches as docids: then id gets the docid of every match
+ * there, dead documents included (the caller knows their dead flags), and
+ * no document record of the segment is read nor collected into ms.  Only
+ * for queries without stored-value or attribute filters (else seg is never
+ * asked, but for an in_stock filter of a query of one word per slot: the
+ * visitor then applies it, given the query).  Facet counts (ssfunc.c).
+ */
+void
+SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
+				  void *arg, SsMatchSet *ms)
+{
+	seg_next = seg;
+	id_next = id;
+	ids_next_arg = arg;
+	PG_TRY();
+	{
+		if (locs)
+			SsCollectMatchSet(index, query, ms);
+		else
+		{
+			memset(ms, 0, sizeof(SsMatchSet));
+			ms->docs = SsCollectMatches(index, query, &ms->ndocs, &ms->bulkdeletes);
+		}
+	}
+	PG_FINALLY();
+	{
+		seg_next = NULL;
+		id_next = NULL;
+		ids_next_arg = NULL;
+	}
+	PG_END_TRY();
 }
 
 /*
