@@ -3786,7 +3786,6 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    words text[];
     types text[];
     stems text[];
     last text;
@@ -3794,37 +3793,13 @@ DECLARE
     branded boolean;
     cat bigint;
     -- a cluster's 40 best matches, merged by the router (issue 16,
-    -- shop.search_stats): [category_id, price_cents, head, brand]
+    -- shop.search_stats): [category_id, price_cents, head, brand, named]
     given jsonb := q -> 'intent_top';
 BEGIN
     q := q - 'intent_top';
-    SELECT array_agg(t.word ORDER BY t.pos) INTO words
-      FROM shop.search_tokens(q ->> 'q', 'english') t
-     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
-                                'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without']);
-    IF words IS NULL OR words[cardinality(words)] ~ '^[0-9]' THEN
+    last := shop._search_intent_word(q);
+    IF last IS NULL THEN
         RETURN q;
-    END IF;
-    -- the last word, and the last words of the phrases of its synonym
-    -- group.  A last word the catalog does not know asks for nothing
-    -- (issue 13, round 3; edited in place): a typo'd word is most often
-    -- the rare word of a known item ("hp fsb proccessor"), and boosting
-    -- its corrected form as a type lifted every product of that type
-    -- above the one meant (typo'd known items 93.2% -> 94.6% in the
-    -- top 10, half A of the Chorus bench; nDCG@10 unchanged)
-    last := words[cardinality(words)];
-    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
-        -- unless it brought a synonym group (_search_query, issue 13,
-        -- round 4): a word with synonyms is a general term, not the rare
-        -- word of a known item, so "laptp" asks for laptops as "laptop"
-        -- does (the group's term, its last word)
-        SELECT (regexp_match(g ->> 1, '(\S+)$'))[1] INTO last
-          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(q -> 'synonyms') = 'array' THEN q -> 'synonyms' END) g
-         WHERE g ->> 0 = last
-         LIMIT 1;
-        IF last IS NULL THEN
-            RETURN q;
-        END IF;
     END IF;
     SELECT array_agg(DISTINCT w) INTO types
       FROM (SELECT last AS w
@@ -3837,19 +3812,24 @@ BEGIN
     SELECT array_agg(DISTINCT t.stem) INTO stems
       FROM unnest(types) w, shop.search_tokens(w, 'english') t;
     WITH top AS MATERIALIZED (
-        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand
+        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand,
+               EXISTS (SELECT 1 FROM shop.search_tokens(p.title, 'english') t
+                        WHERE t.pos <= 3 AND t.word = last) AS named
           FROM shop.search_scan('shop.product_search_idx', q, 40) s
          CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title, p.brand FROM shop.product p
                               WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
          WHERE given IS NULL
         UNION ALL
-        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3
+        -- a shard's row: the flag its title gave (a row without it, from
+        -- a shard or a router cache of before the flag, counts as naming)
+        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3, (r ->> 4)::boolean
           FROM jsonb_array_elements(given) r)
     SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), false),
            coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
                        FROM top WHERE brand IS NOT NULL), false),
            (SELECT category_id FROM top WHERE category_id IS NOT NULL
-             GROUP BY category_id HAVING count(*) >= 3
+             GROUP BY category_id
+            HAVING count(*) >= 3 AND 2 * count(*) FILTER (WHERE named IS NOT FALSE) >= count(*)
              ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
              LIMIT 1)
       INTO typed, branded, cat;
@@ -3859,7 +3839,14 @@ BEGIN
         q := q || jsonb_build_object('type_words', to_jsonb(types));
     END IF;
     -- no best match of the type: a brand or a line, meaning the line's
-    -- main product
+    -- main product.  A line is named at the start of its products'
+    -- titles ("Lenovo ThinkPad T14s Notebook"): a category counts only
+    -- if at least half of its best matches have the word among their
+    -- title's first 3 words, not a property named after the type ("HP
+    -- ... 256 GB SSD Tower Black PC": `ssd` meant PCs, Chorus nDCG@10
+    -- 0.33 -> 0 with the data set's categories; issue 13, round 7,
+    -- edited in place).  A router's rows carry the flag each shard read
+    -- from the title (shop.search_stats).
     IF NOT typed AND cat IS NOT NULL THEN
         q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
     END IF;
@@ -5782,7 +5769,8 @@ COMMENT ON FUNCTION shop._search_term_stats(regclass, jsonb) IS
 -- and the intersection of the second, as one node's vocabulary would give
 -- them.  Given the cluster's sums (global), this node's 40 best matches
 -- scored with them instead ("intent_top": product_id, missing words,
--- typos, score, category_id, price_cents, head noun, brand), for the
+-- typos, score, category_id, price_cents, head noun, brand, whether the
+-- title names the intent's word among its first 3 words), for the
 -- intent of a ranked page (shop._search_intent).  Personalization does not
 -- change the words, so no customer is read.  A public call, SECURITY
 -- DEFINER as shop.search is: the synonyms are read as the owner, and the
@@ -5796,6 +5784,7 @@ AS $$
 DECLARE
     q jsonb;
     res jsonb;
+    last text;
 BEGIN
     IF global IS NULL THEN
         q := shop._search_query(query, filters, NULL);
@@ -5806,9 +5795,14 @@ BEGIN
     PERFORM set_config('shop.search_global', (global - 'intent_top')::text, true);
     q := shop._search_query(query, filters, NULL);
     PERFORM set_config('shop.search_global', '', true);
+    -- the word the intent reads (the cluster's words: q has them), and for
+    -- each row whether its title names it among its first 3 words
+    last := shop._search_intent_word(q);
     SELECT jsonb_build_object('intent_top', coalesce(jsonb_agg(
                jsonb_build_array(p.product_id, s.missing, s.typos, s.score, p.category_id, p.price_cents,
-                                 shop.search_head(p.title, 'english'), p.brand) ORDER BY s.ord), '[]'))
+                                 shop.search_head(p.title, 'english'), p.brand,
+                                 EXISTS (SELECT 1 FROM shop.search_tokens(p.title, 'english') t
+                                          WHERE t.pos <= 3 AND t.word = last)) ORDER BY s.ord), '[]'))
       INTO res
       FROM shop.search_scan('shop.product_search_idx', q, 40) WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
      CROSS JOIN LATERAL (SELECT p.product_id, p.category_id, p.price_cents, p.title, p.brand
@@ -8312,6 +8306,70 @@ AS $$
      ORDER BY s DESC, c.product_id
      LIMIT lim
 $$;
+
+------------------------------------------------------------------------------
+-- Search: a line named by its best matches, one node and a cluster (issue 13)
+--
+-- shop._search_intent counts a category for a line ("lenovo thinkpad")
+-- only if at least half of its best matches have the query's last word
+-- among their title's first 3 words.  A router hands the intent the
+-- shards' best matches without titles, so each shard reads the flag from
+-- the title (shop.search_stats' intent_top, shop_router's merge carries
+-- it) for the word the function below picks, which one node's intent
+-- uses too (shop.search_tokens on each of the 40 titles, in the rows'
+-- existing pass: an EXISTS inline, half the cost of an SQL function per
+-- row, which PostgreSQL cannot inline with a subquery in it).
+------------------------------------------------------------------------------
+
+-- The word a query's intent reads: its last word that is not a function
+-- word, or the last word of its synonym group's term when the catalog does
+-- not know it; NULL when it asks for no type (no word, a number, an
+-- unknown word without synonyms).
+CREATE FUNCTION shop._search_intent_word(q jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    words text[];
+    last text;
+BEGIN
+    SELECT array_agg(t.word ORDER BY t.pos) INTO words
+      FROM shop.search_tokens(q ->> 'q', 'english') t
+     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
+                                'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without']);
+    IF words IS NULL OR words[cardinality(words)] ~ '^[0-9]' THEN
+        RETURN NULL;
+    END IF;
+    -- the last word, and the last words of the phrases of its synonym
+    -- group.  A last word the catalog does not know asks for nothing
+    -- (issue 13, round 3; edited in place): a typo'd word is most often
+    -- the rare word of a known item ("hp fsb proccessor"), and boosting
+    -- its corrected form as a type lifted every product of that type
+    -- above the one meant (typo'd known items 93.2% -> 94.6% in the
+    -- top 10, half A of the Chorus bench; nDCG@10 unchanged)
+    last := words[cardinality(words)];
+    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
+        -- unless it brought a synonym group (_search_query, issue 13,
+        -- round 4): a word with synonyms is a general term, not the rare
+        -- word of a known item, so "laptp" asks for laptops as "laptop"
+        -- does (the group's term, its last word)
+        SELECT (regexp_match(g ->> 1, '(\S+)$'))[1] INTO last
+          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(q -> 'synonyms') = 'array' THEN q -> 'synonyms' END) g
+         WHERE g ->> 0 = last
+         LIMIT 1;
+        IF last IS NULL THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN last;
+END
+$$;
+COMMENT ON FUNCTION shop._search_intent_word(jsonb) IS
+'internal: the word of query object q whose type the intent asks for (its last word, or its synonym group''s), NULL for none';
+
+REVOKE EXECUTE ON FUNCTION shop._search_intent_word(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_intent_word(jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -453,17 +453,19 @@ AS $$
 $$;
 
 -- Every shard's 40 best matches for the intent, scored with the cluster's
--- statistics (shop.search_stats given them)
+-- statistics (shop.search_stats given them), each with whether its title
+-- names the intent's word among its first 3 words (named: the rule for a
+-- line in shop._search_intent reads titles, which only the shard has)
 CREATE FUNCTION shop_router._search_intent_top(i_query text, i_filters jsonb, i_global jsonb)
 RETURNS TABLE (product_id bigint, missing int, typos int, score real, category_id bigint,
-               price_cents bigint, head text, brand text)
+               price_cents bigint, head text, brand text, named boolean)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON ALL;
     SELECT (e ->> 0)::bigint AS product_id, (e ->> 1)::int AS missing, (e ->> 2)::int AS typos,
            (e ->> 3)::real AS score, (e ->> 4)::bigint AS category_id, (e ->> 5)::bigint AS price_cents,
-           e ->> 6 AS head, e ->> 7 AS brand
+           e ->> 6 AS head, e ->> 7 AS brand, (e ->> 8)::boolean AS named
       FROM jsonb_array_elements(shop.search_stats($1, $2, $3) -> 'intent_top') e;
 $$;
 
@@ -589,7 +591,7 @@ BEGIN
         top := shop_router._intent_get(k);
     END IF;
     IF top IS NULL THEN
-        SELECT coalesce(jsonb_agg(jsonb_build_array(t.category_id, t.price_cents, t.head, t.brand)
+        SELECT coalesce(jsonb_agg(jsonb_build_array(t.category_id, t.price_cents, t.head, t.brand, t.named)
                                   ORDER BY t.missing, t.typos, t.score DESC, t.product_id), '[]')
           INTO top
           FROM (SELECT * FROM shop_router._search_intent_top(query, filters, g) t

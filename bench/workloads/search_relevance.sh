@@ -108,17 +108,20 @@ BEGIN
     -- the 40 best matches (rows with every word), as shop._search_intent
     -- reads them: the type first, unless the word is the brand of one of
     -- them and none of them is of that type ("lenovo"); no match of the
-    -- type: among the categories of 3 or more of them, the one with the
-    -- highest median price is meant ("lenovo thinkpad")
+    -- type: among the categories of 3 or more of them, at least half of
+    -- which have the word among their title's first 3 words (a line, not
+    -- a property named after the type: "... 256 GB SSD Tower Black PC"),
+    -- the one with the highest median price is meant ("lenovo thinkpad")
     WITH top AS MATERIALIZED (
-        SELECT c.category_id, round(c.price * 100) AS price_cents, shop.search_head(c.title) AS head, c.brand
+        SELECT c.category_id, round(c.price * 100) AS price_cents, shop.search_head(c.title) AS head, c.brand,
+               EXISTS (SELECT 1 FROM shop.search_tokens(c.title) t WHERE t.pos <= 3 AND t.word = last) AS named
           FROM shop.search_scan('bench_chorus_ss', q || '{"match": "all"}', 40) s
           JOIN bench_chorus c ON c.ctid = s.ctid)
     SELECT coalesce((SELECT bool_or(head IN (SELECT t.stem FROM shop.search_tokens(last) t)) FROM top), false),
            coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
                        FROM top WHERE brand IS NOT NULL), false),
            (SELECT category_id FROM top WHERE category_id IS NOT NULL
-             GROUP BY category_id HAVING count(*) >= 3
+             GROUP BY category_id HAVING count(*) >= 3 AND 2 * count(*) FILTER (WHERE named) >= count(*)
              ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
              LIMIT 1)
       INTO typed, branded, cat;

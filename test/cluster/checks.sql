@@ -87,7 +87,7 @@ SELECT fail_if(router($$SELECT shop.category_path(3)->0->>'name'$$) <> 'Computer
 CREATE TABLE queries (q text PRIMARY KEY);
 INSERT INTO queries VALUES ('laptop'), ('lenovo laptop'), ('wireless mouse'), ('sony'), ('blue speaker'),
     ('bluetooth speaker black'), ('headset noise cancelling'), ('notebook'), ('laptp'), ('logitec mouse'),
-    ('pro'), ('chromebook'), ('ultrabook zen xylophone'), ('red'), ('elite 137');
+    ('pro'), ('chromebook'), ('ultrabook zen xylophone'), ('red'), ('elite 137'), ('lenovo pro'), ('jabra headset');
 
 -- what the router returns, in its order
 CREATE FUNCTION routed(q text, sort text, lim int, off int)
@@ -145,6 +145,37 @@ SELECT fail_if(count(*) > 0, 'sorts on stored values (price, rating, newest, pop
   FROM queries, unnest(ARRAY['price_asc', 'price_desc', 'rating', 'popularity']) s
  WHERE (SELECT array_agg(product_id ORDER BY ord) FROM routed(q, s, 10, 0))
        IS DISTINCT FROM (SELECT array_agg(product_id ORDER BY ord) FROM single(q, s, 10));
+-- the intent (the type and category a ranked page asks for) through the
+-- router is one node's: a shard reads it from the cluster's 40 best
+-- matches as the router merged them, each with what only its own shard
+-- could read from its title (whether it names the query's word among its
+-- first 3 words: the rule for a line, docs/search.md).  Computed on a
+-- shard with the router's sums, as shop._search_routed does.
+CREATE FUNCTION intent_of(conn text, q text) RETURNS text LANGUAGE sql AS $$
+    SELECT val(conn, format($f$SELECT jsonb_build_object('type', i -> 'type_words', 'category', i -> 'intent_categories')::text
+                                 FROM shop._search_intent(shop._search_query(%L, '{}', NULL)) i$f$, q))
+$$;
+CREATE TABLE intents (q text PRIMARY KEY, one text, routed text);
+DO $$
+DECLARE
+    qq text;
+BEGIN
+    FOR qq IN SELECT q FROM queries ORDER BY q LOOP
+        PERFORM dblink_exec('p0', format('SET shop.search_global = %L',
+                                         router(format('SELECT shop_router._search_global(%L, ''{}'', true)', qq))));
+        INSERT INTO intents VALUES (qq, intent_of('one', qq), intent_of('p0', qq));
+    END LOOP;
+    PERFORM dblink_exec('p0', 'RESET shop.search_global');
+END
+$$;
+SELECT fail_if(count(*) > 0, 'the intent through the router = one node''s (type and category asked for, every query)',
+               string_agg(format('%s: %s / %s', q, one, routed), '; '))
+  FROM intents WHERE one IS DISTINCT FROM routed;
+SELECT fail_if(count(*) FILTER (WHERE one LIKE '%"category": [%') < 1
+               OR count(*) FILTER (WHERE one NOT LIKE '%"category": [%' AND one LIKE '%"type": [%') < 1,
+               'the intent check above has queries with and without a category meant',
+               string_agg(format('%s: %s', q, one), '; '))
+  FROM intents;
 -- relevance: the shards score with the cluster's statistics (the DFS
 -- phase: document frequencies, document count and field lengths summed
 -- over the shards), so a routed top 10 is one node's: the same missing
