@@ -8372,6 +8372,25 @@ REVOKE EXECUTE ON FUNCTION shop._search_intent_word(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._search_intent_word(jsonb) TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
+-- Search: the backend caches' memory (issue 12) -----------------------------
+-- docs/search.md ("Memory").  Each backend keeps private caches of the
+-- search indexes it used: the facet column (shop.search_facet_cache), the
+-- impact lists of frequent terms (shop.search_impact_cache), the sort-key
+-- bounds and the query intents.  This reports the calling backend's:
+-- sizes only (no words, queries or values), so the storefront may call it
+-- for its own connections as the back office does.
+
+CREATE FUNCTION shop.search_cache_stats()
+RETURNS TABLE (cache text, bytes bigint, allocated bigint, entries bigint,
+               max_bytes bigint, max_entries bigint)
+LANGUAGE c VOLATILE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'shop_search_cache_stats';
+COMMENT ON FUNCTION shop.search_cache_stats() IS
+'the calling backend''s search caches (facet_column, impact_lists, sort_bounds, intent): bytes as each cap counts them, the memory their context holds, entries, and the caps (NULL: none)';
+REVOKE EXECUTE ON FUNCTION shop.search_cache_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.search_cache_stats() TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

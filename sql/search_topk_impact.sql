@@ -146,6 +146,34 @@ SELECT * FROM pg_temp.summary();
 -- a rebuilt index (a new relation file: new lists)
 REINDEX INDEX shop.product_search_idx;
 SELECT * FROM pg_temp.summary();
+
+-- A full impact-list cache (shop.search_impact_cache, docs/search.md
+-- "Memory"): a term that gets no list is scored from its blocks.  The
+-- frequent terms' lists here take 30 to 50 kB each, so 64 kB holds one
+-- (lowering the setting drops the others first) and the other terms of
+-- every query go without: the rows and scores are still those of a scan
+-- that skips nothing
+SELECT entries AS lists_before FROM shop.search_cache_stats() WHERE cache = 'impact_lists' \gset
+SELECT :lists_before >= 4 AS more_lists_than_fit;
+SET shop.search_impact_cache = '64kB';
+SELECT * FROM pg_temp.summary();
+SELECT entries AS lists, bytes <= max_bytes AS within_cap, max_bytes, allocated >= bytes AS allocated_ok
+  FROM shop.search_cache_stats() WHERE cache = 'impact_lists';
+-- none at all: every term from its blocks, the same rows
+SET shop.search_impact_cache = 0;
+SELECT * FROM pg_temp.summary();
+SELECT entries AS lists, bytes FROM shop.search_cache_stats() WHERE cache = 'impact_lists';
+RESET shop.search_impact_cache;
+SELECT * FROM pg_temp.summary();
+SELECT entries >= 4 AS lists_again FROM shop.search_cache_stats() WHERE cache = 'impact_lists';
+-- the other caches, filled by a facet count and a sorted page, as the
+-- storefront sees them (sizes only)
+SET ROLE shop_storefront;
+SELECT (shop.search_facets('black cable') -> 'total')::int > 0 AS counted;
+SELECT count(*) FROM shop.search('cable', '{}', 'price_asc', 5);
+SELECT cache, bytes > 0 AS used, entries > 0 AS has_entries, max_bytes, max_entries
+  FROM shop.search_cache_stats() ORDER BY cache;
+RESET ROLE;
 SELECT shop.search_verify('shop.product_search_idx');
 
 DROP EXTENSION shop;

@@ -142,3 +142,28 @@ ShopIntentCacheDefineGUCs(void)
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 }
+
+/*
+ * ShopIntentCacheUsage: this backend's intent cache, for
+ * shop.search_cache_stats (ssfunc.c): the entries' bytes, the memory its
+ * context holds, the entries and the most it keeps.
+ */
+void
+ShopIntentCacheUsage(int64 *bytes, int64 *allocated, int64 *entries, int64 *max_entries)
+{
+	HASH_SEQ_STATUS st;
+	IntentEntry *e;
+
+	*bytes = 0;
+	*entries = 0;
+	*allocated = intent_cxt ? (int64) MemoryContextMemAllocated(intent_cxt, true) : 0;
+	*max_entries = INTENT_CACHE_MAX;
+	if (intent_cache == NULL)
+		return;
+	hash_seq_init(&st, intent_cache);
+	while ((e = hash_seq_search(&st)) != NULL)
+	{
+		(*entries)++;
+		*bytes += sizeof(IntentEntry) + (e->answer ? VARSIZE(e->answer) : 0);
+	}
+}

@@ -34,6 +34,7 @@ int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_search_block_max = true;
 int			shop_search_facet_cache = 256 * 1024;	/* kB per backend; 0: off */
+int			shop_search_impact_cache = 32 * 1024;	/* kB per backend; 0: no lists */
 static char *shop_search_global = NULL;	/* read by SQL: current_setting */
 char	   *shop_search_test_pause = NULL;
 int			shop_reco_neighbours = 20;
@@ -312,6 +313,16 @@ _PG_init(void)
 							"document record (docs/search.md); 0 turns it off.",
 							&shop_search_facet_cache,
 							256 * 1024, 0, 64 * 1024 * 1024,
+							PGC_USERSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.search_impact_cache",
+							"Memory each backend may keep of the impact lists of frequent search terms.",
+							"Ranked scans read a frequent term's list instead of all its postings "
+							"(docs/search.md); a term that does not fit goes without one (the same "
+							"results); 0 keeps none.",
+							&shop_search_impact_cache,
+							32 * 1024, 0, 64 * 1024 * 1024,
 							PGC_USERSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 

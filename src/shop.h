@@ -64,6 +64,7 @@ extern int	shop_max_query_length;
 extern bool shop_preloaded;
 extern bool shop_search_block_max;
 extern int	shop_search_facet_cache;	/* kB */
+extern int	shop_search_impact_cache;	/* kB */
 extern char *shop_search_test_pause;
 extern int	shop_search_log_retention;	/* seconds */
 extern char *shop_session_secret;
@@ -121,6 +122,7 @@ extern void ShopEventsShmemRegister(void);
 extern int	shop_search_log_buffer;
 extern void ShopSearchLogDefineGUCs(void);
 extern void ShopIntentCacheDefineGUCs(void);
+extern void ShopIntentCacheUsage(int64 *bytes, int64 *allocated, int64 *entries, int64 *max_entries);
 extern void ShopSearchLogShmemRegister(void);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
 extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);

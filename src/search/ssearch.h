@@ -854,6 +854,17 @@ typedef struct SsSortPrune
 extern void SsVisitMatchesSorted(Relation index, Jsonb *query, SsDocVisitor visit, void *arg,
 								 SsSortPrune *prune);
 extern void SsSetAttrFilter(Jsonb *attrs);
+
+/* a backend cache's size, for shop.search_cache_stats */
+typedef struct SsCacheUsage
+{
+	int64		bytes;			/* as its cap counts them */
+	int64		allocated;		/* the memory its context holds */
+	int64		entries;
+	int64		max_bytes;		/* -1: no cap in bytes */
+	int64		max_entries;	/* -1: no cap in entries */
+} SsCacheUsage;
+extern void SsScanCacheUsage(SsCacheUsage *impact, SsCacheUsage *bounds);
 extern void SsCheckQueryLanguage(Relation index, Jsonb *query);
 
 /* ssvacuum.c */

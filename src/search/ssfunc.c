@@ -30,6 +30,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -2568,5 +2569,49 @@ shop_search_facet_counts_attrs(PG_FUNCTION_ARGS)
 				 errdetail("%d keys of %d values each were asked for; keys must be between 0 and 100, values between 1 and 1000.",
 						   nkeys, nvals)));
 	facet_counts(fcinfo, PG_GETARG_JSONB_P(1), attrs, nkeys, nvals);
+	return (Datum) 0;
+}
+
+/*
+ * shop.search_cache_stats() RETURNS TABLE(cache text, bytes bigint,
+ * allocated bigint, entries bigint, max_bytes bigint, max_entries bigint):
+ * the calling backend's caches of search indexes (docs/search.md,
+ * "Memory"): the facet column, the impact lists, the sort-key bounds and
+ * the query intents; bytes as each cap counts them, allocated the memory
+ * their context holds (NULL caps: none of that kind).  Sizes only: no
+ * words, queries or values.
+ */
+PG_FUNCTION_INFO_V1(shop_search_cache_stats);
+Datum
+shop_search_cache_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SsCacheUsage u[4];
+	const char *names[4] = {"facet_column", "impact_lists", "sort_bounds", "intent"};
+
+	InitMaterializedSRF(fcinfo, 0);
+	u[0].bytes = facet_cache.bytes;
+	u[0].allocated = facet_cache.cxt ? MemoryContextMemAllocated(facet_cache.cxt, true) : 0;
+	u[0].entries = facet_cache.nsegs;
+	u[0].max_bytes = (int64) shop_search_facet_cache * 1024;
+	u[0].max_entries = FACET_CACHE_SEGS;
+	SsScanCacheUsage(&u[1], &u[2]);
+	ShopIntentCacheUsage(&u[3].bytes, &u[3].allocated, &u[3].entries, &u[3].max_entries);
+	u[3].max_bytes = -1;
+	for (int i = 0; i < 4; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false};
+
+		values[0] = CStringGetTextDatum(names[i]);
+		values[1] = Int64GetDatum(u[i].bytes);
+		values[2] = Int64GetDatum(u[i].allocated);
+		values[3] = Int64GetDatum(u[i].entries);
+		values[4] = Int64GetDatum(u[i].max_bytes);
+		nulls[4] = u[i].max_bytes < 0;
+		values[5] = Int64GetDatum(u[i].max_entries);
+		nulls[5] = u[i].max_entries < 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }

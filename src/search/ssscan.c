@@ -1239,8 +1239,9 @@ score_bound(float4 tub, double idf, float4 factor)
  * start: 7 bytes per listed posting, 1.5 MB for `black` at 1,000,000
  * products.  A list holds at most SS_IMPACT_LIST_BYTES (fewer levels
  * for a larger term: at 12,000,000 products the top eighth or sixteenth
- * only), the cache at most SS_IMPACT_ENTRIES lists or SS_IMPACT_BYTES.
- * A full cache makes room only by dropping lists unused for
+ * only), the cache at most SS_IMPACT_ENTRIES lists or SS_IMPACT_BYTES
+ * (shop.search_impact_cache; a lower setting drops the lists no running
+ * scan uses, least recently used first, until they fit).  A full cache makes room only by dropping lists unused for
  * SS_IMPACT_STALE uses of others (those of an index rebuilt since, of a
  * merged segment, of words no longer asked for); otherwise the term goes
  * without a list: a workload of more frequent terms than the cache holds
@@ -1250,8 +1251,10 @@ score_bound(float4 tub, double idf, float4 factor)
 #define SS_IMPACT_MIN_DF	8192	/* 64 blocks */
 #define SS_IMPACT_LEVELS	4		/* the top 1/16, 1/8, 1/4, 1/2 */
 #define SS_IMPACT_ENTRIES	512
-#define SS_IMPACT_BYTES		(32 * 1024 * 1024)
-#define SS_IMPACT_LIST_BYTES (SS_IMPACT_BYTES / 8)
+/* the cache's cap, shop.search_impact_cache (32 MB by default) */
+#define SS_IMPACT_BYTES		((Size) shop_search_impact_cache * 1024)
+/* a list's: 4 MB, or the whole cache when that is smaller */
+#define SS_IMPACT_LIST_BYTES Min((Size) 4 * 1024 * 1024, SS_IMPACT_BYTES)
 #define SS_IMPACT_STALE		100000
 #define SS_IMPACT_ENTRY_BYTES (sizeof(uint32) + sizeof(uint16) + 1)
 
@@ -1284,17 +1287,23 @@ impact_entry_bytes(const ImpactList *il)
 	return sizeof(ImpactList) + SS_IMPACT_ENTRY_BYTES * (Size) il->n;
 }
 
-/* room for an entry of bytes, dropping stale lists; false if there is none */
+/*
+ * Room for an entry of bytes, dropping stale lists (or, while the cache
+ * holds more than shop.search_impact_cache since it was lowered, any
+ * list this scan does not use, least recently used first); false if there
+ * is none.
+ */
 static bool
 impact_make_room(Size bytes)
 {
 	while (impact_n >= SS_IMPACT_ENTRIES || impact_bytes + bytes > SS_IMPACT_BYTES)
 	{
 		int			victim = -1;
+		bool		over = impact_bytes > SS_IMPACT_BYTES;
 
 		for (int i = 0; i < impact_n; i++)
 			if (impact_cache[i]->used < impact_scan_clock &&
-				impact_cache[i]->used + SS_IMPACT_STALE < impact_clock &&
+				(over || impact_cache[i]->used + SS_IMPACT_STALE < impact_clock) &&
 				(victim < 0 || impact_cache[i]->used < impact_cache[victim]->used))
 				victim = i;
 		if (victim < 0)
@@ -1341,7 +1350,10 @@ impact_get(Eval *ev, SegState *s, SegExp *se)
 	if (se->imp_tried)
 		return se->imp;
 	se->imp_tried = true;
-	if (se->df < SS_IMPACT_MIN_DF || !shop_search_block_max)
+	/* shop.search_impact_cache was lowered: drop lists until it holds */
+	if (impact_bytes > SS_IMPACT_BYTES)
+		(void) impact_make_room(0);
+	if (se->df < SS_IMPACT_MIN_DF || !shop_search_block_max || SS_IMPACT_BYTES == 0)
 		return NULL;
 	for (int i = 0; i < impact_n; i++)
 	{
@@ -4324,4 +4336,24 @@ ssendscan(IndexScanDesc scan)
 
 	MemoryContextDelete(so->cxt);
 	pfree(so);
+}
+
+/*
+ * SsScanCacheUsage: this backend's impact lists and sort-key bounds, for
+ * shop.search_cache_stats (ssfunc.c): bytes as the caps count them, the
+ * memory their contexts hold, the entries and the caps.
+ */
+void
+SsScanCacheUsage(SsCacheUsage *impact, SsCacheUsage *bounds)
+{
+	impact->bytes = impact_bytes;
+	impact->allocated = impact_cxt ? MemoryContextMemAllocated(impact_cxt, true) : 0;
+	impact->entries = impact_n;
+	impact->max_bytes = SS_IMPACT_BYTES;
+	impact->max_entries = SS_IMPACT_ENTRIES;
+	bounds->bytes = sort_cache_bytes;
+	bounds->allocated = sort_cache_cxt ? MemoryContextMemAllocated(sort_cache_cxt, true) : 0;
+	bounds->entries = sort_cache_n;
+	bounds->max_bytes = SS_SORT_CACHE_BYTES;
+	bounds->max_entries = SS_SORT_CACHE_ENTRIES;
 }
