@@ -2632,91 +2632,22 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    eid integer;
-    k integer;
-    z float8;
+    a record;
 BEGIN
-    PERFORM shop._require(experiment_report.name, 'name');
-    IF alpha IS NULL OR NOT (alpha > 0 AND alpha < 0.5) THEN
-        RAISE EXCEPTION 'alpha out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', coalesce(alpha::text, 'NULL'));
-    END IF;
-    SELECT e.experiment_id INTO eid FROM shop.experiment e WHERE e.name = experiment_report.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'experiment not found'
-            USING ERRCODE = 'SH006',
-                  DETAIL = format('No experiment is named %s.', quote_literal(experiment_report.name));
-    END IF;
-    SELECT count(*) INTO k FROM shop.experiment_variant v WHERE v.experiment_id = eid;
-    z := shop._stat_quantile(alpha, NULL);
+    -- the sums per variant (shop._experiment_sums, with the report's checks),
+    -- then the intervals and tests from them (shop._experiment_report_from):
+    -- the two steps a sharded shop's router runs over every shard's sums
+    -- (defined further down this script; PL/pgSQL finds them at the call)
+    SELECT array_agg(x.vno ORDER BY x.vno) AS vnos, array_agg(x.vname ORDER BY x.vno) AS vnames,
+           array_agg(x.units ORDER BY x.vno) AS units, array_agg(x.n ORDER BY x.vno) AS ns,
+           array_agg(x.clicks ORDER BY x.vno) AS clicks, array_agg(x.carts ORDER BY x.vno) AS carts,
+           array_agg(x.buys ORDER BY x.vno) AS buys, array_agg(x.rev ORDER BY x.vno) AS revs,
+           array_agg(x.rev2 ORDER BY x.vno) AS rev2s
+      INTO a
+      FROM shop._experiment_sums(experiment_report.name, alpha) x;
     RETURN QUERY
-    WITH per_impression AS (
-        SELECT o.impression_id,
-               bool_or(o.kind = 'view') AS clicked,
-               bool_or(o.kind = 'cart') AS carted,
-               bool_or(o.kind = 'purchase' AND shop._counted(ord.status)) AS bought,
-               coalesce(sum(o.revenue_cents) FILTER (WHERE o.kind = 'purchase' AND shop._counted(ord.status)), 0) AS rev
-          FROM shop.experiment_outcome o
-          LEFT JOIN shop."order" ord ON ord.order_id = o.order_id
-         WHERE o.experiment_id = eid
-         GROUP BY o.impression_id
-    ), agg AS (
-        SELECT v.variant AS vno, v.name AS vname,
-               count(DISTINCT i.unit) AS units, count(i.impression_id) AS n,
-               count(*) FILTER (WHERE p.clicked) AS clicks,
-               count(*) FILTER (WHERE p.carted) AS carts,
-               count(*) FILTER (WHERE p.bought) AS buys,
-               coalesce(sum(p.rev), 0)::float8 AS rev,
-               coalesce(sum(p.rev::float8 * p.rev::float8), 0) AS rev2
-          FROM shop.experiment_variant v
-          LEFT JOIN (SELECT x.impression_id, x.experiment_id, x.variant, x.unit FROM shop.experiment_impression x
-                      WHERE x.experiment_id = eid
-                     UNION ALL
-                     SELECT x.impression_id, x.experiment_id, x.variant, x.unit FROM shop.experiment_impression_recent x
-                      WHERE x.experiment_id = eid) i
-                 ON i.experiment_id = v.experiment_id AND i.variant = v.variant
-          LEFT JOIN per_impression p ON p.impression_id = i.impression_id
-         WHERE v.experiment_id = eid
-         GROUP BY v.variant, v.name
-    ), s AS (
-        SELECT a.*,
-               a.clicks::float8 / nullif(a.n, 0) AS ctr,
-               a.buys::float8 / nullif(a.n, 0) AS cr,
-               a.rev / nullif(a.n, 0) AS m,
-               CASE WHEN a.n > 1 THEN greatest(a.rev2 - a.rev * a.rev / a.n, 0) / (a.n - 1) END AS var
-          FROM agg a
-    ), c AS (
-        SELECT * FROM s WHERE s.vno = 0
-    )
-    SELECT s.vname, s.vno = 0, s.units, s.n,
-           s.clicks, s.ctr, w.ctr_lo, w.ctr_hi,
-           s.carts, s.buys, s.cr, w.cr_lo, w.cr_hi,
-           s.rev::bigint, s.m,
-           CASE WHEN s.n > 1 THEN s.m - shop._stat_quantile(alpha, s.n - 1) * sqrt(s.var / s.n) END,
-           CASE WHEN s.n > 1 THEN s.m + shop._stat_quantile(alpha, s.n - 1) * sqrt(s.var / s.n) END,
-           t.ctr_p, t.cr_p, t.rev_p,
-           t.ctr_p < alpha / greatest(k - 1, 1), t.cr_p < alpha / greatest(k - 1, 1), t.rev_p < alpha / greatest(k - 1, 1)
-      FROM s
-      CROSS JOIN c
-      -- Wilson score intervals
-      CROSS JOIN LATERAL (
-        SELECT (s.ctr + z * z / (2 * q.nn) - z * sqrt(s.ctr * (1 - s.ctr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS ctr_lo,
-               (s.ctr + z * z / (2 * q.nn) + z * sqrt(s.ctr * (1 - s.ctr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS ctr_hi,
-               (s.cr + z * z / (2 * q.nn) - z * sqrt(s.cr * (1 - s.cr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS cr_lo,
-               (s.cr + z * z / (2 * q.nn) + z * sqrt(s.cr * (1 - s.cr) / q.nn + z * z / (4.0 * q.nn * q.nn))) / (1 + z * z / q.nn) AS cr_hi
-          FROM (SELECT nullif(s.n, 0)::float8 AS nn) q
-      ) w
-      -- the tests against the control
-      CROSS JOIN LATERAL (
-        SELECT CASE WHEN s.vno = 0 OR s.n = 0 OR c.n = 0 THEN NULL
-                    ELSE shop._experiment_ztest(s.clicks, s.n, c.clicks, c.n) END AS ctr_p,
-               CASE WHEN s.vno = 0 OR s.n = 0 OR c.n = 0 THEN NULL
-                    ELSE shop._experiment_ztest(s.buys, s.n, c.buys, c.n) END AS cr_p,
-               CASE WHEN s.vno = 0 OR s.n < 2 OR c.n < 2 THEN NULL
-                    ELSE shop._experiment_welch(s.m, s.var, s.n, c.m, c.var, c.n) END AS rev_p
-      ) t
-     ORDER BY s.vno;
+    SELECT * FROM shop._experiment_report_from(alpha, a.vnos, a.vnames, a.units, a.ns, a.clicks, a.carts,
+                                               a.buys, a.revs, a.rev2s);
 END
 $$;
 COMMENT ON FUNCTION shop.experiment_report(text, float8) IS
