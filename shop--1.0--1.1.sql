@@ -1142,7 +1142,7 @@ BEGIN
     -- view since popularity was last computed, and that was less than
     -- 1/100 of a half-life ago; return having written nothing
     SELECT s.popularity_at <= now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100,
-           s.popularity_inc_at, s.scored_total, s.popularity_source = 'router'
+           s.popularity_inc_at, s.scored_total, s.popularity_from_router
       INTO pop_due, pop_inc_at, scored_total, pop_router
       FROM shop.copurchase_state s;
     pop_due := coalesce(pop_due, true);
@@ -1309,7 +1309,7 @@ BEGIN
        SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
            refreshed_at = excluded.refreshed_at;
     -- (a shard whose popularity the router writes leaves it alone)
-    IF coalesce((SELECT s.popularity_source = 'router' FROM shop.copurchase_state s), false) THEN
+    IF coalesce((SELECT s.popularity_from_router FROM shop.copurchase_state s), false) THEN
         n_pop := 0;
     ELSE
         n_pop := shop._popularity_refresh();
@@ -8334,23 +8334,23 @@ $$;
 -- computes one node's values from every shard's decayed sums
 -- (shop_router.popularity_cluster) and writes each product's value to
 -- the product's shard with shop._popularity_from_router, which also sets
--- shop.copurchase_state.popularity_source to 'router': from then on the
+-- shop.copurchase_state.popularity_from_router: from then on the
 -- shard's refresh and rebuild leave its popularity alone (edited in place
 -- in "Recommendations: popularity written in batches" and the sections
 -- before it).  The router's values are written with the refresh's rule
 -- (a value that moved by 0.002 or more, or a product new to the list;
 -- every value on the first write, when the shard's own values were
 -- there) and queued for shop._popularity_apply, as the refresh's.  One
--- node's source stays 'local' and nothing changes there.  Setting it back
--- to 'local' makes the next refresh compute the shard's own values again
--- (a full run: the router's writes clear popularity_at).
+-- node's flag stays false and nothing changes there.  Setting it back to
+-- false makes the next refresh compute the shard's own values again (a
+-- full run: the router's writes clear popularity_at).  (A boolean, not a
+-- text 'local'/'router': a text column would get a card guard trigger.)
 ------------------------------------------------------------------------------
 
 ALTER TABLE shop.copurchase_state
-    ADD COLUMN popularity_source text NOT NULL DEFAULT 'local'
-        CONSTRAINT copurchase_state_popularity_source_check CHECK (popularity_source IN ('local', 'router'));
-COMMENT ON COLUMN shop.copurchase_state.popularity_source IS
-'local: the refresh computes shop.product_popularity from this database''s orders and views; router: shop_router.popularity_refresh writes it (shop._popularity_from_router) and the refresh leaves it alone';
+    ADD COLUMN popularity_from_router boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN shop.copurchase_state.popularity_from_router IS
+'false: the refresh computes shop.product_popularity from this database''s orders and views; true: shop_router.popularity_refresh writes it (shop._popularity_from_router) and the refresh leaves it alone';
 
 -- The router's popularity of this shard's products: ids and their values
 -- (the products bought or viewed in the cluster within 16 half-lives).
@@ -8382,9 +8382,9 @@ BEGIN
     END IF;
     -- against a refresh or rebuild of this database (and another write)
     PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
-    INSERT INTO shop.copurchase_state AS s (popularity_source) VALUES ('local')
+    INSERT INTO shop.copurchase_state AS s (popularity_from_router) VALUES (false)
     ON CONFLICT (id) DO NOTHING;
-    SELECT s.popularity_source = 'router' INTO was_router FROM shop.copurchase_state s FOR UPDATE;
+    SELECT s.popularity_from_router INTO was_router FROM shop.copurchase_state s FOR UPDATE;
     WITH v AS (
         SELECT DISTINCT ON (u.p) u.p AS product_id, u.v AS pop
           FROM unnest(ids, pops) u(p, v)
@@ -8400,7 +8400,7 @@ BEGIN
         RETURNING o.product_id
     ), written AS (
         -- the mass is the shard's own (NULL: not known), computed again
-        -- by the first full run after a switch back to 'local'
+        -- by the first full run after a switch back
         INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
         SELECT c.product_id, c.pop, NULL FROM cmp c
         ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity, mass = NULL
@@ -8416,13 +8416,13 @@ BEGIN
         PERFORM nextval('shop.recommend_cache_gen');
     END IF;
     UPDATE shop.copurchase_state
-       SET popularity_source = 'router', popularity_at = NULL, popularity_inc_at = now();
+       SET popularity_from_router = true, popularity_at = NULL, popularity_inc_at = now();
     PERFORM shop._popularity_apply(NULL);
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION shop._popularity_from_router(bigint[], real[]) IS
-'internal (shop_router): writes the cluster''s popularity of this shard''s products (a value that moved by 0.002, all of them on the first call) and makes the refresh leave popularity alone (copurchase_state.popularity_source = router); returns how many moved';
+'internal (shop_router): writes the cluster''s popularity of this shard''s products (a value that moved by 0.002, all of them on the first call) and makes the refresh leave popularity alone (copurchase_state.popularity_from_router); returns how many moved';
 REVOKE ALL ON FUNCTION shop._popularity_from_router(bigint[], real[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._popularity_from_router(bigint[], real[]) TO shop_admin;
 
