@@ -1130,6 +1130,7 @@ DECLARE
     pop_inc_at timestamptz;
     pop_ids bigint[];
     n_pending bigint;
+    pop_router boolean;
 BEGIN
     -- one refresh (or rebuild) at a time, and never a queue of them: when
     -- another one runs (the sweeper's, say), return at once; its log rows
@@ -1141,12 +1142,16 @@ BEGIN
     -- view since popularity was last computed, and that was less than
     -- 1/100 of a half-life ago; return having written nothing
     SELECT s.popularity_at <= now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100,
-           s.popularity_inc_at, s.scored_total
-      INTO pop_due, pop_inc_at, scored_total
+           s.popularity_inc_at, s.scored_total, s.popularity_from_router
+      INTO pop_due, pop_inc_at, scored_total, pop_router
       FROM shop.copurchase_state s;
     pop_due := coalesce(pop_due, true);
+    -- a shard whose popularity the router writes (section "Scale-out:
+    -- popularity from the router" below) leaves it alone
+    pop_router := coalesce(pop_router, false);
     IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
-       AND ((NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at))
+       AND (pop_router
+            OR (NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at))
             -- or a shop with no purchase or view at all yet
             OR (NOT EXISTS (SELECT 1 FROM shop.copurchase_order)
                 AND NOT EXISTS (SELECT 1 FROM shop.view_event)
@@ -1230,7 +1235,10 @@ BEGIN
     -- last full run), else only the products bought or viewed since: the
     -- orders' lines added to their products' kept masses (section
     -- "Recommendations: popularity by a kept mass" below)
-    IF pop_due THEN
+    IF pop_router THEN
+        n_pop := 0;
+        pop_ids := '{}';
+    ELSIF pop_due THEN
         n_pop := shop._popularity_refresh();
     ELSE
         pop_ids := ARRAY(
@@ -1251,7 +1259,7 @@ BEGIN
     -- views (a scan of the whole queue, left by an earlier full
     -- computation, cost the same for every refresh until it drained); a
     -- full computation is of every product, so its count is the queue's
-    IF pop_due THEN
+    IF pop_due AND NOT pop_router THEN
         SELECT count(*) INTO n_pending FROM shop.popularity_pending;
     ELSE
         SELECT count(*) INTO n_pending FROM shop.popularity_pending q WHERE q.product_id = ANY (pop_ids);
@@ -1300,7 +1308,12 @@ BEGIN
     ON CONFLICT (id) DO UPDATE
        SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
            refreshed_at = excluded.refreshed_at;
-    n_pop := shop._popularity_refresh();
+    -- (a shard whose popularity the router writes leaves it alone)
+    IF coalesce((SELECT s.popularity_from_router FROM shop.copurchase_state s), false) THEN
+        n_pop := 0;
+    ELSE
+        n_pop := shop._popularity_refresh();
+    END IF;
     PERFORM shop._popularity_apply(NULL);
     RETURN (result - 'scored_total') || jsonb_build_object('popularity_updated', n_pop,
         'popularity_pending', (SELECT count(*) FROM shop.popularity_pending));
@@ -8320,6 +8333,106 @@ COMMENT ON FUNCTION shop.search_cache_stats() IS
 'the calling backend''s search caches (facet_column, impact_lists, sort_bounds, intent): bytes as each cap counts them, the memory their context holds, entries, and the caps (NULL: none)';
 REVOKE EXECUTE ON FUNCTION shop.search_cache_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.search_cache_stats() TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
+-- Scale-out: popularity from the router (issue 16) --------------------------
+--
+-- docs/scale-out.md, "Popularity across shards".  A shard's own
+-- popularity counts its customers' orders and views only; the router
+-- computes one node's values from every shard's decayed sums
+-- (shop_router.popularity_cluster) and writes each product's value to
+-- the product's shard with shop._popularity_from_router, which also sets
+-- shop.copurchase_state.popularity_from_router: from then on the
+-- shard's refresh and rebuild leave its popularity alone (edited in place
+-- in "Recommendations: popularity written in batches" and the sections
+-- before it).  The router's values are written with the refresh's rule
+-- (a value that moved by 0.002 or more, or a product new to the list;
+-- every value on the first write, when the shard's own values were
+-- there) and queued for shop._popularity_apply, as the refresh's.  One
+-- node's flag stays false and nothing changes there.  Setting it back to
+-- false makes the next refresh compute the shard's own values again (a
+-- full run: the router's writes clear popularity_at).  (A boolean, not a
+-- text 'local'/'router': a text column would get a card guard trigger.)
+------------------------------------------------------------------------------
+
+ALTER TABLE shop.copurchase_state
+    ADD COLUMN popularity_from_router boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN shop.copurchase_state.popularity_from_router IS
+'false: the refresh computes shop.product_popularity from this database''s orders and views; true: shop_router.popularity_refresh writes it (shop._popularity_from_router) and the refresh leaves it alone';
+
+-- The router's popularity of this shard's products: ids and their values
+-- (the products bought or viewed in the cluster within 16 half-lives).
+-- Products of the list not on this database are ignored; products with a
+-- kept value that are not in the list lose it (0).  Returns how many
+-- products' values moved (queued for shop.product; one batch applied
+-- here, the rest by the sweeper or CALL shop.popularity_sync()).
+CREATE FUNCTION shop._popularity_from_router(ids bigint[], pops real[])
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    was_router boolean;
+    moved bigint[];
+    n bigint;
+BEGIN
+    IF ids IS NULL OR pops IS NULL OR cardinality(ids) <> cardinality(pops) THEN
+        RAISE EXCEPTION 'invalid popularity list'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s product ids and %s values; they must be arrays of the same length.',
+                                  coalesce(cardinality(ids)::text, 'NULL'), coalesce(cardinality(pops)::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(ids, pops) u(p, v)
+                WHERE u.p IS NULL OR u.v IS NULL OR NOT (u.v >= 0 AND u.v < 1)) THEN
+        RAISE EXCEPTION 'invalid popularity list'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Every product id and value must be given, and every value in [0, 1).';
+    END IF;
+    -- against a refresh or rebuild of this database (and another write)
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    INSERT INTO shop.copurchase_state AS s (popularity_from_router) VALUES (false)
+    ON CONFLICT (id) DO NOTHING;
+    SELECT s.popularity_from_router INTO was_router FROM shop.copurchase_state s FOR UPDATE;
+    WITH v AS (
+        SELECT DISTINCT ON (u.p) u.p AS product_id, u.v AS pop
+          FROM unnest(ids, pops) u(p, v)
+         WHERE EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = u.p)
+         ORDER BY u.p
+    ), cmp AS (
+        SELECT v.product_id, v.pop
+          FROM v LEFT JOIN shop.product_popularity o ON o.product_id = v.product_id
+         WHERE o.product_id IS NULL OR NOT was_router OR abs(o.popularity - v.pop) >= 0.002
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE o.product_id <> ALL (ids)
+        RETURNING o.product_id
+    ), written AS (
+        -- the mass is the shard's own (NULL: not known), computed again
+        -- by the first full run after a switch back
+        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
+        SELECT c.product_id, c.pop, NULL FROM cmp c
+        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity, mass = NULL
+    )
+    SELECT array_agg(t.product_id) INTO moved
+      FROM (SELECT g.product_id FROM gone g UNION SELECT c.product_id FROM cmp c) t;
+    n := coalesce(cardinality(moved), 0);
+    IF n > 0 THEN
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT u FROM unnest(moved) u
+        ON CONFLICT (product_id) DO NOTHING;
+        -- cached recommend lists carry the old values
+        PERFORM nextval('shop.recommend_cache_gen');
+    END IF;
+    UPDATE shop.copurchase_state
+       SET popularity_from_router = true, popularity_at = NULL, popularity_inc_at = now();
+    PERFORM shop._popularity_apply(NULL);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_from_router(bigint[], real[]) IS
+'internal (shop_router): writes the cluster''s popularity of this shard''s products (a value that moved by 0.002, all of them on the first call) and makes the refresh leave popularity alone (copurchase_state.popularity_from_router); returns how many moved';
+REVOKE ALL ON FUNCTION shop._popularity_from_router(bigint[], real[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._popularity_from_router(bigint[], real[]) TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

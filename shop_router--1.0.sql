@@ -3718,7 +3718,54 @@ $$;
 COMMENT ON FUNCTION shop_router.popularity_cluster() IS
 'router: one node''s popularity of every bought or viewed product, from every shard''s decayed sums aged from the cluster''s newest event';
 
+-- the cluster's values written to the products' shards: one call per
+-- partition with the values of its products (RUN ON routes a product id's
+-- hash as the product's calls do); the shard writes those that moved by
+-- 0.002 (all on the first call), drops the values of its products no
+-- longer listed, and from then on its refresh leaves popularity alone
+CREATE FUNCTION shop_router._popularity_write(i_part int, i_ids bigint[], i_pops real[])
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop._popularity_from_router($2, $3);
+$$;
+
+CREATE FUNCTION shop_router.popularity_refresh()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n int := shop_router._nparts();
+    ids bigint[];
+    pops real[];
+    parts int[];
+    moved bigint := 0;
+    listed bigint;
+BEGIN
+    -- one at a time (two writers would each move the other's values)
+    PERFORM pg_advisory_xact_lock(hashtext('shop_router.popularity_refresh'));
+    SELECT array_agg(c.product_id ORDER BY c.product_id), array_agg(c.popularity ORDER BY c.product_id),
+           array_agg(shop_router._pid_part(c.product_id) & (n - 1) ORDER BY c.product_id)
+      INTO ids, pops, parts
+      FROM shop_router.popularity_cluster() c;
+    listed := coalesce(cardinality(ids), 0);
+    FOR p IN 0 .. n - 1 LOOP
+        moved := moved + coalesce((SELECT sum(x) FROM shop_router._popularity_write(p,
+            ARRAY(SELECT u.i FROM unnest(ids, parts) u(i, k) WHERE u.k = p),
+            ARRAY(SELECT u.v FROM unnest(pops, parts) u(v, k) WHERE u.k = p)::real[]) x), 0);
+    END LOOP;
+    RETURN jsonb_build_object('products', listed, 'popularity_updated', moved);
+END
+$$;
+COMMENT ON FUNCTION shop_router.popularity_refresh() IS
+'router: writes the cluster''s popularity (popularity_cluster) to every product''s shard, where the refresh then leaves popularity alone; returns the products listed and how many values moved (by 0.002)';
+
 REVOKE ALL ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
-    shop_router.popularity_cluster() FROM PUBLIC;
+    shop_router.popularity_cluster(), shop_router._popularity_write(int, bigint[], real[]),
+    shop_router.popularity_refresh() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
-    shop_router.popularity_cluster() TO shop_admin;
+    shop_router.popularity_cluster(), shop_router._popularity_write(int, bigint[], real[]),
+    shop_router.popularity_refresh() TO shop_admin;

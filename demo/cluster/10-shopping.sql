@@ -69,6 +69,13 @@ SELECT shop.checkout(:'cart3', 'tok_visa', 'demo-checkout-3',
        AS order3 \gset
 SELECT m -> 'batches' AS batches, m -> 'pairs_applied' AS pairs_applied, m -> 'lists_scored' AS lists_scored
   FROM shop_router.copurchase_move(refresh => true) m;
+-- popularity is one node's too: the router sums every shard's decayed
+-- purchases and views and writes each product's value to its shard,
+-- whose refresh then leaves it alone (docs/scale-out.md, "Popularity
+-- across shards"); without it, a product bought only by other shards'
+-- customers has popularity 0 on its own shard
+SELECT r -> 'products' AS products, r -> 'popularity_updated' AS popularity_updated
+  FROM shop_router.popularity_refresh() r;
 SELECT a.product_id, p ->> 'title' AS title, round(a.score::numeric, 3) AS score,
        a.product_id = :mouse AS is_the_mouse
   FROM shop.also_bought(:laptop, 3) a, shop.product_get(a.product_id) p;

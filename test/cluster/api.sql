@@ -449,6 +449,123 @@ SELECT format('popularity: each shard''s own differs from one node''s (by 0.002 
               count(*) FILTER (WHERE abs(one_fresh - cluster) <= 1e-5), count(*))
   FROM reco_pop;
 \o /dev/null
+-- the cluster's popularity written to the products' shards
+-- (shop_router.popularity_refresh, docs/scale-out.md "Popularity across
+-- shards"): each product's shard then holds one node's value, its refresh
+-- leaves it alone, and recommend's popular source and fill are one node's.
+-- Both sides start from values computed afresh (one node: a full run over
+-- an emptied shop.product_popularity; the shards: the first write of the
+-- router, which writes every value), not from values kept within 0.002.
+SELECT api_run(c, 'UPDATE shop.product SET popularity = 0 RETURNING 1')
+  FROM unnest(ARRAY['a_one_su', 'a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+SELECT dblink_exec('a_one_su', 'DELETE FROM shop.product_popularity');
+SELECT dblink_exec('a_one_su', 'UPDATE shop.copurchase_state SET popularity_at = NULL');
+SELECT api_run('a_one_su', 'SELECT shop.refresh_recommendations()::text');
+SELECT dblink_exec('a_one_su', 'CALL shop.popularity_sync()');
+CREATE TABLE pop_refresh (k serial PRIMARY KEY, res jsonb);
+INSERT INTO pop_refresh (res) SELECT val('a_rt', 'SELECT shop_router.popularity_refresh()::text')::jsonb;
+SELECT dblink_exec(c, 'CALL shop.popularity_sync()') FROM unnest(ARRAY['a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+-- each product's popularity on its shard and on one node
+CREATE FUNCTION pop_on_shards(tbl text) RETURNS TABLE (product_id bigint, popularity real) LANGUAGE sql AS $$
+    SELECT x.product_id, x.popularity
+      FROM unnest(ARRAY[0, 1, 2, 3]) p,
+           dblink('a_p' || p, format('SELECT product_id, popularity FROM %s', tbl)) x(product_id bigint, popularity real)
+     WHERE hashint8(x.product_id) & 3 = p
+$$;
+CREATE FUNCTION pop_check(what text) RETURNS void LANGUAGE sql AS $$
+    SELECT fail_if(count(*) FILTER (WHERE o.popularity IS NULL OR s.popularity IS NULL
+                                    OR abs(o.popularity - s.popularity) > 1e-5) > 0
+                   OR count(*) FILTER (WHERE o.popularity > 0) < 30,
+                   what,
+                   string_agg(format('%s: one node %s, shard %s', product_id, o.popularity, s.popularity), ', ')
+                     FILTER (WHERE o.popularity IS NULL OR s.popularity IS NULL OR abs(o.popularity - s.popularity) > 1e-5))
+      FROM dblink('a_one_su', 'SELECT product_id, popularity FROM shop.product') o(product_id bigint, popularity real)
+      FULL JOIN pop_on_shards('shop.product') s USING (product_id)
+$$;
+SELECT pop_check('after shop_router.popularity_refresh every product''s popularity on its shard is one node''s');
+-- the shards' refresh leaves it alone (a full run is due on them: the
+-- router's write cleared popularity_at), and a second write moves nothing
+CREATE TABLE pop_kept AS SELECT * FROM pop_on_shards('shop.product_popularity');
+SELECT api_run(c, 'SELECT shop.refresh_recommendations()::text') FROM unnest(ARRAY['a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+SELECT dblink_exec(c, 'CALL shop.popularity_sync()') FROM unnest(ARRAY['a_p0', 'a_p1', 'a_p2', 'a_p3']) c;
+INSERT INTO pop_refresh (res) SELECT val('a_rt', 'SELECT shop_router.popularity_refresh()::text')::jsonb;
+SELECT fail_if((SELECT count(*) FROM (SELECT * FROM pop_kept EXCEPT SELECT * FROM pop_on_shards('shop.product_popularity')
+                                      UNION ALL
+                                      SELECT * FROM pop_on_shards('shop.product_popularity') EXCEPT SELECT * FROM pop_kept) d) > 0
+               OR (res ->> 'popularity_updated')::int <> 0 OR (res ->> 'products')::int < 30,
+               'the shards'' refresh leaves the router''s popularity alone, and popularity_refresh again moves nothing',
+               res::text)
+  FROM pop_refresh ORDER BY k DESC LIMIT 1;
+SELECT pop_check('and the shards'' refresh and the second popularity_refresh keep it one node''s');
+-- recommend's popular source and fill: the same products in the same
+-- order as one node, scores to 1e-5 (the two sides' events were written
+-- milliseconds apart: their popularity agrees to 1e-5)
+CREATE FUNCTION pop_list(conn text, sql text) RETURNS TABLE (k bigint, product_id bigint, score real) LANGUAGE sql AS $$
+    SELECT * FROM dblink(conn, format('SELECT row_number() OVER (), product_id, score FROM (%s) x', sql))
+        AS t(k bigint, product_id bigint, score real)
+$$;
+CREATE TABLE pop_reco (what text, sql text);
+INSERT INTO pop_reco
+SELECT format('recommend(%s, %s)', c, lim), format('SELECT * FROM shop.recommend(%s, %s)', c, lim)
+  FROM (VALUES (4999), (4100), (4001), (4002), (4005), (4010), (4017)) c(c), unnest(ARRAY[3, 10, 40]) lim;
+INSERT INTO pop_reco VALUES ('trending(NULL, 40)', 'SELECT * FROM shop.trending(NULL, 40)');
+CREATE TABLE pop_reco_diff (what text, n int, bad int, detail text);
+-- a position is one node's when the scores agree (to 1e-5) and the
+-- router's product is one node's there, or is one node's at a position of
+-- the same score (to 1e-5: two products whose events were written at the
+-- same moments are a tie on one side and 1e-9 apart on the other), or is
+-- past the end of one node's list at the score of its last product
+CREATE FUNCTION pop_reco_compare(label text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT * FROM pop_reco LOOP
+        CREATE TEMP TABLE pa AS SELECT * FROM pop_list('a_rt', r.sql);
+        CREATE TEMP TABLE pb AS SELECT * FROM pop_list('a_one', r.sql);
+        INSERT INTO pop_reco_diff
+        SELECT label || r.what, count(*),
+               count(*) FILTER (WHERE NOT x.ok),
+               string_agg(format('%s: %s %s / %s %s', x.k, x.ap, x.a_s, x.bp, x.b_s), '; ' ORDER BY x.k)
+                 FILTER (WHERE NOT x.ok OR x.ap IS DISTINCT FROM x.bp)
+          FROM (SELECT k, a.product_id AS ap, a.score AS a_s, b.product_id AS bp, b.score AS b_s,
+                       coalesce(abs(a.score - b.score) <= 1e-5
+                                AND (a.product_id = b.product_id
+                                     OR EXISTS (SELECT 1 FROM pb WHERE pb.product_id = a.product_id AND abs(pb.score - a.score) <= 1e-5)
+                                     OR (NOT EXISTS (SELECT 1 FROM pb WHERE pb.product_id = a.product_id)
+                                         AND abs(a.score - (SELECT pb.score FROM pb ORDER BY pb.k DESC LIMIT 1)) <= 1e-5)),
+                                false) AS ok
+                  FROM pa a FULL JOIN pb b USING (k)) x;
+        DROP TABLE pa, pb;
+    END LOOP;
+END
+$$;
+SELECT dblink_exec(c, 'SET shop.reco_weight_like = 0') FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT pop_reco_compare('');
+SELECT dblink_exec(c, 'SET shop.reco_weight_item = 0; SET shop.reco_weight_content = 0; SET shop.reco_weight_popular = 1')
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT pop_reco_compare('popularity only: ');
+SELECT dblink_exec(c, 'RESET shop.reco_weight_item; RESET shop.reco_weight_content; RESET shop.reco_weight_popular; RESET shop.reco_weight_like')
+  FROM unnest(ARRAY['a_rt', 'a_one']) c;
+SELECT fail_if(count(*) FILTER (WHERE bad > 0) > 0 OR count(*) < 40,
+               format('with the router''s popularity on the shards, %s recommend and trending lists (popular source, fill, a customer with no orders) are one node''s (%s with two products of the same score to 1e-5 in the other order)',
+                      count(*), count(*) FILTER (WHERE detail IS NOT NULL)),
+               string_agg(what || ': ' || detail, E'\n') FILTER (WHERE bad > 0))
+  FROM pop_reco_diff;
+-- the writer is the back office's: a storefront gets 42501 on the router
+-- and on a shard it connects to itself
+SELECT dblink_connect('a_p0_sf', :'p0');
+SELECT dblink_exec('a_p0_sf', 'SET ROLE shop_storefront');
+SELECT fail_if(api_state('a_rt_web', 'SELECT shop_router.popularity_refresh()::text') <> '42501'
+               OR api_state('a_p0_sf', 'SELECT shop._popularity_from_router(''{1}'', ''{0.5}'')::text') <> '42501',
+               'a storefront cannot write popularity (42501, router and shard)');
+SELECT dblink_disconnect('a_p0_sf');
+-- a malformed list (22023), and nothing written
+SELECT fail_if(api_state('a_p0', 'SELECT shop._popularity_from_router(''{1, 2}'', ''{0.5}'')::text') <> '22023'
+               OR api_state('a_p0', 'SELECT shop._popularity_from_router(''{1}'', ''{1.5}'')::text') <> '22023',
+               'a popularity list of arrays of different lengths or a value outside [0, 1): 22023');
+\o
+SELECT format('popularity_refresh: %s', string_agg(res::text, ', ' ORDER BY k)) FROM pop_refresh;
+\o /dev/null
 SELECT reco_same_popularity();
 \o
 SELECT format('copurchase_move: %s', res) FROM reco_move;
