@@ -874,6 +874,21 @@ ft_enter(FacetTable *t, int64 key, bool *found)
 	return &t->e[i];
 }
 
+/* the entry of key, NULL if t has none (t unchanged) */
+static FacetKey *
+ft_find(const FacetTable *t, int64 key)
+{
+	uint32		i = (uint32) (((uint64) key * UINT64CONST(0x9E3779B97F4A7C15)) >> 32) & (t->cap - 1);
+
+	while (t->full[i])
+	{
+		if (t->e[i].key == key)
+			return &t->e[i];
+		i = (i + 1) & (t->cap - 1);
+	}
+	return NULL;
+}
+
 /*
  * A row of a facet count: kind, key, sample, n; the attribute facets'
  * call has three more columns (attr_key, attr_value, nvalues), NULL here
@@ -1060,6 +1075,8 @@ typedef struct FacetCol
 #define FC_BRAND	0x04
 #define FC_HAS_STOCK	0x08	/* in_stock set ... */
 #define FC_INSTOCK	0x10		/* ... and true */
+#define FC_PRICE	0x20		/* has a price (FacetSeg.price) */
+#define FC_RATING	0x40		/* has a rating (FacetSeg.rating) */
 
 typedef struct FacetSeg
 {
@@ -1078,7 +1095,15 @@ typedef struct FacetSeg
 	uint32	   *aoff;
 	uint32	   *aval;
 	Size		abytes;
+	/*
+	 * price and rating filters: each document's exact price and rating
+	 * (the column keeps their facet buckets only); NULL until first used
+	 */
+	int64	   *price;
+	float4	   *rating;
 } FacetSeg;
+
+#define FACET_VALUE_BYTES	(sizeof(int64) + sizeof(float4))
 
 #define FACET_ATTR_OVER		PG_UINT32_MAX
 
@@ -1207,6 +1232,10 @@ facet_col_fill(FacetCol *c, const SsDoc *doc)
 		c->brand = facet_brand_ord(doc->brand_hash);
 	}
 	if (doc->flags & SS_DOC_HAS_PRICE)
+		c->flags |= FC_PRICE;
+	if (doc->flags & SS_DOC_HAS_RATING)
+		c->flags |= FC_RATING;
+	if (doc->flags & SS_DOC_HAS_PRICE)
 		for (int b = FACET_NPRICE - 1; b >= 0; b--)
 			if (doc->price_cents >= facet_price_lo[b])
 			{
@@ -1283,6 +1312,12 @@ facet_cache_room(Size need)
 			pfree(v->aoff);
 		if (v->aval)
 			pfree(v->aval);
+		if (v->price)
+		{
+			facet_cache.bytes -= FACET_VALUE_BYTES * (Size) Max(v->ndocs, 1);
+			pfree(v->price);
+			pfree(v->rating);
+		}
 		*v = facet_cache.segs[--facet_cache.nsegs];
 	}
 	return facet_cache.nsegs < FACET_CACHE_SEGS && facet_cache.bytes + need <= cap;
@@ -1317,6 +1352,8 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 		e->aoff = NULL;
 		e->aval = NULL;
 		e->abytes = 0;
+		e->price = NULL;
+		e->rating = NULL;
 		e->col = MemoryContextAllocHuge(facet_cache.cxt, need);
 		facet_cache.bytes += need;
 	}
@@ -1346,6 +1383,13 @@ typedef struct FacetVisit
 	Relation	index;
 	uint8		need_mask;		/* the query's in_stock filter: flags & need_mask */
 	uint8		need_flags;		/* ... must be need_flags (0, 0: none) */
+	/* the query's category, brand, price and rating filters (facet_passes) */
+	bool		filt;
+	const SsQuery *q;
+	bool	   *catok;			/* per category ordinal: allowed */
+	bool	   *brandok;		/* per brand ordinal: allowed */
+	const int64 *price;			/* the current segment's prices ... */
+	const float4 *rating;		/* ... and ratings (price or rating filter) */
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
 } FacetVisit;
@@ -1396,6 +1440,134 @@ facet_visit_add(FacetVisit *fv)
 	return fv->n++;
 }
 
+static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
+
+/*
+ * The exact prices and ratings of segment (header, hdr), whose column is
+ * read, for price and rating filters: read from its records the first
+ * time (a document record's values never change).  False if they do not
+ * fit in shop.search_facet_cache.
+ */
+static bool
+facet_seg_values(Relation index, BlockNumber header, const SsSegHeader *hdr)
+{
+	FacetSeg   *e = facet_seg_find(header, hdr);
+	Size		n = Max(hdr->ndocs, 1);
+	int64	   *price;
+	float4	   *rating;
+
+	if (e == NULL)
+		return false;
+	if (e->price != NULL)
+		return true;
+	if (!facet_cache_room(FACET_VALUE_BYTES * n))
+		return false;
+	price = MemoryContextAllocHuge(facet_cache.cxt, sizeof(int64) * n);
+	rating = MemoryContextAllocHuge(facet_cache.cxt, sizeof(float4) * n);
+	memset(price, 0, sizeof(int64) * n);
+	memset(rating, 0, sizeof(float4) * n);
+	for (uint32 p = 0; p < hdr->ndocpages; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
+		Page		page = BufferGetPage(buf);
+		const SsDoc *docs = (const SsDoc *) SsPageContents(page);
+		int			cnt = Min(SsPageGetOpaque(page)->count, SS_DOCS_PER_PAGE);
+		uint32		first = p * SS_DOCS_PER_PAGE;
+
+		/* (a page with too many documents failed facet_seg_read) */
+		for (int i = 0; i < cnt && first + i < hdr->ndocs; i++)
+		{
+			price[first + i] = docs[i].price_cents;
+			rating[first + i] = docs[i].rating;
+		}
+		UnlockReleaseBuffer(buf);
+		if ((p & 63) == 63)
+			CHECK_FOR_INTERRUPTS();
+	}
+	/* room may have moved the entry; the arrays are its only once complete */
+	e = facet_seg_find(header, hdr);
+	Assert(e != NULL);
+	e->price = price;
+	e->rating = rating;
+	facet_cache.bytes += FACET_VALUE_BYTES * n;
+	return true;
+}
+
+/*
+ * The query's category, brand, price and rating filters for the matches
+ * of segment (header, hdr), whose column is read: the categories and
+ * brands allowed as ordinals of the dictionaries (which that read
+ * completed for the segment's documents), the segment's exact prices and
+ * ratings.  False if these do not fit (the segment is counted from its
+ * records).
+ */
+static bool
+facet_filter_prepare(FacetVisit *fv, BlockNumber header, const SsSegHeader *hdr)
+{
+	const SsQuery *q = fv->q;
+
+	fv->price = NULL;
+	fv->rating = NULL;
+	if (q->has_price_min || q->has_price_max || q->has_rating_min)
+	{
+		FacetSeg   *e;
+
+		if (!facet_seg_values(fv->index, header, hdr))
+			return false;
+		e = facet_seg_find(header, hdr);
+		fv->price = e->price;
+		fv->rating = e->rating;
+	}
+	if (fv->catok)
+		pfree(fv->catok);
+	fv->catok = NULL;
+	if (q->ncats >= 0)
+	{
+		fv->catok = palloc0(sizeof(bool) * Max(facet_cache.ncats, 1));
+		for (int i = 0; i < q->ncats; i++)
+		{
+			FacetKey   *fk = ft_find(&facet_cache.catmap, q->cats[i]);
+
+			if (fk)
+				fv->catok[fk->n] = true;
+		}
+	}
+	if (fv->brandok)
+		pfree(fv->brandok);
+	fv->brandok = NULL;
+	if (q->nbrands >= 0)
+	{
+		fv->brandok = palloc0(sizeof(bool) * Max(facet_cache.nbrands, 1));
+		for (int i = 0; i < q->nbrands; i++)
+		{
+			FacetKey   *fk = ft_find(&facet_cache.brandmap, (int64) q->brands[i]);
+
+			if (fk)
+				fv->brandok[fk->n] = true;
+		}
+	}
+	return true;
+}
+
+/* does column entry c (docid d) pass the query's filters?  (SsDocPassesFilters) */
+static inline bool
+facet_passes(const FacetVisit *fv, const FacetCol *c, uint32 d)
+{
+	const SsQuery *q = fv->q;
+
+	if (fv->catok && (!(c->flags & FC_CAT) || !fv->catok[c->cat]))
+		return false;
+	if (fv->brandok && (!(c->flags & FC_BRAND) || !fv->brandok[c->brand]))
+		return false;
+	if (q->has_price_min && (!(c->flags & FC_PRICE) || fv->price[d] < q->price_min))
+		return false;
+	if (q->has_price_max && (!(c->flags & FC_PRICE) || fv->price[d] > q->price_max))
+		return false;
+	if (q->has_rating_min && (!(c->flags & FC_RATING) || fv->rating[d] < q->rating_min))
+		return false;
+	return true;
+}
+
 /* SsSegVisitor: take the segment's matches as docids if its column fits */
 static bool
 facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
@@ -1403,11 +1575,16 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 {
 	FacetVisit *fv = (FacetVisit *) arg;
 
-	/* the only stored-value filter the scan leaves to the visitor */
+	/* the stored-value filters the scan leaves to the visitor: every one */
 	fv->need_mask = q->has_in_stock ? FC_HAS_STOCK | FC_INSTOCK : 0;
 	fv->need_flags = q->has_in_stock ? FC_HAS_STOCK | (q->in_stock ? FC_INSTOCK : 0) : 0;
+	fv->q = q;
+	fv->filt = q->ncats >= 0 || q->nbrands >= 0 || q->has_price_min || q->has_price_max ||
+		q->has_rating_min;
 
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
+	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
+		fv->col = NULL;
 	fv->ndocs = hdr->ndocs;
 	fv->seg = seg;
 	if (seg >= 0 && seg < SS_MAX_SEGMENTS)
@@ -1428,6 +1605,8 @@ facet_id_visit(void *arg, uint32 docid)
 	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD) ||
 		(fv->col[docid].flags & fv->need_mask) != fv->need_flags)
 		return;
+	if (fv->filt && !facet_passes(fv, &fv->col[docid], docid))
+		return;
 	i = facet_visit_add(fv);
 	fv->m[i] = fv->col[docid];
 	if (fv->locs)
@@ -1442,7 +1621,6 @@ static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
 						IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
 						AttrNumber att, int nkeys, int nvals);
 static bool facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr);
-static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
 
 /*
  * The facet counts of query from the facet column, with nkeys > 0 the

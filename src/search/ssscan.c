@@ -3199,7 +3199,14 @@ collect_ids_segment(Eval *ev, SegState *s)
 	uint32		nw = (n + 63) / 64;
 	uint64	   *all = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
 	uint64	   *cur = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+	const uint8 *allowed;
 
+	/*
+	 * a selective category or brand filter: its postings' bitmap (the
+	 * visitor checks every filter again on its copy of the values)
+	 */
+	build_filter_bitmap(ev, s);
+	allowed = s->allowed;
 	for (int si = 0; si < q->nslots; si++)
 	{
 		int			qi = q->slots[si].alts[0].first;
@@ -3237,7 +3244,12 @@ collect_ids_segment(Eval *ev, SegState *s)
 	}
 	for (uint32 w = 0; w < nw; w++)
 		for (uint64 b = all[w]; b != 0; b &= b - 1)
-			ev->visit_id(ev->ids_arg, w * 64 + pg_rightmost_one_pos64(b));
+		{
+			uint32		d = w * 64 + pg_rightmost_one_pos64(b);
+
+			if (allowed == NULL || (allowed[d >> 3] & (1 << (d & 7))))
+				ev->visit_id(ev->ids_arg, d);
+		}
 	pfree(all);
 	pfree(cur);
 }
@@ -3257,19 +3269,18 @@ eval_segment(Eval *ev, SegState *s)
 	memset(&ss_work, 0, sizeof(ss_work));
 	/*
 	 * facets: the visitor may take this segment's matches as docids; with
-	 * an in_stock filter (and no other stored-value filter) only those of a
-	 * simple query, which the visitor filters by its own copy of the flags
+	 * stored-value filters (category, brand, price, rating, in_stock) only
+	 * those of a simple query, which the visitor filters by its own copy
+	 * of the values
 	 */
 	if (ev->visit_seg && ev->nattr == 0 && !ev->prune)
 	{
 		bool		simple = !q->match_any && !ev->want_all && q->nslots > 0;
-		bool		stock_only = q->has_in_stock && q->ncats < 0 && q->nbrands < 0 &&
-			!q->has_price_min && !q->has_price_max && !q->has_rating_min;
 
 		for (int i = 0; i < q->nslots; i++)
 			if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
 				simple = false;
-		s->ids = (!ev->filtered || (stock_only && simple)) &&
+		s->ids = (!ev->filtered || simple) &&
 			ev->visit_seg(ev->ids_arg, (int) (s - ev->segs),
 						  ev->meta.segments[s - ev->segs].header, &s->hdr,
 						  ev->meta.bulkdeletes, q);
