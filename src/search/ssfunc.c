@@ -1251,15 +1251,24 @@ facet_col_fill(FacetCol *c, const SsDoc *doc)
 			}
 }
 
-/* read segment e's column from its document records (hdr its header) */
+/*
+ * read segment e's column from its document records (hdr its header);
+ * with price (and rating) not NULL, the documents' exact prices and
+ * ratings in the same pass (facet_seg_values)
+ */
 static void
-facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
+facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr, int64 *price, float4 *rating)
 {
 	uint32		ndocs = hdr->ndocs;
 
 	/* a document no page holds (a damaged index) counts as dead */
 	for (uint32 d = 0; d < ndocs; d++)
 		e->col[d].flags = FC_DEAD;
+	if (price)
+	{
+		memset(price, 0, sizeof(int64) * Max(ndocs, 1));
+		memset(rating, 0, sizeof(float4) * Max(ndocs, 1));
+	}
 	for (uint32 p = 0; p < hdr->ndocpages; p++)
 	{
 		Buffer		buf = SsReadPage(index, hdr->docstart + p, BUFFER_LOCK_SHARE, SS_PAGE_DOC, NULL);
@@ -1277,6 +1286,12 @@ facet_seg_read(Relation index, FacetSeg *e, const SsSegHeader *hdr)
 					 errhint("REINDEX the index.")));
 		for (int i = 0; i < cnt && first + i < ndocs; i++)
 			facet_col_fill(&e->col[first + i], &docs[i]);
+		if (price)
+			for (int i = 0; i < cnt && first + i < ndocs; i++)
+			{
+				price[first + i] = docs[i].price_cents;
+				rating[first + i] = docs[i].rating;
+			}
 		UnlockReleaseBuffer(buf);
 		if ((p & 63) == 63)
 			CHECK_FOR_INTERRUPTS();
@@ -1323,12 +1338,17 @@ facet_cache_room(Size need)
 	return facet_cache.nsegs < FACET_CACHE_SEGS && facet_cache.bytes + need <= cap;
 }
 
+static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
+
 /*
  * The column of segment (header, hdr) for a scan that read bulkdeletes,
  * read now if needed; NULL if it does not fit in shop.search_facet_cache.
+ * With values (a price or rating filter), a column read now reads the
+ * segment's exact prices and ratings too if it has none and they fit.
  */
 static const FacetCol *
-facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uint64 bulkdeletes)
+facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uint64 bulkdeletes,
+				 bool values)
 {
 	FacetSeg   *e = NULL;
 	Size		need = sizeof(FacetCol) * (Size) Max(hdr->ndocs, 1);
@@ -1360,10 +1380,32 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 	e->used = facet_cache.clock;
 	if (!e->valid || e->stamp != bulkdeletes)
 	{
+		int64	   *price = NULL;
+		float4	   *rating = NULL;
+		Size		nv = Max(hdr->ndocs, 1);
+
+		if (values && e->price == NULL)
+		{
+			if (facet_cache_room(FACET_VALUE_BYTES * nv))
+			{
+				price = MemoryContextAllocHuge(facet_cache.cxt, sizeof(int64) * nv);
+				rating = MemoryContextAllocHuge(facet_cache.cxt, sizeof(float4) * nv);
+			}
+			/* room may have moved the entry */
+			e = facet_seg_find(header, hdr);
+			Assert(e != NULL);
+		}
 		e->valid = false;
-		facet_seg_read(index, e, hdr);
+		facet_seg_read(index, e, hdr, price, rating);
 		e->stamp = bulkdeletes;
 		e->valid = true;
+		if (price)
+		{
+			/* the arrays are the entry's only once complete */
+			e->price = price;
+			e->rating = rating;
+			facet_cache.bytes += FACET_VALUE_BYTES * nv;
+		}
 	}
 	return e->col;
 }
@@ -1439,8 +1481,6 @@ facet_visit_add(FacetVisit *fv)
 		facet_visit_grow(fv);
 	return fv->n++;
 }
-
-static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
 
 /*
  * The exact prices and ratings of segment (header, hdr), whose column is
@@ -1582,7 +1622,8 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	fv->filt = q->ncats >= 0 || q->nbrands >= 0 || q->has_price_min || q->has_price_max ||
 		q->has_rating_min;
 
-	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes);
+	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
+							   q->has_price_min || q->has_price_max || q->has_rating_min);
 	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
 		fv->col = NULL;
 	fv->ndocs = hdr->ndocs;
