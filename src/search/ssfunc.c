@@ -1345,10 +1345,11 @@ static FacetSeg *facet_seg_find(BlockNumber header, const SsSegHeader *hdr);
  * read now if needed; NULL if it does not fit in shop.search_facet_cache.
  * With values (a price or rating filter), a column read now reads the
  * segment's exact prices and ratings too if it has none and they fit.
+ * Without create, NULL for a segment that has no column yet.
  */
 static const FacetCol *
 facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uint64 bulkdeletes,
-				 bool values)
+				 bool values, bool create)
 {
 	FacetSeg   *e = NULL;
 	Size		need = sizeof(FacetCol) * (Size) Max(hdr->ndocs, 1);
@@ -1362,7 +1363,7 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 		}
 	if (e == NULL)
 	{
-		if (!facet_cache_room(need))
+		if (!create || !facet_cache_room(need))
 			return NULL;
 		e = &facet_cache.segs[facet_cache.nsegs++];
 		e->header = header;
@@ -1622,8 +1623,16 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	fv->filt = q->ncats >= 0 || q->nbrands >= 0 || q->has_price_min || q->has_price_max ||
 		q->has_rating_min;
 
+	/*
+	 * A count with a category, brand, price or rating filter uses the
+	 * column of a segment that has one (that an unfiltered count read) but
+	 * does not read a new one: the first such call of a connection would
+	 * cost about twice what the records of its matches cost (a selective
+	 * filter's far more); its matches are read from their records instead
+	 */
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
-							   q->has_price_min || q->has_price_max || q->has_rating_min);
+							   q->has_price_min || q->has_price_max || q->has_rating_min,
+							   !fv->filt);
 	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
 		fv->col = NULL;
 	fv->ndocs = hdr->ndocs;
