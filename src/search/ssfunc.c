@@ -1115,6 +1115,7 @@ static struct
 	Oid			indexid;
 	RelFileNode node;
 	uint64		clock;			/* calls so far */
+	uint64		nfiltered;		/* ... with a category, brand, price or rating filter */
 	Size		bytes;			/* of the columns */
 	int			nsegs;
 	FacetSeg	segs[FACET_CACHE_SEGS];
@@ -1147,6 +1148,7 @@ facet_cache_reset(Relation index)
 	facet_cache.indexid = InvalidOid;	/* until the dictionaries exist */
 	facet_cache.bytes = 0;
 	facet_cache.nsegs = 0;
+	facet_cache.nfiltered = 0;
 	old = MemoryContextSwitchTo(facet_cache.cxt);
 	ft_init(&facet_cache.catmap, 256);
 	ft_init(&facet_cache.brandmap, 256);
@@ -1428,6 +1430,7 @@ typedef struct FacetVisit
 	uint8		need_flags;		/* ... must be need_flags (0, 0: none) */
 	/* the query's category, brand, price and rating filters (facet_passes) */
 	bool		filt;
+	bool		filt_counted;	/* facet_cache.nfiltered counts this call */
 	const SsQuery *q;
 	bool	   *catok;			/* per category ordinal: allowed */
 	bool	   *brandok;		/* per brand ordinal: allowed */
@@ -1624,15 +1627,21 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 		q->has_rating_min;
 
 	/*
-	 * A count with a category, brand, price or rating filter uses the
-	 * column of a segment that has one (that an unfiltered count read) but
-	 * does not read a new one: the first such call of a connection would
-	 * cost about twice what the records of its matches cost (a selective
-	 * filter's far more); its matches are read from their records instead
+	 * The first count with a category, brand, price or rating filter of a
+	 * connection (of an index) uses the column of a segment that has one
+	 * (that an unfiltered count read) but does not read a new one: that
+	 * would cost about twice what the records of its matches cost (a
+	 * selective filter's far more); its matches are read from their
+	 * records instead.  The next filtered counts read it.
 	 */
+	if (fv->filt && !fv->filt_counted)
+	{
+		fv->filt_counted = true;
+		facet_cache.nfiltered++;
+	}
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
 							   q->has_price_min || q->has_price_max || q->has_rating_min,
-							   !fv->filt);
+							   !fv->filt || facet_cache.nfiltered > 1);
 	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
 		fv->col = NULL;
 	fv->ndocs = hdr->ndocs;
