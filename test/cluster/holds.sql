@@ -182,6 +182,18 @@ SELECT 'the storefront: ' || s, h_call('h_rt_web', s), h_call('h_one_web', s)
                     $$SELECT shop.reservation_release('00000000-0000-4000-8000-000000000001')$$,
                     $$SELECT shop.reservation_commit('00000000-0000-4000-8000-000000000001')$$,
                     $$SELECT shop.reservation_extend('00000000-0000-4000-8000-000000000001', '1 hour')$$]) s;
+-- a storefront connected to a shard itself: none of the shard-side steps
+SELECT dblink_connect('h_p1_web', :'p1' || ' user=web');
+SELECT fail_if(count(*) > 0, 'a storefront on a shard may call none of the router''s hold and rate steps (42501)',
+               string_agg(s || ': ' || h_call('h_p1_web', s), '; '))
+  FROM unnest(ARRAY[$$SELECT shop._reserve_routed(9002, 1, NULL, '1 hour', gen_random_uuid())$$,
+                    $$SELECT shop._reserve_many_routed('{9002}', '{1}', NULL, '1 hour', ARRAY[gen_random_uuid()])$$,
+                    $$SELECT shop._reservations_drop('{9002}', ARRAY[gen_random_uuid()])$$,
+                    $$SELECT shop._tax_rate_put('DE', NULL, 0)$$, $$SELECT shop._shipping_rate_put('DE', 0, 0)$$,
+                    $$SELECT shop._rates_replace('{"tax": [], "shipping": []}')$$, $$SELECT shop._rates_doc()$$,
+                    $$SELECT count(*) FROM shop._replicated_digest()$$]) s
+ WHERE h_call('h_p1_web', s) <> 'ERROR 42501';
+SELECT dblink_disconnect('h_p1_web');
 \o
 SELECT format('%s: %s', what, router) FROM h_log ORDER BY k;
 \o /dev/null
