@@ -4148,26 +4148,35 @@ $$;
 COMMENT ON FUNCTION shop_router.shipping_rate_set(text, bigint, bigint) IS
 'router: set the shipping price of a country (NULL: any) from a subtotal on every shard, or remove it when cents is NULL; returns its rate_id';
 
+-- every shard in turn: one that cannot be reached (down, or its call
+-- fails) is listed with no rows and no digest, and disagrees
 CREATE FUNCTION shop_router.replicated_check()
 RETURNS TABLE (tbl text, partition int, n bigint, digest text, agrees boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
+DECLARE
+    tables text[] := ARRAY['category', 'experiment', 'shipping_rate', 'synonym', 'tax_rate'];
+    got jsonb := '[]';
 BEGIN
+    FOR p IN 0 .. shop_router._nparts() - 1 LOOP
+        BEGIN
+            got := got || (SELECT jsonb_agg(jsonb_build_object('tbl', x.tbl, 'part', p, 'n', x.n, 'digest', x.digest))
+                             FROM shop_router._replicated_digest(p) x);
+        EXCEPTION WHEN OTHERS THEN
+            got := got || (SELECT jsonb_agg(jsonb_build_object('tbl', t, 'part', p)) FROM unnest(tables) t);
+        END;
+    END LOOP;
     RETURN QUERY
-    WITH d AS (
-        SELECT p AS part, x.tbl, x.n, x.digest
-          FROM generate_series(0, shop_router._nparts() - 1) p,
-               LATERAL shop_router._replicated_digest(p) x
-    )
-    SELECT d.tbl, d.part, d.n, d.digest, d.digest = z.digest
-      FROM d JOIN d z ON z.tbl = d.tbl AND z.part = 0
+    WITH d AS (SELECT * FROM jsonb_to_recordset(got) AS r(tbl text, part int, n bigint, digest text))
+    SELECT d.tbl, d.part, d.n, d.digest, coalesce(d.digest = z.digest, false)
+      FROM d LEFT JOIN d z ON z.tbl = d.tbl AND z.part = 0
      ORDER BY d.tbl, d.part;
 END
 $$;
 COMMENT ON FUNCTION shop_router.replicated_check() IS
-'router: every replicated table (categories, synonyms, rates, experiments) of every shard: rows, digest, and whether it agrees with partition 0''s';
+'router: every replicated table (categories, synonyms, rates, experiments) of every shard: rows, digest, and whether it agrees with partition 0''s (a shard that cannot be reached: NULLs, false)';
 
 REVOKE ALL ON FUNCTION shop_router._tax_rate_put(text, text, int),
     shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int),

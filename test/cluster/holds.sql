@@ -260,6 +260,28 @@ SELECT fail_if(h_call('h_rt', $$SELECT shop_router.tax_rate_set('FR', NULL, 2000
                OR h_agree() <> ''
                OR (SELECT count(*) FROM h_part WHERE val(conn, $$SELECT basis_points FROM shop.tax_rate WHERE country = 'FR'$$) = '2000') <> 4,
                'the retry of the call: the same rate_id, every shard agrees', h_agree());
+-- a shard that cannot be reached: the partition's connection string names
+-- no server (new router sessions read it); the call fails, replicated_check
+-- names the shard with no digest; the retry once it is back converges
+SELECT dblink_connect('h_rt_su', :'router');
+SELECT dblink_exec('h_rt_su', format('ALTER SERVER shop_cluster OPTIONS (SET p3 %L)',
+                                     regexp_replace(:'p3', 'port=[0-9]+', 'port=1') || ' connect_timeout=2'));
+SELECT dblink_connect('h_rt_down', :'router' || ' user=backoffice');
+SELECT fail_if(h_call('h_rt_down', $$SELECT shop_router.tax_rate_set('IT', NULL, 2200)$$) !~ '^ERROR'
+               OR val('h_p0', $$SELECT basis_points FROM shop.tax_rate WHERE country = 'IT'$$) <> '2200'
+               OR (SELECT count(*) FROM dblink('h_rt_down', 'SELECT tbl, n, agrees FROM shop_router.replicated_check() WHERE partition = 3')
+                                        AS t(tbl text, n bigint, agrees boolean) WHERE n IS NULL AND NOT agrees) <> 5,
+               'a rate write with a shard down fails after partition 0 took it; replicated_check lists the shard, unreachable');
+SELECT dblink_disconnect('h_rt_down');
+SELECT dblink_exec('h_rt_su', format('ALTER SERVER shop_cluster OPTIONS (SET p3 %L)', :'p3'));
+SELECT dblink_disconnect('h_rt_su');
+SELECT dblink_disconnect('h_rt'), dblink_connect('h_rt', :'router' || ' user=backoffice');
+SELECT fail_if(h_call('h_rt', $$SELECT shop_router.tax_rate_set('IT', NULL, 2200)$$)
+                   IS DISTINCT FROM val('h_p0', $$SELECT rate_id FROM shop.tax_rate WHERE country = 'IT'$$)
+               OR h_agree() <> ''
+               OR (SELECT count(*) FROM h_part WHERE val(conn, $$SELECT basis_points FROM shop.tax_rate WHERE country = 'IT'$$) = '2200') <> 4,
+               'the shard back, the retry: every shard has the rule', h_agree());
+SELECT val('h_rt', $$SELECT shop_router.tax_rate_set('IT', NULL, NULL)$$);
 -- a shard written directly (or restored from an older backup): rates_sync
 SELECT val('h_p2', $$DELETE FROM shop.shipping_rate WHERE country = 'DE' AND min_subtotal_cents = 10000 RETURNING 'x'$$),
        val('h_p1', $$UPDATE shop.tax_rate SET basis_points = 1 WHERE country = 'US' RETURNING 'x'$$);
