@@ -8452,7 +8452,7 @@ GRANT EXECUTE ON FUNCTION shop._popularity_from_router(bigint[], real[]) TO shop
 --
 -- Replicated rates.  shop.tax_rate and shop.shipping_rate are on every
 -- shard; partition 0 holds the cluster's copy.  The router writes a change
--- there (shop._tax_rate_put, shop._shipping_rate_put: an upsert by the
+-- there (shop._rates_tax_put, shop._rates_shipping_put: an upsert by the
 -- rule's key, or a delete), then makes every shard's tables equal to
 -- partition 0's (shop._rates_doc read there, shop._rates_replace on every
 -- shard: rows with their ids, one transaction a shard, nothing written
@@ -8565,7 +8565,7 @@ COMMENT ON FUNCTION shop._rates_doc() IS
 
 -- the tax rule of (country, region): basis_points, or removed when NULL;
 -- returns its rate_id (NULL when there was nothing to remove)
-CREATE FUNCTION shop._tax_rate_put(country text, region text, basis_points int)
+CREATE FUNCTION shop._rates_tax_put(country text, region text, basis_points int)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -8587,12 +8587,12 @@ BEGIN
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION shop._tax_rate_put(text, text, int) IS
+COMMENT ON FUNCTION shop._rates_tax_put(text, text, int) IS
 'internal (router): set (or, with basis_points NULL, remove) the tax rule of a country and region on this shard; returns its rate_id';
 
 -- the shipping rule of (country, min_subtotal_cents): cents, or removed
 -- when NULL; returns its rate_id
-CREATE FUNCTION shop._shipping_rate_put(country text, min_subtotal_cents bigint, cents bigint)
+CREATE FUNCTION shop._rates_shipping_put(country text, min_subtotal_cents bigint, cents bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -8615,7 +8615,7 @@ BEGIN
     RETURN id;
 END
 $$;
-COMMENT ON FUNCTION shop._shipping_rate_put(text, bigint, bigint) IS
+COMMENT ON FUNCTION shop._rates_shipping_put(text, bigint, bigint) IS
 'internal (router): set (or, with cents NULL, remove) the shipping rule of a country and subtotal on this shard; returns its rate_id';
 
 -- make this shard's rate tables equal to doc (shop._rates_doc of partition
@@ -8711,12 +8711,12 @@ COMMENT ON FUNCTION shop._replicated_digest() IS
 
 REVOKE ALL ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
     shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
-    shop._rates_doc(), shop._tax_rate_put(text, text, int), shop._shipping_rate_put(text, bigint, bigint),
+    shop._rates_doc(), shop._rates_tax_put(text, text, int), shop._rates_shipping_put(text, bigint, bigint),
     shop._rates_replace(jsonb), shop._replicated_digest()
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
     shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
-    shop._rates_doc(), shop._tax_rate_put(text, text, int), shop._shipping_rate_put(text, bigint, bigint),
+    shop._rates_doc(), shop._rates_tax_put(text, text, int), shop._rates_shipping_put(text, bigint, bigint),
     shop._rates_replace(jsonb), shop._replicated_digest()
     TO shop_admin;
 

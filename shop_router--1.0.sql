@@ -4055,7 +4055,7 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON 0;
-    SELECT shop._tax_rate_put($1, $2, $3);
+    SELECT shop._rates_tax_put($1, $2, $3);
 $$;
 
 CREATE FUNCTION shop_router._shipping_rate_put(i_country text, i_min_subtotal_cents bigint, i_cents bigint)
@@ -4064,7 +4064,7 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON 0;
-    SELECT shop._shipping_rate_put($1, $2, $3);
+    SELECT shop._rates_shipping_put($1, $2, $3);
 $$;
 
 CREATE FUNCTION shop_router._rates_doc(i_part int)

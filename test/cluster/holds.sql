@@ -189,7 +189,7 @@ SELECT fail_if(count(*) > 0, 'a storefront on a shard may call none of the route
   FROM unnest(ARRAY[$$SELECT shop._reserve_routed(9002, 1, NULL, '1 hour', gen_random_uuid())$$,
                     $$SELECT shop._reserve_many_routed('{9002}', '{1}', NULL, '1 hour', ARRAY[gen_random_uuid()])$$,
                     $$SELECT shop._reservations_drop('{9002}', ARRAY[gen_random_uuid()])$$,
-                    $$SELECT shop._tax_rate_put('DE', NULL, 0)$$, $$SELECT shop._shipping_rate_put('DE', 0, 0)$$,
+                    $$SELECT shop._rates_tax_put('DE', NULL, 0)$$, $$SELECT shop._rates_shipping_put('DE', 0, 0)$$,
                     $$SELECT shop._rates_replace('{"tax": [], "shipping": []}')$$, $$SELECT shop._rates_doc()$$,
                     $$SELECT count(*) FROM shop._replicated_digest()$$]) s
  WHERE h_call('h_p1_web', s) <> 'ERROR 42501';
