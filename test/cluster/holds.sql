@@ -238,6 +238,24 @@ SELECT fail_if(count(*) FILTER (WHERE val(conn, $$SELECT concat(shop._tax_cents(
                                    = '950 599 725') <> 4,
                'every shard prices an order by the new rules (tax and shipping of a customer''s checkout)')
   FROM h_part;
+-- a checkout through the router (on the customer's shard) charges what
+-- one node charges under the same rules
+CREATE FUNCTION h_checkout(conn text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    cart uuid := val(conn, 'SELECT shop.cart_create(7001)')::uuid;
+    o uuid;
+BEGIN
+    PERFORM val(conn, format('SELECT shop.cart_add(%L, 9001, 2)', cart));
+    o := val(conn, format($q$SELECT shop.checkout(%L, 'tok_visa', 'rates-%s', '{"country": "DE"}')$q$, cart, cart))::uuid;
+    RETURN val(conn, format($q$SELECT concat_ws(' ', d->>'status', d->>'subtotal_cents', d->>'shipping_cents', d->>'tax_cents',
+                                                 d->>'total_cents') FROM shop.order_get(%L) d$q$, o));
+END
+$$;
+CREATE TABLE h_orders AS SELECT h_checkout('h_rt') AS router, h_checkout('h_one') AS one;
+SELECT fail_if(router IS DISTINCT FROM one OR router <> 'paid 2002 599 380 2981',
+               'a checkout through the router charges the new rules, as one node does (subtotal, shipping, tax, total)',
+               router || ' / one node: ' || one)
+  FROM h_orders;
 SELECT fail_if(val('h_rt', $$SELECT shop_router.tax_rate_set('DE', NULL, 1600) = shop_router.tax_rate_set('DE', NULL, 1900)$$) <> 't'
                OR h_rates('h_p3') <> h_rates('h_one_su'),
                'a rule set again keeps its rate_id, and its last value');
