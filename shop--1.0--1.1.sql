@@ -8435,6 +8435,292 @@ REVOKE ALL ON FUNCTION shop._popularity_from_router(bigint[], real[]) FROM PUBLI
 GRANT EXECUTE ON FUNCTION shop._popularity_from_router(bigint[], real[]) TO shop_admin;
 
 ------------------------------------------------------------------------------
+-- Cluster: direct holds and replicated rates through the router (issue 16)
+--
+-- Direct holds.  The router's shop.reserve and shop.reserve_many choose
+-- each hold's reservation id: a uuid whose last 16 bits are its product's
+-- hash bucket (hashint8(product_id) & 0xffff), as carts and orders carry
+-- their customer's, so reservation_release, reservation_commit and
+-- reservation_extend find the product's shard from the id alone.  On that
+-- shard shop._reserve_routed and shop._reserve_many_routed hold with
+-- shop.reserve and shop.reserve_many themselves (one node's checks,
+-- errors and locking order), then give each hold the router's id.  A
+-- reserve_many whose lines sit on several shards holds on each shard, all
+-- or nothing there; when one shard refuses, the router releases what the
+-- others held by its ids (shop._reservations_drop, a no-op for an id
+-- never held).  shop_admin's, as reserve is on one node.
+--
+-- Replicated rates.  shop.tax_rate and shop.shipping_rate are on every
+-- shard; partition 0 holds the cluster's copy.  The router writes a change
+-- there (shop._rates_tax_put, shop._rates_shipping_put: an upsert by the
+-- rule's key, or a delete), then makes every shard's tables equal to
+-- partition 0's (shop._rates_doc read there, shop._rates_replace on every
+-- shard: rows with their ids, one transaction a shard, nothing written
+-- where they already agree).  A shard that missed a write (down, or its
+-- step failed) is brought back in step by a retry of the call, by any
+-- later rate write or by shop_router.rates_sync().
+-- shop._replicated_digest() summarizes every replicated table of a shard
+-- for shop_router.replicated_check().
+------------------------------------------------------------------------------
+
+-- shop.reserve on this shard, the hold named reservation_id (the router's)
+CREATE FUNCTION shop._reserve_routed(product_id bigint, qty int, ref text, ttl interval, reservation_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id uuid;
+BEGIN
+    PERFORM shop._require(reservation_id, 'reservation_id');
+    id := shop.reserve(product_id, qty, ref, ttl);
+    UPDATE shop.reservation r SET reservation_id = _reserve_routed.reservation_id
+     WHERE r.reservation_id = id AND r.product_id = _reserve_routed.product_id;
+    RETURN reservation_id;
+END
+$$;
+COMMENT ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid) IS
+'internal (router): shop.reserve on the product''s shard, the hold named by the router''s id (which carries the product''s hash bucket)';
+
+-- shop.reserve_many of this shard's lines (distinct products in product_id
+-- order, summed by the router), each hold named by the router's id
+CREATE FUNCTION shop._reserve_many_routed(product_ids bigint[], qtys int[], ref text, ttl interval,
+                                          reservation_ids uuid[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ids uuid[];
+BEGIN
+    PERFORM shop._require(product_ids, 'product_ids');
+    PERFORM shop._require(reservation_ids, 'reservation_ids');
+    IF cardinality(product_ids) IS DISTINCT FROM cardinality(qtys)
+       OR cardinality(product_ids) IS DISTINCT FROM cardinality(reservation_ids) THEN
+        RAISE EXCEPTION 'product_ids, qtys and reservation_ids differ in length'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ids := shop.reserve_many((SELECT jsonb_agg(jsonb_build_object('product_id', u.p, 'qty', u.q) ORDER BY u.o)
+                                FROM unnest(product_ids, qtys) WITH ORDINALITY u(p, q, o)),
+                             ref, ttl);
+    -- one id per distinct product, in product_id order
+    UPDATE shop.reservation r SET reservation_id = m.rid
+      FROM unnest(product_ids, reservation_ids) m(pid, rid),
+           (SELECT x.id, x.pid FROM unnest(ids, ARRAY(SELECT DISTINCT p FROM unnest(product_ids) p ORDER BY p)) x(id, pid)) h
+     WHERE r.reservation_id = h.id AND r.product_id = h.pid AND m.pid = h.pid;
+    RETURN cardinality(ids);
+END
+$$;
+COMMENT ON FUNCTION shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]) IS
+'internal (router): shop.reserve_many of this shard''s lines of a routed reserve_many, each hold named by the router''s id';
+
+-- the router's compensation of a reserve_many that another shard refused:
+-- release the holds of these ids that are held (a missing id: nothing)
+CREATE FUNCTION shop._reservations_drop(product_ids bigint[], reservation_ids uuid[])
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int := 0;
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT h.reservation_id
+               FROM shop.reservation h, unnest(product_ids, reservation_ids) u(pid, rid)
+              WHERE h.product_id = u.pid AND h.reservation_id = u.rid AND h.status = 'held'
+              ORDER BY h.reservation_id LOOP
+        IF shop.reservation_release(r.reservation_id) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._reservations_drop(bigint[], uuid[]) IS
+'internal (router): release the held reservations of these ids (compensation of a routed reserve_many); returns how many';
+
+-- Rates: partition 0's copy, written by the router -------------------------
+
+-- the rate tables as one document (rows with their ids, in id order)
+CREATE FUNCTION shop._rates_doc()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'tax', coalesce((SELECT jsonb_agg(jsonb_build_object('rate_id', t.rate_id, 'country', t.country,
+                                                             'region', t.region, 'basis_points', t.basis_points,
+                                                             'builtin', t.builtin) ORDER BY t.rate_id)
+                           FROM shop.tax_rate t), '[]'),
+        'shipping', coalesce((SELECT jsonb_agg(jsonb_build_object('rate_id', s.rate_id, 'country', s.country,
+                                                                  'min_subtotal_cents', s.min_subtotal_cents,
+                                                                  'cents', s.cents, 'builtin', s.builtin) ORDER BY s.rate_id)
+                                FROM shop.shipping_rate s), '[]'))
+$$;
+COMMENT ON FUNCTION shop._rates_doc() IS
+'internal (router): shop.tax_rate and shop.shipping_rate as one document (rows with their ids)';
+
+-- the tax rule of (country, region): basis_points, or removed when NULL;
+-- returns its rate_id (NULL when there was nothing to remove)
+CREATE FUNCTION shop._rates_tax_put(country text, region text, basis_points int)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id bigint;
+BEGIN
+    IF basis_points IS NULL THEN
+        DELETE FROM shop.tax_rate t
+         WHERE t.country IS NOT DISTINCT FROM country AND t.region IS NOT DISTINCT FROM region
+        RETURNING t.rate_id INTO id;
+        RETURN id;
+    END IF;
+    INSERT INTO shop.tax_rate AS t (country, region, basis_points)
+    VALUES (country, region, basis_points)
+    ON CONFLICT ON CONSTRAINT tax_rate_country_region_key DO UPDATE SET basis_points = excluded.basis_points
+    RETURNING t.rate_id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._rates_tax_put(text, text, int) IS
+'internal (router): set (or, with basis_points NULL, remove) the tax rule of a country and region on this shard; returns its rate_id';
+
+-- the shipping rule of (country, min_subtotal_cents): cents, or removed
+-- when NULL; returns its rate_id
+CREATE FUNCTION shop._rates_shipping_put(country text, min_subtotal_cents bigint, cents bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM shop._require(min_subtotal_cents, 'min_subtotal_cents');
+    IF cents IS NULL THEN
+        DELETE FROM shop.shipping_rate s
+         WHERE s.country IS NOT DISTINCT FROM country AND s.min_subtotal_cents = min_subtotal_cents
+        RETURNING s.rate_id INTO id;
+        RETURN id;
+    END IF;
+    INSERT INTO shop.shipping_rate AS s (country, min_subtotal_cents, cents)
+    VALUES (country, min_subtotal_cents, cents)
+    ON CONFLICT ON CONSTRAINT shipping_rate_country_min_subtotal_cents_key DO UPDATE SET cents = excluded.cents
+    RETURNING s.rate_id INTO id;
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop._rates_shipping_put(text, bigint, bigint) IS
+'internal (router): set (or, with cents NULL, remove) the shipping rule of a country and subtotal on this shard; returns its rate_id';
+
+-- make this shard's rate tables equal to doc (shop._rates_doc of partition
+-- 0): the rows that differ go, the missing ones come with their ids; one
+-- transaction, so a checkout here reads the old rules or the new ones.
+-- Returns how many rows it deleted and inserted (0: it agreed already).
+CREATE FUNCTION shop._rates_replace(doc jsonb)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n int;
+    m int := 0;
+BEGIN
+    PERFORM shop._require(doc, 'doc');
+    IF jsonb_typeof(doc->'tax') IS DISTINCT FROM 'array' OR jsonb_typeof(doc->'shipping') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'malformed rates'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The document needs the arrays "tax" and "shipping" (shop._rates_doc).';
+    END IF;
+    -- one writer at a time on a shard (two routers' syncs); checkouts,
+    -- which only read the rules, do not wait
+    LOCK TABLE shop.tax_rate, shop.shipping_rate IN SHARE ROW EXCLUSIVE MODE;
+    DELETE FROM shop.tax_rate t
+     WHERE NOT EXISTS (SELECT FROM jsonb_to_recordset(doc->'tax')
+                                   AS w(rate_id bigint, country text, region text, basis_points int, builtin boolean)
+                        WHERE w.rate_id = t.rate_id AND w.country IS NOT DISTINCT FROM t.country
+                          AND w.region IS NOT DISTINCT FROM t.region AND w.basis_points = t.basis_points
+                          AND w.builtin = t.builtin);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := m + n;
+    INSERT INTO shop.tax_rate (rate_id, country, region, basis_points, builtin)
+    SELECT w.rate_id, w.country, w.region, w.basis_points, w.builtin
+      FROM jsonb_to_recordset(doc->'tax') AS w(rate_id bigint, country text, region text, basis_points int, builtin boolean)
+     WHERE NOT EXISTS (SELECT FROM shop.tax_rate t WHERE t.rate_id = w.rate_id);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := m + n;
+    DELETE FROM shop.shipping_rate s
+     WHERE NOT EXISTS (SELECT FROM jsonb_to_recordset(doc->'shipping')
+                                   AS w(rate_id bigint, country text, min_subtotal_cents bigint, cents bigint, builtin boolean)
+                        WHERE w.rate_id = s.rate_id AND w.country IS NOT DISTINCT FROM s.country
+                          AND w.min_subtotal_cents = s.min_subtotal_cents AND w.cents = s.cents
+                          AND w.builtin = s.builtin);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := m + n;
+    INSERT INTO shop.shipping_rate (rate_id, country, min_subtotal_cents, cents, builtin)
+    SELECT w.rate_id, w.country, w.min_subtotal_cents, w.cents, w.builtin
+      FROM jsonb_to_recordset(doc->'shipping')
+           AS w(rate_id bigint, country text, min_subtotal_cents bigint, cents bigint, builtin boolean)
+     WHERE NOT EXISTS (SELECT FROM shop.shipping_rate s WHERE s.rate_id = w.rate_id);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    m := m + n;
+    RETURN m;
+END
+$$;
+COMMENT ON FUNCTION shop._rates_replace(jsonb) IS
+'internal (router): make shop.tax_rate and shop.shipping_rate equal to a document of shop._rates_doc (partition 0''s); returns the rows deleted and inserted';
+
+-- every replicated table of this shard in a few numbers: rows and an md5
+-- of them in key order (what every shard must agree on; times left out:
+-- each shard stamps its own)
+CREATE FUNCTION shop._replicated_digest()
+RETURNS TABLE (tbl text, n bigint, digest text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT 'category', count(*), md5(coalesce(string_agg(row(c.category_id, c.parent_id, c.name, c.slug, c.path)::text,
+                                                         E'\n' ORDER BY c.category_id), ''))
+      FROM shop.category c
+    UNION ALL
+    SELECT 'synonym', count(*), md5(coalesce(string_agg(row(s.term, s.synonyms)::text, E'\n' ORDER BY s.term), ''))
+      FROM shop.synonym s
+    UNION ALL
+    SELECT 'tax_rate', count(*), md5(coalesce(string_agg(row(t.rate_id, t.country, t.region, t.basis_points, t.builtin)::text,
+                                                         E'\n' ORDER BY t.rate_id), ''))
+      FROM shop.tax_rate t
+    UNION ALL
+    SELECT 'shipping_rate', count(*), md5(coalesce(string_agg(row(s.rate_id, s.country, s.min_subtotal_cents, s.cents,
+                                                                  s.builtin)::text, E'\n' ORDER BY s.rate_id), ''))
+      FROM shop.shipping_rate s
+    UNION ALL
+    SELECT 'experiment', count(*), md5(coalesce(string_agg(row(e.experiment_id, e.name, e.attribution_window, e.stopped_at,
+                                                               (SELECT array_agg(row(v.variant, v.name, v.bucket_lo, v.bucket_hi, v.params)::text
+                                                                                 ORDER BY v.variant)
+                                                                  FROM shop.experiment_variant v
+                                                                 WHERE v.experiment_id = e.experiment_id))::text,
+                                                           E'\n' ORDER BY e.experiment_id), ''))
+      FROM shop.experiment e
+$$;
+COMMENT ON FUNCTION shop._replicated_digest() IS
+'internal (router): rows and an md5 of each replicated table (categories, synonyms, rates, experiments) of this shard, without their times';
+
+REVOKE ALL ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
+    shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
+    shop._rates_doc(), shop._rates_tax_put(text, text, int), shop._rates_shipping_put(text, bigint, bigint),
+    shop._rates_replace(jsonb), shop._replicated_digest()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
+    shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
+    shop._rates_doc(), shop._rates_tax_put(text, text, int), shop._rates_shipping_put(text, bigint, bigint),
+    shop._rates_replace(jsonb), shop._replicated_digest()
+    TO shop_admin;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -10,9 +10,12 @@
  * shop itself.
  *
  * Partitions (the map of docs/scale-out.md):
- *   - product_id-keyed calls run on partition hashint8(product_id) & (n-1);
- *   - writes of the replicated tables (categories, synonyms) run on every
- *     partition; reads of them on any one;
+ *   - product_id-keyed calls run on partition hashint8(product_id) & (n-1),
+ *     and so do the direct holds (reserve, reserve_many's lines), whose
+ *     ids the router makes to carry the product's hash bucket;
+ *   - writes of the replicated tables (categories, synonyms, experiments)
+ *     run on every partition; reads of them on any one; tax and shipping
+ *     rates are written on partition 0, then copied to every partition;
  *   - search, search_facets, autocomplete, did_you_mean, browse, trending
  *     and similar_products' candidates run on every partition and are
  *     merged here;
@@ -3769,3 +3772,419 @@ REVOKE ALL ON FUNCTION shop_router._popularity_newest(), shop_router._popularity
 GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
     shop_router.popularity_cluster(), shop_router._popularity_write(int, bigint[], real[]),
     shop_router.popularity_refresh() TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Direct holds (docs/scale-out.md, "Direct holds"): shop.reserve,
+-- reserve_many, reservation_release, reservation_commit and
+-- reservation_extend, the back office's (shop_admin), as on one node.  The
+-- router chooses each hold's id: a uuid whose last 16 bits are the
+-- product's hash bucket (shop_router._uuid_for(hashint8(product_id))), so
+-- the calls that name a hold by id go to its product's shard from the id
+-- alone.  A hold made elsewhere (on a shard directly, or by a checkout's
+-- saga, whose ids are derived from the order) is looked for on every shard
+-- when the id's shard does not have it.  shop's side: the section
+-- "Cluster: direct holds and replicated rates through the router" of its
+-- update script.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._reserve(i_product_id bigint, i_qty int, i_ref text, i_ttl interval, i_id uuid)
+RETURNS uuid
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON shop_router._pid_part(i_product_id);
+    SELECT shop._reserve_routed($1, $2, $3, $4, $5);
+$$;
+
+CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
+                             ttl interval DEFAULT '15 minutes')
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop_router._reserve(product_id, qty, ref, ttl,
+                                shop_router._uuid_for(shop_router._pid_part(product_id)));
+$$;
+COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
+'router: hold qty units of a product on its shard (the id names the shard); SH001 rather than oversell';
+
+-- reserve_many: every item checked as one node checks it (any item the
+-- router cannot read as one node reads it sends the whole call to one
+-- shard, whose shop.reserve_many raises one node's error, ref and ttl
+-- first); then each shard holds its lines, all or nothing there, at once
+CREATE FUNCTION shop_router._reserve_many_any(i_items jsonb, i_ref text, i_ttl interval)
+RETURNS uuid[]
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT shop.reserve_many($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop_router._reserve_many_split(i_product_ids bigint[], i_qtys int[], i_ref text, i_ttl interval,
+                                                i_ids uuid[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids, i_qtys, i_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._reserve_many_routed($1, $2, $3, $4, $5);
+$$;
+
+CREATE FUNCTION shop_router._reservations_drop(i_product_ids bigint[], i_ids uuid[])
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    SPLIT i_product_ids, i_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT shop._reservations_drop($1, $2);
+$$;
+
+-- an integral jsonb number as shop.reserve_many reads it (2.0 is 2; 1.5,
+-- a string, or a number outside bigint is NULL: not readable)
+CREATE FUNCTION shop_router._item_int(v jsonb)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND v::text ~ '^-?[0-9]+(\.0*)?$'
+                 AND trunc(v::numeric) BETWEEN -9223372036854775808 AND 9223372036854775807
+                THEN trunc(v::numeric)::bigint END
+$$;
+
+CREATE FUNCTION shop.reserve_many(items jsonb, ref text DEFAULT NULL, ttl interval DEFAULT '15 minutes')
+RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    pids bigint[];
+    qtys int[];
+    ids uuid[];
+    readable boolean;
+BEGIN
+    -- one node's checks of the items (inventory.md): an array of 1 to 1000
+    -- objects with an integral product_id and a qty of 1 to 1,000,000, at
+    -- most 1,000,000 units of a product in all
+    readable := items IS NOT NULL AND jsonb_typeof(items) = 'array'
+                AND jsonb_array_length(items) BETWEEN 1 AND 1000;
+    IF readable THEN
+        SELECT bool_and(jsonb_typeof(e) = 'object' AND shop_router._item_int(e->'product_id') IS NOT NULL
+                        AND shop_router._item_int(e->'qty') BETWEEN 1 AND 1000000)
+          INTO readable
+          FROM jsonb_array_elements(items) e;
+    END IF;
+    IF readable THEN
+        SELECT array_agg(x.p ORDER BY x.p), array_agg(x.q ORDER BY x.p), bool_and(x.q <= 1000000)
+          INTO pids, qtys, readable
+          FROM (SELECT shop_router._item_int(e->'product_id') AS p, sum(shop_router._item_int(e->'qty')) AS q
+                  FROM jsonb_array_elements(items) e
+                 GROUP BY 1) x;
+    END IF;
+    IF NOT coalesce(readable, false) THEN
+        -- one node's error (shop.reserve_many refuses the items before it
+        -- holds anything)
+        RETURN shop_router._reserve_many_any(items, ref, ttl);
+    END IF;
+    SELECT array_agg(shop_router._uuid_for(hashint8(p)) ORDER BY o) INTO ids
+      FROM unnest(pids) WITH ORDINALITY u(p, o);
+    BEGIN
+        PERFORM count(*) FROM shop_router._reserve_many_split(pids, qtys, ref, ttl, ids);
+    EXCEPTION WHEN OTHERS THEN
+        -- all or nothing: what the other shards held goes back
+        PERFORM count(*) FROM shop_router._reservations_drop(pids, ids);
+        RAISE;
+    END;
+    RETURN ids;
+END
+$$;
+COMMENT ON FUNCTION shop.reserve_many(jsonb, text, interval) IS
+'router: all-or-nothing holds for [{"product_id":..,"qty":..},..] on the products'' shards (a shard that refuses makes the others release); one id per distinct product, in product_id order';
+
+-- A hold by id: on the shard its id names, else on the shard of the
+-- product some shard holds it for (ids the router did not make)
+CREATE FUNCTION shop_router._reservation_product(i_id uuid)
+RETURNS SETOF bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT r.product_id FROM shop.reservation r WHERE r.reservation_id = $1 LIMIT 1;
+$$;
+
+-- the partition to ask after part said SH006: NULL when no other shard
+-- holds the id either
+CREATE FUNCTION shop_router._reservation_part(i_id uuid, i_tried int)
+RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT h FROM (SELECT hashint8(min(p)) AS h FROM shop_router._reservation_product(i_id) p) x
+     WHERE h IS NOT NULL AND (h & (shop_router._nparts() - 1)) <> (i_tried & (shop_router._nparts() - 1))
+$$;
+
+CREATE FUNCTION shop_router._reservation_release(i_part int, i_id uuid)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop.reservation_release($2);
+$$;
+
+CREATE FUNCTION shop_router._reservation_commit(i_part int, i_id uuid)
+RETURNS boolean
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop.reservation_commit($2);
+$$;
+
+CREATE FUNCTION shop_router._reservation_extend(i_part int, i_id uuid, i_ttl interval)
+RETURNS timestamptz
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop.reservation_extend($2, $3);
+$$;
+
+CREATE FUNCTION shop.reservation_release(reservation_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    part int := shop_router._uuid_part(reservation_id);
+BEGIN
+    BEGIN
+        RETURN shop_router._reservation_release(part, reservation_id);
+    EXCEPTION WHEN SQLSTATE 'SH006' THEN
+        part := shop_router._reservation_part(reservation_id, part);
+        IF part IS NULL THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN shop_router._reservation_release(part, reservation_id);
+END
+$$;
+COMMENT ON FUNCTION shop.reservation_release(uuid) IS
+'router: give a held reservation''s units back on its product''s shard; false when already released or expired (idempotent)';
+
+CREATE FUNCTION shop.reservation_commit(reservation_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    part int := shop_router._uuid_part(reservation_id);
+BEGIN
+    BEGIN
+        RETURN shop_router._reservation_commit(part, reservation_id);
+    EXCEPTION WHEN SQLSTATE 'SH006' THEN
+        part := shop_router._reservation_part(reservation_id, part);
+        IF part IS NULL THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN shop_router._reservation_commit(part, reservation_id);
+END
+$$;
+COMMENT ON FUNCTION shop.reservation_commit(uuid) IS
+'router: the reserved units leave stock on the product''s shard; false when already committed (idempotent)';
+
+CREATE FUNCTION shop.reservation_extend(reservation_id uuid, ttl interval)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    part int := shop_router._uuid_part(reservation_id);
+BEGIN
+    BEGIN
+        RETURN shop_router._reservation_extend(part, reservation_id, ttl);
+    EXCEPTION WHEN SQLSTATE 'SH006' THEN
+        part := shop_router._reservation_part(reservation_id, part);
+        IF part IS NULL THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN shop_router._reservation_extend(part, reservation_id, ttl);
+END
+$$;
+COMMENT ON FUNCTION shop.reservation_extend(uuid, interval) IS
+'router: move a held reservation''s expiry on its product''s shard to now() + ttl, or to infinity when ttl is NULL';
+
+REVOKE ALL ON FUNCTION shop_router._reserve(bigint, int, text, interval, uuid),
+    shop.reserve(bigint, int, text, interval), shop_router._reserve_many_any(jsonb, text, interval),
+    shop_router._reserve_many_split(bigint[], int[], text, interval, uuid[]),
+    shop_router._reservations_drop(bigint[], uuid[]), shop_router._item_int(jsonb),
+    shop.reserve_many(jsonb, text, interval), shop_router._reservation_product(uuid),
+    shop_router._reservation_part(uuid, int), shop_router._reservation_release(int, uuid),
+    shop_router._reservation_commit(int, uuid), shop_router._reservation_extend(int, uuid, interval),
+    shop.reservation_release(uuid), shop.reservation_commit(uuid), shop.reservation_extend(uuid, interval)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._reserve(bigint, int, text, interval, uuid),
+    shop.reserve(bigint, int, text, interval), shop_router._reserve_many_any(jsonb, text, interval),
+    shop_router._reserve_many_split(bigint[], int[], text, interval, uuid[]),
+    shop_router._reservations_drop(bigint[], uuid[]), shop_router._item_int(jsonb),
+    shop.reserve_many(jsonb, text, interval), shop_router._reservation_product(uuid),
+    shop_router._reservation_part(uuid, int), shop_router._reservation_release(int, uuid),
+    shop_router._reservation_commit(int, uuid), shop_router._reservation_extend(int, uuid, interval),
+    shop.reservation_release(uuid), shop.reservation_commit(uuid), shop.reservation_extend(uuid, interval)
+    TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Replicated rates (docs/scale-out.md, "Replicated tables"): the tax and
+-- shipping rules are on every shard, and partition 0 holds the cluster's
+-- copy.  A write goes there first, then every shard's tables are made
+-- equal to partition 0's (one transaction a shard; the rows with their
+-- ids).  A shard that missed it (down, or its step failed) makes the call
+-- fail after the others applied it; a retry of the call, any later rate
+-- write or shop_router.rates_sync() brings it back in step.
+-- shop_router.replicated_check() compares every replicated table of every
+-- shard with partition 0's.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop_router._tax_rate_put(i_country text, i_region text, i_basis_points int)
+RETURNS bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT shop._rates_tax_put($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop_router._shipping_rate_put(i_country text, i_min_subtotal_cents bigint, i_cents bigint)
+RETURNS bigint
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    SELECT shop._rates_shipping_put($1, $2, $3);
+$$;
+
+CREATE FUNCTION shop_router._rates_doc(i_part int)
+RETURNS jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT shop._rates_doc();
+$$;
+
+CREATE FUNCTION shop_router._rates_replace(i_doc jsonb)
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._rates_replace($1);
+$$;
+
+CREATE FUNCTION shop_router._replicated_digest(i_part int)
+RETURNS TABLE (tbl text, n bigint, digest text)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT * FROM shop._replicated_digest();
+$$;
+
+CREATE FUNCTION shop_router.rates_sync(from_partition int DEFAULT 0)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF from_partition IS NULL OR from_partition < 0 OR from_partition >= shop_router._nparts() THEN
+        RAISE EXCEPTION 'from_partition out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('from_partition is %s; the cluster has the partitions 0 to %s.',
+                                  coalesce(from_partition::text, 'NULL'), shop_router._nparts() - 1);
+    END IF;
+    PERFORM pg_advisory_xact_lock(1936224112, 4);   -- 'shop'; 4: rate writes
+    RETURN (SELECT coalesce(sum(x), 0)::int
+              FROM shop_router._rates_replace(shop_router._rates_doc(from_partition)) x);
+END
+$$;
+COMMENT ON FUNCTION shop_router.rates_sync(int) IS
+'router: make every shard''s tax and shipping rules equal to those of a partition (0, the cluster''s copy, by default); returns the rows deleted and inserted on the shards';
+
+CREATE FUNCTION shop_router.tax_rate_set(country text, region text, basis_points int)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1936224112, 4);
+    id := shop_router._tax_rate_put(country, region, basis_points);
+    PERFORM shop_router.rates_sync();
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop_router.tax_rate_set(text, text, int) IS
+'router: set the tax rule of a country and region (NULLs: any) on every shard, or remove it when basis_points is NULL; returns its rate_id';
+
+CREATE FUNCTION shop_router.shipping_rate_set(country text, min_subtotal_cents bigint, cents bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1936224112, 4);
+    id := shop_router._shipping_rate_put(country, min_subtotal_cents, cents);
+    PERFORM shop_router.rates_sync();
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION shop_router.shipping_rate_set(text, bigint, bigint) IS
+'router: set the shipping price of a country (NULL: any) from a subtotal on every shard, or remove it when cents is NULL; returns its rate_id';
+
+-- every shard in turn: one that cannot be reached (down, or its call
+-- fails) is listed with no rows and no digest, and disagrees
+CREATE FUNCTION shop_router.replicated_check()
+RETURNS TABLE (tbl text, partition int, n bigint, digest text, agrees boolean)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tables text[] := ARRAY['category', 'experiment', 'shipping_rate', 'synonym', 'tax_rate'];
+    got jsonb := '[]';
+BEGIN
+    FOR p IN 0 .. shop_router._nparts() - 1 LOOP
+        BEGIN
+            got := got || (SELECT jsonb_agg(jsonb_build_object('tbl', x.tbl, 'part', p, 'n', x.n, 'digest', x.digest))
+                             FROM shop_router._replicated_digest(p) x);
+        EXCEPTION WHEN OTHERS THEN
+            got := got || (SELECT jsonb_agg(jsonb_build_object('tbl', t, 'part', p)) FROM unnest(tables) t);
+        END;
+    END LOOP;
+    RETURN QUERY
+    WITH d AS (SELECT * FROM jsonb_to_recordset(got) AS r(tbl text, part int, n bigint, digest text))
+    SELECT d.tbl, d.part, d.n, d.digest, coalesce(d.digest = z.digest, false)
+      FROM d LEFT JOIN d z ON z.tbl = d.tbl AND z.part = 0
+     ORDER BY d.tbl, d.part;
+END
+$$;
+COMMENT ON FUNCTION shop_router.replicated_check() IS
+'router: every replicated table (categories, synonyms, rates, experiments) of every shard: rows, digest, and whether it agrees with partition 0''s (a shard that cannot be reached: NULLs, false)';
+
+REVOKE ALL ON FUNCTION shop_router._tax_rate_put(text, text, int),
+    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int),
+    shop_router._rates_replace(jsonb), shop_router._replicated_digest(int), shop_router.rates_sync(int),
+    shop_router.tax_rate_set(text, text, int), shop_router.shipping_rate_set(text, bigint, bigint),
+    shop_router.replicated_check() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._tax_rate_put(text, text, int),
+    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int),
+    shop_router._rates_replace(jsonb), shop_router._replicated_digest(int), shop_router.rates_sync(int),
+    shop_router.tax_rate_set(text, text, int), shop_router.shipping_rate_set(text, bigint, bigint),
+    shop_router.replicated_check() TO shop_admin;

@@ -93,3 +93,16 @@ SELECT c AS customer, (shop.experiment_assign('demo_also', c)).variant,
 -- customer 45 views the first product of the list it was shown: a click
 SELECT shop.view(45, (SELECT a.product_id FROM shop.also_bought(:laptop, 1, 'demo_also', 45) a)) \g /dev/null
 SELECT variant, customers, impressions, clicks FROM shop.experiment_report('demo_also');
+
+\echo '== 9. the back office: a tax rule on every shard, a hold outside checkout on its product''s shard'
+-- a rate is written on partition 0, then every shard's rate tables are
+-- made equal to its (docs/scale-out.md, "Replicated tables")
+SELECT shop_router.tax_rate_set('DE', NULL, 1900) AS de_tax_rate_id;
+SELECT tbl, count(*) FILTER (WHERE agrees) AS shards_agreeing
+  FROM shop_router.replicated_check() GROUP BY tbl ORDER BY tbl;
+-- the router makes the hold's id, whose last 16 bits name the laptop's
+-- shard: release, commit and extend find it from the id alone
+SELECT shop.stock_available(:laptop) AS laptop_available;
+SELECT shop.reserve(:laptop, 1, 'showroom', '1 hour') AS hold \gset
+SELECT shop.stock_available(:laptop) AS laptop_available_while_held;
+SELECT shop.reservation_release(:'hold') AS released;

@@ -51,12 +51,9 @@ INSERT INTO node_local VALUES
     ('search_tokens', 'pure text function, the same everywhere'), ('stem', 'pure text function, the same everywhere'),
     ('search_head', 'pure text function, the same everywhere'),
     ('contains_card_number', 'pure text function, the same everywhere'),
-    ('redact_card_numbers', 'pure text function, the same everywhere'),
-    -- not routed yet: docs/scale-out.md, "What is next"
-    ('reserve', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
-    ('reserve_many', 'NOT ROUTED YET: direct holds (checkout holds through its saga)'),
-    ('reservation_release', 'NOT ROUTED YET: direct holds'), ('reservation_commit', 'NOT ROUTED YET: direct holds'),
-    ('reservation_extend', 'NOT ROUTED YET: direct holds');
+    ('redact_card_numbers', 'pure text function, the same everywhere');
+    -- not routed yet (docs/scale-out.md, "What is next"): nothing; the
+    -- direct holds are routed (holds.sql)
 CREATE FUNCTION api_run(conn text, sql text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM FROM dblink(conn, sql) AS t(v text);

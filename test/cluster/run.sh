@@ -22,6 +22,9 @@
 #   - carts, checkout and orders (saga.sql), as the back office and as the
 #     storefront with its session, and the oversell race (race.sh: 64
 #     storefront clients);
+#   - direct holds (reserve, reserve_many, release, commit, extend) as one
+#     node answers them, and rates written to every shard, converging after
+#     a shard's failed step (holds.sql);
 # CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
 # a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
@@ -142,6 +145,10 @@ expect backoffice "SELECT count(*) FROM shop.search('laptop', sort => 'nope')" 2
 expect backoffice "SELECT shop.product_upsert('FX-1', 'x', 1, product_id => 2)" 23505
 expect backoffice "SELECT shop.product_upsert('FX-2', 'Lenovo Nova laptop, renamed', 1500) = 2" t
 expect backoffice "SELECT shop.stock_set(2, 7) = 7 AND shop.stock_available(2) = 7" t
+
+echo "== direct holds and replicated rates through the router ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/holds.sql"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
