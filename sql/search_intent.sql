@@ -67,6 +67,19 @@ SELECT shop._search_intent(shop._search_query('laptop bag', '{}', NULL)) AS _sea
 -- the titles, still means them
 SELECT shop._search_intent(shop._search_query('ssd', '{}', NULL)) ? 'intent_categories' AS ssd_category_meant,
        shop._search_intent(shop._search_query('thinkpad', '{}', NULL)) -> 'intent_categories' = jsonb_build_array(:notebooks) AS thinkpad_notebooks_meant;
+-- a row missing one of the query's words gets less of the type's boost
+-- (issue 13, round 8): after the one iPad stand, the iPad folio (missing
+-- "stand") comes before stands for anything (missing "ipad"), which the
+-- full factor put first
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
+VALUES ('S1', 'Newstar iPad stand', 'Newstar', :acc, 3000, 1, true, 'active'),
+       ('S2', 'Logitech Slim Folio for iPad Air', 'Logitech', :acc, 5000, 1, true, 'active');
+INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)
+SELECT 'T' || i, b || ' Stand', b, :acc, 9000, 1, true, 'active'
+  FROM unnest(ARRAY['Xerox', 'Epson', 'Lexmark', 'Canon', 'Ricoh', 'Brother', 'Kyocera', 'Oki']) WITH ORDINALITY AS x(b, i);
+SET ROLE shop_storefront;
+SELECT title, missing_words FROM shop.search('ipad stand', '{}', 'relevance', 2);
+RESET ROLE;
 -- the storefront searches with intent too
 SET ROLE shop_storefront;
 SELECT * FROM pg_temp.s('laptop', 2);

@@ -286,15 +286,25 @@ SELECT label, n, round(ts::numeric, 4), round(v10::numeric, 4), round(off::numer
 SQL
 } | bench_md_table
 echo
-echo "Queries whose nDCG@10 with intent on is more than 0.02 below 1.0's:"
+echo "Queries whose nDCG@10 with intent on is more than 0.02 below 1.0's, with"
+echo "their half and how many of each ranking's top 10 Chorus did not judge"
+echo "(an unjudged result gains 0: a loss made only of unjudged rows taking"
+echo "judged rows' places may be no loss to a shopper):"
 echo
 {
-    printf 'query\t1.0 (text only)\tintent off\tintent on\n'
+    printf 'query\thalf\t1.0 (text only)\tintent off\tintent on\tunjudged in 1.0 / intent on top 10\n'
     bench_psql -F $'\t' <<'SQL'
-SELECT q.query,
+SELECT q.query, CASE WHEN hashtext(q.query) & 1 = 0 THEN 'A' ELSE 'B' END,
        round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, text only')::numeric, 4),
        round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search, intent off')::numeric, 4),
-       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')::numeric, 4)
+       round(max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')::numeric, 4),
+       (SELECT count(*) FROM bench_chorus_run r
+         WHERE r.method = 'shop_search, text only' AND r.query_id = q.query_id
+           AND NOT EXISTS (SELECT 1 FROM bench_chorus_qrels j WHERE j.query_id = r.query_id AND j.product_id = r.product_id))
+       || ' / ' ||
+       (SELECT count(*) FROM bench_chorus_run r
+         WHERE r.method = 'shop_search' AND r.query_id = q.query_id
+           AND NOT EXISTS (SELECT 1 FROM bench_chorus_qrels j WHERE j.query_id = r.query_id AND j.product_id = r.product_id))
   FROM bench_chorus_q q JOIN bench_chorus_nd nd USING (query_id)
  GROUP BY q.query_id, q.query
 HAVING max(nd.ndcg) FILTER (WHERE nd.method = 'shop_search')

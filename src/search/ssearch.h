@@ -641,6 +641,12 @@ typedef struct SsQuery
 #define SS_BOOST_BRAND		0.15f
 /* intent: a product of the type asked for, of a category meant (factors) */
 #define SS_BOOST_TYPE		3.0f
+/*
+ * ... of a row missing one of the query's words (match any): its type says
+ * less of what the query asks for ("Xerox Stand" for `ipad stand`, issue
+ * 13, round 8); at most SS_BOOST_TYPE (the bounds use that)
+ */
+#define SS_BOOST_TYPE_PARTIAL	1.25f
 #define SS_BOOST_INTENT_CAT	3.0f
 /*
  * the behaviour prior: a row the query's shoppers chose scores up to
@@ -719,7 +725,7 @@ extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWo
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
-extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop);
+extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing);
 extern float4 SsMaxBoost(const SsQuery *q);
 extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 extern float4 SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);

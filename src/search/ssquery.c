@@ -1065,7 +1065,7 @@ SsMaxBoost(const SsQuery *q)
 }
 
 float4
-SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
+SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing)
 {
 	float4		b = 1.0f;
 
@@ -1080,10 +1080,13 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop)
 	if (q->nboost_brands > 0 && (doc->flags & SS_DOC_HAS_BRAND) &&
 		bsearch(&doc->brand_hash, q->boost_brands, q->nboost_brands, sizeof(uint32), cmp_uint32))
 		b += SS_BOOST_BRAND;
-	/* intent (issue 13): the product type asked for, a category meant */
+	/*
+	 * intent (issue 13): the product type asked for (less for a row
+	 * missing a word of the query), a category meant
+	 */
 	if (q->ntypes > 0 && doc->head != 0 &&
 		bsearch(&doc->head, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
-		b *= SS_BOOST_TYPE;
+		b *= missing > 0 ? SS_BOOST_TYPE_PARTIAL : SS_BOOST_TYPE;
 	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->intent_cats, q->nintent_cats, sizeof(int64), cmp_int64))
 		b *= SS_BOOST_INTENT_CAT;
@@ -1194,7 +1197,7 @@ doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int
 	}
 	if (*missing == q->nslots)
 		return false;
-	*score *= SsBoost(q, &d->doc, 0);
+	*score *= SsBoost(q, &d->doc, 0, *missing);
 	return true;
 }
 

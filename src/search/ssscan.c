@@ -841,7 +841,7 @@ add_result(Eval *ev, ItemPointer tid, float4 dist)
 static float4
 final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing)
 {
-	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop);
+	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop, missing);
 
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(s, SS_MAX_SCORE));
