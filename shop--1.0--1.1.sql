@@ -8463,6 +8463,14 @@ COMMENT ON FUNCTION shop._rebuild_customer_items() IS
 'internal (rebuild): fills shop.customer_item, truncated in this transaction, with every profile (shop._like_profile(NULL)); returns the rows written';
 REVOKE ALL ON FUNCTION shop._rebuild_customer_items() FROM PUBLIC;
 
+CREATE FUNCTION shop._rebuild_pairs()
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shop_rebuild_pairs';
+COMMENT ON FUNCTION shop._rebuild_pairs() IS
+'internal (rebuild): recomputes shop.copurchase_item, shop.copurchase_pair and shop.copurchase from shop.copurchase_order, as shop._copurchase_rebuild() does, into the truncated tables in bulk; returns the same summary';
+REVOKE ALL ON FUNCTION shop._rebuild_pairs() FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION shop._rebuild_copurchase()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -8479,7 +8487,7 @@ BEGIN
     DELETE FROM shop.copurchase_delta;
     TRUNCATE shop.copurchase_order;
     PERFORM shop._rebuild_orders(buyer_cap);
-    result := shop._copurchase_rebuild();
+    result := shop._rebuild_pairs();
     -- fresh statistics, or the planner takes the new tables for empty
     -- until autovacuum gets to them (seq scans in also_bought/recommend)
     ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
