@@ -87,7 +87,10 @@ rb_begin(RbBulk *b, const char *name, int natts)
 	if (!CheckRelationLockedByMe(b->rel, AccessExclusiveLock, true) ||
 		(b->rel->rd_createSubid == InvalidSubTransactionId &&
 		 b->rel->rd_firstRelfilenodeSubid == InvalidSubTransactionId))
-		elog(ERROR, "shop: table %s must be truncated in this transaction before a bulk fill", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shop.%s must be truncated in this transaction before it is filled in bulk", name),
+				 errhint("Call shop.rebuild_recommendations().")));
 	if (RelationGetDescr(b->rel)->natts != natts)
 		elog(ERROR, "shop: table %s does not have %d columns", name, natts);
 	if (b->rel->trigdesc != NULL)
