@@ -98,3 +98,9 @@ SELECT pg_temp.err('SELECT shop._rebuild_pairs()');
 SELECT shop.rebuild_recommendations() ->> 'copurchase_rows' AS admin_rebuild_rows;
 RESET ROLE;
 SELECT t.tbl, t.md5 = b.md5 AS same_again FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
+
+RESET shop.reco_buyer_cap;
+RESET shop.reco_basket_cap;
+RESET shop.reco_neighbours;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
