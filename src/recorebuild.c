@@ -1,11 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * recorebuild.c
- *	  Bulk writes of shop.rebuild_recommendations: the tables a rebuild
- *	  empties and fills whole.
+ *	  The tables shop.rebuild_recommendations empties and fills whole,
+ *	  computed and written in bulk: shop.copurchase_order
+ *	  (shop._rebuild_orders), the co-purchase statistics, pair rows and
+ *	  lists (shop._rebuild_pairs) and the customers' profiles
+ *	  (shop._rebuild_customer_items).
  *
- * A rebuild truncates shop.copurchase_order and shop.customer_item and
- * writes every row again (docs/recommendations.md, "Performance").  Rows
+ * A rebuild truncates these tables and writes every row again
+ * (docs/recommendations.md, "Performance").  Rows
  * written by INSERT ... SELECT go into the heap and, one at a time, into
  * every index of the table; shop.customer_item's sample index is keyed by
  * product, so its 780,000 rows of a 100,000-product history went into it
