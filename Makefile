@@ -23,6 +23,7 @@ OBJS         = \
 	src/payments.o \
 	src/recolike.o \
 	src/recommend.o \
+	src/recorebuild.o \
 	src/recosimilar.o \
 	src/redact.o \
 	src/saga.o \

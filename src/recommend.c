@@ -84,14 +84,6 @@ PG_FUNCTION_INFO_V1(shop_copurchase_refresh);
 /* rows fetched per cursor round trip */
 #define RECO_FETCH			20000
 
-/* one scored neighbour */
-typedef struct RecoScored
-{
-	int64		other;
-	double		count;
-	double		score;
-} RecoScored;
-
 /* growable buffer of shop.copurchase rows, written in batches */
 typedef struct RecoOut
 {
@@ -165,7 +157,7 @@ static ShopStmt st_folded_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
 static ShopStmt st_all_lines = SHOP_STMT0(SHOP_PLAN_GENERIC,
 	"SELECT order_id, product_id FROM shop.order_line");
 
-static double
+double
 reco_basket_pair_weight(double w, int k)
 {
 	double		cap = (double) shop_reco_basket_cap;
@@ -250,7 +242,7 @@ reco_out_flush(RecoOut *out)
  * change, and gets what a full rebuild would; when it moves, every list is
  * rescored (docs/recommendations.md, "Incremental rescoring").
  */
-static double
+double
 reco_scoring_total(double total)
 {
 	int			e;
@@ -268,7 +260,7 @@ reco_scoring_total(double total)
  * other_n the popularity n_y of each neighbour, s_x its slot sum and total
  * the scoring total.
  */
-static int
+int
 reco_rank(double s_x, double total, const int64 *others, const double *counts,
 		  const double *other_n, int nothers, RecoScored *scratch)
 {

@@ -172,6 +172,17 @@ extern void ShopCheckPlainText(const char *s, int len, const char *what, bool mu
 extern void ShopSagaMac(const char *msg, char *out);
 
 /* recommend.c (GUC variables defined in shop.c) */
+/* one scored neighbour of a product (reco_rank) */
+typedef struct RecoScored
+{
+	int64		other;
+	double		count;
+	double		score;
+} RecoScored;
+extern double reco_basket_pair_weight(double w, int k);
+extern double reco_scoring_total(double total);
+extern int	reco_rank(double s_x, double total, const int64 *others, const double *counts,
+					  const double *other_n, int nothers, RecoScored *scratch);
 extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;

@@ -14,6 +14,9 @@
 # then the generated orders are deleted again):
 #   - shop.rebuild_recommendations() on the whole log, against a plain SQL
 #     GROUP BY of all pairs (the raw counts alone, no scoring or top-N);
+#     and the rebuild's co-purchase part alone against the same baseline
+#     (the whole rebuild also computes popularity and customers like you,
+#     which the GROUP BY does not: docs/bench.md, "recommend_speed");
 #   - shop.refresh_recommendations() after 10,000 new paid orders inserted
 #     with triggers on (what checkout does), twice (a refresh rescores every
 #     list when the scoring total moved, docs/recommendations.md);
@@ -158,6 +161,18 @@ SELECT a.product_id, b.product_id AS other_id, count(*) AS n
  GROUP BY 1, 2" >/dev/null
 t4=$(now)
 cpu_base=$(cat "$TMPD/cpu")
+# the baseline counts raw pairs only; the rebuild also computes
+# popularity, every customer profile and customers-like-you list: its
+# co-purchase pairs alone (shop.copurchase_order, statistics, pair rows,
+# scored top-N lists, written), the work the GROUP BY stands for, on the
+# same state in a transaction rolled back
+tq0=$(now)
+cpu_of -c "BEGIN" -c "SELECT pg_advisory_xact_lock(hashtext('shop.recommendations'))" \
+       -c "TRUNCATE shop.copurchase_order" \
+       -c "SELECT shop._rebuild_orders(coalesce(current_setting('shop.reco_buyer_cap', true), '20')::float8)" \
+       -c "SELECT shop._rebuild_pairs()" -c "ROLLBACK" >/dev/null
+tq1=$(now)
+cpu_pairs=$(cat "$TMPD/cpu")
 
 # 10,000 new orders with triggers on, then the incremental refresh; twice,
 # since a refresh rescores every list when the scoring total moved (about
@@ -264,6 +279,7 @@ echo "|---|---|---|---|---|"
 echo "| shop.rebuild_recommendations(), whole log (pairs, scores, top-N written; popularity computed, queued, first batch written) | $(secs "$t2" "$t3") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t2" "$t3")") | $cpu_rebuild | $(ratio "$cpu_base" "$cpu_rebuild") |"
 echo "| of which popularity computed and queued (every product, alone, rolled back) | $(secs "$tp0" "$tp1") | | | |"
 echo "| then the queued popularity written into shop.product (CALL shop.popularity_sync(), a transaction per batch; the sweeper's work) | $sync0 | | | |"
+echo "| of which the co-purchase pairs alone (copurchase_order, pair counts, pair rows, scored top-N lists written; alone, rolled back) | $(secs "$tq0" "$tq1") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$tq0" "$tq1")") | $cpu_pairs | $(ratio "$cpu_base" "$cpu_pairs") |"
 echo "| baseline: one SQL GROUP BY of all raw pairs into a temp table (counts only) | $(secs "$t3" "$t4") | 1.00 | $cpu_base | 1.00 |"
 echo "| shop.refresh_recommendations() after 10,000 new paid orders (triggers on) | $(secs "$t5" "$t6") | $(ratio "$(secs "$t3" "$t4")" "$(secs "$t5" "$t6")") (rebuild / refresh: $(ratio "$(secs "$t2" "$t3")" "$(secs "$t5" "$t6")")) | $cpu_refresh | $(ratio "$cpu_base" "$cpu_refresh") |"
 echo "| of which popularity computed and queued (the same products, alone, rolled back) | $pop1 | | | |"

@@ -1,0 +1,106 @@
+-- recommend_rebuild: the rebuild fills its tables in bulk (issue 11,
+-- src/recorebuild.c) and writes what the 1.0 path wrote, to the bit:
+-- shop.copurchase_order as the window-function INSERT, the co-purchase
+-- statistics, pair rows and lists as shop._copurchase_rebuild(), the
+-- profiles as INSERT ... FROM shop._like_profile(NULL); the indexes built
+-- after the rows answer as a scan of the heap does
+\i sql/include/prelude.sql
+
+-- a reseller past the buyer cap, baskets past the basket cap, a product
+-- twice in one order, guests, orders that do not count, views
+SET shop.reco_buyer_cap = 3;
+SET shop.reco_basket_cap = 4;
+SET shop.reco_neighbours = 3;
+INSERT INTO shop.product (product_id, sku, title, price_cents)
+SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 120) i;
+CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint, st text, at timestamptz)
+RETURNS uuid LANGUAGE plpgsql AS $f$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
+    VALUES (customer, st, 'USD', 0, 0, at) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $f$;
+SELECT count(pg_temp.buy(
+           ARRAY(SELECT 1 + ((i * 7 + j * (1 + i % 4)) % 120) FROM generate_series(0, i % 7) j)
+               || CASE WHEN i % 11 = 0 THEN ARRAY[1 + (i * 7) % 120] ELSE '{}' END,
+           CASE WHEN i % 6 = 0 THEN NULL WHEN i % 9 = 0 THEN 5 ELSE 1 + i % 40 END,
+           CASE WHEN i % 13 = 0 THEN 'cancelled' ELSE 'paid' END,
+           timestamptz '2026-11-01' + i * interval '37 minutes')) AS orders
+  FROM generate_series(1, 700) i;
+INSERT INTO shop.view_event (customer_id, product_id, viewed_at)
+SELECT 1 + i % 40, 1 + (i * 13) % 120, timestamptz '2026-11-02' + i * interval '53 minutes'
+  FROM generate_series(1, 300) i;
+
+SELECT shop.rebuild_recommendations() - 'popularity_updated' - 'popularity_pending' AS rebuild;
+
+-- every table the bulk path wrote, as text in key order
+CREATE FUNCTION pg_temp.tables()
+RETURNS TABLE (tbl text, n bigint, md5 text) LANGUAGE sql AS $f$
+    SELECT 'copurchase_order', count(*), md5(string_agg(format('%s %s %s', order_id, customer_id, weight), ',' ORDER BY order_id)) FROM shop.copurchase_order
+    UNION ALL SELECT 'copurchase_item', count(*), md5(string_agg(format('%s %s %s', product_id, baskets, slots), ',' ORDER BY product_id)) FROM shop.copurchase_item
+    UNION ALL SELECT 'copurchase_pair', count(*), md5(string_agg(format('%s %s %s', product_id, other_ids, counts), ',' ORDER BY product_id)) FROM shop.copurchase_pair
+    UNION ALL SELECT 'copurchase', count(*), md5(string_agg(format('%s %s %s %s', product_id, other_id, pair_count, score), ',' ORDER BY product_id, other_id)) FROM shop.copurchase
+    UNION ALL SELECT 'customer_item', count(*), md5(string_agg(format('%s %s %s %s', customer_id, product_id, weight, h), ',' ORDER BY customer_id, product_id)) FROM shop.customer_item
+$f$;
+CREATE TEMP TABLE bulk AS SELECT * FROM pg_temp.tables();
+SELECT tbl, n FROM bulk ORDER BY tbl;
+
+-- the 1.0 path on the same orders
+BEGIN;
+TRUNCATE shop.copurchase_order;
+INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
+SELECT o.order_id, o.customer_id,
+       CASE WHEN o.customer_id IS NULL THEN 1.0
+            ELSE least(1.0, 3::double precision / count(*) OVER (PARTITION BY o.customer_id)) END
+  FROM shop."order" o
+ WHERE shop._counted(o.status)
+ ORDER BY o.order_id;
+SELECT shop._copurchase_rebuild() - 'scored_total' AS old_rebuild;
+TRUNCATE shop.customer_item;
+INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
+ ORDER BY p.customer_id, p.product_id;
+SELECT t.tbl, t.n, t.md5 = b.md5 AS same
+  FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
+ROLLBACK;
+
+-- the indexes built after the rows: each key read through its index
+-- finds what the heap holds
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_order i WHERE i.order_id = o.order_id)) AS orders_missed,
+       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase_order i
+                                           WHERE i.customer_id = o.customer_id AND i.order_id = o.order_id)
+                        AND o.customer_id IS NOT NULL) AS by_customer_missed
+  FROM (SELECT order_id, customer_id FROM shop.copurchase_order OFFSET 0) o;
+SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.customer_item i
+                                           WHERE i.customer_id = c.customer_id AND i.product_id = c.product_id)) AS pkey_missed,
+       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop.customer_item i
+                                           WHERE i.product_id = c.product_id AND i.h = c.h
+                                             AND i.customer_id = c.customer_id)) AS sample_missed
+  FROM (SELECT customer_id, product_id, h FROM shop.customer_item OFFSET 0) c;
+EXPLAIN (COSTS OFF) SELECT customer_id FROM shop.customer_item WHERE product_id = 3 ORDER BY h LIMIT 5;
+SELECT count(*) = (SELECT count(*) FROM shop.copurchase_pair) AS pair_rows_by_key
+  FROM shop.copurchase_pair p WHERE EXISTS (SELECT 1 FROM shop.copurchase_pair q WHERE q.product_id = p.product_id);
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
+-- the loaders fill only a table truncated in the same transaction
+SELECT pg_temp.err('SELECT shop._rebuild_orders(3)');
+SELECT pg_temp.err('SELECT shop._rebuild_customer_items()');
+SELECT count(*) AS orders_kept FROM shop.copurchase_order;
+-- and are the owner's: shop_admin rebuilds through the public call
+SET ROLE shop_admin;
+SELECT pg_temp.err('SELECT shop._rebuild_pairs()');
+SELECT shop.rebuild_recommendations() ->> 'copurchase_rows' AS admin_rebuild_rows;
+RESET ROLE;
+SELECT t.tbl, t.md5 = b.md5 AS same_again FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
+
+RESET shop.reco_buyer_cap;
+RESET shop.reco_basket_cap;
+RESET shop.reco_neighbours;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

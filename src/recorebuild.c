@@ -1,0 +1,974 @@
+/*-------------------------------------------------------------------------
+ *
+ * recorebuild.c
+ *	  The tables shop.rebuild_recommendations empties and fills whole,
+ *	  computed and written in bulk: shop.copurchase_order
+ *	  (shop._rebuild_orders), the co-purchase statistics, pair rows and
+ *	  lists (shop._rebuild_pairs) and the customers' profiles
+ *	  (shop._rebuild_customer_items).
+ *
+ * A rebuild truncates these tables and writes every row again
+ * (docs/recommendations.md, "Performance").  Rows
+ * written by INSERT ... SELECT go into the heap and, one at a time, into
+ * every index of the table; shop.customer_item's sample index is keyed by
+ * product, so its 780,000 rows of a 100,000-product history went into it
+ * in random order (5 s of a 16 s rebuild).  Here the rows go into the heap
+ * only, in batches (table_multi_insert, as COPY does), and the indexes are
+ * then built from the heap by one sort each (reindex_relation, as REINDEX
+ * does): the rows and the indexes are those the INSERT made.
+ *
+ * That is safe only on a table no one else can read until the rebuild
+ * commits: the loaders require that the table was emptied (TRUNCATE) in
+ * the current transaction, which also holds its ACCESS EXCLUSIVE lock.
+ * Each table's NOT NULL and CHECK constraints are evaluated per row, as an
+ * INSERT would; unique indexes are checked by the index build; tables
+ * with triggers are refused (none of these has one).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "shop.h"
+#include "spi.h"
+
+PG_FUNCTION_INFO_V1(shop_rebuild_orders);
+PG_FUNCTION_INFO_V1(shop_rebuild_customer_items);
+PG_FUNCTION_INFO_V1(shop_rebuild_pairs);
+
+/* rows per table_multi_insert call */
+#define RB_BATCH	1000
+/* rows per cursor fetch */
+#define RB_FETCH	10000
+
+/* a table being filled */
+typedef struct RbBulk
+{
+	Relation	rel;
+	BulkInsertState bis;
+	CommandId	cid;
+	TupleTableSlot *slots[RB_BATCH];
+	int			n;				/* slots filled */
+	int64		rows;			/* rows written */
+	EState	   *estate;			/* for the CHECK constraints */
+	int			nchecks;
+	ExprState **checks;
+	MemoryContext batchcxt;		/* by-reference values of a batch, reset when written */
+} RbBulk;
+
+/*
+ * Open shop.<name>, of natts columns, to be filled.  The table must have been truncated (or
+ * created) in this transaction: its new relfilenode is not yet visible to
+ * anyone else, and TRUNCATE's ACCESS EXCLUSIVE lock is held until commit.
+ */
+static void
+rb_begin(RbBulk *b, const char *name, int natts)
+{
+	TupleConstr *constr;
+
+	memset(b, 0, sizeof(*b));
+	b->rel = table_openrv(makeRangeVar("shop", (char *) name, -1), RowExclusiveLock);
+	if (!CheckRelationLockedByMe(b->rel, AccessExclusiveLock, true) ||
+		(b->rel->rd_createSubid == InvalidSubTransactionId &&
+		 b->rel->rd_firstRelfilenodeSubid == InvalidSubTransactionId))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("shop.%s must be truncated in this transaction before it is filled in bulk", name),
+				 errhint("Call shop.rebuild_recommendations().")));
+	if (RelationGetDescr(b->rel)->natts != natts)
+		elog(ERROR, "shop: table %s does not have %d columns", name, natts);
+	if (b->rel->trigdesc != NULL)
+		elog(ERROR, "shop: table %s has triggers: no bulk fill", name);
+	b->bis = GetBulkInsertState();
+	b->cid = GetCurrentCommandId(true);
+	for (int i = 0; i < RB_BATCH; i++)
+		b->slots[i] = table_slot_create(b->rel, NULL);
+	b->estate = CreateExecutorState();
+	constr = RelationGetDescr(b->rel)->constr;
+	if (constr != NULL && constr->num_check > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->estate->es_query_cxt);
+
+		b->nchecks = constr->num_check;
+		b->checks = palloc(sizeof(ExprState *) * b->nchecks);
+		for (int i = 0; i < b->nchecks; i++)
+			b->checks[i] = ExecPrepareExpr((Expr *) stringToNode(constr->check[i].ccbin), b->estate);
+		MemoryContextSwitchTo(old);
+	}
+	b->batchcxt = AllocSetContextCreate(CurrentMemoryContext, "shop bulk batch", ALLOCSET_DEFAULT_SIZES);
+}
+
+static void
+rb_flush(RbBulk *b)
+{
+	if (b->n > 0)
+	{
+		table_multi_insert(b->rel, b->slots, b->n, b->cid, 0, b->bis);
+		b->rows += b->n;
+		b->n = 0;
+	}
+	MemoryContextReset(b->batchcxt);
+}
+
+/* the next empty slot: fill tts_values/tts_isnull, then rb_store */
+static TupleTableSlot *
+rb_slot(RbBulk *b)
+{
+	TupleTableSlot *slot = b->slots[b->n];
+
+	ExecClearTuple(slot);
+	return slot;
+}
+
+/*
+ * The filled slot becomes a row of the batch: its NOT NULL and CHECK
+ * constraints are checked as an INSERT checks them.  By-reference values
+ * must stay valid until the batch is written (rb_flush, rb_end): made in
+ * b->batchcxt, they are freed then.
+ */
+static void
+rb_store(RbBulk *b)
+{
+	TupleTableSlot *slot = b->slots[b->n];
+	TupleDesc	desc = RelationGetDescr(b->rel);
+
+	ExecStoreVirtualTuple(slot);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attnotnull && !att->attisdropped && slot->tts_isnull[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+							NameStr(att->attname), RelationGetRelationName(b->rel))));
+	}
+	if (b->nchecks > 0)
+	{
+		ExprContext *econtext = GetPerTupleExprContext(b->estate);
+
+		econtext->ecxt_scantuple = slot;
+		for (int i = 0; i < b->nchecks; i++)
+			if (!ExecCheck(b->checks[i], econtext))
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("new row for relation \"%s\" violates check constraint \"%s\"",
+								RelationGetRelationName(b->rel),
+								desc->constr->check[i].ccname)));
+		ResetPerTupleExprContext(b->estate);
+	}
+	if (++b->n == RB_BATCH)
+		rb_flush(b);
+}
+
+/*
+ * Write the last batch, close the table and build its indexes from the
+ * heap (unique ones checked).  Returns the rows written.
+ */
+static int64
+rb_end(RbBulk *b)
+{
+	Oid			relid = RelationGetRelid(b->rel);
+	ReindexParams params = {0};
+
+	rb_flush(b);
+	for (int i = 0; i < RB_BATCH; i++)
+		ExecDropSingleTupleTableSlot(b->slots[i]);
+	FreeBulkInsertState(b->bis);
+	table_finish_bulk_insert(b->rel, 0);
+	FreeExecutorState(b->estate);
+	MemoryContextDelete(b->batchcxt);
+	table_close(b->rel, NoLock);
+	CommandCounterIncrement();
+	reindex_relation(relid, REINDEX_REL_CHECK_CONSTRAINTS, &params);
+	CommandCounterIncrement();
+	return b->rows;
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_orders(buyer_cap float8) -> bigint
+ * ---------------------------------------------------------------------
+ */
+
+static ShopStmt st_counted_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT o.order_id, o.customer_id FROM shop.\"order\" o WHERE shop._counted(o.status)");
+
+typedef struct RbOrder
+{
+	pg_uuid_t	order_id;
+	int64		customer_id;	/* 0: a guest order */
+	int32		cust;			/* index into the customers' counts, -1 */
+} RbOrder;
+
+typedef struct RbCustomer
+{
+	int64		customer_id;	/* hash key */
+	int32		idx;
+} RbCustomer;
+
+static int
+rb_cmp_order(const void *a, const void *b)
+{
+	return memcmp(((const RbOrder *) a)->order_id.data, ((const RbOrder *) b)->order_id.data,
+				  UUID_LEN);
+}
+
+/*
+ * Fills shop.copurchase_order (truncated by the caller) with every counted
+ * order: its customer and its weight, 1 for a guest order, else
+ * least(1, buyer_cap / the customer's counted orders) in double precision,
+ * the value the SQL of 1.0 computed.  Rows in order id order, as that SQL
+ * wrote them: the co-purchase rebuild reads the baskets in this order and
+ * adds their weights up in it.
+ */
+Datum
+shop_rebuild_orders(PG_FUNCTION_ARGS)
+{
+	double		buyer_cap = PG_GETARG_FLOAT8(0);
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	HASHCTL		ctl;
+	HTAB	   *customers;
+	int64	   *counts;
+	int32		ncust = 0;
+	int32		cust_cap = 65536;
+	RbOrder    *orders;
+	int64		norders = 0;
+	int64		orders_cap = 65536;
+	Portal		portal;
+	RbBulk		b;
+	int64		rows;
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbCustomer);
+	ctl.hcxt = work;
+	customers = hash_create("shop rebuild customers", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
+	orders = palloc_extended(sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
+
+	portal = ShopOpenCursor(&st_counted_orders, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RB_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			RbOrder    *o;
+			Datum		c;
+
+			if (norders == orders_cap)
+			{
+				orders_cap *= 2;
+				orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
+			}
+			o = &orders[norders++];
+			memcpy(&o->order_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+			c = SPI_getbinval(tup, desc, 2, &isnull);
+			o->cust = -1;
+			o->customer_id = 0;
+			if (!isnull)
+			{
+				bool		found;
+				RbCustomer *e;
+
+				o->customer_id = DatumGetInt64(c);
+				e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
+				if (!found)
+				{
+					if (ncust == cust_cap)
+					{
+						cust_cap *= 2;
+						counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
+					}
+					e->idx = ncust;
+					counts[ncust++] = 0;
+				}
+				o->cust = e->idx;
+				counts[e->idx]++;
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+
+	if (norders > 1)
+		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
+
+	rb_begin(&b, "copurchase_order", 3);
+	for (int64 i = 0; i < norders; i++)
+	{
+		TupleTableSlot *slot = rb_slot(&b);
+		RbOrder    *o = &orders[i];
+
+		slot->tts_values[0] = UUIDPGetDatum(&o->order_id);
+		slot->tts_isnull[0] = false;
+		slot->tts_values[1] = Int64GetDatum(o->customer_id);
+		slot->tts_isnull[1] = (o->cust < 0);
+		/* least(1.0, buyer_cap / count(*) OVER (PARTITION BY customer_id)) */
+		if (o->cust < 0)
+			slot->tts_values[2] = Float8GetDatum(1.0);
+		else
+		{
+			double		w = buyer_cap / (double) counts[o->cust];
+
+			slot->tts_values[2] = Float8GetDatum(w < 1.0 ? w : 1.0);
+		}
+		slot->tts_isnull[2] = false;
+		rb_store(&b);
+		if ((i & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	rows = rb_end(&b);
+
+	MemoryContextSwitchTo(caller);
+	SPI_finish();
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(rows);
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_customer_items() -> bigint
+ *
+ * Every customer's profile, the rows shop._like_profile(NULL) returns,
+ * computed here from the events sorted by customer: that SQL grouped all
+ * events by (customer, product) in one hash, sorted the groups by
+ * customer and recency and ran two window functions over them (2.1 s of
+ * CPU for 1 million order lines, and 1.1 s more to hand its rows over).
+ * One customer's events at a time:
+ *	 - per product, w = the largest event weight (bought 1, viewed 0.3)
+ *	   and at = its latest event;
+ *	 - the shop.reco_like_items latest products (at descending, then
+ *	   product id), the row_number() <= cap of the SQL;
+ *	 - weight = (w / sqrt(sum of w * w over them))::real, the sum added up
+ *	   in that order, as the window sum was; h = hashint8extended(customer,
+ *	   product).
+ * ---------------------------------------------------------------------
+ */
+
+static ShopStmt st_profile_events = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT e.customer_id, e.product_id, e.w, e.at FROM ("
+	" SELECT o.customer_id, l.product_id, 1.0::float8 AS w, o.created_at AS at"
+	"   FROM shop.\"order\" o JOIN shop.order_line l ON l.order_id = o.order_id"
+	"  WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL"
+	" UNION ALL"
+	" SELECT v.customer_id, v.product_id, 0.3::float8, v.viewed_at FROM shop.view_event v) e"
+	" ORDER BY e.customer_id");
+
+typedef struct RbEvent
+{
+	int64		product_id;
+	double		w;
+	TimestampTz at;
+} RbEvent;
+
+static int
+rb_cmp_event_product(const void *a, const void *b)
+{
+	const RbEvent *x = a;
+	const RbEvent *y = b;
+
+	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
+}
+
+/* latest first, then by product id (row_number's ORDER BY) */
+static int
+rb_cmp_event_recent(const void *a, const void *b)
+{
+	const RbEvent *x = a;
+	const RbEvent *y = b;
+
+	if (x->at != y->at)
+		return (x->at < y->at) ? 1 : -1;
+	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
+}
+
+/* one customer's events (ev[0..n-1], reordered) into profile rows */
+static void
+rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
+{
+	int			m = 0;
+	int			cap = shop_reco_like_items;
+	double		sum;
+
+	if (n == 0)
+		return;
+	qsort(ev, n, sizeof(RbEvent), rb_cmp_event_product);
+	for (int i = 0; i < n; i++)
+	{
+		if (m > 0 && ev[m - 1].product_id == ev[i].product_id)
+		{
+			if (ev[i].w > ev[m - 1].w)
+				ev[m - 1].w = ev[i].w;
+			if (ev[i].at > ev[m - 1].at)
+				ev[m - 1].at = ev[i].at;
+		}
+		else
+			ev[m++] = ev[i];
+	}
+	qsort(ev, m, sizeof(RbEvent), rb_cmp_event_recent);
+	if (m > cap)
+		m = cap;
+	sum = ev[0].w * ev[0].w;
+	for (int i = 1; i < m; i++)
+		sum += ev[i].w * ev[i].w;
+	sum = sqrt(sum);
+	for (int i = 0; i < m; i++)
+	{
+		TupleTableSlot *slot = rb_slot(b);
+
+		slot->tts_values[0] = Int64GetDatum(customer);
+		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);
+		slot->tts_values[2] = Float4GetDatum((float4) (ev[i].w / sum));
+		slot->tts_values[3] = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
+												  Int64GetDatum(ev[i].product_id));
+		memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+		rb_store(b);
+	}
+}
+
+/*
+ * Fills shop.customer_item (truncated by the caller) with every
+ * customer's profile.  Memory: one customer's events.
+ */
+Datum
+shop_rebuild_customer_items(PG_FUNCTION_ARGS)
+{
+	Portal		portal;
+	RbBulk		b;
+	int64		rows;
+	int64		customer = 0;
+	bool		have = false;
+	RbEvent    *ev;
+	int			nev = 0;
+	int			ev_cap = 1024;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	rb_begin(&b, "customer_item", 4);
+	ev = palloc(sizeof(RbEvent) * ev_cap);
+	portal = ShopOpenCursor(&st_profile_events, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RB_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int64		c = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+
+			if (!have || c != customer)
+			{
+				if (have)
+					rb_profile(&b, customer, ev, nev);
+				customer = c;
+				have = true;
+				nev = 0;
+			}
+			if (nev == ev_cap)
+			{
+				ev_cap *= 2;
+				ev = repalloc_huge(ev, sizeof(RbEvent) * ev_cap);
+			}
+			ev[nev].product_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			ev[nev].w = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+			ev[nev].at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+			nev++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (have)
+		rb_profile(&b, customer, ev, nev);
+	SPI_cursor_close(portal);
+	pfree(ev);
+	rows = rb_end(&b);
+	SPI_finish();
+	PG_RETURN_INT64(rows);
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_pairs() -> jsonb
+ *
+ * The co-purchase statistics and lists of every folded order, what
+ * shop._copurchase_rebuild (src/recommend.c) computes, written in bulk.
+ * The computation is that one's, step for step, so that every double is
+ * added up in the same order and the tables come out equal to the bit:
+ *	 1. the folded orders (shop.copurchase_order) in order id order, and
+ *		every order line, grouped into baskets by a counting sort by order;
+ *		a basket's distinct products add w_b to n_x, pw_b * (k_b - 1) to
+ *		s_x and w_b * k_b to the total, basket by basket in that order;
+ *	 2. the transpose: the baskets of each product, in basket order;
+ *	 3. per product x, its pair counts N_xy added up over its baskets in a
+ *		dense accumulator, its pair row (neighbours by product id), and its
+ *		list scored by reco_rank against the scoring total, top
+ *		shop.reco_neighbours kept.
+ * Memory: about 16 bytes per order line, 40 per product and 8 per folded
+ * order, plus one product's neighbours at a time; the rows go out in
+ * batches of RB_BATCH.  (Counting pairs in a hash of (x, y) keys from one
+ * walk of the baskets needs 24+ bytes per distinct pair, 1.3 million of
+ * them here, and adds each pair's weights up in the same basket order:
+ * the per-product accumulator needs neither the hash nor a sort.)
+ * ---------------------------------------------------------------------
+ */
+
+static ShopStmt st_rb_folded = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, weight FROM shop.copurchase_order");
+static ShopStmt st_rb_lines = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, product_id FROM shop.order_line");
+
+typedef struct RbFolded
+{
+	pg_uuid_t	order_id;
+	double		weight;
+} RbFolded;
+
+typedef struct RbOrderIdx
+{
+	pg_uuid_t	order_id;		/* hash key */
+	int32		idx;
+} RbOrderIdx;
+
+typedef struct RbProductIdx
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RbProductIdx;
+
+typedef struct RbNb
+{
+	int64		pid;
+	double		count;
+	int32		idx;
+} RbNb;
+
+/* the products and baskets of a rebuild */
+typedef struct RbPairs
+{
+	HTAB	   *index;			/* product_id -> dense index */
+	int64	   *pid;			/* dense index -> product_id */
+	double	   *n;
+	double	   *s;
+	int32		nitems;
+	int32		items_cap;
+	/* baskets of two or more products, as compressed sparse rows */
+	int64	   *boff;
+	double	   *bpw;
+	int32	   *bitems;
+	int64		nbaskets;
+	int64		nbitems;
+	double		total;
+	int64		orders;
+	int64		lines;
+} RbPairs;
+
+static int
+rb_cmp_folded(const void *a, const void *b)
+{
+	return memcmp(((const RbFolded *) a)->order_id.data, ((const RbFolded *) b)->order_id.data,
+				  UUID_LEN);
+}
+
+static int
+rb_cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static int
+rb_cmp_nb(const void *a, const void *b)
+{
+	const RbNb *x = a;
+	const RbNb *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+static int32
+rb_product(RbPairs *rp, int64 pid)
+{
+	bool		found;
+	RbProductIdx *e = hash_search(rp->index, &pid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		if (rp->nitems == rp->items_cap)
+		{
+			rp->items_cap *= 2;
+			rp->pid = repalloc_huge(rp->pid, sizeof(int64) * rp->items_cap);
+			rp->n = repalloc_huge(rp->n, sizeof(double) * rp->items_cap);
+			rp->s = repalloc_huge(rp->s, sizeof(double) * rp->items_cap);
+		}
+		e->idx = rp->nitems++;
+		rp->pid[e->idx] = pid;
+		rp->n[e->idx] = 0;
+		rp->s[e->idx] = 0;
+	}
+	return e->idx;
+}
+
+/* Step 1: the baskets, in order id order, and the item statistics. */
+static void
+rb_pairs_read(RbPairs *rp)
+{
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	RbFolded   *folded;
+	int64		nfolded = 0;
+	int64		folded_cap = 65536;
+	int32	   *line_order;
+	int32	   *line_item;
+	int64		nlines = 0;
+	int64		lines_cap = 262144;
+	int64	   *start;
+	int32	   *sorted;
+	int64		bitems_cap;
+	Portal		portal;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbProductIdx);
+	ctl.hcxt = CurrentMemoryContext;
+	rp->index = hash_create("shop rebuild products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rp->items_cap = 65536;
+	rp->pid = palloc_extended(sizeof(int64) * rp->items_cap, MCXT_ALLOC_HUGE);
+	rp->n = palloc_extended(sizeof(double) * rp->items_cap, MCXT_ALLOC_HUGE);
+	rp->s = palloc_extended(sizeof(double) * rp->items_cap, MCXT_ALLOC_HUGE);
+
+	/* the folded orders, sorted by id: basket b is the b-th of them */
+	folded = palloc_extended(sizeof(RbFolded) * folded_cap, MCXT_ALLOC_HUGE);
+	portal = ShopOpenCursor(&st_rb_folded, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RB_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			if (nfolded == folded_cap)
+			{
+				folded_cap *= 2;
+				folded = repalloc_huge(folded, sizeof(RbFolded) * folded_cap);
+			}
+			memcpy(&folded[nfolded].order_id,
+				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			folded[nfolded].weight =
+				DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			nfolded++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	if (nfolded > 1)
+		qsort(folded, nfolded, sizeof(RbFolded), rb_cmp_folded);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbOrderIdx);
+	ctl.hcxt = CurrentMemoryContext;
+	orders = hash_create("shop rebuild orders", Max(nfolded, 1024), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int64 i = 0; i < nfolded; i++)
+	{
+		RbOrderIdx *e = hash_search(orders, &folded[i].order_id, HASH_ENTER, NULL);
+
+		e->idx = (int32) i;
+	}
+
+	/* every line of a folded order: (basket, product) */
+	line_order = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	line_item = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	portal = ShopOpenCursor(&st_rb_lines, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RB_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			RbOrderIdx *e = hash_search(orders, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+										HASH_FIND, NULL);
+
+			if (e == NULL)
+				continue;
+			if (nlines == lines_cap)
+			{
+				lines_cap *= 2;
+				line_order = repalloc_huge(line_order, sizeof(int32) * lines_cap);
+				line_item = repalloc_huge(line_item, sizeof(int32) * lines_cap);
+			}
+			line_order[nlines] = e->idx;
+			line_item[nlines] = rb_product(rp, DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)));
+			nlines++;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	hash_destroy(orders);
+	rp->lines = nlines;
+
+	/* counting sort of the lines by basket */
+	start = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sorted = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < nlines; i++)
+		start[line_order[i] + 1]++;
+	for (int64 o = 0; o < nfolded; o++)
+		start[o + 1] += start[o];
+	{
+		int64	   *pos = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+
+		memcpy(pos, start, sizeof(int64) * (nfolded + 1));
+		for (int64 i = 0; i < nlines; i++)
+			sorted[pos[line_order[i]]++] = line_item[i];
+		pfree(pos);
+	}
+	pfree(line_order);
+	pfree(line_item);
+
+	/* each basket: distinct products, statistics, kept if it has pairs */
+	bitems_cap = Max(nlines, 1);
+	rp->bitems = palloc_extended(sizeof(int32) * bitems_cap, MCXT_ALLOC_HUGE);
+	rp->boff = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+	rp->bpw = palloc_extended(sizeof(double) * Max(nfolded, 1), MCXT_ALLOC_HUGE);
+	rp->boff[0] = 0;
+	for (int64 o = 0; o < nfolded; o++)
+	{
+		int32	   *b = sorted + start[o];
+		int			k = (int) (start[o + 1] - start[o]);
+		int			m = 0;
+		double		w = folded[o].weight;
+		double		pw;
+
+		if (k == 0)
+			continue;
+		qsort(b, k, sizeof(int32), rb_cmp_int32);
+		for (int i = 0; i < k; i++)
+			if (m == 0 || b[m - 1] != b[i])
+				b[m++] = b[i];
+		pw = reco_basket_pair_weight(w, m);
+		for (int i = 0; i < m; i++)
+		{
+			rp->n[b[i]] += w;
+			rp->s[b[i]] += pw * (m - 1);
+		}
+		rp->total += w * m;
+		rp->orders++;
+		if (m < 2)
+			continue;
+		memcpy(rp->bitems + rp->nbitems, b, sizeof(int32) * m);
+		rp->bpw[rp->nbaskets] = pw;
+		rp->nbitems += m;
+		rp->nbaskets++;
+		rp->boff[rp->nbaskets] = rp->nbitems;
+		if ((o & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	pfree(sorted);
+	pfree(start);
+	pfree(folded);
+}
+
+/*
+ * Steps 2 and 3: the baskets of each product, then each product's pair
+ * counts, pair row and list, written to the truncated tables.
+ */
+static void
+rb_pairs_write(RbPairs *rp, int64 *pairs_out, int64 *rows_out)
+{
+	int32		n = Max(rp->nitems, 1);
+	int64	   *ioff = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int64	   *ipos = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
+	int64	   *ibaskets = palloc_extended(sizeof(int64) * Max(rp->nbitems, 1), MCXT_ALLOC_HUGE);
+	double	   *acc = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	int32	   *touched = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	RbNb	   *nbs = palloc_extended(sizeof(RbNb) * n, MCXT_ALLOC_HUGE);
+	RecoScored *scratch = palloc_extended(sizeof(RecoScored) * n, MCXT_ALLOC_HUGE);
+	int64	   *other_id = palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE);
+	double	   *other_cnt = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+	double	   *other_n = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+	double		scoring_total = reco_scoring_total(rp->total);
+	int			top = shop_reco_neighbours;
+	int64		pairs = 0;
+	RbBulk		items;
+	RbBulk		pairrows;
+	RbBulk		lists;
+
+	for (int64 i = 0; i < rp->nbitems; i++)
+		ioff[rp->bitems[i] + 1]++;
+	for (int32 i = 0; i < rp->nitems; i++)
+		ioff[i + 1] += ioff[i];
+	memcpy(ipos, ioff, sizeof(int64) * (n + 1));
+	for (int64 b = 0; b < rp->nbaskets; b++)
+		for (int64 j = rp->boff[b]; j < rp->boff[b + 1]; j++)
+			ibaskets[ipos[rp->bitems[j]]++] = b;
+	pfree(ipos);
+
+	ShopDirect("TRUNCATE shop.copurchase, shop.copurchase_pair, shop.copurchase_item",
+			   SPI_OK_UTILITY);
+	rb_begin(&items, "copurchase_item", 3);
+	for (int32 x = 0; x < rp->nitems; x++)
+	{
+		TupleTableSlot *slot = rb_slot(&items);
+
+		slot->tts_values[0] = Int64GetDatum(rp->pid[x]);
+		slot->tts_values[1] = Float8GetDatum(rp->n[x]);
+		slot->tts_values[2] = Float8GetDatum(rp->s[x]);
+		memset(slot->tts_isnull, 0, sizeof(bool) * 3);
+		rb_store(&items);
+	}
+	rb_end(&items);
+
+	rb_begin(&pairrows, "copurchase_pair", 3);
+	rb_begin(&lists, "copurchase", 4);
+	for (int32 x = 0; x < rp->nitems; x++)
+	{
+		int			nt = 0;
+		int			m;
+		TupleTableSlot *slot;
+		MemoryContext old;
+
+		for (int64 j = ioff[x]; j < ioff[x + 1]; j++)
+		{
+			int64		b = ibaskets[j];
+			double		pw = rp->bpw[b];
+
+			for (int64 q = rp->boff[b]; q < rp->boff[b + 1]; q++)
+			{
+				int32		y = rp->bitems[q];
+
+				if (y == x)
+					continue;
+				if (acc[y] == 0)
+					touched[nt++] = y;
+				acc[y] += pw;
+			}
+		}
+		if (nt == 0)
+			continue;
+		for (int i = 0; i < nt; i++)
+		{
+			nbs[i].idx = touched[i];
+			nbs[i].pid = rp->pid[touched[i]];
+			nbs[i].count = acc[touched[i]];
+			acc[touched[i]] = 0;
+		}
+		qsort(nbs, nt, sizeof(RbNb), rb_cmp_nb);
+		for (int i = 0; i < nt; i++)
+		{
+			other_id[i] = nbs[i].pid;
+			other_cnt[i] = nbs[i].count;
+			other_n[i] = rp->n[nbs[i].idx];
+		}
+		pairs += nt;
+
+		/* the pair row: every neighbour, by product id */
+		slot = rb_slot(&pairrows);
+		old = MemoryContextSwitchTo(pairrows.batchcxt);
+		slot->tts_values[0] = Int64GetDatum(rp->pid[x]);
+		slot->tts_values[1] = ShopInt8Array(other_id, nt);
+		slot->tts_values[2] = ShopFloat8Array(other_cnt, nt);
+		MemoryContextSwitchTo(old);
+		memset(slot->tts_isnull, 0, sizeof(bool) * 3);
+		rb_store(&pairrows);
+
+		/* the list: the best top, as reco_score_product keeps them */
+		m = reco_rank(rp->s[x], scoring_total, other_id, other_cnt, other_n, nt, scratch);
+		for (int i = 0; i < m && i < top; i++)
+		{
+			slot = rb_slot(&lists);
+			slot->tts_values[0] = Int64GetDatum(rp->pid[x]);
+			slot->tts_values[1] = Int64GetDatum(scratch[i].other);
+			slot->tts_values[2] = Float4GetDatum((float4) scratch[i].count);
+			slot->tts_values[3] = Float4GetDatum((float4) scratch[i].score);
+			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+			rb_store(&lists);
+		}
+		if ((x & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	rb_end(&pairrows);
+	*rows_out = rb_end(&lists);
+	*pairs_out = pairs;
+}
+
+/*
+ * shop._rebuild_pairs() -> jsonb
+ *
+ * Recomputes shop.copurchase_item, shop.copurchase_pair and
+ * shop.copurchase from the orders in shop.copurchase_order, as
+ * shop._copurchase_rebuild() does and with its summary; the three tables
+ * are truncated and filled in bulk.
+ */
+Datum
+shop_rebuild_pairs(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	RbPairs		rp;
+	int64		pairs;
+	int64		rows;
+	double		scoring_total;
+	char	   *summary;
+	Jsonb	   *result;
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop co-purchase rebuild", ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+	memset(&rp, 0, sizeof(rp));
+	rb_pairs_read(&rp);
+	rb_pairs_write(&rp, &pairs, &rows);
+	scoring_total = reco_scoring_total(rp.total);
+	summary = psprintf("{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
+					   ", \"products\": %d, \"pairs\": " INT64_FORMAT
+					   ", \"copurchase_rows\": " INT64_FORMAT ", \"scored_total\": %.17g}",
+					   rp.orders, rp.lines, rp.nitems, pairs / 2, rows, scoring_total);
+	MemoryContextSwitchTo(caller);
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(summary)));
+	SPI_finish();
+	MemoryContextDelete(work);
+	PG_RETURN_JSONB_P(result);
+}
