@@ -46,6 +46,25 @@ SELECT wi.i, wi.word, coalesce(b.brand, '') AS brand
   FROM wi LEFT JOIN b ON b.rn = 1 + (wi.i - 1) % (SELECT greatest(count(*), 1) FROM b);
 SQL
 bench_psql -F $'\t' -c "SELECT word, brand FROM bench_words ORDER BY i" >"$T/words.tsv"
+# issue 12's classes: per word the top-level category where it is most
+# frequent (a storefront's "black" in Cables, as in search_sorted) and the
+# brand most frequent among its matches (what a shopper clicks in the brand
+# facet), both from a sample; the price band is the sample's middle half
+bench_psql -F $'\t' <<'SQL' >"$T/words_i12.tsv"
+WITH s AS (SELECT p.title, p.brand, l.path[1] AS top
+             FROM shop.product p TABLESAMPLE BERNOULLI (5) REPEATABLE (7)
+             JOIN shop.category l ON l.category_id = p.category_id)
+SELECT w.word,
+       coalesce((SELECT s.top FROM s WHERE position(w.word IN lower(s.title)) > 0
+                  GROUP BY s.top ORDER BY count(*) DESC, s.top LIMIT 1)::text, 'null'),
+       coalesce((SELECT s.brand FROM s WHERE position(w.word IN lower(s.title)) > 0
+                   AND s.brand ~ '^[A-Za-z0-9 &.-]+$'
+                  GROUP BY s.brand ORDER BY count(*) DESC, s.brand LIMIT 1), '')
+  FROM bench_words w ORDER BY w.i;
+SQL
+read -r PRICE_LO PRICE_HI < <(bench_psql -F ' ' -c "SELECT percentile_disc(0.25) WITHIN GROUP (ORDER BY price_cents),
+        percentile_disc(0.75) WITHIN GROUP (ORDER BY price_cents)
+   FROM shop.product TABLESAMPLE BERNOULLI (5) REPEATABLE (7) WHERE price_cents IS NOT NULL")
 SMALLCAT=$(bench_psql -c "SELECT category_id FROM shop.product WHERE category_id IS NOT NULL
                            GROUP BY 1 HAVING count(*) >= 20 ORDER BY count(*), 1 LIMIT 1")
 [ -s "$T/words.tsv" ] || { echo "(no words found in the catalog)"; exit 1; }
@@ -84,6 +103,30 @@ for rep in 1 2 3 4 5; do
         echo "SELECT count(*) FROM (SELECT product_id FROM shop.product WHERE '$word' <% $TRG ORDER BY word_similarity('$word', $TRG) DESC LIMIT 20) x;" >>"$T/tg_common.sql"
         [ ${#word} -ge 5 ] && echo "SELECT count(*) FROM (SELECT product_id FROM shop.product WHERE '$ty' <% $TRG ORDER BY word_similarity('$ty', $TRG) DESC LIMIT 20) x;" >>"$T/tg_typo.sql"
     done <"$T/words.tsv"
+done
+
+# issue 12's target classes that the classes above do not cover
+: >"$T/cat_rel.sql"; : >"$T/pair.sql"; : >"$T/facets_cat.sql"; : >"$T/facets_brand.sql"; : >"$T/facets_price.sql"
+for rep in 1 2 3 4 5; do
+    while IFS=$'\t' read -r word cat topbrand; do
+        echo "SELECT count(*) FROM shop.search('$word', '{\"category_id\": $cat}');" >>"$T/cat_rel.sql"
+        if [ "$rep" -le 1 ]; then
+            # the storefront's facet panel (top 10 + 3 attribute facets) once
+            # the shopper has picked a category, a brand or a price band
+            echo "SELECT shop.search_facets('$word', '{\"category_id\": $cat}', 10, 3) -> 'total';" >>"$T/facets_cat.sql"
+            [ -n "$topbrand" ] && echo "SELECT shop.search_facets('$word', '{\"brand\": \"$topbrand\"}', 10, 3) -> 'total';" >>"$T/facets_brand.sql"
+            echo "SELECT shop.search_facets('$word', '{\"price_min\": $PRICE_LO, \"price_max\": $PRICE_HI}', 10, 3) -> 'total';" >>"$T/facets_price.sql"
+        fi
+    done <"$T/words_i12.tsv"
+done
+# two very common words: every pair of the 8 most frequent, 3 times
+mapfile -t TOP8 < <(cut -f1 "$T/words.tsv" | head -8)
+for rep in 1 2 3; do
+    for ((a = 0; a < ${#TOP8[@]}; a++)); do
+        for ((b = a + 1; b < ${#TOP8[@]}; b++)); do
+            echo "SELECT count(*) FROM shop.search('${TOP8[a]} ${TOP8[b]}');" >>"$T/pair.sql"
+        done
+    done
 done
 
 # baselines' indexes, timed; shop_search rebuilt as a copy, timed the same way
@@ -146,6 +189,46 @@ echo
 echo "tsvector finds nothing for the typo class (its rows count queries, not hits); the"
 echo "prefix class uses to_tsquery('xyz:*'). Words: $(cut -f1 "$T/words.tsv" | head -8 | paste -sd, -), ...;"
 echo "filtered: category $SMALLCAT (and descendants)."
+echo
+
+echo "### Issue 12 targets (top 20, one client)"
+echo
+rows12="$T/rows12.tsv"; : >"$rows12"
+bench_sql_latency "shop.search: common + its category, relevance" "$T/cat_rel.sql" >>"$rows12"
+bench_sql_latency "shop.search: two very common words" "$T/pair.sql" >>"$rows12"
+bench_sql_latency "shop.search_facets: common + its category, top 10 + 3 attribute facets" "$T/facets_cat.sql" >>"$rows12"
+bench_sql_latency "shop.search_facets: common + its top brand, top 10 + 3 attribute facets" "$T/facets_brand.sql" >>"$rows12"
+bench_sql_latency "shop.search_facets: common + price band, top 10 + 3 attribute facets" "$T/facets_price.sql" >>"$rows12"
+cat "$rows" "$rows12" >"$T/rows_all.tsv"
+# target row of issue 12 | class (a row of this workload, or of another
+# workload named in brackets) | 1M p99 target | 12M p99 target
+{
+    printf 'target row\tclass\tqueries\tp50 ms\tp99 ms\t1M p99 target\t12M p99 target\n'
+    while IFS=$'\t' read -r trow class t1 t12; do
+        case $class in
+            \(*) printf '%s\t%s\t\t\t\t%s\t%s\n' "$trow" "$class" "$t1" "$t12" ;;
+            *) awk -F'\t' -v c="$class" -v r="$trow" -v t1="$t1" -v t12="$t12" '
+                   $1 == c { printf "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r, c, $7 + $8, $4, $6, t1, t12; found = 1 }
+                   END { if (!found) printf "%s\t%s (not measured)\t\t\t\t%s\t%s\n", r, c, t1, t12 }' "$T/rows_all.tsv" ;;
+        esac
+    done <<'TARGETS'
+common word, relevance	shop.search: common	< 10 ms	< 60 ms
+common word + category, relevance	shop.search: common + its category, relevance	< 10 ms	< 60 ms
+common word, price / rating / newest, with and without category	(search_sorted: common[ + category], <sort>)	< 10 ms	< 60 ms
+common word + attribute filter (colour)	(search_sorted: common + colour, relevance / price_asc)	< 10 ms	< 60 ms
+facets: brand + category + price + 3 attribute facets	shop.search_facets: common, top 10 + 3 attribute facets	< 20 ms	< 100 ms
+same facets, category filter	shop.search_facets: common + its category, top 10 + 3 attribute facets	< 20 ms	< 100 ms
+same facets, brand filter	shop.search_facets: common + its top brand, top 10 + 3 attribute facets	< 20 ms	< 100 ms
+same facets, price filter	shop.search_facets: common + price band, top 10 + 3 attribute facets	< 20 ms	< 100 ms
+two very common words, relevance	shop.search: two very common words	< 8 ms	< 50 ms
+every class of today's search bench	(the table above: no worse than the last run)	no worse	no worse
+TARGETS
+} | bench_md_table
+echo
+echo "Targets are for 1M and 12M products (this run: $BENCH_SCALE). Category and"
+echo "brand per word: $(awk -F'\t' '{ printf "%s%s (%s, %s)", (NR > 1 ? ", " : ""), $1, $2, ($3 == "" ? "-" : $3) }' "$T/words_i12.tsv");"
+echo "price band: $PRICE_LO to $PRICE_HI cents (the middle half of a sample). Two very common"
+echo "words: the $(( ${#TOP8[@]} * (${#TOP8[@]} - 1) / 2 )) pairs of the 8 most frequent, 3 times each."
 echo
 
 echo "### After $NUPD single-row updates"
