@@ -76,7 +76,9 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/int.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -984,6 +986,20 @@ checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
 	req->cart_str = uuid_str(req->cart_id);
 }
 
+/* the cart row as st_cart_lock returns it */
+typedef struct CartLocked
+{
+	bool		guest;			/* customer_id NULL */
+	int64		customer;
+	char	   *status;
+	bool		live;			/* expires_at > now() after the update */
+	bool		merged_null;
+	pg_uuid_t	merged;
+	TimestampTz expires_at;
+} CartLocked;
+
+static int	cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out);
+
 /*
  * Steps 1 and 2: lock the cart, check that the caller may act for its
  * customer, claim the idempotency key for order_id.  Returns false, with
@@ -1002,20 +1018,42 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	bool		merged_null;
 	Datum		merged;
 	char	   *expired_at;
+	CartLocked	locked;
+	int			found;
+	bool		by_c = false;
 
 	args[0] = req->cart_id;
 	args[1] = ShopCartExpiry();
-	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
+	found = cart_lock_c(args[0], args[1], &locked);
+	if (found < 0)
+		found = ShopExec(&st_cart_lock, args, NULL, 1) == 1;
+	else
+		by_c = true;
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
 				 errdetail("No cart has cart_id %s.", req->cart_str)));
-	c = ShopCol(0, 1, &cart->guest);
-	status = ShopColText(0, 2);
-	live = ShopColBool(0, 3, false);
-	merged = ShopCol(0, 4, &merged_null);
-	expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
-	cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	if (by_c)
+	{
+		cart->guest = locked.guest;
+		cart->customer = locked.customer;
+		status = locked.status;
+		live = locked.live;
+		merged_null = locked.merged_null;
+		merged = UUIDPGetDatum(&locked.merged);
+		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+														 TimestampTzGetDatum(locked.expires_at)));
+	}
+	else
+	{
+		c = ShopCol(0, 1, &cart->guest);
+		status = ShopColText(0, 2);
+		live = ShopColBool(0, 3, false);
+		merged = ShopCol(0, 4, &merged_null);
+		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
+		cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	}
 	ShopAuthorizeCustomer(cart->customer, cart->guest);
 	cart->key = cart->guest ? ShopGuestKey(DatumGetUUIDP(req->cart_id)) : cart->customer;
 
@@ -1044,7 +1082,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 		return false;
 	}
 
-	if (strcmp(status, "open") != 0)
+	if (status == NULL || strcmp(status, "open") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
@@ -1360,6 +1398,267 @@ shop_index(Relation rel, const char *name)
 	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
 		return NULL;
 	return index_open(idxid, AccessShareLock);
+}
+
+/* ---------------------------------------------------------------------
+ * Step 1 in C: the cart's lock and expiry push (issue 11)
+ * ---------------------------------------------------------------------
+ */
+
+
+/* the columns of shop.cart the update reads or writes */
+enum
+{
+	CART_ID, CART_CUSTOMER, CART_STATUS, CART_MERGED, CART_UPDATED, CART_EXPIRES, CART_NCOLS
+};
+static const char *const cart_col_names[CART_NCOLS] = {
+	"cart_id", "customer_id", "status", "merged_into", "updated_at", "expires_at"
+};
+static const Oid cart_col_types[CART_NCOLS] = {
+	UUIDOID, INT8OID, TEXTOID, UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
+/*
+ * Whether every UPDATE trigger of rel fires for an update done by
+ * ExecSimpleRelationUpdate as for the statement: row triggers do (BEFORE
+ * ROW: the card guard, zz_card_guard; AFTER ROW: the foreign key of
+ * shop.cart_item), statement triggers, INSTEAD OF triggers and transition
+ * tables do not, so the statement runs where there is one.
+ */
+static bool
+update_triggers_plain(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	return td == NULL ||
+		!(td->trig_update_before_statement || td->trig_update_after_statement ||
+		  td->trig_update_instead_row || td->trig_update_old_table || td->trig_update_new_table);
+}
+
+/* the new version of the cart row locked in old, as st_cart_lock's SET makes it */
+static void
+cart_lock_new_version(TupleTableSlot *old, TupleTableSlot *ns, const AttrNumber *att,
+					  Datum expiry, TimestampTz now)
+{
+	int			natts = ns->tts_tupleDescriptor->natts;
+	bool		isnull;
+	Datum		st;
+	Datum		exp;
+	bool		push;
+
+	slot_getallattrs(old);
+	ExecClearTuple(ns);
+	memcpy(ns->tts_values, old->tts_values, sizeof(Datum) * natts);
+	memcpy(ns->tts_isnull, old->tts_isnull, sizeof(bool) * natts);
+	st = old->tts_values[att[CART_STATUS] - 1];
+	isnull = old->tts_isnull[att[CART_STATUS] - 1];
+	exp = old->tts_values[att[CART_EXPIRES] - 1];
+	/* status = 'open' AND expires_at > now(): NULL counts as false in CASE */
+	push = !isnull && !old->tts_isnull[att[CART_EXPIRES] - 1] &&
+		VARSIZE_ANY_EXHDR(DatumGetPointer(st)) == 4 &&
+		memcmp(VARDATA_ANY(DatumGetPointer(st)), "open", 4) == 0 &&
+		DatumGetTimestampTz(exp) > now;
+	if (push)
+	{
+		ns->tts_values[att[CART_UPDATED] - 1] = TimestampTzGetDatum(now);
+		ns->tts_isnull[att[CART_UPDATED] - 1] = false;
+		ns->tts_values[att[CART_EXPIRES] - 1] = expiry;
+		ns->tts_isnull[att[CART_EXPIRES] - 1] = false;
+	}
+	ExecStoreVirtualTuple(ns);
+}
+
+/*
+ * The work of st_cart_lock without the executor's plan (132,000
+ * instructions of a checkout, most of them the plan's start and end and
+ * the parsing of the table's CHECK constraints): a walk of cart_pkey for
+ * the cart, the row updated as UPDATE updates it, under a snapshot taken
+ * as SPI takes one for a statement.  As the executor's UPDATE: the heap
+ * update is tried on the version the snapshot sees; when a transaction
+ * that committed since changed it, under READ COMMITTED the newest
+ * version is locked (what EvalPlanQual does), judged again (still this
+ * cart) and the SET computed from it; under REPEATABLE READ that is
+ * 40001, and a cart deleted meanwhile is not found.  The row is written
+ * with its CHECK constraints checked (ExecConstraints: status and the
+ * positive customer_id), new index entries where the update is not HOT,
+ * the replica identity check of a published table, and the foreign key's
+ * AFTER ROW trigger (cart_item's, skipped when the key did not change, as
+ * UPDATE skips it).  SELECT and UPDATE on the columns are checked as the
+ * executor checks them.
+ *
+ * Returns -1, having done nothing, where the statement must do it: not a
+ * plain table (or a partition), Citus loaded, a rule, any UPDATE trigger
+ * other than a foreign key's, stored generated columns, row security for
+ * the user, a privilege missing (the statement raises the error), a
+ * cart_pkey not led by cart_id; otherwise 0 (no such cart) or 1.
+ */
+static int
+cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
+{
+	Relation	rel = shop_table_lock("cart", RowExclusiveLock);	/* UPDATE's lock */
+	Relation	idx = shop_index(rel, "cart_pkey");
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	att[CART_NCOLS];
+	bool		ok;
+	RangeTblEntry *rte = NULL;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *scanslot;
+	TupleTableSlot *lockslot;
+	TupleTableSlot *newslot;
+	Snapshot	snap;
+	CommandId	cid;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		found;
+	int			result = 0;
+
+	ok = idx != NULL && rel->rd_rel->relkind == RELKIND_RELATION &&
+		!rel->rd_rel->relispartition && rel->rd_rules == NULL &&
+		update_triggers_plain(rel) &&
+		!(desc->constr != NULL && desc->constr->has_generated_stored) &&
+		!(shared_preload_libraries_string != NULL &&
+		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED &&
+		idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_opcintype[0] == UUIDOID &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+	for (int c = 0; ok && c < CART_NCOLS; c++)
+	{
+		att[c] = rel_column(desc, cart_col_names[c]);
+		ok = att[c] != 0 && TupleDescAttr(desc, att[c] - 1)->atttypid == cart_col_types[c];
+	}
+	ok = ok && idx->rd_index->indkey.values[0] == att[CART_ID];
+	if (ok)
+	{
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(rel);
+		rte->relkind = rel->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
+		for (int c = 0; c < CART_NCOLS; c++)
+			rte->selectedCols = bms_add_member(rte->selectedCols,
+											   att[c] - FirstLowInvalidHeapAttributeNumber);
+		rte->updatedCols = bms_add_member(bms_make_singleton(att[CART_UPDATED] -
+															 FirstLowInvalidHeapAttributeNumber),
+										  att[CART_EXPIRES] - FirstLowInvalidHeapAttributeNumber);
+		ok = ExecCheckRTPerms(list_make1(rte), false);
+	}
+	if (!ok)
+	{
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	/* as SPI starts a statement: the commands before it seen, a new snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snap = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_snapshot = snap;
+	estate->es_output_cid = cid;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	ShopPrepareChecks(rri, estate);
+	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
+	scanslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, false);
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, cart_id);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, scanslot);
+	index_endscan(scan);
+	if (found)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		bool		isnull;
+		Datum		d;
+
+		/*
+		 * The row locked as UPDATE locks it for its BEFORE ROW trigger (the
+		 * card guard's; GetTupleForTrigger): under READ COMMITTED the newest
+		 * version when a committed transaction changed it meanwhile.
+		 */
+		res = table_tuple_lock(rel, &scanslot->tts_tid, snap, lockslot, cid,
+							   LockTupleNoKeyExclusive, LockWaitBlock,
+							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							   &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent %s",
+									res == TM_Deleted ? "delete" : "update")));
+				found = false;	/* deleted meanwhile */
+				break;
+			default:
+				elog(ERROR, "shop: unexpected result %d locking a cart", (int) res);
+		}
+		if (found)
+		{
+			d = slot_getattr(lockslot, att[CART_ID], &isnull);
+			found = !isnull &&
+				memcmp(DatumGetUUIDP(d), DatumGetUUIDP(cart_id), sizeof(pg_uuid_t)) == 0;
+		}
+		if (found)
+		{
+			cart_lock_new_version(lockslot, newslot, att, expiry, now);
+			ExecMaterializeSlot(newslot);
+			ItemPointerSetInvalid(&newslot->tts_tid);
+			ExecSimpleRelationUpdate(rri, estate, &epq, lockslot, newslot);
+			/* a BEFORE trigger that returned NULL: no row, as UPDATE returns none */
+			if (ItemPointerIsValid(&newslot->tts_tid))
+				result = 1;
+		}
+	}
+	if (result == 1)
+	{
+		Datum	   *v;
+		bool	   *n;
+
+		slot_getallattrs(newslot);
+		v = newslot->tts_values;
+		n = newslot->tts_isnull;
+		out->guest = n[att[CART_CUSTOMER] - 1];
+		out->customer = out->guest ? 0 : DatumGetInt64(v[att[CART_CUSTOMER] - 1]);
+		out->status = n[att[CART_STATUS] - 1] ? NULL : TextDatumGetCString(v[att[CART_STATUS] - 1]);
+		out->merged_null = n[att[CART_MERGED] - 1];
+		if (!out->merged_null)
+			memcpy(&out->merged, DatumGetUUIDP(v[att[CART_MERGED] - 1]), sizeof(pg_uuid_t));
+		out->expires_at = DatumGetTimestampTz(v[att[CART_EXPIRES] - 1]);
+		out->live = out->expires_at > now;
+	}
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+	EvalPlanQualEnd(&epq);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	PopActiveSnapshot();
+	/* the update is seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	return result;
 }
 
 #define HISTORY_PAID	50		/* the last 50 paid orders */
