@@ -68,6 +68,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/sysattr.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -83,6 +84,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -999,6 +1001,7 @@ typedef struct CartLocked
 } CartLocked;
 
 static int	cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out);
+static int	idem_claim_c(const Datum *args, bool keyed);
 
 /*
  * Steps 1 and 2: lock the cart, check that the caller may act for its
@@ -1020,6 +1023,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	char	   *expired_at;
 	CartLocked	locked;
 	int			found;
+	int64		claimed;
 	bool		by_c = false;
 
 	args[0] = req->cart_id;
@@ -1064,7 +1068,10 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 										   req->address_text));
 	args[3] = order_id;
 	args[4] = Int64GetDatum(cart->key);
-	if (ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0) == 0)
+	claimed = idem_claim_c(args, req->keyed);
+	if (claimed < 0)
+		claimed = ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0);
+	if (claimed == 0)
 	{
 		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
 			elog(ERROR, "idempotency row vanished");
@@ -1657,6 +1664,256 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	table_close(rel, NoLock);
 	PopActiveSnapshot();
 	/* the update is seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	return result;
+}
+
+/* ---------------------------------------------------------------------
+ * Step 2 in C: the idempotency claim (issue 11)
+ * ---------------------------------------------------------------------
+ */
+
+enum
+{
+	IDEM_SCOPE, IDEM_KEY, IDEM_FINGERPRINT, IDEM_ORDER, IDEM_CREATED, IDEM_CUSTOMER_KEY, IDEM_NCOLS
+};
+static const char *const idem_col_names[IDEM_NCOLS] = {
+	"scope", "key", "fingerprint", "order_id", "created_at", "customer_key"
+};
+static const Oid idem_col_types[IDEM_NCOLS] = {
+	TEXTOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID, INT8OID
+};
+
+/* the text of a created_at default found to be now(), once per backend */
+static char *idem_now_default = NULL;
+
+/* whether the default of column att of rel is now() */
+static bool
+default_is_now(Relation rel, AttrNumber att)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	const char *bin = NULL;
+	Node	   *n;
+	bool		is_now;
+
+	if (constr == NULL)
+		return false;
+	for (int i = 0; i < constr->num_defval; i++)
+		if (constr->defval[i].adnum == att)
+			bin = constr->defval[i].adbin;
+	if (bin == NULL)
+		return false;
+	if (idem_now_default != NULL && strcmp(idem_now_default, bin) == 0)
+		return true;
+	n = stringToNode(bin);
+	is_now = IsA(n, FuncExpr) && ((FuncExpr *) n)->funcid == F_NOW &&
+		((FuncExpr *) n)->args == NIL;
+	if (is_now)
+		idem_now_default = MemoryContextStrdup(TopMemoryContext, bin);
+	return is_now;
+}
+
+/*
+ * The work of st_idem_claim(_keyed), INSERT ... ON CONFLICT (scope, key
+ * [, customer_key]) DO NOTHING, without the executor's plan (80,000
+ * instructions of a checkout, most of them the plan's start and end), done
+ * as the executor's INSERT does it: the BEFORE ROW triggers (the
+ * customer_key trigger and the card guard), the NOT NULL and CHECK
+ * constraints (the key's length), then the speculative insertion of ON
+ * CONFLICT: the primary key checked for a row with the same key first
+ * (ExecCheckIndexConstraints, which waits for a transaction still
+ * inserting one: the wait of specs/idempotency), the row inserted under
+ * a speculative insertion lock, its index entries, and the insertion
+ * confirmed, or undone and started again when another transaction
+ * inserted the same key meanwhile; the AFTER ROW triggers.  A row found
+ * with the key is "nothing done" (0), and under REPEATABLE READ a row the
+ * snapshot does not see is 40001, as ON CONFLICT DO NOTHING raises it.
+ * created_at is the transaction's start, as its default now() makes it.
+ * The INSERT privilege on the columns given is checked as the executor
+ * checks it.
+ *
+ * Returns -1, having done nothing, where the statement must do it: not a
+ * plain table (or a partition), Citus loaded, a rule, an INSERT trigger
+ * at statement level or with a transition table, row security for the
+ * user, a privilege missing (the statement raises the error), a column
+ * shop does not fill or a created_at default other than now(), stored
+ * generated columns, a primary key other than (scope, key[,
+ * customer_key]) or another unique index (which ON CONFLICT could also
+ * take as arbiter).  Otherwise 1 (claimed) or 0 (the key exists, or a
+ * BEFORE trigger skipped the row).
+ */
+static int
+idem_claim_c(const Datum *args, bool keyed)
+{
+	Relation	rel = shop_table_lock("idempotency", RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *td = rel->trigdesc;
+	AttrNumber	att[IDEM_NCOLS];
+	int			ncols = keyed ? IDEM_NCOLS : IDEM_CUSTOMER_KEY;
+	int			nlive = 0;
+	Oid			pkoid;
+	bool		ok;
+	RangeTblEntry *rte = NULL;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	TupleTableSlot *tmp;
+	int			result = 0;
+
+	ok = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relispartition &&
+		rel->rd_rules == NULL &&
+		!(td != NULL && (td->trig_insert_before_statement || td->trig_insert_after_statement ||
+						 td->trig_insert_instead_row || td->trig_insert_new_table)) &&
+		!(desc->constr != NULL && desc->constr->has_generated_stored) &&
+		!(shared_preload_libraries_string != NULL &&
+		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED &&
+		OidIsValid(pkoid = RelationGetPrimaryKeyIndex(rel));
+	for (int c = 0; ok && c < ncols; c++)
+	{
+		att[c] = rel_column(desc, idem_col_names[c]);
+		ok = att[c] != 0 && TupleDescAttr(desc, att[c] - 1)->atttypid == idem_col_types[c];
+	}
+	for (int i = 0; ok && i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			nlive++;
+	ok = ok && nlive == ncols && default_is_now(rel, att[IDEM_CREATED]);
+	if (ok)
+	{
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(rel);
+		rte->relkind = rel->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rte->requiredPerms = ACL_INSERT;
+		for (int c = 0; c < ncols; c++)
+			if (c != IDEM_CREATED)
+				rte->insertedCols = bms_add_member(rte->insertedCols,
+												   att[c] - FirstLowInvalidHeapAttributeNumber);
+		ok = ExecCheckRTPerms(list_make1(rte), false);
+	}
+	if (!ok)
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	/* as SPI starts a statement: the commands before it seen, a new snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	estate = CreateExecutorState();
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	tmp = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, true);
+
+	/* the primary key on exactly (scope, key[, customer_key]), the only unique index */
+	for (int i = 0; ok && i < rri->ri_NumIndices; i++)
+	{
+		Relation	ix = rri->ri_IndexRelationDescs[i];
+		Form_pg_index ind = ix->rd_index;
+
+		if (!ind->indisunique)
+			continue;
+		ok = RelationGetRelid(ix) == pkoid && ind->indnkeyatts == (keyed ? 3 : 2) &&
+			ind->indkey.values[0] == att[IDEM_SCOPE] && ind->indkey.values[1] == att[IDEM_KEY] &&
+			(!keyed || ind->indkey.values[2] == att[IDEM_CUSTOMER_KEY]) &&
+			heap_attisnull(ix->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(ix->rd_indextuple, Anum_pg_index_indexprs, NULL);
+	}
+	if (ok)
+	{
+		ok = false;
+		for (int i = 0; i < rri->ri_NumIndices; i++)
+			if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == pkoid)
+				ok = true;
+	}
+	if (ok)
+	{
+		Datum		v[IDEM_NCOLS];
+
+		rri->ri_onConflictArbiterIndexes = list_make1_oid(pkoid);
+		ShopPrepareChecks(rri, estate);
+		v[IDEM_SCOPE] = args[0];
+		v[IDEM_KEY] = args[1];
+		v[IDEM_FINGERPRINT] = DirectFunctionCall1(md5_text, args[2]);
+		v[IDEM_ORDER] = args[3];
+		v[IDEM_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		v[IDEM_CUSTOMER_KEY] = args[4];
+		ExecClearTuple(slot);
+		for (int c = 0; c < ncols; c++)
+		{
+			slot->tts_values[att[c] - 1] = v[c];
+			slot->tts_isnull[att[c] - 1] = false;
+		}
+		ExecStoreVirtualTuple(slot);
+		result = 1;
+		if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+			!ExecBRInsertTriggers(estate, rri, slot))
+			result = 0;			/* a BEFORE trigger skipped the row */
+		if (result == 1)
+		{
+			if (desc->constr)
+				ExecConstraints(rri, slot, estate);
+			for (;;)
+			{
+				ItemPointerData conflict;
+				uint32		token;
+				bool		spec_conflict = false;
+				List	   *recheck;
+
+				CHECK_FOR_INTERRUPTS();
+				if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict,
+											   rri->ri_onConflictArbiterIndexes))
+				{
+					/* the key exists: nothing to do, if the snapshot may know it */
+					if (IsolationUsesXactSnapshot())
+					{
+						bool		isnull;
+
+						if (!table_tuple_fetch_row_version(rel, &conflict, SnapshotAny, tmp))
+							elog(ERROR, "shop: the conflicting idempotency row is gone");
+						if (!table_tuple_satisfies_snapshot(rel, tmp, estate->es_snapshot) &&
+							!TransactionIdIsCurrentTransactionId(
+								DatumGetTransactionId(slot_getsysattr(tmp, MinTransactionIdAttributeNumber,
+																	  &isnull))))
+							ereport(ERROR,
+									(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									 errmsg("could not serialize access due to concurrent update")));
+					}
+					result = 0;
+					break;
+				}
+				token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+				table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+				recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict,
+												rri->ri_onConflictArbiterIndexes);
+				table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+				SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+				if (!spec_conflict)
+				{
+					ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
+					break;
+				}
+				list_free(recheck);
+			}
+		}
+	}
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	PopActiveSnapshot();
+	if (!ok)
+		return -1;
+	/* the row is seen by the statements that follow in this transaction */
 	CommandCounterIncrement();
 	return result;
 }
