@@ -212,6 +212,56 @@ SELECT shop.cart_add(:'cart6', :tee);
 SELECT shop.checkout(:'cart6', 'tok_visa', 'k6t') IS NOT NULL AS ordered;
 SELECT level, count(*), count(*) FILTER (WHERE product_id = :tee) AS the_tee FROM taken GROUP BY level ORDER BY level;
 ROLLBACK;
+-- the cart's lock and the idempotency claim (shop's C, or their statements
+-- when the table has a statement trigger): row triggers on shop.cart and
+-- shop.idempotency fire as for the statements, with the values written;
+-- a BEFORE trigger that skips the cart's update makes the cart not found,
+-- one that skips the key's row leaves it unclaimed, as the statements do
+BEGIN;
+CREATE TEMP TABLE fired (tbl text, level text, pushed boolean, scope text);
+CREATE FUNCTION pg_temp.fired() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        INSERT INTO fired VALUES (TG_TABLE_NAME, TG_WHEN || ' ' || TG_LEVEL);
+    ELSIF TG_TABLE_NAME = 'cart' THEN
+        INSERT INTO fired VALUES (TG_TABLE_NAME, TG_WHEN || ' ' || TG_LEVEL,
+                                  NEW.expires_at > OLD.expires_at AND NEW.updated_at = now());
+    ELSE
+        INSERT INTO fired VALUES (TG_TABLE_NAME, TG_WHEN || ' ' || TG_LEVEL, NULL, NEW.scope);
+    END IF;
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER fired_b BEFORE UPDATE ON shop.cart FOR EACH ROW EXECUTE FUNCTION pg_temp.fired();
+CREATE TRIGGER fired_a AFTER UPDATE OF expires_at ON shop.cart FOR EACH ROW EXECUTE FUNCTION pg_temp.fired();
+CREATE TRIGGER fired_b BEFORE INSERT ON shop.idempotency FOR EACH ROW EXECUTE FUNCTION pg_temp.fired();
+CREATE TRIGGER fired_a AFTER INSERT ON shop.idempotency FOR EACH ROW EXECUTE FUNCTION pg_temp.fired();
+SELECT shop.cart_create(105) AS cart7 \gset
+SELECT shop.cart_add(:'cart7', :tee);
+UPDATE shop.cart SET expires_at = now() + interval '1 hour' WHERE cart_id = :'cart7';
+DELETE FROM fired;
+SELECT shop.checkout(:'cart7', 'tok_visa', 'k7t') IS NOT NULL AS ordered;
+SELECT tbl, level, pushed, scope FROM fired ORDER BY tbl, level;
+-- with statement triggers too: the statements, the same rows and the statement triggers
+CREATE TRIGGER fired_s AFTER UPDATE ON shop.cart FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.fired();
+CREATE TRIGGER fired_s AFTER INSERT ON shop.idempotency FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.fired();
+SELECT shop.cart_create(106) AS cart8 \gset
+SELECT shop.cart_add(:'cart8', :tee);
+UPDATE shop.cart SET expires_at = now() + interval '1 hour' WHERE cart_id = :'cart8';
+DELETE FROM fired;
+SELECT shop.checkout(:'cart8', 'tok_visa', 'k8t') IS NOT NULL AS ordered;
+SELECT tbl, level, pushed, scope FROM fired ORDER BY tbl, level;
+DROP TRIGGER fired_s ON shop.cart;
+DROP TRIGGER fired_s ON shop.idempotency;
+-- a BEFORE trigger that skips the row
+CREATE FUNCTION pg_temp.skip() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$;
+CREATE TRIGGER skip BEFORE INSERT ON shop.idempotency FOR EACH ROW EXECUTE FUNCTION pg_temp.skip();
+SELECT shop.cart_create(107) AS cart9 \gset
+SELECT shop.cart_add(:'cart9', :tee);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k9t')$$, :'cart9')) AS key_skipped;
+DROP TRIGGER skip ON shop.idempotency;
+CREATE TRIGGER skip BEFORE UPDATE ON shop.cart FOR EACH ROW EXECUTE FUNCTION pg_temp.skip();
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k9t')$$, :'cart9')) AS cart_skipped;
+ROLLBACK;
 
 -- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
 SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');

@@ -68,6 +68,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/sysattr.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -76,11 +77,14 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/int.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -984,6 +988,21 @@ checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
 	req->cart_str = uuid_str(req->cart_id);
 }
 
+/* the cart row as st_cart_lock returns it */
+typedef struct CartLocked
+{
+	bool		guest;			/* customer_id NULL */
+	int64		customer;
+	char	   *status;
+	bool		live;			/* expires_at > now() after the update */
+	bool		merged_null;
+	pg_uuid_t	merged;
+	TimestampTz expires_at;
+} CartLocked;
+
+static int	cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out);
+static int	idem_claim_c(const Datum *args, bool keyed);
+
 /*
  * Steps 1 and 2: lock the cart, check that the caller may act for its
  * customer, claim the idempotency key for order_id.  Returns false, with
@@ -1002,20 +1021,43 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 	bool		merged_null;
 	Datum		merged;
 	char	   *expired_at;
+	CartLocked	locked;
+	int			found;
+	int64		claimed;
+	bool		by_c = false;
 
 	args[0] = req->cart_id;
 	args[1] = ShopCartExpiry();
-	if (ShopExec(&st_cart_lock, args, NULL, 1) != 1)
+	found = cart_lock_c(args[0], args[1], &locked);
+	if (found < 0)
+		found = ShopExec(&st_cart_lock, args, NULL, 1) == 1;
+	else
+		by_c = true;
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
 				 errdetail("No cart has cart_id %s.", req->cart_str)));
-	c = ShopCol(0, 1, &cart->guest);
-	status = ShopColText(0, 2);
-	live = ShopColBool(0, 3, false);
-	merged = ShopCol(0, 4, &merged_null);
-	expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
-	cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	if (by_c)
+	{
+		cart->guest = locked.guest;
+		cart->customer = locked.customer;
+		status = locked.status;
+		live = locked.live;
+		merged_null = locked.merged_null;
+		merged = UUIDPGetDatum(&locked.merged);
+		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+														 TimestampTzGetDatum(locked.expires_at)));
+	}
+	else
+	{
+		c = ShopCol(0, 1, &cart->guest);
+		status = ShopColText(0, 2);
+		live = ShopColBool(0, 3, false);
+		merged = ShopCol(0, 4, &merged_null);
+		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out, ShopCol(0, 5, &isnull)));
+		cart->customer = cart->guest ? 0 : DatumGetInt64(c);
+	}
 	ShopAuthorizeCustomer(cart->customer, cart->guest);
 	cart->key = cart->guest ? ShopGuestKey(DatumGetUUIDP(req->cart_id)) : cart->customer;
 
@@ -1026,7 +1068,10 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 										   req->address_text));
 	args[3] = order_id;
 	args[4] = Int64GetDatum(cart->key);
-	if (ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0) == 0)
+	claimed = idem_claim_c(args, req->keyed);
+	if (claimed < 0)
+		claimed = ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0);
+	if (claimed == 0)
 	{
 		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
 			elog(ERROR, "idempotency row vanished");
@@ -1044,7 +1089,7 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 		return false;
 	}
 
-	if (strcmp(status, "open") != 0)
+	if (status == NULL || strcmp(status, "open") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
@@ -1360,6 +1405,517 @@ shop_index(Relation rel, const char *name)
 	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
 		return NULL;
 	return index_open(idxid, AccessShareLock);
+}
+
+/* ---------------------------------------------------------------------
+ * Step 1 in C: the cart's lock and expiry push (issue 11)
+ * ---------------------------------------------------------------------
+ */
+
+
+/* the columns of shop.cart the update reads or writes */
+enum
+{
+	CART_ID, CART_CUSTOMER, CART_STATUS, CART_MERGED, CART_UPDATED, CART_EXPIRES, CART_NCOLS
+};
+static const char *const cart_col_names[CART_NCOLS] = {
+	"cart_id", "customer_id", "status", "merged_into", "updated_at", "expires_at"
+};
+static const Oid cart_col_types[CART_NCOLS] = {
+	UUIDOID, INT8OID, TEXTOID, UUIDOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+};
+
+/*
+ * Whether every UPDATE trigger of rel fires for an update done by
+ * ExecSimpleRelationUpdate as for the statement: row triggers do (BEFORE
+ * ROW: the card guard, zz_card_guard; AFTER ROW: the foreign key of
+ * shop.cart_item), statement triggers, INSTEAD OF triggers and transition
+ * tables do not, so the statement runs where there is one.
+ */
+static bool
+update_triggers_plain(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+
+	return td == NULL ||
+		!(td->trig_update_before_statement || td->trig_update_after_statement ||
+		  td->trig_update_instead_row || td->trig_update_old_table || td->trig_update_new_table);
+}
+
+/* the new version of the cart row locked in old, as st_cart_lock's SET makes it */
+static void
+cart_lock_new_version(TupleTableSlot *old, TupleTableSlot *ns, const AttrNumber *att,
+					  Datum expiry, TimestampTz now)
+{
+	int			natts = ns->tts_tupleDescriptor->natts;
+	bool		isnull;
+	Datum		st;
+	Datum		exp;
+	bool		push;
+
+	slot_getallattrs(old);
+	ExecClearTuple(ns);
+	memcpy(ns->tts_values, old->tts_values, sizeof(Datum) * natts);
+	memcpy(ns->tts_isnull, old->tts_isnull, sizeof(bool) * natts);
+	st = old->tts_values[att[CART_STATUS] - 1];
+	isnull = old->tts_isnull[att[CART_STATUS] - 1];
+	exp = old->tts_values[att[CART_EXPIRES] - 1];
+	/* status = 'open' AND expires_at > now(): NULL counts as false in CASE */
+	push = !isnull && !old->tts_isnull[att[CART_EXPIRES] - 1] &&
+		VARSIZE_ANY_EXHDR(DatumGetPointer(st)) == 4 &&
+		memcmp(VARDATA_ANY(DatumGetPointer(st)), "open", 4) == 0 &&
+		DatumGetTimestampTz(exp) > now;
+	if (push)
+	{
+		ns->tts_values[att[CART_UPDATED] - 1] = TimestampTzGetDatum(now);
+		ns->tts_isnull[att[CART_UPDATED] - 1] = false;
+		ns->tts_values[att[CART_EXPIRES] - 1] = expiry;
+		ns->tts_isnull[att[CART_EXPIRES] - 1] = false;
+	}
+	ExecStoreVirtualTuple(ns);
+}
+
+/*
+ * The work of st_cart_lock without the executor's plan (132,000
+ * instructions of a checkout, most of them the plan's start and end and
+ * the parsing of the table's CHECK constraints): a walk of cart_pkey for
+ * the cart, the row updated as UPDATE updates it, under a snapshot taken
+ * as SPI takes one for a statement.  As the executor's UPDATE: the heap
+ * update is tried on the version the snapshot sees; when a transaction
+ * that committed since changed it, under READ COMMITTED the newest
+ * version is locked (what EvalPlanQual does), judged again (still this
+ * cart) and the SET computed from it; under REPEATABLE READ that is
+ * 40001, and a cart deleted meanwhile is not found.  The row is written
+ * with its CHECK constraints checked (ExecConstraints: status and the
+ * positive customer_id), new index entries where the update is not HOT,
+ * the replica identity check of a published table, and the foreign key's
+ * AFTER ROW trigger (cart_item's, skipped when the key did not change, as
+ * UPDATE skips it).  SELECT and UPDATE on the columns are checked as the
+ * executor checks them.
+ *
+ * Returns -1, having done nothing, where the statement must do it: not a
+ * plain table (or a partition), Citus loaded, a rule, any UPDATE trigger
+ * other than a foreign key's, stored generated columns, row security for
+ * the user, a privilege missing (the statement raises the error), a
+ * cart_pkey not led by cart_id; otherwise 0 (no such cart) or 1.
+ */
+static int
+cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
+{
+	Relation	rel = shop_table_lock("cart", RowExclusiveLock);	/* UPDATE's lock */
+	Relation	idx = shop_index(rel, "cart_pkey");
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	att[CART_NCOLS];
+	bool		ok;
+	RangeTblEntry *rte = NULL;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *scanslot;
+	TupleTableSlot *lockslot;
+	TupleTableSlot *newslot;
+	Snapshot	snap;
+	CommandId	cid;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		found;
+	int			result = 0;
+
+	ok = idx != NULL && rel->rd_rel->relkind == RELKIND_RELATION &&
+		!rel->rd_rel->relispartition && rel->rd_rules == NULL &&
+		update_triggers_plain(rel) &&
+		!(desc->constr != NULL && desc->constr->has_generated_stored) &&
+		!(shared_preload_libraries_string != NULL &&
+		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED &&
+		idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_opcintype[0] == UUIDOID &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+	for (int c = 0; ok && c < CART_NCOLS; c++)
+	{
+		att[c] = rel_column(desc, cart_col_names[c]);
+		ok = att[c] != 0 && TupleDescAttr(desc, att[c] - 1)->atttypid == cart_col_types[c];
+	}
+	ok = ok && idx->rd_index->indkey.values[0] == att[CART_ID];
+	if (ok)
+	{
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(rel);
+		rte->relkind = rel->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rte->requiredPerms = ACL_SELECT | ACL_UPDATE;
+		for (int c = 0; c < CART_NCOLS; c++)
+			rte->selectedCols = bms_add_member(rte->selectedCols,
+											   att[c] - FirstLowInvalidHeapAttributeNumber);
+		rte->updatedCols = bms_add_member(bms_make_singleton(att[CART_UPDATED] -
+															 FirstLowInvalidHeapAttributeNumber),
+										  att[CART_EXPIRES] - FirstLowInvalidHeapAttributeNumber);
+		ok = ExecCheckRTPerms(list_make1(rte), false);
+	}
+	if (!ok)
+	{
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	/* as SPI starts a statement: the commands before it seen, a new snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snap = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+	estate = CreateExecutorState();
+	estate->es_snapshot = snap;
+	estate->es_output_cid = cid;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	ShopPrepareChecks(rri, estate);
+	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
+	scanslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, false);
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, cart_id);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, scanslot);
+	index_endscan(scan);
+	if (found)
+	{
+		TM_FailureData tmfd;
+		TM_Result	res;
+		bool		isnull;
+		Datum		d;
+
+		/*
+		 * The row locked as UPDATE locks it for its BEFORE ROW trigger (the
+		 * card guard's; GetTupleForTrigger): under READ COMMITTED the newest
+		 * version when a committed transaction changed it meanwhile.
+		 */
+		res = table_tuple_lock(rel, &scanslot->tts_tid, snap, lockslot, cid,
+							   LockTupleNoKeyExclusive, LockWaitBlock,
+							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							   &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent %s",
+									res == TM_Deleted ? "delete" : "update")));
+				found = false;	/* deleted meanwhile */
+				break;
+			default:
+				elog(ERROR, "shop: unexpected result %d locking a cart", (int) res);
+		}
+		if (found)
+		{
+			d = slot_getattr(lockslot, att[CART_ID], &isnull);
+			found = !isnull &&
+				memcmp(DatumGetUUIDP(d), DatumGetUUIDP(cart_id), sizeof(pg_uuid_t)) == 0;
+		}
+		if (found)
+		{
+			cart_lock_new_version(lockslot, newslot, att, expiry, now);
+			ExecMaterializeSlot(newslot);
+			ItemPointerSetInvalid(&newslot->tts_tid);
+			ExecSimpleRelationUpdate(rri, estate, &epq, lockslot, newslot);
+			/* a BEFORE trigger that returned NULL: no row, as UPDATE returns none */
+			if (ItemPointerIsValid(&newslot->tts_tid))
+				result = 1;
+		}
+	}
+	if (result == 1)
+	{
+		Datum	   *v;
+		bool	   *n;
+
+		slot_getallattrs(newslot);
+		v = newslot->tts_values;
+		n = newslot->tts_isnull;
+		out->guest = n[att[CART_CUSTOMER] - 1];
+		out->customer = out->guest ? 0 : DatumGetInt64(v[att[CART_CUSTOMER] - 1]);
+		out->status = n[att[CART_STATUS] - 1] ? NULL : TextDatumGetCString(v[att[CART_STATUS] - 1]);
+		out->merged_null = n[att[CART_MERGED] - 1];
+		if (!out->merged_null)
+			memcpy(&out->merged, DatumGetUUIDP(v[att[CART_MERGED] - 1]), sizeof(pg_uuid_t));
+		out->expires_at = DatumGetTimestampTz(v[att[CART_EXPIRES] - 1]);
+		out->live = out->expires_at > now;
+	}
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+	EvalPlanQualEnd(&epq);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	PopActiveSnapshot();
+	/* the update is seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	return result;
+}
+
+/* ---------------------------------------------------------------------
+ * Step 2 in C: the idempotency claim (issue 11)
+ * ---------------------------------------------------------------------
+ */
+
+enum
+{
+	IDEM_SCOPE, IDEM_KEY, IDEM_FINGERPRINT, IDEM_ORDER, IDEM_CREATED, IDEM_CUSTOMER_KEY, IDEM_NCOLS
+};
+static const char *const idem_col_names[IDEM_NCOLS] = {
+	"scope", "key", "fingerprint", "order_id", "created_at", "customer_key"
+};
+static const Oid idem_col_types[IDEM_NCOLS] = {
+	TEXTOID, TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID, INT8OID
+};
+
+/* the text of a created_at default found to be now(), once per backend */
+static char *idem_now_default = NULL;
+
+/* whether the default of column att of rel is now() */
+static bool
+default_is_now(Relation rel, AttrNumber att)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	const char *bin = NULL;
+	Node	   *n;
+	bool		is_now;
+
+	if (constr == NULL)
+		return false;
+	for (int i = 0; i < constr->num_defval; i++)
+		if (constr->defval[i].adnum == att)
+			bin = constr->defval[i].adbin;
+	if (bin == NULL)
+		return false;
+	if (idem_now_default != NULL && strcmp(idem_now_default, bin) == 0)
+		return true;
+	n = stringToNode(bin);
+	is_now = IsA(n, FuncExpr) && ((FuncExpr *) n)->funcid == F_NOW &&
+		((FuncExpr *) n)->args == NIL;
+	if (is_now)
+		idem_now_default = MemoryContextStrdup(TopMemoryContext, bin);
+	return is_now;
+}
+
+/*
+ * The work of st_idem_claim(_keyed), INSERT ... ON CONFLICT (scope, key
+ * [, customer_key]) DO NOTHING, without the executor's plan (80,000
+ * instructions of a checkout, most of them the plan's start and end), done
+ * as the executor's INSERT does it: the BEFORE ROW triggers (the
+ * customer_key trigger and the card guard), the NOT NULL and CHECK
+ * constraints (the key's length), then the speculative insertion of ON
+ * CONFLICT: the primary key checked for a row with the same key first
+ * (ExecCheckIndexConstraints, which waits for a transaction still
+ * inserting one: the wait of specs/idempotency), the row inserted under
+ * a speculative insertion lock, its index entries, and the insertion
+ * confirmed, or undone and started again when another transaction
+ * inserted the same key meanwhile; the AFTER ROW triggers.  A row found
+ * with the key is "nothing done" (0), and under REPEATABLE READ a row the
+ * snapshot does not see is 40001, as ON CONFLICT DO NOTHING raises it.
+ * created_at is the transaction's start, as its default now() makes it.
+ * The INSERT privilege on the columns given is checked as the executor
+ * checks it.
+ *
+ * Returns -1, having done nothing, where the statement must do it: not a
+ * plain table (or a partition), Citus loaded, a rule, an INSERT trigger
+ * at statement level or with a transition table, row security for the
+ * user, a privilege missing (the statement raises the error), a column
+ * shop does not fill or a created_at default other than now(), stored
+ * generated columns, a primary key other than (scope, key[,
+ * customer_key]) or another unique index (which ON CONFLICT could also
+ * take as arbiter).  Otherwise 1 (claimed) or 0 (the key exists, or a
+ * BEFORE trigger skipped the row).
+ */
+static int
+idem_claim_c(const Datum *args, bool keyed)
+{
+	Relation	rel = shop_table_lock("idempotency", RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *td = rel->trigdesc;
+	AttrNumber	att[IDEM_NCOLS];
+	int			ncols = keyed ? IDEM_NCOLS : IDEM_CUSTOMER_KEY;
+	int			nlive = 0;
+	Oid			pkoid;
+	bool		ok;
+	RangeTblEntry *rte = NULL;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	TupleTableSlot *tmp;
+	int			result = 0;
+
+	ok = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relispartition &&
+		rel->rd_rules == NULL &&
+		!(td != NULL && (td->trig_insert_before_statement || td->trig_insert_after_statement ||
+						 td->trig_insert_instead_row || td->trig_insert_new_table)) &&
+		!(desc->constr != NULL && desc->constr->has_generated_stored) &&
+		!(shared_preload_libraries_string != NULL &&
+		  strstr(shared_preload_libraries_string, "citus") != NULL) &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED &&
+		OidIsValid(pkoid = RelationGetPrimaryKeyIndex(rel));
+	for (int c = 0; ok && c < ncols; c++)
+	{
+		att[c] = rel_column(desc, idem_col_names[c]);
+		ok = att[c] != 0 && TupleDescAttr(desc, att[c] - 1)->atttypid == idem_col_types[c];
+	}
+	for (int i = 0; ok && i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			nlive++;
+	ok = ok && nlive == ncols && default_is_now(rel, att[IDEM_CREATED]);
+	if (ok)
+	{
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(rel);
+		rte->relkind = rel->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rte->requiredPerms = ACL_INSERT;
+		for (int c = 0; c < ncols; c++)
+			if (c != IDEM_CREATED)
+				rte->insertedCols = bms_add_member(rte->insertedCols,
+												   att[c] - FirstLowInvalidHeapAttributeNumber);
+		ok = ExecCheckRTPerms(list_make1(rte), false);
+	}
+	if (!ok)
+	{
+		table_close(rel, NoLock);
+		return -1;
+	}
+
+	/* as SPI starts a statement: the commands before it seen, a new snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	estate = CreateExecutorState();
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	tmp = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(rri, true);
+
+	/* the primary key on exactly (scope, key[, customer_key]), the only unique index */
+	for (int i = 0; ok && i < rri->ri_NumIndices; i++)
+	{
+		Relation	ix = rri->ri_IndexRelationDescs[i];
+		Form_pg_index ind = ix->rd_index;
+
+		if (!ind->indisunique)
+			continue;
+		ok = RelationGetRelid(ix) == pkoid && ind->indnkeyatts == (keyed ? 3 : 2) &&
+			ind->indkey.values[0] == att[IDEM_SCOPE] && ind->indkey.values[1] == att[IDEM_KEY] &&
+			(!keyed || ind->indkey.values[2] == att[IDEM_CUSTOMER_KEY]) &&
+			heap_attisnull(ix->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(ix->rd_indextuple, Anum_pg_index_indexprs, NULL);
+	}
+	if (ok)
+	{
+		ok = false;
+		for (int i = 0; i < rri->ri_NumIndices; i++)
+			if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == pkoid)
+				ok = true;
+	}
+	if (ok)
+	{
+		Datum		v[IDEM_NCOLS];
+
+		rri->ri_onConflictArbiterIndexes = list_make1_oid(pkoid);
+		ShopPrepareChecks(rri, estate);
+		v[IDEM_SCOPE] = args[0];
+		v[IDEM_KEY] = args[1];
+		v[IDEM_FINGERPRINT] = DirectFunctionCall1(md5_text, args[2]);
+		v[IDEM_ORDER] = args[3];
+		v[IDEM_CREATED] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		v[IDEM_CUSTOMER_KEY] = args[4];
+		ExecClearTuple(slot);
+		for (int c = 0; c < ncols; c++)
+		{
+			slot->tts_values[att[c] - 1] = v[c];
+			slot->tts_isnull[att[c] - 1] = false;
+		}
+		ExecStoreVirtualTuple(slot);
+		result = 1;
+		if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+			!ExecBRInsertTriggers(estate, rri, slot))
+			result = 0;			/* a BEFORE trigger skipped the row */
+		if (result == 1)
+		{
+			if (desc->constr)
+				ExecConstraints(rri, slot, estate);
+			for (;;)
+			{
+				ItemPointerData conflict;
+				uint32		token;
+				bool		spec_conflict = false;
+				List	   *recheck;
+
+				CHECK_FOR_INTERRUPTS();
+				if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict,
+											   rri->ri_onConflictArbiterIndexes))
+				{
+					/* the key exists: nothing to do, if the snapshot may know it */
+					if (IsolationUsesXactSnapshot())
+					{
+						bool		isnull;
+
+						if (!table_tuple_fetch_row_version(rel, &conflict, SnapshotAny, tmp))
+							elog(ERROR, "shop: the conflicting idempotency row is gone");
+						if (!table_tuple_satisfies_snapshot(rel, tmp, estate->es_snapshot) &&
+							!TransactionIdIsCurrentTransactionId(
+								DatumGetTransactionId(slot_getsysattr(tmp, MinTransactionIdAttributeNumber,
+																	  &isnull))))
+							ereport(ERROR,
+									(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									 errmsg("could not serialize access due to concurrent update")));
+					}
+					result = 0;
+					break;
+				}
+				token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+				table_tuple_insert_speculative(rel, slot, estate->es_output_cid, 0, NULL, token);
+				recheck = ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict,
+												rri->ri_onConflictArbiterIndexes);
+				table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+				SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+				if (!spec_conflict)
+				{
+					ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
+					break;
+				}
+				list_free(recheck);
+			}
+		}
+	}
+	ExecCloseIndices(rri);
+	AfterTriggerEndQuery(estate);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	PopActiveSnapshot();
+	if (!ok)
+		return -1;
+	/* the row is seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	return result;
 }
 
 #define HISTORY_PAID	50		/* the last 50 paid orders */

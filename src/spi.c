@@ -34,6 +34,7 @@
 #include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
@@ -616,4 +617,87 @@ ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("argument %s must not be null", name)));
+}
+
+/*
+ * ShopPrepareChecks: the CHECK constraints of a table written by shop's C
+ * (ExecSimpleRelationUpdate, ExecSimpleRelationInsert) compiled for its
+ * executor state from a per-backend copy of their parsed trees.
+ * PostgreSQL parses each CHECK's stored text (stringToNode) again for
+ * every statement that writes the table (ExecRelCheck): about 10,000
+ * instructions per constraint and statement.  The copy is kept per table
+ * (a few: the ones shop writes this way) and compared with the texts the
+ * relcache has on every use, so a changed, added or dropped constraint is
+ * parsed again.  Each call still plans and compiles the expressions as
+ * ExecRelCheck does (ExecPrepareExpr), and ExecConstraints evaluates them
+ * on every row written: the constraints are enforced exactly as before.
+ * Nothing is done when the relcache has not loaded them all
+ * (ExecConstraints raises its own error then) or when rri already has them.
+ * (src/inventory.c keeps its own copy for shop.stock.)
+ */
+#define SHOP_CHECK_RELS 8
+
+typedef struct ShopCheckCache
+{
+	Oid			relid;
+	int			n;
+	char	  **bin;
+	Node	  **node;
+	MemoryContext cxt;
+} ShopCheckCache;
+
+static ShopCheckCache shop_checks[SHOP_CHECK_RELS];
+static int	shop_checks_next = 0;
+
+void
+ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	int			n = constr ? constr->num_check : 0;
+	ShopCheckCache *c = NULL;
+	bool		same = false;
+	MemoryContext old;
+
+	if (n == 0 || n != rel->rd_rel->relchecks || rri->ri_ConstraintExprs != NULL)
+		return;
+	for (int i = 0; i < SHOP_CHECK_RELS; i++)
+		if (shop_checks[i].relid == RelationGetRelid(rel))
+			c = &shop_checks[i];
+	if (c != NULL && c->n == n)
+	{
+		same = true;
+		for (int i = 0; same && i < n; i++)
+			same = strcmp(c->bin[i], constr->check[i].ccbin) == 0;
+	}
+	if (!same)
+	{
+		if (c == NULL)
+		{
+			c = &shop_checks[shop_checks_next];
+			shop_checks_next = (shop_checks_next + 1) % SHOP_CHECK_RELS;
+		}
+		if (c->cxt == NULL)
+			c->cxt = AllocSetContextCreate(CacheMemoryContext, "shop checks",
+										   ALLOCSET_SMALL_SIZES);
+		c->relid = InvalidOid;
+		MemoryContextReset(c->cxt);
+		old = MemoryContextSwitchTo(c->cxt);
+		c->bin = palloc(sizeof(char *) * n);
+		c->node = palloc(sizeof(Node *) * n);
+		for (int i = 0; i < n; i++)
+		{
+			c->bin[i] = pstrdup(constr->check[i].ccbin);
+			c->node[i] = stringToNode(constr->check[i].ccbin);
+		}
+		MemoryContextSwitchTo(old);
+		c->n = n;
+		c->relid = RelationGetRelid(rel);
+	}
+	/* what ExecRelCheck builds on its first row, in the same context */
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * n);
+	for (int i = 0; i < n; i++)
+		rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) c->node[i], estate);
+	MemoryContextSwitchTo(old);
 }

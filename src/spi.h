@@ -103,4 +103,9 @@ extern void ShopNewRandomUuids(pg_uuid_t *u, int n);
 extern char *ShopUuidStr(const pg_uuid_t *u);
 extern void ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name);
 
+/* spi.c: a table's CHECK constraints for shop's C writes, parsed once per backend */
+struct ResultRelInfo;
+struct EState;
+extern void ShopPrepareChecks(struct ResultRelInfo *rri, struct EState *estate);
+
 #endif							/* SHOP_SPI_H */
