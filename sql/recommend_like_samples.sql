@@ -98,6 +98,24 @@ SELECT (r ->> 'customers_patched')::int > 0 AS patched,
   FROM ch, sl, shop._like_lists(ch.cs || sl.flipped, sl.lists) r;
 SELECT pg_temp.differ() AS differ;
 
+-- many samples in one call: when the products to read number at least
+-- 1/64 of the table's rows and the table fits what a call may keep
+-- (20,000 products times shop.reco_like_sample), the samples are read by
+-- one scan of shop.customer_item instead of an index range per product;
+-- the lists of 2,000 customers (about 4,000 products, of a table of
+-- 150,000 rows), with samples of 60, equal the SQL statement's
+SET shop.reco_like_sample = 60;
+SELECT (r ->> 'sample_scans')::int AS scans, (r ->> 'customers_scored')::int AS lists
+  FROM shop._like_lists(ARRAY(SELECT generate_series(1, 2000)::bigint), NULL) r;
+SELECT count(*) AS neighbour_rows,
+       (SELECT count(*)
+          FROM ((SELECT * FROM shop.customer_neighbour WHERE customer_id <= 2000
+                 EXCEPT SELECT * FROM shop._like_score(ARRAY(SELECT generate_series(1, 2000)::bigint)))
+                UNION ALL
+                (SELECT * FROM shop._like_score(ARRAY(SELECT generate_series(1, 2000)::bigint))
+                 EXCEPT SELECT * FROM shop.customer_neighbour WHERE customer_id <= 2000)) d) AS differ
+  FROM shop.customer_neighbour WHERE customer_id <= 2000;
+
 RESET shop.reco_like_sample;
 RESET shop.reco_like_neighbours;
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
