@@ -115,6 +115,24 @@ SELECT count(*) AS neighbour_rows,
                 (SELECT * FROM shop._like_score(ARRAY(SELECT generate_series(1, 2000)::bigint))
                  EXCEPT SELECT * FROM shop.customer_neighbour WHERE customer_id <= 2000)) d) AS differ
   FROM shop.customer_neighbour WHERE customer_id <= 2000;
+-- shop._like_samples (the samples a refresh reads before each slice)
+-- follows the same rule: by one scan here, the pairs of the statement
+CREATE TEMP TABLE ps AS
+SELECT array_agg(DISTINCT product_id ORDER BY product_id) AS ps FROM shop.customer_item WHERE customer_id <= 2000;
+SELECT count(*) AS sample_pairs,
+       (SELECT count(*)
+          FROM ((SELECT u.p, u.c FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids, s.cids) u(p, c)
+                 EXCEPT ALL
+                 SELECT i.pid, x.customer_id FROM ps, unnest(ps.ps) i(pid)
+                  CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c WHERE c.product_id = i.pid
+                                       ORDER BY c.h, c.customer_id LIMIT 60) x)
+                UNION ALL
+                (SELECT i.pid, x.customer_id FROM ps, unnest(ps.ps) i(pid)
+                  CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c WHERE c.product_id = i.pid
+                                       ORDER BY c.h, c.customer_id LIMIT 60) x
+                 EXCEPT ALL
+                 SELECT u.p, u.c FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids, s.cids) u(p, c))) d) AS differ
+  FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids) u;
 
 RESET shop.reco_like_sample;
 RESET shop.reco_like_neighbours;

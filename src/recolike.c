@@ -87,6 +87,7 @@
 PG_FUNCTION_INFO_V1(shop_like_lists);
 PG_FUNCTION_INFO_V1(shop_like_slice);
 PG_FUNCTION_INFO_V1(shop_like_samples_after);
+PG_FUNCTION_INFO_V1(shop_like_samples);
 
 /* products whose samples one chunk of whole computations holds */
 #define LIKE_CHUNK_PRODUCTS 20000
@@ -475,16 +476,21 @@ typedef struct LikeItemRow
  */
 #define LIKE_SCAN_RATIO 64
 
-static void
-like_preload(LikeCtx *cx, const int64 *pids, int n)
+/*
+ * like_scan: the rows of shop.customer_item whose product is in want, by
+ * one sequential scan, sorted by (product_id, h, customer_id), in *nv;
+ * NULL (nothing read) when the statements should read them instead: the
+ * table has more than `limit` rows, the wanted products number less than
+ * 1/LIKE_SCAN_RATIO of its rows, or the current user may not read it
+ * plainly (the statements then apply its privileges and row security).
+ */
+static LikeItemRow *
+like_scan(HTAB *want, long limit, long *nv_out)
 {
-	long		limit = (long) LIKE_CHUNK_PRODUCTS * cx->sample;
 	Oid			relid;
 	Relation	rel;
 	double		rows;
-	HTAB	   *want;
-	long		nwant;
-	MemoryContext old;
+	long		nwant = hash_get_num_entries(want);
 	TupleDesc	desc;
 	AttrNumber	a_p,
 				a_c,
@@ -497,11 +503,14 @@ like_preload(LikeCtx *cx, const int64 *pids, int n)
 	long		nv = 0,
 				cap;
 
+	*nv_out = 0;
+	if (nwant == 0)
+		return NULL;
 	relid = get_relname_relid("customer_item", get_namespace_oid("shop", false));
 	if (!OidIsValid(relid) ||
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
 		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
-		return;					/* the statements read it */
+		return NULL;
 	rel = table_open(relid, AccessShareLock);
 	/* rows now: the pages times the tuple density of the last ANALYZE */
 	rows = rel->rd_rel->reltuples;
@@ -509,27 +518,10 @@ like_preload(LikeCtx *cx, const int64 *pids, int n)
 		rows = rows / rel->rd_rel->relpages * RelationGetNumberOfBlocks(rel);
 	else
 		rows = (double) RelationGetNumberOfBlocks(rel) * (BLCKSZ / 48);
-	if (rows > limit)
+	if (rows > limit || (double) nwant * LIKE_SCAN_RATIO < rows)
 	{
 		table_close(rel, AccessShareLock);
-		return;
-	}
-
-	/* the products not kept yet */
-	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
-	if (cx->scxt != NULL)
-		for (int i = 0; i < n; i++)
-			if (hash_search(cx->samples, &pids[i], HASH_FIND, NULL) == NULL)
-				(void) hash_search(want, &pids[i], HASH_ENTER, NULL);
-	if (cx->scxt == NULL)
-		for (int i = 0; i < n; i++)
-			(void) hash_search(want, &pids[i], HASH_ENTER, NULL);
-	nwant = hash_get_num_entries(want);
-	if (nwant == 0 || (double) nwant * LIKE_SCAN_RATIO < rows)
-	{
-		hash_destroy(want);
-		table_close(rel, AccessShareLock);
-		return;
+		return NULL;
 	}
 
 	desc = RelationGetDescr(rel);
@@ -552,7 +544,6 @@ like_preload(LikeCtx *cx, const int64 *pids, int n)
 	if (a_p == 0 || a_c == 0 || a_w == 0 || a_h == 0)
 		elog(ERROR, "shop.customer_item lacks a column of the profile");
 
-	/* the rows of the wanted products */
 	cap = 1024;
 	v = palloc(sizeof(LikeItemRow) * cap);
 	snap = RegisterSnapshot(GetTransactionSnapshot());
@@ -588,6 +579,30 @@ like_preload(LikeCtx *cx, const int64 *pids, int n)
 	UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 	like_sort_items(v, nv);
+	*nv_out = nv;
+	return v;
+}
+
+static void
+like_preload(LikeCtx *cx, const int64 *pids, int n)
+{
+	long		limit = (long) LIKE_CHUNK_PRODUCTS * cx->sample;
+	HTAB	   *want;
+	MemoryContext old;
+	LikeItemRow *v;
+	long		nv;
+
+	/* the products not kept yet */
+	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
+	for (int i = 0; i < n; i++)
+		if (cx->scxt == NULL || hash_search(cx->samples, &pids[i], HASH_FIND, NULL) == NULL)
+			(void) hash_search(want, &pids[i], HASH_ENTER, NULL);
+	v = like_scan(want, limit, &nv);
+	if (v == NULL)
+	{
+		hash_destroy(want);
+		return;
+	}
 
 	/* kept with the rest, as like_chunk keeps what it reads */
 	if (cx->scxt == NULL || cx->sample_rows + nv > limit)
@@ -1539,5 +1554,134 @@ shop_like_samples_after(PG_FUNCTION_ARGS)
 	values[0] = ShopInt8Array(outp, nout);
 	values[1] = ShopInt8Array(outc, nout);
 	values[2] = ShopInt8Array(reread, nreread);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* where a product's rows start in a sorted LikeItemRow array */
+typedef struct LikeRange
+{
+	int64		p;				/* hash key */
+	long		start;
+	long		n;
+} LikeRange;
+
+/*
+ * shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
+ *
+ * The samples of the products ps, as (product, customer) pairs: per
+ * element of ps in its order, the first shop.reco_like_sample customers
+ * holding it by (h, customer_id); NULL arrays when there is none.  The
+ * refresh reads the samples of each slice's products before writing its
+ * profiles; a slice of thousands of customers needs the samples of most
+ * products of a small, dense shop, which one scan of shop.customer_item
+ * reads for less than an index range per product (like_scan decides, as
+ * for shop._like_lists).  Otherwise the statement of the SQL function this
+ * replaces reads them.
+ */
+Datum
+shop_like_samples(PG_FUNCTION_ARGS)
+{
+	int			k = shop_reco_like_sample;
+	int			nps;
+	int64	   *ps;
+	HTAB	   *want;
+	LikeItemRow *v;
+	long		nv;
+	int64	   *outp = NULL,
+			   *outc = NULL;
+	long		nout = 0,
+				cap = 0;
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &enulls, &nps);
+		ps = palloc(sizeof(int64) * Max(nps, 1));
+		for (int i = 0; i < nps; i++)
+		{
+			if (enulls[i])
+				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+								errmsg("product ids must not be null")));
+			ps[i] = DatumGetInt64(elems[i]);
+		}
+	}
+	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
+	for (int i = 0; i < nps; i++)
+		(void) hash_search(want, &ps[i], HASH_ENTER, NULL);
+	v = like_scan(want, (long) LIKE_CHUNK_PRODUCTS * k, &nv);
+	if (v != NULL)
+	{
+		HTAB	   *ranges = like_hash("shop like ranges", sizeof(LikeRange), CurrentMemoryContext);
+
+		for (long i = 0; i < nv;)
+		{
+			long		j = i;
+			LikeRange  *r = hash_search(ranges, &v[i].p, HASH_ENTER, NULL);
+
+			while (j < nv && v[j].p == v[i].p)
+				j++;
+			r->start = i;
+			r->n = Min(j - i, (long) k);
+			i = j;
+		}
+		/* per element of ps (a product named twice is listed twice) */
+		for (int i = 0; i < nps; i++)
+		{
+			LikeRange  *r = hash_search(ranges, &ps[i], HASH_FIND, NULL);
+
+			if (r != NULL)
+				cap += r->n;
+		}
+		outp = palloc(sizeof(int64) * Max(cap, 1));
+		outc = palloc(sizeof(int64) * Max(cap, 1));
+		for (int i = 0; i < nps; i++)
+		{
+			LikeRange  *r = hash_search(ranges, &ps[i], HASH_FIND, NULL);
+
+			if (r == NULL)
+				continue;
+			for (long m = 0; m < r->n; m++)
+			{
+				outp[nout] = ps[i];
+				outc[nout] = v[r->start + m].c;
+				nout++;
+			}
+		}
+	}
+	else if (nps > 0)
+	{
+		Datum		args[2];
+		uint64		nrows;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		args[0] = ShopInt8Array(ps, nps);
+		args[1] = Int32GetDatum(k);
+		nrows = ShopExec(&st_like_samples, args, NULL, 0);
+		outp = SPI_palloc(sizeof(int64) * Max(nrows, 1));
+		outc = SPI_palloc(sizeof(int64) * Max(nrows, 1));
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			outp[r] = ShopColInt(r, 1, 0);
+			outc[r] = ShopColInt(r, 2, 0);
+		}
+		nout = (long) nrows;
+		SPI_freetuptable(SPI_tuptable);
+		SPI_finish();
+	}
+	if (nout == 0)
+		nulls[0] = nulls[1] = true;
+	else
+	{
+		values[0] = ShopInt8Array(outp, (int) nout);
+		values[1] = ShopInt8Array(outc, (int) nout);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
