@@ -5180,8 +5180,12 @@ $$;
 
 -- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
 -- the rest stay queued) and the customers who viewed something since the
--- last refresh get new profiles, in slices of shop.reco_like_slice
--- (2,000); per slice, the customers who entered or left a sample because
+-- last refresh get new profiles (computed in one statement), written in
+-- slices whose new profile rows, and whose old ones, each number at most
+-- shop.reco_like_slice * shop.reco_like_items (the rows of a slice of
+-- 2,000 full profiles: customers with short profiles share a slice, so
+-- that fewer slices read the samples of their products); per slice, the
+-- customers who entered or left a sample because
 -- of them, and every customer of a sample that holds one of them (whose
 -- list can move), are collected.  Then, once for all slices, the lists of
 -- the changed customers and of those who entered or left a sample are
@@ -5230,6 +5234,17 @@ DECLARE
     n_redone bigint := 0;
     n_left bigint;
     i int := 0;
+    rows_cap bigint := slice::bigint * current_setting('shop.reco_like_items')::int;
+    all_c bigint[];
+    all_p bigint[];
+    all_w real[];
+    all_h bigint[];
+    n_new int[];
+    n_old int[];
+    r0 int := 0;
+    j int;
+    sum_new bigint;
+    sum_old bigint;
 BEGIN
     SELECT s.views_at INTO seen FROM shop.customer_like_state s;
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
@@ -5257,13 +5272,55 @@ BEGIN
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
     ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
 
+    -- the new profiles of all (at most shop.reco_like_refresh_cap times
+    -- shop.reco_like_items rows), by customer, computed shop.reco_like_slice
+    -- customers at a time (one statement for 7,000 customers was planned
+    -- as joins over every order: three times the four statements' time),
+    -- and the rows per customer, new and old
     WHILE i < coalesce(cardinality(todo), 0) LOOP
-        cs := todo[i + 1 : i + slice];
+        SELECT all_c || array_agg(p.customer_id ORDER BY p.customer_id, p.product_id),
+               all_p || array_agg(p.product_id ORDER BY p.customer_id, p.product_id),
+               all_w || array_agg(p.weight ORDER BY p.customer_id, p.product_id),
+               all_h || array_agg(p.h ORDER BY p.customer_id, p.product_id)
+          INTO all_c, all_p, all_w, all_h
+          FROM shop._like_profile(todo[i + 1 : i + slice]) p;
         i := i + slice;
-        -- the new profiles, and every product of the old or the new ones
-        SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
-          INTO np_c, np_p, np_w, np_h
-          FROM shop._like_profile(cs) p;
+    END LOOP;
+    i := 0;
+    SELECT array_agg(coalesce(nw.k, 0) ORDER BY t.c), array_agg(coalesce(od.k, 0) ORDER BY t.c)
+      INTO n_new, n_old
+      FROM unnest(todo) t(c)
+      LEFT JOIN (SELECT u.c, count(*)::int AS k FROM unnest(all_c) u(c) GROUP BY u.c) nw ON nw.c = t.c
+      LEFT JOIN (SELECT x.customer_id AS c, count(*)::int AS k FROM shop.customer_item x
+                  WHERE x.customer_id = ANY (todo) GROUP BY x.customer_id) od ON od.c = t.c;
+
+    WHILE i < coalesce(cardinality(todo), 0) LOOP
+        -- the next slice: customers (in id order) while their new rows and
+        -- their old rows each stay within rows_cap (one customer at least)
+        j := i;
+        sum_new := 0;
+        sum_old := 0;
+        WHILE j < cardinality(todo)
+              AND (j = i OR (sum_new + n_new[j + 1] <= rows_cap AND sum_old + n_old[j + 1] <= rows_cap)) LOOP
+            sum_new := sum_new + n_new[j + 1];
+            sum_old := sum_old + n_old[j + 1];
+            j := j + 1;
+        END LOOP;
+        cs := todo[i + 1 : j];
+        i := j;
+        -- the slice's new profile rows (all_c is in todo's order), and
+        -- every product of the old or the new ones
+        np_c := all_c[r0 + 1 : r0 + sum_new];
+        np_p := all_p[r0 + 1 : r0 + sum_new];
+        np_w := all_w[r0 + 1 : r0 + sum_new];
+        np_h := all_h[r0 + 1 : r0 + sum_new];
+        r0 := r0 + sum_new::int;
+        IF sum_new = 0 THEN
+            np_c := NULL;
+            np_p := NULL;
+            np_w := NULL;
+            np_h := NULL;
+        END IF;
         SELECT array_agg(DISTINCT x.product_id) INTO items
           FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
                 UNION ALL
@@ -8828,6 +8885,22 @@ BEGIN
     RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Recommendations: the refresh's samples by one scan (issues 14, 11) -------
+--
+-- docs/recommendations.md, "Incremental refresh".  shop._like_samples,
+-- the samples a refresh reads before writing each slice's profiles, is
+-- now C (src/recolike.c, shop_like_samples): the same pairs, read by one
+-- sequential scan of shop.customer_item when the products are many for
+-- the table (the rule shop._like_lists follows for its samples), else by
+-- the statement of the SQL function it replaces.  shop._like_refresh
+-- (edited in place above) cuts its slices by profile rows, not customers.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'shop_like_samples';
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -98,6 +98,42 @@ SELECT (r ->> 'customers_patched')::int > 0 AS patched,
   FROM ch, sl, shop._like_lists(ch.cs || sl.flipped, sl.lists) r;
 SELECT pg_temp.differ() AS differ;
 
+-- many samples in one call: when the products to read number at least
+-- 1/64 of the table's rows and the table fits what a call may keep
+-- (20,000 products times shop.reco_like_sample), the samples are read by
+-- one scan of shop.customer_item instead of an index range per product;
+-- the lists of 2,000 customers (about 4,000 products, of a table of
+-- 150,000 rows), with samples of 60, equal the SQL statement's
+SET shop.reco_like_sample = 60;
+SELECT (r ->> 'sample_scans')::int AS scans, (r ->> 'customers_scored')::int AS lists
+  FROM shop._like_lists(ARRAY(SELECT generate_series(1, 2000)::bigint), NULL) r;
+SELECT count(*) AS neighbour_rows,
+       (SELECT count(*)
+          FROM ((SELECT * FROM shop.customer_neighbour WHERE customer_id <= 2000
+                 EXCEPT SELECT * FROM shop._like_score(ARRAY(SELECT generate_series(1, 2000)::bigint)))
+                UNION ALL
+                (SELECT * FROM shop._like_score(ARRAY(SELECT generate_series(1, 2000)::bigint))
+                 EXCEPT SELECT * FROM shop.customer_neighbour WHERE customer_id <= 2000)) d) AS differ
+  FROM shop.customer_neighbour WHERE customer_id <= 2000;
+-- shop._like_samples (the samples a refresh reads before each slice)
+-- follows the same rule: by one scan here, the pairs of the statement
+CREATE TEMP TABLE ps AS
+SELECT array_agg(DISTINCT product_id ORDER BY product_id) AS ps FROM shop.customer_item WHERE customer_id <= 2000;
+SELECT count(*) AS sample_pairs,
+       (SELECT count(*)
+          FROM ((SELECT u.p, u.c FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids, s.cids) u(p, c)
+                 EXCEPT ALL
+                 SELECT i.pid, x.customer_id FROM ps, unnest(ps.ps) i(pid)
+                  CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c WHERE c.product_id = i.pid
+                                       ORDER BY c.h, c.customer_id LIMIT 60) x)
+                UNION ALL
+                (SELECT i.pid, x.customer_id FROM ps, unnest(ps.ps) i(pid)
+                  CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c WHERE c.product_id = i.pid
+                                       ORDER BY c.h, c.customer_id LIMIT 60) x
+                 EXCEPT ALL
+                 SELECT u.p, u.c FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids, s.cids) u(p, c))) d) AS differ
+  FROM ps, shop._like_samples(ps.ps) s, unnest(s.pids) u;
+
 RESET shop.reco_like_sample;
 RESET shop.reco_like_neighbours;
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;

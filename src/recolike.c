@@ -59,17 +59,27 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "shop.h"
 #include "spi.h"
@@ -77,6 +87,7 @@
 PG_FUNCTION_INFO_V1(shop_like_lists);
 PG_FUNCTION_INFO_V1(shop_like_slice);
 PG_FUNCTION_INFO_V1(shop_like_samples_after);
+PG_FUNCTION_INFO_V1(shop_like_samples);
 
 /* products whose samples one chunk of whole computations holds */
 #define LIKE_CHUNK_PRODUCTS 20000
@@ -163,6 +174,7 @@ typedef struct LikeCtx
 	long		sample_rows;	/* rows kept now */
 	long		sample_rows_read;	/* rows read in the call */
 	long		sample_resets;	/* times the kept samples were dropped */
+	long		sample_scans;	/* samples read by a scan (like_preload) */
 } LikeCtx;
 
 static int
@@ -391,6 +403,253 @@ like_samples_reset(LikeCtx *cx)
 }
 
 /*
+ * like_sample_add: customer c (weight w) as the next member of sample s
+ * (in cx->scxt, the caller's current context).
+ */
+static void
+like_sample_add(LikeCtx *cx, LikeSample *s, int64 c, double w)
+{
+	bool		found;
+	LikeCustIdx *ci = hash_search(cx->cidx, &c, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		if (cx->ncust == cx->custcap)
+		{
+			cx->custcap *= 2;
+			cx->cust = repalloc(cx->cust, sizeof(int64) * cx->custcap);
+			cx->infull = repalloc(cx->infull, sizeof(bool) * cx->custcap);
+			cx->gptr = repalloc(cx->gptr, sizeof(LikeList *) * cx->custcap);
+		}
+		ci->idx = cx->ncust;
+		cx->infull[ci->idx] = hash_search(cx->full, &c, HASH_FIND, NULL) != NULL;
+		cx->gptr[ci->idx] = NULL;
+		cx->cust[cx->ncust++] = c;
+	}
+	if (s->n == s->cap)
+	{
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->cust = s->cust ? repalloc(s->cust, sizeof(int32) * s->cap) : palloc(sizeof(int32) * s->cap);
+		s->w = s->w ? repalloc(s->w, sizeof(float8) * s->cap) : palloc(sizeof(float8) * s->cap);
+	}
+	s->cust[s->n] = ci->idx;
+	s->w[s->n] = w;
+	s->n++;
+}
+
+/* a row of shop.customer_item read by the scan of like_preload */
+typedef struct LikeItemRow
+{
+	int64		p;
+	int64		h;
+	int64		c;
+	float4		w;
+} LikeItemRow;
+
+/* a sample's order: product, then (h, customer_id) */
+#define ST_SORT like_sort_items
+#define ST_ELEMENT_TYPE LikeItemRow
+#define ST_COMPARE(a, b) ((a)->p != (b)->p ? ((a)->p < (b)->p ? -1 : 1) : \
+						  (a)->h != (b)->h ? ((a)->h < (b)->h ? -1 : 1) : \
+						  (a)->c < (b)->c ? -1 : ((a)->c > (b)->c ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * like_preload: the samples of the products pids[0..n) not kept yet, read
+ * by one sequential scan of shop.customer_item instead of one index range
+ * per product, when that is cheaper and fits what may be kept.
+ *
+ * A refresh of 10,000 orders at 100,000 products needs the samples of
+ * nearly every product (733,000 of the table's 777,000 rows, read through
+ * 90,000 index ranges and their heap pages: a quarter of the refresh's
+ * CPU).  The scan is taken when the products to read number at least
+ * 1/LIKE_SCAN_RATIO of the table's rows (an index range with its heap
+ * fetches costs about what that many rows of a sequential scan do) and
+ * the whole table is within the rows the call may keep (LIKE_CHUNK_PRODUCTS
+ * samples of shop.reco_like_sample), so memory stays within the bound of
+ * like_chunk; a large store's refresh, which touches a small share of its
+ * products, keeps the index ranges.  The samples are the same: the rows of
+ * each product ordered by (h, customer_id), the first
+ * shop.reco_like_sample of them, as the index query returns.
+ */
+#define LIKE_SCAN_RATIO 64
+
+/*
+ * like_scan: the rows of shop.customer_item whose product is in want, by
+ * one sequential scan, sorted by (product_id, h, customer_id), in *nv;
+ * NULL (nothing read) when the statements should read them instead: the
+ * table has more than `limit` rows, the wanted products number less than
+ * 1/LIKE_SCAN_RATIO of its rows, or the current user may not read it
+ * plainly (the statements then apply its privileges and row security).
+ */
+static LikeItemRow *
+like_scan(HTAB *want, long limit, long *nv_out)
+{
+	Oid			relid;
+	Relation	rel;
+	double		rows;
+	long		nwant = hash_get_num_entries(want);
+	TupleDesc	desc;
+	AttrNumber	a_p,
+				a_c,
+				a_w,
+				a_h;
+	Snapshot	snap;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	LikeItemRow *v;
+	long		nv = 0,
+				cap;
+
+	*nv_out = 0;
+	if (nwant == 0)
+		return NULL;
+	relid = get_relname_relid("customer_item", get_namespace_oid("shop", false));
+	if (!OidIsValid(relid) ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return NULL;
+	rel = table_open(relid, AccessShareLock);
+	/* rows now: the pages times the tuple density of the last ANALYZE */
+	rows = rel->rd_rel->reltuples;
+	if (rel->rd_rel->relpages > 0 && rows >= 0)
+		rows = rows / rel->rd_rel->relpages * RelationGetNumberOfBlocks(rel);
+	else
+		rows = (double) RelationGetNumberOfBlocks(rel) * (BLCKSZ / 48);
+	if (rows > limit || (double) nwant * LIKE_SCAN_RATIO < rows)
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+
+	desc = RelationGetDescr(rel);
+	a_p = a_c = a_w = a_h = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (a->attisdropped)
+			continue;
+		if (strcmp(NameStr(a->attname), "product_id") == 0)
+			a_p = a->attnum;
+		else if (strcmp(NameStr(a->attname), "customer_id") == 0)
+			a_c = a->attnum;
+		else if (strcmp(NameStr(a->attname), "weight") == 0)
+			a_w = a->attnum;
+		else if (strcmp(NameStr(a->attname), "h") == 0)
+			a_h = a->attnum;
+	}
+	if (a_p == 0 || a_c == 0 || a_w == 0 || a_h == 0)
+		elog(ERROR, "shop.customer_item lacks a column of the profile");
+
+	cap = 1024;
+	v = palloc(sizeof(LikeItemRow) * cap);
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3,
+					n4;
+		int64		p = DatumGetInt64(slot_getattr(slot, a_p, &n1));
+
+		if (n1 || hash_search(want, &p, HASH_FIND, NULL) == NULL)
+			continue;
+		if (nv == cap)
+		{
+			cap *= 2;
+			v = repalloc_huge(v, sizeof(LikeItemRow) * cap);
+		}
+		v[nv].p = p;
+		v[nv].c = DatumGetInt64(slot_getattr(slot, a_c, &n2));
+		v[nv].w = DatumGetFloat4(slot_getattr(slot, a_w, &n3));
+		v[nv].h = DatumGetInt64(slot_getattr(slot, a_h, &n4));
+		if (n2 || n3 || n4)
+			continue;			/* not null in the table */
+		nv++;
+		if ((nv & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	like_sort_items(v, nv);
+	*nv_out = nv;
+	return v;
+}
+
+static void
+like_preload(LikeCtx *cx, const int64 *pids, int n)
+{
+	long		limit = (long) LIKE_CHUNK_PRODUCTS * cx->sample;
+	HTAB	   *want;
+	MemoryContext old;
+	LikeItemRow *v;
+	long		nv;
+
+	/* the products not kept yet */
+	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
+	for (int i = 0; i < n; i++)
+		if (cx->scxt == NULL || hash_search(cx->samples, &pids[i], HASH_FIND, NULL) == NULL)
+			(void) hash_search(want, &pids[i], HASH_ENTER, NULL);
+	v = like_scan(want, limit, &nv);
+	if (v == NULL)
+	{
+		hash_destroy(want);
+		return;
+	}
+
+	/* kept with the rest, as like_chunk keeps what it reads */
+	if (cx->scxt == NULL || cx->sample_rows + nv > limit)
+		like_samples_reset(cx);
+	old = MemoryContextSwitchTo(cx->scxt);
+	{
+		HASH_SEQ_STATUS seq;
+		int64	   *wp;
+
+		hash_seq_init(&seq, want);
+		while ((wp = hash_seq_search(&seq)) != NULL)
+		{
+			bool		found;
+			LikeSample *s = hash_search(cx->samples, wp, HASH_ENTER, &found);
+
+			if (!found)
+			{
+				s->n = s->cap = 0;
+				s->cust = NULL;
+				s->w = NULL;
+			}
+		}
+	}
+	for (long i = 0; i < nv;)
+	{
+		long		j = i;
+		LikeSample *s = hash_search(cx->samples, &v[i].p, HASH_FIND, NULL);
+
+		while (j < nv && v[j].p == v[i].p)
+		{
+			if (j - i < cx->sample)
+			{
+				like_sample_add(cx, s, v[j].c, (double) v[j].w);
+				cx->sample_rows++;
+				cx->sample_rows_read++;
+			}
+			j++;
+		}
+		i = j;
+	}
+	MemoryContextSwitchTo(old);
+	cx->sample_scans++;
+	pfree(v);
+	hash_destroy(want);
+}
+
+/*
  * like_chunk: whole lists of the customers ids[0..n) (sorted, distinct),
  * whose profile products are pids[poff[i]..poff[i+1]).  With cx->patch,
  * every candidate a outside cx->full also gets (c, sim) gathered.
@@ -452,35 +711,10 @@ like_chunk(LikeCtx *cx, const int64 *ids, int n, const int64 *pids, const int *p
 			int64		c = ShopColInt(r, 2, 0);
 			double		w = ShopColFloat(r, 3, 0);
 			LikeSample *s = hash_search(cx->samples, &pid, HASH_FIND, NULL);
-			bool		found;
-			LikeCustIdx *ci;
 
 			if (s == NULL)
 				elog(ERROR, "sample of an unknown product " INT64_FORMAT, pid);
-			ci = hash_search(cx->cidx, &c, HASH_ENTER, &found);
-			if (!found)
-			{
-				if (cx->ncust == cx->custcap)
-				{
-					cx->custcap *= 2;
-					cx->cust = repalloc(cx->cust, sizeof(int64) * cx->custcap);
-					cx->infull = repalloc(cx->infull, sizeof(bool) * cx->custcap);
-					cx->gptr = repalloc(cx->gptr, sizeof(LikeList *) * cx->custcap);
-				}
-				ci->idx = cx->ncust;
-				cx->infull[ci->idx] = hash_search(cx->full, &c, HASH_FIND, NULL) != NULL;
-				cx->gptr[ci->idx] = NULL;
-				cx->cust[cx->ncust++] = c;
-			}
-			if (s->n == s->cap)
-			{
-				s->cap = s->cap ? s->cap * 2 : 16;
-				s->cust = s->cust ? repalloc(s->cust, sizeof(int32) * s->cap) : palloc(sizeof(int32) * s->cap);
-				s->w = s->w ? repalloc(s->w, sizeof(float8) * s->cap) : palloc(sizeof(float8) * s->cap);
-			}
-			s->cust[s->n] = ci->idx;
-			s->w[s->n] = w;
-			s->n++;
+			like_sample_add(cx, s, c, w);
 		}
 		cx->sample_rows += nrows;
 		cx->sample_rows_read += nrows;
@@ -598,6 +832,8 @@ like_whole(LikeCtx *cx, const int64 *ids, int n)
 		}
 		poff[n] = (int) r;
 	}
+	/* many samples to read: one scan of the table (like_preload) */
+	like_preload(cx, pids, (int) nrows);
 	/*
 	 * rows hold only the ids' rows, in order: ids[i]'s end at poff[i + 1].
 	 * A chunk takes customers while their distinct products number less
@@ -888,9 +1124,10 @@ shop_like_lists(PG_FUNCTION_ARGS)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	{
 		const char *keys[] = {"customers_scored", "customers_patched", "customers_redone",
-			"customers_changed", "neighbour_rows_written", "sample_rows_read", "samples_reset"};
+			"customers_changed", "neighbour_rows_written", "sample_rows_read", "samples_reset",
+		"sample_scans"};
 		long		vals[] = {cx.n_whole, cx.n_patched, nredo, nchanged, nwritten,
-		cx.sample_rows_read, cx.sample_resets};
+		cx.sample_rows_read, cx.sample_resets, cx.sample_scans};
 
 		for (int i = 0; i < lengthof(keys); i++)
 		{
@@ -1317,5 +1554,134 @@ shop_like_samples_after(PG_FUNCTION_ARGS)
 	values[0] = ShopInt8Array(outp, nout);
 	values[1] = ShopInt8Array(outc, nout);
 	values[2] = ShopInt8Array(reread, nreread);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* where a product's rows start in a sorted LikeItemRow array */
+typedef struct LikeRange
+{
+	int64		p;				/* hash key */
+	long		start;
+	long		n;
+} LikeRange;
+
+/*
+ * shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
+ *
+ * The samples of the products ps, as (product, customer) pairs: per
+ * element of ps in its order, the first shop.reco_like_sample customers
+ * holding it by (h, customer_id); NULL arrays when there is none.  The
+ * refresh reads the samples of each slice's products before writing its
+ * profiles; a slice of thousands of customers needs the samples of most
+ * products of a small, dense shop, which one scan of shop.customer_item
+ * reads for less than an index range per product (like_scan decides, as
+ * for shop._like_lists).  Otherwise the statement of the SQL function this
+ * replaces reads them.
+ */
+Datum
+shop_like_samples(PG_FUNCTION_ARGS)
+{
+	int			k = shop_reco_like_sample;
+	int			nps;
+	int64	   *ps;
+	HTAB	   *want;
+	LikeItemRow *v;
+	long		nv;
+	int64	   *outp = NULL,
+			   *outc = NULL;
+	long		nout = 0,
+				cap = 0;
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &enulls, &nps);
+		ps = palloc(sizeof(int64) * Max(nps, 1));
+		for (int i = 0; i < nps; i++)
+		{
+			if (enulls[i])
+				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+								errmsg("product ids must not be null")));
+			ps[i] = DatumGetInt64(elems[i]);
+		}
+	}
+	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
+	for (int i = 0; i < nps; i++)
+		(void) hash_search(want, &ps[i], HASH_ENTER, NULL);
+	v = like_scan(want, (long) LIKE_CHUNK_PRODUCTS * k, &nv);
+	if (v != NULL)
+	{
+		HTAB	   *ranges = like_hash("shop like ranges", sizeof(LikeRange), CurrentMemoryContext);
+
+		for (long i = 0; i < nv;)
+		{
+			long		j = i;
+			LikeRange  *r = hash_search(ranges, &v[i].p, HASH_ENTER, NULL);
+
+			while (j < nv && v[j].p == v[i].p)
+				j++;
+			r->start = i;
+			r->n = Min(j - i, (long) k);
+			i = j;
+		}
+		/* per element of ps (a product named twice is listed twice) */
+		for (int i = 0; i < nps; i++)
+		{
+			LikeRange  *r = hash_search(ranges, &ps[i], HASH_FIND, NULL);
+
+			if (r != NULL)
+				cap += r->n;
+		}
+		outp = palloc(sizeof(int64) * Max(cap, 1));
+		outc = palloc(sizeof(int64) * Max(cap, 1));
+		for (int i = 0; i < nps; i++)
+		{
+			LikeRange  *r = hash_search(ranges, &ps[i], HASH_FIND, NULL);
+
+			if (r == NULL)
+				continue;
+			for (long m = 0; m < r->n; m++)
+			{
+				outp[nout] = ps[i];
+				outc[nout] = v[r->start + m].c;
+				nout++;
+			}
+		}
+	}
+	else if (nps > 0)
+	{
+		Datum		args[2];
+		uint64		nrows;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		args[0] = ShopInt8Array(ps, nps);
+		args[1] = Int32GetDatum(k);
+		nrows = ShopExec(&st_like_samples, args, NULL, 0);
+		outp = SPI_palloc(sizeof(int64) * Max(nrows, 1));
+		outc = SPI_palloc(sizeof(int64) * Max(nrows, 1));
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			outp[r] = ShopColInt(r, 1, 0);
+			outc[r] = ShopColInt(r, 2, 0);
+		}
+		nout = (long) nrows;
+		SPI_freetuptable(SPI_tuptable);
+		SPI_finish();
+	}
+	if (nout == 0)
+		nulls[0] = nulls[1] = true;
+	else
+	{
+		values[0] = ShopInt8Array(outp, (int) nout);
+		values[1] = ShopInt8Array(outc, (int) nout);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
