@@ -796,6 +796,7 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 	AclResult	aclresult;
 	int			col[INV_R_NCOLS];
 
+	ShopCheckWritable("INSERT");
 	if (n == 0)
 		return;
 	rel = table_openrv(makeRangeVar("shop", "reservation", -1), RowExclusiveLock);
@@ -1217,6 +1218,7 @@ inv_take_half(InvTaker *t, int64 product_id, Datum location, int32 qty, int16 st
 	bool		saw_changed = false;
 	Snapshot	snap = t->estate->es_snapshot;
 
+	ShopCheckWritable("UPDATE");
 	ScanKeyInit(&key[nkeys++], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(product_id));
 	if (location != (Datum) 0)
 		ScanKeyEntryInitialize(&key[nkeys++], 0, 2, BTEqualStrategyNumber, InvalidOid,

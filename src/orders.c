@@ -1522,6 +1522,7 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	bool		found;
 	int			result = 0;
 
+	ShopCheckWritable("UPDATE");
 	ok = idx != NULL && rel->rd_rel->relkind == RELKIND_RELATION &&
 		!rel->rd_rel->relispartition && rel->rd_rules == NULL &&
 		update_triggers_plain(rel) &&
@@ -1760,6 +1761,7 @@ idem_claim_c(const Datum *args, bool keyed)
 	TupleTableSlot *tmp;
 	int			result = 0;
 
+	ShopCheckWritable("INSERT");
 	ok = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relispartition &&
 		rel->rd_rules == NULL &&
 		!(td != NULL && (td->trig_insert_before_statement || td->trig_insert_after_statement ||
@@ -2159,6 +2161,7 @@ cart_line_delete(Relation rel, TupleTableSlot *slot, Snapshot snap, CommandId ci
 {
 	ItemPointerData tid = slot->tts_tid;
 
+	ShopCheckWritable("DELETE");
 	for (;;)
 	{
 		TM_FailureData tmfd;

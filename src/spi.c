@@ -38,6 +38,7 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -700,4 +701,20 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	for (int i = 0; i < n; i++)
 		rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) c->node[i], estate);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ShopCheckWritable: shop's C writes (a hold's stock update and its
+ * reservation rows, the cart's lock, the idempotency claim, the cart's
+ * lines deleted) go around the executor's statement, and with it around
+ * the check it makes before touching a row: a write in a read-only
+ * transaction (BEGIN READ ONLY, default_transaction_read_only, every
+ * transaction of a hot standby) is refused with 25006 and the words the
+ * statement would have used.  Call it before the first lock or write.
+ */
+void
+ShopCheckWritable(const char *command)
+{
+	PreventCommandIfReadOnly(command);
+	PreventCommandIfParallelMode(command);
 }

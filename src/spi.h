@@ -108,4 +108,7 @@ struct ResultRelInfo;
 struct EState;
 extern void ShopPrepareChecks(struct ResultRelInfo *rri, struct EState *estate);
 
+/* spi.c: refuse a C write where the executor would (read-only transaction, standby) */
+extern void ShopCheckWritable(const char *command);
+
 #endif							/* SHOP_SPI_H */
