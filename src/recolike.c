@@ -1217,8 +1217,9 @@ like_in(const int64 *cs, int n, int64 c)
 	return false;
 }
 
+/* the elements of an int8[] (what: its name in the error on a null) */
 static int64 *
-like_int8s(ArrayType *a, int *n)
+like_int8s(ArrayType *a, int *n, const char *what)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -1231,7 +1232,7 @@ like_int8s(ArrayType *a, int *n)
 	{
 		if (nulls[i])
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-							errmsg("sample arrays must not hold nulls")));
+							errmsg("%s must not hold nulls", what)));
 		v[i] = DatumGetInt64(elems[i]);
 	}
 	*n = ne;
@@ -1299,11 +1300,11 @@ shop_like_slice(PG_FUNCTION_ARGS)
 							errmsg("argument %d must not be null", i + 1)));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs);
-	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop);
-	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc);
-	np = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnp);
-	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnc);
+	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs, "sample arrays");
+	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop, "sample arrays");
+	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc, "sample arrays");
+	np = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnp, "sample arrays");
+	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnc, "sample arrays");
 	if (nop != noc || nnp != nnc)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("sample arrays differ in length")));
@@ -1467,12 +1468,12 @@ shop_like_samples_after(PG_FUNCTION_ARGS)
 							errmsg("argument %d must not be null", i + 1)));
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs);
-	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop);
-	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc);
-	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnc);
-	np = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnp);
-	nh = like_int8s(PG_GETARG_ARRAYTYPE_P(5), &nnh);
+	cs = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &ncs, "sample arrays");
+	op = like_int8s(PG_GETARG_ARRAYTYPE_P(1), &nop, "sample arrays");
+	oc = like_int8s(PG_GETARG_ARRAYTYPE_P(2), &noc, "sample arrays");
+	nc = like_int8s(PG_GETARG_ARRAYTYPE_P(3), &nnc, "sample arrays");
+	np = like_int8s(PG_GETARG_ARRAYTYPE_P(4), &nnp, "sample arrays");
+	nh = like_int8s(PG_GETARG_ARRAYTYPE_P(5), &nnh, "sample arrays");
 	k = PG_GETARG_INT32(6);
 	if (nop != noc || nnc != nnp || nnc != nnh)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1597,21 +1598,7 @@ shop_like_samples(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	{
-		Datum	   *elems;
-		bool	   *enulls;
-
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &elems, &enulls, &nps);
-		ps = palloc(sizeof(int64) * Max(nps, 1));
-		for (int i = 0; i < nps; i++)
-		{
-			if (enulls[i])
-				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-								errmsg("product ids must not be null")));
-			ps[i] = DatumGetInt64(elems[i]);
-		}
-	}
+	ps = like_int8s(PG_GETARG_ARRAYTYPE_P(0), &nps, "product ids");
 	want = like_hash("shop like wanted", sizeof(int64), CurrentMemoryContext);
 	for (int i = 0; i < nps; i++)
 		(void) hash_search(want, &ps[i], HASH_ENTER, NULL);

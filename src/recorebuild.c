@@ -525,8 +525,10 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
  *
  * The co-purchase statistics and lists of every folded order, what
  * shop._copurchase_rebuild (src/recommend.c) computes, written in bulk.
- * The computation is that one's, step for step, so that every double is
- * added up in the same order and the tables come out equal to the bit:
+ * The computation is that one's own functions (reco_build_read,
+ * reco_build_transpose, reco_build_neighbours, reco_rank), so every
+ * double is added up in the same order and the tables come out equal to
+ * the bit; only the writing differs:
  *	 1. the folded orders (shop.copurchase_order) in order id order, and
  *		every order line, grouped into baskets by a counting sort by order;
  *		a basket's distinct products add w_b to n_x, pw_b * (k_b - 1) to
@@ -545,290 +547,14 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-static ShopStmt st_rb_folded = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT order_id, weight FROM shop.copurchase_order");
-static ShopStmt st_rb_lines = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT order_id, product_id FROM shop.order_line");
-
-typedef struct RbFolded
-{
-	pg_uuid_t	order_id;
-	double		weight;
-} RbFolded;
-
-typedef struct RbOrderIdx
-{
-	pg_uuid_t	order_id;		/* hash key */
-	int32		idx;
-} RbOrderIdx;
-
-typedef struct RbProductIdx
-{
-	int64		pid;			/* hash key */
-	int32		idx;
-} RbProductIdx;
-
-typedef struct RbNb
-{
-	int64		pid;
-	double		count;
-	int32		idx;
-} RbNb;
-
-/* the products and baskets of a rebuild */
-typedef struct RbPairs
-{
-	HTAB	   *index;			/* product_id -> dense index */
-	int64	   *pid;			/* dense index -> product_id */
-	double	   *n;
-	double	   *s;
-	int32		nitems;
-	int32		items_cap;
-	/* baskets of two or more products, as compressed sparse rows */
-	int64	   *boff;
-	double	   *bpw;
-	int32	   *bitems;
-	int64		nbaskets;
-	int64		nbitems;
-	double		total;
-	int64		orders;
-	int64		lines;
-} RbPairs;
-
-static int
-rb_cmp_folded(const void *a, const void *b)
-{
-	return memcmp(((const RbFolded *) a)->order_id.data, ((const RbFolded *) b)->order_id.data,
-				  UUID_LEN);
-}
-
-static int
-rb_cmp_int32(const void *a, const void *b)
-{
-	int32		x = *(const int32 *) a;
-	int32		y = *(const int32 *) b;
-
-	return (x > y) - (x < y);
-}
-
-static int
-rb_cmp_nb(const void *a, const void *b)
-{
-	const RbNb *x = a;
-	const RbNb *y = b;
-
-	return (x->pid > y->pid) - (x->pid < y->pid);
-}
-
-static int32
-rb_product(RbPairs *rp, int64 pid)
-{
-	bool		found;
-	RbProductIdx *e = hash_search(rp->index, &pid, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		if (rp->nitems == rp->items_cap)
-		{
-			rp->items_cap *= 2;
-			rp->pid = repalloc_huge(rp->pid, sizeof(int64) * rp->items_cap);
-			rp->n = repalloc_huge(rp->n, sizeof(double) * rp->items_cap);
-			rp->s = repalloc_huge(rp->s, sizeof(double) * rp->items_cap);
-		}
-		e->idx = rp->nitems++;
-		rp->pid[e->idx] = pid;
-		rp->n[e->idx] = 0;
-		rp->s[e->idx] = 0;
-	}
-	return e->idx;
-}
-
-/* Step 1: the baskets, in order id order, and the item statistics. */
-static void
-rb_pairs_read(RbPairs *rp)
-{
-	HASHCTL		ctl;
-	HTAB	   *orders;
-	RbFolded   *folded;
-	int64		nfolded = 0;
-	int64		folded_cap = 65536;
-	int32	   *line_order;
-	int32	   *line_item;
-	int64		nlines = 0;
-	int64		lines_cap = 262144;
-	int64	   *start;
-	int32	   *sorted;
-	int64		bitems_cap;
-	Portal		portal;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RbProductIdx);
-	ctl.hcxt = CurrentMemoryContext;
-	rp->index = hash_create("shop rebuild products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	rp->items_cap = 65536;
-	rp->pid = palloc_extended(sizeof(int64) * rp->items_cap, MCXT_ALLOC_HUGE);
-	rp->n = palloc_extended(sizeof(double) * rp->items_cap, MCXT_ALLOC_HUGE);
-	rp->s = palloc_extended(sizeof(double) * rp->items_cap, MCXT_ALLOC_HUGE);
-
-	/* the folded orders, sorted by id: basket b is the b-th of them */
-	folded = palloc_extended(sizeof(RbFolded) * folded_cap, MCXT_ALLOC_HUGE);
-	portal = ShopOpenCursor(&st_rb_folded, NULL, NULL, true);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			if (nfolded == folded_cap)
-			{
-				folded_cap *= 2;
-				folded = repalloc_huge(folded, sizeof(RbFolded) * folded_cap);
-			}
-			memcpy(&folded[nfolded].order_id,
-				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
-				   sizeof(pg_uuid_t));
-			folded[nfolded].weight =
-				DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-			nfolded++;
-		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
-	if (nfolded > 1)
-		qsort(folded, nfolded, sizeof(RbFolded), rb_cmp_folded);
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbOrderIdx);
-	ctl.hcxt = CurrentMemoryContext;
-	orders = hash_create("shop rebuild orders", Max(nfolded, 1024), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (int64 i = 0; i < nfolded; i++)
-	{
-		RbOrderIdx *e = hash_search(orders, &folded[i].order_id, HASH_ENTER, NULL);
-
-		e->idx = (int32) i;
-	}
-
-	/* every line of a folded order: (basket, product) */
-	line_order = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
-	line_item = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
-	portal = ShopOpenCursor(&st_rb_lines, NULL, NULL, true);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			RbOrderIdx *e = hash_search(orders, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-										HASH_FIND, NULL);
-
-			if (e == NULL)
-				continue;
-			if (nlines == lines_cap)
-			{
-				lines_cap *= 2;
-				line_order = repalloc_huge(line_order, sizeof(int32) * lines_cap);
-				line_item = repalloc_huge(line_item, sizeof(int32) * lines_cap);
-			}
-			line_order[nlines] = e->idx;
-			line_item[nlines] = rb_product(rp, DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)));
-			nlines++;
-		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
-	hash_destroy(orders);
-	rp->lines = nlines;
-
-	/* counting sort of the lines by basket */
-	start = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	sorted = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
-	for (int64 i = 0; i < nlines; i++)
-		start[line_order[i] + 1]++;
-	for (int64 o = 0; o < nfolded; o++)
-		start[o + 1] += start[o];
-	{
-		int64	   *pos = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
-
-		memcpy(pos, start, sizeof(int64) * (nfolded + 1));
-		for (int64 i = 0; i < nlines; i++)
-			sorted[pos[line_order[i]]++] = line_item[i];
-		pfree(pos);
-	}
-	pfree(line_order);
-	pfree(line_item);
-
-	/* each basket: distinct products, statistics, kept if it has pairs */
-	bitems_cap = Max(nlines, 1);
-	rp->bitems = palloc_extended(sizeof(int32) * bitems_cap, MCXT_ALLOC_HUGE);
-	rp->boff = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
-	rp->bpw = palloc_extended(sizeof(double) * Max(nfolded, 1), MCXT_ALLOC_HUGE);
-	rp->boff[0] = 0;
-	for (int64 o = 0; o < nfolded; o++)
-	{
-		int32	   *b = sorted + start[o];
-		int			k = (int) (start[o + 1] - start[o]);
-		int			m = 0;
-		double		w = folded[o].weight;
-		double		pw;
-
-		if (k == 0)
-			continue;
-		qsort(b, k, sizeof(int32), rb_cmp_int32);
-		for (int i = 0; i < k; i++)
-			if (m == 0 || b[m - 1] != b[i])
-				b[m++] = b[i];
-		pw = reco_basket_pair_weight(w, m);
-		for (int i = 0; i < m; i++)
-		{
-			rp->n[b[i]] += w;
-			rp->s[b[i]] += pw * (m - 1);
-		}
-		rp->total += w * m;
-		rp->orders++;
-		if (m < 2)
-			continue;
-		memcpy(rp->bitems + rp->nbitems, b, sizeof(int32) * m);
-		rp->bpw[rp->nbaskets] = pw;
-		rp->nbitems += m;
-		rp->nbaskets++;
-		rp->boff[rp->nbaskets] = rp->nbitems;
-		if ((o & 65535) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	pfree(sorted);
-	pfree(start);
-	pfree(folded);
-}
-
 /*
- * Steps 2 and 3: the baskets of each product, then each product's pair
- * counts, pair row and list, written to the truncated tables.
+ * Each product's pair row and list, written to the truncated tables with
+ * the item statistics.
  */
 static void
-rb_pairs_write(RbPairs *rp, int64 *pairs_out, int64 *rows_out)
+rb_pairs_write(RecoBuild *rp, int64 *pairs_out, int64 *rows_out)
 {
-	int32		n = Max(rp->nitems, 1);
-	int64	   *ioff = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	int64	   *ipos = palloc_extended(sizeof(int64) * (n + 1), MCXT_ALLOC_HUGE);
-	int64	   *ibaskets = palloc_extended(sizeof(int64) * Max(rp->nbitems, 1), MCXT_ALLOC_HUGE);
-	double	   *acc = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	int32	   *touched = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
-	RbNb	   *nbs = palloc_extended(sizeof(RbNb) * n, MCXT_ALLOC_HUGE);
-	RecoScored *scratch = palloc_extended(sizeof(RecoScored) * n, MCXT_ALLOC_HUGE);
-	int64	   *other_id = palloc_extended(sizeof(int64) * n, MCXT_ALLOC_HUGE);
-	double	   *other_cnt = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
-	double	   *other_n = palloc_extended(sizeof(double) * n, MCXT_ALLOC_HUGE);
+	RecoNeighbours nb;
 	double		scoring_total = reco_scoring_total(rp->total);
 	int			top = shop_reco_neighbours;
 	int64		pairs = 0;
@@ -836,16 +562,7 @@ rb_pairs_write(RbPairs *rp, int64 *pairs_out, int64 *rows_out)
 	RbBulk		pairrows;
 	RbBulk		lists;
 
-	for (int64 i = 0; i < rp->nbitems; i++)
-		ioff[rp->bitems[i] + 1]++;
-	for (int32 i = 0; i < rp->nitems; i++)
-		ioff[i + 1] += ioff[i];
-	memcpy(ipos, ioff, sizeof(int64) * (n + 1));
-	for (int64 b = 0; b < rp->nbaskets; b++)
-		for (int64 j = rp->boff[b]; j < rp->boff[b + 1]; j++)
-			ibaskets[ipos[rp->bitems[j]]++] = b;
-	pfree(ipos);
-
+	reco_build_neighbours_init(rp, &nb);
 	ShopDirect("TRUNCATE shop.copurchase, shop.copurchase_pair, shop.copurchase_item",
 			   SPI_OK_UTILITY);
 	rb_begin(&items, "copurchase_item", 3);
@@ -865,64 +582,35 @@ rb_pairs_write(RbPairs *rp, int64 *pairs_out, int64 *rows_out)
 	rb_begin(&lists, "copurchase", 4);
 	for (int32 x = 0; x < rp->nitems; x++)
 	{
-		int			nt = 0;
+		int			nt = reco_build_neighbours(rp, x, &nb);
 		int			m;
 		TupleTableSlot *slot;
 		MemoryContext old;
 
-		for (int64 j = ioff[x]; j < ioff[x + 1]; j++)
-		{
-			int64		b = ibaskets[j];
-			double		pw = rp->bpw[b];
-
-			for (int64 q = rp->boff[b]; q < rp->boff[b + 1]; q++)
-			{
-				int32		y = rp->bitems[q];
-
-				if (y == x)
-					continue;
-				if (acc[y] == 0)
-					touched[nt++] = y;
-				acc[y] += pw;
-			}
-		}
 		if (nt == 0)
 			continue;
-		for (int i = 0; i < nt; i++)
-		{
-			nbs[i].idx = touched[i];
-			nbs[i].pid = rp->pid[touched[i]];
-			nbs[i].count = acc[touched[i]];
-			acc[touched[i]] = 0;
-		}
-		qsort(nbs, nt, sizeof(RbNb), rb_cmp_nb);
-		for (int i = 0; i < nt; i++)
-		{
-			other_id[i] = nbs[i].pid;
-			other_cnt[i] = nbs[i].count;
-			other_n[i] = rp->n[nbs[i].idx];
-		}
 		pairs += nt;
 
 		/* the pair row: every neighbour, by product id */
 		slot = rb_slot(&pairrows);
 		old = MemoryContextSwitchTo(pairrows.batchcxt);
 		slot->tts_values[0] = Int64GetDatum(rp->pid[x]);
-		slot->tts_values[1] = ShopInt8Array(other_id, nt);
-		slot->tts_values[2] = ShopFloat8Array(other_cnt, nt);
+		slot->tts_values[1] = ShopInt8Array(nb.other_id, nt);
+		slot->tts_values[2] = ShopFloat8Array(nb.other_cnt, nt);
 		MemoryContextSwitchTo(old);
 		memset(slot->tts_isnull, 0, sizeof(bool) * 3);
 		rb_store(&pairrows);
 
 		/* the list: the best top, as reco_score_product keeps them */
-		m = reco_rank(rp->s[x], scoring_total, other_id, other_cnt, other_n, nt, scratch);
+		m = reco_rank(rp->s[x], scoring_total, nb.other_id, nb.other_cnt, nb.other_n, nt,
+					  nb.scratch);
 		for (int i = 0; i < m && i < top; i++)
 		{
 			slot = rb_slot(&lists);
 			slot->tts_values[0] = Int64GetDatum(rp->pid[x]);
-			slot->tts_values[1] = Int64GetDatum(scratch[i].other);
-			slot->tts_values[2] = Float4GetDatum((float4) scratch[i].count);
-			slot->tts_values[3] = Float4GetDatum((float4) scratch[i].score);
+			slot->tts_values[1] = Int64GetDatum(nb.scratch[i].other);
+			slot->tts_values[2] = Float4GetDatum((float4) nb.scratch[i].count);
+			slot->tts_values[3] = Float4GetDatum((float4) nb.scratch[i].score);
 			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
 			rb_store(&lists);
 		}
@@ -947,10 +635,9 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
-	RbPairs		rp;
+	RecoBuild	rp;
 	int64		pairs;
 	int64		rows;
-	double		scoring_total;
 	char	   *summary;
 	Jsonb	   *result;
 
@@ -959,13 +646,10 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 	memset(&rp, 0, sizeof(rp));
-	rb_pairs_read(&rp);
+	reco_build_read(&rp);
+	reco_build_transpose(&rp);
 	rb_pairs_write(&rp, &pairs, &rows);
-	scoring_total = reco_scoring_total(rp.total);
-	summary = psprintf("{\"orders\": " INT64_FORMAT ", \"order_lines\": " INT64_FORMAT
-					   ", \"products\": %d, \"pairs\": " INT64_FORMAT
-					   ", \"copurchase_rows\": " INT64_FORMAT ", \"scored_total\": %.17g}",
-					   rp.orders, rp.lines, rp.nitems, pairs / 2, rows, scoring_total);
+	summary = reco_build_summary(&rp, pairs, rows);
 	MemoryContextSwitchTo(caller);
 	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(summary)));
 	SPI_finish();

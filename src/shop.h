@@ -183,6 +183,56 @@ extern double reco_basket_pair_weight(double w, int k);
 extern double reco_scoring_total(double total);
 extern int	reco_rank(double s_x, double total, const int64 *others, const double *counts,
 					  const double *other_n, int nothers, RecoScored *scratch);
+
+/*
+ * A co-purchase rebuild in memory (reco_build_read): the products by
+ * dense index with their statistics, the baskets of two or more products
+ * as compressed sparse rows and, after reco_build_transpose, each
+ * product's baskets.  shop._copurchase_rebuild and shop._rebuild_pairs
+ * (recorebuild.c) both compute with it.
+ */
+typedef struct RecoBuild
+{
+	struct HTAB *index;			/* product_id -> dense index */
+	int64	   *pid;			/* dense index -> product_id */
+	double	   *n;
+	double	   *s;
+	int32		nitems;
+	int32		items_cap;
+	int64	   *boff;			/* nbaskets + 1 offsets into bitems */
+	double	   *bpw;
+	int32	   *bitems;
+	int64		nbaskets;
+	int64		nbitems;
+	int64	   *ioff;			/* nitems + 1 offsets into ibaskets */
+	int64	   *ibaskets;
+	double		total;
+	int64		orders;
+	int64		lines;
+} RecoBuild;
+/* one neighbour of a product during a rebuild */
+typedef struct RecoNb
+{
+	int64		pid;
+	double		count;
+	int32		idx;
+} RecoNb;
+/* reco_build_neighbours' scratch and result, one slot per product */
+typedef struct RecoNeighbours
+{
+	double	   *acc;
+	int32	   *touched;
+	RecoNb	   *nbs;
+	RecoScored *scratch;		/* for reco_rank */
+	int64	   *other_id;
+	double	   *other_cnt;
+	double	   *other_n;
+} RecoNeighbours;
+extern void reco_build_read(RecoBuild *rb);
+extern void reco_build_transpose(RecoBuild *rb);
+extern void reco_build_neighbours_init(const RecoBuild *rb, RecoNeighbours *nb);
+extern int	reco_build_neighbours(const RecoBuild *rb, int32 x, RecoNeighbours *nb);
+extern char *reco_build_summary(const RecoBuild *rb, int64 npairs, int64 rows);
 extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;
