@@ -57,7 +57,8 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'Philips SPA2200/00 loudspeaker Black Wired',
     'Canon CLC1100 Toner Black Original',
     -- a name saying how the product is fitted goes on past a dash to the
-    -- word in lower case that names the product
+    -- word in lower case that names the product; in a capitalized name a
+    -- preposition ends it as "for" does (before: desk, over, over)
     'Dataflex Viewmaster bolt through desk - mount 963',
     'Dataflex Viewmate computer holder - desk 322',
     'StarTech.com VGA Video Extender over Cat 5',

@@ -961,6 +961,10 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		;						/* "ThinkPad and 65W AC Adapter": goes on */
 	else if (SsIsStopWord(word) || is_colour(word))
 		head_end_run(hs, 2);	/* "for", "with", "black" */
+	else if (is_fitting_word(word) && hs->runcands > 0 &&
+			 !(hs->text[start] >= 'a' && hs->prevlower && hs->prevletters) &&
+			 !(start > 0 && hs->text[start - 1] != ' '))
+		head_end_run(hs, 2);	/* the "over" of "Video Extender over Cat 5" */
 	else if (hs->runcands > 0 && is_power_source(word) &&
 			 ends_before_colour(hs->text, hs->textlen, end))
 		head_end_run(hs, 2);	/* the "Auto" of "Car Charger Auto Black" */
