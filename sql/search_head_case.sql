@@ -53,15 +53,20 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'HP Auto Power Adapter',
     'Philips Indoor Headphones SBCHP200',
     'HP Inkjet Auto Duplexer Unit',
+    'Samsung EP-L1100 Auto Black',
+    'HP 90W Smart AC/Auto/Air Combo Adapter power adapter/inverter',
+    'Tripp Lite Cat5e Bulk Solid-Core PVC Outdoor-Rated Cable',
     -- a colour and a property in capitals and lower case: as before
     'Philips SPA2200/00 loudspeaker Black Wired',
     'Canon CLC1100 Toner Black Original',
     -- a name saying how the product is fitted goes on past a dash to the
     -- word in lower case that names the product; in a capitalized name a
-    -- preposition ends it as "for" does (before: desk, over, over)
+    -- preposition in lower case ends it as "for" does (before: desk, over,
+    -- over)
     'Dataflex Viewmaster bolt through desk - mount 963',
     'Dataflex Viewmate computer holder - desk 322',
     'StarTech.com VGA Video Extender over Cat 5',
+    'StarTech.com 6 ft Straight Through Serial Cable - DB9 F/F',
     'Tripp Lite HDMI over Cat6 Extender Kit with Power over Cable - 4K @ 60 Hz']) t;
 SELECT shop.category_add('Power') AS cat \gset
 INSERT INTO shop.product (sku, title, brand, category_id, price_cents, popularity, in_stock, status)

@@ -962,10 +962,13 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 	else if (SsIsStopWord(word) || is_colour(word))
 		head_end_run(hs, 2);	/* "for", "with", "black" */
 	else if (is_fitting_word(word) && hs->runcands > 0 &&
-			 !(hs->text[start] >= 'a' && hs->prevlower && hs->prevletters) &&
+			 hs->text[start] >= 'a' && hs->text[start] <= 'z' &&
+			 !(hs->prevlower && hs->prevletters) &&
 			 !(start > 0 && hs->text[start - 1] != ' '))
 		head_end_run(hs, 2);	/* the "over" of "Video Extender over Cat 5" */
-	else if (hs->runcands > 0 && is_power_source(word) &&
+	else if (hs->runcands > 0 && !(hs->runcands == 1 && hs->lastfirst) &&
+			 is_power_source(word) && start > 0 && hs->text[start - 1] == ' ' &&
+			 (end >= hs->textlen || hs->text[end] == ' ') &&
 			 ends_before_colour(hs->text, hs->textlen, end))
 		head_end_run(hs, 2);	/* the "Auto" of "Car Charger Auto Black" */
 	else if (hs->prevnum && unit_canon(word, len, true) != NULL)
