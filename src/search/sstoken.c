@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
 #include <math.h>
 
 #include "libstemmer.h"
@@ -763,6 +762,11 @@ is_colour(const char *w)
 	return false;
 }
 
+/* ASCII only: a head must not depend on the database's locale */
+#define HEAD_UPPER(c)	((c) >= 'A' && (c) <= 'Z')
+#define HEAD_ALPHA(c)	(HEAD_UPPER(c) || ((c) >= 'a' && (c) <= 'z'))
+#define HEAD_DIGIT(c)	((c) >= '0' && (c) <= '9')
+
 /* is text[from, to) " - " (a dash between spaces)? */
 static bool
 to_dash_gap(const char *text, int from, int to)
@@ -784,14 +788,14 @@ ends_before_colour(const char *text, int textlen, int end)
 
 	while (i < textlen && text[i] == ' ')
 		i++;
-	if (i >= textlen || !isalpha((unsigned char) text[i]))
+	if (i >= textlen || !HEAD_ALPHA(text[i]))
 		return true;
-	for (j = i; j < textlen && isalpha((unsigned char) text[j]); j++)
+	for (j = i; j < textlen && HEAD_ALPHA(text[j]); j++)
 		;
 	if (j - i >= (int) sizeof(w))
 		return false;
 	for (int k = i; k < j; k++)
-		w[k - i] = (char) tolower((unsigned char) text[k]);
+		w[k - i] = pg_ascii_tolower((unsigned char) text[k]);
 	w[j - i] = '\0';
 	return is_colour(w);
 }
@@ -826,7 +830,7 @@ dash_then_last_word(const char *text, int textlen, int from, int start, int end)
 		return false;
 	while (i < textlen && text[i] == ' ')
 		i++;
-	return i >= textlen || isdigit((unsigned char) text[i]);
+	return i >= textlen || HEAD_DIGIT(text[i]);
 }
 
 static bool
@@ -1044,23 +1048,23 @@ colour_acronym_tail(const char *text, int len, char *out, int outsize)
 
 	while (e > 0 && text[e - 1] == ' ')
 		e--;
-	for (b = e; b > 0 && isupper((unsigned char) text[b - 1]); b--)
+	for (b = e; b > 0 && HEAD_UPPER(text[b - 1]); b--)
 		;
 	if (e - b < 3 || e - b >= outsize || b == 0 || text[b - 1] != ' ')
 		return 0;
 	for (pe = b; pe > 0 && text[pe - 1] == ' '; pe--)
 		;
-	for (pb = pe; pb > 0 && isalpha((unsigned char) text[pb - 1]); pb--)
+	for (pb = pe; pb > 0 && HEAD_ALPHA(text[pb - 1]); pb--)
 		;
 	if (pe - pb < 3 || pe - pb >= (int) sizeof(w) || (pb > 0 && text[pb - 1] != ' '))
 		return 0;
 	for (int k = pb; k < pe; k++)
-		w[k - pb] = (char) tolower((unsigned char) text[k]);
+		w[k - pb] = pg_ascii_tolower((unsigned char) text[k]);
 	w[pe - pb] = '\0';
 	if (!is_colour(w) || strcmp(w, "original") == 0 || strcmp(w, "compatible") == 0)
 		return 0;
 	for (int k = b; k < e; k++)
-		out[k - b] = (char) tolower((unsigned char) text[k]);
+		out[k - b] = pg_ascii_tolower((unsigned char) text[k]);
 	out[e - b] = '\0';
 	return e - b;
 }
