@@ -742,6 +742,14 @@ static const char *const colours[] = {
  */
 static const char *const properties[] = {"original", "compatible", NULL};
 
+/*
+ * where a charger or adapter takes its power: a property when it follows
+ * the type ("Samsung Car Charger Auto Black", "... power adapter/inverter
+ * Indoor Black"), a part of the name when a word of the name follows it
+ * ("HP Auto Power Adapter", "Philips Indoor Headphones")
+ */
+static const char *const power_sources[] = {"auto", "indoor", "outdoor", NULL};
+
 static bool
 is_colour(const char *w)
 {
@@ -750,6 +758,86 @@ is_colour(const char *w)
 			return true;
 	for (int i = 0; properties[i]; i++)
 		if (strcmp(properties[i], w) == 0)
+			return true;
+	return false;
+}
+
+/* ASCII only: a head must not depend on the database's locale */
+#define HEAD_UPPER(c)	((c) >= 'A' && (c) <= 'Z')
+#define HEAD_ALPHA(c)	(HEAD_UPPER(c) || ((c) >= 'a' && (c) <= 'z'))
+#define HEAD_DIGIT(c)	((c) >= '0' && (c) <= '9')
+
+/* is text[from, to) " - " (a dash between spaces)? */
+static bool
+to_dash_gap(const char *text, int from, int to)
+{
+	return to - from == 3 && text[from] == ' ' && text[from + 1] == '-' && text[from + 2] == ' ';
+}
+
+/*
+ * does the title go on after text[end] with a colour, a number or nothing
+ * (its end or punctuation)?  Not when a word of letters that is no colour
+ * follows.
+ */
+static bool
+ends_before_colour(const char *text, int textlen, int end)
+{
+	int			i = end;
+	int			j;
+	char		w[16];
+
+	while (i < textlen && text[i] == ' ')
+		i++;
+	if (i >= textlen || !HEAD_ALPHA(text[i]))
+		return true;
+	for (j = i; j < textlen && HEAD_ALPHA(text[j]); j++)
+		;
+	if (j - i >= (int) sizeof(w))
+		return false;
+	for (int k = i; k < j; k++)
+		w[k - i] = pg_ascii_tolower((unsigned char) text[k]);
+	w[j - i] = '\0';
+	return is_colour(w);
+}
+
+/*
+ * prepositions that, in lower case inside a name, make it a phrase saying
+ * how the product is fitted ("bolt through desk"), not what it is
+ */
+static const char *const fitting_words[] = {"through", "over", "under", NULL};
+
+static bool
+is_fitting_word(const char *w)
+{
+	for (int i = 0; fitting_words[i]; i++)
+		if (strcmp(fitting_words[i], w) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * is text[from, to) a dash between spaces, and the word text[start, end)
+ * one in lower case that ends the title or comes before a number?
+ */
+static bool
+dash_then_last_word(const char *text, int textlen, int from, int start, int end)
+{
+	int			i = end;
+
+	if (!to_dash_gap(text, from, start))
+		return false;
+	if (!(text[start] >= 'a' && text[start] <= 'z'))
+		return false;
+	while (i < textlen && text[i] == ' ')
+		i++;
+	return i >= textlen || HEAD_DIGIT(text[i]);
+}
+
+static bool
+is_power_source(const char *w)
+{
+	for (int i = 0; power_sources[i]; i++)
+		if (strcmp(power_sources[i], w) == 0)
 			return true;
 	return false;
 }
@@ -776,6 +864,7 @@ typedef struct HeadScan
 	int			headlen;
 	int			headwords;		/* words of letters of its run */
 	bool		headfirst;		/* the head is the title's first word alone */
+	bool		fitting;		/* the run has a fitting word in lower case */
 } HeadScan;
 
 /*
@@ -837,6 +926,7 @@ head_end_run(HeadScan *hs, int hard)
 	hs->lowerlen = 0;
 	hs->nwords = 0;
 	hs->runcands = 0;
+	hs->fitting = false;
 
 	/*
 	 * the title's first word alone is its brand ("Xerox Magenta Standard
@@ -856,7 +946,16 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 
 	if (hs->done)
 		return;
-	if (hs->ntokens++ > 0 && hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
+	/*
+	 * a name that says how the product is fitted ("bolt through desk")
+	 * goes on past a dash to the one word in lower case that names the
+	 * product ("Dataflex Viewmaster bolt through desk - mount 963" is a
+	 * mount; "Viewmate computer holder - desk 322" stays a holder)
+	 */
+	if (hs->fitting && hs->prevend >= 0 &&
+		dash_then_last_word(hs->text, hs->textlen, hs->prevend, start, end))
+		hs->ntokens++;
+	else if (hs->ntokens++ > 0 && hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
 	{
 		head_end_run(hs, br);
 		if (hs->done)
@@ -866,6 +965,16 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		;						/* "ThinkPad and 65W AC Adapter": goes on */
 	else if (SsIsStopWord(word) || is_colour(word))
 		head_end_run(hs, 2);	/* "for", "with", "black" */
+	else if (is_fitting_word(word) && hs->runcands > 0 &&
+			 hs->text[start] >= 'a' && hs->text[start] <= 'z' &&
+			 !(hs->prevlower && hs->prevletters) &&
+			 !(start > 0 && hs->text[start - 1] != ' '))
+		head_end_run(hs, 2);	/* the "over" of "Video Extender over Cat 5" */
+	else if (hs->runcands > 0 && !(hs->runcands == 1 && hs->lastfirst) &&
+			 is_power_source(word) && start > 0 && hs->text[start - 1] == ' ' &&
+			 (end >= hs->textlen || hs->text[end] == ' ') &&
+			 ends_before_colour(hs->text, hs->textlen, end))
+		head_end_run(hs, 2);	/* the "Auto" of "Car Charger Auto Black" */
 	else if (hs->prevnum && unit_canon(word, len, true) != NULL)
 		head_end_run(hs, 1);	/* the "cm" of "35.6 cm" */
 	else if (digits > 0 && unit_canon(word + digits, len - digits, false) != NULL)
@@ -889,9 +998,10 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 
 		/*
 		 * "AC Adapter": two words, the head of three letters or more; of
-		 * "adapter/inverter", the first
+		 * "adapter/inverter", the first; never a preposition ("Video
+		 * Extender over Cat 5" is an extender)
 		 */
-		if (len >= 3 && !(joined && hs->text[start - 1] == '/'))
+		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word))
 		{
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
@@ -906,6 +1016,8 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 				hs->lowerlen = len;
 			}
 		}
+		if (lower && hs->prevlower && hs->prevletters && is_fitting_word(word))
+			hs->fitting = true;
 		hs->nwords++;
 		hs->prevnum = false;
 		hs->prevletters = true;
@@ -920,6 +1032,44 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 }
 
 /*
+ * a title that ends with a colour and then a word in capitals of three
+ * letters or more names its type there, after the properties: "Buffalo
+ * TeraStation ES 4TB Ethernet LAN Desktop Black NAS" is a NAS (the
+ * Desktop is its form factor); its length, 0 when it does not
+ */
+static int
+colour_acronym_tail(const char *text, int len, char *out, int outsize)
+{
+	int			e = len;
+	int			b;
+	int			pe;
+	int			pb;
+	char		w[16];
+
+	while (e > 0 && text[e - 1] == ' ')
+		e--;
+	for (b = e; b > 0 && HEAD_UPPER(text[b - 1]); b--)
+		;
+	if (e - b < 3 || e - b >= outsize || b == 0 || text[b - 1] != ' ')
+		return 0;
+	for (pe = b; pe > 0 && text[pe - 1] == ' '; pe--)
+		;
+	for (pb = pe; pb > 0 && HEAD_ALPHA(text[pb - 1]); pb--)
+		;
+	if (pe - pb < 3 || pe - pb >= (int) sizeof(w) || (pb > 0 && text[pb - 1] != ' '))
+		return 0;
+	for (int k = pb; k < pe; k++)
+		w[k - pb] = pg_ascii_tolower((unsigned char) text[k]);
+	w[pe - pb] = '\0';
+	if (!is_colour(w) || strcmp(w, "original") == 0 || strcmp(w, "compatible") == 0)
+		return 0;
+	for (int k = b; k < e; k++)
+		out[k - b] = pg_ascii_tolower((unsigned char) text[k]);
+	out[e - b] = '\0';
+	return e - b;
+}
+
+/*
  * SsTitleHead: the stem (without SS_STEM_MARK) of the head noun of a
  * title, into out; its length, 0 when the title has none.
  */
@@ -930,6 +1080,7 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 	const char *w;
 	int			wlen;
 	char		stem[SS_MAX_TERM_LEN + 8];
+	char		acronym[16];
 	int			slen;
 
 	memset(&hs, 0, sizeof(hs));
@@ -939,12 +1090,17 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 	tokenize_words(title, len, head_cb, &hs);
 	if (!hs.done)
 		head_end_run(&hs, 2);
-	w = hs.head;
-	wlen = hs.headlen;
 	out[0] = '\0';
-	/* a title whose only name is its first word, the brand: no type */
-	if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
-		return 0;
+	if ((wlen = colour_acronym_tail(title, len, acronym, sizeof(acronym))) > 0)
+		w = acronym;
+	else
+	{
+		w = hs.head;
+		wlen = hs.headlen;
+		/* a title whose only name is its first word, the brand: no type */
+		if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
+			return 0;
+	}
 	slen = SsStem(language, w, wlen, stem, sizeof(stem)) - 1;
 	slen = Min(slen, outsize - 1);
 	memcpy(out, stem + 1, slen);
