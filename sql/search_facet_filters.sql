@@ -88,6 +88,8 @@ SELECT replace(replace(replace(x, ':lamps', :'lamps'), ':desk', :'desk'), ':bulb
     '{"brand": "lumen"}', '{"brand": "ACME"}', '{"brand": "nobrand"}',
     '{"price_min": 2500}', '{"price_max": 50000}', '{"price_min": 2500, "price_max": 2500}',
     '{"price_min": 10000, "price_max": 60000}', '{"rating_min": 2}', '{"rating_min": 3.5}',
+    '{"price_max": 999}', '{"price_min": 0, "price_max": 49999}', '{"price_min": 1000, "price_max": 2499}',
+    '{"price_min": 100000}', '{"price_min": 2500, "price_max": 99999, "brand": "acme"}',
     '{"category_id": :lamps, "brand": "lumen"}',
     '{"category_id": :bulbs, "price_max": 30000, "in_stock": true}',
     '{"brand": "brightco", "rating_min": 1, "price_min": 100}',
@@ -112,8 +114,16 @@ END $f$;
 SELECT pg_temp.got('quokka', '{"brand": "lumen"}') = pg_temp.truth('quokka', '{"brand": "lumen"}')
        AS same;
 SELECT bytes AS nothing_yet FROM shop.search_cache_stats() WHERE cache = 'facet_column';
--- the next one reads it (16 bytes a document), and a price filter each
--- document's exact price and rating next to it (12 bytes): counted from
+-- the next one reads it (16 bytes a document); a price filter of whole
+-- facet buckets (a click on the price facet: $10 to $24.99) is decided
+-- by each document's bucket in the column, and reads no exact price
+-- (before sort10 it read them: 28 bytes a document)
+SELECT pg_temp.got('quokka', '{"price_min": 1000, "price_max": 2499}')
+       = pg_temp.truth('quokka', '{"price_min": 1000, "price_max": 2499}') AS same;
+SELECT bytes / 16 AS documents_of_segments, bytes % 16 AS rest
+  FROM shop.search_cache_stats() WHERE cache = 'facet_column';
+-- a price filter between bucket ends reads each document's exact price
+-- and rating next to it (12 bytes): counted from
 -- the column, no document record read (before issue 12's sort9 the
 -- connection held nothing: filtered counts read every match's record)
 SELECT pg_temp.got('quokka', '{"price_max": 50000}') = pg_temp.truth('quokka', '{"price_max": 50000}')

@@ -1435,7 +1435,11 @@ typedef struct FacetVisit
 	bool	   *catok;			/* per category ordinal: allowed */
 	bool	   *brandok;		/* per brand ordinal: allowed */
 	const int64 *price;			/* the current segment's prices ... */
-	const float4 *rating;		/* ... and ratings (price or rating filter) */
+	const float4 *rating;		/* ... and ratings (exact) */
+	bool		exact;			/* the filters need exact prices or ratings */
+	bool		pbuckets;		/* the price filter is whole buckets: ... */
+	uint8		pbmin;			/* ... a match passes with a price bucket + 1 */
+	uint8		pbmax;			/* ... (FacetCol.pr & 0x0F) in pbmin..pbmax */
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
 } FacetVisit;
@@ -1552,7 +1556,7 @@ facet_filter_prepare(FacetVisit *fv, BlockNumber header, const SsSegHeader *hdr)
 
 	fv->price = NULL;
 	fv->rating = NULL;
-	if (q->has_price_min || q->has_price_max || q->has_rating_min)
+	if (fv->exact)
 	{
 		FacetSeg   *e;
 
@@ -1593,23 +1597,75 @@ facet_filter_prepare(FacetVisit *fv, BlockNumber header, const SsSegHeader *hdr)
 	return true;
 }
 
-/* does column entry c (docid d) pass the query's filters?  (SsDocPassesFilters) */
+/*
+ * Is the query's price filter a run of whole facet buckets (price_min the
+ * low end of a bucket or none, price_max the high end of one or none, as
+ * a click on the price facet sends)?  Then the bucket in the column
+ * decides it, and no exact price is read: *bmin..*bmax are the allowed
+ * values of FacetCol.pr & 0x0F (bucket + 1; 0 is a price below every
+ * bucket, which passes only without a price_min).
+ */
+static bool
+facet_price_buckets(const SsQuery *q, uint8 *bmin, uint8 *bmax)
+{
+	*bmin = 0;
+	*bmax = FACET_NPRICE;
+	if (q->has_price_min)
+	{
+		int			b = 0;
+
+		while (b < (int) FACET_NPRICE && facet_price_lo[b] != q->price_min)
+			b++;
+		if (b == (int) FACET_NPRICE)
+			return false;
+		*bmin = (uint8) (b + 1);
+	}
+	if (q->has_price_max)
+	{
+		int			b = 1;
+
+		/* bucket b - 1 ends one cent below bucket b's low end */
+		while (b < (int) FACET_NPRICE && facet_price_lo[b] - 1 != q->price_max)
+			b++;
+		if (b == (int) FACET_NPRICE)
+			return false;
+		*bmax = (uint8) b;
+	}
+	return true;
+}
+
+/*
+ * does column entry c (docid d) pass the query's filters?  (SsDocPassesFilters)
+ * Without a branch per match on its values: a price or rating filter
+ * drops about every other match of a common word in no order a branch
+ * predictor learns (the per-call tests of which filters are set are
+ * predicted).  A document without a price has 0 in fv->price, without a
+ * category or brand ordinal 0: reading them is safe, FC_* decides.  A
+ * NaN rating passes rating_min, as in SsDocPassesFilters.
+ */
 static inline bool
 facet_passes(const FacetVisit *fv, const FacetCol *c, uint32 d)
 {
 	const SsQuery *q = fv->q;
+	bool		ok = true;
 
-	if (fv->catok && (!(c->flags & FC_CAT) || !fv->catok[c->cat]))
-		return false;
-	if (fv->brandok && (!(c->flags & FC_BRAND) || !fv->brandok[c->brand]))
-		return false;
-	if (q->has_price_min && (!(c->flags & FC_PRICE) || fv->price[d] < q->price_min))
-		return false;
-	if (q->has_price_max && (!(c->flags & FC_PRICE) || fv->price[d] > q->price_max))
-		return false;
-	if (q->has_rating_min && (!(c->flags & FC_RATING) || fv->rating[d] < q->rating_min))
-		return false;
-	return true;
+	if (fv->catok)
+		ok &= ((c->flags & FC_CAT) != 0) & fv->catok[c->cat];
+	if (fv->brandok)
+		ok &= ((c->flags & FC_BRAND) != 0) & fv->brandok[c->brand];
+	if (fv->pbuckets)
+		ok &= ((c->flags & FC_PRICE) != 0) & ((c->pr & 0x0F) >= fv->pbmin) &
+			((c->pr & 0x0F) <= fv->pbmax);
+	else
+	{
+		if (q->has_price_min)
+			ok &= ((c->flags & FC_PRICE) != 0) & (fv->price[d] >= q->price_min);
+		if (q->has_price_max)
+			ok &= ((c->flags & FC_PRICE) != 0) & (fv->price[d] <= q->price_max);
+	}
+	if (q->has_rating_min)
+		ok &= ((c->flags & FC_RATING) != 0) & !(fv->rating[d] < q->rating_min);
+	return ok;
 }
 
 /* SsSegVisitor: take the segment's matches as docids if its column fits */
@@ -1625,6 +1681,9 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	fv->q = q;
 	fv->filt = q->ncats >= 0 || q->nbrands >= 0 || q->has_price_min || q->has_price_max ||
 		q->has_rating_min;
+	fv->pbuckets = (q->has_price_min || q->has_price_max) &&
+		facet_price_buckets(q, &fv->pbmin, &fv->pbmax);
+	fv->exact = q->has_rating_min || ((q->has_price_min || q->has_price_max) && !fv->pbuckets);
 
 	/*
 	 * The first count with a category, brand, price or rating filter of a
@@ -1640,7 +1699,7 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 		facet_cache.nfiltered++;
 	}
 	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
-							   q->has_price_min || q->has_price_max || q->has_rating_min,
+							   fv->exact,
 							   !fv->filt || facet_cache.nfiltered > 1);
 	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
 		fv->col = NULL;
@@ -1654,25 +1713,35 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	return fv->col != NULL;
 }
 
-/* SsIdVisitor: a match of the current segment */
+/*
+ * SsIdVisitor: a match of the current segment.  Its entry is stored in
+ * the next place whether it passes or not, and counts only if it does:
+ * no branch on its flags or values (facet_passes).
+ */
 static void
 facet_id_visit(void *arg, uint32 docid)
 {
 	FacetVisit *fv = (FacetVisit *) arg;
+	const FacetCol *c;
+	bool		ok;
 	int			i;
 
-	if (docid >= fv->ndocs || (fv->col[docid].flags & FC_DEAD) ||
-		(fv->col[docid].flags & fv->need_mask) != fv->need_flags)
+	if (docid >= fv->ndocs)
 		return;
-	if (fv->filt && !facet_passes(fv, &fv->col[docid], docid))
-		return;
-	i = facet_visit_add(fv);
-	fv->m[i] = fv->col[docid];
+	c = &fv->col[docid];
+	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
+	if (fv->filt)
+		ok &= facet_passes(fv, c, docid);
+	if (fv->n >= fv->max)
+		facet_visit_grow(fv);
+	i = fv->n;
+	fv->m[i] = *c;
 	if (fv->locs)
 	{
 		fv->locseg[i] = fv->seg;
 		fv->locdoc[i] = docid;
 	}
+	fv->n += ok;
 }
 
 static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
