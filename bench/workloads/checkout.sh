@@ -11,7 +11,8 @@ set -euo pipefail
 SECS=${BENCH_SECONDS:-15}
 CLIENTS=16
 NPROD=10000
-PER_CLIENT=$((SECS * 200))       # carts per client of a 16-client run (3,200 orders/s max)
+PER_CLIENT=$((SECS * 400))       # carts per client of a 16-client run (6,400 orders/s max; at 200
+                                 # a quiet 2026-12-07 run, sync off, used them up: 3,284/s)
 SINGLE=$((SECS * 2500))          # carts of the 1-client run (2,500 orders/s max; at 800 a
                                  # quiet 2026-12-06 run used them up in 9 s: 1,318/s)
 DB=bench_checkout
