@@ -1287,19 +1287,9 @@ BEGIN
     -- the log rows visible now are covered by the rebuild; later ones stay
     -- for the next refresh (which finds nothing left to do for them)
     DELETE FROM shop.copurchase_delta;
-    -- TRUNCATE, not DELETE: re-inserting the same order ids over their
-    -- own dead rows makes every unique check visit the heap
     TRUNCATE shop.copurchase_order;
-    INSERT INTO shop.copurchase_order (order_id, customer_id, weight)
-    SELECT o.order_id, o.customer_id,
-           CASE WHEN o.customer_id IS NULL THEN 1.0
-                ELSE least(1.0, buyer_cap / count(*) OVER (PARTITION BY o.customer_id)) END
-      FROM shop."order" o
-     WHERE shop._counted(o.status)
-     -- in key order: into the emptied primary key in half the time of
-     -- random uuids (9.5 s -> 4.9 s for 400,000 orders)
-     ORDER BY o.order_id;
-    result := shop._copurchase_rebuild();
+    PERFORM shop._rebuild_orders(buyer_cap);
+    result := shop._rebuild_pairs();
     -- fresh statistics, or the planner takes the new tables for empty
     -- until autovacuum gets to them (seq scans in also_bought/recommend)
     ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
@@ -5396,9 +5386,7 @@ DECLARE
 BEGIN
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-    SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
-     ORDER BY p.customer_id, p.product_id;
+    PERFORM shop._rebuild_customer_items();
     ANALYZE shop.customer_item;
     LOOP
         SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
@@ -8787,7 +8775,9 @@ GRANT EXECUTE ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid
 -- index one at a time (shop.customer_item's sample index in random order);
 -- copurchase_order's weights are computed in C from one scan of the
 -- orders instead of a window function and two sorts.  Same rows, same
--- indexes (docs/recommendations.md, "Performance").
+-- indexes (docs/recommendations.md, "Performance").  Their callers,
+-- shop._rebuild_copurchase (1.0's shop.rebuild_recommendations, replaced
+-- and renamed above) and shop._like_rebuild, are edited in place above.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._rebuild_orders(buyer_cap double precision)
@@ -8813,78 +8803,6 @@ AS 'MODULE_PATHNAME', 'shop_rebuild_pairs';
 COMMENT ON FUNCTION shop._rebuild_pairs() IS
 'internal (rebuild): recomputes shop.copurchase_item, shop.copurchase_pair and shop.copurchase from shop.copurchase_order, as shop._copurchase_rebuild() does, into the truncated tables in bulk; returns the same summary';
 REVOKE ALL ON FUNCTION shop._rebuild_pairs() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION shop._rebuild_copurchase()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
-    result jsonb;
-    n_pop bigint;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
-    -- the log rows visible now are covered by the rebuild; later ones stay
-    -- for the next refresh (which finds nothing left to do for them)
-    DELETE FROM shop.copurchase_delta;
-    TRUNCATE shop.copurchase_order;
-    PERFORM shop._rebuild_orders(buyer_cap);
-    result := shop._rebuild_pairs();
-    -- fresh statistics, or the planner takes the new tables for empty
-    -- until autovacuum gets to them (seq scans in also_bought/recommend)
-    ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
-    INSERT INTO shop.copurchase_state AS s (scored_total, rebuilt_at, refreshed_at)
-    VALUES ((result ->> 'scored_total')::double precision, now(), now())
-    ON CONFLICT (id) DO UPDATE
-       SET scored_total = excluded.scored_total, rebuilt_at = excluded.rebuilt_at,
-           refreshed_at = excluded.refreshed_at;
-    -- (a shard whose popularity the router writes leaves it alone)
-    IF coalesce((SELECT s.popularity_from_router FROM shop.copurchase_state s), false) THEN
-        n_pop := 0;
-    ELSE
-        n_pop := shop._popularity_refresh();
-    END IF;
-    PERFORM shop._popularity_apply(NULL);
-    RETURN (result - 'scored_total') || jsonb_build_object('popularity_updated', n_pop,
-        'popularity_pending', (SELECT count(*) FROM shop.popularity_pending));
-END
-$$;
-
-CREATE OR REPLACE FUNCTION shop._like_rebuild()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    newest timestamptz;
-    cs bigint[];
-    last_id bigint := NULL;
-    n_cust bigint := 0;
-    n_rows bigint;
-BEGIN
-    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
-    TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    PERFORM shop._rebuild_customer_items();
-    ANALYZE shop.customer_item;
-    LOOP
-        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
-          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
-                 WHERE last_id IS NULL OR c.customer_id > last_id
-                 ORDER BY c.customer_id LIMIT 50000) x;
-        EXIT WHEN cs IS NULL;
-        PERFORM shop._like_lists(cs, NULL);
-        n_cust := n_cust + cardinality(cs);
-        last_id := cs[cardinality(cs)];
-    END LOOP;
-    ANALYZE shop.customer_neighbour;
-    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
-    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
-    ON CONFLICT (only_row) DO UPDATE
-       SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
-    RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- Recommendations: the refresh's samples by one scan (issues 14, 11) -------
