@@ -1687,24 +1687,20 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    words text[];
     types text[];
     stems text[];
     last text;
+    typed boolean;
+    branded boolean;
     cat bigint;
+    -- a cluster's 40 best matches, merged by the router (issue 16,
+    -- shop.search_stats): [category_id, price_cents, head, brand, named]
+    given jsonb := q -> 'intent_top';
 BEGIN
-    SELECT array_agg(t.word ORDER BY t.pos) INTO words
-      FROM shop.search_tokens(q ->> 'q', 'english') t
-     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in',
-                                'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without']);
-    IF words IS NULL OR words[cardinality(words)] ~ '^[0-9]' THEN
+    q := q - 'intent_top';
+    last := shop._search_intent_word(q);
+    IF last IS NULL THEN
         RETURN q;
-    END IF;
-    -- the last word (corrected when the catalog does not know it), and the
-    -- last words of the phrases of its synonym group
-    last := words[cardinality(words)];
-    IF NOT coalesce(q -> 'no_typos' ? last, false) THEN
-        last := coalesce(shop._search_suggest_word('shop.product_search_idx', last), last);
     END IF;
     SELECT array_agg(DISTINCT w) INTO types
       FROM (SELECT last AS w
@@ -1717,18 +1713,42 @@ BEGIN
     SELECT array_agg(DISTINCT t.stem) INTO stems
       FROM unnest(types) w, shop.search_tokens(w, 'english') t;
     WITH top AS MATERIALIZED (
-        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head
+        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand,
+               EXISTS (SELECT 1 FROM shop.search_tokens(p.title, 'english') t
+                        WHERE t.pos <= 3 AND t.word = last) AS named
           FROM shop.search_scan('shop.product_search_idx', q, 40) s
-         CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title FROM shop.product p
-                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p)
-    SELECT CASE WHEN (SELECT bool_or(head = ANY (stems)) FROM top) THEN NULL
-                ELSE (SELECT category_id FROM top WHERE category_id IS NOT NULL
-                       GROUP BY category_id HAVING count(*) >= 3
-                       ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
-                       LIMIT 1) END
-      INTO cat;
-    q := q || jsonb_build_object('type_words', to_jsonb(types));
-    IF cat IS NOT NULL THEN
+         CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title, p.brand FROM shop.product p
+                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
+         WHERE given IS NULL
+        UNION ALL
+        -- a shard's row: the flag its title gave (a row without it, from
+        -- a shard or a router cache of before the flag, counts as naming)
+        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3, (r ->> 4)::boolean
+          FROM jsonb_array_elements(given) r)
+    SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), false),
+           coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
+                       FROM top WHERE brand IS NOT NULL), false),
+           (SELECT category_id FROM top WHERE category_id IS NOT NULL
+             GROUP BY category_id
+            HAVING count(*) >= 3 AND 2 * count(*) FILTER (WHERE named IS NOT FALSE) >= count(*)
+             ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
+             LIMIT 1)
+      INTO typed, branded, cat;
+    -- the type first, unless the word is a brand none of whose best
+    -- matches has it as its head
+    IF typed OR NOT branded THEN
+        q := q || jsonb_build_object('type_words', to_jsonb(types));
+    END IF;
+    -- no best match of the type: a brand or a line, meaning the line's
+    -- main product.  A line is named at the start of its products'
+    -- titles ("Lenovo ThinkPad T14s Notebook"): a category counts only
+    -- if at least half of its best matches have the word among their
+    -- title's first 3 words, not a property named after the type ("HP
+    -- ... 256 GB SSD Tower Black PC": `ssd` meant PCs, Chorus nDCG@10
+    -- 0.33 -> 0 with the data set's categories; issue 13, round 7,
+    -- edited in place).  A router's rows carry the flag each shard read
+    -- from the title (shop.search_stats).
+    IF NOT typed AND cat IS NOT NULL THEN
         q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
     END IF;
     RETURN q;
@@ -3713,80 +3733,7 @@ DROP INDEX shop.reservation_ref_idx;
 --   3. shop.search (in the relevance section above, after the intent)
 --      calls shop._search_prior for ranked pages.
 
--- 1. Intent
-CREATE OR REPLACE FUNCTION shop._search_intent(q jsonb)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    types text[];
-    stems text[];
-    last text;
-    typed boolean;
-    branded boolean;
-    cat bigint;
-    -- a cluster's 40 best matches, merged by the router (issue 16,
-    -- shop.search_stats): [category_id, price_cents, head, brand, named]
-    given jsonb := q -> 'intent_top';
-BEGIN
-    q := q - 'intent_top';
-    last := shop._search_intent_word(q);
-    IF last IS NULL THEN
-        RETURN q;
-    END IF;
-    SELECT array_agg(DISTINCT w) INTO types
-      FROM (SELECT last AS w
-            UNION ALL
-            SELECT (regexp_match(p, '(\S+)$'))[1]
-              FROM shop.synonym s, unnest(s.term || s.synonyms) p
-             WHERE last = (regexp_match(s.term, '(\S+)$'))[1]
-                OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE last = (regexp_match(x, '(\S+)$'))[1])) x
-     WHERE w IS NOT NULL;
-    SELECT array_agg(DISTINCT t.stem) INTO stems
-      FROM unnest(types) w, shop.search_tokens(w, 'english') t;
-    WITH top AS MATERIALIZED (
-        SELECT p.category_id, p.price_cents, shop.search_head(p.title, 'english') AS head, p.brand,
-               EXISTS (SELECT 1 FROM shop.search_tokens(p.title, 'english') t
-                        WHERE t.pos <= 3 AND t.word = last) AS named
-          FROM shop.search_scan('shop.product_search_idx', q, 40) s
-         CROSS JOIN LATERAL (SELECT p.category_id, p.price_cents, p.title, p.brand FROM shop.product p
-                              WHERE p.ctid = s.ctid AND p.status = 'active' OFFSET 0) p
-         WHERE given IS NULL
-        UNION ALL
-        -- a shard's row: the flag its title gave (a row without it, from
-        -- a shard or a router cache of before the flag, counts as naming)
-        SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, r ->> 2, r ->> 3, (r ->> 4)::boolean
-          FROM jsonb_array_elements(given) r)
-    SELECT coalesce((SELECT bool_or(head = ANY (stems)) FROM top), false),
-           coalesce((SELECT bool_or(last = ANY (string_to_array(shop._search_fold(brand), ' ')))
-                       FROM top WHERE brand IS NOT NULL), false),
-           (SELECT category_id FROM top WHERE category_id IS NOT NULL
-             GROUP BY category_id
-            HAVING count(*) >= 3 AND 2 * count(*) FILTER (WHERE named IS NOT FALSE) >= count(*)
-             ORDER BY percentile_cont(0.5) WITHIN GROUP (ORDER BY price_cents) DESC, category_id
-             LIMIT 1)
-      INTO typed, branded, cat;
-    -- the type first, unless the word is a brand none of whose best
-    -- matches has it as its head
-    IF typed OR NOT branded THEN
-        q := q || jsonb_build_object('type_words', to_jsonb(types));
-    END IF;
-    -- no best match of the type: a brand or a line, meaning the line's
-    -- main product.  A line is named at the start of its products'
-    -- titles ("Lenovo ThinkPad T14s Notebook"): a category counts only
-    -- if at least half of its best matches have the word among their
-    -- title's first 3 words, not a property named after the type ("HP
-    -- ... 256 GB SSD Tower Black PC": `ssd` meant PCs, Chorus nDCG@10
-    -- 0.33 -> 0 with the data set's categories; issue 13, round 7,
-    -- edited in place).  A router's rows carry the flag each shard read
-    -- from the title (shop.search_stats).
-    IF NOT typed AND cat IS NOT NULL THEN
-        q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));
-    END IF;
-    RETURN q;
-END
-$$;
+-- 1. Intent: shop._search_intent, edited in place in the relevance section above.
 
 -- 2. The behaviour prior: what shoppers chose after a query.
 --
