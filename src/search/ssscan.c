@@ -44,8 +44,14 @@
  *      brand filter first turns its filter terms' postings into a docid
  *      bitmap), then the bounded boost (popularity, rating,
  *      personalization) multiplies the text score.
- *   5. Order: fewer typos first, then higher score.  The distance handed
- *      to the executor is typos * 10000 - score (score is capped at 4999).
+ *   5. Order: fewer typos first, then higher score, then the smaller tie
+ *      id (the index's first bigint INCLUDE column: the catalog's
+ *      product_id), then the heap TID (res_cmp).  The distance handed to
+ *      the executor is typos * 10000 - score (score is capped at 4999).
+ *      Every bound of step 3 skips a document only if its best possible
+ *      distance is strictly above the k-th's (with margins for float
+ *      rounding), so a document tying the k-th is always scored: the tie
+ *      order decides which ties enter, never what is read.
  *
  * PostgreSQL does not tell an index the LIMIT, so an ordered scan keeps
  * only the best SS_FIRST_BATCH rows (a bounded heap; a document whose
@@ -130,10 +136,18 @@ static struct
 	uint64		docs;			/* document records read for them */
 } ss_work;
 
+/*
+ * A result: its distance, then the document's tie id (the index's first
+ * bigint INCLUDE column, the catalog's product_id; PG_INT64_MAX for a
+ * document without one) and its heap TID order rows of equal distance
+ * (res_cmp), so that ties keep their order when VACUUM or an update moves
+ * a row, and a cluster's router orders them as one node does.
+ */
 typedef struct SsResult
 {
-	ItemPointerData tid;
 	float4		dist;
+	ItemPointerData tid;
+	int64		tie;
 } SsResult;
 
 /*
@@ -780,8 +794,9 @@ result_possible(const Eval *ev, float4 dist)
  * ev->after (already handed out by an earlier evaluation) are dropped.
  */
 static void
-add_result(Eval *ev, ItemPointer tid, float4 dist)
+add_result(Eval *ev, const SsDoc *doc, float4 dist)
 {
+	ItemPointer tid = (ItemPointer) &doc->tid;
 	SsResult	r;
 
 	if (ev->tbm)
@@ -800,6 +815,7 @@ add_result(Eval *ev, ItemPointer tid, float4 dist)
 	}
 	r.tid = *tid;
 	r.dist = dist;
+	r.tie = (doc->flags & SS_DOC_HAS_TIE) ? doc->tie_id : PG_INT64_MAX;
 	if (ev->have_after && res_cmp(&r, &ev->after) <= 0)
 		return;
 	if (ev->topk > 0)
@@ -2325,7 +2341,7 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 			collect_doc(ev, doc, (int32) (s - ev->segs), d);
 			continue;
 		}
-		add_result(ev, (ItemPointer) &doc->tid,
+		add_result(ev, doc,
 				   final_dist(ev, doc, total->score[d], total->typ1[d] - 1,
 							  q->nslots - total->cnt[d]));
 	}
@@ -2342,7 +2358,7 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 				continue;
 			doc = doc_get(dc, d);
 			if (!(doc->flags & SS_DOC_DEAD))
-				add_result(ev, (ItemPointer) &doc->tid, get_float4_infinity());
+				add_result(ev, doc, get_float4_infinity());
 		}
 	}
 	acc_reset(&sa->total);
@@ -3567,9 +3583,9 @@ eval_pending(Eval *ev)
 		if (ok && ev->collect)
 			collect_doc(ev, &it->doc, -1, (uint32) p);
 		else if (ok)
-			add_result(ev, &it->doc.tid, final_dist(ev, &it->doc, total, ttypos, missing));
+			add_result(ev, &it->doc, final_dist(ev, &it->doc, total, ttypos, missing));
 		else if (ev->want_all)
-			add_result(ev, &it->doc.tid, get_float4_infinity());
+			add_result(ev, &it->doc, get_float4_infinity());
 	}
 }
 
@@ -4000,6 +4016,8 @@ res_cmp(const SsResult *a, const SsResult *b)
 		return -1;
 	if (a->dist > b->dist)
 		return 1;
+	if (a->tie != b->tie)
+		return a->tie < b->tie ? -1 : 1;
 	return ItemPointerCompare((ItemPointer) &a->tid, (ItemPointer) &b->tid);
 }
 
