@@ -122,3 +122,7 @@ SELECT b.pages = pg_temp.paged('tie widget', 11) AS storefront_pages_same,
                                     FROM shop.search('tie widget', lim => 20, off => 40)) r) AS page_3
   FROM before b;
 RESET ROLE;
+
+DROP TABLE before;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
