@@ -820,10 +820,10 @@ $$;
 
 -- The merge: every shard returns its best lim + off rows, scored with the
 -- cluster's statistics, so a score means the same on every shard; the
--- router sorts them as one node does and cuts the page.  One node ranks by
--- the index's order (missing words, then typos, then score, then the row's
--- place in the table); the router breaks the last tie by product_id (the
--- shards' places in their tables say nothing of one node's).  A shard's
+-- router sorts them as one node does and cuts the page: missing words,
+-- then typos, then score, then product_id, the index's order on every node
+-- (docs/search.md, "Order of equal scores"), so each shard's page holds
+-- its part of the merged page, ties included.  A shard's
 -- page is at most 1000 rows (shop._check_page), so a deeper page is read
 -- in pages of 1000 from every shard.
 CREATE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
