@@ -934,9 +934,14 @@ BEGIN
             snap := shop._event_position();
             -- events restored from another cluster carry its transaction
             -- ids; one that this cluster has not assigned yet cannot be
-            -- real: such events are older than the group, forget their ids
-            IF EXISTS (SELECT 1 FROM shop.event e WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())) THEN
-                UPDATE shop.event e SET tx = NULL WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot());
+            -- real: such events are older than the group, forget their ids.
+            -- The only assigned id at or past the snapshot's xmax that a
+            -- statement sees rows of is this transaction's own (its events,
+            -- if it emitted any: they are delivered once it commits)
+            IF EXISTS (SELECT 1 FROM shop.event e WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())
+                          AND e.tx IS DISTINCT FROM pg_current_xact_id_if_assigned()) THEN
+                UPDATE shop.event e SET tx = NULL WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())
+                   AND e.tx IS DISTINCT FROM pg_current_xact_id_if_assigned();
             END IF;
             SELECT min(e.event_id), max(e.event_id) INTO lo, hi
               FROM shop.event e
