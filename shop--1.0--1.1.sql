@@ -3440,10 +3440,22 @@ BEGIN
     ship := shop._shipping_cents(subtotal, shipping_address);
     tax := shop._tax_cents(subtotal, shipping_address);
     total := subtotal + ship + tax;
-    SELECT count(*) INTO cust_recent FROM shop."order" o
-     WHERE o.customer_id = s.customer_id AND o.created_at > now() - interval '1 hour';
-    SELECT count(*) INTO token_recent FROM shop.payment p
-     WHERE p.token = payment_token AND p.created_at > now() - interval '1 hour';
+    -- the customer's orders and the token's payments of the last hour, up
+    -- to 10 (the rules' top tier), by order_customer_idx and
+    -- payment_token_idx: the hour is a row comparison that only those
+    -- indexes take (a plain created_at range let statistics from before a
+    -- busy hour pick order_created_idx or payment_created_idx, which read
+    -- every order and payment of the hour: sql/saga_plans)
+    SELECT count(*) INTO cust_recent
+      FROM (SELECT FROM shop."order" o
+             WHERE o.customer_id = s.customer_id
+               AND (o.customer_id, o.created_at) > (s.customer_id, now() - interval '1 hour')
+             LIMIT 10) r;
+    SELECT count(*) INTO token_recent
+      FROM (SELECT FROM shop.payment p
+             WHERE p.token = payment_token
+               AND (p.token, p.created_at) > (payment_token, now() - interval '1 hour')
+             LIMIT 10) r;
     SELECT count(*), coalesce(avg(l.total_cents), 0)::float8 INTO hist_n, hist_avg
       FROM (SELECT o.total_cents FROM shop."order" o
              WHERE o.customer_id = s.customer_id AND o.was_paid
