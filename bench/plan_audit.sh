@@ -22,12 +22,13 @@
 #      entries it read; then for each call of the last round and the sweep,
 #      the index entries and tuples it read per relation; a statement or
 #      call that read more than AUDIT_LIMIT (1,000) from one relation is
-#      flagged.  Written to bench/results/<date>-plan_audit.md (not
-#      committed by the script).
+#      flagged.  Written to bench/results/<date>-plan_audit.md, or to
+#      AUDIT_REPORT (not committed by the script).
 #
 # AUDIT_KEEP=1 leaves the cluster running (the store takes a while to make:
-# AUDIT_REUSE=1 then skips steps 1-2 on the next run; with
-# AUDIT_REPORT_ONLY=1 as well, only the report is made, from its log).
+# AUDIT_REUSE=1 then skips steps 1-2 on the next run, but for
+# store_gen_live.sql on a store made without it; with AUDIT_REPORT_ONLY=1
+# as well, only the report is made, from its log and public.audit_io).
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 export TOP
@@ -135,7 +136,7 @@ else
     } | "${PSQL[@]}" >/dev/null || exit 1
 fi
 
-report="$TOP/bench/results/$(date -u +%Y-%m-%d)-plan_audit.md"
+report=${AUDIT_REPORT:-"$TOP/bench/results/$(date -u +%Y-%m-%d)-plan_audit.md"}
 mkdir -p "$TOP/bench/results"
 tail -n +"$start" "$DIR/server.log" | AUDIT_LIMIT=$AUDIT_LIMIT perl -e '
     # Read auto_explain entries; keep the last plan of each query text.
