@@ -168,7 +168,7 @@ tail -n +"$start" "$DIR/server.log" | AUDIT_LIMIT=$AUDIT_LIMIT perl -e '
     my @rows;
     for my $t (@order) {
         next if $t =~ /^SELECT public\.audit_(round|events)/ || $t =~ /^SELECT shop\.sweep\(\)$/;
-        next if $t =~ /audit_(io|prev|counters|mark)\b/;    # the measuring, not shop
+        next if $t =~ /audit_(io|prev|counters|mark)\b|pg_stat_get_xact_/;    # the measuring, not shop
         my @p = @{$plan{$t}};
         my (@scans, $worst);
         $worst = 0;

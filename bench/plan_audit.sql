@@ -53,10 +53,11 @@ DECLARE
 BEGIN
     IF to_regclass('pg_temp.audit_prev') IS NULL THEN
         CREATE TEMP TABLE audit_prev (relid oid PRIMARY KEY, tuples bigint, fetched bigint,
-                                      blocks bigint, scans bigint, seq int);
+                                      blocks bigint, scans bigint);
     END IF;
     IF label IS NOT NULL THEN
-        n := coalesce((SELECT max(p.seq) FROM audit_prev p), 0) + 1;
+        -- numbered within the round, across its transactions
+        n := coalesce((SELECT max(a.seq) FROM public.audit_io a WHERE a.round = i), 0) + 1;
         INSERT INTO public.audit_io
         SELECT i, n, label, c.relname, c.relkind, c.tuples - coalesce(p.tuples, 0),
                c.fetched - coalesce(p.fetched, 0), c.blocks - coalesce(p.blocks, 0),
@@ -66,7 +67,7 @@ BEGIN
                IS DISTINCT FROM (p.tuples, p.fetched, p.blocks, p.scans);
     END IF;
     TRUNCATE audit_prev;
-    INSERT INTO audit_prev SELECT c.relid, c.tuples, c.fetched, c.blocks, c.scans, coalesce(n, 0)
+    INSERT INTO audit_prev SELECT c.relid, c.tuples, c.fetched, c.blocks, c.scans
       FROM public.audit_counters() c;
 END
 $$;
