@@ -934,9 +934,14 @@ BEGIN
             snap := shop._event_position();
             -- events restored from another cluster carry its transaction
             -- ids; one that this cluster has not assigned yet cannot be
-            -- real: such events are older than the group, forget their ids
-            IF EXISTS (SELECT 1 FROM shop.event e WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())) THEN
-                UPDATE shop.event e SET tx = NULL WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot());
+            -- real: such events are older than the group, forget their ids.
+            -- The only assigned id at or past the snapshot's xmax that a
+            -- statement sees rows of is this transaction's own (its events,
+            -- if it emitted any: they are delivered once it commits)
+            IF EXISTS (SELECT 1 FROM shop.event e WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())
+                          AND e.tx IS DISTINCT FROM pg_current_xact_id_if_assigned()) THEN
+                UPDATE shop.event e SET tx = NULL WHERE e.tx >= pg_snapshot_xmax(pg_current_snapshot())
+                   AND e.tx IS DISTINCT FROM pg_current_xact_id_if_assigned();
             END IF;
             SELECT min(e.event_id), max(e.event_id) INTO lo, hi
               FROM shop.event e
@@ -3435,10 +3440,22 @@ BEGIN
     ship := shop._shipping_cents(subtotal, shipping_address);
     tax := shop._tax_cents(subtotal, shipping_address);
     total := subtotal + ship + tax;
-    SELECT count(*) INTO cust_recent FROM shop."order" o
-     WHERE o.customer_id = s.customer_id AND o.created_at > now() - interval '1 hour';
-    SELECT count(*) INTO token_recent FROM shop.payment p
-     WHERE p.token = payment_token AND p.created_at > now() - interval '1 hour';
+    -- the customer's orders and the token's payments of the last hour, up
+    -- to 10 (the rules' top tier), by order_customer_idx and
+    -- payment_token_idx: the hour is a row comparison that only those
+    -- indexes take (a plain created_at range let statistics from before a
+    -- busy hour pick order_created_idx or payment_created_idx, which read
+    -- every order and payment of the hour: sql/saga_plans)
+    SELECT count(*) INTO cust_recent
+      FROM (SELECT FROM shop."order" o
+             WHERE o.customer_id = s.customer_id
+               AND (o.customer_id, o.created_at) > (s.customer_id, now() - interval '1 hour')
+             LIMIT 10) r;
+    SELECT count(*) INTO token_recent
+      FROM (SELECT FROM shop.payment p
+             WHERE p.token = payment_token
+               AND (p.token, p.created_at) > (payment_token, now() - interval '1 hour')
+             LIMIT 10) r;
     SELECT count(*), coalesce(avg(l.total_cents), 0)::float8 INTO hist_n, hist_avg
       FROM (SELECT o.total_cents FROM shop."order" o
              WHERE o.customer_id = s.customer_id AND o.was_paid

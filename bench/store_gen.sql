@@ -19,6 +19,10 @@
 --            'held' with expires_at = infinity, as checkout leaves them
 --            (about (1 + max_lines) / 2 held reservations per order)
 --
+-- live       when set (-v live=1), then bench/store_gen_live.sql: what a
+--            running shop holds besides its history, the open carts' lines
+--            and a running experiment with its impressions
+--
 -- Everything is written with session_replication_role = replica: no
 -- trigger (foreign keys, the SKU registry, the co-purchase capture) fires;
 -- the script keeps what those would keep (product_sku, in_stock, reserved
@@ -154,3 +158,7 @@ SELECT format('store_gen: %s products, %s orders (%s paid, unshipped), %s held r
               (SELECT count(*) FROM shop."order" WHERE status = 'paid'),
               (SELECT count(*) FROM shop.reservation WHERE status = 'held'),
               (SELECT count(*) FROM shop.order_line)) AS summary;
+-- with -v live=1 (bench/plan_audit.sh): the open carts' lines and an experiment
+\if :{?live}
+\ir store_gen_live.sql
+\endif

@@ -109,6 +109,15 @@ SELECT shop.event_ack('ops', 1) AS acked, shop.event_ack('ops', 1) AS again;
 SELECT batch_id, topic, redelivered FROM shop.event_claim('ops', 'worker-1');
 SELECT shop.event_ack('ops', 2) AS acked;
 SELECT count(*) AS nothing_left FROM shop.event_claim('ops', 'worker-1');
+-- an event of a transaction that claims too (a worker that emits and
+-- claims in one transaction) is delivered once that transaction commits
+BEGIN;
+SELECT shop._emit('ops.same_tx', '{"n": 3}') > 0 AS emitted;
+SELECT count(*) AS not_before_commit FROM shop.event_claim('other', 'worker-2');
+COMMIT;
+SELECT batch_id, topic, redelivered FROM shop.event_claim('ops', 'worker-1');
+SELECT shop.event_ack('ops', 3) AS acked;
+SELECT shop.event_group_drop('other') AS dropped;
 SELECT group_name, batch_id, batch_out, leased_to FROM shop.event_groups;
 SELECT shop.event_group_drop('ops') AS dropped, shop.event_group_drop('ops') AS again;
 SELECT pg_temp.err($$SELECT * FROM shop.event_claim(NULL)$$);

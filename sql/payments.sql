@@ -222,6 +222,24 @@ DROP INDEX shop.payment_token_idx;
 SELECT shop.checkout(pg_temp.cart(9, :mug), 'tok_visa_alice', 't-1') AS t1 \gset
 SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'t1';
 ROLLBACK;
+-- a card tried again and again (card testing: 300 payments in the hour):
+-- checkout's walk of the token's hour stops at 10, the rule's top tier,
+-- instead of reading every attempt of the hour
+BEGIN;
+SET LOCAL session_replication_role = replica;
+INSERT INTO shop.payment (order_id, customer_key, provider, token, card_brand, last4, status, amount_cents,
+                          fraud_score, created_at, updated_at)
+SELECT gen_random_uuid(), 10, 'test', 'tok_visa_tester', 'visa', '4242', 'failed', 100, 0,
+       now() - g * interval '10 seconds', now() - g * interval '10 seconds'
+  FROM generate_series(1, 300) g;
+SET LOCAL session_replication_role = origin;
+CREATE TEMP TABLE token_entries AS
+SELECT pg_stat_get_xact_tuples_returned('shop.payment_token_idx'::regclass) AS n;
+SELECT shop.checkout(pg_temp.cart(10, :mug), 'tok_visa_tester', 'ct-1') AS ct \gset
+SELECT pg_stat_get_xact_tuples_returned('shop.payment_token_idx'::regclass) - n <= 11 AS at_most_11_entries
+  FROM token_entries;
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'ct';
+ROLLBACK;
 
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -2021,10 +2021,13 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 
 /*
  * The token's payments created in the last hour, what st_token_recent
- * counts: a walk of payment_token_idx (token, created_at) from the hour's
- * start.  False, having read nothing, when the index is not as shop made
- * it.
+ * counts, up to TOKEN_RECENT_MAX: a walk of payment_token_idx (token,
+ * created_at) from the hour's start.  The walk stops there: the rule's
+ * top tier is 10 (payments.c), and a card tried thousands of times in the
+ * hour would otherwise cost each of its checkouts a read of every attempt.
+ * False, having read nothing, when the index is not as shop made it.
  */
+#define TOKEN_RECENT_MAX	10
 static bool
 checkout_token_recent(const char *token, Snapshot snap, int64 *count)
 {
@@ -2055,7 +2058,7 @@ checkout_token_recent(const char *token, Snapshot snap, int64 *count)
 	scan = index_beginscan(rel, idx, snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	slot = table_slot_create(rel, NULL);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (*count < TOKEN_RECENT_MAX && index_getnext_slot(scan, ForwardScanDirection, slot))
 		(*count)++;
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
