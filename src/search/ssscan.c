@@ -2195,6 +2195,8 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	bool		track_compound = ev->compound_slots != 0 && !and_mode;
 	bool		compound_first = true;
 
+	Assert(hi - lo <= SS_WINDOW);	/* the bitmaps cover one window */
+
 	/*
 	 * With pruning on, the first word is the one with the fewest postings
 	 * in blocks that can still reach the top k here (the others then only
