@@ -1695,6 +1695,7 @@ DECLARE
     types text[];
     stems text[];
     last text;
+    prev text;
     typed boolean;
     branded boolean;
     cat bigint;
@@ -1743,6 +1744,20 @@ BEGIN
     -- matches has it as its head
     IF typed OR NOT branded THEN
         q := q || jsonb_build_object('type_words', to_jsonb(types));
+        -- the word before the type makes a compound type with it when
+        -- it is itself the head noun of 5 or more products (the index
+        -- counts them, shop_search's "type_compound"): a pad without
+        -- `mouse` is no mouse pad, a card without `sd` may still be the
+        -- micro SD card meant (issue 13, round 10)
+        SELECT w[cardinality(w) - 1] INTO prev
+          FROM (SELECT array_agg(t.word ORDER BY t.pos) AS w
+                  FROM shop.search_tokens(q ->> 'q', 'english') t
+                 WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from',
+                                            'in', 'into', 'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with',
+                                            'without'])) x;
+        IF prev IS NOT NULL AND prev !~ '^[0-9]' THEN
+            q := q || jsonb_build_object('type_compound', prev);
+        END IF;
     END IF;
     -- no best match of the type: a brand or a line, meaning the line's
     -- main product.  A line is named at the start of its products'

@@ -24,7 +24,9 @@
 #   knows get no typos, unknown words of 7-8 letters without a term within
 #   one typo get two, shop._search_no_typos; the type the last word names
 #   is asked for, type_words, and a category the best matches mean,
-#   intent_categories, as shop._search_intent does).  The table has the
+#   intent_categories, and the word before the type, type_compound, as
+#   shop._search_intent does; PGOPTIONS="-c bench.compound=off" leaves
+#   type_compound out, to measure it in the same cluster).  The table has the
 #   data set's category column (Icecat's product type, filled for 1,532
 #   of the 19,406 products) as shop categories, category_id in the index.
 #   "shop_search, text only" is the index alone on the bare query (typos
@@ -87,6 +89,7 @@ CREATE OR REPLACE FUNCTION bench_shop_query(query text, intent boolean DEFAULT t
 DECLARE
     q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any'));
     last text;
+    prev text;
     typed boolean;
     branded boolean;
     cat bigint;
@@ -94,10 +97,10 @@ BEGIN
     IF NOT intent THEN
         RETURN q;
     END IF;
-    SELECT t.word INTO last FROM shop.search_tokens(query) t
-     WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
-                                'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])
-     ORDER BY t.pos DESC LIMIT 1;
+    SELECT w[1], w[2] INTO last, prev
+      FROM (SELECT array_agg(t.word ORDER BY t.pos DESC) AS w FROM shop.search_tokens(query) t
+             WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
+                                        'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])) x;
     IF last IS NULL OR last ~ '^[0-9]' THEN
         RETURN q;
     END IF;
@@ -127,6 +130,11 @@ BEGIN
       INTO typed, branded, cat;
     IF typed OR NOT branded THEN
         q := q || jsonb_build_object('type_words', jsonb_build_array(last));
+        -- the word before the type: a compound type when the index has it
+        -- as a head noun ("gaming mouse pad"), as shop._search_intent does
+        IF prev IS NOT NULL AND prev !~ '^[0-9]' AND current_setting('bench.compound', true) IS DISTINCT FROM 'off' THEN
+            q := q || jsonb_build_object('type_compound', prev);
+        END IF;
     END IF;
     IF NOT typed AND cat IS NOT NULL THEN
         q := q || jsonb_build_object('intent_categories', jsonb_build_array(cat));

@@ -609,6 +609,16 @@ typedef struct SsQuery
 	/* intent (issue 13): the product type asked for, categories meant */
 	int			ntypes;
 	uint16	   *types;			/* SsHeadHash of the type words, sorted */
+	/*
+	 * "type_compound": words of the query that make a compound type with
+	 * the type word ("mouse" of `gaming mouse pad`): a row of the type
+	 * missing one of them gets no type boost, when the index holds
+	 * SS_COMPOUND_MIN_HEADS or more products whose head noun it is
+	 * (issue 13, round 10)
+	 */
+	int			ncompound;
+	int		   *compound_slot;	/* the slot holding each word */
+	uint16	   *compound_head;	/* SsHeadHash of each word's stem */
 	int			nintent_cats;
 	int64	   *intent_cats;	/* sorted */
 	/* the behaviour prior (issue 13): rows and categories, weights 0..1 */
@@ -647,6 +657,13 @@ typedef struct SsQuery
  * 13, round 8); at most SS_BOOST_TYPE (the bounds use that)
  */
 #define SS_BOOST_TYPE_PARTIAL	1.25f
+/*
+ * a word of "type_compound" counts as a type of its own (its absence takes
+ * the type boost away) when at least this many products have it as their
+ * head noun: "mouse" (99 of the Chorus catalog), "phone" (10), not "sd",
+ * "micro", "bluetooth" (0 or 1), which only qualify the type
+ */
+#define SS_COMPOUND_MIN_HEADS	5
 #define SS_BOOST_INTENT_CAT	3.0f
 /*
  * the behaviour prior: a row the query's shoppers chose scores up to
@@ -725,7 +742,8 @@ extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWo
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
-extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing);
+extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
+					  bool compound_missing);
 extern float4 SsMaxBoost(const SsQuery *q);
 extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 extern float4 SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);

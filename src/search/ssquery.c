@@ -303,7 +303,7 @@ query_check_keys(Jsonb *jb)
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
-		"intent_categories", "prior", "prior_categories", "global", NULL
+		"intent_categories", "prior", "prior_categories", "global", "type_compound", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -321,7 +321,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
 		}
 	}
 }
@@ -515,6 +515,29 @@ query_parse_types(SsQuery *q, const WordList *types)
 		q->types[q->ntypes++] = SsHeadHash(stem + 1, slen - 1);
 	}
 	qsort(q->types, q->ntypes, sizeof(uint16), cmp_uint16);
+}
+
+/*
+ * query_parse_compound: the slots of the words of "type_compound" (a word
+ * the query does not have is ignored) and the head hashes of their stems
+ */
+static void
+query_parse_compound(SsQuery *q, const WordList *words)
+{
+	if (words->n == 0 || q->nwords == 0)
+		return;
+	q->compound_slot = palloc(sizeof(int) * words->n);
+	q->compound_head = palloc(sizeof(uint16) * words->n);
+	for (int k = 0; k < words->n; k++)
+		for (int i = 0; i < q->nwords; i++)
+			if (strcmp(q->words[i].exact, words->w[k]) == 0)
+			{
+				const char *stem = q->words[i].stem;
+
+				q->compound_slot[q->ncompound] = q->words[i].slot;
+				q->compound_head[q->ncompound++] = SsHeadHash(stem + 1, strlen(stem) - 1);
+				break;
+			}
 }
 
 /*
@@ -851,6 +874,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	WordList	notypo;
 	WordList	twotypo;
 	WordList	types;
+	WordList	compound;
 	List	   *global_df = NIL;
 
 	q->typos = true;
@@ -864,6 +888,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	twotypo.max = SS_MAX_QUERY_WORDS * 4;
 	memset(&types, 0, sizeof(types));
 	types.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&compound, 0, sizeof(compound));
+	compound.max = SS_MAX_QUERY_WORDS * 4;
 
 	/* a jsonb string is q alone; an object names q and the rest */
 	if (JB_ROOT_IS_SCALAR(jb))
@@ -886,6 +912,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 		query_parse_filters(jb, q);
 		query_parse_options(jb, q, &notypo, &twotypo);
 		query_parse_word_list(jb, "type_words", &types);
+		query_parse_word_list(jb, "type_compound", &compound);
 		groups = query_parse_synonyms(jb);
 		global_df = query_parse_global(jb, q);
 	}
@@ -900,6 +927,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
+	query_parse_compound(q, &compound);
 
 	/*
 	 * words listed in two_typos (of 7 or 8 characters) get two typos with
@@ -1065,7 +1093,8 @@ SsMaxBoost(const SsQuery *q)
 }
 
 float4
-SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing)
+SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
+		bool compound_missing)
 {
 	float4		b = 1.0f;
 
@@ -1082,9 +1111,11 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing)
 		b += SS_BOOST_BRAND;
 	/*
 	 * intent (issue 13): the product type asked for (less for a row
-	 * missing a word of the query), a category meant
+	 * missing a word of the query, nothing for one missing the word of a
+	 * compound type, compound_missing: a "Cooler Master notebook cooling
+	 * pad" is no pad of `gaming mouse pad`), a category meant
 	 */
-	if (q->ntypes > 0 && doc->head != 0 &&
+	if (q->ntypes > 0 && doc->head != 0 && !compound_missing &&
 		bsearch(&doc->head, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
 		b *= missing > 0 ? SS_BOOST_TYPE_PARTIAL : SS_BOOST_TYPE;
 	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
@@ -1197,7 +1228,11 @@ doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int
 	}
 	if (*missing == q->nslots)
 		return false;
-	*score *= SsBoost(q, &d->doc, 0, *missing);
+	/*
+	 * without an index there is no count of head nouns to tell a compound
+	 * type ("type_compound") from a qualifier: its rule is not applied
+	 */
+	*score *= SsBoost(q, &d->doc, 0, *missing, false);
 	return true;
 }
 

@@ -260,6 +260,13 @@ typedef struct Eval
 	bool		want_all;		/* also return non-matching docs, +inf */
 	bool		unmarked;		/* evaluating one class of marked boosts ... */
 	float4		class_factor;	/* ... whose factors multiply to this */
+	/*
+	 * "type_compound" (match any): bit s for a slot holding a word of a
+	 * compound type that SS_COMPOUND_MIN_HEADS or more documents have as
+	 * their head noun (compound_init); a row of the type asked for missing
+	 * such a slot gets no type boost
+	 */
+	uint32		compound_slots;
 	bool		filtered;		/* the query has stored-value filters */
 	int			topk;			/* keep only the best topk (0: all) */
 	bool		have_after;		/* keep only results ordered after "after" */
@@ -703,6 +710,44 @@ load_pending(Eval *ev)
 	}
 }
 
+/*
+ * compound_init: ev->compound_slots, the slots of the query's
+ * "type_compound" words (match any) that are a type of their own: the head
+ * noun of SS_COMPOUND_MIN_HEADS or more documents (the postings of their
+ * head filter term in every segment, dead ones too, and the pending
+ * documents).  "mouse" of `gaming mouse pad` is (a row missing it is no
+ * mouse pad), "sd" of `micro sd card` is not (a card missing it may still
+ * be the card meant).  Reads one dictionary entry per segment and word.
+ */
+static void
+compound_init(Eval *ev)
+{
+	SsQuery    *q = ev->q;
+
+	ev->compound_slots = 0;
+	if (!q->match_any || q->ntypes == 0)
+		return;
+	for (int k = 0; k < q->ncompound; k++)
+	{
+		char		term[SS_FILTER_TERM_MAX];
+		int			len = SsHeadTerm(q->compound_head[k], term);
+		uint64		n = 0;
+
+		for (uint32 i = 0; i < ev->meta.nsegments && n < SS_COMPOUND_MIN_HEADS; i++)
+		{
+			SsDictItem	item;
+
+			if (SsDictLookup(ev->index, &ev->segs[i].hdr, term, len, &item))
+				n += item.df;
+		}
+		for (int p = 0; p < ev->npend && n < SS_COMPOUND_MIN_HEADS; p++)
+			if (ev->pend[p].item->doc.head == q->compound_head[k])
+				n++;
+		if (n >= SS_COMPOUND_MIN_HEADS)
+			ev->compound_slots |= ((uint32) 1) << q->compound_slot[k];
+	}
+}
+
 /* ---- scoring ---- */
 
 /* weight / length norm of a field of len words (tabulated for short ones) */
@@ -855,9 +900,10 @@ add_result(Eval *ev, const SsDoc *doc, float4 dist)
 }
 
 static float4
-final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing)
+final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing,
+		   bool compound_missing)
 {
-	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop, missing);
+	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop, missing, compound_missing);
 
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(s, SS_MAX_SCORE));
@@ -2133,6 +2179,9 @@ typedef struct SegAccs
 	bool		multi;
 	int		   *order;			/* slots, rarest first */
 	int		   *window_order;	/* this window's order (eval_window) */
+	/* the window's documents matching every slot of ev->compound_slots */
+	uint64		comphit[SS_WINDOW / 64];
+	uint64		compslot[SS_WINDOW / 64];
 } SegAccs;
 
 static void
@@ -2153,6 +2202,16 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE);
 
 	int		   *order = sa->order;
+
+	/*
+	 * Which compound-type slots a document misses, in a bitmap of the
+	 * window: only rows missing a slot care, and in AND mode none of those
+	 * can enter the result
+	 */
+	bool		track_compound = ev->compound_slots != 0 && !and_mode;
+	bool		compound_first = true;
+
+	Assert(hi - lo <= SS_WINDOW);	/* the bitmaps cover one window */
 
 	/*
 	 * With pruning on, the first word is the one with the fewest postings
@@ -2250,6 +2309,22 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 			if (oi == 0 || !and_mode || (sa->total.typ1[d] != 0 && sa->total.cnt[d] == oi))
 				acc_add(&sa->total, d, sa->slot.score[d], sa->slot.typ1[d] - 1);
 		}
+		if (track_compound && (ev->compound_slots & (((uint32) 1) << order[oi])))
+		{
+			uint64	   *bits = compound_first ? sa->comphit : sa->compslot;
+
+			memset(bits, 0, sizeof(sa->comphit));
+			for (uint32 t = 0; t < sa->slot.ntouched; t++)
+			{
+				uint32		d = sa->slot.touched[t] - lo;
+
+				bits[d >> 6] |= UINT64CONST(1) << (d & 63);
+			}
+			if (!compound_first)
+				for (int w = 0; w < SS_WINDOW / 64; w++)
+					sa->comphit[w] &= sa->compslot[w];
+			compound_first = false;
+		}
 		acc_reset(&sa->slot);
 		if (oi == 0)
 		{
@@ -2343,7 +2418,9 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		}
 		add_result(ev, doc,
 				   final_dist(ev, doc, total->score[d], total->typ1[d] - 1,
-							  q->nslots - total->cnt[d]));
+							  q->nslots - total->cnt[d],
+							  track_compound && total->cnt[d] != q->nslots &&
+							  !(sa->comphit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))));
 	}
 	if (ev->want_all)
 	{
@@ -3527,6 +3604,7 @@ eval_pending(Eval *ev)
 		float4		total = 0;
 		int			ttypos = 0;
 		int			missing = 0;
+		bool		compound_missing = false;
 		bool		ok = q->nslots > 0;
 
 		for (int i = 0; i < q->nwords; i++)
@@ -3570,6 +3648,8 @@ eval_pending(Eval *ev)
 					missing++;
 				else
 					ok = false;
+				if (ev->compound_slots & (((uint32) 1) << si))
+					compound_missing = true;
 			}
 			else
 			{
@@ -3583,7 +3663,8 @@ eval_pending(Eval *ev)
 		if (ok && ev->collect)
 			collect_doc(ev, &it->doc, -1, (uint32) p);
 		else if (ok)
-			add_result(ev, &it->doc, final_dist(ev, &it->doc, total, ttypos, missing));
+			add_result(ev, &it->doc, final_dist(ev, &it->doc, total, ttypos, missing,
+											 compound_missing));
 		else if (ev->want_all)
 			add_result(ev, &it->doc, get_float4_infinity());
 	}
@@ -3691,6 +3772,7 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 		}
 	}
 	load_pending(ev);
+	compound_init(ev);
 	if (ev->q->nslots > 0)
 		for (int p = 0; p < ev->npend; p++)
 			SsPendItemTerms(ev->pend[p].item, pend_term_df_cb, ev);
