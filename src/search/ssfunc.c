@@ -1554,8 +1554,8 @@ typedef struct FacetVisit
 	const uint32 *brandord;
 	uint32		ncatord;
 	uint32		nbrandord;
-	uint32		cpage;			/* the column page in cbuf (InvalidBlockNumber: none) */
-	uint32		ccount;			/* ... its entries */
+	uint32		cfirst;			/* the docid of cbuf[0] ... */
+	uint32		ccount;			/* ... and its entries (0: none read) */
 	SsFacetEntry cbuf[SS_FCOL_PER_PAGE];
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
@@ -1832,7 +1832,7 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 			fv->brandord = e->brandord;
 			fv->ncatord = e->ncatord;
 			fv->nbrandord = e->nbrandord;
-			fv->cpage = InvalidBlockNumber;
+			fv->cfirst = 0;
 			fv->ccount = 0;
 		}
 	}
@@ -1866,7 +1866,7 @@ facet_col_page(FacetVisit *fv, uint32 cp)
 	Buffer		buf;
 	Page		page;
 
-	fv->cpage = cp;
+	fv->cfirst = cp * SS_FCOL_PER_PAGE;
 	fv->ccount = 0;
 	if (cp >= fv->nfcolpages)
 		return;
@@ -1886,40 +1886,41 @@ static void
 facet_id_visit(void *arg, uint32 docid)
 {
 	FacetVisit *fv = (FacetVisit *) arg;
-	const FacetCol *c;
-	FacetCol	sc;
+	FacetCol   *c;
 	bool		ok;
 	int			i;
 
 	if (docid >= fv->ndocs)
 		return;
-	if (fv->shared)
-	{
-		uint32		cp = docid / SS_FCOL_PER_PAGE;
-		uint32		k = docid - cp * SS_FCOL_PER_PAGE;
-		const SsFacetEntry *e;
-
-		if (cp != fv->cpage)
-			facet_col_page(fv, cp);
-		if (k >= fv->ccount)
-			return;
-		e = &fv->cbuf[k];
-		sc.tid = e->tid;
-		sc.flags = e->flags;
-		sc.pr = e->pr;
-		sc.cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
-		sc.brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
-		c = &sc;
-	}
-	else
-		c = &fv->col[docid];
-	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
-	if (fv->filt)
-		ok &= facet_passes(fv, c, docid);
 	if (fv->n >= fv->max)
 		facet_visit_grow(fv);
 	i = fv->n;
-	fv->m[i] = *c;
+	c = &fv->m[i];
+	if (fv->shared)
+	{
+		/* matches come in docid order: a page is read once per segment */
+		uint32		k = docid - fv->cfirst;
+		const SsFacetEntry *e;
+
+		if (k >= fv->ccount)
+		{
+			facet_col_page(fv, docid / SS_FCOL_PER_PAGE);
+			k = docid - fv->cfirst;
+			if (k >= fv->ccount)
+				return;
+		}
+		e = &fv->cbuf[k];
+		c->tid = e->tid;
+		c->flags = e->flags;
+		c->pr = e->pr;
+		c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
+		c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
+	}
+	else
+		*c = fv->col[docid];
+	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
+	if (fv->filt)
+		ok &= facet_passes(fv, c, docid);
 	if (fv->locs)
 	{
 		fv->locseg[i] = fv->seg;
