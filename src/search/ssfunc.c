@@ -1061,7 +1061,7 @@ facet_doc_visit(void *arg, const SsDoc *doc)
  * shop.search_facet_cache caps the memory (0: off); a segment that
  * does not fit is counted from its records, as are pending documents.
  */
-typedef struct FacetCol
+typedef struct FacetCol		/* begins as SsFacetEntry does (facet_id_visit) */
 {
 	ItemPointerData tid;
 	uint8		flags;			/* FC_* */
@@ -1069,6 +1069,11 @@ typedef struct FacetCol
 	uint32		cat;			/* ordinal in facet_cache.cats (FC_CAT) */
 	uint32		brand;			/* ordinal in facet_cache.brands (FC_BRAND) */
 } FacetCol;
+
+StaticAssertDecl(offsetof(FacetCol, flags) == offsetof(SsFacetEntry, flags) &&
+				 offsetof(FacetCol, pr) == offsetof(SsFacetEntry, pr) &&
+				 offsetof(FacetCol, pr) == 7,
+				 "FacetCol must begin as SsFacetEntry does");
 
 /* the flags of the index's facet column (SsFacetEntry) */
 #define FC_DEAD		SS_FC_DEAD
@@ -1100,6 +1105,7 @@ typedef struct FacetSeg
 	uint32	   *brandord;
 	uint32		ncatord;
 	uint32		nbrandord;
+	Buffer	   *recent;			/* per column page: the buffer it was in */
 	/*
 	 * attribute facets: each document's attribute terms, as ordinals of
 	 * facet_cache.attrs (FACET_ATTR_OVER first for a document holding the
@@ -1358,6 +1364,8 @@ facet_cache_room(Size need)
 			pfree(v->catord);
 		if (v->brandord)
 			pfree(v->brandord);
+		if (v->recent)
+			pfree(v->recent);
 		if (v->aoff)
 			pfree(v->aoff);
 		if (v->aval)
@@ -1463,9 +1471,11 @@ facet_seg_shared(Relation index, BlockNumber header, const SsSegHeader *hdr)
 	FacetSeg   *e = facet_seg_find(header, hdr);
 	uint32		nc = hdr->fcolncats,
 				nb = hdr->fcolnbrands;
-	Size		need = sizeof(uint32) * (Size) (Max(nc, 1) + Max(nb, 1));
+	Size		need = sizeof(uint32) * (Size) (Max(nc, 1) + Max(nb, 1)) +
+		sizeof(Buffer) * (Size) hdr->nfcolpages;
 	uint32	   *catord,
 			   *brandord;
+	Buffer	   *recent;
 
 	if (e != NULL)
 	{
@@ -1482,6 +1492,8 @@ facet_seg_shared(Relation index, BlockNumber header, const SsSegHeader *hdr)
 		return NULL;
 	catord = MemoryContextAllocZero(facet_cache.cxt, sizeof(uint32) * Max(nc, 1));
 	brandord = MemoryContextAllocZero(facet_cache.cxt, sizeof(uint32) * Max(nb, 1));
+	/* InvalidBuffer is 0 */
+	recent = MemoryContextAllocZero(facet_cache.cxt, sizeof(Buffer) * hdr->nfcolpages);
 	for (uint32 p = 0; p < hdr->nfdictpages; p++)
 	{
 		Buffer		buf = SsReadPage(index, hdr->fcolstart + hdr->nfcolpages + p, BUFFER_LOCK_SHARE,
@@ -1512,6 +1524,7 @@ facet_seg_shared(Relation index, BlockNumber header, const SsSegHeader *hdr)
 	e->shared = true;
 	e->catord = catord;
 	e->brandord = brandord;
+	e->recent = recent;
 	e->ncatord = Max(nc, 1);
 	e->nbrandord = Max(nb, 1);
 	e->cbytes = need;
@@ -1554,6 +1567,7 @@ typedef struct FacetVisit
 	const uint32 *brandord;
 	uint32		ncatord;
 	uint32		nbrandord;
+	Buffer	   *recent;
 	uint32		cfirst;			/* the docid of cbuf[0] ... */
 	uint32		ccount;			/* ... and its entries (0: none read) */
 	SsFacetEntry cbuf[SS_FCOL_PER_PAGE];
@@ -1830,6 +1844,7 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 			fv->nfcolpages = hdr->nfcolpages;
 			fv->catord = e->catord;
 			fv->brandord = e->brandord;
+			fv->recent = e->recent;
 			fv->ncatord = e->ncatord;
 			fv->nbrandord = e->nbrandord;
 			fv->cfirst = 0;
@@ -1870,8 +1885,20 @@ facet_col_page(FacetVisit *fv, uint32 cp)
 	fv->ccount = 0;
 	if (cp >= fv->nfcolpages)
 		return;
-	buf = SsReadPage(fv->index, fv->fcolstart + cp, BUFFER_LOCK_SHARE, SS_PAGE_FCOL, NULL);
+	/*
+	 * the buffer the page was in last time, if it still is (no lookup in
+	 * the buffer table: a twentieth of a warm count's time went there)
+	 */
+	buf = fv->recent[cp];
+	if (!BufferIsValid(buf) ||
+		!ReadRecentBuffer(fv->index->rd_node, MAIN_FORKNUM, fv->fcolstart + cp, buf))
+	{
+		buf = ReadBufferExtended(fv->index, MAIN_FORKNUM, fv->fcolstart + cp, RBM_NORMAL, NULL);
+		fv->recent[cp] = buf;
+	}
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
+	SsCheckPage(fv->index, page, fv->fcolstart + cp, SS_PAGE_FCOL);
 	fv->ccount = Min(SsPageGetOpaque(page)->count, SS_FCOL_PER_PAGE);
 	memcpy(fv->cbuf, SsPageContents(page), sizeof(SsFacetEntry) * fv->ccount);
 	UnlockReleaseBuffer(buf);
@@ -1910,9 +1937,8 @@ facet_id_visit(void *arg, uint32 docid)
 				return;
 		}
 		e = &fv->cbuf[k];
-		c->tid = e->tid;
-		c->flags = e->flags;
-		c->pr = e->pr;
+		/* tid, flags and pr: the same 8 bytes in both */
+		memcpy(c, e, 8);
 		c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
 		c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
 	}
