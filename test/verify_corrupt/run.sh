@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # verify_corrupt: shop.search_verify notices damage to the structures that
 # ranked scans trust without reading postings: a skip entry's score bound
-# lowered on disk (pruning would then skip rows it must return) and a
-# document's norm changed.  The server is stopped, bytes are changed in
-# the index file, and after a restart verify must report both, while it
-# reported nothing before.
+# lowered on disk (pruning would then skip rows it must return), a
+# document's norm changed, and a facet column entry's price bucket
+# changed (facets count from the column).  The server is stopped, bytes
+# are changed in the index file, and after a restart verify must report
+# all three, while it reported nothing before.
 set -euo pipefail
 . "$TOP/scripts/pgenv.sh"
 DIR="$TOP/tmp_check/verify_corrupt"
