@@ -295,6 +295,8 @@ verify_fcol(SegCheck *sc)
 	int64	   *vals;
 	int			bad = 0;
 
+	if (hdr->nfcolpages == 0 && hdr->ndocs == 0)
+		return;					/* no documents: no column */
 	if (hdr->nfcolpages == 0)
 	{
 		/* no column: only for a segment of too many categories or brands */
