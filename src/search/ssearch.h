@@ -42,6 +42,14 @@
  *                                  holding it, varint delta coded; typo
  *                                  expansion and suggestions take their
  *                                  candidates from it (sstypo.c)
+ *                    fcol pages    SsFacetEntry per document (the facet
+ *                                  column: TID, dead flag, category and
+ *                                  brand as ordinals of the segment's
+ *                                  fdict pages, price and rating
+ *                                  buckets), 12 bytes; facets read it
+ *                                  instead of the doc pages (ssfunc.c)
+ *                    fdict pages   the category ids, then the brand
+ *                                  hashes, of those ordinals (int64 each)
  *   pending list   linked pages whose items are whole documents
  *                  (SsDoc + its term list); aminsert appends here with
  *                  generic WAL, so a row is searchable as soon as its
@@ -81,7 +89,9 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			8	/* 8: the tie-breaks of sorted scans in
+#define SS_VERSION			9	/* 9: the facet column (fcol pages, issue
+									 * 12);
+									 * 8: the tie-breaks of sorted scans in
 									 * the document record (a bigint and an
 									 * integer INCLUDE column, issue 12);
 									 * 7: attribute terms lead with the key's
@@ -156,6 +166,8 @@ SsTermKey(char *key, const char *term, int len)
 #define SS_PAGE_NORM		0x100
 #define SS_PAGE_GRAMDIR		0x200
 #define SS_PAGE_GRAM		0x400
+#define SS_PAGE_FCOL		0x800
+#define SS_PAGE_FDICT		0x1000
 
 typedef struct SsPageOpaqueData
 {
@@ -322,7 +334,48 @@ typedef struct SsSegHeader
 	 * a block released and reused later heads a segment of a higher serial.
 	 */
 	uint64		serial;
+	/*
+	 * The facet column (format 9): nfcolpages pages of SsFacetEntry by
+	 * docid from fcolstart, then nfdictpages pages of int64: the
+	 * fcolncats category ids, then the fcolnbrands brand hashes, that the
+	 * entries' ordinals name.  nfcolpages 0 (a segment with more than
+	 * SS_FCOL_MAX_ORD categories or brands): no column, facets read the
+	 * document records.
+	 */
+	BlockNumber fcolstart;
+	uint32		nfcolpages;
+	uint32		nfdictpages;
+	uint32		fcolncats;
+	uint32		fcolnbrands;
 } SsSegHeader;
+
+/*
+ * One document of the facet column.  flags are SS_FC_*: the dead flag is
+ * set by bulk delete together with the document record's (one WAL
+ * record, ssvacuum.c), the rest never changes.  pr: price bucket + 1 (0:
+ * none) | rating bucket (1-4, 0: below 1 or none) << 4, the buckets of
+ * shop.search_facets (SsFacetPr).
+ */
+typedef struct SsFacetEntry
+{
+	ItemPointerData tid;
+	uint8		flags;
+	uint8		pr;
+	uint16		cat;			/* ordinal of the category (SS_FC_CAT) */
+	uint16		brand;			/* ordinal of the brand (SS_FC_BRAND) */
+} SsFacetEntry;
+
+#define SS_FC_DEAD			0x01
+#define SS_FC_CAT			0x02
+#define SS_FC_BRAND			0x04
+#define SS_FC_HAS_STOCK		0x08	/* in_stock set ... */
+#define SS_FC_INSTOCK		0x10	/* ... and true */
+#define SS_FC_PRICE			0x20	/* has a price */
+#define SS_FC_RATING		0x40	/* has a rating */
+
+#define SS_FCOL_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(SsFacetEntry)))
+#define SS_FDICT_PER_PAGE	((int) (SS_PAGE_CAPACITY / sizeof(int64)))
+#define SS_FCOL_MAX_ORD		65535
 
 /* dictionary and directory entry (line pointer item) */
 typedef struct SsDictItem
@@ -761,6 +814,8 @@ extern bool SsFreeReusable(const SsMetaPage meta, int i);
 extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon);
 extern void SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed);
 extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
+extern uint8 SsFacetFlags(const SsDoc *doc);
+extern uint8 SsFacetPr(const SsDoc *doc);
 extern Buffer SsNewBuffer(Relation index);
 extern void SsReadMeta(Relation index, SsMetaPageData *meta);
 extern void SsReadSegHeader(Relation index, BlockNumber blk, SsSegHeader *hdr);

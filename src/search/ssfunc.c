@@ -1061,7 +1061,7 @@ facet_doc_visit(void *arg, const SsDoc *doc)
  * shop.search_facet_cache caps the memory (0: off); a segment that
  * does not fit is counted from its records, as are pending documents.
  */
-typedef struct FacetCol
+typedef struct FacetCol		/* begins as SsFacetEntry does (facet_id_visit) */
 {
 	ItemPointerData tid;
 	uint8		flags;			/* FC_* */
@@ -1070,13 +1070,19 @@ typedef struct FacetCol
 	uint32		brand;			/* ordinal in facet_cache.brands (FC_BRAND) */
 } FacetCol;
 
-#define FC_DEAD		0x01
-#define FC_CAT		0x02
-#define FC_BRAND	0x04
-#define FC_HAS_STOCK	0x08	/* in_stock set ... */
-#define FC_INSTOCK	0x10		/* ... and true */
-#define FC_PRICE	0x20		/* has a price (FacetSeg.price) */
-#define FC_RATING	0x40		/* has a rating (FacetSeg.rating) */
+StaticAssertDecl(offsetof(FacetCol, flags) == offsetof(SsFacetEntry, flags) &&
+				 offsetof(FacetCol, pr) == offsetof(SsFacetEntry, pr) &&
+				 offsetof(FacetCol, pr) == 7,
+				 "FacetCol must begin as SsFacetEntry does");
+
+/* the flags of the index's facet column (SsFacetEntry) */
+#define FC_DEAD		SS_FC_DEAD
+#define FC_CAT		SS_FC_CAT
+#define FC_BRAND	SS_FC_BRAND
+#define FC_HAS_STOCK	SS_FC_HAS_STOCK	/* in_stock set ... */
+#define FC_INSTOCK	SS_FC_INSTOCK		/* ... and true */
+#define FC_PRICE	SS_FC_PRICE		/* has a price (FacetSeg.price) */
+#define FC_RATING	SS_FC_RATING	/* has a rating (FacetSeg.rating) */
 
 typedef struct FacetSeg
 {
@@ -1086,7 +1092,20 @@ typedef struct FacetSeg
 	bool		valid;			/* col is complete for stamp */
 	uint64		stamp;			/* bulk deletes counted before col was read */
 	uint64		used;			/* facet_cache.clock of its last use */
-	FacetCol   *col;
+	FacetCol   *col;			/* NULL for a shared column */
+	Size		cbytes;			/* of col, or of the ordinal maps */
+	/*
+	 * shared: the segment has a facet column in the index (fcol pages,
+	 * format 9), read through shared buffers by each call; the backend
+	 * keeps only the maps from the ordinals of its fdict pages to those of
+	 * facet_cache's dictionaries
+	 */
+	bool		shared;
+	uint32	   *catord;
+	uint32	   *brandord;
+	uint32		ncatord;
+	uint32		nbrandord;
+	Buffer	   *recent;			/* per column page: the buffer it was in */
 	/*
 	 * attribute facets: each document's attribute terms, as ordinals of
 	 * facet_cache.attrs (FACET_ATTR_OVER first for a document holding the
@@ -1212,45 +1231,60 @@ facet_brand_ord(uint32 h)
 	return (uint32) fk->n;
 }
 
-/* a document's column entry */
-static void
-facet_col_fill(FacetCol *c, const SsDoc *doc)
+/*
+ * a document's facet flags (SS_FC_*, the FC_* of the backend's column) and
+ * its price and rating buckets (SsFacetEntry.pr): the facet column
+ * pages (sswrite.c) and the backend's column hold the same
+ */
+uint8
+SsFacetFlags(const SsDoc *doc)
 {
-	c->tid = doc->tid;
-	c->flags = (doc->flags & SS_DOC_DEAD) ? FC_DEAD : 0;
+	uint8		f = (doc->flags & SS_DOC_DEAD) ? SS_FC_DEAD : 0;
+
 	if (doc->flags & SS_DOC_HAS_STOCK)
-		c->flags |= FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? FC_INSTOCK : 0);
-	c->pr = 0;
-	c->cat = 0;
-	c->brand = 0;
+		f |= SS_FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? SS_FC_INSTOCK : 0);
 	if (doc->flags & SS_DOC_HAS_CAT)
-	{
-		c->flags |= FC_CAT;
-		c->cat = facet_cat_ord(doc->category_id);
-	}
+		f |= SS_FC_CAT;
 	if (doc->flags & SS_DOC_HAS_BRAND)
-	{
-		c->flags |= FC_BRAND;
-		c->brand = facet_brand_ord(doc->brand_hash);
-	}
+		f |= SS_FC_BRAND;
 	if (doc->flags & SS_DOC_HAS_PRICE)
-		c->flags |= FC_PRICE;
+		f |= SS_FC_PRICE;
 	if (doc->flags & SS_DOC_HAS_RATING)
-		c->flags |= FC_RATING;
+		f |= SS_FC_RATING;
+	return f;
+}
+
+uint8
+SsFacetPr(const SsDoc *doc)
+{
+	uint8		pr = 0;
+
 	if (doc->flags & SS_DOC_HAS_PRICE)
 		for (int b = FACET_NPRICE - 1; b >= 0; b--)
 			if (doc->price_cents >= facet_price_lo[b])
 			{
-				c->pr = (uint8) (b + 1);
+				pr = (uint8) (b + 1);
 				break;
 			}
 	if (doc->flags & SS_DOC_HAS_RATING)
 		for (int r = 4; r >= 1; r--)
 			if (doc->rating >= r)
 			{
-				c->pr |= (uint8) (r << 4);
+				pr |= (uint8) (r << 4);
 				break;
 			}
+	return pr;
+}
+
+/* a document's column entry */
+static void
+facet_col_fill(FacetCol *c, const SsDoc *doc)
+{
+	c->tid = doc->tid;
+	c->flags = SsFacetFlags(doc);
+	c->pr = SsFacetPr(doc);
+	c->cat = (doc->flags & SS_DOC_HAS_CAT) ? facet_cat_ord(doc->category_id) : 0;
+	c->brand = (doc->flags & SS_DOC_HAS_BRAND) ? facet_brand_ord(doc->brand_hash) : 0;
 }
 
 /*
@@ -1323,8 +1357,15 @@ facet_cache_room(Size need)
 		if (victim < 0)
 			break;
 		v = &facet_cache.segs[victim];
-		facet_cache.bytes -= sizeof(FacetCol) * (Size) Max(v->ndocs, 1) + v->abytes;
-		pfree(v->col);
+		facet_cache.bytes -= v->cbytes + v->abytes;
+		if (v->col)
+			pfree(v->col);
+		if (v->catord)
+			pfree(v->catord);
+		if (v->brandord)
+			pfree(v->brandord);
+		if (v->recent)
+			pfree(v->recent);
 		if (v->aoff)
 			pfree(v->aoff);
 		if (v->aval)
@@ -1377,7 +1418,10 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 		e->abytes = 0;
 		e->price = NULL;
 		e->rating = NULL;
+		e->shared = false;
+		e->catord = e->brandord = NULL;
 		e->col = MemoryContextAllocHuge(facet_cache.cxt, need);
+		e->cbytes = need;
 		facet_cache.bytes += need;
 	}
 	e->used = facet_cache.clock;
@@ -1413,6 +1457,81 @@ facet_seg_column(Relation index, BlockNumber header, const SsSegHeader *hdr, uin
 	return e->col;
 }
 
+/*
+ * The entry of segment (header, hdr), whose facet column is in the index
+ * (hdr->nfcolpages > 0): its pages are read by each call through shared
+ * buffers, with the dead flags bulk delete keeps there, so nothing of it
+ * goes stale; the backend keeps only the maps from the ordinals of its
+ * fdict pages to facet_cache's, read once (they never change).  NULL if
+ * the maps do not fit in shop.search_facet_cache.
+ */
+static FacetSeg *
+facet_seg_shared(Relation index, BlockNumber header, const SsSegHeader *hdr)
+{
+	FacetSeg   *e = facet_seg_find(header, hdr);
+	uint32		nc = hdr->fcolncats,
+				nb = hdr->fcolnbrands;
+	Size		need = sizeof(uint32) * (Size) (Max(nc, 1) + Max(nb, 1)) +
+		sizeof(Buffer) * (Size) hdr->nfcolpages;
+	uint32	   *catord,
+			   *brandord;
+	Buffer	   *recent;
+
+	if (e != NULL)
+	{
+		e->used = facet_cache.clock;
+		return e->shared ? e : NULL;
+	}
+	if ((uint64) nc + nb > (uint64) hdr->nfdictpages * SS_FDICT_PER_PAGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has a segment at block %u whose facet dictionary is too short",
+						RelationGetRelationName(index), header),
+				 errhint("REINDEX the index.")));
+	if (!facet_cache_room(need))
+		return NULL;
+	catord = MemoryContextAllocZero(facet_cache.cxt, sizeof(uint32) * Max(nc, 1));
+	brandord = MemoryContextAllocZero(facet_cache.cxt, sizeof(uint32) * Max(nb, 1));
+	/* InvalidBuffer is 0 */
+	recent = MemoryContextAllocZero(facet_cache.cxt, sizeof(Buffer) * hdr->nfcolpages);
+	for (uint32 p = 0; p < hdr->nfdictpages; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->fcolstart + hdr->nfcolpages + p, BUFFER_LOCK_SHARE,
+									 SS_PAGE_FDICT, NULL);
+		const int64 *v = (const int64 *) SsPageContents(BufferGetPage(buf));
+		uint32		first = p * SS_FDICT_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_FDICT_PER_PAGE, nc + nb - first);
+
+		for (uint32 k = 0; k < cnt; k++)
+		{
+			if (first + k < nc)
+				catord[first + k] = facet_cat_ord(v[k]);
+			else
+				brandord[first + k - nc] = facet_brand_ord((uint32) v[k]);
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	/* the dictionaries' growth cannot have moved entries: take the slot now */
+	if (facet_cache.nsegs >= FACET_CACHE_SEGS)
+		return NULL;
+	e = &facet_cache.segs[facet_cache.nsegs++];
+	memset(e, 0, sizeof(*e));
+	e->header = header;
+	e->serial = hdr->serial;
+	e->ndocs = hdr->ndocs;
+	e->valid = true;
+	e->used = facet_cache.clock;
+	e->shared = true;
+	e->catord = catord;
+	e->brandord = brandord;
+	e->recent = recent;
+	e->ncatord = Max(nc, 1);
+	e->nbrandord = Max(nb, 1);
+	e->cbytes = need;
+	facet_cache.bytes += need;
+	return e;
+}
+
 /* a call's matches, as column entries, and where each is */
 typedef struct FacetVisit
 {
@@ -1440,6 +1559,18 @@ typedef struct FacetVisit
 	bool		pbuckets;		/* the price filter is whole buckets: ... */
 	uint8		pbmin;			/* ... a match passes with a price bucket + 1 */
 	uint8		pbmax;			/* ... (FacetCol.pr & 0x0F) in pbmin..pbmax */
+	/* the current segment's shared column (facet_seg_shared) */
+	bool		shared;
+	BlockNumber fcolstart;
+	uint32		nfcolpages;
+	const uint32 *catord;
+	const uint32 *brandord;
+	uint32		ncatord;
+	uint32		nbrandord;
+	Buffer	   *recent;
+	uint32		cfirst;			/* the docid of cbuf[0] ... */
+	uint32		ccount;			/* ... and its entries (0: none read) */
+	SsFacetEntry cbuf[SS_FCOL_PER_PAGE];
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
 } FacetVisit;
@@ -1698,19 +1829,79 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 		fv->filt_counted = true;
 		facet_cache.nfiltered++;
 	}
-	fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
-							   fv->exact,
-							   !fv->filt || facet_cache.nfiltered > 1);
-	if (fv->col != NULL && fv->filt && !facet_filter_prepare(fv, header, hdr))
+	fv->col = NULL;
+	fv->shared = false;
+	if (hdr->nfcolpages > 0 && hdr->nfcolpages >= (hdr->ndocs + SS_FCOL_PER_PAGE - 1) / SS_FCOL_PER_PAGE &&
+		shop_search_facet_cache > 0)
+	{
+		/* the index's column: nothing to read now, every filter at once */
+		FacetSeg   *e = facet_seg_shared(fv->index, header, hdr);
+
+		if (e != NULL)
+		{
+			fv->shared = true;
+			fv->fcolstart = hdr->fcolstart;
+			fv->nfcolpages = hdr->nfcolpages;
+			fv->catord = e->catord;
+			fv->brandord = e->brandord;
+			fv->recent = e->recent;
+			fv->ncatord = e->ncatord;
+			fv->nbrandord = e->nbrandord;
+			fv->cfirst = 0;
+			fv->ccount = 0;
+		}
+	}
+	else
+		fv->col = facet_seg_column(fv->index, header, hdr, bulkdeletes,
+								   fv->exact,
+								   !fv->filt || facet_cache.nfiltered > 1);
+	if ((fv->col != NULL || fv->shared) && fv->filt && !facet_filter_prepare(fv, header, hdr))
+	{
 		fv->col = NULL;
+		fv->shared = false;
+	}
 	fv->ndocs = hdr->ndocs;
 	fv->seg = seg;
 	if (seg >= 0 && seg < SS_MAX_SEGMENTS)
 	{
-		fv->cached[seg] = fv->col != NULL;
+		fv->cached[seg] = fv->col != NULL || fv->shared;
 		fv->header[seg] = header;
 	}
-	return fv->col != NULL;
+	return fv->col != NULL || fv->shared;
+}
+
+/*
+ * the entries of column page cp of the current segment into fv->cbuf (a
+ * page past the column's end, or a damaged one, holds none: its matches
+ * count as dead; shop.search_verify reports such a column)
+ */
+static void
+facet_col_page(FacetVisit *fv, uint32 cp)
+{
+	Buffer		buf;
+	Page		page;
+
+	fv->cfirst = cp * SS_FCOL_PER_PAGE;
+	fv->ccount = 0;
+	if (cp >= fv->nfcolpages)
+		return;
+	/*
+	 * the buffer the page was in last time, if it still is (no lookup in
+	 * the buffer table: a twentieth of a warm count's time went there)
+	 */
+	buf = fv->recent[cp];
+	if (!BufferIsValid(buf) ||
+		!ReadRecentBuffer(fv->index->rd_node, MAIN_FORKNUM, fv->fcolstart + cp, buf))
+	{
+		buf = ReadBufferExtended(fv->index, MAIN_FORKNUM, fv->fcolstart + cp, RBM_NORMAL, NULL);
+		fv->recent[cp] = buf;
+	}
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	SsCheckPage(fv->index, page, fv->fcolstart + cp, SS_PAGE_FCOL);
+	fv->ccount = Min(SsPageGetOpaque(page)->count, SS_FCOL_PER_PAGE);
+	memcpy(fv->cbuf, SsPageContents(page), sizeof(SsFacetEntry) * fv->ccount);
+	UnlockReleaseBuffer(buf);
 }
 
 /*
@@ -1722,20 +1913,40 @@ static void
 facet_id_visit(void *arg, uint32 docid)
 {
 	FacetVisit *fv = (FacetVisit *) arg;
-	const FacetCol *c;
+	FacetCol   *c;
 	bool		ok;
 	int			i;
 
 	if (docid >= fv->ndocs)
 		return;
-	c = &fv->col[docid];
-	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
-	if (fv->filt)
-		ok &= facet_passes(fv, c, docid);
 	if (fv->n >= fv->max)
 		facet_visit_grow(fv);
 	i = fv->n;
-	fv->m[i] = *c;
+	c = &fv->m[i];
+	if (fv->shared)
+	{
+		/* matches come in docid order: a page is read once per segment */
+		uint32		k = docid - fv->cfirst;
+		const SsFacetEntry *e;
+
+		if (k >= fv->ccount)
+		{
+			facet_col_page(fv, docid / SS_FCOL_PER_PAGE);
+			k = docid - fv->cfirst;
+			if (k >= fv->ccount)
+				return;
+		}
+		e = &fv->cbuf[k];
+		/* tid, flags and pr: the same 8 bytes in both */
+		memcpy(c, e, 8);
+		c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
+		c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
+	}
+	else
+		*c = fv->col[docid];
+	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
+	if (fv->filt)
+		ok &= facet_passes(fv, c, docid);
 	if (fv->locs)
 	{
 		fv->locseg[i] = fv->seg;

@@ -438,7 +438,8 @@ uint32
 SsSegmentBlocks(const SsSegHeader *hdr)
 {
 	return 1 + hdr->ndocpages + hdr->ndirpages + hdr->ndictpages + hdr->npostpages +
-		hdr->nskippages + hdr->nnormpages + hdr->ngramdirpages + hdr->ngrampages;
+		hdr->nskippages + hdr->nnormpages + hdr->ngramdirpages + hdr->ngrampages +
+		hdr->nfcolpages + hdr->nfdictpages;
 }
 
 /*

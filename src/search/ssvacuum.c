@@ -287,13 +287,17 @@ segment_listed(Relation index, const SsMetaPageData *meta, BlockNumber header, u
 }
 
 /*
- * Flag the dead documents of one document page; returns how many live
- * ones it holds.  The caller holds the pending-list lock (share) and has
- * just checked that the page's segment is listed.
+ * Flag the dead documents of document page p of segment hdr, and their
+ * entries in the segment's facet column in the same WAL record (a
+ * document page's documents lie on at most two column pages, locked
+ * after it, in block order); returns how many live ones it holds.  The
+ * caller holds the pending-list lock (share) and has just checked that
+ * the page's segment is listed.
  */
 static double
-bulkdelete_doc_page(BulkState *bs, BlockNumber blk)
+bulkdelete_doc_page(BulkState *bs, const SsSegHeader *hdr, uint32 p)
 {
+	BlockNumber blk = hdr->docstart + p;
 	Buffer		buf = SsReadPage(bs->index, blk, BUFFER_LOCK_EXCLUSIVE, SS_PAGE_DOC, bs->strategy);
 	Page		page = BufferGetPage(buf);
 	SsDoc	   *docs = (SsDoc *) SsPageContents(page);
@@ -323,11 +327,40 @@ bulkdelete_doc_page(BulkState *bs, BlockNumber blk)
 		GenericXLogState *xs = GenericXLogStart(bs->index);
 		Page		wpage = GenericXLogRegisterBuffer(xs, buf, 0);
 		SsDoc	   *wdocs = (SsDoc *) SsPageContents(wpage);
+		uint32		first = p * SS_DOCS_PER_PAGE;
+		uint32		cp0 = first / SS_FCOL_PER_PAGE;
+		Buffer		cbuf[2] = {InvalidBuffer, InvalidBuffer};
+		Page		cpage[2] = {NULL, NULL};
 
 		for (int k = 0; k < nkill; k++)
 			wdocs[kill[k]].flags |= SS_DOC_DEAD;
+		if (hdr->nfcolpages > 0)
+			for (int k = 0; k < nkill; k++)
+			{
+				uint32		d = first + kill[k];
+				uint32		cp = d / SS_FCOL_PER_PAGE;
+				int			j = cp - cp0;
+				SsFacetEntry *e;
+
+				if (cp >= hdr->nfcolpages || j < 0 || j > 1)
+					continue;	/* (a damaged header: shop.search_verify) */
+				if (cpage[j] == NULL)
+				{
+					cbuf[j] = SsReadPage(bs->index, hdr->fcolstart + cp, BUFFER_LOCK_EXCLUSIVE,
+										 SS_PAGE_FCOL, bs->strategy);
+					cpage[j] = GenericXLogRegisterBuffer(xs, cbuf[j], 0);
+				}
+				if (d % SS_FCOL_PER_PAGE < SsPageGetOpaque(cpage[j])->count)
+				{
+					e = (SsFacetEntry *) SsPageContents(cpage[j]) + d % SS_FCOL_PER_PAGE;
+					e->flags |= SS_FC_DEAD;
+				}
+			}
 		GenericXLogFinish(xs);
 		bs->stats->tuples_removed += nkill;
+		for (int j = 0; j < 2; j++)
+			if (BufferIsValid(cbuf[j]))
+				UnlockReleaseBuffer(cbuf[j]);
 	}
 	UnlockReleaseBuffer(buf);
 	return live;
@@ -484,7 +517,7 @@ ssbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		gen = meta.generation;
 		for (uint32 p = 0; p < hdr.ndocpages; p++)
 		{
-			live += bulkdelete_doc_page(&bs, hdr.docstart + p);
+			live += bulkdelete_doc_page(&bs, &hdr, p);
 			UnlockPage(index, SS_METAPAGE_BLKNO, ShareLock);
 			vacuum_delay_point();
 			SsTestPause("bulkdelete-page");

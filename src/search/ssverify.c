@@ -22,7 +22,8 @@
  *              documents' lengths, postings out of order, a skip entry
  *              whose position, last docid or score bound is wrong (the
  *              pruning of ranked scans trusts all of these), a filter
- *              term that misses or misplaces a document
+ *              term that misses or misplaces a document, a facet column
+ *              entry that is not its document's
  *
  *-------------------------------------------------------------------------
  */
@@ -256,6 +257,147 @@ term_check_cb(void *arg, const SsDictItem *it)
 	pfree(skips);
 }
 
+static int
+verify_int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* distinct values of v[0..n) (sorts v) */
+static uint32
+verify_distinct(int64 *v, uint32 n)
+{
+	uint32		k = 0;
+
+	if (n > 1)
+		qsort(v, n, sizeof(int64), verify_int64_cmp);
+	for (uint32 i = 0; i < n; i++)
+		if (i == 0 || v[i] != v[i - 1])
+			k++;
+	return k;
+}
+
+/*
+ * The facet column (fcol and fdict pages) against the document records
+ * sc->docs: every entry's TID, flags (the dead flag too), buckets and
+ * the category and brand its ordinals name.
+ */
+static void
+verify_fcol(SegCheck *sc)
+{
+	Relation	index = sc->index;
+	const SsSegHeader *hdr = sc->hdr;
+	uint32		nc = hdr->fcolncats,
+				nb = hdr->fcolnbrands;
+	int64	   *vals;
+	int			bad = 0;
+
+	if (hdr->nfcolpages == 0 && hdr->ndocs == 0)
+		return;					/* no documents: no column */
+	if (hdr->nfcolpages == 0)
+	{
+		/* no column: only for a segment of too many categories or brands */
+		int64	   *c = palloc_extended(sizeof(int64) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+		int64	   *b = palloc_extended(sizeof(int64) * Max(hdr->ndocs, 1), MCXT_ALLOC_HUGE);
+		uint32		n1 = 0,
+					n2 = 0;
+
+		for (uint32 d = 0; d < hdr->ndocs; d++)
+		{
+			if (sc->docs[d].flags & SS_DOC_HAS_CAT)
+				c[n1++] = sc->docs[d].category_id;
+			if (sc->docs[d].flags & SS_DOC_HAS_BRAND)
+				b[n2++] = sc->docs[d].brand_hash;
+		}
+		if (hdr->nfdictpages != 0 ||
+			(verify_distinct(c, n1) <= SS_FCOL_MAX_ORD && verify_distinct(b, n2) <= SS_FCOL_MAX_ORD))
+			seg_report(sc, "facet column missing");
+		pfree(c);
+		pfree(b);
+		return;
+	}
+	if ((uint64) hdr->fcolstart + hdr->nfcolpages + hdr->nfdictpages > RelationGetNumberOfBlocks(index) ||
+		hdr->nfcolpages != (hdr->ndocs + SS_FCOL_PER_PAGE - 1) / SS_FCOL_PER_PAGE ||
+		(uint64) nc + nb > (uint64) hdr->nfdictpages * SS_FDICT_PER_PAGE ||
+		nc > SS_FCOL_MAX_ORD || nb > SS_FCOL_MAX_ORD)
+	{
+		seg_report(sc, "facet column pages out of range");
+		return;
+	}
+	vals = palloc(sizeof(int64) * Max(nc + nb, 1));
+	for (uint32 p = 0; p < hdr->nfdictpages; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->fcolstart + hdr->nfcolpages + p, BUFFER_LOCK_SHARE,
+									 SS_PAGE_FDICT, NULL);
+		uint32		first = p * SS_FDICT_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_FDICT_PER_PAGE, nc + nb - first);
+
+		memcpy(&vals[first], SsPageContents(BufferGetPage(buf)), sizeof(int64) * cnt);
+		UnlockReleaseBuffer(buf);
+	}
+	for (uint32 i = 1; i < nc + nb; i++)
+		if (i != nc && vals[i] <= vals[i - 1])
+		{
+			seg_report(sc, psprintf("facet dictionary value %u out of order", i));
+			break;
+		}
+	for (uint32 p = 0; p < hdr->nfcolpages && bad < 3; p++)
+	{
+		Buffer		buf = SsReadPage(index, hdr->fcolstart + p, BUFFER_LOCK_SHARE, SS_PAGE_FCOL, NULL);
+		Page		page = BufferGetPage(buf);
+		const SsFacetEntry *e = (const SsFacetEntry *) SsPageContents(page);
+		uint32		first = p * SS_FCOL_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_FCOL_PER_PAGE, hdr->ndocs - first);
+
+		if (SsPageGetOpaque(page)->count != cnt)
+		{
+			seg_report(sc, psprintf("facet column page %u holds %u entries, not %u",
+									p, SsPageGetOpaque(page)->count, cnt));
+			bad++;
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+		for (uint32 k = 0; k < cnt && bad < 3; k++)
+		{
+			const SsDoc *doc = &sc->docs[first + k];
+			bool		ok;
+
+			uint8		f = SsFacetFlags(doc);
+
+			/*
+			 * Bulk delete sets both dead flags in one WAL record, and the
+			 * record was read first: a dead entry of a live record is a
+			 * bulk delete that ran since, if the record is dead now
+			 */
+			if ((e[k].flags & SS_FC_DEAD) && !(f & SS_FC_DEAD))
+			{
+				SsDoc		now;
+
+				SsReadDoc(index, hdr, first + k, &now);
+				if (now.flags & SS_DOC_DEAD)
+					f |= SS_FC_DEAD;
+			}
+			ok = ItemPointerEquals((ItemPointer) &e[k].tid, (ItemPointer) &doc->tid) &&
+				e[k].flags == f && e[k].pr == SsFacetPr(doc);
+			if (ok && (doc->flags & SS_DOC_HAS_CAT))
+				ok = e[k].cat < nc && vals[e[k].cat] == doc->category_id;
+			if (ok && (doc->flags & SS_DOC_HAS_BRAND))
+				ok = e[k].brand < nb && vals[nc + e[k].brand] == (int64) doc->brand_hash;
+			if (!ok)
+			{
+				seg_report(sc, psprintf("facet column entry of document %u differs from its record",
+										first + k));
+				bad++;
+			}
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	pfree(vals);
+}
+
 static void
 verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 {
@@ -294,6 +436,7 @@ verify_segment(VState *vs, Relation index, SsSegHeader *hdr, uint32 seg)
 		if (memcmp(sc.docs[d].len, sc.norms[d].len, sizeof(sc.norms[d].len)) != 0)
 			seg_report(&sc, psprintf("norms of document %u differ from its lengths", d));
 	}
+	verify_fcol(&sc);
 	SsDictScanRange(index, hdr, "", 0, term_check_cb, &sc, NULL);
 	for (uint32 d = 0; d < hdr->ndocs; d++)
 		if (((sc.docs[d].flags & SS_DOC_HAS_CAT) && !sc.catseen[d]) ||

@@ -8,7 +8,7 @@
  * field lengths.  CREATE INDEX (ssbuild.c) fills one from the heap and
  * VACUUM (ssvacuum.c) from the pending list or from segments it merges;
  * both then call SsSegBuilderWrite, which lays the terms, postings, skip
- * blocks, documents, norms and trigram map out in pages (the layout is
+ * blocks, documents, norms, trigram map and facet column out in pages (the layout is
  * in ssearch.h).  This file calls neither of its users.
  *
  *-------------------------------------------------------------------------
@@ -573,6 +573,13 @@ typedef struct SegLayout
 	uint32		nskippages;
 	uint32		nnormpages;
 	GramMap		gm;
+	/* the facet column: distinct categories and brands, sorted */
+	int64	   *fcats;
+	int64	   *fbrands;
+	uint32		nfcats;
+	uint32		nfbrands;
+	uint32		nfcolpages;		/* 0: no column (too many values) */
+	uint32		nfdictpages;
 } SegLayout;
 
 /*
@@ -682,6 +689,80 @@ seg_layout_postings(SsSegBuilder *sb, const SsSegHeader *hdr, SegLayout *L)
 	L->npostpages = (nterms == 0) ? 0 : blk + 1;
 }
 
+static int
+int64_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* sort and deduplicate v[0..n), returning the distinct count */
+static uint32
+int64_unique(int64 *v, uint32 n)
+{
+	uint32		k = 0;
+
+	if (n > 1)
+		qsort(v, n, sizeof(int64), int64_cmp);
+	for (uint32 i = 0; i < n; i++)
+		if (k == 0 || v[k - 1] != v[i])
+			v[k++] = v[i];
+	return k;
+}
+
+/* the ordinal of x in the sorted distinct v[0..n), which holds it */
+static uint16
+int64_ord(const int64 *v, uint32 n, int64 x)
+{
+	uint32		lo = 0,
+				hi = n;
+
+	while (hi - lo > 1)
+	{
+		uint32		mid = (lo + hi) / 2;
+
+		if (v[mid] <= x)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return (uint16) lo;
+}
+
+/*
+ * fcol_layout: the facet column's dictionaries (the segment's distinct
+ * categories and brands, sorted) and page counts; none if either has
+ * more than SS_FCOL_MAX_ORD values (the entries' ordinals are 16 bits).
+ */
+static void
+fcol_layout(SsSegBuilder *sb, SegLayout *L)
+{
+	uint32		nc = 0,
+				nb = 0;
+
+	L->fcats = palloc_extended(sizeof(int64) * Max(sb->ndocs, 1), MCXT_ALLOC_HUGE);
+	L->fbrands = palloc_extended(sizeof(int64) * Max(sb->ndocs, 1), MCXT_ALLOC_HUGE);
+	for (uint32 d = 0; d < sb->ndocs; d++)
+	{
+		if (sb->docs[d].flags & SS_DOC_HAS_CAT)
+			L->fcats[nc++] = sb->docs[d].category_id;
+		if (sb->docs[d].flags & SS_DOC_HAS_BRAND)
+			L->fbrands[nb++] = (int64) sb->docs[d].brand_hash;
+	}
+	L->nfcats = int64_unique(L->fcats, nc);
+	L->nfbrands = int64_unique(L->fbrands, nb);
+	if (L->nfcats > SS_FCOL_MAX_ORD || L->nfbrands > SS_FCOL_MAX_ORD)
+	{
+		L->nfcats = L->nfbrands = 0;
+		L->nfcolpages = L->nfdictpages = 0;
+		return;
+	}
+	L->nfcolpages = (sb->ndocs + SS_FCOL_PER_PAGE - 1) / SS_FCOL_PER_PAGE;
+	L->nfdictpages = (L->nfcats + L->nfbrands + SS_FDICT_PER_PAGE - 1) / SS_FDICT_PER_PAGE;
+}
+
 /*
  * seg_layout_pages: the dictionary and directory pages, the document and
  * norm page counts, and the trigram map.
@@ -702,6 +783,7 @@ seg_layout_pages(SsSegBuilder *sb, SegLayout *L)
 	L->nnormpages = (sb->ndocs + SS_NORMS_PER_PAGE - 1) / SS_NORMS_PER_PAGE;
 	gram_build(&L->gm, L->terms, L->nterms);
 	gram_layout(&L->gm);
+	fcol_layout(sb, L);
 }
 
 /*
@@ -719,7 +801,8 @@ seg_place(SegWriter *w, const SegLayout *L, SsAllocRun alloc, void *alloc_arg,
 	if (alloc)
 		w->next = alloc(alloc_arg, 1 + L->ndocpages + L->ndirpages + L->ndictpages +
 						L->npostpages + L->nskippages + L->nnormpages +
-						L->gm.ndirpages + L->gm.ngrampages);
+						L->gm.ndirpages + L->gm.ngrampages +
+						L->nfcolpages + L->nfdictpages);
 	w->reuse = w->next != InvalidBlockNumber;
 	if (!w->reuse)
 	{
@@ -756,6 +839,11 @@ seg_fill_header(SsSegHeader *hdr, const SegLayout *L, uint32 ndocs, uint64 seria
 	hdr->gramstart = hdr->gramdirstart + L->gm.ndirpages;
 	hdr->ngrampages = L->gm.ngrampages;
 	hdr->firstexact = L->gm.firstexact;
+	hdr->fcolstart = hdr->gramstart + L->gm.ngrampages;
+	hdr->nfcolpages = L->nfcolpages;
+	hdr->nfdictpages = L->nfdictpages;
+	hdr->fcolncats = L->nfcats;
+	hdr->fcolnbrands = L->nfbrands;
 }
 
 /*
@@ -959,6 +1047,56 @@ seg_write_norms(SegWriter *w, SsSegBuilder *sb, const SegLayout *L)
 	}
 }
 
+/*
+ * seg_write_fcol: the facet column, SsFacetEntry by docid, then its
+ * dictionary pages (the categories, then the brands, as int64).
+ */
+static void
+seg_write_fcol(SegWriter *w, SsSegBuilder *sb, const SegLayout *L)
+{
+	uint32		nvals = L->nfcats + L->nfbrands;
+
+	for (uint32 p = 0; p < L->nfcolpages; p++)
+	{
+		uint32		first = p * SS_FCOL_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_FCOL_PER_PAGE, sb->ndocs - first);
+		SsFacetEntry *dst;
+
+		writer_new_page(w, SS_PAGE_FCOL);
+		dst = (SsFacetEntry *) SsPageContents(w->page);
+		for (uint32 k = 0; k < cnt; k++)
+		{
+			const SsDoc *doc = &sb->docs[first + k];
+
+			dst[k].tid = doc->tid;
+			dst[k].flags = SsFacetFlags(doc);
+			dst[k].pr = SsFacetPr(doc);
+			dst[k].cat = (doc->flags & SS_DOC_HAS_CAT) ?
+				int64_ord(L->fcats, L->nfcats, doc->category_id) : 0;
+			dst[k].brand = (doc->flags & SS_DOC_HAS_BRAND) ?
+				int64_ord(L->fbrands, L->nfbrands, (int64) doc->brand_hash) : 0;
+		}
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(SsFacetEntry) * cnt;
+		writer_finish_page(w);
+	}
+	for (uint32 p = 0; p < L->nfdictpages; p++)
+	{
+		uint32		first = p * SS_FDICT_PER_PAGE;
+		uint32		cnt = Min((uint32) SS_FDICT_PER_PAGE, nvals - first);
+		int64	   *dst;
+
+		writer_new_page(w, SS_PAGE_FDICT);
+		dst = (int64 *) SsPageContents(w->page);
+		for (uint32 k = 0; k < cnt; k++)
+			dst[k] = first + k < L->nfcats ? L->fcats[first + k] :
+				L->fbrands[first + k - L->nfcats];
+		SsPageGetOpaque(w->page)->count = cnt;
+		((PageHeader) w->page)->pd_lower = MAXALIGN(SizeOfPageHeaderData) + sizeof(int64) * cnt;
+		writer_finish_page(w);
+	}
+}
+
 /* seg_write_gram_dir: the trigram map's entries, in key order. */
 static void
 seg_write_gram_dir(SegWriter *w, const GramMap *gm, const SsSegHeader *hdr)
@@ -1073,6 +1211,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	seg_write_norms(&w, sb, &L);
 	seg_write_gram_dir(&w, &L.gm, &hdr);
 	seg_write_gram_lists(&w, &L.gm);
+	seg_write_fcol(&w, sb, &L);
 
 	if (needLock && !w.reuse)
 		UnlockRelationForExtension(index, ExclusiveLock);
@@ -1082,5 +1221,7 @@ SsSegBuilderWrite(SsSegBuilder *sb, Relation index, bool log_each,
 	pfree(L.skipidx);
 	pfree(L.skips);
 	gram_free(&L.gm);
+	pfree(L.fcats);
+	pfree(L.fbrands);
 	return hdr.docstart - 1;
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # verify_corrupt: shop.search_verify notices damage to the structures that
 # ranked scans trust without reading postings: a skip entry's score bound
-# lowered on disk (pruning would then skip rows it must return) and a
-# document's norm changed.  The server is stopped, bytes are changed in
-# the index file, and after a restart verify must report both, while it
-# reported nothing before.
+# lowered on disk (pruning would then skip rows it must return), a
+# document's norm changed, and a facet column entry's price bucket
+# changed (facets count from the column).  The server is stopped, bytes
+# are changed in the index file, and after a restart verify must report
+# all three, while it reported nothing before.
 set -euo pipefail
 . "$TOP/scripts/pgenv.sh"
 DIR="$TOP/tmp_check/verify_corrupt"
@@ -52,6 +53,11 @@ perl -e '
                 print $fh pack("f<", 0.0);
             }
             $done{skip} = 1;
+        } elsif ($flags == 0x800 && !$done{fcol}) {
+            # facet column entry of docid 0: tid (6 bytes), flags, pr
+            seek($fh, $base + 24 + 7, 0);
+            print $fh pack("C", ord(substr($page, 24 + 7, 1)) ^ 0x01);
+            $done{fcol} = 1;
         } elsif ($flags == 0x100 && !$done{norm}) {
             seek($fh, $base + 24, 0);
             print $fh pack("v", 999);    # title length of docid 0
@@ -60,12 +66,14 @@ perl -e '
         seek($fh, $blk * 8192, 0);
     }
     close($fh) or die "close: $!";
-    die "did not find a skip page and a norm page\n" unless $done{skip} && $done{norm};
+    die "did not find a skip page, a norm page and a facet column page\n"
+        unless $done{skip} && $done{norm} && $done{fcol};
 ' "$file"
 cluster_start "$DIR"
 $PSQL -At -F ' | ' -c "SELECT kind, detail FROM shop.search_verify('shop.product_search_idx')" >"$DIR/report.txt"
 grep -q 'score bound' "$DIR/report.txt" || { echo "verify missed the lowered score bound"; fail=1; }
 grep -q 'norms of document 0' "$DIR/report.txt" || { echo "verify missed the changed norm"; fail=1; }
+grep -q 'facet column entry of document 0' "$DIR/report.txt" || { echo "verify missed the changed facet column entry"; fail=1; }
 if [ "$fail" != 0 ]; then
     sed 's/^/  /' "$DIR/report.txt" | head -20
     exit 1
