@@ -8235,43 +8235,80 @@ COMMENT ON FUNCTION shop._attr_overlap(jsonb, jsonb) IS
 REVOKE EXECUTE ON FUNCTION shop._title_similarity_to(text, text), shop._attr_overlap(jsonb, jsonb)
     FROM PUBLIC;
 
+-- The candidates are read once: each list's index scan visits the
+-- product's heap row anyway (the category index is not partial on status;
+-- the brand list asks for the row's category), so it takes the row's ctid
+-- and the columns the bound below needs, and the rows scored are fetched
+-- by ctid (a TID scan, one heap page each) instead of through
+-- product_pkey again (three or four pages each).  The ctids come from the
+-- same statement's snapshot, so they name the very rows the lists saw.
+--
+-- And not every candidate is scored (issue 14, reco10): the title and
+-- attribute terms are at most 1 each, so a candidate's score is at most
+-- bound = 0.4 * same category + 0.2 * same brand + 0.3 + 0.1 + 0.001 *
+-- popularity, known from the lists alone.  The 2 * lim candidates of
+-- highest bound are scored first; the lim-th best of those scores, T, is
+-- at most the lim-th best score overall, so a candidate whose bound (with
+-- a margin for the rounding to real) is below T cannot enter the list and
+-- is never fetched nor scored.  Every other candidate is scored as
+-- before, with the same expression, so the list is the same list (ties
+-- included: a pruned candidate's score is strictly below T).  With a
+-- catalog whose popularity spreads over more than the 0.4 the content
+-- terms can add, most of the 200 candidates are pruned; when it does not,
+-- every candidate is scored, as before.
 CREATE OR REPLACE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
                                                     src_title text, src_attributes jsonb,
                                                     exclude bigint[], lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE sql STABLE
 AS $$
-    -- the ids come first, each list read from its (key, popularity,
-    -- product_id) index alone; only then are the wide rows fetched (asked
-    -- for whole rows at once, the planner may walk the popularity index
-    -- instead and sort a whole brand)
     WITH ids AS (
-        (SELECT p.product_id
+        (SELECT p.ctid AS t, p.product_id, p.category_id, p.brand, p.popularity
            FROM shop.product p
           WHERE src_category IS NOT NULL AND p.category_id = src_category
             AND p.status = 'active' AND p.product_id <> src_id
           ORDER BY p.popularity DESC, p.product_id LIMIT 100)
         UNION
-        (SELECT p.product_id
+        (SELECT p.ctid, p.product_id, p.category_id, p.brand, p.popularity
            FROM shop.product p
           WHERE src_brand IS NOT NULL AND p.brand = src_brand
             AND p.status = 'active' AND p.product_id <> src_id
           ORDER BY p.popularity DESC, p.product_id LIMIT 100)
-    ), cand AS (
-        SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, p.popularity
-          FROM ids JOIN shop.product p ON p.product_id = ids.product_id
+    ), b AS (
+        SELECT i.t, x.bound, row_number() OVER (ORDER BY x.bound DESC, i.product_id) AS rn
+          FROM ids i
+         CROSS JOIN LATERAL (SELECT 0.4 * (i.category_id IS NOT DISTINCT FROM src_category)::int::float8
+                                    + 0.2 * (i.brand IS NOT DISTINCT FROM src_brand)::int::float8
+                                    + 0.4 + 0.001 * i.popularity AS bound) x
+         WHERE i.product_id <> ALL (exclude)
+    ), first AS (
+        -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
+        -- double precision or 0), with the two terms computed in C
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b WHERE b.rn <= 2 * lim))
+    ), cut AS (
+        SELECT f.s FROM first f ORDER BY f.s DESC, f.product_id OFFSET lim - 1 LIMIT 1
+    ), rest AS (
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b
+                                    WHERE b.rn > 2 * lim
+                                      AND b.bound * 1.000001 + 0.000001 >= coalesce((SELECT c.s FROM cut c), '-Infinity')))
     )
-    -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
-    -- double precision or 0), with the two terms computed in C
-    SELECT c.product_id,
-           (0.4 * (c.category_id IS NOT DISTINCT FROM src_category)::int
-            + 0.2 * (c.brand IS NOT DISTINCT FROM src_brand)::int
-            + 0.3 * shop._title_similarity_to(c.title, src_title)
-            + 0.1 * coalesce(shop._attr_overlap(c.attributes, src_attributes), 0)
-            + 0.001 * c.popularity)::real AS s
-      FROM cand c
-     WHERE c.product_id <> ALL (exclude)
-     ORDER BY s DESC, c.product_id
+    SELECT u.product_id, u.s
+      FROM (SELECT f.product_id, f.s FROM first f UNION ALL SELECT r.product_id, r.s FROM rest r) u
+     ORDER BY u.s DESC, u.product_id
      LIMIT lim
 $$;
 
