@@ -3860,13 +3860,15 @@ BEGIN
     INSERT INTO shop_router.popularity_mass AS m (product_id, mass, n)
     SELECT f.product_id, sum(f.mass), sum(f.n) FROM popularity_fold_rows f WHERE f.product_id IS NOT NULL GROUP BY f.product_id
     ON CONFLICT (product_id) DO UPDATE SET mass = m.mass + excluded.mass, n = m.n + excluded.n;
-    -- out of the window: no counted event left
+    -- out of the window: no counted event left (each sent to its shard,
+    -- also one the router knows no value of: a refresh rolled back on the
+    -- router may have written one)
     WITH d AS (
-        DELETE FROM shop_router.popularity_mass m WHERE m.n <= 0 RETURNING m.product_id, m.sent
+        DELETE FROM shop_router.popularity_mass m WHERE m.n <= 0 RETURNING m.product_id
     )
     SELECT array_agg(d.product_id ORDER BY d.product_id), array_agg(shop_router._pid_part(d.product_id) & (nparts - 1) ORDER BY d.product_id)
       INTO gone, gone_parts
-      FROM d WHERE d.sent IS NOT NULL;
+      FROM d;
     -- the values to write: every one afresh, else those that moved by 0.002
     -- from what their shard has
     SELECT array_agg(v.product_id ORDER BY v.product_id), array_agg(v.pop ORDER BY v.product_id),
