@@ -7216,11 +7216,15 @@ BEGIN
         EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version');
         EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t, t || '_search_version_truncate');
     END LOOP;
+    -- the change log of the counted purchases and views, which the
+    -- router's popularity folds read ("Scale-out: popularity folded from
+    -- a change log")
+    made := made || shop._popularity_log_setup();
     RETURN made;
 END
 $$;
 COMMENT ON FUNCTION shop._shard_setup() IS
-'internal (shop_router.cluster_setup): makes this database a shard: creates the triggers that bump shop.search_version; returns those it created';
+'internal (shop_router.cluster_setup): makes this database a shard: creates the triggers that bump shop.search_version and those that write shop.popularity_log; returns those it created';
 
 -- true when this shard's writes bump its version: the 6 triggers are
 -- there, call shop._search_version_bump and fire in every session
@@ -8402,7 +8406,7 @@ GRANT EXECUTE ON FUNCTION shop.search_cache_stats() TO shop_storefront, shop_adm
 -- popularity counts its customers' orders and views only; the router
 -- computes one node's values from every shard's decayed sums
 -- (shop_router.popularity_cluster) and writes each product's value to
--- the product's shard with shop._popularity_from_router, which also sets
+-- the product's shard with shop._popularity_put, which also sets
 -- shop.copurchase_state.popularity_from_router: from then on the
 -- shard's refresh and rebuild leave its popularity alone (edited in place
 -- in "Recommendations: popularity written in batches" and the sections
@@ -8419,81 +8423,10 @@ GRANT EXECUTE ON FUNCTION shop.search_cache_stats() TO shop_storefront, shop_adm
 ALTER TABLE shop.copurchase_state
     ADD COLUMN popularity_from_router boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN shop.copurchase_state.popularity_from_router IS
-'false: the refresh computes shop.product_popularity from this database''s orders and views; true: shop_router.popularity_refresh writes it (shop._popularity_from_router) and the refresh leaves it alone';
+'false: the refresh computes shop.product_popularity from this database''s orders and views; true: shop_router.popularity_refresh writes it (shop._popularity_put) and the refresh leaves it alone';
 
--- The router's popularity of this shard's products: ids and their values
--- (the products bought or viewed in the cluster within 16 half-lives).
--- Products of the list not on this database are ignored; products with a
--- kept value that are not in the list lose it (0).  Returns how many
--- products' values moved (queued for shop.product; one batch applied
--- here, the rest by the sweeper or CALL shop.popularity_sync()).
-CREATE FUNCTION shop._popularity_from_router(ids bigint[], pops real[])
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    was_router boolean;
-    moved bigint[];
-    n bigint;
-BEGIN
-    IF ids IS NULL OR pops IS NULL OR cardinality(ids) <> cardinality(pops) THEN
-        RAISE EXCEPTION 'invalid popularity list'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('%s product ids and %s values; they must be arrays of the same length.',
-                                  coalesce(cardinality(ids)::text, 'NULL'), coalesce(cardinality(pops)::text, 'NULL'));
-    END IF;
-    IF EXISTS (SELECT 1 FROM unnest(ids, pops) u(p, v)
-                WHERE u.p IS NULL OR u.v IS NULL OR NOT (u.v >= 0 AND u.v < 1)) THEN
-        RAISE EXCEPTION 'invalid popularity list'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Every product id and value must be given, and every value in [0, 1).';
-    END IF;
-    -- against a refresh or rebuild of this database (and another write)
-    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
-    INSERT INTO shop.copurchase_state AS s (popularity_from_router) VALUES (false)
-    ON CONFLICT (id) DO NOTHING;
-    SELECT s.popularity_from_router INTO was_router FROM shop.copurchase_state s FOR UPDATE;
-    WITH v AS (
-        SELECT DISTINCT ON (u.p) u.p AS product_id, u.v AS pop
-          FROM unnest(ids, pops) u(p, v)
-         WHERE EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = u.p)
-         ORDER BY u.p
-    ), cmp AS (
-        SELECT v.product_id, v.pop
-          FROM v LEFT JOIN shop.product_popularity o ON o.product_id = v.product_id
-         WHERE o.product_id IS NULL OR NOT was_router OR abs(o.popularity - v.pop) >= 0.002
-    ), gone AS (
-        DELETE FROM shop.product_popularity o
-         WHERE o.product_id <> ALL (ids)
-        RETURNING o.product_id
-    ), written AS (
-        -- the mass is the shard's own (NULL: not known), computed again
-        -- by the first full run after a switch back
-        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
-        SELECT c.product_id, c.pop, NULL FROM cmp c
-        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity, mass = NULL
-    )
-    SELECT array_agg(t.product_id) INTO moved
-      FROM (SELECT g.product_id FROM gone g UNION SELECT c.product_id FROM cmp c) t;
-    n := coalesce(cardinality(moved), 0);
-    IF n > 0 THEN
-        INSERT INTO shop.popularity_pending (product_id)
-        SELECT u FROM unnest(moved) u
-        ON CONFLICT (product_id) DO NOTHING;
-        -- cached recommend lists carry the old values
-        PERFORM nextval('shop.recommend_cache_gen');
-    END IF;
-    UPDATE shop.copurchase_state
-       SET popularity_from_router = true, popularity_at = NULL, popularity_inc_at = now();
-    PERFORM shop._popularity_apply(NULL);
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION shop._popularity_from_router(bigint[], real[]) IS
-'internal (shop_router): writes the cluster''s popularity of this shard''s products (a value that moved by 0.002, all of them on the first call) and makes the refresh leave popularity alone (copurchase_state.popularity_from_router); returns how many moved';
-REVOKE ALL ON FUNCTION shop._popularity_from_router(bigint[], real[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._popularity_from_router(bigint[], real[]) TO shop_admin;
+-- The router's writes: shop._popularity_put, in the section "Scale-out:
+-- popularity folded from a change log".
 
 ------------------------------------------------------------------------------
 -- Cluster: direct holds and replicated rates through the router (issue 16)
@@ -8605,6 +8538,34 @@ COMMENT ON FUNCTION shop._reservations_drop(bigint[], uuid[]) IS
 
 -- Rates: partition 0's copy, written by the router -------------------------
 
+-- The version of this shard's rules.  Partition 0 counts its rate writes
+-- here (each put, in its own transaction, under this row's lock: the
+-- versions follow the writes' commit order whatever router made them);
+-- every shard keeps the version of the copy it holds, and a copy older
+-- than that is refused (shop._rates_replace): two routers copying
+-- partition 0's rules at once cannot leave a shard with the older ones.
+-- No row: version 0.
+CREATE TABLE shop.rates_version (
+    id      boolean PRIMARY KEY DEFAULT true CHECK (id),
+    version bigint NOT NULL CHECK (version >= 0)
+);
+COMMENT ON TABLE shop.rates_version IS
+'the version of this shard''s tax and shipping rules: partition 0 counts its writes, every shard keeps the version of the copy it holds (shop._rates_replace refuses an older one)';
+SELECT pg_catalog.pg_extension_config_dump('shop.rates_version', '');
+
+-- partition 0: the next version, taken with the write it counts
+CREATE FUNCTION shop._rates_bump()
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    INSERT INTO shop.rates_version AS v (version) VALUES (1)
+    ON CONFLICT (id) DO UPDATE SET version = v.version + 1
+    RETURNING v.version
+$$;
+COMMENT ON FUNCTION shop._rates_bump() IS
+'internal (router): the next version of partition 0''s rules (a rate write counts itself in its own transaction)';
+
 -- the rate tables as one document (rows with their ids, in id order)
 CREATE FUNCTION shop._rates_doc()
 RETURNS jsonb
@@ -8619,10 +8580,11 @@ AS $$
         'shipping', coalesce((SELECT jsonb_agg(jsonb_build_object('rate_id', s.rate_id, 'country', s.country,
                                                                   'min_subtotal_cents', s.min_subtotal_cents,
                                                                   'cents', s.cents, 'builtin', s.builtin) ORDER BY s.rate_id)
-                                FROM shop.shipping_rate s), '[]'))
+                                FROM shop.shipping_rate s), '[]'),
+        'version', coalesce((SELECT v.version FROM shop.rates_version v), 0))
 $$;
 COMMENT ON FUNCTION shop._rates_doc() IS
-'internal (router): shop.tax_rate and shop.shipping_rate as one document (rows with their ids)';
+'internal (router): shop.tax_rate and shop.shipping_rate as one document (rows with their ids) with their version';
 
 -- the tax rule of (country, region): basis_points, or removed when NULL;
 -- returns its rate_id (NULL when there was nothing to remove)
@@ -8635,6 +8597,7 @@ AS $$
 DECLARE
     id bigint;
 BEGIN
+    PERFORM shop._rates_bump();
     IF basis_points IS NULL THEN
         DELETE FROM shop.tax_rate t
          WHERE t.country IS NOT DISTINCT FROM country AND t.region IS NOT DISTINCT FROM region
@@ -8663,6 +8626,7 @@ DECLARE
     id bigint;
 BEGIN
     PERFORM shop._require(min_subtotal_cents, 'min_subtotal_cents');
+    PERFORM shop._rates_bump();
     IF cents IS NULL THEN
         DELETE FROM shop.shipping_rate s
          WHERE s.country IS NOT DISTINCT FROM country AND s.min_subtotal_cents = min_subtotal_cents
@@ -8682,7 +8646,11 @@ COMMENT ON FUNCTION shop._rates_shipping_put(text, bigint, bigint) IS
 -- make this shard's rate tables equal to doc (shop._rates_doc of partition
 -- 0): the rows that differ go, the missing ones come with their ids; one
 -- transaction, so a checkout here reads the old rules or the new ones.
--- Returns how many rows it deleted and inserted (0: it agreed already).
+-- A document older than the copy the shard holds (its version below the
+-- shard's: a copy that a later write's copy overtook) changes nothing; one
+-- of the same version is applied (it repairs a shard written directly).
+-- Returns how many rows it deleted and inserted (0: it agreed already, or
+-- the document was older).
 CREATE FUNCTION shop._rates_replace(doc jsonb)
 RETURNS int
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -8691,16 +8659,24 @@ AS $$
 DECLARE
     n int;
     m int := 0;
+    doc_version bigint;
 BEGIN
     PERFORM shop._require(doc, 'doc');
-    IF jsonb_typeof(doc->'tax') IS DISTINCT FROM 'array' OR jsonb_typeof(doc->'shipping') IS DISTINCT FROM 'array' THEN
+    IF jsonb_typeof(doc->'tax') IS DISTINCT FROM 'array' OR jsonb_typeof(doc->'shipping') IS DISTINCT FROM 'array'
+       OR jsonb_typeof(doc->'version') IS DISTINCT FROM 'number' THEN
         RAISE EXCEPTION 'malformed rates'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The document needs the arrays "tax" and "shipping" (shop._rates_doc).';
+                  DETAIL = 'The document needs the arrays "tax" and "shipping" and its "version" (shop._rates_doc).';
     END IF;
+    doc_version := (doc->>'version')::bigint;
     -- one writer at a time on a shard (two routers' syncs); checkouts,
     -- which only read the rules, do not wait
     LOCK TABLE shop.tax_rate, shop.shipping_rate IN SHARE ROW EXCLUSIVE MODE;
+    IF doc_version < coalesce((SELECT v.version FROM shop.rates_version v), 0) THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO shop.rates_version AS v (version) VALUES (doc_version)
+    ON CONFLICT (id) DO UPDATE SET version = excluded.version WHERE v.version <> excluded.version;
     DELETE FROM shop.tax_rate t
      WHERE NOT EXISTS (SELECT FROM jsonb_to_recordset(doc->'tax')
                                    AS w(rate_id bigint, country text, region text, basis_points int, builtin boolean)
@@ -8734,7 +8710,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._rates_replace(jsonb) IS
-'internal (router): make shop.tax_rate and shop.shipping_rate equal to a document of shop._rates_doc (partition 0''s); returns the rows deleted and inserted';
+'internal (router): make shop.tax_rate and shop.shipping_rate equal to a document of shop._rates_doc (partition 0''s) unless it is older than this shard''s copy; returns the rows deleted and inserted';
 
 -- every replicated table of this shard in a few numbers: rows and an md5
 -- of them in key order (what every shard must agree on; times left out:
@@ -8773,7 +8749,7 @@ COMMENT ON FUNCTION shop._replicated_digest() IS
 REVOKE ALL ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
     shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
     shop._rates_doc(), shop._rates_tax_put(text, text, int), shop._rates_shipping_put(text, bigint, bigint),
-    shop._rates_replace(jsonb), shop._replicated_digest()
+    shop._rates_replace(jsonb), shop._replicated_digest(), shop._rates_bump()
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid),
     shop._reserve_many_routed(bigint[], int[], text, interval, uuid[]), shop._reservations_drop(bigint[], uuid[]),
@@ -8835,6 +8811,341 @@ REVOKE ALL ON FUNCTION shop._rebuild_pairs() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
 LANGUAGE C STABLE STRICT
 AS 'MODULE_PATHNAME', 'shop_like_samples';
+
+------------------------------------------------------------------------------
+-- Scale-out: popularity folded from a change log (issue 16) -----------------
+--
+-- docs/scale-out.md, "Popularity across shards".  shop_router.popularity_refresh
+-- keeps the cluster's decayed mass of every product (the sum of 2^((t -
+-- epoch) / half-life) over its counted purchases, weight 1, and views,
+-- 0.2, within 16 half-lives) and folds into it what changed on each shard
+-- since its last fold, instead of every shard's pass over 16 half-lives
+-- of orders and views.  What changes a product's sum:
+--   - a line of a counted order written (a checkout), an order that
+--     becomes counted (payment_confirm) or stops being counted (a cancel,
+--     a refund), an order or a line deleted;
+--   - a view recorded, a view dropped (shop.recent_views_cap, the repeat
+--     of a view, an erasure);
+--   - an event leaving the 16 half-lives as the cluster's newest event
+--     moves on.
+-- The first two are written to shop.popularity_log by triggers on a shard
+-- (shop._popularity_log_setup, called by shop._shard_setup: a single node
+-- has none and pays nothing): one row per line or view, with the event's
+-- own time and its signed weight.  The third is read from the tables at
+-- the fold (the events of the window's slice that left it, by the indexes
+-- on "order".created_at and view_event.viewed_at).  A fold
+-- (shop._popularity_fold) reads the log and the slice in one statement,
+-- so in one snapshot: a transaction that commits after it (with an older
+-- timestamp or not) is in neither and comes with the next fold.  Each
+-- fold marks the rows it read with the router's fold number; the next
+-- fold deletes them (the router stored the result of the one before), and
+-- a fold repeated with the same number (the router failed before storing
+-- it) reads them again: each row counts once.  A TRUNCATE of the tables
+-- logs a reset (product_id NULL): the router recomputes everything.
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.popularity_log (
+    product_id bigint,                  -- NULL: a reset (a TRUNCATE)
+    at         timestamptz,             -- the event's time (the order's created_at, the view's viewed_at)
+    w          double precision,        -- +1 / -1 a purchase, +0.2 / -0.2 a view
+    batch      bigint                   -- the router's fold that read it (NULL: none yet)
+);
+COMMENT ON TABLE shop.popularity_log IS
+'changes of the counted purchases and views since the router''s last popularity fold (shard triggers, shop._popularity_log_setup); read and cleared by shop._popularity_fold';
+SELECT pg_catalog.pg_extension_config_dump('shop.popularity_log', '');
+
+CREATE FUNCTION shop._popularity_log_trg()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO shop.popularity_log (product_id, at, w) VALUES (NULL, NULL, NULL);
+    ELSIF TG_TABLE_NAME = 'view_event' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO shop.popularity_log (product_id, at, w) SELECT n.product_id, n.viewed_at, 0.2 FROM popularity_new n;
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO shop.popularity_log (product_id, at, w) SELECT o.product_id, o.viewed_at, -0.2 FROM popularity_old o;
+        ELSE    -- a row's product or time changed (WHEN)
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            VALUES (OLD.product_id, OLD.viewed_at, -0.2), (NEW.product_id, NEW.viewed_at, 0.2);
+        END IF;
+    ELSIF TG_TABLE_NAME = 'order_line' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            SELECT n.product_id, o.created_at, 1 FROM popularity_new n JOIN shop."order" o ON o.order_id = n.order_id
+             WHERE shop._counted(o.status);
+        ELSIF TG_OP = 'DELETE' THEN
+            -- the lines of a deleted order were logged by the order's
+            -- trigger (its order is gone here)
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            SELECT d.product_id, o.created_at, -1 FROM popularity_old d JOIN shop."order" o ON o.order_id = d.order_id
+             WHERE shop._counted(o.status);
+        ELSE
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            SELECT x.product_id, o.created_at, x.w
+              FROM (VALUES (OLD.order_id, OLD.product_id, -1), (NEW.order_id, NEW.product_id, 1)) x(order_id, product_id, w)
+              JOIN shop."order" o ON o.order_id = x.order_id
+             WHERE shop._counted(o.status);
+        END IF;
+    ELSE    -- "order"
+        IF TG_OP = 'DELETE' THEN
+            -- before order_delete_children deletes the lines (triggers fire
+            -- in name order)
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            SELECT l.product_id, d.created_at, -1 FROM popularity_old d JOIN shop.order_line l ON l.order_id = d.order_id
+             WHERE shop._counted(d.status);
+        ELSE    -- counted changed, or its time (WHEN)
+            INSERT INTO shop.popularity_log (product_id, at, w)
+            SELECT l.product_id, x.at, x.w
+              FROM (VALUES (OLD.created_at, -1, shop._counted(OLD.status)), (NEW.created_at, 1, shop._counted(NEW.status))) x(at, w, counted)
+              JOIN shop.order_line l ON l.order_id = NEW.order_id
+             WHERE x.counted;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_log_trg() IS
+'internal: the shard triggers of shop.popularity_log (shop._popularity_log_setup): counted purchases and views written, changed or dropped';
+REVOKE EXECUTE ON FUNCTION shop._popularity_log_trg() FROM PUBLIC;
+
+-- the triggers: (table, name, definition after ON the table)
+CREATE FUNCTION shop._popularity_log_triggers()
+RETURNS TABLE (tbl text, name text, def text)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('order', 'order_counted_log', 'AFTER UPDATE OF status, created_at ON shop."order" FOR EACH ROW '
+                     'WHEN (shop._counted(OLD.status) IS DISTINCT FROM shop._counted(NEW.status) '
+                     'OR (shop._counted(NEW.status) AND OLD.created_at IS DISTINCT FROM NEW.created_at))'),
+           ('order', 'order_counted_log_delete', 'AFTER DELETE ON shop."order" REFERENCING OLD TABLE AS popularity_old FOR EACH STATEMENT'),
+           ('order', 'order_counted_log_truncate', 'AFTER TRUNCATE ON shop."order" FOR EACH STATEMENT'),
+           ('order_line', 'order_line_popularity_log', 'AFTER INSERT ON shop.order_line REFERENCING NEW TABLE AS popularity_new FOR EACH STATEMENT'),
+           ('order_line', 'order_line_popularity_log_delete', 'AFTER DELETE ON shop.order_line REFERENCING OLD TABLE AS popularity_old FOR EACH STATEMENT'),
+           ('order_line', 'order_line_popularity_log_update', 'AFTER UPDATE OF order_id, product_id ON shop.order_line FOR EACH ROW '
+                          'WHEN (OLD.order_id IS DISTINCT FROM NEW.order_id OR OLD.product_id IS DISTINCT FROM NEW.product_id)'),
+           ('order_line', 'order_line_popularity_log_truncate', 'AFTER TRUNCATE ON shop.order_line FOR EACH STATEMENT'),
+           ('view_event', 'view_event_popularity_log', 'AFTER INSERT ON shop.view_event REFERENCING NEW TABLE AS popularity_new FOR EACH STATEMENT'),
+           ('view_event', 'view_event_popularity_log_delete', 'AFTER DELETE ON shop.view_event REFERENCING OLD TABLE AS popularity_old FOR EACH STATEMENT'),
+           ('view_event', 'view_event_popularity_log_update', 'AFTER UPDATE OF product_id, viewed_at ON shop.view_event FOR EACH ROW '
+                          'WHEN (OLD.product_id IS DISTINCT FROM NEW.product_id OR OLD.viewed_at IS DISTINCT FROM NEW.viewed_at)'),
+           ('view_event', 'view_event_popularity_log_truncate', 'AFTER TRUNCATE ON shop.view_event FOR EACH STATEMENT')
+$$;
+COMMENT ON FUNCTION shop._popularity_log_triggers() IS
+'internal: the shard triggers that write shop.popularity_log (their tables, names and definitions)';
+
+-- called by shop._shard_setup: creates the triggers that are missing
+-- (ENABLE ALWAYS, as the search version's); returns their names
+CREATE FUNCTION shop._popularity_log_setup()
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    made text[] := '{}';
+BEGIN
+    FOR t IN SELECT * FROM shop._popularity_log_triggers() LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g
+                        WHERE g.tgrelid = format('shop.%I', t.tbl)::regclass AND g.tgname = t.name) THEN
+            EXECUTE format('CREATE TRIGGER %I %s EXECUTE FUNCTION shop._popularity_log_trg()', t.name, t.def);
+            made := made || t.name;
+        END IF;
+        EXECUTE format('ALTER TABLE shop.%I ENABLE ALWAYS TRIGGER %I', t.tbl, t.name);
+    END LOOP;
+    RETURN made;
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_log_setup() IS
+'internal (shop._shard_setup): creates the triggers that write shop.popularity_log on a shard; returns those it created';
+REVOKE EXECUTE ON FUNCTION shop._popularity_log_setup() FROM PUBLIC;
+
+-- true when every change of the counted events is logged here
+CREATE FUNCTION shop._popularity_log_tracked()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) = (SELECT count(*) FROM shop._popularity_log_triggers())
+      FROM shop._popularity_log_triggers() t
+      JOIN pg_trigger g ON g.tgrelid = format('shop.%I', t.tbl)::regclass AND g.tgname = t.name
+     WHERE g.tgfoid = 'shop._popularity_log_trg()'::regprocedure AND g.tgenabled = 'A'
+$$;
+COMMENT ON FUNCTION shop._popularity_log_tracked() IS
+'internal (shop_router): true when this shard logs every change of its counted purchases and views (shop._popularity_log_setup ran, its triggers enabled)';
+
+-- this shard's newest counted event and its half-life (seconds)
+CREATE FUNCTION shop._popularity_clock(OUT newest timestamptz, OUT half_life float8)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT shop._popularity_newest(),
+           extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval)::float8
+$$;
+COMMENT ON FUNCTION shop._popularity_clock() IS
+'internal (shop_router): this shard''s newest counted order or view and its shop.popularity_half_life in seconds';
+
+-- One fold of this shard for the router's fold number fold: per product,
+-- the change of its mass (sum of w * 2^((t - epoch) / half_life)) and of
+-- its count of events.  whole: every counted event after lo_new (the
+-- router starts afresh; the log so far is read and dropped).  Otherwise
+-- the logged changes of events after lo_old, and the events of (lo_old,
+-- lo_new] taken out (they left the window).  A row with product_id NULL
+-- says the router must start afresh (a reset was logged, or this shard
+-- does not log every change).
+CREATE FUNCTION shop._popularity_fold(fold bigint, whole boolean, epoch timestamptz,
+                                      lo_old timestamptz, lo_new timestamptz, half_life float8)
+RETURNS TABLE (product_id bigint, mass float8, n bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    k CONSTANT float8 := ln(2::float8) / half_life;
+BEGIN
+    IF fold IS NULL OR whole IS NULL OR epoch IS NULL OR lo_new IS NULL OR NOT (half_life > 0)
+       OR (NOT whole AND (lo_old IS NULL OR lo_old > lo_new)) THEN
+        RAISE EXCEPTION 'invalid popularity fold'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'fold, whole, epoch, lo_new and a positive half_life are needed, and lo_old <= lo_new unless whole.';
+    END IF;
+    -- one fold at a time
+    PERFORM pg_advisory_xact_lock(7316001603);
+    -- what the router's earlier folds read: it stored them
+    DELETE FROM shop.popularity_log l WHERE l.batch < fold;
+    IF whole THEN
+        RETURN QUERY
+        WITH mark AS (
+            UPDATE shop.popularity_log l SET batch = fold WHERE l.batch IS DISTINCT FROM fold RETURNING 1
+        ), ev AS (
+            SELECT l.product_id, o.created_at AS at, 1::float8 AS w
+              FROM shop."order" o JOIN shop.order_line l ON l.order_id = o.order_id
+             WHERE shop._counted(o.status) AND o.created_at > lo_new
+            UNION ALL
+            SELECT v.product_id, v.viewed_at, 0.2::float8 FROM shop.view_event v WHERE v.viewed_at > lo_new
+        )
+        SELECT ev.product_id, sum(ev.w * exp(k * extract(epoch FROM ev.at - epoch)::float8)), count(*)
+          FROM ev GROUP BY ev.product_id
+        UNION ALL
+        SELECT NULL, NULL, NULL WHERE NOT shop._popularity_log_tracked();
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH mark AS (
+        UPDATE shop.popularity_log l SET batch = fold WHERE l.batch IS NULL RETURNING 1
+    ), lg AS (
+        SELECT l.product_id, l.at, l.w FROM shop.popularity_log l WHERE l.batch = fold OR l.batch IS NULL
+    ), ev AS (
+        SELECT lg.product_id, lg.at, lg.w FROM lg WHERE lg.product_id IS NOT NULL AND lg.at > lo_old
+        UNION ALL
+        SELECT l.product_id, o.created_at, -1::float8
+          FROM shop."order" o JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE shop._counted(o.status) AND o.created_at > lo_old AND o.created_at <= lo_new
+        UNION ALL
+        SELECT v.product_id, v.viewed_at, -0.2::float8
+          FROM shop.view_event v WHERE v.viewed_at > lo_old AND v.viewed_at <= lo_new
+    )
+    SELECT ev.product_id, sum(ev.w * exp(k * extract(epoch FROM ev.at - epoch)::float8)), sum(sign(ev.w))::bigint
+      FROM ev GROUP BY ev.product_id
+    UNION ALL
+    SELECT NULL, NULL, NULL WHERE NOT shop._popularity_log_tracked() OR EXISTS (SELECT 1 FROM lg WHERE lg.product_id IS NULL);
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8) IS
+'internal (shop_router): this shard''s changes of the products'' decayed masses since the router''s last fold (or all of them when whole), from shop.popularity_log and the events that left the window';
+
+-- The router's values for some of this shard's products (ids, pops) and
+-- the products that lost theirs (gone); whole: every product, those not
+-- listed lose theirs.  A value is written when it moved by 0.002 or more
+-- (all of them on the first write, or when whole), one node's refresh's
+-- rule, and queued for shop._popularity_apply.  Returns every listed
+-- and dropped product with the value it has now (0: none) and whether it
+-- moved.
+CREATE FUNCTION shop._popularity_put(ids bigint[], pops real[], gone bigint[], whole boolean)
+RETURNS TABLE (product_id bigint, popularity real, moved boolean)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    was_router boolean;
+    r_ids bigint[];
+    r_pops real[];
+    r_moved boolean[];
+BEGIN
+    IF ids IS NULL OR pops IS NULL OR cardinality(ids) <> cardinality(pops) OR whole IS NULL THEN
+        RAISE EXCEPTION 'invalid popularity list'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s product ids and %s values; they must be arrays of the same length.',
+                                  coalesce(cardinality(ids)::text, 'NULL'), coalesce(cardinality(pops)::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(ids, pops) u(p, v)
+                WHERE u.p IS NULL OR u.v IS NULL OR NOT (u.v >= 0 AND u.v < 1))
+       OR array_position(gone, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid popularity list'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Every product id and value must be given, and every value in [0, 1).';
+    END IF;
+    -- against a refresh or rebuild of this database (and another write)
+    PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    INSERT INTO shop.copurchase_state AS s (popularity_from_router) VALUES (false)
+    ON CONFLICT (id) DO NOTHING;
+    SELECT s.popularity_from_router INTO was_router FROM shop.copurchase_state s FOR UPDATE;
+    WITH v AS (
+        SELECT DISTINCT ON (u.p) u.p AS product_id, u.v AS pop,
+               EXISTS (SELECT 1 FROM shop.product p WHERE p.product_id = u.p) AS here
+          FROM unnest(ids, pops) u(p, v)
+         ORDER BY u.p
+    ), cmp AS (
+        SELECT v.product_id, v.pop, v.here, o.popularity AS was,
+               v.here AND (o.product_id IS NULL OR NOT was_router OR abs(o.popularity - v.pop) >= 0.002) AS moved
+          FROM v LEFT JOIN shop.product_popularity o ON o.product_id = v.product_id
+    ), dropped AS (
+        DELETE FROM shop.product_popularity o
+         WHERE CASE WHEN whole THEN o.product_id <> ALL (ids)
+                    ELSE o.product_id = ANY (coalesce(gone, '{}')) AND o.product_id <> ALL (ids) END
+        RETURNING o.product_id
+    ), written AS (
+        -- the mass is the shard's own (NULL: not known), computed again
+        -- by the first full run after a switch back
+        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
+        SELECT c.product_id, c.pop, NULL FROM cmp c WHERE c.moved
+        ON CONFLICT (product_id) DO UPDATE SET popularity = excluded.popularity, mass = NULL
+    ), res AS (
+        SELECT c.product_id, CASE WHEN c.moved OR NOT c.here THEN c.pop ELSE c.was END AS pop, c.moved FROM cmp c
+        UNION ALL
+        SELECT d.product_id, 0, true FROM dropped d
+        UNION ALL
+        -- a dropped product that had no value here: nothing moved
+        SELECT g.g, 0, false FROM unnest(gone) g(g)
+         WHERE NOT whole AND g.g <> ALL (ids) AND g.g NOT IN (SELECT d.product_id FROM dropped d)
+    ), pend AS (
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT r.product_id FROM res r WHERE r.moved
+        ON CONFLICT (product_id) DO NOTHING
+    )
+    SELECT array_agg(r.product_id), array_agg(r.pop), array_agg(r.moved) INTO r_ids, r_pops, r_moved FROM res r;
+    IF true = ANY (r_moved) THEN
+        -- cached recommend lists carry the old values
+        PERFORM nextval('shop.recommend_cache_gen');
+    END IF;
+    UPDATE shop.copurchase_state
+       SET popularity_from_router = true, popularity_at = NULL, popularity_inc_at = now();
+    PERFORM shop._popularity_apply(NULL);
+    RETURN QUERY SELECT u.p, u.v, u.m FROM unnest(r_ids, r_pops, r_moved) u(p, v, m);
+END
+$$;
+COMMENT ON FUNCTION shop._popularity_put(bigint[], real[], bigint[], boolean) IS
+'internal (shop_router): writes the cluster''s popularity of some of this shard''s products (those that moved by 0.002) and drops that of the gone ones (whole: of every product not listed); returns each product''s value now and whether it moved';
+
+REVOKE ALL ON FUNCTION shop._popularity_log_tracked(), shop._popularity_clock(),
+    shop._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8),
+    shop._popularity_put(bigint[], real[], bigint[], boolean), shop._popularity_log_triggers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._popularity_log_tracked(), shop._popularity_clock(),
+    shop._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8),
+    shop._popularity_put(bigint[], real[], bigint[], boolean), shop._popularity_log_triggers() TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

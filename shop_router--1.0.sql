@@ -3721,57 +3721,199 @@ $$;
 COMMENT ON FUNCTION shop_router.popularity_cluster() IS
 'router: one node''s popularity of every bought or viewed product, from every shard''s decayed sums aged from the cluster''s newest event';
 
--- the cluster's values written to the products' shards: one call per
--- partition with the values of its products (RUN ON routes a product id's
--- hash as the product's calls do); the shard writes those that moved by
--- 0.002 (all on the first call), drops the values of its products no
--- longer listed, and from then on its refresh leaves popularity alone
-CREATE FUNCTION shop_router._popularity_write(i_part int, i_ids bigint[], i_pops real[])
-RETURNS SETOF bigint
+-- The kept masses (docs/scale-out.md, "Popularity across shards"): the
+-- cluster's mass of every product bought or viewed within 16 half-lives,
+-- sum(w * 2^((t - epoch) / half_life)), its count of events and the value
+-- its shard has (what the last write left there), folded from the shards'
+-- changes (shop._popularity_fold) by popularity_refresh.  One router
+-- keeps them (the job that runs popularity_refresh); a router without
+-- them, or after whole => true, recomputes them from every shard.
+CREATE TABLE shop_router.popularity_state (
+    id        boolean PRIMARY KEY DEFAULT true CHECK (id),
+    fold      bigint NOT NULL,             -- the last fold stored
+    epoch     timestamptz NOT NULL,        -- the masses' reference time
+    lo        timestamptz NOT NULL,        -- the window: events after it are in the masses
+    half_life float8 NOT NULL,             -- seconds, the shards' shop.popularity_half_life
+    nparts    int NOT NULL,
+    tracked   boolean NOT NULL             -- every shard logs its changes: the next fold may be incremental
+);
+COMMENT ON TABLE shop_router.popularity_state IS
+'the kept popularity masses'' fold number, reference time, window and half-life (popularity_refresh)';
+CREATE TABLE shop_router.popularity_mass (
+    product_id bigint PRIMARY KEY,
+    mass       float8 NOT NULL,
+    n          bigint NOT NULL,            -- counted purchases and views in the window
+    sent       real                        -- the value on the product's shard (NULL: not written yet)
+);
+COMMENT ON TABLE shop_router.popularity_mass IS
+'the cluster''s decayed mass of every product bought or viewed within 16 half-lives, and the value its shard has (popularity_refresh)';
+GRANT SELECT, INSERT, UPDATE, DELETE ON shop_router.popularity_state, shop_router.popularity_mass TO shop_admin;
+
+CREATE FUNCTION shop_router._popularity_clock()
+RETURNS TABLE (newest timestamptz, half_life float8)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._popularity_clock();
+$$;
+
+CREATE FUNCTION shop_router._popularity_fold(i_fold bigint, i_whole boolean, i_epoch timestamptz,
+                                             i_lo_old timestamptz, i_lo_new timestamptz, i_half_life float8)
+RETURNS TABLE (product_id bigint, mass float8, n bigint)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._popularity_fold($1, $2, $3, $4, $5, $6);
+$$;
+
+CREATE FUNCTION shop_router._popularity_put(i_part int, i_ids bigint[], i_pops real[], i_gone bigint[], i_whole boolean)
+RETURNS TABLE (product_id bigint, popularity real, moved boolean)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON i_part;
-    SELECT shop._popularity_from_router($2, $3);
+    SELECT * FROM shop._popularity_put($2, $3, $4, $5);
 $$;
 
-CREATE FUNCTION shop_router.popularity_refresh()
+-- Every product's popularity on its shard, one node's value (S / (S +
+-- 10), S its mass aged to the cluster's newest event).  A fold: every
+-- shard's changes since the last one (logged by its triggers) and the
+-- events that left the window, added to the kept masses; then only the
+-- products whose value moved by 0.002 from what their shard has, or that
+-- left the window, are written.  whole (and the first run, a changed
+-- half-life or shard count, the newest event gone back, a shard that
+-- logs not every change or logged a TRUNCATE): every shard's events of
+-- the window, and every value written.
+CREATE FUNCTION shop_router.popularity_refresh(whole boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    n int := shop_router._nparts();
+    nparts int := shop_router._nparts();
+    st shop_router.popularity_state;
+    t timestamptz;
+    h float8;
+    h2 float8;
+    lo_new timestamptz;
+    epoch timestamptz;
+    k bigint;
+    afresh boolean;
+    tracked boolean := true;
+    changes bigint;
+    n_moved bigint := 0;
+    listed bigint;
     ids bigint[];
     pops real[];
     parts int[];
-    moved bigint := 0;
-    listed bigint;
+    gone bigint[];
+    gone_parts int[];
 BEGIN
     -- one at a time (two writers would each move the other's values)
     PERFORM pg_advisory_xact_lock(hashtext('shop_router.popularity_refresh'));
-    SELECT array_agg(c.product_id ORDER BY c.product_id), array_agg(c.popularity ORDER BY c.product_id),
-           array_agg(shop_router._pid_part(c.product_id) & (n - 1) ORDER BY c.product_id)
+    SELECT max(c.newest), min(c.half_life), max(c.half_life) INTO t, h, h2 FROM shop_router._popularity_clock() c;
+    SELECT * INTO st FROM shop_router.popularity_state;
+    IF t IS NULL OR h IS DISTINCT FROM h2 THEN
+        -- nothing counted, or shards of different half-lives: each shard's
+        -- sums as it ages them (popularity_cluster), nothing kept
+        DELETE FROM shop_router.popularity_state;
+        DELETE FROM shop_router.popularity_mass;
+        SELECT array_agg(c.product_id ORDER BY c.product_id), array_agg(c.popularity ORDER BY c.product_id),
+               array_agg(shop_router._pid_part(c.product_id) & (nparts - 1) ORDER BY c.product_id)
+          INTO ids, pops, parts
+          FROM shop_router.popularity_cluster() c;
+        FOR p IN 0 .. nparts - 1 LOOP
+            n_moved := n_moved + coalesce((SELECT count(*) FROM shop_router._popularity_put(p,
+                ARRAY(SELECT u.i FROM unnest(ids, parts) u(i, q) WHERE u.q = p),
+                ARRAY(SELECT u.v FROM unnest(pops, parts) u(v, q) WHERE u.q = p)::real[], NULL, true) x WHERE x.moved), 0);
+        END LOOP;
+        RETURN jsonb_build_object('products', coalesce(cardinality(ids), 0), 'popularity_updated', n_moved,
+                                  'fold', 'whole', 'changes', NULL);
+    END IF;
+    lo_new := t - make_interval(secs => 16 * h);
+    k := coalesce(st.fold, 0) + 1;
+    afresh := whole OR st.fold IS NULL OR NOT st.tracked OR st.half_life <> h OR st.nparts <> nparts OR lo_new < st.lo;
+    CREATE TEMP TABLE IF NOT EXISTS popularity_fold_rows (product_id bigint, mass float8, n bigint) ON COMMIT DROP;
+    TRUNCATE popularity_fold_rows;
+    IF NOT afresh THEN
+        epoch := st.epoch;
+        IF t - epoch > make_interval(secs => 64 * h) THEN
+            -- the masses grow as 2^(age of the epoch): aged to t now and then
+            UPDATE shop_router.popularity_mass m
+               SET mass = m.mass * exp(-ln(2::float8) * extract(epoch FROM t - epoch)::float8 / h);
+            epoch := t;
+        END IF;
+        INSERT INTO popularity_fold_rows SELECT * FROM shop_router._popularity_fold(k, false, epoch, st.lo, lo_new, h);
+        afresh := EXISTS (SELECT 1 FROM popularity_fold_rows f WHERE f.product_id IS NULL);
+    END IF;
+    IF afresh THEN
+        epoch := t;
+        TRUNCATE popularity_fold_rows;
+        INSERT INTO popularity_fold_rows SELECT * FROM shop_router._popularity_fold(k, true, epoch, NULL, lo_new, h);
+        tracked := NOT EXISTS (SELECT 1 FROM popularity_fold_rows f WHERE f.product_id IS NULL);
+        DELETE FROM shop_router.popularity_mass;
+    END IF;
+    SELECT count(*) INTO changes FROM popularity_fold_rows f WHERE f.product_id IS NOT NULL;
+    -- the changes added
+    INSERT INTO shop_router.popularity_mass AS m (product_id, mass, n)
+    SELECT f.product_id, sum(f.mass), sum(f.n) FROM popularity_fold_rows f WHERE f.product_id IS NOT NULL GROUP BY f.product_id
+    ON CONFLICT (product_id) DO UPDATE SET mass = m.mass + excluded.mass, n = m.n + excluded.n;
+    -- out of the window: no counted event left (each sent to its shard,
+    -- also one the router knows no value of: a refresh rolled back on the
+    -- router may have written one)
+    WITH d AS (
+        DELETE FROM shop_router.popularity_mass m WHERE m.n <= 0 RETURNING m.product_id
+    )
+    SELECT array_agg(d.product_id ORDER BY d.product_id), array_agg(shop_router._pid_part(d.product_id) & (nparts - 1) ORDER BY d.product_id)
+      INTO gone, gone_parts
+      FROM d;
+    -- the values to write: every one afresh, else those that moved by 0.002
+    -- from what their shard has
+    SELECT array_agg(v.product_id ORDER BY v.product_id), array_agg(v.pop ORDER BY v.product_id),
+           array_agg(shop_router._pid_part(v.product_id) & (nparts - 1) ORDER BY v.product_id)
       INTO ids, pops, parts
-      FROM shop_router.popularity_cluster() c;
-    listed := coalesce(cardinality(ids), 0);
-    FOR p IN 0 .. n - 1 LOOP
-        moved := moved + coalesce((SELECT sum(x) FROM shop_router._popularity_write(p,
-            ARRAY(SELECT u.i FROM unnest(ids, parts) u(i, k) WHERE u.k = p),
-            ARRAY(SELECT u.v FROM unnest(pops, parts) u(v, k) WHERE u.k = p)::real[]) x), 0);
+      FROM (SELECT m.product_id, m.sent,
+                   (s / (s + 10))::real AS pop
+              FROM shop_router.popularity_mass m,
+                   LATERAL (SELECT greatest(m.mass, 0) * exp(-ln(2::float8) * extract(epoch FROM t - epoch)::float8 / h) AS s) x) v
+     WHERE afresh OR v.sent IS NULL OR abs(v.pop - v.sent) >= 0.002;
+    FOR p IN 0 .. nparts - 1 LOOP
+        WITH w AS (
+            SELECT * FROM shop_router._popularity_put(p,
+                ARRAY(SELECT u.i FROM unnest(ids, parts) u(i, q) WHERE u.q = p),
+                ARRAY(SELECT u.v FROM unnest(pops, parts) u(v, q) WHERE u.q = p)::real[],
+                ARRAY(SELECT u.i FROM unnest(gone, gone_parts) u(i, q) WHERE u.q = p), afresh)
+        ), kept AS (
+            UPDATE shop_router.popularity_mass m SET sent = w.popularity FROM w WHERE m.product_id = w.product_id
+        )
+        SELECT n_moved + count(*) FILTER (WHERE w.moved) INTO n_moved FROM w;
     END LOOP;
-    RETURN jsonb_build_object('products', listed, 'popularity_updated', moved);
+    SELECT count(*) INTO listed FROM shop_router.popularity_mass;
+    INSERT INTO shop_router.popularity_state AS s (fold, epoch, lo, half_life, nparts, tracked)
+    VALUES (k, epoch, lo_new, h, nparts, tracked)
+    ON CONFLICT (id) DO UPDATE SET fold = excluded.fold, epoch = excluded.epoch, lo = excluded.lo,
+                                   half_life = excluded.half_life, nparts = excluded.nparts, tracked = excluded.tracked;
+    RETURN jsonb_build_object('products', listed, 'popularity_updated', n_moved,
+                              'fold', CASE WHEN afresh THEN 'whole' ELSE 'incremental' END, 'changes', changes);
 END
 $$;
-COMMENT ON FUNCTION shop_router.popularity_refresh() IS
-'router: writes the cluster''s popularity (popularity_cluster) to every product''s shard, where the refresh then leaves popularity alone; returns the products listed and how many values moved (by 0.002)';
+COMMENT ON FUNCTION shop_router.popularity_refresh(boolean) IS
+'router: writes the cluster''s popularity to every product''s shard (one node''s values), folding the shards'' logged changes into the kept masses (whole: recomputed from every shard); returns the products listed, how many values moved (by 0.002), the kind of fold and the changes read';
 
 REVOKE ALL ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
-    shop_router.popularity_cluster(), shop_router._popularity_write(int, bigint[], real[]),
-    shop_router.popularity_refresh() FROM PUBLIC;
+    shop_router.popularity_cluster(),
+    shop_router._popularity_clock(),
+    shop_router._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8),
+    shop_router._popularity_put(int, bigint[], real[], bigint[], boolean),
+    shop_router.popularity_refresh(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popularity_sums(timestamptz),
-    shop_router.popularity_cluster(), shop_router._popularity_write(int, bigint[], real[]),
-    shop_router.popularity_refresh() TO shop_admin;
+    shop_router.popularity_cluster(),
+    shop_router._popularity_clock(),
+    shop_router._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8),
+    shop_router._popularity_put(int, bigint[], real[], bigint[], boolean),
+    shop_router.popularity_refresh(boolean) TO shop_admin;
 
 ------------------------------------------------------------------------------
 -- Direct holds (docs/scale-out.md, "Direct holds"): shop.reserve,
@@ -4076,6 +4218,15 @@ AS $$
     SELECT shop._rates_doc();
 $$;
 
+CREATE FUNCTION shop_router._rates_docs()
+RETURNS SETOF jsonb
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._rates_doc();
+$$;
+
 CREATE FUNCTION shop_router._rates_replace(i_doc jsonb)
 RETURNS SETOF int
 LANGUAGE plproxy
@@ -4099,6 +4250,8 @@ RETURNS int
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+DECLARE
+    doc jsonb;
 BEGIN
     IF from_partition IS NULL OR from_partition < 0 OR from_partition >= shop_router._nparts() THEN
         RAISE EXCEPTION 'from_partition out of range'
@@ -4107,8 +4260,15 @@ BEGIN
                                   coalesce(from_partition::text, 'NULL'), shop_router._nparts() - 1);
     END IF;
     PERFORM pg_advisory_xact_lock(1936224112, 4);   -- 'shop'; 4: rate writes
-    RETURN (SELECT coalesce(sum(x), 0)::int
-              FROM shop_router._rates_replace(shop_router._rates_doc(from_partition)) x);
+    doc := shop_router._rates_doc(from_partition);
+    IF from_partition <> 0 THEN
+        -- another partition's rules taken as the cluster's (partition 0
+        -- restored from an older backup): newer than every shard's copy,
+        -- partition 0's included, whose next write counts on from there
+        doc := jsonb_set(doc, '{version}',
+                         to_jsonb((SELECT max((d ->> 'version')::bigint) FROM shop_router._rates_docs() d) + 1));
+    END IF;
+    RETURN (SELECT coalesce(sum(x), 0)::int FROM shop_router._rates_replace(doc) x);
 END
 $$;
 COMMENT ON FUNCTION shop_router.rates_sync(int) IS
@@ -4179,12 +4339,12 @@ COMMENT ON FUNCTION shop_router.replicated_check() IS
 'router: every replicated table (categories, synonyms, rates, experiments) of every shard: rows, digest, and whether it agrees with partition 0''s (a shard that cannot be reached: NULLs, false)';
 
 REVOKE ALL ON FUNCTION shop_router._tax_rate_put(text, text, int),
-    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int),
+    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int), shop_router._rates_docs(),
     shop_router._rates_replace(jsonb), shop_router._replicated_digest(int), shop_router.rates_sync(int),
     shop_router.tax_rate_set(text, text, int), shop_router.shipping_rate_set(text, bigint, bigint),
     shop_router.replicated_check() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._tax_rate_put(text, text, int),
-    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int),
+    shop_router._shipping_rate_put(text, bigint, bigint), shop_router._rates_doc(int), shop_router._rates_docs(),
     shop_router._rates_replace(jsonb), shop_router._replicated_digest(int), shop_router.rates_sync(int),
     shop_router.tax_rate_set(text, text, int), shop_router.shipping_rate_set(text, bigint, bigint),
     shop_router.replicated_check() TO shop_admin;

@@ -81,7 +81,9 @@ INSERT INTO partition_class VALUES
     ('experiment_impression', 'local', NULL, 'what the node showed, for its own attribution'),
     ('experiment_impression_recent', 'local', NULL, 'what the node showed, for its own attribution'),
     ('experiment_outcome',  'local', NULL, 'purchases the node attributed'),
-    ('experiment_arm',      'local', NULL, 'the node''s explore/exploit counts');
+    ('experiment_arm',      'local', NULL, 'the node''s explore/exploit counts'),
+    ('popularity_log',      'local', NULL, 'the node''s changes of its counted purchases and views, until the router folds them'),
+    ('rates_version',       'local', NULL, 'the version of the node''s copy of the rates (partition 0 counts the cluster''s writes)');
 
 -- every table of shop is listed, and every listed table exists
 SELECT c.relname AS unlisted_table

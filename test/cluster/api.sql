@@ -553,12 +553,12 @@ SELECT fail_if(count(*) FILTER (WHERE bad > 0) > 0 OR count(*) < 40,
 SELECT dblink_connect('a_p0_sf', :'p0');
 SELECT dblink_exec('a_p0_sf', 'SET ROLE shop_storefront');
 SELECT fail_if(api_state('a_rt_web', 'SELECT shop_router.popularity_refresh()::text') <> '42501'
-               OR api_state('a_p0_sf', 'SELECT shop._popularity_from_router(''{1}'', ''{0.5}'')::text') <> '42501',
+               OR api_state('a_p0_sf', 'SELECT count(*) FROM shop._popularity_put(''{1}'', ''{0.5}'', NULL, true)') <> '42501',
                'a storefront cannot write popularity (42501, router and shard)');
 SELECT dblink_disconnect('a_p0_sf');
 -- a malformed list (22023), and nothing written
-SELECT fail_if(api_state('a_p0', 'SELECT shop._popularity_from_router(''{1, 2}'', ''{0.5}'')::text') <> '22023'
-               OR api_state('a_p0', 'SELECT shop._popularity_from_router(''{1}'', ''{1.5}'')::text') <> '22023',
+SELECT fail_if(api_state('a_p0', 'SELECT count(*) FROM shop._popularity_put(''{1, 2}'', ''{0.5}'', NULL, true)') <> '22023'
+               OR api_state('a_p0', 'SELECT count(*) FROM shop._popularity_put(''{1}'', ''{1.5}'', NULL, true)') <> '22023',
                'a popularity list of arrays of different lengths or a value outside [0, 1): 22023');
 \o
 SELECT format('popularity_refresh: %s', string_agg(res::text, ', ' ORDER BY k)) FROM pop_refresh;

@@ -259,6 +259,38 @@ SELECT fail_if(router IS DISTINCT FROM one OR router <> 'paid 2002 599 380 2981'
 SELECT fail_if(val('h_rt', $$SELECT shop_router.tax_rate_set('DE', NULL, 1600) = shop_router.tax_rate_set('DE', NULL, 1900)$$) <> 't'
                OR h_rates('h_p3') <> h_rates('h_one_su'),
                'a rule set again keeps its rate_id, and its last value');
+-- a delayed copy: the copy of an earlier write (a second router's, slow)
+-- arrives after a later write's copy; every shard keeps the later rules
+-- (partition 0's version of its copy is older than theirs)
+CREATE TABLE h_old_doc AS SELECT val('h_rt', 'SELECT shop_router._rates_doc(0)::text')::jsonb AS doc;
+SELECT val('h_rt', $$SELECT shop_router.tax_rate_set('DE', NULL, 1700)$$);
+SELECT fail_if(val('h_rt', format('SELECT sum(x) FROM shop_router._rates_replace(%L) x', doc)) <> '0'
+               OR (SELECT count(*) FROM h_part WHERE val(conn, $$SELECT basis_points FROM shop.tax_rate WHERE country = 'DE'$$) = '1700') <> 4
+               OR h_agree() <> '',
+               'a delayed copy of older rules changes no shard: every shard keeps the later write', h_agree())
+  FROM h_old_doc;
+-- two routers writing at once (two sessions, each setting its own rule
+-- many times): every shard ends with partition 0's rules
+SELECT dblink_connect('h_rt2', :'router' || ' user=backoffice'), dblink_connect('h_rt3', :'router' || ' user=backoffice');
+SELECT dblink_send_query('h_rt2', $$SELECT count(shop_router.tax_rate_set('DE', NULL, 1000 + g)) FROM generate_series(1, 30) g$$),
+       dblink_send_query('h_rt3', $$SELECT count(shop_router.tax_rate_set('DE', NULL, 2000 + g)) FROM generate_series(1, 30) g$$);
+SELECT * FROM dblink_get_result('h_rt2') AS t(n bigint);
+SELECT * FROM dblink_get_result('h_rt3') AS t(n bigint);
+SELECT dblink_disconnect('h_rt2'), dblink_disconnect('h_rt3');
+SELECT fail_if(h_agree() <> '' OR (SELECT count(DISTINCT h_rates(conn)) FROM h_part) <> 1,
+               'two routers writing rates at once: every shard ends with partition 0''s rules', h_agree());
+-- partition 0 restored from an older backup (its copy's version behind
+-- the shards'): rates_sync from it changes nothing, rates_sync from
+-- another partition makes that one's rules the cluster's, and partition
+-- 0's next write reaches every shard
+SELECT val('h_p0', $$UPDATE shop.rates_version SET version = 1 RETURNING 'x'$$),
+       val('h_p0', $$UPDATE shop.tax_rate SET basis_points = 5 WHERE country = 'DE' RETURNING 'x'$$);
+SELECT fail_if(val('h_rt', 'SELECT shop_router.rates_sync()') <> '0' OR h_agree() !~ '^tax_rate on p1, tax_rate on p2, tax_rate on p3$',
+               'rates_sync from an older partition 0 changes no other shard', h_agree());
+SELECT fail_if(val('h_rt', 'SELECT shop_router.rates_sync(from_partition => 2)') <> '2' OR h_agree() <> ''
+               OR val('h_rt', $$SELECT shop_router.tax_rate_set('DE', NULL, 1900)$$) IS NULL
+               OR (SELECT count(*) FROM h_part WHERE val(conn, $$SELECT basis_points FROM shop.tax_rate WHERE country = 'DE'$$) = '1900') <> 4,
+               'rates_sync(from_partition => 2) repairs partition 0, whose next write reaches every shard', h_agree());
 -- a shard whose step fails: the call fails after the others applied it,
 -- the retry converges
 SELECT val('h_p3', $$CREATE FUNCTION public.h_down() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RAISE EXCEPTION ''shard p3 is down''; END';

@@ -24,7 +24,10 @@
 #     storefront clients);
 #   - direct holds (reserve, reserve_many, release, commit, extend) as one
 #     node answers them, and rates written to every shard, converging after
-#     a shard's failed step (holds.sql);
+#     a shard's failed step, a delayed copy or two routers at once (holds.sql);
+#   - the cluster's popularity folded from the shards' change logs equals
+#     the whole recomputation after orders, cancellations, views, the
+#     window moving and late commits (popfold.sql);
 # CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
 # a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
@@ -149,6 +152,10 @@ expect backoffice "SELECT shop.stock_set(2, 7) = 7 AND shop.stock_available(2) =
 echo "== direct holds and replicated rates through the router ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/holds.sql"
+
+echo "== popularity folded from the shards' change logs ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
