@@ -112,6 +112,34 @@ SELECT shop.rebuild_recommendations() ->> 'copurchase_rows' AS admin_rebuild_row
 RESET ROLE;
 SELECT t.tbl, t.md5 = b.md5 AS same_again FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
 
+-- past 20,000 * shop.reco_like_sample profile rows (the bound of the
+-- lists in memory) the rebuild takes the batches of shop._like_lists:
+-- 1,001 more customers with 40 viewed products each, past 40,000 rows at
+-- a sample of 2; the lists are those of the SQL statement of a list
+SET shop.reco_like_sample = 2;
+INSERT INTO shop.view_event (customer_id, product_id, viewed_at)
+SELECT 1000 + i / 40, 1 + (i * 7) % 120, timestamptz '2026-11-20' + i * interval '1 second'
+  FROM generate_series(0, 40039) i;
+SELECT r ->> 'customers' AS customers, r ->> 'customer_neighbours' AS neighbours
+  FROM shop.rebuild_recommendations() r;
+SELECT count(*) AS profile_rows, count(*) > 20000 * 2 AS past_the_bound FROM shop.customer_item;
+SELECT count(*) AS lists_differ FROM (
+    (SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour
+     EXCEPT ALL SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item)))
+    UNION ALL
+    (SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item))
+     EXCEPT ALL SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour)) d;
+-- below the bound (a sample of 3: 60,000 rows) the lists in memory, the same
+SET shop.reco_like_sample = 3;
+SELECT r ->> 'customers' AS customers, r ->> 'customer_neighbours' AS neighbours
+  FROM shop.rebuild_recommendations() r;
+SELECT count(*) AS lists_differ FROM (
+    (SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour
+     EXCEPT ALL SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item)))
+    UNION ALL
+    (SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item))
+     EXCEPT ALL SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour)) d;
+
 RESET shop.reco_buyer_cap;
 RESET shop.reco_basket_cap;
 RESET shop.reco_neighbours;
