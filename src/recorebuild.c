@@ -683,7 +683,9 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
  * hash probe per row), a customer hash probe per sample row, the stored
  * lists read back, and 1 million rows inserted one statement of 20,000 at
  * a time into the primary key.
- * Memory: about 48 bytes per profile row and 20 per customer.
+ * Memory: at most 60 bytes per profile row (the row, its customer id and
+ * sample bookkeeping, its place in its customer's samples) and 36 per
+ * customer.
  * ---------------------------------------------------------------------
  */
 
