@@ -5367,18 +5367,23 @@ BEGIN
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
     PERFORM shop._rebuild_customer_items();
     ANALYZE shop.customer_item;
-    LOOP
-        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
-          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
-                 WHERE last_id IS NULL OR c.customer_id > last_id
-                 ORDER BY c.customer_id LIMIT 50000) x;
-        EXIT WHEN cs IS NULL;
-        PERFORM shop._like_lists(cs, NULL);
-        n_cust := n_cust + cardinality(cs);
-        last_id := cs[cardinality(cs)];
-    END LOOP;
+    -- every list from the profiles in memory, written in bulk; NULL when
+    -- the profiles are more than that may hold: then in batches
+    n_rows := shop._rebuild_like_lists();
+    IF n_rows IS NULL THEN
+        LOOP
+            SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
+              FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
+                     WHERE last_id IS NULL OR c.customer_id > last_id
+                     ORDER BY c.customer_id LIMIT 50000) x;
+            EXIT WHEN cs IS NULL;
+            PERFORM shop._like_lists(cs, NULL);
+            last_id := cs[cardinality(cs)];
+        END LOOP;
+        SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
+    END IF;
+    SELECT count(DISTINCT c.customer_id) INTO n_cust FROM shop.customer_item c;
     ANALYZE shop.customer_neighbour;
-    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
     ON CONFLICT (only_row) DO UPDATE
        SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
@@ -9146,6 +9151,26 @@ REVOKE ALL ON FUNCTION shop._popularity_log_tracked(), shop._popularity_clock(),
 GRANT EXECUTE ON FUNCTION shop._popularity_log_tracked(), shop._popularity_clock(),
     shop._popularity_fold(bigint, boolean, timestamptz, timestamptz, timestamptz, float8),
     shop._popularity_put(bigint[], real[], bigint[], boolean), shop._popularity_log_triggers() TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Recommendations: customers-like-you lists in bulk (issues 11, 14) --------
+--
+-- docs/recommendations.md, "Performance".  A rebuild computes every
+-- customers-like-you list from the profiles read by one scan and held in
+-- memory, and writes them in bulk (src/recorebuild.c), instead of batches
+-- of shop._like_lists (profiles and samples read by statements, the
+-- stored lists read back, rows inserted into the primary key); the same
+-- lists.  shop._like_rebuild (edited in place above) falls back to the
+-- batches when the profiles pass what one call may hold.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._rebuild_like_lists()
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shop_rebuild_like_lists';
+COMMENT ON FUNCTION shop._rebuild_like_lists() IS
+'internal (rebuild): fills shop.customer_neighbour, truncated in this transaction, with every customer''s list computed from shop.customer_item in memory; returns the rows written, or NULL (nothing written) when the profile rows pass 20,000 * shop.reco_like_sample';
+REVOKE ALL ON FUNCTION shop._rebuild_like_lists() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

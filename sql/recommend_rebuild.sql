@@ -2,8 +2,9 @@
 -- src/recorebuild.c) and writes what the 1.0 path wrote, to the bit:
 -- shop.copurchase_order as the window-function INSERT, the co-purchase
 -- statistics, pair rows and lists as shop._copurchase_rebuild(), the
--- profiles as INSERT ... FROM shop._like_profile(NULL); the indexes built
--- after the rows answer as a scan of the heap does
+-- profiles as INSERT ... FROM shop._like_profile(NULL), the customers-like-
+-- you lists as batches of shop._like_lists; the indexes built after the
+-- rows answer as a scan of the heap does
 \i sql/include/prelude.sql
 
 -- a reseller past the buyer cap, baskets past the basket cap, a product
@@ -11,6 +12,10 @@
 SET shop.reco_buyer_cap = 3;
 SET shop.reco_basket_cap = 4;
 SET shop.reco_neighbours = 3;
+-- samples cut short and full lists: 4 customers per product's sample, 5
+-- neighbours per list
+SET shop.reco_like_sample = 4;
+SET shop.reco_like_neighbours = 5;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 120) i;
 CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint, st text, at timestamptz)
@@ -44,6 +49,7 @@ RETURNS TABLE (tbl text, n bigint, md5 text) LANGUAGE sql AS $f$
     UNION ALL SELECT 'copurchase_pair', count(*), md5(string_agg(format('%s %s %s', product_id, other_ids, counts), ',' ORDER BY product_id)) FROM shop.copurchase_pair
     UNION ALL SELECT 'copurchase', count(*), md5(string_agg(format('%s %s %s %s', product_id, other_id, pair_count, score), ',' ORDER BY product_id, other_id)) FROM shop.copurchase
     UNION ALL SELECT 'customer_item', count(*), md5(string_agg(format('%s %s %s %s', customer_id, product_id, weight, h), ',' ORDER BY customer_id, product_id)) FROM shop.customer_item
+    UNION ALL SELECT 'customer_neighbour', count(*), md5(string_agg(format('%s %s %s', customer_id, neighbour_id, score), ',' ORDER BY customer_id, neighbour_id)) FROM shop.customer_neighbour
 $f$;
 CREATE TEMP TABLE bulk AS SELECT * FROM pg_temp.tables();
 SELECT tbl, n FROM bulk ORDER BY tbl;
@@ -63,6 +69,11 @@ TRUNCATE shop.customer_item;
 INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
 SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
  ORDER BY p.customer_id, p.product_id;
+TRUNCATE shop.customer_neighbour;
+SELECT sum((shop._like_lists(cs, NULL) ->> 'customers_scored')::int) AS lists_in_batches
+  FROM (SELECT array_agg(customer_id ORDER BY customer_id) cs
+          FROM (SELECT DISTINCT customer_id FROM shop.customer_item) c
+         GROUP BY customer_id % 3) b;
 SELECT t.tbl, t.n, t.md5 = b.md5 AS same
   FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
 ROLLBACK;
@@ -91,16 +102,48 @@ RESET enable_bitmapscan;
 -- the loaders fill only a table truncated in the same transaction
 SELECT pg_temp.err('SELECT shop._rebuild_orders(3)');
 SELECT pg_temp.err('SELECT shop._rebuild_customer_items()');
+SELECT pg_temp.err('SELECT shop._rebuild_like_lists()');
 SELECT count(*) AS orders_kept FROM shop.copurchase_order;
 -- and are the owner's: shop_admin rebuilds through the public call
 SET ROLE shop_admin;
 SELECT pg_temp.err('SELECT shop._rebuild_pairs()');
+SELECT pg_temp.err('SELECT shop._rebuild_like_lists()');
 SELECT shop.rebuild_recommendations() ->> 'copurchase_rows' AS admin_rebuild_rows;
 RESET ROLE;
 SELECT t.tbl, t.md5 = b.md5 AS same_again FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
 
+-- past 20,000 * shop.reco_like_sample profile rows (the bound of the
+-- lists in memory) the rebuild takes the batches of shop._like_lists:
+-- 1,001 more customers with 40 viewed products each, past 40,000 rows at
+-- a sample of 2; the lists are those of the SQL statement of a list
+SET shop.reco_like_sample = 2;
+INSERT INTO shop.view_event (customer_id, product_id, viewed_at)
+SELECT 1000 + i / 40, 1 + (i * 7) % 120, timestamptz '2026-11-20' + i * interval '1 second'
+  FROM generate_series(0, 40039) i;
+SELECT r ->> 'customers' AS customers, r ->> 'customer_neighbours' AS neighbours
+  FROM shop.rebuild_recommendations() r;
+SELECT count(*) AS profile_rows, count(*) > 20000 * 2 AS past_the_bound FROM shop.customer_item;
+SELECT count(*) AS lists_differ FROM (
+    (SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour
+     EXCEPT ALL SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item)))
+    UNION ALL
+    (SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item))
+     EXCEPT ALL SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour)) d;
+-- below the bound (a sample of 3: 60,000 rows) the lists in memory, the same
+SET shop.reco_like_sample = 3;
+SELECT r ->> 'customers' AS customers, r ->> 'customer_neighbours' AS neighbours
+  FROM shop.rebuild_recommendations() r;
+SELECT count(*) AS lists_differ FROM (
+    (SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour
+     EXCEPT ALL SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item)))
+    UNION ALL
+    (SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item))
+     EXCEPT ALL SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour)) d;
+
 RESET shop.reco_buyer_cap;
 RESET shop.reco_basket_cap;
 RESET shop.reco_neighbours;
+RESET shop.reco_like_sample;
+RESET shop.reco_like_neighbours;
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -118,12 +118,6 @@ static ShopStmt st_like_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
 	" SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::real[])",
 	INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID);
 
-/* one neighbour of a list */
-typedef struct LikeEntry
-{
-	int64		id;
-	float4		score;
-} LikeEntry;
 
 /* a list (or the entries gathered for one), by customer */
 typedef struct LikeList
@@ -177,7 +171,7 @@ typedef struct LikeCtx
 	long		sample_scans;	/* samples read by a scan (like_preload) */
 } LikeCtx;
 
-static int
+int
 like_cmp_entry(const void *a, const void *b)
 {
 	const LikeEntry *x = a;
@@ -295,8 +289,8 @@ like_list(HTAB *h, int64 id)
 	return l;
 }
 
-/* sim rounded to 1e-9, as stored */
-static inline float4
+/* sim rounded to 1e-9, as stored (also the rebuild's, recorebuild.c) */
+float4
 like_round(double s)
 {
 	return (float4) (rint(s * 1e9) / 1e9);
@@ -308,7 +302,7 @@ like_round(double s)
  * top comparisons instead of sorting every candidate (a customer of a
  * dense shop has hundreds of candidates for a list of 20).
  */
-static int
+int
 like_top(LikeEntry *e, int n, int top)
 {
 	int			k = 0;

@@ -5,7 +5,8 @@
  *	  computed and written in bulk: shop.copurchase_order
  *	  (shop._rebuild_orders), the co-purchase statistics, pair rows and
  *	  lists (shop._rebuild_pairs) and the customers' profiles
- *	  (shop._rebuild_customer_items).
+ *	  (shop._rebuild_customer_items) and their customers-like-you lists
+ *	  (shop._rebuild_like_lists).
  *
  * A rebuild truncates these tables and writes every row again
  * (docs/recommendations.md, "Performance").  Rows
@@ -46,6 +47,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -655,4 +657,263 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 	SPI_finish();
 	MemoryContextDelete(work);
 	PG_RETURN_JSONB_P(result);
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_like_lists() -> bigint
+ *
+ * Every customers-like-you list (shop.customer_neighbour, truncated in
+ * this transaction), computed from shop.customer_item read by one scan
+ * and held in memory, written in bulk; NULL, having written nothing, when
+ * the profile rows are more than one call of shop._like_lists may hold
+ * (LIKE_REBUILD_ROWS): the caller then computes the lists in batches with
+ * shop._like_lists.  The lists are the ones shop._like_lists computes
+ * whole, to the bit (src/recolike.c, docs/recommendations.md "Customers
+ * like you"):
+ *	 - the rows sorted by (product_id, h, customer_id): a product's sample
+ *	   is its first shop.reco_like_sample rows;
+ *	 - per customer c, in customer id order, the samples holding c in
+ *	   product id order (the order of c's profile rows there), and for each
+ *	   the product of c's weight and every other member's added to that
+ *	   member's sum, in double precision, as like_chunk adds them;
+ *	 - the sums rounded (like_round), the best shop.reco_like_neighbours
+ *	   kept (like_top).
+ * That is what a batch of shop._like_lists did, without its statements:
+ * the profiles of 50,000 customers (= ANY), their samples (a scan with a
+ * hash probe per row), a customer hash probe per sample row, the stored
+ * lists read back, and 1 million rows inserted one statement of 20,000 at
+ * a time into the primary key.
+ * Memory: at most 60 bytes per profile row (the row, its customer id and
+ * sample bookkeeping, its place in its customer's samples) and 36 per
+ * customer.
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(shop_rebuild_like_lists);
+
+/* the rows the in-memory path holds at most: 20,000 full samples */
+#define LIKE_REBUILD_ROWS(sample) ((int64) 20000 * (sample))
+
+typedef struct RbItem
+{
+	int64		p;
+	int64		h;
+	int64		c;
+	float4		w;
+	int32		ci;				/* the customer's dense index */
+} RbItem;
+
+#define ST_SORT rb_sort_items
+#define ST_ELEMENT_TYPE RbItem
+#define ST_COMPARE(a, b) ((a)->p != (b)->p ? ((a)->p < (b)->p ? -1 : 1) : \
+						  (a)->h != (b)->h ? ((a)->h < (b)->h ? -1 : 1) : \
+						  (a)->c < (b)->c ? -1 : ((a)->c > (b)->c ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT rb_sort_int64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : (*(a) > *(b) ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+Datum
+shop_rebuild_like_lists(PG_FUNCTION_ARGS)
+{
+	MemoryContext work = AllocSetContextCreate(CurrentMemoryContext, "shop like rebuild",
+											   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(work);
+	int			sample = shop_reco_like_sample;
+	int			top = shop_reco_like_neighbours;
+	int64		limit = LIKE_REBUILD_ROWS(sample);
+	Relation	rel;
+	Snapshot	snap;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	RbItem	   *v;
+	int64		nv = 0,
+				cap = 1024;
+	int64	   *cust;
+	int32		ncust = 0;
+	int64		nmem = 0;
+	int32	   *moff;			/* ncust + 1: a customer's samples */
+	int32	   *msample;		/* the sample (index of its first row in v) */
+	double	   *mw;				/* the customer's weight there */
+	int32	   *fill;
+	int32	   *soff;			/* per sample: start in v, then its length */
+	int32	   *slen;
+	int32		nsamples = 0;
+	double	   *acc;
+	int32	   *touched;
+	LikeEntry  *vec;
+	RbBulk		b;
+	int64		rows;
+
+	rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
+	if (RelationGetDescr(rel)->natts != 4)
+		elog(ERROR, "shop: table customer_item does not have 4 columns");
+	if (rel->rd_rel->reltuples > limit)
+	{
+		table_close(rel, AccessShareLock);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(work);
+		PG_RETURN_NULL();
+	}
+	v = palloc(sizeof(RbItem) * cap);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3,
+					n4;
+
+		if (nv == limit)
+			break;
+		if (nv == cap)
+		{
+			cap *= 2;
+			v = repalloc_huge(v, sizeof(RbItem) * cap);
+		}
+		v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
+		v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
+		v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
+		v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
+		if (n1 || n2 || n3 || n4)
+			continue;			/* not null in the table */
+		nv++;
+		if ((nv & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	{
+		bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
+
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		UnregisterSnapshot(snap);
+		table_close(rel, AccessShareLock);
+		if (more)
+		{
+			/* past the bound: the batched path */
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(work);
+			PG_RETURN_NULL();
+		}
+	}
+
+	/* the customers, by dense index in id order */
+	cust = palloc(sizeof(int64) * Max(nv, 1));
+	for (int64 i = 0; i < nv; i++)
+		cust[i] = v[i].c;
+	rb_sort_int64(cust, nv);
+	for (int64 i = 0; i < nv; i++)
+		if (ncust == 0 || cust[ncust - 1] != cust[i])
+			cust[ncust++] = cust[i];
+	for (int64 i = 0; i < nv; i++)
+	{
+		int32		lo = 0,
+					hi = ncust - 1;
+
+		while (lo < hi)
+		{
+			int32		mid = lo + (hi - lo) / 2;
+
+			if (cust[mid] < v[i].c)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		v[i].ci = lo;
+	}
+
+	/* the samples: each product's first `sample` rows by (h, customer_id) */
+	rb_sort_items(v, nv);
+	soff = palloc(sizeof(int32) * Max(nv, 1));
+	slen = palloc(sizeof(int32) * Max(nv, 1));
+	moff = palloc0(sizeof(int32) * (ncust + 1));
+	for (int64 i = 0; i < nv;)
+	{
+		int64		j = i;
+
+		while (j < nv && v[j].p == v[i].p)
+			j++;
+		soff[nsamples] = (int32) i;
+		slen[nsamples] = (int32) Min(j - i, sample);
+		for (int64 m = i; m < i + slen[nsamples]; m++)
+			moff[v[m].ci + 1]++;
+		nmem += slen[nsamples];
+		nsamples++;
+		i = j;
+	}
+	/* each customer's samples, in product id order */
+	for (int32 c = 0; c < ncust; c++)
+		moff[c + 1] += moff[c];
+	msample = palloc(sizeof(int32) * Max(nmem, 1));
+	mw = palloc(sizeof(double) * Max(nmem, 1));
+	fill = palloc(sizeof(int32) * Max(ncust, 1));
+	memcpy(fill, moff, sizeof(int32) * Max(ncust, 1));
+	for (int32 s = 0; s < nsamples; s++)
+		for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
+		{
+			int32		k = fill[v[m].ci]++;
+
+			msample[k] = s;
+			mw[k] = (double) v[m].w;
+		}
+	pfree(fill);
+
+	/* the lists */
+	acc = palloc0(sizeof(double) * Max(ncust, 1));
+	touched = palloc(sizeof(int32) * Max(ncust, 1));
+	vec = palloc(sizeof(LikeEntry) * Max(ncust, 1));
+	rb_begin(&b, "customer_neighbour", 3);
+	for (int32 c = 0; c < ncust; c++)
+	{
+		int			ntouched = 0;
+		int			n;
+
+		for (int32 k = moff[c]; k < moff[c + 1]; k++)
+		{
+			int32		s = msample[k];
+			double		wc = mw[k];
+
+			for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
+			{
+				int32		o = v[m].ci;
+
+				if (o == c)
+					continue;
+				if (acc[o] == 0)
+					touched[ntouched++] = o;
+				acc[o] += wc * (double) v[m].w;
+			}
+		}
+		for (int m = 0; m < ntouched; m++)
+		{
+			vec[m].id = cust[touched[m]];
+			vec[m].score = like_round(acc[touched[m]]);
+			acc[touched[m]] = 0;
+		}
+		n = like_top(vec, ntouched, top);
+		for (int m = 0; m < n && m < top; m++)
+		{
+			TupleTableSlot *row = rb_slot(&b);
+
+			row->tts_values[0] = Int64GetDatum(cust[c]);
+			row->tts_values[1] = Int64GetDatum(vec[m].id);
+			row->tts_values[2] = Float4GetDatum(vec[m].score);
+			memset(row->tts_isnull, 0, sizeof(bool) * 3);
+			rb_store(&b);
+		}
+		if ((c & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	rows = rb_end(&b);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(rows);
 }

@@ -233,6 +233,19 @@ extern void reco_build_transpose(RecoBuild *rb);
 extern void reco_build_neighbours_init(const RecoBuild *rb, RecoNeighbours *nb);
 extern int	reco_build_neighbours(const RecoBuild *rb, int32 x, RecoNeighbours *nb);
 extern char *reco_build_summary(const RecoBuild *rb, int64 npairs, int64 rows);
+/*
+ * recolike.c: one neighbour of a customers-like-you list; lists rank by the
+ * stored (real) score, then neighbour id (like_cmp_entry); like_top keeps
+ * the best `top` of e[0..n), sorted; like_round is a similarity as stored
+ */
+typedef struct LikeEntry
+{
+	int64		id;
+	float4		score;
+} LikeEntry;
+extern int	like_cmp_entry(const void *a, const void *b);
+extern int	like_top(LikeEntry *e, int n, int top);
+extern float4 like_round(double s);
 extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;
