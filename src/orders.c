@@ -2529,6 +2529,8 @@ typedef struct PlaceTable
 	ExprState **defexpr;
 } PlaceTable;
 
+static bool place_defaults_kept(Oid relid);
+
 /*
  * Whether rows go into table t from C as st_place's INSERT would put them
  * there: a plain table (not a partition) without rules, without INSERT
@@ -2565,7 +2567,8 @@ place_table_ok(PlaceTable *t, const PlaceTableDef *def, bool keyed)
 		t->att[c] = rel_column(desc, name);
 		ok = t->att[c] != 0 && TupleDescAttr(desc, t->att[c] - 1)->atttypid == type;
 	}
-	for (int i = 0; ok && i < desc->natts; i++)
+	/* (checked when the table's defaults were kept: a column's type change drops them) */
+	for (int i = 0; ok && !place_defaults_kept(RelationGetRelid(rel)) && i < desc->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 
@@ -2622,6 +2625,16 @@ place_defaults_inval(Datum arg, Oid relid)
 	for (int i = 0; i < PT_NTABLES; i++)
 		if (!OidIsValid(relid) || place_defaults[i].relid == relid)
 			place_defaults[i].relid = InvalidOid;
+}
+
+/* whether the defaults of relid are kept (built when none of its columns was of a domain) */
+static bool
+place_defaults_kept(Oid relid)
+{
+	for (int i = 0; i < PT_NTABLES; i++)
+		if (place_defaults[i].relid == relid)
+			return true;
+	return false;
 }
 
 static PlaceDefaults *
