@@ -353,6 +353,13 @@ SELECT o.n, pg_temp.summary(o.id), p.card_brand, p.last4, od.customer_id, od.eve
   JOIN shop.payment p ON p.order_id = o.id JOIN shop."order" od ON od.order_id = o.id
  ORDER BY o.n;
 DROP TRIGGER placed_s ON shop.event;
+-- a default changed after checkouts: the next checkout's row has the new one
+ALTER TABLE shop.payment ALTER COLUMN failure_reason SET DEFAULT 'placed default';
+SELECT shop.cart_create(119) AS pc12 \gset
+SELECT shop.cart_add(:'pc12', :plc1);
+SELECT shop.checkout(:'pc12', 'tok_visa', 'pk12') AS po12 \gset
+SELECT failure_reason FROM shop.payment WHERE order_id = :'po12';
+ALTER TABLE shop.payment ALTER COLUMN failure_reason DROP DEFAULT;
 -- constraints added by the store: with C, then with the statement
 ALTER TABLE shop.order_line ADD CONSTRAINT placed_small CHECK (qty < 3) NOT VALID;
 CREATE UNIQUE INDEX placed_once ON shop.payment (token) WHERE token = 'tok_visa_once';
