@@ -263,6 +263,137 @@ CREATE TRIGGER skip BEFORE UPDATE ON shop.cart FOR EACH ROW EXECUTE FUNCTION pg_
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k9t')$$, :'cart9')) AS cart_skipped;
 ROLLBACK;
 
+-- the order's rows (shop's C, or st_place's statement when one of its
+-- tables has a statement trigger, here shop.event): row triggers on the
+-- six tables fire in the statement's order, with the values and defaults
+-- written; a saved payment method's brand and last4 go to the payment; a
+-- guest's pending order; a CHECK constraint and a partial unique index
+-- added to the tables give the statement's errors; a BEFORE trigger that
+-- skips the order.paid outbox row leaves that event out
+BEGIN;
+CREATE TEMP SEQUENCE placed_n;
+SELECT shop.product_upsert('PL1', 'Placed one', 700) AS plc1 \gset
+SELECT shop.product_upsert('PL2', 'Placed two', 300) AS plc2 \gset
+SELECT shop.stock_set(:plc1, 1000), shop.stock_set(:plc2, 1000);
+CREATE TEMP TABLE placed (n int, how text, tbl text, level text, what text);
+CREATE FUNCTION pg_temp.placed() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+    j jsonb;
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        INSERT INTO placed VALUES (nextval('placed_n'), current_setting('shop_test.how'),
+                                   TG_TABLE_NAME, TG_WHEN || ' ' || TG_LEVEL);
+        RETURN NULL;
+    END IF;
+    j := to_jsonb(NEW);
+    INSERT INTO placed VALUES (nextval('placed_n'), current_setting('shop_test.how'),
+        TG_TABLE_NAME, TG_WHEN || ' ' || TG_LEVEL,
+        CASE TG_TABLE_NAME
+            WHEN 'event' THEN concat_ws(' ', j->>'topic', j->>'event_id' IS NOT NULL, j->>'tx' IS NOT NULL,
+                                        (j->>'created_at')::timestamptz = now())
+            WHEN 'copurchase_delta' THEN concat_ws(' ', j->>'counted', j->>'logged_at' IS NOT NULL)
+            WHEN 'order_event' THEN concat_ws(' ', j->>'seq', j->>'from_status', j->>'to_status', j->>'note',
+                                              j->>'customer_key' IS NOT NULL)
+            WHEN 'payment' THEN concat_ws(' ', j->>'status', j->>'provider', j->>'card_brand', j->>'last4',
+                                          j->>'amount_cents', j->>'payment_id' IS NOT NULL,
+                                          j->>'customer_key' IS NOT NULL)
+            WHEN 'order_line' THEN concat_ws(' ', j->>'line_no', j->>'sku', j->>'qty', j->>'unit_price_cents',
+                                             j->>'reservation_id' IS NOT NULL, j->>'customer_key' IS NOT NULL)
+            ELSE concat_ws(' ', j->>'status', j->>'event_count', j->>'was_paid', j->>'total_cents',
+                           j->>'fraud_reasons', j->>'needs_review', j->>'customer_key' IS NOT NULL)
+        END);
+    RETURN NEW;
+END $f$;
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['order', 'order_line', 'payment', 'order_event', 'copurchase_delta', 'event'] LOOP
+        EXECUTE format('CREATE TRIGGER placed_b BEFORE INSERT ON shop.%I FOR EACH ROW EXECUTE FUNCTION pg_temp.placed()', t);
+        EXECUTE format('CREATE TRIGGER placed_a AFTER INSERT ON shop.%I FOR EACH ROW EXECUTE FUNCTION pg_temp.placed()', t);
+    END LOOP;
+END $$;
+SELECT shop.cart_create(110) AS pc1 \gset
+SELECT shop.cart_add(:'pc1', :plc1), shop.cart_add(:'pc1', :plc2, 2);
+SELECT set_config('shop_test.how', 'c', true);
+SELECT shop.checkout(:'pc1', 'tok_visa', 'pk1') IS NOT NULL AS ordered;
+CREATE TRIGGER placed_s AFTER INSERT ON shop.event FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.placed();
+SELECT shop.cart_create(111) AS pc2 \gset
+SELECT shop.cart_add(:'pc2', :plc1), shop.cart_add(:'pc2', :plc2, 2);
+SELECT set_config('shop_test.how', 'statement', true);
+SELECT shop.checkout(:'pc2', 'tok_visa', 'pk2') IS NOT NULL AS ordered;
+-- the C rows beside the statement's, in firing order
+SELECT k, c.tbl, c.level, c.what, s.tbl IS NOT DISTINCT FROM c.tbl AND s.level IS NOT DISTINCT FROM c.level
+                                  AND s.what IS NOT DISTINCT FROM c.what AS same
+  FROM (SELECT row_number() OVER (ORDER BY n) k, * FROM placed WHERE how = 'c') c
+  FULL JOIN (SELECT row_number() OVER (ORDER BY n) k, * FROM placed
+              WHERE how = 'statement' AND level NOT LIKE '%STATEMENT') s USING (k)
+ ORDER BY k;
+SELECT tbl, level, count(*) FROM placed WHERE level LIKE '%STATEMENT' GROUP BY 1, 2;
+-- a saved payment method, a guest's pending order: with C, then with the statement
+SELECT shop.payment_method_add(112, 'tok_visa_saved', 'amex', '1234', 12, 2030) IS NOT NULL AS saved;
+SELECT shop.payment_method_add(113, 'tok_visa_saved', 'visa', NULL, 12, 2030) IS NOT NULL AS saved;
+DROP TRIGGER placed_s ON shop.event;
+SELECT shop.cart_create(112) AS pc3 \gset
+SELECT shop.cart_add(:'pc3', :plc1);
+SELECT shop.checkout(:'pc3', 'tok_visa_saved', 'pk3') AS po3 \gset
+SELECT shop.cart_create() AS pc4 \gset
+SELECT shop.cart_add(:'pc4', :plc1);
+SELECT shop.checkout(:'pc4', 'stripe:pm_card_1', 'pk4') AS po4 \gset
+CREATE TRIGGER placed_s AFTER INSERT ON shop.event FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.placed();
+SELECT shop.cart_create(113) AS pc5 \gset
+SELECT shop.cart_add(:'pc5', :plc1);
+SELECT shop.checkout(:'pc5', 'tok_visa_saved', 'pk5') AS po5 \gset
+SELECT shop.cart_create() AS pc6 \gset
+SELECT shop.cart_add(:'pc6', :plc1);
+SELECT shop.checkout(:'pc6', 'stripe:pm_card_1', 'pk6') AS po6 \gset
+SELECT o.n, pg_temp.summary(o.id), p.card_brand, p.last4, od.customer_id, od.event_count,
+       (SELECT string_agg(e.topic, ',' ORDER BY e.event_id) FROM shop.event e WHERE e.payload->>'order_id' = o.id::text) AS events
+  FROM (VALUES (3, :'po3'::uuid), (4, :'po4'), (5, :'po5'), (6, :'po6')) o(n, id)
+  JOIN shop.payment p ON p.order_id = o.id JOIN shop."order" od ON od.order_id = o.id
+ ORDER BY o.n;
+DROP TRIGGER placed_s ON shop.event;
+-- a default changed after checkouts: the next checkout's row has the new one
+ALTER TABLE shop.payment ALTER COLUMN failure_reason SET DEFAULT 'placed default';
+SELECT shop.cart_create(119) AS pc12 \gset
+SELECT shop.cart_add(:'pc12', :plc1);
+SELECT shop.checkout(:'pc12', 'tok_visa', 'pk12') AS po12 \gset
+SELECT failure_reason FROM shop.payment WHERE order_id = :'po12';
+ALTER TABLE shop.payment ALTER COLUMN failure_reason DROP DEFAULT;
+-- constraints added by the store: with C, then with the statement
+ALTER TABLE shop.order_line ADD CONSTRAINT placed_small CHECK (qty < 3) NOT VALID;
+CREATE UNIQUE INDEX placed_once ON shop.payment (token) WHERE token = 'tok_visa_once';
+SELECT shop.cart_create(114) AS pc7 \gset
+SELECT shop.cart_add(:'pc7', :plc2, 3);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'pk7')$$, :'pc7')) AS c_check;
+SELECT shop.cart_create(115) AS pc8 \gset
+SELECT shop.cart_add(:'pc8', :plc2);
+SELECT shop.checkout(:'pc8', 'tok_visa_once', 'pk8') IS NOT NULL AS ordered;
+SELECT shop.cart_create(116) AS pc9 \gset
+SELECT shop.cart_add(:'pc9', :plc2);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa_once', 'pk9')$$, :'pc9')) AS c_unique;
+CREATE TRIGGER placed_s AFTER INSERT ON shop.event FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.placed();
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'pk7')$$, :'pc7')) AS statement_check;
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa_once', 'pk9')$$, :'pc9')) AS statement_unique;
+DROP TRIGGER placed_s ON shop.event;
+-- a BEFORE trigger that skips order.paid: the order is paid, its event is not written
+CREATE FUNCTION pg_temp.skip_paid() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    RETURN CASE WHEN NEW.topic = 'order.paid' THEN NULL ELSE NEW END;
+END $f$;
+CREATE TRIGGER placed_skip BEFORE INSERT ON shop.event FOR EACH ROW EXECUTE FUNCTION pg_temp.skip_paid();
+SELECT shop.cart_create(117) AS pc10 \gset
+SELECT shop.cart_add(:'pc10', :plc2);
+SELECT shop.checkout(:'pc10', 'tok_visa', 'pk10') AS po10 \gset
+CREATE TRIGGER placed_s AFTER INSERT ON shop.event FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.placed();
+SELECT shop.cart_create(118) AS pc11 \gset
+SELECT shop.cart_add(:'pc11', :plc2);
+SELECT shop.checkout(:'pc11', 'tok_visa', 'pk11') AS po11 \gset
+SELECT o.n, pg_temp.summary(o.id),
+       (SELECT string_agg(e.topic, ',' ORDER BY e.event_id) FROM shop.event e WHERE e.payload->>'order_id' = o.id::text) AS events
+  FROM (VALUES (10, :'po10'::uuid), (11, :'po11')) o(n, id) ORDER BY o.n;
+ROLLBACK;
+
 -- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
 SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');
 SELECT pg_temp.err(format($$SELECT shop.order_transition(%L, 'delivered')$$, :'o1'));

@@ -85,6 +85,10 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -2458,9 +2462,512 @@ checkout_authorize(CheckoutRequest *req, CheckoutMoney *money)
 				 errhint("Nothing was kept: no order, no reservation. Ask for another payment method.")));
 }
 
+/* ---------------------------------------------------------------------
+ * Step 7 in C: st_place's rows without its plan (issue 11)
+ * ---------------------------------------------------------------------
+ */
+
 /*
- * Step 7: the order, its lines, payment, events and outbox.  One
- * statement (st_place).
+ * The tables st_place writes, in the order its statement writes them: the
+ * outbox rows (the statement's own INSERT, run first), then its
+ * data-modifying WITH queries, which PostgreSQL runs to their end after
+ * it, the last one first (ExecPostprocessPlan): the co-purchase log, the
+ * history, the payment, the lines, the order.  Rows go in that order here
+ * too, so that row triggers fire and constraint errors come in the same
+ * order as with the statement.
+ */
+enum
+{
+	PT_EVENT, PT_DELTA, PT_HISTORY, PT_PAYMENT, PT_LINE, PT_ORDER, PT_NTABLES
+};
+
+#define PLACE_MAXCOLS 17
+
+typedef struct PlaceCol
+{
+	const char *name;
+	Oid			type;
+} PlaceCol;
+
+typedef struct PlaceTableDef
+{
+	const char *table;
+	int			ncols;			/* without customer_key */
+	bool		keyed;			/* customer_key follows in 1.1 */
+	PlaceCol	cols[PLACE_MAXCOLS];
+} PlaceTableDef;
+
+static const PlaceTableDef place_defs[PT_NTABLES] = {
+	{"event", 2, false, {{"topic", TEXTOID}, {"payload", JSONBOID}}},
+	{"copurchase_delta", 3, false,
+	 {{"customer_id", INT8OID}, {"order_id", UUIDOID}, {"counted", BOOLOID}}},
+	{"order_event", 5, true,
+	 {{"order_id", UUIDOID}, {"seq", INT4OID}, {"from_status", TEXTOID}, {"to_status", TEXTOID},
+	  {"note", TEXTOID}}},
+	{"payment", 8, true,
+	 {{"order_id", UUIDOID}, {"provider", TEXTOID}, {"token", TEXTOID}, {"card_brand", TEXTOID},
+	  {"last4", TEXTOID}, {"status", TEXTOID}, {"amount_cents", INT8OID}, {"fraud_score", FLOAT4OID}}},
+	{"order_line", 8, true,
+	 {{"order_id", UUIDOID}, {"line_no", INT4OID}, {"product_id", INT8OID}, {"sku", TEXTOID},
+	  {"title", TEXTOID}, {"unit_price_cents", INT8OID}, {"qty", INT4OID}, {"reservation_id", UUIDOID}}},
+	{"order", 16, true,
+	 {{"order_id", UUIDOID}, {"customer_id", INT8OID}, {"cart_id", UUIDOID}, {"status", TEXTOID},
+	  {"currency", TEXTOID}, {"subtotal_cents", INT8OID}, {"shipping_cents", INT8OID},
+	  {"tax_cents", INT8OID}, {"total_cents", INT8OID}, {"shipping_address", JSONBOID},
+	  {"fraud_score", FLOAT4OID}, {"fraud_reasons", TEXTARRAYOID}, {"needs_review", BOOLOID},
+	  {"was_paid", BOOLOID}, {"idempotency_key", TEXTOID}, {"event_count", INT4OID}}},
+};
+
+typedef struct PlaceTable
+{
+	Relation	rel;
+	RangeTblEntry *rte;
+	int			ncols;
+	AttrNumber	att[PLACE_MAXCOLS];
+	AttrNumber	event_id;		/* shop.event: the column RETURNING gives */
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	int			ndefs;
+	AttrNumber *defatt;			/* the other columns: their defaults */
+	ExprState **defexpr;
+} PlaceTable;
+
+static bool place_defaults_kept(Oid relid);
+
+/*
+ * Whether rows go into table t from C as st_place's INSERT would put them
+ * there: a plain table (not a partition) without rules, without INSERT
+ * triggers at statement level, INSTEAD OF or with a transition table
+ * (row triggers fire here as in the statement), without stored generated
+ * columns or columns of a domain type (whose NULL the statement would
+ * check), without row security for the user, with the columns shop
+ * writes of the types it writes, and the privileges the statement needs
+ * (INSERT on those columns; SELECT on shop.event's event_id and topic,
+ * which it returns).  Opens and locks the table as the statement would.
+ */
+static bool
+place_table_ok(PlaceTable *t, const PlaceTableDef *def, bool keyed)
+{
+	Relation	rel = shop_table_lock(def->table, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *td = rel->trigdesc;
+	RangeTblEntry *rte;
+	bool		ok;
+
+	t->rel = rel;
+	t->ncols = def->ncols + (keyed && def->keyed ? 1 : 0);
+	ok = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relispartition &&
+		rel->rd_rules == NULL &&
+		!(td != NULL && (td->trig_insert_before_statement || td->trig_insert_after_statement ||
+						 td->trig_insert_instead_row || td->trig_insert_new_table)) &&
+		!(desc->constr != NULL && desc->constr->has_generated_stored) &&
+		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED;
+	for (int c = 0; ok && c < t->ncols; c++)
+	{
+		const char *name = c < def->ncols ? def->cols[c].name : "customer_key";
+		Oid			type = c < def->ncols ? def->cols[c].type : INT8OID;
+
+		t->att[c] = rel_column(desc, name);
+		ok = t->att[c] != 0 && TupleDescAttr(desc, t->att[c] - 1)->atttypid == type;
+	}
+	/* (checked when the table's defaults were kept: a column's type change drops them) */
+	for (int i = 0; ok && !place_defaults_kept(RelationGetRelid(rel)) && i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		ok = a->attisdropped || get_typtype(a->atttypid) != TYPTYPE_DOMAIN;
+	}
+	t->event_id = 0;
+	if (ok && def == &place_defs[PT_EVENT])
+		ok = (t->event_id = rel_column(desc, "event_id")) != 0 &&
+			TupleDescAttr(desc, t->event_id - 1)->atttypid == INT8OID;
+	if (!ok)
+		return false;
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	for (int c = 0; c < t->ncols; c++)
+		rte->insertedCols = bms_add_member(rte->insertedCols,
+										   t->att[c] - FirstLowInvalidHeapAttributeNumber);
+	if (t->event_id != 0)
+	{
+		rte->requiredPerms |= ACL_SELECT;
+		rte->selectedCols = bms_add_member(bms_make_singleton(t->event_id - FirstLowInvalidHeapAttributeNumber),
+										   t->att[0] - FirstLowInvalidHeapAttributeNumber);
+	}
+	t->rte = rte;
+	return ExecCheckRTPerms(list_make1(rte), false);
+}
+
+/*
+ * The defaults of the columns shop leaves out, per table of place_defs,
+ * kept per backend: build_column_default parsed each default's text
+ * (stringToNode) and planned it again in every checkout (about 80,000
+ * instructions).  A relcache invalidation of the table (ALTER TABLE ...
+ * SET DEFAULT, an identity added or dropped, a column added) drops it.
+ */
+typedef struct PlaceDefaults
+{
+	Oid			relid;			/* InvalidOid: not built */
+	bool		keyed;
+	int			ndefs;
+	AttrNumber *att;
+	Expr	  **expr;			/* planned, as ExecPrepareExpr plans */
+	MemoryContext cxt;
+} PlaceDefaults;
+
+static PlaceDefaults place_defaults[PT_NTABLES];
+static bool place_defaults_callback = false;
+
+static void
+place_defaults_inval(Datum arg, Oid relid)
+{
+	for (int i = 0; i < PT_NTABLES; i++)
+		if (!OidIsValid(relid) || place_defaults[i].relid == relid)
+			place_defaults[i].relid = InvalidOid;
+}
+
+/* whether the defaults of relid are kept (built when none of its columns was of a domain) */
+static bool
+place_defaults_kept(Oid relid)
+{
+	for (int i = 0; i < PT_NTABLES; i++)
+		if (place_defaults[i].relid == relid)
+			return true;
+	return false;
+}
+
+static PlaceDefaults *
+place_defaults_get(PlaceTable *t, int which, bool keyed)
+{
+	PlaceDefaults *pd = &place_defaults[which];
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	MemoryContext old;
+
+	if (pd->relid == RelationGetRelid(t->rel) && pd->keyed == keyed)
+		return pd;
+	if (!place_defaults_callback)
+	{
+		CacheRegisterRelcacheCallback(place_defaults_inval, (Datum) 0);
+		place_defaults_callback = true;
+	}
+	if (pd->cxt == NULL)
+		pd->cxt = AllocSetContextCreate(CacheMemoryContext, "shop checkout defaults",
+										ALLOCSET_SMALL_SIZES);
+	pd->relid = InvalidOid;
+	MemoryContextReset(pd->cxt);
+	old = MemoryContextSwitchTo(pd->cxt);
+	pd->ndefs = 0;
+	pd->att = palloc(sizeof(AttrNumber) * desc->natts);
+	pd->expr = palloc(sizeof(Expr *) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		AttrNumber	attnum = i + 1;
+		bool		given = false;
+		Node	   *d;
+
+		if (TupleDescAttr(desc, i)->attisdropped)
+			continue;
+		for (int c = 0; c < t->ncols; c++)
+			given = given || t->att[c] == attnum;
+		/* as the INSERT's target list gets them: identity, default, or NULL */
+		if (given || (d = build_column_default(t->rel, attnum)) == NULL)
+			continue;
+		pd->att[pd->ndefs] = attnum;
+		pd->expr[pd->ndefs] = expression_planner((Expr *) d);
+		pd->ndefs++;
+	}
+	MemoryContextSwitchTo(old);
+	pd->keyed = keyed;
+	pd->relid = RelationGetRelid(t->rel);
+	return pd;
+}
+
+/* the result relation of t, its indexes, CHECKs and the defaults of the columns shop leaves out */
+static void
+place_table_start(PlaceTable *t, int which, bool keyed, EState *estate, Index rti)
+{
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	PlaceDefaults *pd = place_defaults_get(t, which, keyed);
+	MemoryContext old;
+
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, rti, NULL, 0);
+	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, t->rri);
+	CheckCmdReplicaIdentity(t->rel, CMD_INSERT);
+	ExecOpenIndices(t->rri, false);
+	ShopPrepareChecks(t->rri, estate);
+	t->slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	t->ndefs = pd->ndefs;
+	t->defatt = pd->att;
+	t->defexpr = palloc(sizeof(ExprState *) * Max(pd->ndefs, 1));
+	for (int d = 0; d < pd->ndefs; d++)
+		t->defexpr[d] = ExecInitExpr(pd->expr[d], NULL);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * One row into t, as the INSERT's ModifyTable puts it there: the defaults
+ * evaluated, BEFORE ROW triggers, NOT NULL and CHECK constraints, the heap
+ * insert, the index entries (a unique violation raised by the index, as
+ * in the statement), AFTER ROW triggers queued.  False when a BEFORE
+ * trigger skipped the row; the slot holds the row written otherwise.
+ */
+static bool
+place_row(PlaceTable *t, EState *estate, const Datum *v, const bool *isnull)
+{
+	TupleTableSlot *slot = t->slot;
+	ResultRelInfo *rri = t->rri;
+	Relation	rel = t->rel;
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	List	   *recheck = NIL;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (int c = 0; c < t->ncols; c++)
+	{
+		slot->tts_values[t->att[c] - 1] = v[c];
+		slot->tts_isnull[t->att[c] - 1] = isnull[c];
+	}
+	for (int d = 0; d < t->ndefs; d++)
+		slot->tts_values[t->defatt[d] - 1] =
+			ExecEvalExprSwitchContext(t->defexpr[d], econtext, &slot->tts_isnull[t->defatt[d] - 1]);
+	ExecStoreVirtualTuple(slot);
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+		!ExecBRInsertTriggers(estate, rri, slot))
+		return false;
+	if (RelationGetDescr(rel)->constr)
+		ExecConstraints(rri, slot, estate);
+	table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
+	if (rri->ri_NumIndices > 0)
+		recheck = ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+	ExecARInsertTriggers(estate, rri, slot, recheck, NULL);
+	list_free(recheck);
+	return true;
+}
+
+/*
+ * The customer's saved payment method for the token, what st_place's
+ * LEFT JOIN LATERAL reads: a look-up of the unique index on
+ * shop.payment_method (customer_id, token) under the statement's
+ * snapshot.  False, having read nothing, when the index is not as shop
+ * made it or the user could not read the table as the statement would.
+ */
+static bool
+place_saved_method(int64 customer, bool guest, const char *token, Snapshot snap,
+				   Datum *brand, bool *brand_null, Datum *last4, bool *last4_null)
+{
+	Relation	rel = shop_table("payment_method");
+	Relation	idx = shop_index(rel, "payment_method_customer_id_token_key");
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	a_brand = rel_column(desc, "brand");
+	AttrNumber	a_last4 = rel_column(desc, "last4");
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+
+	*brand_null = *last4_null = true;
+	if (idx == NULL || !plain_read(rel) ||
+		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
+				  rel_column(desc, "token"), TEXTOID, false) ||
+		!idx->rd_index->indisunique || !idx->rd_index->indimmediate ||
+		!OidIsValid(idx->rd_indcollation[1]) ||
+		!get_collation_isdeterministic(idx->rd_indcollation[1]) ||
+		a_brand == 0 || a_last4 == 0 ||
+		TupleDescAttr(desc, a_brand - 1)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, a_last4 - 1)->atttypid != TEXTOID)
+	{
+		if (idx != NULL)
+			index_close(idx, NoLock);
+		table_close(rel, NoLock);
+		return false;
+	}
+	if (!guest)
+	{
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(customer));
+		ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[1], F_TEXTEQ, CStringGetTextDatum(token));
+		scan = index_beginscan(rel, idx, snap, 2, 0);
+		index_rescan(scan, keys, 2, NULL, 0);
+		slot = table_slot_create(rel, NULL);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			*brand = slot_getattr(slot, a_brand, brand_null);
+			*last4 = slot_getattr(slot, a_last4, last4_null);
+			/* copied: the slot goes */
+			if (!*brand_null)
+				*brand = PointerGetDatum(DatumGetTextPCopy(*brand));
+			if (!*last4_null)
+				*last4 = PointerGetDatum(DatumGetTextPCopy(*last4));
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		index_endscan(scan);
+	}
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return true;
+}
+
+/*
+ * st_place's rows from C (issue 11: the statement's executor start built
+ * six result tables, their indexes, triggers and projections again in
+ * every checkout; 43% of a checkout's instructions were the statement).
+ * The same rows, in the statement's order, under one snapshot taken as
+ * SPI takes a statement's, with one command id, and one trigger query
+ * level: AFTER ROW triggers fire at its end as at the statement's end.
+ * args are st_place's parameters.  The ids of the outbox rows written go
+ * to ev_id[0] (order.created) and ev_id[1] (order.paid), 0 for a row a
+ * BEFORE trigger skipped (the statement's RETURNING gives no row for it).
+ * Returns false, having written nothing, when one table is not as
+ * place_table_ok wants it, Citus is loaded, or the saved payment method
+ * cannot be read from its index: the statement runs then.
+ */
+static bool
+checkout_place_c(CheckoutCart *cart, bool keyed, bool paid, const Datum *args,
+				 const char *nulls, int64 *ev_id)
+{
+	PlaceTable	t[PT_NTABLES];
+	int			nopen = 0;
+	bool		ok;
+	List	   *rtable = NIL;
+	EState	   *estate;
+	Snapshot	snap;
+	Datum		brand = (Datum) 0;
+	Datum		last4 = (Datum) 0;
+	bool		brand_null;
+	bool		last4_null;
+	Datum		v[PLACE_MAXCOLS + 1];
+	bool		n[PLACE_MAXCOLS + 1];
+	Datum		order_id = args[0];
+	Datum		customer = args[1];
+	bool		guest = nulls[1] == 'n';
+	Datum		key = args[29];
+
+	ShopCheckWritable("INSERT");
+	ok = !(shared_preload_libraries_string != NULL &&
+		   strstr(shared_preload_libraries_string, "citus") != NULL);
+	for (int i = 0; ok && i < PT_NTABLES; i++)
+	{
+		ok = place_table_ok(&t[i], &place_defs[i], keyed);
+		nopen = i + 1;
+		if (ok)
+			rtable = lappend(rtable, t[i].rte);
+	}
+	/* as SPI starts a statement: the commands before it seen, a new snapshot */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snap = GetActiveSnapshot();
+	ok = ok && place_saved_method(DatumGetInt64(customer), guest, TextDatumGetCString(args[21]),
+								  snap, &brand, &brand_null, &last4, &last4_null);
+	if (!ok)
+	{
+		for (int i = 0; i < nopen; i++)
+			table_close(t[i].rel, NoLock);
+		PopActiveSnapshot();
+		return false;
+	}
+
+	estate = CreateExecutorState();
+	estate->es_snapshot = snap;
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecInitRangeTable(estate, rtable);
+	AfterTriggerBeginQuery();
+	for (int i = 0; i < PT_NTABLES; i++)
+		place_table_start(&t[i], i, keyed, estate, i + 1);
+
+#define PUT(c, val, isnull) (v[(c)] = (val), n[(c)] = (isnull))
+
+	/* the outbox: order.created, then order.paid */
+	for (int e = 0; e < 2; e++)
+	{
+		ev_id[e] = 0;
+		if (e == 1 && !paid)
+			break;
+		PUT(0, CStringGetTextDatum(e == 0 ? "order.created" : "order.paid"), false);
+		PUT(1, args[27 + e], false);
+		if (place_row(&t[PT_EVENT], estate, v, n))
+		{
+			bool		isnull;
+			Datum		id = slot_getattr(t[PT_EVENT].slot, t[PT_EVENT].event_id, &isnull);
+
+			ev_id[e] = isnull ? 0 : DatumGetInt64(id);
+		}
+	}
+	/* the co-purchase log of a paid order */
+	if (paid)
+	{
+		PUT(0, customer, guest);
+		PUT(1, order_id, false);
+		PUT(2, BoolGetDatum(true), false);
+		place_row(&t[PT_DELTA], estate, v, n);
+	}
+	/* the history: 1 pending, 2 paid */
+	for (int seq = 1; seq <= (paid ? 2 : 1); seq++)
+	{
+		PUT(0, order_id, false);
+		PUT(1, Int32GetDatum(seq), false);
+		PUT(2, seq == 1 ? (Datum) 0 : CStringGetTextDatum("pending"), seq == 1);
+		PUT(3, CStringGetTextDatum(seq == 1 ? "pending" : "paid"), false);
+		PUT(4, args[24 + seq], false);
+		PUT(5, key, false);
+		place_row(&t[PT_HISTORY], estate, v, n);
+	}
+	/* the payment, with the saved method's brand and last4 first */
+	PUT(0, order_id, false);
+	PUT(1, args[20], false);
+	PUT(2, args[21], false);
+	PUT(3, brand_null ? args[22] : brand, brand_null && nulls[22] == 'n');
+	PUT(4, last4_null ? args[23] : last4, last4_null && nulls[23] == 'n');
+	PUT(5, args[24], false);
+	PUT(6, args[8], false);
+	PUT(7, args[10], false);
+	PUT(8, key, false);
+	place_row(&t[PT_PAYMENT], estate, v, n);
+	/* the lines */
+	for (int i = 0; i < cart->nlines; i++)
+	{
+		PUT(0, order_id, false);
+		PUT(1, Int32GetDatum(i + 1), false);
+		PUT(2, Int64GetDatum(cart->holds[i].product_id), false);
+		PUT(3, cart->sku[i], false);
+		PUT(4, cart->title[i], false);
+		PUT(5, Int64GetDatum(cart->price[i]), false);
+		PUT(6, Int32GetDatum(cart->holds[i].qty), false);
+		PUT(7, UUIDPGetDatum(&cart->holds[i].reservation_id), false);
+		PUT(8, key, false);
+		place_row(&t[PT_LINE], estate, v, n);
+	}
+	/* the order */
+	for (int c = 0; c < 13; c++)
+		PUT(c, args[c], nulls[c] == 'n');
+	PUT(13, BoolGetDatum(paid), false);
+	PUT(14, args[13], false);
+	PUT(15, Int32GetDatum(paid ? 2 : 1), false);
+	PUT(16, key, false);
+	place_row(&t[PT_ORDER], estate, v, n);
+#undef PUT
+
+	for (int i = 0; i < PT_NTABLES; i++)
+		ExecCloseIndices(t[i].rri);
+	AfterTriggerEndQuery(estate);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	for (int i = 0; i < PT_NTABLES; i++)
+		table_close(t[i].rel, NoLock);
+	PopActiveSnapshot();
+	/* the rows are seen by the statements that follow in this transaction */
+	CommandCounterIncrement();
+	return true;
+}
+
+/*
+ * Step 7: the order, its lines, payment, events and outbox: from C
+ * (checkout_place_c), or in one statement (st_place) where a table is not
+ * as shop made it.
  */
 static void
 checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
@@ -2468,6 +2975,7 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 {
 	Datum		args[30];
 	char		nulls[30];
+	int64		ev_id[2];
 	int			n = cart->nlines;
 	const char *order_str = uuid_str(order_id);
 	const char *paid_note = psprintf("payment authorized by the %s provider", req->pt.provider);
@@ -2546,6 +3054,17 @@ checkout_place(CheckoutRequest *req, CheckoutCart *cart, CheckoutMoney *money,
 		nulls[28] = ' ';
 	}
 	args[29] = Int64GetDatum(cart->key);
+	if (checkout_place_c(cart, req->keyed, paid, args, nulls, ev_id))
+	{
+		if (paid)
+			ShopCopurchaseLogged(DatumGetUUIDP(order_id));
+		/* order.created first: it was inserted first, its id from the sequence is lower */
+		if (ev_id[0] != 0)
+			ShopEventWritten(ev_id[0], "order.created", created);
+		if (ev_id[1] != 0)
+			ShopEventWritten(ev_id[1], "order.paid", paid_payload);
+		return;
+	}
 	ShopExec(req->keyed ? &st_place_keyed : &st_place, args, nulls, 0);
 	if (paid)
 		ShopCopurchaseLogged(DatumGetUUIDP(order_id));
