@@ -1933,11 +1933,16 @@ idem_claim_c(const Datum *args, bool keyed)
  * avg(bigint) computes it: the numeric quotient of the sum by the count,
  * as float8).  One forward walk of order_customer_idx (customer_id,
  * created_at DESC), newest first, the index both subqueries' plans read
- * at every size (bench/plan_audit), in the same order; it stops once it
- * is past the hour and has 50 paid orders.  Returns false, having read
+ * at every size (bench/plan_audit), in the same order; the hour's orders
+ * are counted up to CUSTOMER_RECENT_MAX, the velocity rule's top tier
+ * (payments.c), and the walk stops once it has that many or is past the
+ * hour, and has 50 paid orders: a customer placing hundreds of orders in
+ * an hour (a reseller on Black Friday, a bot) no longer costs each of its
+ * checkouts a read of every one of them.  Returns false, having read
  * nothing, when the index is not there as shop made it: the caller runs
  * st_history then.
  */
+#define CUSTOMER_RECENT_MAX	10
 static bool
 checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double *avg)
 {
@@ -1979,7 +1984,7 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 		Datum		at = slot_getattr(slot, a_created, &isnull);
 		bool		past = !isnull && DatumGetTimestampTz(at) <= cutoff;
 
-		if (!isnull && !past)
+		if (!isnull && !past && *recent < CUSTOMER_RECENT_MAX)
 			(*recent)++;
 		if (*n < HISTORY_PAID)
 		{
@@ -2006,7 +2011,7 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 				(*n)++;			/* count(*) counts a NULL total too */
 			}
 		}
-		if (past && *n >= HISTORY_PAID)
+		if ((past || *recent >= CUSTOMER_RECENT_MAX) && *n >= HISTORY_PAID)
 			break;
 	}
 	ExecDropSingleTupleTableSlot(slot);
