@@ -245,13 +245,16 @@ ROLLBACK;
 -- walk of the customer's orders stops once it has the velocity rule's top
 -- tier (10) and the 50 paid orders the history needs, instead of reading
 -- every order of the hour; the statement (index dropped) scores the same
-BEGIN;
-SET LOCAL session_replication_role = replica;
+CREATE FUNCTION pg_temp.busy_customer() RETURNS void LANGUAGE sql AS $$
 INSERT INTO shop."order" (customer_id, customer_key, status, currency, subtotal_cents, total_cents, was_paid,
                           created_at, updated_at)
 SELECT 11, 11, 'paid', 'USD', 100000, 100000, true,
        now() - g * interval '10 seconds', now() - g * interval '10 seconds'
   FROM generate_series(1, 300) g;
+$$;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+SELECT pg_temp.busy_customer();
 SET LOCAL session_replication_role = origin;
 CREATE TEMP TABLE customer_entries AS
 SELECT pg_stat_get_xact_tuples_returned('shop.order_customer_idx'::regclass) AS n;
@@ -262,11 +265,7 @@ SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'cv';
 ROLLBACK;
 BEGIN;
 SET LOCAL session_replication_role = replica;
-INSERT INTO shop."order" (customer_id, customer_key, status, currency, subtotal_cents, total_cents, was_paid,
-                          created_at, updated_at)
-SELECT 11, 11, 'paid', 'USD', 100000, 100000, true,
-       now() - g * interval '10 seconds', now() - g * interval '10 seconds'
-  FROM generate_series(1, 300) g;
+SELECT pg_temp.busy_customer();
 SET LOCAL session_replication_role = origin;
 DROP INDEX shop.order_customer_idx;
 SELECT shop.checkout(pg_temp.cart(11, :mug), 'tok_visa', 'cv-1') AS cv \gset
