@@ -1105,6 +1105,7 @@ typedef struct FacetSeg
 	uint32	   *brandord;
 	uint32		ncatord;
 	uint32		nbrandord;
+	bool		ident;			/* both maps are i -> i (facet_seg_shared) */
 	Buffer	   *recent;			/* per column page: the buffer it was in */
 	/*
 	 * attribute facets: each document's attribute terms, as ordinals of
@@ -1527,6 +1528,16 @@ facet_seg_shared(Relation index, BlockNumber header, const SsSegHeader *hdr)
 	e->recent = recent;
 	e->ncatord = Max(nc, 1);
 	e->nbrandord = Max(nb, 1);
+	/*
+	 * The first segment a backend reads numbers its categories and brands
+	 * as its dictionary does (both sorted, the backend's empty): then a
+	 * match's numbers are the backend's, and no map is read per match
+	 */
+	e->ident = true;
+	for (uint32 k = 0; k < e->ncatord; k++)
+		e->ident &= catord[k] == k;
+	for (uint32 k = 0; k < e->nbrandord; k++)
+		e->ident &= brandord[k] == k;
 	e->cbytes = need;
 	facet_cache.bytes += need;
 	return e;
@@ -1567,6 +1578,7 @@ typedef struct FacetVisit
 	const uint32 *brandord;
 	uint32		ncatord;
 	uint32		nbrandord;
+	bool		ident;
 	Buffer	   *recent;
 	Buffer		cbuf;			/* the column page share-locked now, or none */
 	const SsFacetEntry *centry; /* ... its entries, in the buffer */
@@ -1848,6 +1860,7 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 			fv->recent = e->recent;
 			fv->ncatord = e->ncatord;
 			fv->nbrandord = e->nbrandord;
+			fv->ident = e->ident;
 			Assert(!BufferIsValid(fv->cbuf));
 			fv->cfirst = 0;
 			fv->ccount = 0;
@@ -1975,8 +1988,16 @@ facet_id_visit(void *arg, uint32 docid)
 		e = &fv->centry[k];
 		/* tid, flags and pr: the same 8 bytes in both */
 		memcpy(c, e, 8);
-		c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
-		c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
+		if (fv->ident)
+		{
+			c->cat = Min((uint32) e->cat, fv->ncatord - 1);
+			c->brand = Min((uint32) e->brand, fv->nbrandord - 1);
+		}
+		else
+		{
+			c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
+			c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
+		}
 	}
 	else
 		*c = fv->col[docid];
