@@ -889,6 +889,12 @@ extern void SsCollectMatchSet(Relation index, Jsonb *query, SsMatchSet *ms);
 typedef bool (*SsSegVisitor) (void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 							  uint64 bulkdeletes, const SsQuery *q);
 typedef void (*SsIdVisitor) (void *arg, uint32 docid);
+/*
+ * the docid an SsIdVisitor gets after each run of a segment's docids (the
+ * scan takes no buffer lock during a run): the visitor lets go of any
+ * page lock it holds, as the scan may take others next
+ */
+#define SS_IDS_PAUSE	PG_UINT32_MAX
 extern void SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg,
 							  SsIdVisitor id, void *arg, SsMatchSet *ms);
 /* one (expansion term, query word) pair of a query in an index (SsTermStats) */

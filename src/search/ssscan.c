@@ -2422,6 +2422,8 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 							  track_compound && total->cnt[d] != q->nslots &&
 							  !(sa->comphit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))));
 	}
+	if (s->ids)
+		ev->visit_id(ev->ids_arg, SS_IDS_PAUSE);
 	if (ev->want_all)
 	{
 		for (uint32 d = lo; d < hi; d++)
@@ -3343,6 +3345,7 @@ collect_ids_segment(Eval *ev, SegState *s)
 			if (allowed == NULL || (allowed[d >> 3] & (1 << (d & 7))))
 				ev->visit_id(ev->ids_arg, d);
 		}
+	ev->visit_id(ev->ids_arg, SS_IDS_PAUSE);
 	pfree(all);
 	pfree(cur);
 }
@@ -4012,7 +4015,9 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
  * no document record of the segment is read nor collected into ms.  Only
  * for queries without stored-value or attribute filters (else seg is never
  * asked, but for an in_stock filter of a query of one word per slot: the
- * visitor then applies it, given the query).  Facet counts (ssfunc.c).
+ * visitor then applies it, given the query).  After each run of a
+ * segment's docids (between which the scan takes no buffer lock) id gets
+ * SS_IDS_PAUSE.  Facet counts (ssfunc.c).
  */
 void
 SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
