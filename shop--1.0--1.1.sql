@@ -7227,6 +7227,9 @@ BEGIN
     -- router's popularity folds read ("Scale-out: popularity folded from
     -- a change log")
     made := made || shop._popularity_log_setup();
+    -- the trigger that keeps each saga's order status, which saga
+    -- recovery reads ("Scale-out: saga recovery reads the open sagas")
+    made := made || shop._saga_recover_setup();
     RETURN made;
 END
 $$;
@@ -9184,13 +9187,14 @@ REVOKE ALL ON FUNCTION shop._rebuild_like_lists() FROM PUBLIC;
 -- rows and 5,011 orders for 7 open sagas).  Which sagas are open depends
 -- on the order's status, which the saga row did not carry.  Now it does:
 -- saga.order_status is the order's status, set by shop._saga_place and
--- kept by a row trigger on the order's status changes, and
+-- kept by a row trigger on the order's status changes (on shards only:
+-- shop._shard_setup creates it), and
 -- saga_recover_idx holds exactly the sagas _saga_open lists (it replaces
 -- saga_open_idx, which held the started and placed ones).  A pass reads
 -- the open sagas and their orders, nothing else.  The trigger's cost per
 -- transition (bench/saga_order_callgrind.sh, callgrind, paid to
--- fulfilling): 48,000 instructions on 738,000 for an order without a saga
--- (one probe of saga_pkey), 219,000 on 685,000 for a routed order (its
+-- fulfilling), on a shard: 48,000 instructions on 738,000 for an order
+-- without a saga (one probe of saga_pkey), 219,000 on 685,000 for a routed order (its
 -- saga row updated: order_status is in saga_recover_idx's predicate, so
 -- not a HOT update; the row's CHECKs and card guard).
 ------------------------------------------------------------------------------
@@ -9221,31 +9225,90 @@ $$;
 COMMENT ON FUNCTION shop._saga_order_status() IS
 'internal: AFTER UPDATE OF status on shop."order": the order''s saga (if the router placed it) carries its status, for saga_recover_idx';
 REVOKE ALL ON FUNCTION shop._saga_order_status() FROM PUBLIC;
-CREATE TRIGGER saga_order_status AFTER UPDATE OF status ON shop."order"
-    FOR EACH ROW EXECUTE FUNCTION shop._saga_order_status();
 
--- Recovery, customer shard: as before (saga section), by saga_recover_idx.
--- The order's own status is checked too: a saga whose order_status went
--- stale (an order written with session_replication_role = replica, which
--- fires no trigger) is listed only if its order needs it.
+-- The trigger exists only where sagas do: shop._shard_setup (the router's
+-- cluster_setup) creates it, so a single-node shop's order transitions do
+-- not pay for it (48,000 instructions each).  Creating it brings every
+-- saga's order_status level with its order first.  Returns the name when
+-- it made the trigger.
+CREATE FUNCTION shop._saga_recover_setup()
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_is_in_recovery() OR shop._saga_recover_tracked() THEN
+        RETURN '{}';
+    END IF;
+    LOCK TABLE shop."order" IN SHARE ROW EXCLUSIVE MODE;
+    UPDATE shop.saga g SET order_status = o.status
+      FROM shop."order" o
+     WHERE o.order_id = g.order_id AND o.customer_key = g.customer_key
+       AND g.order_status IS DISTINCT FROM o.status;
+    CREATE TRIGGER saga_order_status AFTER UPDATE OF status ON shop."order"
+        FOR EACH ROW EXECUTE FUNCTION shop._saga_order_status();
+    RETURN ARRAY['saga_order_status'];
+END
+$$;
+COMMENT ON FUNCTION shop._saga_recover_setup() IS
+'internal (shop._shard_setup): creates the trigger that keeps shop.saga.order_status, after bringing it level; returns its name when it made it';
+REVOKE ALL ON FUNCTION shop._saga_recover_setup() FROM PUBLIC;
+
+-- true when the order transitions keep saga.order_status (the trigger is
+-- there and enabled)
+CREATE FUNCTION shop._saga_recover_tracked()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_trigger g
+                    WHERE g.tgrelid = 'shop."order"'::regclass AND g.tgname = 'saga_order_status'
+                      AND g.tgenabled <> 'D');
+$$;
+REVOKE ALL ON FUNCTION shop._saga_recover_tracked() FROM PUBLIC;
+
+-- Recovery, customer shard: as before (saga section), by saga_recover_idx
+-- where the trigger keeps order_status (a shard), by every saga otherwise
+-- (a node that shop._shard_setup never made a shard: it has no routed
+-- sagas, or too few to matter).  The order's own status is checked too: a
+-- saga whose order_status went stale (an order written with
+-- session_replication_role = replica, which fires no trigger) is listed
+-- only if its order needs it.
 CREATE OR REPLACE FUNCTION shop._saga_open(older_than interval)
 RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
-      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
-     WHERE shop._saga_trusted()
-       AND g.updated_at <= now() - older_than
-       AND (g.status IN ('started', 'placed')
-            OR (g.stock = 'held' AND g.order_status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-            OR (g.stock = 'committed' AND g.order_status IN ('returned', 'refunded'))
-            OR (g.status = 'done' AND g.order_status = 'pending'))
-       AND (g.status IN ('started', 'placed')
-            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-            OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
-            OR (g.status = 'done' AND o.status = 'pending'))
-     ORDER BY g.updated_at, g.order_id;
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        RETURN;
+    END IF;
+    IF shop._saga_recover_tracked() THEN
+        RETURN QUERY
+        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+         WHERE g.updated_at <= now() - older_than
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND g.order_status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+                OR (g.stock = 'committed' AND g.order_status IN ('returned', 'refunded'))
+                OR (g.status = 'done' AND g.order_status = 'pending'))
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
+                OR (g.status = 'done' AND o.status = 'pending'))
+         ORDER BY g.updated_at, g.order_id;
+    ELSE
+        RETURN QUERY
+        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+         WHERE g.updated_at <= now() - older_than
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
+                OR (g.status = 'done' AND o.status = 'pending'))
+         ORDER BY g.updated_at, g.order_id;
+    END IF;
+END
 $$;
 
 ------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ BENCH_STORE_SQL=$(cd "$(dirname "$0")" && pwd)/checkout_store.sql
 "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d cg <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION shop CASCADE;
+-- a shard has the trigger (shop._shard_setup creates it)
+SELECT shop._saga_recover_setup();
 \set products 1000
 \i $BENCH_STORE_SQL
 -- $N paid orders of shop.checkout (customers 1..$N) and $N of the saga
