@@ -801,8 +801,6 @@ shop_search_fold(PG_FUNCTION_ARGS)
 
 /* ---- facets from stored values ---- */
 
-static const int64 facet_price_lo[] = {0, 1000, 2500, 5000, 10000, 25000, 50000, 100000};
-#define FACET_NPRICE lengthof(facet_price_lo)
 
 typedef struct FacetKey
 {
@@ -1021,8 +1019,8 @@ facet_doc_visit(void *arg, const SsDoc *doc)
 	}
 	if (doc->flags & SS_DOC_HAS_PRICE)
 	{
-		for (int b = FACET_NPRICE - 1; b >= 0; b--)
-			if (doc->price_cents >= facet_price_lo[b])
+		for (int b = SS_FACET_NPRICE - 1; b >= 0; b--)
+			if (doc->price_cents >= SsFacetPriceLo[b])
 			{
 				d->price = (uint8) (b + 1);
 				break;
@@ -1230,51 +1228,6 @@ facet_brand_ord(uint32 h)
 	}
 	MemoryContextSwitchTo(old);
 	return (uint32) fk->n;
-}
-
-/*
- * a document's facet flags (SS_FC_*, the FC_* of the backend's column) and
- * its price and rating buckets (SsFacetEntry.pr): the facet column
- * pages (sswrite.c) and the backend's column hold the same
- */
-uint8
-SsFacetFlags(const SsDoc *doc)
-{
-	uint8		f = (doc->flags & SS_DOC_DEAD) ? SS_FC_DEAD : 0;
-
-	if (doc->flags & SS_DOC_HAS_STOCK)
-		f |= SS_FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? SS_FC_INSTOCK : 0);
-	if (doc->flags & SS_DOC_HAS_CAT)
-		f |= SS_FC_CAT;
-	if (doc->flags & SS_DOC_HAS_BRAND)
-		f |= SS_FC_BRAND;
-	if (doc->flags & SS_DOC_HAS_PRICE)
-		f |= SS_FC_PRICE;
-	if (doc->flags & SS_DOC_HAS_RATING)
-		f |= SS_FC_RATING;
-	return f;
-}
-
-uint8
-SsFacetPr(const SsDoc *doc)
-{
-	uint8		pr = 0;
-
-	if (doc->flags & SS_DOC_HAS_PRICE)
-		for (int b = FACET_NPRICE - 1; b >= 0; b--)
-			if (doc->price_cents >= facet_price_lo[b])
-			{
-				pr = (uint8) (b + 1);
-				break;
-			}
-	if (doc->flags & SS_DOC_HAS_RATING)
-		for (int r = 4; r >= 1; r--)
-			if (doc->rating >= r)
-			{
-				pr |= (uint8) (r << 4);
-				break;
-			}
-	return pr;
 }
 
 /* a document's column entry */
@@ -1753,14 +1706,14 @@ static bool
 facet_price_buckets(const SsQuery *q, uint8 *bmin, uint8 *bmax)
 {
 	*bmin = 0;
-	*bmax = FACET_NPRICE;
+	*bmax = SS_FACET_NPRICE;
 	if (q->has_price_min)
 	{
 		int			b = 0;
 
-		while (b < (int) FACET_NPRICE && facet_price_lo[b] != q->price_min)
+		while (b < (int) SS_FACET_NPRICE && SsFacetPriceLo[b] != q->price_min)
 			b++;
-		if (b == (int) FACET_NPRICE)
+		if (b == (int) SS_FACET_NPRICE)
 			return false;
 		*bmin = (uint8) (b + 1);
 	}
@@ -1769,9 +1722,9 @@ facet_price_buckets(const SsQuery *q, uint8 *bmin, uint8 *bmax)
 		int			b = 1;
 
 		/* bucket b - 1 ends one cent below bucket b's low end */
-		while (b < (int) FACET_NPRICE && facet_price_lo[b] - 1 != q->price_max)
+		while (b < (int) SS_FACET_NPRICE && SsFacetPriceLo[b] - 1 != q->price_max)
 			b++;
-		if (b == (int) FACET_NPRICE)
+		if (b == (int) SS_FACET_NPRICE)
 			return false;
 		*bmax = (uint8) b;
 	}
@@ -2029,7 +1982,7 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 {
 	FacetVisit	fv;
 	SsMatchSet	ms;
-	int64		price[FACET_NPRICE] = {0};
+	int64		price[SS_FACET_NPRICE] = {0};
 	int64		rating[5] = {0};
 	int64		total = 0;
 	int64	   *catn,
@@ -2201,7 +2154,7 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 		if (brandn[k] > 0)
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", (int64) facet_cache.brands[k],
 					  &sample[k], brandn[k]);
-	for (int b = 0; b < (int) FACET_NPRICE; b++)
+	for (int b = 0; b < (int) SS_FACET_NPRICE; b++)
 		if (price[b] > 0)
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
 	for (int r = 1; r <= 4; r++)
@@ -2919,7 +2872,7 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 	int			ndocs;
 	FacetTable	cats,
 				brands;
-	int64		price[FACET_NPRICE] = {0};
+	int64		price[SS_FACET_NPRICE] = {0};
 	int64		rating[5] = {0};
 	int64		total = 0;
 	Buffer		vmbuf = InvalidBuffer;
@@ -3094,7 +3047,7 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 		if (brands.full[k])
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "brand", brands.e[k].key,
 					  &brands.e[k].sample, brands.e[k].n);
-	for (int b = 0; b < (int) FACET_NPRICE; b++)
+	for (int b = 0; b < (int) SS_FACET_NPRICE; b++)
 		if (price[b] > 0)
 			facet_put(rsinfo->setResult, rsinfo->setDesc, "price", b, NULL, price[b]);
 	for (int r = 1; r <= 4; r++)

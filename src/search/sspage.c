@@ -864,3 +864,54 @@ SsPendItemTerms(const SsPendItem *it, void (*cb) (void *arg, const char *term, i
 		p += len;
 	}
 }
+
+/* ---- the facet column's entries ---- */
+
+/* the lower ends of the price facet's buckets, in cents */
+const int64 SsFacetPriceLo[SS_FACET_NPRICE] = {0, 1000, 2500, 5000, 10000, 25000, 50000, 100000};
+
+/*
+ * a document's facet flags (SS_FC_*, the FC_* of the backend's column) and
+ * its price and rating buckets (SsFacetEntry.pr): what the facet column
+ * pages hold (written by sswrite.c, checked by ssverify.c) and what
+ * shop.search_facets counts (ssfunc.c)
+ */
+uint8
+SsFacetFlags(const SsDoc *doc)
+{
+	uint8		f = (doc->flags & SS_DOC_DEAD) ? SS_FC_DEAD : 0;
+
+	if (doc->flags & SS_DOC_HAS_STOCK)
+		f |= SS_FC_HAS_STOCK | ((doc->flags & SS_DOC_INSTOCK) ? SS_FC_INSTOCK : 0);
+	if (doc->flags & SS_DOC_HAS_CAT)
+		f |= SS_FC_CAT;
+	if (doc->flags & SS_DOC_HAS_BRAND)
+		f |= SS_FC_BRAND;
+	if (doc->flags & SS_DOC_HAS_PRICE)
+		f |= SS_FC_PRICE;
+	if (doc->flags & SS_DOC_HAS_RATING)
+		f |= SS_FC_RATING;
+	return f;
+}
+
+uint8
+SsFacetPr(const SsDoc *doc)
+{
+	uint8		pr = 0;
+
+	if (doc->flags & SS_DOC_HAS_PRICE)
+		for (int b = SS_FACET_NPRICE - 1; b >= 0; b--)
+			if (doc->price_cents >= SsFacetPriceLo[b])
+			{
+				pr = (uint8) (b + 1);
+				break;
+			}
+	if (doc->flags & SS_DOC_HAS_RATING)
+		for (int r = 4; r >= 1; r--)
+			if (doc->rating >= r)
+			{
+				pr |= (uint8) (r << 4);
+				break;
+			}
+	return pr;
+}
