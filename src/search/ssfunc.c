@@ -1903,66 +1903,124 @@ facet_col_page(FacetVisit *fv, uint32 cp)
 }
 
 /*
- * SsIdVisitor: a match of the current segment.  Its entry is stored in
- * the next place whether it passes or not, and counts only if it does:
- * no branch on its flags or values (facet_passes).
+ * The matches docids[0 .. n) of the current segment, which has a shared
+ * column (ident: its dictionary numbers are the backend's).  Each entry is
+ * stored in the next place whether it passes or not, and counts only if
+ * it does: no branch on its flags or values (facet_passes).  The page's
+ * bounds and the clamps are kept in locals across the batch.
  */
-static void
-facet_id_visit(void *arg, uint32 docid)
+static pg_attribute_always_inline void
+facet_ids_shared(FacetVisit *fv, const uint32 *docids, uint32 n, bool ident)
 {
-	FacetVisit *fv = (FacetVisit *) arg;
-	FacetCol   *c;
-	bool		ok;
-	int			i;
+	FacetCol   *const m = fv->m;
+	FacetCol   *c = m + fv->n;
+	const uint32 ndocs = fv->ndocs;
+	const SsFacetEntry *centry = fv->centry;
+	uint32		cfirst = fv->cfirst;
+	uint32		ccount = fv->ccount;
+	const uint32 catmax = fv->ncatord - 1;
+	const uint32 brandmax = fv->nbrandord - 1;
+	const uint32 *const catord = fv->catord;
+	const uint32 *const brandord = fv->brandord;
+	const uint8 need_mask = fv->need_mask;
+	const uint8 need_flags = fv->need_flags;
+	const bool	filt = fv->filt;
+	const bool	locs = fv->locs;
 
-	if (docid >= fv->ndocs)
+	for (uint32 j = 0; j < n; j++)
 	{
-		/* SS_IDS_PAUSE among them: the scan may take another lock next */
-		facet_col_release(fv);
-		return;
-	}
-	if (fv->n >= fv->max)
-		facet_visit_grow(fv);
-	i = fv->n;
-	c = &fv->m[i];
-	if (fv->shared)
-	{
-		/* matches come in docid order: a page is read once per segment */
-		uint32		k = docid - fv->cfirst;
+		uint32		d = docids[j];
+		uint32		k = d - cfirst;
 		const SsFacetEntry *e;
+		uint8		flags;
+		bool		ok;
 
-		if (k >= fv->ccount)
+		if (k >= ccount)
 		{
-			facet_col_page(fv, docid / SS_FCOL_PER_PAGE);
-			k = docid - fv->cfirst;
-			if (k >= fv->ccount)
-				return;
+			/* matches come in docid order: a page is read once per segment */
+			if (d >= ndocs)
+				continue;
+			facet_col_page(fv, d / SS_FCOL_PER_PAGE);
+			centry = fv->centry;
+			cfirst = fv->cfirst;
+			ccount = fv->ccount;
+			k = d - cfirst;
+			if (k >= ccount)
+				continue;
 		}
-		e = &fv->centry[k];
+		e = &centry[k];
 		/* tid, flags and pr: the same 8 bytes in both */
 		memcpy(c, e, 8);
-		if (fv->ident)
+		flags = e->flags;
+		if (ident)
 		{
-			c->cat = Min((uint32) e->cat, fv->ncatord - 1);
-			c->brand = Min((uint32) e->brand, fv->nbrandord - 1);
+			c->cat = Min((uint32) e->cat, catmax);
+			c->brand = Min((uint32) e->brand, brandmax);
 		}
 		else
 		{
-			c->cat = fv->catord[Min((uint32) e->cat, fv->ncatord - 1)];
-			c->brand = fv->brandord[Min((uint32) e->brand, fv->nbrandord - 1)];
+			c->cat = catord[Min((uint32) e->cat, catmax)];
+			c->brand = brandord[Min((uint32) e->brand, brandmax)];
 		}
+		ok = ((flags & FC_DEAD) == 0) & ((flags & need_mask) == need_flags);
+		if (filt)
+			ok &= facet_passes(fv, c, d);
+		if (locs)
+		{
+			fv->locseg[c - m] = fv->seg;
+			fv->locdoc[c - m] = d;
+		}
+		c += ok;
 	}
-	else
-		*c = fv->col[docid];
-	ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
-	if (fv->filt)
-		ok &= facet_passes(fv, c, docid);
-	if (fv->locs)
+	fv->n = (int) (c - m);
+}
+
+/*
+ * SsIdVisitor: the matches docids[0 .. n) of the current segment, in
+ * docid order (n SS_IDS_PAUSE: the end of a run).  Each entry is stored in
+ * the next place whether it passes or not, and counts only if it does.
+ */
+static void
+facet_id_visit(void *arg, const uint32 *docids, uint32 n)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+
+	if (n == SS_IDS_PAUSE)
 	{
-		fv->locseg[i] = fv->seg;
-		fv->locdoc[i] = docid;
+		/* the scan may take another lock next */
+		facet_col_release(fv);
+		return;
 	}
-	fv->n += ok;
+	/* room for every one */
+	while ((int64) fv->n + n > fv->max)
+		facet_visit_grow(fv);
+	if (fv->shared)
+	{
+		if (fv->ident)
+			facet_ids_shared(fv, docids, n, true);
+		else
+			facet_ids_shared(fv, docids, n, false);
+		return;
+	}
+	for (uint32 j = 0; j < n; j++)
+	{
+		uint32		d = docids[j];
+		FacetCol   *c = &fv->m[fv->n];
+		bool		ok;
+
+		if (d >= fv->ndocs)
+			continue;
+		*c = fv->col[d];
+		ok = ((c->flags & FC_DEAD) == 0) & ((c->flags & fv->need_mask) == fv->need_flags);
+		if (fv->filt)
+			ok &= facet_passes(fv, c, d);
+		if (fv->locs)
+		{
+			fv->locseg[fv->n] = fv->seg;
+			fv->locdoc[fv->n] = d;
+		}
+		fv->n += ok;
+	}
 }
 
 static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,

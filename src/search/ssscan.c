@@ -2190,6 +2190,8 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	SsQuery    *q = ev->q;
 	uint32	   *cand = NULL;
 	uint32		ncand = 0;
+	uint32		ids[SS_IDS_BATCH];	/* docids for visit_id (s->ids) */
+	uint32		nids = 0;
 
 	/*
 	 * AND mode: a document needs every slot, so slots after the first
@@ -2392,7 +2394,12 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		if (s->ids)
 		{
 			/* the visitor keeps the dead flags (no stored-value filter here) */
-			ev->visit_id(ev->ids_arg, d);
+			ids[nids++] = d;
+			if (nids == SS_IDS_BATCH)
+			{
+				ev->visit_id(ev->ids_arg, ids, nids);
+				nids = 0;
+			}
 			continue;
 		}
 		doc = doc_get(dc, d);
@@ -2423,7 +2430,11 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 							  !(sa->comphit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))));
 	}
 	if (s->ids)
-		ev->visit_id(ev->ids_arg, SS_IDS_PAUSE);
+	{
+		if (nids > 0)
+			ev->visit_id(ev->ids_arg, ids, nids);
+		ev->visit_id(ev->ids_arg, NULL, SS_IDS_PAUSE);
+	}
 	if (ev->want_all)
 	{
 		for (uint32 d = lo; d < hi; d++)
@@ -3295,6 +3306,8 @@ collect_ids_segment(Eval *ev, SegState *s)
 	uint64	   *all = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
 	uint64	   *cur = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
 	const uint8 *allowed;
+	uint32		ids[SS_IDS_BATCH];	/* docids for visit_id */
+	uint32		nids = 0;
 
 	/*
 	 * a selective category or brand filter: its postings' bitmap (the
@@ -3342,10 +3355,17 @@ collect_ids_segment(Eval *ev, SegState *s)
 		{
 			uint32		d = w * 64 + pg_rightmost_one_pos64(b);
 
-			if (allowed == NULL || (allowed[d >> 3] & (1 << (d & 7))))
-				ev->visit_id(ev->ids_arg, d);
+			ids[nids] = d;
+			nids += allowed == NULL || (allowed[d >> 3] & (1 << (d & 7)));
+			if (nids == SS_IDS_BATCH)
+			{
+				ev->visit_id(ev->ids_arg, ids, nids);
+				nids = 0;
+			}
 		}
-	ev->visit_id(ev->ids_arg, SS_IDS_PAUSE);
+	if (nids > 0)
+		ev->visit_id(ev->ids_arg, ids, nids);
+	ev->visit_id(ev->ids_arg, NULL, SS_IDS_PAUSE);
 	pfree(all);
 	pfree(cur);
 }
