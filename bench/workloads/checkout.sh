@@ -13,8 +13,9 @@ CLIENTS=16
 NPROD=10000
 PER_CLIENT=$((SECS * 400))       # carts per client of a 16-client run (6,400 orders/s max; at 200
                                  # a quiet 2026-12-07 run, sync off, used them up: 3,284/s)
-SINGLE=$((SECS * 2500))          # carts of the 1-client run (2,500 orders/s max; at 800 a
-                                 # quiet 2026-12-06 run used them up in 9 s: 1,318/s)
+SINGLE=$((SECS * 5000))          # carts of the 1-client run (5,000 orders/s max; at 800 a
+                                 # quiet 2026-12-06 run used them up in 9 s: 1,318/s, at
+                                 # 2,500 a 2026-12-07 run at 8177db1 in 15 s: 2,505/s)
 DB=bench_checkout
 export PGDATABASE=$DB
 
