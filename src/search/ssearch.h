@@ -814,6 +814,9 @@ extern bool SsFreeReusable(const SsMetaPage meta, int i);
 extern uint32 SsFreeTruncate(SsMetaPage meta, BlockNumber newend, FullTransactionId *horizon);
 extern void SsLogReuse(Relation index, BlockNumber blk, FullTransactionId freed);
 extern uint32 SsSegmentBlocks(const SsSegHeader *hdr);
+/* sswrite.c: sorts and deduplicates an int64 array, returns the count */
+extern uint32 SsInt64Unique(int64 *v, uint32 n);
+
 /* sspage.c: a document's facet column entry */
 #define SS_FACET_NPRICE 8
 extern const int64 SsFacetPriceLo[SS_FACET_NPRICE];

@@ -257,29 +257,6 @@ term_check_cb(void *arg, const SsDictItem *it)
 	pfree(skips);
 }
 
-static int
-verify_int64_cmp(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
-/* distinct values of v[0..n) (sorts v) */
-static uint32
-verify_distinct(int64 *v, uint32 n)
-{
-	uint32		k = 0;
-
-	if (n > 1)
-		qsort(v, n, sizeof(int64), verify_int64_cmp);
-	for (uint32 i = 0; i < n; i++)
-		if (i == 0 || v[i] != v[i - 1])
-			k++;
-	return k;
-}
-
 /*
  * The facet column (fcol and fdict pages) against the document records
  * sc->docs: every entry's TID, flags (the dead flag too), buckets and
@@ -313,7 +290,7 @@ verify_fcol(SegCheck *sc)
 				b[n2++] = sc->docs[d].brand_hash;
 		}
 		if (hdr->nfdictpages != 0 ||
-			(verify_distinct(c, n1) <= SS_FCOL_MAX_ORD && verify_distinct(b, n2) <= SS_FCOL_MAX_ORD))
+			(SsInt64Unique(c, n1) <= SS_FCOL_MAX_ORD && SsInt64Unique(b, n2) <= SS_FCOL_MAX_ORD))
 			seg_report(sc, "facet column missing");
 		pfree(c);
 		pfree(b);

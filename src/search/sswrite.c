@@ -698,9 +698,12 @@ int64_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* sort and deduplicate v[0..n), returning the distinct count */
-static uint32
-int64_unique(int64 *v, uint32 n)
+/*
+ * sort and deduplicate v[0..n), returning the distinct count (the facet
+ * dictionaries here; search_verify counts with it too)
+ */
+uint32
+SsInt64Unique(int64 *v, uint32 n)
 {
 	uint32		k = 0;
 
@@ -751,8 +754,8 @@ fcol_layout(SsSegBuilder *sb, SegLayout *L)
 		if (sb->docs[d].flags & SS_DOC_HAS_BRAND)
 			L->fbrands[nb++] = (int64) sb->docs[d].brand_hash;
 	}
-	L->nfcats = int64_unique(L->fcats, nc);
-	L->nfbrands = int64_unique(L->fbrands, nb);
+	L->nfcats = SsInt64Unique(L->fcats, nc);
+	L->nfbrands = SsInt64Unique(L->fbrands, nb);
 	if (L->nfcats > SS_FCOL_MAX_ORD || L->nfbrands > SS_FCOL_MAX_ORD)
 	{
 		L->nfcats = L->nfbrands = 0;
