@@ -36,19 +36,6 @@ for i in 0 1 2 3; do
                  SELECT g, 'PF-' || g, 'Fold product ' || g, 1000 FROM generate_series(1, 2000) g WHERE hashint8(g) & 3 = $i;
                  SELECT count(shop.stock_set(product_id, 1000000)) FROM shop.product" >/dev/null
 done
-cat >"$BASE/cpu.sh" <<SH
-ticks() {   # the utime + stime of the given pids
-    t=0
-    for p in "\$@"; do
-        f=\$(cat "/proc/\$p/stat" 2>/dev/null) || continue
-        set -- \${f##*) }
-        t=\$((t + \${12} + \${13}))
-    done
-    echo \$t
-}
-shards=\$(for d in "$A" "$B"; do pm=\$(head -1 "\$d/data/postmaster.pid"); echo "\$pm"; pgrep -P "\$pm"; done)
-echo "\$(ticks "\$1") \$(ticks \$shards) \$(date +%s%N)"
-SH
 # events on every shard: n order lines and n views of its customers
 events() {   # n minutes_spread
     for i in 0 1 2 3; do
@@ -71,9 +58,9 @@ run() {   # label call
 \set QUIET on
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
-\! bash $BASE/cpu.sh \$PID > $BASE/t0
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t0
 SELECT $2::text AS res \gset
-\! bash $BASE/cpu.sh \$PID > $BASE/t1
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t1
 \echo :res
 SQL
     res=$(q "$R" "$PR" router -At -f "$BASE/run.sql")

@@ -57,19 +57,6 @@ for i in 0 1 2 3; do
                                UPDATE shop.product x SET popularity = p.popularity FROM p WHERE p.product_id = x.product_id"
 done
 q "$R" "$PR" router -c "SELECT shop.experiment_create('cpu', '[{\"name\": \"control\", \"share\": 0.9999}, {\"name\": \"none\", \"share\": 0.0001}]')" >/dev/null
-cat >"$BASE/cpu.sh" <<SH
-ticks() {   # the utime + stime of the given pids
-    t=0
-    for p in "\$@"; do
-        f=\$(cat "/proc/\$p/stat" 2>/dev/null) || continue
-        set -- \${f##*) }
-        t=\$((t + \${12} + \${13}))
-    done
-    echo \$t
-}
-shards=\$(for d in "$A" "$B"; do pm=\$(head -1 "\$d/data/postmaster.pid"); echo "\$pm"; pgrep -P "\$pm"; done)
-echo "\$(ticks "\$1") \$(ticks \$shards) \$(date +%s%N)"
-SH
 run() {   # label host port db setting call
     local label=$1 host=$2 port=$3 db=$4 set=$5 call=$6
     cat >"$BASE/run.sql" <<SQL
@@ -78,9 +65,9 @@ $set
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
 SELECT count(*) FROM generate_series(1, 5) g, LATERAL $call s \g /dev/null
-\! bash $BASE/cpu.sh \$PID > $BASE/t0
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t0
 SELECT count(*) FROM generate_series(1, $N) g, LATERAL $call s \g /dev/null
-\! bash $BASE/cpu.sh \$PID > $BASE/t1
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t1
 SQL
     q "$host" "$port" "$db" -f "$BASE/run.sql"
     read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"

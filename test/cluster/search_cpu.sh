@@ -44,21 +44,6 @@ WORDS=$(q "$A" "$PA" one -At -c "SELECT string_agg(quote_literal(w), ',') FROM (
     SELECT t.word AS w FROM shop.product p CROSS JOIN LATERAL shop.search_tokens(p.title) t
      WHERE length(t.word) >= 4 AND t.word !~ '[0-9]'
      GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 20) x")
-# cpu.sh PID: "backend-ticks shard-ticks wall-ns" (psql's \! runs sh)
-cat >"$BASE/cpu.sh" <<SH
-ticks() {   # the utime + stime of the given pids
-    t=0
-    for p in "\$@"; do
-        f=\$(cat "/proc/\$p/stat" 2>/dev/null) || continue
-        # fields 14 and 15 of stat: 12 and 13 after "pid (comm) "
-        set -- \${f##*) }
-        t=\$((t + \${12} + \${13}))
-    done
-    echo \$t
-}
-shards=\$(for d in "$A" "$B"; do pm=\$(head -1 "\$d/data/postmaster.pid"); echo "\$pm"; pgrep -P "\$pm"; done)
-echo "\$(ticks "\$1") \$(ticks \$shards) \$(date +%s%N)"
-SH
 run() {   # label host port db setting
     local label=$1 host=$2 port=$3 db=$4 set=$5
     cat >"$BASE/run.sql" <<SQL
@@ -67,9 +52,9 @@ $set
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
 SELECT count(*) FROM unnest(ARRAY[$WORDS]) w, LATERAL shop.search(w, lim => 10) s \g /dev/null
-\! bash $BASE/cpu.sh \$PID > $BASE/t0
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t0
 SELECT count(*) FROM generate_series(1, $N) g, LATERAL shop.search((ARRAY[$WORDS])[1 + g % 20], lim => 10) s \g /dev/null
-\! bash $BASE/cpu.sh \$PID > $BASE/t1
+\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t1
 SQL
     q "$host" "$port" "$db" -f "$BASE/run.sql"
     read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
