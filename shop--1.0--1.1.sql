@@ -2580,116 +2580,9 @@ COMMENT ON TABLE shop.reco_health IS
 -- without a conflict)
 SELECT pg_catalog.pg_extension_config_dump('shop.reco_health', '');
 
--- reco_evaluate: offline HR@10 of shop.recommend on recent orders, the
--- way the issue's time split measures it: for each of the latest
--- max_orders counted orders of registered customers placed in the last
--- days, the list recommend would have shown just before it (seeds: the
--- customer's latest 50 products bought before the order; their
--- co-purchase neighbours summed, minus what they bought; trending fills
--- it to 10), and whether it holds a product of the order.  A list with no
--- personal candidate fell back to popularity.  Coverage: active products
--- that have a co-purchase list.  Bounded: max_orders orders, each reading
--- its customer's earlier orders and 50 lists.
-CREATE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    n bigint;
-    hit bigint;
-    fb bigint;
-    active bigint;
-    listed bigint;
-BEGIN
-    IF days IS NULL OR days < 1 OR days > 366 THEN
-        RAISE EXCEPTION 'days out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('days is %s; it must be between 1 and 366.', coalesce(days::text, 'NULL'));
-    END IF;
-    IF max_orders IS NULL OR max_orders < 1 OR max_orders > 1000000 THEN
-        RAISE EXCEPTION 'max_orders out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', coalesce(max_orders::text, 'NULL'));
-    END IF;
-    WITH recent AS (
-        SELECT o.order_id, o.customer_id, o.created_at
-          FROM shop."order" o
-         WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL
-           AND o.created_at >= now() - make_interval(days => reco_evaluate.days)
-         ORDER BY o.created_at DESC, o.order_id
-         LIMIT max_orders
-    ), hist AS (
-        SELECT r.order_id, l.product_id, max(p.created_at) AS at
-          FROM recent r
-          JOIN shop."order" p ON p.customer_id = r.customer_id AND p.created_at < r.created_at
-                             AND shop._counted(p.status)
-          JOIN shop.order_line l ON l.order_id = p.order_id
-         GROUP BY r.order_id, l.product_id
-    ), seeds AS (
-        SELECT x.order_id, x.product_id
-          FROM (SELECT h.order_id, h.product_id,
-                       row_number() OVER (PARTITION BY h.order_id ORDER BY h.at DESC, h.product_id) AS rn
-                  FROM hist h) x
-         WHERE x.rn <= 50
-    ), cand AS (
-        SELECT s.order_id, c.other_id, sum(c.score) AS sc
-          FROM seeds s
-          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
-          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-         WHERE NOT EXISTS (SELECT 1 FROM hist x WHERE x.order_id = s.order_id AND x.product_id = c.other_id)
-         GROUP BY s.order_id, c.other_id
-    ), personal AS (
-        SELECT x.order_id, x.other_id AS product_id
-          FROM (SELECT c.order_id, c.other_id,
-                       row_number() OVER (PARTITION BY c.order_id ORDER BY c.sc DESC, c.other_id) AS rn
-                  FROM cand c) x
-         WHERE x.rn <= 10
-    ), pop AS (
-        SELECT t.product_id, row_number() OVER (ORDER BY t.popularity DESC, t.product_id) AS pr
-          FROM (SELECT p.product_id, p.popularity FROM shop.product p
-                 WHERE p.status = 'active' AND p.popularity > 0
-                 ORDER BY p.popularity DESC, p.product_id LIMIT 70) t
-    ), lists AS (
-        SELECT r.order_id,
-               (SELECT count(*) FROM personal y WHERE y.order_id = r.order_id) AS npersonal,
-               ARRAY(SELECT y.product_id FROM personal y WHERE y.order_id = r.order_id) AS personal_ids
-          FROM recent r
-    ), full_lists AS (
-        SELECT li.order_id, li.npersonal,
-               li.personal_ids || ARRAY(SELECT p.product_id FROM pop p
-                                         WHERE p.product_id <> ALL (li.personal_ids)
-                                           AND NOT EXISTS (SELECT 1 FROM hist x
-                                                            WHERE x.order_id = li.order_id AND x.product_id = p.product_id)
-                                         ORDER BY p.pr LIMIT 10 - li.npersonal) AS ids
-          FROM lists li
-    )
-    SELECT count(*),
-           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM shop.order_line l
-                                           WHERE l.order_id = f.order_id AND l.product_id = ANY (f.ids))),
-           count(*) FILTER (WHERE f.npersonal = 0)
-      INTO n, hit, fb
-      FROM full_lists f;
-    SELECT count(*) INTO active FROM shop.product p WHERE p.status = 'active';
-    SELECT count(*) INTO listed
-      FROM shop.product p
-     WHERE p.status = 'active'
-       AND EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = p.product_id AND c.score > 0);
-    INSERT INTO shop.reco_health AS h (evaluated_at, days, orders_evaluated, hits, fell_back,
-                                       products_active, products_listed)
-    VALUES (now(), reco_evaluate.days, n, hit, fb, active, listed)
-    ON CONFLICT (only_row) DO UPDATE
-       SET evaluated_at = excluded.evaluated_at, days = excluded.days,
-           orders_evaluated = excluded.orders_evaluated, hits = excluded.hits,
-           fell_back = excluded.fell_back, products_active = excluded.products_active,
-           products_listed = excluded.products_listed;
-    RETURN jsonb_build_object('orders', n, 'hr_at_10', round(hit::numeric / nullif(n, 0), 4),
-                              'fallback_share', round(fb::numeric / nullif(n, 0), 4),
-                              'coverage', round(listed::numeric / nullif(active, 0), 4));
-END
-$$;
-COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
-'offline HR@10 of recommend on the latest max_orders orders of the last days (each predicted from the customer''s earlier purchases), the share of those lists that fell back to popularity, catalog coverage; stored for shop.metrics() and the exporter';
+-- reco_evaluate, the offline HR@10 a nightly job runs, is defined with
+-- the blend it measures, in "Recommendations: refresh and latency (issue
+-- 14)" below.
 
 -- monitor_recommendations: for the exporter (shop_monitor).
 CREATE FUNCTION shop.monitor_recommendations()
@@ -2751,8 +2644,7 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION shop.reco_evaluate(int, int), shop.monitor_recommendations() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
+REVOKE EXECUTE ON FUNCTION shop.monitor_recommendations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.monitor_recommendations() TO shop_monitor, shop_admin;
 
 ------------------------------------------------------------------------------
@@ -5218,7 +5110,7 @@ REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
 -- a co-purchase list, no similar customer) fell back to popularity.
 -- Coverage: active products that have a co-purchase list.  Bounded:
 -- max_orders lists.
-CREATE OR REPLACE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
+CREATE FUNCTION shop.reco_evaluate(days int DEFAULT 7, max_orders int DEFAULT 2000)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -5283,6 +5175,8 @@ END
 $$;
 COMMENT ON FUNCTION shop.reco_evaluate(int, int) IS
 'offline HR@10 of recommend''s list (the blend) on the latest max_orders orders of the last days (each predicted from the customer''s earlier orders), the share of those lists without a personal candidate, catalog coverage; stored for shop.metrics() and the exporter';
+REVOKE EXECUTE ON FUNCTION shop.reco_evaluate(int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
 
 -- The blended list per customer, cached (issue 14, "Cache per-user
 -- recommendations").  A row is served while it was computed for the same
