@@ -8096,21 +8096,26 @@ BEGIN
         SELECT DISTINCT u FROM unnest(ids) u
         ON CONFLICT (product_id) DO NOTHING;
     END IF;
+    -- (popularity_seen_at: the clock now, after every view this
+    -- computation read was made; shop.view's cap compares with it)
     IF products IS NULL THEN
         INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
-                                                popularity_epoch, popularity_epoch_half_life)
-        VALUES (now(), now(), t_ref, ep, ep_hl)
+                                                popularity_epoch, popularity_epoch_half_life,
+                                                popularity_seen_at)
+        VALUES (now(), now(), t_ref, ep, ep_hl, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
            SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
                popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
                popularity_epoch = excluded.popularity_epoch,
-               popularity_epoch_half_life = excluded.popularity_epoch_half_life;
+               popularity_epoch_half_life = excluded.popularity_epoch_half_life,
+               popularity_seen_at = excluded.popularity_seen_at;
     ELSE
-        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
-        VALUES (now(), t_ref)
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref, popularity_seen_at)
+        VALUES (now(), t_ref, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
            SET popularity_inc_at = excluded.popularity_inc_at,
-               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref),
+               popularity_seen_at = excluded.popularity_seen_at;
     END IF;
     RETURN n;
 END
@@ -8224,7 +8229,7 @@ BEGIN
         ON CONFLICT (product_id) DO NOTHING;
         n := n + cardinality(ids);
     END IF;
-    UPDATE shop.copurchase_state SET popularity_inc_at = now();
+    UPDATE shop.copurchase_state SET popularity_inc_at = now(), popularity_seen_at = clock_timestamp();
     RETURN n;
 END
 $$;
@@ -9336,20 +9341,28 @@ $$;
 -- mass) until the next full run: up to 0.0196 of popularity for a
 -- product with only that view, where a rebuild of the same events has
 -- none.  Now the cap's DELETE writes the views it drops that a
--- computation already counted (viewed at or before the last refresh or
--- full run: shop.copurchase_state.popularity_inc_at, popularity_at) into
--- shop.popularity_dropped, in the same statement (no write when nothing
--- is dropped, nor for a view no computation has seen yet); the next
+-- computation already counted (made before the end of the last refresh
+-- or full run: shop.copurchase_state.popularity_seen_at, the clock then,
+-- not its start time now(), which would miss the views made while it
+-- ran) into shop.popularity_dropped, in the same statement (no write
+-- when nothing is dropped, nor for a view no computation has seen yet;
+-- a view dropped while the one refresh that counted it is still running
+-- is missed: that takes a customer past the cap between two refreshes,
+-- and the next full run takes it out); the next
 -- refresh takes them out and computes their products again from their
 -- events, as it does the products viewed since (shop._refresh_copurchase,
 -- shop._popularity_add); a full run empties the record before reading
 -- the events (shop._popularity_refresh).  A shard whose popularity the
 -- router folds (popularity_from_router: the drops reach the router
 -- through shop.popularity_log) writes nothing here.  Growth when no
--- refresh runs: only views older than the last computation are written,
--- each once (it is deleted), so the record holds at most the views
--- shop.view_event held at that computation.
+-- refresh runs: only views made before the last computation ended are
+-- written, each once (it is deleted), so the record holds at most the
+-- views shop.view_event held then.
 ------------------------------------------------------------------------------
+
+ALTER TABLE shop.copurchase_state ADD COLUMN popularity_seen_at timestamptz;
+COMMENT ON COLUMN shop.copurchase_state.popularity_seen_at IS
+'the clock at the end of the last popularity computation (refresh or full run): every view it read was made before; shop.view''s cap records the dropped views made before it';
 
 CREATE TABLE shop.popularity_dropped (
     product_id bigint NOT NULL,
@@ -9393,7 +9406,7 @@ BEGIN
         INSERT INTO shop.popularity_dropped (product_id, viewed_at)
         SELECT d.product_id, d.viewed_at
           FROM d, shop.copurchase_state s
-         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at)
+         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
            AND NOT s.popularity_from_router;
     END IF;
 END
@@ -9438,7 +9451,7 @@ BEGIN
         INSERT INTO shop.popularity_dropped (product_id, viewed_at)
         SELECT d.product_id, d.viewed_at
           FROM d, shop.copurchase_state s
-         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at)
+         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
            AND NOT s.popularity_from_router;
     END IF;
 END
