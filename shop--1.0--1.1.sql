@@ -1034,6 +1034,7 @@ DECLARE
     pop_due boolean;
     pop_inc_at timestamptz;
     pop_ids bigint[];
+    pop_viewed bigint[];
     n_pending bigint;
     pop_router boolean;
 BEGIN
@@ -1056,7 +1057,8 @@ BEGIN
     pop_router := coalesce(pop_router, false);
     IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
        AND (pop_router
-            OR (NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at))
+            OR (NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at)
+                AND NOT EXISTS (SELECT 1 FROM shop.popularity_dropped))
             -- or a shop with no purchase or view at all yet
             OR (NOT EXISTS (SELECT 1 FROM shop.copurchase_order)
                 AND NOT EXISTS (SELECT 1 FROM shop.view_event)
@@ -1146,13 +1148,21 @@ BEGIN
     ELSIF pop_due THEN
         n_pop := shop._popularity_refresh();
     ELSE
+        -- the products viewed since, and those of the counted views
+        -- shop.view's cap dropped since (shop.popularity_dropped, section
+        -- "Recommendations: views dropped by the cap" below), computed
+        -- from their events by the statements after this one, which see
+        -- at least the drops this one took out of the record
+        WITH d AS (DELETE FROM shop.popularity_dropped RETURNING product_id)
+        SELECT coalesce(array_agg(DISTINCT x.product_id), '{}') INTO pop_viewed
+          FROM (SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at
+                UNION ALL
+                SELECT d.product_id FROM d) x;
         pop_ids := ARRAY(
             SELECT l.product_id FROM shop.order_line l WHERE l.order_id = ANY (ids)
             UNION
-            SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at);
-        n_pop := shop._popularity_add(coalesce(ids, '{}'), coalesce(signs, '{}'),
-                                      ARRAY(SELECT DISTINCT v.product_id FROM shop.view_event v
-                                             WHERE v.viewed_at > pop_inc_at));
+            SELECT u FROM unnest(pop_viewed) u);
+        n_pop := shop._popularity_add(coalesce(ids, '{}'), coalesce(signs, '{}'), pop_viewed);
     END IF;
     INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
     ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
@@ -7688,7 +7698,12 @@ DECLARE
 BEGIN
     SELECT s.popularity_epoch, s.popularity_epoch_half_life INTO ep, ep_hl FROM shop.copurchase_state s;
     IF products IS NULL THEN
-        -- every product: ages from the newest event of all
+        -- every product: the views shop.view's cap dropped are out of
+        -- the events the statement below reads (it sees at least the
+        -- drops this one takes out of the record; section
+        -- "Recommendations: views dropped by the cap")
+        DELETE FROM shop.popularity_dropped;
+        -- ages from the newest event of all
         t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
                           (SELECT max(viewed_at) FROM shop.view_event));
         lo := t_ref - make_interval(secs => 16 * half_life);
@@ -7784,21 +7799,26 @@ BEGIN
         SELECT DISTINCT u FROM unnest(ids) u
         ON CONFLICT (product_id) DO NOTHING;
     END IF;
+    -- (popularity_seen_at: the clock now, after every view this
+    -- computation read was made; shop.view's cap compares with it)
     IF products IS NULL THEN
         INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
-                                                popularity_epoch, popularity_epoch_half_life)
-        VALUES (now(), now(), t_ref, ep, ep_hl)
+                                                popularity_epoch, popularity_epoch_half_life,
+                                                popularity_seen_at)
+        VALUES (now(), now(), t_ref, ep, ep_hl, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
            SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
                popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
                popularity_epoch = excluded.popularity_epoch,
-               popularity_epoch_half_life = excluded.popularity_epoch_half_life;
+               popularity_epoch_half_life = excluded.popularity_epoch_half_life,
+               popularity_seen_at = excluded.popularity_seen_at;
     ELSE
-        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref)
-        VALUES (now(), t_ref)
+        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref, popularity_seen_at)
+        VALUES (now(), t_ref, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
            SET popularity_inc_at = excluded.popularity_inc_at,
-               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref);
+               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref),
+               popularity_seen_at = excluded.popularity_seen_at;
     END IF;
     RETURN n;
 END
@@ -7912,7 +7932,7 @@ BEGIN
         ON CONFLICT (product_id) DO NOTHING;
         n := n + cardinality(ids);
     END IF;
-    UPDATE shop.copurchase_state SET popularity_inc_at = now();
+    UPDATE shop.copurchase_state SET popularity_inc_at = now(), popularity_seen_at = clock_timestamp();
     RETURN n;
 END
 $$;
@@ -9010,6 +9030,132 @@ BEGIN
                 OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
                 OR (g.status = 'done' AND o.status = 'pending'))
          ORDER BY g.updated_at, g.order_id;
+    END IF;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- Recommendations: views dropped by the cap (issue 14) ----------------------
+--
+-- docs/recommendations.md, "Popularity".  shop.view keeps a customer's
+-- newest shop.recent_views_cap views and deletes the older ones; a
+-- refresh computes again only the products viewed since the last one, so
+-- a dropped view's 0.2 stayed in its product's popularity (and kept
+-- mass) until the next full run: up to 0.0196 of popularity for a
+-- product with only that view, where a rebuild of the same events has
+-- none.  Now the cap's DELETE writes the views it drops that a
+-- computation already counted (made before the end of the last refresh
+-- or full run: shop.copurchase_state.popularity_seen_at, the clock then,
+-- not its start time now(), which would miss the views made while it
+-- ran) into shop.popularity_dropped, in the same statement (no write
+-- when nothing is dropped, nor for a view no computation has seen yet;
+-- a view dropped while the one refresh that counted it is still running
+-- is missed: that takes a customer past the cap between two refreshes,
+-- and the next full run takes it out); the next
+-- refresh takes them out and computes their products again from their
+-- events, as it does the products viewed since (shop._refresh_copurchase,
+-- shop._popularity_add); a full run empties the record before reading
+-- the events (shop._popularity_refresh).  A shard whose popularity the
+-- router folds (popularity_from_router: the drops reach the router
+-- through shop.popularity_log) writes nothing here.  Growth when no
+-- refresh runs: only views made before the last computation ended are
+-- written, each once (it is deleted), so the record holds at most the
+-- views shop.view_event held then.
+------------------------------------------------------------------------------
+
+ALTER TABLE shop.copurchase_state ADD COLUMN popularity_seen_at timestamptz;
+COMMENT ON COLUMN shop.copurchase_state.popularity_seen_at IS
+'the clock at the end of the last popularity computation (refresh or full run): every view it read was made before; shop.view''s cap records the dropped views made before it';
+
+CREATE TABLE shop.popularity_dropped (
+    product_id bigint NOT NULL,
+    viewed_at  timestamptz NOT NULL
+);
+COMMENT ON TABLE shop.popularity_dropped IS
+'counted views shop.view''s cap (shop.recent_views_cap) dropped since the last popularity computation; the next refresh computes their products again and empties it';
+SELECT pg_catalog.pg_extension_config_dump('shop.popularity_dropped', '');
+REVOKE ALL ON TABLE shop.popularity_dropped FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION shop.view(customer_id bigint, product_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cutoff timestamptz;
+BEGIN
+    PERFORM shop._require(view.customer_id, 'customer_id');
+    PERFORM shop._authorize(view.customer_id);
+    PERFORM shop._product_must_exist(view.product_id);
+    DELETE FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id AND v.product_id = view.product_id;
+    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+    VALUES (view.customer_id, clock_timestamp(), view.product_id);
+    SELECT v.viewed_at INTO cutoff
+      FROM shop.view_event v
+     WHERE v.customer_id = view.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     OFFSET cap LIMIT 1;
+    IF cutoff IS NOT NULL THEN
+        -- the views past the cap; those a popularity computation counted
+        -- are recorded for the next refresh
+        WITH d AS (
+            DELETE FROM shop.view_event v
+             WHERE v.customer_id = view.customer_id AND v.viewed_at <= cutoff
+            RETURNING v.product_id, v.viewed_at
+        )
+        INSERT INTO shop.popularity_dropped (product_id, viewed_at)
+        SELECT d.product_id, d.viewed_at
+          FROM d, shop.copurchase_state s
+         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
+           AND NOT s.popularity_from_router;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop._view_record(customer_id bigint, product_id bigint, product_found boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cutoff timestamptz;
+BEGIN
+    PERFORM shop._require(_view_record.customer_id, 'customer_id');
+    PERFORM shop._authorize(_view_record.customer_id);
+    PERFORM shop._require(_view_record.product_id, 'product_id');
+    IF NOT coalesce(_view_record.product_found, false) THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _view_record.product_id);
+    END IF;
+    -- shop.view's body
+    DELETE FROM shop.view_event v
+     WHERE v.customer_id = _view_record.customer_id AND v.product_id = _view_record.product_id;
+    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
+    VALUES (_view_record.customer_id, clock_timestamp(), _view_record.product_id);
+    SELECT v.viewed_at INTO cutoff
+      FROM shop.view_event v
+     WHERE v.customer_id = _view_record.customer_id
+     ORDER BY v.viewed_at DESC, v.product_id DESC
+     OFFSET cap LIMIT 1;
+    IF cutoff IS NOT NULL THEN
+        -- as shop.view (on a shard whose popularity the router folds,
+        -- nothing is recorded: shop.popularity_log has the drops)
+        WITH d AS (
+            DELETE FROM shop.view_event v
+             WHERE v.customer_id = _view_record.customer_id AND v.viewed_at <= cutoff
+            RETURNING v.product_id, v.viewed_at
+        )
+        INSERT INTO shop.popularity_dropped (product_id, viewed_at)
+        SELECT d.product_id, d.viewed_at
+          FROM d, shop.copurchase_state s
+         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
+           AND NOT s.popularity_from_router;
     END IF;
 END
 $$;

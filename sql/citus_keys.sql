@@ -83,6 +83,7 @@ INSERT INTO partition_class VALUES
     ('experiment_outcome',  'local', NULL, 'purchases the node attributed'),
     ('experiment_arm',      'local', NULL, 'the node''s explore/exploit counts'),
     ('popularity_log',      'local', NULL, 'the node''s changes of its counted purchases and views, until the router folds them'),
+    ('popularity_dropped',  'local', NULL, 'the counted views the node''s cap dropped, until its next popularity refresh'),
     ('rates_version',       'local', NULL, 'the version of the node''s copy of the rates (partition 0 counts the cluster''s writes)');
 
 -- every table of shop is listed, and every listed table exists
