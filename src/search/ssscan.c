@@ -4085,12 +4085,14 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
  * of bulk deletes as read before any document was) whether it takes that
  * segment's matches as docids: then id gets the docid of every match
  * there, dead documents included (the caller knows their dead flags), and
- * no document record of the segment is read nor collected into ms.  Only
- * for queries without stored-value or attribute filters (else seg is never
- * asked, but for an in_stock filter of a query of one word per slot: the
- * visitor then applies it, given the query).  After each run of a
- * segment's docids (between which the scan takes no buffer lock) id gets
- * SS_IDS_PAUSE.  Facet counts (ssfunc.c).
+ * no document record of the segment is read nor collected into ms (the
+ * words' postings as bitmaps: collect_ids_segment).  Any query but a
+ * keyless one: the visitor applies the stored-value filters (given the
+ * query); a selective category or brand filter and the attribute filter
+ * (SsSetAttrFilter: the documents holding its terms, or the overflow
+ * term) are applied before.  After each run of a segment's docids
+ * (between which the scan takes no buffer lock) id gets SS_IDS_PAUSE.
+ * Facet counts (ssfunc.c).
  */
 void
 SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
