@@ -75,6 +75,7 @@ UPDATE cases SET qj = shop._search_query(q, f - 'attributes', NULL) || x;
 -- what the index counted, as shop_storefront: the internal call (the
 -- only one with "match": "any") and shop.search_facets
 CREATE TEMP TABLE got (id int, kind text, key text, n bigint);
+CREATE TEMP TABLE tru (id int, kind text, key text, n bigint);
 CREATE TEMP TABLE got_api (id int, r jsonb);
 GRANT SELECT ON cases TO shop_storefront;
 GRANT INSERT, DELETE ON got, got_api TO shop_storefront;
@@ -151,6 +152,8 @@ CREATE FUNCTION pg_temp.check() RETURNS TABLE (q text, match text, ncases bigint
 LANGUAGE plpgsql AS $f$
 BEGIN
     PERFORM pg_temp.collect();
+    DELETE FROM tru;
+    INSERT INTO tru SELECT c.id, t.* FROM cases c, pg_temp.truth(c) t;
     RETURN QUERY
     WITH g AS (
         SELECT g.id, g.kind,
@@ -162,8 +165,8 @@ BEGIN
         SELECT c.id, c.q, c.x,
                (SELECT coalesce(jsonb_object_agg(kind || ':' || key, n), '{}') FROM g WHERE g.id = c.id)
                = (SELECT coalesce(jsonb_object_agg(t.kind || ':' || t.key, t.n), '{}')
-                    FROM pg_temp.truth(c) t) AS same,
-               (SELECT t.n FROM pg_temp.truth(c) t WHERE t.kind = 'total') AS total,
+                    FROM tru t WHERE t.id = c.id) AS same,
+               (SELECT t.n FROM tru t WHERE t.id = c.id AND t.kind = 'total') AS total,
                (SELECT (a.r -> 'total')::bigint = (SELECT g.n FROM g WHERE g.id = c.id AND g.kind = 'total')
                        AND (SELECT coalesce(jsonb_object_agg(e ->> 'category_id', e -> 'count'), '{}')
                               FROM jsonb_array_elements(a.r -> 'category') e)
