@@ -9161,6 +9161,66 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- Search: attribute filters of facets in the index (issue 12) ---------------
+-- docs/search.md (shop.search_facets) has the rules; src/search/ssfunc.c
+-- (facet_counts_col) the C.  shop.search_facets(query, filters) with an
+-- "attributes" filter counted a GROUP BY over every matching row (the rows
+-- found through the index, each read and checked, brands not folded); it
+-- now counts in the index as the four-argument call does (the filter's
+-- key = value terms, brands folded), without its *_other keys.
+CREATE OR REPLACE FUNCTION shop.search_facets(query text, filters jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    q jsonb;
+    attrs jsonb;
+    res jsonb;
+BEGIN
+    attrs := coalesce(filters -> 'attributes', '{}');
+    IF attrs = '{}' THEN
+        q := shop._search_query(query, filters, NULL);
+        -- counted in the index from its stored values (no row reads for
+        -- all-visible pages); brand names come from one sample row each
+        WITH f AS MATERIALIZED (
+            SELECT * FROM shop._search_facet_counts('shop.product_search_idx', q)
+        ), buckets(b, lo, hi, label) AS (
+            VALUES (0, 0::bigint, 999::bigint, 'under 10'), (1, 1000, 2499, '10-25'), (2, 2500, 4999, '25-50'),
+                   (3, 5000, 9999, '50-100'), (4, 10000, 24999, '100-250'), (5, 25000, 49999, '250-500'),
+                   (6, 50000, 99999, '500-1000'), (7, 100000, NULL, '1000 and up')
+        )
+        SELECT jsonb_build_object(
+            'total', coalesce((SELECT f.n FROM f WHERE f.kind = 'total'), 0),
+            'brand', coalesce((SELECT jsonb_agg(jsonb_build_object('value', x.brand, 'count', x.n)
+                                                ORDER BY x.n DESC, x.brand)
+                                 FROM (SELECT (SELECT p.brand FROM shop.product p WHERE p.ctid = f.sample) AS brand, f.n
+                                         FROM f WHERE f.kind = 'brand') x
+                                WHERE x.brand IS NOT NULL), '[]'),
+            'category', coalesce((SELECT jsonb_agg(jsonb_build_object('category_id', c.category_id,
+                                                                      'name', c.name, 'count', f.n)
+                                                   ORDER BY f.n DESC, c.category_id)
+                                    FROM f JOIN shop.category c ON c.category_id = f.key
+                                   WHERE f.kind = 'category'), '[]'),
+            'price', coalesce((SELECT jsonb_agg(jsonb_build_object('bucket', b.label, 'min_cents', b.lo,
+                                                                   'max_cents', b.hi, 'count', f.n)
+                                                ORDER BY b.lo)
+                                 FROM f JOIN buckets b ON b.b = f.key
+                                WHERE f.kind = 'price'), '[]'),
+            'rating', coalesce((SELECT jsonb_agg(jsonb_build_object('min', f.key, 'count', f.n)
+                                                 ORDER BY f.key DESC)
+                                  FROM f WHERE f.kind = 'rating'), '[]'))
+          INTO res;
+        RETURN res;
+    END IF;
+    -- with an attributes filter: counted in the index (the rows of
+    -- products with more than 64 attributes are read), as the four-argument
+    -- call counts it
+    RETURN shop.search_facets(query, filters, NULL, 0) - 'brand_other' - 'category_other';
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

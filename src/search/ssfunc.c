@@ -1539,6 +1539,13 @@ typedef struct FacetVisit
 	uint32		ccount;			/* ... and their count (0: none locked) */
 	bool		cached[SS_MAX_SEGMENTS];	/* per segment: its matches came as docids */
 	BlockNumber header[SS_MAX_SEGMENTS];	/* ... and its header block */
+	/* an attribute filter (the scan keeps the documents holding its terms) */
+	bool		attrf;
+	uint8	   *over;			/* the current segment's documents holding the
+								 * overflow term (NULL: none) */
+	int32	   *chk;			/* the matches (m) whose row decides the filter */
+	int			nchk;
+	int			maxchk;
 } FacetVisit;
 
 /*
@@ -1765,6 +1772,16 @@ facet_passes(const FacetVisit *fv, const FacetCol *c, uint32 d)
 	return ok;
 }
 
+/* a document of the current segment holding the attribute overflow term */
+static void
+facet_over_cb(void *arg, uint32 docid, uint16 tf)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+
+	if (docid < fv->ndocs)
+		fv->over[docid >> 3] |= 1 << (docid & 7);
+}
+
 /* SsSegVisitor: take the segment's matches as docids if its column fits */
 static bool
 facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
@@ -1830,6 +1847,27 @@ facet_seg_visit(void *arg, int seg, BlockNumber header, const SsSegHeader *hdr,
 	}
 	fv->ndocs = hdr->ndocs;
 	fv->seg = seg;
+	if (fv->over)
+		pfree(fv->over);
+	fv->over = NULL;
+	if (fv->attrf && (fv->col != NULL || fv->shared))
+	{
+		/*
+		 * The scan hands over the documents holding every term of the
+		 * attribute filter or the overflow term (a product with more
+		 * attributes than it indexes: attr_filter_bitmap); the latter's
+		 * rows decide (facet_counts_col_guts)
+		 */
+		char		over[SS_FILTER_TERM_MAX];
+		int			olen = SsAttrOverflowTerm(over);
+		SsDictItem	item;
+
+		if (SsDictLookup(fv->index, hdr, over, olen, &item) && item.df > 0)
+		{
+			fv->over = palloc0((hdr->ndocs + 7) / 8 + 1);
+			SsReadPostings(fv->index, item.postblk, item.postoff, item.df, facet_over_cb, fv);
+		}
+	}
 	if (seg >= 0 && seg < SS_MAX_SEGMENTS)
 	{
 		fv->cached[seg] = fv->col != NULL || fv->shared;
@@ -1976,24 +2014,13 @@ facet_ids_shared(FacetVisit *fv, const uint32 *docids, uint32 n, bool ident)
 }
 
 /*
- * SsIdVisitor: the matches docids[0 .. n) of the current segment, in
- * docid order (n SS_IDS_PAUSE: the end of a run).  Each entry is stored in
- * the next place whether it passes or not, and counts only if it does.
+ * The matches docids[0 .. n) of the current segment, in docid order, with
+ * room for every one.  Each entry is stored in the next place whether it
+ * passes or not, and counts only if it does.
  */
 static void
-facet_id_visit(void *arg, const uint32 *docids, uint32 n)
+facet_ids_batch(FacetVisit *fv, const uint32 *docids, uint32 n)
 {
-	FacetVisit *fv = (FacetVisit *) arg;
-
-	if (n == SS_IDS_PAUSE)
-	{
-		/* the scan may take another lock next */
-		facet_col_release(fv);
-		return;
-	}
-	/* room for every one */
-	while ((int64) fv->n + n > fv->max)
-		facet_visit_grow(fv);
 	if (fv->shared)
 	{
 		if (fv->ident)
@@ -2023,20 +2050,103 @@ facet_id_visit(void *arg, const uint32 *docids, uint32 n)
 	}
 }
 
+/*
+ * facet_ids_batch with an attribute filter in a segment having documents
+ * with the overflow term: such a match is stored alone, and if it passes
+ * the stored-value filters, its place is kept for a check of its row.
+ */
+static void
+facet_ids_over(FacetVisit *fv, const uint32 *docids, uint32 n)
+{
+	uint32		from = 0;
+
+	for (uint32 j = 0; j < n; j++)
+	{
+		uint32		d = docids[j];
+		int			before;
+
+		if (d >= fv->ndocs || !(fv->over[d >> 3] & (1 << (d & 7))))
+			continue;
+		if (j > from)
+			facet_ids_batch(fv, docids + from, j - from);
+		before = fv->n;
+		facet_ids_batch(fv, &d, 1);
+		if (fv->n > before)
+		{
+			if (fv->nchk >= fv->maxchk)
+			{
+				fv->maxchk = Max(64, fv->maxchk * 2);
+				fv->chk = fv->chk ? repalloc_huge(fv->chk, sizeof(int32) * fv->maxchk)
+					: palloc_extended(sizeof(int32) * fv->maxchk, MCXT_ALLOC_HUGE);
+			}
+			fv->chk[fv->nchk++] = before;
+		}
+		from = j + 1;
+	}
+	if (n > from)
+		facet_ids_batch(fv, docids + from, n - from);
+}
+
+/*
+ * SsIdVisitor: the matches docids[0 .. n) of the current segment, in
+ * docid order (n SS_IDS_PAUSE: the end of a run).
+ */
+static void
+facet_id_visit(void *arg, const uint32 *docids, uint32 n)
+{
+	FacetVisit *fv = (FacetVisit *) arg;
+
+	if (n == SS_IDS_PAUSE)
+	{
+		/* the scan may take another lock next */
+		facet_col_release(fv);
+		return;
+	}
+	/* room for every one */
+	while ((int64) fv->n + n > fv->max)
+		facet_visit_grow(fv);
+	if (fv->over)
+		facet_ids_over(fv, docids, n);
+	else
+		facet_ids_batch(fv, docids, n);
+}
+
 static void attr_facets(ReturnSetInfo *rsinfo, Relation index, SsMatchSet *ms,
 						const ItemPointerData *tids, const uint8 *state, FacetSeg *const *csr,
 						IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
 						AttrNumber att, int nkeys, int nvals);
 static bool facet_seg_attrs(Relation index, BlockNumber header, const SsSegHeader *hdr);
+static Jsonb *row_attrs(IndexFetchTableData *fetch, TupleTableSlot *slot, Snapshot snap,
+						ItemPointer tid, AttrNumber att);
+
+/* the scan's matches into fv, keeping only those holding the terms of attrs (NULL: all) */
+static void
+facet_collect_ids(Relation index, Jsonb *query, Jsonb *attrs, FacetVisit *fv, SsMatchSet *ms)
+{
+	SsSetAttrFilter(attrs);
+	PG_TRY();
+	{
+		SsCollectMatchIds(index, query, fv->locs, facet_seg_visit, facet_id_visit, fv, ms);
+	}
+	PG_FINALLY();
+	{
+		SsSetAttrFilter(NULL);
+	}
+	PG_END_TRY();
+}
 
 /*
  * The facet counts of query from the facet column, with nkeys > 0 the
- * attribute facets too (facet_counts without an attribute filter; the
- * same rows).
+ * attribute facets too (facet_counts; the same rows).  With attrs (a jsonb
+ * object of key = scalar value pairs, not empty), only the matches whose
+ * row's attributes contain it count: the scan keeps the documents holding
+ * the filter's terms (SsSetAttrFilter), and the rows of those that hold
+ * the overflow term or were read from their records (pending documents,
+ * segments whose column does not fit) are read and checked.
  */
 static void
 facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
-					  AttrNumber att, int nkeys, int nvals)
+					  Jsonb *attrs, AttrNumber att, int nkeys, int nvals)
 {
 	FacetVisit	fv;
 	SsMatchSet	ms;
@@ -2059,6 +2169,8 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 	uint32		ncats,
 				nbrands;
 	bool		recount;
+	uint8	   *rowcheck = NULL;	/* per match: its row decides the attribute filter */
+	int			nids;
 
 	if (facet_cache.cxt == NULL || facet_cache.indexid != RelationGetRelid(index) ||
 		!RelFileNodeEquals(facet_cache.node, index->rd_node))
@@ -2072,9 +2184,11 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 	fv.locdoc = facet_scratch.locdoc;
 	fv.max = facet_scratch.max;
 	fv.cbuf = InvalidBuffer;
-	SsCollectMatchIds(index, query, fv.locs, facet_seg_visit, facet_id_visit, &fv, &ms);
+	fv.attrf = attrs != NULL;
+	facet_collect_ids(index, query, attrs, &fv, &ms);
 	Assert(!BufferIsValid(fv.cbuf));
 	facet_col_release(&fv);
+	nids = fv.n;
 	/* the matches read from their records: pending, or not in the cache */
 	for (int k = 0; k < ms.ndocs; k++)
 	{
@@ -2086,6 +2200,14 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 			fv.locseg[i] = ms.locseg[k];
 			fv.locdoc[i] = ms.locdoc[k];
 		}
+	}
+	if (attrs)
+	{
+		rowcheck = palloc0(Max(fv.n, 1));
+		for (int k = 0; k < fv.nchk; k++)
+			rowcheck[fv.chk[k]] = 1;
+		for (int i = nids; i < fv.n; i++)
+			rowcheck[i] = 1;
 	}
 	SsTestPause("facets-collected");
 
@@ -2113,7 +2235,17 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
 
 			if ((i & 1023) == 0)
 				CHECK_FOR_INTERRUPTS();
-			if (pass == 0)
+			if (pass == 0 && rowcheck && rowcheck[i])
+			{
+				/* the row decides: attributes @> attrs, on its visible version */
+				Jsonb	   *jb = row_attrs(fetch, slot, snap, (ItemPointer) &c->tid, att);
+
+				state[i] = jb != NULL &&
+					DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(jb),
+													 JsonbPGetDatum(attrs))) ?
+					FACET_FETCHED : FACET_INVISIBLE;
+			}
+			else if (pass == 0)
 			{
 				hb = ItemPointerGetBlockNumber(&c->tid);
 				if (hb < nheap && !(vmknown[hb >> 3] & (1 << (hb & 7))))
@@ -2228,11 +2360,11 @@ facet_counts_col_guts(ReturnSetInfo *rsinfo, Relation index, Relation heap, Json
  */
 static void
 facet_counts_col(ReturnSetInfo *rsinfo, Relation index, Relation heap, Jsonb *query,
-				 AttrNumber att, int nkeys, int nvals)
+				 Jsonb *attrs, AttrNumber att, int nkeys, int nvals)
 {
 	PG_TRY();
 	{
-		facet_counts_col_guts(rsinfo, index, heap, query, att, nkeys, nvals);
+		facet_counts_col_guts(rsinfo, index, heap, query, attrs, att, nkeys, nvals);
 	}
 	PG_CATCH();
 	{
@@ -2962,10 +3094,16 @@ facet_counts(FunctionCallInfo fcinfo, Jsonb *query, Jsonb *attrs, int nkeys, int
 					 errdetail("Attribute filters and facets need a jsonb column in the index's INCLUDE list.")));
 		att = index->rd_index->indkey.values[c];
 	}
-	if (!check_rows && shop_search_facet_cache > 0)
+	/*
+	 * From the facet column; with an attribute filter whose every value is
+	 * a scalar (a key = value term of the index), the scan applies it by
+	 * its terms' postings.  A nested value (an array, an object) has no
+	 * term: every row holding the filter's other terms is read.
+	 */
+	if (shop_search_facet_cache > 0 && (!check_rows || SsForEachAttr(attrs, NULL, NULL)))
 	{
-		/* from the facet column */
-		facet_counts_col(rsinfo, index, heap, query, att, nkeys, nvals);
+		facet_counts_col(rsinfo, index, heap, query, check_rows ? attrs : NULL, att, nkeys,
+						 nvals);
 		table_close(heap, AccessShareLock);
 		index_close(index, AccessShareLock);
 		return;

@@ -3289,13 +3289,55 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 }
 
 /*
- * Facets (SsCollectMatchIds) of a query of one word per slot, every slot
- * required: a segment's matches are the documents holding, for every
- * slot, a posting of one of its word's expansion terms (what eval_window
- * keeps when it collects, without scores).  Each slot's postings are
- * decoded into a bitmap of the segment's docids, the bitmaps intersected,
- * and the docids handed to the visitor in order; no accumulator, no
- * window, no document record.
+ * The documents of the segment holding a posting of one of word qi's
+ * expansion terms, or-ed into bits (a bitmap of the segment's docids).
+ */
+static void
+word_ids_bits(Eval *ev, SegState *s, int qi, uint64 *bits)
+{
+	uint32		n = s->hdr.ndocs;
+
+	for (int i = 0; i < s->nexp; i++)
+	{
+		SegExp	   *se = &s->exps[i];
+		bool		mine = false;
+
+		for (int k = 0; k < se->e->nm; k++)
+			if (se->e->m[k].qword == qi)
+				mine = true;
+		if (!mine || se->df == 0)
+			continue;
+		cursor_load(ev, s, se);
+		for (uint32 b = 0; b < se->nblocks; b++)
+		{
+			if (se->decoded != (int32) b)
+				cursor_decode(ev, se, b);
+			for (uint32 j = 0; j < se->ndec; j++)
+			{
+				uint32		d = se->docs[j];
+
+				if (d < n)
+					bits[d >> 6] |= UINT64CONST(1) << (d & 63);
+			}
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Facets (SsCollectMatchIds): a segment's matches are what eval_window
+ * keeps when it collects, without scores: a document holding, for every
+ * slot (with "match": "any", for at least one), one of its alternatives,
+ * that is every word of the alternative (a synonym phrase's words, in any
+ * order and place, as eval_window and eval_pending match them), that is
+ * a posting of one of the word's expansion terms.  Each word's postings
+ * are decoded into a bitmap of the segment's docids; a phrase's words'
+ * bitmaps are intersected, a slot's alternatives' or-ed, the slots
+ * intersected (or-ed for "match": "any"); the filter bitmaps of
+ * build_filter_bitmap (a selective category's or brand's postings, the
+ * attribute filter's terms) are applied, and the docids handed to the
+ * visitor in order, which checks every stored-value filter on its column;
+ * no accumulator, no window, no document record.
  */
 static void
 collect_ids_segment(Eval *ev, SegState *s)
@@ -3303,50 +3345,60 @@ collect_ids_segment(Eval *ev, SegState *s)
 	SsQuery    *q = ev->q;
 	uint32		n = s->hdr.ndocs;
 	uint32		nw = (n + 63) / 64;
-	uint64	   *all = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
-	uint64	   *cur = palloc_extended(sizeof(uint64) * Max(nw, 1), MCXT_ALLOC_HUGE);
+	Size		bytes = sizeof(uint64) * Max(nw, 1);
+	uint64	   *all = palloc_extended(bytes, MCXT_ALLOC_HUGE);
+	uint64	   *cur = palloc_extended(bytes, MCXT_ALLOC_HUGE);
+	uint64	   *alt = NULL;		/* a phrase's words so far */
+	uint64	   *word = NULL;	/* a phrase's next word */
 	const uint8 *allowed;
 	uint32		ids[SS_IDS_BATCH];	/* docids for visit_id */
 	uint32		nids = 0;
 
 	/*
-	 * a selective category or brand filter: its postings' bitmap (the
-	 * visitor checks every filter again on its copy of the values)
+	 * a selective category or brand filter, the attribute filter: their
+	 * postings' bitmap (the visitor checks the stored-value filters again
+	 * on its copy of the values)
 	 */
 	build_filter_bitmap(ev, s);
 	allowed = s->allowed;
 	for (int si = 0; si < q->nslots; si++)
 	{
-		int			qi = q->slots[si].alts[0].first;
+		SsQSlot    *sl = &q->slots[si];
 		uint64	   *bits = si == 0 ? all : cur;
 
-		memset(bits, 0, sizeof(uint64) * Max(nw, 1));
-		for (int i = 0; i < s->nexp; i++)
+		memset(bits, 0, bytes);
+		for (int a = 0; a < sl->nalts; a++)
 		{
-			SegExp	   *se = &s->exps[i];
-			bool		mine = false;
+			SsQAlt	   *al = &sl->alts[a];
 
-			for (int k = 0; k < se->e->nm; k++)
-				if (se->e->m[k].qword == qi)
-					mine = true;
-			if (!mine || se->df == 0)
-				continue;
-			cursor_load(ev, s, se);
-			for (uint32 b = 0; b < se->nblocks; b++)
+			if (al->nwords == 1)
 			{
-				if (se->decoded != (int32) b)
-					cursor_decode(ev, se, b);
-				for (uint32 j = 0; j < se->ndec; j++)
-				{
-					uint32		d = se->docs[j];
-
-					if (d < n)
-						bits[d >> 6] |= UINT64CONST(1) << (d & 63);
-				}
+				word_ids_bits(ev, s, al->first, bits);
+				continue;
 			}
-			CHECK_FOR_INTERRUPTS();
+			if (alt == NULL)
+			{
+				alt = palloc_extended(bytes, MCXT_ALLOC_HUGE);
+				word = palloc_extended(bytes, MCXT_ALLOC_HUGE);
+			}
+			memset(alt, 0, bytes);
+			word_ids_bits(ev, s, al->first, alt);
+			for (int k = 1; k < al->nwords; k++)
+			{
+				memset(word, 0, bytes);
+				word_ids_bits(ev, s, al->first + k, word);
+				for (uint32 w = 0; w < nw; w++)
+					alt[w] &= word[w];
+			}
+			for (uint32 w = 0; w < nw; w++)
+				bits[w] |= alt[w];
 		}
-		if (si > 0)
+		if (si == 0)
+			continue;
+		if (q->match_any)
+			for (uint32 w = 0; w < nw; w++)
+				all[w] |= cur[w];
+		else
 			for (uint32 w = 0; w < nw; w++)
 				all[w] &= cur[w];
 	}
@@ -3368,6 +3420,11 @@ collect_ids_segment(Eval *ev, SegState *s)
 	ev->visit_id(ev->ids_arg, NULL, SS_IDS_PAUSE);
 	pfree(all);
 	pfree(cur);
+	if (alt)
+	{
+		pfree(alt);
+		pfree(word);
+	}
 }
 
 static void
@@ -3384,23 +3441,19 @@ eval_segment(Eval *ev, SegState *s)
 		return;
 	memset(&ss_work, 0, sizeof(ss_work));
 	/*
-	 * facets: the visitor may take this segment's matches as docids; with
-	 * stored-value filters (category, brand, price, rating, in_stock) only
-	 * those of a simple query, which the visitor filters by its own copy
-	 * of the values
+	 * facets: the visitor may take this segment's matches as docids, as
+	 * bitmaps of the words' postings (collect_ids_segment), with any
+	 * filter: the stored-value filters (category, brand, price, rating,
+	 * in_stock) the visitor applies to its own copy of the values, the
+	 * attribute filter is a bitmap of its terms' postings (the visitor
+	 * reads the rows of documents holding the overflow term)
 	 */
-	if (ev->visit_seg && ev->nattr == 0 && !ev->prune)
+	if (ev->visit_seg && !ev->prune && !ev->want_all && q->nslots > 0)
 	{
-		bool		simple = !q->match_any && !ev->want_all && q->nslots > 0;
-
-		for (int i = 0; i < q->nslots; i++)
-			if (q->slots[i].nalts != 1 || q->slots[i].alts[0].nwords != 1)
-				simple = false;
-		s->ids = (!ev->filtered || simple) &&
-			ev->visit_seg(ev->ids_arg, (int) (s - ev->segs),
-						  ev->meta.segments[s - ev->segs].header, &s->hdr,
-						  ev->meta.bulkdeletes, q);
-		if (s->ids && simple)
+		s->ids = ev->visit_seg(ev->ids_arg, (int) (s - ev->segs),
+							   ev->meta.segments[s - ev->segs].header, &s->hdr,
+							   ev->meta.bulkdeletes, q);
+		if (s->ids)
 		{
 			collect_ids_segment(ev, s);
 			return;
@@ -4032,12 +4085,14 @@ SsVisitMatches(Relation index, Jsonb *query, SsDocVisitor visit, void *arg)
  * of bulk deletes as read before any document was) whether it takes that
  * segment's matches as docids: then id gets the docid of every match
  * there, dead documents included (the caller knows their dead flags), and
- * no document record of the segment is read nor collected into ms.  Only
- * for queries without stored-value or attribute filters (else seg is never
- * asked, but for an in_stock filter of a query of one word per slot: the
- * visitor then applies it, given the query).  After each run of a
- * segment's docids (between which the scan takes no buffer lock) id gets
- * SS_IDS_PAUSE.  Facet counts (ssfunc.c).
+ * no document record of the segment is read nor collected into ms (the
+ * words' postings as bitmaps: collect_ids_segment).  Any query but a
+ * keyless one: the visitor applies the stored-value filters (given the
+ * query); a selective category or brand filter and the attribute filter
+ * (SsSetAttrFilter: the documents holding its terms, or the overflow
+ * term) are applied before.  After each run of a segment's docids
+ * (between which the scan takes no buffer lock) id gets SS_IDS_PAUSE.
+ * Facet counts (ssfunc.c).
  */
 void
 SsCollectMatchIds(Relation index, Jsonb *query, bool locs, SsSegVisitor seg, SsIdVisitor id,
