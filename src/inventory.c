@@ -874,7 +874,7 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 	/* so that ExecGetTriggerResultRel finds it, as the apply worker does */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
 	estate->es_output_cid = GetCurrentCommandId(true);
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, false);
@@ -1130,7 +1130,7 @@ inv_taker_open(InvTaker *t)
 	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
 	t->scanslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
 	t->lockslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
-	t->newslot = ExecInitExtraTupleSlot(t->estate, desc, &TTSOpsVirtual);
+	t->newslot = ExecInitExtraTupleSlot(t->estate, desc, ShopWriteSlotOps(t->rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(t->rri, false);
 

@@ -1585,7 +1585,7 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
 	scanslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
-	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	newslot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, false);
 
@@ -1814,7 +1814,7 @@ idem_claim_c(const Datum *args, bool keyed)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	tmp = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, true);
@@ -2705,7 +2705,7 @@ place_table_start(PlaceTable *t, int which, bool keyed, EState *estate, Index rt
 	CheckCmdReplicaIdentity(t->rel, CMD_INSERT);
 	ExecOpenIndices(t->rri, false);
 	ShopPrepareChecks(t->rri, estate);
-	t->slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	t->slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(t->rel));
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	t->ndefs = pd->ndefs;
 	t->defatt = pd->att;

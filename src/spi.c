@@ -32,6 +32,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -701,6 +702,23 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	for (int i = 0; i < n; i++)
 		rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) c->node[i], estate);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ShopWriteSlotOps: the slot kind for a row that shop's C writes into rel
+ * (an insert, or an update's new version) from values it sets itself.  A
+ * virtual slot, which PostgreSQL's own INSERT and UPDATE use, has no
+ * tuple: each BEFORE ROW trigger call forms one from the values
+ * (ExecFetchSlotHeapTuple copies the values out, then forms a copy), and
+ * the heap insert or update forms it again.  In a heap tuple slot the row
+ * is formed once, in the slot, and the triggers and the heap share it;
+ * what is written is the same tuple.  For a table of another access
+ * method, the virtual slot, which every method takes.
+ */
+const TupleTableSlotOps *
+ShopWriteSlotOps(Relation rel)
+{
+	return table_slot_callbacks(rel) == &TTSOpsBufferHeapTuple ? &TTSOpsHeapTuple : &TTSOpsVirtual;
 }
 
 /*
