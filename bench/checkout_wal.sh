@@ -24,7 +24,8 @@ DIR="$TOP/tmp_check/checkout_wal"
 PORT=$(free_port checkout_wal)
 rm -rf "$DIR"
 cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'shop'" "synchronous_commit = off" \
-    "shop.sweep_interval = 3600" "autovacuum = off" "max_wal_size = 4GB" "checkpoint_timeout = 1h"
+    "shop.sweep_interval = 3600" "autovacuum = off" "max_wal_size = 4GB" "checkpoint_timeout = 1h" \
+    "wal_keep_size = 2GB"
 cluster_start "$DIR"
 trap 'cluster_stop "$DIR" immediate' EXIT
 cluster_env "$DIR" "$PORT"
