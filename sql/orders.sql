@@ -418,6 +418,27 @@ SELECT CASE l.order_id WHEN :'po13' THEN 'c' WHEN :'po14' THEN 'statement' END A
   FROM shop.order_line l WHERE l.sku IN ('rewritten-PL1', 'rewritten-PL2')
  ORDER BY 1, 2;
 ROLLBACK;
+-- a table replaced between two checkouts of one session (checkout keeps
+-- the tables' ids per backend): the second checkout writes into the new
+-- table, not the renamed one
+BEGIN;
+SELECT shop.product_upsert('PL3', 'Placed three', 500) AS plc3 \gset
+SELECT shop.stock_set(:plc3, 100);
+SELECT shop.cart_create(122) AS pc15 \gset
+SELECT shop.cart_add(:'pc15', :plc3);
+SELECT shop.checkout(:'pc15', 'tok_visa', 'pk15') AS po15 \gset
+ALTER TABLE shop.copurchase_delta RENAME TO copurchase_delta_before;
+CREATE TABLE shop.copurchase_delta (LIKE shop.copurchase_delta_before INCLUDING ALL);
+SELECT shop.cart_create(123) AS pc16 \gset
+SELECT shop.cart_add(:'pc16', :plc3);
+SELECT shop.checkout(:'pc16', 'tok_visa', 'pk16') AS po16 \gset
+SELECT t.tbl, count(*) FILTER (WHERE d.order_id = :'po15') AS first_order,
+       count(*) FILTER (WHERE d.order_id = :'po16') AS second_order
+  FROM (SELECT 'copurchase_delta_before' AS tbl, order_id FROM shop.copurchase_delta_before
+        UNION ALL SELECT 'copurchase_delta', order_id FROM shop.copurchase_delta) d
+  RIGHT JOIN (VALUES ('copurchase_delta_before'), ('copurchase_delta')) t(tbl) ON t.tbl = d.tbl
+ GROUP BY t.tbl ORDER BY t.tbl;
+ROLLBACK;
 
 -- the state machine: paid -> fulfilling -> shipped -> delivered -> returned -> refunded
 SELECT shop.order_transition(:'o1', 'fulfilling', 'picked');

@@ -1139,7 +1139,7 @@ rel_column(TupleDesc desc, const char *name)
 static Relation
 shop_table_lock(const char *name, LOCKMODE mode)
 {
-	Oid			relid = get_relname_relid(name, get_namespace_oid("shop", false));
+	Oid			relid = ShopRelid(name, NULL);
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "shop: relation \"shop.%s\" does not exist", name);
@@ -1404,9 +1404,17 @@ index_is(Relation rel, Relation idx, AttrNumber a0, Oid t0, bool desc0,
 static Relation
 shop_index(Relation rel, const char *name)
 {
-	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+	Oid			idxid;
+	char		kind;
 
-	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+	if (RelationGetNamespace(rel) == ShopNamespace())
+		idxid = ShopRelid(name, &kind);
+	else
+	{
+		idxid = get_relname_relid(name, RelationGetNamespace(rel));
+		kind = OidIsValid(idxid) ? get_rel_relkind(idxid) : '\0';
+	}
+	if (!OidIsValid(idxid) || kind != RELKIND_INDEX)
 		return NULL;
 	return index_open(idxid, AccessShareLock);
 }
