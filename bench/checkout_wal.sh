@@ -2,7 +2,7 @@
 # checkout_wal.sh: what one shop.checkout of a 3-line cart writes, against
 # the bench's minimal SQL checkout (bench/workloads/checkout.sh): WAL bytes
 # (pg_current_wal_lsn before and after), WAL records and bytes by resource
-# manager and by relation (pg_walinspect), rows inserted, updated (HOT or
+# manager, by record type and by relation (pg_walinspect), rows inserted, updated (HOT or
 # not) and deleted per table, and statements and instructions are left to
 # bench/checkout_callgrind.sh.
 #
@@ -24,7 +24,8 @@ DIR="$TOP/tmp_check/checkout_wal"
 PORT=$(free_port checkout_wal)
 rm -rf "$DIR"
 cluster_init "$DIR" "$PORT" "shared_preload_libraries = 'shop'" "synchronous_commit = off" \
-    "shop.sweep_interval = 3600" "autovacuum = off" "max_wal_size = 4GB" "checkpoint_timeout = 1h"
+    "shop.sweep_interval = 3600" "autovacuum = off" "max_wal_size = 4GB" "checkpoint_timeout = 1h" \
+    "wal_keep_size = 2GB"
 cluster_start "$DIR"
 trap 'cluster_stop "$DIR" immediate' EXIT
 cluster_env "$DIR" "$PORT"
@@ -97,6 +98,13 @@ SELECT CASE a.run WHEN 10 THEN 'shop' ELSE 'minimal' END AS what, w."resource_ma
        round(w.fpi_size::numeric / $N) AS fpi_bytes
   FROM public.lsn a JOIN public.lsn b ON b.run = a.run + 1,
        LATERAL pg_get_wal_stats(a.at, b.at, false) w
+ WHERE a.run IN (10, 20) AND w.count > 0 ORDER BY a.run, w.combined_size DESC;
+\echo 'WAL by record type, per checkout (pg_waldump --stats=record)'
+SELECT CASE a.run WHEN 10 THEN 'shop' ELSE 'minimal' END AS what, w."resource_manager/record_type" AS record_type,
+       round(w.count::numeric / $N, 2) AS records, round(w.record_size::numeric / $N) AS record_bytes,
+       round(w.fpi_size::numeric / $N) AS fpi_bytes
+  FROM public.lsn a JOIN public.lsn b ON b.run = a.run + 1,
+       LATERAL pg_get_wal_stats(a.at, b.at, true) w
  WHERE a.run IN (10, 20) AND w.count > 0 ORDER BY a.run, w.combined_size DESC;
 \echo 'WAL records and bytes by relation (first block reference of each record), per checkout'
 WITH r AS (

@@ -766,6 +766,23 @@ typedef struct InvNewPart
 } InvNewPart;
 
 /*
+ * shop.<name>, opened and locked in mode, its OID from ShopRelid (kept per
+ * backend) instead of a name lookup per call; as table_openrv, 42P01 when
+ * there is none.
+ */
+static Relation
+inv_open(const char *name, LOCKMODE mode)
+{
+	Oid			relid = ShopRelid(name, NULL);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"shop.%s\" does not exist", name)));
+	return table_open(relid, mode);
+}
+
+/*
  * Write the reservation rows of holds whose stock rows the caller has just
  * updated, all with the same ref (NULL when ref_null) and expiry, without
  * the executor: the work of "INSERT INTO shop.reservation VALUES (...)"
@@ -799,7 +816,7 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 	ShopCheckWritable("INSERT");
 	if (n == 0)
 		return;
-	rel = table_openrv(makeRangeVar("shop", "reservation", -1), RowExclusiveLock);
+	rel = inv_open("reservation", RowExclusiveLock);
 
 	/*
 	 * Not a plain table (partitioned, say), or Citus loaded (a distributed
@@ -874,7 +891,7 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 	/* so that ExecGetTriggerResultRel finds it, as the apply worker does */
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
 	estate->es_output_cid = GetCurrentCommandId(true);
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, false);
@@ -1084,7 +1101,7 @@ inv_taker_open(InvTaker *t)
 	Oid			pkoid;
 
 	t->cxt = CurrentMemoryContext;
-	t->rel = table_openrv(makeRangeVar("shop", "stock", -1), RowExclusiveLock);
+	t->rel = inv_open("stock", RowExclusiveLock);
 	if (t->rel->rd_rel->relkind != RELKIND_RELATION || t->rel->rd_rel->relrowsecurity ||
 		inv_citus_loaded() || !OidIsValid(pkoid = RelationGetPrimaryKeyIndex(t->rel)))
 	{
@@ -1130,7 +1147,7 @@ inv_taker_open(InvTaker *t)
 	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
 	t->scanslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
 	t->lockslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
-	t->newslot = ExecInitExtraTupleSlot(t->estate, desc, &TTSOpsVirtual);
+	t->newslot = ExecInitExtraTupleSlot(t->estate, desc, ShopWriteSlotOps(t->rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(t->rri, false);
 

@@ -1139,7 +1139,7 @@ rel_column(TupleDesc desc, const char *name)
 static Relation
 shop_table_lock(const char *name, LOCKMODE mode)
 {
-	Oid			relid = get_relname_relid(name, get_namespace_oid("shop", false));
+	Oid			relid = ShopRelid(name, NULL);
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "shop: relation \"shop.%s\" does not exist", name);
@@ -1404,9 +1404,17 @@ index_is(Relation rel, Relation idx, AttrNumber a0, Oid t0, bool desc0,
 static Relation
 shop_index(Relation rel, const char *name)
 {
-	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+	Oid			idxid;
+	char		kind;
 
-	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+	if (RelationGetNamespace(rel) == ShopNamespace())
+		idxid = ShopRelid(name, &kind);
+	else
+	{
+		idxid = get_relname_relid(name, RelationGetNamespace(rel));
+		kind = OidIsValid(idxid) ? get_rel_relkind(idxid) : '\0';
+	}
+	if (!OidIsValid(idxid) || kind != RELKIND_INDEX)
 		return NULL;
 	return index_open(idxid, AccessShareLock);
 }
@@ -1585,7 +1593,7 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
 	scanslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
-	newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	newslot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, false);
 
@@ -1814,7 +1822,7 @@ idem_claim_c(const Datum *args, bool keyed)
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, rri);
-	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	tmp = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	AfterTriggerBeginQuery();
 	ExecOpenIndices(rri, true);
@@ -2705,7 +2713,7 @@ place_table_start(PlaceTable *t, int which, bool keyed, EState *estate, Index rt
 	CheckCmdReplicaIdentity(t->rel, CMD_INSERT);
 	ExecOpenIndices(t->rri, false);
 	ShopPrepareChecks(t->rri, estate);
-	t->slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	t->slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(t->rel));
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	t->ndefs = pd->ndefs;
 	t->defatt = pd->att;

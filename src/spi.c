@@ -32,7 +32,9 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -40,11 +42,13 @@
 #include "storage/lmgr.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/resowner.h"
@@ -701,6 +705,102 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	for (int i = 0; i < n; i++)
 		rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) c->node[i], estate);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ShopWriteSlotOps: the slot kind for a row that shop's C writes into rel
+ * (an insert, or an update's new version) from values it sets itself.  A
+ * virtual slot, which PostgreSQL's own INSERT and UPDATE use, has no
+ * tuple: each BEFORE ROW trigger call forms one from the values
+ * (ExecFetchSlotHeapTuple copies the values out, then forms a copy), and
+ * the heap insert or update forms it again.  In a heap tuple slot the row
+ * is formed once, in the slot, and the triggers and the heap share it;
+ * what is written is the same tuple.  For a table of another access
+ * method, the virtual slot, which every method takes.
+ */
+const TupleTableSlotOps *
+ShopWriteSlotOps(Relation rel)
+{
+	return table_slot_callbacks(rel) == &TTSOpsBufferHeapTuple ? &TTSOpsHeapTuple : &TTSOpsVirtual;
+}
+
+/*
+ * ShopRelid: the OID of relation shop.<name> (InvalidOid when there is
+ * none) and its relkind, kept per backend.  A checkout looked its tables
+ * and indexes up by name about fifteen times (the schema's name, then the
+ * relation's, each a catalog cache search: about 25,000 instructions per
+ * checkout).  Any change to pg_class or pg_namespace (a relation created,
+ * dropped, renamed, moved, or only its statistics updated) drops every
+ * entry, so the next call looks it up again; PostgreSQL delivers those
+ * changes at the start of each transaction and when a lock is taken, as
+ * for the name lookups it replaces.  The relation still has to be opened
+ * and locked by the caller.
+ */
+#define SHOP_RELIDS 48
+
+typedef struct ShopRelidEntry
+{
+	char		name[NAMEDATALEN];
+	Oid			relid;
+	char		relkind;
+} ShopRelidEntry;
+
+static ShopRelidEntry shop_relids[SHOP_RELIDS];
+static int	shop_nrelids = 0;
+static Oid	shop_nsp = InvalidOid;
+static bool shop_relids_callback = false;
+
+static void
+shop_relids_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shop_nrelids = 0;
+	shop_nsp = InvalidOid;
+}
+
+Oid
+ShopRelid(const char *name, char *relkind)
+{
+	Oid			relid;
+	char		kind;
+
+	if (!shop_relids_callback)
+	{
+		CacheRegisterSyscacheCallback(RELOID, shop_relids_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(RELNAMENSP, shop_relids_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, shop_relids_inval, (Datum) 0);
+		shop_relids_callback = true;
+	}
+	for (int i = 0; i < shop_nrelids; i++)
+		if (strcmp(shop_relids[i].name, name) == 0)
+		{
+			if (relkind)
+				*relkind = shop_relids[i].relkind;
+			return shop_relids[i].relid;
+		}
+	if (!OidIsValid(shop_nsp))
+		shop_nsp = get_namespace_oid("shop", false);
+	relid = get_relname_relid(name, shop_nsp);
+	kind = OidIsValid(relid) ? get_rel_relkind(relid) : '\0';
+	/* (a lookup above may have run the callback: the entries count from 0 then) */
+	if (shop_nrelids < SHOP_RELIDS && strlen(name) < NAMEDATALEN && OidIsValid(shop_nsp))
+	{
+		strlcpy(shop_relids[shop_nrelids].name, name, NAMEDATALEN);
+		shop_relids[shop_nrelids].relid = relid;
+		shop_relids[shop_nrelids].relkind = kind;
+		shop_nrelids++;
+	}
+	if (relkind)
+		*relkind = kind;
+	return relid;
+}
+
+/* ShopNamespace: the OID of schema shop, kept with ShopRelid's entries */
+Oid
+ShopNamespace(void)
+{
+	if (!OidIsValid(shop_nsp))
+		(void) ShopRelid("order", NULL);
+	return shop_nsp;
 }
 
 /*

@@ -111,4 +111,13 @@ extern void ShopPrepareChecks(struct ResultRelInfo *rri, struct EState *estate);
 /* spi.c: refuse a C write where the executor would (read-only transaction, standby) */
 extern void ShopCheckWritable(const char *command);
 
+/* spi.c: relation shop.<name>'s OID and relkind, and schema shop's, kept per backend */
+extern Oid ShopRelid(const char *name, char *relkind);
+extern Oid ShopNamespace(void);
+
+/* the slot kind for a row shop's C writes into rel (spi.c) */
+struct TupleTableSlotOps;
+struct RelationData;
+extern const struct TupleTableSlotOps *ShopWriteSlotOps(struct RelationData *rel);
+
 #endif							/* SHOP_SPI_H */
