@@ -9210,18 +9210,17 @@ CREATE INDEX saga_recover_idx ON shop.saga (updated_at)
     OR (stock = 'committed' AND order_status IN ('returned', 'refunded'))
     OR (status = 'done' AND order_status = 'pending');
 
+-- C (src/saga.c): when NEW.status IS DISTINCT FROM OLD.status, what
+--   UPDATE shop.saga g SET order_status = NEW.status
+--    WHERE g.order_id = NEW.order_id AND g.customer_key = NEW.customer_key
+-- does, without the statement's plan: a probe of saga_pkey (no saga: done),
+-- the row updated in place with its checks, triggers and indexes (the
+-- statement runs where that cannot stand for it: rules, row security, a
+-- missing privilege, ...)
 CREATE FUNCTION shop._saga_order_status()
 RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    IF NEW.status IS DISTINCT FROM OLD.status THEN
-        UPDATE shop.saga g SET order_status = NEW.status
-         WHERE g.order_id = NEW.order_id AND g.customer_key = NEW.customer_key;
-    END IF;
-    RETURN NULL;
-END
-$$;
+AS 'MODULE_PATHNAME', 'shop_saga_order_status'
+LANGUAGE C;
 COMMENT ON FUNCTION shop._saga_order_status() IS
 'internal: AFTER UPDATE OF status on shop."order": the order''s saga (if the router placed it) carries its status, for saga_recover_idx';
 REVOKE ALL ON FUNCTION shop._saga_order_status() FROM PUBLIC;
