@@ -48,6 +48,7 @@ PG_FUNCTION_INFO_V1(shop_saga_trusted);
 PG_FUNCTION_INFO_V1(shop_saga_sign);
 PG_FUNCTION_INFO_V1(shop_saga_signed);
 PG_FUNCTION_INFO_V1(shop_saga_order_status);
+PG_FUNCTION_INFO_V1(shop_saga_order_stage);
 
 /*
  * shop._saga_check(payment_token text, idempotency_key text,
@@ -529,4 +530,33 @@ shop_saga_order_status(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * shop._saga_order_stage(order_status text) -> smallint
+ *
+ * What saga recovery reads of an order's status (saga.order_stage, the
+ * generated column saga_recover_idx reads): 1 closed (shipped, delivered,
+ * cancelled), 2 returned (returned, refunded), 3 pending, NULL otherwise
+ * (paid, fulfilling, ...).  C, not a CASE: a stored generated column's
+ * expression is read from its text and compiled by every statement that
+ * updates the table (the CASE's cost 100,000 instructions an update, this
+ * call's a few thousand).
+ */
+Datum
+shop_saga_order_stage(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(t);
+	int			n = VARSIZE_ANY_EXHDR(t);
+
+#define SAGA_IS(word) (n == sizeof(word) - 1 && memcmp(s, word, n) == 0)
+	if (SAGA_IS("shipped") || SAGA_IS("delivered") || SAGA_IS("cancelled"))
+		PG_RETURN_INT16(1);
+	if (SAGA_IS("returned") || SAGA_IS("refunded"))
+		PG_RETURN_INT16(2);
+	if (SAGA_IS("pending"))
+		PG_RETURN_INT16(3);
+#undef SAGA_IS
+	PG_RETURN_NULL();
 }
