@@ -161,5 +161,86 @@ SELECT count(*) AS listed_untracked,
 SELECT shop._saga_recover_setup() AS made;
 SELECT count(*) AS listed_tracked FROM shop._saga_open('0 seconds');
 
+-- the trigger (C, src/saga.c) does what its statement did,
+--   UPDATE shop.saga SET order_status = NEW.status WHERE <the order's saga>:
+-- a status set to itself leaves the saga row alone
+CREATE TEMP TABLE old20 AS
+SELECT xmin::text AS x FROM shop.saga WHERE order_id = md5('saga_recover_old20')::uuid;
+UPDATE shop."order" SET status = status WHERE order_id = md5('saga_recover_old20')::uuid;
+SELECT g.xmin::text = o.x AS saga_untouched
+  FROM shop.saga g, old20 o WHERE g.order_id = md5('saga_recover_old20')::uuid;
+-- a statement of the transitions' user that updates several orders
+-- updates each one's saga, and only theirs
+UPDATE shop."order" SET status = 'returned'
+ WHERE order_id IN (md5('saga_recover_old21')::uuid, md5('saga_recover_old22')::uuid);
+SELECT count(*) FILTER (WHERE order_status = 'returned') AS sagas_returned,
+       count(*) FILTER (WHERE order_status = 'delivered') AS sagas_delivered
+  FROM shop.saga WHERE key LIKE 'sr-%';
+-- a rule on shop.saga is kept: the statement runs (the rule's row is logged)
+CREATE TABLE public.saga_rule_log (order_id uuid, order_status text);
+CREATE RULE saga_log AS ON UPDATE TO shop.saga
+    DO ALSO INSERT INTO public.saga_rule_log VALUES (NEW.order_id, NEW.order_status);
+UPDATE shop."order" SET status = 'refunded' WHERE order_id = md5('saga_recover_old21')::uuid;
+SELECT order_id = md5('saga_recover_old21')::uuid AS old21, order_status FROM public.saga_rule_log;
+DROP RULE saga_log ON shop.saga;
+DROP TABLE public.saga_rule_log;
+SELECT order_status FROM shop.saga WHERE order_id = md5('saga_recover_old21')::uuid;
+-- an order of one node's checkout (no saga), delivered
+SET session_replication_role = replica;
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents,
+                          shipping_cents, tax_cents, total_cents, fraud_score, was_paid,
+                          idempotency_key, event_count)
+VALUES (md5('saga_recover_nosaga')::uuid, 99, 99, 'delivered', 'USD', 1200, 0, 0, 1200, 0, true, 'sr-nosaga', 4);
+RESET session_replication_role;
+-- a user who may update an order's status but not the sagas is refused,
+-- as the statement refuses it, whether the order has a saga or not (a
+-- back-office clerk outside shop's roles, who bypasses shop's row security)
+CREATE ROLE saga_recover_clerk BYPASSRLS;
+GRANT USAGE ON SCHEMA shop TO saga_recover_clerk;
+GRANT SELECT, UPDATE (status) ON shop."order" TO saga_recover_clerk;
+GRANT EXECUTE ON FUNCTION shop._order_attributable(text) TO saga_recover_clerk;
+SET ROLE saga_recover_clerk;
+SELECT pg_temp.err($$UPDATE shop."order" SET status = 'returned'
+                      WHERE order_id = md5('saga_recover_old23')::uuid$$) AS routed;
+SELECT pg_temp.err($$UPDATE shop."order" SET status = 'returned'
+                      WHERE order_id = md5('saga_recover_nosaga')::uuid$$) AS no_saga;
+RESET ROLE;
+SELECT order_status FROM shop.saga WHERE order_id = md5('saga_recover_old23')::uuid;
+-- with UPDATE of order_status and SELECT on shop.saga, the clerk's
+-- transition keeps the saga as the back office's does
+GRANT SELECT (order_id, customer_key), UPDATE (order_status) ON shop.saga TO saga_recover_clerk;
+SET ROLE saga_recover_clerk;
+SELECT pg_temp.err($$UPDATE shop."order" SET status = 'returned'
+                      WHERE order_id = md5('saga_recover_old23')::uuid$$) AS routed;
+SELECT pg_temp.err($$UPDATE shop."order" SET status = 'returned'
+                      WHERE order_id = md5('saga_recover_nosaga')::uuid$$) AS no_saga;
+RESET ROLE;
+SELECT o.status, g.order_status
+  FROM shop."order" o LEFT JOIN shop.saga g USING (order_id)
+ WHERE o.order_id IN (md5('saga_recover_old23')::uuid, md5('saga_recover_nosaga')::uuid)
+ ORDER BY o.idempotency_key;
+REVOKE ALL ON shop.saga, shop."order" FROM saga_recover_clerk;
+REVOKE ALL ON FUNCTION shop._order_attributable(text) FROM saga_recover_clerk;
+REVOKE ALL ON SCHEMA shop FROM saga_recover_clerk;
+DROP ROLE saga_recover_clerk;
+
+-- a transition that keeps what recovery reads of the status (paid to
+-- fulfilling: not shipped, returned or pending) updates the saga row HOT:
+-- saga_recover_idx reads order_stage, not order_status, so no index gets
+-- a new entry (room on the row's page made by VACUUM)
+VACUUM shop.saga;
+SET ROLE shop_admin;
+BEGIN;
+CREATE TEMP TABLE saga_upd AS
+SELECT pg_stat_get_xact_tuples_updated('shop.saga'::regclass) AS upd,
+       pg_stat_get_xact_tuples_hot_updated('shop.saga'::regclass) AS hot;
+SELECT shop.order_transition(md5('saga_recover:held_paid')::uuid, 'fulfilling') AS fulfilling;
+SELECT pg_stat_get_xact_tuples_updated('shop.saga'::regclass) - upd AS saga_updates,
+       pg_stat_get_xact_tuples_hot_updated('shop.saga'::regclass) - hot AS hot_updates
+  FROM saga_upd;
+COMMIT;
+RESET ROLE;
+SELECT order_status, order_stage FROM shop.saga WHERE order_id = md5('saga_recover:held_paid')::uuid;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;
