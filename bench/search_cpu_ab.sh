@@ -5,7 +5,8 @@
 # words) with two builds of shop.so, alternated round by round on one kept
 # bench cluster (make bench BENCH_KEEP=1 BENCH_ONLY=catalog_load), so both
 # see the same machine load.  Each round installs one build's shop.so (a
-# rename: running backends keep theirs), opens a new session, runs a class's
+# rename: running backends keep theirs; a cluster that preloads shop is
+# restarted, as its backends would keep the postmaster's), opens a new session, runs a class's
 # queries once to warm the caches and then REPS times more (default 20),
 # and prints the CPU of those (utime + stime of the backend, /proc/self/stat, in ms).  Needs
 # PGHOST PGPORT (the kept cluster) and TMP_INSTALL_LIB (the directory whose
@@ -57,9 +58,20 @@ done
 
 # AB_SQL_DIR: keep the classes' queries there (for bench/search_callgrind_ab.sh)
 [ -n "${AB_SQL_DIR:-}" ] && mkdir -p "$AB_SQL_DIR" && cp "$T"/*.sql "$AB_SQL_DIR"/
+# A cluster that preloads shop (make bench's does) forks every backend with
+# the postmaster's copy of the library, whatever shop.so is installed
+# since: then a swap changes nothing until the cluster restarts (a round
+# without restarts compared BASE_SO with itself: afilt1's results).  The
+# cluster is PGHOST's (scripts/pgenv.sh's layout: DIR/data, DIR/server.log).
+PRELOADED=$(P -c "SELECT current_setting('shared_preload_libraries') ~ '(^|[ ,])shop([ ,]|$)'")
+as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 install_so() {
     cp "$1" "$TMP_INSTALL_LIB/.shop.so.ab"
     mv -f "$TMP_INSTALL_LIB/.shop.so.ab" "$TMP_INSTALL_LIB/shop.so"
+    if [ "$PRELOADED" = t ]; then
+        as_owner "$TMP_INSTALL_LIB/../bin/pg_ctl" -D "$PGHOST/data" -l "$PGHOST/server.log" \
+            -m fast -w -t 120 restart >/dev/null
+    fi
 }
 cpu_ms() {  # utime + stime of this backend, ms
     echo "(SELECT ((string_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' '))[12]::bigint
