@@ -4969,6 +4969,26 @@ BEGIN
         i := i + slice;
     END LOOP;
     i := 0;
+    -- a shop whose profile rows fit in memory (shop.reco_like_refresh_rows):
+    -- every list that can move computed whole from them in C, only the
+    -- rows that moved written, then the new profiles (section
+    -- "Recommendations: the refresh's lists in memory" below); else the
+    -- slices and patches that follow
+    IF cardinality(todo) > 0 THEN
+        r := shop._like_refresh_lists(todo, coalesce(all_c, '{}'), coalesce(all_p, '{}'),
+                                      coalesce(all_w, '{}'), coalesce(all_h, '{}'));
+        IF r IS NOT NULL THEN
+            DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
+            INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+            SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            SELECT count(*) INTO n_left FROM shop.customer_like_queue;
+            RETURN jsonb_build_object('customers_profiled', cardinality(todo),
+                                      'customers_scored', (r ->> 'customers_scored')::bigint,
+                                      'customers_patched', 0, 'customers_redone', 0,
+                                      'customers_changed', (r ->> 'customers_changed')::bigint,
+                                      'customers_queued', n_left);
+        END IF;
+    END IF;
     SELECT array_agg(coalesce(nw.k, 0) ORDER BY t.c), array_agg(coalesce(od.k, 0) ORDER BY t.c)
       INTO n_new, n_old
       FROM unnest(todo) t(c)
@@ -9238,6 +9258,30 @@ BEGIN
     RETURN shop.search_facets(query, filters, NULL, 0) - 'brand_other' - 'category_other';
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Recommendations: the refresh's lists in memory (issues 11, 14) ---------
+--
+-- docs/recommendations.md, "Incremental refresh".  When shop.customer_item
+-- holds at most shop.reco_like_refresh_rows rows, shop._like_refresh
+-- (edited in place above) hands the new profiles to
+-- shop._like_refresh_lists (src/recolike.c), which reads every profile row
+-- once, finds the customers whose list can move (those of a sample, before
+-- or after, that holds a changed customer), computes their lists whole in
+-- memory as the rebuild's shop._rebuild_like_lists does (its idea, not its
+-- code: src/recorebuild.c is the rebuild's), and writes only the list
+-- rows that moved (by ctid); then the new profiles are written.  No slice,
+-- no sample read through the index, no list patched.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._like_refresh_lists(cs bigint[], new_c bigint[], new_p bigint[], new_w real[],
+                                         new_h bigint[])
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shop_like_refresh_lists';
+COMMENT ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) IS
+'internal: with the new profile rows of the customers cs (not yet written), computes whole every customers-like-you list that can move and writes the rows that moved; NULL (nothing written) past shop.reco_like_refresh_rows profile rows';
+REVOKE EXECUTE ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -99,6 +99,10 @@ $f$;
 SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 150)) AS orders
   FROM generate_series(1, 600) i;
 SELECT shop.rebuild_recommendations() ->> 'customer_neighbours' AS neighbour_rows;
+-- the sliced refresh that patches lists (a shop whose profile rows pass
+-- shop.reco_like_refresh_rows; 0 here): the in-memory one is tested by
+-- recommend_like_memory
+SET shop.reco_like_refresh_rows = 0;
 
 CREATE FUNCTION pg_temp.snapshot() RETURNS void LANGUAGE sql AS $f$
     DROP TABLE IF EXISTS snap_item, snap_nb;
@@ -183,6 +187,8 @@ RESET client_min_messages;
 SELECT count(*) AS rounds, sum(profiled) > 8 AS profiled, sum(profile_diffs) AS profile_diffs,
        sum(neighbour_diffs) AS neighbour_diffs, bool_and(whole < 175) AS never_all_whole, sum(patched) > 0 AS patched, sum(redone) > 0 AS redone
   FROM rounds;
+
+RESET shop.reco_like_refresh_rows;
 
 -- the refresh cap: one customer per refresh, the others stay queued
 SET shop.reco_like_refresh_cap = 1;

@@ -1451,6 +1451,7 @@ typedef struct RecoRow
 	int64		other;
 	float4		cnt;
 	float4		score;
+	ItemPointerData tid;		/* where a stored row is (its ctid) */
 } RecoRow;
 
 /* a product the refresh looks at closely */
@@ -1489,10 +1490,10 @@ static ShopStmt st_items_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.copurchase_item WHERE product_id = ANY ($1)",
 	INT8ARRAYOID);
 static ShopStmt st_rows_of = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT product_id, other_id, pair_count, score FROM shop.copurchase WHERE product_id = ANY ($1)",
+	"SELECT product_id, other_id, pair_count, score, ctid FROM shop.copurchase WHERE product_id = ANY ($1)",
 	INT8ARRAYOID);
 static ShopStmt st_rows_all = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT product_id, other_id, pair_count, score FROM shop.copurchase");
+	"SELECT product_id, other_id, pair_count, score, ctid FROM shop.copurchase");
 static ShopStmt st_rows_delete = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.copurchase c USING unnest($1, $2) AS u(p, o)"
 	" WHERE c.product_id = u.p AND c.other_id = u.o",
@@ -1502,6 +1503,21 @@ static ShopStmt st_rows_update = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"  FROM unnest($1, $2, $3, $4) AS u(p, o, c, s)"
 	" WHERE c.product_id = u.p AND c.other_id = u.o",
 	INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID, FLOAT4ARRAYOID);
+/*
+ * The same, the rows addressed by the ctid read with them (a TID scan per
+ * row instead of a primary key lookup: a full rescore rewrites every row);
+ * the key is checked too, and a batch that does not find all its rows
+ * (none should: the refresh lock is held) runs again by key
+ */
+static ShopStmt st_rows_delete_tid = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"DELETE FROM shop.copurchase c USING unnest($1::tid[], $2::bigint[], $3::bigint[]) AS u(t, p, o)"
+	" WHERE c.ctid = u.t AND c.product_id = u.p AND c.other_id = u.o",
+	TIDARRAYOID, INT8ARRAYOID, INT8ARRAYOID);
+static ShopStmt st_rows_update_tid = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"UPDATE shop.copurchase c SET pair_count = u.c, score = u.s"
+	"  FROM unnest($1::tid[], $2::bigint[], $3::bigint[], $4::real[], $5::real[]) AS u(t, p, o, c, s)"
+	" WHERE c.ctid = u.t AND c.product_id = u.p AND c.other_id = u.o",
+	TIDARRAYOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT4ARRAYOID, FLOAT4ARRAYOID);
 
 /* a growable list of int64 */
 typedef struct RecoIds
@@ -1604,6 +1620,7 @@ reco_keep_row(RecoDetail *d, HeapTuple tup, TupleDesc desc)
 	r->other = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 	r->cnt = DatumGetFloat4(SPI_getbinval(tup, desc, 3, &isnull));
 	r->score = DatumGetFloat4(SPI_getbinval(tup, desc, 4, &isnull));
+	r->tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 5, &isnull));
 }
 
 /*
@@ -1847,11 +1864,13 @@ typedef struct RecoDiff
 {
 	int64	   *dp,
 			   *do_;
+	ItemPointerData *dt;
 	int			nd;
 	int64	   *up,
 			   *uo;
 	float4	   *uc,
 			   *us;
+	ItemPointerData *ut;
 	int			nu;
 	int64	   *ip,
 			   *io;
@@ -1868,6 +1887,8 @@ reco_diff_init(RecoDiff *df)
 	memset(df, 0, sizeof(*df));
 	df->dp = palloc(sizeof(int64) * RECO_BATCH);
 	df->do_ = palloc(sizeof(int64) * RECO_BATCH);
+	df->dt = palloc(sizeof(ItemPointerData) * RECO_BATCH);
+	df->ut = palloc(sizeof(ItemPointerData) * RECO_BATCH);
 	df->up = palloc(sizeof(int64) * RECO_BATCH);
 	df->uo = palloc(sizeof(int64) * RECO_BATCH);
 	df->uc = palloc(sizeof(float4) * RECO_BATCH);
@@ -1878,27 +1899,45 @@ reco_diff_init(RecoDiff *df)
 	df->is = palloc(sizeof(float4) * RECO_BATCH);
 }
 
+/* a tid[] of t[0..n) */
+static Datum
+reco_tid_array(const ItemPointerData *t, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	ArrayType  *a;
+
+	for (int i = 0; i < n; i++)
+		d[i] = PointerGetDatum(&t[i]);
+	a = construct_array(d, n, TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT);
+	pfree(d);
+	return PointerGetDatum(a);
+}
+
 static void
 reco_diff_flush(RecoDiff *df)
 {
-	Datum		v[4];
+	Datum		v[5];
 	instr_time	t0,
 				t1;
 
 	INSTR_TIME_SET_CURRENT(t0);
 	if (df->nd > 0)
 	{
-		v[0] = ShopInt8Array(df->dp, df->nd);
-		v[1] = ShopInt8Array(df->do_, df->nd);
-		ShopExec(&st_rows_delete, v, NULL, 0);
+		v[0] = reco_tid_array(df->dt, df->nd);
+		v[1] = ShopInt8Array(df->dp, df->nd);
+		v[2] = ShopInt8Array(df->do_, df->nd);
+		if (ShopExec(&st_rows_delete_tid, v, NULL, 0) != (uint64) df->nd)
+			ShopExec(&st_rows_delete, v + 1, NULL, 0);
 	}
 	if (df->nu > 0)
 	{
-		v[0] = ShopInt8Array(df->up, df->nu);
-		v[1] = ShopInt8Array(df->uo, df->nu);
-		v[2] = ShopFloat4Array(df->uc, df->nu);
-		v[3] = ShopFloat4Array(df->us, df->nu);
-		ShopExec(&st_rows_update, v, NULL, 0);
+		v[0] = reco_tid_array(df->ut, df->nu);
+		v[1] = ShopInt8Array(df->up, df->nu);
+		v[2] = ShopInt8Array(df->uo, df->nu);
+		v[3] = ShopFloat4Array(df->uc, df->nu);
+		v[4] = ShopFloat4Array(df->us, df->nu);
+		if (ShopExec(&st_rows_update_tid, v, NULL, 0) != (uint64) df->nu)
+			ShopExec(&st_rows_update, v + 1, NULL, 0);
 	}
 	if (df->ni > 0)
 	{
@@ -1974,6 +2013,7 @@ reco_diff_product(RecoDiff *df, HTAB *stats, double total, RecoDetail *d)
 		{
 			df->dp[df->nd] = d->pid;
 			df->do_[df->nd] = d->old[a].other;
+			df->dt[df->nd] = d->old[a].tid;
 			df->nd++;
 			a++;
 		}
@@ -1994,6 +2034,7 @@ reco_diff_product(RecoDiff *df, HTAB *stats, double total, RecoDetail *d)
 				df->uo[df->nu] = nw[b].other;
 				df->uc[df->nu] = nw[b].cnt;
 				df->us[df->nu] = nw[b].score;
+				df->ut[df->nu] = d->old[a].tid;
 				df->nu++;
 			}
 			a++;

@@ -46,6 +46,7 @@ int			shop_reco_like_items = 50;
 int			shop_reco_like_sample = 200;
 int			shop_reco_like_refresh_cap = 10000;
 int			shop_reco_like_slice = 2000;
+int			shop_reco_like_refresh_rows = 4000000;
 double		shop_reco_weight_item = 1.0;
 double		shop_reco_weight_like = 0.5;
 double		shop_reco_weight_content = 0.0;
@@ -225,6 +226,14 @@ _PG_init(void)
 							"Their lists are computed in one call while the similarities gathered stay within one slice's worst case.",
 							&shop_reco_like_slice,
 							2000, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.reco_like_refresh_rows",
+							"Profile rows up to which a refresh computes the customers-like-you lists in memory.",
+							"With at most this many rows in shop.customer_item, a refresh holds them all and computes the lists that can move whole; past it (or at 0) it takes slices and patches lists.",
+							&shop_reco_like_refresh_rows,
+							4000000, 0, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 

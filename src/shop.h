@@ -255,6 +255,7 @@ extern int	shop_reco_like_items;
 extern int	shop_reco_like_sample;
 extern int	shop_reco_like_refresh_cap;
 extern int	shop_reco_like_slice;
+extern int	shop_reco_like_refresh_rows;
 extern double shop_reco_weight_item;
 extern double shop_reco_weight_like;
 extern double shop_reco_weight_content;
