@@ -346,6 +346,18 @@ SELECT v.w, l.lim, k.cut, s.*
        unnest(ARRAY[3, 10, 200]) l(lim), unnest(ARRAY[false, true]) k(cut),
        LATERAL pg_temp.blend_same(v.w, l.lim, k.cut) s
  ORDER BY v.n, l.lim, k.cut;
+-- an index the C expects missing (or a table it cannot read plainly):
+-- the statement computes the list instead, the same list
+CREATE TEMP TABLE blend_c AS
+SELECT b.c, ARRAY(SELECT row(x.product_id, x.score)::text FROM shop._recommend_blend(b.c, 10, NULL) x) AS l
+  FROM blend_who b;
+BEGIN;
+DROP INDEX shop.product_popularity_idx;
+SELECT count(*) AS customers, count(*) FILTER (WHERE cardinality(g.l) > 0) AS with_list,
+       count(*) FILTER (WHERE g.l = ARRAY(SELECT row(x.product_id, x.score)::text
+                                            FROM shop._recommend_blend(g.c, 10, NULL) x)) AS same_lists
+  FROM blend_c g;
+ROLLBACK;
 
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
