@@ -21,6 +21,7 @@ OBJS         = \
 	src/inventory.o \
 	src/orders.o \
 	src/payments.o \
+	src/recoblend.o \
 	src/recolike.o \
 	src/recommend.o \
 	src/recorebuild.o \

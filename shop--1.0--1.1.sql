@@ -9284,6 +9284,149 @@ COMMENT ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[
 REVOKE EXECUTE ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Recommendations: the blend in C (issue 14, latency) -----------------------
+-- A customer's first recommend was mostly shop._recommend_blend's one
+-- statement: 68 index descents and the executor's work over about 410
+-- candidate rows (bench/results/2026-12-07-reco11.md).  The list is now
+-- computed in C (src/recoblend.c): the same indexes read directly under
+-- the caller's snapshot, the candidates summed in a small hash, the same
+-- arithmetic, so the same lists (sql/recommend_like.sql compares them).
+-- The SQL body stays, as shop._recommend_blend_sql, for what the C leaves
+-- to it: the content source (shop.reco_weight_content > 0) and tables or
+-- indexes that are not as shop made them (or not plainly readable).
+-- Callers name shop._recommend_blend as before (recommend's cache, the
+-- nightly HR@10, the router's shard helpers).
+-- (The statement of the SQL body as it was, under the new name; the
+-- qualified names in it are the function's own.)
+CREATE FUNCTION shop._recommend_blend_sql(customer_id bigint, lim int, before timestamptz)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    wi float8 := current_setting('shop.reco_weight_item')::float8;
+    wl float8 := current_setting('shop.reco_weight_like')::float8;
+    wc float8 := current_setting('shop.reco_weight_content')::float8;
+    wp float8 := current_setting('shop.reco_weight_popular')::float8;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF _recommend_blend_sql.customer_id IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(_recommend_blend_sql.customer_id);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    WITH bought AS (
+        SELECT l.product_id, max(o.created_at) AS at
+          FROM shop."order" o
+          JOIN shop.order_line l ON l.order_id = o.order_id
+         WHERE o.customer_id = _recommend_blend_sql.customer_id AND shop._counted(o.status)
+           AND (before IS NULL OR o.created_at < before)
+         GROUP BY l.product_id
+    ), seeds AS (
+        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
+          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
+                UNION ALL
+                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
+                 WHERE v.customer_id = _recommend_blend_sql.customer_id AND before IS NULL) x
+         GROUP BY x.product_id
+    ), item AS (
+        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
+          FROM seeds s
+          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
+         WHERE wi > 0
+         GROUP BY c.other_id
+    ), alike AS (
+        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
+          FROM shop.customer_neighbour nb
+          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
+         WHERE wl > 0 AND nb.customer_id = _recommend_blend_sql.customer_id
+         GROUP BY ci.product_id
+    ), thin AS (
+        SELECT s.product_id
+          FROM seeds s
+         WHERE wc > 0
+           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
+         ORDER BY s.at DESC, s.product_id
+         LIMIT 1
+    ), content AS (
+        SELECT x.product_id, sum(x.score)::float8 AS sc
+          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
+         GROUP BY x.product_id
+    ), pop AS (
+        SELECT p.product_id, p.popularity::float8 AS sc
+          FROM shop.product p
+         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
+         ORDER BY p.popularity DESC, p.product_id
+         LIMIT 3 * lim + 60
+    ), cand AS (
+        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
+          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
+                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
+                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
+                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
+         WHERE y.sc > 0
+    )
+    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
+           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
+      INTO ids, scores
+      FROM (SELECT r.product_id, r.sc
+              FROM (SELECT c.product_id, sum(c.part)::real AS sc
+                      FROM cand c
+                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
+                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
+                     GROUP BY c.product_id
+                     ORDER BY sc DESC, c.product_id
+                     LIMIT 3 * lim + 10) r
+              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
+             WHERE r.sc > 0
+             ORDER BY r.sc DESC, r.product_id
+             LIMIT lim) r;
+    ids := coalesce(ids, '{}');
+    scores := coalesce(scores, '{}');
+    IF cardinality(ids) < lim THEN
+        -- fill from trending, below every blended score
+        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
+               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
+          INTO ids, scores
+          FROM (SELECT p.product_id, p.popularity
+                  FROM shop.product p
+                 WHERE p.status = 'active' AND p.popularity > 0
+                   AND p.product_id <> ALL (ids)
+                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
+                                     JOIN shop.order_line l ON l.order_id = o.order_id
+                                    WHERE o.customer_id = _recommend_blend_sql.customer_id
+                                      AND l.product_id = p.product_id AND shop._counted(o.status)
+                                      AND (before IS NULL OR o.created_at < before))
+                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
+                                    WHERE v.customer_id = _recommend_blend_sql.customer_id
+                                      AND v.product_id = p.product_id AND before IS NULL)
+                 ORDER BY p.popularity DESC, p.product_id
+                 LIMIT lim - cardinality(ids)) t;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
+ALTER FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) SET plan_cache_mode = force_generic_plan;
+REVOKE EXECUTE ON FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) IS
+'internal: shop._recommend_blend as one SQL statement (what the C runs when the content source is on, or when the tables are not as it expects)';
+
+CREATE OR REPLACE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
+RETURNS SETOF shop.scored_product
+AS 'MODULE_PATHNAME', 'shop_recommend_blend'
+LANGUAGE C STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
+'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
+REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -303,20 +303,66 @@ SELECT pg_temp.err($$SELECT shop.experiment_create('lists2', '[{"name": "a", "sh
 RESET shop.reco_weight_item;
 RESET shop.reco_weight_popular;
 
--- the blend keeps its generic plan (plan_cache_mode on the function:
--- planned per call it cost more than it ran); planned per call instead,
--- it gives the same lists
-SELECT p.proconfig @> '{plan_cache_mode=force_generic_plan}' AS blend_generic_plan
-  FROM pg_proc p WHERE p.oid = 'shop._recommend_blend(bigint, int, timestamptz)'::regprocedure;
+-- the blend is computed in C (src/recoblend.c); its statement stays as
+-- shop._recommend_blend_sql, which keeps its generic plan (plan_cache_mode
+-- on the function: planned per call it cost more than it ran)
+SELECT p.proconfig @> '{plan_cache_mode=force_generic_plan}' AS blend_sql_generic_plan
+  FROM pg_proc p WHERE p.oid = 'shop._recommend_blend_sql(bigint, int, timestamptz)'::regprocedure;
+-- planned per call, the statement gives the same lists
 CREATE TEMP TABLE blend_generic AS
-SELECT c, ARRAY(SELECT row(b.product_id, b.score)::text FROM shop._recommend_blend(c, 10) b) AS l
+SELECT c, ARRAY(SELECT row(b.product_id, b.score)::text FROM shop._recommend_blend_sql(c, 10, NULL) b) AS l
   FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 77]::bigint[]) c;
 BEGIN;
-ALTER FUNCTION shop._recommend_blend(bigint, int, timestamptz) SET plan_cache_mode = force_custom_plan;
+ALTER FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) SET plan_cache_mode = force_custom_plan;
 SELECT count(*) AS customers, count(*) FILTER (WHERE cardinality(g.l) > 0) AS with_list,
        count(*) FILTER (WHERE g.l = ARRAY(SELECT row(b.product_id, b.score)::text
-                                            FROM shop._recommend_blend(g.c, 10) b)) AS same_lists
+                                            FROM shop._recommend_blend_sql(g.c, 10, NULL) b)) AS same_lists
   FROM blend_generic g;
+ROLLBACK;
+-- the C gives the statement's lists (products, order, scores to the bit):
+-- every customer with an order, a view or neighbours and one with none,
+-- at several weights (each source alone, the defaults, others), limits
+-- (200: the trending fill runs) and cut-offs (the orders before the
+-- median order, as the nightly HR@10 asks)
+CREATE TEMP TABLE blend_who AS
+SELECT DISTINCT c FROM (SELECT customer_id FROM shop."order" UNION ALL SELECT customer_id FROM shop.view_event
+                        UNION ALL SELECT customer_id FROM shop.customer_neighbour UNION ALL SELECT 77) x(c)
+ WHERE c IS NOT NULL;
+CREATE FUNCTION pg_temp.blend_same(w text[], lim int, cut boolean)
+RETURNS TABLE (customers bigint, rows_c bigint, rows_sql bigint, same_lists bigint)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    t timestamptz;
+BEGIN
+    IF cut THEN
+        SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY o.created_at) INTO t FROM shop."order" o;
+    END IF;
+    PERFORM set_config('shop.reco_weight_item', w[1], true), set_config('shop.reco_weight_like', w[2], true),
+            set_config('shop.reco_weight_popular', w[3], true);
+    RETURN QUERY
+    SELECT count(*), sum(cardinality(y.a)), sum(cardinality(y.b)), count(*) FILTER (WHERE y.a = y.b)
+      FROM (SELECT ARRAY(SELECT row(x.product_id, x.score)::text FROM shop._recommend_blend(b.c, lim, t) x) AS a,
+                   ARRAY(SELECT row(x.product_id, x.score)::text FROM shop._recommend_blend_sql(b.c, lim, t) x) AS b
+              FROM blend_who b) y;
+END
+$f$;
+SELECT v.w, l.lim, k.cut, s.*
+  FROM (VALUES (1, '{1,0.5,1}'::text[]), (2, '{1,0,0}'), (3, '{0,1,0}'), (4, '{0,0,1}'), (5, '{0,0,0}'),
+               (6, '{0.7,2,0.3}')) v(n, w),
+       unnest(ARRAY[3, 10, 200]) l(lim), unnest(ARRAY[false, true]) k(cut),
+       LATERAL pg_temp.blend_same(v.w, l.lim, k.cut) s
+ ORDER BY v.n, l.lim, k.cut;
+-- an index the C expects missing (or a table it cannot read plainly):
+-- the statement computes the list instead, the same list
+CREATE TEMP TABLE blend_c AS
+SELECT b.c, ARRAY(SELECT row(x.product_id, x.score)::text FROM shop._recommend_blend(b.c, 10, NULL) x) AS l
+  FROM blend_who b;
+BEGIN;
+DROP INDEX shop.product_popularity_idx;
+SELECT count(*) AS customers, count(*) FILTER (WHERE cardinality(g.l) > 0) AS with_list,
+       count(*) FILTER (WHERE g.l = ARRAY(SELECT row(x.product_id, x.score)::text
+                                            FROM shop._recommend_blend(g.c, 10, NULL) x)) AS same_lists
+  FROM blend_c g;
 ROLLBACK;
 
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;

@@ -1,0 +1,945 @@
+/*-------------------------------------------------------------------------
+ *
+ * recoblend.c
+ *	  shop._recommend_blend in C: recommend's blended list of a customer,
+ *	  read by index scans (issue 14, latency).
+ *
+ * The list is the one the SQL statement of shop._recommend_blend_sql
+ * gives (docs/recommendations.md, "The blend"); reco11 measured that
+ * statement's cost as its 68 index descents plus the executor's work over
+ * about 410 candidate rows (56 plan nodes started per call, sorts, a
+ * window, hash aggregates), no part of it most of it.  Here the same
+ * indexes are read directly, under the caller's snapshot (the function is
+ * STABLE, as the statement was), and the candidates are summed in one
+ * small open-addressing hash:
+ *
+ *	 bought   the customer's counted orders (order_customer_idx), each
+ *			  order's lines (order_line_pkey): product -> latest order time;
+ *	 seeds    the 50 latest bought (weight 1) and the views (view_event's
+ *			  key, weight 0.5; none with a cut-off), the larger weight kept;
+ *	 item     each seed's co-purchase range (copurchase_pkey), score > 0:
+ *			  sum of score * weight per product;
+ *	 alike    the customer's neighbours (customer_neighbour_pkey), each
+ *			  neighbour's profile (customer_item_pkey): sum of similarity *
+ *			  profile weight per product;
+ *	 pop      the 3 * lim + 60 first entries of product_popularity_idx
+ *			  (active products, popularity > 0).
+ *
+ * Each source is divided by its best score and multiplied by its weight;
+ * the parts are added in the statement's order (item, alike, pop) in
+ * float8 and rounded to real, as the statement did.  The 3 * lim + 10
+ * best candidates (score, then product id) that are neither bought nor
+ * seeds are checked active through product_pkey, and the first lim kept.
+ * A short list is filled from trending by the statement of the SQL body.
+ *
+ * The whole SQL function runs instead (shop._recommend_blend_sql) when
+ * the content source is on (shop.reco_weight_content > 0: its
+ * similar_products call), or when a table or index is not as shop made
+ * it or cannot be read plainly by the function's owner (privileges, row
+ * security): the lists are the same either way.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "shop.h"
+#include "spi.h"
+
+PG_FUNCTION_INFO_V1(shop_recommend_blend);
+
+#define BLEND_SEEDS_BOUGHT 50	/* the latest bought products that seed */
+
+/* a candidate or an excluded product in the blend's hash */
+typedef struct BlendEntry
+{
+	int64		pid;
+	double		sc[3];			/* item, alike, pop; 0 when absent */
+	bool		used;
+	bool		excluded;		/* bought, or a seed */
+	bool		seed;
+	int32		bought;			/* its place in the bought array, -1 if none */
+	float4		score;			/* the blended score, once computed */
+} BlendEntry;
+
+/* open addressing, linear probing, power-of-two size */
+typedef struct BlendHash
+{
+	BlendEntry *e;
+	uint32		size;
+	uint32		n;
+} BlendHash;
+
+/* a bought product and its latest counted order's time */
+typedef struct BlendBought
+{
+	int64		pid;
+	TimestampTz at;
+} BlendBought;
+
+/* a seed: product and weight */
+typedef struct BlendSeed
+{
+	int64		pid;
+	double		w;
+} BlendSeed;
+
+static inline uint32
+blend_hash_int64(int64 v)
+{
+	uint64		h = (uint64) v * UINT64CONST(0x9E3779B97F4A7C15);
+
+	return (uint32) (h >> 32);
+}
+
+static void
+blend_hash_init(BlendHash *h, uint32 size)
+{
+	h->size = size;
+	h->n = 0;
+	h->e = palloc0(sizeof(BlendEntry) * size);
+}
+
+/* the entry of pid, added (zeroed) when missing */
+static BlendEntry *
+blend_hash_get(BlendHash *h, int64 pid)
+{
+	uint32		mask;
+	uint32		i;
+
+	if ((h->n + 1) * 2 > h->size)
+	{
+		BlendEntry *old = h->e;
+		uint32		oldsize = h->size;
+
+		blend_hash_init(h, oldsize * 2);
+		for (uint32 j = 0; j < oldsize; j++)
+			if (old[j].used)
+			{
+				uint32		k = blend_hash_int64(old[j].pid) & (h->size - 1);
+
+				while (h->e[k].used)
+					k = (k + 1) & (h->size - 1);
+				h->e[k] = old[j];
+				h->n++;
+			}
+		pfree(old);
+	}
+	mask = h->size - 1;
+	i = blend_hash_int64(pid) & mask;
+	while (h->e[i].used)
+	{
+		if (h->e[i].pid == pid)
+			return &h->e[i];
+		i = (i + 1) & mask;
+	}
+	h->e[i].used = true;
+	h->e[i].pid = pid;
+	h->e[i].bought = -1;
+	h->n++;
+	return &h->e[i];
+}
+
+/* the attribute number of a column of the given type, 0 when there is none */
+static AttrNumber
+blend_column(Relation rel, const char *name, Oid type)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->atttypid == type ? a->attnum : 0;
+	}
+	return 0;
+}
+
+/*
+ * The relations the blend reads, opened for one call (AccessShareLock),
+ * with the columns it reads.  ok is false when one of them is not as shop
+ * made it or cannot be read plainly: the SQL body then runs instead.
+ */
+typedef struct BlendRels
+{
+	bool		ok;
+	Relation	order,
+				order_idx,
+				line,
+				line_idx,
+				view,
+				view_idx,
+				cop,
+				cop_idx,
+				nb,
+				nb_idx,
+				ci,
+				ci_idx,
+				prod,
+				prod_idx,
+				pop_idx;
+	AttrNumber	o_id,
+				o_status,
+				o_created,
+				l_product,
+				v_product,
+				c_other,
+				c_score,
+				n_neighbour,
+				n_score,
+				i_product,
+				i_weight,
+				p_id,
+				p_status,
+				p_popularity;
+} BlendRels;
+
+/* a plainly readable table of schema shop (NULL otherwise) */
+static Relation
+blend_table(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+	Relation	rel;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		return NULL;
+	rel = table_open(relid, AccessShareLock);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+	{
+		table_close(rel, AccessShareLock);
+		return NULL;
+	}
+	return rel;
+}
+
+/*
+ * A btree index of rel named name whose first nkeys key columns are the
+ * columns cols (types types, descending where desc), with no expression,
+ * partial only when partial; NULL otherwise.
+ */
+static Relation
+blend_index(Relation rel, const char *name, int nkeys, const AttrNumber *cols,
+			const Oid *types, const bool *desc, bool partial)
+{
+	Oid			idxid;
+	Relation	idx;
+	bool		ok;
+
+	if (rel == NULL)
+		return NULL;
+	idxid = get_relname_relid(name, RelationGetNamespace(rel));
+	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+		return NULL;
+	idx = index_open(idxid, AccessShareLock);
+	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indisvalid &&
+		IndexRelationGetNumberOfKeyAttributes(idx) >= nkeys &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
+	for (int i = 0; ok && i < nkeys; i++)
+		ok = cols[i] != 0 && idx->rd_index->indkey.values[i] == cols[i] &&
+			idx->rd_opcintype[i] == types[i] &&
+			((idx->rd_indoption[i] & INDOPTION_DESC) != 0) == desc[i];
+	if (!ok)
+	{
+		index_close(idx, AccessShareLock);
+		return NULL;
+	}
+	return idx;
+}
+
+static void
+blend_rels_open(BlendRels *r)
+{
+	Oid			nsp = get_namespace_oid("shop", false);
+	static const bool asc1[] = {false};
+	static const bool cust_desc[] = {false, true};
+	static const bool pop_desc[] = {true, false};
+
+	memset(r, 0, sizeof(*r));
+	r->order = blend_table(nsp, "order");
+	r->line = blend_table(nsp, "order_line");
+	r->view = blend_table(nsp, "view_event");
+	r->cop = blend_table(nsp, "copurchase");
+	r->nb = blend_table(nsp, "customer_neighbour");
+	r->ci = blend_table(nsp, "customer_item");
+	r->prod = blend_table(nsp, "product");
+	if (r->order)
+	{
+		AttrNumber	c[2] = {blend_column(r->order, "customer_id", INT8OID),
+		blend_column(r->order, "created_at", TIMESTAMPTZOID)};
+		Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
+
+		r->o_id = blend_column(r->order, "order_id", UUIDOID);
+		r->o_status = blend_column(r->order, "status", TEXTOID);
+		r->o_created = c[1];
+		r->order_idx = blend_index(r->order, "order_customer_idx", 2, c, t, cust_desc, false);
+	}
+	if (r->line)
+	{
+		AttrNumber	c[1] = {blend_column(r->line, "order_id", UUIDOID)};
+		Oid			t[1] = {UUIDOID};
+
+		r->l_product = blend_column(r->line, "product_id", INT8OID);
+		r->line_idx = blend_index(r->line, "order_line_pkey", 1, c, t, asc1, false);
+	}
+	if (r->view)
+	{
+		AttrNumber	c[1] = {blend_column(r->view, "customer_id", INT8OID)};
+		Oid			t[1] = {INT8OID};
+
+		r->v_product = blend_column(r->view, "product_id", INT8OID);
+		r->view_idx = blend_index(r->view, "view_event_pkey", 1, c, t, asc1, false);
+	}
+	if (r->cop)
+	{
+		AttrNumber	c[1] = {blend_column(r->cop, "product_id", INT8OID)};
+		Oid			t[1] = {INT8OID};
+
+		r->c_other = blend_column(r->cop, "other_id", INT8OID);
+		r->c_score = blend_column(r->cop, "score", FLOAT4OID);
+		r->cop_idx = blend_index(r->cop, "copurchase_pkey", 1, c, t, asc1, false);
+	}
+	if (r->nb)
+	{
+		AttrNumber	c[1] = {blend_column(r->nb, "customer_id", INT8OID)};
+		Oid			t[1] = {INT8OID};
+
+		r->n_neighbour = blend_column(r->nb, "neighbour_id", INT8OID);
+		r->n_score = blend_column(r->nb, "score", FLOAT4OID);
+		r->nb_idx = blend_index(r->nb, "customer_neighbour_pkey", 1, c, t, asc1, false);
+	}
+	if (r->ci)
+	{
+		AttrNumber	c[1] = {blend_column(r->ci, "customer_id", INT8OID)};
+		Oid			t[1] = {INT8OID};
+
+		r->i_product = blend_column(r->ci, "product_id", INT8OID);
+		r->i_weight = blend_column(r->ci, "weight", FLOAT4OID);
+		r->ci_idx = blend_index(r->ci, "customer_item_pkey", 1, c, t, asc1, false);
+	}
+	if (r->prod)
+	{
+		AttrNumber	c[1] = {blend_column(r->prod, "product_id", INT8OID)};
+		Oid			t[1] = {INT8OID};
+		AttrNumber	pc[2];
+		Oid			pt[2] = {FLOAT4OID, INT8OID};
+
+		r->p_id = c[0];
+		r->p_status = blend_column(r->prod, "status", TEXTOID);
+		r->p_popularity = blend_column(r->prod, "popularity", FLOAT4OID);
+		pc[0] = r->p_popularity;
+		pc[1] = c[0];
+		r->prod_idx = blend_index(r->prod, "product_pkey", 1, c, t, asc1, false);
+		/* partial on status = 'active' (checked again on every row read) */
+		r->pop_idx = blend_index(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
+	}
+	r->ok = r->order_idx && r->o_id && r->o_status && r->o_created &&
+		r->line_idx && r->l_product &&
+		r->view_idx && r->v_product &&
+		r->cop_idx && r->c_other && r->c_score &&
+		r->nb_idx && r->n_neighbour && r->n_score &&
+		r->ci_idx && r->i_product && r->i_weight &&
+		r->prod_idx && r->pop_idx && r->p_id && r->p_status && r->p_popularity;
+}
+
+static void
+blend_rels_close(BlendRels *r)
+{
+	Relation   *idx[] = {&r->order_idx, &r->line_idx, &r->view_idx, &r->cop_idx,
+	&r->nb_idx, &r->ci_idx, &r->prod_idx, &r->pop_idx};
+	Relation   *tab[] = {&r->order, &r->line, &r->view, &r->cop, &r->nb, &r->ci, &r->prod};
+
+	for (int i = 0; i < lengthof(idx); i++)
+		if (*idx[i])
+			index_close(*idx[i], NoLock);
+	for (int i = 0; i < lengthof(tab); i++)
+		if (*tab[i])
+			table_close(*tab[i], NoLock);
+}
+
+/* a text column equals s (bytewise: = under the default, deterministic collation) */
+static bool
+blend_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	text	   *t;
+	size_t		len = strlen(s);
+
+	if (isnull)
+		return false;
+	t = DatumGetTextPP(d);
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/* shop._counted(status): paid, fulfilling, shipped, delivered */
+static bool
+blend_counted(TupleTableSlot *slot, AttrNumber att)
+{
+	return blend_text_eq(slot, att, "paid") || blend_text_eq(slot, att, "fulfilling") ||
+		blend_text_eq(slot, att, "shipped") || blend_text_eq(slot, att, "delivered");
+}
+
+/* an index scan of rel by idx with its first column equal to v (int8 or uuid) */
+static IndexScanDesc
+blend_scan(Relation rel, Relation idx, Snapshot snap, Oid type, Datum v)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber,
+				type == UUIDOID ? F_UUID_EQ : F_INT8EQ, v);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	return scan;
+}
+
+static int
+cmp_bought(const void *a, const void *b)
+{
+	const BlendBought *x = a;
+	const BlendBought *y = b;
+
+	/* latest first, then product id */
+	if (x->at != y->at)
+		return x->at > y->at ? -1 : 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+static int
+cmp_entry_score(const void *a, const void *b)
+{
+	const BlendEntry *x = *(BlendEntry *const *) a;
+	const BlendEntry *y = *(BlendEntry *const *) b;
+
+	/* best first (float4 order as SQL's: NaN above everything), then id */
+	if (float4_gt(x->score, y->score))
+		return -1;
+	if (float4_lt(x->score, y->score))
+		return 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* sift the root of the heap h[0..n-1] down: the worst candidate on top */
+static void
+blend_sift(BlendEntry **h, int n, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1;
+		int			w = i;
+		BlendEntry *t;
+
+		if (l < n && cmp_entry_score(&h[l], &h[w]) > 0)
+			w = l;
+		if (l + 1 < n && cmp_entry_score(&h[l + 1], &h[w]) > 0)
+			w = l + 1;
+		if (w == i)
+			return;
+		t = h[i];
+		h[i] = h[w];
+		h[w] = t;
+		i = w;
+	}
+}
+
+/*
+ * The k best of the n candidates, best first, in c[0..k-1]: a bounded
+ * heap of the k best seen (the worst on top), then a sort of those k.
+ * Returns min(n, k).
+ */
+static int
+blend_top(BlendEntry **c, int n, int k)
+{
+	if (n > k)
+	{
+		for (int i = k / 2 - 1; i >= 0; i--)
+			blend_sift(c, k, i);
+		for (int i = k; i < n; i++)
+			if (cmp_entry_score(&c[i], &c[0]) < 0)
+			{
+				c[0] = c[i];
+				blend_sift(c, k, 0);
+			}
+		n = k;
+	}
+	qsort(c, n, sizeof(BlendEntry *), cmp_entry_score);
+	return n;
+}
+
+/* the value of a float setting as current_setting(name)::float8 reads it */
+static double
+blend_setting(const char *name)
+{
+	const char *s = GetConfigOption(name, false, false);
+
+	return DatumGetFloat8(DirectFunctionCall1(float8in, CStringGetDatum(s)));
+}
+
+/* fill: trending below the blend, as the SQL body's fill statement */
+static ShopStmt st_blend_fill = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT t.product_id, (t.popularity * 0.001)::real"
+	"  FROM (SELECT p.product_id, p.popularity"
+	"          FROM shop.product p"
+	"         WHERE p.status = 'active' AND p.popularity > 0"
+	"           AND p.product_id <> ALL ($1)"
+	"           AND NOT EXISTS (SELECT 1 FROM shop.\"order\" o"
+	"                             JOIN shop.order_line l ON l.order_id = o.order_id"
+	"                            WHERE o.customer_id = $2"
+	"                              AND l.product_id = p.product_id AND shop._counted(o.status)"
+	"                              AND ($3::timestamptz IS NULL OR o.created_at < $3))"
+	"           AND NOT EXISTS (SELECT 1 FROM shop.view_event v"
+	"                            WHERE v.customer_id = $2"
+	"                              AND v.product_id = p.product_id AND $3::timestamptz IS NULL)"
+	"         ORDER BY p.popularity DESC, p.product_id"
+	"         LIMIT $4) t"
+	" ORDER BY t.popularity DESC, t.product_id",
+	INT8ARRAYOID, INT8OID, TIMESTAMPTZOID, INT4OID);
+
+/* the whole SQL body, when the C cannot read the tables as it expects */
+static ShopStmt st_blend_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT b.product_id, b.score FROM shop._recommend_blend_sql($1, $2, $3) b",
+	INT8OID, INT4OID, TIMESTAMPTZOID);
+
+static void
+blend_put(Tuplestorestate *ts, TupleDesc desc, int64 pid, float4 score)
+{
+	Datum		v[2] = {Int64GetDatum(pid), Float4GetDatum(score)};
+	bool		n[2] = {false, false};
+
+	tuplestore_putvalues(ts, desc, v, n);
+}
+
+/* the rows of the last SPI statement (product_id, score) into the result */
+static void
+blend_put_spi(Tuplestorestate *ts, TupleDesc desc)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		n1,
+					n2;
+		Datum		p = ShopCol(i, 1, &n1);
+		Datum		s = ShopCol(i, 2, &n2);
+		Datum		v[2] = {p, s};
+		bool		n[2] = {n1, n2};
+
+		tuplestore_putvalues(ts, desc, v, n);
+	}
+}
+
+/*
+ * The blended list into ts, from the relations of r (open, ok).  Returns
+ * the products listed (in ids) and their number.
+ */
+static int
+blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
+			  bool has_before, TimestampTz before,
+			  double wi, double wl, double wp,
+			  Tuplestorestate *ts, TupleDesc desc, int64 *ids)
+{
+	BlendHash	h;
+	BlendBought *bought;
+	int			nbought = 0,
+				maxbought = 16;
+	BlendSeed  *seeds;
+	int			nseeds = 0,
+				maxseeds;
+	pg_uuid_t  *orders;
+	TimestampTz *order_at;
+	int			norders = 0,
+				maxorders = 8;
+	double		best[3] = {0, 0, 0};
+	BlendEntry **cand;
+	int			ncand = 0;
+	int			listed = 0;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+
+	blend_hash_init(&h, 1024);
+
+	/* bought: the customer's counted orders, then their lines */
+	orders = palloc(sizeof(pg_uuid_t) * maxorders);
+	order_at = palloc(sizeof(TimestampTz) * maxorders);
+	slot = table_slot_create(r->order, NULL);
+	scan = blend_scan(r->order, r->order_idx, snap, INT8OID, Int64GetDatum(customer));
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		at;
+		Datum		id;
+
+		if (!blend_counted(slot, r->o_status))
+			continue;
+		at = slot_getattr(slot, r->o_created, &isnull);
+		if (isnull || (has_before && !(DatumGetTimestampTz(at) < before)))
+			continue;
+		id = slot_getattr(slot, r->o_id, &isnull);
+		if (isnull)
+			continue;
+		if (norders == maxorders)
+		{
+			maxorders *= 2;
+			orders = repalloc(orders, sizeof(pg_uuid_t) * maxorders);
+			order_at = repalloc(order_at, sizeof(TimestampTz) * maxorders);
+		}
+		memcpy(&orders[norders], DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		order_at[norders++] = DatumGetTimestampTz(at);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+
+	bought = palloc(sizeof(BlendBought) * maxbought);
+	slot = table_slot_create(r->line, NULL);
+	for (int i = 0; i < norders; i++)
+	{
+		scan = blend_scan(r->line, r->line_idx, snap, UUIDOID, UUIDPGetDatum(&orders[i]));
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		p = slot_getattr(slot, r->l_product, &isnull);
+			BlendEntry *e;
+
+			if (isnull)
+				continue;
+			e = blend_hash_get(&h, DatumGetInt64(p));
+			if (e->bought < 0)
+			{
+				/* first line of this product: a new bought entry */
+				e->excluded = true;
+				if (nbought == maxbought)
+				{
+					maxbought *= 2;
+					bought = repalloc(bought, sizeof(BlendBought) * maxbought);
+				}
+				e->bought = nbought;
+				bought[nbought].pid = DatumGetInt64(p);
+				bought[nbought++].at = order_at[i];
+			}
+			else if (order_at[i] > bought[e->bought].at)
+				bought[e->bought].at = order_at[i];	/* its latest order */
+		}
+		index_endscan(scan);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+
+	/* seeds: the latest bought, then the views */
+	qsort(bought, nbought, sizeof(BlendBought), cmp_bought);
+	maxseeds = Min(nbought, BLEND_SEEDS_BOUGHT) + 16;
+	seeds = palloc(sizeof(BlendSeed) * maxseeds);
+	for (int i = 0; i < nbought && i < BLEND_SEEDS_BOUGHT; i++)
+	{
+		blend_hash_get(&h, bought[i].pid)->seed = true;
+		seeds[nseeds].pid = bought[i].pid;
+		seeds[nseeds++].w = 1.0;
+	}
+	if (!has_before)
+	{
+		slot = table_slot_create(r->view, NULL);
+		scan = blend_scan(r->view, r->view_idx, snap, INT8OID, Int64GetDatum(customer));
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		p = slot_getattr(slot, r->v_product, &isnull);
+			BlendEntry *e;
+
+			if (isnull)
+				continue;
+			e = blend_hash_get(&h, DatumGetInt64(p));
+			e->excluded = true;
+			if (e->seed)
+				continue;		/* max(w): a bought seed keeps 1 */
+			e->seed = true;
+			if (nseeds == maxseeds)
+			{
+				maxseeds *= 2;
+				seeds = repalloc(seeds, sizeof(BlendSeed) * maxseeds);
+			}
+			seeds[nseeds].pid = DatumGetInt64(p);
+			seeds[nseeds++].w = 0.5;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+
+	/* item-to-item: the seeds' co-purchase lists */
+	if (wi > 0)
+	{
+		slot = table_slot_create(r->cop, NULL);
+		for (int i = 0; i < nseeds; i++)
+		{
+			scan = blend_scan(r->cop, r->cop_idx, snap, INT8OID, Int64GetDatum(seeds[i].pid));
+			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				bool		n1,
+							n2;
+				Datum		o = slot_getattr(slot, r->c_other, &n1);
+				Datum		s = slot_getattr(slot, r->c_score, &n2);
+
+				if (n1 || n2 || !float4_gt(DatumGetFloat4(s), 0))
+					continue;
+				/* real * numeric: float48mul, summed in float8 */
+				blend_hash_get(&h, DatumGetInt64(o))->sc[0] +=
+					(double) DatumGetFloat4(s) * seeds[i].w;
+			}
+			index_endscan(scan);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+	}
+
+	/* customers like you: the neighbours' profiles */
+	if (wl > 0)
+	{
+		int64	   *nbs = NULL;
+		double	   *nbsc = NULL;
+		int			nnb = 0,
+					maxnb = 32;
+
+		nbs = palloc(sizeof(int64) * maxnb);
+		nbsc = palloc(sizeof(double) * maxnb);
+		slot = table_slot_create(r->nb, NULL);
+		scan = blend_scan(r->nb, r->nb_idx, snap, INT8OID, Int64GetDatum(customer));
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		o = slot_getattr(slot, r->n_neighbour, &n1);
+			Datum		s = slot_getattr(slot, r->n_score, &n2);
+
+			if (n1 || n2)
+				continue;
+			if (nnb == maxnb)
+			{
+				maxnb *= 2;
+				nbs = repalloc(nbs, sizeof(int64) * maxnb);
+				nbsc = repalloc(nbsc, sizeof(double) * maxnb);
+			}
+			nbs[nnb] = DatumGetInt64(o);
+			nbsc[nnb++] = (double) DatumGetFloat4(s);
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+
+		slot = table_slot_create(r->ci, NULL);
+		for (int i = 0; i < nnb; i++)
+		{
+			scan = blend_scan(r->ci, r->ci_idx, snap, INT8OID, Int64GetDatum(nbs[i]));
+			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				bool		n1,
+							n2;
+				Datum		p = slot_getattr(slot, r->i_product, &n1);
+				Datum		w = slot_getattr(slot, r->i_weight, &n2);
+
+				if (n1 || n2)
+					continue;
+				/* nb.score::float8 * ci.weight: float84mul */
+				blend_hash_get(&h, DatumGetInt64(p))->sc[1] +=
+					nbsc[i] * (double) DatumGetFloat4(w);
+			}
+			index_endscan(scan);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+	}
+
+	/* popularity: the first 3 * lim + 60 active products */
+	if (wp > 0)
+	{
+		int			want = 3 * lim + 60;
+		int			got = 0;
+
+		slot = table_slot_create(r->prod, NULL);
+		scan = index_beginscan(r->prod, r->pop_idx, snap, 0, 0);
+		index_rescan(scan, NULL, 0, NULL, 0);
+		while (got < want && index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		pop = slot_getattr(slot, r->p_popularity, &n1);
+			Datum		p = slot_getattr(slot, r->p_id, &n2);
+
+			if (n1 || n2)
+				continue;
+			if (!float4_gt(DatumGetFloat4(pop), 0))
+				break;			/* descending: none after it passes */
+			if (!blend_text_eq(slot, r->p_status, "active"))
+				continue;
+			blend_hash_get(&h, DatumGetInt64(p))->sc[2] = (double) DatumGetFloat4(pop);
+			got++;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+
+	/* each source's best, then the blended scores */
+	for (uint32 i = 0; i < h.size; i++)
+		if (h.e[i].used)
+			for (int s = 0; s < 3; s++)
+				if (h.e[i].sc[s] > 0 && h.e[i].sc[s] > best[s])
+					best[s] = h.e[i].sc[s];
+	cand = palloc(sizeof(BlendEntry *) * (h.n + 1));
+	for (uint32 i = 0; i < h.size; i++)
+	{
+		BlendEntry *e = &h.e[i];
+		double		w[3] = {wi, wl, wp};
+		double		sum = 0;
+		bool		any = false;
+
+		if (!e->used || e->excluded)
+			continue;
+		for (int s = 0; s < 3; s++)
+			if (e->sc[s] > 0)
+			{
+				double		part = w[s] * e->sc[s] / best[s];
+
+				sum = any ? sum + part : part;
+				any = true;
+			}
+		if (!any)
+			continue;
+		e->score = (float4) sum;
+		cand[ncand++] = e;
+	}
+	ncand = blend_top(cand, ncand, 3 * lim + 10);
+
+	/* of the 3 * lim + 10 best: active ones, score > 0, the first lim */
+	slot = table_slot_create(r->prod, NULL);
+	for (int i = 0; i < ncand && listed < lim; i++)
+	{
+		bool		active = false;
+
+		if (!float4_gt(cand[i]->score, 0))
+			continue;
+		if (cand[i]->sc[2] > 0)
+			active = true;		/* read active by the popularity source */
+		else
+		{
+			scan = blend_scan(r->prod, r->prod_idx, snap, INT8OID, Int64GetDatum(cand[i]->pid));
+			if (index_getnext_slot(scan, ForwardScanDirection, slot))
+				active = blend_text_eq(slot, r->p_status, "active");
+			index_endscan(scan);
+		}
+		if (!active)
+			continue;
+		blend_put(ts, desc, cand[i]->pid, cand[i]->score);
+		ids[listed++] = cand[i]->pid;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return listed;
+}
+
+/*
+ * shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
+ * RETURNS SETOF shop.scored_product: the checks and errors of the SQL
+ * body (22004, 42501, 22023), then the list.
+ */
+Datum
+shop_recommend_blend(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		customer;
+	int32		lim;
+	bool		has_before = !PG_ARGISNULL(2);
+	TimestampTz before = has_before ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+	double		wi,
+				wl,
+				wc,
+				wp;
+	BlendRels	r;
+	MemoryContext work;
+	MemoryContext old;
+	int64	   *ids;
+	int			listed = -1;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument customer_id must not be null")));
+	customer = PG_GETARG_INT64(0);
+	ShopAuthorizeCustomer(customer, false);
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
+				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
+	lim = PG_GETARG_INT32(1);
+
+	InitMaterializedSRF(fcinfo, 0);
+	wi = blend_setting("shop.reco_weight_item");
+	wl = blend_setting("shop.reco_weight_like");
+	wc = blend_setting("shop.reco_weight_content");
+	wp = blend_setting("shop.reco_weight_popular");
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop blend", ALLOCSET_DEFAULT_SIZES);
+	ids = MemoryContextAlloc(work, sizeof(int64) * (lim + 1));
+	if (!(wc > 0))
+	{
+		blend_rels_open(&r);
+		if (r.ok)
+		{
+			old = MemoryContextSwitchTo(work);
+			listed = blend_compute(&r, GetActiveSnapshot(), customer, lim, has_before, before,
+								   wi, wl, wp, rsinfo->setResult, rsinfo->setDesc, ids);
+			MemoryContextSwitchTo(old);
+		}
+		blend_rels_close(&r);
+	}
+	if (listed < 0 || listed < lim)
+	{
+		Datum		args[4];
+		char		nulls[4] = {' ', ' ', has_before ? ' ' : 'n', ' '};
+
+		SPI_connect();
+		args[0] = Int64GetDatum(customer);
+		args[1] = Int32GetDatum(lim);
+		args[2] = TimestampTzGetDatum(before);
+		if (listed < 0)
+		{
+			/* the SQL body: the content source, or tables not as expected */
+			ShopExecRead(&st_blend_sql, args, nulls);
+			blend_put_spi(rsinfo->setResult, rsinfo->setDesc);
+		}
+		else
+		{
+			args[0] = ShopInt8Array(ids, listed);
+			args[1] = Int64GetDatum(customer);
+			args[3] = Int32GetDatum(lim - listed);
+			ShopExecRead(&st_blend_fill, args, nulls);
+			blend_put_spi(rsinfo->setResult, rsinfo->setDesc);
+		}
+		SPI_finish();
+	}
+	MemoryContextDelete(work);
+	return (Datum) 0;
+}
