@@ -332,7 +332,11 @@ collect_doc(Eval *ev, const SsDoc *doc, int32 seg, uint32 docid)
 
 typedef struct Acc
 {
-	float4	   *score;
+	double	   *score;			/* double: a sum of a few float4 word
+								 * scores is exact, so its float4 does not
+								 * depend on the order the slots are added
+								 * in (by bound in a window, by slot in
+								 * the pending list, eval_pending) */
 	uint8	   *typ1;			/* typos + 1; 0 = unset */
 	uint8	   *cnt;
 	uint32	   *touched;
@@ -354,7 +358,7 @@ typedef struct Acc
 static struct
 {
 	uint32		cap;
-	float4	   *score[SS_NSCRATCH];
+	double	   *score[SS_NSCRATCH];
 	uint8	   *typ1[SS_NSCRATCH];
 	uint8	   *cnt[SS_NSCRATCH];
 	bool		dirty;
@@ -385,7 +389,7 @@ scratch_reserve(uint32 n, int nslots)
 	{
 		if (scratch.score[i])
 			continue;
-		scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(float4) * scratch.cap);
+		scratch.score[i] = MemoryContextAllocHuge(TopMemoryContext, sizeof(double) * scratch.cap);
 		scratch.typ1[i] = MemoryContextAllocExtended(TopMemoryContext, scratch.cap,
 													 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 		scratch.cnt[i] = MemoryContextAllocExtended(TopMemoryContext, scratch.cap,
@@ -417,7 +421,7 @@ acc_touch(Acc *a, uint32 d)
 
 /* keep the better of (score, typos) per document */
 static inline void
-acc_offer(Acc *a, uint32 d, float4 s, int typos)
+acc_offer(Acc *a, uint32 d, double s, int typos)
 {
 	uint8		t1 = (uint8) Min(typos + 1, 250);
 
@@ -436,7 +440,7 @@ acc_offer(Acc *a, uint32 d, float4 s, int typos)
 
 /* add (score, typos) and count per document */
 static inline void
-acc_add(Acc *a, uint32 d, float4 s, int typos)
+acc_add(Acc *a, uint32 d, double s, int typos)
 {
 	if (a->typ1[d] == 0)
 	{
@@ -3677,7 +3681,7 @@ eval_pending(Eval *ev)
 	for (int p = 0; p < ev->npend; p++)
 	{
 		SsPendItem *it = ev->pend[p].item;
-		float4		total = 0;
+		double		total = 0;	/* exact, as Acc's sums */
 		int			ttypos = 0;
 		int			missing = 0;
 		bool		compound_missing = false;
@@ -3690,13 +3694,13 @@ eval_pending(Eval *ev)
 		for (int si = 0; si < q->nslots && ok; si++)
 		{
 			SsQSlot    *sl = &q->slots[si];
-			float4		best = -1;
+			double		best = -1;
 			int			btypos = 0;
 
 			for (int a = 0; a < sl->nalts; a++)
 			{
 				SsQAlt	   *al = &sl->alts[a];
-				float4		sum = 0;
+				double		sum = 0;
 				int			ty = 0;
 				bool		all = true;
 
