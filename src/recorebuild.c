@@ -39,6 +39,7 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
@@ -916,4 +917,345 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_popularity_sums(t_ref timestamptz, span interval,
+ *     ep timestamptz, half_life float8)
+ *   -> SETOF (product_id bigint, pop real, mass float8, ref_at timestamptz)
+ *
+ * The rows shop._popularity_refresh() (every product) aggregates in its
+ * CTE "norm", for shop._rebuild_popularity: per product, over its events
+ * (a line of an order that counts or is folded into
+ * shop.copurchase_order, a view) later than t_ref - span:
+ *	 pop  = (S / (S + 10))::real, S the sum of wt * exp(-ln(2) * age / half_life),
+ *			age the seconds from ref_at back to the event, wt 1 for a line of
+ *			a counted order, 0 for one of an order only folded, 0.2 for a view;
+ *	 mass = the sum of mw * exp(ln(2) * (at - ep) / half_life), mw 1 for a line
+ *			of a folded order, 0 otherwise, 0.2 for a view;
+ * ref_at = greatest(t_ref, the latest event with wt > 0), the same in
+ * every row; products whose events all have wt = 0 are left out (HAVING
+ * sum(wt) > 0).  Each term is computed as the SQL computes it (the age
+ * in seconds is the exact microseconds / 10^6 rounded to a double, as
+ * extract(epoch ...)::float8 is); only the order in which a product's
+ * terms are added up may differ (the SQL's is the hash join's), so a sum
+ * may differ from the SQL's in its last bits.  The SQL joined every order
+ * line with its order and the folded orders by hashes and computed each
+ * term through numeric intervals (about 1 s of a 100,000-product
+ * rebuild); here: the orders later than t_ref - span by one statement
+ * (shop._counted decides which count) into a hash, the folded orders and
+ * every order line and view by scans of the tables.
+ * Memory: about 40 bytes per order in the window, 8 per line event and
+ * 40 per product.
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(shop_rebuild_popularity_sums);
+
+static ShopStmt st_pop_orders = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT o.order_id, o.created_at, shop._counted(o.status) FROM shop.\"order\" o"
+	" WHERE o.created_at > $1",
+	TIMESTAMPTZOID);
+
+typedef struct RbPopOrder
+{
+	pg_uuid_t	order_id;		/* hash key */
+	TimestampTz at;
+	bool		counted;
+	bool		folded;
+} RbPopOrder;
+
+typedef struct RbPopItem
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RbPopItem;
+
+typedef struct RbPopEvent
+{
+	int32		item;
+	int32		kind;			/* 0 line of a folded-only order, 1 counted, 2 counted and folded, 3 view */
+	TimestampTz at;
+} RbPopEvent;
+
+static int32
+rb_pop_item(HTAB *items, int64 pid, int32 *nitems)
+{
+	bool		found;
+	RbPopItem  *e = hash_search(items, &pid, HASH_ENTER, &found);
+
+	if (!found)
+		e->idx = (*nitems)++;
+	return e->idx;
+}
+
+/* attribute number of a column of rel, or an error */
+static AttrNumber
+rb_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+Datum
+shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	TimestampTz t_ref,
+				lo,
+				ref_at,
+				lo2,
+				ep;
+	Datum		span;
+	double		half_life;
+	double		ln2 = log(2.0);
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	HTAB	   *items;
+	int32		nitems = 0;
+	RbPopEvent *ev;
+	int64		nev = 0,
+				ev_cap = 262144;
+	int64	   *pid;
+	double	   *s;
+	double	   *mass;
+	bool	   *has_wt;
+	Portal		portal;
+	Snapshot	snap;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a_order,
+				a_product,
+				a_at;
+	HASH_SEQ_STATUS hs;
+	RbPopItem  *it;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		return (Datum) 0;		/* no events (t_ref NULL): no rows */
+	t_ref = PG_GETARG_TIMESTAMPTZ(0);
+	span = PG_GETARG_DATUM(1);
+	ep = PG_GETARG_TIMESTAMPTZ(2);
+	half_life = PG_GETARG_FLOAT8(3);
+	lo = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(t_ref), span));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild popularity", ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "shop: SPI_connect failed");
+	MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbPopOrder);
+	ctl.hcxt = work;
+	orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbPopItem);
+	ctl.hcxt = work;
+	items = hash_create("shop rebuild popularity products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ev = palloc_extended(sizeof(RbPopEvent) * ev_cap, MCXT_ALLOC_HUGE);
+
+	/* the orders of the window, with the statement's snapshot */
+	{
+		Datum		arg = TimestampTzGetDatum(lo);
+
+		portal = ShopOpenCursor(&st_pop_orders, &arg, NULL, true);
+	}
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, RB_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			RbPopOrder *o = hash_search(orders, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+										HASH_ENTER, NULL);
+
+			o->at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
+			o->counted = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			o->folded = false;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+
+	snap = GetActiveSnapshot();
+
+	/* the folded orders */
+	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, a_order, &isnull);
+		RbPopOrder *o;
+
+		if (isnull)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+		if (o != NULL)
+			o->folded = true;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* every line of an order that counts or is folded */
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	a_product = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		d = slot_getattr(slot, a_order, &n1);
+		Datum		p = slot_getattr(slot, a_product, &n2);
+		RbPopOrder *o;
+
+		if (n1 || n2)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+		if (o == NULL || !(o->counted || o->folded))
+			continue;
+		if (nev == ev_cap)
+		{
+			ev_cap *= 2;
+			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+		}
+		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+		ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
+		ev[nev].at = o->at;
+		nev++;
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	hash_destroy(orders);
+
+	/* every view of the window */
+	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
+	a_product = rb_attnum(rel, "product_id");
+	a_at = rb_attnum(rel, "viewed_at");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		p = slot_getattr(slot, a_product, &n1);
+		Datum		at = slot_getattr(slot, a_at, &n2);
+
+		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+			continue;
+		if (nev == ev_cap)
+		{
+			ev_cap *= 2;
+			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+		}
+		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+		ev[nev].kind = 3;
+		ev[nev].at = DatumGetTimestampTz(at);
+		nev++;
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* ref_at: greatest(t_ref, the latest event with wt > 0) */
+	ref_at = t_ref;
+	for (int64 i = 0; i < nev; i++)
+		if (ev[i].kind != 0 && ev[i].at > ref_at)
+			ref_at = ev[i].at;
+	lo2 = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(ref_at), span));
+
+	pid = palloc_extended(sizeof(int64) * Max(nitems, 1), MCXT_ALLOC_HUGE);
+	s = palloc_extended(sizeof(double) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	mass = palloc_extended(sizeof(double) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	has_wt = palloc_extended(sizeof(bool) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	hash_seq_init(&hs, items);
+	while ((it = hash_seq_search(&hs)) != NULL)
+		pid[it->idx] = it->pid;
+
+	/*
+	 * The terms, as the SQL computes them: wt * exp(-ln(2) * age /
+	 * half_life) and mw * exp(ln(2) * (at - ep) / half_life), the seconds
+	 * of an age the exact microseconds / 10^6 rounded to a double.
+	 */
+	for (int64 i = 0; i < nev; i++)
+	{
+		RbPopEvent *e = &ev[i];
+		double		wt,
+					mw;
+
+		if (e->at <= lo2)
+			continue;
+		switch (e->kind)
+		{
+			case 0:
+				wt = 0.0;
+				mw = 1.0;
+				break;
+			case 1:
+				wt = 1.0;
+				mw = 0.0;
+				break;
+			case 2:
+				wt = 1.0;
+				mw = 1.0;
+				break;
+			default:
+				wt = 0.2;
+				mw = 0.2;
+				break;
+		}
+		if (wt > 0)
+			has_wt[e->item] = true;
+		s[e->item] += wt * exp(-ln2 * ((double) (ref_at - e->at) / 1000000.0) / half_life);
+		mass[e->item] += mw * exp(ln2 * ((double) (e->at - ep) / 1000000.0) / half_life);
+		if ((i & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+
+	MemoryContextSwitchTo(caller);
+	for (int32 x = 0; x < nitems; x++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		if (!has_wt[x])
+			continue;
+		values[0] = Int64GetDatum(pid[x]);
+		values[1] = Float4GetDatum((float4) (s[x] / (s[x] + 10)));
+		values[2] = Float8GetDatum(mass[x]);
+		values[3] = TimestampTzGetDatum(ref_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	MemoryContextDelete(work);
+	return (Datum) 0;
 }
