@@ -42,6 +42,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -379,15 +380,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-static ShopStmt st_profile_events = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT e.customer_id, e.product_id, e.w, e.at FROM ("
-	" SELECT o.customer_id, l.product_id, 1.0::float8 AS w, o.created_at AS at"
-	"   FROM shop.\"order\" o JOIN shop.order_line l ON l.order_id = o.order_id"
-	"  WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL"
-	" UNION ALL"
-	" SELECT v.customer_id, v.product_id, 0.3::float8, v.viewed_at FROM shop.view_event v) e"
-	" ORDER BY e.customer_id");
-
 typedef struct RbEvent
 {
 	int64		product_id;
@@ -460,66 +452,264 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
 	}
 }
 
+/* attribute number of a column of rel, or an error */
+static AttrNumber
+rb_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/*
+ * shop._counted(status) of an order, the SQL function called once per
+ * distinct status (a handful: the CHECK of shop."order".status) and
+ * remembered
+ */
+typedef struct RbCounted
+{
+	FmgrInfo	fn;
+	int			n;
+	text	   *status[16];
+	bool		counted[16];
+} RbCounted;
+
+static void
+rb_counted_init(RbCounted *rc)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString("shop"), makeString("_counted")), 1, argtypes, false);
+
+	fmgr_info(fn, &rc->fn);
+	rc->n = 0;
+}
+
+static bool
+rb_counted(RbCounted *rc, Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	bool		c;
+
+	for (int i = 0; i < rc->n; i++)
+		if (VARSIZE_ANY_EXHDR(rc->status[i]) == len &&
+			memcmp(VARDATA_ANY(rc->status[i]), VARDATA_ANY(t), len) == 0)
+			return rc->counted[i];
+	c = DatumGetBool(FunctionCall1Coll(&rc->fn, InvalidOid, PointerGetDatum(t)));
+	if (rc->n < lengthof(rc->status))
+	{
+		rc->status[rc->n] = DatumGetTextPCopy(PointerGetDatum(t));
+		rc->counted[rc->n++] = c;
+	}
+	return c;
+}
+
+typedef struct RbCustOrder
+{
+	pg_uuid_t	order_id;		/* hash key */
+	int64		customer_id;
+	TimestampTz at;
+} RbCustOrder;
+
+typedef struct RbCustEvent
+{
+	int64		customer_id;
+	int64		product_id;
+	double		w;
+	TimestampTz at;
+} RbCustEvent;
+
+#define ST_SORT rb_sort_cust_events
+#define ST_ELEMENT_TYPE RbCustEvent
+#define ST_COMPARE(a, b) ((a)->customer_id < (b)->customer_id ? -1 : ((a)->customer_id > (b)->customer_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+static void
+rb_add_cust_event(RbCustEvent **ev, int64 *nev, int64 *cap, int64 c, int64 p, double w, TimestampTz at)
+{
+	if (*nev == *cap)
+	{
+		*cap *= 2;
+		*ev = repalloc_huge(*ev, sizeof(RbCustEvent) * *cap);
+	}
+	(*ev)[*nev].customer_id = c;
+	(*ev)[*nev].product_id = p;
+	(*ev)[*nev].w = w;
+	(*ev)[*nev].at = at;
+	(*nev)++;
+}
+
 /*
  * Fills shop.customer_item (truncated by the caller) with every
- * customer's profile.  Memory: one customer's events.
+ * customer's profile.  The events, what the SQL of shop._like_profile
+ * reads: a line of a counted order of a customer (w 1, the order's
+ * created_at) and a view (w 0.3, viewed_at), read by scans of
+ * shop."order" (shop._counted, once per status), shop.order_line and
+ * shop.view_event with the statement's snapshot, then sorted by customer
+ * (a statement with ORDER BY, read through a cursor, cost twice as much).
+ * A customer's rows do not depend on the order of its events.  Memory:
+ * 32 bytes per event and 40 per counted order of a customer.
  */
 Datum
 shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 {
-	Portal		portal;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
 	RbBulk		b;
 	int64		rows;
-	int64		customer = 0;
-	bool		have = false;
-	RbEvent    *ev;
-	int			nev = 0;
-	int			ev_cap = 1024;
+	RbEvent    *one;
+	int			one_cap = 1024;
+	RbCustEvent *ev;
+	int64		nev = 0,
+				ev_cap = 262144;
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	RbCounted	rc;
+	Snapshot	snap = GetActiveSnapshot();
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a1,
+				a2,
+				a3,
+				a4;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
-	rb_begin(&b, "customer_item", 4);
-	ev = palloc(sizeof(RbEvent) * ev_cap);
-	portal = ShopOpenCursor(&st_profile_events, NULL, NULL, true);
-	for (;;)
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(work);
+	rb_counted_init(&rc);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbCustOrder);
+	ctl.hcxt = work;
+	orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
+
+	/* the counted orders of customers */
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "order_id");
+	a2 = rb_attnum(rel, "customer_id");
+	a3 = rb_attnum(rel, "created_at");
+	a4 = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			int64		c = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		bool		n1,
+					n2,
+					n3,
+					n4;
+		Datum		id = slot_getattr(slot, a1, &n1);
+		Datum		c = slot_getattr(slot, a2, &n2);
+		Datum		at = slot_getattr(slot, a3, &n3);
+		Datum		st = slot_getattr(slot, a4, &n4);
+		RbCustOrder *o;
 
-			if (!have || c != customer)
+		/* shop._counted(NULL) is false */
+		if (n1 || n2 || n4 || !rb_counted(&rc, st))
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		o->customer_id = DatumGetInt64(c);
+		o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* their lines */
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "order_id");
+	a2 = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		id = slot_getattr(slot, a1, &n1);
+		Datum		p = slot_getattr(slot, a2, &n2);
+		RbCustOrder *o;
+
+		if (n1 || n2)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
+		if (o == NULL)
+			continue;
+		rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	hash_destroy(orders);
+
+	/* the views */
+	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "customer_id");
+	a2 = rb_attnum(rel, "product_id");
+	a3 = rb_attnum(rel, "viewed_at");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3;
+		Datum		c = slot_getattr(slot, a1, &n1);
+		Datum		p = slot_getattr(slot, a2, &n2);
+		Datum		at = slot_getattr(slot, a3, &n3);
+
+		if (n1 || n2 || n3)
+			continue;			/* NOT NULL in the table */
+		rb_add_cust_event(&ev, &nev, &ev_cap, DatumGetInt64(c), DatumGetInt64(p), 0.3,
+						  DatumGetTimestampTz(at));
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (nev > 1)
+		rb_sort_cust_events(ev, nev);
+
+	MemoryContextSwitchTo(caller);
+	rb_begin(&b, "customer_item", 4);
+	MemoryContextSwitchTo(work);
+	one = palloc(sizeof(RbEvent) * one_cap);
+	for (int64 i = 0; i < nev;)
+	{
+		int64		c = ev[i].customer_id;
+		int			n = 0;
+
+		for (; i < nev && ev[i].customer_id == c; i++)
+		{
+			if (n == one_cap)
 			{
-				if (have)
-					rb_profile(&b, customer, ev, nev);
-				customer = c;
-				have = true;
-				nev = 0;
+				one_cap *= 2;
+				one = repalloc_huge(one, sizeof(RbEvent) * one_cap);
 			}
-			if (nev == ev_cap)
-			{
-				ev_cap *= 2;
-				ev = repalloc_huge(ev, sizeof(RbEvent) * ev_cap);
-			}
-			ev[nev].product_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			ev[nev].w = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
-			ev[nev].at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-			nev++;
+			one[n].product_id = ev[i].product_id;
+			one[n].w = ev[i].w;
+			one[n].at = ev[i].at;
+			n++;
 		}
-		SPI_freetuptable(SPI_tuptable);
+		rb_profile(&b, c, one, n);
 		CHECK_FOR_INTERRUPTS();
 	}
-	if (have)
-		rb_profile(&b, customer, ev, nev);
-	SPI_cursor_close(portal);
-	pfree(ev);
+	MemoryContextSwitchTo(caller);
 	rows = rb_end(&b);
-	SPI_finish();
+	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
 }
 
@@ -987,23 +1177,6 @@ rb_pop_item(HTAB *items, int64 pid, int32 *nitems)
 	if (!found)
 		e->idx = (*nitems)++;
 	return e->idx;
-}
-
-/* attribute number of a column of rel, or an error */
-static AttrNumber
-rb_attnum(Relation rel, const char *name)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
-	return InvalidAttrNumber;	/* keep the compiler quiet */
 }
 
 Datum
