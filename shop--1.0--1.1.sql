@@ -9324,8 +9324,8 @@ $$;
 -- now calls shop._rebuild_popularity, the same computation for every
 -- product, whose per-product sums come from
 -- shop._rebuild_popularity_sums (src/recorebuild.c: the window's orders
--- by one statement into a hash, the folded orders, the order lines and
--- the views by scans of the tables, each term computed as the SQL's).
+-- into a hash, the folded orders, the order lines and the views, each by
+-- one scan of its table; each term computed as the SQL computes it).
 -- The rows written, the queue and the state are those of
 -- shop._popularity_refresh() (not changed: the refresh keeps it).
 ------------------------------------------------------------------------------

@@ -1132,20 +1132,16 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
  * may differ from the SQL's in its last bits.  The SQL joined every order
  * line with its order and the folded orders by hashes and computed each
  * term through numeric intervals (about 1 s of a 100,000-product
- * rebuild); here: the orders later than t_ref - span by one statement
- * (shop._counted decides which count) into a hash, the folded orders and
- * every order line and view by scans of the tables.
+ * rebuild); here: the orders later than t_ref - span (shop._counted
+ * called once per status) into a hash, the folded orders, every order
+ * line and view, all by scans of the tables with the statement's
+ * snapshot.
  * Memory: about 40 bytes per order in the window, 8 per line event and
  * 40 per product.
  * ---------------------------------------------------------------------
  */
 
 PG_FUNCTION_INFO_V1(shop_rebuild_popularity_sums);
-
-static ShopStmt st_pop_orders = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT o.order_id, o.created_at, shop._counted(o.status) FROM shop.\"order\" o"
-	" WHERE o.created_at > $1",
-	TIMESTAMPTZOID);
 
 typedef struct RbPopOrder
 {
@@ -1204,14 +1200,15 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	double	   *s;
 	double	   *mass;
 	bool	   *has_wt;
-	Portal		portal;
+	RbCounted	rc;
 	Snapshot	snap;
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	AttrNumber	a_order,
 				a_product,
-				a_at;
+				a_at,
+				a_status;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
 
@@ -1225,8 +1222,6 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	lo = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(t_ref), span));
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild popularity", ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -1241,35 +1236,35 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	items = hash_create("shop rebuild popularity products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ev = palloc_extended(sizeof(RbPopEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
-	/* the orders of the window, with the statement's snapshot */
-	{
-		Datum		arg = TimestampTzGetDatum(lo);
-
-		portal = ShopOpenCursor(&st_pop_orders, &arg, NULL, true);
-	}
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			RbPopOrder *o = hash_search(orders, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-										HASH_ENTER, NULL);
-
-			o->at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-			o->counted = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-			o->folded = false;
-		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
-
+	/* the orders of the window */
 	snap = GetActiveSnapshot();
+	rb_counted_init(&rc);
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	a_at = rb_attnum(rel, "created_at");
+	a_status = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3;
+		Datum		id = slot_getattr(slot, a_order, &n1);
+		Datum		at = slot_getattr(slot, a_at, &n2);
+		Datum		st = slot_getattr(slot, a_status, &n3);
+		RbPopOrder *o;
+
+		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		o->at = DatumGetTimestampTz(at);
+		o->counted = !n3 && rb_counted(&rc, st);
+		o->folded = false;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 
 	/* the folded orders */
 	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
@@ -1428,7 +1423,6 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		values[3] = TimestampTzGetDatum(ref_at);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	SPI_finish();
 	MemoryContextDelete(work);
 	return (Datum) 0;
 }
