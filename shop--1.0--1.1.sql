@@ -5368,7 +5368,8 @@ DECLARE
 BEGIN
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    PERFORM shop._rebuild_customer_items();
+    -- (the customers profiled: count(DISTINCT customer_id) of the table)
+    n_cust := shop._rebuild_customer_items();
     ANALYZE shop.customer_item;
     -- every list from the profiles in memory, written in bulk; NULL when
     -- the profiles are more than that may hold: then in batches
@@ -5385,7 +5386,6 @@ BEGIN
         END LOOP;
         SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     END IF;
-    SELECT count(DISTINCT c.customer_id) INTO n_cust FROM shop.customer_item c;
     ANALYZE shop.customer_neighbour;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
     ON CONFLICT (only_row) DO UPDATE
@@ -8796,7 +8796,7 @@ RETURNS bigint
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'shop_rebuild_customer_items';
 COMMENT ON FUNCTION shop._rebuild_customer_items() IS
-'internal (rebuild): fills shop.customer_item, truncated in this transaction, with every profile (shop._like_profile(NULL)); returns the rows written';
+'internal (rebuild): fills shop.customer_item, truncated in this transaction, with every profile (shop._like_profile(NULL)); returns the customers profiled (count(DISTINCT customer_id) of the table)';
 REVOKE ALL ON FUNCTION shop._rebuild_customer_items() FROM PUBLIC;
 
 CREATE FUNCTION shop._rebuild_pairs()

@@ -6,7 +6,8 @@
  *	  (shop._rebuild_orders), the co-purchase statistics, pair rows and
  *	  lists (shop._rebuild_pairs) and the customers' profiles
  *	  (shop._rebuild_customer_items) and their customers-like-you lists
- *	  (shop._rebuild_like_lists).
+ *	  (shop._rebuild_like_lists); and the sums behind every product's
+ *	  popularity (shop._rebuild_popularity_sums).
  *
  * A rebuild truncates these tables and writes every row again
  * (docs/recommendations.md, "Performance").  Rows
@@ -24,6 +25,11 @@
  * Each table's NOT NULL and CHECK constraints are evaluated per row, as an
  * INSERT would; unique indexes are checked by the index build; tables
  * with triggers are refused (none of these has one).
+ *
+ * The inputs (orders, order lines, views, the folded orders, the
+ * profiles) are read by scans of their tables with the calling
+ * statement's snapshot, as a statement of the function would see them,
+ * without the executor and the cursor a statement costs per row.
  *
  *-------------------------------------------------------------------------
  */
@@ -209,13 +215,70 @@ rb_end(RbBulk *b)
 	return b->rows;
 }
 
+/* attribute number of a column of rel, or an error */
+static AttrNumber
+rb_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/*
+ * shop._counted(status) of an order, the SQL function called once per
+ * distinct status (a handful: the CHECK of shop."order".status) and
+ * remembered
+ */
+typedef struct RbCounted
+{
+	FmgrInfo	fn;
+	int			n;
+	text	   *status[16];
+	bool		counted[16];
+} RbCounted;
+
+static void
+rb_counted_init(RbCounted *rc)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString("shop"), makeString("_counted")), 1, argtypes, false);
+
+	fmgr_info(fn, &rc->fn);
+	rc->n = 0;
+}
+
+static bool
+rb_counted(RbCounted *rc, Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	bool		c;
+
+	for (int i = 0; i < rc->n; i++)
+		if (VARSIZE_ANY_EXHDR(rc->status[i]) == len &&
+			memcmp(VARDATA_ANY(rc->status[i]), VARDATA_ANY(t), len) == 0)
+			return rc->counted[i];
+	c = DatumGetBool(FunctionCall1Coll(&rc->fn, InvalidOid, PointerGetDatum(t)));
+	if (rc->n < lengthof(rc->status))
+	{
+		rc->status[rc->n] = DatumGetTextPCopy(PointerGetDatum(t));
+		rc->counted[rc->n++] = c;
+	}
+	return c;
+}
+
 /* ---------------------------------------------------------------------
  * shop._rebuild_orders(buyer_cap float8) -> bigint
  * ---------------------------------------------------------------------
  */
-
-static ShopStmt st_counted_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT o.order_id, o.customer_id FROM shop.\"order\" o WHERE shop._counted(o.status)");
 
 typedef struct RbOrder
 {
@@ -239,9 +302,10 @@ rb_cmp_order(const void *a, const void *b)
 
 /*
  * Fills shop.copurchase_order (truncated by the caller) with every counted
- * order: its customer and its weight, 1 for a guest order, else
- * least(1, buyer_cap / the customer's counted orders) in double precision,
- * the value the SQL of 1.0 computed.  Rows in order id order, as that SQL
+ * order (one scan of shop."order", shop._counted called once per status):
+ * its customer and its weight, 1 for a guest order, else least(1,
+ * buyer_cap / the customer's counted orders) in double precision, the
+ * value the SQL of 1.0 computed.  Rows in order id order, as that SQL
  * wrote them: the co-purchase rebuild reads the baskets in this order and
  * adds their weights up in it.
  */
@@ -259,13 +323,17 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	RbOrder    *orders;
 	int64		norders = 0;
 	int64		orders_cap = 65536;
-	Portal		portal;
+	RbCounted	rc;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a_id,
+				a_cust,
+				a_status;
 	RbBulk		b;
 	int64		rows;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -276,55 +344,63 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
 	orders = palloc_extended(sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
-	portal = ShopOpenCursor(&st_counted_orders, NULL, NULL, true);
-	for (;;)
+	rb_counted_init(&rc);
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a_id = rb_attnum(rel, "order_id");
+	a_cust = rb_attnum(rel, "customer_id");
+	a_status = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		bool		isnull;
+		RbOrder    *o;
+		Datum		c;
+		Datum		id = slot_getattr(slot, a_id, &isnull);
+		Datum		st;
+
+		if (isnull)
+			continue;			/* the primary key */
+		/* shop._counted(NULL) is false */
+		st = slot_getattr(slot, a_status, &isnull);
+		if (isnull || !rb_counted(&rc, st))
+			continue;
+		if (norders == orders_cap)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			RbOrder    *o;
-			Datum		c;
-
-			if (norders == orders_cap)
-			{
-				orders_cap *= 2;
-				orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
-			}
-			o = &orders[norders++];
-			memcpy(&o->order_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-			c = SPI_getbinval(tup, desc, 2, &isnull);
-			o->cust = -1;
-			o->customer_id = 0;
-			if (!isnull)
-			{
-				bool		found;
-				RbCustomer *e;
-
-				o->customer_id = DatumGetInt64(c);
-				e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
-				if (!found)
-				{
-					if (ncust == cust_cap)
-					{
-						cust_cap *= 2;
-						counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
-					}
-					e->idx = ncust;
-					counts[ncust++] = 0;
-				}
-				o->cust = e->idx;
-				counts[e->idx]++;
-			}
+			orders_cap *= 2;
+			orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
 		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
+		o = &orders[norders++];
+		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		c = slot_getattr(slot, a_cust, &isnull);
+		o->cust = -1;
+		o->customer_id = 0;
+		if (!isnull)
+		{
+			bool		found;
+			RbCustomer *e;
+
+			o->customer_id = DatumGetInt64(c);
+			e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
+			if (!found)
+			{
+				if (ncust == cust_cap)
+				{
+					cust_cap *= 2;
+					counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
+				}
+				e->idx = ncust;
+				counts[ncust++] = 0;
+			}
+			o->cust = e->idx;
+			counts[e->idx]++;
+		}
+		if ((norders & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
-	SPI_cursor_close(portal);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
@@ -356,7 +432,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	rows = rb_end(&b);
 
 	MemoryContextSwitchTo(caller);
-	SPI_finish();
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
 }
@@ -452,66 +527,6 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
 	}
 }
 
-/* attribute number of a column of rel, or an error */
-static AttrNumber
-rb_attnum(Relation rel, const char *name)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
-	return InvalidAttrNumber;	/* keep the compiler quiet */
-}
-
-/*
- * shop._counted(status) of an order, the SQL function called once per
- * distinct status (a handful: the CHECK of shop."order".status) and
- * remembered
- */
-typedef struct RbCounted
-{
-	FmgrInfo	fn;
-	int			n;
-	text	   *status[16];
-	bool		counted[16];
-} RbCounted;
-
-static void
-rb_counted_init(RbCounted *rc)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Oid			fn = LookupFuncName(list_make2(makeString("shop"), makeString("_counted")), 1, argtypes, false);
-
-	fmgr_info(fn, &rc->fn);
-	rc->n = 0;
-}
-
-static bool
-rb_counted(RbCounted *rc, Datum status)
-{
-	text	   *t = DatumGetTextPP(status);
-	int			len = VARSIZE_ANY_EXHDR(t);
-	bool		c;
-
-	for (int i = 0; i < rc->n; i++)
-		if (VARSIZE_ANY_EXHDR(rc->status[i]) == len &&
-			memcmp(VARDATA_ANY(rc->status[i]), VARDATA_ANY(t), len) == 0)
-			return rc->counted[i];
-	c = DatumGetBool(FunctionCall1Coll(&rc->fn, InvalidOid, PointerGetDatum(t)));
-	if (rc->n < lengthof(rc->status))
-	{
-		rc->status[rc->n] = DatumGetTextPCopy(PointerGetDatum(t));
-		rc->counted[rc->n++] = c;
-	}
-	return c;
-}
-
 typedef struct RbCustOrder
 {
 	pg_uuid_t	order_id;		/* hash key */
@@ -558,7 +573,9 @@ rb_add_cust_event(RbCustEvent **ev, int64 *nev, int64 *cap, int64 c, int64 p, do
  * shop.view_event with the statement's snapshot, then sorted by customer
  * (a statement with ORDER BY, read through a cursor, cost twice as much).
  * A customer's rows do not depend on the order of its events.  Memory:
- * 32 bytes per event and 40 per counted order of a customer.
+ * 32 bytes per event and 40 per counted order of a customer.  Returns
+ * the customers with a profile (count(DISTINCT customer_id) of the
+ * table, which the rebuild's summary reports).
  */
 Datum
 shop_rebuild_customer_items(PG_FUNCTION_ARGS)
@@ -566,7 +583,8 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
 	RbBulk		b;
-	int64		rows;
+	int64		customers = 0;
+	int64		before;
 	RbEvent    *one;
 	int			one_cap = 1024;
 	RbCustEvent *ev;
@@ -704,13 +722,16 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			one[n].at = ev[i].at;
 			n++;
 		}
+		before = b.rows + b.n;
 		rb_profile(&b, c, one, n);
+		if (b.rows + b.n > before)
+			customers++;
 		CHECK_FOR_INTERRUPTS();
 	}
 	MemoryContextSwitchTo(caller);
-	rows = rb_end(&b);
+	rb_end(&b);
 	MemoryContextDelete(work);
-	PG_RETURN_INT64(rows);
+	PG_RETURN_INT64(customers);
 }
 
 /* ---------------------------------------------------------------------
