@@ -55,14 +55,10 @@
 #include <math.h>
 
 #include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "portability/instr_time.h"
@@ -71,8 +67,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
 #include "shop.h"
@@ -158,6 +152,10 @@ static ShopStmt st_order_baskets = SHOP_STMT(SHOP_PLAN_GENERIC,
 	" ORDER BY u.o, l.product_id",
 	UUIDARRAYOID, FLOAT8ARRAYOID);
 /* a rebuild reads the folded orders and every order line, whole */
+static ShopStmt st_folded_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, weight FROM shop.copurchase_order");
+static ShopStmt st_all_lines = SHOP_STMT0(SHOP_PLAN_GENERIC,
+	"SELECT order_id, product_id FROM shop.order_line");
 
 double
 reco_basket_pair_weight(double w, int k)
@@ -997,34 +995,15 @@ reco_build_index(RecoBuild *rb, int64 pid)
 	return e->idx;
 }
 
-/* attribute number of a column of rel, or an error */
-static AttrNumber
-reco_attnum(Relation rel, const char *name)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return att->attnum;
-	}
-	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
-	return InvalidAttrNumber;	/* keep the compiler quiet */
-}
-
 /*
  * Step 1: read the baskets of every folded order into rb (zeroed by the
  * caller), in order id order (basket b is the b-th folded order by id,
  * whatever the heap order of shop.copurchase_order), with the item
- * statistics.  Two scans of whole tables with the statement's snapshot,
- * no join and no sort in SQL: the folded orders, sorted by id, into a
- * hash (id -> basket index), then every order line, kept when its order
- * is folded; a counting sort by basket groups the lines.  (A join ordered
- * by order id read both tables through their primary keys: 4.1 s of a
- * 1,170,000-line rebuild; the two tables read by statements through
- * cursors cost about 0.8 s of a 7 s rebuild at 1,000,000 lines.)
+ * statistics.  Two passes over whole tables, no join and no sort in SQL:
+ * the folded orders, sorted by id, into a hash (id -> basket index), then
+ * every order line, kept when its order is folded; a counting sort by
+ * basket groups the lines.  (A join ordered by order id read both tables
+ * through their primary keys: 4.1 s of a 1,170,000-line rebuild.)
  */
 void
 reco_build_read(RecoBuild *rb)
@@ -1040,12 +1019,7 @@ reco_build_read(RecoBuild *rb)
 	int64		lines_cap = 262144;
 	int64	   *start;
 	int32	   *sorted;
-	Snapshot	snap = GetActiveSnapshot();
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a1,
-				a2;
+	Portal		portal;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
@@ -1059,34 +1033,32 @@ reco_build_read(RecoBuild *rb)
 
 	/* the folded orders, sorted by id: basket b is the b-th of them */
 	folded = palloc_extended(sizeof(RecoFolded) * folded_cap, MCXT_ALLOC_HUGE);
-	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
-	a1 = reco_attnum(rel, "order_id");
-	a2 = reco_attnum(rel, "weight");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	portal = ShopOpenCursor(&st_folded_orders, NULL, NULL, true);
+	for (;;)
 	{
-		bool		n1,
-					n2;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		w = slot_getattr(slot, a2, &n2);
-
-		if (n1 || n2)
-			continue;			/* NOT NULL in the table */
-		if (nfolded == folded_cap)
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			folded_cap *= 2;
-			folded = repalloc_huge(folded, sizeof(RecoFolded) * folded_cap);
+			bool		isnull;
+
+			if (nfolded == folded_cap)
+			{
+				folded_cap *= 2;
+				folded = repalloc_huge(folded, sizeof(RecoFolded) * folded_cap);
+			}
+			memcpy(&folded[nfolded].order_id,
+				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+				   sizeof(pg_uuid_t));
+			folded[nfolded].weight =
+				DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+			nfolded++;
 		}
-		memcpy(&folded[nfolded].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
-		folded[nfolded].weight = DatumGetFloat8(w);
-		nfolded++;
-		if ((nfolded & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	SPI_cursor_close(portal);
 	if (nfolded > 1)
 		qsort(folded, nfolded, sizeof(RecoFolded), cmp_folded);
 
@@ -1105,39 +1077,36 @@ reco_build_read(RecoBuild *rb)
 	/* every line of a folded order: (basket, product) */
 	line_order = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	line_item = palloc_extended(sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a1 = reco_attnum(rel, "order_id");
-	a2 = reco_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	portal = ShopOpenCursor(&st_all_lines, NULL, NULL, true);
+	for (;;)
 	{
-		bool		n1,
-					n2;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		p = slot_getattr(slot, a2, &n2);
-		RecoOrderIdx *e;
-
-		if (n1 || n2)
-			continue;			/* NOT NULL in the table */
-		e = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
-		if (e == NULL)
-			continue;
-		if (nlines == lines_cap)
+		SPI_cursor_fetch(portal, true, RECO_FETCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			lines_cap *= 2;
-			line_order = repalloc_huge(line_order, sizeof(int32) * lines_cap);
-			line_item = repalloc_huge(line_item, sizeof(int32) * lines_cap);
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			RecoOrderIdx *e = hash_search(orders, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+										  HASH_FIND, NULL);
+
+			if (e == NULL)
+				continue;
+			if (nlines == lines_cap)
+			{
+				lines_cap *= 2;
+				line_order = repalloc_huge(line_order, sizeof(int32) * lines_cap);
+				line_item = repalloc_huge(line_item, sizeof(int32) * lines_cap);
+			}
+			line_order[nlines] = e->idx;
+			line_item[nlines] = reco_build_index(rb, DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)));
+			nlines++;
 		}
-		line_order[nlines] = e->idx;
-		line_item[nlines] = reco_build_index(rb, DatumGetInt64(p));
-		nlines++;
-		if ((nlines & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	SPI_cursor_close(portal);
 	hash_destroy(orders);
 	rb->lines = nlines;
 
