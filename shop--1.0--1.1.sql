@@ -1217,7 +1217,8 @@ BEGIN
     IF coalesce((SELECT s.popularity_from_router FROM shop.copurchase_state s), false) THEN
         n_pop := 0;
     ELSE
-        n_pop := shop._popularity_refresh();
+        -- shop._popularity_refresh() for every product, its sums in C
+        n_pop := shop._rebuild_popularity();
     END IF;
     PERFORM shop._popularity_apply(NULL);
     RETURN (result - 'scored_total') || jsonb_build_object('popularity_updated', n_pop,
@@ -5098,7 +5099,8 @@ DECLARE
 BEGIN
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    PERFORM shop._rebuild_customer_items();
+    -- (the customers profiled: count(DISTINCT customer_id) of the table)
+    n_cust := shop._rebuild_customer_items();
     ANALYZE shop.customer_item;
     -- every list from the profiles in memory, written in bulk; NULL when
     -- the profiles are more than that may hold: then in batches
@@ -5115,7 +5117,6 @@ BEGIN
         END LOOP;
         SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     END IF;
-    SELECT count(DISTINCT c.customer_id) INTO n_cust FROM shop.customer_item c;
     ANALYZE shop.customer_neighbour;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
     ON CONFLICT (only_row) DO UPDATE
@@ -8538,7 +8539,7 @@ RETURNS bigint
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'shop_rebuild_customer_items';
 COMMENT ON FUNCTION shop._rebuild_customer_items() IS
-'internal (rebuild): fills shop.customer_item, truncated in this transaction, with every profile (shop._like_profile(NULL)); returns the rows written';
+'internal (rebuild): fills shop.customer_item, truncated in this transaction, with every profile (shop._like_profile(NULL)); returns the customers profiled (count(DISTINCT customer_id) of the table)';
 REVOKE ALL ON FUNCTION shop._rebuild_customer_items() FROM PUBLIC;
 
 CREATE FUNCTION shop._rebuild_pairs()
@@ -9425,6 +9426,125 @@ SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
 'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
 REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Recommendations: the rebuild's popularity in C (issue 11) ------------------
+--
+-- docs/recommendations.md, "Performance".  shop.rebuild_recommendations
+-- (shop._rebuild_copurchase, edited in place above) computed popularity
+-- with shop._popularity_refresh(): one statement joining every order line
+-- with its order and with shop.copurchase_order by hashes, and an
+-- aggregate computing two exp terms per event through numeric intervals
+-- (about 1 s of CPU of a 7 s rebuild at 100,000 products).  The rebuild
+-- now calls shop._rebuild_popularity, the same computation for every
+-- product, whose per-product sums come from
+-- shop._rebuild_popularity_sums (src/recorebuild.c: the window's orders
+-- into a hash, the folded orders, the order lines and the views, each by
+-- one scan of its table; each term computed as the SQL computes it).
+-- The rows written, the queue and the state are those of
+-- shop._popularity_refresh() (not changed: the refresh keeps it).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._rebuild_popularity_sums(t_ref timestamptz, span interval, ep timestamptz,
+                                              half_life double precision,
+                                              OUT product_id bigint, OUT pop real, OUT mass double precision,
+                                              OUT ref_at timestamptz)
+RETURNS SETOF record
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'shop_rebuild_popularity_sums';
+COMMENT ON FUNCTION shop._rebuild_popularity_sums(timestamptz, interval, timestamptz, double precision) IS
+'internal (rebuild): per product, the popularity and mass shop._popularity_refresh() computes from the events later than t_ref - span (ages from ref_at = greatest(t_ref, the latest counted event), masses from the epoch ep)';
+REVOKE ALL ON FUNCTION shop._rebuild_popularity_sums(timestamptz, interval, timestamptz, double precision) FROM PUBLIC;
+
+-- _rebuild_popularity: shop._popularity_refresh() (every product), its
+-- sums computed in C; returns how many products were queued
+CREATE FUNCTION shop._rebuild_popularity()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    half_life double precision :=
+        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+    span interval := make_interval(secs => 16 * half_life);
+    t_ref timestamptz;
+    n bigint;
+    ids bigint[];
+    ep timestamptz;
+    ep_hl double precision;
+BEGIN
+    SELECT s.popularity_epoch, s.popularity_epoch_half_life INTO ep, ep_hl FROM shop.copurchase_state s;
+    -- every product: the views shop.view's cap dropped are out of the
+    -- events read below, as in shop._popularity_refresh's full run
+    -- (section "Recommendations: views dropped by the cap")
+    DELETE FROM shop.popularity_dropped;
+    -- ages from the newest event of all
+    t_ref := greatest((SELECT max(created_at) FROM shop."order" WHERE shop._counted(status)),
+                      (SELECT max(viewed_at) FROM shop.view_event));
+    -- a new epoch when there is none, the half-life changed, or the
+    -- factor of a new event would pass 2^500
+    IF ep IS NULL OR ep_hl IS DISTINCT FROM half_life
+       OR extract(epoch FROM coalesce(t_ref, ep) - ep) / half_life > 500 THEN
+        ep := coalesce(t_ref, now());
+        ep_hl := half_life;
+    END IF;
+    WITH norm AS MATERIALIZED (
+        SELECT p.product_id, p.pop, p.mass, p.ref_at
+          FROM shop._rebuild_popularity_sums(t_ref, span, ep, half_life) p
+    ), ref AS (
+        SELECT coalesce((SELECT max(norm.ref_at) FROM norm), t_ref) AS t
+    ), cmp AS (
+        SELECT n.product_id, n.pop, n.mass,
+               (o.product_id IS NULL OR abs(o.popularity - n.pop) >= 0.002) AS moved
+          FROM norm n
+          LEFT JOIN shop.product_popularity o ON o.product_id = n.product_id
+         WHERE o.product_id IS NULL OR abs(o.popularity - n.pop) >= 0.002
+            -- a mass that moved (sums taken in another order differ in
+            -- their last bits: those are left)
+            OR (o.mass IS DISTINCT FROM n.mass
+                AND NOT coalesce(abs(o.mass - n.mass) <= 1e-12 * abs(n.mass), false))
+    ), gone AS (
+        DELETE FROM shop.product_popularity o
+         WHERE NOT EXISTS (SELECT 1 FROM norm WHERE norm.product_id = o.product_id)
+        RETURNING o.product_id
+    ), written AS (
+        INSERT INTO shop.product_popularity AS o (product_id, popularity, mass)
+        SELECT c.product_id, c.pop, c.mass FROM cmp c
+        ON CONFLICT (product_id) DO UPDATE
+           SET popularity = CASE WHEN abs(o.popularity - excluded.popularity) >= 0.002
+                                 THEN excluded.popularity ELSE o.popularity END,
+               mass = excluded.mass
+    )
+    SELECT array_agg(t.product_id), (SELECT t FROM ref)
+      INTO ids, t_ref
+      FROM (SELECT g.product_id FROM gone g
+            UNION ALL SELECT c.product_id FROM cmp c WHERE c.moved) t;
+    -- shop.product is written later, in batches (shop._popularity_apply):
+    -- here only the narrow queue
+    n := coalesce(cardinality(ids), 0);
+    IF n > 0 THEN
+        INSERT INTO shop.popularity_pending (product_id)
+        SELECT DISTINCT u FROM unnest(ids) u
+        ON CONFLICT (product_id) DO NOTHING;
+    END IF;
+    -- (popularity_seen_at: the clock now, after every view this
+    -- computation read was made; shop.view's cap compares with it)
+    INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
+                                            popularity_epoch, popularity_epoch_half_life,
+                                            popularity_seen_at)
+    VALUES (now(), now(), t_ref, ep, ep_hl, clock_timestamp())
+    ON CONFLICT (id) DO UPDATE
+       SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+           popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
+           popularity_epoch = excluded.popularity_epoch,
+           popularity_epoch_half_life = excluded.popularity_epoch_half_life,
+           popularity_seen_at = excluded.popularity_seen_at;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._rebuild_popularity() IS
+'internal (rebuild): shop._popularity_refresh() for every product, its sums computed in C (shop._rebuild_popularity_sums); returns how many products were queued';
+REVOKE ALL ON FUNCTION shop._rebuild_popularity() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -112,6 +112,38 @@ SELECT shop.rebuild_recommendations() ->> 'copurchase_rows' AS admin_rebuild_row
 RESET ROLE;
 SELECT t.tbl, t.md5 = b.md5 AS same_again FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
 
+-- popularity: the rebuild's (shop._rebuild_popularity, its sums in C)
+-- writes what shop._popularity_refresh() writes, with an order that
+-- counts and is not folded yet (paid after the rebuild) and a folded one
+-- that stopped counting (cancelled after it), on the rebuild's rows and
+-- on none (a new epoch, every row written); all rolled back
+BEGIN;
+UPDATE shop."order" SET status = 'cancelled'
+ WHERE order_id = (SELECT order_id FROM shop.copurchase_order WHERE weight = 1 ORDER BY order_id LIMIT 1);
+SELECT pg_temp.buy(ARRAY[7, 8, 9, 7]::bigint[], 3, 'paid', timestamptz '2026-11-21') IS NOT NULL AS paid_later;
+CREATE FUNCTION pg_temp.pop() RETURNS text LANGUAGE sql AS $f$
+    SELECT concat_ws(' | ', (SELECT count(*) FROM shop.product_popularity),
+        md5(concat_ws('|',
+            (SELECT string_agg(format('%s %s %s', product_id, popularity, mass::real), ',' ORDER BY product_id)
+               FROM shop.product_popularity),
+            (SELECT string_agg(product_id::text, ',' ORDER BY product_id) FROM shop.popularity_pending),
+            (SELECT format('%s %s %s', popularity_ref, popularity_epoch, popularity_epoch_half_life)
+               FROM shop.copurchase_state))))
+$f$;
+SAVEPOINT s;
+SELECT shop._popularity_refresh() AS n_sql, pg_temp.pop() AS pop_sql \gset
+ROLLBACK TO SAVEPOINT s;
+SELECT shop._rebuild_popularity() = :n_sql AS same_queued, pg_temp.pop() = :'pop_sql' AS same_popularity;
+ROLLBACK TO SAVEPOINT s;
+DELETE FROM shop.product_popularity;
+UPDATE shop.copurchase_state SET popularity_epoch = NULL, popularity_epoch_half_life = NULL;
+SAVEPOINT t;
+SELECT shop._popularity_refresh() AS n_sql, pg_temp.pop() AS pop_sql \gset
+ROLLBACK TO SAVEPOINT t;
+SELECT shop._rebuild_popularity() AS queued_from_none, shop._rebuild_popularity() AS queued_again;
+SELECT pg_temp.pop() = :'pop_sql' AS same_popularity_from_none, :n_sql AS sql_queued_from_none;
+ROLLBACK;
+
 -- past 20,000 * shop.reco_like_sample profile rows (the bound of the
 -- lists in memory) the rebuild takes the batches of shop._like_lists:
 -- 1,001 more customers with 40 viewed products each, past 40,000 rows at

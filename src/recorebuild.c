@@ -6,7 +6,8 @@
  *	  (shop._rebuild_orders), the co-purchase statistics, pair rows and
  *	  lists (shop._rebuild_pairs) and the customers' profiles
  *	  (shop._rebuild_customer_items) and their customers-like-you lists
- *	  (shop._rebuild_like_lists).
+ *	  (shop._rebuild_like_lists); and the sums behind every product's
+ *	  popularity (shop._rebuild_popularity_sums).
  *
  * A rebuild truncates these tables and writes every row again
  * (docs/recommendations.md, "Performance").  Rows
@@ -25,6 +26,11 @@
  * INSERT would; unique indexes are checked by the index build; tables
  * with triggers are refused (none of these has one).
  *
+ * The inputs (orders, order lines, views, the folded orders, the
+ * profiles) are read by scans of their tables with the calling
+ * statement's snapshot, as a statement of the function would see them,
+ * without the executor and the cursor a statement costs per row.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -39,8 +45,10 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -207,13 +215,70 @@ rb_end(RbBulk *b)
 	return b->rows;
 }
 
+/* attribute number of a column of rel, or an error */
+static AttrNumber
+rb_attnum(Relation rel, const char *name)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	elog(ERROR, "shop: table %s has no column %s", RelationGetRelationName(rel), name);
+	return InvalidAttrNumber;	/* keep the compiler quiet */
+}
+
+/*
+ * shop._counted(status) of an order, the SQL function called once per
+ * distinct status (a handful: the CHECK of shop."order".status) and
+ * remembered
+ */
+typedef struct RbCounted
+{
+	FmgrInfo	fn;
+	int			n;
+	text	   *status[16];
+	bool		counted[16];
+} RbCounted;
+
+static void
+rb_counted_init(RbCounted *rc)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString("shop"), makeString("_counted")), 1, argtypes, false);
+
+	fmgr_info(fn, &rc->fn);
+	rc->n = 0;
+}
+
+static bool
+rb_counted(RbCounted *rc, Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	bool		c;
+
+	for (int i = 0; i < rc->n; i++)
+		if (VARSIZE_ANY_EXHDR(rc->status[i]) == len &&
+			memcmp(VARDATA_ANY(rc->status[i]), VARDATA_ANY(t), len) == 0)
+			return rc->counted[i];
+	c = DatumGetBool(FunctionCall1Coll(&rc->fn, InvalidOid, PointerGetDatum(t)));
+	if (rc->n < lengthof(rc->status))
+	{
+		rc->status[rc->n] = DatumGetTextPCopy(PointerGetDatum(t));
+		rc->counted[rc->n++] = c;
+	}
+	return c;
+}
+
 /* ---------------------------------------------------------------------
  * shop._rebuild_orders(buyer_cap float8) -> bigint
  * ---------------------------------------------------------------------
  */
-
-static ShopStmt st_counted_orders = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT o.order_id, o.customer_id FROM shop.\"order\" o WHERE shop._counted(o.status)");
 
 typedef struct RbOrder
 {
@@ -237,9 +302,10 @@ rb_cmp_order(const void *a, const void *b)
 
 /*
  * Fills shop.copurchase_order (truncated by the caller) with every counted
- * order: its customer and its weight, 1 for a guest order, else
- * least(1, buyer_cap / the customer's counted orders) in double precision,
- * the value the SQL of 1.0 computed.  Rows in order id order, as that SQL
+ * order (one scan of shop."order", shop._counted called once per status):
+ * its customer and its weight, 1 for a guest order, else least(1,
+ * buyer_cap / the customer's counted orders) in double precision, the
+ * value the SQL of 1.0 computed.  Rows in order id order, as that SQL
  * wrote them: the co-purchase rebuild reads the baskets in this order and
  * adds their weights up in it.
  */
@@ -257,13 +323,17 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	RbOrder    *orders;
 	int64		norders = 0;
 	int64		orders_cap = 65536;
-	Portal		portal;
+	RbCounted	rc;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a_id,
+				a_cust,
+				a_status;
 	RbBulk		b;
 	int64		rows;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -274,55 +344,63 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
 	orders = palloc_extended(sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
-	portal = ShopOpenCursor(&st_counted_orders, NULL, NULL, true);
-	for (;;)
+	rb_counted_init(&rc);
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a_id = rb_attnum(rel, "order_id");
+	a_cust = rb_attnum(rel, "customer_id");
+	a_status = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
+		bool		isnull;
+		RbOrder    *o;
+		Datum		c;
+		Datum		id = slot_getattr(slot, a_id, &isnull);
+		Datum		st;
+
+		if (isnull)
+			continue;			/* the primary key */
+		/* shop._counted(NULL) is false */
+		st = slot_getattr(slot, a_status, &isnull);
+		if (isnull || !rb_counted(&rc, st))
+			continue;
+		if (norders == orders_cap)
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			RbOrder    *o;
-			Datum		c;
-
-			if (norders == orders_cap)
-			{
-				orders_cap *= 2;
-				orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
-			}
-			o = &orders[norders++];
-			memcpy(&o->order_id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-			c = SPI_getbinval(tup, desc, 2, &isnull);
-			o->cust = -1;
-			o->customer_id = 0;
-			if (!isnull)
-			{
-				bool		found;
-				RbCustomer *e;
-
-				o->customer_id = DatumGetInt64(c);
-				e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
-				if (!found)
-				{
-					if (ncust == cust_cap)
-					{
-						cust_cap *= 2;
-						counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
-					}
-					e->idx = ncust;
-					counts[ncust++] = 0;
-				}
-				o->cust = e->idx;
-				counts[e->idx]++;
-			}
+			orders_cap *= 2;
+			orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
 		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
+		o = &orders[norders++];
+		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		c = slot_getattr(slot, a_cust, &isnull);
+		o->cust = -1;
+		o->customer_id = 0;
+		if (!isnull)
+		{
+			bool		found;
+			RbCustomer *e;
+
+			o->customer_id = DatumGetInt64(c);
+			e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
+			if (!found)
+			{
+				if (ncust == cust_cap)
+				{
+					cust_cap *= 2;
+					counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
+				}
+				e->idx = ncust;
+				counts[ncust++] = 0;
+			}
+			o->cust = e->idx;
+			counts[e->idx]++;
+		}
+		if ((norders & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
-	SPI_cursor_close(portal);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
@@ -354,7 +432,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	rows = rb_end(&b);
 
 	MemoryContextSwitchTo(caller);
-	SPI_finish();
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
 }
@@ -377,15 +454,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
  *	   product).
  * ---------------------------------------------------------------------
  */
-
-static ShopStmt st_profile_events = SHOP_STMT0(SHOP_PLAN_GENERIC,
-	"SELECT e.customer_id, e.product_id, e.w, e.at FROM ("
-	" SELECT o.customer_id, l.product_id, 1.0::float8 AS w, o.created_at AS at"
-	"   FROM shop.\"order\" o JOIN shop.order_line l ON l.order_id = o.order_id"
-	"  WHERE shop._counted(o.status) AND o.customer_id IS NOT NULL"
-	" UNION ALL"
-	" SELECT v.customer_id, v.product_id, 0.3::float8, v.viewed_at FROM shop.view_event v) e"
-	" ORDER BY e.customer_id");
 
 typedef struct RbEvent
 {
@@ -459,67 +527,211 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
 	}
 }
 
+typedef struct RbCustOrder
+{
+	pg_uuid_t	order_id;		/* hash key */
+	int64		customer_id;
+	TimestampTz at;
+} RbCustOrder;
+
+typedef struct RbCustEvent
+{
+	int64		customer_id;
+	int64		product_id;
+	double		w;
+	TimestampTz at;
+} RbCustEvent;
+
+#define ST_SORT rb_sort_cust_events
+#define ST_ELEMENT_TYPE RbCustEvent
+#define ST_COMPARE(a, b) ((a)->customer_id < (b)->customer_id ? -1 : ((a)->customer_id > (b)->customer_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+static void
+rb_add_cust_event(RbCustEvent **ev, int64 *nev, int64 *cap, int64 c, int64 p, double w, TimestampTz at)
+{
+	if (*nev == *cap)
+	{
+		*cap *= 2;
+		*ev = repalloc_huge(*ev, sizeof(RbCustEvent) * *cap);
+	}
+	(*ev)[*nev].customer_id = c;
+	(*ev)[*nev].product_id = p;
+	(*ev)[*nev].w = w;
+	(*ev)[*nev].at = at;
+	(*nev)++;
+}
+
 /*
  * Fills shop.customer_item (truncated by the caller) with every
- * customer's profile.  Memory: one customer's events.
+ * customer's profile.  The events, what the SQL of shop._like_profile
+ * reads: a line of a counted order of a customer (w 1, the order's
+ * created_at) and a view (w 0.3, viewed_at), read by scans of
+ * shop."order" (shop._counted, once per status), shop.order_line and
+ * shop.view_event with the statement's snapshot, then sorted by customer
+ * (a statement with ORDER BY, read through a cursor, cost twice as much).
+ * A customer's rows do not depend on the order of its events.  Memory:
+ * 32 bytes per event and 40 per counted order of a customer.  Returns
+ * the customers with a profile (count(DISTINCT customer_id) of the
+ * table, which the rebuild's summary reports).
  */
 Datum
 shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 {
-	Portal		portal;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
 	RbBulk		b;
-	int64		rows;
-	int64		customer = 0;
-	bool		have = false;
-	RbEvent    *ev;
-	int			nev = 0;
-	int			ev_cap = 1024;
+	int64		customers = 0;
+	int64		before;
+	RbEvent    *one;
+	int			one_cap = 1024;
+	RbCustEvent *ev;
+	int64		nev = 0,
+				ev_cap = 262144;
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	RbCounted	rc;
+	Snapshot	snap = GetActiveSnapshot();
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a1,
+				a2,
+				a3,
+				a4;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "shop: SPI_connect failed");
-	rb_begin(&b, "customer_item", 4);
-	ev = palloc(sizeof(RbEvent) * ev_cap);
-	portal = ShopOpenCursor(&st_profile_events, NULL, NULL, true);
-	for (;;)
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(work);
+	rb_counted_init(&rc);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbCustOrder);
+	ctl.hcxt = work;
+	orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
+
+	/* the counted orders of customers */
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "order_id");
+	a2 = rb_attnum(rel, "customer_id");
+	a3 = rb_attnum(rel, "created_at");
+	a4 = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
-		SPI_cursor_fetch(portal, true, RB_FETCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			int64		c = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		bool		n1,
+					n2,
+					n3,
+					n4;
+		Datum		id = slot_getattr(slot, a1, &n1);
+		Datum		c = slot_getattr(slot, a2, &n2);
+		Datum		at = slot_getattr(slot, a3, &n3);
+		Datum		st = slot_getattr(slot, a4, &n4);
+		RbCustOrder *o;
 
-			if (!have || c != customer)
+		/* shop._counted(NULL) is false */
+		if (n1 || n2 || n4 || !rb_counted(&rc, st))
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		o->customer_id = DatumGetInt64(c);
+		o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* their lines */
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "order_id");
+	a2 = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		id = slot_getattr(slot, a1, &n1);
+		Datum		p = slot_getattr(slot, a2, &n2);
+		RbCustOrder *o;
+
+		if (n1 || n2)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
+		if (o == NULL)
+			continue;
+		rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	hash_destroy(orders);
+
+	/* the views */
+	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
+	a1 = rb_attnum(rel, "customer_id");
+	a2 = rb_attnum(rel, "product_id");
+	a3 = rb_attnum(rel, "viewed_at");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3;
+		Datum		c = slot_getattr(slot, a1, &n1);
+		Datum		p = slot_getattr(slot, a2, &n2);
+		Datum		at = slot_getattr(slot, a3, &n3);
+
+		if (n1 || n2 || n3)
+			continue;			/* NOT NULL in the table */
+		rb_add_cust_event(&ev, &nev, &ev_cap, DatumGetInt64(c), DatumGetInt64(p), 0.3,
+						  DatumGetTimestampTz(at));
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (nev > 1)
+		rb_sort_cust_events(ev, nev);
+
+	MemoryContextSwitchTo(caller);
+	rb_begin(&b, "customer_item", 4);
+	MemoryContextSwitchTo(work);
+	one = palloc(sizeof(RbEvent) * one_cap);
+	for (int64 i = 0; i < nev;)
+	{
+		int64		c = ev[i].customer_id;
+		int			n = 0;
+
+		for (; i < nev && ev[i].customer_id == c; i++)
+		{
+			if (n == one_cap)
 			{
-				if (have)
-					rb_profile(&b, customer, ev, nev);
-				customer = c;
-				have = true;
-				nev = 0;
+				one_cap *= 2;
+				one = repalloc_huge(one, sizeof(RbEvent) * one_cap);
 			}
-			if (nev == ev_cap)
-			{
-				ev_cap *= 2;
-				ev = repalloc_huge(ev, sizeof(RbEvent) * ev_cap);
-			}
-			ev[nev].product_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			ev[nev].w = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
-			ev[nev].at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-			nev++;
+			one[n].product_id = ev[i].product_id;
+			one[n].w = ev[i].w;
+			one[n].at = ev[i].at;
+			n++;
 		}
-		SPI_freetuptable(SPI_tuptable);
+		before = b.rows + b.n;
+		rb_profile(&b, c, one, n);
+		if (b.rows + b.n > before)
+			customers++;
 		CHECK_FOR_INTERRUPTS();
 	}
-	if (have)
-		rb_profile(&b, customer, ev, nev);
-	SPI_cursor_close(portal);
-	pfree(ev);
-	rows = rb_end(&b);
-	SPI_finish();
-	PG_RETURN_INT64(rows);
+	MemoryContextSwitchTo(caller);
+	rb_end(&b);
+	MemoryContextDelete(work);
+	PG_RETURN_INT64(customers);
 }
 
 /* ---------------------------------------------------------------------
@@ -916,4 +1128,322 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
+}
+
+/* ---------------------------------------------------------------------
+ * shop._rebuild_popularity_sums(t_ref timestamptz, span interval,
+ *     ep timestamptz, half_life float8)
+ *   -> SETOF (product_id bigint, pop real, mass float8, ref_at timestamptz)
+ *
+ * The rows shop._popularity_refresh() (every product) aggregates in its
+ * CTE "norm", for shop._rebuild_popularity: per product, over its events
+ * (a line of an order that counts or is folded into
+ * shop.copurchase_order, a view) later than t_ref - span:
+ *	 pop  = (S / (S + 10))::real, S the sum of wt * exp(-ln(2) * age / half_life),
+ *			age the seconds from ref_at back to the event, wt 1 for a line of
+ *			a counted order, 0 for one of an order only folded, 0.2 for a view;
+ *	 mass = the sum of mw * exp(ln(2) * (at - ep) / half_life), mw 1 for a line
+ *			of a folded order, 0 otherwise, 0.2 for a view;
+ * ref_at = greatest(t_ref, the latest event with wt > 0), the same in
+ * every row; products whose events all have wt = 0 are left out (HAVING
+ * sum(wt) > 0).  Each term is computed as the SQL computes it (the age
+ * in seconds is the exact microseconds / 10^6 rounded to a double, as
+ * extract(epoch ...)::float8 is); only the order in which a product's
+ * terms are added up may differ (the SQL's is the hash join's), so a sum
+ * may differ from the SQL's in its last bits.  The SQL joined every order
+ * line with its order and the folded orders by hashes and computed each
+ * term through numeric intervals (about 1 s of a 100,000-product
+ * rebuild); here: the orders later than t_ref - span (shop._counted
+ * called once per status) into a hash, the folded orders, every order
+ * line and view, all by scans of the tables with the statement's
+ * snapshot.
+ * Memory: about 40 bytes per order in the window, 8 per line event and
+ * 40 per product.
+ * ---------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(shop_rebuild_popularity_sums);
+
+typedef struct RbPopOrder
+{
+	pg_uuid_t	order_id;		/* hash key */
+	TimestampTz at;
+	bool		counted;
+	bool		folded;
+} RbPopOrder;
+
+typedef struct RbPopItem
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RbPopItem;
+
+typedef struct RbPopEvent
+{
+	int32		item;
+	int32		kind;			/* 0 line of a folded-only order, 1 counted, 2 counted and folded, 3 view */
+	TimestampTz at;
+} RbPopEvent;
+
+static int32
+rb_pop_item(HTAB *items, int64 pid, int32 *nitems)
+{
+	bool		found;
+	RbPopItem  *e = hash_search(items, &pid, HASH_ENTER, &found);
+
+	if (!found)
+		e->idx = (*nitems)++;
+	return e->idx;
+}
+
+Datum
+shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	TimestampTz t_ref,
+				lo,
+				ref_at,
+				lo2,
+				ep;
+	Datum		span;
+	double		half_life;
+	double		ln2 = log(2.0);
+	HASHCTL		ctl;
+	HTAB	   *orders;
+	HTAB	   *items;
+	int32		nitems = 0;
+	RbPopEvent *ev;
+	int64		nev = 0,
+				ev_cap = 262144;
+	int64	   *pid;
+	double	   *s;
+	double	   *mass;
+	bool	   *has_wt;
+	RbCounted	rc;
+	Snapshot	snap;
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	a_order,
+				a_product,
+				a_at,
+				a_status;
+	HASH_SEQ_STATUS hs;
+	RbPopItem  *it;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		return (Datum) 0;		/* no events (t_ref NULL): no rows */
+	t_ref = PG_GETARG_TIMESTAMPTZ(0);
+	span = PG_GETARG_DATUM(1);
+	ep = PG_GETARG_TIMESTAMPTZ(2);
+	half_life = PG_GETARG_FLOAT8(3);
+	lo = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(t_ref), span));
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild popularity", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(work);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbPopOrder);
+	ctl.hcxt = work;
+	orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbPopItem);
+	ctl.hcxt = work;
+	items = hash_create("shop rebuild popularity products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ev = palloc_extended(sizeof(RbPopEvent) * ev_cap, MCXT_ALLOC_HUGE);
+
+	/* the orders of the window */
+	snap = GetActiveSnapshot();
+	rb_counted_init(&rc);
+	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	a_at = rb_attnum(rel, "created_at");
+	a_status = rb_attnum(rel, "status");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3;
+		Datum		id = slot_getattr(slot, a_order, &n1);
+		Datum		at = slot_getattr(slot, a_at, &n2);
+		Datum		st = slot_getattr(slot, a_status, &n3);
+		RbPopOrder *o;
+
+		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		o->at = DatumGetTimestampTz(at);
+		o->counted = !n3 && rb_counted(&rc, st);
+		o->folded = false;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* the folded orders */
+	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, a_order, &isnull);
+		RbPopOrder *o;
+
+		if (isnull)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+		if (o != NULL)
+			o->folded = true;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* every line of an order that counts or is folded */
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a_order = rb_attnum(rel, "order_id");
+	a_product = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		d = slot_getattr(slot, a_order, &n1);
+		Datum		p = slot_getattr(slot, a_product, &n2);
+		RbPopOrder *o;
+
+		if (n1 || n2)
+			continue;
+		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+		if (o == NULL || !(o->counted || o->folded))
+			continue;
+		if (nev == ev_cap)
+		{
+			ev_cap *= 2;
+			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+		}
+		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+		ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
+		ev[nev].at = o->at;
+		nev++;
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	hash_destroy(orders);
+
+	/* every view of the window */
+	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
+	a_product = rb_attnum(rel, "product_id");
+	a_at = rb_attnum(rel, "viewed_at");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2;
+		Datum		p = slot_getattr(slot, a_product, &n1);
+		Datum		at = slot_getattr(slot, a_at, &n2);
+
+		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+			continue;
+		if (nev == ev_cap)
+		{
+			ev_cap *= 2;
+			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+		}
+		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+		ev[nev].kind = 3;
+		ev[nev].at = DatumGetTimestampTz(at);
+		nev++;
+		if ((nev & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* ref_at: greatest(t_ref, the latest event with wt > 0) */
+	ref_at = t_ref;
+	for (int64 i = 0; i < nev; i++)
+		if (ev[i].kind != 0 && ev[i].at > ref_at)
+			ref_at = ev[i].at;
+	lo2 = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(ref_at), span));
+
+	pid = palloc_extended(sizeof(int64) * Max(nitems, 1), MCXT_ALLOC_HUGE);
+	s = palloc_extended(sizeof(double) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	mass = palloc_extended(sizeof(double) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	has_wt = palloc_extended(sizeof(bool) * Max(nitems, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	hash_seq_init(&hs, items);
+	while ((it = hash_seq_search(&hs)) != NULL)
+		pid[it->idx] = it->pid;
+
+	/*
+	 * The terms, as the SQL computes them: wt * exp(-ln(2) * age /
+	 * half_life) and mw * exp(ln(2) * (at - ep) / half_life), the seconds
+	 * of an age the exact microseconds / 10^6 rounded to a double.
+	 */
+	for (int64 i = 0; i < nev; i++)
+	{
+		RbPopEvent *e = &ev[i];
+		double		wt,
+					mw;
+
+		if (e->at <= lo2)
+			continue;
+		switch (e->kind)
+		{
+			case 0:
+				wt = 0.0;
+				mw = 1.0;
+				break;
+			case 1:
+				wt = 1.0;
+				mw = 0.0;
+				break;
+			case 2:
+				wt = 1.0;
+				mw = 1.0;
+				break;
+			default:
+				wt = 0.2;
+				mw = 0.2;
+				break;
+		}
+		if (wt > 0)
+			has_wt[e->item] = true;
+		s[e->item] += wt * exp(-ln2 * ((double) (ref_at - e->at) / 1000000.0) / half_life);
+		mass[e->item] += mw * exp(ln2 * ((double) (e->at - ep) / 1000000.0) / half_life);
+		if ((i & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+
+	MemoryContextSwitchTo(caller);
+	for (int32 x = 0; x < nitems; x++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		if (!has_wt[x])
+			continue;
+		values[0] = Int64GetDatum(pid[x]);
+		values[1] = Float4GetDatum((float4) (s[x] / (s[x] + 10)));
+		values[2] = Float8GetDatum(mass[x]);
+		values[3] = TimestampTzGetDatum(ref_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	MemoryContextDelete(work);
+	return (Datum) 0;
 }
