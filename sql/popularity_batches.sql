@@ -262,6 +262,15 @@ SELECT (r ->> 'popularity_updated')::int > 0 AS full_run FROM pg_temp.full_run()
 SELECT count(*) AS recorded FROM shop.popularity_dropped;
 SELECT product_id, round(popularity::numeric, 4) AS popularity
   FROM shop.product_popularity WHERE product_id BETWEEN 80 AND 93 ORDER BY 1;
+-- so does a rebuild (its popularity is shop._rebuild_popularity), which
+-- also marks when it read the events (94 drops 86's counted view)
+INSERT INTO shop.product (product_id, sku, title, price_cents) VALUES (94, 'P94', 'Product 94', 100);
+SELECT count(*) AS views FROM (SELECT shop.view(980, 94)) v;
+SELECT count(*) AS recorded FROM shop.popularity_dropped;
+UPDATE shop.copurchase_state SET popularity_seen_at = NULL;
+SELECT (r ->> 'orders') IS NOT NULL AS rebuilt FROM shop.rebuild_recommendations() r;
+SELECT count(*) AS recorded, (SELECT popularity_seen_at IS NOT NULL FROM shop.copurchase_state) AS seen_set
+  FROM shop.popularity_dropped;
 RESET shop.recent_views_cap;
 RESET shop.session_secret;
 
