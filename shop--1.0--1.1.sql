@@ -1797,7 +1797,7 @@ DROP FUNCTION shop.also_bought(bigint, int);
 
 CREATE FUNCTION shop._also_bought_list(product_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1806,6 +1806,9 @@ DECLARE
     last_score real;
     n int;
     src record;
+    g bigint;
+    fill_ids bigint[];
+    fill_scores real[];
 BEGIN
     IF _also_bought_list.product_id IS NULL THEN
         RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -1845,11 +1848,32 @@ BEGIN
           JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
          WHERE c.product_id = _also_bought_list.product_id AND c.score > 0;
     END IF;
-    RETURN QUERY
-    SELECT s.product_id,
-           (s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real
-      FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
-                                    src.attributes, coalesce(ids, '{}'), lim - n) s;
+    -- the fill, cached per product for this generation (not on a hot
+    -- standby, which cannot read an unlogged table)
+    IF NOT pg_is_in_recovery() THEN
+        SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
+        SELECT f.ids, f.scores INTO fill_ids, fill_scores
+          FROM shop.also_bought_cache f
+         WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
+           AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
+                            WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                               WHERE p.product_id = u.p AND p.status = 'active'));
+    END IF;
+    IF fill_ids IS NULL THEN
+        SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
+               coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
+          INTO fill_ids, fill_scores
+          FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                        src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.also_bought_cache AS f (product_id, gen, lim, listed, ids, scores)
+            VALUES (src.product_id, g, _also_bought_list.lim, n, fill_ids, fill_scores)
+            ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, listed = excluded.listed,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(fill_ids, fill_scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
 END
 $$;
 
@@ -1943,11 +1967,70 @@ COMMENT ON FUNCTION shop._also_bought_list(bigint, int) IS
 -- the list shop.recommend shows by default (method 'default'), named once
 -- so that a later section can point it at another list without copying
 -- recommend (customers like you: the blend)
+-- Later (moved here with the body from the section further down):
+-- recommend's list (method 'default') is the blend from now on;
+-- 'popularity' stays store-wide trending, and the 1.1 list stays
+-- shop._recommend_personal
 CREATE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
 RETURNS SETOF shop.scored_product
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT * FROM shop._recommend_personal(customer_id, lim) $$;
+AS $$
+#variable_conflict use_variable
+DECLARE
+    c bigint := _recommend_default.customer_id;
+    w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
+                        current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    g bigint;
+    okey uuid;
+    vn bigint;
+    vat timestamptz;
+    ids bigint[];
+    scores real[];
+BEGIN
+    IF c IS NULL THEN
+        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop._authorize(c);
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF pg_is_in_recovery() THEN
+        -- a hot standby cannot read an unlogged table: no cache there
+        RETURN QUERY SELECT * FROM shop._recommend_blend(c, lim, NULL::timestamptz);
+        RETURN;
+    END IF;
+    SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
+      FROM shop.recommend_cache_gen s,
+           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
+              FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
+           (SELECT count(*) AS n, max(y.viewed_at) AS at
+              FROM shop.view_event y WHERE y.customer_id = c) v;
+    SELECT r.ids, r.scores INTO ids, scores
+      FROM shop.recommend_cache r
+     WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
+       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat
+       AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
+                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
+                                           WHERE p.product_id = u.p AND p.status = 'active'));
+    IF ids IS NULL THEN
+        SELECT coalesce(array_agg(b.product_id ORDER BY b.n), '{}'), coalesce(array_agg(b.score ORDER BY b.n), '{}')
+          INTO ids, scores
+          FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_n, views_at, ids, scores)
+            VALUES (c, g, lim, w, okey, vn, vat, ids, scores)
+            ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
+               SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
+                   orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
+END
+$$;
 REVOKE EXECUTE ON FUNCTION shop._recommend_default(bigint, int) FROM PUBLIC;
 COMMENT ON FUNCTION shop._recommend_default(bigint, int) IS
 'internal: the list shop.recommend shows without an experiment, and for an experiment''s default method';
@@ -3310,20 +3393,49 @@ COMMENT ON FUNCTION shop._saga_stock(uuid, text) IS
 -- followed their status (shipped but held, cancelled but held, returned
 -- but not restocked: the returns section below), and the
 -- pending orders (their holds may lapse: shop.sweep() cannot see them).
+-- Later (moved here with the body from the section further down):
+-- Recovery, customer shard: as before (saga section), by saga_recover_idx
+-- where the trigger keeps order_status (a shard), by every saga otherwise
+-- (a node that shop._shard_setup never made a shard: it has no routed
+-- sagas, or too few to matter).  The order's own status is checked too: a
+-- saga whose order_status went stale (an order written with
+-- session_replication_role = replica, which fires no trigger) is listed
+-- only if its order needs it.
 CREATE FUNCTION shop._saga_open(older_than interval)
 RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
-      FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
-     WHERE shop._saga_trusted()
-       AND g.updated_at <= now() - older_than
-       AND (g.status IN ('started', 'placed')
-            OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-            OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
-            OR (g.status = 'done' AND o.status = 'pending'))
-     ORDER BY g.updated_at, g.order_id;
+BEGIN
+    IF NOT shop._saga_trusted() THEN
+        RETURN;
+    END IF;
+    IF shop._saga_recover_tracked() THEN
+        RETURN QUERY
+        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+         WHERE g.updated_at <= now() - older_than
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND g.order_stage IN (1, 2))
+                OR (g.stock = 'committed' AND g.order_stage = 2)
+                OR (g.status = 'done' AND g.order_stage = 3))
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
+                OR (g.status = 'done' AND o.status = 'pending'))
+         ORDER BY g.updated_at, g.order_id;
+    ELSE
+        RETURN QUERY
+        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
+          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
+         WHERE g.updated_at <= now() - older_than
+           AND (g.status IN ('started', 'placed')
+                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
+                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
+                OR (g.status = 'done' AND o.status = 'pending'))
+         ORDER BY g.updated_at, g.order_id;
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION shop._saga_open(interval) IS
 'internal (router, shop_admin): unfinished sagas and orders whose holds have not followed their status';
@@ -3884,6 +3996,10 @@ COMMENT ON FUNCTION shop._like_profile(bigint[]) IS
 -- customers, smallest hash first, through the index); a pair in one
 -- sample adds the product of its weights.  Rounded to 1e-9 so that the
 -- order of summation cannot reorder equal scores.
+-- Later (moved here with the body from the section further down):
+-- _like_score stays as the SQL statement of a whole list (the regression
+-- test compares the C lists with it), ranked as the C ranks: by the
+-- stored real score, then neighbour id.
 CREATE FUNCTION shop._like_score(cs bigint[])
 RETURNS TABLE (customer_id bigint, neighbour_id bigint, score real)
 LANGUAGE plpgsql STABLE
@@ -3903,13 +4019,13 @@ BEGIN
                               ORDER BY c.h, c.customer_id LIMIT k) s
     ), pairs AS (
         SELECT a.customer_id, b.customer_id AS neighbour_id,
-               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9) AS sim
+               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9)::float8::real AS sim
           FROM post a
           JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
          WHERE a.customer_id = ANY (cs)
          GROUP BY a.customer_id, b.customer_id
     )
-    SELECT x.customer_id, x.neighbour_id, x.sim::real
+    SELECT x.customer_id, x.neighbour_id, x.sim
       FROM (SELECT p.customer_id, p.neighbour_id, p.sim,
                    row_number() OVER (PARTITION BY p.customer_id ORDER BY p.sim DESC, p.neighbour_id) AS rn
               FROM pairs p) x
@@ -3921,18 +4037,8 @@ COMMENT ON FUNCTION shop._like_score(bigint[]) IS
 
 -- _like_samples: the samples of the products ps, as (product, customer).
 CREATE FUNCTION shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    k int := current_setting('shop.reco_like_sample')::int;
-BEGIN
-    SELECT array_agg(i.pid), array_agg(s.customer_id) INTO pids, cids
-      FROM unnest(ps) i(pid)
-     CROSS JOIN LATERAL (SELECT c.customer_id FROM shop.customer_item c
-                          WHERE c.product_id = i.pid ORDER BY c.h, c.customer_id LIMIT k) s;
-END
-$$;
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'shop_like_samples';
 COMMENT ON FUNCTION shop._like_samples(bigint[]) IS
 'internal: the customer samples of some products, as parallel arrays (product, customer)';
 
@@ -3941,6 +4047,26 @@ COMMENT ON FUNCTION shop._like_samples(bigint[]) IS
 -- last refresh get new profiles; the lists that can change are
 -- recomputed: those of every customer in a sample, before or after, of a
 -- product whose sample holds one of them.
+-- Later (moved here with the body from the section further down):
+-- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
+-- the rest stay queued) and the customers who viewed something since the
+-- last refresh get new profiles (computed in one statement), written in
+-- slices whose new profile rows, and whose old ones, each number at most
+-- shop.reco_like_slice * shop.reco_like_items (the rows of a slice of
+-- 2,000 full profiles: customers with short profiles share a slice, so
+-- that fewer slices read the samples of their products); per slice, the
+-- customers who entered or left a sample because
+-- of them, and every customer of a sample that holds one of them (whose
+-- list can move), are collected.  Then, once for all slices, the lists of
+-- the changed customers and of those who entered or left a sample are
+-- computed whole, and every other list that can move is patched
+-- (shop._like_lists), so a list is read and written once per refresh
+-- however many slices touched it.  The call comes early when the
+-- similarities it would gather (each slice's sample pairs: a changed
+-- customer with each other customer of its samples) pass the worst case
+-- of one slice (slice * shop.reco_like_items * shop.reco_like_sample),
+-- the bound of the one-call-per-slice refresh before; a list patched in
+-- two calls is still exact (the second starts from what the first wrote).
 CREATE FUNCTION shop._like_refresh()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -3948,8 +4074,12 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     cap int := current_setting('shop.reco_like_refresh_cap')::int;
+    slice int := current_setting('shop.reco_like_slice')::int;
+    bound bigint := slice::bigint * current_setting('shop.reco_like_items')::int
+                    * current_setting('shop.reco_like_sample')::int;
     seen timestamptz;
     newest timestamptz;
+    todo bigint[];
     cs bigint[];
     items bigint[];
     np_c bigint[];
@@ -3958,9 +4088,33 @@ DECLARE
     np_h bigint[];
     old_s record;
     new_s record;
-    touched bigint[];
+    re_s record;
+    new_pids bigint[];
+    new_cids bigint[];
+    flipped bigint[];
     lists bigint[];
+    est bigint;
+    acc_full bigint[] := '{}';
+    acc_lists bigint[] := '{}';
+    acc_est bigint := 0;
+    r jsonb;
+    n_scored bigint := 0;
+    n_patched bigint := 0;
+    n_changed bigint := 0;
+    n_redone bigint := 0;
     n_left bigint;
+    i int := 0;
+    rows_cap bigint := slice::bigint * current_setting('shop.reco_like_items')::int;
+    all_c bigint[];
+    all_p bigint[];
+    all_w real[];
+    all_h bigint[];
+    n_new int[];
+    n_old int[];
+    r0 int := 0;
+    j int;
+    sum_new bigint;
+    sum_old bigint;
 BEGIN
     SELECT s.views_at INTO seen FROM shop.customer_like_state s;
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
@@ -3970,52 +4124,144 @@ BEGIN
          WHERE seen IS NULL OR v.viewed_at > seen
         ON CONFLICT DO NOTHING;
     END IF;
+    -- oldest first (queued_at, then id): taken by id, customers with low
+    -- ids who order again every round went first each time and the rest
+    -- of a queue longer than the cap waited for ever
+    -- (= ANY (ARRAY(...)), not IN (subquery): IN planned a hash of the
+    -- whole queue joined to it, a scan of every queued customer per refresh)
     WITH t AS (DELETE FROM shop.customer_like_queue q
-                WHERE q.customer_id IN (SELECT x.customer_id FROM shop.customer_like_queue x
-                                         ORDER BY x.customer_id LIMIT cap)
+                WHERE q.customer_id = ANY (ARRAY(SELECT x.customer_id FROM shop.customer_like_queue x
+                                                  ORDER BY x.queued_at, x.customer_id LIMIT cap))
                RETURNING q.customer_id)
-    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO cs FROM t;
-    IF cs IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
+    IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
         -- nothing to do (the sweeper's call every minute): write nothing
-        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_queued', 0);
+        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_patched', 0,
+                                  'customers_queued', 0);
     END IF;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
     ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
-    IF cs IS NULL THEN
-        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_queued', 0);
-    END IF;
 
-    -- the new profiles, and every product of the old or the new ones
-    SELECT array_agg(p.customer_id), array_agg(p.product_id), array_agg(p.weight), array_agg(p.h)
-      INTO np_c, np_p, np_w, np_h
-      FROM shop._like_profile(cs) p;
-    SELECT array_agg(DISTINCT x.product_id) INTO items
-      FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
-            UNION ALL
-            SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
-    items := coalesce(items, '{}');
-    -- their samples before and after
-    SELECT * INTO old_s FROM shop._like_samples(items);
-    DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
-    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-    SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
-    SELECT * INTO new_s FROM shop._like_samples(items);
-    -- the products whose sample holds one of them, before or after; every
-    -- customer of those samples gets a new list
-    WITH s AS (
-        SELECT u.p, u.c FROM unnest(old_s.pids, old_s.cids) u(p, c)
-        UNION
-        SELECT u.p, u.c FROM unnest(new_s.pids, new_s.cids) u(p, c)
-    )
-    SELECT array_agg(DISTINCT s.c) INTO lists
-      FROM s
-     WHERE s.p IN (SELECT t.p FROM s t WHERE t.c = ANY (cs));
-    SELECT array_agg(DISTINCT x) INTO lists FROM unnest(coalesce(lists, '{}') || cs) x;
-    DELETE FROM shop.customer_neighbour n WHERE n.customer_id = ANY (lists);
-    INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)
-    SELECT s.customer_id, s.neighbour_id, s.score FROM shop._like_score(lists) s;
+    -- the new profiles of all (at most shop.reco_like_refresh_cap times
+    -- shop.reco_like_items rows), by customer, computed shop.reco_like_slice
+    -- customers at a time (one statement for 7,000 customers was planned
+    -- as joins over every order: three times the four statements' time),
+    -- and the rows per customer, new and old
+    WHILE i < coalesce(cardinality(todo), 0) LOOP
+        SELECT all_c || array_agg(p.customer_id ORDER BY p.customer_id, p.product_id),
+               all_p || array_agg(p.product_id ORDER BY p.customer_id, p.product_id),
+               all_w || array_agg(p.weight ORDER BY p.customer_id, p.product_id),
+               all_h || array_agg(p.h ORDER BY p.customer_id, p.product_id)
+          INTO all_c, all_p, all_w, all_h
+          FROM shop._like_profile(todo[i + 1 : i + slice]) p;
+        i := i + slice;
+    END LOOP;
+    i := 0;
+    -- a shop whose profile rows fit in memory (shop.reco_like_refresh_rows):
+    -- every list that can move computed whole from them in C, only the
+    -- rows that moved written, then the new profiles (section
+    -- "Recommendations: the refresh's lists in memory" below); else the
+    -- slices and patches that follow
+    IF cardinality(todo) > 0 THEN
+        r := shop._like_refresh_lists(todo, coalesce(all_c, '{}'), coalesce(all_p, '{}'),
+                                      coalesce(all_w, '{}'), coalesce(all_h, '{}'));
+        IF r IS NOT NULL THEN
+            DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
+            INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+            SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            SELECT count(*) INTO n_left FROM shop.customer_like_queue;
+            RETURN jsonb_build_object('customers_profiled', cardinality(todo),
+                                      'customers_scored', (r ->> 'customers_scored')::bigint,
+                                      'customers_patched', 0, 'customers_redone', 0,
+                                      'customers_changed', (r ->> 'customers_changed')::bigint,
+                                      'customers_queued', n_left);
+        END IF;
+    END IF;
+    SELECT array_agg(coalesce(nw.k, 0) ORDER BY t.c), array_agg(coalesce(od.k, 0) ORDER BY t.c)
+      INTO n_new, n_old
+      FROM unnest(todo) t(c)
+      LEFT JOIN (SELECT u.c, count(*)::int AS k FROM unnest(all_c) u(c) GROUP BY u.c) nw ON nw.c = t.c
+      LEFT JOIN (SELECT x.customer_id AS c, count(*)::int AS k FROM shop.customer_item x
+                  WHERE x.customer_id = ANY (todo) GROUP BY x.customer_id) od ON od.c = t.c;
+
+    WHILE i < coalesce(cardinality(todo), 0) LOOP
+        -- the next slice: customers (in id order) while their new rows and
+        -- their old rows each stay within rows_cap (one customer at least)
+        j := i;
+        sum_new := 0;
+        sum_old := 0;
+        WHILE j < cardinality(todo)
+              AND (j = i OR (sum_new + n_new[j + 1] <= rows_cap AND sum_old + n_old[j + 1] <= rows_cap)) LOOP
+            sum_new := sum_new + n_new[j + 1];
+            sum_old := sum_old + n_old[j + 1];
+            j := j + 1;
+        END LOOP;
+        cs := todo[i + 1 : j];
+        i := j;
+        -- the slice's new profile rows (all_c is in todo's order), and
+        -- every product of the old or the new ones
+        np_c := all_c[r0 + 1 : r0 + sum_new];
+        np_p := all_p[r0 + 1 : r0 + sum_new];
+        np_w := all_w[r0 + 1 : r0 + sum_new];
+        np_h := all_h[r0 + 1 : r0 + sum_new];
+        r0 := r0 + sum_new::int;
+        IF sum_new = 0 THEN
+            np_c := NULL;
+            np_p := NULL;
+            np_w := NULL;
+            np_h := NULL;
+        END IF;
+        SELECT array_agg(DISTINCT x.product_id) INTO items
+          FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
+                UNION ALL
+                SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
+        items := coalesce(items, '{}');
+        -- their samples before and after: after derived from before and
+        -- the new rows (shop._like_samples_after), read again only for
+        -- the products whose full sample lost one of the slice
+        SELECT * INTO old_s FROM shop._like_samples(items);
+        DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
+        INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+        SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
+        SELECT * INTO new_s
+          FROM shop._like_samples_after(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
+                                        coalesce(np_c, '{}'), coalesce(np_p, '{}'), coalesce(np_h, '{}'),
+                                        current_setting('shop.reco_like_sample')::int);
+        IF cardinality(new_s.reread) > 0 THEN
+            SELECT * INTO re_s FROM shop._like_samples(new_s.reread);
+            new_pids := new_s.pids || coalesce(re_s.pids, '{}');
+            new_cids := new_s.cids || coalesce(re_s.cids, '{}');
+        ELSE
+            new_pids := new_s.pids;
+            new_cids := new_s.cids;
+        END IF;
+        -- the customers who entered or left a sample, every customer of
+        -- a sample that holds one of the slice, and the similarities the
+        -- slice's lists gather (shop._like_slice, hash tables in C: the
+        -- same sets by SQL took 7 s a slice at 100,000 products)
+        SELECT x.flipped, x.lists, x.est INTO flipped, lists, est
+          FROM shop._like_slice(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
+                                new_pids, new_cids) x;
+        -- whole: the slice and the customers who entered or left a sample
+        -- because of it; patched: every other customer of those samples
+        acc_full := acc_full || cs || coalesce(flipped, '{}');
+        acc_lists := acc_lists || coalesce(lists, '{}');
+        acc_est := acc_est + coalesce(est, 0);
+        IF acc_est > bound OR i >= cardinality(todo) THEN
+            r := shop._like_lists(acc_full, acc_lists);
+            n_scored := n_scored + (r ->> 'customers_scored')::bigint;
+            n_patched := n_patched + (r ->> 'customers_patched')::bigint;
+            n_changed := n_changed + (r ->> 'customers_changed')::bigint;
+            n_redone := n_redone + (r ->> 'customers_redone')::bigint;
+            acc_full := '{}';
+            acc_lists := '{}';
+            acc_est := 0;
+        END IF;
+    END LOOP;
     SELECT count(*) INTO n_left FROM shop.customer_like_queue;
-    RETURN jsonb_build_object('customers_profiled', cardinality(cs), 'customers_scored', cardinality(lists),
+    RETURN jsonb_build_object('customers_profiled', coalesce(cardinality(todo), 0),
+                              'customers_scored', n_scored + n_redone, 'customers_patched', n_patched,
+                              'customers_redone', n_redone, 'customers_changed', n_changed,
                               'customers_queued', n_left);
 END
 $$;
@@ -4024,6 +4270,13 @@ COMMENT ON FUNCTION shop._like_refresh() IS
 
 -- _like_rebuild: every profile and every list, lists in batches of 5,000
 -- customers.
+-- Later (moved here with the body from the section further down):
+-- _like_rebuild: every profile and every list, lists in batches of 50,000
+-- customers (shop._like_lists, whole).  A call keeps the samples it read
+-- for its next chunks (up to one chunk's rows), so larger batches read
+-- each sample fewer times: batches of 5,000 read every sample about 11
+-- times over at 51,000 customers (_like_lists 17.6 s -> 5.8 s); a batch's
+-- lists, about 20 MB, are held until the call writes them.
 CREATE FUNCTION shop._like_rebuild()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -4038,23 +4291,25 @@ DECLARE
 BEGIN
     SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-    SELECT p.customer_id, p.product_id, p.weight, p.h FROM shop._like_profile(NULL) p
-     ORDER BY p.customer_id, p.product_id;
+    -- (the customers profiled: count(DISTINCT customer_id) of the table)
+    n_cust := shop._rebuild_customer_items();
     ANALYZE shop.customer_item;
-    LOOP
-        SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
-          FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
-                 WHERE last_id IS NULL OR c.customer_id > last_id
-                 ORDER BY c.customer_id LIMIT 5000) x;
-        EXIT WHEN cs IS NULL;
-        INSERT INTO shop.customer_neighbour (customer_id, neighbour_id, score)
-        SELECT s.customer_id, s.neighbour_id, s.score FROM shop._like_score(cs) s;
-        n_cust := n_cust + cardinality(cs);
-        last_id := cs[cardinality(cs)];
-    END LOOP;
+    -- every list from the profiles in memory, written in bulk; NULL when
+    -- the profiles are more than that may hold: then in batches
+    n_rows := shop._rebuild_like_lists();
+    IF n_rows IS NULL THEN
+        LOOP
+            SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
+              FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
+                     WHERE last_id IS NULL OR c.customer_id > last_id
+                     ORDER BY c.customer_id LIMIT 50000) x;
+            EXIT WHEN cs IS NULL;
+            PERFORM shop._like_lists(cs, NULL);
+            last_id := cs[cardinality(cs)];
+        END LOOP;
+        SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
+    END IF;
     ANALYZE shop.customer_neighbour;
-    SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
     ON CONFLICT (only_row) DO UPDATE
        SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
@@ -4124,118 +4379,9 @@ COMMENT ON FUNCTION shop.rebuild_recommendations() IS
 -- before NULL it is recommend's list; the 2-argument call is that.
 CREATE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
 RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    wi float8 := current_setting('shop.reco_weight_item')::float8;
-    wl float8 := current_setting('shop.reco_weight_like')::float8;
-    wc float8 := current_setting('shop.reco_weight_content')::float8;
-    wp float8 := current_setting('shop.reco_weight_popular')::float8;
-    ids bigint[];
-    scores real[];
-BEGIN
-    IF _recommend_blend.customer_id IS NULL THEN
-        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM shop._authorize(_recommend_blend.customer_id);
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    WITH bought AS (
-        SELECT l.product_id, max(o.created_at) AS at
-          FROM shop."order" o
-          JOIN shop.order_line l ON l.order_id = o.order_id
-         WHERE o.customer_id = _recommend_blend.customer_id AND shop._counted(o.status)
-           AND (before IS NULL OR o.created_at < before)
-         GROUP BY l.product_id
-    ), seeds AS (
-        SELECT x.product_id, max(x.w) AS w, max(x.at) AS at
-          FROM ((SELECT b.product_id, 1.0 AS w, b.at FROM bought b ORDER BY b.at DESC, b.product_id LIMIT 50)
-                UNION ALL
-                SELECT v.product_id, 0.5, v.viewed_at FROM shop.view_event v
-                 WHERE v.customer_id = _recommend_blend.customer_id AND before IS NULL) x
-         GROUP BY x.product_id
-    ), item AS (
-        SELECT c.other_id AS product_id, sum(c.score * s.w)::float8 AS sc
-          FROM seeds s
-          JOIN shop.copurchase c ON c.product_id = s.product_id AND c.score > 0
-         WHERE wi > 0
-         GROUP BY c.other_id
-    ), alike AS (
-        SELECT ci.product_id, sum(nb.score::float8 * ci.weight) AS sc
-          FROM shop.customer_neighbour nb
-          JOIN shop.customer_item ci ON ci.customer_id = nb.neighbour_id
-         WHERE wl > 0 AND nb.customer_id = _recommend_blend.customer_id
-         GROUP BY ci.product_id
-    ), thin AS (
-        SELECT s.product_id
-          FROM seeds s
-         WHERE wc > 0
-           AND NOT EXISTS (SELECT 1 FROM shop.copurchase c WHERE c.product_id = s.product_id AND c.score > 0)
-         ORDER BY s.at DESC, s.product_id
-         LIMIT 1
-    ), content AS (
-        SELECT x.product_id, sum(x.score)::float8 AS sc
-          FROM thin t CROSS JOIN LATERAL shop.similar_products(t.product_id, 10) x
-         GROUP BY x.product_id
-    ), pop AS (
-        SELECT p.product_id, p.popularity::float8 AS sc
-          FROM shop.product p
-         WHERE wp > 0 AND p.status = 'active' AND p.popularity > 0
-         ORDER BY p.popularity DESC, p.product_id
-         LIMIT 3 * lim + 60
-    ), cand AS (
-        SELECT y.product_id, y.w * y.sc / nullif(max(y.sc) OVER (PARTITION BY y.w_src), 0) AS part
-          FROM (SELECT a.product_id, a.sc, wi AS w, 1 AS w_src FROM item a
-                UNION ALL SELECT a.product_id, a.sc, wl, 2 FROM alike a
-                UNION ALL SELECT a.product_id, a.sc, wc, 3 FROM content a
-                UNION ALL SELECT a.product_id, a.sc, wp, 4 FROM pop a) y
-         WHERE y.sc > 0
-    )
-    SELECT array_agg(r.product_id ORDER BY r.sc DESC, r.product_id),
-           array_agg(r.sc ORDER BY r.sc DESC, r.product_id)
-      INTO ids, scores
-      FROM (SELECT r.product_id, r.sc
-              FROM (SELECT c.product_id, sum(c.part)::real AS sc
-                      FROM cand c
-                     WHERE NOT EXISTS (SELECT 1 FROM seeds x WHERE x.product_id = c.product_id)
-                       AND NOT EXISTS (SELECT 1 FROM bought b WHERE b.product_id = c.product_id)
-                     GROUP BY c.product_id
-                     ORDER BY sc DESC, c.product_id
-                     LIMIT 3 * lim + 10) r
-              JOIN shop.product p ON p.product_id = r.product_id AND p.status = 'active'
-             WHERE r.sc > 0
-             ORDER BY r.sc DESC, r.product_id
-             LIMIT lim) r;
-    ids := coalesce(ids, '{}');
-    scores := coalesce(scores, '{}');
-    IF cardinality(ids) < lim THEN
-        -- fill from trending, below every blended score
-        SELECT ids || coalesce(array_agg(t.product_id ORDER BY t.popularity DESC, t.product_id), '{}'),
-               scores || coalesce(array_agg((t.popularity * 0.001)::real ORDER BY t.popularity DESC, t.product_id), '{}')
-          INTO ids, scores
-          FROM (SELECT p.product_id, p.popularity
-                  FROM shop.product p
-                 WHERE p.status = 'active' AND p.popularity > 0
-                   AND p.product_id <> ALL (ids)
-                   AND NOT EXISTS (SELECT 1 FROM shop."order" o
-                                     JOIN shop.order_line l ON l.order_id = o.order_id
-                                    WHERE o.customer_id = _recommend_blend.customer_id
-                                      AND l.product_id = p.product_id AND shop._counted(o.status)
-                                      AND (before IS NULL OR o.created_at < before))
-                   AND NOT EXISTS (SELECT 1 FROM shop.view_event v
-                                    WHERE v.customer_id = _recommend_blend.customer_id
-                                      AND v.product_id = p.product_id AND before IS NULL)
-                 ORDER BY p.popularity DESC, p.product_id
-                 LIMIT lim - cardinality(ids)) t;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
-END
-$$;
+AS 'MODULE_PATHNAME', 'shop_recommend_blend'
+LANGUAGE C STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
 'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
 REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
@@ -4247,14 +4393,8 @@ AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim, NULL::timestamptz) $
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int) IS
 'internal: the personal list of shop.recommend: item-to-item, customers like you, content and popularity, blended with the weights shop.reco_weight_*; trending fills the rest';
 
--- recommend's list (method 'default') is the blend from now on;
--- 'popularity' stays store-wide trending, and the 1.1 list stays
--- shop._recommend_personal
-CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
-RETURNS SETOF shop.scored_product
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT * FROM shop._recommend_blend(customer_id, lim) $$;
+-- (shop._recommend_default is defined once, where it is first created, above, with
+-- the comment that stood here)
 COMMENT ON FUNCTION shop.recommend(bigint, int, text) IS
 'personal recommendations blended from co-purchases, customers like you, content similarity and popularity (weights shop.reco_weight_*), excluding what the customer bought or viewed; trending fills the rest; with an experiment, the customer''s variant''s list, recorded as an impression';
 
@@ -4825,305 +4965,14 @@ AS 'MODULE_PATHNAME', 'shop_like_lists';
 COMMENT ON FUNCTION shop._like_lists(bigint[], bigint[]) IS
 'internal: computes the customers-like-you lists of full_ids whole and (unless others is NULL) patches those of others and of the candidates of full_ids; writes the lists that changed';
 
--- _like_score stays as the SQL statement of a whole list (the regression
--- test compares the C lists with it), ranked as the C ranks: by the
--- stored real score, then neighbour id.
-CREATE OR REPLACE FUNCTION shop._like_score(cs bigint[])
-RETURNS TABLE (customer_id bigint, neighbour_id bigint, score real)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    k int := current_setting('shop.reco_like_sample')::int;
-    n int := current_setting('shop.reco_like_neighbours')::int;
-BEGIN
-    RETURN QUERY
-    WITH post AS (
-        SELECT i.product_id, s.customer_id, s.weight
-          FROM (SELECT DISTINCT m.product_id FROM shop.customer_item m WHERE m.customer_id = ANY (cs)) i
-         CROSS JOIN LATERAL (SELECT c.customer_id, c.weight FROM shop.customer_item c
-                              WHERE c.product_id = i.product_id
-                              ORDER BY c.h, c.customer_id LIMIT k) s
-    ), pairs AS (
-        SELECT a.customer_id, b.customer_id AS neighbour_id,
-               round(sum(a.weight::float8 * b.weight::float8)::numeric, 9)::float8::real AS sim
-          FROM post a
-          JOIN post b ON b.product_id = a.product_id AND b.customer_id <> a.customer_id
-         WHERE a.customer_id = ANY (cs)
-         GROUP BY a.customer_id, b.customer_id
-    )
-    SELECT x.customer_id, x.neighbour_id, x.sim
-      FROM (SELECT p.customer_id, p.neighbour_id, p.sim,
-                   row_number() OVER (PARTITION BY p.customer_id ORDER BY p.sim DESC, p.neighbour_id) AS rn
-              FROM pairs p) x
-     WHERE x.rn <= n;
-END
-$$;
+-- (shop._like_score is defined once, where it is first created, above, with
+-- the comment that stood here)
 
--- _like_refresh: the queued customers (at most shop.reco_like_refresh_cap,
--- the rest stay queued) and the customers who viewed something since the
--- last refresh get new profiles (computed in one statement), written in
--- slices whose new profile rows, and whose old ones, each number at most
--- shop.reco_like_slice * shop.reco_like_items (the rows of a slice of
--- 2,000 full profiles: customers with short profiles share a slice, so
--- that fewer slices read the samples of their products); per slice, the
--- customers who entered or left a sample because
--- of them, and every customer of a sample that holds one of them (whose
--- list can move), are collected.  Then, once for all slices, the lists of
--- the changed customers and of those who entered or left a sample are
--- computed whole, and every other list that can move is patched
--- (shop._like_lists), so a list is read and written once per refresh
--- however many slices touched it.  The call comes early when the
--- similarities it would gather (each slice's sample pairs: a changed
--- customer with each other customer of its samples) pass the worst case
--- of one slice (slice * shop.reco_like_items * shop.reco_like_sample),
--- the bound of the one-call-per-slice refresh before; a list patched in
--- two calls is still exact (the second starts from what the first wrote).
-CREATE OR REPLACE FUNCTION shop._like_refresh()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    cap int := current_setting('shop.reco_like_refresh_cap')::int;
-    slice int := current_setting('shop.reco_like_slice')::int;
-    bound bigint := slice::bigint * current_setting('shop.reco_like_items')::int
-                    * current_setting('shop.reco_like_sample')::int;
-    seen timestamptz;
-    newest timestamptz;
-    todo bigint[];
-    cs bigint[];
-    items bigint[];
-    np_c bigint[];
-    np_p bigint[];
-    np_w real[];
-    np_h bigint[];
-    old_s record;
-    new_s record;
-    re_s record;
-    new_pids bigint[];
-    new_cids bigint[];
-    flipped bigint[];
-    lists bigint[];
-    est bigint;
-    acc_full bigint[] := '{}';
-    acc_lists bigint[] := '{}';
-    acc_est bigint := 0;
-    r jsonb;
-    n_scored bigint := 0;
-    n_patched bigint := 0;
-    n_changed bigint := 0;
-    n_redone bigint := 0;
-    n_left bigint;
-    i int := 0;
-    rows_cap bigint := slice::bigint * current_setting('shop.reco_like_items')::int;
-    all_c bigint[];
-    all_p bigint[];
-    all_w real[];
-    all_h bigint[];
-    n_new int[];
-    n_old int[];
-    r0 int := 0;
-    j int;
-    sum_new bigint;
-    sum_old bigint;
-BEGIN
-    SELECT s.views_at INTO seen FROM shop.customer_like_state s;
-    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
-    IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
-        INSERT INTO shop.customer_like_queue (customer_id)
-        SELECT DISTINCT v.customer_id FROM shop.view_event v
-         WHERE seen IS NULL OR v.viewed_at > seen
-        ON CONFLICT DO NOTHING;
-    END IF;
-    -- oldest first (queued_at, then id): taken by id, customers with low
-    -- ids who order again every round went first each time and the rest
-    -- of a queue longer than the cap waited for ever
-    -- (= ANY (ARRAY(...)), not IN (subquery): IN planned a hash of the
-    -- whole queue joined to it, a scan of every queued customer per refresh)
-    WITH t AS (DELETE FROM shop.customer_like_queue q
-                WHERE q.customer_id = ANY (ARRAY(SELECT x.customer_id FROM shop.customer_like_queue x
-                                                  ORDER BY x.queued_at, x.customer_id LIMIT cap))
-               RETURNING q.customer_id)
-    SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
-    IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
-        -- nothing to do (the sweeper's call every minute): write nothing
-        RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_patched', 0,
-                                  'customers_queued', 0);
-    END IF;
-    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
-    ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
+-- (shop._like_refresh is defined once, where it is first created, above, with
+-- the comment that stood here)
 
-    -- the new profiles of all (at most shop.reco_like_refresh_cap times
-    -- shop.reco_like_items rows), by customer, computed shop.reco_like_slice
-    -- customers at a time (one statement for 7,000 customers was planned
-    -- as joins over every order: three times the four statements' time),
-    -- and the rows per customer, new and old
-    WHILE i < coalesce(cardinality(todo), 0) LOOP
-        SELECT all_c || array_agg(p.customer_id ORDER BY p.customer_id, p.product_id),
-               all_p || array_agg(p.product_id ORDER BY p.customer_id, p.product_id),
-               all_w || array_agg(p.weight ORDER BY p.customer_id, p.product_id),
-               all_h || array_agg(p.h ORDER BY p.customer_id, p.product_id)
-          INTO all_c, all_p, all_w, all_h
-          FROM shop._like_profile(todo[i + 1 : i + slice]) p;
-        i := i + slice;
-    END LOOP;
-    i := 0;
-    -- a shop whose profile rows fit in memory (shop.reco_like_refresh_rows):
-    -- every list that can move computed whole from them in C, only the
-    -- rows that moved written, then the new profiles (section
-    -- "Recommendations: the refresh's lists in memory" below); else the
-    -- slices and patches that follow
-    IF cardinality(todo) > 0 THEN
-        r := shop._like_refresh_lists(todo, coalesce(all_c, '{}'), coalesce(all_p, '{}'),
-                                      coalesce(all_w, '{}'), coalesce(all_h, '{}'));
-        IF r IS NOT NULL THEN
-            DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
-            INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-            SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
-            SELECT count(*) INTO n_left FROM shop.customer_like_queue;
-            RETURN jsonb_build_object('customers_profiled', cardinality(todo),
-                                      'customers_scored', (r ->> 'customers_scored')::bigint,
-                                      'customers_patched', 0, 'customers_redone', 0,
-                                      'customers_changed', (r ->> 'customers_changed')::bigint,
-                                      'customers_queued', n_left);
-        END IF;
-    END IF;
-    SELECT array_agg(coalesce(nw.k, 0) ORDER BY t.c), array_agg(coalesce(od.k, 0) ORDER BY t.c)
-      INTO n_new, n_old
-      FROM unnest(todo) t(c)
-      LEFT JOIN (SELECT u.c, count(*)::int AS k FROM unnest(all_c) u(c) GROUP BY u.c) nw ON nw.c = t.c
-      LEFT JOIN (SELECT x.customer_id AS c, count(*)::int AS k FROM shop.customer_item x
-                  WHERE x.customer_id = ANY (todo) GROUP BY x.customer_id) od ON od.c = t.c;
-
-    WHILE i < coalesce(cardinality(todo), 0) LOOP
-        -- the next slice: customers (in id order) while their new rows and
-        -- their old rows each stay within rows_cap (one customer at least)
-        j := i;
-        sum_new := 0;
-        sum_old := 0;
-        WHILE j < cardinality(todo)
-              AND (j = i OR (sum_new + n_new[j + 1] <= rows_cap AND sum_old + n_old[j + 1] <= rows_cap)) LOOP
-            sum_new := sum_new + n_new[j + 1];
-            sum_old := sum_old + n_old[j + 1];
-            j := j + 1;
-        END LOOP;
-        cs := todo[i + 1 : j];
-        i := j;
-        -- the slice's new profile rows (all_c is in todo's order), and
-        -- every product of the old or the new ones
-        np_c := all_c[r0 + 1 : r0 + sum_new];
-        np_p := all_p[r0 + 1 : r0 + sum_new];
-        np_w := all_w[r0 + 1 : r0 + sum_new];
-        np_h := all_h[r0 + 1 : r0 + sum_new];
-        r0 := r0 + sum_new::int;
-        IF sum_new = 0 THEN
-            np_c := NULL;
-            np_p := NULL;
-            np_w := NULL;
-            np_h := NULL;
-        END IF;
-        SELECT array_agg(DISTINCT x.product_id) INTO items
-          FROM (SELECT c.product_id FROM shop.customer_item c WHERE c.customer_id = ANY (cs)
-                UNION ALL
-                SELECT u.p FROM unnest(np_p) u(p)) x(product_id);
-        items := coalesce(items, '{}');
-        -- their samples before and after: after derived from before and
-        -- the new rows (shop._like_samples_after), read again only for
-        -- the products whose full sample lost one of the slice
-        SELECT * INTO old_s FROM shop._like_samples(items);
-        DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (cs);
-        INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-        SELECT u.c, u.p, u.w, u.h FROM unnest(np_c, np_p, np_w, np_h) u(c, p, w, h);
-        SELECT * INTO new_s
-          FROM shop._like_samples_after(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
-                                        coalesce(np_c, '{}'), coalesce(np_p, '{}'), coalesce(np_h, '{}'),
-                                        current_setting('shop.reco_like_sample')::int);
-        IF cardinality(new_s.reread) > 0 THEN
-            SELECT * INTO re_s FROM shop._like_samples(new_s.reread);
-            new_pids := new_s.pids || coalesce(re_s.pids, '{}');
-            new_cids := new_s.cids || coalesce(re_s.cids, '{}');
-        ELSE
-            new_pids := new_s.pids;
-            new_cids := new_s.cids;
-        END IF;
-        -- the customers who entered or left a sample, every customer of
-        -- a sample that holds one of the slice, and the similarities the
-        -- slice's lists gather (shop._like_slice, hash tables in C: the
-        -- same sets by SQL took 7 s a slice at 100,000 products)
-        SELECT x.flipped, x.lists, x.est INTO flipped, lists, est
-          FROM shop._like_slice(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
-                                new_pids, new_cids) x;
-        -- whole: the slice and the customers who entered or left a sample
-        -- because of it; patched: every other customer of those samples
-        acc_full := acc_full || cs || coalesce(flipped, '{}');
-        acc_lists := acc_lists || coalesce(lists, '{}');
-        acc_est := acc_est + coalesce(est, 0);
-        IF acc_est > bound OR i >= cardinality(todo) THEN
-            r := shop._like_lists(acc_full, acc_lists);
-            n_scored := n_scored + (r ->> 'customers_scored')::bigint;
-            n_patched := n_patched + (r ->> 'customers_patched')::bigint;
-            n_changed := n_changed + (r ->> 'customers_changed')::bigint;
-            n_redone := n_redone + (r ->> 'customers_redone')::bigint;
-            acc_full := '{}';
-            acc_lists := '{}';
-            acc_est := 0;
-        END IF;
-    END LOOP;
-    SELECT count(*) INTO n_left FROM shop.customer_like_queue;
-    RETURN jsonb_build_object('customers_profiled', coalesce(cardinality(todo), 0),
-                              'customers_scored', n_scored + n_redone, 'customers_patched', n_patched,
-                              'customers_redone', n_redone, 'customers_changed', n_changed,
-                              'customers_queued', n_left);
-END
-$$;
-
--- _like_rebuild: every profile and every list, lists in batches of 50,000
--- customers (shop._like_lists, whole).  A call keeps the samples it read
--- for its next chunks (up to one chunk's rows), so larger batches read
--- each sample fewer times: batches of 5,000 read every sample about 11
--- times over at 51,000 customers (_like_lists 17.6 s -> 5.8 s); a batch's
--- lists, about 20 MB, are held until the call writes them.
-CREATE OR REPLACE FUNCTION shop._like_rebuild()
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    newest timestamptz;
-    cs bigint[];
-    last_id bigint := NULL;
-    n_cust bigint := 0;
-    n_rows bigint;
-BEGIN
-    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
-    TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
-    -- (the customers profiled: count(DISTINCT customer_id) of the table)
-    n_cust := shop._rebuild_customer_items();
-    ANALYZE shop.customer_item;
-    -- every list from the profiles in memory, written in bulk; NULL when
-    -- the profiles are more than that may hold: then in batches
-    n_rows := shop._rebuild_like_lists();
-    IF n_rows IS NULL THEN
-        LOOP
-            SELECT array_agg(x.customer_id ORDER BY x.customer_id) INTO cs
-              FROM (SELECT DISTINCT c.customer_id FROM shop.customer_item c
-                     WHERE last_id IS NULL OR c.customer_id > last_id
-                     ORDER BY c.customer_id LIMIT 50000) x;
-            EXIT WHEN cs IS NULL;
-            PERFORM shop._like_lists(cs, NULL);
-            last_id := cs[cardinality(cs)];
-        END LOOP;
-        SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
-    END IF;
-    ANALYZE shop.customer_neighbour;
-    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
-    ON CONFLICT (only_row) DO UPDATE
-       SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
-    RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
-END
-$$;
+-- (shop._like_rebuild is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 REVOKE EXECUTE ON FUNCTION shop._like_lists(bigint[], bigint[]) FROM PUBLIC;
 
@@ -5235,66 +5084,8 @@ CREATE SEQUENCE shop.recommend_cache_gen;
 COMMENT ON SEQUENCE shop.recommend_cache_gen IS
 'the generation of shop.recommend_cache: moved by every refresh or rebuild that changed something';
 
-CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
-RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    c bigint := _recommend_default.customer_id;
-    w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
-                        current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
-    g bigint;
-    okey uuid;
-    vn bigint;
-    vat timestamptz;
-    ids bigint[];
-    scores real[];
-BEGIN
-    IF c IS NULL THEN
-        RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    PERFORM shop._authorize(c);
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    IF pg_is_in_recovery() THEN
-        -- a hot standby cannot read an unlogged table: no cache there
-        RETURN QUERY SELECT * FROM shop._recommend_blend(c, lim, NULL::timestamptz);
-        RETURN;
-    END IF;
-    SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
-      FROM shop.recommend_cache_gen s,
-           (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
-              FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
-           (SELECT count(*) AS n, max(y.viewed_at) AS at
-              FROM shop.view_event y WHERE y.customer_id = c) v;
-    SELECT r.ids, r.scores INTO ids, scores
-      FROM shop.recommend_cache r
-     WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
-       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat
-       AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
-                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
-                                           WHERE p.product_id = u.p AND p.status = 'active'));
-    IF ids IS NULL THEN
-        SELECT coalesce(array_agg(b.product_id ORDER BY b.n), '{}'), coalesce(array_agg(b.score ORDER BY b.n), '{}')
-          INTO ids, scores
-          FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
-        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_n, views_at, ids, scores)
-            VALUES (c, g, lim, w, okey, vn, vat, ids, scores)
-            ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
-               SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
-                   orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,
-                   ids = excluded.ids, scores = excluded.scores;
-        END IF;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
-END
-$$;
+-- (shop._recommend_default is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 
 -- also_bought's fill for thin data (similar products, when the product
@@ -5314,87 +5105,8 @@ CREATE UNLOGGED TABLE shop.also_bought_cache (
 COMMENT ON TABLE shop.also_bought_cache IS
 'also_bought''s similar-products fill per product, served while the generation, lim and the co-purchase rows listed are those it was computed with (unlogged; empty it with TRUNCATE at any time)';
 
-CREATE OR REPLACE FUNCTION shop._also_bought_list(product_id bigint, lim int DEFAULT 10)
-RETURNS SETOF shop.scored_product
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    ids bigint[];
-    last_score real;
-    n int;
-    src record;
-    g bigint;
-    fill_ids bigint[];
-    fill_scores real[];
-BEGIN
-    IF _also_bought_list.product_id IS NULL THEN
-        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    -- the hot path: one index scan of the product's top rows
-    RETURN QUERY
-    SELECT c.other_id, c.score
-      FROM shop.copurchase c
-      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-     WHERE c.product_id = _also_bought_list.product_id AND c.score > 0
-       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = _also_bought_list.product_id)
-     ORDER BY c.score DESC, c.other_id
-     LIMIT lim;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n >= lim THEN
-        RETURN;
-    END IF;
-    -- thin data: check the product, then fill from similar products
-    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
-      FROM shop.product p WHERE p.product_id = _also_bought_list.product_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'product not found'
-            USING ERRCODE = 'SH006',
-                  DETAIL = format('No product has product_id %s.', _also_bought_list.product_id);
-    END IF;
-    IF src.category_id IS NULL AND src.brand IS NULL THEN
-        RETURN;
-    END IF;
-    IF n > 0 THEN
-        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
-          FROM shop.copurchase c
-          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
-         WHERE c.product_id = _also_bought_list.product_id AND c.score > 0;
-    END IF;
-    -- the fill, cached per product for this generation (not on a hot
-    -- standby, which cannot read an unlogged table)
-    IF NOT pg_is_in_recovery() THEN
-        SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
-        SELECT f.ids, f.scores INTO fill_ids, fill_scores
-          FROM shop.also_bought_cache f
-         WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
-           AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
-                            WHERE NOT EXISTS (SELECT 1 FROM shop.product p
-                                               WHERE p.product_id = u.p AND p.status = 'active'));
-    END IF;
-    IF fill_ids IS NULL THEN
-        SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
-               coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
-          INTO fill_ids, fill_scores
-          FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
-                                        src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
-        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-            INSERT INTO shop.also_bought_cache AS f (product_id, gen, lim, listed, ids, scores)
-            VALUES (src.product_id, g, _also_bought_list.lim, n, fill_ids, fill_scores)
-            ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
-               SET gen = excluded.gen, lim = excluded.lim, listed = excluded.listed,
-                   ids = excluded.ids, scores = excluded.scores;
-        END IF;
-    END IF;
-    RETURN QUERY SELECT u.p, u.s FROM unnest(fill_ids, fill_scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
-END
-$$;
+-- (shop._also_bought_list is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 -- A refresh that changed something, and every rebuild, start a new
 -- generation of the cache (last, so that a list computed during the
@@ -6346,8 +6058,18 @@ BEGIN
      ORDER BY v.viewed_at DESC, v.product_id DESC
      OFFSET cap LIMIT 1;
     IF cutoff IS NOT NULL THEN
-        DELETE FROM shop.view_event v
-         WHERE v.customer_id = _view_record.customer_id AND v.viewed_at <= cutoff;
+        -- as shop.view (on a shard whose popularity the router folds,
+        -- nothing is recorded: shop.popularity_log has the drops)
+        WITH d AS (
+            DELETE FROM shop.view_event v
+             WHERE v.customer_id = _view_record.customer_id AND v.viewed_at <= cutoff
+            RETURNING v.product_id, v.viewed_at
+        )
+        INSERT INTO shop.popularity_dropped (product_id, viewed_at)
+        SELECT d.product_id, d.viewed_at
+          FROM d, shop.copurchase_state s
+         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
+           AND NOT s.popularity_from_router;
     END IF;
 END
 $$;
@@ -7194,7 +6916,9 @@ ALTER TABLE shop.reservation DROP CONSTRAINT reservation_qty_check;
 -- lists of 300 customers identical).  The generic plan reads the same
 -- indexes (the customer's keys, the seeds' copurchase ranges,
 -- product_popularity_idx), so it is kept.
-ALTER FUNCTION shop._recommend_blend(bigint, int, timestamptz) SET plan_cache_mode = force_generic_plan;
+-- (Since the blend runs in C, shop._recommend_blend is that C function and
+-- the statement is shop._recommend_blend_sql's, which keeps this setting:
+-- section "Recommendations: the blend in C (issue 14, latency)" below.)
 
 ------------------------------------------------------------------------------
 -- Cluster: customers like you, popularity, experiments across shards (issue 16)
@@ -8562,9 +8286,8 @@ REVOKE ALL ON FUNCTION shop._rebuild_pairs() FROM PUBLIC;
 -- (edited in place above) cuts its slices by profile rows, not customers.
 ------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION shop._like_samples(ps bigint[], OUT pids bigint[], OUT cids bigint[])
-LANGUAGE C STABLE STRICT
-AS 'MODULE_PATHNAME', 'shop_like_samples';
+-- (shop._like_samples is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 ------------------------------------------------------------------------------
 -- Scale-out: popularity folded from a change log (issue 16) -----------------
@@ -9030,49 +8753,8 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION shop._saga_recover_tracked() FROM PUBLIC;
 
--- Recovery, customer shard: as before (saga section), by saga_recover_idx
--- where the trigger keeps order_status (a shard), by every saga otherwise
--- (a node that shop._shard_setup never made a shard: it has no routed
--- sagas, or too few to matter).  The order's own status is checked too: a
--- saga whose order_status went stale (an order written with
--- session_replication_role = replica, which fires no trigger) is listed
--- only if its order needs it.
-CREATE OR REPLACE FUNCTION shop._saga_open(older_than interval)
-RETURNS TABLE (order_id uuid, status text, stock text, order_status text, product_ids bigint[])
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-BEGIN
-    IF NOT shop._saga_trusted() THEN
-        RETURN;
-    END IF;
-    IF shop._saga_recover_tracked() THEN
-        RETURN QUERY
-        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
-          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
-         WHERE g.updated_at <= now() - older_than
-           AND (g.status IN ('started', 'placed')
-                OR (g.stock = 'held' AND g.order_stage IN (1, 2))
-                OR (g.stock = 'committed' AND g.order_stage = 2)
-                OR (g.status = 'done' AND g.order_stage = 3))
-           AND (g.status IN ('started', 'placed')
-                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
-                OR (g.status = 'done' AND o.status = 'pending'))
-         ORDER BY g.updated_at, g.order_id;
-    ELSE
-        RETURN QUERY
-        SELECT g.order_id, g.status, g.stock, o.status, g.product_ids
-          FROM shop.saga g LEFT JOIN shop."order" o ON o.order_id = g.order_id
-         WHERE g.updated_at <= now() - older_than
-           AND (g.status IN ('started', 'placed')
-                OR (g.stock = 'held' AND o.status IN ('shipped', 'delivered', 'returned', 'refunded', 'cancelled'))
-                OR (g.stock = 'committed' AND o.status IN ('returned', 'refunded'))
-                OR (g.status = 'done' AND o.status = 'pending'))
-         ORDER BY g.updated_at, g.order_id;
-    END IF;
-END
-$$;
+-- (shop._saga_open is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 ------------------------------------------------------------------------------
 -- Recommendations: views dropped by the cap (issue 14) ----------------------
@@ -9155,50 +8837,8 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION shop._view_record(customer_id bigint, product_id bigint, product_found boolean)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
-    cutoff timestamptz;
-BEGIN
-    PERFORM shop._require(_view_record.customer_id, 'customer_id');
-    PERFORM shop._authorize(_view_record.customer_id);
-    PERFORM shop._require(_view_record.product_id, 'product_id');
-    IF NOT coalesce(_view_record.product_found, false) THEN
-        RAISE EXCEPTION 'product not found'
-            USING ERRCODE = 'SH006',
-                  DETAIL = format('No product has product_id %s.', _view_record.product_id);
-    END IF;
-    -- shop.view's body
-    DELETE FROM shop.view_event v
-     WHERE v.customer_id = _view_record.customer_id AND v.product_id = _view_record.product_id;
-    INSERT INTO shop.view_event (customer_id, viewed_at, product_id)
-    VALUES (_view_record.customer_id, clock_timestamp(), _view_record.product_id);
-    SELECT v.viewed_at INTO cutoff
-      FROM shop.view_event v
-     WHERE v.customer_id = _view_record.customer_id
-     ORDER BY v.viewed_at DESC, v.product_id DESC
-     OFFSET cap LIMIT 1;
-    IF cutoff IS NOT NULL THEN
-        -- as shop.view (on a shard whose popularity the router folds,
-        -- nothing is recorded: shop.popularity_log has the drops)
-        WITH d AS (
-            DELETE FROM shop.view_event v
-             WHERE v.customer_id = _view_record.customer_id AND v.viewed_at <= cutoff
-            RETURNING v.product_id, v.viewed_at
-        )
-        INSERT INTO shop.popularity_dropped (product_id, viewed_at)
-        SELECT d.product_id, d.viewed_at
-          FROM d, shop.copurchase_state s
-         WHERE d.viewed_at <= greatest(s.popularity_at, s.popularity_inc_at, s.popularity_seen_at)
-           AND NOT s.popularity_from_router;
-    END IF;
-END
-$$;
+-- (shop._view_record is defined once, where it is first created, above, with
+-- the comment that stood here)
 
 ------------------------------------------------------------------------------
 -- Search: attribute filters of facets in the index (issue 12) ---------------
@@ -9418,11 +9058,8 @@ REVOKE EXECUTE ON FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) F
 COMMENT ON FUNCTION shop._recommend_blend_sql(bigint, int, timestamptz) IS
 'internal: shop._recommend_blend as one SQL statement (what the C runs when the content source is on, or when the tables are not as it expects)';
 
-CREATE OR REPLACE FUNCTION shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
-RETURNS SETOF shop.scored_product
-AS 'MODULE_PATHNAME', 'shop_recommend_blend'
-LANGUAGE C STABLE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp;
+-- (shop._recommend_blend, the C function, is created once: where the
+-- blend was first defined, above; this section gives its comment)
 COMMENT ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) IS
 'internal: the blended list of a customer (shop._recommend_blend), from the orders placed before `before` (all, and the views too, when NULL)';
 REVOKE EXECUTE ON FUNCTION shop._recommend_blend(bigint, int, timestamptz) FROM PUBLIC;
