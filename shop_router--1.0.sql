@@ -56,6 +56,31 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- The read route: hot standbys for the read functions (docs/scale-out.md,
+-- "Read replicas")
+------------------------------------------------------------------------------
+
+-- The cluster the read functions call (search and its helpers, browse,
+-- product_get, stock_available, category reads, also_bought, similar_products,
+-- trending, recommend's product-side lists): the PL/Proxy cluster named by
+-- the setting shop_router.read_cluster, shop_cluster when it is unset or
+-- empty, so nothing changes until a DBA sets it (ALTER ROLE web SET
+-- shop_router.read_cluster = 'shop_cluster_ro', or per session).  Writes,
+-- and reads that must see the caller's own writes (carts, orders, views,
+-- checkout), name shop_cluster itself.  The caller needs USAGE on the
+-- server it names, as on shop_cluster.
+CREATE FUNCTION shop_router._read_cluster()
+RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster');
+$$;
+COMMENT ON FUNCTION shop_router._read_cluster() IS
+'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset (docs/scale-out.md, "Read replicas")';
+REVOKE ALL ON FUNCTION shop_router._read_cluster() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._read_cluster() TO shop_storefront, shop_admin;
+
+------------------------------------------------------------------------------
 -- Catalog: replicated categories, product_id-keyed products
 ------------------------------------------------------------------------------
 
@@ -101,7 +126,7 @@ CREATE FUNCTION shop.category_descendants(category_id bigint)
 RETURNS bigint[]
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ANY;
 $$;
 
@@ -109,7 +134,7 @@ CREATE FUNCTION shop.category_path(category_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ANY;
 $$;
 
@@ -226,7 +251,7 @@ CREATE FUNCTION shop_router._product_get(product_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON hashint8(product_id);
     SELECT shop.product_get($1);
 $$;
@@ -256,7 +281,7 @@ BEGIN
                                                                    'price_cents', c.price_cents, 'image', c.image,
                                                                    'score', u.s) ORDER BY u.k), '[]')
                         FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k)
-                        JOIN shop_router._cart_products(ids) c ON c.product_id = u.p));
+                        JOIN shop_router._product_cards(ids) c ON c.product_id = u.p));
 END
 $$;
 
@@ -271,7 +296,7 @@ RETURNS TABLE (product_id bigint, sku text, title text, brand text, category tex
                popularity real, image text, created_at timestamptz)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT b.product_id, b.sku, b.title, b.brand, b.category, b.price_cents, b.rating_avg,
            b.rating_count, b.popularity, b.image, p.created_at
@@ -350,7 +375,7 @@ CREATE FUNCTION shop.stock_available(product_id bigint)
 RETURNS int
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON hashint8(product_id);
 $$;
 
@@ -420,7 +445,7 @@ RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cent
                missing_words int, rating_count int, created_at timestamptz, popularity real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
            s.in_stock, s.image, s.typos, s.missing_words,
@@ -450,7 +475,7 @@ CREATE FUNCTION shop_router._search_dfs(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop.search_stats($1, $2);
 $$;
@@ -464,7 +489,7 @@ RETURNS TABLE (product_id bigint, missing int, typos int, score real, category_i
                price_cents bigint, head text, brand text, named boolean)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT (e ->> 0)::bigint AS product_id, (e ->> 1)::int AS missing, (e ->> 2)::int AS typos,
            (e ->> 3)::real AS score, (e ->> 4)::bigint AS category_id, (e ->> 5)::bigint AS price_cents,
@@ -682,7 +707,7 @@ CREATE FUNCTION shop_router._search_dfs_at(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop._search_stats_at($1, $2);
 $$;
@@ -740,7 +765,9 @@ DECLARE
     rs jsonb[];
 BEGIN
     IF shop_router._dfs_ttl() > interval '0' AND length(query) + length(filters::text) < 512 THEN
-        k := md5(concat_ws(chr(31), query, filters::text));
+        -- kept per route: a lagging standby's versions are not the
+        -- primaries' (the key of shop_cluster is the key before the route)
+        k := md5(concat_ws(chr(31), query, filters::text, nullif(shop_router._read_cluster(), 'shop_cluster')));
         SELECT c.global, c.versions INTO global, versions FROM shop_router._dfs_get(k) c;
     END IF;
     IF global IS NULL THEN
@@ -765,7 +792,8 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text)), NULL, NULL)
+    SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text,
+                                              nullif(shop_router._read_cluster(), 'shop_cluster'))), NULL, NULL)
 $$;
 
 -- The page round, checked against the versions of the kept sums
@@ -777,7 +805,7 @@ RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cent
                missing_words int, rating_count int, created_at timestamptz, popularity real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
            s.in_stock, s.image, s.typos, s.missing_words,
@@ -807,7 +835,7 @@ RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cent
                missing_words int, rating_count int, created_at timestamptz, popularity real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
            s.in_stock, s.image, s.typos, s.missing_words,
@@ -918,7 +946,7 @@ CREATE FUNCTION shop_router._search_facets(i_query text, i_filters jsonb)
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop.search_facets($1, $2);
 $$;
@@ -928,7 +956,7 @@ CREATE FUNCTION shop_router._search_facets_routed(i_query text, i_filters jsonb,
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop._search_facets_routed($1, $2, $3);
 $$;
@@ -981,7 +1009,7 @@ CREATE FUNCTION shop_router._did_you_mean(i_query text)
 RETURNS SETOF text
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop.did_you_mean($1);
 $$;
@@ -997,7 +1025,7 @@ CREATE FUNCTION shop_router._did_you_mean_words(i_query text)
 RETURNS TABLE (pos int, word text, known boolean, term text, typos int, df bigint, round int)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT w.pos, w.word, w.known, w.term, w.typos, w.df, w.round FROM shop._did_you_mean_words($1) w;
 $$;
@@ -1043,7 +1071,7 @@ CREATE FUNCTION shop_router._search_facets_top(i_query text, i_filters jsonb, i_
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop._search_facets_routed($1, $2, $3, $4);
 $$;
@@ -1515,6 +1543,21 @@ AS $$
     RUN ON hashint8(i_product_ids);
     SELECT * FROM shop._cart_products($1);
 $$;
+
+-- the same cards for the read functions (product_get's and also_bought's
+-- lists), from the read cluster; cart_get keeps the primaries' (above)
+CREATE FUNCTION shop_router._product_cards(i_product_ids bigint[])
+RETURNS TABLE (product_id bigint, sku text, title text, image text, status text, price_cents bigint,
+               available int)
+LANGUAGE plproxy
+AS $$
+    CLUSTER shop_router._read_cluster();
+    SPLIT i_product_ids;
+    RUN ON hashint8(i_product_ids);
+    SELECT * FROM shop._cart_products($1);
+$$;
+REVOKE ALL ON FUNCTION shop_router._product_cards(bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._product_cards(bigint[]) TO shop_storefront, shop_admin;
 
 -- cart_get as one node builds it, from the cart's shard and the products'
 CREATE FUNCTION shop.cart_get(cart_id uuid)
@@ -2350,7 +2393,7 @@ CREATE FUNCTION shop_router._autocomplete_dfs(i_prefix text, i_lim int)
 RETURNS SETOF jsonb
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT shop._autocomplete_stats($1, $2);
 $$;
@@ -2360,7 +2403,7 @@ RETURNS TABLE (kind text, suggestion text, product_id bigint, brand text, brand_
                missing int, typos int, score real, n bigint)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT a.kind, a.suggestion, a.product_id, a.brand, a.brand_key, a.category_id, a.missing, a.typos,
            a.score, a.n
@@ -2559,7 +2602,7 @@ CREATE FUNCTION shop_router._trending(i_category_id bigint, i_lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT * FROM shop.trending($1, $2);
 $$;
@@ -2598,7 +2641,7 @@ CREATE FUNCTION shop_router._similar_local(i_product_id bigint, i_lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON shop_router._pid_part(i_product_id);
     SELECT * FROM shop.similar_products($1, $2);
 $$;
@@ -2607,7 +2650,7 @@ CREATE FUNCTION shop_router._similar_src(i_product_id bigint)
 RETURNS TABLE (category_id bigint, brand text, title text, attributes jsonb)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON shop_router._pid_part(i_product_id);
     SELECT p.category_id, p.brand, p.title, p.attributes FROM shop.product p WHERE p.product_id = $1;
 $$;
@@ -2617,7 +2660,7 @@ CREATE FUNCTION shop_router._similar_shard(i_src_id bigint, i_src_category bigin
 RETURNS TABLE (product_id bigint, score real, category_id bigint, brand text, popularity real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT * FROM shop._similar_shard($1, $2, $3, $4, $5);
 $$;
@@ -2868,7 +2911,7 @@ CREATE FUNCTION shop_router._also_bought_global(i_product_id bigint, i_lim int)
 RETURNS SETOF shop.scored_product
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON shop_router._pid_part(i_product_id);
     SELECT * FROM shop._also_bought_global($1, $2);
 $$;
@@ -2892,7 +2935,7 @@ BEGIN
       FROM shop_router._also_bought_global(product_id, lim) g;
     IF ids IS NOT NULL THEN
         SELECT coalesce(array_agg(a.product_id), '{}') INTO active
-          FROM shop_router._cart_products(ids) a WHERE a.status = 'active';
+          FROM shop_router._product_cards(ids) a WHERE a.status = 'active';
         SELECT array_agg(u.p ORDER BY u.k), array_agg(u.s ORDER BY u.k) INTO ids, scores
           FROM unnest(ids, scores) WITH ORDINALITY u(p, s, k) WHERE u.p = ANY (active);
     END IF;
@@ -3036,7 +3079,7 @@ CREATE FUNCTION shop_router._recommend_lists(i_product_ids bigint[])
 RETURNS TABLE (product_id bigint, other_id bigint, score real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     SPLIT i_product_ids;
     RUN ON hashint8(i_product_ids);
     SELECT * FROM shop._recommend_lists($1);
@@ -3046,7 +3089,7 @@ CREATE FUNCTION shop_router._recommend_popular(i_n int, i_exclude bigint[])
 RETURNS TABLE (product_id bigint, popularity real)
 LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
+    CLUSTER shop_router._read_cluster();
     RUN ON ALL;
     SELECT * FROM shop._recommend_popular($1, $2);
 $$;

@@ -58,3 +58,23 @@ SQL
 shop_cluster_down() {
     cluster_stop "$R" "${1:-fast}"; cluster_stop "$A" "${1:-fast}"; cluster_stop "$B" "${1:-fast}"
 }
+
+# shop_standby_up SRC_DIR SRC_PORT DIR: a hot standby of the cluster in
+# SRC_DIR (pg_basebackup -R, streaming), in DIR on a port of its own
+# (STANDBY_PORT); the caller stops it (cluster_stop DIR). The read route of
+# docs/scale-out.md ("Read replicas") names its shard databases in a second
+# PL/Proxy server (shop_cluster_ro).
+shop_standby_up() {
+    local src=$1 sport=$2 dir=$3
+    rm -rf "$dir"; mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    STANDBY_PORT=$(free_port "${dir##*/}_standby")
+    as_owner "$PGBIN/pg_basebackup" -h "$src" -p "$sport" -U postgres -D "$dir/data" -X stream -c fast -R \
+        -d "application_name=${dir##*/}"
+    {
+        echo "port = $STANDBY_PORT"
+        echo "unix_socket_directories = '$dir'"
+        echo "hot_standby = on"
+    } | as_owner tee -a "$dir/data/postgresql.conf" >/dev/null
+    cluster_start "$dir"
+}

@@ -28,6 +28,10 @@
 #   - the cluster's popularity folded from the shards' change logs equals
 #     the whole recomputation after orders, cancellations, views, the
 #     window moving and late commits (popfold.sql);
+#   - the read route (replica.sh): with shop_router.read_cluster naming a
+#     second server whose partitions are a shard cluster's hot standby, the
+#     read functions answer as without it, served by the standby; writes
+#     still reach the primaries;
 # CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
 # a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
@@ -156,6 +160,8 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
 echo "== popularity folded from the shards' change logs ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
+
+. "$HERE/replica.sh"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
