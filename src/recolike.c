@@ -1744,6 +1744,12 @@ typedef struct LikeMemRow
 	int32		ci;				/* the customer's dense index */
 	int32		tag;			/* 0 kept, 1 a changed customer's old row, 2 new */
 } LikeMemRow;
+StaticAssertDecl(offsetof(LikeMemRow, p) == offsetof(LikeProfileRow, p) &&
+				 offsetof(LikeMemRow, h) == offsetof(LikeProfileRow, h) &&
+				 offsetof(LikeMemRow, c) == offsetof(LikeProfileRow, c) &&
+				 offsetof(LikeMemRow, w) == offsetof(LikeProfileRow, w) &&
+				 offsetof(LikeMemRow, ci) == offsetof(LikeProfileRow, ci),
+				 "LikeMemRow starts with LikeProfileRow's fields (shop.h)");
 
 #define ST_SORT like_sort_memrows
 #define ST_ELEMENT_TYPE LikeMemRow
@@ -1874,14 +1880,7 @@ shop_like_refresh_lists(PG_FUNCTION_ARGS)
 	bool	   *inA;
 	int64	   *aid;			/* the lists to compute: sorted ids */
 	int32		naid = 0;
-	int64		nmem = 0;
-	int32	   *moff;
-	int32	   *msample;
-	double	   *mw;
-	int32	   *fill;
-	int32	   *soff;
-	int32	   *slen;
-	int32		nsamples = 0;
+	LikeSamples ls;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -2090,38 +2089,7 @@ shop_like_refresh_lists(PG_FUNCTION_ARGS)
 	}
 
 	/* the samples and each customer's samples, as the rebuild has them */
-	soff = palloc(sizeof(int32) * Max(nv, 1));
-	slen = palloc(sizeof(int32) * Max(nv, 1));
-	moff = palloc0(sizeof(int32) * (ncust + 1));
-	for (int64 i = 0; i < nv;)
-	{
-		int64		j = i;
-
-		while (j < nv && v[j].p == v[i].p)
-			j++;
-		soff[nsamples] = (int32) i;
-		slen[nsamples] = (int32) Min(j - i, sample);
-		for (int64 m = i; m < i + slen[nsamples]; m++)
-			moff[v[m].ci + 1]++;
-		nmem += slen[nsamples];
-		nsamples++;
-		i = j;
-	}
-	for (int32 c = 0; c < ncust; c++)
-		moff[c + 1] += moff[c];
-	msample = palloc(sizeof(int32) * Max(nmem, 1));
-	mw = palloc(sizeof(double) * Max(nmem, 1));
-	fill = palloc(sizeof(int32) * Max(ncust, 1));
-	memcpy(fill, moff, sizeof(int32) * Max(ncust, 1));
-	for (int32 s = 0; s < nsamples; s++)
-		for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
-		{
-			int32		k = fill[v[m].ci]++;
-
-			msample[k] = s;
-			mw[k] = (double) v[m].w;
-		}
-	pfree(fill);
+	like_samples_index(v, sizeof(LikeMemRow), nv, ncust, sample, &ls);
 
 	/* the lists of the marked customers, whole (the rebuild's sums) */
 	newl = like_hash("shop like refresh new lists", sizeof(LikeList), work);
@@ -2130,34 +2098,11 @@ shop_like_refresh_lists(PG_FUNCTION_ARGS)
 	vec = palloc(sizeof(LikeEntry) * Max(ncust, 1));
 	for (int32 c = 0; c < ncust; c++)
 	{
-		int			ntouched = 0;
 		int			n;
 
 		if (!inA[c])
 			continue;
-		for (int32 k = moff[c]; k < moff[c + 1]; k++)
-		{
-			int32		s = msample[k];
-			double		wc = mw[k];
-
-			for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
-			{
-				int32		o = v[m].ci;
-
-				if (o == c)
-					continue;
-				if (acc[o] == 0)
-					touched[ntouched++] = o;
-				acc[o] += wc * (double) v[m].w;
-			}
-		}
-		for (int m = 0; m < ntouched; m++)
-		{
-			vec[m].id = cust[touched[m]];
-			vec[m].score = like_round(acc[touched[m]]);
-			acc[touched[m]] = 0;
-		}
-		n = like_top(vec, ntouched, top);
+		n = like_customer_list(&ls, v, sizeof(LikeMemRow), c, cust, acc, touched, vec, top);
 		if (n > 0)
 		{
 			l = like_list(newl, cust[c]);
@@ -2170,8 +2115,8 @@ shop_like_refresh_lists(PG_FUNCTION_ARGS)
 	pfree(acc);
 	pfree(touched);
 	pfree(vec);
-	pfree(msample);
-	pfree(mw);
+	pfree(ls.msample);
+	pfree(ls.mw);
 	pfree(v);
 
 	/* the stored rows of those lists, by customer and neighbour */

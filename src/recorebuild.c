@@ -906,14 +906,7 @@ PG_FUNCTION_INFO_V1(shop_rebuild_like_lists);
 /* the rows the in-memory path holds at most: 20,000 full samples */
 #define LIKE_REBUILD_ROWS(sample) ((int64) 20000 * (sample))
 
-typedef struct RbItem
-{
-	int64		p;
-	int64		h;
-	int64		c;
-	float4		w;
-	int32		ci;				/* the customer's dense index */
-} RbItem;
+typedef LikeProfileRow RbItem;	/* shop.h */
 
 #define ST_SORT rb_sort_items
 #define ST_ELEMENT_TYPE RbItem
@@ -949,14 +942,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap = 1024;
 	int64	   *cust;
 	int32		ncust = 0;
-	int64		nmem = 0;
-	int32	   *moff;			/* ncust + 1: a customer's samples */
-	int32	   *msample;		/* the sample (index of its first row in v) */
-	double	   *mw;				/* the customer's weight there */
-	int32	   *fill;
-	int32	   *soff;			/* per sample: start in v, then its length */
-	int32	   *slen;
-	int32		nsamples = 0;
+	LikeSamples ls;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -1044,39 +1030,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
 	rb_sort_items(v, nv);
-	soff = palloc(sizeof(int32) * Max(nv, 1));
-	slen = palloc(sizeof(int32) * Max(nv, 1));
-	moff = palloc0(sizeof(int32) * (ncust + 1));
-	for (int64 i = 0; i < nv;)
-	{
-		int64		j = i;
-
-		while (j < nv && v[j].p == v[i].p)
-			j++;
-		soff[nsamples] = (int32) i;
-		slen[nsamples] = (int32) Min(j - i, sample);
-		for (int64 m = i; m < i + slen[nsamples]; m++)
-			moff[v[m].ci + 1]++;
-		nmem += slen[nsamples];
-		nsamples++;
-		i = j;
-	}
-	/* each customer's samples, in product id order */
-	for (int32 c = 0; c < ncust; c++)
-		moff[c + 1] += moff[c];
-	msample = palloc(sizeof(int32) * Max(nmem, 1));
-	mw = palloc(sizeof(double) * Max(nmem, 1));
-	fill = palloc(sizeof(int32) * Max(ncust, 1));
-	memcpy(fill, moff, sizeof(int32) * Max(ncust, 1));
-	for (int32 s = 0; s < nsamples; s++)
-		for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
-		{
-			int32		k = fill[v[m].ci]++;
-
-			msample[k] = s;
-			mw[k] = (double) v[m].w;
-		}
-	pfree(fill);
+	like_samples_index(v, sizeof(RbItem), nv, ncust, sample, &ls);
 
 	/* the lists */
 	acc = palloc0(sizeof(double) * Max(ncust, 1));
@@ -1085,32 +1039,8 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	rb_begin(&b, "customer_neighbour", 3);
 	for (int32 c = 0; c < ncust; c++)
 	{
-		int			ntouched = 0;
-		int			n;
+		int			n = like_customer_list(&ls, v, sizeof(RbItem), c, cust, acc, touched, vec, top);
 
-		for (int32 k = moff[c]; k < moff[c + 1]; k++)
-		{
-			int32		s = msample[k];
-			double		wc = mw[k];
-
-			for (int32 m = soff[s]; m < soff[s] + slen[s]; m++)
-			{
-				int32		o = v[m].ci;
-
-				if (o == c)
-					continue;
-				if (acc[o] == 0)
-					touched[ntouched++] = o;
-				acc[o] += wc * (double) v[m].w;
-			}
-		}
-		for (int m = 0; m < ntouched; m++)
-		{
-			vec[m].id = cust[touched[m]];
-			vec[m].score = like_round(acc[touched[m]]);
-			acc[touched[m]] = 0;
-		}
-		n = like_top(vec, ntouched, top);
 		for (int m = 0; m < n && m < top; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
