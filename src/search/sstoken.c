@@ -726,6 +726,15 @@ SsIsStopWord(const char *word)
  * Pentium 530 processor 3 GHz Box 1 MB L2".  An accessory names the
  * product it fits before its own type, or after "for", so its head is its
  * own type.  Stemmed like the words, so "notebooks" = "notebook".
+ *
+ * Round 11: a slash between spaces joining two words of letters names
+ * alternatives and the name goes on ("Laptop / Notebook Power Cord Lead
+ * Cable" is a cable); a roman numeral in capitals is never the head, and a
+ * later run with one as a word of its own ("Serial ATA III") does not
+ * replace a type named in lower case in a name that mixes cases
+ * ("internal solid state drive 2.5" 960 GB Serial ATA III" is a drive);
+ * a capitalized model suffix (Lite, Pro, ...) right after a model number
+ * is no head ("Galaxy Tab S6 Lite"); "Tab", capitalized, is a tablet.
  * ----------------------------------------------------------------
  */
 
@@ -856,6 +865,8 @@ typedef struct HeadScan
 	bool		prevletters;	/* the previous word is a word of letters ... */
 	bool		prevlower;		/* ... written in lower case */
 	int			nwords;			/* the run's words of letters, any length */
+	int			nlower;			/* ... of them in lower case */
+	bool		runversion;		/* the run has a roman numeral ("ATA III") */
 	int			runcands;		/* the run's words that may be its head ... */
 	int			allcands;		/* ... and the title's so far */
 	int			ntokens;		/* the title's words so far, of any kind */
@@ -865,6 +876,12 @@ typedef struct HeadScan
 	int			headwords;		/* words of letters of its run */
 	bool		headfirst;		/* the head is the title's first word alone */
 	bool		fitting;		/* the run has a fitting word in lower case */
+	bool		headlower;		/* the head is a word in lower case of a run
+								 * that mixes cases */
+	bool		alt;			/* the word is an alternative ("Laptop /
+								 * Notebook") */
+	bool		prevmodel;		/* the previous word is a model number */
+	bool		headcap;		/* the head is not written in lower case */
 } HeadScan;
 
 /*
@@ -899,7 +916,8 @@ static void
 head_end_run(HeadScan *hs, int hard)
 {
 	/* a later run names the type if it has two words, or the first one */
-	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1))
+	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1) &&
+		!(hs->headlower && hs->lowerlen == 0 && hs->runversion))
 	{
 		/*
 		 * A run written in mixed case names its type with its last word in
@@ -913,11 +931,15 @@ head_end_run(HeadScan *hs, int hard)
 		{
 			memcpy(hs->head, hs->lower, hs->lowerlen + 1);
 			hs->headlen = hs->lowerlen;
+			hs->headlower = hs->nlower < hs->nwords;
+			hs->headcap = false;
 		}
 		else
 		{
 			memcpy(hs->head, hs->last, hs->lastlen + 1);
 			hs->headlen = hs->lastlen;
+			hs->headlower = false;
+			hs->headcap = true;
 		}
 		hs->headwords = hs->nwords;
 		hs->headfirst = hs->runcands == 1 && hs->lastfirst;
@@ -925,6 +947,8 @@ head_end_run(HeadScan *hs, int hard)
 	hs->lastlen = 0;
 	hs->lowerlen = 0;
 	hs->nwords = 0;
+	hs->nlower = 0;
+	hs->runversion = false;
 	hs->runcands = 0;
 	hs->fitting = false;
 
@@ -935,6 +959,44 @@ head_end_run(HeadScan *hs, int hard)
 	 */
 	if (hard == 2 && hs->headlen > 0 && !hs->headfirst)
 		hs->done = true;
+}
+
+/* is text[0, len) a roman numeral in capitals ("III" of "Serial ATA III")? */
+static bool
+is_roman_numeral(const char *text, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (text[i] != 'I' && text[i] != 'V' && text[i] != 'X')
+			return false;
+	return len > 0;
+}
+
+/*
+ * words that, capitalized after a model number, name a variant of the
+ * model, not a type: "Galaxy Tab S6 Lite", "Galaxy S10 Lite"
+ */
+static const char *const model_suffixes[] = {"lite", "pro", "plus", "max", "mini", "ultra", NULL};
+
+static bool
+is_model_suffix(const char *w)
+{
+	for (int i = 0; model_suffixes[i]; i++)
+		if (strcmp(model_suffixes[i], w) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * types that product lines write short, capitalized, as the line's name:
+ * "Samsung Galaxy Tab S5e", "Lenovo Tab M8" are tablets
+ */
+static const char *const type_abbrevs[][2] = {{"tab", "tablet"}, {NULL, NULL}};
+
+/* is text[from, to) " / " (a slash between spaces)? */
+static bool
+slash_alternative(const char *text, int from, int to)
+{
+	return to - from == 3 && text[from] == ' ' && text[from + 1] == '/' && text[from + 2] == ' ';
 }
 
 static void
@@ -952,9 +1014,21 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 	 * product ("Dataflex Viewmaster bolt through desk - mount 963" is a
 	 * mount; "Viewmate computer holder - desk 322" stays a holder)
 	 */
+	hs->alt = false;
 	if (hs->fitting && hs->prevend >= 0 &&
 		dash_then_last_word(hs->text, hs->textlen, hs->prevend, start, end))
 		hs->ntokens++;
+	/*
+	 * "Tripp Lite Laptop / Notebook Power Cord Lead Cable": a slash between
+	 * two words of letters names alternatives, the name goes on
+	 */
+	else if (hs->ntokens > 0 && hs->prevend >= 0 && hs->prevletters &&
+			 all_letters(word, len) &&
+			 slash_alternative(hs->text, hs->prevend, start))
+	{
+		hs->ntokens++;
+		hs->alt = true;
+	}
 	else if (hs->ntokens++ > 0 && hs->prevend >= 0 && (br = run_break(hs->text, hs->prevend, start)) > 0)
 	{
 		head_end_run(hs, br);
@@ -1001,7 +1075,9 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		 * "adapter/inverter", the first; never a preposition ("Video
 		 * Extender over Cat 5" is an extender)
 		 */
-		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word))
+		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word) &&
+			!hs->alt && !is_roman_numeral(hs->text + start, end - start) &&
+			!(hs->prevmodel && !lower && is_model_suffix(word)))
 		{
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
@@ -1019,6 +1095,12 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		if (lower && hs->prevlower && hs->prevletters && is_fitting_word(word))
 			hs->fitting = true;
 		hs->nwords++;
+		if (lower)
+			hs->nlower++;
+		if (end - start >= 2 && is_roman_numeral(hs->text + start, end - start) &&
+			start > 0 && hs->text[start - 1] == ' ')
+			hs->runversion = true;
+		hs->prevmodel = false;
 		hs->prevnum = false;
 		hs->prevletters = true;
 		hs->prevlower = lower;
@@ -1026,6 +1108,7 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		return;
 	}
 	hs->prevnum = all_digits(word, len);
+	hs->prevmodel = digits < len && strpbrk(word, "0123456789") != NULL;
 	hs->prevletters = false;
 	hs->prevlower = false;
 	hs->prevend = end;
@@ -1100,6 +1183,13 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 		/* a title whose only name is its first word, the brand: no type */
 		if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
 			return 0;
+		for (int i = 0; hs.headcap && type_abbrevs[i][0]; i++)
+			if (strcmp(type_abbrevs[i][0], w) == 0)
+			{
+				w = type_abbrevs[i][1];
+				wlen = strlen(w);
+				break;
+			}
 	}
 	slen = SsStem(language, w, wlen, stem, sizeof(stem)) - 1;
 	slen = Min(slen, outsize - 1);
