@@ -275,89 +275,11 @@ typedef struct LikeSamples
 	double	   *mw;				/* with c's weight in each */
 } LikeSamples;
 
-#define LIKE_ROW(rows, stride, i) \
-	((const LikeProfileRow *) ((const char *) (rows) + (Size) (i) * (stride)))
-
-static inline void
-like_samples_index(const void *rows, Size stride, int64 nv, int32 ncust, int sample,
-				   LikeSamples *out)
-{
-	int32	   *fill;
-	int64		nmem = 0;
-
-	out->nsamples = 0;
-	out->soff = palloc(sizeof(int32) * Max(nv, 1));
-	out->slen = palloc(sizeof(int32) * Max(nv, 1));
-	out->moff = palloc0(sizeof(int32) * (ncust + 1));
-	for (int64 i = 0; i < nv;)
-	{
-		int64		j = i;
-		int32		ns = out->nsamples;
-
-		while (j < nv && LIKE_ROW(rows, stride, j)->p == LIKE_ROW(rows, stride, i)->p)
-			j++;
-		out->soff[ns] = (int32) i;
-		out->slen[ns] = (int32) Min(j - i, sample);
-		for (int64 m = i; m < i + out->slen[ns]; m++)
-			out->moff[LIKE_ROW(rows, stride, m)->ci + 1]++;
-		nmem += out->slen[ns];
-		out->nsamples++;
-		i = j;
-	}
-	for (int32 c = 0; c < ncust; c++)
-		out->moff[c + 1] += out->moff[c];
-	out->msample = palloc(sizeof(int32) * Max(nmem, 1));
-	out->mw = palloc(sizeof(double) * Max(nmem, 1));
-	fill = palloc(sizeof(int32) * Max(ncust, 1));
-	memcpy(fill, out->moff, sizeof(int32) * Max(ncust, 1));
-	for (int32 s = 0; s < out->nsamples; s++)
-		for (int32 m = out->soff[s]; m < out->soff[s] + out->slen[s]; m++)
-		{
-			const LikeProfileRow *r = LIKE_ROW(rows, stride, m);
-			int32		k = fill[r->ci]++;
-
-			out->msample[k] = s;
-			out->mw[k] = (double) r->w;
-		}
-	pfree(fill);
-}
-
-/*
- * like_customer_list: customer c's list into vec (the best `top`, sorted);
- * returns its length.  acc (zeroed, ncust) and touched (ncust) are
- * scratch; acc is left zeroed.
- */
-static inline int
-like_customer_list(const LikeSamples *ls, const void *rows, Size stride, int32 c,
-				   const int64 *cust, double *acc, int32 *touched, LikeEntry *vec, int top)
-{
-	int			ntouched = 0;
-
-	for (int32 k = ls->moff[c]; k < ls->moff[c + 1]; k++)
-	{
-		int32		s = ls->msample[k];
-		double		wc = ls->mw[k];
-
-		for (int32 m = ls->soff[s]; m < ls->soff[s] + ls->slen[s]; m++)
-		{
-			const LikeProfileRow *r = LIKE_ROW(rows, stride, m);
-			int32		o = r->ci;
-
-			if (o == c)
-				continue;
-			if (acc[o] == 0)
-				touched[ntouched++] = o;
-			acc[o] += wc * (double) r->w;
-		}
-	}
-	for (int m = 0; m < ntouched; m++)
-	{
-		vec[m].id = cust[touched[m]];
-		vec[m].score = like_round(acc[touched[m]]);
-		acc[touched[m]] = 0;
-	}
-	return like_top(vec, ntouched, top);
-}
+extern void like_samples_index(const void *rows, Size stride, int64 nv, int32 ncust, int sample,
+							   LikeSamples *out);
+extern int	like_customer_list(const LikeSamples *ls, const void *rows, Size stride, int32 c,
+							   const int64 *cust, double *acc, int32 *touched, LikeEntry *vec,
+							   int top);
 extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;
