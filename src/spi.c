@@ -634,7 +634,9 @@ ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name)
  * every statement that writes the table (ExecRelCheck): about 10,000
  * instructions to parse and 5,000 to plan per constraint and statement.
  * The planned trees are kept per table (a few: the ones shop writes this
- * way); each statement only compiles them (ExecInitExpr), and
+ * way); each statement only compiles a copy of them (ExecInitExpr: its
+ * steps point into the tree, which an invalidation delivered later in the
+ * statement may free), and
  * ExecConstraints evaluates them on every row written: the constraints
  * are enforced exactly as before.  A table's copy is dropped by any
  * relcache invalidation of the table (ALTER TABLE ... ADD or DROP
@@ -667,8 +669,8 @@ static int	shop_checks_next = 0;
  * predicate, then ExecInitQual): about 18,700 instructions per checkout
  * for its six partial indexes.  ShopOpenIndices opens the indexes as
  * ExecOpenIndices does and gives each partial one its predicate compiled
- * (ExecInitQual) from the kept planned tree, which ExecInsertIndexTuples
- * then uses as it would its own.  An index's entry is dropped by a
+ * (ExecInitQual) from a copy of the kept planned tree, which
+ * ExecInsertIndexTuples then uses as it would its own.  An index's entry is dropped by a
  * relcache invalidation of the index or its table, all of them by one of
  * every relation (InvalidOid: a cache reset) and by any change to pg_proc.
  */
@@ -735,6 +737,7 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	int			n = constr ? constr->num_check : 0;
 	ShopCheckCache *c = NULL;
 	bool		same = false;
+	Node	  **use;
 	MemoryContext old;
 
 	if (n == 0 || n != rel->rd_rel->relchecks || rri->ri_ConstraintExprs != NULL)
@@ -744,8 +747,28 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 		if (shop_checks[i].relid == RelationGetRelid(rel))
 			c = &shop_checks[i];
 	same = c != NULL && c->n == n;
-	if (!same)
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	use = palloc(sizeof(Node *) * n);
+	if (same)
 	{
+		/*
+		 * the statement compiles a copy of its own: ExecInitExpr's steps
+		 * point into the tree (by-reference constants), and an
+		 * invalidation delivered later in the statement frees the kept one
+		 */
+		for (int i = 0; i < n; i++)
+			use[i] = copyObject(c->node[i]);
+		MemoryContextSwitchTo(old);
+	}
+	else
+	{
+		/*
+		 * planned in the statement's memory first: planning reads the
+		 * catalogs, which may deliver invalidations (and run the callbacks)
+		 */
+		for (int i = 0; i < n; i++)
+			use[i] = (Node *) expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+		MemoryContextSwitchTo(old);
 		if (c == NULL)
 		{
 			c = &shop_checks[shop_checks_next];
@@ -759,17 +782,16 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 		old = MemoryContextSwitchTo(c->cxt);
 		c->node = palloc(sizeof(Node *) * n);
 		for (int i = 0; i < n; i++)
-			c->node[i] = (Node *) expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+			c->node[i] = copyObject(use[i]);
 		MemoryContextSwitchTo(old);
 		c->n = n;
-		/* (planning may have run an invalidation callback: set last) */
 		c->relid = RelationGetRelid(rel);
 	}
 	/* what ExecRelCheck builds on its first row, in the same context */
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * n);
 	for (int i = 0; i < n; i++)
-		rri->ri_ConstraintExprs[i] = ExecInitExpr((Expr *) c->node[i], NULL);
+		rri->ri_ConstraintExprs[i] = ExecInitExpr((Expr *) use[i], NULL);
 	MemoryContextSwitchTo(old);
 }
 
@@ -822,22 +844,25 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 				qual = shop_preds[k].qual;
 				found = true;
 			}
-		if (!found)
+		/*
+		 * the statement's own copy, in its memory (as for the CHECKs
+		 * above); on a miss planned there first, then kept
+		 */
+		old = MemoryContextSwitchTo(estate->es_query_cxt);
+		qual = found ? copyObject(qual) :
+			(List *) expression_planner((Expr *) copyObject(ii->ii_Predicate));
+		MemoryContextSwitchTo(old);
+		if (!found && shop_npreds < SHOP_PREDS)
 		{
 			if (shop_pred_cxt == NULL)
 				shop_pred_cxt = AllocSetContextCreate(CacheMemoryContext, "shop index predicates",
 													  ALLOCSET_SMALL_SIZES);
-			/* (past SHOP_PREDS indexes, planned for this statement only) */
-			old = MemoryContextSwitchTo(shop_npreds < SHOP_PREDS ? shop_pred_cxt : estate->es_query_cxt);
-			qual = (List *) expression_planner((Expr *) copyObject(ii->ii_Predicate));
+			old = MemoryContextSwitchTo(shop_pred_cxt);
+			shop_preds[shop_npreds].qual = copyObject(qual);
 			MemoryContextSwitchTo(old);
-			if (shop_npreds < SHOP_PREDS)
-			{
-				shop_preds[shop_npreds].indexid = indexid;
-				shop_preds[shop_npreds].relid = RelationGetRelid(rri->ri_RelationDesc);
-				shop_preds[shop_npreds].qual = qual;
-				shop_npreds++;
-			}
+			shop_preds[shop_npreds].indexid = indexid;
+			shop_preds[shop_npreds].relid = RelationGetRelid(rri->ri_RelationDesc);
+			shop_npreds++;
 		}
 		/*
 		 * what ExecPrepareQual would build on the first row, in the same
