@@ -634,9 +634,7 @@ ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name)
  * every statement that writes the table (ExecRelCheck): about 10,000
  * instructions to parse and 5,000 to plan per constraint and statement.
  * The planned trees are kept per table (a few: the ones shop writes this
- * way); each statement only compiles a copy of them (ExecInitExpr: its
- * steps point into the tree, which an invalidation delivered later in the
- * statement may free), and
+ * way); each statement only compiles them (ExecInitExpr), and
  * ExecConstraints evaluates them on every row written: the constraints
  * are enforced exactly as before.  A table's copy is dropped by any
  * relcache invalidation of the table (ALTER TABLE ... ADD or DROP
@@ -669,8 +667,8 @@ static int	shop_checks_next = 0;
  * predicate, then ExecInitQual): about 18,700 instructions per checkout
  * for its six partial indexes.  ShopOpenIndices opens the indexes as
  * ExecOpenIndices does and gives each partial one its predicate compiled
- * (ExecInitQual) from a copy of the kept planned tree, which
- * ExecInsertIndexTuples then uses as it would its own.  An index's entry is dropped by a
+ * (ExecInitQual) from the kept planned tree, which ExecInsertIndexTuples
+ * then uses as it would its own.  An index's entry is dropped by a
  * relcache invalidation of the index or its table, all of them by one of
  * every relation (InvalidOid: a cache reset) and by any change to pg_proc.
  */
@@ -688,17 +686,52 @@ static int	shop_npreds = 0;
 static MemoryContext shop_pred_cxt = NULL;
 static bool shop_expr_callbacks = false;
 
+/*
+ * Kept trees are never freed while a statement may still use them: the
+ * compiled CHECKs and predicates (ExecInitExpr's steps) point into them
+ * (by-reference constants), and an invalidation can be delivered in the
+ * middle of a statement (any lock taken, also by the catalog reads of
+ * planning).  A dropped version's context is moved under
+ * shop_expr_retired and deleted at the end of the transaction.
+ * shop_expr_gen counts the invalidations: a tree planned while one came
+ * is used by its statement, not kept.
+ */
+static MemoryContext shop_expr_retired = NULL;
+static uint64 shop_expr_gen = 0;
+
+static void
+shop_expr_retire(MemoryContext cxt)
+{
+	if (cxt == NULL)
+		return;
+	if (shop_expr_retired == NULL)
+		shop_expr_retired = AllocSetContextCreate(CacheMemoryContext, "shop retired expressions",
+												  ALLOCSET_SMALL_SIZES);
+	MemoryContextSetParent(cxt, shop_expr_retired);
+}
+
+static void
+shop_expr_xact(XactEvent event, void *arg)
+{
+	if (shop_expr_retired != NULL &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT))
+		MemoryContextDeleteChildren(shop_expr_retired);
+}
+
 static void
 shop_preds_reset(void)
 {
 	shop_npreds = 0;
-	if (shop_pred_cxt != NULL)
-		MemoryContextReset(shop_pred_cxt);
+	shop_expr_retire(shop_pred_cxt);
+	shop_pred_cxt = NULL;
 }
 
 static void
 shop_expr_relcache_inval(Datum arg, Oid relid)
 {
+	shop_expr_gen++;
 	for (int i = 0; i < SHOP_CHECK_RELS; i++)
 		if (!OidIsValid(relid) || shop_checks[i].relid == relid)
 			shop_checks[i].relid = InvalidOid;
@@ -714,6 +747,7 @@ shop_expr_relcache_inval(Datum arg, Oid relid)
 static void
 shop_expr_proc_inval(Datum arg, int cacheid, uint32 hashvalue)
 {
+	shop_expr_gen++;
 	for (int i = 0; i < SHOP_CHECK_RELS; i++)
 		shop_checks[i].relid = InvalidOid;
 	shop_preds_reset();
@@ -726,6 +760,7 @@ shop_expr_callbacks_register(void)
 		return;
 	CacheRegisterRelcacheCallback(shop_expr_relcache_inval, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, shop_expr_proc_inval, (Datum) 0);
+	RegisterXactCallback(shop_expr_xact, NULL);
 	shop_expr_callbacks = true;
 }
 
@@ -736,7 +771,6 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	int			n = constr ? constr->num_check : 0;
 	ShopCheckCache *c = NULL;
-	bool		same = false;
 	Node	  **use;
 	MemoryContext old;
 
@@ -746,26 +780,16 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	for (int i = 0; i < SHOP_CHECK_RELS; i++)
 		if (shop_checks[i].relid == RelationGetRelid(rel))
 			c = &shop_checks[i];
-	same = c != NULL && c->n == n;
-	old = MemoryContextSwitchTo(estate->es_query_cxt);
-	use = palloc(sizeof(Node *) * n);
-	if (same)
-	{
-		/*
-		 * the statement compiles a copy of its own: ExecInitExpr's steps
-		 * point into the tree (by-reference constants), and an
-		 * invalidation delivered later in the statement frees the kept one
-		 */
-		for (int i = 0; i < n; i++)
-			use[i] = copyObject(c->node[i]);
-		MemoryContextSwitchTo(old);
-	}
+	if (c != NULL && c->n == n)
+		use = c->node;
 	else
 	{
-		/*
-		 * planned in the statement's memory first: planning reads the
-		 * catalogs, which may deliver invalidations (and run the callbacks)
-		 */
+		uint64		gen = shop_expr_gen;
+		MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "shop checks",
+												  ALLOCSET_SMALL_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		use = palloc(sizeof(Node *) * n);
 		for (int i = 0; i < n; i++)
 			use[i] = (Node *) expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
 		MemoryContextSwitchTo(old);
@@ -774,18 +798,14 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 			c = &shop_checks[shop_checks_next];
 			shop_checks_next = (shop_checks_next + 1) % SHOP_CHECK_RELS;
 		}
-		if (c->cxt == NULL)
-			c->cxt = AllocSetContextCreate(CacheMemoryContext, "shop checks",
-										   ALLOCSET_SMALL_SIZES);
+		/* the version it replaces may be in use by this statement */
 		c->relid = InvalidOid;
-		MemoryContextReset(c->cxt);
-		old = MemoryContextSwitchTo(c->cxt);
-		c->node = palloc(sizeof(Node *) * n);
-		for (int i = 0; i < n; i++)
-			c->node[i] = copyObject(use[i]);
-		MemoryContextSwitchTo(old);
+		shop_expr_retire(c->cxt);
+		c->cxt = cxt;
+		c->node = use;
 		c->n = n;
-		c->relid = RelationGetRelid(rel);
+		if (gen == shop_expr_gen)
+			c->relid = RelationGetRelid(rel);
 	}
 	/* what ExecRelCheck builds on its first row, in the same context */
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
@@ -844,26 +864,27 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 				qual = shop_preds[k].qual;
 				found = true;
 			}
-		/*
-		 * the statement's own copy, in its memory (as for the CHECKs
-		 * above); on a miss planned there first, then kept
-		 */
-		old = MemoryContextSwitchTo(estate->es_query_cxt);
-		qual = found ? copyObject(qual) :
-			(List *) expression_planner((Expr *) copyObject(ii->ii_Predicate));
-		MemoryContextSwitchTo(old);
-		if (!found && shop_npreds < SHOP_PREDS)
+		if (!found)
 		{
+			uint64		gen = shop_expr_gen;
+
 			if (shop_pred_cxt == NULL)
 				shop_pred_cxt = AllocSetContextCreate(CacheMemoryContext, "shop index predicates",
 													  ALLOCSET_SMALL_SIZES);
-			old = MemoryContextSwitchTo(shop_pred_cxt);
-			shop_preds[shop_npreds].qual = copyObject(qual);
+			/* (past SHOP_PREDS indexes, planned for this statement only) */
+			old = MemoryContextSwitchTo(shop_npreds < SHOP_PREDS ? shop_pred_cxt : estate->es_query_cxt);
+			qual = (List *) expression_planner((Expr *) copyObject(ii->ii_Predicate));
 			MemoryContextSwitchTo(old);
-			shop_preds[shop_npreds].indexid = indexid;
-			shop_preds[shop_npreds].relid = RelationGetRelid(rri->ri_RelationDesc);
-			shop_npreds++;
+			/* (an invalidation meanwhile retired the context: used once, not kept) */
+			if (gen == shop_expr_gen && shop_npreds < SHOP_PREDS)
+			{
+				shop_preds[shop_npreds].indexid = indexid;
+				shop_preds[shop_npreds].relid = RelationGetRelid(rri->ri_RelationDesc);
+				shop_preds[shop_npreds].qual = qual;
+				shop_npreds++;
+			}
 		}
+
 		/*
 		 * what ExecPrepareQual would build on the first row, in the same
 		 * context, when it is first evaluated (ExecQual runs evalfunc)
