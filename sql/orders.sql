@@ -560,5 +560,52 @@ SELECT count(*) AS orders_written FROM shop."order" WHERE order_id = '00000000-0
 SELECT shop._saga_place('00000000-0000-4000-8000-0000000000aa', ARRAY[:mug]::bigint[], ARRAY['MUG'], ARRAY['Mug'],
                         ARRAY[1000]::bigint[], ARRAY[1], 'tok_visa', NULL) AS placed;
 
+-- shop's C writers keep the planned CHECK constraints and partial-index
+-- predicates of the tables they write per backend (src/spi.c): a CHECK
+-- or a partial index added, dropped or changed between two checkouts of
+-- one session applies to the next checkout
+SELECT shop.product_upsert('PEN', 'Pen', 100) AS pen \gset
+SELECT shop.stock_set(:pen, 100);
+CREATE FUNCTION pg_temp.pen_checkout(customer bigint, pen bigint, k text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE c uuid := shop.cart_create(customer);
+BEGIN
+    PERFORM shop.cart_add(c, pen);
+    RETURN pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', %L)$$, c, k));
+END $f$;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-1') AS before_check;
+ALTER TABLE shop."order" ADD CONSTRAINT order_pen_test CHECK (total_cents < 1000000) NOT VALID;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-2a') AS check_added;
+-- (as many CHECKs as before, one of them another)
+ALTER TABLE shop."order" DROP CONSTRAINT order_pen_test,
+                         ADD CONSTRAINT order_pen_test CHECK (total_cents < 50) NOT VALID;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-2') AS check_replaced;
+ALTER TABLE shop."order" DROP CONSTRAINT order_pen_test;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-3') AS check_dropped;
+-- a CHECK calling a SQL function (inlined when the CHECK is planned), the function replaced
+CREATE FUNCTION public.orders_pen_cap(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 < 1000000 $f$;
+ALTER TABLE shop."order" ADD CONSTRAINT order_pen_cap CHECK (public.orders_pen_cap(total_cents));
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-4') AS cap_check;
+CREATE OR REPLACE FUNCTION public.orders_pen_cap(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 < 50 $f$;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-5') AS cap_replaced;
+ALTER TABLE shop."order" DROP CONSTRAINT order_pen_cap;
+DROP FUNCTION public.orders_pen_cap(bigint);
+-- shop.stock's CHECKs (the hold's update)
+ALTER TABLE shop.stock ADD CONSTRAINT stock_pen_test CHECK (product_id <> :pen OR reserved <= 0) NOT VALID;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-6') AS stock_check_added;
+ALTER TABLE shop.stock DROP CONSTRAINT stock_pen_test;
+SELECT pg_temp.pen_checkout(201, :pen, 'pen-7') AS stock_check_dropped;
+-- partial unique indexes on shop."order": one whose predicate the new orders miss, one they match
+SELECT pg_temp.pen_checkout(202, :pen, 'pen-8') AS first_order;
+CREATE UNIQUE INDEX order_pen_other_idx ON shop."order" (customer_id) WHERE customer_id = 202 AND status = 'refunded';
+SELECT pg_temp.pen_checkout(202, :pen, 'pen-9') AS other_predicate;
+CREATE UNIQUE INDEX order_pen_one_idx ON shop."order" (customer_id) WHERE customer_id = 203;
+SELECT pg_temp.pen_checkout(203, :pen, 'pen-10') AS index_added_first;
+SELECT pg_temp.pen_checkout(203, :pen, 'pen-11') AS index_added_second;
+DROP INDEX shop.order_pen_one_idx;
+DROP INDEX shop.order_pen_other_idx;
+SELECT pg_temp.pen_checkout(203, :pen, 'pen-12') AS index_dropped;
+SELECT count(*) AS pen_orders, count(DISTINCT customer_id) AS customers
+  FROM shop."order" WHERE idempotency_key LIKE 'pen-%';
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

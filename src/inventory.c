@@ -894,7 +894,7 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 
 	AfterTriggerBeginQuery();
-	ExecOpenIndices(rri, false);
+	ShopOpenIndices(rri, estate, false);
 	for (int i = 0; i < n; i++)
 	{
 		Datum		val[INV_R_NCOLS];
@@ -1016,64 +1016,6 @@ inv_citus_loaded(void)
 		strstr(shared_preload_libraries_string, "citus") != NULL;
 }
 
-/*
- * The CHECK constraints of shop.stock read from their text once per
- * backend, not in every hold: PostgreSQL parses each CHECK's stored text
- * (stringToNode) again for every statement that writes the table, 20,000
- * instructions of a hold for stock_reserved_check.  The text is compared
- * with the table's as the relcache has it on every use, so a changed or
- * added constraint is parsed again; each taker still plans and compiles
- * the expressions as ExecConstraints would (ExecPrepareExpr), and
- * ExecConstraints evaluates them on every row it writes: the constraint
- * is enforced exactly as before.
- */
-static MemoryContext inv_check_cxt = NULL;
-static Oid	inv_check_relid = InvalidOid;
-static int	inv_check_n = 0;
-static char **inv_check_bin = NULL;
-static Node **inv_check_node = NULL;
-
-static void
-inv_taker_checks(InvTaker *t)
-{
-	TupleConstr *constr = RelationGetDescr(t->rel)->constr;
-	int			n = constr ? constr->num_check : 0;
-	bool		same;
-	MemoryContext old;
-
-	/* none, or not all loaded (ExecConstraints raises its own error then) */
-	if (n == 0 || n != t->rel->rd_rel->relchecks)
-		return;
-	same = inv_check_relid == RelationGetRelid(t->rel) && inv_check_n == n;
-	for (int i = 0; same && i < n; i++)
-		same = strcmp(inv_check_bin[i], constr->check[i].ccbin) == 0;
-	if (!same)
-	{
-		if (inv_check_cxt == NULL)
-			inv_check_cxt = AllocSetContextCreate(CacheMemoryContext, "shop stock checks",
-												  ALLOCSET_SMALL_SIZES);
-		inv_check_relid = InvalidOid;
-		MemoryContextReset(inv_check_cxt);
-		old = MemoryContextSwitchTo(inv_check_cxt);
-		inv_check_bin = palloc(sizeof(char *) * n);
-		inv_check_node = palloc(sizeof(Node *) * n);
-		for (int i = 0; i < n; i++)
-		{
-			inv_check_bin[i] = pstrdup(constr->check[i].ccbin);
-			inv_check_node[i] = stringToNode(constr->check[i].ccbin);
-		}
-		MemoryContextSwitchTo(old);
-		inv_check_n = n;
-		inv_check_relid = RelationGetRelid(t->rel);
-	}
-	/* what ExecRelCheck builds on its first row, in the same context */
-	old = MemoryContextSwitchTo(t->estate->es_query_cxt);
-	t->rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * n);
-	for (int i = 0; i < n; i++)
-		t->rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) inv_check_node[i], t->estate);
-	MemoryContextSwitchTo(old);
-}
-
 static void
 inv_taker_close(InvTaker *t)
 {
@@ -1142,14 +1084,15 @@ inv_taker_open(InvTaker *t)
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
 	t->estate->es_opened_result_relations =
 		lappend(t->estate->es_opened_result_relations, t->rri);
-	inv_taker_checks(t);
+	/* its CHECKs, planned once per backend (spi.c) */
+	ShopPrepareChecks(t->rri, t->estate);
 	t->estate->es_output_cid = GetCurrentCommandId(true);
 	EvalPlanQualInit(&t->epq, t->estate, NULL, NIL, -1);
 	t->scanslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
 	t->lockslot = ExecInitExtraTupleSlot(t->estate, desc, table_slot_callbacks(t->rel));
 	t->newslot = ExecInitExtraTupleSlot(t->estate, desc, ShopWriteSlotOps(t->rel));
 	AfterTriggerBeginQuery();
-	ExecOpenIndices(t->rri, false);
+	ShopOpenIndices(t->rri, t->estate, false);
 
 	/* the primary key, as (product_id, location, bucket): the pick's order */
 	t->pkey = NULL;

@@ -1595,7 +1595,7 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	newslot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	AfterTriggerBeginQuery();
-	ExecOpenIndices(rri, false);
+	ShopOpenIndices(rri, estate, false);
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, cart_id);
 	scan = index_beginscan(rel, idx, snap, 1, 0);
@@ -1825,7 +1825,7 @@ idem_claim_c(const Datum *args, bool keyed)
 	slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(rel));
 	tmp = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 	AfterTriggerBeginQuery();
-	ExecOpenIndices(rri, true);
+	ShopOpenIndices(rri, estate, true);
 
 	/* the primary key on exactly (scope, key[, customer_key]), the only unique index */
 	for (int i = 0; ok && i < rri->ri_NumIndices; i++)
@@ -2711,7 +2711,7 @@ place_table_start(PlaceTable *t, int which, bool keyed, EState *estate, Index rt
 	InitResultRelInfo(t->rri, t->rel, rti, NULL, 0);
 	estate->es_opened_result_relations = lappend(estate->es_opened_result_relations, t->rri);
 	CheckCmdReplicaIdentity(t->rel, CMD_INSERT);
-	ExecOpenIndices(t->rri, false);
+	ShopOpenIndices(t->rri, estate, false);
 	ShopPrepareChecks(t->rri, estate);
 	t->slot = ExecInitExtraTupleSlot(estate, desc, ShopWriteSlotOps(t->rel));
 	old = MemoryContextSwitchTo(estate->es_query_cxt);

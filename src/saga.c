@@ -389,7 +389,7 @@ saga_order_status_c(Datum order_id, Datum customer_key, Datum status, bool statu
 		lockslot = ExecInitExtraTupleSlot(estate, desc, table_slot_callbacks(rel));
 		newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 		AfterTriggerBeginQuery();
-		ExecOpenIndices(rri, false);
+		ShopOpenIndices(rri, estate, false);
 
 		/*
 		 * The row locked as UPDATE locks it for its BEFORE ROW trigger (the

@@ -38,6 +38,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "tcop/utility.h"
@@ -626,19 +627,24 @@ ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name)
 
 /*
  * ShopPrepareChecks: the CHECK constraints of a table written by shop's C
- * (ExecSimpleRelationUpdate, ExecSimpleRelationInsert) compiled for its
- * executor state from a per-backend copy of their parsed trees.
- * PostgreSQL parses each CHECK's stored text (stringToNode) again for
+ * (ExecSimpleRelationUpdate, ExecSimpleRelationInsert, place_row) compiled
+ * for its executor state from a per-backend copy of their planned trees.
+ * PostgreSQL parses each CHECK's stored text (stringToNode) and plans it
+ * (expression_planner: constants folded, SQL functions inlined) again for
  * every statement that writes the table (ExecRelCheck): about 10,000
- * instructions per constraint and statement.  The copy is kept per table
- * (a few: the ones shop writes this way) and compared with the texts the
- * relcache has on every use, so a changed, added or dropped constraint is
- * parsed again.  Each call still plans and compiles the expressions as
- * ExecRelCheck does (ExecPrepareExpr), and ExecConstraints evaluates them
- * on every row written: the constraints are enforced exactly as before.
+ * instructions to parse and 5,000 to plan per constraint and statement.
+ * The planned trees are kept per table (a few: the ones shop writes this
+ * way); each statement only compiles them (ExecInitExpr), and
+ * ExecConstraints evaluates them on every row written: the constraints
+ * are enforced exactly as before.  A table's copy is dropped by any
+ * relcache invalidation of the table (ALTER TABLE ... ADD or DROP
+ * CONSTRAINT sends one; the relcache reloads the texts on the same
+ * message), all of them by one of every relation, and by any change to
+ * pg_proc (a function a CHECK calls, perhaps inlined into the planned
+ * tree, replaced).  The caller has opened and locked the table, which
+ * delivers the pending invalidations first.
  * Nothing is done when the relcache has not loaded them all
  * (ExecConstraints raises its own error then) or when rri already has them.
- * (src/inventory.c keeps its own copy for shop.stock.)
  */
 #define SHOP_CHECK_RELS 8
 
@@ -646,13 +652,117 @@ typedef struct ShopCheckCache
 {
 	Oid			relid;
 	int			n;
-	char	  **bin;
-	Node	  **node;
+	Node	  **node;			/* planned (expression_planner) */
 	MemoryContext cxt;
 } ShopCheckCache;
 
 static ShopCheckCache shop_checks[SHOP_CHECK_RELS];
 static int	shop_checks_next = 0;
+
+/*
+ * The predicates of the partial indexes of the tables shop's C writes,
+ * planned once per backend.  ExecInsertIndexTuples (and
+ * ExecCheckIndexConstraints) plan an index's predicate again in every
+ * statement (ExecPrepareQual: expression_planner on the relcache's
+ * predicate, then ExecInitQual): about 18,700 instructions per checkout
+ * for its six partial indexes.  ShopOpenIndices opens the indexes as
+ * ExecOpenIndices does and gives each partial one its predicate compiled
+ * (ExecInitQual) from the kept planned tree, which ExecInsertIndexTuples
+ * then uses as it would its own.  An index's entry is dropped by a
+ * relcache invalidation of the index or its table, all of them by one of
+ * every relation (InvalidOid: a cache reset) and by any change to pg_proc.
+ */
+#define SHOP_PREDS 32
+
+typedef struct ShopPredEntry
+{
+	Oid			indexid;
+	Oid			relid;			/* the index's table */
+	List	   *qual;			/* planned, implicit AND, in shop_pred_cxt */
+} ShopPredEntry;
+
+static ShopPredEntry shop_preds[SHOP_PREDS];
+static int	shop_npreds = 0;
+static MemoryContext shop_pred_cxt = NULL;
+static bool shop_expr_callbacks = false;
+
+/*
+ * Kept trees are never freed while a statement may still use them: the
+ * compiled CHECKs and predicates (ExecInitExpr's steps) point into them
+ * (by-reference constants), and an invalidation can be delivered in the
+ * middle of a statement (any lock taken, also by the catalog reads of
+ * planning).  A dropped version's context is moved under
+ * shop_expr_retired and deleted at the end of the transaction.
+ * shop_expr_gen counts the invalidations: a tree planned while one came
+ * is used by its statement, not kept.
+ */
+static MemoryContext shop_expr_retired = NULL;
+static uint64 shop_expr_gen = 0;
+
+static void
+shop_expr_retire(MemoryContext cxt)
+{
+	if (cxt == NULL)
+		return;
+	if (shop_expr_retired == NULL)
+		shop_expr_retired = AllocSetContextCreate(CacheMemoryContext, "shop retired expressions",
+												  ALLOCSET_SMALL_SIZES);
+	MemoryContextSetParent(cxt, shop_expr_retired);
+}
+
+static void
+shop_expr_xact(XactEvent event, void *arg)
+{
+	if (shop_expr_retired != NULL &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT))
+		MemoryContextDeleteChildren(shop_expr_retired);
+}
+
+static void
+shop_preds_reset(void)
+{
+	shop_npreds = 0;
+	shop_expr_retire(shop_pred_cxt);
+	shop_pred_cxt = NULL;
+}
+
+static void
+shop_expr_relcache_inval(Datum arg, Oid relid)
+{
+	shop_expr_gen++;
+	for (int i = 0; i < SHOP_CHECK_RELS; i++)
+		if (!OidIsValid(relid) || shop_checks[i].relid == relid)
+			shop_checks[i].relid = InvalidOid;
+	for (int i = 0; i < shop_npreds; i++)
+		if (!OidIsValid(relid) || shop_preds[i].indexid == relid ||
+			shop_preds[i].relid == relid)
+		{
+			shop_preds_reset();
+			break;
+		}
+}
+
+static void
+shop_expr_proc_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shop_expr_gen++;
+	for (int i = 0; i < SHOP_CHECK_RELS; i++)
+		shop_checks[i].relid = InvalidOid;
+	shop_preds_reset();
+}
+
+static void
+shop_expr_callbacks_register(void)
+{
+	if (shop_expr_callbacks)
+		return;
+	CacheRegisterRelcacheCallback(shop_expr_relcache_inval, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, shop_expr_proc_inval, (Datum) 0);
+	RegisterXactCallback(shop_expr_xact, NULL);
+	shop_expr_callbacks = true;
+}
 
 void
 ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
@@ -661,50 +771,133 @@ ShopPrepareChecks(ResultRelInfo *rri, EState *estate)
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 	int			n = constr ? constr->num_check : 0;
 	ShopCheckCache *c = NULL;
-	bool		same = false;
+	Node	  **use;
 	MemoryContext old;
 
 	if (n == 0 || n != rel->rd_rel->relchecks || rri->ri_ConstraintExprs != NULL)
 		return;
+	shop_expr_callbacks_register();
 	for (int i = 0; i < SHOP_CHECK_RELS; i++)
 		if (shop_checks[i].relid == RelationGetRelid(rel))
 			c = &shop_checks[i];
 	if (c != NULL && c->n == n)
+		use = c->node;
+	else
 	{
-		same = true;
-		for (int i = 0; same && i < n; i++)
-			same = strcmp(c->bin[i], constr->check[i].ccbin) == 0;
-	}
-	if (!same)
-	{
+		uint64		gen = shop_expr_gen;
+		MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "shop checks",
+												  ALLOCSET_SMALL_SIZES);
+
+		old = MemoryContextSwitchTo(cxt);
+		use = palloc(sizeof(Node *) * n);
+		for (int i = 0; i < n; i++)
+			use[i] = (Node *) expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+		MemoryContextSwitchTo(old);
 		if (c == NULL)
 		{
 			c = &shop_checks[shop_checks_next];
 			shop_checks_next = (shop_checks_next + 1) % SHOP_CHECK_RELS;
 		}
-		if (c->cxt == NULL)
-			c->cxt = AllocSetContextCreate(CacheMemoryContext, "shop checks",
-										   ALLOCSET_SMALL_SIZES);
+		/* the version it replaces may be in use by this statement */
 		c->relid = InvalidOid;
-		MemoryContextReset(c->cxt);
-		old = MemoryContextSwitchTo(c->cxt);
-		c->bin = palloc(sizeof(char *) * n);
-		c->node = palloc(sizeof(Node *) * n);
-		for (int i = 0; i < n; i++)
-		{
-			c->bin[i] = pstrdup(constr->check[i].ccbin);
-			c->node[i] = stringToNode(constr->check[i].ccbin);
-		}
-		MemoryContextSwitchTo(old);
+		shop_expr_retire(c->cxt);
+		c->cxt = cxt;
+		c->node = use;
 		c->n = n;
-		c->relid = RelationGetRelid(rel);
+		if (gen == shop_expr_gen)
+			c->relid = RelationGetRelid(rel);
 	}
 	/* what ExecRelCheck builds on its first row, in the same context */
 	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * n);
 	for (int i = 0; i < n; i++)
-		rri->ri_ConstraintExprs[i] = ExecPrepareExpr((Expr *) c->node[i], estate);
+		rri->ri_ConstraintExprs[i] = ExecInitExpr((Expr *) use[i], NULL);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A partial index's predicate for ExecInsertIndexTuples, compiled on its
+ * first evaluation: an update that PostgreSQL makes HOT inserts no index
+ * entry and never evaluates it (a saga's transition).  The stub holds the
+ * planned tree (expr); its evaluation compiles the predicate in the
+ * stub's context (the statement's) once, then runs it.
+ */
+static Datum
+shop_pred_eval(ExprState *stub, ExprContext *econtext, bool *isnull)
+{
+	ExprState  *real = (ExprState *) stub->evalfunc_private;
+
+	if (real == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(stub));
+
+		real = ExecInitQual((List *) stub->expr, NULL);
+		MemoryContextSwitchTo(old);
+		stub->evalfunc_private = real;
+	}
+	return ExecEvalExpr(real, econtext, isnull);
+}
+
+/*
+ * ShopOpenIndices: ExecOpenIndices(rri, speculative), and the predicate of
+ * each partial index set up from its kept planned tree (see above).
+ */
+void
+ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
+{
+	ExecOpenIndices(rri, speculative);
+	shop_expr_callbacks_register();
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+		Oid			indexid = RelationGetRelid(rri->ri_IndexRelationDescs[i]);
+		List	   *qual = NIL;
+		ExprState  *stub;
+		MemoryContext old;
+		bool		found = false;
+
+		if (ii == NULL || ii->ii_Predicate == NIL || ii->ii_PredicateState != NULL)
+			continue;
+		for (int k = 0; !found && k < shop_npreds; k++)
+			if (shop_preds[k].indexid == indexid)
+			{
+				qual = shop_preds[k].qual;
+				found = true;
+			}
+		if (!found)
+		{
+			uint64		gen = shop_expr_gen;
+
+			if (shop_pred_cxt == NULL)
+				shop_pred_cxt = AllocSetContextCreate(CacheMemoryContext, "shop index predicates",
+													  ALLOCSET_SMALL_SIZES);
+			/* (past SHOP_PREDS indexes, planned for this statement only) */
+			old = MemoryContextSwitchTo(shop_npreds < SHOP_PREDS ? shop_pred_cxt : estate->es_query_cxt);
+			qual = (List *) expression_planner((Expr *) copyObject(ii->ii_Predicate));
+			MemoryContextSwitchTo(old);
+			/* (an invalidation meanwhile retired the context: used once, not kept) */
+			if (gen == shop_expr_gen && shop_npreds < SHOP_PREDS)
+			{
+				shop_preds[shop_npreds].indexid = indexid;
+				shop_preds[shop_npreds].relid = RelationGetRelid(rri->ri_RelationDesc);
+				shop_preds[shop_npreds].qual = qual;
+				shop_npreds++;
+			}
+		}
+
+		/*
+		 * what ExecPrepareQual would build on the first row, in the same
+		 * context, when it is first evaluated (ExecQual runs evalfunc)
+		 */
+		if (qual == NIL)
+			continue;			/* (no predicate left: ExecPrepareQual's NULL) */
+		stub = MemoryContextAllocZero(estate->es_query_cxt, sizeof(ExprState));
+		stub->type = T_ExprState;
+		stub->flags = EEO_FLAG_IS_QUAL;
+		stub->expr = (Expr *) qual;
+		stub->evalfunc = shop_pred_eval;
+		ii->ii_PredicateState = stub;
+	}
 }
 
 /*

@@ -103,10 +103,12 @@ extern void ShopNewRandomUuids(pg_uuid_t *u, int n);
 extern char *ShopUuidStr(const pg_uuid_t *u);
 extern void ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name);
 
-/* spi.c: a table's CHECK constraints for shop's C writes, parsed once per backend */
+/* spi.c: a table's CHECK constraints for shop's C writes, planned once per backend */
 struct ResultRelInfo;
 struct EState;
 extern void ShopPrepareChecks(struct ResultRelInfo *rri, struct EState *estate);
+/* spi.c: ExecOpenIndices, with the partial indexes' predicates planned once per backend */
+extern void ShopOpenIndices(struct ResultRelInfo *rri, struct EState *estate, bool speculative);
 
 /* spi.c: refuse a C write where the executor would (read-only transaction, standby) */
 extern void ShopCheckWritable(const char *command);
