@@ -7955,7 +7955,15 @@ COMMENT ON COLUMN shop.copurchase_state.popularity_from_router IS
 -- reserve_many whose lines sit on several shards holds on each shard, all
 -- or nothing there; when one shard refuses, the router releases what the
 -- others held by its ids (shop._reservations_drop, a no-op for an id
--- never held).  shop_admin's, as reserve is on one node.
+-- never held).  PL/Proxy raises the refusal at once: another shard may
+-- still be holding, on a backend whose connection the router drops (the
+-- backend finishes its call and commits), while the release comes on a new
+-- connection.  So both take a transaction advisory lock on the least of
+-- the ids they get (the router sends a shard the same ids in both: the
+-- release waits for a hold in progress, then finds it), and the release
+-- records the ids it did not find (shop.reservation_dropped), which a
+-- hold that starts later does not make.  shop_admin's, as reserve is on
+-- one node.
 --
 -- Replicated rates.  shop.tax_rate and shop.shipping_rate are on every
 -- shard; partition 0 holds the cluster's copy.  The router writes a change
@@ -7990,8 +7998,34 @@ $$;
 COMMENT ON FUNCTION shop._reserve_routed(bigint, int, text, interval, uuid) IS
 'internal (router): shop.reserve on the product''s shard, the hold named by the router''s id (which carries the product''s hash bucket)';
 
+-- ids of a routed reserve_many that the router's release found no hold of
+-- on this shard (shop._reservations_drop): a hold of that call still to
+-- come here is not made (shop._reserve_many_routed); kept a day
+CREATE TABLE shop.reservation_dropped (
+    reservation_id uuid PRIMARY KEY,
+    dropped_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shop.reservation_dropped IS
+'ids of a routed reserve_many released on this shard before its hold here was made (the hold is then not made); rows older than a day are deleted by the next release';
+REVOKE ALL ON TABLE shop.reservation_dropped FROM PUBLIC;
+
+-- the transaction advisory lock of a routed reserve_many on this shard,
+-- by the least of its ids here (held by shop._reserve_many_routed and
+-- shop._reservations_drop until they end; one lock, however many lines)
+CREATE FUNCTION shop._reservation_id_lock(reservation_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(hashtextextended('shop-routed-hold:' || reservation_id::text, 0));
+$$;
+COMMENT ON FUNCTION shop._reservation_id_lock(uuid) IS
+'internal (router): the transaction advisory lock of a routed reserve_many on this shard (by the least of its ids here)';
+REVOKE EXECUTE ON FUNCTION shop._reservation_id_lock(uuid) FROM PUBLIC;
+
 -- shop.reserve_many of this shard's lines (distinct products in product_id
--- order, summed by the router), each hold named by the router's id
+-- order, summed by the router), each hold named by the router's id; none
+-- when the router's release of the call came first
 CREATE FUNCTION shop._reserve_many_routed(product_ids bigint[], qtys int[], ref text, ttl interval,
                                           reservation_ids uuid[])
 RETURNS int
@@ -8009,6 +8043,13 @@ BEGIN
         RAISE EXCEPTION 'product_ids, qtys and reservation_ids differ in length'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the call's lock (as the release takes it), then the release's
+    -- record: a call the router already released holds nothing
+    PERFORM shop._reservation_id_lock((SELECT i FROM unnest(reservation_ids) i WHERE i IS NOT NULL ORDER BY i LIMIT 1));
+    IF EXISTS (SELECT 1 FROM shop.reservation_dropped d WHERE d.reservation_id = ANY (reservation_ids)) THEN
+        DELETE FROM shop.reservation_dropped d WHERE d.reservation_id = ANY (reservation_ids);
+        RETURN 0;
+    END IF;
     ids := shop.reserve_many((SELECT jsonb_agg(jsonb_build_object('product_id', u.p, 'qty', u.q) ORDER BY u.o)
                                 FROM unnest(product_ids, qtys) WITH ORDINALITY u(p, q, o)),
                              ref, ttl);
@@ -8024,7 +8065,9 @@ COMMENT ON FUNCTION shop._reserve_many_routed(bigint[], int[], text, interval, u
 'internal (router): shop.reserve_many of this shard''s lines of a routed reserve_many, each hold named by the router''s id';
 
 -- the router's compensation of a reserve_many that another shard refused:
--- release the holds of these ids that are held (a missing id: nothing)
+-- release the holds of these ids that are held; after a hold of them still
+-- in progress here has ended (the call's lock), and an id of no reservation is
+-- recorded so that its hold, should it come later, is not made
 CREATE FUNCTION shop._reservations_drop(product_ids bigint[], reservation_ids uuid[])
 RETURNS int
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -8035,6 +8078,12 @@ DECLARE
     n int := 0;
     r record;
 BEGIN
+    PERFORM shop._reservation_id_lock((SELECT i FROM unnest(reservation_ids) i WHERE i IS NOT NULL ORDER BY i LIMIT 1));
+    INSERT INTO shop.reservation_dropped (reservation_id)
+    SELECT DISTINCT i FROM unnest(reservation_ids) i
+     WHERE i IS NOT NULL AND NOT EXISTS (SELECT 1 FROM shop.reservation h WHERE h.reservation_id = i)
+    ON CONFLICT (reservation_id) DO NOTHING;
+    DELETE FROM shop.reservation_dropped d WHERE d.dropped_at < now() - interval '1 day';
     FOR r IN SELECT DISTINCT h.reservation_id
                FROM shop.reservation h, unnest(product_ids, reservation_ids) u(pid, rid)
               WHERE h.product_id = u.pid AND h.reservation_id = u.rid AND h.status = 'held'

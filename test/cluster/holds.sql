@@ -7,7 +7,9 @@
 --      _extend through the router give one node's answers and errors
 --      (SQLSTATE) for the same calls on the same stock, each hold on its
 --      product's shard under an id that names that shard; a reserve_many
---      refused by one shard leaves no hold on the others; a hold made on a
+--      refused by one shard leaves no hold on the others (also when another
+--      shard is still holding as the refusal comes, or gets the release
+--      before it holds: issue 16's hold left under load); a hold made on a
 --      shard directly is found by id; the storefront may call none of
 --      them (42501), as on one node.
 --   2. shop_router.tax_rate_set and shipping_rate_set write every shard;
@@ -146,6 +148,79 @@ SELECT fail_if(sum(t.n) > 0, 'a reserve_many one shard refused holds nothing on 
                string_agg(format('p%s: %s', i, t.n), ', '))
   FROM h_part, dblink(conn, $$SELECT count(*) FROM shop.reservation WHERE ref = 'hold-fail' AND status = 'held'$$) AS t(n bigint);
 SELECT h_both('stock_available after the refused reserve_many', h_avail());
+-- a shard that refuses while another is still holding (issue 16: a hold
+-- left under load): PL/Proxy raises the refusal at once and leaves the slow
+-- shard's connection behind (a new one carries the router's release) while
+-- the old backend goes on holding; that hold must not survive. The slow
+-- shard is made slow by a lock on its shop.reservation (the insert waits).
+CREATE TABLE h_late AS
+SELECT min(9000 + g) AS p FROM generate_series(1, 8) g WHERE hashint8(9000 + g) & 3 <> hashint8(9006::bigint) & 3;
+SELECT dblink_connect('h_lock', (ARRAY[:'p0', :'p1', :'p2', :'p3'])[1 + (hashint8(p) & 3)]),
+       dblink_connect('h_watch', (ARRAY[:'p0', :'p1', :'p2', :'p3'])[1 + (hashint8(p) & 3)])
+  FROM h_late;
+-- true once the local boolean expression cond holds (polled for 60 s)
+CREATE FUNCTION h_until(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    FOR i IN 1..1200 LOOP
+        EXECUTE 'SELECT ' || cond INTO ok;
+        IF ok THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END
+$$;
+-- on the slow shard: a backend running fn that waits for a lock
+CREATE FUNCTION h_waiting(fn text) RETURNS text LANGUAGE sql AS $$
+    SELECT format($q$val('h_watch', 'SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE ''%%shop.%s(%%''
+                                       AND wait_event_type = ''Lock'' AND pid <> pg_backend_pid()')::boolean$q$, fn)
+$$;
+CREATE FUNCTION h_late_call() RETURNS text LANGUAGE sql AS $$
+    SELECT format($q$SELECT shop.reserve_many('[{"product_id": %s, "qty": 1}, {"product_id": 9006, "qty": 50}]', 'hold-late')$q$, p)
+      FROM h_late
+$$;
+SELECT dblink_exec('h_lock', 'BEGIN'), dblink_exec('h_lock', 'LOCK TABLE shop.reservation IN EXCLUSIVE MODE');
+SELECT dblink_send_query('h_rt', h_late_call());
+-- (or, if the router's release reached the shard first, the call is over)
+SELECT fail_if(NOT h_until(h_waiting('_reserve_many_routed') || ' OR dblink_is_busy(''h_rt'') = 0'),
+               'the slow shard''s hold waits for the lock');
+-- the router has answered, or its release waits on the slow shard
+SELECT fail_if(NOT h_until('dblink_is_busy(''h_rt'') = 0 OR ' || h_waiting('_reservations_drop')),
+               'the refusing shard answered');
+SELECT dblink_exec('h_lock', 'COMMIT');
+CREATE FUNCTION h_late_result() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+BEGIN
+    SELECT v INTO r FROM dblink_get_result('h_rt') AS t(v text);
+    RETURN coalesce(r, 'NULL');
+EXCEPTION WHEN OTHERS THEN
+    RETURN 'ERROR ' || SQLSTATE;
+END
+$$;
+INSERT INTO h_log (what, router, one)
+SELECT 'reserve_many refused by one shard while another is slow', h_late_result(), h_call('h_one', h_late_call());
+SELECT count(*) FROM dblink_get_result('h_rt', false) AS t(v text);
+SELECT fail_if(NOT h_until($$NOT val('h_watch', 'SELECT count(*) > 0 FROM pg_stat_activity WHERE (query LIKE ''%shop._reserve_many_routed(%''
+                                     OR query LIKE ''%shop._reservations_drop(%'') AND state = ''active''
+                                     AND pid <> pg_backend_pid()')::boolean$$),
+               'the slow shard''s hold and release end');
+SELECT fail_if(sum(t.n) > 0, 'a reserve_many refused by one shard while another was still holding holds nothing',
+               string_agg(format('p%s: %s', i, t.n), ', '))
+  FROM h_part, dblink(conn, $$SELECT count(*) FROM shop.reservation WHERE ref = 'hold-late' AND status = 'held'$$) AS t(n bigint);
+SELECT h_both('stock_available after the refused reserve_many with a slow shard', h_avail());
+SELECT dblink_disconnect('h_lock'), dblink_disconnect('h_watch');
+-- and when the release reaches that shard before its hold starts: the
+-- hold, coming later, makes nothing (on the shard, as the router calls it)
+SELECT fail_if(val(c.conn, format($$SELECT shop._reservations_drop(ARRAY[9001], ARRAY[%L]::uuid[])$$, u.id)) <> '0'
+               OR val(c.conn, format($$SELECT shop._reserve_many_routed(ARRAY[9001], ARRAY[1], 'hold-late', '1 hour', ARRAY[%L]::uuid[])$$,
+                                     u.id)) <> '0'
+               OR val(c.conn, format($$SELECT count(*) FROM shop.reservation WHERE reservation_id = %L$$, u.id)) <> '0',
+               'a routed reserve_many''s hold that comes after the router released the call makes nothing')
+  FROM h_part c, (SELECT gen_random_uuid() AS id) u WHERE c.i = hashint8(9001::bigint) & 3;
 -- one node's checks of the items, ref and ttl
 SELECT h_both('reserve_many ' || what, format('SELECT shop.reserve_many(%s)', args))
   FROM (VALUES ('NULL items', 'NULL'), ('an object', $$'{}'$$), ('an empty array', $$'[]'$$),
@@ -200,7 +275,7 @@ SELECT format('%s: %s', what, router) FROM h_log ORDER BY k;
 SELECT fail_if(count(*) > 0, 'direct holds through the router: one node''s answers and errors',
                string_agg(format('%s: router %s, one node %s', what, router, one), '; ' ORDER BY k))
   FROM h_log WHERE router IS DISTINCT FROM one;
-SELECT fail_if(count(*) <> 57, 'direct holds: every call of the list was made', count(*)::text) FROM h_log;
+SELECT fail_if(count(*) <> 59, 'direct holds: every call of the list was made', count(*)::text) FROM h_log;
 -- every hold of the test released, on both sides
 SELECT val(c, $$SELECT count(shop.reservation_release(reservation_id))::text
                   FROM (SELECT DISTINCT reservation_id FROM shop.reservation
