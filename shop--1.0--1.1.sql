@@ -8008,6 +8008,8 @@ CREATE TABLE shop.reservation_dropped (
 COMMENT ON TABLE shop.reservation_dropped IS
 'ids of a routed reserve_many released on this shard before its hold here was made (the hold is then not made); rows older than a day are deleted by the next release';
 REVOKE ALL ON TABLE shop.reservation_dropped FROM PUBLIC;
+-- kept by pg_dump as shop's other tables are (t/006_dump)
+SELECT pg_catalog.pg_extension_config_dump('shop.reservation_dropped', '');
 
 -- the transaction advisory lock of a routed reserve_many on this shard,
 -- by the least of its ids here (held by shop._reserve_many_routed and
