@@ -847,7 +847,9 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 			if (ref_null)
 				nulls[6] = 'n';
 			v[7] = expires;
-			ShopExec(&q_insert_part, v, nulls, 0);
+			if (ShopExec(&q_insert_part, v, nulls, 0) != 1)
+				ShopTriggerChangedRow("reservation", "a hold",
+									  psprintf("reservation %s", ShopUuidStr(&parts[i].reservation_id)));
 		}
 		SPI_tuptable = tuptable;
 		SPI_processed = processed;
@@ -920,6 +922,10 @@ inv_insert_holds(const InvNewPart *parts, int n, Datum ref, bool ref_null, Datum
 			slot->tts_isnull[col[INV_R_REF]] = true;
 		ExecStoreVirtualTuple(slot);
 		ExecSimpleRelationInsert(rri, estate, slot);
+		/* a BEFORE trigger that returned NULL skipped the row: the units would leak */
+		if (!ItemPointerIsValid(&slot->tts_tid))
+			ShopTriggerChangedRow("reservation", "a hold",
+								  psprintf("reservation %s", ShopUuidStr(&parts[i].reservation_id)));
 		ResetPerTupleExprContext(estate);
 	}
 	ExecCloseIndices(rri);
@@ -1244,8 +1250,8 @@ inv_take_half(InvTaker *t, int64 product_id, Datum location, int32 qty, int16 st
 		ExecSimpleRelationUpdate(t->rri, t->estate, &t->epq, t->lockslot, ns);
 		/* a BEFORE trigger that returned NULL skipped the update */
 		if (!ItemPointerIsValid(&ns->tts_tid))
-			elog(ERROR, "shop: a trigger on shop.stock skipped the hold's update of product " INT64_FORMAT,
-				 product_id);
+			ShopTriggerChangedRow("stock", "a hold",
+								  psprintf("product " INT64_FORMAT, product_id));
 		slot_getallattrs(ns);
 		{
 			MemoryContext old = MemoryContextSwitchTo(t->cxt);
@@ -1423,7 +1429,9 @@ inv_reserve_slow(int64 product_id, int32 qty, pg_uuid_t *rid,
 		if (ref_null)
 			n[6] = 'n';
 		v[7] = expires;
-		ShopExec(&q_insert_part, v, n, 0);
+		if (ShopExec(&q_insert_part, v, n, 0) != 1)
+			ShopTriggerChangedRow("reservation", "a hold",
+								  psprintf("reservation %s", ShopUuidStr(rid)));
 		remaining -= take;
 		part++;
 	}

@@ -997,6 +997,27 @@ ShopNamespace(void)
 }
 
 /*
+ * ShopTriggerChangedRow: a row that a call of shop writes into one of its
+ * own tables (the idempotency key, the order, its lines, payment and
+ * history, a hold's stock update and reservation row) was skipped by a
+ * BEFORE trigger that returned NULL, or changed so that shop cannot find
+ * it again.  The call would leave half an order or leaked reserved units
+ * behind: it stops with 27000 (triggered_data_change_violation,
+ * errors.md) and its error undoes everything it wrote.  what names the
+ * row (an order id, a key, a product id).
+ */
+void
+ShopTriggerChangedRow(const char *table, const char *call, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION),
+			 errmsg("a trigger on shop.%s skipped or changed a row of %s", table, call),
+			 errdetail("The row of shop.%s for %s was not written as %s wrote it; nothing of the call is kept.",
+					   table, what, call),
+			 errhint("A BEFORE trigger on shop's tables must return the row (NEW) it was given, with its keys unchanged.")));
+}
+
+/*
  * ShopCheckWritable: shop's C writes (a hold's stock update and its
  * reservation rows, the cart's lock, the idempotency claim, the cart's
  * lines deleted) go around the executor's statement, and with it around

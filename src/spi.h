@@ -113,6 +113,9 @@ extern void ShopOpenIndices(struct ResultRelInfo *rri, struct EState *estate, bo
 /* spi.c: refuse a C write where the executor would (read-only transaction, standby) */
 extern void ShopCheckWritable(const char *command);
 
+/* spi.c: 27000 for a row of shop's own table that a user's trigger skipped or changed */
+extern void ShopTriggerChangedRow(const char *table, const char *call, const char *what) pg_attribute_noreturn();
+
 /* spi.c: relation shop.<name>'s OID and relkind, and schema shop's, kept per backend */
 extern Oid ShopRelid(const char *name, char *relkind);
 extern Oid ShopNamespace(void);
