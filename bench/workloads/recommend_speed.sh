@@ -29,8 +29,16 @@
 #     backend CPU of its session (/proc, user + system; n/a where it
 #     cannot be read): the machine is shared and wall times move with
 #     its load, the CPU ratio much less.
-# The sweeper is held off (shop.sweep_interval = 1 day) for the run, so
-# that it neither refreshes between the steps nor writes the queue.
+# The sweeper is held off (shop.sweep_interval = 1 day, by ALTER SYSTEM)
+# for the run, so that it neither refreshes between the steps nor writes
+# the queue; at exit the value the run found is put back: the one an
+# earlier ALTER SYSTEM set (a kept cluster's), else ALTER SYSTEM RESET.
+# The history is seeded: RECO_SEED (an integer, default 1) seeds
+# random() of each generating session (setseed) and pgbench's draws of
+# the read calls (--random-seed), so two runs of one commit at one scale
+# compare the same orders, lines and customers (only the order ids,
+# gen_random_uuid(), differ); set RECO_SEED to another value for another
+# history.
 #   - latency of shop.also_bought(p, 10) and shop.recommend(c, 10), one
 #     client, against computing "bought together" on the fly from
 #     shop.order_line (the baseline a shop without the table would run);
@@ -42,6 +50,11 @@ BIN=${PGBIN:+$PGBIN/}
 SCALE=${BENCH_SCALE:-100000}
 PER=${RECO_LINES_PER_PRODUCT:-10}
 DUR=${RECO_DURATION:-${BENCH_SECONDS:-15}}
+SEED=${RECO_SEED:-1}
+[[ "$SEED" =~ ^[0-9]+$ ]] || { echo "recommend_speed: RECO_SEED must be a non-negative integer" >&2; exit 1; }
+# setseed() for generating session n (0: the history, 1 and 2: the new
+# orders of each refresh): a value in [-1, 1) from RECO_SEED and n
+seed_sql() { echo "SELECT setseed(($SEED * 3 + $1) % 2000000 / 1000000.0 - 1);"; }
 TMPD=${BENCH_TMP:-$(mktemp -d)}
 mkdir -p "$TMPD"
 SRC=${PGDATABASE:-postgres}
@@ -52,9 +65,15 @@ if ! ${BIN}createdb -T "$SRC" "$DB" >/dev/null 2>&1; then
     copied=false
     DB=$SRC
 fi
+# the sweep interval ALTER SYSTEM had set before the run (empty: none)
+sweep_before=$(${BIN}psql -X -q -At -d "$SRC" -c "SELECT setting FROM pg_file_settings
+    WHERE name = 'shop.sweep_interval' AND sourcefile ~ 'postgresql[.]auto[.]conf$'
+    ORDER BY seqno DESC LIMIT 1" 2>/dev/null || true)
 cleanup() {
+    local put="ALTER SYSTEM RESET shop.sweep_interval"
+    [ -n "$sweep_before" ] && put="ALTER SYSTEM SET shop.sweep_interval = '${sweep_before//\'/}'"
     ${BIN}psql -X -q -At -d "$SRC" >/dev/null 2>&1 \
-        -c "ALTER SYSTEM RESET shop.sweep_interval" -c "SELECT pg_reload_conf()" || true
+        -c "$put" -c "SELECT pg_reload_conf()" || true
     [ -n "${RECO_KEEP:-}" ] && return 0
     if $copied; then
         ${BIN}dropdb --if-exists "$DB" >/dev/null 2>&1 || true
@@ -85,6 +104,7 @@ SELECT row_number() OVER (ORDER BY product_id)::int AS i, product_id
   FROM shop.product WHERE status = 'active';
 ALTER TABLE reco_bench_pid ADD PRIMARY KEY (i);
 SET session_replication_role = replica;
+$(seed_sql 0)
 CREATE TEMP TABLE gen_order AS
 SELECT gen_random_uuid() AS order_id,
        CASE WHEN random() < 0.8 THEN 1 + floor(random() * $customers)::bigint END AS customer_id,
@@ -179,6 +199,7 @@ cpu_pairs=$(cat "$TMPD/cpu")
 # every 3-6% of growth of the basket total: at this scale, most batches)
 new_orders() {
     $PSQL >/dev/null <<SQL
+$(seed_sql "$1")
 CREATE TEMP TABLE new_order AS
 SELECT gen_random_uuid() AS order_id,
        CASE WHEN random() < 0.8 THEN 1 + floor(random() * $customers)::bigint END AS customer_id,
@@ -215,14 +236,14 @@ SQL
     b=$(now)
     secs "$a" "$b"
 }
-new_orders
+new_orders 1
 pop1=$(pop_alone)
 t5=$(now)
 refresh=$(cpu_of -c "SELECT shop.refresh_recommendations()")
 t6=$(now)
 cpu_refresh=$(cat "$TMPD/cpu")
 sync1=$(sync_time)
-new_orders
+new_orders 2
 pop2=$(pop_alone)
 t7=$(now)
 refresh2=$(cpu_of -c "SELECT shop.refresh_recommendations()")
@@ -248,9 +269,9 @@ SQL
 export PGDATABASE=$DB
 rows=$TMPD/recommend_rows.tsv
 : >"$rows"
-bench_pgbench "baseline: bought-together GROUP BY on order_line" 1 "$DUR" "$TMPD/naive.sql" >>"$rows"
-bench_pgbench "shop.also_bought(p, 10)" 1 "$DUR" "$TMPD/also.sql" >>"$rows"
-bench_pgbench "shop.recommend(c, 10)" 1 "$DUR" "$TMPD/rec.sql" >>"$rows"
+bench_pgbench "baseline: bought-together GROUP BY on order_line" 1 "$DUR" "$TMPD/naive.sql" --random-seed="$SEED" >>"$rows"
+bench_pgbench "shop.also_bought(p, 10)" 1 "$DUR" "$TMPD/also.sql" --random-seed="$SEED" >>"$rows"
+bench_pgbench "shop.recommend(c, 10)" 1 "$DUR" "$TMPD/rec.sql" --random-seed="$SEED" >>"$rows"
 # the same customers again: the first 1,000, each asked once first
 # (recommend's per-customer cache of the blended list)
 cat > "$TMPD/rec_seen.sql" <<SQL
@@ -258,7 +279,7 @@ cat > "$TMPD/rec_seen.sql" <<SQL
 SELECT * FROM shop.recommend(:c, 10);
 SQL
 $PSQL -At -c "SELECT count(*) FROM generate_series(1, 1000) c, LATERAL shop.recommend(c, 10) r" >/dev/null
-bench_pgbench "shop.recommend(c, 10), customers asked before (cached list)" 1 "$DUR" "$TMPD/rec_seen.sql" >>"$rows"
+bench_pgbench "shop.recommend(c, 10), customers asked before (cached list)" 1 "$DUR" "$TMPD/rec_seen.sql" --random-seed="$SEED" >>"$rows"
 # also_bought for products asked before: the first 2,000 of the skewed
 # head, each asked once first (a thin list's fill is then served from
 # shop.also_bought_cache); the uniform row above is mostly first calls
@@ -267,12 +288,12 @@ cat > "$TMPD/also_seen.sql" <<SQL
 SELECT * FROM shop.also_bought((SELECT product_id FROM reco_bench_pid WHERE i = :i), 10);
 SQL
 $PSQL -At -c "SELECT count(*) FROM generate_series(1, 2000) g(i), LATERAL shop.also_bought((SELECT product_id FROM reco_bench_pid p WHERE p.i = g.i), 10)" >/dev/null
-bench_pgbench "shop.also_bought(p, 10), products asked before (cached fill)" 1 "$DUR" "$TMPD/also_seen.sql" >>"$rows"
+bench_pgbench "shop.also_bought(p, 10), products asked before (cached fill)" 1 "$DUR" "$TMPD/also_seen.sql" --random-seed="$SEED" >>"$rows"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo "## Recommendations: speed"
 echo
-echo "$nprod active products; $nlines order lines generated ($PER per product, orders of 1-5 lines) in $(secs "$t0" "$t1") s."
+echo "$nprod active products; $nlines order lines generated ($PER per product, orders of 1-5 lines, RECO_SEED $SEED) in $(secs "$t0" "$t1") s."
 echo
 echo "| step | seconds | baseline seconds / these | backend CPU s | baseline CPU / these |"
 echo "|---|---|---|---|---|"
