@@ -9270,6 +9270,23 @@ COMMENT ON FUNCTION shop._rebuild_popularity() IS
 REVOKE ALL ON FUNCTION shop._rebuild_popularity() FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- Payments: the last paid orders by their own index (issue 11) -------------
+-- docs/payments.md ("Fraud rules").  amount_vs_history reads a customer's
+-- last 50 paid orders.  Checkout's C walk of order_customer_idx
+-- (customer_id, created_at DESC), the statement it falls back on
+-- (st_history) and the router's place step (shop._saga_place) passed
+-- over every order never paid (pending, cancelled unpaid) newer than the
+-- 50th paid one to reach them: a customer with 100,000 unpaid orders cost
+-- each of its checkouts a read of 100,000 index entries and orders.  The
+-- paid orders have an index of their own, read from its start: 50
+-- entries at most, whatever the unpaid ones (bench/results/
+-- 2026-12-07-def2.md).  One more index entry per paid order (an order
+-- placed pending gets it when it is paid: that update is not HOT anyway,
+-- order_pending_idx's predicate reads status).
+------------------------------------------------------------------------------
+CREATE INDEX order_customer_paid_idx ON shop."order" (customer_id, created_at DESC) WHERE was_paid;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -272,5 +272,45 @@ SELECT shop.checkout(pg_temp.cart(11, :mug), 'tok_visa', 'cv-1') AS cv \gset
 SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'cv';
 ROLLBACK;
 
+-- a customer with 3,000 orders never paid (cancelled before payment) newer
+-- than its 60 paid ones: the last 50 paid orders come from
+-- order_customer_paid_idx, and the checkout reads at most 61 entries of
+-- shop.order's indexes (the hour's 10 and the 50 paid) instead of passing
+-- over the 3,000 unpaid ones to reach them (3,061 before); the same score
+-- by the statements (the C walk's index dropped)
+CREATE FUNCTION pg_temp.unpaid_customer() RETURNS void LANGUAGE sql AS $$
+INSERT INTO shop."order" (customer_id, customer_key, status, currency, subtotal_cents, total_cents, was_paid,
+                          created_at, updated_at)
+SELECT 12, 12, 'paid', 'USD', 1000, 1000, true,
+       now() - interval '3 hours' - g * interval '1 minute', now() - interval '3 hours'
+  FROM generate_series(1, 60) g;
+INSERT INTO shop."order" (customer_id, customer_key, status, currency, subtotal_cents, total_cents, was_paid,
+                          created_at, updated_at)
+SELECT 12, 12, 'cancelled', 'USD', 100, 100, false,
+       now() - g * interval '2 seconds', now() - g * interval '2 seconds'
+  FROM generate_series(1, 3000) g;
+$$;
+CREATE FUNCTION pg_temp.order_entries() RETURNS bigint LANGUAGE sql AS $$
+SELECT sum(pg_stat_get_xact_tuples_returned(i.indexrelid))::bigint
+  FROM pg_index i WHERE i.indrelid = 'shop."order"'::regclass
+$$;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+SELECT pg_temp.unpaid_customer();
+SET LOCAL session_replication_role = origin;
+CREATE TEMP TABLE unpaid_entries AS SELECT pg_temp.order_entries() AS n;
+SELECT shop.checkout(pg_temp.cart(12, :mug, 4), 'tok_visa', 'cu-1') AS cu \gset
+SELECT pg_temp.order_entries() - n <= 61 AS at_most_61_entries FROM unpaid_entries;
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'cu';
+ROLLBACK;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+SELECT pg_temp.unpaid_customer();
+SET LOCAL session_replication_role = origin;
+DROP INDEX shop.order_customer_idx;
+SELECT shop.checkout(pg_temp.cart(12, :mug, 4), 'tok_visa', 'cu-1') AS cu \gset
+SELECT fraud_score, fraud_reasons FROM shop."order" WHERE order_id = :'cu';
+ROLLBACK;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

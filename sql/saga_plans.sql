@@ -68,5 +68,31 @@ COMMIT;
 SELECT status, fraud_score, fraud_reasons FROM shop."order"
  WHERE order_id = '00000000-0000-4000-8000-00000000fa11';
 
+-- customer 8 with 2,000 orders never paid (cancelled before payment) newer
+-- than its paid ones: the place step reads the last 50 paid orders by
+-- order_customer_paid_idx, not by passing over the 2,000 unpaid ones in
+-- order_customer_idx (2,050 entries before)
+SET session_replication_role = replica;
+INSERT INTO shop."order" (order_id, customer_id, customer_key, status, currency, subtotal_cents, total_cents,
+                          was_paid, created_at, updated_at)
+SELECT md5('saga_plans_unpaid' || g)::uuid, 8, 8, 'cancelled', 'USD', 100, 100, false,
+       now() - interval '2 hours' - g * interval '1 minute', now() - interval '2 hours'
+  FROM generate_series(1, 2000) g;
+RESET session_replication_role;
+SELECT shop.cart_create(8) AS cart8 \gset
+SELECT shop.cart_add(:'cart8', :mug) IS NOT NULL AS added;
+SELECT count(*) AS begun FROM shop._saga_begin('00000000-0000-4000-8000-00000000fa12', :'cart8', 'tok_visa_c8',
+                                               'saga-plans-8', NULL);
+CREATE FUNCTION pg_temp.order_entries() RETURNS bigint LANGUAGE sql AS $f$
+    SELECT sum(pg_stat_get_xact_tuples_returned(i.indexrelid))::bigint
+      FROM pg_index i WHERE i.indrelid = 'shop."order"'::regclass
+$f$;
+BEGIN;
+CREATE TEMP TABLE before_place8 AS SELECT pg_temp.order_entries() AS n;
+SELECT shop._saga_place('00000000-0000-4000-8000-00000000fa12', ARRAY[:mug]::bigint[], ARRAY['MUG'],
+                        ARRAY['Coffee mug'], ARRAY[1200]::bigint[], ARRAY[1], 'tok_visa_c8', NULL) AS placed;
+SELECT pg_temp.order_entries() - n < 100 AS under_100_order_entries FROM before_place8;
+COMMIT;
+
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -1936,20 +1936,78 @@ idem_claim_c(const Datum *args, bool keyed)
 #define HISTORY_PAID	50		/* the last 50 paid orders */
 
 /*
+ * order_customer_paid_idx as shop made it: (customer_id, created_at DESC)
+ * WHERE was_paid, a plain btree
+ */
+static bool
+paid_index_ok(Relation rel, Relation idx, AttrNumber a_customer, AttrNumber a_created,
+			  AttrNumber a_paid)
+{
+	List	   *pred;
+	Node	   *v;
+
+	if (idx->rd_index->indrelid != RelationGetRelid(rel) ||
+		idx->rd_rel->relam != BTREE_AM_OID ||
+		IndexRelationGetNumberOfKeyAttributes(idx) != 2 ||
+		a_customer == 0 || a_created == 0 || a_paid == 0 ||
+		idx->rd_index->indkey.values[0] != a_customer ||
+		idx->rd_index->indkey.values[1] != a_created ||
+		idx->rd_opcintype[0] != INT8OID || idx->rd_opcintype[1] != TIMESTAMPTZOID ||
+		(idx->rd_indoption[0] & INDOPTION_DESC) != 0 ||
+		(idx->rd_indoption[1] & INDOPTION_DESC) == 0 ||
+		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) ||
+		!idx->rd_index->indisvalid)
+		return false;
+	pred = RelationGetIndexPredicate(idx);
+	if (list_length(pred) != 1)
+		return false;
+	v = (Node *) linitial(pred);
+	return IsA(v, Var) && ((Var *) v)->varattno == a_paid;
+}
+
+/* one paid order's total into the history's count and sum (avg(bigint)'s) */
+static void
+history_add(TupleTableSlot *slot, AttrNumber a_total, int64 *n, int64 *sum, Numeric *bigsum)
+{
+	bool		isnull;
+	Datum		t = slot_getattr(slot, a_total, &isnull);
+
+	if (!isnull)
+	{
+		int64		v = DatumGetInt64(t);
+		int64		s;
+
+		if (*bigsum == NULL && !pg_add_s64_overflow(*sum, v, &s))
+			*sum = s;
+		else
+		{
+			if (*bigsum == NULL)
+				*bigsum = int64_to_numeric(*sum);
+			*bigsum = numeric_add_opt_error(*bigsum, int64_to_numeric(v), NULL);
+		}
+	}
+	(*n)++;						/* count(*) counts a NULL total too */
+}
+
+/*
  * The fraud rules' inputs from the customer's own orders, what
  * st_history gives: the orders created in the last hour, and the number
  * and average total_cents of the last 50 paid ones (the average as
  * avg(bigint) computes it: the numeric quotient of the sum by the count,
- * as float8).  One forward walk of order_customer_idx (customer_id,
- * created_at DESC), newest first, the index both subqueries' plans read
- * at every size (bench/plan_audit), in the same order; the hour's orders
- * are counted up to CUSTOMER_RECENT_MAX, the velocity rule's top tier
- * (payments.c), and the walk stops once it has that many or is past the
- * hour, and has 50 paid orders: a customer placing hundreds of orders in
- * an hour (a reseller on Black Friday, a bot) no longer costs each of its
- * checkouts a read of every one of them.  Returns false, having read
- * nothing, when the index is not there as shop made it: the caller runs
- * st_history then.
+ * as float8).  A forward walk of order_customer_idx (customer_id,
+ * created_at DESC), newest first, counts the hour's orders up to
+ * CUSTOMER_RECENT_MAX, the velocity rule's top tier (payments.c), and
+ * stops once it has that many or is past the hour: a customer placing
+ * hundreds of orders in an hour (a reseller on Black Friday, a bot) no
+ * longer costs each of its checkouts a read of every one of them.  The
+ * last 50 paid orders are the first 50 entries of order_customer_paid_idx
+ * (the same key, WHERE was_paid): orders never paid (pending, cancelled
+ * unpaid) are not passed over to reach them, however many a customer has
+ * (before: one walk of order_customer_idx read every unpaid order newer
+ * than the 50th paid one).  Where that index is not as shop made it, the
+ * first walk goes on until it has 50 paid orders too.  Returns false,
+ * having read nothing, when order_customer_idx is not there as shop made
+ * it: the caller runs st_history then.
  */
 #define CUSTOMER_RECENT_MAX	10
 static bool
@@ -1957,6 +2015,7 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 {
 	Relation	rel = shop_table("order");
 	Relation	idx = shop_index(rel, "order_customer_idx");
+	Relation	pidx;
 	TupleDesc	desc = RelationGetDescr(rel);
 	AttrNumber	a_created = rel_column(desc, "created_at");
 	AttrNumber	a_paid = rel_column(desc, "was_paid");
@@ -1967,6 +2026,7 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 	TimestampTz cutoff = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
 	int64		sum = 0;
 	Numeric		bigsum = NULL;	/* the sum once it no longer fits an int64 */
+	bool		by_paid;
 
 	if (idx == NULL || !plain_read(rel) ||
 		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
@@ -1980,6 +2040,9 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 		table_close(rel, NoLock);
 		return false;
 	}
+	pidx = shop_index(rel, "order_customer_paid_idx");
+	by_paid = pidx != NULL &&
+		paid_index_ok(rel, pidx, rel_column(desc, "customer_id"), a_created, a_paid);
 
 	*recent = 0;
 	*n = 0;
@@ -1995,36 +2058,34 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 
 		if (!isnull && !past && *recent < CUSTOMER_RECENT_MAX)
 			(*recent)++;
-		if (*n < HISTORY_PAID)
+		if (!by_paid && *n < HISTORY_PAID)
 		{
 			Datum		paid = slot_getattr(slot, a_paid, &isnull);
 
 			if (!isnull && DatumGetBool(paid))
-			{
-				Datum		t = slot_getattr(slot, a_total, &isnull);
-
-				if (!isnull)
-				{
-					int64		v = DatumGetInt64(t);
-					int64		s;
-
-					if (bigsum == NULL && !pg_add_s64_overflow(sum, v, &s))
-						sum = s;
-					else
-					{
-						if (bigsum == NULL)
-							bigsum = int64_to_numeric(sum);
-						bigsum = numeric_add_opt_error(bigsum, int64_to_numeric(v), NULL);
-					}
-				}
-				(*n)++;			/* count(*) counts a NULL total too */
-			}
+				history_add(slot, a_total, n, &sum, &bigsum);
 		}
-		if ((past || *recent >= CUSTOMER_RECENT_MAX) && *n >= HISTORY_PAID)
+		if ((past || *recent >= CUSTOMER_RECENT_MAX) && (by_paid || *n >= HISTORY_PAID))
 			break;
 	}
-	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
+	if (by_paid)
+	{
+		scan = index_beginscan(rel, pidx, snap, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (*n < HISTORY_PAID && index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		paid = slot_getattr(slot, a_paid, &isnull);
+
+			if (!isnull && DatumGetBool(paid))
+				history_add(slot, a_total, n, &sum, &bigsum);
+		}
+		index_endscan(scan);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	if (pidx != NULL)
+		index_close(pidx, NoLock);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);
 
