@@ -568,7 +568,9 @@ order_record(Datum order_id, const char *from, const char *to, const char *note,
 		nulls[2] = ' ';
 	if (tracking)
 		nulls[3] = ' ';
-	ShopExec(&st_order_upd, args, nulls, 1);
+	/* no row: a BEFORE trigger skipped the update (it crashed reading row 0) */
+	if (ShopExec(&st_order_upd, args, nulls, 1) != 1)
+		ShopTriggerChangedRow("order", "the transition", uuid_str(order_id));
 	seq = (int32) ShopColInt(0, 1, 0);
 
 	args[0] = order_id;
@@ -717,7 +719,8 @@ shop_order_review(PG_FUNCTION_ARGS)
 				 errdetail("Order %s is %s and was not flagged, or was reviewed already.",
 						   uuid_str(order_id), status)));
 	args[0] = order_id;
-	ShopExec(&st_review_clear, args, NULL, 1);
+	if (ShopExec(&st_review_clear, args, NULL, 1) != 1)
+		ShopTriggerChangedRow("order", "the review", uuid_str(order_id));
 	seq = DatumGetInt32(ShopCol(0, 1, &isnull));
 	customer = ShopCol(0, 3, &cust_null);
 	total = ShopCol(0, 4, &isnull);
