@@ -486,7 +486,8 @@ events_notify_now(int64 event_id, const char *topic, Jsonb *payload)
 
 /*
  * ShopEmit: append an event to the outbox in the current transaction and
- * see to it that listeners are woken when it commits.  Returns event_id.
+ * see to it that listeners are woken when it commits.  Returns event_id,
+ * 0 when a BEFORE trigger on shop.event skipped the row.
  * SPI must be connected.
  */
 int64
@@ -497,7 +498,13 @@ ShopEmit(const char *topic, Jsonb *payload)
 
 	args[0] = CStringGetTextDatum(topic);
 	args[1] = JsonbPGetDatum(payload);
-	ShopExec(&st_event_insert, args, NULL, 0);
+	/*
+	 * No row: a BEFORE trigger skipped it (allowed: that event is not
+	 * written, orders.md), 0 and no notification.  Row 0 of the empty
+	 * result was read here, and the server crashed.
+	 */
+	if (ShopExec(&st_event_insert, args, NULL, 0) != 1)
+		return 0;
 	event_id = ShopColInt(0, 1, 0);
 	ShopEventWritten(event_id, topic, payload);
 	return event_id;
@@ -539,5 +546,8 @@ shop_emit(PG_FUNCTION_ARGS)
 	SPI_connect();
 	event_id = ShopEmit(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_JSONB_P(1));
 	SPI_finish();
+	/* a skipped row: NULL, as 1.0's INSERT ... RETURNING INTO gave */
+	if (event_id == 0)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(event_id);
 }
