@@ -179,11 +179,14 @@ static ShopStmt st_cart_lines = SHOP_STMT(SHOP_PLAN_GENERIC,
 /*
  * The fraud rules' inputs as statements: what checkout_history and
  * checkout_token_recent read in C, for a store whose indexes are not as
- * shop made them (checkout_history, below).
+ * shop made them (checkout_history, below).  The hour's orders counted up
+ * to 10, the rule's top tier, as the C walk counts them (a count of all
+ * read every order of a busy customer's hour).
  */
 static ShopStmt st_history = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT (SELECT count(*) FROM shop.\"order\" o"
-	"         WHERE o.customer_id = $1 AND o.created_at > now() - interval '1 hour'),"
+	"SELECT (SELECT count(*) FROM (SELECT FROM shop.\"order\" o"
+	"         WHERE o.customer_id = $1 AND o.created_at > now() - interval '1 hour'"
+	"         LIMIT 10) r),"
 	"       h.n, h.avg"
 	"  FROM (SELECT count(*) AS n, coalesce(avg(l.total_cents), 0)::float8 AS avg"
 	"          FROM (SELECT o.total_cents FROM shop.\"order\" o"
@@ -191,8 +194,8 @@ static ShopStmt st_history = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"                 ORDER BY o.created_at DESC LIMIT 50) l) h",
 	INT8OID);
 static ShopStmt st_token_recent = SHOP_STMT(SHOP_PLAN_GENERIC,
-	"SELECT count(*) FROM shop.payment p"
-	" WHERE p.token = $1 AND p.created_at > now() - interval '1 hour'",
+	"SELECT count(*) FROM (SELECT FROM shop.payment p"
+	" WHERE p.token = $1 AND p.created_at > now() - interval '1 hour' LIMIT 10) r",
 	TEXTOID);
 
 /*
@@ -2003,16 +2006,21 @@ history_add(TupleTableSlot *slot, AttrNumber a_total, int64 *n, int64 *sum, Nume
  * stops once it has that many or is past the hour: a customer placing
  * hundreds of orders in an hour (a reseller on Black Friday, a bot) no
  * longer costs each of its checkouts a read of every one of them.  The
- * last 50 paid orders are the first 50 entries of order_customer_paid_idx
- * (the same key, WHERE was_paid): orders never paid (pending, cancelled
- * unpaid) are not passed over to reach them, however many a customer has
- * (before: one walk of order_customer_idx read every unpaid order newer
- * than the 50th paid one).  Where that index is not as shop made it, the
- * first walk goes on until it has 50 paid orders too.  Returns false,
+ * same walk reads the last 50 paid orders, as long as it passes no more
+ * than HISTORY_UNPAID_MAX orders never paid (pending, cancelled unpaid)
+ * to reach them; past that, the paid orders are the first 50 entries of
+ * order_customer_paid_idx (the same key, WHERE was_paid), so that a
+ * customer with thousands of unpaid orders costs its checkouts no more
+ * than 10 + 50 + 50 + 50 entries (before: the walk read every unpaid order
+ * newer than the 50th paid one).  One walk for every other customer: the
+ * second index's descent only where it saves reads.  Where that index is
+ * not as shop made it, the first walk goes on until it has 50 paid orders
+ * too.  Returns false,
  * having read nothing, when order_customer_idx is not there as shop made
  * it: the caller runs st_history then.
  */
 #define CUSTOMER_RECENT_MAX	10
+#define HISTORY_UNPAID_MAX	50
 static bool
 checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double *avg)
 {
@@ -2030,6 +2038,8 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 	int64		sum = 0;
 	Numeric		bigsum = NULL;	/* the sum once it no longer fits an int64 */
 	bool		by_paid;
+	bool		paid_walk = false;
+	int			unpaid = 0;
 
 	if (idx == NULL || !plain_read(rel) ||
 		!index_is(rel, idx, rel_column(desc, "customer_id"), INT8OID, false,
@@ -2061,18 +2071,26 @@ checkout_history(int64 customer, Snapshot snap, int64 *recent, int64 *n, double 
 
 		if (!isnull && !past && *recent < CUSTOMER_RECENT_MAX)
 			(*recent)++;
-		if (!by_paid && *n < HISTORY_PAID)
+		if (!paid_walk && *n < HISTORY_PAID)
 		{
 			Datum		paid = slot_getattr(slot, a_paid, &isnull);
 
 			if (!isnull && DatumGetBool(paid))
 				history_add(slot, a_total, n, &sum, &bigsum);
+			else if (by_paid && ++unpaid > HISTORY_UNPAID_MAX)
+			{
+				/* many unpaid orders: the paid ones from their own index */
+				paid_walk = true;
+				*n = 0;
+				sum = 0;
+				bigsum = NULL;
+			}
 		}
-		if ((past || *recent >= CUSTOMER_RECENT_MAX) && (by_paid || *n >= HISTORY_PAID))
+		if ((past || *recent >= CUSTOMER_RECENT_MAX) && (paid_walk || *n >= HISTORY_PAID))
 			break;
 	}
 	index_endscan(scan);
-	if (by_paid)
+	if (paid_walk)
 	{
 		scan = index_beginscan(rel, pidx, snap, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
