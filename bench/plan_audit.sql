@@ -260,6 +260,29 @@ BEGIN
     PERFORM public.audit_mark(i, '_saga_finish failed');
     PERFORM * FROM shop._saga_open('1 minute');
     PERFORM public.audit_mark(i, '_saga_open');
+    -- a routed reserve_many on this shard and the router's release of it
+    -- (sessions 12-13: shop.reservation_dropped), then a release that
+    -- came before its hold (the ids recorded) and that hold, not made
+    ids := ARRAY[md5('audit-rm-a-' || run || '-' || i)::uuid, md5('audit-rm-b-' || run || '-' || i)::uuid];
+    PERFORM shop._reserve_many_routed(ARRAY[p + 19, p + 20], ARRAY[1, 1], 'audit', '10 minutes', ids);
+    PERFORM public.audit_mark(i, '_reserve_many_routed (2 lines)');
+    PERFORM shop._reservations_drop(ARRAY[p + 19, p + 20], ids);
+    PERFORM public.audit_mark(i, '_reservations_drop (held)');
+    ids := ARRAY[md5('audit-rm-c-' || run || '-' || i)::uuid, md5('audit-rm-d-' || run || '-' || i)::uuid];
+    PERFORM shop._reservations_drop(ARRAY[p + 21, p + 22], ids);
+    PERFORM public.audit_mark(i, '_reservations_drop (before its hold)');
+    PERFORM shop._reserve_many_routed(ARRAY[p + 21, p + 22], ARRAY[1, 1], 'audit', '10 minutes', ids);
+    PERFORM public.audit_mark(i, '_reserve_many_routed (dropped)');
+    -- shop.view past the cap (shop.recent_views_cap, 50) with views a
+    -- popularity computation counted: the dropped ones go to
+    -- shop.popularity_dropped (copurchase_state.popularity_seen_at read);
+    -- the sweep's refresh takes them out.  The customer's 50 views first
+    -- (not audited), then the clock a refresh's end leaves
+    PERFORM shop.view(c + 1, 1 + (p + k - 1) % products) FROM generate_series(1, 50) k;
+    UPDATE shop.copurchase_state SET popularity_seen_at = clock_timestamp();
+    PERFORM public.audit_mark(i, NULL);
+    PERFORM shop.view(c + 1, 1 + (p + 50) % products);
+    PERFORM public.audit_mark(i, 'view past the cap');
 END
 $$;
 
@@ -278,3 +301,9 @@ BEGIN
     PERFORM public.audit_mark(i, 'event_claim (1000), event_ack');
 END
 $$;
+
+-- the saga's order-status trigger, as on a shard (shop._saga_recover_setup,
+-- made by shop._shard_setup): the order transitions of the rounds run it
+-- (saga_pkey probed for every transition, the routed orders' saga row
+-- updated); nothing when it is there
+SELECT shop._saga_recover_setup();
