@@ -291,9 +291,23 @@ ShopInstalledHere(void)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * A column of row `row` of the last SPI result.  Every caller reads rows its
+ * statement must have returned (an INSERT ... RETURNING, an upsert); a
+ * BEFORE trigger or a rule on the table can make that statement return
+ * nothing, and reading row 0 of an empty result would read freed memory.
+ * So a missing row is an error here (27000, as ShopTriggerChangedRow), not
+ * a crash, whichever caller forgot to check.
+ */
 Datum
 ShopCol(uint64 row, int col, bool *isnull)
 {
+	if (unlikely(SPI_tuptable == NULL || row >= SPI_tuptable->numvals))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_DATA_CHANGE_VIOLATION),
+				 errmsg("a statement of shop returned no row %llu: a trigger or rule on one of shop's tables skipped it",
+						(unsigned long long) row),
+				 errhint("A BEFORE trigger on shop's tables must return the row (NEW) it was given, with its keys unchanged.")));
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }
 
