@@ -162,6 +162,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
 
 . "$HERE/replica.sh"
+. "$HERE/replica_ha.sh"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
