@@ -106,8 +106,9 @@ $$;
 -- time since the last transaction it replayed, when it has not replayed
 -- the primary's WAL position read just before), shop_cluster otherwise,
 -- and also when a node cannot be asked (a standby down).  The answer is
--- kept in the session (the placeholder setting shop_router._read_state:
--- the cluster, the two settings, until when, the route) for i_every
+-- kept in the session (the placeholder settings shop_router._read_key:
+-- the cluster and the two settings it was checked for, _read_until: until
+-- when, as an epoch, _read_route: the answer) for i_every
 -- (shop_router.read_lag_check, default 5 s): one check per router backend
 -- per period, 2 calls per partition that names a standby.
 CREATE FUNCTION shop_router._read_check(i_cluster text, i_max_lag text, i_every text)
@@ -142,10 +143,9 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         route := 'shop_cluster';
     END;
-    PERFORM set_config('shop_router._read_state',
-                       concat_ws(chr(31), i_cluster, i_max_lag, coalesce(i_every, ''),
-                                 extract(epoch FROM clock_timestamp() + every), route),
-                       false);
+    PERFORM set_config('shop_router._read_key', concat_ws(chr(31), i_cluster, i_max_lag, i_every), false),
+            set_config('shop_router._read_until', extract(epoch FROM clock_timestamp() + every)::text, false),
+            set_config('shop_router._read_route', route, false);
     RETURN route;
 END
 $$;
@@ -164,31 +164,30 @@ COMMENT ON FUNCTION shop_router._read_check(text, text, text) IS
 -- (an interval), the read cluster is used only while none of its
 -- standbys is paused or lags more than that (_read_check, kept for
 -- shop_router.read_lag_check); shop_cluster otherwise.
+-- A SQL function, inlined into the query PL/Proxy runs for it: with the
+-- settings unset it costs what the plain coalesce of before did, and a
+-- kept check a comparison of three settings (read_lag_cpu.sh).  VOLATILE
+-- because it may call _read_check (a STABLE SQL function calling a
+-- volatile one is not inlined).
 CREATE FUNCTION shop_router._read_cluster()
 RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED
 AS $$
-DECLARE
-    c text := coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster');
-    max_lag text;
-    every text;
-    kept text[];
-BEGIN
-    IF c = 'shop_cluster' THEN
-        RETURN c;
-    END IF;
-    max_lag := nullif(pg_catalog.current_setting('shop_router.read_max_lag', true), '');
-    IF max_lag IS NULL THEN
-        RETURN c;
-    END IF;
-    kept := pg_catalog.string_to_array(pg_catalog.current_setting('shop_router._read_state', true), chr(31));
-    every := coalesce(pg_catalog.current_setting('shop_router.read_lag_check', true), '');
-    IF kept[1] = c AND kept[2] = max_lag AND kept[3] = every
-       AND kept[4]::float8 > extract(epoch FROM pg_catalog.clock_timestamp()) THEN
-        RETURN kept[5];
-    END IF;
-    RETURN shop_router._read_check(c, max_lag, every);
-END
+    SELECT CASE
+        WHEN coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster') = 'shop_cluster'
+          OR coalesce(pg_catalog.current_setting('shop_router.read_max_lag', true), '') = ''
+        THEN coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster')
+        WHEN pg_catalog.current_setting('shop_router._read_key', true)
+                 = pg_catalog.concat_ws(pg_catalog.chr(31), pg_catalog.current_setting('shop_router.read_cluster', true),
+                                        pg_catalog.current_setting('shop_router.read_max_lag', true),
+                                        coalesce(pg_catalog.current_setting('shop_router.read_lag_check', true), ''))
+         AND pg_catalog.current_setting('shop_router._read_until', true)::float8
+                 > extract(epoch FROM pg_catalog.clock_timestamp())
+        THEN pg_catalog.current_setting('shop_router._read_route', true)
+        ELSE shop_router._read_check(pg_catalog.current_setting('shop_router.read_cluster', true),
+                                     pg_catalog.current_setting('shop_router.read_max_lag', true),
+                                     coalesce(pg_catalog.current_setting('shop_router.read_lag_check', true), ''))
+    END
 $$;
 COMMENT ON FUNCTION shop_router._read_cluster() IS
 'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset, or when shop_router.read_max_lag is set and a standby of it is paused or lags more (docs/scale-out.md, "Read replicas")';
