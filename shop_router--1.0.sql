@@ -60,6 +60,98 @@ $$;
 -- "Read replicas")
 ------------------------------------------------------------------------------
 
+-- The standbys' replay, one partition at a time (RUN ON i_part: the
+-- partition numbers the router passes are below the partition count, and
+-- an int's partition is the int itself): the primary's WAL position, and
+-- what the read cluster's node has replayed.  Run by _read_check only.
+CREATE FUNCTION shop_router._wal_lsn(i_part int)
+RETURNS pg_lsn
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON i_part;
+    SELECT pg_catalog.pg_current_wal_lsn();
+$$;
+
+CREATE FUNCTION shop_router._replay_state(i_cluster text, i_part int, i_lsn pg_lsn,
+                                          OUT lag interval, OUT paused boolean)
+LANGUAGE plproxy
+AS $$
+    CLUSTER pg_catalog.concat(i_cluster);    -- the read cluster, by name
+    RUN ON i_part;
+    SELECT CASE WHEN NOT pg_catalog.pg_is_in_recovery()
+                  OR pg_catalog.pg_last_wal_replay_lsn() >= i_lsn THEN interval '0'
+                ELSE coalesce(pg_catalog.clock_timestamp() - pg_catalog.pg_last_xact_replay_timestamp(),
+                              interval '100 years') END AS lag,
+           pg_catalog.pg_is_in_recovery() AND pg_catalog.pg_is_wal_replay_paused() AS paused;
+$$;
+
+-- the partitions of the read cluster i_cluster that name another node
+-- than shop_cluster's (a standby): only those can lag
+CREATE FUNCTION shop_router._read_parts(i_cluster text)
+RETURNS SETOF int
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT substr(split_part(r.o, '=', 1), 2)::int
+      FROM pg_foreign_server rs, unnest(rs.srvoptions) r(o)
+     WHERE rs.srvname = i_cluster AND r.o ~ '^p[0-9]+='
+       AND r.o IS DISTINCT FROM (SELECT p.o FROM pg_foreign_server ps, unnest(ps.srvoptions) p(o)
+                                  WHERE ps.srvname = 'shop_cluster' AND split_part(p.o, '=', 1) = split_part(r.o, '=', 1))
+     ORDER BY 1
+$$;
+
+-- The check behind shop_router.read_max_lag: i_cluster if none of its
+-- standbys is paused or behind its primary by more than i_max_lag (the
+-- time since the last transaction it replayed, when it has not replayed
+-- the primary's WAL position read just before), shop_cluster otherwise,
+-- and also when a node cannot be asked (a standby down).  The answer is
+-- kept in the session (the placeholder settings shop_router._read_key:
+-- the cluster and the two settings it was checked for, _read_until: until
+-- when, as an epoch, _read_route: the answer) for i_every
+-- (shop_router.read_lag_check, default 5 s): one check per router backend
+-- per period, 2 calls per partition that names a standby.
+CREATE FUNCTION shop_router._read_check(i_cluster text, i_max_lag text, i_every text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    max_lag interval;
+    every interval;
+    part int;
+    st record;
+    route text := i_cluster;
+BEGIN
+    BEGIN
+        max_lag := i_max_lag::interval;
+        every := coalesce(nullif(i_every, ''), '5s')::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        RAISE EXCEPTION 'shop_router.read_max_lag and shop_router.read_lag_check must be intervals'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('read_max_lag = %L, read_lag_check = %L', i_max_lag, i_every),
+                  HINT = 'For example SET shop_router.read_max_lag = ''10s''; docs/scale-out.md, "Read replicas".';
+    END;
+    BEGIN
+        FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
+            st := shop_router._replay_state(i_cluster, part, shop_router._wal_lsn(part));
+            IF st.paused OR st.lag > max_lag THEN
+                route := 'shop_cluster';
+                EXIT;
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        route := 'shop_cluster';
+    END;
+    PERFORM set_config('shop_router._read_key', concat_ws(chr(31), i_cluster, i_max_lag, i_every), false),
+            set_config('shop_router._read_until', extract(epoch FROM clock_timestamp() + every)::text, false),
+            set_config('shop_router._read_route', route, false);
+    RETURN route;
+END
+$$;
+COMMENT ON FUNCTION shop_router._read_check(text, text, text) IS
+'router: the read route after checking the standbys of the read cluster (paused, or lagging more than shop_router.read_max_lag: shop_cluster); kept in the session for shop_router.read_lag_check';
+
 -- The cluster the read functions call (search and its helpers, browse,
 -- product_get, stock_available, category reads, also_bought, similar_products,
 -- trending, recommend's product-side lists): the PL/Proxy cluster named by
@@ -68,17 +160,42 @@ $$;
 -- shop_router.read_cluster = 'shop_cluster_ro', or per session).  Writes,
 -- and reads that must see the caller's own writes (carts, orders, views,
 -- checkout), name shop_cluster itself.  The caller needs USAGE on the
--- server it names, as on shop_cluster.
+-- server it names, as on shop_cluster.  With shop_router.read_max_lag set
+-- (an interval), the read cluster is used only while none of its
+-- standbys is paused or lags more than that (_read_check, kept for
+-- shop_router.read_lag_check); shop_cluster otherwise.
+-- A SQL function, inlined into the query PL/Proxy runs for it: with the
+-- settings unset it costs what the plain coalesce of before did, and a
+-- kept check a comparison of three settings (read_lag_cpu.sh).  VOLATILE
+-- because it may call _read_check (a STABLE SQL function calling a
+-- volatile one is not inlined).
 CREATE FUNCTION shop_router._read_cluster()
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED
 AS $$
-    SELECT coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster');
+    SELECT CASE
+        WHEN coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster') = 'shop_cluster'
+          OR coalesce(pg_catalog.current_setting('shop_router.read_max_lag', true), '') = ''
+        THEN coalesce(nullif(pg_catalog.current_setting('shop_router.read_cluster', true), ''), 'shop_cluster')
+        WHEN pg_catalog.current_setting('shop_router._read_key', true)
+                 = pg_catalog.concat_ws(pg_catalog.chr(31), pg_catalog.current_setting('shop_router.read_cluster', true),
+                                        pg_catalog.current_setting('shop_router.read_max_lag', true),
+                                        coalesce(pg_catalog.current_setting('shop_router.read_lag_check', true), ''))
+         AND pg_catalog.current_setting('shop_router._read_until', true)::float8
+                 > extract(epoch FROM pg_catalog.clock_timestamp())
+        THEN pg_catalog.current_setting('shop_router._read_route', true)
+        ELSE shop_router._read_check(pg_catalog.current_setting('shop_router.read_cluster', true),
+                                     pg_catalog.current_setting('shop_router.read_max_lag', true),
+                                     coalesce(pg_catalog.current_setting('shop_router.read_lag_check', true), ''))
+    END
 $$;
 COMMENT ON FUNCTION shop_router._read_cluster() IS
-'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset (docs/scale-out.md, "Read replicas")';
-REVOKE ALL ON FUNCTION shop_router._read_cluster() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop_router._read_cluster() TO shop_storefront, shop_admin;
+'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset, or when shop_router.read_max_lag is set and a standby of it is paused or lags more (docs/scale-out.md, "Read replicas")';
+REVOKE ALL ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn)
+    TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Catalog: replicated categories, product_id-keyed products

@@ -32,6 +32,10 @@
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
 #     still reach the primaries;
+#   - the read route's fallbacks (replica_ha.sh): a partition naming the
+#     standby and then the primary (prefer-standby) answers with the
+#     standby killed and returns to it; shop_router.read_max_lag reads the
+#     primaries while the standby's replay is paused;
 # CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
 # a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
@@ -162,6 +166,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
 
 . "$HERE/replica.sh"
+. "$HERE/replica_ha.sh"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
