@@ -260,6 +260,8 @@ cut_page(Tuplestorestate *rows, TupleDesc rowsdesc, PageSort ps, int32 lim, int3
 	TupleDesc	pdesc = NULL;
 	AttrNumber	att[PC_N];
 	PageRow    *all = NULL;
+	Datum	   *pv = NULL;
+	bool	   *pn = NULL;
 	int			nall = 0,
 				cap = 0,
 				active = 0,
@@ -296,13 +298,20 @@ cut_page(Tuplestorestate *rows, TupleDesc rowsdesc, PageSort ps, int32 lim, int3
 				if (att[i] == InvalidAttrNumber)
 					elog(ERROR, "shop.product has no column \"%s\"", pc_names[i]);
 			}
+			pv = palloc(pdesc->natts * sizeof(Datum));
+			pn = palloc(pdesc->natts * sizeof(bool));
 		}
 		tup.t_len = HeapTupleHeaderGetDatumLength(th);
 		ItemPointerSetInvalid(&tup.t_self);
 		tup.t_tableOid = InvalidOid;
 		tup.t_data = th;
+		/* one pass over the row (heap_getattr per column walks it again) */
+		heap_deform_tuple(&tup, pdesc, pv, pn);
 		for (i = 0; i < PC_N; i++)
-			r.v[i] = heap_getattr(&tup, att[i], pdesc, &r.n[i]);
+		{
+			r.v[i] = pv[att[i] - 1];
+			r.n[i] = pn[att[i] - 1];
+		}
 		/* WHERE p.status = 'active' */
 		if (r.n[PC_STATUS])
 			continue;
@@ -337,8 +346,12 @@ cut_page(Tuplestorestate *rows, TupleDesc rowsdesc, PageSort ps, int32 lim, int3
 
 			memcpy(copy, th, tup.t_len);
 			tup.t_data = copy;
+			heap_deform_tuple(&tup, pdesc, pv, pn);
 			for (i = 0; i < PC_N; i++)
-				r.v[i] = heap_getattr(&tup, att[i], pdesc, &r.n[i]);
+			{
+				r.v[i] = pv[att[i] - 1];
+				r.n[i] = pn[att[i] - 1];
+			}
 		}
 		all[nall++] = r;
 	}
