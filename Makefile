@@ -42,6 +42,7 @@ OBJS         = \
 	src/search/sspage.o \
 	src/search/ssquery.o \
 	src/search/ssscan.o \
+	src/search/sssearch.o \
 	src/search/sssort.o \
 	src/search/sstoken.o \
 	src/search/sstypo.o \

@@ -76,69 +76,76 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('filters must be a jsonb object, not a %s.', jsonb_typeof(filters));
     END IF;
-    PERFORM shop._card_number_check(filters, 'filters');
     q := jsonb_build_object('q', query);
-    FOR k, v IN SELECT * FROM jsonb_each(filters) LOOP
-        CASE k
-        WHEN 'category_id' THEN
-            IF jsonb_typeof(v) <> 'number' THEN
-                RAISE EXCEPTION 'malformed search filter'
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = format('category_id must be a number, not %s.', v);
-            END IF;
-            cats := shop.category_descendants((v #>> '{}')::bigint);
-            IF cardinality(cats) = 0 THEN
-                RAISE EXCEPTION 'category not found'
-                    USING ERRCODE = 'SH006',
-                          DETAIL = format('No category has category_id %s.', v);
-            END IF;
-            q := q || jsonb_build_object('category_ids', to_jsonb(cats));
-        WHEN 'brand' THEN
-            IF jsonb_typeof(v) = 'string'
-               OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
-                   AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) e
-                                    WHERE jsonb_typeof(e) <> 'string')) THEN
-                q := q || jsonb_build_object('brands', v);
+    -- no filters, no statement (issue 12, throughput)
+    IF filters <> '{}' THEN
+        PERFORM shop._card_number_check(filters, 'filters');
+        FOR k, v IN SELECT * FROM jsonb_each(filters) LOOP
+            CASE k
+            WHEN 'category_id' THEN
+                IF jsonb_typeof(v) <> 'number' THEN
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('category_id must be a number, not %s.', v);
+                END IF;
+                cats := shop.category_descendants((v #>> '{}')::bigint);
+                IF cardinality(cats) = 0 THEN
+                    RAISE EXCEPTION 'category not found'
+                        USING ERRCODE = 'SH006',
+                              DETAIL = format('No category has category_id %s.', v);
+                END IF;
+                q := q || jsonb_build_object('category_ids', to_jsonb(cats));
+            WHEN 'brand' THEN
+                IF jsonb_typeof(v) = 'string'
+                   OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
+                       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) e
+                                        WHERE jsonb_typeof(e) <> 'string')) THEN
+                    q := q || jsonb_build_object('brands', v);
+                ELSE
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('brand must be a string or a non-empty array of strings, not %s.', v);
+                END IF;
+            WHEN 'price_min', 'price_max', 'rating_min' THEN
+                IF jsonb_typeof(v) <> 'number' THEN
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('%s must be a number, not %s.', k, v);
+                END IF;
+                q := q || jsonb_build_object(k, v);
+            WHEN 'in_stock' THEN
+                IF jsonb_typeof(v) <> 'boolean' THEN
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('in_stock must be true or false, not %s.', v);
+                END IF;
+                q := q || jsonb_build_object('in_stock', v);
+            WHEN 'attributes' THEN
+                IF jsonb_typeof(v) <> 'object' THEN
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('attributes must be a jsonb object, not %s.', v);
+                END IF;
             ELSE
-                RAISE EXCEPTION 'malformed search filter'
+                RAISE EXCEPTION 'unknown search filter'
                     USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = format('brand must be a string or a non-empty array of strings, not %s.', v);
-            END IF;
-        WHEN 'price_min', 'price_max', 'rating_min' THEN
-            IF jsonb_typeof(v) <> 'number' THEN
-                RAISE EXCEPTION 'malformed search filter'
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = format('%s must be a number, not %s.', k, v);
-            END IF;
-            q := q || jsonb_build_object(k, v);
-        WHEN 'in_stock' THEN
-            IF jsonb_typeof(v) <> 'boolean' THEN
-                RAISE EXCEPTION 'malformed search filter'
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = format('in_stock must be true or false, not %s.', v);
-            END IF;
-            q := q || jsonb_build_object('in_stock', v);
-        WHEN 'attributes' THEN
-            IF jsonb_typeof(v) <> 'object' THEN
-                RAISE EXCEPTION 'malformed search filter'
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = format('attributes must be a jsonb object, not %s.', v);
-            END IF;
-        ELSE
-            RAISE EXCEPTION 'unknown search filter'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Filter "%s" is not one of category_id, brand, price_min, price_max, rating_min, in_stock, attributes.', k);
-        END CASE;
-    END LOOP;
+                          DETAIL = format('Filter "%s" is not one of category_id, brand, price_min, price_max, rating_min, in_stock, attributes.', k);
+            END CASE;
+        END LOOP;
+    END IF;
 
-    -- synonym groups that occur in the query (as whole words)
-    folded := ' ' || shop._search_fold(query) || ' ';
-    SELECT jsonb_agg(to_jsonb(s.term || s.synonyms)) INTO groups
-      FROM shop.synonym s
-     WHERE strpos(folded, ' ' || s.term || ' ') > 0
-        OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE strpos(folded, ' ' || x || ' ') > 0);
-    IF groups IS NOT NULL THEN
-        q := q || jsonb_build_object('synonyms', groups);
+    -- synonym groups that occur in the query (as whole words); no
+    -- statement while shop.synonym has no pages (no rows in any state:
+    -- issue 12, throughput)
+    IF shop._search_rel_has_pages('shop.synonym') THEN
+        folded := ' ' || shop._search_fold(query) || ' ';
+        SELECT jsonb_agg(to_jsonb(s.term || s.synonyms)) INTO groups
+          FROM shop.synonym s
+         WHERE strpos(folded, ' ' || s.term || ' ') > 0
+            OR EXISTS (SELECT 1 FROM unnest(s.synonyms) x WHERE strpos(folded, ' ' || x || ' ') > 0);
+        IF groups IS NOT NULL THEN
+            q := q || jsonb_build_object('synonyms', groups);
+        END IF;
     END IF;
 
     -- personalization: the customer's most bought / viewed categories and
@@ -179,7 +186,7 @@ BEGIN
     -- may get typos (5+ characters), unknown, with a one-word phrase of the
     -- same first letter within two characters of its length.  Without
     -- synonyms this costs one lookup of an empty table.
-    IF EXISTS (SELECT 1 FROM shop.synonym) THEN
+    IF shop._search_rel_has_pages('shop.synonym') AND EXISTS (SELECT 1 FROM shop.synonym) THEN
         SELECT coalesce(q -> 'synonyms', '[]') || coalesce(jsonb_agg(DISTINCT to_jsonb(ARRAY[x.word, s.term] || s.synonyms)), '[]')
           INTO groups
           FROM (SELECT t.word, shop._search_suggest_word('shop.product_search_idx', t.word) AS fix
@@ -1399,108 +1406,8 @@ GRANT EXECUTE ON FUNCTION shop._search_rows(regclass, jsonb, text, int, jsonb) T
 
 -- shop.search: one call of the index per search (no retry loop), each row
 -- read once; the attribute filter is an index filter (rows checked exactly
--- in C)
-CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
-                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
-RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
-               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
-               missing_words int)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_column
-DECLARE
-    q jsonb;
-    attrs jsonb;
-    t0 timestamptz := clock_timestamp();
-    nres int;
-BEGIN
-    -- the checks of shop._require(sort, 'sort') and shop._check_page(lim,
-    -- off), same errors, written out: each call of a helper (a PL/pgSQL
-    -- call, its search_path switch and an executor run for the PERFORM)
-    -- cost about 45,000 instructions, 2% of a warm search (issue 12)
-    IF sort IS NULL THEN
-        RAISE EXCEPTION 'argument % must not be null', 'sort'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    IF off IS NULL OR off < 0 OR off > 100000 THEN
-        RAISE EXCEPTION 'offset out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
-    END IF;
-    -- personalization reads the customer's history and the log records
-    -- the search as theirs: a storefront only for its session's customer
-    -- (shop._authorize passes a NULL customer without a check)
-    IF search.customer_id IS NOT NULL THEN
-        PERFORM shop._authorize(search.customer_id);
-    END IF;
-    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
-        RAISE EXCEPTION 'unknown sort'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
-    END IF;
-    q := shop._search_query(query, filters, search.customer_id);
-    attrs := coalesce(filters -> 'attributes', '{}');
-
-    IF sort = 'relevance' THEN
-        -- the product type and category the query means rank first (issue
-        -- 13): a 40-row scan of its own, so only for ranked pages, and
-        -- only with shop.search_intent on (the default)
-        IF current_setting('shop.search_intent') = 'on' THEN
-            q := shop._search_intent(q);
-        END IF;
-        -- what shoppers chose after this query ranks higher (a bounded
-        -- boost, shop._search_prior, defined in the behaviour prior
-        -- section below), with shop.search_prior on
-        IF current_setting('shop.search_prior') = 'on' THEN
-            q := shop._search_prior(query, q);
-        END IF;
-        -- the index ranks: rows with every word first, then rows missing
-        -- words ("match": "any")
-        RETURN QUERY
-        SELECT p.product_id, p.r_score, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], p.r_typos, p.r_missing
-          FROM (SELECT (r.p).*, r.score AS r_score, r.typos AS r_typos, r.missing AS r_missing, r.ord
-                  FROM shop._search_rows('shop.product_search_idx', q || '{"match": "any"}', 'relevance',
-                                         lim + off, attrs)
-                       WITH ORDINALITY AS r(p, score, typos, missing, ord)) p
-         WHERE p.status = 'active'
-         ORDER BY p.ord
-         OFFSET off LIMIT lim;
-    ELSE
-        -- the index picks the first lim + off matches by the sort's value
-        -- and every row tying with the last; the further tie-breaks order
-        -- those rows here
-        RETURN QUERY
-        SELECT p.product_id, NULL::real, p.title, p.brand, p.price_cents, p.rating_avg,
-               p.category_id, p.in_stock, p.images[1], NULL::int, 0
-          FROM (SELECT (r.p).*
-                  FROM shop._search_rows('shop.product_search_idx', q, sort, lim + off, attrs)
-                       AS r(p, score, typos, missing)) p
-         WHERE p.status = 'active'
-         ORDER BY
-            CASE WHEN sort = 'price_asc' THEN p.price_cents END ASC,
-            CASE WHEN sort = 'price_desc' THEN p.price_cents END DESC,
-            CASE WHEN sort = 'rating' THEN p.rating_avg END DESC NULLS LAST,
-            CASE WHEN sort = 'rating' THEN p.rating_count END DESC,
-            CASE WHEN sort = 'newest' THEN p.created_at END DESC,
-            CASE WHEN sort = 'popularity' THEN p.popularity END DESC,
-            p.product_id
-         OFFSET off LIMIT lim;
-    END IF;
-    GET DIAGNOSTICS nres = ROW_COUNT;
-    -- a record in the shared-memory ring (src/searchlog.c), not a row per
-    -- call; shop._search_log_write is defined with the ring, below
-    PERFORM shop._search_log_write(query, filters, sort, nres,
-                                   (extract(epoch FROM clock_timestamp() - t0) * 1000)::real,
-                                   search.customer_id);
-END
-$$;
+-- in C).  shop.search is defined in C, in the section "Search: shop.search
+-- in C (issue 12, throughput)" below.
 
 
 -- 3. Bounded facets: shop.search_facets(query, filters, top) keeps the top
@@ -9285,6 +9192,102 @@ REVOKE ALL ON FUNCTION shop._rebuild_popularity() FROM PUBLIC;
 -- order_pending_idx's predicate reads status).
 ------------------------------------------------------------------------------
 CREATE INDEX order_customer_paid_idx ON shop."order" (customer_id, created_at DESC) WHERE was_paid;
+
+------------------------------------------------------------------------------
+-- Search: shop.search in C (issue 12, throughput) ---------------------------
+-- A warm shop.search spent about a quarter of its instructions around the
+-- index call (bench/results/2026-12-07-thr1.md): a RETURN QUERY (an
+-- executor run with a subquery, WITH ORDINALITY and a sort), a PERFORM of
+-- the log write, a SELECT of the empty prior table.  shop.search is now a
+-- C set-returning function (src/search/sssearch.c): shop._search_prepare
+-- (the checks, the authorization and the index query, the rules of the
+-- PL/pgSQL shop.search unchanged) is called through fmgr, the page is cut
+-- from the index's rows in C (active rows, the sort's order and
+-- product_id, OFFSET off LIMIT lim) and the log record goes to the ring
+-- from C.  The rows and the errors are the same; an error of the checks
+-- names shop._search_prepare in its CONTEXT.
+-- The behaviour prior is asked for only when shop.search_prior has pages
+-- (shop._search_rel_has_pages): a table that never had a row since it was
+-- created, truncated or vacuumed empty has none, any row is on a page.
+
+CREATE FUNCTION shop._search_rel_has_pages(rel regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_search_rel_has_pages'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION shop._search_rel_has_pages(regclass) IS
+'internal: false when table rel has no pages (so no rows, visible or not), true otherwise';
+REVOKE EXECUTE ON FUNCTION shop._search_rel_has_pages(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_rel_has_pages(regclass) TO shop_storefront, shop_admin;
+
+CREATE FUNCTION shop._search_prepare(query text, filters jsonb, sort text, lim int, off int,
+                                     customer_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    q jsonb;
+BEGIN
+    -- the checks of shop._require(sort, 'sort') and shop._check_page(lim,
+    -- off), same errors, written out (issue 12)
+    IF sort IS NULL THEN
+        RAISE EXCEPTION 'argument % must not be null', 'sort'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    IF off IS NULL OR off < 0 OR off > 100000 THEN
+        RAISE EXCEPTION 'offset out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
+    END IF;
+    -- personalization reads the customer's history and the log records
+    -- the search as theirs: a storefront only for its session's customer
+    -- (shop._authorize passes a NULL customer without a check)
+    IF customer_id IS NOT NULL THEN
+        PERFORM shop._authorize(customer_id);
+    END IF;
+    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
+    END IF;
+    q := shop._search_query(query, filters, customer_id);
+    IF sort = 'relevance' THEN
+        -- the product type and category the query means rank first (issue
+        -- 13): a 40-row scan of its own, so only for ranked pages, and
+        -- only with shop.search_intent on (the default)
+        IF current_setting('shop.search_intent') = 'on' THEN
+            q := shop._search_intent(q);
+        END IF;
+        -- what shoppers chose after this query ranks higher (a bounded
+        -- boost, shop._search_prior), with shop.search_prior on and a
+        -- prior table that has rows
+        IF current_setting('shop.search_prior') = 'on'
+           AND shop._search_rel_has_pages('shop.search_prior') THEN
+            q := shop._search_prior(query, q);
+        END IF;
+    END IF;
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION shop._search_prepare(text, jsonb, text, int, int, bigint) IS
+'internal: shop.search''s argument checks and authorization; returns the index query (filters, synonyms, personalization, and for relevance the intent and the prior)';
+REVOKE EXECUTE ON FUNCTION shop._search_prepare(text, jsonb, text, int, int, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_prepare(text, jsonb, text, int, int, bigint) TO shop_storefront, shop_admin;
+
+CREATE OR REPLACE FUNCTION shop.search(query text, filters jsonb DEFAULT '{}', sort text DEFAULT 'relevance',
+                            lim int DEFAULT 20, off int DEFAULT 0, customer_id bigint DEFAULT NULL)
+RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
+               rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
+               missing_words int)
+AS 'MODULE_PATHNAME', 'shop_search'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -31,6 +31,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -46,6 +47,7 @@
 #include "utils/tuplestore.h"
 
 #include "shop.h"
+#include "spi.h"
 
 #define SL_QUERY_BYTES		1024	/* shop.max_query_length is in characters */
 #define SL_FILTERS_BYTES	512
@@ -152,39 +154,25 @@ copy_clipped(char *dst, const char *src, int len, int cap)
 }
 
 /*
- * shop._search_log_add(log, query, filters, sort, results, duration_ms,
- * customer_id) returns boolean (log: the OID of shop.search_log, so that
- * records of an install dropped since are never written into a new one): NULL when there is no ring (the caller
- * inserts the row itself), else whether half of the ring is in use (the
- * caller should flush).
+ * search_log_add: a record into the ring (there is one); returns whether
+ * half of the ring is in use (the caller should flush).  filters NULL: "{}".
  */
-PG_FUNCTION_INFO_V1(shop_search_log_add);
-Datum
-shop_search_log_add(PG_FUNCTION_ARGS)
+static int
+search_log_add(Oid logrel, text *query, Jsonb *filters_jb, text *sort, int32 results,
+			   float4 duration_ms, bool has_customer, int64 customer_id)
 {
 	SearchLogSlot rec;
 	SearchLogSlot *slot;
-	text	   *query;
 	char	   *filters = NULL;
 	bool		due;
 
-	if (search_log == NULL || search_log->nslots == 0)
-		PG_RETURN_NULL();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("search log record needs query, sort, results and duration")));
-
 	/* the record, built outside the lock */
 	memset(&rec, 0, offsetof(SearchLogSlot, query) + 1);
-	rec.logrel = PG_GETARG_OID(0);
-	query = PG_GETARG_TEXT_PP(1);
+	rec.logrel = logrel;
 	copy_clipped(rec.query, VARDATA_ANY(query), VARSIZE_ANY_EXHDR(query), SL_QUERY_BYTES);
-	if (!PG_ARGISNULL(2))
+	if (filters_jb != NULL)
 	{
-		Jsonb	   *j = PG_GETARG_JSONB_P(2);
-
-		filters = JsonbToCString(NULL, &j->root, VARSIZE(j));
+		filters = JsonbToCString(NULL, &filters_jb->root, VARSIZE(filters_jb));
 		if (strlen(filters) < SL_FILTERS_BYTES)
 			strcpy(rec.filters, filters);
 		else
@@ -192,15 +180,11 @@ shop_search_log_add(PG_FUNCTION_ARGS)
 	}
 	else
 		strcpy(rec.filters, "{}");
-	{
-		text	   *sort = PG_GETARG_TEXT_PP(3);
-
-		copy_clipped(rec.sort, VARDATA_ANY(sort), VARSIZE_ANY_EXHDR(sort), SL_SORT_BYTES);
-	}
-	rec.results = PG_GETARG_INT32(4);
-	rec.duration_ms = PG_GETARG_FLOAT4(5);
-	rec.has_customer = !PG_ARGISNULL(6);
-	rec.customer_id = rec.has_customer ? PG_GETARG_INT64(6) : 0;
+	copy_clipped(rec.sort, VARDATA_ANY(sort), VARSIZE_ANY_EXHDR(sort), SL_SORT_BYTES);
+	rec.results = results;
+	rec.duration_ms = duration_ms;
+	rec.has_customer = has_customer;
+	rec.customer_id = has_customer ? customer_id : 0;
 	rec.logged_at = GetCurrentTransactionStartTimestamp();
 	rec.dboid = MyDatabaseId;
 
@@ -217,7 +201,78 @@ shop_search_log_add(PG_FUNCTION_ARGS)
 
 	if (filters)
 		pfree(filters);
-	PG_RETURN_BOOL(due);
+	return due ? 1 : 0;
+}
+
+/*
+ * shop._search_log_add(log, query, filters, sort, results, duration_ms,
+ * customer_id) returns boolean (log: the OID of shop.search_log, so that
+ * records of an install dropped since are never written into a new one): NULL when there is no ring (the caller
+ * inserts the row itself), else whether half of the ring is in use (the
+ * caller should flush).
+ */
+PG_FUNCTION_INFO_V1(shop_search_log_add);
+Datum
+shop_search_log_add(PG_FUNCTION_ARGS)
+{
+	int			due;
+
+	if (search_log == NULL || search_log->nslots == 0)
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(3) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("search log record needs query, sort, results and duration")));
+	due = search_log_add(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
+						 PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2),
+						 PG_GETARG_TEXT_PP(3), PG_GETARG_INT32(4), PG_GETARG_FLOAT4(5),
+						 !PG_ARGISNULL(6), PG_ARGISNULL(6) ? 0 : PG_GETARG_INT64(6));
+	PG_RETURN_BOOL(due > 0);
+}
+
+/*
+ * ShopSearchLogWrite: what shop._search_log_write does, for shop.search's
+ * C (src/search/sssearch.c): nothing on a standby; the record into the
+ * ring when there is one (also in a read-only transaction: a later flush
+ * by a writer writes it out), flushing the ring when half of it is in
+ * use; without a ring a row of shop.search_log.  Called in shop.search's
+ * SECURITY DEFINER context.
+ */
+void
+ShopSearchLogWrite(text *query, Jsonb *filters, text *sort, int32 results,
+				   float4 duration_ms, bool has_customer, int64 customer_id)
+{
+	static ShopStmt st_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
+										  "INSERT INTO shop.search_log (query, query_folded, filters, sort, results, duration_ms, customer_id) "
+										  "VALUES ($1, shop._search_fold($1), $2, $3, $4, $5, $6)",
+										  TEXTOID, JSONBOID, TEXTOID, INT4OID, FLOAT4OID, INT8OID);
+	static ShopStmt st_flush = SHOP_STMT0(SHOP_PLAN_GENERIC, "SELECT shop._search_log_flush()");
+	int			due = -1;
+
+	if (RecoveryInProgress())
+		return;
+	if (search_log != NULL && search_log->nslots > 0)
+		due = search_log_add(ShopRelid("search_log", NULL), query, filters, sort, results,
+							 duration_ms, has_customer, customer_id);
+	if (XactReadOnly || due == 0)
+		return;
+	SPI_connect();
+	if (due < 0)
+	{
+		Datum		args[6];
+		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', has_customer ? ' ' : 'n'};
+
+		args[0] = PointerGetDatum(query);
+		args[1] = PointerGetDatum(filters);
+		args[2] = PointerGetDatum(sort);
+		args[3] = Int32GetDatum(results);
+		args[4] = Float4GetDatum(duration_ms);
+		args[5] = Int64GetDatum(customer_id);
+		ShopExec(&st_insert, args, nulls, 0);
+	}
+	else
+		ShopExec(&st_flush, NULL, NULL, 0);
+	SPI_finish();
 }
 
 /*

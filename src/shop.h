@@ -124,6 +124,8 @@ extern void ShopSearchLogDefineGUCs(void);
 extern void ShopIntentCacheDefineGUCs(void);
 extern void ShopIntentCacheUsage(int64 *bytes, int64 *allocated, int64 *entries, int64 *max_entries);
 extern void ShopSearchLogShmemRegister(void);
+extern void ShopSearchLogWrite(text *query, Jsonb *filters, text *sort, int32 results,
+							   float4 duration_ms, bool has_customer, int64 customer_id);
 extern int64 ShopEmit(const char *topic, Jsonb *payload);
 extern void ShopEventWritten(int64 event_id, const char *topic, Jsonb *payload);
 

@@ -982,4 +982,9 @@ extern Relation SsOpenIndex(Oid indexoid, Relation *heapout);
 /* ssvalidate.c */
 extern bool ssvalidate(Oid opclassoid);
 
+/* sssort.c: the rows of shop._search_rows, into rsinfo's tuplestore */
+struct ReturnSetInfo;
+extern void SsSearchRows(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *attrs,
+						 struct ReturnSetInfo *rsinfo);
+
 #endif							/* SSEARCH_H */

@@ -712,23 +712,36 @@ Datum
 shop_search_rows(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum		query = PG_GETARG_DATUM(1);
-	char	   *sort = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	int32		k = PG_GETARG_INT32(3);
-	Jsonb	   *attrs = PG_GETARG_JSONB_P(4);
+
+	check_k(PG_GETARG_INT32(3));
+	if (!JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(4)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed search filter"),
+				 errdetail("attributes must be a jsonb object.")));
+	InitMaterializedSRF(fcinfo, 0);
+	SsSearchRows(PG_GETARG_OID(0), PG_GETARG_DATUM(1), PG_GETARG_TEXT_PP(2), PG_GETARG_INT32(3),
+				 PG_GETARG_JSONB_P(4), rsinfo);
+	return (Datum) 0;
+}
+
+/*
+ * SsSearchRows: the work of shop._search_rows, into rsinfo's setResult
+ * (setDesc: the table's row type, float4, int4, int4); shop.search calls
+ * it directly (sssearch.c).  attrs is a jsonb object.
+ */
+void
+SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
+			 ReturnSetInfo *rsinfo)
+{
+	char	   *sort = text_to_cstring(sorttext);
 	Relation	index,
 				heap;
 	RowCheck	rcd;
 	RowCheck   *rc = NULL;
 
 	check_k(k);
-	if (!JB_ROOT_IS_OBJECT(attrs))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("malformed search filter"),
-				 errdetail("attributes must be a jsonb object.")));
-	InitMaterializedSRF(fcinfo, 0);
-	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
+	index = SsOpenIndex(indexoid, &heap);
 	if (TupleDescAttr(rsinfo->setDesc, 0)->atttypid != heap->rd_rel->reltype)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -749,11 +762,10 @@ shop_search_rows(PG_FUNCTION_ARGS)
 		rc = &rcd;
 	}
 	if (strcmp(sort, "relevance") != 0)
-		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(PG_GETARG_TEXT_PP(2)), k,
+		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(sorttext), k,
 					rc, row_emit, output_restart, rsinfo);
 	else
 		relevance_scan(index, heap, query, k, rc, rsinfo);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
-	return (Datum) 0;
 }
