@@ -26,6 +26,7 @@ OBJS         = \
 	src/recommend.o \
 	src/recorebuild.o \
 	src/recosimilar.o \
+	src/recowrite.o \
 	src/redact.o \
 	src/saga.o \
 	src/searchlog.o \

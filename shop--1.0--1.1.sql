@@ -4009,6 +4009,10 @@ COMMENT ON FUNCTION shop._like_samples(bigint[]) IS
 -- of one slice (slice * shop.reco_like_items * shop.reco_like_sample),
 -- the bound of the one-call-per-slice refresh before; a list patched in
 -- two calls is still exact (the second starts from what the first wrote).
+-- (its views since the last refresh: "v.viewed_at > coalesce(seen,
+-- '-infinity')", one range of view_event_recent_idx in a generic plan
+-- too; "seen IS NULL OR v.viewed_at > seen" was a scan of every view under
+-- plan_cache_mode = force_generic_plan.  viewed_at is NOT NULL.)
 CREATE FUNCTION shop._like_refresh()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -4063,7 +4067,7 @@ BEGIN
     IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
         INSERT INTO shop.customer_like_queue (customer_id)
         SELECT DISTINCT v.customer_id FROM shop.view_event v
-         WHERE seen IS NULL OR v.viewed_at > seen
+         WHERE v.viewed_at > coalesce(seen, '-infinity')
         ON CONFLICT DO NOTHING;
     END IF;
     -- oldest first (queued_at, then id): taken by id, customers with low

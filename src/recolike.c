@@ -93,6 +93,7 @@
 
 #include "shop.h"
 #include "spi.h"
+#include "recowrite.h"
 
 PG_FUNCTION_INFO_V1(shop_like_lists);
 PG_FUNCTION_INFO_V1(shop_like_slice);
@@ -1807,7 +1808,9 @@ shop_like_samples(PG_FUNCTION_ARGS)
  *	   the lists a rebuild writes, to the bit;
  *	 - their stored lists read back, and of the lists that differ only the
  *	   rows that moved written (as shop._like_lists writes), deletes and
- *	   updates addressed by the ctid read with the rows.
+ *	   updates addressed by the ctid read with the rows (the score
+ *	   updates by heap_update on that ctid, recowrite.c, unless the table
+ *	   has a trigger).
  * (Writing the profiles here too, only the rows that moved, by ctid, did
  * not pay: a weight moves in 110,000 of 133,000 rows at 100,000 products,
  * and with full pages those updates are not HOT: 6.8-7.2 s of backend
@@ -1913,6 +1916,33 @@ static long
 like_flush_tid(ShopStmt *st, ShopStmt *by_key, LikeTidRows *t, bool with_score)
 {
 	Datum		args[4];
+	long		n = t->r.n;
+	ShopTidWriter *tw;
+
+	/*
+	 * score updates: heap_update on each row's ctid (recowrite.c); the rows
+	 * not found there, packed to the front, go to the statements below
+	 */
+	if (with_score && t->r.n > 0 &&
+		(tw = ShopTidWriterOpen("customer_neighbour", "customer_id", "neighbour_id", NULL, "score")) != NULL)
+	{
+		int			left = 0;
+
+		for (int i = 0; i < t->r.n; i++)
+		{
+			if ((i & 1023) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (ShopTidWriterUpdate(tw, &t->tid[i], t->r.c[i], t->r.nb[i], 0, t->r.s[i]))
+				continue;
+			t->tid[left] = t->tid[i];
+			t->r.c[left] = t->r.c[i];
+			t->r.nb[left] = t->r.nb[i];
+			t->r.s[left] = t->r.s[i];
+			left++;
+		}
+		ShopTidWriterClose(tw);
+		t->r.n = left;
+	}
 
 	for (int i = 0; i < t->r.n; i += LIKE_WRITE_BATCH)
 	{
@@ -1931,7 +1961,7 @@ like_flush_tid(ShopStmt *st, ShopStmt *by_key, LikeTidRows *t, bool with_score)
 			ShopExec(by_key, args + 1, NULL, 0);
 		pfree(tids);
 	}
-	return t->r.n;
+	return n;
 }
 
 Datum

@@ -71,6 +71,7 @@
 
 #include "shop.h"
 #include "spi.h"
+#include "recowrite.h"
 
 PG_FUNCTION_INFO_V1(shop_copurchase_apply);
 PG_FUNCTION_INFO_V1(shop_copurchase_score);
@@ -1507,7 +1508,10 @@ static ShopStmt st_rows_update = SHOP_STMT(SHOP_PLAN_GENERIC,
  * The same, the rows addressed by the ctid read with them (a TID scan per
  * row instead of a primary key lookup: a full rescore rewrites every row);
  * the key is checked too, and a batch that does not find all its rows
- * (none should: the refresh lock is held) runs again by key
+ * (none should: the refresh lock is held) runs again by key.  The score
+ * updates go first through heap_update on the ctid (recowrite.c); this
+ * statement gets only the rows that path did not find, or all of them
+ * when shop.copurchase has a trigger
  */
 static ShopStmt st_rows_delete_tid = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"DELETE FROM shop.copurchase c USING unnest($1::tid[], $2::bigint[], $3::bigint[]) AS u(t, p, o)"
@@ -1879,6 +1883,7 @@ typedef struct RecoDiff
 	int			ni;
 	int64		written;
 	double		secs;			/* spent writing */
+	ShopTidWriter *tw;			/* the updates by ctid (NULL: by SPI) */
 } RecoDiff;
 
 static void
@@ -1897,6 +1902,7 @@ reco_diff_init(RecoDiff *df)
 	df->io = palloc(sizeof(int64) * RECO_BATCH);
 	df->ic = palloc(sizeof(float4) * RECO_BATCH);
 	df->is = palloc(sizeof(float4) * RECO_BATCH);
+	df->tw = ShopTidWriterOpen("copurchase", "product_id", "other_id", "pair_count", "score");
 }
 
 /* a tid[] of t[0..n) */
@@ -1928,6 +1934,30 @@ reco_diff_flush(RecoDiff *df)
 		v[2] = ShopInt8Array(df->do_, df->nd);
 		if (ShopExec(&st_rows_delete_tid, v, NULL, 0) != (uint64) df->nd)
 			ShopExec(&st_rows_delete, v + 1, NULL, 0);
+	}
+	if (df->nu > 0 && df->tw != NULL)
+	{
+		/*
+		 * heap_update on the ctid of each row (recowrite.c); the rows not
+		 * found there go on, packed to the front, to the statements by
+		 * ctid and by key below
+		 */
+		int			left = 0;
+
+		for (int i = 0; i < df->nu; i++)
+		{
+			if (ShopTidWriterUpdate(df->tw, &df->ut[i], df->up[i], df->uo[i], df->uc[i], df->us[i]))
+				continue;
+			df->ut[left] = df->ut[i];
+			df->up[left] = df->up[i];
+			df->uo[left] = df->uo[i];
+			df->uc[left] = df->uc[i];
+			df->us[left] = df->us[i];
+			left++;
+		}
+		CommandCounterIncrement();
+		df->written += df->nu - left;
+		df->nu = left;
 	}
 	if (df->nu > 0)
 	{
@@ -2177,6 +2207,8 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 			CHECK_FOR_INTERRUPTS();
 	}
 	reco_diff_flush(&df);
+	if (df.tw)
+		ShopTidWriterClose(df.tw);
 	*written = df.written;
 	elog(DEBUG1, "shop: recommendations: " INT64_FORMAT " rows written in %.3f s",
 		 df.written, df.secs);
@@ -2235,6 +2267,8 @@ reco_refresh_all(HTAB *stats, HTAB *details, double total, int64 *written)
 		CHECK_FOR_INTERRUPTS();
 	}
 	reco_diff_flush(&df);
+	if (df.tw)
+		ShopTidWriterClose(df.tw);
 	*written = df.written;
 	elog(DEBUG1, "shop: recommendations: " INT64_FORMAT " rows written in %.3f s",
 		 df.written, df.secs);

@@ -1,0 +1,109 @@
+-- recommend_refresh_write: the refresh writes the scores that moved
+-- (shop.copurchase's on a full rescore, shop.customer_neighbour's) by
+-- heap_update on the ctid read with each row (src/recowrite.c), not
+-- through the executor; a table with a trigger (an audit a store adds)
+-- keeps the statements, so the trigger sees every row the refresh
+-- updates, and the tables are still what a rebuild writes (issues 11, 14)
+\i sql/include/prelude.sql
+
+SELECT pg_advisory_lock(hashtext('shop.recommendations')) IS NOT NULL AS locked;
+SET shop.reco_neighbours = 3;
+
+INSERT INTO shop.product (product_id, sku, title, price_cents)
+SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 120) i;
+
+CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint)
+RETURNS uuid LANGUAGE plpgsql AS $f$
+DECLARE o uuid;
+BEGIN
+    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
+    VALUES (customer, 'paid', 'USD', 0, 0) RETURNING order_id INTO o;
+    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
+    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
+    RETURN o;
+END $f$;
+CREATE FUNCTION pg_temp.basket(i int) RETURNS bigint[] LANGUAGE sql AS $f$
+    SELECT array_agg(DISTINCT 1 + ((i * i * 7) % 120 + j * (1 + i % 3)) % 120)
+      FROM generate_series(0, 1 + i % 4) j
+$f$;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 90)) AS orders FROM generate_series(1, 600) i;
+SELECT shop.rebuild_recommendations() ->> 'orders' AS rebuilt_orders;
+
+-- the rows as they are, and the scores that differ from them now
+CREATE FUNCTION pg_temp.keep() RETURNS void LANGUAGE sql AS $f$
+    DROP TABLE IF EXISTS kept_cp, kept_nb;
+    CREATE TEMP TABLE kept_cp AS SELECT * FROM shop.copurchase;
+    CREATE TEMP TABLE kept_nb AS SELECT * FROM shop.customer_neighbour;
+$f$;
+CREATE FUNCTION pg_temp.moved(OUT copurchase bigint, OUT neighbours bigint) LANGUAGE plpgsql AS $f$
+BEGIN
+    SELECT count(*) INTO copurchase FROM kept_cp k JOIN shop.copurchase c USING (product_id, other_id)
+     WHERE (k.pair_count, k.score) IS DISTINCT FROM (c.pair_count, c.score);
+    SELECT count(*) INTO neighbours FROM kept_nb k JOIN shop.customer_neighbour c USING (customer_id, neighbour_id)
+     WHERE k.score IS DISTINCT FROM c.score;
+END $f$;
+-- the four tables against a rebuild of the same orders, in a
+-- transaction rolled back
+CREATE FUNCTION pg_temp.against_rebuild(OUT copurchase_diffs bigint, OUT neighbour_diffs bigint)
+LANGUAGE plpgsql AS $f$
+BEGIN
+    CREATE TEMP TABLE r_cp AS SELECT * FROM shop.copurchase;
+    CREATE TEMP TABLE r_nb AS SELECT * FROM shop.customer_neighbour;
+    PERFORM shop.rebuild_recommendations();
+    SELECT count(*) INTO copurchase_diffs
+      FROM r_cp i FULL JOIN shop.copurchase r USING (product_id, other_id)
+     WHERE r.score IS NULL OR i.score IS NULL OR abs(i.pair_count - r.pair_count) > 1e-6
+        OR abs(i.score - r.score) > 1e-6 * greatest(1, abs(r.score));
+    SELECT count(*) INTO neighbour_diffs
+      FROM r_nb i FULL JOIN shop.customer_neighbour r USING (customer_id, neighbour_id)
+     WHERE r.score IS NULL OR i.score IS NULL OR abs(i.score - r.score) > 1e-6 * greatest(1, abs(r.score));
+    DROP TABLE r_cp, r_nb;
+    RAISE SQLSTATE 'P0001' USING MESSAGE = 'roll back';
+EXCEPTION WHEN SQLSTATE 'P0001' THEN
+    RETURN;
+END $f$;
+
+-- 1. enough orders to move the scoring total: every list rescored, the
+-- moved scores written by ctid; the result is a rebuild's
+SET client_min_messages = warning;
+SELECT pg_temp.keep();
+RESET client_min_messages;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 90)) AS orders FROM generate_series(601, 800) i;
+SELECT r ->> 'full_rescore' AS full_rescore FROM shop.refresh_recommendations() r;
+SELECT copurchase > 100 AS copurchase_moved FROM pg_temp.moved();
+SELECT * FROM pg_temp.against_rebuild();
+
+-- 2. a store's audit trigger on both tables: it sees every row whose
+-- score the refresh moved (the refresh keeps its UPDATE statements for
+-- a table with a trigger), and the result is still a rebuild's
+CREATE TABLE public.score_audit (tbl text, k1 bigint, k2 bigint);
+CREATE FUNCTION public.score_audit_trg() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.score_audit VALUES (TG_TABLE_NAME, (to_jsonb(NEW) -> TG_ARGV[0])::bigint,
+                                          (to_jsonb(NEW) -> TG_ARGV[1])::bigint);
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER score_audit AFTER UPDATE ON shop.copurchase
+    FOR EACH ROW EXECUTE FUNCTION public.score_audit_trg('product_id', 'other_id');
+CREATE TRIGGER score_audit AFTER UPDATE ON shop.customer_neighbour
+    FOR EACH ROW EXECUTE FUNCTION public.score_audit_trg('customer_id', 'neighbour_id');
+SET client_min_messages = warning;
+SELECT pg_temp.keep();
+RESET client_min_messages;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 90)) AS orders FROM generate_series(801, 1100) i;
+SELECT r ->> 'full_rescore' AS full_rescore FROM shop.refresh_recommendations() r;
+SELECT m.copurchase > 100 AS copurchase_moved,
+       m.copurchase = (SELECT count(*) FROM public.score_audit WHERE tbl = 'copurchase') AS audit_saw_copurchase,
+       m.neighbours = (SELECT count(*) FROM public.score_audit WHERE tbl = 'customer_neighbour') AS audit_saw_neighbours
+  FROM pg_temp.moved() m;
+-- (the rebuild's bulk fill refuses tables with triggers)
+DROP TRIGGER score_audit ON shop.copurchase;
+DROP TRIGGER score_audit ON shop.customer_neighbour;
+SELECT * FROM pg_temp.against_rebuild();
+DROP TABLE public.score_audit;
+DROP FUNCTION public.score_audit_trg();
+
+RESET shop.reco_neighbours;
+SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

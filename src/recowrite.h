@@ -1,0 +1,18 @@
+/*
+ * recowrite.h: score updates of the refresh written to the heap by ctid
+ * (recowrite.c)
+ */
+#ifndef SHOP_RECOWRITE_H
+#define SHOP_RECOWRITE_H
+
+#include "storage/itemptr.h"
+
+typedef struct ShopTidWriter ShopTidWriter;
+
+extern ShopTidWriter *ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
+										const char *cola, const char *colb);
+extern bool ShopTidWriterUpdate(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2,
+								float4 a, float4 b);
+extern void ShopTidWriterClose(ShopTidWriter *w);
+
+#endif
