@@ -679,6 +679,13 @@ typedef struct SsQuery
 	int			ncompound;
 	int		   *compound_slot;	/* the slot holding each word */
 	uint16	   *compound_head;	/* SsHeadHash of each word's stem */
+	/*
+	 * the slot of the query word that names the type asked for (its stem's
+	 * head hash is one of types), -1 for none: a row of the type that
+	 * misses only that word still has the type by its head noun ("Lenovo
+	 * Tab M8 ... Android" for `android tablet`; issue 13, round 12)
+	 */
+	int			type_slot;
 	int			nintent_cats;
 	int64	   *intent_cats;	/* sorted */
 	/* the behaviour prior (issue 13): rows and categories, weights 0..1 */
@@ -803,7 +810,7 @@ extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
-					  bool compound_missing);
+					  bool compound_missing, bool type_word_missing);
 extern float4 SsMaxBoost(const SsQuery *q);
 extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 extern float4 SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
