@@ -89,7 +89,10 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			9	/* 9: the facet column (fcol pages, issue
+#define SS_VERSION			10	/* 10: titles' length normalisation b =
+									 * 0.65 (the impact bounds depend on
+									 * it; issue 13, round 12);
+									 * 9: the facet column (fcol pages, issue
 									 * 12);
 									 * 8: the tie-breaks of sorted scans in
 									 * the document record (a bigint and an
@@ -146,8 +149,12 @@ SsTermKey(char *key, const char *term, int len)
 }
 #define SS_NFIELDS			3		/* title, brand, description */
 #define SS_BM25_K1			1.2
-/* BM25 length normalisation per field: brands are short and even */
-#define SS_FIELD_B(f)		((f) == 1 ? 0.5 : 0.75)
+/*
+ * BM25 length normalisation per field: brands are short and even; titles
+ * 0.65 (issue 13, round 12: 0.75 let three-word accessory titles outrank
+ * the products whose Icecat titles list their specifications)
+ */
+#define SS_FIELD_B(f)		((f) == 0 ? 0.65 : (f) == 1 ? 0.5 : 0.75)
 
 /* strategies */
 #define SS_MATCH_STRATEGY	1		/* doc @@@ query -> bool */
@@ -672,6 +679,13 @@ typedef struct SsQuery
 	int			ncompound;
 	int		   *compound_slot;	/* the slot holding each word */
 	uint16	   *compound_head;	/* SsHeadHash of each word's stem */
+	/*
+	 * the slot of the query word that names the type asked for (its stem's
+	 * head hash is one of types), -1 for none: a row of the type that
+	 * misses only that word still has the type by its head noun ("Lenovo
+	 * Tab M8 ... Android" for `android tablet`; issue 13, round 12)
+	 */
+	int			type_slot;
 	int			nintent_cats;
 	int64	   *intent_cats;	/* sorted */
 	/* the behaviour prior (issue 13): rows and categories, weights 0..1 */
@@ -796,7 +810,7 @@ extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
 extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
-					  bool compound_missing);
+					  bool compound_missing, bool type_word_missing);
 extern float4 SsMaxBoost(const SsQuery *q);
 extern float4 SsBoostBound(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);
 extern float4 SsBoostBoundUnmarked(const SsQuery *q, float4 logpop, float4 inv_log_maxpop);

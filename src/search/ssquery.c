@@ -541,6 +541,24 @@ query_parse_compound(SsQuery *q, const WordList *words)
 }
 
 /*
+ * query_type_slot: the slot of the query word whose stem is a type asked
+ * for (the last such word), -1 for none
+ */
+static void
+query_type_slot(SsQuery *q)
+{
+	q->type_slot = -1;
+	for (int i = 0; i < q->nwords && q->ntypes > 0; i++)
+	{
+		const char *stem = q->words[i].stem;
+		uint16		h = SsHeadHash(stem + 1, strlen(stem) - 1);
+
+		if (bsearch(&h, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
+			q->type_slot = q->words[i].slot;
+	}
+}
+
+/*
  * query_parse_options: typos, prefix, language, no_typos and two_typos
  * (their words into notypo and twotypo) and match.
  */
@@ -928,6 +946,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_find_spans(groups, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
 	query_parse_compound(q, &compound);
+	query_type_slot(q);
 
 	/*
 	 * words listed in two_typos (of 7 or 8 characters) get two typos with
@@ -1094,7 +1113,7 @@ SsMaxBoost(const SsQuery *q)
 
 float4
 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
-		bool compound_missing)
+		bool compound_missing, bool type_word_missing)
 {
 	float4		b = 1.0f;
 
@@ -1113,11 +1132,14 @@ SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,
 	 * intent (issue 13): the product type asked for (less for a row
 	 * missing a word of the query, nothing for one missing the word of a
 	 * compound type, compound_missing: a "Cooler Master notebook cooling
-	 * pad" is no pad of `gaming mouse pad`), a category meant
+	 * pad" is no pad of `gaming mouse pad`), a category meant; a row
+	 * whose only missing word is the type word itself, type_word_missing,
+	 * is of the type by its head noun all the same ("Lenovo Tab M8 ...
+	 * Android" for `android tablet`): the whole factor
 	 */
 	if (q->ntypes > 0 && doc->head != 0 && !compound_missing &&
 		bsearch(&doc->head, q->types, q->ntypes, sizeof(uint16), cmp_uint16))
-		b *= missing > 0 ? SS_BOOST_TYPE_PARTIAL : SS_BOOST_TYPE;
+		b *= missing > 0 && !(missing == 1 && type_word_missing) ? SS_BOOST_TYPE_PARTIAL : SS_BOOST_TYPE;
 	if (q->nintent_cats > 0 && (doc->flags & SS_DOC_HAS_CAT) &&
 		bsearch(&doc->category_id, q->intent_cats, q->nintent_cats, sizeof(int64), cmp_int64))
 		b *= SS_BOOST_INTENT_CAT;
@@ -1157,6 +1179,7 @@ static bool
 doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int *missing)
 {
 	static const double w[SS_NFIELDS] = {3.0, 2.0, 1.0};
+	bool		type_missing = false;
 
 	*score = 0;
 	*typos = 0;
@@ -1221,6 +1244,8 @@ doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int
 			if (!q->match_any)
 				return false;
 			(*missing)++;
+			if (s == q->type_slot)
+				type_missing = true;
 			continue;
 		}
 		*score += best;
@@ -1232,7 +1257,7 @@ doc_matches(const SsQuery *q, const SsDocData *d, double *score, int *typos, int
 	 * without an index there is no count of head nouns to tell a compound
 	 * type ("type_compound") from a qualifier: its rule is not applied
 	 */
-	*score *= SsBoost(q, &d->doc, 0, *missing, false);
+	*score *= SsBoost(q, &d->doc, 0, *missing, false, type_missing);
 	return true;
 }
 

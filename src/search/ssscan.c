@@ -905,9 +905,10 @@ add_result(Eval *ev, const SsDoc *doc, float4 dist)
 
 static float4
 final_dist(const Eval *ev, const SsDoc *doc, float4 score, int typos, int missing,
-		   bool compound_missing)
+		   bool compound_missing, bool type_word_missing)
 {
-	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop, missing, compound_missing);
+	double		s = score * SsBoost(ev->q, doc, ev->inv_log_maxpop, missing, compound_missing,
+									type_word_missing);
 
 	return (float4) (missing * SS_MISSING_TIER + Min(typos, 9) * SS_TYPO_TIER -
 					 Min(s, SS_MAX_SCORE));
@@ -2186,6 +2187,8 @@ typedef struct SegAccs
 	/* the window's documents matching every slot of ev->compound_slots */
 	uint64		comphit[SS_WINDOW / 64];
 	uint64		compslot[SS_WINDOW / 64];
+	/* ... matching the type word's slot (q->type_slot) */
+	uint64		typehit[SS_WINDOW / 64];
 } SegAccs;
 
 static void
@@ -2216,8 +2219,12 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	 */
 	bool		track_compound = ev->compound_slots != 0 && !and_mode;
 	bool		compound_first = true;
+	/* ... and whether it misses the type word, likewise */
+	bool		track_type = q->type_slot >= 0 && q->ntypes > 0 && !and_mode;
 
 	Assert(hi - lo <= SS_WINDOW);	/* the bitmaps cover one window */
+	if (track_type)
+		memset(sa->typehit, 0, sizeof(sa->typehit));
 
 	/*
 	 * With pruning on, the first word is the one with the fewest postings
@@ -2331,6 +2338,16 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 					sa->comphit[w] &= sa->compslot[w];
 			compound_first = false;
 		}
+		if (track_type && order[oi] == q->type_slot)
+		{
+			memset(sa->typehit, 0, sizeof(sa->typehit));
+			for (uint32 t = 0; t < sa->slot.ntouched; t++)
+			{
+				uint32		d = sa->slot.touched[t] - lo;
+
+				sa->typehit[d >> 6] |= UINT64CONST(1) << (d & 63);
+			}
+		}
 		acc_reset(&sa->slot);
 		if (oi == 0)
 		{
@@ -2431,7 +2448,9 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 				   final_dist(ev, doc, total->score[d], total->typ1[d] - 1,
 							  q->nslots - total->cnt[d],
 							  track_compound && total->cnt[d] != q->nslots &&
-							  !(sa->comphit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))));
+							  !(sa->comphit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))),
+							  track_type && total->cnt[d] != q->nslots &&
+							  !(sa->typehit[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))));
 	}
 	if (s->ids)
 	{
@@ -3685,6 +3704,7 @@ eval_pending(Eval *ev)
 		int			ttypos = 0;
 		int			missing = 0;
 		bool		compound_missing = false;
+		bool		type_word_missing = false;
 		bool		ok = q->nslots > 0;
 
 		for (int i = 0; i < q->nwords; i++)
@@ -3730,6 +3750,8 @@ eval_pending(Eval *ev)
 					ok = false;
 				if (ev->compound_slots & (((uint32) 1) << si))
 					compound_missing = true;
+				if (si == q->type_slot)
+					type_word_missing = true;
 			}
 			else
 			{
@@ -3744,7 +3766,7 @@ eval_pending(Eval *ev)
 			collect_doc(ev, &it->doc, -1, (uint32) p);
 		else if (ok)
 			add_result(ev, &it->doc, final_dist(ev, &it->doc, total, ttypos, missing,
-											 compound_missing));
+											 compound_missing, type_word_missing));
 		else if (ev->want_all)
 			add_result(ev, &it->doc, get_float4_infinity());
 	}
