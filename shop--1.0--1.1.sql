@@ -2091,8 +2091,14 @@ BEGIN
         kept AS (INSERT INTO shop.experiment_impression (impression_id, experiment_id, variant, unit, shown_at, surface, products)
                  SELECT impression_id, experiment_id, variant, unit, shown_at, surface, products FROM moved
                  RETURNING experiment_id, products),
+        -- the lists shown, per product, of the experiments that explore
+        -- (nothing else reads them; variants do not change after
+        -- experiment_create): most of a move's cost when counted for all
         arms AS (INSERT INTO shop.experiment_arm AS a (experiment_id, product_id, shown)
-                 SELECT k.experiment_id, p, count(*) FROM kept k, unnest(k.products) p GROUP BY 1, 2
+                 SELECT k.experiment_id, p, count(*) FROM kept k, unnest(k.products) p
+                  WHERE EXISTS (SELECT 1 FROM shop.experiment_variant v
+                                 WHERE v.experiment_id = k.experiment_id AND v.params ? 'explore')
+                  GROUP BY 1, 2
                  ON CONFLICT (experiment_id, product_id) DO UPDATE SET shown = a.shown + excluded.shown)
         SELECT count(*) INTO n FROM kept;
     END IF;
@@ -2100,7 +2106,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._experiment_flush() IS
-'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression and counts them in shop.experiment_arm; returns how many';
+'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression and, for experiments that explore, counts them in shop.experiment_arm; returns how many';
 
 -- The experiment part of recommend and also_bought is written out in each
 -- (rather than in helpers) because every PL/pgSQL call with its pinned
