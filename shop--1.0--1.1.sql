@@ -1749,6 +1749,7 @@ DECLARE
     n int;
     src record;
     g bigint;
+    dn bigint;
     fill_ids bigint[];
     fill_scores real[];
 BEGIN
@@ -1793,13 +1794,14 @@ BEGIN
     -- the fill, cached per product for this generation (not on a hot
     -- standby, which cannot read an unlogged table)
     IF NOT pg_is_in_recovery() THEN
-        SELECT s.last_value INTO g FROM shop.recommend_cache_gen s;
+        -- served while no product was deactivated since it was computed
+        -- (the counter is read before the fill is: see recommend's cache)
+        SELECT s.last_value, coalesce(d.n, 0) INTO g, dn
+          FROM shop.recommend_cache_gen s LEFT JOIN shop.product_deactivation d ON true;
         SELECT f.ids, f.scores INTO fill_ids, fill_scores
           FROM shop.also_bought_cache f
-         WHERE f.product_id = src.product_id AND f.gen = g AND f.lim = _also_bought_list.lim AND f.listed = n
-           AND NOT EXISTS (SELECT 1 FROM unnest(f.ids) u(p)
-                            WHERE NOT EXISTS (SELECT 1 FROM shop.product p
-                                               WHERE p.product_id = u.p AND p.status = 'active'));
+         WHERE f.product_id = src.product_id AND f.gen = g AND f.deact = dn
+           AND f.lim = _also_bought_list.lim AND f.listed = n;
     END IF;
     IF fill_ids IS NULL THEN
         SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
@@ -1808,10 +1810,10 @@ BEGIN
           FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
                                         src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
         IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-            INSERT INTO shop.also_bought_cache AS f (product_id, gen, lim, listed, ids, scores)
-            VALUES (src.product_id, g, _also_bought_list.lim, n, fill_ids, fill_scores)
+            INSERT INTO shop.also_bought_cache AS f (product_id, gen, deact, lim, listed, ids, scores)
+            VALUES (src.product_id, g, dn, _also_bought_list.lim, n, fill_ids, fill_scores)
             ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
-               SET gen = excluded.gen, lim = excluded.lim, listed = excluded.listed,
+               SET gen = excluded.gen, deact = excluded.deact, lim = excluded.lim, listed = excluded.listed,
                    ids = excluded.ids, scores = excluded.scores;
         END IF;
     END IF;
@@ -1924,6 +1926,7 @@ DECLARE
     w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
                         current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
     g bigint;
+    dn bigint;
     okey uuid;
     vn bigint;
     vat timestamptz;
@@ -1944,28 +1947,31 @@ BEGIN
         RETURN QUERY SELECT * FROM shop._recommend_blend(c, lim, NULL::timestamptz);
         RETURN;
     END IF;
-    SELECT s.last_value, o.k, v.n, v.at INTO g, okey, vn, vat
-      FROM shop.recommend_cache_gen s,
+    -- the key, read before the list is computed (so that a product
+    -- deactivated after this statement's snapshot moves the counter past
+    -- the value stored with the list: see shop.product_deactivation)
+    SELECT s.last_value, coalesce(d.n, 0), o.k, v.n, v.at INTO g, dn, okey, vn, vat
+      FROM shop.recommend_cache_gen s
+      LEFT JOIN shop.product_deactivation d ON true,
            (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k
               FROM shop."order" x WHERE x.customer_id = c AND shop._counted(x.status)) o,
            (SELECT count(*) AS n, max(y.viewed_at) AS at
               FROM shop.view_event y WHERE y.customer_id = c) v;
+    -- served while no product was deactivated since it was computed: its
+    -- products were all active then (the blend keeps active ones only)
     SELECT r.ids, r.scores INTO ids, scores
       FROM shop.recommend_cache r
-     WHERE r.customer_id = c AND r.gen = g AND r.lim = _recommend_default.lim AND r.weights = w
-       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat
-       AND NOT EXISTS (SELECT 1 FROM unnest(r.ids) u(p)
-                        WHERE NOT EXISTS (SELECT 1 FROM shop.product p
-                                           WHERE p.product_id = u.p AND p.status = 'active'));
+     WHERE r.customer_id = c AND r.gen = g AND r.deact = dn AND r.lim = _recommend_default.lim AND r.weights = w
+       AND r.orders_key = okey AND r.views_n = vn AND r.views_at IS NOT DISTINCT FROM vat;
     IF ids IS NULL THEN
         SELECT coalesce(array_agg(b.product_id ORDER BY b.n), '{}'), coalesce(array_agg(b.score ORDER BY b.n), '{}')
           INTO ids, scores
           FROM shop._recommend_blend(c, lim, NULL::timestamptz) WITH ORDINALITY b(product_id, score, n);
         IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
-            INSERT INTO shop.recommend_cache AS r (customer_id, gen, lim, weights, orders_key, views_n, views_at, ids, scores)
-            VALUES (c, g, lim, w, okey, vn, vat, ids, scores)
+            INSERT INTO shop.recommend_cache AS r (customer_id, gen, deact, lim, weights, orders_key, views_n, views_at, ids, scores)
+            VALUES (c, g, dn, lim, w, okey, vn, vat, ids, scores)
             ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE
-               SET gen = excluded.gen, lim = excluded.lim, weights = excluded.weights,
+               SET gen = excluded.gen, deact = excluded.deact, lim = excluded.lim, weights = excluded.weights,
                    orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,
                    ids = excluded.ids, scores = excluded.scores;
         END IF;
@@ -1992,8 +1998,14 @@ BEGIN
         kept AS (INSERT INTO shop.experiment_impression (impression_id, experiment_id, variant, unit, shown_at, surface, products)
                  SELECT impression_id, experiment_id, variant, unit, shown_at, surface, products FROM moved
                  RETURNING experiment_id, products),
+        -- the lists shown, per product, of the experiments that explore
+        -- (nothing else reads them; variants do not change after
+        -- experiment_create): most of a move's cost when counted for all
         arms AS (INSERT INTO shop.experiment_arm AS a (experiment_id, product_id, shown)
-                 SELECT k.experiment_id, p, count(*) FROM kept k, unnest(k.products) p GROUP BY 1, 2
+                 SELECT k.experiment_id, p, count(*) FROM kept k, unnest(k.products) p
+                  WHERE EXISTS (SELECT 1 FROM shop.experiment_variant v
+                                 WHERE v.experiment_id = k.experiment_id AND v.params ? 'explore')
+                  GROUP BY 1, 2
                  ON CONFLICT (experiment_id, product_id) DO UPDATE SET shown = a.shown + excluded.shown)
         SELECT count(*) INTO n FROM kept;
     END IF;
@@ -2001,7 +2013,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._experiment_flush() IS
-'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression and counts them in shop.experiment_arm; returns how many';
+'internal: moves the buffered impressions (shop.experiment_impression_recent) to shop.experiment_impression and, for experiments that explore, counts them in shop.experiment_arm; returns how many';
 
 -- The experiment part of recommend and also_bought is written out in each
 -- (rather than in helpers) because every PL/pgSQL call with its pinned
@@ -5016,6 +5028,7 @@ GRANT EXECUTE ON FUNCTION shop.reco_evaluate(int, int) TO shop_admin;
 CREATE UNLOGGED TABLE shop.recommend_cache (
     customer_id bigint PRIMARY KEY,
     gen         bigint NOT NULL,    -- shop.recommend_cache_gen when computed
+    deact       bigint NOT NULL,    -- shop.product_deactivation.n when computed
     lim         int NOT NULL,
     weights     float8[] NOT NULL,  -- shop.reco_weight_* when computed
     orders_key  uuid NOT NULL,      -- md5 of the customer's counted orders' ids
@@ -5043,6 +5056,7 @@ COMMENT ON SEQUENCE shop.recommend_cache_gen IS
 CREATE UNLOGGED TABLE shop.also_bought_cache (
     product_id bigint PRIMARY KEY,
     gen        bigint NOT NULL,
+    deact      bigint NOT NULL,     -- shop.product_deactivation.n when computed
     lim        int NOT NULL,
     listed     int NOT NULL,        -- co-purchase rows listed before the fill
     ids        bigint[] NOT NULL,
@@ -9292,6 +9306,65 @@ RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cent
 AS 'MODULE_PATHNAME', 'shop_search'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp;
+
+------------------------------------------------------------------------------
+-- Recommendations: served lists without their products read (issue 14) ----
+--
+-- recommend's cache (shop.recommend_cache) and also_bought's fill cache
+-- (shop.also_bought_cache) served a list only after reading each of its
+-- products through product_pkey to check it still active: ten descents
+-- and heap fetches on every served call, most of what serving cost after
+-- the key.  A counter of product deactivations replaces the check: a list
+-- is stored with the counter's value, read before the list is computed,
+-- and served while the counter still has it.  Every list computed keeps
+-- active products only, so a product in a served list was active when it
+-- was computed and none was deactivated since.  The counter is a row,
+-- updated in the deactivating transaction, so that it moves when the
+-- deactivation becomes visible (a sequence would move before: a list
+-- computed in between would see the product active and be stored with
+-- the new value).  At most one update per transaction (a bulk archive of
+-- many products takes the row once), and only a transaction that takes
+-- a product out of 'active' (an update of its status or id, a delete, a
+-- truncate) touches it: product_upsert's other updates only evaluate the
+-- trigger's WHEN.  Deactivations of one transaction are rare enough
+-- that they may wait for each other on the row.
+------------------------------------------------------------------------------
+
+CREATE TABLE shop.product_deactivation (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    n        bigint NOT NULL        -- transactions that deactivated a product
+);
+COMMENT ON TABLE shop.product_deactivation IS
+'how many transactions took a product out of ''active'' (at most one row; no row is 0): the cached recommendation lists are served while it has the value they were computed with';
+SELECT pg_catalog.pg_extension_config_dump('shop.product_deactivation', '');
+
+CREATE FUNCTION shop._product_deactivation_trg()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    -- once per transaction (the setting is transaction-local and goes
+    -- back with a rolled-back subtransaction, as the row does)
+    IF current_setting('shop_internal.product_deactivated', true) IS DISTINCT FROM 'on' THEN
+        INSERT INTO shop.product_deactivation AS d (only_row, n) VALUES (true, 1)
+        ON CONFLICT (only_row) DO UPDATE SET n = d.n + 1;
+        PERFORM set_config('shop_internal.product_deactivated', 'on', true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION shop._product_deactivation_trg() FROM PUBLIC;
+COMMENT ON FUNCTION shop._product_deactivation_trg() IS
+'internal: counts a transaction that took a product out of ''active'' in shop.product_deactivation (once per transaction)';
+CREATE TRIGGER product_deactivation_upd AFTER UPDATE OF status, product_id ON shop.product
+    FOR EACH ROW WHEN (OLD.status = 'active' AND (NEW.status <> 'active' OR NEW.product_id <> OLD.product_id))
+    EXECUTE FUNCTION shop._product_deactivation_trg();
+CREATE TRIGGER product_deactivation_del AFTER DELETE ON shop.product
+    FOR EACH ROW WHEN (OLD.status = 'active')
+    EXECUTE FUNCTION shop._product_deactivation_trg();
+CREATE TRIGGER product_deactivation_truncate AFTER TRUNCATE ON shop.product
+    FOR EACH STATEMENT EXECUTE FUNCTION shop._product_deactivation_trg();
 
 ------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------

@@ -84,6 +84,7 @@ INSERT INTO partition_class VALUES
     ('experiment_arm',      'local', NULL, 'the node''s explore/exploit counts'),
     ('popularity_log',      'local', NULL, 'the node''s changes of its counted purchases and views, until the router folds them'),
     ('popularity_dropped',  'local', NULL, 'the counted views the node''s cap dropped, until its next popularity refresh'),
+    ('product_deactivation', 'local', NULL, 'the node''s count of transactions that deactivated one of its products, which its recommendation caches compare'),
     ('rates_version',       'local', NULL, 'the version of the node''s copy of the rates (partition 0 counts the cluster''s writes)'),
     ('reservation_dropped', 'local', NULL, 'ids of the node''s part of a routed reserve_many the router released before the node held it');
 

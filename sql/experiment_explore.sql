@@ -56,6 +56,12 @@ SELECT shop._experiment_flush() > 0 AS moved;
 SELECT a.product_id, a.shown = (SELECT count(*) FROM shown s WHERE s.product_id = a.product_id) AS shown_counted, a.clicks
   FROM shop.experiment_arm a JOIN shop.experiment e USING (experiment_id)
  WHERE e.name = 'explore' AND a.product_id > 100 ORDER BY 1;
+-- the plain experiment's lists are moved too, but not counted per
+-- product: no variant of it explores, and nothing else reads the counts
+SELECT count(*) AS plain_lists_moved,
+       (SELECT count(*) FROM shop.experiment_arm a WHERE a.experiment_id = e.experiment_id) AS plain_arms
+  FROM shop.experiment e JOIN shop.experiment_impression i USING (experiment_id)
+ WHERE e.name = 'plain' GROUP BY e.experiment_id;
 SELECT min(c) AS viewer FROM shown WHERE product_id = 103 \gset
 SELECT shop.view(:viewer, 103);
 SELECT clicks FROM shop.experiment_arm a JOIN shop.experiment e USING (experiment_id)

@@ -285,6 +285,70 @@ UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinalit
 UPDATE shop.product SET status = 'archived' WHERE product_id = 51;
 SELECT array_agg(product_id) AS also_bought_archived FROM shop.also_bought(50, 5);
 UPDATE shop.product SET status = 'active' WHERE product_id = 51;
+-- the stored lists are served without reading their products: a counter
+-- of the transactions that took a product out of 'active'
+-- (shop.product_deactivation) stands for the check.  It moves once per
+-- such transaction (an update of the status, a delete), not for other
+-- updates nor for a rolled-back deactivation
+CREATE FUNCTION pg_temp.deact() RETURNS bigint LANGUAGE sql AS $f$
+    SELECT coalesce((SELECT n FROM shop.product_deactivation), 0);
+$f$;
+SELECT pg_temp.deact() AS d0 \gset
+TRUNCATE shop.also_bought_cache;
+SELECT count(*) AS fill FROM shop.also_bought(50, 5);
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+SELECT pg_temp.mark(5);
+UPDATE shop.product SET title = title || '', status = 'active' WHERE product_id IN (50, 51);
+SELECT pg_temp.deact() - :d0 AS moved_by_other_updates, pg_temp.cached(5) AS still_served,
+       (SELECT array_agg(score) FROM shop.also_bought(50, 5)) = '{42}' AS fill_still_served;
+BEGIN;
+UPDATE shop.product SET status = 'draft' WHERE product_id IN (50, 51);
+ROLLBACK;
+SELECT pg_temp.deact() - :d0 AS moved_by_rollback, pg_temp.cached(5) AS served_after_rollback;
+BEGIN;
+UPDATE shop.product SET status = 'draft' WHERE product_id IN (52, 53);
+UPDATE shop.product SET status = 'archived' WHERE product_id = 51;
+UPDATE shop.product SET status = 'active' WHERE product_id IN (51, 52, 53);
+COMMIT;
+SELECT pg_temp.deact() - :d0 AS moved_once_for_three;
+-- a deactivation in a subtransaction rolled back after one that stays
+BEGIN;
+UPDATE shop.product SET status = 'draft' WHERE product_id = 52;
+SAVEPOINT s;
+UPDATE shop.product SET status = 'draft' WHERE product_id = 53;
+ROLLBACK TO SAVEPOINT s;
+UPDATE shop.product SET status = 'active' WHERE product_id = 52;
+COMMIT;
+SELECT pg_temp.deact() - :d0 AS moved_with_savepoint;
+BEGIN;
+SAVEPOINT s;
+UPDATE shop.product SET status = 'draft' WHERE product_id = 53;
+ROLLBACK TO SAVEPOINT s;
+UPDATE shop.product SET status = 'draft' WHERE product_id = 52;
+UPDATE shop.product SET status = 'active' WHERE product_id = 52;
+COMMIT;
+SELECT pg_temp.deact() - :d0 AS moved_after_rolled_back_savepoint;
+-- any deactivation ends the stored lists (they are computed again), and
+-- a product taken out is never served: by its status, as shop_admin
+-- through product_upsert, or deleted
+SELECT pg_temp.mark(5);
+SELECT (SELECT product_id FROM shop.recommend(5, 1)) AS first \gset
+SELECT sku AS first_sku, title AS first_title, price_cents AS first_price FROM shop.product WHERE product_id = :first \gset
+SET ROLE shop_admin;
+SELECT shop.product_upsert(:'first_sku', :'first_title', :first_price, status => 'draft') = :first AS drafted;
+RESET ROLE;
+SELECT pg_temp.cached(5) AS after_draft, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS draft_listed;
+UPDATE shop.product SET status = 'active' WHERE product_id = :first;
+SELECT count(*) AS fill FROM shop.also_bought(50, 5);
+INSERT INTO shop.product (product_id, sku, title, price_cents, category_id, brand)
+SELECT 990051, 'RL-990051', title, price_cents, category_id, brand FROM shop.product WHERE product_id = 51;
+UPDATE shop.product SET status = 'archived' WHERE product_id = 51;
+SELECT array_agg(product_id ORDER BY product_id) AS fill_with_copy FROM shop.also_bought(50, 5);
+UPDATE shop.also_bought_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]) WHERE product_id = 50;
+DELETE FROM shop.product WHERE product_id = 990051;
+SELECT array_agg(product_id) AS fill_after_delete, pg_temp.deact() - :d0 AS moved
+  FROM shop.also_bought(50, 5);
+UPDATE shop.product SET status = 'active' WHERE product_id = 51;
 
 -- an experiment's variant names its list: "personal" is the 1.1 list
 -- (item-to-item, trending fills it), "blend" (or "default") the blend;
