@@ -682,8 +682,8 @@ static int	shop_checks_next = 0;
 
 typedef struct ShopPredEntry
 {
-	Oid			indexid;
-	Oid			relid;			/* the index's table */
+	Oid			indexid;		/* the index, or the trigger of a WHEN clause */
+	Oid			relid;			/* the index's (trigger's) table */
 	List	   *qual;			/* planned, implicit AND, in shop_pred_cxt */
 } ShopPredEntry;
 
