@@ -663,6 +663,51 @@ SELECT pg_temp.pen_checkout(203, :pen, 'pen-11') AS index_added_second;
 DROP INDEX shop.order_pen_one_idx;
 DROP INDEX shop.order_pen_other_idx;
 SELECT pg_temp.pen_checkout(203, :pen, 'pen-12') AS index_dropped;
+-- shop's C writers also keep each index's IndexInfo and the tables'
+-- trigger WHEN clauses per backend (src/spi.c).  An index not yet ready
+-- for inserts (as CREATE INDEX CONCURRENTLY leaves it in its first phase)
+-- gets no entries; once ready, the next checkout's row goes into it: the
+-- third order of customer 204 is refused by the unique index (the first,
+-- written while it was not ready, is not in it)
+CREATE UNIQUE INDEX order_pen_ready_idx ON shop."order" (customer_id) WHERE customer_id = 204;
+UPDATE pg_index SET indisready = false, indisvalid = false
+ WHERE indexrelid = 'shop.order_pen_ready_idx'::regclass;
+SELECT pg_temp.pen_checkout(204, :pen, 'pen-13') AS index_not_ready;
+UPDATE pg_index SET indisready = true, indisvalid = true
+ WHERE indexrelid = 'shop.order_pen_ready_idx'::regclass;
+SELECT pg_temp.pen_checkout(204, :pen, 'pen-14') AS index_ready;
+SELECT pg_temp.pen_checkout(204, :pen, 'pen-15') AS index_ready_second;
+DROP INDEX shop.order_pen_ready_idx;
+-- a trigger's WHEN clause calling a SQL function (inlined when planned),
+-- the function replaced between checkouts: the next checkout fires the
+-- trigger by the new body
+CREATE TABLE public.pen_fired (customer_id bigint, idempotency_key text);
+CREATE FUNCTION public.pen_when(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 = 205 $f$;
+CREATE FUNCTION public.pen_fire() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.pen_fired VALUES (NEW.customer_id, NEW.idempotency_key);
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER order_pen_when AFTER INSERT ON shop."order"
+    FOR EACH ROW WHEN (public.pen_when(NEW.customer_id)) EXECUTE FUNCTION public.pen_fire();
+SELECT pg_temp.pen_checkout(205, :pen, 'pen-16') AS when_205;
+SELECT pg_temp.pen_checkout(206, :pen, 'pen-17') AS when_206;
+CREATE OR REPLACE FUNCTION public.pen_when(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$ SELECT $1 = 206 $f$;
+SELECT pg_temp.pen_checkout(205, :pen, 'pen-18') AS replaced_205;
+SELECT pg_temp.pen_checkout(206, :pen, 'pen-19') AS replaced_206;
+-- the trigger disabled, then dropped and made again with another clause
+ALTER TABLE shop."order" DISABLE TRIGGER order_pen_when;
+SELECT pg_temp.pen_checkout(206, :pen, 'pen-20') AS disabled_206;
+ALTER TABLE shop."order" ENABLE TRIGGER order_pen_when;
+DROP TRIGGER order_pen_when ON shop."order";
+CREATE TRIGGER order_pen_when AFTER INSERT ON shop."order"
+    FOR EACH ROW WHEN (NEW.customer_id = 207) EXECUTE FUNCTION public.pen_fire();
+SELECT pg_temp.pen_checkout(206, :pen, 'pen-21') AS recreated_206;
+SELECT pg_temp.pen_checkout(207, :pen, 'pen-22') AS recreated_207;
+SELECT * FROM public.pen_fired ORDER BY idempotency_key;
+DROP TRIGGER order_pen_when ON shop."order";
+DROP TABLE public.pen_fired;
+DROP FUNCTION public.pen_when(bigint), public.pen_fire();
 SELECT count(*) AS pen_orders, count(DISTINCT customer_id) AS customers
   FROM shop."order" WHERE idempotency_key LIKE 'pen-%';
 

@@ -107,7 +107,7 @@ extern void ShopRequireArg(FunctionCallInfo fcinfo, int n, const char *name);
 struct ResultRelInfo;
 struct EState;
 extern void ShopPrepareChecks(struct ResultRelInfo *rri, struct EState *estate);
-/* spi.c: ExecOpenIndices, with the partial indexes' predicates planned once per backend */
+/* spi.c: ExecOpenIndices, with IndexInfos, partial-index predicates and trigger WHEN clauses kept per backend */
 extern void ShopOpenIndices(struct ResultRelInfo *rri, struct EState *estate, bool speculative);
 
 /* spi.c: refuse a C write where the executor would (read-only transaction, standby) */
