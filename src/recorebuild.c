@@ -50,6 +50,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -284,8 +285,86 @@ typedef struct RbOrder
 {
 	pg_uuid_t	order_id;
 	int64		customer_id;	/* 0: a guest order */
+	TimestampTz at;			/* created_at */
+	double		weight;			/* shop.copurchase_order.weight */
 	int32		cust;			/* index into the customers' counts, -1 */
 } RbOrder;
+
+/*
+ * The history a rebuild reads once.  shop._rebuild_orders scans
+ * shop."order" and shop.order_line and keeps what the later steps of the
+ * same shop.rebuild_recommendations() call need: the counted orders by
+ * id (the rows of shop.copurchase_order, basket b the b-th) and every
+ * line of them, in the heap order of shop.order_line, as (order index,
+ * product index), the products by first appearance.  shop._rebuild_pairs
+ * takes its baskets from it (reco_build_read read shop.copurchase_order
+ * and every order line through cursors), shop._rebuild_popularity_sums
+ * its line events (in the rebuild the folded orders are the counted
+ * ones) and shop._rebuild_customer_items its bought events, each of
+ * which scanned shop."order" and shop.order_line again and probed an
+ * order hash per line.  Every step adds its sums up in the order its own
+ * scans did (the lines' heap order), so the tables are the same to the
+ * bit.  The history lives in the transaction's memory and is used only
+ * within the same top-level statement, transaction and subtransaction
+ * (rb_hist_get); shop._rebuild_customer_items, the last step reading it,
+ * frees it.  Memory: about 40 bytes per counted order, 8 per line and 24
+ * per product, on top of each step's own.
+ */
+typedef struct RbHistory
+{
+	MemoryContext cxt;			/* child of TopTransactionContext */
+	MemoryContextCallback cb;
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+	RbOrder    *orders;			/* counted orders, by id */
+	int64		norders;
+	int32	   *line_order;		/* index into orders */
+	int32	   *line_item;		/* index into pid */
+	int64		nlines;
+	int64	   *pid;			/* product ids by first appearance */
+	int32		nitems;
+} RbHistory;
+
+static RbHistory *rb_hist = NULL;
+
+static void
+rb_hist_forget(void *arg)
+{
+	if (rb_hist == arg)
+		rb_hist = NULL;
+}
+
+/* the history of this statement, or NULL: the caller scans the tables */
+static RbHistory *
+rb_hist_get(void)
+{
+	if (rb_hist != NULL &&
+		rb_hist->lxid == MyProc->lxid &&
+		rb_hist->subid == GetCurrentSubTransactionId() &&
+		rb_hist->stmt_start == GetCurrentStatementStartTimestamp())
+		return rb_hist;
+	return NULL;
+}
+
+static void
+rb_hist_drop(void)
+{
+	if (rb_hist != NULL)
+		MemoryContextDelete(rb_hist->cxt);	/* rb_hist_forget: NULL */
+}
+
+typedef struct RbOrderIdx
+{
+	pg_uuid_t	order_id;		/* hash key */
+	int32		idx;
+} RbOrderIdx;
+
+typedef struct RbItemIdx
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RbItemIdx;
 
 typedef struct RbCustomer
 {
@@ -307,7 +386,8 @@ rb_cmp_order(const void *a, const void *b)
  * buyer_cap / the customer's counted orders) in double precision, the
  * value the SQL of 1.0 computed.  Rows in order id order, as that SQL
  * wrote them: the co-purchase rebuild reads the baskets in this order and
- * adds their weights up in it.
+ * adds their weights up in it.  Then reads every order line once and
+ * keeps the history (RbHistory) for the rebuild's later steps.
  */
 Datum
 shop_rebuild_orders(PG_FUNCTION_ARGS)
@@ -315,23 +395,43 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	double		buyer_cap = PG_GETARG_FLOAT8(0);
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
+	MemoryContext hcxt;
+	RbHistory  *h;
 	HASHCTL		ctl;
 	HTAB	   *customers;
+	HTAB	   *byid;
+	HTAB	   *items;
 	int64	   *counts;
 	int32		ncust = 0;
 	int32		cust_cap = 65536;
 	RbOrder    *orders;
 	int64		norders = 0;
 	int64		orders_cap = 65536;
+	int64		lines_cap = 262144;
+	int32		items_cap = 65536;
 	RbCounted	rc;
+	Snapshot	snap = GetActiveSnapshot();
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	AttrNumber	a_id,
 				a_cust,
-				a_status;
+				a_at,
+				a_status,
+				a_product;
 	RbBulk		b;
 	int64		rows;
+	pg_uuid_t	prev_id;
+	int32		prev_idx = -1;
+	bool		have_prev = false;
+
+	rb_hist_drop();
+	hcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild history", ALLOCSET_DEFAULT_SIZES);
+	h = MemoryContextAllocZero(hcxt, sizeof(RbHistory));
+	h->cxt = hcxt;
+	h->cb.func = rb_hist_forget;
+	h->cb.arg = h;
+	MemoryContextRegisterResetCallback(hcxt, &h->cb);
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
@@ -342,14 +442,15 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	ctl.hcxt = work;
 	customers = hash_create("shop rebuild customers", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
-	orders = palloc_extended(sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
+	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
 	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
 	a_id = rb_attnum(rel, "order_id");
 	a_cust = rb_attnum(rel, "customer_id");
+	a_at = rb_attnum(rel, "created_at");
 	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = table_beginscan(rel, snap, 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -358,6 +459,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		Datum		c;
 		Datum		id = slot_getattr(slot, a_id, &isnull);
 		Datum		st;
+		Datum		at;
 
 		if (isnull)
 			continue;			/* the primary key */
@@ -372,6 +474,8 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		}
 		o = &orders[norders++];
 		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		at = slot_getattr(slot, a_at, &isnull);
+		o->at = isnull ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
 		c = slot_getattr(slot, a_cust, &isnull);
 		o->cust = -1;
 		o->customer_id = 0;
@@ -404,6 +508,20 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
+	for (int64 i = 0; i < norders; i++)
+	{
+		RbOrder    *o = &orders[i];
+
+		/* least(1.0, buyer_cap / count(*) OVER (PARTITION BY customer_id)) */
+		if (o->cust < 0)
+			o->weight = 1.0;
+		else
+		{
+			double		w = buyer_cap / (double) counts[o->cust];
+
+			o->weight = (w < 1.0 ? w : 1.0);
+		}
+	}
 
 	rb_begin(&b, "copurchase_order", 3);
 	for (int64 i = 0; i < norders; i++)
@@ -415,21 +533,101 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		slot->tts_isnull[0] = false;
 		slot->tts_values[1] = Int64GetDatum(o->customer_id);
 		slot->tts_isnull[1] = (o->cust < 0);
-		/* least(1.0, buyer_cap / count(*) OVER (PARTITION BY customer_id)) */
-		if (o->cust < 0)
-			slot->tts_values[2] = Float8GetDatum(1.0);
-		else
-		{
-			double		w = buyer_cap / (double) counts[o->cust];
-
-			slot->tts_values[2] = Float8GetDatum(w < 1.0 ? w : 1.0);
-		}
+		slot->tts_values[2] = Float8GetDatum(o->weight);
 		slot->tts_isnull[2] = false;
 		rb_store(&b);
 		if ((i & 65535) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
 	rows = rb_end(&b);
+
+	/* every line of a counted order: (order, product), in heap order */
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(RbOrderIdx);
+	ctl.hcxt = work;
+	byid = hash_create("shop rebuild orders by id", Max(norders, 1024), &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int64 i = 0; i < norders; i++)
+	{
+		RbOrderIdx *e = hash_search(byid, &orders[i].order_id, HASH_ENTER, NULL);
+
+		e->idx = (int32) i;
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbItemIdx);
+	ctl.hcxt = work;
+	items = hash_create("shop rebuild products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a_id = rb_attnum(rel, "order_id");
+	a_product = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					found;
+		Datum		id = slot_getattr(slot, a_id, &n1);
+		Datum		p = slot_getattr(slot, a_product, &n2);
+		int32		oi;
+		int64		pid;
+		RbItemIdx  *it;
+
+		if (n1 || n2)
+			continue;
+		/* an order's lines are mostly together in the heap */
+		if (have_prev && memcmp(&prev_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+			oi = prev_idx;
+		else
+		{
+			RbOrderIdx *e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+
+			oi = (e == NULL) ? -1 : e->idx;
+			memcpy(&prev_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+			prev_idx = oi;
+			have_prev = true;
+		}
+		if (oi < 0)
+			continue;
+		if (h->nlines == lines_cap)
+		{
+			lines_cap *= 2;
+			h->line_order = repalloc_huge(h->line_order, sizeof(int32) * lines_cap);
+			h->line_item = repalloc_huge(h->line_item, sizeof(int32) * lines_cap);
+		}
+		pid = DatumGetInt64(p);
+		it = hash_search(items, &pid, HASH_ENTER, &found);
+		if (!found)
+		{
+			if (h->nitems == items_cap)
+			{
+				items_cap *= 2;
+				h->pid = repalloc_huge(h->pid, sizeof(int64) * items_cap);
+			}
+			it->idx = h->nitems;
+			h->pid[h->nitems++] = pid;
+		}
+		h->line_order[h->nlines] = oi;
+		h->line_item[h->nlines] = it->idx;
+		h->nlines++;
+		if ((h->nlines & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	h->orders = orders;
+	h->norders = norders;
+	h->lxid = MyProc->lxid;
+	h->subid = GetCurrentSubTransactionId();
+	h->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_hist = h;
 
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
@@ -590,6 +788,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	RbCustEvent *ev;
 	int64		nev = 0,
 				ev_cap = 262144;
+	RbHistory  *h = rb_hist_get();
 	HASHCTL		ctl;
 	HTAB	   *orders;
 	RbCounted	rc;
@@ -604,72 +803,88 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
-	rb_counted_init(&rc);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbCustOrder);
-	ctl.hcxt = work;
-	orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
-	/* the counted orders of customers */
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "order_id");
-	a2 = rb_attnum(rel, "customer_id");
-	a3 = rb_attnum(rel, "created_at");
-	a4 = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (h != NULL)
 	{
-		bool		n1,
-					n2,
-					n3,
-					n4;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		c = slot_getattr(slot, a2, &n2);
-		Datum		at = slot_getattr(slot, a3, &n3);
-		Datum		st = slot_getattr(slot, a4, &n4);
-		RbCustOrder *o;
+		/* the lines of counted orders of customers, from the history */
+		for (int64 i = 0; i < h->nlines; i++)
+		{
+			RbOrder    *o = &h->orders[h->line_order[i]];
 
-		/* shop._counted(NULL) is false */
-		if (n1 || n2 || n4 || !rb_counted(&rc, st))
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
-		o->customer_id = DatumGetInt64(c);
-		o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+			if (o->cust < 0)
+				continue;		/* a guest order */
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, h->pid[h->line_item[i]], 1.0, o->at);
+		}
+		rb_hist_drop();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* their lines */
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "order_id");
-	a2 = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	else
 	{
-		bool		n1,
-					n2;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		p = slot_getattr(slot, a2, &n2);
-		RbCustOrder *o;
+		/* the counted orders of customers */
+		rb_counted_init(&rc);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(RbCustOrder);
+		ctl.hcxt = work;
+		orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+		a1 = rb_attnum(rel, "order_id");
+		a2 = rb_attnum(rel, "customer_id");
+		a3 = rb_attnum(rel, "created_at");
+		a4 = rb_attnum(rel, "status");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2,
+						n3,
+						n4;
+			Datum		id = slot_getattr(slot, a1, &n1);
+			Datum		c = slot_getattr(slot, a2, &n2);
+			Datum		at = slot_getattr(slot, a3, &n3);
+			Datum		st = slot_getattr(slot, a4, &n4);
+			RbCustOrder *o;
 
-		if (n1 || n2)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
-		if (o == NULL)
-			continue;
-		rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
-		if ((nev & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+			/* shop._counted(NULL) is false */
+			if (n1 || n2 || n4 || !rb_counted(&rc, st))
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+			o->customer_id = DatumGetInt64(c);
+			o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* their lines */
+		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+		a1 = rb_attnum(rel, "order_id");
+		a2 = rb_attnum(rel, "product_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		id = slot_getattr(slot, a1, &n1);
+			Datum		p = slot_getattr(slot, a2, &n2);
+			RbCustOrder *o;
+
+			if (n1 || n2)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
+			if (o == NULL)
+				continue;
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+			if ((nev & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		hash_destroy(orders);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	hash_destroy(orders);
 
 	/* the views */
 	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
@@ -836,6 +1051,94 @@ rb_pairs_write(RecoBuild *rp, int64 *pairs_out, int64 *rows_out)
 	*pairs_out = pairs;
 }
 
+static int
+rb_cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * reco_build_read's step 1 from the history: the folded orders are the
+ * counted orders _rebuild_orders wrote, basket b the b-th by id; the
+ * products by first appearance among their lines in heap order, as
+ * reco_build_read's cursor met them.  Each basket's products are sorted
+ * and made distinct, and its statistics added up, as there.
+ */
+static void
+rb_pairs_read_hist(RecoBuild *rb, const RbHistory *h)
+{
+	int64		nfolded = h->norders;
+	int64		nlines = h->nlines;
+	int64	   *start;
+	int32	   *sorted;
+	int64	   *pos;
+
+	rb->items_cap = Max(h->nitems, 1);
+	rb->nitems = h->nitems;
+	rb->pid = palloc_extended(sizeof(int64) * rb->items_cap, MCXT_ALLOC_HUGE);
+	memcpy(rb->pid, h->pid, sizeof(int64) * h->nitems);
+	rb->n = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	rb->s = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	rb->lines = nlines;
+
+	/* counting sort of the lines by basket */
+	start = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sorted = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < nlines; i++)
+		start[h->line_order[i] + 1]++;
+	for (int64 o = 0; o < nfolded; o++)
+		start[o + 1] += start[o];
+	pos = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+	memcpy(pos, start, sizeof(int64) * (nfolded + 1));
+	for (int64 i = 0; i < nlines; i++)
+		sorted[pos[h->line_order[i]]++] = h->line_item[i];
+	pfree(pos);
+
+	/* each basket: distinct products, statistics, kept if it has pairs */
+	rb->bitems = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	rb->boff = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+	rb->bpw = palloc_extended(sizeof(double) * Max(nfolded, 1), MCXT_ALLOC_HUGE);
+	rb->boff[0] = 0;
+	for (int64 o = 0; o < nfolded; o++)
+	{
+		int32	   *b = sorted + start[o];
+		int			k = (int) (start[o + 1] - start[o]);
+		int			m = 0;
+		double		w = h->orders[o].weight;
+		double		pw;
+
+		if (k == 0)
+			continue;
+		if (k > 1)
+			qsort(b, k, sizeof(int32), rb_cmp_int32);
+		for (int i = 0; i < k; i++)
+			if (m == 0 || b[m - 1] != b[i])
+				b[m++] = b[i];
+		pw = reco_basket_pair_weight(w, m);
+		for (int i = 0; i < m; i++)
+		{
+			rb->n[b[i]] += w;
+			rb->s[b[i]] += pw * (m - 1);
+		}
+		rb->total += w * m;
+		rb->orders++;
+		if (m < 2)
+			continue;
+		memcpy(rb->bitems + rb->nbitems, b, sizeof(int32) * m);
+		rb->bpw[rb->nbaskets] = pw;
+		rb->nbitems += m;
+		rb->nbaskets++;
+		rb->boff[rb->nbaskets] = rb->nbitems;
+		if ((o & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	pfree(sorted);
+	pfree(start);
+}
+
 /*
  * shop._rebuild_pairs() -> jsonb
  *
@@ -850,6 +1153,7 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
 	RecoBuild	rp;
+	RbHistory  *h;
 	int64		pairs;
 	int64		rows;
 	char	   *summary;
@@ -860,7 +1164,11 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 	memset(&rp, 0, sizeof(rp));
-	reco_build_read(&rp);
+	h = rb_hist_get();
+	if (h != NULL)
+		rb_pairs_read_hist(&rp, h);
+	else
+		reco_build_read(&rp);
 	reco_build_transpose(&rp);
 	rb_pairs_write(&rp, &pairs, &rows);
 	summary = reco_build_summary(&rp, pairs, rows);
@@ -1162,6 +1470,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 				a_status;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
+	RbHistory  *h = rb_hist_get();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -1176,103 +1485,136 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(work);
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbPopOrder);
-	ctl.hcxt = work;
-	orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(RbPopItem);
 	ctl.hcxt = work;
 	items = hash_create("shop rebuild popularity products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ev = palloc_extended(sizeof(RbPopEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
-	/* the orders of the window */
 	snap = GetActiveSnapshot();
-	rb_counted_init(&rc);
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	a_at = rb_attnum(rel, "created_at");
-	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (h != NULL)
 	{
-		bool		n1,
-					n2,
-					n3;
-		Datum		id = slot_getattr(slot, a_order, &n1);
-		Datum		at = slot_getattr(slot, a_at, &n2);
-		Datum		st = slot_getattr(slot, a_status, &n3);
-		RbPopOrder *o;
+		/*
+		 * The lines of the history's orders in the window: in the rebuild
+		 * every counted order is folded (kind 2) and no other is
+		 */
+		int32	   *map = palloc_extended(sizeof(int32) * Max(h->nitems, 1), MCXT_ALLOC_HUGE);
 
-		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
-		o->at = DatumGetTimestampTz(at);
-		o->counted = !n3 && rb_counted(&rc, st);
-		o->folded = false;
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* the folded orders */
-	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, a_order, &isnull);
-		RbPopOrder *o;
-
-		if (isnull)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
-		if (o != NULL)
-			o->folded = true;
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* every line of an order that counts or is folded */
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	a_product = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		n1,
-					n2;
-		Datum		d = slot_getattr(slot, a_order, &n1);
-		Datum		p = slot_getattr(slot, a_product, &n2);
-		RbPopOrder *o;
-
-		if (n1 || n2)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
-		if (o == NULL || !(o->counted || o->folded))
-			continue;
-		if (nev == ev_cap)
+		memset(map, -1, sizeof(int32) * Max(h->nitems, 1));
+		for (int64 i = 0; i < h->nlines; i++)
 		{
-			ev_cap *= 2;
-			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			RbOrder    *o = &h->orders[h->line_order[i]];
+			int32		li = h->line_item[i];
+
+			if (o->at <= lo)
+				continue;
+			if (nev == ev_cap)
+			{
+				ev_cap *= 2;
+				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			}
+			if (map[li] < 0)
+				map[li] = rb_pop_item(items, h->pid[li], &nitems);
+			ev[nev].item = map[li];
+			ev[nev].kind = 2;
+			ev[nev].at = o->at;
+			nev++;
 		}
-		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
-		ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
-		ev[nev].at = o->at;
-		nev++;
-		if ((nev & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+		pfree(map);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	hash_destroy(orders);
+	else
+	{
+		/* the orders of the window */
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(RbPopOrder);
+		ctl.hcxt = work;
+		orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		rb_counted_init(&rc);
+		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		a_at = rb_attnum(rel, "created_at");
+		a_status = rb_attnum(rel, "status");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2,
+						n3;
+			Datum		id = slot_getattr(slot, a_order, &n1);
+			Datum		at = slot_getattr(slot, a_at, &n2);
+			Datum		st = slot_getattr(slot, a_status, &n3);
+			RbPopOrder *o;
+
+			if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+			o->at = DatumGetTimestampTz(at);
+			o->counted = !n3 && rb_counted(&rc, st);
+			o->folded = false;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* the folded orders */
+		rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, a_order, &isnull);
+			RbPopOrder *o;
+
+			if (isnull)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+			if (o != NULL)
+				o->folded = true;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* every line of an order that counts or is folded */
+		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		a_product = rb_attnum(rel, "product_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		d = slot_getattr(slot, a_order, &n1);
+			Datum		p = slot_getattr(slot, a_product, &n2);
+			RbPopOrder *o;
+
+			if (n1 || n2)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+			if (o == NULL || !(o->counted || o->folded))
+				continue;
+			if (nev == ev_cap)
+			{
+				ev_cap *= 2;
+				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			}
+			ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+			ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
+			ev[nev].at = o->at;
+			nev++;
+			if ((nev & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		hash_destroy(orders);
+	}
 
 	/* every view of the window */
 	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
