@@ -681,9 +681,36 @@ rb_cmp_event_recent(const void *a, const void *b)
 	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
 }
 
+/*
+ * The profile rows shop._rebuild_customer_items wrote, in (customer,
+ * product) order, kept for shop._rebuild_like_lists in the same statement
+ * (as RbHistory is): it then neither scans shop.customer_item again nor
+ * sorts its customers.
+ */
+typedef struct RbProfiles
+{
+	MemoryContext cxt;			/* child of TopTransactionContext */
+	MemoryContextCallback cb;
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+	LikeProfileRow *rows;
+	int64		n;
+	int64		cap;
+} RbProfiles;
+
+static RbProfiles *rb_prof = NULL;
+
+static void
+rb_prof_forget(void *arg)
+{
+	if (rb_prof == arg)
+		rb_prof = NULL;
+}
+
 /* one customer's events (ev[0..n-1], reordered) into profile rows */
 static void
-rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
+rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 {
 	int			m = 0;
 	int			cap = shop_reco_like_items;
@@ -711,17 +738,35 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
 	for (int i = 1; i < m; i++)
 		sum += ev[i].w * ev[i].w;
 	sum = sqrt(sum);
+	/* written in key order: the primary key's build finds them sorted */
+	if (m > 1)
+		qsort(ev, m, sizeof(RbEvent), rb_cmp_event_product);
 	for (int i = 0; i < m; i++)
 	{
 		TupleTableSlot *slot = rb_slot(b);
+		float4		w = (float4) (ev[i].w / sum);
+		Datum		h = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
+											Int64GetDatum(ev[i].product_id));
 
 		slot->tts_values[0] = Int64GetDatum(customer);
 		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);
-		slot->tts_values[2] = Float4GetDatum((float4) (ev[i].w / sum));
-		slot->tts_values[3] = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
-												  Int64GetDatum(ev[i].product_id));
+		slot->tts_values[2] = Float4GetDatum(w);
+		slot->tts_values[3] = h;
 		memset(slot->tts_isnull, 0, sizeof(bool) * 4);
 		rb_store(b);
+		if (out != NULL)
+		{
+			if (out->n == out->cap)
+			{
+				out->cap *= 2;
+				out->rows = repalloc_huge(out->rows, sizeof(LikeProfileRow) * out->cap);
+			}
+			out->rows[out->n].c = customer;
+			out->rows[out->n].p = ev[i].product_id;
+			out->rows[out->n].w = w;
+			out->rows[out->n].h = DatumGetInt64(h);
+			out->n++;
+		}
 	}
 }
 
@@ -789,6 +834,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	int64		nev = 0,
 				ev_cap = 262144;
 	RbHistory  *h = rb_hist_get();
+	RbProfiles *prof;
 	HASHCTL		ctl;
 	HTAB	   *orders;
 	RbCounted	rc;
@@ -919,6 +965,20 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_begin(&b, "customer_item", 4);
 	MemoryContextSwitchTo(work);
+	if (rb_prof != NULL)
+		MemoryContextDelete(rb_prof->cxt);	/* rb_prof_forget: NULL */
+	{
+		MemoryContext pcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild profiles kept",
+												   ALLOCSET_DEFAULT_SIZES);
+
+		prof = MemoryContextAllocZero(pcxt, sizeof(RbProfiles));
+		prof->cxt = pcxt;
+		prof->cb.func = rb_prof_forget;
+		prof->cb.arg = prof;
+		MemoryContextRegisterResetCallback(pcxt, &prof->cb);
+		prof->cap = 65536;
+		prof->rows = MemoryContextAllocExtended(pcxt, sizeof(LikeProfileRow) * prof->cap, MCXT_ALLOC_HUGE);
+	}
 	one = palloc(sizeof(RbEvent) * one_cap);
 	for (int64 i = 0; i < nev;)
 	{
@@ -938,7 +998,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			n++;
 		}
 		before = b.rows + b.n;
-		rb_profile(&b, c, one, n);
+		rb_profile(&b, c, one, n, prof);
 		if (b.rows + b.n > before)
 			customers++;
 		CHECK_FOR_INTERRUPTS();
@@ -946,6 +1006,10 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
+	prof->lxid = MyProc->lxid;
+	prof->subid = GetCurrentSubTransactionId();
+	prof->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_prof = prof;
 	PG_RETURN_INT64(customers);
 }
 
@@ -1232,6 +1296,27 @@ typedef LikeProfileRow RbItem;	/* shop.h */
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
+/* the profiles kept by this statement's _rebuild_customer_items, or NULL */
+static RbProfiles *
+rb_prof_get(void)
+{
+	if (rb_prof != NULL &&
+		rb_prof->lxid == MyProc->lxid &&
+		rb_prof->subid == GetCurrentSubTransactionId() &&
+		rb_prof->stmt_start == GetCurrentStatementStartTimestamp())
+		return rb_prof;
+	return NULL;
+}
+
+static int
+rb_cmp_entry_id(const void *a, const void *b)
+{
+	int64		x = ((const LikeEntry *) a)->id;
+	int64		y = ((const LikeEntry *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
 Datum
 shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 {
@@ -1256,84 +1341,108 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	LikeEntry  *vec;
 	RbBulk		b;
 	int64		rows;
+	RbProfiles *prof = rb_prof_get();
 
-	rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
-	if (RelationGetDescr(rel)->natts != 4)
-		elog(ERROR, "shop: table customer_item does not have 4 columns");
-	if (rel->rd_rel->reltuples > limit)
+	if (prof != NULL)
 	{
-		table_close(rel, AccessShareLock);
-		MemoryContextSwitchTo(old);
-		MemoryContextDelete(work);
-		PG_RETURN_NULL();
-	}
-	v = palloc(sizeof(RbItem) * cap);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		n1,
-					n2,
-					n3,
-					n4;
-
-		if (nv == limit)
-			break;
-		if (nv == cap)
+		/* the rows _rebuild_customer_items just wrote, by customer */
+		if (prof->n > limit)
 		{
-			cap *= 2;
-			v = repalloc_huge(v, sizeof(RbItem) * cap);
+			MemoryContextDelete(prof->cxt);
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(work);
+			PG_RETURN_NULL();	/* past the bound: the batched path */
 		}
-		v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
-		v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
-		v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
-		v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
-		if (n1 || n2 || n3 || n4)
-			continue;			/* not null in the table */
-		nv++;
-		if ((nv & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	{
-		bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
-
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		UnregisterSnapshot(snap);
-		table_close(rel, AccessShareLock);
-		if (more)
+		v = prof->rows;
+		nv = prof->n;
+		cust = palloc(sizeof(int64) * Max(nv, 1));
+		for (int64 i = 0; i < nv; i++)
 		{
-			/* past the bound: the batched path */
+			if (ncust == 0 || cust[ncust - 1] != v[i].c)
+				cust[ncust++] = v[i].c;
+			v[i].ci = ncust - 1;
+		}
+	}
+	else
+	{
+		rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
+		if (RelationGetDescr(rel)->natts != 4)
+			elog(ERROR, "shop: table customer_item does not have 4 columns");
+		if (rel->rd_rel->reltuples > limit)
+		{
+			table_close(rel, AccessShareLock);
 			MemoryContextSwitchTo(old);
 			MemoryContextDelete(work);
 			PG_RETURN_NULL();
 		}
-	}
-
-	/* the customers, by dense index in id order */
-	cust = palloc(sizeof(int64) * Max(nv, 1));
-	for (int64 i = 0; i < nv; i++)
-		cust[i] = v[i].c;
-	rb_sort_int64(cust, nv);
-	for (int64 i = 0; i < nv; i++)
-		if (ncust == 0 || cust[ncust - 1] != cust[i])
-			cust[ncust++] = cust[i];
-	for (int64 i = 0; i < nv; i++)
-	{
-		int32		lo = 0,
-					hi = ncust - 1;
-
-		while (lo < hi)
+		v = palloc(sizeof(RbItem) * cap);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
-			int32		mid = lo + (hi - lo) / 2;
+			bool		n1,
+						n2,
+						n3,
+						n4;
 
-			if (cust[mid] < v[i].c)
-				lo = mid + 1;
-			else
-				hi = mid;
+			if (nv == limit)
+				break;
+			if (nv == cap)
+			{
+				cap *= 2;
+				v = repalloc_huge(v, sizeof(RbItem) * cap);
+			}
+			v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
+			v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
+			v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
+			v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
+			if (n1 || n2 || n3 || n4)
+				continue;			/* not null in the table */
+			nv++;
+			if ((nv & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
 		}
-		v[i].ci = lo;
+		{
+			bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
+
+			ExecDropSingleTupleTableSlot(slot);
+			table_endscan(scan);
+			UnregisterSnapshot(snap);
+			table_close(rel, AccessShareLock);
+			if (more)
+			{
+				/* past the bound: the batched path */
+				MemoryContextSwitchTo(old);
+				MemoryContextDelete(work);
+				PG_RETURN_NULL();
+			}
+		}
+
+		/* the customers, by dense index in id order */
+		cust = palloc(sizeof(int64) * Max(nv, 1));
+		for (int64 i = 0; i < nv; i++)
+			cust[i] = v[i].c;
+		rb_sort_int64(cust, nv);
+		for (int64 i = 0; i < nv; i++)
+			if (ncust == 0 || cust[ncust - 1] != cust[i])
+				cust[ncust++] = cust[i];
+		for (int64 i = 0; i < nv; i++)
+		{
+			int32		lo = 0,
+						hi = ncust - 1;
+
+			while (lo < hi)
+			{
+				int32		mid = lo + (hi - lo) / 2;
+
+				if (cust[mid] < v[i].c)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			v[i].ci = lo;
+		}
 	}
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
@@ -1349,7 +1458,12 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	{
 		int			n = like_customer_list(&ls, v, sizeof(RbItem), c, cust, acc, touched, vec, top);
 
-		for (int m = 0; m < n && m < top; m++)
+		/* written in key order: the primary key's build finds them sorted */
+		if (n > top)
+			n = top;
+		if (n > 1)
+			qsort(vec, n, sizeof(LikeEntry), rb_cmp_entry_id);
+		for (int m = 0; m < n; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
 
@@ -1363,6 +1477,8 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 	}
 	rows = rb_end(&b);
+	if (prof != NULL)
+		MemoryContextDelete(prof->cxt);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
