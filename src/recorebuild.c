@@ -29,7 +29,10 @@
  * The inputs (orders, order lines, views, the folded orders, the
  * profiles) are read by scans of their tables with the calling
  * statement's snapshot, as a statement of the function would see them,
- * without the executor and the cursor a statement costs per row.
+ * without the executor and the cursor a statement costs per row.  The
+ * orders and their lines are read once, by shop._rebuild_orders, and
+ * kept for the later steps of the same statement (RbHistory); the
+ * profiles likewise for the lists (RbProfiles).
  *
  *-------------------------------------------------------------------------
  */
@@ -288,6 +291,7 @@ typedef struct RbOrder
 	TimestampTz at;			/* created_at */
 	double		weight;			/* shop.copurchase_order.weight */
 	int32		cust;			/* index into the customers' counts, -1 */
+	int32		seq;			/* its place among all orders in heap order */
 } RbOrder;
 
 /*
@@ -307,8 +311,9 @@ typedef struct RbOrder
  * bit.  The history lives in the transaction's memory and is used only
  * within the same top-level statement, transaction and subtransaction
  * (rb_hist_get); shop._rebuild_customer_items, the last step reading it,
- * frees it.  Memory: about 40 bytes per counted order, 8 per line and 24
- * per product, on top of each step's own.
+ * frees it.  Memory: about 48 bytes per counted order, 8 per line and 8
+ * per product (40 more per order and product while the lines are read),
+ * on top of each step's own.
  */
 typedef struct RbHistory
 {
@@ -360,11 +365,103 @@ typedef struct RbOrderIdx
 	int32		idx;
 } RbOrderIdx;
 
+/* every order in the heap order of shop."order", while the lines are read */
+typedef struct RbSeq
+{
+	pg_uuid_t	order_id;
+	int32		oi;				/* index into the counted orders, -1 */
+} RbSeq;
+
 typedef struct RbItemIdx
 {
 	int64		pid;			/* hash key */
 	int32		idx;
 } RbItemIdx;
+
+/*
+ * Dense indexes of bigint ids (products, customers) by first appearance:
+ * ids from 0 up to a bound that grows with the ids seen (a serial's ids
+ * are dense) are looked up in an array, the others in a hash.  A million
+ * dynahash probes of a 100,000-entry table were most of the one read of
+ * the lines.
+ */
+typedef struct RbIdMap
+{
+	int32	   *direct;			/* id -> index + 1, 0: not seen */
+	int64		dcap;
+	HTAB	   *hash;			/* ids past the array */
+	int64		nhash;
+	int32		n;				/* indexes given */
+} RbIdMap;
+
+#define RB_IDMAP_DIRECT(m) Max((int64) 1 << 20, (int64) 8 * ((m)->n + 1))
+
+static void
+rb_idmap_init(RbIdMap *m)
+{
+	HASHCTL		ctl;
+
+	memset(m, 0, sizeof(*m));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbItemIdx);
+	ctl.hcxt = CurrentMemoryContext;
+	m->hash = hash_create("shop rebuild ids", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* the index of id; *added when it is new (the next index, m->n - 1) */
+static int32
+rb_idmap(RbIdMap *m, int64 id, bool *added)
+{
+	bool		found;
+	RbItemIdx  *e;
+
+	if (id >= 0 && id >= m->dcap && id < RB_IDMAP_DIRECT(m))
+	{
+		int64		ncap = Max(Max(m->dcap * 2, id + 1), 65536);
+
+		ncap = Min(ncap, RB_IDMAP_DIRECT(m));
+		if (m->direct == NULL)
+			m->direct = palloc_extended(sizeof(int32) * ncap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		else
+		{
+			m->direct = repalloc_huge(m->direct, sizeof(int32) * ncap);
+			memset(m->direct + m->dcap, 0, sizeof(int32) * (ncap - m->dcap));
+		}
+		m->dcap = ncap;
+	}
+	if (id >= 0 && id < m->dcap)
+	{
+		int32		v = m->direct[id];
+
+		if (v > 0)
+		{
+			*added = false;
+			return v - 1;
+		}
+		/* an id put in the hash before the array reached it */
+		if (m->nhash > 0)
+		{
+			e = hash_search(m->hash, &id, HASH_FIND, NULL);
+			if (e != NULL)
+			{
+				*added = false;
+				return e->idx;
+			}
+		}
+		m->direct[id] = m->n + 1;
+		*added = true;
+		return m->n++;
+	}
+	e = hash_search(m->hash, &id, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->idx = m->n++;
+		m->nhash++;
+	}
+	*added = !found;
+	return e->idx;
+}
 
 typedef struct RbCustomer
 {
@@ -398,9 +495,9 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	MemoryContext hcxt;
 	RbHistory  *h;
 	HASHCTL		ctl;
-	HTAB	   *customers;
-	HTAB	   *byid;
-	HTAB	   *items;
+	RbIdMap		customers;
+	HTAB	   *byid = NULL;
+	RbIdMap		items;
 	int64	   *counts;
 	int32		ncust = 0;
 	int32		cust_cap = 65536;
@@ -421,9 +518,10 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 				a_product;
 	RbBulk		b;
 	int64		rows;
-	pg_uuid_t	prev_id;
-	int32		prev_idx = -1;
-	bool		have_prev = false;
+	RbSeq	   *seqs;
+	int64		nseq = 0;
+	int64		seq_cap = 65536;
+	int64		cur = -1;
 
 	rb_hist_drop();
 	hcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild history", ALLOCSET_DEFAULT_SIZES);
@@ -436,12 +534,9 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RbCustomer);
-	ctl.hcxt = work;
-	customers = hash_create("shop rebuild customers", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rb_idmap_init(&customers);
 	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
+	seqs = palloc_extended(sizeof(RbSeq) * seq_cap, MCXT_ALLOC_HUGE);
 	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
@@ -463,6 +558,13 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 
 		if (isnull)
 			continue;			/* the primary key */
+		if (nseq == seq_cap)
+		{
+			seq_cap *= 2;
+			seqs = repalloc_huge(seqs, sizeof(RbSeq) * seq_cap);
+		}
+		memcpy(&seqs[nseq].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		seqs[nseq++].oi = -1;
 		/* shop._counted(NULL) is false */
 		st = slot_getattr(slot, a_status, &isnull);
 		if (isnull || !rb_counted(&rc, st))
@@ -473,6 +575,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 			orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
 		}
 		o = &orders[norders++];
+		o->seq = (int32) (nseq - 1);
 		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
 		at = slot_getattr(slot, a_at, &isnull);
 		o->at = isnull ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
@@ -481,23 +584,22 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		o->customer_id = 0;
 		if (!isnull)
 		{
-			bool		found;
-			RbCustomer *e;
+			bool		added;
+			int32		ci;
 
 			o->customer_id = DatumGetInt64(c);
-			e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
-			if (!found)
+			ci = rb_idmap(&customers, o->customer_id, &added);
+			if (added)
 			{
 				if (ncust == cust_cap)
 				{
 					cust_cap *= 2;
 					counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
 				}
-				e->idx = ncust;
 				counts[ncust++] = 0;
 			}
-			o->cust = e->idx;
-			counts[e->idx]++;
+			o->cust = ci;
+			counts[ci]++;
 		}
 		if ((norders & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
@@ -541,24 +643,16 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	}
 	rows = rb_end(&b);
 
-	/* every line of a counted order: (order, product), in heap order */
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbOrderIdx);
-	ctl.hcxt = work;
-	byid = hash_create("shop rebuild orders by id", Max(norders, 1024), &ctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	/*
+	 * every line of a counted order: (order, product), in heap order.  The
+	 * lines of one order are mostly together, and the orders' lines mostly
+	 * follow one another as the orders do: the next order in the heap
+	 * order of shop."order" is tried first, a hash of every order by id
+	 * (built at the first miss) otherwise.
+	 */
 	for (int64 i = 0; i < norders; i++)
-	{
-		RbOrderIdx *e = hash_search(byid, &orders[i].order_id, HASH_ENTER, NULL);
-
-		e->idx = (int32) i;
-	}
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RbItemIdx);
-	ctl.hcxt = work;
-	items = hash_create("shop rebuild products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		seqs[orders[i].seq].oi = (int32) i;
+	rb_idmap_init(&items);
 	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
@@ -571,26 +665,43 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	{
 		bool		n1,
 					n2,
-					found;
+					added;
 		Datum		id = slot_getattr(slot, a_id, &n1);
 		Datum		p = slot_getattr(slot, a_product, &n2);
 		int32		oi;
+		int32		ii;
 		int64		pid;
-		RbItemIdx  *it;
 
 		if (n1 || n2)
 			continue;
-		/* an order's lines are mostly together in the heap */
-		if (have_prev && memcmp(&prev_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
-			oi = prev_idx;
+		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+			oi = seqs[cur].oi;	/* the order of the line before */
+		else if (cur + 1 < nseq &&
+				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+			oi = seqs[++cur].oi;	/* the next order */
 		else
 		{
-			RbOrderIdx *e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+			RbOrderIdx *e;
 
-			oi = (e == NULL) ? -1 : e->idx;
-			memcpy(&prev_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
-			prev_idx = oi;
-			have_prev = true;
+			if (byid == NULL)
+			{
+				memset(&ctl, 0, sizeof(ctl));
+				ctl.keysize = sizeof(pg_uuid_t);
+				ctl.entrysize = sizeof(RbOrderIdx);
+				ctl.hcxt = work;
+				byid = hash_create("shop rebuild orders by id", Max(nseq, 1024), &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+				for (int64 i = 0; i < nseq; i++)
+				{
+					e = hash_search(byid, &seqs[i].order_id, HASH_ENTER, NULL);
+					e->idx = (int32) i;
+				}
+			}
+			e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+			if (e == NULL)
+				continue;		/* no such order */
+			cur = e->idx;
+			oi = seqs[cur].oi;
 		}
 		if (oi < 0)
 			continue;
@@ -601,19 +712,18 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 			h->line_item = repalloc_huge(h->line_item, sizeof(int32) * lines_cap);
 		}
 		pid = DatumGetInt64(p);
-		it = hash_search(items, &pid, HASH_ENTER, &found);
-		if (!found)
+		ii = rb_idmap(&items, pid, &added);
+		if (added)
 		{
 			if (h->nitems == items_cap)
 			{
 				items_cap *= 2;
 				h->pid = repalloc_huge(h->pid, sizeof(int64) * items_cap);
 			}
-			it->idx = h->nitems;
 			h->pid[h->nitems++] = pid;
 		}
 		h->line_order[h->nlines] = oi;
-		h->line_item[h->nlines] = it->idx;
+		h->line_item[h->nlines] = ii;
 		h->nlines++;
 		if ((h->nlines & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
