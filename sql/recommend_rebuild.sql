@@ -149,8 +149,11 @@ ROLLBACK;
 -- computed from none inside the rebuild is shop._popularity_refresh()'s;
 -- a later statement reads the tables again (a line deleted after
 -- shop._rebuild_orders is not in shop._rebuild_pairs' baskets); all
--- rolled back
+-- rolled back.  The lines are matched with their orders in the heap
+-- order of both tables; orders moved in the heap by an update (every
+-- third one) are found by id.
 BEGIN;
+UPDATE shop."order" SET total_cents = total_cents WHERE created_at::time < '08:00';
 DELETE FROM shop.product_popularity;
 UPDATE shop.copurchase_state SET popularity_epoch = NULL, popularity_epoch_half_life = NULL;
 CREATE FUNCTION pg_temp.pop_rows() RETURNS text LANGUAGE sql AS $f$
