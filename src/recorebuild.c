@@ -463,12 +463,6 @@ rb_idmap(RbIdMap *m, int64 id, bool *added)
 	return e->idx;
 }
 
-typedef struct RbCustomer
-{
-	int64		customer_id;	/* hash key */
-	int32		idx;
-} RbCustomer;
-
 static int
 rb_cmp_order(const void *a, const void *b)
 {
