@@ -144,6 +144,42 @@ SELECT shop._rebuild_popularity() AS queued_from_none, shop._rebuild_popularity(
 SELECT pg_temp.pop() = :'pop_sql' AS same_popularity_from_none, :n_sql AS sql_queued_from_none;
 ROLLBACK;
 
+-- the rebuild reads the orders and their lines once: shop._rebuild_orders
+-- keeps them for the later steps of the same statement.  Popularity
+-- computed from none inside the rebuild is shop._popularity_refresh()'s;
+-- a later statement reads the tables again (a line deleted after
+-- shop._rebuild_orders is not in shop._rebuild_pairs' baskets); all
+-- rolled back.  The lines are matched with their orders in the heap
+-- order of both tables; orders moved in the heap by an update (every
+-- third one) are found by id.
+BEGIN;
+UPDATE shop."order" SET total_cents = total_cents WHERE created_at::time < '08:00';
+DELETE FROM shop.product_popularity;
+UPDATE shop.copurchase_state SET popularity_epoch = NULL, popularity_epoch_half_life = NULL;
+CREATE FUNCTION pg_temp.pop_rows() RETURNS text LANGUAGE sql AS $f$
+    SELECT concat_ws(' | ', (SELECT count(*) FROM shop.product_popularity),
+        md5(concat_ws('|',
+            (SELECT string_agg(format('%s %s %s', product_id, popularity, mass::real), ',' ORDER BY product_id)
+               FROM shop.product_popularity),
+            (SELECT format('%s %s %s', popularity_ref, popularity_epoch, popularity_epoch_half_life)
+               FROM shop.copurchase_state))))
+$f$;
+SAVEPOINT u;
+SELECT shop._popularity_refresh() AS n_sql, pg_temp.pop_rows() AS rows_sql \gset
+ROLLBACK TO SAVEPOINT u;
+SELECT (shop.rebuild_recommendations() ->> 'popularity_updated')::bigint = :n_sql AS rebuild_same_queued,
+       pg_temp.pop_rows() = :'rows_sql' AS rebuild_same_popularity, :n_sql AS queued;
+SELECT t.tbl, t.md5 = b.md5 AS same_in_rebuild FROM pg_temp.tables() t JOIN bulk b USING (tbl) ORDER BY t.tbl;
+ROLLBACK;
+BEGIN;
+TRUNCATE shop.copurchase_order;
+SELECT shop._rebuild_orders(3) AS folded;
+DELETE FROM shop.order_line
+ WHERE order_id = (SELECT order_id FROM shop.copurchase_order ORDER BY order_id LIMIT 1);
+SELECT (shop._rebuild_pairs() ->> 'order_lines')::bigint
+       = (SELECT count(*) FROM shop.order_line l JOIN shop.copurchase_order o USING (order_id)) AS pairs_read_lines_again;
+ROLLBACK;
+
 -- past 20,000 * shop.reco_like_sample profile rows (the bound of the
 -- lists in memory) the rebuild takes the batches of shop._like_lists:
 -- 1,001 more customers with 40 viewed products each, past 40,000 rows at

@@ -29,7 +29,10 @@
  * The inputs (orders, order lines, views, the folded orders, the
  * profiles) are read by scans of their tables with the calling
  * statement's snapshot, as a statement of the function would see them,
- * without the executor and the cursor a statement costs per row.
+ * without the executor and the cursor a statement costs per row.  The
+ * orders and their lines are read once, by shop._rebuild_orders, and
+ * kept for the later steps of the same statement (RbHistory); the
+ * profiles likewise for the lists (RbProfiles).
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +53,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -284,14 +288,180 @@ typedef struct RbOrder
 {
 	pg_uuid_t	order_id;
 	int64		customer_id;	/* 0: a guest order */
+	TimestampTz at;			/* created_at */
+	double		weight;			/* shop.copurchase_order.weight */
 	int32		cust;			/* index into the customers' counts, -1 */
+	int32		seq;			/* its place among all orders in heap order */
 } RbOrder;
 
-typedef struct RbCustomer
+/*
+ * The history a rebuild reads once.  shop._rebuild_orders scans
+ * shop."order" and shop.order_line and keeps what the later steps of the
+ * same shop.rebuild_recommendations() call need: the counted orders by
+ * id (the rows of shop.copurchase_order, basket b the b-th) and every
+ * line of them, in the heap order of shop.order_line, as (order index,
+ * product index), the products by first appearance.  shop._rebuild_pairs
+ * takes its baskets from it (reco_build_read read shop.copurchase_order
+ * and every order line through cursors), shop._rebuild_popularity_sums
+ * its line events (in the rebuild the folded orders are the counted
+ * ones) and shop._rebuild_customer_items its bought events, each of
+ * which scanned shop."order" and shop.order_line again and probed an
+ * order hash per line.  Every step adds its sums up in the order its own
+ * scans did (the lines' heap order), so the tables are the same to the
+ * bit.  The history lives in the transaction's memory and is used only
+ * within the same top-level statement, transaction and subtransaction
+ * (rb_hist_get); shop._rebuild_customer_items, the last step reading it,
+ * frees it.  Memory: about 48 bytes per counted order, 8 per line and 8
+ * per product (40 more per order and product while the lines are read),
+ * on top of each step's own.
+ */
+typedef struct RbHistory
 {
-	int64		customer_id;	/* hash key */
+	MemoryContext cxt;			/* child of TopTransactionContext */
+	MemoryContextCallback cb;
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+	RbOrder    *orders;			/* counted orders, by id */
+	int64		norders;
+	int32	   *line_order;		/* index into orders */
+	int32	   *line_item;		/* index into pid */
+	int64		nlines;
+	int64	   *pid;			/* product ids by first appearance */
+	int32		nitems;
+} RbHistory;
+
+static RbHistory *rb_hist = NULL;
+
+static void
+rb_hist_forget(void *arg)
+{
+	if (rb_hist == arg)
+		rb_hist = NULL;
+}
+
+/* the history of this statement, or NULL: the caller scans the tables */
+static RbHistory *
+rb_hist_get(void)
+{
+	if (rb_hist != NULL &&
+		rb_hist->lxid == MyProc->lxid &&
+		rb_hist->subid == GetCurrentSubTransactionId() &&
+		rb_hist->stmt_start == GetCurrentStatementStartTimestamp())
+		return rb_hist;
+	return NULL;
+}
+
+static void
+rb_hist_drop(void)
+{
+	if (rb_hist != NULL)
+		MemoryContextDelete(rb_hist->cxt);	/* rb_hist_forget: NULL */
+}
+
+typedef struct RbOrderIdx
+{
+	pg_uuid_t	order_id;		/* hash key */
 	int32		idx;
-} RbCustomer;
+} RbOrderIdx;
+
+/* every order in the heap order of shop."order", while the lines are read */
+typedef struct RbSeq
+{
+	pg_uuid_t	order_id;
+	int32		oi;				/* index into the counted orders, -1 */
+} RbSeq;
+
+typedef struct RbItemIdx
+{
+	int64		pid;			/* hash key */
+	int32		idx;
+} RbItemIdx;
+
+/*
+ * Dense indexes of bigint ids (products, customers) by first appearance:
+ * ids from 0 up to a bound that grows with the ids seen (a serial's ids
+ * are dense) are looked up in an array, the others in a hash.  A million
+ * dynahash probes of a 100,000-entry table were most of the one read of
+ * the lines.
+ */
+typedef struct RbIdMap
+{
+	int32	   *direct;			/* id -> index + 1, 0: not seen */
+	int64		dcap;
+	HTAB	   *hash;			/* ids past the array */
+	int64		nhash;
+	int32		n;				/* indexes given */
+} RbIdMap;
+
+#define RB_IDMAP_DIRECT(m) Max((int64) 1 << 20, (int64) 8 * ((m)->n + 1))
+
+static void
+rb_idmap_init(RbIdMap *m)
+{
+	HASHCTL		ctl;
+
+	memset(m, 0, sizeof(*m));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(RbItemIdx);
+	ctl.hcxt = CurrentMemoryContext;
+	m->hash = hash_create("shop rebuild ids", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* the index of id; *added when it is new (the next index, m->n - 1) */
+static int32
+rb_idmap(RbIdMap *m, int64 id, bool *added)
+{
+	bool		found;
+	RbItemIdx  *e;
+
+	if (id >= 0 && id >= m->dcap && id < RB_IDMAP_DIRECT(m))
+	{
+		int64		ncap = Max(Max(m->dcap * 2, id + 1), 65536);
+
+		ncap = Min(ncap, RB_IDMAP_DIRECT(m));
+		if (m->direct == NULL)
+			m->direct = palloc_extended(sizeof(int32) * ncap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		else
+		{
+			m->direct = repalloc_huge(m->direct, sizeof(int32) * ncap);
+			memset(m->direct + m->dcap, 0, sizeof(int32) * (ncap - m->dcap));
+		}
+		m->dcap = ncap;
+	}
+	if (id >= 0 && id < m->dcap)
+	{
+		int32		v = m->direct[id];
+
+		if (v > 0)
+		{
+			*added = false;
+			return v - 1;
+		}
+		/* an id put in the hash before the array reached it */
+		if (m->nhash > 0)
+		{
+			e = hash_search(m->hash, &id, HASH_FIND, NULL);
+			if (e != NULL)
+			{
+				*added = false;
+				return e->idx;
+			}
+		}
+		m->direct[id] = m->n + 1;
+		*added = true;
+		return m->n++;
+	}
+	e = hash_search(m->hash, &id, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->idx = m->n++;
+		m->nhash++;
+	}
+	*added = !found;
+	return e->idx;
+}
 
 static int
 rb_cmp_order(const void *a, const void *b)
@@ -307,7 +477,8 @@ rb_cmp_order(const void *a, const void *b)
  * buyer_cap / the customer's counted orders) in double precision, the
  * value the SQL of 1.0 computed.  Rows in order id order, as that SQL
  * wrote them: the co-purchase rebuild reads the baskets in this order and
- * adds their weights up in it.
+ * adds their weights up in it.  Then reads every order line once and
+ * keeps the history (RbHistory) for the rebuild's later steps.
  */
 Datum
 shop_rebuild_orders(PG_FUNCTION_ARGS)
@@ -315,41 +486,60 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	double		buyer_cap = PG_GETARG_FLOAT8(0);
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
+	MemoryContext hcxt;
+	RbHistory  *h;
 	HASHCTL		ctl;
-	HTAB	   *customers;
+	RbIdMap		customers;
+	HTAB	   *byid = NULL;
+	RbIdMap		items;
 	int64	   *counts;
 	int32		ncust = 0;
 	int32		cust_cap = 65536;
 	RbOrder    *orders;
 	int64		norders = 0;
 	int64		orders_cap = 65536;
+	int64		lines_cap = 262144;
+	int32		items_cap = 65536;
 	RbCounted	rc;
+	Snapshot	snap = GetActiveSnapshot();
 	Relation	rel;
 	TableScanDesc scan;
 	TupleTableSlot *slot;
 	AttrNumber	a_id,
 				a_cust,
-				a_status;
+				a_at,
+				a_status,
+				a_product;
 	RbBulk		b;
 	int64		rows;
+	RbSeq	   *seqs;
+	int64		nseq = 0;
+	int64		seq_cap = 65536;
+	int64		cur = -1;
+
+	rb_hist_drop();
+	hcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild history", ALLOCSET_DEFAULT_SIZES);
+	h = MemoryContextAllocZero(hcxt, sizeof(RbHistory));
+	h->cxt = hcxt;
+	h->cb.func = rb_hist_forget;
+	h->cb.arg = h;
+	MemoryContextRegisterResetCallback(hcxt, &h->cb);
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild orders", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
-	ctl.entrysize = sizeof(RbCustomer);
-	ctl.hcxt = work;
-	customers = hash_create("shop rebuild customers", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rb_idmap_init(&customers);
 	counts = palloc_extended(sizeof(int64) * cust_cap, MCXT_ALLOC_HUGE);
-	orders = palloc_extended(sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
+	seqs = palloc_extended(sizeof(RbSeq) * seq_cap, MCXT_ALLOC_HUGE);
+	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
 	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
 	a_id = rb_attnum(rel, "order_id");
 	a_cust = rb_attnum(rel, "customer_id");
+	a_at = rb_attnum(rel, "created_at");
 	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	scan = table_beginscan(rel, snap, 0, NULL);
 	slot = table_slot_create(rel, NULL);
 	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 	{
@@ -358,9 +548,17 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		Datum		c;
 		Datum		id = slot_getattr(slot, a_id, &isnull);
 		Datum		st;
+		Datum		at;
 
 		if (isnull)
 			continue;			/* the primary key */
+		if (nseq == seq_cap)
+		{
+			seq_cap *= 2;
+			seqs = repalloc_huge(seqs, sizeof(RbSeq) * seq_cap);
+		}
+		memcpy(&seqs[nseq].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		seqs[nseq++].oi = -1;
 		/* shop._counted(NULL) is false */
 		st = slot_getattr(slot, a_status, &isnull);
 		if (isnull || !rb_counted(&rc, st))
@@ -371,29 +569,31 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 			orders = repalloc_huge(orders, sizeof(RbOrder) * orders_cap);
 		}
 		o = &orders[norders++];
+		o->seq = (int32) (nseq - 1);
 		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		at = slot_getattr(slot, a_at, &isnull);
+		o->at = isnull ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
 		c = slot_getattr(slot, a_cust, &isnull);
 		o->cust = -1;
 		o->customer_id = 0;
 		if (!isnull)
 		{
-			bool		found;
-			RbCustomer *e;
+			bool		added;
+			int32		ci;
 
 			o->customer_id = DatumGetInt64(c);
-			e = hash_search(customers, &o->customer_id, HASH_ENTER, &found);
-			if (!found)
+			ci = rb_idmap(&customers, o->customer_id, &added);
+			if (added)
 			{
 				if (ncust == cust_cap)
 				{
 					cust_cap *= 2;
 					counts = repalloc_huge(counts, sizeof(int64) * cust_cap);
 				}
-				e->idx = ncust;
 				counts[ncust++] = 0;
 			}
-			o->cust = e->idx;
-			counts[e->idx]++;
+			o->cust = ci;
+			counts[ci]++;
 		}
 		if ((norders & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
@@ -404,6 +604,20 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
+	for (int64 i = 0; i < norders; i++)
+	{
+		RbOrder    *o = &orders[i];
+
+		/* least(1.0, buyer_cap / count(*) OVER (PARTITION BY customer_id)) */
+		if (o->cust < 0)
+			o->weight = 1.0;
+		else
+		{
+			double		w = buyer_cap / (double) counts[o->cust];
+
+			o->weight = (w < 1.0 ? w : 1.0);
+		}
+	}
 
 	rb_begin(&b, "copurchase_order", 3);
 	for (int64 i = 0; i < norders; i++)
@@ -415,21 +629,109 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		slot->tts_isnull[0] = false;
 		slot->tts_values[1] = Int64GetDatum(o->customer_id);
 		slot->tts_isnull[1] = (o->cust < 0);
-		/* least(1.0, buyer_cap / count(*) OVER (PARTITION BY customer_id)) */
-		if (o->cust < 0)
-			slot->tts_values[2] = Float8GetDatum(1.0);
-		else
-		{
-			double		w = buyer_cap / (double) counts[o->cust];
-
-			slot->tts_values[2] = Float8GetDatum(w < 1.0 ? w : 1.0);
-		}
+		slot->tts_values[2] = Float8GetDatum(o->weight);
 		slot->tts_isnull[2] = false;
 		rb_store(&b);
 		if ((i & 65535) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
 	rows = rb_end(&b);
+
+	/*
+	 * every line of a counted order: (order, product), in heap order.  The
+	 * lines of one order are mostly together, and the orders' lines mostly
+	 * follow one another as the orders do: the next order in the heap
+	 * order of shop."order" is tried first, a hash of every order by id
+	 * (built at the first miss) otherwise.
+	 */
+	for (int64 i = 0; i < norders; i++)
+		seqs[orders[i].seq].oi = (int32) i;
+	rb_idmap_init(&items);
+	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
+	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
+	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+	a_id = rb_attnum(rel, "order_id");
+	a_product = rb_attnum(rel, "product_id");
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					added;
+		Datum		id = slot_getattr(slot, a_id, &n1);
+		Datum		p = slot_getattr(slot, a_product, &n2);
+		int32		oi;
+		int32		ii;
+		int64		pid;
+
+		if (n1 || n2)
+			continue;
+		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+			oi = seqs[cur].oi;	/* the order of the line before */
+		else if (cur + 1 < nseq &&
+				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+			oi = seqs[++cur].oi;	/* the next order */
+		else
+		{
+			RbOrderIdx *e;
+
+			if (byid == NULL)
+			{
+				memset(&ctl, 0, sizeof(ctl));
+				ctl.keysize = sizeof(pg_uuid_t);
+				ctl.entrysize = sizeof(RbOrderIdx);
+				ctl.hcxt = work;
+				byid = hash_create("shop rebuild orders by id", Max(nseq, 1024), &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+				for (int64 i = 0; i < nseq; i++)
+				{
+					e = hash_search(byid, &seqs[i].order_id, HASH_ENTER, NULL);
+					e->idx = (int32) i;
+				}
+			}
+			e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+			if (e == NULL)
+				continue;		/* no such order */
+			cur = e->idx;
+			oi = seqs[cur].oi;
+		}
+		if (oi < 0)
+			continue;
+		if (h->nlines == lines_cap)
+		{
+			lines_cap *= 2;
+			h->line_order = repalloc_huge(h->line_order, sizeof(int32) * lines_cap);
+			h->line_item = repalloc_huge(h->line_item, sizeof(int32) * lines_cap);
+		}
+		pid = DatumGetInt64(p);
+		ii = rb_idmap(&items, pid, &added);
+		if (added)
+		{
+			if (h->nitems == items_cap)
+			{
+				items_cap *= 2;
+				h->pid = repalloc_huge(h->pid, sizeof(int64) * items_cap);
+			}
+			h->pid[h->nitems++] = pid;
+		}
+		h->line_order[h->nlines] = oi;
+		h->line_item[h->nlines] = ii;
+		h->nlines++;
+		if ((h->nlines & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	h->orders = orders;
+	h->norders = norders;
+	h->lxid = MyProc->lxid;
+	h->subid = GetCurrentSubTransactionId();
+	h->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_hist = h;
 
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(work);
@@ -483,9 +785,36 @@ rb_cmp_event_recent(const void *a, const void *b)
 	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
 }
 
+/*
+ * The profile rows shop._rebuild_customer_items wrote, in (customer,
+ * product) order, kept for shop._rebuild_like_lists in the same statement
+ * (as RbHistory is): it then neither scans shop.customer_item again nor
+ * sorts its customers.
+ */
+typedef struct RbProfiles
+{
+	MemoryContext cxt;			/* child of TopTransactionContext */
+	MemoryContextCallback cb;
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+	LikeProfileRow *rows;
+	int64		n;
+	int64		cap;
+} RbProfiles;
+
+static RbProfiles *rb_prof = NULL;
+
+static void
+rb_prof_forget(void *arg)
+{
+	if (rb_prof == arg)
+		rb_prof = NULL;
+}
+
 /* one customer's events (ev[0..n-1], reordered) into profile rows */
 static void
-rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
+rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 {
 	int			m = 0;
 	int			cap = shop_reco_like_items;
@@ -513,17 +842,35 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n)
 	for (int i = 1; i < m; i++)
 		sum += ev[i].w * ev[i].w;
 	sum = sqrt(sum);
+	/* written in key order: the primary key's build finds them sorted */
+	if (m > 1)
+		qsort(ev, m, sizeof(RbEvent), rb_cmp_event_product);
 	for (int i = 0; i < m; i++)
 	{
 		TupleTableSlot *slot = rb_slot(b);
+		float4		w = (float4) (ev[i].w / sum);
+		Datum		h = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
+											Int64GetDatum(ev[i].product_id));
 
 		slot->tts_values[0] = Int64GetDatum(customer);
 		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);
-		slot->tts_values[2] = Float4GetDatum((float4) (ev[i].w / sum));
-		slot->tts_values[3] = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
-												  Int64GetDatum(ev[i].product_id));
+		slot->tts_values[2] = Float4GetDatum(w);
+		slot->tts_values[3] = h;
 		memset(slot->tts_isnull, 0, sizeof(bool) * 4);
 		rb_store(b);
+		if (out != NULL)
+		{
+			if (out->n == out->cap)
+			{
+				out->cap *= 2;
+				out->rows = repalloc_huge(out->rows, sizeof(LikeProfileRow) * out->cap);
+			}
+			out->rows[out->n].c = customer;
+			out->rows[out->n].p = ev[i].product_id;
+			out->rows[out->n].w = w;
+			out->rows[out->n].h = DatumGetInt64(h);
+			out->n++;
+		}
 	}
 }
 
@@ -590,6 +937,8 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	RbCustEvent *ev;
 	int64		nev = 0,
 				ev_cap = 262144;
+	RbHistory  *h = rb_hist_get();
+	RbProfiles *prof;
 	HASHCTL		ctl;
 	HTAB	   *orders;
 	RbCounted	rc;
@@ -604,72 +953,88 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
-	rb_counted_init(&rc);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbCustOrder);
-	ctl.hcxt = work;
-	orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
-	/* the counted orders of customers */
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "order_id");
-	a2 = rb_attnum(rel, "customer_id");
-	a3 = rb_attnum(rel, "created_at");
-	a4 = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (h != NULL)
 	{
-		bool		n1,
-					n2,
-					n3,
-					n4;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		c = slot_getattr(slot, a2, &n2);
-		Datum		at = slot_getattr(slot, a3, &n3);
-		Datum		st = slot_getattr(slot, a4, &n4);
-		RbCustOrder *o;
+		/* the lines of counted orders of customers, from the history */
+		for (int64 i = 0; i < h->nlines; i++)
+		{
+			RbOrder    *o = &h->orders[h->line_order[i]];
 
-		/* shop._counted(NULL) is false */
-		if (n1 || n2 || n4 || !rb_counted(&rc, st))
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
-		o->customer_id = DatumGetInt64(c);
-		o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+			if (o->cust < 0)
+				continue;		/* a guest order */
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, h->pid[h->line_item[i]], 1.0, o->at);
+		}
+		rb_hist_drop();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* their lines */
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "order_id");
-	a2 = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	else
 	{
-		bool		n1,
-					n2;
-		Datum		id = slot_getattr(slot, a1, &n1);
-		Datum		p = slot_getattr(slot, a2, &n2);
-		RbCustOrder *o;
+		/* the counted orders of customers */
+		rb_counted_init(&rc);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(RbCustOrder);
+		ctl.hcxt = work;
+		orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+		a1 = rb_attnum(rel, "order_id");
+		a2 = rb_attnum(rel, "customer_id");
+		a3 = rb_attnum(rel, "created_at");
+		a4 = rb_attnum(rel, "status");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2,
+						n3,
+						n4;
+			Datum		id = slot_getattr(slot, a1, &n1);
+			Datum		c = slot_getattr(slot, a2, &n2);
+			Datum		at = slot_getattr(slot, a3, &n3);
+			Datum		st = slot_getattr(slot, a4, &n4);
+			RbCustOrder *o;
 
-		if (n1 || n2)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
-		if (o == NULL)
-			continue;
-		rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
-		if ((nev & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+			/* shop._counted(NULL) is false */
+			if (n1 || n2 || n4 || !rb_counted(&rc, st))
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+			o->customer_id = DatumGetInt64(c);
+			o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* their lines */
+		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+		a1 = rb_attnum(rel, "order_id");
+		a2 = rb_attnum(rel, "product_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		id = slot_getattr(slot, a1, &n1);
+			Datum		p = slot_getattr(slot, a2, &n2);
+			RbCustOrder *o;
+
+			if (n1 || n2)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
+			if (o == NULL)
+				continue;
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+			if ((nev & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		hash_destroy(orders);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	hash_destroy(orders);
 
 	/* the views */
 	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
@@ -704,6 +1069,20 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_begin(&b, "customer_item", 4);
 	MemoryContextSwitchTo(work);
+	if (rb_prof != NULL)
+		MemoryContextDelete(rb_prof->cxt);	/* rb_prof_forget: NULL */
+	{
+		MemoryContext pcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild profiles kept",
+												   ALLOCSET_DEFAULT_SIZES);
+
+		prof = MemoryContextAllocZero(pcxt, sizeof(RbProfiles));
+		prof->cxt = pcxt;
+		prof->cb.func = rb_prof_forget;
+		prof->cb.arg = prof;
+		MemoryContextRegisterResetCallback(pcxt, &prof->cb);
+		prof->cap = 65536;
+		prof->rows = MemoryContextAllocExtended(pcxt, sizeof(LikeProfileRow) * prof->cap, MCXT_ALLOC_HUGE);
+	}
 	one = palloc(sizeof(RbEvent) * one_cap);
 	for (int64 i = 0; i < nev;)
 	{
@@ -723,7 +1102,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			n++;
 		}
 		before = b.rows + b.n;
-		rb_profile(&b, c, one, n);
+		rb_profile(&b, c, one, n, prof);
 		if (b.rows + b.n > before)
 			customers++;
 		CHECK_FOR_INTERRUPTS();
@@ -731,6 +1110,10 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
+	prof->lxid = MyProc->lxid;
+	prof->subid = GetCurrentSubTransactionId();
+	prof->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_prof = prof;
 	PG_RETURN_INT64(customers);
 }
 
@@ -836,6 +1219,94 @@ rb_pairs_write(RecoBuild *rp, int64 *pairs_out, int64 *rows_out)
 	*pairs_out = pairs;
 }
 
+static int
+rb_cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * reco_build_read's step 1 from the history: the folded orders are the
+ * counted orders _rebuild_orders wrote, basket b the b-th by id; the
+ * products by first appearance among their lines in heap order, as
+ * reco_build_read's cursor met them.  Each basket's products are sorted
+ * and made distinct, and its statistics added up, as there.
+ */
+static void
+rb_pairs_read_hist(RecoBuild *rb, const RbHistory *h)
+{
+	int64		nfolded = h->norders;
+	int64		nlines = h->nlines;
+	int64	   *start;
+	int32	   *sorted;
+	int64	   *pos;
+
+	rb->items_cap = Max(h->nitems, 1);
+	rb->nitems = h->nitems;
+	rb->pid = palloc_extended(sizeof(int64) * rb->items_cap, MCXT_ALLOC_HUGE);
+	memcpy(rb->pid, h->pid, sizeof(int64) * h->nitems);
+	rb->n = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	rb->s = palloc_extended(sizeof(double) * rb->items_cap, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	rb->lines = nlines;
+
+	/* counting sort of the lines by basket */
+	start = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	sorted = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	for (int64 i = 0; i < nlines; i++)
+		start[h->line_order[i] + 1]++;
+	for (int64 o = 0; o < nfolded; o++)
+		start[o + 1] += start[o];
+	pos = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+	memcpy(pos, start, sizeof(int64) * (nfolded + 1));
+	for (int64 i = 0; i < nlines; i++)
+		sorted[pos[h->line_order[i]]++] = h->line_item[i];
+	pfree(pos);
+
+	/* each basket: distinct products, statistics, kept if it has pairs */
+	rb->bitems = palloc_extended(sizeof(int32) * Max(nlines, 1), MCXT_ALLOC_HUGE);
+	rb->boff = palloc_extended(sizeof(int64) * (nfolded + 1), MCXT_ALLOC_HUGE);
+	rb->bpw = palloc_extended(sizeof(double) * Max(nfolded, 1), MCXT_ALLOC_HUGE);
+	rb->boff[0] = 0;
+	for (int64 o = 0; o < nfolded; o++)
+	{
+		int32	   *b = sorted + start[o];
+		int			k = (int) (start[o + 1] - start[o]);
+		int			m = 0;
+		double		w = h->orders[o].weight;
+		double		pw;
+
+		if (k == 0)
+			continue;
+		if (k > 1)
+			qsort(b, k, sizeof(int32), rb_cmp_int32);
+		for (int i = 0; i < k; i++)
+			if (m == 0 || b[m - 1] != b[i])
+				b[m++] = b[i];
+		pw = reco_basket_pair_weight(w, m);
+		for (int i = 0; i < m; i++)
+		{
+			rb->n[b[i]] += w;
+			rb->s[b[i]] += pw * (m - 1);
+		}
+		rb->total += w * m;
+		rb->orders++;
+		if (m < 2)
+			continue;
+		memcpy(rb->bitems + rb->nbitems, b, sizeof(int32) * m);
+		rb->bpw[rb->nbaskets] = pw;
+		rb->nbitems += m;
+		rb->nbaskets++;
+		rb->boff[rb->nbaskets] = rb->nbitems;
+		if ((o & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	pfree(sorted);
+	pfree(start);
+}
+
 /*
  * shop._rebuild_pairs() -> jsonb
  *
@@ -850,6 +1321,7 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
 	RecoBuild	rp;
+	RbHistory  *h;
 	int64		pairs;
 	int64		rows;
 	char	   *summary;
@@ -860,7 +1332,11 @@ shop_rebuild_pairs(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: SPI_connect failed");
 	MemoryContextSwitchTo(work);
 	memset(&rp, 0, sizeof(rp));
-	reco_build_read(&rp);
+	h = rb_hist_get();
+	if (h != NULL)
+		rb_pairs_read_hist(&rp, h);
+	else
+		reco_build_read(&rp);
 	reco_build_transpose(&rp);
 	rb_pairs_write(&rp, &pairs, &rows);
 	summary = reco_build_summary(&rp, pairs, rows);
@@ -924,6 +1400,27 @@ typedef LikeProfileRow RbItem;	/* shop.h */
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
+/* the profiles kept by this statement's _rebuild_customer_items, or NULL */
+static RbProfiles *
+rb_prof_get(void)
+{
+	if (rb_prof != NULL &&
+		rb_prof->lxid == MyProc->lxid &&
+		rb_prof->subid == GetCurrentSubTransactionId() &&
+		rb_prof->stmt_start == GetCurrentStatementStartTimestamp())
+		return rb_prof;
+	return NULL;
+}
+
+static int
+rb_cmp_entry_id(const void *a, const void *b)
+{
+	int64		x = ((const LikeEntry *) a)->id;
+	int64		y = ((const LikeEntry *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
 Datum
 shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 {
@@ -948,84 +1445,108 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	LikeEntry  *vec;
 	RbBulk		b;
 	int64		rows;
+	RbProfiles *prof = rb_prof_get();
 
-	rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
-	if (RelationGetDescr(rel)->natts != 4)
-		elog(ERROR, "shop: table customer_item does not have 4 columns");
-	if (rel->rd_rel->reltuples > limit)
+	if (prof != NULL)
 	{
-		table_close(rel, AccessShareLock);
-		MemoryContextSwitchTo(old);
-		MemoryContextDelete(work);
-		PG_RETURN_NULL();
-	}
-	v = palloc(sizeof(RbItem) * cap);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		n1,
-					n2,
-					n3,
-					n4;
-
-		if (nv == limit)
-			break;
-		if (nv == cap)
+		/* the rows _rebuild_customer_items just wrote, by customer */
+		if (prof->n > limit)
 		{
-			cap *= 2;
-			v = repalloc_huge(v, sizeof(RbItem) * cap);
+			MemoryContextDelete(prof->cxt);
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(work);
+			PG_RETURN_NULL();	/* past the bound: the batched path */
 		}
-		v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
-		v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
-		v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
-		v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
-		if (n1 || n2 || n3 || n4)
-			continue;			/* not null in the table */
-		nv++;
-		if ((nv & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	{
-		bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
-
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		UnregisterSnapshot(snap);
-		table_close(rel, AccessShareLock);
-		if (more)
+		v = prof->rows;
+		nv = prof->n;
+		cust = palloc(sizeof(int64) * Max(nv, 1));
+		for (int64 i = 0; i < nv; i++)
 		{
-			/* past the bound: the batched path */
+			if (ncust == 0 || cust[ncust - 1] != v[i].c)
+				cust[ncust++] = v[i].c;
+			v[i].ci = ncust - 1;
+		}
+	}
+	else
+	{
+		rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
+		if (RelationGetDescr(rel)->natts != 4)
+			elog(ERROR, "shop: table customer_item does not have 4 columns");
+		if (rel->rd_rel->reltuples > limit)
+		{
+			table_close(rel, AccessShareLock);
 			MemoryContextSwitchTo(old);
 			MemoryContextDelete(work);
 			PG_RETURN_NULL();
 		}
-	}
-
-	/* the customers, by dense index in id order */
-	cust = palloc(sizeof(int64) * Max(nv, 1));
-	for (int64 i = 0; i < nv; i++)
-		cust[i] = v[i].c;
-	rb_sort_int64(cust, nv);
-	for (int64 i = 0; i < nv; i++)
-		if (ncust == 0 || cust[ncust - 1] != cust[i])
-			cust[ncust++] = cust[i];
-	for (int64 i = 0; i < nv; i++)
-	{
-		int32		lo = 0,
-					hi = ncust - 1;
-
-		while (lo < hi)
+		v = palloc(sizeof(RbItem) * cap);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
 		{
-			int32		mid = lo + (hi - lo) / 2;
+			bool		n1,
+						n2,
+						n3,
+						n4;
 
-			if (cust[mid] < v[i].c)
-				lo = mid + 1;
-			else
-				hi = mid;
+			if (nv == limit)
+				break;
+			if (nv == cap)
+			{
+				cap *= 2;
+				v = repalloc_huge(v, sizeof(RbItem) * cap);
+			}
+			v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
+			v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
+			v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
+			v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
+			if (n1 || n2 || n3 || n4)
+				continue;			/* not null in the table */
+			nv++;
+			if ((nv & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
 		}
-		v[i].ci = lo;
+		{
+			bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
+
+			ExecDropSingleTupleTableSlot(slot);
+			table_endscan(scan);
+			UnregisterSnapshot(snap);
+			table_close(rel, AccessShareLock);
+			if (more)
+			{
+				/* past the bound: the batched path */
+				MemoryContextSwitchTo(old);
+				MemoryContextDelete(work);
+				PG_RETURN_NULL();
+			}
+		}
+
+		/* the customers, by dense index in id order */
+		cust = palloc(sizeof(int64) * Max(nv, 1));
+		for (int64 i = 0; i < nv; i++)
+			cust[i] = v[i].c;
+		rb_sort_int64(cust, nv);
+		for (int64 i = 0; i < nv; i++)
+			if (ncust == 0 || cust[ncust - 1] != cust[i])
+				cust[ncust++] = cust[i];
+		for (int64 i = 0; i < nv; i++)
+		{
+			int32		lo = 0,
+						hi = ncust - 1;
+
+			while (lo < hi)
+			{
+				int32		mid = lo + (hi - lo) / 2;
+
+				if (cust[mid] < v[i].c)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			v[i].ci = lo;
+		}
 	}
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
@@ -1041,7 +1562,12 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	{
 		int			n = like_customer_list(&ls, v, sizeof(RbItem), c, cust, acc, touched, vec, top);
 
-		for (int m = 0; m < n && m < top; m++)
+		/* written in key order: the primary key's build finds them sorted */
+		if (n > top)
+			n = top;
+		if (n > 1)
+			qsort(vec, n, sizeof(LikeEntry), rb_cmp_entry_id);
+		for (int m = 0; m < n; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
 
@@ -1055,6 +1581,8 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 	}
 	rows = rb_end(&b);
+	if (prof != NULL)
+		MemoryContextDelete(prof->cxt);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(work);
 	PG_RETURN_INT64(rows);
@@ -1162,6 +1690,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 				a_status;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
+	RbHistory  *h = rb_hist_get();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -1176,103 +1705,136 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(work);
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(pg_uuid_t);
-	ctl.entrysize = sizeof(RbPopOrder);
-	ctl.hcxt = work;
-	orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(RbPopItem);
 	ctl.hcxt = work;
 	items = hash_create("shop rebuild popularity products", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ev = palloc_extended(sizeof(RbPopEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
-	/* the orders of the window */
 	snap = GetActiveSnapshot();
-	rb_counted_init(&rc);
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	a_at = rb_attnum(rel, "created_at");
-	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	if (h != NULL)
 	{
-		bool		n1,
-					n2,
-					n3;
-		Datum		id = slot_getattr(slot, a_order, &n1);
-		Datum		at = slot_getattr(slot, a_at, &n2);
-		Datum		st = slot_getattr(slot, a_status, &n3);
-		RbPopOrder *o;
+		/*
+		 * The lines of the history's orders in the window: in the rebuild
+		 * every counted order is folded (kind 2) and no other is
+		 */
+		int32	   *map = palloc_extended(sizeof(int32) * Max(h->nitems, 1), MCXT_ALLOC_HUGE);
 
-		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
-		o->at = DatumGetTimestampTz(at);
-		o->counted = !n3 && rb_counted(&rc, st);
-		o->folded = false;
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* the folded orders */
-	rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, a_order, &isnull);
-		RbPopOrder *o;
-
-		if (isnull)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
-		if (o != NULL)
-			o->folded = true;
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* every line of an order that counts or is folded */
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a_order = rb_attnum(rel, "order_id");
-	a_product = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		n1,
-					n2;
-		Datum		d = slot_getattr(slot, a_order, &n1);
-		Datum		p = slot_getattr(slot, a_product, &n2);
-		RbPopOrder *o;
-
-		if (n1 || n2)
-			continue;
-		o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
-		if (o == NULL || !(o->counted || o->folded))
-			continue;
-		if (nev == ev_cap)
+		memset(map, -1, sizeof(int32) * Max(h->nitems, 1));
+		for (int64 i = 0; i < h->nlines; i++)
 		{
-			ev_cap *= 2;
-			ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			RbOrder    *o = &h->orders[h->line_order[i]];
+			int32		li = h->line_item[i];
+
+			if (o->at <= lo)
+				continue;
+			if (nev == ev_cap)
+			{
+				ev_cap *= 2;
+				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			}
+			if (map[li] < 0)
+				map[li] = rb_pop_item(items, h->pid[li], &nitems);
+			ev[nev].item = map[li];
+			ev[nev].kind = 2;
+			ev[nev].at = o->at;
+			nev++;
 		}
-		ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
-		ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
-		ev[nev].at = o->at;
-		nev++;
-		if ((nev & 0xFFFF) == 0)
-			CHECK_FOR_INTERRUPTS();
+		pfree(map);
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	hash_destroy(orders);
+	else
+	{
+		/* the orders of the window */
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(RbPopOrder);
+		ctl.hcxt = work;
+		orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		rb_counted_init(&rc);
+		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		a_at = rb_attnum(rel, "created_at");
+		a_status = rb_attnum(rel, "status");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2,
+						n3;
+			Datum		id = slot_getattr(slot, a_order, &n1);
+			Datum		at = slot_getattr(slot, a_at, &n2);
+			Datum		st = slot_getattr(slot, a_status, &n3);
+			RbPopOrder *o;
+
+			if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(id), HASH_ENTER, NULL);
+			o->at = DatumGetTimestampTz(at);
+			o->counted = !n3 && rb_counted(&rc, st);
+			o->folded = false;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* the folded orders */
+		rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, a_order, &isnull);
+			RbPopOrder *o;
+
+			if (isnull)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+			if (o != NULL)
+				o->folded = true;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		/* every line of an order that counts or is folded */
+		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
+		a_order = rb_attnum(rel, "order_id");
+		a_product = rb_attnum(rel, "product_id");
+		scan = table_beginscan(rel, snap, 0, NULL);
+		slot = table_slot_create(rel, NULL);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			bool		n1,
+						n2;
+			Datum		d = slot_getattr(slot, a_order, &n1);
+			Datum		p = slot_getattr(slot, a_product, &n2);
+			RbPopOrder *o;
+
+			if (n1 || n2)
+				continue;
+			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
+			if (o == NULL || !(o->counted || o->folded))
+				continue;
+			if (nev == ev_cap)
+			{
+				ev_cap *= 2;
+				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
+			}
+			ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+			ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
+			ev[nev].at = o->at;
+			nev++;
+			if ((nev & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		hash_destroy(orders);
+	}
 
 	/* every view of the window */
 	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
