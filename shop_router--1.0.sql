@@ -658,10 +658,10 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- (shop._search_stats_at: a sequence each shard bumps for every row
 -- written to those tables, once shop_router.cluster_setup() made it a
 -- shard; before that it says its sums may not be kept), and sends the
--- versions with the page: a shard whose
--- version is not among them answers a row of NULLs in place of its page,
--- the router raises 40001 (shop_router._search_refused), forgets the sums
--- and runs the search again with new ones.  A kept sum is thus never used once a shard
+-- versions with the page: a shard whose version is not among them
+-- answers a row of NULLs in place of its page, the router raises 40001
+-- (shop_router._search_refused), forgets the sums and runs the search
+-- again with new ones.  A kept sum is thus never used once a shard
 -- has changed: the answers are those of a search that asked.  Kept at
 -- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
 -- at most 4096 queries, emptied when full.  A shard says its statistics
