@@ -775,10 +775,10 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- (shop._search_stats_at: a sequence each shard bumps for every row
 -- written to those tables, once shop_router.cluster_setup() made it a
 -- shard; before that it says its sums may not be kept), and sends the
--- versions with the page: a shard whose
--- version is not among them refuses the page (40001,
--- shop._search_version_check) and the router forgets the sums and runs the
--- search again with new ones.  A kept sum is thus never used once a shard
+-- versions with the page: a shard whose version is not among them
+-- answers a row of NULLs in place of its page, the router raises 40001
+-- (shop_router._search_refused), forgets the sums and runs the search
+-- again with new ones.  A kept sum is thus never used once a shard
 -- has changed: the answers are those of a search that asked.  Kept at
 -- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
 -- at most 4096 queries, emptied when full.  A shard says its statistics
@@ -913,7 +913,15 @@ AS $$
                                               nullif(shop_router._read_cluster(), 'shop_cluster'))), NULL, NULL)
 $$;
 
--- The page round, checked against the versions of the kept sums
+-- The page round, checked against the versions of the kept sums.  A
+-- shard whose version is not among them answers one row of NULLs (no
+-- page) rather than an error (shop._search_version_check's 40001): an
+-- error from one partition ends PL/Proxy's call while the other
+-- partitions' answers are still unread, and PL/Proxy then drops and
+-- remakes those connections on the backend's next call ("PL/Proxy:
+-- dropping stale conn", issue 16).  Read whole, the answers leave every
+-- connection ready; shop_router._search_refused raises the 40001 on the
+-- router, where shop.search catches it.
 CREATE FUNCTION shop_router._search_routed_at(i_query text, i_filters jsonb, i_sort text, i_lim int, i_off int,
                                               i_customer_id bigint, i_global jsonb, i_session text,
                                               i_versions jsonb)
@@ -928,11 +936,27 @@ AS $$
            s.in_stock, s.image, s.typos, s.missing_words,
            p.rating_count, p.created_at, p.popularity
       FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
-                   shop._search_version_check($9) AS ok) z
+                   $9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()) AS ok
+             OFFSET 0) z
      CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
      CROSS JOIN LATERAL (SELECT p.rating_count, p.created_at, p.popularity FROM shop.product p
                           WHERE p.product_id = s.product_id OFFSET 0) p
-     WHERE z.ok;
+     WHERE z.ok
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+     WHERE NOT ($9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()));
+$$;
+
+-- a shard refused the kept sums (a row of NULLs from _search_routed_at)
+CREATE FUNCTION shop_router._search_refused()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the search statistics changed on a shard'
+        USING ERRCODE = '40001', HINT = 'the router asks for them again';
+END
 $$;
 
 -- One page of shop.search from every shard, scored with the cluster's
@@ -1044,6 +1068,7 @@ BEGIN
                                                       1000 * k, customer_id, g,
                                                       CASE WHEN customer_id IS NULL THEN ''
                                                            ELSE shop_router._session() END, versions) r
+     WHERE r.product_id IS NOT NULL OR shop_router._search_refused()
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -1304,6 +1329,7 @@ GRANT EXECUTE ON FUNCTION
     shop_router._dfs_put(text, jsonb, jsonb), shop_router._search_global_at(text, jsonb, boolean),
     shop_router._search_intent_for(text, jsonb, jsonb), shop_router._dfs_forget(text, jsonb),
     shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
+    shop_router._search_refused(),
     shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),
     shop_router._search_facets_routed(text, jsonb, jsonb),
     shop_router._search_facets_top(text, jsonb, jsonb, int)

@@ -28,6 +28,9 @@
 #   - the cluster's popularity folded from the shards' change logs equals
 #     the whole recomputation after orders, cancellations, views, the
 #     window moving and late commits (popfold.sql);
+#   - the routed calls leave PL/Proxy's connections ready: a fresh session
+#     after a search whose kept sums a shard refused drops none as stale
+#     (stale.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
@@ -165,6 +168,7 @@ echo "== popularity folded from the shards' change logs ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
 
+. "$HERE/stale.sh"
 . "$HERE/replica.sh"
 . "$HERE/replica_ha.sh"
 
