@@ -9367,6 +9367,137 @@ CREATE TRIGGER product_deactivation_truncate AFTER TRUNCATE ON shop.product
     FOR EACH STATEMENT EXECUTE FUNCTION shop._product_deactivation_trg();
 
 ------------------------------------------------------------------------------
+-- Scale-out: a saga's late hold and its compensation (issue 16) -------------
+--
+-- Checkout step 2 holds on every product shard at once; when one shard
+-- refuses (SH001, SH006, SH008), PL/Proxy raises that error at once and the
+-- router compensates (shop._saga_release by the derived ids) on new
+-- connections, while another shard's backend may still be holding (its
+-- lines wait for a lock, or the machine is loaded): it finishes and
+-- commits after the release found nothing there, and that hold lasted
+-- until shop_router.hold_ttl.  As a routed reserve_many does (shop.
+-- _reserve_many_routed, shop._reservations_drop): both take the
+-- transaction advisory lock of the least derived id of the shard's lines
+-- (shop._reservation_id_lock: the router sends a shard the same products
+-- in both), so the release waits for a hold in progress and then releases
+-- it, and a release that finds no hold of the saga there records that
+-- least id in shop.reservation_dropped (one row a shard: the product ids
+-- of a release are not signed, so a caller could name many), so a hold of
+-- that saga starting later holds nothing (its lines come back without a
+-- hold, as released ones do).  A
+-- compensated saga never holds again (a retry of its key is a new order,
+-- with new ids), so the record stays until the day-old ones are deleted
+-- (by an index on dropped_at now: a busy day's records are not read by
+-- every release, this one's or a routed reserve_many's).
+------------------------------------------------------------------------------
+
+-- each release deletes the records older than a day: by this index, not
+-- by reading a busy day's records (20,000 of them: 12 ms a release)
+CREATE INDEX reservation_dropped_dropped_at_idx ON shop.reservation_dropped (dropped_at);
+
+CREATE OR REPLACE FUNCTION shop._saga_reserve(order_id uuid, product_ids bigint[], qtys int[], ttl interval)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ids uuid[];
+    bad record;
+    least_id uuid;
+BEGIN
+    PERFORM shop._require(order_id, 'order_id');
+    PERFORM shop._require(product_ids, 'product_ids');
+    PERFORM shop._require(ttl, 'ttl');
+    IF cardinality(product_ids) IS DISTINCT FROM cardinality(qtys) THEN
+        RAISE EXCEPTION 'product_ids and qtys differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1936224112, hashtext('saga:' || order_id::text));
+    -- the lock the compensation takes here (shop._saga_release), then its
+    -- record: a saga already compensated on this shard holds nothing
+    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
+    PERFORM shop._reservation_id_lock(least_id);
+    IF NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
+                    WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid))
+       AND NOT EXISTS (SELECT FROM shop.reservation_dropped d WHERE d.reservation_id = least_id) THEN
+        SELECT u.pid, p.status INTO bad
+          FROM unnest(product_ids) u(pid) LEFT JOIN shop.product p ON p.product_id = u.pid
+         WHERE p.status IS DISTINCT FROM 'active'
+         ORDER BY u.pid LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
+                DETAIL = format('Product %s of order %s is %s.', bad.pid, order_id,
+                                coalesce(bad.status, 'no longer in the catalog')),
+                HINT = 'Remove it from the cart or save it for later.';
+        END IF;
+        ids := shop.reserve_many((SELECT jsonb_agg(jsonb_build_object('product_id', u.pid, 'qty', u.q))
+                                    FROM unnest(product_ids, qtys) u(pid, q)),
+                                 'order:' || order_id::text, ttl);
+        -- reserve_many returns one id per distinct product, in product_id
+        -- order; each becomes the id derived from the order
+        UPDATE shop.reservation r SET reservation_id = shop._saga_hold_id(order_id, r.product_id)
+         WHERE r.reservation_id = ANY (ids);
+    END IF;
+    RETURN QUERY
+    SELECT u.pid, h.reservation_id, h.status, p.sku, p.title, p.price_cents
+      FROM (SELECT DISTINCT x.pid FROM unnest(product_ids) x(pid)) u
+      JOIN shop.product p ON p.product_id = u.pid
+      LEFT JOIN LATERAL (SELECT r.reservation_id, min(r.status) AS status
+                           FROM shop.reservation r
+                          WHERE r.product_id = u.pid
+                            AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+                          GROUP BY r.reservation_id) h ON true
+     ORDER BY u.pid;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_reserve(uuid, bigint[], int[], interval) IS
+'internal (router), checkout step 2 on a product shard: hold the lines with reservation ids derived from the order (a repeat holds nothing twice; a saga compensated here holds nothing)';
+
+CREATE OR REPLACE FUNCTION shop._saga_release(order_id uuid, product_ids bigint[], paid boolean DEFAULT false)
+RETURNS int
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int := 0;
+    rid uuid;
+    least_id uuid;
+BEGIN
+    IF paid AND NOT shop._saga_trusted() THEN
+        RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
+    END IF;
+    -- after a hold of the saga still in progress here has ended (the
+    -- reserve step holds all of this shard's lines or none); when there is
+    -- none, the least id is recorded, so that such a hold coming later is
+    -- not made (one record a shard, whatever the number of lines)
+    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
+    PERFORM shop._reservation_id_lock(least_id);
+    IF least_id IS NOT NULL
+       AND NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
+                        WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)) THEN
+        INSERT INTO shop.reservation_dropped (reservation_id) VALUES (least_id)
+        ON CONFLICT (reservation_id) DO NOTHING;
+    END IF;
+    DELETE FROM shop.reservation_dropped d WHERE d.dropped_at < now() - interval '1 day';
+    FOR rid IN
+        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
+         WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
+           AND r.status = 'held' AND (paid OR r.expires_at < 'infinity')
+         GROUP BY r.reservation_id
+         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
+    LOOP
+        IF shop.reservation_release(rid) THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_release(uuid, bigint[], boolean) IS
+'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only), after a hold of it in progress here; none found: recorded, so that a later hold is not made; returns how many';
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

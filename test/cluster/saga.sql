@@ -196,6 +196,88 @@ SELECT set_config('t.o2', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'
 SELECT fail_if(holds(current_setting('t.o2')::uuid) <> hl('held', a(), 1, b(), 1, d(), 1),
                'the same key then makes the order');
 
+-- a shard that refuses while another is still holding (issue 16, race2):
+-- PL/Proxy raises the refusal (SH001 on d's shard) at once, the router
+-- compensates on new connections while a's shard, slowed by a lock on its
+-- shop.reservation, still holds; that hold must not survive the release
+-- (it would last until shop_router.hold_ttl otherwise)
+SELECT set_config('t.cart9', new_cart('rb', 520, ARRAY[a(), 1, d(), 50])::text, false),
+       set_config('t.a_before', stock(a()), false);
+SELECT dblink_connect('slk', CASE pid_part(a()) WHEN 0 THEN :'p0' WHEN 1 THEN :'p1' WHEN 2 THEN :'p2' ELSE :'p3' END),
+       dblink_connect('swt', CASE pid_part(a()) WHEN 0 THEN :'p0' WHEN 1 THEN :'p1' WHEN 2 THEN :'p2' ELSE :'p3' END),
+       dblink_connect('srt', :'router' || ' user=backoffice');
+-- on a's shard: a backend running the shard step fn that waits for a lock
+CREATE FUNCTION s_waiting(fn text) RETURNS boolean LANGUAGE sql AS $$
+    SELECT val('swt', format($q$SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%%shop.%s(%%'
+                                   AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()$q$, fn))::boolean
+$$;
+SELECT dblink_exec('slk', 'BEGIN'), dblink_exec('slk', 'LOCK TABLE shop.reservation IN EXCLUSIVE MODE');
+SELECT dblink_send_query('srt', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-9'')', current_setting('t.cart9')));
+CREATE FUNCTION s_wait(what text, fn text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..1200 LOOP
+        IF dblink_is_busy('srt') = 0 OR s_waiting(fn) THEN
+            RETURN;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    PERFORM fail_if(true, what);
+END
+$$;
+-- a's hold waits for the lock (or, if the release came first, the call is over)
+SELECT s_wait('a''s shard''s hold waits for the lock', '_saga_reserve_signed');
+-- the router has answered, or its release waits on a's shard
+SELECT s_wait('the refusing shard answered', '_saga_release_signed');
+SELECT dblink_exec('slk', 'COMMIT');
+CREATE FUNCTION s_result() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r text;
+BEGIN
+    SELECT v INTO r FROM dblink_get_result('srt') AS t(v text);
+    RETURN coalesce(r, 'NULL');
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+SELECT fail_if(s_result() <> 'SH001', 'a checkout refused by one shard while another is slow is SH001');
+SELECT count(*) FROM dblink_get_result('srt', false) AS t(v text);
+-- the slow shard's hold and the release end
+CREATE FUNCTION s_busy() RETURNS boolean LANGUAGE sql AS $$
+    SELECT val('swt', $q$SELECT count(*) > 0 FROM pg_stat_activity WHERE (query LIKE '%shop._saga_reserve_signed(%'
+                            OR query LIKE '%shop._saga_release_signed(%') AND state = 'active'
+                            AND pid <> pg_backend_pid()$q$)::boolean
+$$;
+DO $$
+BEGIN
+    FOR i IN 1..1200 LOOP
+        EXIT WHEN NOT s_busy();
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$$;
+SELECT fail_if(all_parts('SELECT count(*) FROM shop.reservation WHERE status = ''held'' AND expires_at < ''infinity''') <> 0
+               OR stock(a()) <> current_setting('t.a_before'),
+               'a checkout refused by one shard while another was still holding leaves no hold behind',
+               format('a: %s (before %s), held: %s', stock(a()), current_setting('t.a_before'),
+                      all_parts('SELECT count(*) FROM shop.reservation WHERE status = ''held'' AND expires_at < ''infinity''')));
+SELECT dblink_disconnect('slk'), dblink_disconnect('swt'), dblink_disconnect('srt');
+-- and when the release reaches a shard before its hold starts: the hold,
+-- coming later, makes nothing (on the shard, as the router calls them)
+SELECT fail_if(on_part(pid_part(a()), format('SELECT shop._saga_release(%L, ARRAY[%s]::bigint[])', u.id, a())) <> '0'
+               OR on_part(pid_part(a()), format('SELECT count(*) FROM shop._saga_reserve(%L, ARRAY[%s]::bigint[], ARRAY[1], ''1 hour'') WHERE status IS NULL',
+                                                u.id, a())) <> '1'
+               OR on_part(pid_part(a()), format('SELECT count(*) FROM shop.reservation WHERE ref = %L', 'order:' || u.id)) <> '0',
+               'a saga''s hold that comes after the router released the saga makes nothing')
+  FROM (SELECT gen_random_uuid() AS id) u;
+-- the same key then works: a new order, held (then cancelled: the stock as before)
+SELECT run('rb', format('SELECT shop.cart_set_qty(%L, %s, 1)', current_setting('t.cart9'), d()));
+SELECT set_config('t.o9', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-9'')', current_setting('t.cart9'))), false);
+SELECT fail_if(holds(current_setting('t.o9')::uuid) <> hl('held', a(), 1, d(), 1),
+               'after that compensation the same key makes the order', holds(current_setting('t.o9')::uuid));
+SELECT fail_if(val('rb', format('SELECT shop.order_transition(%L, ''cancelled'')', current_setting('t.o9'))) <> 'cancelled'
+               OR stock(a()) <> current_setting('t.a_before'),
+               'its cancellation releases its holds', stock(a()));
+
 \echo == a router that dies between steps: a retry with the same key completes
 CREATE FUNCTION crash_then_retry(step text, key text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -272,9 +354,9 @@ SELECT set_config('t.o7', val('rb', format('SELECT shop.checkout(%L, ''tok_visa'
 SELECT fail_if(stock(b()) <> '10/6/4' OR holds(current_setting('t.o7')::uuid) <> hl('held', b(), 4),
                'a retry of an abandoned saga whose holds lapsed starts over under its key and completes', stock(b()));
 SELECT fail_if(val('rb', 'SELECT shop_router.saga_recover(''0 seconds'')') <> '1'
-               OR all_parts('SELECT count(*) FROM shop.saga WHERE status = ''failed''') <> 4
+               OR all_parts('SELECT count(*) FROM shop.saga WHERE status = ''failed''') <> 5
                OR all_parts('SELECT count(*) FROM shop.saga WHERE status IN (''started'', ''placed'')') <> 0,
-               'recovery compensates the other abandoned saga (failed: its key is free again, as are those of the two compensated checkouts and the lapsed one)');
+               'recovery compensates the other abandoned saga (failed: its key is free again, as are those of the three compensated checkouts and the lapsed one)');
 SELECT fail_if(state('rb', format('SELECT shop.checkout(%L, ''tok_visa'', ''key-8'')', current_setting('t.cart8'))) <> '00000'
                OR stock(b()) <> '10/7/3',
                'and its retry makes the order', stock(b()));
