@@ -6568,9 +6568,12 @@ ALTER TABLE shop.payment DROP CONSTRAINT payment_amount_cents_check;
 -- a writer that bumped before).  A writer still writing when the reader
 -- read the version bumps after it (its row triggers run at the end of
 -- its statement, before it commits), so the version the reader gave no
--- longer matches.  shop._search_version_check, called by the page round,
--- raises 40001 when this shard's version is not among the router's: the
--- router then asks for the statistics again.
+-- longer matches.  The page round (shop_router._search_routed_at) tests
+-- it inline and answers with a row of NULLs when this shard's version is
+-- not among the router's; the router then raises 40001 itself and asks
+-- for the statistics again (a shard's error would leave PL/Proxy's
+-- connections half-read).  shop._search_version_check is the same test
+-- as a function raising 40001, kept for callers of the shard directly.
 CREATE SEQUENCE shop.search_version;
 COMMENT ON SEQUENCE shop.search_version IS
 'bumped by every row written to products, synonyms or categories on a shard (shop._shard_setup): the router''s cached search statistics are current while it is unchanged';
@@ -7931,7 +7934,7 @@ CREATE TABLE shop.reservation_dropped (
     dropped_at     timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shop.reservation_dropped IS
-'ids of a routed reserve_many released on this shard before its hold here was made (the hold is then not made); rows older than a day are deleted by the next release';
+'ids of a routed reserve_many, or the least hold id of a saga''s lines, released on this shard before its hold here was made (the hold is then not made); rows older than a day are deleted by the next release';
 REVOKE ALL ON TABLE shop.reservation_dropped FROM PUBLIC;
 -- kept by pg_dump as shop's other tables are (t/006_dump)
 SELECT pg_catalog.pg_extension_config_dump('shop.reservation_dropped', '');

@@ -86,7 +86,7 @@ INSERT INTO partition_class VALUES
     ('popularity_dropped',  'local', NULL, 'the counted views the node''s cap dropped, until its next popularity refresh'),
     ('product_deactivation', 'local', NULL, 'the node''s count of transactions that deactivated one of its products, which its recommendation caches compare'),
     ('rates_version',       'local', NULL, 'the version of the node''s copy of the rates (partition 0 counts the cluster''s writes)'),
-    ('reservation_dropped', 'local', NULL, 'ids of the node''s part of a routed reserve_many the router released before the node held it');
+    ('reservation_dropped', 'local', NULL, 'ids of the node''s part of a routed reserve_many or checkout saga the router released before the node held it');
 
 -- every table of shop is listed, and every listed table exists
 SELECT c.relname AS unlisted_table
