@@ -12,6 +12,21 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION shop UPDATE TO '1.1'" to load this file. \quit
 
+-- Settings: read through shop's library (issue 14) --------------------------
+-- Without shared_preload_libraries a session defines the shop.* parameters
+-- only when it first calls a C function of shop.  The SQL and PL/pgSQL
+-- functions read the settings with shop._guc(name), not current_setting:
+-- the call loads the library first, so they work as a session's first
+-- call too (docs/operations.md, "Production setting: preload shop").
+-- Defined here, first, because SQL functions below call it; the rest of
+-- the section is further down, above "Security: card numbers".
+CREATE FUNCTION shop._guc(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_guc'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._guc(text) IS
+'internal: current_setting(name) after loading shop''s library, which defines the shop.* settings';
+
 -- Search (issues 9, 10) ------------------------------------------------------
 -- The index-level functions check in C that the caller may read the indexed
 -- table (SELECT, and no row level security hiding rows: 42501) and name a
@@ -1923,8 +1938,8 @@ AS $$
 #variable_conflict use_variable
 DECLARE
     c bigint := _recommend_default.customer_id;
-    w float8[] := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
-                        current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    w float8[] := ARRAY[shop._guc('shop.reco_weight_item')::float8, shop._guc('shop.reco_weight_like')::float8,
+                        shop._guc('shop.reco_weight_content')::float8, shop._guc('shop.reco_weight_popular')::float8];
     g bigint;
     dn bigint;
     okey uuid;
@@ -3230,7 +3245,7 @@ BEGIN
         RAISE EXCEPTION 'payment declined' USING ERRCODE = 'SH004',
             DETAIL = format('The %s provider declined the payment of %s.%s %s for cart %s.',
                             pay.provider, total / 100, lpad((total % 100)::text, 2, '0'),
-                            current_setting('shop.currency'), s.cart_id),
+                            shop._guc('shop.currency'), s.cart_id),
             HINT = 'Nothing was kept: no order, no reservation. Ask for another payment method.';
     END IF;
     st := CASE WHEN pay.outcome = 'authorized' THEN 'paid' ELSE 'pending' END;
@@ -3241,7 +3256,7 @@ BEGIN
                               shipping_cents, tax_cents, total_cents, shipping_address, fraud_score,
                               fraud_reasons, needs_review, was_paid, idempotency_key, event_count,
                               customer_key)
-    VALUES (order_id, s.customer_id, s.cart_id, st, current_setting('shop.currency'), subtotal,
+    VALUES (order_id, s.customer_id, s.cart_id, st, shop._guc('shop.currency'), subtotal,
             ship, tax, total, shipping_address, pay.fraud_score, pay.fraud_reasons, pay.needs_review,
             st = 'paid', s.key, CASE WHEN st = 'paid' THEN 2 ELSE 1 END, s.customer_key);
     INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty, customer_key)
@@ -3261,7 +3276,7 @@ BEGIN
            s.customer_key
      WHERE st = 'paid';
     PERFORM shop._emit('order.created', jsonb_build_object('order_id', order_id, 'customer_id', s.customer_id,
-                       'status', st, 'total_cents', total, 'currency', current_setting('shop.currency'),
+                       'status', st, 'total_cents', total, 'currency', shop._guc('shop.currency'),
                        'needs_review', pay.needs_review));
     IF st = 'paid' THEN
         PERFORM shop._emit('order.paid', jsonb_build_object('order_id', order_id, 'customer_id', s.customer_id,
@@ -3638,8 +3653,8 @@ AS $$
 DECLARE
     hi timestamptz := now();
     lo timestamptz;
-    win interval := current_setting('shop.search_prior_window')::interval;
-    hl double precision := extract(epoch FROM current_setting('shop.search_prior_half_life')::interval);
+    win interval := shop._guc('shop.search_prior_window')::interval;
+    hl double precision := extract(epoch FROM shop._guc('shop.search_prior_half_life')::interval);
     n_ev bigint;
     n_p bigint;
     n_c bigint;
@@ -3739,7 +3754,7 @@ RETURNS TABLE (kind text, id bigint, weight real, customers int, factor real)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    WITH h AS (SELECT extract(epoch FROM current_setting('shop.search_prior_half_life')::interval) AS hl),
+    WITH h AS (SELECT extract(epoch FROM shop._guc('shop.search_prior_half_life')::interval) AS hl),
     p AS (
         SELECT 'product'::text AS kind, sp.product_id AS id,
                (sp.weight * power(2, -extract(epoch FROM (now() - sp.as_of)) / h.hl))::real AS w, sp.customers
@@ -3772,7 +3787,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     f text := shop._search_fold(query);
-    hl double precision := extract(epoch FROM current_setting('shop.search_prior_half_life')::interval);
+    hl double precision := extract(epoch FROM shop._guc('shop.search_prior_half_life')::interval);
     total double precision;
     rows jsonb;
     cats jsonb;
@@ -3916,7 +3931,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    cap int := current_setting('shop.reco_like_items')::int;
+    cap int := shop._guc('shop.reco_like_items')::int;
 BEGIN
     RETURN QUERY
     WITH ev AS (
@@ -3961,8 +3976,8 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    k int := current_setting('shop.reco_like_sample')::int;
-    n int := current_setting('shop.reco_like_neighbours')::int;
+    k int := shop._guc('shop.reco_like_sample')::int;
+    n int := shop._guc('shop.reco_like_neighbours')::int;
 BEGIN
     RETURN QUERY
     WITH post AS (
@@ -4031,10 +4046,10 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    cap int := current_setting('shop.reco_like_refresh_cap')::int;
-    slice int := current_setting('shop.reco_like_slice')::int;
-    bound bigint := slice::bigint * current_setting('shop.reco_like_items')::int
-                    * current_setting('shop.reco_like_sample')::int;
+    cap int := shop._guc('shop.reco_like_refresh_cap')::int;
+    slice int := shop._guc('shop.reco_like_slice')::int;
+    bound bigint := slice::bigint * shop._guc('shop.reco_like_items')::int
+                    * shop._guc('shop.reco_like_sample')::int;
     seen timestamptz;
     newest timestamptz;
     todo bigint[];
@@ -4062,7 +4077,7 @@ DECLARE
     n_redone bigint := 0;
     n_left bigint;
     i int := 0;
-    rows_cap bigint := slice::bigint * current_setting('shop.reco_like_items')::int;
+    rows_cap bigint := slice::bigint * shop._guc('shop.reco_like_items')::int;
     all_c bigint[];
     all_p bigint[];
     all_w real[];
@@ -4184,7 +4199,7 @@ BEGIN
         SELECT * INTO new_s
           FROM shop._like_samples_after(cs, coalesce(old_s.pids, '{}'), coalesce(old_s.cids, '{}'),
                                         coalesce(np_c, '{}'), coalesce(np_p, '{}'), coalesce(np_h, '{}'),
-                                        current_setting('shop.reco_like_sample')::int);
+                                        shop._guc('shop.reco_like_sample')::int);
         IF cardinality(new_s.reread) > 0 THEN
             SELECT * INTO re_s FROM shop._like_samples(new_s.reread);
             new_pids := new_s.pids || coalesce(re_s.pids, '{}');
@@ -5206,7 +5221,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
-    IF current_setting('shop.search_intent') <> 'on' THEN
+    IF shop._guc('shop.search_intent') <> 'on' THEN
         global := global - 'intent_top';
     END IF;
     PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
@@ -6414,8 +6429,8 @@ DECLARE
     full_rescore boolean;
     ids bigint[];
     n bigint;
-    min_pairs double precision := current_setting('shop.reco_min_pairs')::double precision;
-    top int := current_setting('shop.reco_neighbours')::int;
+    min_pairs double precision := shop._guc('shop.reco_min_pairs')::double precision;
+    top int := shop._guc('shop.reco_neighbours')::int;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('shop.copurchase_global'));
     t := shop._copurchase_scoring_total((SELECT coalesce(sum(i.baskets), 0) FROM shop.copurchase_global_item i));
@@ -6779,8 +6794,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
     END IF;
-    weights := ARRAY[current_setting('shop.reco_weight_item')::float8, current_setting('shop.reco_weight_like')::float8,
-                     current_setting('shop.reco_weight_content')::float8, current_setting('shop.reco_weight_popular')::float8];
+    weights := ARRAY[shop._guc('shop.reco_weight_item')::float8, shop._guc('shop.reco_weight_like')::float8,
+                     shop._guc('shop.reco_weight_content')::float8, shop._guc('shop.reco_weight_popular')::float8];
     -- the seeds and what they leave out, as shop._recommend_blend reads them
     WITH b AS (
         SELECT l.product_id, max(o.created_at) AS at
@@ -6929,7 +6944,7 @@ BEGIN
                                       'shop.reco_weight_popular'])[i], weights_in[i], true);
         END IF;
     END LOOP;
-    wl := current_setting('shop.reco_weight_like');
+    wl := shop._guc('shop.reco_weight_like');
     SELECT * INTO h FROM shop._recommend_history(customer_id, lim, ARRAY[weights_in[1], '0', weights_in[3], weights_in[4]]);
     PERFORM set_config('shop.reco_weight_like', wl, true);
     seed_ids := h.seed_ids; seed_ws := h.seed_ws; seed_ats := h.seed_ats;
@@ -6939,8 +6954,8 @@ BEGIN
     IF weights[2] > 0 THEN
         like_ids := ARRAY(SELECT ci.product_id FROM shop.customer_item ci
                            WHERE ci.customer_id = _like_history.customer_id ORDER BY ci.product_id);
-        like_k := current_setting('shop.reco_like_sample')::int;
-        like_n := current_setting('shop.reco_like_neighbours')::int;
+        like_k := shop._guc('shop.reco_like_sample')::int;
+        like_n := shop._guc('shop.reco_like_neighbours')::int;
         like_until := extract(epoch FROM now() + interval '10 minutes')::bigint;
         like_sig := shop._saga_proof(jsonb_build_array('like', _like_history.customer_id, like_ids, like_until));
     END IF;
@@ -8960,10 +8975,10 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    wi float8 := current_setting('shop.reco_weight_item')::float8;
-    wl float8 := current_setting('shop.reco_weight_like')::float8;
-    wc float8 := current_setting('shop.reco_weight_content')::float8;
-    wp float8 := current_setting('shop.reco_weight_popular')::float8;
+    wi float8 := shop._guc('shop.reco_weight_item')::float8;
+    wl float8 := shop._guc('shop.reco_weight_like')::float8;
+    wc float8 := shop._guc('shop.reco_weight_content')::float8;
+    wp float8 := shop._guc('shop.reco_weight_popular')::float8;
     ids bigint[];
     scores real[];
 BEGIN
@@ -9282,13 +9297,13 @@ BEGIN
         -- the product type and category the query means rank first (issue
         -- 13): a 40-row scan of its own, so only for ranked pages, and
         -- only with shop.search_intent on (the default)
-        IF current_setting('shop.search_intent') = 'on' THEN
+        IF shop._guc('shop.search_intent') = 'on' THEN
             q := shop._search_intent(q);
         END IF;
         -- what shoppers chose after this query ranks higher (a bounded
         -- boost, shop._search_prior), with shop.search_prior on and a
         -- prior table that has rows
-        IF current_setting('shop.search_prior') = 'on'
+        IF shop._guc('shop.search_prior') = 'on'
            AND shop._search_rel_has_pages('shop.search_prior') THEN
             q := shop._search_prior(query, q);
         END IF;
@@ -9501,6 +9516,80 @@ $$;
 COMMENT ON FUNCTION shop._saga_release(uuid, bigint[], boolean) IS
 'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only), after a hold of it in progress here; none found: recorded, so that a later hold is not made; returns how many';
 
+-- Settings: the first call of a session without preloading (issue 14) --------
+-- shop._guc (defined at the top of this file) for the functions of 1.0 that
+-- read a setting with current_setting and no default: product_get reads
+-- shop.currency.  The functions of this file call shop._guc in place.
+CREATE OR REPLACE FUNCTION shop.product_get(product_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    p shop.product;
+    result jsonb;
+    also jsonb := '[]';
+BEGIN
+    PERFORM shop._require(product_get.product_id, 'product_id');
+    SELECT * INTO p FROM shop.product WHERE product_id = product_get.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', product_get.product_id);
+    END IF;
+
+    -- customers who bought this also bought (section 7; resolved at call time)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'product_id', a.product_id, 'title', o.title,
+               'price_cents', o.price_cents, 'image', o.images[1],
+               'score', a.score) ORDER BY a.score DESC), '[]')
+      INTO also
+      FROM shop.also_bought(p.product_id, 5) a
+      JOIN shop.product o ON o.product_id = a.product_id;
+
+    SELECT jsonb_build_object(
+        'product_id', p.product_id,
+        'sku', p.sku,
+        'title', p.title,
+        'description', p.description,
+        'brand', p.brand,
+        'status', p.status,
+        'price_cents', p.price_cents,
+        'currency', shop._guc('shop.currency'),
+        'attributes', p.attributes,
+        'images', to_jsonb(p.images),
+        'category', CASE WHEN p.category_id IS NULL THEN NULL
+                         ELSE shop.category_path(p.category_id) -> -1 END,
+        'category_path', CASE WHEN p.category_id IS NULL THEN '[]'::jsonb
+                              ELSE shop.category_path(p.category_id) END,
+        'rating', jsonb_build_object(
+            'average', p.rating_avg,
+            'count', p.rating_count,
+            'histogram', (SELECT jsonb_object_agg(g, coalesce(n, 0) ORDER BY g)
+                            FROM generate_series(1, 5) g
+                            LEFT JOIN (SELECT r.rating, count(*) AS n FROM shop.review r
+                                        WHERE r.product_id = p.product_id GROUP BY r.rating) h
+                                   ON h.rating = g)),
+        'reviews', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'customer_id', r.customer_id, 'rating', r.rating, 'title', r.title,
+                        'body', r.body, 'verified_purchase', r.verified_purchase,
+                        'created_at', r.created_at) ORDER BY r.created_at DESC), '[]')
+                      FROM (SELECT * FROM shop.review r
+                             WHERE r.product_id = p.product_id
+                             ORDER BY r.created_at DESC LIMIT 5) r),
+        'availability', jsonb_build_object(
+            'available', shop.stock_available(p.product_id),
+            'in_stock', p.in_stock),
+        'also_bought', also,
+        'created_at', p.created_at,
+        'updated_at', p.updated_at)
+      INTO result;
+    RETURN result;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -16,6 +16,7 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "shop.h"
@@ -419,4 +420,25 @@ _PG_init(void)
 #else
 	EmitWarningsOnPlaceholders("shop");
 #endif
+}
+
+/*
+ * shop._guc(name): current_setting(name), read through this library.
+ *
+ * SQL and PL/pgSQL functions of shop read shop.* settings with it, not with
+ * current_setting: calling it loads the library, whose _PG_init defines the
+ * parameters, so a session whose first shop call is such a function sees
+ * the defaults instead of "unrecognized configuration parameter" when shop
+ * is not preloaded (issue 14).  The same privilege check as
+ * current_setting applies.
+ */
+PG_FUNCTION_INFO_V1(shop_guc);
+
+Datum
+shop_guc(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *value = GetConfigOptionByName(name, NULL, false);
+
+	PG_RETURN_TEXT_P(cstring_to_text(value));
 }
