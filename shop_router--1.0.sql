@@ -364,13 +364,50 @@ $$;
 COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, jsonb, text[], text, bigint) IS
 'router: insert or update a product on the shard of its product_id (a new product gets its id from the router)';
 
+-- Errors of single-shard reads (issue 16): a shard's error leaves its
+-- connection to be remade by the backend's next call ("PL/Proxy:
+-- dropping stale conn"), and an unknown product id (SH006: stale links,
+-- bots) is a common answer of the storefront's reads.  The shard answers
+-- NULL for an id that names no product (the same query's snapshot and
+-- rights as the read's own) and the router raises one node's error
+-- (shop_router._product_not_found); a NULL id still reaches the shard.
+CREATE FUNCTION shop_router._product_not_found(product_id bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- as one node says it (shop._product_must_exist)
+    RAISE EXCEPTION 'product not found'
+        USING ERRCODE = 'SH006',
+              DETAIL = format('No product has product_id %s.', product_id);
+END
+$$;
+
+-- one node's check of a list's lim (shop._check_page), on the router
+-- before any shard is called
+CREATE FUNCTION shop_router._check_lim(lim int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+END
+$$;
+
 CREATE FUNCTION shop_router._product_get(product_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON hashint8(product_id);
-    SELECT shop.product_get($1);
+    SELECT CASE WHEN $1 IS NULL OR EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1)
+                THEN shop.product_get($1) END;
 $$;
 
 -- the document of the product's shard, with its also_bought list made
@@ -388,6 +425,9 @@ DECLARE
     scores real[];
 BEGIN
     doc := shop_router._product_get(product_id);
+    IF doc IS NULL AND product_id IS NOT NULL THEN
+        PERFORM shop_router._product_not_found(product_id);
+    END IF;
     IF doc IS NULL OR NOT doc ? 'also_bought' THEN
         RETURN doc;
     END IF;
@@ -488,12 +528,33 @@ AS $$
     RUN ON hashint8(product_id);
 $$;
 
-CREATE FUNCTION shop.stock_available(product_id bigint)
+-- an unknown product: NULL from its shard, one node's SH006 from the
+-- router (shop_router._product_not_found)
+CREATE FUNCTION shop_router._stock_available(product_id bigint)
 RETURNS int
 LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON hashint8(product_id);
+    SELECT CASE WHEN $1 IS NULL OR EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1)
+                THEN shop.stock_available($1) END;
+$$;
+
+CREATE FUNCTION shop.stock_available(product_id bigint)
+RETURNS int
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    n int;
+BEGIN
+    n := shop_router._stock_available(product_id);
+    IF n IS NULL AND product_id IS NOT NULL THEN
+        PERFORM shop_router._product_not_found(product_id);
+    END IF;
+    RETURN n;
+END
 $$;
 
 CREATE FUNCTION shop.stock_set_buckets(product_id bigint, buckets int)
@@ -1009,12 +1070,18 @@ DECLARE
     v jsonb;
 BEGIN
     IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
-        -- out of range: the shards say so, in the words of one node
-        RETURN QUERY
-        SELECT r.product_id, r.score, r.title, r.brand, r.price_cents, r.rating_avg, r.category_id,
-               r.in_stock, r.image, r.typos, r.missing_words
-          FROM shop_router._search(query, filters, sort, lim, off, customer_id) r;
-        RETURN;
+        -- out of range: one node's error (shop._search_prepare's first
+        -- checks, in their order), raised here before any shard is called:
+        -- a shard's error would leave every connection of the call to be
+        -- remade (issue 16)
+        IF sort IS NULL THEN
+            RAISE EXCEPTION 'argument % must not be null', 'sort'
+                USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        PERFORM shop_router._check_lim(lim);
+        RAISE EXCEPTION 'offset out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
     END IF;
     -- every sort: the words without typos decide what matches; a ranked
     -- page also scores with the sums and takes the cluster's intent.  The
@@ -1346,7 +1413,8 @@ GRANT USAGE ON SCHEMA shop, shop_router TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
-    shop.stock_available(bigint),
+    shop.stock_available(bigint), shop_router._stock_available(bigint), shop_router._product_not_found(bigint),
+    shop_router._check_lim(int),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
     shop.did_you_mean(text),
@@ -2842,10 +2910,14 @@ BEGIN
         have_src := FOUND;
     END IF;
     IF NOT have_src THEN
-        -- NULL arguments, a lim out of range, an unknown product: the
-        -- product's shard says so, in the words of one node
-        RETURN QUERY SELECT * FROM shop_router._similar_local(product_id, lim);
-        RETURN;
+        -- NULL arguments, a lim out of range, an unknown product: one
+        -- node's error, in its order, raised here (a shard's error would
+        -- leave its connection to be remade, issue 16)
+        IF product_id IS NULL THEN
+            RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+        END IF;
+        PERFORM shop_router._check_lim(lim);
+        PERFORM shop_router._product_not_found(product_id);
     END IF;
     RETURN QUERY
     SELECT m.product_id, m.score
@@ -3056,7 +3128,13 @@ LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT * FROM shop._also_bought_global($1, $2);
+    -- an unknown product: a row of NULLs (the router raises one node's
+    -- SH006, shop_router._also_bought_default)
+    SELECT * FROM shop._also_bought_global($1, $2)
+     WHERE $1 IS NULL OR EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1)
+    UNION ALL
+    SELECT NULL, NULL
+     WHERE NOT ($1 IS NULL OR EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1));
 $$;
 
 CREATE FUNCTION shop_router._also_bought_default(product_id bigint, lim int)
@@ -3072,10 +3150,22 @@ DECLARE
     n int;
     last_score real;
     src record;
+    missing boolean;
 BEGIN
-    SELECT array_agg(g.product_id ORDER BY g.score DESC, g.product_id), array_agg(g.score ORDER BY g.score DESC, g.product_id)
-      INTO ids, scores
+    -- NULL arguments and a lim out of range: one node's errors, raised here
+    -- before any shard is called; an unknown product: a row of NULLs from
+    -- its shard (a shard's error leaves its connection to be remade, issue 16)
+    IF product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM shop_router._check_lim(lim);
+    SELECT array_agg(g.product_id ORDER BY g.score DESC, g.product_id), array_agg(g.score ORDER BY g.score DESC, g.product_id),
+           bool_or(g.product_id IS NULL)
+      INTO ids, scores, missing
       FROM shop_router._also_bought_global(product_id, lim) g;
+    IF missing THEN
+        PERFORM shop_router._product_not_found(product_id);
+    END IF;
     IF ids IS NOT NULL THEN
         SELECT coalesce(array_agg(a.product_id), '{}') INTO active
           FROM shop_router._product_cards(ids) a WHERE a.status = 'active';

@@ -40,3 +40,50 @@ stale_fresh=$(PGOPTIONS="-c shop_router.search_dfs_cache=0" q "$R" "$PR" router 
 [ "$(sed -n 1p <<<"$stale_out")" = "$stale_fresh" ] ||
     { echo "FAIL: the refused search answered $(sed -n 1p <<<"$stale_out"), one that keeps nothing $stale_fresh"; exit 1; }
 echo "ok: a refused search and $(($(wc -l <<<"$stale_out") - 1)) reads in a fresh session, no connection dropped as stale"
+
+# The storefront's common errors (issue 16): an unknown product id (stale
+# links, bots) of the single-shard reads, and a lim or off out of range.
+# Each is raised by the router with one node's SQLSTATE, message, detail
+# and hint (a row of NULLs from the product's shard, or a check before any
+# shard is called) and leaves every connection ready: a search reading
+# every shard after each error drops none as stale. The same script on
+# the reference node gives the same lines.
+stale_err_sql=$(cat <<'SQL'
+SET client_min_messages = notice;
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE st text; m text; d text; h text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN concat_ws(' | ', st, m, d, h);
+END
+$f$;
+SELECT c, pg_temp.err(c), pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.product_get(999999999)', 'SELECT shop.product_get(999999998)',
+                    'SELECT shop.stock_available(999999999)', 'SELECT shop.stock_available(999999997)',
+                    'SELECT count(*) FROM shop.similar_products(999999999, 5)',
+                    'SELECT count(*) FROM shop.similar_products(3, 0)',
+                    'SELECT count(*) FROM shop.similar_products(NULL, 5)',
+                    'SELECT count(*) FROM shop.also_bought(999999999, 5)',
+                    'SELECT count(*) FROM shop.also_bought(999999996)',
+                    'SELECT count(*) FROM shop.also_bought(2, 0)',
+                    'SELECT count(*) FROM shop.also_bought(999999999, 1001)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 0)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 1001)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => NULL)',
+                    'SELECT count(*) FROM shop.search(''laptop'', off => -1)',
+                    'SELECT count(*) FROM shop.search(''laptop'', sort => NULL, lim => 0)']) WITH ORDINALITY u(c, n)
+ ORDER BY n;
+SQL
+)
+stale_err_rt=$(q "$R" "$PR" router -U web -At 2>&1 <<<"$stale_err_sql")
+stale_err_one=$(q "$A" "$PA" one -U web -At 2>&1 <<<"$stale_err_sql")
+stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
+[ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after the storefront's errors:"; echo "$stale_err_rt"; exit 1; }
+[ "$stale_err_rt" = "$stale_err_one" ] ||
+    { echo "FAIL: the routed errors are not one node's:"; diff <(echo "$stale_err_one") <(echo "$stale_err_rt"); exit 1; }
+[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 16 ] && [ "$(grep -c '|SH006 | product not found | No product has product_id' <<<"$stale_err_rt")" = 7 ] ||
+    { echo "FAIL: the error calls did not give 7 unknown products and a search after each:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: $(wc -l <<<"$stale_err_rt") storefront errors raised as one node raises them, no connection dropped as stale"
