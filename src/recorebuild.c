@@ -237,6 +237,70 @@ rb_attnum(Relation rel, const char *name)
 }
 
 /*
+ * A scan of a table of schema shop with a snapshot, reading some of its
+ * columns by name: rb_scan_open (the table, its columns), rb_scan_begin,
+ * then while (rb_scan_next(&s)) column i of the row is rb_scan_col(&s, i,
+ * &isnull), then rb_scan_close.  Each step is the table AM call it names
+ * and a column is read by slot_getattr, as the loops read them before:
+ * no call through a pointer per row, and a row's columns deformed only
+ * as far as the loop reads them.
+ */
+#define RB_SCAN_COLS 4
+
+typedef struct RbScan
+{
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	att[RB_SCAN_COLS];
+} RbScan;
+
+/* open shop.<table> (AccessShareLock); cols: up to 4 names, NULL-ended */
+static void
+rb_scan_open(RbScan *s, const char *table, const char *const *cols)
+{
+	int			n = 0;
+
+	s->rel = table_openrv(makeRangeVar("shop", (char *) table, -1), AccessShareLock);
+	s->scan = NULL;
+	s->slot = NULL;
+	for (; cols[n] != NULL; n++)
+	{
+		Assert(n < RB_SCAN_COLS);
+		s->att[n] = rb_attnum(s->rel, cols[n]);
+	}
+}
+
+static void
+rb_scan_begin(RbScan *s, Snapshot snap)
+{
+	s->scan = table_beginscan(s->rel, snap, 0, NULL);
+	s->slot = table_slot_create(s->rel, NULL);
+}
+
+static inline bool
+rb_scan_next(RbScan *s)
+{
+	return table_scan_getnextslot(s->scan, ForwardScanDirection, s->slot);
+}
+
+static inline Datum
+rb_scan_col(RbScan *s, int i, bool *isnull)
+{
+	return slot_getattr(s->slot, s->att[i], isnull);
+}
+
+static void
+rb_scan_close(RbScan *s)
+{
+	if (s->slot != NULL)
+		ExecDropSingleTupleTableSlot(s->slot);
+	if (s->scan != NULL)
+		table_endscan(s->scan);
+	table_close(s->rel, AccessShareLock);
+}
+
+/*
  * shop._counted(status) of an order, the SQL function called once per
  * distinct status (a handful: the CHECK of shop."order".status) and
  * remembered
@@ -502,14 +566,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	int32		items_cap = 65536;
 	RbCounted	rc;
 	Snapshot	snap = GetActiveSnapshot();
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a_id,
-				a_cust,
-				a_at,
-				a_status,
-				a_product;
+	RbScan		sc;
 	RbBulk		b;
 	int64		rows;
 	RbSeq	   *seqs;
@@ -534,19 +591,14 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a_id = rb_attnum(rel, "order_id");
-	a_cust = rb_attnum(rel, "customer_id");
-	a_at = rb_attnum(rel, "created_at");
-	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
+	rb_scan_begin(&sc, snap);
+	while (rb_scan_next(&sc))
 	{
 		bool		isnull;
 		RbOrder    *o;
 		Datum		c;
-		Datum		id = slot_getattr(slot, a_id, &isnull);
+		Datum		id = rb_scan_col(&sc, 0, &isnull);
 		Datum		st;
 		Datum		at;
 
@@ -560,7 +612,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		memcpy(&seqs[nseq].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
 		seqs[nseq++].oi = -1;
 		/* shop._counted(NULL) is false */
-		st = slot_getattr(slot, a_status, &isnull);
+		st = rb_scan_col(&sc, 3, &isnull);
 		if (isnull || !rb_counted(&rc, st))
 			continue;
 		if (norders == orders_cap)
@@ -571,9 +623,9 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		o = &orders[norders++];
 		o->seq = (int32) (nseq - 1);
 		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
-		at = slot_getattr(slot, a_at, &isnull);
+		at = rb_scan_col(&sc, 2, &isnull);
 		o->at = isnull ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
-		c = slot_getattr(slot, a_cust, &isnull);
+		c = rb_scan_col(&sc, 1, &isnull);
 		o->cust = -1;
 		o->customer_id = 0;
 		if (!isnull)
@@ -598,9 +650,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		if ((norders & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
@@ -650,18 +700,15 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a_id = rb_attnum(rel, "order_id");
-	a_product = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
+	rb_scan_begin(&sc, snap);
+	while (rb_scan_next(&sc))
 	{
 		bool		n1,
 					n2,
 					added;
-		Datum		id = slot_getattr(slot, a_id, &n1);
-		Datum		p = slot_getattr(slot, a_product, &n2);
+		Datum		id = rb_scan_col(&sc, 0, &n1);
+		Datum		p = rb_scan_col(&sc, 1, &n2);
 		int32		oi;
 		int32		ii;
 		int64		pid;
@@ -722,9 +769,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		if ((h->nlines & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	h->orders = orders;
 	h->norders = norders;
@@ -943,13 +988,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	HTAB	   *orders;
 	RbCounted	rc;
 	Snapshot	snap = GetActiveSnapshot();
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a1,
-				a2,
-				a3,
-				a4;
+	RbScan		sc;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
@@ -977,23 +1016,18 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		ctl.entrysize = sizeof(RbCustOrder);
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-		a1 = rb_attnum(rel, "order_id");
-		a2 = rb_attnum(rel, "customer_id");
-		a3 = rb_attnum(rel, "created_at");
-		a4 = rb_attnum(rel, "status");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
 						n3,
 						n4;
-			Datum		id = slot_getattr(slot, a1, &n1);
-			Datum		c = slot_getattr(slot, a2, &n2);
-			Datum		at = slot_getattr(slot, a3, &n3);
-			Datum		st = slot_getattr(slot, a4, &n4);
+			Datum		id = rb_scan_col(&sc, 0, &n1);
+			Datum		c = rb_scan_col(&sc, 1, &n2);
+			Datum		at = rb_scan_col(&sc, 2, &n3);
+			Datum		st = rb_scan_col(&sc, 3, &n4);
 			RbCustOrder *o;
 
 			/* shop._counted(NULL) is false */
@@ -1003,22 +1037,17 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			o->customer_id = DatumGetInt64(c);
 			o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* their lines */
-		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-		a1 = rb_attnum(rel, "order_id");
-		a2 = rb_attnum(rel, "product_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2;
-			Datum		id = slot_getattr(slot, a1, &n1);
-			Datum		p = slot_getattr(slot, a2, &n2);
+			Datum		id = rb_scan_col(&sc, 0, &n1);
+			Datum		p = rb_scan_col(&sc, 1, &n2);
 			RbCustOrder *o;
 
 			if (n1 || n2)
@@ -1030,27 +1059,21 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			if ((nev & 0xFFFF) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 		hash_destroy(orders);
 	}
 
 	/* the views */
-	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "customer_id");
-	a2 = rb_attnum(rel, "product_id");
-	a3 = rb_attnum(rel, "viewed_at");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_open(&sc, "view_event", (const char *const[]) {"customer_id", "product_id", "viewed_at", NULL});
+	rb_scan_begin(&sc, snap);
+	while (rb_scan_next(&sc))
 	{
 		bool		n1,
 					n2,
 					n3;
-		Datum		c = slot_getattr(slot, a1, &n1);
-		Datum		p = slot_getattr(slot, a2, &n2);
-		Datum		at = slot_getattr(slot, a3, &n3);
+		Datum		c = rb_scan_col(&sc, 0, &n1);
+		Datum		p = rb_scan_col(&sc, 1, &n2);
+		Datum		at = rb_scan_col(&sc, 2, &n3);
 
 		if (n1 || n2 || n3)
 			continue;			/* NOT NULL in the table */
@@ -1059,9 +1082,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		if ((nev & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	if (nev > 1)
 		rb_sort_cust_events(ev, nev);
@@ -1430,10 +1451,8 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	int			sample = shop_reco_like_sample;
 	int			top = shop_reco_like_neighbours;
 	int64		limit = LIKE_REBUILD_ROWS(sample);
-	Relation	rel;
+	RbScan		sc;
 	Snapshot	snap;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
 	RbItem	   *v;
 	int64		nv = 0,
 				cap = 1024;
@@ -1469,21 +1488,21 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
-		if (RelationGetDescr(rel)->natts != 4)
+		/* its columns by number: (customer_id, product_id, weight, h) */
+		rb_scan_open(&sc, "customer_item", (const char *const[]) {NULL});
+		if (RelationGetDescr(sc.rel)->natts != 4)
 			elog(ERROR, "shop: table customer_item does not have 4 columns");
-		if (rel->rd_rel->reltuples > limit)
+		if (sc.rel->rd_rel->reltuples > limit)
 		{
-			table_close(rel, AccessShareLock);
+			rb_scan_close(&sc);
 			MemoryContextSwitchTo(old);
 			MemoryContextDelete(work);
 			PG_RETURN_NULL();
 		}
 		v = palloc(sizeof(RbItem) * cap);
 		snap = RegisterSnapshot(GetLatestSnapshot());
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
@@ -1497,10 +1516,10 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap *= 2;
 				v = repalloc_huge(v, sizeof(RbItem) * cap);
 			}
-			v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
-			v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
-			v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
-			v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
+			v[nv].c = DatumGetInt64(slot_getattr(sc.slot, 1, &n1));
+			v[nv].p = DatumGetInt64(slot_getattr(sc.slot, 2, &n2));
+			v[nv].w = DatumGetFloat4(slot_getattr(sc.slot, 3, &n3));
+			v[nv].h = DatumGetInt64(slot_getattr(sc.slot, 4, &n4));
 			if (n1 || n2 || n3 || n4)
 				continue;			/* not null in the table */
 			nv++;
@@ -1508,12 +1527,10 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				CHECK_FOR_INTERRUPTS();
 		}
 		{
-			bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
+			bool		more = (nv == limit && rb_scan_next(&sc));
 
-			ExecDropSingleTupleTableSlot(slot);
-			table_endscan(scan);
+			rb_scan_close(&sc);
 			UnregisterSnapshot(snap);
-			table_close(rel, AccessShareLock);
 			if (more)
 			{
 				/* past the bound: the batched path */
@@ -1681,13 +1698,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	bool	   *has_wt;
 	RbCounted	rc;
 	Snapshot	snap;
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a_order,
-				a_product,
-				a_at,
-				a_status;
+	RbScan		sc;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
 	RbHistory  *h = rb_hist_get();
@@ -1751,20 +1762,16 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		rb_counted_init(&rc);
-		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		a_at = rb_attnum(rel, "created_at");
-		a_status = rb_attnum(rel, "status");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "created_at", "status", NULL});
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
 						n3;
-			Datum		id = slot_getattr(slot, a_order, &n1);
-			Datum		at = slot_getattr(slot, a_at, &n2);
-			Datum		st = slot_getattr(slot, a_status, &n3);
+			Datum		id = rb_scan_col(&sc, 0, &n1);
+			Datum		at = rb_scan_col(&sc, 1, &n2);
+			Datum		st = rb_scan_col(&sc, 2, &n3);
 			RbPopOrder *o;
 
 			if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
@@ -1774,19 +1781,15 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 			o->counted = !n3 && rb_counted(&rc, st);
 			o->folded = false;
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* the folded orders */
-		rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_open(&sc, "copurchase_order", (const char *const[]) {"order_id", NULL});
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		isnull;
-			Datum		d = slot_getattr(slot, a_order, &isnull);
+			Datum		d = rb_scan_col(&sc, 0, &isnull);
 			RbPopOrder *o;
 
 			if (isnull)
@@ -1795,22 +1798,17 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 			if (o != NULL)
 				o->folded = true;
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* every line of an order that counts or is folded */
-		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		a_product = rb_attnum(rel, "product_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2;
-			Datum		d = slot_getattr(slot, a_order, &n1);
-			Datum		p = slot_getattr(slot, a_product, &n2);
+			Datum		d = rb_scan_col(&sc, 0, &n1);
+			Datum		p = rb_scan_col(&sc, 1, &n2);
 			RbPopOrder *o;
 
 			if (n1 || n2)
@@ -1830,24 +1828,19 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 			if ((nev & 0xFFFF) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 		hash_destroy(orders);
 	}
 
 	/* every view of the window */
-	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
-	a_product = rb_attnum(rel, "product_id");
-	a_at = rb_attnum(rel, "viewed_at");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_open(&sc, "view_event", (const char *const[]) {"product_id", "viewed_at", NULL});
+	rb_scan_begin(&sc, snap);
+	while (rb_scan_next(&sc))
 	{
 		bool		n1,
 					n2;
-		Datum		p = slot_getattr(slot, a_product, &n1);
-		Datum		at = slot_getattr(slot, a_at, &n2);
+		Datum		p = rb_scan_col(&sc, 0, &n1);
+		Datum		at = rb_scan_col(&sc, 1, &n2);
 
 		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
 			continue;
@@ -1863,9 +1856,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		if ((nev & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	/* ref_at: greatest(t_ref, the latest event with wt > 0) */
 	ref_at = t_ref;
