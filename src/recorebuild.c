@@ -238,12 +238,13 @@ rb_attnum(Relation rel, const char *name)
 
 /*
  * A scan of a table of schema shop with a snapshot, reading some of its
- * columns by name: rb_scan_open (the table, its columns), rb_scan_begin,
- * then while (rb_scan_next(&s)) column i of the row is rb_scan_col(&s, i,
- * &isnull), then rb_scan_close.  Each step is the table AM call it names
- * and a column is read by slot_getattr, as the loops read them before:
- * no call through a pointer per row, and a row's columns deformed only
- * as far as the loop reads them.
+ * columns by name: rb_scan_start (rb_scan_open: the table, its columns;
+ * rb_scan_begin: the snapshot), then while (rb_scan_next(&s)) column i
+ * of the row is rb_scan_col(&s, i, &isnull) (rb_scan_next_line: the next
+ * order line's order and product), then rb_scan_close.  Each step is
+ * the table AM call it names and a column is read by slot_getattr, as
+ * the loops read them before: no call through a pointer per row, and a
+ * row's columns deformed only as far as the loop reads them.
  */
 #define RB_SCAN_COLS 4
 
@@ -278,6 +279,14 @@ rb_scan_begin(RbScan *s, Snapshot snap)
 	s->slot = table_slot_create(s->rel, NULL);
 }
 
+/* rb_scan_open and rb_scan_begin */
+static void
+rb_scan_start(RbScan *s, const char *table, Snapshot snap, const char *const *cols)
+{
+	rb_scan_open(s, table, cols);
+	rb_scan_begin(s, snap);
+}
+
 static inline bool
 rb_scan_next(RbScan *s)
 {
@@ -288,6 +297,30 @@ static inline Datum
 rb_scan_col(RbScan *s, int i, bool *isnull)
 {
 	return slot_getattr(s->slot, s->att[i], isnull);
+}
+
+/*
+ * the next line of shop.order_line with an order and a product (both NOT
+ * NULL in the table) of a scan started with the columns order_id,
+ * product_id; false past the last
+ */
+static inline bool
+rb_scan_next_line(RbScan *s, Datum *order_id, int64 *product_id)
+{
+	while (rb_scan_next(s))
+	{
+		bool		n1,
+					n2;
+		Datum		id = rb_scan_col(s, 0, &n1);
+		Datum		p = rb_scan_col(s, 1, &n2);
+
+		if (n1 || n2)
+			continue;
+		*order_id = id;
+		*product_id = DatumGetInt64(p);
+		return true;
+	}
+	return false;
 }
 
 static void
@@ -573,6 +606,8 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	int64		nseq = 0;
 	int64		seq_cap = 65536;
 	int64		cur = -1;
+	Datum		line_order;
+	int64		pid;
 
 	rb_hist_drop();
 	hcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild history", ALLOCSET_DEFAULT_SIZES);
@@ -591,8 +626,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
-	rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
-	rb_scan_begin(&sc, snap);
+	rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
 	while (rb_scan_next(&sc))
 	{
 		bool		isnull;
@@ -700,25 +734,17 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
-	rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
-	rb_scan_begin(&sc, snap);
-	while (rb_scan_next(&sc))
+	rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+	while (rb_scan_next_line(&sc, &line_order, &pid))
 	{
-		bool		n1,
-					n2,
-					added;
-		Datum		id = rb_scan_col(&sc, 0, &n1);
-		Datum		p = rb_scan_col(&sc, 1, &n2);
+		bool		added;
 		int32		oi;
 		int32		ii;
-		int64		pid;
 
-		if (n1 || n2)
-			continue;
-		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(line_order), sizeof(pg_uuid_t)) == 0)
 			oi = seqs[cur].oi;	/* the order of the line before */
 		else if (cur + 1 < nseq &&
-				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(line_order), sizeof(pg_uuid_t)) == 0)
 			oi = seqs[++cur].oi;	/* the next order */
 		else
 		{
@@ -738,7 +764,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 					e->idx = (int32) i;
 				}
 			}
-			e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+			e = hash_search(byid, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 			if (e == NULL)
 				continue;		/* no such order */
 			cur = e->idx;
@@ -752,7 +778,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 			h->line_order = repalloc_huge(h->line_order, sizeof(int32) * lines_cap);
 			h->line_item = repalloc_huge(h->line_item, sizeof(int32) * lines_cap);
 		}
-		pid = DatumGetInt64(p);
 		ii = rb_idmap(&items, pid, &added);
 		if (added)
 		{
@@ -989,6 +1014,8 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	RbCounted	rc;
 	Snapshot	snap = GetActiveSnapshot();
 	RbScan		sc;
+	Datum		line_order;
+	int64		line_product;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
@@ -1016,8 +1043,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		ctl.entrysize = sizeof(RbCustOrder);
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
-		rb_scan_begin(&sc, snap);
+		rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
 		while (rb_scan_next(&sc))
 		{
 			bool		n1,
@@ -1040,22 +1066,14 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		rb_scan_close(&sc);
 
 		/* their lines */
-		rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
-		rb_scan_begin(&sc, snap);
-		while (rb_scan_next(&sc))
+		rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+		while (rb_scan_next_line(&sc, &line_order, &line_product))
 		{
-			bool		n1,
-						n2;
-			Datum		id = rb_scan_col(&sc, 0, &n1);
-			Datum		p = rb_scan_col(&sc, 1, &n2);
-			RbCustOrder *o;
+			RbCustOrder *o = hash_search(orders, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 
-			if (n1 || n2)
-				continue;
-			o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
 			if (o == NULL)
 				continue;
-			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, line_product, 1.0, o->at);
 			if ((nev & 0xFFFF) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
@@ -1064,8 +1082,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	}
 
 	/* the views */
-	rb_scan_open(&sc, "view_event", (const char *const[]) {"customer_id", "product_id", "viewed_at", NULL});
-	rb_scan_begin(&sc, snap);
+	rb_scan_start(&sc, "view_event", snap, (const char *const[]) {"customer_id", "product_id", "viewed_at", NULL});
 	while (rb_scan_next(&sc))
 	{
 		bool		n1,
@@ -1699,6 +1716,8 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	RbCounted	rc;
 	Snapshot	snap;
 	RbScan		sc;
+	Datum		line_order;
+	int64		line_product;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
 	RbHistory  *h = rb_hist_get();
@@ -1762,8 +1781,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		rb_counted_init(&rc);
-		rb_scan_open(&sc, "order", (const char *const[]) {"order_id", "created_at", "status", NULL});
-		rb_scan_begin(&sc, snap);
+		rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "created_at", "status", NULL});
 		while (rb_scan_next(&sc))
 		{
 			bool		n1,
@@ -1784,8 +1802,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		rb_scan_close(&sc);
 
 		/* the folded orders */
-		rb_scan_open(&sc, "copurchase_order", (const char *const[]) {"order_id", NULL});
-		rb_scan_begin(&sc, snap);
+		rb_scan_start(&sc, "copurchase_order", snap, (const char *const[]) {"order_id", NULL});
 		while (rb_scan_next(&sc))
 		{
 			bool		isnull;
@@ -1801,19 +1818,11 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		rb_scan_close(&sc);
 
 		/* every line of an order that counts or is folded */
-		rb_scan_open(&sc, "order_line", (const char *const[]) {"order_id", "product_id", NULL});
-		rb_scan_begin(&sc, snap);
-		while (rb_scan_next(&sc))
+		rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+		while (rb_scan_next_line(&sc, &line_order, &line_product))
 		{
-			bool		n1,
-						n2;
-			Datum		d = rb_scan_col(&sc, 0, &n1);
-			Datum		p = rb_scan_col(&sc, 1, &n2);
-			RbPopOrder *o;
+			RbPopOrder *o = hash_search(orders, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 
-			if (n1 || n2)
-				continue;
-			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
 			if (o == NULL || !(o->counted || o->folded))
 				continue;
 			if (nev == ev_cap)
@@ -1821,7 +1830,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 				ev_cap *= 2;
 				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
 			}
-			ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+			ev[nev].item = rb_pop_item(items, line_product, &nitems);
 			ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
 			ev[nev].at = o->at;
 			nev++;
@@ -1833,8 +1842,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	}
 
 	/* every view of the window */
-	rb_scan_open(&sc, "view_event", (const char *const[]) {"product_id", "viewed_at", NULL});
-	rb_scan_begin(&sc, snap);
+	rb_scan_start(&sc, "view_event", snap, (const char *const[]) {"product_id", "viewed_at", NULL});
 	while (rb_scan_next(&sc))
 	{
 		bool		n1,
