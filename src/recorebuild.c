@@ -392,6 +392,33 @@ typedef struct RbOrder
 } RbOrder;
 
 /*
+ * The statement of a top-level transaction and subtransaction that kept
+ * data for later steps of the same statement (RbHistory, RbProfiles)
+ */
+typedef struct RbStatement
+{
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+} RbStatement;
+
+static inline void
+rb_statement_mark(RbStatement *st)
+{
+	st->lxid = MyProc->lxid;
+	st->subid = GetCurrentSubTransactionId();
+	st->stmt_start = GetCurrentStatementStartTimestamp();
+}
+
+static inline bool
+rb_statement_same(const RbStatement *st)
+{
+	return st->lxid == MyProc->lxid &&
+		st->subid == GetCurrentSubTransactionId() &&
+		st->stmt_start == GetCurrentStatementStartTimestamp();
+}
+
+/*
  * The history a rebuild reads once.  shop._rebuild_orders scans
  * shop."order" and shop.order_line and keeps what the later steps of the
  * same shop.rebuild_recommendations() call need: the counted orders by
@@ -416,9 +443,7 @@ typedef struct RbHistory
 {
 	MemoryContext cxt;			/* child of TopTransactionContext */
 	MemoryContextCallback cb;
-	LocalTransactionId lxid;
-	SubTransactionId subid;
-	TimestampTz stmt_start;
+	RbStatement made;			/* the statement that made it */
 	RbOrder    *orders;			/* counted orders, by id */
 	int64		norders;
 	int32	   *line_order;		/* index into orders */
@@ -441,10 +466,7 @@ rb_hist_forget(void *arg)
 static RbHistory *
 rb_hist_get(void)
 {
-	if (rb_hist != NULL &&
-		rb_hist->lxid == MyProc->lxid &&
-		rb_hist->subid == GetCurrentSubTransactionId() &&
-		rb_hist->stmt_start == GetCurrentStatementStartTimestamp())
+	if (rb_hist != NULL && rb_statement_same(&rb_hist->made))
 		return rb_hist;
 	return NULL;
 }
@@ -798,9 +820,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 
 	h->orders = orders;
 	h->norders = norders;
-	h->lxid = MyProc->lxid;
-	h->subid = GetCurrentSubTransactionId();
-	h->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_statement_mark(&h->made);
 	rb_hist = h;
 
 	MemoryContextSwitchTo(caller);
@@ -865,9 +885,7 @@ typedef struct RbProfiles
 {
 	MemoryContext cxt;			/* child of TopTransactionContext */
 	MemoryContextCallback cb;
-	LocalTransactionId lxid;
-	SubTransactionId subid;
-	TimestampTz stmt_start;
+	RbStatement made;			/* the statement that made it */
 	LikeProfileRow *rows;
 	int64		n;
 	int64		cap;
@@ -1148,9 +1166,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
-	prof->lxid = MyProc->lxid;
-	prof->subid = GetCurrentSubTransactionId();
-	prof->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_statement_mark(&prof->made);
 	rb_prof = prof;
 	PG_RETURN_INT64(customers);
 }
@@ -1442,10 +1458,7 @@ typedef LikeProfileRow RbItem;	/* shop.h */
 static RbProfiles *
 rb_prof_get(void)
 {
-	if (rb_prof != NULL &&
-		rb_prof->lxid == MyProc->lxid &&
-		rb_prof->subid == GetCurrentSubTransactionId() &&
-		rb_prof->stmt_start == GetCurrentStatementStartTimestamp())
+	if (rb_prof != NULL && rb_statement_same(&rb_prof->made))
 		return rb_prof;
 	return NULL;
 }
