@@ -237,6 +237,103 @@ rb_attnum(Relation rel, const char *name)
 }
 
 /*
+ * A scan of a table of schema shop with a snapshot, reading some of its
+ * columns by name: rb_scan_start (rb_scan_open: the table, its columns;
+ * rb_scan_begin: the snapshot), then while (rb_scan_next(&s)) column i
+ * of the row is rb_scan_col(&s, i, &isnull) (rb_scan_next_line: the next
+ * order line's order and product), then rb_scan_close.  Each step is
+ * the table AM call it names and a column is read by slot_getattr, as
+ * the loops read them before: no call through a pointer per row, and a
+ * row's columns deformed only as far as the loop reads them.
+ */
+#define RB_SCAN_COLS 4
+
+typedef struct RbScan
+{
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	AttrNumber	att[RB_SCAN_COLS];
+} RbScan;
+
+/* open shop.<table> (AccessShareLock); cols: up to 4 names, NULL-ended */
+static void
+rb_scan_open(RbScan *s, const char *table, const char *const *cols)
+{
+	int			n = 0;
+
+	s->rel = table_openrv(makeRangeVar("shop", (char *) table, -1), AccessShareLock);
+	s->scan = NULL;
+	s->slot = NULL;
+	for (; cols[n] != NULL; n++)
+	{
+		Assert(n < RB_SCAN_COLS);
+		s->att[n] = rb_attnum(s->rel, cols[n]);
+	}
+}
+
+static void
+rb_scan_begin(RbScan *s, Snapshot snap)
+{
+	s->scan = table_beginscan(s->rel, snap, 0, NULL);
+	s->slot = table_slot_create(s->rel, NULL);
+}
+
+/* rb_scan_open and rb_scan_begin */
+static void
+rb_scan_start(RbScan *s, const char *table, Snapshot snap, const char *const *cols)
+{
+	rb_scan_open(s, table, cols);
+	rb_scan_begin(s, snap);
+}
+
+static inline bool
+rb_scan_next(RbScan *s)
+{
+	return table_scan_getnextslot(s->scan, ForwardScanDirection, s->slot);
+}
+
+static inline Datum
+rb_scan_col(RbScan *s, int i, bool *isnull)
+{
+	return slot_getattr(s->slot, s->att[i], isnull);
+}
+
+/*
+ * the next line of shop.order_line with an order and a product (both NOT
+ * NULL in the table) of a scan started with the columns order_id,
+ * product_id; false past the last
+ */
+static inline bool
+rb_scan_next_line(RbScan *s, Datum *order_id, int64 *product_id)
+{
+	while (rb_scan_next(s))
+	{
+		bool		n1,
+					n2;
+		Datum		id = rb_scan_col(s, 0, &n1);
+		Datum		p = rb_scan_col(s, 1, &n2);
+
+		if (n1 || n2)
+			continue;
+		*order_id = id;
+		*product_id = DatumGetInt64(p);
+		return true;
+	}
+	return false;
+}
+
+static void
+rb_scan_close(RbScan *s)
+{
+	if (s->slot != NULL)
+		ExecDropSingleTupleTableSlot(s->slot);
+	if (s->scan != NULL)
+		table_endscan(s->scan);
+	table_close(s->rel, AccessShareLock);
+}
+
+/*
  * shop._counted(status) of an order, the SQL function called once per
  * distinct status (a handful: the CHECK of shop."order".status) and
  * remembered
@@ -295,6 +392,33 @@ typedef struct RbOrder
 } RbOrder;
 
 /*
+ * The statement of a top-level transaction and subtransaction that kept
+ * data for later steps of the same statement (RbHistory, RbProfiles)
+ */
+typedef struct RbStatement
+{
+	LocalTransactionId lxid;
+	SubTransactionId subid;
+	TimestampTz stmt_start;
+} RbStatement;
+
+static inline void
+rb_statement_mark(RbStatement *st)
+{
+	st->lxid = MyProc->lxid;
+	st->subid = GetCurrentSubTransactionId();
+	st->stmt_start = GetCurrentStatementStartTimestamp();
+}
+
+static inline bool
+rb_statement_same(const RbStatement *st)
+{
+	return st->lxid == MyProc->lxid &&
+		st->subid == GetCurrentSubTransactionId() &&
+		st->stmt_start == GetCurrentStatementStartTimestamp();
+}
+
+/*
  * The history a rebuild reads once.  shop._rebuild_orders scans
  * shop."order" and shop.order_line and keeps what the later steps of the
  * same shop.rebuild_recommendations() call need: the counted orders by
@@ -319,9 +443,7 @@ typedef struct RbHistory
 {
 	MemoryContext cxt;			/* child of TopTransactionContext */
 	MemoryContextCallback cb;
-	LocalTransactionId lxid;
-	SubTransactionId subid;
-	TimestampTz stmt_start;
+	RbStatement made;			/* the statement that made it */
 	RbOrder    *orders;			/* counted orders, by id */
 	int64		norders;
 	int32	   *line_order;		/* index into orders */
@@ -344,10 +466,7 @@ rb_hist_forget(void *arg)
 static RbHistory *
 rb_hist_get(void)
 {
-	if (rb_hist != NULL &&
-		rb_hist->lxid == MyProc->lxid &&
-		rb_hist->subid == GetCurrentSubTransactionId() &&
-		rb_hist->stmt_start == GetCurrentStatementStartTimestamp())
+	if (rb_hist != NULL && rb_statement_same(&rb_hist->made))
 		return rb_hist;
 	return NULL;
 }
@@ -502,20 +621,15 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	int32		items_cap = 65536;
 	RbCounted	rc;
 	Snapshot	snap = GetActiveSnapshot();
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a_id,
-				a_cust,
-				a_at,
-				a_status,
-				a_product;
+	RbScan		sc;
 	RbBulk		b;
 	int64		rows;
 	RbSeq	   *seqs;
 	int64		nseq = 0;
 	int64		seq_cap = 65536;
 	int64		cur = -1;
+	Datum		line_order;
+	int64		pid;
 
 	rb_hist_drop();
 	hcxt = AllocSetContextCreate(TopTransactionContext, "shop rebuild history", ALLOCSET_DEFAULT_SIZES);
@@ -534,19 +648,13 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	orders = MemoryContextAllocExtended(hcxt, sizeof(RbOrder) * orders_cap, MCXT_ALLOC_HUGE);
 
 	rb_counted_init(&rc);
-	rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-	a_id = rb_attnum(rel, "order_id");
-	a_cust = rb_attnum(rel, "customer_id");
-	a_at = rb_attnum(rel, "created_at");
-	a_status = rb_attnum(rel, "status");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
+	while (rb_scan_next(&sc))
 	{
 		bool		isnull;
 		RbOrder    *o;
 		Datum		c;
-		Datum		id = slot_getattr(slot, a_id, &isnull);
+		Datum		id = rb_scan_col(&sc, 0, &isnull);
 		Datum		st;
 		Datum		at;
 
@@ -560,7 +668,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		memcpy(&seqs[nseq].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
 		seqs[nseq++].oi = -1;
 		/* shop._counted(NULL) is false */
-		st = slot_getattr(slot, a_status, &isnull);
+		st = rb_scan_col(&sc, 3, &isnull);
 		if (isnull || !rb_counted(&rc, st))
 			continue;
 		if (norders == orders_cap)
@@ -571,9 +679,9 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		o = &orders[norders++];
 		o->seq = (int32) (nseq - 1);
 		memcpy(&o->order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
-		at = slot_getattr(slot, a_at, &isnull);
+		at = rb_scan_col(&sc, 2, &isnull);
 		o->at = isnull ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
-		c = slot_getattr(slot, a_cust, &isnull);
+		c = rb_scan_col(&sc, 1, &isnull);
 		o->cust = -1;
 		o->customer_id = 0;
 		if (!isnull)
@@ -598,9 +706,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		if ((norders & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	if (norders > 1)
 		qsort(orders, norders, sizeof(RbOrder), rb_cmp_order);
@@ -650,28 +756,17 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 	h->line_order = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->line_item = MemoryContextAllocExtended(hcxt, sizeof(int32) * lines_cap, MCXT_ALLOC_HUGE);
 	h->pid = MemoryContextAllocExtended(hcxt, sizeof(int64) * items_cap, MCXT_ALLOC_HUGE);
-	rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-	a_id = rb_attnum(rel, "order_id");
-	a_product = rb_attnum(rel, "product_id");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+	while (rb_scan_next_line(&sc, &line_order, &pid))
 	{
-		bool		n1,
-					n2,
-					added;
-		Datum		id = slot_getattr(slot, a_id, &n1);
-		Datum		p = slot_getattr(slot, a_product, &n2);
+		bool		added;
 		int32		oi;
 		int32		ii;
-		int64		pid;
 
-		if (n1 || n2)
-			continue;
-		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+		if (cur >= 0 && memcmp(&seqs[cur].order_id, DatumGetUUIDP(line_order), sizeof(pg_uuid_t)) == 0)
 			oi = seqs[cur].oi;	/* the order of the line before */
 		else if (cur + 1 < nseq &&
-				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(id), sizeof(pg_uuid_t)) == 0)
+				 memcmp(&seqs[cur + 1].order_id, DatumGetUUIDP(line_order), sizeof(pg_uuid_t)) == 0)
 			oi = seqs[++cur].oi;	/* the next order */
 		else
 		{
@@ -691,7 +786,7 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 					e->idx = (int32) i;
 				}
 			}
-			e = hash_search(byid, DatumGetUUIDP(id), HASH_FIND, NULL);
+			e = hash_search(byid, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 			if (e == NULL)
 				continue;		/* no such order */
 			cur = e->idx;
@@ -705,7 +800,6 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 			h->line_order = repalloc_huge(h->line_order, sizeof(int32) * lines_cap);
 			h->line_item = repalloc_huge(h->line_item, sizeof(int32) * lines_cap);
 		}
-		pid = DatumGetInt64(p);
 		ii = rb_idmap(&items, pid, &added);
 		if (added)
 		{
@@ -722,15 +816,11 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
 		if ((h->nlines & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	h->orders = orders;
 	h->norders = norders;
-	h->lxid = MyProc->lxid;
-	h->subid = GetCurrentSubTransactionId();
-	h->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_statement_mark(&h->made);
 	rb_hist = h;
 
 	MemoryContextSwitchTo(caller);
@@ -795,9 +885,7 @@ typedef struct RbProfiles
 {
 	MemoryContext cxt;			/* child of TopTransactionContext */
 	MemoryContextCallback cb;
-	LocalTransactionId lxid;
-	SubTransactionId subid;
-	TimestampTz stmt_start;
+	RbStatement made;			/* the statement that made it */
 	LikeProfileRow *rows;
 	int64		n;
 	int64		cap;
@@ -943,13 +1031,9 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	HTAB	   *orders;
 	RbCounted	rc;
 	Snapshot	snap = GetActiveSnapshot();
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a1,
-				a2,
-				a3,
-				a4;
+	RbScan		sc;
+	Datum		line_order;
+	int64		line_product;
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
@@ -977,23 +1061,17 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		ctl.entrysize = sizeof(RbCustOrder);
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild profile orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-		a1 = rb_attnum(rel, "order_id");
-		a2 = rb_attnum(rel, "customer_id");
-		a3 = rb_attnum(rel, "created_at");
-		a4 = rb_attnum(rel, "status");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "customer_id", "created_at", "status", NULL});
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
 						n3,
 						n4;
-			Datum		id = slot_getattr(slot, a1, &n1);
-			Datum		c = slot_getattr(slot, a2, &n2);
-			Datum		at = slot_getattr(slot, a3, &n3);
-			Datum		st = slot_getattr(slot, a4, &n4);
+			Datum		id = rb_scan_col(&sc, 0, &n1);
+			Datum		c = rb_scan_col(&sc, 1, &n2);
+			Datum		at = rb_scan_col(&sc, 2, &n3);
+			Datum		st = rb_scan_col(&sc, 3, &n4);
 			RbCustOrder *o;
 
 			/* shop._counted(NULL) is false */
@@ -1003,54 +1081,34 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 			o->customer_id = DatumGetInt64(c);
 			o->at = n3 ? 0 : DatumGetTimestampTz(at);	/* NOT NULL in the table */
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* their lines */
-		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-		a1 = rb_attnum(rel, "order_id");
-		a2 = rb_attnum(rel, "product_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+		while (rb_scan_next_line(&sc, &line_order, &line_product))
 		{
-			bool		n1,
-						n2;
-			Datum		id = slot_getattr(slot, a1, &n1);
-			Datum		p = slot_getattr(slot, a2, &n2);
-			RbCustOrder *o;
+			RbCustOrder *o = hash_search(orders, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 
-			if (n1 || n2)
-				continue;
-			o = hash_search(orders, DatumGetUUIDP(id), HASH_FIND, NULL);
 			if (o == NULL)
 				continue;
-			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, DatumGetInt64(p), 1.0, o->at);
+			rb_add_cust_event(&ev, &nev, &ev_cap, o->customer_id, line_product, 1.0, o->at);
 			if ((nev & 0xFFFF) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 		hash_destroy(orders);
 	}
 
 	/* the views */
-	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
-	a1 = rb_attnum(rel, "customer_id");
-	a2 = rb_attnum(rel, "product_id");
-	a3 = rb_attnum(rel, "viewed_at");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_start(&sc, "view_event", snap, (const char *const[]) {"customer_id", "product_id", "viewed_at", NULL});
+	while (rb_scan_next(&sc))
 	{
 		bool		n1,
 					n2,
 					n3;
-		Datum		c = slot_getattr(slot, a1, &n1);
-		Datum		p = slot_getattr(slot, a2, &n2);
-		Datum		at = slot_getattr(slot, a3, &n3);
+		Datum		c = rb_scan_col(&sc, 0, &n1);
+		Datum		p = rb_scan_col(&sc, 1, &n2);
+		Datum		at = rb_scan_col(&sc, 2, &n3);
 
 		if (n1 || n2 || n3)
 			continue;			/* NOT NULL in the table */
@@ -1059,9 +1117,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		if ((nev & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	if (nev > 1)
 		rb_sort_cust_events(ev, nev);
@@ -1110,9 +1166,7 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
-	prof->lxid = MyProc->lxid;
-	prof->subid = GetCurrentSubTransactionId();
-	prof->stmt_start = GetCurrentStatementStartTimestamp();
+	rb_statement_mark(&prof->made);
 	rb_prof = prof;
 	PG_RETURN_INT64(customers);
 }
@@ -1404,10 +1458,7 @@ typedef LikeProfileRow RbItem;	/* shop.h */
 static RbProfiles *
 rb_prof_get(void)
 {
-	if (rb_prof != NULL &&
-		rb_prof->lxid == MyProc->lxid &&
-		rb_prof->subid == GetCurrentSubTransactionId() &&
-		rb_prof->stmt_start == GetCurrentStatementStartTimestamp())
+	if (rb_prof != NULL && rb_statement_same(&rb_prof->made))
 		return rb_prof;
 	return NULL;
 }
@@ -1430,10 +1481,8 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	int			sample = shop_reco_like_sample;
 	int			top = shop_reco_like_neighbours;
 	int64		limit = LIKE_REBUILD_ROWS(sample);
-	Relation	rel;
+	RbScan		sc;
 	Snapshot	snap;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
 	RbItem	   *v;
 	int64		nv = 0,
 				cap = 1024;
@@ -1469,21 +1518,21 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		rel = table_openrv(makeRangeVar("shop", "customer_item", -1), AccessShareLock);
-		if (RelationGetDescr(rel)->natts != 4)
+		/* its columns by number: (customer_id, product_id, weight, h) */
+		rb_scan_open(&sc, "customer_item", (const char *const[]) {NULL});
+		if (RelationGetDescr(sc.rel)->natts != 4)
 			elog(ERROR, "shop: table customer_item does not have 4 columns");
-		if (rel->rd_rel->reltuples > limit)
+		if (sc.rel->rd_rel->reltuples > limit)
 		{
-			table_close(rel, AccessShareLock);
+			rb_scan_close(&sc);
 			MemoryContextSwitchTo(old);
 			MemoryContextDelete(work);
 			PG_RETURN_NULL();
 		}
 		v = palloc(sizeof(RbItem) * cap);
 		snap = RegisterSnapshot(GetLatestSnapshot());
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_begin(&sc, snap);
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
@@ -1497,10 +1546,10 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap *= 2;
 				v = repalloc_huge(v, sizeof(RbItem) * cap);
 			}
-			v[nv].c = DatumGetInt64(slot_getattr(slot, 1, &n1));
-			v[nv].p = DatumGetInt64(slot_getattr(slot, 2, &n2));
-			v[nv].w = DatumGetFloat4(slot_getattr(slot, 3, &n3));
-			v[nv].h = DatumGetInt64(slot_getattr(slot, 4, &n4));
+			v[nv].c = DatumGetInt64(slot_getattr(sc.slot, 1, &n1));
+			v[nv].p = DatumGetInt64(slot_getattr(sc.slot, 2, &n2));
+			v[nv].w = DatumGetFloat4(slot_getattr(sc.slot, 3, &n3));
+			v[nv].h = DatumGetInt64(slot_getattr(sc.slot, 4, &n4));
 			if (n1 || n2 || n3 || n4)
 				continue;			/* not null in the table */
 			nv++;
@@ -1508,12 +1557,10 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				CHECK_FOR_INTERRUPTS();
 		}
 		{
-			bool		more = (nv == limit && table_scan_getnextslot(scan, ForwardScanDirection, slot));
+			bool		more = (nv == limit && rb_scan_next(&sc));
 
-			ExecDropSingleTupleTableSlot(slot);
-			table_endscan(scan);
+			rb_scan_close(&sc);
 			UnregisterSnapshot(snap);
-			table_close(rel, AccessShareLock);
 			if (more)
 			{
 				/* past the bound: the batched path */
@@ -1681,13 +1728,9 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 	bool	   *has_wt;
 	RbCounted	rc;
 	Snapshot	snap;
-	Relation	rel;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	a_order,
-				a_product,
-				a_at,
-				a_status;
+	RbScan		sc;
+	Datum		line_order;
+	int64		line_product;
 	HASH_SEQ_STATUS hs;
 	RbPopItem  *it;
 	RbHistory  *h = rb_hist_get();
@@ -1751,20 +1794,15 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		ctl.hcxt = work;
 		orders = hash_create("shop rebuild popularity orders", 65536, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		rb_counted_init(&rc);
-		rel = table_openrv(makeRangeVar("shop", "order", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		a_at = rb_attnum(rel, "created_at");
-		a_status = rb_attnum(rel, "status");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_start(&sc, "order", snap, (const char *const[]) {"order_id", "created_at", "status", NULL});
+		while (rb_scan_next(&sc))
 		{
 			bool		n1,
 						n2,
 						n3;
-			Datum		id = slot_getattr(slot, a_order, &n1);
-			Datum		at = slot_getattr(slot, a_at, &n2);
-			Datum		st = slot_getattr(slot, a_status, &n3);
+			Datum		id = rb_scan_col(&sc, 0, &n1);
+			Datum		at = rb_scan_col(&sc, 1, &n2);
+			Datum		st = rb_scan_col(&sc, 2, &n3);
 			RbPopOrder *o;
 
 			if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
@@ -1774,19 +1812,14 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 			o->counted = !n3 && rb_counted(&rc, st);
 			o->folded = false;
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* the folded orders */
-		rel = table_openrv(makeRangeVar("shop", "copurchase_order", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_start(&sc, "copurchase_order", snap, (const char *const[]) {"order_id", NULL});
+		while (rb_scan_next(&sc))
 		{
 			bool		isnull;
-			Datum		d = slot_getattr(slot, a_order, &isnull);
+			Datum		d = rb_scan_col(&sc, 0, &isnull);
 			RbPopOrder *o;
 
 			if (isnull)
@@ -1795,27 +1828,14 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 			if (o != NULL)
 				o->folded = true;
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 
 		/* every line of an order that counts or is folded */
-		rel = table_openrv(makeRangeVar("shop", "order_line", -1), AccessShareLock);
-		a_order = rb_attnum(rel, "order_id");
-		a_product = rb_attnum(rel, "product_id");
-		scan = table_beginscan(rel, snap, 0, NULL);
-		slot = table_slot_create(rel, NULL);
-		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		rb_scan_start(&sc, "order_line", snap, (const char *const[]) {"order_id", "product_id", NULL});
+		while (rb_scan_next_line(&sc, &line_order, &line_product))
 		{
-			bool		n1,
-						n2;
-			Datum		d = slot_getattr(slot, a_order, &n1);
-			Datum		p = slot_getattr(slot, a_product, &n2);
-			RbPopOrder *o;
+			RbPopOrder *o = hash_search(orders, DatumGetUUIDP(line_order), HASH_FIND, NULL);
 
-			if (n1 || n2)
-				continue;
-			o = hash_search(orders, DatumGetUUIDP(d), HASH_FIND, NULL);
 			if (o == NULL || !(o->counted || o->folded))
 				continue;
 			if (nev == ev_cap)
@@ -1823,31 +1843,25 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 				ev_cap *= 2;
 				ev = repalloc_huge(ev, sizeof(RbPopEvent) * ev_cap);
 			}
-			ev[nev].item = rb_pop_item(items, DatumGetInt64(p), &nitems);
+			ev[nev].item = rb_pop_item(items, line_product, &nitems);
 			ev[nev].kind = o->counted ? (o->folded ? 2 : 1) : 0;
 			ev[nev].at = o->at;
 			nev++;
 			if ((nev & 0xFFFF) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
-		ExecDropSingleTupleTableSlot(slot);
-		table_endscan(scan);
-		table_close(rel, AccessShareLock);
+		rb_scan_close(&sc);
 		hash_destroy(orders);
 	}
 
 	/* every view of the window */
-	rel = table_openrv(makeRangeVar("shop", "view_event", -1), AccessShareLock);
-	a_product = rb_attnum(rel, "product_id");
-	a_at = rb_attnum(rel, "viewed_at");
-	scan = table_beginscan(rel, snap, 0, NULL);
-	slot = table_slot_create(rel, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	rb_scan_start(&sc, "view_event", snap, (const char *const[]) {"product_id", "viewed_at", NULL});
+	while (rb_scan_next(&sc))
 	{
 		bool		n1,
 					n2;
-		Datum		p = slot_getattr(slot, a_product, &n1);
-		Datum		at = slot_getattr(slot, a_at, &n2);
+		Datum		p = rb_scan_col(&sc, 0, &n1);
+		Datum		at = rb_scan_col(&sc, 1, &n2);
 
 		if (n1 || n2 || DatumGetTimestampTz(at) <= lo)
 			continue;
@@ -1863,9 +1877,7 @@ shop_rebuild_popularity_sums(PG_FUNCTION_ARGS)
 		if ((nev & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	rb_scan_close(&sc);
 
 	/* ref_at: greatest(t_ref, the latest event with wt > 0) */
 	ref_at = t_ref;
