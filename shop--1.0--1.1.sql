@@ -1075,6 +1075,7 @@ DECLARE
     pop_viewed bigint[];
     n_pending bigint;
     pop_router boolean;
+    hz timestamptz;
 BEGIN
     -- one refresh (or rebuild) at a time, and never a queue of them: when
     -- another one runs (the sweeper's, say), return at once; its log rows
@@ -1082,6 +1083,10 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('shop.recommendations')) THEN
         RETURN jsonb_build_object('skipped', 'another refresh or rebuild is running');
     END IF;
+    -- the views read are those later than popularity_inc_at up to the
+    -- horizon (section "Recommendations: views read up to a horizon"
+    -- below): a view at or before it is visible to the statements after
+    hz := shop._view_horizon();
     -- nothing to do (the sweeper calls this every minute): no log rows, no
     -- view since popularity was last computed, and that was less than
     -- 1/100 of a half-life ago; return having written nothing
@@ -1095,7 +1100,8 @@ BEGIN
     pop_router := coalesce(pop_router, false);
     IF NOT EXISTS (SELECT 1 FROM shop.copurchase_delta)
        AND (pop_router
-            OR (NOT pop_due AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at)
+            OR (NOT pop_due
+                AND NOT EXISTS (SELECT 1 FROM shop.view_event v WHERE v.viewed_at > pop_inc_at AND v.viewed_at <= hz)
                 AND NOT EXISTS (SELECT 1 FROM shop.popularity_dropped))
             -- or a shop with no purchase or view at all yet
             OR (NOT EXISTS (SELECT 1 FROM shop.copurchase_order)
@@ -1193,7 +1199,7 @@ BEGIN
         -- at least the drops this one took out of the record
         WITH d AS (DELETE FROM shop.popularity_dropped RETURNING product_id)
         SELECT coalesce(array_agg(DISTINCT x.product_id), '{}') INTO pop_viewed
-          FROM (SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at
+          FROM (SELECT v.product_id FROM shop.view_event v WHERE v.viewed_at > pop_inc_at AND v.viewed_at <= hz
                 UNION ALL
                 SELECT d.product_id FROM d) x;
         pop_ids := ARRAY(
@@ -1201,6 +1207,8 @@ BEGIN
             UNION
             SELECT u FROM unnest(pop_viewed) u);
         n_pop := shop._popularity_add(coalesce(ids, '{}'), coalesce(signs, '{}'), pop_viewed);
+        -- the views up to the horizon are read (none when it is NULL)
+        UPDATE shop.copurchase_state SET popularity_inc_at = greatest(popularity_inc_at, hz);
     END IF;
     INSERT INTO shop.copurchase_state AS s (refreshed_at) VALUES (now())
     ON CONFLICT (id) DO UPDATE SET refreshed_at = excluded.refreshed_at;
@@ -4052,6 +4060,7 @@ DECLARE
                     * shop._guc('shop.reco_like_sample')::int;
     seen timestamptz;
     newest timestamptz;
+    hz timestamptz;
     todo bigint[];
     cs bigint[];
     items bigint[];
@@ -4089,12 +4098,18 @@ DECLARE
     sum_new bigint;
     sum_old bigint;
 BEGIN
+    -- the views later than seen up to the horizon (section
+    -- "Recommendations: views read up to a horizon"): every view at or
+    -- before it is visible to the statements below; later ones are read
+    -- by the next refresh
     SELECT s.views_at INTO seen FROM shop.customer_like_state s;
-    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
-    IF newest IS NOT NULL AND (seen IS NULL OR newest > seen) THEN
+    hz := shop._view_horizon();
+    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v
+     WHERE v.viewed_at > coalesce(seen, '-infinity') AND v.viewed_at <= hz;
+    IF newest IS NOT NULL THEN
         INSERT INTO shop.customer_like_queue (customer_id)
         SELECT DISTINCT v.customer_id FROM shop.view_event v
-         WHERE v.viewed_at > coalesce(seen, '-infinity')
+         WHERE v.viewed_at > coalesce(seen, '-infinity') AND v.viewed_at <= hz
         ON CONFLICT DO NOTHING;
     END IF;
     -- oldest first (queued_at, then id): taken by id, customers with low
@@ -4107,12 +4122,13 @@ BEGIN
                                                   ORDER BY x.queued_at, x.customer_id LIMIT cap))
                RETURNING q.customer_id)
     SELECT array_agg(t.customer_id ORDER BY t.customer_id) INTO todo FROM t;
-    IF todo IS NULL AND newest IS NOT DISTINCT FROM seen THEN
+    IF todo IS NULL AND newest IS NULL THEN
         -- nothing to do (the sweeper's call every minute): write nothing
         RETURN jsonb_build_object('customers_profiled', 0, 'customers_scored', 0, 'customers_patched', 0,
                                   'customers_queued', 0);
     END IF;
-    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at) VALUES (coalesce(newest, seen), now())
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at)
+    VALUES (coalesce(greatest(seen, hz), seen, hz), now())
     ON CONFLICT (only_row) DO UPDATE SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at;
 
     -- the new profiles of all (at most shop.reco_like_refresh_cap times
@@ -4262,7 +4278,10 @@ DECLARE
     n_cust bigint := 0;
     n_rows bigint;
 BEGIN
-    SELECT max(v.viewed_at) INTO newest FROM shop.view_event v;
+    -- the profiles read every view at or before the horizon (section
+    -- "Recommendations: views read up to a horizon"); the next refresh
+    -- reads the later ones (NULL: every view again)
+    newest := shop._view_horizon();
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
     -- (the customers profiled: count(DISTINCT customer_id) of the table)
     n_cust := shop._rebuild_customer_items();
@@ -4283,7 +4302,8 @@ BEGIN
         SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     END IF;
     ANALYZE shop.customer_neighbour;
-    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at) VALUES (newest, now(), now())
+    INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at)
+    VALUES (coalesce(newest, '-infinity'), now(), now())
     ON CONFLICT (only_row) DO UPDATE
        SET views_at = excluded.views_at, refreshed_at = excluded.refreshed_at, rebuilt_at = excluded.rebuilt_at;
     RETURN jsonb_build_object('customers', n_cust, 'customer_neighbours', n_rows);
@@ -7418,9 +7438,14 @@ DECLARE
     ids bigint[];
     ep timestamptz;
     ep_hl double precision;
+    hz timestamptz;
 BEGIN
     SELECT s.popularity_epoch, s.popularity_epoch_half_life INTO ep, ep_hl FROM shop.copurchase_state s;
     IF products IS NULL THEN
+        -- every view at or before the horizon is read below (section
+        -- "Recommendations: views read up to a horizon"); the later ones
+        -- by the next refresh
+        hz := shop._view_horizon();
         -- every product: the views shop.view's cap dropped are out of
         -- the events the statement below reads (it sees at least the
         -- drops this one takes out of the record; section
@@ -7528,19 +7553,21 @@ BEGIN
         INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
                                                 popularity_epoch, popularity_epoch_half_life,
                                                 popularity_seen_at)
-        VALUES (now(), now(), t_ref, ep, ep_hl, clock_timestamp())
+        VALUES (now(), coalesce(hz, '-infinity'), t_ref, ep, ep_hl, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
-           SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+           SET popularity_at = excluded.popularity_at,
+               popularity_inc_at = CASE WHEN hz IS NULL THEN s.popularity_inc_at ELSE excluded.popularity_inc_at END,
                popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
                popularity_epoch = excluded.popularity_epoch,
                popularity_epoch_half_life = excluded.popularity_epoch_half_life,
                popularity_seen_at = excluded.popularity_seen_at;
     ELSE
-        INSERT INTO shop.copurchase_state AS s (popularity_inc_at, popularity_ref, popularity_seen_at)
-        VALUES (now(), t_ref, clock_timestamp())
+        -- (popularity_inc_at: moved by the caller, to the horizon it read
+        -- the views up to)
+        INSERT INTO shop.copurchase_state AS s (popularity_ref, popularity_seen_at)
+        VALUES (t_ref, clock_timestamp())
         ON CONFLICT (id) DO UPDATE
-           SET popularity_inc_at = excluded.popularity_inc_at,
-               popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref),
+           SET popularity_ref = greatest(s.popularity_ref, excluded.popularity_ref),
                popularity_seen_at = excluded.popularity_seen_at;
     END IF;
     RETURN n;
@@ -7655,7 +7682,8 @@ BEGIN
         ON CONFLICT (product_id) DO NOTHING;
         n := n + cardinality(ids);
     END IF;
-    UPDATE shop.copurchase_state SET popularity_inc_at = now(), popularity_seen_at = clock_timestamp();
+    -- (popularity_inc_at: moved by the caller, to the horizon it read up to)
+    UPDATE shop.copurchase_state SET popularity_seen_at = clock_timestamp();
     RETURN n;
 END
 $$;
@@ -9138,8 +9166,13 @@ DECLARE
     ids bigint[];
     ep timestamptz;
     ep_hl double precision;
+    hz timestamptz;
 BEGIN
     SELECT s.popularity_epoch, s.popularity_epoch_half_life INTO ep, ep_hl FROM shop.copurchase_state s;
+    -- every view at or before the horizon is read below (section
+    -- "Recommendations: views read up to a horizon"); the later ones by
+    -- the next refresh
+    hz := shop._view_horizon();
     -- every product: the views shop.view's cap dropped are out of the
     -- events read below, as in shop._popularity_refresh's full run
     -- (section "Recommendations: views dropped by the cap")
@@ -9198,9 +9231,10 @@ BEGIN
     INSERT INTO shop.copurchase_state AS s (popularity_at, popularity_inc_at, popularity_ref,
                                             popularity_epoch, popularity_epoch_half_life,
                                             popularity_seen_at)
-    VALUES (now(), now(), t_ref, ep, ep_hl, clock_timestamp())
+    VALUES (now(), coalesce(hz, '-infinity'), t_ref, ep, ep_hl, clock_timestamp())
     ON CONFLICT (id) DO UPDATE
-       SET popularity_at = excluded.popularity_at, popularity_inc_at = excluded.popularity_inc_at,
+       SET popularity_at = excluded.popularity_at,
+           popularity_inc_at = CASE WHEN hz IS NULL THEN s.popularity_inc_at ELSE excluded.popularity_inc_at END,
            popularity_ref = coalesce(excluded.popularity_ref, s.popularity_ref),
            popularity_epoch = excluded.popularity_epoch,
            popularity_epoch_half_life = excluded.popularity_epoch_half_life,
@@ -9590,6 +9624,69 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+------------------------------------------------------------------------------
+-- Recommendations: views read up to a horizon (issue 14) --------------------
+--
+-- docs/recommendations.md, "Views and the refresh's horizon".  The
+-- refresh found new views by a mark: the customers-like-you part read
+-- the views later than customer_like_state.views_at and moved it to the
+-- newest it read; popularity read those later than
+-- copurchase_state.popularity_inc_at and moved it to the refresh's start.
+-- A view is stamped (clock_timestamp()) before its transaction commits:
+-- one made before a refresh read the views and committed after it was
+-- older than the mark and was never read (the profile stale, the view
+-- never in the popularity).  Now each read stops at a horizon older than
+-- every transaction in progress (shop._view_horizon) and the mark moves
+-- to that horizon: a view at or before it was stamped after its
+-- transaction began, so that transaction had ended when the horizon was
+-- taken, and the statement after sees it; a later view is read by the
+-- next refresh.  The read is one range of view_event_recent_idx as
+-- before.  The delay: a view waits for the transactions that were open
+-- when it was made (the oldest open transaction holds every later view
+-- back).  Reading a view twice is harmless (its customer is queued, its
+-- product computed again from its events), so the bounds need not be
+-- tight.
+------------------------------------------------------------------------------
+
+-- the horizon: a time before the start of every transaction in progress
+-- in this database but the caller's, and before now; NULL when there is
+-- none to give (a prepared transaction holds a lock on shop.view_event,
+-- its start unknown; or the caller's snapshot is older than its statement,
+-- under repeatable read): the caller then reads no new views.  SECURITY
+-- DEFINER: pg_stat_activity shows other roles' transactions to its owner
+-- (the extension's owner, a superuser or a member of pg_read_all_stats).
+CREATE FUNCTION shop._view_horizon()
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    t timestamptz := clock_timestamp();
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_prepared_xacts x WHERE x.database = current_database())
+       AND EXISTS (SELECT 1 FROM pg_locks l
+                    WHERE l.pid IS NULL AND l.locktype = 'relation'
+                      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                      AND l.relation = 'shop.view_event'::regclass) THEN
+        RETURN NULL;
+    END IF;
+    -- the activity as it is now, not as this transaction first read it
+    PERFORM pg_stat_clear_snapshot();
+    -- (autovacuum never writes a view: its transactions hold nothing back)
+    RETURN least(t, (SELECT min(a.xact_start) FROM pg_stat_activity a
+                      WHERE a.datname = current_database()
+                        AND coalesce(a.leader_pid, a.pid) <> pg_backend_pid()
+                        AND a.backend_type NOT IN ('autovacuum worker', 'autovacuum launcher')))
+           - interval '1 microsecond';
+END
+$$;
+COMMENT ON FUNCTION shop._view_horizon() IS
+'internal (refresh): a time before the start of every other transaction in progress: every view stamped at or before it is visible to the next statement (NULL: none known, read no new views)';
+REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
