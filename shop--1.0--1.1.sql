@@ -3010,6 +3010,7 @@ AS $$
 DECLARE
     ids uuid[];
     bad record;
+    least_id uuid;
 BEGIN
     PERFORM shop._require(order_id, 'order_id');
     PERFORM shop._require(product_ids, 'product_ids');
@@ -3018,8 +3019,13 @@ BEGIN
         RAISE EXCEPTION 'product_ids and qtys differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(1936224112, hashtext('saga:' || order_id::text));
+    -- the lock the compensation takes here (shop._saga_release), then its
+    -- record: a saga already compensated on this shard holds nothing
+    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
+    PERFORM shop._reservation_id_lock(least_id);
     IF NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
-                    WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)) THEN
+                    WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid))
+       AND NOT EXISTS (SELECT FROM shop.reservation_dropped d WHERE d.reservation_id = least_id) THEN
         SELECT u.pid, p.status INTO bad
           FROM unnest(product_ids) u(pid) LEFT JOIN shop.product p ON p.product_id = u.pid
          WHERE p.status IS DISTINCT FROM 'active'
@@ -3051,7 +3057,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._saga_reserve(uuid, bigint[], int[], interval) IS
-'internal (router), checkout step 2 on a product shard: hold the lines with reservation ids derived from the order (a repeat holds nothing twice)';
+'internal (router), checkout step 2 on a product shard: hold the lines with reservation ids derived from the order (a repeat holds nothing twice; a saga compensated here holds nothing)';
 
 -- Compensation, each product shard: release the order's holds of these
 -- products that are still held and expire (a paid order's holds, which
@@ -3066,10 +3072,24 @@ AS $$
 DECLARE
     n int := 0;
     rid uuid;
+    least_id uuid;
 BEGIN
     IF paid AND NOT shop._saga_trusted() THEN
         RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
     END IF;
+    -- after a hold of the saga still in progress here has ended (the
+    -- reserve step holds all of this shard's lines or none); when there is
+    -- none, the least id is recorded, so that such a hold coming later is
+    -- not made (one record a shard, whatever the number of lines)
+    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
+    PERFORM shop._reservation_id_lock(least_id);
+    IF least_id IS NOT NULL
+       AND NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
+                        WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)) THEN
+        INSERT INTO shop.reservation_dropped (reservation_id) VALUES (least_id)
+        ON CONFLICT (reservation_id) DO NOTHING;
+    END IF;
+    DELETE FROM shop.reservation_dropped d WHERE d.dropped_at < now() - interval '1 day';
     FOR rid IN
         SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
          WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
@@ -3085,7 +3105,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._saga_release(uuid, bigint[], boolean) IS
-'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only); returns how many';
+'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only), after a hold of it in progress here; none found: recorded, so that a later hold is not made; returns how many';
 
 -- whether the caller is trusted as shop._authorize trusts: superuser or shop_admin
 CREATE FUNCTION shop._saga_trusted()
@@ -9447,108 +9467,8 @@ CREATE TRIGGER product_deactivation_truncate AFTER TRUNCATE ON shop.product
 -- by reading a busy day's records (20,000 of them: 12 ms a release)
 CREATE INDEX reservation_dropped_dropped_at_idx ON shop.reservation_dropped (dropped_at);
 
-CREATE OR REPLACE FUNCTION shop._saga_reserve(order_id uuid, product_ids bigint[], qtys int[], ttl interval)
-RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
-               price_cents bigint)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    ids uuid[];
-    bad record;
-    least_id uuid;
-BEGIN
-    PERFORM shop._require(order_id, 'order_id');
-    PERFORM shop._require(product_ids, 'product_ids');
-    PERFORM shop._require(ttl, 'ttl');
-    IF cardinality(product_ids) IS DISTINCT FROM cardinality(qtys) THEN
-        RAISE EXCEPTION 'product_ids and qtys differ in length' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM pg_advisory_xact_lock(1936224112, hashtext('saga:' || order_id::text));
-    -- the lock the compensation takes here (shop._saga_release), then its
-    -- record: a saga already compensated on this shard holds nothing
-    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
-    PERFORM shop._reservation_id_lock(least_id);
-    IF NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
-                    WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid))
-       AND NOT EXISTS (SELECT FROM shop.reservation_dropped d WHERE d.reservation_id = least_id) THEN
-        SELECT u.pid, p.status INTO bad
-          FROM unnest(product_ids) u(pid) LEFT JOIN shop.product p ON p.product_id = u.pid
-         WHERE p.status IS DISTINCT FROM 'active'
-         ORDER BY u.pid LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
-                DETAIL = format('Product %s of order %s is %s.', bad.pid, order_id,
-                                coalesce(bad.status, 'no longer in the catalog')),
-                HINT = 'Remove it from the cart or save it for later.';
-        END IF;
-        ids := shop.reserve_many((SELECT jsonb_agg(jsonb_build_object('product_id', u.pid, 'qty', u.q))
-                                    FROM unnest(product_ids, qtys) u(pid, q)),
-                                 'order:' || order_id::text, ttl);
-        -- reserve_many returns one id per distinct product, in product_id
-        -- order; each becomes the id derived from the order
-        UPDATE shop.reservation r SET reservation_id = shop._saga_hold_id(order_id, r.product_id)
-         WHERE r.reservation_id = ANY (ids);
-    END IF;
-    RETURN QUERY
-    SELECT u.pid, h.reservation_id, h.status, p.sku, p.title, p.price_cents
-      FROM (SELECT DISTINCT x.pid FROM unnest(product_ids) x(pid)) u
-      JOIN shop.product p ON p.product_id = u.pid
-      LEFT JOIN LATERAL (SELECT r.reservation_id, min(r.status) AS status
-                           FROM shop.reservation r
-                          WHERE r.product_id = u.pid
-                            AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
-                          GROUP BY r.reservation_id) h ON true
-     ORDER BY u.pid;
-END
-$$;
-COMMENT ON FUNCTION shop._saga_reserve(uuid, bigint[], int[], interval) IS
-'internal (router), checkout step 2 on a product shard: hold the lines with reservation ids derived from the order (a repeat holds nothing twice; a saga compensated here holds nothing)';
-
-CREATE OR REPLACE FUNCTION shop._saga_release(order_id uuid, product_ids bigint[], paid boolean DEFAULT false)
-RETURNS int
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    n int := 0;
-    rid uuid;
-    least_id uuid;
-BEGIN
-    IF paid AND NOT shop._saga_trusted() THEN
-        RAISE EXCEPTION 'permission denied to release the holds of a paid order' USING ERRCODE = '42501';
-    END IF;
-    -- after a hold of the saga still in progress here has ended (the
-    -- reserve step holds all of this shard's lines or none); when there is
-    -- none, the least id is recorded, so that such a hold coming later is
-    -- not made (one record a shard, whatever the number of lines)
-    least_id := (SELECT shop._saga_hold_id(order_id, u.pid) FROM unnest(product_ids) u(pid) ORDER BY 1 LIMIT 1);
-    PERFORM shop._reservation_id_lock(least_id);
-    IF least_id IS NOT NULL
-       AND NOT EXISTS (SELECT FROM shop.reservation r, unnest(product_ids) u(pid)
-                        WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)) THEN
-        INSERT INTO shop.reservation_dropped (reservation_id) VALUES (least_id)
-        ON CONFLICT (reservation_id) DO NOTHING;
-    END IF;
-    DELETE FROM shop.reservation_dropped d WHERE d.dropped_at < now() - interval '1 day';
-    FOR rid IN
-        SELECT r.reservation_id FROM shop.reservation r, unnest(product_ids) u(pid)
-         WHERE r.product_id = u.pid AND r.reservation_id = shop._saga_hold_id(order_id, u.pid)
-           AND r.status = 'held' AND (paid OR r.expires_at < 'infinity')
-         GROUP BY r.reservation_id
-         ORDER BY min(r.product_id), 1    -- product order, as reserve_many locks
-    LOOP
-        IF shop.reservation_release(rid) THEN
-            n := n + 1;
-        END IF;
-    END LOOP;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION shop._saga_release(uuid, bigint[], boolean) IS
-'internal (router): release an order''s holds of these products (compensation; paid: also holds that never expire, shop_admin only), after a hold of it in progress here; none found: recorded, so that a later hold is not made; returns how many';
+-- shop._saga_reserve and shop._saga_release take that lock and read or write
+-- that record: their bodies are edited in place in the saga section above.
 
 -- Settings: the first call of a session without preloading (issue 14) --------
 -- shop._guc (defined at the top of this file) for the functions of 1.0 that
