@@ -9595,6 +9595,21 @@ BEGIN
     END IF;
     -- the activity as it is now, not as this transaction first read it
     PERFORM pg_stat_clear_snapshot();
+    -- a session with track_activities off shows no xact_start (its state is
+    -- 'disabled'): when one of them holds shop.view_event's write lock, a
+    -- view of its transaction may be stamped before now and not yet
+    -- committed, and nothing bounds it: read no new views this time (the
+    -- lock ends with that transaction)
+    IF EXISTS (SELECT 1 FROM pg_stat_activity a
+                WHERE a.datname = current_database() AND a.state = 'disabled'
+                  AND a.pid <> pg_backend_pid())
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                    WHERE a.datname = current_database() AND a.state = 'disabled'
+                      AND a.pid <> pg_backend_pid()
+                      AND l.locktype = 'relation' AND l.relation = 'shop.view_event'::regclass
+                      AND l.mode = 'RowExclusiveLock') THEN
+        RETURN NULL;
+    END IF;
     -- (autovacuum never writes a view: its transactions hold nothing back)
     RETURN least(t, (SELECT min(a.xact_start) FROM pg_stat_activity a
                       WHERE a.datname = current_database()
