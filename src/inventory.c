@@ -1214,17 +1214,11 @@ inv_take_half(InvTaker *t, int64 product_id, Datum location, int32 qty, int16 st
 			case TM_SelfModified:	/* changed by this command: as FOR UPDATE */
 				continue;
 			case TM_Updated:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent update")));
+				ShopChangedMeanwhile(res);
 				saw_changed = true;
 				continue;
 			case TM_Deleted:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent delete")));
+				ShopChangedMeanwhile(res);
 				continue;
 			default:
 				elog(ERROR, "shop: unexpected table_tuple_lock status %u on shop.stock", res);

@@ -1611,36 +1611,10 @@ cart_lock_c(Datum cart_id, Datum expiry, CartLocked *out)
 	index_endscan(scan);
 	if (found)
 	{
-		TM_FailureData tmfd;
-		TM_Result	res;
 		bool		isnull;
 		Datum		d;
 
-		/*
-		 * The row locked as UPDATE locks it for its BEFORE ROW trigger (the
-		 * card guard's; GetTupleForTrigger): under READ COMMITTED the newest
-		 * version when a committed transaction changed it meanwhile.
-		 */
-		res = table_tuple_lock(rel, &scanslot->tts_tid, snap, lockslot, cid,
-							   LockTupleNoKeyExclusive, LockWaitBlock,
-							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-							   &tmfd);
-		switch (res)
-		{
-			case TM_Ok:
-				break;
-			case TM_Updated:
-			case TM_Deleted:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent %s",
-									res == TM_Deleted ? "delete" : "update")));
-				found = false;	/* deleted meanwhile */
-				break;
-			default:
-				elog(ERROR, "shop: unexpected result %d locking a cart", (int) res);
-		}
+		found = ShopLockForUpdate(rel, &scanslot->tts_tid, snap, lockslot, cid, "a cart");
 		if (found)
 		{
 			d = slot_getattr(lockslot, att[CART_ID], &isnull);
@@ -2277,11 +2251,7 @@ cart_line_delete(Relation rel, TupleTableSlot *slot, Snapshot snap, CommandId ci
 			return true;
 		if (res == TM_SelfModified || res == TM_Invisible || res == TM_WouldBlock)
 			elog(ERROR, "shop: unexpected result %d deleting a cart line", (int) res);
-		if (IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent %s",
-							res == TM_Deleted ? "delete" : "update")));
+		ShopChangedMeanwhile(res);
 		if (res == TM_Deleted)
 			return false;
 		/* TM_Updated: the last version, locked, as EvalPlanQual finds it */

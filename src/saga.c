@@ -373,8 +373,6 @@ saga_order_status_c(Datum order_id, Datum customer_key, Datum status, bool statu
 		EPQState	epq;
 		TupleTableSlot *lockslot;
 		TupleTableSlot *newslot;
-		TM_FailureData tmfd;
-		TM_Result	res;
 		bool		isnull;
 		Datum		d;
 
@@ -391,31 +389,7 @@ saga_order_status_c(Datum order_id, Datum customer_key, Datum status, bool statu
 		AfterTriggerBeginQuery();
 		ShopOpenIndices(rri, estate, false);
 
-		/*
-		 * The row locked as UPDATE locks it for its BEFORE ROW trigger (the
-		 * card guard's; GetTupleForTrigger): under READ COMMITTED the newest
-		 * version when a committed transaction changed it meanwhile.
-		 */
-		res = table_tuple_lock(rel, &scanslot->tts_tid, snap, lockslot, cid,
-							   LockTupleNoKeyExclusive, LockWaitBlock,
-							   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
-							   &tmfd);
-		switch (res)
-		{
-			case TM_Ok:
-				break;
-			case TM_Updated:
-			case TM_Deleted:
-				if (IsolationUsesXactSnapshot())
-					ereport(ERROR,
-							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-							 errmsg("could not serialize access due to concurrent %s",
-									res == TM_Deleted ? "delete" : "update")));
-				found = false;	/* deleted meanwhile */
-				break;
-			default:
-				elog(ERROR, "shop: unexpected result %d locking a saga", (int) res);
-		}
+		found = ShopLockForUpdate(rel, &scanslot->tts_tid, snap, lockslot, cid, "a saga");
 		/* the newest version is still this saga's (the WHERE judged again) */
 		if (found)
 		{

@@ -1241,6 +1241,58 @@ ShopTriggerChangedRow(const char *table, const char *call, const char *what)
 }
 
 /*
+ * ShopChangedMeanwhile: the row shop's C was about to lock or change was
+ * updated (TM_Updated) or deleted (TM_Deleted) by a transaction that
+ * committed after this statement's snapshot.  Under REPEATABLE READ and
+ * SERIALIZABLE that is the serialization failure the executor raises;
+ * under READ COMMITTED it returns, and the caller follows the newest
+ * version or passes the row over, as EvalPlanQual would.
+ */
+void
+ShopChangedMeanwhile(TM_Result res)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent %s",
+						res == TM_Deleted ? "delete" : "update")));
+}
+
+/*
+ * ShopLockForUpdate: lock the row at tid as UPDATE locks it for its BEFORE
+ * ROW triggers (GetTupleForTrigger; a DBA's trigger, the card guard's):
+ * under READ COMMITTED the newest version when a committed transaction
+ * changed it meanwhile, in lockslot.  Returns false when it was deleted
+ * meanwhile; the caller checks that the newest version still matches what
+ * it looked for (its WHERE, judged again).  what names the row in the
+ * message of a result that cannot happen.
+ */
+bool
+ShopLockForUpdate(Relation rel, ItemPointer tid, Snapshot snap,
+				  TupleTableSlot *lockslot, CommandId cid, const char *what)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(rel, tid, snap, lockslot, cid,
+						   LockTupleNoKeyExclusive, LockWaitBlock,
+						   IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+						   &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Updated:
+		case TM_Deleted:
+			ShopChangedMeanwhile(res);
+			return false;		/* deleted meanwhile */
+		default:
+			elog(ERROR, "shop: unexpected result %d locking %s", (int) res, what);
+	}
+	return false;				/* keep the compiler quiet */
+}
+
+/*
  * ShopCheckWritable: shop's C writes (a hold's stock update and its
  * reservation rows, the cart's lock, the idempotency claim, the cart's
  * lines deleted) go around the executor's statement, and with it around

@@ -24,6 +24,7 @@
 
 #include "postgres.h"
 
+#include "access/tableam.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/uuid.h"
@@ -115,6 +116,12 @@ extern void ShopCheckWritable(const char *command);
 
 /* spi.c: 27000 for a row of shop's own table that a user's trigger skipped or changed */
 extern void ShopTriggerChangedRow(const char *table, const char *call, const char *what) pg_attribute_noreturn();
+
+/* spi.c: a row changed by a transaction that committed meanwhile (40001 under snapshot isolation) */
+extern void ShopChangedMeanwhile(TM_Result res);
+/* spi.c: lock a row as UPDATE does for its BEFORE ROW triggers; false: deleted meanwhile */
+extern bool ShopLockForUpdate(Relation rel, ItemPointer tid, Snapshot snap,
+							  TupleTableSlot *lockslot, CommandId cid, const char *what);
 
 /* spi.c: relation shop.<name>'s OID and relkind, and schema shop's, kept per backend */
 extern Oid ShopRelid(const char *name, char *relkind);
