@@ -61,3 +61,6 @@ SET shop.recent_views_cap = 7;
 SELECT shop._guc('shop.recent_views_cap') AS cap;
 RESET shop.recent_views_cap;
 SELECT shop._guc('shop.recent_views_cap') = (SELECT boot_val FROM pg_settings WHERE name = 'shop.recent_views_cap') AS c_default;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
