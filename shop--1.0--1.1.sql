@@ -232,7 +232,7 @@ DECLARE
 BEGIN
     PERFORM shop._require(prefix, 'prefix');
     PERFORM shop._check_page(lim, 0);
-    PERFORM shop._check_text(prefix, 'prefix', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    PERFORM shop._check_text(prefix, 'prefix', shop._guc('shop.max_query_length')::int);
     f := shop._search_fold(prefix);
     IF f = '' THEN
         RETURN;
@@ -687,7 +687,7 @@ BEGIN
 
     -- 4. the search log keeps shop.search_log_retention of history
     DELETE FROM shop.search_log
-     WHERE logged_at < now() - shop._setting('shop.search_log_retention', '30d')::interval;
+     WHERE logged_at < now() - shop._guc('shop.search_log_retention')::interval;
     GET DIAGNOSTICS n_log = ROW_COUNT;
 
     -- 5. cart merge records (shop.cart_merged) older than shop.cart_ttl:
@@ -1054,7 +1054,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    buyer_cap double precision := shop._guc('shop.reco_buyer_cap')::double precision;
     n_log bigint;
     t_cust bigint[];
     t_guest uuid[];
@@ -1090,7 +1090,7 @@ BEGIN
     -- nothing to do (the sweeper calls this every minute): no log rows, no
     -- view since popularity was last computed, and that was less than
     -- 1/100 of a half-life ago; return having written nothing
-    SELECT s.popularity_at <= now() - coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval / 100,
+    SELECT s.popularity_at <= now() - shop._guc('shop.popularity_half_life')::interval / 100,
            s.popularity_inc_at, s.scored_total, s.popularity_from_router
       INTO pop_due, pop_inc_at, scored_total, pop_router
       FROM shop.copurchase_state s;
@@ -1240,7 +1240,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    buyer_cap double precision := coalesce(current_setting('shop.reco_buyer_cap', true), '20')::double precision;
+    buyer_cap double precision := shop._guc('shop.reco_buyer_cap')::double precision;
     result jsonb;
     n_pop bigint;
 BEGIN
@@ -1306,7 +1306,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    lim int := coalesce(n, shop._setting('shop.popularity_apply_batch', '1000')::int);
+    lim int := coalesce(n, shop._guc('shop.popularity_apply_batch')::int);
     taken bigint;
 BEGIN
     IF lim IS NULL OR lim < 1 THEN
@@ -1354,7 +1354,7 @@ CREATE PROCEDURE shop.popularity_sync(batch int DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    lim int := coalesce(batch, shop._setting('shop.popularity_apply_batch', '1000')::int);
+    lim int := coalesce(batch, shop._guc('shop.popularity_apply_batch')::int);
 BEGIN
     LOOP
         EXIT WHEN shop._popularity_apply(lim) < lim;
@@ -5326,7 +5326,7 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM shop._require(query, 'query');
-    PERFORM shop._check_text(query, 'query', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    PERFORM shop._check_text(query, 'query', shop._guc('shop.max_query_length')::int);
     RETURN QUERY
     SELECT t.pos, t.word,
            EXISTS (SELECT 1 FROM jsonb_array_elements(s.one -> 'terms') e
@@ -5492,7 +5492,7 @@ AS $$
 BEGIN
     PERFORM shop._require(prefix, 'prefix');
     PERFORM shop._check_page(lim, 0);
-    PERFORM shop._check_text(prefix, 'prefix', coalesce(current_setting('shop.max_query_length', true), '256')::int);
+    PERFORM shop._check_text(prefix, 'prefix', shop._guc('shop.max_query_length')::int);
     IF shop._search_fold(prefix) = '' THEN
         RETURN NULL;
     END IF;
@@ -6051,7 +6051,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cap int := shop._guc('shop.recent_views_cap')::int;
     cutoff timestamptz;
 BEGIN
     PERFORM shop._require(_view_record.customer_id, 'customer_id');
@@ -7382,7 +7382,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     half_life double precision :=
-        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+        extract(epoch FROM shop._guc('shop.popularity_half_life')::interval);
     lo timestamptz := t_ref - make_interval(secs => 16 * half_life);
 BEGIN
     RETURN QUERY
@@ -7451,7 +7451,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     half_life double precision :=
-        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+        extract(epoch FROM shop._guc('shop.popularity_half_life')::interval);
     t_ref timestamptz;
     lo timestamptz;
     n bigint;
@@ -7610,7 +7610,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     half_life double precision :=
-        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+        extract(epoch FROM shop._guc('shop.popularity_half_life')::interval);
     t_ref timestamptz;
     t_new timestamptz;
     ep timestamptz;
@@ -8536,7 +8536,7 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
     SELECT shop._popularity_newest(),
-           extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval)::float8
+           extract(epoch FROM shop._guc('shop.popularity_half_life')::interval)::float8
 $$;
 COMMENT ON FUNCTION shop._popularity_clock() IS
 'internal (shop_router): this shard''s newest counted order or view and its shop.popularity_half_life in seconds';
@@ -8882,7 +8882,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    cap int := coalesce(current_setting('shop.recent_views_cap', true), '50')::int;
+    cap int := shop._guc('shop.recent_views_cap')::int;
     cutoff timestamptz;
 BEGIN
     PERFORM shop._require(view.customer_id, 'customer_id');
@@ -9179,7 +9179,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     half_life double precision :=
-        extract(epoch FROM coalesce(current_setting('shop.popularity_half_life', true), '7d')::interval);
+        extract(epoch FROM shop._guc('shop.popularity_half_life')::interval);
     span interval := make_interval(secs => 16 * half_life);
     t_ref timestamptz;
     n bigint;
@@ -9621,6 +9621,120 @@ $$;
 COMMENT ON FUNCTION shop._view_horizon() IS
 'internal (refresh): a time before the start of every other transaction in progress: every view stamped at or before it is visible to the next statement (NULL: none known, read no new views)';
 REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
+
+-- Settings: defaults in C only (dedup3) ----------------------------------------
+-- The functions and views of 1.0 that read a shop.* setting with
+-- current_setting(name, true) or shop._setting(name, default) repeated the
+-- C default in SQL (it could drift); they read it with shop._guc, as the
+-- functions of this file do (sql/settings checks that none repeats a
+-- default and that every setting read so is defined in C):
+--   1. shop.cart_get: shop.currency (its body as in 1.0 otherwise);
+--   2. shop.did_you_mean: shop.max_query_length (SECURITY DEFINER, as the
+--      search section made it);
+--   3. the views shop.metrics_orders_today (shop.currency) and
+--      shop.metrics_payments (shop.payment_failure_window), same columns.
+-- shop._setting stays, unused by shop, for callers of 1.0.
+CREATE OR REPLACE FUNCTION shop.cart_get(cart_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+    result jsonb;
+BEGIN
+    PERFORM shop._require(cart_id, 'cart_id');
+    SELECT * INTO c FROM shop.cart t
+     WHERE t.cart_id = cart_get.cart_id AND t.status = 'open' AND t.expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM shop._cart_missing(cart_id);
+    END IF;
+    PERFORM shop._authorize(c.customer_id);
+    WITH line AS (
+        SELECT i.product_id, i.qty, i.saved_for_later, i.price_cents_at_add, i.added_at,
+               p.sku, p.title, p.images[1] AS image, p.status,
+               p.price_cents, shop.stock_available(i.product_id) AS avail
+          FROM shop.cart_item i
+          JOIN shop.product p ON p.product_id = i.product_id
+         WHERE i.cart_id = c.cart_id
+    ), j AS (
+        SELECT l.*, jsonb_build_object(
+                   'product_id', l.product_id, 'sku', l.sku, 'title', l.title, 'image', l.image,
+                   'qty', l.qty,
+                   'unit_price_cents', l.price_cents,
+                   'price_cents_at_add', l.price_cents_at_add,
+                   'price_changed', l.price_cents <> l.price_cents_at_add,
+                   'line_total_cents', l.price_cents * l.qty,
+                   'product_status', l.status,
+                   'available_qty', greatest(l.avail, 0),
+                   'available', l.status = 'active' AND l.avail >= l.qty,
+                   'added_at', l.added_at) AS doc
+          FROM line l
+    )
+    SELECT jsonb_build_object(
+               'cart_id', c.cart_id,
+               'customer_id', c.customer_id,
+               'currency', shop._guc('shop.currency'),
+               'lines', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                 FILTER (WHERE NOT j.saved_for_later), '[]'),
+               'saved_for_later', coalesce(jsonb_agg(j.doc ORDER BY j.added_at, j.product_id)
+                                           FILTER (WHERE j.saved_for_later), '[]'),
+               'item_count', coalesce(sum(j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'subtotal_cents', coalesce(sum(j.price_cents * j.qty) FILTER (WHERE NOT j.saved_for_later), 0),
+               'price_changed', coalesce(bool_or(j.price_cents <> j.price_cents_at_add)
+                                         FILTER (WHERE NOT j.saved_for_later), false),
+               'ready_for_checkout', coalesce(bool_and(j.status = 'active' AND j.avail >= j.qty)
+                                              FILTER (WHERE NOT j.saved_for_later), false),
+               'updated_at', c.updated_at,
+               'expires_at', c.expires_at)
+      INTO result
+      FROM j;
+    RETURN result;
+END
+$$;
+CREATE OR REPLACE FUNCTION shop.did_you_mean(query text)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    w record;
+    fix text;
+    changed boolean := false;
+    words text[] := '{}';
+BEGIN
+    PERFORM shop._require(query, 'query');
+    PERFORM shop._check_text(query, 'query', shop._guc('shop.max_query_length')::int);
+    FOR w IN SELECT t.word FROM shop.search_tokens(query) t ORDER BY t.pos LOOP
+        fix := shop._search_suggest_word('shop.product_search_idx', w.word);
+        IF fix IS NOT NULL THEN
+            changed := true;
+            words := words || fix;
+        ELSE
+            words := words || w.word;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN changed THEN array_to_string(words, ' ') END;
+END
+$$;
+CREATE OR REPLACE VIEW shop.metrics_orders_today AS
+SELECT count(*)::integer AS orders,
+       count(*) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered'))::integer AS paid_orders,
+       count(*) FILTER (WHERE o.status = 'pending')::integer AS pending_orders,
+       count(*) FILTER (WHERE o.status = 'cancelled')::integer AS cancelled_orders,
+       coalesce(sum(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')), 0)::bigint AS revenue_cents,
+       (avg(o.total_cents) FILTER (WHERE o.status IN ('paid', 'fulfilling', 'shipped', 'delivered')))::bigint AS avg_order_cents,
+       shop._guc('shop.currency') AS currency
+  FROM shop."order" o
+ WHERE o.created_at >= date_trunc('day', now());
+CREATE OR REPLACE VIEW shop.metrics_payments AS
+SELECT count(*)::integer AS payments,
+       count(*) FILTER (WHERE p.status = 'failed')::integer AS failed,
+       CASE WHEN count(*) > 0
+            THEN round((count(*) FILTER (WHERE p.status = 'failed'))::numeric / count(*), 4) END AS failure_rate,
+       shop._guc('shop.payment_failure_window')::interval AS window
+  FROM shop.payment p
+ WHERE p.created_at >= now() - shop._guc('shop.payment_failure_window')::interval;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
@@ -10108,7 +10222,7 @@ AS $$
     -- range of payment_created_idx that is read (not the whole history)
     WITH w AS MATERIALIZED (
         SELECT date_trunc('day', now()) AS today,
-               now() - shop._setting('shop.payment_failure_window', '15min')::interval AS since)
+               now() - shop._guc('shop.payment_failure_window')::interval AS since)
     SELECT s.status,
            count(p.payment_id) FILTER (WHERE p.created_at >= (SELECT w.today FROM w)),
            count(p.payment_id) FILTER (WHERE p.created_at >= (SELECT w.since FROM w))
@@ -10130,7 +10244,7 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
     SELECT m.payments, m.failed, m.failure_rate::double precision,
-           shop._setting('shop.payment_failure_threshold', '0.5')::double precision,
+           shop._guc('shop.payment_failure_threshold')::double precision,
            extract(epoch FROM m.window)::double precision
       FROM shop.metrics_payments m
 $$;
@@ -10220,7 +10334,7 @@ AS $$
            (SELECT count(*) FROM shop.cart c WHERE c.expires_at < now() AND c.status <> 'checked_out'),
            extract(epoch FROM st.last_run_at)::double precision,
            coalesce(st.runs, 0),
-           extract(epoch FROM shop._setting('shop.sweep_interval', '60s')::interval)::double precision,
+           extract(epoch FROM shop._guc('shop.sweep_interval')::interval)::double precision,
            (SELECT count(*) FROM pg_stat_activity a
              WHERE a.backend_type = 'shop sweeper' AND a.datid IS NULL)
       FROM (SELECT count(*) AS n, min(r.expires_at) AS oldest

@@ -15,16 +15,8 @@ INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT g, 'E-' || g, 'Explore product ' || g, 100 FROM generate_series(1, 8) g;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT g, 'N-' || g, 'New product ' || g, 100 FROM generate_series(101, 105) g;
-CREATE FUNCTION pg_temp.buy(products bigint[]) RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (status, currency, subtotal_cents, total_cents)
-    VALUES ('paid', 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 100, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
-SELECT count(pg_temp.buy(ARRAY[1, 2, 3, 4, 5, 6, 7, 8])) FROM generate_series(1, 3);
+\i sql/include/buy.sql
+SELECT count(pg_temp.buy(ARRAY[1, 2, 3, 4, 5, 6, 7, 8], price => 100)) FROM generate_series(1, 3);
 SELECT shop.refresh_recommendations() ->> 'orders_applied' AS applied;
 
 SELECT pg_temp.err($$SELECT shop.experiment_create('x', '[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "explore": 0.9}]')$$);

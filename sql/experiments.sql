@@ -38,21 +38,11 @@ INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cent
     (9, 'LAPTOP2', 'Laptop 15 inch', 'Acme', :computers, 99000);
 
 -- a paid order of the given products (a customer's, or a guest's cart's)
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint DEFAULT NULL, cart uuid DEFAULT NULL,
-                            price bigint DEFAULT 1000, st text DEFAULT 'paid')
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, cart_id, status, currency, subtotal_cents, total_cents)
-    VALUES (customer, cart, st, 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', price, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
-SELECT count(pg_temp.buy(ARRAY[1, 2, 7])) FROM generate_series(1, 4);
-SELECT count(pg_temp.buy(ARRAY[1, 3, 7])) FROM generate_series(1, 3);
-SELECT count(pg_temp.buy(ARRAY[4, 5, 7])) FROM generate_series(1, 4);
-SELECT count(pg_temp.buy(ARRAY[8, 7])) FROM generate_series(1, 6);
+\i sql/include/buy.sql
+SELECT count(pg_temp.buy(ARRAY[1, 2, 7], price => 1000)) FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[1, 3, 7], price => 1000)) FROM generate_series(1, 3);
+SELECT count(pg_temp.buy(ARRAY[4, 5, 7], price => 1000)) FROM generate_series(1, 4);
+SELECT count(pg_temp.buy(ARRAY[8, 7], price => 1000)) FROM generate_series(1, 6);
 SELECT shop.refresh_recommendations() ->> 'orders_applied' AS applied;
 
 -- The assignment hash: the first 32 bits of SHA-256 of '<name>:<unit>'
@@ -98,7 +88,7 @@ SELECT count(*) AS impressions FROM pg_temp.impressions;
 -- follow the variant, one impression per list.
 SELECT shop.session_token(501, '1 hour') AS tok501 \gset
 SELECT shop.session_token(504, '1 hour') AS tok504 \gset
-SELECT pg_temp.buy(ARRAY[1], 501) IS NOT NULL AS bought;
+SELECT pg_temp.buy(ARRAY[1], 501, price => 1000) IS NOT NULL AS bought;
 SELECT shop.refresh_recommendations() ->> 'orders_applied' AS applied;
 SET ROLE regress_exp_front;
 SELECT shop.session_begin(:'tok501') AS customer;
@@ -160,7 +150,7 @@ SELECT products[1] AS guest_pick FROM pg_temp.impressions WHERE unit = 'guest:' 
 SET ROLE regress_exp_front;
 SELECT shop.cart_add(:'guest_cart', :guest_pick);
 RESET ROLE;
-SELECT pg_temp.buy(ARRAY[:guest_pick]::bigint[], NULL, :'guest_cart') IS NOT NULL AS guest_bought;
+SELECT pg_temp.buy(ARRAY[:guest_pick]::bigint[], NULL, price => 1000, cart => :'guest_cart') IS NOT NULL AS guest_bought;
 SELECT o.kind, o.product_id = :guest_pick AS listed_product
   FROM shop.experiment_outcome o JOIN pg_temp.impressions i USING (impression_id)
  WHERE i.unit = 'guest:' || :'guest_cart' ORDER BY o.kind;
@@ -241,7 +231,7 @@ SELECT variant,
 -- impressions convert with a revenue drawn from one distribution, 20%
 -- click): at alpha 0.05 the tests must call about 10 of them significant.
 -- Binomial(200, 0.05) lies in 2..20 with probability 0.998.
-SELECT pg_temp.buy(ARRAY[1]) AS sim_order \gset
+SELECT pg_temp.buy(ARRAY[1], price => 1000) AS sim_order \gset
 SELECT count(shop.experiment_create('aa-' || s, '[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]')) AS created
   FROM generate_series(1, 200) s;
 SELECT setseed(0.5);

@@ -8,16 +8,7 @@
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 50) i;
 
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint)
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (customer, 'paid', 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 -- products 1..40 bought, in pairs
 SELECT count(pg_temp.buy(ARRAY[1 + i % 40, 1 + (i * 7) % 40], 1 + i % 30)) AS orders
   FROM generate_series(1, 200) i;
@@ -140,23 +131,13 @@ SELECT count(*) AS products,
 -- view dropped by shop.recent_views_cap (71: customer 950's oldest of 51
 -- views, its only event) no longer counts after the refresh, as in the
 -- rebuild (it counted 0.0196 of popularity until the next full run)
-CREATE FUNCTION pg_temp.buy_at(products bigint[], customer bigint, at timestamptz)
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
-    VALUES (customer, 'paid', 'USD', 0, 0, at) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
 CREATE FUNCTION pg_temp.full_run() RETURNS jsonb LANGUAGE sql AS $f$
     UPDATE shop.copurchase_state SET popularity_at = popularity_at - interval '1 day';
     SELECT shop.refresh_recommendations();
 $f$;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(70, 72) i;
-SELECT count(pg_temp.buy_at(ARRAY[p], 960 + p, now() - interval '2688 hours' + interval '30 minutes')) AS orders
+SELECT count(pg_temp.buy(ARRAY[p], 960 + p, at => now() - interval '2688 hours' + interval '30 minutes')) AS orders
   FROM unnest(ARRAY[70, 72]) p;
 SELECT count(*) AS views FROM (SELECT shop.view(950, 71)) v;
 SELECT (r ->> 'popularity_updated')::int > 0 AS full_run FROM pg_temp.full_run() r;
@@ -164,7 +145,7 @@ SELECT product_id, popularity < 1e-5 AS below_1e5 FROM shop.product_popularity
  WHERE product_id BETWEEN 70 AND 72 ORDER BY 1;
 -- an hour on (under 1/100 of the 7-day half-life): new orders, 72's
 -- cancelled, 50 more views by 950
-SELECT count(pg_temp.buy_at(ARRAY[1 + i % 5], 970, now() + interval '1 hour')) AS orders FROM generate_series(1, 5) i;
+SELECT count(pg_temp.buy(ARRAY[1 + i % 5], 970, at => now() + interval '1 hour')) AS orders FROM generate_series(1, 5) i;
 UPDATE shop."order" SET status = 'cancelled' WHERE customer_id = 1032;
 SELECT count(*) AS views FROM (SELECT shop.view(950, i) FROM generate_series(1, 50) i) v;
 SELECT count(*) AS views_of_71 FROM shop.view_event WHERE product_id = 71;

@@ -22,17 +22,7 @@ INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cent
     (9, 'LAPTOP2', 'Laptop 15 inch', 'Acme', :laptops, 99000);
 
 -- order helper: a paid guest order (or a customer's) with the given products
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint DEFAULT NULL,
-                            st text DEFAULT 'paid', at timestamptz DEFAULT now())
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
-    VALUES (customer, st, 'USD', 0, 0, at) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 
 -- the basket set: the USB stick (7) is in every basket
 --   laptop+bag x4, laptop+mouse x3, phone+case x4, phone+charger x3,

@@ -16,16 +16,7 @@ CREATE ROLE regress_health_front LOGIN IN ROLE shop_storefront;
 
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT g, 'H-' || g, 'Health product ' || g, 100 FROM generate_series(1, 30) g;
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint, age interval)
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
-    VALUES (customer, 'paid', 'USD', 0, 0, now() - age) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 100, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 
 -- nothing evaluated yet: NULLs, and the log waits
 SELECT * FROM shop.monitor_recommendations();
@@ -33,17 +24,17 @@ SELECT * FROM shop.monitor_recommendations();
 -- guests: 1 and 2 bought together three times (the only co-purchase
 -- lists), 11..22 bought alone five times each (the best-sellers, so
 -- trending's first ten are 11..20)
-SELECT count(pg_temp.buy('{1,2}', NULL, '4 days')) FROM generate_series(1, 3);
-SELECT count(pg_temp.buy(ARRAY[p], NULL, '4 days')) FROM generate_series(11, 22) p, generate_series(1, 5);
+SELECT count(pg_temp.buy('{1,2}', NULL, at => now() - interval '4 days', price => 100)) FROM generate_series(1, 3);
+SELECT count(pg_temp.buy(ARRAY[p], NULL, at => now() - interval '4 days', price => 100)) FROM generate_series(11, 22) p, generate_series(1, 5);
 -- customers, evaluated:
 --   903 bought 1, then 2: 1's list holds 2, a hit from a personal list
 --   904 bought 5, then 6: 5 has no list, trending does not hold 6
 --   905 bought 7, with no history
 --   (their first orders are evaluated too: no history, trending, misses)
 --   906 bought 8 ten days ago: outside the 7 days
-SELECT pg_temp.buy('{1}', 903, '3 days') IS NOT NULL, pg_temp.buy('{2}', 903, '2 days') IS NOT NULL;
-SELECT pg_temp.buy('{5}', 904, '3 days') IS NOT NULL, pg_temp.buy('{6}', 904, '2 days') IS NOT NULL;
-SELECT pg_temp.buy('{7}', 905, '2 days') IS NOT NULL, pg_temp.buy('{8}', 906, '10 days') IS NOT NULL;
+SELECT pg_temp.buy('{1}', 903, at => now() - interval '3 days', price => 100) IS NOT NULL, pg_temp.buy('{2}', 903, at => now() - interval '2 days', price => 100) IS NOT NULL;
+SELECT pg_temp.buy('{5}', 904, at => now() - interval '3 days', price => 100) IS NOT NULL, pg_temp.buy('{6}', 904, at => now() - interval '2 days', price => 100) IS NOT NULL;
+SELECT pg_temp.buy('{7}', 905, at => now() - interval '2 days', price => 100) IS NOT NULL, pg_temp.buy('{8}', 906, at => now() - interval '10 days', price => 100) IS NOT NULL;
 SELECT pending_log_rows, refresh_lag_seconds > 0 AS lagging FROM shop.monitor_recommendations();
 SELECT shop.refresh_recommendations() ->> 'orders_applied' AS applied;
 SELECT product_id FROM shop.trending();
@@ -79,8 +70,8 @@ RESET ROLE;
 -- bought 25, then 26, which 907 bought with 25 (once: no co-purchase
 -- list); with popularity off, the blend proposes 26 from the customer
 -- like 908 (a hit), where the 1.1 list has only trending (a miss)
-SELECT pg_temp.buy('{25,26}', 907, '5 days') IS NOT NULL, pg_temp.buy('{25}', 908, '4 days') IS NOT NULL,
-       pg_temp.buy('{26}', 908, '20 hours') IS NOT NULL;
+SELECT pg_temp.buy('{25,26}', 907, at => now() - interval '5 days', price => 100) IS NOT NULL, pg_temp.buy('{25}', 908, at => now() - interval '4 days', price => 100) IS NOT NULL,
+       pg_temp.buy('{26}', 908, at => now() - interval '20 hours', price => 100) IS NOT NULL;
 SELECT shop.refresh_recommendations() ->> 'customers_profiled' AS profiled;
 SET shop.reco_weight_popular = 0;
 SET ROLE regress_health_office;
@@ -91,7 +82,7 @@ RESET shop.reco_weight_popular;
 -- the backlog of customers like you: three customers ordered, a refresh
 -- takes one (cap 1); the exporter sees two queued and how long the oldest
 -- waits, and a refresh without the cap drains them
-SELECT count(pg_temp.buy('{27}', c, '1 hour')) AS orders FROM generate_series(911, 913) c;
+SELECT count(pg_temp.buy('{27}', c, at => now() - interval '1 hour', price => 100)) AS orders FROM generate_series(911, 913) c;
 SET shop.reco_like_refresh_cap = 1;
 SELECT shop.refresh_recommendations() ->> 'customers_queued' AS queued;
 RESET shop.reco_like_refresh_cap;

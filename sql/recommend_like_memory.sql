@@ -110,16 +110,7 @@ SET shop.reco_like_items = 5;
 SET shop.reco_like_neighbours = 3;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 60) i;
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint)
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (customer, 'paid', 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 CREATE FUNCTION pg_temp.basket(i int) RETURNS bigint[] LANGUAGE sql AS $f$
     SELECT array_agg(DISTINCT 1 + ((i * i * 7) % 60 + j * (1 + i % 4)) % 60)
       FROM generate_series(0, i % 3) j

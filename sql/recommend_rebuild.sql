@@ -18,16 +18,7 @@ SET shop.reco_like_sample = 4;
 SET shop.reco_like_neighbours = 5;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 120) i;
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint, st text, at timestamptz)
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents, created_at)
-    VALUES (customer, st, 'USD', 0, 0, at) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 SELECT count(pg_temp.buy(
            ARRAY(SELECT 1 + ((i * 7 + j * (1 + i % 4)) % 120) FROM generate_series(0, i % 7) j)
                || CASE WHEN i % 11 = 0 THEN ARRAY[1 + (i * 7) % 120] ELSE '{}' END,

@@ -14,17 +14,7 @@ SET shop.reco_neighbours = 3;
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 300) i;
 
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint DEFAULT NULL,
-                            st text DEFAULT 'paid')
-RETURNS uuid LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (customer, st, 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 
 -- order i: 1 to 5 products near an anchor; customers 1..400, every fifth
 -- order a guest's; customer 7 buys often (19 orders, under the cap of 20)

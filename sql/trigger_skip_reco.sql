@@ -6,16 +6,7 @@
 
 INSERT INTO shop.product (product_id, sku, title, price_cents)
 SELECT i, 'P' || i, 'Product ' || i, 100 FROM generate_series(1, 5) i;
-CREATE FUNCTION pg_temp.buy(products bigint[], customer bigint) RETURNS uuid
-LANGUAGE plpgsql AS $f$
-DECLARE o uuid;
-BEGIN
-    INSERT INTO shop."order" (customer_id, status, currency, subtotal_cents, total_cents)
-    VALUES (customer, 'paid', 'USD', 0, 0) RETURNING order_id INTO o;
-    INSERT INTO shop.order_line (order_id, line_no, product_id, sku, title, unit_price_cents, qty)
-    SELECT o, n, p, 'sku', 'title', 0, 1 FROM unnest(products) WITH ORDINALITY u(p, n);
-    RETURN o;
-END $f$;
+\i sql/include/buy.sql
 SELECT count(pg_temp.buy(ARRAY[1, 2, 3]::bigint[], c)) AS orders FROM generate_series(1, 3) c;
 SELECT shop.rebuild_recommendations() ->> 'orders' AS rebuilt_orders;
 SELECT product_id, baskets FROM shop.copurchase_item ORDER BY product_id;

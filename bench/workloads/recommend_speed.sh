@@ -189,7 +189,7 @@ cpu_base=$(cat "$TMPD/cpu")
 tq0=$(now)
 cpu_of -c "BEGIN" -c "SELECT pg_advisory_xact_lock(hashtext('shop.recommendations'))" \
        -c "TRUNCATE shop.copurchase_order" \
-       -c "SELECT shop._rebuild_orders(coalesce(current_setting('shop.reco_buyer_cap', true), '20')::float8)" \
+       -c "SELECT shop._rebuild_orders(shop._guc('shop.reco_buyer_cap')::float8)" \
        -c "SELECT shop._rebuild_pairs()" -c "ROLLBACK" >/dev/null
 tq1=$(now)
 cpu_pairs=$(cat "$TMPD/cpu")

@@ -12,28 +12,10 @@
 # the router backend's CPU (utime + stime, 10 ms ticks) around them.
 # Run from the top of the tree after make:  bash test/cluster/read_route_cpu.sh
 set -euo pipefail
-TOP=${TOP:-$(pwd)}
-. "$TOP/scripts/pgenv.sh"
-tmp_install_setup
-. "$TOP/scripts/cluster.sh"
 SCALE=${SCALE:-5000} N=${N:-300} ROUNDS=${ROUNDS:-3}
-BASE="$TOP/tmp_bench/read_route"
-trap 'shop_cluster_down immediate >/dev/null 2>&1 || true' EXIT
-shop_cluster_up "$BASE" >/dev/null 2>&1
-"$PGBIN/createdb" -h "$A" -p "$PA" one
-q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
-q "$A" "$PA" one -v scale="$SCALE" -f "$TOP/scripts/load_synthetic.sql" >/dev/null
-COLS="product_id, sku, title, description, brand, category_id, price_cents, attributes, images, status,
-      rating_sum, rating_count, popularity, in_stock, created_at, updated_at"
-for i in 0 1 2 3; do
-    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
-    q "$dir" "$port" "s$i" -c "DELETE FROM shop.synonym; DELETE FROM shop.category"
-    q "$A" "$PA" one -c "COPY (SELECT category_id, parent_id, name FROM shop.category ORDER BY path) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.category (category_id, parent_id, name) FROM STDIN"
-    q "$A" "$PA" one -c "COPY (SELECT $COLS FROM shop.product WHERE (hashint8(product_id) & 3) = $i) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.product ($COLS) FROM STDIN"
-    q "$dir" "$port" "s$i" -c "VACUUM ANALYZE" 2>/dev/null
-done
+. "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
+cpu_cluster_up read_route
+cpu_shards_load
 "$PGBIN/createdb" -h "$R" -p "$PR" router_const
 q "$R" "$PR" router_const -c "SET client_min_messages = warning" -c "CREATE EXTENSION shop_router CASCADE" \
     -c "CREATE SERVER shop_cluster FOREIGN DATA WRAPPER plproxy
@@ -51,10 +33,7 @@ END
 $$;
 SQL
 q "$R" "$PR" router_const -At -c "SELECT 'PL/Proxy functions still on _read_cluster(): ' || count(*) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname = 'plproxy' AND p.prosrc LIKE '%_read_cluster()%'"
-WORDS=$(q "$A" "$PA" one -At -c "SELECT string_agg(quote_literal(w), ',') FROM (
-    SELECT t.word AS w FROM shop.product p CROSS JOIN LATERAL shop.search_tokens(p.title) t
-     WHERE length(t.word) >= 4 AND t.word !~ '[0-9]'
-     GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 20) x")
+cpu_top_words
 run() {   # label db call
     local label=$1 db=$2 call=$3
     cat >"$BASE/run.sql" <<SQL

@@ -16,34 +16,10 @@
 # shard), one node (its recommend_cache emptied before each round).
 # Run from the top of the tree after make:  bash test/cluster/reco_cpu.sh
 set -euo pipefail
-TOP=${TOP:-$(pwd)}
-. "$TOP/scripts/pgenv.sh"
-tmp_install_setup
-. "$TOP/scripts/cluster.sh"
 SCALE=${SCALE:-20000} N=${N:-300} ROUNDS=${ROUNDS:-2}
-BASE="$TOP/tmp_bench/reco_cpu"
-[ "${KEEP:-0}" = 1 ] || trap 'shop_cluster_down immediate >/dev/null 2>&1 || true' EXIT
-shop_cluster_up "$BASE" >/dev/null 2>&1
-"$PGBIN/createdb" -h "$A" -p "$PA" one
-q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
-q "$A" "$PA" one -v scale="$SCALE" -f "$TOP/scripts/load_synthetic.sql" >/dev/null
-COLS="product_id, sku, title, description, brand, category_id, price_cents, attributes, images, status,
-      rating_sum, rating_count, popularity, in_stock, created_at, updated_at"
-for i in 0 1 2 3; do
-    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
-    q "$dir" "$port" "s$i" -c "DELETE FROM shop.synonym; DELETE FROM shop.category"
-    q "$A" "$PA" one -c "COPY (SELECT category_id, parent_id, name FROM shop.category ORDER BY path) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.category (category_id, parent_id, name) FROM STDIN"
-    q "$A" "$PA" one -c "COPY (SELECT $COLS FROM shop.product WHERE (hashint8(product_id) & 3) = $i) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.product ($COLS) FROM STDIN"
-    q "$A" "$PA" one -c "COPY (SELECT * FROM shop.\"order\" WHERE (hashint8(customer_id) & 3) = $i) TO STDOUT" |
-        PGOPTIONS="-c session_replication_role=replica" q "$dir" "$port" "s$i" -c "COPY shop.\"order\" FROM STDIN"
-    q "$A" "$PA" one -c "COPY (SELECT l.* FROM shop.order_line l JOIN shop.\"order\" o USING (order_id)
-                               WHERE (hashint8(o.customer_id) & 3) = $i) TO STDOUT" |
-        PGOPTIONS="-c session_replication_role=replica" q "$dir" "$port" "s$i" -c "COPY shop.order_line FROM STDIN"
-    q "$dir" "$port" "s$i" -c "SELECT shop.rebuild_recommendations()" >/dev/null
-    q "$dir" "$port" "s$i" -c "VACUUM ANALYZE"
-done
+. "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
+cpu_cluster_up reco_cpu
+cpu_shards_load orders
 q "$A" "$PA" one -c "SELECT shop.rebuild_recommendations()" >/dev/null
 q "$A" "$PA" one -c "VACUUM ANALYZE"
 q "$R" "$PR" router -c "SELECT shop_router.sync_product_ids()" >/dev/null

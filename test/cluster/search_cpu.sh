@@ -14,36 +14,13 @@
 # (KEEP=1 leaves the clusters running; scripts/cluster.sh's
 # shop_cluster_down, or pg_ctl stop on each data directory, stops them).
 set -euo pipefail
-TOP=${TOP:-$(pwd)}
-. "$TOP/scripts/pgenv.sh"
-tmp_install_setup
-. "$TOP/scripts/cluster.sh"
 SCALE=${SCALE:-20000} N=${N:-300} ROUNDS=${ROUNDS:-2}
-BASE="$TOP/tmp_bench/search_cpu"
-[ "${KEEP:-0}" = 1 ] || trap 'shop_cluster_down immediate >/dev/null 2>&1 || true' EXIT
-shop_cluster_up "$BASE" >/dev/null 2>&1
-"$PGBIN/createdb" -h "$A" -p "$PA" one
-q "$A" "$PA" one -c "SET client_min_messages = warning; CREATE EXTENSION shop CASCADE"
-q "$A" "$PA" one -v scale="$SCALE" -f "$TOP/scripts/load_synthetic.sql" >/dev/null
-q "$A" "$PA" one -c "VACUUM ANALYZE" 
-COLS="product_id, sku, title, description, brand, category_id, price_cents, attributes, images, status,
-      rating_sum, rating_count, popularity, in_stock, created_at, updated_at"
-for i in 0 1 2 3; do
-    dir=$A port=$PA; [ $((i % 2)) = 1 ] && dir=$B port=$PB
-    q "$dir" "$port" "s$i" -c "DELETE FROM shop.synonym; DELETE FROM shop.category"
-    q "$A" "$PA" one -c "COPY (SELECT category_id, parent_id, name FROM shop.category ORDER BY path) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.category (category_id, parent_id, name) FROM STDIN"
-    q "$A" "$PA" one -c "COPY shop.synonym (term, synonyms) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.synonym (term, synonyms) FROM STDIN"
-    q "$A" "$PA" one -c "COPY (SELECT $COLS FROM shop.product WHERE (hashint8(product_id) & 3) = $i) TO STDOUT" |
-        q "$dir" "$port" "s$i" -c "COPY shop.product ($COLS) FROM STDIN"
-    q "$dir" "$port" "s$i" -c "VACUUM ANALYZE"
-done
+. "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
+cpu_cluster_up search_cpu
+q "$A" "$PA" one -c "VACUUM ANALYZE"
+cpu_shards_load synonyms
 q "$R" "$PR" router -c "SELECT shop_router.sync_product_ids()" >/dev/null
-WORDS=$(q "$A" "$PA" one -At -c "SELECT string_agg(quote_literal(w), ',') FROM (
-    SELECT t.word AS w FROM shop.product p CROSS JOIN LATERAL shop.search_tokens(p.title) t
-     WHERE length(t.word) >= 4 AND t.word !~ '[0-9]'
-     GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 20) x")
+cpu_top_words
 run() {   # label host port db setting
     local label=$1 host=$2 port=$3 db=$4 set=$5
     cat >"$BASE/run.sql" <<SQL
