@@ -9701,10 +9701,11 @@ REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
 -- default 5).  Each pair is stored both ways (ssd -> solid state drive,
 -- solid state drive -> ssd).  shop._search_query adds the pairs whose
 -- term occurs in the query as "expansions" (docs/search.md): a row that
--- says the expansion matches the word's slot, without typos, and the
--- expansion's words count expansion_weight (0.6) of a typed word, so the
--- products that say the word typed stay first.  shop.refresh_search_vocab()
--- relearns it (after a catalog load, or from a nightly job).
+-- says the expansion matches the word's slot, without typos, and scores
+-- expansion_weight (0.6) of what it would as a synonym (each of its words
+-- weighs 0.6).  A second source is behaviour (shop.search_prior): see
+-- shop.refresh_search_vocab.  The refresh relearns both (after a catalog
+-- load and after shop.refresh_search_prior(), e.g. from a nightly job).
 CREATE TABLE shop.search_vocab (
     term       text NOT NULL,
     expansion  text NOT NULL,

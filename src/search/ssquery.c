@@ -872,12 +872,14 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups, int nsyn, flo
 					if (span_of[i] >= nsyn && a > 0)
 					{
 						/*
-						 * a learned expansion: exactly, and weighed less; a
-						 * phrase counts as one word ("solid state drive"
-						 * for "ssd")
+						 * a learned expansion: exactly, and each word weighed
+						 * less, so that the phrase scores expansion_weight
+						 * of what it would as a synonym (a phrase of rare
+						 * words may still outscore the word typed, as a
+						 * synonym's does: "solid state drive" for "ssd")
 						 */
 						q->words[q->nwords].maxtypos = 0;
-						q->words[q->nwords].weight = expansion_weight / p->n;
+						q->words[q->nwords].weight = expansion_weight;
 					}
 					q->words[q->nwords].slot = nslots;
 					q->words[q->nwords].alt = a;
