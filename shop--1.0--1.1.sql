@@ -162,8 +162,11 @@ BEGIN
             q := q || jsonb_build_object('synonyms', groups);
         END IF;
     END IF;
-    -- the learned vocabulary's expansions (issue 13, rel13)
-    q := shop._search_vocab(query, q);
+    -- the learned vocabulary's expansions (issue 13, rel13); no call
+    -- while shop.search_vocab has no pages
+    IF shop._search_rel_has_pages('shop.search_vocab') THEN
+        q := shop._search_vocab(query, q);
+    END IF;
 
     -- personalization: the customer's most bought / viewed categories and
     -- brands, from one read of the history (a purchase weighs 3, a view 1)
