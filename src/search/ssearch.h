@@ -741,13 +741,14 @@ typedef struct SsQuery
  * 1 + SS_BOOST_PRIOR_CAT times more (factors, times the prior's weight)
  */
 #define SS_BOOST_PRIOR		1.0f
+#define SS_BOOST_PRIOR_CAT	0.5f
 /*
  * the default weight of a learned expansion's words ("expansions", issue
  * 13, rel13): their idf is scaled by it, so a row matching the expansion
- * scores below one matching the word typed; "expansion_weight" sets it
+ * scores that much of what it would if the pair were synonyms;
+ * "expansion_weight" sets it
  */
 #define SS_EXPANSION_WEIGHT	0.6f
-#define SS_BOOST_PRIOR_CAT	0.5f
 /* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
 #define SS_BOOST_MAX		((1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
 							  SS_BOOST_CATEGORY + SS_BOOST_BRAND) * \
