@@ -162,6 +162,11 @@ BEGIN
             q := q || jsonb_build_object('synonyms', groups);
         END IF;
     END IF;
+    -- the learned vocabulary's expansions (issue 13, rel13); no call
+    -- while shop.search_vocab has no pages
+    IF shop._search_rel_has_pages('shop.search_vocab') THEN
+        q := shop._search_vocab(query, q);
+    END IF;
 
     -- personalization: the customer's most bought / viewed categories and
     -- brands, from one read of the history (a purchase weighs 3, a view 1)
@@ -9735,6 +9740,175 @@ SELECT count(*)::integer AS payments,
        shop._guc('shop.payment_failure_window')::interval AS window
   FROM shop.payment p
  WHERE p.created_at >= now() - shop._guc('shop.payment_failure_window')::interval;
+
+-- Search: a vocabulary learned from the catalog (issue 13, rel13) -----------
+--
+-- Shoppers type a word the products do not use ("ssd"; the titles say
+-- "internal solid state drive").  shop.search_vocab holds expansions
+-- learned from the catalog itself, no hand-written list: an abbreviation
+-- is a word written in capitals (3 to 5 letters: "SSD", "UPS") in a
+-- product's title or description whose letters are the initials of a run
+-- of words of the same product's text ("solid state drive"), the pair
+-- found in min_products products or more (shop.vocab_min_products,
+-- default 5).  Each pair is stored both ways (ssd -> solid state drive,
+-- solid state drive -> ssd).  shop._search_query adds the pairs whose
+-- term occurs in the query as "expansions" (docs/search.md): a row that
+-- says the expansion matches the word's slot, without typos, and scores
+-- expansion_weight (0.6) of what it would as a synonym (each of its words
+-- weighs 0.6).  A second source is behaviour (shop.search_prior): see
+-- shop.refresh_search_vocab.  The refresh relearns both (after a catalog
+-- load and after shop.refresh_search_prior(), e.g. from a nightly job).
+CREATE TABLE shop.search_vocab (
+    term       text NOT NULL,
+    expansion  text NOT NULL,
+    source     text NOT NULL CHECK (source IN ('abbreviation', 'behaviour')),
+    products   integer NOT NULL CHECK (products > 0),
+    learned_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (term, expansion),
+    CHECK (term <> expansion)
+);
+COMMENT ON TABLE shop.search_vocab IS
+'learned search vocabulary (issue 13): a query word or phrase (term) and a phrase the products use for it (expansion), from the catalog (source), with the number of products that taught it';
+SELECT pg_catalog.pg_extension_config_dump('shop.search_vocab', '');
+
+CREATE FUNCTION shop._search_vocab_learn(docs text, min_products int DEFAULT 5)
+RETURNS TABLE (term text, expansion text, products int)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    -- docs: a query of (title, description) rows.  The abbreviations: a
+    -- word in capitals and a run of as many words of the same document
+    -- (title, then description; a run ends at a slash, comma, colon,
+    -- semicolon or parenthesis) whose first letters spell it, each word
+    -- two letters or more, the word itself not in the run
+    RETURN QUERY EXECUTE format($q$
+    WITH d AS MATERIALIZED (
+        SELECT row_number() OVER () AS doc, coalesce(x.title, '') || ' . ' || coalesce(x.description, '') AS body
+          FROM (%s) x(title, description)),
+    acr AS MATERIALIZED (
+        SELECT DISTINCT d.doc, lower(m[1]) AS a
+          FROM d, regexp_matches(d.body, '(?:^|[^A-Za-z0-9])([A-Z]{3,5})(?=$|[^A-Za-z0-9])', 'g') m),
+    w AS MATERIALIZED (
+        SELECT d.doc, t.n, lower(t.x) AS x
+          FROM d, regexp_split_to_table(d.body, '[^A-Za-z0-9]*\s+[^A-Za-z0-9]*|[/,;:()]+') WITH ORDINALITY t(x, n)
+         WHERE d.doc IN (SELECT acr.doc FROM acr)),
+    ph AS (
+        SELECT a.doc, a.a, string_agg(w.x, ' ' ORDER BY w.n) AS phrase
+          FROM acr a
+          JOIN w s ON s.doc = a.doc AND left(s.x, 1) = left(a.a, 1)
+          JOIN w ON w.doc = a.doc AND w.n BETWEEN s.n AND s.n + length(a.a) - 1
+         GROUP BY a.doc, a.a, s.n
+        HAVING count(*) = length(a.a)
+           AND string_agg(left(w.x, 1), '' ORDER BY w.n) = a.a
+           AND bool_and(w.x ~ '^[a-z][a-z]+$') AND bool_and(w.x <> a.a))
+    SELECT ph.a, ph.phrase, count(DISTINCT ph.doc)::int
+      FROM ph GROUP BY 1, 2 HAVING count(DISTINCT ph.doc) >= %s
+    $q$, docs, min_products);
+END
+$$;
+COMMENT ON FUNCTION shop._search_vocab_learn(text, int) IS
+'internal: the abbreviations (term, expansion, products) learned from the (title, description) rows of query docs, each found in min_products products or more';
+
+CREATE FUNCTION shop.refresh_search_vocab()
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n integer;
+    min_products int := coalesce(nullif(current_setting('shop.vocab_min_products', true), '')::int, 5);
+BEGIN
+    IF min_products < 2 THEN
+        RAISE EXCEPTION 'shop.vocab_min_products must be 2 or more'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is %s.', min_products);
+    END IF;
+    -- a full relearn: the catalog's pairs replace the last ones
+    DELETE FROM shop.search_vocab WHERE source = 'abbreviation';
+    INSERT INTO shop.search_vocab (term, expansion, source, products)
+    SELECT x.term, x.expansion, 'abbreviation', x.products
+      FROM shop._search_vocab_learn(
+               'SELECT title, description FROM shop.product WHERE status = ''active''', min_products) l,
+           LATERAL (VALUES (l.term, l.expansion, l.products), (l.expansion, l.term, l.products)) x(term, expansion, products)
+    ON CONFLICT (term, expansion) DO NOTHING;
+    -- from behaviour (the behaviour prior, shop.search_prior): the products
+    -- shoppers chose after a query whose title does not have the query's
+    -- type word (its last word; "gaming laptop" -> notebooks): their head
+    -- noun, when it has 40% or more of the prior's weight of the word's
+    -- queries, 2 or more of those products and 3 or more customers, and
+    -- is no word of the query ("ipad stand" -> "Xerox Stand").  One way:
+    -- the word typed brings the head noun (its most frequent form in
+    -- those titles).  Refreshed with the prior (after
+    -- shop.refresh_search_prior()).
+    DELETE FROM shop.search_vocab WHERE source = 'behaviour';
+    INSERT INTO shop.search_vocab (term, expansion, source, products)
+    WITH chosen AS MATERIALIZED (
+        SELECT sp.query_folded, sp.product_id, sp.weight, sp.customers, p.title,
+               (SELECT t.word FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS word,
+               (SELECT t.stem FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS stem
+          FROM shop.search_prior sp JOIN shop.product p USING (product_id)
+         WHERE sp.customers >= 1 AND p.status = 'active'),
+    lacking AS (
+        SELECT c.*, shop.search_head(c.title) AS head
+          FROM chosen c
+         WHERE c.word ~ '^[a-z]{3,}$'
+           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(c.title) t WHERE t.stem = c.stem OR t.word = c.word)),
+    pair AS (
+        SELECT l.word, l.head, sum(l.weight) AS w, count(DISTINCT l.product_id) AS products, sum(l.customers) AS customers
+          FROM lacking l
+         WHERE l.head IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(l.query_folded) t WHERE t.stem = l.head)
+         GROUP BY l.word, l.head),
+    total AS (SELECT c.word, sum(c.weight) AS w FROM chosen c GROUP BY c.word)
+    SELECT pair.word, x.form, 'behaviour', pair.products
+      FROM pair JOIN total USING (word)
+     CROSS JOIN LATERAL (
+           SELECT t.word AS form FROM lacking l, shop.search_tokens(l.title) t
+            WHERE l.word = pair.word AND l.head = pair.head AND t.stem = pair.head
+            GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 1) x
+     WHERE pair.products >= 3 AND pair.customers >= 5 AND pair.w >= 0.5 * total.w
+       AND x.form <> pair.word
+    ON CONFLICT (term, expansion) DO NOTHING;
+    SELECT count(*) INTO n FROM shop.search_vocab;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop.refresh_search_vocab() IS
+'relearns the search vocabulary (shop.search_vocab) from the active products and the behaviour prior; returns how many pairs it holds';
+
+CREATE FUNCTION shop._search_vocab(query text, q jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    folded text;
+    groups jsonb;
+BEGIN
+    -- no statement while the table has no pages (as for shop.synonym)
+    IF NOT shop._search_rel_has_pages('shop.search_vocab') THEN
+        RETURN q;
+    END IF;
+    folded := ' ' || shop._search_fold(query) || ' ';
+    SELECT jsonb_agg(jsonb_build_array(g.term) || g.expansions ORDER BY g.term) INTO groups
+      FROM (SELECT v.term, jsonb_agg(v.expansion ORDER BY v.products DESC, v.expansion) AS expansions
+              FROM shop.search_vocab v
+             WHERE strpos(folded, ' ' || v.term || ' ') > 0
+             GROUP BY v.term) g;
+    IF groups IS NOT NULL THEN
+        q := q || jsonb_build_object('expansions', groups);
+    END IF;
+    RETURN q;
+END
+$$;
+COMMENT ON FUNCTION shop._search_vocab(text, jsonb) IS
+'internal: the index query q with the learned expansions (shop.search_vocab) of the words of query added';
+
+REVOKE EXECUTE ON FUNCTION shop._search_vocab_learn(text, int), shop.refresh_search_vocab(),
+    shop._search_vocab(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.refresh_search_vocab() TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_vocab(text, jsonb) TO shop_storefront, shop_admin;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

@@ -64,6 +64,7 @@ INSERT INTO partition_class VALUES
     ('search_prior_category', 'local', NULL, 'the behaviour prior, each node''s own from its search log'),
     ('search_prior_evidence', 'local', NULL, 'the behaviour prior, each node''s own from its search log'),
     ('search_prior_state',  'local', NULL, 'the behaviour prior''s bookkeeping'),
+    ('search_vocab',        'local', NULL, 'the search vocabulary, each node''s own, learned from its products'),
     ('sweep_state',         'local', NULL, 'the node''s sweeper'),
     ('reco_health',         'local', NULL, 'the node''s last evaluation of its recommendations'),
     ('copurchase_delta',    'local', NULL, 'the recommendation refresh''s queue of the node''s orders'),

@@ -38,6 +38,13 @@
 #   Per query, the head queries of issue 13 that Chorus judged.
 #   The behaviour prior: a replay in a database of its own (the comment
 #   above that part says how the interaction log is simulated).
+#   The learned vocabulary (issue 13, rel13): the pairs
+#   shop._search_vocab_learn learns from this table's titles and
+#   descriptions (abbreviations: ssd = solid state drive), added to the
+#   query as shop._search_vocab does ("expansions"); "shop_search, no
+#   learned vocabulary" is intent on without them.  The replay's database
+#   learns with shop.refresh_search_vocab() (from its catalog, and again
+#   after the prior is trained, from behaviour).
 set -euo pipefail
 . "$TOP/bench/lib.sh"
 D="${SHARED_DATA:-}/chorus_icecat_supahands"
@@ -84,10 +91,27 @@ CREATE INDEX bench_chorus_ts ON bench_chorus USING gin
 CREATE INDEX bench_chorus_trgm ON bench_chorus USING gin
     ((coalesce(title, '') || ' ' || coalesce(brand, '')) gin_trgm_ops);
 ANALYZE bench_chorus;
--- the query as shop.search builds it (shop._search_query), for this table
-CREATE OR REPLACE FUNCTION bench_shop_query(query text, intent boolean DEFAULT true) RETURNS jsonb LANGUAGE plpgsql AS \$f\$
+-- the vocabulary shop.refresh_search_vocab() learns from this table's
+-- titles and descriptions (shop._search_vocab_learn, 5 products or more),
+-- both ways, as shop.search_vocab holds it
+DROP TABLE IF EXISTS bench_chorus_vocab;
+CREATE TABLE bench_chorus_vocab AS
+SELECT x.term, x.expansion, l.products
+  FROM shop._search_vocab_learn('SELECT title, description FROM public.bench_chorus', 5) l,
+       LATERAL (VALUES (l.term, l.expansion), (l.expansion, l.term)) x(term, expansion);
+-- the query as shop.search builds it (shop._search_query), for this table;
+-- its learned expansions as shop._search_vocab adds them (vocab false: none)
+CREATE OR REPLACE FUNCTION bench_shop_query(query text, intent boolean DEFAULT true, vocab boolean DEFAULT true)
+RETURNS jsonb LANGUAGE plpgsql AS \$f\$
 DECLARE
-    q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any'));
+    q jsonb := shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', query, 'match', 'any') ||
+        CASE WHEN vocab THEN coalesce((
+            SELECT jsonb_build_object('expansions', jsonb_agg(jsonb_build_array(g.term) || g.expansions ORDER BY g.term))
+              FROM (SELECT v.term, jsonb_agg(v.expansion ORDER BY v.products DESC, v.expansion) AS expansions
+                      FROM bench_chorus_vocab v
+                     WHERE strpos(' ' || shop._search_fold(query) || ' ', ' ' || v.term || ' ') > 0
+                     GROUP BY v.term) g
+            HAVING count(*) > 0), '{}') ELSE '{}' END);
     last text;
     prev text;
     typed boolean;
@@ -151,6 +175,12 @@ INSERT INTO bench_chorus_run
 SELECT 'shop_search', q.query_id, s.ord, c.product_id
   FROM bench_chorus_q q
  CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query), 10)
+       WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
+  JOIN bench_chorus c ON c.ctid = s.ctid;
+INSERT INTO bench_chorus_run
+SELECT 'shop_search, no learned vocabulary', q.query_id, s.ord, c.product_id
+  FROM bench_chorus_q q
+ CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', bench_shop_query(q.query, true, false), 10)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
   JOIN bench_chorus c ON c.ctid = s.ctid;
 INSERT INTO bench_chorus_run
@@ -241,6 +271,17 @@ SELECT q.query_id,
   FROM bench_chorus_q q;
 SQL
 
+echo "### The learned vocabulary"
+echo
+echo "What shop._search_vocab_learn learns from the catalog's titles and descriptions"
+echo "(abbreviations in capitals and the words whose initials they are, in 5 or more"
+echo "products; used both ways, each expansion weighed 0.6 of the word typed):"
+echo
+{
+    printf 'term\texpansion\tproducts\n'
+    bench_psql -F $'\t' -c "SELECT term, expansion, products FROM bench_chorus_vocab WHERE length(term) < length(expansion) ORDER BY products DESC, term"
+} | bench_md_table
+echo
 echo "### nDCG@10 by half of the judged queries"
 echo
 echo "The judged queries split in two by a fixed hash of their text (half A:"
@@ -555,6 +596,8 @@ CREATE TABLE q (query_id int PRIMARY KEY, query text);
 CREATE TABLE qrels (query_id int, product_id bigint, grade int);
 \copy qrels FROM '$D/qrels.csv' WITH (FORMAT csv, HEADER true)
 VACUUM ANALYZE shop.product;
+-- the learned vocabulary (shop.search_vocab) from this catalog
+SELECT shop.refresh_search_vocab();
 SQL
 bench_psql -d "$PDB" <<'SQL' >/dev/null
 -- what each query showed before any behaviour: its first 40 results
@@ -604,6 +647,9 @@ SELECT o.order_id, x.n, x.p, 'CH' || x.p, 'replay', 0, 1
   FROM o JOIN bought b ON o.idempotency_key = 'replay-' || b.session_id
  CROSS JOIN LATERAL unnest(b.products) WITH ORDINALITY x(p, n);
 SELECT shop.refresh_search_prior();
+-- the learned vocabulary again: from the catalog and the prior just
+-- trained (shop.refresh_search_vocab, behaviour); both arms use it
+SELECT shop.refresh_search_vocab();
 -- the ranked half: each query of a session in the last 15 days, with the
 -- prior off and on
 CREATE TABLE run (arm text, query_id int, rank int, product_id bigint);
@@ -695,6 +741,9 @@ SELECT s.product_id FROM shop.search('mouse', '{}', 'relevance', 40)
                             image, typos, missing_words, ord)
  WHERE s.ord >= 20 AND NOT EXISTS (SELECT 1 FROM qrels j JOIN q USING (query_id)
                                     WHERE q.query = 'mouse' AND j.product_id = s.product_id AND j.grade > 0)
+   -- no simulated shopper chose it after "mouse": the attacker is alone
+   AND NOT EXISTS (SELECT 1 FROM shop.search_prior_evidence e
+                    WHERE e.query_folded = 'mouse' AND e.product_id = s.product_id)
  ORDER BY s.ord LIMIT 1;
 INSERT INTO attack SELECT 'before', 1, rank_of(product_id) FROM target;
 CREATE FUNCTION attack(cust bigint) RETURNS void LANGUAGE sql AS $f$

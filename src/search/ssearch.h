@@ -617,6 +617,9 @@ typedef struct SsQWord
 	bool		prefix;			/* last word: also matches as a prefix */
 	int			slot;
 	int			alt;
+	float4		weight;			/* 1, or the expansion weight of a word of a
+								 * learned expansion ("expansions"): its idf
+								 * is scaled by it (issue 13, rel13) */
 } SsQWord;
 
 typedef struct SsQAlt
@@ -739,6 +742,13 @@ typedef struct SsQuery
  */
 #define SS_BOOST_PRIOR		1.0f
 #define SS_BOOST_PRIOR_CAT	0.5f
+/*
+ * the default weight of a learned expansion's words ("expansions", issue
+ * 13, rel13): their idf is scaled by it, so a row matching the expansion
+ * scores that much of what it would if the pair were synonyms;
+ * "expansion_weight" sets it
+ */
+#define SS_EXPANSION_WEIGHT	0.6f
 /* the largest boost of any query: 1 and every part (ssscan.c's pruning) */
 #define SS_BOOST_MAX		((1.0 + SS_BOOST_POPULARITY + SS_BOOST_RATING + \
 							  SS_BOOST_CATEGORY + SS_BOOST_BRAND) * \

@@ -11,6 +11,13 @@
  *   synonyms         [[phrase, phrase, ...], ...] equivalence groups; a
  *                    group whose phrase occurs in q turns that phrase into
  *                    one slot any phrase of the group satisfies
+ *   expansions       [[phrase, phrase, ...], ...] learned, one-way groups
+ *                    (shop's API: shop.search_vocab, issue 13): when the
+ *                    first phrase occurs in q (and no synonym group holds
+ *                    its words), the others also satisfy its slot, their
+ *                    words without typos and with their idf scaled by
+ *                    expansion_weight
+ *   expansion_weight number in (0, 1], default SS_EXPANSION_WEIGHT
  *   category_ids     [bigint, ...] documents whose category is one of these
  *   brands           [text, ...] or text, compared folded ("L'Oréal" =
  *                    "l oreal")
@@ -293,6 +300,7 @@ fill_word(SsQWord *qw, const char *word, const char *language, bool prefix)
 	qw->stem = pnstrdup(stem, slen);
 	qw->maxtypos = SsMaxTypos(pg_mbstrlen_with_len(word, qw->len));
 	qw->prefix = prefix;
+	qw->weight = 1.0f;
 }
 
 /* query_check_keys: every key of the query object is one SsParseQuery knows. */
@@ -303,7 +311,8 @@ query_check_keys(Jsonb *jb)
 		"q", "synonyms", "category_ids", "brands", "price_min", "price_max",
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
-		"intent_categories", "prior", "prior_categories", "global", "type_compound", NULL
+		"intent_categories", "prior", "prior_categories", "global", "type_compound",
+		"expansions", "expansion_weight", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -321,7 +330,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, expansions, expansion_weight, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
 		}
 	}
 }
@@ -619,23 +628,23 @@ query_parse_options(Jsonb *jb, SsQuery *q, WordList *notypo, WordList *twotypo)
 }
 
 /*
- * query_parse_synonyms: the "synonyms" groups as a List of List of
- * WordList * (the tokenized phrases); groups of fewer than two phrases
- * are dropped.
+ * query_parse_synonyms: the groups of key ("synonyms" or "expansions") as
+ * a List of List of WordList * (the tokenized phrases); groups of fewer
+ * than two phrases are dropped.
  */
 static List *
-query_parse_synonyms(Jsonb *jb)
+query_parse_synonyms(Jsonb *jb, const char *key)
 {
 	JsonbValue *v;
 	List	   *groups = NIL;
 	List	   *gl;
 	ListCell   *lc;
 
-	if ((v = get_key(jb, "synonyms")) == NULL || v->type == jbvNull)
+	if ((v = get_key(jb, key)) == NULL || v->type == jbvNull)
 		return NIL;
 	gl = jbv_elems(v);
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-		bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+		bad_query("malformed search query", psprintf("%s must be an array of arrays of strings.", key));
 	foreach(lc, gl)
 	{
 		JsonbValue *g = (JsonbValue *) lfirst(lc);
@@ -644,7 +653,7 @@ query_parse_synonyms(Jsonb *jb)
 		ListCell   *pc;
 
 		if (g->type != jbvBinary || !JsonContainerIsArray(g->val.binary.data))
-			bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+			bad_query("malformed search query", psprintf("%s must be an array of arrays of strings.", key));
 		pl = jbv_elems(g);
 		foreach(pc, pl)
 		{
@@ -652,7 +661,7 @@ query_parse_synonyms(Jsonb *jb)
 			WordList   *wl = palloc0(sizeof(WordList));
 
 			if (p->type != jbvString)
-				bad_query("malformed search query", "synonyms must be an array of arrays of strings.");
+				bad_query("malformed search query", psprintf("%s must be an array of arrays of strings.", key));
 			wl->max = 8;
 			SsAnalyze(p->val.string.val, p->val.string.len, 0, false, query_plain_cb, wl);
 			if (wl->n > 0)
@@ -723,10 +732,11 @@ query_words(const char *qtext, int qlen, WordList *words)
  * query_find_spans: the synonym phrases found in the query's words.  For
  * each word, span_of is its group's index (-1: none) and span_start the
  * first word of its span.  The first phrase of a group found in the query
- * wins, and is moved to the front of its group.
+ * wins, and is moved to the front of its group.  Groups from nsyn on are
+ * expansions: only their first phrase is looked for.
  */
 static void
-query_find_spans(List *groups, const WordList *words, int *span_of, int *span_start)
+query_find_spans(List *groups, int nsyn, const WordList *words, int *span_of, int *span_start)
 {
 	int			nw = words->n;
 	ListCell   *gc;
@@ -767,7 +777,7 @@ query_find_spans(List *groups, const WordList *words, int *span_of, int *span_st
 					}
 				}
 			}
-			if (found)
+			if (found || gi >= nsyn)
 				break;
 		}
 		gi++;
@@ -781,7 +791,7 @@ query_find_spans(List *groups, const WordList *words, int *span_of, int *span_st
  * group's phrases.
  */
 static void
-query_build_slots(SsQuery *q, const WordList *words, List *groups,
+query_build_slots(SsQuery *q, const WordList *words, List *groups, int nsyn, float4 expansion_weight,
 				  const int *span_of, const int *span_start, bool lastprefix)
 {
 	int			nw = words->n;
@@ -859,6 +869,18 @@ query_build_slots(SsQuery *q, const WordList *words, List *groups,
 				for (int k = 0; k < p->n; k++)
 				{
 					fill_word(&q->words[q->nwords], p->w[k], q->language, false);
+					if (span_of[i] >= nsyn && a > 0)
+					{
+						/*
+						 * a learned expansion: exactly, and each word weighed
+						 * less, so that the phrase scores expansion_weight
+						 * of what it would as a synonym (a phrase of rare
+						 * words may still outscore the word typed, as a
+						 * synonym's does: "solid state drive" for "ssd")
+						 */
+						q->words[q->nwords].maxtypos = 0;
+						q->words[q->nwords].weight = expansion_weight;
+					}
 					q->words[q->nwords].slot = nslots;
 					q->words[q->nwords].alt = a;
 					q->nwords++;
@@ -894,6 +916,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	WordList	types;
 	WordList	compound;
 	List	   *global_df = NIL;
+	int			nsyn = 0;		/* groups from nsyn on are expansions */
+	float4		expansion_weight = SS_EXPANSION_WEIGHT;
 
 	q->typos = true;
 	q->prefix = true;
@@ -931,7 +955,15 @@ SsParseQuery(Jsonb *jb, const char *language)
 		query_parse_options(jb, q, &notypo, &twotypo);
 		query_parse_word_list(jb, "type_words", &types);
 		query_parse_word_list(jb, "type_compound", &compound);
-		groups = query_parse_synonyms(jb);
+		groups = query_parse_synonyms(jb, "synonyms");
+		nsyn = list_length(groups);
+		groups = list_concat(groups, query_parse_synonyms(jb, "expansions"));
+		if ((v = get_key(jb, "expansion_weight")) != NULL && v->type != jbvNull)
+		{
+			expansion_weight = jbv_float(v, "expansion_weight");
+			if (!(expansion_weight > 0 && expansion_weight <= 1))
+				bad_query("malformed search query", "expansion_weight must be a number in (0, 1].");
+		}
 		global_df = query_parse_global(jb, q);
 	}
 	else
@@ -943,8 +975,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_words(qtext, qlen, &words);
 	lastprefix = q->prefix && qlen > 0 && words.n > 0 &&
 		!(qtext[qlen - 1] == ' ' || qtext[qlen - 1] == '\t');
-	query_find_spans(groups, &words, span_of, span_start);
-	query_build_slots(q, &words, groups, span_of, span_start, lastprefix);
+	query_find_spans(groups, nsyn, &words, span_of, span_start);
+	query_build_slots(q, &words, groups, nsyn, expansion_weight, span_of, span_start, lastprefix);
 	query_parse_compound(q, &compound);
 	query_type_slot(q);
 

@@ -3923,6 +3923,9 @@ SsEvaluate(Relation index, Jsonb *query, bool want_all, int topk,
 			frozen->widf = MemoryContextAlloc(frozen_cxt, sizeof(double) * Max(ev->q->nwords, 1));
 			memcpy(frozen->widf, ev->widf, sizeof(double) * ev->q->nwords);
 		}
+		/* a learned expansion's words count for less (issue 13, rel13) */
+		for (int i = 0; i < ev->q->nwords; i++)
+			ev->widf[i] *= ev->q->words[i].weight;
 	}
 	if (stats_next)
 		return ev;				/* SsTermStats: the expansions are all it needs */
