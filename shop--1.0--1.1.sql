@@ -9817,13 +9817,9 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     n integer;
-    min_products int := coalesce(nullif(current_setting('shop.vocab_min_products', true), '')::int, 5);
+    -- 2 or more: the setting's own bound (SET below it is 22023)
+    min_products int := shop._guc('shop.vocab_min_products')::int;
 BEGIN
-    IF min_products < 2 THEN
-        RAISE EXCEPTION 'shop.vocab_min_products must be 2 or more'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('It is %s.', min_products);
-    END IF;
     -- a full relearn: the catalog's pairs replace the last ones
     DELETE FROM shop.search_vocab WHERE source = 'abbreviation';
     INSERT INTO shop.search_vocab (term, expansion, source, products)

@@ -31,6 +31,7 @@ double		shop_fraud_threshold = 0.75;
 double		shop_payment_failure_threshold = 0.5;
 int			shop_payment_failure_window = 15 * 60;
 int			shop_recent_views_cap = 50;
+static int	shop_vocab_min_products = 5;	/* read by SQL: shop._guc */
 int			shop_max_query_length = 256;
 bool		shop_preloaded = false;
 bool		shop_search_block_max = true;
@@ -145,6 +146,14 @@ _PG_init(void)
 							NULL,
 							&shop_recent_views_cap,
 							50, 1, 10000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("shop.vocab_min_products",
+							"In how many products an abbreviation and its words must appear together to be learned.",
+							"Read by shop.refresh_search_vocab() (docs/search.md).",
+							&shop_vocab_min_products,
+							5, 2, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
