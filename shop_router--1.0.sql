@@ -370,7 +370,8 @@ COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, 
 -- bots) is a common answer of the storefront's reads.  The shard answers
 -- NULL for an id that names no product (the same query's snapshot and
 -- rights as the read's own) and the router raises one node's error
--- (shop_router._product_not_found); a NULL id still reaches the shard.
+-- (shop_router._product_not_found); a NULL id is refused here as one
+-- node refuses it (22004, shop_router._require): it has no partition.
 CREATE FUNCTION shop_router._product_not_found(product_id bigint)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -381,6 +382,41 @@ BEGIN
     RAISE EXCEPTION 'product not found'
         USING ERRCODE = 'SH006',
               DETAIL = format('No product has product_id %s.', product_id);
+END
+$$;
+
+-- a shard's refusal answered as data (shop._reserve_try and the other
+-- steps of shop's section "Scale-out: a shard's refusals as answers"):
+-- raised here as the shard raised it (SQLSTATE, message, detail, hint)
+CREATE FUNCTION shop_router._raise(error text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF error[3] IS NOT NULL AND error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3], HINT = error[4];
+    ELSIF error[3] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3];
+    ELSIF error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], HINT = error[4];
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2];
+END
+$$;
+
+-- one node's check of a required argument (shop._require), on the router
+-- before any shard is called (a NULL product id has no partition)
+CREATE FUNCTION shop_router._require(value anyelement, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'argument % must not be null', what
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
 END
 $$;
 
@@ -424,8 +460,9 @@ DECLARE
     ids bigint[];
     scores real[];
 BEGIN
+    PERFORM shop_router._require(product_id, 'product_id');
     doc := shop_router._product_get(product_id);
-    IF doc IS NULL AND product_id IS NOT NULL THEN
+    IF doc IS NULL THEN
         PERFORM shop_router._product_not_found(product_id);
     END IF;
     IF doc IS NULL OR NOT doc ? 'also_bought' THEN
@@ -455,10 +492,30 @@ LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON ALL;
+    -- an unknown category: a row of NULLs (categories are on every shard;
+    -- the router raises one node's SH006)
     SELECT b.product_id, b.sku, b.title, b.brand, b.category, b.price_cents, b.rating_avg,
            b.rating_count, b.popularity, b.image, p.created_at
       FROM shop.browse($1, $2, $3, $4) b
-     CROSS JOIN LATERAL (SELECT p.created_at FROM shop.product p WHERE p.product_id = b.product_id OFFSET 0) p;
+     CROSS JOIN LATERAL (SELECT p.created_at FROM shop.product p WHERE p.product_id = b.product_id OFFSET 0) p
+     WHERE EXISTS (SELECT FROM shop.category c WHERE c.category_id = $1)
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+     WHERE NOT EXISTS (SELECT FROM shop.category c WHERE c.category_id = $1);
+$$;
+
+-- one node's SH006 of browse (its shard answered a row of NULLs);
+-- returns false when it does not raise, for a query's WHERE
+CREATE FUNCTION shop_router._category_not_found(category_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'category not found'
+        USING ERRCODE = 'SH006',
+              DETAIL = format('No category has category_id %s.', category_id);
+END
 $$;
 
 CREATE FUNCTION shop.browse(category_id bigint, sort text DEFAULT 'popularity',
@@ -473,13 +530,21 @@ AS $$
 DECLARE
     need int;
 BEGIN
-    IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
-        -- out of range: the shards say so, in the words of one node
-        RETURN QUERY
-        SELECT r.product_id, r.sku, r.title, r.brand, r.category, r.price_cents, r.rating_avg,
-               r.rating_count, r.popularity, r.image
-          FROM shop_router._browse(category_id, sort, lim, off) r;
-        RETURN;
+    -- one node's checks of the arguments, in its order, raised here before
+    -- any shard is called (a shard's error would leave every connection
+    -- of the call to be remade, issue 16); an unknown category comes back
+    -- as a row of NULLs from the shards
+    PERFORM shop_router._require(category_id, 'category_id'), shop_router._require(sort, 'sort');
+    PERFORM shop_router._check_lim(lim);
+    IF off IS NULL OR off < 0 OR off > 100000 THEN
+        RAISE EXCEPTION 'offset out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
+    END IF;
+    IF sort NOT IN ('popularity', 'price_asc', 'price_desc', 'rating', 'newest', 'title') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of popularity, price_asc, price_desc, rating, newest, title.', sort);
     END IF;
     need := lim + off;
     RETURN QUERY
@@ -488,6 +553,7 @@ BEGIN
       FROM generate_series(0, (need - 1) / 1000) k
      CROSS JOIN LATERAL shop_router._browse(category_id, sort, least(1000, need - 1000 * k),
                                             1000 * k) r
+     WHERE r.product_id IS NOT NULL OR shop_router._category_not_found(category_id)
      ORDER BY
         CASE WHEN sort = 'popularity' THEN r.popularity END DESC,
         CASE WHEN sort = 'price_asc' THEN r.price_cents END ASC,
@@ -549,8 +615,9 @@ AS $$
 DECLARE
     n int;
 BEGIN
+    PERFORM shop_router._require(product_id, 'product_id');
     n := shop_router._stock_available(product_id);
-    IF n IS NULL AND product_id IS NOT NULL THEN
+    IF n IS NULL THEN
         PERFORM shop_router._product_not_found(product_id);
     END IF;
     RETURN n;
@@ -1414,6 +1481,7 @@ GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint), shop_router._stock_available(bigint), shop_router._product_not_found(bigint),
+    shop_router._raise(text[]), shop_router._require(anyelement, text), shop_router._category_not_found(bigint),
     shop_router._check_lim(int),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
@@ -1732,14 +1800,16 @@ $$;
 COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
 'router: move a saved-for-later line back into the cart (SH008 if the product is no longer active)';
 
+-- an unknown cart: one row whose error cart_get raises (shop._cart_lines_try)
 CREATE FUNCTION shop_router._cart_lines(i_session text, i_cart_id uuid)
 RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
-               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz)
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
+               error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT (l).* FROM (SELECT shop._cart_lines($2) AS l
+    SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
@@ -1779,6 +1849,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     result jsonb;
+    error text[];
 BEGIN
     WITH h AS MATERIALIZED (
         SELECT * FROM shop_router._cart_lines(shop_router._session(), cart_get.cart_id)
@@ -1819,9 +1890,13 @@ BEGIN
                'ready_for_checkout', coalesce(bool_and(j.status = 'active' AND j.avail >= j.qty)
                                               FILTER (WHERE NOT j.saved_for_later), false),
                'updated_at', (SELECT h.updated_at FROM h LIMIT 1),
-               'expires_at', (SELECT h.expires_at FROM h LIMIT 1))
-      INTO result
+               'expires_at', (SELECT h.expires_at FROM h LIMIT 1)),
+           (SELECT h.error FROM h WHERE h.error IS NOT NULL LIMIT 1)
+      INTO result, error
       FROM j;
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);   -- the cart's shard's refusal (SH006)
+    END IF;
     RETURN result;
 END
 $$;
@@ -2142,20 +2217,32 @@ COMMENT ON FUNCTION shop.checkout(uuid, text, text, jsonb) IS
 
 -- Orders --------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._order_get(i_session text, i_order_id uuid)
-RETURNS jsonb
+-- an unknown order: its error as data (shop._order_get_try), raised by
+-- order_get
+CREATE FUNCTION shop_router._order_get(i_session text, i_order_id uuid, OUT doc jsonb, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT shop.order_get($2) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.order_get(order_id uuid)
 RETURNS jsonb
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._order_get(shop_router._session(), order_get.order_id) $$;
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := shop_router._order_get(shop_router._session(), order_id);
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    RETURN r.doc;
+END
+$$;
 COMMENT ON FUNCTION shop.order_get(uuid) IS 'router: an order, read on its customer''s shard';
 
 CREATE FUNCTION shop_router._orders_for(i_session text, i_customer_id bigint, i_lim int, i_before timestamptz)
@@ -4205,23 +4292,34 @@ GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popular
 -- update script.
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._reserve(i_product_id bigint, i_qty int, i_ref text, i_ttl interval, i_id uuid)
-RETURNS uuid
+-- a refused hold (SH001, SH006, 22004, 22023) comes back as data
+-- (shop._reserve_try) and reserve raises it: a shard's error would leave
+-- its connection to be remade (issue 16)
+CREATE FUNCTION shop_router._reserve(i_product_id bigint, i_qty int, i_ref text, i_ttl interval, i_id uuid,
+                                     OUT id uuid, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT shop._reserve_routed($1, $2, $3, $4, $5);
+    SELECT * FROM shop._reserve_try($1, $2, $3, $4, $5);
 $$;
 
 CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
                              ttl interval DEFAULT '15 minutes')
 RETURNS uuid
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._reserve(product_id, qty, ref, ttl,
-                                shop_router._uuid_for(shop_router._pid_part(product_id)));
+DECLARE
+    r record;
+BEGIN
+    r := shop_router._reserve(product_id, qty, ref, ttl,
+                              shop_router._uuid_for(shop_router._pid_part(product_id)));
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    RETURN r.id;
+END
 $$;
 COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
 'router: hold qty units of a product on its shard (the id names the shard); SH001 rather than oversell';
