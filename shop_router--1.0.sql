@@ -101,16 +101,104 @@ AS $$
      ORDER BY 1
 $$;
 
--- The check behind shop_router.read_max_lag: i_cluster if none of its
--- standbys is paused or behind its primary by more than i_max_lag (the
+-- The route of a read cluster some of whose partitions lag (issue 16): a
+-- server of its own, "<read cluster>_lag_<mask>" (mask: the sum of 2^n of
+-- the lagging partitions n), whose lagging partitions name shop_cluster's
+-- connection strings and the others the read cluster's, with the read
+-- cluster's other options, a user mapping FOR PUBLIC and its grants.
+-- Made by the first check that needs it (SECURITY DEFINER: the extension's
+-- owner makes it), made again when the read cluster's options changed.
+-- Only the lagging partitions' reads go to their primaries.
+CREATE FUNCTION shop_router._read_server(i_cluster text, i_lagging int[])
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := format('%s_lag_%s', i_cluster,
+                        (SELECT sum((2::numeric) ^ p) FROM unnest(i_lagging) p)::numeric(1000, 0));
+    opts text[];
+    have text[];
+    g record;
+BEGIN
+    SELECT array_agg(CASE WHEN split_part(r.o, '=', 1) ~ '^p[0-9]+$'
+                           AND substr(split_part(r.o, '=', 1), 2)::int = ANY (i_lagging)
+                          THEN (SELECT p.o FROM pg_foreign_server ps, unnest(ps.srvoptions) p(o)
+                                 WHERE ps.srvname = 'shop_cluster' AND split_part(p.o, '=', 1) = split_part(r.o, '=', 1))
+                          ELSE r.o END ORDER BY r.n)
+      INTO opts
+      FROM pg_foreign_server rs, unnest(rs.srvoptions) WITH ORDINALITY r(o, n)
+     WHERE rs.srvname = i_cluster;
+    PERFORM pg_advisory_xact_lock(1936224112, 16);   -- 'shop'; 16: the read route's servers
+    SELECT srvoptions INTO have FROM pg_foreign_server WHERE srvname = name;
+    IF FOUND AND have = opts THEN
+        RETURN name;
+    ELSIF FOUND THEN
+        EXECUTE format('DROP SERVER %I CASCADE', name);
+    END IF;
+    EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER plproxy OPTIONS (%s)', name,
+                   (SELECT string_agg(format('%I %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
+                      FROM unnest(opts) o));
+    EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER %I', name);
+    FOR g IN SELECT a.grantee FROM pg_foreign_server rs, aclexplode(rs.srvacl) a
+              WHERE rs.srvname = i_cluster AND a.privilege_type = 'USAGE' AND a.grantee <> 0 LOOP
+        EXECUTE format('GRANT USAGE ON FOREIGN SERVER %I TO %I', name, g.grantee::regrole);
+    END LOOP;
+    EXECUTE format('COMMENT ON SERVER %I IS %L', name,
+                   format('shop_router: %s with partitions %s on shop_cluster (read_max_lag, docs/scale-out.md)',
+                          i_cluster, i_lagging));
+    RETURN name;
+END
+$$;
+COMMENT ON FUNCTION shop_router._read_server(text, int[]) IS
+'router: the server of the read route with the lagging partitions of a read cluster on shop_cluster (made or made again when needed)';
+
+-- The last check of each read cluster and read_max_lag, shared by the
+-- router database's backends (issue 16): one check per read_lag_check
+-- period and database, not per backend.  Unlogged: after a crash the
+-- next read call checks again.
+CREATE UNLOGGED TABLE shop_router.read_state (
+    cluster    text NOT NULL,
+    max_lag    text NOT NULL,
+    route      text NOT NULL,
+    lagging    int[] NOT NULL,
+    checked_at timestamptz NOT NULL,
+    checks     bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (cluster, max_lag)
+);
+COMMENT ON TABLE shop_router.read_state IS
+'router: the last read_max_lag check of each read cluster (route, lagging partitions, when; checks counts them), shared by every backend';
+
+CREATE FUNCTION shop_router._read_state_put(i_cluster text, i_max_lag text, i_route text, i_lagging int[],
+                                            i_at timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO shop_router.read_state AS s (cluster, max_lag, route, lagging, checked_at)
+    VALUES (i_cluster, i_max_lag, i_route, i_lagging, i_at)
+    ON CONFLICT (cluster, max_lag) DO UPDATE
+       SET route = excluded.route, lagging = excluded.lagging, checked_at = excluded.checked_at,
+           checks = s.checks + 1;
+$$;
+
+-- The check behind shop_router.read_max_lag: each partition of the read
+-- cluster i_cluster that names a standby (_read_parts) lags when its
+-- standby is paused or behind its primary by more than i_max_lag (the
 -- time since the last transaction it replayed, when it has not replayed
--- the primary's WAL position read just before), shop_cluster otherwise,
--- and also when a node cannot be asked (a standby down).  The answer is
--- kept in the session (the placeholder settings shop_router._read_key:
--- the cluster and the two settings it was checked for, _read_until: until
--- when, as an epoch, _read_route: the answer) for i_every
--- (shop_router.read_lag_check, default 5 s): one check per router backend
--- per period, 2 calls per partition that names a standby.
+-- the primary's WAL position read just before), and also when it cannot
+-- be asked (a standby down).  The route: i_cluster when none lags,
+-- shop_cluster when all do, else the server of _read_server, where only
+-- the lagging partitions name their primaries.
+-- Shared (shop_router.read_state): a backend whose session answer expired
+-- takes the database's last check when it is younger than i_every
+-- (shop_router.read_lag_check, default 5 s); else one backend checks (a
+-- session advisory lock: the others keep the last answer meanwhile) and
+-- writes its answer there.  The answer is kept in the session (the
+-- placeholder settings shop_router._read_key: the cluster and the two
+-- settings it was checked for, _read_until: until when, as an epoch,
+-- _read_route: the answer) until the check it came from is i_every old.
+-- A check costs 2 PL/Proxy calls per partition that names a standby.
 CREATE FUNCTION shop_router._read_check(i_cluster text, i_max_lag text, i_every text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -121,7 +209,13 @@ DECLARE
     every interval;
     part int;
     st record;
-    route text := i_cluster;
+    kept record;
+    lagging int[] := '{}';
+    nstandby int := 0;
+    route text;
+    until timestamptz;
+    locked boolean := false;
+    lock_key bigint := hashtextextended(concat_ws(chr(31), 'shop-read-check', i_cluster, i_max_lag), 0);
 BEGIN
     BEGIN
         max_lag := i_max_lag::interval;
@@ -132,25 +226,55 @@ BEGIN
                   DETAIL = format('read_max_lag = %L, read_lag_check = %L', i_max_lag, i_every),
                   HINT = 'For example SET shop_router.read_max_lag = ''10s''; docs/scale-out.md, "Read replicas".';
     END;
-    BEGIN
-        FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
-            st := shop_router._replay_state(i_cluster, part, shop_router._wal_lsn(part));
-            IF st.paused OR st.lag > max_lag THEN
-                route := 'shop_cluster';
-                EXIT;
-            END IF;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        route := 'shop_cluster';
-    END;
+    SELECT s.route, s.checked_at INTO kept
+      FROM shop_router.read_state s WHERE s.cluster = i_cluster AND s.max_lag = i_max_lag;
+    IF FOUND AND kept.checked_at + every > clock_timestamp() THEN
+        -- another backend's check, young enough
+        route := kept.route;
+        until := kept.checked_at + every;
+    ELSIF kept.route IS NOT NULL AND every > interval '0' AND NOT pg_try_advisory_lock(lock_key) THEN
+        -- another backend is checking: its last answer meanwhile
+        route := kept.route;
+        until := clock_timestamp() + least(every, interval '1 second');
+    ELSE
+        -- this backend checks (holding the lock when the ELSIF took it)
+        locked := kept.route IS NOT NULL AND every > interval '0';
+        BEGIN
+            FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
+                nstandby := nstandby + 1;
+                BEGIN
+                    st := shop_router._replay_state(i_cluster, part, shop_router._wal_lsn(part));
+                    IF st.paused OR st.lag > max_lag THEN
+                        lagging := lagging || part;
+                    END IF;
+                EXCEPTION WHEN OTHERS THEN
+                    lagging := lagging || part;      -- cannot be asked: its primary
+                END;
+            END LOOP;
+            route := CASE WHEN cardinality(lagging) = 0 THEN i_cluster
+                          WHEN cardinality(lagging) = nstandby THEN 'shop_cluster'
+                          ELSE shop_router._read_server(i_cluster, lagging) END;
+        EXCEPTION WHEN OTHERS THEN
+            route := 'shop_cluster';
+        END;
+        until := clock_timestamp() + every;
+        BEGIN
+            PERFORM shop_router._read_state_put(i_cluster, i_max_lag, route, lagging, clock_timestamp());
+        EXCEPTION WHEN OTHERS THEN
+            NULL;   -- a read-only transaction: kept in the session only
+        END;
+        IF locked THEN
+            PERFORM pg_advisory_unlock(lock_key);
+        END IF;
+    END IF;
     PERFORM set_config('shop_router._read_key', concat_ws(chr(31), i_cluster, i_max_lag, i_every), false),
-            set_config('shop_router._read_until', extract(epoch FROM clock_timestamp() + every)::text, false),
+            set_config('shop_router._read_until', extract(epoch FROM until)::text, false),
             set_config('shop_router._read_route', route, false);
     RETURN route;
 END
 $$;
 COMMENT ON FUNCTION shop_router._read_check(text, text, text) IS
-'router: the read route after checking the standbys of the read cluster (paused, or lagging more than shop_router.read_max_lag: shop_cluster); kept in the session for shop_router.read_lag_check';
+'router: the read route after checking the standbys of the read cluster (the lagging partitions on shop_cluster), shared by the database''s backends for shop_router.read_lag_check and kept in the session';
 
 -- The cluster the read functions call (search and its helpers, browse,
 -- product_get, stock_available, category reads, also_bought, similar_products,
@@ -192,10 +316,13 @@ $$;
 COMMENT ON FUNCTION shop_router._read_cluster() IS
 'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset, or when shop_router.read_max_lag is set and a standby of it is paused or lags more (docs/scale-out.md, "Read replicas")';
 REVOKE ALL ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
-    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn) FROM PUBLIC;
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn),
+    shop_router._read_server(text, int[]), shop_router._read_state_put(text, text, text, int[], timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
-    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn)
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn),
+    shop_router._read_server(text, int[]), shop_router._read_state_put(text, text, text, int[], timestamptz)
     TO shop_storefront, shop_admin;
+GRANT SELECT ON shop_router.read_state TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Catalog: replicated categories, product_id-keyed products
