@@ -140,9 +140,10 @@ BEGIN
                    (SELECT string_agg(format('%I %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
                       FROM unnest(opts) o));
     EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER %I', name);
-    FOR g IN SELECT a.grantee FROM pg_foreign_server rs, aclexplode(rs.srvacl) a
-              WHERE rs.srvname = i_cluster AND a.privilege_type = 'USAGE' AND a.grantee <> 0 LOOP
-        EXECUTE format('GRANT USAGE ON FOREIGN SERVER %I TO %I', name, g.grantee::regrole);
+    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS grantee
+               FROM pg_foreign_server rs, aclexplode(rs.srvacl) a
+              WHERE rs.srvname = i_cluster AND a.privilege_type = 'USAGE' LOOP
+        EXECUTE format('GRANT USAGE ON FOREIGN SERVER %I TO %s', name, g.grantee);
     END LOOP;
     EXECUTE format('COMMENT ON SERVER %I IS %L', name,
                    format('shop_router: %s with partitions %s on shop_cluster (read_max_lag, docs/scale-out.md)',
@@ -187,13 +188,15 @@ $$;
 -- standby is paused or behind its primary by more than i_max_lag (the
 -- time since the last transaction it replayed, when it has not replayed
 -- the primary's WAL position read just before), and also when it cannot
--- be asked (a standby down).  The route: i_cluster when none lags,
+-- be asked (a standby down; one that accepts connections and never
+-- answers is not found so: docs/scale-out.md, "A standby that does not
+-- answer").  The route: i_cluster when none lags,
 -- shop_cluster when all do, else the server of _read_server, where only
 -- the lagging partitions name their primaries.
 -- Shared (shop_router.read_state): a backend whose session answer expired
 -- takes the database's last check when it is younger than i_every
 -- (shop_router.read_lag_check, default 5 s); else one backend checks (a
--- session advisory lock: the others keep the last answer meanwhile) and
+-- transaction advisory lock: the others keep the last answer meanwhile) and
 -- writes its answer there.  The answer is kept in the session (the
 -- placeholder settings shop_router._read_key: the cluster and the two
 -- settings it was checked for, _read_until: until when, as an epoch,
@@ -214,7 +217,6 @@ DECLARE
     nstandby int := 0;
     route text;
     until timestamptz;
-    locked boolean := false;
     lock_key bigint := hashtextextended(concat_ws(chr(31), 'shop-read-check', i_cluster, i_max_lag), 0);
 BEGIN
     BEGIN
@@ -232,13 +234,13 @@ BEGIN
         -- another backend's check, young enough
         route := kept.route;
         until := kept.checked_at + every;
-    ELSIF kept.route IS NOT NULL AND every > interval '0' AND NOT pg_try_advisory_lock(lock_key) THEN
+    ELSIF kept.route IS NOT NULL AND every > interval '0' AND NOT pg_try_advisory_xact_lock(lock_key) THEN
         -- another backend is checking: its last answer meanwhile
         route := kept.route;
         until := clock_timestamp() + least(every, interval '1 second');
     ELSE
-        -- this backend checks (holding the lock when the ELSIF took it)
-        locked := kept.route IS NOT NULL AND every > interval '0';
+        -- this backend checks (holding the lock, until its transaction
+        -- ends, when the ELSIF took it)
         BEGIN
             FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
                 nstandby := nstandby + 1;
@@ -263,9 +265,6 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             NULL;   -- a read-only transaction: kept in the session only
         END;
-        IF locked THEN
-            PERFORM pg_advisory_unlock(lock_key);
-        END IF;
     END IF;
     PERFORM set_config('shop_router._read_key', concat_ws(chr(31), i_cluster, i_max_lag, i_every), false),
             set_config('shop_router._read_until', extract(epoch FROM until)::text, false),

@@ -200,6 +200,36 @@ standby_caught_up
 got=$(PP_OPTIONS="-c shop_router.read_lag_check=0" pp -c "SELECT public.route4(), shop.product_get($pid) ->> 'title'")
 [ "$got" = "standby ro standby ro|$new" ] || { echo "FAIL: the replay resumed, per partition: $got"; exit 1; }
 echo "ok: the replay resumed: p0 and p2 read the standby again"
+
+# A standby that does not answer (issue 16): every process of the standby
+# stopped (SIGSTOP), so the kernel accepts connections to it and nothing
+# answers. PL/Proxy connects without a time limit (libpq's connect_timeout
+# does not apply to its asynchronous connect: a p0 with connect_timeout=2
+# waited the whole statement_timeout, docs/scale-out.md): a new session's
+# call ends at the router's statement_timeout (57014, 3 s here) instead of
+# waiting for ever, and the session's next call, on p1 and p3 only,
+# answers (PL/Proxy dropped the unfinished connections). After SIGCONT
+# new sessions read the standby again.
+standby_signal() {   # STOP or CONT, the postmaster and its children
+    local pm
+    pm=$(head -1 "$AS/data/postmaster.pid")
+    # shellcheck disable=SC2046
+    kill -"$1" "$pm" $(ps -o pid= --ppid "$pm")
+}
+trap 'standby_signal CONT || true; cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
+standby_signal STOP
+got=$(PGOPTIONS="-c shop_router.read_cluster=shop_cluster_pp -c statement_timeout=3s" q "$R" "$PR" router -At -U web \
+      -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" -c "SELECT public.route4()" \
+      -c "SELECT public.route_node(1) || ' ' || public.route_node(3)" 2>&1 || true)
+standby_signal CONT
+trap 'cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
+[ "$got" = "ERROR:  57014
+ro ro" ] || { echo "FAIL: a new connection to the stopped standby (SIGSTOP), statement_timeout = 3s: $got"; exit 1; }
+echo "ok: the standby stopped (SIGSTOP): a call needing a new connection to it ends at the router's statement_timeout (57014), the session's next call on p1 and p3 answers"
+standby_caught_up
+got=$(PP_OPTIONS="-c shop_router.read_lag_check=0" pp -c "SELECT public.route4()")
+[ "$got" = "standby ro standby ro" ] || { echo "FAIL: the standby continued (SIGCONT): $got"; exit 1; }
+echo "ok: the standby continued (SIGCONT): p0 and p2 read it again"
 q "$R" "$PR" router -c "DROP FUNCTION public.route(), public.route_standby(int), public.route4(), public.route_node(int)"
 cluster_stop "$AS" immediate
 trap 'shop_cluster_down immediate' EXIT
