@@ -196,7 +196,8 @@ $$;
 -- Shared (shop_router.read_state): a backend whose session answer expired
 -- takes the database's last check when it is younger than i_every
 -- (shop_router.read_lag_check, default 5 s); else one backend checks (a
--- transaction advisory lock: the others keep the last answer meanwhile) and
+-- transaction advisory lock: the others keep the last answer meanwhile,
+-- or wait for the first check of the database) and
 -- writes its answer there.  The answer is kept in the session (the
 -- placeholder settings shop_router._read_key: the cluster and the two
 -- settings it was checked for, _read_until: until when, as an epoch,
@@ -230,7 +231,13 @@ BEGIN
     END;
     SELECT s.route, s.checked_at INTO kept
       FROM shop_router.read_state s WHERE s.cluster = i_cluster AND s.max_lag = i_max_lag;
-    IF FOUND AND kept.checked_at + every > clock_timestamp() THEN
+    IF NOT FOUND AND every > interval '0' THEN
+        -- no check yet: wait for the one in progress, if any, and take it
+        PERFORM pg_advisory_xact_lock(lock_key);
+        SELECT s.route, s.checked_at INTO kept
+          FROM shop_router.read_state s WHERE s.cluster = i_cluster AND s.max_lag = i_max_lag;
+    END IF;
+    IF kept.checked_at + every > clock_timestamp() THEN
         -- another backend's check, young enough
         route := kept.route;
         until := kept.checked_at + every;
@@ -239,8 +246,8 @@ BEGIN
         route := kept.route;
         until := clock_timestamp() + least(every, interval '1 second');
     ELSE
-        -- this backend checks (holding the lock, until its transaction
-        -- ends, when the ELSIF took it)
+        -- this backend checks (holding the lock until its transaction
+        -- ends, unless read_lag_check is 0)
         BEGIN
             FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
                 nstandby := nstandby + 1;
