@@ -121,6 +121,19 @@ DECLARE
     have text[];
     g record;
 BEGIN
+    -- only a PL/Proxy server the caller may use, and some of its partitions
+    IF NOT EXISTS (SELECT FROM pg_foreign_server rs JOIN pg_foreign_data_wrapper w ON w.oid = rs.srvfdw
+                    WHERE rs.srvname = i_cluster AND w.fdwname = 'plproxy'
+                      AND has_server_privilege(session_user, rs.oid, 'USAGE'))
+       OR cardinality(i_lagging) IS NOT DISTINCT FROM 0
+       OR EXISTS (SELECT FROM unnest(i_lagging) p
+                   WHERE p IS NULL OR NOT format('p%s', p) IN (SELECT split_part(o, '=', 1)
+                                                               FROM pg_foreign_server rs, unnest(rs.srvoptions) o
+                                                              WHERE rs.srvname = i_cluster)) THEN
+        RAISE EXCEPTION 'not a read cluster''s partitions'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s of %s', i_lagging, i_cluster);
+    END IF;
     SELECT array_agg(CASE WHEN split_part(r.o, '=', 1) ~ '^p[0-9]+$'
                            AND substr(split_part(r.o, '=', 1), 2)::int = ANY (i_lagging)
                           THEN (SELECT p.o FROM pg_foreign_server ps, unnest(ps.srvoptions) p(o)
@@ -176,8 +189,14 @@ RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- a route of this read cluster only (the check's answers)
     INSERT INTO shop_router.read_state AS s (cluster, max_lag, route, lagging, checked_at)
-    VALUES (i_cluster, i_max_lag, i_route, i_lagging, i_at)
+    SELECT i_cluster, i_max_lag, i_route, i_lagging, i_at
+     WHERE EXISTS (SELECT FROM pg_foreign_server c
+                    WHERE c.srvname = i_cluster AND has_server_privilege(session_user, c.oid, 'USAGE'))
+       AND (i_route IN (i_cluster, 'shop_cluster')
+            OR (left(i_route, length(i_cluster) + 5) = i_cluster || '_lag_'
+                AND EXISTS (SELECT FROM pg_foreign_server rs WHERE rs.srvname = i_route)))
     ON CONFLICT (cluster, max_lag) DO UPDATE
        SET route = excluded.route, lagging = excluded.lagging, checked_at = excluded.checked_at,
            checks = s.checks + 1;

@@ -62,7 +62,7 @@ SELECT shop.stock_available(:p);' > "$BASE/call.sql"
 checks() { q "$R" "$PR" "$1" -At -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE funcname = '_replay_state'"; }
 cticks() { local f; f=$(cat "/proc/$(head -1 "$R/data/postmaster.pid")/stat"); set -- ${f##*) }; echo $((${14} + ${15})); }
 echo "$C clients, $T s a run, read_lag_check = $EVERY, $SCALE products, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$TOP" rev-parse --short HEAD)"
-for r in $(seq 1 "$ROUNDS"); do
+for _ in $(seq 1 "$ROUNDS"); do
     for db in router_old router; do
         c0=$(checks $db); t0=$(cticks)
         rm -f "$BASE"/pgb.*

@@ -15,7 +15,13 @@
 #     renamed on the primary: the router reads the new title (from the
 #     primary) once the lag is over the setting, the old one without the
 #     setting; a check kept for shop_router.read_lag_check keeps its route;
-#     the replay resumed, the standby serves again.
+#     the replay resumed, the standby serves again;
+#   - per partition and shared (shop_cluster_pp: p0 and p2 on the standby,
+#     p1 and p3 on a read node that never lags): the replay paused, only
+#     p0 and p2 read their primary; new sessions take the database's last
+#     check (shop_router.read_state) and make none;
+#   - the standby stopped with SIGSTOP: a call needing a new connection to
+#     it ends at the router's statement_timeout (57014).
 echo "== the read route's fallbacks: a standby down, a standby behind ($(date +%T))"
 AS="$BASE/shards_a_standby"
 trap 'cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
@@ -188,12 +194,22 @@ SQL
 primary ro primary ro|$new" ] || { echo "FAIL: read_max_lag per partition, p0 and p2's standby paused:"; echo "$got"; exit 1; }
 echo "ok: read_max_lag per partition: the standby of p0 and p2 paused, their reads go to the primary (new title) and p1 and p3 stay on their read node"
 c0=$(checks)
-for i in 1 2 3; do
+for _ in 1 2 3; do
     got=$(PP_OPTIONS="-c shop_router.read_lag_check=1h" pp -c "SELECT public.route4()")
     [ "$got" = "primary ro primary ro" ] || { echo "FAIL: a new session with the shared check: $got"; exit 1; }
 done
 [ "$(checks)" = "$c0" ] || { echo "FAIL: new sessions checked again ($c0 -> $(checks) checks) instead of sharing the last"; exit 1; }
 echo "ok: the check is shared: 3 new sessions took the router database's last check ($c0 checks so far) and made none"
+# the steps the storefront may call make and record only a read
+# cluster's routes
+got=$(q "$R" "$PR" router -U web -At -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" \
+      -c "SELECT shop_router._read_server('shop_cluster_pp', '{7}')" \
+      -c "SELECT shop_router._read_state_put('shop_cluster_pp', '1s', 'shop_cluster_ha', '{}', now())" \
+      -c "SELECT route FROM shop_router.read_state WHERE cluster = 'shop_cluster_pp' AND max_lag = '1s'" 2>&1 || true)
+[ "$got" = "ERROR:  22023
+
+shop_cluster_pp_lag_5" ] || { echo "FAIL: a storefront naming another partition or route: $got"; exit 1; }
+echo "ok: a storefront cannot make a route of partitions its read cluster does not have (22023) nor record another server as a route"
 psql_standby() { "$PGBIN/psql" -X -q -h "$AS" -p $PAS -U postgres -d postgres "$@"; }
 psql_standby -c 'SELECT pg_wal_replay_resume()' -o /dev/null
 standby_caught_up
