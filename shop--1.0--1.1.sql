@@ -9906,6 +9906,84 @@ REVOKE EXECUTE ON FUNCTION shop._search_vocab_learn(text, int), shop.refresh_sea
 GRANT EXECUTE ON FUNCTION shop.refresh_search_vocab() TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop._search_vocab(text, jsonb) TO shop_storefront, shop_admin;
 
+-- Scale-out: a shard's refusals as answers (issue 16) -----------------------
+--
+-- PL/Proxy drops a connection whose call ended in a remote error (the
+-- backend's next call remakes it: "PL/Proxy: dropping stale conn"), so
+-- the storefront's common refusals cost a reconnection each.  The router
+-- calls these steps instead of the ones they wrap: each catches the
+-- errors a caller causes (SQLSTATE class 22 and shop's SH codes, raised
+-- before anything is written: a refused hold holds nothing) and answers
+-- them as a row whose error column holds the SQLSTATE, message, detail and
+-- hint (NULL when absent); the router raises them as they were
+-- (shop_router._raise).  Any other error stays an error.  SECURITY INVOKER:
+-- each calls the step it wraps with the caller's rights.
+--   1. shop._reserve_try: shop._reserve_routed (SH001 insufficient stock,
+--      SH006, 22004, 22023);
+--   2. shop._cart_lines_try: shop._cart_lines (SH006 an unknown, merged
+--      or expired cart);
+--   3. shop._order_get_try: shop.order_get (SH006 an unknown order).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._reserve_try(product_id bigint, qty int, ref text, ttl interval, reservation_id uuid,
+                                  OUT id uuid, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    id := shop._reserve_routed(product_id, qty, ref, ttl, reservation_id);
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._reserve_try(bigint, int, text, interval, uuid) IS
+'internal (router): shop._reserve_routed, a refusal (class 22, SH codes) answered as error (SQLSTATE, message, detail, hint) instead of raised';
+
+CREATE FUNCTION shop._cart_lines_try(cart_id uuid)
+RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
+               error text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._cart_lines raises before it returns a row
+    RETURN QUERY SELECT l.*, NULL::text[] FROM shop._cart_lines(cart_id) l;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::int,
+                        NULL::boolean, NULL::bigint, NULL::timestamptz, ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_lines_try(uuid) IS
+'internal (router): shop._cart_lines, a refusal (class 22, SH codes) answered as one row whose error is (SQLSTATE, message, detail, hint)';
+
+CREATE FUNCTION shop._order_get_try(order_id uuid, OUT doc jsonb, OUT error text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    doc := shop.order_get(order_id);
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._order_get_try(uuid) IS
+'internal (router): shop.order_get, a refusal (class 22, SH codes) answered as error (SQLSTATE, message, detail, hint) instead of raised';
+
+REVOKE ALL ON FUNCTION shop._reserve_try(bigint, int, text, interval, uuid), shop._cart_lines_try(uuid),
+    shop._order_get_try(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._reserve_try(bigint, int, text, interval, uuid) TO shop_admin;
+GRANT EXECUTE ON FUNCTION shop._cart_lines_try(uuid), shop._order_get_try(uuid) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

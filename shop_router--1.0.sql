@@ -101,16 +101,127 @@ AS $$
      ORDER BY 1
 $$;
 
--- The check behind shop_router.read_max_lag: i_cluster if none of its
--- standbys is paused or behind its primary by more than i_max_lag (the
+-- The route of a read cluster some of whose partitions lag (issue 16): a
+-- server of its own, "<read cluster>_lag_<mask>" (mask: the sum of 2^n of
+-- the lagging partitions n), whose lagging partitions name shop_cluster's
+-- connection strings and the others the read cluster's, with the read
+-- cluster's other options, a user mapping FOR PUBLIC and its grants.
+-- Made by the first check that needs it (SECURITY DEFINER: the extension's
+-- owner makes it), made again when the read cluster's options changed.
+-- Only the lagging partitions' reads go to their primaries.
+CREATE FUNCTION shop_router._read_server(i_cluster text, i_lagging int[])
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text := format('%s_lag_%s', i_cluster,
+                        (SELECT sum((2::numeric) ^ p) FROM unnest(i_lagging) p)::numeric(1000, 0));
+    opts text[];
+    have text[];
+    g record;
+BEGIN
+    -- only a PL/Proxy server the caller may use, and some of its partitions
+    IF NOT EXISTS (SELECT FROM pg_foreign_server rs JOIN pg_foreign_data_wrapper w ON w.oid = rs.srvfdw
+                    WHERE rs.srvname = i_cluster AND w.fdwname = 'plproxy'
+                      AND has_server_privilege(session_user, rs.oid, 'USAGE'))
+       OR cardinality(i_lagging) IS NOT DISTINCT FROM 0
+       OR EXISTS (SELECT FROM unnest(i_lagging) p
+                   WHERE p IS NULL OR NOT format('p%s', p) IN (SELECT split_part(o, '=', 1)
+                                                               FROM pg_foreign_server rs, unnest(rs.srvoptions) o
+                                                              WHERE rs.srvname = i_cluster)) THEN
+        RAISE EXCEPTION 'not a read cluster''s partitions'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s of %s', i_lagging, i_cluster);
+    END IF;
+    SELECT array_agg(CASE WHEN split_part(r.o, '=', 1) ~ '^p[0-9]+$'
+                           AND substr(split_part(r.o, '=', 1), 2)::int = ANY (i_lagging)
+                          THEN (SELECT p.o FROM pg_foreign_server ps, unnest(ps.srvoptions) p(o)
+                                 WHERE ps.srvname = 'shop_cluster' AND split_part(p.o, '=', 1) = split_part(r.o, '=', 1))
+                          ELSE r.o END ORDER BY r.n)
+      INTO opts
+      FROM pg_foreign_server rs, unnest(rs.srvoptions) WITH ORDINALITY r(o, n)
+     WHERE rs.srvname = i_cluster;
+    PERFORM pg_advisory_xact_lock(1936224112, 16);   -- 'shop'; 16: the read route's servers
+    SELECT srvoptions INTO have FROM pg_foreign_server WHERE srvname = name;
+    IF FOUND AND have = opts THEN
+        RETURN name;
+    ELSIF FOUND THEN
+        EXECUTE format('DROP SERVER %I CASCADE', name);
+    END IF;
+    EXECUTE format('CREATE SERVER %I FOREIGN DATA WRAPPER plproxy OPTIONS (%s)', name,
+                   (SELECT string_agg(format('%I %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
+                      FROM unnest(opts) o));
+    EXECUTE format('CREATE USER MAPPING FOR PUBLIC SERVER %I', name);
+    FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS grantee
+               FROM pg_foreign_server rs, aclexplode(rs.srvacl) a
+              WHERE rs.srvname = i_cluster AND a.privilege_type = 'USAGE' LOOP
+        EXECUTE format('GRANT USAGE ON FOREIGN SERVER %I TO %s', name, g.grantee);
+    END LOOP;
+    EXECUTE format('COMMENT ON SERVER %I IS %L', name,
+                   format('shop_router: %s with partitions %s on shop_cluster (read_max_lag, docs/scale-out.md)',
+                          i_cluster, i_lagging));
+    RETURN name;
+END
+$$;
+COMMENT ON FUNCTION shop_router._read_server(text, int[]) IS
+'router: the server of the read route with the lagging partitions of a read cluster on shop_cluster (made or made again when needed)';
+
+-- The last check of each read cluster and read_max_lag, shared by the
+-- router database's backends (issue 16): one check per read_lag_check
+-- period and database, not per backend.  Unlogged: after a crash the
+-- next read call checks again.
+CREATE UNLOGGED TABLE shop_router.read_state (
+    cluster    text NOT NULL,
+    max_lag    text NOT NULL,
+    route      text NOT NULL,
+    lagging    int[] NOT NULL,
+    checked_at timestamptz NOT NULL,
+    checks     bigint NOT NULL DEFAULT 1,
+    PRIMARY KEY (cluster, max_lag)
+);
+COMMENT ON TABLE shop_router.read_state IS
+'router: the last read_max_lag check of each read cluster (route, lagging partitions, when; checks counts them), shared by every backend';
+
+CREATE FUNCTION shop_router._read_state_put(i_cluster text, i_max_lag text, i_route text, i_lagging int[],
+                                            i_at timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- a route of this read cluster only (the check's answers)
+    INSERT INTO shop_router.read_state AS s (cluster, max_lag, route, lagging, checked_at)
+    SELECT i_cluster, i_max_lag, i_route, i_lagging, i_at
+     WHERE EXISTS (SELECT FROM pg_foreign_server c
+                    WHERE c.srvname = i_cluster AND has_server_privilege(session_user, c.oid, 'USAGE'))
+       AND (i_route IN (i_cluster, 'shop_cluster')
+            OR (left(i_route, length(i_cluster) + 5) = i_cluster || '_lag_'
+                AND EXISTS (SELECT FROM pg_foreign_server rs WHERE rs.srvname = i_route)))
+    ON CONFLICT (cluster, max_lag) DO UPDATE
+       SET route = excluded.route, lagging = excluded.lagging, checked_at = excluded.checked_at,
+           checks = s.checks + 1;
+$$;
+
+-- The check behind shop_router.read_max_lag: each partition of the read
+-- cluster i_cluster that names a standby (_read_parts) lags when its
+-- standby is paused or behind its primary by more than i_max_lag (the
 -- time since the last transaction it replayed, when it has not replayed
--- the primary's WAL position read just before), shop_cluster otherwise,
--- and also when a node cannot be asked (a standby down).  The answer is
--- kept in the session (the placeholder settings shop_router._read_key:
--- the cluster and the two settings it was checked for, _read_until: until
--- when, as an epoch, _read_route: the answer) for i_every
--- (shop_router.read_lag_check, default 5 s): one check per router backend
--- per period, 2 calls per partition that names a standby.
+-- the primary's WAL position read just before), and also when it cannot
+-- be asked (a standby down; one that accepts connections and never
+-- answers is not found so: docs/scale-out.md, "A standby that does not
+-- answer").  The route: i_cluster when none lags,
+-- shop_cluster when all do, else the server of _read_server, where only
+-- the lagging partitions name their primaries.
+-- Shared (shop_router.read_state): a backend whose session answer expired
+-- takes the database's last check when it is younger than i_every
+-- (shop_router.read_lag_check, default 5 s); else one backend checks (a
+-- transaction advisory lock: the others keep the last answer meanwhile,
+-- or wait for the first check of the database) and
+-- writes its answer there.  The answer is kept in the session (the
+-- placeholder settings shop_router._read_key: the cluster and the two
+-- settings it was checked for, _read_until: until when, as an epoch,
+-- _read_route: the answer) until the check it came from is i_every old.
+-- A check costs 2 PL/Proxy calls per partition that names a standby.
 CREATE FUNCTION shop_router._read_check(i_cluster text, i_max_lag text, i_every text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -121,7 +232,12 @@ DECLARE
     every interval;
     part int;
     st record;
-    route text := i_cluster;
+    kept record;
+    lagging int[] := '{}';
+    nstandby int := 0;
+    route text;
+    until timestamptz;
+    lock_key bigint := hashtextextended(concat_ws(chr(31), 'shop-read-check', i_cluster, i_max_lag), 0);
 BEGIN
     BEGIN
         max_lag := i_max_lag::interval;
@@ -132,25 +248,58 @@ BEGIN
                   DETAIL = format('read_max_lag = %L, read_lag_check = %L', i_max_lag, i_every),
                   HINT = 'For example SET shop_router.read_max_lag = ''10s''; docs/scale-out.md, "Read replicas".';
     END;
-    BEGIN
-        FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
-            st := shop_router._replay_state(i_cluster, part, shop_router._wal_lsn(part));
-            IF st.paused OR st.lag > max_lag THEN
-                route := 'shop_cluster';
-                EXIT;
-            END IF;
-        END LOOP;
-    EXCEPTION WHEN OTHERS THEN
-        route := 'shop_cluster';
-    END;
+    SELECT s.route, s.checked_at INTO kept
+      FROM shop_router.read_state s WHERE s.cluster = i_cluster AND s.max_lag = i_max_lag;
+    IF NOT FOUND AND every > interval '0' THEN
+        -- no check yet: wait for the one in progress, if any, and take it
+        PERFORM pg_advisory_xact_lock(lock_key);
+        SELECT s.route, s.checked_at INTO kept
+          FROM shop_router.read_state s WHERE s.cluster = i_cluster AND s.max_lag = i_max_lag;
+    END IF;
+    IF kept.checked_at + every > clock_timestamp() THEN
+        -- another backend's check, young enough
+        route := kept.route;
+        until := kept.checked_at + every;
+    ELSIF kept.route IS NOT NULL AND every > interval '0' AND NOT pg_try_advisory_xact_lock(lock_key) THEN
+        -- another backend is checking: its last answer meanwhile
+        route := kept.route;
+        until := clock_timestamp() + least(every, interval '1 second');
+    ELSE
+        -- this backend checks (holding the lock until its transaction
+        -- ends, unless read_lag_check is 0)
+        BEGIN
+            FOR part IN SELECT shop_router._read_parts(i_cluster) LOOP
+                nstandby := nstandby + 1;
+                BEGIN
+                    st := shop_router._replay_state(i_cluster, part, shop_router._wal_lsn(part));
+                    IF st.paused OR st.lag > max_lag THEN
+                        lagging := lagging || part;
+                    END IF;
+                EXCEPTION WHEN OTHERS THEN
+                    lagging := lagging || part;      -- cannot be asked: its primary
+                END;
+            END LOOP;
+            route := CASE WHEN cardinality(lagging) = 0 THEN i_cluster
+                          WHEN cardinality(lagging) = nstandby THEN 'shop_cluster'
+                          ELSE shop_router._read_server(i_cluster, lagging) END;
+        EXCEPTION WHEN OTHERS THEN
+            route := 'shop_cluster';
+        END;
+        until := clock_timestamp() + every;
+        BEGIN
+            PERFORM shop_router._read_state_put(i_cluster, i_max_lag, route, lagging, clock_timestamp());
+        EXCEPTION WHEN OTHERS THEN
+            NULL;   -- a read-only transaction: kept in the session only
+        END;
+    END IF;
     PERFORM set_config('shop_router._read_key', concat_ws(chr(31), i_cluster, i_max_lag, i_every), false),
-            set_config('shop_router._read_until', extract(epoch FROM clock_timestamp() + every)::text, false),
+            set_config('shop_router._read_until', extract(epoch FROM until)::text, false),
             set_config('shop_router._read_route', route, false);
     RETURN route;
 END
 $$;
 COMMENT ON FUNCTION shop_router._read_check(text, text, text) IS
-'router: the read route after checking the standbys of the read cluster (paused, or lagging more than shop_router.read_max_lag: shop_cluster); kept in the session for shop_router.read_lag_check';
+'router: the read route after checking the standbys of the read cluster (the lagging partitions on shop_cluster), shared by the database''s backends for shop_router.read_lag_check and kept in the session';
 
 -- The cluster the read functions call (search and its helpers, browse,
 -- product_get, stock_available, category reads, also_bought, similar_products,
@@ -192,10 +341,13 @@ $$;
 COMMENT ON FUNCTION shop_router._read_cluster() IS
 'router: the PL/Proxy cluster of the read functions: the setting shop_router.read_cluster, shop_cluster when unset, or when shop_router.read_max_lag is set and a standby of it is paused or lags more (docs/scale-out.md, "Read replicas")';
 REVOKE ALL ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
-    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn) FROM PUBLIC;
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn),
+    shop_router._read_server(text, int[]), shop_router._read_state_put(text, text, text, int[], timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop_router._read_cluster(), shop_router._read_check(text, text, text),
-    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn)
+    shop_router._read_parts(text), shop_router._wal_lsn(int), shop_router._replay_state(text, int, pg_lsn),
+    shop_router._read_server(text, int[]), shop_router._read_state_put(text, text, text, int[], timestamptz)
     TO shop_storefront, shop_admin;
+GRANT SELECT ON shop_router.read_state TO shop_storefront, shop_admin;
 
 ------------------------------------------------------------------------------
 -- Catalog: replicated categories, product_id-keyed products
@@ -370,7 +522,8 @@ COMMENT ON FUNCTION shop.product_upsert(text, text, bigint, text, text, bigint, 
 -- bots) is a common answer of the storefront's reads.  The shard answers
 -- NULL for an id that names no product (the same query's snapshot and
 -- rights as the read's own) and the router raises one node's error
--- (shop_router._product_not_found); a NULL id still reaches the shard.
+-- (shop_router._product_not_found); a NULL id is refused here as one
+-- node refuses it (22004, shop_router._require): it has no partition.
 CREATE FUNCTION shop_router._product_not_found(product_id bigint)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
@@ -381,6 +534,41 @@ BEGIN
     RAISE EXCEPTION 'product not found'
         USING ERRCODE = 'SH006',
               DETAIL = format('No product has product_id %s.', product_id);
+END
+$$;
+
+-- a shard's refusal answered as data (shop._reserve_try and the other
+-- steps of shop's section "Scale-out: a shard's refusals as answers"):
+-- raised here as the shard raised it (SQLSTATE, message, detail, hint)
+CREATE FUNCTION shop_router._raise(error text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF error[3] IS NOT NULL AND error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3], HINT = error[4];
+    ELSIF error[3] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3];
+    ELSIF error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], HINT = error[4];
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2];
+END
+$$;
+
+-- one node's check of a required argument (shop._require), on the router
+-- before any shard is called (a NULL product id has no partition)
+CREATE FUNCTION shop_router._require(value anyelement, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'argument % must not be null', what
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
 END
 $$;
 
@@ -424,8 +612,9 @@ DECLARE
     ids bigint[];
     scores real[];
 BEGIN
+    PERFORM shop_router._require(product_id, 'product_id');
     doc := shop_router._product_get(product_id);
-    IF doc IS NULL AND product_id IS NOT NULL THEN
+    IF doc IS NULL THEN
         PERFORM shop_router._product_not_found(product_id);
     END IF;
     IF doc IS NULL OR NOT doc ? 'also_bought' THEN
@@ -455,10 +644,30 @@ LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON ALL;
+    -- an unknown category: a row of NULLs (categories are on every shard;
+    -- the router raises one node's SH006)
     SELECT b.product_id, b.sku, b.title, b.brand, b.category, b.price_cents, b.rating_avg,
            b.rating_count, b.popularity, b.image, p.created_at
       FROM shop.browse($1, $2, $3, $4) b
-     CROSS JOIN LATERAL (SELECT p.created_at FROM shop.product p WHERE p.product_id = b.product_id OFFSET 0) p;
+     CROSS JOIN LATERAL (SELECT p.created_at FROM shop.product p WHERE p.product_id = b.product_id OFFSET 0) p
+     WHERE EXISTS (SELECT FROM shop.category c WHERE c.category_id = $1)
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+     WHERE NOT EXISTS (SELECT FROM shop.category c WHERE c.category_id = $1);
+$$;
+
+-- one node's SH006 of browse (its shard answered a row of NULLs);
+-- returns false when it does not raise, for a query's WHERE
+CREATE FUNCTION shop_router._category_not_found(category_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'category not found'
+        USING ERRCODE = 'SH006',
+              DETAIL = format('No category has category_id %s.', category_id);
+END
 $$;
 
 CREATE FUNCTION shop.browse(category_id bigint, sort text DEFAULT 'popularity',
@@ -473,13 +682,21 @@ AS $$
 DECLARE
     need int;
 BEGIN
-    IF lim IS NULL OR lim < 1 OR lim > 1000 OR off IS NULL OR off < 0 OR off > 100000 THEN
-        -- out of range: the shards say so, in the words of one node
-        RETURN QUERY
-        SELECT r.product_id, r.sku, r.title, r.brand, r.category, r.price_cents, r.rating_avg,
-               r.rating_count, r.popularity, r.image
-          FROM shop_router._browse(category_id, sort, lim, off) r;
-        RETURN;
+    -- one node's checks of the arguments, in its order, raised here before
+    -- any shard is called (a shard's error would leave every connection
+    -- of the call to be remade, issue 16); an unknown category comes back
+    -- as a row of NULLs from the shards
+    PERFORM shop_router._require(category_id, 'category_id'), shop_router._require(sort, 'sort');
+    PERFORM shop_router._check_lim(lim);
+    IF off IS NULL OR off < 0 OR off > 100000 THEN
+        RAISE EXCEPTION 'offset out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
+    END IF;
+    IF sort NOT IN ('popularity', 'price_asc', 'price_desc', 'rating', 'newest', 'title') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is "%s"; it must be one of popularity, price_asc, price_desc, rating, newest, title.', sort);
     END IF;
     need := lim + off;
     RETURN QUERY
@@ -488,6 +705,7 @@ BEGIN
       FROM generate_series(0, (need - 1) / 1000) k
      CROSS JOIN LATERAL shop_router._browse(category_id, sort, least(1000, need - 1000 * k),
                                             1000 * k) r
+     WHERE r.product_id IS NOT NULL OR shop_router._category_not_found(category_id)
      ORDER BY
         CASE WHEN sort = 'popularity' THEN r.popularity END DESC,
         CASE WHEN sort = 'price_asc' THEN r.price_cents END ASC,
@@ -549,8 +767,9 @@ AS $$
 DECLARE
     n int;
 BEGIN
+    PERFORM shop_router._require(product_id, 'product_id');
     n := shop_router._stock_available(product_id);
-    IF n IS NULL AND product_id IS NOT NULL THEN
+    IF n IS NULL THEN
         PERFORM shop_router._product_not_found(product_id);
     END IF;
     RETURN n;
@@ -1414,6 +1633,7 @@ GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint), shop_router._stock_available(bigint), shop_router._product_not_found(bigint),
+    shop_router._raise(text[]), shop_router._require(anyelement, text), shop_router._category_not_found(bigint),
     shop_router._check_lim(int),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
@@ -1732,14 +1952,16 @@ $$;
 COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
 'router: move a saved-for-later line back into the cart (SH008 if the product is no longer active)';
 
+-- an unknown cart: one row whose error cart_get raises (shop._cart_lines_try)
 CREATE FUNCTION shop_router._cart_lines(i_session text, i_cart_id uuid)
 RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
-               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz)
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
+               error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT (l).* FROM (SELECT shop._cart_lines($2) AS l
+    SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
@@ -1779,6 +2001,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     result jsonb;
+    error text[];
 BEGIN
     WITH h AS MATERIALIZED (
         SELECT * FROM shop_router._cart_lines(shop_router._session(), cart_get.cart_id)
@@ -1819,9 +2042,13 @@ BEGIN
                'ready_for_checkout', coalesce(bool_and(j.status = 'active' AND j.avail >= j.qty)
                                               FILTER (WHERE NOT j.saved_for_later), false),
                'updated_at', (SELECT h.updated_at FROM h LIMIT 1),
-               'expires_at', (SELECT h.expires_at FROM h LIMIT 1))
-      INTO result
+               'expires_at', (SELECT h.expires_at FROM h LIMIT 1)),
+           (SELECT h.error FROM h WHERE h.error IS NOT NULL LIMIT 1)
+      INTO result, error
       FROM j;
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);   -- the cart's shard's refusal (SH006)
+    END IF;
     RETURN result;
 END
 $$;
@@ -2142,20 +2369,32 @@ COMMENT ON FUNCTION shop.checkout(uuid, text, text, jsonb) IS
 
 -- Orders --------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._order_get(i_session text, i_order_id uuid)
-RETURNS jsonb
+-- an unknown order: its error as data (shop._order_get_try), raised by
+-- order_get
+CREATE FUNCTION shop_router._order_get(i_session text, i_order_id uuid, OUT doc jsonb, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT shop.order_get($2) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o
+                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.order_get(order_id uuid)
 RETURNS jsonb
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._order_get(shop_router._session(), order_get.order_id) $$;
+AS $$
+DECLARE
+    r record;
+BEGIN
+    r := shop_router._order_get(shop_router._session(), order_id);
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    RETURN r.doc;
+END
+$$;
 COMMENT ON FUNCTION shop.order_get(uuid) IS 'router: an order, read on its customer''s shard';
 
 CREATE FUNCTION shop_router._orders_for(i_session text, i_customer_id bigint, i_lim int, i_before timestamptz)
@@ -4205,23 +4444,34 @@ GRANT EXECUTE ON FUNCTION shop_router._popularity_newest(), shop_router._popular
 -- update script.
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._reserve(i_product_id bigint, i_qty int, i_ref text, i_ttl interval, i_id uuid)
-RETURNS uuid
+-- a refused hold (SH001, SH006, 22004, 22023) comes back as data
+-- (shop._reserve_try) and reserve raises it: a shard's error would leave
+-- its connection to be remade (issue 16)
+CREATE FUNCTION shop_router._reserve(i_product_id bigint, i_qty int, i_ref text, i_ttl interval, i_id uuid,
+                                     OUT id uuid, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT shop._reserve_routed($1, $2, $3, $4, $5);
+    SELECT * FROM shop._reserve_try($1, $2, $3, $4, $5);
 $$;
 
 CREATE FUNCTION shop.reserve(product_id bigint, qty int, ref text DEFAULT NULL,
                              ttl interval DEFAULT '15 minutes')
 RETURNS uuid
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._reserve(product_id, qty, ref, ttl,
-                                shop_router._uuid_for(shop_router._pid_part(product_id)));
+DECLARE
+    r record;
+BEGIN
+    r := shop_router._reserve(product_id, qty, ref, ttl,
+                              shop_router._uuid_for(shop_router._pid_part(product_id)));
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    RETURN r.id;
+END
 $$;
 COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
 'router: hold qty units of a product on its shard (the id names the shard); SH001 rather than oversell';

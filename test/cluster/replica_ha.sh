@@ -15,7 +15,13 @@
 #     renamed on the primary: the router reads the new title (from the
 #     primary) once the lag is over the setting, the old one without the
 #     setting; a check kept for shop_router.read_lag_check keeps its route;
-#     the replay resumed, the standby serves again.
+#     the replay resumed, the standby serves again;
+#   - per partition and shared (shop_cluster_pp: p0 and p2 on the standby,
+#     p1 and p3 on a read node that never lags): the replay paused, only
+#     p0 and p2 read their primary; new sessions take the database's last
+#     check (shop_router.read_state) and make none;
+#   - the standby stopped with SIGSTOP: a call needing a new connection to
+#     it ends at the router's statement_timeout (57014).
 echo "== the read route's fallbacks: a standby down, a standby behind ($(date +%T))"
 AS="$BASE/shards_a_standby"
 trap 'cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
@@ -139,12 +145,107 @@ route false false|$new
 route true true|$old" ] || { echo "FAIL: read_max_lag with the replay paused and a rename on the primary:"; echo "$got"; exit 1; }
 echo "ok: read_max_lag = 1s: the standby's replay paused, a product renamed on the primary: checked again, the router reads the new title from the primary (the check kept for read_lag_check = 1h read the standby's old one, as does the route without the setting)"
 standby_caught_up
-got=$(HA_OPTIONS="-c shop_router.read_max_lag=1s" ha web -c "SELECT public.route(), shop.product_get($pid) ->> 'title'")
+# (checked again: the shared check of the paused replay is younger than the
+# default read_lag_check, 5 s)
+got=$(HA_OPTIONS="-c shop_router.read_max_lag=1s -c shop_router.read_lag_check=0" ha web -c "SELECT public.route(), shop.product_get($pid) ->> 'title'")
 [ "$got" = "route true true|$new" ] || { echo "FAIL: the replay resumed, read_max_lag = 1s: $got"; exit 1; }
 echo "ok: the replay resumed, read_max_lag = 1s: the standby serves again, with the new title"
 got=$(HA_OPTIONS="-c shop_router.read_max_lag=soon" ha web -c "\\set VERBOSITY sqlstate" -c "SELECT shop.stock_available(1)" 2>&1 || true)
 [ "$got" = "ERROR:  22023" ] || { echo "FAIL: read_max_lag = soon: $got"; exit 1; }
 echo "ok: read_max_lag that is not an interval: 22023"
-q "$R" "$PR" router -c "DROP FUNCTION public.route(), public.route_standby(int)"
+
+# Per partition, and shared (issue 16): a server shop_cluster_pp whose p0
+# and p2 name the standby and p1 and p3 cluster B's primaries under another
+# connection string (application_name=ro: a read node that never lags).
+# The replay paused: only p0 and p2 read their primaries, p1 and p3 stay
+# on their read node (before: every partition on shop_cluster); the check
+# is shared: three new sessions with read_lag_check = 1h take the last
+# check of the database and make none of their own.
+q "$R" "$PR" router <<SQL
+CREATE SERVER shop_cluster_pp FOREIGN DATA WRAPPER plproxy
+    OPTIONS (p0 'host=$AS port=$PAS dbname=s0', p1 '${PART[1]} application_name=ro',
+             p2 'host=$AS port=$PAS dbname=s2', p3 '${PART[3]} application_name=ro');
+CREATE USER MAPPING FOR PUBLIC SERVER shop_cluster_pp;
+GRANT USAGE ON FOREIGN SERVER shop_cluster_pp TO shop_storefront, shop_admin;
+CREATE FUNCTION public.route_node(p int) RETURNS text LANGUAGE plproxy AS \$\$
+    CLUSTER shop_router._read_cluster();
+    RUN ON p;
+    SELECT CASE WHEN pg_is_in_recovery() THEN 'standby'
+                WHEN current_setting('application_name') = 'ro' THEN 'ro' ELSE 'primary' END;
+\$\$;
+CREATE FUNCTION public.route4() RETURNS text LANGUAGE sql AS \$\$
+    SELECT concat_ws(' ', public.route_node(0), public.route_node(1), public.route_node(2), public.route_node(3))
+\$\$;
+SQL
+pp() { PGOPTIONS="-c client_min_messages=warning -c shop_router.read_cluster=shop_cluster_pp -c shop_router.read_max_lag=1s ${PP_OPTIONS:-}" q "$R" "$PR" router -At -U web "$@"; }
+checks() { q "$R" "$PR" router -At -c "SELECT coalesce(sum(checks), 0) FROM shop_router.read_state WHERE cluster = 'shop_cluster_pp'"; }
+pid=$(rw backoffice -c "SELECT p FROM generate_series(121, 160) p WHERE hashint8(p) & 3 = 0 LIMIT 1")
+new="Partition behind $pid, renamed by $$"
+rename="\\! \"$PGBIN/psql\" -X -q -h \"$R\" -p $PR -U backoffice -d router -c \"SELECT shop.product_upsert('FX-$pid', '$new', 1234)\" -o /dev/null"
+got=$(PP_OPTIONS="-c shop_router.read_lag_check=0" pp <<SQL
+SELECT public.route4();
+$pause
+$rename
+SELECT pg_sleep(1.2) \g /dev/null
+SELECT public.route4(), shop.product_get($pid) ->> 'title';
+SQL
+)
+[ "$got" = "standby ro standby ro
+primary ro primary ro|$new" ] || { echo "FAIL: read_max_lag per partition, p0 and p2's standby paused:"; echo "$got"; exit 1; }
+echo "ok: read_max_lag per partition: the standby of p0 and p2 paused, their reads go to the primary (new title) and p1 and p3 stay on their read node"
+c0=$(checks)
+for _ in 1 2 3; do
+    got=$(PP_OPTIONS="-c shop_router.read_lag_check=1h" pp -c "SELECT public.route4()")
+    [ "$got" = "primary ro primary ro" ] || { echo "FAIL: a new session with the shared check: $got"; exit 1; }
+done
+[ "$(checks)" = "$c0" ] || { echo "FAIL: new sessions checked again ($c0 -> $(checks) checks) instead of sharing the last"; exit 1; }
+echo "ok: the check is shared: 3 new sessions took the router database's last check ($c0 checks so far) and made none"
+# the steps the storefront may call make and record only a read
+# cluster's routes
+got=$(q "$R" "$PR" router -U web -At -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" \
+      -c "SELECT shop_router._read_server('shop_cluster_pp', '{7}')" \
+      -c "SELECT shop_router._read_state_put('shop_cluster_pp', '1s', 'shop_cluster_ha', '{}', now())" \
+      -c "SELECT route FROM shop_router.read_state WHERE cluster = 'shop_cluster_pp' AND max_lag = '1s'" 2>&1 || true)
+[ "$got" = "ERROR:  22023
+
+shop_cluster_pp_lag_5" ] || { echo "FAIL: a storefront naming another partition or route: $got"; exit 1; }
+echo "ok: a storefront cannot make a route of partitions its read cluster does not have (22023) nor record another server as a route"
+psql_standby() { "$PGBIN/psql" -X -q -h "$AS" -p $PAS -U postgres -d postgres "$@"; }
+psql_standby -c 'SELECT pg_wal_replay_resume()' -o /dev/null
+standby_caught_up
+got=$(PP_OPTIONS="-c shop_router.read_lag_check=0" pp -c "SELECT public.route4(), shop.product_get($pid) ->> 'title'")
+[ "$got" = "standby ro standby ro|$new" ] || { echo "FAIL: the replay resumed, per partition: $got"; exit 1; }
+echo "ok: the replay resumed: p0 and p2 read the standby again"
+
+# A standby that does not answer (issue 16): every process of the standby
+# stopped (SIGSTOP), so the kernel accepts connections to it and nothing
+# answers. PL/Proxy connects without a time limit (libpq's connect_timeout
+# does not apply to its asynchronous connect: a p0 with connect_timeout=2
+# waited the whole statement_timeout, docs/scale-out.md): a new session's
+# call ends at the router's statement_timeout (57014, 3 s here) instead of
+# waiting for ever, and the session's next call, on p1 and p3 only,
+# answers (PL/Proxy dropped the unfinished connections). After SIGCONT
+# new sessions read the standby again.
+standby_signal() {   # STOP or CONT, the postmaster and its children
+    local pm
+    pm=$(head -1 "$AS/data/postmaster.pid")
+    # shellcheck disable=SC2046
+    kill -"$1" "$pm" $(ps -o pid= --ppid "$pm")
+}
+trap 'standby_signal CONT || true; cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
+standby_signal STOP
+got=$(PGOPTIONS="-c shop_router.read_cluster=shop_cluster_pp -c statement_timeout=3s" q "$R" "$PR" router -At -U web \
+      -v ON_ERROR_STOP=0 -c "\\set VERBOSITY sqlstate" -c "SELECT public.route4()" \
+      -c "SELECT public.route_node(1) || ' ' || public.route_node(3)" 2>&1 || true)
+standby_signal CONT
+trap 'cluster_stop "$AS" immediate; shop_cluster_down immediate' EXIT
+[ "$got" = "ERROR:  57014
+ro ro" ] || { echo "FAIL: a new connection to the stopped standby (SIGSTOP), statement_timeout = 3s: $got"; exit 1; }
+echo "ok: the standby stopped (SIGSTOP): a call needing a new connection to it ends at the router's statement_timeout (57014), the session's next call on p1 and p3 answers"
+standby_caught_up
+got=$(PP_OPTIONS="-c shop_router.read_lag_check=0" pp -c "SELECT public.route4()")
+[ "$got" = "standby ro standby ro" ] || { echo "FAIL: the standby continued (SIGCONT): $got"; exit 1; }
+echo "ok: the standby continued (SIGCONT): p0 and p2 read it again"
+q "$R" "$PR" router -c "DROP FUNCTION public.route(), public.route_standby(int), public.route4(), public.route_node(int)"
 cluster_stop "$AS" immediate
 trap 'shop_cluster_down immediate' EXIT

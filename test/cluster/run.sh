@@ -29,8 +29,10 @@
 #     the whole recomputation after orders, cancellations, views, the
 #     window moving and late commits (popfold.sql);
 #   - the routed calls leave PL/Proxy's connections ready: a fresh session
-#     after a search whose kept sums a shard refused drops none as stale
-#     (stale.sh);
+#     after a search whose kept sums a shard refused drops none as stale,
+#     and neither do the storefront's common errors and the shards'
+#     refusals (browse's arguments, NULL ids, holds, carts, orders), each
+#     raised as one node raises it (stale.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
@@ -38,7 +40,9 @@
 #   - the read route's fallbacks (replica_ha.sh): a partition naming the
 #     standby and then the primary (prefer-standby) answers with the
 #     standby killed and returns to it; shop_router.read_max_lag reads the
-#     primaries while the standby's replay is paused;
+#     lagging partitions' primaries while the standby's replay is paused,
+#     one check per period for the router database; a standby stopped with
+#     SIGSTOP costs a call the router's statement_timeout;
 # CLUSTER_LONG=1 (make cluster-test) also runs the race longer (25 checkouts
 # a client) and measures the 4-shard top 10
 # against one node's on a larger catalog (test/cluster/measure.sh).
