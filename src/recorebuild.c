@@ -1472,6 +1472,125 @@ rb_cmp_entry_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * The samples as the lists read them, packed: like_samples_index and
+ * like_customer_list (src/recolike.c) read a member's dense index and
+ * weight from its 32-byte profile row, the samples' rows strided through
+ * every row of the product; here the members of all samples are two
+ * arrays (8 bytes a member, only the sampled rows), and each customer's
+ * samples are listed by their first member and length, with the
+ * customer's weight (the LikeSamples fields, one indirection less).  The
+ * sums are those of like_customer_list, term by term and in its order
+ * (per neighbour: the customer's samples in product order), so the lists
+ * are the same to the bit.
+ */
+typedef struct RbSamples
+{
+	int32	   *mci;			/* sample members, sample after sample: dense index */
+	float4	   *mw;				/* and weight */
+	int32	   *moff;			/* customer c's samples: k in moff[c] .. moff[c + 1] */
+	int32	   *kfirst;			/* sample k's first member in mci/mw */
+	int32	   *klen;			/* its members */
+	float4	   *kw;				/* c's weight in it */
+} RbSamples;
+
+/* v sorted by (p, h, c): each product's first `sample` rows are its sample */
+static void
+rb_samples_index(const RbItem *v, int64 nv, int32 ncust, int sample, RbSamples *out)
+{
+	int64		nmem = 0;
+	int32		nm = 0;
+	int32	   *fill;
+
+	/* the members, and how many samples each customer is in */
+	out->mci = palloc(sizeof(int32) * Max(nv, 1));
+	out->mw = palloc(sizeof(float4) * Max(nv, 1));
+	out->moff = palloc0(sizeof(int32) * (ncust + 1));
+	for (int64 i = 0; i < nv;)
+	{
+		int64		j = i + 1;
+		int64		len;
+
+		while (j < nv && v[j].p == v[i].p)
+			j++;
+		len = Min(j - i, sample);
+		for (int64 m = i; m < i + len; m++)
+		{
+			out->mci[nmem] = v[m].ci;
+			out->mw[nmem] = v[m].w;
+			out->moff[v[m].ci + 1]++;
+			nmem++;
+		}
+		i = j;
+	}
+	for (int32 c = 0; c < ncust; c++)
+		out->moff[c + 1] += out->moff[c];
+	/* each customer's samples, in product order (the samples' order) */
+	out->kfirst = palloc(sizeof(int32) * Max(nmem, 1));
+	out->klen = palloc(sizeof(int32) * Max(nmem, 1));
+	out->kw = palloc(sizeof(float4) * Max(nmem, 1));
+	fill = palloc(sizeof(int32) * Max(ncust, 1));
+	memcpy(fill, out->moff, sizeof(int32) * Max(ncust, 1));
+	for (int64 i = 0; i < nv;)
+	{
+		int64		j = i + 1;
+		int32		len;
+
+		while (j < nv && v[j].p == v[i].p)
+			j++;
+		len = (int32) Min(j - i, sample);
+		for (int32 m = 0; m < len; m++)
+		{
+			int32		k = fill[out->mci[nm + m]]++;
+
+			out->kfirst[k] = nm;
+			out->klen[k] = len;
+			out->kw[k] = out->mw[nm + m];
+		}
+		nm += len;
+		i = j;
+	}
+	pfree(fill);
+}
+
+/*
+ * Customer c's list into vec (the best `top`, sorted), as
+ * like_customer_list computes it; returns its length.  acc (zeroed,
+ * ncust) and touched (ncust) are scratch; acc is left zeroed.
+ */
+static int
+rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, int32 *touched,
+				 LikeEntry *vec, int top)
+{
+	int			ntouched = 0;
+	const int32 *mci = ls->mci;
+	const float4 *mw = ls->mw;
+
+	for (int32 k = ls->moff[c]; k < ls->moff[c + 1]; k++)
+	{
+		double		wc = (double) ls->kw[k];
+		int32		end = ls->kfirst[k] + ls->klen[k];
+
+		for (int32 m = ls->kfirst[k]; m < end; m++)
+		{
+			int32		o = mci[m];
+
+			if (o == c)
+				continue;
+			if (acc[o] == 0)
+				touched[ntouched++] = o;
+			acc[o] += wc * (double) mw[m];
+		}
+	}
+	for (int m = 0; m < ntouched; m++)
+	{
+		vec[m].id = cust[touched[m]];
+		vec[m].score = like_round(acc[touched[m]]);
+		acc[touched[m]] = 0;
+	}
+	return like_top(vec, ntouched, top);
+}
+
 Datum
 shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 {
@@ -1488,7 +1607,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap = 1024;
 	int64	   *cust;
 	int32		ncust = 0;
-	LikeSamples ls;
+	RbSamples	ls;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -1598,7 +1717,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
 	rb_sort_items(v, nv);
-	like_samples_index(v, sizeof(RbItem), nv, ncust, sample, &ls);
+	rb_samples_index(v, nv, ncust, sample, &ls);
 
 	/* the lists */
 	acc = palloc0(sizeof(double) * Max(ncust, 1));
@@ -1607,7 +1726,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	rb_begin(&b, "customer_neighbour", 3);
 	for (int32 c = 0; c < ncust; c++)
 	{
-		int			n = like_customer_list(&ls, v, sizeof(RbItem), c, cust, acc, touched, vec, top);
+		int			n = rb_customer_list(&ls, c, cust, acc, touched, vec, top);
 
 		/* written in key order: the primary key's build finds them sorted */
 		if (n > top)
