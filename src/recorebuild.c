@@ -1463,14 +1463,12 @@ rb_prof_get(void)
 	return NULL;
 }
 
-static int
-rb_cmp_entry_id(const void *a, const void *b)
-{
-	int64		x = ((const LikeEntry *) a)->id;
-	int64		y = ((const LikeEntry *) b)->id;
-
-	return (x > y) - (x < y);
-}
+#define ST_SORT rb_sort_entry_id
+#define ST_ELEMENT_TYPE LikeEntry
+#define ST_COMPARE(a, b) ((a)->id < (b)->id ? -1 : ((a)->id > (b)->id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * The samples as the lists read them, packed: like_samples_index and
@@ -1553,10 +1551,74 @@ rb_samples_index(const RbItem *v, int64 nv, int32 ncust, int sample, RbSamples *
 	pfree(fill);
 }
 
+/* a ranks above b in a list: higher score, then lower id (like_cmp_entry < 0) */
+static inline bool
+rb_above(const LikeEntry *a, const LikeEntry *b)
+{
+	return a->score > b->score || (a->score == b->score && a->id < b->id);
+}
+
 /*
- * Customer c's list into vec (the best `top`, sorted), as
- * like_customer_list computes it; returns its length.  acc (zeroed,
- * ncust) and touched (ncust) are scratch; acc is left zeroed.
+ * The best `top` of e[0..n) (like_cmp_entry's order, the entries
+ * like_top keeps) in e[0..result), in no particular order: the caller
+ * writes them by id.  A bounded heap whose root is the worst kept entry,
+ * as in like_top, with the comparison inlined and no final sort.
+ */
+static int
+rb_top_set(LikeEntry *e, int n, int top)
+{
+	int			k = 0;
+
+	if (n <= top)
+		return n;
+	for (int i = 0; i < n; i++)
+	{
+		LikeEntry	x = e[i];
+		int			j;
+
+		if (k == top)
+		{
+			if (!rb_above(&x, &e[0]))
+				continue;		/* ranks below the worst kept */
+			/* replace the root and sift it down */
+			j = 0;
+			for (;;)
+			{
+				int			l = 2 * j + 1,
+							w = j;
+				const LikeEntry *pw = &x;
+
+				if (l < k && rb_above(pw, &e[l]))
+				{
+					w = l;
+					pw = &e[l];
+				}
+				if (l + 1 < k && rb_above(pw, &e[l + 1]))
+					w = l + 1;
+				if (w == j)
+					break;
+				e[j] = e[w];
+				j = w;
+			}
+			e[j] = x;
+			continue;
+		}
+		/* heap not full yet: sift up (e[0..k) is the heap, i >= k) */
+		j = k++;
+		while (j > 0 && rb_above(&e[(j - 1) / 2], &x))
+		{
+			e[j] = e[(j - 1) / 2];
+			j = (j - 1) / 2;
+		}
+		e[j] = x;
+	}
+	return k;
+}
+
+/*
+ * Customer c's list into vec (the entries like_customer_list keeps, in no
+ * particular order); returns its length.  acc (zeroed, ncust) and touched
+ * (ncust) are scratch; acc is left zeroed.
  */
 static int
 rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, int32 *touched,
@@ -1588,7 +1650,7 @@ rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, i
 		vec[m].score = like_round(acc[touched[m]]);
 		acc[touched[m]] = 0;
 	}
-	return like_top(vec, ntouched, top);
+	return rb_top_set(vec, ntouched, top);
 }
 
 Datum
@@ -1732,7 +1794,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 		if (n > top)
 			n = top;
 		if (n > 1)
-			qsort(vec, n, sizeof(LikeEntry), rb_cmp_entry_id);
+			rb_sort_entry_id(vec, n);
 		for (int m = 0; m < n; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
