@@ -1644,13 +1644,20 @@ rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, i
 			acc[o] += wc * (double) mw[m];
 		}
 	}
+	/*
+	 * by dense index while ranking: the indexes are in customer id order,
+	 * so ties break as by id, and only the kept entries look up their id
+	 */
 	for (int m = 0; m < ntouched; m++)
 	{
-		vec[m].id = cust[touched[m]];
+		vec[m].id = touched[m];
 		vec[m].score = like_round(acc[touched[m]]);
 		acc[touched[m]] = 0;
 	}
-	return rb_top_set(vec, ntouched, top);
+	ntouched = rb_top_set(vec, ntouched, top);
+	for (int m = 0; m < ntouched; m++)
+		vec[m].id = cust[vec[m].id];
+	return ntouched;
 }
 
 Datum
