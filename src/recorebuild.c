@@ -46,6 +46,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -854,17 +855,8 @@ typedef struct RbEvent
 	TimestampTz at;
 } RbEvent;
 
-static int
-rb_cmp_event_product(const void *a, const void *b)
-{
-	const RbEvent *x = a;
-	const RbEvent *y = b;
-
-	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
-}
-
 /* latest first, then by product id (row_number's ORDER BY) */
-static int
+static inline int
 rb_cmp_event_recent(const void *a, const void *b)
 {
 	const RbEvent *x = a;
@@ -873,6 +865,31 @@ rb_cmp_event_recent(const void *a, const void *b)
 	if (x->at != y->at)
 		return (x->at < y->at) ? 1 : -1;
 	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
+}
+
+#define ST_SORT rb_sort_events_product
+#define ST_ELEMENT_TYPE RbEvent
+#define ST_COMPARE(a, b) ((a)->product_id < (b)->product_id ? -1 : ((a)->product_id > (b)->product_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT rb_sort_events_recent
+#define ST_ELEMENT_TYPE RbEvent
+#define ST_COMPARE(a, b) rb_cmp_event_recent(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* hashint8extended(v, seed), without the function call interface */
+static inline int64
+rb_hashint8extended(int64 v, int64 seed)
+{
+	uint32		lohalf = (uint32) v;
+	uint32		hihalf = (uint32) (v >> 32);
+
+	lohalf ^= (v >= 0) ? hihalf : ~hihalf;
+	return DatumGetInt64(hash_uint32_extended(lohalf, (uint64) seed));
 }
 
 /*
@@ -910,7 +927,7 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 
 	if (n == 0)
 		return;
-	qsort(ev, n, sizeof(RbEvent), rb_cmp_event_product);
+	rb_sort_events_product(ev, n);
 	for (int i = 0; i < n; i++)
 	{
 		if (m > 0 && ev[m - 1].product_id == ev[i].product_id)
@@ -923,7 +940,7 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 		else
 			ev[m++] = ev[i];
 	}
-	qsort(ev, m, sizeof(RbEvent), rb_cmp_event_recent);
+	rb_sort_events_recent(ev, m);
 	if (m > cap)
 		m = cap;
 	sum = ev[0].w * ev[0].w;
@@ -932,13 +949,12 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 	sum = sqrt(sum);
 	/* written in key order: the primary key's build finds them sorted */
 	if (m > 1)
-		qsort(ev, m, sizeof(RbEvent), rb_cmp_event_product);
+		rb_sort_events_product(ev, m);
 	for (int i = 0; i < m; i++)
 	{
 		TupleTableSlot *slot = rb_slot(b);
 		float4		w = (float4) (ev[i].w / sum);
-		Datum		h = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
-											Int64GetDatum(ev[i].product_id));
+		Datum		h = Int64GetDatum(rb_hashint8extended(customer, ev[i].product_id));
 
 		slot->tts_values[0] = Int64GetDatum(customer);
 		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);
