@@ -1053,6 +1053,9 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
+	/* the lines of the history at once (each doubling copies them all) */
+	if (h != NULL && h->nlines > ev_cap)
+		ev_cap = h->nlines;
 	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
 	if (h != NULL)
@@ -1152,7 +1155,8 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		prof->cb.func = rb_prof_forget;
 		prof->cb.arg = prof;
 		MemoryContextRegisterResetCallback(pcxt, &prof->cb);
-		prof->cap = 65536;
+		/* no more rows than events: no doubling (the rest is freed below) */
+		prof->cap = Max(nev, 1);
 		prof->rows = MemoryContextAllocExtended(pcxt, sizeof(LikeProfileRow) * prof->cap, MCXT_ALLOC_HUGE);
 	}
 	one = palloc(sizeof(RbEvent) * one_cap);
@@ -1182,6 +1186,11 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
+	if (prof->n < prof->cap)
+	{
+		prof->cap = Max(prof->n, 1);
+		prof->rows = repalloc_huge(prof->rows, sizeof(LikeProfileRow) * prof->cap);
+	}
 	rb_statement_mark(&prof->made);
 	rb_prof = prof;
 	PG_RETURN_INT64(customers);
