@@ -198,6 +198,19 @@ SELECT count(*) AS lists_differ FROM (
     UNION ALL
     (SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item))
      EXCEPT ALL SELECT customer_id, neighbour_id, score FROM shop.customer_neighbour)) d;
+-- those lists are cut inside ties (a candidate left out with the score
+-- of one kept): the rebuild keeps the lowest neighbour ids of a tie, as
+-- the SQL statement does (it ranks by the customers' dense index, which
+-- is in id order, src/recorebuild.c)
+SET shop.reco_like_neighbours = 1000;
+CREATE TEMP TABLE every_score AS
+SELECT * FROM shop._like_score(ARRAY(SELECT DISTINCT customer_id FROM shop.customer_item));
+SET shop.reco_like_neighbours = 5;
+SELECT count(DISTINCT a.customer_id) > 0 AS lists_cut_inside_a_tie
+  FROM every_score a
+  JOIN shop.customer_neighbour n ON n.customer_id = a.customer_id AND n.score = a.score
+ WHERE NOT EXISTS (SELECT 1 FROM shop.customer_neighbour k
+                    WHERE k.customer_id = a.customer_id AND k.neighbour_id = a.neighbour_id);
 
 RESET shop.reco_buyer_cap;
 RESET shop.reco_basket_cap;

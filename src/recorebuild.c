@@ -46,6 +46,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -854,17 +855,8 @@ typedef struct RbEvent
 	TimestampTz at;
 } RbEvent;
 
-static int
-rb_cmp_event_product(const void *a, const void *b)
-{
-	const RbEvent *x = a;
-	const RbEvent *y = b;
-
-	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
-}
-
 /* latest first, then by product id (row_number's ORDER BY) */
-static int
+static inline int
 rb_cmp_event_recent(const void *a, const void *b)
 {
 	const RbEvent *x = a;
@@ -873,6 +865,31 @@ rb_cmp_event_recent(const void *a, const void *b)
 	if (x->at != y->at)
 		return (x->at < y->at) ? 1 : -1;
 	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
+}
+
+#define ST_SORT rb_sort_events_product
+#define ST_ELEMENT_TYPE RbEvent
+#define ST_COMPARE(a, b) ((a)->product_id < (b)->product_id ? -1 : ((a)->product_id > (b)->product_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT rb_sort_events_recent
+#define ST_ELEMENT_TYPE RbEvent
+#define ST_COMPARE(a, b) rb_cmp_event_recent(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* hashint8extended(v, seed), without the function call interface */
+static inline int64
+rb_hashint8extended(int64 v, int64 seed)
+{
+	uint32		lohalf = (uint32) v;
+	uint32		hihalf = (uint32) (v >> 32);
+
+	lohalf ^= (v >= 0) ? hihalf : ~hihalf;
+	return DatumGetInt64(hash_uint32_extended(lohalf, (uint64) seed));
 }
 
 /*
@@ -910,7 +927,7 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 
 	if (n == 0)
 		return;
-	qsort(ev, n, sizeof(RbEvent), rb_cmp_event_product);
+	rb_sort_events_product(ev, n);
 	for (int i = 0; i < n; i++)
 	{
 		if (m > 0 && ev[m - 1].product_id == ev[i].product_id)
@@ -923,7 +940,7 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 		else
 			ev[m++] = ev[i];
 	}
-	qsort(ev, m, sizeof(RbEvent), rb_cmp_event_recent);
+	rb_sort_events_recent(ev, m);
 	if (m > cap)
 		m = cap;
 	sum = ev[0].w * ev[0].w;
@@ -932,13 +949,12 @@ rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 	sum = sqrt(sum);
 	/* written in key order: the primary key's build finds them sorted */
 	if (m > 1)
-		qsort(ev, m, sizeof(RbEvent), rb_cmp_event_product);
+		rb_sort_events_product(ev, m);
 	for (int i = 0; i < m; i++)
 	{
 		TupleTableSlot *slot = rb_slot(b);
 		float4		w = (float4) (ev[i].w / sum);
-		Datum		h = DirectFunctionCall2(hashint8extended, Int64GetDatum(customer),
-											Int64GetDatum(ev[i].product_id));
+		Datum		h = Int64GetDatum(rb_hashint8extended(customer, ev[i].product_id));
 
 		slot->tts_values[0] = Int64GetDatum(customer);
 		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);
@@ -1037,6 +1053,9 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 
 	work = AllocSetContextCreate(CurrentMemoryContext, "shop rebuild profiles", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work);
+	/* the lines of the history at once (each doubling copies them all) */
+	if (h != NULL && h->nlines > ev_cap)
+		ev_cap = h->nlines;
 	ev = palloc_extended(sizeof(RbCustEvent) * ev_cap, MCXT_ALLOC_HUGE);
 
 	if (h != NULL)
@@ -1136,7 +1155,8 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 		prof->cb.func = rb_prof_forget;
 		prof->cb.arg = prof;
 		MemoryContextRegisterResetCallback(pcxt, &prof->cb);
-		prof->cap = 65536;
+		/* no more rows than events: no doubling (the rest is freed below) */
+		prof->cap = Max(nev, 1);
 		prof->rows = MemoryContextAllocExtended(pcxt, sizeof(LikeProfileRow) * prof->cap, MCXT_ALLOC_HUGE);
 	}
 	one = palloc(sizeof(RbEvent) * one_cap);
@@ -1166,6 +1186,11 @@ shop_rebuild_customer_items(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(caller);
 	rb_end(&b);
 	MemoryContextDelete(work);
+	if (prof->n < prof->cap)
+	{
+		prof->cap = Max(prof->n, 1);
+		prof->rows = repalloc_huge(prof->rows, sizeof(LikeProfileRow) * prof->cap);
+	}
 	rb_statement_mark(&prof->made);
 	rb_prof = prof;
 	PG_RETURN_INT64(customers);
@@ -1463,13 +1488,201 @@ rb_prof_get(void)
 	return NULL;
 }
 
-static int
-rb_cmp_entry_id(const void *a, const void *b)
-{
-	int64		x = ((const LikeEntry *) a)->id;
-	int64		y = ((const LikeEntry *) b)->id;
+#define ST_SORT rb_sort_entry_id
+#define ST_ELEMENT_TYPE LikeEntry
+#define ST_COMPARE(a, b) ((a)->id < (b)->id ? -1 : ((a)->id > (b)->id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
-	return (x > y) - (x < y);
+/*
+ * The samples as the lists read them, packed: like_samples_index and
+ * like_customer_list (src/recolike.c) read a member's dense index and
+ * weight from its 32-byte profile row, the samples' rows strided through
+ * every row of the product; here the members of all samples are two
+ * arrays (8 bytes a member, only the sampled rows), and each customer's
+ * samples are listed by their first member and length, with the
+ * customer's weight (the LikeSamples fields, one indirection less).  The
+ * sums are those of like_customer_list, term by term and in its order
+ * (per neighbour: the customer's samples in product order), so the lists
+ * are the same to the bit.
+ */
+typedef struct RbSamples
+{
+	int32	   *mci;			/* sample members, sample after sample: dense index */
+	float4	   *mw;				/* and weight */
+	int32	   *moff;			/* customer c's samples: k in moff[c] .. moff[c + 1] */
+	int32	   *kfirst;			/* sample k's first member in mci/mw */
+	int32	   *klen;			/* its members */
+	float4	   *kw;				/* c's weight in it */
+} RbSamples;
+
+/* v sorted by (p, h, c): each product's first `sample` rows are its sample */
+static void
+rb_samples_index(const RbItem *v, int64 nv, int32 ncust, int sample, RbSamples *out)
+{
+	int64		nmem = 0;
+	int32		nm = 0;
+	int32	   *fill;
+
+	/* the members, and how many samples each customer is in */
+	out->mci = palloc(sizeof(int32) * Max(nv, 1));
+	out->mw = palloc(sizeof(float4) * Max(nv, 1));
+	out->moff = palloc0(sizeof(int32) * (ncust + 1));
+	for (int64 i = 0; i < nv;)
+	{
+		int64		j = i + 1;
+		int64		len;
+
+		while (j < nv && v[j].p == v[i].p)
+			j++;
+		len = Min(j - i, sample);
+		for (int64 m = i; m < i + len; m++)
+		{
+			out->mci[nmem] = v[m].ci;
+			out->mw[nmem] = v[m].w;
+			out->moff[v[m].ci + 1]++;
+			nmem++;
+		}
+		i = j;
+	}
+	for (int32 c = 0; c < ncust; c++)
+		out->moff[c + 1] += out->moff[c];
+	/* each customer's samples, in product order (the samples' order) */
+	out->kfirst = palloc(sizeof(int32) * Max(nmem, 1));
+	out->klen = palloc(sizeof(int32) * Max(nmem, 1));
+	out->kw = palloc(sizeof(float4) * Max(nmem, 1));
+	fill = palloc(sizeof(int32) * Max(ncust, 1));
+	memcpy(fill, out->moff, sizeof(int32) * Max(ncust, 1));
+	for (int64 i = 0; i < nv;)
+	{
+		int64		j = i + 1;
+		int32		len;
+
+		while (j < nv && v[j].p == v[i].p)
+			j++;
+		len = (int32) Min(j - i, sample);
+		for (int32 m = 0; m < len; m++)
+		{
+			int32		k = fill[out->mci[nm + m]]++;
+
+			out->kfirst[k] = nm;
+			out->klen[k] = len;
+			out->kw[k] = out->mw[nm + m];
+		}
+		nm += len;
+		i = j;
+	}
+	pfree(fill);
+}
+
+/* a ranks above b in a list: higher score, then lower id (like_cmp_entry < 0) */
+static inline bool
+rb_above(const LikeEntry *a, const LikeEntry *b)
+{
+	return a->score > b->score || (a->score == b->score && a->id < b->id);
+}
+
+/*
+ * The best `top` of e[0..n) (like_cmp_entry's order, the entries
+ * like_top keeps) in e[0..result), in no particular order: the caller
+ * writes them by id.  A bounded heap whose root is the worst kept entry,
+ * as in like_top, with the comparison inlined and no final sort.
+ */
+static int
+rb_top_set(LikeEntry *e, int n, int top)
+{
+	int			k = 0;
+
+	if (n <= top)
+		return n;
+	for (int i = 0; i < n; i++)
+	{
+		LikeEntry	x = e[i];
+		int			j;
+
+		if (k == top)
+		{
+			if (!rb_above(&x, &e[0]))
+				continue;		/* ranks below the worst kept */
+			/* replace the root and sift it down */
+			j = 0;
+			for (;;)
+			{
+				int			l = 2 * j + 1,
+							w = j;
+				const LikeEntry *pw = &x;
+
+				if (l < k && rb_above(pw, &e[l]))
+				{
+					w = l;
+					pw = &e[l];
+				}
+				if (l + 1 < k && rb_above(pw, &e[l + 1]))
+					w = l + 1;
+				if (w == j)
+					break;
+				e[j] = e[w];
+				j = w;
+			}
+			e[j] = x;
+			continue;
+		}
+		/* heap not full yet: sift up (e[0..k) is the heap, i >= k) */
+		j = k++;
+		while (j > 0 && rb_above(&e[(j - 1) / 2], &x))
+		{
+			e[j] = e[(j - 1) / 2];
+			j = (j - 1) / 2;
+		}
+		e[j] = x;
+	}
+	return k;
+}
+
+/*
+ * Customer c's list into vec (the entries like_customer_list keeps, in no
+ * particular order); returns its length.  acc (zeroed, ncust) and touched
+ * (ncust) are scratch; acc is left zeroed.
+ */
+static int
+rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, int32 *touched,
+				 LikeEntry *vec, int top)
+{
+	int			ntouched = 0;
+	const int32 *mci = ls->mci;
+	const float4 *mw = ls->mw;
+
+	for (int32 k = ls->moff[c]; k < ls->moff[c + 1]; k++)
+	{
+		double		wc = (double) ls->kw[k];
+		int32		end = ls->kfirst[k] + ls->klen[k];
+
+		for (int32 m = ls->kfirst[k]; m < end; m++)
+		{
+			int32		o = mci[m];
+
+			if (o == c)
+				continue;
+			if (acc[o] == 0)
+				touched[ntouched++] = o;
+			acc[o] += wc * (double) mw[m];
+		}
+	}
+	/*
+	 * by dense index while ranking: the indexes are in customer id order,
+	 * so ties break as by id, and only the kept entries look up their id
+	 */
+	for (int m = 0; m < ntouched; m++)
+	{
+		vec[m].id = touched[m];
+		vec[m].score = like_round(acc[touched[m]]);
+		acc[touched[m]] = 0;
+	}
+	ntouched = rb_top_set(vec, ntouched, top);
+	for (int m = 0; m < ntouched; m++)
+		vec[m].id = cust[vec[m].id];
+	return ntouched;
 }
 
 Datum
@@ -1488,7 +1701,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap = 1024;
 	int64	   *cust;
 	int32		ncust = 0;
-	LikeSamples ls;
+	RbSamples	ls;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -1598,7 +1811,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
 	rb_sort_items(v, nv);
-	like_samples_index(v, sizeof(RbItem), nv, ncust, sample, &ls);
+	rb_samples_index(v, nv, ncust, sample, &ls);
 
 	/* the lists */
 	acc = palloc0(sizeof(double) * Max(ncust, 1));
@@ -1607,13 +1820,13 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	rb_begin(&b, "customer_neighbour", 3);
 	for (int32 c = 0; c < ncust; c++)
 	{
-		int			n = like_customer_list(&ls, v, sizeof(RbItem), c, cust, acc, touched, vec, top);
+		int			n = rb_customer_list(&ls, c, cust, acc, touched, vec, top);
 
 		/* written in key order: the primary key's build finds them sorted */
 		if (n > top)
 			n = top;
 		if (n > 1)
-			qsort(vec, n, sizeof(LikeEntry), rb_cmp_entry_id);
+			rb_sort_entry_id(vec, n);
 		for (int m = 0; m < n; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
