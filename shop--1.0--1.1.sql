@@ -4155,9 +4155,13 @@ BEGIN
         r := shop._like_refresh_lists(todo, coalesce(all_c, '{}'), coalesce(all_p, '{}'),
                                       coalesce(all_w, '{}'), coalesce(all_h, '{}'));
         IF r IS NOT NULL THEN
-            DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
-            INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-            SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            -- (_like_refresh_lists wrote the new profiles over the old ones,
+            -- unless the table could not take its direct writes)
+            IF NOT r ? 'profile_rows_written' THEN
+                DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
+                INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+                SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            END IF;
             SELECT count(*) INTO n_left FROM shop.customer_like_queue;
             RETURN jsonb_build_object('customers_profiled', cardinality(todo),
                                       'customers_scored', (r ->> 'customers_scored')::bigint,
