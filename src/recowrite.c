@@ -12,11 +12,20 @@
  * does).  A row not found at its ctid, or not matching its key, is left to
  * the caller, which writes it by key through SPI as before.
  *
- * Used only on plain tables without triggers, row level security,
- * expression, partial or exclusion indexes, or deferred uniqueness
- * (ShopTidWriterOpen returns NULL otherwise, and the caller keeps the SPI
- * path): shop.copurchase and shop.customer_neighbour have a primary key
- * and nothing else.
+ * Used only on plain tables without triggers, row level security, CHECK
+ * constraints, generated columns, expression, partial or exclusion
+ * indexes, or deferred uniqueness (ShopTidWriterOpen returns NULL
+ * otherwise, and the caller keeps the SPI path): shop.copurchase and
+ * shop.customer_neighbour have a primary key and nothing else.
+ *
+ * The refresh's customers-like-you part also deletes and inserts through
+ * it (ShopTidWriterDelete, ShopTidWriterInsert): the lists' dropped and
+ * new rows, and the changed customers' profiles in shop.customer_item
+ * (a weight that moved is an update there: not HOT, since
+ * customer_item_sample_idx includes the weight, so every index gets the
+ * new version's entry).  A delete leaves the index entries to VACUUM, as
+ * a DELETE does; an insert adds one to every index, unique ones checked.
+ * A writer takes one snapshot for its fetches (it took one per row).
  */
 #include "postgres.h"
 
@@ -102,7 +111,10 @@ ShopTidWriterOpenInsert(const char *relname, const char *key1, const char *key2,
 		return NULL;
 	rel = table_open(relid, RowExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relrowsecurity)
+		rel->rd_rel->relrowsecurity ||
+		(RelationGetDescr(rel)->constr != NULL &&
+		 (RelationGetDescr(rel)->constr->num_check > 0 ||
+		  RelationGetDescr(rel)->constr->has_generated_stored)))
 	{
 		table_close(rel, RowExclusiveLock);
 		return NULL;
@@ -147,8 +159,7 @@ ShopTidWriterOpenInsert(const char *relname, const char *key1, const char *key2,
 	w->nulls = palloc0(sizeof(bool) * natts);
 	w->repl = palloc0(sizeof(bool) * natts);
 	{
-		/* inserts: every live column named, no constraint to check */
-		TupleConstr *constr = RelationGetDescr(rel)->constr;
+		/* inserts: every live column named (nothing left to a default) */
 		int			named = 3 + (cola != NULL) + (extra != NULL);
 		int			live = 0;
 
@@ -159,8 +170,7 @@ ShopTidWriterOpenInsert(const char *relname, const char *key1, const char *key2,
 			else
 				live++;
 		}
-		w->insertable = (live == named &&
-						 (constr == NULL || (constr->num_check == 0 && !constr->has_generated_stored)));
+		w->insertable = (live == named);
 	}
 	w->repl[w->colb - 1] = true;
 	if (w->cola != InvalidAttrNumber)
