@@ -8974,6 +8974,13 @@ $$;
 -- code: src/recorebuild.c is the rebuild's), and writes only the list
 -- rows that moved (by ctid); then the new profiles are written.  No slice,
 -- no sample read through the index, no list patched.
+-- Later (ref5, edited in place): the list rows' deletes and inserts and
+-- the new profiles (written over the stored rows: an unchanged row stays,
+-- a moved weight is updated) go straight to the heap (src/recowrite.c),
+-- and the result says profile_rows_written, so that _like_refresh writes
+-- no profile itself; a table with a trigger, row level security or a
+-- CHECK constraint keeps the statements (_like_refresh's for the
+-- profiles).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._like_refresh_lists(cs bigint[], new_c bigint[], new_p bigint[], new_w real[],
@@ -8982,7 +8989,7 @@ RETURNS jsonb
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'shop_like_refresh_lists';
 COMMENT ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) IS
-'internal: with the new profile rows of the customers cs (not yet written), computes whole every customers-like-you list that can move and writes the rows that moved; NULL (nothing written) past shop.reco_like_refresh_rows profile rows';
+'internal: with the new profile rows of the customers cs (not yet written), computes whole every customers-like-you list that can move and writes the rows that moved, then the new profiles (profile_rows_written in the result; absent when the caller must write them); NULL (nothing written) past shop.reco_like_refresh_rows profile rows';
 REVOKE EXECUTE ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
