@@ -2220,12 +2220,6 @@ reco_refresh_rescore(HTAB *stats, HTAB *details, const RecoIds *changed, double 
 }
 
 /*
- * Step 4 of a refresh, the scoring total moved: every list is recomputed,
- * products in id order, a batch at a time, and only differing rows are
- * written (with shop.copurchase's scores outside every index, a row whose
- * score moved is a HOT update).  Returns how many lists were recomputed.
- */
-/*
  * A full rescore reads every pair row and every shop.copurchase row.  Read
  * in batches of RECO_BATCH products through the primary keys (= ANY), that
  * was 9% of a refresh's CPU at 100,000 products (95,000 index descents and
@@ -2299,6 +2293,12 @@ reco_load_pairs_all(HTAB *details, const int64 *ids, int nids)
 		reco_detail(details, ids[i])->have_pairs = true;
 }
 
+/*
+ * Step 4 of a refresh, the scoring total moved: every list is recomputed,
+ * products in id order, a batch at a time, and only differing rows are
+ * written (with shop.copurchase's scores outside every index, a row whose
+ * score moved is a HOT update).  Returns how many lists were recomputed.
+ */
 static int64
 reco_refresh_all(HTAB *stats, HTAB *details, double total, int64 *written)
 {
