@@ -157,6 +157,42 @@ SELECT * FROM pg_temp.against_rebuild();
 DROP TABLE public.score_audit;
 DROP FUNCTION public.score_audit_trg();
 
+-- 5. a CHECK constraint a store adds (here one that notes every row it
+-- checks) is checked on every row the refresh writes: a table with one
+-- keeps the statements (the direct writes skipped the check of the
+-- moved scores)
+CREATE TABLE public.check_audit (tbl text, k1 bigint, k2 bigint);
+CREATE FUNCTION public.checked(t text, a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.check_audit VALUES (t, a, b);
+    RETURN true;
+END $f$;
+ALTER TABLE shop.copurchase ADD CONSTRAINT copurchase_checked
+    CHECK (public.checked('copurchase', product_id, other_id)) NOT VALID;
+ALTER TABLE shop.customer_neighbour ADD CONSTRAINT neighbour_checked
+    CHECK (public.checked('customer_neighbour', customer_id, neighbour_id)) NOT VALID;
+SET client_min_messages = warning;
+SELECT pg_temp.keep();
+RESET client_min_messages;
+SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 90)) AS orders FROM generate_series(1501, 1800) i;
+SELECT r ->> 'full_rescore' AS full_rescore FROM shop.refresh_recommendations() r;
+-- every moved score was checked
+SELECT m.copurchase > 100 AS copurchase_moved,
+       (SELECT count(*) FROM kept_cp k JOIN shop.copurchase c USING (product_id, other_id)
+         WHERE (k.pair_count, k.score) IS DISTINCT FROM (c.pair_count, c.score)
+           AND NOT EXISTS (SELECT 1 FROM public.check_audit a
+                            WHERE a.tbl = 'copurchase' AND (a.k1, a.k2) = (c.product_id, c.other_id))) AS unchecked_copurchase,
+       (SELECT count(*) FROM kept_nb k JOIN shop.customer_neighbour c USING (customer_id, neighbour_id)
+         WHERE k.score IS DISTINCT FROM c.score
+           AND NOT EXISTS (SELECT 1 FROM public.check_audit a
+                            WHERE a.tbl = 'customer_neighbour' AND (a.k1, a.k2) = (c.customer_id, c.neighbour_id))) AS unchecked_neighbours
+  FROM pg_temp.moved() m;
+ALTER TABLE shop.copurchase DROP CONSTRAINT copurchase_checked;
+ALTER TABLE shop.customer_neighbour DROP CONSTRAINT neighbour_checked;
+SELECT * FROM pg_temp.against_rebuild();
+DROP TABLE public.check_audit;
+DROP FUNCTION public.checked(text, bigint, bigint);
+
 RESET shop.reco_neighbours;
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;
