@@ -4180,9 +4180,13 @@ BEGIN
         r := shop._like_refresh_lists(todo, coalesce(all_c, '{}'), coalesce(all_p, '{}'),
                                       coalesce(all_w, '{}'), coalesce(all_h, '{}'));
         IF r IS NOT NULL THEN
-            DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
-            INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
-            SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            -- (_like_refresh_lists wrote the new profiles over the old ones,
+            -- unless the table could not take its direct writes)
+            IF NOT r ? 'profile_rows_written' THEN
+                DELETE FROM shop.customer_item c WHERE c.customer_id = ANY (todo);
+                INSERT INTO shop.customer_item (customer_id, product_id, weight, h)
+                SELECT u.c, u.p, u.w, u.h FROM unnest(all_c, all_p, all_w, all_h) u(c, p, w, h);
+            END IF;
             SELECT count(*) INTO n_left FROM shop.customer_like_queue;
             RETURN jsonb_build_object('customers_profiled', cardinality(todo),
                                       'customers_scored', (r ->> 'customers_scored')::bigint,
@@ -8995,6 +8999,13 @@ $$;
 -- code: src/recorebuild.c is the rebuild's), and writes only the list
 -- rows that moved (by ctid); then the new profiles are written.  No slice,
 -- no sample read through the index, no list patched.
+-- Later (ref5, edited in place): the list rows' deletes and inserts and
+-- the new profiles (written over the stored rows: an unchanged row stays,
+-- a moved weight is updated) go straight to the heap (src/recowrite.c),
+-- and the result says profile_rows_written, so that _like_refresh writes
+-- no profile itself; a table with a trigger, row level security or a
+-- CHECK constraint keeps the statements (_like_refresh's for the
+-- profiles).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._like_refresh_lists(cs bigint[], new_c bigint[], new_p bigint[], new_w real[],
@@ -9003,7 +9014,7 @@ RETURNS jsonb
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'shop_like_refresh_lists';
 COMMENT ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) IS
-'internal: with the new profile rows of the customers cs (not yet written), computes whole every customers-like-you list that can move and writes the rows that moved; NULL (nothing written) past shop.reco_like_refresh_rows profile rows';
+'internal: with the new profile rows of the customers cs (not yet written), computes whole every customers-like-you list that can move and writes the rows that moved, then the new profiles (profile_rows_written in the result; absent when the caller must write them); NULL (nothing written) past shop.reco_like_refresh_rows profile rows';
 REVOKE EXECUTE ON FUNCTION shop._like_refresh_lists(bigint[], bigint[], bigint[], real[], bigint[]) FROM PUBLIC;
 
 ------------------------------------------------------------------------------

@@ -12,11 +12,20 @@
  * does).  A row not found at its ctid, or not matching its key, is left to
  * the caller, which writes it by key through SPI as before.
  *
- * Used only on plain tables without triggers, row level security,
- * expression, partial or exclusion indexes, or deferred uniqueness
- * (ShopTidWriterOpen returns NULL otherwise, and the caller keeps the SPI
- * path): shop.copurchase and shop.customer_neighbour have a primary key
- * and nothing else.
+ * Used only on plain tables without triggers, row level security, CHECK
+ * constraints, generated columns, expression, partial or exclusion
+ * indexes, or deferred uniqueness (ShopTidWriterOpen returns NULL
+ * otherwise, and the caller keeps the SPI path): shop.copurchase and
+ * shop.customer_neighbour have a primary key and nothing else.
+ *
+ * The refresh's customers-like-you part also deletes and inserts through
+ * it (ShopTidWriterDelete, ShopTidWriterInsert): the lists' dropped and
+ * new rows, and the changed customers' profiles in shop.customer_item
+ * (a weight that moved is an update there: not HOT, since
+ * customer_item_sample_idx includes the weight, so every index gets the
+ * new version's entry).  A delete leaves the index entries to VACUUM, as
+ * a DELETE does; an insert adds one to every index, unique ones checked.
+ * A writer takes one snapshot for its fetches (it took one per row).
  */
 #include "postgres.h"
 
@@ -47,8 +56,11 @@ struct ShopTidWriter
 	AttrNumber	key1,
 				key2,
 				cola,
-				colb;
+				colb,
+				extra;			/* int8 column only inserts write */
+	bool		insertable;		/* every column is one of the above */
 	TupleTableSlot *slot;
+	Snapshot	snap;			/* what heap_fetch reads with, taken once */
 	Datum	   *values;
 	bool	   *nulls;
 	bool	   *repl;
@@ -74,6 +86,19 @@ ShopTidWriter *
 ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
 				  const char *cola, const char *colb)
 {
+	return ShopTidWriterOpenInsert(relname, key1, key2, cola, colb, NULL);
+}
+
+/*
+ * The same, able to insert rows too (ShopTidWriterInsert) when the named
+ * columns, with the int8 column extra (may be NULL), are every column of
+ * the table and it has no CHECK constraint or generated column (NULL
+ * otherwise).
+ */
+ShopTidWriter *
+ShopTidWriterOpenInsert(const char *relname, const char *key1, const char *key2,
+						const char *cola, const char *colb, const char *extra)
+{
 	Oid			nsp = get_namespace_oid("shop", false);
 	Oid			relid = get_relname_relid(relname, nsp);
 	Relation	rel;
@@ -86,7 +111,10 @@ ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
 		return NULL;
 	rel = table_open(relid, RowExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relrowsecurity)
+		rel->rd_rel->relrowsecurity ||
+		(RelationGetDescr(rel)->constr != NULL &&
+		 (RelationGetDescr(rel)->constr->num_check > 0 ||
+		  RelationGetDescr(rel)->constr->has_generated_stored)))
 	{
 		table_close(rel, RowExclusiveLock);
 		return NULL;
@@ -97,8 +125,10 @@ ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
 	w->key2 = tid_writer_att(rel, key2, INT8OID);
 	w->cola = cola ? tid_writer_att(rel, cola, FLOAT4OID) : InvalidAttrNumber;
 	w->colb = tid_writer_att(rel, colb, FLOAT4OID);
+	w->extra = extra ? tid_writer_att(rel, extra, INT8OID) : InvalidAttrNumber;
 	if (w->key1 == InvalidAttrNumber || w->key2 == InvalidAttrNumber ||
-		(cola && w->cola == InvalidAttrNumber) || w->colb == InvalidAttrNumber)
+		(cola && w->cola == InvalidAttrNumber) || w->colb == InvalidAttrNumber ||
+		(extra && w->extra == InvalidAttrNumber))
 	{
 		table_close(rel, RowExclusiveLock);
 		pfree(w);
@@ -128,10 +158,40 @@ ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
 	w->values = palloc0(sizeof(Datum) * natts);
 	w->nulls = palloc0(sizeof(bool) * natts);
 	w->repl = palloc0(sizeof(bool) * natts);
+	{
+		/* inserts: every live column named (nothing left to a default) */
+		int			named = 3 + (cola != NULL) + (extra != NULL);
+		int			live = 0;
+
+		for (int i = 0; i < natts; i++)
+		{
+			if (TupleDescAttr(RelationGetDescr(rel), i)->attisdropped)
+				w->nulls[i] = true;
+			else
+				live++;
+		}
+		w->insertable = (live == named);
+	}
 	w->repl[w->colb - 1] = true;
 	if (w->cola != InvalidAttrNumber)
 		w->repl[w->cola - 1] = true;
+
+	/*
+	 * One snapshot for every fetch of the writer (it was taken per row: a
+	 * GetSnapshotData each).  The rows it writes were read under the
+	 * refresh lock before it was opened, and nothing else writes these
+	 * tables, so a later snapshot would find the same versions; a row not
+	 * found is left to the caller's statement by key anyway.
+	 */
+	w->snap = RegisterSnapshot(GetLatestSnapshot());
 	return w;
+}
+
+/* whether ShopTidWriterInsert can write the table's rows */
+bool
+ShopTidWriterCanInsert(const ShopTidWriter *w)
+{
+	return w->insertable;
 }
 
 void
@@ -141,9 +201,109 @@ ShopTidWriterClose(ShopTidWriter *w)
 		index_close(w->idx[i], RowExclusiveLock);
 	if (w->slot)
 		ExecDropSingleTupleTableSlot(w->slot);
+	if (w->snap)
+		UnregisterSnapshot(w->snap);
 	table_close(w->rel, RowExclusiveLock);
 	/* (the SPI statements after this see the rows written) */
 	CommandCounterIncrement();
+}
+
+/*
+ * The row at tid, when it is visible and its keys are k1, k2 (pinned in
+ * *buf); false (nothing pinned) otherwise.
+ */
+static bool
+tid_writer_fetch(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2,
+				 HeapTuple old, Buffer *buf)
+{
+	bool		isnull;
+	bool		ok;
+	Datum		d;
+
+	if (!ItemPointerIsValid(tid))
+		return false;
+	old->t_self = *tid;
+	if (!heap_fetch(w->rel, w->snap, old, buf, false))
+		return false;
+	d = heap_getattr(old, w->key1, RelationGetDescr(w->rel), &isnull);
+	ok = !isnull && DatumGetInt64(d) == k1;
+	if (ok)
+	{
+		d = heap_getattr(old, w->key2, RelationGetDescr(w->rel), &isnull);
+		ok = !isnull && DatumGetInt64(d) == k2;
+	}
+	if (!ok)
+	{
+		ReleaseBuffer(*buf);
+		return false;
+	}
+	return true;
+}
+
+/* a new version's (or a new row's) entries in every index */
+static void
+tid_writer_index(ShopTidWriter *w, HeapTuple nt, bool unchanged)
+{
+	Datum		iv[INDEX_MAX_KEYS];
+	bool		in[INDEX_MAX_KEYS];
+
+	ExecStoreHeapTuple(nt, w->slot, false);
+	for (int i = 0; i < w->nidx; i++)
+	{
+		FormIndexDatum(w->info[i], w->slot, NULL, iv, in);
+		index_insert(w->idx[i], iv, in, &nt->t_self, w->rel,
+					 w->idx[i]->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 unchanged, w->info[i]);
+	}
+	ExecClearTuple(w->slot);
+}
+
+/*
+ * Delete the row at tid whose keys are k1, k2 (its index entries stay
+ * for VACUUM, as a DELETE leaves them).  False when there is no such row
+ * there; nothing is written then.
+ */
+bool
+ShopTidWriterDelete(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2)
+{
+	HeapTupleData old;
+	Buffer		buf;
+	TM_Result	r;
+	TM_FailureData tmfd;
+
+	if (!tid_writer_fetch(w, tid, k1, k2, &old, &buf))
+		return false;
+	ReleaseBuffer(buf);
+	r = heap_delete(w->rel, tid, GetCurrentCommandId(true), InvalidSnapshot,
+					true, &tmfd, false);
+	return r == TM_Ok;
+}
+
+/*
+ * Insert a row: the key columns k1, k2, cola = a (when the writer has
+ * one), colb = b, and the int8 column extra (ShopTidWriterOpenInsert)
+ * = x; its entries in every index, unique ones checked (a duplicate key
+ * raises the error an INSERT would).
+ */
+void
+ShopTidWriterInsert(ShopTidWriter *w, int64 k1, int64 k2, float4 a, float4 b, int64 x)
+{
+	TupleDesc	desc = RelationGetDescr(w->rel);
+	HeapTuple	nt;
+
+	if (!w->insertable)
+		elog(ERROR, "shop: table %s cannot take rows from this writer", RelationGetRelationName(w->rel));
+	w->values[w->key1 - 1] = Int64GetDatum(k1);
+	w->values[w->key2 - 1] = Int64GetDatum(k2);
+	if (w->cola != InvalidAttrNumber)
+		w->values[w->cola - 1] = Float4GetDatum(a);
+	w->values[w->colb - 1] = Float4GetDatum(b);
+	if (w->extra != InvalidAttrNumber)
+		w->values[w->extra - 1] = Int64GetDatum(x);
+	nt = heap_form_tuple(desc, w->values, w->nulls);
+	heap_insert(w->rel, nt, GetCurrentCommandId(true), 0, NULL);
+	tid_writer_index(w, nt, false);
+	heap_freetuple(nt);
 }
 
 /*
@@ -160,31 +320,9 @@ ShopTidWriterUpdate(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2, float
 	TM_Result	r;
 	TM_FailureData tmfd;
 	LockTupleMode lockmode;
-	bool		isnull;
-	bool		ok;
-	Datum		d;
-	Snapshot	snap;
 
-	if (!ItemPointerIsValid(tid))
+	if (!tid_writer_fetch(w, tid, k1, k2, &old, &buf))
 		return false;
-	old.t_self = *tid;
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	ok = heap_fetch(w->rel, snap, &old, &buf, false);
-	UnregisterSnapshot(snap);
-	if (!ok)
-		return false;
-	d = heap_getattr(&old, w->key1, RelationGetDescr(w->rel), &isnull);
-	ok = !isnull && DatumGetInt64(d) == k1;
-	if (ok)
-	{
-		d = heap_getattr(&old, w->key2, RelationGetDescr(w->rel), &isnull);
-		ok = !isnull && DatumGetInt64(d) == k2;
-	}
-	if (!ok)
-	{
-		ReleaseBuffer(buf);
-		return false;
-	}
 	if (w->cola != InvalidAttrNumber)
 		w->values[w->cola - 1] = Float4GetDatum(a);
 	w->values[w->colb - 1] = Float4GetDatum(b);
@@ -201,20 +339,7 @@ ShopTidWriterUpdate(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2, float
 		return false;
 	}
 	if (!HeapTupleIsHeapOnly(nt))
-	{
-		Datum		iv[INDEX_MAX_KEYS];
-		bool		in[INDEX_MAX_KEYS];
-
-		ExecStoreHeapTuple(nt, w->slot, false);
-		for (int i = 0; i < w->nidx; i++)
-		{
-			FormIndexDatum(w->info[i], w->slot, NULL, iv, in);
-			index_insert(w->idx[i], iv, in, &nt->t_self, w->rel,
-						 w->idx[i]->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-						 true, w->info[i]);
-		}
-		ExecClearTuple(w->slot);
-	}
+		tid_writer_index(w, nt, true);
 	heap_freetuple(nt);
 	return true;
 }

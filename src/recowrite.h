@@ -1,5 +1,5 @@
 /*
- * recowrite.h: score updates of the refresh written to the heap by ctid
+ * recowrite.h: the refresh's row writes straight to the heap (by ctid)
  * (recowrite.c)
  */
 #ifndef SHOP_RECOWRITE_H
@@ -11,6 +11,13 @@ typedef struct ShopTidWriter ShopTidWriter;
 
 extern ShopTidWriter *ShopTidWriterOpen(const char *relname, const char *key1, const char *key2,
 										const char *cola, const char *colb);
+extern ShopTidWriter *ShopTidWriterOpenInsert(const char *relname, const char *key1,
+											  const char *key2, const char *cola,
+											  const char *colb, const char *extra);
+extern bool ShopTidWriterCanInsert(const ShopTidWriter *w);
+extern bool ShopTidWriterDelete(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2);
+extern void ShopTidWriterInsert(ShopTidWriter *w, int64 k1, int64 k2, float4 a, float4 b,
+								int64 x);
 extern bool ShopTidWriterUpdate(ShopTidWriter *w, ItemPointer tid, int64 k1, int64 k2,
 								float4 a, float4 b);
 extern void ShopTidWriterClose(ShopTidWriter *w);
