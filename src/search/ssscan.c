@@ -1257,11 +1257,32 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 
 			for (; k < end; k++)
 			{
+				const uint8 *p = (const uint8 *) page + pos;
 				uint32		delta,
 							tf;
 
-				pos += SsVarintGet(page + pos, &delta);
-				pos += SsVarintGet(page + pos, &tf);
+				/*
+				 * The usual shapes at once: a 1-byte delta, then a tf of
+				 * 1 or 2 bytes (a title occurrence alone is 2); the
+				 * SS_POSTING_MAX bytes left make reading 3 safe.
+				 */
+				if (p[0] < 0x80 && p[1] < 0x80)
+				{
+					delta = p[0];
+					tf = p[1];
+					pos += 2;
+				}
+				else if (p[0] < 0x80 && p[2] < 0x80)
+				{
+					delta = p[0];
+					tf = (p[1] & 0x7F) | ((uint32) p[2] << 7);
+					pos += 3;
+				}
+				else
+				{
+					pos += SsVarintGet(page + pos, &delta);
+					pos += SsVarintGet(page + pos, &tf);
+				}
 				docid += delta;
 				docs[k] = docid;
 				tfs[k] = (uint16) tf;
@@ -1335,17 +1356,46 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 			continue;
 		if (se->decoded != (int32) b)
 			cursor_decode(ev, se, b);
-		for (uint32 j = 0; j < se->ndec; j++)
 		{
-			uint32		d = se->docs[j];
+			/*
+			 * A local copy of the context and of the loop's bounds: the
+			 * accumulators' byte stores may alias anything reached
+			 * through a pointer, so the fields were read again for
+			 * every posting.
+			 */
+			const PostCtx lpc = *pc;
+			const uint32 *docs = se->docs;
+			const uint16 *tfs = se->tfs;
+			uint32		ndec = se->ndec;
+			uint32		j = 0;
 
-			if (d < lo)
-				continue;
-			if (d >= hi)
-				return;
-			if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
-				continue;
-			posting_cb(pc, d, se->tfs[j]);
+			while (j < ndec && docs[j] < lo)
+				j++;			/* docids ascend: those before the window */
+			if (s->use_candbits)
+			{
+				const uint64 *cb = s->candbits;
+
+				for (; j < ndec; j++)
+				{
+					uint32		d = docs[j];
+
+					if (d >= hi)
+						return;
+					if (cb[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))
+						posting_cb(&lpc, d, tfs[j]);
+				}
+			}
+			else
+			{
+				for (; j < ndec; j++)
+				{
+					uint32		d = docs[j];
+
+					if (d >= hi)
+						return;
+					posting_cb(&lpc, d, tfs[j]);
+				}
+			}
 		}
 	}
 }
@@ -1696,15 +1746,20 @@ impact_scan(Eval *ev, SegState *s, SegExp *se, int lev, uint32 lo, uint32 hi, Po
 {
 	const ImpactList *il = se->imp;
 	bool		prefetch = !pc->filtered && !ev->collect && !ev->tbm;
+	const PostCtx lpc = *pc;	/* see cursor_scan */
+	const uint32 *docs = il->docs;
+	uint32		n = il->n;
+	bool		use_cb = s->use_candbits;
+	const uint64 *cb = s->candbits;
 
-	for (uint32 i = impact_seek(se, lo); i < il->n && il->docs[i] < hi; i++)
+	for (uint32 i = impact_seek(se, lo); i < n && docs[i] < hi; i++)
 	{
-		uint32		d = il->docs[i];
+		uint32		d = docs[i];
 
-		if (prefetch && i + 8 < il->n)
+		if (prefetch && i + 8 < n)
 		{
 			/* a listed posting's norms are seldom in the CPU cache yet */
-			const SsNorm *next = norm_peek(pc->nc, il->docs[i + 8]);
+			const SsNorm *next = norm_peek(lpc.nc, docs[i + 8]);
 
 			if (next)
 				__builtin_prefetch(next);
@@ -1713,9 +1768,9 @@ impact_scan(Eval *ev, SegState *s, SegExp *se, int lev, uint32 lo, uint32 hi, Po
 			continue;
 
 		/* AND mode, a later word: not a candidate */
-		if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
+		if (use_cb && !(cb[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
 			continue;
-		posting_cb(pc, d, il->tfs[i]);
+		posting_cb(&lpc, d, il->tfs[i]);
 	}
 }
 
