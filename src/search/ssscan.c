@@ -86,6 +86,13 @@
 #include "ssearch.h"
 
 #define SS_FIRST_BATCH			64
+/*
+ * Posting pages an evaluation keeps pinned (not locked) between block
+ * decodes, by block number modulo this: a term's consecutive blocks mostly
+ * share a page, and a block decode looked its page up in the buffer table
+ * again each time.
+ */
+#define SS_POST_PINS			16
 #define SS_NORM_TABLE			256
 
 /*
@@ -296,6 +303,9 @@ typedef struct Eval
 	SsResult   *res;
 	int			nres;
 	int			maxres;
+	/* posting pages kept pinned between block decodes (post_page_lock) */
+	BlockNumber postpin_blk[SS_POST_PINS];
+	Buffer		postpin_buf[SS_POST_PINS];
 } Eval;
 
 /* a match: seg the segment's number (-1: the pending document docid) */
@@ -1037,9 +1047,11 @@ typedef struct PostCtx
 	Acc		   *target;
 	double		idf;
 	float4		factor;
+	double		c;				/* factor * idf * (k1 + 1), the saturation's numerator */
 	int			typos;
 	uint32		ndocs;
 	bool		filtered;		/* the query has stored-value filters */
+	bool		matchonly;		/* facets and bitmaps: the match set, no score */
 	const Acc  *need;			/* if set: only documents with needcnt slots there */
 	uint8		needcnt;
 	float4		minscore;		/* postings scoring less cannot reach the top k */
@@ -1047,8 +1059,13 @@ typedef struct PostCtx
 	const uint8 *allowed;		/* see SegState */
 } PostCtx;
 
-static inline void
-posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
+/*
+ * Inlined into its two loops (cursor_scan, impact_scan): a call per
+ * posting cost a fifth of the function's instructions in saving and
+ * restoring registers.
+ */
+static pg_attribute_always_inline void
+posting_cb(const PostCtx *pc, uint32 docid, uint16 tf)
 {
 	const SsDoc *doc;
 	double		t;
@@ -1061,7 +1078,7 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 	if (pc->allowed && !(pc->allowed[docid >> 3] & (1 << (docid & 7))))
 		return;
 	ss_work.offered++;
-	if (!pc->filtered && (pc->ev->collect || pc->ev->tbm))
+	if (pc->matchonly)
 	{
 		/* facets and bitmaps need the match set, not scores */
 		acc_offer(pc->target, docid, 0, pc->typos);
@@ -1083,7 +1100,8 @@ posting_cb(PostCtx *pc, uint32 docid, uint16 tf)
 	/* too low to matter: known before the saturation's division */
 	if (t < pc->tmin)
 		return;
-	score = (float4) (pc->factor * pc->idf * (SS_BM25_K1 + 1) * t / (t + SS_BM25_K1));
+	/* the same double operations, in the same order, as bm25() */
+	score = (float4) (pc->c * t / (t + SS_BM25_K1));
 	if (score >= pc->minscore)
 		acc_offer(pc->target, docid, score, pc->typos);
 }
@@ -1160,6 +1178,49 @@ cursor_seek(SegExp *se, uint32 lo)
 		se->b++;
 }
 
+/*
+ * Posting page blk, pinned and share-locked; the caller unlocks it with
+ * LockBuffer(buf, BUFFER_LOCK_UNLOCK) and leaves the pin to the cache.
+ * The page is checked under every lock, as SsReadPage does.  Only pins are
+ * kept between calls, never a lock, so what may wait meanwhile (interrupt
+ * checks, other pages' locks) waits as before; post_pins_release drops
+ * them at the end of each segment (an error releases them with the
+ * resource owner, and Eval with them).
+ */
+static inline Buffer
+post_page_lock(Eval *ev, BlockNumber blk)
+{
+	int			i = blk % SS_POST_PINS;
+	Buffer		buf = ev->postpin_buf[i];
+
+	if (BufferIsValid(buf) && ev->postpin_blk[i] == blk)
+	{
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		SsCheckPage(ev->index, BufferGetPage(buf), blk, SS_PAGE_POST);
+		return buf;
+	}
+	if (BufferIsValid(buf))
+	{
+		ev->postpin_buf[i] = InvalidBuffer;
+		ReleaseBuffer(buf);
+	}
+	buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
+	ev->postpin_buf[i] = buf;
+	ev->postpin_blk[i] = blk;
+	return buf;
+}
+
+static void
+post_pins_release(Eval *ev)
+{
+	for (int i = 0; i < SS_POST_PINS; i++)
+	{
+		if (BufferIsValid(ev->postpin_buf[i]))
+			ReleaseBuffer(ev->postpin_buf[i]);
+		ev->postpin_buf[i] = InvalidBuffer;
+	}
+}
+
 /* decode block b of se into se->docs / se->tfs */
 static void
 cursor_decode(Eval *ev, SegExp *se, uint32 b)
@@ -1178,23 +1239,56 @@ cursor_decode(Eval *ev, SegExp *se, uint32 b)
 	}
 	while (k < n)
 	{
-		Buffer		buf = SsReadPage(ev->index, blk, BUFFER_LOCK_SHARE, SS_PAGE_POST, NULL);
+		Buffer		buf = post_page_lock(ev, blk);
 		const char *page;
+		uint32	   *docs = se->docs;
+		uint16	   *tfs = se->tfs;
 
 		page = SsPageContents(BufferGetPage(buf));
 		while (k < n && SS_PAGE_CAPACITY - pos >= SS_POSTING_MAX)
 		{
-			uint32		delta,
-						tf;
+			/*
+			 * as many postings as surely fit before the page's end (a
+			 * posting takes at most SS_POSTING_MAX bytes) without the
+			 * check per posting
+			 */
+			uint32		sure = Min(n - k, (SS_PAGE_CAPACITY - pos) / SS_POSTING_MAX);
+			uint32		end = k + sure;
 
-			pos += SsVarintGet(page + pos, &delta);
-			pos += SsVarintGet(page + pos, &tf);
-			docid += delta;
-			se->docs[k] = docid;
-			se->tfs[k] = (uint16) tf;
-			k++;
+			for (; k < end; k++)
+			{
+				const uint8 *p = (const uint8 *) page + pos;
+				uint32		delta,
+							tf;
+
+				/*
+				 * The usual shapes at once: a 1-byte delta, then a tf of
+				 * 1 or 2 bytes (a title occurrence alone is 2); the
+				 * SS_POSTING_MAX bytes left make reading 3 safe.
+				 */
+				if (p[0] < 0x80 && p[1] < 0x80)
+				{
+					delta = p[0];
+					tf = p[1];
+					pos += 2;
+				}
+				else if (p[0] < 0x80 && p[2] < 0x80)
+				{
+					delta = p[0];
+					tf = (p[1] & 0x7F) | ((uint32) p[2] << 7);
+					pos += 3;
+				}
+				else
+				{
+					pos += SsVarintGet(page + pos, &delta);
+					pos += SsVarintGet(page + pos, &tf);
+				}
+				docid += delta;
+				docs[k] = docid;
+				tfs[k] = (uint16) tf;
+			}
 		}
-		UnlockReleaseBuffer(buf);
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		blk++;
 		pos = 0;
 	}
@@ -1262,17 +1356,46 @@ cursor_scan(Eval *ev, SegState *s, SegExp *se, uint32 lo, uint32 hi, float4 minb
 			continue;
 		if (se->decoded != (int32) b)
 			cursor_decode(ev, se, b);
-		for (uint32 j = 0; j < se->ndec; j++)
 		{
-			uint32		d = se->docs[j];
+			/*
+			 * A local copy of the context and of the loop's bounds: the
+			 * accumulators' byte stores may alias anything reached
+			 * through a pointer, so the fields were read again for
+			 * every posting.
+			 */
+			const PostCtx lpc = *pc;
+			const uint32 *docs = se->docs;
+			const uint16 *tfs = se->tfs;
+			uint32		ndec = se->ndec;
+			uint32		j = 0;
 
-			if (d < lo)
-				continue;
-			if (d >= hi)
-				return;
-			if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
-				continue;
-			posting_cb(pc, d, se->tfs[j]);
+			while (j < ndec && docs[j] < lo)
+				j++;			/* docids ascend: those before the window */
+			if (s->use_candbits)
+			{
+				const uint64 *cb = s->candbits;
+
+				for (; j < ndec; j++)
+				{
+					uint32		d = docs[j];
+
+					if (d >= hi)
+						return;
+					if (cb[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63)))
+						posting_cb(&lpc, d, tfs[j]);
+				}
+			}
+			else
+			{
+				for (; j < ndec; j++)
+				{
+					uint32		d = docs[j];
+
+					if (d >= hi)
+						return;
+					posting_cb(&lpc, d, tfs[j]);
+				}
+			}
 		}
 	}
 }
@@ -1623,15 +1746,20 @@ impact_scan(Eval *ev, SegState *s, SegExp *se, int lev, uint32 lo, uint32 hi, Po
 {
 	const ImpactList *il = se->imp;
 	bool		prefetch = !pc->filtered && !ev->collect && !ev->tbm;
+	const PostCtx lpc = *pc;	/* see cursor_scan */
+	const uint32 *docs = il->docs;
+	uint32		n = il->n;
+	bool		use_cb = s->use_candbits;
+	const uint64 *cb = s->candbits;
 
-	for (uint32 i = impact_seek(se, lo); i < il->n && il->docs[i] < hi; i++)
+	for (uint32 i = impact_seek(se, lo); i < n && docs[i] < hi; i++)
 	{
-		uint32		d = il->docs[i];
+		uint32		d = docs[i];
 
-		if (prefetch && i + 8 < il->n)
+		if (prefetch && i + 8 < n)
 		{
 			/* a listed posting's norms are seldom in the CPU cache yet */
-			const SsNorm *next = norm_peek(pc->nc, il->docs[i + 8]);
+			const SsNorm *next = norm_peek(lpc.nc, docs[i + 8]);
 
 			if (next)
 				__builtin_prefetch(next);
@@ -1640,9 +1768,9 @@ impact_scan(Eval *ev, SegState *s, SegExp *se, int lev, uint32 lo, uint32 hi, Po
 			continue;
 
 		/* AND mode, a later word: not a candidate */
-		if (s->use_candbits && !(s->candbits[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
+		if (use_cb && !(cb[(d - lo) >> 6] & (UINT64CONST(1) << ((d - lo) & 63))))
 			continue;
-		posting_cb(pc, d, il->tfs[i]);
+		posting_cb(&lpc, d, il->tfs[i]);
 	}
 }
 
@@ -2146,7 +2274,9 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 			pc.factor = se->e->m[k].factor;
 			pc.typos = se->e->m[k].typos;
 			pc.ndocs = s->hdr.ndocs;
+			pc.c = pc.factor * pc.idf * (SS_BM25_K1 + 1);
 			pc.filtered = ev->filtered;
+			pc.matchonly = !ev->filtered && (ev->collect || ev->tbm);
 			pc.need = need;
 			pc.needcnt = (uint8) needcnt;
 			pc.minscore = minb;
@@ -3479,6 +3609,7 @@ eval_segment(Eval *ev, SegState *s)
 		if (s->ids)
 		{
 			collect_ids_segment(ev, s);
+			post_pins_release(ev);
 			return;
 		}
 	}
@@ -3604,6 +3735,7 @@ eval_segment(Eval *ev, SegState *s)
 		nwin = eval_windows(ev, s, &dc, &nc, &sa);
 	doc_release(&dc);
 	norm_cache_release(&nc);
+	post_pins_release(ev);
 	s->nc = NULL;
 	scratch.dirty = false;
 	elog(DEBUG1, "shop_search: %u of %u windows of a segment of %u documents evaluated "
