@@ -9687,6 +9687,96 @@ COMMENT ON FUNCTION shop._view_horizon() IS
 'internal (refresh): a time before the start of every other transaction in progress: every view stamped at or before it is visible to the next statement (NULL: none known, read no new views)';
 REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- Recommendations: the content candidates in C (issue 14, reco13) ------------
+--
+-- docs/recommendations.md, "shop.similar_products".  A thin product's
+-- first also_bought (its fill), similar_products and the router's shard
+-- step all run shop._similar_candidates; at 1,000,000 products it was
+-- most of a thin also_bought's 2 ms of CPU, and most of that the
+-- executor around its reads (a union, a window, two TID scans, sorts).
+-- shop._similar_candidates is now C (src/recosimilar.c): the same two
+-- index reads (product_category_idx, product_brand_idx) under the
+-- caller's snapshot, the same bound and cut, the same expression with its
+-- types, so the same lists (sql/recommend compares them).  The SQL body
+-- stays as shop._similar_candidates_sql, for what the C leaves to it:
+-- NULL arguments, a lim outside 1 to 100,000, attributes that are not an
+-- object, and a shop.product or index not as shop made it (or not
+-- plainly readable by the caller).
+--   1. shop._similar_candidates_sql: the body of _similar_candidates as it
+--      was (the section "Recommendations: the content score's terms in
+--      C" above, with reco10's bound), under the new name.
+--   2. shop._similar_candidates: LANGUAGE C, the same arguments and result
+--      (its privileges and comment stay).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._similar_candidates_sql(src_id bigint, src_category bigint, src_brand text,
+                                             src_title text, src_attributes jsonb,
+                                             exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    WITH ids AS (
+        (SELECT p.ctid AS t, p.product_id, p.category_id, p.brand, p.popularity
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+        UNION
+        (SELECT p.ctid, p.product_id, p.category_id, p.brand, p.popularity
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+    ), b AS (
+        SELECT i.t, x.bound, row_number() OVER (ORDER BY x.bound DESC, i.product_id) AS rn
+          FROM ids i
+         CROSS JOIN LATERAL (SELECT 0.4 * (i.category_id IS NOT DISTINCT FROM src_category)::int::float8
+                                    + 0.2 * (i.brand IS NOT DISTINCT FROM src_brand)::int::float8
+                                    + 0.4 + 0.001 * i.popularity AS bound) x
+         WHERE i.product_id <> ALL (exclude)
+    ), first AS (
+        -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
+        -- double precision or 0), with the two terms computed in C
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b WHERE b.rn <= 2 * lim))
+    ), cut AS (
+        SELECT f.s FROM first f ORDER BY f.s DESC, f.product_id OFFSET lim - 1 LIMIT 1
+    ), rest AS (
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b
+                                    WHERE b.rn > 2 * lim
+                                      AND b.bound * 1.000001 + 0.000001 >= coalesce((SELECT c.s FROM cut c), '-Infinity')))
+    )
+    SELECT u.product_id, u.s
+      FROM (SELECT f.product_id, f.s FROM first f UNION ALL SELECT r.product_id, r.s FROM rest r) u
+     ORDER BY u.s DESC, u.product_id
+     LIMIT lim
+$$;
+REVOKE EXECUTE ON FUNCTION shop._similar_candidates_sql(bigint, bigint, text, text, jsonb, bigint[], int)
+    FROM PUBLIC;
+COMMENT ON FUNCTION shop._similar_candidates_sql(bigint, bigint, text, text, jsonb, bigint[], int) IS
+'internal: shop._similar_candidates in SQL (what the C runs for arguments or tables it does not take)';
+
+CREATE OR REPLACE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                                    src_title text, src_attributes jsonb,
+                                                    exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'shop_similar_candidates';
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -236,6 +236,47 @@ SELECT (SELECT count(*) FROM want) AS rows,
          WHERE v.score = w.score) AS ties,
        (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
        (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
+-- _similar_candidates is C (issue 14, reco13): the same lists, scores and
+-- order as its SQL body (_similar_candidates_sql) on the same catalog,
+-- with products without a brand or a category, archived and draft ones,
+-- products on both lists, several lim and exclusions (ids in both lists,
+-- absent ones), and the arguments the C leaves to the SQL (NULL brand,
+-- category, attributes, exclude; lim 0): every row equal, in order
+INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cents, attributes, popularity, status)
+SELECT 1500 + i, 'SIMN' || i, 'Gadget ' || (i % 3),
+       CASE WHEN i % 4 <> 0 THEN 'Acme' END, CASE WHEN i % 5 <> 0 THEN :laptops END, 100,
+       CASE WHEN i % 2 = 0 THEN '{"color": "grey"}' ELSE '{"ram": 16}' END::jsonb,
+       (i % 9) * 0.5, CASE i % 11 WHEN 0 THEN 'archived' WHEN 1 THEN 'draft' ELSE 'active' END
+  FROM generate_series(1, 60) i;
+WITH runs AS (
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, l, ex
+      FROM shop.product p, unnest(ARRAY[1, 4, 10, 30, 200, 1000]) l, unnest(ARRAY[1, 2]) k,
+           LATERAL (SELECT CASE WHEN k = 1 THEN '{}'::bigint[]
+                                ELSE ARRAY[1003::bigint, 1006, 1012, 1030, 1502, 1503, 99999] END AS ex) x
+     WHERE (p.product_id BETWEEN 1001 AND 1400 AND p.product_id % 13 IN (0, 5))
+        OR p.product_id BETWEEN 1501 AND 1560
+), runs2 AS (
+    SELECT * FROM runs
+    UNION ALL
+    -- what the C leaves to the SQL
+    SELECT 1002, NULL, 'Acme', 'Widget 2', '{}', 10, '{}'
+    UNION ALL SELECT 1002, 2, NULL, 'Widget 2', NULL, 10, '{}'
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 10, NULL
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 10, '{NULL}'
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 0, '{}'
+), got AS (
+    SELECT r.product_id AS src, r.l, r.ex, s.n, s.product_id, s.score
+      FROM runs2 r, shop._similar_candidates(r.product_id, r.category_id, r.brand, r.title, r.attributes, r.ex, r.l)
+                    WITH ORDINALITY s(product_id, score, n)
+), want AS (
+    SELECT r.product_id AS src, r.l, r.ex, s.n, s.product_id, s.score
+      FROM runs2 r, shop._similar_candidates_sql(r.product_id, r.category_id, r.brand, r.title, r.attributes, r.ex, r.l)
+                    WITH ORDINALITY s(product_id, score, n)
+)
+SELECT (SELECT count(*) FROM want) > 10000 AS many_rows,
+       (SELECT count(DISTINCT (src, l, ex)) FROM want) AS lists,
+       (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
+       (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
 ROLLBACK;
 -- a product with a short co-purchase list (the laptop: mouse, stick; the
 -- bag is archived) is filled from similar products, scored below the list

@@ -33,12 +33,35 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_title_similarity_to);
 PG_FUNCTION_INFO_V1(shop_attr_overlap);
@@ -47,6 +70,8 @@ PG_FUNCTION_INFO_V1(shop_attr_overlap);
 typedef struct varlena SimTrgm;
 typedef SimTrgm *(*SimGenerateFn) (char *str, int slen);
 typedef float4 (*SimCountFn) (SimTrgm *trg1, SimTrgm *trg2, bool inexact);
+
+static bool sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res);
 
 static bool sim_looked_up = false;
 static SimGenerateFn sim_generate = NULL;
@@ -142,6 +167,20 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *attrs = PG_GETARG_JSONB_P(0);
 	Jsonb	   *src = PG_GETARG_JSONB_P(1);
+	double		res;
+
+	if (!sim_attr_overlap(attrs, src, &res))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(res);
+}
+
+/*
+ * The overlap of shop._attr_overlap into *res; false for its NULL (src has
+ * no key).
+ */
+static bool
+sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res)
+{
 	JsonbIterator *it;
 	JsonbValue	k,
 				v;
@@ -179,7 +218,502 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 		}
 	}
 	if (total == 0)
-		PG_RETURN_NULL();
+		return false;
 	/* float48div((float4) same, (float8) total), as the SQL was */
-	PG_RETURN_FLOAT8((float8) (float4) same / (float8) total);
+	*res = (float8) (float4) same / (float8) total;
+	return true;
+}
+
+/*
+ * shop._similar_candidates(src_id bigint, src_category bigint, src_brand
+ * text, src_title text, src_attributes jsonb, exclude bigint[], lim int)
+ * RETURNS SETOF shop.scored_product
+ *
+ * The content neighbours of a product (similar_products, the fill of a
+ * thin also_bought, the router's shard step), in C (issue 14, reco13):
+ * the list the SQL body (shop._similar_candidates_sql) gives, read from
+ * the same indexes under the caller's snapshot.  That body's cost at
+ * 1,000,000 products was the executor around its reads (a union, a
+ * window, two TID scans, sorts: about 60 plan nodes started per call) more
+ * than the reads themselves.
+ *
+ *	 lists	 the first 100 active products of the source's category
+ *			 (product_category_idx: popularity descending, then id) and of
+ *			 its brand (product_brand_idx, partial on active), the source
+ *			 left out; a product on both counted once;
+ *	 bound	 0.4 * same category + 0.2 * same brand + 0.4 + 0.001 *
+ *			 popularity, in double precision as the SQL computes it;
+ *			 the products of exclude left out;
+ *	 first	 the 2 * lim of highest bound (then id) scored, their row read
+ *			 again by its ctid as the SQL's TID scan does;
+ *	 rest	 the others whose bound * 1.000001 + 0.000001 reaches the lim-th
+ *			 best score of the first (all when they are fewer than lim);
+ *	 list	 the lim best scores, then id.
+ *
+ * The score is the SQL's expression with its types: the category and
+ * brand terms are numeric (0, 0.2, 0.4 or 0.6, exact), the rest double
+ * precision, rounded to real at the end:
+ *
+ *	 (numeric) + 0.3 * (float8) title similarity + 0.1 * coalesce(overlap, 0)
+ *	 + 0.001 * (float8) popularity
+ *
+ * The SQL body runs instead for arguments the C does not take (a NULL
+ * source id, title, exclude array or one with a NULL, lim outside 1 to
+ * 100,000, attributes that are not an object) and when shop.product or its
+ * indexes are not as shop made them or cannot be read plainly (privileges,
+ * row security): the lists are the same either way.
+ */
+PG_FUNCTION_INFO_V1(shop_similar_candidates);
+
+#define SIM_LIST 100			/* products read from each list */
+
+typedef struct SimCand
+{
+	int64		pid;
+	ItemPointerData tid;
+	bool		same_cat;
+	bool		same_brand;
+	float4		pop;
+	double		bound;
+	float4		s;
+} SimCand;
+
+/* the relations read, opened for one call; ok false when not as expected */
+typedef struct SimRels
+{
+	bool		ok;
+	Relation	prod,
+				cat_idx,
+				brand_idx;
+	AttrNumber	p_id,
+				p_category,
+				p_brand,
+				p_title,
+				p_attributes,
+				p_status,
+				p_popularity;
+} SimRels;
+
+static AttrNumber
+sim_column(Relation rel, const char *name, Oid type)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->atttypid == type ? a->attnum : 0;
+	}
+	return 0;
+}
+
+/* a btree index of rel: keys cols (types, descending), partial or not */
+static Relation
+sim_index(Relation rel, const char *name, int nkeys, const AttrNumber *cols,
+		  const Oid *types, const bool *desc, bool partial)
+{
+	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+	Relation	idx;
+	bool		ok;
+
+	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+		return NULL;
+	idx = index_open(idxid, AccessShareLock);
+	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indisvalid &&
+		IndexRelationGetNumberOfKeyAttributes(idx) >= nkeys &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
+	for (int i = 0; ok && i < nkeys; i++)
+		ok = cols[i] != 0 && idx->rd_index->indkey.values[i] == cols[i] &&
+			idx->rd_opcintype[i] == types[i] &&
+			((idx->rd_indoption[i] & INDOPTION_DESC) != 0) == desc[i];
+	/* the brand's equality as the column's: the default collation */
+	if (ok && types[0] == TEXTOID)
+		ok = idx->rd_indcollation[0] == DEFAULT_COLLATION_OID &&
+			TupleDescAttr(RelationGetDescr(rel), cols[0] - 1)->attcollation == DEFAULT_COLLATION_OID;
+	if (!ok)
+	{
+		index_close(idx, AccessShareLock);
+		return NULL;
+	}
+	return idx;
+}
+
+static void
+sim_rels_open(SimRels *r)
+{
+	Oid			nsp = get_namespace_oid("shop", false);
+	Oid			relid = get_relname_relid("product", nsp);
+	static const bool desc[] = {false, true, false};
+
+	memset(r, 0, sizeof(*r));
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		return;
+	r->prod = table_open(relid, AccessShareLock);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return;
+	r->p_id = sim_column(r->prod, "product_id", INT8OID);
+	r->p_category = sim_column(r->prod, "category_id", INT8OID);
+	r->p_brand = sim_column(r->prod, "brand", TEXTOID);
+	r->p_title = sim_column(r->prod, "title", TEXTOID);
+	r->p_attributes = sim_column(r->prod, "attributes", JSONBOID);
+	r->p_status = sim_column(r->prod, "status", TEXTOID);
+	r->p_popularity = sim_column(r->prod, "popularity", FLOAT4OID);
+	if (!(r->p_id && r->p_category && r->p_brand && r->p_title && r->p_attributes &&
+		  r->p_status && r->p_popularity))
+		return;
+	{
+		AttrNumber	c[3] = {r->p_category, r->p_popularity, r->p_id};
+		Oid			t[3] = {INT8OID, FLOAT4OID, INT8OID};
+
+		r->cat_idx = sim_index(r->prod, "product_category_idx", 3, c, t, desc, false);
+	}
+	{
+		AttrNumber	c[3] = {r->p_brand, r->p_popularity, r->p_id};
+		Oid			t[3] = {TEXTOID, FLOAT4OID, INT8OID};
+
+		/* partial on status = 'active' (checked again on every row read) */
+		r->brand_idx = sim_index(r->prod, "product_brand_idx", 3, c, t, desc, true);
+	}
+	r->ok = r->cat_idx != NULL && r->brand_idx != NULL;
+}
+
+static void
+sim_rels_close(SimRels *r)
+{
+	if (r->cat_idx)
+		index_close(r->cat_idx, NoLock);
+	if (r->brand_idx)
+		index_close(r->brand_idx, NoLock);
+	if (r->prod)
+		table_close(r->prod, NoLock);
+}
+
+/* a text column of the slot equals the bytes s (deterministic collation) */
+static bool
+sim_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s, int len)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	text	   *t;
+	bool		eq;
+
+	if (isnull)
+		return false;
+	t = DatumGetTextPP(d);
+	eq = VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+	if ((Pointer) t != DatumGetPointer(d))
+		pfree(t);
+	return eq;
+}
+
+/* the candidate's place by bound: highest first, then id */
+static int
+sim_cmp_bound(const void *a, const void *b)
+{
+	const SimCand *x = a;
+	const SimCand *y = b;
+
+	if (float8_gt(x->bound, y->bound))
+		return -1;
+	if (float8_lt(x->bound, y->bound))
+		return 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* by score: highest first (float4 order, as SQL's), then id */
+static int
+sim_cmp_score(const void *a, const void *b)
+{
+	const SimCand *x = *(SimCand *const *) a;
+	const SimCand *y = *(SimCand *const *) b;
+
+	if (float4_gt(x->s, y->s))
+		return -1;
+	if (float4_lt(x->s, y->s))
+		return 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+static int
+sim_cmp_pid(const void *a, const void *b)
+{
+	const SimCand *x = a;
+	const SimCand *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/*
+ * Read one list (an index scan with its first column equal to key) into
+ * c[*n...]: its first SIM_LIST active products other than the source.
+ */
+static void
+sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id,
+			  bool has_cat, int64 src_cat, const char *brand, int brand_len,
+			  SimCand *c, int *n, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(r->prod, idx, snap, 1, 0);
+	int			got = 0;
+
+	index_rescan(scan, key, 1, NULL, 0);
+	while (got < SIM_LIST && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+		SimCand    *x;
+
+		if (!sim_text_eq(slot, r->p_status, "active", 6))
+			continue;
+		d = slot_getattr(slot, r->p_id, &isnull);
+		if (isnull || DatumGetInt64(d) == src_id)
+			continue;
+		x = &c[(*n)++];
+		got++;
+		x->pid = DatumGetInt64(d);
+		x->tid = slot->tts_tid;
+		d = slot_getattr(slot, r->p_category, &isnull);
+		/* IS NOT DISTINCT FROM */
+		x->same_cat = isnull ? !has_cat : (has_cat && DatumGetInt64(d) == src_cat);
+		if (brand == NULL)
+		{
+			(void) slot_getattr(slot, r->p_brand, &isnull);
+			x->same_brand = isnull;
+		}
+		else
+			x->same_brand = sim_text_eq(slot, r->p_brand, brand, brand_len);
+		d = slot_getattr(slot, r->p_popularity, &isnull);
+		x->pop = isnull ? 0 : DatumGetFloat4(d);
+		if (isnull)
+		{
+			/* a NULL popularity (not NOT NULL any more): leave it to SQL */
+			(*n)--;
+			got--;
+			r->ok = false;
+			break;
+		}
+	}
+	index_endscan(scan);
+}
+
+/* numeric 0.4 * same category + 0.2 * same brand, as a double */
+static double
+sim_numeric_part(const SimCand *c)
+{
+	return c->same_cat ? (c->same_brand ? 0.6 : 0.4) : (c->same_brand ? 0.2 : 0.0);
+}
+
+/* the score of c, its row read again by ctid; false when not visible */
+static bool
+sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
+		  text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
+{
+	bool		isnull;
+	Datum		d;
+	text	   *title;
+	float4		sim;
+	double		overlap = 0;
+	double		s;
+
+	if (!table_tuple_fetch_row_version(r->prod, &c->tid, snap, slot))
+		return false;
+	d = slot_getattr(slot, r->p_title, &isnull);
+	if (isnull)
+		return false;			/* NOT NULL in shop; the SQL would rank NULL first */
+	title = DatumGetTextPP(d);
+	if (src_trg != NULL)
+	{
+		SimTrgm    *trg = sim_generate(VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
+
+		sim = sim_count(trg, src_trg, false);
+		pfree(trg);
+	}
+	else
+	{
+		static PGFunction sim_fn = NULL;
+
+		if (sim_fn == NULL)
+			sim_fn = load_external_function("$libdir/pg_trgm", "similarity", true, NULL);
+		sim = DatumGetFloat4(DirectFunctionCall2(sim_fn, PointerGetDatum(title),
+												 PointerGetDatum(src_title)));
+	}
+	if (src_attrs != NULL)
+	{
+		d = slot_getattr(slot, r->p_attributes, &isnull);
+		if (!isnull && !sim_attr_overlap(DatumGetJsonbP(d), src_attrs, &overlap))
+			overlap = 0;
+	}
+	/* numeric + float84mul + float8mul + float84mul, left to right */
+	s = sim_numeric_part(c);
+	s = s + 0.3 * (double) sim;
+	s = s + 0.1 * overlap;
+	s = s + 0.001 * (double) c->pop;
+	c->s = (float4) s;		/* ::real (dtof; no overflow at these sizes) */
+	return true;
+}
+
+/* the SQL body, for what the C does not take */
+static ShopStmt st_similar_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT s.product_id, s.score FROM shop._similar_candidates_sql($1, $2, $3, $4, $5, $6, $7) s",
+	INT8OID, INT8OID, TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, INT4OID);
+
+Datum
+shop_similar_candidates(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		c_ok;
+	SimRels		r;
+	MemoryContext work;
+	MemoryContext old;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* the arguments the C takes */
+	c_ok = !PG_ARGISNULL(0) && !PG_ARGISNULL(3) && !PG_ARGISNULL(5) && !PG_ARGISNULL(6) &&
+		PG_GETARG_INT32(6) >= 1 && PG_GETARG_INT32(6) <= 100000;
+	if (c_ok && !PG_ARGISNULL(4))
+		c_ok = JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(4));
+	if (c_ok)
+		c_ok = !array_contains_nulls(PG_GETARG_ARRAYTYPE_P(5));
+
+	memset(&r, 0, sizeof(r));
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop similar", ALLOCSET_SMALL_SIZES);
+	if (c_ok)
+		sim_rels_open(&r);
+	if (c_ok && r.ok)
+	{
+		Snapshot	snap = GetActiveSnapshot();
+		int64		src_id = PG_GETARG_INT64(0);
+		bool		has_cat = !PG_ARGISNULL(1);
+		int64		src_cat = has_cat ? PG_GETARG_INT64(1) : 0;
+		text	   *brand_t = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+		text	   *src_title = PG_GETARG_TEXT_PP(3);
+		Jsonb	   *src_attrs = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+		ArrayType  *ex = PG_GETARG_ARRAYTYPE_P(5);
+		int			lim = PG_GETARG_INT32(6);
+		const char *brand = brand_t ? VARDATA_ANY(brand_t) : NULL;
+		int			brand_len = brand_t ? VARSIZE_ANY_EXHDR(brand_t) : 0;
+		SimCand    *c;
+		SimCand   **top;
+		int			n = 0,
+					m = 0,
+					nex = 0,
+					nfirst,
+					ntop = 0;
+		Datum	   *exd = NULL;
+		TupleTableSlot *slot;
+		SimTrgm    *src_trg = NULL;
+		float4		cut;
+		bool		has_cut = false;
+
+		old = MemoryContextSwitchTo(work);
+		c = palloc(sizeof(SimCand) * 2 * SIM_LIST);
+		slot = table_slot_create(r.prod, NULL);
+		if (has_cat)
+		{
+			ScanKeyData key;
+
+			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(src_cat));
+			sim_read_list(&r, r.cat_idx, snap, &key, src_id, has_cat, src_cat,
+						  brand, brand_len, c, &n, slot);
+		}
+		if (brand_t != NULL && r.ok)
+		{
+			ScanKeyData key;
+
+			ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+								   r.brand_idx->rd_indcollation[0], F_TEXTEQ,
+								   PointerGetDatum(brand_t));
+			sim_read_list(&r, r.brand_idx, snap, &key, src_id, has_cat, src_cat,
+						  brand, brand_len, c, &n, slot);
+		}
+		if (r.ok)
+		{
+			/* one row per product (the UNION), then exclude's left out */
+			qsort(c, n, sizeof(SimCand), sim_cmp_pid);
+			deconstruct_array(ex, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+							  &exd, NULL, &nex);
+			for (int i = 0; i < n; i++)
+			{
+				bool		drop = m > 0 && c[m - 1].pid == c[i].pid;
+
+				for (int j = 0; !drop && j < nex; j++)
+					drop = DatumGetInt64(exd[j]) == c[i].pid;
+				if (!drop)
+					c[m++] = c[i];
+			}
+			for (int i = 0; i < m; i++)
+				c[i].bound = 0.4 * (double) c[i].same_cat + 0.2 * (double) c[i].same_brand
+					+ 0.4 + 0.001 * (double) c[i].pop;
+			qsort(c, m, sizeof(SimCand), sim_cmp_bound);
+
+			sim_lookup();
+			if (sim_generate != NULL)
+				src_trg = sim_generate(VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
+			top = palloc(sizeof(SimCand *) * (m + 1));
+			/* first: the 2 * lim of highest bound */
+			nfirst = Min(m, 2 * lim);
+			for (int i = 0; i < nfirst; i++)
+				if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+					top[ntop++] = &c[i];
+			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+			if (ntop >= lim)
+			{
+				cut = top[lim - 1]->s;
+				has_cut = true;
+			}
+			/* rest: those whose bound reaches the cut */
+			for (int i = nfirst; i < m; i++)
+				if (!has_cut || c[i].bound * 1.000001 + 0.000001 >= (double) cut)
+					if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+						top[ntop++] = &c[i];
+			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+			MemoryContextSwitchTo(old);
+			for (int i = 0; i < ntop && i < lim; i++)
+			{
+				Datum		v[2] = {Int64GetDatum(top[i]->pid), Float4GetDatum(top[i]->s)};
+				bool		nl[2] = {false, false};
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+			}
+		}
+		else
+			MemoryContextSwitchTo(old);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	sim_rels_close(&r);
+	MemoryContextDelete(work);
+	if (!(c_ok && r.ok))
+	{
+		Datum		args[7];
+		char		nulls[7];
+
+		for (int i = 0; i < 7; i++)
+		{
+			args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		}
+		SPI_connect();
+		ShopExecRead(&st_similar_sql, args, nulls);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		n1,
+						n2;
+			Datum		v[2];
+			bool		nl[2];
+
+			v[0] = ShopCol(i, 1, &n1);
+			v[1] = ShopCol(i, 2, &n2);
+			nl[0] = n1;
+			nl[1] = n2;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+		}
+		SPI_finish();
+	}
+	return (Datum) 0;
 }
