@@ -327,6 +327,32 @@ SELECT count(pg_temp.buy(ARRAY[3])) AS orders FROM generate_series(1, 60);
 SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
 SELECT product_id FROM shop.trending(NULL, 1);
 
+-- _also_bought_list is C (issue 14, reco13): the rows, scores and order
+-- of its PL/pgSQL body (_also_bought_list_sql), for every product and
+-- several lim, on first calls (cache emptied before each side) and when
+-- served from the cache the other side wrote; with a product archived
+-- (rolled back)
+BEGIN;
+UPDATE shop.product SET status = 'archived' WHERE product_id = 3;
+CREATE TEMP TABLE ab_runs AS
+SELECT p.product_id, l FROM shop.product p, unnest(ARRAY[1, 2, 3, 5, 10, 40]) l;
+TRUNCATE shop.also_bought_cache;
+CREATE TEMP TABLE ab_c AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list(r.product_id, r.l) WITH ORDINALITY x;
+TRUNCATE shop.also_bought_cache;
+CREATE TEMP TABLE ab_sql AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list_sql(r.product_id, r.l) WITH ORDINALITY x;
+CREATE TEMP TABLE ab_c_served AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list(r.product_id, r.l) WITH ORDINALITY x;
+SELECT (SELECT count(*) FROM ab_sql) AS rows,
+       (SELECT count(*) FROM ab_sql a WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase c
+                                                         WHERE c.product_id = a.src AND c.other_id = a.product_id)) AS filled,
+       (SELECT count(*) FROM (SELECT * FROM ab_c EXCEPT ALL SELECT * FROM ab_sql) d) AS extra,
+       (SELECT count(*) FROM (SELECT * FROM ab_sql EXCEPT ALL SELECT * FROM ab_c) d) AS missing,
+       (SELECT count(*) FROM (SELECT * FROM ab_c_served EXCEPT ALL SELECT * FROM ab_sql) d) AS served_extra,
+       (SELECT count(*) FROM (SELECT * FROM ab_sql EXCEPT ALL SELECT * FROM ab_c_served) d) AS served_missing;
+ROLLBACK;
+
 -- bad input
 SELECT pg_temp.err($$SELECT * FROM shop.also_bought(NULL)$$);
 SELECT pg_temp.err($$SELECT * FROM shop.also_bought(99999)$$);
