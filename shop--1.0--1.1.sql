@@ -9709,6 +9709,7 @@ REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
 --   2. shop._similar_candidates: LANGUAGE C, the same arguments and result
 --      (its privileges and comment stay).
 --   3. shop._also_bought_list in C (below).
+--   4. shop._recommend_default in C (below).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._similar_candidates_sql(src_id bigint, src_category bigint, src_brand text,
@@ -9879,6 +9880,17 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop._also_bought_list(bigint, int) IS
 'internal: the default list of shop.also_bought (co-purchase neighbours, filled from similar_products when thin)';
+
+-- 4. shop._recommend_default (recommend's list and its cache) is C
+--    (src/recoblend.c): the cache's key and probe in one statement, the
+--    blend computed in the call under a snapshot taken after the key's,
+--    the list stored by one statement; the same rows and cache rows
+--    (sql/recommend_like compares them; its privileges and comment stay).
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+AS 'MODULE_PATHNAME', 'shop_recommend_default'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
