@@ -1,11 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * recosimilar.c
- *	  The per-candidate terms of the content score (shop._similar_candidates,
- *	  which similar_products, the fill of also_bought and the router's
- *	  shard step share): the trigram similarity of a candidate's title to
- *	  the source's, and the share of the source's attributes the candidate
- *	  has with equal values.
+ *	  The content neighbours of a product and also_bought's list: the
+ *	  per-candidate terms of the content score (the trigram similarity of
+ *	  a candidate's title to the source's, and the share of the source's
+ *	  attributes the candidate has with equal values), the candidates
+ *	  themselves (shop._similar_candidates, which similar_products, the
+ *	  fill of also_bought and the router's shard step share), and
+ *	  shop._also_bought_list (the co-purchase rows, the fill, its cache).
+ *	  The last two are below the terms, each with its own comment.
  *
  * Both give exactly what the SQL they replace gave, so the lists do not
  * move:
