@@ -9995,6 +9995,211 @@ REVOKE ALL ON FUNCTION shop._reserve_try(bigint, int, text, interval, uuid), sho
 GRANT EXECUTE ON FUNCTION shop._reserve_try(bigint, int, text, interval, uuid) TO shop_admin;
 GRANT EXECUTE ON FUNCTION shop._cart_lines_try(uuid), shop._order_get_try(uuid) TO shop_storefront, shop_admin;
 
+------------------------------------------------------------------------------
+-- Recommendations: the content candidates in C (issue 14, reco13) ------------
+--
+-- docs/recommendations.md, "shop.similar_products".  A thin product's
+-- first also_bought (its fill), similar_products and the router's shard
+-- step all run shop._similar_candidates; at 1,000,000 products it was
+-- most of a thin also_bought's 2 ms of CPU, and most of that the
+-- executor around its reads (a union, a window, two TID scans, sorts).
+-- shop._similar_candidates is now C (src/recosimilar.c): the same two
+-- index reads (product_category_idx, product_brand_idx) under the
+-- caller's snapshot, the same bound and cut, the same expression with its
+-- types, so the same lists (sql/recommend compares them).  The SQL body
+-- stays as shop._similar_candidates_sql, for what the C leaves to it:
+-- NULL arguments, a lim outside 1 to 100,000, attributes that are not an
+-- object, and a shop.product or index not as shop made it (or not
+-- plainly readable by the caller).
+--   1. shop._similar_candidates_sql: the body of _similar_candidates as it
+--      was (the section "Recommendations: the content score's terms in
+--      C" above, with reco10's bound), under the new name.
+--   2. shop._similar_candidates: LANGUAGE C, the same arguments and result
+--      (its privileges and comment stay).
+--   3. shop._also_bought_list in C (below).
+--   4. shop._recommend_default in C (below).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._similar_candidates_sql(src_id bigint, src_category bigint, src_brand text,
+                                             src_title text, src_attributes jsonb,
+                                             exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE sql STABLE
+AS $$
+    WITH ids AS (
+        (SELECT p.ctid AS t, p.product_id, p.category_id, p.brand, p.popularity
+           FROM shop.product p
+          WHERE src_category IS NOT NULL AND p.category_id = src_category
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+        UNION
+        (SELECT p.ctid, p.product_id, p.category_id, p.brand, p.popularity
+           FROM shop.product p
+          WHERE src_brand IS NOT NULL AND p.brand = src_brand
+            AND p.status = 'active' AND p.product_id <> src_id
+          ORDER BY p.popularity DESC, p.product_id LIMIT 100)
+    ), b AS (
+        SELECT i.t, x.bound, row_number() OVER (ORDER BY x.bound DESC, i.product_id) AS rn
+          FROM ids i
+         CROSS JOIN LATERAL (SELECT 0.4 * (i.category_id IS NOT DISTINCT FROM src_category)::int::float8
+                                    + 0.2 * (i.brand IS NOT DISTINCT FROM src_brand)::int::float8
+                                    + 0.4 + 0.001 * i.popularity AS bound) x
+         WHERE i.product_id <> ALL (exclude)
+    ), first AS (
+        -- the same expression and types as 1.0's (0.3 * a real, 0.1 * a
+        -- double precision or 0), with the two terms computed in C
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b WHERE b.rn <= 2 * lim))
+    ), cut AS (
+        SELECT f.s FROM first f ORDER BY f.s DESC, f.product_id OFFSET lim - 1 LIMIT 1
+    ), rest AS (
+        SELECT p.product_id,
+               (0.4 * (p.category_id IS NOT DISTINCT FROM src_category)::int
+                + 0.2 * (p.brand IS NOT DISTINCT FROM src_brand)::int
+                + 0.3 * shop._title_similarity_to(p.title, src_title)
+                + 0.1 * coalesce(shop._attr_overlap(p.attributes, src_attributes), 0)
+                + 0.001 * p.popularity)::real AS s
+          FROM shop.product p
+         WHERE p.ctid = ANY (ARRAY(SELECT b.t FROM b
+                                    WHERE b.rn > 2 * lim
+                                      AND b.bound * 1.000001 + 0.000001 >= coalesce((SELECT c.s FROM cut c), '-Infinity')))
+    )
+    SELECT u.product_id, u.s
+      FROM (SELECT f.product_id, f.s FROM first f UNION ALL SELECT r.product_id, r.s FROM rest r) u
+     ORDER BY u.s DESC, u.product_id
+     LIMIT lim
+$$;
+REVOKE EXECUTE ON FUNCTION shop._similar_candidates_sql(bigint, bigint, text, text, jsonb, bigint[], int)
+    FROM PUBLIC;
+COMMENT ON FUNCTION shop._similar_candidates_sql(bigint, bigint, text, text, jsonb, bigint[], int) IS
+'internal: shop._similar_candidates in SQL (what the C runs for arguments or tables it does not take)';
+
+CREATE OR REPLACE FUNCTION shop._similar_candidates(src_id bigint, src_category bigint, src_brand text,
+                                                    src_title text, src_attributes jsonb,
+                                                    exclude bigint[], lim int)
+RETURNS SETOF shop.scored_product
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'shop_similar_candidates';
+
+-- 3. shop._also_bought_list (also_bought's default list: the co-purchase
+--    rows, the fill from the cache or from _similar_candidates, the cache
+--    written) is C too (src/recosimilar.c), with each step under a
+--    snapshot of its own as the PL/pgSQL's statements were (its privileges
+--    stay); the PL/pgSQL body is kept as shop._also_bought_list_sql (the
+--    body where the function was first created, renamed), for tables or
+--    indexes not as shop made them.  The same rows: sql/recommend
+--    compares both.
+CREATE FUNCTION shop._also_bought_list_sql(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    last_score real;
+    n int;
+    src record;
+    g bigint;
+    dn bigint;
+    fill_ids bigint[];
+    fill_scores real[];
+BEGIN
+    IF _also_bought_list_sql.product_id IS NULL THEN
+        RAISE EXCEPTION 'argument product_id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
+    END IF;
+    -- the hot path: one index scan of the product's top rows
+    RETURN QUERY
+    SELECT c.other_id, c.score
+      FROM shop.copurchase c
+      JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+     WHERE c.product_id = _also_bought_list_sql.product_id AND c.score > 0
+       AND EXISTS (SELECT 1 FROM shop.product s WHERE s.product_id = _also_bought_list_sql.product_id)
+     ORDER BY c.score DESC, c.other_id
+     LIMIT lim;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n >= lim THEN
+        RETURN;
+    END IF;
+    -- thin data: check the product, then fill from similar products
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes INTO src
+      FROM shop.product p WHERE p.product_id = _also_bought_list_sql.product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'product not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No product has product_id %s.', _also_bought_list_sql.product_id);
+    END IF;
+    IF src.category_id IS NULL AND src.brand IS NULL THEN
+        RETURN;
+    END IF;
+    IF n > 0 THEN
+        SELECT array_agg(c.other_id), min(c.score) INTO ids, last_score
+          FROM shop.copurchase c
+          JOIN shop.product p ON p.product_id = c.other_id AND p.status = 'active'
+         WHERE c.product_id = _also_bought_list_sql.product_id AND c.score > 0;
+    END IF;
+    -- the fill, cached per product for this generation (not on a hot
+    -- standby, which cannot read an unlogged table)
+    IF NOT pg_is_in_recovery() THEN
+        -- served while no product was deactivated since it was computed
+        -- (the counter is read before the fill is: see recommend's cache)
+        SELECT s.last_value, coalesce(d.n, 0) INTO g, dn
+          FROM shop.recommend_cache_gen s LEFT JOIN shop.product_deactivation d ON true;
+        SELECT f.ids, f.scores INTO fill_ids, fill_scores
+          FROM shop.also_bought_cache f
+         WHERE f.product_id = src.product_id AND f.gen = g AND f.deact = dn
+           AND f.lim = _also_bought_list_sql.lim AND f.listed = n;
+    END IF;
+    IF fill_ids IS NULL THEN
+        SELECT coalesce(array_agg(s.product_id ORDER BY s.ord), '{}'),
+               coalesce(array_agg((s.score * least(1.0, coalesce(last_score, 1.0)) * 0.999)::real ORDER BY s.ord), '{}')
+          INTO fill_ids, fill_scores
+          FROM shop._similar_candidates(src.product_id, src.category_id, src.brand, src.title,
+                                        src.attributes, coalesce(ids, '{}'), lim - n) WITH ORDINALITY s(product_id, score, ord);
+        IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
+            INSERT INTO shop.also_bought_cache AS f (product_id, gen, deact, lim, listed, ids, scores)
+            VALUES (src.product_id, g, dn, _also_bought_list_sql.lim, n, fill_ids, fill_scores)
+            ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE
+               SET gen = excluded.gen, deact = excluded.deact, lim = excluded.lim, listed = excluded.listed,
+                   ids = excluded.ids, scores = excluded.scores;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT u.p, u.s FROM unnest(fill_ids, fill_scores) WITH ORDINALITY u(p, s, k) ORDER BY u.k;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION shop._also_bought_list_sql(bigint, int) FROM PUBLIC;
+COMMENT ON FUNCTION shop._also_bought_list_sql(bigint, int) IS
+'internal: shop._also_bought_list in PL/pgSQL (what the C runs when the tables are not as it expects)';
+CREATE OR REPLACE FUNCTION shop._also_bought_list(product_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+AS 'MODULE_PATHNAME', 'shop_also_bought_list'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp;
+COMMENT ON FUNCTION shop._also_bought_list(bigint, int) IS
+'internal: the default list of shop.also_bought (co-purchase neighbours, filled from similar_products when thin)';
+
+-- 4. shop._recommend_default (recommend's list and its cache) is C
+--    (src/recoblend.c): the cache's key and probe in one statement, the
+--    blend computed in the call under a snapshot taken after the key's,
+--    the list stored by one statement; the same rows and cache rows
+--    (sql/recommend_like compares them; its privileges and comment stay).
+CREATE OR REPLACE FUNCTION shop._recommend_default(customer_id bigint, lim int DEFAULT 10)
+RETURNS SETOF shop.scored_product
+AS 'MODULE_PATHNAME', 'shop_recommend_default'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -226,6 +226,47 @@ SELECT (SELECT count(*) FROM want) AS rows,
          WHERE v.score = w.score) AS ties,
        (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
        (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
+-- _similar_candidates is C (issue 14, reco13): the same lists, scores and
+-- order as its SQL body (_similar_candidates_sql) on the same catalog,
+-- with products without a brand or a category, archived and draft ones,
+-- products on both lists, several lim and exclusions (ids in both lists,
+-- absent ones), and the arguments the C leaves to the SQL (NULL brand,
+-- category, attributes, exclude; lim 0): every row equal, in order
+INSERT INTO shop.product (product_id, sku, title, brand, category_id, price_cents, attributes, popularity, status)
+SELECT 1500 + i, 'SIMN' || i, 'Gadget ' || (i % 3),
+       CASE WHEN i % 4 <> 0 THEN 'Acme' END, CASE WHEN i % 5 <> 0 THEN :laptops END, 100,
+       CASE WHEN i % 2 = 0 THEN '{"color": "grey"}' ELSE '{"ram": 16}' END::jsonb,
+       (i % 9) * 0.5, CASE i % 11 WHEN 0 THEN 'archived' WHEN 1 THEN 'draft' ELSE 'active' END
+  FROM generate_series(1, 60) i;
+WITH runs AS (
+    SELECT p.product_id, p.category_id, p.brand, p.title, p.attributes, l, ex
+      FROM shop.product p, unnest(ARRAY[1, 4, 10, 30, 200, 1000]) l, unnest(ARRAY[1, 2]) k,
+           LATERAL (SELECT CASE WHEN k = 1 THEN '{}'::bigint[]
+                                ELSE ARRAY[1003::bigint, 1006, 1012, 1030, 1502, 1503, 99999] END AS ex) x
+     WHERE (p.product_id BETWEEN 1001 AND 1400 AND p.product_id % 13 IN (0, 5))
+        OR p.product_id BETWEEN 1501 AND 1560
+), runs2 AS (
+    SELECT * FROM runs
+    UNION ALL
+    -- what the C leaves to the SQL
+    SELECT 1002, NULL, 'Acme', 'Widget 2', '{}', 10, '{}'
+    UNION ALL SELECT 1002, 2, NULL, 'Widget 2', NULL, 10, '{}'
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 10, NULL
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 10, '{NULL}'
+    UNION ALL SELECT 1002, 2, 'Acme', 'Widget 2', '{}', 0, '{}'
+), got AS (
+    SELECT r.product_id AS src, r.l, r.ex, s.n, s.product_id, s.score
+      FROM runs2 r, shop._similar_candidates(r.product_id, r.category_id, r.brand, r.title, r.attributes, r.ex, r.l)
+                    WITH ORDINALITY s(product_id, score, n)
+), want AS (
+    SELECT r.product_id AS src, r.l, r.ex, s.n, s.product_id, s.score
+      FROM runs2 r, shop._similar_candidates_sql(r.product_id, r.category_id, r.brand, r.title, r.attributes, r.ex, r.l)
+                    WITH ORDINALITY s(product_id, score, n)
+)
+SELECT (SELECT count(*) FROM want) > 10000 AS many_rows,
+       (SELECT count(DISTINCT (src, l, ex)) FROM want) AS lists,
+       (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
+       (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
 ROLLBACK;
 -- a product with a short co-purchase list (the laptop: mouse, stick; the
 -- bag is archived) is filled from similar products, scored below the list
@@ -275,6 +316,32 @@ SELECT product_id FROM shop.trending(NULL, 1);
 SELECT count(pg_temp.buy(ARRAY[3])) AS orders FROM generate_series(1, 60);
 SELECT (shop.refresh_recommendations() ->> 'orders_applied') AS applied;
 SELECT product_id FROM shop.trending(NULL, 1);
+
+-- _also_bought_list is C (issue 14, reco13): the rows, scores and order
+-- of its PL/pgSQL body (_also_bought_list_sql), for every product and
+-- several lim, on first calls (cache emptied before each side) and when
+-- served from the cache the other side wrote; with a product archived
+-- (rolled back)
+BEGIN;
+UPDATE shop.product SET status = 'archived' WHERE product_id = 3;
+CREATE TEMP TABLE ab_runs AS
+SELECT p.product_id, l FROM shop.product p, unnest(ARRAY[1, 2, 3, 5, 10, 40]) l;
+TRUNCATE shop.also_bought_cache;
+CREATE TEMP TABLE ab_c AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list(r.product_id, r.l) WITH ORDINALITY x;
+TRUNCATE shop.also_bought_cache;
+CREATE TEMP TABLE ab_sql AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list_sql(r.product_id, r.l) WITH ORDINALITY x;
+CREATE TEMP TABLE ab_c_served AS
+SELECT r.product_id AS src, r.l, x.* FROM ab_runs r, shop._also_bought_list(r.product_id, r.l) WITH ORDINALITY x;
+SELECT (SELECT count(*) FROM ab_sql) AS rows,
+       (SELECT count(*) FROM ab_sql a WHERE NOT EXISTS (SELECT 1 FROM shop.copurchase c
+                                                         WHERE c.product_id = a.src AND c.other_id = a.product_id)) AS filled,
+       (SELECT count(*) FROM (SELECT * FROM ab_c EXCEPT ALL SELECT * FROM ab_sql) d) AS extra,
+       (SELECT count(*) FROM (SELECT * FROM ab_sql EXCEPT ALL SELECT * FROM ab_c) d) AS missing,
+       (SELECT count(*) FROM (SELECT * FROM ab_c_served EXCEPT ALL SELECT * FROM ab_sql) d) AS served_extra,
+       (SELECT count(*) FROM (SELECT * FROM ab_sql EXCEPT ALL SELECT * FROM ab_c_served) d) AS served_missing;
+ROLLBACK;
 
 -- bad input
 SELECT pg_temp.err($$SELECT * FROM shop.also_bought(NULL)$$);

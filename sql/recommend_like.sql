@@ -261,6 +261,40 @@ SELECT pg_temp.mark(5);
 UPDATE shop.product SET status = 'archived' WHERE product_id = :first;
 SELECT pg_temp.cached(5) AS after_archive, :first IN (SELECT product_id FROM shop.recommend(5, 4)) AS archived_listed;
 UPDATE shop.product SET status = 'active' WHERE product_id = :first;
+-- _recommend_default is C (issue 14, reco13): for every customer, the
+-- first call's list is the blend's, the served one the same, and the
+-- stored key is the one its PL/pgSQL computed (generation, deactivation
+-- counter, md5 of the counted orders' ids, the views' count and newest)
+TRUNCATE shop.recommend_cache;
+CREATE TEMP TABLE rd_first AS
+SELECT c, x.* FROM (SELECT DISTINCT customer_id FROM shop."order" WHERE customer_id IS NOT NULL) o(c),
+       shop._recommend_default(c, 7) WITH ORDINALITY x;
+CREATE TEMP TABLE rd_served AS
+SELECT c, x.* FROM (SELECT DISTINCT customer_id FROM shop."order" WHERE customer_id IS NOT NULL) o(c),
+       shop._recommend_default(c, 7) WITH ORDINALITY x;
+CREATE TEMP TABLE rd_blend AS
+SELECT c, x.* FROM (SELECT DISTINCT customer_id FROM shop."order" WHERE customer_id IS NOT NULL) o(c),
+       shop._recommend_blend(c, 7) WITH ORDINALITY x;
+SELECT (SELECT count(DISTINCT c) FROM rd_blend) > 100 AS customers,
+       (SELECT count(*) FROM (SELECT * FROM rd_first EXCEPT ALL SELECT * FROM rd_blend) d)
+     + (SELECT count(*) FROM (SELECT * FROM rd_blend EXCEPT ALL SELECT * FROM rd_first) d) AS first_differ,
+       (SELECT count(*) FROM (SELECT * FROM rd_served EXCEPT ALL SELECT * FROM rd_blend) d)
+     + (SELECT count(*) FROM (SELECT * FROM rd_blend EXCEPT ALL SELECT * FROM rd_served) d) AS served_differ;
+SELECT count(*) AS cached,
+       count(*) FILTER (WHERE r.gen = (SELECT last_value FROM shop.recommend_cache_gen)
+                          AND r.deact = coalesce((SELECT n FROM shop.product_deactivation), 0)
+                          AND r.lim = 7
+                          AND r.weights = ARRAY[shop._guc('shop.reco_weight_item')::float8, shop._guc('shop.reco_weight_like')::float8,
+                                                shop._guc('shop.reco_weight_content')::float8, shop._guc('shop.reco_weight_popular')::float8]
+                          AND r.orders_key = (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid
+                                                FROM shop."order" x WHERE x.customer_id = r.customer_id AND shop._counted(x.status))
+                          AND r.views_n = (SELECT count(*) FROM shop.view_event y WHERE y.customer_id = r.customer_id)
+                          AND r.views_at IS NOT DISTINCT FROM (SELECT max(y.viewed_at) FROM shop.view_event y
+                                                               WHERE y.customer_id = r.customer_id)
+                          AND r.ids = ARRAY(SELECT b.product_id FROM rd_blend b WHERE b.c = r.customer_id ORDER BY b.ordinality)
+                          AND r.scores = ARRAY(SELECT b.score FROM rd_blend b WHERE b.c = r.customer_id ORDER BY b.ordinality))
+         AS as_keyed
+  FROM shop.recommend_cache r;
 -- also_bought's fill from similar products (lamp 50 has no co-purchase
 -- list: lamp 51 fills it) is cached per product the same way
 SELECT array_agg(product_id) AS also_bought FROM shop.also_bought(50, 5);

@@ -49,6 +49,8 @@
 #include "access/nbtree.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
@@ -425,6 +427,25 @@ blend_scan(Relation rel, Relation idx, Snapshot snap, Oid type, Datum v)
 	return scan;
 }
 
+/*
+ * The same scan again with its first column equal to v.  One scan per
+ * index for all the lists read through it (each order's lines, each seed's
+ * co-purchase list, each neighbour's profile, each candidate's row):
+ * beginning a btree scan allocates its two position arrays (about 27 kB,
+ * above the allocator's chunk limit, so a malloc and a free of their own)
+ * and ending it frees them, which at 1,000,000 products was a tenth of a
+ * first recommend's CPU (reco13).
+ */
+static void
+blend_rescan(IndexScanDesc scan, Oid type, Datum v)
+{
+	ScanKeyData key;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber,
+				type == UUIDOID ? F_UUID_EQ : F_INT8EQ, v);
+	index_rescan(scan, &key, 1, NULL, 0);
+}
+
 static int
 cmp_bought(const void *a, const void *b)
 {
@@ -532,18 +553,43 @@ static ShopStmt st_blend_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT b.product_id, b.score FROM shop._recommend_blend_sql($1, $2, $3) b",
 	INT8OID, INT4OID, TIMESTAMPTZOID);
 
+/*
+ * Where the list goes: the result's tuplestore, and (for recommend's cache,
+ * when ids is not NULL) arrays of the products and scores in order.
+ */
+typedef struct BlendOut
+{
+	Tuplestorestate *ts;
+	TupleDesc	desc;
+	int64	   *ids;
+	float4	   *scores;
+	int			n;
+	int			max;
+} BlendOut;
+
 static void
-blend_put(Tuplestorestate *ts, TupleDesc desc, int64 pid, float4 score)
+blend_put(BlendOut *o, int64 pid, float4 score)
 {
 	Datum		v[2] = {Int64GetDatum(pid), Float4GetDatum(score)};
 	bool		n[2] = {false, false};
 
-	tuplestore_putvalues(ts, desc, v, n);
+	tuplestore_putvalues(o->ts, o->desc, v, n);
+	if (o->ids != NULL)
+	{
+		if (o->n == o->max)
+		{
+			o->max *= 2;
+			o->ids = repalloc(o->ids, sizeof(int64) * o->max);
+			o->scores = repalloc(o->scores, sizeof(float4) * o->max);
+		}
+		o->ids[o->n] = pid;
+		o->scores[o->n++] = score;
+	}
 }
 
 /* the rows of the last SPI statement (product_id, score) into the result */
 static void
-blend_put_spi(Tuplestorestate *ts, TupleDesc desc)
+blend_put_spi(BlendOut *o)
 {
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -554,7 +600,10 @@ blend_put_spi(Tuplestorestate *ts, TupleDesc desc)
 		Datum		v[2] = {p, s};
 		bool		n[2] = {n1, n2};
 
-		tuplestore_putvalues(ts, desc, v, n);
+		if (o->ids != NULL && !n1 && !n2)
+			blend_put(o, DatumGetInt64(p), DatumGetFloat4(s));
+		else
+			tuplestore_putvalues(o->ts, o->desc, v, n);
 	}
 }
 
@@ -566,7 +615,7 @@ static int
 blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 			  bool has_before, TimestampTz before,
 			  double wi, double wl, double wp,
-			  Tuplestorestate *ts, TupleDesc desc, int64 *ids)
+			  BlendOut *out, int64 *ids)
 {
 	BlendHash	h;
 	BlendBought *bought;
@@ -621,9 +670,10 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 
 	bought = palloc(sizeof(BlendBought) * maxbought);
 	slot = table_slot_create(r->line, NULL);
+	scan = index_beginscan(r->line, r->line_idx, snap, 1, 0);
 	for (int i = 0; i < norders; i++)
 	{
-		scan = blend_scan(r->line, r->line_idx, snap, UUIDOID, UUIDPGetDatum(&orders[i]));
+		blend_rescan(scan, UUIDOID, UUIDPGetDatum(&orders[i]));
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
@@ -649,8 +699,8 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 			else if (order_at[i] > bought[e->bought].at)
 				bought[e->bought].at = order_at[i];	/* its latest order */
 		}
-		index_endscan(scan);
 	}
+	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 
 	/* seeds: the latest bought, then the views */
@@ -696,9 +746,10 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 	if (wi > 0)
 	{
 		slot = table_slot_create(r->cop, NULL);
+		scan = index_beginscan(r->cop, r->cop_idx, snap, 1, 0);
 		for (int i = 0; i < nseeds; i++)
 		{
-			scan = blend_scan(r->cop, r->cop_idx, snap, INT8OID, Int64GetDatum(seeds[i].pid));
+			blend_rescan(scan, INT8OID, Int64GetDatum(seeds[i].pid));
 			while (index_getnext_slot(scan, ForwardScanDirection, slot))
 			{
 				bool		n1,
@@ -712,8 +763,8 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 				blend_hash_get(&h, DatumGetInt64(o))->sc[0] +=
 					(double) DatumGetFloat4(s) * seeds[i].w;
 			}
-			index_endscan(scan);
 		}
+		index_endscan(scan);
 		ExecDropSingleTupleTableSlot(slot);
 	}
 
@@ -751,9 +802,10 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		ExecDropSingleTupleTableSlot(slot);
 
 		slot = table_slot_create(r->ci, NULL);
+		scan = index_beginscan(r->ci, r->ci_idx, snap, 1, 0);
 		for (int i = 0; i < nnb; i++)
 		{
-			scan = blend_scan(r->ci, r->ci_idx, snap, INT8OID, Int64GetDatum(nbs[i]));
+			blend_rescan(scan, INT8OID, Int64GetDatum(nbs[i]));
 			while (index_getnext_slot(scan, ForwardScanDirection, slot))
 			{
 				bool		n1,
@@ -767,8 +819,8 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 				blend_hash_get(&h, DatumGetInt64(p))->sc[1] +=
 					nbsc[i] * (double) DatumGetFloat4(w);
 			}
-			index_endscan(scan);
 		}
+		index_endscan(scan);
 		ExecDropSingleTupleTableSlot(slot);
 	}
 
@@ -834,6 +886,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 
 	/* of the 3 * lim + 10 best: active ones, score > 0, the first lim */
 	slot = table_slot_create(r->prod, NULL);
+	scan = NULL;
 	for (int i = 0; i < ncand && listed < lim; i++)
 	{
 		bool		active = false;
@@ -844,33 +897,32 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 			active = true;		/* read active by the popularity source */
 		else
 		{
-			scan = blend_scan(r->prod, r->prod_idx, snap, INT8OID, Int64GetDatum(cand[i]->pid));
+			if (scan == NULL)
+				scan = index_beginscan(r->prod, r->prod_idx, snap, 1, 0);
+			blend_rescan(scan, INT8OID, Int64GetDatum(cand[i]->pid));
 			if (index_getnext_slot(scan, ForwardScanDirection, slot))
 				active = blend_text_eq(slot, r->p_status, "active");
-			index_endscan(scan);
 		}
 		if (!active)
 			continue;
-		blend_put(ts, desc, cand[i]->pid, cand[i]->score);
+		blend_put(out, cand[i]->pid, cand[i]->score);
 		ids[listed++] = cand[i]->pid;
 	}
+	if (scan != NULL)
+		index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	return listed;
 }
 
 /*
- * shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
- * RETURNS SETOF shop.scored_product: the checks and errors of the SQL
- * body (22004, 42501, 22023), then the list.
+ * The blended list of customer into out (the checks done): the C over the
+ * tables when it can, the trending fill when short, the SQL body when the
+ * content source is on or the tables are not as expected.  Reads under the
+ * active snapshot.
  */
-Datum
-shop_recommend_blend(PG_FUNCTION_ARGS)
+static void
+blend_list(int64 customer, int lim, bool has_before, TimestampTz before, BlendOut *out)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		customer;
-	int32		lim;
-	bool		has_before = !PG_ARGISNULL(2);
-	TimestampTz before = has_before ? PG_GETARG_TIMESTAMPTZ(2) : 0;
 	double		wi,
 				wl,
 				wc,
@@ -881,21 +933,6 @@ shop_recommend_blend(PG_FUNCTION_ARGS)
 	int64	   *ids;
 	int			listed = -1;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument customer_id must not be null")));
-	customer = PG_GETARG_INT64(0);
-	ShopAuthorizeCustomer(customer, false);
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("limit out of range"),
-				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
-				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
-	lim = PG_GETARG_INT32(1);
-
-	InitMaterializedSRF(fcinfo, 0);
 	wi = blend_setting("shop.reco_weight_item");
 	wl = blend_setting("shop.reco_weight_like");
 	wc = blend_setting("shop.reco_weight_content");
@@ -910,7 +947,7 @@ shop_recommend_blend(PG_FUNCTION_ARGS)
 		{
 			old = MemoryContextSwitchTo(work);
 			listed = blend_compute(&r, GetActiveSnapshot(), customer, lim, has_before, before,
-								   wi, wl, wp, rsinfo->setResult, rsinfo->setDesc, ids);
+								   wi, wl, wp, out, ids);
 			MemoryContextSwitchTo(old);
 		}
 		blend_rels_close(&r);
@@ -928,7 +965,7 @@ shop_recommend_blend(PG_FUNCTION_ARGS)
 		{
 			/* the SQL body: the content source, or tables not as expected */
 			ShopExecRead(&st_blend_sql, args, nulls);
-			blend_put_spi(rsinfo->setResult, rsinfo->setDesc);
+			blend_put_spi(out);
 		}
 		else
 		{
@@ -936,10 +973,222 @@ shop_recommend_blend(PG_FUNCTION_ARGS)
 			args[1] = Int64GetDatum(customer);
 			args[3] = Int32GetDatum(lim - listed);
 			ShopExecRead(&st_blend_fill, args, nulls);
-			blend_put_spi(rsinfo->setResult, rsinfo->setDesc);
+			blend_put_spi(out);
 		}
 		SPI_finish();
 	}
 	MemoryContextDelete(work);
+}
+
+/*
+ * shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
+ * RETURNS SETOF shop.scored_product: the checks and errors of the SQL
+ * body (22004, 42501, 22023), then the list.
+ */
+Datum
+shop_recommend_blend(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		customer;
+	int32		lim;
+	bool		has_before = !PG_ARGISNULL(2);
+	TimestampTz before = has_before ? PG_GETARG_TIMESTAMPTZ(2) : 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument customer_id must not be null")));
+	customer = PG_GETARG_INT64(0);
+	ShopAuthorizeCustomer(customer, false);
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
+				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
+	lim = PG_GETARG_INT32(1);
+
+	InitMaterializedSRF(fcinfo, 0);
+	{
+		BlendOut	out = {rsinfo->setResult, rsinfo->setDesc, NULL, NULL, 0, 0};
+
+		blend_list(customer, lim, has_before, before, &out);
+	}
+	return (Datum) 0;
+}
+
+
+/*
+ * shop._recommend_default(customer_id bigint, lim int) RETURNS SETOF
+ * shop.scored_product: recommend's list with its cache, in C (issue 14,
+ * reco13).  The PL/pgSQL it replaces ran five statements around the blend
+ * (the key, the probe, the blend gathered into arrays, the write, the
+ * rows out); here the key and the probe are one statement, the blend is
+ * computed in this call (blend_list, no set-returning call in between)
+ * and gathered as it is put out, and the write is the one other
+ * statement.  The same rows and cache rows:
+ *
+ *	 key	 the generation (recommend_cache_gen), the deactivation counter,
+ *			 the md5 of the customer's counted orders' ids and their views'
+ *			 count and newest time, read before the list is computed (a
+ *			 product deactivated after this read moves the counter past the
+ *			 value stored with the list: see shop.product_deactivation);
+ *	 served	 the cached list when every part of the key and the limit and
+ *			 weights are those stored;
+ *	 else	 the blend, under a snapshot taken after the key's, and the list
+ *			 stored with the key unless the transaction is read-only.
+ *
+ * On a hot standby (no unlogged table) the blend alone.
+ */
+PG_FUNCTION_INFO_V1(shop_recommend_default);
+
+static ShopStmt st_rd_key = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT s.last_value, coalesce(d.n, 0), o.k, v.n, v.at, r.ids, r.scores"
+	"  FROM shop.recommend_cache_gen s"
+	"  LEFT JOIN shop.product_deactivation d ON true"
+	" CROSS JOIN (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid AS k"
+	"               FROM shop.\"order\" x WHERE x.customer_id = $1 AND shop._counted(x.status)) o"
+	" CROSS JOIN (SELECT count(*) AS n, max(y.viewed_at) AS at"
+	"               FROM shop.view_event y WHERE y.customer_id = $1) v"
+	"  LEFT JOIN shop.recommend_cache r"
+	"         ON r.customer_id = $1 AND r.gen = s.last_value AND r.deact = coalesce(d.n, 0)"
+	"        AND r.lim = $2 AND r.weights = $3 AND r.orders_key = o.k AND r.views_n = v.n"
+	"        AND r.views_at IS NOT DISTINCT FROM v.at",
+	INT8OID, INT4OID, FLOAT8ARRAYOID);
+
+static ShopStmt st_rd_store = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.recommend_cache AS r"
+	"       (customer_id, gen, deact, lim, weights, orders_key, views_n, views_at, ids, scores)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+	" ON CONFLICT ON CONSTRAINT recommend_cache_pkey DO UPDATE"
+	"    SET gen = excluded.gen, deact = excluded.deact, lim = excluded.lim, weights = excluded.weights,"
+	"        orders_key = excluded.orders_key, views_n = excluded.views_n, views_at = excluded.views_at,"
+	"        ids = excluded.ids, scores = excluded.scores",
+	INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8ARRAYOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
+	INT8ARRAYOID, FLOAT4ARRAYOID);
+
+Datum
+shop_recommend_default(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		customer;
+	int32		lim;
+	double		w[4];
+	BlendOut	out;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument customer_id must not be null")));
+	customer = PG_GETARG_INT64(0);
+	ShopAuthorizeCustomer(customer, false);
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
+				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
+	lim = PG_GETARG_INT32(1);
+	InitMaterializedSRF(fcinfo, 0);
+	out.ts = rsinfo->setResult;
+	out.desc = rsinfo->setDesc;
+	out.ids = NULL;
+	out.scores = NULL;
+	out.n = out.max = 0;
+
+	if (RecoveryInProgress())
+	{
+		/* a hot standby cannot read an unlogged table: no cache there */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		blend_list(customer, lim, false, 0, &out);
+		PopActiveSnapshot();
+		return (Datum) 0;
+	}
+	w[0] = blend_setting("shop.reco_weight_item");
+	w[1] = blend_setting("shop.reco_weight_like");
+	w[2] = blend_setting("shop.reco_weight_content");
+	w[3] = blend_setting("shop.reco_weight_popular");
+
+	SPI_connect();
+	{
+		Datum		args[10];
+		char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		bool		isnull;
+		Datum		ids,
+					scores;
+		int64		gen,
+					deact,
+					views_n;
+		pg_uuid_t	okey;
+		bool		at_null;
+		Datum		at;
+
+		args[0] = Int64GetDatum(customer);
+		args[1] = Int32GetDatum(lim);
+		args[2] = ShopFloat8Array(w, 4);
+		ShopExec(&st_rd_key, args, NULL, 0);
+		if (SPI_processed != 1)
+			elog(ERROR, "shop._recommend_default: the cache's key read %d rows", (int) SPI_processed);
+		ids = ShopCol(0, 6, &isnull);
+		if (!isnull)
+		{
+			/* served */
+			Datum	   *id,
+					   *sc;
+			bool	   *idn,
+					   *scn;
+			int			nid,
+						nsc;
+
+			scores = ShopCol(0, 7, &isnull);
+			deconstruct_array(DatumGetArrayTypeP(ids), INT8OID, 8, FLOAT8PASSBYVAL,
+							  TYPALIGN_DOUBLE, &id, &idn, &nid);
+			if (isnull)
+				nsc = 0, sc = NULL, scn = NULL;
+			else
+				deconstruct_array(DatumGetArrayTypeP(scores), FLOAT4OID, 4, true,
+								  TYPALIGN_INT, &sc, &scn, &nsc);
+			/* unnest(ids, scores): the longer's length, NULLs after the shorter */
+			for (int i = 0; i < Max(nid, nsc); i++)
+			{
+				Datum		v[2] = {i < nid ? id[i] : (Datum) 0, i < nsc ? sc[i] : (Datum) 0};
+				bool		nl[2] = {i >= nid || idn[i], i >= nsc || scn[i]};
+
+				tuplestore_putvalues(out.ts, out.desc, v, nl);
+			}
+			SPI_finish();
+			return (Datum) 0;
+		}
+		gen = ShopColInt(0, 1, 0);
+		deact = ShopColInt(0, 2, 0);
+		memcpy(&okey, DatumGetUUIDP(ShopCol(0, 3, &isnull)), sizeof(pg_uuid_t));
+		views_n = ShopColInt(0, 4, 0);
+		at = ShopCol(0, 5, &at_null);
+
+		/* the list, under a snapshot taken after the key's */
+		out.max = lim + 1;
+		out.ids = palloc(sizeof(int64) * out.max);
+		out.scores = palloc(sizeof(float4) * out.max);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		blend_list(customer, lim, false, 0, &out);
+		PopActiveSnapshot();
+
+		if (!XactReadOnly)
+		{
+			args[0] = Int64GetDatum(customer);
+			args[1] = Int64GetDatum(gen);
+			args[2] = Int64GetDatum(deact);
+			args[3] = Int32GetDatum(lim);
+			args[4] = ShopFloat8Array(w, 4);
+			args[5] = UUIDPGetDatum(&okey);
+			args[6] = Int64GetDatum(views_n);
+			args[7] = at;
+			nulls[7] = at_null ? 'n' : ' ';
+			args[8] = ShopInt8Array(out.ids, out.n);
+			args[9] = ShopFloat4Array(out.scores, out.n);
+			ShopExec(&st_rd_store, args, nulls, 0);
+		}
+	}
+	SPI_finish();
 	return (Datum) 0;
 }

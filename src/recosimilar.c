@@ -1,11 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * recosimilar.c
- *	  The per-candidate terms of the content score (shop._similar_candidates,
- *	  which similar_products, the fill of also_bought and the router's
- *	  shard step share): the trigram similarity of a candidate's title to
- *	  the source's, and the share of the source's attributes the candidate
- *	  has with equal values.
+ *	  The content neighbours of a product and also_bought's list: the
+ *	  per-candidate terms of the content score (the trigram similarity of
+ *	  a candidate's title to the source's, and the share of the source's
+ *	  attributes the candidate has with equal values), the candidates
+ *	  themselves (shop._similar_candidates, which similar_products, the
+ *	  fill of also_bought and the router's shard step share), and
+ *	  shop._also_bought_list (the co-purchase rows, the fill, its cache).
+ *	  The last two are below the terms, each with its own comment.
  *
  * Both give exactly what the SQL they replace gave, so the lists do not
  * move:
@@ -33,12 +36,37 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "shop.h"
+#include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_title_similarity_to);
 PG_FUNCTION_INFO_V1(shop_attr_overlap);
@@ -47,6 +75,8 @@ PG_FUNCTION_INFO_V1(shop_attr_overlap);
 typedef struct varlena SimTrgm;
 typedef SimTrgm *(*SimGenerateFn) (char *str, int slen);
 typedef float4 (*SimCountFn) (SimTrgm *trg1, SimTrgm *trg2, bool inexact);
+
+static bool sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res);
 
 static bool sim_looked_up = false;
 static SimGenerateFn sim_generate = NULL;
@@ -142,6 +172,20 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *attrs = PG_GETARG_JSONB_P(0);
 	Jsonb	   *src = PG_GETARG_JSONB_P(1);
+	double		res;
+
+	if (!sim_attr_overlap(attrs, src, &res))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(res);
+}
+
+/*
+ * The overlap of shop._attr_overlap into *res; false for its NULL (src has
+ * no key).
+ */
+static bool
+sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res)
+{
 	JsonbIterator *it;
 	JsonbValue	k,
 				v;
@@ -179,7 +223,940 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 		}
 	}
 	if (total == 0)
-		PG_RETURN_NULL();
+		return false;
 	/* float48div((float4) same, (float8) total), as the SQL was */
-	PG_RETURN_FLOAT8((float8) (float4) same / (float8) total);
+	*res = (float8) (float4) same / (float8) total;
+	return true;
+}
+
+/*
+ * shop._similar_candidates(src_id bigint, src_category bigint, src_brand
+ * text, src_title text, src_attributes jsonb, exclude bigint[], lim int)
+ * RETURNS SETOF shop.scored_product
+ *
+ * The content neighbours of a product (similar_products, the fill of a
+ * thin also_bought, the router's shard step), in C (issue 14, reco13):
+ * the list the SQL body (shop._similar_candidates_sql) gives, read from
+ * the same indexes under the caller's snapshot.  That body's cost at
+ * 1,000,000 products was the executor around its reads (a union, a
+ * window, two TID scans, sorts: about 60 plan nodes started per call) more
+ * than the reads themselves.
+ *
+ *	 lists	 the first 100 active products of the source's category
+ *			 (product_category_idx: popularity descending, then id) and of
+ *			 its brand (product_brand_idx, partial on active), the source
+ *			 left out; a product on both counted once;
+ *	 bound	 0.4 * same category + 0.2 * same brand + 0.4 + 0.001 *
+ *			 popularity, in double precision as the SQL computes it;
+ *			 the products of exclude left out;
+ *	 first	 the 2 * lim of highest bound (then id) scored, their row read
+ *			 again by its ctid as the SQL's TID scan does;
+ *	 rest	 the others whose bound * 1.000001 + 0.000001 reaches the lim-th
+ *			 best score of the first (all when they are fewer than lim);
+ *	 list	 the lim best scores, then id.
+ *
+ * The score is the SQL's expression with its types: the category and
+ * brand terms are numeric (0, 0.2, 0.4 or 0.6, exact), the rest double
+ * precision, rounded to real at the end:
+ *
+ *	 (numeric) + 0.3 * (float8) title similarity + 0.1 * coalesce(overlap, 0)
+ *	 + 0.001 * (float8) popularity
+ *
+ * The SQL body runs instead for arguments the C does not take (a NULL
+ * source id, title, exclude array or one with a NULL, lim outside 1 to
+ * 100,000, attributes that are not an object) and when shop.product or its
+ * indexes are not as shop made them or cannot be read plainly (privileges,
+ * row security): the lists are the same either way.
+ */
+PG_FUNCTION_INFO_V1(shop_similar_candidates);
+
+#define SIM_LIST 100			/* products read from each list */
+
+typedef struct SimCand
+{
+	int64		pid;
+	ItemPointerData tid;
+	bool		same_cat;
+	bool		same_brand;
+	float4		pop;
+	double		bound;
+	float4		s;
+} SimCand;
+
+/* the relations read, opened for one call; ok false when not as expected */
+typedef struct SimRels
+{
+	bool		ok;
+	Relation	prod,
+				cat_idx,
+				brand_idx;
+	AttrNumber	p_id,
+				p_category,
+				p_brand,
+				p_title,
+				p_attributes,
+				p_status,
+				p_popularity;
+} SimRels;
+
+static AttrNumber
+sim_column(Relation rel, const char *name, Oid type)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->atttypid == type ? a->attnum : 0;
+	}
+	return 0;
+}
+
+/* a btree index of rel: keys cols (types, descending), partial or not */
+static Relation
+sim_index(Relation rel, const char *name, int nkeys, const AttrNumber *cols,
+		  const Oid *types, const bool *desc, bool partial)
+{
+	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
+	Relation	idx;
+	bool		ok;
+
+	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
+		return NULL;
+	idx = index_open(idxid, AccessShareLock);
+	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indisvalid &&
+		IndexRelationGetNumberOfKeyAttributes(idx) >= nkeys &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
+	for (int i = 0; ok && i < nkeys; i++)
+		ok = cols[i] != 0 && idx->rd_index->indkey.values[i] == cols[i] &&
+			idx->rd_opcintype[i] == types[i] &&
+			((idx->rd_indoption[i] & INDOPTION_DESC) != 0) == desc[i];
+	/* the brand's equality as the column's: the default collation */
+	if (ok && types[0] == TEXTOID)
+		ok = idx->rd_indcollation[0] == DEFAULT_COLLATION_OID &&
+			TupleDescAttr(RelationGetDescr(rel), cols[0] - 1)->attcollation == DEFAULT_COLLATION_OID;
+	if (!ok)
+	{
+		index_close(idx, AccessShareLock);
+		return NULL;
+	}
+	return idx;
+}
+
+static void
+sim_rels_open(SimRels *r)
+{
+	Oid			nsp = get_namespace_oid("shop", false);
+	Oid			relid = get_relname_relid("product", nsp);
+	static const bool desc[] = {false, true, false};
+
+	memset(r, 0, sizeof(*r));
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		return;
+	r->prod = table_open(relid, AccessShareLock);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return;
+	r->p_id = sim_column(r->prod, "product_id", INT8OID);
+	r->p_category = sim_column(r->prod, "category_id", INT8OID);
+	r->p_brand = sim_column(r->prod, "brand", TEXTOID);
+	r->p_title = sim_column(r->prod, "title", TEXTOID);
+	r->p_attributes = sim_column(r->prod, "attributes", JSONBOID);
+	r->p_status = sim_column(r->prod, "status", TEXTOID);
+	r->p_popularity = sim_column(r->prod, "popularity", FLOAT4OID);
+	if (!(r->p_id && r->p_category && r->p_brand && r->p_title && r->p_attributes &&
+		  r->p_status && r->p_popularity))
+		return;
+	{
+		AttrNumber	c[3] = {r->p_category, r->p_popularity, r->p_id};
+		Oid			t[3] = {INT8OID, FLOAT4OID, INT8OID};
+
+		r->cat_idx = sim_index(r->prod, "product_category_idx", 3, c, t, desc, false);
+	}
+	{
+		AttrNumber	c[3] = {r->p_brand, r->p_popularity, r->p_id};
+		Oid			t[3] = {TEXTOID, FLOAT4OID, INT8OID};
+
+		/* partial on status = 'active' (checked again on every row read) */
+		r->brand_idx = sim_index(r->prod, "product_brand_idx", 3, c, t, desc, true);
+	}
+	r->ok = r->cat_idx != NULL && r->brand_idx != NULL;
+}
+
+static void
+sim_rels_close(SimRels *r)
+{
+	if (r->cat_idx)
+		index_close(r->cat_idx, NoLock);
+	if (r->brand_idx)
+		index_close(r->brand_idx, NoLock);
+	if (r->prod)
+		table_close(r->prod, NoLock);
+}
+
+/* a text column of the slot equals the bytes s (deterministic collation) */
+static bool
+sim_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s, int len)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	text	   *t;
+	bool		eq;
+
+	if (isnull)
+		return false;
+	t = DatumGetTextPP(d);
+	eq = VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+	if ((Pointer) t != DatumGetPointer(d))
+		pfree(t);
+	return eq;
+}
+
+/* the candidate's place by bound: highest first, then id */
+static int
+sim_cmp_bound(const void *a, const void *b)
+{
+	const SimCand *x = a;
+	const SimCand *y = b;
+
+	if (float8_gt(x->bound, y->bound))
+		return -1;
+	if (float8_lt(x->bound, y->bound))
+		return 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* by score: highest first (float4 order, as SQL's), then id */
+static int
+sim_cmp_score(const void *a, const void *b)
+{
+	const SimCand *x = *(SimCand *const *) a;
+	const SimCand *y = *(SimCand *const *) b;
+
+	if (float4_gt(x->s, y->s))
+		return -1;
+	if (float4_lt(x->s, y->s))
+		return 1;
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+static int
+sim_cmp_pid(const void *a, const void *b)
+{
+	const SimCand *x = a;
+	const SimCand *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/*
+ * Read one list (an index scan with its first column equal to key) into
+ * c[*n...]: its first SIM_LIST active products other than the source.
+ */
+static void
+sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id,
+			  bool has_cat, int64 src_cat, const char *brand, int brand_len,
+			  SimCand *c, int *n, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(r->prod, idx, snap, 1, 0);
+	int			got = 0;
+
+	index_rescan(scan, key, 1, NULL, 0);
+	while (got < SIM_LIST && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+		SimCand    *x;
+
+		if (!sim_text_eq(slot, r->p_status, "active", 6))
+			continue;
+		d = slot_getattr(slot, r->p_id, &isnull);
+		if (isnull || DatumGetInt64(d) == src_id)
+			continue;
+		x = &c[(*n)++];
+		got++;
+		x->pid = DatumGetInt64(d);
+		x->tid = slot->tts_tid;
+		d = slot_getattr(slot, r->p_category, &isnull);
+		/* IS NOT DISTINCT FROM */
+		x->same_cat = isnull ? !has_cat : (has_cat && DatumGetInt64(d) == src_cat);
+		if (brand == NULL)
+		{
+			(void) slot_getattr(slot, r->p_brand, &isnull);
+			x->same_brand = isnull;
+		}
+		else
+			x->same_brand = sim_text_eq(slot, r->p_brand, brand, brand_len);
+		d = slot_getattr(slot, r->p_popularity, &isnull);
+		x->pop = isnull ? 0 : DatumGetFloat4(d);
+		if (isnull)
+		{
+			/* a NULL popularity (not NOT NULL any more): leave it to SQL */
+			(*n)--;
+			got--;
+			r->ok = false;
+			break;
+		}
+	}
+	index_endscan(scan);
+}
+
+/* numeric 0.4 * same category + 0.2 * same brand, as a double */
+static double
+sim_numeric_part(const SimCand *c)
+{
+	return c->same_cat ? (c->same_brand ? 0.6 : 0.4) : (c->same_brand ? 0.2 : 0.0);
+}
+
+/* the score of c, its row read again by ctid; false when not visible */
+static bool
+sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
+		  text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
+{
+	bool		isnull;
+	Datum		d;
+	text	   *title;
+	float4		sim;
+	double		overlap = 0;
+	double		s;
+
+	if (!table_tuple_fetch_row_version(r->prod, &c->tid, snap, slot))
+		return false;
+	d = slot_getattr(slot, r->p_title, &isnull);
+	if (isnull)
+		return false;			/* NOT NULL in shop; the SQL would rank NULL first */
+	title = DatumGetTextPP(d);
+	if (src_trg != NULL)
+	{
+		SimTrgm    *trg = sim_generate(VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
+
+		sim = sim_count(trg, src_trg, false);
+		pfree(trg);
+	}
+	else
+	{
+		static PGFunction sim_fn = NULL;
+
+		if (sim_fn == NULL)
+			sim_fn = load_external_function("$libdir/pg_trgm", "similarity", true, NULL);
+		sim = DatumGetFloat4(DirectFunctionCall2(sim_fn, PointerGetDatum(title),
+												 PointerGetDatum(src_title)));
+	}
+	if (src_attrs != NULL)
+	{
+		d = slot_getattr(slot, r->p_attributes, &isnull);
+		if (!isnull && !sim_attr_overlap(DatumGetJsonbP(d), src_attrs, &overlap))
+			overlap = 0;
+	}
+	/* numeric + float84mul + float8mul + float84mul, left to right */
+	s = sim_numeric_part(c);
+	s = s + 0.3 * (double) sim;
+	s = s + 0.1 * overlap;
+	s = s + 0.001 * (double) c->pop;
+	c->s = (float4) s;		/* ::real (dtof; no overflow at these sizes) */
+	return true;
+}
+
+/*
+ * ShopSimilarCandidates: the list of shop._similar_candidates into ids and
+ * scores (room for lim each), read under snap.  Returns its length, or -1
+ * when shop.product or its indexes are not as the C expects (the caller
+ * then runs the SQL).  The arguments must be those the C takes (see
+ * above): a title, lim in 1..100,000, attributes NULL or an object.
+ */
+int
+ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
+					  text *src_title, Jsonb *src_attrs, const int64 *ex, int nex,
+					  int lim, Snapshot snap, int64 *ids, float4 *scores)
+{
+	SimRels		r;
+	MemoryContext work;
+	MemoryContext old;
+	int			result = -1;
+
+	work = AllocSetContextCreate(CurrentMemoryContext, "shop similar", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(work);
+	sim_rels_open(&r);
+	if (r.ok)
+	{
+		const char *brand = brand_t ? VARDATA_ANY(brand_t) : NULL;
+		int			brand_len = brand_t ? VARSIZE_ANY_EXHDR(brand_t) : 0;
+		SimCand    *c;
+		SimCand   **top;
+		int			n = 0,
+					m = 0,
+					nfirst,
+					ntop = 0;
+		TupleTableSlot *slot;
+		SimTrgm    *src_trg = NULL;
+		float4		cut = 0;
+		bool		has_cut = false;
+
+		c = palloc(sizeof(SimCand) * 2 * SIM_LIST);
+		slot = table_slot_create(r.prod, NULL);
+		if (has_cat)
+		{
+			ScanKeyData key;
+
+			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(src_cat));
+			sim_read_list(&r, r.cat_idx, snap, &key, src_id, has_cat, src_cat,
+						  brand, brand_len, c, &n, slot);
+		}
+		if (brand_t != NULL && r.ok)
+		{
+			ScanKeyData key;
+
+			ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+								   r.brand_idx->rd_indcollation[0], F_TEXTEQ,
+								   PointerGetDatum(brand_t));
+			sim_read_list(&r, r.brand_idx, snap, &key, src_id, has_cat, src_cat,
+						  brand, brand_len, c, &n, slot);
+		}
+		if (r.ok)
+		{
+			/* one row per product (the UNION), then exclude's left out */
+			qsort(c, n, sizeof(SimCand), sim_cmp_pid);
+			for (int i = 0; i < n; i++)
+			{
+				bool		drop = m > 0 && c[m - 1].pid == c[i].pid;
+
+				for (int j = 0; !drop && j < nex; j++)
+					drop = ex[j] == c[i].pid;
+				if (!drop)
+					c[m++] = c[i];
+			}
+			for (int i = 0; i < m; i++)
+				c[i].bound = 0.4 * (double) c[i].same_cat + 0.2 * (double) c[i].same_brand
+					+ 0.4 + 0.001 * (double) c[i].pop;
+			qsort(c, m, sizeof(SimCand), sim_cmp_bound);
+
+			sim_lookup();
+			if (sim_generate != NULL)
+				src_trg = sim_generate(VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
+			top = palloc(sizeof(SimCand *) * (m + 1));
+			/* first: the 2 * lim of highest bound */
+			nfirst = Min(m, 2 * lim);
+			for (int i = 0; i < nfirst; i++)
+				if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+					top[ntop++] = &c[i];
+			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+			if (ntop >= lim)
+			{
+				cut = top[lim - 1]->s;
+				has_cut = true;
+			}
+			/* rest: those whose bound reaches the cut */
+			for (int i = nfirst; i < m; i++)
+				if (!has_cut || c[i].bound * 1.000001 + 0.000001 >= (double) cut)
+					if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+						top[ntop++] = &c[i];
+			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+			result = Min(ntop, lim);
+			for (int i = 0; i < result; i++)
+			{
+				ids[i] = top[i]->pid;
+				scores[i] = top[i]->s;
+			}
+		}
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	sim_rels_close(&r);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(work);
+	return result;
+}
+
+/* the SQL body, for what the C does not take */
+static ShopStmt st_similar_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT s.product_id, s.score FROM shop._similar_candidates_sql($1, $2, $3, $4, $5, $6, $7) s",
+	INT8OID, INT8OID, TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, INT4OID);
+
+Datum
+shop_similar_candidates(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		c_ok;
+	int			n = -1;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* the arguments the C takes */
+	c_ok = !PG_ARGISNULL(0) && !PG_ARGISNULL(3) && !PG_ARGISNULL(5) && !PG_ARGISNULL(6) &&
+		PG_GETARG_INT32(6) >= 1 && PG_GETARG_INT32(6) <= 100000;
+	if (c_ok && !PG_ARGISNULL(4))
+		c_ok = JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(4));
+	if (c_ok)
+		c_ok = !array_contains_nulls(PG_GETARG_ARRAYTYPE_P(5));
+	if (c_ok)
+	{
+		int			lim = PG_GETARG_INT32(6);
+		Datum	   *exd = NULL;
+		int			nex = 0;
+		int64	   *ex;
+		int64	   *ids = palloc(sizeof(int64) * lim);
+		float4	   *scores = palloc(sizeof(float4) * lim);
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(5), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &exd, NULL, &nex);
+		ex = palloc(sizeof(int64) * (nex + 1));
+		for (int i = 0; i < nex; i++)
+			ex[i] = DatumGetInt64(exd[i]);
+		n = ShopSimilarCandidates(PG_GETARG_INT64(0), !PG_ARGISNULL(1),
+								  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+								  PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+								  PG_GETARG_TEXT_PP(3),
+								  PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4),
+								  ex, nex, lim, GetActiveSnapshot(), ids, scores);
+		for (int i = 0; i < n; i++)
+		{
+			Datum		v[2] = {Int64GetDatum(ids[i]), Float4GetDatum(scores[i])};
+			bool		nl[2] = {false, false};
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+		}
+	}
+	if (n < 0)
+	{
+		Datum		args[7];
+		char		nulls[7];
+
+		for (int i = 0; i < 7; i++)
+		{
+			args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		}
+		SPI_connect();
+		ShopExecRead(&st_similar_sql, args, nulls);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		n1,
+						n2;
+			Datum		v[2];
+			bool		nl[2];
+
+			v[0] = ShopCol(i, 1, &n1);
+			v[1] = ShopCol(i, 2, &n2);
+			nl[0] = n1;
+			nl[1] = n2;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+		}
+		SPI_finish();
+	}
+	return (Datum) 0;
+}
+
+/*
+ * shop._also_bought_list(product_id bigint, lim int) RETURNS SETOF
+ * shop.scored_product: also_bought's default list, in C (issue 14, reco13).
+ *
+ * The list the PL/pgSQL body (shop._also_bought_list_sql) gives, with its
+ * statements' snapshots: each step below reads under a snapshot of its
+ * own, taken when it starts, as each statement of a VOLATILE function
+ * does (so the fill is read after the deactivation counter stored with it:
+ * see recommend's cache).
+ *
+ *	 list	 the product's co-purchase rows (copurchase_pkey) with score > 0
+ *			 whose product is active (product_pkey), by score descending
+ *			 then id, the first lim; the product must exist (SH006 when it
+ *			 does not, once the list is short);
+ *	 fill	 when the list is short and the product has a category or a
+ *			 brand: served from shop.also_bought_cache while the generation
+ *			 and deactivation counter are those read now, otherwise
+ *			 ShopSimilarCandidates (every listed product excluded, lim - n
+ *			 of them) scaled below the list (score * least(1, last listed
+ *			 score) * 0.999, with the SQL's types) and stored there.
+ *
+ * The PL/pgSQL body runs instead when the tables or indexes are not as
+ * shop made them.
+ */
+PG_FUNCTION_INFO_V1(shop_also_bought_list);
+
+typedef struct AbRow
+{
+	int64		other;
+	float4		score;
+} AbRow;
+
+static int
+ab_cmp_row(const void *a, const void *b)
+{
+	const AbRow *x = a;
+	const AbRow *y = b;
+
+	if (float4_gt(x->score, y->score))
+		return -1;
+	if (float4_lt(x->score, y->score))
+		return 1;
+	return (x->other > y->other) - (x->other < y->other);
+}
+
+static ShopStmt st_ab_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT a.product_id, a.score FROM shop._also_bought_list_sql($1, $2) a",
+	INT8OID, INT4OID);
+
+/* the cache's key read now, and the entry it keys when there is one */
+static ShopStmt st_ab_probe = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT s.last_value, coalesce(d.n, 0), f.ids, f.scores"
+	"  FROM shop.recommend_cache_gen s"
+	"  LEFT JOIN shop.product_deactivation d ON true"
+	"  LEFT JOIN shop.also_bought_cache f"
+	"         ON f.product_id = $1 AND f.gen = s.last_value AND f.deact = coalesce(d.n, 0)"
+	"        AND f.lim = $2 AND f.listed = $3",
+	INT8OID, INT4OID, INT4OID);
+
+static ShopStmt st_ab_store = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"INSERT INTO shop.also_bought_cache AS f (product_id, gen, deact, lim, listed, ids, scores)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	" ON CONFLICT ON CONSTRAINT also_bought_cache_pkey DO UPDATE"
+	"    SET gen = excluded.gen, deact = excluded.deact, lim = excluded.lim, listed = excluded.listed,"
+	"        ids = excluded.ids, scores = excluded.scores",
+	INT8OID, INT8OID, INT8OID, INT4OID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID);
+
+/* the fill through SQL, for a product the C does not take */
+static ShopStmt st_ab_fill_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
+	"SELECT s.product_id, s.score FROM shop._similar_candidates($1, $2, $3, $4, $5, $6, $7) s",
+	INT8OID, INT8OID, TEXTOID, TEXTOID, JSONBOID, INT8ARRAYOID, INT4OID);
+
+static void
+ab_put(ReturnSetInfo *rsinfo, int64 pid, float4 score)
+{
+	Datum		v[2] = {Int64GetDatum(pid), Float4GetDatum(score)};
+	bool		nl[2] = {false, false};
+
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+}
+
+Datum
+shop_also_bought_list(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		pid;
+	int32		lim;
+	Oid			nsp;
+	Relation	prod = NULL,
+				prod_idx = NULL,
+				cop = NULL,
+				cop_idx = NULL;
+	AttrNumber	p_id = 0,
+				p_status = 0,
+				p_category = 0,
+				p_brand = 0,
+				p_title = 0,
+				p_attributes = 0,
+				c_other = 0,
+				c_score = 0;
+	static const bool asc1[] = {false};
+	bool		ok;
+	AbRow	   *rows = NULL;
+	int			nrows = 0,
+				maxrows = 32;
+	int			n = 0;
+	bool		found = false;
+	bool		has_cat = false;
+	int64		src_cat = 0;
+	text	   *brand = NULL;
+	text	   *title = NULL;
+	Jsonb	   *attrs = NULL;
+	int64	   *listed;
+	float4		last_score = 0;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument product_id must not be null")));
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
+				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
+	pid = PG_GETARG_INT64(0);
+	lim = PG_GETARG_INT32(1);
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* the relations, as shop made them and plainly readable */
+	nsp = get_namespace_oid("shop", false);
+	{
+		Oid			relid = get_relname_relid("product", nsp);
+
+		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION)
+			prod = table_open(relid, AccessShareLock);
+		relid = get_relname_relid("copurchase", nsp);
+		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION)
+			cop = table_open(relid, AccessShareLock);
+	}
+	ok = prod != NULL && cop != NULL;
+	for (int i = 0; ok && i < 2; i++)
+	{
+		Oid			relid = RelationGetRelid(i == 0 ? prod : cop);
+
+		ok = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+			check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+	}
+	if (ok)
+	{
+		AttrNumber	c[1];
+		Oid			t[1] = {INT8OID};
+
+		p_id = sim_column(prod, "product_id", INT8OID);
+		p_status = sim_column(prod, "status", TEXTOID);
+		p_category = sim_column(prod, "category_id", INT8OID);
+		p_brand = sim_column(prod, "brand", TEXTOID);
+		p_title = sim_column(prod, "title", TEXTOID);
+		p_attributes = sim_column(prod, "attributes", JSONBOID);
+		c_other = sim_column(cop, "other_id", INT8OID);
+		c_score = sim_column(cop, "score", FLOAT4OID);
+		c[0] = p_id;
+		prod_idx = sim_index(prod, "product_pkey", 1, c, t, asc1, false);
+		c[0] = sim_column(cop, "product_id", INT8OID);
+		cop_idx = sim_index(cop, "copurchase_pkey", 1, c, t, asc1, false);
+		ok = p_id && p_status && p_category && p_brand && p_title && p_attributes &&
+			c_other && c_score && prod_idx && cop_idx;
+	}
+	if (!ok)
+	{
+		if (prod_idx)
+			index_close(prod_idx, AccessShareLock);
+		if (cop_idx)
+			index_close(cop_idx, AccessShareLock);
+		if (prod)
+			table_close(prod, AccessShareLock);
+		if (cop)
+			table_close(cop, AccessShareLock);
+		SPI_connect();
+		{
+			Datum		args[2] = {Int64GetDatum(pid), Int32GetDatum(lim)};
+
+			ShopExec(&st_ab_sql, args, NULL, 0);
+		}
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		n1,
+						n2;
+			Datum		v[2];
+			bool		nl[2];
+
+			v[0] = ShopCol(i, 1, &n1);
+			v[1] = ShopCol(i, 2, &n2);
+			nl[0] = n1;
+			nl[1] = n2;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+		}
+		SPI_finish();
+		return (Datum) 0;
+	}
+
+	/* the list, and the product itself, under a snapshot of its own */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(prod, NULL);
+	scan = index_beginscan(prod, prod_idx, GetActiveSnapshot(), 1, 0);
+	{
+		ScanKeyData key;
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(pid));
+		index_rescan(scan, &key, 1, NULL, 0);
+	}
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		found = true;
+		d = slot_getattr(slot, p_category, &isnull);
+		has_cat = !isnull;
+		src_cat = isnull ? 0 : DatumGetInt64(d);
+		d = slot_getattr(slot, p_brand, &isnull);
+		brand = isnull ? NULL : DatumGetTextPCopy(d);
+		d = slot_getattr(slot, p_title, &isnull);
+		title = isnull ? NULL : DatumGetTextPCopy(d);
+		d = slot_getattr(slot, p_attributes, &isnull);
+		attrs = isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+	if (found)
+	{
+		TupleTableSlot *cslot = table_slot_create(cop, NULL);
+		IndexScanDesc cscan = index_beginscan(cop, cop_idx, GetActiveSnapshot(), 1, 0);
+		ScanKeyData key;
+
+		rows = palloc(sizeof(AbRow) * maxrows);
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(pid));
+		index_rescan(cscan, &key, 1, NULL, 0);
+		while (index_getnext_slot(cscan, ForwardScanDirection, cslot))
+		{
+			bool		n1,
+						n2;
+			Datum		o = slot_getattr(cslot, c_other, &n1);
+			Datum		s = slot_getattr(cslot, c_score, &n2);
+
+			if (n1 || n2 || !float4_gt(DatumGetFloat4(s), 0))
+				continue;
+			if (nrows == maxrows)
+			{
+				maxrows *= 2;
+				rows = repalloc(rows, sizeof(AbRow) * maxrows);
+			}
+			rows[nrows].other = DatumGetInt64(o);
+			rows[nrows++].score = DatumGetFloat4(s);
+		}
+		index_endscan(cscan);
+		ExecDropSingleTupleTableSlot(cslot);
+		qsort(rows, nrows, sizeof(AbRow), ab_cmp_row);
+	}
+	/* the active ones, best first: the first lim listed */
+	listed = palloc(sizeof(int64) * (nrows + 1));
+	for (int i = 0; i < nrows && n < lim; i++)
+	{
+		ScanKeyData key;
+		bool		active = false;
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(rows[i].other));
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+			active = sim_text_eq(slot, p_status, "active", 6);
+		if (!active)
+			continue;
+		ab_put(rsinfo, rows[i].other, rows[i].score);
+		/* min(score) of the listed (all of them when the list is short) */
+		if (n == 0 || float4_lt(rows[i].score, last_score))
+			last_score = rows[i].score;
+		listed[n++] = rows[i].other;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(prod_idx, NoLock);
+	index_close(cop_idx, NoLock);
+	table_close(prod, NoLock);
+	table_close(cop, NoLock);
+
+	if (n >= lim)
+		return (Datum) 0;
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_SHOP_NOT_FOUND),
+				 errmsg("product not found"),
+				 errdetail("No product has product_id " INT64_FORMAT ".", pid)));
+	if (!has_cat && brand == NULL)
+		return (Datum) 0;
+
+	/* the fill: the cache's entry for this key, else computed and stored */
+	{
+		bool		recovery = RecoveryInProgress();
+		int64		gen = 0,
+					deact = 0;
+		int64	   *fids = NULL;
+		float4	   *fsc = NULL;
+		int			nf = -1;
+		int			want = lim - n;
+		float4		m;
+
+		SPI_connect();
+		if (!recovery)
+		{
+			Datum		args[3] = {Int64GetDatum(pid), Int32GetDatum(lim), Int32GetDatum(n)};
+			bool		isnull;
+
+			ShopExec(&st_ab_probe, args, NULL, 0);
+			if (SPI_processed == 1)
+			{
+				gen = ShopColInt(0, 1, 0);
+				deact = ShopColInt(0, 2, 0);
+				{
+					Datum		a = ShopCol(0, 3, &isnull);
+
+					if (!isnull)
+					{
+						Datum	   *ed;
+						int			ne;
+						Datum		b = ShopCol(0, 4, &isnull);
+						Datum	   *sd;
+						int			ns;
+
+						deconstruct_array(DatumGetArrayTypeP(a), INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE, &ed, NULL, &ne);
+						deconstruct_array(DatumGetArrayTypeP(b), FLOAT4OID, 4, true,
+										  TYPALIGN_INT, &sd, NULL, &ns);
+						nf = Min(ne, ns);
+						fids = palloc(sizeof(int64) * (nf + 1));
+						fsc = palloc(sizeof(float4) * (nf + 1));
+						for (int i = 0; i < nf; i++)
+						{
+							fids[i] = DatumGetInt64(ed[i]);
+							fsc[i] = DatumGetFloat4(sd[i]);
+						}
+					}
+				}
+			}
+		}
+		if (nf < 0)
+		{
+			/* least(1.0, coalesce(last listed score, 1.0)) in real */
+			m = (n > 0 && float4_lt(last_score, 1.0f)) ? last_score : 1.0f;
+			fids = palloc(sizeof(int64) * want);
+			fsc = palloc(sizeof(float4) * want);
+			if (title != NULL && (attrs == NULL || JB_ROOT_IS_OBJECT(attrs)))
+			{
+				PushActiveSnapshot(GetTransactionSnapshot());
+				nf = ShopSimilarCandidates(pid, has_cat, src_cat, brand, title, attrs,
+										   listed, n, want, GetActiveSnapshot(), fids, fsc);
+				PopActiveSnapshot();
+			}
+			if (nf < 0)
+			{
+				Datum		args[7];
+				char		nulls[7] = {' ', has_cat ? ' ' : 'n', brand ? ' ' : 'n',
+				title ? ' ' : 'n', attrs ? ' ' : 'n', ' ', ' '};
+
+				args[0] = Int64GetDatum(pid);
+				args[1] = Int64GetDatum(src_cat);
+				args[2] = PointerGetDatum(brand);
+				args[3] = PointerGetDatum(title);
+				args[4] = PointerGetDatum(attrs);
+				args[5] = ShopInt8Array(listed, n);
+				args[6] = Int32GetDatum(want);
+				ShopExec(&st_ab_fill_sql, args, nulls, 0);
+				nf = 0;
+				for (uint64 i = 0; i < SPI_processed && nf < want; i++)
+				{
+					bool		n1,
+								n2;
+					Datum		p = ShopCol(i, 1, &n1);
+					Datum		s = ShopCol(i, 2, &n2);
+
+					if (n1 || n2)
+						continue;	/* not from shop's own function */
+					fids[nf] = DatumGetInt64(p);
+					fsc[nf++] = DatumGetFloat4(s);
+				}
+			}
+			/* (s.score * least(...))::real * 0.999 in double, then ::real */
+			for (int i = 0; i < nf; i++)
+				fsc[i] = DatumGetFloat4(DirectFunctionCall1(dtof,
+															Float8GetDatum(float8_mul((float8) float4_mul(fsc[i], m), 0.999))));
+			if (!recovery && !XactReadOnly)
+			{
+				Datum		args[7];
+
+				args[0] = Int64GetDatum(pid);
+				args[1] = Int64GetDatum(gen);
+				args[2] = Int64GetDatum(deact);
+				args[3] = Int32GetDatum(lim);
+				args[4] = Int32GetDatum(n);
+				args[5] = ShopInt8Array(fids, nf);
+				args[6] = ShopFloat4Array(fsc, nf);
+				ShopExec(&st_ab_store, args, NULL, 0);
+			}
+		}
+		for (int i = 0; i < nf; i++)
+			ab_put(rsinfo, fids[i], fsc[i]);
+		SPI_finish();
+	}
+	return (Datum) 0;
 }

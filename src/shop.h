@@ -173,6 +173,13 @@ extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 extern void ShopCheckPlainText(const char *s, int len, const char *what, bool multiline);
 extern void ShopSagaMac(const char *msg, char *out);
 
+/* recosimilar.c: shop._similar_candidates' list, -1 when the SQL must run */
+struct SnapshotData;
+extern int	ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand,
+								  text *src_title, Jsonb *src_attrs, const int64 *exclude,
+								  int nexclude, int lim, struct SnapshotData *snap,
+								  int64 *ids, float4 *scores);
+
 /* recommend.c (GUC variables defined in shop.c) */
 /* one scored neighbour of a product (reco_rank) */
 typedef struct RecoScored
