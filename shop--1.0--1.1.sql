@@ -9823,7 +9823,7 @@ COMMENT ON FUNCTION shop._search_vocab_learn(text, int) IS
 
 CREATE FUNCTION shop.refresh_search_vocab()
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE

@@ -43,6 +43,7 @@ INSERT INTO documented VALUES
     ('shop.synonym_add(text,text[])', false, true),
     ('shop.synonym_remove(text)', false, true),
     ('shop.refresh_search_prior()', false, true),
+    ('shop.refresh_search_vocab()', false, true),
     ('shop.search_prior_for(text,int)', false, true),
     -- cart (docs/cart.md)
     ('shop.cart_create(bigint)', true, true),
@@ -301,6 +302,7 @@ SELECT * FROM pg_temp.calls('regress_roles_front', ARRAY[
     '! SELECT shop.synonym_add(''tv'', ARRAY[''television''])',
     '! SELECT shop.synonym_remove(''laptop'')',
     '! SELECT shop.refresh_search_prior()',
+    '! SELECT shop.refresh_search_vocab()',
     '! SELECT * FROM shop.search_prior_for(''laptop'')',
     format('! SELECT shop.stock_set(%s, 1)', :p1),
     format('! SELECT shop.stock_adjust(%s, 1, ''found one'')', :p1),
@@ -404,6 +406,7 @@ SELECT * FROM pg_temp.calls('regress_roles_office', ARRAY[
     'SELECT shop.synonym_add(''tv'', ARRAY[''television''])',
     'SELECT shop.synonym_remove(''tv'')',
     'SELECT shop.refresh_search_prior()',
+    'SELECT shop.refresh_search_vocab()',
     'SELECT * FROM shop.search_prior_for(''tv'')',
     format('SELECT shop.stock_set(%s, 50)', :p3),
     format('SELECT shop.stock_adjust(%s, 5, ''found five'')', :p3),
