@@ -119,11 +119,13 @@ typedef struct SearchOids
 
 static SearchOids search_oids;
 static bool search_oids_callback = false;
+static uint64 search_oids_invals = 0;	/* invalidations seen */
 
 static void
 search_oids_inval(Datum arg, int cacheid, uint32 hashvalue)
 {
 	search_oids.valid = false;
+	search_oids_invals++;
 }
 
 static Oid
@@ -164,11 +166,12 @@ get_search_oids(void)
 		Oid			d_args[1] = {INT8OID};
 
 		/*
-		 * valid first: an invalidation during the lookups below (a lock
-		 * taken) clears it, and the next call looks again
+		 * valid only if no invalidation came during the lookups below (a
+		 * lock taken): else this call uses them and the next looks again.
+		 * An error in a lookup leaves the entries invalid.
 		 */
-		search_oids.valid = true;
-		o.valid = true;
+		uint64		invals = search_oids_invals;
+
 		o.index = shop_rel("product_search_idx");
 		o.rowtype = get_rel_type_id(IndexGetRelation(o.index, false));
 		o.synonym = shop_rel("synonym");
@@ -177,7 +180,7 @@ get_search_oids(void)
 		o.intent_fn = shop_func("_search_intent_work", 1, j_args);
 		o.prior_fn = shop_func("_search_prior", 2, p_args);
 		o.descendants_fn = shop_func("category_descendants", 1, d_args);
-		o.valid = search_oids.valid;
+		o.valid = (search_oids_invals == invals);
 		search_oids = o;
 	}
 	return &search_oids;
