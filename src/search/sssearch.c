@@ -17,8 +17,8 @@
  *		_search_query it replaced (thr3), calling PL/pgSQL only for
  *		synonyms, personalization, an intent not in the backend's cache
  *		and a prior table with rows;
- *	 2. the index call of shop._search_rows (SsSearchRows, sssort.c) fills
- *		a tuplestore, and the page is cut from it here: active rows only,
+ *	 2. the index call of shop._search_rows (SsSearchRowsTo, sssort.c)
+ *		gives its rows one by one, and the page is cut here: active rows only,
  *		for relevance in the index's order, for a sort ordered by the
  *		sort's columns and product_id (what the ORDER BY did), then
  *		OFFSET off LIMIT lim;
@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/index.h"
@@ -315,126 +316,157 @@ put_row(ReturnSetInfo *rsinfo, const PageRow *r, bool ranked)
 }
 
 /*
- * The page: from the rows of the index call (rows: (product, score, typos,
- * missing)), the active ones, ordered, OFFSET off LIMIT lim, into rsinfo.
- * Returns the number of rows put.
+ * The page under way: the rows of the index call come one by one (sink),
+ * each read in its heap buffer; the active ones make the page, in the
+ * index's order (relevance: OFFSET off LIMIT lim as they come) or kept and
+ * ordered by the sort's columns and product_id.  The rows used to go
+ * through a tuplestore of whole-row composites first (a copy of each
+ * row, another of the tuple, a fetch and a deform: about 20,000
+ * instructions for a page of 20).
  */
-static int
-cut_page(Tuplestorestate *rows, TupleDesc rowsdesc, PageSort ps, int32 lim, int32 off,
-		 ReturnSetInfo *rsinfo)
+typedef struct PageCut
 {
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(rowsdesc, &TTSOpsMinimalTuple);
-	TupleDesc	pdesc = NULL;
+	ReturnSetInfo *rsinfo;
+	PageSort	ps;
+	int32		lim;
+	int32		off;
+	TupleDesc	desc;			/* the heap's, at the first row */
 	AttrNumber	att[PC_N];
-	PageRow    *all = NULL;
-	Datum	   *pv = NULL;
-	bool	   *pn = NULL;
-	int			nall = 0,
-				cap = 0,
-				active = 0,
-				put = 0;
+	PageRow    *all;			/* a sort's rows */
+	int			nall;
+	int			cap;
+	int			active;			/* active rows seen (relevance) */
+	int			put;			/* rows put into rsinfo */
+} PageCut;
 
-	tuplestore_rescan(rows);
-	while (tuplestore_gettupleslot(rows, true, false, slot))
+static void
+page_columns(PageCut *pg, TupleDesc desc)
+{
+	pg->desc = desc;
+	for (int i = 0; i < PC_N; i++)
 	{
-		bool		isnull;
-		HeapTupleHeader th = DatumGetHeapTupleHeader(slot_getattr(slot, 1, &isnull));
-		HeapTupleData tup;
-		PageRow		r;
-		int			i;
-
-		if (pdesc == NULL)
+		pg->att[i] = InvalidAttrNumber;
+		for (int a = 0; a < desc->natts; a++)
 		{
-			pdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th),
-										   HeapTupleHeaderGetTypMod(th));
-			for (i = 0; i < PC_N; i++)
+			Form_pg_attribute fa = TupleDescAttr(desc, a);
+
+			if (!fa->attisdropped && strcmp(NameStr(fa->attname), pc_names[i]) == 0)
 			{
-				int			a;
-
-				att[i] = InvalidAttrNumber;
-				for (a = 0; a < pdesc->natts; a++)
-				{
-					Form_pg_attribute fa = TupleDescAttr(pdesc, a);
-
-					if (!fa->attisdropped && strcmp(NameStr(fa->attname), pc_names[i]) == 0)
-					{
-						att[i] = a + 1;
-						break;
-					}
-				}
-				if (att[i] == InvalidAttrNumber)
-					elog(ERROR, "shop.product has no column \"%s\"", pc_names[i]);
-			}
-			pv = palloc(pdesc->natts * sizeof(Datum));
-			pn = palloc(pdesc->natts * sizeof(bool));
-		}
-		tup.t_len = HeapTupleHeaderGetDatumLength(th);
-		ItemPointerSetInvalid(&tup.t_self);
-		tup.t_tableOid = InvalidOid;
-		tup.t_data = th;
-		/* one pass over the row (heap_getattr per column walks it again) */
-		heap_deform_tuple(&tup, pdesc, pv, pn);
-		for (i = 0; i < PC_N; i++)
-		{
-			r.v[i] = pv[att[i] - 1];
-			r.n[i] = pn[att[i] - 1];
-		}
-		/* WHERE p.status = 'active' */
-		if (r.n[PC_STATUS])
-			continue;
-		{
-			text	   *st = DatumGetTextPP(r.v[PC_STATUS]);
-
-			if (VARSIZE_ANY_EXHDR(st) != 6 || memcmp(VARDATA_ANY(st), "active", 6) != 0)
-				continue;
-		}
-		r.score = slot_getattr(slot, 2, &r.score_null);
-		r.typos = slot_getattr(slot, 3, &r.typos_null);
-		r.missing = slot_getattr(slot, 4, &isnull);
-		if (ps == PS_RELEVANCE)
-		{
-			/* ORDER BY ord OFFSET off LIMIT lim: in the index's order */
-			if (active++ >= off)
-			{
-				put_row(rsinfo, &r, true);
-				if (++put >= lim)
-					break;
-			}
-			continue;
-		}
-		/* the value of the slot goes with the next fetch: keep the tuple */
-		if (nall == cap)
-		{
-			cap = cap ? cap * 2 : 64;
-			all = all ? repalloc(all, cap * sizeof(PageRow)) : palloc(cap * sizeof(PageRow));
-		}
-		{
-			HeapTupleHeader copy = (HeapTupleHeader) palloc(tup.t_len);
-
-			memcpy(copy, th, tup.t_len);
-			tup.t_data = copy;
-			heap_deform_tuple(&tup, pdesc, pv, pn);
-			for (i = 0; i < PC_N; i++)
-			{
-				r.v[i] = pv[att[i] - 1];
-				r.n[i] = pn[att[i] - 1];
+				pg->att[i] = a + 1;
+				break;
 			}
 		}
-		all[nall++] = r;
+		if (pg->att[i] == InvalidAttrNumber)
+			elog(ERROR, "shop.product has no column \"%s\"", pc_names[i]);
 	}
-	if (ps != PS_RELEVANCE && nall > 0)
+}
+
+/*
+ * the page's columns of a row (values, nulls: the whole row's); a value
+ * stored out of line is read in, as the whole-row copy did: the page
+ * holds no TOAST pointer into shop.product
+ */
+static bool
+page_row(PageCut *pg, Datum *values, bool *nulls, PageRow *r)
+{
+	for (int i = 0; i < PC_N; i++)
 	{
-		int			i;
+		int			a = pg->att[i] - 1;
+		Datum		v = values[a];
 
-		page_sort = ps;
-		qsort(all, nall, sizeof(PageRow), page_row_cmp);
-		for (i = off; i < nall && put < lim; i++, put++)
-			put_row(rsinfo, &all[i], false);
+		r->n[i] = nulls[a];
+		if (!nulls[a] && TupleDescAttr(pg->desc, a)->attlen == -1 &&
+			VARATT_IS_EXTERNAL(DatumGetPointer(v)))
+			v = PointerGetDatum(detoast_attr((struct varlena *) DatumGetPointer(v)));
+		r->v[i] = v;
 	}
-	if (pdesc)
-		ReleaseTupleDesc(pdesc);
-	ExecDropSingleTupleTableSlot(slot);
-	return put;
+	/* WHERE p.status = 'active' */
+	if (r->n[PC_STATUS])
+		return false;
+	{
+		text	   *st = DatumGetTextPP(r->v[PC_STATUS]);
+
+		return VARSIZE_ANY_EXHDR(st) == 6 && memcmp(VARDATA_ANY(st), "active", 6) == 0;
+	}
+}
+
+static void
+page_sink(void *arg, TupleTableSlot *slot, bool ranked, float4 score, int32 typos, int32 missing)
+{
+	PageCut	   *pg = (PageCut *) arg;
+	PageRow		r;
+
+	if (pg->desc == NULL)
+		page_columns(pg, slot->tts_tupleDescriptor);
+	r.score = Float4GetDatum(score);
+	r.score_null = !ranked;
+	r.typos = Int32GetDatum(typos);
+	r.typos_null = !ranked;
+	r.missing = Int32GetDatum(ranked ? missing : 0);
+	if (pg->ps == PS_RELEVANCE)
+	{
+		/* ORDER BY ord OFFSET off LIMIT lim: in the index's order */
+		if (pg->put >= pg->lim)
+			return;
+		slot_getallattrs(slot);
+		if (!page_row(pg, slot->tts_values, slot->tts_isnull, &r))
+			return;
+		if (pg->active++ >= pg->off)
+		{
+			/* (the values in the buffer are copied by the put) */
+			put_row(pg->rsinfo, &r, true);
+			pg->put++;
+		}
+		return;
+	}
+	/* a sort's row is kept: a copy of the tuple, its values in the copy */
+	{
+		HeapTuple	tup = ExecCopySlotHeapTuple(slot);
+		Datum	   *values = palloc(pg->desc->natts * sizeof(Datum));
+		bool	   *nulls = palloc(pg->desc->natts * sizeof(bool));
+
+		bool		active;
+
+		heap_deform_tuple(tup, pg->desc, values, nulls);
+		active = page_row(pg, values, nulls, &r);
+		pfree(values);
+		pfree(nulls);
+		if (!active)
+		{
+			heap_freetuple(tup);
+			return;
+		}
+	}
+	if (pg->nall == pg->cap)
+	{
+		pg->cap = pg->cap ? pg->cap * 2 : 64;
+		pg->all = pg->all ? repalloc(pg->all, pg->cap * sizeof(PageRow))
+			: palloc(pg->cap * sizeof(PageRow));
+	}
+	pg->all[pg->nall++] = r;
+}
+
+/* a sorted scan that starts again: the rows given so far are forgotten */
+static void
+page_restart(void *arg)
+{
+	PageCut	   *pg = (PageCut *) arg;
+
+	pg->nall = 0;
+	pg->active = 0;
+	pg->put = 0;
+}
+
+/* a sort's page: the kept rows ordered, OFFSET off LIMIT lim */
+static void
+page_finish(PageCut *pg)
+{
+	if (pg->ps == PS_RELEVANCE || pg->nall == 0)
+		return;
+	page_sort = pg->ps;
+	qsort(pg->all, pg->nall, sizeof(PageRow), page_row_cmp);
+	for (int i = pg->off; i < pg->nall && pg->put < pg->lim; i++, pg->put++)
+		put_row(pg->rsinfo, &pg->all[i], false);
 }
 
 /* a constant jsonb, parsed once per backend */
@@ -874,9 +906,7 @@ shop_search(PG_FUNCTION_ARGS)
 	int32		lim,
 				off;
 	PageSort	ps;
-	TupleDesc	rowsdesc;
-	Tuplestorestate *rows;
-	ReturnSetInfo inner;
+	PageCut		page;
 	int			nres;
 
 	/* the checks, the authorization and the index query */
@@ -907,25 +937,16 @@ shop_search(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* the index call, into a tuplestore of its own */
-	rowsdesc = CreateTemplateTupleDesc(4);
-	TupleDescInitEntry(rowsdesc, 1, "p", o->rowtype, -1, 0);
-	TupleDescInitEntry(rowsdesc, 2, "score", FLOAT4OID, -1, 0);
-	TupleDescInitEntry(rowsdesc, 3, "typos", INT4OID, -1, 0);
-	TupleDescInitEntry(rowsdesc, 4, "missing", INT4OID, -1, 0);
-	rows = tuplestore_begin_heap(false, false, work_mem);
-	memset(&inner, 0, sizeof(inner));
-	inner.type = T_ReturnSetInfo;
-	inner.econtext = rsinfo->econtext;
-	inner.expectedDesc = rowsdesc;
-	inner.allowedModes = SFRM_Materialize;
-	inner.returnMode = SFRM_Materialize;
-	inner.setResult = rows;
-	inner.setDesc = rowsdesc;
-	SsSearchRows(o->index, q, PG_GETARG_TEXT_PP(2), (int32) (lim + off), attrs, &inner);
-
-	nres = cut_page(rows, rowsdesc, ps, lim, off, rsinfo);
-	tuplestore_end(rows);
+	/* the index call, its rows into the page as they come */
+	memset(&page, 0, sizeof(page));
+	page.rsinfo = rsinfo;
+	page.ps = ps;
+	page.lim = lim;
+	page.off = off;
+	SsSearchRowsTo(o->index, q, PG_GETARG_TEXT_PP(2), (int32) (lim + off), attrs,
+				   page_sink, page_restart, &page);
+	page_finish(&page);
+	nres = page.put;
 
 	/* the log record (the ring, or a row without one) */
 	ShopSearchLogWrite(PG_GETARG_TEXT_PP(0), filters, PG_GETARG_TEXT_PP(2), nres,
