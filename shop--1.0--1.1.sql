@@ -9310,8 +9310,20 @@ CREATE INDEX order_customer_paid_idx ON shop."order" (customer_id, created_at DE
 -- PL/pgSQL shop.search unchanged) is called through fmgr, the page is cut
 -- from the index's rows in C (active rows, the sort's order and
 -- product_id, OFFSET off LIMIT lim) and the log record goes to the ring
--- from C.  The rows and the errors are the same; an error of the checks
--- names shop._search_prepare in its CONTEXT.
+-- from C.  The rows and the errors are the same.
+-- shop._search_prepare is C too (thr3, edited in place: it was PL/pgSQL,
+-- with the PL/pgSQL shop._search_query and shop._search_intent under it,
+-- three search_path switches and their statements, about 0.2 M
+-- instructions of a 2.2 M search): the checks in the same order with the
+-- same messages and SQLSTATEs, the filters' object built in C, the
+-- vocabulary asked from C (shop._search_no_typos), the intent from the
+-- backend's cache (shop._search_intent_work on a miss), the prior through
+-- shop._search_prior while its table has pages.  With a customer or a
+-- synonym table with pages the object is shop._search_query's, which
+-- stays (PL/pgSQL) for those, the facets and autocomplete.  shop.search
+-- calls the C function directly; its OIDs are kept per backend, dropped
+-- on any change to pg_proc, pg_class or pg_namespace.  An argument
+-- error no longer has a PL/pgSQL CONTEXT line.
 -- The behaviour prior is asked for only when shop.search_prior has pages
 -- (shop._search_rel_has_pages): a table that never had a row since it was
 -- created, truncated or vacuumed empty has none, any row is on a page.
@@ -9328,59 +9340,9 @@ GRANT EXECUTE ON FUNCTION shop._search_rel_has_pages(regclass) TO shop_storefron
 CREATE FUNCTION shop._search_prepare(query text, filters jsonb, sort text, lim int, off int,
                                      customer_id bigint)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    q jsonb;
-BEGIN
-    -- the checks of shop._require(sort, 'sort') and shop._check_page(lim,
-    -- off), same errors, written out (issue 12)
-    IF sort IS NULL THEN
-        RAISE EXCEPTION 'argument % must not be null', 'sort'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
-        RAISE EXCEPTION 'limit out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('lim is %s; it must be between 1 and 1000.', coalesce(lim::text, 'NULL'));
-    END IF;
-    IF off IS NULL OR off < 0 OR off > 100000 THEN
-        RAISE EXCEPTION 'offset out of range'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('off is %s; it must be between 0 and 100000.', coalesce(off::text, 'NULL'));
-    END IF;
-    -- personalization reads the customer's history and the log records
-    -- the search as theirs: a storefront only for its session's customer
-    -- (shop._authorize passes a NULL customer without a check)
-    IF customer_id IS NOT NULL THEN
-        PERFORM shop._authorize(customer_id);
-    END IF;
-    IF sort NOT IN ('relevance', 'price_asc', 'price_desc', 'rating', 'newest', 'popularity') THEN
-        RAISE EXCEPTION 'unknown sort'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('sort is "%s"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.', sort);
-    END IF;
-    q := shop._search_query(query, filters, customer_id);
-    IF sort = 'relevance' THEN
-        -- the product type and category the query means rank first (issue
-        -- 13): a 40-row scan of its own, so only for ranked pages, and
-        -- only with shop.search_intent on (the default)
-        IF shop._guc('shop.search_intent') = 'on' THEN
-            q := shop._search_intent(q);
-        END IF;
-        -- what shoppers chose after this query ranks higher (a bounded
-        -- boost, shop._search_prior), with shop.search_prior on and a
-        -- prior table that has rows
-        IF shop._guc('shop.search_prior') = 'on'
-           AND shop._search_rel_has_pages('shop.search_prior') THEN
-            q := shop._search_prior(query, q);
-        END IF;
-    END IF;
-    RETURN q;
-END
-$$;
+AS 'MODULE_PATHNAME', 'shop_search_prepare'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, shop, pg_temp;
 COMMENT ON FUNCTION shop._search_prepare(text, jsonb, text, int, int, bigint) IS
 'internal: shop.search''s argument checks and authorization; returns the index query (filters, synonyms, personalization, and for relevance the intent and the prior)';
 REVOKE EXECUTE ON FUNCTION shop._search_prepare(text, jsonb, text, int, int, bigint) FROM PUBLIC;

@@ -1010,5 +1010,10 @@ extern bool ssvalidate(Oid opclassoid);
 struct ReturnSetInfo;
 extern void SsSearchRows(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *attrs,
 						 struct ReturnSetInfo *rsinfo);
+struct TupleTableSlot;
+typedef void (*SsRowSink) (void *arg, struct TupleTableSlot *slot, bool ranked, float4 score,
+						   int32 typos, int32 missing);
+extern void SsSearchRowsTo(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *attrs,
+						   SsRowSink sink, void (*restart) (void *arg), void *arg);
 
 #endif							/* SSEARCH_H */

@@ -620,23 +620,55 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 
 /* ---- whole rows ---- */
 
+/*
+ * Where the rows go: a sink called with each row's slot (the heap row in
+ * its buffer, valid until the next row), its score, typos and missing
+ * words (ranked; a sorted scan's rows have none), and a restart that
+ * forgets the rows given so far (a sorted scan that starts again).
+ */
+typedef struct RowSink
+{
+	SsRowSink	sink;
+	void		(*restart) (void *arg);
+	void	   *arg;
+} RowSink;
+
 static void
-row_emit(void *arg, TupleTableSlot *slot, double key)
+sink_emit(void *arg, TupleTableSlot *slot, double key)
+{
+	RowSink    *rs = (RowSink *) arg;
+
+	rs->sink(rs->arg, slot, false, 0, 0, 0);
+}
+
+static void
+sink_restart(void *arg)
+{
+	RowSink    *rs = (RowSink *) arg;
+
+	rs->restart(rs->arg);
+}
+
+/* shop._search_rows's sink: (row, score, typos, missing) into a tuplestore */
+static void
+tuplestore_sink(void *arg, TupleTableSlot *slot, bool ranked, float4 score, int32 typos,
+				int32 missing)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
 	Datum		v[4];
-	bool		nulls[4] = {false, true, true, false};
+	bool		nulls[4] = {false, !ranked, !ranked, false};
 
 	v[0] = ExecFetchSlotHeapTupleDatum(slot);
-	v[1] = v[2] = (Datum) 0;
-	v[3] = Int32GetDatum(0);
+	v[1] = ranked ? Float4GetDatum(score) : (Datum) 0;
+	v[2] = ranked ? Int32GetDatum(typos) : (Datum) 0;
+	v[3] = Int32GetDatum(ranked ? missing : 0);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 }
 
 /* the k best rows for relevance passing rc, as shop.search_scan ranks them */
 static void
 relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
-					 ReturnSetInfo *rsinfo)
+					 const RowSink *rs)
 {
 	IndexScanDesc scan;
 	ScanKeyData skey,
@@ -659,17 +691,11 @@ relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const 
 		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
 		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
 		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
-		Datum		v[4];
-		bool		nulls[4] = {false, false, false, false};
 
 		CHECK_FOR_INTERRUPTS();
 		if (!row_ok(rc, slot))
 			continue;
-		v[0] = ExecFetchSlotHeapTupleDatum(slot);
-		v[1] = Float4GetDatum((float4) (tiers * SS_TYPO_TIER - dist));
-		v[2] = Int32GetDatum(typos);
-		v[3] = Int32GetDatum(missing);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+		rs->sink(rs->arg, slot, true, (float4) (tiers * SS_TYPO_TIER - dist), typos, missing);
 		n++;
 	}
 	index_endscan(scan);
@@ -679,12 +705,12 @@ relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const 
 /* relevance_scan_inner with the attribute filter of rc, if any */
 static void
 relevance_scan(Relation index, Relation heap, Datum query, int32 k, const RowCheck *rc,
-			   ReturnSetInfo *rsinfo)
+			   const RowSink *rs)
 {
 	SsSetAttrFilter(rc ? rc->attrs : NULL);
 	PG_TRY();
 	{
-		relevance_scan_inner(index, heap, query, k, rc, rsinfo);
+		relevance_scan_inner(index, heap, query, k, rc, rs);
 	}
 	PG_FINALLY();
 	{
@@ -726,13 +752,13 @@ shop_search_rows(PG_FUNCTION_ARGS)
 }
 
 /*
- * SsSearchRows: the work of shop._search_rows, into rsinfo's setResult
- * (setDesc: the table's row type, float4, int4, int4); shop.search calls
- * it directly (sssearch.c).  attrs is a jsonb object.
+ * search_rows: the work of shop._search_rows, each row to rs.  rowtype,
+ * if valid, is the row type the caller returns: the index's table must
+ * have it.  attrs is a jsonb object.
  */
-void
-SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
-			 ReturnSetInfo *rsinfo)
+static void
+search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs, Oid rowtype,
+			const RowSink *rs)
 {
 	char	   *sort = text_to_cstring(sorttext);
 	Relation	index,
@@ -742,7 +768,7 @@ SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
 
 	check_k(k);
 	index = SsOpenIndex(indexoid, &heap);
-	if (TupleDescAttr(rsinfo->setDesc, 0)->atttypid != heap->rd_rel->reltype)
+	if (OidIsValid(rowtype) && rowtype != heap->rd_rel->reltype)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("index \"%s\" is not on the table whose rows this function returns",
@@ -763,9 +789,45 @@ SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
 	}
 	if (strcmp(sort, "relevance") != 0)
 		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(sorttext), k,
-					rc, row_emit, output_restart, rsinfo);
+					rc, sink_emit, sink_restart, (void *) rs);
 	else
-		relevance_scan(index, heap, query, k, rc, rsinfo);
+		relevance_scan(index, heap, query, k, rc, rs);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
+}
+
+/*
+ * SsSearchRows: the work of shop._search_rows, into rsinfo's setResult
+ * (setDesc: the table's row type, float4, int4, int4).  attrs is a jsonb
+ * object.
+ */
+void
+SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
+			 ReturnSetInfo *rsinfo)
+{
+	RowSink		rs;
+
+	rs.sink = tuplestore_sink;
+	rs.restart = output_restart;
+	rs.arg = rsinfo;
+	search_rows(indexoid, query, sorttext, k, attrs,
+				TupleDescAttr(rsinfo->setDesc, 0)->atttypid, &rs);
+}
+
+/*
+ * SsSearchRowsTo: the same rows, each given to sink with its slot (the
+ * heap row, valid until the next call) instead of copied into a
+ * tuplestore; restart forgets the rows given so far.  shop.search cuts
+ * its page this way (sssearch.c).
+ */
+void
+SsSearchRowsTo(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
+			   SsRowSink sink, void (*restart) (void *arg), void *arg)
+{
+	RowSink		rs;
+
+	rs.sink = sink;
+	rs.restart = restart;
+	rs.arg = arg;
+	search_rows(indexoid, query, sorttext, k, attrs, InvalidOid, &rs);
 }
