@@ -111,6 +111,7 @@ typedef struct SearchOids
 	Oid			index;			/* shop.product_search_idx */
 	Oid			rowtype;		/* the row type of its table (shop.product) */
 	Oid			synonym;		/* shop.synonym */
+	Oid			vocab;			/* shop.search_vocab */
 	Oid			prior_rel;		/* shop.search_prior */
 	Oid			query_fn;		/* shop._search_query(text, jsonb, bigint) */
 	Oid			intent_fn;		/* shop._search_intent_work(jsonb) */
@@ -176,6 +177,7 @@ get_search_oids(void)
 		o.index = shop_rel("product_search_idx");
 		o.rowtype = get_rel_type_id(IndexGetRelation(o.index, false));
 		o.synonym = shop_rel("synonym");
+		o.vocab = shop_rel("search_vocab");
 		o.prior_rel = shop_rel("search_prior");
 		o.query_fn = shop_func("_search_query", 3, q_args);
 		o.intent_fn = shop_func("_search_intent_work", 1, j_args);
@@ -732,8 +734,9 @@ call_fn(Oid fn, int nargs, Datum a0, Datum a1, bool a1null, Datum a2, bool a2nul
  * search_path switch, and their statements cost about 0.3 M instructions
  * of a 2.2 M search).  The checks, in the same order, with the same
  * messages and SQLSTATEs; the query object built as _search_query built
- * it.  With a customer (personalization) or synonyms (shop.synonym has
- * pages), the object is shop._search_query's, called after the checks
+ * it.  With a customer (personalization), synonyms (shop.synonym has
+ * pages) or a learned vocabulary (shop.search_vocab has pages), the object
+ * is shop._search_query's, called after the checks
  * here.  For relevance, the intent (the backend's cache, else
  * shop._search_intent_work) and the behaviour prior (shop._search_prior,
  * while shop.search_prior has pages), as shop._search_intent and
@@ -805,9 +808,12 @@ SearchPrepare(FunctionCallInfo fcinfo)
 				 errmsg("malformed search filters"),
 				 errdetail("filters must be a jsonb object, not a %s.", jsonb_type(filters))));
 
-	if (has_customer || rel_has_pages(o->synonym))
+	if (has_customer || rel_has_pages(o->synonym) || rel_has_pages(o->vocab))
 	{
-		/* personalization or synonyms: shop._search_query's object */
+		/*
+		 * personalization, synonyms or a learned vocabulary
+		 * (shop._search_vocab's expansions): shop._search_query's object
+		 */
 		q = call_fn(o->query_fn, 3, PointerGetDatum(query), JsonbPGetDatum(filters), false,
 					PG_GETARG_DATUM(5), !has_customer, &isnull);
 		if (isnull)
