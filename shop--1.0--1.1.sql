@@ -1706,6 +1706,9 @@ BEGIN
         PERFORM shop._authorize(c);
         RETURN c::text;
     END IF;
+    -- the guest key is the caller's text, stored in impressions: checked
+    -- whenever it is given (section "Experiments: the guest key" below)
+    PERFORM shop._check_visitor(visitor);
     c := shop.current_customer();
     IF c IS NOT NULL THEN
         RETURN c::text;
@@ -2195,6 +2198,9 @@ BEGIN
         RETURN;
     END IF;
     -- the unit: the customer named (authorized), the session's, a guest
+    -- (the guest key checked whenever it is given: "Experiments: the guest
+    -- key" below)
+    PERFORM shop._check_visitor(also_bought.visitor);
     IF also_bought.customer_id IS NOT NULL THEN
         PERFORM shop._authorize(also_bought.customer_id);
         unit := also_bought.customer_id::text;
@@ -7100,6 +7106,7 @@ AS $$
 DECLARE
     p record;
 BEGIN
+    PERFORM shop._check_visitor(visitor);
     IF for_recommend THEN
         IF customer_id IS NULL THEN
             RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -9621,6 +9628,38 @@ $$;
 COMMENT ON FUNCTION shop._view_horizon() IS
 'internal (refresh): a time before the start of every other transaction in progress: every view stamped at or before it is visible to the next statement (NULL: none known, read no new views)';
 REVOKE ALL ON FUNCTION shop._view_horizon() FROM PUBLIC;
+
+-- Experiments: the guest key (hostile2) ---------------------------------------
+-- The visitor of shop.also_bought and shop.experiment_assign (and of the
+-- router's step shop._experiment_choose) is the caller's text, kept in
+-- every impression of a guest as its unit 'guest:<visitor>'.  It was not
+-- checked: a storefront could store a unit of any length (100,000
+-- characters went in; 6,000 varied ones failed with 54000, the index row
+-- size of experiment_impression_recent_unit_idx) and escape sequences.
+-- Now, whenever a visitor is given (a NULL one is not checked):
+--   1. longer than 200 characters: 22001 (a cart id has 36);
+--   2. a control character or escape sequence: 22023;
+--   3. a card number: SH005 (also where nothing is stored,
+--      experiment_assign).
+-- The functions above call it (edited in place: shop._experiment_unit,
+-- shop.also_bought, shop._experiment_choose); sql/hostile_visitor.sql.
+------------------------------------------------------------------------------
+CREATE FUNCTION shop._check_visitor(visitor text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF visitor IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM shop._check_text(visitor, 'visitor', 200);
+    PERFORM shop._check_plain_text(visitor, 'visitor', false);
+END
+$$;
+COMMENT ON FUNCTION shop._check_visitor(text) IS
+'internal: the guest key of an experiment: 22001 beyond 200 characters, 22023 with a control character, SH005 with a card number';
+REVOKE ALL ON FUNCTION shop._check_visitor(text) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
