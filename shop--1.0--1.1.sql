@@ -10367,5 +10367,11 @@ COMMENT ON FUNCTION shop._search_intent(jsonb) IS
 'internal: q with the type and category intent of its words (shop._search_intent_work), from this backend''s cache when it worked them out less than shop.search_intent_cache seconds ago';
 REVOKE EXECUTE ON FUNCTION shop._search_intent(jsonb), shop._search_intent_cache_get(jsonb),
     shop._search_intent_cache_put(jsonb, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._search_intent(jsonb), shop._search_intent_cache_get(jsonb),
-    shop._search_intent_cache_put(jsonb, jsonb) TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_intent(jsonb) TO shop_storefront, shop_admin;
+-- the cache is the backend's, shared by every client of a pooled
+-- connection: not the storefront's, which could plant any query object as
+-- a query's answer for the next clients' searches (shop.search runs as
+-- the extension's owner and needs no grant; sql/hostile_intent_cache.sql,
+-- edited in place by hostile2)
+GRANT EXECUTE ON FUNCTION shop._search_intent_cache_get(jsonb),
+    shop._search_intent_cache_put(jsonb, jsonb) TO shop_admin;
