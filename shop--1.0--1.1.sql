@@ -2810,6 +2810,17 @@ AS $$
 BEGIN
     PERFORM shop._require(cart_id, 'cart_id');
     PERFORM shop._authorize(customer_id);
+    -- the key is (cart_id, customer_key): an id another customer's (or a
+    -- guest's) cart has would make a second cart of that id, and the
+    -- first one unusable (the cart calls find two rows).  The storefront
+    -- may call this step on a shard (hostile2, edited in place;
+    -- sql/hostile_cart_id.sql).  The router's ids are random: only a
+    -- caller who knows an existing id meets this.
+    IF EXISTS (SELECT 1 FROM shop.cart c WHERE c.cart_id = _cart_create_with_id.cart_id) THEN
+        RAISE EXCEPTION 'cart id is taken' USING ERRCODE = 'unique_violation',
+            DETAIL = format('A cart with id %s exists.', cart_id),
+            HINT = 'Choose another id.';
+    END IF;
     INSERT INTO shop.cart (cart_id, customer_id, expires_at)
     VALUES (_cart_create_with_id.cart_id, _cart_create_with_id.customer_id, shop._cart_expiry());
     RETURN cart_id;
@@ -5866,6 +5877,14 @@ BEGIN
          LIMIT 1
            FOR UPDATE;
         IF target IS NULL THEN
+            -- new_cart is the caller's (not signed): an id another cart
+            -- has would make a second cart of that id (hostile2, edited in
+            -- place: shop._cart_create_with_id; sql/hostile_cart_id.sql)
+            IF EXISTS (SELECT 1 FROM shop.cart c WHERE c.cart_id = new_cart) THEN
+                RAISE EXCEPTION 'cart id is taken' USING ERRCODE = 'unique_violation',
+                    DETAIL = format('A cart with id %s exists.', new_cart),
+                    HINT = 'Choose another id.';
+            END IF;
             INSERT INTO shop.cart (cart_id, customer_id, expires_at)
             VALUES (new_cart, _cart_merge_in.customer_id, shop._cart_expiry());
             target := new_cart;
