@@ -2999,6 +2999,19 @@ BEGIN
         RAISE EXCEPTION 'cart is empty' USING ERRCODE = 'SH007',
             DETAIL = format('Cart %s has no lines to check out.', cart_id);
     END IF;
+    -- the keys are (order_id, customer_key): an id another order or saga
+    -- of this node has, whichever customer's, would make a second order
+    -- of that id (its owner's order_get refused, the back office's calls
+    -- by id finding the other).  The storefront may call this step
+    -- through shop._saga_begin_signed (hostile2, edited in place;
+    -- sql/hostile_order_id.sql).  The router's ids are random: only a
+    -- caller who knows an existing id meets this.
+    IF EXISTS (SELECT 1 FROM shop.saga g WHERE g.order_id = order_id)
+       OR EXISTS (SELECT 1 FROM shop."order" o WHERE o.order_id = order_id) THEN
+        RAISE EXCEPTION 'order id is taken' USING ERRCODE = 'unique_violation',
+            DETAIL = format('An order with id %s exists.', order_id),
+            HINT = 'Choose another id.';
+    END IF;
     INSERT INTO shop.saga (order_id, scope, key, cart_id, customer_id, product_ids, qtys, customer_key)
     VALUES (order_id, sc, idempotency_key, cart_id, c.customer_id, pids, q,
             shop._customer_key(c.customer_id, cart_id));
