@@ -351,6 +351,11 @@ BEGIN
     IF n > 0 THEN
         problems := problems || format('rows of shop.review with control characters in title or body, or customer_id <= 0: %s', n);
     END IF;
+    -- (hostile2, edited in place: a saved payment method's brand)
+    SELECT count(*) INTO n FROM shop.payment_method m WHERE NOT coalesce(shop._plain_text(m.brand, false), true);
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.payment_method with control characters in brand: %s', n);
+    END IF;
     SELECT count(*) INTO n FROM shop.shipping_rate s WHERE s.cents > 100000000000;
     IF n > 0 THEN
         problems := problems || format('rows of shop.shipping_rate above 100000000000 cents: %s', n);
@@ -390,6 +395,10 @@ ALTER TABLE shop.review
     ADD CONSTRAINT review_customer_id_positive CHECK (customer_id > 0);
 ALTER TABLE shop.shipping_rate
     ADD CONSTRAINT shipping_rate_cents_max CHECK (cents <= 100000000000);
+-- a saved payment method's brand, which the storefront names (hostile2,
+-- edited in place; sql/hostile_payment_brand.sql)
+ALTER TABLE shop.payment_method
+    ADD CONSTRAINT payment_method_brand_plain CHECK (shop._check_plain_text(brand, 'brand', false));
 -- customer ids are positive (NULL stays: an anonymous cart, a guest order)
 ALTER TABLE shop.cart ADD CONSTRAINT cart_customer_id_positive CHECK (customer_id > 0);
 ALTER TABLE shop."order" ADD CONSTRAINT order_customer_id_positive CHECK (customer_id > 0);
