@@ -356,6 +356,11 @@ BEGIN
     IF n > 0 THEN
         problems := problems || format('rows of shop.review with control characters in title or body, or customer_id <= 0: %s', n);
     END IF;
+    -- (hostile2, edited in place: a saved payment method's brand)
+    SELECT count(*) INTO n FROM shop.payment_method m WHERE NOT coalesce(shop._plain_text(m.brand, false), true);
+    IF n > 0 THEN
+        problems := problems || format('rows of shop.payment_method with control characters in brand: %s', n);
+    END IF;
     SELECT count(*) INTO n FROM shop.shipping_rate s WHERE s.cents > 100000000000;
     IF n > 0 THEN
         problems := problems || format('rows of shop.shipping_rate above 100000000000 cents: %s', n);
@@ -395,6 +400,10 @@ ALTER TABLE shop.review
     ADD CONSTRAINT review_customer_id_positive CHECK (customer_id > 0);
 ALTER TABLE shop.shipping_rate
     ADD CONSTRAINT shipping_rate_cents_max CHECK (cents <= 100000000000);
+-- a saved payment method's brand, which the storefront names (hostile2,
+-- edited in place; sql/hostile_payment_brand.sql)
+ALTER TABLE shop.payment_method
+    ADD CONSTRAINT payment_method_brand_plain CHECK (shop._check_plain_text(brand, 'brand', false));
 -- customer ids are positive (NULL stays: an anonymous cart, a guest order)
 ALTER TABLE shop.cart ADD CONSTRAINT cart_customer_id_positive CHECK (customer_id > 0);
 ALTER TABLE shop."order" ADD CONSTRAINT order_customer_id_positive CHECK (customer_id > 0);
@@ -1711,6 +1720,9 @@ BEGIN
         PERFORM shop._authorize(c);
         RETURN c::text;
     END IF;
+    -- the guest key is the caller's text, stored in impressions: checked
+    -- whenever it is given (section "Experiments: the guest key" below)
+    PERFORM shop._check_visitor(visitor);
     c := shop.current_customer();
     IF c IS NOT NULL THEN
         RETURN c::text;
@@ -2200,6 +2212,9 @@ BEGIN
         RETURN;
     END IF;
     -- the unit: the customer named (authorized), the session's, a guest
+    -- (the guest key checked whenever it is given: "Experiments: the guest
+    -- key" below)
+    PERFORM shop._check_visitor(also_bought.visitor);
     IF also_bought.customer_id IS NOT NULL THEN
         PERFORM shop._authorize(also_bought.customer_id);
         unit := also_bought.customer_id::text;
@@ -2809,6 +2824,17 @@ AS $$
 BEGIN
     PERFORM shop._require(cart_id, 'cart_id');
     PERFORM shop._authorize(customer_id);
+    -- the key is (cart_id, customer_key): an id another customer's (or a
+    -- guest's) cart has would make a second cart of that id, and the
+    -- first one unusable (the cart calls find two rows).  The storefront
+    -- may call this step on a shard (hostile2, edited in place;
+    -- sql/hostile_cart_id.sql).  The router's ids are random: only a
+    -- caller who knows an existing id meets this.
+    IF EXISTS (SELECT 1 FROM shop.cart c WHERE c.cart_id = _cart_create_with_id.cart_id) THEN
+        RAISE EXCEPTION 'cart id is taken' USING ERRCODE = 'unique_violation',
+            DETAIL = format('A cart with id %s exists.', cart_id),
+            HINT = 'Choose another id.';
+    END IF;
     INSERT INTO shop.cart (cart_id, customer_id, expires_at)
     VALUES (_cart_create_with_id.cart_id, _cart_create_with_id.customer_id, shop._cart_expiry());
     RETURN cart_id;
@@ -2986,6 +3012,19 @@ BEGIN
     IF pids IS NULL THEN
         RAISE EXCEPTION 'cart is empty' USING ERRCODE = 'SH007',
             DETAIL = format('Cart %s has no lines to check out.', cart_id);
+    END IF;
+    -- the keys are (order_id, customer_key): an id another order or saga
+    -- of this node has, whichever customer's, would make a second order
+    -- of that id (its owner's order_get refused, the back office's calls
+    -- by id finding the other).  The storefront may call this step
+    -- through shop._saga_begin_signed (hostile2, edited in place;
+    -- sql/hostile_order_id.sql).  The router's ids are random: only a
+    -- caller who knows an existing id meets this.
+    IF EXISTS (SELECT 1 FROM shop.saga g WHERE g.order_id = order_id)
+       OR EXISTS (SELECT 1 FROM shop."order" o WHERE o.order_id = order_id) THEN
+        RAISE EXCEPTION 'order id is taken' USING ERRCODE = 'unique_violation',
+            DETAIL = format('An order with id %s exists.', order_id),
+            HINT = 'Choose another id.';
     END IF;
     INSERT INTO shop.saga (order_id, scope, key, cart_id, customer_id, product_ids, qtys, customer_key)
     VALUES (order_id, sc, idempotency_key, cart_id, c.customer_id, pids, q,
@@ -5869,6 +5908,14 @@ BEGIN
          LIMIT 1
            FOR UPDATE;
         IF target IS NULL THEN
+            -- new_cart is the caller's (not signed): an id another cart
+            -- has would make a second cart of that id (hostile2, edited in
+            -- place: shop._cart_create_with_id; sql/hostile_cart_id.sql)
+            IF EXISTS (SELECT 1 FROM shop.cart c WHERE c.cart_id = new_cart) THEN
+                RAISE EXCEPTION 'cart id is taken' USING ERRCODE = 'unique_violation',
+                    DETAIL = format('A cart with id %s exists.', new_cart),
+                    HINT = 'Choose another id.';
+            END IF;
             INSERT INTO shop.cart (cart_id, customer_id, expires_at)
             VALUES (new_cart, _cart_merge_in.customer_id, shop._cart_expiry());
             target := new_cart;
@@ -7109,6 +7156,7 @@ AS $$
 DECLARE
     p record;
 BEGIN
+    PERFORM shop._check_visitor(visitor);
     IF for_recommend THEN
         IF customer_id IS NULL THEN
             RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -10162,6 +10210,38 @@ AS 'MODULE_PATHNAME', 'shop_recommend_default'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, shop, pg_temp;
 
+-- Experiments: the guest key (hostile2) ---------------------------------------
+-- The visitor of shop.also_bought and shop.experiment_assign (and of the
+-- router's step shop._experiment_choose) is the caller's text, kept in
+-- every impression of a guest as its unit 'guest:<visitor>'.  It was not
+-- checked: a storefront could store a unit of any length (100,000
+-- characters went in; 6,000 varied ones failed with 54000, the index row
+-- size of experiment_impression_recent_unit_idx) and escape sequences.
+-- Now, whenever a visitor is given (a NULL one is not checked):
+--   1. longer than 200 characters: 22001 (a cart id has 36);
+--   2. a control character or escape sequence: 22023;
+--   3. a card number: SH005 (also where nothing is stored,
+--      experiment_assign).
+-- The functions above call it (edited in place: shop._experiment_unit,
+-- shop.also_bought, shop._experiment_choose); sql/hostile_visitor.sql.
+------------------------------------------------------------------------------
+CREATE FUNCTION shop._check_visitor(visitor text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF visitor IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM shop._check_text(visitor, 'visitor', 200);
+    PERFORM shop._check_plain_text(visitor, 'visitor', false);
+END
+$$;
+COMMENT ON FUNCTION shop._check_visitor(text) IS
+'internal: the guest key of an experiment: 22001 beyond 200 characters, 22023 with a control character, SH005 with a card number';
+REVOKE ALL ON FUNCTION shop._check_visitor(text) FROM PUBLIC;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
@@ -10868,5 +10948,11 @@ COMMENT ON FUNCTION shop._search_intent(jsonb) IS
 'internal: q with the type and category intent of its words (shop._search_intent_work), from this backend''s cache when it worked them out less than shop.search_intent_cache seconds ago';
 REVOKE EXECUTE ON FUNCTION shop._search_intent(jsonb), shop._search_intent_cache_get(jsonb),
     shop._search_intent_cache_put(jsonb, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._search_intent(jsonb), shop._search_intent_cache_get(jsonb),
-    shop._search_intent_cache_put(jsonb, jsonb) TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop._search_intent(jsonb) TO shop_storefront, shop_admin;
+-- the cache is the backend's, shared by every client of a pooled
+-- connection: not the storefront's, which could plant any query object as
+-- a query's answer for the next clients' searches (shop.search runs as
+-- the extension's owner and needs no grant; sql/hostile_intent_cache.sql,
+-- edited in place by hostile2)
+GRANT EXECUTE ON FUNCTION shop._search_intent_cache_get(jsonb),
+    shop._search_intent_cache_put(jsonb, jsonb) TO shop_admin;
