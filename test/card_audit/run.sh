@@ -108,6 +108,10 @@ SELECT shop.cart_add(:'cart2', :pid, 1);
 SELECT saga_status FROM shop._saga_begin(gen_random_uuid(), :'cart2', 'tok_visa', 'audit-saga',
                                          '{"name": "Ada", "city": "Berlin"}');
 SELECT (shop.refresh_search_prior() ->> 'touched')::int >= 1 AS prior_refreshed;
+-- a learned vocabulary pair (shop.refresh_search_vocab learns them from 5
+-- products or more; one row is what the audit needs)
+INSERT INTO shop.search_vocab (term, expansion, source, products)
+VALUES ('ssd', 'solid state drive', 'abbreviation', 5);
 SQL
 "${PSQL[@]}" -At -F $'\t' -d audit -c "$COLUMNS_SQL" >"$WORK/columns.tsv"
 "${PSQL[@]}" -At -d audit -c "
