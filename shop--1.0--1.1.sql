@@ -103,6 +103,12 @@ BEGIN
                         USING ERRCODE = 'invalid_parameter_value',
                               DETAIL = format('category_id must be a number, not %s.', v);
                 END IF;
+                IF v::numeric <> trunc(v::numeric)
+                   OR v::numeric NOT BETWEEN -9223372036854775808 AND 9223372036854775807 THEN
+                    RAISE EXCEPTION 'malformed search filter'
+                        USING ERRCODE = 'invalid_parameter_value',
+                              DETAIL = format('category_id must be a whole number, not %s.', v);
+                END IF;
                 cats := shop.category_descendants((v #>> '{}')::bigint);
                 IF cardinality(cats) = 0 THEN
                     RAISE EXCEPTION 'category not found'

@@ -817,6 +817,8 @@ extern bool SsTypoCandidates(Relation index, const SsSegHeader *hdr, const SsQWo
 
 /* ssquery.c */
 extern SsQuery *SsParseQuery(Jsonb *jb, const char *language);
+/* ssquery.c: a jsonb number that a bigint can hold (whole: and has no fraction) */
+extern bool SsNumericFitsInt8(Numeric n, bool whole);
 extern const char *SsQueryLanguage(Jsonb *jb);
 extern bool SsDocPassesFilters(const SsQuery *q, const SsDoc *doc);
 extern float4 SsBoost(const SsQuery *q, const SsDoc *doc, float4 inv_log_maxpop, int missing,

@@ -117,11 +117,36 @@ get_key(Jsonb *jb, const char *key)
 	return getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
 }
 
+/*
+ * Whether n is within bigint's range (rounded as numeric_int8 rounds it),
+ * and when whole is asked, has no fractional part: a filter's number out
+ * of range is a malformed filter (22023), not numeric_int8's 22003.
+ */
+bool
+SsNumericFitsInt8(Numeric n, bool whole)
+{
+	Datum		d = NumericGetDatum(n);
+	Datum		r = DirectFunctionCall2(numeric_round, d, Int32GetDatum(0));
+
+	if (whole &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d,
+										  DirectFunctionCall2(numeric_trunc, d, Int32GetDatum(0)))) != 0)
+		return false;
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, r,
+											 NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) >= 0 &&
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, r,
+										  NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))) <= 0;
+}
+
 static int64
 jbv_int8(JsonbValue *v, const char *key)
 {
 	if (v->type != jbvNumeric)
 		bad_query("malformed search filter", psprintf("%s must be a number.", key));
+	if (!SsNumericFitsInt8(v->val.numeric, false))
+		bad_query("malformed search filter",
+				  psprintf("%s must be between %lld and %lld.", key,
+						   (long long) PG_INT64_MIN, (long long) PG_INT64_MAX));
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
 }
 

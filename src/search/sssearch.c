@@ -628,6 +628,8 @@ push_filters(JsonbParseState **st, Jsonb *filters, SearchOids *o)
 			if (v.type != jbvNumeric)
 				malformed_filter("category_id must be a number, not %s.", value_text(&v), NULL);
 			vt = value_text(&v);
+			if (!SsNumericFitsInt8(v.val.numeric, true))
+				malformed_filter("category_id must be a whole number, not %s.", vt, NULL);
 			/* (v #>> '{}')::bigint */
 			id = DatumGetInt64(DirectFunctionCall1(int8in, CStringGetDatum(vt)));
 			cats = OidFunctionCall1(o->descendants_fn, Int64GetDatum(id));
