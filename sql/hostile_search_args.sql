@@ -49,3 +49,6 @@ SELECT shop.search_facets('mug', '{}', NULL) = shop.search_facets('mug', '{}') A
 SELECT shop.search_facets('mug', '{}', NULL, 0) -> 'brand_other' AS null_top_other;
 SELECT pg_temp.err($$SELECT shop.search_facets('mug', '{}', 5, NULL)$$) AS null_attributes;
 SELECT pg_temp.err($$SELECT shop.search_facets('mug', '{}', 0)$$) AS top_zero;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;

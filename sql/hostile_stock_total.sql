@@ -12,13 +12,18 @@ SELECT shop.product_upsert('MUG-1', 'Mug', 900) AS p2 \gset
 SELECT shop.stock_set(:p2, 3);
 SELECT shop.stock_set_reorder_threshold(:p2, 5);
 -- three locations of 1,000,000,000 units each: each allowed
-SELECT shop.stock_set(:p1, 1000000000, l) FROM unnest(ARRAY['east', 'west', 'north']) l ORDER BY l;
+SELECT shop.stock_set(:p1, 1000000000, 'east') AS east;
+SELECT shop.stock_set(:p1, 1000000000, 'west') AS west;
+SELECT shop.stock_set(:p1, 1000000000, 'north') AS north;
 SELECT sum(on_hand) AS units FROM shop.stock WHERE product_id = :p1;
 SELECT shop.stock_available(:p1);
 -- the view and what reads it
 SELECT product_id = :p1 AS bulk, on_hand, reserved, available, locations
-  FROM shop.stock_summary ORDER BY product_id;
+  FROM shop.stock_summary ORDER BY product_id = :p1;
 SELECT sku, on_hand, available, reorder_threshold FROM shop.low_stock ORDER BY product_id;
 -- a hold: reserved and available follow
 SELECT shop.reserve(:p1, 5) IS NOT NULL AS held;
 SELECT on_hand, reserved, available FROM shop.stock_summary WHERE product_id = :p1;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
