@@ -977,11 +977,22 @@ BEGIN
            window_last = CASE WHEN eg.batch_last >= eg.window_last THEN NULL ELSE eg.window_last END
      WHERE eg.group_name = consumer_group AND eg.batch_id = event_ack.batch_id
        AND eg.batch_last IS NOT NULL;
-    RETURN FOUND;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- a group that does not exist (a misspelt name, or dropped): not
+    -- "acknowledged already", which would leave its consumer taking the
+    -- same batch again for ever (hostile3)
+    IF NOT EXISTS (SELECT 1 FROM shop.event_group eg WHERE eg.group_name = consumer_group) THEN
+        RAISE EXCEPTION 'consumer group not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = 'No consumer group has that name: shop.event_groups lists them, shop.event_claim creates one.';
+    END IF;
+    RETURN false;
 END
 $$;
 COMMENT ON FUNCTION shop.event_ack(text, bigint) IS
-'acknowledge a batch of shop.event_claim; true when this call did, false when it was acknowledged already (or is not the group''s batch out)';
+'acknowledge a batch of shop.event_claim; true when this call did, false when it was acknowledged already (or is not the group''s batch out); SH006 for a group that does not exist';
 
 CREATE FUNCTION shop.event_group_drop(consumer_group text)
 RETURNS boolean
@@ -10321,6 +10332,18 @@ COMMENT ON FUNCTION shop._search_global_check(jsonb) IS
 'internal: the global argument of shop.search_stats and the router''s search steps: NULL, or an object of no_typos, two_typos, global and intent_top (else 22023)';
 REVOKE ALL ON FUNCTION shop._search_global_check(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._search_global_check(jsonb) TO shop_storefront, shop_admin;
+
+-- Events: acknowledging for a group that does not exist (hostile3) ----------
+-- shop.event_ack returned false, "acknowledged already", for a consumer
+-- group that does not exist (a misspelt name, a dropped group): its
+-- consumer went on while the batch stayed out and came back at every
+-- claim.  Now:
+--   1. shop.event_ack of a group that does not exist is SH006 "consumer
+--      group not found" (the name is not echoed: event_ack does not check
+--      it for card numbers); false keeps its meaning (edited in place in
+--      the events section above).
+-- sql/hostile_event_ack.sql.
+------------------------------------------------------------------------------
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
