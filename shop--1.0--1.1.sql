@@ -977,11 +977,22 @@ BEGIN
            window_last = CASE WHEN eg.batch_last >= eg.window_last THEN NULL ELSE eg.window_last END
      WHERE eg.group_name = consumer_group AND eg.batch_id = event_ack.batch_id
        AND eg.batch_last IS NOT NULL;
-    RETURN FOUND;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- a group that does not exist (a misspelt name, or dropped): not
+    -- "acknowledged already", which would leave its consumer taking the
+    -- same batch again for ever (hostile3)
+    IF NOT EXISTS (SELECT 1 FROM shop.event_group eg WHERE eg.group_name = consumer_group) THEN
+        RAISE EXCEPTION 'consumer group not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = 'No consumer group has that name: shop.event_groups lists them, shop.event_claim creates one.';
+    END IF;
+    RETURN false;
 END
 $$;
 COMMENT ON FUNCTION shop.event_ack(text, bigint) IS
-'acknowledge a batch of shop.event_claim; true when this call did, false when it was acknowledged already (or is not the group''s batch out)';
+'acknowledge a batch of shop.event_claim; true when this call did, false when it was acknowledged already (or is not the group''s batch out); SH006 for a group that does not exist';
 
 CREATE FUNCTION shop.event_group_drop(consumer_group text)
 RETURNS boolean
@@ -5276,6 +5287,7 @@ DECLARE
     res jsonb;
     last text;
 BEGIN
+    PERFORM shop._search_global_check(global);
     IF global IS NULL THEN
         q := shop._search_query(query, filters, NULL);
         RETURN shop._search_term_stats('shop.product_search_idx', q)
@@ -5315,6 +5327,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
+    PERFORM shop._search_global_check(global);
     IF shop._guc('shop.search_intent') <> 'on' THEN
         global := global - 'intent_top';
     END IF;
@@ -5334,6 +5347,7 @@ AS $$
 DECLARE
     res jsonb;
 BEGIN
+    PERFORM shop._search_global_check(global);
     PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
     res := shop.search_facets(query, filters);
     PERFORM set_config('shop.search_global', '', true);
@@ -5354,6 +5368,7 @@ AS $$
 DECLARE
     res jsonb;
 BEGIN
+    PERFORM shop._search_global_check(global);
     PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
     res := shop.search_facets(query, filters, NULL, attributes);
     PERFORM set_config('shop.search_global', '', true);
@@ -10247,6 +10262,88 @@ $$;
 COMMENT ON FUNCTION shop._check_visitor(text) IS
 'internal: the guest key of an experiment: 22001 beyond 200 characters, 22023 with a control character, SH005 with a card number';
 REVOKE ALL ON FUNCTION shop._check_visitor(text) FROM PUBLIC;
+
+-- Inventory: stock_summary past 2^31 units (hostile3) -----------------------
+-- A location holds at most 1,000,000,000 units, a product any number of
+-- locations.  shop.stock_summary summed them into int: three locations of
+-- 1,000,000,000 made every read of the view (and of shop.low_stock, and
+-- of the operations report that counts it) fail with 22003 "integer out of
+-- range", for every product.  Now:
+--   1. shop.stock_summary's on_hand and reserved saturate at 2,147,483,647,
+--      as shop.stock_available (which the view's available is) already
+--      does; the columns keep their names and types (CREATE OR REPLACE
+--      VIEW), so shop.low_stock and the grants stay.
+-- sql/hostile_stock_total.sql.
+------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW shop.stock_summary AS
+SELECT s.product_id,
+       least(sum(s.on_hand), 2147483647)::integer AS on_hand,
+       least(sum(s.reserved), 2147483647)::integer AS reserved,
+       shop.stock_available(s.product_id) AS available,
+       max(s.reorder_threshold) AS reorder_threshold,
+       count(DISTINCT s.location)::integer AS locations,
+       (max(s.bucket) + 1)::integer AS buckets
+  FROM shop.stock s
+ GROUP BY s.product_id;
+
+-- Search: the cluster's sums given by hand (hostile3) -------------------------
+-- The global argument of shop.search_stats (and of the router's steps
+-- shop._search_routed and shop._search_facets_routed) is the router's sums
+-- (shop_router._search_global: no_typos, two_typos, global, intent_top).
+-- It was merged into the index query unchecked: a statistic at the top
+-- level ('{"docs": -1}', where it belongs under "global") was 22023
+-- "unknown search query key" naming the keys of the query, not of the
+-- argument; a query key (q, price_max, synonyms, ...) given there replaced
+-- the caller's own; an array was "malformed search query".  Now:
+--   1. shop._search_global_check(global): NULL passes; anything but an
+--      object whose keys are among no_typos, two_typos, global and
+--      intent_top is 22023 "malformed search statistics", the detail
+--      naming the key and the four allowed;
+--   2. the three calls check it first (edited in place above).
+-- sql/hostile_search_args.sql.
+------------------------------------------------------------------------------
+CREATE FUNCTION shop._search_global_check(global jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    k text;
+BEGIN
+    IF global IS NULL THEN
+        RETURN;
+    END IF;
+    IF jsonb_typeof(global) <> 'object' THEN
+        RAISE EXCEPTION 'malformed search statistics'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('global is a jsonb %s; it must be an object with no_typos, two_typos, global and intent_top (the router''s sums).',
+                                  jsonb_typeof(global));
+    END IF;
+    SELECT min(x) INTO k FROM jsonb_object_keys(global) x
+     WHERE x NOT IN ('no_typos', 'two_typos', 'global', 'intent_top');
+    IF k IS NOT NULL THEN
+        RAISE EXCEPTION 'malformed search statistics'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Key "%s" of global is not one of no_typos, two_typos, global, intent_top (the statistics go under "global").', k);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._search_global_check(jsonb) IS
+'internal: the global argument of shop.search_stats and the router''s search steps: NULL, or an object of no_typos, two_typos, global and intent_top (else 22023)';
+REVOKE ALL ON FUNCTION shop._search_global_check(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_global_check(jsonb) TO shop_storefront, shop_admin;
+
+-- Events: acknowledging for a group that does not exist (hostile3) ----------
+-- shop.event_ack returned false, "acknowledged already", for a consumer
+-- group that does not exist (a misspelt name, a dropped group): its
+-- consumer went on while the batch stayed out and came back at every
+-- claim.  Now:
+--   1. shop.event_ack of a group that does not exist is SH006 "consumer
+--      group not found" (the name is not echoed: event_ack does not check
+--      it for card numbers); false keeps its meaning (edited in place in
+--      the events section above).
+-- sql/hostile_event_ack.sql.
+------------------------------------------------------------------------------
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
