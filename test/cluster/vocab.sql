@@ -12,7 +12,9 @@
 -- shard and not the others.  The router's shop.refresh_search_vocab()
 -- sums the shards' counts, applies the threshold once and writes the same
 -- pairs to every shard: each shard holds one node's vocabulary, and a
--- routed search for "ssd" finds what one node finds.
+-- routed search for "ssd" finds what one node finds.  A vocabulary
+-- written on the shards bumps their search statistics' version: sums the
+-- router kept for "ssd" with the old one are refused, not used.
 \set ON_ERROR_STOP 1
 SET client_min_messages = notice;
 \pset tuples_only on
@@ -103,3 +105,23 @@ END
 $$;
 SELECT fail_if(v_state('v_rt_web', 'SELECT shop.refresh_search_vocab()::text') <> '42501',
                'the storefront may not refresh the vocabulary through the router (42501)');
+
+\echo == a new vocabulary is not searched with sums the router kept from the old one
+\o /dev/null
+SELECT dblink_connect('v_rt_su', :'router');
+\o
+SELECT fail_if(val('v_rt_su', 'SELECT count(*)::text FROM shop_router.dfs_cache WHERE key = md5(concat_ws(chr(31), ''ssd'', ''{}''))') <> '1',
+               'the router keeps the statistics of the search for ssd');
+-- the vocabulary emptied on every shard and on one node (as a refresh
+-- after the teachers went would): the kept sums counted ssd's expansion
+\o /dev/null
+SELECT v_run(c, 'SELECT shop._search_vocab_replace(''[]'')::text')
+  FROM unnest(ARRAY['v_p0', 'v_p1', 'v_p2', 'v_p3', 'v_one_su']) c;
+\o
+SELECT fail_if(v_try('v_rt') IS DISTINCT FROM v_ssd('v_one'),
+               'after the vocabulary changed on every shard, a routed search for ssd answers as one node (the kept sums were refused)',
+               format('router %s, one node %s', v_try('v_rt'), v_ssd('v_one')));
+-- learned again, on one node and through the router
+SELECT fail_if(val('v_rt', 'SELECT shop.refresh_search_vocab()::text') IS DISTINCT FROM
+               val('v_one', 'SELECT shop.refresh_search_vocab()::text'),
+               'relearned through the router: one node''s count of pairs');
