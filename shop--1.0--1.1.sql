@@ -9857,59 +9857,19 @@ RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-DECLARE
-    n integer;
-    -- 2 or more: the setting's own bound (SET below it is 22023)
-    min_products int := shop._guc('shop.vocab_min_products')::int;
 BEGIN
-    -- a full relearn: the catalog's pairs replace the last ones
-    DELETE FROM shop.search_vocab WHERE source = 'abbreviation';
-    INSERT INTO shop.search_vocab (term, expansion, source, products)
-    SELECT x.term, x.expansion, 'abbreviation', x.products
-      FROM shop._search_vocab_learn(
-               'SELECT title, description FROM shop.product WHERE status = ''active''', min_products) l,
-           LATERAL (VALUES (l.term, l.expansion, l.products), (l.expansion, l.term, l.products)) x(term, expansion, products)
-    ON CONFLICT (term, expansion) DO NOTHING;
-    -- from behaviour (the behaviour prior, shop.search_prior): the products
-    -- shoppers chose after a query whose title does not have the query's
-    -- type word (its last word; "gaming laptop" -> notebooks): their head
-    -- noun, when it has 40% or more of the prior's weight of the word's
-    -- queries, 2 or more of those products and 3 or more customers, and
-    -- is no word of the query ("ipad stand" -> "Xerox Stand").  One way:
-    -- the word typed brings the head noun (its most frequent form in
-    -- those titles).  Refreshed with the prior (after
-    -- shop.refresh_search_prior()).
-    DELETE FROM shop.search_vocab WHERE source = 'behaviour';
-    INSERT INTO shop.search_vocab (term, expansion, source, products)
-    WITH chosen AS MATERIALIZED (
-        SELECT sp.query_folded, sp.product_id, sp.weight, sp.customers, p.title,
-               (SELECT t.word FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS word,
-               (SELECT t.stem FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS stem
-          FROM shop.search_prior sp JOIN shop.product p USING (product_id)
-         WHERE sp.customers >= 1 AND p.status = 'active'),
-    lacking AS (
-        SELECT c.*, shop.search_head(c.title) AS head
-          FROM chosen c
-         WHERE c.word ~ '^[a-z]{3,}$'
-           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(c.title) t WHERE t.stem = c.stem OR t.word = c.word)),
-    pair AS (
-        SELECT l.word, l.head, sum(l.weight) AS w, count(DISTINCT l.product_id) AS products, sum(l.customers) AS customers
-          FROM lacking l
-         WHERE l.head IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(l.query_folded) t WHERE t.stem = l.head)
-         GROUP BY l.word, l.head),
-    total AS (SELECT c.word, sum(c.weight) AS w FROM chosen c GROUP BY c.word)
-    SELECT pair.word, x.form, 'behaviour', pair.products
-      FROM pair JOIN total USING (word)
-     CROSS JOIN LATERAL (
-           SELECT t.word AS form FROM lacking l, shop.search_tokens(l.title) t
-            WHERE l.word = pair.word AND l.head = pair.head AND t.stem = pair.head
-            GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 1) x
-     WHERE pair.products >= 3 AND pair.customers >= 5 AND pair.w >= 0.5 * total.w
-       AND x.form <> pair.word
-    ON CONFLICT (term, expansion) DO NOTHING;
-    SELECT count(*) INTO n FROM shop.search_vocab;
-    RETURN n;
+    -- a full relearn: the catalog's pairs replace the last ones.  The
+    -- candidates (shop._search_vocab_candidates, below: the abbreviations
+    -- with their product counts, the behaviour pairs), the abbreviations
+    -- found in shop.vocab_min_products products or more kept both ways,
+    -- written by shop._search_vocab_replace.  A cluster's router does the
+    -- same with every shard's candidates summed (docs/scale-out.md).
+    RETURN shop._search_vocab_replace(coalesce((
+        SELECT jsonb_agg(jsonb_build_array(x.term, x.expansion, c.source, c.products))
+          FROM shop._search_vocab_candidates() c,
+               LATERAL (VALUES (c.term, c.expansion), (c.expansion, c.term)) x(term, expansion)
+         WHERE c.source = 'behaviour' AND x.term = c.term
+            OR c.source = 'abbreviation' AND c.products >= c.min_products), '[]'));
 END
 $$;
 COMMENT ON FUNCTION shop.refresh_search_vocab() IS
@@ -10344,6 +10304,113 @@ GRANT EXECUTE ON FUNCTION shop._search_global_check(jsonb) TO shop_storefront, s
 --      the events section above).
 -- sql/hostile_event_ack.sql.
 ------------------------------------------------------------------------------
+
+-- Scale-out: the learned vocabulary, learned once (issues 13, 16) ---------------
+--
+-- Each shard learns shop.search_vocab from its own products, so a pair
+-- near shop.vocab_min_products could be learned on one shard and not
+-- another, and a routed search's statistics (shop.search_stats on every
+-- shard, summed by the router) would count the query's expansions
+-- differently per shard.  The router's shop.refresh_search_vocab() learns
+-- once, as the replicated tables are written: it gathers every shard's
+-- candidates (shop._search_vocab_candidates: the abbreviations with their
+-- product counts, no threshold; the behaviour pairs of the shard's own
+-- prior), sums the counts, applies the threshold once and writes the same
+-- rows to every shard (shop._search_vocab_replace).  One node's
+-- shop.refresh_search_vocab() is the same three steps on its own rows
+-- (edited in place above: same pairs as before).
+CREATE FUNCTION shop._search_vocab_candidates()
+RETURNS TABLE (term text, expansion text, source text, products int, min_products int)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    -- 2 or more: the setting's own bound (SET below it is 22023)
+    threshold int := shop._guc('shop.vocab_min_products')::int;
+BEGIN
+    -- the abbreviations (one way: the word in capitals, its phrase), each
+    -- with the number of this node's active products that teach it, found
+    -- in 1 product or more: the caller applies the threshold
+    RETURN QUERY
+    SELECT l.term, l.expansion, 'abbreviation'::text, l.products, threshold
+      FROM shop._search_vocab_learn(
+               'SELECT title, description FROM shop.product WHERE status = ''active''', 1) l;
+    -- from behaviour (the behaviour prior, shop.search_prior): the products
+    -- shoppers chose after a query whose title does not have the query's
+    -- type word (its last word; "gaming laptop" -> notebooks): their head
+    -- noun, when it has 50% or more of the prior's weight of the word's
+    -- queries, 3 or more of those products and 5 or more customers, and
+    -- is no word of the query ("ipad stand" -> "Xerox Stand").  One way:
+    -- the word typed brings the head noun (its most frequent form in
+    -- those titles).  Refreshed with the prior (after
+    -- shop.refresh_search_prior()).
+    RETURN QUERY
+    WITH chosen AS MATERIALIZED (
+        SELECT sp.query_folded, sp.product_id, sp.weight, sp.customers, p.title,
+               (SELECT t.word FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS word,
+               (SELECT t.stem FROM shop.search_tokens(sp.query_folded) t ORDER BY t.pos DESC LIMIT 1) AS stem
+          FROM shop.search_prior sp JOIN shop.product p USING (product_id)
+         WHERE sp.customers >= 1 AND p.status = 'active'),
+    lacking AS (
+        SELECT c.*, shop.search_head(c.title) AS head
+          FROM chosen c
+         WHERE c.word ~ '^[a-z]{3,}$'
+           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(c.title) t WHERE t.stem = c.stem OR t.word = c.word)),
+    pair AS (
+        SELECT l.word, l.head, sum(l.weight) AS w, count(DISTINCT l.product_id) AS products, sum(l.customers) AS customers
+          FROM lacking l
+         WHERE l.head IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM shop.search_tokens(l.query_folded) t WHERE t.stem = l.head)
+         GROUP BY l.word, l.head),
+    total AS (SELECT c.word, sum(c.weight) AS w FROM chosen c GROUP BY c.word)
+    SELECT pair.word, x.form, 'behaviour'::text, pair.products::int, threshold
+      FROM pair JOIN total USING (word)
+     CROSS JOIN LATERAL (
+           SELECT t.word AS form FROM lacking l, shop.search_tokens(l.title) t
+            WHERE l.word = pair.word AND l.head = pair.head AND t.stem = pair.head
+            GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 1) x
+     WHERE pair.products >= 3 AND pair.customers >= 5 AND pair.w >= 0.5 * total.w
+       AND x.form <> pair.word;
+END
+$$;
+COMMENT ON FUNCTION shop._search_vocab_candidates() IS
+'internal (shop.refresh_search_vocab, also the router''s): this node''s candidate pairs of the learned vocabulary: the abbreviations (one way) with their product counts and no threshold, the behaviour pairs of its prior; min_products is its shop.vocab_min_products';
+
+CREATE FUNCTION shop._search_vocab_replace(pairs jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- pairs: an array of [term, expansion, source, products]; they replace
+    -- every row (one relearn); a (term, expansion) given twice keeps its
+    -- abbreviation row, then its largest count
+    IF pairs IS NULL OR jsonb_typeof(pairs) <> 'array'
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(pairs) e
+                   WHERE jsonb_typeof(e) <> 'array' OR jsonb_array_length(e) <> 4) THEN
+        RAISE EXCEPTION 'malformed vocabulary: an array of [term, expansion, source, products] expected'
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM shop.search_vocab;
+    INSERT INTO shop.search_vocab (term, expansion, source, products)
+    SELECT DISTINCT ON (e ->> 0, e ->> 1) e ->> 0, e ->> 1, e ->> 2, (e ->> 3)::int
+      FROM jsonb_array_elements(pairs) e
+     ORDER BY e ->> 0, e ->> 1, (e ->> 2 = 'abbreviation') DESC, (e ->> 3)::int DESC;
+    -- a shard's kept search sums count the expansions: bump its version
+    -- (as the triggers of shop._shard_setup do for products and synonyms)
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(7316001601::pg_catalog.int8);
+    PERFORM pg_catalog.nextval('shop.search_version'::pg_catalog.regclass);
+    SELECT count(*) INTO n FROM shop.search_vocab;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shop._search_vocab_replace(jsonb) IS
+'internal (shop.refresh_search_vocab, also the router''s): replaces the rows of shop.search_vocab by pairs ([term, expansion, source, products] each); returns how many it holds';
+
+REVOKE EXECUTE ON FUNCTION shop._search_vocab_candidates(), shop._search_vocab_replace(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._search_vocab_candidates(), shop._search_vocab_replace(jsonb) TO shop_admin;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

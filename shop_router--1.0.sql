@@ -832,6 +832,60 @@ AS $$
 $$;
 COMMENT ON FUNCTION shop.synonym_remove(text) IS 'router: remove the synonyms of a term on every shard; true if some shard had them';
 
+-- The learned search vocabulary (shop.search_vocab, docs/search.md),
+-- learned once for the cluster and written to every shard as a replicated
+-- table: each shard's candidates (shop._search_vocab_candidates: the
+-- abbreviations with the number of its products that teach them, no
+-- threshold; the behaviour pairs of its own prior), the abbreviations'
+-- counts summed and the threshold (shop.vocab_min_products, the shards'
+-- setting: the largest if they differ) applied once, both ways; the same
+-- rows replace every shard's (shop._search_vocab_replace).  A search's
+-- statistics then count the same expansions on every shard.
+CREATE FUNCTION shop_router._search_vocab_candidates()
+RETURNS TABLE (term text, expansion text, source text, products int, min_products int)
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT * FROM shop._search_vocab_candidates();
+$$;
+
+CREATE FUNCTION shop_router._search_vocab_replace(i_pairs jsonb)
+RETURNS SETOF int
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON ALL;
+    SELECT shop._search_vocab_replace($1);
+$$;
+
+CREATE FUNCTION shop.refresh_search_vocab()
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    WITH c AS MATERIALIZED (
+        SELECT * FROM shop_router._search_vocab_candidates()
+    ), pair AS (
+        SELECT c.term, c.expansion, c.source, sum(c.products)::int AS products
+          FROM c GROUP BY c.term, c.expansion, c.source
+    )
+    SELECT min(n)::int
+      FROM shop_router._search_vocab_replace(coalesce((
+               SELECT jsonb_agg(jsonb_build_array(x.term, x.expansion, p.source, p.products))
+                 FROM pair p,
+                      LATERAL (VALUES (p.term, p.expansion), (p.expansion, p.term)) x(term, expansion)
+                WHERE p.source = 'behaviour' AND x.term = p.term
+                   OR p.source = 'abbreviation' AND p.products >= (SELECT max(c.min_products) FROM c)),
+               '[]')) n;
+$$;
+COMMENT ON FUNCTION shop.refresh_search_vocab() IS
+'router: relearns the search vocabulary from every shard''s products and behaviour prior, the counts summed and the threshold applied once, and writes the same pairs to every shard; returns how many pairs each holds';
+REVOKE EXECUTE ON FUNCTION shop.refresh_search_vocab(), shop_router._search_vocab_candidates(),
+    shop_router._search_vocab_replace(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.refresh_search_vocab(), shop_router._search_vocab_candidates(),
+    shop_router._search_vocab_replace(jsonb) TO shop_admin;
+
 -- One page of shop.search from every shard, with the keys the router
 -- sorts by that shop.search does not return (read from shop.product, which
 -- both roles may read).

@@ -110,6 +110,17 @@ SELECT s.ord <= 2 AS first_two, string_agg(p.sku, ' ' ORDER BY p.sku) AS skus
 -- one way: `notebook` does not bring the laptop accessories
 SELECT p.sku FROM shop.search('notebook', '{}', 'relevance', 20) s JOIN shop.product p USING (product_id) ORDER BY p.sku;
 
+-- the candidates a cluster's router sums (docs/scale-out.md, "Replicated
+-- tables"): every abbreviation one way with its count, no threshold, the
+-- behaviour pairs, and the node's shop.vocab_min_products
+SELECT term, expansion, source, products, min_products FROM shop._search_vocab_candidates()
+ ORDER BY term, expansion;
+-- the router's write: the same pairs replace the rows; malformed is 22023
+SELECT shop._search_vocab_replace('[["ssd", "solid state drive", "abbreviation", 9]]');
+SELECT term, expansion, source, products FROM shop.search_vocab ORDER BY term;
+SELECT shop._search_vocab_replace('{"ssd": 1}');
+SELECT shop._search_vocab_replace('[["ssd", "solid state drive"]]');
+SELECT shop.refresh_search_vocab();
 -- relearning after the teachers went: the abbreviation pairs go
 UPDATE shop.product SET status = 'archived' WHERE sku LIKE 'T%';
 SELECT shop.refresh_search_vocab();

@@ -39,7 +39,6 @@ INSERT INTO node_local VALUES
     ('card_number_scan', 'each shard''s stored text'),
     ('popularity_sync', 'each shard''s popularity'), ('refresh_search_prior', 'each shard''s search log'),
     ('search_prior_for', 'each shard''s search log'),
-    ('refresh_search_vocab', 'each shard''s products (run it on every shard: docs/scale-out.md)'),
     ('refresh_recommendations', 'each shard''s counts of its customers'' orders (shop_router.copurchase_move moves them)'),
     ('rebuild_recommendations', 'each shard''s counts of its customers'' orders (shop_router.copurchase_move moves them)'),
     ('reco_evaluate', 'offline evaluation on one node''s data'),

@@ -28,6 +28,9 @@
 #   - the cluster's popularity folded from the shards' change logs equals
 #     the whole recomputation after orders, cancellations, views, the
 #     window moving and late commits (popfold.sql);
+#   - the learned search vocabulary: the router's refresh_search_vocab sums
+#     the shards' counts and writes one node's pairs to every shard, and a
+#     routed search expands as one node does (vocab.sql);
 #   - the routed calls leave PL/Proxy's connections ready: a fresh session
 #     after a search whose kept sums a shard refused drops none as stale,
 #     and neither do the storefront's common errors and the shards'
@@ -171,6 +174,10 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
 echo "== popularity folded from the shards' change logs ($(date +%T))"
 q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/popfold.sql"
+
+echo "== the learned search vocabulary, learned once for the cluster ($(date +%T))"
+q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v p3="${PART[3]}" \
+    -v one="$ONE" -v router="$ROUTER" -f "$HERE/vocab.sql"
 
 . "$HERE/stale.sh"
 . "$HERE/replica.sh"
