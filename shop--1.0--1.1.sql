@@ -10273,6 +10273,13 @@ REVOKE ALL ON FUNCTION shop._check_visitor(text) FROM PUBLIC;
 --   3. shop._cart_refuse (SECURITY DEFINER, as the cart calls are):
 --      shop.cart_add's or shop.cart_move_to_cart's checks before the
 --      product's, then raises the product's refusal.
+--   4. shop._saga_reserve_try: checkout's holds on a product shard
+--      (shop._saga_reserve_signed): a refusal (SH001 insufficient stock,
+--      SH008) answered as one row whose product_id is the product refused
+--      (from the detail "Product N ..."; else the shard's least product)
+--      and whose error holds it; the router raises the refusal of the
+--      least product, as one node's checkout holds in product order, and
+--      compensates the saga as it did for a shard's error.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._cart_price_try(product_id bigint, OUT price_cents bigint, OUT valid_until bigint,
@@ -10353,6 +10360,35 @@ $$;
 COMMENT ON FUNCTION shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) IS
 'internal (router): a cart write on the cart''s shard (add, set_qty, remove, save, unsave, clear), a refusal (class 22, SH codes) answered as (SQLSTATE, message, detail, hint) instead of raised; NULL when done';
 
+CREATE FUNCTION shop._saga_reserve_try(order_id uuid, product_ids bigint[], qtys int[], ttl interval,
+                                       saga_product_ids bigint[], saga_qtys int[], sig text)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint, held_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._saga_reserve_signed raises before it returns a row
+    RETURN QUERY
+    SELECT r.*, NULL::text[]
+      FROM shop._saga_reserve_signed(order_id, product_ids, qtys, ttl, saga_product_ids, saga_qtys, sig) r;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY
+    SELECT coalesce(substring(d FROM '^Product ([0-9]+)')::bigint, (SELECT min(x) FROM unnest(product_ids) x)),
+           NULL::uuid, NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::text,
+           ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text) IS
+'internal (router): shop._saga_reserve_signed, a refusal (class 22, SH codes) answered as one row (the product refused, error: SQLSTATE, message, detail, hint)';
+
+REVOKE ALL ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text)
+    TO shop_storefront, shop_admin;
 REVOKE ALL ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uuid, bigint, int, text[]),
     shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uuid, bigint, int, text[]),

@@ -2091,14 +2091,17 @@ $$;
 CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
                                           i_ttl interval, i_saga_product_ids bigint[], i_saga_qtys int[],
                                           i_sig text)
+-- a product shard's refusal (SH001, SH008) comes back as a row whose
+-- error checkout raises (shop._saga_reserve_try): a shard's error would
+-- leave the connections of every partition of the call to be remade
 RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
-               price_cents bigint, held_sig text)
+               price_cents bigint, held_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     SPLIT i_product_ids, i_qtys;
     RUN ON hashint8(i_product_ids);
-    SELECT * FROM shop._saga_reserve_signed($1, $2, $3, $4, $5, $6, $7);
+    SELECT * FROM shop._saga_reserve_try($1, $2, $3, $4, $5, $6, $7);
 $$;
 
 CREATE FUNCTION shop_router._saga_release_signed(i_order_id uuid, i_product_ids bigint[], i_sig text)
@@ -2310,6 +2313,7 @@ DECLARE
     lapsed boolean;
     pl record;
     crashed boolean := false;
+    refusal text[];
     sess text := shop_router._session();
 BEGIN
     FOR attempt IN 1..2 LOOP
@@ -2331,12 +2335,24 @@ BEGIN
             RETURN oid;
         END IF;
         BEGIN
-            SELECT array_agg(r.product_id ORDER BY r.product_id), array_agg(r.sku ORDER BY r.product_id),
-                   array_agg(r.title ORDER BY r.product_id), array_agg(r.price_cents ORDER BY r.product_id),
-                   array_agg(r.held_sig ORDER BY r.product_id), bool_or(r.status IS DISTINCT FROM 'held')
-              INTO pids, skus, titles, prices, sigs, lapsed
-              FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl(),
-                                             b.saga_product_ids, b.saga_qtys, b.saga_sig) r;
+            WITH r AS MATERIALIZED (
+                SELECT * FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl(),
+                                                        b.saga_product_ids, b.saga_qtys, b.saga_sig)
+            )
+            SELECT array_agg(r.product_id ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.sku ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.title ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.price_cents ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.held_sig ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   bool_or(r.status IS DISTINCT FROM 'held') FILTER (WHERE r.error IS NULL),
+                   (SELECT e.error FROM r e WHERE e.error IS NOT NULL ORDER BY e.product_id LIMIT 1)
+              INTO pids, skus, titles, prices, sigs, lapsed, refusal
+              FROM r;
+            IF refusal IS NOT NULL THEN
+                -- a product shard's refusal (the least product's: one
+                -- node holds in product order); compensated below
+                PERFORM shop_router._raise(refusal);
+            END IF;
             IF pids IS DISTINCT FROM b.saga_product_ids THEN
                 -- a product vanished from its shard between the steps
                 RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',

@@ -141,8 +141,9 @@ echo "ok: $(wc -l <<<"$stale_err_rt") shard refusals (browse, NULL product ids, 
 # raised by the router in one node's order (the cart before qty before the
 # product: cart_add of an unknown product to an unknown cart is the
 # cart's SH006). As the back office, on a guest cart made for the test;
-# its id in the details is replaced by CART. The same lines as one node,
-# no connection dropped as stale.
+# its id in the details is replaced by CART. Then a checkout the stock
+# cannot cover (SH001 from the product's shard, shop._saga_reserve_try).
+# The same lines as one node, no connection dropped as stale.
 stale_err3_sql=$(sed -n '/^CREATE FUNCTION pg_temp.err/,/^\$f\$;/p' <<<"$stale_err_sql")
 stale_err3_sql=$(cat <<SQL
 SET client_min_messages = warning;
@@ -179,17 +180,23 @@ SELECT replace(format(c, :'cart'), :'cart', 'CART'), replace(pg_temp.err(format(
                     'SELECT shop.cart_clear(%L)',
                     'SELECT shop.cart_get(%L) -> ''items''']) WITH ORDINALITY u(c, n)
  ORDER BY n;
+SET client_min_messages = warning;
+SELECT shop.cart_create(531) AS cart2 \gset
+SET client_min_messages = notice;
+SELECT 'checkout', pg_temp.err(format('SELECT shop.cart_add(%L, 2, 9999)', :'cart2')),
+       pg_temp.err(format('SELECT shop.checkout(%L, ''tok_visa'', ''ha4-1'', ''{"country": "US"}'')', :'cart2')),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)');
 SQL
 )
-stale_err_rt=$(q "$R" "$PR" router -U backoffice -At 2>&1 <<<"$stale_err3_sql")
-stale_err_one=$(q "$A" "$PA" one -U backoffice -At 2>&1 <<<"$stale_err3_sql")
+stale_err_rt=$(q "$R" "$PR" router -U backoffice -At 2>&1 <<<"$stale_err3_sql" | sed -E 's/[0-9]+ available/N available/')
+stale_err_one=$(q "$A" "$PA" one -U backoffice -At 2>&1 <<<"$stale_err3_sql" | sed -E 's/[0-9]+ available/N available/')
 stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
 [ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after the cart's refusals:"; echo "$stale_err_rt"; exit 1; }
 [ "$stale_err_rt" = "$stale_err_one" ] ||
     { echo "FAIL: the routed cart refusals are not one node's:"; diff <(echo "$stale_err_one") <(echo "$stale_err_rt"); exit 1; }
-[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 27 ] && [ "$(grep -c '|SH006 | cart not found | No cart has' <<<"$stale_err_rt")" = 7 ] &&
+[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 28 ] && [ "$(grep -c '^checkout|ok|SH001 | insufficient stock | Product 2: 9999 requested, N available' <<<"$stale_err_rt")" = 1 ] && [ "$(grep -c '|SH006 | cart not found | No cart has' <<<"$stale_err_rt")" = 7 ] &&
     [ "$(grep -c '|SH006 | product not found | No product' <<<"$stale_err_rt")" = 2 ] &&
     [ "$(grep -c '|SH006 | product not in cart | Cart CART has no line' <<<"$stale_err_rt")" = 3 ] &&
     [ "$(grep -c '|\(22023\|22004\) | ' <<<"$stale_err_rt")" = 10 ] ||
-    { echo "FAIL: the cart's refusals did not give 7 unknown carts, 2 unknown products, 3 lines not in the cart, 10 bad arguments and a search after each:"; echo "$stale_err_rt"; exit 1; }
-echo "ok: $(wc -l <<<"$stale_err_rt") cart refusals (add, set_qty, remove, save, move, clear) raised as one node raises them, no connection dropped as stale"
+    { echo "FAIL: the cart's refusals did not give 7 unknown carts, 2 unknown products, 3 lines not in the cart, 10 bad arguments, a checkout's SH001 and a search after each:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: $(wc -l <<<"$stale_err_rt") cart refusals (add, set_qty, remove, save, move, clear) and a checkout's SH001 raised as one node raises them, no connection dropped as stale"
