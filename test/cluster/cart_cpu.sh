@@ -11,10 +11,15 @@
 # default 3), N calls (default 3000) in one session of each: cart_add
 # (200 products in turn, one guest cart) and cart_set_qty, old and new,
 # with the CPU (utime + stime, 10 ms ticks) of the router's backend and
-# of every process of the two shard clusters around them.
+# of every process of the two shard clusters around them. Then the shard
+# steps alone, in one session of shard s0 (M calls, default 5000, each a
+# statement of its own: its own transaction; the backend's CPU): shop._cart_price against shop._cart_price_try, and
+# shop.cart_set_qty against shop._cart_write_try('set_qty', ...): the
+# subtransaction's own cost, without the router and the network
+# (SKIP_ROUTED=1: these alone).
 # Run from the top of the tree after make:  bash test/cluster/cart_cpu.sh
 set -euo pipefail
-SCALE=${SCALE:-5000} N=${N:-3000} ROUNDS=${ROUNDS:-3}
+SCALE=${SCALE:-5000} N=${N:-3000} M=${M:-5000} ROUNDS=${ROUNDS:-3}
 . "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
 cpu_cluster_up cart_cpu
 cpu_shards_load
@@ -76,9 +81,36 @@ SQL
         'BEGIN { printf "%-24s router backend %6.3f ms  shards %6.3f ms  wall %6.3f ms\n", l, b * 10 / n, s * 10 / n, w / 1e6 / n }'
 }
 echo "$N calls a round, $SCALE products, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$TOP" rev-parse --short HEAD)"
-for r in $(seq 1 "$ROUNDS"); do
+for r in $(seq 1 "$([ "${SKIP_ROUTED:-0}" = 1 ] && echo 0 || echo "$ROUNDS")"); do
     run "cart_add, before" "old.cart_add('$CART', (ARRAY[$PIDS])[1 + g % 200], 1)"
     run "cart_add, after" "shop.cart_add('$CART', (ARRAY[$PIDS])[1 + g % 200], 1)"
     run "cart_set_qty, before" "old.cart_set_qty('$CART', (ARRAY[$PIDS])[1 + g % 200], 1 + g % 7)"
     run "cart_set_qty, after" "shop.cart_set_qty('$CART', (ARRAY[$PIDS])[1 + g % 200], 1 + g % 7)"
+done
+S0CART=$(q "$A" "$PA" s0 -At -c "SELECT shop.cart_create()")
+S0PIDS=$(q "$A" "$PA" s0 -At -c "SELECT string_agg(product_id::text, ',' ORDER BY product_id) FROM (SELECT product_id FROM shop.product WHERE status = 'active' ORDER BY product_id LIMIT 200) p")
+q "$A" "$PA" s0 -c "SELECT count(shop.cart_add('$S0CART', p, 1)) FROM unnest(ARRAY[$S0PIDS]) p" >/dev/null
+step() {   # label call (PID and QTY replaced in each): M statements, each its own transaction
+    local label=$1 call=$2 pids
+    IFS=, read -r -a pids <<<"$S0PIDS"
+    {
+        echo '\set QUIET on'
+        echo 'SELECT pg_backend_pid() AS pid \gset'
+        echo '\setenv PID :pid'
+        for g in $(seq 1 50); do c=${call//PID/${pids[g % 200]}}; echo "SELECT ${c//QTY/$((1 + g % 7))} \g /dev/null"; done
+        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID > $BASE/t0"
+        for g in $(seq 1 "$M"); do c=${call//PID/${pids[g % 200]}}; echo "SELECT ${c//QTY/$((1 + g % 7))} \g /dev/null"; done
+        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID > $BASE/t1"
+    } >"$BASE/step.sql"
+    q "$A" "$PA" s0 -f "$BASE/step.sql"
+    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
+    awk -v l="$label" -v b=$((b1 - b0)) -v w=$((w1 - w0)) -v n="$M" \
+        'BEGIN { printf "%-36s shard backend %7.2f us  wall %7.2f us\n", l, b * 10000 / n, w / 1e3 / n }'
+}
+echo "shard steps alone: $M calls a round on s0"
+for r in $(seq 1 "$ROUNDS"); do
+    step "_cart_price" "* FROM shop._cart_price(PID)"
+    step "_cart_price_try" "* FROM shop._cart_price_try(PID)"
+    step "cart_set_qty" "shop.cart_set_qty('$S0CART', PID, QTY)"
+    step "_cart_write_try('set_qty')" "shop._cart_write_try('set_qty', '$S0CART', PID, QTY, NULL, NULL, NULL, NULL)"
 done
