@@ -2088,12 +2088,12 @@ AS $$
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
-CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
-                                          i_ttl interval, i_saga_product_ids bigint[], i_saga_qtys int[],
-                                          i_sig text)
 -- a product shard's refusal (SH001, SH008) comes back as a row whose
 -- error checkout raises (shop._saga_reserve_try): a shard's error would
 -- leave the connections of every partition of the call to be remade
+CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
+                                          i_ttl interval, i_saga_product_ids bigint[], i_saga_qtys int[],
+                                          i_sig text)
 RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
                price_cents bigint, held_sig text, error text[])
 LANGUAGE plproxy
