@@ -10412,6 +10412,152 @@ COMMENT ON FUNCTION shop._search_vocab_replace(jsonb) IS
 REVOKE EXECUTE ON FUNCTION shop._search_vocab_candidates(), shop._search_vocab_replace(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._search_vocab_candidates(), shop._search_vocab_replace(jsonb) TO shop_admin;
 
+-- Scale-out: the cart's refusals as answers (issue 16, ha4) -----------------
+--
+-- As "Scale-out: a shard's refusals as answers" does for reserve, cart_get
+-- and order_get, for the cart's writes: the router calls these steps
+-- instead of the ones they wrap, and each answers a refusal (SQLSTATE
+-- class 22 and shop's SH codes) as data (SQLSTATE, message, detail, hint)
+-- which the router raises (shop_router._raise), so that a refused cart
+-- call leaves PL/Proxy's connections ready.  A refusal raised after a
+-- write (the cart's touch) is answered once the subtransaction of the
+-- step is rolled back: nothing of it stays, as on one node.  Any other
+-- error (42501 another customer's cart, a bad signature) stays an error.
+-- SECURITY INVOKER: each calls the step it wraps with the caller's rights.
+--   1. shop._cart_price_try: shop._cart_price on the product's shard
+--      (SH006 an unknown product, SH008 one not active, 22004 a NULL id);
+--   2. shop._cart_write_try: on the cart's shard, one of the cart's
+--      writes ('add' shop._cart_add_signed, 'set_qty' shop.cart_set_qty,
+--      'remove' shop.cart_remove, 'save' shop.cart_save_for_later,
+--      'unsave' shop._cart_unsave, 'clear' shop.cart_clear).  Given the
+--      product's refusal (product_error, from step 1), it checks what one
+--      node checks before the product (the cart, then qty for 'add' or a
+--      NULL product id for 'unsave'; shop._cart_refuse) and answers the
+--      first refusal: one node's error of the call;
+--   3. shop._cart_refuse (SECURITY DEFINER, as the cart calls are):
+--      shop.cart_add's or shop.cart_move_to_cart's checks before the
+--      product's, then raises the product's refusal.
+--   4. shop._saga_reserve_try: checkout's holds on a product shard
+--      (shop._saga_reserve_signed): a refusal (SH001 insufficient stock,
+--      SH008) answered as one row whose product_id is the product refused
+--      (from the detail "Product N ..."; else the shard's least product)
+--      and whose error holds it; the router raises the refusal of the
+--      least product, as one node's checkout holds in product order, and
+--      compensates the saga as it did for a shard's error.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._cart_price_try(product_id bigint, OUT price_cents bigint, OUT valid_until bigint,
+                                     OUT sig text, OUT error text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    SELECT p.price_cents, p.valid_until, p.sig INTO price_cents, valid_until, sig
+      FROM shop._cart_price(product_id) p;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_price_try(bigint) IS
+'internal (router): shop._cart_price, a refusal (class 22, SH codes) answered as error (SQLSTATE, message, detail, hint) instead of raised';
+
+CREATE FUNCTION shop._cart_refuse(op text, cart_id uuid, product_id bigint, qty int, error text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._cart_touch(cart_id);
+    IF op = 'add' THEN
+        PERFORM shop._cart_qty(qty, 1);
+    ELSE
+        PERFORM shop._require(product_id, 'product_id');
+    END IF;
+    IF error[3] IS NOT NULL AND error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3], HINT = error[4];
+    ELSIF error[3] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], DETAIL = error[3];
+    ELSIF error[4] IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2], HINT = error[4];
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = error[1], MESSAGE = error[2];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_refuse(text, uuid, bigint, int, text[]) IS
+'internal (router): the checks one node makes before a cart line''s product (the cart, qty of an add), then raises the product''s refusal error';
+
+CREATE FUNCTION shop._cart_write_try(op text, cart_id uuid, product_id bigint, qty int,
+                                     price_cents bigint, valid_until bigint, sig text, product_error text[])
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    IF product_error IS NOT NULL THEN
+        PERFORM shop._cart_refuse(op, cart_id, product_id, qty, product_error);
+    ELSIF op = 'add' THEN
+        PERFORM shop._cart_add_signed(cart_id, product_id, qty, price_cents, valid_until, sig);
+    ELSIF op = 'set_qty' THEN
+        PERFORM shop.cart_set_qty(cart_id, product_id, qty);
+    ELSIF op = 'remove' THEN
+        PERFORM shop.cart_remove(cart_id, product_id);
+    ELSIF op = 'save' THEN
+        PERFORM shop.cart_save_for_later(cart_id, product_id);
+    ELSIF op = 'unsave' THEN
+        PERFORM shop._cart_unsave(cart_id, product_id);
+    ELSIF op = 'clear' THEN
+        PERFORM shop.cart_clear(cart_id);
+    ELSE
+        RAISE EXCEPTION 'unknown cart write %', op USING ERRCODE = 'internal_error';
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) IS
+'internal (router): a cart write on the cart''s shard (add, set_qty, remove, save, unsave, clear), a refusal (class 22, SH codes) answered as (SQLSTATE, message, detail, hint) instead of raised; NULL when done';
+
+CREATE FUNCTION shop._saga_reserve_try(order_id uuid, product_ids bigint[], qtys int[], ttl interval,
+                                       saga_product_ids bigint[], saga_qtys int[], sig text)
+RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
+               price_cents bigint, held_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._saga_reserve_signed raises before it returns a row
+    RETURN QUERY
+    SELECT r.*, NULL::text[]
+      FROM shop._saga_reserve_signed(order_id, product_ids, qtys, ttl, saga_product_ids, saga_qtys, sig) r;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY
+    SELECT coalesce(substring(d FROM '^Product ([0-9]+)')::bigint, (SELECT min(x) FROM unnest(product_ids) x)),
+           NULL::uuid, NULL::text, NULL::text, NULL::text, NULL::bigint, NULL::text,
+           ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text) IS
+'internal (router): shop._saga_reserve_signed, a refusal (class 22, SH codes) answered as one row (the product refused, error: SQLSTATE, message, detail, hint)';
+
+REVOKE ALL ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._saga_reserve_try(uuid, bigint[], int[], interval, bigint[], int[], text)
+    TO shop_storefront, shop_admin;
+REVOKE ALL ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uuid, bigint, int, text[]),
+    shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uuid, bigint, int, text[]),
+    shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -1879,128 +1879,144 @@ $$;
 COMMENT ON FUNCTION shop.cart_create(bigint) IS
 'router: open a cart on the customer''s shard (a guest cart on a random one); its id names the shard';
 
--- the current price of an active product, on its shard (SH006, SH008)
-CREATE FUNCTION shop_router._cart_product(i_product_id bigint)
-RETURNS bigint
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._pid_part(i_product_id);
-    SELECT shop._cart_product($1);
-$$;
+-- The cart's writes answer their refusals as data (shop's section
+-- "Scale-out: the cart's refusals as answers", shop._cart_price_try and
+-- shop._cart_write_try), raised here by shop_router._raise: a shard's
+-- error would leave its connection to be remade (issue 16).  A refused
+-- product (SH006, SH008) goes on to the cart's shard, which checks first
+-- what one node checks before the product (the cart, qty) and answers one
+-- node's error.
 
--- the same, signed by the product's shard for the cart's shard (for a
--- storefront caller: shop._cart_add_signed checks it)
+-- the current price of an active product, signed by the product's shard
+-- for the cart's shard (for a storefront caller: shop._cart_add_signed
+-- checks it); a refusal in error (SH006, SH008, 22004)
 CREATE FUNCTION shop_router._cart_price(i_product_id bigint)
-RETURNS TABLE (price_cents bigint, valid_until bigint, sig text)
+RETURNS TABLE (price_cents bigint, valid_until bigint, sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT * FROM shop._cart_price($1);
+    SELECT * FROM shop._cart_price_try($1);
 $$;
 
-CREATE FUNCTION shop_router._cart_add_signed(i_session text, i_cart_id uuid, i_product_id bigint, i_qty int,
-                                             i_price bigint, i_valid_until bigint, i_sig text)
-RETURNS void
+-- one write of the cart on its shard (shop._cart_write_try): NULL when
+-- done, else the refusal (with i_product_error: the refusal of the
+-- product's shard, unless the cart's checks come first)
+CREATE FUNCTION shop_router._cart_write(i_session text, i_op text, i_cart_id uuid, i_product_id bigint,
+                                        i_qty int, i_price bigint, i_valid_until bigint, i_sig text,
+                                        i_product_error text[])
+RETURNS text[]
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_add_signed($2, $3, $4, $5, $6, $7) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT shop._cart_write_try($2, $3, $4, $5, $6, $7, $8, $9)
+      FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
 CREATE FUNCTION shop.cart_add(cart_id uuid, product_id bigint, qty int DEFAULT 1)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._cart_add_signed(shop_router._session(), cart_add.cart_id, cart_add.product_id, qty,
-                                        p.price_cents, p.valid_until, p.sig)
-      FROM shop_router._cart_price(cart_add.product_id) p;
+DECLARE
+    p record;
+    error text[];
+BEGIN
+    SELECT * INTO p FROM shop_router._cart_price(product_id);
+    error := shop_router._cart_write(shop_router._session(), 'add', cart_id, product_id, qty,
+                                     p.price_cents, p.valid_until, p.sig, p.error);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION shop.cart_add(uuid, bigint, int) IS
 'router: add a product to a cart at the price its own shard gives now';
 
-CREATE FUNCTION shop_router._cart_set_qty(i_session text, i_cart_id uuid, i_product_id bigint, i_qty int)
-RETURNS void
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop.cart_set_qty($2, $3, $4) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
-$$;
-
 CREATE FUNCTION shop.cart_set_qty(cart_id uuid, product_id bigint, qty int)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._cart_set_qty(shop_router._session(), cart_set_qty.cart_id, cart_set_qty.product_id, cart_set_qty.qty) $$;
-
-CREATE FUNCTION shop_router._cart_remove(i_session text, i_cart_id uuid, i_product_id bigint)
-RETURNS void
-LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop.cart_remove($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+DECLARE
+    error text[];
+BEGIN
+    error := shop_router._cart_write(shop_router._session(), 'set_qty', cart_id, product_id, qty,
+                                     NULL, NULL, NULL, NULL);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
+END
 $$;
 
 CREATE FUNCTION shop.cart_remove(cart_id uuid, product_id bigint)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._cart_remove(shop_router._session(), cart_remove.cart_id, cart_remove.product_id) $$;
-
-CREATE FUNCTION shop_router._cart_save_for_later(i_session text, i_cart_id uuid, i_product_id bigint)
-RETURNS void
-LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop.cart_save_for_later($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+DECLARE
+    error text[];
+BEGIN
+    error := shop_router._cart_write(shop_router._session(), 'remove', cart_id, product_id, NULL,
+                                     NULL, NULL, NULL, NULL);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
+END
 $$;
 
 CREATE FUNCTION shop.cart_save_for_later(cart_id uuid, product_id bigint)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._cart_save_for_later(shop_router._session(), cart_save_for_later.cart_id, cart_save_for_later.product_id) $$;
-
-CREATE FUNCTION shop_router._cart_clear(i_session text, i_cart_id uuid)
-RETURNS void
-LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop.cart_clear($2) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+DECLARE
+    error text[];
+BEGIN
+    error := shop_router._cart_write(shop_router._session(), 'save', cart_id, product_id, NULL,
+                                     NULL, NULL, NULL, NULL);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
+END
 $$;
 
 CREATE FUNCTION shop.cart_clear(cart_id uuid)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT shop_router._cart_clear(shop_router._session(), cart_clear.cart_id) $$;
-
-CREATE FUNCTION shop_router._cart_unsave(i_session text, i_cart_id uuid, i_product_id bigint)
-RETURNS void
-LANGUAGE plproxy
 AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_unsave($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+DECLARE
+    error text[];
+BEGIN
+    error := shop_router._cart_write(shop_router._session(), 'clear', cart_id, NULL, NULL,
+                                     NULL, NULL, NULL, NULL);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
+END
 $$;
 
+-- one node's order: the cart, a NULL product id, the product (active, on
+-- its shard), the line
 CREATE FUNCTION shop.cart_move_to_cart(cart_id uuid, product_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+DECLARE
+    product_error text[];
+    error text[];
 BEGIN
     IF product_id IS NOT NULL THEN
-        PERFORM shop_router._cart_product(product_id);     -- active, on its shard
+        SELECT p.error INTO product_error FROM shop_router._cart_price(product_id) p;   -- active, on its shard
     END IF;
-    PERFORM shop_router._cart_unsave(shop_router._session(), cart_id, product_id);
+    error := shop_router._cart_write(shop_router._session(), 'unsave', cart_id, product_id, NULL,
+                                     NULL, NULL, NULL, product_error);
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION shop.cart_move_to_cart(uuid, bigint) IS
@@ -2126,17 +2142,20 @@ AS $$
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
+-- a product shard's refusal (SH001, SH008) comes back as a row whose
+-- error checkout raises (shop._saga_reserve_try): a shard's error would
+-- leave the connections of every partition of the call to be remade
 CREATE FUNCTION shop_router._saga_reserve(i_order_id uuid, i_product_ids bigint[], i_qtys int[],
                                           i_ttl interval, i_saga_product_ids bigint[], i_saga_qtys int[],
                                           i_sig text)
 RETURNS TABLE (product_id bigint, reservation_id uuid, status text, sku text, title text,
-               price_cents bigint, held_sig text)
+               price_cents bigint, held_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     SPLIT i_product_ids, i_qtys;
     RUN ON hashint8(i_product_ids);
-    SELECT * FROM shop._saga_reserve_signed($1, $2, $3, $4, $5, $6, $7);
+    SELECT * FROM shop._saga_reserve_try($1, $2, $3, $4, $5, $6, $7);
 $$;
 
 CREATE FUNCTION shop_router._saga_release_signed(i_order_id uuid, i_product_ids bigint[], i_sig text)
@@ -2348,6 +2367,7 @@ DECLARE
     lapsed boolean;
     pl record;
     crashed boolean := false;
+    refusal text[];
     sess text := shop_router._session();
 BEGIN
     FOR attempt IN 1..2 LOOP
@@ -2369,12 +2389,24 @@ BEGIN
             RETURN oid;
         END IF;
         BEGIN
-            SELECT array_agg(r.product_id ORDER BY r.product_id), array_agg(r.sku ORDER BY r.product_id),
-                   array_agg(r.title ORDER BY r.product_id), array_agg(r.price_cents ORDER BY r.product_id),
-                   array_agg(r.held_sig ORDER BY r.product_id), bool_or(r.status IS DISTINCT FROM 'held')
-              INTO pids, skus, titles, prices, sigs, lapsed
-              FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl(),
-                                             b.saga_product_ids, b.saga_qtys, b.saga_sig) r;
+            WITH r AS MATERIALIZED (
+                SELECT * FROM shop_router._saga_reserve(oid, b.saga_product_ids, b.saga_qtys, shop_router._hold_ttl(),
+                                                        b.saga_product_ids, b.saga_qtys, b.saga_sig)
+            )
+            SELECT array_agg(r.product_id ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.sku ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.title ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.price_cents ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   array_agg(r.held_sig ORDER BY r.product_id) FILTER (WHERE r.error IS NULL),
+                   bool_or(r.status IS DISTINCT FROM 'held') FILTER (WHERE r.error IS NULL),
+                   (SELECT e.error FROM r e WHERE e.error IS NOT NULL ORDER BY e.product_id LIMIT 1)
+              INTO pids, skus, titles, prices, sigs, lapsed, refusal
+              FROM r;
+            IF refusal IS NOT NULL THEN
+                -- a product shard's refusal (the least product's: one
+                -- node holds in product order); compensated below
+                PERFORM shop_router._raise(refusal);
+            END IF;
             IF pids IS DISTINCT FROM b.saga_product_ids THEN
                 -- a product vanished from its shard between the steps
                 RAISE EXCEPTION 'product unavailable' USING ERRCODE = 'SH008',
@@ -2747,11 +2779,8 @@ GRANT EXECUTE ON FUNCTION
     shop.payment_method_add(bigint, text, text, text, int, int),
     shop_router._uuid_part(uuid), shop_router._uuid_for(int), shop_router._pid_part(bigint),
     shop_router._hold_ttl(),
-    shop_router._cart_create(text, uuid, bigint), shop_router._cart_product(bigint),
-    shop_router._cart_price(bigint), shop_router._cart_add_signed(text, uuid, bigint, int, bigint, bigint, text),
-    shop_router._cart_set_qty(text, uuid, bigint, int), shop_router._cart_remove(text, uuid, bigint),
-    shop_router._cart_save_for_later(text, uuid, bigint), shop_router._cart_clear(text, uuid),
-    shop_router._cart_unsave(text, uuid, bigint),
+    shop_router._cart_create(text, uuid, bigint),
+    shop_router._cart_price(bigint), shop_router._cart_write(text, text, uuid, bigint, int, bigint, bigint, text, text[]),
     shop_router._cart_lines(text, uuid), shop_router._cart_products(bigint[]),
     shop_router._saga_begin(text, uuid, uuid, text, text, jsonb),
     shop_router._saga_reserve(uuid, bigint[], int[], interval, bigint[], int[], text),

@@ -34,8 +34,9 @@
 #   - the routed calls leave PL/Proxy's connections ready: a fresh session
 #     after a search whose kept sums a shard refused drops none as stale,
 #     and neither do the storefront's common errors and the shards'
-#     refusals (browse's arguments, NULL ids, holds, carts, orders), each
-#     raised as one node raises it (stale.sh);
+#     refusals (browse's arguments, NULL ids, holds, carts, orders, the
+#     cart's writes, a checkout's refused holds), each raised as one node
+#     raises it (stale.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes

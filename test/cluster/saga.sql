@@ -197,10 +197,12 @@ SELECT fail_if(holds(current_setting('t.o2')::uuid) <> hl('held', a(), 1, b(), 1
                'the same key then makes the order');
 
 -- a shard that refuses while another is still holding (issue 16, race2):
--- PL/Proxy raises the refusal (SH001 on d's shard) at once, the router
--- compensates on new connections while a's shard, slowed by a lock on its
--- shop.reservation, still holds; that hold must not survive the release
--- (it would last until shop_router.hold_ttl otherwise)
+-- PL/Proxy raised the refusal (SH001 on d's shard) at once, the router
+-- compensated on new connections while a's shard, slowed by a lock on its
+-- shop.reservation, still held; that hold must not survive the release
+-- (it would last until shop_router.hold_ttl otherwise). Since ha4 the
+-- refusal is an answer (shop._saga_reserve_try) and the router waits for
+-- a's before it compensates; no hold survives either way
 SELECT set_config('t.cart9', new_cart('rb', 520, ARRAY[a(), 1, d(), 50])::text, false),
        set_config('t.a_before', stock(a()), false);
 SELECT dblink_connect('slk', CASE pid_part(a()) WHEN 0 THEN :'p0' WHEN 1 THEN :'p1' WHEN 2 THEN :'p2' ELSE :'p3' END),
@@ -225,9 +227,12 @@ BEGIN
 END
 $$;
 -- a's hold waits for the lock (or, if the release came first, the call is over)
-SELECT s_wait('a''s shard''s hold waits for the lock', '_saga_reserve_signed');
--- the router has answered, or its release waits on a's shard
-SELECT s_wait('the refusing shard answered', '_saga_release_signed');
+SELECT s_wait('a''s shard''s hold waits for the lock', '_saga_reserve_try');
+-- d's shard answers its refusal as data (issue 16, ha4: shop._saga_reserve_try):
+-- the router waits for a's answer before it compensates (before, PL/Proxy
+-- raised the refusal at once and the release could pass the hold)
+SELECT pg_sleep(0.5);
+SELECT fail_if(dblink_is_busy('srt') = 0, 'the router waits for the slow shard''s hold before it compensates');
 SELECT dblink_exec('slk', 'COMMIT');
 CREATE FUNCTION s_result() RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -243,7 +248,7 @@ SELECT fail_if(s_result() <> 'SH001', 'a checkout refused by one shard while ano
 SELECT count(*) FROM dblink_get_result('srt', false) AS t(v text);
 -- the slow shard's hold and the release end
 CREATE FUNCTION s_busy() RETURNS boolean LANGUAGE sql AS $$
-    SELECT val('swt', $q$SELECT count(*) > 0 FROM pg_stat_activity WHERE (query LIKE '%shop._saga_reserve_signed(%'
+    SELECT val('swt', $q$SELECT count(*) > 0 FROM pg_stat_activity WHERE (query LIKE '%shop._saga_reserve_try(%'
                             OR query LIKE '%shop._saga_release_signed(%') AND state = 'active'
                             AND pid <> pg_backend_pid()$q$)::boolean
 $$;
