@@ -981,6 +981,29 @@ blend_list(int64 customer, int lim, bool has_before, TimestampTz before, BlendOu
 }
 
 /*
+ * The checks and errors the SQL bodies made on (customer_id, lim): 22004
+ * for a NULL customer, 42501 for another customer's, 22023 for a limit
+ * outside 1..1000.
+ */
+static void
+blend_args(FunctionCallInfo fcinfo, int64 *customer, int32 *lim)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument customer_id must not be null")));
+	*customer = PG_GETARG_INT64(0);
+	ShopAuthorizeCustomer(*customer, false);
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("limit out of range"),
+				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
+				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
+	*lim = PG_GETARG_INT32(1);
+}
+
+/*
  * shop._recommend_blend(customer_id bigint, lim int, before timestamptz)
  * RETURNS SETOF shop.scored_product: the checks and errors of the SQL
  * body (22004, 42501, 22023), then the list.
@@ -994,19 +1017,7 @@ shop_recommend_blend(PG_FUNCTION_ARGS)
 	bool		has_before = !PG_ARGISNULL(2);
 	TimestampTz before = has_before ? PG_GETARG_TIMESTAMPTZ(2) : 0;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument customer_id must not be null")));
-	customer = PG_GETARG_INT64(0);
-	ShopAuthorizeCustomer(customer, false);
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("limit out of range"),
-				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
-				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
-	lim = PG_GETARG_INT32(1);
+	blend_args(fcinfo, &customer, &lim);
 
 	InitMaterializedSRF(fcinfo, 0);
 	{
@@ -1076,19 +1087,7 @@ shop_recommend_default(PG_FUNCTION_ARGS)
 	double		w[4];
 	BlendOut	out;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument customer_id must not be null")));
-	customer = PG_GETARG_INT64(0);
-	ShopAuthorizeCustomer(customer, false);
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1 || PG_GETARG_INT32(1) > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("limit out of range"),
-				 PG_ARGISNULL(1) ? errdetail("lim is NULL; it must be between 1 and 1000.") :
-				 errdetail("lim is %d; it must be between 1 and 1000.", PG_GETARG_INT32(1))));
-	lim = PG_GETARG_INT32(1);
+	blend_args(fcinfo, &customer, &lim);
 	InitMaterializedSRF(fcinfo, 0);
 	out.ts = rsinfo->setResult;
 	out.desc = rsinfo->setDesc;

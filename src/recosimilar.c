@@ -671,6 +671,24 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 	return result;
 }
 
+/*
+ * The rows of the last SPI statement, two columns (product_id, score), into
+ * the call's tuplestore: the SQL fallbacks' answer, as they gave it.
+ */
+static void
+put_spi_pairs(ReturnSetInfo *rsinfo)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		v[2];
+		bool		nl[2];
+
+		v[0] = ShopCol(i, 1, &nl[0]);
+		v[1] = ShopCol(i, 2, &nl[1]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
+	}
+}
+
 /* the SQL body, for what the C does not take */
 static ShopStmt st_similar_sql = SHOP_STMT(SHOP_PLAN_GENERIC,
 	"SELECT s.product_id, s.score FROM shop._similar_candidates_sql($1, $2, $3, $4, $5, $6, $7) s",
@@ -732,19 +750,7 @@ shop_similar_candidates(PG_FUNCTION_ARGS)
 		}
 		SPI_connect();
 		ShopExecRead(&st_similar_sql, args, nulls);
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		n1,
-						n2;
-			Datum		v[2];
-			bool		nl[2];
-
-			v[0] = ShopCol(i, 1, &n1);
-			v[1] = ShopCol(i, 2, &n2);
-			nl[0] = n1;
-			nl[1] = n2;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
-		}
+		put_spi_pairs(rsinfo);
 		SPI_finish();
 	}
 	return (Datum) 0;
@@ -936,19 +942,7 @@ shop_also_bought_list(PG_FUNCTION_ARGS)
 
 			ShopExec(&st_ab_sql, args, NULL, 0);
 		}
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		n1,
-						n2;
-			Datum		v[2];
-			bool		nl[2];
-
-			v[0] = ShopCol(i, 1, &n1);
-			v[1] = ShopCol(i, 2, &n2);
-			nl[0] = n1;
-			nl[1] = n2;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nl);
-		}
+		put_spi_pairs(rsinfo);
 		SPI_finish();
 		return (Datum) 0;
 	}
