@@ -85,6 +85,26 @@ SELECT product_id, left(title, 70) AS title FROM shop.search('27 inch monitor', 
 SELECT product_id, left(title, 70) AS title FROM shop.search('laptop', lim => 3);
 
 \echo
+\echo '--- a vocabulary learned from the catalog itself (shop.refresh_search_vocab, shop_admin):'
+\echo '    an abbreviation found next to its long form in enough titles'
+SELECT shop.refresh_search_vocab() AS pairs_learned;
+SELECT term, expansion, source, products FROM shop.search_vocab
+ ORDER BY products DESC, term, expansion LIMIT 4;
+-- the short term whose long form brings the most products of a first page
+SELECT v.term AS demo_vterm, v.expansion AS demo_vexp, n.only_long AS demo_vonly
+  FROM shop.search_vocab v,
+       LATERAL (SELECT count(*) FILTER (WHERE lower(r.title) NOT LIKE '%' || v.term || '%') AS only_long
+                  FROM shop.search(v.term, lim => 20) r) n
+ WHERE v.source = 'abbreviation' AND length(v.term) < length(v.expansion)
+ ORDER BY n.only_long DESC, v.products DESC, v.term LIMIT 1 \gset
+\if :{?demo_vterm}
+\echo '--- shop.search(' :'demo_vterm' '): of the first 20,' :demo_vonly 'say only' :'demo_vexp'
+SELECT product_id, left(title, 70) AS title
+  FROM shop.search(:'demo_vterm', lim => 20)
+ WHERE lower(title) NOT LIKE '%' || :'demo_vterm' || '%' LIMIT 3;
+\endif
+
+\echo
 \echo '--- a search writes nothing: its log record waits in shared memory until the sweeper writes a batch'
 SELECT buffered > 0 AS records_waiting, capacity FROM shop._search_log_stats();
 
