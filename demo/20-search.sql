@@ -91,17 +91,24 @@ SELECT shop.refresh_search_vocab() AS pairs_learned;
 SELECT term, expansion, source, products FROM shop.search_vocab
  ORDER BY products DESC, term, expansion LIMIT 4;
 -- the short term whose long form brings the most products of a first page
-SELECT v.term AS demo_vterm, v.expansion AS demo_vexp, n.only_long AS demo_vonly
-  FROM shop.search_vocab v,
-       LATERAL (SELECT count(*) FILTER (WHERE lower(r.title) NOT LIKE '%' || v.term || '%') AS only_long
-                  FROM shop.search(v.term, lim => 20) r) n
- WHERE v.source = 'abbreviation' AND length(v.term) < length(v.expansion)
- ORDER BY n.only_long DESC, v.products DESC, v.term LIMIT 1 \gset
-\if :{?demo_vterm}
+-- (one row always, so that a catalog with no pairs skips the example)
+SELECT x.term IS NOT NULL AS demo_vhave, x.term AS demo_vterm, x.expansion AS demo_vexp,
+       x.only_long AS demo_vonly
+  FROM (VALUES (1)) one
+  LEFT JOIN LATERAL (
+       SELECT v.term, v.expansion, n.only_long
+         FROM shop.search_vocab v,
+              LATERAL (SELECT count(*) FILTER (WHERE lower(r.title) NOT LIKE '%' || v.term || '%') AS only_long
+                         FROM shop.search(v.term, lim => 20) r) n
+        WHERE v.source = 'abbreviation' AND length(v.term) < length(v.expansion)
+        ORDER BY n.only_long DESC, v.products DESC, v.term LIMIT 1) x ON true \gset
+\if :demo_vhave
 \echo '--- shop.search(' :'demo_vterm' '): of the first 20,' :demo_vonly 'say only' :'demo_vexp'
 SELECT product_id, left(title, 70) AS title
   FROM shop.search(:'demo_vterm', lim => 20)
  WHERE lower(title) NOT LIKE '%' || :'demo_vterm' || '%' LIMIT 3;
+\else
+\echo '--- (this catalog taught no pair: too few products name an abbreviation and its long form)'
 \endif
 
 \echo
