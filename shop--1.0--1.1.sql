@@ -858,6 +858,11 @@ BEGIN
     PERFORM shop._require(lease, 'lease');
     PERFORM shop._check_text(consumer_group, 'consumer_group', 100);
     PERFORM shop._check_text(consumer, 'consumer', 200);
+    -- names, shown by shop.event_groups and as the consumer_group label of
+    -- the monitor_* metrics: no control character or escape sequence
+    -- (hostile4: E'g\x1b[31m' made a group)
+    PERFORM shop._check_plain_text(consumer_group, 'consumer_group', false);
+    PERFORM shop._check_plain_text(consumer, 'consumer', false);
     IF consumer_group = '' THEN
         RAISE EXCEPTION 'consumer_group must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -1,0 +1,41 @@
+-- hostile_event_names: a consumer group's name and its consumer's are
+-- shown by shop.event_groups (group_name, leased_to) and are the
+-- consumer_group label of the monitor_* metrics that Prometheus and
+-- Grafana display.  shop.event_claim checked their length and card
+-- numbers, not control characters: a consumer (shop_admin) created the
+-- group E'g\x1b[31m' and leased a batch to E'c\x1b[2J'.  Now 22023 as for
+-- the other names (docs/security.md, promise 4), and nothing is created.
+\i sql/include/prelude.sql
+
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_hostile_admin;
+RESET client_min_messages;
+CREATE ROLE regress_hostile_admin LOGIN IN ROLE shop_admin;
+SELECT count(*) AS first_claim FROM shop.event_claim('mailer', 'm1');
+SELECT shop._emit('h4.one', '{"n": 1}') > 0 AS emitted;
+
+CREATE TEMP TABLE names (n int, what text, name text);
+INSERT INTO names VALUES
+    (1, 'plain', 'mailer-2'),
+    (2, 'an escape sequence', E'g\x1b[31m'),
+    (3, 'a line feed', E'mailer\n3'),
+    (4, 'a C1 control', E'mail\u0085er'),
+    (5, 'a tab', E'mailer\t5'),
+    (6, 'accented', 'mailer-é');
+GRANT SELECT ON names TO PUBLIC;
+
+SET ROLE regress_hostile_admin;
+SELECT n, what, pg_temp.err(format('SELECT count(*) FROM shop.event_claim(%L, %L)', name, 'm1')) AS as_group,
+       pg_temp.err(format('SELECT count(*) FROM shop.event_claim(%L, %L)', 'mailer', name)) AS as_consumer
+  FROM names ORDER BY n;
+-- the groups made, and the consumer the batch is leased to (the last good one)
+SELECT group_name, batch_out, leased_to FROM shop.event_groups ORDER BY group_name;
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT count(*) FROM shop.event_claim(E'g\x1b[31m');
+\set VERBOSITY terse
+RESET ROLE;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
+DROP ROLE regress_hostile_admin;
