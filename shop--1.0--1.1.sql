@@ -7226,6 +7226,18 @@ BEGIN
                 HINT = 'Call the list through the router again.';
         END IF;
     END IF;
+    -- the list shown is the caller's (the signature cannot cover it: the
+    -- router computes it after the choice): at most the 1000 products of
+    -- the largest lim, each a product id (hostile4: a storefront stored
+    -- 3,000,000 ids, and NULLs, in one impression, which every later view,
+    -- cart line and order of the unit searched)
+    IF cardinality(products) > 1000 OR array_position(products, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(products) p WHERE p < 1) THEN
+        RAISE EXCEPTION 'malformed impression'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('products has %s ids; at most 1000 are allowed, none NULL or below 1.',
+                                  cardinality(products));
+    END IF;
     IF cardinality(products) > 0 AND NOT pg_is_in_recovery() THEN
         INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
         VALUES (experiment_id, variant, unit, surface, products);
