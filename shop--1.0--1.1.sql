@@ -10400,6 +10400,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     n integer;
+    bad bigint;
 BEGIN
     -- pairs: an array of [term, expansion, source, products]; they replace
     -- every row (one relearn); a (term, expansion) given twice keeps its
@@ -10409,6 +10410,29 @@ BEGIN
                    WHERE jsonb_typeof(e) <> 'array' OR jsonb_array_length(e) <> 4) THEN
         RAISE EXCEPTION 'malformed vocabulary: an array of [term, expansion, source, products] expected'
             USING ERRCODE = '22023';
+    END IF;
+    -- each pair as shop.search_vocab can hold it: term and expansion one
+    -- line of 1 to 1000 bytes (the pair fits its primary key's index row;
+    -- learned ones are words and phrases) and not the same, a known
+    -- source, a count of products from 1 to 2147483647 (hostile4: a NULL,
+    -- a source or count out of range were 23502, 23514, 22P02, 22003, and
+    -- an object, an empty term or an escape sequence went in)
+    SELECT e.n INTO bad
+      FROM jsonb_array_elements(pairs) WITH ORDINALITY e(p, n)
+     WHERE CASE WHEN jsonb_typeof(e.p -> 0) = 'string' AND jsonb_typeof(e.p -> 1) = 'string'
+                     AND jsonb_typeof(e.p -> 2) = 'string' AND jsonb_typeof(e.p -> 3) = 'number'
+                THEN octet_length(e.p ->> 0) NOT BETWEEN 1 AND 1000 OR octet_length(e.p ->> 1) NOT BETWEEN 1 AND 1000
+                     OR NOT shop._plain_text(e.p ->> 0, false) OR NOT shop._plain_text(e.p ->> 1, false)
+                     OR e.p ->> 0 = e.p ->> 1
+                     OR e.p ->> 2 NOT IN ('abbreviation', 'behaviour')
+                     OR (e.p -> 3)::numeric NOT BETWEEN 1 AND 2147483647 OR (e.p -> 3)::numeric % 1 <> 0
+                ELSE true END
+     ORDER BY e.n LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'malformed vocabulary: an array of [term, expansion, source, products] expected'
+            USING ERRCODE = '22023',
+                  DETAIL = format('Pair %s is not two different strings of 1 to 1000 bytes without control characters, '
+                                  'a source abbreviation or behaviour and a whole number of products from 1 to 2147483647.', bad);
     END IF;
     DELETE FROM shop.search_vocab;
     INSERT INTO shop.search_vocab (term, expansion, source, products)
