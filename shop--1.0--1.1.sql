@@ -2229,16 +2229,23 @@ DECLARE
     ids bigint[];
     scores real[];
 BEGIN
+    -- the unit's arguments are checked whenever they are given, with an
+    -- experiment or without (hostile4: without one, customer 0, another
+    -- customer's id, an escape sequence or a card number as visitor went
+    -- through unchecked): the guest key ("Experiments: the guest key"
+    -- below), the customer named (authorized)
+    IF also_bought.visitor IS NOT NULL THEN
+        PERFORM shop._check_visitor(also_bought.visitor);
+    END IF;
+    IF also_bought.customer_id IS NOT NULL THEN
+        PERFORM shop._authorize(also_bought.customer_id);
+    END IF;
     IF also_bought.experiment IS NULL THEN
         RETURN QUERY SELECT * FROM shop._also_bought_list(also_bought.product_id, also_bought.lim);
         RETURN;
     END IF;
-    -- the unit: the customer named (authorized), the session's, a guest
-    -- (the guest key checked whenever it is given: "Experiments: the guest
-    -- key" below)
-    PERFORM shop._check_visitor(also_bought.visitor);
+    -- the unit: the customer named, the session's, a guest
     IF also_bought.customer_id IS NOT NULL THEN
-        PERFORM shop._authorize(also_bought.customer_id);
         unit := also_bought.customer_id::text;
     ELSE
         unit := coalesce(shop.current_customer()::text, 'guest:' || nullif(also_bought.visitor, ''));
