@@ -1001,11 +1001,16 @@ COMMENT ON FUNCTION shop.event_ack(text, bigint) IS
 
 CREATE FUNCTION shop.event_group_drop(consumer_group text)
 RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    WITH d AS (DELETE FROM shop.event_group eg WHERE eg.group_name = consumer_group RETURNING 1)
-    SELECT count(*) > 0 FROM d
+BEGIN
+    -- a NULL group is 22004, as for event_claim and event_ack (hostile4:
+    -- it was false, "no such group")
+    PERFORM shop._require(consumer_group, 'consumer_group');
+    DELETE FROM shop.event_group eg WHERE eg.group_name = consumer_group;
+    RETURN FOUND;
+END
 $$;
 COMMENT ON FUNCTION shop.event_group_drop(text) IS
 'forget a consumer group (a later shop.event_claim under the name starts a new one, from then on)';

@@ -5,6 +5,8 @@
 -- numbers, not control characters: a consumer (shop_admin) created the
 -- group E'g\x1b[31m' and leased a batch to E'c\x1b[2J'.  Now 22023 as for
 -- the other names (docs/security.md, promise 4), and nothing is created.
+-- And shop.event_group_drop(NULL) answered false where docs/operations.md
+-- says a NULL group is 22004, as event_claim and event_ack answer.
 \i sql/include/prelude.sql
 
 SET client_min_messages = warning;
@@ -34,6 +36,12 @@ SELECT group_name, batch_out, leased_to FROM shop.event_groups ORDER BY group_na
 \set SHOW_CONTEXT never
 SELECT count(*) FROM shop.event_claim(E'g\x1b[31m');
 \set VERBOSITY terse
+-- a NULL group is 22004 for every call of the consumer API (event_group_drop
+-- answered false); a group that does not exist is false for the drop
+SELECT pg_temp.err($$SELECT count(*) FROM shop.event_claim(NULL)$$) AS claim_null,
+       pg_temp.err($$SELECT shop.event_ack(NULL, 1)$$) AS ack_null,
+       pg_temp.err($$SELECT shop.event_group_drop(NULL)$$) AS drop_null;
+SELECT shop.event_group_drop('no-such-group') AS drop_missing, shop.event_group_drop('mailer-2') AS dropped;
 RESET ROLE;
 
 DROP EXTENSION shop;
