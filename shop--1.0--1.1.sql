@@ -5340,10 +5340,13 @@ CREATE FUNCTION shop._search_routed(query text, filters jsonb, sort text, lim in
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
                rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
                missing_words int)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
+    -- as the owner (hostile4): shop.search_global is superuser-only, so
+    -- that no caller can set it for a session; shop.search authorizes the
+    -- caller's customer itself (the outer user)
     PERFORM shop._search_global_check(global);
     IF shop._guc('shop.search_intent') <> 'on' THEN
         global := global - 'intent_top';
@@ -5358,7 +5361,7 @@ COMMENT ON FUNCTION shop._search_routed(text, jsonb, text, int, int, bigint, jso
 
 CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -5379,7 +5382,7 @@ COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb) IS
 -- each), for the router to sum and cut
 CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb, attributes int)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -5627,6 +5630,9 @@ DECLARE
     q jsonb;
     f text := shop._search_fold(prefix);
 BEGIN
+    -- the router's sums only, as the search steps check them (hostile4:
+    -- '{"q": "zzzz"}' replaced the prefix, '{"price_max": 1}' filtered)
+    PERFORM shop._search_global_check(global);
     PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
     q := shop._autocomplete_query(prefix, lim);
     PERFORM set_config('shop.search_global', '', true);
