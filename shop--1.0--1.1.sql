@@ -858,6 +858,11 @@ BEGIN
     PERFORM shop._require(lease, 'lease');
     PERFORM shop._check_text(consumer_group, 'consumer_group', 100);
     PERFORM shop._check_text(consumer, 'consumer', 200);
+    -- names, shown by shop.event_groups and as the consumer_group label of
+    -- the monitor_* metrics: no control character or escape sequence
+    -- (hostile4: E'g\x1b[31m' made a group)
+    PERFORM shop._check_plain_text(consumer_group, 'consumer_group', false);
+    PERFORM shop._check_plain_text(consumer, 'consumer', false);
     IF consumer_group = '' THEN
         RAISE EXCEPTION 'consumer_group must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -996,11 +1001,16 @@ COMMENT ON FUNCTION shop.event_ack(text, bigint) IS
 
 CREATE FUNCTION shop.event_group_drop(consumer_group text)
 RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    WITH d AS (DELETE FROM shop.event_group eg WHERE eg.group_name = consumer_group RETURNING 1)
-    SELECT count(*) > 0 FROM d
+BEGIN
+    -- a NULL group is 22004, as for event_claim and event_ack (hostile4:
+    -- it was false, "no such group")
+    PERFORM shop._require(consumer_group, 'consumer_group');
+    DELETE FROM shop.event_group eg WHERE eg.group_name = consumer_group;
+    RETURN FOUND;
+END
 $$;
 COMMENT ON FUNCTION shop.event_group_drop(text) IS
 'forget a consumer group (a later shop.event_claim under the name starts a new one, from then on)';
@@ -2224,16 +2234,23 @@ DECLARE
     ids bigint[];
     scores real[];
 BEGIN
+    -- the unit's arguments are checked whenever they are given, with an
+    -- experiment or without (hostile4: without one, customer 0, another
+    -- customer's id, an escape sequence or a card number as visitor went
+    -- through unchecked): the guest key ("Experiments: the guest key"
+    -- below), the customer named (authorized)
+    IF also_bought.visitor IS NOT NULL THEN
+        PERFORM shop._check_visitor(also_bought.visitor);
+    END IF;
+    IF also_bought.customer_id IS NOT NULL THEN
+        PERFORM shop._authorize(also_bought.customer_id);
+    END IF;
     IF also_bought.experiment IS NULL THEN
         RETURN QUERY SELECT * FROM shop._also_bought_list(also_bought.product_id, also_bought.lim);
         RETURN;
     END IF;
-    -- the unit: the customer named (authorized), the session's, a guest
-    -- (the guest key checked whenever it is given: "Experiments: the guest
-    -- key" below)
-    PERFORM shop._check_visitor(also_bought.visitor);
+    -- the unit: the customer named, the session's, a guest
     IF also_bought.customer_id IS NOT NULL THEN
-        PERFORM shop._authorize(also_bought.customer_id);
         unit := also_bought.customer_id::text;
     ELSE
         unit := coalesce(shop.current_customer()::text, 'guest:' || nullif(also_bought.visitor, ''));
@@ -5323,10 +5340,13 @@ CREATE FUNCTION shop._search_routed(query text, filters jsonb, sort text, lim in
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
                rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
                missing_words int)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
+    -- as the owner (hostile4): shop.search_global is superuser-only, so
+    -- that no caller can set it for a session; shop.search authorizes the
+    -- caller's customer itself (the outer user)
     PERFORM shop._search_global_check(global);
     IF shop._guc('shop.search_intent') <> 'on' THEN
         global := global - 'intent_top';
@@ -5341,7 +5361,7 @@ COMMENT ON FUNCTION shop._search_routed(text, jsonb, text, int, int, bigint, jso
 
 CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -5362,7 +5382,7 @@ COMMENT ON FUNCTION shop._search_facets_routed(text, jsonb, jsonb) IS
 -- each), for the router to sum and cut
 CREATE FUNCTION shop._search_facets_routed(query text, filters jsonb, global jsonb, attributes int)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -5610,6 +5630,9 @@ DECLARE
     q jsonb;
     f text := shop._search_fold(prefix);
 BEGIN
+    -- the router's sums only, as the search steps check them (hostile4:
+    -- '{"q": "zzzz"}' replaced the prefix, '{"price_max": 1}' filtered)
+    PERFORM shop._search_global_check(global);
     PERFORM set_config('shop.search_global', coalesce(global::text, ''), true);
     q := shop._autocomplete_query(prefix, lim);
     PERFORM set_config('shop.search_global', '', true);
@@ -7220,6 +7243,18 @@ BEGIN
                 DETAIL = 'The variant was chosen more than 10 minutes ago.',
                 HINT = 'Call the list through the router again.';
         END IF;
+    END IF;
+    -- the list shown is the caller's (the signature cannot cover it: the
+    -- router computes it after the choice): at most the 1000 products of
+    -- the largest lim, each a product id (hostile4: a storefront stored
+    -- 3,000,000 ids, and NULLs, in one impression, which every later view,
+    -- cart line and order of the unit searched)
+    IF cardinality(products) > 1000 OR array_position(products, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(products) p WHERE p < 1) THEN
+        RAISE EXCEPTION 'malformed impression'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('products has %s ids; at most 1000 are allowed, none NULL or below 1.',
+                                  cardinality(products));
     END IF;
     IF cardinality(products) > 0 AND NOT pg_is_in_recovery() THEN
         INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
@@ -10383,6 +10418,7 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     n integer;
+    bad bigint;
 BEGIN
     -- pairs: an array of [term, expansion, source, products]; they replace
     -- every row (one relearn); a (term, expansion) given twice keeps its
@@ -10392,6 +10428,29 @@ BEGIN
                    WHERE jsonb_typeof(e) <> 'array' OR jsonb_array_length(e) <> 4) THEN
         RAISE EXCEPTION 'malformed vocabulary: an array of [term, expansion, source, products] expected'
             USING ERRCODE = '22023';
+    END IF;
+    -- each pair as shop.search_vocab can hold it: term and expansion one
+    -- line of 1 to 1000 bytes (the pair fits its primary key's index row;
+    -- learned ones are words and phrases) and not the same, a known
+    -- source, a count of products from 1 to 2147483647 (hostile4: a NULL,
+    -- a source or count out of range were 23502, 23514, 22P02, 22003, and
+    -- an object, an empty term or an escape sequence went in)
+    SELECT e.n INTO bad
+      FROM jsonb_array_elements(pairs) WITH ORDINALITY e(p, n)
+     WHERE CASE WHEN jsonb_typeof(e.p -> 0) = 'string' AND jsonb_typeof(e.p -> 1) = 'string'
+                     AND jsonb_typeof(e.p -> 2) = 'string' AND jsonb_typeof(e.p -> 3) = 'number'
+                THEN octet_length(e.p ->> 0) NOT BETWEEN 1 AND 1000 OR octet_length(e.p ->> 1) NOT BETWEEN 1 AND 1000
+                     OR NOT shop._plain_text(e.p ->> 0, false) OR NOT shop._plain_text(e.p ->> 1, false)
+                     OR e.p ->> 0 = e.p ->> 1
+                     OR e.p ->> 2 NOT IN ('abbreviation', 'behaviour')
+                     OR (e.p -> 3)::numeric NOT BETWEEN 1 AND 2147483647 OR (e.p -> 3)::numeric % 1 <> 0
+                ELSE true END
+     ORDER BY e.n LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'malformed vocabulary: an array of [term, expansion, source, products] expected'
+            USING ERRCODE = '22023',
+                  DETAIL = format('Pair %s is not two different strings of 1 to 1000 bytes without control characters, '
+                                  'a source abbreviation or behaviour and a whole number of products from 1 to 2147483647.', bad);
     END IF;
     DELETE FROM shop.search_vocab;
     INSERT INTO shop.search_vocab (term, expansion, source, products)

@@ -158,7 +158,9 @@ SELECT c.oid::regclass AS monitor_may_read
 -- autocomplete, similar_products, also_bought and recommend steps, which
 -- read what the public calls read, and the customers-like-you and
 -- experiment steps, which authorize the customer or check the signature
--- of the customer's shard
+-- of the customer's shard, and the router's search and facet steps, which
+-- check the cluster's sums and set the superuser-only shop.search_global
+-- for the call (hostile4)
 SELECT p.oid::regprocedure AS internal_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'shop'::regnamespace AND p.proname ~ '^_' AND p.prosecdef

@@ -77,6 +77,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "shop.h"
@@ -735,6 +736,30 @@ shop_check_plain_text(PG_FUNCTION_ARGS)
 		ShopCheckPlainText(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
 						   text_to_cstring(PG_GETARG_TEXT_PP(1)), multiline);
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * ShopCheckPlainJsonb: 22023 (ShopCheckPlainText) at the first key or
+ * string value of jb, at any depth, that holds a control character; what
+ * names the value.  For jsonb the storefront writes and others print: an
+ * order's shipping_address (hostile4; shop._saga_check calls it, checkout's
+ * own checks in orders.c should).
+ */
+void
+ShopCheckPlainJsonb(Jsonb *jb, const char *what, bool multiline)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	pg_wchar	cp;
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if ((tok == WJB_KEY || tok == WJB_VALUE || tok == WJB_ELEM) && v.type == jbvString &&
+			find_control(v.val.string.val, v.val.string.len, multiline, &cp) >= 0)
+			ShopCheckPlainText(v.val.string.val, v.val.string.len, what, multiline);
+	}
 }
 
 /*

@@ -386,6 +386,13 @@ _PG_init(void)
 							   PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	/*
+	 * Superuser-only (hostile4): every search of the backend merges it into
+	 * its index query, so a storefront that SET it for its session replaced
+	 * the query of every later client of a pooled connection ('{"q": ...}').
+	 * shop's router steps set it for one call, as the extension's owner
+	 * (SECURITY DEFINER), after shop._search_global_check.
+	 */
 	DefineCustomStringVariable("shop.search_global",
 							   "A cluster's search statistics for this transaction's searches (shop_router sets it).",
 							   "A jsonb object that shop._search_query merges into the index query: the "
@@ -393,7 +400,7 @@ _PG_init(void)
 							   "(\"global\"); empty on one node (docs/scale-out.md).",
 							   &shop_search_global,
 							   "",
-							   PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("shop.search_log_retention",
