@@ -984,6 +984,8 @@ checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("shipping_address must be a jsonb object")));
+		/* no control character or escape sequence in a key or string (hostile4) */
+		ShopCheckPlainJsonb(req->address, "shipping_address", true);
 		req->address_text = JsonbToCString(NULL, &req->address->root, VARSIZE(req->address));
 		if (strlen(req->address_text) > 4000)
 			ereport(ERROR,
