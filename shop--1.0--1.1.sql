@@ -10617,6 +10617,137 @@ REVOKE ALL ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uui
 GRANT EXECUTE ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, uuid, bigint, int, text[]),
     shop._cart_write_try(text, uuid, bigint, int, bigint, bigint, text, text[]) TO shop_storefront, shop_admin;
 
+-- Scale-out: the last refusals as answers (issue 16, ha5) -------------------
+--
+-- As the sections "Scale-out: a shard's refusals as answers" and
+-- "Scale-out: the cart's refusals as answers" do for reserve, cart_get,
+-- order_get, the cart's writes and a checkout's holds: the router calls
+-- these steps instead of the ones they wrap, and each answers a refusal
+-- (SQLSTATE class 22 and shop's SH codes) as data (SQLSTATE, message,
+-- detail, hint) which the router raises (shop_router._raise), so that a
+-- refused call leaves PL/Proxy's connections ready.  Each step's block
+-- is a subtransaction: what the step wrote before its refusal (the
+-- idempotency key claimed by a checkout of an empty cart) is rolled back,
+-- as one node keeps nothing of a refused call.  Any other error (42501,
+-- 55006 a cart being checked out, a bad signature) stays an error.
+-- SECURITY INVOKER: each calls the step it wraps with the caller's rights.
+--   1. shop._saga_begin_try: checkout's step 1 on the cart's shard
+--      (shop._saga_begin_signed): SH007 an empty cart, SH003 a key reused,
+--      SH006 an unknown, merged or expired cart, 22004, 22001, 22023 and
+--      SH005 of the arguments; one row whose error holds the refusal;
+--   2. shop._saga_place_try: checkout's step 3 on the customer's shard
+--      (shop._saga_place_signed): SH004 a declined payment, 22023 (the
+--      router compensates the saga as it did for a shard's error);
+--   3. shop._reserve_many_try: reserve_many's holds on a product's shard
+--      (shop._reserve_many_routed): SH001, SH006, 22001, 22023, answered
+--      as one row whose product_id is the product refused (from the
+--      detail "Product N..." or "... product_id N."; else the shard's
+--      least product); the router releases what the other shards held
+--      and raises the least product's refusal, as one node holds in
+--      product order;
+--   4. shop._reserve_many_any_try: shop.reserve_many itself, for the items
+--      the router cannot read as one node does (its 22004, 22023, 22001).
+-- The router checks orders_for's and cart_create's arguments itself, as
+-- one node checks them first (shop_router._check_customer), and calls no
+-- shard for them.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._saga_begin_try(order_id uuid, cart_id uuid, payment_token text,
+                                     idempotency_key text, shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
+               saga_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._saga_begin_signed raises before it returns a row
+    RETURN QUERY
+    SELECT b.*, NULL::text[]
+      FROM shop._saga_begin_signed(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text,
+                        ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._saga_begin_try(uuid, uuid, text, text, jsonb) IS
+'internal (router): shop._saga_begin_signed, a refusal (class 22, SH codes) answered as one row whose error is (SQLSTATE, message, detail, hint)';
+
+CREATE FUNCTION shop._saga_place_try(order_id uuid, product_ids bigint[], skus text[], titles text[],
+                                     prices bigint[], qtys int[], payment_token text,
+                                     shipping_address jsonb, held_sigs text[])
+RETURNS TABLE (order_status text, keep_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    RETURN QUERY
+    SELECT p.*, NULL::text[]
+      FROM shop._saga_place_signed(order_id, product_ids, skus, titles, prices, qtys, payment_token,
+                                   shipping_address, held_sigs) p;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY SELECT NULL::text, NULL::text, ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._saga_place_try(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]) IS
+'internal (router): shop._saga_place_signed, a refusal (class 22, SH codes) answered as one row whose error is (SQLSTATE, message, detail, hint)';
+
+CREATE FUNCTION shop._reserve_many_try(product_ids bigint[], qtys int[], ref text, ttl interval,
+                                       reservation_ids uuid[])
+RETURNS TABLE (held int, product_id bigint, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    held := shop._reserve_many_routed(product_ids, qtys, ref, ttl, reservation_ids);
+    RETURN NEXT;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    held := NULL;
+    product_id := coalesce(substring(d FROM '^Product ([0-9]+)')::bigint,
+                           substring(d FROM '^No product has product_id ([0-9]+)\.$')::bigint,
+                           (SELECT min(x) FROM unnest(product_ids) x));
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION shop._reserve_many_try(bigint[], int[], text, interval, uuid[]) IS
+'internal (router): shop._reserve_many_routed, a refusal (class 22, SH codes) answered as one row (the product refused, error: SQLSTATE, message, detail, hint)';
+
+CREATE FUNCTION shop._reserve_many_any_try(items jsonb, ref text, ttl interval, OUT ids uuid[], OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    ids := shop.reserve_many(items, ref, ttl);
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._reserve_many_any_try(jsonb, text, interval) IS
+'internal (router): shop.reserve_many, a refusal (class 22, SH codes) answered as error (SQLSTATE, message, detail, hint) instead of raised';
+
+REVOKE ALL ON FUNCTION shop._saga_begin_try(uuid, uuid, text, text, jsonb),
+    shop._saga_place_try(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop._reserve_many_try(bigint[], int[], text, interval, uuid[]),
+    shop._reserve_many_any_try(jsonb, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._saga_begin_try(uuid, uuid, text, text, jsonb),
+    shop._saga_place_try(uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[])
+    TO shop_storefront, shop_admin;
+GRANT EXECUTE ON FUNCTION shop._reserve_many_try(bigint[], int[], text, interval, uuid[]),
+    shop._reserve_many_any_try(jsonb, text, interval) TO shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

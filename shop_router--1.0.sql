@@ -588,6 +588,23 @@ BEGIN
 END
 $$;
 
+-- one node's first check of a customer id (shop._authorize: a NULL id
+-- passes), on the router before any shard is called (issue 16, ha5:
+-- cart_create's and orders_for's refusals left a connection to be remade)
+CREATE FUNCTION shop_router._check_customer(customer_id bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF customer_id <= 0 THEN
+        RAISE EXCEPTION 'customer_id must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('customer_id is %s.', customer_id);
+    END IF;
+END
+$$;
+
 CREATE FUNCTION shop_router._product_get(product_id bigint)
 RETURNS jsonb
 LANGUAGE plproxy
@@ -1688,7 +1705,7 @@ GRANT EXECUTE ON FUNCTION
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint), shop_router._stock_available(bigint), shop_router._product_not_found(bigint),
     shop_router._raise(text[]), shop_router._require(anyelement, text), shop_router._category_not_found(bigint),
-    shop_router._check_lim(int),
+    shop_router._check_lim(int), shop_router._check_customer(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
     shop.did_you_mean(text),
@@ -1866,15 +1883,20 @@ AS $$
     SELECT shop._cart_create_with_id($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
+-- a customer id below 1 is refused here as one node refuses it first
+-- (22023), no shard called
 CREATE FUNCTION shop.cart_create(customer_id bigint DEFAULT NULL)
 RETURNS uuid
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._cart_create(shop_router._session(),
+BEGIN
+    PERFORM shop_router._check_customer(customer_id);
+    RETURN shop_router._cart_create(shop_router._session(),
         shop_router._uuid_for(CASE WHEN customer_id IS NULL THEN (random() * 65535)::int
                                    ELSE hashint8(customer_id) END),
         customer_id);
+END
 $$;
 COMMENT ON FUNCTION shop.cart_create(bigint) IS
 'router: open a cart on the customer''s shard (a guest cart on a random one); its id names the shard';
@@ -2130,15 +2152,18 @@ COMMENT ON FUNCTION shop.cart_get(uuid) IS
 -- Each step's answer carries the signatures the next step needs when the
 -- caller is the storefront (the section "Scale-out: storefront through the
 -- router" of shop's update script); for shop_admin they are NULL.
+-- a refusal (SH007 an empty cart, SH003, SH006, the arguments' 22004,
+-- 22023, SH005) comes back as a row whose error checkout raises
+-- (shop._saga_begin_try; issue 16, ha5)
 CREATE FUNCTION shop_router._saga_begin(i_session text, i_order_id uuid, i_cart_id uuid, i_payment_token text,
                                         i_idempotency_key text, i_shipping_address jsonb)
 RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
-               saga_sig text)
+               saga_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT (b).* FROM (SELECT shop._saga_begin_signed($2, $3, $4, $5, $6) AS b
+    SELECT (b).* FROM (SELECT shop._saga_begin_try($2, $3, $4, $5, $6) AS b
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
@@ -2208,15 +2233,17 @@ AS $$
     SELECT shop._saga_commit($1, $2);
 $$;
 
+-- a refusal (SH004 a declined payment) comes back as a row whose error
+-- checkout raises (shop._saga_place_try; issue 16, ha5)
 CREATE FUNCTION shop_router._saga_place(i_session text, i_order_id uuid, i_product_ids bigint[], i_skus text[],
                                         i_titles text[], i_prices bigint[], i_qtys int[],
                                         i_payment_token text, i_shipping_address jsonb, i_held_sigs text[])
-RETURNS TABLE (order_status text, keep_sig text)
+RETURNS TABLE (order_status text, keep_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT (p).* FROM (SELECT shop._saga_place_signed($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p
+    SELECT (p).* FROM (SELECT shop._saga_place_try($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
@@ -2374,6 +2401,10 @@ BEGIN
         SELECT * INTO b FROM shop_router._saga_begin(sess, shop_router._uuid_for(shop_router._uuid_part(cart_id)),
                                                      cart_id, payment_token, idempotency_key,
                                                      shipping_address);
+        IF b.error IS NOT NULL THEN
+            -- the cart's shard's refusal: nothing was claimed
+            PERFORM shop_router._raise(b.error);
+        END IF;
         oid := b.saga_order_id;
         IF b.saga_status = 'done' THEN
             RETURN oid;
@@ -2385,6 +2416,9 @@ BEGIN
             -- a repeat of the place step answers the order's status
             SELECT * INTO pl FROM shop_router._saga_place(sess, oid, NULL, NULL, NULL, NULL, NULL,
                                                           payment_token, shipping_address, NULL);
+            IF pl.error IS NOT NULL THEN
+                PERFORM shop_router._raise(pl.error);
+            END IF;
             PERFORM shop_router._saga_confirm(oid, b.saga_product_ids, pl.order_status, pl.keep_sig);
             RETURN oid;
         END IF;
@@ -2431,6 +2465,10 @@ BEGIN
             SELECT array_agg(q ORDER BY p) INTO qtys FROM unnest(b.saga_product_ids, b.saga_qtys) u(p, q);
             SELECT * INTO pl FROM shop_router._saga_place(sess, oid, pids, skus, titles, prices, qtys,
                                                           payment_token, shipping_address, sigs);
+            IF pl.error IS NOT NULL THEN
+                -- the customer's shard's refusal (SH004): compensated below
+                PERFORM shop_router._raise(pl.error);
+            END IF;
             IF stop = 'place_lost' THEN
                 -- the place step committed, but its answer never came back
                 RAISE EXCEPTION 'shop_router.saga_test_stop: the answer of step place is lost';
@@ -2494,12 +2532,22 @@ AS $$
                          FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
 $$;
 
+-- one node's checks of the arguments, in its order (customer_id, lim,
+-- then the customer's own), here before any shard is called: a refusal
+-- of the shard would leave its connection to be remade (issue 16, ha5)
 CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
 RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
                needs_review boolean, created_at timestamptz)
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT * FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before) $$;
+AS $$
+BEGIN
+    PERFORM shop_router._require(customer_id, 'customer_id');
+    PERFORM shop_router._check_lim(lim);
+    PERFORM shop_router._check_customer(customer_id);
+    RETURN QUERY SELECT * FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before);
+END
+$$;
 COMMENT ON FUNCTION shop.orders_for(bigint, int, timestamptz) IS
 'router: a customer''s orders, newest first, read on the customer''s shard';
 
@@ -4563,24 +4611,28 @@ COMMENT ON FUNCTION shop.reserve(bigint, int, text, interval) IS
 -- router cannot read as one node reads it sends the whole call to one
 -- shard, whose shop.reserve_many raises one node's error, ref and ttl
 -- first); then each shard holds its lines, all or nothing there, at once
-CREATE FUNCTION shop_router._reserve_many_any(i_items jsonb, i_ref text, i_ttl interval)
-RETURNS uuid[]
+-- (each shard's refusal comes back as data, shop._reserve_many_any_try
+-- and shop._reserve_many_try, and reserve_many raises it: a shard's error
+-- would leave the connections of the call to be remade; issue 16, ha5)
+CREATE FUNCTION shop_router._reserve_many_any(i_items jsonb, i_ref text, i_ttl interval,
+                                              OUT ids uuid[], OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON 0;
-    SELECT shop.reserve_many($1, $2, $3);
+    SELECT * FROM shop._reserve_many_any_try($1, $2, $3);
 $$;
 
+-- one row a shard: the holds it made, or the product it refused and why
 CREATE FUNCTION shop_router._reserve_many_split(i_product_ids bigint[], i_qtys int[], i_ref text, i_ttl interval,
                                                 i_ids uuid[])
-RETURNS SETOF int
+RETURNS TABLE (held int, product_id bigint, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     SPLIT i_product_ids, i_qtys, i_ids;
     RUN ON hashint8(i_product_ids);
-    SELECT shop._reserve_many_routed($1, $2, $3, $4, $5);
+    SELECT * FROM shop._reserve_many_try($1, $2, $3, $4, $5);
 $$;
 
 CREATE FUNCTION shop_router._reservations_drop(i_product_ids bigint[], i_ids uuid[])
@@ -4615,6 +4667,8 @@ DECLARE
     qtys int[];
     ids uuid[];
     readable boolean;
+    a record;
+    refusal text[];
 BEGIN
     -- one node's checks of the items (inventory.md): an array of 1 to 1000
     -- objects with an integral product_id and a qty of 1 to 1,000,000, at
@@ -4637,17 +4691,29 @@ BEGIN
     IF NOT coalesce(readable, false) THEN
         -- one node's error (shop.reserve_many refuses the items before it
         -- holds anything)
-        RETURN shop_router._reserve_many_any(items, ref, ttl);
+        a := shop_router._reserve_many_any(items, ref, ttl);
+        IF a.error IS NOT NULL THEN
+            PERFORM shop_router._raise(a.error);
+        END IF;
+        RETURN a.ids;
     END IF;
     SELECT array_agg(shop_router._uuid_for(hashint8(p)) ORDER BY o) INTO ids
       FROM unnest(pids) WITH ORDINALITY u(p, o);
     BEGIN
-        PERFORM count(*) FROM shop_router._reserve_many_split(pids, qtys, ref, ttl, ids);
+        SELECT s.error INTO refusal FROM shop_router._reserve_many_split(pids, qtys, ref, ttl, ids) s
+         WHERE s.error IS NOT NULL ORDER BY s.product_id LIMIT 1;
     EXCEPTION WHEN OTHERS THEN
         -- all or nothing: what the other shards held goes back
         PERFORM count(*) FROM shop_router._reservations_drop(pids, ids);
         RAISE;
     END;
+    IF refusal IS NOT NULL THEN
+        -- a shard's refusal (the least product's: one node holds in
+        -- product order), after every shard answered; what the others
+        -- held goes back
+        PERFORM count(*) FROM shop_router._reservations_drop(pids, ids);
+        PERFORM shop_router._raise(refusal);
+    END IF;
     RETURN ids;
 END
 $$;

@@ -35,8 +35,10 @@
 #     after a search whose kept sums a shard refused drops none as stale,
 #     and neither do the storefront's common errors and the shards'
 #     refusals (browse's arguments, NULL ids, holds, carts, orders, the
-#     cart's writes, a checkout's refused holds), each raised as one node
-#     raises it (stale.sh);
+#     cart's writes, a checkout's refused holds, its other refusals: an
+#     empty cart, a declined payment, a key reused; reserve_many's
+#     refusals, orders_for's and cart_create's arguments), each raised as
+#     one node raises it (stale.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes

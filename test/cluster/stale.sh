@@ -200,3 +200,116 @@ stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
     [ "$(grep -c '|\(22023\|22004\) | ' <<<"$stale_err_rt")" = 10 ] ||
     { echo "FAIL: the cart's refusals did not give 7 unknown carts, 2 unknown products, 3 lines not in the cart, 10 bad arguments, a checkout's SH001 and a search after each:"; echo "$stale_err_rt"; exit 1; }
 echo "ok: $(wc -l <<<"$stale_err_rt") cart refusals (add, set_qty, remove, save, move, clear) and a checkout's SH001 raised as one node raises them, no connection dropped as stale"
+
+# The last refusals (issue 16, ha5): a checkout's refusals besides its
+# holds (an empty cart, SH007, the storefront's most frequent; a declined
+# payment, SH004; a key reused, SH003; an unknown cart, SH006; its
+# arguments, 22004, 22023, SH005), answered as data by the cart's shard
+# (shop._saga_begin_try) and the customer's (shop._saga_place_try), and
+# orders_for's and cart_create's arguments, checked on the router. As the
+# storefront with a session of customer 533, on two products made for the
+# test (9901 on p0, 9902 on p2); the carts' ids in the lines are replaced
+# by CART and CART2. The same lines as one node, no connection dropped
+# as stale.
+stale_tok=$(q "$A" "$PA" one -U backoffice -At -c "SELECT shop.session_token(533)")
+stale_fix_sql=$(cat <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.product_upsert('HA5-1', 'Stale test crate one', 1250, product_id => 9901),
+       shop.product_upsert('HA5-2', 'Stale test crate two', 990, product_id => 9902) \g /dev/null
+SELECT shop.stock_set(9901, 50), shop.stock_set(9902, 3) \g /dev/null
+SQL
+)
+q "$R" "$PR" router -U backoffice <<<"$stale_fix_sql"
+q "$A" "$PA" one -U backoffice <<<"$stale_fix_sql"
+stale_err4_sql=$(sed -n '/^CREATE FUNCTION pg_temp.err/,/^\$f\$;/p' <<<"$stale_err_sql")
+stale_err4_sql=$(cat <<SQL
+SET client_min_messages = warning;
+SET shop.session = '$stale_tok';
+SELECT shop.cart_create(533) AS cart \gset
+SELECT shop.cart_create(533) AS cart2 \gset
+SELECT shop.cart_add(:'cart2', 9901, 2) \g /dev/null
+SET client_min_messages = notice;
+$stale_err4_sql
+SELECT replace(replace(format(c, :'cart', :'cart2'), :'cart', 'CART'), :'cart2', 'CART2'),
+       replace(replace(pg_temp.err(format(c, :'cart', :'cart2')), :'cart', 'CART'), :'cart2', 'CART2'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.checkout(%1\$L, ''tok_visa'', ''ha5-1'')',
+                    'SELECT shop.checkout(%1\$L, ''tok_visa'', ''ha5-1'', ''{"country": "US"}'')',
+                    'SELECT shop.checkout(''00000000-0000-0000-0000-0000000000c1'', ''tok_visa'', ''ha5-2'')',
+                    'SELECT shop.checkout(NULL, ''tok_visa'', ''ha5-2'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_chargeDeclined'', ''ha5-3'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_chargeDeclined'', ''ha5-3'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_nope'', ''ha5-3'')',
+                    'SELECT shop.checkout(%2\$L, NULL, ''ha5-3'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_visa'', NULL)',
+                    'SELECT shop.checkout(%2\$L, ''tok_visa'', ''ha5-3'', ''"nowhere"'')',
+                    'SELECT shop.checkout(%2\$L, ''4111 1111 1111 1111'', ''ha5-3'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_visa'', ''ha5-4'') IS NOT NULL',
+                    'SELECT shop.checkout(%1\$L, ''tok_visa'', ''ha5-4'')',
+                    'SELECT shop.checkout(%2\$L, ''tok_visa'', ''ha5-5'')',
+                    'SELECT count(*) FROM shop.orders_for(533, 0)',
+                    'SELECT count(*) FROM shop.orders_for(533, 1001)',
+                    'SELECT count(*) FROM shop.orders_for(533, NULL)',
+                    'SELECT count(*) FROM shop.orders_for(NULL)',
+                    'SELECT count(*) FROM shop.orders_for(0)',
+                    'SELECT count(*) FROM shop.orders_for(533)',
+                    'SELECT shop.cart_create(0)',
+                    'SELECT shop.cart_create(-533)']) WITH ORDINALITY u(c, n)
+ ORDER BY n;
+SELECT 'available', shop.stock_available(9901), shop.stock_available(9902);
+SQL
+)
+stale_err_rt=$(q "$R" "$PR" router -U web -At 2>&1 <<<"$stale_err4_sql")
+stale_err_one=$(q "$A" "$PA" one -U web -At 2>&1 <<<"$stale_err4_sql")
+stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
+[ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after a checkout's refusals:"; echo "$stale_err_rt"; exit 1; }
+[ "$stale_err_rt" = "$stale_err_one" ] ||
+    { echo "FAIL: the routed checkout refusals are not one node's:"; diff <(echo "$stale_err_one") <(echo "$stale_err_rt"); exit 1; }
+[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 22 ] && [ "$(grep -c '|SH007 | cart is empty | Cart CART has no lines' <<<"$stale_err_rt")" = 2 ] &&
+    [ "$(grep -c '|SH004 | payment declined | ' <<<"$stale_err_rt")" = 2 ] && [ "$(grep -c '|SH003 | ' <<<"$stale_err_rt")" = 1 ] &&
+    [ "$(grep -c '|SH006 | cart not found | ' <<<"$stale_err_rt")" = 1 ] && [ "$(grep -c '|SH005 | ' <<<"$stale_err_rt")" = 1 ] &&
+    [ "$(grep -c '|SH007 | cart is empty | Cart CART2 has no lines' <<<"$stale_err_rt")" = 1 ] &&
+    [ "$(grep -c '|\(22023\|22004\) | ' <<<"$stale_err_rt")" = 12 ] && [ "$(grep -c '^available|48|3$' <<<"$stale_err_rt")" = 1 ] ||
+    { echo "FAIL: the checkout's refusals did not give 3 empty carts, 2 declined payments, a key reused, an unknown cart, a card number, 12 bad arguments, 2 units sold and a search after each:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: $(($(wc -l <<<"$stale_err_rt") - 1)) checkout, orders_for and cart_create refusals raised as one node raises them, no connection dropped as stale"
+
+# reserve_many's refusals (issue 16, ha5): a line the stock cannot cover
+# (SH001) or an unknown product (SH006) on one shard while another shard
+# holds its lines (shop._reserve_many_try: the router releases those and
+# raises the least product's refusal), and items, ref or ttl refused
+# (shop._reserve_many_any_try, or every shard's same refusal). As the back
+# office; the same lines as one node, no hold left, no connection dropped
+# as stale.
+stale_err5_sql=$(sed -n '/^CREATE FUNCTION pg_temp.err/,/^\$f\$;/p' <<<"$stale_err_sql")
+stale_err5_sql=$(cat <<SQL
+SET client_min_messages = notice;
+$stale_err5_sql
+SELECT c, pg_temp.err(c), pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 1}, {"product_id": 9902, "qty": 4}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9902, "qty": 1}, {"product_id": 9901, "qty": 49}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 1}, {"product_id": 999999999, "qty": 1}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 999999998, "qty": 1}, {"product_id": 9902, "qty": 9}, {"product_id": 9901, "qty": 2}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 30}, {"product_id": 9902, "qty": 1}, {"product_id": 9901, "qty": 30}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 1}, {"product_id": 9902, "qty": 1}]'', repeat(''r'', 300))',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 1}, {"product_id": 9902, "qty": 1}]'', ttl => ''-1 minute'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 0}]'')',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901}]'')',
+                    'SELECT shop.reserve_many(''[]'')',
+                    'SELECT shop.reserve_many(''{"product_id": 9901, "qty": 1}'')',
+                    'SELECT shop.reserve_many(NULL)',
+                    'SELECT shop.reserve_many(''[{"product_id": 9901, "qty": 1}]'', ttl => NULL)']) WITH ORDINALITY u(c, n)
+ ORDER BY n;
+SELECT 'available', shop.stock_available(9901), shop.stock_available(9902);
+SQL
+)
+stale_err_rt=$(q "$R" "$PR" router -U backoffice -At 2>&1 <<<"$stale_err5_sql")
+stale_err_one=$(q "$A" "$PA" one -U backoffice -At 2>&1 <<<"$stale_err5_sql")
+stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
+[ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after reserve_many's refusals:"; echo "$stale_err_rt"; exit 1; }
+[ "$stale_err_rt" = "$stale_err_one" ] ||
+    { echo "FAIL: the routed reserve_many refusals are not one node's:"; diff <(echo "$stale_err_one") <(echo "$stale_err_rt"); exit 1; }
+[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 13 ] && [ "$(grep -c '|SH001 | insufficient stock | Product ' <<<"$stale_err_rt")" = 4 ] &&
+    [ "$(grep -c '|SH006 | product not found | No product has product_id 999999999' <<<"$stale_err_rt")" = 1 ] &&
+    [ "$(grep -c '^available|48|3$' <<<"$stale_err_rt")" = 1 ] ||
+    { echo "FAIL: reserve_many's refusals did not give 4 SH001, an unknown product, no hold left and a search after each:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: $(($(wc -l <<<"$stale_err_rt") - 1)) reserve_many refusals raised as one node raises them, no hold left, no connection dropped as stale"
