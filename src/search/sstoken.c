@@ -882,6 +882,9 @@ typedef struct HeadScan
 								 * Notebook") */
 	bool		prevmodel;		/* the previous word is a model number */
 	bool		headcap;		/* the head is not written in lower case */
+	bool		prevx;			/* the previous word is the "x" of "1280 x" */
+	bool		prevmeasure;	/* the previous word is the second number of
+								 * "1280 x 800" or an ordinal ("9th") */
 } HeadScan;
 
 /*
@@ -917,7 +920,7 @@ head_end_run(HeadScan *hs, int hard)
 {
 	/* a later run names the type if it has two words, or the first one */
 	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1) &&
-		!(hs->headlower && hs->lowerlen == 0 && hs->runversion))
+		!(hs->headlower && hs->lowerlen == 0))
 	{
 		/*
 		 * A run written in mixed case names its type with its last word in
@@ -1053,9 +1056,13 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		head_end_run(hs, 1);	/* the "cm" of "35.6 cm" */
 	else if (digits > 0 && unit_canon(word + digits, len - digits, false) != NULL)
 		head_end_run(hs, 1);	/* "16gb", "90w" */
+	else if (all_letters(word, len) && hs->prevmeasure)
+		head_end_run(hs, 1);	/* "1280 x 800 pixels", "9th gen" */
 	else if (all_letters(word, len))
 	{
 		bool		joined = start > 0 && hs->prevend == start - 1 && hs->prevletters;
+		bool		counted = start > 0 && hs->prevend == start - 1 && hs->prevnum &&
+			hs->text[start - 1] == '-';
 		bool		lower;
 
 		/* a word after a hyphen is written as the word before it: "Head-band" */
@@ -1076,7 +1083,7 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		 * Extender over Cat 5" is an extender)
 		 */
 		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word) &&
-			!hs->alt && !is_roman_numeral(hs->text + start, end - start) &&
+			!hs->alt && !counted && !is_roman_numeral(hs->text + start, end - start) &&
 			!(hs->prevmodel && !lower && is_model_suffix(word)))
 		{
 			memcpy(hs->last, word, len);
@@ -1101,12 +1108,19 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 			start > 0 && hs->text[start - 1] == ' ')
 			hs->runversion = true;
 		hs->prevmodel = false;
+		hs->prevx = len == 1 && word[0] == 'x' && hs->prevnum;
+		hs->prevmeasure = false;
 		hs->prevnum = false;
 		hs->prevletters = true;
 		hs->prevlower = lower;
 		hs->prevend = end;
 		return;
 	}
+	hs->prevmeasure = (hs->prevx && all_digits(word, len)) ||
+		(digits > 0 && len - digits == 2 &&
+		 (strcmp(word + digits, "st") == 0 || strcmp(word + digits, "nd") == 0 ||
+		  strcmp(word + digits, "rd") == 0 || strcmp(word + digits, "th") == 0));
+	hs->prevx = false;
 	hs->prevnum = all_digits(word, len);
 	hs->prevmodel = digits < len && strpbrk(word, "0123456789") != NULL;
 	hs->prevletters = false;
