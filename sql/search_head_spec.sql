@@ -10,7 +10,10 @@
 -- * the word after a dimension ("1280 x 1024 pixels", "1200 x 1200 DPI")
 --   or an ordinal ("9th gen") is its unit: it ends the run, as "cm" does;
 -- * a word joined to a number by a hyphen ("3-Pin", "500-sheet", "4-Port")
---   counts the thing it names and is no head.
+--   counts the thing it names and is no head;
+-- * the title's first word alone (the brand) is no head when anything
+--   follows it, a model number included ("Canon EP-A Original Black").
+-- (Counted again after these rules: 538 + 481 titles changed head.)
 \i sql/include/prelude.sql
 CREATE FUNCTION pg_temp.s(q text, lim int DEFAULT 2) RETURNS SETOF text LANGUAGE sql AS $f$
     SELECT title FROM shop.search(q, '{}', 'relevance', lim)
@@ -37,6 +40,12 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'HP Color LaserJet 250-sheet Input Tray',
     'Origin Storage 146Gb 15K Rpm 68-pin SCSI HDD ( Fixed )',
     'D-Link Hi-Speed USB 2.0 4-Port Hub',
+    -- the brand and a model number, no type: no head (before: canon, soni,
+    -- brother); a title that is one word is still its own type
+    'Canon EP-A Original Black 1 pc(s)',
+    'Sony QGD170ME',
+    'Brother TN7300 Original Black 1 pc(s)',
+    'Keyboard',
     -- as before: a number before the type in lower case, one case only
     'Intel Pentium 530 processor 3 GHz Box 1 MB L2',
     'Lenovo ThinkPad T14s Notebook Black 35.6 cm (14")',

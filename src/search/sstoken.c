@@ -735,6 +735,14 @@ SsIsStopWord(const char *word)
  * ("internal solid state drive 2.5" 960 GB Serial ATA III" is a drive);
  * a capitalized model suffix (Lite, Pro, ...) right after a model number
  * is no head ("Galaxy Tab S6 Lite"); "Tab", capitalized, is a tablet.
+ *
+ * Round 14 (the heads of the Chorus titles counted): a type named in lower
+ * case in a name that mixes cases stays the head past any later run with
+ * no word in lower case ("USB flash drive 64 GB USB Type-A 2.0" is a
+ * drive); the word after a dimension or an ordinal is a unit ("600 x 600
+ * DPI", "9th gen"); a word joined to a number by a hyphen ("3-Pin",
+ * "250-sheet") is no head; the brand alone is no head once anything
+ * follows it ("Canon EP-A Original Black").
  * ----------------------------------------------------------------
  */
 
@@ -1194,8 +1202,11 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 	{
 		w = hs.head;
 		wlen = hs.headlen;
-		/* a title whose only name is its first word, the brand: no type */
-		if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
+		/*
+		 * a title whose only name is its first word, the brand, followed by
+		 * other words or a model number ("Sony QGD170ME"): no type
+		 */
+		if (wlen == 0 || (hs.headfirst && (hs.allcands > 1 || hs.ntokens > 1)))
 			return 0;
 		for (int i = 0; hs.headcap && type_abbrevs[i][0]; i++)
 			if (strcmp(type_abbrevs[i][0], w) == 0)
