@@ -89,7 +89,10 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			10	/* 10: titles' length normalisation b =
+#define SS_VERSION			11	/* 11: the head noun rules of issue 13,
+									 * round 14 (the head filter term and
+									 * the document's head hash change);
+									 * 10: titles' length normalisation b =
 									 * 0.65 (the impact bounds depend on
 									 * it; issue 13, round 12);
 									 * 9: the facet column (fcol pages, issue
