@@ -686,6 +686,14 @@ typedef struct SsQuery
 	int		   *compound_slot;	/* the slot holding each word */
 	uint16	   *compound_head;	/* SsHeadHash of each word's stem */
 	/*
+	 * "type_narrow": words of the query that narrow the type asked for to
+	 * a kind of it ("micro" of `micro sd card`): a row of the type missing
+	 * one of them is of the broader type (an SD card) and gets no type
+	 * boost, with no count of head nouns (issue 13, rel15)
+	 */
+	int			nnarrow;
+	int		   *narrow_slot;	/* the slot holding each word */
+	/*
 	 * the slot of the query word that names the type asked for (its stem's
 	 * head hash is one of types), -1 for none: a row of the type that
 	 * misses only that word still has the type by its head noun ("Lenovo
