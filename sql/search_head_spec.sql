@@ -14,6 +14,9 @@
 -- * the title's first word alone (the brand) is no head when anything
 --   follows it, a model number included ("Canon EP-A Original Black").
 -- (Counted again after these rules: 538 + 481 titles changed head.)
+-- rel15: a word in capitals after a model number, in a run that has a
+-- word that may be its head, is a property ("Card CL10 UHD", "Cat5e
+-- UTP"): 126 titles.
 \i sql/include/prelude.sql
 CREATE FUNCTION pg_temp.s(q text, lim int DEFAULT 2) RETURNS SETOF text LANGUAGE sql AS $f$
     SELECT title FROM shop.search(q, '{}', 'relevance', lim)
@@ -46,6 +49,13 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'Sony QGD170ME',
     'Brother TN7300 Original Black 1 pc(s)',
     'Keyboard',
+    -- a word in capitals after a model number, in a run that has a
+    -- word that may be its head, is a property (rel15; before: uhd, utp,
+    -- mfp, hdmi)
+    'V7 64GB U3 V30 A1 Micro SDXC Card CL10 UHD + Adapter',
+    'APC 35ft Cat5e UTP, 6x RJ-45 - 6x RJ-45 networking cable 10.67 m U/UTP (UTP) Gray',
+    'OKI Toner B2520 MFP Original Black',
+    'Manhattan 4-port HDMI Splitter 4x HDMI',
     -- as before: a number before the type in lower case, one case only
     'Intel Pentium 530 processor 3 GHz Box 1 MB L2',
     'Lenovo ThinkPad T14s Notebook Black 35.6 cm (14")',

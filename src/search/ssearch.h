@@ -90,8 +90,9 @@
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
 #define SS_VERSION			11	/* 11: the head noun rules of issue 13,
-									 * round 14 (the head filter term and
-									 * the document's head hash change);
+									 * round 14 and rel15 (the head filter
+									 * term and the document's head hash
+									 * change; 11 not released between);
 									 * 10: titles' length normalisation b =
 									 * 0.65 (the impact bounds depend on
 									 * it; issue 13, round 12);

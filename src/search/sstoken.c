@@ -998,6 +998,22 @@ is_model_suffix(const char *w)
 }
 
 /*
+ * is text[0, len) written in capitals only ("UHD" of "Micro SDXC Card CL10
+ * UHD")?  After a model number, in a run that has a word that may be its
+ * head (the brand included: "APC 35ft Cat5e UTP, ... networking cable"),
+ * such a word is a property (a speed class, a standard), not the type
+ * (issue 13, rel15)
+ */
+static bool
+text_all_upper(const char *text, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (!HEAD_UPPER(text[i]))
+			return false;
+	return len > 0;
+}
+
+/*
  * types that product lines write short, capitalized, as the line's name:
  * "Samsung Galaxy Tab S5e", "Lenovo Tab M8" are tablets
  */
@@ -1092,7 +1108,9 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		 */
 		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word) &&
 			!hs->alt && !counted && !is_roman_numeral(hs->text + start, end - start) &&
-			!(hs->prevmodel && !lower && is_model_suffix(word)))
+			!(hs->prevmodel && !lower && is_model_suffix(word)) &&
+			!(hs->prevmodel && hs->runcands > 0 && text_all_upper(hs->text + start, end - start) &&
+			  hs->text[start - 1] == ' '))
 		{
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
