@@ -1522,6 +1522,8 @@ DECLARE
     stems text[];
     last text;
     prev text;
+    first text;
+    second text;
     typed boolean;
     branded boolean;
     cat bigint;
@@ -1575,7 +1577,8 @@ BEGIN
         -- counts them, shop_search's "type_compound"): a pad without
         -- `mouse` is no mouse pad, a card without `sd` may still be the
         -- micro SD card meant (issue 13, round 10)
-        SELECT w[cardinality(w) - 1] INTO prev
+        SELECT w[cardinality(w) - 1], CASE WHEN cardinality(w) >= 3 THEN w[1] END,
+               CASE WHEN cardinality(w) >= 3 THEN w[2] END INTO prev, first, second
           FROM (SELECT array_agg(t.word ORDER BY t.pos) AS w
                   FROM shop.search_tokens(q ->> 'q', 'english') t
                  WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from',
@@ -1583,6 +1586,18 @@ BEGIN
                                             'without'])) x;
         IF prev IS NOT NULL AND prev !~ '^[0-9]' THEN
             q := q || jsonb_build_object('type_compound', prev);
+        END IF;
+        -- the first of two or more words before the type narrows the
+        -- rest to a kind of it when the catalog writes the two first
+        -- words as one word (`micro sd card`: "MicroSD", a kind of SD
+        -- card): a row of the type missing it is of the broader type (an
+        -- SD card) and gets no type boost (shop_search's "type_narrow";
+        -- issue 13, rel15).  Words the catalog keeps apart (`surround
+        -- sound speakers`, `external hard drive`) only qualify the type.
+        IF first IS NOT NULL AND first !~ '[0-9]' AND second !~ '[0-9]'
+           AND shop._search_no_typos('shop.product_search_idx',
+                                     jsonb_build_object('q', first || second || ' ')) -> 'no_typos' ? (first || second) THEN
+            q := q || jsonb_build_object('type_narrow', first);
         END IF;
     END IF;
     -- no best match of the type: a brand or a line, meaning the line's

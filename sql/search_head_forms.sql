@@ -26,8 +26,9 @@ SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'ARCTIC F8 Pro - Case Fan with Vibration Absorption']) t;
 -- as before: a slash joining words without spaces (the first), a slash
 -- next to a number, Lite as a brand's word, "tab" in lower case or not the
--- head, a numeral joined by a hyphen ("UHS-II", "USB Type-A": the
--- interface tail still names the type, left for a later round)
+-- head; a numeral joined by a hyphen ("UHS-II", "USB Type-A") in a
+-- capitalized tail after a type in lower case: the type since round 14
+-- (was uh, type; sql/search_head_spec)
 SELECT t, shop.search_head(t) FROM unnest(ARRAY[
     'DYMO AC Adapter power adapter/inverter',
     'Intel SR1400 / 2400 Fixed Mount Bracket',

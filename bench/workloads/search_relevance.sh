@@ -114,6 +114,8 @@ DECLARE
             HAVING count(*) > 0), '{}') ELSE '{}' END);
     last text;
     prev text;
+    first text;
+    second text;
     typed boolean;
     branded boolean;
     cat bigint;
@@ -121,7 +123,8 @@ BEGIN
     IF NOT intent THEN
         RETURN q;
     END IF;
-    SELECT w[1], w[2] INTO last, prev
+    SELECT w[1], w[2], CASE WHEN cardinality(w) >= 3 THEN w[cardinality(w)] END,
+           CASE WHEN cardinality(w) >= 3 THEN w[cardinality(w) - 1] END INTO last, prev, first, second
       FROM (SELECT array_agg(t.word ORDER BY t.pos DESC) AS w FROM shop.search_tokens(query) t
              WHERE t.word <> ALL (ARRAY['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'for', 'from', 'in', 'into',
                                         'is', 'it', 'of', 'on', 'or', 'the', 'to', 'with', 'without'])) x;
@@ -158,6 +161,14 @@ BEGIN
         -- as a head noun ("gaming mouse pad"), as shop._search_intent does
         IF prev IS NOT NULL AND prev !~ '^[0-9]' AND current_setting('bench.compound', true) IS DISTINCT FROM 'off' THEN
             q := q || jsonb_build_object('type_compound', prev);
+        END IF;
+        -- the first of two or more words before the type narrows it to a
+        -- kind of it when the catalog writes the first two as one word
+        -- ("micro sd card": "MicroSD"), as shop._search_intent does
+        IF first IS NOT NULL AND first !~ '[0-9]' AND second !~ '[0-9]'
+           AND shop._search_no_typos('bench_chorus_ss', jsonb_build_object('q', first || second || ' ')) -> 'no_typos' ? (first || second)
+           AND current_setting('bench.narrow', true) IS DISTINCT FROM 'off' THEN
+            q := q || jsonb_build_object('type_narrow', first);
         END IF;
     END IF;
     IF NOT typed AND cat IS NOT NULL THEN

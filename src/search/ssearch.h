@@ -89,7 +89,11 @@
 #include "utils/relcache.h"
 
 #define SS_MAGIC			0x53485353	/* "SHSS" */
-#define SS_VERSION			10	/* 10: titles' length normalisation b =
+#define SS_VERSION			11	/* 11: the head noun rules of issue 13,
+									 * round 14 and rel15 (the head filter
+									 * term and the document's head hash
+									 * change; 11 not released between);
+									 * 10: titles' length normalisation b =
 									 * 0.65 (the impact bounds depend on
 									 * it; issue 13, round 12);
 									 * 9: the facet column (fcol pages, issue
@@ -682,6 +686,14 @@ typedef struct SsQuery
 	int			ncompound;
 	int		   *compound_slot;	/* the slot holding each word */
 	uint16	   *compound_head;	/* SsHeadHash of each word's stem */
+	/*
+	 * "type_narrow": words of the query that narrow the type asked for to
+	 * a kind of it ("micro" of `micro sd card`): a row of the type missing
+	 * one of them is of the broader type (an SD card) and gets no type
+	 * boost, with no count of head nouns (issue 13, rel15)
+	 */
+	int			nnarrow;
+	int		   *narrow_slot;	/* the slot holding each word */
 	/*
 	 * the slot of the query word that names the type asked for (its stem's
 	 * head hash is one of types), -1 for none: a row of the type that

@@ -337,7 +337,7 @@ query_check_keys(Jsonb *jb)
 		"rating_min", "in_stock", "boost_categories", "boost_brands", "typos",
 		"prefix", "match", "language", "no_typos", "two_typos", "type_words",
 		"intent_categories", "prior", "prior_categories", "global", "type_compound",
-		"expansions", "expansion_weight", NULL
+		"type_narrow", "expansions", "expansion_weight", NULL
 	};
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	kv;
@@ -355,7 +355,7 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, expansions, expansion_weight, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
+						  psprintf("Key \"%s\" is not one of q, synonyms, expansions, expansion_weight, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, type_narrow, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
 		}
 	}
 }
@@ -570,6 +570,25 @@ query_parse_compound(SsQuery *q, const WordList *words)
 
 				q->compound_slot[q->ncompound] = q->words[i].slot;
 				q->compound_head[q->ncompound++] = SsHeadHash(stem + 1, strlen(stem) - 1);
+				break;
+			}
+}
+
+/*
+ * query_parse_narrow: the slots of the words of "type_narrow" (a word the
+ * query does not have is ignored)
+ */
+static void
+query_parse_narrow(SsQuery *q, const WordList *words)
+{
+	if (words->n == 0 || q->nwords == 0)
+		return;
+	q->narrow_slot = palloc(sizeof(int) * words->n);
+	for (int k = 0; k < words->n; k++)
+		for (int i = 0; i < q->nwords; i++)
+			if (strcmp(q->words[i].exact, words->w[k]) == 0)
+			{
+				q->narrow_slot[q->nnarrow++] = q->words[i].slot;
 				break;
 			}
 }
@@ -940,6 +959,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	WordList	twotypo;
 	WordList	types;
 	WordList	compound;
+	WordList	narrow;
 	List	   *global_df = NIL;
 	int			nsyn = 0;		/* groups from nsyn on are expansions */
 	float4		expansion_weight = SS_EXPANSION_WEIGHT;
@@ -957,6 +977,8 @@ SsParseQuery(Jsonb *jb, const char *language)
 	types.max = SS_MAX_QUERY_WORDS * 4;
 	memset(&compound, 0, sizeof(compound));
 	compound.max = SS_MAX_QUERY_WORDS * 4;
+	memset(&narrow, 0, sizeof(narrow));
+	narrow.max = SS_MAX_QUERY_WORDS * 4;
 
 	/* a jsonb string is q alone; an object names q and the rest */
 	if (JB_ROOT_IS_SCALAR(jb))
@@ -980,6 +1002,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 		query_parse_options(jb, q, &notypo, &twotypo);
 		query_parse_word_list(jb, "type_words", &types);
 		query_parse_word_list(jb, "type_compound", &compound);
+		query_parse_word_list(jb, "type_narrow", &narrow);
 		groups = query_parse_synonyms(jb, "synonyms");
 		nsyn = list_length(groups);
 		groups = list_concat(groups, query_parse_synonyms(jb, "expansions"));
@@ -1003,6 +1026,7 @@ SsParseQuery(Jsonb *jb, const char *language)
 	query_find_spans(groups, nsyn, &words, span_of, span_start);
 	query_build_slots(q, &words, groups, nsyn, expansion_weight, span_of, span_start, lastprefix);
 	query_parse_compound(q, &compound);
+	query_parse_narrow(q, &narrow);
 	query_type_slot(q);
 
 	/*

@@ -760,6 +760,9 @@ compound_init(Eval *ev)
 		if (n >= SS_COMPOUND_MIN_HEADS)
 			ev->compound_slots |= ((uint32) 1) << q->compound_slot[k];
 	}
+	/* "type_narrow": a kind of the type, whatever the head counts */
+	for (int k = 0; k < q->nnarrow; k++)
+		ev->compound_slots |= ((uint32) 1) << q->narrow_slot[k];
 }
 
 /* ---- scoring ---- */

@@ -735,6 +735,14 @@ SsIsStopWord(const char *word)
  * ("internal solid state drive 2.5" 960 GB Serial ATA III" is a drive);
  * a capitalized model suffix (Lite, Pro, ...) right after a model number
  * is no head ("Galaxy Tab S6 Lite"); "Tab", capitalized, is a tablet.
+ *
+ * Round 14 (the heads of the Chorus titles counted): a type named in lower
+ * case in a name that mixes cases stays the head past any later run with
+ * no word in lower case ("USB flash drive 64 GB USB Type-A 2.0" is a
+ * drive); the word after a dimension or an ordinal is a unit ("600 x 600
+ * DPI", "9th gen"); a word joined to a number by a hyphen ("3-Pin",
+ * "250-sheet") is no head; the brand alone is no head once anything
+ * follows it ("Canon EP-A Original Black").
  * ----------------------------------------------------------------
  */
 
@@ -882,6 +890,9 @@ typedef struct HeadScan
 								 * Notebook") */
 	bool		prevmodel;		/* the previous word is a model number */
 	bool		headcap;		/* the head is not written in lower case */
+	bool		prevx;			/* the previous word is the "x" of "1280 x" */
+	bool		prevmeasure;	/* the previous word is the second number of
+								 * "1280 x 800" or an ordinal ("9th") */
 } HeadScan;
 
 /*
@@ -917,7 +928,7 @@ head_end_run(HeadScan *hs, int hard)
 {
 	/* a later run names the type if it has two words, or the first one */
 	if (hs->lastlen > 0 && (hs->nwords >= 2 || hs->headwords <= 1) &&
-		!(hs->headlower && hs->lowerlen == 0 && hs->runversion))
+		!(hs->headlower && hs->lowerlen == 0))
 	{
 		/*
 		 * A run written in mixed case names its type with its last word in
@@ -987,6 +998,22 @@ is_model_suffix(const char *w)
 }
 
 /*
+ * is text[0, len) written in capitals only ("UHD" of "Micro SDXC Card CL10
+ * UHD")?  After a model number, in a run that has a word that may be its
+ * head (the brand included: "APC 35ft Cat5e UTP, ... networking cable"),
+ * such a word is a property (a speed class, a standard), not the type
+ * (issue 13, rel15)
+ */
+static bool
+text_all_upper(const char *text, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (!HEAD_UPPER(text[i]))
+			return false;
+	return len > 0;
+}
+
+/*
  * types that product lines write short, capitalized, as the line's name:
  * "Samsung Galaxy Tab S5e", "Lenovo Tab M8" are tablets
  */
@@ -1053,9 +1080,13 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		head_end_run(hs, 1);	/* the "cm" of "35.6 cm" */
 	else if (digits > 0 && unit_canon(word + digits, len - digits, false) != NULL)
 		head_end_run(hs, 1);	/* "16gb", "90w" */
+	else if (all_letters(word, len) && hs->prevmeasure)
+		head_end_run(hs, 1);	/* "1280 x 800 pixels", "9th gen" */
 	else if (all_letters(word, len))
 	{
 		bool		joined = start > 0 && hs->prevend == start - 1 && hs->prevletters;
+		bool		counted = start > 0 && hs->prevend == start - 1 && hs->prevnum &&
+			hs->text[start - 1] == '-';
 		bool		lower;
 
 		/* a word after a hyphen is written as the word before it: "Head-band" */
@@ -1076,8 +1107,10 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 		 * Extender over Cat 5" is an extender)
 		 */
 		if (len >= 3 && !(joined && hs->text[start - 1] == '/') && !is_fitting_word(word) &&
-			!hs->alt && !is_roman_numeral(hs->text + start, end - start) &&
-			!(hs->prevmodel && !lower && is_model_suffix(word)))
+			!hs->alt && !counted && !is_roman_numeral(hs->text + start, end - start) &&
+			!(hs->prevmodel && !lower && is_model_suffix(word)) &&
+			!(hs->prevmodel && hs->runcands > 0 && text_all_upper(hs->text + start, end - start) &&
+			  hs->text[start - 1] == ' '))
 		{
 			memcpy(hs->last, word, len);
 			hs->last[len] = '\0';
@@ -1101,12 +1134,19 @@ head_cb(void *arg, const char *word, int len, int start, int end)
 			start > 0 && hs->text[start - 1] == ' ')
 			hs->runversion = true;
 		hs->prevmodel = false;
+		hs->prevx = len == 1 && word[0] == 'x' && hs->prevnum;
+		hs->prevmeasure = false;
 		hs->prevnum = false;
 		hs->prevletters = true;
 		hs->prevlower = lower;
 		hs->prevend = end;
 		return;
 	}
+	hs->prevmeasure = (hs->prevx && all_digits(word, len)) ||
+		(digits > 0 && len - digits == 2 &&
+		 (strcmp(word + digits, "st") == 0 || strcmp(word + digits, "nd") == 0 ||
+		  strcmp(word + digits, "rd") == 0 || strcmp(word + digits, "th") == 0));
+	hs->prevx = false;
 	hs->prevnum = all_digits(word, len);
 	hs->prevmodel = digits < len && strpbrk(word, "0123456789") != NULL;
 	hs->prevletters = false;
@@ -1180,8 +1220,11 @@ SsTitleHead(const char *language, const char *title, int len, char *out, int out
 	{
 		w = hs.head;
 		wlen = hs.headlen;
-		/* a title whose only name is its first word, the brand: no type */
-		if (wlen == 0 || (hs.headfirst && hs.allcands > 1))
+		/*
+		 * a title whose only name is its first word, the brand, followed by
+		 * other words or a model number ("Sony QGD170ME"): no type
+		 */
+		if (wlen == 0 || (hs.headfirst && (hs.allcands > 1 || hs.ntokens > 1)))
 			return 0;
 		for (int i = 0; hs.headcap && type_abbrevs[i][0]; i++)
 			if (strcmp(type_abbrevs[i][0], w) == 0)
