@@ -23,6 +23,7 @@ OBJS         = \
 	src/payments.o \
 	src/recoblend.o \
 	src/recolike.o \
+	src/recoprofile.o \
 	src/recommend.o \
 	src/recorebuild.o \
 	src/recosimilar.o \

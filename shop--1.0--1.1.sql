@@ -4249,6 +4249,22 @@ BEGIN
     -- customers at a time (one statement for 7,000 customers was planned
     -- as joins over every order: three times the four statements' time),
     -- and the rows per customer, new and old
+    -- (in C, shop._like_profile_rows, section "Recommendations: the
+    -- refresh's profiles read in C" below: the same rows, through the
+    -- indexes; NULL when it cannot read the tables so)
+    IF cardinality(todo) > 0 THEN
+        SELECT x.c, x.p, x.w, x.h INTO all_c, all_p, all_w, all_h FROM shop._like_profile_rows(todo) x;
+        IF all_c IS NOT NULL THEN
+            i := cardinality(todo);
+            IF cardinality(all_c) = 0 THEN
+                -- (no rows: as the array_agg of none)
+                all_c := NULL;
+                all_p := NULL;
+                all_w := NULL;
+                all_h := NULL;
+            END IF;
+        END IF;
+    END IF;
     WHILE i < coalesce(cardinality(todo), 0) LOOP
         SELECT all_c || array_agg(p.customer_id ORDER BY p.customer_id, p.product_id),
                all_p || array_agg(p.product_id ORDER BY p.customer_id, p.product_id),
@@ -10762,6 +10778,30 @@ GRANT EXECUTE ON FUNCTION shop._saga_begin_try(uuid, uuid, text, text, jsonb),
     TO shop_storefront, shop_admin;
 GRANT EXECUTE ON FUNCTION shop._reserve_many_try(bigint[], int[], text, interval, uuid[]),
     shop._reserve_many_any_try(jsonb, text, interval) TO shop_admin;
+
+------------------------------------------------------------------------------
+-- Recommendations: the refresh's profiles read in C (issues 11, 14) ---------
+--
+-- docs/recommendations.md, "Incremental refresh".  shop._like_refresh
+-- (edited in place above) takes the new profiles of the customers it
+-- refreshes from shop._like_profile_rows (src/recoprofile.c): the rows of
+-- shop._like_profile, read with the statement's snapshot through the
+-- indexes its statement uses (order_customer_idx, order_line_pkey,
+-- view_event_pkey) and computed with the same arithmetic (the norm summed
+-- in the rank order, as the window function sums it), returned as the
+-- four arrays _like_refresh built with array_agg.  NULL when a table or
+-- index is not as shop made it or not plainly readable: _like_refresh
+-- then runs shop._like_profile in slices as before.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._like_profile_rows(cs bigint[], OUT c bigint[], OUT p bigint[], OUT w real[],
+                                        OUT h bigint[])
+RETURNS record
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'shop_like_profile_rows';
+COMMENT ON FUNCTION shop._like_profile_rows(bigint[]) IS
+'internal: the rows of shop._like_profile(cs) as four arrays in (customer_id, product_id) order, read through the indexes; NULL when the tables cannot be read so (the caller runs shop._like_profile)';
+REVOKE EXECUTE ON FUNCTION shop._like_profile_rows(bigint[]) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
