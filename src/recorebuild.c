@@ -15,9 +15,15 @@
  * every index of the table; shop.customer_item's sample index is keyed by
  * product, so its 780,000 rows of a 100,000-product history went into it
  * in random order (5 s of a 16 s rebuild).  Here the rows go into the heap
- * only, in batches (table_multi_insert, as COPY does), and the indexes are
- * then built from the heap by one sort each (reindex_relation, as REINDEX
- * does): the rows and the indexes are those the INSERT made.
+ * only, and the indexes are then built from the heap by one sort each
+ * (reindex_relation, as REINDEX does): the rows and the indexes are those
+ * the INSERT made.  The heap's pages are filled in memory as
+ * heap_multi_insert fills them and written to the end of the file,
+ * WAL-logged whole, and the file synced before the index builds, as an
+ * index build writes its own pages (rb_page_add, rb_page_out): no page is
+ * extended zeroed through shared buffers and written again when the
+ * bulk-write ring evicts it.  Where logical decoding reads the table
+ * (wal_level = logical), batches of table_multi_insert, as COPY does.
  *
  * That is safe only on a table no one else can read until the rebuild
  * commits: the loaders require that the table was emptied (TRUNCATE) in
@@ -41,10 +47,14 @@
 #include <math.h>
 
 #include "access/heapam.h"
+#include "access/heaptoast.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xloginsert.h"
 #include "catalog/index.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
@@ -53,8 +63,13 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "storage/lmgr.h"
+#include "storage/predicate.h"
 #include "storage/proc.h"
+#include "storage/smgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -89,6 +104,13 @@ typedef struct RbBulk
 	int			nchecks;
 	ExprState **checks;
 	MemoryContext batchcxt;		/* by-reference values of a batch, reset when written */
+	/* pages written directly (rb_page_add), not through shared buffers */
+	bool		direct;
+	char	   *page;			/* the page being filled */
+	BlockNumber blkno;			/* its block number */
+	int			ntup;			/* rows on it */
+	Size		save_free;		/* the fillfactor's free space */
+	TransactionId xid;
 } RbBulk;
 
 /*
@@ -131,6 +153,86 @@ rb_begin(RbBulk *b, const char *name, int natts)
 		MemoryContextSwitchTo(old);
 	}
 	b->batchcxt = AllocSetContextCreate(CurrentMemoryContext, "shop bulk batch", ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * The heap's pages are filled here and written to the relation's file
+	 * (WAL-logged whole, as an index build writes its pages), not extended
+	 * one zeroed page at a time through shared buffers and written again
+	 * when the bulk-write ring evicts them.  Not where logical decoding
+	 * reads the table's inserts (it needs heap_multi_insert's records).
+	 */
+	b->direct = !(XLogLogicalInfoActive() && RelationIsLogicallyLogged(b->rel)) &&
+		b->rel->rd_rel->relkind == RELKIND_RELATION;
+	if (b->direct)
+	{
+		/* as heap_multi_insert: a serializable reader of the table conflicts */
+		CheckForSerializableConflictIn(b->rel, NULL, InvalidBlockNumber);
+		b->page = palloc(BLCKSZ);
+		PageInit((Page) b->page, BLCKSZ, 0);
+		b->blkno = RelationGetNumberOfBlocks(b->rel);
+		b->ntup = 0;
+		b->save_free = RelationGetTargetPageFreeSpace(b->rel, HEAP_DEFAULT_FILLFACTOR);
+		b->xid = GetCurrentTransactionId();
+	}
+}
+
+/*
+ * The page being filled goes out: WAL-logged whole (when the relation
+ * needs WAL), then written at the end of the file.  rb_end syncs the file
+ * before the indexes are built (a checkpoint between the WAL record and
+ * the write would not know of the write, as for an index build).
+ */
+static void
+rb_page_out(RbBulk *b)
+{
+	if (b->ntup == 0)
+		return;
+	if (RelationNeedsWAL(b->rel))
+		log_newpage(&b->rel->rd_node, MAIN_FORKNUM, b->blkno, (Page) b->page, true);
+	PageSetChecksumInplace((Page) b->page, b->blkno);
+	smgrextend(RelationGetSmgr(b->rel), MAIN_FORKNUM, b->blkno, b->page, true);
+	b->blkno++;
+	b->ntup = 0;
+	PageInit((Page) b->page, BLCKSZ, 0);
+}
+
+/*
+ * One row onto the page being filled, as heap_multi_insert places it: the
+ * header of an insert of this command, toasted when too long, a new page
+ * when the row would take the fillfactor's free space (an empty page
+ * takes any row).  Pages come out as heap_multi_insert's would.
+ */
+static void
+rb_page_add(RbBulk *b, TupleTableSlot *slot)
+{
+	HeapTuple	tup = heap_form_tuple(RelationGetDescr(b->rel), slot->tts_values, slot->tts_isnull);
+	Page		page = (Page) b->page;
+	OffsetNumber off;
+	HeapTupleHeader item;
+
+	tup->t_data->t_infomask &= ~HEAP_XACT_MASK;
+	tup->t_data->t_infomask2 &= ~HEAP2_XACT_MASK;
+	tup->t_data->t_infomask |= HEAP_XMAX_INVALID;
+	HeapTupleHeaderSetXmin(tup->t_data, b->xid);
+	HeapTupleHeaderSetCmin(tup->t_data, b->cid);
+	HeapTupleHeaderSetXmax(tup->t_data, 0);
+	tup->t_tableOid = RelationGetRelid(b->rel);
+	if (HeapTupleHasExternal(tup) || tup->t_len > TOAST_TUPLE_THRESHOLD)
+		tup = heap_toast_insert_or_update(b->rel, tup, NULL, 0);
+	if (tup->t_len > MaxHeapTupleSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("row is too big: size %zu, maximum size %zu",
+						(size_t) tup->t_len, (size_t) MaxHeapTupleSize)));
+	if (b->ntup > 0 && PageGetHeapFreeSpace(page) < MAXALIGN(tup->t_len) + b->save_free)
+		rb_page_out(b);
+	off = PageAddItem(page, (Item) tup->t_data, tup->t_len, InvalidOffsetNumber, false, true);
+	if (off == InvalidOffsetNumber)
+		elog(ERROR, "shop: failed to add a row to a page of %s", RelationGetRelationName(b->rel));
+	ItemPointerSet(&tup->t_self, b->blkno, off);
+	item = (HeapTupleHeader) PageGetItem(page, PageGetItemId(page, off));
+	item->t_ctid = tup->t_self;
+	b->ntup++;
 }
 
 static void
@@ -138,7 +240,17 @@ rb_flush(RbBulk *b)
 {
 	if (b->n > 0)
 	{
-		table_multi_insert(b->rel, b->slots, b->n, b->cid, 0, b->bis);
+		if (b->direct)
+		{
+			MemoryContext old = MemoryContextSwitchTo(b->batchcxt);
+
+			for (int i = 0; i < b->n; i++)
+				rb_page_add(b, b->slots[i]);
+			MemoryContextSwitchTo(old);
+			pgstat_count_heap_insert(b->rel, b->n);
+		}
+		else
+			table_multi_insert(b->rel, b->slots, b->n, b->cid, 0, b->bis);
 		b->rows += b->n;
 		b->n = 0;
 	}
@@ -207,6 +319,13 @@ rb_end(RbBulk *b)
 	ReindexParams params = {0};
 
 	rb_flush(b);
+	if (b->direct)
+	{
+		rb_page_out(b);
+		if (RelationNeedsWAL(b->rel))
+			smgrimmedsync(RelationGetSmgr(b->rel), MAIN_FORKNUM);
+		pfree(b->page);
+	}
 	for (int i = 0; i < RB_BATCH; i++)
 		ExecDropSingleTupleTableSlot(b->slots[i]);
 	FreeBulkInsertState(b->bis);
