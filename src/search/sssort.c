@@ -523,6 +523,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
+			ss_last_scan.heap_rows++;
 			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
 				row_ok(rc, slot))
 			{
@@ -610,6 +611,7 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 
 	check_k(k);
 	InitMaterializedSRF(fcinfo, 0);
+	SsLastScanReset();
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsCheckQueryLanguage(index, query);
 	sorted_scan(index, heap, query, kind, k, NULL, tid_emit, output_restart, rsinfo);
@@ -687,11 +689,16 @@ relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const 
 	index_rescan(scan, &skey, 1, &orderby, 1);
 	while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
-		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
-		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
-		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		float4		dist;
+		double		tiers;
+		int			missing;
+		int			typos;
 
+		ss_last_scan.heap_rows++;
+		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
 		CHECK_FOR_INTERRUPTS();
 		if (!row_ok(rc, slot))
 			continue;
@@ -767,6 +774,7 @@ search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs, Oi
 	RowCheck   *rc = NULL;
 
 	check_k(k);
+	SsLastScanReset();
 	index = SsOpenIndex(indexoid, &heap);
 	if (OidIsValid(rowtype) && rowtype != heap->rd_rel->reltype)
 		ereport(ERROR,
@@ -830,4 +838,36 @@ SsSearchRowsTo(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
 	rs.restart = restart;
 	rs.arg = arg;
 	search_rows(indexoid, query, sorttext, k, attrs, InvalidOid, &rs);
+}
+
+/*
+ * shop.search_last_scan() -> one row: what the calling backend's last
+ * search page read (SsLastScan, ssearch.h); zeros before any
+ */
+PG_FUNCTION_INFO_V1(shop_search_last_scan);
+
+Datum
+shop_search_last_scan(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		v[12];
+	bool		nulls[12];
+	const SsLastScan *ls = &ss_last_scan;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	v[0] = Int64GetDatum(ls->evaluations);
+	v[1] = Int64GetDatum(ls->segments);
+	v[2] = Int64GetDatum(ls->pending);
+	v[3] = Int64GetDatum(ls->windows);
+	v[4] = Int64GetDatum(ls->blocks);
+	v[5] = Int64GetDatum(ls->postings);
+	v[6] = Int64GetDatum(ls->matches);
+	v[7] = Int64GetDatum(ls->heap_rows);
+	v[8] = Int64GetDatum(ls->blocks_skipped);
+	v[9] = Int64GetDatum(ls->windows_skipped);
+	v[10] = Int64GetDatum(ls->bound_docs);
+	v[11] = Int64GetDatum(ls->bound_postings);
+	memset(nulls, 0, sizeof(nulls));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), v, nulls)));
 }
