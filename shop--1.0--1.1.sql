@@ -10567,18 +10567,19 @@ GRANT EXECUTE ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, 
 --      blocks and postings decoded, matches a sorted scan visited, table
 --      rows fetched, sort blocks and windows its bounds ruled out, and
 --      what making the sort bounds read (the first sort of a segment in a
---      backend).  Numbers only (no words, values or rows), so the
+--      backend), and the rows before a deep sorted page counted from the
+--      visibility map instead of read.  Numbers only (no words, values or rows), so the
 --      storefront may ask about its own connection.
 
 CREATE FUNCTION shop.search_last_scan(
     OUT evaluations bigint, OUT segments bigint, OUT pending bigint, OUT windows bigint,
     OUT blocks_decoded bigint, OUT postings_decoded bigint, OUT matches_visited bigint,
     OUT heap_rows bigint, OUT blocks_skipped bigint, OUT windows_skipped bigint,
-    OUT bound_docs bigint, OUT bound_postings bigint)
+    OUT bound_docs bigint, OUT bound_postings bigint, OUT rows_counted bigint)
 LANGUAGE c VOLATILE PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'shop_search_last_scan';
 COMMENT ON FUNCTION shop.search_last_scan() IS
-'the calling backend''s last search page (shop.search, _search_rows, _search_sorted): index evaluations, segments, pending documents, windows, posting blocks and postings decoded, matches visited, table rows fetched, sort blocks and windows skipped, document records and postings read to make sort bounds';
+'the calling backend''s last search page (shop.search, _search_rows, _search_sorted): index evaluations, segments, pending documents, windows, posting blocks and postings decoded, matches visited, table rows fetched, sort blocks and windows skipped, document records and postings read to make sort bounds, rows before a deep page counted without being read';
 REVOKE EXECUTE ON FUNCTION shop.search_last_scan() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.search_last_scan() TO shop_storefront, shop_admin;
 

@@ -998,6 +998,7 @@ typedef struct SsLastScan
 	int64		windows_skipped;	/* windows with every block ruled out */
 	int64		bound_docs;		/* document records read to make sort bounds */
 	int64		bound_postings; /* postings read to make a word's sort bounds */
+	int64		rows_counted;	/* rows before a deep page counted, not read */
 } SsLastScan;
 extern SsLastScan ss_last_scan;
 extern void SsLastScanReset(void);
@@ -1040,7 +1041,7 @@ extern void SsSearchRows(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *
 struct TupleTableSlot;
 typedef void (*SsRowSink) (void *arg, struct TupleTableSlot *slot, bool ranked, float4 score,
 						   int32 typos, int32 missing);
-extern void SsSearchRowsTo(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *attrs,
+extern void SsSearchRowsTo(Oid indexoid, Datum query, text *sort, int32 k, int32 skip, Jsonb *attrs,
 						   SsRowSink sink, void (*restart) (void *arg), void *arg);
 
 #endif							/* SSEARCH_H */

@@ -262,6 +262,8 @@ typedef struct SegState
 	double		sortlo;			/* this phase: bounds above this ... */
 	double		sorthi;			/* ... and at most this */
 	bool		sortfirst;		/* (the first phase: no lower end) */
+	double	   *sortwinlo;		/* per window: its blocks' smallest bound ... */
+	double	   *sortwinhi;		/* ... and largest (a phase skips windows by them) */
 	bool		ids;			/* collecting docids, not records (facets) */
 } SegState;
 
@@ -3383,6 +3385,27 @@ sort_prune_init(Eval *ev, SegState *s)
 		sorted = NULL;
 		s->sortmins = comb;
 	}
+	/* per window, the range of its blocks' bounds */
+	{
+		uint32		nw = (n + SS_WINDOW - 1) / SS_WINDOW;
+		uint32		per = SS_WINDOW / SS_SORT_BLOCK;
+
+		s->sortwinlo = palloc(sizeof(double) * nw);
+		s->sortwinhi = palloc(sizeof(double) * nw);
+		for (uint32 w = 0; w < nw; w++)
+		{
+			double		lo = get_float8_infinity(),
+						hi = -get_float8_infinity();
+
+			for (uint32 b = w * per; b < Min((w + 1) * per, nblk); b++)
+			{
+				lo = Min(lo, s->sortmins[b]);
+				hi = Max(hi, s->sortmins[b]);
+			}
+			s->sortwinlo[w] = lo;
+			s->sortwinhi[w] = hi;
+		}
+	}
 	s->nsortcuts = 0;
 	for (int64 m = m1; m < nblk && s->nsortcuts < SS_SORT_MAX_PHASES - 1; m *= SS_SORT_PHASE_GROWTH)
 		s->sortcuts[s->nsortcuts++] = sort_cut(sorted, sel, nblk, m);
@@ -3473,7 +3496,25 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 		float4		boostub;
 
 		if (s->sortmins)
+		{
+			uint32		w = lo / SS_WINDOW;
+
+			/*
+			 * no block of this phase here (all in earlier phases, or all
+			 * above the phase's cut): not even looked at; all above the
+			 * k-th key: skipped whole
+			 */
+			if ((!s->sortfirst && s->sortwinhi[w] <= s->sortlo) || s->sortwinlo[w] > s->sorthi)
+				continue;
+			if (*ev->prune->have_bound && s->sortwinlo[w] > *ev->prune->bound)
+			{
+				ev->prune->blocks_skipped++;
+				ev->prune->windows_skipped++;
+				ss_last_scan.windows_skipped++;
+				continue;
+			}
 			sort_window(ev, s, lo, hi);
+		}
 		if (window_possible(ev, s, dc, lo, hi, &boostub))
 		{
 			word_cursors_window(ev, s, lo, hi);
