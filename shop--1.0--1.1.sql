@@ -10803,6 +10803,31 @@ COMMENT ON FUNCTION shop._like_profile_rows(bigint[]) IS
 'internal: the rows of shop._like_profile(cs) as four arrays in (customer_id, product_id) order, read through the indexes; NULL when the tables cannot be read so (the caller runs shop._like_profile)';
 REVOKE EXECUTE ON FUNCTION shop._like_profile_rows(bigint[]) FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- Search: what the last sorted or ranked page read (issue 12, srt2) ----------
+-- docs/search.md ("What a search read").
+--   1. shop.search_last_scan(): counters of the calling backend's last
+--      search page (shop.search, shop._search_rows, shop._search_sorted):
+--      index evaluations, segments, pending documents, windows, posting
+--      blocks and postings decoded, matches a sorted scan visited, table
+--      rows fetched, sort blocks and windows its bounds ruled out, and
+--      what making the sort bounds read (the first sort of a segment in a
+--      backend), and the rows before a deep sorted page counted from the
+--      visibility map instead of read.  Numbers only (no words, values or rows), so the
+--      storefront may ask about its own connection.
+
+CREATE FUNCTION shop.search_last_scan(
+    OUT evaluations bigint, OUT segments bigint, OUT pending bigint, OUT windows bigint,
+    OUT blocks_decoded bigint, OUT postings_decoded bigint, OUT matches_visited bigint,
+    OUT heap_rows bigint, OUT blocks_skipped bigint, OUT windows_skipped bigint,
+    OUT bound_docs bigint, OUT bound_postings bigint, OUT rows_counted bigint)
+LANGUAGE c VOLATILE PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'shop_search_last_scan';
+COMMENT ON FUNCTION shop.search_last_scan() IS
+'the calling backend''s last search page (shop.search, _search_rows, _search_sorted): index evaluations, segments, pending documents, windows, posting blocks and postings decoded, matches visited, table rows fetched, sort blocks and windows skipped, document records and postings read to make sort bounds, rows before a deep page counted without being read';
+REVOKE EXECUTE ON FUNCTION shop.search_last_scan() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.search_last_scan() TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -39,6 +39,7 @@ INSERT INTO documented VALUES
     ('shop.did_you_mean(text)', true, true),
     ('shop.search_stats(text,jsonb,jsonb)', true, true),
     ('shop.search_cache_stats()', true, true),
+    ('shop.search_last_scan()', true, true),
     ('shop.stem(text,text)', true, true),
     ('shop.synonym_add(text,text[])', false, true),
     ('shop.synonym_remove(text)', false, true),

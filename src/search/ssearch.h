@@ -988,6 +988,32 @@ typedef struct SsSortPrune
 } SsSortPrune;
 extern void SsVisitMatchesSorted(Relation index, Jsonb *query, SsDocVisitor visit, void *arg,
 								 SsSortPrune *prune);
+
+/*
+ * What the backend's last search read (shop.search_last_scan): reset when
+ * a page's scan starts (SsLastScanReset: shop._search_rows, shop.search's
+ * page, shop._search_sorted), added to by the scan code as it goes.  A
+ * diagnostic, and what tests measure reads by: unlike the buffer counts of
+ * pg_stat, it does not depend on which pages stayed pinned or cached.
+ */
+typedef struct SsLastScan
+{
+	int64		evaluations;	/* index evaluations (a sorted scan may start over) */
+	int64		segments;		/* segments evaluated */
+	int64		windows;		/* windows of SS_WINDOW docids evaluated */
+	int64		blocks;			/* posting blocks decoded */
+	int64		postings;		/* postings decoded */
+	int64		matches;		/* matches handed to the sorted scan's visitor */
+	int64		pending;		/* pending-list documents evaluated */
+	int64		heap_rows;		/* table rows fetched (every version tried) */
+	int64		blocks_skipped; /* sort blocks ruled out by their bounds */
+	int64		windows_skipped;	/* windows with every block ruled out */
+	int64		bound_docs;		/* document records read to make sort bounds */
+	int64		bound_postings; /* postings read to make a word's sort bounds */
+	int64		rows_counted;	/* rows before a deep page counted, not read */
+} SsLastScan;
+extern SsLastScan ss_last_scan;
+extern void SsLastScanReset(void);
 extern void SsSetAttrFilter(Jsonb *attrs);
 
 /* a backend cache's size, for shop.search_cache_stats */
@@ -1027,7 +1053,7 @@ extern void SsSearchRows(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *
 struct TupleTableSlot;
 typedef void (*SsRowSink) (void *arg, struct TupleTableSlot *slot, bool ranked, float4 score,
 						   int32 typos, int32 missing);
-extern void SsSearchRowsTo(Oid indexoid, Datum query, text *sort, int32 k, Jsonb *attrs,
+extern void SsSearchRowsTo(Oid indexoid, Datum query, text *sort, int32 k, int32 skip, Jsonb *attrs,
 						   SsRowSink sink, void (*restart) (void *arg), void *arg);
 
 #endif							/* SSEARCH_H */

@@ -338,6 +338,7 @@ typedef struct PageCut
 	int			nall;
 	int			cap;
 	int			active;			/* active rows seen (relevance) */
+	int			skipped;		/* a sort's rows before the page, not read */
 	int			put;			/* rows put into rsinfo */
 } PageCut;
 
@@ -398,6 +399,13 @@ page_sink(void *arg, TupleTableSlot *slot, bool ranked, float4 score, int32 typo
 	PageCut	   *pg = (PageCut *) arg;
 	PageRow		r;
 
+	if (slot == NULL)
+	{
+		/* an active row of a sort before the page (SsSearchRowsTo's skip) */
+		Assert(pg->ps != PS_RELEVANCE);
+		pg->skipped++;
+		return;
+	}
 	if (pg->desc == NULL)
 		page_columns(pg, slot->tts_tupleDescriptor);
 	r.score = Float4GetDatum(score);
@@ -456,6 +464,7 @@ page_restart(void *arg)
 
 	pg->nall = 0;
 	pg->active = 0;
+	pg->skipped = 0;
 	pg->put = 0;
 }
 
@@ -467,7 +476,7 @@ page_finish(PageCut *pg)
 		return;
 	page_sort = pg->ps;
 	qsort(pg->all, pg->nall, sizeof(PageRow), page_row_cmp);
-	for (int i = pg->off; i < pg->nall && pg->put < pg->lim; i++, pg->put++)
+	for (int i = Max(pg->off - pg->skipped, 0); i < pg->nall && pg->put < pg->lim; i++, pg->put++)
 		put_row(pg->rsinfo, &pg->all[i], false);
 }
 
@@ -951,7 +960,7 @@ shop_search(PG_FUNCTION_ARGS)
 	page.ps = ps;
 	page.lim = lim;
 	page.off = off;
-	SsSearchRowsTo(o->index, q, PG_GETARG_TEXT_PP(2), (int32) (lim + off), attrs,
+	SsSearchRowsTo(o->index, q, PG_GETARG_TEXT_PP(2), (int32) (lim + off), off, attrs,
 				   page_sink, page_restart, &page);
 	page_finish(&page);
 	nres = page.put;

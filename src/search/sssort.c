@@ -47,6 +47,10 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
+#include "catalog/pg_operator_d.h"
+#include "nodes/primnodes.h"
+#include "utils/lsyscache.h"
 #include "executor/tuptable.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
@@ -204,23 +208,31 @@ cand_cmp(const void *a, const void *b)
 }
 
 /*
- * Sort the buffer and keep the first k and the ties of the k-th; grow it
- * when that leaves it more than half full (many ties).
+ * Keep the first k of the buffer and the ties of the k-th; grow it when
+ * that leaves it more than half full (many ties).  The k-th key is the
+ * heap's (kheap_add: the k smallest keys seen, every one of them in the
+ * buffer too), so this is one pass over the buffer, not a sort (sorting
+ * 4,040 candidates at each cut was a third of a deep page's
+ * instructions, srt2); the caller sorts what is left once.
  */
 static void
 cut_buffer(SsSortState *st)
 {
-	int64		keep;
+	int64		keep = 0;
 
-	qsort(st->c, st->n, sizeof(SortCand), cand_cmp);
 	if (st->n <= st->k)
 		return;
-	st->bound = st->c[st->k - 1].key;
-	st->bound1 = prune_of(st->kind, &st->bound);
-	st->have_bound = true;
-	keep = st->k;
-	while (keep < st->n && key_cmp(&st->c[keep].key, &st->bound) <= 0)
-		keep++;
+	if (!st->have_bound)
+	{
+		/* (not reached: the buffer holds 2k or more, the heap k) */
+		qsort(st->c, st->n, sizeof(SortCand), cand_cmp);
+		st->bound = st->c[st->k - 1].key;
+		st->bound1 = prune_of(st->kind, &st->bound);
+		st->have_bound = true;
+	}
+	for (int64 i = 0; i < st->n; i++)
+		if (key_cmp(&st->c[i].key, &st->bound) <= 0)
+			st->c[keep++] = st->c[i];
 	if (keep < st->n)
 		st->dropped = true;
 	st->n = keep;
@@ -403,7 +415,10 @@ parse_sort(text *t)
 	return SORT_PRICE_ASC;		/* keep compiler quiet */
 }
 
-/* what to do with each visible candidate, in key order */
+/*
+ * what to do with each visible candidate, in key order; slot NULL: a row
+ * before the page, counted without being read (sorted_scan's skip)
+ */
 typedef void (*SortEmit) (void *arg, TupleTableSlot *slot, double key);
 
 /*
@@ -459,11 +474,25 @@ visit_matches(Relation index, Jsonb *query, const RowCheck *rc, SsDocVisitor vis
  * The first k visible matches of query in index by kind, and the ties of
  * the k-th, handed to emit in key order; restart is called before the
  * scan starts over (see the top of the file).
+ *
+ * skip: the caller drops the first skip rows (a deep page's offset), and
+ * every row the index points to is one it keeps (the index's predicate is
+ * its filter, no row check).  Then a first run of candidates is counted,
+ * not read (emit gets a NULL slot), while each is on a heap page the
+ * visibility map says all-visible (the row the index points to is then
+ * visible to every snapshot, and still the version indexed: a HOT update
+ * changes no indexed column, nor a column of the predicate; as for an
+ * index-only scan), falls before the skip-th visible row, and has a key
+ * smaller than the next candidate's (so it comes before every row read
+ * after it in the exact order too).  The first candidate that is not such
+ * is read, and so is every one after it.
  */
 static void
-sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
+sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k, int32 skip,
 			const RowCheck *rc, SortEmit emit, void (*restart) (void *arg), void *arg)
 {
+	Buffer		vmbuf = InvalidBuffer;
+
 	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	Snapshot	snap = GetActiveSnapshot();
@@ -475,6 +504,7 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		int64		visible = 0,
 					invisible = 0;
 		int64		i;
+		bool		skipping = skip > 0 && rc == NULL;
 		SortKey		kth = {0, 0, 0};
 		SsSortPrune pr;
 
@@ -500,6 +530,8 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 					  shop_search_block_max ? &pr : NULL);
 		if (pr.blocks_skipped > 0)
 			st.dropped = true;	/* matches in them may have been left out */
+		if (st.dropped)
+			cut_buffer(&st);	/* the loop below stops at the k-th key then */
 		qsort(st.c, st.n, sizeof(SortCand), cand_cmp);
 
 		/* the candidates in key order, as far as k visible rows and ties */
@@ -523,6 +555,21 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 				break;
 			if ((i & 255) == 0)
 				CHECK_FOR_INTERRUPTS();
+			if (skipping)
+			{
+				if (visible < skip && i + 1 < st.n &&
+					key_cmp(&st.c[i].key, &st.c[i + 1].key) < 0 &&
+					VM_ALL_VISIBLE(heap, ItemPointerGetBlockNumber(&t), &vmbuf))
+				{
+					ss_last_scan.rows_counted++;
+					emit(arg, NULL, st.c[i].key.k1);
+					if (++visible == k)
+						kth = st.c[i].key;
+					continue;
+				}
+				skipping = false;
+			}
+			ss_last_scan.heap_rows++;
 			if (table_index_fetch_tuple(fetch, &t, snap, slot, &call_again, &all_dead) &&
 				row_ok(rc, slot))
 			{
@@ -552,6 +599,8 @@ sorted_scan(Relation index, Relation heap, Jsonb *query, SortKind kind, int32 k,
 		pfree(st.c);
 		pfree(st.kh);
 	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
 	ExecDropSingleTupleTableSlot(slot);
 	table_index_fetch_end(fetch);
 }
@@ -610,9 +659,10 @@ shop_search_sorted(PG_FUNCTION_ARGS)
 
 	check_k(k);
 	InitMaterializedSRF(fcinfo, 0);
+	SsLastScanReset();
 	index = SsOpenIndex(PG_GETARG_OID(0), &heap);
 	SsCheckQueryLanguage(index, query);
-	sorted_scan(index, heap, query, kind, k, NULL, tid_emit, output_restart, rsinfo);
+	sorted_scan(index, heap, query, kind, k, 0, NULL, tid_emit, output_restart, rsinfo);
 	table_close(heap, AccessShareLock);
 	index_close(index, AccessShareLock);
 	return (Datum) 0;
@@ -638,7 +688,39 @@ sink_emit(void *arg, TupleTableSlot *slot, double key)
 {
 	RowSink    *rs = (RowSink *) arg;
 
-	rs->sink(rs->arg, slot, false, 0, 0, 0);
+	rs->sink(rs->arg, slot, false, 0, 0, 0);	/* NULL: counted, not read */
+}
+
+/*
+ * Is the index's predicate exactly "status = 'active'" on a text column
+ * named status (the catalog's index)?  Then every row it points to is
+ * active, what shop.search's page keeps.
+ */
+static bool
+pred_is_active(Relation index, Relation heap)
+{
+	List	   *pred = RelationGetIndexPredicate(index);
+	OpExpr	   *op;
+	Var		   *var;
+	Const	   *c;
+	char	   *name;
+	text	   *val;
+
+	if (list_length(pred) != 1 || !IsA(linitial(pred), OpExpr))
+		return false;
+	op = (OpExpr *) linitial(pred);
+	if (op->opno != TextEqualOperator || list_length(op->args) != 2 ||
+		!IsA(linitial(op->args), Var) || !IsA(lsecond(op->args), Const))
+		return false;
+	var = (Var *) linitial(op->args);
+	c = (Const *) lsecond(op->args);
+	if (c->constisnull || c->consttype != TEXTOID || var->varattno <= 0)
+		return false;
+	name = get_attname(RelationGetRelid(heap), var->varattno, true);
+	if (name == NULL || strcmp(name, "status") != 0)
+		return false;
+	val = DatumGetTextPP(c->constvalue);
+	return VARSIZE_ANY_EXHDR(val) == 6 && memcmp(VARDATA_ANY(val), "active", 6) == 0;
 }
 
 static void
@@ -687,11 +769,16 @@ relevance_scan_inner(Relation index, Relation heap, Datum query, int32 k, const 
 	index_rescan(scan, &skey, 1, &orderby, 1);
 	while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		float4		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
-		double		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
-		int			missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
-		int			typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
+		float4		dist;
+		double		tiers;
+		int			missing;
+		int			typos;
 
+		ss_last_scan.heap_rows++;
+		dist = DatumGetFloat4(scan->xs_orderbyvals[0]);
+		tiers = ceil(dist / SS_TYPO_TIER);	/* score < SS_MAX_SCORE */
+		missing = (int) floor(tiers * SS_TYPO_TIER / SS_MISSING_TIER);
+		typos = (int) tiers - missing * (int) (SS_MISSING_TIER / SS_TYPO_TIER);
 		CHECK_FOR_INTERRUPTS();
 		if (!row_ok(rc, slot))
 			continue;
@@ -757,8 +844,8 @@ shop_search_rows(PG_FUNCTION_ARGS)
  * have it.  attrs is a jsonb object.
  */
 static void
-search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs, Oid rowtype,
-			const RowSink *rs)
+search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, int32 skip, Jsonb *attrs,
+			Oid rowtype, const RowSink *rs)
 {
 	char	   *sort = text_to_cstring(sorttext);
 	Relation	index,
@@ -767,6 +854,7 @@ search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs, Oi
 	RowCheck   *rc = NULL;
 
 	check_k(k);
+	SsLastScanReset();
 	index = SsOpenIndex(indexoid, &heap);
 	if (OidIsValid(rowtype) && rowtype != heap->rd_rel->reltype)
 		ereport(ERROR,
@@ -787,8 +875,10 @@ search_rows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs, Oi
 		rcd.att = index->rd_index->indkey.values[c];
 		rc = &rcd;
 	}
+	if (skip > 0 && (rc != NULL || !pred_is_active(index, heap)))
+		skip = 0;
 	if (strcmp(sort, "relevance") != 0)
-		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(sorttext), k,
+		sorted_scan(index, heap, DatumGetJsonbP(query), parse_sort(sorttext), k, skip,
 					rc, sink_emit, sink_restart, (void *) rs);
 	else
 		relevance_scan(index, heap, query, k, rc, rs);
@@ -810,7 +900,7 @@ SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
 	rs.sink = tuplestore_sink;
 	rs.restart = output_restart;
 	rs.arg = rsinfo;
-	search_rows(indexoid, query, sorttext, k, attrs,
+	search_rows(indexoid, query, sorttext, k, 0, attrs,
 				TupleDescAttr(rsinfo->setDesc, 0)->atttypid, &rs);
 }
 
@@ -818,10 +908,13 @@ SsSearchRows(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
  * SsSearchRowsTo: the same rows, each given to sink with its slot (the
  * heap row, valid until the next call) instead of copied into a
  * tuplestore; restart forgets the rows given so far.  shop.search cuts
- * its page this way (sssearch.c).
+ * its page this way (sssearch.c).  skip: the caller drops the first skip
+ * active rows of a sort other than relevance; with an index whose
+ * predicate is status = 'active' and no attribute filter, some of them
+ * may come as a NULL slot, counted but not read (sorted_scan).
  */
 void
-SsSearchRowsTo(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
+SsSearchRowsTo(Oid indexoid, Datum query, text *sorttext, int32 k, int32 skip, Jsonb *attrs,
 			   SsRowSink sink, void (*restart) (void *arg), void *arg)
 {
 	RowSink		rs;
@@ -829,5 +922,38 @@ SsSearchRowsTo(Oid indexoid, Datum query, text *sorttext, int32 k, Jsonb *attrs,
 	rs.sink = sink;
 	rs.restart = restart;
 	rs.arg = arg;
-	search_rows(indexoid, query, sorttext, k, attrs, InvalidOid, &rs);
+	search_rows(indexoid, query, sorttext, k, skip, attrs, InvalidOid, &rs);
+}
+
+/*
+ * shop.search_last_scan() -> one row: what the calling backend's last
+ * search page read (SsLastScan, ssearch.h); zeros before any
+ */
+PG_FUNCTION_INFO_V1(shop_search_last_scan);
+
+Datum
+shop_search_last_scan(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		v[13];
+	bool		nulls[13];
+	const SsLastScan *ls = &ss_last_scan;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	v[0] = Int64GetDatum(ls->evaluations);
+	v[1] = Int64GetDatum(ls->segments);
+	v[2] = Int64GetDatum(ls->pending);
+	v[3] = Int64GetDatum(ls->windows);
+	v[4] = Int64GetDatum(ls->blocks);
+	v[5] = Int64GetDatum(ls->postings);
+	v[6] = Int64GetDatum(ls->matches);
+	v[7] = Int64GetDatum(ls->heap_rows);
+	v[8] = Int64GetDatum(ls->blocks_skipped);
+	v[9] = Int64GetDatum(ls->windows_skipped);
+	v[10] = Int64GetDatum(ls->bound_docs);
+	v[11] = Int64GetDatum(ls->bound_postings);
+	v[12] = Int64GetDatum(ls->rows_counted);
+	memset(nulls, 0, sizeof(nulls));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), v, nulls)));
 }
