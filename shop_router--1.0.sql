@@ -1006,6 +1006,12 @@ COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
 -- 60, as one node; 0 turns it off); at most 2048 of them, emptied when
 -- full, as one node's.  A catalog change reaches a cached intent within
 -- that time.
+-- Written and read only under the router owner's rights (issue 16,
+-- hostile3): the intent is worked out by shop_router._search_global and
+-- _search_global_at, SECURITY DEFINER functions that take nothing but the
+-- query, its filters and whether to rank, ask the shards themselves and
+-- store what they answered; no function the storefront may call stores a
+-- value it gives (docs/security.md, "The router's search caches").
 CREATE UNLOGGED TABLE shop_router.intent_cache (
     key        text PRIMARY KEY,
     at         timestamptz NOT NULL,
@@ -1051,7 +1057,10 @@ BEGIN
 END
 $$;
 
--- the cluster's intent of a query (cached), added to its sums
+-- the cluster's intent of a query (cached), added to its sums g.  Only
+-- the owner's SECURITY DEFINER functions call it, with the sums they
+-- summed from the shards' answers themselves: g decides the intent that
+-- is kept, so no caller may give it (no grant).
 CREATE FUNCTION shop_router._search_intent_for(query text, filters jsonb, g jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1086,7 +1095,7 @@ $$;
 
 CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -1100,7 +1109,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
-'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds)';
+'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds); as the router''s owner, who alone writes the cache';
 
 -- The DFS sums of a query, kept (issue 16).  Asking every shard for its
 -- statistics is one of a routed search's two rounds; the sums only change
@@ -1117,7 +1126,8 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
 -- at most 4096 queries, emptied when full.  A shard says its statistics
 -- may not be kept while a write is running on it, on a hot standby, or
--- outside READ COMMITTED.
+-- outside READ COMMITTED.  Written and read only under the router
+-- owner's rights, as the intent cache (shop_router._search_global_at).
 CREATE UNLOGGED TABLE shop_router.dfs_cache (
     key      text PRIMARY KEY,
     at       timestamptz NOT NULL,
@@ -1205,10 +1215,16 @@ $$;
 
 -- _search_global with the sums kept: the sums (with the intent for a
 -- ranked page) and the shards' versions they were summed at (NULL: not
--- kept, the page is not checked)
+-- kept, the page is not checked).  SECURITY DEFINER: it asks the shards
+-- (as the router's owner: PL/Proxy's mapping FOR PUBLIC connects as
+-- current_user) and keeps what they answered; the caller gives only the
+-- query, its filters and whether to rank, which are the key.  Nothing of
+-- the caller's session reaches the shards here: the statistics and the
+-- intent are the catalog's, the same for every customer; the page round
+-- (_search_page) runs as the caller with its session.
 CREATE FUNCTION shop_router._search_global_at(query text, filters jsonb, intent boolean,
                                               OUT global jsonb, OUT versions jsonb)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
@@ -1237,10 +1253,11 @@ $$;
 COMMENT ON FUNCTION shop_router._search_global_at(text, jsonb, boolean) IS
 'router: shop_router._search_global with the summed statistics kept per query while no shard''s change (shop.search_version), with the shards'' versions';
 
--- forget a query's kept sums (a shard refused them)
+-- forget a query's kept sums (a shard refused them).  SECURITY DEFINER:
+-- it stores nothing, the next search asks the shards again.
 CREATE FUNCTION shop_router._dfs_forget(query text, filters jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text,
@@ -1660,14 +1677,19 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 
 -- the DFS phase's functions, for both roles (the section below revokes
 -- PUBLIC's right to every function)
+-- The caches' own functions (_intent_get, _intent_put, _dfs_get,
+-- _dfs_put) and _search_intent_for (its sums argument decides the kept
+-- intent) are the router owner's alone: granted to both roles until
+-- issue 16's review (hostile3), they let a storefront login plant a
+-- query's intent or sums for every customer (test/cluster/caches.sh).
 GRANT EXECUTE ON FUNCTION
     shop_router._search_dfs(text, jsonb), shop_router._dfs_sum(jsonb[]), shop_router._search_global(text, jsonb, boolean),
-    shop_router._intent_ttl(), shop_router._intent_get(text), shop_router._intent_put(text, jsonb),
+    shop_router._intent_ttl(),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
-    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(), shop_router._dfs_get(text),
-    shop_router._dfs_put(text, jsonb, jsonb), shop_router._search_global_at(text, jsonb, boolean),
-    shop_router._search_intent_for(text, jsonb, jsonb), shop_router._dfs_forget(text, jsonb),
+    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(),
+    shop_router._search_global_at(text, jsonb, boolean),
+    shop_router._dfs_forget(text, jsonb),
     shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
     shop_router._search_refused(),
     shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),
