@@ -10586,7 +10586,7 @@ GRANT EXECUTE ON FUNCTION shop._cart_price_try(bigint), shop._cart_refuse(text, 
 -- An open cart of another customer named to cart_get or a cart write is
 -- still 42501 permission denied (docs/security.md).
 -- test/cluster/caches.sh makes the calls as the storefront through the
--- router; sql/cart.sql as a restricted role on one node.
+-- router; sql/security.sql as the storefront role on one node.
 CREATE FUNCTION shop._cart_hide(cart_id uuid, customer_id bigint)
 RETURNS void
 LANGUAGE plpgsql STABLE

@@ -1093,6 +1093,29 @@ BEGIN
 END
 $$;
 
+-- The read route of the owner's rounds (_search_global, _search_global_at),
+-- checked for the caller: inside them PL/Proxy connects as the owner, who
+-- may use every server, so the login must have USAGE on the server its
+-- shop_router.read_cluster names, as it must for its own calls (42501
+-- otherwise, before any shard is asked).
+CREATE FUNCTION shop_router._search_route()
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    route text := shop_router._read_cluster();
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_foreign_server s
+                    WHERE s.srvname = route AND has_server_privilege(session_user, s.oid, 'USAGE')) THEN
+        RAISE EXCEPTION 'permission denied for foreign server %', route
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The search statistics are read from the cluster shop_router.read_cluster names.';
+    END IF;
+    RETURN route;
+END
+$$;
+
 CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1101,6 +1124,7 @@ AS $$
 DECLARE
     g jsonb;
 BEGIN
+    PERFORM shop_router._search_route();
     SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
     IF NOT intent THEN
         RETURN g;
@@ -1230,11 +1254,12 @@ AS $$
 DECLARE
     k text;
     rs jsonb[];
+    route text := shop_router._search_route();
 BEGIN
     IF shop_router._dfs_ttl() > interval '0' AND length(query) + length(filters::text) < 512 THEN
         -- kept per route: a lagging standby's versions are not the
         -- primaries' (the key of shop_cluster is the key before the route)
-        k := md5(concat_ws(chr(31), query, filters::text, nullif(shop_router._read_cluster(), 'shop_cluster')));
+        k := md5(concat_ws(chr(31), query, filters::text, nullif(route, 'shop_cluster')));
         SELECT c.global, c.versions INTO global, versions FROM shop_router._dfs_get(k) c;
     END IF;
     IF global IS NULL THEN
@@ -1689,7 +1714,7 @@ GRANT EXECUTE ON FUNCTION
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
     shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(),
     shop_router._search_global_at(text, jsonb, boolean),
-    shop_router._dfs_forget(text, jsonb),
+    shop_router._dfs_forget(text, jsonb), shop_router._search_route(),
     shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
     shop_router._search_refused(),
     shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),

@@ -1,6 +1,7 @@
 # caches.sh (sourced by run.sh): what a storefront login cannot do
 # through the router (issue 16, found by hostile3; docs/security.md,
-# "The router's search caches" and "Another customer's cart"):
+# "The router's search caches are its owner's to write" and
+# "Another customer's cart is a cart that does not exist"):
 #   - choose what the router keeps for a query: the cluster's intent
 #     (shop_router.intent_cache) and DFS sums (shop_router.dfs_cache),
 #     which every customer's search of that query then uses. Until sec4
@@ -79,6 +80,26 @@ SQL
 )
 [ "$(tr -d '\n' <<<"$cache_privs")" = "" ] || cache_fail "the storefront or back office may use: $cache_privs"
 echo "ok: web's writes of both caches refused (42501), the caches hold the shards' answers, a search as web still keeps both"
+
+# The owner's round reads the route the caller's shop_router.read_cluster
+# names: only a server the login may use (USAGE), as for its own calls.
+# A PL/Proxy server of the same shards without a grant to the storefront:
+q "$R" "$PR" router -c "CREATE SERVER caches_private FOREIGN DATA WRAPPER plproxy
+    OPTIONS (p0 '${PART[0]}', p1 '${PART[1]}', p2 '${PART[2]}', p3 '${PART[3]}');
+CREATE USER MAPPING FOR PUBLIC SERVER caches_private"
+cache_route=$(q "$R" "$PR" router -U web -At 2>&1 <<'SQL'
+\set VERBOSITY sqlstate
+SET client_min_messages = warning;
+SET shop_router.read_cluster = 'caches_private';
+SELECT (shop_router._search_global_at('laptop', '{}', true)).versions IS NOT NULL;
+SQL
+) || true
+cache_route_kept=$(q "$R" "$PR" router -At -c "SELECT count(*) FROM shop_router.dfs_cache
+     WHERE key = md5(concat_ws(chr(31), 'laptop', '{}'::jsonb::text, 'caches_private'))")
+q "$R" "$PR" router -c "SET client_min_messages = warning" -c "DROP SERVER caches_private CASCADE" >/dev/null
+[ "$cache_route" = "ERROR:  42501" ] && [ "$cache_route_kept" = 0 ] ||
+    cache_fail "a read route web may not use answered '$cache_route', kept $cache_route_kept rows; expected 42501, 0"
+echo "ok: the owner's round refuses a read route the login may not use (42501)"
 
 # The DFS phase reaches the shards as the router's owner; the page round
 # still as the caller with its session: web with customer 501's session
