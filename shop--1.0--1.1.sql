@@ -438,6 +438,9 @@ BEGIN
         PERFORM shop._cart_missing(from_cart);
     END IF;
     IF src.customer_id IS NOT NULL AND src.customer_id <> cart_merge.customer_id THEN
+        -- to a restricted caller another customer's cart is one that does
+        -- not exist (sec4, edited in place: shop._cart_hide)
+        PERFORM shop._cart_hide(from_cart, src.customer_id);
         RAISE EXCEPTION 'cart belongs to another customer' USING ERRCODE = 'invalid_parameter_value',
             DETAIL = format('Cart %s belongs to customer %s, not %s.', from_cart, src.customer_id, customer_id);
     END IF;
@@ -5936,6 +5939,9 @@ BEGIN
         PERFORM shop._cart_missing(from_cart);
     END IF;
     IF src.customer_id IS NOT NULL AND src.customer_id <> _cart_merge_out.customer_id THEN
+        -- to a restricted caller another customer's cart is one that does
+        -- not exist (sec4, edited in place: shop._cart_hide)
+        PERFORM shop._cart_hide(from_cart, src.customer_id);
         RAISE EXCEPTION 'cart belongs to another customer' USING ERRCODE = 'invalid_parameter_value',
             DETAIL = format('Cart %s belongs to customer %s, not %s.', from_cart, src.customer_id, customer_id);
     END IF;
@@ -10827,6 +10833,77 @@ COMMENT ON FUNCTION shop.search_last_scan() IS
 'the calling backend''s last search page (shop.search, _search_rows, _search_sorted): index evaluations, segments, pending documents, windows, posting blocks and postings decoded, matches visited, table rows fetched, sort blocks and windows skipped, document records and postings read to make sort bounds, rows before a deep page counted without being read';
 REVOKE EXECUTE ON FUNCTION shop.search_last_scan() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.search_last_scan() TO shop_storefront, shop_admin;
+
+-- Security: another customer's cart is a cart that does not exist (sec4) ----
+--
+-- A storefront session that names a cart id of another customer learned
+-- that the cart exists, and more (hostile3, issue 16): cart_merge (and
+-- the router's step out of a merge across shards, shop._cart_merge_out)
+-- answered 22023 "Cart ... belongs to customer N", and every call that
+-- explains an unusable cart (shop._cart_missing: cart_get, the cart's
+-- writes, cart_merge) answered "was merged into cart ..." (another id of
+-- that customer) or "expired at ...", where a cart that never existed is
+-- "No cart has cart_id ...".  Now:
+--   1. shop._cart_hide(cart_id, customer_id): SH006 cart not found, "No
+--      cart has cart_id ...", unless the cart is anonymous or the caller
+--      may act for its customer (shop._authorize: trusted, or the
+--      session's customer);
+--   2. shop._cart_missing calls it first: another customer's merged or
+--      expired cart is, to a restricted caller, one that never existed;
+--   3. shop.cart_merge and shop._cart_merge_out (edited in place above)
+--      call it for a guest cart that belongs to another customer, before
+--      their 22023, which trusted callers still get.
+-- An open cart of another customer named to cart_get or a cart write is
+-- still 42501 permission denied (docs/security.md).
+-- test/cluster/caches.sh makes the calls as the storefront through the
+-- router; sql/security.sql as the storefront role on one node.
+CREATE FUNCTION shop._cart_hide(cart_id uuid, customer_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF customer_id IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM shop._authorize(customer_id);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No cart has cart_id %s.', cart_id);
+    END;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_hide(uuid, bigint) IS
+'internal: SH006 as for a cart that does not exist unless the caller may act for the cart''s customer (NULL: anonymous)';
+
+CREATE OR REPLACE FUNCTION shop._cart_missing(cart_id uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    c shop.cart;
+BEGIN
+    SELECT * INTO c FROM shop.cart t WHERE t.cart_id = _cart_missing.cart_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('No cart has cart_id %s.', cart_id);
+    END IF;
+    PERFORM shop._cart_hide(cart_id, c.customer_id);
+    IF c.status = 'merged' THEN
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s was merged into cart %s.', cart_id, c.merged_into);
+    ELSE
+        RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
+            DETAIL = format('Cart %s expired at %s.', cart_id, c.expires_at);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_missing(uuid) IS
+'internal: raise SH006 explaining why a cart is not usable (to a caller who may not act for its customer: as for a cart that does not exist)';
+
+REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

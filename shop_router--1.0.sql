@@ -1023,6 +1023,12 @@ COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
 -- 60, as one node; 0 turns it off); at most 2048 of them, emptied when
 -- full, as one node's.  A catalog change reaches a cached intent within
 -- that time.
+-- Written and read only under the router owner's rights (issue 16,
+-- hostile3): the intent is worked out by shop_router._search_global and
+-- _search_global_at, SECURITY DEFINER functions that take nothing but the
+-- query, its filters and whether to rank, ask the shards themselves and
+-- store what they answered; no function the storefront may call stores a
+-- value it gives (docs/security.md, "The router's search caches").
 CREATE UNLOGGED TABLE shop_router.intent_cache (
     key        text PRIMARY KEY,
     at         timestamptz NOT NULL,
@@ -1068,7 +1074,10 @@ BEGIN
 END
 $$;
 
--- the cluster's intent of a query (cached), added to its sums
+-- the cluster's intent of a query (cached), added to its sums g.  Only
+-- the owner's SECURITY DEFINER functions call it, with the sums they
+-- summed from the shards' answers themselves: g decides the intent that
+-- is kept, so no caller may give it (no grant).
 CREATE FUNCTION shop_router._search_intent_for(query text, filters jsonb, g jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1101,14 +1110,35 @@ BEGIN
 END
 $$;
 
+-- The read route of the owner's rounds (_search_global, _search_global_at),
+-- checked for the caller: inside them PL/Proxy connects as the owner, who
+-- may use every server, so the login must have USAGE on the server its
+-- shop_router.read_cluster names, as it must for its own calls (42501
+-- otherwise, before any shard is asked).  SQL without SET, inlined as
+-- _read_cluster is: about 3 us a call (a plpgsql function with a query on
+-- pg_foreign_server was 27 us: 20,000 calls as web, 51 and 534 ms).
+CREATE FUNCTION shop_router._search_route()
+RETURNS text
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN pg_catalog.has_server_privilege(session_user, shop_router._read_cluster(), 'USAGE')
+                THEN shop_router._read_cluster()
+                ELSE shop_router._raise(ARRAY['42501',
+                                              pg_catalog.format('permission denied for foreign server %s',
+                                                                shop_router._read_cluster()),
+                                              'The search statistics are read from the cluster shop_router.read_cluster names.'])::text
+           END
+$$;
+
 CREATE FUNCTION shop_router._search_global(query text, filters jsonb, intent boolean)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     g jsonb;
 BEGIN
+    PERFORM shop_router._search_route();
     SELECT shop_router._dfs_sum(array_agg(r)) INTO g FROM shop_router._search_dfs(query, filters) r;
     IF NOT intent THEN
         RETURN g;
@@ -1117,7 +1147,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
-'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds)';
+'router: the words and statistics of a search summed over every shard (the DFS phase), with intent also the cluster''s 40 best matches for the intent (cached shop_router.search_intent_cache seconds); as the router''s owner, who alone writes the cache';
 
 -- The DFS sums of a query, kept (issue 16).  Asking every shard for its
 -- statistics is one of a routed search's two rounds; the sums only change
@@ -1134,7 +1164,8 @@ COMMENT ON FUNCTION shop_router._search_global(text, jsonb, boolean) IS
 -- most shop_router.search_dfs_cache seconds (default 600; 0: not at all),
 -- at most 4096 queries, emptied when full.  A shard says its statistics
 -- may not be kept while a write is running on it, on a hot standby, or
--- outside READ COMMITTED.
+-- outside READ COMMITTED.  Written and read only under the router
+-- owner's rights, as the intent cache (shop_router._search_global_at).
 CREATE UNLOGGED TABLE shop_router.dfs_cache (
     key      text PRIMARY KEY,
     at       timestamptz NOT NULL,
@@ -1222,20 +1253,27 @@ $$;
 
 -- _search_global with the sums kept: the sums (with the intent for a
 -- ranked page) and the shards' versions they were summed at (NULL: not
--- kept, the page is not checked)
+-- kept, the page is not checked).  SECURITY DEFINER: it asks the shards
+-- (as the router's owner: PL/Proxy's mapping FOR PUBLIC connects as
+-- current_user) and keeps what they answered; the caller gives only the
+-- query, its filters and whether to rank, which are the key.  Nothing of
+-- the caller's session reaches the shards here: the statistics and the
+-- intent are the catalog's, the same for every customer; the page round
+-- (_search_page) runs as the caller with its session.
 CREATE FUNCTION shop_router._search_global_at(query text, filters jsonb, intent boolean,
                                               OUT global jsonb, OUT versions jsonb)
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     k text;
     rs jsonb[];
+    route text := shop_router._search_route();
 BEGIN
     IF shop_router._dfs_ttl() > interval '0' AND length(query) + length(filters::text) < 512 THEN
         -- kept per route: a lagging standby's versions are not the
         -- primaries' (the key of shop_cluster is the key before the route)
-        k := md5(concat_ws(chr(31), query, filters::text, nullif(shop_router._read_cluster(), 'shop_cluster')));
+        k := md5(concat_ws(chr(31), query, filters::text, nullif(route, 'shop_cluster')));
         SELECT c.global, c.versions INTO global, versions FROM shop_router._dfs_get(k) c;
     END IF;
     IF global IS NULL THEN
@@ -1254,10 +1292,11 @@ $$;
 COMMENT ON FUNCTION shop_router._search_global_at(text, jsonb, boolean) IS
 'router: shop_router._search_global with the summed statistics kept per query while no shard''s change (shop.search_version), with the shards'' versions';
 
--- forget a query's kept sums (a shard refused them)
+-- forget a query's kept sums (a shard refused them).  SECURITY DEFINER:
+-- it stores nothing, the next search asks the shards again.
 CREATE FUNCTION shop_router._dfs_forget(query text, filters jsonb)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT shop_router._dfs_put(md5(concat_ws(chr(31), query, filters::text,
@@ -1677,14 +1716,19 @@ COMMENT ON FUNCTION shop.search_facets(text, jsonb, int) IS
 
 -- the DFS phase's functions, for both roles (the section below revokes
 -- PUBLIC's right to every function)
+-- The caches' own functions (_intent_get, _intent_put, _dfs_get,
+-- _dfs_put) and _search_intent_for (its sums argument decides the kept
+-- intent) are the router owner's alone: granted to both roles until
+-- issue 16's review (hostile3), they let a storefront login plant a
+-- query's intent or sums for every customer (test/cluster/caches.sh).
 GRANT EXECUTE ON FUNCTION
     shop_router._search_dfs(text, jsonb), shop_router._dfs_sum(jsonb[]), shop_router._search_global(text, jsonb, boolean),
-    shop_router._intent_ttl(), shop_router._intent_get(text), shop_router._intent_put(text, jsonb),
+    shop_router._intent_ttl(),
     shop_router._search_intent_top(text, jsonb, jsonb), shop_router._did_you_mean_words(text),
     shop_router._search_routed(text, jsonb, text, int, int, bigint, jsonb, text),
-    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(), shop_router._dfs_get(text),
-    shop_router._dfs_put(text, jsonb, jsonb), shop_router._search_global_at(text, jsonb, boolean),
-    shop_router._search_intent_for(text, jsonb, jsonb), shop_router._dfs_forget(text, jsonb),
+    shop_router._search_dfs_at(text, jsonb), shop_router._dfs_ttl(),
+    shop_router._search_global_at(text, jsonb, boolean),
+    shop_router._dfs_forget(text, jsonb), shop_router._search_route(),
     shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
     shop_router._search_refused(),
     shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),

@@ -119,6 +119,33 @@ SELECT shop.checkout(:'guest', 'tok_visa', 'guest-1') AS guest_order \gset
 SELECT shop.order_get(:'guest_order')->>'status' AS guest_status;
 RESET ROLE;
 
+-- another customer's carts are, to the storefront, carts that never
+-- existed (sec4): cart_merge of customer 502's open cart, and every call
+-- on its merged one, answer as an id no cart has (SQLSTATE, message and
+-- detail); 502's open cart named to cart_get or cart_add stays 42501
+SELECT shop.cart_create(502) AS old502 \gset
+SELECT shop.cart_create(502) AS new502 \gset
+SELECT shop.cart_merge(:'old502', 502) = :'new502' AS merged502;
+SET ROLE regress_shop_front;
+SELECT shop.session_begin(:'token501') AS customer;
+CREATE FUNCTION pg_temp.err_detail(q text, id uuid) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE d text;
+BEGIN
+    EXECUTE format(q, id);
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || SQLERRM || ' | ' || replace(d, id::text, '<id>');
+END $f$;
+SELECT c AS call, pg_temp.err_detail(c, :'new502') AS open_502, pg_temp.err_detail(c, :'old502') AS merged_502,
+       pg_temp.err_detail(c, gen_random_uuid()) AS never_existed
+  FROM unnest(ARRAY['SELECT shop.cart_merge(%L, 501)', 'SELECT shop.cart_get(%L)',
+                    'SELECT shop.cart_add(%L, (SELECT min(product_id) FROM shop.product))']) c;
+SELECT shop.session_end();
+RESET ROLE;
+-- the back office still gets the precise error
+SELECT pg_temp.err(format($$SELECT shop.cart_merge(%L, 501)$$, :'new502'));
+
 -- tokens expire, and so do the sessions they began
 SELECT shop.session_token(501, '3 seconds') AS short \gset
 SET ROLE regress_shop_front;

@@ -39,6 +39,10 @@
 #     empty cart, a declined payment, a key reused; reserve_many's
 #     refusals, orders_for's and cart_create's arguments), each raised as
 #     one node raises it (stale.sh);
+#   - a storefront login can neither write the router's search caches (the
+#     cluster's intent and DFS sums, kept for every customer) nor learn
+#     whether another customer's cart exists: cart_merge and cart_get
+#     answer as for an id that never existed (caches.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
@@ -183,6 +187,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/vocab.sql"
 
 . "$HERE/stale.sh"
+. "$HERE/caches.sh"
 . "$HERE/replica.sh"
 . "$HERE/replica_ha.sh"
 
