@@ -48,6 +48,7 @@ INSERT INTO node_local VALUES
     ('search_scan', 'index internals'), ('search_index_info', 'per shard index'),
     ('search_verify', 'per shard index'), ('search_stats', 'the DFS phase the router calls on every shard'),
     ('search_cache_stats', 'the calling backend''s own caches: ask a shard''s connection'),
+    ('search_last_scan', 'what the calling backend''s own last search read: ask a shard''s connection'),
     ('search_tokens', 'pure text function, the same everywhere'), ('stem', 'pure text function, the same everywhere'),
     ('search_head', 'pure text function, the same everywhere'),
     ('contains_card_number', 'pure text function, the same everywhere'),
