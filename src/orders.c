@@ -1133,7 +1133,9 @@ rel_column(TupleDesc desc, const char *name)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+		/* (the first byte first: most columns differ there, issue 11) */
+		if (!a->attisdropped && NameStr(a->attname)[0] == name[0] &&
+			strcmp(NameStr(a->attname), name) == 0)
 			return a->attnum;
 	}
 	return 0;
