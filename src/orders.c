@@ -1056,8 +1056,8 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 		live = locked.live;
 		merged_null = locked.merged_null;
 		merged = UUIDPGetDatum(&locked.merged);
-		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
-														 TimestampTzGetDatum(locked.expires_at)));
+		/* printed below only for an expired cart's error (issue 11) */
+		expired_at = NULL;
 	}
 	else
 	{
@@ -1107,10 +1107,15 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 				 merged_null ? errdetail("Cart %s is %s.", req->cart_str, status)
 				 : errdetail("Cart %s was merged into cart %s.", req->cart_str, uuid_str(merged))));
 	if (!live)
+	{
+		if (expired_at == NULL)
+			expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+															 TimestampTzGetDatum(locked.expires_at)));
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
 				 errdetail("Cart %s expired at %s.", req->cart_str, expired_at)));
+	}
 	return true;
 }
 
