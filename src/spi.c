@@ -39,6 +39,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -47,7 +48,6 @@
 #include "rewrite/rewriteManip.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
-#include "commands/trigger.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/inval.h"
@@ -974,8 +974,9 @@ shop_trigger_whens(ResultRelInfo *rri, EState *estate)
  * what ExecCallTriggerFunc leaves after its own lookup; fn_extra starts
  * NULL and fn_mcxt is the statement's context, as there, so a PL
  * function's handler finds its compiled function as it does for a new
- * ResultRelInfo.  A lookup that an invalidation
- * overtook is used by this statement only.
+ * ResultRelInfo.  A lookup that an invalidation overtook is used by this
+ * statement only.  (Every enabled row trigger of the table is filled, also
+ * one the statement's event does not fire: a lookup, never a call.)
  */
 static void
 shop_trigger_fns(ResultRelInfo *rri, EState *estate)
