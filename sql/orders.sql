@@ -706,8 +706,35 @@ SELECT pg_temp.pen_checkout(206, :pen, 'pen-21') AS recreated_206;
 SELECT pg_temp.pen_checkout(207, :pen, 'pen-22') AS recreated_207;
 SELECT * FROM public.pen_fired ORDER BY idempotency_key;
 DROP TRIGGER order_pen_when ON shop."order";
+-- the trigger functions' lookups are kept per backend too (src/spi.c): a
+-- row trigger's function replaced between checkouts of one session runs
+-- by its new body, and by its new language (an internal function meant
+-- for UPDATE only, which refuses the payment's INSERT; its checkout rolls
+-- back)
+CREATE FUNCTION public.pen_brand() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.pen_fired VALUES (NEW.amount_cents, 'brand-one');
+    RETURN NEW;
+END $f$;
+CREATE TRIGGER payment_pen_brand BEFORE INSERT ON shop.payment
+    FOR EACH ROW EXECUTE FUNCTION public.pen_brand();
+SELECT pg_temp.pen_checkout(208, :pen, 'pen-23') AS fn_first;
+CREATE OR REPLACE FUNCTION public.pen_brand() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.pen_fired VALUES (NEW.amount_cents, 'brand-two');
+    RETURN NEW;
+END $f$;
+SELECT pg_temp.pen_checkout(208, :pen, 'pen-24') AS fn_replaced;
+CREATE OR REPLACE FUNCTION public.pen_brand() RETURNS trigger LANGUAGE internal
+    AS 'suppress_redundant_updates_trigger';
+SELECT pg_temp.pen_checkout(208, :pen, 'pen-25') AS fn_internal;
+DROP TRIGGER payment_pen_brand ON shop.payment;
+SELECT pg_temp.pen_checkout(208, :pen, 'pen-26') AS fn_dropped;
+SELECT idempotency_key, count(*) FROM public.pen_fired WHERE idempotency_key LIKE 'brand-%'
+ GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS fn_orders FROM shop."order" WHERE customer_id = 208;
 DROP TABLE public.pen_fired;
-DROP FUNCTION public.pen_when(bigint), public.pen_fire();
+DROP FUNCTION public.pen_when(bigint), public.pen_fire(), public.pen_brand();
 SELECT count(*) AS pen_orders, count(DISTINCT customer_id) AS customers
   FROM shop."order" WHERE idempotency_key LIKE 'pen-%';
 

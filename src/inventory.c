@@ -1059,8 +1059,16 @@ inv_taker_open(InvTaker *t)
 	desc = RelationGetDescr(t->rel);
 	for (int c = 0; c < INV_S_NCOLS; c++)
 	{
-		AttrNumber	a = get_attnum(RelationGetRelid(t->rel), inv_s_names[c]);
+		AttrNumber	a = 0;
 
+		/* the relcache's descriptor, as get_attnum's pg_attribute lookup would say */
+		for (int i = 0; a == 0 && i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), inv_s_names[c]) == 0)
+				a = att->attnum;
+		}
 		if (a <= 0)
 			elog(ERROR, "shop: shop.stock has no column %s", inv_s_names[c]);
 		t->col[c] = a - 1;

@@ -1058,8 +1058,8 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 		live = locked.live;
 		merged_null = locked.merged_null;
 		merged = UUIDPGetDatum(&locked.merged);
-		expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
-														 TimestampTzGetDatum(locked.expires_at)));
+		/* printed below only for an expired cart's error (issue 11) */
+		expired_at = NULL;
 	}
 	else
 	{
@@ -1109,10 +1109,15 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 				 merged_null ? errdetail("Cart %s is %s.", req->cart_str, status)
 				 : errdetail("Cart %s was merged into cart %s.", req->cart_str, uuid_str(merged))));
 	if (!live)
+	{
+		if (expired_at == NULL)
+			expired_at = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+															 TimestampTzGetDatum(locked.expires_at)));
 		ereport(ERROR,
 				(errcode(ERRCODE_SHOP_NOT_FOUND),
 				 errmsg("cart not found"),
 				 errdetail("Cart %s expired at %s.", req->cart_str, expired_at)));
+	}
 	return true;
 }
 
@@ -1135,7 +1140,9 @@ rel_column(TupleDesc desc, const char *name)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+		/* (the first byte first: most columns differ there, issue 11) */
+		if (!a->attisdropped && NameStr(a->attname)[0] == name[0] &&
+			strcmp(NameStr(a->attname), name) == 0)
 			return a->attnum;
 	}
 	return 0;

@@ -37,7 +37,9 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -772,10 +774,24 @@ shop_expr_relcache_inval(Datum arg, Oid relid)
 		shop_ii_reset();
 }
 
+/*
+ * The trigger functions' FmgrInfos (shop_trigger_fns, below), looked up
+ * once per backend; any change to pg_proc drops them.
+ */
+#define SHOP_TRIG_FNS 32
+typedef struct ShopTrigFn
+{
+	Oid			foid;
+	FmgrInfo	finfo;			/* fn_mcxt CacheMemoryContext, fn_extra NULL */
+} ShopTrigFn;
+static ShopTrigFn shop_trig_fns[SHOP_TRIG_FNS];
+static int	shop_ntrig_fns = 0;
+
 static void
 shop_expr_proc_inval(Datum arg, int cacheid, uint32 hashvalue)
 {
 	shop_expr_gen++;
+	shop_ntrig_fns = 0;
 	for (int i = 0; i < SHOP_CHECK_RELS; i++)
 		shop_checks[i].relid = InvalidOid;
 	shop_preds_reset();
@@ -949,6 +965,59 @@ shop_trigger_whens(ResultRelInfo *rri, EState *estate)
 }
 
 /*
+ * The FmgrInfo of each enabled row trigger's function, copied into the
+ * ResultRelInfo from one looked up once per backend.  ExecCallTriggerFunc
+ * looks the function up (fmgr_info: pg_proc, and for a C function its
+ * library's symbol) the first time a trigger fires for a ResultRelInfo,
+ * and shop's writers make one per statement: 15 lookups per checkout,
+ * about 8,000 instructions (issue 11).  A filled entry (fn_oid set) is
+ * what ExecCallTriggerFunc leaves after its own lookup; fn_extra starts
+ * NULL and fn_mcxt is the statement's context, as there, so a PL
+ * function's handler finds its compiled function as it does for a new
+ * ResultRelInfo.  A lookup that an invalidation overtook is used by this
+ * statement only.  (Every enabled row trigger of the table is filled, also
+ * one the statement's event does not fire: a lookup, never a call.)
+ */
+static void
+shop_trigger_fns(ResultRelInfo *rri, EState *estate)
+{
+	TriggerDesc *td = rri->ri_TrigDesc;
+
+	if (td == NULL || rri->ri_TrigFunctions == NULL)
+		return;
+	for (int i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *trig = &td->triggers[i];
+		FmgrInfo   *dst = &rri->ri_TrigFunctions[i];
+		bool		found = false;
+
+		if (OidIsValid(dst->fn_oid) || trig->tgenabled == TRIGGER_DISABLED ||
+			!TRIGGER_FOR_ROW(trig->tgtype))
+			continue;
+		for (int k = 0; !found && k < shop_ntrig_fns; k++)
+			if (shop_trig_fns[k].foid == trig->tgfoid)
+			{
+				fmgr_info_copy(dst, &shop_trig_fns[k].finfo, estate->es_query_cxt);
+				found = true;
+			}
+		if (!found && shop_ntrig_fns < SHOP_TRIG_FNS)
+		{
+			uint64		gen = shop_expr_gen;
+			FmgrInfo	f;
+
+			fmgr_info_cxt(trig->tgfoid, &f, CacheMemoryContext);
+			if (gen == shop_expr_gen && shop_ntrig_fns < SHOP_TRIG_FNS)
+			{
+				shop_trig_fns[shop_ntrig_fns].foid = trig->tgfoid;
+				shop_trig_fns[shop_ntrig_fns].finfo = f;
+				shop_ntrig_fns++;
+			}
+			fmgr_info_copy(dst, &f, estate->es_query_cxt);
+		}
+	}
+}
+
+/*
  * The IndexInfo of each index of the tables shop's C writes, built once
  * per backend.  ExecOpenIndices builds it again for every index in every
  * statement (BuildIndexInfo: the relcache's expressions and predicate
@@ -1076,6 +1145,7 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 		list_free(indexoids);
 	}
 	shop_trigger_whens(rri, estate);
+	shop_trigger_fns(rri, estate);
 	for (int i = 0; i < rri->ri_NumIndices; i++)
 	{
 		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
@@ -1187,7 +1257,7 @@ ShopRelid(const char *name, char *relkind)
 		shop_relids_callback = true;
 	}
 	for (int i = 0; i < shop_nrelids; i++)
-		if (strcmp(shop_relids[i].name, name) == 0)
+		if (shop_relids[i].name[0] == name[0] && strcmp(shop_relids[i].name, name) == 0)
 		{
 			if (relkind)
 				*relkind = shop_relids[i].relkind;
