@@ -24,6 +24,7 @@ OBJS         = \
 	src/recoblend.o \
 	src/recolike.o \
 	src/recoprofile.o \
+	src/relread.o \
 	src/recommend.o \
 	src/recorebuild.o \
 	src/recosimilar.o \

@@ -72,6 +72,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "relread.h"
 #include "shop.h"
 #include "spi.h"
 
@@ -169,22 +170,6 @@ blend_hash_get(BlendHash *h, int64 pid)
 	return &h->e[i];
 }
 
-/* the attribute number of a column of the given type, 0 when there is none */
-static AttrNumber
-blend_column(Relation rel, const char *name, Oid type)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
-			return a->atttypid == type ? a->attnum : 0;
-	}
-	return 0;
-}
-
 /*
  * The relations the blend reads, opened for one call (AccessShareLock),
  * with the columns it reads.  ok is false when one of them is not as shop
@@ -224,62 +209,6 @@ typedef struct BlendRels
 				p_popularity;
 } BlendRels;
 
-/* a plainly readable table of schema shop (NULL otherwise) */
-static Relation
-blend_table(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-	Relation	rel;
-
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
-		return NULL;
-	rel = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
-	{
-		table_close(rel, AccessShareLock);
-		return NULL;
-	}
-	return rel;
-}
-
-/*
- * A btree index of rel named name whose first nkeys key columns are the
- * columns cols (types types, descending where desc), with no expression,
- * partial only when partial; NULL otherwise.
- */
-static Relation
-blend_index(Relation rel, const char *name, int nkeys, const AttrNumber *cols,
-			const Oid *types, const bool *desc, bool partial)
-{
-	Oid			idxid;
-	Relation	idx;
-	bool		ok;
-
-	if (rel == NULL)
-		return NULL;
-	idxid = get_relname_relid(name, RelationGetNamespace(rel));
-	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
-		return NULL;
-	idx = index_open(idxid, AccessShareLock);
-	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
-		idx->rd_index->indisvalid &&
-		IndexRelationGetNumberOfKeyAttributes(idx) >= nkeys &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
-	for (int i = 0; ok && i < nkeys; i++)
-		ok = cols[i] != 0 && idx->rd_index->indkey.values[i] == cols[i] &&
-			idx->rd_opcintype[i] == types[i] &&
-			((idx->rd_indoption[i] & INDOPTION_DESC) != 0) == desc[i];
-	if (!ok)
-	{
-		index_close(idx, AccessShareLock);
-		return NULL;
-	}
-	return idx;
-}
-
 static void
 blend_rels_open(BlendRels *r)
 {
@@ -289,82 +218,82 @@ blend_rels_open(BlendRels *r)
 	static const bool pop_desc[] = {true, false};
 
 	memset(r, 0, sizeof(*r));
-	r->order = blend_table(nsp, "order");
-	r->line = blend_table(nsp, "order_line");
-	r->view = blend_table(nsp, "view_event");
-	r->cop = blend_table(nsp, "copurchase");
-	r->nb = blend_table(nsp, "customer_neighbour");
-	r->ci = blend_table(nsp, "customer_item");
-	r->prod = blend_table(nsp, "product");
+	r->order = ShopPlainTable(nsp, "order");
+	r->line = ShopPlainTable(nsp, "order_line");
+	r->view = ShopPlainTable(nsp, "view_event");
+	r->cop = ShopPlainTable(nsp, "copurchase");
+	r->nb = ShopPlainTable(nsp, "customer_neighbour");
+	r->ci = ShopPlainTable(nsp, "customer_item");
+	r->prod = ShopPlainTable(nsp, "product");
 	if (r->order)
 	{
-		AttrNumber	c[2] = {blend_column(r->order, "customer_id", INT8OID),
-		blend_column(r->order, "created_at", TIMESTAMPTZOID)};
+		AttrNumber	c[2] = {ShopPlainColumn(r->order, "customer_id", INT8OID),
+		ShopPlainColumn(r->order, "created_at", TIMESTAMPTZOID)};
 		Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
 
-		r->o_id = blend_column(r->order, "order_id", UUIDOID);
-		r->o_status = blend_column(r->order, "status", TEXTOID);
+		r->o_id = ShopPlainColumn(r->order, "order_id", UUIDOID);
+		r->o_status = ShopPlainColumn(r->order, "status", TEXTOID);
 		r->o_created = c[1];
-		r->order_idx = blend_index(r->order, "order_customer_idx", 2, c, t, cust_desc, false);
+		r->order_idx = ShopPlainIndex(r->order, "order_customer_idx", 2, c, t, cust_desc, false);
 	}
 	if (r->line)
 	{
-		AttrNumber	c[1] = {blend_column(r->line, "order_id", UUIDOID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->line, "order_id", UUIDOID)};
 		Oid			t[1] = {UUIDOID};
 
-		r->l_product = blend_column(r->line, "product_id", INT8OID);
-		r->line_idx = blend_index(r->line, "order_line_pkey", 1, c, t, asc1, false);
+		r->l_product = ShopPlainColumn(r->line, "product_id", INT8OID);
+		r->line_idx = ShopPlainIndex(r->line, "order_line_pkey", 1, c, t, asc1, false);
 	}
 	if (r->view)
 	{
-		AttrNumber	c[1] = {blend_column(r->view, "customer_id", INT8OID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->view, "customer_id", INT8OID)};
 		Oid			t[1] = {INT8OID};
 
-		r->v_product = blend_column(r->view, "product_id", INT8OID);
-		r->view_idx = blend_index(r->view, "view_event_pkey", 1, c, t, asc1, false);
+		r->v_product = ShopPlainColumn(r->view, "product_id", INT8OID);
+		r->view_idx = ShopPlainIndex(r->view, "view_event_pkey", 1, c, t, asc1, false);
 	}
 	if (r->cop)
 	{
-		AttrNumber	c[1] = {blend_column(r->cop, "product_id", INT8OID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->cop, "product_id", INT8OID)};
 		Oid			t[1] = {INT8OID};
 
-		r->c_other = blend_column(r->cop, "other_id", INT8OID);
-		r->c_score = blend_column(r->cop, "score", FLOAT4OID);
-		r->cop_idx = blend_index(r->cop, "copurchase_pkey", 1, c, t, asc1, false);
+		r->c_other = ShopPlainColumn(r->cop, "other_id", INT8OID);
+		r->c_score = ShopPlainColumn(r->cop, "score", FLOAT4OID);
+		r->cop_idx = ShopPlainIndex(r->cop, "copurchase_pkey", 1, c, t, asc1, false);
 	}
 	if (r->nb)
 	{
-		AttrNumber	c[1] = {blend_column(r->nb, "customer_id", INT8OID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->nb, "customer_id", INT8OID)};
 		Oid			t[1] = {INT8OID};
 
-		r->n_neighbour = blend_column(r->nb, "neighbour_id", INT8OID);
-		r->n_score = blend_column(r->nb, "score", FLOAT4OID);
-		r->nb_idx = blend_index(r->nb, "customer_neighbour_pkey", 1, c, t, asc1, false);
+		r->n_neighbour = ShopPlainColumn(r->nb, "neighbour_id", INT8OID);
+		r->n_score = ShopPlainColumn(r->nb, "score", FLOAT4OID);
+		r->nb_idx = ShopPlainIndex(r->nb, "customer_neighbour_pkey", 1, c, t, asc1, false);
 	}
 	if (r->ci)
 	{
-		AttrNumber	c[1] = {blend_column(r->ci, "customer_id", INT8OID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->ci, "customer_id", INT8OID)};
 		Oid			t[1] = {INT8OID};
 
-		r->i_product = blend_column(r->ci, "product_id", INT8OID);
-		r->i_weight = blend_column(r->ci, "weight", FLOAT4OID);
-		r->ci_idx = blend_index(r->ci, "customer_item_pkey", 1, c, t, asc1, false);
+		r->i_product = ShopPlainColumn(r->ci, "product_id", INT8OID);
+		r->i_weight = ShopPlainColumn(r->ci, "weight", FLOAT4OID);
+		r->ci_idx = ShopPlainIndex(r->ci, "customer_item_pkey", 1, c, t, asc1, false);
 	}
 	if (r->prod)
 	{
-		AttrNumber	c[1] = {blend_column(r->prod, "product_id", INT8OID)};
+		AttrNumber	c[1] = {ShopPlainColumn(r->prod, "product_id", INT8OID)};
 		Oid			t[1] = {INT8OID};
 		AttrNumber	pc[2];
 		Oid			pt[2] = {FLOAT4OID, INT8OID};
 
 		r->p_id = c[0];
-		r->p_status = blend_column(r->prod, "status", TEXTOID);
-		r->p_popularity = blend_column(r->prod, "popularity", FLOAT4OID);
+		r->p_status = ShopPlainColumn(r->prod, "status", TEXTOID);
+		r->p_popularity = ShopPlainColumn(r->prod, "popularity", FLOAT4OID);
 		pc[0] = r->p_popularity;
 		pc[1] = c[0];
-		r->prod_idx = blend_index(r->prod, "product_pkey", 1, c, t, asc1, false);
+		r->prod_idx = ShopPlainIndex(r->prod, "product_pkey", 1, c, t, asc1, false);
 		/* partial on status = 'active' (checked again on every row read) */
-		r->pop_idx = blend_index(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
+		r->pop_idx = ShopPlainIndex(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
 	}
 	r->ok = r->order_idx && r->o_id && r->o_status && r->o_created &&
 		r->line_idx && r->l_product &&
@@ -390,60 +319,14 @@ blend_rels_close(BlendRels *r)
 			table_close(*tab[i], NoLock);
 }
 
-/* a text column equals s (bytewise: = under the default, deterministic collation) */
-static bool
-blend_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-	text	   *t;
-	size_t		len = strlen(s);
-
-	if (isnull)
-		return false;
-	t = DatumGetTextPP(d);
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
-/* shop._counted(status): paid, fulfilling, shipped, delivered */
-static bool
-blend_counted(TupleTableSlot *slot, AttrNumber att)
-{
-	return blend_text_eq(slot, att, "paid") || blend_text_eq(slot, att, "fulfilling") ||
-		blend_text_eq(slot, att, "shipped") || blend_text_eq(slot, att, "delivered");
-}
-
 /* an index scan of rel by idx with its first column equal to v (int8 or uuid) */
 static IndexScanDesc
 blend_scan(Relation rel, Relation idx, Snapshot snap, Oid type, Datum v)
 {
-	ScanKeyData key;
-	IndexScanDesc scan;
+	IndexScanDesc scan = index_beginscan(rel, idx, snap, 1, 0);
 
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber,
-				type == UUIDOID ? F_UUID_EQ : F_INT8EQ, v);
-	scan = index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
+	ShopIndexRescanEq(scan, type, v);
 	return scan;
-}
-
-/*
- * The same scan again with its first column equal to v.  One scan per
- * index for all the lists read through it (each order's lines, each seed's
- * co-purchase list, each neighbour's profile, each candidate's row):
- * beginning a btree scan allocates its two position arrays (about 27 kB,
- * above the allocator's chunk limit, so a malloc and a free of their own)
- * and ending it frees them, which at 1,000,000 products was a tenth of a
- * first recommend's CPU (reco13).
- */
-static void
-blend_rescan(IndexScanDesc scan, Oid type, Datum v)
-{
-	ScanKeyData key;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber,
-				type == UUIDOID ? F_UUID_EQ : F_INT8EQ, v);
-	index_rescan(scan, &key, 1, NULL, 0);
 }
 
 static int
@@ -648,7 +531,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		Datum		at;
 		Datum		id;
 
-		if (!blend_counted(slot, r->o_status))
+		if (!ShopSlotCounted(slot, r->o_status))
 			continue;
 		at = slot_getattr(slot, r->o_created, &isnull);
 		if (isnull || (has_before && !(DatumGetTimestampTz(at) < before)))
@@ -673,7 +556,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 	scan = index_beginscan(r->line, r->line_idx, snap, 1, 0);
 	for (int i = 0; i < norders; i++)
 	{
-		blend_rescan(scan, UUIDOID, UUIDPGetDatum(&orders[i]));
+		ShopIndexRescanEq(scan, UUIDOID, UUIDPGetDatum(&orders[i]));
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		isnull;
@@ -749,7 +632,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		scan = index_beginscan(r->cop, r->cop_idx, snap, 1, 0);
 		for (int i = 0; i < nseeds; i++)
 		{
-			blend_rescan(scan, INT8OID, Int64GetDatum(seeds[i].pid));
+			ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(seeds[i].pid));
 			while (index_getnext_slot(scan, ForwardScanDirection, slot))
 			{
 				bool		n1,
@@ -805,7 +688,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		scan = index_beginscan(r->ci, r->ci_idx, snap, 1, 0);
 		for (int i = 0; i < nnb; i++)
 		{
-			blend_rescan(scan, INT8OID, Int64GetDatum(nbs[i]));
+			ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(nbs[i]));
 			while (index_getnext_slot(scan, ForwardScanDirection, slot))
 			{
 				bool		n1,
@@ -844,7 +727,7 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 				continue;
 			if (!float4_gt(DatumGetFloat4(pop), 0))
 				break;			/* descending: none after it passes */
-			if (!blend_text_eq(slot, r->p_status, "active"))
+			if (!ShopSlotTextEq(slot, r->p_status, "active", 6))
 				continue;
 			blend_hash_get(&h, DatumGetInt64(p))->sc[2] = (double) DatumGetFloat4(pop);
 			got++;
@@ -899,9 +782,9 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		{
 			if (scan == NULL)
 				scan = index_beginscan(r->prod, r->prod_idx, snap, 1, 0);
-			blend_rescan(scan, INT8OID, Int64GetDatum(cand[i]->pid));
+			ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(cand[i]->pid));
 			if (index_getnext_slot(scan, ForwardScanDirection, slot))
-				active = blend_text_eq(slot, r->p_status, "active");
+				active = ShopSlotTextEq(slot, r->p_status, "active", 6);
 		}
 		if (!active)
 			continue;

@@ -2623,3 +2623,62 @@ shop_like_refresh_lists(PG_FUNCTION_ARGS)
 	MemoryContextDelete(work);
 	PG_RETURN_POINTER(JsonbValueToJsonb(res));
 }
+
+/*
+ * One customer's profile (customers like you) from the events of its
+ * history, for the rebuild (recorebuild.c) and the refresh (recoprofile.c)
+ * alike, so that both write the same rows: the events ev[0..n-1] of one
+ * customer (reordered in place) become one per product, with its largest
+ * weight and latest time; the latest cap of them (then by product id, the
+ * SQL's row_number() order) are kept, in product id order, and *norm is
+ * the Euclidean norm of their weights, which each stored weight is divided
+ * by.  Returns how many are kept.
+ */
+#define ST_SORT like_sort_events_product
+#define ST_ELEMENT_TYPE LikeEvent
+#define ST_COMPARE(a, b) ((a)->product_id < (b)->product_id ? -1 : ((a)->product_id > (b)->product_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* latest first, then by product id */
+#define ST_SORT like_sort_events_recent
+#define ST_ELEMENT_TYPE LikeEvent
+#define ST_COMPARE(a, b) ((a)->at != (b)->at ? ((a)->at > (b)->at ? -1 : 1) : \
+						  (a)->product_id < (b)->product_id ? -1 : ((a)->product_id > (b)->product_id ? 1 : 0))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+int
+like_profile_events(LikeEvent *ev, int n, int cap, double *norm)
+{
+	int			m = 0;
+	double		sum;
+
+	if (n == 0 || cap <= 0)
+		return 0;
+	like_sort_events_product(ev, n);
+	for (int i = 0; i < n; i++)
+	{
+		if (m > 0 && ev[m - 1].product_id == ev[i].product_id)
+		{
+			if (ev[i].w > ev[m - 1].w)
+				ev[m - 1].w = ev[i].w;
+			if (ev[i].at > ev[m - 1].at)
+				ev[m - 1].at = ev[i].at;
+		}
+		else
+			ev[m++] = ev[i];
+	}
+	like_sort_events_recent(ev, m);
+	if (m > cap)
+		m = cap;
+	sum = ev[0].w * ev[0].w;
+	for (int i = 1; i < m; i++)
+		sum += ev[i].w * ev[i].w;
+	*norm = sqrt(sum);
+	if (m > 1)
+		like_sort_events_product(ev, m);
+	return m;
+}

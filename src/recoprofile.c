@@ -62,34 +62,11 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "relread.h"
 #include "shop.h"
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(shop_like_profile_rows);
-
-/* an event of a customer: a product bought or viewed */
-typedef struct ProfEvent
-{
-	int64		p;
-	double		w;
-	TimestampTz at;
-} ProfEvent;
-
-#define ST_SORT prof_sort_product
-#define ST_ELEMENT_TYPE ProfEvent
-#define ST_COMPARE(a, b) ((a)->p < (b)->p ? -1 : ((a)->p > (b)->p ? 1 : 0))
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
-/* latest first, then product id (the SQL's row_number() order) */
-#define ST_SORT prof_sort_recent
-#define ST_ELEMENT_TYPE ProfEvent
-#define ST_COMPARE(a, b) ((a)->at != (b)->at ? ((a)->at > (b)->at ? -1 : 1) : \
-						  (a)->p < (b)->p ? -1 : ((a)->p > (b)->p ? 1 : 0))
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 #define ST_SORT prof_sort_int64
 #define ST_ELEMENT_TYPE int64
@@ -98,39 +75,6 @@ typedef struct ProfEvent
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-/* a plainly readable table of schema shop (NULL otherwise) */
-static Relation
-prof_table(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-	Relation	rel;
-
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
-		return NULL;
-	rel = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
-	{
-		table_close(rel, AccessShareLock);
-		return NULL;
-	}
-	return rel;
-}
-
-/* column name of rel when it has type type (0 otherwise) */
-static AttrNumber
-prof_column(Relation rel, const char *name, Oid type)
-{
-	AttrNumber	a;
-
-	if (rel == NULL)
-		return 0;
-	a = get_attnum(RelationGetRelid(rel), name);
-	if (a <= 0 || TupleDescAttr(RelationGetDescr(rel), a - 1)->atttypid != type)
-		return 0;
-	return a;
-}
-
 /*
  * The valid, non-partial btree index name of rel whose first key column
  * is col (of type type, ascending); NULL otherwise.
@@ -138,75 +82,20 @@ prof_column(Relation rel, const char *name, Oid type)
 static Relation
 prof_index(Relation rel, const char *name, AttrNumber col, Oid type)
 {
-	Oid			idxid;
-	Relation	idx;
-	bool		ok;
+	static const bool asc[] = {false};
 
-	if (rel == NULL || col == 0)
-		return NULL;
-	idxid = get_relname_relid(name, RelationGetNamespace(rel));
-	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
-		return NULL;
-	idx = index_open(idxid, AccessShareLock);
-	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
-		idx->rd_index->indisvalid &&
-		IndexRelationGetNumberOfKeyAttributes(idx) >= 1 &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-		idx->rd_index->indkey.values[0] == col &&
-		idx->rd_opcintype[0] == type &&
-		(idx->rd_indoption[0] & INDOPTION_DESC) == 0;
-	if (!ok)
-	{
-		index_close(idx, AccessShareLock);
-		return NULL;
-	}
-	return idx;
-}
-
-/* scan (begun on its index) again with its first column equal to v */
-static void
-prof_rescan(IndexScanDesc scan, Oid type, Datum v)
-{
-	ScanKeyData key;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, type == UUIDOID ? F_UUID_EQ : F_INT8EQ, v);
-	index_rescan(scan, &key, 1, NULL, 0);
-}
-
-/* a text column equals s (bytewise: = under the default, deterministic collation) */
-static bool
-prof_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-	text	   *t;
-	size_t		len = strlen(s);
-
-	if (isnull)
-		return false;
-	t = DatumGetTextPP(d);
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
-/* shop._counted(status): paid, fulfilling, shipped, delivered */
-static bool
-prof_counted(TupleTableSlot *slot, AttrNumber att)
-{
-	return prof_text_eq(slot, att, "paid") || prof_text_eq(slot, att, "fulfilling") ||
-		prof_text_eq(slot, att, "shipped") || prof_text_eq(slot, att, "delivered");
+	return ShopPlainIndex(rel, name, 1, &col, &type, asc, false);
 }
 
 static void
-prof_add(ProfEvent **ev, int *n, int *cap, int64 p, double w, TimestampTz at)
+prof_add(LikeEvent **ev, int *n, int *cap, int64 p, double w, TimestampTz at)
 {
 	if (*n == *cap)
 	{
 		*cap *= 2;
-		*ev = repalloc_huge(*ev, sizeof(ProfEvent) * *cap);
+		*ev = repalloc_huge(*ev, sizeof(LikeEvent) * *cap);
 	}
-	(*ev)[*n].p = p;
+	(*ev)[*n].product_id = p;
 	(*ev)[*n].w = w;
 	(*ev)[*n].at = at;
 	(*n)++;
@@ -243,41 +132,14 @@ prof_out_add(ProfOut *o, int64 c, int64 p, float4 w, int64 h)
 
 /* one customer's events (ev[0..n), reordered) into profile rows */
 static void
-prof_customer(ProfOut *o, int64 c, ProfEvent *ev, int n, int cap)
+prof_customer(ProfOut *o, int64 c, LikeEvent *ev, int n, int cap)
 {
-	int			m = 0;
 	double		sum;
+	int			m = like_profile_events(ev, n, cap, &sum);
 
-	if (n == 0)
-		return;
-	prof_sort_product(ev, n);
-	for (int i = 0; i < n; i++)
-	{
-		if (m > 0 && ev[m - 1].p == ev[i].p)
-		{
-			if (ev[i].w > ev[m - 1].w)
-				ev[m - 1].w = ev[i].w;
-			if (ev[i].at > ev[m - 1].at)
-				ev[m - 1].at = ev[i].at;
-		}
-		else
-			ev[m++] = ev[i];
-	}
-	prof_sort_recent(ev, m);
-	if (m > cap)
-		m = cap;
-	if (m <= 0)
-		return;
-	sum = ev[0].w * ev[0].w;
-	for (int i = 1; i < m; i++)
-		sum += ev[i].w * ev[i].w;
-	sum = sqrt(sum);
-	if (m > 1)
-		prof_sort_product(ev, m);
 	for (int i = 0; i < m; i++)
-		prof_out_add(o, c, ev[i].p, (float4) (ev[i].w / sum),
-					 DatumGetInt64(DirectFunctionCall2(hashint8extended, Int64GetDatum(c),
-													   Int64GetDatum(ev[i].p))));
+		prof_out_add(o, c, ev[i].product_id, (float4) (ev[i].w / sum),
+					 like_profile_hash(c, ev[i].product_id));
 }
 
 /*
@@ -320,7 +182,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 	pg_uuid_t  *orders;
 	TimestampTz *order_at;
 	int			maxorders = 64;
-	ProfEvent  *ev;
+	LikeEvent  *ev;
 	int			evcap = 256;
 	ProfOut		out;
 	int			cap = shop_reco_like_items;
@@ -335,18 +197,18 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 		elog(ERROR, "shop: _like_profile_rows must return a record");
 
 	nsp = get_namespace_oid("shop", false);
-	ord = prof_table(nsp, "order");
-	line = prof_table(nsp, "order_line");
-	view = prof_table(nsp, "view_event");
-	o_cust = prof_column(ord, "customer_id", INT8OID);
-	o_id = prof_column(ord, "order_id", UUIDOID);
-	o_status = prof_column(ord, "status", TEXTOID);
-	o_created = prof_column(ord, "created_at", TIMESTAMPTZOID);
-	l_order = prof_column(line, "order_id", UUIDOID);
-	l_product = prof_column(line, "product_id", INT8OID);
-	v_cust = prof_column(view, "customer_id", INT8OID);
-	v_product = prof_column(view, "product_id", INT8OID);
-	v_at = prof_column(view, "viewed_at", TIMESTAMPTZOID);
+	ord = ShopPlainTable(nsp, "order");
+	line = ShopPlainTable(nsp, "order_line");
+	view = ShopPlainTable(nsp, "view_event");
+	o_cust = ShopPlainColumn(ord, "customer_id", INT8OID);
+	o_id = ShopPlainColumn(ord, "order_id", UUIDOID);
+	o_status = ShopPlainColumn(ord, "status", TEXTOID);
+	o_created = ShopPlainColumn(ord, "created_at", TIMESTAMPTZOID);
+	l_order = ShopPlainColumn(line, "order_id", UUIDOID);
+	l_product = ShopPlainColumn(line, "product_id", INT8OID);
+	v_cust = ShopPlainColumn(view, "customer_id", INT8OID);
+	v_product = ShopPlainColumn(view, "product_id", INT8OID);
+	v_at = ShopPlainColumn(view, "viewed_at", TIMESTAMPTZOID);
 	ord_idx = prof_index(ord, "order_customer_idx", o_cust, INT8OID);
 	line_idx = prof_index(line, "order_line_pkey", l_order, UUIDOID);
 	view_idx = prof_index(view, "view_event_pkey", v_cust, INT8OID);
@@ -399,7 +261,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 	out.h = palloc(sizeof(int64) * out.cap);
 	orders = palloc(sizeof(pg_uuid_t) * maxorders);
 	order_at = palloc(sizeof(TimestampTz) * maxorders);
-	ev = palloc(sizeof(ProfEvent) * evcap);
+	ev = palloc(sizeof(LikeEvent) * evcap);
 
 	oslot = table_slot_create(ord, NULL);
 	lslot = table_slot_create(line, NULL);
@@ -415,7 +277,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 
 		CHECK_FOR_INTERRUPTS();
 		/* the customer's counted orders */
-		prof_rescan(oscan, INT8OID, Int64GetDatum(c));
+		ShopIndexRescanEq(oscan, INT8OID, Int64GetDatum(c));
 		while (index_getnext_slot(oscan, ForwardScanDirection, oslot))
 		{
 			bool		n1,
@@ -425,7 +287,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 			Datum		id = slot_getattr(oslot, o_id, &n2);
 			Datum		at = slot_getattr(oslot, o_created, &n3);
 
-			if (n1 || DatumGetInt64(oc) != c || n2 || n3 || !prof_counted(oslot, o_status))
+			if (n1 || DatumGetInt64(oc) != c || n2 || n3 || !ShopSlotCounted(oslot, o_status))
 				continue;		/* (order_id and created_at are NOT NULL) */
 			if (norders == maxorders)
 			{
@@ -439,7 +301,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 		/* their lines */
 		for (int k = 0; k < norders; k++)
 		{
-			prof_rescan(lscan, UUIDOID, UUIDPGetDatum(&orders[k]));
+			ShopIndexRescanEq(lscan, UUIDOID, UUIDPGetDatum(&orders[k]));
 			while (index_getnext_slot(lscan, ForwardScanDirection, lslot))
 			{
 				bool		n1;
@@ -451,7 +313,7 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 			}
 		}
 		/* the views */
-		prof_rescan(vscan, INT8OID, Int64GetDatum(c));
+		ShopIndexRescanEq(vscan, INT8OID, Int64GetDatum(c));
 		while (index_getnext_slot(vscan, ForwardScanDirection, vslot))
 		{
 			bool		n1,

@@ -967,49 +967,8 @@ shop_rebuild_orders(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-typedef struct RbEvent
-{
-	int64		product_id;
-	double		w;
-	TimestampTz at;
-} RbEvent;
-
-/* latest first, then by product id (row_number's ORDER BY) */
-static inline int
-rb_cmp_event_recent(const void *a, const void *b)
-{
-	const RbEvent *x = a;
-	const RbEvent *y = b;
-
-	if (x->at != y->at)
-		return (x->at < y->at) ? 1 : -1;
-	return (x->product_id > y->product_id) - (x->product_id < y->product_id);
-}
-
-#define ST_SORT rb_sort_events_product
-#define ST_ELEMENT_TYPE RbEvent
-#define ST_COMPARE(a, b) ((a)->product_id < (b)->product_id ? -1 : ((a)->product_id > (b)->product_id ? 1 : 0))
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
-#define ST_SORT rb_sort_events_recent
-#define ST_ELEMENT_TYPE RbEvent
-#define ST_COMPARE(a, b) rb_cmp_event_recent(a, b)
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
-/* hashint8extended(v, seed), without the function call interface */
-static inline int64
-rb_hashint8extended(int64 v, int64 seed)
-{
-	uint32		lohalf = (uint32) v;
-	uint32		hihalf = (uint32) (v >> 32);
-
-	lohalf ^= (v >= 0) ? hihalf : ~hihalf;
-	return DatumGetInt64(hash_uint32_extended(lohalf, (uint64) seed));
-}
+/* an event of a customer's history (shop.h: the refresh reads the same) */
+typedef LikeEvent RbEvent;
 
 /*
  * The profile rows shop._rebuild_customer_items wrote, in (customer,
@@ -1040,40 +999,15 @@ rb_prof_forget(void *arg)
 static void
 rb_profile(RbBulk *b, int64 customer, RbEvent *ev, int n, RbProfiles *out)
 {
-	int			m = 0;
-	int			cap = shop_reco_like_items;
 	double		sum;
+	int			m = like_profile_events(ev, n, shop_reco_like_items, &sum);
 
-	if (n == 0)
-		return;
-	rb_sort_events_product(ev, n);
-	for (int i = 0; i < n; i++)
-	{
-		if (m > 0 && ev[m - 1].product_id == ev[i].product_id)
-		{
-			if (ev[i].w > ev[m - 1].w)
-				ev[m - 1].w = ev[i].w;
-			if (ev[i].at > ev[m - 1].at)
-				ev[m - 1].at = ev[i].at;
-		}
-		else
-			ev[m++] = ev[i];
-	}
-	rb_sort_events_recent(ev, m);
-	if (m > cap)
-		m = cap;
-	sum = ev[0].w * ev[0].w;
-	for (int i = 1; i < m; i++)
-		sum += ev[i].w * ev[i].w;
-	sum = sqrt(sum);
 	/* written in key order: the primary key's build finds them sorted */
-	if (m > 1)
-		rb_sort_events_product(ev, m);
 	for (int i = 0; i < m; i++)
 	{
 		TupleTableSlot *slot = rb_slot(b);
 		float4		w = (float4) (ev[i].w / sum);
-		Datum		h = Int64GetDatum(rb_hashint8extended(customer, ev[i].product_id));
+		Datum		h = Int64GetDatum(like_profile_hash(customer, ev[i].product_id));
 
 		slot->tts_values[0] = Int64GetDatum(customer);
 		slot->tts_values[1] = Int64GetDatum(ev[i].product_id);

@@ -65,6 +65,7 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
+#include "relread.h"
 #include "shop.h"
 #include "spi.h"
 
@@ -299,76 +300,22 @@ typedef struct SimRels
 				p_popularity;
 } SimRels;
 
-static AttrNumber
-sim_column(Relation rel, const char *name, Oid type)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
-			return a->atttypid == type ? a->attnum : 0;
-	}
-	return 0;
-}
-
-/* a btree index of rel: keys cols (types, descending), partial or not */
-static Relation
-sim_index(Relation rel, const char *name, int nkeys, const AttrNumber *cols,
-		  const Oid *types, const bool *desc, bool partial)
-{
-	Oid			idxid = get_relname_relid(name, RelationGetNamespace(rel));
-	Relation	idx;
-	bool		ok;
-
-	if (!OidIsValid(idxid) || get_rel_relkind(idxid) != RELKIND_INDEX)
-		return NULL;
-	idx = index_open(idxid, AccessShareLock);
-	ok = idx->rd_index->indrelid == RelationGetRelid(rel) &&
-		idx->rd_rel->relam == BTREE_AM_OID &&
-		idx->rd_index->indisvalid &&
-		IndexRelationGetNumberOfKeyAttributes(idx) >= nkeys &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) != partial;
-	for (int i = 0; ok && i < nkeys; i++)
-		ok = cols[i] != 0 && idx->rd_index->indkey.values[i] == cols[i] &&
-			idx->rd_opcintype[i] == types[i] &&
-			((idx->rd_indoption[i] & INDOPTION_DESC) != 0) == desc[i];
-	/* the brand's equality as the column's: the default collation */
-	if (ok && types[0] == TEXTOID)
-		ok = idx->rd_indcollation[0] == DEFAULT_COLLATION_OID &&
-			TupleDescAttr(RelationGetDescr(rel), cols[0] - 1)->attcollation == DEFAULT_COLLATION_OID;
-	if (!ok)
-	{
-		index_close(idx, AccessShareLock);
-		return NULL;
-	}
-	return idx;
-}
-
 static void
 sim_rels_open(SimRels *r)
 {
-	Oid			nsp = get_namespace_oid("shop", false);
-	Oid			relid = get_relname_relid("product", nsp);
 	static const bool desc[] = {false, true, false};
 
 	memset(r, 0, sizeof(*r));
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+	r->prod = ShopPlainTable(get_namespace_oid("shop", false), "product");
+	if (r->prod == NULL)
 		return;
-	r->prod = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
-		return;
-	r->p_id = sim_column(r->prod, "product_id", INT8OID);
-	r->p_category = sim_column(r->prod, "category_id", INT8OID);
-	r->p_brand = sim_column(r->prod, "brand", TEXTOID);
-	r->p_title = sim_column(r->prod, "title", TEXTOID);
-	r->p_attributes = sim_column(r->prod, "attributes", JSONBOID);
-	r->p_status = sim_column(r->prod, "status", TEXTOID);
-	r->p_popularity = sim_column(r->prod, "popularity", FLOAT4OID);
+	r->p_id = ShopPlainColumn(r->prod, "product_id", INT8OID);
+	r->p_category = ShopPlainColumn(r->prod, "category_id", INT8OID);
+	r->p_brand = ShopPlainColumn(r->prod, "brand", TEXTOID);
+	r->p_title = ShopPlainColumn(r->prod, "title", TEXTOID);
+	r->p_attributes = ShopPlainColumn(r->prod, "attributes", JSONBOID);
+	r->p_status = ShopPlainColumn(r->prod, "status", TEXTOID);
+	r->p_popularity = ShopPlainColumn(r->prod, "popularity", FLOAT4OID);
 	if (!(r->p_id && r->p_category && r->p_brand && r->p_title && r->p_attributes &&
 		  r->p_status && r->p_popularity))
 		return;
@@ -376,14 +323,14 @@ sim_rels_open(SimRels *r)
 		AttrNumber	c[3] = {r->p_category, r->p_popularity, r->p_id};
 		Oid			t[3] = {INT8OID, FLOAT4OID, INT8OID};
 
-		r->cat_idx = sim_index(r->prod, "product_category_idx", 3, c, t, desc, false);
+		r->cat_idx = ShopPlainIndex(r->prod, "product_category_idx", 3, c, t, desc, false);
 	}
 	{
 		AttrNumber	c[3] = {r->p_brand, r->p_popularity, r->p_id};
 		Oid			t[3] = {TEXTOID, FLOAT4OID, INT8OID};
 
 		/* partial on status = 'active' (checked again on every row read) */
-		r->brand_idx = sim_index(r->prod, "product_brand_idx", 3, c, t, desc, true);
+		r->brand_idx = ShopPlainIndex(r->prod, "product_brand_idx", 3, c, t, desc, true);
 	}
 	r->ok = r->cat_idx != NULL && r->brand_idx != NULL;
 }
@@ -397,24 +344,6 @@ sim_rels_close(SimRels *r)
 		index_close(r->brand_idx, NoLock);
 	if (r->prod)
 		table_close(r->prod, NoLock);
-}
-
-/* a text column of the slot equals the bytes s (deterministic collation) */
-static bool
-sim_text_eq(TupleTableSlot *slot, AttrNumber att, const char *s, int len)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, att, &isnull);
-	text	   *t;
-	bool		eq;
-
-	if (isnull)
-		return false;
-	t = DatumGetTextPP(d);
-	eq = VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-	if ((Pointer) t != DatumGetPointer(d))
-		pfree(t);
-	return eq;
 }
 
 /* the candidate's place by bound: highest first, then id */
@@ -473,7 +402,7 @@ sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id
 		Datum		d;
 		SimCand    *x;
 
-		if (!sim_text_eq(slot, r->p_status, "active", 6))
+		if (!ShopSlotTextEq(slot, r->p_status, "active", 6))
 			continue;
 		d = slot_getattr(slot, r->p_id, &isnull);
 		if (isnull || DatumGetInt64(d) == src_id)
@@ -491,7 +420,7 @@ sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id
 			x->same_brand = isnull;
 		}
 		else
-			x->same_brand = sim_text_eq(slot, r->p_brand, brand, brand_len);
+			x->same_brand = ShopSlotTextEq(slot, r->p_brand, brand, brand_len);
 		d = slot_getattr(slot, r->p_popularity, &isnull);
 		x->pop = isnull ? 0 : DatumGetFloat4(d);
 		if (isnull)
@@ -889,40 +818,26 @@ shop_also_bought_list(PG_FUNCTION_ARGS)
 
 	/* the relations, as shop made them and plainly readable */
 	nsp = get_namespace_oid("shop", false);
-	{
-		Oid			relid = get_relname_relid("product", nsp);
-
-		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION)
-			prod = table_open(relid, AccessShareLock);
-		relid = get_relname_relid("copurchase", nsp);
-		if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION)
-			cop = table_open(relid, AccessShareLock);
-	}
+	prod = ShopPlainTable(nsp, "product");
+	cop = ShopPlainTable(nsp, "copurchase");
 	ok = prod != NULL && cop != NULL;
-	for (int i = 0; ok && i < 2; i++)
-	{
-		Oid			relid = RelationGetRelid(i == 0 ? prod : cop);
-
-		ok = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-			check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
-	}
 	if (ok)
 	{
 		AttrNumber	c[1];
 		Oid			t[1] = {INT8OID};
 
-		p_id = sim_column(prod, "product_id", INT8OID);
-		p_status = sim_column(prod, "status", TEXTOID);
-		p_category = sim_column(prod, "category_id", INT8OID);
-		p_brand = sim_column(prod, "brand", TEXTOID);
-		p_title = sim_column(prod, "title", TEXTOID);
-		p_attributes = sim_column(prod, "attributes", JSONBOID);
-		c_other = sim_column(cop, "other_id", INT8OID);
-		c_score = sim_column(cop, "score", FLOAT4OID);
+		p_id = ShopPlainColumn(prod, "product_id", INT8OID);
+		p_status = ShopPlainColumn(prod, "status", TEXTOID);
+		p_category = ShopPlainColumn(prod, "category_id", INT8OID);
+		p_brand = ShopPlainColumn(prod, "brand", TEXTOID);
+		p_title = ShopPlainColumn(prod, "title", TEXTOID);
+		p_attributes = ShopPlainColumn(prod, "attributes", JSONBOID);
+		c_other = ShopPlainColumn(cop, "other_id", INT8OID);
+		c_score = ShopPlainColumn(cop, "score", FLOAT4OID);
 		c[0] = p_id;
-		prod_idx = sim_index(prod, "product_pkey", 1, c, t, asc1, false);
-		c[0] = sim_column(cop, "product_id", INT8OID);
-		cop_idx = sim_index(cop, "copurchase_pkey", 1, c, t, asc1, false);
+		prod_idx = ShopPlainIndex(prod, "product_pkey", 1, c, t, asc1, false);
+		c[0] = ShopPlainColumn(cop, "product_id", INT8OID);
+		cop_idx = ShopPlainIndex(cop, "copurchase_pkey", 1, c, t, asc1, false);
 		ok = p_id && p_status && p_category && p_brand && p_title && p_attributes &&
 			c_other && c_score && prod_idx && cop_idx;
 	}
@@ -1013,7 +928,7 @@ shop_also_bought_list(PG_FUNCTION_ARGS)
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(rows[i].other));
 		index_rescan(scan, &key, 1, NULL, 0);
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))
-			active = sim_text_eq(slot, p_status, "active", 6);
+			active = ShopSlotTextEq(slot, p_status, "active", 6);
 		if (!active)
 			continue;
 		ab_put(rsinfo, rows[i].other, rows[i].score);

@@ -17,6 +17,7 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
+#include "common/hashfn.h"
 
 /*
  * The domain error vocabulary (docs/errors.md), class "SH".  Every
@@ -256,6 +257,30 @@ typedef struct LikeEntry
 extern int	like_cmp_entry(const void *a, const void *b);
 extern int	like_top(LikeEntry *e, int n, int top);
 extern float4 like_round(double s);
+
+/*
+ * An event of a customer's history, a product bought or viewed, and the
+ * profile made of them (like_profile_events, recolike.c), shared by the
+ * rebuild and the refresh.  like_profile_hash is hashint8extended(customer,
+ * product), the profile row's sample hash, without the function call.
+ */
+typedef struct LikeEvent
+{
+	int64		product_id;
+	double		w;
+	TimestampTz at;
+} LikeEvent;
+extern int	like_profile_events(LikeEvent *ev, int n, int cap, double *norm);
+
+static inline int64
+like_profile_hash(int64 customer, int64 product)
+{
+	uint32		lohalf = (uint32) customer;
+	uint32		hihalf = (uint32) (customer >> 32);
+
+	lohalf ^= (customer >= 0) ? hihalf : ~hihalf;
+	return DatumGetInt64(hash_uint32_extended(lohalf, (uint64) product));
+}
 
 /*
  * The customers-like-you lists of the rebuild (recorebuild.c) and of the
