@@ -979,20 +979,7 @@ checkout_request(FunctionCallInfo fcinfo, CheckoutRequest *req)
 	if (!PG_ARGISNULL(3))
 	{
 		req->address = PG_GETARG_JSONB_P(3);
-		ShopRefuseCardNumberJsonb(req->address, "shipping_address");
-		if (!JB_ROOT_IS_OBJECT(req->address) || JB_ROOT_IS_SCALAR(req->address))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("shipping_address must be a jsonb object")));
-		/* no control character or escape sequence in a key or string (hostile4) */
-		ShopCheckPlainJsonb(req->address, "shipping_address", true);
-		req->address_text = JsonbToCString(NULL, &req->address->root, VARSIZE(req->address));
-		if (strlen(req->address_text) > 4000)
-			ereport(ERROR,
-					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-					 errmsg("shipping_address is too long"),
-					 errdetail("shipping_address has %zu characters as text; at most 4000 are allowed.",
-							   strlen(req->address_text))));
+		req->address_text = ShopCheckShippingAddress(req->address);
 	}
 	req->token = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	req->key = text_to_cstring(PG_GETARG_TEXT_PP(2));

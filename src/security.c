@@ -739,11 +739,38 @@ shop_check_plain_text(PG_FUNCTION_ARGS)
 }
 
 /*
+ * ShopCheckShippingAddress: a checkout's shipping_address, the same on one
+ * node (shop.checkout) and through the router (shop._saga_check): no card
+ * number (SH005), a jsonb object (22023), no control character or escape
+ * sequence in a key or string other than tab, line feed and CRLF (22023,
+ * hostile4), at most 4000 characters as text (22001).  Returns that text.
+ */
+char *
+ShopCheckShippingAddress(Jsonb *address)
+{
+	char	   *text;
+
+	ShopRefuseCardNumberJsonb(address, "shipping_address");
+	if (!JB_ROOT_IS_OBJECT(address) || JB_ROOT_IS_SCALAR(address))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("shipping_address must be a jsonb object")));
+	ShopCheckPlainJsonb(address, "shipping_address", true);
+	text = JsonbToCString(NULL, &address->root, VARSIZE(address));
+	if (strlen(text) > 4000)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("shipping_address is too long"),
+				 errdetail("shipping_address has %zu characters as text; at most 4000 are allowed.",
+						   strlen(text))));
+	return text;
+}
+
+/*
  * ShopCheckPlainJsonb: 22023 (ShopCheckPlainText) at the first key or
  * string value of jb, at any depth, that holds a control character; what
  * names the value.  For jsonb the storefront writes and others print: an
- * order's shipping_address (hostile4; shop._saga_check calls it, checkout's
- * own checks in orders.c should).
+ * order's shipping_address (hostile4, ShopCheckShippingAddress).
  */
 void
 ShopCheckPlainJsonb(Jsonb *jb, const char *what, bool multiline)

@@ -173,6 +173,7 @@ extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 extern void ShopCheckPlainText(const char *s, int len, const char *what, bool multiline);
 extern void ShopCheckPlainJsonb(Jsonb *jb, const char *what, bool multiline);
+extern char *ShopCheckShippingAddress(Jsonb *address);
 extern void ShopSagaMac(const char *msg, char *out);
 
 /* recosimilar.c: shop._similar_candidates' list, -1 when the SQL must run */
