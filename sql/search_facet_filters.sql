@@ -188,10 +188,15 @@ RESET shop.search_facet_cache;
 -- column entry without the flag would be counted as a visible row
 -- (without the flag there, 11 and 12 of the 21 filtered counts of
 -- "quokka" and "lamp" came out wrong, and verify reported it)
-SELECT shop.search_index_info('shop.product_search_idx') -> 'segments' AS segments_before;
+-- (one segment, the REINDEX's, the same after the VACUUM; its document
+-- count is not shown: the REINDEX keeps the rows another session's
+-- snapshot may still see, 5,340 instead of 4,340 with one held)
+SELECT shop.search_index_info('shop.product_search_idx') -> 'segments' AS segments_before \gset
 DELETE FROM shop.product WHERE sku LIKE 'Q%' AND substr(sku, 2)::int % 5 = 2;
 VACUUM shop.product;
-SELECT shop.search_index_info('shop.product_search_idx') -> 'segments' AS segments_after;
+SELECT jsonb_array_length(:'segments_before'::jsonb) AS segments,
+       shop.search_index_info('shop.product_search_idx') -> 'segments' = :'segments_before'::jsonb
+           AS same_segments;
 SELECT * FROM pg_temp.check(ARRAY['quokka', 'lamp']);
 SELECT count(*) AS verify_problems FROM shop.search_verify('shop.product_search_idx');
 
