@@ -10918,6 +10918,9 @@ REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 --      and shop._saga_begin_try (replaced here) also answer 42501
 --      (insufficient_privilege) as data, in the subtransaction each
 --      already has: nothing the step wrote before its refusal stays;
+--      shop._saga_begin_try also 55006 (object_in_use: a checkout of a
+--      cart whose checkout under another key has not finished, raised
+--      before anything is claimed);
 --   2. shop._customer_refusal(customer_id) (src/security.c): what
 --      shop._authorize(customer_id) would raise (22023 for an id below 1,
 --      42501), as {SQLSTATE, message, detail, hint}, or NULL; it raises
@@ -10930,7 +10933,7 @@ REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 --      token: forged, malformed, expired), or NULL; it changes no
 --      session.  The router's session_begin asks it on partition 0 before
 --      the shard sets the token.
--- Other errors (55006 a cart being checked out, a bad signature, a
+-- Other errors (a bad signature, a
 -- token refused by a shard's set_config in the other calls, a shard
 -- down) stay a shard's errors.
 ------------------------------------------------------------------------------
@@ -11015,7 +11018,7 @@ BEGIN
     RETURN QUERY
     SELECT b.*, NULL::text[]
       FROM shop._saga_begin_signed(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege OR object_in_use THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text,
                         ARRAY[st, m, nullif(d, ''), nullif(h, '')];
