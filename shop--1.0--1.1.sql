@@ -10905,6 +10905,141 @@ COMMENT ON FUNCTION shop._cart_missing(uuid) IS
 
 REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 
+-- Scale-out: another customer's refusals as answers (issue 16, ha6) ---------
+--
+-- A storefront acting for another customer (42501 permission denied for
+-- customer N: a session of another customer, or none) got the shard's
+-- error, and PL/Proxy remade the connections of the call: one for a
+-- cart, order or checkout, every shard's for a personalized search.  As
+-- the sections "Scale-out: a shard's refusals as answers", "... the
+-- cart's refusals ..." and "... the last refusals ..." do for class 22
+-- and the SH codes:
+--   1. shop._cart_lines_try, shop._order_get_try, shop._cart_write_try
+--      and shop._saga_begin_try (replaced here) also answer 42501
+--      (insufficient_privilege) as data, in the subtransaction each
+--      already has: nothing the step wrote before its refusal stays;
+--      shop._saga_begin_try also 55006 (object_in_use: a checkout of a
+--      cart whose checkout under another key has not finished, raised
+--      before anything is claimed);
+--   2. shop._customer_refusal(customer_id) (src/security.c): what
+--      shop._authorize(customer_id) would raise (22023 for an id below 1,
+--      42501), as {SQLSTATE, message, detail, hint}, or NULL; it raises
+--      nothing and takes no subtransaction.  The router asks it on the
+--      customer's shard before orders_for, and on every shard before a
+--      personalized search's page, and raises the answer
+--      (shop_router._raise);
+--   3. shop._session_refusal(token) (src/security.c): what
+--      shop.session_begin(token) would raise (28000 invalid session
+--      token: forged, malformed, expired), or NULL; it changes no
+--      session.  The router's session_begin asks it on partition 0 before
+--      the shard sets the token.
+-- Other errors (a bad signature, a
+-- token refused by a shard's set_config in the other calls, a shard
+-- down) stay a shard's errors.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION shop._cart_lines_try(cart_id uuid)
+RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
+               error text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._cart_lines raises before it returns a row
+    RETURN QUERY SELECT l.*, NULL::text[] FROM shop._cart_lines(cart_id) l;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::int,
+                        NULL::boolean, NULL::bigint, NULL::timestamptz, ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop._order_get_try(order_id uuid, OUT doc jsonb, OUT error text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    doc := shop.order_get(order_id);
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop._cart_write_try(op text, cart_id uuid, product_id bigint, qty int,
+                                     price_cents bigint, valid_until bigint, sig text, product_error text[])
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    IF product_error IS NOT NULL THEN
+        PERFORM shop._cart_refuse(op, cart_id, product_id, qty, product_error);
+    ELSIF op = 'add' THEN
+        PERFORM shop._cart_add_signed(cart_id, product_id, qty, price_cents, valid_until, sig);
+    ELSIF op = 'set_qty' THEN
+        PERFORM shop.cart_set_qty(cart_id, product_id, qty);
+    ELSIF op = 'remove' THEN
+        PERFORM shop.cart_remove(cart_id, product_id);
+    ELSIF op = 'save' THEN
+        PERFORM shop.cart_save_for_later(cart_id, product_id);
+    ELSIF op = 'unsave' THEN
+        PERFORM shop._cart_unsave(cart_id, product_id);
+    ELSIF op = 'clear' THEN
+        PERFORM shop.cart_clear(cart_id);
+    ELSE
+        RAISE EXCEPTION 'unknown cart write %', op USING ERRCODE = 'internal_error';
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+
+CREATE OR REPLACE FUNCTION shop._saga_begin_try(order_id uuid, cart_id uuid, payment_token text,
+                                     idempotency_key text, shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
+               saga_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    -- shop._saga_begin_signed raises before it returns a row
+    RETURN QUERY
+    SELECT b.*, NULL::text[]
+      FROM shop._saga_begin_signed(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege OR object_in_use THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text,
+                        ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+
+CREATE FUNCTION shop._customer_refusal(customer_id bigint)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'shop_customer_refusal'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._customer_refusal(bigint) IS
+'internal (router): what shop._authorize(customer_id) would raise, as (SQLSTATE, message, detail, hint), or NULL; raises nothing';
+CREATE FUNCTION shop._session_refusal(token text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'shop_session_refusal'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._session_refusal(text) IS
+'internal (router): what shop.session_begin(token) would raise (28000), as (SQLSTATE, message, detail, hint), or NULL; changes no session';
+REVOKE ALL ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(text) TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -557,6 +557,19 @@ BEGIN
 END
 $$;
 
+-- the same in a query's WHERE (a row whose error is a shard's answer):
+-- raises the error; false, never reached, for its type
+CREATE FUNCTION shop_router._raised(error text[])
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM shop_router._raise(error);
+    RETURN false;
+END
+$$;
+
 -- one node's check of a required argument (shop._require), on the router
 -- before any shard is called (a NULL product id has no partition)
 CREATE FUNCTION shop_router._require(value anyelement, what text)
@@ -1317,33 +1330,49 @@ CREATE FUNCTION shop_router._search_routed_at(i_query text, i_filters jsonb, i_s
                                               i_versions jsonb)
 RETURNS TABLE (product_id bigint, score real, title text, brand text, price_cents bigint,
                rating_avg numeric, category_id bigint, in_stock boolean, image text, typos int,
-               missing_words int, rating_count int, created_at timestamptz, popularity real)
+               missing_words int, rating_count int, created_at timestamptz, popularity real,
+               error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER shop_router._read_cluster();
     RUN ON ALL;
-    SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
-           s.in_stock, s.image, s.typos, s.missing_words,
-           p.rating_count, p.created_at, p.popularity
-      FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
-                   $9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()) AS ok
-             OFFSET 0) z
-     CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
-     CROSS JOIN LATERAL (SELECT p.rating_count, p.created_at, p.popularity FROM shop.product p
-                          WHERE p.product_id = s.product_id OFFSET 0) p
-     WHERE z.ok
-    UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-     WHERE NOT ($9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()));
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH z AS MATERIALIZED (
+            SELECT z0.t, z0.ok,
+                   CASE WHEN $6 IS NOT NULL THEN shop._customer_refusal($6 + 0 * length(z0.t)) END AS error
+              FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
+                           $9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()) AS ok
+                    OFFSET 0) z0
+        )
+        SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
+               s.in_stock, s.image, s.typos, s.missing_words,
+               p.rating_count, p.created_at, p.popularity, NULL::text[] AS error
+          FROM z
+         CROSS JOIN LATERAL shop._search_routed($1 || left(z.t, 0), $2, $3, $4, $5, $6, $7) s
+         CROSS JOIN LATERAL (SELECT p.rating_count, p.created_at, p.popularity FROM shop.product p
+                              WHERE p.product_id = s.product_id OFFSET 0) p
+         WHERE z.ok AND z.error IS NULL
+        UNION ALL
+        -- a row of NULLs: the kept sums refused, or the customer (its error)
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, z.error
+          FROM z
+         WHERE NOT z.ok OR z.error IS NOT NULL) r;
 $$;
 
--- a shard refused the kept sums (a row of NULLs from _search_routed_at)
-CREATE FUNCTION shop_router._search_refused()
+-- a shard refused the kept sums (a row of NULLs from _search_routed_at),
+-- or the customer of a personalized search (the row's error: 42501 of
+-- another customer's id, 22023 of one below 1; shop._customer_refusal,
+-- issue 16, ha6), raised here as one node raises it
+CREATE FUNCTION shop_router._search_refused(error text[])
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF error IS NOT NULL THEN
+        PERFORM shop_router._raise(error);
+    END IF;
     RAISE EXCEPTION 'the search statistics changed on a shard'
         USING ERRCODE = '40001', HINT = 'the router asks for them again';
 END
@@ -1464,7 +1493,7 @@ BEGIN
                                                       1000 * k, customer_id, g,
                                                       CASE WHEN customer_id IS NULL THEN ''
                                                            ELSE shop_router._session() END, versions) r
-     WHERE r.product_id IS NOT NULL OR shop_router._search_refused()
+     WHERE r.product_id IS NOT NULL OR shop_router._search_refused(r.error)
      ORDER BY
         CASE WHEN sort = 'relevance' THEN r.missing_words END ASC,
         CASE WHEN sort = 'relevance' THEN r.typos END ASC,
@@ -1730,7 +1759,7 @@ GRANT EXECUTE ON FUNCTION
     shop_router._search_global_at(text, jsonb, boolean),
     shop_router._dfs_forget(text, jsonb), shop_router._search_route(),
     shop_router._search_routed_at(text, jsonb, text, int, int, bigint, jsonb, text, jsonb),
-    shop_router._search_refused(),
+    shop_router._search_refused(text[]),
     shop_router._search_page(text, jsonb, text, int, int, bigint, jsonb, jsonb),
     shop_router._search_facets_routed(text, jsonb, jsonb),
     shop_router._search_facets_top(text, jsonb, jsonb, int)
@@ -1748,7 +1777,7 @@ GRANT EXECUTE ON FUNCTION
     shop.product_get(bigint), shop_router._product_get(bigint), shop.category_descendants(bigint), shop.category_path(bigint),
     shop.browse(bigint, text, int, int), shop_router._browse(bigint, text, int, int),
     shop.stock_available(bigint), shop_router._stock_available(bigint), shop_router._product_not_found(bigint),
-    shop_router._raise(text[]), shop_router._require(anyelement, text), shop_router._category_not_found(bigint),
+    shop_router._raise(text[]), shop_router._raised(text[]), shop_router._require(anyelement, text), shop_router._category_not_found(bigint),
     shop_router._check_lim(int), shop_router._check_customer(bigint),
     shop.search(text, jsonb, text, int, int, bigint), shop.search_facets(text, jsonb),
     shop.search_facets(text, jsonb, int), shop.search_facets(text, jsonb, int, int),
@@ -1871,20 +1900,47 @@ AS $$
     SELECT shop.current_customer() FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
 $$;
 
+-- a token the shards refuse (28000: forged, malformed, expired) is
+-- answered as data by shop._session_refusal before the shard sets it
+-- (issue 16, ha6): its error would cost the router's connection to
+-- partition 0
+CREATE FUNCTION shop_router._session_verify(i_session text, OUT customer bigint, OUT error text[])
+LANGUAGE plproxy
+AS $$
+    CLUSTER 'shop_cluster';
+    RUN ON 0;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH e AS MATERIALIZED (SELECT shop._session_refusal($1) AS error)
+        SELECT (SELECT shop.current_customer()
+                  FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s)
+               AS customer, e.error
+          FROM e
+         WHERE e.error IS NULL
+        UNION ALL
+        SELECT NULL, e.error FROM e WHERE e.error IS NOT NULL) r;
+$$;
+
 CREATE FUNCTION shop.session_begin(token text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
-    c bigint := shop_router._session_customer(coalesce(token, ''));
+    r record;
 BEGIN
-    IF c IS NULL THEN
+    -- one node's checks: a NULL token (22004), then the token (28000)
+    PERFORM shop_router._require(token, 'token');
+    r := shop_router._session_verify(token);
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    IF r.customer IS NULL THEN
         RAISE EXCEPTION 'invalid session token' USING ERRCODE = 'invalid_authorization_specification',
             DETAIL = 'The token is not a shop session token.';
     END IF;
     PERFORM set_config('shop.session', token, false);
-    RETURN c;
+    RETURN r.customer;
 END
 $$;
 COMMENT ON FUNCTION shop.session_begin(text) IS
@@ -1918,13 +1974,19 @@ $$;
 
 -- Carts ---------------------------------------------------------------------
 
-CREATE FUNCTION shop_router._cart_create(i_session text, i_cart_id uuid, i_customer_id bigint)
-RETURNS uuid
+-- another customer's cart (42501): the shard answers the refusal as data
+-- (shop._customer_refusal, before the cart is made; issue 16, ha6)
+CREATE FUNCTION shop_router._cart_create(i_session text, i_cart_id uuid, i_customer_id bigint,
+                                         OUT id uuid, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_create_with_id($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT CASE WHEN e.error IS NULL THEN shop._cart_create_with_id($2, $3) END AS id, e.error
+      FROM (SELECT CASE WHEN $3 IS NOT NULL THEN shop._customer_refusal($3 + 0 * length(s.t)) END AS error
+              FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true) AS t
+                    OFFSET 0) s
+            OFFSET 0) e;
 $$;
 
 -- a customer id below 1 is refused here as one node refuses it first
@@ -1934,12 +1996,18 @@ RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+DECLARE
+    r record;
 BEGIN
     PERFORM shop_router._check_customer(customer_id);
-    RETURN shop_router._cart_create(shop_router._session(),
+    r := shop_router._cart_create(shop_router._session(),
         shop_router._uuid_for(CASE WHEN customer_id IS NULL THEN (random() * 65535)::int
                                    ELSE hashint8(customer_id) END),
         customer_id);
+    IF r.error IS NOT NULL THEN
+        PERFORM shop_router._raise(r.error);
+    END IF;
+    RETURN r.id;
 END
 $$;
 COMMENT ON FUNCTION shop.cart_create(bigint) IS
@@ -2565,15 +2633,27 @@ END
 $$;
 COMMENT ON FUNCTION shop.order_get(uuid) IS 'router: an order, read on its customer''s shard';
 
+-- another customer's orders (42501): the customer's shard answers the
+-- refusal as data (shop._customer_refusal, before orders_for is called;
+-- issue 16, ha6), raised by orders_for
 CREATE FUNCTION shop_router._orders_for(i_session text, i_customer_id bigint, i_lim int, i_before timestamptz)
 RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
-               needs_review boolean, created_at timestamptz)
+               needs_review boolean, created_at timestamptz, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT (o).* FROM (SELECT shop.orders_for($2, $3, $4) AS o
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH e AS MATERIALIZED (
+            SELECT shop._customer_refusal($2 + 0 * length(s.t)) AS error
+              FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true) AS t
+                    OFFSET 0) s
+        )
+        SELECT (o).*, NULL::text[] AS error
+          FROM (SELECT shop.orders_for($2, $3, $4) AS o FROM e WHERE e.error IS NULL OFFSET 0) x
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, e.error FROM e WHERE e.error IS NOT NULL) r;
 $$;
 
 -- one node's checks of the arguments, in its order (customer_id, lim,
@@ -2589,7 +2669,10 @@ BEGIN
     PERFORM shop_router._require(customer_id, 'customer_id');
     PERFORM shop_router._check_lim(lim);
     PERFORM shop_router._check_customer(customer_id);
-    RETURN QUERY SELECT * FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before);
+    RETURN QUERY
+    SELECT r.order_id, r.status, r.total_cents, r.item_count, r.needs_review, r.created_at
+      FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before) r
+     WHERE r.error IS NULL OR NOT shop_router._raised(r.error);
 END
 $$;
 COMMENT ON FUNCTION shop.orders_for(bigint, int, timestamptz) IS
@@ -2863,7 +2946,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 -- (the internal steps a storefront may reach check signatures there).
 GRANT EXECUTE ON FUNCTION
     shop.session_begin(text), shop.session_end(), shop.current_customer(),
-    shop_router._session(), shop_router._session_customer(text),
+    shop_router._session(), shop_router._session_customer(text), shop_router._session_verify(text),
     shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
     shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
     shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),

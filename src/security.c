@@ -66,6 +66,7 @@
 
 #include "access/parallel.h"
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
@@ -75,6 +76,7 @@
 #include "storage/proc.h"
 #include "utils/resowner.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -87,6 +89,8 @@ PG_FUNCTION_INFO_V1(shop_session_begin);
 PG_FUNCTION_INFO_V1(shop_session_end);
 PG_FUNCTION_INFO_V1(shop_current_customer);
 PG_FUNCTION_INFO_V1(shop_authorize);
+PG_FUNCTION_INFO_V1(shop_customer_refusal);
+PG_FUNCTION_INFO_V1(shop_session_refusal);
 PG_FUNCTION_INFO_V1(shop_plain_text);
 PG_FUNCTION_INFO_V1(shop_check_plain_text);
 PG_FUNCTION_INFO_V1(shop_check_price);
@@ -517,6 +521,38 @@ shop_session_begin(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(v.customer);
 }
 
+/*
+ * shop._session_refusal(token text) -> text[]
+ * What shop.session_begin(token) would raise, as {SQLSTATE, message,
+ * detail, hint} (hint NULL), or NULL for a genuine live token; changes no
+ * session and raises nothing but the unset secret's error (55000, as
+ * session_begin raises it).  The router asks it before it verifies a
+ * token on a shard (issue 16: a shard's error costs PL/Proxy's
+ * connection).
+ */
+Datum
+shop_session_refusal(PG_FUNCTION_ARGS)
+{
+	ShopTokenVerdict v;
+	Datum		elems[4];
+	bool		nulls[4] = {false, false, false, true};
+	int			dims[1] = {4};
+	int			lbs[1] = {1};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("argument token must not be null")));
+	if (token_verify(text_to_cstring(PG_GETARG_TEXT_PP(0)), &v))
+		PG_RETURN_NULL();
+	if (v.sqlstate == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+		(void) session_secret();	/* raises the full error */
+	elems[0] = CStringGetTextDatum(unpack_sql_state(v.sqlstate));
+	elems[1] = CStringGetTextDatum("invalid session token");
+	elems[2] = CStringGetTextDatum(v.why);
+	elems[3] = (Datum) 0;
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 /* shop.session_end(): forget the session's customer. */
 Datum
 shop_session_end(PG_FUNCTION_ARGS)
@@ -555,6 +591,44 @@ ShopCallerIsTrusted(void)
 }
 
 /*
+ * customer_refusal: what ShopAuthorizeCustomer raises for customer_id
+ * (its SQLSTATE, message, detail and hint; hint may be NULL), or false
+ * when the caller may act for the customer.  Raises nothing itself.
+ */
+static bool
+customer_refusal(int64 customer_id, int *sqlstate, char **msg, char **detail, char **hint)
+{
+	int64		session;
+	const char *why;
+
+	*hint = NULL;
+	if (customer_id <= 0)
+	{
+		/* check_customer_id's error */
+		*sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
+		*msg = pstrdup("customer_id must be positive");
+		*detail = psprintf("customer_id is " INT64_FORMAT ".", customer_id);
+		return true;
+	}
+	if (ShopCallerIsTrusted())
+		return false;
+	*sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
+	*msg = psprintf("permission denied for customer " INT64_FORMAT, customer_id);
+	if (!session_customer(&session, &why))
+	{
+		*detail = pstrdup(why);
+		*hint = pstrdup("Call shop.session_begin(token), or SET LOCAL shop.session = token, first.");
+		return true;
+	}
+	if (session != customer_id)
+	{
+		*detail = psprintf("The session acts for customer " INT64_FORMAT ".", session);
+		return true;
+	}
+	return false;
+}
+
+/*
  * ShopAuthorizeCustomer: raise 22023 for a customer id that cannot be one
  * (<= 0), then 42501 unless the caller may act for this customer.  isnull:
  * the row is anonymous (a guest cart or order), which anyone holding its id
@@ -563,25 +637,20 @@ ShopCallerIsTrusted(void)
 void
 ShopAuthorizeCustomer(int64 customer_id, bool isnull)
 {
-	int64		session;
-	const char *why;
+	int			sqlstate;
+	char	   *msg;
+	char	   *detail;
+	char	   *hint;
 
 	if (isnull)
 		return;
-	check_customer_id(customer_id);
-	if (ShopCallerIsTrusted())
+	if (!customer_refusal(customer_id, &sqlstate, &msg, &detail, &hint))
 		return;
-	if (!session_customer(&session, &why))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for customer " INT64_FORMAT, customer_id),
-				 errdetail("%s", why),
-				 errhint("Call shop.session_begin(token), or SET LOCAL shop.session = token, first.")));
-	if (session != customer_id)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for customer " INT64_FORMAT, customer_id),
-				 errdetail("The session acts for customer " INT64_FORMAT ".", session)));
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg_internal("%s", msg),
+			 errdetail_internal("%s", detail),
+			 hint ? errhint("%s", hint) : 0));
 }
 
 /* shop._authorize(customer_id bigint) -> void */
@@ -590,6 +659,41 @@ shop_authorize(PG_FUNCTION_ARGS)
 {
 	ShopAuthorizeCustomer(PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), PG_ARGISNULL(0));
 	PG_RETURN_VOID();
+}
+
+/*
+ * shop._customer_refusal(customer_id bigint) -> text[]
+ * What shop._authorize(customer_id) would raise, as {SQLSTATE, message,
+ * detail, hint} (hint NULL when absent), or NULL when it would raise
+ * nothing: a shard's answer the router raises (issue 16: an error on the
+ * shard costs PL/Proxy's connections), without a subtransaction.
+ */
+Datum
+shop_customer_refusal(PG_FUNCTION_ARGS)
+{
+	int			sqlstate;
+	char	   *msg;
+	char	   *detail;
+	char	   *hint;
+	Datum		elems[4];
+	bool		nulls[4] = {false, false, false, false};
+	int			dims[1] = {4};
+	int			lbs[1] = {1};
+
+	if (PG_ARGISNULL(0) ||
+		!customer_refusal(PG_GETARG_INT64(0), &sqlstate, &msg, &detail, &hint))
+		PG_RETURN_NULL();
+	elems[0] = CStringGetTextDatum(unpack_sql_state(sqlstate));
+	elems[1] = CStringGetTextDatum(msg);
+	elems[2] = CStringGetTextDatum(detail);
+	if (hint)
+		elems[3] = CStringGetTextDatum(hint);
+	else
+	{
+		elems[3] = (Datum) 0;
+		nulls[3] = true;
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* ---------------------------------------------------------------------

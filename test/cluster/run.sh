@@ -37,8 +37,10 @@
 #     refusals (browse's arguments, NULL ids, holds, carts, orders, the
 #     cart's writes, a checkout's refused holds, its other refusals: an
 #     empty cart, a declined payment, a key reused; reserve_many's
-#     refusals, orders_for's and cart_create's arguments), each raised as
-#     one node raises it (stale.sh);
+#     refusals, orders_for's and cart_create's arguments; a storefront
+#     acting for another customer, session_begin's refused token, a
+#     checkout of a cart being checked out), each raised as one node
+#     raises it (stale.sh);
 #   - a storefront login can neither write the router's search caches (the
 #     cluster's intent and DFS sums, kept for every customer) nor learn
 #     whether another customer's cart exists: cart_merge and cart_get

@@ -313,3 +313,127 @@ stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
     [ "$(grep -c '^available|48|3$' <<<"$stale_err_rt")" = 1 ] ||
     { echo "FAIL: reserve_many's refusals did not give 4 SH001, an unknown product, no hold left and a search after each:"; echo "$stale_err_rt"; exit 1; }
 echo "ok: $(($(wc -l <<<"$stale_err_rt") - 1)) reserve_many refusals raised as one node raises them, no hold left, no connection dropped as stale"
+
+# A storefront acting for another customer (issue 16, ha6): the 42501 of
+# cart_get, the cart's writes, checkout and order_get on another
+# customer's cart or order, answered as data by the cart's or order's
+# shard (shop._cart_lines_try, _cart_write_try, _saga_begin_try,
+# _order_get_try), orders_for, cart_create and a personalized search for another
+# customer (shop._customer_refusal on the customer's shard, on every
+# shard for the search), and a customer_id below 1 of the search (22023).
+# As the storefront with a session of customer 533 on a cart and an order
+# of customer 534 (made by the back office, ids replaced by CART and
+# ORDER), then without a session; then session_begin with a forged and
+# a malformed token (28000, answered as data by shop._session_refusal on
+# partition 0) and a NULL one (22004, checked on the router). The same
+# lines as one node, the cart and the stock untouched, no connection
+# dropped as stale.
+stale_fix6_sql=$(cat <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.product_upsert('HA6-1', 'Stale test crate three', 1500, product_id => 9903) \g /dev/null
+SELECT shop.stock_set(9903, 20) \g /dev/null
+SQL
+)
+q "$R" "$PR" router -U backoffice <<<"$stale_fix6_sql"
+q "$A" "$PA" one -U backoffice <<<"$stale_fix6_sql"
+stale_err6_sql=$(sed -n '/^CREATE FUNCTION pg_temp.err/,/^\$f\$;/p' <<<"$stale_err_sql")
+# the cart (two units of 9903) and the order (one), by the back office
+stale_ids6_sql=$(cat <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.cart_create(534) AS cart \gset
+SELECT shop.cart_add(:'cart', 9903, 2) \g /dev/null
+SELECT shop.cart_create(534) AS cart2 \gset
+SELECT shop.cart_add(:'cart2', 9903, 1) \g /dev/null
+SELECT :'cart', shop.checkout(:'cart2', 'tok_visa', 'ha6-1');
+SQL
+)
+stale_ids_rt=$(q "$R" "$PR" router -U backoffice -At -F ' ' <<<"$stale_ids6_sql")
+stale_ids_one=$(q "$A" "$PA" one -U backoffice -At -F ' ' <<<"$stale_ids6_sql")
+stale_err6_sql=$(cat <<SQL
+SET shop.session = '$stale_tok';
+SET client_min_messages = notice;
+$stale_err6_sql
+SELECT replace(replace(format(c, :'cart', :'ord'), :'cart', 'CART'), :'ord', 'ORDER'),
+       replace(replace(pg_temp.err(format(c, :'cart', :'ord')), :'cart', 'CART'), :'ord', 'ORDER'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.cart_get(%1\$L)',
+                    'SELECT shop.cart_add(%1\$L, 9903)',
+                    'SELECT shop.cart_add(%1\$L, 999999999)',
+                    'SELECT shop.cart_set_qty(%1\$L, 9903, 5)',
+                    'SELECT shop.cart_remove(%1\$L, 9903)',
+                    'SELECT shop.cart_save_for_later(%1\$L, 9903)',
+                    'SELECT shop.cart_move_to_cart(%1\$L, 9903)',
+                    'SELECT shop.cart_clear(%1\$L)',
+                    'SELECT shop.checkout(%1\$L, ''tok_visa'', ''ha6-2'')',
+                    'SELECT shop.order_get(%2\$L)',
+                    'SELECT count(*) FROM shop.orders_for(534)',
+                    'SELECT shop.cart_create(534) IS NOT NULL',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 534)',
+                    'SELECT count(*) FROM shop.search(''laptop'', sort => ''price_asc'', lim => 5, customer_id => 534)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 0)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 533)']) WITH ORDINALITY u(c, n)
+ ORDER BY n;
+RESET shop.session;
+SELECT replace(replace(format(c, :'cart', :'ord'), :'cart', 'CART'), :'ord', 'ORDER'),
+       replace(replace(pg_temp.err(format(c, :'cart', :'ord')), :'cart', 'CART'), :'ord', 'ORDER'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.cart_get(%1\$L)',
+                    'SELECT shop.cart_add(%1\$L, 9903)',
+                    'SELECT shop.order_get(%2\$L)',
+                    'SELECT count(*) FROM shop.orders_for(534)',
+                    'SELECT shop.cart_create(534) IS NOT NULL',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 534)',
+                    'SELECT shop.session_begin(''v1.533.9999999999.'' || repeat(''0'', 64))',
+                    'SELECT shop.session_begin(''nope'')',
+                    'SELECT shop.session_begin(NULL)']) WITH ORDINALITY u(c, n)
+ ORDER BY n;
+SQL
+)
+stale_after6_sql="SELECT 'cart', (shop.cart_get(:'cart')) -> 'item_count', shop.stock_available(9903)"
+stale_err_rt=$(set -- $stale_ids_rt; q "$R" "$PR" router -U web -At -v cart="$1" -v ord="$2" 2>&1 <<<"$stale_err6_sql";
+               q "$R" "$PR" router -U backoffice -At -v cart="$1" <<<"$stale_after6_sql")
+stale_err_one=$(set -- $stale_ids_one; q "$A" "$PA" one -U web -At -v cart="$1" -v ord="$2" 2>&1 <<<"$stale_err6_sql";
+                q "$A" "$PA" one -U backoffice -At -v cart="$1" <<<"$stale_after6_sql")
+stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
+[ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after acting for another customer:"; echo "$stale_err_rt"; exit 1; }
+[ "$stale_err_rt" = "$stale_err_one" ] ||
+    { echo "FAIL: the routed refusals for another customer are not one node's:"; diff <(echo "$stale_err_one") <(echo "$stale_err_rt"); exit 1; }
+[ "$(grep -c '|ok$' <<<"$stale_err_rt")" = 25 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token' <<<"$stale_err_rt")" = 2 ] &&
+    [ "$(grep -c '|22004 | argument token must not be null' <<<"$stale_err_rt")" = 1 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$stale_err_rt")" = 14 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 534 | .* | Call shop.session_begin' <<<"$stale_err_rt")" = 6 ] &&
+    [ "$(grep -c '^cart|2|19$' <<<"$stale_err_rt")" = 1 ] ||
+    { echo "FAIL: acting for another customer did not give 14 refusals with a session, 6 without, 3 tokens refused, the cart and stock untouched and a search after each:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: $(($(wc -l <<<"$stale_err_rt") - 1)) calls acting for another customer or with a refused token refused as one node refuses them, no connection dropped as stale"
+
+# 55006 (issue 16, ha6): a checkout of a cart whose checkout under another
+# key has not finished (the router's alone: one node's second checkout
+# waits for the first), answered as data by the cart's shard
+# (shop._saga_begin_try) and raised by the router with the shard's
+# message, detail and hint, no REMOTE ERROR prefix. The first checkout
+# stops after its holds (shop_router.saga_test_stop), the storefront's
+# second is refused, then the first key completes it. No connection
+# dropped as stale.
+stale_c55=$(q "$R" "$PR" router -U backoffice -At -c "SET client_min_messages = warning; SELECT shop.cart_create(533)")
+q "$R" "$PR" router -U backoffice -At -c "SELECT shop.cart_add('$stale_c55', 9903, 1)" >/dev/null
+q "$R" "$PR" router -U backoffice -At -c "SET shop_router.saga_test_stop = 'reserve'" \
+    -c "SELECT shop.checkout('$stale_c55', 'tok_visa', 'ha6-55a')" >/dev/null 2>&1 &&
+    { echo "FAIL: the checkout did not stop after its holds (the test tests nothing)"; exit 1; }
+stale_err7_sql=$(sed -n '/^CREATE FUNCTION pg_temp.err/,/^\$f\$;/p' <<<"$stale_err_sql")
+stale_err_rt=$(q "$R" "$PR" router -U web -At 2>&1 <<SQL
+SET shop.session = '$stale_tok';
+SET client_min_messages = notice;
+$stale_err7_sql
+SELECT replace(pg_temp.err('SELECT shop.checkout(''$stale_c55'', ''tok_visa'', ''ha6-55b'')'), '$stale_c55', 'CART'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)');
+SELECT pg_temp.err('SELECT shop.checkout(''$stale_c55'', ''tok_visa'', ''ha6-55a'') IS NOT NULL'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)');
+SQL
+)
+stale_n=$(grep -c 'dropping stale conn' <<<"$stale_err_rt" || true)
+[ "$stale_n" = 0 ] || { echo "FAIL: $stale_n connections dropped as stale after a 55006:"; echo "$stale_err_rt"; exit 1; }
+[ "$(sed -n 1p <<<"$stale_err_rt" | sed -E 's/order [0-9a-f-]+/order ORDER/')" = "55006 | cart is being checked out | A checkout of cart CART under another idempotency key (order ORDER) has not finished. | Repeat that checkout with its key, or retry once shop_router.saga_recover() has finished it.|ok" ] &&
+    [ "$(sed -n 2p <<<"$stale_err_rt")" = "ok|ok" ] ||
+    { echo "FAIL: the second checkout of a cart being checked out did not give the router's 55006, or the first key did not complete it:"; echo "$stale_err_rt"; exit 1; }
+echo "ok: a checkout of a cart being checked out refused with 55006 as data, completed by its key, no connection dropped as stale"
