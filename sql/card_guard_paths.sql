@@ -31,6 +31,16 @@ SELECT count(*) FILTER (WHERE shop.contains_card_number(repeat('x', k) || '4111 
 SELECT shop.contains_card_number('123e4567-e89b-12d3-a456-426614174000') AS uuid,
        shop.contains_card_number('3782 822-4631-0005-zzzz-aaaaaaaaaaaa') AS amex_not_uuid,
        shop.contains_card_number('3782 822-4631-0005-abcd-abcdefabcdef') AS amex_hex_tail;
+-- ids shop writes as text: a uuid after a prefix without digits (a hold's
+-- ref), one long hexadecimal word (a fingerprint); the same with a card
+-- before them or in place of the word still hold one
+SELECT shop.contains_card_number('order:123e4567-e89b-12d3-a456-426614174000') AS ref,
+       shop.contains_card_number('order 4111111111111111:123e4567-e89b-12d3-a456-426614174000') AS card_then_uuid,
+       shop.contains_card_number('ab123e4567-e89b-12d3-a456-426614174000') AS glued,
+       shop.contains_card_number('ed9e544f2085b3ee9c9b2fa2d7f5aff3') AS fingerprint,
+       shop.contains_card_number('4111111111111111abcdefab') AS in_hex_word,
+       shop.contains_card_number('4111111111111111 abcdefab') AS before_word,
+       shop.contains_card_number('4111111111111111abcdefa') AS short_hex_word;
 SELECT pg_temp.err($$SELECT shop.product_upsert('U1', '3782 822-4631-0005-abcd-abcdefabcdef', 100)$$) AS name_36;
 SELECT pg_temp.err($$SELECT shop.product_upsert('U2', '123e4567-e89b-12d3-a456-426614174000', 100)$$) AS name_uuid;
 

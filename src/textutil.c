@@ -1109,7 +1109,7 @@ may_hold_card(const unsigned char *s, int len)
 	return false;
 }
 
-/* ASCII hexadecimal digits, for is_uuid_text */
+/* ASCII hexadecimal digits, for is_skipped_id */
 static const bool hex_table[256] = {
 	['0'] = 1,['1'] = 1,['2'] = 1,['3'] = 1,['4'] = 1,
 	['5'] = 1,['6'] = 1,['7'] = 1,['8'] = 1,['9'] = 1,
@@ -1118,21 +1118,56 @@ static const bool hex_table[256] = {
 };
 
 /*
- * Is s[0..len) exactly a uuid as uuid_out writes it (8-4-4-4-12 hex
- * digits)?  The scanner never finds a card in one (hex_word_length skips
- * the word from whichever digit it meets first), but it gets there through
- * the prefilter, the scan's setup and the word checks: about 600
- * instructions for each of the ids a checkout writes as text.
+ * Is s[0..len) an id the scanner would skip whole?  Two shapes:
+ * - a uuid as uuid_out writes it (8-4-4-4-12 hex digits) at the end,
+ *   after a prefix of bytes that can start no run (no digit, backslash or
+ *   UTF-8 lead byte) whose last is not a letter ("order:<uuid>", a
+ *   reservation's ref): the scanner's tight loop passes the prefix, and
+ *   hex_word_length or uuid_around skips the uuid from whichever digit of
+ *   it the scan meets first;
+ * - one hexadecimal word of 24 or more characters with a letter (a
+ *   fingerprint, a hash): hex_word_length skips it from its first digit.
+ * Checking the shape costs a tenth of getting there through the scan's
+ * setup and word checks (about 600 instructions a value; four values of
+ * every checkout, issue 11).
  */
 static inline bool
-is_uuid_text(const unsigned char *s, int len)
+is_skipped_id(const unsigned char *s, int len)
 {
-	if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
-		return false;
-	for (int j = 0; j < 36; j++)
-		if (!hex_table[s[j]] && j != 8 && j != 13 && j != 18 && j != 23)
-			return false;
-	return true;
+	if (len >= 36)
+	{
+		const unsigned char *u = s + len - 36;
+		int			j;
+
+		if (u[8] == '-' && u[13] == '-' && u[18] == '-' && u[23] == '-' &&
+			(u == s || !is_ascii_alnum(u[-1])))
+		{
+			for (j = 0; j < 36; j++)
+				if (!hex_table[u[j]] && j != 8 && j != 13 && j != 18 && j != 23)
+					break;
+			if (j == 36)
+			{
+				for (j = 0; j < len - 36; j++)
+					if (may_start_run[s[j]])
+						break;
+				if (j == len - 36)
+					return true;
+			}
+		}
+	}
+	if (len >= 24 && hex_table[s[0]])
+	{
+		bool		letter = false;
+
+		for (int j = 0; j < len; j++)
+		{
+			if (!hex_table[s[j]])
+				return false;
+			letter |= (s[j] > '9');
+		}
+		return letter;
+	}
+	return false;
 }
 
 /*
@@ -1145,7 +1180,7 @@ ShopFindCardNumberFlags(const char *s, int len, int flags)
 	CardScan	cs;
 
 	if (!may_hold_card((const unsigned char *) s, len) ||
-		is_uuid_text((const unsigned char *) s, len))
+		is_skipped_id((const unsigned char *) s, len))
 		return false;
 	cs.s = (unsigned char *) s; /* not written: redact is false */
 	cs.len = len;
