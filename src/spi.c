@@ -1080,15 +1080,16 @@ shop_ii_rel(Oid relid)
  * entry (NULL until one is made).  The kept ones are found by the index's
  * position in the table's list, which is the same in every statement
  * (the relcache keeps it sorted by OID), and checked by OID; a hash lookup
- * per index cost about 4,300 instructions a checkout (issue 11).
+ * per index cost about 4,300 instructions a checkout (issue 11).  ii: where
+ * to put the statement's copy.
  */
 static IndexInfo *
-shop_index_info(Relation indexDesc, Oid relid, int pos, ShopIIRel **rel, bool speculative)
+shop_index_info(Relation indexDesc, Oid relid, int pos, ShopIIRel **rel, bool speculative,
+				IndexInfo *ii)
 {
 	Oid			indexid = RelationGetRelid(indexDesc);
 	ShopIIRel  *r = *rel;
 	IndexInfo  *kept = NULL;
-	IndexInfo  *ii;
 
 	if (r != NULL)
 	{
@@ -1142,7 +1143,6 @@ shop_index_info(Relation indexDesc, Oid relid, int pos, ShopIIRel **rel, bool sp
 		}
 		MemoryContextSwitchTo(old);
 	}
-	ii = palloc(sizeof(IndexInfo));
 	memcpy(ii, kept, sizeof(IndexInfo));
 	ii->ii_ExpressionsState = NIL;
 	ii->ii_PredicateState = NULL;
@@ -1184,6 +1184,9 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 
 		if (len > 0)
 		{
+			/* (the statement's copies in one allocation, not one each) */
+			IndexInfo  *copies = palloc(len * sizeof(IndexInfo));
+
 			rri->ri_IndexRelationDescs = palloc(len * sizeof(Relation));
 			rri->ri_IndexRelationInfo = palloc(len * sizeof(IndexInfo *));
 			rri->ri_NumIndices = len;
@@ -1195,7 +1198,8 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 				/* (an invalidation delivered by the open drops the entry) */
 				if (shop_ii_nrels == 0)
 					kept = NULL;
-				rri->ri_IndexRelationInfo[n] = shop_index_info(indexDesc, relid, n, &kept, speculative);
+				rri->ri_IndexRelationInfo[n] = shop_index_info(indexDesc, relid, n, &kept, speculative,
+																&copies[n]);
 				n++;
 			}
 		}
