@@ -721,10 +721,23 @@ static bool shop_expr_callbacks = false;
 static MemoryContext shop_expr_retired = NULL;
 static uint64 shop_expr_gen = 0;
 
-/* the kept IndexInfos (ShopOpenIndices, below) */
-static HTAB *shop_ii_hash = NULL;
+/* the kept IndexInfos (ShopOpenIndices, below), per table */
+#define SHOP_II_RELS 32
+
+typedef struct ShopIIRel
+{
+	Oid			relid;			/* the table */
+	int			n;				/* its indexes kept, in index list order */
+	int			cap;
+	Oid		   *indexid;		/* in shop_ii_cxt */
+	IndexInfo **ii;
+} ShopIIRel;
+
+static ShopIIRel shop_ii_rels[SHOP_II_RELS];
+static int	shop_ii_nrels = 0;
 static MemoryContext shop_ii_cxt = NULL;
 static void shop_ii_reset(void);
+static bool shop_ii_holds(Oid indexid);
 
 static void
 shop_expr_retire(MemoryContext cxt)
@@ -769,8 +782,7 @@ shop_expr_relcache_inval(Datum arg, Oid relid)
 			shop_preds_reset();
 			break;
 		}
-	if (shop_ii_hash != NULL &&
-		(!OidIsValid(relid) || hash_search(shop_ii_hash, &relid, HASH_FIND, NULL) != NULL))
+	if (shop_ii_nrels > 0 && (!OidIsValid(relid) || shop_ii_holds(relid)))
 		shop_ii_reset();
 }
 
@@ -1033,64 +1045,104 @@ shop_trigger_fns(ResultRelInfo *rri, EState *estate)
  * the access method's cache) cleared; the kept trees it points to are
  * retired, never freed, while a statement may use them (above).
  */
-typedef struct ShopIndexInfoEntry
-{
-	Oid			indexid;		/* hash key */
-	IndexInfo  *ii;
-} ShopIndexInfoEntry;
-
 static void
 shop_ii_reset(void)
 {
-	shop_ii_hash = NULL;
+	shop_ii_nrels = 0;
 	shop_expr_retire(shop_ii_cxt);
 	shop_ii_cxt = NULL;
 }
 
-/* indexDesc opened and locked: its IndexInfo for this statement */
+/* is an IndexInfo of index indexid kept? */
+static bool
+shop_ii_holds(Oid indexid)
+{
+	for (int r = 0; r < shop_ii_nrels; r++)
+		for (int k = 0; k < shop_ii_rels[r].n; k++)
+			if (shop_ii_rels[r].indexid[k] == indexid)
+				return true;
+	return false;
+}
+
+/* the kept IndexInfos of table relid, NULL when none are kept */
+static ShopIIRel *
+shop_ii_rel(Oid relid)
+{
+	for (int r = 0; r < shop_ii_nrels; r++)
+		if (shop_ii_rels[r].relid == relid)
+			return &shop_ii_rels[r];
+	return NULL;
+}
+
+/*
+ * indexDesc, the pos'th index of table relid's index list, opened and
+ * locked: its IndexInfo for this statement.  *rel is the table's kept
+ * entry (NULL until one is made).  The kept ones are found by the index's
+ * position in the table's list, which is the same in every statement
+ * (the relcache keeps it sorted by OID), and checked by OID; a hash lookup
+ * per index cost about 4,300 instructions a checkout (issue 11).  ii: where
+ * to put the statement's copy.
+ */
 static IndexInfo *
-shop_index_info(Relation indexDesc, bool speculative)
+shop_index_info(Relation indexDesc, Oid relid, int pos, ShopIIRel **rel, bool speculative,
+				IndexInfo *ii)
 {
 	Oid			indexid = RelationGetRelid(indexDesc);
-	ShopIndexInfoEntry *e = NULL;
-	IndexInfo  *kept;
-	IndexInfo  *ii;
+	ShopIIRel  *r = *rel;
+	IndexInfo  *kept = NULL;
 
-	if (shop_ii_hash != NULL)
-		e = hash_search(shop_ii_hash, &indexid, HASH_FIND, NULL);
-	if (e != NULL)
-		kept = e->ii;
-	else
+	if (r != NULL)
+	{
+		if (pos < r->n && r->indexid[pos] == indexid)
+			kept = r->ii[pos];
+		else
+			for (int k = 0; k < r->n && kept == NULL; k++)
+				if (r->indexid[k] == indexid)
+					kept = r->ii[k];
+	}
+	if (kept == NULL)
 	{
 		uint64		gen = shop_expr_gen;
 		MemoryContext old;
 
 		if (shop_ii_cxt == NULL)
-		{
-			HASHCTL		ctl;
-
 			shop_ii_cxt = AllocSetContextCreate(CacheMemoryContext, "shop index infos",
 												ALLOCSET_DEFAULT_SIZES);
-			ctl.keysize = sizeof(Oid);
-			ctl.entrysize = sizeof(ShopIndexInfoEntry);
-			ctl.hcxt = shop_ii_cxt;
-			shop_ii_hash = hash_create("shop index infos", 64, &ctl,
-									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		}
 		old = MemoryContextSwitchTo(shop_ii_cxt);
 		kept = BuildIndexInfo(indexDesc);
 		/* (ExecCheckIndexConstraints reads it only for an ON CONFLICT insert) */
 		if (kept->ii_Unique)
 			BuildSpeculativeIndexInfo(indexDesc, kept);
-		MemoryContextSwitchTo(old);
 		/* (an invalidation meanwhile retired the context: used once, not kept) */
-		if (gen == shop_expr_gen && shop_ii_hash != NULL)
+		if (gen == shop_expr_gen && shop_ii_cxt != NULL)
 		{
-			e = hash_search(shop_ii_hash, &indexid, HASH_ENTER, NULL);
-			e->ii = kept;
+			/* (the opens may have delivered a reset: look again) */
+			r = shop_ii_rel(relid);
+			if (r == NULL && shop_ii_nrels < SHOP_II_RELS)
+			{
+				r = &shop_ii_rels[shop_ii_nrels++];
+				r->relid = relid;
+				r->n = 0;
+				r->cap = 8;
+				r->indexid = palloc(sizeof(Oid) * r->cap);
+				r->ii = palloc(sizeof(IndexInfo *) * r->cap);
+			}
+			if (r != NULL)
+			{
+				if (r->n == r->cap)
+				{
+					r->cap *= 2;
+					r->indexid = repalloc(r->indexid, sizeof(Oid) * r->cap);
+					r->ii = repalloc(r->ii, sizeof(IndexInfo *) * r->cap);
+				}
+				r->indexid[r->n] = indexid;
+				r->ii[r->n] = kept;
+				r->n++;
+			}
+			*rel = r;
 		}
+		MemoryContextSwitchTo(old);
 	}
-	ii = palloc(sizeof(IndexInfo));
 	memcpy(ii, kept, sizeof(IndexInfo));
 	ii->ii_ExpressionsState = NIL;
 	ii->ii_PredicateState = NULL;
@@ -1127,9 +1179,14 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 		int			len = list_length(indexoids);
 		int			n = 0;
 		ListCell   *lc;
+		Oid			relid = RelationGetRelid(rel);
+		ShopIIRel  *kept = shop_ii_rel(relid);
 
 		if (len > 0)
 		{
+			/* (the statement's copies in one allocation, not one each) */
+			IndexInfo  *copies = palloc(len * sizeof(IndexInfo));
+
 			rri->ri_IndexRelationDescs = palloc(len * sizeof(Relation));
 			rri->ri_IndexRelationInfo = palloc(len * sizeof(IndexInfo *));
 			rri->ri_NumIndices = len;
@@ -1138,7 +1195,11 @@ ShopOpenIndices(ResultRelInfo *rri, EState *estate, bool speculative)
 				Relation	indexDesc = index_open(lfirst_oid(lc), RowExclusiveLock);
 
 				rri->ri_IndexRelationDescs[n] = indexDesc;
-				rri->ri_IndexRelationInfo[n] = shop_index_info(indexDesc, speculative);
+				/* (an invalidation delivered by the open drops the entry) */
+				if (shop_ii_nrels == 0)
+					kept = NULL;
+				rri->ri_IndexRelationInfo[n] = shop_index_info(indexDesc, relid, n, &kept, speculative,
+																&copies[n]);
 				n++;
 			}
 		}

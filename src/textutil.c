@@ -1054,19 +1054,118 @@ done:
  * an ASCII digit, one backslash escape or one multi-byte character, so
  * counting those bytes bounds the digits from above.  Most catalog text
  * has fewer and is done with here, in one tight pass.
+ *
+ * Eight bytes at a time (issue 11): in each word, the bytes that are an
+ * ASCII digit, a backslash, or a byte with its two high bits set (every
+ * UTF-8 lead byte, and 0xC0, 0xC1, 0xF5-0xFF, which no valid text has: an
+ * overcount, so still a bound) are marked 0x80 exactly (no borrow crosses
+ * a byte: each test works on the low seven bits) and counted with one
+ * multiply.  The tail goes through the table.  About a third of the
+ * instructions of the byte loop.
  */
+#define SWAR_ONES	UINT64CONST(0x0101010101010101)
+#define SWAR_LOW7	(SWAR_ONES * 0x7F)
+#define SWAR_HIGH	(SWAR_ONES * 0x80)
+
 static inline bool
 may_hold_card(const unsigned char *s, int len)
 {
 	int			n = 0;
+	int			i = 0;
 
+	if (len < CARD_MIN)
+		return false;
 	if (unlikely(!tables_ready))
 		init_tables();
-	for (int i = 0; i < len; i++)
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64		w,
+					low,
+					digit,
+					lead,
+					bs,
+					x;
+
+		memcpy(&w, s + i, sizeof(w));
+		low = w & SWAR_LOW7;
+		/* 0x2F < byte < 0x3A, high bit clear (bit-twiddling "hasbetween") */
+		digit = ((SWAR_ONES * (127 + 0x3A) - low) & ~w &
+				 (low + SWAR_ONES * (127 - 0x2F))) & SWAR_HIGH;
+		/* 0b11xxxxxx */
+		lead = w & (w << 1) & SWAR_HIGH;
+		/* == '\\' */
+		x = w ^ (SWAR_ONES * '\\');
+		bs = ~(((x & SWAR_LOW7) + SWAR_LOW7) | x | SWAR_LOW7);
+		n += (int) ((((digit | lead | bs) >> 7) * SWAR_ONES) >> 56);
+		if (n >= CARD_MIN)
+			return true;
+	}
+	for (; i < len; i++)
 	{
 		n += may_start_run[s[i]];
 		if (n >= CARD_MIN)
 			return true;
+	}
+	return false;
+}
+
+/* ASCII hexadecimal digits, for is_skipped_id */
+static const bool hex_table[256] = {
+	['0'] = 1,['1'] = 1,['2'] = 1,['3'] = 1,['4'] = 1,
+	['5'] = 1,['6'] = 1,['7'] = 1,['8'] = 1,['9'] = 1,
+	['a'] = 1,['b'] = 1,['c'] = 1,['d'] = 1,['e'] = 1,['f'] = 1,
+	['A'] = 1,['B'] = 1,['C'] = 1,['D'] = 1,['E'] = 1,['F'] = 1,
+};
+
+/*
+ * Is s[0..len) an id the scanner would skip whole?  Two shapes:
+ * - a uuid as uuid_out writes it (8-4-4-4-12 hex digits) at the end,
+ *   after a prefix of bytes that can start no run (no digit, backslash or
+ *   UTF-8 lead byte) whose last is not a letter ("order:<uuid>", a
+ *   reservation's ref): the scanner's tight loop passes the prefix, and
+ *   hex_word_length or uuid_around skips the uuid from whichever digit of
+ *   it the scan meets first;
+ * - one hexadecimal word of 24 or more characters with a letter (a
+ *   fingerprint, a hash): hex_word_length skips it from its first digit.
+ * Checking the shape costs a tenth of getting there through the scan's
+ * setup and word checks (about 600 instructions a value; four values of
+ * every checkout, issue 11).
+ */
+static inline bool
+is_skipped_id(const unsigned char *s, int len)
+{
+	if (len >= 36)
+	{
+		const unsigned char *u = s + len - 36;
+		int			j;
+
+		if (u[8] == '-' && u[13] == '-' && u[18] == '-' && u[23] == '-' &&
+			(u == s || !is_ascii_alnum(u[-1])))
+		{
+			for (j = 0; j < 36; j++)
+				if (!hex_table[u[j]] && j != 8 && j != 13 && j != 18 && j != 23)
+					break;
+			if (j == 36)
+			{
+				for (j = 0; j < len - 36; j++)
+					if (may_start_run[s[j]])
+						break;
+				if (j == len - 36)
+					return true;
+			}
+		}
+	}
+	if (len >= 24 && hex_table[s[0]])
+	{
+		bool		letter = false;
+
+		for (int j = 0; j < len; j++)
+		{
+			if (!hex_table[s[j]])
+				return false;
+			letter |= (s[j] > '9');
+		}
+		return letter;
 	}
 	return false;
 }
@@ -1080,7 +1179,8 @@ ShopFindCardNumberFlags(const char *s, int len, int flags)
 {
 	CardScan	cs;
 
-	if (!may_hold_card((const unsigned char *) s, len))
+	if (!may_hold_card((const unsigned char *) s, len) ||
+		is_skipped_id((const unsigned char *) s, len))
 		return false;
 	cs.s = (unsigned char *) s; /* not written: redact is false */
 	cs.len = len;
@@ -1304,14 +1404,25 @@ jsonb_container_has_card(const JsonbContainer *jc, int flags, const GuardKeys *s
 			{
 				/* an id shop wrote as a number: not read */
 			}
-			/* a string that cannot hold 12 digits needs no phone context */
+			/* a string that cannot hold 12 digits: nothing to read */
 			else if (!(JBE_ISSTRING(ve) &&
 				  !may_hold_card((const unsigned char *) base + voff, vend - voff)))
 			{
-				if (phone_key(base + koff, kend - koff))
-					vflags |= SHOP_SCAN_PHONE;
+				/*
+				 * The phone context is asked for only when the value holds a
+				 * card without it: SHOP_SCAN_PHONE only ever drops windows
+				 * the scan would otherwise take, so a value with no card
+				 * without it has none with it (issue 11: the key's compares
+				 * cost more than most values' scans).
+				 */
 				if (jsonb_entry_has_card(ve, base, voff, vend, vflags))
-					return true;
+				{
+					if ((vflags & SHOP_SCAN_PHONE) || !phone_key(base + koff, kend - koff))
+						return true;
+					vflags |= SHOP_SCAN_PHONE;
+					if (jsonb_entry_has_card(ve, base, voff, vend, vflags))
+						return true;
+				}
 			}
 			koff = kend;
 			voff = vend;
@@ -1625,6 +1736,15 @@ typedef struct GuardPlanEntry
 
 static HTAB *guard_plans = NULL;
 
+/*
+ * The plans last used, by trigger OID modulo GUARD_RECENT: what the first
+ * row of each statement looks in before the hash (nine statements of a
+ * checkout, issue 11).  An entry is a plan of guard_plans; one freed is
+ * cleared here first.
+ */
+#define GUARD_RECENT 32
+static GuardPlan *guard_recent[GUARD_RECENT];
+
 /* does plan still describe the columns of desc? */
 static bool
 guard_plan_fits(const GuardPlan *plan, TupleDesc desc)
@@ -1644,6 +1764,8 @@ guard_plan_fits(const GuardPlan *plan, TupleDesc desc)
 static void
 guard_plan_free(GuardPlan *plan)
 {
+	if (guard_recent[plan->tgoid % GUARD_RECENT] == plan)
+		guard_recent[plan->tgoid % GUARD_RECENT] = NULL;
 	for (int c = 0; c < plan->ncols; c++)
 	{
 		for (int k = 0; k < plan->skip[c].nkeys; k++)
@@ -1718,6 +1840,12 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 	/* the rest of a statement: the plan its first row found */
 	if (plan != NULL && plan->tgoid == tgoid && plan->natts == desc->natts)
 		return plan;
+	plan = guard_recent[tgoid % GUARD_RECENT];
+	if (plan != NULL && plan->tgoid == tgoid && guard_plan_fits(plan, desc))
+	{
+		flinfo->fn_extra = plan;
+		return plan;
+	}
 
 	if (guard_plans == NULL)
 	{
@@ -1733,6 +1861,7 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 	if (entry->plan != NULL && guard_plan_fits(entry->plan, desc))
 	{
 		flinfo->fn_extra = entry->plan;
+		guard_recent[tgoid % GUARD_RECENT] = entry->plan;
 		return entry->plan;
 	}
 	if (entry->plan != NULL)
@@ -1785,6 +1914,7 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 	pfree(used);
 	entry->plan = plan;
 	flinfo->fn_extra = plan;
+	guard_recent[tgoid % GUARD_RECENT] = plan;
 	return plan;
 }
 
@@ -1851,6 +1981,19 @@ shop_card_guard(PG_FUNCTION_ARGS)
 			Form_pg_attribute att = TupleDescAttr(desc, a);
 
 			if (datumIsEqual(oldslot->tts_values[a], value, att->attbyval, att->attlen))
+				continue;
+		}
+		/*
+		 * A text value of fewer than 12 bytes (inline, not compressed)
+		 * cannot hold 12 digits: not read (most of a checkout's: statuses,
+		 * currencies, tokens).
+		 */
+		if (plan->kind[c] == GK_TEXT)
+		{
+			Pointer		p = DatumGetPointer(value);
+
+			if (VARATT_IS_SHORT(p) ? VARSIZE_SHORT(p) - VARHDRSZ_SHORT < CARD_MIN :
+				(!VARATT_IS_EXTENDED(p) && VARSIZE(p) - VARHDRSZ < CARD_MIN))
 				continue;
 		}
 		if (guard_is_id(&plan->skip[c], value))
