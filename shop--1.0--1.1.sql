@@ -10028,7 +10028,7 @@ DECLARE
 BEGIN
     -- shop._cart_lines raises before it returns a row
     RETURN QUERY SELECT l.*, NULL::text[] FROM shop._cart_lines(cart_id) l;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::int,
                         NULL::boolean, NULL::bigint, NULL::timestamptz, ARRAY[st, m, nullif(d, ''), nullif(h, '')];
@@ -10045,7 +10045,7 @@ DECLARE
     st text; m text; d text; h text;
 BEGIN
     doc := shop.order_get(order_id);
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
 END
@@ -10612,7 +10612,7 @@ BEGIN
         RAISE EXCEPTION 'unknown cart write %', op USING ERRCODE = 'internal_error';
     END IF;
     RETURN NULL;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     RETURN ARRAY[st, m, nullif(d, ''), nullif(h, '')];
 END
@@ -10703,7 +10703,7 @@ BEGIN
     RETURN QUERY
     SELECT b.*, NULL::text[]
       FROM shop._saga_begin_signed(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' THEN
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege OR object_in_use THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text,
                         ARRAY[st, m, nullif(d, ''), nullif(h, '')];
@@ -10915,7 +10915,8 @@ REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 -- cart's refusals ..." and "... the last refusals ..." do for class 22
 -- and the SH codes:
 --   1. shop._cart_lines_try, shop._order_get_try, shop._cart_write_try
---      and shop._saga_begin_try (replaced here) also answer 42501
+--      and shop._saga_begin_try (edited in their own sections above: 1.1
+--      is not released) also answer 42501
 --      (insufficient_privilege) as data, in the subtransaction each
 --      already has: nothing the step wrote before its refusal stays;
 --      shop._saga_begin_try also 55006 (object_in_use: a checkout of a
@@ -10937,93 +10938,6 @@ REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 -- token refused by a shard's set_config in the other calls, a shard
 -- down) stay a shard's errors.
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION shop._cart_lines_try(cart_id uuid)
-RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
-               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
-               error text[])
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    st text; m text; d text; h text;
-BEGIN
-    -- shop._cart_lines raises before it returns a row
-    RETURN QUERY SELECT l.*, NULL::text[] FROM shop._cart_lines(cart_id) l;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::int,
-                        NULL::boolean, NULL::bigint, NULL::timestamptz, ARRAY[st, m, nullif(d, ''), nullif(h, '')];
-END
-$$;
-
-CREATE OR REPLACE FUNCTION shop._order_get_try(order_id uuid, OUT doc jsonb, OUT error text[])
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    st text; m text; d text; h text;
-BEGIN
-    doc := shop.order_get(order_id);
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
-END
-$$;
-
-CREATE OR REPLACE FUNCTION shop._cart_write_try(op text, cart_id uuid, product_id bigint, qty int,
-                                     price_cents bigint, valid_until bigint, sig text, product_error text[])
-RETURNS text[]
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    st text; m text; d text; h text;
-BEGIN
-    IF product_error IS NOT NULL THEN
-        PERFORM shop._cart_refuse(op, cart_id, product_id, qty, product_error);
-    ELSIF op = 'add' THEN
-        PERFORM shop._cart_add_signed(cart_id, product_id, qty, price_cents, valid_until, sig);
-    ELSIF op = 'set_qty' THEN
-        PERFORM shop.cart_set_qty(cart_id, product_id, qty);
-    ELSIF op = 'remove' THEN
-        PERFORM shop.cart_remove(cart_id, product_id);
-    ELSIF op = 'save' THEN
-        PERFORM shop.cart_save_for_later(cart_id, product_id);
-    ELSIF op = 'unsave' THEN
-        PERFORM shop._cart_unsave(cart_id, product_id);
-    ELSIF op = 'clear' THEN
-        PERFORM shop.cart_clear(cart_id);
-    ELSE
-        RAISE EXCEPTION 'unknown cart write %', op USING ERRCODE = 'internal_error';
-    END IF;
-    RETURN NULL;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN ARRAY[st, m, nullif(d, ''), nullif(h, '')];
-END
-$$;
-
-CREATE OR REPLACE FUNCTION shop._saga_begin_try(order_id uuid, cart_id uuid, payment_token text,
-                                     idempotency_key text, shipping_address jsonb)
-RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
-               saga_sig text, error text[])
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, shop, pg_temp
-AS $$
-DECLARE
-    st text; m text; d text; h text;
-BEGIN
-    -- shop._saga_begin_signed raises before it returns a row
-    RETURN QUERY
-    SELECT b.*, NULL::text[]
-      FROM shop._saga_begin_signed(order_id, cart_id, payment_token, idempotency_key, shipping_address) b;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege OR object_in_use THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text,
-                        ARRAY[st, m, nullif(d, ''), nullif(h, '')];
-END
-$$;
 
 CREATE FUNCTION shop._customer_refusal(customer_id bigint)
 RETURNS text[]
