@@ -193,10 +193,8 @@ typedef struct BlendRels
 				prod,
 				prod_idx,
 				pop_idx;
-	AttrNumber	o_id,
-				o_status,
-				o_created,
-				l_product,
+	ShopOrderCols ocols;		/* shop."order"'s columns */
+	AttrNumber	l_product,
 				v_product,
 				c_other,
 				c_score,
@@ -231,9 +229,10 @@ blend_rels_open(BlendRels *r)
 		ShopPlainColumn(r->order, "created_at", TIMESTAMPTZOID)};
 		Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
 
-		r->o_id = ShopPlainColumn(r->order, "order_id", UUIDOID);
-		r->o_status = ShopPlainColumn(r->order, "status", TEXTOID);
-		r->o_created = c[1];
+		r->ocols.customer = c[0];
+		r->ocols.id = ShopPlainColumn(r->order, "order_id", UUIDOID);
+		r->ocols.status = ShopPlainColumn(r->order, "status", TEXTOID);
+		r->ocols.created = c[1];
 		r->order_idx = ShopPlainIndex(r->order, "order_customer_idx", 2, c, t, cust_desc, false);
 	}
 	if (r->line)
@@ -295,7 +294,7 @@ blend_rels_open(BlendRels *r)
 		/* partial on status = 'active' (checked again on every row read) */
 		r->pop_idx = ShopPlainIndex(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
 	}
-	r->ok = r->order_idx && r->o_id && r->o_status && r->o_created &&
+	r->ok = r->order_idx && r->ocols.id && r->ocols.status && r->ocols.created &&
 		r->line_idx && r->l_product &&
 		r->view_idx && r->v_product &&
 		r->cop_idx && r->c_other && r->c_score &&
@@ -524,30 +523,9 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 	orders = palloc(sizeof(pg_uuid_t) * maxorders);
 	order_at = palloc(sizeof(TimestampTz) * maxorders);
 	slot = table_slot_create(r->order, NULL);
-	scan = blend_scan(r->order, r->order_idx, snap, INT8OID, Int64GetDatum(customer));
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		at;
-		Datum		id;
-
-		if (!ShopSlotCounted(slot, r->o_status))
-			continue;
-		at = slot_getattr(slot, r->o_created, &isnull);
-		if (isnull || (has_before && !(DatumGetTimestampTz(at) < before)))
-			continue;
-		id = slot_getattr(slot, r->o_id, &isnull);
-		if (isnull)
-			continue;
-		if (norders == maxorders)
-		{
-			maxorders *= 2;
-			orders = repalloc(orders, sizeof(pg_uuid_t) * maxorders);
-			order_at = repalloc(order_at, sizeof(TimestampTz) * maxorders);
-		}
-		memcpy(&orders[norders], DatumGetUUIDP(id), sizeof(pg_uuid_t));
-		order_at[norders++] = DatumGetTimestampTz(at);
-	}
+	scan = index_beginscan(r->order, r->order_idx, snap, 1, 0);
+	norders = ShopCountedOrders(scan, slot, &r->ocols, customer, has_before ? &before : NULL,
+								&orders, &order_at, &maxorders);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 

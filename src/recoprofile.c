@@ -158,11 +158,8 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 				ord_idx = NULL,
 				line_idx = NULL,
 				view_idx = NULL;
-	AttrNumber	o_cust,
-				o_id,
-				o_status,
-				o_created,
-				l_order,
+	ShopOrderCols ocols;		/* shop."order"'s columns */
+	AttrNumber	l_order,
 				l_product,
 				v_cust,
 				v_product,
@@ -200,19 +197,19 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 	ord = ShopPlainTable(nsp, "order");
 	line = ShopPlainTable(nsp, "order_line");
 	view = ShopPlainTable(nsp, "view_event");
-	o_cust = ShopPlainColumn(ord, "customer_id", INT8OID);
-	o_id = ShopPlainColumn(ord, "order_id", UUIDOID);
-	o_status = ShopPlainColumn(ord, "status", TEXTOID);
-	o_created = ShopPlainColumn(ord, "created_at", TIMESTAMPTZOID);
+	ocols.customer = ShopPlainColumn(ord, "customer_id", INT8OID);
+	ocols.id = ShopPlainColumn(ord, "order_id", UUIDOID);
+	ocols.status = ShopPlainColumn(ord, "status", TEXTOID);
+	ocols.created = ShopPlainColumn(ord, "created_at", TIMESTAMPTZOID);
 	l_order = ShopPlainColumn(line, "order_id", UUIDOID);
 	l_product = ShopPlainColumn(line, "product_id", INT8OID);
 	v_cust = ShopPlainColumn(view, "customer_id", INT8OID);
 	v_product = ShopPlainColumn(view, "product_id", INT8OID);
 	v_at = ShopPlainColumn(view, "viewed_at", TIMESTAMPTZOID);
-	ord_idx = prof_index(ord, "order_customer_idx", o_cust, INT8OID);
+	ord_idx = prof_index(ord, "order_customer_idx", ocols.customer, INT8OID);
 	line_idx = prof_index(line, "order_line_pkey", l_order, UUIDOID);
 	view_idx = prof_index(view, "view_event_pkey", v_cust, INT8OID);
-	ok = ord_idx && line_idx && view_idx && o_id && o_status && o_created &&
+	ok = ord_idx && line_idx && view_idx && ocols.id && ocols.status && ocols.created &&
 		l_product && v_product && v_at;
 	if (!ok)
 	{
@@ -272,32 +269,12 @@ shop_like_profile_rows(PG_FUNCTION_ARGS)
 	for (int i = 0; i < ncs; i++)
 	{
 		int64		c = cs[i];
-		int			norders = 0;
+		int			norders;
 		int			nev = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		/* the customer's counted orders */
-		ShopIndexRescanEq(oscan, INT8OID, Int64GetDatum(c));
-		while (index_getnext_slot(oscan, ForwardScanDirection, oslot))
-		{
-			bool		n1,
-						n2,
-						n3;
-			Datum		oc = slot_getattr(oslot, o_cust, &n1);
-			Datum		id = slot_getattr(oslot, o_id, &n2);
-			Datum		at = slot_getattr(oslot, o_created, &n3);
-
-			if (n1 || DatumGetInt64(oc) != c || n2 || n3 || !ShopSlotCounted(oslot, o_status))
-				continue;		/* (order_id and created_at are NOT NULL) */
-			if (norders == maxorders)
-			{
-				maxorders *= 2;
-				orders = repalloc(orders, sizeof(pg_uuid_t) * maxorders);
-				order_at = repalloc(order_at, sizeof(TimestampTz) * maxorders);
-			}
-			memcpy(&orders[norders], DatumGetUUIDP(id), sizeof(pg_uuid_t));
-			order_at[norders++] = DatumGetTimestampTz(at);
-		}
+		norders = ShopCountedOrders(oscan, oslot, &ocols, c, NULL, &orders, &order_at, &maxorders);
 		/* their lines */
 		for (int k = 0; k < norders; k++)
 		{

@@ -32,6 +32,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/timestamp.h"
 
 #include "relread.h"
 #include "shop.h"
@@ -166,4 +167,48 @@ ShopSlotCounted(TupleTableSlot *slot, AttrNumber att)
 		ShopSlotTextEq(slot, att, "fulfilling", 10) ||
 		ShopSlotTextEq(slot, att, "shipped", 7) ||
 		ShopSlotTextEq(slot, att, "delivered", 9);
+}
+
+/*
+ * A customer's counted orders (shop._counted(status)), as the SQL reads
+ * them: scan, begun on an index of shop."order" whose first key column is
+ * customer_id, is rescanned for customer; each row of that customer whose
+ * status counts, with its order_id and created_at (NOT NULL columns,
+ * skipped when NULL), and created before *before when before is not NULL,
+ * is appended to (*ids, *at), arrays of *max entries grown by doubling.
+ * Returns how many there are.  The recommendation blend and the refresh's
+ * profiles read a customer's purchases through it.
+ */
+int
+ShopCountedOrders(IndexScanDesc scan, TupleTableSlot *slot, const ShopOrderCols *cols,
+				  int64 customer, const TimestampTz *before,
+				  pg_uuid_t **ids, TimestampTz **at, int *max)
+{
+	int			n = 0;
+
+	ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(customer));
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		n1,
+					n2,
+					n3;
+		Datum		c = slot_getattr(slot, cols->customer, &n1);
+		Datum		id = slot_getattr(slot, cols->id, &n2);
+		Datum		created = slot_getattr(slot, cols->created, &n3);
+
+		if (n1 || DatumGetInt64(c) != customer || n2 || n3 ||
+			!ShopSlotCounted(slot, cols->status))
+			continue;
+		if (before != NULL && !(DatumGetTimestampTz(created) < *before))
+			continue;
+		if (n == *max)
+		{
+			*max *= 2;
+			*ids = repalloc(*ids, sizeof(pg_uuid_t) * *max);
+			*at = repalloc(*at, sizeof(TimestampTz) * *max);
+		}
+		memcpy(&(*ids)[n], DatumGetUUIDP(id), sizeof(pg_uuid_t));
+		(*at)[n++] = DatumGetTimestampTz(created);
+	}
+	return n;
 }

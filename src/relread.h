@@ -13,6 +13,16 @@
 #include "access/genam.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
+#include "utils/uuid.h"
+
+/* the columns of shop."order" a customer's counted orders are read from */
+typedef struct ShopOrderCols
+{
+	AttrNumber	customer;
+	AttrNumber	id;
+	AttrNumber	status;
+	AttrNumber	created;
+} ShopOrderCols;
 
 extern Relation ShopPlainTable(Oid nsp, const char *name);
 extern AttrNumber ShopPlainColumn(Relation rel, const char *name, Oid type);
@@ -21,5 +31,8 @@ extern Relation ShopPlainIndex(Relation rel, const char *name, int nkeys, const 
 extern void ShopIndexRescanEq(IndexScanDesc scan, Oid type, Datum v);
 extern bool ShopSlotTextEq(TupleTableSlot *slot, AttrNumber att, const char *s, int len);
 extern bool ShopSlotCounted(TupleTableSlot *slot, AttrNumber att);
+extern int	ShopCountedOrders(IndexScanDesc scan, TupleTableSlot *slot, const ShopOrderCols *cols,
+							  int64 customer, const TimestampTz *before,
+							  pg_uuid_t **ids, TimestampTz **at, int *max);
 
 #endif							/* SHOP_RELREAD_H */
