@@ -58,6 +58,8 @@
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -107,6 +109,133 @@ sim_lookup(void)
 	if (sim_generate == NULL || sim_count == NULL)
 		sim_generate = NULL, sim_count = NULL;
 	sim_looked_up = true;
+}
+
+/*
+ * The trigram sets of product titles, kept per backend (issue 14, rec8).
+ *
+ * A thin product's fill scores about 120 of its up to 200 candidates, and
+ * making a title's trigrams (pg_trgm's generate_trgm: lower-casing through
+ * wide characters, splitting into words, a sort) was two thirds of a
+ * first also_bought's instructions.  The candidates are the first 100 of
+ * a category and of a brand by popularity, so the same few thousand
+ * products come back call after call: their sets are kept here, keyed by
+ * product id, each with the title bytes it was made from.  An entry is
+ * used only when the title read now is byte for byte that title (a
+ * renamed product's set is made again), so no invalidation is needed and
+ * the sets are those generate_trgm makes: the scores do not move.  The
+ * locale that generate_trgm depends on is the database's, fixed for a
+ * backend.
+ *
+ * At most shop.similar_title_cache entries (0: none kept); when a call
+ * finds it full, every entry is dropped first (a call adds at most 201).
+ * About 100 bytes plus 3 per trigram an entry.
+ */
+int			shop_similar_title_cache = 20000;
+
+typedef struct SimTrgmEntry
+{
+	int64		pid;			/* hash key */
+	int			len;			/* bytes of the title */
+	char	   *title;			/* the title the set was made from */
+	SimTrgm    *trg;			/* its trigrams */
+} SimTrgmEntry;
+
+static MemoryContext sim_trgm_cxt = NULL;
+static HTAB *sim_trgm_hash = NULL;
+
+void
+ShopSimilarDefineGUCs(void)
+{
+	DefineCustomIntVariable("shop.similar_title_cache",
+							"Products whose title trigrams a backend keeps for the similar-products scoring.",
+							"0 keeps none (every title's trigrams are made on every call).",
+							&shop_similar_title_cache,
+							20000, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * At the start of a call: the cache, emptied when full or switched off.
+ * Pointers into it stay valid until the next call's start.
+ */
+static void
+sim_trgm_cache_begin(void)
+{
+	if (sim_trgm_hash != NULL &&
+		(shop_similar_title_cache <= 0 ||
+		 hash_get_num_entries(sim_trgm_hash) >= shop_similar_title_cache))
+	{
+		MemoryContextReset(sim_trgm_cxt);
+		sim_trgm_hash = NULL;
+	}
+	if (sim_trgm_hash == NULL && shop_similar_title_cache > 0)
+	{
+		HASHCTL		ctl;
+
+		if (sim_trgm_cxt == NULL)
+			sim_trgm_cxt = AllocSetContextCreate(TopMemoryContext, "shop title trigrams",
+												 ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(SimTrgmEntry);
+		ctl.hcxt = sim_trgm_cxt;
+		sim_trgm_hash = hash_create("shop title trigrams", 1024, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+}
+
+/* the cached set of pid's title when it was made from these bytes; NULL if not */
+static SimTrgm *
+sim_trgm_cached(int64 pid, const char *title, int len)
+{
+	SimTrgmEntry *e;
+
+	if (sim_trgm_hash == NULL)
+		return NULL;
+	e = hash_search(sim_trgm_hash, &pid, HASH_FIND, NULL);
+	if (e != NULL && e->len == len && memcmp(e->title, title, len) == 0)
+		return e->trg;
+	return NULL;
+}
+
+/*
+ * The trigrams of pid's title (bytes title, len): the cached set, else
+ * made by generate_trgm (sim_generate must be set) and kept.  The result
+ * lives until the next call's start (in the cache) or in the current
+ * memory context when nothing is kept.
+ */
+static SimTrgm *
+sim_title_trgm(int64 pid, const char *title, int len)
+{
+	SimTrgm    *trg = sim_trgm_cached(pid, title, len);
+	SimTrgm    *made;
+	SimTrgmEntry *e;
+	bool		found;
+	char	   *t;
+
+	if (trg != NULL)
+		return trg;
+	made = sim_generate((char *) title, len);
+	if (sim_trgm_hash == NULL)
+		return made;
+	/* copies of exactly its size in the cache's context, then the entry */
+	trg = MemoryContextAlloc(sim_trgm_cxt, VARSIZE(made));
+	memcpy(trg, made, VARSIZE(made));
+	pfree(made);
+	t = MemoryContextAlloc(sim_trgm_cxt, Max(len, 1));
+	memcpy(t, title, len);
+	e = hash_search(sim_trgm_hash, &pid, HASH_ENTER, &found);
+	if (found)
+	{
+		/* the title changed: the old set goes */
+		pfree(e->title);
+		pfree(e->trg);
+	}
+	e->len = len;
+	e->title = t;
+	e->trg = trg;
+	return trg;
 }
 
 /*
@@ -276,7 +405,9 @@ PG_FUNCTION_INFO_V1(shop_similar_candidates);
 typedef struct SimCand
 {
 	int64		pid;
-	ItemPointerData tid;
+	SimTrgm    *trg;			/* its title's cached trigrams, or NULL */
+	text	   *title;			/* else a copy of its title; NULL when NULL */
+	Jsonb	   *attrs;			/* a copy of its attributes (when the source has some) */
 	bool		same_cat;
 	bool		same_brand;
 	float4		pop;
@@ -385,12 +516,16 @@ sim_cmp_pid(const void *a, const void *b)
 
 /*
  * Read one list (an index scan with its first column equal to key) into
- * c[*n...]: its first SIM_LIST active products other than the source.
+ * c[*n...]: its first SIM_LIST active products other than the source,
+ * with what scoring them needs (their title's cached trigrams or the
+ * title, their attributes when want_attrs), read from the row the index
+ * led to.  (The SQL read them again by ctid, in a TID scan under the same
+ * snapshot: the same row version, so the same values.)
  */
 static void
 sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id,
 			  bool has_cat, int64 src_cat, const char *brand, int brand_len,
-			  SimCand *c, int *n, TupleTableSlot *slot)
+			  bool want_attrs, SimCand *c, int *n, TupleTableSlot *slot)
 {
 	IndexScanDesc scan = index_beginscan(r->prod, idx, snap, 1, 0);
 	int			got = 0;
@@ -410,7 +545,25 @@ sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id
 		x = &c[(*n)++];
 		got++;
 		x->pid = DatumGetInt64(d);
-		x->tid = slot->tts_tid;
+		x->trg = NULL;
+		x->title = NULL;
+		x->attrs = NULL;
+		d = slot_getattr(slot, r->p_title, &isnull);
+		if (!isnull)
+		{
+			text	   *t = DatumGetTextPP(d);
+
+			if (sim_generate != NULL)
+				x->trg = sim_trgm_cached(x->pid, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			if (x->trg == NULL)
+				x->title = (t == (text *) DatumGetPointer(d)) ? DatumGetTextPCopy(d) : t;
+		}
+		if (want_attrs)
+		{
+			d = slot_getattr(slot, r->p_attributes, &isnull);
+			if (!isnull)
+				x->attrs = DatumGetJsonbPCopy(d);
+		}
 		d = slot_getattr(slot, r->p_category, &isnull);
 		/* IS NOT DISTINCT FROM */
 		x->same_cat = isnull ? !has_cat : (has_cat && DatumGetInt64(d) == src_cat);
@@ -442,30 +595,24 @@ sim_numeric_part(const SimCand *c)
 	return c->same_cat ? (c->same_brand ? 0.6 : 0.4) : (c->same_brand ? 0.2 : 0.0);
 }
 
-/* the score of c, its row read again by ctid; false when not visible */
+/* the score of c; false when its title is NULL */
 static bool
-sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
-		  text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
+sim_score(SimCand *c, text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
 {
-	bool		isnull;
-	Datum		d;
-	text	   *title;
+	text	   *title = c->title;
 	float4		sim;
 	double		overlap = 0;
 	double		s;
 
-	if (!table_tuple_fetch_row_version(r->prod, &c->tid, snap, slot))
-		return false;
-	d = slot_getattr(slot, r->p_title, &isnull);
-	if (isnull)
+	if (c->trg == NULL && title == NULL)
 		return false;			/* NOT NULL in shop; the SQL would rank NULL first */
-	title = DatumGetTextPP(d);
 	if (src_trg != NULL)
 	{
-		SimTrgm    *trg = sim_generate(VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
+		SimTrgm    *trg = c->trg;
 
+		if (trg == NULL)
+			trg = sim_title_trgm(c->pid, VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
 		sim = sim_count(trg, src_trg, false);
-		pfree(trg);
 	}
 	else
 	{
@@ -476,10 +623,9 @@ sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
 		sim = DatumGetFloat4(DirectFunctionCall2(sim_fn, PointerGetDatum(title),
 												 PointerGetDatum(src_title)));
 	}
-	if (src_attrs != NULL)
+	if (src_attrs != NULL && c->attrs != NULL)
 	{
-		d = slot_getattr(slot, r->p_attributes, &isnull);
-		if (!isnull && !sim_attr_overlap(DatumGetJsonbP(d), src_attrs, &overlap))
+		if (!sim_attr_overlap(c->attrs, src_attrs, &overlap))
 			overlap = 0;
 	}
 	/* numeric + float84mul + float8mul + float84mul, left to right */
@@ -528,13 +674,16 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 
 		c = palloc(sizeof(SimCand) * 2 * SIM_LIST);
 		slot = table_slot_create(r.prod, NULL);
+		sim_lookup();
+		if (sim_generate != NULL)
+			sim_trgm_cache_begin();
 		if (has_cat)
 		{
 			ScanKeyData key;
 
 			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(src_cat));
 			sim_read_list(&r, r.cat_idx, snap, &key, src_id, has_cat, src_cat,
-						  brand, brand_len, c, &n, slot);
+						  brand, brand_len, src_attrs != NULL, c, &n, slot);
 		}
 		if (brand_t != NULL && r.ok)
 		{
@@ -544,7 +693,7 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 								   r.brand_idx->rd_indcollation[0], F_TEXTEQ,
 								   PointerGetDatum(brand_t));
 			sim_read_list(&r, r.brand_idx, snap, &key, src_id, has_cat, src_cat,
-						  brand, brand_len, c, &n, slot);
+						  brand, brand_len, src_attrs != NULL, c, &n, slot);
 		}
 		if (r.ok)
 		{
@@ -564,14 +713,13 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 					+ 0.4 + 0.001 * (double) c[i].pop;
 			qsort(c, m, sizeof(SimCand), sim_cmp_bound);
 
-			sim_lookup();
 			if (sim_generate != NULL)
-				src_trg = sim_generate(VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
+				src_trg = sim_title_trgm(src_id, VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
 			top = palloc(sizeof(SimCand *) * (m + 1));
 			/* first: the 2 * lim of highest bound */
 			nfirst = Min(m, 2 * lim);
 			for (int i = 0; i < nfirst; i++)
-				if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+				if (sim_score(&c[i], src_title, src_trg, src_attrs))
 					top[ntop++] = &c[i];
 			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
 			if (ntop >= lim)
@@ -582,7 +730,7 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 			/* rest: those whose bound reaches the cut */
 			for (int i = nfirst; i < m; i++)
 				if (!has_cut || c[i].bound * 1.000001 + 0.000001 >= (double) cut)
-					if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
+					if (sim_score(&c[i], src_title, src_trg, src_attrs))
 						top[ntop++] = &c[i];
 			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
 			result = Min(ntop, lim);
