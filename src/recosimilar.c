@@ -309,6 +309,42 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(res);
 }
 
+static inline bool
+sim_jsonb_scalar(const JsonbValue *v)
+{
+	return v->type == jbvNull || v->type == jbvString || v->type == jbvNumeric ||
+		v->type == jbvBool;
+}
+
+/*
+ * Whether two scalar values are equal as jsonb equality finds them (a
+ * scalar of another type is unequal; strings under the database's
+ * collation, which is deterministic, so equal bytes; numerics by
+ * numeric_cmp), without building a jsonb of each.
+ */
+static bool
+sim_scalars_equal(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													 PointerGetDatum(a->val.numeric),
+													 PointerGetDatum(b->val.numeric))) == 0;
+		default:
+			return false;
+	}
+}
+
 /*
  * The overlap of shop._attr_overlap into *res; false for its NULL (src has
  * no key).
@@ -341,7 +377,13 @@ sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res)
 		if (!attrs_obj)
 			continue;
 		cv = getKeyJsonValueFromContainer(&attrs->root, k.val.string.val, k.val.string.len, NULL);
-		if (cv != NULL)
+		if (cv != NULL && sim_jsonb_scalar(cv) && sim_jsonb_scalar(&v))
+		{
+			/* two scalars: compared as compareJsonbContainers compares them */
+			if (sim_scalars_equal(cv, &v))
+				same++;
+		}
+		else if (cv != NULL)
 		{
 			Jsonb	   *a = JsonbValueToJsonb(cv);
 			Jsonb	   *b = JsonbValueToJsonb(&v);
@@ -477,13 +519,16 @@ sim_rels_close(SimRels *r)
 		table_close(r->prod, NoLock);
 }
 
-/* the candidate's place by bound: highest first, then id */
-static int
-sim_cmp_bound(const void *a, const void *b)
-{
-	const SimCand *x = a;
-	const SimCand *y = b;
+/*
+ * The orders the candidates are sorted in, on pointers with the
+ * comparison inlined (sort_template.h): each is a total order on distinct
+ * ids, so the result is the one qsort gave.
+ */
 
+/* by bound: highest first, then id */
+static inline int
+sim_cmp_bound(const SimCand *x, const SimCand *y)
+{
 	if (float8_gt(x->bound, y->bound))
 		return -1;
 	if (float8_lt(x->bound, y->bound))
@@ -492,12 +537,9 @@ sim_cmp_bound(const void *a, const void *b)
 }
 
 /* by score: highest first (float4 order, as SQL's), then id */
-static int
-sim_cmp_score(const void *a, const void *b)
+static inline int
+sim_cmp_score(const SimCand *x, const SimCand *y)
 {
-	const SimCand *x = *(SimCand *const *) a;
-	const SimCand *y = *(SimCand *const *) b;
-
 	if (float4_gt(x->s, y->s))
 		return -1;
 	if (float4_lt(x->s, y->s))
@@ -505,14 +547,29 @@ sim_cmp_score(const void *a, const void *b)
 	return (x->pid > y->pid) - (x->pid < y->pid);
 }
 
-static int
-sim_cmp_pid(const void *a, const void *b)
-{
-	const SimCand *x = a;
-	const SimCand *y = b;
+/* a pointer type of its own: the template declares several per line */
+typedef SimCand *SimCandP;
 
-	return (x->pid > y->pid) - (x->pid < y->pid);
-}
+#define ST_SORT sim_sort_pid
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) (((*(a))->pid > (*(b))->pid) - ((*(a))->pid < (*(b))->pid))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sim_sort_bound
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) sim_cmp_bound(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sim_sort_score
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) sim_cmp_score(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Read one list (an index scan with its first column equal to key) into
@@ -662,6 +719,7 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 		const char *brand = brand_t ? VARDATA_ANY(brand_t) : NULL;
 		int			brand_len = brand_t ? VARSIZE_ANY_EXHDR(brand_t) : 0;
 		SimCand    *c;
+		SimCand   **v;
 		SimCand   **top;
 		int			n = 0,
 					m = 0,
@@ -698,20 +756,23 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 		if (r.ok)
 		{
 			/* one row per product (the UNION), then exclude's left out */
-			qsort(c, n, sizeof(SimCand), sim_cmp_pid);
+			v = palloc(sizeof(SimCand *) * (n + 1));
+			for (int i = 0; i < n; i++)
+				v[i] = &c[i];
+			sim_sort_pid(v, n);
 			for (int i = 0; i < n; i++)
 			{
-				bool		drop = m > 0 && c[m - 1].pid == c[i].pid;
+				bool		drop = m > 0 && v[m - 1]->pid == v[i]->pid;
 
 				for (int j = 0; !drop && j < nex; j++)
-					drop = ex[j] == c[i].pid;
+					drop = ex[j] == v[i]->pid;
 				if (!drop)
-					c[m++] = c[i];
+					v[m++] = v[i];
 			}
 			for (int i = 0; i < m; i++)
-				c[i].bound = 0.4 * (double) c[i].same_cat + 0.2 * (double) c[i].same_brand
-					+ 0.4 + 0.001 * (double) c[i].pop;
-			qsort(c, m, sizeof(SimCand), sim_cmp_bound);
+				v[i]->bound = 0.4 * (double) v[i]->same_cat + 0.2 * (double) v[i]->same_brand
+					+ 0.4 + 0.001 * (double) v[i]->pop;
+			sim_sort_bound(v, m);
 
 			if (sim_generate != NULL)
 				src_trg = sim_title_trgm(src_id, VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
@@ -719,9 +780,9 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 			/* first: the 2 * lim of highest bound */
 			nfirst = Min(m, 2 * lim);
 			for (int i = 0; i < nfirst; i++)
-				if (sim_score(&c[i], src_title, src_trg, src_attrs))
-					top[ntop++] = &c[i];
-			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+				if (sim_score(v[i], src_title, src_trg, src_attrs))
+					top[ntop++] = v[i];
+			sim_sort_score(top, ntop);
 			if (ntop >= lim)
 			{
 				cut = top[lim - 1]->s;
@@ -729,10 +790,10 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 			}
 			/* rest: those whose bound reaches the cut */
 			for (int i = nfirst; i < m; i++)
-				if (!has_cut || c[i].bound * 1.000001 + 0.000001 >= (double) cut)
-					if (sim_score(&c[i], src_title, src_trg, src_attrs))
-						top[ntop++] = &c[i];
-			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+				if (!has_cut || v[i]->bound * 1.000001 + 0.000001 >= (double) cut)
+					if (sim_score(v[i], src_title, src_trg, src_attrs))
+						top[ntop++] = v[i];
+			sim_sort_score(top, ntop);
 			result = Min(ntop, lim);
 			for (int i = 0; i < result; i++)
 			{
