@@ -321,7 +321,10 @@ blend_rels_open(BlendRels *r)
 		pc[0] = r->p_popularity;
 		pc[1] = c[0];
 		r->prod_idx = ShopPlainIndex(r->prod, "product_pkey", 1, c, t, asc1, false);
-		/* partial on status = 'active' (checked again on every row read) */
+		/*
+		 * partial on status = 'active': read index only when that is its
+		 * predicate, else every row read and its status checked again
+		 */
 		r->pop_idx = ShopPlainIndex(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
 		r->pop_index_only = r->pop_idx != NULL && r->p_status != 0 &&
 			blend_pred_is_active(r->pop_idx, r->p_status);
