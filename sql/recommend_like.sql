@@ -452,6 +452,28 @@ SELECT count(*) AS customers, count(*) FILTER (WHERE cardinality(g.l) > 0) AS wi
                                             FROM shop._recommend_blend(g.c, 10, NULL) x)) AS same_lists
   FROM blend_c g;
 ROLLBACK;
+-- the popularity source reads product_popularity_idx index only (rec8):
+-- with the product pages all visible (after a VACUUM) the lists are still
+-- the statement's; and under an index of that name whose predicate is not
+-- status = 'active' (here drafts too, the most popular product one of
+-- them) the C reads the rows and checks their status, as the statement
+-- does: the same lists, no draft in them
+VACUUM shop.product;
+SELECT v.w, s.*
+  FROM (VALUES (1, '{1,0.5,1}'::text[]), (2, '{0,0,1}')) v(n, w), LATERAL pg_temp.blend_same(v.w, 10, false) s
+ ORDER BY v.n;
+BEGIN;
+UPDATE shop.product SET status = 'draft', popularity = 1e6
+ WHERE product_id = (SELECT min(product_id) FROM shop.product WHERE status = 'active' AND popularity > 0);
+DROP INDEX shop.product_popularity_idx;
+CREATE INDEX product_popularity_idx ON shop.product (popularity DESC, product_id) WHERE status IN ('active', 'draft');
+SELECT v.w, s.*
+  FROM (VALUES (1, '{1,0.5,1}'::text[]), (2, '{0,0,1}')) v(n, w), LATERAL pg_temp.blend_same(v.w, 10, false) s
+ ORDER BY v.n;
+SELECT count(*) AS drafts_listed
+  FROM blend_who b, shop._recommend_blend(b.c, 10, NULL) x JOIN shop.product p USING (product_id)
+ WHERE p.status <> 'active';
+ROLLBACK;
 
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
 DROP EXTENSION shop;

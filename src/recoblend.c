@@ -23,7 +23,7 @@
  *			  neighbour's profile (customer_item_pkey): sum of similarity *
  *			  profile weight per product;
  *	 pop      the 3 * lim + 60 first entries of product_popularity_idx
- *			  (active products, popularity > 0).
+ *			  (active products, popularity > 0), read index only.
  *
  * Each source is divided by its best score and multiplied by its weight;
  * the parts are added in the statement's order (item, alike, pop) in
@@ -49,11 +49,13 @@
 #include "access/nbtree.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -67,6 +69,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -205,7 +208,34 @@ typedef struct BlendRels
 				p_id,
 				p_status,
 				p_popularity;
+	bool		pop_index_only; /* pop_idx's predicate is status = 'active' */
 } BlendRels;
+
+/*
+ * Whether idx's predicate is exactly status = 'active' (the column status
+ * of its table, text equality): its entries then lead only to active rows.
+ */
+static bool
+blend_pred_is_active(Relation idx, AttrNumber status)
+{
+	List	   *pred = RelationGetIndexPredicate(idx);
+	OpExpr	   *op;
+	Var		   *v;
+	Const	   *c;
+
+	if (list_length(pred) != 1 || !IsA(linitial(pred), OpExpr))
+		return false;
+	op = (OpExpr *) linitial(pred);
+	if (op->opno != TextEqualOperator || list_length(op->args) != 2)
+		return false;
+	v = (Var *) linitial(op->args);
+	c = (Const *) lsecond(op->args);
+	if (!IsA(v, Var) || !IsA(c, Const) || v->varattno != status || c->constisnull ||
+		c->consttype != TEXTOID)
+		return false;
+	return VARSIZE_ANY_EXHDR(DatumGetPointer(c->constvalue)) == 6 &&
+		memcmp(VARDATA_ANY(DatumGetPointer(c->constvalue)), "active", 6) == 0;
+}
 
 static void
 blend_rels_open(BlendRels *r)
@@ -291,8 +321,13 @@ blend_rels_open(BlendRels *r)
 		pc[0] = r->p_popularity;
 		pc[1] = c[0];
 		r->prod_idx = ShopPlainIndex(r->prod, "product_pkey", 1, c, t, asc1, false);
-		/* partial on status = 'active' (checked again on every row read) */
+		/*
+		 * partial on status = 'active': read index only when that is its
+		 * predicate, else every row read and its status checked again
+		 */
 		r->pop_idx = ShopPlainIndex(r->prod, "product_popularity_idx", 2, pc, pt, pop_desc, true);
+		r->pop_index_only = r->pop_idx != NULL && r->p_status != 0 &&
+			blend_pred_is_active(r->pop_idx, r->p_status);
 	}
 	r->ok = r->order_idx && r->ocols.id && r->ocols.status && r->ocols.created &&
 		r->line_idx && r->l_product &&
@@ -685,16 +720,52 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 		ExecDropSingleTupleTableSlot(slot);
 	}
 
-	/* popularity: the first 3 * lim + 60 active products */
+	/*
+	 * popularity: the first 3 * lim + 60 active products, read index only
+	 * (rec8): the index holds both values read (popularity, product_id)
+	 * and is partial on status = 'active', which no HOT update can change,
+	 * so its entries of visible rows are of active products with those
+	 * values; the heap is read only to see whether a row is visible, when
+	 * the visibility map does not say its page is all visible (as an
+	 * index-only scan does).
+	 */
 	if (wp > 0)
 	{
 		int			want = 3 * lim + 60;
 		int			got = 0;
+		Buffer		vmbuf = InvalidBuffer;
+		ItemPointer tid;
 
 		slot = table_slot_create(r->prod, NULL);
 		scan = index_beginscan(r->prod, r->pop_idx, snap, 0, 0);
+		scan->xs_want_itup = true;
 		index_rescan(scan, NULL, 0, NULL, 0);
-		while (got < want && index_getnext_slot(scan, ForwardScanDirection, slot))
+		while (got < want && r->pop_index_only &&
+			   (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+		{
+			bool		n1,
+						n2;
+			Datum		pop,
+						p;
+
+			if (!VM_ALL_VISIBLE(r->prod, ItemPointerGetBlockNumber(tid), &vmbuf))
+			{
+				if (!index_fetch_heap(scan, slot))
+					continue;	/* not visible to snap */
+				ExecClearTuple(slot);
+			}
+			pop = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &n1);
+			p = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &n2);
+			if (n1 || n2)
+				continue;
+			if (!float4_gt(DatumGetFloat4(pop), 0))
+				break;			/* descending: none after it passes */
+			blend_hash_get(&h, DatumGetInt64(p))->sc[2] = (double) DatumGetFloat4(pop);
+			got++;
+		}
+		/* another predicate: every row read from the heap, its status checked */
+		while (got < want && !r->pop_index_only &&
+			   index_getnext_slot(scan, ForwardScanDirection, slot))
 		{
 			bool		n1,
 						n2;
@@ -710,6 +781,8 @@ blend_compute(BlendRels *r, Snapshot snap, int64 customer, int lim,
 			blend_hash_get(&h, DatumGetInt64(p))->sc[2] = (double) DatumGetFloat4(pop);
 			got++;
 		}
+		if (BufferIsValid(vmbuf))
+			ReleaseBuffer(vmbuf);
 		index_endscan(scan);
 		ExecDropSingleTupleTableSlot(slot);
 	}

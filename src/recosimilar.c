@@ -58,6 +58,8 @@
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -107,6 +109,133 @@ sim_lookup(void)
 	if (sim_generate == NULL || sim_count == NULL)
 		sim_generate = NULL, sim_count = NULL;
 	sim_looked_up = true;
+}
+
+/*
+ * The trigram sets of product titles, kept per backend (issue 14, rec8).
+ *
+ * A thin product's fill scores about 120 of its up to 200 candidates, and
+ * making a title's trigrams (pg_trgm's generate_trgm: lower-casing through
+ * wide characters, splitting into words, a sort) was two thirds of a
+ * first also_bought's instructions.  The candidates are the first 100 of
+ * a category and of a brand by popularity, so the same few thousand
+ * products come back call after call: their sets are kept here, keyed by
+ * product id, each with the title bytes it was made from.  An entry is
+ * used only when the title read now is byte for byte that title (a
+ * renamed product's set is made again), so no invalidation is needed and
+ * the sets are those generate_trgm makes: the scores do not move.  The
+ * locale that generate_trgm depends on is the database's, fixed for a
+ * backend.
+ *
+ * At most shop.similar_title_cache entries (0: none kept); when a call
+ * finds it full, every entry is dropped first (a call adds at most 201).
+ * About 100 bytes plus 3 per trigram an entry.
+ */
+int			shop_similar_title_cache = 20000;
+
+typedef struct SimTrgmEntry
+{
+	int64		pid;			/* hash key */
+	int			len;			/* bytes of the title */
+	char	   *title;			/* the title the set was made from */
+	SimTrgm    *trg;			/* its trigrams */
+} SimTrgmEntry;
+
+static MemoryContext sim_trgm_cxt = NULL;
+static HTAB *sim_trgm_hash = NULL;
+
+void
+ShopSimilarDefineGUCs(void)
+{
+	DefineCustomIntVariable("shop.similar_title_cache",
+							"Products whose title trigrams a backend keeps for the similar-products scoring.",
+							"0 keeps none (every title's trigrams are made on every call).",
+							&shop_similar_title_cache,
+							20000, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * At the start of a call: the cache, emptied when full or switched off.
+ * Pointers into it stay valid until the next call's start.
+ */
+static void
+sim_trgm_cache_begin(void)
+{
+	if (sim_trgm_hash != NULL &&
+		(shop_similar_title_cache <= 0 ||
+		 hash_get_num_entries(sim_trgm_hash) >= shop_similar_title_cache))
+	{
+		MemoryContextReset(sim_trgm_cxt);
+		sim_trgm_hash = NULL;
+	}
+	if (sim_trgm_hash == NULL && shop_similar_title_cache > 0)
+	{
+		HASHCTL		ctl;
+
+		if (sim_trgm_cxt == NULL)
+			sim_trgm_cxt = AllocSetContextCreate(TopMemoryContext, "shop title trigrams",
+												 ALLOCSET_DEFAULT_SIZES);
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(SimTrgmEntry);
+		ctl.hcxt = sim_trgm_cxt;
+		sim_trgm_hash = hash_create("shop title trigrams", 1024, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+}
+
+/* the cached set of pid's title when it was made from these bytes; NULL if not */
+static SimTrgm *
+sim_trgm_cached(int64 pid, const char *title, int len)
+{
+	SimTrgmEntry *e;
+
+	if (sim_trgm_hash == NULL)
+		return NULL;
+	e = hash_search(sim_trgm_hash, &pid, HASH_FIND, NULL);
+	if (e != NULL && e->len == len && memcmp(e->title, title, len) == 0)
+		return e->trg;
+	return NULL;
+}
+
+/*
+ * The trigrams of pid's title (bytes title, len): the cached set, else
+ * made by generate_trgm (sim_generate must be set) and kept.  The result
+ * lives until the next call's start (in the cache) or in the current
+ * memory context when nothing is kept.
+ */
+static SimTrgm *
+sim_title_trgm(int64 pid, const char *title, int len)
+{
+	SimTrgm    *trg = sim_trgm_cached(pid, title, len);
+	SimTrgm    *made;
+	SimTrgmEntry *e;
+	bool		found;
+	char	   *t;
+
+	if (trg != NULL)
+		return trg;
+	made = sim_generate((char *) title, len);
+	if (sim_trgm_hash == NULL)
+		return made;
+	/* copies of exactly its size in the cache's context, then the entry */
+	trg = MemoryContextAlloc(sim_trgm_cxt, VARSIZE(made));
+	memcpy(trg, made, VARSIZE(made));
+	pfree(made);
+	t = MemoryContextAlloc(sim_trgm_cxt, Max(len, 1));
+	memcpy(t, title, len);
+	e = hash_search(sim_trgm_hash, &pid, HASH_ENTER, &found);
+	if (found)
+	{
+		/* the title changed: the old set goes */
+		pfree(e->title);
+		pfree(e->trg);
+	}
+	e->len = len;
+	e->title = t;
+	e->trg = trg;
+	return trg;
 }
 
 /*
@@ -180,6 +309,42 @@ shop_attr_overlap(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(res);
 }
 
+static inline bool
+sim_jsonb_scalar(const JsonbValue *v)
+{
+	return v->type == jbvNull || v->type == jbvString || v->type == jbvNumeric ||
+		v->type == jbvBool;
+}
+
+/*
+ * Whether two scalar values are equal as jsonb equality finds them (a
+ * scalar of another type is unequal; strings under the database's
+ * collation, which is deterministic, so equal bytes; numerics by
+ * numeric_cmp), without building a jsonb of each.
+ */
+static bool
+sim_scalars_equal(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													 PointerGetDatum(a->val.numeric),
+													 PointerGetDatum(b->val.numeric))) == 0;
+		default:
+			return false;
+	}
+}
+
 /*
  * The overlap of shop._attr_overlap into *res; false for its NULL (src has
  * no key).
@@ -212,7 +377,13 @@ sim_attr_overlap(Jsonb *attrs, Jsonb *src, double *res)
 		if (!attrs_obj)
 			continue;
 		cv = getKeyJsonValueFromContainer(&attrs->root, k.val.string.val, k.val.string.len, NULL);
-		if (cv != NULL)
+		if (cv != NULL && sim_jsonb_scalar(cv) && sim_jsonb_scalar(&v))
+		{
+			/* two scalars: compared as compareJsonbContainers compares them */
+			if (sim_scalars_equal(cv, &v))
+				same++;
+		}
+		else if (cv != NULL)
 		{
 			Jsonb	   *a = JsonbValueToJsonb(cv);
 			Jsonb	   *b = JsonbValueToJsonb(&v);
@@ -276,7 +447,9 @@ PG_FUNCTION_INFO_V1(shop_similar_candidates);
 typedef struct SimCand
 {
 	int64		pid;
-	ItemPointerData tid;
+	SimTrgm    *trg;			/* its title's cached trigrams, or NULL */
+	text	   *title;			/* else a copy of its title; NULL when NULL */
+	Jsonb	   *attrs;			/* a copy of its attributes (when the source has some) */
 	bool		same_cat;
 	bool		same_brand;
 	float4		pop;
@@ -346,13 +519,16 @@ sim_rels_close(SimRels *r)
 		table_close(r->prod, NoLock);
 }
 
-/* the candidate's place by bound: highest first, then id */
-static int
-sim_cmp_bound(const void *a, const void *b)
-{
-	const SimCand *x = a;
-	const SimCand *y = b;
+/*
+ * The orders the candidates are sorted in, on pointers with the
+ * comparison inlined (sort_template.h): each is a total order on distinct
+ * ids, so the result is the one qsort gave.
+ */
 
+/* by bound: highest first, then id */
+static inline int
+sim_cmp_bound(const SimCand *x, const SimCand *y)
+{
 	if (float8_gt(x->bound, y->bound))
 		return -1;
 	if (float8_lt(x->bound, y->bound))
@@ -361,12 +537,9 @@ sim_cmp_bound(const void *a, const void *b)
 }
 
 /* by score: highest first (float4 order, as SQL's), then id */
-static int
-sim_cmp_score(const void *a, const void *b)
+static inline int
+sim_cmp_score(const SimCand *x, const SimCand *y)
 {
-	const SimCand *x = *(SimCand *const *) a;
-	const SimCand *y = *(SimCand *const *) b;
-
 	if (float4_gt(x->s, y->s))
 		return -1;
 	if (float4_lt(x->s, y->s))
@@ -374,23 +547,42 @@ sim_cmp_score(const void *a, const void *b)
 	return (x->pid > y->pid) - (x->pid < y->pid);
 }
 
-static int
-sim_cmp_pid(const void *a, const void *b)
-{
-	const SimCand *x = a;
-	const SimCand *y = b;
+/* a pointer type of its own: the template declares several per line */
+typedef SimCand *SimCandP;
 
-	return (x->pid > y->pid) - (x->pid < y->pid);
-}
+#define ST_SORT sim_sort_pid
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) (((*(a))->pid > (*(b))->pid) - ((*(a))->pid < (*(b))->pid))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sim_sort_bound
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) sim_cmp_bound(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sim_sort_score
+#define ST_ELEMENT_TYPE SimCandP
+#define ST_COMPARE(a, b) sim_cmp_score(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Read one list (an index scan with its first column equal to key) into
- * c[*n...]: its first SIM_LIST active products other than the source.
+ * c[*n...]: its first SIM_LIST active products other than the source,
+ * with what scoring them needs (their title's cached trigrams or the
+ * title, their attributes when want_attrs), read from the row the index
+ * led to.  (The SQL read them again by ctid, in a TID scan under the same
+ * snapshot: the same row version, so the same values.)
  */
 static void
 sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id,
 			  bool has_cat, int64 src_cat, const char *brand, int brand_len,
-			  SimCand *c, int *n, TupleTableSlot *slot)
+			  bool want_attrs, SimCand *c, int *n, TupleTableSlot *slot)
 {
 	IndexScanDesc scan = index_beginscan(r->prod, idx, snap, 1, 0);
 	int			got = 0;
@@ -410,7 +602,25 @@ sim_read_list(SimRels *r, Relation idx, Snapshot snap, ScanKey key, int64 src_id
 		x = &c[(*n)++];
 		got++;
 		x->pid = DatumGetInt64(d);
-		x->tid = slot->tts_tid;
+		x->trg = NULL;
+		x->title = NULL;
+		x->attrs = NULL;
+		d = slot_getattr(slot, r->p_title, &isnull);
+		if (!isnull)
+		{
+			text	   *t = DatumGetTextPP(d);
+
+			if (sim_generate != NULL)
+				x->trg = sim_trgm_cached(x->pid, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			if (x->trg == NULL)
+				x->title = (t == (text *) DatumGetPointer(d)) ? DatumGetTextPCopy(d) : t;
+		}
+		if (want_attrs)
+		{
+			d = slot_getattr(slot, r->p_attributes, &isnull);
+			if (!isnull)
+				x->attrs = DatumGetJsonbPCopy(d);
+		}
 		d = slot_getattr(slot, r->p_category, &isnull);
 		/* IS NOT DISTINCT FROM */
 		x->same_cat = isnull ? !has_cat : (has_cat && DatumGetInt64(d) == src_cat);
@@ -442,30 +652,24 @@ sim_numeric_part(const SimCand *c)
 	return c->same_cat ? (c->same_brand ? 0.6 : 0.4) : (c->same_brand ? 0.2 : 0.0);
 }
 
-/* the score of c, its row read again by ctid; false when not visible */
+/* the score of c; false when its title is NULL */
 static bool
-sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
-		  text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
+sim_score(SimCand *c, text *src_title, SimTrgm *src_trg, Jsonb *src_attrs)
 {
-	bool		isnull;
-	Datum		d;
-	text	   *title;
+	text	   *title = c->title;
 	float4		sim;
 	double		overlap = 0;
 	double		s;
 
-	if (!table_tuple_fetch_row_version(r->prod, &c->tid, snap, slot))
-		return false;
-	d = slot_getattr(slot, r->p_title, &isnull);
-	if (isnull)
+	if (c->trg == NULL && title == NULL)
 		return false;			/* NOT NULL in shop; the SQL would rank NULL first */
-	title = DatumGetTextPP(d);
 	if (src_trg != NULL)
 	{
-		SimTrgm    *trg = sim_generate(VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
+		SimTrgm    *trg = c->trg;
 
+		if (trg == NULL)
+			trg = sim_title_trgm(c->pid, VARDATA_ANY(title), VARSIZE_ANY_EXHDR(title));
 		sim = sim_count(trg, src_trg, false);
-		pfree(trg);
 	}
 	else
 	{
@@ -476,10 +680,9 @@ sim_score(SimRels *r, Snapshot snap, SimCand *c, TupleTableSlot *slot,
 		sim = DatumGetFloat4(DirectFunctionCall2(sim_fn, PointerGetDatum(title),
 												 PointerGetDatum(src_title)));
 	}
-	if (src_attrs != NULL)
+	if (src_attrs != NULL && c->attrs != NULL)
 	{
-		d = slot_getattr(slot, r->p_attributes, &isnull);
-		if (!isnull && !sim_attr_overlap(DatumGetJsonbP(d), src_attrs, &overlap))
+		if (!sim_attr_overlap(c->attrs, src_attrs, &overlap))
 			overlap = 0;
 	}
 	/* numeric + float84mul + float8mul + float84mul, left to right */
@@ -516,6 +719,7 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 		const char *brand = brand_t ? VARDATA_ANY(brand_t) : NULL;
 		int			brand_len = brand_t ? VARSIZE_ANY_EXHDR(brand_t) : 0;
 		SimCand    *c;
+		SimCand   **v;
 		SimCand   **top;
 		int			n = 0,
 					m = 0,
@@ -528,13 +732,16 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 
 		c = palloc(sizeof(SimCand) * 2 * SIM_LIST);
 		slot = table_slot_create(r.prod, NULL);
+		sim_lookup();
+		if (sim_generate != NULL)
+			sim_trgm_cache_begin();
 		if (has_cat)
 		{
 			ScanKeyData key;
 
 			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(src_cat));
 			sim_read_list(&r, r.cat_idx, snap, &key, src_id, has_cat, src_cat,
-						  brand, brand_len, c, &n, slot);
+						  brand, brand_len, src_attrs != NULL, c, &n, slot);
 		}
 		if (brand_t != NULL && r.ok)
 		{
@@ -544,36 +751,38 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 								   r.brand_idx->rd_indcollation[0], F_TEXTEQ,
 								   PointerGetDatum(brand_t));
 			sim_read_list(&r, r.brand_idx, snap, &key, src_id, has_cat, src_cat,
-						  brand, brand_len, c, &n, slot);
+						  brand, brand_len, src_attrs != NULL, c, &n, slot);
 		}
 		if (r.ok)
 		{
 			/* one row per product (the UNION), then exclude's left out */
-			qsort(c, n, sizeof(SimCand), sim_cmp_pid);
+			v = palloc(sizeof(SimCand *) * (n + 1));
+			for (int i = 0; i < n; i++)
+				v[i] = &c[i];
+			sim_sort_pid(v, n);
 			for (int i = 0; i < n; i++)
 			{
-				bool		drop = m > 0 && c[m - 1].pid == c[i].pid;
+				bool		drop = m > 0 && v[m - 1]->pid == v[i]->pid;
 
 				for (int j = 0; !drop && j < nex; j++)
-					drop = ex[j] == c[i].pid;
+					drop = ex[j] == v[i]->pid;
 				if (!drop)
-					c[m++] = c[i];
+					v[m++] = v[i];
 			}
 			for (int i = 0; i < m; i++)
-				c[i].bound = 0.4 * (double) c[i].same_cat + 0.2 * (double) c[i].same_brand
-					+ 0.4 + 0.001 * (double) c[i].pop;
-			qsort(c, m, sizeof(SimCand), sim_cmp_bound);
+				v[i]->bound = 0.4 * (double) v[i]->same_cat + 0.2 * (double) v[i]->same_brand
+					+ 0.4 + 0.001 * (double) v[i]->pop;
+			sim_sort_bound(v, m);
 
-			sim_lookup();
 			if (sim_generate != NULL)
-				src_trg = sim_generate(VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
+				src_trg = sim_title_trgm(src_id, VARDATA_ANY(src_title), VARSIZE_ANY_EXHDR(src_title));
 			top = palloc(sizeof(SimCand *) * (m + 1));
 			/* first: the 2 * lim of highest bound */
 			nfirst = Min(m, 2 * lim);
 			for (int i = 0; i < nfirst; i++)
-				if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
-					top[ntop++] = &c[i];
-			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+				if (sim_score(v[i], src_title, src_trg, src_attrs))
+					top[ntop++] = v[i];
+			sim_sort_score(top, ntop);
 			if (ntop >= lim)
 			{
 				cut = top[lim - 1]->s;
@@ -581,10 +790,10 @@ ShopSimilarCandidates(int64 src_id, bool has_cat, int64 src_cat, text *brand_t,
 			}
 			/* rest: those whose bound reaches the cut */
 			for (int i = nfirst; i < m; i++)
-				if (!has_cut || c[i].bound * 1.000001 + 0.000001 >= (double) cut)
-					if (sim_score(&r, snap, &c[i], slot, src_title, src_trg, src_attrs))
-						top[ntop++] = &c[i];
-			qsort(top, ntop, sizeof(SimCand *), sim_cmp_score);
+				if (!has_cut || v[i]->bound * 1.000001 + 0.000001 >= (double) cut)
+					if (sim_score(v[i], src_title, src_trg, src_attrs))
+						top[ntop++] = v[i];
+			sim_sort_score(top, ntop);
 			result = Min(ntop, lim);
 			for (int i = 0; i < result; i++)
 			{

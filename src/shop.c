@@ -417,6 +417,9 @@ _PG_init(void)
 	/* shop.search_intent_cache (intentcache.c) */
 	ShopIntentCacheDefineGUCs();
 
+	/* shop.similar_title_cache (recosimilar.c) */
+	ShopSimilarDefineGUCs();
+
 	/*
 	 * Only when loaded at server start: the sweeper (sweep.c) and the
 	 * shared memory of the events workers (events.c) and of the search log

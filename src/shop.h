@@ -123,6 +123,7 @@ extern void ShopEventsShmemRegister(void);
 extern int	shop_search_log_buffer;
 extern void ShopSearchLogDefineGUCs(void);
 extern void ShopIntentCacheDefineGUCs(void);
+extern void ShopSimilarDefineGUCs(void);	/* shop.similar_title_cache (recosimilar.c) */
 extern void ShopIntentCacheUsage(int64 *bytes, int64 *allocated, int64 *entries, int64 *max_entries);
 extern void ShopSearchLogShmemRegister(void);
 extern void ShopSearchLogWrite(text *query, Jsonb *filters, text *sort, int32 results,
