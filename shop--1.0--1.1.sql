@@ -1797,6 +1797,11 @@ DECLARE
 BEGIN
     SELECT x.experiment_id, x.stopped_at INTO e FROM shop.experiment x WHERE x.name = _experiment_pick.experiment;
     IF NOT FOUND THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(_experiment_pick.experiment, 'experiment');
+        PERFORM shop._check_plain_text(_experiment_pick.experiment, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(_experiment_pick.experiment)),
@@ -2187,6 +2192,11 @@ BEGIN
             AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
      WHERE e.name = recommend.experiment;
     IF eid IS NULL THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(recommend.experiment, 'experiment');
+        PERFORM shop._check_plain_text(recommend.experiment, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(recommend.experiment)),
@@ -2281,6 +2291,11 @@ BEGIN
             AND shop.experiment_bucket(also_bought.experiment, unit) < v.bucket_hi
      WHERE e.name = also_bought.experiment;
     IF eid IS NULL THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(also_bought.experiment, 'experiment');
+        PERFORM shop._check_plain_text(also_bought.experiment, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(also_bought.experiment)),
@@ -2375,6 +2390,11 @@ BEGIN
     PERFORM shop._require(experiment_create.name, 'name');
     PERFORM shop._require(experiment_create.variants, 'variants');
     PERFORM shop._require(experiment_create.attribution_window, 'attribution_window');
+    -- the details below echo the name and a refused variant: a card
+    -- number anywhere in them is refused first, naming the argument
+    -- (hostile5: sql/hostile_experiment_name)
+    PERFORM shop._card_number_check(experiment_create.name, 'name');
+    PERFORM shop._card_number_check(experiment_create.variants, 'variants');
     IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'invalid experiment name'
             USING ERRCODE = 'invalid_parameter_value',
@@ -2401,7 +2421,10 @@ BEGIN
     VALUES (experiment_create.name, experiment_create.attribution_window)
     RETURNING experiment_id INTO eid;
     FOR v IN SELECT x FROM jsonb_array_elements(variants) x LOOP
-        vname := CASE WHEN jsonb_typeof(v) = 'object' THEN v ->> 'name' END;
+        -- a name that is no JSON string (true, 1.50, {"x": 1}) is refused:
+        -- ->> spelt it as text (hostile5: sql/hostile_experiment_variants)
+        vname := CASE WHEN jsonb_typeof(v) = 'object' AND jsonb_typeof(v -> 'name') = 'string'
+                      THEN v ->> 'name' END;
         share := CASE WHEN jsonb_typeof(v -> 'share') = 'number' THEN (v ->> 'share')::numeric END;
         method := coalesce(v ->> 'method', 'default');
         IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
@@ -2412,7 +2435,7 @@ BEGIN
            OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
             RAISE EXCEPTION 'invalid variant'
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Variant %s is %s; a variant is an object with a name (1 to 100 characters), a share above 0 and at most 1, '
+                      DETAIL = format('Variant %s is %s; a variant is an object with a name (a string of 1 to 100 characters), a share above 0 and at most 1, '
                                       'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
                                       i + 1, v::text);
         END IF;
@@ -2457,6 +2480,11 @@ BEGIN
      WHERE e.name = experiment_stop.name
     RETURNING e.stopped_at INTO at;
     IF NOT FOUND THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(experiment_stop.name, 'experiment');
+        PERFORM shop._check_plain_text(experiment_stop.name, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(experiment_stop.name));
@@ -3875,9 +3903,21 @@ COMMENT ON FUNCTION shop.refresh_search_prior() IS
 -- category's decayed weight W, customers, and the factor it gives.
 CREATE FUNCTION shop.search_prior_for(query text, lim int DEFAULT 20)
 RETURNS TABLE (kind text, id bigint, weight real, customers int, factor real)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    -- a NULL query or a lim out of range answered no rows, as a query
+    -- without evidence does (hostile5: sql/hostile_search_prior_args)
+    PERFORM shop._require(search_prior_for.query, 'query');
+    IF search_prior_for.lim IS NULL OR search_prior_for.lim < 1 OR search_prior_for.lim > 1000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('lim is %s; it must be between 1 and 1000.',
+                                  coalesce(search_prior_for.lim::text, 'NULL'));
+    END IF;
+    RETURN QUERY
     WITH h AS (SELECT extract(epoch FROM shop._guc('shop.search_prior_half_life')::interval) AS hl),
     p AS (
         SELECT 'product'::text AS kind, sp.product_id AS id,
@@ -3895,8 +3935,9 @@ AS $$
       FROM (SELECT p.*, row_number() OVER (PARTITION BY kind ORDER BY w DESC, id) AS rn,
                    sum(w) FILTER (WHERE kind = 'product') OVER () AS total
               FROM p) x
-     WHERE rn <= lim
-     ORDER BY kind DESC, w DESC, id
+     WHERE rn <= search_prior_for.lim
+     ORDER BY kind DESC, w DESC, id;
+END
 $$;
 COMMENT ON FUNCTION shop.search_prior_for(text, int) IS
 'the behaviour prior of a query: its products and categories by decayed weight, the customers behind each and the factor shop.search multiplies their score by';
@@ -7322,6 +7363,11 @@ BEGIN
      WHERE e.name = _experiment_stop_at.name
     RETURNING e.stopped_at INTO stopped;
     IF NOT FOUND THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(_experiment_stop_at.name, 'experiment');
+        PERFORM shop._check_plain_text(_experiment_stop_at.name, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(_experiment_stop_at.name));
@@ -7353,6 +7399,11 @@ BEGIN
     END IF;
     SELECT e.experiment_id INTO eid FROM shop.experiment e WHERE e.name = _experiment_sums.name;
     IF NOT FOUND THEN
+        -- the name is echoed below: a card number is refused first (SH005,
+        -- never in a detail), a control character is 22023 shown escaped
+        -- (no experiment has either: hostile5, sql/hostile_experiment_name)
+        PERFORM shop._card_number_check(_experiment_sums.name, 'experiment');
+        PERFORM shop._check_plain_text(_experiment_sums.name, 'experiment', false);
         RAISE EXCEPTION 'experiment not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No experiment is named %s.', quote_literal(_experiment_sums.name));
