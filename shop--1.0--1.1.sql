@@ -10407,7 +10407,8 @@ BEGIN
     IF k IS NOT NULL THEN
         RAISE EXCEPTION 'malformed search statistics'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('Key "%s" of global is not one of no_typos, two_typos, global, intent_top (the statistics go under "global").', k);
+                  DETAIL = format('Key %s of global is not one of no_typos, two_typos, global, intent_top (the statistics go under "global").',
+                                  shop._echo_value(k, 'global'));
     END IF;
 END
 $$;
@@ -11004,6 +11005,80 @@ COMMENT ON FUNCTION shop._session_refusal(text) IS
 'internal (router): what shop.session_begin(token) would raise (28000), as (SQLSTATE, message, detail, hint), or NULL; changes no session';
 REVOKE ALL ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(text) TO shop_storefront, shop_admin;
+
+-- Errors that echo a value (hostile5) --------------------------------------
+--
+-- An error that names the value it refuses ("unknown sort", a search
+-- query's or statistics' unknown key, an unknown stemming language) showed
+-- it as given: a card number there went into the error (masked only by the
+-- preloaded log hook, and only when logged) and an escape sequence raw.
+-- shop._echo_value (C: ShopEchoValue) is the value as an error shows it,
+-- in double quotes, control characters escaped, and SH005 naming the
+-- argument when it holds a card number.  browse (1.0) is re-created for
+-- its sort; the C sites call ShopEchoValue (sql/hostile_echo_values).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._echo_value(value text, what text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'shop_echo_value'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._echo_value(text, text) IS
+'internal: value as an error shows it (double quotes, its first 60 characters, control characters escaped); SH005 naming what when it holds a card number';
+REVOKE ALL ON FUNCTION shop._echo_value(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._echo_value(text, text) TO shop_storefront, shop_admin;
+
+CREATE OR REPLACE FUNCTION shop.browse(category_id bigint, sort text DEFAULT 'popularity',
+                                       lim int DEFAULT 20, off int DEFAULT 0)
+RETURNS TABLE (product_id bigint, sku text, title text, brand text, category text,
+               price_cents bigint, rating_avg numeric, rating_count int,
+               popularity real, image text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    cats bigint[];
+    ord text;
+BEGIN
+    PERFORM shop._require(browse.category_id, 'category_id');
+    PERFORM shop._require(sort, 'sort');
+    PERFORM shop._check_page(lim, off);
+    IF sort NOT IN ('popularity', 'price_asc', 'price_desc', 'rating', 'newest', 'title') THEN
+        RAISE EXCEPTION 'unknown sort'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('sort is %s; it must be one of popularity, price_asc, price_desc, rating, newest, title.',
+                                  shop._echo_value(sort, 'sort'));
+    END IF;
+    cats := shop.category_descendants(browse.category_id);
+    IF cardinality(cats) = 0 THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', browse.category_id);
+    END IF;
+    -- The page is the merge of each category's own first lim+off rows, each
+    -- read in order from a (category_id, sort key) index: a category with a
+    -- million products costs no more than one with twenty.
+    ord := CASE sort
+        WHEN 'popularity' THEN 'p.popularity DESC, p.product_id'
+        WHEN 'price_asc'  THEN 'p.price_cents, p.product_id'
+        WHEN 'price_desc' THEN 'p.price_cents DESC, p.product_id DESC'
+        WHEN 'rating'     THEN 'p.rating_avg DESC NULLS LAST, p.rating_count DESC, p.product_id'
+        WHEN 'newest'     THEN 'p.created_at DESC, p.product_id DESC'
+        WHEN 'title'      THEN 'p.title, p.product_id'
+    END;
+    RETURN QUERY EXECUTE format($q$
+        SELECT p.product_id, p.sku, p.title, p.brand, c.name, p.price_cents,
+               p.rating_avg, p.rating_count, p.popularity, p.images[1]
+          FROM unnest($1) AS cat(id)
+          CROSS JOIN LATERAL (SELECT * FROM shop.product p
+                               WHERE p.category_id = cat.id AND p.status = 'active'
+                               ORDER BY %1$s LIMIT $2 + $3) p
+          JOIN shop.category c ON c.category_id = p.category_id
+         ORDER BY %1$s
+         LIMIT $2 OFFSET $3
+    $q$, ord) USING cats, lim, off;
+END
+$$;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

@@ -814,11 +814,15 @@ SearchPrepare(FunctionCallInfo fcinfo)
 	if (strcmp(sort, "relevance") != 0 && strcmp(sort, "price_asc") != 0 &&
 		strcmp(sort, "price_desc") != 0 && strcmp(sort, "rating") != 0 &&
 		strcmp(sort, "newest") != 0 && strcmp(sort, "popularity") != 0)
+	{
+		char	   *shown = ShopEchoValue(sort, strlen(sort), "sort");
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown sort"),
-				 errdetail("sort is \"%s\"; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.",
-						   sort)));
+				 errdetail("sort is %s; it must be one of relevance, price_asc, price_desc, rating, newest, popularity.",
+						   shown)));
+	}
 	ranked = strcmp(sort, "relevance") == 0;
 
 	/* shop._search_query's checks */
