@@ -1,10 +1,11 @@
 -- hostile_echo_values: the errors that name the value they refuse showed
 -- it as given.  A storefront's sort (search, browse, a sorted scan), a
 -- search query's or search statistics' unknown key (search_scan,
--- search_stats) and an unknown stemming language (stem, search_tokens,
--- search_head) holding a card number answered 22023 with the number in
--- the message or detail (masked only by the preloaded log hook, and only
--- when the error is logged), and an escape sequence there went out raw.
+-- search_stats), a query language other than the index's (search_scan)
+-- and an unknown stemming language (stem, search_tokens, search_head)
+-- holding a card number answered 22023 with the number in the message or
+-- detail (masked only by the preloaded log hook, and only when the error
+-- is logged), and an escape sequence there went out raw.
 -- Now a card number is SH005 naming the argument, as any argument of
 -- shop (docs/security.md), and control characters are shown escaped;
 -- other values are shown as before.
@@ -35,6 +36,7 @@ SELECT c.call, v.what, pg_temp.detail(format(c.q, v.x)) AS result
                ('browse sort', 'SELECT * FROM shop.browse(' || :cat || ', %L)'),
                ('sorted scan sort', 'SELECT * FROM shop._search_sorted(''shop.product_search_idx'', ''{"q": "mug"}'', %L, 5)'),
                ('search_scan key', 'SELECT * FROM shop.search_scan(''shop.product_search_idx'', jsonb_build_object(''q'', ''mug'', %L, 1), 5)'),
+               ('search_scan language', 'SELECT * FROM shop.search_scan(''shop.product_search_idx'', jsonb_build_object(''q'', ''mug'', ''language'', %L), 5)'),
                ('search_stats key', 'SELECT shop.search_stats(''mug'', ''{}'', jsonb_build_object(%L, 1))'),
                ('stem language', 'SELECT shop.stem(''mugs'', %L)'),
                ('search_tokens language', 'SELECT * FROM shop.search_tokens(''mugs'', %L)')) c(call, q),
