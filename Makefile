@@ -66,12 +66,12 @@ DOCS         = contrib/prometheus/shop-queries.yaml \
 # pg_regress suites: one per file in sql/, isolation specs in specs/.
 # `make installcheck` runs them against a server of your own; `make test`
 # runs everything against a throwaway cluster (scripts/test.sh).
-# Two suites need make test's own cluster, so installcheck leaves them out
+# Three suites need make test's own cluster, so installcheck leaves them out
 # (scripts/test.sh runs every file of sql/): server_log reads its log file
 # (next to its data directory, with its log_line_prefix; a server of your
-# own logs elsewhere), search_log_ring needs shop in shared_preload_libraries
-# (the search log's shared-memory ring).
-REGRESS_OWN_CLUSTER = server_log search_log_ring
+# own logs elsewhere), search_log_ring and hostile_search_log_fold need shop
+# in shared_preload_libraries (the search log's shared-memory ring).
+REGRESS_OWN_CLUSTER = server_log search_log_ring hostile_search_log_fold
 REGRESS      = $(filter-out $(REGRESS_OWN_CLUSTER),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
 # installcheck's databases are UTF8 whatever the server's default (a

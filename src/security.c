@@ -813,6 +813,39 @@ ShopCheckPlainText(const char *s, int len, const char *what, bool multiline)
 			 : errhint("Titles, SKUs, brands and names are one line of printable text: no tabs, line breaks, control characters or escape sequences.")));
 }
 
+/*
+ * ShopEchoValue: s[0..len) as an error may show it, in double quotes (its
+ * first 60 characters, control characters as \xNN or \u00NN), for the
+ * errors that name a value they refuse ("unknown sort", a search query's
+ * unknown key, an unknown stemming language).  A value holding a card
+ * number is never echoed: SH005 naming what instead, as for any argument
+ * (hostile5, sql/hostile_echo_values).  Call it before ereport, not
+ * inside one.
+ */
+char *
+ShopEchoValue(const char *s, int len, const char *what)
+{
+	char	   *quoted = quote_for_detail(s, len);
+
+	if (quoted == NULL)
+	{
+		ShopRefuseCardNumberText(s, len, what);
+		quoted = pstrdup("\"\"");
+	}
+	return quoted;
+}
+
+/* shop._echo_value(value text, what text) -> text: ShopEchoValue for PL/pgSQL */
+PG_FUNCTION_INFO_V1(shop_echo_value);
+Datum
+shop_echo_value(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	PG_RETURN_TEXT_P(cstring_to_text(ShopEchoValue(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), what)));
+}
+
 /* shop._plain_text(value text, multiline boolean) -> boolean (no error) */
 Datum
 shop_plain_text(PG_FUNCTION_ARGS)

@@ -2047,12 +2047,14 @@ ShopGetStemmer(const char *language)
 		const char **l = sb_stemmer_list();
 		StringInfoData buf;
 
+		char	   *shown = ShopEchoValue(language, strlen(language), "language");
+
 		initStringInfo(&buf);
 		for (; *l; l++)
 			appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", *l);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown stemming language \"%s\"", language),
+				 errmsg("unknown stemming language %s", shown),
 				 errdetail("Known languages: %s.", buf.data)));
 	}
 	if (nstemmers >= MAX_STEMMERS)

@@ -355,7 +355,8 @@ query_check_keys(Jsonb *jb)
 					ok = true;
 			if (!ok)
 				bad_query("unknown search query key",
-						  psprintf("Key \"%s\" is not one of q, synonyms, expansions, expansion_weight, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, type_narrow, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.", k));
+						  psprintf("Key %s is not one of q, synonyms, expansions, expansion_weight, category_ids, brands, price_min, price_max, rating_min, in_stock, boost_categories, boost_brands, type_words, type_compound, type_narrow, intent_categories, prior, prior_categories, typos, no_typos, two_typos, prefix, match, language, global.",
+								   ShopEchoValue(k, strlen(k), "query")));
 		}
 	}
 }

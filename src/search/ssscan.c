@@ -4605,12 +4605,17 @@ void
 SsCheckQueryLanguage(Relation index, Jsonb *query)
 {
 	if (query_foreign(index, query))
+	{
+		const char *language = SsQueryLanguage(query);
+		char	   *shown = ShopEchoValue(language, strlen(language), "query");
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("query language \"%s\" is not the language of index \"%s\"",
-						SsQueryLanguage(query), RelationGetRelationName(index)),
+				 errmsg("query language %s is not the language of index \"%s\"",
+						shown, RelationGetRelationName(index)),
 				 errdetail("The index stems in %s.", SsIndexLanguage(index)),
 				 errhint("Leave \"language\" out of the query, or name the index's.")));
+	}
 }
 
 /*

@@ -408,10 +408,14 @@ parse_sort(text *t)
 		return SORT_NEWEST;
 	if (strcmp(s, "popularity") == 0)
 		return SORT_POPULARITY;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown sort"),
-			 errdetail("sort is \"%s\"; a sorted scan takes price_asc, price_desc, rating, newest or popularity.", s)));
+	{
+		char	   *shown = ShopEchoValue(s, strlen(s), "sort");
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown sort"),
+				 errdetail("sort is %s; a sorted scan takes price_asc, price_desc, rating, newest or popularity.", shown)));
+	}
 	return SORT_PRICE_ASC;		/* keep compiler quiet */
 }
 
