@@ -10972,14 +10972,16 @@ GRANT EXECUTE ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(
 -- autovacuum_naptime: the rebuild's own ANALYZEs (8% of its CPU) were
 -- done twice.  The rebuild now analyzes a table only where autovacuum's
 -- ANALYZE would come too late: the table has no statistics yet (a first
--- rebuild), or its row count moved by more than a fifth (statistics of
--- another table than the one written), or autovacuum will not analyze it
--- (autovacuum or track_counts off, an autovacuum_* storage parameter set
--- on the table, fewer rows than its analyze threshold).  Otherwise the
--- planner uses, until autovacuum's ANALYZE, the row and page counts the
--- index builds set and the statistics of the last ANALYZE, which were
--- taken of the same number of rows give or take a fifth
--- (docs/recommendations.md, "Performance").
+-- rebuild), or its row count moved by more than
+-- autovacuum_analyze_scale_factor (10%) of what it held, or autovacuum
+-- will not analyze it (autovacuum or track_counts off, an autovacuum_*
+-- storage parameter set on the table, fewer rows than its analyze
+-- threshold).  Otherwise the planner uses, until autovacuum's ANALYZE,
+-- the row and page counts the index builds set and the statistics of the
+-- last ANALYZE, as it does between a refresh and autovacuum's next
+-- ANALYZE (a refresh never analyzes): the tables moved by less than the
+-- share of rows autovacuum waits for (docs/recommendations.md,
+-- "Performance").
 
 -- pg_class.reltuples of tabs (-1: never counted), read before the rebuild
 -- truncates them
@@ -11012,7 +11014,8 @@ BEGIN
     SELECT c.reltuples, c.reloptions INTO rows_now, opts FROM pg_class c WHERE c.oid = tab;
     IF current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'
        AND NOT EXISTS (SELECT 1 FROM unnest(opts) o WHERE o LIKE 'autovacuum%')
-       AND rows_before > 0 AND rows_now >= rows_before * 0.8 AND rows_now <= rows_before * 1.25
+       AND rows_before > 0
+       AND abs(rows_now - rows_before) <= current_setting('autovacuum_analyze_scale_factor')::real * rows_before
        AND rows_now > current_setting('autovacuum_analyze_threshold')::real
                       + current_setting('autovacuum_analyze_scale_factor')::real * rows_now
        AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -11025,7 +11028,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop._rebuild_analyze(regclass, real) IS
-'internal (rebuild): ANALYZE tab, just rebuilt, unless it has statistics of about as many rows (rows_before, within a fifth) and autovacuum will analyze it after commit; true when it analyzed';
+'internal (rebuild): ANALYZE tab, just rebuilt, unless it has statistics, its row count moved from rows_before by at most autovacuum_analyze_scale_factor and autovacuum will analyze it after commit; true when it analyzed';
 REVOKE ALL ON FUNCTION shop._rebuild_analyze(regclass, real) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------

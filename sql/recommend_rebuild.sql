@@ -236,12 +236,13 @@ SELECT a.relname, c.reltuples = a.reltuples AS same_rows,
   JOIN pg_class c ON c.oid = s.relid
  ORDER BY 1;
 -- and it analyzes where autovacuum's would come too late: no count before
--- (a first rebuild), a count that moved by more than a fifth, autovacuum
--- off for the table
+-- (a first rebuild), a count that moved by more than
+-- autovacuum_analyze_scale_factor (0.1), autovacuum off for the table
 SELECT shop._rebuild_analyze('shop.customer_neighbour', c.reltuples) AS same_count,
        shop._rebuild_analyze('shop.customer_neighbour', -1) AS never_counted,
-       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples * 1.3)::real) AS moved_down,
-       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples / 1.3)::real) AS moved_up
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples * 1.05)::real) AS moved_down_5pct,
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples * 1.2)::real) AS moved_down_17pct,
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples / 1.2)::real) AS moved_up_20pct
   FROM pg_class c WHERE c.oid = 'shop.customer_neighbour'::regclass;
 ALTER TABLE shop.customer_neighbour SET (autovacuum_enabled = false);
 SELECT shop._rebuild_analyze('shop.customer_neighbour', c.reltuples) AS autovacuum_off
