@@ -1287,17 +1287,22 @@ DECLARE
     buyer_cap double precision := shop._guc('shop.reco_buyer_cap')::double precision;
     result jsonb;
     n_pop bigint;
+    tabs regclass[] := ARRAY['shop.copurchase', 'shop.copurchase_item', 'shop.copurchase_order']::regclass[];
+    rows_before real[];
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('shop.recommendations'));
+    -- the rows the tables held (for shop._rebuild_analyze)
+    rows_before := shop._rebuild_rows(tabs);
     -- the log rows visible now are covered by the rebuild; later ones stay
     -- for the next refresh (which finds nothing left to do for them)
     DELETE FROM shop.copurchase_delta;
     TRUNCATE shop.copurchase_order;
     PERFORM shop._rebuild_orders(buyer_cap);
     result := shop._rebuild_pairs();
-    -- fresh statistics, or the planner takes the new tables for empty
-    -- until autovacuum gets to them (seq scans in also_bought/recommend)
-    ANALYZE shop.copurchase, shop.copurchase_item, shop.copurchase_order;
+    -- statistics, or the planner takes the new tables for empty until
+    -- autovacuum gets to them (seq scans in also_bought/recommend): an
+    -- ANALYZE here where autovacuum's, due at commit, would come too late
+    PERFORM shop._rebuild_analyze(t, r) FROM unnest(tabs, rows_before) u(t, r);
     INSERT INTO shop.copurchase_state AS s (scored_total, rebuilt_at, refreshed_at)
     VALUES ((result ->> 'scored_total')::double precision, now(), now())
     ON CONFLICT (id) DO UPDATE
@@ -4454,6 +4459,7 @@ DECLARE
     last_id bigint := NULL;
     n_cust bigint := 0;
     n_rows bigint;
+    rows_before real[] := shop._rebuild_rows(ARRAY['shop.customer_item', 'shop.customer_neighbour']::regclass[]);
 BEGIN
     -- the profiles read every view at or before the horizon (section
     -- "Recommendations: views read up to a horizon"); the next refresh
@@ -4462,7 +4468,8 @@ BEGIN
     TRUNCATE shop.customer_item, shop.customer_neighbour, shop.customer_like_queue;
     -- (the customers profiled: count(DISTINCT customer_id) of the table)
     n_cust := shop._rebuild_customer_items();
-    ANALYZE shop.customer_item;
+    -- (shop._rebuild_analyze: where autovacuum's ANALYZE would come too late)
+    PERFORM shop._rebuild_analyze('shop.customer_item', rows_before[1]);
     -- every list from the profiles in memory, written in bulk; NULL when
     -- the profiles are more than that may hold: then in batches
     n_rows := shop._rebuild_like_lists();
@@ -4478,7 +4485,7 @@ BEGIN
         END LOOP;
         SELECT count(*) INTO n_rows FROM shop.customer_neighbour;
     END IF;
-    ANALYZE shop.customer_neighbour;
+    PERFORM shop._rebuild_analyze('shop.customer_neighbour', rows_before[2]);
     INSERT INTO shop.customer_like_state AS s (views_at, refreshed_at, rebuilt_at)
     VALUES (coalesce(newest, '-infinity'), now(), now())
     ON CONFLICT (only_row) DO UPDATE
@@ -11079,6 +11086,76 @@ BEGIN
     $q$, ord) USING cats, lim, off;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Recommendations: the rebuild's ANALYZE left to autovacuum (issue 11) ------
+--
+-- A rebuild writes every row of its tables again in its transaction.  At
+-- commit those inserts count as changes since the last ANALYZE, even where
+-- the rebuild analyzed the table itself before committing (ANALYZE resets
+-- the count when it runs, the transaction's inserts are added when it
+-- commits), so autovacuum analyzes each table again within
+-- autovacuum_naptime: the rebuild's own ANALYZEs (8% of its CPU) were
+-- done twice.  The rebuild now analyzes a table only where autovacuum's
+-- ANALYZE would come too late: the table has no statistics yet (a first
+-- rebuild), or its row count moved by more than
+-- autovacuum_analyze_scale_factor (10%) of what it held, or autovacuum
+-- will not analyze it (autovacuum or track_counts off, an autovacuum_*
+-- storage parameter set on the table, fewer rows than its analyze
+-- threshold).  Otherwise the planner uses, until autovacuum's ANALYZE,
+-- the row and page counts the index builds set and the statistics of the
+-- last ANALYZE, as it does between a refresh and autovacuum's next
+-- ANALYZE (a refresh never analyzes): the tables moved by less than the
+-- share of rows autovacuum waits for (docs/recommendations.md,
+-- "Performance").
+
+-- pg_class.reltuples of tabs (-1: never counted), read before the rebuild
+-- truncates them
+CREATE FUNCTION shop._rebuild_rows(tabs regclass[])
+RETURNS real[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT array_agg(c.reltuples ORDER BY t.i)
+      FROM unnest(tabs) WITH ORDINALITY t(r, i)
+      LEFT JOIN pg_class c ON c.oid = t.r
+$$;
+COMMENT ON FUNCTION shop._rebuild_rows(regclass[]) IS
+'internal (rebuild): pg_class.reltuples of each table, in the order given';
+REVOKE ALL ON FUNCTION shop._rebuild_rows(regclass[]) FROM PUBLIC;
+
+-- ANALYZE tab, just filled by the rebuild, unless autovacuum's ANALYZE
+-- after commit may stand in for it; true when it analyzed.  rows_before:
+-- shop._rebuild_rows of tab before the rebuild truncated it.
+CREATE FUNCTION shop._rebuild_analyze(tab regclass, rows_before real)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    rows_now real;
+    opts text[];
+BEGIN
+    -- (the index builds after the bulk load set reltuples)
+    SELECT c.reltuples, c.reloptions INTO rows_now, opts FROM pg_class c WHERE c.oid = tab;
+    IF current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'
+       AND NOT EXISTS (SELECT 1 FROM unnest(opts) o WHERE o LIKE 'autovacuum%')
+       AND rows_before > 0
+       AND abs(rows_now - rows_before) <= current_setting('autovacuum_analyze_scale_factor')::real * rows_before
+       AND rows_now > current_setting('autovacuum_analyze_threshold')::real
+                      + current_setting('autovacuum_analyze_scale_factor')::real * rows_now
+       AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname
+                    WHERE c.oid = tab) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('ANALYZE %s', tab);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shop._rebuild_analyze(regclass, real) IS
+'internal (rebuild): ANALYZE tab, just rebuilt, unless it has statistics, its row count moved from rows_before by at most autovacuum_analyze_scale_factor and autovacuum will analyze it after commit; true when it analyzed';
+REVOKE ALL ON FUNCTION shop._rebuild_analyze(regclass, real) FROM PUBLIC;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

@@ -212,6 +212,43 @@ SELECT count(DISTINCT a.customer_id) > 0 AS lists_cut_inside_a_tie
  WHERE NOT EXISTS (SELECT 1 FROM shop.customer_neighbour k
                     WHERE k.customer_id = a.customer_id AND k.neighbour_id = a.neighbour_id);
 
+-- the rebuild's ANALYZE (shop._rebuild_analyze): a table that has
+-- statistics of about as many rows is left to autovacuum, which analyzes
+-- it after the rebuild commits (its inserts count as changes since the
+-- last ANALYZE); a table below autovacuum's threshold is analyzed by the
+-- rebuild.  As shop_admin, through the public call.
+SELECT pg_stat_clear_snapshot();
+CREATE TEMP TABLE analyzed AS
+SELECT s.relname, s.analyze_count, c.reltuples
+  FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+ WHERE s.schemaname = 'shop'
+   AND s.relname IN ('copurchase', 'copurchase_item', 'copurchase_order', 'customer_item', 'customer_neighbour');
+GRANT SELECT ON analyzed TO shop_admin;
+SET ROLE shop_admin;
+SELECT (shop.rebuild_recommendations() ->> 'customers') IS NOT NULL AS rebuilt;
+RESET ROLE;
+SELECT pg_stat_clear_snapshot();
+SELECT a.relname, c.reltuples = a.reltuples AS same_rows,
+       c.reltuples > current_setting('autovacuum_analyze_threshold')::real
+                     + current_setting('autovacuum_analyze_scale_factor')::real * c.reltuples AS above_threshold,
+       s.analyze_count - a.analyze_count AS analyzed_by_rebuild
+  FROM analyzed a JOIN pg_stat_user_tables s ON s.schemaname = 'shop' AND s.relname = a.relname
+  JOIN pg_class c ON c.oid = s.relid
+ ORDER BY 1;
+-- and it analyzes where autovacuum's would come too late: no count before
+-- (a first rebuild), a count that moved by more than
+-- autovacuum_analyze_scale_factor (0.1), autovacuum off for the table
+SELECT shop._rebuild_analyze('shop.customer_neighbour', c.reltuples) AS same_count,
+       shop._rebuild_analyze('shop.customer_neighbour', -1) AS never_counted,
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples * 1.05)::real) AS moved_down_5pct,
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples * 1.2)::real) AS moved_down_17pct,
+       shop._rebuild_analyze('shop.customer_neighbour', (c.reltuples / 1.2)::real) AS moved_up_20pct
+  FROM pg_class c WHERE c.oid = 'shop.customer_neighbour'::regclass;
+ALTER TABLE shop.customer_neighbour SET (autovacuum_enabled = false);
+SELECT shop._rebuild_analyze('shop.customer_neighbour', c.reltuples) AS autovacuum_off
+  FROM pg_class c WHERE c.oid = 'shop.customer_neighbour'::regclass;
+ALTER TABLE shop.customer_neighbour RESET (autovacuum_enabled);
+
 RESET shop.reco_buyer_cap;
 RESET shop.reco_basket_cap;
 RESET shop.reco_neighbours;
