@@ -16,7 +16,8 @@
 # round and system: a new session runs all 100 queries once (warm-up:
 # caches, impact lists, plans), then for each class reads schedstat, runs
 # the class's 20 queries REPS times (default 10) and reads it again.
-# Rounds alternate which system goes first (default 3 rounds).
+# Rounds alternate which system goes first (default 3 rounds); SYSTEMS="shop"
+# (or "rum") measures one only (e.g. between two builds of shop.so).
 # Output: TSV lines "round system class queries ns_per_query".
 set -euo pipefail
 ROUNDS=${1:-3} REPS=${2:-10}
@@ -84,6 +85,7 @@ done
 NS="split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint"
 for ((r = 1; r <= ROUNDS; r++)); do
     if ((r % 2)); then order="shop rum"; else order="rum shop"; fi
+    [ -n "${SYSTEMS:-}" ] && order=$SYSTEMS
     for sys in $order; do
         {
             cat "$T/prep.sql"
