@@ -8,7 +8,11 @@
 # with them twice; the difference, divided by the number of queries, is
 # what a warm query costs.  INST_LIB is the directory whose shop.so the
 # installation's postgres loads (a rename puts each build there; the new
-# one is left).  Output: TSV lines "class build queries instructions_per_query".
+# one is left).  CG_PRELUDE: statements run first in both runs (e.g.
+# "SET shop.search_intent_cache = 86400;": under callgrind a run outlasts
+# the intent cache's 60 seconds, and the answers worked out again would
+# count as the queries' work).  Output: TSV lines "class build queries
+# instructions_per_query".
 set -euo pipefail
 DATA=$1 LIB=$2 SQLS=$3 BASE_SO=$4 NEW_SO=$5
 CLASSES=${CLASSES:-common two typo prefix filtered cat_rel pair page3}
@@ -25,8 +29,8 @@ total() {  # instructions of a callgrind run
 }
 for c in $CLASSES; do
     n=$(wc -l <"$SQLS/$c.sql")
-    cp "$SQLS/$c.sql" "$T/one.sql"
-    cat "$SQLS/$c.sql" "$SQLS/$c.sql" >"$T/two.sql"
+    { echo "${CG_PRELUDE:-}"; cat "$SQLS/$c.sql"; } >"$T/one.sql"
+    { echo "${CG_PRELUDE:-}"; cat "$SQLS/$c.sql" "$SQLS/$c.sql"; } >"$T/two.sql"
     for build in base new; do
         if [ "$build" = base ]; then install_so "$BASE_SO"; else install_so "$NEW_SO"; fi
         for f in one two; do

@@ -251,6 +251,8 @@ typedef struct SegState
 	uint32		nwin;
 	float4	   *winpop;			/* per window: its first document's logpop ... */
 	bool	   *winpop_known;	/* ... once read (window_possible) */
+	struct WinPopEntry *wpc;	/* the backend's copy of those, if any ... */
+	uint64		wpc_id;			/* ... while its entry still has this id */
 	/* sorted scans (SsVisitMatchesSorted): see sort_window */
 	const double *sortmins;		/* per SS_SORT_BLOCK docids: smallest key */
 	uint8	   *catbits;		/* the category or brand filter's bitmap, if any */
@@ -2119,6 +2121,85 @@ window_cost(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi)
 }
 
 /*
+ * The windows' first logpop per segment, kept for the backend's life
+ * (issue 12, thr4): window_possible read it from the window's first doc
+ * page once per window and scan, a buffer table lookup for every window
+ * of every segment a ranked query entered (about 490 at 1,000,000
+ * products), for a value that never changes: a segment's documents are
+ * written once (only their dead flags change), as for the impact lists.
+ * Named as those are, by the relation file, the segment's header block
+ * and serial (and its docstart and size); at most SS_WINPOP_ENTRIES
+ * segments, the least recently used one reused for another.  A scan
+ * remembers its entry's id and uses the entry only while the id is the
+ * same, so an entry reused for another segment during a scan (another
+ * scan of the same backend in between) is not read by the first one,
+ * which then reads its pages as before.
+ */
+#define SS_WINPOP_ENTRIES	64
+
+typedef struct WinPopEntry
+{
+	uint64		id;				/* 0: free */
+	uint64		used;
+	RelFileNode node;
+	BlockNumber hdrblk;
+	uint64		serial;
+	BlockNumber docstart;
+	uint32		ndocs;
+	uint32		nwin;
+	float4	   *pop;
+	bool	   *known;
+} WinPopEntry;
+
+static WinPopEntry winpop_cache[SS_WINPOP_ENTRIES];
+static uint64 winpop_ids = 0;
+static MemoryContext winpop_cxt = NULL;
+
+static WinPopEntry *
+winpop_entry(Eval *ev, SegState *s)
+{
+	BlockNumber hdrblk = ev->meta.segments[s - ev->segs].header;
+	WinPopEntry *victim = NULL;
+	WinPopEntry *e;
+
+	for (int i = 0; i < SS_WINPOP_ENTRIES; i++)
+	{
+		e = &winpop_cache[i];
+		if (e->id != 0 && e->hdrblk == hdrblk && e->serial == s->hdr.serial &&
+			e->docstart == s->hdr.docstart && e->ndocs == s->hdr.ndocs && e->nwin == s->nwin &&
+			RelFileNodeEquals(e->node, ev->index->rd_node))
+		{
+			e->used = ++winpop_ids;
+			return e;
+		}
+		if (victim == NULL || e->id == 0 || (victim->id != 0 && e->used < victim->used))
+			victim = e;
+	}
+	if (winpop_cxt == NULL)
+		winpop_cxt = AllocSetContextCreate(TopMemoryContext, "shop_search window popularity",
+										   ALLOCSET_SMALL_SIZES);
+	e = victim;
+	e->id = 0;					/* invalid until filled in */
+	if (e->pop)
+		pfree(e->pop);
+	if (e->known)
+		pfree(e->known);
+	e->pop = NULL;
+	e->known = NULL;
+	e->pop = MemoryContextAlloc(winpop_cxt, sizeof(float4) * Max(s->nwin, 1));
+	e->known = MemoryContextAllocZero(winpop_cxt, sizeof(bool) * Max(s->nwin, 1));
+	e->node = ev->index->rd_node;
+	e->hdrblk = hdrblk;
+	e->serial = s->hdr.serial;
+	e->docstart = s->hdr.docstart;
+	e->ndocs = s->hdr.ndocs;
+	e->nwin = s->nwin;
+	e->used = ++winpop_ids;
+	e->id = ++winpop_ids;
+	return e;
+}
+
+/*
  * Can any document of [lo, hi) enter the result?  Combines the block
  * bounds the way scoring combines scores (a slot takes its best
  * alternative, an alternative sums its words) and the largest boost a
@@ -2141,10 +2222,24 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	{
 		s->winpop = palloc(sizeof(float4) * Max(s->nwin, 1));
 		s->winpop_known = palloc0(sizeof(bool) * Max(s->nwin, 1));
+		s->wpc = winpop_entry(ev, s);
+		s->wpc_id = s->wpc->id;
 	}
 	if (!s->winpop_known[w])
 	{
-		s->winpop[w] = doc_get(dc, lo)->logpop;
+		WinPopEntry *e = s->wpc;
+
+		if (e && e->id == s->wpc_id && e->known[w])
+			s->winpop[w] = e->pop[w];
+		else
+		{
+			s->winpop[w] = doc_get(dc, lo)->logpop;
+			if (e && e->id == s->wpc_id)
+			{
+				e->pop[w] = s->winpop[w];
+				e->known[w] = true;
+			}
+		}
 		s->winpop_known[w] = true;
 	}
 	logpop = s->winpop[w];
