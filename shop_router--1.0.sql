@@ -1032,9 +1032,9 @@ COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
 -- traffic repeats its head queries, and working it out is a second round
 -- trip to every shard, each reading its 40 best matches.  The router keeps
 -- the answers in an unlogged table shared by its backends, keyed by the
--- query and filters, for shop_router.search_intent_cache seconds (default
--- 60, as one node; 0 turns it off); at most 2048 of them, emptied when
--- full, as one node's.  A catalog change reaches a cached intent within
+-- query, filters and read route (shop_router._read_cluster), for
+-- shop_router.search_intent_cache seconds (default 60, as one node; 0
+-- turns it off); at most 2048 of them, emptied when full, as one node's.  A catalog change reaches a cached intent within
 -- that time.
 -- Written and read only under the router owner's rights (issue 16,
 -- hostile3): the intent is worked out by shop_router._search_global and
@@ -1105,7 +1105,12 @@ BEGIN
     -- cluster's 40 best matches, as one node reads its own 40, scored with
     -- the sums
     IF ttl > interval '0' AND length(query) + length(filters::text) < 512 THEN
-        k := md5(concat_ws(chr(31), query, filters::text));
+        -- kept per read route, as the sums are (_search_global_at): the
+        -- intent comes from the route's shards, and a lagging standby's
+        -- 40 best matches are not the primaries' (issue 16, ha7: one
+        -- route's intent was served to searches of every other; the key
+        -- of shop_cluster is the key before the route)
+        k := md5(concat_ws(chr(31), query, filters::text, nullif(shop_router._read_cluster(), 'shop_cluster')));
         top := shop_router._intent_get(k);
     END IF;
     IF top IS NULL THEN
