@@ -10995,7 +10995,8 @@ REVOKE ALL ON FUNCTION shop._cart_hide(uuid, bigint) FROM PUBLIC;
 --      the shard sets the token.
 -- Other errors (a bad signature, a
 -- token refused by a shard's set_config in the other calls, a shard
--- down) stay a shard's errors.
+-- down) stay a shard's errors (the token: since ha7, "Scale-out: the
+-- session's token and the last refusals as answers" below).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION shop._customer_refusal(customer_id bigint)
@@ -11156,6 +11157,191 @@ $$;
 COMMENT ON FUNCTION shop._rebuild_analyze(regclass, real) IS
 'internal (rebuild): ANALYZE tab, just rebuilt, unless it has statistics, its row count moved from rows_before by at most autovacuum_analyze_scale_factor and autovacuum will analyze it after commit; true when it analyzed';
 REVOKE ALL ON FUNCTION shop._rebuild_analyze(regclass, real) FROM PUBLIC;
+
+-- Scale-out: the session's token and the last refusals as answers (issue 16, ha7)
+--
+-- Every routed call that acts for a customer carries the router's
+-- shop.session to the shard, which set it with set_config for the
+-- statement: a token it refuses (28000: set on the router with SET
+-- shop.session, forged, malformed, or expired since) raised there, and
+-- PL/Proxy remade the connection.  As the sections above do for the other
+-- refusals:
+--   1. shop._session_use(token) (src/security.c): sets the token for the
+--      transaction and answers NULL, or answers what SET shop.session =
+--      token raises on one node as {SQLSTATE, message, detail, hint} and
+--      sets nothing; no subtransaction.  Each routed statement asks it
+--      first and runs its step only when it answered NULL; the router
+--      raises the answer (shop_router._raise);
+--   2. review_add, review_delete, payment_method_add, cart_merge (and its
+--      steps out and in across shards) and the recommendation history
+--      (shop._like_history) answer one node's refusals (42501 for another
+--      customer, class 22, SH0xx) as data: the _try functions below run
+--      the step in a subtransaction (these calls are rare next to a
+--      cart's or a search's; nothing the step wrote before its refusal
+--      stays).  Those taking a refusal answer it first, running nothing.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._session_use(token text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'shop_session_use'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION shop._session_use(text) IS
+'internal (router): set shop.session to token for this transaction and answer NULL, or answer what SET shop.session would raise (28000) as (SQLSTATE, message, detail, hint), setting nothing';
+
+CREATE FUNCTION shop._review_add_try(product_id bigint, customer_id bigint, rating int, title text, body text)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    PERFORM shop.review_add(product_id, customer_id, rating, title, body);
+    RETURN NULL;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._review_add_try(bigint, bigint, int, text, text) IS
+'internal (router): shop.review_add, its refusal answered as (SQLSTATE, message, detail, hint), else NULL';
+
+CREATE FUNCTION shop._review_delete_try(refusal text[], product_id bigint, customer_id bigint,
+                                        OUT done boolean, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    error := refusal;
+    IF refusal IS NULL THEN
+        done := shop.review_delete(product_id, customer_id);
+    END IF;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    done := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._review_delete_try(text[], bigint, bigint) IS
+'internal (router): refusal if given, else shop.review_delete with its refusal answered as data';
+
+CREATE FUNCTION shop._payment_method_add_try(refusal text[], customer_id bigint, token text, brand text,
+                                             last4 text, exp_month int, exp_year int,
+                                             OUT id uuid, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    error := refusal;
+    IF refusal IS NULL THEN
+        id := shop.payment_method_add(customer_id, token, brand, last4, exp_month, exp_year);
+    END IF;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    id := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._payment_method_add_try(text[], bigint, text, text, text, int, int) IS
+'internal (router): refusal if given, else shop.payment_method_add with its refusal answered as data';
+
+CREATE FUNCTION shop._cart_merge_try(refusal text[], from_cart uuid, customer_id bigint,
+                                     OUT id uuid, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    error := refusal;
+    IF refusal IS NULL THEN
+        id := shop.cart_merge(from_cart, customer_id);
+    END IF;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    id := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_try(text[], uuid, bigint) IS
+'internal (router): refusal if given, else shop.cart_merge with its refusal answered as data';
+
+CREATE FUNCTION shop._cart_merge_out_try(from_cart uuid, customer_id bigint,
+                                         OUT lines jsonb, OUT sig text, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    SELECT o.lines, o.sig INTO lines, sig FROM shop._cart_merge_out(from_cart, customer_id) o;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    lines := NULL;
+    sig := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_out_try(uuid, bigint) IS
+'internal (router): shop._cart_merge_out, its refusal answered as data';
+
+CREATE FUNCTION shop._cart_merge_in_try(from_cart uuid, customer_id bigint, new_cart uuid, lines jsonb, sig text,
+                                        OUT cart_id uuid, OUT done_sig text, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    SELECT i.cart_id, i.done_sig INTO cart_id, done_sig
+      FROM shop._cart_merge_in(from_cart, customer_id, new_cart, lines, sig) i;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    cart_id := NULL;
+    done_sig := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text) IS
+'internal (router): shop._cart_merge_in, its refusal answered as data';
+
+CREATE FUNCTION shop._like_history_try(customer_id bigint, lim int, weights_in text[],
+                                       OUT seed_ids bigint[], OUT seed_ws numeric[], OUT seed_ats timestamptz[],
+                                       OUT bought bigint[], OUT viewed bigint[], OUT weights float8[],
+                                       OUT like_ids bigint[], OUT like_k int, OUT like_n int,
+                                       OUT like_until bigint, OUT like_sig text, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    st text; m text; d text; h text;
+BEGIN
+    SELECT * INTO seed_ids, seed_ws, seed_ats, bought, viewed, weights, like_ids, like_k, like_n, like_until, like_sig
+      FROM shop._like_history(customer_id, lim, weights_in);
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._like_history_try(bigint, int, text[]) IS
+'internal (router): shop._like_history, its refusal answered as data (its other columns NULL)';
+
+REVOKE ALL ON FUNCTION shop._session_use(text), shop._review_add_try(bigint, bigint, int, text, text),
+    shop._review_delete_try(text[], bigint, bigint),
+    shop._payment_method_add_try(text[], bigint, text, text, text, int, int),
+    shop._cart_merge_try(text[], uuid, bigint), shop._cart_merge_out_try(uuid, bigint),
+    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[])
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._session_use(text), shop._review_add_try(bigint, bigint, int, text, text),
+    shop._review_delete_try(text[], bigint, bigint),
+    shop._payment_method_add_try(text[], bigint, text, text, text, int, int),
+    shop._cart_merge_try(text[], uuid, bigint), shop._cart_merge_out_try(uuid, bigint),
+    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[])
+    TO shop_storefront, shop_admin;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

@@ -1032,9 +1032,9 @@ COMMENT ON FUNCTION shop_router._dfs_sum(jsonb[]) IS
 -- traffic repeats its head queries, and working it out is a second round
 -- trip to every shard, each reading its 40 best matches.  The router keeps
 -- the answers in an unlogged table shared by its backends, keyed by the
--- query and filters, for shop_router.search_intent_cache seconds (default
--- 60, as one node; 0 turns it off); at most 2048 of them, emptied when
--- full, as one node's.  A catalog change reaches a cached intent within
+-- query, filters and read route (shop_router._read_cluster), for
+-- shop_router.search_intent_cache seconds (default 60, as one node; 0
+-- turns it off); at most 2048 of them, emptied when full, as one node's.  A catalog change reaches a cached intent within
 -- that time.
 -- Written and read only under the router owner's rights (issue 16,
 -- hostile3): the intent is worked out by shop_router._search_global and
@@ -1105,7 +1105,12 @@ BEGIN
     -- cluster's 40 best matches, as one node reads its own 40, scored with
     -- the sums
     IF ttl > interval '0' AND length(query) + length(filters::text) < 512 THEN
-        k := md5(concat_ws(chr(31), query, filters::text));
+        -- kept per read route, as the sums are (_search_global_at): the
+        -- intent comes from the route's shards, and a lagging standby's
+        -- 40 best matches are not the primaries' (issue 16, ha7: one
+        -- route's intent was served to searches of every other; the key
+        -- of shop_cluster is the key before the route)
+        k := md5(concat_ws(chr(31), query, filters::text, nullif(shop_router._read_cluster(), 'shop_cluster')));
         top := shop_router._intent_get(k);
     END IF;
     IF top IS NULL THEN
@@ -1340,9 +1345,11 @@ AS $$
     SELECT * FROM (
         WITH z AS MATERIALIZED (
             SELECT z0.t, z0.ok,
-                   CASE WHEN $6 IS NOT NULL THEN shop._customer_refusal($6 + 0 * length(z0.t)) END AS error
-              FROM (SELECT set_config('shop.session', concat($8, left(shop.current_customer()::text, 0)), true) AS t,
+                   coalesce(z0.se, CASE WHEN $6 IS NOT NULL THEN shop._customer_refusal($6 + 0 * length(z0.t)) END)
+                   AS error
+              FROM (SELECT s0.se, coalesce(left(s0.se::text, 0), '') AS t,
                            $9 IS NULL OR ($9 ? shop._search_version() AND shop._search_version_tracked()) AS ok
+                      FROM (SELECT shop._session_use($8) AS se OFFSET 0) s0
                     OFFSET 0) z0
         )
         SELECT s.product_id, s.score, s.title, s.brand, s.price_cents, s.rating_avg, s.category_id,
@@ -1872,15 +1879,20 @@ COMMENT ON FUNCTION shop_router._hold_ttl() IS
 -- shop.session (SET, SET LOCAL or shop.session_begin, as on one node).
 -- The router cannot verify it (it has no secret); every call that acts for
 -- a customer carries it to the shard, which sets it for that one statement
--- (set_config(.., true): PL/Proxy runs each remote statement as its own
--- transaction) and verifies it as one node does (28000 when forged or
--- expired).  Nothing of a session stays on a shard connection, which the
--- router's backend keeps for its next caller.  The shard's shop library
--- must be loaded before the setting is set, or a refused token is only a
--- WARNING (a value set before a library defines its setting is checked
--- when it loads): each query calls shop.current_customer() in
--- set_config's argument for that, concat(token, left(NULL-or-id, 0))
--- being the token itself.
+-- (PL/Proxy runs each remote statement as its own transaction) and
+-- verifies it as one node does.  Nothing of a session stays on a shard
+-- connection, which the router's backend keeps for its next caller.
+-- Each remote statement asks shop._session_use(token) first (issue 16,
+-- ha7): it sets the token for the transaction (as set_config(.., true))
+-- and answers NULL, or answers the refusal one node's SET raises (28000:
+-- forged, malformed, expired since) and sets nothing; the statement then
+-- runs its step only on NULL and returns the refusal in its error column,
+-- which the router raises (shop_router._raise): a shard's error would
+-- cost the connection.  Calling shop's C function also loads the shard's
+-- library before the setting is set (a value set before a library
+-- defines its setting is only checked, with a WARNING, when it loads).
+-- _session_customer and _session_verify (session_begin's) keep their
+-- own shapes.
 
 CREATE FUNCTION shop_router._session()
 RETURNS text
@@ -1983,9 +1995,8 @@ AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
     SELECT CASE WHEN e.error IS NULL THEN shop._cart_create_with_id($2, $3) END AS id, e.error
-      FROM (SELECT CASE WHEN $3 IS NOT NULL THEN shop._customer_refusal($3 + 0 * length(s.t)) END AS error
-              FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true) AS t
-                    OFFSET 0) s
+      FROM (SELECT coalesce(s.e, CASE WHEN $3 IS NOT NULL THEN shop._customer_refusal($3) END) AS error
+              FROM (SELECT shop._session_use($1) AS e OFFSET 0) s
             OFFSET 0) e;
 $$;
 
@@ -2044,8 +2055,8 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT shop._cart_write_try($2, $3, $4, $5, $6, $7, $8, $9)
-      FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT CASE WHEN s.e IS NULL THEN shop._cart_write_try($2, $3, $4, $5, $6, $7, $8, $9) ELSE s.e END
+      FROM (SELECT shop._session_use($1) AS e OFFSET 0) s;
 $$;
 
 CREATE FUNCTION shop.cart_add(cart_id uuid, product_id bigint, qty int DEFAULT 1)
@@ -2165,8 +2176,13 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 -- the product side of lines, each product's shard asked once for all of its lines
@@ -2275,8 +2291,13 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    SELECT (b).* FROM (SELECT shop._saga_begin_try($2, $3, $4, $5, $6) AS b
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (b).* FROM (SELECT shop._saga_begin_try($2, $3, $4, $5, $6) AS b FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 -- a product shard's refusal (SH001, SH008) comes back as a row whose
@@ -2355,19 +2376,29 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT (p).* FROM (SELECT shop._saga_place_try($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (p).* FROM (SELECT shop._saga_place_try($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop_router._saga_finish(i_session text, i_order_id uuid, i_status text,
                                          i_kept_product_ids bigint[], i_kept_sigs text[])
-RETURNS TABLE (moved boolean, release_sig text)
+RETURNS TABLE (moved boolean, release_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT (f).* FROM (SELECT shop._saga_finish_signed($2, $3, $4, $5) AS f
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (f).*, NULL::text[] AS error FROM (SELECT shop._saga_finish_signed($2, $3, $4, $5) AS f FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop_router._saga_get(i_order_id uuid)
@@ -2423,6 +2454,9 @@ DECLARE
     f record;
 BEGIN
     SELECT * INTO f FROM shop_router._saga_finish(shop_router._session(), order_id, 'failed', NULL, NULL);
+    IF f.error IS NOT NULL THEN
+        PERFORM shop_router._raise(f.error);
+    END IF;
     IF f.moved THEN
         PERFORM count(*) FROM shop_router._saga_release_signed(order_id, product_ids, f.release_sig);
     END IF;
@@ -2457,7 +2491,9 @@ BEGIN
             BEGIN
                 PERFORM shop.order_transition(order_id, 'cancelled',
                                               'the stock holds of the checkout lapsed before it was confirmed');
-                PERFORM shop_router._saga_finish(shop_router._session(), order_id, 'done', NULL, NULL);
+                PERFORM shop_router._raise(f.error)
+                   FROM shop_router._saga_finish(shop_router._session(), order_id, 'done', NULL, NULL) f
+                  WHERE f.error IS NOT NULL;
             EXCEPTION WHEN insufficient_privilege THEN
                 NULL;
             END;
@@ -2467,7 +2503,9 @@ BEGIN
                 HINT = 'Check out again with a new idempotency key.';
         END IF;
     END IF;
-    PERFORM shop_router._saga_finish(shop_router._session(), order_id, 'done', kept_pids, kept_sigs);
+    PERFORM shop_router._raise(f.error)
+       FROM shop_router._saga_finish(shop_router._session(), order_id, 'done', kept_pids, kept_sigs) f
+      WHERE f.error IS NOT NULL;
 END
 $$;
 COMMENT ON FUNCTION shop_router._saga_confirm(uuid, bigint[], text, text) IS
@@ -2612,8 +2650,13 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop.order_get(order_id uuid)
@@ -2646,9 +2689,8 @@ AS $$
     -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
     SELECT * FROM (
         WITH e AS MATERIALIZED (
-            SELECT shop._customer_refusal($2 + 0 * length(s.t)) AS error
-              FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true) AS t
-                    OFFSET 0) s
+            SELECT coalesce(s.e, shop._customer_refusal($2)) AS error
+              FROM (SELECT shop._session_use($1) AS e OFFSET 0) s
         )
         SELECT (o).*, NULL::text[] AS error
           FROM (SELECT shop.orders_for($2, $3, $4) AS o FROM e WHERE e.error IS NULL OFFSET 0) x
@@ -2681,12 +2723,14 @@ COMMENT ON FUNCTION shop.orders_for(bigint, int, timestamptz) IS
 -- payment methods live on the customer's shard
 CREATE FUNCTION shop_router._payment_method_add(i_session text, i_customer_id bigint, i_token text,
                                                 i_brand text, i_last4 text, i_exp_month int, i_exp_year int)
-RETURNS uuid
+RETURNS TABLE (id uuid, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT shop.payment_method_add($2, $3, $4, $5, $6, $7) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    -- (the try answers the token's refusal, s.e, when there is one)
+    SELECT (t).* FROM (SELECT shop._payment_method_add_try(s.e, $2, $3, $4, $5, $6, $7) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.payment_method_add(customer_id bigint, token text, brand text,
@@ -2695,8 +2739,10 @@ RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._payment_method_add(shop_router._session(), payment_method_add.customer_id,
-                                           token, brand, last4, exp_month, exp_year)
+    SELECT r.id
+      FROM shop_router._payment_method_add(shop_router._session(), payment_method_add.customer_id,
+                                           token, brand, last4, exp_month, exp_year) r
+     WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 COMMENT ON FUNCTION shop.payment_method_add(bigint, text, text, text, int, int) IS
 'router: save a provider token for a customer, on the customer''s shard';
@@ -3050,12 +3096,13 @@ COMMENT ON FUNCTION shop_router._restock(uuid) IS
 -- personalized search carries it too (shop.search above).
 CREATE FUNCTION shop_router._review_add(i_session text, i_product_id bigint, i_customer_id bigint, i_rating int,
                                         i_title text, i_body text)
-RETURNS void
+RETURNS text[]
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT shop.review_add($2, $3, $4, $5, $6) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT CASE WHEN s.e IS NULL THEN shop._review_add_try($2, $3, $4, $5, $6) ELSE s.e END
+      FROM (SELECT shop._session_use($1) AS e OFFSET 0) s;
 $$;
 
 CREATE FUNCTION shop.review_add(product_id bigint, customer_id bigint, rating int,
@@ -3064,19 +3111,23 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._review_add(shop_router._session(), review_add.product_id, review_add.customer_id,
-                                   rating, title, body)
+    SELECT shop_router._raise(r.e)
+      FROM (SELECT shop_router._review_add(shop_router._session(), review_add.product_id, review_add.customer_id,
+                                           rating, title, body) AS e) r
+     WHERE r.e IS NOT NULL
 $$;
 COMMENT ON FUNCTION shop.review_add(bigint, bigint, int, text, text) IS
 'router: a customer''s review of a product, on the product''s shard, with the storefront''s session';
 
 CREATE FUNCTION shop_router._review_delete(i_session text, i_product_id bigint, i_customer_id bigint)
-RETURNS boolean
+RETURNS TABLE (done boolean, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT shop.review_delete($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    -- (the try answers the token's refusal, s.e, when there is one)
+    SELECT (t).* FROM (SELECT shop._review_delete_try(s.e, $2, $3) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.review_delete(product_id bigint, customer_id bigint)
@@ -3084,7 +3135,9 @@ RETURNS boolean
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._review_delete(shop_router._session(), review_delete.product_id, review_delete.customer_id)
+    SELECT r.done
+      FROM shop_router._review_delete(shop_router._session(), review_delete.product_id, review_delete.customer_id) r
+     WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 COMMENT ON FUNCTION shop.review_delete(bigint, bigint) IS
 'router: delete a customer''s review of a product, on the product''s shard, with the storefront''s session';
@@ -3216,33 +3269,45 @@ $$;
 COMMENT ON FUNCTION shop_router._nparts() IS 'the number of partitions of the cluster shop_cluster';
 
 CREATE FUNCTION shop_router._cart_merge_local(i_session text, i_from_cart uuid, i_customer_id bigint)
-RETURNS uuid
+RETURNS TABLE (id uuid, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_from_cart);
-    SELECT shop.cart_merge($2, $3) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    -- (the try answers the token's refusal, s.e, when there is one)
+    SELECT (t).* FROM (SELECT shop._cart_merge_try(s.e, $2, $3) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop_router._cart_merge_out(i_session text, i_from_cart uuid, i_customer_id bigint)
-RETURNS TABLE (lines jsonb, sig text)
+RETURNS TABLE (lines jsonb, sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_from_cart);
-    SELECT (m).* FROM (SELECT shop._cart_merge_out($2, $3) AS m
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (m).* FROM (SELECT shop._cart_merge_out_try($2, $3) AS m FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop_router._cart_merge_in(i_session text, i_from_cart uuid, i_customer_id bigint,
                                            i_new_cart uuid, i_lines jsonb, i_sig text)
-RETURNS TABLE (cart_id uuid, done_sig text)
+RETURNS TABLE (cart_id uuid, done_sig text, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON hashint8(i_customer_id);
-    SELECT (m).* FROM (SELECT shop._cart_merge_in($2, $3, $4, $5, $6) AS m
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (m).* FROM (SELECT shop._cart_merge_in_try($2, $3, $4, $5, $6) AS m FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop_router._cart_merge_done(i_from_cart uuid, i_into_cart uuid, i_sig text)
@@ -3268,11 +3333,21 @@ BEGIN
     IF from_cart IS NULL OR customer_id IS NULL
        OR (shop_router._uuid_part(from_cart) & (n - 1)) = (hashint8(customer_id) & (n - 1)) THEN
         -- one shard: its own merge (and its errors for NULL arguments)
-        RETURN shop_router._cart_merge_local(s, from_cart, customer_id);
+        SELECT * INTO STRICT t FROM shop_router._cart_merge_local(s, from_cart, customer_id);
+        IF t.error IS NOT NULL THEN
+            PERFORM shop_router._raise(t.error);
+        END IF;
+        RETURN t.id;
     END IF;
     SELECT * INTO STRICT o FROM shop_router._cart_merge_out(s, from_cart, customer_id);
+    IF o.error IS NOT NULL THEN
+        PERFORM shop_router._raise(o.error);
+    END IF;
     SELECT * INTO STRICT t FROM shop_router._cart_merge_in(s, from_cart, customer_id,
         shop_router._uuid_for(hashint8(customer_id)), o.lines, o.sig);
+    IF t.error IS NOT NULL THEN
+        PERFORM shop_router._raise(t.error);
+    END IF;
     IF current_setting('shop_router.saga_test_stop', true) = 'merge_in' THEN
         RAISE EXCEPTION 'shop_router.saga_test_stop: stopped after the merge''s step in';
     END IF;
@@ -3439,12 +3514,13 @@ $$;
 
 CREATE FUNCTION shop_router._view_record(i_session text, i_customer_id bigint, i_product_id bigint,
                                          i_found boolean)
-RETURNS void
+RETURNS text[]
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT shop._view_record($2, $3, $4) FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
+    SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
+      FROM (SELECT shop._session_use($1) AS e OFFSET 0) s;
 $$;
 
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
@@ -3452,20 +3528,28 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
-                                    view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
+    SELECT shop_router._raise(r.e)
+      FROM (SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
+                                            view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
+                   AS e) r
+     WHERE r.e IS NOT NULL
 $$;
 COMMENT ON FUNCTION shop.view(bigint, bigint) IS
 'router: record a product view on the customer''s shard (the product checked on its own)';
 
 CREATE FUNCTION shop_router._recently_viewed_rows(i_session text, i_customer_id bigint, i_lim int)
-RETURNS TABLE (product_id bigint, viewed_at timestamptz)
+RETURNS TABLE (product_id bigint, viewed_at timestamptz, error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT (v).* FROM (SELECT shop._recently_viewed_rows($2, $3) AS v
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (v).*, NULL::text[] AS error FROM (SELECT shop._recently_viewed_rows($2, $3) AS v FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop.recently_viewed(customer_id bigint, lim int DEFAULT 10)
@@ -3484,7 +3568,8 @@ BEGIN
            array_agg(v.viewed_at ORDER BY v.viewed_at DESC, v.product_id DESC)
       INTO ids, ats
       FROM shop_router._recently_viewed_rows(shop_router._session(), recently_viewed.customer_id,
-                                             recently_viewed.lim) v;
+                                             recently_viewed.lim) v
+     WHERE v.error IS NULL OR shop_router._raised(v.error);
     IF ids IS NULL THEN
         RETURN;
     END IF;
@@ -3722,13 +3807,19 @@ GRANT EXECUTE ON FUNCTION shop_router._also_bought_global(bigint, int), shop_rou
 
 CREATE FUNCTION shop_router._recommend_history(i_session text, i_customer_id bigint, i_lim int, i_weights text[])
 RETURNS TABLE (seed_ids bigint[], seed_ws numeric[], seed_ats timestamptz[], bought bigint[], viewed bigint[],
-               weights float8[], like_ids bigint[], like_k int, like_n int, like_until bigint, like_sig text)
+               weights float8[], like_ids bigint[], like_k int, like_n int, like_until bigint, like_sig text,
+               error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT (h).* FROM (SELECT shop._like_history($2, $3, $4) AS h
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (h).* FROM (SELECT shop._like_history_try($2, $3, $4) AS h FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 -- customers like you across shards (docs/scale-out.md): every shard's
@@ -3857,6 +3948,9 @@ BEGIN
                                                 nullif(current_setting('shop.reco_weight_like', true), ''),
                                                 nullif(current_setting('shop.reco_weight_content', true), ''),
                                                 nullif(current_setting('shop.reco_weight_popular', true), '')]);
+    IF h.error IS NOT NULL THEN
+        PERFORM shop_router._raise(h.error);
+    END IF;
     wi := h.weights[1]; wl := h.weights[2]; wc := h.weights[3]; wp := h.weights[4];
     -- the seeds' lists, on their shards
     IF h.seed_ids IS NOT NULL AND (wi > 0 OR wc > 0) THEN
@@ -4054,13 +4148,18 @@ COMMENT ON FUNCTION shop.experiment_bucket(text, text) IS
 'router: the assignment bucket (0..9999) of a unit in an experiment, the same on every shard';
 
 CREATE FUNCTION shop_router._experiment_assign(i_session text, i_experiment text, i_customer_id bigint, i_visitor text,
-                                               OUT variant text, OUT params jsonb)
+                                               OUT variant text, OUT params jsonb, OUT error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    SELECT (a).* FROM (SELECT shop.experiment_assign($2, $3, $4) AS a
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (a).*, NULL::text[] AS error FROM (SELECT shop.experiment_assign($2, $3, $4) AS a FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop.experiment_assign(experiment text, customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL,
@@ -4069,7 +4168,9 @@ RETURNS record
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT * FROM shop_router._experiment_assign(shop_router._session(), experiment, customer_id, visitor)
+    SELECT r.variant, r.params
+      FROM shop_router._experiment_assign(shop_router._session(), experiment, customer_id, visitor) r
+     WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 COMMENT ON FUNCTION shop.experiment_assign(text, bigint, text) IS
 'router: the variant (name, params) of a customer or guest in a running experiment, with one node''s checks on a shard';
@@ -4104,13 +4205,19 @@ COMMENT ON FUNCTION shop_router._unit_part(text, bigint, text) IS
 
 CREATE FUNCTION shop_router._experiment_choose(i_session text, i_part int, i_experiment text, i_customer_id bigint,
                                                i_visitor text, i_for_recommend boolean)
-RETURNS TABLE (unit text, experiment_id integer, variant smallint, params jsonb, valid_until bigint, sig text)
+RETURNS TABLE (unit text, experiment_id integer, variant smallint, params jsonb, valid_until bigint, sig text,
+               error text[])
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._as_part(i_part);
-    SELECT (c).* FROM (SELECT shop._experiment_choose($3, $4, $5, $6) AS c
-                         FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s OFFSET 0) x;
+    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
+    SELECT * FROM (
+        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        SELECT (c).*, NULL::text[] AS error FROM (SELECT shop._experiment_choose($3, $4, $5, $6) AS c FROM s WHERE s.e IS NULL OFFSET 0) x
+        UNION ALL
+        -- the session's token refused (28000): its error
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
 CREATE FUNCTION shop_router._experiment_impress(i_part int, i_experiment_id integer, i_variant smallint, i_unit text,
@@ -4206,6 +4313,9 @@ DECLARE
     n int;
 BEGIN
     SELECT * INTO h FROM shop_router._recommend_history(shop_router._session(), customer_id, lim, ARRAY[NULL, '0', NULL, NULL]);
+    IF h.error IS NOT NULL THEN
+        PERFORM shop_router._raise(h.error);
+    END IF;
     mine := ARRAY(SELECT DISTINCT u FROM unnest(coalesce(h.bought, '{}') || coalesce(h.viewed, '{}')) u);
     IF cardinality(mine) > 0 THEN
         SELECT array_agg(c.product_id), array_agg(c.other_id), array_agg(c.score)
@@ -4263,6 +4373,9 @@ BEGIN
     END IF;
     -- the customer's shard: recommend's checks, the variant (SH006)
     SELECT * INTO ch FROM shop_router._experiment_choose(shop_router._session(), part, experiment, customer_id, NULL, true);
+    IF ch.error IS NOT NULL THEN
+        PERFORM shop_router._raise(ch.error);
+    END IF;
     IF ch.variant IS NULL THEN
         RETURN QUERY SELECT * FROM shop_router._recommend_blend(customer_id, lim);
         RETURN;
@@ -4314,6 +4427,9 @@ BEGIN
     -- the unit's shard: the unit (the customer authorized), its variant (SH006)
     part := shop_router._unit_part(shop_router._session(), customer_id, visitor);
     SELECT * INTO ch FROM shop_router._experiment_choose(shop_router._session(), part, experiment, customer_id, visitor, false);
+    IF ch.error IS NOT NULL THEN
+        PERFORM shop_router._raise(ch.error);
+    END IF;
     IF ch.variant IS NULL THEN
         RETURN QUERY SELECT * FROM shop_router._also_bought_default(product_id, lim);
         RETURN;

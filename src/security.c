@@ -91,6 +91,7 @@ PG_FUNCTION_INFO_V1(shop_current_customer);
 PG_FUNCTION_INFO_V1(shop_authorize);
 PG_FUNCTION_INFO_V1(shop_customer_refusal);
 PG_FUNCTION_INFO_V1(shop_session_refusal);
+PG_FUNCTION_INFO_V1(shop_session_use);
 PG_FUNCTION_INFO_V1(shop_plain_text);
 PG_FUNCTION_INFO_V1(shop_check_plain_text);
 PG_FUNCTION_INFO_V1(shop_check_price);
@@ -694,6 +695,42 @@ shop_customer_refusal(PG_FUNCTION_ARGS)
 		nulls[3] = true;
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * shop._session_use(token text) -> text[]
+ * A routed statement's session (issue 16, ha7): sets shop.session to the
+ * token for the current transaction, as set_config('shop.session', token,
+ * true) does, and returns NULL; a token the setting would refuse (28000:
+ * forged, malformed, expired) is returned as {SQLSTATE, message, detail,
+ * hint} (hint NULL), what SET shop.session = token raises on one node,
+ * and nothing is set.  NULL or '' is no session.  Raises only the unset
+ * secret's error (55000).  The router raises the answer: a shard's error
+ * would cost PL/Proxy's connection.
+ */
+Datum
+shop_session_use(PG_FUNCTION_ARGS)
+{
+	char	   *tok = PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ShopTokenVerdict v;
+	Datum		elems[4];
+	bool		nulls[4] = {false, false, false, true};
+	int			dims[1] = {4};
+	int			lbs[1] = {1};
+
+	if (tok[0] != '\0' && !token_verify(tok, &v))
+	{
+		if (v.sqlstate == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+			(void) session_secret();	/* raises the full error */
+		elems[0] = CStringGetTextDatum(unpack_sql_state(v.sqlstate));
+		elems[1] = CStringGetTextDatum("invalid session token");
+		elems[2] = CStringGetTextDatum(v.why);
+		elems[3] = (Datum) 0;
+		PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	(void) set_config_option("shop.session", tok, superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	PG_RETURN_NULL();
 }
 
 /* ---------------------------------------------------------------------

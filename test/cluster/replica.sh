@@ -94,5 +94,35 @@ SQL
 )
 [ "$(echo "$got" | tail -1)" = 2 ] || { echo "FAIL: cart_get after cart_add with the read route on: $got"; exit 1; }
 echo "ok ($(date +%T)): with the read route on, writes go to the primaries (product_upsert on s$part, then seen on the standby once replayed) and cart_get reads its cart_add at once"
+# The cluster's intent of a query is kept per read route (issue 16, ha7):
+# it is worked out from the route's shards, and a standby that has not
+# replayed a catalog change has other best matches. Before, the key was
+# the query and filters alone, and the intent a search through the
+# standby kept was served to the next searches through the primaries
+# (and the other way round) for shop_router.search_intent_cache seconds.
+# Four "zanzibar" speakers the standby has, its replay paused, then eight
+# "zanzibar" laptops it has not (all on p0 and p2, which it serves): a
+# search through the standby keeps the speakers' intent, and the search
+# through the primaries that follows answers as one that keeps no intent.
+ic_cat() { q "$A" "$PA" s0 -At -c "SELECT category_id FROM shop.category WHERE name = '$1'"; }
+ic_ids=($(rw backoffice -c "SELECT p FROM generate_series(9700, 9799) p WHERE hashint8(p) & 3 IN (0, 2) LIMIT 12"))
+ic_add() { rw backoffice -c "SELECT count(shop.product_upsert('ZZ-' || p, 'Zanzibar $1 ' || p, 5000 + p, category_id => $(ic_cat "$2"), product_id => p)) FROM unnest('{$3}'::bigint[]) p" >/dev/null; }
+ic_add speaker Speakers "$(IFS=,; echo "${ic_ids[*]:0:4}")"
+standby_caught_up
+q "$AS" "$PAS" postgres -c "SELECT pg_wal_replay_pause()" >/dev/null
+ic_add laptop Laptops "$(IFS=,; echo "${ic_ids[*]:4:8}")"
+q "$R" "$PR" router -c "DELETE FROM shop_router.intent_cache" >/dev/null
+ic_search="SELECT string_agg(product_id || ':' || score, ' ') FROM shop.search('zanzibar', lim => 12)"
+ic_ro=$(ro web -c "$ic_search")
+ic_rw=$(rw web -c "$ic_search")
+ic_ref=$(PGOPTIONS="-c shop_router.search_intent_cache=0" rw web -c "$ic_search")
+ic_keys=$(q "$R" "$PR" router -At -c "SELECT count(*) FROM shop_router.intent_cache")
+q "$AS" "$PAS" postgres -c "SELECT pg_wal_replay_resume()" >/dev/null
+[ "$(wc -w <<<"$ic_ro")" = 4 ] && [ "$(wc -w <<<"$ic_rw")" = 12 ] ||
+    { echo "FAIL: the standby paused should show 4 zanzibar products and the primaries 12: $ic_ro / $ic_rw"; exit 1; }
+[ "$ic_rw" = "$ic_ref" ] ||
+    { echo "FAIL: a search through the primaries after one through the standby used the standby's kept intent:"; echo "kept:  $ic_rw"; echo "fresh: $ic_ref"; exit 1; }
+[ "$ic_keys" = 2 ] || { echo "FAIL: the intent cache holds $ic_keys rows after a search through each route, expected 2"; exit 1; }
+echo "ok: the intent is kept per read route: a search through the primaries after one through the paused standby answers as one that keeps no intent (2 kept, one a route)"
 cluster_stop "$AS" immediate
 trap 'shop_cluster_down immediate' EXIT

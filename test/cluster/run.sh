@@ -40,7 +40,10 @@
 #     refusals, orders_for's and cart_create's arguments; a storefront
 #     acting for another customer, session_begin's refused token, a
 #     checkout of a cart being checked out), each raised as one node
-#     raises it (stale.sh);
+#     raises it (stale.sh); a session token the shards refuse (forged,
+#     malformed, expired) in every routed call that carries it, and
+#     review_add's, review_delete's, payment_method_add's, recommend's and
+#     cart_merge's refusals for another customer (refusals.sh);
 #   - a storefront login can neither write the router's search caches (the
 #     cluster's intent and DFS sums, kept for every customer) nor learn
 #     whether another customer's cart exists: cart_merge and cart_get
@@ -189,6 +192,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
     -v one="$ONE" -v router="$ROUTER" -f "$HERE/vocab.sql"
 
 . "$HERE/stale.sh"
+. "$HERE/refusals.sh"
 . "$HERE/caches.sh"
 . "$HERE/replica.sh"
 . "$HERE/replica_ha.sh"

@@ -1,0 +1,158 @@
+# refusals.sh (sourced by run.sh after stale.sh): the last shard errors
+# of issue 16 answered as data (ha7). Each call below used to fail on a
+# shard, and PL/Proxy remade the connection ("NOTICE: PL/Proxy: dropping
+# stale conn" on the next call). Now the shard answers the refusal and the
+# router raises it with one node's SQLSTATE, message, detail and hint.
+# Every call is followed by a search reading every shard; no connection
+# may be dropped as stale, and the same script on the one-node reference
+# gives the same lines.
+echo "== the session's token and the last refusals as data ($(date +%T))"
+ref_err_fn=$(cat <<'SQL'
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE st text; m text; d text; h text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN concat_ws(' | ', st, m, d, h);
+END
+$f$;
+SQL
+)
+ref_fix_sql=$(cat <<'SQL'
+SET client_min_messages = warning;
+SELECT shop.product_upsert('HA7-1', 'Refusal test crate', 1500, product_id => 9904) \g /dev/null
+SELECT shop.stock_set(9904, 20) \g /dev/null
+SQL
+)
+q "$R" "$PR" router -U backoffice <<<"$ref_fix_sql"
+q "$A" "$PA" one -U backoffice <<<"$ref_fix_sql"
+# a live token of customer 533, one of 533 that has expired, a forged one
+# (the signature of another customer's token), a malformed one
+ref_tok=$(q "$A" "$PA" one -U backoffice -At -c "SELECT shop.session_token(533)")
+ref_old=$(q "$A" "$PA" one -U backoffice -At -c "SELECT shop.session_token(533, '1 second')")
+ref_forged="v1.534.${ref_tok#v1.533.}"
+sleep 2
+
+# 1. A token the shards refuse (28000), set on the router with SET
+# shop.session, in every routed call that carries it (each raised on the
+# shard's set_config before: one reconnection per partition reached, four
+# for a personalized search). One node refuses the SET itself, with the
+# same error. As the storefront, on a guest cart of its own.
+ref_err1_sql=$(cat <<SQL
+SET client_min_messages = warning;
+SELECT shop.cart_create() AS cart \gset
+SELECT shop.cart_add(:'cart', 9904) \g /dev/null
+SET client_min_messages = notice;
+$ref_err_fn
+SELECT t.k, u.c, pg_temp.err(format('SET shop.session = %L; %s', t.tok, format(u.c, :'cart'))),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM (VALUES (1, 'forged', '$ref_forged'), (2, 'malformed', 'v1.533.nope'), (3, 'expired', '$ref_old')) t(n, k, tok),
+       unnest(ARRAY['SELECT shop.cart_get(%L)',
+                    'SELECT shop.cart_add(%L, 9904)',
+                    'SELECT shop.cart_set_qty(%L, 9904, 2)',
+                    'SELECT shop.cart_remove(%L, 9904)',
+                    'SELECT shop.cart_save_for_later(%L, 9904)',
+                    'SELECT shop.cart_move_to_cart(%L, 9904)',
+                    'SELECT shop.cart_clear(%L)',
+                    'SELECT shop.cart_create()',
+                    'SELECT shop.cart_create(533)',
+                    'SELECT shop.checkout(%L, ''tok_visa'', ''ha7-1'')',
+                    'SELECT shop.order_get(''00000000-0000-0000-0000-00000000aa07'')',
+                    'SELECT count(*) FROM shop.orders_for(533)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 5, customer_id => 533)',
+                    'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
+                    'SELECT shop.review_add(9904, 533, 5)',
+                    'SELECT shop.review_delete(9904, 533)',
+                    'SELECT shop.cart_merge(%L, 533)',
+                    'SELECT shop.view(533, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(533)',
+                    'SELECT count(*) FROM shop.recommend(533, 5)',
+                    'SELECT count(*) FROM shop.recommend(533, 5, ''ha7-none'')',
+                    'SELECT shop.experiment_assign(''ha7-none'', 533)']) WITH ORDINALITY u(c, n)
+ ORDER BY t.n, u.n;
+SELECT 'cart', (shop.cart_get(:'cart')) -> 'item_count', shop.stock_available(9904);
+SQL
+)
+ref_rt=$(q "$R" "$PR" router -U web -At 2>&1 <<<"$ref_err1_sql")
+ref_one=$(q "$A" "$PA" one -U web -At 2>&1 <<<"$ref_err1_sql")
+ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
+[ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refused tokens:"; echo "$ref_rt"; exit 1; }
+[ "$ref_rt" = "$ref_one" ] ||
+    { echo "FAIL: the routed token refusals are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
+[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 22 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 22 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 22 ] &&
+    [ "$(grep -c '^cart|1|20$' <<<"$ref_rt")" = 1 ] ||
+    { echo "FAIL: the refused tokens did not give 3 x 22 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
+echo "ok: $(($(wc -l <<<"$ref_rt") - 1)) routed calls with a forged, a malformed and an expired token refused as one node refuses the token, no connection dropped as stale"
+
+# 2. The other customer's refusals of review_add, review_delete,
+# payment_method_add, recommend and cart_merge (42501, and cart_merge's
+# SH006 and arguments), and the same calls for the session's own
+# customer. As the storefront with a session of customer 533, then
+# without one; the guest carts are the storefront's own (on the customer's
+# shard and on others), the other customer's cart the back office's.
+ref_ids_sql="SET client_min_messages = warning; SELECT shop.cart_create(534)"
+ref_c534_rt=$(q "$R" "$PR" router -U backoffice -At <<<"$ref_ids_sql")
+ref_c534_one=$(q "$A" "$PA" one -U backoffice -At <<<"$ref_ids_sql")
+ref_err2_sql=$(cat <<SQL
+SET client_min_messages = warning;
+SET shop.session = '$ref_tok';
+-- guest carts: on the router one on 533's partition (the last 16 bits of
+-- its id) and one on another; on one node the first two
+CREATE TEMP TABLE g AS
+SELECT n, cart, current_database() <> 'router'
+               OR ('x' || right(cart::text, 4))::bit(16)::int & 3 = hashint8(533) & 3 AS mine
+  FROM (SELECT n, shop.cart_create() AS cart FROM generate_series(1, 16) n) c;
+SELECT (SELECT cart FROM g WHERE mine ORDER BY n LIMIT 1) AS same,
+       (SELECT cart FROM g WHERE current_database() = 'router' AND NOT mine
+                              OR current_database() <> 'router' AND n = 2 ORDER BY n LIMIT 1) AS other
+\gset
+SELECT shop.cart_add(:'same', 9904), shop.cart_add(:'other', 9904, 2) \g /dev/null
+SET client_min_messages = notice;
+$ref_err_fn
+SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534', 'C534'),
+       replace(replace(replace(pg_temp.err(u.c), :'same', 'SAME'), :'other', 'OTHER'), :'c534', 'C534'),
+       pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.review_add(9904, 534, 5)',
+                    'SELECT shop.review_add(9904, 534, 9)',
+                    'SELECT shop.review_add(9904, 533, 4, ''Sturdy'')',
+                    'SELECT shop.review_delete(9904, 534)',
+                    'SELECT shop.review_delete(9904, 533)',
+                    'SELECT shop.review_delete(9904, 533)',
+                    'SELECT shop.payment_method_add(534, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
+                    'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030) IS NOT NULL',
+                    'SELECT count(*) FROM shop.recommend(534, 5)',
+                    'SELECT count(*) FROM shop.recommend(533, 5) >= 0',
+                    'SELECT shop.cart_merge(''$ref_c534_rt'', 534)',
+                    'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 534)',
+                    'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 534)',
+                    'SELECT shop.cart_merge(''00000000-0000-0000-0000-00000000aa08'', 533)',
+                    'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 0)',
+                    'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 533) IS NOT NULL',
+                    'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 533) IS NOT NULL']) WITH ORDINALITY u(c, n)
+ ORDER BY u.n;
+RESET shop.session;
+SELECT u.c, pg_temp.err(u.c), pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
+  FROM unnest(ARRAY['SELECT shop.review_add(9904, 533, 5)',
+                    'SELECT shop.review_delete(9904, 533)',
+                    'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
+                    'SELECT count(*) FROM shop.recommend(533, 5)']) WITH ORDINALITY u(c, n)
+ ORDER BY u.n;
+SQL
+)
+# (the other customer's cart id differs: the router's is in the SQL, one
+# node's replaces it)
+ref_rt=$(q "$R" "$PR" router -U web -At -v c534="$ref_c534_rt" 2>&1 <<<"$ref_err2_sql")
+ref_one=$(q "$A" "$PA" one -U web -At -v c534="$ref_c534_one" 2>&1 <<<"${ref_err2_sql//$ref_c534_rt/$ref_c534_one}")
+ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
+[ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refusals for another customer:"; echo "$ref_rt"; exit 1; }
+[ "$ref_rt" = "$ref_one" ] ||
+    { echo "FAIL: the routed refusals for another customer are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
+[ "$(grep -c '|ok$' <<<"$ref_rt")" = 21 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 7 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 4 ] ||
+    { echo "FAIL: the refusals for another customer did not give 7 with a session, 4 without and a search after each:"; echo "$ref_rt"; exit 1; }
+echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation and cart_merge calls refused (or not) as one node refuses them, no connection dropped as stale"
