@@ -26,9 +26,12 @@
  * DISCARD ALL return to '' (no session).  shop_router._session() and SHOW
  * shop.session answer '' for a forgotten value.
  *
- * It needs nothing of shop's: no tables, no secret.  It must not share a
- * backend with shop.so, which defines shop.session itself (verifying the
- * token with the secret); the router's calls then refuse to run (55000).
+ * It needs nothing of shop's: no tables, no secret.  On a server that
+ * preloads shop (a router database next to shards), shop.so has defined
+ * shop.session itself, verifying tokens with the secret and showing
+ * "customer N" rather than the token: the router cannot carry such a
+ * session, so a call that would (a non-empty setting) raises 55000, and
+ * calls without a session work as before.
  *
  *-------------------------------------------------------------------------
  */
@@ -103,8 +106,8 @@ _PG_init(void)
 
 	/*
 	 * shop.so loaded in this backend (shared_preload_libraries of a server
-	 * that also holds shops) has defined it: leave it alone, and refuse the
-	 * router's calls (below) rather than run without the forgetting.
+	 * that also holds shops) has defined it: leave it alone (the router's
+	 * calls then refuse to carry a session, below).
 	 */
 	if (flags != 0 && (flags & GUC_CUSTOM_PLACEHOLDER) == 0)
 		return;
@@ -120,17 +123,6 @@ _PG_init(void)
 	router_session_ours = true;
 }
 
-static void
-require_ours(void)
-{
-	if (!router_session_ours)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("shop.session is the shop library's in this backend"),
-				 errdetail("The router cannot keep the storefront's session in a server that loads shop."),
-				 errhint("Put the router's database on a server without shop in shared_preload_libraries.")));
-}
-
 /*
  * shop_router._session() -> text: the token of the live session, '' when
  * none is set or it was forgotten.
@@ -140,19 +132,30 @@ shop_router_session(PG_FUNCTION_ARGS)
 {
 	const char *tok;
 
-	require_ours();
+	if (!router_session_ours)
+	{
+		/* shop.so's setting: its raw value, not what SHOW says */
+		tok = GetConfigOption("shop.session", true, false);
+		if (tok != NULL && tok[0] != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the router cannot carry a session on a server that loads shop"),
+					 errdetail("shop.session is the shop library's setting in this server."),
+					 errhint("Put the router's database on a server without shop in shared_preload_libraries.")));
+		PG_RETURN_TEXT_P(cstring_to_text(""));
+	}
 	tok = router_session_live();
 	PG_RETURN_TEXT_P(cstring_to_text(tok != NULL ? tok : ""));
 }
 
 /*
  * shop_router._session_forget(): forget every session set so far, whatever
- * happens to the transaction (one node's session_forget_all).
+ * happens to the transaction (one node's session_forget_all).  On a server
+ * that loads shop there is nothing to forget: no call carries a session.
  */
 Datum
 shop_router_session_forget(PG_FUNCTION_ARGS)
 {
-	require_ours();
 	router_session_void_upto = router_session_serial;
 	PG_RETURN_VOID();
 }

@@ -195,3 +195,21 @@ SQL
 )
 [ "$forget_show" = $'t\n[]' ] || forget_fail "shop.session on the router, live then forgotten: '$forget_show', expected t and []"
 echo "ok: SHOW shop.session on the router shows the live token, nothing once it is forgotten"
+# A router database on a server that preloads shop (cluster A): shop's own
+# shop.session is in place of the router's, so a routed call cannot carry
+# a session (55000); without a session the router answers as usual.
+"$PGBIN/createdb" -h "$A" -p "$PA" forget_router
+q "$A" "$PA" forget_router -c "SET client_min_messages = warning; CREATE EXTENSION shop_router CASCADE"
+forget_pre=$("$PGBIN/psql" -X -q -At -h "$A" -p "$PA" -d forget_router -U web -v tok="$forget_tok" 2>&1 <<'SQL'
+\set VERBOSITY sqlstate
+SELECT coalesce(shop.current_customer()::text, 'none');
+SET shop.session = :'tok';
+SELECT shop.current_customer();
+SELECT shop.session_end();
+SELECT coalesce(shop.current_customer()::text, 'none');
+SQL
+) || true
+"$PGBIN/dropdb" -h "$A" -p "$PA" forget_router
+[ "$forget_pre" = $'none\nERROR:  55000\n\nnone' ] ||
+    forget_fail "a router on a server that preloads shop answered '$forget_pre', expected none, 55000, none"
+echo "ok: a router on a server that preloads shop refuses to carry a session (55000), answers without one"
