@@ -53,6 +53,12 @@ OBJS         = \
 	src/search/ssvalidate.o \
 	src/search/ssverify.o \
 	src/search/sswrite.o
+# shop_router.so: the router's session setting (src/router/session.c,
+# docs/scale-out.md), loaded only by shop_router's functions on a router
+# node; it needs nothing of shop (no tables, no secret, no -lstemmer).
+# Built from its own source in src/router/ (MODULES wants the source named
+# after the module, hence the two rules below the PGXS include).
+MODULES      = shop_router
 DATA         = shop--1.0.sql \
                shop--1.0--1.1.sql \
                shop_router--1.0.sql
@@ -222,6 +228,15 @@ clean: stop-tmp-clusters
 .PHONY: stop-tmp-clusters
 stop-tmp-clusters:
 	@scripts/clean.sh
+
+# shop_router.so from src/router/session.c (PGXS's pattern rules would
+# look for shop_router.c next to this Makefile): the object and, with JIT
+# (with_llvm), its bitcode
+shop_router.o: src/router/session.c
+	$(COMPILE.c) -o $@ $<
+
+shop_router.bc: src/router/session.c
+	$(COMPILE.c.bc) -o $@ $<
 
 # PGXS tracks no header dependencies unless the server was configured with
 # --enable-depend: rebuild every object when any header changes.

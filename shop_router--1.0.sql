@@ -1893,14 +1893,30 @@ COMMENT ON FUNCTION shop_router._hold_ttl() IS
 -- defines its setting is only checked, with a WARNING, when it loads).
 -- _session_customer and _session_verify (session_begin's) keep their
 -- own shapes.
+-- A refused (or NULL) session_begin and a session_end forget every
+-- session set before them, as one node's do, whatever becomes of the
+-- transaction: the router's library (shop_router.so, src/router/session.c)
+-- defines shop.session, numbers each value set, and
+-- shop_router._session_forget() voids the numbers handed out so far, in a
+-- backend-local counter outside every transaction.  A rolled back SET, the
+-- end of a SET LOCAL or a ROLLBACK TO SAVEPOINT can bring back only a
+-- forgotten value, for which _session() (and SHOW) answer ''; a value set
+-- again, even the same token, acts.  The library needs nothing of shop (no
+-- tables, no secret).
 
 CREATE FUNCTION shop_router._session()
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT coalesce(current_setting('shop.session', true), '') $$;
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'shop_router_session';
 COMMENT ON FUNCTION shop_router._session() IS
-'the storefront''s session token (the router''s setting shop.session), carried to the shards with each call';
+'the storefront''s session token (the router''s setting shop.session), carried to the shards with each call; empty when none is set or a refused session_begin or a session_end forgot it';
+
+CREATE FUNCTION shop_router._session_forget()
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'shop_router_session_forget';
+COMMENT ON FUNCTION shop_router._session_forget() IS
+'forget every session token set so far in this backend, for good (no rollback brings one back): session_begin before it verifies, session_end';
 
 -- the customer of a token, verified on a shard (every shard has the secret)
 CREATE FUNCTION shop_router._session_customer(i_session text)
@@ -1941,6 +1957,9 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- as on one node, every earlier session is forgotten first: a refused
+    -- or NULL token leaves no customer, whatever becomes of the transaction
+    PERFORM shop_router._session_forget();
     -- one node's checks: a NULL token (22004), then the token (28000)
     PERFORM shop_router._require(token, 'token');
     r := shop_router._session_verify(token);
@@ -1962,7 +1981,7 @@ CREATE FUNCTION shop.session_end()
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
-AS $$ SELECT set_config('shop.session', '', false); SELECT $$;
+AS $$ SELECT shop_router._session_forget(); SELECT set_config('shop.session', '', false); SELECT $$;
 COMMENT ON FUNCTION shop.session_end() IS 'router: forget the customer of shop.session_begin';
 
 CREATE FUNCTION shop.current_customer()
@@ -2992,7 +3011,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 -- (the internal steps a storefront may reach check signatures there).
 GRANT EXECUTE ON FUNCTION
     shop.session_begin(text), shop.session_end(), shop.current_customer(),
-    shop_router._session(), shop_router._session_customer(text), shop_router._session_verify(text),
+    shop_router._session(), shop_router._session_forget(), shop_router._session_customer(text),
+    shop_router._session_verify(text),
     shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
     shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
     shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),

@@ -49,7 +49,7 @@ owner_can_reach_top() {
 # copy of an installation that has shop holds links to that one's files).
 tmp_install_current() {
     local f inst
-    for f in "$TOP/shop.so" "$TOP"/*.control "$TOP"/*--*.sql; do
+    for f in "$TOP/shop.so" "$TOP/shop_router.so" "$TOP"/*.control "$TOP"/*--*.sql; do
         case $f in
             *.so) inst="$TMP_INSTALL$1/$(basename "$f")" ;;
             *) inst="$TMP_INSTALL$2/extension/$(basename "$f")" ;;
@@ -91,7 +91,9 @@ tmp_install_setup() {
         # before installing.
         rm -rf "$TMP_INSTALL$libdir"/shop.so "$TMP_INSTALL$sharedir"/extension/shop[.-]* \
             "$TMP_INSTALL$sharedir"/extension/shop_router[.-]* \
-            "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc
+            "$TMP_INSTALL$libdir"/bitcode/shop "$TMP_INSTALL$libdir"/bitcode/shop.index.bc \
+            "$TMP_INSTALL$libdir"/shop_router.so "$TMP_INSTALL$libdir"/bitcode/shop_router \
+            "$TMP_INSTALL$libdir"/bitcode/shop_router.index.bc
         make -C "$TOP" --no-print-directory -s install DESTDIR="$TMP_INSTALL" >/dev/null
     fi
     # The postgres user must read it all; chmod on a hard link would change

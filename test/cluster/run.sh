@@ -48,6 +48,10 @@
 #     cluster's intent and DFS sums, kept for every customer) nor learn
 #     whether another customer's cart exists: cart_merge and cart_get
 #     answer as for an id that never existed (caches.sh);
+#   - a refused session_begin (forged, expired, malformed, NULL token)
+#     forgets the session begun before it, as on one node, also when its
+#     transaction or savepoint is rolled back; so do session_end and a
+#     successful session_begin rolled back (forget.sh);
 #   - the read route (replica.sh): with shop_router.read_cluster naming a
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
@@ -194,6 +198,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
 . "$HERE/stale.sh"
 . "$HERE/refusals.sh"
 . "$HERE/caches.sh"
+. "$HERE/forget.sh"
 . "$HERE/replica.sh"
 . "$HERE/replica_ha.sh"
 

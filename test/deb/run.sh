@@ -62,7 +62,7 @@ libdir=$("$PG_CONFIG" --pkglibdir)
 sharedir=$("$PG_CONFIG" --sharedir)
 shop_files() {        # shop_files ROOT: shop's files under ROOT, relative to it
     (cd "$1" && find ".$libdir" ".$sharedir/extension" -type f \
-        \( -name 'shop.so' -o -name 'shop.index.bc' -o -path '*/bitcode/shop/*' -o -name 'shop[.-]*' \) |
+        \( -name 'shop.so' -o -name 'shop.index.bc' -o -path '*/bitcode/shop/*' -o -name 'shop[.-]*' -o -name 'shop_router[.-]*' -o -path '*/bitcode/shop_router/*' \) |
         sort)
 }
 shop_files "$DIR/pkg" >"$DIR/pkg.files"
@@ -80,7 +80,7 @@ mkdir -p "$ROOT"
 cp -al "$TMP_INSTALL/." "$ROOT/"
 (cd "$ROOT" && xargs -a "$DIR/install.files" rm -f)
 (cd "$DIR/pkg" && xargs -a "$DIR/pkg.files" cp --parents -t "$ROOT")
-chmod -R a+rX "$ROOT$libdir/bitcode/shop" "$ROOT$libdir/shop.so" 2>/dev/null || true
+chmod -R a+rX "$ROOT$libdir/bitcode/shop" "$ROOT$libdir/shop.so" "$ROOT$libdir/bitcode/shop_router" "$ROOT$libdir/shop_router.so" 2>/dev/null || true
 pgroot=${libdir%/lib}
 PGBIN="$ROOT$pgroot/bin"
 PORT=$(free_port deb)

@@ -23,7 +23,7 @@ mkdir -p "$DIR"
 [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
 # a private tmp_install, so that each round starts from a fresh copy
 TMP_INSTALL="$DIR/tmp_install"
-SHOP_FILES=( \( -name 'shop.so' -o -name 'shop.index.bc' -o -path '*/bitcode/shop/*' -o -name 'shop[.-]*' \) )
+SHOP_FILES=( \( -name 'shop.so' -o -name 'shop.index.bc' -o -path '*/bitcode/shop/*' -o -name 'shop[.-]*' -o -name 'shop_router[.-]*' -o -path '*/bitcode/shop_router/*' \) )
 bad=0
 
 snapshot() {
