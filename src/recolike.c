@@ -1912,7 +1912,8 @@ shop_like_samples(PG_FUNCTION_ARGS)
  *	   similarity moves (docs/recommendations.md, "Incremental refresh");
  *	 - the lists of those customers and of cs computed whole from the new
  *	   rows, the sums added in the rebuild's order (a customer's samples
- *	   in product id order), rounded and cut by like_round and like_top:
+ *	   in product id order), rounded by like_round and cut to the best
+ *	   shop.reco_like_neighbours (like_customer_list, in id order):
  *	   the lists a rebuild writes, to the bit;
  *	 - their stored lists read back, and of the lists that differ only the
  *	   rows that moved written (as shop._like_lists writes), deletes and
