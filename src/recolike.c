@@ -2197,6 +2197,22 @@ static ShopStmt st_like_profile_insert = SHOP_STMT(SHOP_PLAN_GENERIC,
  * the table cannot take these writes (a trigger, row level security, a
  * CHECK constraint ...): the caller's statements write every row then.
  */
+/* (product_id, h, customer_id): customer_item_sample_idx's order */
+static int
+like_cmp_pending_sample(const void *a, const void *b)
+{
+	const ShopTidPending *x = a;
+	const ShopTidPending *y = b;
+
+	if (x->k2 != y->k2)
+		return x->k2 < y->k2 ? -1 : 1;
+	if (x->x != y->x)
+		return x->x < y->x ? -1 : 1;
+	if (x->k1 != y->k1)
+		return x->k1 < y->k1 ? -1 : 1;
+	return 0;
+}
+
 static long
 like_write_profiles(LikeOldProf *op, int64 nop, LikeNewProf *np, int nnp)
 {
@@ -2215,6 +2231,8 @@ like_write_profiles(LikeOldProf *op, int64 nop, LikeNewProf *np, int nnp)
 		ShopTidWriterClose(tw);
 		return -1;
 	}
+	/* the sample index's entries added at the close, in its key order */
+	(void) ShopTidWriterDeferIndex(tw, "customer_item_sample_idx", like_cmp_pending_sample);
 	like_sort_oldprof(op, nop);
 	like_sort_newprof(np, nnp);
 	redo = palloc(sizeof(int64) * Max(nop + nnp, 1));
