@@ -119,7 +119,7 @@ SELECT count(pg_temp.buy(pg_temp.basket(i), 1 + i % 150)) AS orders
   FROM generate_series(1, 600) i;
 SELECT shop.rebuild_recommendations() ->> 'customer_neighbours' AS neighbour_rows;
 CREATE TEMP TABLE rounds (round int, profiled int, whole int, patched int, redone int,
-                          profile_diffs bigint, neighbour_diffs bigint);
+                          profile_diffs bigint, neighbour_diffs bigint, index_diffs bigint);
 CREATE FUNCTION pg_temp.changes(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
 BEGIN
     PERFORM pg_temp.buy(pg_temp.basket(i), 1 + (i * 7) % 175) FROM generate_series(700 + rnd * 10, 709 + rnd * 10) i;
@@ -132,9 +132,15 @@ CREATE FUNCTION pg_temp.check(rnd int) RETURNS void LANGUAGE plpgsql AS $f$
 DECLARE
     r jsonb := shop.refresh_recommendations();
 BEGIN
-    DROP TABLE IF EXISTS snap_item, snap_nb;
+    DROP TABLE IF EXISTS snap_item, snap_nb, snap_idx;
     CREATE TEMP TABLE snap_item AS SELECT * FROM shop.customer_item;
     CREATE TEMP TABLE snap_nb AS SELECT * FROM shop.customer_neighbour;
+    -- the profiles as the sample index holds them (its entries of the
+    -- written rows are added sorted, after the rows: recowrite.c)
+    PERFORM set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true);
+    CREATE TEMP TABLE snap_idx AS
+    SELECT product_id, h, customer_id, weight FROM shop.customer_item ORDER BY product_id, h, customer_id;
+    PERFORM set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true);
     PERFORM shop.rebuild_recommendations();
     INSERT INTO rounds
     SELECT rnd, (r ->> 'customers_profiled')::int, (r ->> 'customers_scored')::int,
@@ -142,7 +148,12 @@ BEGIN
            (SELECT count(*) FROM snap_item s FULL JOIN shop.customer_item x USING (customer_id, product_id)
              WHERE x.weight IS NULL OR s.weight IS NULL OR s.weight <> x.weight OR s.h <> x.h),
            (SELECT count(*) FROM snap_nb s FULL JOIN shop.customer_neighbour x USING (customer_id, neighbour_id)
-             WHERE x.score IS NULL OR s.score IS NULL OR s.score <> x.score);
+             WHERE x.score IS NULL OR s.score IS NULL OR s.score <> x.score),
+           (SELECT count(*) FROM ((SELECT product_id, h, customer_id, weight FROM snap_item
+                                   EXCEPT ALL SELECT * FROM snap_idx)
+                                  UNION ALL
+                                  (SELECT * FROM snap_idx
+                                   EXCEPT ALL SELECT product_id, h, customer_id, weight FROM snap_item)) d);
 END $f$;
 SET client_min_messages = warning;
 SELECT format('DO $d$ BEGIN PERFORM pg_temp.changes(%s); END $d$', rnd),
@@ -150,7 +161,7 @@ SELECT format('DO $d$ BEGIN PERFORM pg_temp.changes(%s); END $d$', rnd),
   FROM generate_series(1, 8) rnd \gexec
 RESET client_min_messages;
 SELECT count(*) AS rounds, bool_and(profiled > 0) AS profiled, sum(profile_diffs) AS profile_diffs,
-       sum(neighbour_diffs) AS neighbour_diffs,
+       sum(neighbour_diffs) AS neighbour_diffs, sum(index_diffs) AS index_diffs,
        bool_and(whole >= profiled) AND bool_or(whole < (SELECT count(DISTINCT customer_id) FROM shop.customer_item))
          AS some_lists_not_all,
        sum(patched) AS patched, sum(redone) AS redone

@@ -39,6 +39,7 @@
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "storage/bufmgr.h"
 #include "utils/lsyscache.h"
@@ -64,6 +65,12 @@ struct ShopTidWriter
 	Datum	   *values;
 	bool	   *nulls;
 	bool	   *repl;
+	/* one index whose entries are added at the close, sorted (DeferIndex) */
+	int			defer;			/* its place in idx, or -1 */
+	int			(*defer_cmp) (const void *, const void *);
+	ShopTidPending *pend;
+	int64		npend,
+				pendcap;
 };
 
 static AttrNumber
@@ -175,6 +182,7 @@ ShopTidWriterOpenInsert(const char *relname, const char *key1, const char *key2,
 	w->repl[w->colb - 1] = true;
 	if (w->cola != InvalidAttrNumber)
 		w->repl[w->cola - 1] = true;
+	w->defer = -1;
 
 	/*
 	 * One snapshot for every fetch of the writer (it was taken per row: a
@@ -194,9 +202,80 @@ ShopTidWriterCanInsert(const ShopTidWriter *w)
 	return w->insertable;
 }
 
+/*
+ * The entries of the index indexname (of the writer's table) are added at
+ * ShopTidWriterClose instead of with each row, in the order of cmp over
+ * ShopTidPending (the row's key columns and extra), so that they go into
+ * the index in its key order: a refresh's profile rows are written by
+ * customer, and their entries in the sample index, keyed by product, went
+ * each to another leaf page.  The index holds the same entries either way.
+ * Only for an index that is not unique (its entries are not checked
+ * against each other); false (nothing deferred) otherwise, or when the
+ * writer cannot rebuild a row from those columns (ShopTidWriterCanInsert).
+ */
+bool
+ShopTidWriterDeferIndex(ShopTidWriter *w, const char *indexname,
+						int (*cmp) (const void *, const void *))
+{
+	if (!w->insertable)
+		return false;
+	for (int i = 0; i < w->nidx; i++)
+		if (strcmp(RelationGetRelationName(w->idx[i]), indexname) == 0 &&
+			!w->idx[i]->rd_index->indisunique)
+		{
+			w->defer = i;
+			w->defer_cmp = cmp;
+			return true;
+		}
+	return false;
+}
+
+/* the deferred index's entries, sorted, added (ShopTidWriterDeferIndex) */
+static void
+tid_writer_flush_deferred(ShopTidWriter *w)
+{
+	TupleDesc	desc = RelationGetDescr(w->rel);
+	Relation	ir;
+	IndexInfo  *ii;
+	Datum		iv[INDEX_MAX_KEYS];
+	bool		in[INDEX_MAX_KEYS];
+
+	if (w->defer < 0 || w->npend == 0)
+		return;
+	ir = w->idx[w->defer];
+	ii = w->info[w->defer];
+	qsort(w->pend, w->npend, sizeof(ShopTidPending), w->defer_cmp);
+	for (int64 i = 0; i < w->npend; i++)
+	{
+		ShopTidPending *e = &w->pend[i];
+		HeapTuple	nt;
+
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+		w->values[w->key1 - 1] = Int64GetDatum(e->k1);
+		w->values[w->key2 - 1] = Int64GetDatum(e->k2);
+		if (w->cola != InvalidAttrNumber)
+			w->values[w->cola - 1] = Float4GetDatum(e->a);
+		w->values[w->colb - 1] = Float4GetDatum(e->b);
+		if (w->extra != InvalidAttrNumber)
+			w->values[w->extra - 1] = Int64GetDatum(e->x);
+		nt = heap_form_tuple(desc, w->values, w->nulls);
+		nt->t_self = e->tid;
+		ExecStoreHeapTuple(nt, w->slot, false);
+		FormIndexDatum(ii, w->slot, NULL, iv, in);
+		index_insert(ir, iv, in, &e->tid, w->rel, UNIQUE_CHECK_NO, e->unchanged, ii);
+		ExecClearTuple(w->slot);
+		heap_freetuple(nt);
+	}
+	w->npend = 0;
+}
+
 void
 ShopTidWriterClose(ShopTidWriter *w)
 {
+	tid_writer_flush_deferred(w);
+	if (w->pend)
+		pfree(w->pend);
 	for (int i = 0; i < w->nidx; i++)
 		index_close(w->idx[i], RowExclusiveLock);
 	if (w->slot)
@@ -247,9 +326,35 @@ tid_writer_index(ShopTidWriter *w, HeapTuple nt, bool unchanged)
 	Datum		iv[INDEX_MAX_KEYS];
 	bool		in[INDEX_MAX_KEYS];
 
+	if (w->defer >= 0)
+	{
+		/* the deferred index's entry: the row's columns, for the close */
+		TupleDesc	desc = RelationGetDescr(w->rel);
+		ShopTidPending *e;
+		bool		isnull;
+
+		if (w->npend == w->pendcap)
+		{
+			w->pendcap = w->pendcap ? w->pendcap * 2 : 1024;
+			w->pend = w->pend ? repalloc_huge(w->pend, sizeof(ShopTidPending) * w->pendcap)
+				: palloc(sizeof(ShopTidPending) * w->pendcap);
+		}
+		e = &w->pend[w->npend++];
+		e->tid = nt->t_self;
+		e->k1 = DatumGetInt64(heap_getattr(nt, w->key1, desc, &isnull));
+		e->k2 = DatumGetInt64(heap_getattr(nt, w->key2, desc, &isnull));
+		e->a = w->cola != InvalidAttrNumber ?
+			DatumGetFloat4(heap_getattr(nt, w->cola, desc, &isnull)) : 0;
+		e->b = DatumGetFloat4(heap_getattr(nt, w->colb, desc, &isnull));
+		e->x = w->extra != InvalidAttrNumber ?
+			DatumGetInt64(heap_getattr(nt, w->extra, desc, &isnull)) : 0;
+		e->unchanged = unchanged;
+	}
 	ExecStoreHeapTuple(nt, w->slot, false);
 	for (int i = 0; i < w->nidx; i++)
 	{
+		if (i == w->defer)
+			continue;
 		FormIndexDatum(w->info[i], w->slot, NULL, iv, in);
 		index_insert(w->idx[i], iv, in, &nt->t_self, w->rel,
 					 w->idx[i]->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,

@@ -305,19 +305,19 @@ typedef struct LikeProfileRow
 } LikeProfileRow;
 typedef struct LikeSamples
 {
-	int32		nsamples;
-	int32	   *soff;			/* sample s: rows soff[s] .. soff[s] + slen[s] */
-	int32	   *slen;
-	int32	   *moff;			/* customer c's samples: msample[moff[c] .. moff[c + 1]) */
-	int32	   *msample;
-	double	   *mw;				/* with c's weight in each */
+	int32	   *mci;			/* sample members, sample after sample: dense index */
+	float4	   *mw;				/* and weight */
+	int32	   *moff;			/* customer c's samples: k in moff[c] .. moff[c + 1] */
+	int32	   *kfirst;			/* sample k's first member in mci/mw */
+	int32	   *klen;			/* its members */
+	float4	   *kw;				/* c's weight in it */
 } LikeSamples;
 
 extern void like_samples_index(const void *rows, Size stride, int64 nv, int32 ncust, int sample,
 							   LikeSamples *out);
-extern int	like_customer_list(const LikeSamples *ls, const void *rows, Size stride, int32 c,
-							   const int64 *cust, double *acc, int32 *touched, LikeEntry *vec,
-							   int top);
+extern void like_samples_free(LikeSamples *ls);
+extern int	like_customer_list(const LikeSamples *ls, int32 c, const int64 *cust, double *acc,
+							   int32 *touched, LikeEntry *vec, int top);
 extern int	shop_reco_neighbours;
 extern int	shop_reco_basket_cap;
 extern int	shop_reco_buyer_cap;
