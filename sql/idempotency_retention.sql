@@ -108,3 +108,6 @@ DELETE FROM shop.idempotency d
           FOR UPDATE OF i SKIP LOCKED));
 ROLLBACK;
 RESET shop.session_secret;
+
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
