@@ -3092,12 +3092,21 @@ BEGIN
     PERFORM shop._authorize(c.customer_id);
     sc := CASE WHEN c.customer_id IS NULL THEN 'k:' || cart_id::text ELSE 'c:' || c.customer_id END;
     fp := md5(format('%s|%s|%s', cart_id, payment_token, coalesce(shipping_address::text, '')));
-    INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id, customer_key)
-    VALUES (sc, idempotency_key, fp, order_id, shop._customer_key(c.customer_id, cart_id))
-    ON CONFLICT (scope, key, customer_key) DO NOTHING;
-    IF NOT FOUND THEN
+    -- a key the sweep deleted (shop.idempotency_retention, issue 11)
+    -- between the claim and the read is free: claim it once more; not
+    -- claimed and not there again, a trigger skipped the row (27000)
+    FOR attempt IN 1 .. 3 LOOP
+        IF attempt = 3 THEN
+            RAISE EXCEPTION 'a trigger on shop.idempotency skipped or changed a row of checkout'
+                USING ERRCODE = 'triggered_data_change_violation';
+        END IF;
+        INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id, customer_key)
+        VALUES (sc, idempotency_key, fp, order_id, shop._customer_key(c.customer_id, cart_id))
+        ON CONFLICT (scope, key, customer_key) DO NOTHING;
+        EXIT WHEN FOUND;
         SELECT i.fingerprint = fp, i.order_id INTO same, existing
           FROM shop.idempotency i WHERE i.scope = sc AND i.key = idempotency_key;
+        CONTINUE WHEN NOT FOUND;
         IF NOT same THEN
             RAISE EXCEPTION 'idempotency key reused with a different request' USING ERRCODE = 'SH003',
                 DETAIL = format('Key "%s" was first used with another cart, payment token or shipping address.',
@@ -3108,7 +3117,7 @@ BEGIN
         -- a key without a saga was claimed by shop.checkout on this node
         RETURN QUERY SELECT existing, coalesce(s.status, 'done'), s.product_ids, s.qtys;
         RETURN;
-    END IF;
+    END LOOP;
     IF c.status <> 'open' THEN
         RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
             DETAIL = format('Cart %s was merged into cart %s.', cart_id, c.merged_into);
