@@ -599,7 +599,9 @@ CREATE INDEX reservation_expiry_idx ON shop.reservation (expires_at)
 -- whose rows are busy is left for the next sweep, 'orders_deferred'), or
 -- the two deadlocked (specs/sweep_ship_deadlock.spec).  The sweep also
 -- purges the cart merge records (shop.cart_merged, created in the
--- Scale-out section below) older than shop.cart_ttl.  shop.sweep() is
+-- Scale-out section below) older than shop.cart_ttl, and the idempotency
+-- keys older than shop.idempotency_retention (issue 11; the keys of sagas
+-- the router has not finished stay).  shop.sweep() is
 -- renamed shop._sweep_once in the monitoring section and keeps this body.
 CREATE OR REPLACE FUNCTION shop.sweep()
 RETURNS jsonb
@@ -615,6 +617,9 @@ DECLARE
     n_units    bigint := 0;
     n_carts    integer := 0;
     n_log      bigint := 0;
+    n_keys     bigint := 0;
+    n_batch    bigint;
+    keep_keys  interval := shop._guc('shop.idempotency_retention')::interval;
     reco       jsonb;
     o          uuid;
     orders     uuid[];
@@ -720,6 +725,31 @@ BEGIN
      WHERE m.merged_at < now() - (shop._cart_expiry() - now());
     GET DIAGNOSTICS n_merged = ROW_COUNT;
 
+    -- 6. idempotency keys older than shop.idempotency_retention (0: kept
+    --    forever; issue 11), oldest first through idempotency_created_idx,
+    --    in batches of 1,000, at most 20 batches a sweep (the next sweep
+    --    goes on).  A key whose saga the router has not finished (started,
+    --    placed) stays whatever its age: a retry or saga_recover resumes
+    --    the saga through it.  Rows another transaction locks are skipped.
+    IF keep_keys > interval '0' THEN
+        FOR b IN 1 .. 20 LOOP
+            DELETE FROM shop.idempotency d
+             WHERE d.ctid = ANY (ARRAY(
+                   SELECT i.ctid FROM shop.idempotency i
+                    WHERE i.created_at < now() - keep_keys
+                      AND NOT EXISTS (SELECT 1 FROM shop.saga g
+                                       WHERE g.order_id = i.order_id
+                                         AND g.customer_key = i.customer_key
+                                         AND g.status IN ('started', 'placed'))
+                    ORDER BY i.created_at
+                    LIMIT 1000
+                      FOR UPDATE OF i SKIP LOCKED));
+            GET DIAGNOSTICS n_batch = ROW_COUNT;
+            n_keys := n_keys + n_batch;
+            EXIT WHEN n_batch < 1000;
+        END LOOP;
+    END IF;
+
     RETURN jsonb_build_object(
         'reservations_expired', n_holds,
         'units_released', n_units,
@@ -729,6 +759,7 @@ BEGIN
         'cart_merges_purged', n_merged,
         'carts_expired', n_carts,
         'search_log_trimmed', n_log,
+        'idempotency_keys_expired', n_keys,
         'recommendations', reco);
 END
 $$;
@@ -3066,12 +3097,21 @@ BEGIN
     PERFORM shop._authorize(c.customer_id);
     sc := CASE WHEN c.customer_id IS NULL THEN 'k:' || cart_id::text ELSE 'c:' || c.customer_id END;
     fp := md5(format('%s|%s|%s', cart_id, payment_token, coalesce(shipping_address::text, '')));
-    INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id, customer_key)
-    VALUES (sc, idempotency_key, fp, order_id, shop._customer_key(c.customer_id, cart_id))
-    ON CONFLICT (scope, key, customer_key) DO NOTHING;
-    IF NOT FOUND THEN
+    -- a key the sweep deleted (shop.idempotency_retention, issue 11)
+    -- between the claim and the read is free: claim it once more; not
+    -- claimed and not there again, a trigger skipped the row (27000)
+    FOR attempt IN 1 .. 3 LOOP
+        IF attempt = 3 THEN
+            RAISE EXCEPTION 'a trigger on shop.idempotency skipped or changed a row of checkout'
+                USING ERRCODE = 'triggered_data_change_violation';
+        END IF;
+        INSERT INTO shop.idempotency AS i (scope, key, fingerprint, order_id, customer_key)
+        VALUES (sc, idempotency_key, fp, order_id, shop._customer_key(c.customer_id, cart_id))
+        ON CONFLICT (scope, key, customer_key) DO NOTHING;
+        EXIT WHEN FOUND;
         SELECT i.fingerprint = fp, i.order_id INTO same, existing
           FROM shop.idempotency i WHERE i.scope = sc AND i.key = idempotency_key;
+        CONTINUE WHEN NOT FOUND;
         IF NOT same THEN
             RAISE EXCEPTION 'idempotency key reused with a different request' USING ERRCODE = 'SH003',
                 DETAIL = format('Key "%s" was first used with another cart, payment token or shipping address.',
@@ -3082,7 +3122,7 @@ BEGIN
         -- a key without a saga was claimed by shop.checkout on this node
         RETURN QUERY SELECT existing, coalesce(s.status, 'done'), s.product_ids, s.qtys;
         RETURN;
-    END IF;
+    END LOOP;
     IF c.status <> 'open' THEN
         RAISE EXCEPTION 'cart not found' USING ERRCODE = 'SH006',
             DETAIL = format('Cart %s was merged into cart %s.', cart_id, c.merged_into);
@@ -11791,7 +11831,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION shop.sweep() IS
-'housekeeping: cancel pending orders whose holds expired, expire holds, drop idle carts, write out and trim the search log, fold recommendation deltas; records the run in shop.sweep_state';
+'housekeeping: cancel pending orders whose holds expired, expire holds, drop idle carts, write out and trim the search log, fold recommendation deltas, delete idempotency keys past shop.idempotency_retention; records the run in shop.sweep_state';
 REVOKE EXECUTE ON FUNCTION shop.sweep() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop.sweep() TO shop_admin;
 

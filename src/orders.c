@@ -1067,14 +1067,25 @@ checkout_claim(CheckoutRequest *req, CheckoutCart *cart, Datum order_id, pg_uuid
 										   req->address_text));
 	args[3] = order_id;
 	args[4] = Int64GetDatum(cart->key);
-	claimed = idem_claim_c(args, req->keyed);
-	if (claimed < 0)
-		claimed = ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0);
+	for (int attempt = 0;; attempt++)
+	{
+		claimed = idem_claim_c(args, req->keyed);
+		if (claimed < 0)
+			claimed = ShopExec(req->keyed ? &st_idem_claim_keyed : &st_idem_claim, args, NULL, 0);
+		if (claimed != 0 || ShopExec(&st_idem_get, args, NULL, 1) == 1)
+			break;
+
+		/*
+		 * Not claimed and not there.  Once: shop.sweep() deleted the key,
+		 * older than shop.idempotency_retention, between the claim and the
+		 * read (specs/idempotency_expiry); the key is free, claim it.
+		 * Again: a trigger skipped the row or changed its key.
+		 */
+		if (attempt > 0)
+			ShopTriggerChangedRow("idempotency", "checkout", req->key);
+	}
 	if (claimed == 0)
 	{
-		/* not claimed and not there: a trigger skipped the row or changed its key */
-		if (ShopExec(&st_idem_get, args, NULL, 1) != 1)
-			ShopTriggerChangedRow("idempotency", "checkout", req->key);
 		if (!ShopColBool(0, 1, false))
 			ereport(ERROR,
 					(errcode(ERRCODE_SHOP_IDEMPOTENCY_CONFLICT),

@@ -60,6 +60,7 @@ bool		shop_search_prior = true;
 int			shop_search_prior_window = 3600;
 int			shop_search_prior_half_life = 30 * 24 * 3600;
 int			shop_search_log_retention = 30 * 24 * 3600;
+int			shop_idempotency_retention = 30 * 24 * 3600;
 char	   *shop_session_secret = NULL;
 
 /*
@@ -408,6 +409,19 @@ _PG_init(void)
 							NULL,
 							&shop_search_log_retention,
 							30 * 24 * 3600, 3600, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only, as the sweep's other retentions: shop.sweep() runs as
+	 * the extension's owner and deletes what this lets go (issue 11).
+	 */
+	DefineCustomIntVariable("shop.idempotency_retention",
+							"How long shop.sweep() keeps checkout idempotency keys.",
+							"A retry with a key older than this places a new order; 0 keeps "
+							"keys forever (docs/orders.md, Idempotency).",
+							&shop_idempotency_retention,
+							30 * 24 * 3600, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 

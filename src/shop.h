@@ -68,6 +68,7 @@ extern int	shop_search_facet_cache;	/* kB */
 extern int	shop_search_impact_cache;	/* kB */
 extern char *shop_search_test_pause;
 extern int	shop_search_log_retention;	/* seconds */
+extern int	shop_idempotency_retention;	/* seconds, 0: forever */
 extern char *shop_session_secret;
 
 /* shop.c */
