@@ -339,7 +339,9 @@ like_round(double s)
  * lists read a member's dense index and weight from its 40-byte row
  * before, strided through the product's rows, and ranked every candidate
  * through qsort's comparator: 13% of a refresh after 10,000 orders at
- * 100,000 products; the rebuild's lists read them so, recorebuild.c.)
+ * 100,000 products.)  The rebuild's lists (recorebuild.c) and the
+ * refresh's in-memory path both use this and like_customer_list, so the
+ * two compute a customer's list with one piece of code.
  */
 void
 like_samples_index(const void *rows, Size stride, int64 nv, int32 ncust, int sample,

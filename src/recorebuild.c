@@ -1541,203 +1541,6 @@ rb_prof_get(void)
 	return NULL;
 }
 
-#define ST_SORT rb_sort_entry_id
-#define ST_ELEMENT_TYPE LikeEntry
-#define ST_COMPARE(a, b) ((a)->id < (b)->id ? -1 : ((a)->id > (b)->id ? 1 : 0))
-#define ST_SCOPE static
-#define ST_DEFINE
-#include "lib/sort_template.h"
-
-/*
- * The samples as the lists read them, packed: like_samples_index and
- * like_customer_list (src/recolike.c) read a member's dense index and
- * weight from its 32-byte profile row, the samples' rows strided through
- * every row of the product; here the members of all samples are two
- * arrays (8 bytes a member, only the sampled rows), and each customer's
- * samples are listed by their first member and length, with the
- * customer's weight (the LikeSamples fields, one indirection less).  The
- * sums are those of like_customer_list, term by term and in its order
- * (per neighbour: the customer's samples in product order), so the lists
- * are the same to the bit.
- */
-typedef struct RbSamples
-{
-	int32	   *mci;			/* sample members, sample after sample: dense index */
-	float4	   *mw;				/* and weight */
-	int32	   *moff;			/* customer c's samples: k in moff[c] .. moff[c + 1] */
-	int32	   *kfirst;			/* sample k's first member in mci/mw */
-	int32	   *klen;			/* its members */
-	float4	   *kw;				/* c's weight in it */
-} RbSamples;
-
-/* v sorted by (p, h, c): each product's first `sample` rows are its sample */
-static void
-rb_samples_index(const RbItem *v, int64 nv, int32 ncust, int sample, RbSamples *out)
-{
-	int64		nmem = 0;
-	int32		nm = 0;
-	int32	   *fill;
-
-	/* the members, and how many samples each customer is in */
-	out->mci = palloc(sizeof(int32) * Max(nv, 1));
-	out->mw = palloc(sizeof(float4) * Max(nv, 1));
-	out->moff = palloc0(sizeof(int32) * (ncust + 1));
-	for (int64 i = 0; i < nv;)
-	{
-		int64		j = i + 1;
-		int64		len;
-
-		while (j < nv && v[j].p == v[i].p)
-			j++;
-		len = Min(j - i, sample);
-		for (int64 m = i; m < i + len; m++)
-		{
-			out->mci[nmem] = v[m].ci;
-			out->mw[nmem] = v[m].w;
-			out->moff[v[m].ci + 1]++;
-			nmem++;
-		}
-		i = j;
-	}
-	for (int32 c = 0; c < ncust; c++)
-		out->moff[c + 1] += out->moff[c];
-	/* each customer's samples, in product order (the samples' order) */
-	out->kfirst = palloc(sizeof(int32) * Max(nmem, 1));
-	out->klen = palloc(sizeof(int32) * Max(nmem, 1));
-	out->kw = palloc(sizeof(float4) * Max(nmem, 1));
-	fill = palloc(sizeof(int32) * Max(ncust, 1));
-	memcpy(fill, out->moff, sizeof(int32) * Max(ncust, 1));
-	for (int64 i = 0; i < nv;)
-	{
-		int64		j = i + 1;
-		int32		len;
-
-		while (j < nv && v[j].p == v[i].p)
-			j++;
-		len = (int32) Min(j - i, sample);
-		for (int32 m = 0; m < len; m++)
-		{
-			int32		k = fill[out->mci[nm + m]]++;
-
-			out->kfirst[k] = nm;
-			out->klen[k] = len;
-			out->kw[k] = out->mw[nm + m];
-		}
-		nm += len;
-		i = j;
-	}
-	pfree(fill);
-}
-
-/* a ranks above b in a list: higher score, then lower id (like_cmp_entry < 0) */
-static inline bool
-rb_above(const LikeEntry *a, const LikeEntry *b)
-{
-	return a->score > b->score || (a->score == b->score && a->id < b->id);
-}
-
-/*
- * The best `top` of e[0..n) (like_cmp_entry's order, the entries
- * like_top keeps) in e[0..result), in no particular order: the caller
- * writes them by id.  A bounded heap whose root is the worst kept entry,
- * as in like_top, with the comparison inlined and no final sort.
- */
-static int
-rb_top_set(LikeEntry *e, int n, int top)
-{
-	int			k = 0;
-
-	if (n <= top)
-		return n;
-	for (int i = 0; i < n; i++)
-	{
-		LikeEntry	x = e[i];
-		int			j;
-
-		if (k == top)
-		{
-			if (!rb_above(&x, &e[0]))
-				continue;		/* ranks below the worst kept */
-			/* replace the root and sift it down */
-			j = 0;
-			for (;;)
-			{
-				int			l = 2 * j + 1,
-							w = j;
-				const LikeEntry *pw = &x;
-
-				if (l < k && rb_above(pw, &e[l]))
-				{
-					w = l;
-					pw = &e[l];
-				}
-				if (l + 1 < k && rb_above(pw, &e[l + 1]))
-					w = l + 1;
-				if (w == j)
-					break;
-				e[j] = e[w];
-				j = w;
-			}
-			e[j] = x;
-			continue;
-		}
-		/* heap not full yet: sift up (e[0..k) is the heap, i >= k) */
-		j = k++;
-		while (j > 0 && rb_above(&e[(j - 1) / 2], &x))
-		{
-			e[j] = e[(j - 1) / 2];
-			j = (j - 1) / 2;
-		}
-		e[j] = x;
-	}
-	return k;
-}
-
-/*
- * Customer c's list into vec (the entries like_customer_list keeps, in no
- * particular order); returns its length.  acc (zeroed, ncust) and touched
- * (ncust) are scratch; acc is left zeroed.
- */
-static int
-rb_customer_list(const RbSamples *ls, int32 c, const int64 *cust, double *acc, int32 *touched,
-				 LikeEntry *vec, int top)
-{
-	int			ntouched = 0;
-	const int32 *mci = ls->mci;
-	const float4 *mw = ls->mw;
-
-	for (int32 k = ls->moff[c]; k < ls->moff[c + 1]; k++)
-	{
-		double		wc = (double) ls->kw[k];
-		int32		end = ls->kfirst[k] + ls->klen[k];
-
-		for (int32 m = ls->kfirst[k]; m < end; m++)
-		{
-			int32		o = mci[m];
-
-			if (o == c)
-				continue;
-			if (acc[o] == 0)
-				touched[ntouched++] = o;
-			acc[o] += wc * (double) mw[m];
-		}
-	}
-	/*
-	 * by dense index while ranking: the indexes are in customer id order,
-	 * so ties break as by id, and only the kept entries look up their id
-	 */
-	for (int m = 0; m < ntouched; m++)
-	{
-		vec[m].id = touched[m];
-		vec[m].score = like_round(acc[touched[m]]);
-		acc[touched[m]] = 0;
-	}
-	ntouched = rb_top_set(vec, ntouched, top);
-	for (int m = 0; m < ntouched; m++)
-		vec[m].id = cust[vec[m].id];
-	return ntouched;
-}
-
 Datum
 shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 {
@@ -1754,7 +1557,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 				cap = 1024;
 	int64	   *cust;
 	int32		ncust = 0;
-	RbSamples	ls;
+	LikeSamples ls;
 	double	   *acc;
 	int32	   *touched;
 	LikeEntry  *vec;
@@ -1864,7 +1667,7 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 
 	/* the samples: each product's first `sample` rows by (h, customer_id) */
 	rb_sort_items(v, nv);
-	rb_samples_index(v, nv, ncust, sample, &ls);
+	like_samples_index(v, sizeof(RbItem), nv, ncust, sample, &ls);
 
 	/* the lists */
 	acc = palloc0(sizeof(double) * Max(ncust, 1));
@@ -1873,13 +1676,9 @@ shop_rebuild_like_lists(PG_FUNCTION_ARGS)
 	rb_begin(&b, "customer_neighbour", 3);
 	for (int32 c = 0; c < ncust; c++)
 	{
-		int			n = rb_customer_list(&ls, c, cust, acc, touched, vec, top);
+		/* in neighbour id order: the primary key's build finds them sorted */
+		int			n = like_customer_list(&ls, c, cust, acc, touched, vec, top);
 
-		/* written in key order: the primary key's build finds them sorted */
-		if (n > top)
-			n = top;
-		if (n > 1)
-			rb_sort_entry_id(vec, n);
 		for (int m = 0; m < n; m++)
 		{
 			TupleTableSlot *row = rb_slot(&b);
