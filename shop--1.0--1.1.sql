@@ -2431,10 +2431,13 @@ BEGIN
     -- (hostile5: sql/hostile_experiment_name)
     PERFORM shop._card_number_check(experiment_create.name, 'name');
     PERFORM shop._card_number_check(experiment_create.variants, 'variants');
-    IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]' THEN
+    -- a blank name (only spaces, no-break or ideographic spaces) is
+    -- refused as an empty one (hostile5: sql/hostile_args2)
+    IF char_length(experiment_create.name) NOT BETWEEN 1 AND 100 OR experiment_create.name ~ '[[:cntrl:]]'
+       OR experiment_create.name ~ '^[ \u00a0\u1680\u2000-\u200b\u202f\u205f\u3000\ufeff]*$' THEN
         RAISE EXCEPTION 'invalid experiment name'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An experiment name has 1 to 100 characters and no control characters.';
+                  DETAIL = 'An experiment name has 1 to 100 characters, not all of them spaces, and no control characters.';
     END IF;
     IF jsonb_typeof(variants) <> 'array' OR jsonb_array_length(variants) NOT BETWEEN 2 AND 20 THEN
         RAISE EXCEPTION 'invalid variants'
@@ -2464,6 +2467,7 @@ BEGIN
         share := CASE WHEN jsonb_typeof(v -> 'share') = 'number' THEN (v ->> 'share')::numeric END;
         method := coalesce(v ->> 'method', 'default');
         IF vname IS NULL OR char_length(vname) NOT BETWEEN 1 AND 100 OR vname ~ '[[:cntrl:]]'
+           OR vname ~ '^[ \u00a0\u1680\u2000-\u200b\u202f\u205f\u3000\ufeff]*$'
            OR share IS NULL OR share <= 0 OR share > 1
            OR method NOT IN ('default', 'blend', 'personal', 'popularity', 'similar')
            OR (v ? 'explore' AND (jsonb_typeof(v -> 'explore') <> 'number'
@@ -2471,7 +2475,7 @@ BEGIN
            OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('name', 'share', 'method', 'explore')) THEN
             RAISE EXCEPTION 'invalid variant'
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Variant %s is %s; a variant is an object with a name (a string of 1 to 100 characters), a share above 0 and at most 1, '
+                      DETAIL = format('Variant %s is %s; a variant is an object with a name (a string of 1 to 100 characters, not all of them spaces), a share above 0 and at most 1, '
                                       'an optional method (default, blend, personal, popularity, similar) and an optional explore share (0 to 0.5).',
                                       i + 1, v::text);
         END IF;
@@ -5220,15 +5224,19 @@ DECLARE
     listed bigint;
     o record;
 BEGIN
-    IF days IS NULL OR days < 1 OR days > 366 THEN
+    -- a NULL is 22004 as every required argument (hostile5:
+    -- sql/hostile_args2)
+    PERFORM shop._require(days, 'days');
+    PERFORM shop._require(max_orders, 'max_orders');
+    IF days < 1 OR days > 366 THEN
         RAISE EXCEPTION 'days out of range'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('days is %s; it must be between 1 and 366.', coalesce(days::text, 'NULL'));
+                  DETAIL = format('days is %s; it must be between 1 and 366.', days);
     END IF;
-    IF max_orders IS NULL OR max_orders < 1 OR max_orders > 1000000 THEN
+    IF max_orders < 1 OR max_orders > 1000000 THEN
         RAISE EXCEPTION 'max_orders out of range'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', coalesce(max_orders::text, 'NULL'));
+                  DETAIL = format('max_orders is %s; it must be between 1 and 1000000.', max_orders);
     END IF;
     FOR o IN
         SELECT r.order_id, r.customer_id, r.created_at
@@ -6268,7 +6276,8 @@ GRANT EXECUTE ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb)
 -- step on a shard itself can record, for its own customer only, a view
 -- of a product id that does not exist: recently_viewed shows only active
 -- products, and the popularity and recommendations of a missing product
--- are nobody's.
+-- are nobody's.  An id below 1, which no product has, is SH006 whatever
+-- the caller says (hostile5: sql/hostile_args2).
 CREATE FUNCTION shop._view_record(customer_id bigint, product_id bigint, product_found boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -6282,7 +6291,7 @@ BEGIN
     PERFORM shop._require(_view_record.customer_id, 'customer_id');
     PERFORM shop._authorize(_view_record.customer_id);
     PERFORM shop._require(_view_record.product_id, 'product_id');
-    IF NOT coalesce(_view_record.product_found, false) THEN
+    IF NOT coalesce(_view_record.product_found, false) OR _view_record.product_id < 1 THEN
         RAISE EXCEPTION 'product not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No product has product_id %s.', _view_record.product_id);
@@ -7112,21 +7121,42 @@ $$;
 COMMENT ON FUNCTION shop._recommend_lists(bigint[]) IS
 'internal (shop_router): the co-purchase lists (scored with the cluster''s counts) of those of the products that are on this shard';
 
--- this shard's n most popular active products, without some
+-- this shard's n most popular active products, without some.  Granted
+-- to the storefront (the router calls it with its session's role), so its
+-- arguments are checked as its siblings': a NULL is 22004, an n outside 1
+-- to 4,000 (the router asks 3 * lim + 60 at most, lim at most 1,000) and
+-- a NULL among the excluded ids 22023 (it made every row's <> ALL NULL:
+-- no rows) (hostile5: sql/hostile_args2)
 CREATE FUNCTION shop._recommend_popular(n int, exclude bigint[])
 RETURNS TABLE (product_id bigint, popularity real)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM shop._require(n, 'n');
+    PERFORM shop._require(exclude, 'exclude');
+    IF n < 1 OR n > 4000 THEN
+        RAISE EXCEPTION 'limit out of range'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('n is %s; it must be between 1 and 4000.', n);
+    END IF;
+    IF array_position(exclude, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid product ids'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'exclude holds a NULL.';
+    END IF;
+    RETURN QUERY
     SELECT p.product_id, p.popularity
       FROM shop.product p
      WHERE p.status = 'active' AND p.popularity > 0
-       AND p.product_id <> ALL (coalesce(exclude, '{}'))
+       AND p.product_id <> ALL (exclude)
      ORDER BY p.popularity DESC, p.product_id
-     LIMIT least(greatest(n, 0), 4000)
+     LIMIT n;
+END
 $$;
 COMMENT ON FUNCTION shop._recommend_popular(int, bigint[]) IS
-'internal (shop_router): this shard''s n (at most 4,000) most popular active products, without the excluded ones';
+'internal (shop_router): this shard''s n (1 to 4,000) most popular active products, without the excluded ones';
 
 REVOKE ALL ON FUNCTION shop._recommend_history(bigint, int, text[]), shop._recommend_lists(bigint[]),
     shop._recommend_popular(int, bigint[]) FROM PUBLIC;
@@ -7439,10 +7469,12 @@ DECLARE
     eid integer;
 BEGIN
     PERFORM shop._require(_experiment_sums.name, 'name');
-    IF alpha IS NULL OR NOT (alpha > 0 AND alpha < 0.5) THEN
+    -- a NULL alpha is 22004, not out of range (hostile5: sql/hostile_args2)
+    PERFORM shop._require(alpha, 'alpha');
+    IF NOT (alpha > 0 AND alpha < 0.5) THEN
         RAISE EXCEPTION 'alpha out of range'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', coalesce(alpha::text, 'NULL'));
+                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', alpha);
     END IF;
     SELECT e.experiment_id INTO eid FROM shop.experiment e WHERE e.name = _experiment_sums.name;
     IF NOT FOUND THEN
@@ -7508,10 +7540,11 @@ DECLARE
     k integer := cardinality(vnos);
     z float8;
 BEGIN
-    IF alpha IS NULL OR NOT (alpha > 0 AND alpha < 0.5) THEN
+    PERFORM shop._require(alpha, 'alpha');
+    IF NOT (alpha > 0 AND alpha < 0.5) THEN
         RAISE EXCEPTION 'alpha out of range'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', coalesce(alpha::text, 'NULL'));
+                  DETAIL = format('alpha is %s; it must be above 0 and below 0.5.', alpha);
     END IF;
     z := shop._stat_quantile(alpha, NULL);
     RETURN QUERY
@@ -11382,6 +11415,55 @@ GRANT EXECUTE ON FUNCTION shop._session_use(text), shop._review_add_try(bigint, 
     shop._cart_merge_try(text[], uuid, bigint), shop._cart_merge_out_try(uuid, bigint),
     shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[])
     TO shop_storefront, shop_admin;
+
+-- Search: synonym_add's arguments bounded as given (hostile5) -------------
+-- shop.synonym_add bounded the term as given but each synonym only once
+-- folded: a synonym of a million characters that folds to one word was
+-- folded, then stored.  Each is now at most 200 characters as given, as
+-- the term (22001), before any folding (sql/hostile_args2).  The body is
+-- 1.0's otherwise; SECURITY DEFINER as 1.1 made it (above).
+CREATE OR REPLACE FUNCTION shop.synonym_add(term text, synonyms text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    t text;
+    syns text[];
+BEGIN
+    PERFORM shop._require(term, 'term');
+    PERFORM shop._require(synonyms, 'synonyms');
+    PERFORM shop._check_text(term, 'term', 200);
+    IF EXISTS (SELECT 1 FROM unnest(synonyms) s WHERE length(s) > 200) THEN
+        RAISE EXCEPTION 'synonym is too long'
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = 'Each synonym is limited to 200 characters.';
+    END IF;
+    t := shop._search_fold(term);
+    IF t = '' THEN
+        RAISE EXCEPTION 'synonym term has no words'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('term is "%s".', term);
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT f), '{}') INTO syns
+      FROM (SELECT shop._search_fold(s) AS f FROM unnest(synonyms) s WHERE s IS NOT NULL) x
+     WHERE f <> '' AND f <> t;
+    IF cardinality(syns) = 0 OR cardinality(syns) > 50 THEN
+        RAISE EXCEPTION 'synonyms must hold 1 to 50 phrases other than the term'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s usable synonyms given for "%s".', cardinality(syns), t);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(syns) s WHERE length(s) > 200) THEN
+        RAISE EXCEPTION 'synonym is too long'
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = 'Each synonym is limited to 200 characters.';
+    END IF;
+    INSERT INTO shop.synonym AS s (term, synonyms) VALUES (t, syns)
+    ON CONFLICT ON CONSTRAINT synonym_pkey
+    DO UPDATE SET synonyms = EXCLUDED.synonyms, created_at = now();
+END
+$$;
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --
