@@ -10,7 +10,10 @@
 # and N = 300, each run on a copy of nothing: the cache is emptied first.
 # Per call = (total N=300 - total N=100) / 200.  INST_LIB is the directory
 # whose shop.so the installation's postgres loads (each build is put there
-# in turn; the new one is left).  Output: TSV "build instructions_per_call".
+# in turn; the new one is left).  CG_DB: the database (default bench; the
+# recommend_speed history is in shop_reco_speed).  Statements that fail
+# are counted too: check with CG_KEEP (callgrind files kept as CG_KEEP.base,
+# .new) that EmitErrorReport is absent.  Output: TSV "build instructions_per_call".
 set -euo pipefail
 DATA=$1 LIB=$2 CUST=$3 BASE_SO=$4 NEW_SO=$5 EXP=${6:-}
 BIN=$(dirname "$LIB")/bin
@@ -38,7 +41,7 @@ for build in base new; do
     if [ "$build" = base ]; then install_so "$BASE_SO"; else install_so "$NEW_SO"; fi
     for f in one two; do
         runuser -u postgres -- valgrind --tool=callgrind --callgrind-out-file="$T/cg.$f" \
-            "$BIN/postgres" --single -D "$DATA" -c shared_buffers=1GB bench <"$T/$f.sql" >/dev/null 2>"$T/err" ||
+            "$BIN/postgres" --single -D "$DATA" -c shared_buffers=1GB "${CG_DB:-bench}" <"$T/$f.sql" >/dev/null 2>"$T/err" ||
             { cat "$T/err" >&2; exit 1; }
     done
     [ -n "${CG_KEEP:-}" ] && cp "$T/cg.two" "$CG_KEEP.$build"
