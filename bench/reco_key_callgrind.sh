@@ -13,7 +13,9 @@
 # in turn; the new one is left).  CG_DB: the database (default bench; the
 # recommend_speed history is in shop_reco_speed).  Statements that fail
 # are counted too: check with CG_KEEP (callgrind files kept as CG_KEEP.base,
-# .new) that EmitErrorReport is absent.  Output: TSV "build instructions_per_call".
+# .new) that EmitErrorReport is absent.  CG_PRELUDE: a statement run first
+# (e.g. "SELECT setseed(0.5)": the same draws for the impression buffer's
+# moves in every run); CG_BUILDS: "new" to count only NEW_SO.  Output: TSV "build instructions_per_call".
 set -euo pipefail
 DATA=$1 LIB=$2 CUST=$3 BASE_SO=$4 NEW_SO=$5 EXP=${6:-}
 BIN=$(dirname "$LIB")/bin
@@ -28,6 +30,7 @@ install_so() {
 }
 total() { awk '/^(totals|summary):/ { print $2; exit }' "$1"; }
 mk() {  # mk N: the run's statements
+    echo "${CG_PRELUDE:-}"
     echo "TRUNCATE shop.recommend_cache"
     [ -n "$EXP" ] && echo "TRUNCATE shop.experiment_impression_recent, shop.experiment_impression"
     echo "SET default_transaction_read_only = on"
@@ -37,7 +40,7 @@ mk() {  # mk N: the run's statements
 }
 mk 100 >"$T/one.sql"
 mk 300 >"$T/two.sql"
-for build in base new; do
+for build in ${CG_BUILDS:-base new}; do
     if [ "$build" = base ]; then install_so "$BASE_SO"; else install_so "$NEW_SO"; fi
     for f in one two; do
         runuser -u postgres -- valgrind --tool=callgrind --callgrind-out-file="$T/cg.$f" \
