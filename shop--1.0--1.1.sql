@@ -2211,6 +2211,7 @@ DECLARE
     params jsonb;
     ids bigint[];
     scores real[];
+    bucket integer;
 BEGIN
     IF recommend.experiment IS NULL THEN
         RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
@@ -2220,12 +2221,14 @@ BEGIN
         RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM shop._authorize(recommend.customer_id);
+    -- the unit's bucket once (rec9: the join's condition hashed it twice
+    -- for every variant row)
+    bucket := shop.experiment_bucket(recommend.experiment, recommend.customer_id::text);
     SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
       FROM shop.experiment e
       LEFT JOIN shop.experiment_variant v
              ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) >= v.bucket_lo
-            AND shop.experiment_bucket(recommend.experiment, recommend.customer_id::text) < v.bucket_hi
+            AND bucket >= v.bucket_lo AND bucket < v.bucket_hi
      WHERE e.name = recommend.experiment;
     IF eid IS NULL THEN
         -- the name is echoed below: a card number is refused first (SH005,
@@ -2264,11 +2267,16 @@ BEGIN
         VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
         -- every 200th list, or one in 20 that finds the buffer's first
         -- row over a minute old, moves the buffer
-        IF random() < 0.005
-           OR (random() < 0.05
-               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+        -- (as nested IFs, rec9: the same draws in the same order, and the
+        -- first a simple expression, where the OR with EXISTS was a query
+        -- run every call)
+        IF random() < 0.005 THEN
             PERFORM shop._experiment_flush();
+        ELSIF random() < 0.05 THEN
+            IF EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                        WHERE f.shown_at < clock_timestamp() - interval '1 minute') THEN
+                PERFORM shop._experiment_flush();
+            END IF;
         END IF;
     END IF;
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
@@ -2297,6 +2305,7 @@ DECLARE
     method text;
     ids bigint[];
     scores real[];
+    bucket integer;
 BEGIN
     -- the unit's arguments are checked whenever they are given, with an
     -- experiment or without (hostile4: without one, customer 0, another
@@ -2319,12 +2328,12 @@ BEGIN
     ELSE
         unit := coalesce(shop.current_customer()::text, 'guest:' || nullif(also_bought.visitor, ''));
     END IF;
+    bucket := shop.experiment_bucket(also_bought.experiment, unit);
     SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
       FROM shop.experiment e
       LEFT JOIN shop.experiment_variant v
              ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND shop.experiment_bucket(also_bought.experiment, unit) >= v.bucket_lo
-            AND shop.experiment_bucket(also_bought.experiment, unit) < v.bucket_hi
+            AND bucket >= v.bucket_lo AND bucket < v.bucket_hi
      WHERE e.name = also_bought.experiment;
     IF eid IS NULL THEN
         -- the name is echoed below: a card number is refused first (SH005,
@@ -2365,11 +2374,16 @@ BEGIN
     IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
         INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
         VALUES (eid, vno, unit, 'also_bought', ids);
-        IF random() < 0.005
-           OR (random() < 0.05
-               AND EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                            WHERE f.shown_at < clock_timestamp() - interval '1 minute')) THEN
+        -- (as nested IFs, rec9: the same draws in the same order, and the
+        -- first a simple expression, where the OR with EXISTS was a query
+        -- run every call)
+        IF random() < 0.005 THEN
             PERFORM shop._experiment_flush();
+        ELSIF random() < 0.05 THEN
+            IF EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
+                        WHERE f.shown_at < clock_timestamp() - interval '1 minute') THEN
+                PERFORM shop._experiment_flush();
+            END IF;
         END IF;
     END IF;
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;

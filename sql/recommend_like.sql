@@ -295,6 +295,33 @@ SELECT count(*) AS cached,
                           AND r.scores = ARRAY(SELECT b.score FROM rd_blend b WHERE b.c = r.customer_id ORDER BY b.ordinality))
          AS as_keyed
   FROM shop.recommend_cache r;
+-- the key is read in C (rec9): for every customer with an order or a
+-- view, those with views and no counted order (md5 of '') and those with
+-- no view (views_at NULL) among them, the stored key is the SQL's, and a
+-- second call serves it (the stored scores marked, as pg_temp.mark does)
+TRUNCATE shop.recommend_cache;
+CREATE TEMP TABLE rk_cust AS
+SELECT customer_id AS c FROM shop.view_event
+ UNION SELECT customer_id FROM shop."order" WHERE customer_id IS NOT NULL;
+SELECT count(*) > 0 AS listed FROM rk_cust, shop._recommend_default(c, 5);
+SELECT count(*) = (SELECT count(*) FROM rk_cust) AS all_cached,
+       count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM shop."order" x
+                                           WHERE x.customer_id = r.customer_id AND shop._counted(x.status))) > 0
+         AS some_without_orders,
+       count(*) FILTER (WHERE r.views_at IS NULL) > 0 AS some_without_views,
+       count(*) FILTER (WHERE NOT (r.gen = (SELECT last_value FROM shop.recommend_cache_gen)
+                          AND r.deact = coalesce((SELECT n FROM shop.product_deactivation), 0)
+                          AND r.lim = 5
+                          AND r.orders_key = (SELECT md5(coalesce(string_agg(x.order_id::text, ',' ORDER BY x.order_id), ''))::uuid
+                                                FROM shop."order" x WHERE x.customer_id = r.customer_id AND shop._counted(x.status))
+                          AND r.views_n = (SELECT count(*) FROM shop.view_event y WHERE y.customer_id = r.customer_id)
+                          AND r.views_at IS NOT DISTINCT FROM (SELECT max(y.viewed_at) FROM shop.view_event y
+                                                               WHERE y.customer_id = r.customer_id))) AS not_keyed
+  FROM shop.recommend_cache r;
+UPDATE shop.recommend_cache SET scores = array_fill(42::real, ARRAY[cardinality(ids)]);
+SELECT count(*) FILTER (WHERE x.score <> 42) AS not_served, count(*) > 0 AS rows
+  FROM rk_cust, shop._recommend_default(c, 5) x;
+TRUNCATE shop.recommend_cache;
 -- also_bought's fill from similar products (lamp 50 has no co-purchase
 -- list: lamp 51 fills it) is cached per product the same way
 SELECT array_agg(product_id) AS also_bought FROM shop.also_bought(50, 5);

@@ -52,7 +52,9 @@
 #include "access/visibilitymap.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "common/md5.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
@@ -1012,6 +1014,300 @@ static ShopStmt st_rd_store = SHOP_STMT(SHOP_PLAN_GENERIC,
 	INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8ARRAYOID, UUIDOID, INT8OID, TIMESTAMPTZOID,
 	INT8ARRAYOID, FLOAT4ARRAYOID);
 
+/*
+ * The cache's key and probe read in C (rec9): the same values as st_rd_key
+ * under one snapshot taken for them (as the statement's own), without the
+ * planner's executor and its md5 of a string_agg.  false when a relation
+ * is not as shop made it or not readable by the caller (then st_rd_key
+ * runs, and says why).
+ */
+typedef struct RdKey
+{
+	int64		gen;
+	int64		deact;
+	pg_uuid_t	okey;
+	int64		views_n;
+	bool		at_null;
+	TimestampTz at;
+	bool		served;
+} RdKey;
+
+static int
+cmp_uuid(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(pg_uuid_t));
+}
+
+/* a float8[] equal (array_eq) to the n values w: one dimension from 1, no NULL */
+static bool
+rd_weights_eq(Datum d, const double *w, int n)
+{
+	ArrayType  *a = DatumGetArrayTypeP(d);
+	bool		eq;
+
+	eq = ARR_NDIM(a) == 1 && ARR_LBOUND(a)[0] == 1 && ARR_DIMS(a)[0] == n &&
+		!ARR_HASNULL(a) && ARR_ELEMTYPE(a) == FLOAT8OID;
+	for (int i = 0; eq && i < n; i++)
+		eq = float8_eq(((float8 *) ARR_DATA_PTR(a))[i], w[i]);
+	return eq;
+}
+
+/* the cached list of the slot (ids, scores) into the result, as unnest(ids, scores) */
+static void
+rd_serve(TupleTableSlot *slot, AttrNumber a_ids, AttrNumber a_scores, BlendOut *out)
+{
+	bool		n1,
+				n2;
+	Datum		ids = slot_getattr(slot, a_ids, &n1);
+	Datum		scores = slot_getattr(slot, a_scores, &n2);
+	Datum	   *id = NULL,
+			   *sc = NULL;
+	bool	   *idn = NULL,
+			   *scn = NULL;
+	int			nid = 0,
+				nsc = 0;
+
+	if (!n1)
+		deconstruct_array(DatumGetArrayTypeP(ids), INT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &id, &idn, &nid);
+	if (!n2)
+		deconstruct_array(DatumGetArrayTypeP(scores), FLOAT4OID, 4, true,
+						  TYPALIGN_INT, &sc, &scn, &nsc);
+	for (int i = 0; i < Max(nid, nsc); i++)
+	{
+		Datum		v[2] = {i < nid ? id[i] : (Datum) 0, i < nsc ? sc[i] : (Datum) 0};
+		bool		nl[2] = {i >= nid || idn[i], i >= nsc || scn[i]};
+
+		tuplestore_putvalues(out->ts, out->desc, v, nl);
+	}
+}
+
+/* the one value of column att of the only row of rel (0 rows: *found false); false if more rows */
+static bool
+rd_only_row(Relation rel, AttrNumber att, Snapshot snap, int64 *v, bool *found)
+{
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int			n = 0;
+	bool		isnull = true;
+
+	*found = false;
+	while (n < 2 && table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		Datum		d = slot_getattr(slot, att, &isnull);
+
+		if (!isnull)
+			*v = DatumGetInt64(d);
+		n++;
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	*found = n == 1 && !isnull;
+	return n <= 1 && (n == 0 || !isnull);
+}
+
+static bool
+rd_key_read(int64 customer, int32 lim, const double *w, RdKey *k, BlendOut *out)
+{
+	Oid			nsp = get_namespace_oid("shop", false);
+	Oid			seqid = get_relname_relid("recommend_cache_gen", nsp);
+	Relation	seq = NULL,
+				deact,
+				order,
+				order_idx = NULL,
+				view,
+				view_idx = NULL,
+				cache,
+				cache_idx = NULL;
+	AttrNumber	d_n,
+				c_cust,
+				c_gen,
+				c_deact,
+				c_lim,
+				c_w,
+				c_okey,
+				c_vn,
+				c_vat,
+				c_ids,
+				c_scores,
+				v_cust,
+				v_at;
+	ShopOrderCols ocols;
+	bool		ok;
+	static const bool asc1[] = {false};
+	static const bool cust_desc[] = {false, true};
+
+	if (OidIsValid(seqid) && get_rel_relkind(seqid) == RELKIND_SEQUENCE &&
+		pg_class_aclcheck(seqid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
+		seq = table_open(seqid, AccessShareLock);
+	deact = ShopPlainTable(nsp, "product_deactivation");
+	order = ShopPlainTable(nsp, "order");
+	view = ShopPlainTable(nsp, "view_event");
+	cache = ShopPlainTable(nsp, "recommend_cache");
+	d_n = ShopPlainColumn(deact, "n", INT8OID);
+	ocols.customer = ShopPlainColumn(order, "customer_id", INT8OID);
+	ocols.id = ShopPlainColumn(order, "order_id", UUIDOID);
+	ocols.status = ShopPlainColumn(order, "status", TEXTOID);
+	ocols.created = ShopPlainColumn(order, "created_at", TIMESTAMPTZOID);
+	v_cust = ShopPlainColumn(view, "customer_id", INT8OID);
+	v_at = ShopPlainColumn(view, "viewed_at", TIMESTAMPTZOID);
+	c_cust = ShopPlainColumn(cache, "customer_id", INT8OID);
+	c_gen = ShopPlainColumn(cache, "gen", INT8OID);
+	c_deact = ShopPlainColumn(cache, "deact", INT8OID);
+	c_lim = ShopPlainColumn(cache, "lim", INT4OID);
+	c_w = ShopPlainColumn(cache, "weights", FLOAT8ARRAYOID);
+	c_okey = ShopPlainColumn(cache, "orders_key", UUIDOID);
+	c_vn = ShopPlainColumn(cache, "views_n", INT8OID);
+	c_vat = ShopPlainColumn(cache, "views_at", TIMESTAMPTZOID);
+	c_ids = ShopPlainColumn(cache, "ids", INT8ARRAYOID);
+	c_scores = ShopPlainColumn(cache, "scores", FLOAT4ARRAYOID);
+	{
+		AttrNumber	c[2] = {ocols.customer, ocols.created};
+		Oid			t[2] = {INT8OID, TIMESTAMPTZOID};
+
+		order_idx = ShopPlainIndex(order, "order_customer_idx", 2, c, t, cust_desc, false);
+	}
+	{
+		Oid			t[1] = {INT8OID};
+
+		view_idx = ShopPlainIndex(view, "view_event_pkey", 1, &v_cust, t, asc1, false);
+		cache_idx = ShopPlainIndex(cache, "recommend_cache_pkey", 1, &c_cust, t, asc1, false);
+	}
+	ok = seq && deact && d_n && order_idx && ocols.id && ocols.status && ocols.created &&
+		view_idx && v_at && cache_idx && c_gen && c_deact && c_lim && c_w && c_okey &&
+		c_vn && c_vat && c_ids && c_scores;
+	if (ok)
+	{
+		Snapshot	snap;
+		bool		found;
+		IndexScanDesc scan;
+		TupleTableSlot *slot;
+		pg_uuid_t  *oids;
+		TimestampTz *oat;
+		int			max = 8,
+					n;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		snap = GetActiveSnapshot();
+
+		/* s.last_value, coalesce(d.n, 0) */
+		if (!rd_only_row(seq, 1, snap, &k->gen, &found) || !found)
+			ok = false;
+		if (ok && !rd_only_row(deact, d_n, snap, &k->deact, &found))
+			ok = false;
+		else if (ok && !found)
+			k->deact = 0;
+
+		/* o.k: md5 of the counted orders' ids as text, by id, comma separated */
+		if (ok)
+		{
+			char	   *buf;
+			int			len = 0;
+			const char *err;
+
+			oids = palloc(sizeof(pg_uuid_t) * max);
+			oat = palloc(sizeof(TimestampTz) * max);
+			slot = table_slot_create(order, NULL);
+			scan = index_beginscan(order, order_idx, snap, 1, 0);
+			n = ShopCountedOrders(scan, slot, &ocols, customer, NULL, &oids, &oat, &max);
+			index_endscan(scan);
+			ExecDropSingleTupleTableSlot(slot);
+			qsort(oids, n, sizeof(pg_uuid_t), cmp_uuid);
+			buf = palloc(n * 37 + 1);
+			for (int i = 0; i < n; i++)
+			{
+				static const char hex[] = "0123456789abcdef";
+
+				if (i > 0)
+					buf[len++] = ',';
+				for (int j = 0; j < UUID_LEN; j++)
+				{
+					if (j == 4 || j == 6 || j == 8 || j == 10)
+						buf[len++] = '-';
+					buf[len++] = hex[oids[i].data[j] >> 4];
+					buf[len++] = hex[oids[i].data[j] & 0xF];
+				}
+			}
+			if (!pg_md5_binary(buf, len, k->okey.data, &err))
+				elog(ERROR, "could not compute MD5 hash: %s", err);
+		}
+
+		/* v.n, v.at: the customer's views, how many and the newest */
+		if (ok)
+		{
+			k->views_n = 0;
+			k->at_null = true;
+			slot = table_slot_create(view, NULL);
+			scan = index_beginscan(view, view_idx, snap, 1, 0);
+			ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(customer));
+			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				bool		isnull;
+				Datum		c = slot_getattr(slot, v_cust, &isnull);
+				Datum		at;
+
+				if (isnull || DatumGetInt64(c) != customer)
+					continue;
+				k->views_n++;
+				at = slot_getattr(slot, v_at, &isnull);
+				if (!isnull && (k->at_null || timestamp_cmp_internal(DatumGetTimestampTz(at), k->at) > 0))
+				{
+					k->at = DatumGetTimestampTz(at);
+					k->at_null = false;
+				}
+			}
+			index_endscan(scan);
+			ExecDropSingleTupleTableSlot(slot);
+		}
+
+		/* the probe: the customer's row when every part of the key is its */
+		if (ok)
+		{
+			k->served = false;
+			slot = table_slot_create(cache, NULL);
+			scan = index_beginscan(cache, cache_idx, snap, 1, 0);
+			ShopIndexRescanEq(scan, INT8OID, Int64GetDatum(customer));
+			while (!k->served && index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				bool		nl[9];
+				Datum		d[9];
+				AttrNumber	a[9] = {c_cust, c_gen, c_deact, c_lim, c_w, c_okey, c_vn, c_vat, c_ids};
+
+				for (int i = 0; i < 9; i++)
+					d[i] = slot_getattr(slot, a[i], &nl[i]);
+				if (nl[0] || DatumGetInt64(d[0]) != customer ||
+					nl[1] || DatumGetInt64(d[1]) != k->gen ||
+					nl[2] || DatumGetInt64(d[2]) != k->deact ||
+					nl[3] || DatumGetInt32(d[3]) != lim ||
+					nl[4] || !rd_weights_eq(d[4], w, 4) ||
+					nl[5] || memcmp(DatumGetUUIDP(d[5])->data, k->okey.data, UUID_LEN) != 0 ||
+					nl[6] || DatumGetInt64(d[6]) != k->views_n ||
+					nl[7] != k->at_null ||
+					(!nl[7] && DatumGetTimestampTz(d[7]) != k->at) ||
+					nl[8])
+					continue;
+				rd_serve(slot, c_ids, c_scores, out);
+				k->served = true;
+			}
+			index_endscan(scan);
+			ExecDropSingleTupleTableSlot(slot);
+		}
+		PopActiveSnapshot();
+	}
+	{
+		Relation   *idx[] = {&order_idx, &view_idx, &cache_idx};
+		Relation   *tab[] = {&seq, &deact, &order, &view, &cache};
+
+		for (int i = 0; i < lengthof(idx); i++)
+			if (*idx[i])
+				index_close(*idx[i], NoLock);
+		for (int i = 0; i < lengthof(tab); i++)
+			if (*tab[i])
+				table_close(*tab[i], NoLock);
+	}
+	return ok;
+}
+
 Datum
 shop_recommend_default(PG_FUNCTION_ARGS)
 {
@@ -1020,6 +1316,8 @@ shop_recommend_default(PG_FUNCTION_ARGS)
 	int32		lim;
 	double		w[4];
 	BlendOut	out;
+	RdKey		key;
+	bool		c_key;
 
 	blend_args(fcinfo, &customer, &lim);
 	InitMaterializedSRF(fcinfo, 0);
@@ -1042,6 +1340,9 @@ shop_recommend_default(PG_FUNCTION_ARGS)
 	w[2] = blend_setting("shop.reco_weight_content");
 	w[3] = blend_setting("shop.reco_weight_popular");
 
+	c_key = rd_key_read(customer, lim, w, &key, &out);
+	if (c_key && key.served)
+		return (Datum) 0;
 	SPI_connect();
 	{
 		Datum		args[10];
@@ -1056,6 +1357,16 @@ shop_recommend_default(PG_FUNCTION_ARGS)
 		bool		at_null;
 		Datum		at;
 
+		if (c_key)
+		{
+			gen = key.gen;
+			deact = key.deact;
+			okey = key.okey;
+			views_n = key.views_n;
+			at_null = key.at_null;
+			at = TimestampTzGetDatum(key.at);
+			goto compute;
+		}
 		args[0] = Int64GetDatum(customer);
 		args[1] = Int32GetDatum(lim);
 		args[2] = ShopFloat8Array(w, 4);
@@ -1099,6 +1410,7 @@ shop_recommend_default(PG_FUNCTION_ARGS)
 		at = ShopCol(0, 5, &at_null);
 
 		/* the list, under a snapshot taken after the key's */
+compute:
 		out.max = lim + 1;
 		out.ids = palloc(sizeof(int64) * out.max);
 		out.scores = palloc(sizeof(float4) * out.max);
