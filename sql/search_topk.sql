@@ -75,6 +75,10 @@ INSERT INTO queries VALUES
  ('{"q": "hdmi adapter", "match": "any"}', 20),
  ('{"q": "cable", "synonyms": [["cable", "wire"]]}', 20),
  ('{"q": "keyboard mouse", "match": "any"}', 40),
+ -- two frequent words with few rows in common: windows where no row
+ -- missing a word can still enter are evaluated in AND mode (bw1)
+ ('{"q": "logitech toner", "match": "any"}', 20), ('{"q": "logitech toner", "match": "any"}', 150),
+ ('{"q": "belkin yellow", "match": "any"}', 20), ('{"q": "epson hdmi gaming", "match": "any"}', 30),
  -- the intent's and the prior's boosts (evaluated by class of marked
  -- documents, the most boosted first)
  ('{"q": "cable", "type_words": ["cable"]}', 20),

@@ -2336,6 +2336,25 @@ member_bits(Eval *ev, SegState *s, int qi, uint32 lo, uint32 hi, float4 minb)
 		double		idf = ev->widf[qi];
 		int			lev;
 
+		if (minb <= 0)
+		{
+			/* no bound: every document holding the word */
+			cursor_load(ev, s, se);
+			cursor_seek(se, lo);
+			for (uint32 b = se->b; b < se->nblocks && block_first(se, b) < hi; b++)
+			{
+				if (se->decoded != (int32) b)
+					cursor_decode(ev, se, b);
+				for (uint32 j = 0; j < se->ndec; j++)
+				{
+					uint32		d = se->docs[j];
+
+					if (d >= lo && d < hi)
+						s->candbits[(d - lo) >> 6] |= UINT64CONST(1) << ((d - lo) & 63);
+				}
+			}
+			continue;
+		}
 		if (minb >= m->factor * idf * (SS_BM25_K1 + 1))
 			continue;			/* no posting of this expansion reaches minb */
 		impact_get(ev, s, se);
@@ -2430,6 +2449,38 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
 	}
 }
 
+/*
+ * "match": "any" with the top k full, some of its rows missing a word:
+ * can a document of [lo, hi) missing a word still enter it?  Such a
+ * document scores at most the window's bound without its smallest slot
+ * bound, and its distance is at least a missing word's tier less that
+ * times the window's largest boost (as result_possible reckons it, with
+ * room for the float rounding of the bounds).  When that cannot beat the
+ * worst row held (ties included), only documents having every word can
+ * enter from this window, and it is evaluated in AND mode: the rows are
+ * those of the OR evaluation, whose extra candidates would all have been
+ * turned away (issue 12, bw1: `canon cable`, whose rows having both words
+ * are few, scored every posting of both words until k of them were
+ * found, though one word alone could no longer beat the rows held).
+ */
+static bool
+partial_rows_out(const Eval *ev, const SegState *s, float4 boostub)
+{
+	const SsQuery *q = ev->q;
+	float4		minslot;
+	double		pub;
+
+	if (!q->match_any || q->nslots < 2 || ev->topk == 0 || ev->nres < ev->topk ||
+		ev->want_all || ev->collect || ev->tbm || s->ids || !shop_search_block_max ||
+		s->win_ub <= 0)
+		return false;
+	minslot = s->slot_ub[0];
+	for (int si = 1; si < q->nslots; si++)
+		minslot = Min(minslot, s->slot_ub[si]);
+	pub = ((double) s->win_ub - minslot) * 1.001;
+	return (float4) (SS_MISSING_TIER - Min(pub * boostub, SS_MAX_SCORE)) > ev->res[0].dist;
+}
+
 typedef struct SegAccs
 {
 	Acc			total,
@@ -2463,7 +2514,11 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	 */
 	bool		and_mode = !q->match_any ||
 		(ev->topk > 0 && ev->nres >= ev->topk &&
-		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE);
+		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE) ||
+		partial_rows_out(ev, s, boostub);
+	/* ranked, with pruning: the first word scores only documents of the second */
+	bool		member_all = and_mode && s->simple && q->nslots > 1 && shop_search_block_max &&
+		ev->topk > 0 && !ev->want_all && !ev->collect && !ev->tbm && !s->ids;
 
 	int		   *order = sa->order;
 
@@ -2527,6 +2582,19 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 				member_bits(ev, s, q->slots[next].alts[0].first, lo, hi, minb);
 				s->use_candbits = true;
 			}
+		}
+		if (oi == 0 && !s->use_candbits && member_all)
+		{
+			/*
+			 * No bound to ask of the second word (the top k not full of
+			 * rows having every word, or the window's bounds leave it
+			 * nothing to bring): the first word still scores only the
+			 * documents holding the second.  The others miss a word, and
+			 * AND mode drops them at the end; scoring them read their
+			 * norms for nothing (issue 12, bw1).
+			 */
+			member_bits(ev, s, q->slots[order[1]].alts[0].first, lo, hi, 0);
+			s->use_candbits = true;
 		}
 		if (need)
 		{
