@@ -1891,8 +1891,8 @@ COMMENT ON FUNCTION shop_router._hold_ttl() IS
 -- cost the connection.  Calling shop's C function also loads the shard's
 -- library before the setting is set (a value set before a library
 -- defines its setting is only checked, with a WARNING, when it loads).
--- _session_customer and _session_verify (session_begin's) keep their
--- own shapes.
+-- _session_verify (session_begin's, and _session_customer's) keeps its
+-- own shape.
 -- A refused (or NULL) session_begin and a session_end forget every
 -- session set before them, as one node's do, whatever becomes of the
 -- transaction: the router's library (shop_router.so, src/router/session.c)
@@ -1918,15 +1918,6 @@ AS 'MODULE_PATHNAME', 'shop_router_session_forget';
 COMMENT ON FUNCTION shop_router._session_forget() IS
 'forget every session token set so far in this backend, for good (no rollback brings one back): session_begin before it verifies, session_end';
 
--- the customer of a token, verified on a shard (every shard has the secret)
-CREATE FUNCTION shop_router._session_customer(i_session text)
-RETURNS bigint
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON 0;
-    SELECT shop.current_customer() FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
-$$;
 
 -- a token the shards refuse (28000: forged, malformed, expired) is
 -- answered as data by shop._session_refusal before the shard sets it
@@ -1947,6 +1938,22 @@ AS $$
          WHERE e.error IS NULL
         UNION ALL
         SELECT NULL, e.error FROM e WHERE e.error IS NOT NULL) r;
+$$;
+
+-- the customer of a token, verified on a shard (every shard has the
+-- secret): current_customer()'s and the experiments' unit.  A token the
+-- shards refuse (28000: set on the router with SET shop.session, forged,
+-- malformed, expired since) is raised here from partition 0's answer
+-- (shop_router._session_verify, issue 16, ha8): before, set_config raised
+-- it on the shard, which cost the connection.
+CREATE FUNCTION shop_router._session_customer(i_session text)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.customer
+      FROM shop_router._session_verify(i_session) r
+     WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 
 CREATE FUNCTION shop.session_begin(token text)
@@ -3539,8 +3546,12 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
+    -- the session's token refused (28000), then another customer's
+    -- refusal (42501, 22023 for an id below 1: shop._customer_refusal,
+    -- one node's order after a NULL id) answered as data (issue 16, ha8)
     SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
-      FROM (SELECT shop._session_use($1) AS e OFFSET 0) s;
+      FROM (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+              FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0 OFFSET 0) s;
 $$;
 
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
@@ -3565,10 +3576,12 @@ AS $$
     RUN ON shop_router._pid_part(i_customer_id);
     -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
     SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        WITH s AS MATERIALIZED (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+                                  FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0)
         SELECT (v).*, NULL::text[] AS error FROM (SELECT shop._recently_viewed_rows($2, $3) AS v FROM s WHERE s.e IS NULL OFFSET 0) x
         UNION ALL
-        -- the session's token refused (28000): its error
+        -- the session's token refused (28000), then another customer's
+        -- refusal (42501, 22023 for an id below 1; issue 16, ha8): its error
         SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
