@@ -4186,13 +4186,10 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (a).*, NULL::text[] AS error FROM (SELECT shop.experiment_assign($2, $3, $4) AS a FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the try answers the token's refusal (s.e) when there is one, else
+    -- experiment_assign's refusal as data (issue 16, ha8)
+    SELECT (t).* FROM (SELECT shop._experiment_assign_try(s.e, $2, $3, $4) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.experiment_assign(experiment text, customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL,
@@ -4244,13 +4241,10 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._as_part(i_part);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (c).*, NULL::text[] AS error FROM (SELECT shop._experiment_choose($3, $4, $5, $6) AS c FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the try answers the token's refusal (s.e) when there is one, else
+    -- the step's refusal as data (issue 16, ha8)
+    SELECT (t).* FROM (SELECT shop._experiment_choose_try(s.e, $3, $4, $5, $6) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop_router._experiment_impress(i_part int, i_experiment_id integer, i_variant smallint, i_unit text,

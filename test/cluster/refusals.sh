@@ -71,7 +71,8 @@ SELECT t.k, u.c, pg_temp.err(format('SET shop.session = %L; %s', t.tok, format(u
                     'SELECT count(*) FROM shop.recommend(533, 5)',
                     'SELECT count(*) FROM shop.recommend(533, 5, ''ha7-none'')',
                     'SELECT shop.experiment_assign(''ha7-none'', 533)',
-                    'SELECT shop.current_customer()']) WITH ORDINALITY u(c, n)
+                    'SELECT shop.current_customer()',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha7-none'')']) WITH ORDINALITY u(c, n)
  ORDER BY t.n, u.n;
 SELECT 'cart', (shop.cart_get(:'cart')) -> 'item_count', shop.stock_available(9904);
 SQL
@@ -82,11 +83,11 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refused tokens:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed token refusals are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 23 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 23 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 23 ] &&
+[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 24 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 24 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 24 ] &&
     [ "$(grep -c '^cart|1|20$' <<<"$ref_rt")" = 1 ] ||
-    { echo "FAIL: the refused tokens did not give 3 x 23 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
+    { echo "FAIL: the refused tokens did not give 3 x 24 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(($(wc -l <<<"$ref_rt") - 1)) routed calls with a forged, a malformed and an expired token refused as one node refuses the token, no connection dropped as stale"
 
 # 2. The other customer's refusals of review_add, review_delete,
@@ -139,7 +140,14 @@ SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534
                     'SELECT shop.view(0, 9904)',
                     'SELECT count(*) FROM shop.recently_viewed(0)',
                     'SELECT shop.view(533, 9904)',
-                    'SELECT count(*) FROM shop.recently_viewed(533) > 0']) WITH ORDINALITY u(c, n)
+                    'SELECT count(*) FROM shop.recently_viewed(533) > 0',
+                    'SELECT shop.experiment_assign(''ha8-none'', 534)',
+                    'SELECT shop.experiment_assign(''ha8-none'', 533)',
+                    'SELECT shop.experiment_assign(''ha8-none'')',
+                    'SELECT count(*) FROM shop.recommend(534, 5, ''ha8-none'')',
+                    'SELECT count(*) FROM shop.recommend(533, 5, ''ha8-none'')',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha8-none'', customer_id => 534)',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha8-none'')']) WITH ORDINALITY u(c, n)
  ORDER BY u.n;
 RESET shop.session;
 SELECT u.c, pg_temp.err(u.c), pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
@@ -160,9 +168,10 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refusals for another customer:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed refusals for another customer are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|ok$' <<<"$ref_rt")" = 29 ] &&
-    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 9 ] &&
+[ "$(grep -c '|ok$' <<<"$ref_rt")" = 36 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 12 ] &&
+    [ "$(grep -c '|SH006 | experiment not found | ' <<<"$ref_rt")" = 4 ] &&
     [ "$(grep -c '|22023 | .*customer_id.* | |ok$' <<<"$ref_rt")" = 3 ] &&
     [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 6 ] ||
-    { echo "FAIL: the refusals for another customer did not give 9 with a session, 3 of customer 0, 6 without and a search after each:"; echo "$ref_rt"; exit 1; }
-echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation, cart_merge, view and recently_viewed calls refused (or not) as one node refuses them, no connection dropped as stale"
+    { echo "FAIL: the refusals for another customer did not give 12 with a session, 3 of customer 0, 4 unknown experiments, 6 without and a search after each:"; echo "$ref_rt"; exit 1; }
+echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation, cart_merge, view, recently_viewed and experiment calls refused (or not) as one node refuses them, no connection dropped as stale"
