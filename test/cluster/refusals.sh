@@ -140,7 +140,7 @@ SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534
                     'SELECT shop.view(0, 9904)',
                     'SELECT count(*) FROM shop.recently_viewed(0)',
                     'SELECT shop.view(533, 9904)',
-                    'SELECT count(*) FROM shop.recently_viewed(533) > 0',
+                    'SELECT count(*) > 0 FROM shop.recently_viewed(533)',
                     'SELECT shop.experiment_assign(''ha8-none'', 534)',
                     'SELECT shop.experiment_assign(''ha8-none'', 533)',
                     'SELECT shop.experiment_assign(''ha8-none'')',
