@@ -2202,13 +2202,9 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the lines, from one shard
+    -- function whose plans the shard keeps (issue 16, ha8)
+    SELECT * FROM shop._cart_lines_use($1, $2);
 $$;
 
 -- the product side of lines, each product's shard asked once for all of its lines
@@ -2676,13 +2672,9 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the order, from one shard
+    -- function whose plans the shard keeps (issue 16, ha8)
+    SELECT * FROM shop._order_get_use($1, $2);
 $$;
 
 CREATE FUNCTION shop.order_get(order_id uuid)
