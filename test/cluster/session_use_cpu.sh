@@ -8,7 +8,7 @@
 # shards in tmp_bench/session_use_cpu, SCALE products, default 5000); the
 # router database gets a schema "old" holding ha7's old._cart_lines and
 # old.cart_get (the router's own text calling it). In turns (ROUNDS,
-# default 3), as web with a session of customer 7 on a cart of 7 with 3
+# default 3; odd rounds old first, even ones new first), as web with a session of customer 7 on a cart of 7 with 3
 # lines: N cart_get (default 1000) in one statement, old then new; M
 # cart_get with a forged token (default 100) each followed by a
 # product_get, old then new. CPU is utime + stime (10 ms ticks) of the
@@ -98,10 +98,18 @@ refused() {   # label schema: M refused cart_get, each followed by a product_get
     measure "$label" "$BASE/refused.sql" "$M"
 }
 echo "$N calls and $M refused ones a round, $SCALE products, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$TOP" rev-parse --short HEAD)"
+# odd rounds old first, even rounds new first
 for r in $(seq 1 "$ROUNDS"); do
-    many "cart_get, old" "old.cart_get('$CART')"
-    many "cart_get, new" "shop.cart_get('$CART')"
-    refused "refused + product_get, old" old
-    refused "refused + product_get, new" shop
+    if [ $((r % 2)) = 1 ]; then
+        many "cart_get, old" "old.cart_get('$CART')"
+        many "cart_get, new" "shop.cart_get('$CART')"
+        refused "refused + product_get, old" old
+        refused "refused + product_get, new" shop
+    else
+        many "cart_get, new" "shop.cart_get('$CART')"
+        many "cart_get, old" "old.cart_get('$CART')"
+        refused "refused + product_get, new" shop
+        refused "refused + product_get, old" old
+    fi
 done
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
