@@ -8,10 +8,11 @@
 # shards in tmp_bench/session_use_cpu, SCALE products, default 5000); the
 # router database gets a schema "old" holding ha7's old._cart_lines and
 # old.cart_get (the router's own text calling it). In turns (ROUNDS,
-# default 3; odd rounds old first, even ones new first), as web with a session of customer 7 on a cart of 7 with 3
-# lines: N cart_get (default 1000) in one statement, old then new; M
-# cart_get with a forged token (default 100) each followed by a
-# product_get, old then new. CPU is utime + stime (10 ms ticks) of the
+# default 3; odd rounds old first, even ones new first), as web with a
+# session of customer 7 on a cart of 7 with 3 lines: N cart_get (default
+# 1000) in one statement, old and new; M cart_get with a forged token
+# (default 100) each followed by a product_get, old and new. CPU is
+# utime + stime (10 ms ticks) of the
 # router's backend and of every process of the two shard clusters.
 # Run from the top of the tree after make:  bash test/cluster/session_use_cpu.sh
 set -euo pipefail
