@@ -127,7 +127,7 @@ SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534
                     'SELECT shop.payment_method_add(534, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
                     'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030) IS NOT NULL',
                     'SELECT count(*) FROM shop.recommend(534, 5)',
-                    'SELECT count(*) FROM shop.recommend(533, 5) >= 0',
+                    'SELECT count(*) >= 0 FROM shop.recommend(533, 5)',
                     'SELECT shop.cart_merge(''$ref_c534_rt'', 534)',
                     'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 534)',
                     'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 534)',
