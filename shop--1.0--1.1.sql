@@ -11417,17 +11417,136 @@ $$;
 COMMENT ON FUNCTION shop._like_history_try(bigint, int, text[]) IS
 'internal (router): shop._like_history, its refusal answered as data (its other columns NULL)';
 
+-- the experiments' steps (issue 16, ha8): experiment_assign and
+-- _experiment_choose (recommend's and also_bought's with an experiment)
+-- refuse an unknown experiment (SH006), another customer (42501), a
+-- customer id below 1 or a bad visitor key (22023) and a name holding a
+-- card number (SH005) on the unit's shard; each answers the token's
+-- refusal when given (the statement's shop._session_use), else runs the
+-- step in a subtransaction and answers its refusal as data.  Nothing is
+-- written by either: the subtransaction only catches.
+CREATE FUNCTION shop._experiment_assign_try(refusal text[], experiment text, customer_id bigint, visitor text,
+                                            OUT variant text, OUT params jsonb, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    st text; m text; d text; h text;
+    a record;
+BEGIN
+    error := refusal;
+    IF refusal IS NULL THEN
+        SELECT * INTO a FROM shop.experiment_assign(experiment, customer_id, visitor);
+        variant := a.variant;
+        params := a.params;
+    END IF;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    variant := NULL;
+    params := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_assign_try(text[], text, bigint, text) IS
+'internal (router): refusal if given, else shop.experiment_assign with its refusal answered as data';
+
+CREATE FUNCTION shop._experiment_choose_try(refusal text[], experiment text, customer_id bigint, visitor text,
+                                            for_recommend boolean,
+                                            OUT unit text, OUT experiment_id integer, OUT variant smallint,
+                                            OUT params jsonb, OUT valid_until bigint, OUT sig text, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    st text; m text; d text; h text;
+    c record;
+BEGIN
+    error := refusal;
+    IF refusal IS NULL THEN
+        SELECT * INTO c FROM shop._experiment_choose(experiment, customer_id, visitor, for_recommend);
+        unit := c.unit;
+        experiment_id := c.experiment_id;
+        variant := c.variant;
+        params := c.params;
+        valid_until := c.valid_until;
+        sig := c.sig;
+    END IF;
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    unit := NULL;
+    experiment_id := NULL;
+    variant := NULL;
+    params := NULL;
+    valid_until := NULL;
+    sig := NULL;
+    error := ARRAY[st, m, nullif(d, ''), nullif(h, '')];
+END
+$$;
+COMMENT ON FUNCTION shop._experiment_choose_try(text[], text, bigint, text, boolean) IS
+'internal (router): refusal if given, else shop._experiment_choose with its refusal answered as data';
+
+-- cart_get's and order_get's remote statements (issue 16, ha8): the
+-- token's refusal (shop._session_use) or the step's answer, from one
+-- function each.  ha7's statements carried the refusal in a second
+-- UNION ALL branch that the shard planned on every call; these functions'
+-- statements are planned once per shard backend (PL/pgSQL's cached
+-- plans), and the router's statement is a bare call.  The token is set
+-- for the rest of the call only (the function's own SET clause undoes
+-- it on return), which is all the step needs.
+CREATE FUNCTION shop._cart_lines_use(token text, cart_id uuid)
+RETURNS TABLE (customer_id bigint, updated_at timestamptz, expires_at timestamptz, product_id bigint,
+               qty int, saved_for_later boolean, price_cents_at_add bigint, added_at timestamptz,
+               error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    refusal text[] := shop._session_use(token);
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::int,
+                            NULL::boolean, NULL::bigint, NULL::timestamptz, refusal;
+    ELSE
+        RETURN QUERY SELECT * FROM shop._cart_lines_try(cart_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._cart_lines_use(text, uuid) IS
+'internal (router): the session token''s refusal as one row, else shop._cart_lines_try with the token set';
+
+CREATE FUNCTION shop._order_get_use(token text, order_id uuid, OUT doc jsonb, OUT error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    error := shop._session_use(token);
+    IF error IS NULL THEN
+        SELECT t.doc, t.error INTO doc, error FROM shop._order_get_try(order_id) t;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._order_get_use(text, uuid) IS
+'internal (router): the session token''s refusal, else shop._order_get_try with the token set';
+
 REVOKE ALL ON FUNCTION shop._session_use(text), shop._review_add_try(bigint, bigint, int, text, text),
     shop._review_delete_try(text[], bigint, bigint),
     shop._payment_method_add_try(text[], bigint, text, text, text, int, int),
     shop._cart_merge_try(text[], uuid, bigint), shop._cart_merge_out_try(uuid, bigint),
-    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[])
+    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[]),
+    shop._experiment_assign_try(text[], text, bigint, text),
+    shop._experiment_choose_try(text[], text, bigint, text, boolean),
+    shop._cart_lines_use(text, uuid), shop._order_get_use(text, uuid)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._session_use(text), shop._review_add_try(bigint, bigint, int, text, text),
     shop._review_delete_try(text[], bigint, bigint),
     shop._payment_method_add_try(text[], bigint, text, text, text, int, int),
     shop._cart_merge_try(text[], uuid, bigint), shop._cart_merge_out_try(uuid, bigint),
-    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[])
+    shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text), shop._like_history_try(bigint, int, text[]),
+    shop._experiment_assign_try(text[], text, bigint, text),
+    shop._experiment_choose_try(text[], text, bigint, text, boolean),
+    shop._cart_lines_use(text, uuid), shop._order_get_use(text, uuid)
     TO shop_storefront, shop_admin;
 
 -- Search: synonym_add's arguments bounded as given (hostile5) -------------

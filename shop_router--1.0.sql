@@ -1891,8 +1891,8 @@ COMMENT ON FUNCTION shop_router._hold_ttl() IS
 -- cost the connection.  Calling shop's C function also loads the shard's
 -- library before the setting is set (a value set before a library
 -- defines its setting is only checked, with a WARNING, when it loads).
--- _session_customer and _session_verify (session_begin's) keep their
--- own shapes.
+-- _session_verify (session_begin's, and _session_customer's) keeps its
+-- own shape.
 -- A refused (or NULL) session_begin and a session_end forget every
 -- session set before them, as one node's do, whatever becomes of the
 -- transaction: the router's library (shop_router.so, src/router/session.c)
@@ -1918,15 +1918,6 @@ AS 'MODULE_PATHNAME', 'shop_router_session_forget';
 COMMENT ON FUNCTION shop_router._session_forget() IS
 'forget every session token set so far in this backend, for good (no rollback brings one back): session_begin before it verifies, session_end';
 
--- the customer of a token, verified on a shard (every shard has the secret)
-CREATE FUNCTION shop_router._session_customer(i_session text)
-RETURNS bigint
-LANGUAGE plproxy
-AS $$
-    CLUSTER 'shop_cluster';
-    RUN ON 0;
-    SELECT shop.current_customer() FROM (SELECT set_config('shop.session', concat($1, left(shop.current_customer()::text, 0)), true)) s;
-$$;
 
 -- a token the shards refuse (28000: forged, malformed, expired) is
 -- answered as data by shop._session_refusal before the shard sets it
@@ -1947,6 +1938,22 @@ AS $$
          WHERE e.error IS NULL
         UNION ALL
         SELECT NULL, e.error FROM e WHERE e.error IS NOT NULL) r;
+$$;
+
+-- the customer of a token, verified on a shard (every shard has the
+-- secret): current_customer()'s and the experiments' unit.  A token the
+-- shards refuse (28000: set on the router with SET shop.session, forged,
+-- malformed, expired since) is raised here from partition 0's answer
+-- (shop_router._session_verify, issue 16, ha8): before, set_config raised
+-- it on the shard, which cost the connection.
+CREATE FUNCTION shop_router._session_customer(i_session text)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.customer
+      FROM shop_router._session_verify(i_session) r
+     WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 
 CREATE FUNCTION shop.session_begin(token text)
@@ -2195,13 +2202,9 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (l).* FROM (SELECT shop._cart_lines_try($2) AS l FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the lines, from one shard
+    -- function whose plans the shard keeps (issue 16, ha8)
+    SELECT * FROM shop._cart_lines_use($1, $2);
 $$;
 
 -- the product side of lines, each product's shard asked once for all of its lines
@@ -2669,13 +2672,9 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (o).* FROM (SELECT shop._order_get_try($2) AS o FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the order, from one shard
+    -- function whose plans the shard keeps (issue 16, ha8)
+    SELECT * FROM shop._order_get_use($1, $2);
 $$;
 
 CREATE FUNCTION shop.order_get(order_id uuid)
@@ -3539,8 +3538,12 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
+    -- the session's token refused (28000), then another customer's
+    -- refusal (42501, 22023 for an id below 1: shop._customer_refusal,
+    -- one node's order after a NULL id) answered as data (issue 16, ha8)
     SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
-      FROM (SELECT shop._session_use($1) AS e OFFSET 0) s;
+      FROM (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+              FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0 OFFSET 0) s;
 $$;
 
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
@@ -3565,10 +3568,12 @@ AS $$
     RUN ON shop_router._pid_part(i_customer_id);
     -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
     SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
+        WITH s AS MATERIALIZED (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+                                  FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0)
         SELECT (v).*, NULL::text[] AS error FROM (SELECT shop._recently_viewed_rows($2, $3) AS v FROM s WHERE s.e IS NULL OFFSET 0) x
         UNION ALL
-        -- the session's token refused (28000): its error
+        -- the session's token refused (28000), then another customer's
+        -- refusal (42501, 22023 for an id below 1; issue 16, ha8): its error
         SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 
@@ -4173,13 +4178,10 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (a).*, NULL::text[] AS error FROM (SELECT shop.experiment_assign($2, $3, $4) AS a FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the try answers the token's refusal (s.e) when there is one, else
+    -- experiment_assign's refusal as data (issue 16, ha8)
+    SELECT (t).* FROM (SELECT shop._experiment_assign_try(s.e, $2, $3, $4) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop.experiment_assign(experiment text, customer_id bigint DEFAULT NULL, visitor text DEFAULT NULL,
@@ -4231,13 +4233,10 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._as_part(i_part);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (c).*, NULL::text[] AS error FROM (SELECT shop._experiment_choose($3, $4, $5, $6) AS c FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the try answers the token's refusal (s.e) when there is one, else
+    -- the step's refusal as data (issue 16, ha8)
+    SELECT (t).* FROM (SELECT shop._experiment_choose_try(s.e, $3, $4, $5, $6) AS t
+                         FROM (SELECT shop._session_use($1) AS e OFFSET 0) s OFFSET 0) x;
 $$;
 
 CREATE FUNCTION shop_router._experiment_impress(i_part int, i_experiment_id integer, i_variant smallint, i_unit text,

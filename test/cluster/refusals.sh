@@ -70,7 +70,9 @@ SELECT t.k, u.c, pg_temp.err(format('SET shop.session = %L; %s', t.tok, format(u
                     'SELECT count(*) FROM shop.recently_viewed(533)',
                     'SELECT count(*) FROM shop.recommend(533, 5)',
                     'SELECT count(*) FROM shop.recommend(533, 5, ''ha7-none'')',
-                    'SELECT shop.experiment_assign(''ha7-none'', 533)']) WITH ORDINALITY u(c, n)
+                    'SELECT shop.experiment_assign(''ha7-none'', 533)',
+                    'SELECT shop.current_customer()',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha7-none'')']) WITH ORDINALITY u(c, n)
  ORDER BY t.n, u.n;
 SELECT 'cart', (shop.cart_get(:'cart')) -> 'item_count', shop.stock_available(9904);
 SQL
@@ -81,11 +83,11 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refused tokens:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed token refusals are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 22 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 22 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 22 ] &&
+[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 24 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 24 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 24 ] &&
     [ "$(grep -c '^cart|1|20$' <<<"$ref_rt")" = 1 ] ||
-    { echo "FAIL: the refused tokens did not give 3 x 22 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
+    { echo "FAIL: the refused tokens did not give 3 x 24 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(($(wc -l <<<"$ref_rt") - 1)) routed calls with a forged, a malformed and an expired token refused as one node refuses the token, no connection dropped as stale"
 
 # 2. The other customer's refusals of review_add, review_delete,
@@ -125,21 +127,36 @@ SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534
                     'SELECT shop.payment_method_add(534, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
                     'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030) IS NOT NULL',
                     'SELECT count(*) FROM shop.recommend(534, 5)',
-                    'SELECT count(*) FROM shop.recommend(533, 5) >= 0',
+                    'SELECT count(*) >= 0 FROM shop.recommend(533, 5)',
                     'SELECT shop.cart_merge(''$ref_c534_rt'', 534)',
                     'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 534)',
                     'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 534)',
                     'SELECT shop.cart_merge(''00000000-0000-0000-0000-00000000aa08'', 533)',
                     'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 0)',
                     'SELECT shop.cart_merge(' || quote_literal(:'same') || ', 533) IS NOT NULL',
-                    'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 533) IS NOT NULL']) WITH ORDINALITY u(c, n)
+                    'SELECT shop.cart_merge(' || quote_literal(:'other') || ', 533) IS NOT NULL',
+                    'SELECT shop.view(534, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(534)',
+                    'SELECT shop.view(0, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(0)',
+                    'SELECT shop.view(533, 9904)',
+                    'SELECT count(*) > 0 FROM shop.recently_viewed(533)',
+                    'SELECT shop.experiment_assign(''ha8-none'', 534)',
+                    'SELECT shop.experiment_assign(''ha8-none'', 533)',
+                    'SELECT shop.experiment_assign(''ha8-none'')',
+                    'SELECT count(*) FROM shop.recommend(534, 5, ''ha8-none'')',
+                    'SELECT count(*) FROM shop.recommend(533, 5, ''ha8-none'')',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha8-none'', customer_id => 534)',
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha8-none'')']) WITH ORDINALITY u(c, n)
  ORDER BY u.n;
 RESET shop.session;
 SELECT u.c, pg_temp.err(u.c), pg_temp.err('SELECT count(*) FROM shop.search(''laptop'', lim => 5)')
   FROM unnest(ARRAY['SELECT shop.review_add(9904, 533, 5)',
                     'SELECT shop.review_delete(9904, 533)',
                     'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
-                    'SELECT count(*) FROM shop.recommend(533, 5)']) WITH ORDINALITY u(c, n)
+                    'SELECT count(*) FROM shop.recommend(533, 5)',
+                    'SELECT shop.view(533, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(533)']) WITH ORDINALITY u(c, n)
  ORDER BY u.n;
 SQL
 )
@@ -151,8 +168,10 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refusals for another customer:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed refusals for another customer are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|ok$' <<<"$ref_rt")" = 21 ] &&
-    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 7 ] &&
-    [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 4 ] ||
-    { echo "FAIL: the refusals for another customer did not give 7 with a session, 4 without and a search after each:"; echo "$ref_rt"; exit 1; }
-echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation and cart_merge calls refused (or not) as one node refuses them, no connection dropped as stale"
+[ "$(grep -c '|ok$' <<<"$ref_rt")" = 36 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 12 ] &&
+    [ "$(grep -c '|SH006 | experiment not found | ' <<<"$ref_rt")" = 4 ] &&
+    [ "$(grep -c '|22023 | .*customer_id.* | |ok$' <<<"$ref_rt")" = 3 ] &&
+    [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 6 ] ||
+    { echo "FAIL: the refusals for another customer did not give 12 with a session, 3 of customer 0, 4 unknown experiments, 6 without and a search after each:"; echo "$ref_rt"; exit 1; }
+echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation, cart_merge, view, recently_viewed and experiment calls refused (or not) as one node refuses them, no connection dropped as stale"
