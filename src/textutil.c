@@ -34,7 +34,8 @@
  *               Latin-1 (multiplication sign, guillemets, ...), general
  *               punctuation (bullet, ...), arrows, mathematical operators,
  *               box drawing and geometric shapes, CJK and full-width
- *               punctuation, and the HTML entities &nbsp; &#160; and
+ *               punctuation, currency and letterlike symbols, dingbats
+ *               and emoji, and the HTML entities &nbsp; &#160; and
  *               similar (card6: only one to three spaces, dashes and dots
  *               were, and "4111/1111/1111/1111" was no card);
  *   ignorable   zero-width and invisible characters (ZWSP, ZWJ, ZWNJ, word
@@ -399,8 +400,10 @@ unicode_class(int32 cp, int *val)
 	 * and fractions), the general punctuation block (bullets, quotes,
 	 * daggers, primes, the fraction slash), arrows, the mathematical
 	 * operators, box drawing and geometric shapes (black circles used as
-	 * bullets), supplemental and CJK punctuation and brackets, and the
-	 * full-width and half-width forms of ASCII punctuation.
+	 * bullets), supplemental and CJK punctuation and brackets, the
+	 * full-width and half-width forms of ASCII punctuation, currency and
+	 * letterlike symbols, dingbats, and emoji (their modifiers included;
+	 * variation selectors and ZWJ are ignorable anyway).
 	 */
 	if ((cp >= 0x00A1 && cp <= 0x00BF &&
 		 cp != 0x00AA && cp != 0x00B2 && cp != 0x00B3 && cp != 0x00B5 &&
@@ -418,7 +421,12 @@ unicode_class(int32 cp, int *val)
 		(cp >= 0xFF01 && cp <= 0xFF0F) ||	/* full-width ! .. / */
 		(cp >= 0xFF1A && cp <= 0xFF20) ||	/* full-width : .. @ */
 		(cp >= 0xFF3B && cp <= 0xFF40) ||	/* full-width [ .. ` */
-		(cp >= 0xFF5B && cp <= 0xFF64))	/* full-width { .. half-width comma */
+		(cp >= 0xFF5B && cp <= 0xFF64) ||	/* full-width { .. half-width comma */
+		(cp >= 0x20A0 && cp <= 0x20CF) ||	/* currency signs */
+		(cp >= 0x2100 && cp <= 0x214F) ||	/* letterlike symbols (numero) */
+		(cp >= 0x2600 && cp <= 0x27BF) ||	/* miscellaneous symbols, dingbats */
+		(cp >= 0x2B00 && cp <= 0x2BFF) ||	/* miscellaneous symbols, arrows */
+		(cp >= 0x1F000 && cp <= 0x1FAFF))	/* emoji and pictographs */
 		return CC_SEP;
 	if ((cp >= 0x200B && cp <= 0x200F) ||	/* ZWSP, ZWNJ, ZWJ, LRM, RLM */
 		(cp >= 0x202A && cp <= 0x202E) ||	/* bidi embeddings */
