@@ -9674,18 +9674,29 @@ COMMENT ON TABLE shop.product_deactivation IS
 'how many transactions took a product out of ''active'' (at most one row; no row is 0): the cached recommendation lists are served while it has the value they were computed with';
 SELECT pg_catalog.pg_extension_config_dump('shop.product_deactivation', '');
 
+CREATE FUNCTION shop._xact_wrote(x xid) RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_xact_wrote'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION shop._xact_wrote(xid) FROM PUBLIC;
+COMMENT ON FUNCTION shop._xact_wrote(xid) IS
+'internal: whether a row version of this xmin was written by this transaction (or a subtransaction of it not rolled back)';
+
 CREATE FUNCTION shop._product_deactivation_trg()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
-    -- once per transaction (the setting is transaction-local and goes
-    -- back with a rolled-back subtransaction, as the row does)
-    IF current_setting('shop_internal.product_deactivated', true) IS DISTINCT FROM 'on' THEN
+    -- once per transaction: the row already written by this transaction
+    -- (its xmin is this transaction's or a live or kept subtransaction's)
+    -- is not written again; a rolled-back subtransaction takes its write
+    -- back with it, and the next deactivation counts.  The row is the
+    -- record, not a setting: a setting (shop_internal.product_deactivated,
+    -- until card6) could be SET by any role for its session, and every
+    -- later deactivation of that backend left the counter where it was.
+    IF NOT EXISTS (SELECT 1 FROM shop.product_deactivation d WHERE shop._xact_wrote(d.xmin)) THEN
         INSERT INTO shop.product_deactivation AS d (only_row, n) VALUES (true, 1)
         ON CONFLICT (only_row) DO UPDATE SET n = d.n + 1;
-        PERFORM set_config('shop_internal.product_deactivated', 'on', true);
     END IF;
     RETURN NULL;
 END

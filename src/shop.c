@@ -15,6 +15,7 @@
 
 #include <limits.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -474,4 +475,21 @@ shop_guc(PG_FUNCTION_ARGS)
 	char	   *value = GetConfigOptionByName(name, NULL, false);
 
 	PG_RETURN_TEXT_P(cstring_to_text(value));
+}
+
+/*
+ * shop._xact_wrote(x xid): is x this transaction or one of its
+ * subtransactions that is in progress or committed into it?  Then a row
+ * version whose xmin is x was written by this transaction.  The product
+ * deactivation trigger counts a transaction once with it (card6), where
+ * it trusted a setting that any role could SET.
+ */
+PG_FUNCTION_INFO_V1(shop_xact_wrote);
+
+Datum
+shop_xact_wrote(PG_FUNCTION_ARGS)
+{
+	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+
+	PG_RETURN_BOOL(TransactionIdIsCurrentTransactionId(xid));
 }

@@ -26,11 +26,18 @@
  *   digits      ASCII, full-width (U+FF10..), every Unicode decimal digit
  *               block (Arabic-Indic, Devanagari, ..., mathematical), and the
  *               super/subscript and circled digits NFKC maps to digits;
- *   separators  between two groups, one to three of: space, tab, newline,
- *               CR, dash, dot, NBSP and the other Unicode spaces, the
- *               Unicode hyphens and dashes, minus sign, full-width space,
- *               hyphen and full stop, and the HTML entities &nbsp; &#160;
- *               and similar;
+ *   separators  between two groups, one to eight (MAX_SEPS) of: every
+ *               ASCII character that is no letter or digit (space, tab,
+ *               newline, dash, dot, slash, underscore, comma, plus,
+ *               colon, ...), NBSP and the other Unicode spaces, the
+ *               Unicode hyphens and dashes, the punctuation and symbols of
+ *               Latin-1 (multiplication sign, guillemets, ...), general
+ *               punctuation (bullet, ...), arrows, mathematical operators,
+ *               box drawing and geometric shapes, CJK and full-width
+ *               punctuation, currency and letterlike symbols, dingbats
+ *               and emoji, and the HTML entities &nbsp; &#160; and
+ *               similar (card6: only one to three spaces, dashes and dots
+ *               were, and "4111/1111/1111/1111" was no card);
  *   ignorable   zero-width and invisible characters (ZWSP, ZWJ, ZWNJ, word
  *               joiner, BOM, soft hyphen, bidi controls, variation
  *               selectors, combining marks such as the keycap U+20E3) are
@@ -51,8 +58,9 @@
  *   - a bare 12-, 13- or 14-digit number with a valid GS1 check digit: a
  *     UPC-A, EAN-13 or GTIN-14 barcode (cards of those lengths are rare;
  *     16-digit cards are never exempted);
- *   - digits after a decimal point ("0.30000000000000004"): no window
- *     starts right after a single '.';
+ *   - digits after a decimal point ("0.30000000000000004"): the one group
+ *     right after a single '.' is no window on its own (a window of more
+ *     groups starting there is: "0.4111 1111 1111 1111");
  *   - phone numbers: E.164 numbers have at most 15 digits, so a window of
  *     at most 15 digits is taken for a phone number when the run follows a
  *     '+', when a word such as "tel", "phone", "fax", "mobile", "cell" or
@@ -236,6 +244,7 @@ static uint8 bmp_interesting[65536 / 8];
 static bool tables_ready = false;
 
 static CharClass unicode_class(int32 cp, int *val);
+static inline bool is_ascii_alnum(unsigned char c);
 
 static void
 init_tables(void)
@@ -244,7 +253,15 @@ init_tables(void)
 		ascii_class[c] = CC_DIGIT;
 	ascii_class[' '] = ascii_class['\t'] = ascii_class['\n'] = CC_SEP;
 	ascii_class['\r'] = ascii_class['\v'] = ascii_class['\f'] = CC_SEP;
-	ascii_class['-'] = CC_SEP;
+	/*
+	 * Every ASCII punctuation character may stand between two groups
+	 * ("4111/1111/1111/1111", "4111_1111 ...", "4111:1111 ..."): the
+	 * backslash and the ampersand too when they start no escape or entity
+	 * (char_class).  Only '.' is a full stop (the decimal rule).
+	 */
+	for (int c = 0x21; c < 0x7F; c++)
+		if (!is_ascii_alnum((unsigned char) c))
+			ascii_class[c] = CC_SEP;
 	ascii_class['.'] = CC_DOT;
 
 	for (int c = '0'; c <= '9'; c++)
@@ -375,6 +392,46 @@ unicode_class(int32 cp, int *val)
 	if ((cp >= 0x2000 && cp <= 0x200A) ||	/* en quad .. hair space */
 		(cp >= 0x2010 && cp <= 0x2015))	/* hyphen .. horizontal bar */
 		return CC_SEP;
+
+	/*
+	 * Punctuation and symbols, as ASCII punctuation is (card6): Latin-1's
+	 * (inverted marks, section sign, guillemets, degree sign, plus-minus,
+	 * pilcrow, multiplication and division signs; not its letters, digits
+	 * and fractions), the general punctuation block (bullets, quotes,
+	 * daggers, primes, the fraction slash), arrows, the mathematical
+	 * operators, box drawing and geometric shapes (black circles used as
+	 * bullets), supplemental and CJK punctuation and brackets, the
+	 * full-width and half-width forms of ASCII punctuation, currency and
+	 * letterlike symbols, dingbats, and emoji (their modifiers included;
+	 * variation selectors and ZWJ are ignorable anyway).  The first test
+	 * lets the letters of every script (most of the BMP) through with four
+	 * comparisons: init_tables asks about each BMP code point once per
+	 * backend.
+	 */
+	if ((cp <= 0x00F7 || (cp >= 0x2016 && cp <= 0x301B) || cp >= 0xFF01) &&
+		((cp >= 0x00A1 && cp <= 0x00BF &&
+		  cp != 0x00AA && cp != 0x00B2 && cp != 0x00B3 && cp != 0x00B5 &&
+		  cp != 0x00B9 && cp != 0x00BA && !(cp >= 0x00BC && cp <= 0x00BE)) ||
+		 cp == 0x00D7 || cp == 0x00F7 ||
+		 (cp >= 0x2016 && cp <= 0x2023) ||	/* double bar .. triangular bullet */
+		 (cp >= 0x2025 && cp <= 0x2026) ||	/* two-dot leader, ellipsis */
+		 (cp >= 0x2030 && cp <= 0x205E) ||	/* per mille .. vertical four dots */
+		 (cp >= 0x2190 && cp <= 0x21FF) ||	/* arrows */
+		 (cp >= 0x2200 && cp <= 0x22FF) ||	/* mathematical operators */
+		 (cp >= 0x2500 && cp <= 0x25FF) ||	/* box drawing, blocks, shapes */
+		 (cp >= 0x2E00 && cp <= 0x2E7F) ||	/* supplemental punctuation */
+		 (cp >= 0x3001 && cp <= 0x3003) ||	/* ideographic comma, full stop */
+		 (cp >= 0x3008 && cp <= 0x301B) ||	/* CJK brackets */
+		 (cp >= 0xFF01 && cp <= 0xFF0F) ||	/* full-width ! .. / */
+		 (cp >= 0xFF1A && cp <= 0xFF20) ||	/* full-width : .. @ */
+		 (cp >= 0xFF3B && cp <= 0xFF40) ||	/* full-width [ .. ` */
+		 (cp >= 0xFF5B && cp <= 0xFF64) ||	/* full-width { .. half-width comma */
+		 (cp >= 0x20A0 && cp <= 0x20CF) ||	/* currency signs */
+		 (cp >= 0x2100 && cp <= 0x214F) ||	/* letterlike symbols (numero) */
+		 (cp >= 0x2600 && cp <= 0x27BF) ||	/* miscellaneous symbols, dingbats */
+		 (cp >= 0x2B00 && cp <= 0x2BFF) ||	/* miscellaneous symbols, arrows */
+		 (cp >= 0x1F000 && cp <= 0x1FAFF)))	/* emoji and pictographs */
+		return CC_SEP;
 	if ((cp >= 0x200B && cp <= 0x200F) ||	/* ZWSP, ZWNJ, ZWJ, LRM, RLM */
 		(cp >= 0x202A && cp <= 0x202E) ||	/* bidi embeddings */
 		(cp >= 0x2060 && cp <= 0x206F) ||	/* word joiner, invisible ops */
@@ -434,7 +491,8 @@ hex_value(unsigned char c)
  * strings), \xHH and \ooo (E'' strings), \t \n \r \f \v.  The escape
  * stands for the character it denotes, so that a statement that spells a
  * card's digits or separators with escapes is still seen (and masked) in
- * the server log.  Anything else is a lone backslash (CC_OTHER).
+ * the server log.  Anything else is a lone backslash: punctuation
+ * (CC_SEP), and what follows it is read as written.
  */
 static CharClass
 escape_class(const unsigned char *s, int i, int len, int *clen, int *val)
@@ -498,18 +556,19 @@ escape_class(const unsigned char *s, int i, int len, int *clen, int *val)
 		}
 	}
 	if (elen == 0 || cp < 0 || cp > 0x10FFFF)
-		return CC_OTHER;
+		return CC_SEP;			/* a lone backslash is punctuation */
 	if (cp < 0x80)
 		cls = (CharClass) ascii_class[cp];
 	else
 		cls = unicode_class(cp, val);
 	/*
 	 * Only an escape that stands for a digit, separator or invisible
-	 * character counts as one; otherwise the backslash alone is an ordinary
-	 * character and what follows it is read as written ("C:\4111 ...").
+	 * character counts as one; otherwise the backslash alone is a
+	 * punctuation character and what follows it is read as written
+	 * ("C:\4111 ...", "4111\1111\1111\1111").
 	 */
 	if (cls == CC_OTHER)
-		return CC_OTHER;
+		return CC_SEP;
 	if (cls == CC_DIGIT && cp < 0x80)
 		*val = cp - '0';
 	*clen = elen;
@@ -593,7 +652,7 @@ char_class(const unsigned char *s, int i, int len, bool utf8, int *clen, int *va
 #define CARD_MIN		SHOP_CARD_MIN_DIGITS	/* shortest card (Maestro) */
 #define CARD_MAX		SHOP_CARD_MAX_DIGITS	/* longest card */
 #define PHONE_MAX		15		/* longest E.164 phone number */
-#define MAX_SEPS		3		/* separator characters between two groups */
+#define MAX_SEPS		8		/* separator characters between two groups */
 #define SCAN_DIGITS		48
 #define SCAN_GROUPS		24
 #define SCAN_KEEP		32
@@ -614,6 +673,7 @@ typedef struct CardScan
 	bool		run_plus;		/* directly preceded by '+' */
 	int			nsep;			/* separator characters since the last digit */
 	bool		sep_dot;		/* and they are a single full stop */
+	bool		sep_plus;		/* and the last of them is a '+' */
 	bool		tainted;		/* a card was found in this run */
 	int			mask_from;		/* byte offset of the first card's first digit */
 	int			nkeep;			/* digits left unmasked: last four of each card */
@@ -632,7 +692,7 @@ typedef struct CardScan
 	int			glen[SCAN_GROUPS];	/* digits in the group (may exceed
 									 * CARD_MAX: then not all stored) */
 	bool		gdot[SCAN_GROUPS];	/* preceded by a single full stop */
-	bool		grunfirst[SCAN_GROUPS];	/* the first group of the run */
+	bool		gplus[SCAN_GROUPS];	/* directly preceded by '+' */
 } CardScan;
 
 static const char *const phone_words[] = {
@@ -714,8 +774,13 @@ close_group(CardScan *cs)
 
 		if (n > CARD_MAX)
 			break;
-		/* cheapest tests first: no brand's number starts with 0, 1 or 7 */
-		if (n < CARD_MIN || cs->gdot[f] || d[0] <= 1 || d[0] == 7 ||
+		/*
+		 * Cheapest tests first: no brand's number starts with 0, 1 or 7.
+		 * A decimal fraction is the one group after a single full stop
+		 * ("0.30000000000000004"); a window of several groups that starts
+		 * there is not one ("0.4111 1111 1111 1111").
+		 */
+		if (n < CARD_MIN || (cs->gdot[f] && f == l) || d[0] <= 1 || d[0] == 7 ||
 			!window_shape(cs, f, l))
 			continue;
 		if (!luhn_valid(d, n) || !card_brand_match(d, n))
@@ -726,7 +791,7 @@ close_group(CardScan *cs)
 		/* a phone number */
 		if (n <= PHONE_MAX &&
 			((cs->flags & SHOP_SCAN_PHONE) ||
-			 (cs->run_plus && cs->grunfirst[f]) ||
+			 cs->gplus[f] ||
 			 phone_word_before(cs, cs->run_start)))
 			continue;
 
@@ -748,7 +813,7 @@ close_group(CardScan *cs)
 
 /* Start a new group; first drop groups that can no longer start a window. */
 static void
-open_group(CardScan *cs, bool runfirst, bool dot)
+open_group(CardScan *cs, bool plus, bool dot)
 {
 	int			drop = 0;
 
@@ -767,14 +832,14 @@ open_group(CardScan *cs, bool runfirst, bool dot)
 			cs->gfirst[g] = cs->gfirst[g + drop] - off;
 			cs->glen[g] = cs->glen[g + drop];
 			cs->gdot[g] = cs->gdot[g + drop];
-			cs->grunfirst[g] = cs->grunfirst[g + drop];
+			cs->gplus[g] = cs->gplus[g + drop];
 		}
 	}
 	Assert(cs->ng < SCAN_GROUPS);
 	cs->gfirst[cs->ng] = cs->nd;
 	cs->glen[cs->ng] = 0;
 	cs->gdot[cs->ng] = dot;
-	cs->grunfirst[cs->ng] = runfirst;
+	cs->gplus[cs->ng] = plus;
 	cs->ng++;
 }
 
@@ -1004,13 +1069,13 @@ card_scan(CardScan *cs)
 					cs->tainted = false;
 					cs->nkeep = 0;
 					cs->ng = cs->nd = 0;
-					open_group(cs, true, false);
+					open_group(cs, cs->run_plus, false);
 				}
 				else if (cs->nsep > 0)
 				{
 					if (close_group(cs))
 						return true;
-					open_group(cs, false, cs->sep_dot);
+					open_group(cs, cs->sep_plus, cs->sep_dot);
 				}
 				cs->nsep = 0;
 				if (++cs->glen[cs->ng - 1] <= CARD_MAX)
@@ -1029,6 +1094,7 @@ card_scan(CardScan *cs)
 					{
 						cs->nsep++;
 						cs->sep_dot = (cs->nsep == 1 && cls == CC_DOT);
+						cs->sep_plus = (c == '+');
 					}
 					else if (end_run(cs))
 						return true;
