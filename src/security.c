@@ -781,49 +781,6 @@ find_control(const char *s, int len, bool multiline, pg_wchar *cp)
 }
 
 /*
- * The value for an error detail: its first 60 characters, control
- * characters written as \xNN or \u00NN, in double quotes; or nothing when
- * it holds a card number (never echoed, docs/errors.md).
- */
-static char *
-quote_for_detail(const char *s, int len)
-{
-	StringInfoData buf;
-	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
-	int			i = 0;
-
-	if (ShopFindCardNumber(s, len))
-		return NULL;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '"');
-	for (int chars = 0; i < len && chars < 60; chars++)
-	{
-		unsigned char c = (unsigned char) s[i];
-		int			l;
-
-		if (c < 0x20 || c == 0x7f)
-		{
-			appendStringInfo(&buf, "\\x%02X", c);
-			i++;
-		}
-		else if (utf8 && c == 0xc2 && i + 1 < len &&
-				 (unsigned char) s[i + 1] >= 0x80 && (unsigned char) s[i + 1] <= 0x9f)
-		{
-			appendStringInfo(&buf, "\\u%04X", (unsigned char) s[i + 1]);
-			i += 2;
-		}
-		else
-		{
-			l = pg_mblen_with_len(s + i, len - i);
-			appendBinaryStringInfo(&buf, s + i, l);
-			i += l;
-		}
-	}
-	appendStringInfoString(&buf, i < len ? "\"..." : "\"");
-	return buf.data;
-}
-
-/*
  * ShopCheckPlainText: 22023 when s[0..len) holds a control character
  * (one-line text) or one other than tab and line breaks (multiline); what
  * names the value.
@@ -837,7 +794,7 @@ ShopCheckPlainText(const char *s, int len, const char *what, bool multiline)
 
 	if (at < 0)
 		return;
-	quoted = quote_for_detail(s, len);
+	quoted = ShopQuoteForDetail(s, len);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("%s contains a control character", what),
@@ -848,39 +805,6 @@ ShopCheckPlainText(const char *s, int len, const char *what, bool multiline)
 			 multiline ?
 			 errhint("Text may hold tabs and line breaks, but no other control characters or escape sequences.")
 			 : errhint("Titles, SKUs, brands and names are one line of printable text: no tabs, line breaks, control characters or escape sequences.")));
-}
-
-/*
- * ShopEchoValue: s[0..len) as an error may show it, in double quotes (its
- * first 60 characters, control characters as \xNN or \u00NN), for the
- * errors that name a value they refuse ("unknown sort", a search query's
- * unknown key, an unknown stemming language).  A value holding a card
- * number is never echoed: SH005 naming what instead, as for any argument
- * (hostile5, sql/hostile_echo_values).  Call it before ereport, not
- * inside one.
- */
-char *
-ShopEchoValue(const char *s, int len, const char *what)
-{
-	char	   *quoted = quote_for_detail(s, len);
-
-	if (quoted == NULL)
-	{
-		ShopRefuseCardNumberText(s, len, what);
-		quoted = pstrdup("\"\"");
-	}
-	return quoted;
-}
-
-/* shop._echo_value(value text, what text) -> text: ShopEchoValue for PL/pgSQL */
-PG_FUNCTION_INFO_V1(shop_echo_value);
-Datum
-shop_echo_value(PG_FUNCTION_ARGS)
-{
-	text	   *t = PG_GETARG_TEXT_PP(0);
-	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	PG_RETURN_TEXT_P(cstring_to_text(ShopEchoValue(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), what)));
 }
 
 /* shop._plain_text(value text, multiline boolean) -> boolean (no error) */

@@ -174,6 +174,7 @@ extern void ShopSessionDefineGUCs(void);
 extern bool ShopCallerIsTrusted(void);
 extern void ShopAuthorizeCustomer(int64 customer_id, bool isnull);
 extern void ShopCheckPlainText(const char *s, int len, const char *what, bool multiline);
+extern char *ShopQuoteForDetail(const char *s, int len);
 extern char *ShopEchoValue(const char *s, int len, const char *what);
 extern void ShopCheckPlainJsonb(Jsonb *jb, const char *what, bool multiline);
 extern char *ShopCheckShippingAddress(Jsonb *address);
