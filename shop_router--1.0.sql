@@ -3538,11 +3538,14 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_customer_id);
-    -- the session's token refused (28000), then another customer's
-    -- refusal (42501, 22023 for an id below 1: shop._customer_refusal,
-    -- one node's order after a NULL id) answered as data (issue 16, ha8)
+    -- the session's token refused (28000), a NULL id (22004, ha9), then
+    -- another customer's refusal (42501, 22023 for an id below 1:
+    -- shop._customer_refusal) answered as data in one node's order
+    -- (issue 16, ha8)
     SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
-      FROM (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+      FROM (SELECT coalesce(s0.e,
+                            CASE WHEN $2 IS NULL THEN ARRAY['22004', 'argument customer_id must not be null'] END,
+                            shop._customer_refusal($2)) AS e
               FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0 OFFSET 0) s;
 $$;
 
@@ -3568,12 +3571,16 @@ AS $$
     RUN ON shop_router._pid_part(i_customer_id);
     -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
     SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT coalesce(s0.e, shop._customer_refusal($2)) AS e
+        WITH s AS MATERIALIZED (SELECT coalesce(s0.e,
+                                                CASE WHEN $2 IS NULL
+                                                     THEN ARRAY['22004', 'argument customer_id must not be null'] END,
+                                                shop._customer_refusal($2)) AS e
                                   FROM (SELECT shop._session_use($1) AS e OFFSET 0) s0)
         SELECT (v).*, NULL::text[] AS error FROM (SELECT shop._recently_viewed_rows($2, $3) AS v FROM s WHERE s.e IS NULL OFFSET 0) x
         UNION ALL
-        -- the session's token refused (28000), then another customer's
-        -- refusal (42501, 22023 for an id below 1; issue 16, ha8): its error
+        -- the session's token refused (28000), a NULL id (22004, ha9),
+        -- then another customer's refusal (42501, 22023 for an id below 1;
+        -- issue 16, ha8): its error
         SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
 $$;
 

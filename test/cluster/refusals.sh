@@ -68,6 +68,8 @@ SELECT t.k, u.c, pg_temp.err(format('SET shop.session = %L; %s', t.tok, format(u
                     'SELECT shop.cart_merge(%L, 533)',
                     'SELECT shop.view(533, 9904)',
                     'SELECT count(*) FROM shop.recently_viewed(533)',
+                    'SELECT shop.view(NULL, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(NULL)',
                     'SELECT count(*) FROM shop.recommend(533, 5)',
                     'SELECT count(*) FROM shop.recommend(533, 5, ''ha7-none'')',
                     'SELECT shop.experiment_assign(''ha7-none'', 533)',
@@ -83,11 +85,11 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refused tokens:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed token refusals are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 24 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 24 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 24 ] &&
+[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 26 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 26 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 26 ] &&
     [ "$(grep -c '^cart|1|20$' <<<"$ref_rt")" = 1 ] ||
-    { echo "FAIL: the refused tokens did not give 3 x 24 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
+    { echo "FAIL: the refused tokens did not give 3 x 26 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(($(wc -l <<<"$ref_rt") - 1)) routed calls with a forged, a malformed and an expired token refused as one node refuses the token, no connection dropped as stale"
 
 # 2. The other customer's refusals of review_add, review_delete,
@@ -141,6 +143,8 @@ SELECT replace(replace(replace(u.c, :'same', 'SAME'), :'other', 'OTHER'), :'c534
                     'SELECT count(*) FROM shop.recently_viewed(0)',
                     'SELECT shop.view(533, 9904)',
                     'SELECT count(*) > 0 FROM shop.recently_viewed(533)',
+                    'SELECT shop.view(NULL, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(NULL)',
                     'SELECT shop.experiment_assign(''ha8-none'', 534)',
                     'SELECT shop.experiment_assign(''ha8-none'', 533)',
                     'SELECT shop.experiment_assign(''ha8-none'')',
@@ -156,7 +160,9 @@ SELECT u.c, pg_temp.err(u.c), pg_temp.err('SELECT count(*) FROM shop.search(''la
                     'SELECT shop.payment_method_add(533, ''tok_visa'', ''visa'', ''4242'', 12, 2030)',
                     'SELECT count(*) FROM shop.recommend(533, 5)',
                     'SELECT shop.view(533, 9904)',
-                    'SELECT count(*) FROM shop.recently_viewed(533)']) WITH ORDINALITY u(c, n)
+                    'SELECT count(*) FROM shop.recently_viewed(533)',
+                    'SELECT shop.view(NULL, 9904)',
+                    'SELECT count(*) FROM shop.recently_viewed(NULL)']) WITH ORDINALITY u(c, n)
  ORDER BY u.n;
 SQL
 )
@@ -168,10 +174,11 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refusals for another customer:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed refusals for another customer are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|ok$' <<<"$ref_rt")" = 36 ] &&
+[ "$(grep -c '|ok$' <<<"$ref_rt")" = 40 ] &&
+    [ "$(grep -c '|22004 | argument customer_id must not be null | .*|ok$' <<<"$ref_rt")" = 4 ] &&
     [ "$(grep -c '|42501 | permission denied for customer 534 | The session acts for customer 533\. | |ok$' <<<"$ref_rt")" = 12 ] &&
     [ "$(grep -c '|SH006 | experiment not found | ' <<<"$ref_rt")" = 4 ] &&
     [ "$(grep -c '|22023 | .*customer_id.* | |ok$' <<<"$ref_rt")" = 3 ] &&
     [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 6 ] ||
-    { echo "FAIL: the refusals for another customer did not give 12 with a session, 3 of customer 0, 4 unknown experiments, 6 without and a search after each:"; echo "$ref_rt"; exit 1; }
+    { echo "FAIL: the refusals for another customer did not give 12 with a session, 3 of customer 0, 4 unknown experiments, 6 without, 4 NULL customer ids and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation, cart_merge, view, recently_viewed and experiment calls refused (or not) as one node refuses them, no connection dropped as stale"
