@@ -11397,7 +11397,9 @@ DECLARE
 BEGIN
     SELECT i.cart_id, i.done_sig INTO cart_id, done_sig
       FROM shop._cart_merge_in(from_cart, customer_id, new_cart, lines, sig) i;
-EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
+-- (ha9: and a new_cart id another cart has, 23505, which the router
+-- answers by drawing another id)
+EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege OR unique_violation THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
     cart_id := NULL;
     done_sig := NULL;
@@ -11405,7 +11407,7 @@ EXCEPTION WHEN data_exception OR SQLSTATE 'SH000' OR insufficient_privilege THEN
 END
 $$;
 COMMENT ON FUNCTION shop._cart_merge_in_try(uuid, bigint, uuid, jsonb, text) IS
-'internal (router): shop._cart_merge_in, its refusal answered as data';
+'internal (router): shop._cart_merge_in, its refusal (and a taken new_cart id, 23505) answered as data';
 
 CREATE FUNCTION shop._like_history_try(customer_id bigint, lim int, weights_in text[],
                                        OUT seed_ids bigint[], OUT seed_ws numeric[], OUT seed_ats timestamptz[],

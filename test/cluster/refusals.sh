@@ -182,3 +182,31 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
     [ "$(grep -c '|42501 | permission denied for customer 533 | .* | Call shop.session_begin' <<<"$ref_rt")" = 6 ] ||
     { echo "FAIL: the refusals for another customer did not give 12 with a session, 3 of customer 0, 4 unknown experiments, 6 without, 4 NULL customer ids and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(wc -l <<<"$ref_rt") review, payment method, recommendation, cart_merge, view, recently_viewed and experiment calls refused (or not) as one node refuses them, no connection dropped as stale"
+
+# 3. The merge's step on the customer's shard with a new cart id already
+# taken (23505 cart id is taken, hostile2's check): shop._cart_merge_in_try
+# answers it as data (ha9; it raised it before). The router draws that id
+# at random on the customer's partition, so a routed call cannot cause it:
+# the step is called directly, as web with a session of customer 536 (who
+# has no cart), on one node and on 536's shard, with the guest cart's own
+# id; nothing is merged, and the merge then succeeds.
+ref_p=$(q "$A" "$PA" one -At -c "SELECT hashint8(536) & 3")
+ref_dir=$A ref_port=$PA; [ $((ref_p % 2)) = 1 ] && ref_dir=$B ref_port=$PB
+ref_tok536=$(q "$A" "$PA" one -U backoffice -At -c "SELECT shop.session_token(536)")
+ref_err3_sql=$(cat <<SQL
+SET client_min_messages = warning;
+SET shop.session = '$ref_tok536';
+SELECT shop.cart_create() AS g \gset
+SELECT o.lines, o.sig FROM shop._cart_merge_out_try(:'g', 536) o \gset
+SELECT 'in', i.cart_id IS NULL, i.done_sig IS NULL, array_to_string(i.error, ' | ')
+  FROM shop._cart_merge_in_try(:'g', 536, :'g', :'lines', :'sig') i;
+SELECT 'merge', shop.cart_merge(:'g', 536) = :'g', (shop.cart_get(:'g')) -> 'item_count';
+SQL
+)
+ref_uuid='s/[0-9a-f]\{8\}-[0-9a-f-]\{27\}/ID/g'
+ref_one=$(q "$A" "$PA" one -U web -At 2>&1 <<<"$ref_err3_sql" | sed "$ref_uuid" || true)
+ref_sh=$(q "$ref_dir" "$ref_port" "s$ref_p" -U web -At 2>&1 <<<"$ref_err3_sql" | sed "$ref_uuid" || true)
+[ "$ref_one" = "$ref_sh" ] &&
+    [ "$ref_one" = "$(printf '%s\n' 'in|t|t|23505 | cart id is taken | A cart with id ID exists. | Choose another id.' 'merge|t|0')" ] ||
+    { echo "FAIL: the merge's step with a taken cart id did not answer 23505 as data on one node and on the shard:"; echo "$ref_one"; echo "$ref_sh"; exit 1; }
+echo "ok: the merge's step with a taken cart id answers 23505 as data (one node and shard $ref_p), nothing merged"
