@@ -11611,6 +11611,85 @@ BEGIN
 END
 $$;
 
+-- Scale-out: a checkout's steps as one shard function each (ha9) ----------
+-- The router's statements for the saga's begin, place and finish steps
+-- carried the session token's refusal in a second UNION ALL branch (ha7)
+-- that the shard planned on every call; as cart_get's and order_get's
+-- since ha8 (shop._cart_lines_use), each is now one PL/pgSQL function
+-- whose statements the shard backend plans once: the token's refusal as
+-- one row (shop._session_use), else the step's answer with the token set.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._saga_begin_use(token text, order_id uuid, cart_id uuid, payment_token text,
+                                     idempotency_key text, shipping_address jsonb)
+RETURNS TABLE (saga_order_id uuid, saga_status text, saga_product_ids bigint[], saga_qtys int[],
+               saga_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    refusal text[] := shop._session_use(token);
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::uuid, NULL::text, NULL::bigint[], NULL::int[], NULL::text, refusal;
+    ELSE
+        RETURN QUERY SELECT * FROM shop._saga_begin_try(order_id, cart_id, payment_token, idempotency_key,
+                                                        shipping_address);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_begin_use(text, uuid, uuid, text, text, jsonb) IS
+'internal (router): the session token''s refusal as one row, else shop._saga_begin_try with the token set';
+
+CREATE FUNCTION shop._saga_place_use(token text, order_id uuid, product_ids bigint[], skus text[],
+                                     titles text[], prices bigint[], qtys int[], payment_token text,
+                                     shipping_address jsonb, held_sigs text[])
+RETURNS TABLE (order_status text, keep_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    refusal text[] := shop._session_use(token);
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::text, NULL::text, refusal;
+    ELSE
+        RETURN QUERY SELECT * FROM shop._saga_place_try(order_id, product_ids, skus, titles, prices, qtys,
+                                                        payment_token, shipping_address, held_sigs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_place_use(text, uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]) IS
+'internal (router): the session token''s refusal as one row, else shop._saga_place_try with the token set';
+
+CREATE FUNCTION shop._saga_finish_use(token text, order_id uuid, status text, kept_product_ids bigint[],
+                                      kept_sigs text[])
+RETURNS TABLE (moved boolean, release_sig text, error text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+DECLARE
+    refusal text[] := shop._session_use(token);
+BEGIN
+    IF refusal IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::boolean, NULL::text, refusal;
+    ELSE
+        RETURN QUERY SELECT f.moved, f.release_sig, NULL::text[]
+                       FROM shop._saga_finish_signed(order_id, status, kept_product_ids, kept_sigs) f;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shop._saga_finish_use(text, uuid, text, bigint[], text[]) IS
+'internal (router): the session token''s refusal as one row, else shop._saga_finish_signed with the token set';
+
+REVOKE ALL ON FUNCTION shop._saga_begin_use(text, uuid, uuid, text, text, jsonb),
+    shop._saga_place_use(text, uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop._saga_finish_use(text, uuid, text, bigint[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._saga_begin_use(text, uuid, uuid, text, text, jsonb),
+    shop._saga_place_use(text, uuid, bigint[], text[], text[], bigint[], int[], text, jsonb, text[]),
+    shop._saga_finish_use(text, uuid, text, bigint[], text[])
+    TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on

@@ -2313,13 +2313,9 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_cart_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (b).* FROM (SELECT shop._saga_begin_try($2, $3, $4, $5, $6) AS b FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, NULL, NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the step's answer (ha9: one
+    -- shard function, as cart_get's since ha8)
+    SELECT * FROM shop._saga_begin_use($1, $2, $3, $4, $5, $6);
 $$;
 
 -- a product shard's refusal (SH001, SH008) comes back as a row whose
@@ -2398,13 +2394,8 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (p).* FROM (SELECT shop._saga_place_try($2, $3, $4, $5, $6, $7, $8, $9, $10) AS p FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the step's answer (ha9)
+    SELECT * FROM shop._saga_place_use($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 $$;
 
 CREATE FUNCTION shop_router._saga_finish(i_session text, i_order_id uuid, i_status text,
@@ -2414,13 +2405,8 @@ LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._uuid_part(i_order_id);
-    -- (a WITH inside FROM: PL/Proxy takes a SELECT only)
-    SELECT * FROM (
-        WITH s AS MATERIALIZED (SELECT shop._session_use($1) AS e)
-        SELECT (f).*, NULL::text[] AS error FROM (SELECT shop._saga_finish_signed($2, $3, $4, $5) AS f FROM s WHERE s.e IS NULL OFFSET 0) x
-        UNION ALL
-        -- the session's token refused (28000): its error
-        SELECT NULL, NULL, s.e FROM s WHERE s.e IS NOT NULL) r;
+    -- the session's token refused (28000) or the step's answer (ha9)
+    SELECT * FROM shop._saga_finish_use($1, $2, $3, $4, $5);
 $$;
 
 CREATE FUNCTION shop_router._saga_get(i_order_id uuid)
