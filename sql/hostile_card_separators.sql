@@ -51,10 +51,7 @@ INSERT INTO card_forms VALUES
     (24, 'black circle, arrow', '4111●1111→1111→1111'),
     (25, 'full-width slash', '4111／1111／1111／1111'),
     (26, 'ideographic comma', '4111、1111、1111、1111'),
-    (27, 'in a sentence', 'my card: 4111/1111/1111/1111, exp 12/29'),
-    (28, 'emoji', '4111🙂1111🙂1111🙂1111'),
-    (29, 'euro sign, numero sign', '4111€1111№1111€1111'),
-    (30, 'a star and an emoji with a skin tone', '4111★1111👍🏽1111👍🏽1111');
+    (27, 'in a sentence', 'my card: 4111/1111/1111/1111, exp 12/29');
 GRANT SELECT ON card_forms TO PUBLIC;
 
 -- legitimate values: none holds a card number
@@ -89,9 +86,7 @@ INSERT INTO legit VALUES
     (27, 'dimensions', '120 × 80 × 60 cm, 1.5 kg'),
     (28, 'bullets', '• 2 mugs • 4 plates • 12 glasses'),
     (29, 'order numbers', '#10045, #10046 (2026/12/07)'),
-    (30, 'nine spaces', '4111         1111         1111         1111'),
-    (31, 'date, time and price', '2026/12/07 10:30:00, $1,299.00'),
-    (32, 'EAN-13 and GTIN-14', 'EAN 4 006381 333931, (01)09506000134352');
+    (30, 'nine spaces', '4111         1111         1111         1111');
 GRANT SELECT ON legit TO PUBLIC;
 
 SELECT n, what, shop.contains_card_number(v) AS card FROM card_forms ORDER BY n;
@@ -140,48 +135,6 @@ SELECT count(*) FILTER (WHERE shop.contains_card_number(repeat('x', k) || '4111/
        count(*) FILTER (WHERE shop.contains_card_number(repeat('x', k) || '4111/1111/1111/111')) AS fifteen_digits,
        count(*) AS offsets
   FROM generate_series(0, 17) k;
-
--- random gaps: the four test cards with one to four separator characters
--- drawn at random between their groups are cards, every one; runs of six
--- to ten groups of two or three random digits with the same gaps hold none
-CREATE FUNCTION pg_temp.gap() RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
-DECLARE
-    seps text[] := ARRAY['/', '_', ',', '+', ':', '*', '|', '~', '#', '(', ')', ';', '=', '!', '?',
-                         '@', '$', '%', '^', '<', '>', '[', ']', '{', '}', '''', '"', '`', '\', '&',
-                         ' ', E'\t', E'\n', '-', '.', '×', '•', '·', '—', '÷', '§', '→', '●', '、', '／', '«'];
-    g text := '';
-BEGIN
-    FOR k IN 1 .. 1 + floor(random() * 4)::int LOOP
-        g := g || seps[1 + floor(random() * cardinality(seps))::int];
-    END LOOP;
-    RETURN g;
-END $f$;
-SELECT setseed(0.25);
-WITH cards(card, sizes) AS (VALUES ('4111111111111111', '{4,4,4,4}'::int[]), ('5555555555554444', '{4,4,4,4}'),
-                                   ('6011111111111117', '{4,4,4,4}'), ('378282246310005', '{4,6,5}')),
-     written AS (
-        SELECT c.card, (SELECT string_agg(CASE WHEN k > 1 THEN pg_temp.gap() ELSE '' END ||
-                                          substr(c.card, 1 + coalesce((SELECT sum(x) FROM unnest(c.sizes[1:k-1]) x), 0)::int, c.sizes[k]), '' ORDER BY k)
-                          FROM generate_subscripts(c.sizes, 1) k) AS v
-          FROM cards c, generate_series(1, 100) r)
-SELECT count(*) AS written, count(*) FILTER (WHERE shop.contains_card_number(v)) AS cards,
-       count(*) FILTER (WHERE shop.contains_card_number(shop.redact_card_numbers(v))) AS cards_after_masking
-  FROM written;
-SELECT count(*) AS runs, count(*) FILTER (WHERE shop.contains_card_number(v)) AS cards
-  FROM (SELECT (SELECT string_agg(CASE WHEN k > 1 THEN pg_temp.gap() ELSE '' END ||
-                                  lpad(floor(random() * 1000)::int::text, 2 + (random() < 0.5)::int, '0'), '')
-                  FROM generate_series(1, 6 + r % 5) k) AS v
-          FROM generate_series(1, 400) r) w;
-
--- separators the detector does not take (more than eight in a row; a
--- roman numeral, a letter to it): no card as typed; what shop.search makes
--- of them folded (hostile_search_log_fold)
-SET ROLE regress_card6_front;
-SELECT v, shop.contains_card_number(v) AS as_typed,
-       pg_temp.err(format('SELECT count(*) FROM shop.search(%L)', v)) AS searched
-  FROM (VALUES ('4111         1111         1111         1111'), ('4111Ⅰ1111Ⅰ1111Ⅰ1111'),
-               ('4111½1111½1111½1111')) x(v);
-RESET ROLE;
 
 RESET shop.session_secret;
 DROP EXTENSION shop;

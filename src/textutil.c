@@ -34,8 +34,7 @@
  *               Latin-1 (multiplication sign, guillemets, ...), general
  *               punctuation (bullet, ...), arrows, mathematical operators,
  *               box drawing and geometric shapes, CJK and full-width
- *               punctuation, currency and letterlike symbols, dingbats
- *               and emoji, and the HTML entities &nbsp; &#160; and
+ *               punctuation, and the HTML entities &nbsp; &#160; and
  *               similar (card6: only one to three spaces, dashes and dots
  *               were, and "4111/1111/1111/1111" was no card);
  *   ignorable   zero-width and invisible characters (ZWSP, ZWJ, ZWNJ, word
@@ -400,37 +399,26 @@ unicode_class(int32 cp, int *val)
 	 * and fractions), the general punctuation block (bullets, quotes,
 	 * daggers, primes, the fraction slash), arrows, the mathematical
 	 * operators, box drawing and geometric shapes (black circles used as
-	 * bullets), supplemental and CJK punctuation and brackets, the
-	 * full-width and half-width forms of ASCII punctuation, currency and
-	 * letterlike symbols, dingbats, and emoji (their modifiers included;
-	 * variation selectors and ZWJ are ignorable anyway).  The first test
-	 * lets the letters of every script (most of the BMP) through with four
-	 * comparisons: init_tables asks about each BMP code point once per
-	 * backend.
+	 * bullets), supplemental and CJK punctuation and brackets, and the
+	 * full-width and half-width forms of ASCII punctuation.
 	 */
-	if ((cp <= 0x00F7 || (cp >= 0x2016 && cp <= 0x301B) || cp >= 0xFF01) &&
-		((cp >= 0x00A1 && cp <= 0x00BF &&
-		  cp != 0x00AA && cp != 0x00B2 && cp != 0x00B3 && cp != 0x00B5 &&
-		  cp != 0x00B9 && cp != 0x00BA && !(cp >= 0x00BC && cp <= 0x00BE)) ||
-		 cp == 0x00D7 || cp == 0x00F7 ||
-		 (cp >= 0x2016 && cp <= 0x2023) ||	/* double bar .. triangular bullet */
-		 (cp >= 0x2025 && cp <= 0x2026) ||	/* two-dot leader, ellipsis */
-		 (cp >= 0x2030 && cp <= 0x205E) ||	/* per mille .. vertical four dots */
-		 (cp >= 0x2190 && cp <= 0x21FF) ||	/* arrows */
-		 (cp >= 0x2200 && cp <= 0x22FF) ||	/* mathematical operators */
-		 (cp >= 0x2500 && cp <= 0x25FF) ||	/* box drawing, blocks, shapes */
-		 (cp >= 0x2E00 && cp <= 0x2E7F) ||	/* supplemental punctuation */
-		 (cp >= 0x3001 && cp <= 0x3003) ||	/* ideographic comma, full stop */
-		 (cp >= 0x3008 && cp <= 0x301B) ||	/* CJK brackets */
-		 (cp >= 0xFF01 && cp <= 0xFF0F) ||	/* full-width ! .. / */
-		 (cp >= 0xFF1A && cp <= 0xFF20) ||	/* full-width : .. @ */
-		 (cp >= 0xFF3B && cp <= 0xFF40) ||	/* full-width [ .. ` */
-		 (cp >= 0xFF5B && cp <= 0xFF64) ||	/* full-width { .. half-width comma */
-		 (cp >= 0x20A0 && cp <= 0x20CF) ||	/* currency signs */
-		 (cp >= 0x2100 && cp <= 0x214F) ||	/* letterlike symbols (numero) */
-		 (cp >= 0x2600 && cp <= 0x27BF) ||	/* miscellaneous symbols, dingbats */
-		 (cp >= 0x2B00 && cp <= 0x2BFF) ||	/* miscellaneous symbols, arrows */
-		 (cp >= 0x1F000 && cp <= 0x1FAFF)))	/* emoji and pictographs */
+	if ((cp >= 0x00A1 && cp <= 0x00BF &&
+		 cp != 0x00AA && cp != 0x00B2 && cp != 0x00B3 && cp != 0x00B5 &&
+		 cp != 0x00B9 && cp != 0x00BA && !(cp >= 0x00BC && cp <= 0x00BE)) ||
+		cp == 0x00D7 || cp == 0x00F7 ||
+		(cp >= 0x2016 && cp <= 0x2023) ||	/* double bar .. triangular bullet */
+		(cp >= 0x2025 && cp <= 0x2026) ||	/* two-dot leader, ellipsis */
+		(cp >= 0x2030 && cp <= 0x205E) ||	/* per mille .. vertical four dots */
+		(cp >= 0x2190 && cp <= 0x21FF) ||	/* arrows */
+		(cp >= 0x2200 && cp <= 0x22FF) ||	/* mathematical operators */
+		(cp >= 0x2500 && cp <= 0x25FF) ||	/* box drawing, blocks, shapes */
+		(cp >= 0x2E00 && cp <= 0x2E7F) ||	/* supplemental punctuation */
+		(cp >= 0x3001 && cp <= 0x3003) ||	/* ideographic comma, full stop */
+		(cp >= 0x3008 && cp <= 0x301B) ||	/* CJK brackets */
+		(cp >= 0xFF01 && cp <= 0xFF0F) ||	/* full-width ! .. / */
+		(cp >= 0xFF1A && cp <= 0xFF20) ||	/* full-width : .. @ */
+		(cp >= 0xFF3B && cp <= 0xFF40) ||	/* full-width [ .. ` */
+		(cp >= 0xFF5B && cp <= 0xFF64))	/* full-width { .. half-width comma */
 		return CC_SEP;
 	if ((cp >= 0x200B && cp <= 0x200F) ||	/* ZWSP, ZWNJ, ZWJ, LRM, RLM */
 		(cp >= 0x202A && cp <= 0x202E) ||	/* bidi embeddings */
@@ -774,11 +762,11 @@ close_group(CardScan *cs)
 
 		if (n > CARD_MAX)
 			break;
+		/* cheapest tests first: no brand's number starts with 0, 1 or 7 */
 		/*
-		 * Cheapest tests first: no brand's number starts with 0, 1 or 7.
 		 * A decimal fraction is the one group after a single full stop
 		 * ("0.30000000000000004"); a window of several groups that starts
-		 * there is not one ("0.4111 1111 1111 1111").
+		 * there is not ("0.4111 1111 1111 1111").
 		 */
 		if (n < CARD_MIN || (cs->gdot[f] && f == l) || d[0] <= 1 || d[0] == 7 ||
 			!window_shape(cs, f, l))
