@@ -26,17 +26,11 @@
  *   digits      ASCII, full-width (U+FF10..), every Unicode decimal digit
  *               block (Arabic-Indic, Devanagari, ..., mathematical), and the
  *               super/subscript and circled digits NFKC maps to digits;
- *   separators  between two groups, one to eight (MAX_SEPS) of: every
- *               ASCII character that is no letter or digit (space, tab,
- *               newline, dash, dot, slash, underscore, comma, plus,
- *               colon, ...), NBSP and the other Unicode spaces, the
- *               Unicode hyphens and dashes, the punctuation and symbols of
- *               Latin-1 (multiplication sign, guillemets, ...), general
- *               punctuation (bullet, ...), arrows, mathematical operators,
- *               box drawing and geometric shapes, CJK and full-width
- *               punctuation, and the HTML entities &nbsp; &#160; and
- *               similar (card6: only one to three spaces, dashes and dots
- *               were, and "4111/1111/1111/1111" was no card);
+ *   separators  between two groups, one to three of: space, tab, newline,
+ *               CR, dash, dot, NBSP and the other Unicode spaces, the
+ *               Unicode hyphens and dashes, minus sign, full-width space,
+ *               hyphen and full stop, and the HTML entities &nbsp; &#160;
+ *               and similar;
  *   ignorable   zero-width and invisible characters (ZWSP, ZWJ, ZWNJ, word
  *               joiner, BOM, soft hyphen, bidi controls, variation
  *               selectors, combining marks such as the keycap U+20E3) are
@@ -57,9 +51,8 @@
  *   - a bare 12-, 13- or 14-digit number with a valid GS1 check digit: a
  *     UPC-A, EAN-13 or GTIN-14 barcode (cards of those lengths are rare;
  *     16-digit cards are never exempted);
- *   - digits after a decimal point ("0.30000000000000004"): the one group
- *     right after a single '.' is no window on its own (a window of more
- *     groups starting there is: "0.4111 1111 1111 1111");
+ *   - digits after a decimal point ("0.30000000000000004"): no window
+ *     starts right after a single '.';
  *   - phone numbers: E.164 numbers have at most 15 digits, so a window of
  *     at most 15 digits is taken for a phone number when the run follows a
  *     '+', when a word such as "tel", "phone", "fax", "mobile", "cell" or
