@@ -45,24 +45,5 @@ SELECT logged FROM (
 SELECT count(*) AS lines_with_a_card FROM regexp_split_to_table(:'log', E'\n') line
  WHERE shop.contains_card_number(line);
 
-------------------------------------------------------------------------------
--- 3. Other separators (hostile_card_separators): slashes, underscores,
---    bullets, colons, runs of spaces, after a decimal; masked as well
-------------------------------------------------------------------------------
-SELECT pg_read_file(current_setting('data_directory') || '/../server.log') AS log_before \gset
-\set VERBOSITY default
-DO $$ BEGIN RAISE WARNING 'cards-sep-1 %', '4111/1111/1111/1111' USING DETAIL = 'dsep 4111_1111_1111_1111; 4111•1111•1111•1111', HINT = 'hsep 0.4111 1111 1111 1111'; END $$;
-SELECT 'cards-sep-2 ' || 1 / 0 || ' 5555:5555:5555:4444 4111×1111×1111×1111 (4111)    (1111)    (1111)    (1111)';
-\set VERBOSITY terse
-SELECT substr(pg_read_file(current_setting('data_directory') || '/../server.log'), length(:'log_before') + 1) AS log \gset
-SELECT logged FROM (
-    SELECT regexp_replace(line, '^\S+ \S+ \S+ \[\d+\] \S+ ', '') AS logged
-      FROM regexp_split_to_table(:'log', E'\n') line
-     WHERE line ~ 'cards-sep-|DETAIL:  dsep|HINT:  hsep') l
- ORDER BY logged COLLATE "C";
--- no line keeps a card's leading digits, whatever stands between them
-SELECT count(*) AS lines_with_card_digits FROM regexp_split_to_table(:'log', E'\n') line
- WHERE line ~ '4111\D{1,8}1111|5555\D{1,8}5555';
-
 DROP EXTENSION shop;
 DROP EXTENSION pg_trgm;

@@ -236,7 +236,6 @@ static uint8 bmp_interesting[65536 / 8];
 static bool tables_ready = false;
 
 static CharClass unicode_class(int32 cp, int *val);
-static inline bool is_ascii_alnum(unsigned char c);
 
 static void
 init_tables(void)
@@ -245,15 +244,7 @@ init_tables(void)
 		ascii_class[c] = CC_DIGIT;
 	ascii_class[' '] = ascii_class['\t'] = ascii_class['\n'] = CC_SEP;
 	ascii_class['\r'] = ascii_class['\v'] = ascii_class['\f'] = CC_SEP;
-	/*
-	 * Every ASCII punctuation character may stand between two groups
-	 * ("4111/1111/1111/1111", "4111_1111 ...", "4111:1111 ..."): the
-	 * backslash and the ampersand too when they start no escape or entity
-	 * (char_class).  Only '.' is a full stop (the decimal rule).
-	 */
-	for (int c = 0x21; c < 0x7F; c++)
-		if (!is_ascii_alnum((unsigned char) c))
-			ascii_class[c] = CC_SEP;
+	ascii_class['-'] = CC_SEP;
 	ascii_class['.'] = CC_DOT;
 
 	for (int c = '0'; c <= '9'; c++)
@@ -384,35 +375,6 @@ unicode_class(int32 cp, int *val)
 	if ((cp >= 0x2000 && cp <= 0x200A) ||	/* en quad .. hair space */
 		(cp >= 0x2010 && cp <= 0x2015))	/* hyphen .. horizontal bar */
 		return CC_SEP;
-
-	/*
-	 * Punctuation and symbols, as ASCII punctuation is (card6): Latin-1's
-	 * (inverted marks, section sign, guillemets, degree sign, plus-minus,
-	 * pilcrow, multiplication and division signs; not its letters, digits
-	 * and fractions), the general punctuation block (bullets, quotes,
-	 * daggers, primes, the fraction slash), arrows, the mathematical
-	 * operators, box drawing and geometric shapes (black circles used as
-	 * bullets), supplemental and CJK punctuation and brackets, and the
-	 * full-width and half-width forms of ASCII punctuation.
-	 */
-	if ((cp >= 0x00A1 && cp <= 0x00BF &&
-		 cp != 0x00AA && cp != 0x00B2 && cp != 0x00B3 && cp != 0x00B5 &&
-		 cp != 0x00B9 && cp != 0x00BA && !(cp >= 0x00BC && cp <= 0x00BE)) ||
-		cp == 0x00D7 || cp == 0x00F7 ||
-		(cp >= 0x2016 && cp <= 0x2023) ||	/* double bar .. triangular bullet */
-		(cp >= 0x2025 && cp <= 0x2026) ||	/* two-dot leader, ellipsis */
-		(cp >= 0x2030 && cp <= 0x205E) ||	/* per mille .. vertical four dots */
-		(cp >= 0x2190 && cp <= 0x21FF) ||	/* arrows */
-		(cp >= 0x2200 && cp <= 0x22FF) ||	/* mathematical operators */
-		(cp >= 0x2500 && cp <= 0x25FF) ||	/* box drawing, blocks, shapes */
-		(cp >= 0x2E00 && cp <= 0x2E7F) ||	/* supplemental punctuation */
-		(cp >= 0x3001 && cp <= 0x3003) ||	/* ideographic comma, full stop */
-		(cp >= 0x3008 && cp <= 0x301B) ||	/* CJK brackets */
-		(cp >= 0xFF01 && cp <= 0xFF0F) ||	/* full-width ! .. / */
-		(cp >= 0xFF1A && cp <= 0xFF20) ||	/* full-width : .. @ */
-		(cp >= 0xFF3B && cp <= 0xFF40) ||	/* full-width [ .. ` */
-		(cp >= 0xFF5B && cp <= 0xFF64))	/* full-width { .. half-width comma */
-		return CC_SEP;
 	if ((cp >= 0x200B && cp <= 0x200F) ||	/* ZWSP, ZWNJ, ZWJ, LRM, RLM */
 		(cp >= 0x202A && cp <= 0x202E) ||	/* bidi embeddings */
 		(cp >= 0x2060 && cp <= 0x206F) ||	/* word joiner, invisible ops */
@@ -472,8 +434,7 @@ hex_value(unsigned char c)
  * strings), \xHH and \ooo (E'' strings), \t \n \r \f \v.  The escape
  * stands for the character it denotes, so that a statement that spells a
  * card's digits or separators with escapes is still seen (and masked) in
- * the server log.  Anything else is a lone backslash: punctuation
- * (CC_SEP), and what follows it is read as written.
+ * the server log.  Anything else is a lone backslash (CC_OTHER).
  */
 static CharClass
 escape_class(const unsigned char *s, int i, int len, int *clen, int *val)
@@ -537,19 +498,18 @@ escape_class(const unsigned char *s, int i, int len, int *clen, int *val)
 		}
 	}
 	if (elen == 0 || cp < 0 || cp > 0x10FFFF)
-		return CC_SEP;			/* a lone backslash is punctuation */
+		return CC_OTHER;
 	if (cp < 0x80)
 		cls = (CharClass) ascii_class[cp];
 	else
 		cls = unicode_class(cp, val);
 	/*
 	 * Only an escape that stands for a digit, separator or invisible
-	 * character counts as one; otherwise the backslash alone is a
-	 * punctuation character and what follows it is read as written
-	 * ("C:\4111 ...", "4111\1111\1111\1111").
+	 * character counts as one; otherwise the backslash alone is an ordinary
+	 * character and what follows it is read as written ("C:\4111 ...").
 	 */
 	if (cls == CC_OTHER)
-		return CC_SEP;
+		return CC_OTHER;
 	if (cls == CC_DIGIT && cp < 0x80)
 		*val = cp - '0';
 	*clen = elen;
@@ -633,7 +593,7 @@ char_class(const unsigned char *s, int i, int len, bool utf8, int *clen, int *va
 #define CARD_MIN		SHOP_CARD_MIN_DIGITS	/* shortest card (Maestro) */
 #define CARD_MAX		SHOP_CARD_MAX_DIGITS	/* longest card */
 #define PHONE_MAX		15		/* longest E.164 phone number */
-#define MAX_SEPS		8		/* separator characters between two groups */
+#define MAX_SEPS		3		/* separator characters between two groups */
 #define SCAN_DIGITS		48
 #define SCAN_GROUPS		24
 #define SCAN_KEEP		32
@@ -654,7 +614,6 @@ typedef struct CardScan
 	bool		run_plus;		/* directly preceded by '+' */
 	int			nsep;			/* separator characters since the last digit */
 	bool		sep_dot;		/* and they are a single full stop */
-	bool		sep_plus;		/* and the last of them is a '+' */
 	bool		tainted;		/* a card was found in this run */
 	int			mask_from;		/* byte offset of the first card's first digit */
 	int			nkeep;			/* digits left unmasked: last four of each card */
@@ -673,7 +632,7 @@ typedef struct CardScan
 	int			glen[SCAN_GROUPS];	/* digits in the group (may exceed
 									 * CARD_MAX: then not all stored) */
 	bool		gdot[SCAN_GROUPS];	/* preceded by a single full stop */
-	bool		gplus[SCAN_GROUPS];	/* directly preceded by '+' */
+	bool		grunfirst[SCAN_GROUPS];	/* the first group of the run */
 } CardScan;
 
 static const char *const phone_words[] = {
@@ -756,12 +715,7 @@ close_group(CardScan *cs)
 		if (n > CARD_MAX)
 			break;
 		/* cheapest tests first: no brand's number starts with 0, 1 or 7 */
-		/*
-		 * A decimal fraction is the one group after a single full stop
-		 * ("0.30000000000000004"); a window of several groups that starts
-		 * there is not ("0.4111 1111 1111 1111").
-		 */
-		if (n < CARD_MIN || (cs->gdot[f] && f == l) || d[0] <= 1 || d[0] == 7 ||
+		if (n < CARD_MIN || cs->gdot[f] || d[0] <= 1 || d[0] == 7 ||
 			!window_shape(cs, f, l))
 			continue;
 		if (!luhn_valid(d, n) || !card_brand_match(d, n))
@@ -772,7 +726,7 @@ close_group(CardScan *cs)
 		/* a phone number */
 		if (n <= PHONE_MAX &&
 			((cs->flags & SHOP_SCAN_PHONE) ||
-			 cs->gplus[f] ||
+			 (cs->run_plus && cs->grunfirst[f]) ||
 			 phone_word_before(cs, cs->run_start)))
 			continue;
 
@@ -794,7 +748,7 @@ close_group(CardScan *cs)
 
 /* Start a new group; first drop groups that can no longer start a window. */
 static void
-open_group(CardScan *cs, bool plus, bool dot)
+open_group(CardScan *cs, bool runfirst, bool dot)
 {
 	int			drop = 0;
 
@@ -813,14 +767,14 @@ open_group(CardScan *cs, bool plus, bool dot)
 			cs->gfirst[g] = cs->gfirst[g + drop] - off;
 			cs->glen[g] = cs->glen[g + drop];
 			cs->gdot[g] = cs->gdot[g + drop];
-			cs->gplus[g] = cs->gplus[g + drop];
+			cs->grunfirst[g] = cs->grunfirst[g + drop];
 		}
 	}
 	Assert(cs->ng < SCAN_GROUPS);
 	cs->gfirst[cs->ng] = cs->nd;
 	cs->glen[cs->ng] = 0;
 	cs->gdot[cs->ng] = dot;
-	cs->gplus[cs->ng] = plus;
+	cs->grunfirst[cs->ng] = runfirst;
 	cs->ng++;
 }
 
@@ -1050,13 +1004,13 @@ card_scan(CardScan *cs)
 					cs->tainted = false;
 					cs->nkeep = 0;
 					cs->ng = cs->nd = 0;
-					open_group(cs, cs->run_plus, false);
+					open_group(cs, true, false);
 				}
 				else if (cs->nsep > 0)
 				{
 					if (close_group(cs))
 						return true;
-					open_group(cs, cs->sep_plus, cs->sep_dot);
+					open_group(cs, false, cs->sep_dot);
 				}
 				cs->nsep = 0;
 				if (++cs->glen[cs->ng - 1] <= CARD_MAX)
@@ -1075,7 +1029,6 @@ card_scan(CardScan *cs)
 					{
 						cs->nsep++;
 						cs->sep_dot = (cs->nsep == 1 && cls == CC_DOT);
-						cs->sep_plus = (c == '+');
 					}
 					else if (end_run(cs))
 						return true;
