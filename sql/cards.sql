@@ -179,7 +179,10 @@ INSERT INTO card_case (expect, value, note) VALUES
 (false, 'PN 1234-5678-90 rev 4', 'a part number'),
 (false, 'ORD-2024-000123-17', 'an order number'),
 (false, 'Rows 1 2 3 4 5 6 7 8 9 10 11 12', 'single digits counted out, no brand''s IIN'),
-(false, 'C:\Users\4111\1111\1111\1111', 'a Windows path: backslashes are no separators');
+(false, 'C:\Users\4111\1111\1111\1111', 'a Windows path: backslashes are no separators'),
+(false, 'Canon Drum Unit NPG-7 for NP-6030/6031/6022/6025 Original', 'a real catalog title: the printers a part fits, slashes between model numbers'),
+(false, 'Epson SIDM Black Ribbon Cartridge for DFX-5000/+/8000/8500 (C13S015055)', 'a real catalog title: models listed with slashes and a plus'),
+(false, '2481, 2491, 2581, 2591, 4227 series Automatic Sheet Feeder (wide)', 'a real catalog description: models listed with commas');
 
 SELECT expect, count(*) AS cases,
        count(*) FILTER (WHERE shop.contains_card_number(value) = expect) AS right
