@@ -21,11 +21,9 @@
 set -euo pipefail
 SCALE=${SCALE:-5000} N=${N:-1000} M=${M:-100} ROUNDS=${ROUNDS:-3}
 . "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
+. "$TOP/test/cluster/lib/session_measure.sh"
 cpu_cluster_up session_cpu
-cpu_shards_load
-q "$R" "$PR" router -c "SELECT shop_router.sync_product_ids()" >/dev/null
-TOKEN=$(q "$A" "$PA" s0 -At -c "SELECT shop.session_token(7)")
-FORGED="v1.8.${TOKEN#v1.7.}"
+session_setup
 q "$R" "$PR" router >/dev/null <<'SQL'
 CREATE SCHEMA old;
 CREATE FUNCTION old._cart_lines(i_session text, i_cart_id uuid)
@@ -63,55 +61,7 @@ $$;
 GRANT USAGE ON SCHEMA old TO web;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA old TO web;
 SQL
-CART=$(q "$R" "$PR" router -U web -At <<SQL
-SET client_min_messages = warning;
-SET shop.session = '$TOKEN';
-SELECT shop.cart_create(7) AS c \gset
-SELECT shop.cart_add(:'c', 11), shop.cart_add(:'c', 12), shop.cart_add(:'c', 13) \g /dev/null
-SELECT :'c';
-SQL
-)
-measure() {   # label script calls
-    local label=$1 script=$2 n=$3
-    rm -f "$BASE/t0" "$BASE/t1"
-    q "$R" "$PR" router -U web -f "$script" >/dev/null 2>"$BASE/err.log" || true
-    [ -s "$BASE/t1" ] || { echo "$label failed:"; tail -5 "$BASE/err.log"; return 1; }
-    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
-    awk -v l="$label" -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) -v n="$n" \
-        'BEGIN { printf "%-30s router backend %6.3f ms  shards %6.3f ms  wall %6.3f ms\n", l, b * 10 / n, s * 10 / n, w / 1e6 / n }'
-}
-head_sql() {
-    echo '\set QUIET on'
-    echo "SET shop.session = '$1';"
-    echo 'SELECT pg_backend_pid() AS pid \gset'
-    echo '\setenv PID :pid'
-}
-many() {   # label call: N calls in one statement
-    local label=$1 call=$2
-    {
-        head_sql "$TOKEN"
-        echo "SELECT count($call) FROM generate_series(1, 20) g \\g /dev/null"
-        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t0"
-        echo "SELECT count($call) FROM generate_series(1, $N) g \\g /dev/null"
-        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t1"
-    } >"$BASE/many.sql"
-    measure "$label" "$BASE/many.sql" "$N"
-}
-refused() {   # label schema: M refused cart_get, each followed by a product_get
-    local label=$1 fn=$2.cart_get g
-    {
-        head_sql "$FORGED"
-        echo '\set ON_ERROR_STOP off'
-        echo "SELECT shop.product_get(g) FROM generate_series(1, 20) g \\g /dev/null"
-        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t0"
-        for g in $(seq 1 "$M"); do
-            echo "SELECT $fn('$CART');"
-            echo "SELECT shop.product_get($g) \\g /dev/null"
-        done
-        echo "\\! bash $TOP/test/cluster/cpu.sh \$PID $A $B > $BASE/t1"
-    } >"$BASE/refused.sql"
-    measure "$label" "$BASE/refused.sql" "$M"
-}
+session_cart
 echo "$N calls and $M refused ones a round, $SCALE products, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$TOP" rev-parse --short HEAD)"
 for r in $(seq 1 "$ROUNDS"); do
     many "cart_get, old" "old.cart_get('$CART')"

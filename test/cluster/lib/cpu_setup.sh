@@ -1,6 +1,6 @@
 # cpu_setup.sh: sourced by the measuring scripts of test/cluster
 # (read_lag_cpu.sh, read_route_cpu.sh, reco_cpu.sh, search_cpu.sh, customer_cpu.sh,
-# session_cpu.sh), run from the top of
+# session_cpu.sh, session_use_cpu.sh), run from the top of
 # the tree after make; the cluster setup they share, each keeping its own
 # rounds and what it prints.
 #
