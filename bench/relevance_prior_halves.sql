@@ -37,13 +37,17 @@
 --     3 or more products and 5 or more customers and half the type's
 --     weight (the rule of the behaviour vocabulary, shop.search_vocab's
 --     second source), added as an expansion of the type word as
---     shop._search_vocab does.
+--     shop._search_vocab does;
+--   a ceiling with no log ("A's judgments"): every product judged 2 or 3
+--     for a half-A query counts once, seen or not; type -> category as
+--     intent_categories (x3) for categories of 25% or more of them, word ->
+--     category as prior_categories with the category's share.
 -- Prints nDCG@10 per half (A is in-sample, B held out) and per query type
 -- (the 20 most frequent) for the bench's shop_search with and without
 -- each, and how many half-B queries each reaches.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
-DROP TABLE IF EXISTS ph_shown, ph_session, ph_action, ph_vote, ph_w, ph_key, ph_cat, ph_type_head, ph_run, ph_nd;
+DROP TABLE IF EXISTS ph_shown, ph_session, ph_action, ph_vote, ph_w, ph_key, ph_cat, ph_cat_judged, ph_type_head, ph_run, ph_nd;
 
 CREATE TABLE ph_shown AS
 SELECT q.query_id, s.ord AS rank, c.product_id, c.category_id, shop.search_head(c.title) AS head,
@@ -63,13 +67,16 @@ SELECT row_number() OVER (ORDER BY q.query_id, g) AS session_id, q.query_id,
  WHERE hashtext(q.query) & 1 = 0
  ORDER BY q.query_id, g;
 
+-- the draws in session and rank order, whatever the join's plan
 CREATE TABLE ph_action AS
-SELECT s.session_id, s.query_id, s.customer_id, sh.product_id, sh.category_id, sh.head,
-       CASE WHEN random() < CASE sh.grade WHEN 3 THEN 0.3 WHEN 2 THEN 0.15 WHEN 1 THEN 0.02 ELSE 0.01 END
+SELECT x.session_id, x.query_id, x.customer_id, x.product_id, x.category_id, x.head,
+       CASE WHEN random() < CASE x.grade WHEN 3 THEN 0.3 WHEN 2 THEN 0.15 WHEN 1 THEN 0.02 ELSE 0.01 END
             THEN 4 ELSE 1 END AS w
-  FROM ph_session s JOIN ph_shown sh USING (query_id)
- WHERE random() < 1 / log(2, sh.rank + 1)
-   AND random() < CASE sh.grade WHEN 3 THEN 0.7 WHEN 2 THEN 0.4 WHEN 1 THEN 0.1 ELSE 0.05 END;
+  FROM (SELECT s.session_id, s.query_id, s.customer_id, sh.product_id, sh.category_id, sh.head, sh.rank, sh.grade
+          FROM ph_session s JOIN ph_shown sh USING (query_id)
+         ORDER BY s.session_id, sh.rank) x
+ WHERE random() < 1 / log(2, x.rank + 1)
+   AND random() < CASE x.grade WHEN 3 THEN 0.7 WHEN 2 THEN 0.4 WHEN 1 THEN 0.1 ELSE 0.05 END;
 
 -- one vote per customer, query and product (the strongest); the prior
 -- per (query, product) counts with 2 or more customers
@@ -104,6 +111,20 @@ SELECT k.key, k.head, sum(k.w) AS w
  GROUP BY k.key, k.head, t.wt
 HAVING count(DISTINCT k.product_id) >= 3 AND count(DISTINCT k.customer_id) >= 5 AND sum(k.w) >= 0.5 * t.wt;
 
+-- a ceiling for the category route, with no log: every product judged 2
+-- or 3 for a half-A query counts once for the query's type and word
+-- stems, whether or not any shopper would have seen it
+CREATE TABLE ph_cat_judged AS
+WITH k AS (SELECT pk.kind, pk.key, c.category_id, j.product_id
+             FROM bench_chorus_qrels j JOIN bench_chorus_q q USING (query_id) JOIN bench_chorus c USING (product_id)
+             JOIN ph_key pk ON pk.query_id = j.query_id
+            WHERE j.grade >= 2 AND hashtext(q.query) & 1 = 0),
+tot AS (SELECT kind, key, count(*) AS n FROM k GROUP BY 1, 2)
+SELECT k.kind, k.key, k.category_id, count(*)::float8 / t.n AS share
+  FROM k JOIN tot t USING (kind, key)
+ WHERE k.category_id IS NOT NULL
+ GROUP BY k.kind, k.key, k.category_id, t.n;
+
 CREATE TABLE ph_run (arm text, query_id int, rank int, product_id bigint);
 CREATE FUNCTION pg_temp.ph_query(query text, qtype text, arm text) RETURNS jsonb LANGUAGE sql AS $f$
     SELECT CASE arm
@@ -114,6 +135,15 @@ CREATE FUNCTION pg_temp.ph_query(query text, qtype text, arm text) RETURNS jsonb
         WHEN 'type -> category, x3' THEN bench_shop_query(query) || coalesce((
             SELECT jsonb_build_object('intent_categories', jsonb_agg(category_id ORDER BY category_id))
               FROM ph_cat WHERE kind = 'type' AND key = qtype AND f >= 0.25 HAVING count(*) > 0), '{}')
+        WHEN 'type -> category, A''s judgments, x3' THEN bench_shop_query(query) || coalesce((
+            SELECT jsonb_build_object('intent_categories', jsonb_agg(category_id ORDER BY category_id))
+              FROM ph_cat_judged WHERE kind = 'type' AND key = qtype AND share >= 0.25 HAVING count(*) > 0), '{}')
+        WHEN 'word -> category, A''s judgments' THEN bench_shop_query(query) || coalesce((
+            SELECT jsonb_build_object('prior_categories', jsonb_agg(jsonb_build_array(category_id, round(share::numeric, 4))
+                                                                    ORDER BY share DESC, category_id))
+              FROM (SELECT category_id, max(share) AS share FROM ph_cat_judged
+                     WHERE kind = 'word' AND key IN (SELECT t.stem FROM shop.search_tokens(query) t) GROUP BY 1) x
+            HAVING count(*) > 0), '{}')
         WHEN 'word -> category' THEN bench_shop_query(query) || coalesce((
             SELECT jsonb_build_object('prior_categories', jsonb_agg(jsonb_build_array(category_id, round(f::numeric, 4))
                                                                     ORDER BY f DESC, category_id))
@@ -131,7 +161,8 @@ $f$;
 INSERT INTO ph_run
 SELECT a.arm, q.query_id, s.ord, c.product_id
   FROM bench_chorus_q q JOIN bench_chorus_type ty USING (query_id)
- CROSS JOIN (VALUES ('shop_search'), ('type -> category'), ('type -> category, x3'), ('word -> category'), ('type -> head (vocabulary)')) a(arm)
+ CROSS JOIN (VALUES ('shop_search'), ('type -> category'), ('type -> category, x3'), ('word -> category'),
+                    ('type -> category, A''s judgments, x3'), ('word -> category, A''s judgments'), ('type -> head (vocabulary)')) a(arm)
  CROSS JOIN LATERAL shop.search_scan('bench_chorus_ss', pg_temp.ph_query(q.query, ty.qtype, a.arm), 10)
        WITH ORDINALITY AS s(ctid, score, typos, missing, ord)
   JOIN bench_chorus c ON c.ctid = s.ctid;
@@ -170,16 +201,24 @@ SELECT n.arm, q.query, round(o.ndcg::numeric, 4) AS before, round(n.ndcg::numeri
  WHERE n.arm <> 'shop_search' AND n.half = 1 AND abs(n.ndcg - o.ndcg) > 0.0001
  ORDER BY n.arm, q.query;
 
-\echo nDCG@10 per query type (the 20 most frequent), half B only and all
-WITH t AS (SELECT qtype, count(*) AS n FROM bench_chorus_type GROUP BY qtype ORDER BY count(*) DESC, qtype LIMIT 20)
-SELECT t.qtype, t.n,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'shop_search')::numeric, 4) AS shop,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'type -> category')::numeric, 4) AS type_cat,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'word -> category')::numeric, 4) AS word_cat,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'type -> head (vocabulary)')::numeric, 4) AS type_head,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'shop_search' AND nd.half = 1)::numeric, 4) AS shop_b,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'type -> category' AND nd.half = 1)::numeric, 4) AS type_cat_b,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'word -> category' AND nd.half = 1)::numeric, 4) AS word_cat_b,
-       round(avg(nd.ndcg) FILTER (WHERE nd.arm = 'type -> head (vocabulary)' AND nd.half = 1)::numeric, 4) AS type_head_b
-  FROM t JOIN bench_chorus_type ty USING (qtype) JOIN ph_nd nd USING (query_id)
- GROUP BY t.qtype, t.n ORDER BY t.n DESC, t.qtype;
+\echo nDCG@10 per query type (the 20 most frequent): shop_search, and each arm where it differs (all queries; B: half B)
+WITH t AS (SELECT qtype, count(*) AS n FROM bench_chorus_type GROUP BY qtype ORDER BY count(*) DESC, qtype LIMIT 20),
+v AS (SELECT t.qtype, t.n, nd.arm, avg(nd.ndcg) AS a, avg(nd.ndcg) FILTER (WHERE nd.half = 1) AS b
+        FROM t JOIN bench_chorus_type ty USING (qtype) JOIN ph_nd nd USING (query_id)
+       GROUP BY t.qtype, t.n, nd.arm)
+SELECT v.qtype, v.n, round(o.a::numeric, 4) AS shop, round(o.b::numeric, 4) AS shop_b,
+       coalesce(string_agg(v.arm || ' ' || to_char(v.a - o.a, 'SG0.0000') || ' (B ' || coalesce(to_char(v.b - o.b, 'SG0.0000'), '-') || ')',
+                           '; ' ORDER BY v.arm) FILTER (WHERE abs(v.a - o.a) > 0.00005), '') AS moved
+  FROM v JOIN v o ON o.qtype = v.qtype AND o.arm = 'shop_search'
+ WHERE v.arm <> 'shop_search' OR true
+ GROUP BY v.qtype, v.n, o.a, o.b ORDER BY v.n DESC, v.qtype;
+
+\echo the worst type of the 20 for each arm against shop_search, all queries and half B
+WITH t AS (SELECT qtype, count(*) AS n FROM bench_chorus_type GROUP BY qtype ORDER BY count(*) DESC, qtype LIMIT 20),
+v AS (SELECT t.qtype, nd.arm, avg(nd.ndcg) AS a, avg(nd.ndcg) FILTER (WHERE nd.half = 1) AS b
+        FROM t JOIN bench_chorus_type ty USING (qtype) JOIN ph_nd nd USING (query_id)
+       GROUP BY t.qtype, nd.arm)
+SELECT v.arm, round(min(v.a - o.a)::numeric, 4) AS worst_all, round(min(v.b - o.b)::numeric, 4) AS worst_b,
+       count(*) FILTER (WHERE v.a - o.a < -0.02) AS types_worse_by_002
+  FROM v JOIN v o ON o.qtype = v.qtype AND o.arm = 'shop_search'
+ WHERE v.arm <> 'shop_search' GROUP BY v.arm ORDER BY v.arm;
