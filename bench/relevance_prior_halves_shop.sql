@@ -23,8 +23,12 @@ DELETE FROM shop.view_event;
 DELETE FROM shop.search_log;
 -- product popularity (a boost of up to 15%, docs/search.md) comes from
 -- orders and views too, through shop.rebuild_recommendations() and the
--- sweeper's refresh: recomputed here from no history
+-- sweeper's refresh: recomputed here from no history (and every batch
+-- written at once, shop.popularity_sync; VACUUM, as the index's BM25
+-- statistics count the row versions it replaced until then)
 SELECT shop.rebuild_recommendations() -> 'popularity_updated' AS popularity_updated;
+CALL shop.popularity_sync();
+VACUUM shop.product;
 -- before any behaviour: the vocabulary from the catalog alone, no prior
 SELECT shop.refresh_search_vocab() AS vocab_pairs_catalog;
 SELECT count(*) AS products_with_popularity FROM shop.product WHERE popularity > 0;
@@ -63,6 +67,8 @@ SELECT term, expansion, source, products FROM shop.search_vocab ORDER BY source,
 -- reach every query), the vocabulary learned from behaviour, the prior
 -- off and on
 SELECT shop.rebuild_recommendations() -> 'popularity_updated' AS popularity_updated;
+CALL shop.popularity_sync();
+VACUUM shop.product;
 SELECT count(*) AS products_with_popularity FROM shop.product WHERE popularity > 0;
 SET shop.search_prior = off;
 INSERT INTO halves_run

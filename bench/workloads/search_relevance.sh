@@ -768,8 +768,13 @@ SELECT shop.refresh_search_vocab();
 -- product popularity from the training half's orders and views, for both
 -- arms: the sweeper (every minute) would otherwise fold them in at a
 -- moment of its own, before, between or after the two arms (issue 13,
--- rel17), and have nothing left to do after this
+-- rel17), and have nothing left to do after this; every batch of it
+-- written now (the rebuild writes the first 1,000 products only)
 SELECT shop.rebuild_recommendations();
+CALL shop.popularity_sync();
+-- the index counts the rows popularity rewrote until VACUUM (its BM25
+-- statistics too), and autovacuum would come at a moment of its own
+VACUUM shop.product;
 -- the ranked half: each query of a session in the last 15 days, with the
 -- prior off and on
 CREATE TABLE run (arm text, query_id int, rank int, product_id bigint);
