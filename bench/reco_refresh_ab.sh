@@ -42,6 +42,13 @@ cpu_fn="CREATE OR REPLACE FUNCTION pg_temp.cpu() RETURNS numeric LANGUAGE sql AS
 SELECT (f[12]::bigint + f[13]::bigint)::numeric / $(getconf CLK_TCK)
   FROM string_to_array(split_part(pg_read_file('/proc/' || pg_backend_pid() || '/stat'), ') ', 2), ' ') f \$f\$;"
 
+# STEP=copurchase: shop._refresh_copurchase() alone (the co-purchase part),
+# in a transaction rolled back
+if [ "${STEP:-}" = copurchase ]; then
+    measured=(-c BEGIN -c "SELECT 'res ' || shop._refresh_copurchase()::text" -c ROLLBACK)
+else
+    measured=(-c "SELECT 'res ' || shop.refresh_recommendations()::text")
+fi
 case "${1:-}" in
 setup)
     "${PSQL[@]}" -d shop_reco_speed -c "CALL shop.popularity_sync()" -c "VACUUM ANALYZE"
@@ -103,7 +110,7 @@ run)
                                               WHERE t.relnamespace = 'shop'::regnamespace))"
             fi
             out=$("${PSQL[@]}" -d r -c "$cpu_fn" -c "SELECT 'c0 ' || pg_temp.cpu()" \
-                  -c "SELECT 'res ' || shop.refresh_recommendations()::text" -c "SELECT 'c1 ' || pg_temp.cpu()")
+                  "${measured[@]}" -c "SELECT 'c1 ' || pg_temp.cpu()")
             c0=$(sed -n 's/^c0 //p' <<<"$out")
             c1=$(sed -n 's/^c1 //p' <<<"$out")
             res=$(sed -n 's/^res //p' <<<"$out")
