@@ -51,6 +51,9 @@ else
 fi
 case "${1:-}" in
 setup)
+    # the sweeper held off (the bench's cleanup put the interval back): it
+    # would refresh reco_t0 itself
+    "${PSQL[@]}" -d shop_reco_speed -c "ALTER SYSTEM SET shop.sweep_interval = 86400" -c "SELECT pg_reload_conf()" >/dev/null
     "${PSQL[@]}" -d shop_reco_speed -c "CALL shop.popularity_sync()" -c "VACUUM ANALYZE"
     "$PGBIN/dropdb" --if-exists reco_t0
     "$PGBIN/dropdb" --if-exists reco_h
