@@ -3556,18 +3556,21 @@ COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
 'router: content-based neighbours of a product, its candidates from every shard (docs/scale-out.md)';
 
 -- view and recently_viewed: a customer's views are on the customer's
--- shard (with the storefront's session), the products on theirs
-CREATE FUNCTION shop_router._view_product(i_product_id bigint)
-RETURNS boolean
+-- shard (with the storefront's session), the products on theirs.  The
+-- product's shard signs that the product exists (shop._view_found, ha10:
+-- before, the router passed its own word, which a storefront calling the
+-- customer's shard itself could forge) and the customer's shard checks the
+-- signature before it records
+CREATE FUNCTION shop_router._view_product(i_product_id bigint, OUT found_until bigint, OUT found_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1);
+    SELECT * FROM shop._view_found($1);
 $$;
 
 CREATE FUNCTION shop_router._view_record(i_session text, i_customer_id bigint, i_product_id bigint,
-                                         i_found boolean)
+                                         i_found_until bigint, i_found_sig text)
 RETURNS text[]
 LANGUAGE plproxy
 AS $$
@@ -3577,7 +3580,7 @@ AS $$
     -- another customer's refusal (42501, 22023 for an id below 1:
     -- shop._customer_refusal) answered as data in one node's order
     -- (issue 16, ha8)
-    SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
+    SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4, $5)) ELSE s.e END
       FROM (SELECT coalesce(s0.e,
                             CASE WHEN $2 IS NULL THEN ARRAY['22004', 'argument customer_id must not be null'] END,
                             shop._customer_refusal($2)) AS e
@@ -3586,17 +3589,26 @@ $$;
 
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._raise(r.e)
-      FROM (SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
-                                            view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
-                   AS e) r
-     WHERE r.e IS NOT NULL
+DECLARE
+    found_until bigint;
+    found_sig text;
+    e text[];
+BEGIN
+    IF product_id IS NOT NULL THEN
+        SELECT f.found_until, f.found_sig INTO found_until, found_sig
+          FROM shop_router._view_product(product_id) f;
+    END IF;
+    e := shop_router._view_record(shop_router._session(), customer_id, product_id, found_until, found_sig);
+    IF e IS NOT NULL THEN
+        PERFORM shop_router._raise(e);
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION shop.view(bigint, bigint) IS
-'router: record a product view on the customer''s shard (the product checked on its own)';
+'router: record a product view on the customer''s shard (the product checked on its own, which signs it)';
 
 CREATE FUNCTION shop_router._recently_viewed_rows(i_session text, i_customer_id bigint, i_lim int)
 RETURNS TABLE (product_id bigint, viewed_at timestamptz, error text[])
