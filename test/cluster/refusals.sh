@@ -39,7 +39,10 @@ sleep 2
 # shop.session, in every routed call that carries it (each raised on the
 # shard's set_config before: one reconnection per partition reached, four
 # for a personalized search). One node refuses the SET itself, with the
-# same error. As the storefront, on a guest cart of its own.
+# same error. As the storefront, on a guest cart of its own. Since ha10
+# also the calls whose arguments the router refuses itself (orders_for's,
+# cart_create's, a personalized search's): the token's refusal first, as
+# on one node (before, 22004 or 22023, and a NULL query a shard's error).
 ref_err1_sql=$(cat <<SQL
 SET client_min_messages = warning;
 SELECT shop.cart_create() AS cart \gset
