@@ -6283,16 +6283,32 @@ GRANT EXECUTE ON FUNCTION shop._similar_shard(bigint, bigint, text, text, jsonb)
 
 -- shop.view and shop.recently_viewed through the router: a customer's
 -- views are on the customer's shard, the products on theirs.  view: the
--- router asks the product's shard whether the product exists and the
--- customer's shard records the view with one node's checks in one node's
--- order (22004, then the customer authorized, then SH006 for a product
--- that is not there) and one node's cap.  A storefront that calls this
--- step on a shard itself can record, for its own customer only, a view
--- of a product id that does not exist: recently_viewed shows only active
--- products, and the popularity and recommendations of a missing product
--- are nobody's.  An id below 1, which no product has, is SH006 whatever
--- the caller says (hostile5: sql/hostile_args2).
-CREATE FUNCTION shop._view_record(customer_id bigint, product_id bigint, product_found boolean)
+-- product's shard says that the product exists, signed
+-- (shop._view_found: the fact {"viewable", product_id, valid_until}
+-- under the cluster's shared secret, valid for 10 minutes, as a cart
+-- line's price is: "Scale-out: storefront through the router" above), and the customer's
+-- shard records the view with one node's checks in one node's order
+-- (22004, then the customer authorized, then SH006 for a product that is
+-- not there) and one node's cap.  Until ha10 the router passed a boolean
+-- "found", its own word: a storefront that called this step on a shard
+-- itself recorded, for its own customer, a view of any product id.  Now
+-- an untrusted caller (the storefront) must bring the product shard's
+-- signature (42501 without it, or with one older than 10 minutes); the
+-- back office is trusted, as in every signed step.  An id below 1, which
+-- no product has, is SH006 whatever the caller brings (hostile5:
+-- sql/hostile_args2).
+CREATE FUNCTION shop._view_found(product_id bigint, OUT found_until bigint, OUT found_sig text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+    SELECT x.v, shop._saga_proof(jsonb_build_array('viewable', _view_found.product_id, x.v))
+      FROM (SELECT extract(epoch FROM now() + interval '10 minutes')::bigint AS v) x
+     WHERE EXISTS (SELECT FROM shop.product p WHERE p.product_id = _view_found.product_id)
+$$;
+COMMENT ON FUNCTION shop._view_found(bigint) IS
+'internal (router): on the product''s shard, that the product exists, signed for the customer''s shard for 10 minutes (NULLs when it does not)';
+
+CREATE FUNCTION shop._view_record(customer_id bigint, product_id bigint, found_until bigint, found_sig text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, shop, pg_temp
@@ -6305,10 +6321,19 @@ BEGIN
     PERFORM shop._require(_view_record.customer_id, 'customer_id');
     PERFORM shop._authorize(_view_record.customer_id);
     PERFORM shop._require(_view_record.product_id, 'product_id');
-    IF NOT coalesce(_view_record.product_found, false) OR _view_record.product_id < 1 THEN
+    IF _view_record.found_until IS NULL OR _view_record.product_id < 1 THEN
         RAISE EXCEPTION 'product not found'
             USING ERRCODE = 'SH006',
                   DETAIL = format('No product has product_id %s.', _view_record.product_id);
+    END IF;
+    IF NOT shop._saga_trusted() THEN
+        PERFORM shop._saga_require(jsonb_build_array('viewable', _view_record.product_id, _view_record.found_until),
+                                   _view_record.found_sig, 'the product of a view');
+        IF _view_record.found_until < extract(epoch FROM now()) THEN
+            RAISE EXCEPTION 'permission denied for the product of a view' USING ERRCODE = 'insufficient_privilege',
+                DETAIL = format('Product %s was found more than 10 minutes ago.', _view_record.product_id),
+                HINT = 'Record the view through the router.';
+        END IF;
     END IF;
     -- shop.view's body
     DELETE FROM shop.view_event v
@@ -6336,8 +6361,8 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION shop._view_record(bigint, bigint, boolean) IS
-'internal (router): shop.view on the customer''s shard, the product''s existence told by its shard';
+COMMENT ON FUNCTION shop._view_record(bigint, bigint, bigint, text) IS
+'internal (router): shop.view on the customer''s shard, the product''s existence signed by its shard (shop._view_found)';
 
 -- recently_viewed: the customer's views, newest first, with one node's
 -- checks; the router keeps the active products (asked of their shards)
@@ -6366,8 +6391,10 @@ END
 $$;
 COMMENT ON FUNCTION shop._recently_viewed_rows(bigint, int) IS
 'internal (router): every view of a customer the caller may act for, newest first (recently_viewed''s checks)';
-REVOKE ALL ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION shop._view_record(bigint, bigint, boolean), shop._recently_viewed_rows(bigint, int)
+REVOKE ALL ON FUNCTION shop._view_found(bigint), shop._view_record(bigint, bigint, bigint, text),
+    shop._recently_viewed_rows(bigint, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop._view_found(bigint), shop._view_record(bigint, bigint, bigint, text),
+    shop._recently_viewed_rows(bigint, int)
     TO shop_storefront, shop_admin;
 
 -- Recommendations: the refresh's samples and queue (issues 14, 11) ---------

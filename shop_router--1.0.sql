@@ -1438,7 +1438,11 @@ BEGIN
         -- out of range: one node's error (shop._search_prepare's first
         -- checks, in their order), raised here before any shard is called:
         -- a shard's error would leave every connection of the call to be
-        -- remade (issue 16)
+        -- remade (issue 16); a personalized page's token first, as one
+        -- node refuses its SET (ha10)
+        IF customer_id IS NOT NULL THEN
+            PERFORM shop_router._session_refused_first();
+        END IF;
         IF sort IS NULL THEN
             RAISE EXCEPTION 'argument % must not be null', 'sort'
                 USING ERRCODE = 'null_value_not_allowed';
@@ -1453,6 +1457,11 @@ BEGIN
     -- sums may be kept ones (_search_global_at), with the shards' versions
     -- the page is checked against: a shard that changed since refuses the
     -- page (40001) and the search runs again with new sums.
+    IF (query IS NULL OR filters IS NULL) AND customer_id IS NOT NULL THEN
+        -- the statistics' phase refuses a NULL query (22004, a shard's
+        -- error); a personalized page's token is refused before (ha10)
+        PERFORM shop_router._session_refused_first();
+    END IF;
     SELECT a.global, a.versions INTO g, v FROM shop_router._search_global_at(query, filters, sort = 'relevance') a;
     IF v IS NOT NULL THEN
         BEGIN
@@ -1956,6 +1965,31 @@ AS $$
      WHERE r.error IS NULL OR shop_router._raised(r.error)
 $$;
 
+-- A call that carries the session's token and whose argument the router
+-- refuses before any shard is called (orders_for's, cart_create's, a
+-- personalized search's): one node refused the token first, at the SET
+-- (28000), so the router asks partition 0 (_session_verify) before it
+-- raises the argument's error, and raises the token's refusal instead
+-- (issue 16, ha10: orders_for(NULL) under a forged token was 22004).
+-- Only on that error path: a call whose arguments pass pays nothing.
+CREATE FUNCTION shop_router._session_refused_first()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s text := shop_router._session();
+    r record;
+BEGIN
+    IF s <> '' THEN
+        r := shop_router._session_verify(s);
+        IF r.error IS NOT NULL THEN
+            PERFORM shop_router._raise(r.error);
+        END IF;
+    END IF;
+END
+$$;
+
 CREATE FUNCTION shop.session_begin(token text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -2027,7 +2061,7 @@ AS $$
 $$;
 
 -- a customer id below 1 is refused here as one node refuses it first
--- (22023), no shard called
+-- (22023), no shard called; a token the shards refuse before it (ha10)
 CREATE FUNCTION shop.cart_create(customer_id bigint DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -2036,7 +2070,10 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    PERFORM shop_router._check_customer(customer_id);
+    IF customer_id <= 0 THEN
+        PERFORM shop_router._session_refused_first();
+        PERFORM shop_router._check_customer(customer_id);
+    END IF;
     r := shop_router._cart_create(shop_router._session(),
         shop_router._uuid_for(CASE WHEN customer_id IS NULL THEN (random() * 65535)::int
                                    ELSE hashint8(customer_id) END),
@@ -2704,7 +2741,9 @@ $$;
 
 -- one node's checks of the arguments, in its order (customer_id, lim,
 -- then the customer's own), here before any shard is called: a refusal
--- of the shard would leave its connection to be remade (issue 16, ha5)
+-- of the shard would leave its connection to be remade (issue 16, ha5);
+-- a token the shards refuse before them, as one node refuses its SET
+-- (ha10: orders_for(NULL) under a forged token was 22004, one node 28000)
 CREATE FUNCTION shop.orders_for(customer_id bigint, lim int DEFAULT 20, before timestamptz DEFAULT NULL)
 RETURNS TABLE (order_id uuid, status text, total_cents bigint, item_count bigint,
                needs_review boolean, created_at timestamptz)
@@ -2712,9 +2751,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
 BEGIN
-    PERFORM shop_router._require(customer_id, 'customer_id');
-    PERFORM shop_router._check_lim(lim);
-    PERFORM shop_router._check_customer(customer_id);
+    IF customer_id IS NULL OR lim IS NULL OR lim < 1 OR lim > 1000 OR customer_id <= 0 THEN
+        -- the session's token refused first, as one node refuses its SET
+        PERFORM shop_router._session_refused_first();
+        PERFORM shop_router._require(customer_id, 'customer_id');
+        PERFORM shop_router._check_lim(lim);
+        PERFORM shop_router._check_customer(customer_id);
+    END IF;
     RETURN QUERY
     SELECT r.order_id, r.status, r.total_cents, r.item_count, r.needs_review, r.created_at
       FROM shop_router._orders_for(shop_router._session(), orders_for.customer_id, lim, before) r
@@ -2997,7 +3040,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shop_router FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     shop.session_begin(text), shop.session_end(), shop.current_customer(),
     shop_router._session(), shop_router._session_forget(), shop_router._session_customer(text),
-    shop_router._session_verify(text),
+    shop_router._session_verify(text), shop_router._session_refused_first(),
     shop.cart_create(bigint), shop.cart_add(uuid, bigint, int), shop.cart_set_qty(uuid, bigint, int),
     shop.cart_remove(uuid, bigint), shop.cart_save_for_later(uuid, bigint),
     shop.cart_move_to_cart(uuid, bigint), shop.cart_clear(uuid), shop.cart_get(uuid),
@@ -3513,18 +3556,21 @@ COMMENT ON FUNCTION shop.similar_products(bigint, int) IS
 'router: content-based neighbours of a product, its candidates from every shard (docs/scale-out.md)';
 
 -- view and recently_viewed: a customer's views are on the customer's
--- shard (with the storefront's session), the products on theirs
-CREATE FUNCTION shop_router._view_product(i_product_id bigint)
-RETURNS boolean
+-- shard (with the storefront's session), the products on theirs.  The
+-- product's shard signs that the product exists (shop._view_found, ha10:
+-- before, the router passed its own word, which a storefront calling the
+-- customer's shard itself could forge) and the customer's shard checks the
+-- signature before it records
+CREATE FUNCTION shop_router._view_product(i_product_id bigint, OUT found_until bigint, OUT found_sig text)
 LANGUAGE plproxy
 AS $$
     CLUSTER 'shop_cluster';
     RUN ON shop_router._pid_part(i_product_id);
-    SELECT EXISTS (SELECT FROM shop.product p WHERE p.product_id = $1);
+    SELECT * FROM shop._view_found($1);
 $$;
 
 CREATE FUNCTION shop_router._view_record(i_session text, i_customer_id bigint, i_product_id bigint,
-                                         i_found boolean)
+                                         i_found_until bigint, i_found_sig text)
 RETURNS text[]
 LANGUAGE plproxy
 AS $$
@@ -3534,7 +3580,7 @@ AS $$
     -- another customer's refusal (42501, 22023 for an id below 1:
     -- shop._customer_refusal) answered as data in one node's order
     -- (issue 16, ha8)
-    SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4)) ELSE s.e END
+    SELECT CASE WHEN s.e IS NULL THEN (SELECT NULL::text[] FROM shop._view_record($2, $3, $4, $5)) ELSE s.e END
       FROM (SELECT coalesce(s0.e,
                             CASE WHEN $2 IS NULL THEN ARRAY['22004', 'argument customer_id must not be null'] END,
                             shop._customer_refusal($2)) AS e
@@ -3543,17 +3589,26 @@ $$;
 
 CREATE FUNCTION shop.view(customer_id bigint, product_id bigint)
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, shop, pg_temp
 AS $$
-    SELECT shop_router._raise(r.e)
-      FROM (SELECT shop_router._view_record(shop_router._session(), view.customer_id, view.product_id,
-                                            view.product_id IS NOT NULL AND shop_router._view_product(view.product_id))
-                   AS e) r
-     WHERE r.e IS NOT NULL
+DECLARE
+    found_until bigint;
+    found_sig text;
+    e text[];
+BEGIN
+    IF product_id IS NOT NULL THEN
+        SELECT f.found_until, f.found_sig INTO found_until, found_sig
+          FROM shop_router._view_product(product_id) f;
+    END IF;
+    e := shop_router._view_record(shop_router._session(), customer_id, product_id, found_until, found_sig);
+    IF e IS NOT NULL THEN
+        PERFORM shop_router._raise(e);
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION shop.view(bigint, bigint) IS
-'router: record a product view on the customer''s shard (the product checked on its own)';
+'router: record a product view on the customer''s shard (the product checked on its own, which signs it)';
 
 CREATE FUNCTION shop_router._recently_viewed_rows(i_session text, i_customer_id bigint, i_lim int)
 RETURNS TABLE (product_id bigint, viewed_at timestamptz, error text[])

@@ -84,14 +84,34 @@ SELECT product_id = :p2 AS is_p2 FROM shop._recommend_popular(5, ARRAY[:p1]::big
 SELECT * FROM shop._recommend_popular(2000000000, '{}');
 \set VERBOSITY terse
 \set SHOW_CONTEXT errors
-SELECT a AS args, pg_temp.err(format('SELECT shop._view_record(%s)', a)) AS view_record
-  FROM unnest(ARRAY['501, -5, true', '501, 0, true', '501, -5, false', '501, NULL, true',
-                    '501, ' || :p1 || ', true']) a;
+-- the product's existence is its shard's signed word (shop._view_found,
+-- ha10; until then a boolean the storefront could forge, and a view of
+-- any product id was recorded for its customer): a made-up, missing,
+-- another product's or an expired signature is refused (42501), an id
+-- below 1 or without a proof SH006 whatever the caller brings
+RESET ROLE;
+SELECT shop._saga_sign(jsonb_build_array('viewable', :p1, 1000000000)::text) AS old_sig \gset
+SET ROLE regress_hostile_front;
+SELECT f.found_until AS fu, f.found_sig AS fs FROM shop._view_found(:p1) f \gset
+SELECT f.found_until IS NULL AND f.found_sig IS NULL AS missing_not_found FROM shop._view_found(987654) f;
+SELECT a.k AS args, pg_temp.err(format('SELECT shop._view_record(%s)', a.c)) AS view_record
+  FROM (VALUES (1, '501, -5, signed', format('501, -5, %s, %L', :fu, :'fs')),
+               (2, '501, 0, signed', format('501, 0, %s, %L', :fu, :'fs')),
+               (3, '501, -5, no proof', '501, -5, NULL, NULL'),
+               (4, '501, NULL, signed', format('501, NULL, %s, %L', :fu, :'fs')),
+               (5, '501, p1, no proof', format('501, %s, NULL, NULL', :p1)),
+               (6, '501, 987654, no signature', format('501, 987654, %s, NULL', :fu)),
+               (7, '501, 987654, made up', format('501, 987654, %s, %L', :fu, repeat('ab', 32))),
+               (8, '501, 987654, p1''s signature', format('501, 987654, %s, %L', :fu, :'fs')),
+               (9, '501, p1, expired', format('501, %s, 1000000000, %L', :p1, :'old_sig')),
+               (10, '501, p1, signed', format('501, %s, %s, %L', :p1, :fu, :'fs'))) a(n, k, c)
+ ORDER BY a.n;
 SELECT a AS args, pg_temp.err(format('SELECT shop.view(%s)', a)) AS view
   FROM unnest(ARRAY['501, -5', '501, 0']) a;
 RESET ROLE;
 SELECT product_id = :p1 AS is_p1 FROM shop.view_event WHERE customer_id = 501;
 SELECT count(*) AS views_below_1 FROM shop.view_event WHERE product_id < 1;
+SELECT count(*) AS views_of_missing FROM shop.view_event WHERE product_id = 987654;
 
 RESET shop.session_secret;
 DROP EXTENSION shop;

@@ -209,14 +209,14 @@ SELECT product_id, round(popularity::numeric, 4) AS popularity
   FROM shop.product_popularity WHERE product_id BETWEEN 80 AND 88 ORDER BY 1;
 -- the router's step records as shop.view does (87 drops 84's view)
 SET ROLE shop_storefront;
-SELECT count(*) AS views FROM (SELECT shop._view_record(980, 87, true)) v;
+SELECT count(*) AS views FROM (SELECT shop._view_record(980, 87, f.found_until, f.found_sig) FROM shop._view_found(87) f) v;
 RESET ROLE;
 SELECT product_id FROM shop.popularity_dropped ORDER BY 1;
 -- a shard whose popularity the router folds records nothing: the drop
 -- is in shop.popularity_log (88 drops 85's view)
 UPDATE shop.copurchase_state SET popularity_from_router = true;
 SET ROLE shop_storefront;
-SELECT count(*) AS views FROM (SELECT shop._view_record(980, 88, true), shop.view(980, 88)) v;
+SELECT count(*) AS views FROM (SELECT shop._view_record(980, 88, f.found_until, f.found_sig), shop.view(980, 88) FROM shop._view_found(88) f) v;
 SELECT shop.session_end();
 RESET ROLE;
 SELECT product_id FROM shop.popularity_dropped ORDER BY 1;

@@ -39,7 +39,10 @@ sleep 2
 # shop.session, in every routed call that carries it (each raised on the
 # shard's set_config before: one reconnection per partition reached, four
 # for a personalized search). One node refuses the SET itself, with the
-# same error. As the storefront, on a guest cart of its own.
+# same error. As the storefront, on a guest cart of its own. Since ha10
+# also the calls whose arguments the router refuses itself (orders_for's,
+# cart_create's, a personalized search's): the token's refusal first, as
+# on one node (before, 22004 or 22023, and a NULL query a shard's error).
 ref_err1_sql=$(cat <<SQL
 SET client_min_messages = warning;
 SELECT shop.cart_create() AS cart \gset
@@ -74,7 +77,14 @@ SELECT t.k, u.c, pg_temp.err(format('SET shop.session = %L; %s', t.tok, format(u
                     'SELECT count(*) FROM shop.recommend(533, 5, ''ha7-none'')',
                     'SELECT shop.experiment_assign(''ha7-none'', 533)',
                     'SELECT shop.current_customer()',
-                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha7-none'')']) WITH ORDINALITY u(c, n)
+                    'SELECT count(*) FROM shop.also_bought(9904, 5, ''ha7-none'')',
+                    'SELECT count(*) FROM shop.orders_for(NULL)',
+                    'SELECT count(*) FROM shop.orders_for(533, 0)',
+                    'SELECT count(*) FROM shop.orders_for(0)',
+                    'SELECT shop.cart_create(0)',
+                    'SELECT count(*) FROM shop.search(''laptop'', lim => 0, customer_id => 533)',
+                    'SELECT count(*) FROM shop.search(''laptop'', off => -1, customer_id => 533)',
+                    'SELECT count(*) FROM shop.search(NULL, customer_id => 533)']) WITH ORDINALITY u(c, n)
  ORDER BY t.n, u.n;
 SELECT 'cart', (shop.cart_get(:'cart')) -> 'item_count', shop.stock_available(9904);
 SQL
@@ -85,11 +95,11 @@ ref_n=$(grep -c 'dropping stale conn' <<<"$ref_rt" || true)
 [ "$ref_n" = 0 ] || { echo "FAIL: $ref_n connections dropped as stale after the refused tokens:"; echo "$ref_rt"; exit 1; }
 [ "$ref_rt" = "$ref_one" ] ||
     { echo "FAIL: the routed token refusals are not one node's:"; diff <(echo "$ref_one") <(echo "$ref_rt"); exit 1; }
-[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 26 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 26 ] &&
-    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 26 ] &&
+[ "$(grep -c '|28000 | invalid session token | The token.s signature does not match\. | |ok$' <<<"$ref_rt")" = 33 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token is not a shop session token\. | |ok$' <<<"$ref_rt")" = 33 ] &&
+    [ "$(grep -c '|28000 | invalid session token | The token has expired\. | |ok$' <<<"$ref_rt")" = 33 ] &&
     [ "$(grep -c '^cart|1|20$' <<<"$ref_rt")" = 1 ] ||
-    { echo "FAIL: the refused tokens did not give 3 x 26 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
+    { echo "FAIL: the refused tokens did not give 3 x 33 refusals, the cart and the stock untouched and a search after each:"; echo "$ref_rt"; exit 1; }
 echo "ok: $(($(wc -l <<<"$ref_rt") - 1)) routed calls with a forged, a malformed and an expired token refused as one node refuses the token, no connection dropped as stale"
 
 # 2. The other customer's refusals of review_add, review_delete,
@@ -210,3 +220,46 @@ ref_sh=$(q "$ref_dir" "$ref_port" "s$ref_p" -U web -At 2>&1 <<<"$ref_err3_sql" |
     [ "$ref_one" = "$(printf '%s\n' 'in|t|t|23505 | cart id is taken | A cart with id ID exists. | Choose another id.' 'merge|t|0')" ] ||
     { echo "FAIL: the merge's step with a taken cart id did not answer 23505 as data on one node and on the shard:"; echo "$ref_one"; echo "$ref_sh"; exit 1; }
 echo "ok: the merge's step with a taken cart id answers 23505 as data (one node and shard $ref_p), nothing merged"
+
+# 4. view's product is its shard's signed word (ha10): the customer's
+# shard records a view only with the product shard's signature that the
+# product exists (shop._view_found). Until ha10 the router passed a
+# boolean, and the storefront, calling the step on the customer's shard
+# itself with "found" true, recorded for its own customer a view of a
+# product id that does not exist. As web with a session of customer 533,
+# on 533's shard: no proof, a made-up signature and product 9904's
+# signature (from its own shard) for a missing id are refused (42501),
+# nothing is recorded; 9904's own proof records, and a routed view still
+# does.
+ref_p=$(q "$A" "$PA" one -At -c "SELECT hashint8(533) & 3")
+ref_dir=$A ref_port=$PA; [ $((ref_p % 2)) = 1 ] && ref_dir=$B ref_port=$PB
+ref_pp=$(q "$A" "$PA" one -At -c "SELECT hashint8(9904) & 3")
+ref_pdir=$A ref_pport=$PA; [ $((ref_pp % 2)) = 1 ] && ref_pdir=$B ref_pport=$PB
+ref_found=$(q "$ref_pdir" "$ref_pport" "s$ref_pp" -U web -At -F ' ' -c "SELECT found_until, found_sig FROM shop._view_found(9904)")
+ref_until=${ref_found% *} ref_sig=${ref_found#* }
+[ -n "$ref_until" ] && [ ${#ref_sig} = 64 ] ||
+    { echo "FAIL: product 9904's shard gave no signed proof to web: $ref_found"; exit 1; }
+ref_err4_sql=$(cat <<SQL
+SET client_min_messages = warning;
+SET shop.session = '$ref_tok';
+$ref_err_fn
+SELECT u.k, pg_temp.err(u.c)
+  FROM (VALUES (1, 'no proof', 'SELECT shop._view_record(533, 987654, $ref_until, NULL)'),
+               (2, 'made up', 'SELECT shop._view_record(533, 987654, $ref_until, ''' || repeat('ab', 32) || ''')'),
+               (3, '9904''s proof', 'SELECT shop._view_record(533, 987654, $ref_until, ''$ref_sig'')'),
+               (4, 'own proof', 'SELECT shop._view_record(533, 9904, $ref_until, ''$ref_sig'')')) u(n, k, c)
+ ORDER BY u.n;
+RESET shop.session;
+SQL
+)
+ref_sh=$(q "$ref_dir" "$ref_port" "s$ref_p" -U web -At 2>&1 <<<"$ref_err4_sql")
+ref_views=$(q "$ref_dir" "$ref_port" "s$ref_p" -At -c "SELECT count(*) FILTER (WHERE product_id = 987654), count(*) FILTER (WHERE product_id = 9904) FROM shop.view_event WHERE customer_id = 533")
+ref_rt=$(q "$R" "$PR" router -U web -At -c "SET shop.session = '$ref_tok'" -c "SELECT shop.view(533, 9904)" -c "SELECT product_id FROM shop.recently_viewed(533) WHERE product_id = 9904" 2>&1)
+ref_want=$(printf '%s\n' \
+    'no proof|42501 | permission denied for the product of a view | The call carries no valid signature of the shard that owns this fact. | The storefront reaches this step only through the router'"'"'s calls.' \
+    'made up|42501 | permission denied for the product of a view | The call carries no valid signature of the shard that owns this fact. | The storefront reaches this step only through the router'"'"'s calls.' \
+    '9904'"'"'s proof|42501 | permission denied for the product of a view | The call carries no valid signature of the shard that owns this fact. | The storefront reaches this step only through the router'"'"'s calls.' \
+    'own proof|ok')
+[ "$ref_sh" = "$ref_want" ] && [ "$ref_views" = "0|1" ] && [ "$ref_rt" = "$(printf '\n9904')" ] ||
+    { echo "FAIL: the view step on the customer's shard took a product it was not signed:"; echo "$ref_sh"; echo "views (missing|9904): $ref_views"; echo "routed: $ref_rt"; exit 1; }
+echo "ok: the view step on customer 533's shard refuses a product without its shard's signature (42501 x 3), records with it; routed views record"

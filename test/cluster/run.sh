@@ -56,6 +56,11 @@
 #     second server whose partitions are a shard cluster's hot standby, the
 #     read functions answer as without it, served by the standby; writes
 #     still reach the primaries;
+#   - a shard that is down (down.sh): partition 3 unreachable, each
+#     common call answers as docs/scale-out.md says (XX000 from PL/Proxy
+#     naming [s3] for what needs it, the others answer), a checkout
+#     refused then holds nothing and its key checks out once the shard is
+#     back; a shard cluster stopped under a session (57P01 or XX000);
 #   - the read route's fallbacks (replica_ha.sh): a partition naming the
 #     standby and then the primary (prefer-standby) answers with the
 #     standby killed and returns to it; shop_router.read_max_lag reads the
@@ -201,6 +206,7 @@ q "$R" "$PR" checker -v p0="${PART[0]}" -v p1="${PART[1]}" -v p2="${PART[2]}" -v
 . "$HERE/forget.sh"
 . "$HERE/replica.sh"
 . "$HERE/replica_ha.sh"
+. "$HERE/down.sh"
 
 if [ "${CLUSTER_LONG:-0}" = 1 ]; then
     . "$HERE/measure.sh"
