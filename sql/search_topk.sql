@@ -79,6 +79,14 @@ INSERT INTO queries VALUES
  -- missing a word can still enter are evaluated in AND mode (bw1)
  ('{"q": "logitech toner", "match": "any"}', 20), ('{"q": "logitech toner", "match": "any"}', 150),
  ('{"q": "belkin yellow", "match": "any"}', 20), ('{"q": "epson hdmi gaming", "match": "any"}', 30),
+ -- rows having every word in a pass of their own, the others after only
+ -- if the top k is short of those (bw2): few or none having all (a word
+ -- the index lacks, a typo), a mix across both segments, marked classes
+ ('{"q": "keyboard zebra", "match": "any"}', 20), ('{"q": "belkin tonner", "match": "any"}', 40),
+ ('{"q": "logitech hdmi gaming", "match": "any"}', 500),
+ ('{"q": "belkin cable hdmi", "match": "any"}', 3500),
+ ('{"q": "epson mouse", "match": "any", "brands": ["Epson", "HP"], "in_stock": true}', 30),
+ (('{"q": "canon cabling", "match": "any", "type_words": ["cable"], "intent_categories": [' || :cables || ']}')::jsonb, 40),
  -- the intent's and the prior's boosts (evaluated by class of marked
  -- documents, the most boosted first)
  ('{"q": "cable", "type_words": ["cable"]}', 20),

@@ -270,6 +270,9 @@ typedef struct SegState
 	bool		ids;			/* collecting docids, not records (facets) */
 } SegState;
 
+#define SS_PASS_FULL	1
+#define SS_PASS_PARTIAL	2
+
 typedef struct PendDoc
 {
 	SsPendItem *item;
@@ -293,6 +296,13 @@ typedef struct Eval
 	bool		want_all;		/* also return non-matching docs, +inf */
 	bool		unmarked;		/* evaluating one class of marked boosts ... */
 	float4		class_factor;	/* ... whose factors multiply to this */
+	/*
+	 * "match": "any", ranked with pruning (and_first): a segment is
+	 * evaluated in two passes, the documents having every word first
+	 * (SS_PASS_FULL, AND mode), then, only if those leave room in the top
+	 * k, the documents missing a word (SS_PASS_PARTIAL); 0: one pass
+	 */
+	int			pass;
 	/*
 	 * "type_compound" (match any): bit s for a slot holding a word of a
 	 * compound type that SS_COMPOUND_MIN_HEADS or more documents have as
@@ -2297,6 +2307,8 @@ window_possible(Eval *ev, SegState *s, DocCache *dc, uint32 lo, uint32 hi, float
 	}
 	if (missing == q->nslots)
 		return false;
+	if (missing > 0 && ev->pass == SS_PASS_FULL)
+		return false;			/* no document of the window has every word */
 	s->win_ub = ub;
 	if (ev->topk == 0 || ev->nres < ev->topk || !shop_search_block_max)
 		return true;
@@ -2463,6 +2475,17 @@ score_word(Eval *ev, SegState *s, DocCache *dc, int qi, Acc *target, uint32 lo, 
  * are few, scored every posting of both words until k of them were
  * found, though one word alone could no longer beat the rows held).
  */
+/*
+ * Is the top k full of rows having every word (whose distance no row
+ * missing one can reach)?
+ */
+static inline bool
+full_rows_fill(const Eval *ev)
+{
+	return ev->topk > 0 && ev->nres >= ev->topk &&
+		ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE;
+}
+
 static bool
 partial_rows_out(const Eval *ev, const SegState *s, float4 boostub)
 {
@@ -2512,10 +2535,8 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 	 * the rule without "match": "any", and also with it once the top k
 	 * is full of documents that miss no word.
 	 */
-	bool		and_mode = !q->match_any ||
-		(ev->topk > 0 && ev->nres >= ev->topk &&
-		 ev->res[0].dist < SS_MISSING_TIER - SS_MAX_SCORE) ||
-		partial_rows_out(ev, s, boostub);
+	bool		and_mode = ev->pass == SS_PASS_FULL || !q->match_any ||
+		full_rows_fill(ev) || partial_rows_out(ev, s, boostub);
 	/* ranked, with pruning: the first word scores only documents of the second */
 	bool		member_all = and_mode && s->simple && q->nslots > 1 && shop_search_block_max &&
 		ev->topk > 0 && !ev->want_all && !ev->collect && !ev->tbm && !s->ids;
@@ -2728,6 +2749,10 @@ eval_window(Eval *ev, SegState *s, DocCache *dc, SegAccs *sa, uint32 lo, uint32 
 		Acc		   *total = &sa->total;
 
 		if (total->cnt[d] != q->nslots && !(q->match_any && total->cnt[d] > 0))
+			continue;
+		/* two passes: each document is offered in one of them only */
+		if (ev->pass == SS_PASS_FULL ? total->cnt[d] != q->nslots :
+			ev->pass == SS_PASS_PARTIAL && total->cnt[d] == q->nslots)
 			continue;
 		ss_work.cands++;
 		/* even the largest boost would not make the top k: skip unread */
@@ -3714,7 +3739,9 @@ eval_windows(Eval *ev, SegState *s, DocCache *dc, NormCache *nc, SegAccs *sa)
 			}
 			sort_window(ev, s, lo, hi);
 		}
-		if (window_possible(ev, s, dc, lo, hi, &boostub))
+		if (window_possible(ev, s, dc, lo, hi, &boostub) &&
+			!(ev->pass == SS_PASS_PARTIAL && (full_rows_fill(ev) ||
+											  partial_rows_out(ev, s, boostub))))
 		{
 			word_cursors_window(ev, s, lo, hi);
 			nwin++;
@@ -3957,6 +3984,20 @@ eval_segment(Eval *ev, SegState *s)
 	}
 
 	window_bounds(ev, s);
+	/*
+	 * "match": "any", ranked: the documents having every word first, in
+	 * AND mode (the rarest word's survivors only), since a row missing a
+	 * word ranks after every row that has them all; the others in a second
+	 * pass, only if the first left the top k short of such rows, and only
+	 * from windows where one could still enter.  Each document is offered
+	 * once, in one pass, and the top k keeps the best by distance, tie and
+	 * tid whatever the order: the rows are those of one OR pass (issue 12,
+	 * bw2: `canon cable` scored every posting of both words in OR mode
+	 * until k rows having both were held).
+	 */
+	ev->pass = (q->match_any && q->nslots > 1 && ev->topk > 0 && !ev->want_all &&
+				!ev->collect && !ev->tbm && !s->ids && !ev->prune &&
+				shop_search_block_max) ? SS_PASS_FULL : 0;
 	if (ev->topk > 0 && !ev->want_all && shop_search_block_max && SsQueryHasMarkedBoost(q))
 	{
 		/* one phase per class of marked factors, the largest product first */
@@ -3984,20 +4025,26 @@ eval_segment(Eval *ev, SegState *s)
 				order[j - 1] = t;
 			}
 		ev->unmarked = true;
-		for (int i = 0; i < (1 << SS_NMARKS); i++)
+		for (;;)
 		{
-			int			c = order[i];
-			bool		possible = true;
+			for (int i = 0; i < (1 << SS_NMARKS); i++)
+			{
+				int			c = order[i];
+				bool		possible = true;
 
-			for (int m = 0; m < SS_NMARKS; m++)
-				if ((c & (1 << m)) && marks[m] == NULL)
-					possible = false;
-			if (!possible || class_bitmap(s, filter, marks, c) == 0)
-				continue;
-			ev->class_factor = factor[c];
-			for (int k = 0; k < s->nexp; k++)
-				s->exps[k].b = 0;	/* the cursors start over */
-			nwin += eval_windows(ev, s, &dc, &nc, &sa);
+				for (int m = 0; m < SS_NMARKS; m++)
+					if ((c & (1 << m)) && marks[m] == NULL)
+						possible = false;
+				if (!possible || class_bitmap(s, filter, marks, c) == 0)
+					continue;
+				ev->class_factor = factor[c];
+				for (int k = 0; k < s->nexp; k++)
+					s->exps[k].b = 0;	/* the cursors start over */
+				nwin += eval_windows(ev, s, &dc, &nc, &sa);
+			}
+			if (ev->pass != SS_PASS_FULL || full_rows_fill(ev))
+				break;
+			ev->pass = SS_PASS_PARTIAL;
 		}
 		ev->unmarked = false;
 	}
@@ -4043,7 +4090,18 @@ eval_segment(Eval *ev, SegState *s)
 		}
 	}
 	else
-		nwin = eval_windows(ev, s, &dc, &nc, &sa);
+	{
+		for (;;)
+		{
+			nwin += eval_windows(ev, s, &dc, &nc, &sa);
+			if (ev->pass != SS_PASS_FULL || full_rows_fill(ev))
+				break;
+			ev->pass = SS_PASS_PARTIAL;
+			for (int k = 0; k < s->nexp; k++)
+				s->exps[k].b = 0;	/* the cursors start over */
+		}
+	}
+	ev->pass = 0;
 	doc_release(&dc);
 	norm_cache_release(&nc);
 	post_pins_release(ev);
