@@ -39,6 +39,9 @@
  *               (\u200B, \uFF14, \t, \x34, U&'\0034' ...) counts as that
  *               character, so that statement text in the server log that
  *               spells a card with escapes is still masked.
+ * Other punctuation between groups ("4111/1111/1111/1111") is found only
+ * by the list rule (list_scan, below), in one narrow shape, and not in
+ * catalog text (SHOP_SCAN_CATALOG).
  * Letters around the digits do not matter: "a4111 1111 1111 1111b" is a
  * card.  The Unicode forms are recognised in UTF-8 databases; in other
  * encodings only ASCII digits and separators are.
@@ -633,7 +636,16 @@ typedef struct CardScan
 									 * CARD_MAX: then not all stored) */
 	bool		gdot[SCAN_GROUPS];	/* preceded by a single full stop */
 	bool		grunfirst[SCAN_GROUPS];	/* the first group of the run */
+
+	/*
+	 * Where the list rule (list_scan) starts: the first run in which a group
+	 * of four digits or more ends at a list separator followed by an ASCII
+	 * digit; -1: none, and no list-shaped card either.
+	 */
+	int			list_from;
 } CardScan;
+
+static inline bool list_sep_char(unsigned char c);
 
 static const char *const phone_words[] = {
 	"tel", "phone", "fax", "mobile", "cell", "imei", "whatsapp", "sms"
@@ -927,6 +939,7 @@ card_scan(CardScan *cs)
 		init_tables();
 	cs->in_run = false;
 	cs->found = 0;
+	cs->list_from = -1;
 
 	while (i < len)
 	{
@@ -1037,8 +1050,16 @@ card_scan(CardScan *cs)
 			case CC_IGNORE:
 				break;
 			case CC_OTHER:
-				if (cs->in_run && end_run(cs))
-					return true;
+				if (cs->in_run)
+				{
+					/* a hint for the list rule: digits, '/', a digit */
+					if (cs->list_from < 0 && cs->nsep == 0 && cs->ng > 0 &&
+						cs->glen[cs->ng - 1] >= 4 && list_sep_char(c) &&
+						i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9')
+						cs->list_from = cs->run_start;
+					if (end_run(cs))
+						return true;
+				}
 				break;
 		}
 		i += clen;
@@ -1073,8 +1094,10 @@ done:
  * It is applied everywhere but to catalog text (SHOP_SCAN_CATALOG: the
  * guard's 'catalog' columns), where the real catalog's model lists have
  * this shape too ("WorkCentre 5735/5740/5745/5755").  ASCII only, one
- * pass, no allocation; it runs only on values that may hold a card and in
- * which the windows found none.
+ * pass from where card_scan saw the first hint of a list (a group of four
+ * digits or more ended by such a character before a digit), no
+ * allocation; only on values that may hold a card, in which the windows
+ * found none.
  */
 static inline bool
 list_sep_char(unsigned char c)
@@ -1105,7 +1128,7 @@ list_scan(CardScan *cs)
 {
 	unsigned char *s = cs->s;
 	int			len = cs->len;
-	int			i = 0;
+	int			i = cs->list_from;
 
 	cs->found = 0;
 	while (i < len)
@@ -1339,7 +1362,7 @@ ShopFindCardNumberFlags(const char *s, int len, int flags)
 	cs.redact = false;
 	if (card_scan(&cs))
 		return true;
-	return !(flags & SHOP_SCAN_CATALOG) && list_scan(&cs);
+	return !(flags & SHOP_SCAN_CATALOG) && cs.list_from >= 0 && list_scan(&cs);
 }
 
 bool
@@ -1371,8 +1394,10 @@ ShopRedactCardNumbers(char *s, int len)
 	{
 		int			found = cs.found;
 
-		list_scan(&cs);			/* the log: every list-shaped card too */
-		return found + cs.found;
+		/* the log: every list-shaped card too */
+		if (cs.list_from >= 0)
+			return found + (list_scan(&cs) ? cs.found : 0);
+		return found;
 	}
 }
 
