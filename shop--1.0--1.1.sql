@@ -11899,7 +11899,8 @@ COMMENT ON FUNCTION shop._card_columns() IS
 -- read without the list rule (a card typed with one other punctuation
 -- character between its groups, "4111/1111/1111/1111"), because the real
 -- catalog's model lists have that shape ("WorkCentre 5735/5740/5745/5755";
--- docs/security.md, "What counts as a card number").
+-- docs/security.md, "What counts as a card number"); an order line's sku
+-- and title are the product's, copied at checkout.
 CREATE FUNCTION shop._card_guard_exempt()
 RETURNS TABLE (table_name regclass, args text[])
 LANGUAGE sql STABLE
@@ -11914,7 +11915,7 @@ AS $$
            ('shop.category'::regclass, ARRAY['catalog']),
            ('shop.product_sku'::regclass, ARRAY['catalog']),
            ('shop.search_vocab'::regclass, ARRAY['catalog']),
-           ('shop.order_line'::regclass, ARRAY['title:catalog'])
+           ('shop.order_line'::regclass, ARRAY['sku:catalog', 'title:catalog'])
 $$;
 COMMENT ON FUNCTION shop._card_guard_exempt() IS
 'internal: per table, the columns and jsonb keys shop fills from ids that the card guard does not read';

@@ -365,6 +365,13 @@ RESET ROLE;
 SELECT (SELECT count(*) FROM shop.review WHERE body LIKE '%4111%' OR body LIKE '%5555%' OR body LIKE '%5735%') AS card_reviews,
        (SELECT count(*) FROM shop.experiment WHERE name LIKE 'exp%') AS experiments,
        (SELECT count(*) FROM shop.event_group WHERE group_name LIKE '4111%') AS groups;
+-- and such a product is bought: its title is copied into order_line (catalog text)
+SELECT shop.stock_set(product_id, 5) FROM shop.product WHERE sku = 'WC-1';
+SET ROLE cards_web;
+SELECT shop.cart_create(77) AS cart3 \gset
+SELECT shop.cart_add(:'cart3', (SELECT product_id FROM shop.product WHERE sku = 'WC-1'), 1);
+SELECT shop.checkout(:'cart3', 'tok_visa', 'k4', '{"name": "Ada", "zip": "10115"}') IS NOT NULL AS ordered_model_list;
+RESET ROLE;
 SELECT (SELECT count(*) FROM shop."order") AS orders, (SELECT count(*) FROM shop.review) AS reviews,
        (SELECT description FROM shop.product WHERE product_id = :mug) AS description;
 
