@@ -11717,6 +11717,118 @@ GRANT EXECUTE ON FUNCTION shop._saga_begin_use(text, uuid, uuid, text, text, jso
     shop._saga_finish_use(text, uuid, text, bigint[], text[])
     TO shop_storefront, shop_admin;
 
+-- Cards typed with other separators: catalog text (card7) -------------------
+--
+-- The detector's list rule (a card typed with one other punctuation
+-- character between its groups, "4111/1111/1111/1111": src/textutil.c,
+-- docs/security.md) is not applied to catalog text, whose real model lists
+-- have the same shape ("WorkCentre 5735/5740/5745/5755").  The guard knows
+-- which columns are catalog text (shop._card_guard_exempt: 'catalog').  The
+-- argument check the 1.0 calls share, _check_text, serves catalog writes
+-- (product_upsert's sku, title, description, brand; category_add's name)
+-- and customer text alike (review_add's title and body, synonym_add,
+-- event_claim, ...), so it checks as for catalog text: the guard of the
+-- table a value is stored in then applies the list rule to everything that
+-- is not catalog text (a review's body: SH005 naming column body of
+-- shop.review).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION shop._card_number_check(value text, what text, catalog boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_card_number_check'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION shop._card_number_check(text, text, boolean) IS
+'internal: as _card_number_check(value, what); with catalog true, value is read as catalog text (no list rule: docs/security.md)';
+
+CREATE OR REPLACE FUNCTION shop._check_text(value text, what text, max_len int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RETURN;
+    END IF;
+    IF length(value) > max_len THEN
+        RAISE EXCEPTION '% is too long', what
+            USING ERRCODE = 'string_data_right_truncation',
+                  DETAIL = format('%s has %s characters; at most %s are allowed.', what, length(value), max_len);
+    END IF;
+    -- read as catalog text: the table's guard applies the list rule
+    PERFORM shop._card_number_check(value, what, true);
+END
+$$;
+
+CREATE FUNCTION shop._card_number_check(value jsonb, what text, catalog boolean)
+RETURNS void
+AS 'MODULE_PATHNAME', 'shop_card_number_check'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION shop._card_number_check(jsonb, text, boolean) IS
+'internal: as _card_number_check(value, what) for jsonb; with catalog true, every key, string and number is read as catalog text';
+
+-- product_upsert's attributes are catalog text too (as 1.0's, but for that)
+CREATE OR REPLACE FUNCTION shop._check_product_fields(sku text, title text, price_cents bigint,
+                                           description text, brand text, category_id bigint,
+                                           attributes jsonb, images text[], status text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, shop, pg_temp
+AS $$
+BEGIN
+    PERFORM shop._check_text(sku, 'sku', 100);
+    PERFORM shop._check_text(title, 'title', 500);
+    PERFORM shop._check_text(description, 'description', 20000);
+    PERFORM shop._check_text(brand, 'brand', 200);
+    IF sku IS NOT NULL AND btrim(sku) = '' THEN
+        RAISE EXCEPTION 'sku must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF title IS NOT NULL AND btrim(title) = '' THEN
+        RAISE EXCEPTION 'title must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF price_cents IS NOT NULL AND price_cents < 0 THEN
+        RAISE EXCEPTION 'price must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('price_cents is %s.', price_cents);
+    END IF;
+    IF category_id IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM shop.category c WHERE c.category_id = _check_product_fields.category_id) THEN
+        RAISE EXCEPTION 'category not found'
+            USING ERRCODE = 'SH006',
+                  DETAIL = format('No category has category_id %s.', category_id);
+    END IF;
+    IF attributes IS NOT NULL THEN
+        IF jsonb_typeof(attributes) <> 'object' THEN
+            RAISE EXCEPTION 'attributes must be a jsonb object'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('attributes is a jsonb %s.', jsonb_typeof(attributes));
+        END IF;
+        IF length(attributes::text) > 100000 THEN
+            RAISE EXCEPTION 'attributes is too long'
+                USING ERRCODE = 'string_data_right_truncation',
+                      DETAIL = 'The attributes of one product are limited to 100000 characters of JSON.';
+        END IF;
+        PERFORM shop._card_number_check(attributes, 'attributes', true);   -- catalog text
+    END IF;
+    IF images IS NOT NULL THEN
+        IF cardinality(images) > 100 THEN
+            RAISE EXCEPTION 'too many images'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('%s images given; at most 100 are allowed.', cardinality(images));
+        END IF;
+        IF EXISTS (SELECT 1 FROM unnest(images) u WHERE u IS NULL OR length(u) > 2000 OR u = '') THEN
+            RAISE EXCEPTION 'invalid image url'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Image URLs must be non-empty and at most 2000 characters.';
+        END IF;
+    END IF;
+    IF status IS NOT NULL AND status NOT IN ('active', 'draft', 'archived') THEN
+        RAISE EXCEPTION 'invalid product status'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('status is "%s"; it must be active, draft or archived.', status);
+    END IF;
+END
+$$;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
@@ -11751,6 +11863,13 @@ AS 'MODULE_PATHNAME', 'shop_contains_card_number_any'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION shop._holds_card_number(anyelement) IS
 'internal: true when a value of any type the card guard reads (text-like, jsonb, arrays and domains of them) holds a card number; NULL for other types';
+
+CREATE FUNCTION shop._holds_card_number(value anyelement, catalog boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_contains_card_number_any'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION shop._holds_card_number(anyelement, boolean) IS
+'internal: as _holds_card_number(value), read as catalog text (no list rule) when catalog is true, as the guard reads a column marked catalog';
 
 CREATE FUNCTION shop.redact_card_numbers(value text)
 RETURNS text
@@ -11803,6 +11922,12 @@ COMMENT ON FUNCTION shop._card_columns() IS
 -- saga scope 'c:<customer id>', an event's customer_id, an experiment
 -- unit (a customer id, or 'guest:<visitor>', which stays read).  Every
 -- other value of these columns, and every other column, stays read.
+-- 'catalog' (the whole table) and 'column:catalog' mark catalog text: it is
+-- read without the list rule (a card typed with one other punctuation
+-- character between its groups, "4111/1111/1111/1111"), because the real
+-- catalog's model lists have that shape ("WorkCentre 5735/5740/5745/5755";
+-- docs/security.md, "What counts as a card number"); an order line's sku
+-- and title are the product's, copied at checkout.
 CREATE FUNCTION shop._card_guard_exempt()
 RETURNS TABLE (table_name regclass, args text[])
 LANGUAGE sql STABLE
@@ -11812,7 +11937,12 @@ AS $$
            ('shop.saga'::regclass, ARRAY['scope=c:#']),
            ('shop.event'::regclass, ARRAY['payload.customer_id']),
            ('shop.experiment_impression'::regclass, ARRAY['unit=#']),
-           ('shop.experiment_impression_recent'::regclass, ARRAY['unit=#'])
+           ('shop.experiment_impression_recent'::regclass, ARRAY['unit=#']),
+           ('shop.product'::regclass, ARRAY['catalog']),
+           ('shop.category'::regclass, ARRAY['catalog']),
+           ('shop.product_sku'::regclass, ARRAY['catalog']),
+           ('shop.search_vocab'::regclass, ARRAY['catalog']),
+           ('shop.order_line'::regclass, ARRAY['sku:catalog', 'title:catalog'])
 $$;
 COMMENT ON FUNCTION shop._card_guard_exempt() IS
 'internal: per table, the columns and jsonb keys shop fills from ids that the card guard does not read';
@@ -11870,6 +12000,7 @@ DECLARE
     filters text[];
     val text;
     cond text;
+    cat boolean;
     a text;
     p text;
 BEGIN
@@ -11884,6 +12015,7 @@ BEGIN
             -- value that is the prefix and an integer
             cond := '';
             p := quote_ident(val);
+            cat := 'catalog' = ANY (t.args) OR val || ':catalog' = ANY (t.args);
             FOREACH a IN ARRAY t.args LOOP
                 IF a LIKE val || '.%' THEN
                     p := format('CASE WHEN jsonb_typeof(%1$s -> %2$L) = ''number'' THEN %1$s - %2$L ELSE %1$s END',
@@ -11894,7 +12026,7 @@ BEGIN
                                            val, length(a), a, length(a) + 1);
                 END IF;
             END LOOP;
-            filters := filters || format('count(*) FILTER (WHERE shop._holds_card_number(%s)%s)', p, cond);
+            filters := filters || format('count(*) FILTER (WHERE shop._holds_card_number(%s, %L)%s)', p, cat, cond);
         END LOOP;
         EXECUTE format('SELECT ARRAY[%s] FROM %s', array_to_string(filters, ', '), t.tab) INTO counts;
         FOR i IN 1 .. cardinality(t.cols) LOOP

@@ -142,7 +142,7 @@ SELECT pg_temp.err($$INSERT INTO shop.idempotency (scope, key, customer_key, fin
 SELECT pg_temp.err($$INSERT INTO shop.idempotency (scope, key, customer_key, fingerprint) VALUES ('c:4111111111111111 ', 'x', 0, 'f')$$) AS scope_trailing_space;
 -- the exemptions the guard's triggers carry, all of them
 SELECT tgrelid::regclass, tgnargs, encode(tgargs, 'escape') AS args
-  FROM pg_trigger WHERE tgname = 'zz_card_guard' AND tgnargs > 0 ORDER BY 1::text;
+  FROM pg_trigger WHERE tgname = 'zz_card_guard' AND tgnargs > 0 ORDER BY tgrelid::regclass::text;
 -- a guard trigger naming what is no column is refused at its first row
 CREATE TABLE public.guard_args (id int, note text, doc jsonb);
 CREATE TRIGGER zz_card_guard BEFORE INSERT ON public.guard_args

@@ -214,6 +214,73 @@ SELECT shop.contains_card_number('{"a": [1, {"b": "card 4111 1111 1111 1111"}]}'
 SELECT shop.contains_card_number(ARRAY['a', NULL, 'b 4111-1111-1111-1111']) AS array_element,
        shop.contains_card_number(ARRAY['36', '37', '38']) AS sizes;
 
+-- Cards typed with another separator between the groups (card7): the list
+-- rule.  Exactly a card's grouping, the same punctuation character between
+-- every two groups, the groups the whole list; everywhere but in catalog
+-- text (shop._holds_card_number(value, true) reads as the guard reads a
+-- column marked catalog), where the real catalog's model lists have the
+-- same shape.
+CREATE TEMP TABLE list_case (id serial, expect boolean, catalog boolean, value text, note text);
+INSERT INTO list_case (expect, catalog, value, note) VALUES
+(true, false, '4111/1111/1111/1111', 'slashes'),
+(true, false, '4111_1111_1111_1111', 'underscores'),
+(true, false, '4111,1111,1111,1111', 'commas'),
+(true, false, '4111+1111+1111+1111', 'plus signs'),
+(true, false, '4111|1111|1111|1111', 'bars'),
+(true, false, '4111:1111:1111:1111', 'colons'),
+(true, false, '4111*1111*1111*1111', 'asterisks'),
+(true, false, '4111#1111#1111#1111', 'hashes'),
+(true, false, '4111~1111~1111~1111', 'tildes'),
+(true, false, 'my card is 5555/5555/5555/4444, thanks', 'in a sentence'),
+(true, false, 'card:4111:1111:1111:1111', 'after a word and the same separator'),
+(true, false, '(4242_4242_4242_4242)', 'in parentheses'),
+(true, false, '3782/822463/10005', 'Amex 4-6-5'),
+(true, false, '3056,930902,5904', 'Diners 4-6-4'),
+(true, false, '4000/0000/0000/0000/006', 'Visa 19 digits, 4-4-4-4-3 (synthetic)'),
+(true, false, E'name 6011|0009|9130|0009\nline 2', 'a line of an address'),
+(false, false, '4111/1111/1111/1112', 'Luhn check fails'),
+(false, false, '4111/1111_1111/1111', 'two different separators'),
+(false, false, '4111//1111//1111//1111', 'two separator characters'),
+(false, false, '411/11111/1111/1111', 'not a card''s grouping'),
+(false, false, '41111111/11111111', 'not a card''s grouping: two halves'),
+(false, false, '1/4111/1111/1111/1111', 'the list holds one more number'),
+(false, false, '4111/1111/1111/1111/2222', 'the list holds one more group of four'),
+(false, false, '4111/1111/1111/1111/M1120', 'the list goes on with a model number'),
+(false, false, 'IR6800/5800/6870/5870.', 'a real catalog value: glued to a model prefix'),
+(false, false, 'NP-6030/6031/6022/6025', 'a real catalog value: after a model prefix and a dash'),
+(false, false, 'HP LaserJet 1012/1018/1020/1022/3015/3020/3030/3050/3052/3055/M1120/M1319', 'a real catalog value: a longer list'),
+(false, false, '2133,2400,2666,2800,2933,3000,3200,3300,3333,3400,3466,3600', 'a real catalog value: memory clock speeds'),
+(false, false, '2481, 2491, 2581, 2591, 4227 series', 'a real catalog value: a comma and a space'),
+(false, false, 'C:\Users\4111\1111\1111\1111', 'a Windows path: backslashes are no separators'),
+(false, false, '2026/12/08 01:15:00', 'a date and a time'),
+(false, false, '1,234,567,890,123', 'thousands separators'),
+(false, false, '10.0.0.1:5432/4111', 'an address and a port'),
+-- catalog text: the list rule does not apply, the windows do
+(false, true, 'WorkCentre 5735/5740/5745/5755', 'a real catalog value, read as catalog text'),
+(false, true, 'IPF/5000/6000/5100/6100', 'a real catalog value, read as catalog text'),
+(false, true, '4111/1111/1111/1111', 'slashes, read as catalog text'),
+(true, true, '4111 1111 1111 1111', 'spaces: a card in catalog text too');
+SELECT expect, catalog, count(*) AS cases,
+       count(*) FILTER (WHERE shop._holds_card_number(value, catalog) = expect) AS right
+  FROM list_case GROUP BY expect, catalog ORDER BY expect, catalog;
+SELECT id, expect, catalog, note FROM list_case
+ WHERE shop._holds_card_number(value, catalog) IS DISTINCT FROM expect ORDER BY id;
+-- outside catalog text the same model lists are refused (a review that
+-- names them must write them otherwise); the log masks them (harmless)
+SELECT shop.contains_card_number('WorkCentre 5735/5740/5745/5755') AS model_list_elsewhere,
+       shop.redact_card_numbers('WorkCentre 5735/5740/5745/5755') AS model_list_in_log;
+-- masking: every list-shaped card, the last four digits stay
+SELECT count(*) FILTER (WHERE shop.contains_card_number(shop.redact_card_numbers(value))) AS still_cards,
+       count(*) FILTER (WHERE length(shop.redact_card_numbers(value)) <> length(value)) AS length_changed
+  FROM list_case WHERE expect;
+SELECT count(*) AS changed FROM list_case
+ WHERE NOT expect AND NOT catalog AND shop.redact_card_numbers(value) <> value;
+SELECT shop.redact_card_numbers('paid 4111/1111/1111/1111 and 5555_5555_5555_4444, card:3782:822463:10005') AS masked;
+SELECT shop.contains_card_number('{"note": "4111/1111/1111/1111"}'::jsonb) AS jsonb_value,
+       shop.contains_card_number('{"4111|1111|1111|1111": 1}'::jsonb) AS jsonb_key,
+       shop._holds_card_number('{"model": "5735/5740/5745/5755"}'::jsonb, true) AS jsonb_catalog,
+       shop.contains_card_number(ARRAY['ok', '4111+1111+1111+1111']) AS array_element;
+
 ------------------------------------------------------------------------------
 -- 2. The guard: every stored text column
 ------------------------------------------------------------------------------
@@ -276,6 +343,34 @@ SELECT shop.cart_add(:'cart', :mug, 1);
 SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k1', %L)$$, :'cart',
                           '{"name": "Ada", "line2": "4111 1111 1111 1111"}'));
 SELECT shop.checkout(:'cart', 'tok_visa', 'k2', '{"name": "Ada", "phone": "+44 20 7946 0958", "zip": "10115"}') IS NOT NULL AS ordered;
+-- cards typed with other separators, as the storefront (card7)
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 77, 5, %L)$$, :mug, 'paid 4111/1111/1111/1111'));
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 77, 5, 'great', %L)$$, :mug, 'card 5555_5555_5555_4444 exp 12/29'));
+SELECT pg_temp.err(format($$SELECT shop.review_add(%s, 77, 5, 'fits', %L)$$, :mug, 'fits my WorkCentre 5735/5740/5745/5755'));
+SELECT shop.cart_create(77) AS cart2 \gset
+SELECT shop.cart_add(:'cart2', :mug, 1);
+SELECT pg_temp.err(format($$SELECT shop.checkout(%L, 'tok_visa', 'k3', %L)$$, :'cart2',
+                          '{"name": "Ada 4111|1111|1111|1111", "zip": "10115"}'));
+SELECT shop.review_add(:mug, 77, 5, 'fits', 'fits NP-6030/6031/6022/6025 and IR6800/5800/6870/5870');
+RESET ROLE;
+SET ROLE cards_admin;
+SELECT pg_temp.err($$SELECT count(*) FROM shop.event_claim('4111,1111,1111,1111')$$);
+SELECT pg_temp.err($$SELECT shop.experiment_create('exp 4111:1111:1111:1111', '[{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}]')$$);
+SELECT pg_temp.err($$SELECT shop.experiment_create('exp', '[{"name": "4111+1111+1111+1111", "share": 0.5}, {"name": "b", "share": 0.5}]')$$);
+-- catalog text keeps the windows only: the real catalog's model lists load
+SELECT shop.product_upsert('WC-1', 'Toner for WorkCentre 5735/5740/5745/5755', 3000,
+                           description => 'Drum unit for IPF/5000/6000/5100/6100',
+                           attributes => '{"compatibility": "WorkCentre 5735/5740/5745/5755"}') IS NOT NULL AS catalog_model_list;
+RESET ROLE;
+SELECT (SELECT count(*) FROM shop.review WHERE body LIKE '%4111%' OR body LIKE '%5555%' OR body LIKE '%5735%') AS card_reviews,
+       (SELECT count(*) FROM shop.experiment WHERE name LIKE 'exp%') AS experiments,
+       (SELECT count(*) FROM shop.event_group WHERE group_name LIKE '4111%') AS groups;
+-- and such a product is bought: its title is copied into order_line (catalog text)
+SELECT shop.stock_set(product_id, 5) FROM shop.product WHERE sku = 'WC-1';
+SET ROLE cards_web;
+SELECT shop.cart_create(77) AS cart3 \gset
+SELECT shop.cart_add(:'cart3', (SELECT product_id FROM shop.product WHERE sku = 'WC-1'), 1);
+SELECT shop.checkout(:'cart3', 'tok_visa', 'k4', '{"name": "Ada", "zip": "10115"}') IS NOT NULL AS ordered_model_list;
 RESET ROLE;
 SELECT (SELECT count(*) FROM shop."order") AS orders, (SELECT count(*) FROM shop.review) AS reviews,
        (SELECT description FROM shop.product WHERE product_id = :mug) AS description;

@@ -33,6 +33,10 @@ SELECT shop.cart_create(customer_id => '3530111333300000x');
 SELECT 'cards-log-3 ' || 1 / 0 || E' 4111\u200B1111\u200B1111\u200B1111';
 SELECT 'cards-log-5 ' || 1 / 0 || E' \uFF14\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11 \uFF11\uFF11\uFF11\uFF11';
 DO $$ BEGIN RAISE WARNING 'cards-log-4 %', '5555-5555-5555-4444' USING DETAIL = 'd 6011 1111 1111 1117', HINT = 'h 3782 822463 10005'; END $$;
+-- cards typed with other separators (card7, the list rule): masked too
+SELECT 'cards-log-6 ' || 1 / 0 || ' 4111/1111/1111/1111 5555_5555_5555_4444 6011|0009|9130|0009';
+SELECT 'cards-log-7 ' || 1 / 0 || ' 4111,1111,1111,1111 4111+1111+1111+1111 card:3782:822463:10005';
+DO $$ BEGIN RAISE WARNING 'cards-log-8 %', '4242_4242_4242_4242' USING DETAIL = 'd 5555/5555/5555/4444'; END $$;
 \set VERBOSITY terse
 SELECT substr(pg_read_file(current_setting('data_directory') || '/../server.log'), length(:'log_before') + 1) AS log \gset
 -- the statements are logged, masked; the last four digits stay

@@ -76,6 +76,7 @@ extern void _PG_init(void);
 
 /* textutil.c */
 #define SHOP_SCAN_PHONE		0x01	/* the value is a phone number field */
+#define SHOP_SCAN_CATALOG	0x02	/* catalog text: no list rule (textutil.c) */
 extern bool ShopFindCardNumber(const char *s, int len);
 extern bool ShopFindCardNumberFlags(const char *s, int len, int flags);
 extern int	ShopRedactCardNumbers(char *s, int len);

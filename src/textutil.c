@@ -39,6 +39,9 @@
  *               (\u200B, \uFF14, \t, \x34, U&'\0034' ...) counts as that
  *               character, so that statement text in the server log that
  *               spells a card with escapes is still masked.
+ * Other punctuation between groups ("4111/1111/1111/1111") is found only
+ * by the list rule (list_scan, below), in one narrow shape, and not in
+ * catalog text (SHOP_SCAN_CATALOG).
  * Letters around the digits do not matter: "a4111 1111 1111 1111b" is a
  * card.  The Unicode forms are recognised in UTF-8 databases; in other
  * encodings only ASCII digits and separators are.
@@ -633,7 +636,16 @@ typedef struct CardScan
 									 * CARD_MAX: then not all stored) */
 	bool		gdot[SCAN_GROUPS];	/* preceded by a single full stop */
 	bool		grunfirst[SCAN_GROUPS];	/* the first group of the run */
+
+	/*
+	 * Where the list rule (list_scan) starts: the first run in which a group
+	 * of four digits or more ends at a list separator followed by an ASCII
+	 * digit; -1: none, and no list-shaped card either.
+	 */
+	int			list_from;
 } CardScan;
+
+static inline bool list_sep_char(unsigned char c);
 
 static const char *const phone_words[] = {
 	"tel", "phone", "fax", "mobile", "cell", "imei", "whatsapp", "sms"
@@ -927,6 +939,7 @@ card_scan(CardScan *cs)
 		init_tables();
 	cs->in_run = false;
 	cs->found = 0;
+	cs->list_from = -1;
 
 	while (i < len)
 	{
@@ -1037,8 +1050,16 @@ card_scan(CardScan *cs)
 			case CC_IGNORE:
 				break;
 			case CC_OTHER:
-				if (cs->in_run && end_run(cs))
-					return true;
+				if (cs->in_run)
+				{
+					/* a hint for the list rule: digits, '/', a digit */
+					if (cs->list_from < 0 && cs->nsep == 0 && cs->ng > 0 &&
+						cs->glen[cs->ng - 1] >= 4 && list_sep_char(c) &&
+						i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9')
+						cs->list_from = cs->run_start;
+					if (end_run(cs))
+						return true;
+				}
 				break;
 		}
 		i += clen;
@@ -1046,6 +1067,158 @@ card_scan(CardScan *cs)
 done:
 	if (end_run(cs))
 		return true;
+	return cs->found > 0;
+}
+
+/*
+ * The list rule: a card typed with another separator.  Between two groups
+ * today's windows take only spaces, dashes and dots (and their Unicode
+ * forms), because other punctuation between digit groups is what model
+ * lists are made of ("NP-6030/6031/6022/6025", "2481, 2491, 2581, 2591"):
+ * the real Icecat catalog has Luhn-valid card shapes among them (card6,
+ * withdrawn).  A card typed with slashes, underscores, commas, plus signs,
+ * bars, colons ... is still seen, but only in a narrow shape:
+ *   - ASCII digits in groups of exactly a card's printed grouping:
+ *     4-4-4-4, 4-6-5, 4-6-4, or 4-4-4-4 and a last group of 1 to 3;
+ *   - one and the same ASCII punctuation character between every two
+ *     groups, nothing else: not '-' or '.', which the windows take, nor a
+ *     backslash (a Windows path "C:\Users\4111\1111...", and the escapes
+ *     of statement text);
+ *   - the groups are the whole list: the character before the first group
+ *     is no letter or digit, nor a '-' or '.' after a letter or digit (a
+ *     model's prefix: "NP-6030/..."), nor the separator after an item that
+ *     holds a digit ("1012/1018/1020/1022/3015"); the same after the last
+ *     group (no letter or digit, no separator before an item that holds a
+ *     digit, no '-' or '.' before a digit);
+ *   - a brand's IIN and length, and the Luhn check.
+ * It is applied everywhere but to catalog text (SHOP_SCAN_CATALOG: the
+ * guard's 'catalog' columns), where the real catalog's model lists have
+ * this shape too ("WorkCentre 5735/5740/5745/5755").  ASCII only, one
+ * pass from where card_scan saw the first hint of a list (a group of four
+ * digits or more ended by such a character before a digit), no
+ * allocation; only on values that may hold a card, in which the windows
+ * found none.
+ */
+static inline bool
+list_sep_char(unsigned char c)
+{
+	return (c >= 0x21 && c <= 0x2F && c != '-' && c != '.') ||
+		(c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60 && c != '\\') ||
+		(c >= 0x7B && c <= 0x7E);
+}
+
+static inline bool
+ascii_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* does the item of letters and digits at s[i] (walking by step) hold a digit? */
+static bool
+list_item_has_digit(const unsigned char *s, int len, int i, int step)
+{
+	for (; i >= 0 && i < len && is_ascii_alnum(s[i]); i += step)
+		if (ascii_digit(s[i]))
+			return true;
+	return false;
+}
+
+static bool
+list_scan(CardScan *cs)
+{
+	unsigned char *s = cs->s;
+	int			len = cs->len;
+	int			i = cs->list_from;
+
+	cs->found = 0;
+	while (i < len)
+	{
+		int			start,
+					glen[6],
+					ng = 0,
+					j,
+					n = 0;
+		unsigned char sep = 0;
+		uint8		d[CARD_MAX];
+		bool		shape;
+
+		if (!ascii_digit(s[i]))
+		{
+			i++;
+			continue;
+		}
+		start = i;
+		/* the groups: digits, then the same separator before each next one */
+		j = i;
+		for (;;)
+		{
+			int			g = j;
+
+			while (j < len && ascii_digit(s[j]))
+				j++;
+			if (ng == lengthof(glen))
+			{
+				ng++;			/* too many groups: no card */
+				break;
+			}
+			glen[ng++] = j - g;
+			if (j + 1 < len && ascii_digit(s[j + 1]) &&
+				(sep == 0 ? list_sep_char(s[j]) : s[j] == sep))
+			{
+				sep = s[j];
+				j++;
+				continue;
+			}
+			break;
+		}
+		/* next candidate: after this run of digits */
+		i = start;
+		while (i < len && ascii_digit(s[i]))
+			i++;
+		if (ng < 3 || ng > 5 || glen[0] != 4)
+			continue;
+		shape = (ng == 3 && glen[1] == 6 && (glen[2] == 5 || glen[2] == 4)) ||
+			(ng >= 4 && glen[1] == 4 && glen[2] == 4 && glen[3] == 4 &&
+			 (ng == 4 || glen[4] <= 3));
+		if (!shape)
+			continue;
+		/* the groups are the whole list */
+		if (start > 0)
+		{
+			unsigned char p = s[start - 1];
+
+			if (is_ascii_alnum(p))
+				continue;
+			if ((p == '-' || p == '.') && start > 1 && is_ascii_alnum(s[start - 2]))
+				continue;
+			if (p == sep && list_item_has_digit(s, len, start - 2, -1))
+				continue;
+		}
+		if (j < len)
+		{
+			unsigned char q = s[j];
+
+			if (is_ascii_alnum(q))
+				continue;
+			if ((q == '-' || q == '.') && j + 1 < len && ascii_digit(s[j + 1]))
+				continue;
+			if (q == sep && list_item_has_digit(s, len, j + 1, 1))
+				continue;
+		}
+		for (int k = start; k < j; k++)
+			if (ascii_digit(s[k]))
+				d[n++] = (uint8) (s[k] - '0');
+		if (!luhn_valid(d, n) || !card_brand_match(d, n))
+			continue;
+		cs->found++;
+		if (!cs->redact)
+			return true;
+		/* mask every digit but the last four */
+		for (int k = start, seen = 0; k < j; k++)
+			if (ascii_digit(s[k]) && seen++ < n - 4)
+				s[k] = '*';
+		i = j;
+	}
 	return cs->found > 0;
 }
 
@@ -1187,7 +1360,9 @@ ShopFindCardNumberFlags(const char *s, int len, int flags)
 	cs.flags = flags;
 	cs.utf8 = (GetDatabaseEncoding() == PG_UTF8);
 	cs.redact = false;
-	return card_scan(&cs);
+	if (card_scan(&cs))
+		return true;
+	return !(flags & SHOP_SCAN_CATALOG) && cs.list_from >= 0 && list_scan(&cs);
 }
 
 bool
@@ -1216,7 +1391,14 @@ ShopRedactCardNumbers(char *s, int len)
 	cs.utf8 = (GetDatabaseEncoding() == PG_UTF8);
 	cs.redact = true;
 	card_scan(&cs);
-	return cs.found;
+	{
+		int			found = cs.found;
+
+		/* the log: every list-shaped card too */
+		if (cs.list_from >= 0)
+			return found + (list_scan(&cs) ? cs.found : 0);
+		return found;
+	}
 }
 
 /* ----------------------------------------------------------------------
@@ -1307,6 +1489,7 @@ typedef struct GuardKeys
 	char	  **key;
 	int		   *len;
 	char	   *idprefix;		/* NULL: none */
+	int			flags;			/* SHOP_SCAN_CATALOG: catalog text */
 } GuardKeys;
 
 /* is the text value idprefix followed by a decimal integer? */
@@ -1398,7 +1581,7 @@ jsonb_container_has_card(const JsonbContainer *jc, int flags, const GuardKeys *s
 			uint32		vend = JBE_HAS_OFF(ve) ? JBE_OFFLENFLD(ve) : voff + JBE_OFFLENFLD(ve);
 			int			vflags = flags;
 
-			if (ShopFindCardNumberFlags(base + koff, kend - koff, 0))
+			if (ShopFindCardNumberFlags(base + koff, kend - koff, flags & SHOP_SCAN_CATALOG))
 				return true;
 			if (JBE_ISNUMERIC(ve) && guard_key_skipped(skip, base + koff, kend - koff))
 			{
@@ -1523,14 +1706,14 @@ guard_elem_init(GuardElem *ge, Oid elem)
 }
 
 static bool
-value_has_card(GuardKind kind, Datum value, const GuardElem *ge, const GuardKeys *skip)
+value_has_card(GuardKind kind, Datum value, const GuardElem *ge, const GuardKeys *skip, int flags)
 {
 	switch (kind)
 	{
 		case GK_TEXT:
 			{
 				text	   *t = DatumGetTextPP(value);
-				bool		found = ShopFindCardNumber(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+				bool		found = ShopFindCardNumberFlags(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), flags);
 
 				if ((Pointer) t != DatumGetPointer(value))
 					pfree(t);
@@ -1540,12 +1723,12 @@ value_has_card(GuardKind kind, Datum value, const GuardElem *ge, const GuardKeys
 			{
 				Name		n = DatumGetName(value);
 
-				return ShopFindCardNumber(NameStr(*n), strnlen(NameStr(*n), NAMEDATALEN));
+				return ShopFindCardNumberFlags(NameStr(*n), strnlen(NameStr(*n), NAMEDATALEN), flags);
 			}
 		case GK_JSONB:
 			{
 				Jsonb	   *jb = DatumGetJsonbP(value);
-				bool		found = jsonb_container_has_card(&jb->root, 0, skip);
+				bool		found = jsonb_container_has_card(&jb->root, flags, skip);
 
 				if ((Pointer) jb != DatumGetPointer(value))
 					pfree(jb);
@@ -1566,7 +1749,7 @@ value_has_card(GuardKind kind, Datum value, const GuardElem *ge, const GuardKeys
 					Datum		d = array_iter_next(&it, &isnull, i, ge->len, ge->byval, ge->align);
 
 					if (!isnull)
-						found = value_has_card(ge->kind, d, NULL, NULL);
+						found = value_has_card(ge->kind, d, NULL, NULL, flags);
 				}
 				return found;
 			}
@@ -1618,22 +1801,31 @@ ShopRefuseCardNumberJsonb(Jsonb *jb, const char *what)
 /*
  * shop._card_number_check(value text, what text) -> void
  * shop._card_number_check(value jsonb, what text) -> void
- * Used by the SQL-language parts of the API.
+ * shop._card_number_check(value text, what text, catalog boolean) -> void
+ * Used by the SQL-language parts of the API; with catalog true the value is
+ * read as catalog text (SHOP_SCAN_CATALOG: no list rule).
  */
 Datum
 shop_card_number_check(PG_FUNCTION_ARGS)
 {
 	const char *what = PG_ARGISNULL(1) ? "an argument" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
+	int			flags = (PG_NARGS() > 2 && !PG_ARGISNULL(2) && PG_GETARG_BOOL(2)) ?
+		SHOP_SCAN_CATALOG : 0;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_VOID();
 	if (get_fn_expr_argtype(fcinfo->flinfo, 0) == JSONBOID)
-		ShopRefuseCardNumberJsonb(PG_GETARG_JSONB_P(0), what);
+	{
+		if (jsonb_container_has_card(&PG_GETARG_JSONB_P(0)->root, flags, NULL))
+			refuse_card_number(what);
+	}
 	else
 	{
 		text	   *t = PG_GETARG_TEXT_PP(0);
 
-		ShopRefuseCardNumberText(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), what);
+		if (ShopFindCardNumberFlags(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), flags))
+			refuse_card_number(what);
 	}
 	PG_RETURN_VOID();
 }
@@ -1677,7 +1869,8 @@ shop_contains_card_number_any(PG_FUNCTION_ARGS)
 	}
 	if (cache->kind == GK_NONE)
 		PG_RETURN_NULL();
-	PG_RETURN_BOOL(value_has_card(cache->kind, PG_GETARG_DATUM(0), &cache->elem, NULL));
+	PG_RETURN_BOOL(value_has_card(cache->kind, PG_GETARG_DATUM(0), &cache->elem, NULL,
+								  (PG_NARGS() > 1 && PG_GETARG_BOOL(1)) ? SHOP_SCAN_CATALOG : 0));
 }
 
 /* shop._card_guard_reads(type regtype) -> boolean */
@@ -1803,9 +1996,21 @@ guard_exempt(const Trigger *tg, Form_pg_attribute att, GuardKind k, GuardKeys *s
 		const char *a = tg->tgargs[i];
 		size_t		alen = strlen(a);
 
+		/* catalog text, the whole table's or one column's: no list rule */
+		if (strcmp(a, "catalog") == 0)
+		{
+			skip->flags |= SHOP_SCAN_CATALOG;
+			used[i] = true;
+			continue;
+		}
 		if (strncmp(a, name, nlen) != 0)
 			continue;
-		if (a[nlen] == '.' && a[nlen + 1] != '\0' && getBaseType(att->atttypid) == JSONBOID)
+		if (strcmp(a + nlen, ":catalog") == 0)
+		{
+			skip->flags |= SHOP_SCAN_CATALOG;
+			used[i] = true;
+		}
+		else if (a[nlen] == '.' && a[nlen + 1] != '\0' && getBaseType(att->atttypid) == JSONBOID)
 		{
 			if (skip->nkeys == 0)
 			{
@@ -1908,7 +2113,7 @@ guard_plan(FmgrInfo *flinfo, const Trigger *tg, Relation rel)
 			guard_plan_free(plan);
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("card guard trigger %s on %s has argument \"%s\", which is neither \"<jsonb column>.<key>\" nor \"<text column>=<prefix>#\" for a column of the table",
+					 errmsg("card guard trigger %s on %s has argument \"%s\", which is none of \"<jsonb column>.<key>\", \"<text column>=<prefix>#\", \"<column>:catalog\" for a column of the table, \"catalog\"",
 							tg->tgname, RelationGetRelationName(rel), tg->tgargs[i])));
 		}
 	pfree(used);
@@ -1998,7 +2203,7 @@ shop_card_guard(PG_FUNCTION_ARGS)
 		}
 		if (guard_is_id(&plan->skip[c], value))
 			continue;
-		if (value_has_card(plan->kind[c], value, &plan->elem[c], &plan->skip[c]))
+		if (value_has_card(plan->kind[c], value, &plan->elem[c], &plan->skip[c], plan->skip[c].flags))
 		{
 			char	   *what = psprintf("column %s of %s.%s",
 										NameStr(TupleDescAttr(desc, a)->attname),
