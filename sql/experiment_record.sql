@@ -116,6 +116,11 @@ SELECT (shop._experiment_variant('all-in', '501')).variant AS v501,
        (shop._experiment_variant('all-in', NULL)).variant IS NULL AS no_unit_none;
 
 SELECT pg_advisory_unlock(hashtext('shop.recommendations')) AS unlocked;
+DROP VIEW pg_temp.impressions;
+DROP TABLE pg_temp.seen;
+RESET shop.session_secret;
 SET client_min_messages = warning;
 DROP OWNED BY regress_rec_front;
 DROP ROLE regress_rec_front;
+DROP EXTENSION shop;
+DROP EXTENSION pg_trgm;
