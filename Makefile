@@ -18,6 +18,7 @@ OBJS         = \
 	src/keys.o \
 	src/events.o \
 	src/experiment.o \
+	src/expshow.o \
 	src/inventory.o \
 	src/orders.o \
 	src/payments.o \

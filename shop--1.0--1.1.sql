@@ -2206,12 +2206,12 @@ SET search_path = pg_catalog, shop, pg_temp
 AS $$
 DECLARE
     eid integer;
-    stopped timestamptz;
     vno smallint;
     params jsonb;
     ids bigint[];
     scores real[];
-    bucket integer;
+    pick record;
+    shown boolean;
 BEGIN
     IF recommend.experiment IS NULL THEN
         RETURN QUERY SELECT * FROM shop._recommend_default(recommend.customer_id, recommend.lim);
@@ -2221,15 +2221,12 @@ BEGIN
         RAISE EXCEPTION 'argument customer_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM shop._authorize(recommend.customer_id);
-    -- the unit's bucket once (rec9: the join's condition hashed it twice
-    -- for every variant row)
-    bucket := shop.experiment_bucket(recommend.experiment, recommend.customer_id::text);
-    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
-      FROM shop.experiment e
-      LEFT JOIN shop.experiment_variant v
-             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND bucket >= v.bucket_lo AND bucket < v.bucket_hi
-     WHERE e.name = recommend.experiment;
+    -- the experiment and the unit's variant: C, one prepared statement
+    -- (rec10; src/expshow.c), an assignment rather than a query
+    pick := shop._experiment_variant(recommend.experiment, recommend.customer_id::text);
+    eid := pick.experiment_id;
+    vno := pick.variant;
+    params := pick.params;
     IF eid IS NULL THEN
         -- the name is echoed below: a card number is refused first (SH005,
         -- never in a detail), a control character is 22023 shown escaped
@@ -2262,23 +2259,11 @@ BEGIN
           FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), recommend.lim,
                                         (params ->> 'explore')::float8, '{}') x;
     END IF;
-    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
-        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
-        VALUES (eid, vno, recommend.customer_id::text, 'recommend', ids);
-        -- every 200th list, or one in 20 that finds the buffer's first
-        -- row over a minute old, moves the buffer
-        -- (as nested IFs, rec9: the same draws in the same order, and the
-        -- first a simple expression, where the OR with EXISTS was a query
-        -- run every call)
-        IF random() < 0.005 THEN
-            PERFORM shop._experiment_flush();
-        ELSIF random() < 0.05 THEN
-            IF EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                        WHERE f.shown_at < clock_timestamp() - interval '1 minute') THEN
-                PERFORM shop._experiment_flush();
-            END IF;
-        END IF;
-    END IF;
+    -- the impression (when the list is not empty, not on a hot standby)
+    -- and, every 200th list or one in 20 that finds the buffer's first
+    -- row over a minute old, the buffer moved: C (rec10; src/expshow.c),
+    -- the row written as the INSERT wrote it, the same random() draws
+    shown := shop._experiment_record(eid, vno, recommend.customer_id::text, 'recommend', ids);
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
 END
 $$;
@@ -2299,13 +2284,13 @@ AS $$
 DECLARE
     unit text;
     eid integer;
-    stopped timestamptz;
     vno smallint;
     params jsonb;
     method text;
     ids bigint[];
     scores real[];
-    bucket integer;
+    pick record;
+    shown boolean;
 BEGIN
     -- the unit's arguments are checked whenever they are given, with an
     -- experiment or without (hostile4: without one, customer 0, another
@@ -2328,13 +2313,12 @@ BEGIN
     ELSE
         unit := coalesce(shop.current_customer()::text, 'guest:' || nullif(also_bought.visitor, ''));
     END IF;
-    bucket := shop.experiment_bucket(also_bought.experiment, unit);
-    SELECT e.experiment_id, e.stopped_at, v.variant, v.params INTO eid, stopped, vno, params
-      FROM shop.experiment e
-      LEFT JOIN shop.experiment_variant v
-             ON v.experiment_id = e.experiment_id AND e.stopped_at IS NULL
-            AND bucket >= v.bucket_lo AND bucket < v.bucket_hi
-     WHERE e.name = also_bought.experiment;
+    -- the experiment and the unit's variant (none for no unit): C, one
+    -- prepared statement (rec10; src/expshow.c)
+    pick := shop._experiment_variant(also_bought.experiment, unit);
+    eid := pick.experiment_id;
+    vno := pick.variant;
+    params := pick.params;
     IF eid IS NULL THEN
         -- the name is echoed below: a card number is refused first (SH005,
         -- never in a detail), a control character is 22023 shown escaped
@@ -2371,21 +2355,8 @@ BEGIN
           FROM shop._experiment_explore(eid, coalesce(ids, '{}'), coalesce(scores, '{}'), also_bought.lim,
                                         (params ->> 'explore')::float8, ARRAY[also_bought.product_id]) x;
     END IF;
-    IF cardinality(ids) > 0 AND NOT pg_is_in_recovery() THEN
-        INSERT INTO shop.experiment_impression_recent (experiment_id, variant, unit, surface, products)
-        VALUES (eid, vno, unit, 'also_bought', ids);
-        -- (as nested IFs, rec9: the same draws in the same order, and the
-        -- first a simple expression, where the OR with EXISTS was a query
-        -- run every call)
-        IF random() < 0.005 THEN
-            PERFORM shop._experiment_flush();
-        ELSIF random() < 0.05 THEN
-            IF EXISTS (SELECT 1 FROM (SELECT r.shown_at FROM shop.experiment_impression_recent r LIMIT 1) f
-                        WHERE f.shown_at < clock_timestamp() - interval '1 minute') THEN
-                PERFORM shop._experiment_flush();
-            END IF;
-        END IF;
-    END IF;
+    -- the impression and now and then the buffer moved, as in recommend
+    shown := shop._experiment_record(eid, vno, unit, 'also_bought', ids);
     RETURN QUERY SELECT u.p, u.s FROM unnest(ids, scores) WITH ORDINALITY u(p, s, n) ORDER BY u.n;
 END
 $$;
@@ -11828,6 +11799,46 @@ BEGIN
     END IF;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Recommendations: the experiment path in C (issue 14, rec10) ---------------
+-- shop.recommend and shop.also_bought with an experiment found the unit's
+-- variant with an expression (the bucket) and a query run through
+-- PL/pgSQL's plan cache, and wrote the impression with an INSERT: the
+-- executor started and ended for one row, the CHECK on surface compiled
+-- again each time, then random() drawn and now and then the buffer moved.
+-- Now (src/expshow.c; both functions edited in place above, assignments
+-- rather than queries):
+--   1. shop._experiment_variant(experiment, unit): the bucket and the
+--      variant in one prepared statement with a generic plan;
+--      experiment_id NULL when no experiment has the name, variant NULL
+--      when it is stopped, the unit NULL or outside every share;
+--   2. shop._experiment_record(experiment_id, variant, unit, surface,
+--      products): the row written into shop.experiment_impression_recent
+--      as the INSERT wrote it (defaults, BEFORE ROW triggers such as the
+--      card guard, constraints, indexes), the statement where the table is
+--      not as shop made it; the same random() draws in the same order, the
+--      buffer moved by shop._experiment_flush.  Nothing for an empty list
+--      or on a hot standby; 25006 in a read-only transaction, as before.
+-- The same lists, cache rows and impressions (bench/results/2026-12-08-rec10.md).
+------------------------------------------------------------------------------
+CREATE FUNCTION shop._experiment_variant(experiment text, unit text,
+                                         OUT experiment_id integer, OUT variant smallint, OUT params jsonb)
+RETURNS record
+AS 'MODULE_PATHNAME', 'shop_experiment_variant'
+LANGUAGE C STABLE;
+REVOKE EXECUTE ON FUNCTION shop._experiment_variant(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION shop._experiment_variant(text, text) IS
+'internal: the experiment (NULL: no such name) and the unit''s variant and params (NULL: stopped, no unit, or outside every share)';
+
+CREATE FUNCTION shop._experiment_record(experiment_id integer, variant smallint, unit text,
+                                        surface text, products bigint[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'shop_experiment_record'
+LANGUAGE C VOLATILE;
+REVOKE EXECUTE ON FUNCTION shop._experiment_record(integer, smallint, text, text, bigint[]) FROM PUBLIC;
+COMMENT ON FUNCTION shop._experiment_record(integer, smallint, text, text, bigint[]) IS
+'internal: one impression of a list shown into shop.experiment_impression_recent (nothing for an empty list or on a standby), and now and then the buffer moved; true when written';
 
 -- Security: card numbers (issue 10) -----------------------------------------
 --

@@ -51,22 +51,22 @@ PG_FUNCTION_INFO_V1(shop_stat_quantile);
  * shop.experiment_bucket(experiment text, unit text) -> int: the unit's
  * bucket, 0..9999 (STRICT).
  */
-Datum
-shop_experiment_bucket(PG_FUNCTION_ARGS)
+/*
+ * The bucket of the unit (ulen bytes) in the experiment name (nlen bytes),
+ * both in the server encoding: shop.experiment_bucket's value.
+ */
+int
+ShopExperimentBucket(const char *name, int nlen, const char *unit, int ulen)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	text	   *unit = PG_GETARG_TEXT_PP(1);
-	int			nlen = VARSIZE_ANY_EXHDR(name);
-	int			ulen = VARSIZE_ANY_EXHDR(unit);
 	char	   *key = palloc(nlen + ulen + 2);
 	char	   *utf8;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	pg_cryptohash_ctx *ctx;
 	uint32		first;
 
-	memcpy(key, VARDATA_ANY(name), nlen);
+	memcpy(key, name, nlen);
 	key[nlen] = ':';
-	memcpy(key + nlen + 1, VARDATA_ANY(unit), ulen);
+	memcpy(key + nlen + 1, unit, ulen);
 	key[nlen + ulen + 1] = '\0';
 	/* the same bytes whatever the server encoding */
 	utf8 = pg_server_to_any(key, nlen + ulen + 1, PG_UTF8);
@@ -82,7 +82,17 @@ shop_experiment_bucket(PG_FUNCTION_ARGS)
 	pg_cryptohash_free(ctx);
 	first = ((uint32) digest[0] << 24) | ((uint32) digest[1] << 16) |
 		((uint32) digest[2] << 8) | (uint32) digest[3];
-	PG_RETURN_INT32((int32) (first % 10000));
+	return (int) (first % 10000);
+}
+
+Datum
+shop_experiment_bucket(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	text	   *unit = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_INT32(ShopExperimentBucket(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
+										 VARDATA_ANY(unit), VARSIZE_ANY_EXHDR(unit)));
 }
 
 /* continued fraction of the incomplete beta function (x < (a+1)/(a+b+2)) */

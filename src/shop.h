@@ -342,6 +342,9 @@ extern bool shop_search_prior;
 extern int	shop_search_prior_window;	/* seconds */
 extern int	shop_search_prior_half_life;	/* seconds */
 
+/* experiment.c: shop.experiment_bucket's value (name and unit in the server encoding) */
+extern int	ShopExperimentBucket(const char *name, int nlen, const char *unit, int ulen);
+
 /* search/ (shop_search access method): prototypes in src/search/ssearch.h */
 
 #endif							/* SHOP_H */
