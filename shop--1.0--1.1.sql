@@ -11124,10 +11124,10 @@ GRANT EXECUTE ON FUNCTION shop._customer_refusal(bigint), shop._session_refusal(
 
 CREATE FUNCTION shop._echo_value(value text, what text)
 RETURNS text
-AS 'MODULE_PATHNAME', 'shop_echo_value'
+AS 'MODULE_PATHNAME', 'shop_echo_value_named'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION shop._echo_value(text, text) IS
-'internal: value as an error shows it (double quotes, its first 60 characters, control characters escaped); SH005 naming what when it holds a card number';
+'internal: value as an error shows it (double quotes, its first 60 characters, control characters escaped); SH005 naming what (an argument''s name: 1 to 63 of a-z, 0-9 and _, else 22023) when it holds a card number';
 REVOKE ALL ON FUNCTION shop._echo_value(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION shop._echo_value(text, text) TO shop_storefront, shop_admin;
 

@@ -493,3 +493,37 @@ shop_xact_wrote(PG_FUNCTION_ARGS)
 
 	PG_RETURN_BOOL(TransactionIdIsCurrentTransactionId(xid));
 }
+
+/*
+ * shop._echo_value(value text, what text) -> text: ShopEchoValue
+ * (textutil.c) for PL/pgSQL, with what checked first (hostile7).  what is
+ * the name of the argument the value was given as, and ShopEchoValue
+ * writes it as it is into SH005's detail; the storefront may call this
+ * function (its invoker callers, shop.browse and
+ * shop._search_global_check, need it), so what was any text: an escape
+ * sequence or a megabyte went into the error and the server log.  Now
+ * what is a name, 1 to 63 of a-z, 0-9 and _, else 22023 (the name not
+ * shown).
+ */
+PG_FUNCTION_INFO_V1(shop_echo_value_named);
+
+Datum
+shop_echo_value_named(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	text	   *w = PG_GETARG_TEXT_PP(1);
+	const char *p = VARDATA_ANY(w);
+	int			n = VARSIZE_ANY_EXHDR(w);
+	bool		ok = n >= 1 && n < NAMEDATALEN;
+
+	for (int i = 0; ok && i < n; i++)
+		ok = (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '_';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed argument name"),
+				 errdetail("what must be the name of an argument: 1 to %d of a-z, 0-9 and _.",
+						   NAMEDATALEN - 1)));
+	PG_RETURN_TEXT_P(cstring_to_text(ShopEchoValue(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+												   text_to_cstring(w))));
+}

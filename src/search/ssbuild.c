@@ -39,6 +39,34 @@
 
 /* ---- metapage ---- */
 
+/*
+ * The generation a new build starts from (issue 12, hostile7).  The
+ * backend caches of a segment's data (impact lists, window popularity,
+ * sort keys, facet counts) name it by (relation file, header block,
+ * serial), which must then name one segment for good.  A build started
+ * every index at generation 0, and TRUNCATE of a table created or
+ * truncated earlier in the same transaction truncates its index in place
+ * (same relation file) and builds it again: the folds of the new
+ * documents wrote segments of the same header blocks and serials as the
+ * ones before, and a backend that had searched the earlier ones ranked
+ * the new ones with their data (rows missing from a ranked page).  A
+ * build starts past every generation an earlier build of this backend
+ * can have reached (2^30 folds), and past the clock's microseconds so
+ * that the value says nothing of how many builds there were; only this
+ * backend can rebuild a relation file in place (it is its transaction's).
+ */
+static uint64
+build_generation(void)
+{
+	static uint64 last = 0;
+	uint64		g = (uint64) Max(GetCurrentTimestamp(), 0);
+
+	if (g < last + (UINT64CONST(1) << 30))
+		g = last + (UINT64CONST(1) << 30);
+	last = g;
+	return g;
+}
+
 static void
 init_meta(Page page, Relation index)
 {
@@ -52,6 +80,7 @@ init_meta(Page page, Relation index)
 	strlcpy(meta->language, SsGetLanguage(index), sizeof(meta->language));
 	meta->pending_head = InvalidBlockNumber;
 	meta->pending_tail = InvalidBlockNumber;
+	meta->generation = build_generation();
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(SsMetaPageData)) - (char *) page;
 }
 
@@ -292,7 +321,7 @@ flush_builder(BuildState *bs)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("shop_search index would need more than %d segments", SS_MAX_SEGMENTS),
 				 errhint("Raise maintenance_work_mem.")));
-	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL, 0);
+	hdr = SsSegBuilderWrite(bs->sb, bs->index, false, NULL, NULL, bs->meta.generation);
 	bs->meta.segments[bs->meta.nsegments].header = hdr;
 	bs->meta.segments[bs->meta.nsegments].ndocs = SsSegBuilderNDocs(bs->sb);
 	bs->meta.nsegments++;

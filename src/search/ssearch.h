@@ -340,9 +340,12 @@ typedef struct SsSegHeader
 	uint32		ngrampages;
 	uint32		firstexact;		/* ordinal of the first exact term */
 	/*
-	 * The metapage generation that published the segment (0: CREATE INDEX,
-	 * or an older build).  (header block, serial) names a segment for good:
-	 * a block released and reused later heads a segment of a higher serial.
+	 * The metapage generation that published the segment (a build's
+	 * first generation for CREATE INDEX's segments; 0 in an older build).
+	 * (header block, serial) names a segment for good: a block released
+	 * and reused later heads a segment of a higher serial, and a build
+	 * starts past every generation the relation file had before (a
+	 * TRUNCATE in place builds it again: ssbuild.c, build_generation).
 	 */
 	uint64		serial;
 	/*
