@@ -73,12 +73,15 @@ DOCS         = contrib/prometheus/shop-queries.yaml \
 # pg_regress suites: one per file in sql/, isolation specs in specs/.
 # `make installcheck` runs them against a server of your own; `make test`
 # runs everything against a throwaway cluster (scripts/test.sh).
-# Three suites need make test's own cluster, so installcheck leaves them out
+# Four suites need make test's own cluster, so installcheck leaves them out
 # (scripts/test.sh runs every file of sql/): server_log reads its log file
 # (next to its data directory, with its log_line_prefix; a server of your
 # own logs elsewhere), search_log_ring and hostile_search_log_fold need shop
 # in shared_preload_libraries (the search log's shared-memory ring).
-REGRESS_OWN_CLUSTER = server_log search_log_ring hostile_search_log_fold
+# hostile_storefront_login connects (\c) as a login role it creates, which
+# needs make test's trust authentication (a server of your own may ask a
+# password).
+REGRESS_OWN_CLUSTER = server_log search_log_ring hostile_search_log_fold hostile_storefront_login
 REGRESS      = $(filter-out $(REGRESS_OWN_CLUSTER),$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
 REGRESS_OPTS = --inputdir=.
 # installcheck's databases are UTF8 whatever the server's default (a

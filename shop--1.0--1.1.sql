@@ -11840,6 +11840,44 @@ REVOKE EXECUTE ON FUNCTION shop._experiment_record(integer, smallint, text, text
 COMMENT ON FUNCTION shop._experiment_record(integer, smallint, text, text, bigint[]) IS
 'internal: one impression of a list shown into shop.experiment_impression_recent (nothing for an empty list or on a standby), and now and then the buffer moved; true when written';
 
+-- Security: the storefront's calls are not PUBLIC's (sec6) ----------------
+--
+-- The customer-facing calls that run as the extension's owner were left
+-- executable by PUBLIC (1.0's grants, and the 1.1 forms created since),
+-- on the ground that only shop's roles have USAGE on schema shop.  But
+-- shop_monitor has USAGE too (for its monitor_* calls), so the metrics
+-- exporter's login could search (each search written to shop.search_log,
+-- whose repeated queries autocomplete suggests to every shopper), read
+-- stock, facets and recommendations, and call the router's facet step
+-- shop._search_facets_routed(text, jsonb, jsonb, int), whose grant was
+-- never revoked from PUBLIC.  docs/security.md: shop_monitor may call the
+-- monitor_* functions "and nothing else".  These calls are now granted to
+-- the storefront and the back office only (sql/hostile_monitor_calls.sql).
+------------------------------------------------------------------------------
+
+REVOKE EXECUTE ON FUNCTION shop.stock_available(bigint),
+    shop.search(text, jsonb, text, int, int, bigint),
+    shop.search_facets(text, jsonb), shop.search_facets(text, jsonb, int),
+    shop.search_facets(text, jsonb, int, int),
+    shop._search_facets_routed(text, jsonb, jsonb, int),
+    shop.autocomplete(text, int), shop.did_you_mean(text),
+    shop.view(bigint, bigint), shop.recently_viewed(bigint, int),
+    shop.trending(bigint, int), shop.similar_products(bigint, int),
+    shop.recommend(bigint, int, text), shop.also_bought(bigint, int, text, bigint, text),
+    shop.experiment_assign(text, bigint, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION shop.stock_available(bigint),
+    shop.search(text, jsonb, text, int, int, bigint),
+    shop.search_facets(text, jsonb), shop.search_facets(text, jsonb, int),
+    shop.search_facets(text, jsonb, int, int),
+    shop._search_facets_routed(text, jsonb, jsonb, int),
+    shop.autocomplete(text, int), shop.did_you_mean(text),
+    shop.view(bigint, bigint), shop.recently_viewed(bigint, int),
+    shop.trending(bigint, int), shop.similar_products(bigint, int),
+    shop.recommend(bigint, int, text), shop.also_bought(bigint, int, text, bigint, text),
+    shop.experiment_assign(text, bigint, text)
+    TO shop_storefront, shop_admin;
+
 -- Security: card numbers (issue 10) -----------------------------------------
 --
 -- One detector (src/textutil.c) for the argument checks, a guard trigger on
