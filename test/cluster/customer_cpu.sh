@@ -27,6 +27,7 @@
 set -euo pipefail
 SCALE=${SCALE:-5000} N=${N:-300} M=${M:-100} ROUNDS=${ROUNDS:-3}
 . "${TOP:-$(pwd)}/test/cluster/lib/cpu_setup.sh"
+MEASURE_WIDTH=34
 cpu_cluster_up customer_cpu
 cpu_shards_load synonyms
 q "$R" "$PR" router -c "SELECT shop_router.sync_product_ids()" >/dev/null
@@ -78,15 +79,6 @@ $$;
 GRANT USAGE ON SCHEMA old TO web;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA old TO web;
 SQL
-measure() {   # label script calls
-    local label=$1 script=$2 n=$3
-    rm -f "$BASE/t0" "$BASE/t1"
-    q "$R" "$PR" router -U web -f "$script" >/dev/null 2>"$BASE/err.log" || true
-    [ -s "$BASE/t1" ] || { echo "$label failed:"; tail -5 "$BASE/err.log"; return 1; }
-    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
-    awk -v l="$label" -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) -v n="$n" \
-        'BEGIN { printf "%-34s router backend %6.3f ms  shards %6.3f ms  wall %6.3f ms\n", l, b * 10 / n, s * 10 / n, w / 1e6 / n }'
-}
 head_sql() {
     echo '\set QUIET on'
     echo "SET shop.session = '$TOKEN';"

@@ -1,6 +1,6 @@
 # cpu_setup.sh: sourced by the measuring scripts of test/cluster
 # (read_lag_cpu.sh, read_route_cpu.sh, reco_cpu.sh, search_cpu.sh, customer_cpu.sh,
-# session_cpu.sh, session_use_cpu.sh), run from the top of
+# session_cpu.sh, session_use_cpu.sh, view_cpu.sh), run from the top of
 # the tree after make; the cluster setup they share, each keeping its own
 # rounds and what it prints.
 #
@@ -19,6 +19,12 @@
 #                         also its customers' orders and their lines
 #                         (hashint8(customer_id) & 3) and its recommendations
 #                         rebuilt; VACUUM ANALYZE
+#   measure LABEL SCRIPT N
+#                         runs SCRIPT (psql, as web on the router) that
+#                         writes cpu.sh's readings to $BASE/t0 and $BASE/t1,
+#                         and prints the router backend's and the shards'
+#                         CPU (10 ms ticks) and the wall time per call, the
+#                         label in MEASURE_WIDTH columns (default 30)
 #   cpu_top_words         WORDS: the catalog's 20 most frequent title words
 #                         of 4+ letters, quoted, comma-separated
 # TOP (default: the current directory) is the top of the tree.
@@ -72,4 +78,14 @@ cpu_top_words() {
         SELECT t.word AS w FROM shop.product p CROSS JOIN LATERAL shop.search_tokens(p.title) t
          WHERE length(t.word) >= 4 AND t.word !~ '[0-9]'
          GROUP BY t.word ORDER BY count(*) DESC, t.word LIMIT 20) x")
+}
+
+measure() {   # label script calls
+    local label=$1 script=$2 n=$3
+    rm -f "$BASE/t0" "$BASE/t1"
+    q "$R" "$PR" router -U web -f "$script" >/dev/null 2>"$BASE/err.log" || true
+    [ -s "$BASE/t1" ] || { echo "$label failed:"; tail -5 "$BASE/err.log"; return 1; }
+    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
+    awk -v l="$label" -v wd="${MEASURE_WIDTH:-30}" -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) -v n="$n" \
+        'BEGIN { printf "%-*s router backend %6.3f ms  shards %6.3f ms  wall %6.3f ms\n", wd, l, b * 10 / n, s * 10 / n, w / 1e6 / n }'
 }

@@ -4,9 +4,7 @@
 # one (session_setup), customer 7's cart of 3 lines (session_cart, after the
 # caller's "old" schema exists), and the measuring calls (many: N calls in
 # one statement; refused: M refused cart_get, each followed by a
-# product_get), each printing the CPU (utime + stime, 10 ms ticks) of the
-# router's backend and of every process of the two shard clusters per call,
-# and the wall time.
+# product_get), each through cpu_setup.sh's measure.
 
 session_setup() {
     cpu_shards_load
@@ -26,15 +24,6 @@ SQL
 )
 }
 
-measure() {   # label script calls
-    local label=$1 script=$2 n=$3
-    rm -f "$BASE/t0" "$BASE/t1"
-    q "$R" "$PR" router -U web -f "$script" >/dev/null 2>"$BASE/err.log" || true
-    [ -s "$BASE/t1" ] || { echo "$label failed:"; tail -5 "$BASE/err.log"; return 1; }
-    read -r b0 s0 w0 <"$BASE/t0"; read -r b1 s1 w1 <"$BASE/t1"
-    awk -v l="$label" -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v w=$((w1 - w0)) -v n="$n" \
-        'BEGIN { printf "%-30s router backend %6.3f ms  shards %6.3f ms  wall %6.3f ms\n", l, b * 10 / n, s * 10 / n, w / 1e6 / n }'
-}
 head_sql() {
     echo '\set QUIET on'
     echo "SET shop.session = '$1';"
